@@ -1,0 +1,1 @@
+"""The confidential master file: schema, import, storage, synthetic generator."""

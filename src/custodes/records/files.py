@@ -1,0 +1,153 @@
+"""Reading tabular input files (CSV or Parquet) as text columns, with precise refusals.
+
+Every column is read as text so that validation, not the reader, decides what a value means
+(a TIN with a leading zero stays a TIN). Error messages name the file and line but never quote
+a value, because values are personal data.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from custodes.errors import InputError
+
+ROW = "_row"
+# Refuse absurd files before reading them; configurable per call.
+DEFAULT_MAX_BYTES = 4 << 30
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".txt"):
+        return "csv"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise InputError(f"{path.name}: unsupported file type '{suffix}' (use .csv or .parquet).",
+                     code="unsupported_file_type")
+
+
+def _first_bad_csv_line(path: Path, ncols: int) -> tuple[int, str] | None:
+    """Locate the first line that is not UTF-8 or has the wrong number of fields."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return lineno, "is not valid UTF-8 text (save the file as UTF-8)"
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        for fields in reader:
+            if len(fields) != ncols and fields:
+                return reader.line_num, f"has {len(fields)} fields, the header has {ncols}"
+    return None
+
+
+def _csv_header(path: Path) -> list[str]:
+    with open(path, "rb") as fh:
+        first = fh.readline()
+    try:
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{path.name}:1: the header is not valid UTF-8 text "
+                         "(save the file as UTF-8).", code="bad_encoding") from None
+    names = next(csv.reader([text]), [])
+    return [n.strip() for n in names]
+
+
+def read_text_table(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = (),
+                    *, allow_extra: bool = False, max_bytes: int = DEFAULT_MAX_BYTES) -> pa.Table:
+    """Read a CSV or Parquet file into an Arrow table of text columns plus a 1-based `_row`.
+
+    Refuses a missing file, a file over `max_bytes`, a wrong encoding, ragged rows, missing
+    required columns and (unless `allow_extra`) unknown columns, each with one clear message.
+    """
+    if not path.exists():
+        raise InputError(f"{path}: no such file.", code="file_not_found")
+    if not path.is_file():
+        raise InputError(f"{path}: not a file.", code="file_not_found")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise InputError(f"{path.name}: {size} bytes is larger than the limit of {max_bytes}.",
+                         code="file_too_large")
+    kind = file_kind(path)
+    if kind == "csv":
+        if size == 0:
+            raise InputError(f"{path.name}: the file is empty (a header line is required).",
+                             code="empty_file")
+        header = _csv_header(path)
+        _check_columns(path, header, required, optional, allow_extra)
+        try:
+            table = pacsv.read_csv(
+                path,
+                read_options=pacsv.ReadOptions(block_size=16 << 20),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={n: pa.string() for n in header},
+                    strings_can_be_null=False, quoted_strings_can_be_null=False),
+            )
+        except (pa.ArrowInvalid, UnicodeDecodeError):
+            where = _first_bad_csv_line(path, len(header))
+            if where is None:
+                raise InputError(f"{path.name}: not a readable CSV file.",
+                                 code="bad_csv") from None
+            line, what = where
+            code = "bad_encoding" if "UTF-8" in what else "bad_csv"
+            raise InputError(f"{path.name}:{line}: the line {what}.", code=code) from None
+        table = table.rename_columns([n.strip() for n in table.column_names])
+    else:
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowInvalid, OSError):
+            raise InputError(f"{path.name}: not a readable Parquet file.",
+                             code="bad_parquet") from None
+        _check_columns(path, table.column_names, required, optional, allow_extra)
+        cols = []
+        for name in table.column_names:
+            col = table.column(name)
+            if not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type):
+                try:
+                    col = pc.cast(col, pa.string())
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    raise InputError(f"{path.name} [{name}]: column type {col.type} cannot be "
+                                     "read as text.", code="bad_column_type") from None
+            cols.append(col)
+        table = pa.table(cols, names=table.column_names)
+    return table.append_column(ROW, pa.array(range(1, table.num_rows + 1), pa.int64()))
+
+
+def _check_columns(path: Path, header: list[str], required: tuple[str, ...],
+                   optional: tuple[str, ...], allow_extra: bool) -> None:
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise InputError(f"{path.name}: column(s) named twice: {', '.join(dupes)}.",
+                         code="duplicate_columns")
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InputError(
+            f"{path.name}: missing required column(s): {', '.join(missing)} "
+            f"(expected: {','.join(required)}).", code="missing_columns")
+    if not allow_extra:
+        extra = [c for c in header if c not in required and c not in optional]
+        if extra:
+            raise InputError(
+                f"{path.name}: unknown column(s): {', '.join(extra)} "
+                f"(expected exactly: {','.join(required + optional)}).", code="unknown_columns")
+
+
+def line_of(path: Path, row: int) -> int:
+    """The line number a data row sits on: CSV rows follow the header line."""
+    return row + 1 if file_kind(path) == "csv" else row

@@ -1,0 +1,141 @@
+"""Where the master file lives: immutable generations of Parquet tables, switched atomically.
+
+``bulk/master/CURRENT`` names the live generation folder (``g000001`` ...), each holding
+``people.parquet`` and ``addresses.parquet`` and, for a synthetic master file, the ground truth
+``population.parquet``. A writer builds a whole new generation beside the live one and then
+replaces CURRENT with one atomic rename, so a reader never sees half an import and a crash
+leaves the previous generation live.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from custodes.errors import WorkspaceError
+from custodes.workspace import Workspace
+
+TABLES = ("people", "addresses", "population")
+
+
+@dataclass(frozen=True)
+class MasterFile:
+    folder: Path | None
+
+    def path(self, table: str) -> Path:
+        if self.folder is None:
+            raise WorkspaceError(
+                "The workspace has no master file yet: load one with 'custodes records import' "
+                "or create a synthetic one with 'custodes records generate'.",
+                code="no_master_file",
+            )
+        return self.folder / f"{table}.parquet"
+
+    def has(self, table: str) -> bool:
+        return self.folder is not None and (self.folder / f"{table}.parquet").exists()
+
+    @property
+    def exists(self) -> bool:
+        return self.has("people")
+
+    def sha256(self) -> str:
+        """Content hash of the master file: the people and address tables' bytes."""
+        h = hashlib.sha256()
+        for table in ("people", "addresses"):
+            with open(self.path(table), "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        return h.hexdigest()
+
+
+def _root(ws: Workspace) -> Path:
+    return ws.bulk / "master"
+
+
+def current(ws: Workspace) -> MasterFile:
+    pointer = _root(ws) / "CURRENT"
+    if not pointer.exists():
+        return MasterFile(None)
+    folder = _root(ws) / pointer.read_text().strip()
+    if not folder.is_dir():
+        raise WorkspaceError(f"The master file's live generation {folder.name} is missing.",
+                             code="master_corrupt")
+    return MasterFile(folder)
+
+
+def new_generation(ws: Workspace) -> Path:
+    root = _root(ws)
+    root.mkdir(parents=True, exist_ok=True)
+    numbers = [int(p.name[1:]) for p in root.glob("g*") if p.name[1:].isdigit()]
+    folder = root / f"g{max(numbers, default=0) + 1:06d}"
+    folder.mkdir()
+    return folder
+
+
+def publish(ws: Workspace, folder: Path) -> MasterFile:
+    """Make `folder` the live generation (atomic) and remove older ones."""
+    root = _root(ws)
+    tmp = root / "CURRENT.tmp"
+    tmp.write_text(folder.name + "\n")
+    with open(tmp) as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, root / "CURRENT")
+    for old in root.glob("g*"):
+        if old.is_dir() and old.name != folder.name:
+            shutil.rmtree(old, ignore_errors=True)
+    return MasterFile(folder)
+
+
+def discard(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection for bulk work."""
+    con = duckdb.connect(":memory:")
+    if threads:
+        con.execute(f"SET threads={int(threads)}")
+    con.execute("SET preserve_insertion_order=true")
+    con.execute("SET enable_progress_bar=false")
+    return con
+
+
+def summary(ws: Workspace) -> dict[str, object]:
+    """Counts that describe the master file without revealing anyone in it."""
+    mf = current(ws)
+    if not mf.exists:
+        return {"people": 0, "addresses": 0}
+    con = connect()
+    p, a = str(mf.path("people")), str(mf.path("addresses"))
+    people, itin, suffixed = con.execute(
+        f"SELECT count(*), count(*) FILTER (tin_type='ITIN'), count(*) FILTER (suffix IS NOT NULL)"
+        f" FROM read_parquet('{p}')"
+    ).fetchall()[0]
+    rows, years_lo, years_hi, shared = con.execute(
+        f"""WITH a AS (SELECT * FROM read_parquet('{a}')),
+                 last AS (SELECT record_id, arg_max(street||'|'||coalesce(unit,'')||'|'||zip,
+                                                    tax_year) AS addr FROM a GROUP BY 1),
+                 households AS (SELECT addr, count(*) AS n FROM last GROUP BY 1)
+            SELECT (SELECT count(*) FROM a), (SELECT min(tax_year) FROM a),
+                   (SELECT max(tax_year) FROM a),
+                   (SELECT coalesce(sum(n),0) FROM households WHERE n > 1)"""
+    ).fetchall()[0]
+    out: dict[str, object] = {
+        "people": people, "itin": itin, "with_suffix": suffixed, "addresses": rows,
+        "tax_years": [years_lo, years_hi], "people_sharing_last_address": shared,
+        "sha256": mf.sha256(), "generation": mf.folder.name if mf.folder else None,
+    }
+    if mf.has("population"):
+        pop = str(mf.path("population"))
+        absent, twins = con.execute(
+            f"SELECT count(*) FILTER (NOT filer), count(*) FILTER (twin_of IS NOT NULL)"
+            f" FROM read_parquet('{pop}')").fetchall()[0]
+        out["synthetic_non_filers"] = absent
+        out["twins"] = twins
+    con.close()
+    return out

@@ -1,0 +1,1 @@
+"""Requests: the interchange format, intake, and the synthetic request generator."""

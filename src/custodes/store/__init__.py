@@ -1,0 +1,1 @@
+"""The transactional store: SQLAlchemy Core tables, Alembic migrations, engines."""
