@@ -117,7 +117,7 @@ def _checks(has_master: bool) -> list[tuple[str, str, str, str]]:
     tin_checks = lambda t: [  # noqa: E731
         (t, "tin", "tin_raw IS NULL", "TIN is required"),
         (t, "tin", "tin_raw IS NOT NULL AND tin IS NULL",
-         "TIN must be 9 digits (123456789 or the 123-45-6789 layout)"),
+         "TIN must be 9 digits, optionally written NNN-NN-NNNN"),
     ]
     people = [
         *tin_checks("p2"),
