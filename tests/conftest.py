@@ -14,8 +14,9 @@ import sqlalchemy as sa
 from custodes.records.generator import generate_master
 from custodes.workspace import Workspace, init_workspace, open_workspace
 
-PG_ADMIN_URL = os.environ.get("CUSTODES_TEST_PG_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "CUSTODES_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
@@ -56,14 +57,18 @@ def pg_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     except sa.exc.OperationalError as exc:  # pragma: no cover - environment problem
-        pytest.fail(f"PostgreSQL is required for this test and is not reachable at "
-                    f"{PG_ADMIN_URL} ({exc.orig}); start it (make postgres) or set "
-                    "CUSTODES_TEST_PG_URL.")
-    url = sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(
-        hide_password=False)
+        pytest.fail(
+            f"PostgreSQL is required for this test and is not reachable at "
+            f"{PG_ADMIN_URL} ({exc.orig}); start it (make postgres) or set "
+            "CUSTODES_TEST_PG_URL."
+        )
+    url = sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     yield url
     with admin.connect() as conn:
-        conn.execute(sa.text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                             f"WHERE datname = '{name}'"))
+        conn.execute(
+            sa.text(
+                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            )
+        )
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
     admin.dispose()

@@ -14,8 +14,16 @@ from custodes.cli import app
 
 runner = CliRunner()
 
-COMMANDS = [[], ["init"], ["status"], ["records"], ["records", "import"],
-            ["records", "generate"], ["records", "summary"], ["requests", "generate"]]
+COMMANDS = [
+    [],
+    ["init"],
+    ["status"],
+    ["records"],
+    ["records", "import"],
+    ["records", "generate"],
+    ["records", "summary"],
+    ["requests", "generate"],
+]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "root")
@@ -29,12 +37,27 @@ def test_workflow_with_json(tmp_path: Path) -> None:
     home = str(tmp_path / "w")
     r = runner.invoke(app, ["init", "--home", home, "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["created"] is True
-    r = runner.invoke(app, ["records", "generate", "--people", "300", "--seed", "2",
-                            "--home", home, "--json"])
+    r = runner.invoke(
+        app, ["records", "generate", "--people", "300", "--seed", "2", "--home", home, "--json"]
+    )
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["people"] == 300
-    r = runner.invoke(app, ["requests", "generate", "--provision", "irc-6103-i-2", "--items",
-                            "50", "--out", str(tmp_path / "req"), "--home", home, "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "requests",
+            "generate",
+            "--provision",
+            "irc-6103-i-2",
+            "--items",
+            "50",
+            "--out",
+            str(tmp_path / "req"),
+            "--home",
+            home,
+            "--json",
+        ],
+    )
     assert r.exit_code == 0 and json.loads(r.stdout)["items"] == 50
     r = runner.invoke(app, ["status", "--home", home])
     assert r.exit_code == 0 and "Master file" in r.stdout
@@ -53,20 +76,35 @@ def test_errors_are_one_line_with_code(tmp_path: Path) -> None:
 def test_validation_errors_in_json(tmp_path: Path) -> None:
     home = str(tmp_path / "w")
     runner.invoke(app, ["init", "--home", home])
-    (tmp_path / "p.csv").write_text("tin,tin_type,first_name,middle_name,last_name,suffix,dob\n"
-                                    "12345678,SSN,A,,B,,1980-01-01\n")
+    (tmp_path / "p.csv").write_text(
+        "tin,tin_type,first_name,middle_name,last_name,suffix,dob\n12345678,SSN,A,,B,,1980-01-01\n"
+    )
     (tmp_path / "a.csv").write_text("tin,tax_year,street,unit,city,state,zip\n")
-    r = runner.invoke(app, ["records", "import", str(tmp_path / "p.csv"),
-                            str(tmp_path / "a.csv"), "--home", home, "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "records",
+            "import",
+            str(tmp_path / "p.csv"),
+            str(tmp_path / "a.csv"),
+            "--home",
+            home,
+            "--json",
+        ],
+    )
     assert r.exit_code == 2
     error = json.loads(r.stdout)["error"]
     assert error["code"] == "validation_failed"
-    assert error["problems"][0] == {"file": "p.csv", "line": 2, "column": "tin",
-                                    "message": "TIN must be 9 digits, optionally written "
-                                               "NNN-NN-NNNN"}
+    assert error["problems"][0] == {
+        "file": "p.csv",
+        "line": 2,
+        "column": "tin",
+        "message": "TIN must be 9 digits, optionally written NNN-NN-NNNN",
+    }
 
 
 def test_console_script_runs(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "custodes", "--version"], capture_output=True,
-                       text=True, check=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "custodes", "--version"], capture_output=True, text=True, check=True
+    )
     assert r.stdout.startswith("custodes ")

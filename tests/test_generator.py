@@ -32,22 +32,33 @@ def test_same_seed_same_data_other_seed_other_data(tmp_path: Path, tables: Path)
     generate_tables(20_000, seed=5, out=again)
     generate_tables(20_000, seed=6, out=other)
     for t in ("people", "addresses", "population"):
-        same = q(f"SELECT count(*) FROM (SELECT * FROM '{tables}/{t}.parquet' EXCEPT ALL "
-                 f"SELECT * FROM '{again}/{t}.parquet')")[0][0]
+        same = q(
+            f"SELECT count(*) FROM (SELECT * FROM '{tables}/{t}.parquet' EXCEPT ALL "
+            f"SELECT * FROM '{again}/{t}.parquet')"
+        )[0][0]
         assert same == 0
-    assert q(f"SELECT count(*) FROM '{tables}/people.parquet' p JOIN "
-             f"'{other}/people.parquet' o USING (tin, first_name, last_name, dob)")[0][0] < 5
+    assert (
+        q(
+            f"SELECT count(*) FROM '{tables}/people.parquet' p JOIN "
+            f"'{other}/people.parquet' o USING (tin, first_name, last_name, dob)"
+        )[0][0]
+        < 5
+    )
 
 
 def test_exact_count_and_unique_keys(tables: Path) -> None:
-    n, tins, ids = q(f"SELECT count(*), count(DISTINCT tin), count(DISTINCT record_id) "
-                     f"FROM '{tables}/people.parquet'")[0]
+    n, tins, ids = q(
+        f"SELECT count(*), count(DISTINCT tin), count(DISTINCT record_id) "
+        f"FROM '{tables}/people.parquet'"
+    )[0]
     assert n == tins == ids == 20_000
 
 
 def test_surnames_are_skewed_like_the_us(tables: Path) -> None:
-    top = q(f"SELECT last_name, count(*) c FROM '{tables}/population.parquet' GROUP BY 1 "
-            f"ORDER BY c DESC LIMIT 1")[0]
+    top = q(
+        f"SELECT last_name, count(*) c FROM '{tables}/population.parquet' GROUP BY 1 "
+        f"ORDER BY c DESC LIMIT 1"
+    )[0]
     share_top10 = q(f"""SELECT sum(c) / (SELECT count(*) FROM '{tables}/population.parquet')
         FROM (SELECT count(*) c FROM '{tables}/population.parquet' GROUP BY last_name
               ORDER BY c DESC LIMIT 10)""")[0][0]
@@ -58,8 +69,9 @@ def test_surnames_are_skewed_like_the_us(tables: Path) -> None:
 def test_households_share_surname_and_address(tables: Path) -> None:
     shared = q(f"""SELECT count(*) FROM (SELECT household_id FROM '{tables}/population.parquet'
         WHERE filer GROUP BY household_id, last_name, street, zip HAVING count(*) > 1)""")[0][0]
-    households = q(f"SELECT count(DISTINCT household_id) FROM "
-                   f"'{tables}/population.parquet' WHERE filer")[0][0]
+    households = q(
+        f"SELECT count(DISTINCT household_id) FROM '{tables}/population.parquet' WHERE filer"
+    )[0][0]
     assert shared / households > 0.25
 
 
@@ -87,8 +99,9 @@ def test_twins_juniors_itins_movers_and_non_filers(tables: Path) -> None:
 
 def test_variant_spellings_across_years(tables: Path) -> None:
     a = f"'{tables}/addresses.parquet'"
-    spelled = q(f"SELECT count(*) FROM {a} WHERE street LIKE '% STREET' OR street LIKE '% AVENUE'"
-                )[0][0]
+    spelled = q(f"SELECT count(*) FROM {a} WHERE street LIKE '% STREET' OR street LIKE '% AVENUE'")[
+        0
+    ][0]
     hash_units = q(f"SELECT count(*) FROM {a} WHERE unit LIKE '# %'")[0][0]
     zip4 = q(f"SELECT count(*) FROM {a} WHERE length(zip) = 10")[0][0]
     rows = q(f"SELECT count(*) FROM {a}")[0][0]

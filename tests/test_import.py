@@ -21,25 +21,74 @@ ADDR_HEADER = ["tin", "tax_year", "street", "unit", "city", "state", "zip"]
 
 def people_rows() -> list[dict[str, str]]:
     return [
-        dict(tin="123456789", tin_type="SSN", first_name="ANA", middle_name="", last_name="ROE",
-             suffix="", dob="1980-02-29"),
-        dict(tin="234-56-7891", tin_type="ssn", first_name="BEN", middle_name="Q",
-             last_name="ROE", suffix="Jr.", dob="2001-07-04"),
-        dict(tin="912781234", tin_type="ITIN", first_name="CARLA", middle_name="",
-             last_name="DIAZ", suffix="", dob="1975-12-31"),
+        dict(
+            tin="123456789",
+            tin_type="SSN",
+            first_name="ANA",
+            middle_name="",
+            last_name="ROE",
+            suffix="",
+            dob="1980-02-29",
+        ),
+        dict(
+            tin="234-56-7891",
+            tin_type="ssn",
+            first_name="BEN",
+            middle_name="Q",
+            last_name="ROE",
+            suffix="Jr.",
+            dob="2001-07-04",
+        ),
+        dict(
+            tin="912781234",
+            tin_type="ITIN",
+            first_name="CARLA",
+            middle_name="",
+            last_name="DIAZ",
+            suffix="",
+            dob="1975-12-31",
+        ),
     ]
 
 
 def addr_rows() -> list[dict[str, str]]:
     return [
-        dict(tin="123456789", tax_year="2023", street="12 OAK ST", unit="APT 2", city="AUSTIN",
-             state="TX", zip="78701"),
-        dict(tin="123456789", tax_year="2024", street="40 ELM AVE", unit="", city="AUSTIN",
-             state="tx", zip="78702-1234"),
-        dict(tin="234567891", tax_year="2024", street="40 ELM AVE", unit="", city="AUSTIN",
-             state="TX", zip="787021234"),
-        dict(tin="912781234", tax_year="2024", street="9 PINE RD", unit="", city="MIAMI",
-             state="FL", zip="33101"),
+        dict(
+            tin="123456789",
+            tax_year="2023",
+            street="12 OAK ST",
+            unit="APT 2",
+            city="AUSTIN",
+            state="TX",
+            zip="78701",
+        ),
+        dict(
+            tin="123456789",
+            tax_year="2024",
+            street="40 ELM AVE",
+            unit="",
+            city="AUSTIN",
+            state="tx",
+            zip="78702-1234",
+        ),
+        dict(
+            tin="234567891",
+            tax_year="2024",
+            street="40 ELM AVE",
+            unit="",
+            city="AUSTIN",
+            state="TX",
+            zip="787021234",
+        ),
+        dict(
+            tin="912781234",
+            tax_year="2024",
+            street="9 PINE RD",
+            unit="",
+            city="MIAMI",
+            state="FL",
+            zip="33101",
+        ),
     ]
 
 
@@ -52,8 +101,9 @@ def write_csv(path: Path, header: list[str], rows: list[dict[str, str]]) -> Path
 
 
 def files(tmp_path: Path, people=None, addrs=None) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
-    p = write_csv(tmp_path / "people.csv", list((people or people_rows())[0].keys()),
-                  people or people_rows())
+    p = write_csv(
+        tmp_path / "people.csv", list((people or people_rows())[0].keys()), people or people_rows()
+    )
     a = write_csv(tmp_path / "addresses.csv", ADDR_HEADER, addrs or addr_rows())
     return p, a
 
@@ -84,14 +134,25 @@ def test_reimport_is_idempotent(workspace: Workspace, tmp_path: Path) -> None:
     assert (stored(workspace, "people"), stored(workspace, "addresses")) == before
 
 
-def test_reimport_with_a_change_updates_and_keeps_record_ids(workspace: Workspace,
-                                                             tmp_path: Path) -> None:
+def test_reimport_with_a_change_updates_and_keeps_record_ids(
+    workspace: Workspace, tmp_path: Path
+) -> None:
     import_master(workspace, *files(tmp_path))
     ids = {r[1]: r[0] for r in stored(workspace, "people")}
     rows = people_rows()
     rows[0]["middle_name"] = "M"
-    addrs = [*addr_rows(), dict(tin="912781234", tax_year="2023", street="1 BAY DR", unit="",
-                                city="MIAMI", state="FL", zip="33101")]
+    addrs = [
+        *addr_rows(),
+        dict(
+            tin="912781234",
+            tax_year="2023",
+            street="1 BAY DR",
+            unit="",
+            city="MIAMI",
+            state="FL",
+            zip="33101",
+        ),
+    ]
     result = import_master(workspace, *files(tmp_path, rows, addrs))
     assert (result.people_added, result.people_changed) == (0, 1)
     assert (result.addresses_added, result.addresses_changed) == (1, 0)
@@ -132,8 +193,9 @@ def test_source_record_id_is_kept(workspace: Workspace, tmp_path: Path) -> None:
         ("dob", "2999-01-01", "dob", "between 1900-01-01 and today"),
     ],
 )
-def test_people_rule_refuses(workspace: Workspace, tmp_path: Path, field: str, value: str,
-                             column: str, message: str) -> None:
+def test_people_rule_refuses(
+    workspace: Workspace, tmp_path: Path, field: str, value: str, column: str, message: str
+) -> None:
     rows = people_rows()
     rows[0][field] = value
     with pytest.raises(ValidationFailed) as exc:
@@ -176,8 +238,9 @@ def test_itin_rules(workspace: Workspace, tmp_path: Path, tin: str, message: str
         ("zip", "", "zip is required"),
     ],
 )
-def test_address_rule_refuses(workspace: Workspace, tmp_path: Path, field: str, value: str,
-                              message: str) -> None:
+def test_address_rule_refuses(
+    workspace: Workspace, tmp_path: Path, field: str, value: str, message: str
+) -> None:
     addrs = addr_rows()
     addrs[3][field] = value
     with pytest.raises(ValidationFailed) as exc:
@@ -202,10 +265,29 @@ def test_all_or_nothing_keeps_previous_master(workspace: Workspace, tmp_path: Pa
     import_master(workspace, *files(tmp_path))
     before = master.current(workspace).sha256()
     rows = people_rows()
-    rows.append(dict(tin="345678912", tin_type="SSN", first_name="NEW", middle_name="",
-                     last_name="PERSON", suffix="", dob="1990-01-01"))
-    addrs = [*addr_rows(), dict(tin="345678912", tax_year="2024", street="1 A ST", unit="",
-                                city="X", state="QQ", zip="11111")]
+    rows.append(
+        dict(
+            tin="345678912",
+            tin_type="SSN",
+            first_name="NEW",
+            middle_name="",
+            last_name="PERSON",
+            suffix="",
+            dob="1990-01-01",
+        )
+    )
+    addrs = [
+        *addr_rows(),
+        dict(
+            tin="345678912",
+            tax_year="2024",
+            street="1 A ST",
+            unit="",
+            city="X",
+            state="QQ",
+            zip="11111",
+        ),
+    ]
     with pytest.raises(ValidationFailed) as exc:
         import_master(workspace, *files(tmp_path, rows, addrs))
     assert exc.value.total == 1
@@ -227,12 +309,20 @@ def test_problem_list_is_capped_but_counts_all(workspace: Workspace, tmp_path: P
     ("mutate", "code"),
     [
         (lambda p: p.write_text("tin,tin_type,first_name\n1,2,3\n"), "missing_columns"),
-        (lambda p: p.write_text(",".join([*PEOPLE_HEADER, "ssn_extra"]) + "\n"),
-         "unknown_columns"),
-        (lambda p: p.write_bytes(",".join(PEOPLE_HEADER).encode() + b"\n123456789,SSN,J\xe9r\xf4me,"
-                                 b",ROE,,1980-01-01\n"), "bad_encoding"),
-        (lambda p: p.write_text(",".join(PEOPLE_HEADER) + "\n123456789,SSN,A,,B,,1980-01-01,X\n"),
-         "bad_csv"),
+        (lambda p: p.write_text(",".join([*PEOPLE_HEADER, "ssn_extra"]) + "\n"), "unknown_columns"),
+        (
+            lambda p: p.write_bytes(
+                ",".join(PEOPLE_HEADER).encode() + b"\n123456789,SSN,J\xe9r\xf4me,"
+                b",ROE,,1980-01-01\n"
+            ),
+            "bad_encoding",
+        ),
+        (
+            lambda p: p.write_text(
+                ",".join(PEOPLE_HEADER) + "\n123456789,SSN,A,,B,,1980-01-01,X\n"
+            ),
+            "bad_csv",
+        ),
         (lambda p: p.write_text(""), "empty_file"),
         (lambda p: p.rename(p.with_suffix(".xlsx")), "file_not_found"),
     ],

@@ -32,11 +32,22 @@ def test_request_shape_and_truth(master_ws: Workspace, tmp_path: Path) -> None:
     assert list(items[0])[: len(ITEM_COLUMNS)] == list(ITEM_COLUMNS)
     assert "removal_order_date" in items[0]
     assert sum(result.by_defect.values()) == 1500
-    for kind in ("none", "tin_only", "placeholder_address", "absent_relative", "absent_stranger",
-                 "stale_address", "name_variant"):
+    for kind in (
+        "none",
+        "tin_only",
+        "placeholder_address",
+        "absent_relative",
+        "absent_stranger",
+        "stale_address",
+        "name_variant",
+    ):
         assert result.by_defect.get(kind, 0) > 0, kind
-    on_file = {r[0] for r in duckdb.sql(
-        f"SELECT record_id FROM '{master.current(master_ws).path('people')}'").fetchall()}
+    on_file = {
+        r[0]
+        for r in duckdb.sql(
+            f"SELECT record_id FROM '{master.current(master_ws).path('people')}'"
+        ).fetchall()
+    }
     for item in items:
         t = truth[item["item_id"]]
         if t["defect"].startswith("absent"):
@@ -48,8 +59,7 @@ def test_request_shape_and_truth(master_ws: Workspace, tmp_path: Path) -> None:
         if t["defect"] == "placeholder_address":
             assert item["street"] in {p[0] for p in PLACEHOLDER_ADDRESSES}
     # One official named on most items: the pattern the rules must flag.
-    top = max(sum(i["official_id"] == o for i in items) for o in {i["official_id"]
-                                                                 for i in items})
+    top = max(sum(i["official_id"] == o for i in items) for o in {i["official_id"] for i in items})
     assert top > 0.5 * len(items)
 
 
@@ -61,8 +71,11 @@ def test_absent_relatives_live_with_a_filer(master_ws: Workspace, tmp_path: Path
     rel = [items[t["item_id"]] for t in truth if t["defect"] == "absent_relative"]
     assert rel
     for item in rel[:20]:
-        n = duckdb.sql(f"""SELECT count(*) FROM '{pop}' WHERE filer AND street = ?
-                           AND zip = ?""", params=[item["street"], item["zip"]]).fetchall()[0][0]
+        n = duckdb.sql(
+            f"""SELECT count(*) FROM '{pop}' WHERE filer AND street = ?
+                           AND zip = ?""",
+            params=[item["street"], item["zip"]],
+        ).fetchall()[0][0]
         assert n >= 1
 
 

@@ -60,14 +60,18 @@ def test_unreachable_store_is_a_clear_error(tmp_path: Path) -> None:
 
 def _schema(engine: sa.Engine) -> dict[str, set[str]]:
     insp = sa.inspect(engine)
-    return {t: {c["name"] for c in insp.get_columns(t)} for t in insp.get_table_names()
-            if t != "alembic_version"}
+    return {
+        t: {c["name"] for c in insp.get_columns(t)}
+        for t in insp.get_table_names()
+        if t != "alembic_version"
+    }
 
 
 def test_migrations_match_table_definitions(tmp_path: Path) -> None:
     ws, _ = init_workspace(tmp_path / "w")
-    assert _schema(ws.engine) == {t.name: {c.name for c in t.columns}
-                                  for t in metadata.sorted_tables}
+    assert _schema(ws.engine) == {
+        t.name: {c.name for c in t.columns} for t in metadata.sorted_tables
+    }
     ws.close()
 
 
@@ -76,8 +80,9 @@ def test_postgresql_store(tmp_path: Path, pg_url: str) -> None:
     ws, created = init_workspace(tmp_path / "w", pg_url)
     assert created and ws.engine.dialect.name == "postgresql"
     assert store_engine.current_revision(ws.engine) == store_engine.head_revision()
-    assert _schema(ws.engine) == {t.name: {c.name for c in t.columns}
-                                  for t in metadata.sorted_tables}
+    assert _schema(ws.engine) == {
+        t.name: {c.name for c in t.columns} for t in metadata.sorted_tables
+    }
     ws.close()
     ws2 = open_workspace(tmp_path / "w", pg_url)  # a second process sees the same store
     ws2.close()

@@ -38,16 +38,21 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
 )
-records_app = typer.Typer(help="The confidential master file: import, generate, summarise.",
-                          no_args_is_help=True)
+records_app = typer.Typer(
+    help="The confidential master file: import, generate, summarise.", no_args_is_help=True
+)
 requests_app = typer.Typer(help="Requests in the interchange format.", no_args_is_help=True)
 app.add_typer(records_app, name="records")
 app.add_typer(requests_app, name="requests")
 
 HomeOpt = Annotated[
     Path | None,
-    typer.Option("--home", envvar="CUSTODES_HOME", show_default="./custodes-data",
-                 help="Workspace folder (or set CUSTODES_HOME)."),
+    typer.Option(
+        "--home",
+        envvar="CUSTODES_HOME",
+        show_default="./custodes-data",
+        help="Workspace folder (or set CUSTODES_HOME).",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -67,16 +72,22 @@ def handles_errors(fn: F) -> F:
             if kwargs.get("json_out"):
                 _emit_json({"error": exc.to_dict()})
             else:
-                err.print(f"[bold red]error[/] ({exc.code}): {exc.message}", highlight=False,
-                          markup=True, soft_wrap=True)
+                err.print(
+                    f"[bold red]error[/] ({exc.code}): {exc.message}",
+                    highlight=False,
+                    markup=True,
+                    soft_wrap=True,
+                )
             raise typer.Exit(exc.exit_code) from None
         except Exception as exc:
             # Unexpected: never print the message or locals (they may hold personal data).
             if os.environ.get("CUSTODES_DEBUG"):
                 raise
-            err.print(f"[bold red]internal error[/]: {type(exc).__name__}. Nothing was "
-                      "committed by the failing step. Set CUSTODES_DEBUG=1 for a traceback "
-                      "(it may contain personal data).")
+            err.print(
+                f"[bold red]internal error[/]: {type(exc).__name__}. Nothing was "
+                "committed by the failing step. Set CUSTODES_DEBUG=1 for a traceback "
+                "(it may contain personal data)."
+            )
             raise typer.Exit(70) from None
 
     return wrapper  # type: ignore[return-value]
@@ -87,8 +98,10 @@ def _kv_table(title: str, rows: dict[str, Any]) -> Table:
     table.add_column(style="bold")
     table.add_column()
     for k, v in rows.items():
-        table.add_row(k.replace("_", " "), f"{v:,}" if isinstance(v, int) and not
-                      isinstance(v, bool) else str(v))
+        table.add_row(
+            k.replace("_", " "),
+            f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v),
+        )
     return table
 
 
@@ -100,8 +113,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """custodes: a disclosure gateway for confidential government records."""
 
@@ -110,18 +127,26 @@ def root(
 @handles_errors
 def init(
     home: HomeOpt = None,
-    store_url: Annotated[str | None, typer.Option(
-        "--store-url", envvar="CUSTODES_STORE_URL",
-        help="SQLAlchemy URL of the transactional store (default: SQLite file in the "
-             "workspace; postgresql://... for PostgreSQL).")] = None,
+    store_url: Annotated[
+        str | None,
+        typer.Option(
+            "--store-url",
+            envvar="CUSTODES_STORE_URL",
+            help="SQLAlchemy URL of the transactional store (default: SQLite file in the "
+            "workspace; postgresql://... for PostgreSQL).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Create a workspace (or bring an existing one's store up to date)."""
     from custodes.workspace import init_workspace
 
     ws, created = init_workspace(home, store_url)
-    info = {"home": str(ws.home), "store": ws.engine.url.render_as_string(hide_password=True),
-            "created": created}
+    info = {
+        "home": str(ws.home),
+        "store": ws.engine.url.render_as_string(hide_password=True),
+        "created": created,
+    }
     if json_out:
         _emit_json(info)
     else:
@@ -137,8 +162,11 @@ def status(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     from custodes.workspace import open_workspace
 
     ws = open_workspace(home)
-    info = {"home": str(ws.home), "store": ws.engine.url.render_as_string(hide_password=True),
-            "master_file": summary(ws)}
+    info = {
+        "home": str(ws.home),
+        "store": ws.engine.url.render_as_string(hide_password=True),
+        "master_file": summary(ws),
+    }
     if json_out:
         _emit_json(info)
         return
@@ -149,11 +177,20 @@ def status(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
 @records_app.command("import")
 @handles_errors
 def records_import(
-    people: Annotated[Path, typer.Argument(help="People file (.csv or .parquet): "
-                                           "tin,tin_type,first_name,middle_name,last_name,"
-                                           "suffix,dob[,record_id].")],
-    addresses: Annotated[Path, typer.Argument(help="Address file (.csv or .parquet): "
-                                              "tin,tax_year,street,unit,city,state,zip.")],
+    people: Annotated[
+        Path,
+        typer.Argument(
+            help="People file (.csv or .parquet): "
+            "tin,tin_type,first_name,middle_name,last_name,"
+            "suffix,dob[,record_id]."
+        ),
+    ],
+    addresses: Annotated[
+        Path,
+        typer.Argument(
+            help="Address file (.csv or .parquet): tin,tax_year,street,unit,city,state,zip."
+        ),
+    ],
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -184,8 +221,9 @@ def records_import(
 def records_generate(
     people: Annotated[int, typer.Option("--people", min=1, help="How many filers.")] = 10_000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")] = 1,
-    replace: Annotated[bool, typer.Option("--replace", help="Discard the current master "
-                                          "file first.")] = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Discard the current master file first.")
+    ] = False,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -223,13 +261,13 @@ def records_summary(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
 @requests_app.command("generate")
 @handles_errors
 def requests_generate(
-    provision: Annotated[str, typer.Option("--provision", help="Provision id, e.g. "
-                                           "irc-6103-i-2.")],
+    provision: Annotated[str, typer.Option("--provision", help="Provision id, e.g. irc-6103-i-2.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the request to.")],
     items: Annotated[int, typer.Option("--items", min=1, help="How many persons.")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 1,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a non-empty "
-                                            "folder.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Write into a non-empty folder.")
+    ] = False,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -243,8 +281,10 @@ def requests_generate(
     if json_out:
         _emit_json(result.to_dict())
         return
-    out.print(f"Wrote {result.items:,} items to [bold]{result.folder}[/] "
-              "(envelope.json, items.csv, truth.csv).")
+    out.print(
+        f"Wrote {result.items:,} items to [bold]{result.folder}[/] "
+        "(envelope.json, items.csv, truth.csv)."
+    )
     table = Table("defect", "items", title="Items by defect (ground truth)", title_justify="left")
     for k, v in result.by_defect.items():
         table.add_row(k, f"{v:,}")

@@ -79,8 +79,9 @@ class Workspace:
             self._engine = None
 
 
-def init_workspace(home: str | os.PathLike[str] | None = None,
-                   store_url: str | None = None) -> tuple[Workspace, bool]:
+def init_workspace(
+    home: str | os.PathLike[str] | None = None, store_url: str | None = None
+) -> tuple[Workspace, bool]:
     """Create (or upgrade) a workspace. Returns it and whether it was newly created."""
     path = resolve_home(home)
     if path.exists() and not path.is_dir():
@@ -95,8 +96,9 @@ def init_workspace(home: str | os.PathLike[str] | None = None,
     return ws, created
 
 
-def open_workspace(home: str | os.PathLike[str] | None = None,
-                   store_url: str | None = None) -> Workspace:
+def open_workspace(
+    home: str | os.PathLike[str] | None = None, store_url: str | None = None
+) -> Workspace:
     """Open an existing workspace; refuse clearly when there is none."""
     path = resolve_home(home)
     if not (path / MARKER).exists():

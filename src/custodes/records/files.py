@@ -37,8 +37,10 @@ def file_kind(path: Path) -> str:
         return "csv"
     if suffix in (".parquet", ".pq"):
         return "parquet"
-    raise InputError(f"{path.name}: unsupported file type '{suffix}' (use .csv or .parquet).",
-                     code="unsupported_file_type")
+    raise InputError(
+        f"{path.name}: unsupported file type '{suffix}' (use .csv or .parquet).",
+        code="unsupported_file_type",
+    )
 
 
 def _first_bad_csv_line(path: Path, ncols: int) -> tuple[int, str] | None:
@@ -63,14 +65,22 @@ def _csv_header(path: Path) -> list[str]:
     try:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise InputError(f"{path.name}:1: the header is not valid UTF-8 text "
-                         "(save the file as UTF-8).", code="bad_encoding") from None
+        raise InputError(
+            f"{path.name}:1: the header is not valid UTF-8 text (save the file as UTF-8).",
+            code="bad_encoding",
+        ) from None
     names = next(csv.reader([text]), [])
     return [n.strip() for n in names]
 
 
-def read_text_table(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = (),
-                    *, allow_extra: bool = False, max_bytes: int = DEFAULT_MAX_BYTES) -> pa.Table:
+def read_text_table(
+    path: Path,
+    required: tuple[str, ...],
+    optional: tuple[str, ...] = (),
+    *,
+    allow_extra: bool = False,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> pa.Table:
     """Read a CSV or Parquet file into an Arrow table of text columns plus a 1-based `_row`.
 
     Refuses a missing file, a file over `max_bytes`, a wrong encoding, ragged rows, missing
@@ -82,13 +92,16 @@ def read_text_table(path: Path, required: tuple[str, ...], optional: tuple[str, 
         raise InputError(f"{path}: not a file.", code="file_not_found")
     size = path.stat().st_size
     if size > max_bytes:
-        raise InputError(f"{path.name}: {size} bytes is larger than the limit of {max_bytes}.",
-                         code="file_too_large")
+        raise InputError(
+            f"{path.name}: {size} bytes is larger than the limit of {max_bytes}.",
+            code="file_too_large",
+        )
     kind = file_kind(path)
     if kind == "csv":
         if size == 0:
-            raise InputError(f"{path.name}: the file is empty (a header line is required).",
-                             code="empty_file")
+            raise InputError(
+                f"{path.name}: the file is empty (a header line is required).", code="empty_file"
+            )
         header = _csv_header(path)
         _check_columns(path, header, required, optional, allow_extra)
         try:
@@ -97,13 +110,14 @@ def read_text_table(path: Path, required: tuple[str, ...], optional: tuple[str, 
                 read_options=pacsv.ReadOptions(block_size=16 << 20),
                 convert_options=pacsv.ConvertOptions(
                     column_types={n: pa.string() for n in header},
-                    strings_can_be_null=False, quoted_strings_can_be_null=False),
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
             )
         except (pa.ArrowInvalid, UnicodeDecodeError):
             where = _first_bad_csv_line(path, len(header))
             if where is None:
-                raise InputError(f"{path.name}: not a readable CSV file.",
-                                 code="bad_csv") from None
+                raise InputError(f"{path.name}: not a readable CSV file.", code="bad_csv") from None
             line, what = where
             code = "bad_encoding" if "UTF-8" in what else "bad_csv"
             raise InputError(f"{path.name}:{line}: the line {what}.", code=code) from None
@@ -112,8 +126,9 @@ def read_text_table(path: Path, required: tuple[str, ...], optional: tuple[str, 
         try:
             table = pq.read_table(path)
         except (pa.ArrowInvalid, OSError):
-            raise InputError(f"{path.name}: not a readable Parquet file.",
-                             code="bad_parquet") from None
+            raise InputError(
+                f"{path.name}: not a readable Parquet file.", code="bad_parquet"
+            ) from None
         _check_columns(path, table.column_names, required, optional, allow_extra)
         cols = []
         for name in table.column_names:
@@ -122,30 +137,42 @@ def read_text_table(path: Path, required: tuple[str, ...], optional: tuple[str, 
                 try:
                     col = pc.cast(col, pa.string())
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                    raise InputError(f"{path.name} [{name}]: column type {col.type} cannot be "
-                                     "read as text.", code="bad_column_type") from None
+                    raise InputError(
+                        f"{path.name} [{name}]: column type {col.type} cannot be read as text.",
+                        code="bad_column_type",
+                    ) from None
             cols.append(col)
         table = pa.table(cols, names=table.column_names)
     return table.append_column(ROW, pa.array(range(1, table.num_rows + 1), pa.int64()))
 
 
-def _check_columns(path: Path, header: list[str], required: tuple[str, ...],
-                   optional: tuple[str, ...], allow_extra: bool) -> None:
+def _check_columns(
+    path: Path,
+    header: list[str],
+    required: tuple[str, ...],
+    optional: tuple[str, ...],
+    allow_extra: bool,
+) -> None:
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
-        raise InputError(f"{path.name}: column(s) named twice: {', '.join(dupes)}.",
-                         code="duplicate_columns")
+        raise InputError(
+            f"{path.name}: column(s) named twice: {', '.join(dupes)}.", code="duplicate_columns"
+        )
     missing = [c for c in required if c not in header]
     if missing:
         raise InputError(
             f"{path.name}: missing required column(s): {', '.join(missing)} "
-            f"(expected: {','.join(required)}).", code="missing_columns")
+            f"(expected: {','.join(required)}).",
+            code="missing_columns",
+        )
     if not allow_extra:
         extra = [c for c in header if c not in required and c not in optional]
         if extra:
             raise InputError(
                 f"{path.name}: unknown column(s): {', '.join(extra)} "
-                f"(expected exactly: {','.join(required + optional)}).", code="unknown_columns")
+                f"(expected exactly: {','.join(required + optional)}).",
+                code="unknown_columns",
+            )
 
 
 def line_of(path: Path, row: int) -> int:

@@ -39,7 +39,7 @@ class Rates:
     spouse_own_surname: float = 0.18  # spouse keeps a different surname
     itin_household: float = 0.045  # households whose adults file with ITINs
     itin_child_ssn: float = 0.65  # US-born children in ITIN households
-    junior: float = 0.12  # father/son pairs with the same first name
+    junior: float = 0.25  # father/son pairs with the same first name
     twins: float = 0.08  # households (with two children) whose first two children are twins
     mover: float = 0.30  # households that move once during the tax years
     variant: float = 0.03  # address-year rows with a variant spelling
@@ -68,8 +68,11 @@ ITIN_GROUPS = np.array([*range(50, 66), *range(70, 89), *range(90, 93), *range(9
 
 
 def _itins(rng: np.random.Generator, k: int) -> np.ndarray:
-    return (rng.integers(900, 1000, k) * 1_000_000 + rng.choice(ITIN_GROUPS, k) * 10_000
-            + rng.integers(1, 10_000, k))
+    return (
+        rng.integers(900, 1000, k) * 1_000_000
+        + rng.choice(ITIN_GROUPS, k) * 10_000
+        + rng.integers(1, 10_000, k)
+    )
 
 
 def _people(rng: np.random.Generator, n_households: int, r: Rates) -> dict[str, np.ndarray]:
@@ -83,13 +86,21 @@ def _people(rng: np.random.Generator, n_households: int, r: Rates) -> dict[str, 
     n = len(hh)
 
     head_male = rng.random(n_households) < 0.5
-    male = np.where(role == 0, head_male[hh],
-                    np.where(role == 1, ~head_male[hh] ^ (rng.random(n) < 0.04),
-                             rng.random(n) < 0.51))
+    male = np.where(
+        role == 0,
+        head_male[hh],
+        np.where(role == 1, ~head_male[hh] ^ (rng.random(n) < 0.04), rng.random(n) < 0.51),
+    )
     head_age = np.clip(20 + rng.gamma(4.0, 7.0, n_households), 20, 97)
-    age = np.where(role == 0, head_age[hh],
-                   np.where(role == 1, np.clip(head_age[hh] + rng.normal(0, 4, n), 18, 99),
-                            rng.uniform(0, np.maximum(head_age[hh] - 18, 1))))
+    age = np.where(
+        role == 0,
+        head_age[hh],
+        np.where(
+            role == 1,
+            np.clip(head_age[hh] + rng.normal(0, 4, n), 18, 99),
+            rng.uniform(0, np.maximum(head_age[hh] - 18, 1)),
+        ),
+    )
     ref = dt.date(LAST_YEAR, 12, 31).toordinal()
     dob = ref - (age * 365.25).astype(np.int64) - rng.integers(0, 365, n)
 
@@ -123,8 +134,15 @@ def _people(rng: np.random.Generator, n_households: int, r: Rates) -> dict[str, 
 
     # Juniors: a son (first child) named after his father; the father sometimes files as SR.
     head_idx = start
-    jr = ((role == 2) & (pos == 2) & male & male[head_idx] & (role[head_idx] == 0)
-          & (rng.random(n) < r.junior) & ~(twin_b | (twin_of >= 0)))
+    jr = (
+        (role == 2)
+        & (pos == 2)
+        & male
+        & male[head_idx]
+        & (role[head_idx] == 0)
+        & (rng.random(n) < r.junior)
+        & ~(twin_b | (twin_of >= 0))
+    )
     first_m[jr] = first_m[head_idx[jr]]
     mid_m[jr] = mid_m[head_idx[jr]]
     middle_kind[jr] = middle_kind[head_idx[jr]]
@@ -139,13 +157,29 @@ def _people(rng: np.random.Generator, n_households: int, r: Rates) -> dict[str, 
     itin_hh = rng.random(n_households) < r.itin_household
     adult = age >= 18
     itin = itin_hh[hh] & (adult | (rng.random(n) >= r.itin_child_ssn))
-    files = np.where(role == 0, age >= 18,
-                     np.where(adult, rng.random(n) < r.adult_files,
-                              (age >= 16) & (rng.random(n) < r.teen_files)))
-    return dict(hh=hh, role=role, male=male, age=age, dob=dob, surname=surname,
-                first=np.where(male, first_m, first_f), middle=np.where(male, mid_m, mid_f),
-                middle_kind=middle_kind, suffix=suffix, twin_of=twin_of,
-                junior_of=junior_of, itin=itin, filer=files)
+    files = np.where(
+        role == 0,
+        age >= 18,
+        np.where(
+            adult, rng.random(n) < r.adult_files, (age >= 16) & (rng.random(n) < r.teen_files)
+        ),
+    )
+    return dict(
+        hh=hh,
+        role=role,
+        male=male,
+        age=age,
+        dob=dob,
+        surname=surname,
+        first=np.where(male, first_m, first_f),
+        middle=np.where(male, mid_m, mid_f),
+        middle_kind=middle_kind,
+        suffix=suffix,
+        twin_of=twin_of,
+        junior_of=junior_of,
+        itin=itin,
+        filer=files,
+    )
 
 
 def _addresses(rng: np.random.Generator, n_households: int, r: Rates) -> dict[str, np.ndarray]:
@@ -155,18 +189,21 @@ def _addresses(rng: np.random.Generator, n_households: int, r: Rates) -> dict[st
     out: dict[str, np.ndarray] = {}
     for k in ("a", "b"):
         out[f"{k}_zip"] = rng.integers(0, len(zips), n_households)
-        out[f"{k}_house"] = np.minimum(rng.lognormal(6.0, 1.3, n_households).astype(int) + 1,
-                                       99999)
+        out[f"{k}_house"] = np.minimum(rng.lognormal(6.0, 1.3, n_households).astype(int) + 1, 99999)
         out[f"{k}_street"] = rng.integers(0, len(streets), n_households)
-        out[f"{k}_suffix"] = rng.choice(len(reference.SUFFIXES), n_households,
-                                        p=reference.SUFFIX_WEIGHTS)
-        out[f"{k}_dir"] = np.where(rng.random(n_households) < 0.15,
-                                   rng.integers(0, 4, n_households), -1)
-        out[f"{k}_unit"] = np.where(rng.random(n_households) < 0.28,
-                                    rng.integers(1, 400, n_households), -1)
+        out[f"{k}_suffix"] = rng.choice(
+            len(reference.SUFFIXES), n_households, p=reference.SUFFIX_WEIGHTS
+        )
+        out[f"{k}_dir"] = np.where(
+            rng.random(n_households) < 0.15, rng.integers(0, 4, n_households), -1
+        )
+        out[f"{k}_unit"] = np.where(
+            rng.random(n_households) < 0.28, rng.integers(1, 400, n_households), -1
+        )
     moves = rng.random(n_households) < r.mover
-    out["move_year"] = np.where(moves, rng.integers(FIRST_YEAR + 1, LAST_YEAR + 1, n_households),
-                                LAST_YEAR + 1)
+    out["move_year"] = np.where(
+        moves, rng.integers(FIRST_YEAR + 1, LAST_YEAR + 1, n_households), LAST_YEAR + 1
+    )
     return out
 
 
@@ -209,8 +246,9 @@ def generate_tables(people: int, seed: int, out: Path, rates: Rates | None = Non
     fy_person = np.repeat(filer_idx, len(years))
     fy_year = np.tile(years, len(filer_idx))
     epoch = dt.date(1970, 1, 1).toordinal()
-    birth_year = ((P["dob"][filer_idx] - epoch).astype("datetime64[D]")
-                  .astype("datetime64[Y]").astype(np.int64) + 1970)
+    birth_year = (P["dob"][filer_idx] - epoch).astype("datetime64[D]").astype(
+        "datetime64[Y]"
+    ).astype(np.int64) + 1970
     fy_birth = np.repeat(birth_year, len(years))
     keep_y = (fy_year - fy_birth >= 16) & (rng.random(len(fy_year)) >= r.skip_year)
     keep_y |= fy_year == LAST_YEAR  # every filer has a last known address
@@ -223,15 +261,27 @@ def generate_tables(people: int, seed: int, out: Path, rates: Rates | None = Non
     con = master.connect(threads=2)
     try:
         _register(con, P, A, H, tins, rid)
-        con.register("filing", pa.table({"pid": fy_person, "hh": fy_hh, "tax_year": fy_year,
-                                         "moved": moved, "variant": variant, "zip4": zip4}))
+        con.register(
+            "filing",
+            pa.table(
+                {
+                    "pid": fy_person,
+                    "hh": fy_hh,
+                    "tax_year": fy_year,
+                    "moved": moved,
+                    "variant": variant,
+                    "zip4": zip4,
+                }
+            ),
+        )
         _assemble(con, rng, H)
         con.execute(f"""COPY (SELECT record_id, tin, tin_type, first_name, middle_name,
                 last_name, suffix, dob FROM pop WHERE filer ORDER BY record_id)
             TO '{out / "people.parquet"}' (FORMAT parquet)""")
         con.execute(f"""COPY (
             SELECT p.tin, f.tax_year,
-              CASE f.variant WHEN 1 THEN (CASE WHEN f.moved THEN b_street_long ELSE a_street_long END)
+              CASE f.variant
+                WHEN 1 THEN (CASE WHEN f.moved THEN b_street_long ELSE a_street_long END)
                 WHEN 2 THEN (CASE WHEN f.moved THEN b_street_typo ELSE a_street_typo END)
                 ELSE (CASE WHEN f.moved THEN b_street ELSE a_street END) END AS street,
               CASE WHEN f.variant = 3 THEN replace(CASE WHEN f.moved THEN b_unit ELSE a_unit END,
@@ -245,8 +295,10 @@ def generate_tables(people: int, seed: int, out: Path, rates: Rates | None = Non
             FROM filing f JOIN pop p ON p.person_id = f.pid JOIN hh_addr h ON h.hh = f.hh
             ORDER BY p.tin, f.tax_year)
             TO '{out / "addresses.parquet"}' (FORMAT parquet)""")
-        con.execute(f"COPY (SELECT * FROM pop ORDER BY person_id) TO "
-                    f"'{out / 'population.parquet'}' (FORMAT parquet)")
+        con.execute(
+            f"COPY (SELECT * FROM pop ORDER BY person_id) TO "
+            f"'{out / 'population.parquet'}' (FORMAT parquet)"
+        )
     finally:
         con.close()
 
@@ -261,16 +313,33 @@ def _register(con, P, A, H, tins, rid) -> None:  # type: ignore[no-untyped-def]
     _lookup(con, "suffixes", [s[0] for s in reference.SUFFIXES])
     _lookup(con, "suffix_long", [s[1] for s in reference.SUFFIXES])
     _lookup(con, "dirs", list(reference.DIRECTIONS))
-    con.register("zips", pa.table({"i": np.arange(len(zips)), "zip": zips, "city": cities,
-                                   "state": states}))
+    con.register(
+        "zips", pa.table({"i": np.arange(len(zips)), "zip": zips, "city": cities, "state": states})
+    )
     n = len(P["hh"])
-    con.register("persons", pa.table({
-        "pid": np.arange(n), "hh": P["hh"], "role": P["role"], "male": P["male"],
-        "dob": (P["dob"] - dt.date(1970, 1, 1).toordinal()).astype(np.int32),
-        "surname": P["surname"], "first": P["first"], "middle": P["middle"],
-        "middle_kind": P["middle_kind"], "suffix": P["suffix"], "twin_of": P["twin_of"],
-        "junior_of": P["junior_of"], "itin": P["itin"], "filer": P["filer"], "tin": tins,
-        "rid": rid}))
+    con.register(
+        "persons",
+        pa.table(
+            {
+                "pid": np.arange(n),
+                "hh": P["hh"],
+                "role": P["role"],
+                "male": P["male"],
+                "dob": (P["dob"] - dt.date(1970, 1, 1).toordinal()).astype(np.int32),
+                "surname": P["surname"],
+                "first": P["first"],
+                "middle": P["middle"],
+                "middle_kind": P["middle_kind"],
+                "suffix": P["suffix"],
+                "twin_of": P["twin_of"],
+                "junior_of": P["junior_of"],
+                "itin": P["itin"],
+                "filer": P["filer"],
+                "tin": tins,
+                "rid": rid,
+            }
+        ),
+    )
     cols = dict(A)
     cols["hh"] = np.arange(H)
     con.register("households", pa.table(cols))
@@ -283,29 +352,44 @@ def _assemble(con, rng: np.random.Generator, H: int) -> None:  # type: ignore[no
     def street(k: str) -> tuple[str, str, str]:
         name = f"st_{k}.v"
         lead = f"h.{k}_house::VARCHAR || ' ' || coalesce(d_{k}.v || ' ', '')"
-        swapped = (f"CASE WHEN length({name}) > t.at + 1 THEN substr({name}, 1, t.at - 1) "
-                   f"|| substr({name}, t.at + 1, 1) || substr({name}, t.at, 1) || "
-                   f"substr({name}, t.at + 2) ELSE {name} END")
-        return (f"{lead} || {name} || ' ' || sf_{k}.v", f"{lead} || {name} || ' ' || sl_{k}.v",
-                f"{lead} || {swapped} || ' ' || sf_{k}.v")
+        swapped = (
+            f"CASE WHEN length({name}) > t.at + 1 THEN substr({name}, 1, t.at - 1) "
+            f"|| substr({name}, t.at + 1, 1) || substr({name}, t.at, 1) || "
+            f"substr({name}, t.at + 2) ELSE {name} END"
+        )
+        return (
+            f"{lead} || {name} || ' ' || sf_{k}.v",
+            f"{lead} || {name} || ' ' || sl_{k}.v",
+            f"{lead} || {swapped} || ' ' || sf_{k}.v",
+        )
 
     joins = " ".join(
         f"JOIN streets st_{k} ON st_{k}.i = h.{k}_street JOIN suffixes sf_{k} ON sf_{k}.i = "
         f"h.{k}_suffix JOIN suffix_long sl_{k} ON sl_{k}.i = h.{k}_suffix "
         f"LEFT JOIN dirs d_{k} ON d_{k}.i = h.{k}_dir JOIN zips z_{k} ON z_{k}.i = h.{k}_zip"
-        for k in ("a", "b"))
+        for k in ("a", "b")
+    )
     cols = []
     for k in ("a", "b"):
         plain, long, typo = street(k)
-        cols += [f"{plain} AS {k}_street", f"{long} AS {k}_street_long",
-                 f"{typo} AS {k}_street_typo",
-                 f"CASE WHEN h.{k}_unit >= 0 THEN 'APT ' || h.{k}_unit END AS {k}_unit",
-                 f"z_{k}.city AS {k}_city", f"z_{k}.state AS {k}_state", f"z_{k}.zip AS {k}_zip"]
-    con.execute(f"CREATE TABLE hh_addr AS SELECT h.hh, h.move_year, {', '.join(cols)} "
-                f"FROM households h JOIN typo t ON t.hh = h.hh {joins}")
+        cols += [
+            f"{plain} AS {k}_street",
+            f"{long} AS {k}_street_long",
+            f"{typo} AS {k}_street_typo",
+            f"CASE WHEN h.{k}_unit >= 0 THEN 'APT ' || h.{k}_unit END AS {k}_unit",
+            f"z_{k}.city AS {k}_city",
+            f"z_{k}.state AS {k}_state",
+            f"z_{k}.zip AS {k}_zip",
+        ]
+    con.execute(
+        f"CREATE TABLE hh_addr AS SELECT h.hh, h.move_year, {', '.join(cols)} "
+        f"FROM households h JOIN typo t ON t.hh = h.hh {joins}"
+    )
     moved = f"ha.move_year <= {LAST_YEAR}"
-    cur = {c: f"CASE WHEN {moved} THEN ha.b_{c} ELSE ha.a_{c} END AS {c}"
-           for c in ("street", "unit", "city", "state", "zip")}
+    cur = {
+        c: f"CASE WHEN {moved} THEN ha.b_{c} ELSE ha.a_{c} END AS {c}"
+        for c in ("street", "unit", "city", "state", "zip")
+    }
     con.execute(f"""
         CREATE TABLE pop AS SELECT p.pid AS person_id,
           CASE WHEN p.filer THEN 'rec-' || lpad(lower(to_hex(p.rid)), 16, '0') END AS record_id,
@@ -322,7 +406,7 @@ def _assemble(con, rng: np.random.Generator, H: int) -> None:  # type: ignore[no
           CASE WHEN p.itin THEN 'ITIN' ELSE 'SSN' END AS tin_type,
           CASE WHEN p.twin_of >= 0 THEN p.twin_of END AS twin_of,
           CASE WHEN p.junior_of >= 0 THEN p.junior_of END AS junior_of,
-          {', '.join(cur.values())},
+          {", ".join(cur.values())},
           CASE WHEN {moved} THEN ha.a_street END AS previous_street,
           CASE WHEN {moved} THEN ha.a_unit END AS previous_unit,
           CASE WHEN {moved} THEN ha.a_city END AS previous_city,
@@ -334,17 +418,24 @@ def _assemble(con, rng: np.random.Generator, H: int) -> None:  # type: ignore[no
         JOIN hh_addr ha ON ha.hh = p.hh""")
 
 
-def generate_master(ws: Workspace, people: int, seed: int, *, replace: bool = False,
-                    rates: Rates | None = None) -> ImportResult:
+def generate_master(
+    ws: Workspace, people: int, seed: int, *, replace: bool = False, rates: Rates | None = None
+) -> ImportResult:
     """Generate a synthetic master file into the workspace, through the validating import."""
     if master.current(ws).exists and not replace:
         raise ConflictError(
             "The workspace already has a master file; generating would mix synthetic people "
             "into it. Use a new workspace, or --replace to discard the current master file.",
-            code="master_exists")
+            code="master_exists",
+        )
     with tempfile.TemporaryDirectory(dir=ws.bulk) as tmp:
         out = Path(tmp)
         generate_tables(people, seed, out, rates)
-        return import_master(ws, out / "people.parquet", out / "addresses.parquet",
-                             kind="generate", replace=replace,
-                             extra_tables={"population": out / "population.parquet"})
+        return import_master(
+            ws,
+            out / "people.parquet",
+            out / "addresses.parquet",
+            kind="generate",
+            replace=replace,
+            extra_tables={"population": out / "population.parquet"},
+        )

@@ -69,10 +69,10 @@ def _people_view(con: duckdb.DuckDBPyConnection, has_record_id: bool) -> None:
     con.execute(f"""
         CREATE TEMP TABLE p AS
         SELECT {ROW} AS r, nullif(trim(tin), '') AS tin_raw, {TIN_SQL} AS tin,
-               upper({_clean('tin_type')}) AS tin_type,
-               {_clean('first_name')} AS first_name, {_clean('middle_name')} AS middle_name,
-               {_clean('last_name')} AS last_name,
-               upper(replace({_clean('suffix')}, '.', '')) AS suffix,
+               upper({_clean("tin_type")}) AS tin_type,
+               {_clean("first_name")} AS first_name, {_clean("middle_name")} AS middle_name,
+               {_clean("last_name")} AS last_name,
+               upper(replace({_clean("suffix")}, '.', '')) AS suffix,
                nullif(trim(dob), '') AS dob_raw,
                try_strptime(trim(dob), '%Y-%m-%d')::DATE AS dob,
                {rid} AS record_id
@@ -88,8 +88,9 @@ def _address_view(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"""
         CREATE TEMP TABLE a AS
         SELECT {ROW} AS r, nullif(trim(tin), '') AS tin_raw, {TIN_SQL} AS tin,
-               nullif(trim(tax_year), '') AS year_raw, try_cast(trim(tax_year) AS INTEGER) AS tax_year,
-               {_clean('street')} AS street, {_clean('unit')} AS unit, {_clean('city')} AS city,
+               nullif(trim(tax_year), '') AS year_raw,
+               try_cast(trim(tax_year) AS INTEGER) AS tax_year,
+               {_clean("street")} AS street, {_clean("unit")} AS unit, {_clean("city")} AS city,
                upper(nullif(trim(state), '')) AS state,
                nullif(trim(zip), '') AS zip_raw,
                CASE WHEN regexp_full_match(trim(zip), '[0-9]{{5}}') THEN trim(zip)
@@ -104,8 +105,11 @@ def _address_view(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _length_checks(table: str, cols: tuple[str, ...]) -> list[tuple[str, str, str, str]]:
-    return [(table, c, f"length({c}) > {MAX_FIELD[c]}",
-             f"longer than {MAX_FIELD[c]} characters") for c in cols if c in MAX_FIELD]
+    return [
+        (table, c, f"length({c}) > {MAX_FIELD[c]}", f"longer than {MAX_FIELD[c]} characters")
+        for c in cols
+        if c in MAX_FIELD
+    ]
 
 
 def _checks(has_master: bool) -> list[tuple[str, str, str, str]]:
@@ -116,69 +120,119 @@ def _checks(has_master: bool) -> list[tuple[str, str, str, str]]:
         known_tin = f"({known_tin} OR tin IN (SELECT tin FROM master_people))"
     tin_checks = lambda t: [  # noqa: E731
         (t, "tin", "tin_raw IS NULL", "TIN is required"),
-        (t, "tin", "tin_raw IS NOT NULL AND tin IS NULL",
-         "TIN must be 9 digits, optionally written NNN-NN-NNNN"),
+        (
+            t,
+            "tin",
+            "tin_raw IS NOT NULL AND tin IS NULL",
+            "TIN must be 9 digits, optionally written NNN-NN-NNNN",
+        ),
     ]
     people = [
         *tin_checks("p2"),
         ("p2", "tin_type", "tin_type IS NULL", "tin_type is required (SSN or ITIN)"),
-        ("p2", "tin_type", f"tin_type NOT IN ({_sql_list(TIN_TYPES)})", "tin_type must be SSN or ITIN"),
-        ("p2", "tin", "tin_type = 'SSN' AND left(tin, 1) = '9'",
-         "an SSN never begins with 9 (numbers beginning with 9 are ITINs)"),
-        ("p2", "tin", "tin_type = 'SSN' AND (left(tin, 3) IN ('000', '666') "
-         "OR substr(tin, 4, 2) = '00' OR right(tin, 4) = '0000')",
-         "not a valid SSN (area 000 or 666, group 00 or serial 0000)"),
+        (
+            "p2",
+            "tin_type",
+            f"tin_type NOT IN ({_sql_list(TIN_TYPES)})",
+            "tin_type must be SSN or ITIN",
+        ),
+        (
+            "p2",
+            "tin",
+            "tin_type = 'SSN' AND left(tin, 1) = '9'",
+            "an SSN never begins with 9 (numbers beginning with 9 are ITINs)",
+        ),
+        (
+            "p2",
+            "tin",
+            "tin_type = 'SSN' AND (left(tin, 3) IN ('000', '666') "
+            "OR substr(tin, 4, 2) = '00' OR right(tin, 4) = '0000')",
+            "not a valid SSN (area 000 or 666, group 00 or serial 0000)",
+        ),
         ("p2", "tin", "tin_type = 'ITIN' AND left(tin, 1) <> '9'", "an ITIN begins with 9"),
-        ("p2", "tin", "tin_type = 'ITIN' AND left(tin, 1) = '9' AND NOT "
-         + ITIN_GROUP_SQL.replace("g", "CAST(substr(tin, 4, 2) AS INTEGER)"),
-         "ITIN middle digits are outside the ranges the IRS issues (50-65, 70-88, 90-92, 94-99)"),
+        (
+            "p2",
+            "tin",
+            "tin_type = 'ITIN' AND left(tin, 1) = '9' AND NOT "
+            + ITIN_GROUP_SQL.replace("g", "CAST(substr(tin, 4, 2) AS INTEGER)"),
+            "ITIN middle digits are outside the ranges the IRS issues (50-65, 70-88, 90-92, 94-99)",
+        ),
         ("p2", "first_name", "first_name IS NULL", "first_name is required"),
         ("p2", "last_name", "last_name IS NULL", "last_name is required"),
         *_length_checks("p2", ("first_name", "middle_name", "last_name", "record_id")),
-        ("p2", "suffix", f"suffix NOT IN ({_sql_list(SUFFIXES)})",
-         f"suffix must be empty or one of {', '.join(SUFFIXES)}"),
+        (
+            "p2",
+            "suffix",
+            f"suffix NOT IN ({_sql_list(SUFFIXES)})",
+            f"suffix must be empty or one of {', '.join(SUFFIXES)}",
+        ),
         ("p2", "dob", "dob_raw IS NULL", "dob is required"),
         ("p2", "dob", "dob_raw IS NOT NULL AND dob IS NULL", "dob must be a date as YYYY-MM-DD"),
-        ("p2", "dob", "dob < DATE '1900-01-01' OR dob > current_date",
-         "dob must lie between 1900-01-01 and today"),
+        (
+            "p2",
+            "dob",
+            "dob < DATE '1900-01-01' OR dob > current_date",
+            "dob must lie between 1900-01-01 and today",
+        ),
         ("p2", "tin", "tin_first <> r", "TIN appears more than once in this file"),
         ("p2", "record_id", "rid_first <> r", "record_id appears more than once in this file"),
     ]
     if has_master:
         people += [
-            ("p2", "record_id", "record_id IS NOT NULL AND EXISTS (SELECT 1 FROM master_people m "
-             "WHERE m.tin = p2.tin AND m.record_id <> p2.record_id)",
-             "record_id differs from the one on file for this TIN"),
-            ("p2", "record_id", "record_id IS NOT NULL AND EXISTS (SELECT 1 FROM master_people m "
-             "WHERE m.record_id = p2.record_id AND m.tin <> p2.tin)",
-             "record_id already belongs to another record on file"),
+            (
+                "p2",
+                "record_id",
+                "record_id IS NOT NULL AND EXISTS (SELECT 1 FROM master_people m "
+                "WHERE m.tin = p2.tin AND m.record_id <> p2.record_id)",
+                "record_id differs from the one on file for this TIN",
+            ),
+            (
+                "p2",
+                "record_id",
+                "record_id IS NOT NULL AND EXISTS (SELECT 1 FROM master_people m "
+                "WHERE m.record_id = p2.record_id AND m.tin <> p2.tin)",
+                "record_id already belongs to another record on file",
+            ),
         ]
     addresses = [
         *tin_checks("a2"),
-        ("a2", "tin", f"tin IS NOT NULL AND NOT {known_tin}",
-         "TIN has no person in the people file or the master file"),
+        (
+            "a2",
+            "tin",
+            f"tin IS NOT NULL AND NOT {known_tin}",
+            "TIN has no person in the people file or the master file",
+        ),
         ("a2", "tax_year", "year_raw IS NULL", "tax_year is required"),
         ("a2", "tax_year", "year_raw IS NOT NULL AND tax_year IS NULL", "tax_year must be a year"),
-        ("a2", "tax_year", f"tax_year < 1900 OR tax_year > {year}",
-         f"tax_year must lie between 1900 and {year}"),
+        (
+            "a2",
+            "tax_year",
+            f"tax_year < 1900 OR tax_year > {year}",
+            f"tax_year must lie between 1900 and {year}",
+        ),
         ("a2", "street", "street IS NULL", "street is required"),
         ("a2", "city", "city IS NULL", "city is required"),
         *_length_checks("a2", ("street", "unit", "city")),
         ("a2", "state", "state IS NULL", "state is required"),
         ("a2", "state", f"state NOT IN ({_sql_list(US_STATES)})", "state is not a USPS state code"),
         ("a2", "zip", "zip_raw IS NULL", "zip is required"),
-        ("a2", "zip", "zip_raw IS NOT NULL AND zip IS NULL",
-         "zip must be 5 digits or ZIP+4 (12345 or 12345-6789)"),
+        (
+            "a2",
+            "zip",
+            "zip_raw IS NOT NULL AND zip IS NULL",
+            "zip must be 5 digits or ZIP+4 (12345 or 12345-6789)",
+        ),
         ("a2", "tin", "key_first <> r", "the same TIN and tax_year appear more than once"),
     ]
     return people + addresses
 
 
-def validate(con: duckdb.DuckDBPyConnection, people: Path, addresses: Path,
-             has_master: bool) -> None:
+def validate(
+    con: duckdb.DuckDBPyConnection, people: Path, addresses: Path, has_master: bool
+) -> None:
     """Raise ValidationFailed with the first problems (by file, then line) if any row is bad."""
     parts = []
-    for i, (table, column, cond, message) in enumerate(_checks(has_master)):
+    for i, (table, _column, cond, _message) in enumerate(_checks(has_master)):
         parts.append(f"SELECT '{table}' AS t, r, {i} AS k FROM {table} WHERE {cond}")
     union = " UNION ALL ".join(parts)
     con.execute(f"CREATE TEMP TABLE problems AS {union}")
@@ -186,8 +240,9 @@ def validate(con: duckdb.DuckDBPyConnection, people: Path, addresses: Path,
     if not total:
         return
     checks = _checks(has_master)
-    rows = con.execute(f"SELECT t, r, k FROM problems ORDER BY t DESC, r, k "
-                       f"LIMIT {MAX_PROBLEMS}").fetchall()
+    rows = con.execute(
+        f"SELECT t, r, k FROM problems ORDER BY t DESC, r, k LIMIT {MAX_PROBLEMS}"
+    ).fetchall()
     problems = []
     for t, r, k in rows:
         path = people if t == "p2" else addresses
@@ -202,9 +257,15 @@ def _differs(cols: tuple[str, ...], left: str, right: str) -> str:
     return " OR ".join(f"{left}.{c} IS DISTINCT FROM {right}.{c}" for c in cols)
 
 
-def import_master(ws: Workspace, people: Path, addresses: Path, *, kind: str = "import",
-                  replace: bool = False,
-                  extra_tables: dict[str, Path] | None = None) -> ImportResult:
+def import_master(
+    ws: Workspace,
+    people: Path,
+    addresses: Path,
+    *,
+    kind: str = "import",
+    replace: bool = False,
+    extra_tables: dict[str, Path] | None = None,
+) -> ImportResult:
     """Validate `people` and `addresses` and merge them into the workspace's master file.
 
     With `replace`, the files become the whole master file instead of being merged into it.
@@ -221,86 +282,124 @@ def import_master(ws: Workspace, people: Path, addresses: Path, *, kind: str = "
             con.register("src_people", src_people)
             con.register("src_addresses", src_addresses)
             if current.exists:
-                con.execute(f"CREATE TEMP VIEW master_people AS SELECT * FROM "
-                            f"read_parquet('{current.path('people')}')")
-                con.execute(f"CREATE TEMP VIEW master_addresses AS SELECT * FROM "
-                            f"read_parquet('{current.path('addresses')}')")
+                con.execute(
+                    f"CREATE TEMP VIEW master_people AS SELECT * FROM "
+                    f"read_parquet('{current.path('people')}')"
+                )
+                con.execute(
+                    f"CREATE TEMP VIEW master_addresses AS SELECT * FROM "
+                    f"read_parquet('{current.path('addresses')}')"
+                )
             else:
-                con.execute("CREATE TEMP TABLE master_people (record_id VARCHAR, tin VARCHAR, "
-                            "tin_type VARCHAR, first_name VARCHAR, middle_name VARCHAR, "
-                            "last_name VARCHAR, suffix VARCHAR, dob DATE)")
-                con.execute("CREATE TEMP TABLE master_addresses (record_id VARCHAR, tin VARCHAR, "
-                            "tax_year INTEGER, street VARCHAR, unit VARCHAR, city VARCHAR, "
-                            "state VARCHAR, zip VARCHAR)")
+                con.execute(
+                    "CREATE TEMP TABLE master_people (record_id VARCHAR, tin VARCHAR, "
+                    "tin_type VARCHAR, first_name VARCHAR, middle_name VARCHAR, "
+                    "last_name VARCHAR, suffix VARCHAR, dob DATE)"
+                )
+                con.execute(
+                    "CREATE TEMP TABLE master_addresses (record_id VARCHAR, tin VARCHAR, "
+                    "tax_year INTEGER, street VARCHAR, unit VARCHAR, city VARCHAR, "
+                    "state VARCHAR, zip VARCHAR)"
+                )
             _people_view(con, "record_id" in src_people.column_names)
             _address_view(con)
             validate(con, people, addresses, current.exists)
-            return _merge(ws, con, current, hashes, src_people.num_rows,
-                          src_addresses.num_rows, kind, extra_tables or {})
+            return _merge(
+                ws,
+                con,
+                current,
+                hashes,
+                src_people.num_rows,
+                src_addresses.num_rows,
+                kind,
+                extra_tables or {},
+            )
         finally:
             con.close()
 
 
-def _merge(ws: Workspace, con: duckdb.DuckDBPyConnection, current: master.MasterFile,
-           hashes: tuple[str, str], people_rows: int, address_rows: int, kind: str,
-           extra_tables: dict[str, Path]) -> ImportResult:
+def _merge(
+    ws: Workspace,
+    con: duckdb.DuckDBPyConnection,
+    current: master.MasterFile,
+    hashes: tuple[str, str],
+    people_rows: int,
+    address_rows: int,
+    kind: str,
+    extra_tables: dict[str, Path],
+) -> ImportResult:
     pcols = PEOPLE_STORED[1:]
     acols = ADDRESS_STORED[2:]
     con.execute(f"""
         CREATE TEMP TABLE new_p AS
         SELECT coalesce(p.record_id, m.record_id, {NEW_ID}) AS record_id,
-               {', '.join('p.' + c for c in pcols)},
+               {", ".join("p." + c for c in pcols)},
                m.tin IS NULL AS added,
-               m.tin IS NOT NULL AND ({_differs(pcols, 'p', 'm')}) AS changed
+               m.tin IS NOT NULL AND ({_differs(pcols, "p", "m")}) AS changed
         FROM p LEFT JOIN master_people m USING (tin)""")
     con.execute(f"""
         CREATE TEMP TABLE all_p AS
-        SELECT {', '.join(PEOPLE_STORED)} FROM master_people
+        SELECT {", ".join(PEOPLE_STORED)} FROM master_people
         WHERE tin NOT IN (SELECT tin FROM new_p)
-        UNION ALL SELECT {', '.join(PEOPLE_STORED)} FROM new_p""")
+        UNION ALL SELECT {", ".join(PEOPLE_STORED)} FROM new_p""")
     con.execute(f"""
         CREATE TEMP TABLE new_a AS
-        SELECT ap.record_id, a.tin, a.tax_year, {', '.join('a.' + c for c in acols)},
+        SELECT ap.record_id, a.tin, a.tax_year, {", ".join("a." + c for c in acols)},
                m.tin IS NULL AS added,
-               m.tin IS NOT NULL AND ({_differs(acols, 'a', 'm')}) AS changed
+               m.tin IS NOT NULL AND ({_differs(acols, "a", "m")}) AS changed
         FROM a JOIN all_p ap USING (tin)
         LEFT JOIN master_addresses m ON m.tin = a.tin AND m.tax_year = a.tax_year""")
     pa_, pc_, aa, ac = con.execute(
         "SELECT (SELECT count(*) FILTER (added) FROM new_p), "
         "(SELECT count(*) FILTER (changed) FROM new_p), "
         "(SELECT count(*) FILTER (added) FROM new_a), "
-        "(SELECT count(*) FILTER (changed) FROM new_a)").fetchall()[0]
+        "(SELECT count(*) FILTER (changed) FROM new_a)"
+    ).fetchall()[0]
     unchanged = current.exists and not (pa_ or pc_ or aa or ac) and not extra_tables
     if unchanged:
         digest = current.sha256()
     else:
         folder = master.new_generation(ws)
         try:
-            con.execute(f"COPY (SELECT * FROM all_p ORDER BY record_id) TO "
-                        f"'{folder / 'people.parquet'}' (FORMAT parquet, COMPRESSION zstd)")
+            con.execute(
+                f"COPY (SELECT * FROM all_p ORDER BY record_id) TO "
+                f"'{folder / 'people.parquet'}' (FORMAT parquet, COMPRESSION zstd)"
+            )
             con.execute(f"""COPY (
-                SELECT {', '.join(ADDRESS_STORED)} FROM master_addresses m
+                SELECT {", ".join(ADDRESS_STORED)} FROM master_addresses m
                 WHERE NOT EXISTS (SELECT 1 FROM new_a n WHERE n.tin = m.tin
                                   AND n.tax_year = m.tax_year)
-                UNION ALL SELECT {', '.join(ADDRESS_STORED)} FROM new_a
-                ORDER BY record_id, tax_year) TO '{folder / 'addresses.parquet'}'
+                UNION ALL SELECT {", ".join(ADDRESS_STORED)} FROM new_a
+                ORDER BY record_id, tax_year) TO '{folder / "addresses.parquet"}'
                 (FORMAT parquet, COMPRESSION zstd)""")
             for name, path in extra_tables.items():
                 path.replace(folder / f"{name}.parquet")
             if current.has("population") and "population" not in extra_tables:
-                con.execute(f"COPY (SELECT * FROM read_parquet('{current.path('population')}')) "
-                            f"TO '{folder / 'population.parquet'}' (FORMAT parquet)")
+                con.execute(
+                    f"COPY (SELECT * FROM read_parquet('{current.path('population')}')) "
+                    f"TO '{folder / 'population.parquet'}' (FORMAT parquet)"
+                )
             digest = master.MasterFile(folder).sha256()
         except BaseException:
             master.discard(folder)
             raise
     result = ImportResult(people_rows, address_rows, pa_, pc_, aa, ac, digest, unchanged)
     with ws.engine.begin() as conn:
-        conn.execute(insert(tables.imports).values(
-            kind=kind, at=dt.datetime.now(dt.UTC), people_sha256=hashes[0],
-            addresses_sha256=hashes[1], people_rows=people_rows, address_rows=address_rows,
-            people_added=pa_, people_changed=pc_, addresses_added=aa, addresses_changed=ac,
-            master_sha256=digest))
+        conn.execute(
+            insert(tables.imports).values(
+                kind=kind,
+                at=dt.datetime.now(dt.UTC),
+                people_sha256=hashes[0],
+                addresses_sha256=hashes[1],
+                people_rows=people_rows,
+                address_rows=address_rows,
+                people_added=pa_,
+                people_changed=pc_,
+                addresses_added=aa,
+                addresses_changed=ac,
+                master_sha256=digest,
+            )
+        )
         if not unchanged:
             master.publish(ws, folder)
     return result

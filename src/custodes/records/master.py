@@ -63,8 +63,9 @@ def current(ws: Workspace) -> MasterFile:
         return MasterFile(None)
     folder = _root(ws) / pointer.read_text().strip()
     if not folder.is_dir():
-        raise WorkspaceError(f"The master file's live generation {folder.name} is missing.",
-                             code="master_corrupt")
+        raise WorkspaceError(
+            f"The master file's live generation {folder.name} is missing.", code="master_corrupt"
+        )
     return MasterFile(folder)
 
 
@@ -126,15 +127,21 @@ def summary(ws: Workspace) -> dict[str, object]:
                    (SELECT coalesce(sum(n),0) FROM households WHERE n > 1)"""
     ).fetchall()[0]
     out: dict[str, object] = {
-        "people": people, "itin": itin, "with_suffix": suffixed, "addresses": rows,
-        "tax_years": [years_lo, years_hi], "people_sharing_last_address": shared,
-        "sha256": mf.sha256(), "generation": mf.folder.name if mf.folder else None,
+        "people": people,
+        "itin": itin,
+        "with_suffix": suffixed,
+        "addresses": rows,
+        "tax_years": [years_lo, years_hi],
+        "people_sharing_last_address": shared,
+        "sha256": mf.sha256(),
+        "generation": mf.folder.name if mf.folder else None,
     }
     if mf.has("population"):
         pop = str(mf.path("population"))
         absent, twins = con.execute(
             f"SELECT count(*) FILTER (NOT filer), count(*) FILTER (twin_of IS NOT NULL)"
-            f" FROM read_parquet('{pop}')").fetchall()[0]
+            f" FROM read_parquet('{pop}')"
+        ).fetchall()[0]
         out["synthetic_non_filers"] = absent
         out["twins"] = twins
     con.close()

@@ -10,15 +10,78 @@ TIN_TYPES = ("SSN", "ITIN")
 SUFFIXES = ("JR", "SR", "II", "III", "IV", "V")
 
 # USPS two-letter codes: the states, DC, the territories and the military "states".
-US_STATES = (
-    "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH "
-    "NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY "
-    "PR GU VI AS MP AA AE AP"
-).split()
+US_STATES = [
+    "AL",
+    "AK",
+    "AZ",
+    "AR",
+    "CA",
+    "CO",
+    "CT",
+    "DE",
+    "DC",
+    "FL",
+    "GA",
+    "HI",
+    "ID",
+    "IL",
+    "IN",
+    "IA",
+    "KS",
+    "KY",
+    "LA",
+    "ME",
+    "MD",
+    "MA",
+    "MI",
+    "MN",
+    "MS",
+    "MO",
+    "MT",
+    "NE",
+    "NV",
+    "NH",
+    "NJ",
+    "NM",
+    "NY",
+    "NC",
+    "ND",
+    "OH",
+    "OK",
+    "OR",
+    "PA",
+    "RI",
+    "SC",
+    "SD",
+    "TN",
+    "TX",
+    "UT",
+    "VT",
+    "VA",
+    "WA",
+    "WV",
+    "WI",
+    "WY",
+    "PR",
+    "GU",
+    "VI",
+    "AS",
+    "MP",
+    "AA",
+    "AE",
+    "AP",
+]
 
 # Longest accepted text in any field: a "huge field" is refused, not truncated.
-MAX_FIELD = {"first_name": 60, "middle_name": 60, "last_name": 80, "street": 120, "unit": 30,
-             "city": 60, "record_id": 64}
+MAX_FIELD = {
+    "first_name": 60,
+    "middle_name": 60,
+    "last_name": 80,
+    "street": 120,
+    "unit": 30,
+    "city": 60,
+    "record_id": 64,
+}
 
 # ITIN middle digits (the "group"), per IRS: 50-65, 70-88, 90-92, 94-99.
 ITIN_GROUP_SQL = (
@@ -26,6 +89,14 @@ ITIN_GROUP_SQL = (
 )
 
 # Public schema of the stored tables (Parquet), in order.
-PEOPLE_STORED = ("record_id", "tin", "tin_type", "first_name", "middle_name", "last_name",
-                 "suffix", "dob")
+PEOPLE_STORED = (
+    "record_id",
+    "tin",
+    "tin_type",
+    "first_name",
+    "middle_name",
+    "last_name",
+    "suffix",
+    "dob",
+)
 ADDRESS_STORED = ("record_id", "tin", "tax_year", "street", "unit", "city", "state", "zip")

@@ -14,20 +14,48 @@ from custodes.errors import InputError
 
 ENVELOPE_FILE = "envelope.json"
 
-ENVELOPE_REQUIRED = ("provision", "agency", "signer", "statutory_authority", "reason",
-                     "taxable_periods", "fields_requested", "items")
+ENVELOPE_REQUIRED = (
+    "provision",
+    "agency",
+    "signer",
+    "statutory_authority",
+    "reason",
+    "taxable_periods",
+    "fields_requested",
+    "items",
+)
 ENVELOPE_OPTIONAL = ("officials", "court_order", "agreement")
 SIGNER_KEYS = ("name", "title", "role")
 OFFICIAL_KEYS = ("id", "name", "title")
 COURT_ORDER_KEYS = ("court", "judge", "docket", "date", "expires", "findings")
 
-ITEM_COLUMNS = ("item_id", "first_name", "middle_name", "last_name", "suffix", "dob", "tin",
-                "street", "unit", "city", "state", "zip", "case_number", "official_id")
+ITEM_COLUMNS = (
+    "item_id",
+    "first_name",
+    "middle_name",
+    "last_name",
+    "suffix",
+    "dob",
+    "tin",
+    "street",
+    "unit",
+    "city",
+    "state",
+    "zip",
+    "case_number",
+    "official_id",
+)
 ITEM_OPTIONAL = ("taxable_periods", "statutory_authority", "reason")
 
 # The provisions a request may name (the reference rule set's ids).
-PROVISIONS = ("irc-6103-i-1", "irc-6103-i-2", "irc-6103-l-6", "irc-6103-l-7",
-              "irc-6103-m-2", "irc-6103-d")
+PROVISIONS = (
+    "irc-6103-i-1",
+    "irc-6103-i-2",
+    "irc-6103-l-6",
+    "irc-6103-l-7",
+    "irc-6103-m-2",
+    "irc-6103-d",
+)
 
 
 def read_envelope(folder: Path) -> dict[str, Any]:
@@ -36,27 +64,31 @@ def read_envelope(folder: Path) -> dict[str, Any]:
     if not folder.is_dir():
         raise InputError(f"{folder}: not a request directory.", code="not_a_request")
     if not path.exists():
-        raise InputError(f"{folder}: no {ENVELOPE_FILE} in the request directory.",
-                         code="missing_envelope")
+        raise InputError(
+            f"{folder}: no {ENVELOPE_FILE} in the request directory.", code="missing_envelope"
+        )
     try:
         env = json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise InputError(f"{ENVELOPE_FILE}: not UTF-8 text.", code="bad_encoding") from None
     except json.JSONDecodeError as exc:
-        raise InputError(f"{ENVELOPE_FILE}:{exc.lineno}: not valid JSON ({exc.msg}).",
-                         code="bad_envelope") from None
+        raise InputError(
+            f"{ENVELOPE_FILE}:{exc.lineno}: not valid JSON ({exc.msg}).", code="bad_envelope"
+        ) from None
     if not isinstance(env, dict):
         raise InputError(f"{ENVELOPE_FILE}: must hold a JSON object.", code="bad_envelope")
     missing = [k for k in ENVELOPE_REQUIRED if k not in env]
     if missing:
-        raise InputError(f"{ENVELOPE_FILE}: missing key(s): {', '.join(missing)}.",
-                         code="bad_envelope")
+        raise InputError(
+            f"{ENVELOPE_FILE}: missing key(s): {', '.join(missing)}.", code="bad_envelope"
+        )
     problems = []
     if not isinstance(env["signer"], dict) or any(k not in env["signer"] for k in SIGNER_KEYS):
         problems.append("signer must be an object with name, title and role")
     officials = env.get("officials", [])
     if not isinstance(officials, list) or any(
-            not isinstance(o, dict) or any(k not in o for k in OFFICIAL_KEYS) for o in officials):
+        not isinstance(o, dict) or any(k not in o for k in OFFICIAL_KEYS) for o in officials
+    ):
         problems.append("officials must be a list of objects with id, name and title")
     periods = env["taxable_periods"]
     if not isinstance(periods, list) or any(not isinstance(y, int) for y in periods):

@@ -9,7 +9,6 @@ court warned of) and strangers. Each item carries at most one deliberate defect,
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,20 +32,48 @@ PLACEHOLDER_ADDRESSES = (
     ("NONE", "NONE", "XX", "00000"),
 )
 NICKNAMES = {
-    "WILLIAM": "BILL", "ROBERT": "BOB", "RICHARD": "RICK", "JAMES": "JIM", "JOHN": "JACK",
-    "MICHAEL": "MIKE", "JOSEPH": "JOE", "THOMAS": "TOM", "CHARLES": "CHUCK",
-    "CHRISTOPHER": "CHRIS", "DANIEL": "DAN", "MATTHEW": "MATT", "ANTHONY": "TONY",
-    "ELIZABETH": "LIZ", "MARGARET": "PEGGY", "JENNIFER": "JEN", "PATRICIA": "PAT",
-    "KATHERINE": "KATE", "DAVID": "DAVE", "EDWARD": "ED", "SUSAN": "SUE", "DEBORAH": "DEB",
-    "JOSE": "JOSÉ", "MARIA": "MARÍA", "JESUS": "JESÚS", "RAMON": "RAMÓN", "ANGEL": "ÁNGEL",
+    "WILLIAM": "BILL",
+    "ROBERT": "BOB",
+    "RICHARD": "RICK",
+    "JAMES": "JIM",
+    "JOHN": "JACK",
+    "MICHAEL": "MIKE",
+    "JOSEPH": "JOE",
+    "THOMAS": "TOM",
+    "CHARLES": "CHUCK",
+    "CHRISTOPHER": "CHRIS",
+    "DANIEL": "DAN",
+    "MATTHEW": "MATT",
+    "ANTHONY": "TONY",
+    "ELIZABETH": "LIZ",
+    "MARGARET": "PEGGY",
+    "JENNIFER": "JEN",
+    "PATRICIA": "PAT",
+    "KATHERINE": "KATE",
+    "DAVID": "DAVE",
+    "EDWARD": "ED",
+    "SUSAN": "SUE",
+    "DEBORAH": "DEB",
+    "JOSE": "JOSÉ",
+    "MARIA": "MARÍA",
+    "JESUS": "JESÚS",
+    "RAMON": "RAMÓN",
+    "ANGEL": "ÁNGEL",
 }
 
 # (defect, share). In-file defects first, then the two kinds of absent people.
 DEFECTS = (
-    ("none", 0.30), ("tin_only", 0.14), ("placeholder_address", 0.08),
-    ("partial_address", 0.06), ("stale_address", 0.08), ("wrong_address", 0.04),
-    ("name_variant", 0.08), ("missing_case_number", 0.02), ("tin_typo", 0.02),
-    ("absent_relative", 0.12), ("absent_stranger", 0.06),
+    ("none", 0.30),
+    ("tin_only", 0.14),
+    ("placeholder_address", 0.08),
+    ("partial_address", 0.06),
+    ("stale_address", 0.08),
+    ("wrong_address", 0.04),
+    ("name_variant", 0.08),
+    ("missing_case_number", 0.02),
+    ("tin_typo", 0.02),
+    ("absent_relative", 0.12),
+    ("absent_stranger", 0.06),
 )
 ABSENT = ("absent_relative", "absent_stranger")
 
@@ -56,52 +83,83 @@ ENVELOPES: dict[str, dict[str, Any]] = {
         "signer": {"name": "Synthetic Director", "title": "Director", "role": "head_of_agency"},
         "statutory_authority": "8 U.S.C. 1253(c)",
         "reason": "Each listed person is the subject of an open criminal investigation under the "
-                  "cited statute for failure to depart after a final order of removal; a current "
-                  "address is needed to locate the person.",
-        "taxable_periods": [2023, 2024], "fields_requested": ["last_known_address"],
+        "cited statute for failure to depart after a final order of removal; a current "
+        "address is needed to locate the person.",
+        "taxable_periods": [2023, 2024],
+        "fields_requested": ["last_known_address"],
         "agreement": "irs-ice-2025",
     },
     "irc-6103-i-1": {
         "agency": "U.S. Department of Justice",
-        "signer": {"name": "Synthetic Attorney", "title": "United States Attorney",
-                   "role": "us_attorney"},
+        "signer": {
+            "name": "Synthetic Attorney",
+            "title": "United States Attorney",
+            "role": "us_attorney",
+        },
         "statutory_authority": "18 U.S.C. 1343",
         "reason": "Wire-fraud investigation; the returns bear on the scheme's proceeds.",
-        "taxable_periods": [2022, 2023], "fields_requested": ["return_information"],
-        "court_order": {"court": "U.S. District Court (synthetic)", "judge": "Synthetic Judge",
-                        "docket": "1:26-mc-00001", "date": "2026-01-15",
-                        "expires": "2026-12-31",
-                        "findings": ["reasonable cause to believe a specific crime was committed",
-                                     "the information is probative of a matter in issue",
-                                     "the information cannot reasonably be obtained elsewhere"]},
+        "taxable_periods": [2022, 2023],
+        "fields_requested": ["return_information"],
+        "court_order": {
+            "court": "U.S. District Court (synthetic)",
+            "judge": "Synthetic Judge",
+            "docket": "1:26-mc-00001",
+            "date": "2026-01-15",
+            "expires": "2026-12-31",
+            "findings": [
+                "reasonable cause to believe a specific crime was committed",
+                "the information is probative of a matter in issue",
+                "the information cannot reasonably be obtained elsewhere",
+            ],
+        },
     },
     "irc-6103-l-6": {
         "agency": "State Child Support Enforcement Agency",
-        "signer": {"name": "Synthetic Administrator", "title": "IV-D Director",
-                   "role": "head_of_agency"},
-        "statutory_authority": "42 U.S.C. 654", "reason": "Establishing and collecting support.",
-        "taxable_periods": [2024], "fields_requested": ["last_known_address"],
+        "signer": {
+            "name": "Synthetic Administrator",
+            "title": "IV-D Director",
+            "role": "head_of_agency",
+        },
+        "statutory_authority": "42 U.S.C. 654",
+        "reason": "Establishing and collecting support.",
+        "taxable_periods": [2024],
+        "fields_requested": ["last_known_address"],
     },
     "irc-6103-l-7": {
         "agency": "State Medicaid Agency",
-        "signer": {"name": "Synthetic Commissioner", "title": "Commissioner",
-                   "role": "head_of_agency"},
-        "statutory_authority": "42 U.S.C. 1396a", "reason": "Eligibility determination.",
-        "taxable_periods": [2024], "fields_requested": ["unearned_income"],
+        "signer": {
+            "name": "Synthetic Commissioner",
+            "title": "Commissioner",
+            "role": "head_of_agency",
+        },
+        "statutory_authority": "42 U.S.C. 1396a",
+        "reason": "Eligibility determination.",
+        "taxable_periods": [2024],
+        "fields_requested": ["unearned_income"],
     },
     "irc-6103-m-2": {
         "agency": "U.S. Department of Education",
-        "signer": {"name": "Synthetic Official", "title": "Chief Financial Officer",
-                   "role": "head_of_agency"},
-        "statutory_authority": "31 U.S.C. 3711", "reason": "Locating debtors to collect claims.",
-        "taxable_periods": [2024], "fields_requested": ["mailing_address"],
+        "signer": {
+            "name": "Synthetic Official",
+            "title": "Chief Financial Officer",
+            "role": "head_of_agency",
+        },
+        "statutory_authority": "31 U.S.C. 3711",
+        "reason": "Locating debtors to collect claims.",
+        "taxable_periods": [2024],
+        "fields_requested": ["mailing_address"],
     },
     "irc-6103-d": {
         "agency": "State Department of Revenue",
-        "signer": {"name": "Synthetic Secretary", "title": "Secretary of Revenue",
-                   "role": "head_of_agency"},
-        "statutory_authority": "State tax code", "reason": "State tax administration.",
-        "taxable_periods": [2023, 2024], "fields_requested": ["return_information"],
+        "signer": {
+            "name": "Synthetic Secretary",
+            "title": "Secretary of Revenue",
+            "role": "head_of_agency",
+        },
+        "statutory_authority": "State tax code",
+        "reason": "State tax administration.",
+        "taxable_periods": [2023, 2024],
+        "fields_requested": ["return_information"],
     },
 }
 
@@ -117,22 +175,28 @@ class GeneratedRequest:
 
 
 def _officials(rng: np.random.Generator) -> list[dict[str, str]]:
-    return [{"id": f"OFF-{i:03d}", "name": f"Synthetic Agent {i}", "title": "Special Agent"}
-            for i in range(1, 7)]
+    return [
+        {"id": f"OFF-{i:03d}", "name": f"Synthetic Agent {i}", "title": "Special Agent"}
+        for i in range(1, 7)
+    ]
 
 
-def generate_request(ws: Workspace, provision: str, items: int, seed: int, out: Path,
-                     *, overwrite: bool = False) -> GeneratedRequest:
+def generate_request(
+    ws: Workspace, provision: str, items: int, seed: int, out: Path, *, overwrite: bool = False
+) -> GeneratedRequest:
     if provision not in PROVISIONS:
-        raise InputError(f"Unknown provision '{provision}' (known: {', '.join(PROVISIONS)}).",
-                         code="unknown_provision")
+        raise InputError(
+            f"Unknown provision '{provision}' (known: {', '.join(PROVISIONS)}).",
+            code="unknown_provision",
+        )
     if items < 1:
         raise InputError("--items must be at least 1.", code="bad_argument")
     mf = master.current(ws)
     mf.path("people")  # clear error when there is no master file
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ConflictError(f"{out} already exists and is not empty (use --overwrite).",
-                            code="output_exists")
+        raise ConflictError(
+            f"{out} already exists and is not empty (use --overwrite).", code="output_exists"
+        )
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
 
@@ -145,8 +209,8 @@ def generate_request(ws: Workspace, provision: str, items: int, seed: int, out: 
         n_rel = 0
         if has_pop:
             con.execute(f"""CREATE TABLE relatives AS SELECT p.* FROM
-                read_parquet('{mf.path('population')}') p WHERE NOT p.filer AND p.household_id
-                IN (SELECT household_id FROM read_parquet('{mf.path('population')}') WHERE filer)
+                read_parquet('{mf.path("population")}') p WHERE NOT p.filer AND p.household_id
+                IN (SELECT household_id FROM read_parquet('{mf.path("population")}') WHERE filer)
                 ORDER BY person_id""")
             n_rel = con.execute("SELECT count(*) FROM relatives").fetchall()[0][0]
 
@@ -169,45 +233,64 @@ def generate_request(ws: Workspace, provision: str, items: int, seed: int, out: 
             if k:
                 src_idx[mask] = rng.choice(pool, k, replace=False)
         skew = rng.random(items) < 0.6  # most items name the same official
-        plan = pa.table({
-            "pos": np.arange(items), "defect": np.array(names)[defect], "src": src_idx,
-            "variant": rng.integers(0, 5, items), "ph": rng.integers(0, len(PLACEHOLDER_ADDRESSES),
-                                                                      items),
-            "partial": rng.integers(0, 2, items), "with_tin": rng.random(items) < 0.6,
-            "dashed": rng.random(items) < 0.2, "typo_digit": rng.integers(0, 9, items),
-            "other": rng.integers(0, max(n_people, 1), items),
-            "official": np.where(skew, 1, rng.integers(1, 7, items)),
-            "case": rng.integers(10_000_000, 99_999_999, items),
-            "order_days": rng.integers(30, 5 * 365, items), "no_order": rng.random(items) < 0.1,
-            "s_first": rng.integers(0, 1_000_000_000, items), "s_male": rng.random(items) < 0.5,
-            "s_last": rng.choice(len(reference.surnames()[0]), items,
-                                 p=reference.surnames()[1]),
-            "s_dob": rng.integers(-20_000, 12_000, items),
-            "s_zip": rng.integers(0, len(reference.zip_table()[0]), items),
-            "s_house": rng.integers(1, 9999, items),
-            "s_street": rng.integers(0, len(reference.street_names()), items),
-        })
+        plan = pa.table(
+            {
+                "pos": np.arange(items),
+                "defect": np.array(names)[defect],
+                "src": src_idx,
+                "variant": rng.integers(0, 5, items),
+                "ph": rng.integers(0, len(PLACEHOLDER_ADDRESSES), items),
+                "partial": rng.integers(0, 2, items),
+                "with_tin": rng.random(items) < 0.6,
+                "dashed": rng.random(items) < 0.2,
+                "typo_digit": rng.integers(0, 9, items),
+                "other": rng.integers(0, max(n_people, 1), items),
+                "official": np.where(skew, 1, rng.integers(1, 7, items)),
+                "case": rng.integers(10_000_000, 99_999_999, items),
+                "order_days": rng.integers(30, 5 * 365, items),
+                "no_order": rng.random(items) < 0.1,
+                "s_first": rng.integers(0, 1_000_000_000, items),
+                "s_male": rng.random(items) < 0.5,
+                "s_last": rng.choice(
+                    len(reference.surnames()[0]), items, p=reference.surnames()[1]
+                ),
+                "s_dob": rng.integers(-20_000, 12_000, items),
+                "s_zip": rng.integers(0, len(reference.zip_table()[0]), items),
+                "s_house": rng.integers(1, 9999, items),
+                "s_street": rng.integers(0, len(reference.street_names()), items),
+            }
+        )
         con.register("plan", plan)
         _register_lookups(con)
         _build_items(con, has_pop)
-        con.execute(f"COPY (SELECT {', '.join(ITEM_COLUMNS)}, removal_order_date FROM items "
-                    f"ORDER BY item_id) TO '{out / 'items.csv'}' (HEADER, DELIMITER ',')")
-        con.execute(f"COPY (SELECT item_id, record_id, defect FROM items ORDER BY item_id) "
-                    f"TO '{out / 'truth.csv'}' (HEADER, DELIMITER ',')")
-        counts = dict(con.execute("SELECT defect, count(*) FROM items GROUP BY 1 "
-                                  "ORDER BY 1").fetchall())
+        con.execute(
+            f"COPY (SELECT {', '.join(ITEM_COLUMNS)}, removal_order_date FROM items "
+            f"ORDER BY item_id) TO '{out / 'items.csv'}' (HEADER, DELIMITER ',')"
+        )
+        con.execute(
+            f"COPY (SELECT item_id, record_id, defect FROM items ORDER BY item_id) "
+            f"TO '{out / 'truth.csv'}' (HEADER, DELIMITER ',')"
+        )
+        counts = dict(
+            con.execute("SELECT defect, count(*) FROM items GROUP BY 1 ORDER BY 1").fetchall()
+        )
     finally:
         con.close()
-    envelope = {"provision": provision, **ENVELOPES[provision],
-                "officials": _officials(rng), "items": "items.csv"}
+    envelope = {
+        "provision": provision,
+        **ENVELOPES[provision],
+        "officials": _officials(rng),
+        "items": "items.csv",
+    }
     (out / ENVELOPE_FILE).write_text(json.dumps(envelope, indent=2, ensure_ascii=False) + "\n")
     return GeneratedRequest(out, items, counts)
 
 
 def _register_lookups(con) -> None:  # type: ignore[no-untyped-def]
     zips, cities, states = reference.zip_table()
-    con.register("zips", pa.table({"i": np.arange(len(zips)), "zip": zips, "city": cities,
-                                   "state": states}))
+    con.register(
+        "zips", pa.table({"i": np.arange(len(zips)), "zip": zips, "city": cities, "state": states})
+    )
     sn = reference.surnames()[0]
     con.register("surnames", pa.table({"i": np.arange(len(sn)), "v": sn}))
     for sex in ("M", "F"):
@@ -217,9 +300,18 @@ def _register_lookups(con) -> None:  # type: ignore[no-untyped-def]
     con.register("streets", pa.table({"i": np.arange(len(st)), "v": st}))
     con.register("nicknames", pa.table({"name": list(NICKNAMES), "nick": list(NICKNAMES.values())}))
     ph = PLACEHOLDER_ADDRESSES
-    con.register("placeholders", pa.table({
-        "i": np.arange(len(ph)), "street": [p[0] for p in ph], "city": [p[1] for p in ph],
-        "state": [p[2] for p in ph], "zip": [p[3] for p in ph]}))
+    con.register(
+        "placeholders",
+        pa.table(
+            {
+                "i": np.arange(len(ph)),
+                "street": [p[0] for p in ph],
+                "city": [p[1] for p in ph],
+                "state": [p[2] for p in ph],
+                "zip": [p[3] for p in ph],
+            }
+        ),
+    )
 
 
 def _build_items(con, has_pop: bool) -> None:  # type: ignore[no-untyped-def]
@@ -234,12 +326,16 @@ def _build_items(con, has_pop: bool) -> None:  # type: ignore[no-untyped-def]
                               state := a.state, zip := a.zip), a.tax_year) AS prev
           FROM addrs a JOIN last_addr l USING (record_id)
           WHERE a.zip <> l.cur.zip OR a.street <> l.cur.street GROUP BY a.record_id""")
-    rel = ("""UNION ALL SELECT pl.pos, NULL, r.first_name, r.middle_name, r.last_name, r.suffix,
+    rel = (
+        """UNION ALL SELECT pl.pos, NULL, r.first_name, r.middle_name, r.last_name, r.suffix,
               r.dob, r.tin, struct_pack(street := r.street, unit := r.unit, city := r.city,
               state := r.state, zip := r.zip), NULL
            FROM plan pl JOIN (SELECT row_number() OVER (ORDER BY person_id) - 1 AS idx, *
                               FROM relatives) r ON r.idx = pl.src
-           WHERE pl.defect = 'absent_relative'""" if has_pop else "")
+           WHERE pl.defect = 'absent_relative'"""
+        if has_pop
+        else ""
+    )
     con.execute(f"""CREATE TABLE who AS
         SELECT pl.pos, n.record_id, n.first_name, n.middle_name, n.last_name, n.suffix, n.dob,
                n.tin, la.cur, pa.prev
@@ -286,7 +382,8 @@ def _build_items(con, has_pop: bool) -> None:  # type: ignore[no-untyped-def]
           strftime(b.dob, '%Y-%m-%d') AS dob,
           CASE WHEN b.tin IS NULL OR NOT (b.with_tin OR b.d IN ('tin_only', 'tin_typo')) THEN NULL
                ELSE (CASE WHEN b.d = 'tin_typo'
-                          THEN left(b.tin, 8) || ((right(b.tin, 1)::INTEGER + 1 + b.typo_digit) % 10)::VARCHAR
+                          THEN left(b.tin, 8)
+                               || ((right(b.tin, 1)::INTEGER + 1 + b.typo_digit) % 10)::VARCHAR
                           ELSE b.tin END) END AS tin9,
           CASE WHEN tin9 IS NOT NULL AND b.dashed
                THEN left(tin9, 3) || '-' || substr(tin9, 4, 2) || '-' || right(tin9, 4)
