@@ -1,0 +1,233 @@
+"""RFC 9162 §2.1 Merkle tree hashing, inclusion and consistency proofs (0-based indexes).
+
+Everything is written against one primitive, `perfect(level, index)`: the hash of the perfect
+subtree holding leaves [index·2^level, (index+1)·2^level). Any store that can answer it (a list
+of leaves in memory, the database's stored nodes, a tiles directory) gets roots and proofs from
+the same code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+
+HASH_SIZE = 32
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+Perfect = Callable[[int, int], bytes]
+
+
+class ProofError(ValueError):
+    """A proof or hash that does not verify; the message says why."""
+
+
+def leaf_hash(entry: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + entry).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def _split(n: int) -> int:
+    """The largest power of two strictly less than n (n > 1)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def range_hash(perfect: Perfect, start: int, end: int) -> bytes:
+    """MTH of leaves [start, end), built from perfect subtrees (start is aligned as in RFC)."""
+    n = end - start
+    if n == 0:
+        return EMPTY_ROOT
+    if n & (n - 1) == 0 and start % n == 0:
+        level = n.bit_length() - 1
+        return perfect(level, start >> level)
+    k = _split(n)
+    return node_hash(range_hash(perfect, start, start + k), range_hash(perfect, start + k, end))
+
+
+def root(perfect: Perfect, size: int) -> bytes:
+    return range_hash(perfect, 0, size)
+
+
+def inclusion_proof(perfect: Perfect, index: int, size: int) -> list[bytes]:
+    """RFC 9162 §2.1.3.1 PATH(m, D[n]), bottom-up."""
+    if not 0 <= index < size:
+        raise ProofError(f"leaf index {index} is outside a tree of size {size}")
+    path: list[bytes] = []
+    start, end, m = 0, size, index
+    while end - start > 1:
+        k = _split(end - start)
+        if m < k:
+            path.append(range_hash(perfect, start + k, end))
+            end = start + k
+        else:
+            path.append(range_hash(perfect, start, start + k))
+            start, m = start + k, m - k
+    return path[::-1]
+
+
+def consistency_proof(perfect: Perfect, old: int, new: int) -> list[bytes]:
+    """RFC 9162 §2.1.4.1 PROOF(m, D[n]) for 0 < m <= n (empty when m == n)."""
+    if not 0 < old <= new:
+        raise ProofError(f"no consistency proof from size {old} to size {new}")
+    proof: list[bytes] = []
+    start, end, m, complete = 0, new, old, True
+    while m != end - start:
+        k = _split(end - start)
+        if m <= k:
+            proof.append(range_hash(perfect, start + k, end))
+            end = start + k
+        else:
+            proof.append(range_hash(perfect, start, start + k))
+            start, m, complete = start + k, m - k, False
+    if not complete:
+        proof.append(range_hash(perfect, start, end))
+    return proof[::-1]
+
+
+def _check_len(h: bytes, what: str) -> None:
+    if len(h) != HASH_SIZE:
+        raise ProofError(f"{what} is {len(h)} bytes, not {HASH_SIZE}")
+
+
+def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes:
+    """RFC 9162 §2.1.3.2: the root implied by an inclusion proof."""
+    _check_len(leaf, "leaf hash")
+    if index >= size or index < 0:
+        raise ProofError(f"leaf index {index} is outside a tree of size {size}")
+    fn, sn, r = index, size - 1, leaf
+    for p in proof:
+        _check_len(p, "proof hash")
+        if sn == 0:
+            raise ProofError("inclusion proof is longer than the tree is deep")
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("inclusion proof is shorter than the tree is deep")
+    return r
+
+
+def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes],
+                     expected_root: bytes) -> None:
+    _check_len(expected_root, "root")
+    if root_from_inclusion(index, size, leaf, proof) != expected_root:
+        raise ProofError(f"inclusion proof for leaf {index} does not lead to the root of "
+                         f"size {size}")
+
+
+def verify_consistency(old: int, new: int, old_root: bytes, new_root: bytes,
+                       proof: Sequence[bytes], *, allow_empty_old: bool = False) -> None:
+    """RFC 9162 §2.1.4.2. From size 0 only with `allow_empty_old` (the witness protocol)."""
+    if old > new:
+        raise ProofError(f"old size {old} is larger than new size {new}")
+    if old == 0:
+        if not allow_empty_old:
+            raise ProofError("a consistency proof from the empty tree is meaningless")
+        if proof:
+            raise ProofError("a consistency proof from size 0 must be empty")
+        return
+    if old == new:
+        if proof:
+            raise ProofError("a consistency proof between equal sizes must be empty")
+        if old_root != new_root:
+            raise ProofError(f"two different roots for size {old}")
+        return
+    _check_len(old_root, "old root")
+    _check_len(new_root, "new root")
+    for p in proof:
+        _check_len(p, "proof hash")
+    if not proof:
+        raise ProofError("empty consistency proof")
+    path = list(proof)
+    if old & (old - 1) == 0:
+        path.insert(0, old_root)
+    fn, sn = old - 1, new - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            raise ProofError("consistency proof is too long")
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("consistency proof is too short")
+    if fr != old_root:
+        raise ProofError(f"consistency proof does not lead to the old root (size {old})")
+    if sr != new_root:
+        raise ProofError(f"consistency proof does not lead to the new root (size {new})")
+
+
+def memory_perfect(leaves: Sequence[bytes]) -> Perfect:
+    """A `perfect` source over leaf hashes held in memory (memoised)."""
+    cache: dict[tuple[int, int], bytes] = {}
+
+    def perfect(level: int, index: int) -> bytes:
+        if level == 0:
+            return leaves[index]
+        key = (level, index)
+        if key not in cache:
+            cache[key] = node_hash(perfect(level - 1, 2 * index), perfect(level - 1, 2 * index + 1))
+        return cache[key]
+
+    return perfect
+
+
+class CompactRange:
+    """The right border of a tree: hashes of the perfect subtrees that make up [0, size).
+
+    Appending a leaf completes perfect subtrees bottom-up; `append` returns each completed
+    (level, index, hash) so a store can persist them.
+    """
+
+    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
+        if len(hashes) != bin(size).count("1"):
+            raise ValueError("compact range does not match its size")
+        self.size = size
+        self.hashes = list(hashes)  # largest (leftmost) subtree first
+
+    def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
+        completed = [(0, self.size, leaf)]
+        h, level, idx = leaf, 0, self.size
+        while idx & 1:
+            h = node_hash(self.hashes.pop(), h)
+            level += 1
+            idx >>= 1
+            completed.append((level, idx, h))
+        self.hashes.append(h)
+        self.size += 1
+        return completed
+
+    def root(self) -> bytes:
+        if not self.hashes:
+            return EMPTY_ROOT
+        r = self.hashes[-1]
+        for h in reversed(self.hashes[:-1]):
+            r = node_hash(h, r)
+        return r
+
+    def to_bytes(self) -> bytes:
+        return b"".join(self.hashes)
+
+    @classmethod
+    def from_bytes(cls, size: int, data: bytes) -> CompactRange:
+        return cls(size, [data[i:i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)])
