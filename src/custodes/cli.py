@@ -36,14 +36,22 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals hold personal data: never print them
     add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
 )
 records_app = typer.Typer(
     help="The confidential master file: import, generate, summarise.", no_args_is_help=True
 )
 requests_app = typer.Typer(help="Requests in the interchange format.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The ledger: an append-only Merkle log of every event that "
+                         "outsiders can verify (RFC 9162, C2SP checkpoints and tiles).",
+                         no_args_is_help=True)
+witness_app = typer.Typer(help="A witness that cosigns a ledger's consistent growth "
+                          "(C2SP tlog-witness), for an oversight body to run.",
+                          no_args_is_help=True)
 app.add_typer(records_app, name="records")
 app.add_typer(requests_app, name="requests")
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(witness_app, name="witness")
 
 HomeOpt = Annotated[
     Path | None,
@@ -289,6 +297,263 @@ def requests_generate(
     for k, v in result.by_defect.items():
         table.add_row(k, f"{v:,}")
     out.print(table)
+
+
+def _vkey(value: str) -> Any:
+    """A verifier key given as the key string itself or as a file holding it."""
+    from custodes.errors import InputError
+    from custodes.ledger.note import NoteError, Verifier
+
+    text = value
+    if "+" not in value or Path(value).exists():
+        path = Path(value)
+        if not path.exists():
+            raise InputError(f"{value}: neither a verifier key nor a file.", code="bad_key")
+        text = path.read_text().strip()
+    try:
+        return Verifier.parse(text)
+    except NoteError as exc:
+        raise InputError(f"Verifier key: {exc}.", code="bad_key") from None
+
+
+def _print_report(report: Any, json_out: bool) -> None:
+    if json_out:
+        _emit_json(report.to_dict())
+    else:
+        for line in report.checked:
+            out.print(f"[green]ok[/]   {line}", highlight=False)
+        for line in report.problems:
+            out.print(f"[bold red]FAIL[/] {line}", highlight=False)
+        out.print("[bold green]Verified.[/]" if report.ok else "[bold red]Verification "
+                  "failed.[/]")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@ledger_app.command("keygen")
+@handles_errors
+def ledger_keygen(
+    origin: Annotated[str | None, typer.Option("--origin", help="The log's origin, a "
+                                               "schema-less URL (fixed for life).")] = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create the ledger's Ed25519 signing key (kept outside the database) and print the
+    verifier key to publish."""
+    from custodes.ledger.keys import key_path, keygen
+    from custodes.workspace import open_workspace
+
+    ws = open_workspace(home)
+    signer = keygen(ws, origin)
+    info = {"origin": signer.name, "vkey": signer.verifier.vkey, "key_file": str(key_path(ws))}
+    if json_out:
+        _emit_json(info)
+    else:
+        err.print(f"Private key written to {info['key_file']} (mode 0600; back it up).")
+        sys.stdout.write(signer.verifier.vkey + "\n")
+
+
+@ledger_app.command("key")
+@handles_errors
+def ledger_key(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """Print the ledger's verifier key (name+id+base64), for auditors and witnesses."""
+    from custodes.ledger.service import verifier
+    from custodes.workspace import open_workspace
+
+    vkey = verifier(open_workspace(home)).vkey
+    _emit_json({"vkey": vkey}) if json_out else sys.stdout.write(vkey + "\n")
+
+
+@ledger_app.command("status")
+@handles_errors
+def ledger_status(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """Size, root and latest checkpoint of the ledger."""
+    from custodes.ledger.service import status as ledger_state
+    from custodes.workspace import open_workspace
+
+    info = ledger_state(open_workspace(home))
+    _emit_json(info) if json_out else out.print(_kv_table("Ledger", info))
+
+
+@ledger_app.command("checkpoint")
+@handles_errors
+def ledger_checkpoint(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """Sign a checkpoint of the current tree (only if it extends the last one) and print it."""
+    from custodes.ledger.service import checkpoint
+    from custodes.workspace import open_workspace
+
+    cp, note = checkpoint(open_workspace(home))
+    if json_out:
+        _emit_json({"origin": cp.origin, "size": cp.size, "note": note.render()})
+    else:
+        sys.stdout.write(note.render())
+
+
+@ledger_app.command("export")
+@handles_errors
+def ledger_export(
+    folder: Annotated[Path, typer.Argument(help="Folder to write the tlog-tiles export to.")],
+    bodies: Annotated[bool, typer.Option("--bodies", help="Also write bodies.jsonl (event "
+                                         "bodies and salts: for authorised auditors only).")
+                      ] = False,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write the ledger as a C2SP tlog-tiles directory: checkpoint, hash tiles, entry bundles.
+    The export reveals no personal data and can be verified offline with the verifier key."""
+    from custodes.ledger.service import export
+    from custodes.workspace import open_workspace
+
+    info = export(open_workspace(home), folder, bodies=bodies)
+    _emit_json(info) if json_out else out.print(_kv_table("Export", info))
+
+
+@ledger_app.command("verify")
+@handles_errors
+def ledger_verify(
+    path: Annotated[Path | None, typer.Argument(help="An export folder or a receipt file; "
+                                                "omit to audit the workspace's store.")] = None,
+    key: Annotated[str | None, typer.Option("--key", help="The log's verifier key (or a file "
+                                            "holding it). Required for exports and receipts.")
+                   ] = None,
+    previous: Annotated[Path | None, typer.Option("--previous", help="A checkpoint seen "
+                                                  "earlier: prove the log only grew.")] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", help="A tlog-policy file naming "
+                                                "the witnesses that must have cosigned.")
+                      ] = None,
+    body: Annotated[Path | None, typer.Option("--body", help="With a receipt: the event body "
+                                              "file, to check it against the commitment.")
+                    ] = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify the ledger: the workspace store (no PATH), an export folder, or a receipt.
+    Exit status 1 when anything does not verify; each problem says where."""
+    from custodes.errors import InputError
+    from custodes.ledger.policy import Policy, PolicyError
+    from custodes.ledger.verify import verify_export, verify_receipt
+
+    pol = None
+    if policy is not None:
+        try:
+            pol = Policy.parse(policy.read_text())
+        except (PolicyError, OSError) as exc:
+            raise InputError(f"{policy}: {exc}", code="bad_policy") from None
+    if path is None:
+        from custodes.ledger.service import audit_store
+        from custodes.workspace import open_workspace
+
+        report = audit_store(open_workspace(home), _vkey(key) if key else None)
+    else:
+        if key is None:
+            raise InputError("--key is required to verify an export or a receipt.",
+                             code="missing_key")
+        vkey = _vkey(key)
+        if path.is_dir():
+            prev = previous.read_text() if previous else None
+            report = verify_export(path, vkey, previous=prev, policy=pol)
+        elif path.is_file():
+            body_doc = json.loads(body.read_text()) if body else None
+            report = verify_receipt(path.read_text(), vkey, policy=pol, body=body_doc)
+        else:
+            raise InputError(f"{path}: no such file or folder.", code="file_not_found")
+    _print_report(report, json_out)
+
+
+@ledger_app.command("prove")
+@handles_errors
+def ledger_prove(
+    index: Annotated[int, typer.Argument(help="The event's index in the ledger.")],
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the receipt here "
+                                                  "(default: print it).")] = None,
+    body_out: Annotated[Path | None, typer.Option("--body-out", help="Also write the event "
+                                                  "body and salt (for the receipt's holder).")
+                        ] = None,
+    home: HomeOpt = None,
+) -> None:
+    """A self-contained receipt (c2sp.org/tlog-proof@v1) that one event is in the ledger:
+    inclusion proof plus signed checkpoint. Check it with 'custodes ledger verify FILE --key'."""
+    from custodes.ledger.service import prove
+    from custodes.workspace import open_workspace
+
+    receipt, body_doc = prove(open_workspace(home), index)
+    if out_file:
+        out_file.write_text(receipt)
+        err.print(f"Receipt written to {out_file}.")
+    else:
+        sys.stdout.write(receipt)
+    if body_out:
+        body_out.write_text(json.dumps(body_doc, ensure_ascii=False) + "\n")
+
+
+@ledger_app.command("cosign")
+@handles_errors
+def ledger_cosign(
+    witness_url: Annotated[str, typer.Option("--witness", help="The witness's submission URL.")],
+    witness_key: Annotated[str, typer.Option("--witness-key", help="The witness's verifier key "
+                                             "(cosignature/v1).")],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Ask a witness to cosign the latest checkpoint (proving consistency with what it saw)."""
+    from custodes.ledger.service import cosign
+    from custodes.workspace import open_workspace
+
+    info = cosign(open_workspace(home), witness_url, _vkey(witness_key))
+    _emit_json(info) if json_out else out.print(f"Cosigned by {info['witness']} at size "
+                                                f"{info['size']:,}.")
+
+
+@witness_app.command("keygen")
+@handles_errors
+def witness_keygen(
+    name: Annotated[str, typer.Argument(help="The witness's name, e.g. witness.oig.example.")],
+    key_file: Annotated[Path, typer.Option("--out", help="Where to write the private key.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Create a witness key (Ed25519 cosignature/v1) and print its verifier key."""
+    from custodes.errors import ConflictError
+    from custodes.ledger.note import ALG_COSIGNATURE_V1, Signer
+
+    if key_file.exists():
+        raise ConflictError(f"{key_file} already exists.", code="key_exists")
+    signer = Signer.generate(name, ALG_COSIGNATURE_V1)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(signer.encode() + "\n")
+    _emit_json({"vkey": signer.verifier.vkey}) if json_out else sys.stdout.write(
+        signer.verifier.vkey + "\n")
+
+
+@witness_app.command("serve")
+@handles_errors
+def witness_serve(
+    key_file: Annotated[Path, typer.Option("--key", help="The witness's private key file.")],
+    logs: Annotated[list[str], typer.Option("--log", help="Verifier key of a log to witness "
+                                            "(repeatable).")],
+    state: Annotated[Path, typer.Option("--state", help="SQLite file for the witness's "
+                                        "state.")] = Path("witness.db"),
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 7380,
+) -> None:
+    """Run a witness: POST <url>/add-checkpoint cosigns only consistent growth."""
+    from custodes.errors import InputError
+    from custodes.ledger.note import NoteError, Signer
+    from custodes.ledger.witness import Witness, make_server
+
+    try:
+        signer = Signer.decode(key_file.read_text())
+    except (OSError, NoteError) as exc:
+        raise InputError(f"{key_file}: {exc}", code="bad_key") from None
+    server = make_server(Witness(state, signer, [_vkey(v) for v in logs]), host, port)
+    err.print(f"Witness {signer.name} listening on http://{host}:{server.server_port}/ "
+              f"({len(logs)} log(s)); Ctrl-C to stop.")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def main() -> None:

@@ -15,6 +15,8 @@ import duckdb
 from sqlalchemy import insert
 
 from custodes.errors import Problem, ValidationFailed
+from custodes.ledger import log
+from custodes.ledger.events import Event
 from custodes.records import master
 from custodes.records.files import ROW, line_of, read_text_table, sha256_file
 from custodes.records.schema import (
@@ -400,6 +402,11 @@ def _merge(
                 master_sha256=digest,
             )
         )
+        # The ledger records that the master file changed (hashes and counts only).
+        log.append(conn, [Event("master.imported", data={
+            "kind": kind, "people_sha256": hashes[0], "addresses_sha256": hashes[1],
+            "master_sha256": digest, "people_added": pa_, "people_changed": pc_,
+            "addresses_added": aa, "addresses_changed": ac})])
         if not unchanged:
             master.publish(ws, folder)
     return result

@@ -11,7 +11,9 @@ from sqlalchemy import (
     Column,
     DateTime,
     Integer,
+    LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -42,4 +44,60 @@ imports = Table(
     Column("addresses_added", BigInteger, nullable=False),
     Column("addresses_changed", BigInteger, nullable=False),
     Column("master_sha256", String(64), nullable=False),
+)
+
+# --- ledger (RFC 9162 Merkle log; see custodes.ledger) ---------------------------------------
+
+# One row per leaf: the event body (canonical JSON, no personal data), its salt and the
+# commitment SHA-256("custodes/event/v1\n" || salt || body) that is the leaf's entry.
+ledger_events = Table(
+    "ledger_events",
+    metadata,
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("type", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(128)),
+    Column("request_id", String(64), index=True),
+    Column("record_id", String(64), index=True),
+    Column("body", Text, nullable=False),
+    Column("salt", LargeBinary(32), nullable=False),
+    Column("commitment", LargeBinary(32), nullable=False),
+)
+
+# Hashes of perfect subtrees from level 4 up (lower levels are recomputed from 16 leaves).
+ledger_nodes = Table(
+    "ledger_nodes",
+    metadata,
+    Column("level", SmallInteger, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
+# The single row of tree state, advanced by compare-and-swap on `size` (appends) and on
+# `checkpoint_size` (signing), so two writers can never fork the log.
+ledger_state = Table(
+    "ledger_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("size", BigInteger, nullable=False),
+    Column("frontier", LargeBinary, nullable=False),
+    Column("checkpoint_size", BigInteger),
+)
+
+ledger_checkpoints = Table(
+    "ledger_checkpoints",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+ledger_cosignatures = Table(
+    "ledger_cosignatures",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("witness", String(255), primary_key=True),
+    Column("line", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
 )

@@ -1,0 +1,239 @@
+"""The ledger as stored in the transactional store.
+
+Appends run inside the caller's transaction, so a business event and its leaf commit or roll
+back together. The tree state row is advanced by compare-and-swap: two concurrent appenders
+can never both extend the same size, and signing uses a second compare-and-swap on the latest
+checkpoint size so the log can never sign two views that are not consistent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from custodes.errors import ConflictError, CustodesError
+from custodes.ledger.events import Event, commitment, new_salt
+from custodes.ledger.note import Checkpoint, Note, Signer, Verifier
+from custodes.ledger.tree import (
+    CompactRange,
+    Perfect,
+    ProofError,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    memory_perfect,
+    range_hash,
+    verify_consistency,
+)
+from custodes.store.tables import (
+    ledger_checkpoints,
+    ledger_cosignatures,
+    ledger_events,
+    ledger_nodes,
+    ledger_state,
+)
+
+# Perfect-subtree hashes from this level up are stored; below it they are recomputed from at
+# most 2^NODE_LEVEL leaves. Level 4 keeps the node table at 1/8 row per leaf.
+NODE_LEVEL = 4
+
+
+class LedgerError(CustodesError):
+    code = "ledger"
+
+
+@dataclass(frozen=True)
+class TreeState:
+    size: int
+    frontier: CompactRange
+    checkpoint_size: int | None
+
+    @property
+    def root(self) -> bytes:
+        return self.frontier.root()
+
+
+def state(conn: Connection, *, for_update: bool = False) -> TreeState:
+    q = select(ledger_state).where(ledger_state.c.id == 1)
+    if for_update:
+        q = q.with_for_update()
+    row = conn.execute(q).first()
+    if row is None:
+        return TreeState(0, CompactRange(), None)
+    return TreeState(row.size, CompactRange.from_bytes(row.size, row.frontier),
+                     row.checkpoint_size)
+
+
+def append(conn: Connection, events: Sequence[Event]) -> list[int]:
+    """Append events as leaves in the caller's transaction; returns their indexes."""
+    if not events:
+        return []
+    st = state(conn, for_update=True)
+    if st.size == 0 and conn.execute(select(ledger_state.c.id)).first() is None:
+        conn.execute(insert(ledger_state).values(id=1, size=0, frontier=b"",
+                                                 checkpoint_size=None))
+    cr = CompactRange(st.size, list(st.frontier.hashes))
+    rows, nodes = [], []
+    for ev in events:
+        body = ev.body()
+        salt = new_salt()
+        c = commitment(salt, body)
+        idx = cr.size
+        for level, i, h in cr.append(leaf_hash(c)):
+            if level >= NODE_LEVEL:
+                nodes.append({"level": level, "idx": i, "hash": h})
+        rows.append({"idx": idx, "type": ev.type, "at": ev.at, "actor": ev.actor,
+                     "request_id": ev.request_id, "record_id": ev.record_id,
+                     "body": body.decode(), "salt": salt, "commitment": c})
+    conn.execute(insert(ledger_events), rows)
+    if nodes:
+        conn.execute(insert(ledger_nodes), nodes)
+    done = conn.execute(update(ledger_state).where(ledger_state.c.id == 1,
+                                                   ledger_state.c.size == st.size)
+                        .values(size=cr.size, frontier=cr.to_bytes()))
+    if done.rowcount != 1:
+        raise ConflictError("The ledger was extended concurrently; retry the action.",
+                            code="ledger_conflict")
+    return list(range(st.size, cr.size))
+
+
+def store_perfect(conn: Connection) -> Perfect:
+    """Perfect-subtree hashes from the store (stored nodes, or recomputed from leaves)."""
+    cache: dict[tuple[int, int], bytes] = {}
+
+    def perfect(level: int, index: int) -> bytes:
+        key = (level, index)
+        if key in cache:
+            return cache[key]
+        if level >= NODE_LEVEL:
+            h = conn.execute(select(ledger_nodes.c.hash).where(
+                ledger_nodes.c.level == level, ledger_nodes.c.idx == index)).scalar()
+            if h is None:
+                raise LedgerError(f"the store lacks the tree node at level {level}, index "
+                                  f"{index}", code="ledger_corrupt")
+        else:
+            lo, n = index << level, 1 << level
+            cs = conn.execute(select(ledger_events.c.commitment).where(
+                ledger_events.c.idx >= lo, ledger_events.c.idx < lo + n)
+                .order_by(ledger_events.c.idx)).scalars().all()
+            if len(cs) != n:
+                raise LedgerError(f"the store lacks events in {lo}..{lo + n - 1}",
+                                  code="ledger_corrupt")
+            h = range_hash(memory_perfect([leaf_hash(c) for c in cs]), 0, n)
+        cache[key] = h
+        return h
+
+    return perfect
+
+
+def inclusion(conn: Connection, index: int, size: int | None = None) -> list[bytes]:
+    size = state(conn).size if size is None else size
+    try:
+        return inclusion_proof(store_perfect(conn), index, size)
+    except ProofError as exc:
+        raise LedgerError(str(exc), code="bad_index") from None
+
+
+def consistency(conn: Connection, old: int, new: int | None = None) -> list[bytes]:
+    new = state(conn).size if new is None else new
+    try:
+        return consistency_proof(store_perfect(conn), old, new)
+    except ProofError as exc:
+        raise LedgerError(str(exc), code="bad_size") from None
+
+
+def leaf_commitment(conn: Connection, index: int) -> bytes:
+    c = conn.execute(select(ledger_events.c.commitment).where(ledger_events.c.idx == index)
+                     ).scalar()
+    if c is None:
+        raise LedgerError(f"no ledger event at index {index}", code="bad_index")
+    return c
+
+
+def latest_checkpoint(conn: Connection) -> tuple[Checkpoint, Note] | None:
+    row = conn.execute(select(ledger_checkpoints).order_by(ledger_checkpoints.c.size.desc())
+                       .limit(1)).first()
+    if row is None:
+        return None
+    note = with_cosignatures(conn, row.size, Note.parse(row.note))
+    return Checkpoint.parse_body(note.text), note
+
+
+def with_cosignatures(conn: Connection, size: int, note: Note) -> Note:
+    for line in conn.execute(select(ledger_cosignatures.c.line).where(
+            ledger_cosignatures.c.size == size).order_by(ledger_cosignatures.c.witness)
+            ).scalars():
+        note.add(line)
+    return note
+
+
+def sign_checkpoint(conn: Connection, signer: Signer, origin: str) -> tuple[Checkpoint, Note]:
+    """Sign the current tree, only if it is consistent with the last signed checkpoint.
+
+    Run in its own transaction. Re-signing an unchanged tree returns the existing checkpoint.
+    """
+    st = state(conn, for_update=True)
+    last = latest_checkpoint(conn)
+    cp = Checkpoint(origin, st.size, st.root)
+    if last is not None:
+        old, note = last
+        if old.origin != origin:
+            raise LedgerError(f"the ledger's origin is {old.origin}, not {origin}",
+                              code="origin_mismatch")
+        if old.size == st.size:
+            if old.root != st.root:
+                raise LedgerError("the tree no longer matches its last checkpoint: the "
+                                  "store was altered (run 'custodes ledger verify')",
+                                  code="ledger_corrupt")
+            return old, note
+        if old.size > st.size:
+            raise LedgerError("the tree is smaller than its last checkpoint: events were "
+                              "removed", code="ledger_corrupt")
+        try:
+            if old.size:
+                verify_consistency(old.size, st.size, old.root, st.root,
+                                   consistency(conn, old.size, st.size))
+        except ProofError:
+            raise LedgerError("the tree is not an extension of the last checkpoint: the "
+                              "store was altered", code="ledger_corrupt") from None
+    text = cp.body()
+    note = Note.parse(text + "\n" + signer.sign(text.encode()))
+    conn.execute(insert(ledger_checkpoints).values(size=cp.size, root=cp.root,
+                                                   note=note.render(),
+                                                   at=dt.datetime.now(dt.UTC)))
+    prev = None if last is None else last[0].size
+    cond = (ledger_state.c.checkpoint_size.is_(None) if prev is None
+            else ledger_state.c.checkpoint_size == prev)
+    done = conn.execute(update(ledger_state).where(ledger_state.c.id == 1, cond)
+                        .values(checkpoint_size=cp.size))
+    if done.rowcount != 1:
+        raise ConflictError("Another checkpoint was signed concurrently; retry.",
+                            code="ledger_conflict")
+    return cp, note
+
+
+def add_cosignature(conn: Connection, size: int, witness: Verifier, line: str) -> None:
+    """Store a witness's cosignature line after verifying it on our checkpoint."""
+    row = conn.execute(select(ledger_checkpoints.c.note).where(
+        ledger_checkpoints.c.size == size)).scalar()
+    if row is None:
+        raise LedgerError(f"no checkpoint of size {size}", code="bad_size")
+    note = Note.parse(row)
+    cosigned = Note(note.text)
+    cosigned.add(line)
+    if witness.name not in cosigned.verified_by([witness]):
+        raise LedgerError(f"the cosignature is not by {witness.name}", code="bad_cosignature")
+    conn.execute(insert(ledger_cosignatures).values(size=size, witness=witness.name,
+                                                    line=line, at=dt.datetime.now(dt.UTC)))
+
+
+def count(conn: Connection) -> int:
+    return conn.execute(select(func.count()).select_from(ledger_events)).scalar() or 0
+
+
+__all__ = ["NODE_LEVEL", "Event", "LedgerError", "TreeState", "add_cosignature", "append",
+           "consistency", "inclusion", "latest_checkpoint", "leaf_commitment",
+           "sign_checkpoint", "state", "store_perfect"]

@@ -1,0 +1,129 @@
+"""A small C2SP tlog-witness (https://c2sp.org/tlog-witness@v1.0.0) an oversight body can run.
+
+It cosigns a log's checkpoint only when the log proves the new tree extends the last one it
+cosigned. State (origin -> size, root) lives in SQLite and is checked and advanced in one
+IMMEDIATE transaction, so concurrent submissions cannot roll a log back.
+
+The HTTP layer is the standard library's ThreadingHTTPServer: one POST endpoint, no framework
+needed, so an oversight body can run the witness with nothing but custodes installed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from custodes.ledger.note import Checkpoint, Note, NoteError, Signer, Verifier, unb64
+from custodes.ledger.tree import EMPTY_ROOT, ProofError, verify_consistency
+
+MAX_BODY = 64 * 1024
+
+
+@dataclass
+class Answer:
+    status: int
+    body: str
+    content_type: str = "text/plain; charset=utf-8"
+
+
+class Witness:
+    def __init__(self, state_path: Path, signer: Signer, logs: list[Verifier]) -> None:
+        self.state_path = state_path
+        self.signer = signer
+        self.logs: dict[str, list[Verifier]] = {}
+        for v in logs:
+            self.logs.setdefault(v.name, []).append(v)
+        with self._db() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS witness_state (origin TEXT PRIMARY KEY, "
+                       "size INTEGER NOT NULL, root BLOB NOT NULL)")
+
+    def _db(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.state_path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        return db
+
+    def add_checkpoint(self, body: bytes) -> Answer:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return Answer(400, "body is not UTF-8\n")
+        head, sep, note_text = text.partition("\n\n")
+        lines = head.split("\n")
+        if not sep or not lines[0].startswith("old ") or not lines[0][4:].isdigit():
+            return Answer(400, "body must start with 'old <size>' and a blank line\n")
+        old = int(lines[0][4:])
+        try:
+            proof = [unb64(x, "proof line") for x in lines[1:]]
+            if len(proof) > 63:
+                raise NoteError("too many proof lines")
+            note = Note.parse(note_text)
+            cp = Checkpoint.parse_body(note.text)
+        except NoteError as exc:
+            return Answer(400, f"{exc}\n")
+        keys = self.logs.get(cp.origin)
+        if keys is None:
+            return Answer(404, "unknown log origin\n")
+        try:
+            if not note.verified_by(keys):
+                return Answer(403, "no signature by a key trusted for this log\n")
+        except NoteError:
+            return Answer(403, "the log's signature does not verify\n")
+        if old > cp.size:
+            return Answer(400, "old size is larger than the checkpoint's size\n")
+        if cp.size == 0 and cp.root != EMPTY_ROOT:
+            return Answer(422, "a size-0 checkpoint must carry the empty root\n")
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT size, root FROM witness_state WHERE origin = ?",
+                             (cp.origin,)).fetchone()
+            known_size, known_root = row if row else (0, EMPTY_ROOT)
+            if old != known_size:
+                db.execute("ROLLBACK")
+                return Answer(409, f"{known_size}\n", "text/x.tlog.size")
+            try:
+                if old == 0 and proof:
+                    raise ProofError("a proof from size 0 must be empty")
+                verify_consistency(old, cp.size, known_root, cp.root, proof,
+                                   allow_empty_old=True)
+            except ProofError as exc:
+                db.execute("ROLLBACK")
+                return Answer(422, f"consistency proof: {exc}\n")
+            db.execute("INSERT INTO witness_state (origin, size, root) VALUES (?, ?, ?) "
+                       "ON CONFLICT(origin) DO UPDATE SET size = excluded.size, "
+                       "root = excluded.root", (cp.origin, cp.size, cp.root))
+            db.execute("COMMIT")
+        finally:
+            db.close()
+        return Answer(200, self.signer.sign(note.text.encode(), int(time.time())))
+
+
+def make_server(witness: Witness, host: str, port: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "custodes-witness"
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            if self.path.rstrip("/").split("/")[-1] != "add-checkpoint":
+                self._send(Answer(404, "not found\n"))
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                self._send(Answer(413, "body too large\n"))
+                return
+            self._send(witness.add_checkpoint(self.rfile.read(length)))
+
+        def _send(self, a: Answer) -> None:
+            data = a.body.encode()
+            self.send_response(a.status)
+            self.send_header("Content-Type", a.content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, fmt: str, *args: object) -> None:  # quiet; no bodies logged
+            pass
+
+    return ThreadingHTTPServer((host, port), Handler)
