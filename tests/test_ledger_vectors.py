@@ -55,14 +55,20 @@ def _cases(kind: str) -> list[Path]:
 
 def test_vectors_are_present() -> None:
     assert len(_cases("inclusion")) > 50 and len(_cases("consistency")) > 50, (
-        f"shared vectors not found under {V}")
+        f"shared vectors not found under {V}"
+    )
 
 
 @pytest.mark.parametrize("path", _cases("inclusion"), ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_inclusion_vectors(path: Path) -> None:
     c = load(path)
-    args = (c["leafIdx"], c["treeSize"], b(c["leafHash"]), [b(p) for p in c["proof"] or []],
-            b(c["root"]))
+    args = (
+        c["leafIdx"],
+        c["treeSize"],
+        b(c["leafHash"]),
+        [b(p) for p in c["proof"] or []],
+        b(c["root"]),
+    )
     if c["wantErr"]:
         with pytest.raises(ProofError):
             verify_inclusion(*args)
@@ -73,8 +79,7 @@ def test_inclusion_vectors(path: Path) -> None:
 @pytest.mark.parametrize("path", _cases("consistency"), ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_consistency_vectors(path: Path) -> None:
     c = load(path)
-    args = (c["size1"], c["size2"], b(c["root1"]), b(c["root2"]),
-            [b(p) for p in c["proof"] or []])
+    args = (c["size1"], c["size2"], b(c["root1"]), b(c["root2"]), [b(p) for p in c["proof"] or []])
     if c["wantErr"]:
         with pytest.raises(ProofError):
             verify_consistency(*args)
@@ -98,8 +103,9 @@ def test_rfc6962_reference_tree_generation() -> None:
         assert root(memory_perfect(leaves[:size]), size).hex() == want
     perfect = memory_perfect(leaves)
     for p in ref["inclusion_proofs"]:
-        got = inclusion_proof(memory_perfect(leaves[: p["tree_size"]]), p["leaf_index_0based"],
-                              p["tree_size"])
+        got = inclusion_proof(
+            memory_perfect(leaves[: p["tree_size"]]), p["leaf_index_0based"], p["tree_size"]
+        )
         assert [h.hex() for h in got] == p["audit_path"]
     for p in ref["consistency_proofs"]:
         got = consistency_proof(perfect, p["size1"], p["size2"])
@@ -110,15 +116,17 @@ def test_rfc6962_reference_tree_generation() -> None:
 
 
 def _notes() -> dict[str, dict]:
-    return {n["id"]: n for n in load(EXTRACTED / "signed-notes-checkpoints-cosignatures.json")
-            ["notes"]}
+    return {
+        n["id"]: n for n in load(EXTRACTED / "signed-notes-checkpoints-cosignatures.json")["notes"]
+    }
 
 
 def test_signed_note_vectors() -> None:
     notes = _notes()
     ex = notes["c2sp-signed-note-example"]
     assert Note.parse(ex["note"]).verified_by([Verifier.parse(ex["vkey"])]) == {
-        "example.com/foo": 0}
+        "example.com/foo": 0
+    }
     pn = notes["go-note-peterneumann"]
     signer = Signer.decode(pn["skey"])
     assert signer.seed.hex() == pn["ed25519_seed_hex"]
@@ -143,20 +151,23 @@ def test_malformed_vkeys_are_refused() -> None:
     good = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
     Verifier.parse(good)
     for i in range(len(good)):
-        for variant in (good[:i], good[:i] + chr(ord(good[i]) + 1) + good[i + 1:]):
+        for variant in (good[:i], good[:i] + chr(ord(good[i]) + 1) + good[i + 1 :]):
             with pytest.raises(NoteError):
                 Verifier.parse(variant)
 
 
-@pytest.mark.parametrize("bad", [
-    "text\n",  # no signature block
-    "text\n\n",  # blank line, no signatures
-    "text\n\n\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiF",  # no final newline
-    "\x01text\n\n\u2014 k AAAAAAA=\n",  # control byte
-    "text\n\n\u2014 Bad Name AAAAAAA=\n",  # space in key name
-    "text\n\n\u2014 k AAAAAAA=\nnot a signature\n",  # trailing line
-    "text\n\n" + "\u2014 k AAAAAAA=\n" * 101,  # too many signatures
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "text\n",  # no signature block
+        "text\n\n",  # blank line, no signatures
+        "text\n\n\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiF",  # no final newline
+        "\x01text\n\n\u2014 k AAAAAAA=\n",  # control byte
+        "text\n\n\u2014 Bad Name AAAAAAA=\n",  # space in key name
+        "text\n\n\u2014 k AAAAAAA=\nnot a signature\n",  # trailing line
+        "text\n\n" + "\u2014 k AAAAAAA=\n" * 101,  # too many signatures
+    ],
+)
 def test_malformed_notes_are_refused(bad: str) -> None:
     with pytest.raises(NoteError):
         Note.parse(bad)
@@ -202,15 +213,15 @@ def _seed(text: str) -> bytes:
 def test_sunlight_cosignatures() -> None:
     origin_hash = hashlib.sha256(b"rome2026h1.example.org").hexdigest()
     witness_vkey = json.loads((SUNLIGHT / "witness" / "witness.v0.json").read_text())[
-        "verifier_keys"][0]
+        "verifier_keys"
+    ][0]
     raw = (SUNLIGHT / "witness" / origin_hash / "checkpoint").read_text()
     note = Note.parse(raw)
     verifier = Verifier.parse(witness_vkey)
     assert verifier.alg == ALG_COSIGNATURE_V1
     # The log's own ECDSA (0x05) signature is not ours to check: it must be ignored.
     assert note.verified_by([verifier]) == {"witness.example.org": 1767139200}
-    cosigner = Signer("witness.example.org", _seed("skylight test witness key"),
-                      ALG_COSIGNATURE_V1)
+    cosigner = Signer("witness.example.org", _seed("skylight test witness key"), ALG_COSIGNATURE_V1)
     assert cosigner.verifier.vkey == witness_vkey
     assert cosigner.sign(note.text.encode(), 1767139200) == note.signatures[-1].line
     cos = load(EXTRACTED / "signed-notes-checkpoints-cosignatures.json")["cosignature_v1_ed25519"]
@@ -221,8 +232,12 @@ def test_sunlight_cosignatures() -> None:
     h2 = hashlib.sha256(b"milan2026h1.example.org").hexdigest()
     note2 = Note.parse((SUNLIGHT / "witness2" / h2 / "checkpoint").read_text())
     assert "witness2.example.org" in note2.verified_by([Verifier.parse(w2)])
-    assert Signer("witness2.example.org", _seed("skylight test witness2 key"),
-                  ALG_COSIGNATURE_V1).verifier.vkey == w2
+    assert (
+        Signer(
+            "witness2.example.org", _seed("skylight test witness2 key"), ALG_COSIGNATURE_V1
+        ).verifier.vkey
+        == w2
+    )
     with pytest.raises(NoteError):  # a cosignature over another checkpoint fails
         Note(note2.text, note.signatures).verified_by([verifier])
 
@@ -231,7 +246,8 @@ def test_sunlight_mirror_tiles() -> None:
     origin_hash = hashlib.sha256(b"rome2026h1.example.org").hexdigest()
     mirror = SUNLIGHT / "witness" / "mirror" / origin_hash
     vkey = json.loads((SUNLIGHT / "witness" / "mirror" / "mirror.v0.json").read_text())[
-        "verifier_keys"][0]
+        "verifier_keys"
+    ][0]
     note = Note.parse((mirror / "checkpoint").read_text())
     assert "mirror.example.org" in note.verified_by([Verifier.parse(vkey)])
     cp = Checkpoint.parse_body(note.text)

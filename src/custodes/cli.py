@@ -42,12 +42,16 @@ records_app = typer.Typer(
     help="The confidential master file: import, generate, summarise.", no_args_is_help=True
 )
 requests_app = typer.Typer(help="Requests in the interchange format.", no_args_is_help=True)
-ledger_app = typer.Typer(help="The ledger: an append-only Merkle log of every event that "
-                         "outsiders can verify (RFC 9162, C2SP checkpoints and tiles).",
-                         no_args_is_help=True)
-witness_app = typer.Typer(help="A witness that cosigns a ledger's consistent growth "
-                          "(C2SP tlog-witness), for an oversight body to run.",
-                          no_args_is_help=True)
+ledger_app = typer.Typer(
+    help="The ledger: an append-only Merkle log of every event that "
+    "outsiders can verify (RFC 9162, C2SP checkpoints and tiles).",
+    no_args_is_help=True,
+)
+witness_app = typer.Typer(
+    help="A witness that cosigns a ledger's consistent growth "
+    "(C2SP tlog-witness), for an oversight body to run.",
+    no_args_is_help=True,
+)
 app.add_typer(records_app, name="records")
 app.add_typer(requests_app, name="requests")
 app.add_typer(ledger_app, name="ledger")
@@ -324,8 +328,7 @@ def _print_report(report: Any, json_out: bool) -> None:
             out.print(f"[green]ok[/]   {line}", highlight=False)
         for line in report.problems:
             out.print(f"[bold red]FAIL[/] {line}", highlight=False)
-        out.print("[bold green]Verified.[/]" if report.ok else "[bold red]Verification "
-                  "failed.[/]")
+        out.print("[bold green]Verified.[/]" if report.ok else "[bold red]Verification failed.[/]")
     if not report.ok:
         raise typer.Exit(1)
 
@@ -333,8 +336,10 @@ def _print_report(report: Any, json_out: bool) -> None:
 @ledger_app.command("keygen")
 @handles_errors
 def ledger_keygen(
-    origin: Annotated[str | None, typer.Option("--origin", help="The log's origin, a "
-                                               "schema-less URL (fixed for life).")] = None,
+    origin: Annotated[
+        str | None,
+        typer.Option("--origin", help="The log's origin, a schema-less URL (fixed for life)."),
+    ] = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -393,9 +398,13 @@ def ledger_checkpoint(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
 @handles_errors
 def ledger_export(
     folder: Annotated[Path, typer.Argument(help="Folder to write the tlog-tiles export to.")],
-    bodies: Annotated[bool, typer.Option("--bodies", help="Also write bodies.jsonl (event "
-                                         "bodies and salts: for authorised auditors only).")
-                      ] = False,
+    bodies: Annotated[
+        bool,
+        typer.Option(
+            "--bodies",
+            help="Also write bodies.jsonl (event bodies and salts: for authorised auditors only).",
+        ),
+    ] = False,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -411,19 +420,37 @@ def ledger_export(
 @ledger_app.command("verify")
 @handles_errors
 def ledger_verify(
-    path: Annotated[Path | None, typer.Argument(help="An export folder or a receipt file; "
-                                                "omit to audit the workspace's store.")] = None,
-    key: Annotated[str | None, typer.Option("--key", help="The log's verifier key (or a file "
-                                            "holding it). Required for exports and receipts.")
-                   ] = None,
-    previous: Annotated[Path | None, typer.Option("--previous", help="A checkpoint seen "
-                                                  "earlier: prove the log only grew.")] = None,
-    policy: Annotated[Path | None, typer.Option("--policy", help="A tlog-policy file naming "
-                                                "the witnesses that must have cosigned.")
-                      ] = None,
-    body: Annotated[Path | None, typer.Option("--body", help="With a receipt: the event body "
-                                              "file, to check it against the commitment.")
-                    ] = None,
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            help="An export folder or a receipt file; omit to audit the workspace's store."
+        ),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="The log's verifier key (or a file "
+            "holding it). Required for exports and receipts.",
+        ),
+    ] = None,
+    previous: Annotated[
+        Path | None,
+        typer.Option("--previous", help="A checkpoint seen earlier: prove the log only grew."),
+    ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy", help="A tlog-policy file naming the witnesses that must have cosigned."
+        ),
+    ] = None,
+    body: Annotated[
+        Path | None,
+        typer.Option(
+            "--body",
+            help="With a receipt: the event body file, to check it against the commitment.",
+        ),
+    ] = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -446,8 +473,9 @@ def ledger_verify(
         report = audit_store(open_workspace(home), _vkey(key) if key else None)
     else:
         if key is None:
-            raise InputError("--key is required to verify an export or a receipt.",
-                             code="missing_key")
+            raise InputError(
+                "--key is required to verify an export or a receipt.", code="missing_key"
+            )
         vkey = _vkey(key)
         if path.is_dir():
             prev = previous.read_text() if previous else None
@@ -464,11 +492,15 @@ def ledger_verify(
 @handles_errors
 def ledger_prove(
     index: Annotated[int, typer.Argument(help="The event's index in the ledger.")],
-    out_file: Annotated[Path | None, typer.Option("--out", help="Write the receipt here "
-                                                  "(default: print it).")] = None,
-    body_out: Annotated[Path | None, typer.Option("--body-out", help="Also write the event "
-                                                  "body and salt (for the receipt's holder).")
-                        ] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write the receipt here (default: print it).")
+    ] = None,
+    body_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--body-out", help="Also write the event body and salt (for the receipt's holder)."
+        ),
+    ] = None,
     home: HomeOpt = None,
 ) -> None:
     """A self-contained receipt (c2sp.org/tlog-proof@v1) that one event is in the ledger:
@@ -490,8 +522,9 @@ def ledger_prove(
 @handles_errors
 def ledger_cosign(
     witness_url: Annotated[str, typer.Option("--witness", help="The witness's submission URL.")],
-    witness_key: Annotated[str, typer.Option("--witness-key", help="The witness's verifier key "
-                                             "(cosignature/v1).")],
+    witness_key: Annotated[
+        str, typer.Option("--witness-key", help="The witness's verifier key (cosignature/v1).")
+    ],
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -500,8 +533,9 @@ def ledger_cosign(
     from custodes.workspace import open_workspace
 
     info = cosign(open_workspace(home), witness_url, _vkey(witness_key))
-    _emit_json(info) if json_out else out.print(f"Cosigned by {info['witness']} at size "
-                                                f"{info['size']:,}.")
+    _emit_json(info) if json_out else out.print(
+        f"Cosigned by {info['witness']} at size {info['size']:,}."
+    )
 
 
 @witness_app.command("keygen")
@@ -522,17 +556,20 @@ def witness_keygen(
     with os.fdopen(fd, "w") as fh:
         fh.write(signer.encode() + "\n")
     _emit_json({"vkey": signer.verifier.vkey}) if json_out else sys.stdout.write(
-        signer.verifier.vkey + "\n")
+        signer.verifier.vkey + "\n"
+    )
 
 
 @witness_app.command("serve")
 @handles_errors
 def witness_serve(
     key_file: Annotated[Path, typer.Option("--key", help="The witness's private key file.")],
-    logs: Annotated[list[str], typer.Option("--log", help="Verifier key of a log to witness "
-                                            "(repeatable).")],
-    state: Annotated[Path, typer.Option("--state", help="SQLite file for the witness's "
-                                        "state.")] = Path("witness.db"),
+    logs: Annotated[
+        list[str], typer.Option("--log", help="Verifier key of a log to witness (repeatable).")
+    ],
+    state: Annotated[
+        Path, typer.Option("--state", help="SQLite file for the witness's state.")
+    ] = Path("witness.db"),
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 7380,
 ) -> None:
@@ -546,8 +583,10 @@ def witness_serve(
     except (OSError, NoteError) as exc:
         raise InputError(f"{key_file}: {exc}", code="bad_key") from None
     server = make_server(Witness(state, signer, [_vkey(v) for v in logs]), host, port)
-    err.print(f"Witness {signer.name} listening on http://{host}:{server.server_port}/ "
-              f"({len(logs)} log(s)); Ctrl-C to stop.")
+    err.print(
+        f"Witness {signer.name} listening on http://{host}:{server.server_port}/ "
+        f"({len(logs)} log(s)); Ctrl-C to stop."
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -13,11 +13,28 @@ from typing import Any
 COMMITMENT_PREFIX = b"custodes/event/v1\n"
 
 # Keys that would carry a taxpayer's identity. An event naming one is refused outright.
-PERSONAL_KEYS = frozenset({
-    "name", "first_name", "middle_name", "last_name", "full_name", "tin", "ssn", "itin", "dob",
-    "date_of_birth", "birth_date", "street", "address", "unit", "city", "zip", "zip_code",
-})
-_TIN_LIKE = re.compile(r"(?<!\d)\d{3}-?\d{2}-?\d{4}(?!\d)")
+PERSONAL_KEYS = frozenset(
+    {
+        "name",
+        "first_name",
+        "middle_name",
+        "last_name",
+        "full_name",
+        "tin",
+        "ssn",
+        "itin",
+        "dob",
+        "date_of_birth",
+        "birth_date",
+        "street",
+        "address",
+        "unit",
+        "city",
+        "zip",
+        "zip_code",
+    }
+)
+_TIN_LIKE = re.compile(r"(?<![0-9A-Za-z])\d{3}-?\d{2}-?\d{4}(?![0-9A-Za-z])")
 
 
 class PersonalDataInEvent(ValueError):
@@ -50,12 +67,17 @@ class Event:
 
     def body(self) -> bytes:
         """Canonical JSON (sorted keys, no spaces, UTF-8); refuses personal data."""
-        doc = {"v": 1, "type": self.type, "time": self.at.isoformat(timespec="microseconds"),
-               "actor": self.actor, "request_id": self.request_id,
-               "record_id": self.record_id, **self.data}
+        doc = {
+            "v": 1,
+            "type": self.type,
+            "time": self.at.isoformat(timespec="microseconds"),
+            "actor": self.actor,
+            "request_id": self.request_id,
+            "record_id": self.record_id,
+            **self.data,
+        }
         _scan(self.data, "")
-        return json.dumps(doc, sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=False).encode()
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def commitment(salt: bytes, body: bytes) -> bytes:

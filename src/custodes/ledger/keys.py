@@ -35,8 +35,10 @@ def keygen(ws: Workspace, origin_name: str | None = None) -> Signer:
     """Create the ledger's key and fix its origin. Refuses to replace an existing key."""
     path = key_path(ws)
     if path.exists():
-        raise ConflictError(f"A ledger key already exists at {path}; a ledger keeps one "
-                            "origin and key for life.", code="key_exists")
+        raise ConflictError(
+            f"A ledger key already exists at {path}; a ledger keeps one origin and key for life.",
+            code="key_exists",
+        )
     current = origin(ws)
     name = origin_name or current or f"custodes.local/ledger/{secrets.token_hex(4)}"
     if current and name != current:
@@ -58,8 +60,10 @@ def keygen(ws: Workspace, origin_name: str | None = None) -> Signer:
 def load_signer(ws: Workspace) -> Signer:
     path = key_path(ws)
     if not path.exists():
-        raise WorkspaceError(f"No ledger key at {path}; create one with 'custodes ledger "
-                             "keygen'.", code="no_ledger_key")
+        raise WorkspaceError(
+            f"No ledger key at {path}; create one with 'custodes ledger keygen'.",
+            code="no_ledger_key",
+        )
     try:
         return Signer.decode(path.read_text())
     except NoteError as exc:

@@ -63,8 +63,7 @@ def state(conn: Connection, *, for_update: bool = False) -> TreeState:
     row = conn.execute(q).first()
     if row is None:
         return TreeState(0, CompactRange(), None)
-    return TreeState(row.size, CompactRange.from_bytes(row.size, row.frontier),
-                     row.checkpoint_size)
+    return TreeState(row.size, CompactRange.from_bytes(row.size, row.frontier), row.checkpoint_size)
 
 
 def append(conn: Connection, events: Sequence[Event]) -> list[int]:
@@ -72,9 +71,6 @@ def append(conn: Connection, events: Sequence[Event]) -> list[int]:
     if not events:
         return []
     st = state(conn, for_update=True)
-    if st.size == 0 and conn.execute(select(ledger_state.c.id)).first() is None:
-        conn.execute(insert(ledger_state).values(id=1, size=0, frontier=b"",
-                                                 checkpoint_size=None))
     cr = CompactRange(st.size, list(st.frontier.hashes))
     rows, nodes = [], []
     for ev in events:
@@ -85,18 +81,33 @@ def append(conn: Connection, events: Sequence[Event]) -> list[int]:
         for level, i, h in cr.append(leaf_hash(c)):
             if level >= NODE_LEVEL:
                 nodes.append({"level": level, "idx": i, "hash": h})
-        rows.append({"idx": idx, "type": ev.type, "at": ev.at, "actor": ev.actor,
-                     "request_id": ev.request_id, "record_id": ev.record_id,
-                     "body": body.decode(), "salt": salt, "commitment": c})
+        rows.append(
+            {
+                "idx": idx,
+                "type": ev.type,
+                "at": ev.at,
+                "actor": ev.actor,
+                "request_id": ev.request_id,
+                "record_id": ev.record_id,
+                "body": body.decode(),
+                "salt": salt,
+                "commitment": c,
+            }
+        )
+    # Claim the index range first (compare-and-swap), so a concurrent appender fails cleanly
+    # here instead of colliding on event indexes.
+    done = conn.execute(
+        update(ledger_state)
+        .where(ledger_state.c.id == 1, ledger_state.c.size == st.size)
+        .values(size=cr.size, frontier=cr.to_bytes())
+    )
+    if done.rowcount != 1:
+        raise ConflictError(
+            "The ledger was extended concurrently; retry the action.", code="ledger_conflict"
+        )
     conn.execute(insert(ledger_events), rows)
     if nodes:
         conn.execute(insert(ledger_nodes), nodes)
-    done = conn.execute(update(ledger_state).where(ledger_state.c.id == 1,
-                                                   ledger_state.c.size == st.size)
-                        .values(size=cr.size, frontier=cr.to_bytes()))
-    if done.rowcount != 1:
-        raise ConflictError("The ledger was extended concurrently; retry the action.",
-                            code="ledger_conflict")
     return list(range(st.size, cr.size))
 
 
@@ -109,19 +120,31 @@ def store_perfect(conn: Connection) -> Perfect:
         if key in cache:
             return cache[key]
         if level >= NODE_LEVEL:
-            h = conn.execute(select(ledger_nodes.c.hash).where(
-                ledger_nodes.c.level == level, ledger_nodes.c.idx == index)).scalar()
+            h = conn.execute(
+                select(ledger_nodes.c.hash).where(
+                    ledger_nodes.c.level == level, ledger_nodes.c.idx == index
+                )
+            ).scalar()
             if h is None:
-                raise LedgerError(f"the store lacks the tree node at level {level}, index "
-                                  f"{index}", code="ledger_corrupt")
+                raise LedgerError(
+                    f"the store lacks the tree node at level {level}, index {index}",
+                    code="ledger_corrupt",
+                )
         else:
             lo, n = index << level, 1 << level
-            cs = conn.execute(select(ledger_events.c.commitment).where(
-                ledger_events.c.idx >= lo, ledger_events.c.idx < lo + n)
-                .order_by(ledger_events.c.idx)).scalars().all()
+            cs = (
+                conn.execute(
+                    select(ledger_events.c.commitment)
+                    .where(ledger_events.c.idx >= lo, ledger_events.c.idx < lo + n)
+                    .order_by(ledger_events.c.idx)
+                )
+                .scalars()
+                .all()
+            )
             if len(cs) != n:
-                raise LedgerError(f"the store lacks events in {lo}..{lo + n - 1}",
-                                  code="ledger_corrupt")
+                raise LedgerError(
+                    f"the store lacks events in {lo}..{lo + n - 1}", code="ledger_corrupt"
+                )
             h = range_hash(memory_perfect([leaf_hash(c) for c in cs]), 0, n)
         cache[key] = h
         return h
@@ -146,16 +169,18 @@ def consistency(conn: Connection, old: int, new: int | None = None) -> list[byte
 
 
 def leaf_commitment(conn: Connection, index: int) -> bytes:
-    c = conn.execute(select(ledger_events.c.commitment).where(ledger_events.c.idx == index)
-                     ).scalar()
+    c = conn.execute(
+        select(ledger_events.c.commitment).where(ledger_events.c.idx == index)
+    ).scalar()
     if c is None:
         raise LedgerError(f"no ledger event at index {index}", code="bad_index")
     return c
 
 
 def latest_checkpoint(conn: Connection) -> tuple[Checkpoint, Note] | None:
-    row = conn.execute(select(ledger_checkpoints).order_by(ledger_checkpoints.c.size.desc())
-                       .limit(1)).first()
+    row = conn.execute(
+        select(ledger_checkpoints).order_by(ledger_checkpoints.c.size.desc()).limit(1)
+    ).first()
     if row is None:
         return None
     note = with_cosignatures(conn, row.size, Note.parse(row.note))
@@ -163,9 +188,11 @@ def latest_checkpoint(conn: Connection) -> tuple[Checkpoint, Note] | None:
 
 
 def with_cosignatures(conn: Connection, size: int, note: Note) -> Note:
-    for line in conn.execute(select(ledger_cosignatures.c.line).where(
-            ledger_cosignatures.c.size == size).order_by(ledger_cosignatures.c.witness)
-            ).scalars():
+    for line in conn.execute(
+        select(ledger_cosignatures.c.line)
+        .where(ledger_cosignatures.c.size == size)
+        .order_by(ledger_cosignatures.c.witness)
+    ).scalars():
         note.add(line)
     return note
 
@@ -181,44 +208,60 @@ def sign_checkpoint(conn: Connection, signer: Signer, origin: str) -> tuple[Chec
     if last is not None:
         old, note = last
         if old.origin != origin:
-            raise LedgerError(f"the ledger's origin is {old.origin}, not {origin}",
-                              code="origin_mismatch")
+            raise LedgerError(
+                f"the ledger's origin is {old.origin}, not {origin}", code="origin_mismatch"
+            )
         if old.size == st.size:
             if old.root != st.root:
-                raise LedgerError("the tree no longer matches its last checkpoint: the "
-                                  "store was altered (run 'custodes ledger verify')",
-                                  code="ledger_corrupt")
+                raise LedgerError(
+                    "the tree no longer matches its last checkpoint: the "
+                    "store was altered (run 'custodes ledger verify')",
+                    code="ledger_corrupt",
+                )
             return old, note
         if old.size > st.size:
-            raise LedgerError("the tree is smaller than its last checkpoint: events were "
-                              "removed", code="ledger_corrupt")
+            raise LedgerError(
+                "the tree is smaller than its last checkpoint: events were removed",
+                code="ledger_corrupt",
+            )
         try:
             if old.size:
-                verify_consistency(old.size, st.size, old.root, st.root,
-                                   consistency(conn, old.size, st.size))
+                verify_consistency(
+                    old.size, st.size, old.root, st.root, consistency(conn, old.size, st.size)
+                )
         except ProofError:
-            raise LedgerError("the tree is not an extension of the last checkpoint: the "
-                              "store was altered", code="ledger_corrupt") from None
+            raise LedgerError(
+                "the tree is not an extension of the last checkpoint: the store was altered",
+                code="ledger_corrupt",
+            ) from None
     text = cp.body()
     note = Note.parse(text + "\n" + signer.sign(text.encode()))
-    conn.execute(insert(ledger_checkpoints).values(size=cp.size, root=cp.root,
-                                                   note=note.render(),
-                                                   at=dt.datetime.now(dt.UTC)))
+    conn.execute(
+        insert(ledger_checkpoints).values(
+            size=cp.size, root=cp.root, note=note.render(), at=dt.datetime.now(dt.UTC)
+        )
+    )
     prev = None if last is None else last[0].size
-    cond = (ledger_state.c.checkpoint_size.is_(None) if prev is None
-            else ledger_state.c.checkpoint_size == prev)
-    done = conn.execute(update(ledger_state).where(ledger_state.c.id == 1, cond)
-                        .values(checkpoint_size=cp.size))
+    cond = (
+        ledger_state.c.checkpoint_size.is_(None)
+        if prev is None
+        else ledger_state.c.checkpoint_size == prev
+    )
+    done = conn.execute(
+        update(ledger_state).where(ledger_state.c.id == 1, cond).values(checkpoint_size=cp.size)
+    )
     if done.rowcount != 1:
-        raise ConflictError("Another checkpoint was signed concurrently; retry.",
-                            code="ledger_conflict")
+        raise ConflictError(
+            "Another checkpoint was signed concurrently; retry.", code="ledger_conflict"
+        )
     return cp, note
 
 
 def add_cosignature(conn: Connection, size: int, witness: Verifier, line: str) -> None:
     """Store a witness's cosignature line after verifying it on our checkpoint."""
-    row = conn.execute(select(ledger_checkpoints.c.note).where(
-        ledger_checkpoints.c.size == size)).scalar()
+    row = conn.execute(
+        select(ledger_checkpoints.c.note).where(ledger_checkpoints.c.size == size)
+    ).scalar()
     if row is None:
         raise LedgerError(f"no checkpoint of size {size}", code="bad_size")
     note = Note.parse(row)
@@ -226,14 +269,29 @@ def add_cosignature(conn: Connection, size: int, witness: Verifier, line: str) -
     cosigned.add(line)
     if witness.name not in cosigned.verified_by([witness]):
         raise LedgerError(f"the cosignature is not by {witness.name}", code="bad_cosignature")
-    conn.execute(insert(ledger_cosignatures).values(size=size, witness=witness.name,
-                                                    line=line, at=dt.datetime.now(dt.UTC)))
+    conn.execute(
+        insert(ledger_cosignatures).values(
+            size=size, witness=witness.name, line=line, at=dt.datetime.now(dt.UTC)
+        )
+    )
 
 
 def count(conn: Connection) -> int:
     return conn.execute(select(func.count()).select_from(ledger_events)).scalar() or 0
 
 
-__all__ = ["NODE_LEVEL", "Event", "LedgerError", "TreeState", "add_cosignature", "append",
-           "consistency", "inclusion", "latest_checkpoint", "leaf_commitment",
-           "sign_checkpoint", "state", "store_perfect"]
+__all__ = [
+    "NODE_LEVEL",
+    "Event",
+    "LedgerError",
+    "TreeState",
+    "add_cosignature",
+    "append",
+    "consistency",
+    "inclusion",
+    "latest_checkpoint",
+    "leaf_commitment",
+    "sign_checkpoint",
+    "state",
+    "store_perfect",
+]

@@ -72,8 +72,7 @@ class Verifier:
             raise NoteError("a verifier key's id must be 8 lowercase hex digits")
         raw = unb64(blob, "verifier key")
         if len(raw) != 33 or raw[0] not in (ALG_ED25519, ALG_COSIGNATURE_V1):
-            raise NoteError("only Ed25519 (type 0x01) and cosignature/v1 (0x04) keys are "
-                            "supported")
+            raise NoteError("only Ed25519 (type 0x01) and cosignature/v1 (0x04) keys are supported")
         v = cls(name, raw[0], raw[1:])
         if v.id.hex() != hexid:
             raise NoteError("a verifier key's id does not match its name and key")
@@ -141,8 +140,9 @@ class Signer:
 
     def encode(self) -> str:
         """The de-facto private-key string (Go x/mod): PRIVATE+KEY+name+id+base64(alg||seed)."""
-        return (f"PRIVATE+KEY+{self.name}+{self.verifier.id.hex()}+"
-                f"{b64(bytes([self.alg]) + self.seed)}")
+        return (
+            f"PRIVATE+KEY+{self.name}+{self.verifier.id.hex()}+{b64(bytes([self.alg]) + self.seed)}"
+        )
 
     @classmethod
     def decode(cls, text: str) -> Signer:
@@ -184,14 +184,14 @@ class Note:
         sep = data.rfind("\n\n")
         if sep < 0:
             raise NoteError("a note has no signature block")
-        text, sigblock = data[: sep + 1], data[sep + 2:]
+        text, sigblock = data[: sep + 1], data[sep + 2 :]
         if any(ord(c) < 0x20 and c != "\n" for c in text):
             raise NoteError("a note's text has control characters")
         sigs = []
         for line in sigblock.splitlines():
             if not line.startswith(DASH):
                 raise NoteError("a signature line must start with an em dash and a space")
-            name, _, blob64 = line[len(DASH):].rpartition(" ")
+            name, _, blob64 = line[len(DASH) :].rpartition(" ")
             if not name or " " in name:
                 raise NoteError("a signature line has no key name")
             blob = unb64(blob64, "signature")

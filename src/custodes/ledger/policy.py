@@ -1,9 +1,9 @@
 """C2SP tlog-policy (https://c2sp.org/tlog-policy): which witnesses must have cosigned.
 
-    log <vkey> [url]
-    witness <name> <vkey> [url]
-    group <name> all|any|<k> <member>...
-    quorum <name>|none
+log <vkey> [url]
+witness <name> <vkey> [url]
+group <name> all|any|<k> <member>...
+quorum <name>|none
 """
 
 from __future__ import annotations
@@ -48,11 +48,19 @@ class Policy:
                     for m in members:
                         if m not in p.witnesses and m not in p.groups:
                             raise PolicyError(f"line {lineno}: unknown member '{m}'")
-                    need = (len(members) if k == "all" else 1 if k == "any"
-                            else int(k) if k.isdigit() else -1)
+                    need = (
+                        len(members)
+                        if k == "all"
+                        else 1
+                        if k == "any"
+                        else int(k)
+                        if k.isdigit()
+                        else -1
+                    )
                     if not 1 <= need <= len(members):
-                        raise PolicyError(f"line {lineno}: threshold must be all, any or "
-                                          f"1..{len(members)}")
+                        raise PolicyError(
+                            f"line {lineno}: threshold must be all, any or 1..{len(members)}"
+                        )
                     if name in p.groups or name in p.witnesses:
                         raise PolicyError(f"line {lineno}: '{name}' is defined twice")
                     p.groups[name] = (need, members)
@@ -83,6 +91,8 @@ class Policy:
         cosigned = note.verified_by(list(self.witnesses.values()))
         signed = {by_key[k] for k in cosigned}
         if self.quorum is not None and not self._met(self.quorum, signed):
-            raise PolicyError(f"the witness quorum '{self.quorum}' is not met (cosigned by: "
-                              f"{', '.join(sorted(signed)) or 'none'})")
+            raise PolicyError(
+                f"the witness quorum '{self.quorum}' is not met (cosigned by: "
+                f"{', '.join(sorted(signed)) or 'none'})"
+            )
         return sorted(signed)

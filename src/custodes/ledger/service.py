@@ -48,9 +48,13 @@ def status(ws: Workspace) -> dict[str, object]:
     with ws.engine.connect() as conn:
         st = log.state(conn)
         last = log.latest_checkpoint(conn)
-    return {"size": st.size, "root": b64(st.root), "origin": origin(ws),
-            "checkpoint_size": last[0].size if last else None,
-            "cosignatures": (len(last[1].signatures) - 1) if last else 0}
+    return {
+        "size": st.size,
+        "root": b64(st.root),
+        "origin": origin(ws),
+        "checkpoint_size": last[0].size if last else None,
+        "cosignatures": (len(last[1].signatures) - 1) if last else 0,
+    }
 
 
 def export(ws: Workspace, folder: Path, *, bodies: bool = False) -> dict[str, object]:
@@ -62,30 +66,48 @@ def export(ws: Workspace, folder: Path, *, bodies: bool = False) -> dict[str, ob
         with ws.engine.connect() as conn:
             last = log.latest_checkpoint(conn)
         if last is None:
-            raise LedgerError("The ledger has no signed checkpoint to export; run 'custodes "
-                              "ledger checkpoint' where the key is.", code="no_checkpoint"
-                              ) from None
+            raise LedgerError(
+                "The ledger has no signed checkpoint to export; run 'custodes "
+                "ledger checkpoint' where the key is.",
+                code="no_checkpoint",
+            ) from None
         cp, note = last
     with ws.engine.connect() as conn:
         note = log.with_cosignatures(conn, cp.size, note)
-        rows = conn.execute(select(ledger_events.c.idx, ledger_events.c.commitment,
-                                   ledger_events.c.salt, ledger_events.c.body)
-                            .where(ledger_events.c.idx < cp.size)
-                            .order_by(ledger_events.c.idx)).all()
+        rows = conn.execute(
+            select(
+                ledger_events.c.idx,
+                ledger_events.c.commitment,
+                ledger_events.c.salt,
+                ledger_events.c.body,
+            )
+            .where(ledger_events.c.idx < cp.size)
+            .order_by(ledger_events.c.idx)
+        ).all()
     if len(rows) != cp.size or any(r.idx != i for i, r in enumerate(rows)):
-        raise LedgerError("The store's events do not match the checkpoint; run 'custodes "
-                          "ledger verify' first.", code="ledger_corrupt")
+        raise LedgerError(
+            "The store's events do not match the checkpoint; run 'custodes ledger verify' first.",
+            code="ledger_corrupt",
+        )
     leaves = [leaf_hash(r.commitment) for r in rows]
     folder.mkdir(parents=True, exist_ok=True)
-    files = tiles.write_tiles(folder, cp.size, memory_perfect(leaves),
-                              iter(r.commitment for r in rows))
+    files = tiles.write_tiles(
+        folder, cp.size, memory_perfect(leaves), iter(r.commitment for r in rows)
+    )
     tiles.write_file(folder, "checkpoint", note.render().encode())
     if bodies:
-        lines = (json.dumps({"idx": r.idx, "salt": b64(r.salt), "body": r.body},
-                            ensure_ascii=False) for r in rows)
+        lines = (
+            json.dumps({"idx": r.idx, "salt": b64(r.salt), "body": r.body}, ensure_ascii=False)
+            for r in rows
+        )
         tiles.write_file(folder, "bodies.jsonl", ("\n".join(lines) + "\n").encode())
-    return {"folder": str(folder), "size": cp.size, "root": b64(cp.root), "files": files + 1,
-            "bodies": bodies}
+    return {
+        "folder": str(folder),
+        "size": cp.size,
+        "root": b64(cp.root),
+        "files": files + 1,
+        "bodies": bodies,
+    }
 
 
 def audit_store(ws: Workspace, key: Verifier | None = None) -> Report:
@@ -106,12 +128,20 @@ def audit_store(ws: Workspace, key: Verifier | None = None) -> Report:
         first_bad_node: str | None = None
         seen_nodes = 0
         result = conn.execution_options(yield_per=10_000).execute(
-            select(ledger_events.c.idx, ledger_events.c.salt, ledger_events.c.body,
-                   ledger_events.c.commitment).order_by(ledger_events.c.idx))
+            select(
+                ledger_events.c.idx,
+                ledger_events.c.salt,
+                ledger_events.c.body,
+                ledger_events.c.commitment,
+            ).order_by(ledger_events.c.idx)
+        )
         for r in result:
             if r.idx != expected:
-                rep.fail(f"event {expected} is missing (the next stored event is {r.idx})"
-                         if r.idx > expected else f"event {r.idx} is out of order")
+                rep.fail(
+                    f"event {expected} is missing (the next stored event is {r.idx})"
+                    if r.idx > expected
+                    else f"event {r.idx} is out of order"
+                )
                 expected = r.idx
             if commitment(r.salt, r.body.encode()) != r.commitment:
                 rep.fail(f"event {r.idx}: its body does not match its commitment (edited)")
@@ -119,16 +149,20 @@ def audit_store(ws: Workspace, key: Verifier | None = None) -> Report:
                 seen_nodes += 1
                 if stored_nodes.get((level, idx)) != h and first_bad_node is None:
                     lo, hi = idx << level, ((idx + 1) << level) - 1
-                    first_bad_node = (f"events {lo}..{hi}: the stored tree (level {level}, "
-                                      f"node {idx}) does not match them: an event there was "
-                                      "edited, inserted, removed or reordered")
+                    first_bad_node = (
+                        f"events {lo}..{hi}: the stored tree (level {level}, "
+                        f"node {idx}) does not match them: an event there was "
+                        "edited, inserted, removed or reordered"
+                    )
             expected += 1
     rep.size, rep.root = rb.cr.size, rb.cr.root()
     if first_bad_node:
         rep.fail(first_bad_node)
     if len(stored_nodes) != seen_nodes:
-        rep.fail(f"the store holds {len(stored_nodes)} tree nodes, the events make "
-                 f"{seen_nodes}: events were removed or added")
+        rep.fail(
+            f"the store holds {len(stored_nodes)} tree nodes, the events make "
+            f"{seen_nodes}: events were removed or added"
+        )
     if st.size != rb.cr.size:
         rep.fail(f"the tree state says {st.size} events, the store holds {rb.cr.size}")
     elif st.root != rb.cr.root():
@@ -142,16 +176,22 @@ def audit_store(ws: Workspace, key: Verifier | None = None) -> Report:
         except NoteError as exc:
             rep.fail(f"checkpoint {c.size}: {exc}")
         if c.size > rb.cr.size:
-            rep.fail(f"checkpoint {c.size}: the log now holds only {rb.cr.size} events: "
-                     "events were removed")
+            rep.fail(
+                f"checkpoint {c.size}: the log now holds only {rb.cr.size} events: "
+                "events were removed"
+            )
         elif rb.roots.get(c.size) != c.root:
-            rep.fail(f"checkpoint {c.size}: the events no longer hash to the root signed "
-                     "then: the log was rewritten")
+            rep.fail(
+                f"checkpoint {c.size}: the events no longer hash to the root signed "
+                "then: the log was rewritten"
+            )
     if rep.ok:
-        rep.checked += [f"{rb.cr.size} events: every body matches its commitment",
-                        f"{seen_nodes} stored tree nodes match the events",
-                        f"{len(cps)} signed checkpoints match the events"
-                        + ("" if key else " (signatures not checked: no key)")]
+        rep.checked += [
+            f"{rb.cr.size} events: every body matches its commitment",
+            f"{seen_nodes} stored tree nodes match the events",
+            f"{len(cps)} signed checkpoints match the events"
+            + ("" if key else " (signatures not checked: no key)"),
+        ]
     return rep
 
 
@@ -160,12 +200,13 @@ def prove(ws: Workspace, index: int) -> tuple[str, dict[str, str]]:
     cp, note = checkpoint(ws)
     with ws.engine.connect() as conn:
         if index >= cp.size or index < 0:
-            raise LedgerError(f"no event {index} in a ledger of size {cp.size}",
-                              code="bad_index")
+            raise LedgerError(f"no event {index} in a ledger of size {cp.size}", code="bad_index")
         path = log.inclusion(conn, index, cp.size)
-        row = conn.execute(select(ledger_events.c.commitment, ledger_events.c.salt,
-                                  ledger_events.c.body).where(ledger_events.c.idx == index)
-                           ).one()
+        row = conn.execute(
+            select(ledger_events.c.commitment, ledger_events.c.salt, ledger_events.c.body).where(
+                ledger_events.c.idx == index
+            )
+        ).one()
         note = log.with_cosignatures(conn, cp.size, note)
     receipt = format_receipt(index, row.commitment, path, note)
     return receipt, {"idx": str(index), "salt": b64(row.salt), "body": row.body}
@@ -175,16 +216,27 @@ def cosign(ws: Workspace, url: str, witness: Verifier, timeout: float = 10.0) ->
     """Ask a witness (C2SP tlog-witness add-checkpoint) to cosign the latest checkpoint."""
     cp, note = checkpoint(ws)
     with ws.engine.connect() as conn:
-        old = conn.execute(select(ledger_cosignatures.c.size).where(
-            ledger_cosignatures.c.witness == witness.name)
-            .order_by(ledger_cosignatures.c.size.desc()).limit(1)).scalar() or 0
+        old = (
+            conn.execute(
+                select(ledger_cosignatures.c.size)
+                .where(ledger_cosignatures.c.witness == witness.name)
+                .order_by(ledger_cosignatures.c.size.desc())
+                .limit(1)
+            ).scalar()
+            or 0
+        )
     for _attempt in range(3):
         with ws.engine.connect() as conn:
             proof = log.consistency(conn, old, cp.size) if 0 < old < cp.size else []
-        body = (f"old {old}\n" + "".join(b64(h) + "\n" for h in proof) + "\n"
-                + Note(note.text, note.signatures[:1]).render())
-        req = urllib.request.Request(url.rstrip("/") + "/add-checkpoint", data=body.encode(),
-                                     method="POST")
+        body = (
+            f"old {old}\n"
+            + "".join(b64(h) + "\n" for h in proof)
+            + "\n"
+            + Note(note.text, note.signatures[:1]).render()
+        )
+        req = urllib.request.Request(
+            url.rstrip("/") + "/add-checkpoint", data=body.encode(), method="POST"
+        )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 lines = resp.read().decode()
@@ -193,16 +245,19 @@ def cosign(ws: Workspace, url: str, witness: Verifier, timeout: float = 10.0) ->
             if exc.code == 409 and text.isdigit():
                 old = int(text)
                 continue
-            raise InputError(f"The witness refused the checkpoint ({exc.code}): "
-                             f"{text[:200]}", code="witness_refused") from None
+            raise InputError(
+                f"The witness refused the checkpoint ({exc.code}): {text[:200]}",
+                code="witness_refused",
+            ) from None
         except (urllib.error.URLError, TimeoutError) as exc:
-            raise InputError(f"The witness at {url} cannot be reached: {exc}",
-                             code="witness_unreachable") from None
+            raise InputError(
+                f"The witness at {url} cannot be reached: {exc}", code="witness_unreachable"
+            ) from None
         with ws.engine.begin() as conn:
             for line in lines.splitlines(keepends=True):
                 if line.strip():
-                    log.add_cosignature(conn, cp.size, witness, line if line.endswith("\n")
-                                        else line + "\n")
-        return {"size": cp.size, "witness": witness.name,
-                "at": dt.datetime.now(dt.UTC).isoformat()}
+                    log.add_cosignature(
+                        conn, cp.size, witness, line if line.endswith("\n") else line + "\n"
+                    )
+        return {"size": cp.size, "witness": witness.name, "at": dt.datetime.now(dt.UTC).isoformat()}
     raise InputError("The witness kept reporting a different size.", code="witness_refused")

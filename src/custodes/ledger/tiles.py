@@ -25,7 +25,7 @@ def encode_index(n: int) -> str:
     """1234067 -> x001/x234/067; 5 -> 005."""
     digits = f"{n:d}"
     digits = "0" * (-len(digits) % 3) + digits
-    groups = [digits[i:i + 3] for i in range(0, len(digits), 3)]
+    groups = [digits[i : i + 3] for i in range(0, len(digits), 3)]
     return "/".join([*("x" + g for g in groups[:-1]), groups[-1]])
 
 
@@ -65,10 +65,10 @@ def decode_bundle(data: bytes, expected: int, where: str) -> list[bytes]:
     while pos < len(data):
         if pos + 2 > len(data):
             raise TileError(f"{where}: truncated entry length")
-        (n,) = struct.unpack(">H", data[pos:pos + 2])
+        (n,) = struct.unpack(">H", data[pos : pos + 2])
         if pos + 2 + n > len(data):
             raise TileError(f"{where}: truncated entry")
-        entries.append(data[pos + 2:pos + 2 + n])
+        entries.append(data[pos + 2 : pos + 2 + n])
         pos += 2 + n
     if len(entries) != expected:
         raise TileError(f"{where}: holds {len(entries)} entries, expected {expected}")
@@ -87,8 +87,7 @@ def write_tiles(folder: Path, size: int, perfect: Perfect, entries: Iterator[byt
     written = 0
     for level in range(levels_for(size)):
         for n, width in tiles_for(size, level):
-            data = b"".join(perfect(TILE_HEIGHT * level, n * TILE_WIDTH + i)
-                            for i in range(width))
+            data = b"".join(perfect(TILE_HEIGHT * level, n * TILE_WIDTH + i) for i in range(width))
             _write_atomic(folder / tile_path(level, n, width), data)
             written += 1
     for n, width in tiles_for(size, 0):
@@ -108,9 +107,10 @@ def read_tile(folder: Path, level: int, n: int, width: int) -> list[bytes]:
         raise TileError(f"{tile_path(level, n, width)}: missing")
     data = path.read_bytes()
     if len(data) != width * HASH_SIZE:
-        raise TileError(f"{tile_path(level, n, width)}: {len(data)} bytes, expected "
-                        f"{width * HASH_SIZE}")
-    return [data[i:i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+        raise TileError(
+            f"{tile_path(level, n, width)}: {len(data)} bytes, expected {width * HASH_SIZE}"
+        )
+    return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
 
 
 def read_entries(folder: Path, size: int) -> Iterator[bytes]:

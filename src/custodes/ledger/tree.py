@@ -116,16 +116,25 @@ def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[byte
     return r
 
 
-def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes],
-                     expected_root: bytes) -> None:
+def verify_inclusion(
+    index: int, size: int, leaf: bytes, proof: Sequence[bytes], expected_root: bytes
+) -> None:
     _check_len(expected_root, "root")
     if root_from_inclusion(index, size, leaf, proof) != expected_root:
-        raise ProofError(f"inclusion proof for leaf {index} does not lead to the root of "
-                         f"size {size}")
+        raise ProofError(
+            f"inclusion proof for leaf {index} does not lead to the root of size {size}"
+        )
 
 
-def verify_consistency(old: int, new: int, old_root: bytes, new_root: bytes,
-                       proof: Sequence[bytes], *, allow_empty_old: bool = False) -> None:
+def verify_consistency(
+    old: int,
+    new: int,
+    old_root: bytes,
+    new_root: bytes,
+    proof: Sequence[bytes],
+    *,
+    allow_empty_old: bool = False,
+) -> None:
     """RFC 9162 §2.1.4.2. From size 0 only with `allow_empty_old` (the witness protocol)."""
     if old > new:
         raise ProofError(f"old size {old} is larger than new size {new}")
@@ -230,4 +239,4 @@ class CompactRange:
 
     @classmethod
     def from_bytes(cls, size: int, data: bytes) -> CompactRange:
-        return cls(size, [data[i:i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)])
+        return cls(size, [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)])

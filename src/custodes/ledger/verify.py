@@ -38,8 +38,13 @@ class Report:
             self.problems.append(message)
 
     def to_dict(self) -> dict[str, object]:
-        return {"ok": self.ok, "size": self.size, "root": b64(self.root) if self.root else None,
-                "checked": self.checked, "problems": self.problems}
+        return {
+            "ok": self.ok,
+            "size": self.size,
+            "root": b64(self.root) if self.root else None,
+            "checked": self.checked,
+            "problems": self.problems,
+        }
 
 
 class Rebuilder:
@@ -59,8 +64,9 @@ class Rebuilder:
         return done
 
 
-def verify_export(folder: Path, key: Verifier, *, previous: str | None = None,
-                  policy: Policy | None = None) -> Report:
+def verify_export(
+    folder: Path, key: Verifier, *, previous: str | None = None, policy: Policy | None = None
+) -> Report:
     """Check a tlog-tiles export: signature, every entry, every tile, root, growth, quorum."""
     rep = Report()
     cp_path = folder / "checkpoint"
@@ -87,8 +93,9 @@ def verify_export(folder: Path, key: Verifier, *, previous: str | None = None,
             rep.fail(f"the log shrank: previous size {prev_cp.size}, now {cp.size}")
             prev_cp = None
     levels = tiles.levels_for(cp.size)
-    rb = Rebuilder({tiles.TILE_HEIGHT * lv for lv in range(levels)},
-                   [prev_cp.size] if prev_cp else [])
+    rb = Rebuilder(
+        {tiles.TILE_HEIGHT * lv for lv in range(levels)}, [prev_cp.size] if prev_cp else []
+    )
     bodies = _bodies(folder / "bodies.jsonl", rep)
     tile_cache: dict[tuple[int, int], list[bytes]] = {}
     try:
@@ -108,8 +115,10 @@ def verify_export(folder: Path, key: Verifier, *, previous: str | None = None,
                         tile_cache.clear()
                     tile_cache[(lv, n)] = tiles.read_tile(folder, lv, n, width)
                 if tile_cache[(lv, n)][pos] != h:
-                    rep.fail(f"{tiles.tile_path(lv, n, width)}: hash {pos} does not match the "
-                             f"entries (entry {i})")
+                    rep.fail(
+                        f"{tiles.tile_path(lv, n, width)}: hash {pos} does not match the "
+                        f"entries (entry {i})"
+                    )
     except tiles.TileError as exc:
         rep.fail(str(exc))
         return rep
@@ -122,8 +131,10 @@ def verify_export(folder: Path, key: Verifier, *, previous: str | None = None,
         rep.checked.append("the entries hash to the signed root")
     if prev_cp is not None:
         if rb.roots.get(prev_cp.size) != prev_cp.root:
-            rep.fail(f"the log was rewritten: its first {prev_cp.size} entries no longer "
-                     "hash to the previous checkpoint's root")
+            rep.fail(
+                f"the log was rewritten: its first {prev_cp.size} entries no longer "
+                "hash to the previous checkpoint's root"
+            )
         else:
             rep.checked.append(f"the log only grew since size {prev_cp.size}")
     _check_policy(note, policy, rep)
@@ -159,13 +170,13 @@ def _check_policy(note: Note, policy: Policy | None, rep: Report) -> None:
 
 
 def format_receipt(index: int, entry: bytes, path: list[bytes], note: Note) -> str:
-    lines = [RECEIPT_HEADER, f"extra {b64(entry)}", f"index {index}",
-             *(b64(h) for h in path)]
+    lines = [RECEIPT_HEADER, f"extra {b64(entry)}", f"index {index}", *(b64(h) for h in path)]
     return "\n".join(lines) + "\n\n" + note.render()
 
 
-def verify_receipt(text: str, key: Verifier, *, policy: Policy | None = None,
-                   body: dict[str, str] | None = None) -> Report:
+def verify_receipt(
+    text: str, key: Verifier, *, policy: Policy | None = None, body: dict[str, str] | None = None
+) -> Report:
     """Check one disclosure's receipt: signed checkpoint, inclusion, optionally its body."""
     rep = Report()
     head, sep, note_text = text.partition("\n\n")
@@ -204,5 +215,4 @@ def verify_receipt(text: str, key: Verifier, *, policy: Policy | None = None,
     return rep
 
 
-__all__ = ["Checkpoint", "Rebuilder", "Report", "format_receipt", "verify_export",
-           "verify_receipt"]
+__all__ = ["Checkpoint", "Rebuilder", "Report", "format_receipt", "verify_export", "verify_receipt"]

@@ -37,8 +37,10 @@ class Witness:
         for v in logs:
             self.logs.setdefault(v.name, []).append(v)
         with self._db() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS witness_state (origin TEXT PRIMARY KEY, "
-                       "size INTEGER NOT NULL, root BLOB NOT NULL)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS witness_state (origin TEXT PRIMARY KEY, "
+                "size INTEGER NOT NULL, root BLOB NOT NULL)"
+            )
 
     def _db(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.state_path, timeout=30, isolation_level=None)
@@ -78,8 +80,9 @@ class Witness:
         db = self._db()
         try:
             db.execute("BEGIN IMMEDIATE")
-            row = db.execute("SELECT size, root FROM witness_state WHERE origin = ?",
-                             (cp.origin,)).fetchone()
+            row = db.execute(
+                "SELECT size, root FROM witness_state WHERE origin = ?", (cp.origin,)
+            ).fetchone()
             known_size, known_root = row if row else (0, EMPTY_ROOT)
             if old != known_size:
                 db.execute("ROLLBACK")
@@ -87,14 +90,16 @@ class Witness:
             try:
                 if old == 0 and proof:
                     raise ProofError("a proof from size 0 must be empty")
-                verify_consistency(old, cp.size, known_root, cp.root, proof,
-                                   allow_empty_old=True)
+                verify_consistency(old, cp.size, known_root, cp.root, proof, allow_empty_old=True)
             except ProofError as exc:
                 db.execute("ROLLBACK")
                 return Answer(422, f"consistency proof: {exc}\n")
-            db.execute("INSERT INTO witness_state (origin, size, root) VALUES (?, ?, ?) "
-                       "ON CONFLICT(origin) DO UPDATE SET size = excluded.size, "
-                       "root = excluded.root", (cp.origin, cp.size, cp.root))
+            db.execute(
+                "INSERT INTO witness_state (origin, size, root) VALUES (?, ?, ?) "
+                "ON CONFLICT(origin) DO UPDATE SET size = excluded.size, "
+                "root = excluded.root",
+                (cp.origin, cp.size, cp.root),
+            )
             db.execute("COMMIT")
         finally:
             db.close()
@@ -105,7 +110,7 @@ def make_server(witness: Witness, host: str, port: int) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         server_version = "custodes-witness"
 
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             if self.path.rstrip("/").split("/")[-1] != "add-checkpoint":
                 self._send(Answer(404, "not found\n"))
                 return

@@ -403,10 +403,24 @@ def _merge(
             )
         )
         # The ledger records that the master file changed (hashes and counts only).
-        log.append(conn, [Event("master.imported", data={
-            "kind": kind, "people_sha256": hashes[0], "addresses_sha256": hashes[1],
-            "master_sha256": digest, "people_added": pa_, "people_changed": pc_,
-            "addresses_added": aa, "addresses_changed": ac})])
+        log.append(
+            conn,
+            [
+                Event(
+                    "master.imported",
+                    data={
+                        "kind": kind,
+                        "people_sha256": hashes[0],
+                        "addresses_sha256": hashes[1],
+                        "master_sha256": digest,
+                        "people_added": pa_,
+                        "people_changed": pc_,
+                        "addresses_added": aa,
+                        "addresses_changed": ac,
+                    },
+                )
+            ],
+        )
         if not unchanged:
             master.publish(ws, folder)
     return result

@@ -34,13 +34,15 @@ def upgrade() -> None:
         sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("hash", sa.LargeBinary(32), nullable=False),
     )
-    op.create_table(
+    state = op.create_table(
         "ledger_state",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("size", sa.BigInteger, nullable=False),
         sa.Column("frontier", sa.LargeBinary, nullable=False),
         sa.Column("checkpoint_size", sa.BigInteger),
     )
+    # The one state row exists from the start, so appenders only ever compare-and-swap it.
+    op.bulk_insert(state, [{"id": 1, "size": 0, "frontier": b"", "checkpoint_size": None}])
     op.create_table(
         "ledger_checkpoints",
         sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
@@ -58,6 +60,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for t in ("ledger_cosignatures", "ledger_checkpoints", "ledger_state", "ledger_nodes",
-              "ledger_events"):
+    for t in (
+        "ledger_cosignatures",
+        "ledger_checkpoints",
+        "ledger_state",
+        "ledger_nodes",
+        "ledger_events",
+    ):
         op.drop_table(t)
