@@ -9,10 +9,10 @@ checkpoint size so the log can never sign two views that are not consistent.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, tuple_, update
 
 from custodes.errors import ConflictError, CustodesError
 from custodes.ledger.events import Event, commitment, new_salt
@@ -28,6 +28,7 @@ from custodes.ledger.tree import (
     range_hash,
     verify_consistency,
 )
+from custodes.store.engine import bulk_insert
 from custodes.store.tables import (
     ledger_checkpoints,
     ledger_cosignatures,
@@ -80,19 +81,10 @@ def append(conn: Connection, events: Sequence[Event]) -> list[int]:
         idx = cr.size
         for level, i, h in cr.append(leaf_hash(c)):
             if level >= NODE_LEVEL:
-                nodes.append({"level": level, "idx": i, "hash": h})
+                nodes.append((level, i, h))
+        # In the column order of ledger_events.
         rows.append(
-            {
-                "idx": idx,
-                "type": ev.type,
-                "at": ev.at,
-                "actor": ev.actor,
-                "request_id": ev.request_id,
-                "record_id": ev.record_id,
-                "body": body.decode(),
-                "salt": salt,
-                "commitment": c,
-            }
+            (idx, ev.type, ev.at, ev.actor, ev.request_id, ev.record_id, body.decode(), salt, c)
         )
     # Claim the index range first (compare-and-swap), so a concurrent appender fails cleanly
     # here instead of colliding on event indexes.
@@ -105,67 +97,74 @@ def append(conn: Connection, events: Sequence[Event]) -> list[int]:
         raise ConflictError(
             "The ledger was extended concurrently; retry the action.", code="ledger_conflict"
         )
-    conn.execute(insert(ledger_events), rows)
-    if nodes:
-        conn.execute(insert(ledger_nodes), nodes)
+    bulk_insert(conn, ledger_events, rows)
+    bulk_insert(conn, ledger_nodes, nodes)
     return list(range(st.size, cr.size))
 
 
-def store_perfect(conn: Connection) -> Perfect:
-    """Perfect-subtree hashes from the store (stored nodes, or recomputed from leaves)."""
-    cache: dict[tuple[int, int], bytes] = {}
+def _fetch(conn: Connection, keys: set[tuple[int, int]]) -> Perfect:
+    """The given perfect subtrees, read in two queries: stored nodes, and the leaves below
+    NODE_LEVEL from which the smaller subtrees are recomputed."""
+    high = [k for k in keys if k[0] >= NODE_LEVEL]
+    low = [k for k in keys if k[0] < NODE_LEVEL]
+    found: dict[tuple[int, int], bytes] = {}
+    if high:
+        for r in conn.execute(
+            select(ledger_nodes).where(tuple_(ledger_nodes.c.level, ledger_nodes.c.idx).in_(high))
+        ):
+            found[(r.level, r.idx)] = r.hash
+    leaves: dict[int, bytes] = {}
+    if low:
+        wanted = sorted({i for lv, ix in low for i in range(ix << lv, (ix + 1) << lv)})
+        for r in conn.execute(
+            select(ledger_events.c.idx, ledger_events.c.commitment).where(
+                ledger_events.c.idx.in_(wanted)
+            )
+        ):
+            leaves[r.idx] = leaf_hash(r.commitment)
+    for lv, ix in low:
+        lo, n = ix << lv, 1 << lv
+        if any(i not in leaves for i in range(lo, lo + n)):
+            raise LedgerError(
+                f"the store lacks events in {lo}..{lo + n - 1}", code="ledger_corrupt"
+            )
+        found[(lv, ix)] = range_hash(memory_perfect([leaves[i] for i in range(lo, lo + n)]), 0, n)
 
     def perfect(level: int, index: int) -> bytes:
-        key = (level, index)
-        if key in cache:
-            return cache[key]
-        if level >= NODE_LEVEL:
-            h = conn.execute(
-                select(ledger_nodes.c.hash).where(
-                    ledger_nodes.c.level == level, ledger_nodes.c.idx == index
-                )
-            ).scalar()
-            if h is None:
-                raise LedgerError(
-                    f"the store lacks the tree node at level {level}, index {index}",
-                    code="ledger_corrupt",
-                )
-        else:
-            lo, n = index << level, 1 << level
-            cs = (
-                conn.execute(
-                    select(ledger_events.c.commitment)
-                    .where(ledger_events.c.idx >= lo, ledger_events.c.idx < lo + n)
-                    .order_by(ledger_events.c.idx)
-                )
-                .scalars()
-                .all()
-            )
-            if len(cs) != n:
-                raise LedgerError(
-                    f"the store lacks events in {lo}..{lo + n - 1}", code="ledger_corrupt"
-                )
-            h = range_hash(memory_perfect([leaf_hash(c) for c in cs]), 0, n)
-        cache[key] = h
-        return h
+        try:
+            return found[(level, index)]
+        except KeyError:
+            raise LedgerError(
+                f"the store lacks the tree node at level {level}, index {index}",
+                code="ledger_corrupt",
+            ) from None
 
     return perfect
 
 
-def inclusion(conn: Connection, index: int, size: int | None = None) -> list[bytes]:
-    size = state(conn).size if size is None else size
+def _from_store(conn: Connection, build: Callable[[Perfect], list[bytes]]) -> list[bytes]:
+    """Run a proof builder twice: once to learn which subtrees it needs, once for real."""
+    keys: set[tuple[int, int]] = set()
+
+    def record(level: int, index: int) -> bytes:
+        keys.add((level, index))
+        return bytes(32)
+
     try:
-        return inclusion_proof(store_perfect(conn), index, size)
+        build(record)
+        return build(_fetch(conn, keys))
     except ProofError as exc:
         raise LedgerError(str(exc), code="bad_index") from None
 
 
+def inclusion(conn: Connection, index: int, size: int | None = None) -> list[bytes]:
+    size = state(conn).size if size is None else size
+    return _from_store(conn, lambda p: inclusion_proof(p, index, size))
+
+
 def consistency(conn: Connection, old: int, new: int | None = None) -> list[bytes]:
     new = state(conn).size if new is None else new
-    try:
-        return consistency_proof(store_perfect(conn), old, new)
-    except ProofError as exc:
-        raise LedgerError(str(exc), code="bad_size") from None
+    return _from_store(conn, lambda p: consistency_proof(p, old, new))
 
 
 def leaf_commitment(conn: Connection, index: int) -> bytes:
@@ -293,5 +292,4 @@ __all__ = [
     "leaf_commitment",
     "sign_checkpoint",
     "state",
-    "store_perfect",
 ]

@@ -1,0 +1,141 @@
+"""Benchmark: ledger throughput on SQLite and PostgreSQL, proofs, offline verification.
+
+Baselines measured in the same run: hashlib alone (the leaf hashing floor) and a bare sqlite3
+executemany of equally sized rows in one transaction (the storage floor).
+
+    .venv/bin/python bench/ledger.py [--leaves 200000] [--pg postgresql+psycopg://...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sqlite3
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from custodes.ledger import log, service
+from custodes.ledger.events import Event
+from custodes.ledger.keys import keygen
+from custodes.ledger.verify import verify_export
+from custodes.workspace import init_workspace
+
+
+def events(n: int, start: int) -> list[Event]:
+    return [
+        Event(
+            "disclosure",
+            actor="officer-7",
+            request_id=f"req-{(start + i) // 1000}",
+            record_id=f"rec-{start + i:016x}",
+            data={
+                "provision": "irc-6103-i-2",
+                "fields": ["last_known_address"],
+                "recipients": ["OFF-001"],
+                "ruleset": "a" * 64,
+                "model": "b" * 64,
+            },
+        )
+        for i in range(n)
+    ]
+
+
+def rate(n: int, secs: float) -> str:
+    return f"{n / secs:>12,.0f} /s"
+
+
+def bench_store(label: str, url: str | None, home: Path, leaves: int, interactive: int) -> None:
+    ws, _ = init_workspace(home, url)
+    keygen(ws, f"bench.custodes/{label}")
+    t = time.perf_counter()
+    for i in range(interactive):
+        service.record(ws, events(1, i))
+    inter = time.perf_counter() - t
+    batch = 10_000
+    t = time.perf_counter()
+    for start in range(interactive, interactive + leaves, batch):
+        service.record(ws, events(min(batch, interactive + leaves - start), start))
+    bulk = time.perf_counter() - t
+    service.checkpoint(ws)
+    size = interactive + leaves
+    t = time.perf_counter()
+    proofs = 2000
+    with ws.engine.connect() as conn:
+        for i in range(proofs):
+            log.inclusion(conn, (i * 7919) % size, size)
+    prove = time.perf_counter() - t
+    exp = home / "export"
+    t = time.perf_counter()
+    service.export(ws, exp)
+    export_s = time.perf_counter() - t
+    t = time.perf_counter()
+    rep = verify_export(exp, service.verifier(ws))
+    verify_s = time.perf_counter() - t
+    assert rep.ok, rep.problems
+    t = time.perf_counter()
+    audit = service.audit_store(ws)
+    audit_s = time.perf_counter() - t
+    assert audit.ok, audit.problems
+    print(f"[{label}] one commit per leaf ({interactive:,})      {rate(interactive, inter)}")
+    print(f"[{label}] batch, 10,000 leaves per commit ({leaves:,}) {rate(leaves, bulk)}")
+    print(f"[{label}] inclusion proofs from the store      {rate(proofs, prove)}")
+    print(f"[{label}] export to tlog-tiles                 {rate(size, export_s)}")
+    print(f"[{label}] offline verification of the export   {rate(size, verify_s)}")
+    print(f"[{label}] full store audit                     {rate(size, audit_s)}")
+    ws.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--leaves", type=int, default=200_000)
+    ap.add_argument("--interactive", type=int, default=2_000)
+    ap.add_argument(
+        "--pg",
+        default=os.environ.get(
+            "CUSTODES_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1/postgres"
+        ),
+    )
+    args = ap.parse_args()
+    n = args.leaves
+    body = b"x" * 420
+    t = time.perf_counter()
+    for i in range(n):
+        hashlib.sha256(b"\x00" + hashlib.sha256(body + i.to_bytes(8, "big")).digest()).digest()
+    base_hash = time.perf_counter() - t
+    with tempfile.TemporaryDirectory() as tmp:
+        db = sqlite3.connect(Path(tmp) / "floor.db")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE t (idx INTEGER PRIMARY KEY, body TEXT, salt BLOB, c BLOB)")
+        t = time.perf_counter()
+        with db:
+            db.executemany(
+                "INSERT INTO t VALUES (?, ?, ?, ?)",
+                ((i, body.decode(), os.urandom(32), os.urandom(32)) for i in range(n)),
+            )
+        base_sqlite = time.perf_counter() - t
+        print(f"baseline: hashlib commitment + leaf hash      {rate(n, base_hash)}")
+        print(f"baseline: bare sqlite3 executemany, 1 commit  {rate(n, base_sqlite)}")
+        bench_store("sqlite", None, Path(tmp) / "sqlite", n, args.interactive)
+        admin = sa.create_engine(args.pg, isolation_level="AUTOCOMMIT")
+        name = f"custodes_bench_{uuid.uuid4().hex[:8]}"
+        try:
+            with admin.connect() as c:
+                c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        except sa.exc.OperationalError as exc:
+            print(f"[postgresql] skipped: {exc.orig}")
+            return
+        try:
+            url = sa.engine.make_url(args.pg).set(database=name).render_as_string(False)
+            bench_store("postgresql", url, Path(tmp) / "pg", n, args.interactive)
+        finally:
+            with admin.connect() as c:
+                c.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+if __name__ == "__main__":
+    main()
