@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 COMMITMENT_PREFIX = b"custodes/event/v1\n"
 
@@ -34,22 +36,42 @@ PERSONAL_KEYS = frozenset(
         "zip_code",
     }
 )
-_TIN_LIKE = re.compile(r"(?<![0-9A-Za-z])\d{3}-?\d{2}-?\d{4}(?![0-9A-Za-z])")
 
 
 class PersonalDataInEvent(ValueError):
     """An event body would put personal data into the ledger."""
 
 
-_PERSONAL_KEY = re.compile('"(' + "|".join(sorted(PERSONAL_KEYS)) + ')":', re.IGNORECASE)
+# Candidates only; a hit counts when it is not part of a longer word (a hash, an id).
+_TIN_CANDIDATE = re.compile(r"\d{3}-?\d{2}-?\d{4}")
 
 
-def _check(data_json: str) -> None:
-    """Refuse personal data in an event's own fields (one regex pass over their JSON)."""
-    if m := _PERSONAL_KEY.search(data_json):
-        raise PersonalDataInEvent(f"event field '{m.group(1)}' would carry personal data")
-    if _TIN_LIKE.search(data_json):
-        raise PersonalDataInEvent("an event field holds a TIN-shaped number")
+@functools.lru_cache(maxsize=65536)
+def _has_tin(text: str) -> bool:
+    """Cached: in a batch most values repeat (provision, field names, rule-set hashes)."""
+    for m in _TIN_CANDIDATE.finditer(text):
+        a, b = m.span()
+        if (a == 0 or not text[a - 1].isalnum()) and (b == len(text) or not text[b].isalnum()):
+            return True
+    return False
+
+
+def _check(value: Any, key: str = "") -> None:
+    """Refuse personal keys anywhere in the event's fields, and TIN-shaped values."""
+    if isinstance(value, str):
+        if _has_tin(value):
+            raise PersonalDataInEvent(f"event field '{key}' holds a TIN-shaped number")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if 100_000_000 <= value <= 999_999_999:
+            raise PersonalDataInEvent(f"event field '{key}' holds a TIN-shaped number")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if k.lower() in PERSONAL_KEYS:
+                raise PersonalDataInEvent(f"event field '{k}' would carry personal data")
+            _check(v, k)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _check(v, key)
 
 
 @dataclass
@@ -64,8 +86,11 @@ class Event:
     at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     def body(self) -> bytes:
-        """Canonical JSON (sorted keys, no spaces, UTF-8); refuses personal data."""
-        _check(json.dumps(self.data, ensure_ascii=False))
+        """Canonical JSON (sorted keys, no spaces, UTF-8); refuses personal data.
+
+        The check runs over the whole body: the fixed keys (type, time, actor, ids) are not
+        personal keys, and a TIN-shaped id is refused like any other TIN-shaped value.
+        """
         doc = {
             "v": 1,
             "type": self.type,
@@ -75,12 +100,20 @@ class Event:
             "record_id": self.record_id,
             **self.data,
         }
-        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        try:
+            out = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+        except TypeError as exc:
+            raise ValueError(f"event data is not JSON: {exc}") from None
+        _check(self.data)
+        for key in ("actor", "request_id", "record_id"):
+            _check(doc[key], key)
+        return out
 
 
 def commitment(salt: bytes, body: bytes) -> bytes:
     return hashlib.sha256(COMMITMENT_PREFIX + salt + body).digest()
 
 
-def new_salt() -> bytes:
-    return os.urandom(32)
+def new_salts(n: int) -> list[bytes]:
+    pool = os.urandom(32 * n)
+    return [pool[i : i + 32] for i in range(0, 32 * n, 32)]

@@ -12,10 +12,10 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, func, insert, select, tuple_, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from custodes.errors import ConflictError, CustodesError
-from custodes.ledger.events import Event, commitment, new_salt
+from custodes.ledger.events import Event, commitment, new_salts
 from custodes.ledger.note import Checkpoint, Note, Signer, Verifier
 from custodes.ledger.tree import (
     CompactRange,
@@ -74,14 +74,11 @@ def append(conn: Connection, events: Sequence[Event]) -> list[int]:
     st = state(conn, for_update=True)
     cr = CompactRange(st.size, list(st.frontier.hashes))
     rows, nodes = [], []
-    for ev in events:
+    for ev, salt in zip(events, new_salts(len(events)), strict=True):
         body = ev.body()
-        salt = new_salt()
         c = commitment(salt, body)
         idx = cr.size
-        for level, i, h in cr.append(leaf_hash(c)):
-            if level >= NODE_LEVEL:
-                nodes.append((level, i, h))
+        nodes.extend(cr.append(leaf_hash(c), NODE_LEVEL))
         # In the column order of ledger_events.
         rows.append(
             (idx, ev.type, ev.at, ev.actor, ev.request_id, ev.record_id, body.decode(), salt, c)
@@ -109,9 +106,17 @@ def _fetch(conn: Connection, keys: set[tuple[int, int]]) -> Perfect:
     low = [k for k in keys if k[0] < NODE_LEVEL]
     found: dict[tuple[int, int], bytes] = {}
     if high:
-        for r in conn.execute(
-            select(ledger_nodes).where(tuple_(ledger_nodes.c.level, ledger_nodes.c.idx).in_(high))
-        ):
+        by_level: dict[int, list[int]] = {}
+        for lv, ix in high:
+            by_level.setdefault(lv, []).append(ix)
+        # One primary-key lookup per level (SQLite does not index row-value IN lists).
+        cond = or_(
+            *(
+                and_(ledger_nodes.c.level == lv, ledger_nodes.c.idx.in_(ixs))
+                for lv, ixs in by_level.items()
+            )
+        )
+        for r in conn.execute(select(ledger_nodes).where(cond)):
             found[(r.level, r.idx)] = r.hash
     leaves: dict[int, bytes] = {}
     if low:

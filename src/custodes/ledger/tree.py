@@ -214,15 +214,18 @@ class CompactRange:
         self.size = size
         self.hashes = list(hashes)  # largest (leftmost) subtree first
 
-    def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
-        completed = [(0, self.size, leaf)]
+    def append(self, leaf: bytes, min_level: int = 0) -> list[tuple[int, int, bytes]]:
+        """Add a leaf; return the perfect subtrees it completed from `min_level` up."""
+        completed = [(0, self.size, leaf)] if min_level == 0 else []
         h, level, idx = leaf, 0, self.size
+        hashes = self.hashes
         while idx & 1:
-            h = node_hash(self.hashes.pop(), h)
+            h = node_hash(hashes.pop(), h)
             level += 1
             idx >>= 1
-            completed.append((level, idx, h))
-        self.hashes.append(h)
+            if level >= min_level:
+                completed.append((level, idx, h))
+        hashes.append(h)
         self.size += 1
         return completed
 

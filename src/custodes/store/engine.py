@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Table, create_engine, event
+from sqlalchemy import Connection, DateTime, Table, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
@@ -97,11 +96,11 @@ def bulk_insert(conn: Connection, table: Table, rows: list[tuple[Any, ...]]) -> 
     cols = [c.name for c in table.columns]
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
-    if conn.dialect.name == "sqlite":
-        rows = [
-            tuple(
-                v.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(v, dt.datetime) else v for v in r
-            )
-            for r in rows
-        ]
+    dt_cols = [i for i, c in enumerate(table.columns) if isinstance(c.type, DateTime)]
+    if conn.dialect.name == "sqlite" and dt_cols:
+        for i in dt_cols:
+            rows = [
+                (*r[:i], r[i].replace(tzinfo=None).isoformat(" ", "microseconds"), *r[i + 1 :])
+                for r in rows
+            ]
     conn.exec_driver_sql(sql, rows)
