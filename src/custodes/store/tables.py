@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
+    Date,
     DateTime,
     Integer,
     LargeBinary,
@@ -100,4 +102,38 @@ ledger_cosignatures = Table(
     Column("witness", String(255), primary_key=True),
     Column("line", Text, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# --- registries (rules) -----------------------------------------------------------------------
+
+agencies = Table(
+    "agencies",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("safeguards_current", Boolean, nullable=False),
+    Column("open_findings", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+officials = Table(
+    "officials",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agency", String(200), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("role", String(64), nullable=False),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_to", Date),
+)
+
+agreements = Table(
+    "agreements",
+    metadata,
+    Column("id", String(100), primary_key=True),
+    Column("provision", String(64), nullable=False),
+    Column("agency", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("added_at", DateTime(timezone=True), nullable=False),
 )

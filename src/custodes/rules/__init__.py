@@ -1,0 +1,1 @@
+"""The law as data: provision files, the named-check library, agreements, the evaluator."""
