@@ -52,6 +52,18 @@ witness_app = typer.Typer(
     "(C2SP tlog-witness), for an oversight body to run.",
     no_args_is_help=True,
 )
+rules_app = typer.Typer(help="The law as data: provisions, checks with citations, evaluation.",
+                        no_args_is_help=True)
+agencies_app = typer.Typer(help="Registry of requesting agencies and their safeguard status.",
+                           no_args_is_help=True)
+officials_app = typer.Typer(help="Registry of officials authorised to sign requests.",
+                            no_args_is_help=True)
+agreements_app = typer.Typer(help="Registered data-sharing agreements (overlays that can only "
+                             "add requirements).", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+app.add_typer(agencies_app, name="agencies")
+app.add_typer(officials_app, name="officials")
+app.add_typer(agreements_app, name="agreements")
 app.add_typer(records_app, name="records")
 app.add_typer(requests_app, name="requests")
 app.add_typer(ledger_app, name="ledger")
@@ -91,6 +103,8 @@ def handles_errors(fn: F) -> F:
                     soft_wrap=True,
                 )
             raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
         except Exception as exc:
             # Unexpected: never print the message or locals (they may hold personal data).
             if os.environ.get("CUSTODES_DEBUG"):
@@ -593,6 +607,221 @@ def witness_serve(
         pass
     finally:
         server.server_close()
+
+
+RulesOpt = Annotated[Path | None, typer.Option("--rules", help="A rule set folder (default: "
+                                               "the reference §6103 rule set).")]
+
+
+@rules_app.command("list")
+@handles_errors
+def rules_list(rules: RulesOpt = None, json_out: JsonOpt = False) -> None:
+    """The provisions of the rule set, with its version and hash."""
+    from custodes.rules.ruleset import load
+
+    rs = load(rules)
+    rows = [{"id": p.id, "citation": p.citation, "title": p.title,
+             "releasable": p.releasable} for p in sorted(rs.provisions.values(),
+                                                         key=lambda p: p.id)]
+    if json_out:
+        _emit_json({"name": rs.name, "version": rs.version, "sha256": rs.sha256,
+                    "provisions": rows})
+        return
+    table = Table("provision", "citation", "title", "may release",
+                  title=f"{rs.name} {rs.version} (sha256 {rs.sha256[:12]}…)",
+                  title_justify="left")
+    for r in rows:
+        table.add_row(r["id"], r["citation"], r["title"], ", ".join(r["releasable"]))
+    out.print(table)
+    out.print(f"[dim]{rs.disclaimer}[/]")
+
+
+@rules_app.command("show")
+@handles_errors
+def rules_show(provision: Annotated[str, typer.Argument(help="Provision id, e.g. "
+                                                        "irc-6103-i-2.")],
+               rules: RulesOpt = None, json_out: JsonOpt = False) -> None:
+    """One provision, readable: who may sign, every requirement with its citation."""
+    from custodes.rules.ruleset import load
+
+    rs = load(rules)
+    p = rs.provision(provision)
+    reqs = [rs.checks[c] for c in p.request_requirements + p.item_requirements]
+    if json_out:
+        _emit_json({"provision": p.__dict__, "checks": [c.__dict__ for c in reqs],
+                    "parameters": {k: {"value": v, "rationale": rs.rationale.get(k)}
+                                   for k, v in rs.parameters.items()}})
+        return
+    out.print(f"[bold]{p.citation}[/] — {p.title}")
+    out.print(f"Source: {p.source_url}\nMay sign: {', '.join(p.signer_roles)}"
+              f"\nMay release: {', '.join(p.releasable)}\nUse limits: {p.use_limits}"
+              f"\nRetention: {p.retention}\nApprovals: {p.approvals}")
+    table = Table("check", "level", "if it fails", "citation", "requirement")
+    for c in reqs:
+        table.add_row(c.id, c.level + (" (after matching)" if c.phase == "after_matching"
+                                       else ""), c.severity, c.citation, c.sentence)
+    out.print(table)
+    out.print(f"[dim]{p.note}[/]")
+
+
+@rules_app.command("check")
+@handles_errors
+def rules_check(
+    request_dir: Annotated[Path, typer.Argument(help="A request directory (envelope.json + "
+                                                "items).")],
+    rules: RulesOpt = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Evaluate a request: request-level verdicts, then per check how many items fail, with
+    example item ids (never personal data). Exit status 1 when the request must be refused."""
+    from custodes.rules.service import check_request
+
+    ev = check_request(home, request_dir, rules)
+    if json_out:
+        _emit_json(ev.to_dict())
+    else:
+        table = Table("check", "verdict", "citation", "detail", title="Request",
+                      title_justify="left")
+        for v in ev.request:
+            table.add_row(v.check, "[green]pass[/]" if v.passed else f"[red]{v.severity}[/]",
+                          v.citation, v.detail or "")
+        out.print(table)
+        table = Table("check", "failing items", "if it fails", "citation", "examples",
+                      title=f"Items ({ev.items:,})", title_justify="left")
+        for v in ev.item:
+            table.add_row(v.check, "pending (after matching)" if v.passed is None
+                          else f"{v.failing:,}", v.severity, v.citation, ", ".join(v.examples))
+        out.print(table)
+        out.print(f"Rule set {ev.ruleset} sha256 {ev.ruleset_sha256}")
+        out.print("[bold red]The request must be refused.[/]" if ev.refused
+                  else "The request may proceed to matching.")
+    if ev.refused:
+        raise typer.Exit(1)
+
+
+@rules_app.command("lint")
+@handles_errors
+def rules_lint(folder: Annotated[Path, typer.Argument(help="A rule set folder.")],
+               json_out: JsonOpt = False) -> None:
+    """Validate a rule set: unknown checks, missing citations, SQL that does not parse, TRI
+    released without a court order... Each problem with its file and line."""
+    from custodes.rules.ruleset import lint
+
+    rs, problems = lint(folder)
+    if json_out:
+        _emit_json({"ok": not problems, "sha256": rs.sha256 if rs else None,
+                    "problems": [p.__dict__ for p in problems]})
+    else:
+        for p in problems:
+            out.print(f"[red]{p}[/]", highlight=False)
+        if rs:
+            out.print(f"[green]ok[/] {len(rs.provisions)} provisions, {len(rs.checks)} checks, "
+                      f"sha256 {rs.sha256}")
+    if problems:
+        raise typer.Exit(1)
+
+
+@agencies_app.command("add")
+@handles_errors
+def agencies_add(
+    name: Annotated[str, typer.Argument(help="The agency's name as requests give it.")],
+    safeguards_current: Annotated[bool, typer.Option("--safeguards-current", help="Its "
+                                                     "safeguard review is current.")] = False,
+    open_findings: Annotated[int, typer.Option("--open-findings", help="Open safeguard "
+                                               "findings.")] = 0,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Add or update an agency (recorded in the ledger)."""
+    from custodes.rules.registry import add_agency
+    from custodes.workspace import open_workspace
+
+    row = add_agency(open_workspace(home), name, safeguards_current=safeguards_current,
+                     open_findings=open_findings)
+    _emit_json(row) if json_out else out.print(f"Agency [bold]{row['name']}[/] recorded.")
+
+
+@officials_app.command("add")
+@handles_errors
+def officials_add(
+    agency: Annotated[str, typer.Option("--agency")],
+    name: Annotated[str, typer.Option("--name")],
+    title: Annotated[str, typer.Option("--title")],
+    role: Annotated[str, typer.Option("--role", help="e.g. head_of_agency, us_attorney.")],
+    valid_from: Annotated[str, typer.Option("--from", help="YYYY-MM-DD")],
+    valid_to: Annotated[str | None, typer.Option("--to", help="YYYY-MM-DD")] = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Register an official authorised to sign, with validity dates (recorded in the ledger)."""
+    import datetime as dt
+
+    from custodes.errors import InputError
+    from custodes.rules.registry import add_official
+    from custodes.workspace import open_workspace
+
+    try:
+        start = dt.date.fromisoformat(valid_from)
+        end = dt.date.fromisoformat(valid_to) if valid_to else None
+    except ValueError:
+        raise InputError("--from and --to take dates as YYYY-MM-DD.", code="bad_argument"
+                         ) from None
+    row = add_official(open_workspace(home), agency=agency, name=name, title=title, role=role,
+                       valid_from=start, valid_to=end)
+    _emit_json(row) if json_out else out.print(f"Official #{row['id']} recorded.")
+
+
+@agreements_app.command("add")
+@handles_errors
+def agreements_add(file: Annotated[Path, typer.Argument(help="An agreement overlay (YAML).")],
+                   home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """Register a data-sharing agreement; it can only add requirements (recorded in the
+    ledger)."""
+    from custodes.rules.registry import add_agreement
+    from custodes.workspace import open_workspace
+
+    agr = add_agreement(open_workspace(home), file)
+    _emit_json(agr.__dict__) if json_out else out.print(
+        f"Agreement [bold]{agr.id}[/] registered for {agr.provision}.")
+
+
+def _registry_list(table: str, home: Path | None, json_out: bool) -> None:
+    from custodes.rules.registry import listing
+    from custodes.workspace import open_workspace
+
+    rows = listing(open_workspace(home), table)
+    if json_out:
+        _emit_json(rows)
+        return
+    if not rows:
+        out.print(f"No {table} registered.")
+        return
+    t = Table(*rows[0].keys(), title=table.capitalize(), title_justify="left")
+    for r in rows:
+        t.add_row(*("" if v is None else str(v) for v in r.values()))
+    out.print(t)
+
+
+@agencies_app.command("list")
+@handles_errors
+def agencies_list(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """The agencies in the registry."""
+    _registry_list("agencies", home, json_out)
+
+
+@officials_app.command("list")
+@handles_errors
+def officials_list(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """The officials in the registry, with their validity dates."""
+    _registry_list("officials", home, json_out)
+
+
+@agreements_app.command("list")
+@handles_errors
+def agreements_list(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """The registered agreements."""
+    _registry_list("agreements", home, json_out)
 
 
 def main() -> None:

@@ -341,8 +341,9 @@ def overlay(rs: RuleSet, prov: Provision, agreement: Agreement | None) -> Effect
         item += [c for c in agreement.add_item_requirements if c not in item]
         for c in agreement.add_item_requirements + agreement.add_request_requirements:
             base = checks[c]
-            checks[c] = Check(**{**base.__dict__, "source": agreement.id,
-                                 "citation": f"{base.citation}; {agreement.citation}"})
+            citation = (base.citation if agreement.citation in base.citation
+                        else f"{base.citation}; {agreement.citation}")
+            checks[c] = Check(**{**base.__dict__, "source": agreement.id, "citation": citation})
         if agreement.signer_roles is not None:
             roles = [r for r in roles if r in agreement.signer_roles]
         for k, v in agreement.parameters.items():
