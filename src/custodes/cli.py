@@ -52,14 +52,19 @@ witness_app = typer.Typer(
     "(C2SP tlog-witness), for an oversight body to run.",
     no_args_is_help=True,
 )
-rules_app = typer.Typer(help="The law as data: provisions, checks with citations, evaluation.",
-                        no_args_is_help=True)
-agencies_app = typer.Typer(help="Registry of requesting agencies and their safeguard status.",
-                           no_args_is_help=True)
-officials_app = typer.Typer(help="Registry of officials authorised to sign requests.",
-                            no_args_is_help=True)
-agreements_app = typer.Typer(help="Registered data-sharing agreements (overlays that can only "
-                             "add requirements).", no_args_is_help=True)
+rules_app = typer.Typer(
+    help="The law as data: provisions, checks with citations, evaluation.", no_args_is_help=True
+)
+agencies_app = typer.Typer(
+    help="Registry of requesting agencies and their safeguard status.", no_args_is_help=True
+)
+officials_app = typer.Typer(
+    help="Registry of officials authorised to sign requests.", no_args_is_help=True
+)
+agreements_app = typer.Typer(
+    help="Registered data-sharing agreements (overlays that can only add requirements).",
+    no_args_is_help=True,
+)
 app.add_typer(rules_app, name="rules")
 app.add_typer(agencies_app, name="agencies")
 app.add_typer(officials_app, name="officials")
@@ -609,8 +614,10 @@ def witness_serve(
         server.server_close()
 
 
-RulesOpt = Annotated[Path | None, typer.Option("--rules", help="A rule set folder (default: "
-                                               "the reference §6103 rule set).")]
+RulesOpt = Annotated[
+    Path | None,
+    typer.Option("--rules", help="A rule set folder (default: the reference §6103 rule set)."),
+]
 
 
 @rules_app.command("list")
@@ -620,16 +627,23 @@ def rules_list(rules: RulesOpt = None, json_out: JsonOpt = False) -> None:
     from custodes.rules.ruleset import load
 
     rs = load(rules)
-    rows = [{"id": p.id, "citation": p.citation, "title": p.title,
-             "releasable": p.releasable} for p in sorted(rs.provisions.values(),
-                                                         key=lambda p: p.id)]
+    rows = [
+        {"id": p.id, "citation": p.citation, "title": p.title, "releasable": p.releasable}
+        for p in sorted(rs.provisions.values(), key=lambda p: p.id)
+    ]
     if json_out:
-        _emit_json({"name": rs.name, "version": rs.version, "sha256": rs.sha256,
-                    "provisions": rows})
+        _emit_json(
+            {"name": rs.name, "version": rs.version, "sha256": rs.sha256, "provisions": rows}
+        )
         return
-    table = Table("provision", "citation", "title", "may release",
-                  title=f"{rs.name} {rs.version} (sha256 {rs.sha256[:12]}…)",
-                  title_justify="left")
+    table = Table(
+        "provision",
+        "citation",
+        "title",
+        "may release",
+        title=f"{rs.name} {rs.version} (sha256 {rs.sha256[:12]}…)",
+        title_justify="left",
+    )
     for r in rows:
         table.add_row(r["id"], r["citation"], r["title"], ", ".join(r["releasable"]))
     out.print(table)
@@ -638,9 +652,11 @@ def rules_list(rules: RulesOpt = None, json_out: JsonOpt = False) -> None:
 
 @rules_app.command("show")
 @handles_errors
-def rules_show(provision: Annotated[str, typer.Argument(help="Provision id, e.g. "
-                                                        "irc-6103-i-2.")],
-               rules: RulesOpt = None, json_out: JsonOpt = False) -> None:
+def rules_show(
+    provision: Annotated[str, typer.Argument(help="Provision id, e.g. irc-6103-i-2.")],
+    rules: RulesOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """One provision, readable: who may sign, every requirement with its citation."""
     from custodes.rules.ruleset import load
 
@@ -648,18 +664,32 @@ def rules_show(provision: Annotated[str, typer.Argument(help="Provision id, e.g.
     p = rs.provision(provision)
     reqs = [rs.checks[c] for c in p.request_requirements + p.item_requirements]
     if json_out:
-        _emit_json({"provision": p.__dict__, "checks": [c.__dict__ for c in reqs],
-                    "parameters": {k: {"value": v, "rationale": rs.rationale.get(k)}
-                                   for k, v in rs.parameters.items()}})
+        _emit_json(
+            {
+                "provision": p.__dict__,
+                "checks": [c.__dict__ for c in reqs],
+                "parameters": {
+                    k: {"value": v, "rationale": rs.rationale.get(k)}
+                    for k, v in rs.parameters.items()
+                },
+            }
+        )
         return
     out.print(f"[bold]{p.citation}[/] — {p.title}")
-    out.print(f"Source: {p.source_url}\nMay sign: {', '.join(p.signer_roles)}"
-              f"\nMay release: {', '.join(p.releasable)}\nUse limits: {p.use_limits}"
-              f"\nRetention: {p.retention}\nApprovals: {p.approvals}")
+    out.print(
+        f"Source: {p.source_url}\nMay sign: {', '.join(p.signer_roles)}"
+        f"\nMay release: {', '.join(p.releasable)}\nUse limits: {p.use_limits}"
+        f"\nRetention: {p.retention}\nApprovals: {p.approvals}"
+    )
     table = Table("check", "level", "if it fails", "citation", "requirement")
     for c in reqs:
-        table.add_row(c.id, c.level + (" (after matching)" if c.phase == "after_matching"
-                                       else ""), c.severity, c.citation, c.sentence)
+        table.add_row(
+            c.id,
+            c.level + (" (after matching)" if c.phase == "after_matching" else ""),
+            c.severity,
+            c.citation,
+            c.sentence,
+        )
     out.print(table)
     out.print(f"[dim]{p.note}[/]")
 
@@ -667,8 +697,9 @@ def rules_show(provision: Annotated[str, typer.Argument(help="Provision id, e.g.
 @rules_app.command("check")
 @handles_errors
 def rules_check(
-    request_dir: Annotated[Path, typer.Argument(help="A request directory (envelope.json + "
-                                                "items).")],
+    request_dir: Annotated[
+        Path, typer.Argument(help="A request directory (envelope.json + items).")
+    ],
     rules: RulesOpt = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
@@ -681,43 +712,71 @@ def rules_check(
     if json_out:
         _emit_json(ev.to_dict())
     else:
-        table = Table("check", "verdict", "citation", "detail", title="Request",
-                      title_justify="left")
+        table = Table(
+            "check", "verdict", "citation", "detail", title="Request", title_justify="left"
+        )
         for v in ev.request:
-            table.add_row(v.check, "[green]pass[/]" if v.passed else f"[red]{v.severity}[/]",
-                          v.citation, v.detail or "")
+            table.add_row(
+                v.check,
+                "[green]pass[/]" if v.passed else f"[red]{v.severity}[/]",
+                v.citation,
+                v.detail or "",
+            )
         out.print(table)
-        table = Table("check", "failing items", "if it fails", "citation", "examples",
-                      title=f"Items ({ev.items:,})", title_justify="left")
+        table = Table(
+            "check",
+            "failing items",
+            "if it fails",
+            "citation",
+            "examples",
+            title=f"Items ({ev.items:,})",
+            title_justify="left",
+        )
         for v in ev.item:
-            table.add_row(v.check, "pending (after matching)" if v.passed is None
-                          else f"{v.failing:,}", v.severity, v.citation, ", ".join(v.examples))
+            table.add_row(
+                v.check,
+                "pending (after matching)" if v.passed is None else f"{v.failing:,}",
+                v.severity,
+                v.citation,
+                ", ".join(v.examples),
+            )
         out.print(table)
         out.print(f"Rule set {ev.ruleset} sha256 {ev.ruleset_sha256}")
-        out.print("[bold red]The request must be refused.[/]" if ev.refused
-                  else "The request may proceed to matching.")
+        out.print(
+            "[bold red]The request must be refused.[/]"
+            if ev.refused
+            else "The request may proceed to matching."
+        )
     if ev.refused:
         raise typer.Exit(1)
 
 
 @rules_app.command("lint")
 @handles_errors
-def rules_lint(folder: Annotated[Path, typer.Argument(help="A rule set folder.")],
-               json_out: JsonOpt = False) -> None:
+def rules_lint(
+    folder: Annotated[Path, typer.Argument(help="A rule set folder.")], json_out: JsonOpt = False
+) -> None:
     """Validate a rule set: unknown checks, missing citations, SQL that does not parse, TRI
     released without a court order... Each problem with its file and line."""
     from custodes.rules.ruleset import lint
 
     rs, problems = lint(folder)
     if json_out:
-        _emit_json({"ok": not problems, "sha256": rs.sha256 if rs else None,
-                    "problems": [p.__dict__ for p in problems]})
+        _emit_json(
+            {
+                "ok": not problems,
+                "sha256": rs.sha256 if rs else None,
+                "problems": [p.__dict__ for p in problems],
+            }
+        )
     else:
         for p in problems:
-            out.print(f"[red]{p}[/]", highlight=False)
+            out.print(f"[red]{p}[/]", highlight=False, soft_wrap=True)
         if rs:
-            out.print(f"[green]ok[/] {len(rs.provisions)} provisions, {len(rs.checks)} checks, "
-                      f"sha256 {rs.sha256}")
+            out.print(
+                f"[green]ok[/] {len(rs.provisions)} provisions, {len(rs.checks)} checks, "
+                f"sha256 {rs.sha256}"
+            )
     if problems:
         raise typer.Exit(1)
 
@@ -726,10 +785,12 @@ def rules_lint(folder: Annotated[Path, typer.Argument(help="A rule set folder.")
 @handles_errors
 def agencies_add(
     name: Annotated[str, typer.Argument(help="The agency's name as requests give it.")],
-    safeguards_current: Annotated[bool, typer.Option("--safeguards-current", help="Its "
-                                                     "safeguard review is current.")] = False,
-    open_findings: Annotated[int, typer.Option("--open-findings", help="Open safeguard "
-                                               "findings.")] = 0,
+    safeguards_current: Annotated[
+        bool, typer.Option("--safeguards-current", help="Its safeguard review is current.")
+    ] = False,
+    open_findings: Annotated[
+        int, typer.Option("--open-findings", help="Open safeguard findings.")
+    ] = 0,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -737,8 +798,12 @@ def agencies_add(
     from custodes.rules.registry import add_agency
     from custodes.workspace import open_workspace
 
-    row = add_agency(open_workspace(home), name, safeguards_current=safeguards_current,
-                     open_findings=open_findings)
+    row = add_agency(
+        open_workspace(home),
+        name,
+        safeguards_current=safeguards_current,
+        open_findings=open_findings,
+    )
     _emit_json(row) if json_out else out.print(f"Agency [bold]{row['name']}[/] recorded.")
 
 
@@ -765,17 +830,26 @@ def officials_add(
         start = dt.date.fromisoformat(valid_from)
         end = dt.date.fromisoformat(valid_to) if valid_to else None
     except ValueError:
-        raise InputError("--from and --to take dates as YYYY-MM-DD.", code="bad_argument"
-                         ) from None
-    row = add_official(open_workspace(home), agency=agency, name=name, title=title, role=role,
-                       valid_from=start, valid_to=end)
+        raise InputError("--from and --to take dates as YYYY-MM-DD.", code="bad_argument") from None
+    row = add_official(
+        open_workspace(home),
+        agency=agency,
+        name=name,
+        title=title,
+        role=role,
+        valid_from=start,
+        valid_to=end,
+    )
     _emit_json(row) if json_out else out.print(f"Official #{row['id']} recorded.")
 
 
 @agreements_app.command("add")
 @handles_errors
-def agreements_add(file: Annotated[Path, typer.Argument(help="An agreement overlay (YAML).")],
-                   home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+def agreements_add(
+    file: Annotated[Path, typer.Argument(help="An agreement overlay (YAML).")],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Register a data-sharing agreement; it can only add requirements (recorded in the
     ledger)."""
     from custodes.rules.registry import add_agreement
@@ -783,7 +857,8 @@ def agreements_add(file: Annotated[Path, typer.Argument(help="An agreement overl
 
     agr = add_agreement(open_workspace(home), file)
     _emit_json(agr.__dict__) if json_out else out.print(
-        f"Agreement [bold]{agr.id}[/] registered for {agr.provision}.")
+        f"Agreement [bold]{agr.id}[/] registered for {agr.provision}."
+    )
 
 
 def _registry_list(table: str, home: Path | None, json_out: bool) -> None:

@@ -59,12 +59,14 @@ class Evaluation:
 
 
 def _verdict(c: Check, passed: bool | None, **kw: Any) -> Verdict:
-    return Verdict(c.id, c.level, c.severity, c.phase, c.citation, c.sentence, c.source,
-                   passed, **kw)
+    return Verdict(
+        c.id, c.level, c.severity, c.phase, c.citation, c.sentence, c.source, passed, **kw
+    )
 
 
-def item_sql(eff: Effective, rs: RuleSet, envelope: dict[str, Any],
-             available: set[str]) -> dict[str, str]:
+def item_sql(
+    eff: Effective, rs: RuleSet, envelope: dict[str, Any], available: set[str]
+) -> dict[str, str]:
     """The SQL condition of every item check that can run on the available columns."""
     params = dict(eff.parameters) | {
         "placeholder_streets": rs.placeholders.get("streets", []),
@@ -85,17 +87,22 @@ def item_sql(eff: Effective, rs: RuleSet, envelope: dict[str, Any],
 
 
 def load_items(request_dir: Path, envelope: dict[str, Any]) -> pa.Table:
-    table = read_text_table(request_dir / envelope["items"], ITEM_COLUMNS,
-                            allow_extra=True)
+    table = read_text_table(request_dir / envelope["items"], ITEM_COLUMNS, allow_extra=True)
     for col in (*ITEM_OPTIONAL, *EXTRA_OPTIONAL):
         if col not in table.column_names:
             table = table.append_column(col, pa.nulls(table.num_rows, pa.string()))
     return table
 
 
-def evaluate(rs: RuleSet | None, registry: Registry, request_dir: Path,
-             *, items: pa.Table | None = None, today: dt.date | None = None,
-             con: duckdb.DuckDBPyConnection | None = None) -> Evaluation:
+def evaluate(
+    rs: RuleSet | None,
+    registry: Registry,
+    request_dir: Path,
+    *,
+    items: pa.Table | None = None,
+    today: dt.date | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> Evaluation:
     """Evaluate a request directory. `items` may carry the match columns (after matching)."""
     rs = rs or load()
     today = today or dt.date.today()
@@ -123,12 +130,26 @@ def evaluate(rs: RuleSet | None, registry: Registry, request_dir: Path,
     if eff is not None:
         item_verdicts = _items(eff, rs, env, table, con)
     refused = any(v.passed is False and v.severity == "refuse" for v in request_verdicts)
-    return Evaluation(str(pid), rs.name, rs.sha256, agreement.id if agreement else None,
-                      table.num_rows, refused, request_verdicts, item_verdicts, rs.disclaimer)
+    return Evaluation(
+        str(pid),
+        rs.name,
+        rs.sha256,
+        agreement.id if agreement else None,
+        table.num_rows,
+        refused,
+        request_verdicts,
+        item_verdicts,
+        rs.disclaimer,
+    )
 
 
-def _items(eff: Effective, rs: RuleSet, env: dict[str, Any], table: pa.Table,
-           con: duckdb.DuckDBPyConnection | None) -> list[Verdict]:
+def _items(
+    eff: Effective,
+    rs: RuleSet,
+    env: dict[str, Any],
+    table: pa.Table,
+    con: duckdb.DuckDBPyConnection | None,
+) -> list[Verdict]:
     own = con is None
     con = con or duckdb.connect(":memory:")
     try:
@@ -136,10 +157,13 @@ def _items(eff: Effective, rs: RuleSet, env: dict[str, Any], table: pa.Table,
         sqls = item_sql(eff, rs, env, set(table.column_names))
         if sqls:
             cols = ", ".join(f'coalesce(({sql}), FALSE) AS "{cid}"' for cid, sql in sqls.items())
-            con.execute(f"CREATE OR REPLACE TEMP TABLE item_checks AS SELECT item_id, {cols} "
-                        "FROM items")
-            counts = con.execute("SELECT " + ", ".join(
-                f'count(*) FILTER (NOT "{cid}")' for cid in sqls) + " FROM item_checks"
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE item_checks AS SELECT item_id, {cols} FROM items"
+            )
+            counts = con.execute(
+                "SELECT "
+                + ", ".join(f'count(*) FILTER (NOT "{cid}")' for cid in sqls)
+                + " FROM item_checks"
             ).fetchall()[0]
         out = []
         for cid in eff.item_requirements:
@@ -148,15 +172,26 @@ def _items(eff: Effective, rs: RuleSet, env: dict[str, Any], table: pa.Table,
                 out.append(_verdict(c, None, detail="evaluated after matching"))
                 continue
             n = counts[list(sqls).index(cid)]
-            examples = [r[0] for r in con.execute(
-                f'SELECT item_id FROM item_checks WHERE NOT "{cid}" ORDER BY item_id '
-                f"LIMIT {EXAMPLES}").fetchall()] if n else []
+            examples = (
+                [
+                    r[0]
+                    for r in con.execute(
+                        f'SELECT item_id FROM item_checks WHERE NOT "{cid}" ORDER BY item_id '
+                        f"LIMIT {EXAMPLES}"
+                    ).fetchall()
+                ]
+                if n
+                else []
+            )
             out.append(_verdict(c, n == 0, failing=n, examples=examples))
         return out
     except duckdb.Error as exc:
         # The database's message may quote item values: name only the kind of failure.
-        raise InputError(f"A rule's SQL failed on the items ({type(exc).__name__}); run "
-                         "'custodes rules lint' on the rule set.", code="rule_sql_failed") from None
+        raise InputError(
+            f"A rule's SQL failed on the items ({type(exc).__name__}); run "
+            "'custodes rules lint' on the rule set.",
+            code="rule_sql_failed",
+        ) from None
     finally:
         if own:
             con.close()

@@ -41,13 +41,19 @@ def signer_authorized(c: Context) -> Result:
     s = c.envelope.get("signer") or {}
     assert c.effective is not None
     if s.get("role") not in c.effective.signer_roles:
-        return False, (f"signer role '{s.get('role')}' may not sign under "
-                       f"{c.effective.provision.id}" + (f" with agreement "
-                       f"{c.effective.agreement.id}" if c.effective.agreement else ""))
+        return False, (
+            f"signer role '{s.get('role')}' may not sign under "
+            f"{c.effective.provision.id}"
+            + (f" with agreement {c.effective.agreement.id}" if c.effective.agreement else "")
+        )
     for o in c.registry.officials:
-        if (o["agency"] == c.envelope.get("agency") and o["name"] == s.get("name")
-                and o["role"] == s.get("role") and o["valid_from"] <= c.today
-                and (o["valid_to"] is None or c.today <= o["valid_to"])):
+        if (
+            o["agency"] == c.envelope.get("agency")
+            and o["name"] == s.get("name")
+            and o["role"] == s.get("role")
+            and o["valid_from"] <= c.today
+            and (o["valid_to"] is None or c.today <= o["valid_to"])
+        ):
             return True, None
     return False, "the signer is not registered as a current official of the agency in that role"
 
@@ -57,8 +63,9 @@ def _statute(c: Context) -> re.Match[str] | None:
 
 
 def statute_designated(c: Context) -> Result:
-    return (True, None) if _statute(c) else (
-        False, "no statute cited as '<title> U.S.C. <section>'")
+    return (
+        (True, None) if _statute(c) else (False, "no statute cited as '<title> U.S.C. <section>'")
+    )
 
 
 def statute_not_tax(c: Context) -> Result:
@@ -93,8 +100,9 @@ def court_order_valid(c: Context) -> Result:
     required = bool(c.effective and c.effective.provision.court_order_required)
     if not order:
         return (False, "no court order attached") if required else (True, None)
-    missing = [k for k in ("court", "judge", "docket", "date", "expires", "findings")
-               if not order.get(k)]
+    missing = [
+        k for k in ("court", "judge", "docket", "date", "expires", "findings") if not order.get(k)
+    ]
     if missing:
         return False, f"the order lacks: {', '.join(missing)}"
     try:
@@ -155,8 +163,19 @@ def volume_within_limit(c: Context) -> Result:
 
 
 PREDICATES: dict[str, Callable[[Context], Result]] = {
-    f.__name__: f for f in (basis_known, signer_authorized, statute_designated, statute_not_tax,
-                            reason_specific, periods_stated, officials_named, court_order_valid,
-                            fields_permitted, recipient_safeguards, agreement_registered,
-                            volume_within_limit)
+    f.__name__: f
+    for f in (
+        basis_known,
+        signer_authorized,
+        statute_designated,
+        statute_not_tax,
+        reason_specific,
+        periods_stated,
+        officials_named,
+        court_order_valid,
+        fields_permitted,
+        recipient_safeguards,
+        agreement_registered,
+        volume_within_limit,
+    )
 }

@@ -25,8 +25,15 @@ REFERENCE = Path(__file__).parent / "reference"
 SEVERITIES = ("refuse", "withhold", "review")
 PHASES = ("before_matching", "after_matching")
 FIELD_CLASSES = ("identity", "non-TRI", "TRI")
-PROVISION_KEYS = ("id", "title", "citation", "signers", "request_requirements",
-                  "item_requirements", "releasable")
+PROVISION_KEYS = (
+    "id",
+    "title",
+    "citation",
+    "signers",
+    "request_requirements",
+    "item_requirements",
+    "releasable",
+)
 SPECIAL_FILES = ("ruleset.yaml", "checks.yaml", "fields.yaml", "placeholders.yaml")
 
 
@@ -77,8 +84,11 @@ class Agreement:
         known = set(cls.__dataclass_fields__)
         extra = sorted(set(d) - known)
         if extra:
-            raise InputError(f"agreement: unknown key(s): {', '.join(extra)} (an agreement can "
-                             "only add requirements, never remove one).", code="bad_agreement")
+            raise InputError(
+                f"agreement: unknown key(s): {', '.join(extra)} (an agreement can "
+                "only add requirements, never remove one).",
+                code="bad_agreement",
+            )
         for k in ("id", "provision", "agency", "citation"):
             if not d.get(k):
                 raise InputError(f"agreement: '{k}' is required.", code="bad_agreement")
@@ -101,8 +111,11 @@ class RuleSet:
 
     def provision(self, pid: str) -> Provision:
         if pid not in self.provisions:
-            raise InputError(f"Unknown provision '{pid}' (this rule set has: "
-                             f"{', '.join(sorted(self.provisions))}).", code="unknown_provision")
+            raise InputError(
+                f"Unknown provision '{pid}' (this rule set has: "
+                f"{', '.join(sorted(self.provisions))}).",
+                code="unknown_provision",
+            )
         return self.provisions[pid]
 
 
@@ -113,8 +126,11 @@ class LintProblem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}" if self.line else \
-            f"{self.file}: {self.message}"
+        return (
+            f"{self.file}:{self.line}: {self.message}"
+            if self.line
+            else f"{self.file}: {self.message}"
+        )
 
 
 def _files(folder: Path) -> list[Path]:
@@ -141,8 +157,9 @@ def _node_lines(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, 
     return out
 
 
-def _read(path: Path, folder: Path, problems: list[LintProblem]
-          ) -> tuple[Any, dict[tuple[Any, ...], int]]:
+def _read(
+    path: Path, folder: Path, problems: list[LintProblem]
+) -> tuple[Any, dict[tuple[Any, ...], int]]:
     rel = str(path.relative_to(folder))
     try:
         text = path.read_text(encoding="utf-8")
@@ -153,14 +170,20 @@ def _read(path: Path, folder: Path, problems: list[LintProblem]
         return None, {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        problems.append(LintProblem(rel, mark.line + 1 if mark else None,
-                                    f"not valid YAML ({getattr(exc, 'problem', exc)})"))
+        problems.append(
+            LintProblem(
+                rel,
+                mark.line + 1 if mark else None,
+                f"not valid YAML ({getattr(exc, 'problem', exc)})",
+            )
+        )
         return None, {}
     return data, (_node_lines(node) if node is not None else {})
 
 
 def substitute(sql: str, params: dict[str, Any]) -> str:
     """Replace {name} with a quoted SQL literal (lists become comma-separated literals)."""
+
     def lit(v: Any) -> str:
         if isinstance(v, bool):
             return "TRUE" if v else "FALSE"
@@ -202,12 +225,22 @@ def lint(folder: Path) -> tuple[RuleSet | None, list[LintProblem]]:
     fields = fields_doc.get("fields", {})
     for fname, spec in fields.items():
         if spec.get("class") not in FIELD_CLASSES:
-            problems.append(LintProblem("fields.yaml", None, f"field '{fname}' must be tagged "
-                                        f"{' / '.join(FIELD_CLASSES)}"))
-    dummy = {k: 1 for k in params} | {"placeholder_streets": ["X"], "placeholder_cities": ["X"],
-                                      "placeholder_zips": ["0"], "states": ["TX"],
-                                      "officials": ["X"], "envelope_has_periods": True,
-                                      "envelope_has_reason": True}
+            problems.append(
+                LintProblem(
+                    "fields.yaml",
+                    None,
+                    f"field '{fname}' must be tagged {' / '.join(FIELD_CLASSES)}",
+                )
+            )
+    dummy = {k: 1 for k in params} | {
+        "placeholder_streets": ["X"],
+        "placeholder_cities": ["X"],
+        "placeholder_zips": ["0"],
+        "states": ["TX"],
+        "officials": ["X"],
+        "envelope_has_periods": True,
+        "envelope_has_reason": True,
+    }
     checks: dict[str, Check] = {}
     for i, c in enumerate(checks_doc.get("checks", [])):
         line = check_lines.get(("checks", i))
@@ -221,28 +254,51 @@ def lint(folder: Path) -> tuple[RuleSet | None, list[LintProblem]]:
             if not c.get(key):
                 problems.append(LintProblem("checks.yaml", line, f"check '{cid}' has no {key}"))
         if c.get("severity") not in SEVERITIES:
-            problems.append(LintProblem("checks.yaml", line, f"check '{cid}': severity must be "
-                                        f"one of {', '.join(SEVERITIES)}"))
+            problems.append(
+                LintProblem(
+                    "checks.yaml",
+                    line,
+                    f"check '{cid}': severity must be one of {', '.join(SEVERITIES)}",
+                )
+            )
         if c.get("phase", "before_matching") not in PHASES:
             problems.append(LintProblem("checks.yaml", line, f"check '{cid}': unknown phase"))
         if c.get("level") == "request":
             if c.get("predicate") not in PREDICATES:
-                problems.append(LintProblem("checks.yaml", line, f"check '{cid}': unknown "
-                                            f"predicate '{c.get('predicate')}'"))
+                problems.append(
+                    LintProblem(
+                        "checks.yaml",
+                        line,
+                        f"check '{cid}': unknown predicate '{c.get('predicate')}'",
+                    )
+                )
         elif c.get("level") == "item":
             try:
                 sqlglot.parse_one(substitute(c.get("sql") or "", dummy), read="duckdb")
                 if not c.get("sql"):
                     raise sqlglot.errors.ParseError("empty")
             except sqlglot.errors.SqlglotError as exc:
-                problems.append(LintProblem("checks.yaml", line, f"check '{cid}': SQL does not "
-                                            f"parse ({str(exc).splitlines()[0]})"))
+                problems.append(
+                    LintProblem(
+                        "checks.yaml",
+                        line,
+                        f"check '{cid}': SQL does not parse ({str(exc).splitlines()[0]})",
+                    )
+                )
         else:
-            problems.append(LintProblem("checks.yaml", line, f"check '{cid}': level must be "
-                                        "request or item"))
-        checks[cid] = Check(cid, c.get("level", ""), c.get("severity", ""),
-                            c.get("citation", ""), c.get("sentence", ""),
-                            c.get("phase", "before_matching"), c.get("sql"), c.get("predicate"))
+            problems.append(
+                LintProblem("checks.yaml", line, f"check '{cid}': level must be request or item")
+            )
+        checks[cid] = Check(
+            cid,
+            c.get("level", ""),
+            c.get("severity", ""),
+            c.get("citation", ""),
+            c.get("sentence", ""),
+            c.get("phase", "before_matching"),
+            c.get("sql"),
+            c.get("predicate"),
+        )
     provisions: dict[str, Provision] = {}
     for path in _files(folder):
         if path.name in SPECIAL_FILES and path.parent == folder:
@@ -256,42 +312,84 @@ def lint(folder: Path) -> tuple[RuleSet | None, list[LintProblem]]:
             problems.append(LintProblem(rel, 1, f"missing key(s): {', '.join(missing)}"))
             continue
         if doc["id"] in provisions:
-            problems.append(LintProblem(rel, lines.get(("id",)), f"provision '{doc['id']}' "
-                                        "is defined twice"))
+            problems.append(
+                LintProblem(rel, lines.get(("id",)), f"provision '{doc['id']}' is defined twice")
+            )
         for key in ("request_requirements", "item_requirements"):
             for j, cid in enumerate(doc[key]):
                 want = "request" if key.startswith("request") else "item"
                 if cid not in checks:
-                    problems.append(LintProblem(rel, lines.get((key, j)), f"unknown check "
-                                                f"'{cid}'"))
+                    problems.append(LintProblem(rel, lines.get((key, j)), f"unknown check '{cid}'"))
                 elif checks[cid].level != want:
-                    problems.append(LintProblem(rel, lines.get((key, j)), f"check '{cid}' is "
-                                                f"a {checks[cid].level} check, listed as {want}"))
+                    problems.append(
+                        LintProblem(
+                            rel,
+                            lines.get((key, j)),
+                            f"check '{cid}' is a {checks[cid].level} check, listed as {want}",
+                        )
+                    )
         for j, f in enumerate(doc["releasable"]):
             if f not in fields:
-                problems.append(LintProblem(rel, lines.get(("releasable", j)), f"field '{f}' "
-                                            "is not in the field catalog"))
-            elif (fields[f]["class"] == "TRI" and not doc.get("court_order_required")
-                  and not doc.get("tri_basis")):
-                problems.append(LintProblem(rel, lines.get(("releasable", j)), f"releases "
-                                            f"taxpayer return information ('{f}') without "
-                                            "requiring a court order or citing a tri_basis"))
+                problems.append(
+                    LintProblem(
+                        rel,
+                        lines.get(("releasable", j)),
+                        f"field '{f}' is not in the field catalog",
+                    )
+                )
+            elif (
+                fields[f]["class"] == "TRI"
+                and not doc.get("court_order_required")
+                and not doc.get("tri_basis")
+            ):
+                problems.append(
+                    LintProblem(
+                        rel,
+                        lines.get(("releasable", j)),
+                        f"releases "
+                        f"taxpayer return information ('{f}') without "
+                        "requiring a court order or citing a tri_basis",
+                    )
+                )
         if "not legal advice" not in str(doc.get("note", "")).lower():
-            problems.append(LintProblem(rel, lines.get(("note",), 1), "the provision must say "
-                                        "it is a reference reading, not legal advice"))
+            problems.append(
+                LintProblem(
+                    rel,
+                    lines.get(("note",), 1),
+                    "the provision must say it is a reference reading, not legal advice",
+                )
+            )
         signers = doc["signers"]
         provisions[doc["id"]] = Provision(
-            doc["id"], doc["title"], doc["citation"], doc.get("source_url", ""),
-            list(signers.get("roles", [])), list(doc["request_requirements"]),
-            list(doc["item_requirements"]), list(doc["releasable"]), doc.get("use_limits", ""),
-            doc.get("retention", ""), doc.get("approvals", {}),
-            bool(doc.get("court_order_required")), doc.get("note", ""))
+            doc["id"],
+            doc["title"],
+            doc["citation"],
+            doc.get("source_url", ""),
+            list(signers.get("roles", [])),
+            list(doc["request_requirements"]),
+            list(doc["item_requirements"]),
+            list(doc["releasable"]),
+            doc.get("use_limits", ""),
+            doc.get("retention", ""),
+            doc.get("approvals", {}),
+            bool(doc.get("court_order_required")),
+            doc.get("note", ""),
+        )
     if not provisions:
         problems.append(LintProblem(str(folder), None, "no provision files"))
-    rs = RuleSet(folder, meta.get("name", ""), str(meta.get("version", "")),
-                 meta.get("disclaimer", ""), params, rationale, checks, fields,
-                 {k: [str(x).upper() for x in v] for k, v in (ph_doc or {}).items()},
-                 provisions, ruleset_hash(folder))
+    rs = RuleSet(
+        folder,
+        meta.get("name", ""),
+        str(meta.get("version", "")),
+        meta.get("disclaimer", ""),
+        params,
+        rationale,
+        checks,
+        fields,
+        {k: [str(x).upper() for x in v] for k, v in (ph_doc or {}).items()},
+        provisions,
+        ruleset_hash(folder),
+    )
     return (None if problems else rs), problems
 
 
@@ -300,8 +398,11 @@ def load(folder: Path | None = None) -> RuleSet:
     rs, problems = lint(folder)
     if rs is None:
         shown = "\n".join(f"  {p}" for p in problems[:20])
-        raise InputError(f"The rule set at {folder} is not valid ({len(problems)} problem(s)); "
-                         f"run 'custodes rules lint':\n{shown}", code="bad_ruleset")
+        raise InputError(
+            f"The rule set at {folder} is not valid ({len(problems)} problem(s)); "
+            f"run 'custodes rules lint':\n{shown}",
+            code="bad_ruleset",
+        )
     return rs
 
 
@@ -331,18 +432,24 @@ def overlay(rs: RuleSet, prov: Provision, agreement: Agreement | None) -> Effect
     params = dict(rs.parameters)
     if agreement is not None:
         if agreement.provision != prov.id:
-            raise InputError(f"Agreement {agreement.id} is for {agreement.provision}, not "
-                             f"{prov.id}.", code="agreement_mismatch")
+            raise InputError(
+                f"Agreement {agreement.id} is for {agreement.provision}, not {prov.id}.",
+                code="agreement_mismatch",
+            )
         for cid in [*agreement.add_request_requirements, *agreement.add_item_requirements]:
             if cid not in checks:
-                raise InputError(f"Agreement {agreement.id} names unknown check '{cid}'.",
-                                 code="bad_agreement")
+                raise InputError(
+                    f"Agreement {agreement.id} names unknown check '{cid}'.", code="bad_agreement"
+                )
         req += [c for c in agreement.add_request_requirements if c not in req]
         item += [c for c in agreement.add_item_requirements if c not in item]
         for c in agreement.add_item_requirements + agreement.add_request_requirements:
             base = checks[c]
-            citation = (base.citation if agreement.citation in base.citation
-                        else f"{base.citation}; {agreement.citation}")
+            citation = (
+                base.citation
+                if agreement.citation in base.citation
+                else f"{base.citation}; {agreement.citation}"
+            )
             checks[c] = Check(**{**base.__dict__, "source": agreement.id, "citation": citation})
         if agreement.signer_roles is not None:
             roles = [r for r in roles if r in agreement.signer_roles]

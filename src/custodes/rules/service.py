@@ -11,8 +11,9 @@ from custodes.rules.ruleset import load
 from custodes.workspace import open_workspace
 
 
-def check_request(home: str | os.PathLike[str] | None, request_dir: Path,
-                  rules: Path | None = None) -> Evaluation:
+def check_request(
+    home: str | os.PathLike[str] | None, request_dir: Path, rules: Path | None = None
+) -> Evaluation:
     """Evaluate a request directory against the rule set and the workspace's registries."""
     ws = open_workspace(home)
     try:
