@@ -184,8 +184,8 @@ def test_august_2025_pattern_never_passes(
 
 @pytest.mark.parametrize(
     "ph",
-    PLACEHOLDER_ADDRESSES
-    + (
+    (
+        *PLACEHOLDER_ADDRESSES,
         ("UNKNOWN ADDRESS", "UNKNOWN", "TX", "78701"),
         ("12 OAK ST", "AUSTIN", "TX", "00000"),
         ("", "", "", "78701"),
@@ -395,7 +395,7 @@ REQUEST_CHECKS = [c for c, v in RS.checks.items() if v.level == "request"]
     ),
     cap=st.integers(1, 1000),
     max_items=st.integers(1, 10),
-    mutation=st.sampled_from(FAILURES + [("none", {}, {})]),
+    mutation=st.sampled_from([*FAILURES, ("none", {}, {})]),
 )
 def test_overlay_only_makes_verdicts_stricter(
     tmp_path_factory, add_items, add_reqs, roles, cap, max_items, mutation
@@ -594,7 +594,8 @@ def test_rules_cli(master_ws: Workspace, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     failing = {v["check"]: v["failing"] for v in out["item"]}
-    truth = list(csv.DictReader(open(tmp_path / "req" / "truth.csv")))
+    with open(tmp_path / "req" / "truth.csv") as fh:
+        truth = list(csv.DictReader(fh))
     no_addr = sum(
         t["defect"] in ("tin_only", "placeholder_address", "partial_address") for t in truth
     )
