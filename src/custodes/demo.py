@@ -2,11 +2,13 @@
 
 Creates (or reuses) a workspace, builds a synthetic master file of DEMO_PEOPLE people, draws an
 (i)(2) request shaped like the 2025 ones, and prints what each stage produced and how long it
-took. Later stages (rules, matching, decisions, release, ledger) join here as they land.
+took, what the rules say of each check (with citations), and the ledger's signed checkpoint.
+Later stages (matching, decisions, review, release) join here as they land.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 
@@ -59,6 +61,71 @@ def main() -> None:
         table.add_row(k, f"{v:,}")
     console.print(table)
     console.print(f"Request written to {req.folder} (envelope.json, items.csv, truth.csv).")
+
+    # Registries the (i)(2) request needs: the agency, its signer, the agreement.
+    from custodes.ledger import service as ledger
+    from custodes.ledger.keys import key_path, keygen
+    from custodes.rules import registry as reg
+    from custodes.rules.evaluate import evaluate
+    from custodes.rules.ruleset import REFERENCE, load
+
+    agency = "U.S. Immigration and Customs Enforcement"
+    reg.add_agency(ws, agency, safeguards_current=True, open_findings=0, actor="demo-admin")
+    if not any(o["role"] == "head_of_agency" for o in reg.listing(ws, "officials")):
+        reg.add_official(
+            ws,
+            agency=agency,
+            name="Synthetic Director",
+            title="Director",
+            role="head_of_agency",
+            valid_from=dt.date(2025, 1, 1),
+            actor="demo-admin",
+        )
+    if not any(a["id"] == "irs-ice-2025" for a in reg.listing(ws, "agreements")):
+        reg.add_agreement(
+            ws, REFERENCE.parent / "agreements" / "irs-ice-2025.yaml", actor="demo-admin"
+        )
+    t = time.perf_counter()
+    with ws.engine.connect() as conn:
+        registry = reg.Registry.read(conn)
+    ev = evaluate(load(), registry, req.folder)
+    timings.append(("rules: every check, every item", time.perf_counter() - t))
+    table = Table(
+        "check",
+        "failing items",
+        "if it fails",
+        "citation",
+        title=f"Rules ({ev.ruleset} {ev.ruleset_sha256[:12]}…): "
+        + ("REFUSED" if ev.refused else "request-level checks pass"),
+    )
+    for v in ev.request:
+        if not v.passed:
+            table.add_row(v.check, "whole request", v.severity, v.citation)
+    for v in ev.item:
+        table.add_row(
+            v.check,
+            "after matching" if v.passed is None else f"{v.failing:,}",
+            v.severity,
+            v.citation,
+        )
+    console.print(table)
+
+    if not key_path(ws).exists():
+        keygen(ws, "custodes.demo/ledger")
+    t = time.perf_counter()
+    cp, note = ledger.checkpoint(ws)
+    timings.append(("ledger checkpoint", time.perf_counter() - t))
+    console.print(f"Ledger: {cp.size:,} events, signed checkpoint:")
+    console.print(note.render(), highlight=False, soft_wrap=True)
+    console.print(
+        f"Verify it offline: custodes ledger export DIR && custodes ledger verify DIR "
+        f"--key '{ledger.verifier(ws).vkey}'",
+        soft_wrap=True,
+    )
+    console.print(
+        "[dim]Matching, decisions, review, two-person release and recall are not "
+        "built yet (issues 4, 5, 7); the demo stops here.[/]"
+    )
 
     table = Table("stage", "seconds", title="Timings")
     for stage, secs in timings:

@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from custodes.errors import ConflictError, CustodesError
 from custodes.ledger.events import Event, commitment, new_salts
@@ -105,28 +105,28 @@ def _fetch(conn: Connection, keys: set[tuple[int, int]]) -> Perfect:
     high = [k for k in keys if k[0] >= NODE_LEVEL]
     low = [k for k in keys if k[0] < NODE_LEVEL]
     found: dict[tuple[int, int], bytes] = {}
+    # Plain SQL: every value inlined is an int this function computed, and building
+    # SQLAlchemy expressions per proof cost more than the queries (bench/ledger.py).
     if high:
         by_level: dict[int, list[int]] = {}
         for lv, ix in high:
             by_level.setdefault(lv, []).append(ix)
         # One primary-key lookup per level (SQLite does not index row-value IN lists).
-        cond = or_(
-            *(
-                and_(ledger_nodes.c.level == lv, ledger_nodes.c.idx.in_(ixs))
-                for lv, ixs in by_level.items()
-            )
+        cond = " OR ".join(
+            f"(level = {int(lv)} AND idx IN ({','.join(map(str, map(int, ixs)))}))"
+            for lv, ixs in by_level.items()
         )
-        for r in conn.execute(select(ledger_nodes).where(cond)):
-            found[(r.level, r.idx)] = r.hash
+        for lv, ix, h in conn.exec_driver_sql(
+            f"SELECT level, idx, hash FROM ledger_nodes WHERE {cond}"
+        ):
+            found[(lv, ix)] = bytes(h)
     leaves: dict[int, bytes] = {}
     if low:
         wanted = sorted({i for lv, ix in low for i in range(ix << lv, (ix + 1) << lv)})
-        for r in conn.execute(
-            select(ledger_events.c.idx, ledger_events.c.commitment).where(
-                ledger_events.c.idx.in_(wanted)
-            )
+        for ix, c in conn.exec_driver_sql(
+            f"SELECT idx, commitment FROM ledger_events WHERE idx IN ({','.join(map(str, wanted))})"
         ):
-            leaves[r.idx] = leaf_hash(r.commitment)
+            leaves[ix] = leaf_hash(bytes(c))
     for lv, ix in low:
         lo, n = ix << lv, 1 << lv
         if any(i not in leaves for i in range(lo, lo + n)):
