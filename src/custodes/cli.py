@@ -566,14 +566,11 @@ def witness_keygen(
 ) -> None:
     """Create a witness key (Ed25519 cosignature/v1) and print its verifier key."""
     from custodes.errors import ConflictError
-    from custodes.ledger.note import ALG_COSIGNATURE_V1, Signer
+    from custodes.ledger.witness import keygen
 
     if key_file.exists():
         raise ConflictError(f"{key_file} already exists.", code="key_exists")
-    signer = Signer.generate(name, ALG_COSIGNATURE_V1)
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(signer.encode() + "\n")
+    signer = keygen(name, key_file)
     _emit_json({"vkey": signer.verifier.vkey}) if json_out else sys.stdout.write(
         signer.verifier.vkey + "\n"
     )

@@ -10,13 +10,23 @@ needed, so an oversight body can run the witness with nothing but custodes insta
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from custodes.ledger.note import Checkpoint, Note, NoteError, Signer, Verifier, unb64
+from custodes.errors import InputError
+from custodes.ledger.note import (
+    ALG_COSIGNATURE_V1,
+    Checkpoint,
+    Note,
+    NoteError,
+    Signer,
+    Verifier,
+    unb64,
+)
 from custodes.ledger.tree import EMPTY_ROOT, ProofError, verify_consistency
 
 MAX_BODY = 64 * 1024
@@ -27,6 +37,18 @@ class Answer:
     status: int
     body: str
     content_type: str = "text/plain; charset=utf-8"
+
+
+def keygen(name: str, key_file: Path) -> Signer:
+    """Create a witness key (Ed25519 cosignature/v1) in a new file readable only by its owner."""
+    try:
+        signer = Signer.generate(name, ALG_COSIGNATURE_V1)
+    except NoteError as exc:
+        raise InputError(f"Not a usable witness name: {exc}.", code="bad_argument") from None
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(signer.encode() + "\n")
+    return signer
 
 
 class Witness:
