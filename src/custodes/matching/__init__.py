@@ -1,0 +1,1 @@
+"""Matching: standardization, the linkage model, candidate ranking, address confirmation."""
