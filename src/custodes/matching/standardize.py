@@ -236,7 +236,8 @@ def standardized_select(prefix: str = "", *, names: bool = True, address: bool =
 
 # Whether a supplied address is an address on record: same ZIP5 (or same city and state), same
 # house number or PO box, the same unit when both give one, and a street name equal or one edit
-# apart (a typo or transposition) for names longer than three letters. The suffix may differ or be missing: "OAK ST" = "OAK".
+# apart (a typo or transposition) for names longer than three letters. The suffix may differ or
+# be missing: "OAK ST" = "OAK".
 ADDRESS_MATCH_SQL = """(
   (a.std_zip5 = b.std_zip5 OR ((a.std_zip5 IS NULL OR b.std_zip5 IS NULL)
                                AND a.std_city = b.std_city AND a.std_state = b.std_state))
