@@ -119,3 +119,39 @@ def test_console_script_runs(tmp_path: Path) -> None:
         [sys.executable, "-m", "custodes", "--version"], capture_output=True, text=True, check=True
     )
     assert r.stdout.startswith("custodes ")
+
+
+def test_ledger_commands_and_refusals(tmp_path: Path) -> None:
+    home = ["--home", str(tmp_path / "w")]
+    assert runner.invoke(app, ["init", *home]).exit_code == 0
+    r = runner.invoke(app, ["ledger", "checkpoint", *home])
+    assert r.exit_code == 2 and "no_ledger_key" in r.output
+    r = runner.invoke(app, ["ledger", "keygen", "--origin", "custodes.test/cli", *home])
+    assert r.exit_code == 0
+    vkey = r.stdout.strip().splitlines()[-1]
+    assert vkey.startswith("custodes.test/cli+")
+    r = runner.invoke(app, ["ledger", "keygen", *home])
+    assert r.exit_code == 2 and "key_exists" in r.output
+    r = runner.invoke(app, ["agencies", "add", "Agency A", "--safeguards-current", *home])
+    assert r.exit_code == 0
+    r = runner.invoke(app, ["ledger", "checkpoint", *home, "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["size"] == 1
+    out = tmp_path / "exp"
+    assert runner.invoke(app, ["ledger", "export", str(out), *home]).exit_code == 0
+    r = runner.invoke(app, ["ledger", "verify", str(out)])
+    assert r.exit_code == 2 and "missing_key" in r.output
+    r = runner.invoke(app, ["ledger", "verify", str(out), "--key", vkey])
+    assert r.exit_code == 0 and "Verified" in r.stdout
+    r = runner.invoke(app, ["ledger", "verify", str(out), "--key", "not-a-key"])
+    assert r.exit_code == 2 and "bad_key" in r.output
+    (out / "checkpoint").write_text((out / "checkpoint").read_text().replace("\n1\n", "\n2\n"))
+    r = runner.invoke(app, ["ledger", "verify", str(out), "--key", vkey])
+    assert r.exit_code == 1 and "FAIL" in r.stdout
+    r = runner.invoke(app, ["ledger", "prove", "0", "--out", str(tmp_path / "r"), *home])
+    assert r.exit_code == 0
+    r = runner.invoke(app, ["ledger", "verify", str(tmp_path / "r"), "--key", vkey])
+    assert r.exit_code == 0
+    r = runner.invoke(app, ["ledger", "prove", "5", *home])
+    assert r.exit_code == 2 and "bad_index" in r.output
+    assert runner.invoke(app, ["ledger", "verify", *home]).exit_code == 0
+    assert runner.invoke(app, ["ledger", "status", *home, "--json"]).exit_code == 0
