@@ -47,20 +47,10 @@ class Workspace:
         return self.home / "bulk"
 
     @property
-    def requests_dir(self) -> Path:
-        return self.home / "requests"
-
-    @property
     def engine(self) -> Engine:
         if self._engine is None:
             self._engine = store_engine.make_engine(self.store_url)
         return self._engine
-
-    def bulk_path(self, table: str) -> Path:
-        return self.bulk / f"{table}.parquet"
-
-    def has_table(self, table: str) -> bool:
-        return self.bulk_path(table).exists()
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

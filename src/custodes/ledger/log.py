@@ -172,15 +172,6 @@ def consistency(conn: Connection, old: int, new: int | None = None) -> list[byte
     return _from_store(conn, lambda p: consistency_proof(p, old, new))
 
 
-def leaf_commitment(conn: Connection, index: int) -> bytes:
-    c = conn.execute(
-        select(ledger_events.c.commitment).where(ledger_events.c.idx == index)
-    ).scalar()
-    if c is None:
-        raise LedgerError(f"no ledger event at index {index}", code="bad_index")
-    return c
-
-
 def latest_checkpoint(conn: Connection) -> tuple[Checkpoint, Note] | None:
     row = conn.execute(
         select(ledger_checkpoints).order_by(ledger_checkpoints.c.size.desc()).limit(1)
@@ -294,7 +285,6 @@ __all__ = [
     "consistency",
     "inclusion",
     "latest_checkpoint",
-    "leaf_commitment",
     "sign_checkpoint",
     "state",
 ]

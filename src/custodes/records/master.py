@@ -20,9 +20,6 @@ import duckdb
 from custodes.errors import WorkspaceError
 from custodes.workspace import Workspace
 
-TABLES = ("people", "addresses", "population")
-
-
 @dataclass(frozen=True)
 class MasterFile:
     folder: Path | None
