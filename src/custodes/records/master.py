@@ -20,6 +20,7 @@ import duckdb
 from custodes.errors import WorkspaceError
 from custodes.workspace import Workspace
 
+
 @dataclass(frozen=True)
 class MasterFile:
     folder: Path | None
