@@ -59,8 +59,10 @@ def bench_store(label: str, url: str | None, home: Path, leaves: int, interactiv
     inter = time.perf_counter() - t
     batch = 10_000
     # Events are built before the clock starts: the figure is the ledger's own cost.
-    batches = [events(min(batch, interactive + leaves - s), s)
-               for s in range(interactive, interactive + leaves, batch)]
+    batches = [
+        events(min(batch, interactive + leaves - s), s)
+        for s in range(interactive, interactive + leaves, batch)
+    ]
     t = time.perf_counter()
     for evs in batches:
         service.record(ws, evs)

@@ -37,8 +37,10 @@ def main() -> None:
         generate_request(ws, "irc-6103-i-2", args.items, seed=1, out=req)
         gen = time.perf_counter() - t
         t = time.perf_counter()
-        n = duckdb.sql(f"SELECT count(*) FILTER (street <> '') FROM read_csv('{req}/items.csv', "
-                       "all_varchar=true)").fetchall()[0][0]
+        n = duckdb.sql(
+            f"SELECT count(*) FILTER (street <> '') FROM read_csv('{req}/items.csv', "
+            "all_varchar=true)"
+        ).fetchall()[0][0]
         baseline = time.perf_counter() - t
         assert n > 0
         rs = load()
@@ -56,8 +58,10 @@ def main() -> None:
     print(f"items                                   {args.items:>12,}")
     print(f"generate the request                    {gen:>10.2f} s")
     print(f"read + validate the items file          {read:>10.2f} s")
-    print(f"evaluate {n_checks} checks (one DuckDB pass)     {checks:>10.2f} s "
-          f"({args.items / checks:,.0f} items/s)")
+    print(
+        f"evaluate {n_checks} checks (one DuckDB pass)     {checks:>10.2f} s "
+        f"({args.items / checks:,.0f} items/s)"
+    )
     print(f"baseline: DuckDB scans the file once    {baseline:>10.2f} s")
     print(f"ratio (read + evaluate) / baseline      {total / baseline:>10.1f}x")
 
