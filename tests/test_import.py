@@ -163,6 +163,10 @@ def test_source_record_id_is_kept(workspace: Workspace, tmp_path: Path) -> None:
     rows = [r | {"record_id": f"SRC-{i}"} for i, r in enumerate(people_rows())]
     import_master(workspace, *files(tmp_path, rows))
     assert {r[0] for r in stored(workspace, "people")} == {"SRC-0", "SRC-1", "SRC-2"}
+    # A TIN-shaped source key would put TINs in the ledger: refused.
+    bad = [r | {"record_id": "555443333"} if i == 1 else r for i, r in enumerate(rows)]
+    with pytest.raises(ValidationFailed, match="shaped like a TIN"):
+        import_master(workspace, *files(tmp_path, bad))
     # The same TIN may not come back under another record id.
     rows[0]["record_id"] = "SRC-9"
     with pytest.raises(ValidationFailed, match="differs from the one on file"):

@@ -178,6 +178,13 @@ def _checks(has_master: bool) -> list[tuple[str, str, str, str]]:
         ),
         ("p2", "tin", "tin_first <> r", "TIN appears more than once in this file"),
         ("p2", "record_id", "rid_first <> r", "record_id appears more than once in this file"),
+        # Record ids go into the ledger; one shaped like a TIN would publish a TIN there.
+        (
+            "p2",
+            "record_id",
+            "regexp_full_match(record_id, '[0-9]{3}-?[0-9]{2}-?[0-9]{4}')",
+            "record_id must not be shaped like a TIN (it is recorded in the ledger)",
+        ),
     ]
     if has_master:
         people += [
