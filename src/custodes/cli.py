@@ -289,6 +289,87 @@ def records_summary(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
         out.print(_kv_table("Master file", info))
 
 
+@app.command()
+@handles_errors
+def submit(
+    request_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="A request directory: envelope.json and its items file (CSV or Parquet, UTF-8)."
+        ),
+    ],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Receive a request into the workspace: shape-checked, copied, hashed, given an id.
+    Submitting the same directory again is recognised, not duplicated."""
+    from custodes.requests.intake import submit as do_submit
+    from custodes.workspace import open_workspace
+
+    sub = do_submit(open_workspace(home), request_dir)
+    if json_out:
+        _emit_json(sub.to_dict())
+    elif sub.duplicate:
+        out.print(f"Already received as [bold]{sub.request_id}[/] ({sub.state}); nothing new.")
+    else:
+        out.print(
+            f"Received [bold]{sub.request_id}[/]: {sub.provision}, {sub.items:,} items "
+            f"from {sub.agency}."
+        )
+
+
+@app.command()
+@handles_errors
+def withdraw(
+    request_id: Annotated[str, typer.Argument(help="The request's id.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Withdraw a request that has not been released."""
+    from custodes.requests.lifecycle import transition
+    from custodes.workspace import open_workspace
+
+    ws = open_workspace(home)
+    with ws.engine.begin() as conn:
+        before = transition(conn, request_id, "withdrawn", reason=reason)
+    info = {"request_id": request_id, "from": before, "state": "withdrawn"}
+    _emit_json(info) if json_out else out.print(f"{request_id}: {before} → withdrawn.")
+
+
+@requests_app.command("list")
+@handles_errors
+def requests_list(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """Received requests with their state (no personal data)."""
+    from custodes.requests.intake import listing
+    from custodes.workspace import open_workspace
+
+    rows = listing(open_workspace(home))
+    if json_out:
+        _emit_json(rows)
+        return
+    table = Table(
+        "id",
+        "provision",
+        "agency",
+        "items",
+        "state",
+        "submitted",
+        title="Requests",
+        title_justify="left",
+    )
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            str(r["provision"]),
+            str(r["agency"]),
+            f"{r['items']:,}",
+            str(r["state"]),
+            str(r["submitted_at"])[:19],
+        )
+    out.print(table)
+
+
 @requests_app.command("generate")
 @handles_errors
 def requests_generate(

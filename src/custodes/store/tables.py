@@ -137,3 +137,32 @@ agreements = Table(
     Column("sha256", String(64), nullable=False),
     Column("added_at", DateTime(timezone=True), nullable=False),
 )
+
+# --- requests (intake and lifecycle) ----------------------------------------------------------
+
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("provision", String(64), nullable=False),
+    Column("agency", String(200), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("content_sha256", String(64), nullable=False, unique=True),
+    Column("envelope_sha256", String(64), nullable=False),
+    Column("items_sha256", String(64), nullable=False),
+    Column("items", BigInteger, nullable=False),
+    Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Column("submitted_by", String(128)),
+)
+
+request_transitions = Table(
+    "request_transitions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(32), nullable=False, index=True),
+    Column("from_state", String(16)),
+    Column("to_state", String(16), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(128)),
+    Column("reason", Text),
+)

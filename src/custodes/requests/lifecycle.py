@@ -1,0 +1,105 @@
+"""The request lifecycle: explicit states and the only transitions allowed between them.
+
+received → checked → matched → decided → in_review → prepared → approved → released,
+or refused / withdrawn / recalled. A transition is a compare-and-swap on the current state, so
+two people acting at once cannot both move a request, and every transition is a ledger event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Connection, insert, select, update
+
+from custodes.errors import ConflictError, InputError
+from custodes.ledger import log
+from custodes.ledger.events import Event
+from custodes.store.tables import request_transitions, requests
+
+STATES = (
+    "received",
+    "checked",
+    "matched",
+    "decided",
+    "in_review",
+    "prepared",
+    "approved",
+    "released",
+    "refused",
+    "withdrawn",
+    "recalled",
+)
+TERMINAL = ("refused", "withdrawn", "recalled")
+
+# from-state → the states it may move to. The table is the rule; nothing else decides.
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "received": ("checked", "refused", "withdrawn"),
+    "checked": ("matched", "refused", "withdrawn"),
+    "matched": ("decided", "withdrawn"),
+    "decided": ("in_review", "prepared", "withdrawn"),
+    "in_review": ("prepared", "withdrawn"),
+    "prepared": ("approved", "in_review", "withdrawn"),
+    "approved": ("released", "withdrawn"),
+    "released": ("recalled",),
+    "refused": (),
+    "withdrawn": (),
+    "recalled": (),
+}
+
+
+def current_state(conn: Connection, request_id: str) -> str:
+    state = conn.execute(select(requests.c.state).where(requests.c.id == request_id)).scalar()
+    if state is None:
+        raise InputError(f"No request '{request_id}'.", code="unknown_request")
+    return state
+
+
+def transition(
+    conn: Connection,
+    request_id: str,
+    to: str,
+    *,
+    actor: str | None = None,
+    reason: str | None = None,
+) -> str:
+    """Move a request to `to` in the caller's transaction; refuses an illegal move."""
+    if to not in STATES:
+        raise InputError(f"Unknown state '{to}'.", code="bad_state")
+    now = current_state(conn, request_id)
+    if to not in TRANSITIONS[now]:
+        allowed = ", ".join(TRANSITIONS[now]) or "none (final state)"
+        raise ConflictError(
+            f"Request {request_id} is {now}; it cannot become {to} (allowed: {allowed}).",
+            code="illegal_transition",
+        )
+    done = conn.execute(
+        update(requests)
+        .where(requests.c.id == request_id, requests.c.state == now)
+        .values(state=to)
+    )
+    if done.rowcount != 1:
+        raise ConflictError(
+            f"Request {request_id} changed state meanwhile; retry.", code="concurrent_transition"
+        )
+    conn.execute(
+        insert(request_transitions).values(
+            request_id=request_id,
+            from_state=now,
+            to_state=to,
+            at=dt.datetime.now(dt.UTC),
+            actor=actor,
+            reason=reason,
+        )
+    )
+    log.append(
+        conn,
+        [
+            Event(
+                "request.transition",
+                actor=actor,
+                request_id=request_id,
+                data={"from": now, "to": to},
+            )
+        ],
+    )
+    return now
