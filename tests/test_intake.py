@@ -182,6 +182,5 @@ def test_the_main_path_and_every_illegal_transition(
                     transition(conn, r2, dst)
             assert exc.value.code == "illegal_transition"
             shutil.rmtree(d)
-            break  # one refused pair per source state keeps the test fast
     with master_ws.engine.begin() as conn, pytest.raises(InputError):
         transition(conn, "req-nope", "checked")

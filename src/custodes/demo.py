@@ -61,6 +61,11 @@ def main() -> None:
         table.add_row(k, f"{v:,}")
     console.print(table)
     console.print(f"Request written to {req.folder} (envelope.json, items.csv, truth.csv).")
+    from custodes.requests.intake import submit
+
+    sub = submit(ws, req.folder, actor="demo-officer")
+    console.print(f"Submitted as [bold]{sub.request_id}[/] ({sub.state}"
+                  + (", recognised from an earlier run" if sub.duplicate else "") + ").")
 
     # Registries the (i)(2) request needs: the agency, its signer, the agreement.
     from custodes.ledger import service as ledger
