@@ -25,11 +25,15 @@ from custodes.ledger.tree import (
     ProofError,
     consistency_proof,
     inclusion_proof,
+    is_valid_subtree,
     leaf_hash,
     memory_perfect,
+    range_hash,
     root,
+    subtree_consistency_proof,
     verify_consistency,
     verify_inclusion,
+    verify_subtree_consistency,
 )
 from custodes.ledger.verify import verify_export, verify_receipt
 from custodes.ledger.witness import Witness, make_server
@@ -113,6 +117,36 @@ def test_consistency_proofs_verify_and_any_change_breaks_them(n: int, data: st.D
     forked[j] = _flip(forked[j], bit)
     with pytest.raises(ProofError):
         verify_consistency(m, n, root(memory_perfect(forked), m), new, proof)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 300), st.data())
+def test_subtree_consistency_proofs_verify_and_changes_break_them(
+    n: int, data: st.DataObject
+) -> None:
+    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(n)]
+    perfect = memory_perfect(leaves)
+    size = 1 << data.draw(st.integers(0, max(0, n.bit_length() - 1)))
+    start = data.draw(st.integers(0, max(0, (n - 1) // size))) * size
+    end = min(n, start + data.draw(st.integers(1, size)))
+    if not is_valid_subtree(start, end):
+        return
+    sub = range_hash(perfect, start, end)
+    r = root(perfect, n)
+    proof = subtree_consistency_proof(perfect, start, end, n)
+    verify_subtree_consistency(start, end, n, proof, sub, r)
+    bit = data.draw(st.integers(0, 255))
+    with pytest.raises(ProofError):
+        verify_subtree_consistency(start, end, n, proof, _flip(sub, bit), r)
+    if (start, end) != (0, n):
+        with pytest.raises(ProofError):
+            verify_subtree_consistency(start, end, n, proof, sub, _flip(r, bit))
+    if proof:
+        k = data.draw(st.integers(0, len(proof) - 1))
+        bad = list(proof)
+        bad[k] = _flip(bad[k], bit)
+        with pytest.raises(ProofError):
+            verify_subtree_consistency(start, end, n, bad, sub, r)
 
 
 @settings(max_examples=50, deadline=None)

@@ -30,6 +30,8 @@ from custodes.ledger.tree import (
     root,
     verify_consistency,
     verify_inclusion,
+    verify_subtree_consistency,
+    verify_subtree_inclusion,
 )
 
 SHARED = Path(os.environ.get("CUSTODES_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -85,6 +87,46 @@ def test_consistency_vectors(path: Path) -> None:
             verify_consistency(*args)
     else:
         verify_consistency(*args)
+
+
+@pytest.mark.parametrize(
+    "path", _cases("subtreeinclusion"), ids=lambda p: f"{p.parent.name}/{p.stem}"
+)
+def test_subtree_inclusion_vectors(path: Path) -> None:
+    c = load(path)
+    args = (
+        c["leafIdx"],
+        c["start"],
+        c["end"],
+        b(c["leafHash"]),
+        [b(p) for p in c["proof"] or []],
+        b(c["root"]),
+    )
+    if c["wantErr"]:
+        with pytest.raises(ProofError):
+            verify_subtree_inclusion(*args)
+    else:
+        verify_subtree_inclusion(*args)
+
+
+@pytest.mark.parametrize(
+    "path", _cases("subtreeconsistency"), ids=lambda p: f"{p.parent.name}/{p.stem}"
+)
+def test_subtree_consistency_vectors(path: Path) -> None:
+    c = load(path)
+    args = (
+        c["start"],
+        c["end"],
+        c["size"],
+        [b(p) for p in c["proof"] or []],
+        b(c["root1"]),
+        b(c["root2"]),
+    )
+    if c["wantErr"]:
+        with pytest.raises(ProofError):
+            verify_subtree_consistency(*args)
+    else:
+        verify_subtree_consistency(*args)
 
 
 def test_consistency_from_empty_tree_is_a_policy() -> None:

@@ -64,8 +64,11 @@ def main() -> None:
     from custodes.requests.intake import submit
 
     sub = submit(ws, req.folder, actor="demo-officer")
-    console.print(f"Submitted as [bold]{sub.request_id}[/] ({sub.state}"
-                  + (", recognised from an earlier run" if sub.duplicate else "") + ").")
+    console.print(
+        f"Submitted as [bold]{sub.request_id}[/] ({sub.state}"
+        + (", recognised from an earlier run" if sub.duplicate else "")
+        + ")."
+    )
 
     # Registries the (i)(2) request needs: the agency, its signer, the agreement.
     from custodes.ledger import service as ledger

@@ -243,3 +243,102 @@ class CompactRange:
     @classmethod
     def from_bytes(cls, size: int, data: bytes) -> CompactRange:
         return cls(size, [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)])
+
+
+def is_valid_subtree(start: int, end: int) -> bool:
+    """[start, end) is a subtree when start is a multiple of BIT_CEIL(end - start)
+    (draft-ietf-plants-merkle-tree-certs §4.1)."""
+    if not 0 <= start < end:
+        return False
+    size = end - start
+    ceil = 1 << (size - 1).bit_length()
+    return start % ceil == 0
+
+
+def verify_subtree_inclusion(
+    index: int, start: int, end: int, leaf: bytes, proof: Sequence[bytes], subtree_root: bytes
+) -> None:
+    """Inclusion of leaf `index` in the subtree [start, end) whose hash is `subtree_root`:
+    an RFC 9162 inclusion proof within the subtree, which is a tree of end - start leaves."""
+    if not is_valid_subtree(start, end):
+        raise ProofError(f"[{start}, {end}) is not a valid subtree")
+    if not start <= index < end:
+        raise ProofError(f"leaf {index} is outside the subtree [{start}, {end})")
+    verify_inclusion(index - start, end - start, leaf, proof, subtree_root)
+
+
+def _subtree_proof_ranges(start: int, end: int, n: int) -> tuple[list[tuple[int, int]], bool]:
+    """The ranges whose hashes form a subtree consistency proof, in proof order, and whether
+    the subtree stayed whole (a node of the tree) rather than split into pieces.
+
+    The RFC 9162 consistency recursion generalised from [0, m) to a subtree [start, end): go
+    left while the subtree lies in the left part, right (adding the left part) while it lies in
+    the right part, and when it straddles the split (only possible with start == 0) continue
+    with its right piece, which from then on is no longer a node the verifier knows.
+    """
+    ranges: list[tuple[int, int]] = []
+    lo, hi, known = 0, n, True  # current range [lo, hi); is the subtree part still known?
+    s, e = start, end
+    while not (s == lo and e == hi):
+        k = _split(hi - lo)
+        mid = lo + k
+        if e <= mid:
+            ranges.append((mid, hi))
+            hi = mid
+        elif s >= mid:
+            ranges.append((lo, mid))
+            lo = mid
+        else:
+            ranges.append((lo, mid))
+            lo, s, known = mid, mid, False
+    if not known:
+        ranges.append((lo, hi))
+    return ranges[::-1], known
+
+
+def subtree_consistency_proof(perfect: Perfect, start: int, end: int, n: int) -> list[bytes]:
+    """A subtree consistency proof for [start, end) in the tree of size n."""
+    if not is_valid_subtree(start, end) or end > n:
+        raise ProofError(f"[{start}, {end}) is not a valid subtree of a tree of size {n}")
+    return [range_hash(perfect, a, b) for a, b in _subtree_proof_ranges(start, end, n)[0]]
+
+
+def verify_subtree_consistency(
+    start: int, end: int, n: int, proof: Sequence[bytes], subtree_root: bytes, root: bytes
+) -> None:
+    """The subtree [start, end) with hash `subtree_root` is part of the tree of size `n` with
+    hash `root` (draft-ietf-plants-merkle-tree-certs subtree consistency)."""
+    if start == end and 0 <= start <= n:  # the empty subtree: only the empty hash, no proof
+        if proof or subtree_root != EMPTY_ROOT:
+            raise ProofError("an empty subtree has the empty hash and no proof")
+        return
+    if start == 0 and end == n and n > 0:  # the whole tree: the same hash, no proof
+        if proof or subtree_root != root:
+            raise ProofError("a subtree that is the whole tree must equal its root")
+        return
+    if not is_valid_subtree(start, end) or end > n:
+        raise ProofError(f"[{start}, {end}) is not a valid subtree of a tree of size {n}")
+    for h in (subtree_root, root, *proof):
+        _check_len(h, "hash")
+    ranges, whole = _subtree_proof_ranges(start, end, n)
+    if len(ranges) != len(proof):
+        raise ProofError(
+            f"a subtree consistency proof for [{start}, {end}) in size {n} has "
+            f"{len(ranges)} hashes, not {len(proof)}"
+        )
+    known = dict(zip(ranges, proof, strict=True))
+    if whole:  # the subtree is a node of the tree: its hash is an input, not recomputed
+        known[(start, end)] = subtree_root
+
+    def compose(a: int, b: int) -> bytes:
+        if (a, b) in known:
+            return known[(a, b)]
+        if b - a <= 1:
+            raise ProofError("the proof does not cover the tree")
+        k = _split(b - a)
+        return node_hash(compose(a, a + k), compose(a + k, b))
+
+    if compose(start, end) != subtree_root:
+        raise ProofError("the proof does not lead to the subtree's hash")
+    if compose(0, n) != root:
+        raise ProofError("the proof does not lead to the tree's root")
