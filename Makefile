@@ -36,6 +36,8 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/generate.py
+	$(BIN)/python bench/rules.py
+	$(BIN)/python bench/ledger.py
 
 clean:
 	rm -rf $(VENV) custodes-data .pytest_cache
