@@ -155,3 +155,47 @@ def test_ledger_commands_and_refusals(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "bad_index" in r.output
     assert runner.invoke(app, ["ledger", "verify", *home]).exit_code == 0
     assert runner.invoke(app, ["ledger", "status", *home, "--json"]).exit_code == 0
+
+
+def test_registry_and_witness_refusals(tmp_path: Path) -> None:
+    home = ["--home", str(tmp_path / "w")]
+    runner.invoke(app, ["init", *home])
+    runner.invoke(app, ["agencies", "add", "Agency A", *home])
+    r = runner.invoke(
+        app,
+        [
+            "officials",
+            "add",
+            "--agency",
+            "Agency A",
+            "--name",
+            "N",
+            "--title",
+            "T",
+            "--role",
+            "head_of_agency",
+            "--from",
+            "01/02/2025",
+            *home,
+        ],
+    )
+    assert r.exit_code == 2 and "bad_argument" in r.output
+    r = runner.invoke(app, ["agencies", "add", " ", *home])
+    assert r.exit_code == 2 and "bad_argument" in r.output
+    r = runner.invoke(app, ["witness", "keygen", "bad name", "--out", str(tmp_path / "k")])
+    assert r.exit_code == 2 and "bad_argument" in r.output and not (tmp_path / "k").exists()
+    runner.invoke(app, ["ledger", "keygen", "--origin", "custodes.test/w", *home])
+    wkey = runner.invoke(app, ["witness", "keygen", "w.test", "--out", str(tmp_path / "w.key")])
+    r = runner.invoke(
+        app,
+        [
+            "ledger",
+            "cosign",
+            "--witness",
+            "http://127.0.0.1:9",
+            "--witness-key",
+            wkey.stdout.strip(),
+            *home,
+        ],
+    )
+    assert r.exit_code == 2 and "witness_unreachable" in r.output

@@ -184,3 +184,28 @@ def test_the_main_path_and_every_illegal_transition(
             shutil.rmtree(d)
     with master_ws.engine.begin() as conn, pytest.raises(InputError):
         transition(conn, "req-nope", "checked")
+
+
+def test_withdraw_from_the_command_line(master_ws: Workspace, request_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from custodes.cli import app
+
+    runner = CliRunner()
+    rid = submit(master_ws, request_dir).request_id
+    args = ["--home", str(master_ws.home)]
+    env = {"CUSTODES_STORE_URL": master_ws.store_url}
+    r = runner.invoke(app, ["withdraw", rid, "--reason", " ", *args], env=env)
+    assert r.exit_code == 2 and "bad_argument" in r.output
+    r = runner.invoke(app, ["withdraw", "req-nope", "--reason", "x", *args], env=env)
+    assert r.exit_code == 2 and "unknown_request" in r.output
+    r = runner.invoke(app, ["withdraw", rid, "--reason", "duplicate", *args, "--json"], env=env)
+    assert r.exit_code == 0 and json.loads(r.stdout) == {
+        "request_id": rid,
+        "from": "received",
+        "state": "withdrawn",
+    }
+    r = runner.invoke(app, ["withdraw", rid, "--reason", "again", *args], env=env)
+    assert r.exit_code == 2 and "illegal_transition" in r.output
+    r = runner.invoke(app, ["requests", "list", *args, "--json"], env=env)
+    assert [x["state"] for x in json.loads(r.stdout)] == ["withdrawn"]

@@ -327,12 +327,10 @@ def withdraw(
     json_out: JsonOpt = False,
 ) -> None:
     """Withdraw a request that has not been released."""
-    from custodes.requests.lifecycle import transition
+    from custodes.requests.lifecycle import withdraw as do_withdraw
     from custodes.workspace import open_workspace
 
-    ws = open_workspace(home)
-    with ws.engine.begin() as conn:
-        before = transition(conn, request_id, "withdrawn", reason=reason)
+    before = do_withdraw(open_workspace(home), request_id, reason)
     info = {"request_id": request_id, "from": before, "state": "withdrawn"}
     _emit_json(info) if json_out else out.print(f"{request_id}: {before} → withdrawn.")
 
@@ -785,8 +783,9 @@ def rules_check(
     """Evaluate a request: request-level verdicts, then per check how many items fail, with
     example item ids (never personal data). Exit status 1 when the request must be refused."""
     from custodes.rules.service import check_request
+    from custodes.workspace import open_workspace
 
-    ev = check_request(home, request_dir, rules)
+    ev = check_request(open_workspace(home), request_dir, rules)
     if json_out:
         _emit_json(ev.to_dict())
     else:

@@ -74,8 +74,8 @@ def main() -> None:
     from custodes.ledger import service as ledger
     from custodes.ledger.keys import key_path, keygen
     from custodes.rules import registry as reg
-    from custodes.rules.evaluate import evaluate
-    from custodes.rules.ruleset import REFERENCE, load
+    from custodes.rules.ruleset import REFERENCE
+    from custodes.rules.service import check_request
 
     agency = "U.S. Immigration and Customs Enforcement"
     reg.add_agency(ws, agency, safeguards_current=True, open_findings=0, actor="demo-admin")
@@ -94,9 +94,7 @@ def main() -> None:
             ws, REFERENCE.parent / "agreements" / "irs-ice-2025.yaml", actor="demo-admin"
         )
     t = time.perf_counter()
-    with ws.engine.connect() as conn:
-        registry = reg.Registry.read(conn)
-    ev = evaluate(load(), registry, req.folder)
+    ev = check_request(ws, req.folder)
     timings.append(("rules: every check, every item", time.perf_counter() - t))
     table = Table(
         "check",

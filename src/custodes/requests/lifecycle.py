@@ -15,6 +15,7 @@ from custodes.errors import ConflictError, InputError
 from custodes.ledger import log
 from custodes.ledger.events import Event
 from custodes.store.tables import request_transitions, requests
+from custodes.workspace import Workspace
 
 STATES = (
     "received",
@@ -103,3 +104,11 @@ def transition(
         ],
     )
     return now
+
+
+def withdraw(ws: Workspace, request_id: str, reason: str, *, actor: str | None = None) -> str:
+    """Withdraw a request in its own transaction; returns the state it left."""
+    if not reason.strip():
+        raise InputError("A withdrawal needs a reason.", code="bad_argument")
+    with ws.engine.begin() as conn:
+        return transition(conn, request_id, "withdrawn", actor=actor, reason=reason)

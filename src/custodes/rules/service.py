@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from custodes.rules.evaluate import Evaluation, evaluate
 from custodes.rules.registry import Registry
 from custodes.rules.ruleset import load
-from custodes.workspace import open_workspace
+from custodes.workspace import Workspace
 
 
-def check_request(
-    home: str | os.PathLike[str] | None, request_dir: Path, rules: Path | None = None
-) -> Evaluation:
+def check_request(ws: Workspace, request_dir: Path, rules: Path | None = None) -> Evaluation:
     """Evaluate a request directory against the rule set and the workspace's registries."""
-    ws = open_workspace(home)
-    try:
-        with ws.engine.connect() as conn:
-            registry = Registry.read(conn)
-        return evaluate(load(rules), registry, request_dir)
-    finally:
-        ws.close()
+    with ws.engine.connect() as conn:
+        registry = Registry.read(conn)
+    return evaluate(load(rules), registry, request_dir)
