@@ -63,7 +63,7 @@ NICKNAMES = {
 
 # (defect, share). In-file defects first, then the two kinds of absent people.
 DEFECTS = (
-    ("none", 0.30),
+    ("none", 0.24),
     ("tin_only", 0.14),
     ("placeholder_address", 0.08),
     ("partial_address", 0.06),
@@ -72,6 +72,7 @@ DEFECTS = (
     ("name_variant", 0.08),
     ("missing_case_number", 0.02),
     ("tin_typo", 0.02),
+    ("typo", 0.06),
     ("absent_relative", 0.12),
     ("absent_stranger", 0.06),
 )
@@ -369,6 +370,9 @@ def _build_items(con, has_pop: bool) -> None:  # type: ignore[no-untyped-def]
         SELECT printf('item-%07d', b.pos + 1) AS item_id, b.record_id, b.d AS defect,
           CASE WHEN b.d = 'name_variant' AND b.variant = 0 THEN coalesce(nk.nick, b.first_name)
                WHEN b.d = 'name_variant' AND b.variant = 2 THEN lower(b.first_name)
+               WHEN b.d = 'typo' AND b.variant % 4 = 0 AND length(b.first_name) > 3
+                 THEN left(b.first_name, 2) || substr(b.first_name, 4, 1)
+                      || substr(b.first_name, 3, 1) || substr(b.first_name, 5)
                ELSE b.first_name END AS first_name,
           CASE WHEN b.d = 'name_variant' AND b.variant = 3 THEN NULL ELSE b.middle_name END
             AS middle_name,
@@ -379,7 +383,15 @@ def _build_items(con, has_pop: bool) -> None:  # type: ignore[no-untyped-def]
                WHEN b.d = 'name_variant' AND b.variant = 4 THEN b.last_name || '-' || s2.v
                ELSE b.last_name END AS last_name,
           CASE WHEN b.d = 'name_variant' AND b.variant = 3 THEN NULL ELSE b.suffix END AS suffix,
-          strftime(b.dob, '%Y-%m-%d') AS dob,
+          CASE WHEN b.d = 'typo' AND b.variant % 4 = 1 AND day(b.dob) <= 12
+                    AND day(b.dob) <> month(b.dob)
+                 THEN strftime(make_date(year(b.dob), day(b.dob), month(b.dob)), '%Y-%m-%d')
+               WHEN b.d = 'typo' AND b.variant % 4 IN (1, 2)
+                 THEN strftime(b.dob, '%Y-%m-') || CASE WHEN day(b.dob) BETWEEN 10 AND 19
+                      THEN lpad((day(b.dob) + 10)::VARCHAR, 2, '0')
+                      ELSE lpad((day(b.dob) % 10 + 10)::VARCHAR, 2, '0') END
+               WHEN b.d = 'typo' AND b.variant % 4 = 3 THEN NULL
+               ELSE strftime(b.dob, '%Y-%m-%d') END AS dob,
           CASE WHEN b.tin IS NULL OR NOT (b.with_tin OR b.d IN ('tin_only', 'tin_typo')) THEN NULL
                ELSE (CASE WHEN b.d = 'tin_typo'
                           THEN left(b.tin, 8)

@@ -1,0 +1,482 @@
+"""Linking a request to the master file: candidates, the person gate, flags and the verdict.
+
+For every item: the best candidate and the runner-up with their match probabilities and
+per-field match weights, flags for *why it might be someone else*, and one status:
+
+- ``identified``: the best candidate reaches ``min_probability``, beats the runner-up by
+  ``min_margin_bits``, passes the person gate, and no blocking flag is raised;
+- ``review``: otherwise, when the best candidate reaches ``review_probability``;
+- ``not_identified``: otherwise.
+
+The person gate exists because surname and address are *household* evidence: they break the
+model's independence assumption and made absent relatives score p ≥ 0.99 against a household
+member (MATCHING.md §2.3). The gate asks for evidence that belongs to one person: the first name
+agrees (exactly, as a known nickname, or within a typo when the date of birth agrees exactly),
+the date of birth agrees (exactly, or within a day/month typo when the first name agrees
+exactly), and no generational suffix contradicts; a missing date of birth can be replaced by an
+exact TIN. Everything runs as SQL over whole tables (DuckDB); only the scoring runs in Splink,
+on DuckDB or on Spark.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from custodes.errors import InputError
+from custodes.matching import standardize as std
+from custodes.matching.model import MASTER, MODEL_COLUMNS, REQUEST, Model, Thresholds
+from custodes.records import master
+
+Progress = Callable[[str, int, int], None]
+
+# Flags that stop an identification (the item goes to review) and flags that only inform.
+BLOCKING_FLAGS = ("suffix_conflict", "tin_conflict", "tin_name_conflict")
+INFO_FLAGS = ("household", "generational", "twin", "tin_typo", "dob_missing")
+FIELDS = ("first", "last", "dob", "tin", "address")
+ITEMS_PER_CHUNK = int(os.environ.get("CUSTODES_MATCH_CHUNK_ITEMS", "250000"))
+
+
+@dataclass
+class LinkResult:
+    items: int
+    identified: int
+    review: int
+    not_identified: int
+    pairs: int
+    chunks: int
+    model_sha256: str
+    path: Path
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "items": self.items,
+            "identified": self.identified,
+            "review": self.review,
+            "not_identified": self.not_identified,
+            "scored_pairs": self.pairs,
+            "chunks": self.chunks,
+            "model_sha256": self.model_sha256,
+            "output": str(self.path),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Standardized inputs
+
+
+def _std_select() -> str:
+    cols = std.name_columns() | std.address_columns()
+    return ", ".join(f"{sql} AS {name}" for name, sql in cols.items())
+
+
+# The columns both standardized tables carry: the model's, then those the gate and flags use.
+STD_COLUMNS = """uid, std_first AS first, std_last AS last, strftime(std_dob, '%Y-%m-%d') AS dob,
+    std_tin AS tin, std_house AS house, std_street_name AS street, std_zip5 AS zip5,
+    std_city AS city, std_state AS state, std_middle AS middle, std_suffix AS suffix,
+    std_unit_id AS unit, std_po_box AS po_box"""
+
+
+def master_table(con: duckdb.DuckDBPyConnection, mf: master.MasterFile, cache: Path) -> Path:
+    """The master file standardized for linking (one row per person, last known address),
+    cached per master-file content hash. Returns the Parquet path."""
+    path = cache / "master.parquet"
+    if path.exists():
+        return path
+    cache.mkdir(parents=True, exist_ok=True)
+    people, addresses = mf.path("people"), mf.path("addresses")
+    tmp = cache / ".master.parquet.tmp"
+    con.execute(
+        f"""COPY (
+          WITH last AS (
+            SELECT record_id, arg_max(struct_pack(street, unit, city, state, zip), tax_year) AS a
+            FROM read_parquet('{addresses}') GROUP BY record_id),
+          src AS (
+            SELECT p.record_id AS uid, p.first_name, p.middle_name, p.last_name, p.suffix,
+                   p.dob, p.tin, l.a.street AS street, l.a.unit AS unit, l.a.city AS city,
+                   l.a.state AS state, l.a.zip AS zip
+            FROM read_parquet('{people}') p LEFT JOIN last l USING (record_id)),
+          s AS (SELECT uid, {_std_select()} FROM src)
+          SELECT {STD_COLUMNS},
+                 concat_ws('|', std_zip5, std_house, std_street_name, std_unit_id, std_po_box)
+                   AS hh_key
+          FROM s ORDER BY uid
+        ) TO '{tmp}' (FORMAT parquet)"""
+    )
+    os.replace(tmp, path)
+    return path
+
+
+def _one_line_fixups(con: duckdb.DuckDBPyConnection) -> None:
+    """Items whose whole address sits in the street field: split it with usaddress."""
+    rows = con.execute(
+        """SELECT item_id, street FROM raw_items
+           WHERE nullif(trim(street), '') IS NOT NULL AND nullif(trim(city), '') IS NULL
+             AND nullif(trim(zip), '') IS NULL AND regexp_matches(street, '[0-9]{5}\\s*$')"""
+    ).fetchall()
+    if not rows:
+        return
+    parsed = [(item_id, std.parse_one_line(street)) for item_id, street in rows]
+    fix = pa.table(
+        {
+            "item_id": [p[0] for p in parsed],
+            **{k: [p[1][k] for p in parsed] for k in ("street", "unit", "city", "state", "zip")},
+        }
+    )
+    con.register("one_line", fix)
+    con.execute(
+        """UPDATE raw_items SET street = o.street, unit = coalesce(o.unit, raw_items.unit),
+                  city = o.city, state = o.state, zip = o.zip
+           FROM one_line o WHERE raw_items.item_id = o.item_id"""
+    )
+    con.unregister("one_line")
+
+
+def request_table(con: duckdb.DuckDBPyConnection, items: Path, out: Path) -> Path:
+    """A request's items standardized like the master file. Returns the Parquet path."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE raw_items AS
+            SELECT item_id, first_name, middle_name, last_name, suffix, dob, tin, street, unit,
+                   city, state, zip FROM read_parquet('{items}')"""
+    )
+    _one_line_fixups(con)
+    tmp = out.with_suffix(".tmp")
+    con.execute(
+        f"""COPY (
+          WITH s AS (SELECT item_id AS uid, {_std_select()} FROM raw_items)
+          SELECT {STD_COLUMNS}, NULL::VARCHAR AS hh_key FROM s ORDER BY uid
+        ) TO '{tmp}' (FORMAT parquet)"""
+    )
+    os.replace(tmp, out)
+    return out
+
+
+def nickname_table() -> pa.Table:
+    """Name/nickname pairs (both directions) from the curated `nicknames` package data."""
+    with resources.as_file(resources.files("nicknames").joinpath("names.csv")) as f, open(f) as fh:
+        rows = [(r["name1"].upper(), r["name2"].upper()) for r in csv.DictReader(fh)]
+    a = [x for x, _ in rows] + [y for _, y in rows]
+    b = [y for _, y in rows] + [x for x, _ in rows]
+    return pa.table({"a": a, "b": b})
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring backends: Splink on DuckDB (default) or on Spark.
+
+
+class DuckDBBackend:
+    name = "duckdb"
+
+    def __init__(self, threads: int | None = None) -> None:
+        from splink import DuckDBAPI
+
+        self.con = master.connect(threads)
+        self.db_api = DuckDBAPI(connection=self.con)
+
+    def register(self, path: Path, name: str) -> Any:
+        cols = ", ".join(MODEL_COLUMNS)
+        self.con.execute(
+            f"CREATE OR REPLACE TABLE {name}_input AS SELECT {cols} FROM read_parquet('{path}')"
+        )
+        return self.db_api.register(f"{name}_input", dataset_display_name=name)
+
+    def fetch(self, sdf: Any, columns: str) -> pa.Table:
+        return self.con.sql(f"SELECT {columns} FROM {sdf.physical_name}").to_arrow_table()
+
+    def close(self) -> None:
+        self.con.close()
+
+
+class SparkBackend:
+    """Splink on Spark: the same model and settings; a cluster is a matter of configuration
+    (``CUSTODES_SPARK_MASTER``, default ``local[2]``)."""
+
+    name = "spark"
+
+    def __init__(self, spark: Any | None = None) -> None:
+        from splink import SparkAPI
+
+        self.spark = spark or spark_session()
+        self.db_api = SparkAPI(spark_session=self.spark)
+
+    def register(self, path: Path, name: str) -> Any:
+        df = self.spark.read.parquet(str(path)).select(*MODEL_COLUMNS)
+        return self.db_api.register(df, dataset_display_name=name)
+
+    def fetch(self, sdf: Any, columns: str) -> pa.Table:
+        df = sdf.as_spark_dataframe().selectExpr(*[c.strip() for c in columns.split(",")])
+        return df.toArrow()
+
+    def close(self) -> None:
+        """The session is shared and stopped at exit; nothing to release per link."""
+
+
+def spark_session() -> Any:
+    """A Spark session with Splink's similarity functions and a checkpoint directory."""
+    import tempfile
+
+    from pyspark.sql import SparkSession
+    from splink.backends.spark import similarity_jar_location
+
+    builder = (
+        SparkSession.builder.master(os.environ.get("CUSTODES_SPARK_MASTER", "local[2]"))
+        .appName("custodes")
+        .config("spark.jars", similarity_jar_location())
+        .config("spark.sql.shuffle.partitions", os.environ.get("CUSTODES_SPARK_PARTITIONS", "8"))
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.memory", os.environ.get("CUSTODES_SPARK_MEMORY", "2g"))
+    )
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    spark.sparkContext.setCheckpointDir(tempfile.mkdtemp(prefix="custodes-spark-"))
+    return spark
+
+
+def make_backend(name: str) -> DuckDBBackend | SparkBackend:
+    if name == "duckdb":
+        return DuckDBBackend()
+    if name == "spark":
+        return SparkBackend()
+    raise InputError(f"Unknown backend '{name}' (use duckdb or spark).", code="bad_argument")
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring and deciding
+
+PAIR_COLUMNS = """CASE WHEN source_dataset_l = 'request' THEN uid_l ELSE uid_r END AS item_id,
+    CASE WHEN source_dataset_l = 'request' THEN uid_r ELSE uid_l END AS record_id,
+    match_weight, match_probability,
+    mw_first + coalesce(mw_tf_adj_first, 0) AS w_first,
+    mw_last + coalesce(mw_tf_adj_last, 0) AS w_last,
+    mw_dob AS w_dob, mw_tin AS w_tin, mw_address AS w_address"""
+
+
+def score(
+    backend: DuckDBBackend | SparkBackend,
+    model: Model,
+    master_path: Path,
+    request_path: Path,
+    n_items: int,
+    floor_probability: float,
+    progress: Progress | None = None,
+) -> tuple[pa.Table, int]:
+    """All candidate pairs at or above the floor probability, with per-field weights."""
+    from splink import Linker
+
+    from custodes.matching.model import quiet_splink
+
+    quiet_splink()
+    sdf_m = backend.register(master_path, MASTER)
+    sdf_r = backend.register(request_path, REQUEST)
+    linker = Linker([sdf_m, sdf_r], model.splink)
+    chunks = max(1, math.ceil(n_items / ITEMS_PER_CHUNK))
+    parts = []
+    for i in range(1, chunks + 1):
+        sdf = linker.inference.predict_chunk(
+            left_chunk=(1, 1),
+            right_chunk=(i, chunks),
+            threshold_match_probability=floor_probability,
+            warning_mode="never",
+        )
+        parts.append(backend.fetch(sdf, PAIR_COLUMNS))
+        sdf.drop_table_from_database_and_remove_from_cache()
+        if progress:
+            progress("score", i, chunks)
+    return pa.concat_tables(parts), chunks
+
+
+def decide(
+    con: duckdb.DuckDBPyConnection,
+    pairs: pa.Table,
+    master_path: Path,
+    request_path: Path,
+    t: Thresholds,
+) -> None:
+    """Create the temp table `linked`: one row per item with its verdict and evidence."""
+    con.register("pairs", pairs)
+    con.register("nick", nickname_table())
+    floor_w = math.log2(t.floor_probability / (1 - t.floor_probability))
+    con.execute(f"CREATE OR REPLACE TEMP VIEW m AS SELECT * FROM read_parquet('{master_path}')")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW r AS SELECT * FROM read_parquet('{request_path}')")
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE ranked AS
+           SELECT * FROM (
+             SELECT *, row_number() OVER (PARTITION BY item_id
+                                          ORDER BY match_weight DESC, record_id) AS rank
+             FROM pairs) WHERE rank <= 2"""
+    )
+    jw = t.first_name_similarity
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE evidence AS
+        WITH b AS (SELECT * FROM ranked WHERE rank = 1),
+             s AS (SELECT * FROM ranked WHERE rank = 2)
+        SELECT r.uid AS item_id, b.record_id, b.match_probability AS probability,
+               b.match_weight AS weight, s.record_id AS runner_up_record_id,
+               s.match_probability AS runner_up_probability, s.match_weight AS runner_up_weight,
+               b.match_weight - coalesce(s.match_weight, {floor_w}) AS margin_bits,
+               b.w_first, b.w_last, b.w_dob, b.w_tin, b.w_address,
+               r.first AS r_first, m.first AS m_first, r.dob AS r_dob, m.dob AS m_dob,
+               r.suffix AS r_suffix, m.suffix AS m_suffix, r.tin AS r_tin, m.tin AS m_tin,
+               r.last AS r_last, m.last AS m_last, m.hh_key,
+               r.first = m.first AS first_exact,
+               EXISTS (SELECT 1 FROM nick WHERE nick.a = r.first AND nick.b = m.first)
+                 AS first_nick,
+               jaro_winkler_similarity(r.first, m.first) AS first_jw,
+               r.dob = m.dob AS dob_exact,
+               (left(r.dob, 4) = left(m.dob, 4)
+                AND (damerau_levenshtein(substr(r.dob, 6), substr(m.dob, 6)) <= 1
+                     OR (substr(r.dob, 6, 2) = substr(m.dob, 9, 2)
+                         AND substr(r.dob, 9, 2) = substr(m.dob, 6, 2)))) AS dob_near,
+               r.tin IS NOT NULL AND r.tin = m.tin AS tin_exact,
+               r.tin IS NOT NULL AND m.tin IS NOT NULL AND r.tin <> m.tin
+                 AND damerau_levenshtein(r.tin, m.tin) <= 1 AS tin_one_edit
+        FROM r LEFT JOIN b ON b.item_id = r.uid LEFT JOIN s ON s.item_id = r.uid
+        LEFT JOIN m ON m.uid = b.record_id"""
+    )
+    # The person gate, one column per part, so that an officer sees which part failed.
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE gated AS
+        SELECT *,
+          coalesce(first_exact OR first_nick OR (first_jw >= {jw} AND dob_exact), FALSE)
+            AS first_ok,
+          coalesce(dob_exact OR (dob_near AND first_exact), FALSE) AS dob_ok,
+          coalesce(r_suffix IS NOT NULL AND m_suffix IS NOT NULL AND r_suffix <> m_suffix, FALSE)
+            AS suffix_conflict,
+          coalesce(r_tin IS NOT NULL AND m_tin IS NOT NULL AND r_tin <> m_tin
+                   AND NOT tin_one_edit, FALSE) AS tin_conflict
+        FROM evidence"""
+    )
+    # Household flags: another person at the candidate's last address with a similar surname;
+    # one with the same first name (Jr/Sr, II); a twin (same surname and date of birth).
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE household AS
+        SELECT g.item_id,
+          bool_or(jaro_winkler_similarity(o.last, g.m_last) >= 0.9) AS household,
+          bool_or(o.first = g.m_first AND jaro_winkler_similarity(o.last, g.m_last) >= 0.9)
+            AS generational,
+          bool_or(o.dob = g.m_dob AND jaro_winkler_similarity(o.last, g.m_last) >= 0.9) AS twin
+        FROM gated g JOIN m o ON o.hh_key = g.hh_key AND o.uid <> g.record_id
+        WHERE g.record_id IS NOT NULL AND g.hh_key <> ''
+        GROUP BY g.item_id"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE linked AS
+        WITH f AS (
+          SELECT g.*, coalesce(h.household, FALSE) AS household,
+                 coalesce(h.generational, FALSE) AS generational, coalesce(h.twin, FALSE) AS twin,
+                 g.tin_exact AND NOT (g.first_ok AND (g.dob_ok OR g.r_dob IS NULL))
+                   AS tin_name_conflict,
+                 (g.first_ok AND NOT g.suffix_conflict
+                  AND (g.dob_ok OR (g.r_dob IS NULL AND g.tin_exact))) AS gate
+          FROM gated g LEFT JOIN household h USING (item_id)),
+        v AS (
+          SELECT f.*,
+            list_filter([
+              CASE WHEN suffix_conflict THEN 'suffix_conflict' END,
+              CASE WHEN tin_conflict THEN 'tin_conflict' END,
+              CASE WHEN tin_name_conflict THEN 'tin_name_conflict' END,
+              CASE WHEN household THEN 'household' END,
+              CASE WHEN generational THEN 'generational' END,
+              CASE WHEN twin THEN 'twin' END,
+              CASE WHEN tin_one_edit THEN 'tin_typo' END,
+              CASE WHEN r_dob IS NULL AND record_id IS NOT NULL THEN 'dob_missing' END
+            ], lambda x: x IS NOT NULL) AS flags,
+            (suffix_conflict OR tin_conflict OR tin_name_conflict) AS blocked
+          FROM f)
+        SELECT item_id,
+          CASE WHEN record_id IS NULL THEN 'not_identified'
+               WHEN probability >= {t.min_probability} AND margin_bits >= {t.min_margin_bits}
+                    AND gate AND NOT blocked THEN 'identified'
+               WHEN probability >= {t.review_probability} THEN 'review'
+               ELSE 'not_identified' END AS status,
+          record_id, probability, weight, runner_up_record_id, runner_up_probability,
+          runner_up_weight, margin_bits, coalesce(gate, FALSE) AS gate,
+          coalesce(blocked, FALSE) AS blocked, flags,
+          list_filter([
+            CASE WHEN record_id IS NULL THEN 'no_candidate' END,
+            CASE WHEN probability < {t.min_probability} THEN 'low_probability' END,
+            CASE WHEN margin_bits < {t.min_margin_bits} THEN 'near_tie' END,
+            CASE WHEN record_id IS NOT NULL AND NOT first_ok THEN 'first_name_differs' END,
+            CASE WHEN record_id IS NOT NULL AND NOT dob_ok THEN
+                 (CASE WHEN r_dob IS NULL THEN 'dob_missing' ELSE 'dob_differs' END) END,
+            CASE WHEN suffix_conflict THEN 'suffix_conflict' END,
+            CASE WHEN tin_conflict THEN 'tin_conflict' END,
+            CASE WHEN tin_name_conflict THEN 'tin_name_conflict' END
+          ], lambda x: x IS NOT NULL) AS reasons,
+          w_first, w_last, w_dob, w_tin, w_address
+        FROM v"""
+    )
+
+
+def address_on_record(
+    con: duckdb.DuckDBPyConnection,
+    mf: master.MasterFile,
+    request_path: Path,
+    items_path: Path,
+    envelope_periods: list[int],
+) -> None:
+    """Add `address_on_record` (any tax year) and `address_on_record_in_periods` to `linked`
+    for every item with a candidate: the supplied address, standardized, against every address
+    the candidate filed from, with the tolerance of `standardize.ADDRESS_MATCH_SQL`. The periods
+    are the item's own `taxable_periods` (``;``-separated) or else the envelope's."""
+    addresses = mf.path("addresses")
+    std_select = ", ".join(f"{sql} AS {name}" for name, sql in std.address_columns("x.").items())
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE cand_addr AS
+        SELECT l.item_id, x.tax_year, {std_select}
+        FROM linked l JOIN read_parquet('{addresses}') x ON x.record_id = l.record_id"""
+    )
+    years = "[" + ", ".join(str(int(y)) for y in envelope_periods) + "]::BIGINT[]"
+    has_own = "taxable_periods" in pq.read_schema(items_path).names
+    own = (
+        "list_filter(list_transform(string_split(nullif(trim(taxable_periods), ''), ';'), "
+        "lambda x: try_cast(trim(x) AS BIGINT)), lambda x: x IS NOT NULL)"
+        if has_own
+        else "NULL::BIGINT[]"
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE addr_check AS
+        WITH p AS (SELECT item_id, coalesce(nullif({own}, []), {years}) AS years
+                   FROM read_parquet('{items_path}'))
+        SELECT a.uid AS item_id,
+          bool_or({std.ADDRESS_MATCH_SQL}) AS any_year,
+          bool_or({std.ADDRESS_MATCH_SQL} AND list_contains(p.years, b.tax_year)) AS in_periods
+        FROM (SELECT uid, city AS std_city, state AS std_state, zip5 AS std_zip5,
+                     house AS std_house, street AS std_street_name, unit AS std_unit_id,
+                     po_box AS std_po_box
+              FROM read_parquet('{request_path}')) a
+        JOIN cand_addr b ON b.item_id = a.uid
+        LEFT JOIN p ON p.item_id = a.uid
+        GROUP BY a.uid"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE linked AS
+        SELECT l.*, coalesce(c.any_year, FALSE) AS address_on_record,
+               coalesce(c.in_periods, FALSE) AS address_on_record_in_periods
+        FROM linked l LEFT JOIN addr_check c USING (item_id)"""
+    )
+
+
+def write_linked(con: duckdb.DuckDBPyConnection, model_sha: str, out: Path) -> dict[str, int]:
+    tmp = out.with_suffix(".tmp")
+    con.execute(
+        f"""COPY (SELECT *, '{model_sha}' AS model_sha256 FROM linked ORDER BY item_id)
+            TO '{tmp}' (FORMAT parquet)"""
+    )
+    os.replace(tmp, out)
+    counts = dict(con.execute("SELECT status, count(*) FROM linked GROUP BY 1").fetchall())
+    return {k: counts.get(k, 0) for k in ("identified", "review", "not_identified")}
+
+
+def read_linked(path: Path) -> pa.Table:
+    return pq.read_table(path)

@@ -1,0 +1,289 @@
+"""The linkage model: a Fellegi–Sunter model in Splink, its training and its persistence.
+
+The model compares a request item with a master-file person on first name and surname (with
+term-frequency adjustments), date of birth, TIN and the address (house, street, ZIP, city). It
+is trained unsupervised: the prior from deterministic rules, u by random sampling of pairs, m by
+expectation maximisation on blocked pairs between the master file and a request's items (the
+master file alone holds no duplicates, so it cannot teach how a request's fields disagree with
+the record of the same person; see docs/decisions/2026-11-24-matching-training.md).
+
+A trained model is a JSON file ``models/<sha256>.json`` in the workspace: Splink's settings and
+parameters plus custodes' decision thresholds. Its hash is recorded with every match result, so
+every decision can be replayed under the exact model that made it. ``models/CURRENT`` names the
+model in force; retraining is explicit (``custodes match train``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from custodes.errors import InputError, WorkspaceError
+from custodes.workspace import Workspace
+
+# Columns both sides give to Splink (identical on both sides, as link_only requires).
+MODEL_COLUMNS = (
+    "uid",
+    "first",
+    "last",
+    "dob",
+    "tin",
+    "house",
+    "street",
+    "zip5",
+    "city",
+    "state",
+)
+MASTER = "master"
+REQUEST = "request"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When an item counts as identified. Defaults come from measurements (docs/performance.md).
+
+    - ``min_probability``: the best candidate's match probability must reach this;
+    - ``min_margin_bits``: and beat the runner-up by this many bits of match weight;
+    - ``review_probability``: below the identification rule, a best candidate at or above this
+      goes to an officer for review; below it the item is *not identified*;
+    - ``floor_probability``: pairs below this are not kept (a missing runner-up counts as this);
+    - ``first_name_similarity``: Jaro–Winkler similarity that lets a first name with a typo pass
+      the person gate (only when the date of birth agrees exactly).
+    """
+
+    min_probability: float = 0.99
+    min_margin_bits: float = 3.0
+    review_probability: float = 0.5
+    floor_probability: float = 0.01
+    first_name_similarity: float = 0.92
+
+    def validate(self) -> Thresholds:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "min_margin_bits":
+                ok = 0 <= value <= 60
+            elif f.name == "first_name_similarity":
+                ok = 0.5 <= value <= 1
+            else:
+                ok = 0 < value < 1
+            if not ok:
+                raise InputError(
+                    f"Threshold {f.name} = {value} is out of range.", code="bad_threshold"
+                )
+        if self.review_probability > self.min_probability:
+            raise InputError(
+                "review_probability must not exceed min_probability.", code="bad_threshold"
+            )
+        if self.floor_probability > self.review_probability:
+            raise InputError(
+                "floor_probability must not exceed review_probability.", code="bad_threshold"
+            )
+        return self
+
+    def replace(self, **changes: float | None) -> Thresholds:
+        kept = {k: v for k, v in changes.items() if v is not None}
+        return Thresholds(**(asdict(self) | kept)).validate()
+
+
+@dataclass
+class Model:
+    """A trained model: Splink's settings and parameters, custodes' thresholds, provenance."""
+
+    splink: dict[str, Any]
+    thresholds: Thresholds
+    master_sha256: str
+    trained_on: str | None
+    trained_at: str
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "format": "custodes-model/1",
+            "thresholds": asdict(self.thresholds),
+            "master_sha256": self.master_sha256,
+            "trained_on": self.trained_on,
+            "trained_at": self.trained_at,
+            "training": self.training,
+            "splink": self.splink,
+        }
+
+    def canonical(self) -> bytes:
+        return json.dumps(self.document(), sort_keys=True, separators=(",", ":")).encode()
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.canonical()).hexdigest()
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> Model:
+        if doc.get("format") != "custodes-model/1":
+            raise WorkspaceError("Not a custodes model file.", code="bad_model")
+        return cls(
+            splink=doc["splink"],
+            thresholds=Thresholds(**doc["thresholds"]).validate(),
+            master_sha256=doc["master_sha256"],
+            trained_on=doc.get("trained_on"),
+            trained_at=doc["trained_at"],
+            training=doc.get("training", {}),
+        )
+
+
+def settings() -> Any:
+    """The comparisons and blocking rules (a Splink SettingsCreator)."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+    from splink import SettingsCreator
+
+    tin = cl.CustomComparison(
+        output_column_name="tin",
+        comparison_description="TIN",
+        comparison_levels=[
+            cll.NullLevel("tin"),
+            cll.ExactMatchLevel("tin"),
+            cll.DamerauLevenshteinLevel("tin", 1),
+            cll.ElseLevel(),
+        ],
+    )
+    address = cl.CustomComparison(
+        output_column_name="address",
+        comparison_description="Address (house, street, ZIP, city)",
+        comparison_levels=[
+            cll.Or(
+                cll.And(cll.NullLevel("house"), cll.NullLevel("zip5")),
+                cll.And(cll.NullLevel("street"), cll.NullLevel("city")),
+            ),
+            cll.And(
+                cll.ExactMatchLevel("house"),
+                cll.ExactMatchLevel("street"),
+                cll.ExactMatchLevel("zip5"),
+            ).configure(label_for_charts="Same house, street and ZIP"),
+            cll.And(
+                cll.ExactMatchLevel("house"),
+                cll.DamerauLevenshteinLevel("street", 2),
+                cll.Or(cll.ExactMatchLevel("zip5"), cll.ExactMatchLevel("city")),
+            ).configure(label_for_charts="Same house, street within 2 edits, same ZIP or city"),
+            cll.ExactMatchLevel("zip5").configure(label_for_charts="Same ZIP only"),
+            cll.And(cll.ExactMatchLevel("city"), cll.ExactMatchLevel("state")).configure(
+                label_for_charts="Same city and state only"
+            ),
+            cll.ElseLevel(),
+        ],
+    )
+    return SettingsCreator(
+        link_type="link_only",
+        unique_id_column_name="uid",
+        probability_two_random_records_match=1e-6,
+        comparisons=[
+            cl.NameComparison("first").configure(term_frequency_adjustments=True),
+            cl.NameComparison("last").configure(term_frequency_adjustments=True),
+            cl.DateOfBirthComparison("dob", input_is_string=True, datetime_format="%Y-%m-%d"),
+            tin,
+            address,
+        ],
+        blocking_rules_to_generate_predictions=blocking_rules(),
+        retain_intermediate_calculation_columns=True,
+        retain_matching_columns=False,
+        max_iterations=20,
+        em_convergence=0.001,
+    )
+
+
+def blocking_rules() -> list[Any]:
+    """'Tight' blocking (MATCHING.md §2.3): same recall as wide blocking, a third of the pairs."""
+    from splink import block_on
+
+    return [
+        block_on("tin"),
+        block_on("dob", "substr(first, 1, 1)"),
+        block_on("dob", "substr(last, 1, 1)"),
+        block_on("first", "last"),
+        block_on("zip5", "house"),
+        block_on("last", "substr(dob, 1, 4)"),
+    ]
+
+
+def quiet_splink() -> None:
+    """Splink logs at INFO; keep custodes' output to its own progress bars and summaries."""
+    level = logging.DEBUG if os.environ.get("CUSTODES_DEBUG") else logging.WARNING
+    logging.getLogger("splink").setLevel(level)
+
+
+def train_linker(linker: Any, *, master_rows: int, request_rows: int, seed: int = 1) -> dict:
+    """Estimate the prior, u and m on a linker holding the master file and a request."""
+    from splink import block_on
+
+    quiet_splink()
+    # Prior: deterministic rules with a recall guess. Splink's docs show a wrong guess moves the
+    # prior by under half a bit; it is also what the EM sessions then refine.
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on("tin"), block_on("first", "last", "dob")], recall=0.8
+    )
+    max_pairs = int(min(5e6, max(1e5, master_rows * request_rows / 50)))
+    linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
+    em_pairs = int(min(2e6, max(1e5, request_rows * 20)))
+    linker.training.estimate_parameters_using_expectation_maximisation(
+        block_on("dob"), estimate_without_term_frequencies=True, max_pairs=em_pairs
+    )
+    linker.training.estimate_parameters_using_expectation_maximisation(
+        block_on("first", "last"), estimate_without_term_frequencies=True, max_pairs=em_pairs
+    )
+    return {"u_max_pairs": max_pairs, "em_max_pairs": em_pairs, "seed": seed}
+
+
+# ---------------------------------------------------------------------------------------------
+# Persistence
+
+
+def models_dir(ws: Workspace) -> Path:
+    return ws.home / "models"
+
+
+def save(ws: Workspace, model: Model) -> str:
+    """Write the model as ``models/<sha>.json`` and make it current (atomic)."""
+    folder = models_dir(ws)
+    folder.mkdir(parents=True, exist_ok=True)
+    sha = model.sha256
+    path = folder / f"{sha}.json"
+    if not path.exists():
+        tmp = folder / f".{sha}.tmp"
+        tmp.write_bytes(model.canonical())
+        os.replace(tmp, path)
+    pointer = folder / "CURRENT.tmp"
+    pointer.write_text(sha + "\n")
+    os.replace(pointer, folder / "CURRENT")
+    return sha
+
+
+def load(ws: Workspace, sha: str | None = None) -> Model:
+    """The current model (or the one with hash `sha`); refuse clearly when there is none."""
+    folder = models_dir(ws)
+    if sha is None:
+        pointer = folder / "CURRENT"
+        if not pointer.exists():
+            raise WorkspaceError(
+                "No linkage model is trained yet: run 'custodes match train' (it learns from "
+                "the master file and a received request).",
+                code="no_model",
+            )
+        sha = pointer.read_text().strip()
+    path = folder / f"{sha}.json"
+    if not path.exists():
+        raise WorkspaceError(f"No model {sha[:12]} in the workspace.", code="no_model")
+    data = path.read_bytes()
+    model = Model.from_document(json.loads(data))
+    if model.sha256 != sha:
+        raise WorkspaceError(
+            f"Model file {path.name} does not match its hash: it was changed.",
+            code="model_tampered",
+        )
+    return model
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
