@@ -7,12 +7,13 @@ printed as one line (or a JSON object with a machine-readable code) with exit st
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -73,6 +74,11 @@ app.add_typer(records_app, name="records")
 app.add_typer(requests_app, name="requests")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(witness_app, name="witness")
+match_app = typer.Typer(
+    help="Matching: identify each requested person in the master file, never the wrong one.",
+    no_args_is_help=True,
+)
+app.add_typer(match_app, name="match")
 
 HomeOpt = Annotated[
     Path | None,
@@ -974,6 +980,236 @@ def officials_list(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
 def agreements_list(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """The registered agreements."""
     _registry_list("agreements", home, json_out)
+
+
+STAGE_LABELS = {
+    "prepare": "Standardizing names and addresses",
+    "train": "Training (prior, u by sampling, m by EM)",
+    "score": "Scoring candidate pairs",
+    "decide": "Ranking, person gate, flags, address on record",
+}
+
+
+@contextlib.contextmanager
+def _stages(json_out: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A Rich progress bar per stage on stderr (none with --json)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    if json_out:
+        yield None
+        return
+    with Progress(
+        TextColumn("{task.description:<48}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(STAGE_LABELS.get(stage, stage), total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        help="Where Splink scores pairs: duckdb (embedded) or spark (CUSTODES_SPARK_MASTER, "
+        "default local[2]).",
+    ),
+]
+MinPOpt = Annotated[
+    float | None,
+    typer.Option("--min-probability", help="Best candidate's match probability must reach this."),
+]
+MarginOpt = Annotated[
+    float | None,
+    typer.Option("--margin", help="Bits of match weight the best must beat the runner-up by."),
+]
+ReviewPOpt = Annotated[
+    float | None,
+    typer.Option("--review-probability", help="Below identification, at least this: review."),
+]
+
+
+@match_app.command("train")
+@handles_errors
+def match_train(
+    request: Annotated[
+        str | None,
+        typer.Option(
+            "--request",
+            help="The received request whose items teach the model how requests differ from "
+            "the records (default: the latest received).",
+        ),
+    ] = None,
+    backend: BackendOpt = "duckdb",
+    min_probability: MinPOpt = None,
+    margin: MarginOpt = None,
+    review_probability: ReviewPOpt = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for u sampling.")] = 1,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train the linkage model (Fellegi–Sunter, unsupervised) on the master file and a request,
+    save it with its content hash and make it current. Retraining is always explicit."""
+    from custodes.matching import service
+    from custodes.matching.model import Thresholds
+    from custodes.workspace import open_workspace
+
+    t = Thresholds().replace(
+        min_probability=min_probability,
+        min_margin_bits=margin,
+        review_probability=review_probability,
+    )
+    ws = open_workspace(home)
+    with _stages(json_out) as progress:
+        info = service.train(
+            ws, request, backend=backend, thresholds=t, seed=seed, progress=progress
+        )
+    if json_out:
+        _emit_json(info)
+        return
+    out.print(
+        _kv_table(
+            "Model trained and made current",
+            {
+                "model": info["model_sha256"],
+                "trained on": info["trained_on"],
+                "master file": info["master_sha256"][:16],
+                "prior (λ)": f"{info['prior']:.3g}",
+                **{k: v for k, v in info["thresholds"].items()},
+                "seconds": info["seconds"],
+            },
+        )
+    )
+
+
+@match_app.command("link")
+@handles_errors
+def match_link(
+    request_id: Annotated[str, typer.Argument(help="The request's id.")],
+    backend: BackendOpt = "duckdb",
+    min_probability: MinPOpt = None,
+    margin: MarginOpt = None,
+    review_probability: ReviewPOpt = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Identify every item of a request: best candidate and runner-up, their probabilities and
+    per-field weights, ambiguity flags, the person gate and whether the supplied address is on
+    record. Writes requests/<id>/match/linked.parquet; changes no request state."""
+    from custodes.matching import service
+    from custodes.workspace import open_workspace
+
+    ws = open_workspace(home)
+    t0 = time.perf_counter()
+    with _stages(json_out) as progress:
+        res = service.link(
+            ws,
+            request_id,
+            backend=backend,
+            overrides={
+                "min_probability": min_probability,
+                "min_margin_bits": margin,
+                "review_probability": review_probability,
+            },
+            progress=progress,
+        )
+    info = res.to_dict() | {"seconds": round(time.perf_counter() - t0, 2)}
+    if json_out:
+        _emit_json(info)
+        return
+    out.print(_kv_table(f"Linked {request_id}", info))
+
+
+@match_app.command("evaluate")
+@handles_errors
+def match_evaluate(
+    truth: Annotated[
+        Path,
+        typer.Option(
+            "--truth",
+            help="CSV with item_id, record_id (empty: not on file), "
+            "optional defect (absent_relative marks a household member).",
+        ),
+    ],
+    request_id: Annotated[
+        str | None, typer.Argument(help="The linked request (default: the latest received).")
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Folder for evaluation.json and evaluation.png "
+            "(default: the request's match folder).",
+        ),
+    ] = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Precision, recall, wrong-person accepts by kind (in file, absent relative, absent
+    stranger) and review rate at the model's thresholds and over a grid; writes a report and
+    a plot of wrong-person accepts and recall against the threshold."""
+    from custodes.matching import evaluate as ev
+    from custodes.matching import service
+    from custodes.workspace import open_workspace
+
+    ws = open_workspace(home)
+    request_id = request_id or service.latest_request(ws)
+    linked = service.linked_path(ws, request_id)
+    report = ev.evaluate(linked, truth, out_dir or linked.parent)
+    if json_out:
+        _emit_json(report)
+        return
+    at = report["at_thresholds"]
+    out.print(_kv_table(f"Evaluation of {request_id} at the model's thresholds", at))
+    table = Table(
+        "kind",
+        "identified",
+        "review",
+        "not identified",
+        title="Status by kind of item",
+        title_justify="left",
+    )
+    for kind, counts in report["status_by_kind"].items():
+        table.add_row(
+            kind, *(f"{counts.get(s, 0):,}" for s in ("identified", "review", "not_identified"))
+        )
+    out.print(table)
+    grid = Table(
+        "min p",
+        "margin",
+        "gate",
+        "identified",
+        "wrong",
+        "recall",
+        title="Grid",
+        title_justify="left",
+    )
+    for g in report["grid"]:
+        if g["min_margin_bits"] in (0.0, 3.0):
+            grid.add_row(
+                str(g["min_probability"]),
+                str(g["min_margin_bits"]),
+                "yes" if g["gate"] else "no",
+                f"{g['identified']:,}",
+                f"{g['wrong']:,}",
+                f"{100 * (g['recall'] or 0):.2f}%",
+            )
+    out.print(grid)
+    out.print(f"Report: {report['report']}  Plot: {report['plot']}")
 
 
 def main() -> None:

@@ -1,0 +1,174 @@
+"""Measuring the linkage against ground truth: precision, recall, wrong-person accepts by kind.
+
+The truth file has ``item_id`` and ``record_id`` (empty when the person is not in the master
+file), and optionally ``defect`` (``absent_relative`` marks a person who lives in a filer's
+household but files nothing: the mistaken-identity case). Figures are given at the thresholds
+the linkage ran with and over a grid of probability × margin, with and without the person gate,
+so that the defaults can be chosen from measurements; a PNG plots wrong-person accepts and
+recall against the probability threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from custodes.errors import InputError
+from custodes.records.files import read_text_table
+
+GRID_P = (0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 0.9999)
+GRID_MARGIN = (0.0, 1.0, 3.0, 5.0)
+KINDS = ("in_file", "absent_relative", "absent_stranger")
+
+
+def _load(con: duckdb.DuckDBPyConnection, linked: Path, truth: Path) -> None:
+    table = read_text_table(truth, ("item_id", "record_id"), ("defect",), allow_extra=True)
+    con.register("truth_raw", table)
+    has_defect = "defect" in table.column_names
+    defect = "t.defect" if has_defect else "NULL"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW l AS SELECT * FROM read_parquet('{linked}')")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE ev AS
+        SELECT l.*, nullif(trim(t.record_id), '') AS true_record_id,
+          CASE WHEN nullif(trim(t.record_id), '') IS NOT NULL THEN 'in_file'
+               WHEN {defect} = 'absent_relative' THEN 'absent_relative'
+               ELSE 'absent_stranger' END AS kind
+        FROM l JOIN truth_raw t ON trim(t.item_id) = l.item_id"""
+    )
+    n_linked, n_joined = con.execute(
+        "SELECT (SELECT count(*) FROM l), (SELECT count(*) FROM ev)"
+    ).fetchall()[0]
+    if n_joined != n_linked:
+        raise InputError(
+            f"{truth.name}: gives the truth for {n_joined} of the request's {n_linked} items; "
+            "every item needs a row.",
+            code="truth_mismatch",
+        )
+
+
+def _metrics(con: duckdb.DuckDBPyConnection, accepted: str) -> dict[str, Any]:
+    row = con.execute(
+        f"""SELECT count(*) AS items,
+          count(*) FILTER (kind = 'in_file') AS in_file,
+          count(*) FILTER ({accepted}) AS identified,
+          count(*) FILTER ({accepted} AND record_id = true_record_id) AS correct,
+          count(*) FILTER ({accepted} AND kind = 'in_file' AND record_id <> true_record_id)
+            AS wrong_in_file,
+          count(*) FILTER ({accepted} AND kind = 'absent_relative') AS wrong_absent_relative,
+          count(*) FILTER ({accepted} AND kind = 'absent_stranger') AS wrong_absent_stranger
+        FROM ev"""
+    ).fetchall()[0]
+    keys = (
+        "items",
+        "in_file",
+        "identified",
+        "correct",
+        "wrong_in_file",
+        "wrong_absent_relative",
+        "wrong_absent_stranger",
+    )
+    m: dict[str, Any] = dict(zip(keys, row, strict=True))
+    m["wrong"] = m["wrong_in_file"] + m["wrong_absent_relative"] + m["wrong_absent_stranger"]
+    m["precision"] = round(m["correct"] / m["identified"], 6) if m["identified"] else None
+    m["recall"] = round(m["correct"] / m["in_file"], 6) if m["in_file"] else None
+    # Rule of three: with 0 wrong in N accepts the 95% upper bound on the error rate is ~3/N.
+    m["wrong_rate_upper_95"] = (
+        round(3 / m["identified"], 8) if m["identified"] and m["wrong"] == 0 else None
+    )
+    return m
+
+
+def evaluate(linked: Path, truth: Path, out_dir: Path | None = None) -> dict[str, Any]:
+    """Figures at the configured thresholds and over the grid; writes JSON and a PNG."""
+    con = duckdb.connect(":memory:")
+    try:
+        _load(con, linked, truth)
+        at = _metrics(con, "status = 'identified'")
+        by_status = dict(con.execute("SELECT status, count(*) FROM ev GROUP BY 1").fetchall())
+        at["review"] = by_status.get("review", 0)
+        at["not_identified"] = by_status.get("not_identified", 0)
+        at["review_rate"] = round(at["review"] / at["items"], 6) if at["items"] else None
+        by_kind = {
+            k: dict(
+                con.execute(
+                    "SELECT status, count(*) FROM ev WHERE kind = ? GROUP BY 1", [k]
+                ).fetchall()
+            )
+            for k in KINDS
+        }
+        grid = []
+        for gate in (True, False):
+            for margin in GRID_MARGIN:
+                for p in GRID_P:
+                    cond = (
+                        f"record_id IS NOT NULL AND probability >= {p} "
+                        f"AND margin_bits >= {margin}"
+                        + (" AND gate AND NOT blocked" if gate else "")
+                    )
+                    m = _metrics(con, cond)
+                    grid.append(
+                        {
+                            "min_probability": p,
+                            "min_margin_bits": margin,
+                            "gate": gate,
+                            "identified": m["identified"],
+                            "wrong": m["wrong"],
+                            "wrong_absent_relative": m["wrong_absent_relative"],
+                            "recall": m["recall"],
+                        }
+                    )
+        model = con.execute("SELECT any_value(model_sha256) FROM ev").fetchall()[0][0]
+    finally:
+        con.close()
+    report = {
+        "model_sha256": model,
+        "at_thresholds": at,
+        "status_by_kind": by_kind,
+        "grid": grid,
+    }
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+        report["plot"] = str(plot(grid, out_dir / "evaluation.png"))
+        report["report"] = str(out_dir / "evaluation.json")
+    return report
+
+
+def plot(grid: list[dict[str, Any]], path: Path) -> Path:
+    """Wrong-person accepts and recall against the probability threshold (log-odds axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_w, ax_r) = plt.subplots(1, 2, figsize=(11, 4.2))
+    series = (
+        ("margin 0, no gate", 0.0, False, "tab:red"),
+        ("margin 3 bits, no gate", 3.0, False, "tab:orange"),
+        ("margin 3 bits + person gate", 3.0, True, "tab:blue"),
+    )
+    for label, margin, gate, colour in series:
+        rows = [g for g in grid if g["min_margin_bits"] == margin and g["gate"] == gate]
+        xs = [math.log2(g["min_probability"] / (1 - g["min_probability"])) for g in rows]
+        ax_w.plot(xs, [g["wrong"] for g in rows], marker="o", label=label, color=colour)
+        ax_r.plot(
+            xs, [100 * (g["recall"] or 0) for g in rows], marker="o", label=label, color=colour
+        )
+    ticks = [math.log2(p / (1 - p)) for p in GRID_P]
+    for ax in (ax_w, ax_r):
+        ax.set_xticks(ticks, [str(p) for p in GRID_P], rotation=30)
+        ax.set_xlabel("minimum match probability")
+        ax.grid(alpha=0.3)
+    ax_w.set_ylabel("wrong-person identifications")
+    ax_w.set_title("Wrong person (all kinds)")
+    ax_r.set_ylabel("recall of in-file people (%)")
+    ax_r.set_title("Recall")
+    ax_w.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
