@@ -35,7 +35,14 @@ import pyarrow.parquet as pq
 
 from custodes.errors import InputError
 from custodes.matching import standardize as std
-from custodes.matching.model import MASTER, MODEL_COLUMNS, REQUEST, Model, Thresholds
+from custodes.matching.model import (
+    MASTER,
+    MODEL_COLUMNS,
+    REQUEST,
+    Model,
+    Thresholds,
+    for_dialect,
+)
 from custodes.records import master
 
 Progress = Callable[[str, int, int], None]
@@ -175,7 +182,7 @@ def nickname_table() -> pa.Table:
 
 
 class DuckDBBackend:
-    name = "duckdb"
+    name = dialect = "duckdb"
 
     def __init__(self, threads: int | None = None) -> None:
         from splink import DuckDBAPI
@@ -201,7 +208,7 @@ class SparkBackend:
     """Splink on Spark: the same model and settings; a cluster is a matter of configuration
     (``CUSTODES_SPARK_MASTER``, default ``local[2]``)."""
 
-    name = "spark"
+    name = dialect = "spark"
 
     def __init__(self, spark: Any | None = None) -> None:
         from splink import SparkAPI
@@ -214,8 +221,7 @@ class SparkBackend:
         return self.db_api.register(df, dataset_display_name=name)
 
     def fetch(self, sdf: Any, columns: str) -> pa.Table:
-        df = sdf.as_spark_dataframe().selectExpr(*[c.strip() for c in columns.split(",")])
-        return df.toArrow()
+        return self.spark.sql(f"SELECT {columns} FROM {sdf.physical_name}").toArrow()
 
     def close(self) -> None:
         """The session is shared and stopped at exit; nothing to release per link."""
@@ -278,7 +284,7 @@ def score(
     quiet_splink()
     sdf_m = backend.register(master_path, MASTER)
     sdf_r = backend.register(request_path, REQUEST)
-    linker = Linker([sdf_m, sdf_r], model.splink)
+    linker = Linker([sdf_m, sdf_r], for_dialect(model.splink, backend.dialect))
     chunks = max(1, math.ceil(n_items / ITEMS_PER_CHUNK))
     parts = []
     for i in range(1, chunks + 1):

@@ -182,7 +182,7 @@ def settings() -> Any:
         comparisons=[
             cl.NameComparison("first").configure(term_frequency_adjustments=True),
             cl.NameComparison("last").configure(term_frequency_adjustments=True),
-            cl.DateOfBirthComparison("dob", input_is_string=True, datetime_format="%Y-%m-%d"),
+            cl.DateOfBirthComparison("dob", input_is_string=True),
             tin,
             address,
         ],
@@ -192,6 +192,29 @@ def settings() -> Any:
         max_iterations=20,
         em_convergence=0.001,
     )
+
+
+def for_dialect(trained: dict[str, Any], dialect: str) -> dict[str, Any]:
+    """The trained model as a settings dict for another SQL dialect (e.g. spark).
+
+    Splink writes its saved model's SQL in the dialect it was trained on; the parameters are
+    dialect-free. So the comparisons are rebuilt for the target dialect and the trained prior,
+    m and u values copied level by level (the structure is the same by construction).
+    """
+    if trained.get("sql_dialect") == dialect:
+        return trained
+    target = settings().create_settings_dict(sql_dialect_str=dialect)
+    target["probability_two_random_records_match"] = trained[
+        "probability_two_random_records_match"
+    ]
+    for new, old in zip(target["comparisons"], trained["comparisons"], strict=True):
+        levels = zip(new["comparison_levels"], old["comparison_levels"], strict=True)
+        for new_level, old_level in levels:
+            for key in ("m_probability", "u_probability", "tf_adjustment_weight"):
+                if key in old_level:
+                    new_level[key] = old_level[key]
+    target["sql_dialect"] = dialect
+    return target
 
 
 def blocking_rules() -> list[Any]:
