@@ -90,6 +90,22 @@ HomeOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+ActorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--actor",
+        envvar="CUSTODES_ACTOR",
+        help="Who is acting (recorded; two-person rules apply). Until sign-in lands, the name "
+        "given here or in CUSTODES_ACTOR.",
+    ),
+]
+RequestArg = Annotated[str, typer.Argument(help="The request's id.")]
+
+
+def _actor(actor: str | None) -> str | None:
+    import getpass
+
+    return actor or getpass.getuser()
 
 
 def _emit_json(data: Any) -> None:
@@ -304,6 +320,7 @@ def submit(
             help="A request directory: envelope.json and its items file (CSV or Parquet, UTF-8)."
         ),
     ],
+    actor: ActorOpt = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -312,7 +329,7 @@ def submit(
     from custodes.requests.intake import submit as do_submit
     from custodes.workspace import open_workspace
 
-    sub = do_submit(open_workspace(home), request_dir)
+    sub = do_submit(open_workspace(home), request_dir, actor=_actor(actor))
     if json_out:
         _emit_json(sub.to_dict())
     elif sub.duplicate:
@@ -1210,6 +1227,225 @@ def match_evaluate(
             )
     out.print(grid)
     out.print(f"Report: {report['report']}  Plot: {report['plot']}")
+
+
+@app.command()
+@handles_errors
+def process(
+    request_id: RequestArg,
+    actor: ActorOpt = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Rules (before matching), matching, rules (after matching), then one outcome per item:
+    DISCLOSE, CONFIRM / NOT_CONFIRMED, WITHHOLD (failing checks) or REVIEW (why). Resumable:
+    run it again after an interruption and it finishes with identical outcomes."""
+    from custodes.decisions.pipeline import process as do_process
+    from custodes.workspace import open_workspace
+
+    ws = open_workspace(home)
+    with _stages(json_out) as progress:
+        res = do_process(ws, request_id, actor=_actor(actor), progress=progress)
+    if json_out:
+        _emit_json(res.to_dict())
+        return
+    if res.refused:
+        out.print(f"[bold red]{request_id} refused[/]: the request itself fails the statute.")
+        table = Table("check", "citation", "requirement", title_justify="left")
+        for c in res.failing_request_checks:
+            table.add_row(c["check"], c["citation"], c["sentence"])
+        out.print(table)
+        return
+    table = Table("outcome", "items", title=f"{request_id}: {res.state}", title_justify="left")
+    for k, v in res.counts.items():
+        table.add_row(k, f"{v:,}")
+    out.print(table)
+    if res.withheld_by_check:
+        out.print(_kv_table("Withheld, by failing check", res.withheld_by_check))
+    out.print(f"rule set {res.ruleset_sha256[:12]}…  model {(res.model_sha256 or '')[:12]}…")
+
+
+@app.command()
+@handles_errors
+def explain(
+    request_id: RequestArg,
+    item_id: Annotated[str, typer.Argument(help="The item's id.")],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Why one item got its outcome: every check with its citation, and the match evidence."""
+    from custodes.decisions.pipeline import explain as do_explain
+    from custodes.workspace import open_workspace
+
+    info = do_explain(open_workspace(home), request_id, item_id)
+    if json_out:
+        _emit_json(info)
+        return
+    out.print(f"[bold]{request_id} / {item_id}: {info['outcome']}[/]")
+    table = Table("check", "result", "severity", "citation", "requirement")
+    for c in info["checks"]:
+        mark = {True: "pass", False: "[red]FAIL[/]", None: "review"}[c["passed"]]
+        table.add_row(c["check"], mark, c["severity"], c["citation"], c["sentence"])
+    out.print(table)
+    m = info["match"]
+    out.print(_kv_table("Match evidence", {k: v for k, v in m.items() if k != "weights"}))
+    out.print(
+        _kv_table(
+            "Match weight per field (bits)",
+            {k: round(v, 2) if v is not None else None for k, v in m["weights"].items()},
+        )
+    )
+    if info["resolution"]:
+        out.print(_kv_table("Review resolution", info["resolution"]))
+    out.print(f"rule set {info['ruleset_sha256']}  model {info['model_sha256']}")
+
+
+@app.command()
+@handles_errors
+def outcomes(
+    request_id: RequestArg,
+    out_file: Annotated[
+        Path, typer.Option("--out", help="File to write: .csv, .parquet or .json.")
+    ],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Export the per-item view for officers: item_id, outcome, checks, record_id and one
+    column per field that would be released."""
+    from custodes.decisions.pipeline import export_outcomes
+    from custodes.workspace import open_workspace
+
+    info = export_outcomes(open_workspace(home), request_id, out_file)
+    _emit_json(info) if json_out else out.print(f"Wrote {info['rows']:,} rows to {out_file}.")
+
+
+@app.command()
+@handles_errors
+def review(
+    request_id: RequestArg,
+    item: Annotated[
+        list[str] | None, typer.Option("--item", help="Resolve this item (repeatable).")
+    ] = None,
+    withhold: Annotated[bool, typer.Option("--withhold", help="Resolve to withhold.")] = False,
+    disclose: Annotated[
+        bool, typer.Option("--disclose", help="Resolve to disclose (only if every rule passes).")
+    ] = False,
+    withhold_all: Annotated[
+        bool, typer.Option("--withhold-all", help="Resolve every open review item to withhold.")
+    ] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded).")] = None,
+    actor: ActorOpt = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the items in review with their evidence, or resolve them (--item ID --withhold |
+    --disclose --reason TEXT, or --withhold-all --reason TEXT)."""
+    from custodes.decisions import release as rel
+    from custodes.errors import InputError
+    from custodes.workspace import open_workspace
+
+    ws = open_workspace(home)
+    if withhold_all or item:
+        if withhold_all and item:
+            raise InputError("Use --withhold-all or --item, not both.", code="bad_argument")
+        if not withhold_all and withhold == disclose:
+            raise InputError("Say --withhold or --disclose for the items.", code="bad_argument")
+        decision = "DISCLOSE" if disclose else "WITHHOLD"
+        n = rel.resolve(
+            ws,
+            request_id,
+            decision,
+            reason,
+            actor=_actor(actor),
+            items=None if withhold_all else item,
+        )
+        info = {"request_id": request_id, "resolved": n, "decision": decision}
+        _emit_json(info) if json_out else out.print(f"Resolved {n:,} item(s): {decision}.")
+        return
+    rows = rel.open_reviews(ws, request_id)
+    if json_out:
+        _emit_json(rows)
+        return
+    table = Table(
+        "item",
+        "candidate",
+        "p",
+        "margin",
+        "why",
+        "flags",
+        title=f"{len(rows):,} item(s) in review",
+        title_justify="left",
+    )
+    for r in rows[:200]:
+        table.add_row(
+            r["item_id"],
+            r["candidate"] or "",
+            f"{r['probability'] or 0:.4f}",
+            f"{r['margin_bits'] or 0:.1f}",
+            ", ".join(r["review_reasons"]),
+            ", ".join(r["flags"] or []),
+        )
+    out.print(table)
+    if len(rows) > 200:
+        out.print(f"… and {len(rows) - 200:,} more (--json lists all; explain shows one).")
+
+
+@app.command()
+@handles_errors
+def prepare(
+    request_id: RequestArg,
+    actor: ActorOpt = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Prepare the release of a decided request (no item may still be in review)."""
+    from custodes.decisions.release import prepare as do_prepare
+    from custodes.workspace import open_workspace
+
+    info = do_prepare(open_workspace(home), request_id, actor=_actor(actor))
+    _emit_json(info) if json_out else out.print(
+        f"{request_id} prepared by {info['prepared_by']}; a second person must approve it."
+    )
+
+
+@app.command()
+@handles_errors
+def approve(
+    request_id: RequestArg,
+    actor: ActorOpt = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Approve a prepared release: never one you prepared or a request you submitted."""
+    from custodes.decisions.release import approve as do_approve
+    from custodes.workspace import open_workspace
+
+    info = do_approve(open_workspace(home), request_id, actor=_actor(actor))
+    _emit_json(info) if json_out else out.print(
+        f"{request_id} approved by {info['approved_by']} (prepared by {info['prepared_by']})."
+    )
+
+
+@app.command()
+@handles_errors
+def release(
+    request_id: RequestArg,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the response files.")],
+    actor: ActorOpt = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write the response of an approved release: permitted fields for disclosed items, one
+    indistinguishable answer for record-dependent refusals, cited defects, a ledger checkpoint.
+    Every disclosure gets its ledger leaf in the same transaction; safe to re-run."""
+    from custodes.decisions.release import release as do_release
+    from custodes.workspace import open_workspace
+
+    res = do_release(open_workspace(home), request_id, out_dir, actor=_actor(actor))
+    if json_out:
+        _emit_json(res.to_dict())
+        return
+    out.print(_kv_table(f"Released {request_id}", res.to_dict()))
 
 
 def main() -> None:

@@ -3,7 +3,9 @@
 Creates (or reuses) a workspace, builds a synthetic master file of DEMO_PEOPLE people, draws an
 (i)(2) request shaped like the 2025 ones, and prints what each stage produced and how long it
 took, what the rules say of each check (with citations), and the ledger's signed checkpoint.
-Later stages (matching, decisions, review, release) join here as they land.
+Then the main job: train the linkage model, process the request (rules, matching, decisions),
+resolve review items (automatically, said on screen), prepare, approve by a second person,
+release, and sign a ledger checkpoint.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from rich.table import Table
 from custodes.records import master
 from custodes.records.generator import generate_master
 from custodes.requests.generator import generate_request
+from custodes.rules.ruleset import load
 from custodes.workspace import init_workspace
 
 
@@ -128,16 +131,77 @@ def main() -> None:
         f"--key '{ledger.verifier(ws).vkey}'",
         soft_wrap=True,
     )
-    console.print(
-        "[dim]Matching, decisions, review, two-person release and recall are not "
-        "built yet (issues 4, 5, 7); the demo stops here.[/]"
-    )
+    _main_job(ws, console, sub.request_id, timings)
 
     table = Table("stage", "seconds", title="Timings")
     for stage, secs in timings:
         table.add_row(stage, f"{secs:.2f}")
     console.print(table)
     ws.close()
+
+
+def _main_job(ws, console: Console, request_id: str, timings: list) -> None:  # type: ignore[no-untyped-def]
+    """Train, process, review, prepare, approve (two people), release."""
+    from custodes.decisions import pipeline
+    from custodes.decisions import release as rel
+    from custodes.ledger import service as ledger
+    from custodes.matching import service as matching
+    from custodes.requests.lifecycle import current_state
+
+    with ws.engine.connect() as conn:
+        state = current_state(conn, request_id)
+    if state == "received":
+        t = time.perf_counter()
+        with console.status("Training the linkage model on the master file and the request…"):
+            info = matching.train(ws, request_id, actor="demo-officer")
+        timings.append(("matching: train model", time.perf_counter() - t))
+        console.print(f"Model {info['model_sha256'][:12]}… trained in {info['seconds']} s.")
+    t = time.perf_counter()
+    with console.status("Processing: rules, matching, rules after matching, decisions…"):
+        res = pipeline.process(ws, request_id, actor="demo-officer")
+    timings.extend((f"process: {k}", v) for k, v in res.stages.items())
+    table = Table("outcome", "items", title=f"Outcomes of {request_id}")
+    for k, v in res.counts.items():
+        table.add_row(k, f"{v:,}")
+    console.print(table)
+    if res.withheld_by_check:
+        rs = load()
+        table = Table("check", "withheld items", "citation", title="Withheld, by failing check")
+        for cid, n in res.withheld_by_check.items():
+            table.add_row(cid, f"{n:,}", rs.checks[cid].citation)
+        console.print(table)
+    with ws.engine.connect() as conn:
+        state = current_state(conn, request_id)
+    if state == "in_review":
+        n = rel.resolve(
+            ws,
+            request_id,
+            "WITHHOLD",
+            "demo: every review item withheld automatically",
+            actor="demo-officer",
+        )
+        console.print(
+            f"[yellow]Review: {n:,} item(s) resolved automatically to WITHHOLD by the "
+            "demo (an officer does this with 'custodes review').[/]"
+        )
+        state = "in_review"
+    t = time.perf_counter()
+    if state in ("decided", "in_review"):
+        rel.prepare(ws, request_id, actor="demo-officer")
+        state = "prepared"
+    if state == "prepared":
+        rel.approve(ws, request_id, actor="demo-approver")
+        console.print("Prepared by demo-officer, approved by demo-approver (two people).")
+    out = ws.home / "demo-response"
+    done = rel.release(ws, request_id, out, actor="demo-officer")
+    timings.append(("prepare, approve, release + ledger", time.perf_counter() - t))
+    console.print(
+        f"Released: {done.disclosed:,} item(s) disclosed, {done.withheld:,} withheld; response "
+        f"in {out}/ (response.csv, response.json)."
+    )
+    cp, note = ledger.checkpoint(ws)
+    console.print(f"Ledger: {cp.size:,} events, signed checkpoint:")
+    console.print(note.render(), highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

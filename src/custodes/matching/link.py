@@ -43,6 +43,7 @@ from custodes.matching.model import (
     Thresholds,
     for_dialect,
 )
+from custodes.matching.model import log_level as mdl_log_level
 from custodes.records import master
 
 Progress = Callable[[str, int, int], None]
@@ -284,7 +285,9 @@ def score(
     quiet_splink()
     sdf_m = backend.register(master_path, MASTER)
     sdf_r = backend.register(request_path, REQUEST)
-    linker = Linker([sdf_m, sdf_r], for_dialect(model.splink, backend.dialect))
+    linker = Linker(
+        [sdf_m, sdf_r], for_dialect(model.splink, backend.dialect), log_level=mdl_log_level()
+    )
     chunks = max(1, math.ceil(n_items / ITEMS_PER_CHUNK))
     parts = []
     for i in range(1, chunks + 1):

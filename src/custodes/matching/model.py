@@ -204,9 +204,7 @@ def for_dialect(trained: dict[str, Any], dialect: str) -> dict[str, Any]:
     if trained.get("sql_dialect") == dialect:
         return trained
     target = settings().create_settings_dict(sql_dialect_str=dialect)
-    target["probability_two_random_records_match"] = trained[
-        "probability_two_random_records_match"
-    ]
+    target["probability_two_random_records_match"] = trained["probability_two_random_records_match"]
     for new, old in zip(target["comparisons"], trained["comparisons"], strict=True):
         levels = zip(new["comparison_levels"], old["comparison_levels"], strict=True)
         for new_level, old_level in levels:
@@ -231,10 +229,14 @@ def blocking_rules() -> list[Any]:
     ]
 
 
+def log_level() -> int:
+    """Splink logs at INFO (and warns of levels EM never saw); custodes shows its own progress
+    bars and summaries, and Splink's chatter only with CUSTODES_DEBUG."""
+    return logging.DEBUG if os.environ.get("CUSTODES_DEBUG") else logging.ERROR
+
+
 def quiet_splink() -> None:
-    """Splink logs at INFO; keep custodes' output to its own progress bars and summaries."""
-    level = logging.DEBUG if os.environ.get("CUSTODES_DEBUG") else logging.WARNING
-    logging.getLogger("splink").setLevel(level)
+    logging.getLogger("splink").setLevel(log_level())
 
 
 def train_linker(linker: Any, *, master_rows: int, request_rows: int, seed: int = 1) -> dict:

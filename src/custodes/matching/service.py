@@ -89,7 +89,9 @@ def train(
             progress("prepare", 1, 1)
         mdl.quiet_splink()
         linker = Linker(
-            [be.register(m_path, mdl.MASTER), be.register(r_path, mdl.REQUEST)], mdl.settings()
+            [be.register(m_path, mdl.MASTER), be.register(r_path, mdl.REQUEST)],
+            mdl.settings(),
+            log_level=mdl.log_level(),
         )
         info = mdl.train_linker(linker, master_rows=n_m, request_rows=n_r, seed=seed)
         if progress:

@@ -166,3 +166,42 @@ request_transitions = Table(
     Column("actor", String(128)),
     Column("reason", Text),
 )
+
+# --- decisions, review, two-person release ----------------------------------------------------
+
+review_resolutions = Table(
+    "review_resolutions",
+    metadata,
+    Column("request_id", String(32), primary_key=True),
+    Column("item_id", String(128), primary_key=True),
+    Column("decision", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+releases = Table(
+    "releases",
+    metadata,
+    Column("request_id", String(32), primary_key=True),
+    Column("outcomes_sha256", String(64), nullable=False),
+    Column("prepared_by", String(128), nullable=False),
+    Column("prepared_at", DateTime(timezone=True), nullable=False),
+    Column("approved_by", String(128)),
+    Column("approved_at", DateTime(timezone=True)),
+    Column("intent_at", DateTime(timezone=True)),
+    Column("released_by", String(128)),
+    Column("released_at", DateTime(timezone=True)),
+    Column("response_sha256", String(64)),
+    Column("checkpoint", Text),
+)
+
+disclosures = Table(
+    "disclosures",
+    metadata,
+    Column("request_id", String(32), primary_key=True),
+    Column("item_id", String(128), primary_key=True),
+    Column("record_id", String(64), nullable=False, index=True),
+    Column("fields", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)

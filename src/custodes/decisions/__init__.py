@@ -1,0 +1,1 @@
+"""Decisions: the pipeline that combines rules and matching into outcomes; review; release."""
