@@ -1,0 +1,245 @@
+"""The main job end to end: process, review, two-person release, the response, the refusals."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+
+from custodes.decisions import pipeline
+from custodes.decisions import release as rel
+from custodes.errors import ConflictError, InputError
+from custodes.matching import service as matching
+from custodes.records import master
+from custodes.requests.generator import generate_request
+from custodes.requests.intake import submit
+from custodes.requests.lifecycle import current_state
+from custodes.rules import registry as reg
+from custodes.rules.ruleset import REFERENCE
+from custodes.store.tables import disclosures, ledger_events
+from custodes.workspace import Workspace, open_workspace
+
+AGENCY = "U.S. Immigration and Customs Enforcement"
+
+
+def _register(ws: Workspace) -> None:
+    reg.add_agency(ws, AGENCY, safeguards_current=True, open_findings=0, actor="admin")
+    reg.add_official(
+        ws,
+        agency=AGENCY,
+        name="Synthetic Director",
+        title="Director",
+        role="head_of_agency",
+        valid_from=dt.date(2025, 1, 1),
+        actor="admin",
+    )
+    reg.add_agreement(ws, REFERENCE.parent / "agreements" / "irs-ice-2025.yaml", actor="admin")
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory: pytest.TempPathFactory, _master_template: Path) -> Path:
+    """A registered workspace with a 400-item (i)(2) request, trained and processed once."""
+    root = tmp_path_factory.mktemp("pipeline")
+    home = root / "ws"
+    shutil.copytree(_master_template, home)
+    shutil.copy(f"{_master_template}.db", f"{home}.db")
+    ws = open_workspace(home, f"sqlite:///{home}.db")
+    _register(ws)
+    generate_request(ws, "irc-6103-i-2", 400, seed=3, out=root / "req")
+    rid = submit(ws, root / "req", actor="clerk").request_id
+    matching.train(ws, rid)
+    pipeline.process(ws, rid, actor="officer")
+    (root / "rid").write_text(rid)
+    ws.close()
+    return home
+
+
+@pytest.fixture
+def ws(processed: Path, tmp_path: Path) -> Iterator[Workspace]:
+    home = tmp_path / "p-ws"
+    shutil.copytree(processed, home)
+    shutil.copy(f"{processed}.db", tmp_path / "p-ws.db")
+    w = open_workspace(home, f"sqlite:///{tmp_path / 'p-ws.db'}")
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def rid(processed: Path) -> str:
+    return (processed.parent / "rid").read_text()
+
+
+def _truth(processed: Path) -> dict[str, dict[str, str]]:
+    with open(processed.parent / "req" / "truth.csv") as fh:
+        return {r["item_id"]: r for r in csv.DictReader(fh)}
+
+
+def _release(ws: Workspace, rid: str, out: Path) -> rel.Released:
+    if current_state_of(ws, rid) == "in_review":
+        rel.resolve(ws, rid, "WITHHOLD", "not sure enough", actor="officer")
+    rel.prepare(ws, rid, actor="officer")
+    rel.approve(ws, rid, actor="approver")
+    return rel.release(ws, rid, out, actor="officer")
+
+
+def current_state_of(ws: Workspace, rid: str) -> str:
+    with ws.engine.connect() as conn:
+        return current_state(conn, rid)
+
+
+def test_outcomes_respect_rules_and_truth(ws: Workspace, rid: str, processed: Path) -> None:
+    truth = _truth(processed)
+    rows = pipeline.effective_outcomes(ws, rid).to_pylist()
+    assert len(rows) == 400
+    outcomes = {r["outcome"] for r in rows}
+    assert "DISCLOSE" in outcomes and "WITHHOLD" in outcomes
+    for r in rows:
+        t = truth[r["item_id"]]
+        if r["outcome"] == "DISCLOSE":
+            assert r["checks"] == []  # zero disclosures for items whose rules fail
+            assert r["record_id"] == t["record_id"]  # zero disclosures to the wrong person
+            assert t["defect"] not in ("tin_only", "placeholder_address", "absent_relative")
+            assert r["last_known_address"]
+        else:
+            assert r["last_known_address"] is None
+        assert r["ruleset_sha256"] and r["model_sha256"]
+
+
+def test_release_end_to_end(ws: Workspace, rid: str, tmp_path: Path, processed: Path) -> None:
+    done = _release(ws, rid, tmp_path / "out")
+    with open(tmp_path / "out" / "response.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    header = json.loads((tmp_path / "out" / "response.json").read_text())
+    assert list(rows[0]) == ["item_id", "answer", "defects", "citations", "last_known_address"]
+    assert header["request_id"] == rid and header["provision"] == "irc-6103-i-2"
+    assert header["recipients"] and header["use_limits"]
+    assert done.disclosed == sum(r["answer"] == "disclosed" for r in rows) > 0
+    truth = _truth(processed)
+    for r in rows:
+        if r["answer"] == rel.NO_INFORMATION:
+            # Record-dependent refusals are indistinguishable: nothing but the answer.
+            assert r["defects"] == "" and r["citations"] == "" and r["last_known_address"] == ""
+        if truth[r["item_id"]]["defect"] in ("absent_relative", "absent_stranger"):
+            assert r["answer"] in (rel.NO_INFORMATION, "not processed: defect in the request")
+    # Exactly one ledger leaf and one disclosures row per disclosed item.
+    with ws.engine.connect() as conn:
+        n_disc = conn.execute(sa.select(sa.func.count()).select_from(disclosures)).scalar()
+        n_leaf = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(ledger_events)
+            .where(ledger_events.c.type == "disclosure")
+        ).scalar()
+    assert n_disc == n_leaf == done.disclosed
+    # Releasing again (e.g. after a crash) discloses nothing twice.
+    again = rel.release(ws, rid, tmp_path / "out2", actor="officer")
+    assert again.resumed and again.disclosed == done.disclosed
+    assert (tmp_path / "out2" / "response.csv").read_bytes() == (
+        tmp_path / "out" / "response.csv"
+    ).read_bytes()
+    with ws.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(disclosures)).scalar() == n_disc
+
+
+def test_interrupted_release_finishes_once(ws: Workspace, rid: str, tmp_path: Path) -> None:
+    if current_state_of(ws, rid) == "in_review":
+        rel.resolve(ws, rid, "WITHHOLD", "r", actor="officer")
+    rel.prepare(ws, rid, actor="officer")
+    rel.approve(ws, rid, actor="approver")
+    # The intent is recorded but the process died before writing anything.
+    from custodes.store.tables import releases
+
+    with ws.engine.begin() as conn:
+        conn.execute(sa.update(releases).values(intent_at=dt.datetime.now(dt.UTC)))
+    done = rel.release(ws, rid, tmp_path / "out", actor="officer")
+    assert done.resumed and current_state_of(ws, rid) == "released"
+    with ws.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(disclosures)).scalar() == (
+            done.disclosed
+        )
+
+
+def test_two_person_rules(ws: Workspace, rid: str, tmp_path: Path) -> None:
+    with pytest.raises(ConflictError) as exc:
+        rel.release(ws, rid, tmp_path / "o", actor="officer")
+    assert exc.value.code == "not_approved"
+    if current_state_of(ws, rid) == "in_review":
+        with pytest.raises(ConflictError) as exc:
+            rel.prepare(ws, rid, actor="officer")
+        assert exc.value.code == "review_open"
+        rel.resolve(ws, rid, "WITHHOLD", "r", actor="officer")
+    with pytest.raises(ConflictError) as exc:
+        rel.approve(ws, rid, actor="approver")
+    assert exc.value.code == "not_prepared"
+    rel.prepare(ws, rid, actor="officer")
+    for who in ("officer", "clerk"):  # the preparer, the submitter
+        with pytest.raises(ConflictError) as exc:
+            rel.approve(ws, rid, actor=who)
+        assert exc.value.code == "self_approval"
+    with pytest.raises(InputError) as exc:
+        rel.approve(ws, rid, actor=" ")
+    assert exc.value.code == "no_actor"
+    rel.approve(ws, rid, actor="approver")
+    assert current_state_of(ws, rid) == "approved"
+
+
+def test_review_refusals(ws: Workspace, rid: str) -> None:
+    if current_state_of(ws, rid) != "in_review":
+        pytest.skip("this request drew no review items")
+    open_ = rel.open_reviews(ws, rid)
+    with pytest.raises(InputError) as exc:
+        rel.resolve(ws, rid, "WITHHOLD", "  ", actor="officer")
+    assert exc.value.code == "bad_argument"
+    with pytest.raises(InputError) as exc:
+        rel.resolve(ws, rid, "WITHHOLD", "r", actor="officer", items=["item-nope"])
+    assert exc.value.code == "not_in_review"
+    blocked = [r for r in open_ if [c for c in r["checks"] if c not in pipeline.RECORD_DEPENDENT]]
+    if blocked:
+        with pytest.raises(ConflictError) as exc:
+            rel.resolve(ws, rid, "DISCLOSE", "r", actor="officer", items=[blocked[0]["item_id"]])
+        assert exc.value.code == "rules_fail"
+    n = rel.resolve(ws, rid, "WITHHOLD", "r", actor="officer", items=[open_[0]["item_id"]])
+    assert n == 1
+    with pytest.raises(InputError):  # already resolved
+        rel.resolve(ws, rid, "WITHHOLD", "r", actor="officer", items=[open_[0]["item_id"]])
+    info = pipeline.explain(ws, rid, open_[0]["item_id"])
+    assert info["outcome"] == "WITHHOLD" and info["resolution"]["decision"] == "WITHHOLD"
+
+
+def test_process_is_idempotent_and_refuses(ws: Workspace, rid: str, tmp_path: Path) -> None:
+    before = pq.read_table(pipeline.outcomes_path(ws, rid))
+    again = pipeline.process(ws, rid, actor="officer")
+    assert again.counts and pq.read_table(pipeline.outcomes_path(ws, rid)).equals(before)
+    with pytest.raises(InputError) as exc:
+        pipeline.explain(ws, rid, "item-nope")
+    assert exc.value.code == "unknown_item"
+    with pytest.raises(InputError) as exc:
+        pipeline.export_outcomes(ws, rid, tmp_path / "x.xlsx")
+    assert exc.value.code == "unsupported_file_type"
+    for ext in (".csv", ".parquet", ".json"):
+        info = pipeline.export_outcomes(ws, rid, tmp_path / f"o{ext}")
+        assert info["rows"] == 400
+    with open(tmp_path / "o.csv") as fh:
+        head = next(csv.reader(fh))
+    assert head == ["item_id", "outcome", "checks", "record_id", "last_known_address"]
+
+
+def test_a_request_that_fails_the_statute_is_refused(ws: Workspace, tmp_path: Path) -> None:
+    generate_request(ws, "irc-6103-i-2", 20, seed=8, out=tmp_path / "bad")
+    env = json.loads((tmp_path / "bad" / "envelope.json").read_text())
+    env["signer"]["role"] = "special_agent"  # not a role (i)(2) allows
+    (tmp_path / "bad" / "envelope.json").write_text(json.dumps(env))
+    rid = submit(ws, tmp_path / "bad").request_id
+    res = pipeline.process(ws, rid, actor="officer")
+    assert res.refused and current_state_of(ws, rid) == "refused"
+    assert "signer-authorized" in [c["check"] for c in res.failing_request_checks]
+    with pytest.raises(ConflictError):
+        pipeline.process(ws, rid, actor="officer")
+    assert not pipeline.outcomes_path(ws, rid).exists()
+    assert master.current(ws).exists
