@@ -84,13 +84,15 @@ def main() -> None:
     print(f"master people / request items           {args.people:>12,} / {args.items:,}")
     print(f"generate master file                    {t_gen:>10.2f} s")
     print(
-        f"train (prior, u sampling, m by EM)      {t_train:>10.2f} s   (model {trained['model_sha256'][:12]})"
+        f"train (prior, u sampling, m by EM)      {t_train:>10.2f} s   "
+        f"(model {trained['model_sha256'][:12]})"
     )
     print(f"raw Splink predict (baseline)           {t_raw:>10.2f} s   ({n_raw:,} pairs)")
     print(f"custodes link (standardize..address)    {t_link:>10.2f} s   ({res.pairs:,} pairs)")
     print(f"ratio link / raw Splink                 {t_link / t_raw:>10.2f} x")
     print(
-        f"identified / review / not identified    {res.identified:,} / {res.review:,} / {res.not_identified:,}"
+        f"identified / review / not identified    {res.identified:,} / {res.review:,} / "
+        f"{res.not_identified:,}"
     )
     print(
         f"wrong person: in file / absent relative / absent stranger   "
@@ -105,7 +107,8 @@ def main() -> None:
         if g["min_margin_bits"] == 3.0 and g["min_probability"] in (0.9, 0.99, 0.999):
             gate = "gate" if g["gate"] else "no gate"
             print(
-                f"  p>={g['min_probability']:<6} margin 3 {gate:<8} identified {g['identified']:>8,}"
+                f"  p>={g['min_probability']:<6} margin 3 {gate:<8} "
+                f"identified {g['identified']:>8,}"
                 f"  wrong {g['wrong']:>5,}  recall {100 * (g['recall'] or 0):.2f} %"
             )
 
