@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/generate.py
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/ledger.py
+	$(BIN)/python bench/matching.py
 
 clean:
 	rm -rf $(VENV) custodes-data .pytest_cache
