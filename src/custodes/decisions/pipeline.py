@@ -45,7 +45,17 @@ OUTCOMES = ("DISCLOSE", "CONFIRM", "NOT_CONFIRMED", "WITHHOLD", "REVIEW")
 # all of them, so that a refusal never reveals whether a record exists.
 RECORD_DEPENDENT = ("identified", "address-on-record")
 ADDRESS_FIELDS = ("last_known_address", "mailing_address")
-PROCESSED = ("decided", "in_review", "prepared", "approved", "released", "recalled")
+# Columns of the outcomes table that are evidence for officers, not part of the per-item view.
+EVIDENCE_COLUMNS = (
+    "review_reasons",
+    "candidate",
+    "probability",
+    "margin_bits",
+    "flags",
+    "ruleset_sha256",
+    "model_sha256",
+)
+VIEW_COLUMNS = ("item_id", "outcome", "checks", "record_id")
 
 
 @dataclass
@@ -387,16 +397,7 @@ def export_outcomes(ws: Workspace, request_id: str, out: Path) -> dict[str, Any]
             f"{out.name}: use a .csv, .parquet or .json file name.", code="unsupported_file_type"
         )
     table = effective_outcomes(ws, request_id)
-    hidden = (
-        "review_reasons",
-        "candidate",
-        "probability",
-        "margin_bits",
-        "flags",
-        "ruleset_sha256",
-        "model_sha256",
-    )
-    table = table.select([c for c in table.column_names if c not in hidden])
+    table = table.select([c for c in table.column_names if c not in EVIDENCE_COLUMNS])
     con = duckdb.connect()
     try:
         con.register("t", table)

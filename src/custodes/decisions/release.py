@@ -30,7 +30,13 @@ import duckdb
 import pyarrow as pa
 from sqlalchemy import insert, select, update
 
-from custodes.decisions.pipeline import RECORD_DEPENDENT, _folder, effective_outcomes
+from custodes.decisions.pipeline import (
+    EVIDENCE_COLUMNS,
+    RECORD_DEPENDENT,
+    VIEW_COLUMNS,
+    _folder,
+    effective_outcomes,
+)
 from custodes.errors import ConflictError, InputError
 from custodes.ledger import log
 from custodes.ledger.events import Event
@@ -257,19 +263,7 @@ def _response_rows(ws: Workspace, request_id: str) -> tuple[pa.Table, list[str]]
     """One row per item: the answer, the permitted fields, defects with their citations."""
     table = effective_outcomes(ws, request_id)
     rs = load()
-    fixed = {
-        "item_id",
-        "outcome",
-        "checks",
-        "review_reasons",
-        "record_id",
-        "candidate",
-        "probability",
-        "margin_bits",
-        "flags",
-        "ruleset_sha256",
-        "model_sha256",
-    }
+    fixed = set(EVIDENCE_COLUMNS) | set(VIEW_COLUMNS)
     fields = [c for c in table.column_names if c not in fixed]
     cit_map = (
         "MAP {"
