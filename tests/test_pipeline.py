@@ -243,3 +243,100 @@ def test_a_request_that_fails_the_statute_is_refused(ws: Workspace, tmp_path: Pa
         pipeline.process(ws, rid, actor="officer")
     assert not pipeline.outcomes_path(ws, rid).exists()
     assert master.current(ws).exists
+
+
+def test_recall_items_then_the_rest_and_certify(ws: Workspace, rid: str, tmp_path: Path) -> None:
+    from custodes.decisions import recall as rc
+
+    with pytest.raises(ConflictError) as exc:  # nothing released yet
+        rc.recall(ws, reason="ruling", actor="officer", request_id=rid)
+    assert exc.value.code == "illegal_transition"
+    done = _release(ws, rid, tmp_path / "out")
+    with open(tmp_path / "out" / "response.csv") as fh:
+        disclosed = [r["item_id"] for r in csv.DictReader(fh) if r["answer"] == "disclosed"]
+    assert len(disclosed) == done.disclosed >= 2
+    withheld = pipeline.effective_outcomes(ws, rid).to_pylist()
+    not_disclosed = next(r["item_id"] for r in withheld if r["outcome"] == "WITHHOLD")
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"request_id,item_id\n{rid},{disclosed[0]}\n{rid},{not_disclosed}\n")
+    with pytest.raises(InputError) as exc:
+        rc.recall(ws, reason="ruling", actor="officer", items_file=bad)
+    assert exc.value.code == "not_disclosed" and "bad.csv:3" in exc.value.message
+    with pytest.raises(InputError) as exc:
+        rc.recall(ws, reason=" ", actor="officer", request_id=rid)
+    assert exc.value.code == "bad_argument"
+
+    one = tmp_path / "one.csv"
+    one.write_text(f"request_id,item_id\n{rid},{disclosed[0]}\n")
+    first = rc.recall(
+        ws, reason="D.D.C. ruling", actor="officer", items_file=one, out=tmp_path / "notice"
+    )
+    assert first["items"] == 1 and first["fields"] == ["last_known_address"]
+    assert current_state_of(ws, rid) == "released"  # the rest still stands
+    notice = json.loads((tmp_path / "notice" / "notice.json").read_text())
+    assert notice["requests"][0]["items"] == [disclosed[0]]
+    assert notice["requests"][0]["recipients"]
+    assert "destroy" in (tmp_path / "notice" / "notice.txt").read_text()
+    with pytest.raises(ConflictError) as exc:
+        rc.recall(ws, reason="again", actor="officer", items_file=one)
+    assert exc.value.code == "already_recalled"
+    with pytest.raises(ConflictError) as exc:  # the whole request includes the recalled item
+        rc.recall(ws, reason="all", actor="officer", request_id=rid)
+    assert exc.value.code == "already_recalled"
+
+    rest = tmp_path / "rest.parquet"
+    import pyarrow as pa
+
+    pq.write_table(
+        pa.table({"request_id": [rid] * (len(disclosed) - 1), "item_id": disclosed[1:]}), rest
+    )
+    rc.recall(ws, reason="D.D.C. ruling", actor="officer", items_file=rest)
+    assert current_state_of(ws, rid) == "recalled"
+    with ws.engine.connect() as conn:
+        n = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(ledger_events)
+            .where(ledger_events.c.type == "disclosure.recalled")
+        ).scalar()
+    assert n == len(disclosed)
+
+    assert [r["status"] for r in rc.listing(ws)] == ["open", "open"]
+    with pytest.raises(InputError) as exc:
+        rc.certify(
+            ws,
+            "rcl-nope",
+            certified_by="X",
+            certified_on=dt.date.today(),
+            certificate=None,
+            actor="officer",
+        )
+    assert exc.value.code == "unknown_recall"
+    with pytest.raises(InputError):
+        rc.certify(
+            ws,
+            first["recall_id"],
+            certified_by="X",
+            certified_on=dt.date.today() + dt.timedelta(days=2),
+            certificate=None,
+            actor="officer",
+        )
+    rc.certify(
+        ws,
+        first["recall_id"],
+        certified_by="Records Officer, ICE",
+        certified_on=dt.date.today(),
+        certificate="letter 7",
+        actor="officer",
+    )
+    with pytest.raises(ConflictError) as exc:
+        rc.certify(
+            ws,
+            first["recall_id"],
+            certified_by="Y",
+            certified_on=dt.date.today(),
+            certificate=None,
+            actor="officer",
+        )
+    assert exc.value.code == "already_certified"
+    assert sorted(r["status"] for r in rc.listing(ws)) == ["certified", "open"]

@@ -1448,6 +1448,133 @@ def release(
     out.print(_kv_table(f"Released {request_id}", res.to_dict()))
 
 
+@app.command()
+@handles_errors
+def recall(
+    request_id: Annotated[
+        str | None, typer.Argument(help="A released request: recall all its disclosures.")
+    ] = None,
+    items: Annotated[
+        Path | None,
+        typer.Option("--items", help="CSV/Parquet with request_id, item_id: recall just these."),
+    ] = None,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why the disclosures were improper (recorded).")
+    ] = "",
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Folder for the notice (default: recalls/<id> in the workspace)."
+        ),
+    ] = None,
+    actor: ActorOpt = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Mark disclosures as improper (e.g. after a court ruling): lists the items, recipients
+    and fields affected and writes the return-or-destroy notice for the recipient."""
+    from custodes.decisions.recall import recall as do_recall
+    from custodes.workspace import open_workspace
+
+    info = do_recall(
+        open_workspace(home),
+        reason=reason,
+        actor=_actor(actor),
+        request_id=request_id,
+        items_file=items,
+        out=out_dir,
+    )
+    if json_out:
+        _emit_json(info)
+        return
+    out.print(
+        _kv_table(
+            f"Recall {info['recall_id']}",
+            {
+                "items recalled": info["items"],
+                "requests": ", ".join(info["requests"]),
+                "recipients": "; ".join(
+                    f"{o.get('name')} ({o.get('id')})" for rs in info["recipients"] for o in rs
+                ),
+                "fields": ", ".join(info["fields"]),
+                "notice": info["notice"],
+            },
+        )
+    )
+    out.print("Record the recipient's certification with 'custodes certify-destruction'.")
+
+
+@app.command("recalls")
+@handles_errors
+def recalls_list(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """Recalls and whether the recipient has certified destruction (open, overdue, certified)."""
+    from custodes.decisions.recall import listing
+    from custodes.workspace import open_workspace
+
+    rows = listing(open_workspace(home))
+    if json_out:
+        _emit_json(rows)
+        return
+    table = Table(
+        "recall",
+        "issued",
+        "items",
+        "status",
+        "return by",
+        "certified by",
+        title="Recalls",
+        title_justify="left",
+    )
+    for r in rows:
+        table.add_row(
+            r["recall_id"],
+            str(r["at"])[:19],
+            f"{r['items']:,}",
+            r["status"],
+            r["return_by"],
+            r["certified_by"] or "",
+        )
+    out.print(table)
+
+
+@app.command("certify-destruction")
+@handles_errors
+def certify_destruction(
+    recall_id: Annotated[str, typer.Argument(help="The recall's id.")],
+    by: Annotated[str, typer.Option("--by", help="Who certified it (name and title).")],
+    on: Annotated[str, typer.Option("--on", help="Date of the certification, YYYY-MM-DD.")],
+    certificate: Annotated[
+        str | None, typer.Option("--certificate", help="Reference of the written certificate.")
+    ] = None,
+    actor: ActorOpt = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Record the recipient's certification that recalled information was destroyed."""
+    import datetime as dt
+
+    from custodes.decisions.recall import certify
+    from custodes.errors import InputError
+    from custodes.workspace import open_workspace
+
+    try:
+        day = dt.date.fromisoformat(on)
+    except ValueError:
+        raise InputError("--on must be a date, YYYY-MM-DD.", code="bad_argument") from None
+    info = certify(
+        open_workspace(home),
+        recall_id,
+        certified_by=by,
+        certified_on=day,
+        certificate=certificate,
+        actor=_actor(actor),
+    )
+    _emit_json(info) if json_out else out.print(
+        f"Recall {recall_id}: destruction certified by {info['certified_by']} on "
+        f"{info['certified_on']}."
+    )
+
+
 def main() -> None:
     app()
 

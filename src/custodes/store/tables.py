@@ -205,3 +205,25 @@ disclosures = Table(
     Column("fields", Text, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
 )
+
+recalls = Table(
+    "recalls",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("items", Integer, nullable=False),
+    Column("certified_by", String(200)),
+    Column("certified_on", Date),
+    Column("certificate", Text),
+    Column("recorded_by", String(128)),
+)
+
+recall_items = Table(
+    "recall_items",
+    metadata,
+    Column("recall_id", String(32), primary_key=True),
+    Column("request_id", String(32), primary_key=True),
+    Column("item_id", String(128), primary_key=True),
+)

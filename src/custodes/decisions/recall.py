@@ -1,0 +1,321 @@
+"""Recall: marking disclosures improper, the return-or-destroy notice, and its certification.
+
+A recall names a whole released request or a file of (request_id, item_id) pairs. Each
+recalled disclosure gets a ledger leaf (``disclosure.recalled``, with the opaque record id), so
+the accounting of disclosures shows it; a request whose every disclosure is recalled moves to
+``recalled``. The notice tells the recipient agency which items and fields to return or destroy;
+the recall stays open until somebody records the recipient's certification of destruction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+
+from custodes.decisions.release import _need_actor
+from custodes.errors import ConflictError, InputError
+from custodes.ledger import log
+from custodes.ledger.events import Event
+from custodes.records.files import read_text_table
+from custodes.requests.format import ENVELOPE_FILE
+from custodes.requests.lifecycle import current_state, transition
+from custodes.rules.ruleset import load
+from custodes.store.tables import disclosures, recall_items, recalls, requests
+from custodes.workspace import Workspace
+
+RETURN_WITHIN_DAYS = 30
+
+
+def _targets(
+    ws: Workspace, request_id: str | None, items_file: Path | None
+) -> list[tuple[str, str]]:
+    if (request_id is None) == (items_file is None):
+        raise InputError(
+            "Name a released request or give --items FILE (request_id, item_id), not both.",
+            code="bad_argument",
+        )
+    with ws.engine.connect() as conn:
+        if request_id is not None:
+            state = current_state(conn, request_id)
+            rows = conn.execute(
+                select(disclosures.c.request_id, disclosures.c.item_id).where(
+                    disclosures.c.request_id == request_id
+                )
+            ).all()
+            if state != "released":
+                raise ConflictError(
+                    f"Request {request_id} is {state}; only a released request can be recalled.",
+                    code="illegal_transition",
+                )
+            if not rows:
+                raise ConflictError(
+                    f"Request {request_id} disclosed nothing; there is nothing to recall.",
+                    code="nothing_disclosed",
+                )
+            return [(r[0], r[1]) for r in rows]
+        assert items_file is not None
+        table = read_text_table(items_file, ("request_id", "item_id"))
+        off = 1 if items_file.suffix.lower() == ".csv" else 0
+        wanted = [
+            (r["request_id"].strip(), r["item_id"].strip(), r["_row"] + off)
+            for r in table.to_pylist()
+        ]
+        if not wanted:
+            raise InputError(f"{items_file.name}: no items to recall.", code="no_items")
+        known = {
+            (r[0], r[1])
+            for r in conn.execute(
+                select(disclosures.c.request_id, disclosures.c.item_id).where(
+                    disclosures.c.request_id.in_({w[0] for w in wanted})
+                )
+            )
+        }
+        for req, item, line in wanted:
+            if (req, item) not in known:
+                raise InputError(
+                    f"{items_file.name}:{line}: item {item} of {req} was not disclosed.",
+                    code="not_disclosed",
+                )
+        return list(dict.fromkeys((w[0], w[1]) for w in wanted))
+
+
+def recall(
+    ws: Workspace,
+    *,
+    reason: str,
+    actor: str | None,
+    request_id: str | None = None,
+    items_file: Path | None = None,
+    out: Path | None = None,
+) -> dict[str, Any]:
+    """Recall disclosures; write the return-or-destroy notice. Returns what was affected."""
+    actor = _need_actor(actor)
+    if not reason or not reason.strip():
+        raise InputError("A recall needs a reason (e.g. the court ruling).", code="bad_argument")
+    targets = _targets(ws, request_id, items_file)
+    recall_id = f"rcl-{secrets.token_hex(6)}"
+    now = dt.datetime.now(dt.UTC)
+    with ws.engine.begin() as conn:
+        already = conn.execute(
+            select(recall_items.c.request_id, recall_items.c.item_id).where(
+                recall_items.c.request_id.in_({t[0] for t in targets})
+            )
+        ).all()
+        clash = set(targets) & {(r[0], r[1]) for r in already}
+        if clash:
+            req, item = sorted(clash)[0]
+            raise ConflictError(
+                f"Item {item} of {req} is already recalled ({len(clash)} item(s) in all).",
+                code="already_recalled",
+            )
+        conn.execute(
+            insert(recalls).values(
+                id=recall_id, reason=reason.strip(), actor=actor, at=now, items=len(targets)
+            )
+        )
+        conn.execute(
+            insert(recall_items),
+            [{"recall_id": recall_id, "request_id": r, "item_id": i} for r, i in targets],
+        )
+        record_of = {
+            (r.request_id, r.item_id): r.record_id
+            for r in conn.execute(
+                select(disclosures).where(disclosures.c.request_id.in_({t[0] for t in targets}))
+            )
+        }
+        log.append(
+            conn,
+            [
+                Event(
+                    "disclosure.recalled",
+                    actor=actor,
+                    request_id=r,
+                    record_id=record_of[(r, i)],
+                    data={"item_id": i, "recall_id": recall_id},
+                )
+                for r, i in targets
+            ],
+        )
+        for req in sorted({t[0] for t in targets}):
+            disclosed = conn.execute(
+                select(func.count()).select_from(disclosures).where(disclosures.c.request_id == req)
+            ).scalar()
+            recalled = conn.execute(
+                select(func.count())
+                .select_from(recall_items)
+                .where(recall_items.c.request_id == req)
+            ).scalar()
+            if disclosed == recalled and current_state(conn, req) == "released":
+                transition(conn, req, "recalled", actor=actor, reason=reason.strip())
+        fields = {
+            (r.request_id, r.item_id): json.loads(r.fields)
+            for r in conn.execute(
+                select(disclosures).where(disclosures.c.request_id.in_({t[0] for t in targets}))
+            )
+        }
+        agencies = dict(
+            conn.execute(
+                select(requests.c.id, requests.c.agency).where(
+                    requests.c.id.in_({t[0] for t in targets})
+                )
+            ).all()
+        )
+    notice = _notice(ws, recall_id, reason.strip(), now, targets, fields, agencies)
+    folder = out or ws.home / "recalls" / recall_id
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "notice.json").write_text(json.dumps(notice, indent=2, ensure_ascii=False) + "\n")
+    (folder / "notice.txt").write_text(_notice_text(notice))
+    return {
+        "recall_id": recall_id,
+        "items": len(targets),
+        "requests": sorted({t[0] for t in targets}),
+        "notice": str(folder),
+        "recipients": [r["recipients"] for r in notice["requests"]],
+        "fields": sorted({f for v in fields.values() for f in v}),
+    }
+
+
+def _notice(
+    ws: Workspace,
+    recall_id: str,
+    reason: str,
+    at: dt.datetime,
+    targets: list[tuple[str, str]],
+    fields: dict[tuple[str, str], list[str]],
+    agencies: dict[str, str],
+) -> dict[str, Any]:
+    rs = load()
+    per_request = []
+    for req in sorted({t[0] for t in targets}):
+        env = json.loads((ws.home / "requests" / req / ENVELOPE_FILE).read_text(encoding="utf-8"))
+        items = sorted(i for r, i in targets if r == req)
+        prov = rs.provisions.get(env.get("provision", ""))
+        per_request.append(
+            {
+                "request_id": req,
+                "agency": agencies.get(req),
+                "provision": env.get("provision"),
+                "citation": prov.citation if prov else None,
+                "recipients": env.get("officials") or [],
+                "fields": sorted({f for i in items for f in fields[(req, i)]}),
+                "items": items,
+            }
+        )
+    return {
+        "recall_id": recall_id,
+        "issued_at": at.isoformat(timespec="seconds"),
+        "reason": reason,
+        "instruction": (
+            "The information disclosed for the items listed was disclosed improperly. Return it "
+            f"or destroy every copy within {RETURN_WITHIN_DAYS} days, including copies passed "
+            "on to others, and certify the destruction in writing to the disclosing agency, "
+            f"citing recall {recall_id}."
+        ),
+        "return_by": (at + dt.timedelta(days=RETURN_WITHIN_DAYS)).date().isoformat(),
+        "requests": per_request,
+    }
+
+
+def _notice_text(n: dict[str, Any]) -> str:
+    lines = [
+        f"NOTICE TO RETURN OR DESTROY — recall {n['recall_id']}",
+        f"Issued {n['issued_at']}; return or destroy by {n['return_by']}.",
+        f"Reason: {n['reason']}",
+        "",
+        n["instruction"],
+        "",
+    ]
+    for r in n["requests"]:
+        lines += [
+            f"Request {r['request_id']} ({r['provision']}, {r['citation']}) from {r['agency']}",
+            "  Recipients: "
+            + "; ".join(
+                f"{o.get('name')} ({o.get('title')}, {o.get('id')})" for o in r["recipients"]
+            ),
+            f"  Fields: {', '.join(r['fields'])}",
+            f"  Items ({len(r['items'])}): {', '.join(r['items'])}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def certify(
+    ws: Workspace,
+    recall_id: str,
+    *,
+    certified_by: str,
+    certified_on: dt.date,
+    certificate: str | None,
+    actor: str | None,
+) -> dict[str, Any]:
+    """Record the recipient's certification that the recalled data was destroyed."""
+    actor = _need_actor(actor)
+    if not certified_by.strip():
+        raise InputError("Say who certified the destruction (--by).", code="bad_argument")
+    if certified_on > dt.date.today():
+        raise InputError("The certification date is in the future.", code="bad_argument")
+    with ws.engine.begin() as conn:
+        row = conn.execute(select(recalls).where(recalls.c.id == recall_id)).first()
+        if row is None:
+            raise InputError(f"No recall '{recall_id}'.", code="unknown_recall")
+        if row.certified_by is not None:
+            raise ConflictError(
+                f"Recall {recall_id} was already certified on {row.certified_on}.",
+                code="already_certified",
+            )
+        if certified_on < row.at.date():
+            raise InputError("The certification predates the recall notice.", code="bad_argument")
+        done = conn.execute(
+            update(recalls)
+            .where(recalls.c.id == recall_id, recalls.c.certified_by.is_(None))
+            .values(
+                certified_by=certified_by.strip(),
+                certified_on=certified_on,
+                certificate=certificate,
+                recorded_by=actor,
+            )
+        )
+        if done.rowcount != 1:
+            raise ConflictError(f"Recall {recall_id} changed meanwhile.", code="conflict")
+        log.append(
+            conn,
+            [
+                Event(
+                    "recall.certified",
+                    actor=actor,
+                    data={"recall_id": recall_id, "certified_on": certified_on.isoformat()},
+                )
+            ],
+        )
+    return {
+        "recall_id": recall_id,
+        "certified_by": certified_by.strip(),
+        "certified_on": certified_on.isoformat(),
+    }
+
+
+def listing(ws: Workspace) -> list[dict[str, Any]]:
+    with ws.engine.connect() as conn:
+        rows = conn.execute(select(recalls).order_by(recalls.c.at)).all()
+    today = dt.date.today()
+    out = []
+    for r in rows:
+        due = r.at.date() + dt.timedelta(days=RETURN_WITHIN_DAYS)
+        status = "certified" if r.certified_by else ("overdue" if today > due else "open")
+        out.append(
+            {
+                "recall_id": r.id,
+                "at": r.at,
+                "items": r.items,
+                "status": status,
+                "return_by": due.isoformat(),
+                "certified_by": r.certified_by,
+                "certified_on": r.certified_on,
+            }
+        )
+    return out
