@@ -340,3 +340,123 @@ def test_recall_items_then_the_rest_and_certify(ws: Workspace, rid: str, tmp_pat
         )
     assert exc.value.code == "already_certified"
     assert sorted(r["status"] for r in rc.listing(ws)) == ["certified", "open"]
+
+
+# --- crash safety: kill the real command at random points, run it again ----------------------
+
+
+def _cli(home: Path, *args: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "custodes", *args, "--home", str(home)]
+
+
+def _env(home: Path) -> dict[str, str]:
+    import os
+
+    return os.environ | {"CUSTODES_STORE_URL": f"sqlite:///{home}.db", "CUSTODES_ACTOR": "officer"}
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    shutil.copy(f"{src}.db", f"{dst}.db")
+    return dst
+
+
+def _kill_at(cmd: list[str], env: dict[str, str], delay: float) -> None:
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> float:
+    import subprocess
+    import time
+
+    t = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return time.perf_counter() - t
+
+
+@pytest.mark.slow
+def test_process_killed_anywhere_resumes_identically(processed: Path, tmp_path: Path) -> None:
+    import random
+
+    base = _copy(processed, tmp_path / "base")
+    ws = open_workspace(base, f"sqlite:///{base}.db")
+    generate_request(ws, "irc-6103-i-2", 150, seed=31, out=tmp_path / "req")
+    rid = submit(ws, tmp_path / "req").request_id
+    ws.close()
+    ref = _copy(base, tmp_path / "ref")
+    duration = _run(_cli(ref, "process", rid), _env(ref))
+    reference = pq.read_table(ref / "requests" / rid / "decisions" / "outcomes.parquet")
+    rng = random.Random(5)
+    interrupted = []
+    for k in range(6):
+        home = _copy(base, tmp_path / f"k{k}")
+        _kill_at(_cli(home, "process", rid), _env(home), rng.uniform(0.2, duration))
+        w = open_workspace(home, f"sqlite:///{home}.db")
+        interrupted.append(current_state_of(w, rid))
+        w.close()
+        _run(_cli(home, "process", rid), _env(home))
+        got = pq.read_table(home / "requests" / rid / "decisions" / "outcomes.parquet")
+        assert got.equals(reference), f"kill {k}"
+        w = open_workspace(home, f"sqlite:///{home}.db")
+        assert current_state_of(w, rid) in ("decided", "in_review")
+        w.close()
+    # The kills landed at different stages (before, between and after the transitions).
+    print("states at the kills:", interrupted)
+    assert len(set(interrupted)) >= 2
+
+
+@pytest.mark.slow
+def test_release_killed_anywhere_discloses_once_with_ledger(
+    processed: Path, rid: str, tmp_path: Path
+) -> None:
+    import random
+
+    base = _copy(processed, tmp_path / "base")
+    ws = open_workspace(base, f"sqlite:///{base}.db")
+    if current_state_of(ws, rid) == "in_review":
+        rel.resolve(ws, rid, "WITHHOLD", "r", actor="officer")
+    rel.prepare(ws, rid, actor="officer")
+    rel.approve(ws, rid, actor="approver")
+    expected = sum(
+        o == "DISCLOSE" for o in pipeline.effective_outcomes(ws, rid)["outcome"].to_pylist()
+    )
+    ws.close()
+    ref = _copy(base, tmp_path / "ref")
+    duration = _run(_cli(ref, "release", rid, "--out", str(tmp_path / "ref-out")), _env(ref))
+    reference = (tmp_path / "ref-out" / "response.csv").read_bytes()
+    rng = random.Random(7)
+    for k in range(5):
+        home = _copy(base, tmp_path / f"k{k}")
+        out = tmp_path / f"out{k}"
+        _kill_at(
+            _cli(home, "release", rid, "--out", str(out)), _env(home), rng.uniform(0.2, duration)
+        )
+        _run(_cli(home, "release", rid, "--out", str(out)), _env(home))
+        assert (out / "response.csv").read_bytes() == reference, f"kill {k}"
+        w = open_workspace(home, f"sqlite:///{home}.db")
+        with w.engine.connect() as conn:
+            rows = conn.execute(sa.select(disclosures.c.item_id)).scalars().all()
+            leaves = (
+                conn.execute(
+                    sa.select(ledger_events.c.record_id).where(ledger_events.c.type == "disclosure")
+                )
+                .scalars()
+                .all()
+            )
+        assert len(rows) == len(set(rows)) == len(leaves) == expected, f"kill {k}"
+        assert current_state_of(w, rid) == "released"
+        from custodes.ledger import service as ledger
+
+        assert ledger.audit_store(w).ok, f"kill {k}"
+        w.close()
