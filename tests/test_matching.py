@@ -157,10 +157,17 @@ CASES = {
         None,
         {"tin_conflict"},
     ),
+    # A nickname (or a first name with a typo) needs corroboration: a middle name or a TIN.
     "nickname": (
-        _item("nickname", "OZZY", "PRENTISSIMO", "1975-10-20", addr=TWIN_ADDR),
+        _item("nickname", "OZZY", "PRENTISSIMO", "1975-10-20", tin="585471239", addr=TWIN_ADDR),
         "identified",
         "585471239",
+        set(),
+    ),
+    "nickname-alone": (
+        _item("nickname-alone", "OZZY", "PRENTISSIMO", "1975-10-20", addr=TWIN_ADDR),
+        "not_identified_or_review",
+        None,
         set(),
     ),
     "mover-old-address": (
@@ -270,6 +277,14 @@ def test_address_on_record_any_year_and_periods(ws: Workspace, tmp_path: Path) -
             CASES["mover-old-address"][0],  # the 2021 address, written differently
             _item("current", "OSWALD", "PRENTISSIMO", "1975-10-20", addr=TWIN_ADDR),
             _item(
+                "elsewhere-with-tin",
+                "OSWALD",
+                "PRENTISSIMO",
+                "1975-10-20",
+                tin="585471239",
+                addr={**ADDR, "street": "98 OAK STREET"},
+            ),
+            _item(
                 "elsewhere",
                 "OSWALD",
                 "PRENTISSIMO",
@@ -284,8 +299,21 @@ def test_address_on_record_any_year_and_periods(ws: Workspace, tmp_path: Path) -
     # The envelope asks about 2024; the 2021 address is on record but not in those periods.
     assert rows["mover-old-address"]["address_on_record_in_periods"] is False
     assert rows["current"]["address_on_record_in_periods"] is True
+    # Another address, no TIN: the match rests on name and DOB alone. This name is rare
+    # enough in this master file that a namesake born the same day is improbable...
     assert rows["elsewhere"]["status"] == "identified"
     assert rows["elsewhere"]["address_on_record"] is False
+    assert rows["elsewhere-with-tin"]["status"] == "identified"
+    # ...but asked for a margin no name can reach, it goes to review as a possible namesake,
+    # while the same person with a TIN that agrees, or at an address on record, stays identified.
+    strict = service.link(
+        ws, rid, overrides={"namesake_margin_bits": 59.0}, out=tmp_path / "strict.parquet"
+    )
+    rows = {r["item_id"]: r for r in pq.read_table(strict.path).to_pylist()}
+    assert rows["elsewhere"]["status"] == "review"
+    assert "namesake_risk" in rows["elsewhere"]["reasons"]
+    assert rows["elsewhere-with-tin"]["status"] == "identified"
+    assert rows["current"]["status"] == "identified"
 
 
 def test_generated_request_has_no_wrong_person(ws: Workspace, tmp_path: Path) -> None:

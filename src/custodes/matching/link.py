@@ -48,10 +48,6 @@ from custodes.records import master
 
 Progress = Callable[[str, int, int], None]
 
-# Flags that stop an identification (the item goes to review) and flags that only inform.
-BLOCKING_FLAGS = ("suffix_conflict", "tin_conflict", "tin_name_conflict")
-INFO_FLAGS = ("household", "generational", "twin", "tin_typo", "dob_missing")
-FIELDS = ("first", "last", "dob", "tin", "address")
 ITEMS_PER_CHUNK = int(os.environ.get("CUSTODES_MATCH_CHUNK_ITEMS", "250000"))
 
 
@@ -310,6 +306,9 @@ def decide(
     master_path: Path,
     request_path: Path,
     t: Thresholds,
+    mf: master.MasterFile,
+    items_path: Path,
+    envelope_periods: list[int],
 ) -> None:
     """Create the temp table `linked`: one row per item with its verdict and evidence."""
     con.register("pairs", pairs)
@@ -337,6 +336,7 @@ def decide(
                r.first AS r_first, m.first AS m_first, r.dob AS r_dob, m.dob AS m_dob,
                r.suffix AS r_suffix, m.suffix AS m_suffix, r.tin AS r_tin, m.tin AS m_tin,
                r.last AS r_last, m.last AS m_last, m.hh_key,
+               coalesce(r.middle = m.middle, FALSE) AS middle_exact,
                r.first = m.first AS first_exact,
                EXISTS (SELECT 1 FROM nick WHERE nick.a = r.first AND nick.b = m.first)
                  AS first_nick,
@@ -356,8 +356,13 @@ def decide(
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE gated AS
         SELECT *,
-          coalesce(first_exact OR first_nick OR (first_jw >= {jw} AND dob_exact), FALSE)
+          tin_exact OR tin_one_edit AS tin_agrees,
+          coalesce(first_exact OR ((first_nick OR (first_jw >= {jw} AND dob_exact))
+                                   AND (middle_exact OR tin_exact OR tin_one_edit)), FALSE)
             AS first_ok,
+          coalesce(NOT first_exact AND (first_nick OR (first_jw >= {jw} AND dob_exact))
+                   AND NOT (middle_exact OR tin_exact OR tin_one_edit), FALSE)
+            AS first_uncorroborated,
           coalesce(dob_exact OR (dob_near AND first_exact), FALSE) AS dob_ok,
           coalesce(r_suffix IS NOT NULL AND m_suffix IS NOT NULL AND r_suffix <> m_suffix, FALSE)
             AS suffix_conflict,
@@ -378,29 +383,45 @@ def decide(
         WHERE g.record_id IS NOT NULL AND g.hh_key <> ''
         GROUP BY g.item_id"""
     )
+    _address_on_record(con, mf, request_path, items_path, envelope_periods)
+    # A match that rests on name and date of birth alone (no TIN agrees, the supplied address
+    # agrees with no return) may be a namesake born the same day: at 5M x 1M three absent
+    # strangers were identified that way. Such a match stands only if the name and DOB are
+    # rare enough: expected namesakes in this master file below 2^-namesake_margin_bits.
+    n_master = con.execute("SELECT count(*) FROM m").fetchall()[0][0]
+    namesake_bits = math.log2(max(n_master, 2)) + t.namesake_margin_bits
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE linked AS
         WITH f AS (
           SELECT g.*, coalesce(h.household, FALSE) AS household,
+                 coalesce(c.any_year, FALSE) AS address_on_record,
+                 coalesce(c.in_periods, FALSE) AS address_on_record_in_periods,
+                 coalesce(NOT g.tin_agrees AND NOT coalesce(c.any_year, FALSE)
+                          AND coalesce(g.w_address, 0) <= 0
+                          AND g.w_first + g.w_last + g.w_dob < {namesake_bits}, FALSE)
+                   AS namesake_risk,
                  coalesce(h.generational, FALSE) AS generational, coalesce(h.twin, FALSE) AS twin,
                  g.tin_exact AND NOT (g.first_ok AND (g.dob_ok OR g.r_dob IS NULL))
                    AS tin_name_conflict,
                  (g.first_ok AND NOT g.suffix_conflict
                   AND (g.dob_ok OR (g.r_dob IS NULL AND g.tin_exact))) AS gate
-          FROM gated g LEFT JOIN household h USING (item_id)),
+          FROM gated g LEFT JOIN household h USING (item_id)
+          LEFT JOIN addr_check c USING (item_id)),
         v AS (
           SELECT f.*,
             list_filter([
               CASE WHEN suffix_conflict THEN 'suffix_conflict' END,
               CASE WHEN tin_conflict THEN 'tin_conflict' END,
               CASE WHEN tin_name_conflict THEN 'tin_name_conflict' END,
+              CASE WHEN namesake_risk THEN 'namesake_risk' END,
               CASE WHEN household THEN 'household' END,
               CASE WHEN generational THEN 'generational' END,
               CASE WHEN twin THEN 'twin' END,
               CASE WHEN tin_one_edit THEN 'tin_typo' END,
               CASE WHEN r_dob IS NULL AND record_id IS NOT NULL THEN 'dob_missing' END
             ], lambda x: x IS NOT NULL) AS flags,
-            (suffix_conflict OR tin_conflict OR tin_name_conflict) AS blocked
+            (suffix_conflict OR tin_conflict OR tin_name_conflict OR namesake_risk)
+              AS blocked
           FROM f)
         SELECT item_id,
           CASE WHEN record_id IS NULL THEN 'not_identified'
@@ -415,27 +436,31 @@ def decide(
             CASE WHEN record_id IS NULL THEN 'no_candidate' END,
             CASE WHEN probability < {t.min_probability} THEN 'low_probability' END,
             CASE WHEN margin_bits < {t.min_margin_bits} THEN 'near_tie' END,
-            CASE WHEN record_id IS NOT NULL AND NOT first_ok THEN 'first_name_differs' END,
+            CASE WHEN record_id IS NOT NULL AND NOT first_ok THEN
+                 (CASE WHEN first_uncorroborated THEN 'first_name_uncorroborated'
+                       ELSE 'first_name_differs' END) END,
             CASE WHEN record_id IS NOT NULL AND NOT dob_ok THEN
                  (CASE WHEN r_dob IS NULL THEN 'dob_missing' ELSE 'dob_differs' END) END,
             CASE WHEN suffix_conflict THEN 'suffix_conflict' END,
             CASE WHEN tin_conflict THEN 'tin_conflict' END,
-            CASE WHEN tin_name_conflict THEN 'tin_name_conflict' END
+            CASE WHEN tin_name_conflict THEN 'tin_name_conflict' END,
+            CASE WHEN namesake_risk THEN 'namesake_risk' END
           ], lambda x: x IS NOT NULL) AS reasons,
-          w_first, w_last, w_dob, w_tin, w_address
+          w_first, w_last, w_dob, w_tin, w_address, address_on_record,
+          address_on_record_in_periods
         FROM v"""
     )
 
 
-def address_on_record(
+def _address_on_record(
     con: duckdb.DuckDBPyConnection,
     mf: master.MasterFile,
     request_path: Path,
     items_path: Path,
     envelope_periods: list[int],
 ) -> None:
-    """Add `address_on_record` (any tax year) and `address_on_record_in_periods` to `linked`
-    for every item with a candidate: the supplied address, standardized, against every address
+    """Table `addr_check`: `any_year` and `in_periods` for every item with a candidate: the
+    supplied address, standardized, against every address
     the candidate filed from, with the tolerance of `standardize.ADDRESS_MATCH_SQL`. The periods
     are the item's own `taxable_periods` (``;``-separated) or else the envelope's."""
     addresses = mf.path("addresses")
@@ -443,7 +468,7 @@ def address_on_record(
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE cand_addr AS
         SELECT l.item_id, x.tax_year, {std_select}
-        FROM linked l JOIN read_parquet('{addresses}') x ON x.record_id = l.record_id"""
+        FROM evidence l JOIN read_parquet('{addresses}') x ON x.record_id = l.record_id"""
     )
     years = "[" + ", ".join(str(int(y)) for y in envelope_periods) + "]::BIGINT[]"
     has_own = "taxable_periods" in pq.read_schema(items_path).names
@@ -467,12 +492,6 @@ def address_on_record(
         JOIN cand_addr b ON b.item_id = a.uid
         LEFT JOIN p ON p.item_id = a.uid
         GROUP BY a.uid"""
-    )
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE linked AS
-        SELECT l.*, coalesce(c.any_year, FALSE) AS address_on_record,
-               coalesce(c.in_periods, FALSE) AS address_on_record_in_periods
-        FROM linked l LEFT JOIN addr_check c USING (item_id)"""
     )
 
 

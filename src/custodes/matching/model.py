@@ -54,7 +54,10 @@ class Thresholds:
       goes to an officer for review; below it the item is *not identified*;
     - ``floor_probability``: pairs below this are not kept (a missing runner-up counts as this);
     - ``first_name_similarity``: Jaro–Winkler similarity that lets a first name with a typo pass
-      the person gate (only when the date of birth agrees exactly).
+      the person gate (only when the date of birth agrees exactly);
+    - ``namesake_margin_bits``: when neither a TIN nor the address supports a match, the name
+      and date of birth must carry log2(master size) + this many bits, i.e. the expected number
+      of namesakes born the same day in the master file is below 2^-margin (10 bits: 1 in 1,024).
     """
 
     min_probability: float = 0.99
@@ -62,11 +65,12 @@ class Thresholds:
     review_probability: float = 0.5
     floor_probability: float = 0.01
     first_name_similarity: float = 0.92
+    namesake_margin_bits: float = 10.0
 
     def validate(self) -> Thresholds:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "min_margin_bits":
+            if f.name in ("min_margin_bits", "namesake_margin_bits"):
                 ok = 0 <= value <= 60
             elif f.name == "first_name_similarity":
                 ok = 0.5 <= value <= 1

@@ -157,10 +157,8 @@ def link(
         if progress:
             progress("prepare", 1, 1)
         pairs, chunks = lk.score(be, model, m_path, r_path, n_items, t.floor_probability, progress)
-        lk.decide(con, pairs, m_path, r_path, t)
-        lk.address_on_record(
-            con, mf, r_path, items_path, list(envelope.get("taxable_periods") or [])
-        )
+        periods = list(envelope.get("taxable_periods") or [])
+        lk.decide(con, pairs, m_path, r_path, t, mf, items_path, periods)
         path = out or work / "linked.parquet"
         counts = lk.write_linked(con, model.sha256, path)
         if progress:
