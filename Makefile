@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/matching.py
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) custodes-data .pytest_cache

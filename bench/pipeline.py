@@ -1,0 +1,156 @@
+"""Benchmark: the whole main job on a large request, against raw Splink linkage in the same run.
+
+custodes: submit → train → process (rules, matching, rules after matching, decisions) → review
+(withhold all) → prepare → approve → release (response + one ledger leaf per disclosure).
+Baseline: raw Splink linkage on the same standardized inputs — the same training sequence on a
+fresh linker, then predict at p ≥ 0.01 — which is what linking alone costs any Splink user.
+
+The generated request names six officials; the reference rule set's caseload check (at most
+500 distinct cases per official) would send almost every item of a 100k request to review, so
+this benchmark spreads the items over 250 officials to exercise disclosure and release.
+
+    .venv/bin/python bench/pipeline.py [--people 1000000] [--items 100000] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+
+def _spread_officials(folder: Path, n: int) -> None:
+    import duckdb
+
+    env = json.loads((folder / "envelope.json").read_text())
+    env["officials"] = [
+        {"id": f"OFF-{i:03d}", "name": f"Synthetic Agent {i}", "title": "Special Agent"}
+        for i in range(1, n + 1)
+    ]
+    (folder / "envelope.json").write_text(json.dumps(env, indent=2))
+    items = folder / "items.csv"
+    tmp = folder / "items.tmp.csv"
+    duckdb.sql(
+        f"""COPY (SELECT * REPLACE (printf('OFF-%03d', 1 + hash(item_id) % {n}) AS official_id)
+            FROM read_csv('{items}', all_varchar=true)) TO '{tmp}' (HEADER)"""
+    )
+    tmp.replace(items)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--people", type=int, default=1_000_000)
+    ap.add_argument("--items", type=int, default=100_000)
+    ap.add_argument("--keep", type=Path, help="keep (and reuse) the workspace here")
+    args = ap.parse_args()
+
+    from splink import Linker
+
+    from custodes.decisions import pipeline
+    from custodes.decisions import release as rel
+    from custodes.matching import link as lk
+    from custodes.matching import model as mdl
+    from custodes.matching import service as matching
+    from custodes.records import master
+    from custodes.records.generator import generate_master
+    from custodes.requests.generator import generate_request
+    from custodes.requests.intake import submit
+    from custodes.rules import registry as reg
+    from custodes.rules.ruleset import REFERENCE
+    from custodes.workspace import init_workspace
+
+    tmp = Path(tempfile.mkdtemp(prefix="custodes-bench-"))
+    home = args.keep or tmp / "ws"
+    times: dict[str, float] = {}
+    try:
+        ws, _ = init_workspace(home)
+        if not master.current(ws).exists:
+            generate_master(ws, args.people, seed=1)
+        agency = "U.S. Immigration and Customs Enforcement"
+        reg.add_agency(ws, agency, safeguards_current=True, open_findings=0, actor="admin")
+        if not reg.listing(ws, "officials"):
+            reg.add_official(
+                ws,
+                agency=agency,
+                name="Synthetic Director",
+                title="Director",
+                role="head_of_agency",
+                valid_from=dt.date(2025, 1, 1),
+                actor="admin",
+            )
+        if not reg.listing(ws, "agreements"):
+            reg.add_agreement(
+                ws, REFERENCE.parent / "agreements" / "irs-ice-2025.yaml", actor="admin"
+            )
+        req = tmp / "req"
+        generate_request(ws, "irc-6103-i-2", args.items, seed=int(time.time()), out=req)
+        _spread_officials(req, 250)
+
+        def timed(name: str, fn, *a, **kw):  # type: ignore[no-untyped-def]
+            t = time.perf_counter()
+            result = fn(*a, **kw)
+            times[name] = time.perf_counter() - t
+            return result
+
+        rid = timed("submit (shape checks, copy, hash)", submit, ws, req, actor="clerk").request_id
+        timed("train the model", matching.train, ws, rid)
+        res = timed("process (total)", pipeline.process, ws, rid, actor="officer")
+        for k, v in res.stages.items():
+            times[f"  process: {k}"] = v
+        if res.counts.get("REVIEW"):
+            timed(
+                "review: withhold all", rel.resolve, ws, rid, "WITHHOLD", "bench", actor="officer"
+            )
+        timed("prepare", rel.prepare, ws, rid, actor="officer")
+        timed("approve", rel.approve, ws, rid, actor="approver")
+        done = timed(
+            "release (response + ledger)", rel.release, ws, rid, tmp / "out", actor="officer"
+        )
+
+        # Baseline: raw Splink linkage (train + predict) on the same standardized inputs.
+        model = mdl.load(ws)
+        m_path = ws.bulk / "match" / model.master_sha256[:16] / "master.parquet"
+        r_path = ws.home / "requests" / rid / "match" / "std.parquet"
+        be = lk.DuckDBBackend()
+        t = time.perf_counter()
+        linker = Linker(
+            [be.register(m_path, mdl.MASTER), be.register(r_path, mdl.REQUEST)],
+            mdl.settings(),
+            log_level=mdl.log_level(),
+        )
+        n_m = be.con.sql("SELECT count(*) FROM master_input").fetchall()[0][0]
+        mdl.train_linker(linker, master_rows=n_m, request_rows=args.items)
+        t_raw_train = time.perf_counter() - t
+        t = time.perf_counter()
+        pred = linker.inference.predict(threshold_match_probability=0.01)
+        be.con.sql(f"SELECT count(*) FROM {pred.physical_name}").fetchall()
+        t_raw_predict = time.perf_counter() - t
+        be.close()
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    raw = t_raw_train + t_raw_predict
+    ours = sum(v for k, v in times.items() if not k.startswith("  "))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    print(f"master people / request items      {args.people:>12,} / {args.items:,}")
+    print(f"outcomes                           {res.counts}")
+    print(f"disclosed / withheld               {done.disclosed:,} / {done.withheld:,}")
+    for k, v in times.items():
+        print(f"{k:<45} {v:>8.2f} s")
+    print(f"baseline: raw Splink train           {t_raw_train:>8.2f} s")
+    print(f"baseline: raw Splink predict         {t_raw_predict:>8.2f} s")
+    print(f"whole custodes job (submit..release)  {ours:>8.2f} s")
+    print(f"ratio whole job / raw Splink linkage {ours / raw:>8.2f} x")
+    proc = times["process (total)"]
+    print(f"ratio process / raw Splink predict   {proc / t_raw_predict:>8.2f} x")
+    print(f"peak RSS                             {peak:>8.2f} GB")
+
+
+if __name__ == "__main__":
+    main()
