@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, insert, select, update
@@ -41,6 +42,14 @@ from custodes.store.tables import (
 # most 2^NODE_LEVEL leaves. Level 4 keeps the node table at 1/8 row per leaf.
 NODE_LEVEL = 4
 
+# A check the face sets for the duration of an action (e.g. "the actor's session is still
+# alive"); every append runs it inside the business transaction, so an action cannot commit
+# once its actor was suspended, even if it started before. The ledger knows nothing of what
+# the check is.
+append_guard: ContextVar[Callable[[Connection], None] | None] = ContextVar(
+    "append_guard", default=None
+)
+
 
 class LedgerError(CustodesError):
     code = "ledger"
@@ -69,6 +78,9 @@ def state(conn: Connection, *, for_update: bool = False) -> TreeState:
 
 def append(conn: Connection, events: Sequence[Event]) -> list[int]:
     """Append events as leaves in the caller's transaction; returns their indexes."""
+    guard = append_guard.get()
+    if guard is not None:
+        guard(conn)
     if not events:
         return []
     st = state(conn, for_update=True)

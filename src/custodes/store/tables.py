@@ -227,3 +227,55 @@ recall_items = Table(
     Column("request_id", String(32), primary_key=True),
     Column("item_id", String(128), primary_key=True),
 )
+
+# --- access: users, grants, sessions, keys, inspections ---------------------------------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("totp_secret", String(64)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(64)),
+    Column("status_reason", Text),
+    Column("status_at", DateTime(timezone=True)),
+    Column("status_by", String(64)),
+    Column("reinstate_requested_by", String(64)),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("user_name", String(64), primary_key=True),
+    Column("role", String(32), primary_key=True),
+    Column("basis", Text),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("granted_by", String(64), nullable=False),
+    Column("granted_at", DateTime(timezone=True), nullable=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("token_sha256", String(64), primary_key=True),
+    Column("user_name", String(64), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+access_log = Table(
+    "access_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("user_name", String(64)),
+    Column("action", String(64), nullable=False),
+    Column("allowed", Boolean, nullable=False),
+    Column("reason", Text),
+    Column("record_id", String(64), index=True),
+    Column("purpose", Text),
+    Column("request_id", String(32)),
+)

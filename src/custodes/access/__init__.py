@@ -1,0 +1,1 @@
+"""Access: identities, roles, sessions, suspension, separation of duties, access log."""

@@ -1,0 +1,226 @@
+"""Access: bootstrap, sign-in, the role × action table, immediate suspension (including an
+action in flight), two-administrator reinstatement, expiring grants, separation of duties."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import threading
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from custodes.access import service as acc
+from custodes.errors import ConflictError, InputError
+from custodes.ledger import log
+from custodes.ledger.events import Event
+from custodes.store.tables import access_log, sessions
+from custodes.workspace import Workspace
+
+PW = "correct horse battery"
+
+
+@pytest.fixture
+def admin(workspace: Workspace) -> Iterator[acc.Actor]:
+    acc.create_user(workspace, "root-admin", PW, ["administrator"], by=None)
+    token = acc.login(workspace, "root-admin", PW)
+    with workspace.engine.connect() as conn:
+        yield acc.authenticate(conn, token)
+
+
+def _user(ws: Workspace, admin: acc.Actor, name: str, *roles: str, **kw) -> str:
+    acc.create_user(ws, name, PW, list(roles), by=admin, **kw)
+    return acc.login(ws, name, PW)
+
+
+def test_first_user_is_the_only_bootstrap(workspace: Workspace) -> None:
+    with pytest.raises(InputError) as exc:
+        acc.create_user(workspace, "boss", PW, ["officer"], by=None)
+    assert exc.value.code == "bad_role"
+    with pytest.raises(InputError) as exc:
+        acc.create_user(workspace, "boss", "short", ["administrator"], by=None)
+    assert exc.value.code == "weak_password"
+    with pytest.raises(InputError) as exc:
+        acc.create_user(workspace, "Bad Name!", PW, ["administrator"], by=None)
+    assert exc.value.code == "bad_user_name"
+    acc.create_user(workspace, "boss", PW, ["administrator"], by=None)
+    with pytest.raises(acc.AccessDenied):  # a second bootstrap is refused
+        acc.create_user(workspace, "other", PW, ["administrator"], by=None)
+
+
+def test_login_and_refusals_are_recorded(workspace: Workspace, admin: acc.Actor) -> None:
+    for name, pw in (("root-admin", "wrong password!!"), ("nobody", PW)):
+        with pytest.raises(acc.AccessDenied) as exc:
+            acc.login(workspace, name, pw)
+        assert exc.value.code == "bad_credentials"
+        assert "wrong password" in exc.value.message  # same words for both: no user probing
+    for token in (None, "not-a-token"):
+        with pytest.raises(acc.AccessDenied) as exc:
+            acc.authorize(workspace, token, "process")
+        assert exc.value.code in ("not_signed_in", "session_ended")
+    with workspace.engine.connect() as conn:
+        refused = conn.execute(
+            sa.select(sa.func.count()).select_from(access_log).where(~access_log.c.allowed)
+        ).scalar()
+    assert refused == 4
+    token = acc.login(workspace, "root-admin", PW)
+    assert acc.logout(workspace, token)
+    with pytest.raises(acc.AccessDenied) as exc:
+        acc.authorize(workspace, token, "users.read")
+    assert exc.value.code == "session_ended"
+
+
+def test_role_action_table(workspace: Workspace, admin: acc.Actor) -> None:
+    tokens = {}
+    for role in acc.ROLES:
+        if role == "administrator":
+            continue
+        tokens[role] = _user(workspace, admin, role.replace("_", "-"), role)
+    tokens["administrator"] = acc.login(workspace, "root-admin", PW)
+    for action, allowed in acc.ACTIONS.items():
+        for role, token in tokens.items():
+            if role in allowed:
+                assert acc.authorize(workspace, token, action).name
+            else:
+                with pytest.raises(acc.AccessDenied) as exc:
+                    acc.authorize(workspace, token, action)
+                assert exc.value.code == "forbidden" and action.split(".")[0] in exc.value.message
+    with workspace.engine.connect() as conn:
+        logged = conn.execute(sa.select(sa.func.count()).select_from(access_log)).scalar()
+    assert logged >= len(acc.ACTIONS) * len(tokens)
+
+
+def test_suspension_is_immediate(workspace: Workspace, admin: acc.Actor) -> None:
+    token = _user(workspace, admin, "clerk", "officer")
+    other = acc.login(workspace, "clerk", PW)
+    assert acc.authorize(workspace, token, "process").name == "clerk"
+    with pytest.raises(InputError):
+        acc.suspend(workspace, "clerk", " ", by=admin)
+    res = acc.suspend(workspace, "clerk", "left the agency", by=admin)
+    assert res["sessions_ended"] == 2
+    for t in (token, other):
+        with pytest.raises(acc.AccessDenied) as exc:
+            acc.authorize(workspace, t, "process")
+        assert exc.value.code == "session_ended"
+    with pytest.raises(acc.AccessDenied) as exc:
+        acc.login(workspace, "clerk", PW)
+    assert exc.value.code == "suspended"
+    with pytest.raises(ConflictError):
+        acc.suspend(workspace, "clerk", "again", by=admin)
+
+
+def test_an_action_in_flight_cannot_commit_after_suspension(
+    workspace: Workspace, admin: acc.Actor
+) -> None:
+    token = _user(workspace, admin, "clerk", "officer")
+    acc.authorize(workspace, token, "process")  # allowed when it starts
+    started, suspended = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def action() -> None:
+        reset = log.append_guard.set(acc.session_guard(token))
+        try:
+            started.set()
+            suspended.wait(10)
+            with workspace.engine.begin() as conn:
+                log.append(conn, [Event("request.transition", actor="clerk")])
+            outcome["ok"] = True
+        except acc.AccessDenied as exc:
+            outcome["refused"] = exc.code
+        finally:
+            log.append_guard.reset(reset)
+
+    t = threading.Thread(target=action)
+    t.start()
+    started.wait(10)
+    acc.suspend(workspace, "clerk", "insider risk", by=admin)
+    suspended.set()
+    t.join(20)
+    assert outcome == {"refused": "session_ended"}
+    with workspace.engine.connect() as conn:
+        actors = conn.execute(sa.text("SELECT count(*) FROM ledger_events WHERE actor = 'clerk'"))
+        assert actors.scalar() == 0
+
+
+def test_reinstatement_needs_a_second_administrator(workspace: Workspace, admin: acc.Actor) -> None:
+    _user(workspace, admin, "second-admin", "administrator")
+    with workspace.engine.connect() as conn:
+        second = acc.authenticate(conn, acc.login(workspace, "second-admin", PW))
+    _user(workspace, admin, "clerk", "officer")
+    acc.suspend(workspace, "clerk", "review", by=admin)
+    first = acc.reinstate(workspace, "clerk", by=admin)
+    assert first["status"] == "suspended" and "second administrator" in first["pending"]
+    with pytest.raises(acc.AccessDenied) as exc:
+        acc.reinstate(workspace, "clerk", by=admin)
+    assert exc.value.code == "separation_of_duties"
+    assert acc.reinstate(workspace, "clerk", by=second)["status"] == "active"
+    assert acc.login(workspace, "clerk", PW)
+
+
+def test_expired_grant_behaves_like_a_suspended_role(
+    workspace: Workspace, admin: acc.Actor
+) -> None:
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=120)
+    token = _user(workspace, admin, "detailee", "officer", basis="detail order 26-04", expires=soon)
+    assert acc.authorize(workspace, token, "process")
+    with workspace.engine.begin() as conn:  # day 121
+        conn.execute(
+            sa.text("UPDATE grants SET expires_at = :t WHERE user_name = 'detailee'"),
+            {"t": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)},
+        )
+    with pytest.raises(acc.AccessDenied) as exc:
+        acc.authorize(workspace, token, "process")
+    assert exc.value.code == "forbidden"
+    listed = {u["user"]: u for u in acc.listing(workspace)}
+    g = listed["detailee"]["grants"][0]
+    assert g["basis"] == "detail order 26-04" and g["expired"] is True
+
+
+def test_separation_of_duties(workspace: Workspace, admin: acc.Actor) -> None:
+    with pytest.raises(ConflictError) as exc:
+        acc.create_user(workspace, "boss2", PW, ["administrator", "approver"], by=admin)
+    assert exc.value.code == "separation_of_duties"
+    with pytest.raises(acc.AccessDenied) as exc:
+        acc.grant(workspace, "root-admin", "officer", by=admin, basis="self")
+    assert exc.value.code == "separation_of_duties"
+    _user(workspace, admin, "agency-x", "requester")
+    with pytest.raises(ConflictError):
+        acc.grant(workspace, "agency-x", "officer", by=admin, basis="b")
+    token = _user(workspace, admin, "clerk", "officer")
+    with workspace.engine.connect() as conn:
+        clerk = acc.authenticate(conn, token)
+    with pytest.raises(acc.AccessDenied) as exc:  # an officer cannot create users
+        acc.create_user(workspace, "mine", PW, ["approver"], by=clerk)
+    assert exc.value.code == "forbidden"
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(st.sets(st.sampled_from(acc.ROLES), min_size=1, max_size=3), min_size=1, max_size=4)
+)
+def test_no_role_assignment_breaks_separation(workspace: Workspace, role_sets) -> None:
+    """Whatever roles are asked for, nobody ends up holding an exclusive pair."""
+    with workspace.engine.begin() as conn:
+        for t in ("grants", "sessions", "users"):
+            conn.execute(sa.text(f"DELETE FROM {t}"))
+    acc.create_user(workspace, "root-admin", PW, ["administrator"], by=None)
+    with workspace.engine.connect() as conn:
+        admin = acc.authenticate(conn, acc.login(workspace, "root-admin", PW))
+    for i, roles in enumerate(role_sets):
+        try:
+            acc.create_user(workspace, f"u{i}", PW, sorted(roles), by=admin)
+        except ConflictError:
+            assert any(pair <= roles for pair in acc.EXCLUSIVE)
+        for extra in acc.ROLES:
+            with contextlib.suppress(ConflictError, InputError):
+                acc.grant(workspace, f"u{i}", extra, by=admin, basis="b")
+    with workspace.engine.connect() as conn:
+        for u in acc.listing(workspace):
+            held = acc.roles_of(conn, u["user"])
+            assert not any(pair <= held for pair in acc.EXCLUSIVE), (u["user"], held)
+        assert conn.execute(sa.select(sa.func.count()).select_from(sessions)).scalar() >= 1
