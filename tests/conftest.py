@@ -71,3 +71,35 @@ def pg_url() -> Iterator[str]:
         )
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
     admin.dispose()
+
+
+TEST_PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def sign_in():  # type: ignore[no-untyped-def]
+    """sign_in(home, store_url=None) -> {role: env} with a live session per role (an admin
+    'admin' and one user per other role, named after it), for driving the CLI."""
+    from custodes.access import service as acc
+
+    def make(home: str | Path, store_url: str | None = None) -> dict[str, dict[str, str]]:
+        ws = open_workspace(home, store_url)
+        try:
+            if not acc.has_users(ws):
+                acc.create_user(ws, "admin", TEST_PASSWORD, ["administrator"], by=None)
+            token = acc.login(ws, "admin", TEST_PASSWORD)
+            with ws.engine.connect() as conn:
+                admin = acc.authenticate(conn, token)
+            base = {"CUSTODES_STORE_URL": store_url} if store_url else {}
+            envs = {"administrator": base | {"CUSTODES_SESSION": token}}
+            for role in acc.ROLES:
+                if role == "administrator":
+                    continue
+                name = role.replace("_", "-")
+                acc.create_user(ws, name, TEST_PASSWORD, [role], by=admin)
+                envs[role] = base | {"CUSTODES_SESSION": acc.login(ws, name, TEST_PASSWORD)}
+            return envs
+        finally:
+            ws.close()
+
+    return make

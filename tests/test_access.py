@@ -224,3 +224,134 @@ def test_no_role_assignment_breaks_separation(workspace: Workspace, role_sets) -
             held = acc.roles_of(conn, u["user"])
             assert not any(pair <= held for pair in acc.EXCLUSIVE), (u["user"], held)
         assert conn.execute(sa.select(sa.func.count()).select_from(sessions)).scalar() >= 1
+
+
+# --- the command line -------------------------------------------------------------------------
+
+# Commands that need no session: they create the workspace or the first administrator, sign
+# in or out, or read only public material (rule files, an exported ledger, a witness's own key).
+OPEN_COMMANDS = {
+    "init",
+    "login",
+    "logout",
+    "rules list",
+    "rules show",
+    "rules lint",
+    "witness keygen",
+    "witness serve",
+    "ledger verify",  # an exported ledger offline; auditing the store signs in
+}
+
+
+def test_every_command_signs_in_for_a_listed_action() -> None:
+    import inspect
+    import re
+
+    import typer.main
+
+    from custodes.cli import app
+
+    def walk(cmd, path):  # type: ignore[no-untyped-def]
+        subs = getattr(cmd, "commands", None)
+        if subs:
+            for name, sub in subs.items():
+                yield from walk(sub, [*path, name])
+        else:
+            yield " ".join(path), cmd.callback
+
+    seen = 0
+    for name, callback in walk(typer.main.get_command(app), []):
+        source = inspect.getsource(inspect.unwrap(callback))
+        actions = re.findall(r'_open\(home, "([a-z.]+)"', source)
+        actions += re.findall(r'"(review\.[a-z]+)"', source)
+        if "_registry_list(" in source:  # the shared listing helper signs in for reading
+            actions.append("registry.read")
+        if name in OPEN_COMMANDS and name != "ledger verify":
+            assert "_open(" not in source, name
+            continue
+        assert actions, f"{name} does not sign in"
+        assert all(a in acc.ACTIONS for a in actions), (name, actions)
+        seen += 1
+    assert seen > 35
+
+
+def test_cli_sign_in_roles_and_suspension(tmp_path, sign_in) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from typer.testing import CliRunner
+
+    from custodes.cli import app
+
+    runner = CliRunner()
+    home = ["--home", str(tmp_path / "w")]
+    r = runner.invoke(
+        app, ["init", *home, "--admin", "chief", "--password-stdin", "--json"], input=PW + "\n"
+    )
+    assert r.exit_code == 0 and json.loads(r.stdout)["admin"] == "chief"
+    r = runner.invoke(app, ["status", *home])
+    assert r.exit_code == 2 and "not_signed_in" in r.output
+    r = runner.invoke(app, ["login", "chief", "--password-stdin", *home], input="nope\n")
+    assert r.exit_code == 2 and "bad_credentials" in r.output
+    r = runner.invoke(app, ["login", "chief", "--password-stdin", *home, "--json"], input=PW + "\n")
+    chief = {"CUSTODES_SESSION": json.loads(r.stdout)["session"]}
+    r = runner.invoke(
+        app,
+        [
+            "users",
+            "add",
+            "olga",
+            "--role",
+            "officer",
+            "--password-stdin",
+            "--basis",
+            "detail order 7",
+            "--expires",
+            "2099-12-31",
+            *home,
+        ],
+        input=PW + "\n",
+        env=chief,
+    )
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(
+        app,
+        [
+            "users",
+            "add",
+            "self",
+            "--role",
+            "administrator",
+            "--role",
+            "approver",
+            "--password-stdin",
+            *home,
+        ],
+        input=PW + "\n",
+        env=chief,
+    )
+    assert r.exit_code == 2 and "separation_of_duties" in r.output
+    r = runner.invoke(app, ["users", "grant", "chief", "--role", "officer", *home], env=chief)
+    assert r.exit_code == 2 and "separation_of_duties" in r.output
+    r = runner.invoke(app, ["login", "olga", "--password-stdin", *home, "--json"], input=PW + "\n")
+    olga = {"CUSTODES_SESSION": json.loads(r.stdout)["session"]}
+    r = runner.invoke(app, ["users", "list", *home], env=olga)
+    assert r.exit_code == 2 and "forbidden" in r.output
+    r = runner.invoke(app, ["requests", "list", *home, "--json"], env=olga)
+    assert r.exit_code == 0 and json.loads(r.stdout) == []
+    r = runner.invoke(app, ["users", "list", *home, "--json"], env=chief)
+    olga_row = next(u for u in json.loads(r.stdout) if u["user"] == "olga")
+    assert olga_row["grants"][0]["basis"] == "detail order 7"
+    r = runner.invoke(app, ["users", "suspend", "olga", "--reason", "left", *home], env=chief)
+    assert r.exit_code == 0 and "1 session(s) ended" in r.output
+    r = runner.invoke(app, ["requests", "list", *home], env=olga)
+    assert r.exit_code == 2 and "session_ended" in r.output
+    r = runner.invoke(app, ["users", "reinstate", "olga", *home], env=chief)
+    assert r.exit_code == 0 and "second administrator" in r.output
+    # The stored session: login without --json keeps it for this shell user; logout ends it.
+    r = runner.invoke(app, ["login", "chief", "--password-stdin", *home], input=PW + "\n")
+    assert r.exit_code == 0
+    assert runner.invoke(app, ["requests", "list", *home]).exit_code == 2  # chief: not a role
+    assert runner.invoke(app, ["users", "list", *home]).exit_code == 0
+    assert runner.invoke(app, ["logout", *home]).exit_code == 0
+    r = runner.invoke(app, ["users", "list", *home])
+    assert r.exit_code == 2 and "not_signed_in" in r.output

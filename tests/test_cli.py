@@ -44,12 +44,15 @@ def test_every_command_is_covered() -> None:
     assert len(COMMANDS) > 30 and ["ledger", "verify"] in COMMANDS
 
 
-def test_workflow_with_json(tmp_path: Path) -> None:
+def test_workflow_with_json(tmp_path: Path, sign_in) -> None:  # type: ignore[no-untyped-def]
     home = str(tmp_path / "w")
     r = runner.invoke(app, ["init", "--home", home, "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["created"] is True
+    env = sign_in(home)["administrator"]
     r = runner.invoke(
-        app, ["records", "generate", "--people", "300", "--seed", "2", "--home", home, "--json"]
+        app,
+        ["records", "generate", "--people", "300", "--seed", "2", "--home", home, "--json"],
+        env=env,
     )
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["people"] == 300
@@ -68,9 +71,10 @@ def test_workflow_with_json(tmp_path: Path) -> None:
             home,
             "--json",
         ],
+        env=env,
     )
     assert r.exit_code == 0 and json.loads(r.stdout)["items"] == 50
-    r = runner.invoke(app, ["status", "--home", home])
+    r = runner.invoke(app, ["status", "--home", home], env=env)
     assert r.exit_code == 0 and "Master file" in r.stdout
 
 
@@ -84,9 +88,10 @@ def test_errors_are_one_line_with_code(tmp_path: Path) -> None:
     assert json.loads(r.stdout)["error"]["code"] == "no_workspace"
 
 
-def test_validation_errors_in_json(tmp_path: Path) -> None:
+def test_validation_errors_in_json(tmp_path: Path, sign_in) -> None:  # type: ignore[no-untyped-def]
     home = str(tmp_path / "w")
     runner.invoke(app, ["init", "--home", home])
+    env = sign_in(home)["administrator"]
     (tmp_path / "p.csv").write_text(
         "tin,tin_type,first_name,middle_name,last_name,suffix,dob\n12345678,SSN,A,,B,,1980-01-01\n"
     )
@@ -102,6 +107,7 @@ def test_validation_errors_in_json(tmp_path: Path) -> None:
             home,
             "--json",
         ],
+        env=env,
     )
     assert r.exit_code == 2
     error = json.loads(r.stdout)["error"]
@@ -121,46 +127,48 @@ def test_console_script_runs(tmp_path: Path) -> None:
     assert r.stdout.startswith("custodes ")
 
 
-def test_ledger_commands_and_refusals(tmp_path: Path) -> None:
+def test_ledger_commands_and_refusals(tmp_path: Path, sign_in) -> None:  # type: ignore[no-untyped-def]
     home = ["--home", str(tmp_path / "w")]
     assert runner.invoke(app, ["init", *home]).exit_code == 0
-    r = runner.invoke(app, ["ledger", "checkpoint", *home])
+    env = sign_in(tmp_path / "w")["administrator"]
+    r = runner.invoke(app, ["ledger", "checkpoint", *home], env=env)
     assert r.exit_code == 2 and "no_ledger_key" in r.output
-    r = runner.invoke(app, ["ledger", "keygen", "--origin", "custodes.test/cli", *home])
+    r = runner.invoke(app, ["ledger", "keygen", "--origin", "custodes.test/cli", *home], env=env)
     assert r.exit_code == 0
     vkey = r.stdout.strip().splitlines()[-1]
     assert vkey.startswith("custodes.test/cli+")
-    r = runner.invoke(app, ["ledger", "keygen", *home])
+    r = runner.invoke(app, ["ledger", "keygen", *home], env=env)
     assert r.exit_code == 2 and "key_exists" in r.output
-    r = runner.invoke(app, ["agencies", "add", "Agency A", "--safeguards-current", *home])
+    r = runner.invoke(app, ["agencies", "add", "Agency A", "--safeguards-current", *home], env=env)
     assert r.exit_code == 0
-    r = runner.invoke(app, ["ledger", "checkpoint", *home, "--json"])
-    assert r.exit_code == 0 and json.loads(r.stdout)["size"] == 1
+    r = runner.invoke(app, ["ledger", "checkpoint", *home, "--json"], env=env)
+    assert r.exit_code == 0 and json.loads(r.stdout)["size"] == 7  # 6 users, 1 agency
     out = tmp_path / "exp"
-    assert runner.invoke(app, ["ledger", "export", str(out), *home]).exit_code == 0
+    assert runner.invoke(app, ["ledger", "export", str(out), *home], env=env).exit_code == 0
     r = runner.invoke(app, ["ledger", "verify", str(out)])
     assert r.exit_code == 2 and "missing_key" in r.output
     r = runner.invoke(app, ["ledger", "verify", str(out), "--key", vkey])
     assert r.exit_code == 0 and "Verified" in r.stdout
     r = runner.invoke(app, ["ledger", "verify", str(out), "--key", "not-a-key"])
     assert r.exit_code == 2 and "bad_key" in r.output
-    (out / "checkpoint").write_text((out / "checkpoint").read_text().replace("\n1\n", "\n2\n"))
+    (out / "checkpoint").write_text((out / "checkpoint").read_text().replace("\n7\n", "\n8\n"))
     r = runner.invoke(app, ["ledger", "verify", str(out), "--key", vkey])
     assert r.exit_code == 1 and "FAIL" in r.stdout
-    r = runner.invoke(app, ["ledger", "prove", "0", "--out", str(tmp_path / "r"), *home])
+    r = runner.invoke(app, ["ledger", "prove", "0", "--out", str(tmp_path / "r"), *home], env=env)
     assert r.exit_code == 0
     r = runner.invoke(app, ["ledger", "verify", str(tmp_path / "r"), "--key", vkey])
     assert r.exit_code == 0
-    r = runner.invoke(app, ["ledger", "prove", "5", *home])
+    r = runner.invoke(app, ["ledger", "prove", "50", *home], env=env)
     assert r.exit_code == 2 and "bad_index" in r.output
-    assert runner.invoke(app, ["ledger", "verify", *home]).exit_code == 0
-    assert runner.invoke(app, ["ledger", "status", *home, "--json"]).exit_code == 0
+    assert runner.invoke(app, ["ledger", "verify", *home], env=env).exit_code == 0
+    assert runner.invoke(app, ["ledger", "status", *home, "--json"], env=env).exit_code == 0
 
 
-def test_registry_and_witness_refusals(tmp_path: Path) -> None:
+def test_registry_and_witness_refusals(tmp_path: Path, sign_in) -> None:  # type: ignore[no-untyped-def]
     home = ["--home", str(tmp_path / "w")]
     runner.invoke(app, ["init", *home])
-    runner.invoke(app, ["agencies", "add", "Agency A", *home])
+    env = sign_in(tmp_path / "w")["administrator"]
+    runner.invoke(app, ["agencies", "add", "Agency A", *home], env=env)
     r = runner.invoke(
         app,
         [
@@ -178,13 +186,14 @@ def test_registry_and_witness_refusals(tmp_path: Path) -> None:
             "01/02/2025",
             *home,
         ],
+        env=env,
     )
     assert r.exit_code == 2 and "bad_argument" in r.output
-    r = runner.invoke(app, ["agencies", "add", " ", *home])
+    r = runner.invoke(app, ["agencies", "add", " ", *home], env=env)
     assert r.exit_code == 2 and "bad_argument" in r.output
     r = runner.invoke(app, ["witness", "keygen", "bad name", "--out", str(tmp_path / "k")])
     assert r.exit_code == 2 and "bad_argument" in r.output and not (tmp_path / "k").exists()
-    runner.invoke(app, ["ledger", "keygen", "--origin", "custodes.test/w", *home])
+    runner.invoke(app, ["ledger", "keygen", "--origin", "custodes.test/w", *home], env=env)
     wkey = runner.invoke(app, ["witness", "keygen", "w.test", "--out", str(tmp_path / "w.key")])
     r = runner.invoke(
         app,
@@ -197,5 +206,6 @@ def test_registry_and_witness_refusals(tmp_path: Path) -> None:
             wkey.stdout.strip(),
             *home,
         ],
+        env=env,
     )
     assert r.exit_code == 2 and "witness_unreachable" in r.output

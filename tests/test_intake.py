@@ -186,7 +186,11 @@ def test_the_main_path_and_every_illegal_transition(
         transition(conn, "req-nope", "checked")
 
 
-def test_withdraw_from_the_command_line(master_ws: Workspace, request_dir: Path) -> None:
+def test_withdraw_from_the_command_line(
+    master_ws: Workspace,
+    request_dir: Path,
+    sign_in,  # type: ignore[no-untyped-def]
+) -> None:
     from typer.testing import CliRunner
 
     from custodes.cli import app
@@ -194,7 +198,7 @@ def test_withdraw_from_the_command_line(master_ws: Workspace, request_dir: Path)
     runner = CliRunner()
     rid = submit(master_ws, request_dir).request_id
     args = ["--home", str(master_ws.home)]
-    env = {"CUSTODES_STORE_URL": master_ws.store_url}
+    env = sign_in(master_ws.home, master_ws.store_url)["officer"]
     r = runner.invoke(app, ["withdraw", rid, "--reason", " ", *args], env=env)
     assert r.exit_code == 2 and "bad_argument" in r.output
     r = runner.invoke(app, ["withdraw", "req-nope", "--reason", "x", *args], env=env)

@@ -351,10 +351,15 @@ def _cli(home: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "custodes", *args, "--home", str(home)]
 
 
+_SESSION: dict[str, str] = {}
+
+
 def _env(home: Path) -> dict[str, str]:
+    """The environment of a subprocess run by the officer (the session was opened in the
+    base workspace; every copy carries it)."""
     import os
 
-    return os.environ | {"CUSTODES_STORE_URL": f"sqlite:///{home}.db", "CUSTODES_ACTOR": "officer"}
+    return os.environ | _SESSION | {"CUSTODES_STORE_URL": f"sqlite:///{home}.db"}
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -386,10 +391,17 @@ def _run(cmd: list[str], env: dict[str, str]) -> float:
 
 
 @pytest.mark.slow
-def test_process_killed_anywhere_resumes_identically(processed: Path, tmp_path: Path) -> None:
+def test_process_killed_anywhere_resumes_identically(
+    processed: Path,
+    tmp_path: Path,
+    sign_in,  # type: ignore[no-untyped-def]
+) -> None:
     import random
 
     base = _copy(processed, tmp_path / "base")
+    _SESSION["CUSTODES_SESSION"] = sign_in(base, f"sqlite:///{base}.db")["officer"][
+        "CUSTODES_SESSION"
+    ]
     ws = open_workspace(base, f"sqlite:///{base}.db")
     generate_request(ws, "irc-6103-i-2", 150, seed=31, out=tmp_path / "req")
     rid = submit(ws, tmp_path / "req").request_id
@@ -418,11 +430,17 @@ def test_process_killed_anywhere_resumes_identically(processed: Path, tmp_path: 
 
 @pytest.mark.slow
 def test_release_killed_anywhere_discloses_once_with_ledger(
-    processed: Path, rid: str, tmp_path: Path
+    processed: Path,
+    rid: str,
+    tmp_path: Path,
+    sign_in,  # type: ignore[no-untyped-def]
 ) -> None:
     import random
 
     base = _copy(processed, tmp_path / "base")
+    _SESSION["CUSTODES_SESSION"] = sign_in(base, f"sqlite:///{base}.db")["officer"][
+        "CUSTODES_SESSION"
+    ]
     ws = open_workspace(base, f"sqlite:///{base}.db")
     if current_state_of(ws, rid) == "in_review":
         rel.resolve(ws, rid, "WITHHOLD", "r", actor="officer")

@@ -558,12 +558,13 @@ def test_registries(workspace: Workspace) -> None:
     assert rep.ok and rep.size == 3  # every registry change is a ledger event
 
 
-def test_rules_cli(master_ws: Workspace, tmp_path: Path) -> None:
+def test_rules_cli(master_ws: Workspace, tmp_path: Path, sign_in) -> None:  # type: ignore[no-untyped-def]
     from custodes.requests.generator import generate_request
 
     runner = CliRunner()
     home = ["--home", str(master_ws.home)]
-    env = {"CUSTODES_STORE_URL": master_ws.store_url}
+    envs = sign_in(master_ws.home, master_ws.store_url)
+    env, admin = envs["officer"], envs["administrator"]
     generate_request(master_ws, "irc-6103-i-2", 200, 1, tmp_path / "req")
     r = runner.invoke(app, ["rules", "check", str(tmp_path / "req"), *home, "--json"], env=env)
     assert r.exit_code == 1, r.output  # no registry yet: refused
@@ -588,7 +589,7 @@ def test_rules_cli(master_ws: Workspace, tmp_path: Path) -> None:
         ],
         ["agreements", "add", str(REFERENCE.parent / "agreements" / "irs-ice-2025.yaml")],
     ):
-        r = runner.invoke(app, [*cmd, *home], env=env)
+        r = runner.invoke(app, [*cmd, *home], env=admin)
         assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["rules", "check", str(tmp_path / "req"), *home, "--json"], env=env)
     assert r.exit_code == 0, r.output

@@ -90,22 +90,54 @@ HomeOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-ActorOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--actor",
-        envvar="CUSTODES_ACTOR",
-        help="Who is acting (recorded; two-person rules apply). Until sign-in lands, the name "
-        "given here or in CUSTODES_ACTOR.",
-    ),
-]
 RequestArg = Annotated[str, typer.Argument(help="The request's id.")]
 
+# The signed-in actor of the command being run (one command per process; reset after each).
+_SIGNED_IN: dict[str, Any] = {}
 
-def _actor(actor: str | None) -> str | None:
+
+def _session_file(home: Path) -> Path:
     import getpass
 
-    return actor or getpass.getuser()
+    return home / ".sessions" / getpass.getuser()
+
+
+def _open(home: Path | None, action: str) -> Any:
+    """Open the workspace and sign the caller in for `action`: the session (CUSTODES_SESSION,
+    else the one `custodes login` stored for this shell user) is checked now, against the
+    role table, and again inside every transaction the command commits."""
+    from custodes.access import service as acc
+    from custodes.ledger import log
+    from custodes.workspace import open_workspace
+
+    ws = open_workspace(home)
+    token = os.environ.get("CUSTODES_SESSION")
+    if not token:
+        stored = _session_file(ws.home)
+        token = stored.read_text().strip() if stored.exists() else None
+    actor = acc.authorize(ws, token, action)
+    log.append_guard.set(acc.session_guard(token or ""))
+    _SIGNED_IN.update(ws=ws, token=token, actor=actor)
+    return ws
+
+
+def _who() -> str:
+    return _SIGNED_IN["actor"].name
+
+
+def _recheck() -> None:
+    """A long job re-checks its actor's session at every chunk and stops if it ended."""
+    if _SIGNED_IN:
+        from custodes.access import service as acc
+
+        with _SIGNED_IN["ws"].engine.connect() as conn:
+            acc.authenticate(conn, _SIGNED_IN["token"])
+
+
+def _password(stdin: bool, prompt: str = "Password") -> str:
+    if stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return typer.prompt(prompt, hide_input=True)
 
 
 def _emit_json(data: Any) -> None:
@@ -142,6 +174,12 @@ def handles_errors(fn: F) -> F:
                 "(it may contain personal data)."
             )
             raise typer.Exit(70) from None
+        finally:
+            if _SIGNED_IN:
+                from custodes.ledger import log
+
+                log.append_guard.set(None)
+                _SIGNED_IN.clear()
 
     return wrapper  # type: ignore[return-value]
 
@@ -189,22 +227,44 @@ def init(
             "workspace; postgresql://... for PostgreSQL).",
         ),
     ] = None,
+    admin: Annotated[
+        str | None,
+        typer.Option(
+            "--admin",
+            help="Create the first administrator (a workspace has one "
+            "bootstrap user; every other user is created by an administrator).",
+        ),
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Create a workspace (or bring an existing one's store up to date)."""
+    """Create a workspace (or bring an existing one's store up to date), optionally with its
+    first administrator."""
+    from custodes.access import service as acc
     from custodes.workspace import init_workspace
 
     ws, created = init_workspace(home, store_url)
-    info = {
+    info: dict[str, Any] = {
         "home": str(ws.home),
         "store": ws.engine.url.render_as_string(hide_password=True),
         "created": created,
     }
+    if admin:
+        acc.create_user(ws, admin, _password(password_stdin), ["administrator"], by=None)
+        info["admin"] = admin
+    elif not acc.has_users(ws):
+        info["note"] = "no users yet: run 'custodes init --admin NAME' to create the first"
     if json_out:
         _emit_json(info)
     else:
         verb = "Created" if created else "Updated"
         out.print(f"{verb} workspace at [bold]{ws.home}[/] (store: {info['store']}).")
+        if admin:
+            out.print(f"Administrator [bold]{admin}[/] created; sign in with 'custodes login'.")
+        elif "note" in info:
+            out.print(f"[yellow]Note:[/] {info['note']}.")
 
 
 @app.command()
@@ -212,9 +272,8 @@ def init(
 def status(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Summarise the workspace: its store and master file (counts only, no personal data)."""
     from custodes.records.master import summary
-    from custodes.workspace import open_workspace
 
-    ws = open_workspace(home)
+    ws = _open(home, "status")
     info = {
         "home": str(ws.home),
         "store": ws.engine.url.render_as_string(hide_password=True),
@@ -254,9 +313,8 @@ def records_import(
     are keyed by TIN, so re-importing the same files changes nothing.
     """
     from custodes.records.importer import import_master
-    from custodes.workspace import open_workspace
 
-    ws = open_workspace(home)
+    ws = _open(home, "records.import")
     t0 = time.perf_counter()
     with err.status("Validating and loading…"):
         result = import_master(ws, people, addresses)
@@ -284,9 +342,8 @@ def records_generate(
     movers, variant spellings). Deterministic for a seed."""
     from custodes.records.generator import generate_master
     from custodes.records.master import summary
-    from custodes.workspace import open_workspace
 
-    ws = open_workspace(home)
+    ws = _open(home, "records.generate")
     t0 = time.perf_counter()
     with err.status(f"Generating {people:,} people…"):
         generate_master(ws, people, seed, replace=replace)
@@ -302,9 +359,8 @@ def records_generate(
 def records_summary(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Counts that describe the master file without revealing anyone in it."""
     from custodes.records.master import summary
-    from custodes.workspace import open_workspace
 
-    info = summary(open_workspace(home))
+    info = summary(_open(home, "records.summary"))
     if json_out:
         _emit_json(info)
     else:
@@ -320,16 +376,14 @@ def submit(
             help="A request directory: envelope.json and its items file (CSV or Parquet, UTF-8)."
         ),
     ],
-    actor: ActorOpt = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Receive a request into the workspace: shape-checked, copied, hashed, given an id.
     Submitting the same directory again is recognised, not duplicated."""
     from custodes.requests.intake import submit as do_submit
-    from custodes.workspace import open_workspace
 
-    sub = do_submit(open_workspace(home), request_dir, actor=_actor(actor))
+    sub = do_submit(_open(home, "submit"), request_dir, actor=_who())
     if json_out:
         _emit_json(sub.to_dict())
     elif sub.duplicate:
@@ -351,9 +405,9 @@ def withdraw(
 ) -> None:
     """Withdraw a request that has not been released."""
     from custodes.requests.lifecycle import withdraw as do_withdraw
-    from custodes.workspace import open_workspace
 
-    before = do_withdraw(open_workspace(home), request_id, reason)
+    ws = _open(home, "withdraw")
+    before = do_withdraw(ws, request_id, reason, actor=_who())
     info = {"request_id": request_id, "from": before, "state": "withdrawn"}
     _emit_json(info) if json_out else out.print(f"{request_id}: {before} → withdrawn.")
 
@@ -363,9 +417,8 @@ def withdraw(
 def requests_list(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Received requests with their state (no personal data)."""
     from custodes.requests.intake import listing
-    from custodes.workspace import open_workspace
 
-    rows = listing(open_workspace(home))
+    rows = listing(_open(home, "requests.list"))
     if json_out:
         _emit_json(rows)
         return
@@ -407,9 +460,8 @@ def requests_generate(
     """Write a synthetic request (envelope.json, items.csv) and its truth.csv, drawn from the
     master file plus people not in it, with realistic defects."""
     from custodes.requests.generator import generate_request
-    from custodes.workspace import open_workspace
 
-    ws = open_workspace(home)
+    ws = _open(home, "requests.generate")
     result = generate_request(ws, provision, items, seed, out_dir, overwrite=overwrite)
     if json_out:
         _emit_json(result.to_dict())
@@ -467,9 +519,8 @@ def ledger_keygen(
     """Create the ledger's Ed25519 signing key (kept outside the database) and print the
     verifier key to publish."""
     from custodes.ledger.keys import key_path, keygen
-    from custodes.workspace import open_workspace
 
-    ws = open_workspace(home)
+    ws = _open(home, "ledger.sign")
     signer = keygen(ws, origin)
     info = {"origin": signer.name, "vkey": signer.verifier.vkey, "key_file": str(key_path(ws))}
     if json_out:
@@ -484,9 +535,8 @@ def ledger_keygen(
 def ledger_key(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Print the ledger's verifier key (name+id+base64), for auditors and witnesses."""
     from custodes.ledger.service import verifier
-    from custodes.workspace import open_workspace
 
-    vkey = verifier(open_workspace(home)).vkey
+    vkey = verifier(_open(home, "ledger.read")).vkey
     _emit_json({"vkey": vkey}) if json_out else sys.stdout.write(vkey + "\n")
 
 
@@ -495,9 +545,8 @@ def ledger_key(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
 def ledger_status(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Size, root and latest checkpoint of the ledger."""
     from custodes.ledger.service import status as ledger_state
-    from custodes.workspace import open_workspace
 
-    info = ledger_state(open_workspace(home))
+    info = ledger_state(_open(home, "ledger.read"))
     _emit_json(info) if json_out else out.print(_kv_table("Ledger", info))
 
 
@@ -506,9 +555,8 @@ def ledger_status(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
 def ledger_checkpoint(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Sign a checkpoint of the current tree (only if it extends the last one) and print it."""
     from custodes.ledger.service import checkpoint
-    from custodes.workspace import open_workspace
 
-    cp, note = checkpoint(open_workspace(home))
+    cp, note = checkpoint(_open(home, "ledger.sign"))
     if json_out:
         _emit_json({"origin": cp.origin, "size": cp.size, "note": note.render()})
     else:
@@ -532,9 +580,8 @@ def ledger_export(
     """Write the ledger as a C2SP tlog-tiles directory: checkpoint, hash tiles, entry bundles.
     The export reveals no personal data and can be verified offline with the verifier key."""
     from custodes.ledger.service import export
-    from custodes.workspace import open_workspace
 
-    info = export(open_workspace(home), folder, bodies=bodies)
+    info = export(_open(home, "ledger.read"), folder, bodies=bodies)
     _emit_json(info) if json_out else out.print(_kv_table("Export", info))
 
 
@@ -589,9 +636,8 @@ def ledger_verify(
             raise InputError(f"{policy}: {exc}", code="bad_policy") from None
     if path is None:
         from custodes.ledger.service import audit_store
-        from custodes.workspace import open_workspace
 
-        report = audit_store(open_workspace(home), _vkey(key) if key else None)
+        report = audit_store(_open(home, "ledger.read"), _vkey(key) if key else None)
     else:
         if key is None:
             raise InputError(
@@ -627,9 +673,8 @@ def ledger_prove(
     """A self-contained receipt (c2sp.org/tlog-proof@v1) that one event is in the ledger:
     inclusion proof plus signed checkpoint. Check it with 'custodes ledger verify FILE --key'."""
     from custodes.ledger.service import prove
-    from custodes.workspace import open_workspace
 
-    receipt, body_doc = prove(open_workspace(home), index)
+    receipt, body_doc = prove(_open(home, "ledger.read"), index)
     if out_file:
         out_file.write_text(receipt)
         err.print(f"Receipt written to {out_file}.")
@@ -651,9 +696,8 @@ def ledger_cosign(
 ) -> None:
     """Ask a witness to cosign the latest checkpoint (proving consistency with what it saw)."""
     from custodes.ledger.service import cosign
-    from custodes.workspace import open_workspace
 
-    info = cosign(open_workspace(home), witness_url, _vkey(witness_key))
+    info = cosign(_open(home, "ledger.sign"), witness_url, _vkey(witness_key))
     _emit_json(info) if json_out else out.print(
         f"Cosigned by {info['witness']} at size {info['size']:,}."
     )
@@ -806,9 +850,8 @@ def rules_check(
     """Evaluate a request: request-level verdicts, then per check how many items fail, with
     example item ids (never personal data). Exit status 1 when the request must be refused."""
     from custodes.rules.service import check_request
-    from custodes.workspace import open_workspace
 
-    ev = check_request(open_workspace(home), request_dir, rules)
+    ev = check_request(_open(home, "rules.check"), request_dir, rules)
     if json_out:
         _emit_json(ev.to_dict())
     else:
@@ -896,10 +939,9 @@ def agencies_add(
 ) -> None:
     """Add or update an agency (recorded in the ledger)."""
     from custodes.rules.registry import add_agency
-    from custodes.workspace import open_workspace
 
     row = add_agency(
-        open_workspace(home),
+        _open(home, "registry.change"),
         name,
         safeguards_current=safeguards_current,
         open_findings=open_findings,
@@ -924,7 +966,6 @@ def officials_add(
 
     from custodes.errors import InputError
     from custodes.rules.registry import add_official
-    from custodes.workspace import open_workspace
 
     try:
         start = dt.date.fromisoformat(valid_from)
@@ -932,7 +973,7 @@ def officials_add(
     except ValueError:
         raise InputError("--from and --to take dates as YYYY-MM-DD.", code="bad_argument") from None
     row = add_official(
-        open_workspace(home),
+        _open(home, "registry.change"),
         agency=agency,
         name=name,
         title=title,
@@ -953,9 +994,8 @@ def agreements_add(
     """Register a data-sharing agreement; it can only add requirements (recorded in the
     ledger)."""
     from custodes.rules.registry import add_agreement
-    from custodes.workspace import open_workspace
 
-    agr = add_agreement(open_workspace(home), file)
+    agr = add_agreement(_open(home, "registry.change"), file)
     _emit_json(agr.__dict__) if json_out else out.print(
         f"Agreement [bold]{agr.id}[/] registered for {agr.provision}."
     )
@@ -963,9 +1003,8 @@ def agreements_add(
 
 def _registry_list(table: str, home: Path | None, json_out: bool) -> None:
     from custodes.rules.registry import listing
-    from custodes.workspace import open_workspace
 
-    rows = listing(open_workspace(home), table)
+    rows = listing(_open(home, "registry.read"), table)
     if json_out:
         _emit_json(rows)
         return
@@ -1019,7 +1058,7 @@ def _stages(json_out: bool) -> Iterator[Callable[[str, int, int], None] | None]:
     )
 
     if json_out:
-        yield None
+        yield lambda stage, done, total: _recheck()
         return
     with Progress(
         TextColumn("{task.description:<48}"),
@@ -1031,6 +1070,7 @@ def _stages(json_out: bool) -> Iterator[Callable[[str, int, int], None] | None]:
         tasks: dict[str, Any] = {}
 
         def update(stage: str, done: int, total: int) -> None:
+            _recheck()
             if stage not in tasks:
                 tasks[stage] = bar.add_task(STAGE_LABELS.get(stage, stage), total=total)
             bar.update(tasks[stage], completed=done, total=total)
@@ -1083,14 +1123,13 @@ def match_train(
     save it with its content hash and make it current. Retraining is always explicit."""
     from custodes.matching import service
     from custodes.matching.model import Thresholds
-    from custodes.workspace import open_workspace
 
     t = Thresholds().replace(
         min_probability=min_probability,
         min_margin_bits=margin,
         review_probability=review_probability,
     )
-    ws = open_workspace(home)
+    ws = _open(home, "match.train")
     with _stages(json_out) as progress:
         info = service.train(
             ws, request, backend=backend, thresholds=t, seed=seed, progress=progress
@@ -1128,9 +1167,8 @@ def match_link(
     per-field weights, ambiguity flags, the person gate and whether the supplied address is on
     record. Writes requests/<id>/match/linked.parquet; changes no request state."""
     from custodes.matching import service
-    from custodes.workspace import open_workspace
 
-    ws = open_workspace(home)
+    ws = _open(home, "match.link")
     t0 = time.perf_counter()
     with _stages(json_out) as progress:
         res = service.link(
@@ -1181,9 +1219,8 @@ def match_evaluate(
     a plot of wrong-person accepts and recall against the threshold."""
     from custodes.matching import evaluate as ev
     from custodes.matching import service
-    from custodes.workspace import open_workspace
 
-    ws = open_workspace(home)
+    ws = _open(home, "match.evaluate")
     request_id = request_id or service.latest_request(ws)
     linked = service.linked_path(ws, request_id)
     report = ev.evaluate(linked, truth, out_dir or linked.parent)
@@ -1233,7 +1270,6 @@ def match_evaluate(
 @handles_errors
 def process(
     request_id: RequestArg,
-    actor: ActorOpt = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -1241,11 +1277,10 @@ def process(
     DISCLOSE, CONFIRM / NOT_CONFIRMED, WITHHOLD (failing checks) or REVIEW (why). Resumable:
     run it again after an interruption and it finishes with identical outcomes."""
     from custodes.decisions.pipeline import process as do_process
-    from custodes.workspace import open_workspace
 
-    ws = open_workspace(home)
+    ws = _open(home, "process")
     with _stages(json_out) as progress:
-        res = do_process(ws, request_id, actor=_actor(actor), progress=progress)
+        res = do_process(ws, request_id, actor=_who(), progress=progress)
     if json_out:
         _emit_json(res.to_dict())
         return
@@ -1275,9 +1310,8 @@ def explain(
 ) -> None:
     """Why one item got its outcome: every check with its citation, and the match evidence."""
     from custodes.decisions.pipeline import explain as do_explain
-    from custodes.workspace import open_workspace
 
-    info = do_explain(open_workspace(home), request_id, item_id)
+    info = do_explain(_open(home, "explain"), request_id, item_id)
     if json_out:
         _emit_json(info)
         return
@@ -1313,9 +1347,8 @@ def outcomes(
     """Export the per-item view for officers: item_id, outcome, checks, record_id and one
     column per field that would be released."""
     from custodes.decisions.pipeline import export_outcomes
-    from custodes.workspace import open_workspace
 
-    info = export_outcomes(open_workspace(home), request_id, out_file)
+    info = export_outcomes(_open(home, "outcomes"), request_id, out_file)
     _emit_json(info) if json_out else out.print(f"Wrote {info['rows']:,} rows to {out_file}.")
 
 
@@ -1334,7 +1367,6 @@ def review(
         bool, typer.Option("--withhold-all", help="Resolve every open review item to withhold.")
     ] = False,
     reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded).")] = None,
-    actor: ActorOpt = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -1342,9 +1374,8 @@ def review(
     --disclose --reason TEXT, or --withhold-all --reason TEXT)."""
     from custodes.decisions import release as rel
     from custodes.errors import InputError
-    from custodes.workspace import open_workspace
 
-    ws = open_workspace(home)
+    ws = _open(home, "review.resolve" if (withhold_all or item) else "review.read")
     if withhold_all or item:
         if withhold_all and item:
             raise InputError("Use --withhold-all or --item, not both.", code="bad_argument")
@@ -1356,7 +1387,7 @@ def review(
             request_id,
             decision,
             reason,
-            actor=_actor(actor),
+            actor=_who(),
             items=None if withhold_all else item,
         )
         info = {"request_id": request_id, "resolved": n, "decision": decision}
@@ -1394,15 +1425,13 @@ def review(
 @handles_errors
 def prepare(
     request_id: RequestArg,
-    actor: ActorOpt = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Prepare the release of a decided request (no item may still be in review)."""
     from custodes.decisions.release import prepare as do_prepare
-    from custodes.workspace import open_workspace
 
-    info = do_prepare(open_workspace(home), request_id, actor=_actor(actor))
+    info = do_prepare(_open(home, "prepare"), request_id, actor=_who())
     _emit_json(info) if json_out else out.print(
         f"{request_id} prepared by {info['prepared_by']}; a second person must approve it."
     )
@@ -1412,15 +1441,13 @@ def prepare(
 @handles_errors
 def approve(
     request_id: RequestArg,
-    actor: ActorOpt = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Approve a prepared release: never one you prepared or a request you submitted."""
     from custodes.decisions.release import approve as do_approve
-    from custodes.workspace import open_workspace
 
-    info = do_approve(open_workspace(home), request_id, actor=_actor(actor))
+    info = do_approve(_open(home, "approve"), request_id, actor=_who())
     _emit_json(info) if json_out else out.print(
         f"{request_id} approved by {info['approved_by']} (prepared by {info['prepared_by']})."
     )
@@ -1431,7 +1458,6 @@ def approve(
 def release(
     request_id: RequestArg,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the response files.")],
-    actor: ActorOpt = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -1439,9 +1465,8 @@ def release(
     indistinguishable answer for record-dependent refusals, cited defects, a ledger checkpoint.
     Every disclosure gets its ledger leaf in the same transaction; safe to re-run."""
     from custodes.decisions.release import release as do_release
-    from custodes.workspace import open_workspace
 
-    res = do_release(open_workspace(home), request_id, out_dir, actor=_actor(actor))
+    res = do_release(_open(home, "release"), request_id, out_dir, actor=_who())
     if json_out:
         _emit_json(res.to_dict())
         return
@@ -1467,19 +1492,17 @@ def recall(
             "--out", help="Folder for the notice (default: recalls/<id> in the workspace)."
         ),
     ] = None,
-    actor: ActorOpt = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Mark disclosures as improper (e.g. after a court ruling): lists the items, recipients
     and fields affected and writes the return-or-destroy notice for the recipient."""
     from custodes.decisions.recall import recall as do_recall
-    from custodes.workspace import open_workspace
 
     info = do_recall(
-        open_workspace(home),
+        _open(home, "recall"),
         reason=reason,
-        actor=_actor(actor),
+        actor=_who(),
         request_id=request_id,
         items_file=items,
         out=out_dir,
@@ -1509,9 +1532,8 @@ def recall(
 def recalls_list(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Recalls and whether the recipient has certified destruction (open, overdue, certified)."""
     from custodes.decisions.recall import listing
-    from custodes.workspace import open_workspace
 
-    rows = listing(open_workspace(home))
+    rows = listing(_open(home, "recalls.read"))
     if json_out:
         _emit_json(rows)
         return
@@ -1546,7 +1568,6 @@ def certify_destruction(
     certificate: Annotated[
         str | None, typer.Option("--certificate", help="Reference of the written certificate.")
     ] = None,
-    actor: ActorOpt = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -1555,24 +1576,218 @@ def certify_destruction(
 
     from custodes.decisions.recall import certify
     from custodes.errors import InputError
-    from custodes.workspace import open_workspace
 
     try:
         day = dt.date.fromisoformat(on)
     except ValueError:
         raise InputError("--on must be a date, YYYY-MM-DD.", code="bad_argument") from None
     info = certify(
-        open_workspace(home),
+        _open(home, "recall.certify"),
         recall_id,
         certified_by=by,
         certified_on=day,
         certificate=certificate,
-        actor=_actor(actor),
+        actor=_who(),
     )
     _emit_json(info) if json_out else out.print(
         f"Recall {recall_id}: destruction certified by {info['certified_by']} on "
         f"{info['certified_on']}."
     )
+
+
+users_app = typer.Typer(
+    help="Users and roles (administrators): add, grant, suspend, reinstate, list.",
+    no_args_is_help=True,
+)
+app.add_typer(users_app, name="users")
+RoleOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--role",
+        help="requester, officer, approver, rule_steward, auditor or administrator (repeatable).",
+    ),
+]
+BasisOpt = Annotated[
+    str | None, typer.Option("--basis", help="Legal basis of the grant (e.g. a detail order).")
+]
+ExpiresOpt = Annotated[
+    str | None, typer.Option("--expires", help="Last day of the grant, YYYY-MM-DD (inclusive).")
+]
+PwStdinOpt = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+]
+
+
+def _expiry(value: str | None) -> Any:
+    import datetime as dt
+
+    from custodes.errors import InputError
+
+    if value is None:
+        return None
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        raise InputError("--expires must be a date, YYYY-MM-DD.", code="bad_argument") from None
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+
+
+@app.command()
+@handles_errors
+def login(
+    user: Annotated[str, typer.Argument(help="Your user name.")],
+    password_stdin: PwStdinOpt = False,
+    totp: Annotated[str | None, typer.Option("--totp", help="One-time code, if required.")] = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Sign in: opens a server-side session, kept for this shell user in the workspace
+    (CUSTODES_SESSION overrides it; --json prints the token)."""
+    from custodes.access import service as acc
+    from custodes.workspace import open_workspace
+
+    ws = open_workspace(home)
+    token = acc.login(ws, user, _password(password_stdin), totp=totp)
+    path = _session_file(ws.home)
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    if json_out:
+        _emit_json({"user": user, "session": token})
+    else:
+        out.print(f"Signed in as [bold]{user}[/].")
+
+
+@app.command()
+@handles_errors
+def logout(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """Sign out: ends the session on the server and forgets it here."""
+    from custodes.access import service as acc
+    from custodes.workspace import open_workspace
+
+    ws = open_workspace(home)
+    path = _session_file(ws.home)
+    token = os.environ.get("CUSTODES_SESSION") or (
+        path.read_text().strip() if path.exists() else None
+    )
+    ended = acc.logout(ws, token) if token else False
+    if path.exists() and not os.environ.get("CUSTODES_SESSION"):
+        path.unlink()
+    _emit_json({"ended": ended}) if json_out else out.print(
+        "Signed out." if ended else "No session was open."
+    )
+
+
+def _actor_obj() -> Any:
+    return _SIGNED_IN["actor"]
+
+
+@users_app.command("add")
+@handles_errors
+def users_add(
+    user: Annotated[str, typer.Argument(help="The new user's name.")],
+    role: RoleOpt,
+    password_stdin: PwStdinOpt = False,
+    basis: BasisOpt = None,
+    expires: ExpiresOpt = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create a user with roles (subject to separation of duties)."""
+    from custodes.access import service as acc
+
+    ws = _open(home, "users.change")
+    info = acc.create_user(
+        ws,
+        user,
+        _password(password_stdin),
+        role,
+        by=_actor_obj(),
+        basis=basis,
+        expires=_expiry(expires),
+    )
+    _emit_json(info) if json_out else out.print(
+        f"User {user} created with role(s) {', '.join(info['roles'])}."
+    )
+
+
+@users_app.command("grant")
+@handles_errors
+def users_grant(
+    user: Annotated[str, typer.Argument(help="The user.")],
+    role: Annotated[str, typer.Option("--role", help="The role to grant.")],
+    basis: BasisOpt = None,
+    expires: ExpiresOpt = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Grant a role, optionally time-limited with its legal basis. Never to yourself."""
+    from custodes.access import service as acc
+
+    ws = _open(home, "users.change")
+    info = acc.grant(ws, user, role, by=_actor_obj(), basis=basis, expires=_expiry(expires))
+    _emit_json(info) if json_out else out.print(f"Granted {role} to {user}.")
+
+
+@users_app.command("suspend")
+@handles_errors
+def users_suspend(
+    user: Annotated[str, typer.Argument(help="The user.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Suspend a user at once: sessions and keys end in the same transaction, so their very
+    next call (and any action of theirs not yet committed) is refused."""
+    from custodes.access import service as acc
+
+    ws = _open(home, "users.change")
+    info = acc.suspend(ws, user, reason, by=_actor_obj())
+    _emit_json(info) if json_out else out.print(
+        f"{user} suspended; {info['sessions_ended']} session(s) ended."
+    )
+
+
+@users_app.command("reinstate")
+@handles_errors
+def users_reinstate(
+    user: Annotated[str, typer.Argument(help="The user.")],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Reinstate a suspended user: one administrator asks, a second one confirms."""
+    from custodes.access import service as acc
+
+    ws = _open(home, "users.change")
+    info = acc.reinstate(ws, user, by=_actor_obj())
+    _emit_json(info) if json_out else out.print(
+        f"{user}: {info['status']}" + (f" ({info['pending']})" if "pending" in info else ".")
+    )
+
+
+@users_app.command("list")
+@handles_errors
+def users_list(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """Users, their status, and every grant's legal basis and expiry."""
+    from custodes.access import service as acc
+
+    rows = acc.listing(_open(home, "users.read"))
+    if json_out:
+        _emit_json(rows)
+        return
+    table = Table("user", "status", "role", "basis", "expires", title="Users", title_justify="left")
+    for u in rows:
+        for g in u["grants"] or [{"role": "", "basis": None, "expires": None, "expired": False}]:
+            exp = str(g["expires"])[:10] if g["expires"] else ""
+            table.add_row(
+                u["user"],
+                u["status"],
+                g["role"] + (" (expired)" if g["expired"] else ""),
+                g["basis"] or "",
+                exp,
+            )
+    out.print(table)
 
 
 def main() -> None:
