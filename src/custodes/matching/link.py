@@ -384,21 +384,33 @@ def decide(
         GROUP BY g.item_id"""
     )
     _address_on_record(con, mf, request_path, items_path, envelope_periods)
-    # A match that rests on name and date of birth alone (no TIN agrees, the supplied address
-    # agrees with no return) may be a namesake born the same day: at 5M x 1M three absent
-    # strangers were identified that way. Such a match stands only if the name and DOB are
-    # rare enough: expected namesakes in this master file below 2^-namesake_margin_bits.
+    # A match that no TIN and no address on record supports may be a namesake born the same
+    # day (in the same ZIP, if the ZIP agrees). For one item the expected number of such
+    # namesakes in the master file is about n_master * 2^-(name + DOB + address bits). Summed
+    # over the items that rest on that evidence alone (at 5M x 1M, per-item odds of 1e-4 still
+    # made 3 wrong identifications), it must stay below 2^-margin, so each such item needs
+    # log2(n_master) + log2(n_unsupported) + namesake_margin_bits (a Bonferroni bound over the
+    # items actually at risk; every absent person the request asks about is among them).
     n_master = con.execute("SELECT count(*) FROM m").fetchall()[0][0]
-    namesake_bits = math.log2(max(n_master, 2)) + t.namesake_margin_bits
+    n_unsupported = con.execute(
+        f"""SELECT count(*) FROM gated g LEFT JOIN addr_check c USING (item_id)
+            WHERE g.record_id IS NOT NULL AND g.probability >= {t.review_probability}
+              AND NOT g.tin_agrees AND NOT coalesce(c.any_year, FALSE)"""
+    ).fetchall()[0][0]
+    namesake_bits = (
+        math.log2(max(n_master, 2)) + math.log2(max(n_unsupported, 2)) + t.namesake_margin_bits
+    )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE linked AS
         WITH f AS (
           SELECT g.*, coalesce(h.household, FALSE) AS household,
                  coalesce(c.any_year, FALSE) AS address_on_record,
                  coalesce(c.in_periods, FALSE) AS address_on_record_in_periods,
+                 coalesce(g.tin_agrees OR coalesce(c.any_year, FALSE), FALSE) AS supported,
+                 g.w_first + g.w_last + g.w_dob + greatest(g.w_address, 0) AS name_dob_bits,
                  coalesce(NOT g.tin_agrees AND NOT coalesce(c.any_year, FALSE)
-                          AND coalesce(g.w_address, 0) <= 0
-                          AND g.w_first + g.w_last + g.w_dob < {namesake_bits}, FALSE)
+                          AND g.w_first + g.w_last + g.w_dob + greatest(g.w_address, 0)
+                              < {namesake_bits}, FALSE)
                    AS namesake_risk,
                  coalesce(h.generational, FALSE) AS generational, coalesce(h.twin, FALSE) AS twin,
                  g.tin_exact AND NOT (g.first_ok AND (g.dob_ok OR g.r_dob IS NULL))
@@ -447,7 +459,8 @@ def decide(
             CASE WHEN namesake_risk THEN 'namesake_risk' END
           ], lambda x: x IS NOT NULL) AS reasons,
           w_first, w_last, w_dob, w_tin, w_address, address_on_record,
-          address_on_record_in_periods
+          address_on_record_in_periods, supported, name_dob_bits,
+          {namesake_bits} AS namesake_bits_required
         FROM v"""
     )
 

@@ -56,8 +56,9 @@ class Thresholds:
     - ``first_name_similarity``: Jaro–Winkler similarity that lets a first name with a typo pass
       the person gate (only when the date of birth agrees exactly);
     - ``namesake_margin_bits``: when neither a TIN nor the address supports a match, the name
-      and date of birth must carry log2(master size) + this many bits, i.e. the expected number
-      of namesakes born the same day in the master file is below 2^-margin (10 bits: 1 in 1,024).
+      and date of birth must carry log2(master size) + log2(number of such items) + this many
+      bits, so that across the request the expected number of identifications of a same-day
+      namesake is below 2^-margin.
     """
 
     min_probability: float = 0.99
@@ -65,7 +66,7 @@ class Thresholds:
     review_probability: float = 0.5
     floor_probability: float = 0.01
     first_name_similarity: float = 0.92
-    namesake_margin_bits: float = 10.0
+    namesake_margin_bits: float = 3.0
 
     def validate(self) -> Thresholds:
         for f in fields(self):
@@ -158,10 +159,9 @@ def settings() -> Any:
         output_column_name="address",
         comparison_description="Address (house, street, ZIP, city)",
         comparison_levels=[
-            cll.Or(
-                cll.And(cll.NullLevel("house"), cll.NullLevel("zip5")),
-                cll.And(cll.NullLevel("street"), cll.NullLevel("city")),
-            ),
+            # No address to compare: no street, no ZIP and no city on one side. A partial
+            # address (ZIP only, city only) is still evidence and falls to the levels below.
+            cll.And(cll.NullLevel("street"), cll.NullLevel("zip5"), cll.NullLevel("city")),
             cll.And(
                 cll.ExactMatchLevel("house"),
                 cll.ExactMatchLevel("street"),
