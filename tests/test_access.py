@@ -355,3 +355,22 @@ def test_cli_sign_in_roles_and_suspension(tmp_path, sign_in) -> None:  # type: i
     assert runner.invoke(app, ["logout", *home]).exit_code == 0
     r = runner.invoke(app, ["users", "list", *home])
     assert r.exit_code == 2 and "not_signed_in" in r.output
+
+
+def test_second_factor(workspace: Workspace, admin: acc.Actor, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import urllib.parse
+
+    import pyotp
+
+    _user(workspace, admin, "ben", "approver")
+    monkeypatch.setenv(acc.TOTP_ROLES_ENV, "approver")
+    with pytest.raises(acc.AccessDenied) as exc:
+        acc.login(workspace, "ben", PW)
+    assert exc.value.code == "totp_required"
+    uri = acc.enroll_totp(workspace, "ben", by=admin)
+    secret = urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0]
+    for code in (None, "000000"):
+        with pytest.raises(acc.AccessDenied) as exc:
+            acc.login(workspace, "ben", PW, totp=code)
+        assert exc.value.code == "bad_totp"
+    assert acc.login(workspace, "ben", PW, totp=pyotp.TOTP(secret).now())

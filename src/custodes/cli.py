@@ -1766,6 +1766,25 @@ def users_reinstate(
     )
 
 
+@users_app.command("totp")
+@handles_errors
+def users_totp(
+    user: Annotated[str, typer.Argument(help="The user.")],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Enrol a user's second factor: prints the provisioning URI once, for their authenticator
+    app. CUSTODES_TOTP_ROLES=approver,administrator makes the code mandatory for those roles."""
+    from custodes.access import service as acc
+
+    ws = _open(home, "users.change")
+    uri = acc.enroll_totp(ws, user, by=_actor_obj())
+    _emit_json({"user": user, "provisioning_uri": uri}) if json_out else out.print(
+        f"Second factor enrolled for {user}; give them this URI once (QR code):\n{uri}",
+        soft_wrap=True,
+    )
+
+
 @users_app.command("list")
 @handles_errors
 def users_list(home: HomeOpt = None, json_out: JsonOpt = False) -> None:

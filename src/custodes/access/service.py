@@ -76,6 +76,8 @@ ACTIONS: dict[str, tuple[str, ...]] = {
 }
 
 SESSION_HOURS = 12
+# Roles whose holders must sign in with a one-time code (comma-separated role names).
+TOTP_ROLES_ENV = "CUSTODES_TOTP_ROLES"
 MIN_PASSWORD = 12
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
 _hasher = PasswordHasher()
@@ -421,6 +423,13 @@ def login(ws: Workspace, name: str, password: str, *, totp: str | None = None) -
         elif row.status != "active":
             _record(conn, name, "login", False, "suspended")
             denied = AccessDenied(f"User {name} is suspended.", code="suspended")
+        elif not row.totp_secret and roles_of(conn, name) & _totp_roles():
+            _record(conn, name, "login", False, "second factor not enrolled")
+            denied = AccessDenied(
+                f"User {name} holds a role that requires a one-time code and has none "
+                "enrolled; an administrator runs 'custodes users totp'.",
+                code="totp_required",
+            )
         elif row.totp_secret and not _totp_ok(row.totp_secret, totp):
             _record(conn, name, "login", False, "second factor")
             denied = AccessDenied("The one-time code is missing or wrong.", code="bad_totp")
@@ -439,6 +448,27 @@ def login(ws: Workspace, name: str, password: str, *, totp: str | None = None) -
             _record(conn, name, "login", True)
             return token
     raise denied
+
+
+def _totp_roles() -> frozenset[str]:
+    import os
+
+    return frozenset(r.strip() for r in os.environ.get(TOTP_ROLES_ENV, "").split(",") if r)
+
+
+def enroll_totp(ws: Workspace, name: str, *, by: Actor) -> str:
+    """Give a user a TOTP secret; returns the provisioning URI for their authenticator app
+    (shown once). Enrolling again replaces the secret."""
+    import pyotp
+
+    secret = pyotp.random_base32()
+    with ws.engine.begin() as conn:
+        _require(conn, by, "users.change")
+        done = conn.execute(update(users).where(users.c.name == name).values(totp_secret=secret))
+        if done.rowcount != 1:
+            raise InputError(f"No user {name}.", code="unknown_user")
+        log.append(conn, [Event("user.totp_enrolled", actor=by.name, data={"user": name})])
+    return pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name="custodes")
 
 
 def _totp_ok(secret: str, code: str | None) -> bool:
