@@ -99,6 +99,12 @@ def test_suspension_is_immediate(workspace: Workspace, admin: acc.Actor) -> None
     assert acc.authorize(workspace, token, "process").name == "clerk"
     with pytest.raises(InputError):
         acc.suspend(workspace, "clerk", " ", by=admin)
+    _user(workspace, admin, "ben", "approver")
+    with workspace.engine.connect() as conn:
+        assert acc.active_holders(conn, "approver") == {"ben"}
+    acc.suspend(workspace, "ben", "on leave", by=admin)
+    with workspace.engine.connect() as conn:  # suspending an approver unlocks nothing
+        assert acc.active_holders(conn, "approver") == set()
     res = acc.suspend(workspace, "clerk", "left the agency", by=admin)
     assert res["sessions_ended"] == 2
     for t in (token, other):

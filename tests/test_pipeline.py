@@ -177,7 +177,8 @@ def test_two_person_rules(ws: Workspace, rid: str, tmp_path: Path) -> None:
     with pytest.raises(ConflictError) as exc:
         rel.approve(ws, rid, actor="approver")
     assert exc.value.code == "not_prepared"
-    rel.prepare(ws, rid, actor="officer")
+    prepared = rel.prepare(ws, rid, actor="officer")
+    assert prepared["eligible_approvers"] == 0  # nobody holds the approver role: blocked
     for who in ("officer", "clerk"):  # the preparer, the submitter
         with pytest.raises(ConflictError) as exc:
             rel.approve(ws, rid, actor=who)

@@ -1432,9 +1432,15 @@ def prepare(
     from custodes.decisions.release import prepare as do_prepare
 
     info = do_prepare(_open(home, "prepare"), request_id, actor=_who())
-    _emit_json(info) if json_out else out.print(
-        f"{request_id} prepared by {info['prepared_by']}; a second person must approve it."
-    )
+    if json_out:
+        _emit_json(info)
+        return
+    out.print(f"{request_id} prepared by {info['prepared_by']}; a second person must approve it.")
+    if not info["eligible_approvers"]:
+        out.print(
+            "[yellow]No eligible approver is active (an approver who neither prepared nor "
+            "submitted it): the release stays blocked until one is.[/]"
+        )
 
 
 @app.command()

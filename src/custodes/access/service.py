@@ -164,6 +164,17 @@ def roles_of(conn: Connection, name: str, at: dt.datetime | None = None) -> froz
     return frozenset(r for r, exp in rows if exp is None or _aware(exp) > at)
 
 
+def active_holders(conn: Connection, role: str) -> set[str]:
+    """Active users who hold `role` now (grant not expired)."""
+    now = _now()
+    rows = conn.execute(
+        select(grants.c.user_name, grants.c.expires_at)
+        .join(users, users.c.name == grants.c.user_name)
+        .where(grants.c.role == role, users.c.status == "active")
+    ).all()
+    return {u for u, exp in rows if exp is None or _aware(exp) > now}
+
+
 def has_users(ws: Workspace) -> bool:
     with ws.engine.connect() as conn:
         return bool(conn.execute(select(func.count()).select_from(users)).scalar())

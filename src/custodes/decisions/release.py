@@ -30,6 +30,7 @@ import duckdb
 import pyarrow as pa
 from sqlalchemy import insert, select, update
 
+from custodes.access import service as access
 from custodes.decisions.pipeline import (
     EVIDENCE_COLUMNS,
     RECORD_DEPENDENT,
@@ -177,11 +178,17 @@ def prepare(ws: Workspace, request_id: str, *, actor: str | None) -> dict[str, A
                 request_id=request_id, outcomes_sha256=sha, prepared_by=actor, prepared_at=_now()
             )
         )
+        submitted_by = conn.execute(
+            select(requests.c.submitted_by).where(requests.c.id == request_id)
+        ).scalar()
+        # Suspending approvers never unlocks anything: with nobody eligible, it stays blocked.
+        eligible = sorted(access.active_holders(conn, "approver") - {actor, submitted_by})
     return {
         "request_id": request_id,
         "state": "prepared",
         "prepared_by": actor,
         "outcomes_sha256": sha,
+        "eligible_approvers": len(eligible),
     }
 
 
