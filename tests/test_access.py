@@ -380,3 +380,59 @@ def test_second_factor(workspace: Workspace, admin: acc.Actor, monkeypatch) -> N
             acc.login(workspace, "ben", PW, totp=code)
         assert exc.value.code == "bad_totp"
     assert acc.login(workspace, "ben", PW, totp=pyotp.TOTP(secret).now())
+
+
+def test_inspection_trail(master_ws: Workspace, tmp_path, sign_in) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from custodes.cli import app
+    from custodes.records import master
+    from custodes.requests.generator import generate_request
+    from custodes.requests.intake import submit
+
+    runner = CliRunner()
+    envs = sign_in(master_ws.home, master_ws.store_url)
+    home = ["--home", str(master_ws.home)]
+    records = pq.read_table(master.current(master_ws).path("people"), columns=["record_id"])
+    rec, other = records["record_id"][0].as_py(), records["record_id"][1].as_py()
+    generate_request(master_ws, "irc-6103-i-2", 20, seed=1, out=tmp_path / "req")
+    rid = submit(master_ws, tmp_path / "req").request_id
+    officer, auditor = envs["officer"], envs["auditor"]
+
+    def show(*args: str, env=officer):  # type: ignore[no-untyped-def]
+        return runner.invoke(app, ["records", "show", *args, *home, "--json"], env=env)
+
+    r = show(rec, "--purpose", "locate for case review", "--request", rid)
+    assert r.exit_code == 0, r.output
+    shown = json.loads(r.stdout)
+    assert shown["record_id"] == rec and shown["addresses"]
+    assert show(rec, "--purpose", "curious").exit_code == 2  # purpose too short
+    r = show(rec, "--purpose", "just looking around here")  # no request linked
+    assert r.exit_code == 2 and "no_case" in r.output
+    r = show("rec-nope", "--purpose", "locate for case review", "--request", rid)
+    assert r.exit_code == 2 and "unknown_record" in r.output
+    r = show(rec, "--purpose", "locate for case review", "--request", rid, env=envs["approver"])
+    assert r.exit_code == 2 and "forbidden" in r.output
+    r = runner.invoke(
+        app,
+        ["records", "flag-sensitive", other, "--reason", "public figure", *home],
+        env=envs["administrator"],
+    )
+    assert r.exit_code == 0, r.output
+    assert show(other, "--purpose", "locate for case review", "--request", rid).exit_code == 0
+    r = runner.invoke(app, ["audit", "inspections", "--spike", "1", *home, "--json"], env=auditor)
+    rep = json.loads(r.stdout)
+    assert rep["inspections"] == 5  # the approver's attempt never reached the record
+    assert [x["reason"] for x in rep["without_open_request"]] == ["no_case"]
+    assert [x["record_id"] for x in rep["sensitive"]] == [other]
+    assert rep["volume_spikes"][0]["inspections"] == 2
+    assert rep["actions_by_suspended_users"] == []
+    r = runner.invoke(app, ["audit", "inspections", *home], env=officer)
+    assert r.exit_code == 2 and "forbidden" in r.output
+    with master_ws.engine.connect() as conn:
+        types = conn.execute(sa.text("SELECT type FROM ledger_events")).scalars().all()
+    assert types.count("record.inspected") == 2
+    assert types.count("record.inspection_refused") == 3

@@ -1815,6 +1815,102 @@ def users_list(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     out.print(table)
 
 
+audit_app = typer.Typer(help="What auditors look for (inspection trail).", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@records_app.command("show")
+@handles_errors
+def records_show(
+    record_id: Annotated[str, typer.Argument(help="The record's opaque id (rec-…).")],
+    purpose: Annotated[str, typer.Option("--purpose", help="Why you need to see it (recorded).")],
+    request: Annotated[
+        str | None, typer.Option("--request", help="The open request the inspection serves.")
+    ] = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Inspect one taxpayer record: needs a stated purpose and an open request it serves;
+    every inspection, shown or refused, is recorded (UNAX)."""
+    from custodes.decisions.inspection import inspect_record
+
+    ws = _open(home, "records.show")
+    rec = inspect_record(ws, record_id, actor=_who(), purpose=purpose, request_id=request)
+    if json_out:
+        _emit_json(rec)
+        return
+    out.print(
+        _kv_table(
+            f"Record {record_id} (inspection recorded)",
+            {k: v for k, v in rec.items() if k != "addresses"},
+        )
+    )
+    table = Table("tax year", "street", "unit", "city", "state", "zip", title="Addresses filed")
+    for a in rec["addresses"]:  # type: ignore[union-attr]
+        table.add_row(
+            *(str(a[k] or "") for k in ("tax_year", "street", "unit", "city", "state", "zip"))
+        )
+    out.print(table)
+
+
+@records_app.command("flag-sensitive")
+@handles_errors
+def records_flag_sensitive(
+    record_id: Annotated[str, typer.Argument(help="The record's opaque id.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Flag a record sensitive: every inspection of it is reported to auditors."""
+    from custodes.access import service as acc
+
+    ws = _open(home, "records.flag")
+    acc.flag_sensitive(ws, record_id, reason, by=_actor_obj())
+    _emit_json({"record_id": record_id, "sensitive": True}) if json_out else out.print(
+        f"{record_id} flagged sensitive."
+    )
+
+
+@audit_app.command("inspections")
+@handles_errors
+def audit_inspections(
+    spike: Annotated[
+        int,
+        typer.Option(
+            "--spike", min=1, help="Inspections by one user in one day that count as a spike."
+        ),
+    ] = 50,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Inspections without a linked open request, of sensitive records, volume spikes per user,
+    and any action by a suspended user (which must be none)."""
+    from custodes.access import service as acc
+
+    rep = acc.audit_inspections(_open(home, "audit"), spike=spike)
+    if json_out:
+        _emit_json(rep)
+        return
+    out.print(
+        _kv_table(
+            "Inspection audit",
+            {
+                "inspections recorded": rep["inspections"],
+                "without an open request (refused)": len(rep["without_open_request"]),
+                "of sensitive records": len(rep["sensitive"]),
+                "volume spikes (user-days)": len(rep["volume_spikes"]),
+                "actions by suspended users": len(rep["actions_by_suspended_users"]),
+            },
+        )
+    )
+    for key in ("without_open_request", "sensitive", "volume_spikes", "actions_by_suspended_users"):
+        if rep[key]:
+            table = Table(*rep[key][0].keys(), title=key.replace("_", " "), title_justify="left")
+            for r in rep[key][:100]:
+                table.add_row(*(str(v) for v in r.values()))
+            out.print(table)
+
+
 def main() -> None:
     app()
 

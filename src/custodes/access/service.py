@@ -28,7 +28,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from custodes.errors import ConflictError, CustodesError, InputError
 from custodes.ledger import log
 from custodes.ledger.events import Event
-from custodes.store.tables import access_log, grants, sessions, users
+from custodes.store.tables import access_log, grants, sensitive_records, sessions, users
 from custodes.workspace import Workspace
 
 ROLES = ("requester", "officer", "approver", "rule_steward", "auditor", "administrator")
@@ -73,6 +73,8 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "users.read": ("administrator", "auditor"),
     "users.change": ("administrator",),
     "audit": ("auditor",),
+    "records.show": ("officer", "auditor"),
+    "records.flag": ("administrator",),
 }
 
 SESSION_HOURS = 12
@@ -561,3 +563,96 @@ def session_guard(token: str) -> Callable[[Connection], None]:
         authenticate(conn, token)
 
     return guard
+
+
+# --- inspections (UNAX) -----------------------------------------------------------------------
+
+
+def record_inspection(
+    conn: Connection,
+    actor: str,
+    record_id: str,
+    *,
+    allowed: bool,
+    reason: str | None,
+    purpose: str | None,
+    request_id: str | None,
+) -> None:
+    _record(
+        conn,
+        actor,
+        "records.show",
+        allowed,
+        reason,
+        record_id=record_id,
+        purpose=purpose,
+        request_id=request_id,
+    )
+
+
+def flag_sensitive(ws: Workspace, record_id: str, reason: str, *, by: Actor) -> None:
+    """Mark a record sensitive (e.g. a public figure, a victim): every inspection of it is
+    reported to auditors."""
+    if not reason or not reason.strip():
+        raise InputError("Flagging a record sensitive needs a reason.", code="bad_argument")
+    with ws.engine.begin() as conn:
+        _require(conn, by, "records.flag")
+        conn.execute(delete(sensitive_records).where(sensitive_records.c.record_id == record_id))
+        conn.execute(
+            insert(sensitive_records).values(
+                record_id=record_id, reason=reason.strip(), flagged_by=by.name, flagged_at=_now()
+            )
+        )
+        log.append(conn, [Event("record.flagged_sensitive", actor=by.name, record_id=record_id)])
+
+
+def audit_inspections(ws: Workspace, *, spike: int = 50) -> dict[str, Any]:
+    """What an auditor looks for: inspections without a linked open request (refused, so
+    attempted), inspections of sensitive records, days on which one user inspected more than
+    `spike` records, and any action by a suspended user after the suspension (must be none)."""
+    with ws.engine.connect() as conn:
+        shows = conn.execute(
+            select(access_log)
+            .where(access_log.c.action == "records.show", access_log.c.record_id.is_not(None))
+            .order_by(access_log.c.at)
+        ).all()
+        sensitive = {r[0] for r in conn.execute(select(sensitive_records.c.record_id))}
+        suspended = {
+            u.name: _aware(u.status_at)
+            for u in conn.execute(select(users).where(users.c.status == "suspended"))
+        }
+        after = []
+        for name, since in suspended.items():
+            rows = conn.execute(
+                select(access_log).where(access_log.c.user_name == name, access_log.c.allowed)
+            ).all()
+            after += [r for r in rows if since is not None and _aware(r.at) > since]
+
+    def row(r: Any) -> dict[str, Any]:
+        return {
+            "at": _aware(r.at),
+            "user": r.user_name,
+            "record_id": r.record_id,
+            "request_id": r.request_id,
+            "allowed": r.allowed,
+            "reason": r.reason,
+        }
+
+    per_day: dict[tuple[str, str], int] = {}
+    for r in shows:
+        if r.allowed:
+            key = (r.user_name, str(_aware(r.at).date()))
+            per_day[key] = per_day.get(key, 0) + 1
+    return {
+        "inspections": len(shows),
+        "without_open_request": [
+            row(r) for r in shows if r.reason in ("no_case", "request_closed", "unknown_request")
+        ],
+        "sensitive": [row(r) for r in shows if r.record_id in sensitive],
+        "volume_spikes": [
+            {"user": u, "day": d, "inspections": n}
+            for (u, d), n in sorted(per_day.items())
+            if n > spike
+        ],
+        "actions_by_suspended_users": [row(r) | {"action": r.action} for r in after],
+    }

@@ -144,3 +144,28 @@ def summary(ws: Workspace) -> dict[str, object]:
         out["twins"] = twins
     con.close()
     return out
+
+
+def lookup(ws: Workspace, record_id: str) -> dict[str, object] | None:
+    """One person's record and the addresses they filed from, or None. Callers record the
+    inspection first (decisions.inspection): this function does not check who is asking."""
+    mf = current(ws)
+    con = connect()
+    try:
+        person = con.execute(
+            f"SELECT * FROM read_parquet('{mf.path('people')}') WHERE record_id = ?", [record_id]
+        ).fetchall()
+        if not person:
+            return None
+        cols = [d[0] for d in con.description]
+        rows = con.execute(
+            f"SELECT tax_year, street, unit, city, state, zip FROM "
+            f"read_parquet('{mf.path('addresses')}') WHERE record_id = ? ORDER BY tax_year DESC",
+            [record_id],
+        ).fetchall()
+        acols = [d[0] for d in con.description]
+    finally:
+        con.close()
+    return dict(zip(cols, person[0], strict=True)) | {
+        "addresses": [dict(zip(acols, r, strict=True)) for r in rows]
+    }

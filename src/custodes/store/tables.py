@@ -279,3 +279,12 @@ access_log = Table(
     Column("purpose", Text),
     Column("request_id", String(32)),
 )
+
+sensitive_records = Table(
+    "sensitive_records",
+    metadata,
+    Column("record_id", String(64), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("flagged_by", String(64), nullable=False),
+    Column("flagged_at", DateTime(timezone=True), nullable=False),
+)
