@@ -261,6 +261,7 @@ PAIR_COLUMNS = """CASE WHEN source_dataset_l = 'request' THEN uid_l ELSE uid_r E
     match_weight, match_probability,
     mw_first + coalesce(mw_tf_adj_first, 0) AS w_first,
     mw_last + coalesce(mw_tf_adj_last, 0) AS w_last,
+    mw_middle + coalesce(mw_tf_adj_middle, 0) AS w_middle,
     mw_dob AS w_dob, mw_tin AS w_tin, mw_address AS w_address"""
 
 
@@ -332,7 +333,7 @@ def decide(
                b.match_weight AS weight, s.record_id AS runner_up_record_id,
                s.match_probability AS runner_up_probability, s.match_weight AS runner_up_weight,
                b.match_weight - coalesce(s.match_weight, {floor_w}) AS margin_bits,
-               b.w_first, b.w_last, b.w_dob, b.w_tin, b.w_address,
+               b.w_first, b.w_last, b.w_middle, b.w_dob, b.w_tin, b.w_address,
                r.first AS r_first, m.first AS m_first, r.dob AS r_dob, m.dob AS m_dob,
                r.suffix AS r_suffix, m.suffix AS m_suffix, r.tin AS r_tin, m.tin AS m_tin,
                r.last AS r_last, m.last AS m_last, m.hh_key,
@@ -407,10 +408,11 @@ def decide(
                  coalesce(c.any_year, FALSE) AS address_on_record,
                  coalesce(c.in_periods, FALSE) AS address_on_record_in_periods,
                  coalesce(g.tin_agrees OR coalesce(c.any_year, FALSE), FALSE) AS supported,
-                 g.w_first + g.w_last + g.w_dob + greatest(g.w_address, 0) AS name_dob_bits,
+                 g.w_first + g.w_last + g.w_middle + g.w_dob + greatest(g.w_address, 0)
+                   AS name_dob_bits,
                  coalesce(NOT g.tin_agrees AND NOT coalesce(c.any_year, FALSE)
-                          AND g.w_first + g.w_last + g.w_dob + greatest(g.w_address, 0)
-                              < {namesake_bits}, FALSE)
+                          AND g.w_first + g.w_last + g.w_middle + g.w_dob
+                              + greatest(g.w_address, 0) < {namesake_bits}, FALSE)
                    AS namesake_risk,
                  coalesce(h.generational, FALSE) AS generational, coalesce(h.twin, FALSE) AS twin,
                  g.tin_exact AND NOT (g.first_ok AND (g.dob_ok OR g.r_dob IS NULL))
@@ -458,7 +460,7 @@ def decide(
             CASE WHEN tin_name_conflict THEN 'tin_name_conflict' END,
             CASE WHEN namesake_risk THEN 'namesake_risk' END
           ], lambda x: x IS NOT NULL) AS reasons,
-          w_first, w_last, w_dob, w_tin, w_address, address_on_record,
+          w_first, w_last, w_middle, w_dob, w_tin, w_address, address_on_record,
           address_on_record_in_periods, supported, name_dob_bits,
           {namesake_bits} AS namesake_bits_required
         FROM v"""

@@ -31,6 +31,7 @@ from custodes.workspace import Workspace
 MODEL_COLUMNS = (
     "uid",
     "first",
+    "middle",
     "last",
     "dob",
     "tin",
@@ -66,7 +67,7 @@ class Thresholds:
     review_probability: float = 0.5
     floor_probability: float = 0.01
     first_name_similarity: float = 0.92
-    namesake_margin_bits: float = 3.0
+    namesake_margin_bits: float = 0.0
 
     def validate(self) -> Thresholds:
         for f in fields(self):
@@ -143,7 +144,7 @@ def settings() -> Any:
     """The comparisons and blocking rules (a Splink SettingsCreator)."""
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
-    from splink import SettingsCreator
+    from splink import ColumnExpression, SettingsCreator
 
     tin = cl.CustomComparison(
         output_column_name="tin",
@@ -152,6 +153,19 @@ def settings() -> Any:
             cll.NullLevel("tin"),
             cll.ExactMatchLevel("tin"),
             cll.DamerauLevenshteinLevel("tin", 1),
+            cll.ElseLevel(),
+        ],
+    )
+    # Middle names are often initials: exact, same initial, or different.
+    middle = cl.CustomComparison(
+        output_column_name="middle",
+        comparison_description="Middle name",
+        comparison_levels=[
+            cll.NullLevel("middle"),
+            cll.ExactMatchLevel("middle").configure(tf_adjustment_column="middle"),
+            cll.ExactMatchLevel(ColumnExpression("middle").substr(1, 1)).configure(
+                label_for_charts="Same initial"
+            ),
             cll.ElseLevel(),
         ],
     )
@@ -186,6 +200,7 @@ def settings() -> Any:
         comparisons=[
             cl.NameComparison("first").configure(term_frequency_adjustments=True),
             cl.NameComparison("last").configure(term_frequency_adjustments=True),
+            middle,
             cl.DateOfBirthComparison("dob", input_is_string=True),
             tin,
             address,
