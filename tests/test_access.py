@@ -95,8 +95,9 @@ def test_role_action_table(workspace: Workspace, admin: acc.Actor) -> None:
 
 def test_suspension_is_immediate(workspace: Workspace, admin: acc.Actor) -> None:
     token = _user(workspace, admin, "clerk", "officer")
-    other = acc.login(workspace, "clerk", PW)
+    other = acc.issue_key(workspace, "clerk", by=admin, days=30)  # an API key is a session too
     assert acc.authorize(workspace, token, "process").name == "clerk"
+    assert acc.authorize(workspace, other, "process").name == "clerk"
     with pytest.raises(InputError):
         acc.suspend(workspace, "clerk", " ", by=admin)
     _user(workspace, admin, "ben", "approver")

@@ -12,6 +12,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from custodes.decisions import pipeline
 from custodes.decisions import release as rel
@@ -479,3 +481,83 @@ def test_release_killed_anywhere_discloses_once_with_ledger(
 
         assert ledger.audit_store(w).ok, f"kill {k}"
         w.close()
+
+
+# --- nobody completes a two-person action alone (hypothesis over roles and sequences) ---------
+
+ROLE_SETS = [
+    {"officer"},
+    {"approver"},
+    {"officer", "approver"},
+    {"administrator"},
+    {"auditor"},
+    {"officer", "auditor"},
+]
+
+
+@pytest.fixture(scope="module")
+def staffed(processed: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The processed workspace with review resolved and six staff with fixed role sets."""
+    from custodes.access import service as acc
+
+    home = _copy(processed, tmp_path_factory.mktemp("staffed") / "ws")
+    ws = open_workspace(home, f"sqlite:///{home}.db")
+    rid = (processed.parent / "rid").read_text()
+    if current_state_of(ws, rid) == "in_review":
+        rel.resolve(ws, rid, "WITHHOLD", "r", actor="officer")
+    acc.create_user(ws, "root", "correct horse battery", ["administrator"], by=None)
+    with ws.engine.connect() as conn:
+        root = acc.authenticate(conn, acc.login(ws, "root", "correct horse battery"))
+    tokens = {"root": acc.login(ws, "root", "correct horse battery")}
+    for i, roles in enumerate(ROLE_SETS[:-3] + ROLE_SETS[-2:]):
+        name = f"staff{i}"
+        acc.create_user(ws, name, "correct horse battery", sorted(roles), by=root)
+        tokens[name] = acc.login(ws, name, "correct horse battery")
+    ws.close()
+    return home, tokens
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["prepare", "approve", "release"]), st.integers(0, 5)),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_no_one_completes_a_two_person_release_alone(
+    staffed: tuple[Path, dict], rid: str, tmp_path_factory: pytest.TempPathFactory, steps
+) -> None:  # type: ignore[no-untyped-def]
+    from custodes.access import service as acc
+    from custodes.errors import CustodesError
+
+    src, tokens = staffed
+    home = _copy(src, tmp_path_factory.mktemp("h") / "ws")
+    ws = open_workspace(home, f"sqlite:///{home}.db")
+    names = sorted(tokens)
+    did: dict[str, str] = {}
+    try:
+        for action, who in steps:
+            name = names[who % len(names)]
+            try:
+                actor = acc.authorize(ws, tokens[name], action)
+                if action == "prepare":
+                    rel.prepare(ws, rid, actor=actor.name)
+                elif action == "approve":
+                    rel.approve(ws, rid, actor=actor.name)
+                else:
+                    rel.release(ws, rid, home / "out", actor=actor.name)
+                did[action] = name
+            except CustodesError:
+                continue
+        if "approve" in did:
+            assert did["approve"] != did["prepare"]
+            with ws.engine.connect() as conn:
+                roles = acc.roles_of(conn, did["approve"])
+            assert "approver" in roles and "administrator" not in roles
+        if "release" in did:
+            assert "approve" in did and did["approve"] != did["prepare"]
+    finally:
+        ws.close()

@@ -1772,6 +1772,25 @@ def users_reinstate(
     )
 
 
+@users_app.command("key")
+@handles_errors
+def users_key(
+    user: Annotated[str, typer.Argument(help="The user (e.g. an agency's requester account).")],
+    days: Annotated[int, typer.Option("--days", help="How long the key lives.")] = 365,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Issue an API key (shown once; stored only as a hash). Use it as CUSTODES_SESSION or as
+    the API's bearer credential; suspension ends it at once."""
+    from custodes.access import service as acc
+
+    ws = _open(home, "users.change")
+    key = acc.issue_key(ws, user, by=_actor_obj(), days=days)
+    _emit_json({"user": user, "key": key, "days": days}) if json_out else out.print(
+        f"Key for {user} (shown once, valid {days} days):\n{key}", soft_wrap=True
+    )
+
+
 @users_app.command("totp")
 @handles_errors
 def users_totp(

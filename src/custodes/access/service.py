@@ -490,6 +490,38 @@ def _totp_ok(secret: str, code: str | None) -> bool:
     return bool(code) and pyotp.TOTP(secret).verify(code, valid_window=1)
 
 
+KEY_DAYS = 365
+
+
+def issue_key(ws: Workspace, name: str, *, by: Actor, days: int = KEY_DAYS) -> str:
+    """An API key for a user (typically an agency's requester account): a long-lived session
+    stored only as a hash, ended like any session by logout or suspension."""
+    if not 1 <= days <= 3 * KEY_DAYS:
+        raise InputError("A key lives from 1 day to 3 years.", code="bad_argument")
+    token = "ck_" + secrets.token_urlsafe(32)
+    now = _now()
+    with ws.engine.begin() as conn:
+        _require(conn, by, "users.change")
+        row = conn.execute(select(users.c.status).where(users.c.name == name)).first()
+        if row is None:
+            raise InputError(f"No user {name}.", code="unknown_user")
+        if row.status != "active":
+            raise ConflictError(f"User {name} is suspended.", code="suspended")
+        conn.execute(
+            insert(sessions).values(
+                token_sha256=_sha(token),
+                user_name=name,
+                kind="key",
+                created_at=now,
+                expires_at=now + dt.timedelta(days=days),
+            )
+        )
+        log.append(
+            conn, [Event("user.key_issued", actor=by.name, data={"user": name, "days": days})]
+        )
+    return token
+
+
 def logout(ws: Workspace, token: str) -> bool:
     with ws.engine.begin() as conn:
         return bool(
