@@ -437,3 +437,51 @@ def test_inspection_trail(master_ws: Workspace, tmp_path, sign_in) -> None:  # t
         types = conn.execute(sa.text("SELECT type FROM ledger_events")).scalars().all()
     assert types.count("record.inspected") == 2
     assert types.count("record.inspection_refused") == 3
+
+
+def test_rule_set_change_needs_a_second_steward(master_ws: Workspace, tmp_path, sign_in) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import shutil
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from custodes.cli import app
+    from custodes.rules.active import in_force
+    from custodes.rules.ruleset import REFERENCE, load
+
+    runner = CliRunner()
+    envs = sign_in(master_ws.home, master_ws.store_url)
+    steward = envs["rule_steward"]
+    with master_ws.engine.connect() as conn:
+        admin = acc.authenticate(conn, envs["administrator"]["CUSTODES_SESSION"])
+    acc.create_user(master_ws, "steward-two", PW, ["rule_steward"], by=admin)
+    second = {**steward, "CUSTODES_SESSION": acc.login(master_ws, "steward-two", PW)}
+    home = ["--home", str(master_ws.home)]
+    changed = tmp_path / "rules"
+    shutil.copytree(REFERENCE, changed)
+    doc = yaml.safe_load((changed / "ruleset.yaml").read_text())
+    doc["parameters"]["official_case_cap"]["value"] = 100  # counsel tightens the cap
+    (changed / "ruleset.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    before = in_force(master_ws).sha256
+    assert before == load().sha256
+    r = runner.invoke(app, ["rules", "propose", str(changed), *home, "--json"], env=envs["officer"])
+    assert r.exit_code == 2 and "forbidden" in r.output
+    r = runner.invoke(app, ["rules", "propose", str(changed), *home, "--json"], env=steward)
+    assert r.exit_code == 0, r.output
+    sha = json.loads(r.stdout)["ruleset_sha256"]
+    assert in_force(master_ws).sha256 == before  # proposed is not in force
+    r = runner.invoke(app, ["rules", "approve", sha[:12], *home], env=steward)
+    assert r.exit_code == 2 and "separation_of_duties" in r.output
+    r = runner.invoke(app, ["rules", "approve", sha[:12], *home], env=second)
+    assert r.exit_code == 0, r.output
+    assert in_force(master_ws).sha256 == sha
+    assert in_force(master_ws).parameters["official_case_cap"] == 100
+    r = runner.invoke(app, ["rules", "changes", *home, "--json"], env=second)
+    assert [c["state"] for c in json.loads(r.stdout)] == ["active"]
+    # The approved copy in the workspace cannot be edited behind the stewards' backs.
+    kept = master_ws.home / "rules" / sha / "ruleset.yaml"
+    kept.write_text(kept.read_text().replace("100", "5000"))
+    with pytest.raises(ConflictError) as exc:
+        in_force(master_ws)
+    assert exc.value.code == "ruleset_tampered"

@@ -1930,6 +1930,73 @@ def audit_inspections(
             out.print(table)
 
 
+@rules_app.command("propose")
+@handles_errors
+def rules_propose(
+    folder: Annotated[Path, typer.Argument(help="A rule-set folder (linted first).")],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Propose a changed rule set (rule steward). It takes effect only when a second rule
+    steward approves its hash."""
+    from custodes.rules.active import propose
+
+    ws = _open(home, "rules.change")
+    info = propose(ws, folder, actor=_who())
+    _emit_json(info) if json_out else out.print(
+        f"Proposed {info['name']} {info['version']} ({info['ruleset_sha256']}); a second rule "
+        "steward must approve it ('custodes rules approve HASH').",
+        soft_wrap=True,
+    )
+
+
+@rules_app.command("approve")
+@handles_errors
+def rules_approve(
+    sha: Annotated[str, typer.Argument(help="The proposed rule set's hash (or a prefix).")],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Put a proposed rule set in force (a rule steward other than the proposer)."""
+    from custodes.rules.active import approve as do_approve
+
+    ws = _open(home, "rules.change")
+    info = do_approve(ws, sha, actor=_who())
+    _emit_json(info) if json_out else out.print(
+        f"Rule set {info['ruleset_sha256'][:12]}… is in force (approved by {info['approved_by']})."
+    )
+
+
+@rules_app.command("changes")
+@handles_errors
+def rules_changes(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """Rule-set changes: proposed, in force (active) and retired, with who did what."""
+    from custodes.rules.active import listing
+
+    rows = listing(_open(home, "rules.read"))
+    if json_out:
+        _emit_json(rows)
+        return
+    table = Table(
+        "rule set",
+        "version",
+        "state",
+        "proposed by",
+        "approved by",
+        title="Rule-set changes (none: the reference rule set is in force)",
+        title_justify="left",
+    )
+    for r in rows:
+        table.add_row(
+            f"{r['name']} {r['sha256'][:12]}",
+            r["version"],
+            r["state"],
+            r["proposed_by"],
+            r["approved_by"] or "",
+        )
+    out.print(table)
+
+
 def main() -> None:
     app()
 

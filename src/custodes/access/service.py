@@ -52,6 +52,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "withdraw": ("requester", "officer"),
     "rules.read": ("officer", "approver", "auditor", "rule_steward", "requester"),
     "rules.check": ("officer", "rule_steward", "requester"),
+    "rules.change": ("rule_steward",),
     "registry.read": ("officer", "approver", "auditor", "administrator", "rule_steward"),
     "registry.change": ("administrator",),
     "match.train": ("officer",),

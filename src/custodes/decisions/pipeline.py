@@ -34,9 +34,10 @@ from custodes.matching import service as matching
 from custodes.records import master
 from custodes.requests.format import ENVELOPE_FILE
 from custodes.requests.lifecycle import current_state, transition
+from custodes.rules.active import in_force
 from custodes.rules.evaluate import Evaluation, evaluate, load_items
 from custodes.rules.registry import Registry
-from custodes.rules.ruleset import RuleSet, load, overlay
+from custodes.rules.ruleset import RuleSet, overlay
 from custodes.store.tables import review_resolutions
 from custodes.workspace import Workspace
 
@@ -92,7 +93,7 @@ def _rules(
 ) -> Evaluation:
     with ws.engine.connect() as conn:
         registry = Registry.read(conn)
-    return evaluate(load(), registry, folder, items=items, con=con)
+    return evaluate(in_force(ws), registry, folder, items=items, con=con)
 
 
 def _sha_file(path: Path) -> str:
@@ -117,7 +118,7 @@ def process(
         raise ConflictError(
             f"Request {request_id} is {state}; nothing to process.", code="illegal_transition"
         )
-    rs = load()
+    rs = in_force(ws)
     if state == "received":
         t = time.perf_counter()
         ev = _rules(ws, folder)
@@ -428,7 +429,7 @@ def explain(ws: Workspace, request_id: str, item_id: str) -> dict[str, Any]:
         for r in pq.read_table(matching.linked_path(ws, request_id)).to_pylist()
         if r["item_id"] == item_id
     )
-    rs = load()
+    rs = in_force(ws)
     prov = rs.provisions[env["provision"]]
     failing = set(row["checks"])
     checks = []

@@ -24,7 +24,7 @@ from custodes.ledger.events import Event
 from custodes.records.files import read_text_table
 from custodes.requests.format import ENVELOPE_FILE
 from custodes.requests.lifecycle import current_state, transition
-from custodes.rules.ruleset import load
+from custodes.rules.active import in_force
 from custodes.store.tables import disclosures, recall_items, recalls, requests
 from custodes.workspace import Workspace
 
@@ -189,7 +189,7 @@ def _notice(
     fields: dict[tuple[str, str], list[str]],
     agencies: dict[str, str],
 ) -> dict[str, Any]:
-    rs = load()
+    rs = in_force(ws)
     per_request = []
     for req in sorted({t[0] for t in targets}):
         env = json.loads((ws.home / "requests" / req / ENVELOPE_FILE).read_text(encoding="utf-8"))

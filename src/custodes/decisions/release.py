@@ -42,7 +42,7 @@ from custodes.errors import ConflictError, InputError
 from custodes.ledger import log
 from custodes.ledger.events import Event
 from custodes.requests.lifecycle import current_state, transition
-from custodes.rules.ruleset import load
+from custodes.rules.active import in_force
 from custodes.store.tables import disclosures, releases, requests, review_resolutions
 from custodes.workspace import Workspace
 
@@ -269,7 +269,7 @@ class Released:
 def _response_rows(ws: Workspace, request_id: str) -> tuple[pa.Table, list[str]]:
     """One row per item: the answer, the permitted fields, defects with their citations."""
     table = effective_outcomes(ws, request_id)
-    rs = load()
+    rs = in_force(ws)
     fixed = set(EVIDENCE_COLUMNS) | set(VIEW_COLUMNS)
     fields = [c for c in table.column_names if c not in fixed]
     cit_map = (
@@ -469,7 +469,7 @@ def _finish(
                 .where(releases.c.request_id == request_id)
                 .values(checkpoint=checkpoint)
             )
-    prov = load().provisions[env["provision"]]
+    prov = in_force(ws).provisions[env["provision"]]
     header = {
         "request_id": request_id,
         "provision": env["provision"],

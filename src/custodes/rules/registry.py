@@ -18,7 +18,8 @@ from sqlalchemy import Connection, insert, select, update
 from custodes.errors import ConflictError, InputError
 from custodes.ledger import log
 from custodes.ledger.events import Event
-from custodes.rules.ruleset import Agreement, load, overlay
+from custodes.rules.active import in_force
+from custodes.rules.ruleset import Agreement, overlay
 from custodes.store.tables import agencies, agreements, officials
 from custodes.workspace import Workspace
 
@@ -98,7 +99,7 @@ def add_official(
 ) -> dict[str, Any]:
     if valid_to is not None and valid_to < valid_from:
         raise InputError("--to is before --from.", code="bad_argument")
-    roles = {r for p in load().provisions.values() for r in p.signer_roles}
+    roles = {r for p in in_force(ws).provisions.values() for r in p.signer_roles}
     if role not in roles:
         raise InputError(
             f"Unknown role '{role}' (known: {', '.join(sorted(roles))}).", code="bad_argument"
@@ -149,7 +150,7 @@ def add_agreement(ws: Workspace, path: Path, actor: str | None = None) -> Agreem
     if not isinstance(doc, dict):
         raise InputError(f"{path}: an agreement is a YAML mapping.", code="bad_agreement")
     agr = Agreement.from_dict(doc)
-    rs = load()
+    rs = in_force(ws)
     overlay(rs, rs.provision(agr.provision), agr)  # refuses unknown checks or provisions
     digest = hashlib.sha256(text.encode()).hexdigest()
     with ws.engine.begin() as conn:

@@ -288,3 +288,16 @@ sensitive_records = Table(
     Column("flagged_by", String(64), nullable=False),
     Column("flagged_at", DateTime(timezone=True), nullable=False),
 )
+
+ruleset_changes = Table(
+    "ruleset_changes",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("proposed_by", String(64), nullable=False),
+    Column("proposed_at", DateTime(timezone=True), nullable=False),
+    Column("approved_by", String(64)),
+    Column("approved_at", DateTime(timezone=True)),
+)

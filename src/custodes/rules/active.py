@@ -1,0 +1,140 @@
+"""The rule set in force in a workspace, and the two-steward change that replaces it.
+
+By default the reference §6103 rule set shipped with custodes is in force. Counsel can change
+the law-as-data: one rule steward proposes a rule-set folder (it is linted, hashed and copied
+into ``rules/<sha256>/`` in the workspace), and it takes effect only when a *second* rule
+steward approves that exact hash. Every decision already records the hash it was made under.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from custodes.errors import ConflictError, InputError
+from custodes.ledger import log
+from custodes.ledger.events import Event
+from custodes.rules.ruleset import RuleSet, load
+from custodes.store.tables import ruleset_changes
+from custodes.workspace import Workspace
+
+
+def _folder(ws: Workspace, sha: str) -> Path:
+    return ws.home / "rules" / sha
+
+
+def in_force(ws: Workspace) -> RuleSet:
+    """The approved rule set of this workspace, or the reference one."""
+    with ws.engine.connect() as conn:
+        sha = conn.execute(
+            select(ruleset_changes.c.sha256).where(ruleset_changes.c.state == "active")
+        ).scalar()
+    if sha is None:
+        return load()
+    rs = load(_folder(ws, sha))
+    if rs.sha256 != sha:
+        raise ConflictError(
+            f"The rule set in force ({sha[:12]}) was changed on disk; it no longer matches "
+            "its approved hash.",
+            code="ruleset_tampered",
+        )
+    return rs
+
+
+def propose(ws: Workspace, folder: Path, *, actor: str) -> dict[str, Any]:
+    """Lint, hash and keep a rule-set folder as a proposal. Nothing changes until approved."""
+    rs = load(folder)  # refuses an invalid rule set with file:line problems
+    dest = _folder(ws, rs.sha256)
+    with ws.engine.begin() as conn:
+        known = conn.execute(
+            select(ruleset_changes.c.state).where(ruleset_changes.c.sha256 == rs.sha256)
+        ).scalar()
+        if known is not None:
+            raise ConflictError(
+                f"This rule set ({rs.sha256[:12]}) was already proposed ({known}).",
+                code="already_proposed",
+            )
+        if not dest.exists():
+            tmp = dest.with_name(f".{rs.sha256}.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(folder, tmp)
+            tmp.rename(dest)
+        conn.execute(
+            insert(ruleset_changes).values(
+                sha256=rs.sha256,
+                name=rs.name,
+                version=str(rs.version),
+                state="proposed",
+                proposed_by=actor,
+                proposed_at=dt.datetime.now(dt.UTC),
+            )
+        )
+        log.append(
+            conn,
+            [Event("ruleset.proposed", actor=actor, data={"ruleset_sha256": rs.sha256})],
+        )
+    return {
+        "ruleset_sha256": rs.sha256,
+        "name": rs.name,
+        "version": rs.version,
+        "state": "proposed",
+    }
+
+
+def approve(ws: Workspace, sha: str, *, actor: str) -> dict[str, Any]:
+    """A second rule steward puts a proposed rule set in force (the previous one retires)."""
+    with ws.engine.begin() as conn:
+        row = conn.execute(
+            select(ruleset_changes).where(ruleset_changes.c.sha256.startswith(sha))
+        ).all()
+        if len(row) != 1:
+            raise InputError(
+                f"No single proposed rule set matches '{sha}'.", code="unknown_ruleset"
+            )
+        change = row[0]
+        if change.state != "proposed":
+            raise ConflictError(
+                f"Rule set {change.sha256[:12]} is {change.state}.", code="not_proposed"
+            )
+        if change.proposed_by == actor:
+            raise ConflictError(
+                "A rule-set change takes effect only when a second rule steward approves it.",
+                code="separation_of_duties",
+            )
+        if load(_folder(ws, change.sha256)).sha256 != change.sha256:
+            raise ConflictError(
+                f"The proposed rule set {change.sha256[:12]} was changed on disk since it was "
+                "proposed; propose it again.",
+                code="ruleset_tampered",
+            )
+        conn.execute(
+            update(ruleset_changes)
+            .where(ruleset_changes.c.state == "active")
+            .values(state="retired")
+        )
+        conn.execute(
+            update(ruleset_changes)
+            .where(ruleset_changes.c.sha256 == change.sha256)
+            .values(state="active", approved_by=actor, approved_at=dt.datetime.now(dt.UTC))
+        )
+        log.append(
+            conn,
+            [
+                Event(
+                    "ruleset.approved",
+                    actor=actor,
+                    data={"ruleset_sha256": change.sha256, "proposed_by": change.proposed_by},
+                )
+            ],
+        )
+    return {"ruleset_sha256": change.sha256, "state": "active", "approved_by": actor}
+
+
+def listing(ws: Workspace) -> list[dict[str, Any]]:
+    with ws.engine.connect() as conn:
+        rows = conn.execute(select(ruleset_changes).order_by(ruleset_changes.c.proposed_at))
+        return [dict(r._mapping) for r in rows]
