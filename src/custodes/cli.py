@@ -1094,6 +1094,14 @@ MarginOpt = Annotated[
     float | None,
     typer.Option("--margin", help="Bits of match weight the best must beat the runner-up by."),
 ]
+NamesakeOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--namesake-margin",
+        help="Bits beyond log2(master) + log2(items at risk) that "
+        "a match resting on name and DOB alone must carry (default 0).",
+    ),
+]
 ReviewPOpt = Annotated[
     float | None,
     typer.Option("--review-probability", help="Below identification, at least this: review."),
@@ -1115,6 +1123,7 @@ def match_train(
     min_probability: MinPOpt = None,
     margin: MarginOpt = None,
     review_probability: ReviewPOpt = None,
+    namesake_margin: NamesakeOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for u sampling.")] = 1,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
@@ -1128,6 +1137,7 @@ def match_train(
         min_probability=min_probability,
         min_margin_bits=margin,
         review_probability=review_probability,
+        namesake_margin_bits=namesake_margin,
     )
     ws = _open(home, "match.train")
     with _stages(json_out) as progress:
@@ -1160,6 +1170,7 @@ def match_link(
     min_probability: MinPOpt = None,
     margin: MarginOpt = None,
     review_probability: ReviewPOpt = None,
+    namesake_margin: NamesakeOpt = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -1179,6 +1190,7 @@ def match_link(
                 "min_probability": min_probability,
                 "min_margin_bits": margin,
                 "review_probability": review_probability,
+                "namesake_margin_bits": namesake_margin,
             },
             progress=progress,
         )
