@@ -485,3 +485,32 @@ def test_rule_set_change_needs_a_second_steward(master_ws: Workspace, tmp_path, 
     with pytest.raises(ConflictError) as exc:
         in_force(master_ws)
     assert exc.value.code == "ruleset_tampered"
+
+
+def test_a_long_job_stops_when_its_actor_is_suspended(master_ws: Workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The CLI's progress callback re-checks the session at every chunk; here the actor is
+    suspended after the first chunk and the link stops before writing anything."""
+    from custodes.matching import service as matching
+    from custodes.requests.generator import generate_request
+    from custodes.requests.intake import submit
+
+    acc.create_user(master_ws, "chief", PW, ["administrator"], by=None)
+    with master_ws.engine.connect() as conn:
+        chief = acc.authenticate(conn, acc.login(master_ws, "chief", PW))
+    token = _user(master_ws, chief, "clerk", "officer")
+    generate_request(master_ws, "irc-6103-i-2", 300, seed=2, out=tmp_path / "req")
+    rid = submit(master_ws, tmp_path / "req").request_id
+    matching.train(master_ws, rid)
+    seen: list[str] = []
+
+    def progress(stage: str, done: int, total: int) -> None:
+        with master_ws.engine.connect() as conn:
+            acc.authenticate(conn, token)  # what the CLI's _recheck does
+        seen.append(stage)
+        if stage == "prepare":
+            acc.suspend(master_ws, "clerk", "mid-run", by=chief)
+
+    with pytest.raises(acc.AccessDenied) as exc:
+        matching.link(master_ws, rid, progress=progress)
+    assert exc.value.code == "session_ended" and seen == ["prepare"]
+    assert not (master_ws.home / "requests" / rid / "match" / "linked.parquet").exists()
