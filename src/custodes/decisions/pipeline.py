@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,6 @@ def process(
     progress: Any = None,
 ) -> Processed:
     """Run (or resume) the pipeline for a received request."""
-    import time
-
     folder, _ = _folder(ws, request_id)
     stages: dict[str, float] = {}
     with ws.engine.connect() as conn:
@@ -124,32 +123,21 @@ def process(
         ev = _rules(ws, folder)
         stages["rules before matching"] = time.perf_counter() - t
         failing = [v for v in ev.request if v.passed is False]
-        with ws.engine.begin() as conn:
-            log.append(
-                conn,
-                [
-                    Event(
-                        "request.checked",
-                        actor=actor,
-                        request_id=request_id,
-                        data={
-                            "ruleset_sha256": ev.ruleset_sha256,
-                            "refused": ev.refused,
-                            "failing_request_checks": [v.check for v in failing],
-                            "failing_items_by_check": {
-                                v.check: v.failing for v in ev.item if v.failing
-                            },
-                        },
-                    )
-                ],
-            )
-            transition(
-                conn,
-                request_id,
-                "refused" if ev.refused else "checked",
-                actor=actor,
-                reason="; ".join(f"{v.check} ({v.citation})" for v in failing) or None,
-            )
+        reason = "; ".join(f"{v.check} ({v.citation})" for v in failing) or None
+        _stage_done(
+            ws,
+            request_id,
+            actor,
+            "request.checked",
+            {
+                "ruleset_sha256": ev.ruleset_sha256,
+                "refused": ev.refused,
+                "failing_request_checks": [v.check for v in failing],
+                "failing_items_by_check": {v.check: v.failing for v in ev.item if v.failing},
+            },
+            ["refused" if ev.refused else "checked"],
+            reason=reason,
+        )
         if progress:
             progress("rules", 1, 1)
         if ev.refused:
@@ -172,48 +160,53 @@ def process(
         t = time.perf_counter()
         res = matching.link(ws, request_id, progress=progress)
         stages["matching"] = time.perf_counter() - t
-        with ws.engine.begin() as conn:
-            log.append(
-                conn,
-                [
-                    Event(
-                        "request.matched",
-                        actor=actor,
-                        request_id=request_id,
-                        data={
-                            "model_sha256": res.model_sha256,
-                            "identified": res.identified,
-                            "review": res.review,
-                            "not_identified": res.not_identified,
-                        },
-                    )
-                ],
-            )
-            transition(conn, request_id, "matched", actor=actor)
+        _stage_done(
+            ws,
+            request_id,
+            actor,
+            "request.matched",
+            {
+                "model_sha256": res.model_sha256,
+                "identified": res.identified,
+                "review": res.review,
+                "not_identified": res.not_identified,
+            },
+            ["matched"],
+        )
         state = "matched"
     if state == "matched":
         t = time.perf_counter()
         path = decide(ws, request_id, rs)
         stages["rules after matching + decisions"] = time.perf_counter() - t
         counts = _counts(path)
-        with ws.engine.begin() as conn:
-            log.append(
-                conn,
-                [
-                    Event(
-                        "request.decided",
-                        actor=actor,
-                        request_id=request_id,
-                        data={"outcomes_sha256": _sha_file(path), "counts": counts},
-                    )
-                ],
-            )
-            transition(conn, request_id, "decided", actor=actor)
-            if counts.get("REVIEW"):
-                transition(conn, request_id, "in_review", actor=actor)
+        _stage_done(
+            ws,
+            request_id,
+            actor,
+            "request.decided",
+            {"outcomes_sha256": _sha_file(path), "counts": counts},
+            ["decided", "in_review"] if counts.get("REVIEW") else ["decided"],
+        )
         if progress:
             progress("decide", 1, 1)
     return summary(ws, request_id, stages)
+
+
+def _stage_done(
+    ws: Workspace,
+    request_id: str,
+    actor: str | None,
+    event: str,
+    data: dict[str, Any],
+    states: list[str],
+    *,
+    reason: str | None = None,
+) -> None:
+    """One transaction: the stage's ledger event, then the request's move(s) to `states`."""
+    with ws.engine.begin() as conn:
+        log.append(conn, [Event(event, actor=actor, request_id=request_id, data=data)])
+        for state in states:
+            transition(conn, request_id, state, actor=actor, reason=reason)
 
 
 def summary(ws: Workspace, request_id: str, stages: dict[str, float] | None = None) -> Processed:
