@@ -345,8 +345,11 @@ def decide(ws: Workspace, request_id: str, rs: RuleSet) -> Path:
     return out
 
 
-def effective_outcomes(ws: Workspace, request_id: str) -> pa.Table:
-    """Outcomes with officers' review resolutions applied (REVIEW → DISCLOSE or WITHHOLD)."""
+def effective_outcomes(
+    ws: Workspace, request_id: str, only: tuple[str, ...] | None = None
+) -> pa.Table:
+    """Outcomes with officers' review resolutions applied (REVIEW → DISCLOSE or WITHHOLD);
+    `only` keeps the rows with those (effective) outcomes."""
     path = outcomes_path(ws, request_id)
     if not path.exists():
         with ws.engine.connect() as conn:
@@ -369,14 +372,20 @@ def effective_outcomes(ws: Workspace, request_id: str) -> pa.Table:
     con = duckdb.connect()
     try:
         con.register("res", res)
+        where = (
+            "WHERE outcome IN (" + ", ".join(f"'{o}'" for o in only if o in OUTCOMES) + ")"
+            if only
+            else ""
+        )
         return con.sql(
-            f"""SELECT o.* REPLACE (
+            f"""SELECT * FROM (
+                SELECT o.* REPLACE (
                   CASE WHEN o.outcome = 'REVIEW' AND r.decision IS NOT NULL THEN r.decision
                        ELSE o.outcome END AS outcome,
                   CASE WHEN o.outcome = 'REVIEW' AND r.decision = 'DISCLOSE' THEN o.candidate
                        ELSE o.record_id END AS record_id)
-                FROM read_parquet('{path}') o LEFT JOIN res r USING (item_id)
-                ORDER BY o.item_id"""
+                FROM read_parquet('{path}') o LEFT JOIN res r USING (item_id)) {where}
+                ORDER BY item_id"""
         ).to_arrow_table()
     finally:
         con.close()

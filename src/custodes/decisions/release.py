@@ -28,6 +28,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import insert, select, update
 
 from custodes.access import service as access
@@ -72,8 +73,8 @@ def _need_reason(reason: str | None) -> str:
 
 def open_reviews(ws: Workspace, request_id: str) -> list[dict[str, Any]]:
     """Items still in review, with the match evidence."""
-    table = effective_outcomes(ws, request_id)
-    return [r for r in table.to_pylist() if r["outcome"] == "REVIEW"]
+    table = effective_outcomes(ws, request_id, only=("REVIEW",))
+    return table.to_pylist()
 
 
 def resolve(
@@ -155,14 +156,23 @@ def resolve(
 
 
 def _outcomes_sha(table: pa.Table) -> str:
-    rows = [(r["item_id"], r["outcome"], r["record_id"]) for r in table.to_pylist()]
-    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+    """A hash of what would be released: (item, outcome, record) for every item, in order."""
+    con = duckdb.connect()
+    try:
+        con.register("t", table)
+        return con.sql(
+            """SELECT sha256(coalesce(string_agg(concat_ws('|', item_id, outcome,
+                        coalesce(record_id, '')), chr(10) ORDER BY item_id), ''))
+               FROM t"""
+        ).fetchall()[0][0]
+    finally:
+        con.close()
 
 
 def prepare(ws: Workspace, request_id: str, *, actor: str | None) -> dict[str, Any]:
     actor = _need_actor(actor)
     table = effective_outcomes(ws, request_id)
-    still = sum(1 for o in table["outcome"].to_pylist() if o == "REVIEW")
+    still = pc.sum(pc.equal(table["outcome"], "REVIEW")).as_py() or 0
     if still:
         raise ConflictError(
             f"{still} item(s) are still in review; resolve them first "
@@ -352,7 +362,6 @@ def _write_and_record(
     ws: Workspace, request_id: str, env: dict[str, Any], target: Path, actor: str
 ) -> None:
     rows, fields = _response_rows(ws, request_id)
-    outcomes = effective_outcomes(ws, request_id)
     target.mkdir(exist_ok=True)
     tmp = target / f".{RESPONSE_CSV}.tmp"
     con = duckdb.connect()
@@ -365,7 +374,7 @@ def _write_and_record(
         os.fsync(fh.fileno())
     os.replace(tmp, target / RESPONSE_CSV)
     response_sha = hashlib.sha256((target / RESPONSE_CSV).read_bytes()).hexdigest()
-    disclosed = [r for r in outcomes.to_pylist() if r["outcome"] in ("DISCLOSE", "CONFIRM")]
+    disclosed = effective_outcomes(ws, request_id, only=("DISCLOSE", "CONFIRM")).to_pylist()
     now = _now()
     with ws.engine.begin() as conn:
         if current_state(conn, request_id) != "released":  # else: finishing the files only
