@@ -393,7 +393,9 @@ def _record(
     now: dt.datetime,
 ) -> None:
     """One transaction: a ledger leaf and a disclosures row per disclosed item, the state."""
-    recipients = [str(o.get("id")) for o in env.get("officials") or []]
+    recipients = sorted(str(o.get("id")) for o in env.get("officials") or [])
+    # Each leaf commits to the recipient list by hash; the list itself is in release.done.
+    recipients_sha = hashlib.sha256(json.dumps(recipients).encode()).hexdigest()
     done = {
         r[0]
         for r in conn.execute(
@@ -427,7 +429,7 @@ def _record(
                         "item_id": r["item_id"],
                         "fields": fields,
                         "provision": env["provision"],
-                        "recipients": recipients,
+                        "recipients_sha256": recipients_sha,
                         "ruleset_sha256": r["ruleset_sha256"],
                         "model_sha256": r["model_sha256"],
                     },
@@ -442,7 +444,12 @@ def _record(
                 "release.done",
                 actor=actor,
                 request_id=request_id,
-                data={"response_sha256": response_sha, "disclosed": len(disclosed)},
+                data={
+                    "response_sha256": response_sha,
+                    "disclosed": len(disclosed),
+                    "recipients": recipients,
+                    "recipients_sha256": recipients_sha,
+                },
             )
         ],
     )
