@@ -480,10 +480,18 @@ def _address_on_record(
     are the item's own `taxable_periods` (``;``-separated) or else the envelope's."""
     addresses = mf.path("addresses")
     std_select = ", ".join(f"{sql} AS {name}" for name, sql in std.address_columns("x.").items())
+    # Most people file from the same address year after year: standardize each distinct
+    # address of a candidate once, with the list of years it was on the return.
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE cand_addr AS
-        SELECT l.item_id, x.tax_year, {std_select}
-        FROM evidence l JOIN read_parquet('{addresses}') x ON x.record_id = l.record_id"""
+        WITH x AS (
+          SELECT record_id, street, unit, city, state, zip, list(tax_year) AS years
+          FROM read_parquet('{addresses}')
+          WHERE record_id IN (SELECT record_id FROM evidence WHERE record_id IS NOT NULL)
+          GROUP BY ALL),
+        s AS (SELECT record_id, years, {std_select} FROM x)
+        SELECT l.item_id, s.* EXCLUDE (record_id)
+        FROM evidence l JOIN s ON s.record_id = l.record_id"""
     )
     years = "[" + ", ".join(str(int(y)) for y in envelope_periods) + "]::BIGINT[]"
     has_own = "taxable_periods" in pq.read_schema(items_path).names
@@ -499,7 +507,8 @@ def _address_on_record(
                    FROM read_parquet('{items_path}'))
         SELECT a.uid AS item_id,
           bool_or({std.ADDRESS_MATCH_SQL}) AS any_year,
-          bool_or({std.ADDRESS_MATCH_SQL} AND list_contains(p.years, b.tax_year)) AS in_periods
+          bool_or({std.ADDRESS_MATCH_SQL} AND len(list_intersect(p.years, b.years)) > 0)
+            AS in_periods
         FROM (SELECT uid, city AS std_city, state AS std_state, zip5 AS std_zip5,
                      house AS std_house, street AS std_street_name, unit AS std_unit_id,
                      po_box AS std_po_box
