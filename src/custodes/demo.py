@@ -20,7 +20,7 @@ from rich.table import Table
 from custodes.records import master
 from custodes.records.generator import generate_master
 from custodes.requests.generator import generate_request
-from custodes.rules.ruleset import load
+from custodes.rules.active import in_force
 from custodes.workspace import init_workspace
 
 
@@ -156,7 +156,6 @@ def _main_job(ws, console: Console, request_id: str, timings: list) -> None:  # 
             info = matching.train(ws, request_id, actor="demo-officer")
         timings.append(("matching: train model", time.perf_counter() - t))
         console.print(f"Model {info['model_sha256'][:12]}… trained in {info['seconds']} s.")
-    t = time.perf_counter()
     with console.status("Processing: rules, matching, rules after matching, decisions…"):
         res = pipeline.process(ws, request_id, actor="demo-officer")
     timings.extend((f"process: {k}", v) for k, v in res.stages.items())
@@ -165,7 +164,7 @@ def _main_job(ws, console: Console, request_id: str, timings: list) -> None:  # 
         table.add_row(k, f"{v:,}")
     console.print(table)
     if res.withheld_by_check:
-        rs = load()
+        rs = in_force(ws)
         table = Table("check", "withheld items", "citation", title="Withheld, by failing check")
         for cid, n in res.withheld_by_check.items():
             table.add_row(cid, f"{n:,}", rs.checks[cid].citation)
@@ -184,7 +183,6 @@ def _main_job(ws, console: Console, request_id: str, timings: list) -> None:  # 
             f"[yellow]Review: {n:,} item(s) resolved automatically to WITHHOLD by the "
             "demo (an officer does this with 'custodes review').[/]"
         )
-        state = "in_review"
     t = time.perf_counter()
     if state in ("decided", "in_review"):
         rel.prepare(ws, request_id, actor="demo-officer")

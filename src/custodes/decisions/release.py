@@ -94,6 +94,8 @@ def resolve(
         raise InputError("A review resolves to withhold or disclose.", code="bad_argument")
     open_ = {r["item_id"]: r for r in open_reviews(ws, request_id)}
     targets = list(open_) if items is None else items
+    if not targets:
+        return 0
     unknown = [i for i in targets if i not in open_]
     if unknown:
         raise InputError(
