@@ -15,7 +15,6 @@ this benchmark spreads the items over 250 officials to exercise disclosure and r
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import resource
 import shutil
@@ -58,10 +57,8 @@ def main() -> None:
     from custodes.matching import service as matching
     from custodes.records import master
     from custodes.records.generator import generate_master
-    from custodes.requests.generator import generate_request
+    from custodes.requests.generator import generate_request, register_parties
     from custodes.requests.intake import submit
-    from custodes.rules import registry as reg
-    from custodes.rules.ruleset import REFERENCE
     from custodes.workspace import init_workspace
 
     tmp = Path(tempfile.mkdtemp(prefix="custodes-bench-"))
@@ -71,22 +68,7 @@ def main() -> None:
         ws, _ = init_workspace(home)
         if not master.current(ws).exists:
             generate_master(ws, args.people, seed=1)
-        agency = "U.S. Immigration and Customs Enforcement"
-        reg.add_agency(ws, agency, safeguards_current=True, open_findings=0, actor="admin")
-        if not reg.listing(ws, "officials"):
-            reg.add_official(
-                ws,
-                agency=agency,
-                name="Synthetic Director",
-                title="Director",
-                role="head_of_agency",
-                valid_from=dt.date(2025, 1, 1),
-                actor="admin",
-            )
-        if not reg.listing(ws, "agreements"):
-            reg.add_agreement(
-                ws, REFERENCE.parent / "agreements" / "irs-ice-2025.yaml", actor="admin"
-            )
+        register_parties(ws, "irc-6103-i-2", actor="admin")
         req = tmp / "req"
         generate_request(ws, "irc-6103-i-2", args.items, seed=int(time.time()), out=req)
         _spread_officials(req, 250)

@@ -117,6 +117,18 @@ def test_suspension_is_immediate(workspace: Workspace, admin: acc.Actor) -> None
     assert exc.value.code == "suspended"
     with pytest.raises(ConflictError):
         acc.suspend(workspace, "clerk", "again", by=admin)
+    with pytest.raises(ConflictError) as exc:  # no new key for a suspended user
+        acc.issue_key(workspace, "clerk", by=admin)
+    assert exc.value.code == "suspended"
+    for call in (
+        lambda: acc.suspend(workspace, "nobody", "r", by=admin),
+        lambda: acc.grant(workspace, "nobody", "officer", by=admin, basis="b"),
+        lambda: acc.issue_key(workspace, "nobody", by=admin),
+        lambda: acc.reinstate(workspace, "nobody", by=admin),
+    ):
+        with pytest.raises(InputError) as exc:
+            call()
+        assert exc.value.code == "unknown_user"
 
 
 def test_an_action_in_flight_cannot_commit_after_suspension(
@@ -158,6 +170,10 @@ def test_reinstatement_needs_a_second_administrator(workspace: Workspace, admin:
         second = acc.authenticate(conn, acc.login(workspace, "second-admin", PW))
     _user(workspace, admin, "clerk", "officer")
     acc.suspend(workspace, "clerk", "review", by=admin)
+    _user(workspace, admin, "active-one", "officer")
+    with pytest.raises(ConflictError) as exc:
+        acc.reinstate(workspace, "active-one", by=admin)
+    assert exc.value.code == "not_suspended"
     first = acc.reinstate(workspace, "clerk", by=admin)
     assert first["status"] == "suspended" and "second administrator" in first["pending"]
     with pytest.raises(acc.AccessDenied) as exc:
@@ -419,6 +435,12 @@ def test_inspection_trail(master_ws: Workspace, tmp_path, sign_in) -> None:  # t
     assert r.exit_code == 2 and "forbidden" in r.output
     r = runner.invoke(
         app,
+        ["records", "flag-sensitive", other, "--reason", " ", *home],
+        env=envs["administrator"],
+    )
+    assert r.exit_code == 2 and "bad_argument" in r.output
+    r = runner.invoke(
+        app,
         ["records", "flag-sensitive", other, "--reason", "public figure", *home],
         env=envs["administrator"],
     )
@@ -471,6 +493,10 @@ def test_rule_set_change_needs_a_second_steward(master_ws: Workspace, tmp_path, 
     assert r.exit_code == 0, r.output
     sha = json.loads(r.stdout)["ruleset_sha256"]
     assert in_force(master_ws).sha256 == before  # proposed is not in force
+    r = runner.invoke(app, ["rules", "propose", str(changed), *home], env=second)
+    assert r.exit_code == 2 and "already_proposed" in r.output
+    r = runner.invoke(app, ["rules", "approve", "ffff", *home], env=second)
+    assert r.exit_code == 2 and "unknown_ruleset" in r.output
     r = runner.invoke(app, ["rules", "approve", sha[:12], *home], env=steward)
     assert r.exit_code == 2 and "separation_of_duties" in r.output
     r = runner.invoke(app, ["rules", "approve", sha[:12], *home], env=second)

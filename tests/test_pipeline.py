@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from custodes.decisions import pipeline
@@ -20,29 +20,11 @@ from custodes.decisions import release as rel
 from custodes.errors import ConflictError, InputError
 from custodes.matching import service as matching
 from custodes.records import master
-from custodes.requests.generator import generate_request
+from custodes.requests.generator import generate_request, register_parties
 from custodes.requests.intake import submit
 from custodes.requests.lifecycle import current_state
-from custodes.rules import registry as reg
-from custodes.rules.ruleset import REFERENCE
 from custodes.store.tables import disclosures, ledger_events
 from custodes.workspace import Workspace, open_workspace
-
-AGENCY = "U.S. Immigration and Customs Enforcement"
-
-
-def _register(ws: Workspace) -> None:
-    reg.add_agency(ws, AGENCY, safeguards_current=True, open_findings=0, actor="admin")
-    reg.add_official(
-        ws,
-        agency=AGENCY,
-        name="Synthetic Director",
-        title="Director",
-        role="head_of_agency",
-        valid_from=dt.date(2025, 1, 1),
-        actor="admin",
-    )
-    reg.add_agreement(ws, REFERENCE.parent / "agreements" / "irs-ice-2025.yaml", actor="admin")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +35,7 @@ def processed(tmp_path_factory: pytest.TempPathFactory, _master_template: Path) 
     shutil.copytree(_master_template, home)
     shutil.copy(f"{_master_template}.db", f"{home}.db")
     ws = open_workspace(home, f"sqlite:///{home}.db")
-    _register(ws)
+    register_parties(ws, "irc-6103-i-2", actor="admin")
     generate_request(ws, "irc-6103-i-2", 400, seed=3, out=root / "req")
     rid = submit(ws, root / "req", actor="clerk").request_id
     matching.train(ws, rid)
@@ -202,11 +184,6 @@ def test_review_refusals(ws: Workspace, rid: str) -> None:
     with pytest.raises(InputError) as exc:
         rel.resolve(ws, rid, "WITHHOLD", "r", actor="officer", items=["item-nope"])
     assert exc.value.code == "not_in_review"
-    blocked = [r for r in open_ if [c for c in r["checks"] if c not in pipeline.RECORD_DEPENDENT]]
-    if blocked:
-        with pytest.raises(ConflictError) as exc:
-            rel.resolve(ws, rid, "DISCLOSE", "r", actor="officer", items=[blocked[0]["item_id"]])
-        assert exc.value.code == "rules_fail"
     n = rel.resolve(ws, rid, "WITHHOLD", "r", actor="officer", items=[open_[0]["item_id"]])
     assert n == 1
     with pytest.raises(InputError):  # already resolved
@@ -517,9 +494,16 @@ def staffed(processed: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     return home, tokens
 
 
+# Explicit: an officer and an approver complete it; one person holding both roles cannot.
+TWO_PEOPLE = [("prepare", 1), ("approve", 2), ("release", 1)]
+ONE_PERSON = [("prepare", 3), ("approve", 3), ("release", 3)]
+
+
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+@example(steps=TWO_PEOPLE)
+@example(steps=ONE_PERSON)
 @given(
     steps=st.lists(
         st.tuples(st.sampled_from(["prepare", "approve", "release"]), st.integers(0, 5)),
@@ -559,5 +543,52 @@ def test_no_one_completes_a_two_person_release_alone(
             assert "approver" in roles and "administrator" not in roles
         if "release" in did:
             assert "approve" in did and did["approve"] != did["prepare"]
+        if steps == TWO_PEOPLE:
+            assert did == {"prepare": "staff0", "approve": "staff1", "release": "staff0"}
+        if steps == ONE_PERSON:
+            assert did == {"prepare": "staff2"}
     finally:
         ws.close()
+
+
+def test_disclosure_after_review_needs_the_address_on_record(
+    ws: Workspace, processed: Path, tmp_path: Path
+) -> None:
+    """The same filer twice, without a date of birth (so the match goes to review): at their
+    own address an officer may disclose; at an address they never filed from, never."""
+    truth = _truth(processed)
+    with open(processed.parent / "req" / "items.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    row = next(r for r in rows if truth[r["item_id"]]["defect"] == "none" and r["tin"] == "")
+    own = row | {"item_id": "own-address", "dob": ""}
+    other = own | {"item_id": "never-lived-there", "street": "1 NOWHERE RD", "unit": ""}
+    folder = tmp_path / "req"
+    folder.mkdir()
+    with open(folder / "items.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(row))
+        w.writeheader()
+        w.writerows([own, other])
+    env = json.loads((processed.parent / "req" / "envelope.json").read_text())
+    (folder / "envelope.json").write_text(json.dumps(env))
+    rid = submit(ws, folder, actor="clerk").request_id
+    pipeline.process(ws, rid, actor="officer")
+    review = {r["item_id"]: r for r in rel.open_reviews(ws, rid)}
+    assert set(review) == {"own-address", "never-lived-there"}
+    assert review["never-lived-there"]["checks"] == ["address-on-record"]
+    with pytest.raises(ConflictError) as exc:
+        rel.resolve(ws, rid, "DISCLOSE", "r", actor="officer", items=["never-lived-there"])
+    assert exc.value.code == "rules_fail" and "address-on-record" in exc.value.message
+    assert (
+        rel.resolve(
+            ws,
+            rid,
+            "DISCLOSE",
+            "same person, DOB checked by phone",
+            actor="officer",
+            items=["own-address"],
+        )
+        == 1
+    )
+    info = pipeline.explain(ws, rid, "never-lived-there")
+    verdicts = {c["check"]: c["passed"] for c in info["checks"]}
+    assert verdicts["identified"] is None and verdicts["address-on-record"] is False

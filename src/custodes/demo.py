@@ -10,7 +10,6 @@ release, and sign a ledger checkpoint.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import time
 
@@ -76,26 +75,10 @@ def main() -> None:
     # Registries the (i)(2) request needs: the agency, its signer, the agreement.
     from custodes.ledger import service as ledger
     from custodes.ledger.keys import key_path, keygen
-    from custodes.rules import registry as reg
-    from custodes.rules.ruleset import REFERENCE
+    from custodes.requests.generator import register_parties
     from custodes.rules.service import check_request
 
-    agency = "U.S. Immigration and Customs Enforcement"
-    reg.add_agency(ws, agency, safeguards_current=True, open_findings=0, actor="demo-admin")
-    if not any(o["role"] == "head_of_agency" for o in reg.listing(ws, "officials")):
-        reg.add_official(
-            ws,
-            agency=agency,
-            name="Synthetic Director",
-            title="Director",
-            role="head_of_agency",
-            valid_from=dt.date(2025, 1, 1),
-            actor="demo-admin",
-        )
-    if not any(a["id"] == "irs-ice-2025" for a in reg.listing(ws, "agreements")):
-        reg.add_agreement(
-            ws, REFERENCE.parent / "agreements" / "irs-ice-2025.yaml", actor="demo-admin"
-        )
+    register_parties(ws, "irc-6103-i-2", actor="demo-admin")
     t = time.perf_counter()
     ev = check_request(ws, req.folder)
     timings.append(("rules: every check, every item", time.perf_counter() - t))

@@ -448,20 +448,28 @@ def login(ws: Workspace, name: str, password: str, *, totp: str | None = None) -
             _record(conn, name, "login", False, "second factor")
             denied = AccessDenied("The one-time code is missing or wrong.", code="bad_totp")
         else:
-            token = secrets.token_urlsafe(32)
-            now = _now()
-            conn.execute(
-                insert(sessions).values(
-                    token_sha256=_sha(token),
-                    user_name=name,
-                    kind="session",
-                    created_at=now,
-                    expires_at=now + dt.timedelta(hours=SESSION_HOURS),
-                )
-            )
+            token = _open_session(conn, name, "session", dt.timedelta(hours=SESSION_HOURS))
             _record(conn, name, "login", True)
             return token
     raise denied
+
+
+def _open_session(
+    conn: Connection, name: str, kind: str, lifetime: dt.timedelta, prefix: str = ""
+) -> str:
+    """A new random token for `name`; the store keeps only its hash."""
+    token = prefix + secrets.token_urlsafe(32)
+    now = _now()
+    conn.execute(
+        insert(sessions).values(
+            token_sha256=_sha(token),
+            user_name=name,
+            kind=kind,
+            created_at=now,
+            expires_at=now + lifetime,
+        )
+    )
+    return token
 
 
 def _totp_roles() -> frozenset[str]:
@@ -499,8 +507,6 @@ def issue_key(ws: Workspace, name: str, *, by: Actor, days: int = KEY_DAYS) -> s
     stored only as a hash, ended like any session by logout or suspension."""
     if not 1 <= days <= 3 * KEY_DAYS:
         raise InputError("A key lives from 1 day to 3 years.", code="bad_argument")
-    token = "ck_" + secrets.token_urlsafe(32)
-    now = _now()
     with ws.engine.begin() as conn:
         _require(conn, by, "users.change")
         row = conn.execute(select(users.c.status).where(users.c.name == name)).first()
@@ -508,15 +514,7 @@ def issue_key(ws: Workspace, name: str, *, by: Actor, days: int = KEY_DAYS) -> s
             raise InputError(f"No user {name}.", code="unknown_user")
         if row.status != "active":
             raise ConflictError(f"User {name} is suspended.", code="suspended")
-        conn.execute(
-            insert(sessions).values(
-                token_sha256=_sha(token),
-                user_name=name,
-                kind="key",
-                created_at=now,
-                expires_at=now + dt.timedelta(days=days),
-            )
-        )
+        token = _open_session(conn, name, "key", dt.timedelta(days=days), prefix="ck_")
         log.append(
             conn, [Event("user.key_issued", actor=by.name, data={"user": name, "days": days})]
         )

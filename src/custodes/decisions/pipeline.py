@@ -15,11 +15,10 @@ outcomes. Every outcome records the rule-set hash and the model hash it was made
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from custodes.ledger import log
 from custodes.ledger.events import Event
 from custodes.matching import service as matching
 from custodes.records import master
+from custodes.records.files import sha256_file
 from custodes.requests.format import ENVELOPE_FILE
 from custodes.requests.lifecycle import current_state, transition
 from custodes.rules.active import in_force
@@ -73,7 +73,7 @@ class Processed:
     stages: dict[str, float]
 
     def to_dict(self) -> dict[str, Any]:
-        return self.__dict__ | {}
+        return asdict(self)
 
 
 def _folder(ws: Workspace, request_id: str) -> tuple[Path, dict[str, Any]]:
@@ -97,8 +97,18 @@ def _rules(
     return evaluate(in_force(ws), registry, folder, items=items, con=con)
 
 
-def _sha_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def processed_outcomes(ws: Workspace, request_id: str) -> Path:
+    """The outcomes file of a processed request; refuse clearly when it has none yet."""
+    path = outcomes_path(ws, request_id)
+    if not path.exists():
+        with ws.engine.connect() as conn:
+            state = current_state(conn, request_id)
+        raise ConflictError(
+            f"Request {request_id} is {state}; it has no outcomes yet (run "
+            f"'custodes process {request_id}').",
+            code="not_processed",
+        )
+    return path
 
 
 def process(
@@ -184,7 +194,7 @@ def process(
             request_id,
             actor,
             "request.decided",
-            {"outcomes_sha256": _sha_file(path), "counts": counts},
+            {"outcomes_sha256": sha256_file(path), "counts": counts},
             ["decided", "in_review"] if counts.get("REVIEW") else ["decided"],
         )
         if progress:
@@ -212,13 +222,7 @@ def _stage_done(
 def summary(ws: Workspace, request_id: str, stages: dict[str, float] | None = None) -> Processed:
     with ws.engine.connect() as conn:
         state = current_state(conn, request_id)
-    path = outcomes_path(ws, request_id)
-    if not path.exists():
-        raise ConflictError(
-            f"Request {request_id} is {state}; it has no outcomes yet (run "
-            f"'custodes process {request_id}').",
-            code="not_processed",
-        )
+    path = processed_outcomes(ws, request_id)
     con = duckdb.connect()
     try:
         row = con.execute(
@@ -324,8 +328,10 @@ def decide(ws: Workspace, request_id: str, rs: RuleSet) -> Path:
               WHERE record_id IN (SELECT candidate FROM o WHERE outcome IN ('DISCLOSE','CONFIRM'))
               GROUP BY record_id)
             SELECT o.item_id, o.outcome,
-                   CASE WHEN o.outcome = 'REVIEW' THEN review_fail ELSE withhold_fail END
-                     AS checks,
+                   CASE WHEN o.outcome = 'REVIEW'
+                        THEN list_concat(list_filter(withhold_fail,
+                                                     lambda c: c <> 'identified'), review_fail)
+                        ELSE withhold_fail END AS checks,
                    CASE WHEN o.outcome = 'REVIEW' THEN list_concat(match_reasons, review_fail)
                         ELSE []::VARCHAR[] END AS review_reasons,
                    CASE WHEN o.outcome IN ('DISCLOSE', 'CONFIRM', 'NOT_CONFIRMED')
@@ -350,15 +356,7 @@ def effective_outcomes(
 ) -> pa.Table:
     """Outcomes with officers' review resolutions applied (REVIEW → DISCLOSE or WITHHOLD);
     `only` keeps the rows with those (effective) outcomes."""
-    path = outcomes_path(ws, request_id)
-    if not path.exists():
-        with ws.engine.connect() as conn:
-            state = current_state(conn, request_id)
-        raise ConflictError(
-            f"Request {request_id} is {state}; it has no outcomes yet (run "
-            f"'custodes process {request_id}').",
-            code="not_processed",
-        )
+    path = processed_outcomes(ws, request_id)
     with ws.engine.connect() as conn:
         rows = conn.execute(
             select(review_resolutions.c.item_id, review_resolutions.c.decision).where(
@@ -443,7 +441,10 @@ def explain(ws: Workspace, request_id: str, item_id: str) -> dict[str, Any]:
                 "severity": c.severity,
                 "citation": c.citation,
                 "sentence": c.sentence,
-                "passed": cid not in failing if row["outcome"] != "REVIEW" else None,
+                # In review, whether the person is identified is the officer's to settle.
+                "passed": None
+                if row["outcome"] == "REVIEW" and cid == "identified"
+                else cid not in failing,
             }
         )
     with ws.engine.connect() as conn:

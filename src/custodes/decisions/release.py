@@ -42,6 +42,7 @@ from custodes.decisions.pipeline import (
 from custodes.errors import ConflictError, InputError
 from custodes.ledger import log
 from custodes.ledger.events import Event
+from custodes.records.files import sha256_file
 from custodes.requests.lifecycle import current_state, transition
 from custodes.rules.active import in_force
 from custodes.store.tables import disclosures, releases, requests, review_resolutions
@@ -104,16 +105,13 @@ def resolve(
     if decision == "DISCLOSE":
         for i in targets:
             row = open_[i]
-            blocking = [c for c in row["checks"] if c not in RECORD_DEPENDENT]
+            # The officer settles the identification; every other rule must pass, the
+            # address on record for this candidate included.
+            blocking = row["checks"]
             if blocking or row["candidate"] is None:
                 raise ConflictError(
                     f"Item {i} cannot be disclosed: "
                     + (f"check(s) {', '.join(blocking)} fail." if blocking else "no candidate."),
-                    code="rules_fail",
-                )
-            if "address-on-record" in (row.get("review_reasons") or []):
-                raise ConflictError(
-                    f"Item {i} cannot be disclosed: the supplied address is not on record.",
                     code="rules_fail",
                 )
     now = _now()
@@ -375,7 +373,7 @@ def _write_and_record(
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, target / RESPONSE_CSV)
-    response_sha = hashlib.sha256((target / RESPONSE_CSV).read_bytes()).hexdigest()
+    response_sha = sha256_file(target / RESPONSE_CSV)
     disclosed = effective_outcomes(ws, request_id, only=("DISCLOSE", "CONFIRM")).to_pylist()
     now = _now()
     with ws.engine.begin() as conn:

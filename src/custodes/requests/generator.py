@@ -165,6 +165,35 @@ ENVELOPES: dict[str, dict[str, Any]] = {
 }
 
 
+def register_parties(ws: Workspace, provision: str, *, actor: str | None = None) -> None:
+    """Register what a synthetic request of `provision` names, so that it can pass the
+    request-level checks: its agency (safeguards current), its signer as a current official,
+    and its agreement from the reference rule set. Idempotent."""
+    import datetime as dt
+
+    from custodes.rules import registry as reg
+    from custodes.rules.ruleset import REFERENCE
+
+    env = ENVELOPES[provision]
+    agency, signer = env["agency"], env["signer"]
+    reg.add_agency(ws, agency, safeguards_current=True, open_findings=0, actor=actor)
+    if not any(
+        o["agency"] == agency and o["name"] == signer["name"] for o in reg.listing(ws, "officials")
+    ):
+        reg.add_official(
+            ws,
+            agency=agency,
+            name=signer["name"],
+            title=signer["title"],
+            role=signer["role"],
+            valid_from=dt.date(2025, 1, 1),
+            actor=actor,
+        )
+    agreement = env.get("agreement")
+    if agreement and not any(a["id"] == agreement for a in reg.listing(ws, "agreements")):
+        reg.add_agreement(ws, REFERENCE.parent / "agreements" / f"{agreement}.yaml", actor=actor)
+
+
 @dataclass
 class GeneratedRequest:
     folder: Path
