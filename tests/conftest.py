@@ -1,50 +1,106 @@
-"""Shared fixtures: real workspaces on SQLite and on the local PostgreSQL server."""
+"""Shared fixtures: real workspaces on SQLite and on the local PostgreSQL server, and real
+signed-in users made through the services (`custodes.synthetic.staff`)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from custodes.records.generator import generate_master
-from custodes.workspace import Workspace, init_workspace, open_workspace
+from custodes.access import CheckedCall, enter
+from custodes.services import records as records_svc
+from custodes.services import workspace as ws_svc
+from custodes.synthetic import staff as staff_mod
+from custodes.synthetic.staff import PASSWORD, Staff
+from custodes.workspace import Workspace, open_workspace
 
 PG_ADMIN_URL = os.environ.get(
     "CUSTODES_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
+TEST_PASSWORD = PASSWORD
+
+
+def make_workspace(home: Path, store_url: str | None = None) -> Workspace:
+    """A new workspace made the way 'custodes init' makes it (store, secrets, ledger key)."""
+    ws_svc.init(home, store_url, origin="custodes.test/ledger")
+    return open_workspace(home, store_url)
 
 
 @pytest.fixture
 def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
     monkeypatch.delenv("CUSTODES_STORE_URL", raising=False)
-    ws, _ = init_workspace(tmp_path / "ws")
+    ws = make_workspace(tmp_path / "ws")
     yield ws
     ws.close()
-
-
-@pytest.fixture(scope="session")
-def _master_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 3,000-person synthetic workspace, built once and copied per test."""
-    home = tmp_path_factory.mktemp("template") / "ws"
-    ws, _ = init_workspace(home, f"sqlite:///{home}.db")
-    generate_master(ws, 3000, seed=11)
-    ws.close()
-    return home
 
 
 @pytest.fixture
-def master_ws(_master_template: Path, tmp_path: Path) -> Iterator[Workspace]:
-    home = tmp_path / "master-ws"
-    shutil.copytree(_master_template, home)
-    shutil.copy(f"{_master_template}.db", tmp_path / "master-ws.db")
-    ws = open_workspace(home, f"sqlite:///{tmp_path / 'master-ws.db'}")
-    yield ws
+def staff(workspace: Workspace) -> Staff:
+    """Two administrators and one signed-in user per other role, in `workspace`."""
+    return staff_mod.one_per_role(workspace)
+
+
+@dataclass
+class Template:
+    home: Path
+    db: Path
+    callers: Staff
+
+
+@pytest.fixture(scope="session")
+def _master_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    """A 3,000-person synthetic workspace with its staff, built once and copied per test
+    (the copies share the sessions, so the same callers work in every copy)."""
+    root = tmp_path_factory.mktemp("template")
+    home, db = root / "ws", root / "ws.db"
+    ws = make_workspace(home, f"sqlite:///{db}")
+    people = staff_mod.one_per_role(ws)
+    records_svc.generate(ws, people.admin, 3000, 11)
     ws.close()
+    return Template(home, db, people)
+
+
+def copy_template(t: Template, dest: Path) -> tuple[Workspace, Staff]:
+    home = dest / "master-ws"
+    shutil.copytree(t.home, home)
+    shutil.copy(t.db, dest / "master-ws.db")
+    ws = open_workspace(home, f"sqlite:///{dest / 'master-ws.db'}")
+    return ws, Staff(ws, dict(t.callers.callers), t.callers.password)
+
+
+@pytest.fixture
+def master(_master_template: Template, tmp_path: Path) -> Iterator[tuple[Workspace, Staff]]:
+    ws, people = copy_template(_master_template, tmp_path)
+    yield ws, people
+    ws.close()
+
+
+@pytest.fixture
+def master_ws(master: tuple[Workspace, Staff]) -> Workspace:
+    return master[0]
+
+
+@pytest.fixture
+def people(master: tuple[Workspace, Staff]) -> Staff:
+    """The callers of `master_ws` (admin, admin2, officer, approver, rule-steward, auditor,
+    requester)."""
+    return master[1]
+
+
+@pytest.fixture
+def call() -> Callable[[Workspace, Staff | object, str, str], CheckedCall]:
+    """call(ws, staff, name, action): a call through the door, for tests of a room."""
+
+    def make(ws: Workspace, people: Staff, name: str, action: str) -> CheckedCall:
+        return enter(ws, people[name], action)
+
+    return make  # type: ignore[return-value]
 
 
 @pytest.fixture
@@ -65,39 +121,43 @@ def pg_url() -> Iterator[str]:
     yield url
     with admin.connect() as conn:
         conn.execute(
-            sa.text(
-                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-            )
+            sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+            {"n": name},
         )
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
     admin.dispose()
 
 
-TEST_PASSWORD = "correct horse battery"
-
-
 @pytest.fixture
 def sign_in():  # type: ignore[no-untyped-def]
-    """sign_in(home, store_url=None) -> {role: env} with a live session per role (an admin
-    'admin' and one user per other role, named after it), for driving the CLI."""
-    from custodes.access import service as acc
+    """sign_in(home, store_url=None) -> {role: env} with a live session (or key) per role,
+    for driving the CLI: the administrators and one user per other role, made through the
+    services."""
+    from custodes.access import credentials
 
     def make(home: str | Path, store_url: str | None = None) -> dict[str, dict[str, str]]:
         ws = open_workspace(home, store_url)
         try:
-            if not acc.has_users(ws):
-                acc.create_user(ws, "admin", TEST_PASSWORD, ["administrator"], by=None)
-            token = acc.login(ws, "admin", TEST_PASSWORD)
-            with ws.engine.connect() as conn:
-                admin = acc.authenticate(conn, token)
+            credentials.ensure_secrets_key(ws)
+            people = staff_mod.one_per_role(ws)
             base = {"CUSTODES_STORE_URL": store_url} if store_url else {}
-            envs = {"administrator": base | {"CUSTODES_SESSION": token}}
-            for role in acc.ROLES:
-                if role == "administrator":
-                    continue
-                name = role.replace("_", "-")
-                acc.create_user(ws, name, TEST_PASSWORD, [role], by=admin)
-                envs[role] = base | {"CUSTODES_SESSION": acc.login(ws, name, TEST_PASSWORD)}
+            envs = {}
+            for role, name in (
+                ("administrator", "admin"),
+                ("second_administrator", "admin2"),
+                ("officer", "officer"),
+                ("approver", "approver"),
+                ("rule_steward", "rule-steward"),
+                ("auditor", "auditor"),
+            ):
+                from custodes.access import sessions
+
+                envs[role] = base | {"CUSTODES_SESSION": sessions.login(ws, name, PASSWORD)}
+            from custodes.services import users as users_svc
+
+            key = users_svc.key(ws, people.admin, "requester")["key"]
+            users_svc.confirm(ws, people.second_admin, "requester")
+            envs["requester"] = base | {"CUSTODES_SESSION": key}
             return envs
         finally:
             ws.close()

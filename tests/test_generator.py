@@ -9,7 +9,9 @@ import pytest
 
 from custodes.errors import ConflictError
 from custodes.records import master
-from custodes.records.generator import generate_master, generate_tables
+from custodes.services.records import generate as generate_master
+from custodes.synthetic.population import generate_tables
+from custodes.synthetic.staff import Staff
 from custodes.workspace import Workspace
 
 
@@ -109,14 +111,16 @@ def test_variant_spellings_across_years(tables: Path) -> None:
     assert 0.005 < (spelled + zip4) / rows < 0.05
 
 
-def test_generate_into_workspace_goes_through_validation(workspace: Workspace) -> None:
-    result = generate_master(workspace, 500, seed=3)
-    assert result.people_added == 500
+def test_generate_into_workspace_goes_through_validation(
+    workspace: Workspace, staff: Staff
+) -> None:
+    result = generate_master(workspace, staff.admin, 500, seed=3)
+    assert result["people"] == 500
     mf = master.current(workspace)
     assert mf.has("population")
     with pytest.raises(ConflictError) as exc:
-        generate_master(workspace, 500, seed=3)
+        generate_master(workspace, staff.admin, 500, seed=3)
     assert exc.value.code == "master_exists"
-    again = generate_master(workspace, 400, seed=4, replace=True)
-    assert again.people_added == 400
+    again = generate_master(workspace, staff.admin, 400, seed=4, replace=True)
+    assert again["people"] == 400
     assert master.summary(workspace)["people"] == 400

@@ -13,6 +13,7 @@ import pytest
 from custodes.errors import InputError, ValidationFailed
 from custodes.records import master
 from custodes.records.importer import import_master
+from custodes.access import CheckedCall, enter
 from custodes.workspace import Workspace
 
 PEOPLE_HEADER = ["tin", "tin_type", "first_name", "middle_name", "last_name", "suffix", "dob"]
@@ -113,8 +114,17 @@ def stored(ws: Workspace, table: str) -> list[tuple]:
     return duckdb.sql(f"SELECT * FROM read_parquet('{path}') ORDER BY ALL").fetchall()
 
 
-def test_valid_import_normalises_values(workspace: Workspace, tmp_path: Path) -> None:
-    result = import_master(workspace, *files(tmp_path))
+@pytest.fixture
+def admin_call(workspace: Workspace) -> CheckedCall:
+    from custodes.synthetic.staff import administrators
+
+    return enter(workspace, administrators(workspace).admin, "records.import")
+
+
+def test_valid_import_normalises_values(
+    workspace: Workspace, admin_call: CheckedCall, tmp_path: Path
+) -> None:
+    result = import_master(admin_call, *files(tmp_path))
     assert (result.people_added, result.addresses_added) == (3, 4)
     people = {r[1]: r for r in stored(workspace, "people")}
     assert set(people) == {"123456789", "234567891", "912781234"}
@@ -124,20 +134,22 @@ def test_valid_import_normalises_values(workspace: Workspace, tmp_path: Path) ->
     assert zips == {"78701", "78702-1234", "33101"}
 
 
-def test_reimport_is_idempotent(workspace: Workspace, tmp_path: Path) -> None:
+def test_reimport_is_idempotent(
+    workspace: Workspace, admin_call: CheckedCall, tmp_path: Path
+) -> None:
     p, a = files(tmp_path)
-    first = import_master(workspace, p, a)
+    first = import_master(admin_call, p, a)
     before = stored(workspace, "people"), stored(workspace, "addresses")
-    second = import_master(workspace, p, a)
+    second = import_master(admin_call, p, a)
     assert second.unchanged and second.master_sha256 == first.master_sha256
     assert (second.people_added, second.people_changed) == (0, 0)
     assert (stored(workspace, "people"), stored(workspace, "addresses")) == before
 
 
 def test_reimport_with_a_change_updates_and_keeps_record_ids(
-    workspace: Workspace, tmp_path: Path
+    workspace: Workspace, admin_call: CheckedCall, tmp_path: Path
 ) -> None:
-    import_master(workspace, *files(tmp_path))
+    import_master(admin_call, *files(tmp_path))
     ids = {r[1]: r[0] for r in stored(workspace, "people")}
     rows = people_rows()
     rows[0]["middle_name"] = "M"
@@ -153,24 +165,26 @@ def test_reimport_with_a_change_updates_and_keeps_record_ids(
             zip="33101",
         ),
     ]
-    result = import_master(workspace, *files(tmp_path, rows, addrs))
+    result = import_master(admin_call, *files(tmp_path, rows, addrs))
     assert (result.people_added, result.people_changed) == (0, 1)
     assert (result.addresses_added, result.addresses_changed) == (1, 0)
     assert {r[1]: r[0] for r in stored(workspace, "people")} == ids
 
 
-def test_source_record_id_is_kept(workspace: Workspace, tmp_path: Path) -> None:
+def test_source_record_id_is_kept(
+    workspace: Workspace, admin_call: CheckedCall, tmp_path: Path
+) -> None:
     rows = [r | {"record_id": f"SRC-{i}"} for i, r in enumerate(people_rows())]
-    import_master(workspace, *files(tmp_path, rows))
+    import_master(admin_call, *files(tmp_path, rows))
     assert {r[0] for r in stored(workspace, "people")} == {"SRC-0", "SRC-1", "SRC-2"}
     # A TIN-shaped source key would put TINs in the ledger: refused.
     bad = [r | {"record_id": "555443333"} if i == 1 else r for i, r in enumerate(rows)]
     with pytest.raises(ValidationFailed, match="shaped like a TIN"):
-        import_master(workspace, *files(tmp_path, bad))
+        import_master(admin_call, *files(tmp_path, bad))
     # The same TIN may not come back under another record id.
     rows[0]["record_id"] = "SRC-9"
     with pytest.raises(ValidationFailed, match="differs from the one on file"):
-        import_master(workspace, *files(tmp_path, rows))
+        import_master(admin_call, *files(tmp_path, rows))
 
 
 @pytest.mark.parametrize(
@@ -198,12 +212,18 @@ def test_source_record_id_is_kept(workspace: Workspace, tmp_path: Path) -> None:
     ],
 )
 def test_people_rule_refuses(
-    workspace: Workspace, tmp_path: Path, field: str, value: str, column: str, message: str
+    workspace: Workspace,
+    admin_call: CheckedCall,
+    tmp_path: Path,
+    field: str,
+    value: str,
+    column: str,
+    message: str,
 ) -> None:
     rows = people_rows()
     rows[0][field] = value
     with pytest.raises(ValidationFailed) as exc:
-        import_master(workspace, *files(tmp_path, rows, addr_rows()[2:]))
+        import_master(admin_call, *files(tmp_path, rows, addr_rows()[2:]))
     first = exc.value.problems[0]
     assert (first.file, first.line, first.column) == ("people.csv", 2, column)
     assert message in first.message
@@ -216,11 +236,13 @@ def test_people_rule_refuses(
     ("tin", "message"),
     [("812781234", "an ITIN begins with 9"), ("912001234", "outside the ranges")],
 )
-def test_itin_rules(workspace: Workspace, tmp_path: Path, tin: str, message: str) -> None:
+def test_itin_rules(
+    workspace: Workspace, admin_call: CheckedCall, tmp_path: Path, tin: str, message: str
+) -> None:
     rows = people_rows()
     rows[2]["tin"] = tin
     with pytest.raises(ValidationFailed) as exc:
-        import_master(workspace, *files(tmp_path, rows, addr_rows()[:3]))
+        import_master(admin_call, *files(tmp_path, rows, addr_rows()[:3]))
     assert message in str(exc.value)
     assert exc.value.problems[0].line == 4
 
@@ -243,30 +265,39 @@ def test_itin_rules(workspace: Workspace, tmp_path: Path, tin: str, message: str
     ],
 )
 def test_address_rule_refuses(
-    workspace: Workspace, tmp_path: Path, field: str, value: str, message: str
+    workspace: Workspace,
+    admin_call: CheckedCall,
+    tmp_path: Path,
+    field: str,
+    value: str,
+    message: str,
 ) -> None:
     addrs = addr_rows()
     addrs[3][field] = value
     with pytest.raises(ValidationFailed) as exc:
-        import_master(workspace, *files(tmp_path, None, addrs))
+        import_master(admin_call, *files(tmp_path, None, addrs))
     first = exc.value.problems[0]
     assert (first.file, first.line) == ("addresses.csv", 5)
     assert message in first.message
     assert not master.current(workspace).exists
 
 
-def test_duplicates_are_refused(workspace: Workspace, tmp_path: Path) -> None:
+def test_duplicates_are_refused(
+    workspace: Workspace, admin_call: CheckedCall, tmp_path: Path
+) -> None:
     rows = [*people_rows(), people_rows()[0]]
     addrs = [*addr_rows(), addr_rows()[0]]
     with pytest.raises(ValidationFailed) as exc:
-        import_master(workspace, *files(tmp_path, rows, addrs))
+        import_master(admin_call, *files(tmp_path, rows, addrs))
     msgs = {(p.file, p.line, p.message) for p in exc.value.problems}
     assert ("people.csv", 5, "TIN appears more than once in this file") in msgs
     assert ("addresses.csv", 6, "the same TIN and tax_year appear more than once") in msgs
 
 
-def test_all_or_nothing_keeps_previous_master(workspace: Workspace, tmp_path: Path) -> None:
-    import_master(workspace, *files(tmp_path))
+def test_all_or_nothing_keeps_previous_master(
+    workspace: Workspace, admin_call: CheckedCall, tmp_path: Path
+) -> None:
+    import_master(admin_call, *files(tmp_path))
     before = master.current(workspace).sha256()
     rows = people_rows()
     rows.append(
@@ -293,16 +324,18 @@ def test_all_or_nothing_keeps_previous_master(workspace: Workspace, tmp_path: Pa
         ),
     ]
     with pytest.raises(ValidationFailed) as exc:
-        import_master(workspace, *files(tmp_path, rows, addrs))
+        import_master(admin_call, *files(tmp_path, rows, addrs))
     assert exc.value.total == 1
     assert master.current(workspace).sha256() == before
     assert len(stored(workspace, "people")) == 3
 
 
-def test_problem_list_is_capped_but_counts_all(workspace: Workspace, tmp_path: Path) -> None:
+def test_problem_list_is_capped_but_counts_all(
+    workspace: Workspace, admin_call: CheckedCall, tmp_path: Path
+) -> None:
     rows = [dict(people_rows()[0], tin=f"1234567{i:02d}", dob="bad") for i in range(10, 60)]
     with pytest.raises(ValidationFailed) as exc:
-        import_master(workspace, *files(tmp_path, rows, addr_rows()[:2]))
+        import_master(admin_call, *files(tmp_path, rows, addr_rows()[:2]))
     # 50 bad dates, and the two address rows now name a TIN no person has.
     assert exc.value.total == 52 and len(exc.value.problems) == 20
     assert "and 32 more" in str(exc.value)
@@ -331,42 +364,48 @@ def test_problem_list_is_capped_but_counts_all(workspace: Workspace, tmp_path: P
         (lambda p: p.rename(p.with_suffix(".xlsx")), "file_not_found"),
     ],
 )
-def test_file_level_refusals(workspace: Workspace, tmp_path: Path, mutate, code: str) -> None:  # type: ignore[no-untyped-def]
+def test_file_level_refusals(
+    workspace: Workspace, admin_call: CheckedCall, tmp_path: Path, mutate, code: str
+) -> None:  # type: ignore[no-untyped-def]
     p, a = files(tmp_path)
     mutate(p)
     with pytest.raises(InputError) as exc:
-        import_master(workspace, p, a)
+        import_master(admin_call, p, a)
     assert exc.value.code == code
     assert "Jérôme" not in str(exc.value) and "123456789" not in str(exc.value)
 
 
-def test_bad_encoding_names_the_line(workspace: Workspace, tmp_path: Path) -> None:
+def test_bad_encoding_names_the_line(
+    workspace: Workspace, admin_call: CheckedCall, tmp_path: Path
+) -> None:
     p, a = files(tmp_path)
     p.write_bytes(p.read_bytes() + b"345678912,SSN,J\xe9r\xf4me,,ROE,,1980-01-01\n")
     with pytest.raises(InputError, match=r"people.csv:5: .*UTF-8"):
-        import_master(workspace, p, a)
+        import_master(admin_call, p, a)
 
 
-def test_utf8_with_bom_and_accents_is_accepted(workspace: Workspace, tmp_path: Path) -> None:
+def test_utf8_with_bom_and_accents_is_accepted(
+    workspace: Workspace, admin_call: CheckedCall, tmp_path: Path
+) -> None:
     rows = people_rows()
     rows[0]["first_name"] = "JOSÉ"
     p, a = files(tmp_path, rows)
     p.write_bytes(b"\xef\xbb\xbf" + p.read_bytes())
-    import_master(workspace, p, a)
+    import_master(admin_call, p, a)
     assert "JOSÉ" in {r[3] for r in stored(workspace, "people")}
 
 
-def test_parquet_input(workspace: Workspace, tmp_path: Path) -> None:
+def test_parquet_input(workspace: Workspace, admin_call: CheckedCall, tmp_path: Path) -> None:
     people = pa.Table.from_pylist(people_rows())
     pq.write_table(people, tmp_path / "people.parquet")
     addrs = pa.Table.from_pylist([dict(r, tax_year=int(r["tax_year"])) for r in addr_rows()])
     pq.write_table(addrs, tmp_path / "addresses.parquet")
-    result = import_master(workspace, tmp_path / "people.parquet", tmp_path / "addresses.parquet")
+    result = import_master(admin_call, tmp_path / "people.parquet", tmp_path / "addresses.parquet")
     assert (result.people_added, result.addresses_added) == (3, 4)
     # A Parquet problem is located by row number.
     bad = people_rows()
     bad[1]["dob"] = "never"
     pq.write_table(pa.Table.from_pylist(bad), tmp_path / "people.parquet")
     with pytest.raises(ValidationFailed) as exc:
-        import_master(workspace, tmp_path / "people.parquet", tmp_path / "addresses.parquet")
+        import_master(admin_call, tmp_path / "people.parquet", tmp_path / "addresses.parquet")
     assert exc.value.problems[0].line == 2

@@ -11,19 +11,21 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from custodes.errors import ConflictError, InputError
+from custodes.errors import AccessDenied, ConflictError, InputError, NotFound
 from custodes.ledger import log
 from custodes.requests import intake
-from custodes.requests.generator import generate_request
-from custodes.requests.intake import submit
+from custodes.requests.intake import submit as _submit
+from custodes.services.requests import generate as generate_request
+from custodes.services.requests import submit
+from custodes.synthetic.staff import Staff
 from custodes.requests.lifecycle import STATES, TRANSITIONS, transition
 from custodes.store.tables import requests
 from custodes.workspace import Workspace
 
 
 @pytest.fixture
-def request_dir(master_ws: Workspace, tmp_path: Path) -> Path:
-    generate_request(master_ws, "irc-6103-i-2", 120, seed=5, out=tmp_path / "req")
+def request_dir(master_ws: Workspace, people: Staff, tmp_path: Path) -> Path:
+    generate_request(master_ws, people.admin, "irc-6103-i-2", 120, seed=5, out=tmp_path / "req")
     return tmp_path / "req"
 
 
@@ -32,20 +34,22 @@ def received(ws: Workspace) -> int:
         return conn.execute(sa.select(sa.func.count()).select_from(requests)).scalar() or 0
 
 
-def test_submit_copies_hashes_and_records(master_ws: Workspace, request_dir: Path) -> None:
-    sub = submit(master_ws, request_dir)
+def test_submit_copies_hashes_and_records(
+    master_ws: Workspace, request_dir: Path, people: Staff
+) -> None:
+    sub = submit(master_ws, people["officer"], request_dir)
     assert sub.state == "received" and sub.items == 120 and not sub.duplicate
     folder = master_ws.home / "requests" / sub.request_id
     assert (folder / "envelope.json").exists() and (folder / "items.csv").exists()
     assert pq.read_table(folder / "items.parquet").num_rows == 120
     with master_ws.engine.connect() as conn:
         assert log.state(conn).size >= 2  # master import + request.received
-    again = submit(master_ws, request_dir)
+    again = submit(master_ws, people["officer"], request_dir)
     assert again.duplicate and again.request_id == sub.request_id
     assert received(master_ws) == 1
 
 
-def test_parquet_items_are_accepted(master_ws: Workspace, request_dir: Path) -> None:
+def test_parquet_items_are_accepted(master_ws: Workspace, request_dir: Path, people: Staff) -> None:
     table = pacsv.read_csv(
         request_dir / "items.csv",
         convert_options=pacsv.ConvertOptions(column_types={"tin": "string", "zip": "string"}),
@@ -54,7 +58,7 @@ def test_parquet_items_are_accepted(master_ws: Workspace, request_dir: Path) -> 
     env = json.loads((request_dir / "envelope.json").read_text())
     env["items"] = "items.parquet"
     (request_dir / "envelope.json").write_text(json.dumps(env))
-    assert submit(master_ws, request_dir).items == 120
+    assert submit(master_ws, people["officer"], request_dir).items == 120
 
 
 def _edit_items(d: Path, fn) -> None:  # type: ignore[no-untyped-def]
@@ -120,11 +124,11 @@ REFUSALS = {
 
 
 @pytest.mark.parametrize("name", list(REFUSALS))
-def test_intake_refusals(master_ws: Workspace, request_dir: Path, name: str) -> None:
+def test_intake_refusals(master_ws: Workspace, request_dir: Path, name: str, people: Staff) -> None:
     mutate, code, where = REFUSALS[name]
     mutate(request_dir)
-    with pytest.raises(InputError) as exc:
-        submit(master_ws, request_dir)
+    with pytest.raises((InputError, NotFound)) as exc:
+        submit(master_ws, people["officer"], request_dir)
     assert exc.value.code == code, exc.value.message
     if where:
         assert where in exc.value.message
@@ -133,24 +137,24 @@ def test_intake_refusals(master_ws: Workspace, request_dir: Path, name: str) -> 
 
 
 def test_file_size_limit(
-    master_ws: Workspace, request_dir: Path, monkeypatch: pytest.MonkeyPatch
+    master_ws: Workspace, request_dir: Path, monkeypatch: pytest.MonkeyPatch, people: Staff
 ) -> None:
     monkeypatch.setattr(intake, "MAX_ITEMS_BYTES", 1000)
     with pytest.raises(InputError) as exc:
-        submit(master_ws, request_dir)
+        submit(master_ws, people["officer"], request_dir)
     assert exc.value.code == "file_too_large"
 
 
-def test_not_a_directory(master_ws: Workspace, tmp_path: Path) -> None:
+def test_not_a_directory(master_ws: Workspace, tmp_path: Path, people: Staff) -> None:
     with pytest.raises(InputError) as exc:
-        submit(master_ws, tmp_path / "nowhere")
+        submit(master_ws, people["officer"], tmp_path / "nowhere")
     assert exc.value.code == "not_a_request"
 
 
 def test_the_main_path_and_every_illegal_transition(
-    master_ws: Workspace, request_dir: Path
+    master_ws: Workspace, request_dir: Path, people: Staff
 ) -> None:
-    rid = submit(master_ws, request_dir).request_id
+    rid = submit(master_ws, people["officer"], request_dir).request_id
     path = [
         "checked",
         "matched",
@@ -175,28 +179,29 @@ def test_the_main_path_and_every_illegal_transition(
             env = json.loads((d / "envelope.json").read_text())
             env["note"] = other  # a different request, so intake does not recognise it
             (d / "envelope.json").write_text(json.dumps(env))
-            r2 = submit(master_ws, d).request_id
+            r2 = submit(master_ws, people["officer"], d).request_id
             with master_ws.engine.begin() as conn:
                 conn.execute(sa.update(requests).where(requests.c.id == r2).values(state=src))
                 with pytest.raises(ConflictError) as exc:
-                    transition(conn, r2, dst)
+                    transition(conn, r2, dst, actor="officer")
             assert exc.value.code == "illegal_transition"
             shutil.rmtree(d)
-    with master_ws.engine.begin() as conn, pytest.raises(InputError):
-        transition(conn, "req-nope", "checked")
+    with master_ws.engine.begin() as conn, pytest.raises(NotFound):
+        transition(conn, "req-nope", "checked", actor="officer")
 
 
 def test_withdraw_from_the_command_line(
     master_ws: Workspace,
     request_dir: Path,
     sign_in,  # type: ignore[no-untyped-def]
+    people: Staff,
 ) -> None:
     from typer.testing import CliRunner
 
     from custodes.cli import app
 
     runner = CliRunner()
-    rid = submit(master_ws, request_dir).request_id
+    rid = submit(master_ws, people["officer"], request_dir).request_id
     args = ["--home", str(master_ws.home)]
     env = sign_in(master_ws.home, master_ws.store_url)["officer"]
     r = runner.invoke(app, ["withdraw", rid, "--reason", " ", *args], env=env)
@@ -213,3 +218,158 @@ def test_withdraw_from_the_command_line(
     assert r.exit_code == 2 and "illegal_transition" in r.output
     r = runner.invoke(app, ["requests", "list", *args, "--json"], env=env)
     assert [x["state"] for x in json.loads(r.stdout)] == ["withdrawn"]
+
+
+# --- regressions from the attack (issue "Close every hole") ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "item_id",
+    [
+        "SULLIVAN HAROLD dob 2016-03-16 ssn 592 98 4507",
+        "100000000",
+        "001-11-1001",
+        "case-123-45-6789",
+        "=HYPERLINK(1)",
+        "born-1965-03-04",
+        "x" * 65,
+        "-leading-dash",
+    ],
+)
+def test_item_ids_must_be_opaque(
+    master_ws: Workspace, request_dir: Path, people: Staff, item_id: str
+) -> None:
+    _edit_items(request_dir, lambda ls: [*ls[:3], _field(ls[3], 0, f'"{item_id}"'), *ls[4:]])
+    with pytest.raises(InputError) as exc:
+        submit(master_ws, people["officer"], request_dir)
+    assert exc.value.code == "bad_item_id" and "items.csv:4 [item_id]" in exc.value.message
+    assert item_id not in exc.value.message
+    assert received(master_ws) == 0
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "item_id\") > 500 THEN 'x' END) AS col FROM items WHERE false; COPY (SELECT 1) TO "
+        "'/tmp/leak.csv'; --",
+        "extra\ncolumn",
+        'quote"d',
+        "semi;colon",
+        "dash--comment",
+    ],
+)
+def test_a_header_never_reaches_sql(
+    master_ws: Workspace, request_dir: Path, people: Staff, tmp_path: Path, header: str
+) -> None:
+    """An extra column named like a statement is refused before any SQL reads the rows (the
+    2026 attack wrote the whole master file to a file of its choice through such a header)."""
+    quoted = '"' + header.replace('"', '""') + '"'
+    _edit_items(
+        request_dir,
+        lambda ls: [
+            ls[0].rstrip("\n") + "," + quoted + "\n",
+            *(line.rstrip("\n") + ",x\n" for line in ls[1:]),
+        ],
+    )
+    with pytest.raises(InputError) as exc:
+        submit(master_ws, people["officer"], request_dir)
+    assert exc.value.code == "bad_column_name"
+    assert not Path("/tmp/leak.csv").exists()
+
+
+def test_an_extra_column_with_a_plain_name_is_kept(
+    master_ws: Workspace, request_dir: Path, people: Staff
+) -> None:
+    _edit_items(
+        request_dir,
+        lambda ls: [
+            ls[0].rstrip("\n") + ",alien_number\n",
+            *(line.rstrip("\n") + ",A1\n" for line in ls[1:]),
+        ],
+    )
+    sub = submit(master_ws, people["officer"], request_dir)
+    assert (
+        "alien_number"
+        in pq.read_schema(master_ws.request_folder(sub.request_id) / "items.parquet").names
+    )
+
+
+def test_a_requester_submits_only_for_its_agency(
+    master_ws: Workspace, request_dir: Path, people: Staff
+) -> None:
+    env = json.loads((request_dir / "envelope.json").read_text())
+    env["agency"] = "U.S. Department of Justice"
+    (request_dir / "envelope.json").write_text(json.dumps(env))
+    with pytest.raises(AccessDenied) as exc:
+        submit(master_ws, people["requester"], request_dir)
+    assert exc.value.code == "other_agency"
+    assert received(master_ws) == 0
+
+
+def test_bad_values_are_reported_not_swallowed(
+    master_ws: Workspace, request_dir: Path, people: Staff
+) -> None:
+    env = json.loads((request_dir / "envelope.json").read_text())
+    env["provision"] = 42
+    (request_dir / "envelope.json").write_text(json.dumps(env))
+    with pytest.raises(InputError) as exc:
+        submit(master_ws, people["officer"], request_dir)
+    assert exc.value.code == "bad_envelope" and "provision must be text" in exc.value.message
+    env["provision"] = "irc-6103-i-2"
+    (request_dir / "envelope.json").write_text(json.dumps(env))
+    _edit_items(
+        request_dir,
+        lambda ls: [
+            *ls[:2],
+            _field(ls[2], 5, "not-a-date"),
+            _field(ls[3], 5, "03/04/1965"),
+            *ls[4:],
+        ],
+    )
+    sub = submit(master_ws, people["officer"], request_dir)
+    assert sub.warnings_total == 2
+    assert sub.warnings[0].startswith("items.csv:3 [dob]") and "03/04" not in "".join(sub.warnings)
+
+
+def test_an_unclosed_quote_is_reported_where_it_opens(
+    master_ws: Workspace, request_dir: Path, people: Staff
+) -> None:
+    _edit_items(request_dir, lambda ls: [*ls[:4], _field(ls[4], 1, '"ANNA'), *ls[5:]])
+    with pytest.raises(InputError) as exc:
+        submit(master_ws, people["officer"], request_dir)
+    assert exc.value.code == "bad_csv" and "items.csv:5" in exc.value.message
+
+
+def test_bom_and_crlf_copies_are_the_same_request(
+    master_ws: Workspace, request_dir: Path, people: Staff, tmp_path: Path
+) -> None:
+    first = submit(master_ws, people["officer"], request_dir)
+    copy = tmp_path / "copy"
+    shutil.copytree(request_dir, copy)
+    (copy / "envelope.json").write_bytes(
+        b"\xef\xbb\xbf" + (copy / "envelope.json").read_bytes().replace(b"\n", b"\r\n")
+    )
+    (copy / "items.csv").write_bytes((copy / "items.csv").read_bytes().replace(b"\n", b"\r\n"))
+    again = submit(master_ws, people["officer"], copy)
+    assert again.duplicate and again.request_id == first.request_id
+
+
+def test_a_requester_sees_and_withdraws_only_its_agency(
+    master_ws: Workspace, request_dir: Path, people: Staff, tmp_path: Path
+) -> None:
+    from custodes.services import requests as svc
+
+    mine = submit(master_ws, people["requester"], request_dir).request_id
+    other = tmp_path / "other"
+    shutil.copytree(request_dir, other)
+    env = json.loads((other / "envelope.json").read_text())
+    env["agency"] = "U.S. Department of Justice"
+    (other / "envelope.json").write_text(json.dumps(env))
+    theirs = submit(master_ws, people["officer"], other).request_id
+    assert [r["id"] for r in svc.listing(master_ws, people["requester"])] == [mine]
+    assert {r["id"] for r in svc.listing(master_ws, people["officer"])} == {mine, theirs}
+    for fn, args in ((svc.status, (theirs,)), (svc.withdraw, (theirs, "not ours"))):
+        with pytest.raises(NotFound) as exc:  # 404, not 403: existence does not leak
+            fn(master_ws, people["requester"], *args)
+        assert exc.value.code == "unknown_request"
+    assert svc.withdraw(master_ws, people["requester"], mine, "sent twice")["state"] == "withdrawn"

@@ -12,15 +12,18 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from custodes.errors import CustodesError, InputError, WorkspaceError
+from conftest import Template, copy_template
+
+from custodes.errors import ConflictError, CustodesError, InputError, NotFound
 from custodes.matching import evaluate as ev
 from custodes.matching import model as mdl
 from custodes.matching import service
-from custodes.records.importer import import_master
 from custodes.requests.format import ITEM_COLUMNS
-from custodes.requests.generator import generate_request
-from custodes.requests.intake import submit
-from custodes.workspace import Workspace, open_workspace
+from custodes.services import matching as matching_svc
+from custodes.services.records import import_ as import_master
+from custodes.services.requests import generate, submit
+from custodes.synthetic.staff import Staff
+from custodes.workspace import Workspace
 
 ADDR = {"street": "12 OAK STREET", "unit": "", "city": "SPRINGFIELD", "state": "IL", "zip": "62704"}
 OLD_ADDR = {
@@ -52,7 +55,7 @@ def _write(path: Path, rows: list[dict[str, str]]) -> Path:
     return path
 
 
-def _import_hand_built(ws: Workspace, folder: Path) -> None:
+def _import_hand_built(ws: Workspace, people_: Staff, folder: Path) -> None:
     people = [
         {
             "tin": tin,
@@ -70,7 +73,9 @@ def _import_hand_built(ws: Workspace, folder: Path) -> None:
         addresses.append({"tin": tin, "tax_year": "2024", **addr})
         if old:
             addresses.append({"tin": tin, "tax_year": "2021", **old})
-    import_master(ws, _write(folder / "p.csv", people), _write(folder / "a.csv", addresses))
+    import_master(
+        ws, people_.admin, _write(folder / "p.csv", people), _write(folder / "a.csv", addresses)
+    )
 
 
 def _item(
@@ -198,29 +203,52 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, _master_template: Path) -> Path:
+def trained(tmp_path_factory: pytest.TempPathFactory, _master_template: Template) -> Template:
     """A workspace: the 3,000-person synthetic master plus the hand-built filers, a generated
     request (with truth) and a model trained on it. Built once; tests copy it."""
     root = tmp_path_factory.mktemp("matching")
-    home = root / "ws"
-    shutil.copytree(_master_template, home)
-    shutil.copy(f"{_master_template}.db", f"{home}.db")
-    ws = open_workspace(home, f"sqlite:///{home}.db")
-    _import_hand_built(ws, root)
-    generate_request(ws, "irc-6103-i-2", 1500, seed=4, out=root / "gen")
-    service.train(ws, submit(ws, root / "gen").request_id)
+    ws, people = copy_template(_master_template, root)
+    generate_request(ws, people, 1500, 4, root / "gen")
+    generate_request(ws, people, 1200, 9, root / "gen-1200")  # drawn before any import
+    generate_request(ws, people, 300, 21, root / "gen-300")
+    _import_hand_built(ws, people, root)  # imported people: no synthetic request after this
+    matching_svc.train(
+        ws, people["officer"], submit(ws, people["officer"], root / "gen").request_id
+    )
     ws.close()
-    return home
+    return Template(root / "master-ws", root / "master-ws.db", people)
 
 
 @pytest.fixture
-def ws(trained: Path, tmp_path: Path) -> Iterator[Workspace]:
-    home = tmp_path / "linked-ws"
-    shutil.copytree(trained, home)
-    shutil.copy(f"{trained}.db", tmp_path / "linked-ws.db")
-    w = open_workspace(home, f"sqlite:///{tmp_path / 'linked-ws.db'}")
-    yield w
+def linked_ws(trained: Template, tmp_path: Path) -> Iterator[tuple[Workspace, Staff]]:
+    w, people = copy_template(trained, tmp_path)
+    yield w, people
     w.close()
+
+
+@pytest.fixture
+def trained_root(trained: Template) -> Path:
+    return trained.home.parent
+
+
+@pytest.fixture
+def ws(linked_ws: tuple[Workspace, Staff]) -> Workspace:
+    return linked_ws[0]
+
+
+@pytest.fixture
+def officer(linked_ws: tuple[Workspace, Staff]) -> object:
+    return linked_ws[1]["officer"]
+
+
+def generate_request(ws: Workspace, people: Staff, items: int, seed: int, out: Path) -> None:
+    generate(ws, people.admin, "irc-6103-i-2", items, seed, out)
+
+
+def link(ws: Workspace, rid: str, **kw):  # type: ignore[no-untyped-def]
+    folder = ws.request_folder(rid)
+    periods = json.loads((folder / "envelope.json").read_text())["taxable_periods"]
+    return service.link(ws, folder, periods, **kw)
 
 
 def _tin_to_record(ws: Workspace) -> dict[str, str]:
@@ -230,7 +258,7 @@ def _tin_to_record(ws: Workspace) -> dict[str, str]:
     return dict(zip(t["tin"].to_pylist(), t["record_id"].to_pylist(), strict=True))
 
 
-def _submit_items(ws: Workspace, folder: Path, rows: list[dict[str, str]]) -> str:
+def _submit_items(ws: Workspace, officer, folder: Path, rows: list[dict[str, str]]) -> str:  # type: ignore[no-untyped-def]
     folder.mkdir()
     _write(folder / "items.csv", rows)
     env = {
@@ -245,17 +273,17 @@ def _submit_items(ws: Workspace, folder: Path, rows: list[dict[str, str]]) -> st
         "items": "items.csv",
     }
     (folder / "envelope.json").write_text(json.dumps(env))
-    return submit(ws, folder).request_id
+    return submit(ws, officer, folder).request_id
 
 
 def _linked(ws: Workspace, request_id: str) -> dict[str, dict]:
-    table = pq.read_table(service.linked_path(ws, request_id)).to_pylist()
+    table = pq.read_table(service.linked_path(ws.request_folder(request_id))).to_pylist()
     return {r["item_id"]: r for r in table}
 
 
-def test_hand_built_cases_gate_and_flags(ws: Workspace, tmp_path: Path) -> None:
-    rid = _submit_items(ws, tmp_path / "hand", [c[0] for c in CASES.values()])
-    service.link(ws, rid)
+def test_hand_built_cases_gate_and_flags(ws: Workspace, tmp_path: Path, officer: object) -> None:
+    rid = _submit_items(ws, officer, tmp_path / "hand", [c[0] for c in CASES.values()])
+    link(ws, rid)
     rows = _linked(ws, rid)
     records = _tin_to_record(ws)
     for item_id, (_, status, tin, flags) in CASES.items():
@@ -269,9 +297,12 @@ def test_hand_built_cases_gate_and_flags(ws: Workspace, tmp_path: Path) -> None:
         assert row["model_sha256"] == mdl.load(ws).sha256
 
 
-def test_address_on_record_any_year_and_periods(ws: Workspace, tmp_path: Path) -> None:
+def test_address_on_record_any_year_and_periods(
+    ws: Workspace, tmp_path: Path, officer: object
+) -> None:
     rid = _submit_items(
         ws,
+        officer,
         tmp_path / "addr",
         [
             CASES["mover-old-address"][0],  # the 2021 address, written differently
@@ -293,7 +324,7 @@ def test_address_on_record_any_year_and_periods(ws: Workspace, tmp_path: Path) -
             ),
         ],
     )
-    service.link(ws, rid)
+    link(ws, rid)
     rows = _linked(ws, rid)
     assert rows["mover-old-address"]["address_on_record"] is True
     # The envelope asks about 2024; the 2021 address is on record but not in those periods.
@@ -306,7 +337,7 @@ def test_address_on_record_any_year_and_periods(ws: Workspace, tmp_path: Path) -
     assert rows["elsewhere-with-tin"]["status"] == "identified"
     # ...but asked for a margin no name can reach, it goes to review as a possible namesake,
     # while the same person with a TIN that agrees, or at an address on record, stays identified.
-    strict = service.link(
+    strict = link(
         ws, rid, overrides={"namesake_margin_bits": 59.0}, out=tmp_path / "strict.parquet"
     )
     rows = {r["item_id"]: r for r in pq.read_table(strict.path).to_pylist()}
@@ -316,12 +347,14 @@ def test_address_on_record_any_year_and_periods(ws: Workspace, tmp_path: Path) -
     assert rows["current"]["status"] == "identified"
 
 
-def test_generated_request_has_no_wrong_person(ws: Workspace, tmp_path: Path) -> None:
-    generate_request(ws, "irc-6103-i-2", 1200, seed=9, out=tmp_path / "req")
-    rid = submit(ws, tmp_path / "req").request_id
-    res = service.link(ws, rid)
+def test_generated_request_has_no_wrong_person(
+    ws: Workspace, tmp_path: Path, officer: object, trained_root: Path
+) -> None:
+    req = trained_root / "gen-1200"
+    rid = submit(ws, officer, req).request_id
+    res = link(ws, rid)
     assert res.items == 1200 and res.identified + res.review + res.not_identified == 1200
-    report = ev.evaluate(res.path, tmp_path / "req" / "truth.csv", tmp_path / "out")
+    report = ev.evaluate(res.path, req / "truth.csv", tmp_path / "out")
     at = report["at_thresholds"]
     assert at["wrong"] == 0
     assert at["recall"] >= 0.97
@@ -333,9 +366,9 @@ def test_generated_request_has_no_wrong_person(ws: Workspace, tmp_path: Path) ->
     assert json.loads((tmp_path / "out" / "evaluation.json").read_text())["grid"]
 
 
-def test_thresholds_override_and_validation(ws: Workspace, tmp_path: Path) -> None:
-    rid = _submit_items(ws, tmp_path / "t", [CASES["spouse"][0]])
-    strict = service.link(ws, rid, overrides={"min_probability": 0.999999999})
+def test_thresholds_override_and_validation(ws: Workspace, tmp_path: Path, officer: object) -> None:
+    rid = _submit_items(ws, officer, tmp_path / "t", [CASES["spouse"][0]])
+    strict = link(ws, rid, overrides={"min_probability": 0.999999999})
     assert strict.identified == 0 and strict.review == 1
     for bad in (
         {"min_probability": 1.5},
@@ -343,28 +376,30 @@ def test_thresholds_override_and_validation(ws: Workspace, tmp_path: Path) -> No
         {"review_probability": 0.999, "min_probability": 0.9},
     ):
         with pytest.raises(InputError) as exc:
-            service.link(ws, rid, overrides=bad)
+            link(ws, rid, overrides=bad)
         assert exc.value.code == "bad_threshold"
 
 
-def test_refusals(workspace: Workspace, ws: Workspace, tmp_path: Path) -> None:
-    with pytest.raises(WorkspaceError) as exc:
+def test_refusals(
+    workspace: Workspace, staff: Staff, ws: Workspace, officer, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConflictError) as exc:
         mdl.load(workspace)
     assert exc.value.code == "no_model"
     with pytest.raises(CustodesError) as exc:
-        service.train(workspace)
-    assert exc.value.code == "no_master_file"
-    with pytest.raises(InputError) as exc:
-        service.link(ws, "req-nope")
+        matching_svc.train(workspace, staff["officer"])
+    assert exc.value.code in ("no_master_file", "no_request")
+    with pytest.raises(NotFound) as exc:
+        matching_svc.link(ws, officer, "req-nope")
     assert exc.value.code == "unknown_request"
-    rid = _submit_items(ws, tmp_path / "r", [CASES["spouse"][0], CASES["twin"][0]])
-    with pytest.raises(InputError) as exc:
-        service.linked_path(ws, rid)
+    rid = _submit_items(ws, officer, tmp_path / "r", [CASES["spouse"][0], CASES["twin"][0]])
+    with pytest.raises(ConflictError) as exc:
+        service.linked_path(ws.request_folder(rid))
     assert exc.value.code == "not_linked"
     with pytest.raises(InputError) as exc:
-        service.link(ws, rid, backend="oracle")
+        link(ws, rid, backend="oracle")
     assert exc.value.code == "bad_argument"
-    res = service.link(ws, rid)
+    res = link(ws, rid)
     truth = _write(tmp_path / "truth.csv", [{"item_id": "spouse", "record_id": ""}])
     with pytest.raises(InputError) as exc:
         ev.evaluate(res.path, truth)
@@ -377,7 +412,7 @@ def test_model_file_is_tamper_evident(ws: Workspace) -> None:
     doc = json.loads(path.read_text())
     doc["thresholds"]["min_probability"] = 0.5
     path.write_text(json.dumps(doc))
-    with pytest.raises(WorkspaceError) as exc:
+    with pytest.raises(ConflictError) as exc:
         mdl.load(ws)
     assert exc.value.code == "model_tampered"
 
@@ -393,12 +428,13 @@ def test_training_is_recorded_in_the_ledger(ws: Workspace) -> None:
 
 
 @pytest.mark.slow
-def test_spark_gives_the_same_identifications(ws: Workspace, tmp_path: Path) -> None:
+def test_spark_gives_the_same_identifications(
+    ws: Workspace, tmp_path: Path, officer: object, trained_root: Path
+) -> None:
     pytest.importorskip("pyspark")
-    generate_request(ws, "irc-6103-i-2", 300, seed=21, out=tmp_path / "req")
-    rid = submit(ws, tmp_path / "req").request_id
-    duck = service.link(ws, rid, out=tmp_path / "duck.parquet")
-    spark = service.link(ws, rid, backend="spark", out=tmp_path / "spark.parquet")
+    rid = submit(ws, officer, trained_root / "gen-300").request_id
+    duck = link(ws, rid, out=tmp_path / "duck.parquet")
+    spark = link(ws, rid, backend="spark", out=tmp_path / "spark.parquet")
     cols = ["item_id", "status", "record_id", "runner_up_record_id"]
     a = pq.read_table(duck.path, columns=cols).to_pylist()
     b = pq.read_table(spark.path, columns=cols).to_pylist()

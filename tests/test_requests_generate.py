@@ -9,10 +9,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from custodes.errors import ConflictError, InputError, WorkspaceError
+from custodes.errors import ConflictError, InputError
 from custodes.records import master
 from custodes.requests.format import ITEM_COLUMNS, read_envelope
-from custodes.requests.generator import PLACEHOLDER_ADDRESSES, generate_request
+from custodes.services.requests import generate as generate_request
+from custodes.synthetic.requests import PLACEHOLDER_ADDRESSES
+from custodes.synthetic.staff import Staff
 from custodes.workspace import Workspace
 
 
@@ -21,8 +23,10 @@ def read(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def test_request_shape_and_truth(master_ws: Workspace, tmp_path: Path) -> None:
-    result = generate_request(master_ws, "irc-6103-i-2", 1500, seed=2, out=tmp_path / "r")
+def test_request_shape_and_truth(master_ws: Workspace, tmp_path: Path, people: Staff) -> None:
+    result = generate_request(
+        master_ws, people.admin, "irc-6103-i-2", 1500, seed=2, out=tmp_path / "r"
+    )
     env = read_envelope(tmp_path / "r")
     assert env["provision"] == "irc-6103-i-2" and env["items"] == "items.csv"
     assert env["fields_requested"] == ["last_known_address"]
@@ -63,8 +67,10 @@ def test_request_shape_and_truth(master_ws: Workspace, tmp_path: Path) -> None:
     assert top > 0.5 * len(items)
 
 
-def test_absent_relatives_live_with_a_filer(master_ws: Workspace, tmp_path: Path) -> None:
-    generate_request(master_ws, "irc-6103-i-2", 800, seed=9, out=tmp_path / "r")
+def test_absent_relatives_live_with_a_filer(
+    master_ws: Workspace, tmp_path: Path, people: Staff
+) -> None:
+    generate_request(master_ws, people.admin, "irc-6103-i-2", 800, seed=9, out=tmp_path / "r")
     items = {i["item_id"]: i for i in read(tmp_path / "r" / "items.csv")}
     truth = read(tmp_path / "r" / "truth.csv")
     pop = master.current(master_ws).path("population")
@@ -79,21 +85,42 @@ def test_absent_relatives_live_with_a_filer(master_ws: Workspace, tmp_path: Path
         assert n >= 1
 
 
-def test_deterministic(master_ws: Workspace, tmp_path: Path) -> None:
+def test_deterministic(master_ws: Workspace, tmp_path: Path, people: Staff) -> None:
     for d in ("a", "b"):
-        generate_request(master_ws, "irc-6103-m-2", 300, seed=4, out=tmp_path / d)
+        generate_request(master_ws, people.admin, "irc-6103-m-2", 300, seed=4, out=tmp_path / d)
     for f in ("items.csv", "truth.csv", "envelope.json"):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
     env = json.loads((tmp_path / "a" / "envelope.json").read_text())
     assert env["fields_requested"] == ["mailing_address"]
 
 
-def test_refusals(master_ws: Workspace, workspace: Workspace, tmp_path: Path) -> None:
+def test_refusals(
+    master_ws: Workspace, workspace: Workspace, tmp_path: Path, people: Staff, staff: Staff
+) -> None:
     with pytest.raises(InputError, match="Unknown provision"):
-        generate_request(master_ws, "irc-6103-z-9", 10, 1, tmp_path / "x")
-    with pytest.raises(WorkspaceError) as exc:
-        generate_request(workspace, "irc-6103-i-2", 10, 1, tmp_path / "y")
+        generate_request(master_ws, people.admin, "irc-6103-z-9", 10, 1, tmp_path / "x")
+    with pytest.raises(ConflictError) as exc:
+        generate_request(workspace, staff.admin, "irc-6103-i-2", 10, 1, tmp_path / "y")
     assert exc.value.code == "no_master_file"
-    generate_request(master_ws, "irc-6103-i-2", 10, 1, tmp_path / "z")
+    generate_request(master_ws, people.admin, "irc-6103-i-2", 10, 1, tmp_path / "z")
     with pytest.raises(ConflictError):
-        generate_request(master_ws, "irc-6103-i-2", 10, 1, tmp_path / "z")
+        generate_request(master_ws, people.admin, "irc-6103-i-2", 10, 1, tmp_path / "z")
+
+
+def test_never_drawn_from_real_people(workspace: Workspace, staff: Staff, tmp_path: Path) -> None:
+    """A master file that holds imported people is never used for synthetic requests (the
+    generator would write real TINs, birth dates and addresses into files)."""
+    from custodes.services.records import import_
+
+    (tmp_path / "p.csv").write_text(
+        "tin,tin_type,first_name,middle_name,last_name,suffix,dob\n"
+        "123456789,SSN,ANA,,ROE,,1980-01-02\n"
+    )
+    (tmp_path / "a.csv").write_text(
+        "tin,tax_year,street,unit,city,state,zip\n123456789,2024,12 OAK ST,,AUSTIN,TX,78701\n"
+    )
+    import_(workspace, staff.admin, tmp_path / "p.csv", tmp_path / "a.csv")
+    with pytest.raises(ConflictError) as exc:
+        generate_request(workspace, staff.admin, "irc-6103-i-2", 10, 1, tmp_path / "r")
+    assert exc.value.code == "real_master_file"
+    assert not (tmp_path / "r" / "items.csv").exists()

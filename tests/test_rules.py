@@ -12,18 +12,23 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+import sqlalchemy as sa
 import sqlglot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from custodes.cli import app
-from custodes.errors import ConflictError, InputError
-from custodes.requests.format import ITEM_COLUMNS
-from custodes.requests.generator import PLACEHOLDER_ADDRESSES
-from custodes.rules.evaluate import evaluate, item_sql, load_items
-from custodes.rules.registry import Registry, add_agency, add_agreement, add_official
-from custodes.rules.ruleset import REFERENCE, Agreement, lint, load, overlay
+from custodes.errors import ConflictError, InputError, NotFound
+from custodes.records.files import read_text_table
+from custodes.requests.format import ITEM_COLUMNS, read_envelope, with_optional
+from custodes.rules import registry as reg_room
+from custodes.rules.evaluate import evaluate, item_sql
+from custodes.rules.provisions import REFERENCE, lint, load, overlay
+from custodes.rules.types import Agreement, Registry
+from custodes.services.rules import add_agency, add_agreement, add_official
+from custodes.synthetic.requests import PLACEHOLDER_ADDRESSES
+from custodes.synthetic.staff import Staff
 from custodes.workspace import Workspace
 
 AGENCY = "U.S. Immigration and Customs Enforcement"
@@ -116,12 +121,15 @@ def run(
     match: dict[str, list[bool]] | None = None,
 ):  # type: ignore[no-untyped-def]
     folder = write_request(tmp / "req", env, items)
-    table = None
+    table = load_items(folder)
     if match is not None:
-        table = load_items(folder, env)
         for k, v in match.items():
             table = table.append_column(k, pa.array(v, pa.bool_()))
-    return evaluate(RS, reg or registry(), folder, items=table, today=TODAY)
+    return evaluate(RS, reg or registry(), read_envelope(folder), table, today=TODAY)
+
+
+def load_items(folder: Path) -> pa.Table:
+    return with_optional(read_text_table(folder / "items.csv", ITEM_COLUMNS, allow_extra=True))
 
 
 def verdict(ev, check: str):  # type: ignore[no-untyped-def]
@@ -361,12 +369,29 @@ def test_unknown_provision_is_refused(tmp_path: Path) -> None:
     assert ev.refused and [v.check for v in ev.request] == ["basis-known"]
 
 
-def test_item_sql_transpiles_to_spark() -> None:
+def test_every_item_check_compiles_for_duckdb_and_spark() -> None:
     for prov in RS.provisions.values():
         eff = overlay(RS, prov, None)
-        for cid, sql in item_sql(eff, RS, envelope(), {"identified", "address_on_record"}).items():
-            out = sqlglot.transpile(sql, read="duckdb", write="spark")[0]
-            assert out, cid
+        cols = {"identified", "address_on_record"}
+        duck = item_sql(eff, RS, envelope(), cols, "duckdb")
+        spark = item_sql(eff, RS, envelope(), cols, "spark")
+        assert set(duck) == set(spark)
+        for cid in duck:
+            sqlglot.parse_one(spark[cid], read="spark")  # valid Spark SQL
+            assert "REGEXP_FULL_MATCH" not in spark[cid] and "TRY_STRPTIME" not in spark[cid]
+
+
+def test_parameters_are_bound_as_literals_not_pasted() -> None:
+    """An official id (chosen by the agency) holding quotes, a statement or a comment stays one
+    literal in the compiled SQL, on both engines."""
+    evil = "OFF-1'); COPY (SELECT 1) TO '/tmp/x'; --\n"
+    eff = overlay(RS, RS.provisions["irc-6103-i-2"], None)
+    env = envelope(officials=[{"id": evil, "name": "A", "title": "B"}])
+    for dialect in ("duckdb", "spark"):
+        sql = item_sql(eff, RS, env, set(), dialect)["official-engaged"]
+        tree = sqlglot.parse_one(sql, read=dialect)
+        literals = [lit.this for lit in tree.find_all(sqlglot.exp.Literal)]
+        assert evil in literals and "COPY" not in sql.split("IN")[0]
 
 
 def _ice() -> Agreement:
@@ -484,7 +509,7 @@ def ruleset_copy(tmp_path: Path) -> Path:
             "sql: \"nullif(trim(case_number), '') IS NOT NULL\"",
             "sql: \"nullif(trim(case_number), '') IS NOT (\"",
             "- id: case-number",
-            "SQL does not parse",
+            "does not parse",
         ),
         (
             "irc6103/d.yaml",
@@ -523,19 +548,27 @@ def test_lint_names_file_line_and_reason(
 # --- registries and CLI ----------------------------------------------------------------------
 
 
-def test_registries(workspace: Workspace) -> None:
-    with pytest.raises(InputError, match="add it first"):
+def test_registries(workspace: Workspace, staff: Staff) -> None:
+    admin = staff.admin
+    with pytest.raises(NotFound, match="add it first"):
         add_official(
-            workspace, agency=AGENCY, name="X", title="Y", role="head_of_agency", valid_from=TODAY
+            workspace,
+            admin,
+            agency="An Agency Nobody Registered",
+            name="X",
+            title="Y",
+            role="head_of_agency",
+            valid_from=TODAY,
         )
-    add_agency(workspace, AGENCY, safeguards_current=True, open_findings=0)
+    add_agency(workspace, admin, AGENCY, safeguards_current=True, open_findings=0)
     with pytest.raises(InputError, match="Unknown role"):
         add_official(
-            workspace, agency=AGENCY, name="X", title="Y", role="janitor", valid_from=TODAY
+            workspace, admin, agency=AGENCY, name="X", title="Y", role="janitor", valid_from=TODAY
         )
     with pytest.raises(InputError, match="before --from"):
         add_official(
             workspace,
+            admin,
             agency=AGENCY,
             name="X",
             title="Y",
@@ -544,28 +577,42 @@ def test_registries(workspace: Workspace) -> None:
             valid_to=TODAY - dt.timedelta(days=1),
         )
     add_official(
-        workspace, agency=AGENCY, name="X", title="Y", role="head_of_agency", valid_from=TODAY
+        workspace,
+        admin,
+        agency=AGENCY,
+        name="X",
+        title="Y",
+        role="head_of_agency",
+        valid_from=TODAY,
     )
-    add_agreement(workspace, REFERENCE.parent / "agreements" / "irs-ice-2025.yaml")
+    add_agreement(workspace, admin, REFERENCE.parent / "agreements" / "irs-ice-2025.yaml")
     with pytest.raises(ConflictError):
-        add_agreement(workspace, REFERENCE.parent / "agreements" / "irs-ice-2025.yaml")
+        add_agreement(workspace, admin, REFERENCE.parent / "agreements" / "irs-ice-2025.yaml")
     with workspace.engine.connect() as conn:
-        reg = Registry.read(conn)
+        reg = reg_room.read(conn)
     assert AGENCY in reg.agencies and len(reg.officials) == 1 and "irs-ice-2025" in reg.agreements
     from custodes.ledger.service import audit_store
+    from custodes.store.tables import ledger_events
 
     rep = audit_store(workspace)
-    assert rep.ok and rep.size == 3  # every registry change is a ledger event
+    with workspace.engine.connect() as conn:
+        types = [
+            r[0]
+            for r in conn.execute(sa.select(ledger_events.c.type).order_by(ledger_events.c.idx))
+        ]
+    assert rep.ok  # every registry change is a ledger event, named by its actor
+    assert types.count("registry.agency") == 2 and types.count("registry.official") == 1
+    assert types.count("registry.agreement") == 1
 
 
-def test_rules_cli(master_ws: Workspace, tmp_path: Path, sign_in) -> None:  # type: ignore[no-untyped-def]
-    from custodes.requests.generator import generate_request
+def test_rules_cli(master_ws: Workspace, people: Staff, tmp_path: Path, sign_in) -> None:  # type: ignore[no-untyped-def]
+    from custodes.services.requests import generate as generate_request
 
     runner = CliRunner()
     home = ["--home", str(master_ws.home)]
     envs = sign_in(master_ws.home, master_ws.store_url)
     env, admin = envs["officer"], envs["administrator"]
-    generate_request(master_ws, "irc-6103-i-2", 200, 1, tmp_path / "req")
+    generate_request(master_ws, people.admin, "irc-6103-i-2", 200, 1, tmp_path / "req")
     r = runner.invoke(app, ["rules", "check", str(tmp_path / "req"), *home, "--json"], env=env)
     assert r.exit_code == 1, r.output  # no registry yet: refused
     out = json.loads(r.stdout)

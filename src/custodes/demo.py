@@ -1,26 +1,34 @@
 """The main job as `make demo` runs it, on the embedded default (SQLite + DuckDB).
 
-Creates (or reuses) a workspace, builds a synthetic master file of DEMO_PEOPLE people, draws an
-(i)(2) request shaped like the 2025 ones, and prints what each stage produced and how long it
-took, what the rules say of each check (with citations), and the ledger's signed checkpoint.
-Then the main job: train the linkage model, process the request (rules, matching, decisions),
-resolve review items (automatically, said on screen), prepare, approve by a second person,
-release, and sign a ledger checkpoint.
+Creates (or reuses) a workspace with its ledger key, signs in real demo users (two
+administrators, an officer, an approver) through the same services every face uses, builds a
+synthetic master file of DEMO_PEOPLE people, draws an (i)(2) request shaped like the 2025
+ones, and prints what each stage produced and how long it took, what the rules say of each
+check (with citations), and the ledger's signed checkpoint. Then the main job: train the
+linkage model, process the request (rules, matching, decisions), resolve review items
+(automatically, said on screen, with why each was there), prepare as the officer, approve as
+the approver, release, and sign a ledger checkpoint.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
+from collections import Counter
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from custodes.records import master
-from custodes.records.generator import generate_master
-from custodes.requests.generator import generate_request
-from custodes.rules.active import in_force
-from custodes.workspace import init_workspace
+from custodes.access import Caller
+from custodes.services import decisions, ledger, matching, records, requests, rules
+from custodes.services import workspace as ws_svc
+from custodes.synthetic import staff as demo_staff
+from custodes.synthetic.parties import register_parties
+from custodes.workspace import Workspace, init_workspace
+
+OFFICER, APPROVER = "demo-officer", "demo-approver"
 
 
 def main() -> None:
@@ -29,17 +37,26 @@ def main() -> None:
     items = int(os.environ.get("DEMO_ITEMS", str(max(people // 20, 100))))
     timings: list[tuple[str, float]] = []
 
-    ws, _ = init_workspace(os.environ.get("CUSTODES_HOME"))
+    home = os.environ.get("CUSTODES_HOME")
+    ws_svc.init(home, origin=None if _has_key(home) else "custodes.demo/ledger")
+    ws, _ = init_workspace(home)
     console.rule("[bold]custodes demo")
     console.print(
         f"Workspace: {ws.home}  (store: {ws.engine.url.render_as_string(hide_password=True)})"
     )
+    staff = demo_staff.administrators(ws)
+    demo_staff.add(staff, OFFICER, ["officer"], basis="demo")
+    demo_staff.add(staff, APPROVER, ["approver"], basis="demo")
+    admin, officer, approver = staff.admin, staff[OFFICER], staff[APPROVER]
+    console.print(
+        f"Signed in: {admin.name} and {staff.second_admin.name} (administrators), {OFFICER}, "
+        f"{APPROVER} — every step below goes through the services as one of them."
+    )
 
     t = time.perf_counter()
     with console.status(f"Generating a synthetic master file of {people:,} people…"):
-        generate_master(ws, people, seed=2025, replace=True)
+        info = records.generate(ws, admin, people, seed=2025, replace=True)
     timings.append(("generate master file", time.perf_counter() - t))
-    info = master.summary(ws)
     table = Table("master file", "count", title="Synthetic master file (ground truth kept)")
     for key in (
         "people",
@@ -54,8 +71,8 @@ def main() -> None:
     console.print(table)
 
     t = time.perf_counter()
-    req = generate_request(
-        ws, "irc-6103-i-2", items, seed=2025, out=ws.home / "demo-request", overwrite=True
+    req = requests.generate(
+        ws, admin, "irc-6103-i-2", items, 2025, ws.home / "demo-request", overwrite=True
     )
     timings.append(("generate (i)(2) request", time.perf_counter() - t))
     table = Table("defect", "items", title=f"(i)(2) request of {items:,} items, by defect")
@@ -63,24 +80,16 @@ def main() -> None:
         table.add_row(k, f"{v:,}")
     console.print(table)
     console.print(f"Request written to {req.folder} (envelope.json, items.csv, truth.csv).")
-    from custodes.requests.intake import submit
-
-    sub = submit(ws, req.folder, actor="demo-officer")
+    sub = requests.submit(ws, officer, req.folder)
     console.print(
         f"Submitted as [bold]{sub.request_id}[/] ({sub.state}"
         + (", recognised from an earlier run" if sub.duplicate else "")
         + ")."
     )
 
-    # Registries the (i)(2) request needs: the agency, its signer, the agreement.
-    from custodes.ledger import service as ledger
-    from custodes.ledger.keys import key_path, keygen
-    from custodes.requests.generator import register_parties
-    from custodes.rules.service import check_request
-
-    register_parties(ws, "irc-6103-i-2", actor="demo-admin")
+    register_parties(ws, admin, "irc-6103-i-2")
     t = time.perf_counter()
-    ev = check_request(ws, req.folder)
+    ev = rules.check(ws, officer, req.folder)
     timings.append(("rules: every check, every item", time.perf_counter() - t))
     table = Table(
         "check",
@@ -102,19 +111,19 @@ def main() -> None:
         )
     console.print(table)
 
-    if not key_path(ws).exists():
-        keygen(ws, "custodes.demo/ledger")
     t = time.perf_counter()
-    cp, note = ledger.checkpoint(ws)
+    cp = ledger.checkpoint(ws, admin)
     timings.append(("ledger checkpoint", time.perf_counter() - t))
-    console.print(f"Ledger: {cp.size:,} events, signed checkpoint:")
-    console.print(note.render(), highlight=False, soft_wrap=True)
+    console.print(f"Ledger: {cp['size']:,} events, signed checkpoint:")
+    console.print(cp["note"], highlight=False, soft_wrap=True, markup=False)
+    vkey = ledger.key(ws, admin)["vkey"]
     console.print(
         f"Verify it offline: custodes ledger export DIR && custodes ledger verify DIR "
-        f"--key '{ledger.verifier(ws).vkey}'",
+        f"--key '{vkey}'",
         soft_wrap=True,
+        markup=False,
     )
-    _main_job(ws, console, sub.request_id, timings)
+    _main_job(ws, console, sub.request_id, officer, approver, admin, timings)
 
     table = Table("stage", "seconds", title="Timings")
     for stage, secs in timings:
@@ -123,66 +132,84 @@ def main() -> None:
     ws.close()
 
 
-def _main_job(ws, console: Console, request_id: str, timings: list) -> None:  # type: ignore[no-untyped-def]
-    """Train, process, review, prepare, approve (two people), release."""
-    from custodes.decisions import pipeline
-    from custodes.decisions import release as rel
-    from custodes.ledger import service as ledger
-    from custodes.matching import service as matching
-    from custodes.requests.lifecycle import current_state
+def _has_key(home: str | None) -> bool:
+    from custodes.workspace import resolve_home
 
-    with ws.engine.connect() as conn:
-        state = current_state(conn, request_id)
+    return (resolve_home(home) / "keys" / "ledger.key").exists()
+
+
+def _main_job(
+    ws: Workspace,
+    console: Console,
+    request_id: str,
+    officer: Caller,
+    approver: Caller,
+    admin: Caller,
+    timings: list[tuple[str, float]],
+) -> None:
+    """Train, process, review, prepare, approve (two people), release."""
+    state = decisions.next_step(ws, officer, request_id)["state"]
     if state == "received":
         t = time.perf_counter()
         with console.status("Training the linkage model on the master file and the request…"):
-            info = matching.train(ws, request_id, actor="demo-officer")
+            info = matching.train(ws, officer, request_id)
         timings.append(("matching: train model", time.perf_counter() - t))
         console.print(f"Model {info['model_sha256'][:12]}… trained in {info['seconds']} s.")
     with console.status("Processing: rules, matching, rules after matching, decisions…"):
-        res = pipeline.process(ws, request_id, actor="demo-officer")
+        res = decisions.process(ws, officer, request_id)
     timings.extend((f"process: {k}", v) for k, v in res.stages.items())
     table = Table("outcome", "items", title=f"Outcomes of {request_id}")
     for k, v in res.counts.items():
         table.add_row(k, f"{v:,}")
     console.print(table)
     if res.withheld_by_check:
-        rs = in_force(ws)
-        table = Table("check", "withheld items", "citation", title="Withheld, by failing check")
+        table = Table("check", "withheld items", title="Withheld, by failing check")
         for cid, n in res.withheld_by_check.items():
-            table.add_row(cid, f"{n:,}", rs.checks[cid].citation)
+            table.add_row(cid, f"{n:,}")
         console.print(table)
-    with ws.engine.connect() as conn:
-        state = current_state(conn, request_id)
-    if state == "in_review":
-        n = rel.resolve(
-            ws,
-            request_id,
-            "WITHHOLD",
-            "demo: every review item withheld automatically",
-            actor="demo-officer",
-        )
+    step = decisions.next_step(ws, officer, request_id)
+    if step["state"] == "in_review":
+        open_ = decisions.review_list(ws, officer, request_id)
+        _why_review(console, open_, sum(res.counts.values()))
+        n = decisions.review_resolve(
+            ws, officer, request_id, "WITHHOLD", "demo: every review item withheld automatically"
+        )["resolved"]
         console.print(
             f"[yellow]Review: {n:,} item(s) resolved automatically to WITHHOLD by the "
             "demo (an officer does this with 'custodes review').[/]"
         )
     t = time.perf_counter()
-    if state in ("decided", "in_review"):
-        rel.prepare(ws, request_id, actor="demo-officer")
-        state = "prepared"
-    if state == "prepared":
-        rel.approve(ws, request_id, actor="demo-approver")
-        console.print("Prepared by demo-officer, approved by demo-approver (two people).")
+    step = decisions.next_step(ws, officer, request_id)
+    if step["state"] == "decided":
+        decisions.prepare(ws, officer, request_id)
+    step = decisions.next_step(ws, approver, request_id)
+    if step["state"] == "prepared":
+        decisions.approve(ws, approver, request_id)
+        console.print(f"Prepared by {officer.name}, approved by {approver.name} (two people).")
     out = ws.home / "demo-response"
-    done = rel.release(ws, request_id, out, actor="demo-officer")
+    shutil.rmtree(out, ignore_errors=True)
+    done = decisions.release(ws, officer, request_id, out)
     timings.append(("prepare, approve, release + ledger", time.perf_counter() - t))
     console.print(
         f"Released: {done.disclosed:,} item(s) disclosed, {done.withheld:,} withheld; response "
         f"in {out}/ (response.csv, response.json)."
     )
-    cp, note = ledger.checkpoint(ws)
-    console.print(f"Ledger: {cp.size:,} events, signed checkpoint:")
-    console.print(note.render(), highlight=False, soft_wrap=True)
+    cp = ledger.checkpoint(ws, admin)
+    console.print(f"Ledger: {cp['size']:,} events, signed checkpoint:")
+    console.print(cp["note"], highlight=False, soft_wrap=True, markup=False)
+
+
+def _why_review(console: Console, open_: list[dict[str, Any]], total: int) -> None:
+    """The review rate and why each item is there, grouped by reason."""
+    reasons = Counter(", ".join(sorted(r["review_reasons"] or ["(none)"])) for r in open_)
+    table = Table(
+        "why in review",
+        "items",
+        title=f"Review: {len(open_):,} of {total:,} items ({100 * len(open_) / max(total, 1):.1f} %)",
+    )
+    for why, n in reasons.most_common():
+        table.add_row(why, f"{n:,}")
+    console.print(table)
 
 
 if __name__ == "__main__":

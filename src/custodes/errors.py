@@ -1,10 +1,21 @@
-"""The exceptions custodes raises for things a user can cause.
+"""The errors custodes raises for things a user can cause, and the one registry of their codes.
 
-    CustodesError                 every error a user can cause; has a stable machine code
-    ├── WorkspaceError            no workspace, or one in an unusable state
-    ├── InputError                a file or argument that cannot be accepted
-    │   └── ValidationFailed      rows that break the schema (carries the first problems)
-    └── ConflictError             an action that clashes with the current state
+    CustodesError                 every error a user can cause; a stable machine code
+    ├── InputError                a file, argument or value that cannot be accepted     (422)
+    │   └── ValidationFailed      rows that break a schema (carries the first problems) (422)
+    ├── NotFound                  no such request, item, user, recall...                (404)
+    ├── AccessDenied              the caller may not do this                             (403)
+    │   └── Unauthenticated       no live session or key, or sign-in refused            (401)
+    ├── RateLimited               too many attempts; try again later                     (429)
+    ├── ConflictError             the action clashes with the current state              (409)
+    │   └── IntegrityError        something on disk or in the store was altered          (409)
+    └── WorkspaceError            no usable workspace (missing, unreachable, exposed)    (503)
+
+Every code is registered in `REGISTRY` with the class that raises it, so the same code is
+always the same kind of error; a test walks the source and fails on an unregistered code or a
+code raised with another class. The faces translate only through this module: the CLI prints
+`error (code): message` and exits with `exit_code`; the API answers RFC 9457 problem details
+with `status` and `title`.
 
 Messages never contain names, TINs, dates of birth or addresses: they name the file, the
 line and the column, and say what is wrong, not what the value was.
@@ -14,12 +25,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# CLI exit statuses. Every error a user can cause exits 2 (the README's contract, relied on by
+# scripts); 1 is kept for a result that says "no" (a refused request, a failed verification),
+# 70 for an unexpected failure, 130 for an interruption.
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+
 
 class CustodesError(Exception):
     """An error a user can cause. `code` is stable and machine-readable."""
 
     code = "error"
-    exit_code = 2
+    status = 400
+    exit_code = EXIT_USER_ERROR
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -27,20 +46,67 @@ class CustodesError(Exception):
         if code is not None:
             self.code = code
 
+    @property
+    def title(self) -> str:
+        entry = REGISTRY.get(self.code)
+        return entry.title if entry else self.code.replace("_", " ")
+
     def to_dict(self) -> dict[str, object]:
         return {"code": self.code, "message": self.message}
 
 
-class WorkspaceError(CustodesError):
-    code = "workspace"
-
-
 class InputError(CustodesError):
     code = "input"
+    status = 422
+
+
+class NotFound(CustodesError):
+    code = "not_found"
+    status = 404
+
+
+class AccessDenied(CustodesError):
+    """The caller may not do this: role, suspension, separation of duties."""
+
+    code = "forbidden"
+    status = 403
+
+
+class Unauthenticated(AccessDenied):
+    """No live session or key, or a sign-in that was refused."""
+
+    code = "not_signed_in"
+    status = 401
+
+
+class RateLimited(CustodesError):
+    """Too many attempts; `retry_after` says when to try again (seconds)."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int = 60) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+    def to_dict(self) -> dict[str, object]:
+        return super().to_dict() | {"retry_after": self.retry_after}
 
 
 class ConflictError(CustodesError):
     code = "conflict"
+    status = 409
+
+
+class IntegrityError(ConflictError):
+    """Something custodes recorded no longer matches what is on disk or in the store."""
+
+    code = "integrity"
+
+
+class WorkspaceError(CustodesError):
+    code = "workspace"
+    status = 503
 
 
 @dataclass(frozen=True)
@@ -88,3 +154,193 @@ class ValidationFailed(InputError):
         d["total"] = self.total
         d["problems"] = [p.to_dict() for p in self.problems]
         return d
+
+
+@dataclass(frozen=True)
+class Code:
+    kind: type[CustodesError]
+    title: str
+    status: int | None = None  # when it differs from the class's
+
+    @property
+    def http_status(self) -> int:
+        return self.status or self.kind.status
+
+
+def _codes(kind: type[CustodesError], **titles: str) -> dict[str, Code]:
+    return {code: Code(kind, title) for code, title in titles.items()}
+
+
+# The registry: every code a user can meet, its class and a short title (RFC 9457 `title`).
+REGISTRY: dict[str, Code] = {
+    **_codes(
+        InputError,
+        input="Input rejected",
+        bad_argument="Bad argument",
+        bad_encoding="Not UTF-8 text",
+        bad_csv="Not a readable CSV file",
+        bad_parquet="Not a readable Parquet file",
+        bad_column_type="Column cannot be read as text",
+        bad_column_name="Column name not allowed",
+        unsupported_file_type="Unsupported file type",
+        empty_file="Empty file",
+        missing_columns="Missing columns",
+        unknown_columns="Unknown columns",
+        duplicate_columns="Column named twice",
+        not_a_request="Not a request directory",
+        missing_envelope="No envelope",
+        bad_envelope="Envelope rejected",
+        no_items="No items",
+        empty_item_id="Empty item id",
+        duplicate_item_id="Repeated item id",
+        bad_item_id="Item id not allowed",
+        oversize_field="Field too long",
+        bad_ruleset="Rule set not valid",
+        bad_agreement="Agreement not valid",
+        agreement_mismatch="Agreement for another provision",
+        rule_sql_failed="A rule's SQL failed",
+        bad_threshold="Threshold out of range",
+        bad_role="Unknown or unusable role",
+        bad_user_name="User name not allowed",
+        weak_password="Password too short",
+        bad_key="Not a verifier key",
+        missing_key="Verifier key required",
+        bad_policy="Witness policy not valid",
+        bad_origin="Not a usable log origin",
+        bad_index="No such ledger event",
+        bad_size="No checkpoint of that size",
+        bad_cosignature="Cosignature not valid",
+        bad_state="Unknown request state",
+        bad_record_id="Not a record id",
+        bad_path="Path not usable",
+        file_not_found="No such file or folder",
+        unknown_provision="Unknown provision",
+        no_purpose="Purpose required",
+        no_case="Open request required",
+        truth_mismatch="Truth file does not match",
+        bad_date="Not a date",
+        witness_unreachable="Witness unreachable",
+        witness_refused="Witness refused",
+        password_by_enrolment="Staff set their own password",
+        bad_report="Not a custodes report",
+        bad_item_identification="Identified record not acceptable",
+        personal_data="Personal data refused",
+    ),
+    "file_too_large": Code(InputError, "File too large", 413),
+    **_codes(
+        NotFound,
+        not_found="Not found",
+        unknown_request="No such request",
+        unknown_item="No such item",
+        unknown_user="No such user",
+        unknown_recall="No such recall",
+        unknown_ruleset="No such rule set",
+        unknown_agency="No such agency",
+        unknown_record="No such record",
+        unknown_job="No such job",
+        unknown_incident="No such incident",
+        not_disclosed="Item was not disclosed",
+        not_in_review="Item not in review",
+    ),
+    **_codes(
+        AccessDenied,
+        forbidden="Not permitted",
+        suspended="User suspended",
+        separation_of_duties="Separation of duties",
+        self_approval="Second person required",
+        key_not_allowed="API keys are for agency accounts",
+        other_agency="Another agency's request",
+        not_a_candidate="Record not a candidate of the request",
+        totp_required="Second factor required",
+    ),
+    **_codes(
+        Unauthenticated,
+        not_signed_in="Not signed in",
+        session_ended="Session ended",
+        bad_credentials="Sign-in refused",
+        bad_totp="One-time code refused",
+        bad_enrolment="Enrolment refused",
+    ),
+    **_codes(RateLimited, rate_limited="Too many requests", locked="Too many failed sign-ins"),
+    **_codes(
+        ConflictError,
+        conflict="Conflict",
+        illegal_transition="Not allowed in this state",
+        already_processing="Already being processed",
+        concurrent_transition="Changed meanwhile",
+        ledger_conflict="Ledger extended concurrently",
+        ledger="Ledger refused",
+        origin_mismatch="Ledger origin differs",
+        origin_fixed="Ledger origin fixed",
+        key_exists="Key exists",
+        output_exists="Output exists",
+        user_exists="User exists",
+        already_suspended="Already suspended",
+        user_suspended="User suspended",
+        not_suspended="Not suspended",
+        not_pending="Nothing to confirm",
+        last_administrators="Two administrators must remain",
+        request_closed="Request not open",
+        already_proposed="Already proposed",
+        not_proposed="Not proposed",
+        already_recalled="Already recalled",
+        already_certified="Already certified",
+        already_released="Already released",
+        agreement_exists="Agreement exists",
+        nothing_disclosed="Nothing disclosed",
+        not_processed="Not processed yet",
+        not_linked="Not linked yet",
+        not_prepared="Not prepared",
+        not_approved="Not approved",
+        review_open="Items still in review",
+        rules_fail="Rules fail",
+        blocking_flag="Blocking match flag",
+        outcomes_changed="Outcomes changed",
+        no_request="No request yet",
+        no_master_file="No master file",
+        master_exists="Master file exists",
+        no_model="No linkage model",
+        no_ledger_key="No ledger key",
+        no_checkpoint="No signed checkpoint",
+        real_master_file="Imported master file",
+        refused_request="Request refused",
+        idempotency_mismatch="Idempotency key reused",
+        idempotency_in_progress="Request still in progress",
+        job_finished="Job already finished",
+    ),
+    **_codes(
+        IntegrityError,
+        integrity="Integrity check failed",
+        ledger_corrupt="Ledger altered",
+        model_tampered="Model file altered",
+        ruleset_tampered="Rule set altered",
+        master_corrupt="Master file damaged",
+        release_tampered="Release files altered",
+        bad_model="Not a model file",
+        bad_ledger_key="Ledger key unreadable",
+    ),
+    **_codes(
+        WorkspaceError,
+        workspace="Workspace not usable",
+        no_workspace="No workspace",
+        store_unreachable="Store unreachable",
+        store_outdated="Store schema outdated",
+        bad_store_url="Store URL not usable",
+        workspace_exposed="Workspace readable by others",
+        sessions_unsafe="Session folder not safe",
+        no_secrets_key="No secrets key",
+    ),
+}
+
+
+def registered(code: str) -> Code | None:
+    return REGISTRY.get(code)
+
+
+def fail(code: str, message: str) -> CustodesError:
+    """The error for `code`, of the class the registry gives it (raise the result)."""
+    entry = REGISTRY.get(code)
+    kind = entry.kind if entry else CustodesError
+    if kind is ValidationFailed:  # pragma: no cover - built with its problems instead
+        raise TypeError("build ValidationFailed with its problems")
+    return kind(message, code=code)

@@ -5,6 +5,15 @@ Layout of a workspace (default ``./custodes-data``, or ``CUSTODES_HOME`` / ``--h
     custodes.db        SQLite store (unless CUSTODES_STORE_URL names another database)
     bulk/              Parquet tables: people, addresses, population truth
     requests/          submitted requests, one folder each
+    keys/              the ledger's signing key, the secrets key, the last signed checkpoint
+    .sessions/         the CLI's stored sessions, one file per shell user
+
+Everything in it is confidential, so everything custodes creates is owner-only (folders 0700,
+files 0600) whatever the caller's umask, and a workspace that other users can read is refused.
+
+Rooms that change the workspace take a `Call`: an authorized call (see `custodes.access.door`)
+that knows its actor and opens transactions that re-check the caller's session before they
+commit. The protocol lives here, below every room, so that no room imports the door.
 """
 
 from __future__ import annotations
@@ -12,10 +21,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
+from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
 from custodes.errors import WorkspaceError
@@ -23,6 +36,16 @@ from custodes.store import engine as store_engine
 
 DEFAULT_HOME = "custodes-data"
 MARKER = ".custodes-workspace"
+OWNER_ONLY = 0o077  # the umask under which custodes writes anything
+
+
+def owner_only() -> None:
+    """Make every file this process creates from now on owner-only (0600/0700).
+
+    Process-wide on purpose: DuckDB, Arrow and SQLite create files of their own (Parquet
+    generations, WAL files, temporary spills) and each honours the umask.
+    """
+    os.umask(OWNER_ONLY)
 
 
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
@@ -47,6 +70,14 @@ class Workspace:
         return self.home / "bulk"
 
     @property
+    def keys(self) -> Path:
+        return self.home / "keys"
+
+    def request_folder(self, request_id: str) -> Path:
+        """The one place a request's folder path is built (ids are checked by intake)."""
+        return self.home / "requests" / request_id
+
+    @property
     def engine(self) -> Engine:
         if self._engine is None:
             self._engine = store_engine.make_engine(self.store_url)
@@ -69,17 +100,77 @@ class Workspace:
             self._engine = None
 
 
+class Call(Protocol):
+    """An authorized call: who acts, and transactions that re-check them before commit.
+
+    Made only by the door (`custodes.access.door`) after it checked the caller's session and
+    the action table; a room that writes takes one instead of a bare actor name.
+    """
+
+    @property
+    def ws(self) -> Workspace: ...
+
+    @property
+    def actor(self) -> str: ...
+
+    @property
+    def action(self) -> str: ...
+
+    @property
+    def agency(self) -> str | None:
+        """The agency a requester account acts for (None for staff): it sees, submits and
+        withdraws only that agency's requests."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[Connection]: ...
+
+    def recheck(self) -> None: ...
+
+
+def exposed(home: Path) -> Path | None:
+    """The first path in the workspace that other users can read, write or enter, if any."""
+    for root, dirs, files in os.walk(home):
+        for name in (root, *(os.path.join(root, f) for f in (*dirs, *files))):
+            try:
+                mode = os.lstat(name).st_mode
+            except FileNotFoundError:
+                continue
+            if stat.S_ISLNK(mode):
+                continue
+            if mode & 0o077:
+                return Path(name)
+    return None
+
+
+def _tighten(home: Path) -> int:
+    """Remove group and other permissions from everything in the workspace (init only)."""
+    fixed = 0
+    for root, dirs, files in os.walk(home):
+        for name in (root, *(os.path.join(root, f) for f in (*dirs, *files))):
+            mode = os.lstat(name).st_mode
+            if not stat.S_ISLNK(mode) and mode & 0o077:
+                os.chmod(name, stat.S_IMODE(mode) & 0o700)
+                fixed += 1
+    return fixed
+
+
 def init_workspace(
     home: str | os.PathLike[str] | None = None, store_url: str | None = None
 ) -> tuple[Workspace, bool]:
-    """Create (or upgrade) a workspace. Returns it and whether it was newly created."""
+    """Create (or upgrade) a workspace. Returns it and whether it was newly created.
+
+    Run by the workspace's owner, so it also takes group and other permissions away from
+    anything an older version (or a careless copy) left readable.
+    """
+    owner_only()
     path = resolve_home(home)
     if path.exists() and not path.is_dir():
-        raise WorkspaceError(f"{path} exists and is not a folder.")
+        raise WorkspaceError(f"{path} exists and is not a folder.", code="workspace")
     created = not (path / MARKER).exists()
-    path.mkdir(parents=True, exist_ok=True)
-    for sub in ("bulk", "requests"):
-        (path / sub).mkdir(exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for sub in ("bulk", "requests", "keys"):
+        (path / sub).mkdir(mode=0o700, exist_ok=True)
+    _tighten(path)
     ws = Workspace(path, resolve_store_url(path, store_url))
     store_engine.upgrade(ws.engine)
     (path / MARKER).write_text("custodes workspace\n")
@@ -89,13 +180,23 @@ def init_workspace(
 def open_workspace(
     home: str | os.PathLike[str] | None = None, store_url: str | None = None
 ) -> Workspace:
-    """Open an existing workspace; refuse clearly when there is none."""
+    """Open an existing workspace; refuse clearly when there is none, or when other users can
+    read it (the master file, the store and the keys are confidential)."""
+    owner_only()
     path = resolve_home(home)
     if not (path / MARKER).exists():
         raise WorkspaceError(
             f"No custodes workspace at {path}. Create one with 'custodes init' "
             "(or point CUSTODES_HOME / --home at an existing one).",
             code="no_workspace",
+        )
+    leak = exposed(path)
+    if leak is not None:
+        raise WorkspaceError(
+            f"{leak} can be read or changed by other users of this machine; the workspace "
+            f"holds confidential data. Fix it with: chmod -R go-rwx '{path}' (or run "
+            "'custodes init' on it as its owner).",
+            code="workspace_exposed",
         )
     ws = Workspace(path, resolve_store_url(path, store_url))
     store_engine.check_current(ws.engine)

@@ -1,35 +1,59 @@
-"""Inspecting a taxpayer record: a stated purpose, linked to an open request, always recorded.
+"""Inspecting a taxpayer record: a stated purpose, tied to a candidate of an open request,
+always recorded.
 
 26 U.S.C. 7213A makes unauthorized inspection (browsing) of return information a crime; the
 IRS answers it with the UNAX programme: every look at a record is logged with who, when, which
-record and why, and audited. Here a record is shown only with a purpose and an open request it
-serves; success or refusal goes to the access log and the ledger (the purpose as a hash, since
-an officer's free text could hold personal data).
+record and why, and audited. Here a record is shown only with a purpose and an open request
+it serves, and only when the record is a candidate (best or runner-up) in that request's match
+results: a look at anyone else is refused and reported as unlinked. Success or refusal goes to
+the access log and the ledger (the purpose as a hash, since an officer's free text could hold
+personal data).
 """
 
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from sqlalchemy import select
 
-from custodes.access import service as access
-from custodes.errors import InputError
+from custodes.access.sessions import record as record_access
+from custodes.errors import fail
 from custodes.ledger import log
 from custodes.ledger.events import Event
+from custodes.matching.service import LINKED
 from custodes.records import master
+from custodes.requests.format import item_id_ok
 from custodes.requests.lifecycle import TERMINAL
 from custodes.store.tables import requests
-from custodes.workspace import Workspace
+from custodes.workspace import Call
 
 CLOSED = (*TERMINAL, "released")
 
 
+def _candidate(folder: Path, record_id: str) -> bool:
+    path = folder / "match" / LINKED
+    if not path.exists():
+        return False
+    t = pq.read_table(path, columns=["record_id", "runner_up_record_id"])
+    return bool(
+        pc.any(pc.equal(t["record_id"], record_id)).as_py()
+        or pc.any(pc.equal(t["runner_up_record_id"], record_id)).as_py()
+    )
+
+
 def inspect_record(
-    ws: Workspace, record_id: str, *, actor: str, purpose: str, request_id: str | None
+    call: Call, record_id: str, *, purpose: str, request_id: str | None
 ) -> dict[str, Any]:
-    """Show one record to `actor` if the purpose and the linked open request hold up."""
+    """Show one record to the caller if the purpose and the linked open request hold up."""
+    ws = call.ws
+    if not item_id_ok(record_id or ""):
+        raise fail(
+            "bad_record_id", "That is not a custodes record id (ids are opaque, e.g. rec-…)."
+        )
     purpose = (purpose or "").strip()
     refusal = None
     if len(purpose) < 10:
@@ -45,26 +69,33 @@ def inspect_record(
             refusal = ("unknown_request", f"No request '{request_id}'.")
         elif state in CLOSED:
             refusal = ("request_closed", f"Request {request_id} is {state}, not open.")
+        elif not _candidate(ws.request_folder(request_id), record_id):
+            refusal = (
+                "not_a_candidate",
+                f"That record is not a candidate in the match results of {request_id}; an "
+                "inspection serves the request only for its candidates.",
+            )
     record = None if refusal else master.lookup(ws, record_id)
     if refusal is None and record is None:
         refusal = ("unknown_record", f"No record '{record_id}' in the master file.")
-    with ws.engine.begin() as conn:
-        access.record_inspection(
+    with call.transaction() as conn:
+        record_access(
             conn,
-            actor,
-            record_id,
-            allowed=refusal is None,
-            reason=refusal[0] if refusal else None,
+            call.actor,
+            "records.show",
+            refusal is None,
+            refusal[0] if refusal else None,
+            record_id=record_id,
             purpose=purpose or None,
-            request_id=request_id,
+            request_id=request_id if request_id and item_id_ok(request_id) else None,
         )
         log.append(
             conn,
             [
                 Event(
                     "record.inspected" if refusal is None else "record.inspection_refused",
-                    actor=actor,
-                    request_id=request_id,
+                    actor=call.actor,
+                    request_id=request_id if request_id and item_id_ok(request_id) else None,
                     record_id=record_id,
                     data={
                         "purpose_sha256": hashlib.sha256(purpose.encode()).hexdigest(),
@@ -74,6 +105,6 @@ def inspect_record(
             ],
         )
     if refusal is not None:
-        raise InputError(refusal[1], code=refusal[0])
+        raise fail(refusal[0], refusal[1])
     assert record is not None
     return record

@@ -15,9 +15,12 @@ outcomes. Every outcome records the rule-set hash and the model hash it was made
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,22 +30,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import select
 
-from custodes.errors import ConflictError, InputError
+from custodes.errors import ConflictError, NotFound
 from custodes.ledger import log
 from custodes.ledger.events import Event
 from custodes.matching import service as matching
 from custodes.records import master
 from custodes.records.files import sha256_file
-from custodes.requests.format import ENVELOPE_FILE
+from custodes.requests.format import ENVELOPE_FILE, load_items
 from custodes.requests.lifecycle import current_state, transition
+from custodes.rules import registry as reg
 from custodes.rules.active import in_force
-from custodes.rules.evaluate import Evaluation, evaluate, load_items
-from custodes.rules.registry import Registry
-from custodes.rules.ruleset import RuleSet, overlay
+from custodes.rules.evaluate import Evaluation, evaluate
+from custodes.rules.provisions import overlay
+from custodes.rules.types import RuleSet
+from custodes.store.sql import ident, literal, parquet
+from custodes.store.sql import path as sqlpath
 from custodes.store.tables import review_resolutions
-from custodes.workspace import Workspace
+from custodes.workspace import Call, Workspace
 
 OUTCOMES = ("DISCLOSE", "CONFIRM", "NOT_CONFIRMED", "WITHHOLD", "REVIEW")
+RELEASED = ("DISCLOSE", "CONFIRM")
 # Checks whose failure depends on what the records hold: the requester gets one answer for
 # all of them, so that a refusal never reveals whether a record exists.
 RECORD_DEPENDENT = ("identified", "address-on-record")
@@ -76,25 +83,31 @@ class Processed:
         return asdict(self)
 
 
-def _folder(ws: Workspace, request_id: str) -> tuple[Path, dict[str, Any]]:
-    folder = matching.request_folder(ws, request_id)
-    env = json.loads((folder / ENVELOPE_FILE).read_text(encoding="utf-8"))
-    return folder, env
+def request_folder(ws: Workspace, request_id: str, *, agency: str | None = None) -> Path:
+    """A received request's folder; an unknown id (or another agency's) is refused."""
+    with ws.engine.connect() as conn:
+        current_state(conn, request_id, agency=agency)
+    return ws.request_folder(request_id)
+
+
+def envelope(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / ENVELOPE_FILE).read_text(encoding="utf-8-sig"))
 
 
 def outcomes_path(ws: Workspace, request_id: str) -> Path:
-    return ws.home / "requests" / request_id / "decisions" / "outcomes.parquet"
+    return ws.request_folder(request_id) / "decisions" / "outcomes.parquet"
 
 
-def _rules(
+def check_rules(
     ws: Workspace,
-    folder: Path,
-    items: pa.Table | None = None,
+    env: dict[str, Any],
+    items: pa.Table,
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> Evaluation:
+    """The rule set in force, with the workspace's registries, on a request."""
     with ws.engine.connect() as conn:
-        registry = Registry.read(conn)
-    return evaluate(in_force(ws), registry, folder, items=items, con=con)
+        registry = reg.read(conn)
+    return evaluate(in_force(ws), registry, env, items, con=con)
 
 
 def processed_outcomes(ws: Workspace, request_id: str) -> Path:
@@ -111,15 +124,35 @@ def processed_outcomes(ws: Workspace, request_id: str) -> Path:
     return path
 
 
-def process(
-    ws: Workspace,
-    request_id: str,
-    *,
-    actor: str | None = None,
-    progress: Any = None,
-) -> Processed:
+@contextlib.contextmanager
+def _exclusive(folder: Path) -> Iterator[None]:
+    """One `process` per request at a time (a second one is told so, not half-run)."""
+    with open(folder / ".process.lock", "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConflictError(
+                f"Request {folder.name} is already being processed; wait for that run to "
+                "finish (or run the same command again after it stopped).",
+                code="already_processing",
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def process(call: Call, request_id: str, *, progress: Any = None) -> Processed:
     """Run (or resume) the pipeline for a received request."""
-    folder, _ = _folder(ws, request_id)
+    ws = call.ws
+    folder = request_folder(ws, request_id)
+    with _exclusive(folder):
+        return _process(call, request_id, folder, progress)
+
+
+def _process(call: Call, request_id: str, folder: Path, progress: Any) -> Processed:
+    ws = call.ws
+    env = envelope(folder)
     stages: dict[str, float] = {}
     with ws.engine.connect() as conn:
         state = current_state(conn, request_id)
@@ -130,14 +163,13 @@ def process(
     rs = in_force(ws)
     if state == "received":
         t = time.perf_counter()
-        ev = _rules(ws, folder)
+        ev = check_rules(ws, env, load_items(folder))
         stages["rules before matching"] = time.perf_counter() - t
         failing = [v for v in ev.request if v.passed is False]
         reason = "; ".join(f"{v.check} ({v.citation})" for v in failing) or None
         _stage_done(
-            ws,
+            call,
             request_id,
-            actor,
             "request.checked",
             {
                 "ruleset_sha256": ev.ruleset_sha256,
@@ -168,12 +200,11 @@ def process(
         state = "checked"
     if state == "checked":
         t = time.perf_counter()
-        res = matching.link(ws, request_id, progress=progress)
+        res = matching.link(ws, folder, env.get("taxable_periods") or [], progress=progress)
         stages["matching"] = time.perf_counter() - t
         _stage_done(
-            ws,
+            call,
             request_id,
-            actor,
             "request.matched",
             {
                 "model_sha256": res.model_sha256,
@@ -190,9 +221,8 @@ def process(
         stages["rules after matching + decisions"] = time.perf_counter() - t
         counts = _counts(path)
         _stage_done(
-            ws,
+            call,
             request_id,
-            actor,
             "request.decided",
             {"outcomes_sha256": sha256_file(path), "counts": counts},
             ["decided", "in_review"] if counts.get("REVIEW") else ["decided"],
@@ -203,9 +233,8 @@ def process(
 
 
 def _stage_done(
-    ws: Workspace,
+    call: Call,
     request_id: str,
-    actor: str | None,
     event: str,
     data: dict[str, Any],
     states: list[str],
@@ -213,10 +242,10 @@ def _stage_done(
     reason: str | None = None,
 ) -> None:
     """One transaction: the stage's ledger event, then the request's move(s) to `states`."""
-    with ws.engine.begin() as conn:
-        log.append(conn, [Event(event, actor=actor, request_id=request_id, data=data)])
+    with call.transaction() as conn:
+        log.append(conn, [Event(event, actor=call.actor, request_id=request_id, data=data)])
         for state in states:
-            transition(conn, request_id, state, actor=actor, reason=reason)
+            transition(conn, request_id, state, actor=call.actor, reason=reason)
 
 
 def summary(ws: Workspace, request_id: str, stages: dict[str, float] | None = None) -> Processed:
@@ -226,12 +255,12 @@ def summary(ws: Workspace, request_id: str, stages: dict[str, float] | None = No
     con = duckdb.connect()
     try:
         row = con.execute(
-            f"SELECT any_value(ruleset_sha256), any_value(model_sha256) FROM read_parquet('{path}')"
+            f"SELECT any_value(ruleset_sha256), any_value(model_sha256) FROM {parquet(path)}"
         ).fetchall()[0]
         by_check = dict(
             con.execute(
-                f"SELECT c, count(*) FROM (SELECT unnest(checks) AS c FROM read_parquet('{path}') "
-                "WHERE outcome IN ('WITHHOLD', 'NOT_CONFIRMED')) GROUP BY 1 ORDER BY 2 DESC"
+                f"SELECT c, count(*) FROM (SELECT unnest(checks) AS c FROM {parquet(path)} "
+                "WHERE outcome IN ('WITHHOLD', 'NOT_CONFIRMED')) GROUP BY 1 ORDER BY 2 DESC, 1"
             ).fetchall()
         )
     finally:
@@ -246,28 +275,54 @@ def _counts(path: Path) -> dict[str, int]:
     return {o: t.count(o) for o in OUTCOMES if o in t}
 
 
+def field_values(requested: list[str]) -> list[tuple[str, str]]:
+    """(field, SQL value over the candidate's person row `p` and last address `last.a`)."""
+    address = (
+        "concat_ws(', ', concat_ws(' ', last.a.street, last.a.unit), last.a.city, "
+        "concat_ws(' ', last.a.state, last.a.zip))"
+    )
+    out = []
+    for f in requested:
+        if f in ADDRESS_FIELDS:
+            value = address
+        elif f == "address_confirmation":
+            value = "'yes'"
+        elif f == "tin":
+            value = "p.tin"
+        else:  # return information the master file does not hold
+            value = "'(not held in the master file)'"
+        out.append((f, value))
+    return out
+
+
 def decide(ws: Workspace, request_id: str, rs: RuleSet) -> Path:
-    """Rules after matching and one outcome per item; writes decisions/outcomes.parquet."""
-    folder, env = _folder(ws, request_id)
-    linked = matching.linked_path(ws, request_id)
+    """Rules after matching and one outcome per item; writes decisions/outcomes.parquet.
+
+    The permitted field values are computed for the items disclosed *and* for those in review
+    (from the candidate an officer would identify): an officer's disclosure after review then
+    carries the same value a direct disclosure would. Views mask them for anything not
+    (effectively) disclosed.
+    """
+    folder = ws.request_folder(request_id)
+    env = envelope(folder)
+    linked = matching.linked_path(folder)
     mf = master.current(ws)
     con = master.connect()
     try:
-        items = load_items(folder, env)
+        items = load_items(folder)
         con.register("raw_items", items)
-        match = pq.read_table(linked)
-        con.register("linked", match)
+        con.register("linked", pq.read_table(linked))
         with_match = con.sql(
             """SELECT i.*, (l.status = 'identified') AS identified,
                       l.address_on_record AS address_on_record
                FROM raw_items i LEFT JOIN linked l ON l.item_id = i.item_id"""
         ).to_arrow_table()
-        ev = _rules(ws, folder, items=with_match, con=con)
+        ev = check_rules(ws, env, with_match, con=con)
         prov = rs.provisions[ev.provision]
         agreement = None
         if ev.agreement:
             with ws.engine.connect() as conn:
-                agreement = Registry.read(conn).agreements.get(ev.agreement)
+                agreement = reg.read(conn).agreements.get(ev.agreement)
         eff = overlay(rs, prov, agreement)
         requested = [f for f in env.get("fields_requested") or [] if f in eff.provision.releasable]
         confirm = requested == ["address_confirmation"]
@@ -275,39 +330,27 @@ def decide(ws: Workspace, request_id: str, rs: RuleSet) -> Path:
 
         def failing(kind: str, exclude: tuple[str, ...] = ()) -> str:
             ids = [c for c, s in sev.items() if s == kind and c not in exclude]
-            parts = ", ".join(f"""CASE WHEN NOT c."{c}" THEN '{c}' END""" for c in ids)
+            parts = ", ".join(f"CASE WHEN NOT c.{ident(c)} THEN {literal(c)} END" for c in ids)
             return (
                 f"list_filter([{parts}]::VARCHAR[], lambda x: x IS NOT NULL)"
                 if ids
-                else ("[]::VARCHAR[]")
+                else "[]::VARCHAR[]"
             )
 
-        address = (
-            "concat_ws(', ', concat_ws(' ', last.a.street, last.a.unit), last.a.city, "
-            "concat_ws(' ', last.a.state, last.a.zip))"
+        field_cols = "".join(
+            f", CASE WHEN o.outcome IN ('DISCLOSE', 'CONFIRM', 'REVIEW') THEN {value} END "
+            f"AS {ident(f)}"
+            for f, value in field_values(requested)
         )
-        field_cols = []
-        for f in requested:
-            if f in ADDRESS_FIELDS:
-                value = address
-            elif f == "address_confirmation":
-                value = "'yes'"
-            elif f == "tin":
-                value = "p.tin"
-            else:  # return information the master file does not hold
-                value = "'(not held in the master file)'"
-            field_cols.append(
-                f"CASE WHEN outcome IN ('DISCLOSE', 'CONFIRM') THEN {value} END AS \"{f}\""
-            )
         people, addresses = mf.path("people"), mf.path("addresses")
         out = outcomes_path(ws, request_id)
-        out.parent.mkdir(exist_ok=True)
+        out.parent.mkdir(mode=0o700, exist_ok=True)
         tmp = out.with_suffix(".tmp")
         con.execute(
             f"""COPY (
             WITH base AS (
               SELECT c.item_id, l.status, l.record_id AS candidate, l.probability,
-                     l.margin_bits, l.flags, l.reasons AS match_reasons,
+                     l.margin_bits, l.flags, l.reasons AS match_reasons, l.blocked,
                      {failing("withhold", RECORD_DEPENDENT)} AS content_fail,
                      {failing("withhold")} AS withhold_fail,
                      {failing("review")} AS review_fail
@@ -315,17 +358,24 @@ def decide(ws: Workspace, request_id: str, rs: RuleSet) -> Path:
             o AS (
               SELECT *, CASE
                 WHEN len(content_fail) > 0 THEN 'WITHHOLD'
+                -- Only what an officer could still disclose goes to review: not an item whose
+                -- candidate fails a rule anyway, nor one whose match raised a blocking flag.
+                WHEN NOT {literal(confirm)}
+                     AND len(list_filter(withhold_fail, lambda c: c <> 'identified')) > 0
+                  THEN 'WITHHOLD'
+                WHEN status = 'review' AND coalesce(blocked, FALSE) THEN 'WITHHOLD'
                 WHEN status = 'review' OR len(review_fail) > 0 THEN 'REVIEW'
                 WHEN list_contains(withhold_fail, 'identified') THEN 'WITHHOLD'
-                WHEN {str(confirm).upper()} THEN
+                WHEN {literal(confirm)} THEN
                      CASE WHEN len(withhold_fail) = 0 THEN 'CONFIRM' ELSE 'NOT_CONFIRMED' END
                 WHEN len(withhold_fail) > 0 THEN 'WITHHOLD'
                 ELSE 'DISCLOSE' END AS outcome
               FROM base),
             last AS (
               SELECT record_id, arg_max(struct_pack(street, unit, city, state, zip), tax_year) AS a
-              FROM read_parquet('{addresses}')
-              WHERE record_id IN (SELECT candidate FROM o WHERE outcome IN ('DISCLOSE','CONFIRM'))
+              FROM {parquet(addresses)}
+              WHERE record_id IN (SELECT candidate FROM o
+                                  WHERE outcome IN ('DISCLOSE', 'CONFIRM', 'REVIEW'))
               GROUP BY record_id)
             SELECT o.item_id, o.outcome,
                    CASE WHEN o.outcome = 'REVIEW'
@@ -337,13 +387,13 @@ def decide(ws: Workspace, request_id: str, rs: RuleSet) -> Path:
                    CASE WHEN o.outcome IN ('DISCLOSE', 'CONFIRM', 'NOT_CONFIRMED')
                         THEN o.candidate END AS record_id,
                    o.candidate, o.probability, o.margin_bits, o.flags,
-                   '{ev.ruleset_sha256}' AS ruleset_sha256,
+                   {literal(ev.ruleset_sha256)} AS ruleset_sha256,
                    (SELECT any_value(model_sha256) FROM linked) AS model_sha256
-                   {"," if field_cols else ""} {", ".join(field_cols)}
+                   {field_cols}
             FROM o LEFT JOIN last ON last.record_id = o.candidate
-            LEFT JOIN read_parquet('{people}') p ON p.record_id = o.candidate
+            LEFT JOIN {parquet(people)} p ON p.record_id = o.candidate
             ORDER BY o.item_id
-            ) TO '{tmp}' (FORMAT parquet)"""
+            ) TO {sqlpath(tmp)} (FORMAT parquet)"""
         )
         os.replace(tmp, out)
     finally:
@@ -351,82 +401,80 @@ def decide(ws: Workspace, request_id: str, rs: RuleSet) -> Path:
     return out
 
 
+def released_fields(table: pa.Table) -> list[str]:
+    """The permitted-field columns of an outcomes table."""
+    fixed = set(EVIDENCE_COLUMNS) | set(VIEW_COLUMNS)
+    return [c for c in table.column_names if c not in fixed]
+
+
 def effective_outcomes(
     ws: Workspace, request_id: str, only: tuple[str, ...] | None = None
 ) -> pa.Table:
-    """Outcomes with officers' review resolutions applied (REVIEW → DISCLOSE or WITHHOLD);
+    """Outcomes with officers' review resolutions applied (REVIEW → DISCLOSE with the record
+    the officer identified, or WITHHOLD), field values kept only for what is released;
     `only` keeps the rows with those (effective) outcomes."""
     path = processed_outcomes(ws, request_id)
     with ws.engine.connect() as conn:
         rows = conn.execute(
-            select(review_resolutions.c.item_id, review_resolutions.c.decision).where(
-                review_resolutions.c.request_id == request_id
-            )
+            select(
+                review_resolutions.c.item_id,
+                review_resolutions.c.decision,
+                review_resolutions.c.record_id,
+            ).where(review_resolutions.c.request_id == request_id)
         ).all()
     res = pa.table(
-        {"item_id": [r[0] for r in rows], "decision": [r[1] for r in rows]},
-        schema=pa.schema([("item_id", pa.string()), ("decision", pa.string())]),
+        {
+            "item_id": [r[0] for r in rows],
+            "decision": [r[1] for r in rows],
+            "named": [r[2] for r in rows],
+        },
+        schema=pa.schema(
+            [("item_id", pa.string()), ("decision", pa.string()), ("named", pa.string())]
+        ),
+    )
+    fields = released_fields(pq.read_schema(path).empty_table())
+    masked = "".join(
+        f", CASE WHEN outcome IN ('DISCLOSE', 'CONFIRM') THEN {ident(f)} END AS {ident(f)}"
+        for f in fields
+    )
+    keep = (
+        "WHERE outcome IN (" + ", ".join(literal(o) for o in only if o in OUTCOMES) + ")"
+        if only
+        else ""
     )
     con = duckdb.connect()
     try:
         con.register("res", res)
-        where = (
-            "WHERE outcome IN (" + ", ".join(f"'{o}'" for o in only if o in OUTCOMES) + ")"
-            if only
-            else ""
-        )
         return con.sql(
-            f"""SELECT * FROM (
+            f"""WITH e AS (
                 SELECT o.* REPLACE (
                   CASE WHEN o.outcome = 'REVIEW' AND r.decision IS NOT NULL THEN r.decision
                        ELSE o.outcome END AS outcome,
-                  CASE WHEN o.outcome = 'REVIEW' AND r.decision = 'DISCLOSE' THEN o.candidate
+                  CASE WHEN o.outcome = 'REVIEW' AND r.decision = 'DISCLOSE' THEN r.named
                        ELSE o.record_id END AS record_id)
-                FROM read_parquet('{path}') o LEFT JOIN res r USING (item_id)) {where}
-                ORDER BY item_id"""
+                FROM {parquet(path)} o LEFT JOIN res r USING (item_id))
+                SELECT * EXCLUDE ({", ".join(ident(f) for f in fields) or "item_id"})
+                       {"" if fields else ", item_id"} {masked}
+                FROM e {keep} ORDER BY item_id"""
         ).to_arrow_table()
     finally:
         con.close()
 
 
-def export_outcomes(ws: Workspace, request_id: str, out: Path) -> dict[str, Any]:
-    """The officers' per-item view: item_id, outcome, checks, record_id, one column per field
-    that would be released. CSV, Parquet or JSON by the file's extension."""
-    kind = out.suffix.lower()
-    if kind not in (".csv", ".parquet", ".json"):
-        raise InputError(
-            f"{out.name}: use a .csv, .parquet or .json file name.", code="unsupported_file_type"
-        )
-    table = effective_outcomes(ws, request_id)
-    table = table.select([c for c in table.column_names if c not in EVIDENCE_COLUMNS])
-    con = duckdb.connect()
-    try:
-        con.register("t", table)
-        if kind == ".csv":
-            con.execute(f"""COPY (SELECT * REPLACE (array_to_string(checks, ';') AS checks)
-                            FROM t) TO '{out}' (HEADER, DELIMITER ',')""")
-        elif kind == ".parquet":
-            con.execute(f"COPY t TO '{out}' (FORMAT parquet)")
-        else:
-            out.write_text(
-                json.dumps(con.sql("SELECT * FROM t").to_arrow_table().to_pylist(), indent=1) + "\n"
-            )
-    finally:
-        con.close()
-    return {"request_id": request_id, "rows": table.num_rows, "out": str(out)}
-
-
-def explain(ws: Workspace, request_id: str, item_id: str) -> dict[str, Any]:
+def explain(
+    ws: Workspace, request_id: str, item_id: str, *, agency: str | None = None
+) -> dict[str, Any]:
     """Why an item got its outcome: every check with its citation, and the match evidence."""
-    _, env = _folder(ws, request_id)
+    folder = request_folder(ws, request_id, agency=agency)
+    env = envelope(folder)
     table = effective_outcomes(ws, request_id)
     rows = [r for r in table.to_pylist() if r["item_id"] == item_id]
     if not rows:
-        raise InputError(f"Request {request_id} has no item '{item_id}'.", code="unknown_item")
+        raise NotFound(f"Request {request_id} has no item '{item_id}'.", code="unknown_item")
     row = rows[0]
     match = next(
         r
-        for r in pq.read_table(matching.linked_path(ws, request_id)).to_pylist()
+        for r in pq.read_table(matching.linked_path(folder)).to_pylist()
         if r["item_id"] == item_id
     )
     rs = in_force(ws)
@@ -482,3 +530,25 @@ def explain(ws: Workspace, request_id: str, item_id: str) -> dict[str, Any]:
         "ruleset_sha256": row["ruleset_sha256"],
         "model_sha256": row["model_sha256"],
     }
+
+
+def view(ws: Workspace, request_id: str) -> pa.Table:
+    """The officers' per-item view: item id, outcome, checks, record id, released fields."""
+    table = effective_outcomes(ws, request_id)
+    return table.select([c for c in table.column_names if c not in EVIDENCE_COLUMNS])
+
+
+__all__ = [
+    "OUTCOMES",
+    "RECORD_DEPENDENT",
+    "Processed",
+    "check_rules",
+    "decide",
+    "effective_outcomes",
+    "explain",
+    "outcomes_path",
+    "process",
+    "request_folder",
+    "summary",
+    "view",
+]

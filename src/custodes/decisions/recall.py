@@ -17,16 +17,16 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 
-from custodes.decisions.release import _need_actor
-from custodes.errors import ConflictError, InputError
+from custodes.errors import ConflictError, InputError, IntegrityError, NotFound
 from custodes.ledger import log
 from custodes.ledger.events import Event
-from custodes.records.files import read_text_table
+from custodes.records.files import read_text_table, sha256_file
 from custodes.requests.format import ENVELOPE_FILE
 from custodes.requests.lifecycle import current_state, transition
 from custodes.rules.active import in_force
+from custodes.store.files import out_folder, write_new
 from custodes.store.tables import disclosures, recall_items, recalls, requests
-from custodes.workspace import Workspace
+from custodes.workspace import Call, Workspace
 
 RETURN_WITHIN_DAYS = 30
 
@@ -77,7 +77,7 @@ def _targets(
         }
         for req, item, line in wanted:
             if (req, item) not in known:
-                raise InputError(
+                raise NotFound(
                     f"{items_file.name}:{line}: item {item} of {req} was not disclosed.",
                     code="not_disclosed",
                 )
@@ -85,22 +85,23 @@ def _targets(
 
 
 def recall(
-    ws: Workspace,
+    call: Call,
     *,
     reason: str,
-    actor: str | None,
     request_id: str | None = None,
     items_file: Path | None = None,
     out: Path | None = None,
 ) -> dict[str, Any]:
     """Recall disclosures; write the return-or-destroy notice. Returns what was affected."""
-    actor = _need_actor(actor)
+    ws, actor = call.ws, call.actor
     if not reason or not reason.strip():
         raise InputError("A recall needs a reason (e.g. the court ruling).", code="bad_argument")
+    if out is not None:
+        out_folder(out)
     targets = _targets(ws, request_id, items_file)
     recall_id = f"rcl-{secrets.token_hex(6)}"
     now = dt.datetime.now(dt.UTC)
-    with ws.engine.begin() as conn:
+    with call.transaction() as conn:
         already = conn.execute(
             select(recall_items.c.request_id, recall_items.c.item_id).where(
                 recall_items.c.request_id.in_({t[0] for t in targets})
@@ -165,11 +166,26 @@ def recall(
                 )
             ).all()
         )
+        # The notice goes to the recipients named when the request was received: an edited
+        # envelope would redirect it, so its hash must still be the one recorded at intake.
+        for req, sha in conn.execute(
+            select(requests.c.id, requests.c.envelope_sha256).where(
+                requests.c.id.in_({t[0] for t in targets})
+            )
+        ):
+            if sha256_file(ws.request_folder(req) / ENVELOPE_FILE) != sha:
+                raise IntegrityError(
+                    f"The envelope of {req} was changed on disk since it was received; the "
+                    "recall notice cannot name its recipients (nothing was recalled).",
+                    code="release_tampered",
+                )
     notice = _notice(ws, recall_id, reason.strip(), now, targets, fields, agencies)
     folder = out or ws.home / "recalls" / recall_id
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "notice.json").write_text(json.dumps(notice, indent=2, ensure_ascii=False) + "\n")
-    (folder / "notice.txt").write_text(_notice_text(notice))
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_new(
+        folder / "notice.json", (json.dumps(notice, indent=2, ensure_ascii=False) + "\n").encode()
+    )
+    write_new(folder / "notice.txt", _notice_text(notice).encode())
     return {
         "recall_id": recall_id,
         "items": len(targets),
@@ -192,7 +208,7 @@ def _notice(
     rs = in_force(ws)
     per_request = []
     for req in sorted({t[0] for t in targets}):
-        env = json.loads((ws.home / "requests" / req / ENVELOPE_FILE).read_text(encoding="utf-8"))
+        env = json.loads((ws.request_folder(req) / ENVELOPE_FILE).read_text(encoding="utf-8-sig"))
         items = sorted(i for r, i in targets if r == req)
         prov = rs.provisions.get(env.get("provision", ""))
         per_request.append(
@@ -245,30 +261,32 @@ def _notice_text(n: dict[str, Any]) -> str:
 
 
 def certify(
-    ws: Workspace,
+    call: Call,
     recall_id: str,
     *,
     certified_by: str,
     certified_on: dt.date,
     certificate: str | None,
-    actor: str | None,
 ) -> dict[str, Any]:
     """Record the recipient's certification that the recalled data was destroyed."""
-    actor = _need_actor(actor)
+    actor = call.actor
     if not certified_by.strip():
         raise InputError("Say who certified the destruction (--by).", code="bad_argument")
     if certified_on > dt.date.today():
         raise InputError("The certification date is in the future.", code="bad_argument")
-    with ws.engine.begin() as conn:
+    with call.transaction() as conn:
         row = conn.execute(select(recalls).where(recalls.c.id == recall_id)).first()
         if row is None:
-            raise InputError(f"No recall '{recall_id}'.", code="unknown_recall")
+            raise NotFound(f"No recall '{recall_id}'.", code="unknown_recall")
         if row.certified_by is not None:
             raise ConflictError(
                 f"Recall {recall_id} was already certified on {row.certified_on}.",
                 code="already_certified",
             )
-        if certified_on < row.at.date():
+        if (
+            certified_on
+            < (row.at.replace(tzinfo=dt.UTC) if row.at.tzinfo is None else row.at).date()
+        ):
             raise InputError("The certification predates the recall notice.", code="bad_argument")
         done = conn.execute(
             update(recalls)

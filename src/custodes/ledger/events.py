@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from custodes.errors import InputError
+
 COMMITMENT_PREFIX = b"custodes/event/v1\n"
 
 # Keys that would carry a taxpayer's identity. An event naming one is refused outright.
@@ -38,8 +40,10 @@ PERSONAL_KEYS = frozenset(
 )
 
 
-class PersonalDataInEvent(ValueError):
-    """An event body would put personal data into the ledger."""
+class PersonalDataInEvent(InputError):
+    """An event body would put personal data into the ledger: refused, nothing is written."""
+
+    code = "personal_data"
 
 
 # Candidates only; a hit counts when it is not part of a longer word (a hash, an id).
@@ -47,7 +51,7 @@ _TIN_CANDIDATE = re.compile(r"\d{3}-?\d{2}-?\d{4}")
 
 
 @functools.lru_cache(maxsize=65536)
-def _has_tin(text: str) -> bool:
+def has_tin(text: str) -> bool:
     """Cached: in a batch most values repeat (provision, field names, rule-set hashes)."""
     for m in _TIN_CANDIDATE.finditer(text):
         a, b = m.span()
@@ -59,15 +63,25 @@ def _has_tin(text: str) -> bool:
 def _check(value: Any, key: str = "") -> None:
     """Refuse personal keys anywhere in the event's fields, and TIN-shaped values."""
     if isinstance(value, str):
-        if _has_tin(value):
-            raise PersonalDataInEvent(f"event field '{key}' holds a TIN-shaped number")
+        if has_tin(value):
+            raise PersonalDataInEvent(
+                f"A value for '{key}' is shaped like a TIN; custodes never writes one to the "
+                "ledger (use an opaque id).",
+                code="personal_data",
+            )
     elif isinstance(value, int) and not isinstance(value, bool):
         if 100_000_000 <= value <= 999_999_999:
-            raise PersonalDataInEvent(f"event field '{key}' holds a TIN-shaped number")
+            raise PersonalDataInEvent(
+                f"A value for '{key}' is shaped like a TIN; custodes never writes one to the "
+                "ledger (use an opaque id).",
+                code="personal_data",
+            )
     elif isinstance(value, dict):
         for k, v in value.items():
             if k.lower() in PERSONAL_KEYS:
-                raise PersonalDataInEvent(f"event field '{k}' would carry personal data")
+                raise PersonalDataInEvent(
+                    f"Event field '{k}' would carry personal data.", code="personal_data"
+                )
             _check(v, k)
     elif isinstance(value, list | tuple):
         for v in value:

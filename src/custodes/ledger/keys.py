@@ -14,12 +14,18 @@ from pathlib import Path
 
 from sqlalchemy import insert, select
 
-from custodes.errors import ConflictError, WorkspaceError
+from custodes.errors import ConflictError, InputError, IntegrityError
 from custodes.ledger.note import NoteError, Signer
 from custodes.store.tables import meta
 from custodes.workspace import Workspace
 
 ORIGIN_KEY = "ledger_origin"
+
+
+class NoLedgerKey(ConflictError):
+    """The workspace has no ledger key (so nothing can be signed here)."""
+
+    code = "no_ledger_key"
 
 
 def key_path(ws: Workspace) -> Path:
@@ -46,9 +52,9 @@ def keygen(ws: Workspace, origin_name: str | None = None) -> Signer:
     try:
         signer = Signer.generate(name)
     except NoteError as exc:
-        raise WorkspaceError(f"Not a usable origin: {exc}.", code="bad_origin") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        raise InputError(f"Not a usable origin: {exc}.", code="bad_origin") from None
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(signer.encode() + "\n")
     if not current:
@@ -60,11 +66,12 @@ def keygen(ws: Workspace, origin_name: str | None = None) -> Signer:
 def load_signer(ws: Workspace) -> Signer:
     path = key_path(ws)
     if not path.exists():
-        raise WorkspaceError(
-            f"No ledger key at {path}; create one with 'custodes ledger keygen'.",
+        raise NoLedgerKey(
+            f"No ledger key at {path}; create one with 'custodes ledger keygen' (or 'custodes "
+            "init', which creates it).",
             code="no_ledger_key",
         )
     try:
         return Signer.decode(path.read_text())
     except NoteError as exc:
-        raise WorkspaceError(f"{path}: {exc}.", code="bad_ledger_key") from None
+        raise IntegrityError(f"{path}: {exc}.", code="bad_ledger_key") from None

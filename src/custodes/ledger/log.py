@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from custodes.errors import ConflictError, CustodesError
+from custodes.errors import ConflictError, fail
 from custodes.ledger.events import Event, commitment, new_salts
 from custodes.ledger.note import Checkpoint, Note, Signer, Verifier
 from custodes.ledger.tree import (
@@ -42,16 +41,8 @@ from custodes.store.tables import (
 # most 2^NODE_LEVEL leaves. Level 4 keeps the node table at 1/8 row per leaf.
 NODE_LEVEL = 4
 
-# A check the face sets for the duration of an action (e.g. "the actor's session is still
-# alive"); every append runs it inside the business transaction, so an action cannot commit
-# once its actor was suspended, even if it started before. The ledger knows nothing of what
-# the check is.
-append_guard: ContextVar[Callable[[Connection], None] | None] = ContextVar(
-    "append_guard", default=None
-)
 
-
-class LedgerError(CustodesError):
+class LedgerError(ConflictError):
     code = "ledger"
 
 
@@ -78,9 +69,6 @@ def state(conn: Connection, *, for_update: bool = False) -> TreeState:
 
 def append(conn: Connection, events: Sequence[Event]) -> list[int]:
     """Append events as leaves in the caller's transaction; returns their indexes."""
-    guard = append_guard.get()
-    if guard is not None:
-        guard(conn)
     if not events:
         return []
     st = state(conn, for_update=True)
@@ -142,18 +130,15 @@ def _fetch(conn: Connection, keys: set[tuple[int, int]]) -> Perfect:
     for lv, ix in low:
         lo, n = ix << lv, 1 << lv
         if any(i not in leaves for i in range(lo, lo + n)):
-            raise LedgerError(
-                f"the store lacks events in {lo}..{lo + n - 1}", code="ledger_corrupt"
-            )
+            raise fail("ledger_corrupt", f"the store lacks events in {lo}..{lo + n - 1}")
         found[(lv, ix)] = range_hash(memory_perfect([leaves[i] for i in range(lo, lo + n)]), 0, n)
 
     def perfect(level: int, index: int) -> bytes:
         try:
             return found[(level, index)]
         except KeyError:
-            raise LedgerError(
-                f"the store lacks the tree node at level {level}, index {index}",
-                code="ledger_corrupt",
+            raise fail(
+                "ledger_corrupt", f"the store lacks the tree node at level {level}, index {index}"
             ) from None
 
     return perfect
@@ -171,7 +156,7 @@ def _from_store(conn: Connection, build: Callable[[Perfect], list[bytes]]) -> li
         build(record)
         return build(_fetch(conn, keys))
     except ProofError as exc:
-        raise LedgerError(str(exc), code="bad_index") from None
+        raise fail("bad_index", str(exc)) from None
 
 
 def inclusion(conn: Connection, index: int, size: int | None = None) -> list[bytes]:
@@ -215,21 +200,19 @@ def sign_checkpoint(conn: Connection, signer: Signer, origin: str) -> tuple[Chec
     if last is not None:
         old, note = last
         if old.origin != origin:
-            raise LedgerError(
-                f"the ledger's origin is {old.origin}, not {origin}", code="origin_mismatch"
-            )
+            raise fail("origin_mismatch", f"the ledger's origin is {old.origin}, not {origin}")
         if old.size == st.size:
             if old.root != st.root:
-                raise LedgerError(
+                raise fail(
+                    "ledger_corrupt",
                     "the tree no longer matches its last checkpoint: the "
                     "store was altered (run 'custodes ledger verify')",
-                    code="ledger_corrupt",
                 )
             return old, note
         if old.size > st.size:
-            raise LedgerError(
+            raise fail(
+                "ledger_corrupt",
                 "the tree is smaller than its last checkpoint: events were removed",
-                code="ledger_corrupt",
             )
         try:
             if old.size:
@@ -237,9 +220,9 @@ def sign_checkpoint(conn: Connection, signer: Signer, origin: str) -> tuple[Chec
                     old.size, st.size, old.root, st.root, consistency(conn, old.size, st.size)
                 )
         except ProofError:
-            raise LedgerError(
+            raise fail(
+                "ledger_corrupt",
                 "the tree is not an extension of the last checkpoint: the store was altered",
-                code="ledger_corrupt",
             ) from None
     text = cp.body()
     note = Note.parse(text + "\n" + signer.sign(text.encode()))
@@ -270,12 +253,12 @@ def add_cosignature(conn: Connection, size: int, witness: Verifier, line: str) -
         select(ledger_checkpoints.c.note).where(ledger_checkpoints.c.size == size)
     ).scalar()
     if row is None:
-        raise LedgerError(f"no checkpoint of size {size}", code="bad_size")
+        raise fail("bad_size", f"no checkpoint of size {size}")
     note = Note.parse(row)
     cosigned = Note(note.text)
     cosigned.add(line)
     if witness.name not in cosigned.verified_by([witness]):
-        raise LedgerError(f"the cosignature is not by {witness.name}", code="bad_cosignature")
+        raise fail("bad_cosignature", f"the cosignature is not by {witness.name}")
     conn.execute(
         insert(ledger_cosignatures).values(
             size=size, witness=witness.name, line=line, at=dt.datetime.now(dt.UTC)

@@ -3,41 +3,82 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import os
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from sqlalchemy import select
 
-from custodes.errors import InputError, WorkspaceError
+from custodes.errors import InputError, fail
 from custodes.ledger import log, tiles
 from custodes.ledger.events import Event, commitment
-from custodes.ledger.keys import load_signer, origin
-from custodes.ledger.log import LedgerError
+from custodes.ledger.keys import NoLedgerKey, load_signer, origin
 from custodes.ledger.note import Checkpoint, Note, NoteError, Verifier, b64
 from custodes.ledger.tree import leaf_hash, memory_perfect
 from custodes.ledger.verify import Rebuilder, Report, format_receipt
+from custodes.store.files import out_folder
 from custodes.store.tables import (
     ledger_checkpoints,
     ledger_cosignatures,
     ledger_events,
     ledger_nodes,
 )
-from custodes.workspace import Workspace
+from custodes.workspace import Call, Workspace
 
 
-def record(ws: Workspace, events: list[Event]) -> list[int]:
-    """Record events in their own transaction (business code calls log.append in its own)."""
-    with ws.engine.begin() as conn:
-        return log.append(conn, events)
-
-
-def checkpoint(ws: Workspace) -> tuple[Checkpoint, Note]:
+def checkpoint(call: Call) -> tuple[Checkpoint, Note]:
+    """Sign the current tree (only if it extends the last checkpoint) and keep a copy outside
+    the store (``keys/checkpoints``, append-only), so that rewriting the store and re-signing
+    cannot hide what was signed before (`audit_store` checks the store extends that copy)."""
+    ws = call.ws
     signer = load_signer(ws)
     name = origin(ws) or signer.name
-    with ws.engine.begin() as conn:
-        return log.sign_checkpoint(conn, signer, name)
+    with call.transaction() as conn:
+        cp, note = log.sign_checkpoint(conn, signer, name)
+    remember(ws, cp, note)
+    return cp, note
+
+
+def external_log(ws: Workspace) -> Path:
+    return ws.keys / "checkpoints"
+
+
+def remember(ws: Workspace, cp: Checkpoint, note: Note) -> None:
+    """Append a signed checkpoint to the external copy (once per size)."""
+    last = last_remembered(ws)
+    if last is not None and last[0].size >= cp.size:
+        return
+    path = external_log(ws)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "a") as fh:
+        fh.write(
+            json.dumps({"size": cp.size, "note": Note(note.text, note.signatures[:1]).render()})
+            + "\n"
+        )
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def last_remembered(ws: Workspace) -> tuple[Checkpoint, str] | None:
+    """The latest checkpoint in the external copy (largest size), with its signed note."""
+    path = external_log(ws)
+    if not path.exists() or path.is_symlink():
+        return None
+    best = None
+    for line in path.read_text().splitlines():
+        try:
+            doc = json.loads(line)
+            note = Note.parse(doc["note"])
+            cp = Checkpoint.parse_body(note.text)
+        except (ValueError, KeyError, NoteError):
+            continue
+        if best is None or cp.size > best[0].size:
+            best = (cp, doc["note"])
+    return best
 
 
 def verifier(ws: Workspace) -> Verifier:
@@ -57,19 +98,22 @@ def status(ws: Workspace) -> dict[str, object]:
     }
 
 
-def export(ws: Workspace, folder: Path, *, bodies: bool = False) -> dict[str, object]:
+def export(call: Call, folder: Path, *, bodies: bool = False) -> dict[str, object]:
     """Write a tlog-tiles directory for the latest checkpoint (signing one if the key is here
-    and the tree grew). With `bodies`, also the event bodies and salts, for auditors only."""
+    and the tree grew). With `bodies`, also the event bodies and salts, for auditors only;
+    writing them is itself a ledger event (who, how many, the file's hash)."""
+    ws = call.ws
+    out_folder(folder)
     try:
-        cp, note = checkpoint(ws)
-    except WorkspaceError:  # no key here: export the latest checkpoint the log already signed
+        cp, note = checkpoint(call)
+    except NoLedgerKey:  # no key here: export the latest checkpoint the log already signed
         with ws.engine.connect() as conn:
             last = log.latest_checkpoint(conn)
         if last is None:
-            raise LedgerError(
-                "The ledger has no signed checkpoint to export; run 'custodes "
-                "ledger checkpoint' where the key is.",
-                code="no_checkpoint",
+            raise fail(
+                "no_checkpoint",
+                "The ledger has no signed checkpoint to export; run 'custodes ledger "
+                "checkpoint' where the key is.",
             ) from None
         cp, note = last
     with ws.engine.connect() as conn:
@@ -85,29 +129,45 @@ def export(ws: Workspace, folder: Path, *, bodies: bool = False) -> dict[str, ob
             .order_by(ledger_events.c.idx)
         ).all()
     if len(rows) != cp.size or any(r.idx != i for i, r in enumerate(rows)):
-        raise LedgerError(
+        raise fail(
+            "ledger_corrupt",
             "The store's events do not match the checkpoint; run 'custodes ledger verify' first.",
-            code="ledger_corrupt",
         )
     leaves = [leaf_hash(r.commitment) for r in rows]
-    folder.mkdir(parents=True, exist_ok=True)
     files = tiles.write_tiles(
         folder, cp.size, memory_perfect(leaves), iter(r.commitment for r in rows)
     )
     tiles.write_file(folder, "checkpoint", note.render().encode())
-    if bodies:
-        lines = (
-            json.dumps({"idx": r.idx, "salt": b64(r.salt), "body": r.body}, ensure_ascii=False)
-            for r in rows
-        )
-        tiles.write_file(folder, "bodies.jsonl", ("\n".join(lines) + "\n").encode())
-    return {
+    info: dict[str, object] = {
         "folder": str(folder),
         "size": cp.size,
         "root": b64(cp.root),
         "files": files + 1,
         "bodies": bodies,
     }
+    if bodies:
+        data = (
+            "\n".join(
+                json.dumps({"idx": r.idx, "salt": b64(r.salt), "body": r.body}, ensure_ascii=False)
+                for r in rows
+            )
+            + "\n"
+        ).encode()
+        tiles.write_file(folder, "bodies.jsonl", data)
+        digest = hashlib.sha256(data).hexdigest()
+        with call.transaction() as conn:
+            log.append(
+                conn,
+                [
+                    Event(
+                        "file.written",
+                        actor=call.actor,
+                        data={"what": "ledger_bodies", "rows": len(rows), "sha256": digest},
+                    )
+                ],
+            )
+        info["bodies_sha256"] = digest
+    return info
 
 
 def audit_store(ws: Workspace, key: Verifier | None = None) -> Report:
@@ -117,13 +177,17 @@ def audit_store(ws: Workspace, key: Verifier | None = None) -> Report:
     if key is None:
         try:
             key = verifier(ws)
-        except WorkspaceError:
+        except NoLedgerKey:
             key = None
     with ws.engine.connect() as conn:
         st = log.state(conn)
         cps = conn.execute(select(ledger_checkpoints).order_by(ledger_checkpoints.c.size)).all()
         stored_nodes = {(r.level, r.idx): r.hash for r in conn.execute(select(ledger_nodes))}
-        rb = Rebuilder(range(log.NODE_LEVEL, 64), [c.size for c in cps])
+        outside = last_remembered(ws)
+        rb = Rebuilder(
+            range(log.NODE_LEVEL, 64),
+            [c.size for c in cps] + ([outside[0].size] if outside else []),
+        )
         expected = 0
         first_bad_node: str | None = None
         seen_nodes = 0
@@ -185,22 +249,49 @@ def audit_store(ws: Workspace, key: Verifier | None = None) -> Report:
                 f"checkpoint {c.size}: the events no longer hash to the root signed "
                 "then: the log was rewritten"
             )
+    if outside is not None:
+        ext, ext_note = outside
+        if key is not None and key.name not in Note.parse(ext_note).verified_by([key]):
+            rep.fail(
+                f"the checkpoint kept outside the store (size {ext.size}) is not signed by {key.name}"
+            )
+        if ext.size > rb.cr.size:
+            rep.fail(
+                f"the store holds {rb.cr.size} events but a checkpoint of size {ext.size} was "
+                f"signed and kept outside it ({external_log(ws)}): events were removed"
+            )
+        elif rb.roots.get(ext.size) != ext.root:
+            rep.fail(
+                f"the store's log does not extend the checkpoint of size {ext.size} kept "
+                f"outside it ({external_log(ws)}): the log was rewritten"
+            )
+        if ext.size not in {c.size for c in cps}:
+            rep.fail(
+                f"checkpoint {ext.size} was signed (a copy is kept outside the store) but its "
+                "row is missing from the store: it was deleted"
+            )
     if rep.ok:
         rep.checked += [
             f"{rb.cr.size} events: every body matches its commitment",
             f"{seen_nodes} stored tree nodes match the events",
             f"{len(cps)} signed checkpoints match the events"
             + ("" if key else " (signatures not checked: no key)"),
+            (
+                f"the log extends the checkpoint of size {outside[0].size} kept outside the store"
+                if outside
+                else "no checkpoint is kept outside the store yet (none signed)"
+            ),
         ]
     return rep
 
 
-def prove(ws: Workspace, index: int) -> tuple[str, dict[str, str]]:
+def prove(call: Call, index: int) -> tuple[str, dict[str, str]]:
     """A receipt (c2sp.org/tlog-proof@v1) for event `index`, and its body for the holder."""
-    cp, note = checkpoint(ws)
+    ws = call.ws
+    cp, note = checkpoint(call)
     with ws.engine.connect() as conn:
         if index >= cp.size or index < 0:
-            raise LedgerError(f"no event {index} in a ledger of size {cp.size}", code="bad_index")
+            raise fail("bad_index", f"no event {index} in a ledger of size {cp.size}")
         path = log.inclusion(conn, index, cp.size)
         row = conn.execute(
             select(ledger_events.c.commitment, ledger_events.c.salt, ledger_events.c.body).where(
@@ -212,9 +303,10 @@ def prove(ws: Workspace, index: int) -> tuple[str, dict[str, str]]:
     return receipt, {"idx": str(index), "salt": b64(row.salt), "body": row.body}
 
 
-def cosign(ws: Workspace, url: str, witness: Verifier, timeout: float = 10.0) -> dict[str, object]:
+def cosign(call: Call, url: str, witness: Verifier, timeout: float = 10.0) -> dict[str, object]:
     """Ask a witness (C2SP tlog-witness add-checkpoint) to cosign the latest checkpoint."""
-    cp, note = checkpoint(ws)
+    ws = call.ws
+    cp, note = checkpoint(call)
     with ws.engine.connect() as conn:
         old = (
             conn.execute(
@@ -253,7 +345,7 @@ def cosign(ws: Workspace, url: str, witness: Verifier, timeout: float = 10.0) ->
             raise InputError(
                 f"The witness at {url} cannot be reached: {exc}", code="witness_unreachable"
             ) from None
-        with ws.engine.begin() as conn:
+        with call.transaction() as conn:
             for line in lines.splitlines(keepends=True):
                 if line.strip():
                     log.add_cosignature(

@@ -19,6 +19,7 @@ import duckdb
 
 from custodes.errors import InputError
 from custodes.records.files import read_text_table
+from custodes.store.sql import parquet
 
 GRID_P = (0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 0.9999)
 GRID_MARGIN = (0.0, 1.0, 3.0, 5.0)
@@ -30,7 +31,7 @@ def _load(con: duckdb.DuckDBPyConnection, linked: Path, truth: Path) -> None:
     con.register("truth_raw", table)
     has_defect = "defect" in table.column_names
     defect = "t.defect" if has_defect else "NULL"
-    con.execute(f"CREATE OR REPLACE TEMP VIEW l AS SELECT * FROM read_parquet('{linked}')")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW l AS SELECT * FROM {parquet(linked)}")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE ev AS
         SELECT l.*, nullif(trim(t.record_id), '') AS true_record_id,

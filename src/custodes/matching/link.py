@@ -45,6 +45,8 @@ from custodes.matching.model import (
 )
 from custodes.matching.model import log_level as mdl_log_level
 from custodes.records import master
+from custodes.store.sql import literal, parquet
+from custodes.store.sql import path as sqlpath
 
 Progress = Callable[[str, int, int], None]
 
@@ -104,18 +106,18 @@ def master_table(con: duckdb.DuckDBPyConnection, mf: master.MasterFile, cache: P
         f"""COPY (
           WITH last AS (
             SELECT record_id, arg_max(struct_pack(street, unit, city, state, zip), tax_year) AS a
-            FROM read_parquet('{addresses}') GROUP BY record_id),
+            FROM {parquet(addresses)} GROUP BY record_id),
           src AS (
             SELECT p.record_id AS uid, p.first_name, p.middle_name, p.last_name, p.suffix,
                    p.dob, p.tin, l.a.street AS street, l.a.unit AS unit, l.a.city AS city,
                    l.a.state AS state, l.a.zip AS zip
-            FROM read_parquet('{people}') p LEFT JOIN last l USING (record_id)),
+            FROM {parquet(people)} p LEFT JOIN last l USING (record_id)),
           s AS (SELECT uid, {_std_select()} FROM src)
           SELECT {STD_COLUMNS},
                  concat_ws('|', std_zip5, std_house, std_street_name, std_unit_id, std_po_box)
                    AS hh_key
           FROM s ORDER BY uid
-        ) TO '{tmp}' (FORMAT parquet)"""
+        ) TO {sqlpath(tmp)} (FORMAT parquet)"""
     )
     os.replace(tmp, path)
     return path
@@ -151,7 +153,7 @@ def request_table(con: duckdb.DuckDBPyConnection, items: Path, out: Path) -> Pat
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE raw_items AS
             SELECT item_id, first_name, middle_name, last_name, suffix, dob, tin, street, unit,
-                   city, state, zip FROM read_parquet('{items}')"""
+                   city, state, zip FROM {parquet(items)}"""
     )
     _one_line_fixups(con)
     tmp = out.with_suffix(".tmp")
@@ -159,7 +161,7 @@ def request_table(con: duckdb.DuckDBPyConnection, items: Path, out: Path) -> Pat
         f"""COPY (
           WITH s AS (SELECT item_id AS uid, {_std_select()} FROM raw_items)
           SELECT {STD_COLUMNS}, NULL::VARCHAR AS hh_key FROM s ORDER BY uid
-        ) TO '{tmp}' (FORMAT parquet)"""
+        ) TO {sqlpath(tmp)} (FORMAT parquet)"""
     )
     os.replace(tmp, out)
     return out
@@ -190,7 +192,7 @@ class DuckDBBackend:
     def register(self, path: Path, name: str) -> Any:
         cols = ", ".join(MODEL_COLUMNS)
         self.con.execute(
-            f"CREATE OR REPLACE TABLE {name}_input AS SELECT {cols} FROM read_parquet('{path}')"
+            f"CREATE OR REPLACE TABLE {name}_input AS SELECT {cols} FROM {parquet(path)}"
         )
         return self.db_api.register(f"{name}_input", dataset_display_name=name)
 
@@ -315,8 +317,8 @@ def decide(
     con.register("pairs", pairs)
     con.register("nick", nickname_table())
     floor_w = math.log2(t.floor_probability / (1 - t.floor_probability))
-    con.execute(f"CREATE OR REPLACE TEMP VIEW m AS SELECT * FROM read_parquet('{master_path}')")
-    con.execute(f"CREATE OR REPLACE TEMP VIEW r AS SELECT * FROM read_parquet('{request_path}')")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW m AS SELECT * FROM {parquet(master_path)}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW r AS SELECT * FROM {parquet(request_path)}")
     con.execute(
         """CREATE OR REPLACE TEMP TABLE ranked AS
            SELECT * FROM (
@@ -486,7 +488,7 @@ def _address_on_record(
         f"""CREATE OR REPLACE TEMP TABLE cand_addr AS
         WITH x AS (
           SELECT record_id, street, unit, city, state, zip, list(tax_year) AS years
-          FROM read_parquet('{addresses}')
+          FROM {parquet(addresses)}
           WHERE record_id IN (SELECT record_id FROM evidence WHERE record_id IS NOT NULL)
           GROUP BY ALL),
         s AS (SELECT record_id, years, {std_select} FROM x)
@@ -504,7 +506,7 @@ def _address_on_record(
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE addr_check AS
         WITH p AS (SELECT item_id, coalesce(nullif({own}, []), {years}) AS years
-                   FROM read_parquet('{items_path}'))
+                   FROM {parquet(items_path)})
         SELECT a.uid AS item_id,
           bool_or({std.ADDRESS_MATCH_SQL}) AS any_year,
           bool_or({std.ADDRESS_MATCH_SQL} AND len(list_intersect(p.years, b.years)) > 0)
@@ -512,7 +514,7 @@ def _address_on_record(
         FROM (SELECT uid, city AS std_city, state AS std_state, zip5 AS std_zip5,
                      house AS std_house, street AS std_street_name, unit AS std_unit_id,
                      po_box AS std_po_box
-              FROM read_parquet('{request_path}')) a
+              FROM {parquet(request_path)}) a
         JOIN cand_addr b ON b.item_id = a.uid
         LEFT JOIN p ON p.item_id = a.uid
         GROUP BY a.uid"""
@@ -522,8 +524,8 @@ def _address_on_record(
 def write_linked(con: duckdb.DuckDBPyConnection, model_sha: str, out: Path) -> dict[str, int]:
     tmp = out.with_suffix(".tmp")
     con.execute(
-        f"""COPY (SELECT *, '{model_sha}' AS model_sha256 FROM linked ORDER BY item_id)
-            TO '{tmp}' (FORMAT parquet)"""
+        f"""COPY (SELECT *, {literal(model_sha)} AS model_sha256 FROM linked ORDER BY item_id)
+            TO {sqlpath(tmp)} (FORMAT parquet)"""
     )
     os.replace(tmp, out)
     counts = dict(con.execute("SELECT status, count(*) FROM linked GROUP BY 1").fetchall())

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from custodes.errors import InputError, WorkspaceError
+from custodes.errors import InputError, fail
 from custodes.workspace import Workspace
 
 # Columns both sides give to Splink (identical on both sides, as link_only requires).
@@ -129,7 +129,7 @@ class Model:
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> Model:
         if doc.get("format") != "custodes-model/1":
-            raise WorkspaceError("Not a custodes model file.", code="bad_model")
+            raise fail("bad_model", "Not a custodes model file.")
         return cls(
             splink=doc["splink"],
             thresholds=Thresholds(**doc["thresholds"]).validate(),
@@ -310,21 +310,20 @@ def load(ws: Workspace, sha: str | None = None) -> Model:
     if sha is None:
         pointer = folder / "CURRENT"
         if not pointer.exists():
-            raise WorkspaceError(
+            raise fail(
+                "no_model",
                 "No linkage model is trained yet: run 'custodes match train' (it learns from "
                 "the master file and a received request).",
-                code="no_model",
             )
         sha = pointer.read_text().strip()
     path = folder / f"{sha}.json"
     if not path.exists():
-        raise WorkspaceError(f"No model {sha[:12]} in the workspace.", code="no_model")
+        raise fail("no_model", f"No model {sha[:12]} in the workspace.")
     data = path.read_bytes()
     model = Model.from_document(json.loads(data))
     if model.sha256 != sha:
-        raise WorkspaceError(
-            f"Model file {path.name} does not match its hash: it was changed.",
-            code="model_tampered",
+        raise fail(
+            "model_tampered", f"Model file {path.name} does not match its hash: it was changed."
         )
     return model
 

@@ -1,46 +1,25 @@
-"""Matching services the faces and the pipeline call: train, link, evaluate."""
+"""Matching on a workspace: train the model, link a request's items.
+
+The room knows requests only as files: the caller (decisions, or a service) hands it the
+request's standardized-items source, its working folder and its taxable periods.
+"""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
-from custodes.errors import InputError
+from custodes.errors import fail
 from custodes.ledger import log
 from custodes.ledger.events import Event
 from custodes.matching import link as lk
 from custodes.matching import model as mdl
 from custodes.records import master
-from custodes.requests.format import ENVELOPE_FILE
-from custodes.store.tables import requests
-from custodes.workspace import Workspace
+from custodes.store.sql import parquet
+from custodes.workspace import Call, Workspace
 
-
-def request_folder(ws: Workspace, request_id: str) -> Path:
-    """The received request's folder (envelope and items.parquet); refuse an unknown id."""
-    with ws.engine.connect() as conn:
-        known = conn.execute(select(requests.c.id).where(requests.c.id == request_id)).first()
-    if known is None:
-        raise InputError(f"No request '{request_id}'.", code="unknown_request")
-    return ws.home / "requests" / request_id
-
-
-def latest_request(ws: Workspace) -> str:
-    with ws.engine.connect() as conn:
-        rid = conn.execute(
-            select(requests.c.id).order_by(requests.c.submitted_at.desc()).limit(1)
-        ).scalar()
-    if rid is None:
-        raise InputError(
-            "No request has been received yet: the model learns how requests differ from the "
-            "master file, so submit one first (custodes submit).",
-            code="no_request",
-        )
-    return rid
+LINKED = "linked.parquet"
 
 
 def _cache(ws: Workspace, mf: master.MasterFile) -> tuple[Path, str]:
@@ -48,29 +27,29 @@ def _cache(ws: Workspace, mf: master.MasterFile) -> tuple[Path, str]:
     return ws.bulk / "match" / sha[:16], sha
 
 
-def _work(folder: Path) -> Path:
+def work_dir(folder: Path) -> Path:
+    """A request's matching folder (standardized items, linked results, evaluations)."""
     work = folder / "match"
-    work.mkdir(exist_ok=True)
+    work.mkdir(mode=0o700, exist_ok=True)
     return work
 
 
 def train(
-    ws: Workspace,
-    request_id: str | None = None,
+    call: Call,
+    request_id: str,
+    folder: Path,
     *,
     backend: str = "duckdb",
     thresholds: mdl.Thresholds | None = None,
     seed: int = 1,
-    actor: str | None = None,
     progress: lk.Progress | None = None,
 ) -> dict[str, Any]:
-    """Train the model on the master file and a received request; make it current."""
+    """Train the model on the master file and a received request's items; make it current."""
     from splink import Linker
 
+    ws = call.ws
     mf = master.current(ws)
     mf.path("people")  # refuses clearly when there is no master file
-    request_id = request_id or latest_request(ws)
-    folder = request_folder(ws, request_id)
     t0 = time.perf_counter()
     be = lk.make_backend(backend)
     try:
@@ -78,9 +57,11 @@ def train(
         con = master.connect()
         try:
             m_path = lk.master_table(con, mf, cache)
-            r_path = lk.request_table(con, folder / "items.parquet", _work(folder) / "std.parquet")
+            r_path = lk.request_table(
+                con, folder / "items.parquet", work_dir(folder) / "std.parquet"
+            )
             n_m, n_r = (
-                con.execute(f"SELECT count(*) FROM read_parquet('{p}')").fetchall()[0][0]
+                con.execute(f"SELECT count(*) FROM {parquet(p)}").fetchall()[0][0]
                 for p in (m_path, r_path)
             )
         finally:
@@ -108,13 +89,13 @@ def train(
         training=info | {"backend": backend, "master_rows": n_m, "request_rows": n_r},
     )
     sha = mdl.save(ws, model)
-    with ws.engine.begin() as conn:
+    with call.transaction() as conn:
         log.append(
             conn,
             [
                 Event(
                     "model.trained",
-                    actor=actor,
+                    actor=call.actor,
                     request_id=request_id,
                     data={"model_sha256": sha, "master_sha256": master_sha},
                 )
@@ -132,34 +113,33 @@ def train(
 
 def link(
     ws: Workspace,
-    request_id: str,
+    folder: Path,
+    periods: list[int],
     *,
     backend: str = "duckdb",
     overrides: dict[str, float | None] | None = None,
     progress: lk.Progress | None = None,
     out: Path | None = None,
 ) -> lk.LinkResult:
-    """Link every item of a request; write ``requests/<id>/match/linked.parquet``."""
+    """Link every item of a received request (its folder, its taxable periods); write
+    ``match/linked.parquet`` in the folder."""
     model = mdl.load(ws)
     t = model.thresholds.replace(**(overrides or {}))
     mf = master.current(ws)
-    folder = request_folder(ws, request_id)
-    envelope = json.loads((folder / ENVELOPE_FILE).read_text(encoding="utf-8"))
     cache, _ = _cache(ws, mf)
-    work = _work(folder)
+    work = work_dir(folder)
     items_path = folder / "items.parquet"
     con = master.connect()
     be = lk.make_backend(backend)
     try:
         m_path = lk.master_table(con, mf, cache)
         r_path = lk.request_table(con, items_path, work / "std.parquet")
-        n_items = con.execute(f"SELECT count(*) FROM read_parquet('{r_path}')").fetchall()[0][0]
+        n_items = con.execute(f"SELECT count(*) FROM {parquet(r_path)}").fetchall()[0][0]
         if progress:
             progress("prepare", 1, 1)
         pairs, chunks = lk.score(be, model, m_path, r_path, n_items, t.floor_probability, progress)
-        periods = list(envelope.get("taxable_periods") or [])
-        lk.decide(con, pairs, m_path, r_path, t, mf, items_path, periods)
-        path = out or work / "linked.parquet"
+        lk.decide(con, pairs, m_path, r_path, t, mf, items_path, list(periods))
+        path = out or work / LINKED
         counts = lk.write_linked(con, model.sha256, path)
         if progress:
             progress("decide", 1, 1)
@@ -178,12 +158,13 @@ def link(
     )
 
 
-def linked_path(ws: Workspace, request_id: str) -> Path:
-    path = request_folder(ws, request_id) / "match" / "linked.parquet"
+def linked_path(folder: Path) -> Path:
+    """A linked request's match results; refuse clearly when it was not linked yet."""
+    path = folder / "match" / LINKED
     if not path.exists():
-        raise InputError(
-            f"Request {request_id} has not been linked yet: run 'custodes match link "
-            f"{request_id}'.",
-            code="not_linked",
+        raise fail(
+            "not_linked",
+            f"Request {folder.name} has not been linked yet: run 'custodes match link "
+            f"{folder.name}'.",
         )
     return path

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from custodes.store.sql import literal
+
 # USPS Publication 28, Appendix C1: the common street suffixes and their standard abbreviation.
 STREET_SUFFIXES: Mapping[str, str] = {
     "ALLEY": "ALY",
@@ -108,7 +110,7 @@ PARTICLES = (
 
 
 def _map_literal(m: Mapping[str, str]) -> str:
-    return "MAP {" + ", ".join(f"'{k}': '{v}'" for k, v in m.items()) + "}"
+    return "MAP {" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in m.items()) + "}"
 
 
 def clean_text(col: str) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -44,7 +46,8 @@ def file_kind(path: Path) -> str:
 
 
 def _first_bad_csv_line(path: Path, ncols: int) -> tuple[int, str] | None:
-    """Locate the first line that is not UTF-8 or has the wrong number of fields."""
+    """Locate the first line that is not UTF-8, or the line where the first record with the
+    wrong number of fields (or an unclosed quote) begins."""
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             try:
@@ -52,24 +55,32 @@ def _first_bad_csv_line(path: Path, ncols: int) -> tuple[int, str] | None:
             except UnicodeDecodeError:
                 return lineno, "is not valid UTF-8 text (save the file as UTF-8)"
     with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        for fields in reader:
-            if len(fields) != ncols and fields:
-                return reader.line_num, f"has {len(fields)} fields, the header has {ncols}"
-    return None
+        reader = csv.reader(fh, strict=True)
+        while True:
+            start = reader.line_num + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return None
+            except csv.Error:
+                return start, "opens a quoted field that is never closed"
+            if fields and len(fields) != ncols:
+                if reader.line_num > start:
+                    return start, "opens a quoted field that runs over several lines"
+                return start, f"has {len(fields)} fields, the header has {ncols}"
 
 
 def _csv_header(path: Path) -> list[str]:
+    """The header record (a quoted name may span lines; it is still one record)."""
     with open(path, "rb") as fh:
-        first = fh.readline()
-    try:
-        text = first.decode("utf-8-sig")
-    except UnicodeDecodeError:
+        head = fh.read(1 << 20)
+    text = head.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="surrogateescape")
+    names = next(csv.reader(io.StringIO(text, newline="")), [])
+    if any(any("\udc80" <= ch <= "\udcff" for ch in n) for n in names):
         raise InputError(
             f"{path.name}:1: the header is not valid UTF-8 text (save the file as UTF-8).",
             code="bad_encoding",
-        ) from None
-    names = next(csv.reader([text]), [])
+        )
     return [n.strip() for n in names]
 
 
@@ -79,6 +90,7 @@ def read_text_table(
     optional: tuple[str, ...] = (),
     *,
     allow_extra: bool = False,
+    extra_names: re.Pattern[str] | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> pa.Table:
     """Read a CSV or Parquet file into an Arrow table of text columns plus a 1-based `_row`.
@@ -103,7 +115,7 @@ def read_text_table(
                 f"{path.name}: the file is empty (a header line is required).", code="empty_file"
             )
         header = _csv_header(path)
-        _check_columns(path, header, required, optional, allow_extra)
+        _check_columns(path, header, required, optional, allow_extra, extra_names)
         try:
             table = pacsv.read_csv(
                 path,
@@ -122,6 +134,7 @@ def read_text_table(
             code = "bad_encoding" if "UTF-8" in what else "bad_csv"
             raise InputError(f"{path.name}:{line}: the line {what}.", code=code) from None
         table = table.rename_columns([n.strip() for n in table.column_names])
+        _check_columns(path, table.column_names, required, optional, allow_extra, extra_names)
     else:
         try:
             table = pq.read_table(path)
@@ -129,7 +142,7 @@ def read_text_table(
             raise InputError(
                 f"{path.name}: not a readable Parquet file.", code="bad_parquet"
             ) from None
-        _check_columns(path, table.column_names, required, optional, allow_extra)
+        _check_columns(path, table.column_names, required, optional, allow_extra, extra_names)
         cols = []
         for name in table.column_names:
             col = table.column(name)
@@ -152,6 +165,7 @@ def _check_columns(
     required: tuple[str, ...],
     optional: tuple[str, ...],
     allow_extra: bool,
+    extra_names: re.Pattern[str] | None = None,
 ) -> None:
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
@@ -165,8 +179,16 @@ def _check_columns(
             f"(expected: {','.join(required)}).",
             code="missing_columns",
         )
+    extra = [c for c in header if c not in required and c not in optional]
+    if allow_extra and extra_names is not None:
+        bad = [i + 1 for i, c in enumerate(header) if c in extra and not extra_names.fullmatch(c)]
+        if bad:
+            raise InputError(
+                f"{path.name}:1: column {bad[0]}'s name is not allowed (an extra column is named "
+                "with lower-case letters, digits and '_').",
+                code="bad_column_name",
+            )
     if not allow_extra:
-        extra = [c for c in header if c not in required and c not in optional]
         if extra:
             raise InputError(
                 f"{path.name}: unknown column(s): {', '.join(extra)} "

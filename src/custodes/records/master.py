@@ -17,17 +17,25 @@ from pathlib import Path
 
 import duckdb
 
-from custodes.errors import WorkspaceError
+from custodes.errors import ConflictError, IntegrityError
+from custodes.store.sql import parquet
 from custodes.workspace import Workspace
+
+SYNTHETIC = "SYNTHETIC"  # marks a generation made wholly by `records generate`
 
 
 @dataclass(frozen=True)
 class MasterFile:
     folder: Path | None
 
+    @property
+    def synthetic(self) -> bool:
+        """True when every person in it was generated (no real person was ever imported)."""
+        return self.folder is not None and (self.folder / SYNTHETIC).exists()
+
     def path(self, table: str) -> Path:
         if self.folder is None:
-            raise WorkspaceError(
+            raise ConflictError(
                 "The workspace has no master file yet: load one with 'custodes records import' "
                 "or create a synthetic one with 'custodes records generate'.",
                 code="no_master_file",
@@ -61,7 +69,7 @@ def current(ws: Workspace) -> MasterFile:
         return MasterFile(None)
     folder = _root(ws) / pointer.read_text().strip()
     if not folder.is_dir():
-        raise WorkspaceError(
+        raise IntegrityError(
             f"The master file's live generation {folder.name} is missing.", code="master_corrupt"
         )
     return MasterFile(folder)
@@ -113,10 +121,10 @@ def summary(ws: Workspace) -> dict[str, object]:
     p, a = str(mf.path("people")), str(mf.path("addresses"))
     people, itin, suffixed = con.execute(
         f"SELECT count(*), count(*) FILTER (tin_type='ITIN'), count(*) FILTER (suffix IS NOT NULL)"
-        f" FROM read_parquet('{p}')"
+        f" FROM {parquet(p)}"
     ).fetchall()[0]
     rows, years_lo, years_hi, shared = con.execute(
-        f"""WITH a AS (SELECT * FROM read_parquet('{a}')),
+        f"""WITH a AS (SELECT * FROM {parquet(a)}),
                  last AS (SELECT record_id, arg_max(street||'|'||coalesce(unit,'')||'|'||zip,
                                                     tax_year) AS addr FROM a GROUP BY 1),
                  households AS (SELECT addr, count(*) AS n FROM last GROUP BY 1)
@@ -138,7 +146,7 @@ def summary(ws: Workspace) -> dict[str, object]:
         pop = str(mf.path("population"))
         absent, twins = con.execute(
             f"SELECT count(*) FILTER (NOT filer), count(*) FILTER (twin_of IS NOT NULL)"
-            f" FROM read_parquet('{pop}')"
+            f" FROM {parquet(pop)}"
         ).fetchall()[0]
         out["synthetic_non_filers"] = absent
         out["twins"] = twins
@@ -153,14 +161,14 @@ def lookup(ws: Workspace, record_id: str) -> dict[str, object] | None:
     con = connect()
     try:
         person = con.execute(
-            f"SELECT * FROM read_parquet('{mf.path('people')}') WHERE record_id = ?", [record_id]
+            f"SELECT * FROM {parquet(mf.path('people'))} WHERE record_id = ?", [record_id]
         ).fetchall()
         if not person:
             return None
         cols = [d[0] for d in con.description]
         rows = con.execute(
             f"SELECT tax_year, street, unit, city, state, zip FROM "
-            f"read_parquet('{mf.path('addresses')}') WHERE record_id = ? ORDER BY tax_year DESC",
+            f"{parquet(mf.path('addresses'))} WHERE record_id = ? ORDER BY tax_year DESC",
             [record_id],
         ).fetchall()
         acols = [d[0] for d in con.description]

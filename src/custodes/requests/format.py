@@ -1,18 +1,25 @@
 """The request interchange format (documented in docs/formats.md).
 
 A request is a directory holding ``envelope.json`` and an items file (``items.csv`` or
-``items.parquet``) named by the envelope's ``items`` key.
+``items.parquet``) named by the envelope's ``items`` key. Received requests keep a validated
+copy of the items as ``items.parquet`` in their folder; everything after intake reads that.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from custodes.errors import InputError
+from custodes.ledger.events import has_tin
 
 ENVELOPE_FILE = "envelope.json"
+ITEMS_PARQUET = "items.parquet"
 
 ENVELOPE_REQUIRED = (
     "provision",
@@ -24,6 +31,7 @@ ENVELOPE_REQUIRED = (
     "fields_requested",
     "items",
 )
+ENVELOPE_TEXT = ("provision", "agency", "statutory_authority", "reason", "items", "agreement")
 ENVELOPE_OPTIONAL = ("officials", "court_order", "agreement")
 SIGNER_KEYS = ("name", "title", "role")
 OFFICIAL_KEYS = ("id", "name", "title")
@@ -45,7 +53,21 @@ ITEM_COLUMNS = (
     "case_number",
     "official_id",
 )
-ITEM_OPTIONAL = ("taxable_periods", "statutory_authority", "reason")
+ITEM_OPTIONAL = ("taxable_periods", "statutory_authority", "reason", "removal_order_date")
+# An extra column an agreement may ask for: a plain lower-case name.
+EXTRA_COLUMN = re.compile(r"[a-z][a-z0-9_]{0,62}")
+
+# An item id is an opaque key the agency chooses; it travels into the ledger and the
+# response, so it must not carry a person: 1-64 of A-Za-z0-9 . _ : -, starting with a letter
+# or digit, not all digits, nothing shaped like a date or a TIN.
+ITEM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+_DATE_LIKE = re.compile(
+    r"(?<![0-9])(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})(?![0-9])"
+)
+ITEM_ID_RULE = (
+    "1-64 characters of A-Z a-z 0-9 . _ : -, starting with a letter or digit, not all "
+    "digits, and nothing shaped like a date or a TIN"
+)
 
 # The provisions a request may name (the reference rule set's ids).
 PROVISIONS = (
@@ -58,19 +80,19 @@ PROVISIONS = (
 )
 
 
-def read_envelope(folder: Path) -> dict[str, Any]:
-    """Read and shape-check a request's envelope. Content checks are the rules' job."""
-    path = folder / ENVELOPE_FILE
-    if not folder.is_dir():
-        raise InputError(f"{folder}: not a request directory.", code="not_a_request")
-    if not path.exists():
-        raise InputError(
-            f"{folder}: no {ENVELOPE_FILE} in the request directory.", code="missing_envelope"
-        )
+def item_id_ok(value: str) -> bool:
+    return bool(
+        ITEM_ID.fullmatch(value)
+        and not value.isdigit()
+        and not _DATE_LIKE.search(value)
+        and not has_tin(value)
+    )
+
+
+def parse_envelope(text: str) -> dict[str, Any]:
+    """Parse and shape-check an envelope's JSON text. Content checks are the rules' job."""
     try:
-        env = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise InputError(f"{ENVELOPE_FILE}: not UTF-8 text.", code="bad_encoding") from None
+        env = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(
             f"{ENVELOPE_FILE}:{exc.lineno}: not valid JSON ({exc.msg}).", code="bad_envelope"
@@ -82,16 +104,25 @@ def read_envelope(folder: Path) -> dict[str, Any]:
         raise InputError(
             f"{ENVELOPE_FILE}: missing key(s): {', '.join(missing)}.", code="bad_envelope"
         )
-    problems = []
-    if not isinstance(env["signer"], dict) or any(k not in env["signer"] for k in SIGNER_KEYS):
-        problems.append("signer must be an object with name, title and role")
+    problems = [
+        f"{k} must be text"
+        for k in ENVELOPE_TEXT
+        if k in env and env[k] is not None and not isinstance(env[k], str)
+    ]
+    if not isinstance(env["signer"], dict) or any(
+        not isinstance(env["signer"].get(k), str) for k in SIGNER_KEYS
+    ):
+        problems.append("signer must be an object with name, title and role (text)")
     officials = env.get("officials", [])
     if not isinstance(officials, list) or any(
-        not isinstance(o, dict) or any(k not in o for k in OFFICIAL_KEYS) for o in officials
+        not isinstance(o, dict) or any(not isinstance(o.get(k), str | int) for k in OFFICIAL_KEYS)
+        for o in officials
     ):
         problems.append("officials must be a list of objects with id, name and title")
     periods = env["taxable_periods"]
-    if not isinstance(periods, list) or any(not isinstance(y, int) for y in periods):
+    if not isinstance(periods, list) or any(
+        not isinstance(y, int) or isinstance(y, bool) for y in periods
+    ):
         problems.append("taxable_periods must be a list of years")
     fields = env["fields_requested"]
     if not isinstance(fields, list) or any(not isinstance(f, str) for f in fields):
@@ -99,8 +130,46 @@ def read_envelope(folder: Path) -> dict[str, Any]:
     order = env.get("court_order")
     if order is not None and not isinstance(order, dict):
         problems.append("court_order must be an object")
-    if not isinstance(env["items"], str) or "/" in env["items"] or "\\" in env["items"]:
+    items = env["items"]
+    if (
+        not isinstance(items, str)
+        or not items
+        or "/" in items
+        or "\\" in items
+        or items.startswith(".")
+    ):
         problems.append("items must be a file name inside the request directory")
     if problems:
         raise InputError(f"{ENVELOPE_FILE}: " + "; ".join(problems) + ".", code="bad_envelope")
     return env
+
+
+def read_envelope(folder: Path) -> dict[str, Any]:
+    """Read and shape-check a request directory's envelope (UTF-8, a byte-order mark allowed)."""
+    path = folder / ENVELOPE_FILE
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a request directory.", code="not_a_request")
+    if not path.is_file():
+        raise InputError(
+            f"{folder}: no {ENVELOPE_FILE} in the request directory.", code="missing_envelope"
+        )
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{ENVELOPE_FILE}: not UTF-8 text.", code="bad_encoding") from None
+    return parse_envelope(text)
+
+
+def load_items(folder: Path) -> pa.Table:
+    """A received request's items (the validated copy), with every optional column present."""
+    return with_optional(pq.read_table(folder / ITEMS_PARQUET))
+
+
+def with_optional(table: pa.Table) -> pa.Table:
+    """The items with every optional column present (empty where the file has none)."""
+    if "_row" in table.column_names:
+        table = table.drop_columns(["_row"])
+    for col in ITEM_OPTIONAL:
+        if col not in table.column_names:
+            table = table.append_column(col, pa.nulls(table.num_rows, pa.string()))
+    return table

@@ -1,9 +1,11 @@
 """Intake: accept a request directory into the workspace, or refuse it with one message.
 
-The envelope and items are shape-checked (encoding, required columns, duplicate or empty item
-ids, oversize fields, file size), copied into ``<workspace>/requests/<id>/`` and hashed. The
-same content submitted twice is recognised by its hash and not duplicated. Content checks
-against the statute are the rules' job (``custodes rules check``), after intake.
+The envelope and items are shape-checked (encoding, required columns, allowed column names,
+item ids, duplicate or empty ids, oversize fields, file size), copied into
+``<workspace>/requests/<id>/`` and hashed. The same content submitted again is recognised by the
+hash of its *parsed* content (so a copy re-saved with CRLF line ends or a byte-order mark is the
+same request) and not duplicated. A requester account submits only in its own agency's name.
+Content checks against the statute are the rules' job (``custodes rules check``), after intake.
 """
 
 from __future__ import annotations
@@ -13,26 +15,38 @@ import hashlib
 import os
 import secrets
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import insert, select
 
-from custodes.errors import InputError
+from custodes.errors import AccessDenied, InputError
 from custodes.ledger import log
 from custodes.ledger.events import Event
-from custodes.records.files import read_text_table
-from custodes.requests.format import ENVELOPE_FILE, ITEM_COLUMNS, read_envelope
+from custodes.records.files import read_text_table, sha256_file
+from custodes.requests.format import (
+    ENVELOPE_FILE,
+    EXTRA_COLUMN,
+    ITEM_COLUMNS,
+    ITEM_ID_RULE,
+    ITEMS_PARQUET,
+    item_id_ok,
+    read_envelope,
+)
+from custodes.store.sql import ident
 from custodes.store.tables import request_transitions, requests
-from custodes.workspace import Workspace
+from custodes.workspace import Call, Workspace
 
 # Configurable limits: a field longer than this, or a file larger, is refused, not truncated.
 MAX_FIELD_CHARS = int(os.environ.get("CUSTODES_MAX_FIELD_CHARS", "500"))
 MAX_ITEMS_BYTES = int(os.environ.get("CUSTODES_MAX_ITEMS_BYTES", str(2 << 30)))
 MAX_ENVELOPE_BYTES = 1 << 20
+MAX_WARNINGS = 20
 
 
 @dataclass
@@ -44,105 +58,193 @@ class Submission:
     state: str
     content_sha256: str
     duplicate: bool
+    warnings: list[str] = field(default_factory=list)
+    warnings_total: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+@dataclass
+class Checked:
+    """A request directory that passed intake's shape checks (nothing written yet)."""
+
+    folder: Path
+    envelope: dict[str, Any]
+    items_path: Path
+    table: pa.Table
+    content_sha256: str
+    envelope_sha256: str
+    items_sha256: str
+    warnings: list[str]
+    warnings_total: int
 
 
-def _check_items(table: pa.Table, name: str) -> None:
-    """Duplicate or empty item ids and oversize fields, located by line, never quoted."""
+def _first(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
+    rows = con.execute(sql).fetchall()
+    return rows[0] if rows else None
+
+
+def _check_items(table: pa.Table, name: str) -> tuple[list[str], int]:
+    """Refuse empty, repeated, or ill-formed item ids and oversize fields, located by line and
+    never quoted; return warnings for values that will be read as missing."""
+    off = 1 if name.lower().endswith(".csv") else 0
+    if table.num_rows == 0:
+        raise InputError(f"{name}: the request has no items.", code="no_items")
+    ids = table.column("item_id").to_pylist()
+    for row, value in enumerate(ids, start=1):
+        text = (value or "").strip()
+        if not text:
+            raise InputError(f"{name}:{row + off}: item_id is empty.", code="empty_item_id")
+        if not item_id_ok(text):
+            raise InputError(
+                f"{name}:{row + off} [item_id]: not an opaque id ({ITEM_ID_RULE}).",
+                code="bad_item_id",
+            )
     con = duckdb.connect(":memory:")
     try:
         con.register("items", table)
-        lines_off = 1 if name.lower().endswith(".csv") else 0
-        if table.num_rows == 0:
-            raise InputError(f"{name}: the request has no items.", code="no_items")
-        row = con.execute(
-            "SELECT _row FROM items WHERE nullif(trim(item_id), '') IS NULL ORDER BY _row LIMIT 1"
-        ).fetchall()
-        if row:
-            raise InputError(
-                f"{name}:{row[0][0] + lines_off}: item_id is empty.", code="empty_item_id"
-            )
-        row = con.execute(
+        dup = _first(
+            con,
             "SELECT min(_row), max(_row) FROM items GROUP BY trim(item_id) "
-            "HAVING count(*) > 1 ORDER BY 2 LIMIT 1"
-        ).fetchall()
-        if row:
+            "HAVING count(*) > 1 ORDER BY 2 LIMIT 1",
+        )
+        if dup:
             raise InputError(
-                f"{name}:{row[0][1] + lines_off}: item_id repeats the one on line "
-                f"{row[0][0] + lines_off}.",
+                f"{name}:{dup[1] + off}: item_id repeats the one on line {dup[0] + off}.",
                 code="duplicate_item_id",
             )
         cols = [c for c in table.column_names if c != "_row"]
-        too_long = [f"CASE WHEN length(\"{c}\") > {MAX_FIELD_CHARS} THEN '{c}' END" for c in cols]
-        row = con.execute(
-            f"SELECT _row, coalesce({', '.join(too_long)}) AS col FROM items "
-            "WHERE col IS NOT NULL ORDER BY _row LIMIT 1"
-        ).fetchall()
+        too_long = ", ".join(
+            f"CASE WHEN length({ident(c)}) > {int(MAX_FIELD_CHARS)} THEN {i} END"
+            for i, c in enumerate(cols)
+        )
+        row = _first(
+            con,
+            f"SELECT _row, coalesce({too_long}) AS col FROM items "
+            "WHERE col IS NOT NULL ORDER BY _row LIMIT 1",
+        )
         if row:
             raise InputError(
-                f"{name}:{row[0][0] + lines_off} [{row[0][1]}]: longer than "
+                f"{name}:{row[0] + off} [{cols[row[1]]}]: longer than "
                 f"{MAX_FIELD_CHARS} characters.",
                 code="oversize_field",
             )
+        bad_dob = con.execute(
+            "SELECT _row FROM items WHERE nullif(trim(dob), '') IS NOT NULL "
+            "AND try_strptime(trim(dob), '%Y-%m-%d') IS NULL ORDER BY _row"
+        ).fetchall()
     finally:
         con.close()
+    warnings = [
+        f"{name}:{r + off} [dob]: not a YYYY-MM-DD date; it is treated as missing."
+        for (r,) in bad_dob[:MAX_WARNINGS]
+    ]
+    return warnings, len(bad_dob)
 
 
-def submit(ws: Workspace, folder: Path, *, actor: str | None = None) -> Submission:
-    """Accept a request directory; recognise one already submitted."""
+def content_hash(envelope: dict[str, Any], table: pa.Table) -> str:
+    """The hash of what a request says, not of its bytes: canonical JSON of the envelope and
+    the items as parsed (text columns, in file order)."""
+    h = hashlib.sha256(orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS))
+    sink = pa.BufferOutputStream()
+    data = table.drop_columns(["_row"]) if "_row" in table.column_names else table
+    with pa.ipc.new_stream(sink, data.schema) as writer:
+        writer.write_table(data)
+    h.update(sink.getvalue().to_pybytes())
+    return h.hexdigest()
+
+
+def check(folder: Path) -> Checked:
+    """Every shape check `submit` makes, without writing anything (also used by `rules
+    check`, so that a folder intake refuses is never said to "proceed")."""
     env_path = folder / ENVELOPE_FILE
-    if env_path.exists() and env_path.stat().st_size > MAX_ENVELOPE_BYTES:
+    if env_path.is_file() and env_path.stat().st_size > MAX_ENVELOPE_BYTES:
         raise InputError(
             f"{ENVELOPE_FILE}: larger than {MAX_ENVELOPE_BYTES} bytes.", code="file_too_large"
         )
     env = read_envelope(folder)
     items_path = folder / env["items"]
-    table = read_text_table(items_path, ITEM_COLUMNS, allow_extra=True, max_bytes=MAX_ITEMS_BYTES)
-    _check_items(table, items_path.name)
-    env_sha, items_sha = _sha256(env_path), _sha256(items_path)
-    content = hashlib.sha256(f"{env_sha}\n{items_sha}\n".encode()).hexdigest()
+    if items_path.is_symlink():
+        raise InputError(f"{env['items']}: is a symbolic link.", code="bad_path")
+    table = read_text_table(
+        items_path,
+        ITEM_COLUMNS,
+        allow_extra=True,
+        extra_names=EXTRA_COLUMN,
+        max_bytes=MAX_ITEMS_BYTES,
+    )
+    warnings, total = _check_items(table, items_path.name)
+    return Checked(
+        folder,
+        env,
+        items_path,
+        table,
+        content_hash(env, table),
+        sha256_file(env_path),
+        sha256_file(items_path),
+        warnings,
+        total,
+    )
+
+
+def submit(call: Call, folder: Path) -> Submission:
+    """Accept a request directory; recognise one already submitted."""
+    ws = call.ws
+    c = check(folder)
+    env = c.envelope
+    agency = call.agency
+    if agency is not None and env["agency"] != agency:
+        raise AccessDenied(
+            "This account submits requests only in the name of its own agency.",
+            code="other_agency",
+        )
     with ws.engine.connect() as conn:
-        known = conn.execute(select(requests).where(requests.c.content_sha256 == content)).first()
+        known = conn.execute(
+            select(requests).where(requests.c.content_sha256 == c.content_sha256)
+        ).first()
     if known is not None:
         return Submission(
-            known.id, known.provision, known.agency, known.items, known.state, content, True
+            known.id,
+            known.provision,
+            known.agency,
+            known.items,
+            known.state,
+            c.content_sha256,
+            True,
+            c.warnings,
+            c.warnings_total,
         )
     request_id = f"req-{secrets.token_hex(6)}"
-    dest = ws.home / "requests" / request_id
-    dest.mkdir(parents=True)
+    dest = ws.request_folder(request_id)
+    dest.mkdir(mode=0o700, parents=True)
     try:
-        shutil.copyfile(env_path, dest / ENVELOPE_FILE)
-        shutil.copyfile(items_path, dest / items_path.name)
-        pq.write_table(table.drop_columns(["_row"]), dest / "items.parquet")
+        shutil.copyfile(folder / ENVELOPE_FILE, dest / ENVELOPE_FILE, follow_symlinks=False)
+        shutil.copyfile(c.items_path, dest / c.items_path.name, follow_symlinks=False)
+        pq.write_table(c.table.drop_columns(["_row"]), dest / ITEMS_PARQUET)
         now = dt.datetime.now(dt.UTC)
-        with ws.engine.begin() as conn:
+        with call.transaction() as conn:
             conn.execute(
                 insert(requests).values(
                     id=request_id,
-                    provision=str(env["provision"]),
-                    agency=str(env["agency"]),
+                    provision=env["provision"],
+                    agency=env["agency"],
                     state="received",
-                    content_sha256=content,
-                    envelope_sha256=env_sha,
-                    items_sha256=items_sha,
-                    items=table.num_rows,
+                    content_sha256=c.content_sha256,
+                    envelope_sha256=c.envelope_sha256,
+                    items_sha256=c.items_sha256,
+                    items=c.table.num_rows,
                     submitted_at=now,
-                    submitted_by=actor,
+                    submitted_by=call.actor,
                 )
             )
             conn.execute(
                 insert(request_transitions).values(
-                    request_id=request_id, from_state=None, to_state="received", at=now, actor=actor
+                    request_id=request_id,
+                    from_state=None,
+                    to_state="received",
+                    at=now,
+                    actor=call.actor,
                 )
             )
             log.append(
@@ -150,14 +252,16 @@ def submit(ws: Workspace, folder: Path, *, actor: str | None = None) -> Submissi
                 [
                     Event(
                         "request.received",
-                        actor=actor,
+                        actor=call.actor,
                         request_id=request_id,
                         data={
-                            "provision": str(env["provision"]),
-                            "agency": str(env["agency"]),
-                            "envelope_sha256": env_sha,
-                            "items_sha256": items_sha,
-                            "items": table.num_rows,
+                            "provision": env["provision"],
+                            "agency": env["agency"],
+                            "envelope_sha256": c.envelope_sha256,
+                            "items_sha256": c.items_sha256,
+                            "content_sha256": c.content_sha256,
+                            "items": c.table.num_rows,
+                            "dob_warnings": c.warnings_total,
                         },
                     )
                 ],
@@ -167,18 +271,21 @@ def submit(ws: Workspace, folder: Path, *, actor: str | None = None) -> Submissi
         raise
     return Submission(
         request_id,
-        str(env["provision"]),
-        str(env["agency"]),
-        table.num_rows,
+        env["provision"],
+        env["agency"],
+        c.table.num_rows,
         "received",
-        content,
+        c.content_sha256,
         False,
+        c.warnings,
+        c.warnings_total,
     )
 
 
-def listing(ws: Workspace) -> list[dict[str, object]]:
+def listing(ws: Workspace, agency: str | None = None) -> list[dict[str, object]]:
+    """Received requests (all of them, or one agency's), oldest first."""
+    q = select(requests).order_by(requests.c.submitted_at)
+    if agency is not None:
+        q = q.where(requests.c.agency == agency)
     with ws.engine.connect() as conn:
-        return [
-            dict(r._mapping)
-            for r in conn.execute(select(requests).order_by(requests.c.submitted_at))
-        ]
+        return [dict(r._mapping) for r in conn.execute(q)]

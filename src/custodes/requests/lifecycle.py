@@ -11,11 +11,11 @@ import datetime as dt
 
 from sqlalchemy import Connection, insert, select, update
 
-from custodes.errors import ConflictError, InputError
+from custodes.errors import ConflictError, InputError, NotFound
 from custodes.ledger import log
 from custodes.ledger.events import Event
 from custodes.store.tables import request_transitions, requests
-from custodes.workspace import Workspace
+from custodes.workspace import Call
 
 STATES = (
     "received",
@@ -48,11 +48,15 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def current_state(conn: Connection, request_id: str) -> str:
-    state = conn.execute(select(requests.c.state).where(requests.c.id == request_id)).scalar()
-    if state is None:
-        raise InputError(f"No request '{request_id}'.", code="unknown_request")
-    return state
+def current_state(conn: Connection, request_id: str, *, agency: str | None = None) -> str:
+    """The request's state. With `agency` (a requester's), another agency's request is
+    reported exactly like one that does not exist, so its existence does not leak."""
+    row = conn.execute(
+        select(requests.c.state, requests.c.agency).where(requests.c.id == request_id)
+    ).first()
+    if row is None or (agency is not None and row.agency != agency):
+        raise NotFound(f"No request '{request_id}'.", code="unknown_request")
+    return row.state
 
 
 def transition(
@@ -60,7 +64,7 @@ def transition(
     request_id: str,
     to: str,
     *,
-    actor: str | None = None,
+    actor: str,
     reason: str | None = None,
 ) -> str:
     """Move a request to `to` in the caller's transaction; refuses an illegal move."""
@@ -106,9 +110,11 @@ def transition(
     return now
 
 
-def withdraw(ws: Workspace, request_id: str, reason: str, *, actor: str | None = None) -> str:
-    """Withdraw a request in its own transaction; returns the state it left."""
+def withdraw(call: Call, request_id: str, reason: str) -> str:
+    """Withdraw a request in its own transaction; returns the state it left. A requester
+    withdraws only its own agency's requests."""
     if not reason.strip():
         raise InputError("A withdrawal needs a reason.", code="bad_argument")
-    with ws.engine.begin() as conn:
-        return transition(conn, request_id, "withdrawn", actor=actor, reason=reason)
+    with call.transaction() as conn:
+        current_state(conn, request_id, agency=call.agency)
+        return transition(conn, request_id, "withdrawn", actor=call.actor, reason=reason)

@@ -15,16 +15,17 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from custodes.errors import ConflictError, InputError
+from custodes.errors import InputError, AccessDenied, ConflictError, IntegrityError, NotFound
 from custodes.ledger import log
 from custodes.ledger.events import Event
-from custodes.rules.ruleset import RuleSet, load
+from custodes.rules.provisions import load
+from custodes.rules.types import RuleSet
 from custodes.store.tables import ruleset_changes
-from custodes.workspace import Workspace
+from custodes.workspace import Call, Workspace
 
 
 def _folder(ws: Workspace, sha: str) -> Path:
-    return ws.home / "rules" / sha
+    return ws.home / "rules" / sha  # sha is a hex digest this room computed
 
 
 def in_force(ws: Workspace) -> RuleSet:
@@ -37,7 +38,7 @@ def in_force(ws: Workspace) -> RuleSet:
         return load()
     rs = load(_folder(ws, sha))
     if rs.sha256 != sha:
-        raise ConflictError(
+        raise IntegrityError(
             f"The rule set in force ({sha[:12]}) was changed on disk; it no longer matches "
             "its approved hash.",
             code="ruleset_tampered",
@@ -45,11 +46,14 @@ def in_force(ws: Workspace) -> RuleSet:
     return rs
 
 
-def propose(ws: Workspace, folder: Path, *, actor: str) -> dict[str, Any]:
+def propose(call: Call, folder: Path) -> dict[str, Any]:
     """Lint, hash and keep a rule-set folder as a proposal. Nothing changes until approved."""
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder.", code="file_not_found")
     rs = load(folder)  # refuses an invalid rule set with file:line problems
-    dest = _folder(ws, rs.sha256)
-    with ws.engine.begin() as conn:
+    dest = _folder(call.ws, rs.sha256)
+    actor = call.actor
+    with call.transaction() as conn:
         known = conn.execute(
             select(ruleset_changes.c.state).where(ruleset_changes.c.sha256 == rs.sha256)
         ).scalar()
@@ -61,7 +65,7 @@ def propose(ws: Workspace, folder: Path, *, actor: str) -> dict[str, Any]:
         if not dest.exists():
             tmp = dest.with_name(f".{rs.sha256}.tmp")
             shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(folder, tmp)
+            shutil.copytree(folder, tmp, symlinks=True)
             tmp.rename(dest)
         conn.execute(
             insert(ruleset_changes).values(
@@ -85,28 +89,29 @@ def propose(ws: Workspace, folder: Path, *, actor: str) -> dict[str, Any]:
     }
 
 
-def approve(ws: Workspace, sha: str, *, actor: str) -> dict[str, Any]:
+def approve(call: Call, sha: str) -> dict[str, Any]:
     """A second rule steward puts a proposed rule set in force (the previous one retires)."""
-    with ws.engine.begin() as conn:
+    ws, actor = call.ws, call.actor
+    if not sha or any(ch not in "0123456789abcdef" for ch in sha):
+        raise NotFound(f"No single proposed rule set matches '{sha}'.", code="unknown_ruleset")
+    with call.transaction() as conn:
         row = conn.execute(
             select(ruleset_changes).where(ruleset_changes.c.sha256.startswith(sha))
         ).all()
         if len(row) != 1:
-            raise InputError(
-                f"No single proposed rule set matches '{sha}'.", code="unknown_ruleset"
-            )
+            raise NotFound(f"No single proposed rule set matches '{sha}'.", code="unknown_ruleset")
         change = row[0]
         if change.state != "proposed":
             raise ConflictError(
                 f"Rule set {change.sha256[:12]} is {change.state}.", code="not_proposed"
             )
         if change.proposed_by == actor:
-            raise ConflictError(
+            raise AccessDenied(
                 "A rule-set change takes effect only when a second rule steward approves it.",
                 code="separation_of_duties",
             )
         if load(_folder(ws, change.sha256)).sha256 != change.sha256:
-            raise ConflictError(
+            raise IntegrityError(
                 f"The proposed rule set {change.sha256[:12]} was changed on disk since it was "
                 "proposed; propose it again.",
                 code="ruleset_tampered",

@@ -1,29 +1,29 @@
 """The evaluator: request-level predicates, then every item check in one DuckDB pass.
 
-Item checks are SQL conditions (DuckDB dialect, transpilable by sqlglot); a NULL result counts
-as a failure, so missing data fails closed. Every verdict carries the rule set's hash.
+Item checks are compiled from the rule set for the engine that runs them (`rules.checks`); a
+NULL result counts as a failure, so missing data fails closed. Every verdict carries the rule
+set's hash. The evaluator takes the envelope and the items as data: reading a request's files
+is intake's job.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from custodes.errors import InputError
-from custodes.records.files import read_text_table
 from custodes.records.schema import US_STATES
-from custodes.requests.format import ITEM_COLUMNS, ITEM_OPTIONAL, read_envelope
+from custodes.rules.checks import compile_check
 from custodes.rules.predicates import PREDICATES, Context
-from custodes.rules.registry import Registry
-from custodes.rules.ruleset import Check, Effective, RuleSet, load, overlay, substitute
+from custodes.rules.provisions import load, overlay
+from custodes.rules.types import Check, Effective, Registry, RuleSet
+from custodes.store.sql import ident
 
 MATCH_COLUMNS = ("identified", "address_on_record")
-EXTRA_OPTIONAL = ("removal_order_date",)
 EXAMPLES = 5
 
 
@@ -65,9 +65,14 @@ def _verdict(c: Check, passed: bool | None, **kw: Any) -> Verdict:
 
 
 def item_sql(
-    eff: Effective, rs: RuleSet, envelope: dict[str, Any], available: set[str]
+    eff: Effective,
+    rs: RuleSet,
+    envelope: dict[str, Any],
+    available: set[str],
+    dialect: str = "duckdb",
 ) -> dict[str, str]:
-    """The SQL condition of every item check that can run on the available columns."""
+    """The SQL condition of every item check that can run on the available columns, compiled
+    for `dialect` with the rule set's and the envelope's parameters bound."""
     params = dict(eff.parameters) | {
         "placeholder_streets": rs.placeholders.get("streets", []),
         "placeholder_cities": rs.placeholders.get("cities", []),
@@ -82,32 +87,23 @@ def item_sql(
         c = eff.checks[cid]
         if c.phase == "after_matching" and not set(MATCH_COLUMNS) <= available:
             continue
-        out[cid] = substitute(c.sql or "FALSE", params)
+        out[cid] = compile_check(c.sql or "FALSE", params, dialect)
     return out
-
-
-def load_items(request_dir: Path, envelope: dict[str, Any]) -> pa.Table:
-    table = read_text_table(request_dir / envelope["items"], ITEM_COLUMNS, allow_extra=True)
-    for col in (*ITEM_OPTIONAL, *EXTRA_OPTIONAL):
-        if col not in table.column_names:
-            table = table.append_column(col, pa.nulls(table.num_rows, pa.string()))
-    return table
 
 
 def evaluate(
     rs: RuleSet | None,
     registry: Registry,
-    request_dir: Path,
+    env: dict[str, Any],
+    table: pa.Table,
     *,
-    items: pa.Table | None = None,
     today: dt.date | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> Evaluation:
-    """Evaluate a request directory. `items` may carry the match columns (after matching)."""
+    """Evaluate a request: its envelope and its items (which may carry the match columns,
+    after matching)."""
     rs = rs or load()
     today = today or dt.date.today()
-    env = read_envelope(request_dir)
-    table = items if items is not None else load_items(request_dir, env)
     pid = env.get("provision")
     prov = rs.provisions.get(pid) if isinstance(pid, str) else None
     agreement = None
@@ -156,13 +152,15 @@ def _items(
         con.register("items", table)
         sqls = item_sql(eff, rs, env, set(table.column_names))
         if sqls:
-            cols = ", ".join(f'coalesce(({sql}), FALSE) AS "{cid}"' for cid, sql in sqls.items())
+            cols = ", ".join(
+                f"coalesce(({sql}), FALSE) AS {ident(cid)}" for cid, sql in sqls.items()
+            )
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE item_checks AS SELECT item_id, {cols} FROM items"
             )
             counts = con.execute(
                 "SELECT "
-                + ", ".join(f'count(*) FILTER (NOT "{cid}")' for cid in sqls)
+                + ", ".join(f"count(*) FILTER (NOT {ident(cid)})" for cid in sqls)
                 + " FROM item_checks"
             ).fetchall()[0]
         out = []
@@ -176,8 +174,8 @@ def _items(
                 [
                     r[0]
                     for r in con.execute(
-                        f'SELECT item_id FROM item_checks WHERE NOT "{cid}" ORDER BY item_id '
-                        f"LIMIT {EXAMPLES}"
+                        f"SELECT item_id FROM item_checks WHERE NOT {ident(cid)} "
+                        f"ORDER BY item_id LIMIT {EXAMPLES}"
                     ).fetchall()
                 ]
                 if n

@@ -12,8 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from custodes.rules.registry import Registry
-from custodes.rules.ruleset import Effective, RuleSet
+from custodes.rules.types import Effective, Registry, RuleSet
 
 Result = tuple[bool, str | None]
 

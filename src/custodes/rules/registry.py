@@ -8,51 +8,53 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from sqlalchemy import Connection, insert, select, update
 
-from custodes.errors import ConflictError, InputError
+from custodes.errors import ConflictError, InputError, NotFound
 from custodes.ledger import log
 from custodes.ledger.events import Event
 from custodes.rules.active import in_force
-from custodes.rules.ruleset import Agreement, overlay
+from custodes.rules.provisions import overlay
+from custodes.rules.types import Agreement, Registry
 from custodes.store.tables import agencies, agreements, officials
-from custodes.workspace import Workspace
+from custodes.workspace import Call, Workspace
+
+MAX_NAME = 200
 
 
-@dataclass
-class Registry:
+def read(conn: Connection) -> Registry:
     """A snapshot of the registries, for evaluation."""
+    ags = {r.name: dict(r._mapping) for r in conn.execute(select(agencies))}
+    offs = [dict(r._mapping) for r in conn.execute(select(officials))]
+    agrs = {
+        r.id: Agreement.from_dict(yaml.safe_load(r.body)) for r in conn.execute(select(agreements))
+    }
+    return Registry(ags, offs, agrs)
 
-    agencies: dict[str, dict[str, Any]]
-    officials: list[dict[str, Any]]
-    agreements: dict[str, Agreement]
 
-    @classmethod
-    def read(cls, conn: Connection) -> Registry:
-        ags = {r.name: dict(r._mapping) for r in conn.execute(select(agencies))}
-        offs = [dict(r._mapping) for r in conn.execute(select(officials))]
-        agrs = {
-            r.id: Agreement.from_dict(yaml.safe_load(r.body))
-            for r in conn.execute(select(agreements))
-        }
-        return cls(ags, offs, agrs)
+def _text(what: str, value: str) -> str:
+    value = (value or "").strip()
+    if not value:
+        raise InputError(f"The {what} is empty.", code="bad_argument")
+    if len(value) > MAX_NAME or any(ch in value for ch in "\n\r\t\x00"):
+        raise InputError(
+            f"The {what} must be one line of at most {MAX_NAME} characters.", code="bad_argument"
+        )
+    return value
 
 
 def add_agency(
-    ws: Workspace,
+    call: Call,
     name: str,
     *,
     safeguards_current: bool,
     open_findings: int,
-    actor: str | None = None,
 ) -> dict[str, Any]:
-    if not name.strip():
-        raise InputError("The agency name is empty.", code="bad_argument")
+    name = _text("agency name", name)
     if open_findings < 0:
         raise InputError("--open-findings cannot be negative.", code="bad_argument")
     now = dt.datetime.now(dt.UTC)
@@ -62,7 +64,7 @@ def add_agency(
         "open_findings": open_findings,
         "updated_at": now,
     }
-    with ws.engine.begin() as conn:
+    with call.transaction() as conn:
         exists = conn.execute(select(agencies.c.name).where(agencies.c.name == row["name"])).first()
         if exists:
             conn.execute(update(agencies).where(agencies.c.name == row["name"]).values(**row))
@@ -73,7 +75,7 @@ def add_agency(
             [
                 Event(
                     "registry.agency",
-                    actor=actor,
+                    actor=call.actor,
                     data={
                         "agency": row["name"],
                         "safeguards_current": safeguards_current,
@@ -87,7 +89,7 @@ def add_agency(
 
 
 def add_official(
-    ws: Workspace,
+    call: Call,
     *,
     agency: str,
     name: str,
@@ -95,18 +97,18 @@ def add_official(
     role: str,
     valid_from: dt.date,
     valid_to: dt.date | None = None,
-    actor: str | None = None,
 ) -> dict[str, Any]:
+    name, title = _text("official's name", name), _text("official's title", title)
     if valid_to is not None and valid_to < valid_from:
         raise InputError("--to is before --from.", code="bad_argument")
-    roles = {r for p in in_force(ws).provisions.values() for r in p.signer_roles}
+    roles = {r for p in in_force(call.ws).provisions.values() for r in p.signer_roles}
     if role not in roles:
         raise InputError(
             f"Unknown role '{role}' (known: {', '.join(sorted(roles))}).", code="bad_argument"
         )
-    with ws.engine.begin() as conn:
+    with call.transaction() as conn:
         if not conn.execute(select(agencies.c.name).where(agencies.c.name == agency)).first():
-            raise InputError(
+            raise NotFound(
                 f"No agency '{agency}' in the registry; add it first with 'custodes agencies add'.",
                 code="unknown_agency",
             )
@@ -124,7 +126,7 @@ def add_official(
             [
                 Event(
                     "registry.official",
-                    actor=actor,
+                    actor=call.actor,
                     data={
                         "official": oid,
                         "agency": agency,
@@ -139,21 +141,25 @@ def add_official(
     return {"id": oid, **row}
 
 
-def add_agreement(ws: Workspace, path: Path, actor: str | None = None) -> Agreement:
+def add_agreement(call: Call, path: Path) -> Agreement:
+    if not path.is_file():
+        raise InputError(f"{path}: no such file.", code="file_not_found")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8-sig")
         doc = yaml.safe_load(text)
-    except OSError:
-        raise InputError(f"{path}: cannot be read.", code="file_not_found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror}).", code="bad_path") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text.", code="bad_encoding") from None
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: not valid YAML ({exc}).", code="bad_agreement") from None
     if not isinstance(doc, dict):
         raise InputError(f"{path}: an agreement is a YAML mapping.", code="bad_agreement")
     agr = Agreement.from_dict(doc)
-    rs = in_force(ws)
+    rs = in_force(call.ws)
     overlay(rs, rs.provision(agr.provision), agr)  # refuses unknown checks or provisions
     digest = hashlib.sha256(text.encode()).hexdigest()
-    with ws.engine.begin() as conn:
+    with call.transaction() as conn:
         if conn.execute(select(agreements.c.id).where(agreements.c.id == agr.id)).first():
             raise ConflictError(
                 f"Agreement '{agr.id}' is already registered.", code="agreement_exists"
@@ -173,7 +179,7 @@ def add_agreement(ws: Workspace, path: Path, actor: str | None = None) -> Agreem
             [
                 Event(
                     "registry.agreement",
-                    actor=actor,
+                    actor=call.actor,
                     data={"agreement": agr.id, "provision": agr.provision, "sha256": digest},
                 )
             ],
@@ -181,8 +187,15 @@ def add_agreement(ws: Workspace, path: Path, actor: str | None = None) -> Agreem
     return agr
 
 
+REGISTRIES = {"agencies": agencies, "officials": officials, "agreements": agreements}
+
+
 def listing(ws: Workspace, table: str) -> list[dict[str, Any]]:
-    t = {"agencies": agencies, "officials": officials, "agreements": agreements}[table]
+    if table not in REGISTRIES:
+        raise InputError(
+            f"No registry '{table}' (registries: {', '.join(REGISTRIES)}).", code="bad_argument"
+        )
+    t = REGISTRIES[table]
     with ws.engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(select(t))]
     for r in rows:

@@ -178,6 +178,7 @@ review_resolutions = Table(
     Column("reason", Text, nullable=False),
     Column("actor", String(128), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
+    Column("record_id", String(64)),  # DISCLOSE: the record the officer identified
 )
 
 releases = Table(
@@ -235,14 +236,16 @@ users = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("status", String(16), nullable=False),
-    Column("password_hash", Text, nullable=False),
-    Column("totp_secret", String(64)),
+    Column("password_hash", Text),  # NULL until the user enrols with their one-time code
+    Column("totp_secret", Text),  # encrypted with the workspace's secrets key
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(64)),
     Column("status_reason", Text),
     Column("status_at", DateTime(timezone=True)),
     Column("status_by", String(64)),
     Column("reinstate_requested_by", String(64)),
+    Column("agency", String(200)),  # requester accounts: the agency they act for
+    Column("totp_last_step", BigInteger),  # the last one-time code used (no reuse)
 )
 
 grants = Table(
@@ -254,6 +257,9 @@ grants = Table(
     Column("expires_at", DateTime(timezone=True)),
     Column("granted_by", String(64), nullable=False),
     Column("granted_at", DateTime(timezone=True), nullable=False),
+    # Privileged roles count only once a second administrator confirmed the grant.
+    Column("confirmed_by", String(64)),
+    Column("confirmed_at", DateTime(timezone=True)),
 )
 
 sessions = Table(
@@ -264,6 +270,47 @@ sessions = Table(
     Column("kind", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("issued_by", String(64)),  # API keys: the administrator who issued it
+    Column("confirmed_by", String(64)),  # API keys: the second administrator
+    Column("ended_at", DateTime(timezone=True)),
+    Column("ended_reason", String(32)),  # signed_out, suspended, issuer_suspended
+)
+
+# One-time enrolment codes (stored as hashes): a new user sets their own password with one.
+enrolments = Table(
+    "enrolments",
+    metadata,
+    Column("code_sha256", String(64), primary_key=True),
+    Column("user_name", String(64), nullable=False, index=True),
+    Column("issued_by", String(64), nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
+    Column("ended_at", DateTime(timezone=True)),
+)
+
+# Failed sign-ins per account name (existing or not, so the answers do not differ).
+login_throttle = Table(
+    "login_throttle",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("locked_until", DateTime(timezone=True)),
+    Column("last_failure", DateTime(timezone=True), nullable=False),
+)
+
+# Workspace policy (e.g. which roles need a second factor): changed by two administrators.
+policy = Table(
+    "policy",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text),
+    Column("set_by", String(64)),
+    Column("confirmed_by", String(64)),
+    Column("set_at", DateTime(timezone=True)),
+    Column("pending", Text),
+    Column("pending_by", String(64)),
+    Column("pending_at", DateTime(timezone=True)),
 )
 
 access_log = Table(

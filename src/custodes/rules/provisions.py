@@ -12,19 +12,28 @@ Layout of a rule set folder::
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sqlglot
 import yaml
 
 from custodes.errors import InputError
+from custodes.rules.checks import DIALECTS, CompileError, compile_check
+from custodes.rules.predicates import PREDICATES
+from custodes.rules.types import (
+    FIELD_CLASSES,
+    PHASES,
+    SEVERITIES,
+    STRICTER_IS_SMALLER,
+    Agreement,
+    Check,
+    Effective,
+    LintProblem,
+    Provision,
+    RuleSet,
+)
 
 REFERENCE = Path(__file__).parent / "reference"
-SEVERITIES = ("refuse", "withhold", "review")
-PHASES = ("before_matching", "after_matching")
-FIELD_CLASSES = ("identity", "non-TRI", "TRI")
 PROVISION_KEYS = (
     "id",
     "title",
@@ -35,102 +44,6 @@ PROVISION_KEYS = (
     "releasable",
 )
 SPECIAL_FILES = ("ruleset.yaml", "checks.yaml", "fields.yaml", "placeholders.yaml")
-
-
-@dataclass(frozen=True)
-class Check:
-    id: str
-    level: str
-    severity: str
-    citation: str
-    sentence: str
-    phase: str = "before_matching"
-    sql: str | None = None
-    predicate: str | None = None
-    source: str = "statute"  # statute, or the agreement id that added it
-
-
-@dataclass
-class Provision:
-    id: str
-    title: str
-    citation: str
-    source_url: str
-    signer_roles: list[str]
-    request_requirements: list[str]
-    item_requirements: list[str]
-    releasable: list[str]
-    use_limits: str
-    retention: str
-    approvals: dict[str, Any]
-    court_order_required: bool = False
-    note: str = ""
-
-
-@dataclass
-class Agreement:
-    id: str
-    provision: str
-    agency: str
-    citation: str
-    signer_roles: list[str] | None = None
-    add_request_requirements: list[str] = field(default_factory=list)
-    add_item_requirements: list[str] = field(default_factory=list)
-    parameters: dict[str, Any] = field(default_factory=dict)
-    require_safeguards_current: bool = False
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Agreement:
-        known = set(cls.__dataclass_fields__)
-        extra = sorted(set(d) - known)
-        if extra:
-            raise InputError(
-                f"agreement: unknown key(s): {', '.join(extra)} (an agreement can "
-                "only add requirements, never remove one).",
-                code="bad_agreement",
-            )
-        for k in ("id", "provision", "agency", "citation"):
-            if not d.get(k):
-                raise InputError(f"agreement: '{k}' is required.", code="bad_agreement")
-        return cls(**d)
-
-
-@dataclass
-class RuleSet:
-    folder: Path
-    name: str
-    version: str
-    disclaimer: str
-    parameters: dict[str, Any]
-    rationale: dict[str, str]
-    checks: dict[str, Check]
-    fields: dict[str, dict[str, str]]
-    placeholders: dict[str, list[str]]
-    provisions: dict[str, Provision]
-    sha256: str
-
-    def provision(self, pid: str) -> Provision:
-        if pid not in self.provisions:
-            raise InputError(
-                f"Unknown provision '{pid}' (this rule set has: "
-                f"{', '.join(sorted(self.provisions))}).",
-                code="unknown_provision",
-            )
-        return self.provisions[pid]
-
-
-@dataclass(frozen=True)
-class LintProblem:
-    file: str
-    line: int | None
-    message: str
-
-    def __str__(self) -> str:
-        return (
-            f"{self.file}:{self.line}: {self.message}"
-            if self.line
-            else f"{self.file}: {self.message}"
-        )
 
 
 def _files(folder: Path) -> list[Path]:
@@ -181,28 +94,8 @@ def _read(
     return data, (_node_lines(node) if node is not None else {})
 
 
-def substitute(sql: str, params: dict[str, Any]) -> str:
-    """Replace {name} with a quoted SQL literal (lists become comma-separated literals)."""
-
-    def lit(v: Any) -> str:
-        if isinstance(v, bool):
-            return "TRUE" if v else "FALSE"
-        if isinstance(v, int | float):
-            return str(v)
-        return "'" + str(v).replace("'", "''") + "'"
-
-    out = sql
-    for k, v in params.items():
-        if "{" + k + "}" in out:
-            value = ", ".join(lit(x) for x in v) if isinstance(v, list | tuple) else lit(v)
-            out = out.replace("{" + k + "}", value or "NULL")
-    return out
-
-
 def lint(folder: Path) -> tuple[RuleSet | None, list[LintProblem]]:
     """Load a rule set, collecting every problem with its file and line."""
-    from custodes.rules.predicates import PREDICATES
-
     problems: list[LintProblem] = []
     if not folder.is_dir():
         return None, [LintProblem(str(folder), None, "not a folder")]
@@ -217,6 +110,26 @@ def lint(folder: Path) -> tuple[RuleSet | None, list[LintProblem]]:
     ph_doc, _ = _read(folder / "placeholders.yaml", folder, problems)
     if problems:
         return None, problems
+    for fname, doc in (
+        ("ruleset.yaml", meta),
+        ("checks.yaml", checks_doc),
+        ("fields.yaml", fields_doc),
+        ("placeholders.yaml", ph_doc),
+    ):
+        if not isinstance(doc, dict):
+            problems.append(LintProblem(fname, 1, "must hold a YAML mapping"))
+    if problems:
+        return None, problems
+    if not isinstance(meta.get("parameters") or {}, dict) or any(
+        not isinstance(v, dict) or "value" not in v for v in (meta.get("parameters") or {}).values()
+    ):
+        return None, [
+            LintProblem("ruleset.yaml", None, "parameters map names to {value, rationale}")
+        ]
+    if not isinstance(checks_doc.get("checks"), list) or any(
+        not isinstance(c, dict) for c in checks_doc["checks"]
+    ):
+        return None, [LintProblem("checks.yaml", 1, "'checks' must be a list of mappings")]
     params = {k: v["value"] for k, v in (meta.get("parameters") or {}).items()}
     rationale = {k: v.get("rationale", "") for k, v in (meta.get("parameters") or {}).items()}
     for k, v in (meta.get("parameters") or {}).items():
@@ -273,18 +186,16 @@ def lint(folder: Path) -> tuple[RuleSet | None, list[LintProblem]]:
                     )
                 )
         elif c.get("level") == "item":
-            try:
-                sqlglot.parse_one(substitute(c.get("sql") or "", dummy), read="duckdb")
-                if not c.get("sql"):
-                    raise sqlglot.errors.ParseError("empty")
-            except sqlglot.errors.SqlglotError as exc:
-                problems.append(
-                    LintProblem(
-                        "checks.yaml",
-                        line,
-                        f"check '{cid}': SQL does not parse ({str(exc).splitlines()[0]})",
-                    )
-                )
+            if not isinstance(c.get("sql"), str) or not c.get("sql").strip():
+                problems.append(LintProblem("checks.yaml", line, f"check '{cid}': no SQL"))
+            else:
+                for dialect in DIALECTS:
+                    try:
+                        compile_check(c["sql"], dummy, dialect)
+                    except CompileError as exc:
+                        problems.append(
+                            LintProblem("checks.yaml", line, f"check '{cid}' ({dialect}): {exc}")
+                        )
         else:
             problems.append(
                 LintProblem("checks.yaml", line, f"check '{cid}': level must be request or item")
@@ -310,6 +221,22 @@ def lint(folder: Path) -> tuple[RuleSet | None, list[LintProblem]]:
         missing = [k for k in PROVISION_KEYS if not doc.get(k)]
         if missing:
             problems.append(LintProblem(rel, 1, f"missing key(s): {', '.join(missing)}"))
+            continue
+        shape = [
+            k
+            for k in ("request_requirements", "item_requirements", "releasable")
+            if not isinstance(doc[k], list) or any(not isinstance(x, str) for x in doc[k])
+        ]
+        if shape or not isinstance(doc["signers"], dict):
+            problems.append(
+                LintProblem(
+                    rel,
+                    1,
+                    "signers must be a mapping, and "
+                    + ", ".join(shape or ["request_requirements"])
+                    + " lists of names",
+                )
+            )
             continue
         if doc["id"] in provisions:
             problems.append(
@@ -404,23 +331,6 @@ def load(folder: Path | None = None) -> RuleSet:
             code="bad_ruleset",
         )
     return rs
-
-
-@dataclass
-class Effective:
-    """A provision with an agreement overlaid: only ever stricter."""
-
-    provision: Provision
-    checks: dict[str, Check]
-    request_requirements: list[str]
-    item_requirements: list[str]
-    signer_roles: list[str]
-    parameters: dict[str, Any]
-    agreement: Agreement | None
-
-
-# Parameters where a smaller value is stricter (caps and limits).
-STRICTER_IS_SMALLER = ("official_case_cap", "max_items")
 
 
 def overlay(rs: RuleSet, prov: Provision, agreement: Agreement | None) -> Effective:

@@ -9,6 +9,7 @@ court warned of) and strangers. Each item carries at most one deliberate defect,
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,14 @@ import numpy as np
 import pyarrow as pa
 
 from custodes.errors import ConflictError, InputError
-from custodes.records import master, reference
+from custodes.ledger import log
+from custodes.ledger.events import Event
+from custodes.records import master
 from custodes.requests.format import ENVELOPE_FILE, ITEM_COLUMNS, PROVISIONS
-from custodes.workspace import Workspace
+from custodes.store.files import csv_bytes, out_folder, write_replace
+from custodes.store.sql import parquet
+from custodes.synthetic import reference
+from custodes.workspace import Call
 
 # Address placeholders seen in bulk requests: none of them is an address.
 PLACEHOLDER_ADDRESSES = (
@@ -165,35 +171,6 @@ ENVELOPES: dict[str, dict[str, Any]] = {
 }
 
 
-def register_parties(ws: Workspace, provision: str, *, actor: str | None = None) -> None:
-    """Register what a synthetic request of `provision` names, so that it can pass the
-    request-level checks: its agency (safeguards current), its signer as a current official,
-    and its agreement from the reference rule set. Idempotent."""
-    import datetime as dt
-
-    from custodes.rules import registry as reg
-    from custodes.rules.ruleset import REFERENCE
-
-    env = ENVELOPES[provision]
-    agency, signer = env["agency"], env["signer"]
-    reg.add_agency(ws, agency, safeguards_current=True, open_findings=0, actor=actor)
-    if not any(
-        o["agency"] == agency and o["name"] == signer["name"] for o in reg.listing(ws, "officials")
-    ):
-        reg.add_official(
-            ws,
-            agency=agency,
-            name=signer["name"],
-            title=signer["title"],
-            role=signer["role"],
-            valid_from=dt.date(2025, 1, 1),
-            actor=actor,
-        )
-    agreement = env.get("agreement")
-    if agreement and not any(a["id"] == agreement for a in reg.listing(ws, "agreements")):
-        reg.add_agreement(ws, REFERENCE.parent / "agreements" / f"{agreement}.yaml", actor=actor)
-
-
 @dataclass
 class GeneratedRequest:
     folder: Path
@@ -212,8 +189,11 @@ def _officials(rng: np.random.Generator) -> list[dict[str, str]]:
 
 
 def generate_request(
-    ws: Workspace, provision: str, items: int, seed: int, out: Path, *, overwrite: bool = False
+    call: Call, provision: str, items: int, seed: int, out: Path, *, overwrite: bool = False
 ) -> GeneratedRequest:
+    """Write a synthetic request drawn from a *synthetic* master file (never from real people),
+    recording the files written in the ledger."""
+    ws = call.ws
     if provision not in PROVISIONS:
         raise InputError(
             f"Unknown provision '{provision}' (known: {', '.join(PROVISIONS)}).",
@@ -223,24 +203,30 @@ def generate_request(
         raise InputError("--items must be at least 1.", code="bad_argument")
     mf = master.current(ws)
     mf.path("people")  # clear error when there is no master file
-    if out.exists() and any(out.iterdir()) and not overwrite:
+    if not mf.synthetic:
+        raise ConflictError(
+            "The master file holds imported (real) people; a synthetic request is drawn only "
+            "from a synthetic master file ('custodes records generate' in a new workspace).",
+            code="real_master_file",
+        )
+    out_folder(out)
+    if any(out.iterdir()) and not overwrite:
         raise ConflictError(
             f"{out} already exists and is not empty (use --overwrite).", code="output_exists"
         )
-    out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
 
     con = master.connect(threads=2)
     try:
-        con.execute(f"CREATE VIEW people AS SELECT * FROM read_parquet('{mf.path('people')}')")
-        con.execute(f"CREATE VIEW addrs AS SELECT * FROM read_parquet('{mf.path('addresses')}')")
+        con.execute(f"CREATE VIEW people AS SELECT * FROM {parquet(mf.path('people'))}")
+        con.execute(f"CREATE VIEW addrs AS SELECT * FROM {parquet(mf.path('addresses'))}")
         n_people = con.execute("SELECT count(*) FROM people").fetchall()[0][0]
         has_pop = mf.has("population")
         n_rel = 0
         if has_pop:
             con.execute(f"""CREATE TABLE relatives AS SELECT p.* FROM
-                read_parquet('{mf.path("population")}') p WHERE NOT p.filer AND p.household_id
-                IN (SELECT household_id FROM read_parquet('{mf.path("population")}') WHERE filer)
+                {parquet(mf.path("population"))} p WHERE NOT p.filer AND p.household_id
+                IN (SELECT household_id FROM {parquet(mf.path("population"))} WHERE filer)
                 ORDER BY person_id""")
             n_rel = con.execute("SELECT count(*) FROM relatives").fetchall()[0][0]
 
@@ -293,14 +279,19 @@ def generate_request(
         con.register("plan", plan)
         _register_lookups(con)
         _build_items(con, has_pop)
-        con.execute(
-            f"COPY (SELECT {', '.join(ITEM_COLUMNS)}, removal_order_date FROM items "
-            f"ORDER BY item_id) TO '{out / 'items.csv'}' (HEADER, DELIMITER ',')"
-        )
-        con.execute(
-            f"COPY (SELECT item_id, record_id, defect FROM items ORDER BY item_id) "
-            f"TO '{out / 'truth.csv'}' (HEADER, DELIMITER ',')"
-        )
+        files = {
+            "items.csv": csv_bytes(
+                con.sql(
+                    f"SELECT {', '.join(ITEM_COLUMNS)}, removal_order_date FROM items "
+                    "ORDER BY item_id"
+                ).to_arrow_table()
+            ),
+            "truth.csv": csv_bytes(
+                con.sql(
+                    "SELECT item_id, record_id, defect FROM items ORDER BY item_id"
+                ).to_arrow_table()
+            ),
+        }
         counts = dict(
             con.execute("SELECT defect, count(*) FROM items GROUP BY 1 ORDER BY 1").fetchall()
         )
@@ -312,7 +303,25 @@ def generate_request(
         "officials": _officials(rng),
         "items": "items.csv",
     }
-    (out / ENVELOPE_FILE).write_text(json.dumps(envelope, indent=2, ensure_ascii=False) + "\n")
+    files[ENVELOPE_FILE] = (json.dumps(envelope, indent=2, ensure_ascii=False) + "\n").encode()
+    for name, data in files.items():
+        write_replace(out / name, data)
+    with call.transaction() as conn:
+        log.append(
+            conn,
+            [
+                Event(
+                    "file.written",
+                    actor=call.actor,
+                    data={
+                        "what": f"synthetic_request/{name}",
+                        "rows": items,
+                        "sha256": hashlib.sha256(data).hexdigest(),
+                    },
+                )
+                for name, data in files.items()
+            ],
+        )
     return GeneratedRequest(out, items, counts)
 
 

@@ -23,9 +23,11 @@ import numpy as np
 import pyarrow as pa
 
 from custodes.errors import ConflictError
-from custodes.records import master, reference
+from custodes.records import master
 from custodes.records.importer import ImportResult, import_master
-from custodes.workspace import Workspace
+from custodes.store.sql import path as sqlpath
+from custodes.synthetic import reference
+from custodes.workspace import Call
 
 FIRST_YEAR, LAST_YEAR = 2020, 2024
 HOUSEHOLD_SIZES = np.array([0.28, 0.34, 0.15, 0.13, 0.06, 0.03, 0.01])
@@ -277,7 +279,7 @@ def generate_tables(people: int, seed: int, out: Path, rates: Rates | None = Non
         _assemble(con, rng, H)
         con.execute(f"""COPY (SELECT record_id, tin, tin_type, first_name, middle_name,
                 last_name, suffix, dob FROM pop WHERE filer ORDER BY record_id)
-            TO '{out / "people.parquet"}' (FORMAT parquet)""")
+            TO {sqlpath(out / "people.parquet")} (FORMAT parquet)""")
         con.execute(f"""COPY (
             SELECT p.tin, f.tax_year,
               CASE f.variant
@@ -294,10 +296,10 @@ def generate_tables(people: int, seed: int, out: Path, rates: Rates | None = Non
                 AS zip
             FROM filing f JOIN pop p ON p.person_id = f.pid JOIN hh_addr h ON h.hh = f.hh
             ORDER BY p.tin, f.tax_year)
-            TO '{out / "addresses.parquet"}' (FORMAT parquet)""")
+            TO {sqlpath(out / "addresses.parquet")} (FORMAT parquet)""")
         con.execute(
             f"COPY (SELECT * FROM pop ORDER BY person_id) TO "
-            f"'{out / 'population.parquet'}' (FORMAT parquet)"
+            f"{sqlpath(out / 'population.parquet')} (FORMAT parquet)"
         )
     finally:
         con.close()
@@ -419,9 +421,10 @@ def _assemble(con, rng: np.random.Generator, H: int) -> None:  # type: ignore[no
 
 
 def generate_master(
-    ws: Workspace, people: int, seed: int, *, replace: bool = False, rates: Rates | None = None
+    call: Call, people: int, seed: int, *, replace: bool = False, rates: Rates | None = None
 ) -> ImportResult:
     """Generate a synthetic master file into the workspace, through the validating import."""
+    ws = call.ws
     if master.current(ws).exists and not replace:
         raise ConflictError(
             "The workspace already has a master file; generating would mix synthetic people "
@@ -432,7 +435,7 @@ def generate_master(
         out = Path(tmp)
         generate_tables(people, seed, out, rates)
         return import_master(
-            ws,
+            call,
             out / "people.parquet",
             out / "addresses.parquet",
             kind="generate",

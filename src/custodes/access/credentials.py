@@ -1,0 +1,122 @@
+"""Credentials: password hashes, random tokens, the second factor and the secrets key.
+
+- Passwords are hashed with argon2id (argon2-cffi). Checking a name that has no password
+  (unknown, or not enrolled yet) still runs one argon2 verification, against a fixed dummy
+  hash, so the answer takes as long as for a real user and reveals nothing.
+- Session tokens, API keys and enrolment codes are random and stored only as SHA-256.
+- TOTP secrets are encrypted (Fernet, from `cryptography`) with the workspace's secrets key,
+  kept in ``keys/secrets.key`` beside the ledger key and never in the database, so a copy of
+  the store alone yields no second factor. A code is accepted once: the time step it belongs to
+  is remembered and an older or equal step is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+import pyotp
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.fernet import Fernet, InvalidToken
+
+from custodes.errors import InputError, IntegrityError, WorkspaceError
+from custodes.workspace import Workspace
+
+MIN_PASSWORD = 12
+_hasher = PasswordHasher()
+_DUMMY = _hasher.hash(secrets.token_urlsafe(24))
+
+
+def sha(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token(prefix: str = "") -> str:
+    return prefix + secrets.token_urlsafe(32)
+
+
+def check_password_strength(password: str) -> None:
+    if len(password or "") < MIN_PASSWORD:
+        raise InputError(
+            f"A password needs at least {MIN_PASSWORD} characters.", code="weak_password"
+        )
+
+
+def hash_password(password: str) -> str:
+    check_password_strength(password)
+    return _hasher.hash(password)
+
+
+def password_ok(stored: str | None, password: str) -> bool:
+    """Verify in constant work: a missing hash is checked against a dummy one."""
+    try:
+        return _hasher.verify(stored or _DUMMY, password or "") and stored is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# --- the secrets key and the second factor ----------------------------------------------------
+
+
+def secrets_key_path(ws: Workspace) -> Path:
+    return Path(os.environ.get("CUSTODES_SECRETS_KEY") or ws.keys / "secrets.key")
+
+
+def ensure_secrets_key(ws: Workspace) -> Path:
+    """Create the workspace's secrets key if it has none (owner-only, never replaced)."""
+    path = secrets_key_path(ws)
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(Fernet.generate_key() + b"\n")
+    return path
+
+
+def _fernet(ws: Workspace) -> Fernet:
+    path = secrets_key_path(ws)
+    if not path.exists():
+        raise WorkspaceError(
+            f"No secrets key at {path}: run 'custodes init' on the workspace.",
+            code="no_secrets_key",
+        )
+    return Fernet(path.read_bytes().strip())
+
+
+def seal(ws: Workspace, text: str) -> str:
+    return _fernet(ws).encrypt(text.encode()).decode()
+
+
+def unseal(ws: Workspace, token: str) -> str:
+    try:
+        return _fernet(ws).decrypt(token.encode()).decode()
+    except InvalidToken:
+        raise IntegrityError(
+            "A stored second-factor secret cannot be decrypted with this workspace's secrets "
+            "key (the key or the store was replaced).",
+            code="integrity",
+        ) from None
+
+
+def new_totp_secret() -> str:
+    return pyotp.random_base32()
+
+
+def totp_uri(secret: str, name: str) -> str:
+    return pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name="custodes")
+
+
+def totp_step(secret: str, code: str | None, last_step: int | None, now: float) -> int | None:
+    """The time step the code belongs to (now, or one step either side), if it is valid and
+    newer than the last one used; None otherwise."""
+    if not code or not code.strip().isdigit():
+        return None
+    totp = pyotp.TOTP(secret)
+    here = int(now // totp.interval)
+    for step in (here, here - 1, here + 1):
+        if secrets.compare_digest(totp.generate_otp(step), code.strip()):
+            return step if last_step is None or step > last_step else None
+    return None

@@ -1,0 +1,192 @@
+"""The one door every service goes through.
+
+A face turns its credential (a CLI session file, an API key or session token, a browser
+cookie) into a `Caller` with `caller()`, then calls a service with it. Every service is
+declared with `@service(action)`: the decorator opens the door before the service body runs.
+The door, in one transaction,
+
+1. looks the session up (alive, not ended, not expired, key confirmed, user active) and checks
+   it belongs to the caller named,
+2. reads the user's roles from the store and checks the action against `roles.ACTIONS`,
+3. writes the access-log row (and its ledger leaf), allowed or refused,
+
+and hands the service a `CheckedCall`. Every transaction the service opens through
+`CheckedCall.transaction()` re-checks the session *inside* that transaction, holding the
+session and user rows, before it commits; long jobs call `recheck()` at every chunk. A
+suspension therefore stops the very next call and any call in flight that has not committed.
+
+A `Caller` grants nothing by itself: the door re-reads everything from the store each time,
+so a forged or stale Caller is refused like a bad token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from sqlalchemy import Connection
+
+from custodes.access import credentials as cred
+from custodes.access import sessions
+from custodes.access.roles import ACTIONS
+from custodes.access.users import roles_of
+from custodes.errors import AccessDenied, CustodesError
+from custodes.workspace import Workspace
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the user, the credential (by hash) and what they held at sign-in."""
+
+    name: str
+    roles: frozenset[str]
+    token_sha256: str = field(repr=False)
+    kind: str  # "session" or "key"
+    agency: str | None = None  # a requester account's agency
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def caller(ws: Workspace, token: str | None) -> Caller:
+    """Authenticate a credential now; a refusal is recorded and raised with its code."""
+    refused: CustodesError
+    with ws.engine.begin() as conn:
+        try:
+            if not token:
+                from custodes.errors import Unauthenticated
+
+                raise Unauthenticated(
+                    "Not signed in: run 'custodes login USER' (or set CUSTODES_SESSION).",
+                    code="not_signed_in",
+                )
+            row = sessions.live(conn, cred.sha(token))
+            return Caller(
+                row.user_name,
+                roles_of(conn, row.user_name),
+                cred.sha(token),
+                row.kind,
+                row.agency,
+            )
+        except AccessDenied as exc:
+            sessions.record(conn, None, "session", False, exc.code)
+            refused = exc
+    raise refused
+
+
+@dataclass(frozen=True)
+class CheckedCall:
+    """A call that passed the door: the workspace, the caller as the store says now, and the
+    action. Made only by `enter`."""
+
+    ws: Workspace
+    caller: Caller
+    action: str
+
+    @property
+    def actor(self) -> str:
+        return self.caller.name
+
+    @property
+    def agency(self) -> str | None:
+        return self.caller.agency
+
+    def _check(self, conn: Connection, *, lock: bool = False) -> None:
+        sessions.live(conn, self.caller.token_sha256, claimed=self.caller.name, lock=lock)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A business transaction that commits only if the caller's session is still alive
+        at the end of it (checked inside it, with the session row held)."""
+        refused: AccessDenied | None = None
+        try:
+            with self.ws.engine.begin() as conn:
+                yield conn
+                try:
+                    self._check(conn, lock=True)
+                except AccessDenied as exc:
+                    refused = exc
+                    raise
+        except AccessDenied:
+            if refused is None:
+                raise
+        if refused is not None:  # rolled back; the refusal itself is recorded and raised
+            with self.ws.engine.begin() as conn:
+                sessions.record(conn, self.caller.name, self.action, False, refused.code)
+            raise refused
+
+    def recheck(self) -> None:
+        """For long jobs: stop at the next chunk once the caller's session has ended."""
+        with self.ws.engine.connect() as conn:
+            self._check(conn)
+
+    def progress(
+        self, report: Callable[[str, int, int], None] | None = None
+    ) -> Callable[[str, int, int], None]:
+        """A progress callback that re-checks the caller at every chunk, then reports."""
+
+        def update(stage: str, done: int, total: int) -> None:
+            self.recheck()
+            if report is not None:
+                report(stage, done, total)
+
+        return update
+
+
+def enter(ws: Workspace, who: Caller, action: str, **extra: Any) -> CheckedCall:
+    """Check `who` may perform `action` now, record the decision, and open the call."""
+    if action not in ACTIONS:
+        raise KeyError(action)
+    refused: AccessDenied
+    with ws.engine.begin() as conn:
+        try:
+            row = sessions.live(conn, who.token_sha256, claimed=who.name)
+            roles = roles_of(conn, who.name)
+            if not roles & set(ACTIONS[action]):
+                raise AccessDenied(
+                    f"{who.name} may not {action.replace('.', ' ')}: it needs one of the roles "
+                    f"{', '.join(ACTIONS[action])}.",
+                    code="forbidden",
+                )
+            sessions.record(conn, who.name, action, True, **extra)
+            return CheckedCall(
+                ws, Caller(who.name, roles, who.token_sha256, row.kind, row.agency), action
+            )
+        except AccessDenied as exc:
+            sessions.record(conn, who.name, action, False, exc.code, **extra)
+            refused = exc
+    raise refused
+
+
+# Every service, for the tests that walk them all: name -> (function, action).
+SERVICES: dict[str, tuple[Callable[..., Any], str]] = {}
+
+
+def service(
+    action: str,
+) -> Callable[
+    [Callable[Concatenate[CheckedCall, P], R]], Callable[Concatenate[Workspace, Caller, P], R]
+]:
+    """Declare a service: called as ``fn(ws, caller, ...)``, it runs its body with the
+    `CheckedCall` the door opened for `action`."""
+
+    def wrap(
+        fn: Callable[Concatenate[CheckedCall, P], R],
+    ) -> Callable[Concatenate[Workspace, Caller, P], R]:
+        @functools.wraps(fn)
+        def run(ws: Workspace, who: Caller, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            if not isinstance(who, Caller):
+                raise TypeError("a service takes the Caller made by access.caller()")
+            return fn(enter(ws, who, action), *args, **kwargs)
+
+        run.action = action  # type: ignore[attr-defined]
+        SERVICES[f"{fn.__module__}.{fn.__qualname__}"] = (run, action)
+        return run
+
+    return wrap

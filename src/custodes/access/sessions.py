@@ -1,0 +1,290 @@
+"""Sessions and API keys: opened by sign-in (staff) or issued by an administrator (agencies),
+looked up on every call, ended by sign-out, suspension or expiry.
+
+A session row is never deleted: ending it records when and why, so a call with an ended
+session is told "ended (signed out / suspended)" and a made-up token "not a session of this
+workspace". Sign-in failures are counted per account name, whether or not the name exists:
+after `FREE_FAILURES` in a row the name is locked for a doubling delay (recorded in the ledger
+for real users), and every answer for an unknown name looks and takes the same as for a known
+one (a dummy argon2 verification, the same message).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from custodes.access import credentials as cred
+from custodes.access.roles import ROLES
+from custodes.access.users import aware, now, roles_of, totp_roles
+from custodes.errors import (
+    AccessDenied,
+    ConflictError,
+    CustodesError,
+    InputError,
+    NotFound,
+    RateLimited,
+    Unauthenticated,
+)
+from custodes.ledger import log
+from custodes.ledger.events import Event
+from custodes.store.tables import access_log, login_throttle, sessions, users
+from custodes.workspace import Call, Workspace
+
+SESSION_HOURS = 12
+KEY_DAYS = 365
+FREE_FAILURES = 5  # failed sign-ins in a row before the name is locked
+LOCK_SECONDS = 60  # first lock; doubles with every further failure, up to MAX_LOCK_SECONDS
+MAX_LOCK_SECONDS = 3600
+
+ENDED = {
+    "signed_out": "the session was signed out",
+    "suspended": "the user was suspended",
+    "issuer_suspended": "the administrator who issued the key was suspended",
+    "credentials_reset": "the user's credentials were reset",
+}
+
+
+def record(
+    conn: Connection,
+    user: str | None,
+    action: str,
+    allowed: bool,
+    reason: str | None = None,
+    **extra: Any,
+) -> None:
+    """One row of the access log, and its ledger leaf (so a deleted row is detected)."""
+    at = now()
+    log_id = conn.execute(
+        insert(access_log).values(
+            at=at, user_name=user, action=action, allowed=allowed, reason=reason, **extra
+        )
+    ).inserted_primary_key[0]
+    log.append(
+        conn,
+        [
+            Event(
+                "access",
+                actor=user or "anonymous",
+                request_id=extra.get("request_id"),
+                record_id=extra.get("record_id"),
+                at=at,
+                data={"log_id": log_id, "action": action, "allowed": allowed, "reason": reason},
+            )
+        ],
+    )
+
+
+def _open(
+    conn: Connection,
+    name: str,
+    kind: str,
+    lifetime: dt.timedelta,
+    *,
+    prefix: str = "",
+    **extra: Any,
+) -> str:
+    token = cred.new_token(prefix)
+    t = now()
+    conn.execute(
+        insert(sessions).values(
+            token_sha256=cred.sha(token),
+            user_name=name,
+            kind=kind,
+            created_at=t,
+            expires_at=t + lifetime,
+            **extra,
+        )
+    )
+    return token
+
+
+def _throttle(conn: Connection, name: str, t: dt.datetime) -> None:
+    row = conn.execute(select(login_throttle).where(login_throttle.c.name == name)).first()
+    if row is not None and row.locked_until is not None and aware(row.locked_until) > t:  # type: ignore[operator]
+        wait = int((aware(row.locked_until) - t).total_seconds()) + 1  # type: ignore[operator]
+        raise RateLimited(
+            f"Too many failed sign-ins for this name; try again in {wait} seconds.",
+            code="locked",
+            retry_after=wait,
+        )
+
+
+def _failed(conn: Connection, name: str, known: bool, t: dt.datetime) -> None:
+    row = conn.execute(select(login_throttle).where(login_throttle.c.name == name)).first()
+    failures = (row.failures if row else 0) + 1
+    locked = None
+    if failures >= FREE_FAILURES:
+        seconds = min(MAX_LOCK_SECONDS, LOCK_SECONDS * 2 ** (failures - FREE_FAILURES))
+        locked = t + dt.timedelta(seconds=seconds)
+        if known:
+            log.append(
+                conn,
+                [
+                    Event(
+                        "user.locked",
+                        actor=name,
+                        data={"user": name, "failures": failures, "seconds": seconds},
+                    )
+                ],
+            )
+    values = {"failures": failures, "locked_until": locked, "last_failure": t}
+    if row is None:
+        conn.execute(insert(login_throttle).values(name=name, **values))
+    else:
+        conn.execute(update(login_throttle).where(login_throttle.c.name == name).values(**values))
+
+
+def login(ws: Workspace, name: str, password: str, *, totp: str | None = None) -> str:
+    """Check the password (and second factor) and open a server-side session; returns the
+    token, which is stored only as a hash. Every refusal is recorded."""
+    name = (name or "")[:128]
+    t = now()
+    refused: CustodesError
+    with ws.engine.begin() as conn:  # refusals are recorded and committed, then raised
+        try:
+            _throttle(conn, name, t)
+        except RateLimited as exc:
+            record(conn, None, "login", False, "locked")
+            refused = exc
+        else:
+            row = conn.execute(select(users).where(users.c.name == name)).first()
+            ok = cred.password_ok(row.password_hash if row else None, password)
+            if not ok:
+                _failed(conn, name, row is not None, t)
+                record(conn, name if row else None, "login", False, "bad credentials")
+                refused = Unauthenticated("Unknown user or wrong password.", code="bad_credentials")
+            elif row.status != "active":
+                record(conn, name, "login", False, "suspended")
+                refused = AccessDenied(f"User {name} is suspended.", code="suspended")
+            elif not row.totp_secret and (set(roles_of(conn, name)) & totp_roles(conn)):
+                record(conn, name, "login", False, "second factor not enrolled")
+                refused = AccessDenied(
+                    f"User {name} holds a role that requires a one-time code and has none "
+                    "enrolled; an administrator issues a new enrolment code "
+                    "('custodes users totp').",
+                    code="totp_required",
+                )
+            else:
+                step = None
+                if row.totp_secret:
+                    secret = cred.unseal(ws, row.totp_secret)
+                    step = cred.totp_step(secret, totp, row.totp_last_step, time.time())
+                if row.totp_secret and step is None:
+                    if totp:  # a wrong code counts as a failure; a missing one is a question
+                        _failed(conn, name, True, t)
+                    record(conn, name, "login", False, "second factor")
+                    refused = Unauthenticated(
+                        "The one-time code is missing, wrong or already used.", code="bad_totp"
+                    )
+                else:
+                    if step is not None:
+                        conn.execute(
+                            update(users).where(users.c.name == name).values(totp_last_step=step)
+                        )
+                    conn.execute(
+                        update(login_throttle)
+                        .where(login_throttle.c.name == name)
+                        .values(failures=0, locked_until=None)
+                    )
+                    token = _open(conn, name, "session", dt.timedelta(hours=SESSION_HOURS))
+                    record(conn, name, "login", True)
+                    return token
+    raise refused
+
+
+def logout(ws: Workspace, token: str) -> bool:
+    with ws.engine.begin() as conn:
+        return bool(
+            conn.execute(
+                update(sessions)
+                .where(sessions.c.token_sha256 == cred.sha(token), sessions.c.ended_at.is_(None))
+                .values(ended_at=now(), ended_reason="signed_out")
+            ).rowcount
+        )
+
+
+def issue_key(call: Call, name: str, *, days: int = KEY_DAYS) -> dict[str, Any]:
+    """An API key for an agency's requester account: a long-lived session stored only as a
+    hash. It works once a second administrator confirms it ('custodes users confirm'), and
+    ends like any session (suspension, or its issuer's suspension while unconfirmed)."""
+    if not 1 <= days <= 3 * KEY_DAYS:
+        raise InputError("A key lives from 1 day to 3 years.", code="bad_argument")
+    with call.transaction() as conn:
+        row = conn.execute(select(users).where(users.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"No user {name}.", code="unknown_user")
+        if row.agency is None:
+            raise AccessDenied(
+                "API keys are only for agency (requester) accounts; staff sign in with their "
+                "own password.",
+                code="key_not_allowed",
+            )
+        if row.status != "active":
+            raise ConflictError(f"User {name} is suspended.", code="user_suspended")
+        token = _open(
+            conn, name, "key", dt.timedelta(days=days), prefix="ck_", issued_by=call.actor
+        )
+        log.append(
+            conn,
+            [Event("user.key_issued", actor=call.actor, data={"user": name, "days": days})],
+        )
+    return {"user": name, "key": token, "days": days, "pending": True}
+
+
+def live(
+    conn: Connection, token_sha256: str, *, claimed: str | None = None, lock: bool = False
+) -> Any:
+    """The session row behind a token hash, checked now: it exists, has not ended or expired,
+    its key (if a key) is confirmed, and its user is active. `lock` holds the session and user
+    rows until the transaction ends (PostgreSQL), so a suspension cannot commit in between."""
+    q = (
+        select(
+            sessions.c.user_name,
+            sessions.c.kind,
+            sessions.c.expires_at,
+            sessions.c.ended_at,
+            sessions.c.ended_reason,
+            sessions.c.confirmed_by,
+            users.c.status,
+            users.c.agency,
+        )
+        .join(users, users.c.name == sessions.c.user_name)
+        .where(sessions.c.token_sha256 == token_sha256)
+    )
+    if lock:
+        q = q.with_for_update(read=True)
+    row = conn.execute(q).first()
+    if row is None or (claimed is not None and row.user_name != claimed):
+        status = None
+        if claimed is not None:
+            status = conn.execute(select(users.c.status).where(users.c.name == claimed)).scalar()
+        if status == "suspended":
+            raise AccessDenied("This user is suspended.", code="suspended")
+        raise Unauthenticated(
+            "Not signed in: that is not a session or key of this workspace (run 'custodes "
+            "login USER', or set CUSTODES_SESSION to a current token).",
+            code="not_signed_in",
+        )
+    if row.status != "active":
+        raise AccessDenied("This user is suspended.", code="suspended")
+    if row.ended_at is not None:
+        why = ENDED.get(row.ended_reason or "", "it was ended")
+        raise Unauthenticated(
+            f"The session has ended ({why}); sign in again.", code="session_ended"
+        )
+    if aware(row.expires_at) <= now():  # type: ignore[operator]
+        raise Unauthenticated("The session has expired; sign in again.", code="session_ended")
+    if row.kind == "key" and row.confirmed_by is None:
+        raise Unauthenticated(
+            "This API key is not confirmed yet: a second administrator must confirm it "
+            "('custodes users confirm').",
+            code="not_signed_in",
+        )
+    return row
+
+
+__all__ = ["ROLES", "issue_key", "live", "login", "logout", "record"]

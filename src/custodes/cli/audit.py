@@ -1,0 +1,43 @@
+"""audit inspections."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from custodes.cli import render
+from custodes.cli.app import HomeOpt, JsonOpt, group, run
+from custodes.services import audit as svc
+
+audit_app = group("audit", "What auditors look for (inspection trail).")
+
+FINDINGS = ("without_open_request", "sensitive", "volume_spikes", "actions_by_suspended_users")
+
+
+@audit_app.command("inspections")
+def audit_inspections(
+    spike: Annotated[
+        int,
+        typer.Option(
+            "--spike", min=1, help="Inspections by one user in one day that count as a spike."
+        ),
+    ] = 50,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Inspections not tied to a candidate of an open request, of sensitive records, volume
+    spikes per user, and any action by a suspended user (which must be none)."""
+
+    def view(rep: dict[str, Any]) -> None:
+        render.kv(
+            "Inspection audit",
+            {"inspections recorded": rep["inspections"]} | {k: len(rep[k]) for k in FINDINGS},
+        )
+        for key in FINDINGS:
+            if rep[key]:
+                render.rows(
+                    key.replace("_", " "), rep[key], [(k, k) for k in rep[key][0]], limit=100
+                )
+
+    run(home, json_out, svc.inspections, spike=spike, view=view)

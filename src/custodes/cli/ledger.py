@@ -1,0 +1,240 @@
+"""ledger keygen | key | status | checkpoint | export | verify | prove | cosign; witness
+keygen | serve."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from custodes.cli import render
+from custodes.cli.app import HomeOpt, JsonOpt, group, guarded, run, show
+from custodes.errors import InputError
+from custodes.services import ledger as svc
+
+ledger_app = group(
+    "ledger",
+    "The ledger: an append-only Merkle log of every event that outsiders can verify "
+    "(RFC 9162, C2SP checkpoints and tiles).",
+)
+witness_app = group(
+    "witness",
+    "A witness that cosigns a ledger's consistent growth (C2SP tlog-witness), for an "
+    "oversight body to run.",
+)
+
+
+def _report(report: Any) -> None:
+    for line in report.checked:
+        render.say(f"ok   {line}")
+    for line in report.problems:
+        render.say(f"FAIL {line}")
+    render.say("Verified." if report.ok else "Verification failed.")
+
+
+@ledger_app.command("keygen")
+def ledger_keygen(
+    origin: Annotated[
+        str | None,
+        typer.Option("--origin", help="The log's origin, a schema-less URL (fixed for life)."),
+    ] = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create the ledger's Ed25519 signing key (kept outside the database) and print the
+    verifier key to publish. 'custodes init' creates it; this is for a workspace without."""
+
+    def view(info: dict[str, Any]) -> None:
+        render.err.print(
+            f"Private key written to {info['key_file']} (mode 0600; back it up).", markup=False
+        )
+        sys.stdout.write(info["vkey"] + "\n")
+
+    run(home, json_out, svc.keygen, origin, view=view)
+
+
+@ledger_app.command("key")
+def ledger_key(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """Print the ledger's verifier key (name+id+base64), for auditors and witnesses."""
+    run(home, json_out, svc.key, view=lambda r: sys.stdout.write(r["vkey"] + "\n"))
+
+
+@ledger_app.command("status")
+def ledger_status(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """Size, root and latest checkpoint of the ledger."""
+    run(home, json_out, svc.status, view=lambda r: render.kv("Ledger", r))
+
+
+@ledger_app.command("checkpoint")
+def ledger_checkpoint(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """Sign a checkpoint of the current tree (only if it extends the last one) and print it."""
+    run(home, json_out, svc.checkpoint, view=lambda r: sys.stdout.write(r["note"]))
+
+
+@ledger_app.command("export")
+def ledger_export(
+    folder: Annotated[Path, typer.Argument(help="Folder to write the tlog-tiles export to.")],
+    bodies: Annotated[
+        bool,
+        typer.Option(
+            "--bodies",
+            help="Also write bodies.jsonl (event bodies and salts: auditors only; recorded).",
+        ),
+    ] = False,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write the ledger as a C2SP tlog-tiles directory: checkpoint, hash tiles, entry bundles.
+    The export reveals no personal data and can be verified offline with the verifier key."""
+    fn = svc.export_bodies if bodies else svc.export
+    run(home, json_out, fn, folder, view=lambda r: render.kv("Export", r))
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            help="An export folder or a receipt file; omit to audit the workspace's store."
+        ),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="The log's verifier key (or a file holding it). Required for exports and receipts.",
+        ),
+    ] = None,
+    previous: Annotated[
+        Path | None,
+        typer.Option("--previous", help="A checkpoint seen earlier: prove the log only grew."),
+    ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy", help="A tlog-policy file naming the witnesses that must have cosigned."
+        ),
+    ] = None,
+    body: Annotated[
+        Path | None,
+        typer.Option(
+            "--body",
+            help="With a receipt: the event body file, to check it against the commitment.",
+        ),
+    ] = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify the ledger: the workspace store (no PATH), an export folder, or a receipt.
+    Exit status 1 when anything does not verify; each problem says where."""
+    failed = lambda r: int(not r.ok)  # noqa: E731
+    if path is None:
+        with guarded(json_out):
+            vkey = svc.parse_key(key) if key else None
+        run(home, json_out, svc.verify_store, vkey, view=_report, exit_status=failed)
+        return
+    with guarded(json_out):
+        if key is None:
+            raise InputError(
+                "--key is required to verify an export or a receipt.", code="missing_key"
+            )
+        report = svc.verify_path(
+            path, svc.parse_key(key), previous=previous, policy=policy, body=body
+        )
+        show(report, json_out, _report)
+    if failed(report):
+        raise typer.Exit(1)
+
+
+@ledger_app.command("prove")
+def ledger_prove(
+    index: Annotated[int, typer.Argument(help="The event's index in the ledger.")],
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the receipt to this new file (default: print it)."),
+    ] = None,
+    body_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--body-out", help="Also write the event body and salt (for the receipt's holder)."
+        ),
+    ] = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """A self-contained receipt (c2sp.org/tlog-proof@v1) that one event is in the ledger:
+    inclusion proof plus signed checkpoint. Check it with 'custodes ledger verify FILE --key'."""
+
+    def view(r: dict[str, Any]) -> None:
+        if r["out"]:
+            render.err.print(f"Receipt written to {r['out']}.", markup=False)
+        else:
+            sys.stdout.write(r["receipt"])
+
+    run(home, json_out, svc.prove, index, out=out_file, body_out=body_out, view=view)
+
+
+@ledger_app.command("cosign")
+def ledger_cosign(
+    witness_url: Annotated[str, typer.Option("--witness", help="The witness's submission URL.")],
+    witness_key: Annotated[
+        str, typer.Option("--witness-key", help="The witness's verifier key (cosignature/v1).")
+    ],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Ask a witness to cosign the latest checkpoint (proving consistency with what it saw)."""
+    with guarded(json_out):
+        wkey = svc.parse_key(witness_key)
+    run(
+        home,
+        json_out,
+        svc.cosign,
+        witness_url,
+        wkey,
+        view=lambda r: render.say(f"Cosigned by {r['witness']} at size {r['size']:,}."),
+    )
+
+
+@witness_app.command("keygen")
+def witness_keygen(
+    name: Annotated[str, typer.Argument(help="The witness's name, e.g. witness.oig.example.")],
+    key_file: Annotated[
+        Path, typer.Option("--out", help="Where to write the private key (a new file).")
+    ],
+    json_out: JsonOpt = False,
+) -> None:
+    """Create a witness key (Ed25519 cosignature/v1) and print its verifier key."""
+    with guarded(json_out):
+        vkey = svc.witness_keygen(name, key_file).vkey
+        show({"vkey": vkey}, json_out, lambda r: sys.stdout.write(r["vkey"] + "\n"))
+
+
+@witness_app.command("serve")
+def witness_serve(
+    key_file: Annotated[Path, typer.Option("--key", help="The witness's private key file.")],
+    logs: Annotated[
+        list[str], typer.Option("--log", help="Verifier key of a log to witness (repeatable).")
+    ],
+    state: Annotated[
+        Path, typer.Option("--state", help="SQLite file for the witness's state.")
+    ] = Path("witness.db"),
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 7380,
+) -> None:
+    """Run a witness: POST <url>/add-checkpoint cosigns only consistent growth."""
+    with guarded(False):
+        server = svc.witness_server(key_file, logs, state, host, port)
+        render.err.print(
+            f"Witness listening on http://{host}:{server.server_port}/ ({len(logs)} log(s)); "
+            "Ctrl-C to stop.",
+            markup=False,
+        )
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()

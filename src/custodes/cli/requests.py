@@ -1,0 +1,128 @@
+"""submit, withdraw, requests list | show | generate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from custodes.cli import render
+from custodes.cli.app import HomeOpt, JsonOpt, RequestArg, app, group, run
+from custodes.services import requests as svc
+
+requests_app = group("requests", "Requests in the interchange format.")
+
+
+@app.command()
+def submit(
+    request_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="A request directory: envelope.json and its items file (CSV or Parquet, UTF-8)."
+        ),
+    ],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Receive a request into the workspace: shape-checked, copied, hashed, given an id.
+    Submitting the same content again is recognised, not duplicated."""
+
+    def view(sub: Any) -> None:
+        if sub.duplicate:
+            render.say(f"Already received as {sub.request_id} ({sub.state}); nothing new.")
+        else:
+            render.say(
+                f"Received {sub.request_id}: {sub.provision}, {sub.items:,} items from "
+                f"{sub.agency}."
+            )
+        for w in sub.warnings:
+            render.say(f"warning: {w}")
+        if sub.warnings_total > len(sub.warnings):
+            render.say(f"… and {sub.warnings_total - len(sub.warnings):,} more warnings.")
+
+    run(home, json_out, svc.submit, request_dir, view=view)
+
+
+@app.command()
+def withdraw(
+    request_id: RequestArg,
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Withdraw a request that has not been released."""
+    run(
+        home,
+        json_out,
+        svc.withdraw,
+        request_id,
+        reason,
+        view=lambda r: render.say(f"{r['request_id']}: {r['from']} → withdrawn."),
+    )
+
+
+@requests_app.command("list")
+def requests_list(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """Received requests with their state (no personal data)."""
+    columns = [
+        ("id", "id"),
+        ("provision", "provision"),
+        ("agency", "agency"),
+        ("items", "items"),
+        ("state", "state"),
+        ("submitted", lambda r: str(r["submitted_at"])[:19]),
+    ]
+    run(home, json_out, svc.listing, view=lambda rows: render.rows("Requests", rows, columns))
+
+
+@requests_app.command("show")
+def requests_show(request_id: RequestArg, home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """One request: its state and every move it made, with who made it."""
+
+    def view(r: dict[str, Any]) -> None:
+        render.kv(f"Request {request_id}", {k: v for k, v in r.items() if k != "history"})
+        render.rows(
+            "History", r["history"], [("from", "from"), ("to", "to"), ("at", "at"), ("by", "actor")]
+        )
+
+    run(home, json_out, svc.status, request_id, view=view)
+
+
+@requests_app.command("generate")
+def requests_generate(
+    provision: Annotated[str, typer.Option("--provision", help="Provision id, e.g. irc-6103-i-2.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the request to.")],
+    items: Annotated[int, typer.Option("--items", min=1, help="How many persons.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 1,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Write into a non-empty folder.")
+    ] = False,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a synthetic request (envelope.json, items.csv) and its truth.csv, drawn from a
+    synthetic master file plus people not in it, with realistic defects."""
+
+    def view(result: Any) -> None:
+        render.say(
+            f"Wrote {result.items:,} items to {result.folder} (envelope.json, items.csv, "
+            "truth.csv)."
+        )
+        render.rows(
+            "Items by defect (ground truth)",
+            [{"defect": k, "items": v} for k, v in result.by_defect.items()],
+            [("defect", "defect"), ("items", "items")],
+        )
+
+    run(
+        home,
+        json_out,
+        svc.generate,
+        provision,
+        items,
+        seed,
+        out_dir,
+        overwrite=overwrite,
+        view=view,
+    )

@@ -1,0 +1,162 @@
+"""Review: an officer settles the items the machine would not decide alone.
+
+An item in review can be resolved to WITHHOLD, or to DISCLOSE only when
+
+- the officer names the record they identified, and it is the candidate shown to them (anyone
+  else is not the person the evidence points at: withhold, and ask the agency);
+- no blocking match flag is raised (a conflicting TIN or suffix, a namesake risk);
+- every rule but the identification passes for that record — except a review-severity rule
+  such as the caseload check, which exists precisely so that a person can look and record why
+  the disclosure is justified (the reason is kept with the resolution);
+- the permitted value exists (a disclosure always carries what it discloses).
+
+Every resolution is a ledger event per item (the officer's reason as a hash).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any
+
+import pyarrow.parquet as pq
+from sqlalchemy import insert
+
+from custodes.decisions.pipeline import (
+    effective_outcomes,
+    processed_outcomes,
+    released_fields,
+    request_folder,
+)
+from custodes.errors import ConflictError, InputError, NotFound
+from custodes.ledger import log
+from custodes.ledger.events import Event
+from custodes.requests.lifecycle import current_state
+from custodes.rules.active import in_force
+from custodes.store.tables import review_resolutions
+from custodes.workspace import Call, Workspace
+
+# Match flags that say the candidate may be someone else; review cannot overrule them.
+BLOCKING_FLAGS = ("suffix_conflict", "tin_conflict", "tin_name_conflict", "namesake_risk")
+
+
+def _need_reason(reason: str | None) -> str:
+    if not reason or not reason.strip():
+        raise InputError("A review resolution needs a reason.", code="bad_argument")
+    return reason.strip()
+
+
+def open_reviews(ws: Workspace, request_id: str) -> list[dict[str, Any]]:
+    """Items still in review, with the match evidence."""
+    request_folder(ws, request_id)
+    return effective_outcomes(ws, request_id, only=("REVIEW",)).to_pylist()
+
+
+def why_not_disclosable(
+    row: dict[str, Any], severity: dict[str, str], named: str | None
+) -> str | None:
+    """Why the officer may not disclose this review item to the record `named` (None: may)."""
+    if row["candidate"] is None:
+        return "it has no candidate"
+    if named is None:
+        return "name the record you identified (--record)"
+    if named != row["candidate"]:
+        return (
+            "the record named is not the candidate shown; only that candidate can be "
+            "identified in review (withhold and ask the agency otherwise)"
+        )
+    flags = [f for f in row["flags"] or [] if f in BLOCKING_FLAGS]
+    if flags:
+        return f"its match raised the blocking flag(s) {', '.join(flags)}"
+    failing = [c for c in row["checks"] if severity.get(c) != "review"]
+    if failing:
+        return f"check(s) {', '.join(failing)} fail for that record"
+    return None
+
+
+def resolve(
+    call: Call,
+    request_id: str,
+    decision: str,
+    reason: str | None,
+    *,
+    items: list[str] | None = None,
+    records: dict[str, str] | None = None,
+) -> int:
+    """Resolve review items (all open ones when `items` is None). To disclose, `records` maps
+    each item to the record the officer identified. Returns how many were resolved."""
+    ws = call.ws
+    reason = _need_reason(reason)
+    decision = decision.upper()
+    if decision not in ("WITHHOLD", "DISCLOSE"):
+        raise InputError("A review resolves to withhold or disclose.", code="bad_argument")
+    open_ = {r["item_id"]: r for r in open_reviews(ws, request_id)}
+    targets = list(open_) if items is None else list(dict.fromkeys(items))
+    if not targets:
+        return 0
+    unknown = [i for i in targets if i not in open_]
+    if unknown:
+        raise NotFound(f"Item {unknown[0]} is not in review in {request_id}.", code="not_in_review")
+    named: dict[str, str | None] = {i: None for i in targets}
+    if decision == "DISCLOSE":
+        rs = in_force(ws)
+        severity = {cid: c.severity for cid, c in rs.checks.items()}
+        values = _values(ws, request_id, set(targets))
+        for i in targets:
+            named[i] = (records or {}).get(i)
+            why = why_not_disclosable(open_[i], severity, named[i])
+            if why is None and any(v is None for v in values[i].values()):
+                why = "the permitted value is not on record for that record"
+            if why:
+                raise ConflictError(f"Item {i} cannot be disclosed: {why}.", code="rules_fail")
+    now = dt.datetime.now(dt.UTC)
+    reason_sha = hashlib.sha256(reason.encode()).hexdigest()
+    with call.transaction() as conn:
+        state = current_state(conn, request_id)
+        if state != "in_review":
+            raise ConflictError(
+                f"Request {request_id} is {state}, not in review.", code="illegal_transition"
+            )
+        conn.execute(
+            insert(review_resolutions),
+            [
+                {
+                    "request_id": request_id,
+                    "item_id": i,
+                    "decision": decision,
+                    "reason": reason,
+                    "actor": call.actor,
+                    "at": now,
+                    "record_id": named[i],
+                }
+                for i in targets
+            ],
+        )
+        # The reason is free text an officer typed: the ledger gets its hash, not the text.
+        log.append(
+            conn,
+            [
+                Event(
+                    "review.resolved",
+                    actor=call.actor,
+                    request_id=request_id,
+                    record_id=named[i],
+                    data={"item_id": i, "decision": decision, "reason_sha256": reason_sha},
+                )
+                for i in targets
+            ],
+        )
+    return len(targets)
+
+
+def _values(ws: Workspace, request_id: str, items: set[str]) -> dict[str, dict[str, Any]]:
+    """The permitted field values the outcomes hold for these items (computed for review
+    items from their candidate, masked in every view until disclosed)."""
+    path = processed_outcomes(ws, request_id)
+    table = pq.read_table(path)
+    fields = released_fields(table)
+    return {
+        r["item_id"]: {f: r[f] for f in fields}
+        for r in table.select(["item_id", *fields]).to_pylist()
+        if r["item_id"] in items
+    }

@@ -1,0 +1,201 @@
+"""The main job's services: process, explain, outcomes, review, prepare, approve, release,
+recall and certification; and `next_step`, the walk through a request's states."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+
+from custodes.access import CheckedCall, service
+from custodes.decisions import approval, exports, pipeline
+from custodes.decisions import recall as rc
+from custodes.decisions import review as rv
+from custodes.decisions.pipeline import Processed
+from custodes.decisions.release import Released
+from custodes.decisions.release import release as _release
+from custodes.errors import InputError
+from custodes.matching.link import Progress
+from custodes.requests.lifecycle import current_state
+
+
+@service("process")
+def process(call: CheckedCall, request_id: str, *, progress: Progress | None = None) -> Processed:
+    """Rules, matching, rules after matching, one outcome per item; resumable."""
+    return pipeline.process(call, request_id, progress=call.progress(progress))
+
+
+@service("explain")
+def explain(call: CheckedCall, request_id: str, item_id: str) -> dict[str, Any]:
+    """Why one item got its outcome: every check with its citation, and the match evidence."""
+    return pipeline.explain(call.ws, request_id, item_id)
+
+
+@service("outcomes")
+def outcomes(call: CheckedCall, request_id: str, out: Path) -> dict[str, Any]:
+    """The officers' per-item view written to a file (.csv, .parquet, .json); the file is a
+    ledger event (it holds the values that would be released)."""
+    pipeline.request_folder(call.ws, request_id)
+    exports.file_kind(out)
+    table = pipeline.view(call.ws, request_id)
+    return {"request_id": request_id} | exports.write_table(
+        call, table, out, what="outcomes", request_id=request_id
+    )
+
+
+@service("outcomes")
+def outcomes_page(
+    call: CheckedCall,
+    request_id: str,
+    *,
+    outcome: str | None = None,
+    check: str | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> dict[str, Any]:
+    """A page of the per-item view, filterable by outcome and by failing check."""
+    if not 1 <= limit <= 1000 or offset < 0:
+        raise InputError("A page holds 1 to 1,000 items, from offset 0.", code="bad_argument")
+    pipeline.request_folder(call.ws, request_id)
+    table = pipeline.view(call.ws, request_id)
+    if outcome:
+        if outcome not in pipeline.OUTCOMES:
+            raise InputError(
+                f"Unknown outcome '{outcome}' ({', '.join(pipeline.OUTCOMES)}).",
+                code="bad_argument",
+            )
+        table = table.filter(pc.equal(table["outcome"], outcome))
+    if check:
+        table = table.filter(pc.array([check in (c or []) for c in table["checks"].to_pylist()]))
+    return {
+        "request_id": request_id,
+        "total": table.num_rows,
+        "offset": offset,
+        "limit": limit,
+        "items": table.slice(offset, limit).to_pylist(),
+    }
+
+
+@service("review.read")
+def review_list(call: CheckedCall, request_id: str) -> list[dict[str, Any]]:
+    """The items in review, with the match evidence."""
+    return rv.open_reviews(call.ws, request_id)
+
+
+@service("review.resolve")
+def review_resolve(
+    call: CheckedCall,
+    request_id: str,
+    decision: str,
+    reason: str | None,
+    *,
+    items: list[str] | None = None,
+    records: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Resolve review items to withhold, or to disclose naming the record identified."""
+    n = rv.resolve(call, request_id, decision, reason, items=items, records=records)
+    return {"request_id": request_id, "resolved": n, "decision": decision.upper()}
+
+
+@service("prepare")
+def prepare(call: CheckedCall, request_id: str) -> dict[str, Any]:
+    """Prepare a decided request's release (nothing may be in review); a second person must
+    approve it."""
+    return approval.prepare(call, request_id)
+
+
+@service("approve")
+def approve(call: CheckedCall, request_id: str) -> dict[str, Any]:
+    """Approve a prepared release: never one you prepared or a request you submitted."""
+    return approval.approve(call, request_id)
+
+
+@service("release")
+def release(call: CheckedCall, request_id: str, out: Path) -> Released:
+    """Write the approved response; one ledger leaf per disclosure; safe to re-run."""
+    return _release(call, request_id, out)
+
+
+@service("recall")
+def recall(
+    call: CheckedCall,
+    *,
+    reason: str,
+    request_id: str | None = None,
+    items_file: Path | None = None,
+    out: Path | None = None,
+) -> dict[str, Any]:
+    """Mark disclosures improper and write the return-or-destroy notice."""
+    return rc.recall(call, reason=reason, request_id=request_id, items_file=items_file, out=out)
+
+
+@service("recalls.read")
+def recalls(call: CheckedCall) -> list[dict[str, Any]]:
+    return rc.listing(call.ws)
+
+
+@service("recall.certify")
+def certify(
+    call: CheckedCall,
+    recall_id: str,
+    *,
+    certified_by: str,
+    certified_on: dt.date,
+    certificate: str | None = None,
+) -> dict[str, Any]:
+    return rc.certify(
+        call,
+        recall_id,
+        certified_by=certified_by,
+        certified_on=certified_on,
+        certificate=certificate,
+    )
+
+
+# What happens next to a request in each state, and which role does it.
+NEXT = {
+    "received": ("process", "officer", "run the rules and matching"),
+    "checked": ("process", "officer", "finish processing (matching)"),
+    "matched": ("process", "officer", "finish processing (decisions)"),
+    "in_review": ("review", "officer", "resolve the items in review"),
+    "decided": ("prepare", "officer", "prepare the release"),
+    "prepared": ("approve", "approver", "approve the release (a second person)"),
+    "approved": ("release", "officer", "release the response"),
+    "released": (None, None, "released; recall if a disclosure proves improper"),
+    "refused": (None, None, "refused: the request fails the statute"),
+    "withdrawn": (None, None, "withdrawn"),
+    "recalled": (None, None, "every disclosure recalled"),
+}
+
+
+@service("requests.read")
+def next_step(call: CheckedCall, request_id: str) -> dict[str, Any]:
+    """Where a request stands and what comes next: the action, the role that takes it, and
+    whether the caller may take it (with why not: separation of duties shown before the
+    click)."""
+    with call.ws.engine.connect() as conn:
+        state = current_state(conn, request_id, agency=call.agency)
+    action, role, text = NEXT[state]
+    info: dict[str, Any] = {
+        "request_id": request_id,
+        "state": state,
+        "next": action,
+        "role": role,
+        "says": text,
+    }
+    why_not = None
+    if role is not None and role not in call.caller.roles:
+        why_not = f"it needs the {role} role"
+    if state == "prepared":
+        status = approval.status(call.ws, request_id)
+        info["prepared_by"] = status["prepared_by"]
+        info["eligible_approvers"] = status["eligible_approvers"]
+        if call.actor not in status["eligible_approvers"] and why_not is None:
+            why_not = "you prepared or submitted it (a second person must approve)"
+    if state == "in_review":
+        info["open_reviews"] = len(rv.open_reviews(call.ws, request_id))
+    info["you_may"] = role is not None and why_not is None
+    info["why_not"] = why_not
+    return info

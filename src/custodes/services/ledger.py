@@ -1,0 +1,156 @@
+"""Ledger services: the key, checkpoints, exports, proofs, witnesses, and verification."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from custodes.access import CheckedCall, service
+from custodes.errors import ConflictError, InputError
+from custodes.ledger import keys
+from custodes.ledger import service as ledger
+from custodes.ledger import witness as wit
+from custodes.ledger.note import Checkpoint, Note, NoteError, Signer, Verifier
+from custodes.ledger.policy import Policy, PolicyError
+from custodes.ledger.verify import Report, verify_export, verify_receipt
+from custodes.store.files import out_file, write_new
+
+
+def parse_key(value: str) -> Verifier:
+    """A verifier key given as the key string itself, or as a file holding it."""
+    text = value
+    path = Path(value)
+    if "+" not in value or path.is_file():
+        if not path.is_file():
+            raise InputError(f"{value}: neither a verifier key nor a file.", code="bad_key")
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            raise InputError(f"{value}: not a readable text file.", code="bad_key") from None
+    try:
+        return Verifier.parse(text)
+    except NoteError as exc:
+        raise InputError(f"Verifier key: {exc}.", code="bad_key") from None
+
+
+def _policy(path: Path | None) -> Policy | None:
+    if path is None:
+        return None
+    try:
+        return Policy.parse(path.read_text(encoding="utf-8"))
+    except (PolicyError, OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: {exc}", code="bad_policy") from None
+
+
+@service("ledger.sign")
+def keygen(call: CheckedCall, origin: str | None = None) -> dict[str, Any]:
+    """Create the ledger's signing key (normally done by 'custodes init')."""
+    signer = keys.keygen(call.ws, origin)
+    return {
+        "origin": signer.name,
+        "vkey": signer.verifier.vkey,
+        "key_file": str(keys.key_path(call.ws)),
+    }
+
+
+@service("ledger.read")
+def key(call: CheckedCall) -> dict[str, Any]:
+    return {"vkey": ledger.verifier(call.ws).vkey}
+
+
+@service("ledger.read")
+def status(call: CheckedCall) -> dict[str, Any]:
+    return ledger.status(call.ws)
+
+
+@service("ledger.sign")
+def checkpoint(call: CheckedCall) -> dict[str, Any]:
+    """Sign a checkpoint of the current tree (only if it extends the last one)."""
+    cp, note = ledger.checkpoint(call)
+    return {"origin": cp.origin, "size": cp.size, "note": note.render()}
+
+
+@service("ledger.read")
+def export(call: CheckedCall, folder: Path) -> dict[str, Any]:
+    """The ledger as a C2SP tlog-tiles directory (no personal data, verifiable offline)."""
+    return ledger.export(call, folder)
+
+
+@service("ledger.export_bodies")
+def export_bodies(call: CheckedCall, folder: Path) -> dict[str, Any]:
+    """The export plus every event body and salt (for auditors; recorded in the ledger)."""
+    return ledger.export(call, folder, bodies=True)
+
+
+@service("ledger.read")
+def verify_store(call: CheckedCall, key: Verifier | None = None) -> Report:
+    """Re-derive the whole ledger from the store and compare with everything stored, and with
+    the last checkpoint kept outside the store."""
+    return ledger.audit_store(call.ws, key)
+
+
+def verify_path(
+    path: Path,
+    key: Verifier,
+    *,
+    previous: Path | None = None,
+    policy: Path | None = None,
+    body: Path | None = None,
+) -> Report:
+    """Verify an export folder or a receipt file offline. Open: outsiders verify."""
+    pol = _policy(policy)
+    if path.is_dir():
+        prev = previous.read_text(encoding="utf-8") if previous else None
+        return verify_export(path, key, previous=prev, policy=pol)
+    if path.is_file():
+        try:
+            body_doc = json.loads(body.read_text(encoding="utf-8")) if body else None
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise InputError(
+                f"{body or path}: not a readable receipt or body.", code="bad_argument"
+            ) from None
+        return verify_receipt(text, key, policy=pol, body=body_doc)
+    raise InputError(f"{path}: no such file or folder.", code="file_not_found")
+
+
+@service("ledger.read")
+def prove(
+    call: CheckedCall, index: int, *, out: Path | None = None, body_out: Path | None = None
+) -> dict[str, Any]:
+    """A self-contained receipt (c2sp.org/tlog-proof@v1) that one event is in the ledger."""
+    for p in (out, body_out):
+        if p is not None:
+            out_file(p)
+    receipt, body_doc = ledger.prove(call, index)
+    if out is not None:
+        write_new(out, receipt.encode())
+    if body_out is not None:
+        write_new(body_out, (json.dumps(body_doc, ensure_ascii=False) + "\n").encode())
+    return {"index": index, "receipt": receipt, "out": str(out) if out else None}
+
+
+@service("ledger.sign")
+def cosign(call: CheckedCall, url: str, witness: Verifier) -> dict[str, Any]:
+    """Ask a witness to cosign the latest checkpoint (proving consistency with what it saw)."""
+    return ledger.cosign(call, url, witness)
+
+
+def witness_keygen(name: str, key_file: Path) -> Verifier:
+    """A witness's key (cosignature/v1). Open: run by the oversight body on its machine."""
+    if key_file.exists() or key_file.is_symlink():
+        raise ConflictError(f"{key_file} already exists.", code="key_exists")
+    return wit.keygen(name, key_file).verifier
+
+
+def witness_server(key_file: Path, logs: list[str], state: Path, host: str, port: int) -> Any:
+    """A witness HTTP server (POST /add-checkpoint) for the logs named. Open."""
+    try:
+        signer = Signer.decode(key_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, NoteError) as exc:
+        raise InputError(f"{key_file}: {exc}", code="bad_key") from None
+    return wit.make_server(wit.Witness(state, signer, [parse_key(v) for v in logs]), host, port)
+
+
+__all__ = ["Checkpoint", "Note"]

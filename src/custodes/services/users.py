@@ -1,0 +1,82 @@
+"""Access services: users, grants, confirmations, keys, enrolment codes, suspension, policy."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from custodes.access import CheckedCall, service, sessions, users
+
+
+@service("users.change")
+def add(
+    call: CheckedCall,
+    name: str,
+    roles: list[str],
+    *,
+    basis: str | None = None,
+    last_day: dt.date | None = None,
+    agency: str | None = None,
+) -> dict[str, Any]:
+    """Create a user: staff get a one-time enrolment code to set their own password; a
+    requester account belongs to an agency. Privileged roles wait for a second
+    administrator."""
+    return users.create_user(call, name, roles, basis=basis, last_day=last_day, agency=agency)
+
+
+@service("users.change")
+def grant(
+    call: CheckedCall, name: str, role: str, *, basis: str | None, last_day: dt.date | None = None
+) -> dict[str, Any]:
+    return users.grant(call, name, role, basis=basis, last_day=last_day)
+
+
+@service("users.change")
+def confirm(call: CheckedCall, name: str) -> dict[str, Any]:
+    """A second administrator confirms the grants and keys another issued for `name`."""
+    return users.confirm(call, name)
+
+
+@service("users.change")
+def suspend(call: CheckedCall, name: str, reason: str) -> dict[str, Any]:
+    return users.suspend(call, name, reason)
+
+
+@service("users.change")
+def reinstate(call: CheckedCall, name: str) -> dict[str, Any]:
+    return users.reinstate(call, name)
+
+
+@service("users.change")
+def key(call: CheckedCall, name: str, *, days: int = sessions.KEY_DAYS) -> dict[str, Any]:
+    """An API key for an agency account (shown once; works once a second administrator
+    confirms it)."""
+    return sessions.issue_key(call, name, days=days)
+
+
+@service("users.change")
+def reset(call: CheckedCall, name: str) -> dict[str, Any]:
+    """A new enrolment code with which the user sets a new password and second factor."""
+    return users.issue_enrolment(call, name)
+
+
+@service("users.read")
+def listing(call: CheckedCall) -> list[dict[str, Any]]:
+    with call.ws.engine.connect() as conn:
+        return users.listing(conn)
+
+
+@service("policy.change")
+def propose_policy(call: CheckedCall, key: str, value: str) -> dict[str, Any]:
+    return users.propose_policy(call, key, value)
+
+
+@service("policy.change")
+def confirm_policy(call: CheckedCall, key: str) -> dict[str, Any]:
+    return users.confirm_policy(call, key)
+
+
+@service("users.read")
+def policy(call: CheckedCall) -> list[dict[str, Any]]:
+    with call.ws.engine.connect() as conn:
+        return users.policy_listing(conn)

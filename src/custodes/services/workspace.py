@@ -1,0 +1,102 @@
+"""Workspace services: create one, sign in and out, enrol, and its status."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from custodes.access import Caller, CheckedCall, credentials, service, sessions, users
+from custodes.access import caller as _caller
+from custodes.errors import ConflictError
+from custodes.ledger import keys as ledger_keys
+from custodes.records.master import summary
+from custodes.workspace import Workspace, init_workspace
+from custodes.workspace import open_workspace as _open_workspace
+
+
+def open_workspace(
+    home: str | os.PathLike[str] | None = None, store_url: str | None = None
+) -> Workspace:
+    """Open an existing workspace (refused when missing, outdated or readable by others)."""
+    return _open_workspace(home, store_url)
+
+
+def caller(ws: Workspace, token: str | None) -> Caller:
+    """The caller behind a session token or API key, checked now."""
+    return _caller(ws, token)
+
+
+def init(
+    home: str | os.PathLike[str] | None = None,
+    store_url: str | None = None,
+    *,
+    admin: str | None = None,
+    password: str | None = None,
+    origin: str | None = None,
+) -> dict[str, Any]:
+    """Create a workspace (or upgrade one): the store, the secrets key and the ledger's signing
+    key (origin given or derived), and with `admin` its first administrator. Open: run by the
+    workspace's owner on their own machine."""
+    ws, created = init_workspace(home, store_url)
+    try:
+        credentials.ensure_secrets_key(ws)
+        key = ledger_keys.key_path(ws)
+        new_key = not key.exists()
+        if new_key:
+            ledger_keys.keygen(ws, origin)
+        elif origin and ledger_keys.origin(ws) not in (None, origin):
+            raise ConflictError(
+                f"This ledger's origin is already {ledger_keys.origin(ws)}.", code="origin_fixed"
+            )
+        info: dict[str, Any] = {
+            "home": str(ws.home),
+            "store": ws.engine.url.render_as_string(hide_password=True),
+            "created": created,
+            "ledger_origin": ledger_keys.origin(ws) or ledger_keys.load_signer(ws).name,
+            "ledger_key_created": new_key,
+            "vkey": ledger_keys.load_signer(ws).verifier.vkey,
+        }
+        if admin:
+            users.bootstrap_admin(ws, admin, password or "")
+            info["admin"] = admin
+        elif not users.has_users(ws):
+            info["note"] = "no users yet: run 'custodes init --admin NAME' to create the first"
+        return info
+    finally:
+        ws.close()
+
+
+def login(ws: Workspace, name: str, password: str, *, totp: str | None = None) -> str:
+    """Sign in (password, and the one-time code when required); returns the session token."""
+    return sessions.login(ws, name, password, totp=totp)
+
+
+def logout(ws: Workspace, token: str) -> bool:
+    return sessions.logout(ws, token)
+
+
+def enrol(ws: Workspace, name: str, code: str, password: str) -> dict[str, Any]:
+    """A new user sets their own password with their one-time code (and receives their second
+    factor's provisioning URI when a role of theirs needs one)."""
+    return users.enrol(ws, name, code, password)
+
+
+@service("session")
+def whoami(call: CheckedCall) -> dict[str, Any]:
+    return {
+        "user": call.actor,
+        "roles": sorted(call.caller.roles),
+        "kind": call.caller.kind,
+        "agency": call.caller.agency,
+    }
+
+
+@service("status")
+def status(call: CheckedCall) -> dict[str, Any]:
+    """The workspace's store and master file (counts only, no personal data)."""
+    ws = call.ws
+    return {
+        "home": str(ws.home),
+        "store": ws.engine.url.render_as_string(hide_password=True),
+        "master_file": summary(ws),
+    }

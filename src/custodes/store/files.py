@@ -1,0 +1,142 @@
+"""Writing files: never through a symlink, never over a file that is already there, always
+whole (a temporary file, then a rename or a link), and CSV cells that a spreadsheet would run
+as a formula neutralised (OWASP "CSV injection": a cell beginning with = + - @, a tab or a
+carriage return gets a leading apostrophe).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from custodes.errors import ConflictError, InputError
+
+FORMULA_START = r"^[=+\-@\t\r]"
+
+
+def out_folder(path: Path) -> Path:
+    """A folder the user named for output: created if missing (its parent must exist); a
+    file or a symlink in its place is refused."""
+    if path.is_symlink():
+        raise InputError(f"{path}: is a symbolic link; name a real folder.", code="bad_path")
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path}: exists and is not a folder.", code="bad_path")
+    if not path.exists():
+        if not path.parent.is_dir():
+            raise InputError(f"{path.parent}: no such folder.", code="bad_path")
+        try:
+            path.mkdir(mode=0o700)
+        except OSError as exc:
+            raise InputError(
+                f"{path}: cannot be created ({exc.strerror}).", code="bad_path"
+            ) from None
+    if not os.access(path, os.W_OK):
+        raise InputError(f"{path}: not writable.", code="bad_path")
+    return path
+
+
+def out_file(path: Path, *, overwrite: bool = False) -> Path:
+    """A file the user named for output: its folder must exist; an existing file is refused
+    unless `overwrite` (a symlink always)."""
+    if path.is_symlink():
+        raise InputError(f"{path}: is a symbolic link; name a new file.", code="bad_path")
+    if path.exists() and (path.is_dir() or not overwrite):
+        raise ConflictError(
+            f"{path}: already exists; custodes does not overwrite files (name a new one).",
+            code="output_exists",
+        )
+    if not path.parent.is_dir():
+        raise InputError(f"{path.parent}: no such folder.", code="bad_path")
+    return path
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+
+
+def _write_tmp(path: Path, data: bytes) -> Path:
+    tmp = _tmp(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return tmp
+
+
+def write_new(path: Path, data: bytes) -> Path:
+    """Write a file that must not exist yet (no-clobber even against a racing writer: the
+    whole file is linked into place, which fails if the name is taken)."""
+    tmp = _write_tmp(path, data)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise ConflictError(
+            f"{path}: already exists; custodes does not overwrite files (name a new one).",
+            code="output_exists",
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_replace(path: Path, data: bytes) -> Path:
+    """Write (or atomically replace) a file custodes owns; a symlink in its place is refused."""
+    if path.is_symlink():
+        raise InputError(
+            f"{path}: is a symbolic link; custodes does not follow it.", code="bad_path"
+        )
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.replace(_write_tmp(path, data), path)
+    return path
+
+
+def commit_tmp(tmp: Path, path: Path, *, replace: bool) -> Path:
+    """Move a temporary file another library wrote into place (no-clobber unless `replace`)."""
+    if path.is_symlink():
+        tmp.unlink(missing_ok=True)
+        raise InputError(
+            f"{path}: is a symbolic link; custodes does not follow it.", code="bad_path"
+        )
+    if replace:
+        os.replace(tmp, path)
+        return path
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise ConflictError(
+            f"{path}: already exists; custodes does not overwrite files (name a new one).",
+            code="output_exists",
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def tmp_beside(path: Path) -> Path:
+    """A fresh temporary name in the same folder (for libraries that write files themselves)."""
+    return _tmp(path)
+
+
+def neutralise(table: pa.Table) -> pa.Table:
+    """String cells that a spreadsheet would take for a formula get a leading apostrophe."""
+    cols = []
+    for name in table.column_names:
+        col = table.column(name)
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            risky = pc.match_substring_regex(col, FORMULA_START)
+            col = pc.if_else(risky, pc.binary_join_element_wise("'", col, ""), col)
+        cols.append(col)
+    return pa.table(cols, names=table.column_names)
+
+
+def csv_bytes(table: pa.Table) -> bytes:
+    """A CSV file (header, comma-separated, UTF-8) with formula cells neutralised."""
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(neutralise(table), sink, pacsv.WriteOptions(include_header=True))
+    return sink.getvalue().to_pybytes()

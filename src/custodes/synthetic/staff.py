@@ -1,0 +1,114 @@
+"""Real users for the demo, the benchmarks and the tests, made through the real services.
+
+Nothing here bypasses the door: the first administrator is bootstrapped, a second one is
+created and enrols with their code, every other user is created by one administrator,
+confirmed by the other and enrols with their own code; an agency account gets a key that the
+second administrator confirms. The callers returned are ordinary signed-in callers.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from custodes.access import Caller, caller, sessions, users
+from custodes.access.roles import PRIVILEGED
+from custodes.services import rules as rules_svc
+from custodes.services import users as users_svc
+from custodes.workspace import Workspace
+
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Staff:
+    """Signed-in callers by user name, and the password every helper-made user set."""
+
+    ws: Workspace
+    callers: dict[str, Caller] = field(default_factory=dict)
+    password: str = PASSWORD
+
+    def __getitem__(self, name: str) -> Caller:
+        return self.callers[name]
+
+    @property
+    def admin(self) -> Caller:
+        return self.callers[ADMINS[0]]
+
+    @property
+    def second_admin(self) -> Caller:
+        return self.callers[ADMINS[1]]
+
+    def login(self, name: str) -> Caller:
+        self.callers[name] = caller(self.ws, sessions.login(self.ws, name, self.password))
+        return self.callers[name]
+
+
+ADMINS = ("admin", "admin2")
+
+
+def administrators(ws: Workspace, password: str = PASSWORD) -> Staff:
+    """The first two administrators (bootstrapped, enrolled, signed in); idempotent."""
+    staff = Staff(ws, password=password)
+    if not users.has_users(ws):
+        users.bootstrap_admin(ws, ADMINS[0], password)
+    first = staff.login(ADMINS[0])
+    listed = {u["user"] for u in users_svc.listing(ws, first)}
+    if ADMINS[1] not in listed:
+        code = users_svc.add(ws, first, ADMINS[1], ["administrator"])["enrolment_code"]
+        users.enrol(ws, ADMINS[1], code, password)
+    staff.login(ADMINS[1])
+    return staff
+
+
+def add(
+    staff: Staff,
+    name: str,
+    roles: list[str],
+    *,
+    enrol: bool = True,
+    agency: str | None = None,
+    basis: str | None = None,
+) -> str | None:
+    """Create `name` with `roles` (confirmed by the second administrator), enrol and sign in.
+    A requester account gets a confirmed key instead. Returns the enrolment code when
+    `enrol` is false (for someone to use later), else None."""
+    ws, first, second = staff.ws, staff.admin, staff.second_admin
+    if name in {u["user"] for u in users_svc.listing(ws, first)}:  # made by an earlier run
+        if "requester" in roles:
+            key = users_svc.key(ws, first, name)["key"]
+            users_svc.confirm(ws, second, name)
+            staff.callers[name] = caller(ws, key)
+        else:
+            staff.login(name)
+        return None
+    if agency is not None:
+        rules_svc.add_agency(ws, first, agency, safeguards_current=True, open_findings=0)
+    info = users_svc.add(ws, first, name, roles, basis=basis, agency=agency)
+    if info["pending"]:
+        users_svc.confirm(ws, second, name)
+    if "requester" in roles:
+        key = users_svc.key(ws, first, name)["key"]
+        users_svc.confirm(ws, second, name)
+        staff.callers[name] = caller(ws, key)
+        return None
+    if not enrol:
+        return info["enrolment_code"]
+    users.enrol(ws, name, info["enrolment_code"], staff.password)
+    staff.login(name)
+    return None
+
+
+def one_per_role(ws: Workspace, agency: str = "U.S. Immigration and Customs Enforcement") -> Staff:
+    """Administrators plus one user per other role, named after it (rule_steward is
+    'rule-steward'); the requester acts for `agency`."""
+    staff = administrators(ws)
+    for role in PRIVILEGED:
+        if role != "administrator":
+            add(staff, role.replace("_", "-"), [role])
+    add(staff, "requester", ["requester"], agency=agency)
+    return staff
+
+
+def random_password() -> str:
+    return secrets.token_urlsafe(18)
