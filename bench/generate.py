@@ -16,8 +16,11 @@ from pathlib import Path
 
 import duckdb
 
-from custodes.records.generator import generate_master, generate_tables
-from custodes.workspace import init_workspace
+from custodes.services import records
+from custodes.services.workspace import init
+from custodes.synthetic.population import generate_tables
+from custodes.synthetic.staff import administrators
+from custodes.workspace import open_workspace
 
 
 def main() -> None:
@@ -40,9 +43,11 @@ def main() -> None:
             )
         baseline = time.perf_counter() - t
 
-        ws, _ = init_workspace(Path(tmp) / "ws")
+        init(Path(tmp) / "ws")
+        ws = open_workspace(Path(tmp) / "ws")
+        admin = administrators(ws).admin
         t = time.perf_counter()
-        generate_master(ws, n, seed=1)
+        records.generate(ws, admin, n, 1)
         total = time.perf_counter() - t
         rows = duckdb.sql(f"SELECT count(*) FROM '{out}/addresses.parquet'").fetchall()[0][0]
     print(f"people                         {n:>12,}")

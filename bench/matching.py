@@ -31,31 +31,34 @@ def main() -> None:
     from custodes.matching import evaluate as ev
     from custodes.matching import link as lk
     from custodes.matching import model as mdl
-    from custodes.matching import service
     from custodes.records import master
-    from custodes.records.generator import generate_master
-    from custodes.requests.generator import generate_request
-    from custodes.requests.intake import submit
-    from custodes.workspace import init_workspace
+    from custodes.services import matching, records, requests
+    from custodes.services.workspace import init
+    from custodes.synthetic import staff
+    from custodes.workspace import open_workspace
 
     tmp = Path(tempfile.mkdtemp(prefix="custodes-bench-"))
     home = args.keep or tmp / "ws"
     try:
-        ws, _ = init_workspace(home)
+        init(home)
+        ws = open_workspace(home)
+        people = staff.administrators(ws)
+        staff.add(people, "bench-officer", ["officer"])
+        admin, officer = people.admin, people["bench-officer"]
         t = time.perf_counter()
         if not master.current(ws).exists:
-            generate_master(ws, args.people, seed=1)
+            records.generate(ws, admin, args.people, 1)
         t_gen = time.perf_counter() - t
         req = tmp / "req"
-        generate_request(ws, "irc-6103-i-2", args.items, seed=2, out=req)
-        rid = submit(ws, req).request_id
+        requests.generate(ws, admin, "irc-6103-i-2", args.items, 2, req)
+        rid = requests.submit(ws, officer, req).request_id
 
         t = time.perf_counter()
-        trained = service.train(ws, rid)
+        trained = matching.train(ws, officer, rid)
         t_train = time.perf_counter() - t
 
         t = time.perf_counter()
-        res = service.link(ws, rid)
+        res = matching.link(ws, officer, rid)
         t_link = time.perf_counter() - t
 
         # Baseline: raw Splink predict on the same standardized tables with the same model.

@@ -50,27 +50,35 @@ def main() -> None:
 
     from splink import Linker
 
-    from custodes.decisions import pipeline
-    from custodes.decisions import release as rel
     from custodes.matching import link as lk
     from custodes.matching import model as mdl
-    from custodes.matching import service as matching
     from custodes.records import master
-    from custodes.records.generator import generate_master
-    from custodes.requests.generator import generate_request, register_parties
-    from custodes.requests.intake import submit
-    from custodes.workspace import init_workspace
+    from custodes.services import decisions, matching, records, requests
+    from custodes.services.workspace import init
+    from custodes.synthetic import staff
+    from custodes.synthetic.parties import register_parties
+    from custodes.workspace import open_workspace
 
     tmp = Path(tempfile.mkdtemp(prefix="custodes-bench-"))
     home = args.keep or tmp / "ws"
     times: dict[str, float] = {}
     try:
-        ws, _ = init_workspace(home)
+        init(home)
+        ws = open_workspace(home)
+        people = staff.administrators(ws)
+        for name, role in (
+            ("bench-clerk", "officer"),
+            ("bench-officer", "officer"),
+            ("bench-approver", "approver"),
+        ):
+            staff.add(people, name, [role])
+        admin, clerk = people.admin, people["bench-clerk"]
+        officer, approver = people["bench-officer"], people["bench-approver"]
         if not master.current(ws).exists:
-            generate_master(ws, args.people, seed=1)
-        register_parties(ws, "irc-6103-i-2", actor="admin")
+            records.generate(ws, admin, args.people, 1)
+        register_parties(ws, admin, "irc-6103-i-2")
         req = tmp / "req"
-        generate_request(ws, "irc-6103-i-2", args.items, seed=int(time.time()), out=req)
+        requests.generate(ws, admin, "irc-6103-i-2", args.items, int(time.time()), req)
         _spread_officials(req, 250)
 
         def timed(name: str, fn, *a, **kw):  # type: ignore[no-untyped-def]
@@ -79,19 +87,26 @@ def main() -> None:
             times[name] = time.perf_counter() - t
             return result
 
-        rid = timed("submit (shape checks, copy, hash)", submit, ws, req, actor="clerk").request_id
-        timed("train the model", matching.train, ws, rid)
-        res = timed("process (total)", pipeline.process, ws, rid, actor="officer")
+        rid = timed("submit (shape checks, copy, hash)", requests.submit, ws, clerk, req)
+        rid = rid.request_id
+        timed("train the model", matching.train, ws, officer, rid)
+        res = timed("process (total)", decisions.process, ws, officer, rid)
         for k, v in res.stages.items():
             times[f"  process: {k}"] = v
         if res.counts.get("REVIEW"):
             timed(
-                "review: withhold all", rel.resolve, ws, rid, "WITHHOLD", "bench", actor="officer"
+                "review: withhold all",
+                decisions.review_resolve,
+                ws,
+                officer,
+                rid,
+                "WITHHOLD",
+                "bench",
             )
-        timed("prepare", rel.prepare, ws, rid, actor="officer")
-        timed("approve", rel.approve, ws, rid, actor="approver")
+        timed("prepare", decisions.prepare, ws, officer, rid)
+        timed("approve", decisions.approve, ws, approver, rid)
         done = timed(
-            "release (response + ledger)", rel.release, ws, rid, tmp / "out", actor="officer"
+            "release (response + ledger)", decisions.release, ws, officer, rid, tmp / "out"
         )
 
         # Baseline: raw Splink linkage (train + predict) on the same standardized inputs.

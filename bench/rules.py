@@ -16,12 +16,15 @@ from pathlib import Path
 
 import duckdb
 
-from custodes.records.generator import generate_master
-from custodes.requests.generator import generate_request
-from custodes.rules.evaluate import evaluate, load_items
-from custodes.rules.registry import Registry
-from custodes.rules.ruleset import load
-from custodes.workspace import init_workspace
+from custodes.records.files import read_text_table
+from custodes.requests.format import ITEM_COLUMNS, read_envelope, with_optional
+from custodes.rules.evaluate import evaluate
+from custodes.rules.provisions import load
+from custodes.rules.types import Registry
+from custodes.services import records, requests
+from custodes.services.workspace import init
+from custodes.synthetic.staff import administrators
+from custodes.workspace import open_workspace
 
 
 def main() -> None:
@@ -30,11 +33,13 @@ def main() -> None:
     ap.add_argument("--people", type=int, default=200_000)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        ws, _ = init_workspace(Path(tmp) / "ws")
-        generate_master(ws, args.people, seed=1)
+        init(Path(tmp) / "ws")
+        ws = open_workspace(Path(tmp) / "ws")
+        admin = administrators(ws).admin
+        records.generate(ws, admin, args.people, 1)
         req = Path(tmp) / "req"
         t = time.perf_counter()
-        generate_request(ws, "irc-6103-i-2", args.items, seed=1, out=req)
+        requests.generate(ws, admin, "irc-6103-i-2", args.items, 1, req)
         gen = time.perf_counter() - t
         t = time.perf_counter()
         n = duckdb.sql(
@@ -46,12 +51,10 @@ def main() -> None:
         rs = load()
         registry = Registry({}, [], {})
         t = time.perf_counter()
-        import json
-
-        table = load_items(req, json.loads((req / "envelope.json").read_text()))
+        table = with_optional(read_text_table(req / "items.csv", ITEM_COLUMNS, allow_extra=True))
         read = time.perf_counter() - t
         t = time.perf_counter()
-        ev = evaluate(rs, registry, req, items=table, today=dt.date.today())
+        ev = evaluate(rs, registry, read_envelope(req), table, today=dt.date.today())
         checks = time.perf_counter() - t
     total = read + checks
     n_checks = sum(v.passed is not None for v in ev.item) + len(ev.request)

@@ -46,7 +46,9 @@ def _raised_codes() -> list[tuple[str, int, str, str]]:
             elif name in CLASSES:
                 for kw in node.keywords:
                     if kw.arg == "code" and isinstance(kw.value, ast.Constant):
-                        found.append((str(path.relative_to(SRC)), node.lineno, name, kw.value.value))
+                        found.append(
+                            (str(path.relative_to(SRC)), node.lineno, name, kw.value.value)
+                        )
     return found
 
 

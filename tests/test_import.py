@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from custodes.access import CheckedCall, enter
 from custodes.errors import InputError, ValidationFailed
 from custodes.records import master
 from custodes.records.importer import import_master
-from custodes.access import CheckedCall, enter
 from custodes.workspace import Workspace
 
 PEOPLE_HEADER = ["tin", "tin_type", "first_name", "middle_name", "last_name", "suffix", "dob"]

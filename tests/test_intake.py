@@ -14,12 +14,11 @@ import sqlalchemy as sa
 from custodes.errors import AccessDenied, ConflictError, InputError, NotFound
 from custodes.ledger import log
 from custodes.requests import intake
-from custodes.requests.intake import submit as _submit
+from custodes.requests.lifecycle import STATES, TRANSITIONS, transition
 from custodes.services.requests import generate as generate_request
 from custodes.services.requests import submit
-from custodes.synthetic.staff import Staff
-from custodes.requests.lifecycle import STATES, TRANSITIONS, transition
 from custodes.store.tables import requests
+from custodes.synthetic.staff import Staff
 from custodes.workspace import Workspace
 
 

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,10 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import make_workspace
 from custodes.errors import CustodesError
 from custodes.ledger import log, service
 from custodes.ledger.events import Event, PersonalDataInEvent, commitment
-from custodes.ledger.keys import keygen
 from custodes.ledger.note import ALG_COSIGNATURE_V1, Note, NoteError, Signer, Verifier
 from custodes.ledger.policy import Policy, PolicyError
 from custodes.ledger.tree import (
@@ -38,7 +39,7 @@ from custodes.ledger.tree import (
 from custodes.ledger.verify import verify_export, verify_receipt
 from custodes.ledger.witness import Witness, make_server
 from custodes.store.tables import ledger_events, ledger_nodes
-from custodes.workspace import Workspace, init_workspace
+from custodes.workspace import Workspace
 from test_ledger_vectors import EXTRACTED
 
 # --- properties of the tree ------------------------------------------------------------------
@@ -169,6 +170,28 @@ def test_any_signature_change_fails(text: bytes, bit: int) -> None:
 # --- the store --------------------------------------------------------------------------------
 
 
+@dataclass
+class Direct:
+    """The `Call` protocol for the ledger room's own tests, which run below the door (the door
+    and its re-checks have their own tests): transactions as they are, a fixed actor."""
+
+    ws: Workspace
+    actor: str = "ledger-test"
+    action: str = "test"
+    agency: str | None = None
+
+    def transaction(self):  # type: ignore[no-untyped-def]
+        return self.ws.engine.begin()
+
+    def recheck(self) -> None:
+        pass
+
+
+def record(ws: Workspace, evs: list[Event]) -> list[int]:
+    with ws.engine.begin() as conn:
+        return log.append(conn, evs)
+
+
 def events(n: int, start: int = 0) -> list[Event]:
     return [
         Event(
@@ -195,7 +218,7 @@ def test_store_proofs_equal_memory_proofs(
         conn.execute(sa.text("UPDATE ledger_state SET size = 0, frontier = x''"))
     total = 0
     for b in batches:
-        assert service.record(workspace, events(b, total)) == list(range(total, total + b))
+        assert record(workspace, events(b, total)) == list(range(total, total + b))
         total += b
     with workspace.engine.connect() as conn:
         cs = (
@@ -221,10 +244,10 @@ def test_personal_data_never_enters_the_ledger(workspace: Workspace) -> None:
         {"ids": ["123456789"]},
     ):
         with pytest.raises(PersonalDataInEvent):
-            service.record(workspace, [Event("x", data=bad)])
+            record(workspace, [Event("x", actor="t", data=bad)])
     with workspace.engine.connect() as conn:
         assert log.state(conn).size == 0
-    service.record(workspace, [Event("x", data={"sha256": "0123456789abcdef" * 4})])
+    record(workspace, [Event("x", actor="t", data={"sha256": "0123456789abcdef" * 4})])
 
 
 def test_append_rolls_back_with_its_business_transaction(workspace: Workspace) -> None:
@@ -237,17 +260,18 @@ def test_append_rolls_back_with_its_business_transaction(workspace: Workspace) -
 
 @pytest.fixture
 def signed_ws(workspace: Workspace) -> Workspace:
-    keygen(workspace, "custodes.test/ledger")
-    service.record(workspace, events(40))
-    service.checkpoint(workspace)
-    service.record(workspace, events(25, 40))
-    service.checkpoint(workspace)
+    record(workspace, events(40))
+    service.checkpoint(Direct(workspace))
+    record(workspace, events(25, 40))
+    service.checkpoint(Direct(workspace))
     return workspace
 
 
 def test_checkpoints_advance_only_by_consistent_growth(signed_ws: Workspace) -> None:
-    cp1, note1 = service.checkpoint(signed_ws)
-    cp2, note2 = service.checkpoint(signed_ws)  # unchanged tree: same checkpoint, no re-sign
+    cp1, note1 = service.checkpoint(Direct(signed_ws))
+    cp2, note2 = service.checkpoint(
+        Direct(signed_ws)
+    )  # unchanged tree: same checkpoint, no re-sign
     assert cp1 == cp2 and note1.render() == note2.render() and cp1.size == 65
     # Rewrite the stored tree under the checkpoint: the log refuses to sign a fork. (Edits
     # to event rows under intact nodes are the audit's to find: test_tampering_... below.)
@@ -257,9 +281,9 @@ def test_checkpoints_advance_only_by_consistent_growth(signed_ws: Workspace) -> 
             .where(ledger_nodes.c.level == 6, ledger_nodes.c.idx == 0)
             .values(hash=b"\x00" * 32)
         )
-    service.record(signed_ws, events(1, 65))
+    record(signed_ws, events(1, 65))
     with pytest.raises(CustodesError) as exc:
-        service.checkpoint(signed_ws)
+        service.checkpoint(Direct(signed_ws))
     assert exc.value.code == "ledger_corrupt"
 
 
@@ -339,7 +363,7 @@ def test_consistent_rewrite_is_caught_by_the_signed_checkpoint(signed_ws: Worksp
 
 def test_export_verifies_in_a_fresh_process(signed_ws: Workspace, tmp_path: Path) -> None:
     vkey = service.verifier(signed_ws).vkey
-    service.export(signed_ws, tmp_path / "exp")
+    service.export(Direct(signed_ws), tmp_path / "exp")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES")}
     empty = tmp_path / "empty-cwd"
     empty.mkdir()
@@ -369,11 +393,11 @@ def test_export_verifies_in_a_fresh_process(signed_ws: Workspace, tmp_path: Path
 
 def test_export_tampering_and_growth(signed_ws: Workspace, tmp_path: Path) -> None:
     key = service.verifier(signed_ws)
-    service.export(signed_ws, tmp_path / "v1", bodies=True)
+    service.export(Direct(signed_ws), tmp_path / "v1", bodies=True)
     first = (tmp_path / "v1" / "checkpoint").read_text()
     assert verify_export(tmp_path / "v1", key).ok
-    service.record(signed_ws, events(300, 65))
-    service.export(signed_ws, tmp_path / "v2", bodies=True)
+    record(signed_ws, events(300, 65))
+    service.export(Direct(signed_ws), tmp_path / "v2", bodies=True)
     rep = verify_export(tmp_path / "v2", key, previous=first)
     assert rep.ok and any("only grew" in c for c in rep.checked), rep.problems
     assert any(p.name == "000" for p in (tmp_path / "v2" / "tile" / "0").iterdir())
@@ -398,7 +422,7 @@ def test_export_tampering_and_growth(signed_ws: Workspace, tmp_path: Path) -> No
 
 def test_receipts(signed_ws: Workspace) -> None:
     key = service.verifier(signed_ws)
-    receipt, body = service.prove(signed_ws, 17)
+    receipt, body = service.prove(Direct(signed_ws), 17)
     rep = verify_receipt(receipt, key, body=body)
     assert rep.ok, rep.problems
     assert not verify_receipt(receipt.replace("index 17", "index 18"), key).ok
@@ -407,7 +431,7 @@ def test_receipts(signed_ws: Workspace) -> None:
     stranger = Signer("custodes.test/ledger", bytes(32)).verifier
     assert not verify_receipt(receipt, stranger).ok
     with pytest.raises(CustodesError):
-        service.prove(signed_ws, 10_000)
+        service.prove(Direct(signed_ws), 10_000)
 
 
 # --- witnesses --------------------------------------------------------------------------------
@@ -445,19 +469,21 @@ def test_witness_over_http_and_policy(signed_ws: Workspace, tmp_path: Path) -> N
         servers.append(srv)
     try:
         url = f"http://127.0.0.1:{servers[0].server_port}"
-        assert service.cosign(signed_ws, url, wkey.verifier)["size"] == 65
-        service.record(signed_ws, events(10, 65))
-        assert service.cosign(signed_ws, url, wkey.verifier)["size"] == 75  # old 65 + proof
+        assert service.cosign(Direct(signed_ws), url, wkey.verifier)["size"] == 65
+        record(signed_ws, events(10, 65))
+        assert service.cosign(Direct(signed_ws), url, wkey.verifier)["size"] == 75  # old 65 + proof
         policy_text = (
             f"log {log_key.vkey}\nwitness oig {wkey.verifier.vkey}\n"
             f"witness court {w2key.verifier.vkey}\ngroup oversight 2 oig court\n"
             "quorum oversight\n"
         )
-        service.export(signed_ws, tmp_path / "exp")
+        service.export(Direct(signed_ws), tmp_path / "exp")
         rep = verify_export(tmp_path / "exp", log_key, policy=Policy.parse(policy_text))
         assert not rep.ok and any("quorum 'oversight' is not met" in p for p in rep.problems)
-        service.cosign(signed_ws, f"http://127.0.0.1:{servers[1].server_port}", w2key.verifier)
-        service.export(signed_ws, tmp_path / "exp")
+        service.cosign(
+            Direct(signed_ws), f"http://127.0.0.1:{servers[1].server_port}", w2key.verifier
+        )
+        service.export(Direct(signed_ws), tmp_path / "exp")
         rep = verify_export(tmp_path / "exp", log_key, policy=Policy.parse(policy_text))
         assert rep.ok, rep.problems
         # A witness refuses a log that was rolled back (fork): the size it cosigned is kept.
@@ -499,7 +525,7 @@ def test_concurrent_appenders_never_fork(workspace: Workspace) -> None:
         for i in range(10):
             for _attempt in range(50):
                 try:
-                    service.record(workspace, events(3, start + 3 * i))
+                    record(workspace, events(3, start + 3 * i))
                     break
                 except CustodesError as exc:
                     if exc.code != "ledger_conflict":
@@ -520,11 +546,10 @@ def test_concurrent_appenders_never_fork(workspace: Workspace) -> None:
 
 @pytest.mark.postgres
 def test_ledger_on_postgresql(tmp_path: Path, pg_url: str) -> None:
-    ws, _ = init_workspace(tmp_path / "pg", pg_url)
-    keygen(ws, "custodes.test/pg")
+    ws = make_workspace(tmp_path / "pg", pg_url)
     for k in range(4):
-        service.record(ws, events(50, 50 * k))
-        service.checkpoint(ws)
+        record(ws, events(50, 50 * k))
+        service.checkpoint(Direct(ws))
     assert service.audit_store(ws).ok
     with ws.engine.begin() as conn:
         conn.execute(sa.text("UPDATE ledger_events SET body = body || ' ' WHERE idx = 77"))
@@ -534,5 +559,51 @@ def test_ledger_on_postgresql(tmp_path: Path, pg_url: str) -> None:
 
 
 def test_commitment_is_salted() -> None:
-    body = Event("x", at=Event("y").at).body()
+    body = Event("x", actor="t", at=Event("y", actor="t").at).body()
     assert commitment(b"\x00" * 32, body) != commitment(b"\x01" * 32, body)
+
+
+def _rebuild_without(ws: Workspace, drop: set[int]) -> None:
+    """What an insider with the workspace's files does: rewrite the events without some,
+    rebuild nodes and state consistently, delete the signed checkpoints."""
+    with ws.engine.begin() as conn:
+        rows = conn.execute(sa.select(ledger_events).order_by(ledger_events.c.idx)).all()
+        conn.execute(sa.delete(ledger_events))
+        conn.execute(sa.delete(ledger_nodes))
+        conn.execute(sa.text("DELETE FROM ledger_checkpoints"))
+        conn.execute(
+            sa.text("UPDATE ledger_state SET size = 0, frontier = x'', checkpoint_size = NULL")
+        )
+        log.append(
+            conn,
+            [
+                Event(
+                    r.type, actor=r.actor, request_id=r.request_id, record_id=r.record_id, at=r.at
+                )
+                for r in rows
+                if r.idx not in drop
+            ],
+        )
+
+
+def test_rewrite_and_resign_is_caught_by_the_checkpoint_kept_outside(signed_ws: Workspace) -> None:
+    """Deleting events, rebuilding nodes and state, deleting the checkpoint rows and signing
+    again with the workspace's own key used to verify clean; the last signed checkpoint is
+    also kept outside the store, and the store must extend it."""
+    _rebuild_without(signed_ws, {10, 11, 12})
+    service.checkpoint(Direct(signed_ws))  # re-signed with the key that sits in the workspace
+    rep = service.audit_store(signed_ws)
+    assert not rep.ok
+    assert any("kept outside" in p for p in rep.problems), rep.problems
+
+
+def test_deleting_only_the_checkpoint_rows_is_caught(signed_ws: Workspace) -> None:
+    with signed_ws.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM ledger_checkpoints"))
+    rep = service.audit_store(signed_ws)
+    assert any("missing from the store" in p for p in rep.problems), rep.problems
+
+
+def test_an_event_without_an_actor_is_refused(workspace: Workspace) -> None:
+    with pytest.raises(ValueError, match="no actor"):
+        record(workspace, [Event("x")])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import Template, copy_template
-
 from custodes.errors import ConflictError, CustodesError, InputError, NotFound
 from custodes.matching import evaluate as ev
 from custodes.matching import model as mdl

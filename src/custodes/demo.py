@@ -205,7 +205,8 @@ def _why_review(console: Console, open_: list[dict[str, Any]], total: int) -> No
     table = Table(
         "why in review",
         "items",
-        title=f"Review: {len(open_):,} of {total:,} items ({100 * len(open_) / max(total, 1):.1f} %)",
+        title=f"Review: {len(open_):,} of {total:,} items "
+        f"({100 * len(open_) / max(total, 1):.1f} %)",
     )
     for why, n in reasons.most_common():
         table.add_row(why, f"{n:,}")

@@ -104,7 +104,8 @@ def ledger_verify(
         str | None,
         typer.Option(
             "--key",
-            help="The log's verifier key (or a file holding it). Required for exports and receipts.",
+            help="The log's verifier key (or a file holding it). Required for exports and "
+            "receipts.",
         ),
     ] = None,
     previous: Annotated[

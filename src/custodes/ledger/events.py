@@ -105,6 +105,10 @@ class Event:
         The check runs over the whole body: the fixed keys (type, time, actor, ids) are not
         personal keys, and a TIN-shaped id is refused like any other TIN-shaped value.
         """
+        if not self.actor:
+            # Every event names who did it; a service without an authenticated caller has no
+            # business writing to the ledger.
+            raise ValueError(f"ledger event {self.type!r} has no actor")
         doc = {
             "v": 1,
             "type": self.type,

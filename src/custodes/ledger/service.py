@@ -253,7 +253,8 @@ def audit_store(ws: Workspace, key: Verifier | None = None) -> Report:
         ext, ext_note = outside
         if key is not None and key.name not in Note.parse(ext_note).verified_by([key]):
             rep.fail(
-                f"the checkpoint kept outside the store (size {ext.size}) is not signed by {key.name}"
+                f"the checkpoint kept outside the store (size {ext.size}) is not signed by "
+                f"{key.name}"
             )
         if ext.size > rb.cr.size:
             rep.fail(

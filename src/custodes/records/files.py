@@ -188,13 +188,12 @@ def _check_columns(
                 "with lower-case letters, digits and '_').",
                 code="bad_column_name",
             )
-    if not allow_extra:
-        if extra:
-            raise InputError(
-                f"{path.name}: unknown column(s): {', '.join(extra)} "
-                f"(expected exactly: {','.join(required + optional)}).",
-                code="unknown_columns",
-            )
+    if not allow_extra and extra:
+        raise InputError(
+            f"{path.name}: unknown column(s): {', '.join(extra)} "
+            f"(expected exactly: {','.join(required + optional)}).",
+            code="unknown_columns",
+        )
 
 
 def line_of(path: Path, row: int) -> int:

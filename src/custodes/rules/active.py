@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from custodes.errors import InputError, AccessDenied, ConflictError, IntegrityError, NotFound
+from custodes.errors import AccessDenied, ConflictError, InputError, IntegrityError, NotFound
 from custodes.ledger import log
 from custodes.ledger.events import Event
 from custodes.rules.provisions import load

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlglot
 from sqlglot import exp
@@ -46,7 +46,7 @@ class Dialect:
     checks use. A function the checks use that is not portable and not named here is refused."""
 
     name = "duckdb"
-    functions: dict[str, Callable[[list[exp.Expression]], exp.Expression] | None] = {
+    functions: ClassVar[dict[str, Callable[[list[exp.Expression]], exp.Expression] | None]] = {
         "regexp_full_match": None,  # None: the engine has it under that name
         "try_strptime": None,
     }
@@ -66,7 +66,10 @@ class Dialect:
 
 class Spark(Dialect):
     name = "spark"
-    functions = {"regexp_full_match": _full_match_spark, "try_strptime": _date_spark}
+    functions: ClassVar[dict[str, Callable[[list[exp.Expression]], exp.Expression] | None]] = {
+        "regexp_full_match": _full_match_spark,
+        "try_strptime": _date_spark,
+    }
 
 
 DIALECTS: dict[str, Dialect] = {"duckdb": Dialect(), "spark": Spark()}

@@ -7,6 +7,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from custodes.access import CheckedCall, service
@@ -68,7 +69,7 @@ def outcomes_page(
             )
         table = table.filter(pc.equal(table["outcome"], outcome))
     if check:
-        table = table.filter(pc.array([check in (c or []) for c in table["checks"].to_pylist()]))
+        table = table.filter(pa.array([check in (c or []) for c in table["checks"].to_pylist()]))
     return {
         "request_id": request_id,
         "total": table.num_rows,
