@@ -54,9 +54,9 @@ def main() -> None:
     from custodes.matching import model as mdl
     from custodes.records import master
     from custodes.services import decisions, matching, records, requests
+    from custodes.services.rules import register_parties
     from custodes.services.workspace import init
     from custodes.synthetic import staff
-    from custodes.synthetic.parties import register_parties
     from custodes.workspace import open_workspace
 
     tmp = Path(tempfile.mkdtemp(prefix="custodes-bench-"))

@@ -208,3 +208,30 @@ def test_registry_and_witness_refusals(tmp_path: Path, sign_in) -> None:  # type
         env=env,
     )
     assert r.exit_code == 2 and "witness_unreachable" in r.output
+
+
+def test_every_command_only_translates() -> None:
+    """A command parses, calls one service and renders: no body longer than about 25 lines,
+    and no face module touches a room directly (tests/test_architecture.py pins that)."""
+    import ast
+    import inspect
+    import textwrap
+
+    import typer.main
+
+    def walk(cmd, path):  # type: ignore[no-untyped-def]
+        subs = getattr(cmd, "commands", None)
+        if subs:
+            for name, sub in subs.items():
+                yield from walk(sub, [*path, name])
+        else:
+            yield " ".join(path), cmd.callback
+
+    long = {}
+    for name, callback in walk(typer.main.get_command(app), []):
+        fn = ast.parse(textwrap.dedent(inspect.getsource(callback))).body[0]
+        body = fn.body[1:] if isinstance(fn.body[0], ast.Expr) else fn.body  # type: ignore[attr-defined]
+        lines = body[-1].end_lineno - body[0].lineno + 1
+        if lines > 25:
+            long[name] = lines
+    assert not long, long

@@ -36,9 +36,9 @@ from custodes.services import decisions as svc
 from custodes.services import matching as matching_svc
 from custodes.services.requests import generate as generate_request
 from custodes.services.requests import submit
+from custodes.services.rules import register_parties
 from custodes.store.tables import disclosures, ledger_events, releases, requests
 from custodes.synthetic import staff as staff_mod
-from custodes.synthetic.parties import register_parties
 from custodes.synthetic.staff import PASSWORD, Staff
 from custodes.workspace import Workspace
 

@@ -24,8 +24,8 @@ from rich.table import Table
 from custodes.access import Caller
 from custodes.services import decisions, ledger, matching, records, requests, rules
 from custodes.services import workspace as ws_svc
+from custodes.services.rules import register_parties
 from custodes.synthetic import staff as demo_staff
-from custodes.synthetic.parties import register_parties
 from custodes.workspace import Workspace, init_workspace
 
 OFFICER, APPROVER = "demo-officer", "demo-approver"

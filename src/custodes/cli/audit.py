@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from custodes.cli import render
-from custodes.cli.app import HomeOpt, JsonOpt, group, run
+from custodes.cli.root import HomeOpt, JsonOpt, group, run
 from custodes.services import audit as svc
 
 audit_app = group("audit", "What auditors look for (inspection trail).")

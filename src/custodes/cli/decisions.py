@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from custodes.cli import render
-from custodes.cli.app import HomeOpt, JsonOpt, RequestArg, app, guarded, run, stages
+from custodes.cli.root import HomeOpt, JsonOpt, RequestArg, app, guarded, run, stages
 from custodes.errors import InputError
 from custodes.services import decisions as svc
 

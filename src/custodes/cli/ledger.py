@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from custodes.cli import render
-from custodes.cli.app import HomeOpt, JsonOpt, group, guarded, run, show
+from custodes.cli.root import HomeOpt, JsonOpt, group, guarded, run, show
 from custodes.errors import InputError
 from custodes.services import ledger as svc
 

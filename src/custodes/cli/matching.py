@@ -8,8 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from custodes.cli import render
-from custodes.cli.app import HomeOpt, JsonOpt, group, guarded, run, stages
-from custodes.matching.model import Thresholds
+from custodes.cli.root import HomeOpt, JsonOpt, group, run, stages
 from custodes.services import matching as svc
 
 match_app = group(
@@ -46,6 +45,20 @@ ReviewPOpt = Annotated[
 ]
 
 
+def _show_model(info: dict[str, Any]) -> None:
+    render.kv(
+        "Model trained and made current",
+        {
+            "model": info["model_sha256"],
+            "trained on": info["trained_on"],
+            "master file": info["master_sha256"][:16],
+            "prior (λ)": f"{info['prior']:.3g}",
+            **info["thresholds"],
+            "seconds": info["seconds"],
+        },
+    )
+
+
 @match_app.command("train")
 def match_train(
     request: Annotated[
@@ -67,26 +80,12 @@ def match_train(
 ) -> None:
     """Train the linkage model (Fellegi–Sunter, unsupervised) on the master file and a request,
     save it with its content hash and make it current. Retraining is always explicit."""
-    with guarded(json_out):
-        t = Thresholds().replace(
-            min_probability=min_probability,
-            min_margin_bits=margin,
-            review_probability=review_probability,
-            namesake_margin_bits=namesake_margin,
-        )
-
-    def view(info: dict[str, Any]) -> None:
-        render.kv(
-            "Model trained and made current",
-            {
-                "model": info["model_sha256"],
-                "trained on": info["trained_on"],
-                "master file": info["master_sha256"][:16],
-                "prior (λ)": f"{info['prior']:.3g}",
-                **info["thresholds"],
-                "seconds": info["seconds"],
-            },
-        )
+    t = {
+        "min_probability": min_probability,
+        "min_margin_bits": margin,
+        "review_probability": review_probability,
+        "namesake_margin_bits": namesake_margin,
+    }
 
     with stages(json_out) as progress:
         run(
@@ -98,7 +97,7 @@ def match_train(
             thresholds=t,
             seed=seed,
             progress=progress,
-            view=view,
+            view=_show_model,
         )
 
 
@@ -135,6 +134,35 @@ def match_link(
         )
 
 
+def _show_evaluation(report: dict[str, Any]) -> None:
+    render.kv(
+        f"Evaluation of {report['request_id']} at the model's thresholds",
+        report["at_thresholds"],
+    )
+    render.rows(
+        "Status by kind of item",
+        [{"kind": k} | v for k, v in report["status_by_kind"].items()],
+        [("kind", "kind")]
+        + [
+            (s.replace("_", " "), lambda r, s=s: r.get(s, 0))
+            for s in ("identified", "review", "not_identified")
+        ],
+    )
+    render.rows(
+        "Grid",
+        [g for g in report["grid"] if g["min_margin_bits"] in (0.0, 3.0)],
+        [
+            ("min p", "min_probability"),
+            ("margin", "min_margin_bits"),
+            ("gate", "gate"),
+            ("identified", "identified"),
+            ("wrong", "wrong"),
+            ("recall", lambda g: f"{100 * (g['recall'] or 0):.2f}%"),
+        ],
+    )
+    render.say(f"Report: {report['report']}  Plot: {report['plot']}")
+
+
 @match_app.command("evaluate")
 def match_evaluate(
     truth: Annotated[
@@ -163,32 +191,4 @@ def match_evaluate(
     stranger) and review rate at the model's thresholds and over a grid; writes a report and
     a plot of wrong-person accepts and recall against the threshold."""
 
-    def view(report: dict[str, Any]) -> None:
-        render.kv(
-            f"Evaluation of {report['request_id']} at the model's thresholds",
-            report["at_thresholds"],
-        )
-        render.rows(
-            "Status by kind of item",
-            [{"kind": k} | v for k, v in report["status_by_kind"].items()],
-            [("kind", "kind")]
-            + [
-                (s.replace("_", " "), lambda r, s=s: r.get(s, 0))
-                for s in ("identified", "review", "not_identified")
-            ],
-        )
-        render.rows(
-            "Grid",
-            [g for g in report["grid"] if g["min_margin_bits"] in (0.0, 3.0)],
-            [
-                ("min p", "min_probability"),
-                ("margin", "min_margin_bits"),
-                ("gate", "gate"),
-                ("identified", "identified"),
-                ("wrong", "wrong"),
-                ("recall", lambda g: f"{100 * (g['recall'] or 0):.2f}%"),
-            ],
-        )
-        render.say(f"Report: {report['report']}  Plot: {report['plot']}")
-
-    run(home, json_out, svc.evaluate, truth, request_id, out_dir, view=view)
+    run(home, json_out, svc.evaluate, truth, request_id, out_dir, view=_show_evaluation)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from custodes.cli import render
-from custodes.cli.app import HomeOpt, JsonOpt, group, run, spinner
+from custodes.cli.root import HomeOpt, JsonOpt, group, run, spinner
 from custodes.services import records as svc
 
 records_app = group("records", "The confidential master file: import, generate, summarise.")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from custodes.cli import render
-from custodes.cli.app import HomeOpt, JsonOpt, RequestArg, app, group, run
+from custodes.cli.root import HomeOpt, JsonOpt, RequestArg, app, group, run
 from custodes.services import requests as svc
 
 requests_app = group("requests", "Requests in the interchange format.")

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from custodes.cli import render
-from custodes.cli.app import HomeOpt, JsonOpt, group, guarded, run, show
+from custodes.cli.root import HomeOpt, JsonOpt, group, guarded, run, show
 from custodes.errors import InputError
 from custodes.services import rules as svc
 
@@ -57,6 +57,39 @@ def rules_list(rules: RulesOpt = None, json_out: JsonOpt = False) -> None:
     _open(json_out, svc.describe, rules, view=view)
 
 
+def _show_provision(info: dict[str, Any]) -> None:
+    p = info["provision"]
+    render.say(f"{p['citation']} — {p['title']}")
+    render.kv(
+        "Provision",
+        {
+            "source": p["source_url"],
+            "may sign": p["signer_roles"],
+            "may release": p["releasable"],
+            "use limits": p["use_limits"],
+            "retention": p["retention"],
+            "approvals": p["approvals"],
+        },
+    )
+    render.rows(
+        "Requirements",
+        info["checks"],
+        [
+            ("check", "id"),
+            (
+                "level",
+                lambda c: (
+                    c["level"] + (" (after matching)" if c["phase"] == "after_matching" else "")
+                ),
+            ),
+            ("if it fails", "severity"),
+            ("citation", "citation"),
+            ("requirement", "sentence"),
+        ],
+    )
+    render.say(p["note"])
+
+
 @rules_app.command("show")
 def rules_show(
     provision: Annotated[str, typer.Argument(help="Provision id, e.g. irc-6103-i-2.")],
@@ -65,39 +98,38 @@ def rules_show(
 ) -> None:
     """One provision, readable: who may sign, every requirement with its citation."""
 
-    def view(info: dict[str, Any]) -> None:
-        p = info["provision"]
-        render.say(f"{p['citation']} — {p['title']}")
-        render.kv(
-            "Provision",
-            {
-                "source": p["source_url"],
-                "may sign": p["signer_roles"],
-                "may release": p["releasable"],
-                "use limits": p["use_limits"],
-                "retention": p["retention"],
-                "approvals": p["approvals"],
-            },
-        )
-        render.rows(
-            "Requirements",
-            info["checks"],
-            [
-                ("check", "id"),
-                (
-                    "level",
-                    lambda c: (
-                        c["level"] + (" (after matching)" if c["phase"] == "after_matching" else "")
-                    ),
-                ),
-                ("if it fails", "severity"),
-                ("citation", "citation"),
-                ("requirement", "sentence"),
-            ],
-        )
-        render.say(p["note"])
+    _open(json_out, svc.provision, provision, rules, view=_show_provision)
 
-    _open(json_out, svc.provision, provision, rules, view=view)
+
+def _show_evaluation(ev: Any) -> None:
+    render.rows(
+        "Request",
+        [v.__dict__ for v in ev.request],
+        [
+            ("check", "check"),
+            ("verdict", lambda v: "pass" if v["passed"] else v["severity"]),
+            ("citation", "citation"),
+            ("detail", "detail"),
+        ],
+    )
+    render.rows(
+        f"Items ({ev.items:,})",
+        [v.__dict__ for v in ev.item],
+        [
+            ("check", "check"),
+            (
+                "failing items",
+                lambda v: "pending (after matching)" if v["passed"] is None else v["failing"],
+            ),
+            ("if it fails", "severity"),
+            ("citation", "citation"),
+            ("examples", "examples"),
+        ],
+    )
+    render.say(f"Rule set {ev.ruleset} sha256 {ev.ruleset_sha256}")
+    render.say(
+        "The request must be refused." if ev.refused else "The request may proceed to matching."
+    )
 
 
 @rules_app.command("check")
@@ -113,43 +145,13 @@ def rules_check(
     many items fail, with example item ids (never personal data). Exit status 1 when the
     request must be refused."""
 
-    def view(ev: Any) -> None:
-        render.rows(
-            "Request",
-            [v.__dict__ for v in ev.request],
-            [
-                ("check", "check"),
-                ("verdict", lambda v: "pass" if v["passed"] else v["severity"]),
-                ("citation", "citation"),
-                ("detail", "detail"),
-            ],
-        )
-        render.rows(
-            f"Items ({ev.items:,})",
-            [v.__dict__ for v in ev.item],
-            [
-                ("check", "check"),
-                (
-                    "failing items",
-                    lambda v: "pending (after matching)" if v["passed"] is None else v["failing"],
-                ),
-                ("if it fails", "severity"),
-                ("citation", "citation"),
-                ("examples", "examples"),
-            ],
-        )
-        render.say(f"Rule set {ev.ruleset} sha256 {ev.ruleset_sha256}")
-        render.say(
-            "The request must be refused." if ev.refused else "The request may proceed to matching."
-        )
-
     run(
         home,
         json_out,
         svc.check,
         request_dir,
         rules,
-        view=view,
+        view=_show_evaluation,
         exit_status=lambda ev: int(ev.refused),
     )
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import getpass
 import os
+import secrets
 import stat
 from pathlib import Path
 
 from custodes.errors import WorkspaceError
-from custodes.store.files import tmp_beside
 
 ENV = "CUSTODES_SESSION"
 
@@ -54,7 +54,7 @@ def token(home: Path) -> str | None:
 
 def store(home: Path, value: str) -> None:
     p = path(home)
-    tmp = tmp_beside(p)
+    tmp = p.with_name(f".{p.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(value + "\n")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from custodes.cli import render
-from custodes.cli.app import HomeOpt, JsonOpt, group, guarded, run
+from custodes.cli.root import HomeOpt, JsonOpt, group, guarded, run
 from custodes.errors import InputError
 from custodes.services import users as svc
 
@@ -199,38 +199,39 @@ def users_totp(user: UserArg, home: HomeOpt = None, json_out: JsonOpt = False) -
     run(home, json_out, svc.reset, user, view=_code)
 
 
+def _show_users(rows: list[dict[str, Any]]) -> None:
+    flat = [
+        u | g
+        for u in rows
+        for g in u["grants"]
+        or [{"role": "", "basis": None, "last_day": None, "expired": False, "pending": False}]
+    ]
+    render.rows(
+        "Users",
+        flat,
+        [
+            ("user", "user"),
+            ("status", lambda r: r["status"] + ("" if r["enrolled"] else " (not enrolled)")),
+            ("agency", "agency"),
+            (
+                "role",
+                lambda r: (
+                    r["role"]
+                    + (" (expired)" if r["expired"] else "")
+                    + (" (pending)" if r["pending"] else "")
+                ),
+            ),
+            ("basis", "basis"),
+            ("last day", "last_day"),
+        ],
+    )
+
+
 @users_app.command("list")
 def users_list(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Users, their status, and every grant's legal basis, last day and confirmation."""
 
-    def view(rows: list[dict[str, Any]]) -> None:
-        flat = [
-            u | g
-            for u in rows
-            for g in u["grants"]
-            or [{"role": "", "basis": None, "last_day": None, "expired": False, "pending": False}]
-        ]
-        render.rows(
-            "Users",
-            flat,
-            [
-                ("user", "user"),
-                ("status", lambda r: r["status"] + ("" if r["enrolled"] else " (not enrolled)")),
-                ("agency", "agency"),
-                (
-                    "role",
-                    lambda r: (
-                        r["role"]
-                        + (" (expired)" if r["expired"] else "")
-                        + (" (pending)" if r["pending"] else "")
-                    ),
-                ),
-                ("basis", "basis"),
-                ("last day", "last_day"),
-            ],
-        )
-
-    run(home, json_out, svc.listing, view=view)
+    run(home, json_out, svc.listing, view=_show_users)
 
 
 @users_app.command("policy")
@@ -252,35 +253,18 @@ def users_policy(
     """The workspace's access policy, kept in the store and changed only by two
     administrators: without options, show it."""
     if confirm:
-        run(
-            home,
-            json_out,
-            svc.confirm_policy,
-            "totp_roles",
-            view=lambda r: render.kv("Policy in force", r),
-        )
+        args, view = (svc.confirm_policy, "totp_roles"), _kv("Policy in force")
     elif totp_roles is not None:
-        run(
-            home,
-            json_out,
-            svc.propose_policy,
-            "totp_roles",
-            totp_roles,
-            view=lambda r: render.kv("Policy change proposed", r),
-        )
+        args, view = (svc.propose_policy, "totp_roles", totp_roles), _kv("Policy change proposed")
     else:
-        run(
-            home,
-            json_out,
-            svc.policy,
-            view=lambda rows: render.rows(
-                "Policy",
-                rows,
-                [
-                    ("policy", "key"),
-                    ("value", "value"),
-                    ("pending", "pending"),
-                    ("proposed by", "pending_by"),
-                ],
-            ),
-        )
+        args, view = (svc.policy,), _show_policy
+    run(home, json_out, *args, view=view)
+
+
+def _kv(title: str):  # type: ignore[no-untyped-def]
+    return lambda r: render.kv(title, r)
+
+
+def _show_policy(rows: list[dict[str, Any]]) -> None:
+    columns = [("policy", "key"), ("value", "value"), ("pending", "pending"), ("by", "pending_by")]
+    render.rows("Policy", rows, columns)

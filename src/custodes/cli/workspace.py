@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from custodes.cli import render, session
-from custodes.cli.app import HomeOpt, JsonOpt, app, guarded, read_secret, run, show
+from custodes.cli.root import HomeOpt, JsonOpt, app, guarded, read_secret, run, show
 from custodes.errors import InputError, Unauthenticated
 from custodes.services import workspace as svc
 

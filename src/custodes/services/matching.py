@@ -38,12 +38,13 @@ def train(
     request_id: str | None = None,
     *,
     backend: str = "duckdb",
-    thresholds: Thresholds | None = None,
+    thresholds: dict[str, float | None] | None = None,
     seed: int = 1,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Train the linkage model on the master file and a received request (default: the
-    latest), save it with its hash and make it current."""
+    latest), save it with its hash and make it current. `thresholds` overrides the defaults
+    (None values keep them)."""
     request_id = request_id or _latest(call.ws)
     folder = request_folder(call.ws, request_id)
     return matching.train(
@@ -51,7 +52,7 @@ def train(
         request_id,
         folder,
         backend=backend,
-        thresholds=thresholds,
+        thresholds=Thresholds().replace(**(thresholds or {})),
         seed=seed,
         progress=call.progress(progress),
     )

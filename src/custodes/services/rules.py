@@ -16,6 +16,7 @@ from custodes.rules.evaluate import Evaluation, evaluate
 from custodes.rules.provisions import lint as _lint
 from custodes.rules.provisions import load
 from custodes.rules.types import Agreement
+from custodes.synthetic.parties import register_parties as _register_parties
 
 
 def describe(folder: Path | None = None) -> dict[str, Any]:
@@ -119,6 +120,13 @@ def add_official(
 @service("registry.change")
 def add_agreement(call: CheckedCall, file: Path) -> Agreement:
     return reg.add_agreement(call, file)
+
+
+@service("registry.change")
+def register_parties(call: CheckedCall, provision: str) -> None:
+    """Register what a synthetic request of `provision` names (its agency, signer and
+    agreement), so that it can pass the request-level checks. For demos and tests."""
+    _register_parties(call, provision)
 
 
 @service("registry.read")

@@ -1,4 +1,4 @@
-"""Real users for the demo, the benchmarks and the tests, made through the real services.
+"""Real users for the demo, the benchmarks and the tests, made through the door.
 
 Nothing here bypasses the door: the first administrator is bootstrapped, a second one is
 created and enrols with their code, every other user is created by one administrator,
@@ -11,10 +11,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-from custodes.access import Caller, caller, sessions, users
+from custodes.access import Caller, caller, enter, sessions, users
 from custodes.access.roles import PRIVILEGED
-from custodes.services import rules as rules_svc
-from custodes.services import users as users_svc
+from custodes.rules import registry
 from custodes.workspace import Workspace
 
 PASSWORD = "correct horse battery staple"
@@ -53,9 +52,8 @@ def administrators(ws: Workspace, password: str = PASSWORD) -> Staff:
     if not users.has_users(ws):
         users.bootstrap_admin(ws, ADMINS[0], password)
     first = staff.login(ADMINS[0])
-    listed = {u["user"] for u in users_svc.listing(ws, first)}
-    if ADMINS[1] not in listed:
-        code = users_svc.add(ws, first, ADMINS[1], ["administrator"])["enrolment_code"]
+    if ADMINS[1] not in _names(ws):
+        code = users.create_user(_as(ws, first), ADMINS[1], ["administrator"])["enrolment_code"]
         users.enrol(ws, ADMINS[1], code, password)
     staff.login(ADMINS[1])
     return staff
@@ -74,23 +72,21 @@ def add(
     A requester account gets a confirmed key instead. Returns the enrolment code when
     `enrol` is false (for someone to use later), else None."""
     ws, first, second = staff.ws, staff.admin, staff.second_admin
-    if name in {u["user"] for u in users_svc.listing(ws, first)}:  # made by an earlier run
+    if name in _names(ws):  # made by an earlier run
         if "requester" in roles:
-            key = users_svc.key(ws, first, name)["key"]
-            users_svc.confirm(ws, second, name)
-            staff.callers[name] = caller(ws, key)
+            _agency_key(staff, name)
         else:
             staff.login(name)
         return None
     if agency is not None:
-        rules_svc.add_agency(ws, first, agency, safeguards_current=True, open_findings=0)
-    info = users_svc.add(ws, first, name, roles, basis=basis, agency=agency)
+        registry.add_agency(
+            enter(ws, first, "registry.change"), agency, safeguards_current=True, open_findings=0
+        )
+    info = users.create_user(_as(ws, first), name, roles, basis=basis, agency=agency)
     if info["pending"]:
-        users_svc.confirm(ws, second, name)
+        users.confirm(_as(ws, second), name)
     if "requester" in roles:
-        key = users_svc.key(ws, first, name)["key"]
-        users_svc.confirm(ws, second, name)
-        staff.callers[name] = caller(ws, key)
+        _agency_key(staff, name)
         return None
     if not enrol:
         return info["enrolment_code"]
@@ -108,6 +104,22 @@ def one_per_role(ws: Workspace, agency: str = "U.S. Immigration and Customs Enfo
             add(staff, role.replace("_", "-"), [role])
     add(staff, "requester", ["requester"], agency=agency)
     return staff
+
+
+def _as(ws: Workspace, admin: Caller):  # type: ignore[no-untyped-def]
+    return enter(ws, admin, "users.change")
+
+
+def _names(ws: Workspace) -> set[str]:
+    with ws.engine.connect() as conn:
+        return {u["user"] for u in users.listing(conn)}
+
+
+def _agency_key(staff: Staff, name: str) -> None:
+    """A confirmed API key for an agency account, signed in."""
+    key = sessions.issue_key(_as(staff.ws, staff.admin), name)["key"]
+    users.confirm(_as(staff.ws, staff.second_admin), name)
+    staff.callers[name] = caller(staff.ws, key)
 
 
 def random_password() -> str:

@@ -86,14 +86,10 @@ def guarded(json_out: bool) -> Iterator[None]:
     except (typer.Exit, typer.Abort, typer.BadParameter):
         raise
     except KeyboardInterrupt:
-        render.err.print(
-            "interrupted; run the same command again to resume.", markup=False, highlight=False
-        )
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        _interrupted()
     except Exception as exc:
-        if type(exc).__name__ == "InterruptException":  # DuckDB's answer to Ctrl-C
-            render.err.print("interrupted; run the same command again to resume.", markup=False)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+        if _INTERRUPTED:  # a library turned the interrupt into an error of its own
+            _interrupted()
         if os.environ.get("CUSTODES_DEBUG"):
             raise
         render.err.print(
@@ -104,9 +100,24 @@ def guarded(json_out: bool) -> Iterator[None]:
         raise typer.Exit(EXIT_INTERNAL) from None
 
 
+_INTERRUPTED: list[int] = []
+
+
+def _interrupted() -> None:
+    render.err.print("interrupted; run the same command again to resume.", markup=False)
+    raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _on_interrupt(signum: int, frame: object) -> None:
+    _INTERRUPTED.append(signum)
+    raise KeyboardInterrupt
+
+
 def _interrupt_as_keyboard() -> None:
-    # Libraries (Spark, DuckDB) may install their own SIGINT handling; restore Python's.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    """Ctrl-C raises KeyboardInterrupt, and is remembered: DuckDB, Splink or Spark may catch
+    it and raise an error of their own (an interrupted query, a closed result), which must
+    still read as an interruption, not as an internal error."""
+    signal.signal(signal.SIGINT, _on_interrupt)
 
 
 def run(

@@ -1,0 +1,16 @@
+"""Every command group, registered on the root command by importing its module."""
+
+from custodes.cli import (  # noqa: F401 - importing a module registers its commands
+    audit,
+    decisions,
+    ledger,
+    matching,
+    records,
+    requests,
+    rules,
+    users,
+    workspace,
+)
+from custodes.cli.root import app
+
+__all__ = ["app"]

@@ -1,0 +1,136 @@
+"""Every ledger event names its actor: a whole life of a workspace — users, registries, the
+master file, a request from submission to recall, inspections, policy, rule-set changes,
+lockouts, suspensions — produces every event type custodes writes, and none has a null actor."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import custodes
+from custodes.access import sessions
+from custodes.errors import CustodesError
+from custodes.services import decisions, matching, records, requests, rules, users
+from custodes.services.rules import register_parties
+from custodes.store.tables import ledger_events
+from custodes.synthetic import staff as staff_mod
+from custodes.synthetic.staff import PASSWORD, Staff
+from custodes.workspace import Workspace
+
+# Event types whose name is computed (not a literal in Event(...)).
+DYNAMIC = {"request.checked", "request.matched", "request.decided", "record.inspected"}
+
+
+def written_types() -> set[str]:
+    """Every event type a literal in the source writes."""
+    found = set(DYNAMIC)
+    for path in Path(custodes.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "Event"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                found.add(node.args[0].value)
+    return found
+
+
+def _one_item_for_review(folder: Path) -> None:
+    """A filer asked about without a date of birth or TIN: the match goes to an officer."""
+    import csv
+
+    with open(folder / "truth.csv") as fh:
+        truth = {r["item_id"]: r for r in csv.DictReader(fh)}
+    with open(folder / "items.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        if truth[r["item_id"]]["defect"] == "none" and not r["tin"]:
+            r["dob"] = ""
+            break
+    with open(folder / "items.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_every_event_type_names_its_actor(
+    master_ws: Workspace, people: Staff, tmp_path: Path
+) -> None:
+    ws, admin, officer = master_ws, people.admin, people["officer"]
+    register_parties(ws, admin, "irc-6103-i-2")
+    requests.generate(ws, admin, "irc-6103-i-2", 200, 3, tmp_path / "req")
+    _one_item_for_review(tmp_path / "req")
+    rid = requests.submit(ws, people["requester"], tmp_path / "req").request_id
+    matching.train(ws, officer, rid)
+    decisions.process(ws, officer, rid)
+    candidate = next(
+        r["record_id"]
+        for r in decisions.outcomes_page(ws, officer, rid, limit=100)["items"]
+        if r.get("record_id")
+    )
+    records.show(ws, officer, candidate, purpose="locate for case review", request_id=rid)
+    with pytest.raises(CustodesError):
+        records.show(
+            ws, officer, "rec-not-a-candidate", purpose="locate for case review", request_id=rid
+        )
+    records.flag_sensitive(ws, admin, candidate, "public figure")
+    if decisions.next_step(ws, officer, rid)["state"] == "in_review":
+        decisions.review_resolve(ws, officer, rid, "WITHHOLD", "demo")
+    decisions.outcomes(ws, officer, rid, tmp_path / "o.csv")
+    decisions.prepare(ws, officer, rid)
+    decisions.approve(ws, people["approver"], rid)
+    env = ws.request_folder(rid) / "envelope.json"
+    original = env.read_bytes()
+    env.write_text(json.dumps(json.loads(original) | {"officials": []}))
+    with pytest.raises(CustodesError):
+        decisions.release(ws, officer, rid, tmp_path / "refused")
+    env.write_bytes(original)
+    decisions.release(ws, officer, rid, tmp_path / "out")
+    decisions.release(ws, officer, rid, tmp_path / "out-again")
+    recall = decisions.recall(ws, officer, reason="ruling", request_id=rid)
+    import datetime as dt
+
+    decisions.certify(
+        ws, officer, recall["recall_id"], certified_by="R.O.", certified_on=dt.date.today()
+    )
+    staff_mod.add(people, "admin3", ["administrator"])
+    staff_mod.add(people, "steward2", ["rule_steward"])
+    users.propose_policy(ws, admin, "totp_roles", "")
+    users.confirm_policy(ws, people.second_admin, "totp_roles")
+    users.grant(ws, admin, "auditor", "officer", basis="detail")
+    users.reset(ws, admin, "auditor")
+    for _ in range(sessions.FREE_FAILURES):
+        with pytest.raises(CustodesError):
+            sessions.login(ws, "officer", "wrong password!!")
+    users.suspend(ws, admin, "approver", "leave")
+    users.reinstate(ws, admin, "approver")
+    users.reinstate(ws, people.second_admin, "approver")
+    import shutil
+
+    from custodes.rules.provisions import REFERENCE
+
+    changed = tmp_path / "rules"
+    shutil.copytree(REFERENCE, changed)
+    (changed / "ruleset.yaml").write_text(
+        (changed / "ruleset.yaml").read_text().replace("2026.11.1", "2026.11.2")
+    )
+    sha = rules.propose(ws, people["rule-steward"], changed)["ruleset_sha256"]
+    rules.approve(ws, people["steward2"], sha)
+    assert PASSWORD
+
+    with ws.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(ledger_events.c.type, ledger_events.c.actor, ledger_events.c.body)
+        ).all()
+    assert rows
+    nameless = [(t, b[:80]) for t, a, b in rows if not a or json.loads(b)["actor"] in (None, "")]
+    assert not nameless, nameless
+    produced = {t for t, _, _ in rows}
+    missing = written_types() - produced
+    assert not missing, f"event types this test does not produce yet: {sorted(missing)}"
