@@ -607,3 +607,32 @@ def test_deleting_only_the_checkpoint_rows_is_caught(signed_ws: Workspace) -> No
 def test_an_event_without_an_actor_is_refused(workspace: Workspace) -> None:
     with pytest.raises(ValueError, match="no actor"):
         record(workspace, [Event("x")])
+
+
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [("-1", 400), ("abc", 400), ("1e9", 400), (str(10**9), 413), (None, 411)],
+)
+def test_witness_bounds_every_body(tmp_path: Path, header: str | None, status: int) -> None:
+    """Content-Length -1 used to skip the 64 KiB limit and 'abc' raised a traceback."""
+    import http.client
+
+    from custodes.ledger.witness import Witness, keygen, make_server
+
+    signer = keygen("witness.test", tmp_path / "w.key")
+    server = make_server(Witness(tmp_path / "w.db", signer, []), "127.0.0.1", 0)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+        conn.putrequest("POST", "/add-checkpoint")
+        if header is not None:
+            conn.putheader("Content-Length", header)
+        conn.endheaders()
+        conn.send(b"x" * 100)
+        resp = conn.getresponse()
+        assert resp.status == status
+        assert b"Traceback" not in resp.read()
+    finally:
+        server.shutdown()
+        server.server_close()

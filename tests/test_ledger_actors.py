@@ -118,7 +118,7 @@ def test_every_event_type_names_its_actor(
     changed = tmp_path / "rules"
     shutil.copytree(REFERENCE, changed)
     (changed / "ruleset.yaml").write_text(
-        (changed / "ruleset.yaml").read_text().replace("2026.11.1", "2026.11.2")
+        (changed / "ruleset.yaml").read_text().replace("2026.11.2", "2026.11.3")
     )
     sha = rules.propose(ws, people["rule-steward"], changed)["ruleset_sha256"]
     rules.approve(ws, people["steward2"], sha)

@@ -297,6 +297,22 @@ def test_item_level_reason_and_periods_override(tmp_path: Path) -> None:
     assert verdict(ev, "item-reason").passed and verdict(ev, "periods-per-item").passed
 
 
+@pytest.mark.parametrize(
+    ("periods", "ok"),
+    [
+        ("2023;2024", True),
+        ("2023 ; 2024", True),
+        ("20x3;abc", False),
+        ("2023;", False),
+        ("abc", False),
+    ],
+)
+def test_item_periods_must_be_years(tmp_path: Path, periods: str, ok: bool) -> None:
+    """'20x3;abc' used to pass the periods check."""
+    ev = run(tmp_path, envelope(), [item(1, taxable_periods=periods)])
+    assert verdict(ev, "periods-per-item").passed is ok
+
+
 def test_after_matching_checks(tmp_path: Path) -> None:
     ev = run(tmp_path, envelope(), [item(1)])
     assert verdict(ev, "address-on-record").passed is None

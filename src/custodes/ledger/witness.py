@@ -136,17 +136,27 @@ def make_server(witness: Witness, host: str, port: int) -> ThreadingHTTPServer:
             if self.path.rstrip("/").split("/")[-1] != "add-checkpoint":
                 self._send(Answer(404, "not found\n"))
                 return
-            length = int(self.headers.get("Content-Length") or 0)
+            declared = self.headers.get("Content-Length")
+            if self.headers.get("Transfer-Encoding") or declared is None:
+                self._send(Answer(411, "a Content-Length is required\n"), close=True)
+                return
+            if not declared.strip().isdigit():  # "-1", "abc", "1e9": refused, never read
+                self._send(Answer(400, "bad Content-Length\n"), close=True)
+                return
+            length = int(declared)
             if length > MAX_BODY:
-                self._send(Answer(413, "body too large\n"))
+                self._send(Answer(413, "body too large\n"), close=True)
                 return
             self._send(witness.add_checkpoint(self.rfile.read(length)))
 
-        def _send(self, a: Answer) -> None:
+        def _send(self, a: Answer, *, close: bool = False) -> None:
             data = a.body.encode()
             self.send_response(a.status)
             self.send_header("Content-Type", a.content_type)
             self.send_header("Content-Length", str(len(data)))
+            if close:  # the unread body must not be taken for the next request
+                self.send_header("Connection", "close")
+                self.close_connection = True
             self.end_headers()
             self.wfile.write(data)
 

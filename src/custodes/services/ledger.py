@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from custodes.access import CheckedCall, service
+from custodes.decisions import integrity
 from custodes.errors import ConflictError, InputError
 from custodes.ledger import keys
 from custodes.ledger import service as ledger
@@ -85,9 +86,16 @@ def export_bodies(call: CheckedCall, folder: Path) -> dict[str, Any]:
 
 @service("ledger.read")
 def verify_store(call: CheckedCall, key: Verifier | None = None) -> Report:
-    """Re-derive the whole ledger from the store and compare with everything stored, and with
-    the last checkpoint kept outside the store."""
-    return ledger.audit_store(call.ws, key)
+    """Re-derive the whole ledger from the store and compare with everything stored and with
+    the last checkpoint kept outside the store; then check every business table the ledger's
+    events commit to (requests, outcomes, reviews, releases, disclosures, recalls, grants,
+    suspensions, the access log) against those events."""
+    report = ledger.audit_store(call.ws, key)
+    business = integrity.audit(call.ws)
+    report.checked += business.checked
+    for problem in business.problems:
+        report.fail(problem)
+    return report
 
 
 def verify_path(

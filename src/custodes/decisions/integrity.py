@@ -1,0 +1,269 @@
+"""The business tables against the ledger: every row a ledger event commits to must agree.
+
+The ledger's own audit (`ledger.service.audit_store`) proves the events were not altered; this
+one proves the tables people act on were not altered *behind* the events: a deleted disclosure
+row, a request reset to `approved`, a changed review resolution or approver, a grant or
+suspension edited in place, a deleted access-log row, an envelope edited on disk. Each problem
+names the first row that disagrees and the event it disagrees with.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from custodes.records.files import sha256_file
+from custodes.requests.format import ENVELOPE_FILE
+from custodes.store.tables import (
+    access_log,
+    disclosures,
+    grants,
+    ledger_events,
+    recall_items,
+    recalls,
+    releases,
+    requests,
+    review_resolutions,
+    users,
+)
+from custodes.workspace import Workspace
+
+MAX_PER_CHECK = 5
+
+
+class Findings:
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.checked: list[str] = []
+        self._per: dict[str, int] = defaultdict(int)
+
+    def fail(self, table: str, message: str) -> None:
+        self._per[table] += 1
+        if self._per[table] <= MAX_PER_CHECK:
+            self.problems.append(f"{table}: {message}")
+
+    def ok(self, table: str, message: str) -> None:
+        if not self._per[table]:
+            self.checked.append(message)
+
+
+def _events(conn: Connection) -> dict[str, list[dict[str, Any]]]:
+    by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    rows = conn.execution_options(yield_per=10_000).execute(
+        select(ledger_events.c.idx, ledger_events.c.type, ledger_events.c.body).order_by(
+            ledger_events.c.idx
+        )
+    )
+    for idx, kind, body in rows:
+        by_type[kind].append(json.loads(body) | {"_idx": idx})
+    return by_type
+
+
+def _diff(
+    found: Findings,
+    table: str,
+    rows: dict[tuple[Any, ...], tuple[Any, ...]],
+    events: dict[tuple[Any, ...], tuple[Any, ...]],
+    what: str,
+) -> None:
+    """Rows and events keyed alike, each with the values that must agree."""
+    for key in sorted(rows.keys() - events.keys(), key=str):
+        found.fail(table, f"row {key} has no {what} event (added or altered behind the ledger)")
+    for key in sorted(events.keys() - rows.keys(), key=str):
+        found.fail(table, f"the ledger's {what} event for {key} has no row (the row was deleted)")
+    for key in sorted(rows.keys() & events.keys(), key=str):
+        if rows[key] != events[key]:
+            found.fail(table, f"row {key} says {rows[key]}, its {what} event says {events[key]}")
+    found.ok(table, f"{len(rows)} {table} rows agree with their {what} events")
+
+
+def _last(items: Iterator[tuple[Any, Any]]) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
+    for key, value in items:
+        out[key] = value
+    return out
+
+
+def audit(ws: Workspace) -> Findings:
+    found = Findings()
+    with ws.engine.connect() as conn:
+        ev = _events(conn)
+        _requests(ws, conn, ev, found)
+        _decisions(ws, conn, ev, found)
+        _access(conn, ev, found)
+    return found
+
+
+def _requests(ws: Workspace, conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
+    rows = {r.id: r for r in conn.execute(select(requests))}
+    received = {e["request_id"]: e for e in ev["request.received"]}
+    _diff(
+        found,
+        "requests",
+        {k: (r.envelope_sha256, r.items_sha256, r.submitted_by) for k, r in rows.items()},
+        {k: (e["envelope_sha256"], e["items_sha256"], e["actor"]) for k, e in received.items()},
+        "request.received",
+    )
+    states = _last((e["request_id"], e["to"]) for e in ev["request.transition"])
+    _diff(
+        found,
+        "request states",
+        {k: (r.state,) for k, r in rows.items() if r.state != "received"},
+        {k: (s,) for k, s in states.items()},
+        "last request.transition",
+    )
+    for rid, r in sorted(rows.items()):
+        env = ws.request_folder(rid) / ENVELOPE_FILE
+        if env.exists() and sha256_file(env) != r.envelope_sha256:
+            found.fail(
+                "request files", f"{rid}: envelope.json no longer hashes to what was received"
+            )
+        decided = _last((e["request_id"], e["outcomes_sha256"]) for e in ev["request.decided"]).get(
+            rid
+        )
+        outcomes = ws.request_folder(rid) / "decisions" / "outcomes.parquet"
+        if decided and outcomes.exists() and sha256_file(outcomes) != decided:
+            found.fail(
+                "request files",
+                f"{rid}: decisions/outcomes.parquet was changed after it was decided",
+            )
+    found.ok("request files", "every envelope and outcomes file hashes to what the ledger recorded")
+
+
+def _decisions(ws: Workspace, conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
+    _diff(
+        found,
+        "review_resolutions",
+        {
+            (r.request_id, r.item_id): (r.decision, r.actor, r.record_id)
+            for r in conn.execute(select(review_resolutions))
+        },
+        {
+            (e["request_id"], e["item_id"]): (e["decision"], e["actor"], e["record_id"])
+            for e in ev["review.resolved"]
+        },
+        "review.resolved",
+    )
+    rel = {r.request_id: r for r in conn.execute(select(releases))}
+    prepared = _last(
+        (e["request_id"], (e["actor"], e["content_sha256"])) for e in ev["release.prepared"]
+    )
+    _diff(
+        found,
+        "releases (prepared)",
+        {k: (r.prepared_by, r.outcomes_sha256) for k, r in rel.items()},
+        prepared,
+        "release.prepared",
+    )
+    approved = _last((e["request_id"], (e["actor"],)) for e in ev["release.approved"])
+    _diff(
+        found,
+        "releases (approved)",
+        {k: (r.approved_by,) for k, r in rel.items() if r.approved_by},
+        approved,
+        "release.approved",
+    )
+    done: dict[str, list[dict]] = defaultdict(list)
+    for e in ev["release.done"]:
+        done[e["request_id"]].append(e)
+    for rid, evs in sorted(done.items()):
+        if len(evs) > 1:
+            found.fail("releases (done)", f"{rid} was released {len(evs)} times")
+    _diff(
+        found,
+        "releases (done)",
+        {k: (r.response_sha256,) for k, r in rel.items() if r.released_at},
+        {k: (v[0]["response_sha256"],) for k, v in done.items()},
+        "release.done",
+    )
+    _diff(
+        found,
+        "disclosures",
+        {(r.request_id, r.item_id): (r.record_id,) for r in conn.execute(select(disclosures))},
+        {(e["request_id"], e["item_id"]): (e["record_id"],) for e in ev["disclosure"]},
+        "disclosure",
+    )
+    _diff(
+        found,
+        "recall_items",
+        {(r.recall_id, r.request_id, r.item_id): () for r in conn.execute(select(recall_items))},
+        {(e["recall_id"], e["request_id"], e["item_id"]): () for e in ev["disclosure.recalled"]},
+        "disclosure.recalled",
+    )
+    _diff(
+        found,
+        "recalls (certified)",
+        {
+            r.id: (r.certified_on.isoformat(),)
+            for r in conn.execute(select(recalls))
+            if r.certified_on
+        },
+        {e["recall_id"]: (e["certified_on"],) for e in ev["recall.certified"]},
+        "recall.certified",
+    )
+
+
+def _access(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
+    # Grants: created with the user or granted later, confirmed by a second administrator
+    # (or at once for roles that need no confirmation); suspending an administrator withdraws
+    # the grants they made that nobody confirmed.
+    state: dict[tuple[str, str], tuple[bool, str]] = {}
+    for e in sorted(
+        ev["user.created"] + ev["user.granted"] + ev["user.confirmed"] + ev["user.suspended"],
+        key=lambda e: e["_idx"],
+    ):
+        if e["type"] == "user.created":
+            for role in e["roles"]:
+                state[(e["user"], role)] = (
+                    role not in e.get("pending_confirmation", []),
+                    e["actor"],
+                )
+        elif e["type"] == "user.granted":
+            state[(e["user"], e["role"])] = (not e.get("pending_confirmation", False), e["actor"])
+        elif e["type"] == "user.confirmed":
+            for role in e["roles"]:
+                state[(e["user"], role)] = (True, state.get((e["user"], role), (True, ""))[1])
+        else:  # user.suspended
+            for key, (ok, by) in list(state.items()):
+                if not ok and by == e["user"]:
+                    del state[key]
+    granted = {k: (ok,) for k, (ok, _) in state.items()}
+    _diff(
+        found,
+        "grants",
+        {
+            (r.user_name, r.role): (r.confirmed_at is not None,)
+            for r in conn.execute(select(grants))
+        },
+        granted,
+        "user.created / user.granted / user.confirmed",
+    )
+    status = _last(
+        (e["user"], "suspended" if e["type"] == "user.suspended" else "active")
+        for e in sorted(ev["user.suspended"] + ev["user.reinstated"], key=lambda e: e["_idx"])
+    )
+    _diff(
+        found,
+        "users (status)",
+        {
+            r.name: (r.status,)
+            for r in conn.execute(select(users))
+            if r.status != "active" or r.name in status
+        },
+        {k: (v,) for k, v in status.items()},
+        "user.suspended / user.reinstated",
+    )
+    _diff(
+        found,
+        "access_log",
+        {
+            r.id: (r.action, bool(r.allowed), r.reason, r.user_name or "anonymous")
+            for r in conn.execute(select(access_log))
+        },
+        {e["log_id"]: (e["action"], e["allowed"], e["reason"], e["actor"]) for e in ev["access"]},
+        "access",
+    )
