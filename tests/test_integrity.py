@@ -102,7 +102,8 @@ TAMPERS = {
     "grant a role behind the ledger": (
         [
             "INSERT INTO grants (user_name, role, granted_by, granted_at, confirmed_by, "
-            "confirmed_at) VALUES ('officer', 'approver', 'admin', '2026-01-01', 'admin2', '2026-01-01')"
+            "confirmed_at) VALUES ('officer', 'approver', 'admin', '2026-01-01', 'admin2', "
+            "'2026-01-01')"
         ],
         ["grants:"],
     ),
