@@ -235,3 +235,32 @@ def test_every_command_only_translates() -> None:
         if lines > 25:
             long[name] = lines
     assert not long, long
+
+
+def test_readme_commands_exist() -> None:
+    """Every `custodes …` line of the README's usage names a real command and real options."""
+    import re
+    import shlex
+
+    import typer.main
+
+    root = typer.main.get_command(app)
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    usage = readme[readme.index("## Usage") :]
+    lines = [
+        ln.split("#")[0].strip()
+        for ln in usage.split("```")[1].splitlines()
+        if ln.strip().startswith("custodes ")
+    ]
+    assert len(lines) > 40
+    for line in lines:
+        for part in line.split("&&"):
+            words = shlex.split(part.replace("\\", "").replace("…", "x"))[1:]
+            cmd, i = root, 0
+            while i < len(words) and hasattr(cmd, "commands") and words[i] in cmd.commands:
+                cmd, i = cmd.commands[words[i]], i + 1
+            assert not hasattr(cmd, "commands"), part
+            known = {o for p in cmd.params for o in getattr(p, "opts", [])}
+            for w in words[i:]:
+                if re.fullmatch(r"--[a-z-]+", w):
+                    assert w in known, (part, w)

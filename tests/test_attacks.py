@@ -1,0 +1,276 @@
+"""The attack on custodes, rerun as a script: the real CLI in subprocesses, and a second Unix
+user where one is needed. Every step that broke a promise is now refused or detected, with a
+coded error or an audit finding naming the place (issue "Close every hole")."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from custodes.access import sessions
+from custodes.services import rules, users
+from custodes.synthetic import staff as staff_mod
+from custodes.synthetic.staff import PASSWORD
+from custodes.workspace import open_workspace
+
+AGENCY = "U.S. Immigration and Customs Enforcement"
+
+
+class Shell:
+    """Runs `custodes ...` as a separate process, signed in as someone."""
+
+    def __init__(self, home: Path, tokens: dict[str, str]) -> None:
+        self.home, self.tokens = home, tokens
+
+    def __call__(self, who: str | None, *args: str, stdin: str = "", user: int | None = None):  # type: ignore[no-untyped-def]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES")}
+        if who:
+            env["CUSTODES_SESSION"] = self.tokens[who]
+        return subprocess.run(
+            [sys.executable, "-m", "custodes", *args, "--home", str(self.home)],
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            user=user,
+            timeout=300,
+        )
+
+
+@pytest.fixture(scope="module")
+def attack(tmp_path_factory: pytest.TempPathFactory) -> tuple[Shell, Path]:
+    """A workspace set up through the CLI: administrators, staff, an agency key, a master file,
+    a processed and approved (i)(2) request."""
+    root = tmp_path_factory.mktemp("attack")
+    home = root / "ws"
+    sh = Shell(home, {})
+    assert (
+        sh(None, "init", "--admin", "chief", "--password-stdin", stdin=PASSWORD + "\n").returncode
+        == 0
+    )
+    ws = open_workspace(home)
+    people = staff_mod.Staff(ws)
+    people.login("chief")
+    code = users.add(ws, people["chief"], "deputy", ["administrator"])["enrolment_code"]
+    from custodes.access.users import enrol
+
+    enrol(ws, "deputy", code, PASSWORD)
+    people.login("deputy")
+    people.callers["admin"], people.callers["admin2"] = people["chief"], people["deputy"]
+    for name, role in (
+        ("olga", "officer"),
+        ("ben", "approver"),
+        ("ida", "auditor"),
+        ("ann", "administrator"),
+    ):
+        staff_mod.add(people, name, [role])
+    staff_mod.add(people, "agency-ice", ["requester"], agency=AGENCY)
+    from custodes.services import decisions, matching, records, requests
+
+    records.generate(ws, people["chief"], 3000, 5)
+    rules.register_parties(ws, people["chief"], "irc-6103-i-2")
+    requests.generate(ws, people["chief"], "irc-6103-i-2", 200, 2, root / "req")
+    rid = requests.submit(ws, people["agency-ice"], root / "req").request_id
+    matching.train(ws, people["olga"], rid)
+    decisions.process(ws, people["olga"], rid)
+    if decisions.next_step(ws, people["olga"], rid)["state"] == "in_review":
+        decisions.review_resolve(ws, people["olga"], rid, "WITHHOLD", "unsure")
+    decisions.prepare(ws, people["olga"], rid)
+    decisions.approve(ws, people["ben"], rid)
+    key = users.key(ws, people["chief"], "agency-ice")["key"]
+    users.confirm(ws, people["deputy"], "agency-ice")
+    sh.tokens.update(
+        {
+            n: sessions.login(ws, n, PASSWORD)
+            for n in ("chief", "deputy", "olga", "ben", "ida", "ann")
+        }
+    )
+    sh.tokens["agency-ice"] = key
+    (root / "rid").write_text(rid)
+    ws.close()
+    return sh, root
+
+
+def _code(r, code: str) -> bool:  # type: ignore[no-untyped-def]
+    return r.returncode == 2 and f"({code})" in r.stderr
+
+
+def test_1_one_administrator_cannot_release_alone(attack) -> None:  # type: ignore[no-untyped-def]
+    sh, _ = attack
+    for staff_member in ("olga", "ben", "deputy"):
+        assert _code(sh("chief", "users", "key", staff_member), "key_not_allowed")
+    r = sh(
+        "chief",
+        "users",
+        "add",
+        "chief-alt",
+        "--role",
+        "approver",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    assert _code(r, "password_by_enrolment")
+    r = sh("chief", "users", "add", "chief-alt", "--role", "approver", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["pending"] == ["approver"]
+    assert _code(sh("chief", "users", "confirm", "chief-alt"), "separation_of_duties")
+    # Keys an administrator minted and nobody confirmed end with the administrator.
+    key = json.loads(sh("ann", "users", "key", "agency-ice", "--json").stdout)["key"]
+    assert sh("chief", "users", "suspend", "ann", "--reason", "insider").returncode == 0
+    sh.tokens["minted"] = key
+    assert _code(sh("minted", "requests", "list"), "session_ended")
+
+
+def test_2_no_sql_from_headers_or_paths(attack) -> None:  # type: ignore[no-untyped-def]
+    sh, root = attack
+    evil = root / "evil"
+    shutil.copytree(root / "req", evil)
+    leak = root / "leak.csv"
+    header = (
+        f"item_id\") > 500 THEN 'x' END) AS col FROM items WHERE false; COPY (SELECT * FROM "
+        f"read_parquet('{root}/ws/bulk/master/*/people.parquet')) TO '{leak}'; --"
+    )
+    lines = (evil / "items.csv").read_text().splitlines()
+    lines[0] += ',"' + header.replace('"', '""') + '"'
+    (evil / "items.csv").write_text("\n".join([lines[0], *(ln + ",x" for ln in lines[1:])]) + "\n")
+    assert _code(sh("agency-ice", "submit", str(evil)), "bad_column_name")
+    rid = (root / "rid").read_text()
+    out = root / f"x.csv' (HEADER); COPY (SELECT 1) TO '{leak}'; --.csv"
+    r = sh("olga", "outcomes", rid, "--out", str(out))
+    assert _code(r, "bad_path")  # a folder of that name does not exist; nothing ran
+    odd = root / "x.csv' (HEADER); COPY (SELECT 1) TO 'leak'; --.csv"
+    assert sh("olga", "outcomes", rid, "--out", str(odd)).returncode == 0  # just a file name
+    assert not leak.exists() and odd.exists()
+
+
+def test_3_other_users_read_nothing(attack) -> None:  # type: ignore[no-untyped-def]
+    _, root = attack
+    home = root / "ws"
+    for path in [home, *home.rglob("*")]:
+        if not path.is_symlink():
+            assert path.stat().st_mode & 0o077 == 0, path
+    nobody = 65534
+    root.chmod(0o755)  # let the other user reach the folder, as on a shared machine
+    try:
+        for target in (home / "custodes.db", next(home.rglob("people.parquet"))):
+            r = subprocess.run(["cat", str(target)], user=nobody, capture_output=True)
+            assert r.returncode != 0 and not r.stdout
+    finally:
+        root.chmod(0o700)
+
+
+def test_3_an_exposed_workspace_is_refused(attack) -> None:  # type: ignore[no-untyped-def]
+    sh, root = attack
+    db = root / "ws" / "custodes.db"
+    db.chmod(0o644)
+    try:
+        r = sh("olga", "requests", "list")
+        assert _code(r, "workspace_exposed") and "chmod -R go-rwx" in r.stderr
+    finally:
+        db.chmod(0o600)
+
+
+def test_4_personal_data_never_rides_in_an_id(attack) -> None:  # type: ignore[no-untyped-def]
+    sh, root = attack
+    bad = root / "bad-ids"
+    shutil.copytree(root / "req", bad)
+    rows = list(csv.reader((bad / "items.csv").open()))
+    rows[1][0] = "SULLIVAN HAROLD dob 2016-03-16 ssn 592 98 4507"
+    with (bad / "items.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    assert _code(sh("agency-ice", "submit", str(bad)), "bad_item_id")
+    rid = (root / "rid").read_text()
+    r = sh(
+        "olga",
+        "records",
+        "show",
+        "592-98-4507",
+        "--purpose",
+        "locate for the case",
+        "--request",
+        rid,
+    )
+    assert _code(r, "bad_record_id")
+
+
+def test_5_a_rewritten_store_does_not_verify(attack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sh, root = attack
+    assert sh("chief", "ledger", "checkpoint").returncode == 0
+    copy = tmp_path / "ws"
+    shutil.copytree(root / "ws", copy)
+    import sqlite3
+
+    db = sqlite3.connect(copy / "custodes.db")
+    db.execute("DELETE FROM ledger_checkpoints")
+    db.commit()
+    db.close()
+    r = Shell(copy, sh.tokens)("ida", "ledger", "verify")
+    assert r.returncode == 1 and "missing from the store" in r.stdout
+
+
+def test_6_7_release_trusts_nothing_on_disk_and_happens_once(attack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sh, root = attack
+    copy = tmp_path / "ws"
+    shutil.copytree(root / "ws", copy)
+    rid = (root / "rid").read_text()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = copy / "requests" / rid / "decisions" / "outcomes.parquet"
+    rows = pq.read_table(path).to_pylist()
+    for r in rows:
+        if r["outcome"] == "WITHHOLD" and r["candidate"]:
+            r["outcome"], r["record_id"] = "DISCLOSE", r["candidate"]
+    pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(path)), path)
+    r = Shell(copy, sh.tokens)("olga", "release", rid, "--out", str(tmp_path / "out"))
+    assert _code(r, "release_tampered") and not (tmp_path / "out" / "response.csv").exists()
+    r = Shell(copy, sh.tokens)("ida", "ledger", "verify")
+    assert r.returncode == 1 and "outcomes.parquet was changed" in r.stdout
+
+
+def test_9_agencies_stay_in_their_lane(attack) -> None:  # type: ignore[no-untyped-def]
+    sh, root = attack
+    doj = root / "doj"
+    shutil.copytree(root / "req", doj)
+    env = json.loads((doj / "envelope.json").read_text())
+    env["agency"] = "U.S. Department of Justice"
+    (doj / "envelope.json").write_text(json.dumps(env))
+    assert _code(sh("agency-ice", "submit", str(doj)), "other_agency")
+    other = json.loads(sh("olga", "submit", str(doj), "--json").stdout)["request_id"]
+    assert other not in sh("agency-ice", "requests", "list", "--json").stdout
+    assert _code(sh("agency-ice", "withdraw", other, "--reason", "mine now"), "unknown_request")
+
+
+def test_11_12_13_trail_second_factor_and_files(attack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sh, root = attack
+    r = sh("ida", "ledger", "export", str(tmp_path / "exp"), "--bodies")
+    assert r.returncode == 0
+    out = sh("ida", "ledger", "status", "--json")
+    assert out.returncode == 0
+    # The second factor's policy is the store's, not the environment's.
+    assert sh("chief", "users", "policy", "--totp-roles", "approver").returncode == 0
+    assert sh("deputy", "users", "policy", "--confirm").returncode == 0
+    env_bypass = sh(None, "login", "ben", "--password-stdin", stdin=PASSWORD + "\n")
+    assert env_bypass.returncode == 2 and "one-time code" in env_bypass.stderr
+    assert _code(sh(None, "login", "ben", "--totp", "123456"), "bad_argument")
+    # A planted symlink is never followed.
+    planted = tmp_path / "resp"
+    planted.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (planted / "response.csv").symlink_to(victim)
+    rid = (root / "rid").read_text()
+    assert _code(sh("olga", "release", rid, "--out", str(planted)), "output_exists")
+    assert victim.read_text() == "precious"
+
+
+def test_the_audit_sees_no_action_by_a_suspended_user(attack) -> None:  # type: ignore[no-untyped-def]
+    sh, _ = attack
+    r = sh("ida", "audit", "inspections", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["actions_by_suspended_users"] == []
