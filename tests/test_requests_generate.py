@@ -13,6 +13,8 @@ from custodes.errors import ConflictError, InputError
 from custodes.records import master
 from custodes.requests.format import ITEM_COLUMNS, read_envelope
 from custodes.services.requests import generate as generate_request
+from custodes.services.requests import submit
+from custodes.synthetic import corrupt
 from custodes.synthetic.requests import PLACEHOLDER_ADDRESSES
 from custodes.synthetic.staff import Staff
 from custodes.workspace import Workspace
@@ -94,11 +96,44 @@ def test_deterministic(master_ws: Workspace, tmp_path: Path, people: Staff) -> N
     assert env["fields_requested"] == ["mailing_address"]
 
 
+@pytest.mark.parametrize("mix", ["typical", "heavy"])
+def test_corruption_mix(master_ws: Workspace, tmp_path: Path, people: Staff, mix: str) -> None:
+    """A corruption mix modifies about its share of the items, records every modification in
+    the truth file, keeps the items valid for intake, and is reproducible from the seed."""
+    for d in ("a", "b"):
+        generate_request(
+            master_ws, people.admin, "irc-6103-i-2", 1000, seed=3, out=tmp_path / d,
+            corruption=mix,
+        )  # fmt: skip
+    for f in ("items.csv", "truth.csv"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+    plain = tmp_path / "plain"
+    generate_request(master_ws, people.admin, "irc-6103-i-2", 1000, seed=3, out=plain)
+    truth = read(tmp_path / "a" / "truth.csv")
+    done = [t["corruptions"] for t in truth]
+    share = sum(1 for d in done if d) / len(done)
+    assert abs(share - corrupt.MIXES[mix].share) < 0.06, share
+    kinds = {x.split(":")[0] for d in done for x in d.split(";") if x}
+    assert {"ocr", "keyboard", "phonetic", "swapped", "missing", "transposed"} <= kinds
+    assert max(len(d.split(";")) for d in done) <= corrupt.MIXES[mix].max_modifications
+    # an item with no recorded modification is exactly the uncorrupted item
+    items, base = read(tmp_path / "a" / "items.csv"), read(plain / "items.csv")
+    for t, a, b in zip(truth, items, base, strict=True):
+        assert (a == b) == (not t["corruptions"]), (t, a, b)
+    assert read(plain / "truth.csv")[0]["corruptions"] == ""
+    assert submit(master_ws, people["officer"], tmp_path / "a").items == 1000
+
+
 def test_refusals(
     master_ws: Workspace, workspace: Workspace, tmp_path: Path, people: Staff, staff: Staff
 ) -> None:
     with pytest.raises(InputError, match="Unknown provision"):
         generate_request(master_ws, people.admin, "irc-6103-z-9", 10, 1, tmp_path / "x")
+    with pytest.raises(InputError, match="Unknown corruption mix") as bad:
+        generate_request(
+            master_ws, people.admin, "irc-6103-i-2", 10, 1, tmp_path / "x", corruption="worst"
+        )
+    assert bad.value.code == "bad_argument"
     with pytest.raises(ConflictError) as exc:
         generate_request(workspace, staff.admin, "irc-6103-i-2", 10, 1, tmp_path / "y")
     assert exc.value.code == "no_master_file"

@@ -98,11 +98,20 @@ def requests_generate(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Write into a non-empty folder.")
     ] = False,
+    corruption: Annotated[
+        str,
+        typer.Option(
+            "--corruption",
+            help="Corruption mix on top of the defects: none, typical (30 % of items, 1-2 "
+            "modifications), heavy (60 %, 1-4; FEBRL4's density). See docs/formats.md.",
+        ),
+    ] = "none",
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Write a synthetic request (envelope.json, items.csv) and its truth.csv, drawn from a
-    synthetic master file plus people not in it, with realistic defects."""
+    synthetic master file plus people not in it, with realistic defects and, optionally,
+    corrupted the way real lists are (OCR, keyboard, phonetic, swapped names, DOB digits...)."""
 
     def view(result: Any) -> None:
         render.say(
@@ -124,5 +133,6 @@ def requests_generate(
         seed,
         out_dir,
         overwrite=overwrite,
+        corruption=corruption,
         view=view,
     )

@@ -27,17 +27,20 @@ KINDS = ("in_file", "absent_relative", "absent_stranger")
 
 
 def _load(con: duckdb.DuckDBPyConnection, linked: Path, truth: Path) -> None:
-    table = read_text_table(truth, ("item_id", "record_id"), ("defect",), allow_extra=True)
+    table = read_text_table(
+        truth, ("item_id", "record_id"), ("defect", "corruptions"), allow_extra=True
+    )
     con.register("truth_raw", table)
-    has_defect = "defect" in table.column_names
-    defect = "t.defect" if has_defect else "NULL"
+    defect = "t.defect" if "defect" in table.column_names else "NULL"
+    corruptions = "t.corruptions" if "corruptions" in table.column_names else "NULL"
     con.execute(f"CREATE OR REPLACE TEMP VIEW l AS SELECT * FROM {parquet(linked)}")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE ev AS
         SELECT l.*, nullif(trim(t.record_id), '') AS true_record_id,
           CASE WHEN nullif(trim(t.record_id), '') IS NOT NULL THEN 'in_file'
                WHEN {defect} = 'absent_relative' THEN 'absent_relative'
-               ELSE 'absent_stranger' END AS kind
+               ELSE 'absent_stranger' END AS kind,
+          coalesce(nullif(trim({corruptions}), ''), 'none') AS corruptions
         FROM l JOIN truth_raw t ON trim(t.item_id) = l.item_id"""
     )
     n_linked, n_joined = con.execute(
@@ -83,6 +86,26 @@ def _metrics(con: duckdb.DuckDBPyConnection, accepted: str) -> dict[str, Any]:
     return m
 
 
+def _by_corruption(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, int]]:
+    """For the in-file items carrying each kind of modification (truth's `corruptions`,
+    `kind:field;...`): how many were identified correctly, wrongly, sent to review, missed."""
+    rows = con.execute(
+        """WITH k AS (
+             SELECT DISTINCT item_id, status, record_id, true_record_id,
+                    split_part(unnest(string_split(corruptions, ';')), ':', 1) AS what
+             FROM ev WHERE kind = 'in_file')
+           SELECT what,
+             count(*) FILTER (status = 'identified' AND record_id = true_record_id),
+             count(*) FILTER (status = 'identified' AND record_id <> true_record_id),
+             count(*) FILTER (status = 'review'),
+             count(*) FILTER (status = 'not_identified'),
+             count(*)
+           FROM k GROUP BY what ORDER BY what"""
+    ).fetchall()
+    keys = ("identified", "wrong", "review", "not_identified", "items")
+    return {r[0]: dict(zip(keys, r[1:], strict=True)) for r in rows}
+
+
 def evaluate(linked: Path, truth: Path, out_dir: Path | None = None) -> dict[str, Any]:
     """Figures at the configured thresholds and over the grid; writes JSON and a PNG."""
     con = duckdb.connect(":memory:")
@@ -101,6 +124,7 @@ def evaluate(linked: Path, truth: Path, out_dir: Path | None = None) -> dict[str
             )
             for k in KINDS
         }
+        by_corruption = _by_corruption(con)
         grid = []
         for gate in (True, False):
             for margin in GRID_MARGIN:
@@ -129,6 +153,7 @@ def evaluate(linked: Path, truth: Path, out_dir: Path | None = None) -> dict[str
         "model_sha256": model,
         "at_thresholds": at,
         "status_by_kind": by_kind,
+        "by_corruption": by_corruption,
         "grid": grid,
     }
     if out_dir is not None:

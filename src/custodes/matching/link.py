@@ -50,6 +50,9 @@ from custodes.store.sql import path as sqlpath
 
 Progress = Callable[[str, int, int], None]
 
+# Dates of birth this many years apart or more are a generation apart (a Jr and his father),
+# never one person's date mistyped or replaced.
+GENERATION_YEARS = 15
 ITEMS_PER_CHUNK = int(os.environ.get("CUSTODES_MATCH_CHUNK_ITEMS", "250000"))
 
 
@@ -165,6 +168,19 @@ def request_table(con: duckdb.DuckDBPyConnection, items: Path, out: Path) -> Pat
     )
     os.replace(tmp, out)
     return out
+
+
+def known_first_names() -> pa.Table:
+    """First names in the 1990 US census lists (the `names` package data), upper case: a
+    spelling in this list is somebody's name, not a typo of another one."""
+    import names as names_pkg
+
+    folder = Path(names_pkg.__file__).parent
+    seen: set[str] = set()
+    for f in ("dist.male.first", "dist.female.first"):
+        with open(folder / f) as fh:
+            seen.update(line.split()[0].upper() for line in fh if line.strip())
+    return pa.table({"name": sorted(seen)})
 
 
 def nickname_table() -> pa.Table:
@@ -316,6 +332,7 @@ def decide(
     """Create the temp table `linked`: one row per item with its verdict and evidence."""
     con.register("pairs", pairs)
     con.register("nick", nickname_table())
+    con.register("known_first", known_first_names())
     floor_w = math.log2(t.floor_probability / (1 - t.floor_probability))
     con.execute(f"CREATE OR REPLACE TEMP VIEW m AS SELECT * FROM {parquet(master_path)}")
     con.execute(f"CREATE OR REPLACE TEMP VIEW r AS SELECT * FROM {parquet(request_path)}")
@@ -344,35 +361,46 @@ def decide(
                EXISTS (SELECT 1 FROM nick WHERE nick.a = r.first AND nick.b = m.first)
                  AS first_nick,
                jaro_winkler_similarity(r.first, m.first) AS first_jw,
+               damerau_levenshtein(r.first, m.first) AS first_edits,
+               {soundex("r.first")} = {soundex("m.first")} AS first_sounds_alike,
+               -- first and last name written the other way round (each within a typo); or
+               -- only one of them moved, the other field holding something else
+               coalesce(jaro_winkler_similarity(r.first, m.last) >= 0.88
+                        AND jaro_winkler_similarity(r.last, m.first) >= 0.88, FALSE)
+                 AS names_swapped,
+               coalesce(NOT (jaro_winkler_similarity(r.first, m.last) >= 0.88
+                             AND jaro_winkler_similarity(r.last, m.first) >= 0.88)
+                        AND (r.first = m.last OR r.last = m.first), FALSE) AS name_moved,
+               r.first IN (SELECT name FROM known_first) AS first_is_a_name,
+               coalesce(r.house = m.house AND (r.zip5 = m.zip5 OR r.city = m.city), FALSE)
+                 AS same_house,
                r.dob = m.dob AS dob_exact,
                (left(r.dob, 4) = left(m.dob, 4)
                 AND (damerau_levenshtein(substr(r.dob, 6), substr(m.dob, 6)) <= 1
                      OR (substr(r.dob, 6, 2) = substr(m.dob, 9, 2)
                          AND substr(r.dob, 9, 2) = substr(m.dob, 6, 2)))) AS dob_near,
+               damerau_levenshtein(replace(r.dob, '-', ''), replace(m.dob, '-', '')) <= 1
+                 AS dob_one_digit,
                r.tin IS NOT NULL AND r.tin = m.tin AS tin_exact,
                r.tin IS NOT NULL AND m.tin IS NOT NULL AND r.tin <> m.tin
-                 AND damerau_levenshtein(r.tin, m.tin) <= 1 AS tin_one_edit
+                 AND damerau_levenshtein(r.tin, m.tin) <= 1 AS tin_one_edit,
+               -- the listed TIN is another filer's (a household member's, a relative's)
+               coalesce(r.tin <> m.tin AND r.tin IN (SELECT tin FROM m WHERE tin IS NOT NULL),
+                        FALSE) AS tin_elsewhere,
+               -- a surname that agrees, is a part of the other (hyphenated, two-part) or close
+               coalesce(r.last = m.last
+                        OR (length(r.last) >= 4 AND length(m.last) >= 4
+                            AND (starts_with(m.last, r.last) OR starts_with(r.last, m.last)
+                                 OR ends_with(m.last, r.last) OR ends_with(r.last, m.last)))
+                        OR jaro_winkler_similarity(r.last, m.last) >= 0.9
+                        OR (jaro_winkler_similarity(r.first, m.last) >= 0.88
+                            AND jaro_winkler_similarity(r.last, m.first) >= 0.88)
+                        OR r.first = m.last, FALSE)
+                   AS last_agrees
         FROM r LEFT JOIN b ON b.item_id = r.uid LEFT JOIN s ON s.item_id = r.uid
         LEFT JOIN m ON m.uid = b.record_id"""
     )
-    # The person gate, one column per part, so that an officer sees which part failed.
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE gated AS
-        SELECT *,
-          tin_exact OR tin_one_edit AS tin_agrees,
-          coalesce(first_exact OR ((first_nick OR (first_jw >= {jw} AND dob_exact))
-                                   AND (middle_exact OR tin_exact OR tin_one_edit)), FALSE)
-            AS first_ok,
-          coalesce(NOT first_exact AND (first_nick OR (first_jw >= {jw} AND dob_exact))
-                   AND NOT (middle_exact OR tin_exact OR tin_one_edit), FALSE)
-            AS first_uncorroborated,
-          coalesce(dob_exact OR (dob_near AND first_exact), FALSE) AS dob_ok,
-          coalesce(r_suffix IS NOT NULL AND m_suffix IS NOT NULL AND r_suffix <> m_suffix, FALSE)
-            AS suffix_conflict,
-          coalesce(r_tin IS NOT NULL AND m_tin IS NOT NULL AND r_tin <> m_tin
-                   AND NOT tin_one_edit, FALSE) AS tin_conflict
-        FROM evidence"""
-    )
+    _address_on_record(con, mf, request_path, items_path, envelope_periods)
     # Household flags: another person at the candidate's last address with a similar surname;
     # one with the same first name (Jr/Sr, II); a twin (same surname and date of birth).
     con.execute(
@@ -382,11 +410,82 @@ def decide(
           bool_or(o.first = g.m_first AND jaro_winkler_similarity(o.last, g.m_last) >= 0.9)
             AS generational,
           bool_or(o.dob = g.m_dob AND jaro_winkler_similarity(o.last, g.m_last) >= 0.9) AS twin
-        FROM gated g JOIN m o ON o.hh_key = g.hh_key AND o.uid <> g.record_id
+        FROM evidence g JOIN m o ON o.hh_key = g.hh_key AND o.uid <> g.record_id
         WHERE g.record_id IS NOT NULL AND g.hh_key <> ''
         GROUP BY g.item_id"""
     )
-    _address_on_record(con, mf, request_path, items_path, envelope_periods)
+    # The person gate, one column per part, so that an officer sees which part failed. The
+    # evidence that belongs to one person is the first name, the date of birth and the TIN;
+    # surname and address are shared by a household (MATCHING.md §2.3). A match needs two of
+    # the three to agree and none to contradict, or — when a corrupted list replaced one of
+    # them — two to agree, one to contradict, and the surname or an address on record to agree
+    # as well (see docs/decisions/2026-11-24-matching-training-and-gate.md).
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE gated AS
+        WITH g AS (
+          SELECT e.*, coalesce(c.any_year, FALSE) AS addr_on_record,
+            coalesce(h.household, FALSE) AS hh_any,
+            coalesce(h.generational, FALSE) AS hh_generational,
+            coalesce(h.twin, FALSE) AS hh_twin,
+            tin_exact OR tin_one_edit AS tin_agrees,
+            -- a first name that is close but not the same (typo, nickname, sound-alike)
+            coalesce(NOT first_exact AND NOT names_swapped
+                     AND (first_nick OR first_jw >= {jw}
+                          OR (length(r_first) >= 5 AND first_edits <= 2)
+                          OR (length(r_first) >= 3 AND first_sounds_alike)), FALSE)
+              AS first_fuzzy
+          FROM evidence e LEFT JOIN addr_check c USING (item_id)
+          LEFT JOIN household h USING (item_id)),
+        d AS (
+          SELECT *,
+            -- a date of birth one keystroke off (a digit changed, two transposed) counts when
+            -- the TIN agrees exactly; without the TIN, when it is less than a generation away
+            -- and first name, surname and house agree with no namesake living there (a Jr/Sr
+            -- would be at the house)
+            coalesce(dob_one_digit
+                     AND (tin_exact
+                          OR (abs(year(try_cast(r_dob AS DATE)) - year(try_cast(m_dob AS DATE)))
+                                < {GENERATION_YEARS}
+                              AND first_exact AND last_agrees AND (addr_on_record OR same_house)
+                              AND NOT hh_generational)), FALSE) AS dob_typo
+          FROM g)
+        SELECT *,
+          -- a close first name counts with a TIN or a middle name that agrees; without one it
+          -- counts only as a misspelling — a spelling that is nobody's name, with the date of
+          -- birth exact and the surname agreeing — because a twin or a sibling with a similar
+          -- name (JOHN, JOAN) shares everything else
+          coalesce(first_exact OR names_swapped OR r_last = m_first
+                   OR (first_fuzzy AND (middle_exact OR tin_agrees))
+                   OR (first_fuzzy AND NOT first_is_a_name AND dob_exact AND last_agrees
+                       AND (length(r_first) >= 5 AND first_edits <= 2
+                            OR first_jw >= {jw})), FALSE) AS first_ok,
+          coalesce(first_fuzzy AND NOT (middle_exact OR tin_agrees)
+                   AND NOT (NOT first_is_a_name AND dob_exact AND last_agrees
+                            AND (length(r_first) >= 5 AND first_edits <= 2
+                                 OR first_jw >= {jw})), FALSE) AS first_uncorroborated,
+          -- a first name moved to the surname's field is not there to compare: neither
+          -- agreement nor contradiction
+          coalesce(r_first IS NOT NULL AND m_first IS NOT NULL AND NOT first_exact
+                   AND NOT names_swapped AND NOT name_moved AND NOT first_fuzzy, FALSE)
+            AS first_conflict,
+          -- a date of birth agrees exactly, or by a day/month typo in the same year, or by one
+          -- keystroke as above
+          coalesce(dob_exact OR dob_near OR dob_typo, FALSE) AS dob_ok,
+          coalesce(r_dob IS NOT NULL AND m_dob IS NOT NULL
+                   AND NOT (dob_exact OR dob_near OR dob_typo), FALSE) AS dob_conflict,
+          coalesce(r_tin IS NOT NULL AND m_tin IS NOT NULL AND NOT tin_agrees, FALSE)
+            AS tin_differs,
+          coalesce(r_suffix IS NOT NULL AND m_suffix IS NOT NULL AND r_suffix <> m_suffix, FALSE)
+            AS suffix_conflict
+        FROM d"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE gated2 AS
+        SELECT *,
+          first_ok::INT + dob_ok::INT + tin_agrees::INT AS person_agree,
+          first_conflict::INT + dob_conflict::INT + tin_differs::INT AS person_conflict
+        FROM gated"""
+    )
     # A match that no TIN and no address on record supports may be a namesake born the same
     # day (in the same ZIP, if the ZIP agrees). For one item the expected number of such
     # namesakes in the master file is about n_master * 2^-(name + DOB + address bits). Summed
@@ -396,37 +495,75 @@ def decide(
     # items actually at risk; every absent person the request asks about is among them).
     n_master = con.execute("SELECT count(*) FROM m").fetchall()[0][0]
     n_unsupported = con.execute(
-        f"""SELECT count(*) FROM gated g LEFT JOIN addr_check c USING (item_id)
+        f"""SELECT count(*) FROM gated2 g
             WHERE g.record_id IS NOT NULL AND g.probability >= {t.review_probability}
-              AND NOT g.tin_agrees AND NOT coalesce(c.any_year, FALSE)"""
+              AND NOT g.tin_agrees AND NOT g.addr_on_record"""
     ).fetchall()[0][0]
     namesake_bits = (
         math.log2(max(n_master, 2)) + math.log2(max(n_unsupported, 2)) + t.namesake_margin_bits
     )
     con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE gated3 AS
+        WITH x AS (
+          SELECT *,
+            -- One contradicting field is outweighed when the two others agree and the
+            -- household does too. A first name that differs (people go by a middle name, lists
+            -- replace names) needs the TIN and the date of birth exact and the surname or the
+            -- house. A date of birth that differs needs the TIN exact, first name, surname and
+            -- house, less than a generation between the dates (a Jr/Sr with the other's TIN on
+            -- the list) and no namesake at the house.
+            person_agree >= 2 AND person_conflict = 1
+              AND CASE WHEN dob_conflict
+                       THEN tin_exact AND first_ok AND last_agrees
+                            AND (addr_on_record OR same_house) AND NOT hh_generational
+                            AND abs(year(try_cast(r_dob AS DATE))
+                                    - year(try_cast(m_dob AS DATE))) < {GENERATION_YEARS}
+                       -- a TIN that is another filer's is most often a household member's:
+                       -- it is outweighed only for a record that lives with no one of its
+                       -- surname; a TIN that is nobody's (an old ITIN, a mistyped number)
+                       -- only where no twin lives
+                       WHEN tin_differs
+                       THEN (CASE WHEN tin_elsewhere THEN NOT hh_any ELSE NOT hh_twin END)
+                            AND first_ok AND (dob_exact OR dob_near) AND last_agrees
+                            AND (addr_on_record OR same_house
+                                 -- no house to lean on: name and date of birth must carry
+                                 -- the namesake bar with the conflicting TIN against them
+                                 OR w_first + w_last + w_middle + w_dob
+                                    + greatest(w_address, 0) + w_tin >= {namesake_bits})
+                       ELSE tin_exact AND dob_exact
+                            AND (last_agrees OR addr_on_record OR same_house) END AS outweighed
+          FROM gated2)
+        SELECT *,
+          (person_agree >= 2 AND (person_conflict = 0 OR outweighed)) AS person_ok,
+          -- the TIN on the list is someone else's, and the rest does not outweigh it
+          (tin_differs AND NOT outweighed) AS tin_conflict,
+          -- the TIN is this record's, but name and date of birth say another person
+          (tin_exact AND NOT (person_agree >= 2 AND (person_conflict = 0 OR outweighed))
+           AND (first_conflict OR dob_conflict)) AS tin_name_conflict
+        FROM x"""
+    )
+    con.execute(
         f"""CREATE OR REPLACE TEMP TABLE linked AS
         WITH f AS (
           SELECT g.*, coalesce(h.household, FALSE) AS household,
-                 coalesce(c.any_year, FALSE) AS address_on_record,
+                 g.addr_on_record AS address_on_record,
                  coalesce(c.in_periods, FALSE) AS address_on_record_in_periods,
-                 coalesce(g.tin_agrees OR coalesce(c.any_year, FALSE), FALSE) AS supported,
+                 coalesce(g.tin_agrees OR g.addr_on_record, FALSE) AS supported,
                  g.w_first + g.w_last + g.w_middle + g.w_dob + greatest(g.w_address, 0)
                    AS name_dob_bits,
-                 coalesce(NOT g.tin_agrees AND NOT coalesce(c.any_year, FALSE)
+                 coalesce(NOT g.tin_agrees AND NOT g.addr_on_record
                           AND g.w_first + g.w_last + g.w_middle + g.w_dob
                               + greatest(g.w_address, 0) < {namesake_bits}, FALSE)
                    AS namesake_risk,
                  coalesce(h.generational, FALSE) AS generational, coalesce(h.twin, FALSE) AS twin,
-                 g.tin_exact AND NOT (g.first_ok AND (g.dob_ok OR g.r_dob IS NULL))
-                   AS tin_name_conflict,
-                 (g.first_ok AND NOT g.suffix_conflict
-                  AND (g.dob_ok OR (g.r_dob IS NULL AND g.tin_exact))) AS gate
-          FROM gated g LEFT JOIN household h USING (item_id)
+                 coalesce(g.person_ok AND NOT g.suffix_conflict, FALSE) AS gate
+          FROM gated3 g LEFT JOIN household h USING (item_id)
           LEFT JOIN addr_check c USING (item_id)),
         v AS (
           SELECT f.*,
             list_filter([
-              CASE WHEN suffix_conflict THEN 'suffix_conflict' END,
+              CASE WHEN person_conflict >= 2 THEN 'another_person' END,
+            CASE WHEN suffix_conflict THEN 'suffix_conflict' END,
               CASE WHEN tin_conflict THEN 'tin_conflict' END,
               CASE WHEN tin_name_conflict THEN 'tin_name_conflict' END,
               CASE WHEN namesake_risk THEN 'namesake_risk' END,
@@ -434,29 +571,39 @@ def decide(
               CASE WHEN generational THEN 'generational' END,
               CASE WHEN twin THEN 'twin' END,
               CASE WHEN tin_one_edit THEN 'tin_typo' END,
+              CASE WHEN tin_differs AND NOT tin_conflict THEN 'tin_differs' END,
+              CASE WHEN first_conflict AND gate THEN 'first_name_replaced' END,
+              CASE WHEN dob_conflict AND gate THEN 'dob_replaced' END,
+              CASE WHEN names_swapped THEN 'names_swapped' END,
               CASE WHEN r_dob IS NULL AND record_id IS NOT NULL THEN 'dob_missing' END
             ], lambda x: x IS NOT NULL) AS flags,
-            (suffix_conflict OR tin_conflict OR tin_name_conflict OR namesake_risk)
-              AS blocked
+            coalesce(suffix_conflict OR tin_conflict OR tin_name_conflict OR namesake_risk,
+                     FALSE) AS blocked
           FROM f)
         SELECT item_id,
           CASE WHEN record_id IS NULL THEN 'not_identified'
                WHEN probability >= {t.min_probability} AND margin_bits >= {t.min_margin_bits}
                     AND gate AND NOT blocked THEN 'identified'
+               -- two of first name, date of birth and TIN contradict: another person (a
+               -- relative at the house), nothing an officer could resolve
+               WHEN person_conflict >= 2 THEN 'not_identified'
                WHEN probability >= {t.review_probability} THEN 'review'
                ELSE 'not_identified' END AS status,
           record_id, probability, weight, runner_up_record_id, runner_up_probability,
-          runner_up_weight, margin_bits, coalesce(gate, FALSE) AS gate,
-          coalesce(blocked, FALSE) AS blocked, flags,
+          runner_up_weight, margin_bits, gate, blocked, flags,
           list_filter([
             CASE WHEN record_id IS NULL THEN 'no_candidate' END,
             CASE WHEN probability < {t.min_probability} THEN 'low_probability' END,
             CASE WHEN margin_bits < {t.min_margin_bits} THEN 'near_tie' END,
-            CASE WHEN record_id IS NOT NULL AND NOT first_ok THEN
+            CASE WHEN record_id IS NOT NULL AND NOT first_ok AND NOT gate THEN
                  (CASE WHEN first_uncorroborated THEN 'first_name_uncorroborated'
+                       WHEN r_first IS NULL THEN 'first_name_missing'
                        ELSE 'first_name_differs' END) END,
-            CASE WHEN record_id IS NOT NULL AND NOT dob_ok THEN
+            CASE WHEN record_id IS NOT NULL AND NOT dob_ok AND NOT gate THEN
                  (CASE WHEN r_dob IS NULL THEN 'dob_missing' ELSE 'dob_differs' END) END,
+            CASE WHEN record_id IS NOT NULL AND NOT gate AND NOT tin_agrees AND r_tin IS NULL
+                 THEN 'tin_missing' END,
+            CASE WHEN person_conflict >= 2 THEN 'another_person' END,
             CASE WHEN suffix_conflict THEN 'suffix_conflict' END,
             CASE WHEN tin_conflict THEN 'tin_conflict' END,
             CASE WHEN tin_name_conflict THEN 'tin_name_conflict' END,
@@ -464,9 +611,21 @@ def decide(
           ], lambda x: x IS NOT NULL) AS reasons,
           w_first, w_last, w_middle, w_dob, w_tin, w_address, address_on_record,
           address_on_record_in_periods, supported, name_dob_bits,
-          {namesake_bits} AS namesake_bits_required
+          {namesake_bits} AS namesake_bits_required, person_agree, person_conflict
         FROM v"""
     )
+
+
+def soundex(col: str) -> str:
+    """American Soundex as SQL over a standardized (upper-case letters) name. Hand-written
+    because neither DuckDB nor Spark SQL has it as a portable function."""
+    # Vowels (and Y) code 0 and separate; H and W are dropped and do not; then runs of the same
+    # code collapse (the first letter's own code included), zeros go, the letter leads.
+    codes = f"translate({col}, 'AEIOUYHWBFPVCGJKQSXZDTLMNR', '000000..111122222222334556')"
+    collapsed = f"replace({codes}, '.', '')"
+    for d in "0123456":
+        collapsed = f"regexp_replace({collapsed}, '{d}{d}+', '{d}', 'g')"
+    return f"left(left({col}, 1) || replace(substr({collapsed}, 2), '0', '') || '000', 4)"
 
 
 def _address_on_record(

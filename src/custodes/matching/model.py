@@ -198,8 +198,8 @@ def settings() -> Any:
         unique_id_column_name="uid",
         probability_two_random_records_match=1e-6,
         comparisons=[
-            cl.NameComparison("first").configure(term_frequency_adjustments=True),
-            cl.NameComparison("last").configure(term_frequency_adjustments=True),
+            name_comparison("first", "last"),
+            name_comparison("last", "first"),
             middle,
             cl.DateOfBirthComparison("dob", input_is_string=True),
             tin,
@@ -210,6 +210,31 @@ def settings() -> Any:
         retain_matching_columns=False,
         max_iterations=20,
         em_convergence=0.001,
+    )
+
+
+def name_comparison(col: str, other: str) -> Any:
+    """Splink's name comparison (exact with term frequencies, Jaro-Winkler 0.92 / 0.88 /
+    0.7) with one more level after exact: the name written in the other name's field (a
+    list with first and last names swapped, or family name first)."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    return cl.CustomComparison(
+        output_column_name=col,
+        comparison_description=f"{col.capitalize()} name",
+        comparison_levels=[
+            cll.NullLevel(col),
+            cll.ExactMatchLevel(col).configure(tf_adjustment_column=col),
+            cll.CustomLevel(
+                f"{col}_l = {other}_r OR {col}_r = {other}_l",
+                label_for_charts=f"{col.capitalize()} name in the {other} name's field",
+            ),
+            cll.JaroWinklerLevel(col, 0.92),
+            cll.JaroWinklerLevel(col, 0.88),
+            cll.JaroWinklerLevel(col, 0.7),
+            cll.ElseLevel(),
+        ],
     )
 
 
@@ -245,6 +270,11 @@ def blocking_rules() -> list[Any]:
         block_on("first", "last"),
         block_on("zip5", "house"),
         block_on("last", "substr(dob, 1, 4)"),
+        # first and last name written the other way round
+        "l.first = r.last AND l.last = r.first",
+        # a TIN with a typo in its second or first half
+        block_on("substr(tin, 1, 5)", "substr(dob, 1, 4)"),
+        block_on("substr(tin, 5, 5)", "substr(last, 1, 1)"),
     ]
 
 

@@ -53,7 +53,17 @@ def status(call: CheckedCall, request_id: str) -> dict[str, Any]:
 
 @service("requests.generate")
 def generate(
-    call: CheckedCall, provision: str, items: int, seed: int, out: Path, *, overwrite: bool = False
+    call: CheckedCall,
+    provision: str,
+    items: int,
+    seed: int,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    corruption: str = "none",
 ) -> GeneratedRequest:
-    """A synthetic request (envelope, items, truth) drawn from a synthetic master file."""
-    return generate_request(call, provision, items, seed, out, overwrite=overwrite)
+    """A synthetic request (envelope, items, truth) drawn from a synthetic master file, its
+    items corrupted by the named mix (`custodes.synthetic.corrupt.MIXES`)."""
+    return generate_request(
+        call, provision, items, seed, out, overwrite=overwrite, corruption=corruption
+    )

@@ -25,7 +25,7 @@ from custodes.records import master
 from custodes.requests.format import ENVELOPE_FILE, ITEM_COLUMNS, PROVISIONS
 from custodes.store.files import csv_bytes, out_folder, write_replace
 from custodes.store.sql import parquet
-from custodes.synthetic import reference
+from custodes.synthetic import corrupt, reference
 from custodes.workspace import Call
 
 # Address placeholders seen in bulk requests: none of them is an address.
@@ -189,11 +189,24 @@ def _officials(rng: np.random.Generator) -> list[dict[str, str]]:
 
 
 def generate_request(
-    call: Call, provision: str, items: int, seed: int, out: Path, *, overwrite: bool = False
+    call: Call,
+    provision: str,
+    items: int,
+    seed: int,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    corruption: str = "none",
 ) -> GeneratedRequest:
     """Write a synthetic request drawn from a *synthetic* master file (never from real people),
-    recording the files written in the ledger."""
+    its items corrupted by the named mix (`corrupt.MIXES`), recording the files written in the
+    ledger."""
     ws = call.ws
+    if corruption not in corrupt.MIXES:
+        raise InputError(
+            f"Unknown corruption mix '{corruption}' (known: {', '.join(corrupt.MIXES)}).",
+            code="bad_argument",
+        )
     if provision not in PROVISIONS:
         raise InputError(
             f"Unknown provision '{provision}' (known: {', '.join(PROVISIONS)}).",
@@ -279,6 +292,7 @@ def generate_request(
         con.register("plan", plan)
         _register_lookups(con)
         _build_items(con, has_pop)
+        _corrupt_items(con, corruption, seed)
         files = {
             "items.csv": csv_bytes(
                 con.sql(
@@ -288,7 +302,7 @@ def generate_request(
             ),
             "truth.csv": csv_bytes(
                 con.sql(
-                    "SELECT item_id, record_id, defect FROM items ORDER BY item_id"
+                    "SELECT item_id, record_id, defect, corruptions FROM items ORDER BY item_id"
                 ).to_arrow_table()
             ),
         }
@@ -323,6 +337,28 @@ def generate_request(
             ],
         )
     return GeneratedRequest(out, items, counts)
+
+
+def _corrupt_items(con, mix: str, seed: int) -> None:  # type: ignore[no-untyped-def]
+    """Replace the items by their corrupted copies and record what was done to each."""
+    if not corrupt.MIXES[mix].share:
+        con.execute("ALTER TABLE items ADD COLUMN corruptions VARCHAR DEFAULT ''")
+        return
+    rows = con.sql("SELECT * FROM items ORDER BY item_id").to_arrow_table().to_pylist()
+    done = corrupt.corrupt(rows, mix, seed, reference.surnames()[0], _nickname_lists())
+    table = pa.Table.from_pylist([{**r, "corruptions": d} for r, d in zip(rows, done, strict=True)])
+    con.execute("DROP TABLE items")
+    con.register("corrupted", table)
+    con.execute("CREATE TABLE items AS SELECT * FROM corrupted")
+    con.unregister("corrupted")
+
+
+def _nickname_lists() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, nick in NICKNAMES.items():
+        if nick.isascii():
+            out.setdefault(name, []).append(nick)
+    return out
 
 
 def _register_lookups(con) -> None:  # type: ignore[no-untyped-def]
