@@ -468,3 +468,21 @@ def test_spark_gives_the_same_identifications(
     pa_ = pq.read_table(duck.path, columns=["probability"])["probability"].to_pylist()
     pb = pq.read_table(spark.path, columns=["probability"])["probability"].to_pylist()
     assert all((x is None and y is None) or abs(x - y) < 1e-6 for x, y in zip(pa_, pb, strict=True))
+
+
+def test_every_reason_and_flag_the_gate_writes_is_explained() -> None:
+    """`explain` and the review groups say in words what each code means: every code the
+    gate can write has a sentence."""
+    import re
+
+    from custodes.matching import link as lk
+    from custodes.matching.reasons import FLAGS, REASONS
+
+    src = Path(lk.__file__).read_text()
+    written = set(re.findall(r"(?:THEN|ELSE) '([a-z_]+)'", src)) - {
+        "identified",
+        "review",
+        "not_identified",
+    }
+    assert len(written) > 15
+    assert written <= set(REASONS) | set(FLAGS), written - set(REASONS) - set(FLAGS)

@@ -529,6 +529,58 @@ def test_disclosure_after_review_names_the_record_and_carries_its_value(
     assert verdicts["address-on-record"] is False
 
 
+def test_review_groups_resolve_in_bulk_recorded_per_item(
+    ws: Workspace, who: Staff, processed: Template, tmp_path: Path
+) -> None:
+    """Review items come grouped by reason with what the reason means and a sample; a group
+    is resolved with one justification, each item to its own candidate, one ledger event per
+    item; a group that does not exist, or items and a group at once, are refused."""
+    truth = _truth(processed)
+    with open(processed.home.parent / "req" / "items.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    filers = [r for r in rows if truth[r["item_id"]]["defect"] == "none" and r["tin"] == ""][:3]
+    items = [r | {"item_id": f"no-dob-{i}", "dob": ""} for i, r in enumerate(filers)]
+    folder = tmp_path / "req"
+    folder.mkdir()
+    with open(folder / "items.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(items)
+    env = json.loads((processed.home.parent / "req" / "envelope.json").read_text())
+    (folder / "envelope.json").write_text(json.dumps(env))
+    officer = who["officer"]
+    rid = submit(ws, who["dual"], folder).request_id
+    svc.process(ws, officer, rid)
+    candidates = {r["item_id"]: r["candidate"] for r in svc.review_list(ws, officer, rid)}
+    n = len(candidates)
+    assert n >= 2  # a filer whose address is withheld for another reason never enters review
+    groups = svc.review_groups(ws, officer, rid)
+    assert [(g["group"], g["items"], g["disclosable"]) for g in groups] == [
+        ("dob_missing+tin_missing", n, n)
+    ]
+    assert "date of birth" in groups[0]["meaning"][0] and "TIN" in groups[0]["meaning"][1]
+    assert {s["item_id"] for s in groups[0]["sample"]} <= {i["item_id"] for i in items}
+    with pytest.raises(NotFound) as nf:
+        svc.review_resolve(ws, officer, rid, "WITHHOLD", "r", group="tin_conflict")
+    assert nf.value.code == "unknown_review_group"
+    with pytest.raises(InputError) as both:
+        svc.review_resolve(
+            ws, officer, rid, "WITHHOLD", "r", items=["no-dob-0"], group=groups[0]["group"]
+        )
+    assert both.value.code == "bad_argument"
+    done = svc.review_resolve(
+        ws, officer, rid, "DISCLOSE", "DOBs checked against the case files",
+        group="dob_missing+tin_missing",
+    )  # fmt: skip
+    assert done["resolved"] == n
+    assert svc.review_groups(ws, officer, rid) == []
+    resolved = [json.loads(e.body) for e in _events(ws, "review.resolved") if e.request_id == rid]
+    assert {(e["item_id"], e["record_id"]) for e in resolved} == set(candidates.items())
+    assert {e["group"] for e in resolved} == {"dob_missing+tin_missing"}
+    outcome = {r["item_id"]: r for r in pipeline.effective_outcomes(ws, rid).to_pylist()}
+    assert {outcome[i]["outcome"] for i in candidates} == {"DISCLOSE"}
+
+
 # --- crash safety: kill the real command at random points, run it again ----------------------
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections import Counter
 from typing import Any
 
 from rich.console import Console
@@ -169,8 +168,8 @@ def _main_job(
         console.print(table)
     step = decisions.next_step(ws, officer, request_id)
     if step["state"] == "in_review":
-        open_ = decisions.review_list(ws, officer, request_id)
-        _why_review(console, open_, sum(res.counts.values()))
+        groups = decisions.review_groups(ws, officer, request_id)
+        _why_review(console, groups, sum(res.counts.values()))
         n = decisions.review_resolve(
             ws, officer, request_id, "WITHHOLD", "demo: every review item withheld automatically"
         )["resolved"]
@@ -199,17 +198,18 @@ def _main_job(
     console.print(cp["note"], highlight=False, soft_wrap=True, markup=False)
 
 
-def _why_review(console: Console, open_: list[dict[str, Any]], total: int) -> None:
+def _why_review(console: Console, groups: list[dict[str, Any]], total: int) -> None:
     """The review rate and why each item is there, grouped by reason."""
-    reasons = Counter(", ".join(sorted(r["review_reasons"] or ["(none)"])) for r in open_)
+    n = sum(g["items"] for g in groups)
     table = Table(
-        "why in review",
+        "group",
         "items",
-        title=f"Review: {len(open_):,} of {total:,} items "
-        f"({100 * len(open_) / max(total, 1):.1f} %)",
+        "why in review",
+        title=f"Review: {n:,} of {total:,} items ({100 * n / max(total, 1):.1f} %), "
+        f"{len(groups)} group(s) an officer resolves with 'custodes review --group'",
     )
-    for why, n in reasons.most_common():
-        table.add_row(why, f"{n:,}")
+    for g in groups:
+        table.add_row(g["group"], f"{g['items']:,}", "; ".join(g["meaning"]))
     console.print(table)
 
 

@@ -241,6 +241,7 @@ REGISTRY: dict[str, Code] = {
         unknown_incident="No such incident",
         not_disclosed="Item was not disclosed",
         not_in_review="Item not in review",
+        unknown_review_group="No such review group",
     ),
     **_codes(
         AccessDenied,

@@ -52,6 +52,9 @@ def process(request_id: RequestArg, home: HomeOpt = None, json_out: JsonOpt = Fa
         )
 
 
+EXTRA = ("weights", "meaning")
+
+
 @app.command()
 def explain(
     request_id: RequestArg,
@@ -74,8 +77,11 @@ def explain(
                 ("requirement", "sentence"),
             ],
         )
-        render.kv("Match evidence", {k: v for k, v in info["match"].items() if k != "weights"})
-        render.kv("Match weight per field (bits)", info["match"]["weights"])
+        match = info["match"]
+        render.kv("Match evidence", {k: v for k, v in match.items() if k not in EXTRA})
+        render.kv("Match weight per field (bits)", match["weights"])
+        if match["meaning"]:
+            render.kv("What the match reasons and flags mean", match["meaning"])
         if info["resolution"]:
             render.kv("Review resolution", info["resolution"])
         render.say(f"rule set {info['ruleset_sha256']}  model {info['model_sha256']}")
@@ -110,14 +116,25 @@ def review(
     item: Annotated[
         list[str] | None, typer.Option("--item", help="Resolve this item (repeatable).")
     ] = None,
+    groups: Annotated[
+        bool, typer.Option("--groups", help="List the review groups (reason, size, sample).")
+    ] = False,
+    group: Annotated[
+        str | None,
+        typer.Option("--group", help="Resolve every item of this group (a name --groups lists)."),
+    ] = None,
     withhold: Annotated[bool, typer.Option("--withhold", help="Resolve to withhold.")] = False,
     disclose: Annotated[
         bool,
-        typer.Option("--disclose", help="Resolve to disclose (one --item, naming --record)."),
+        typer.Option(
+            "--disclose",
+            help="Resolve to disclose: one --item naming --record, or a --group (each item to "
+            "its own candidate).",
+        ),
     ] = False,
     record: Annotated[
         str | None,
-        typer.Option("--record", help="With --disclose: the record you identified."),
+        typer.Option("--record", help="With --disclose --item: the record you identified."),
     ] = None,
     withhold_all: Annotated[
         bool, typer.Option("--withhold-all", help="Resolve every open review item to withhold.")
@@ -126,32 +143,36 @@ def review(
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """List the items in review with their evidence, or resolve them: --item ID --withhold,
-    --item ID --disclose --record REC (the record you identified), or --withhold-all; always
-    with --reason TEXT."""
-    if not (withhold_all or item):
+    """List the items in review with their evidence (or --groups: grouped by reason, with a
+    sample to inspect), or resolve them: --item ID --withhold, --item ID --disclose --record
+    REC (the record you identified), --group NAME --withhold|--disclose, or --withhold-all;
+    always with --reason TEXT (recorded for every item)."""
+    if groups:
+        run(home, json_out, svc.review_groups, request_id, view=_groups_table)
+        return
+    if not (withhold_all or item or group):
         run(home, json_out, svc.review_list, request_id, view=_review_table)
         return
     with guarded(json_out):
-        if withhold_all and item:
-            raise InputError("Use --withhold-all or --item, not both.", code="bad_argument")
+        if sum(map(bool, (withhold_all, item, group))) > 1:
+            raise InputError("Use one of --withhold-all, --item, --group.", code="bad_argument")
         if not withhold_all and withhold == disclose:
             raise InputError("Say --withhold or --disclose for the items.", code="bad_argument")
-        if disclose and (len(item or []) != 1 or record is None):
+        if disclose and item and (len(item) != 1 or record is None):
             raise InputError(
                 "To disclose, resolve one --item and name the --record you identified.",
                 code="bad_argument",
             )
-    decision = "DISCLOSE" if disclose else "WITHHOLD"
     run(
         home,
         json_out,
         svc.review_resolve,
         request_id,
-        decision,
+        "DISCLOSE" if disclose else "WITHHOLD",
         reason,
-        items=None if withhold_all else item,
+        items=item or None,
         records={item[0]: record} if disclose and item and record else None,
+        group=group,
         view=lambda r: render.say(f"Resolved {r['resolved']:,} item(s): {r['decision']}."),
     )
 
@@ -169,6 +190,20 @@ def _review_table(rows: list[dict[str, Any]]) -> None:
             ("flags", "flags"),
         ],
         limit=200,
+    )
+
+
+def _groups_table(rows: list[dict[str, Any]]) -> None:
+    render.rows(
+        f"{sum(g['items'] for g in rows):,} item(s) in review, {len(rows):,} group(s)",
+        rows,
+        [
+            ("group", "group"),
+            ("items", "items"),
+            ("disclosable", "disclosable"),
+            ("why", lambda g: "; ".join(g["meaning"])),
+            ("sample (see explain)", lambda g: " ".join(s["item_id"] for s in g["sample"])),
+        ],
     )
 
 

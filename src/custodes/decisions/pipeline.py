@@ -34,6 +34,7 @@ from custodes.errors import ConflictError, NotFound
 from custodes.ledger import log
 from custodes.ledger.events import Event
 from custodes.matching import service as matching
+from custodes.matching.reasons import meaning
 from custodes.records import master
 from custodes.records.files import sha256_file
 from custodes.requests.format import ENVELOPE_FILE, load_items
@@ -525,7 +526,10 @@ def explain(
                 "address_on_record_in_periods",
             )
         }
-        | {"weights": {f: match[f"w_{f}"] for f in ("first", "last", "dob", "tin", "address")}},
+        | {"weights": {f: match[f"w_{f}"] for f in ("first", "last", "dob", "tin", "address")}}
+        | {
+            "meaning": {c: meaning(c) for c in [*(match["reasons"] or []), *(match["flags"] or [])]}
+        },
         "resolution": dict(resolution._mapping) if resolution else None,
         "ruleset_sha256": row["ruleset_sha256"],
         "model_sha256": row["model_sha256"],

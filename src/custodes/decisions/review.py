@@ -10,6 +10,12 @@ An item in review can be resolved to WITHHOLD, or to DISCLOSE only when
   the disclosure is justified (the reason is kept with the resolution);
 - the permitted value exists (a disclosure always carries what it discloses).
 
+Items in review are grouped by their reasons (`groups`: "date of birth differs, no TIN on
+the list": 150 items), each group with a sample spread over its match probabilities, so that an
+officer inspects a few and resolves the group with one justification (`resolve(group=...)`).
+A group resolved to DISCLOSE discloses each item to its own candidate, and only when every item
+in it could be disclosed one by one.
+
 Every resolution is a ledger event per item (the officer's reason as a hash).
 """
 
@@ -31,6 +37,7 @@ from custodes.decisions.pipeline import (
 from custodes.errors import ConflictError, InputError, NotFound
 from custodes.ledger import log
 from custodes.ledger.events import Event
+from custodes.matching.reasons import meaning
 from custodes.requests.lifecycle import current_state
 from custodes.rules.active import in_force
 from custodes.store.tables import review_resolutions
@@ -50,6 +57,47 @@ def open_reviews(ws: Workspace, request_id: str) -> list[dict[str, Any]]:
     """Items still in review, with the match evidence."""
     request_folder(ws, request_id)
     return effective_outcomes(ws, request_id, only=("REVIEW",)).to_pylist()
+
+
+def group_of(row: dict[str, Any]) -> str:
+    """A review item's group: its reasons (match reasons and review-severity checks), sorted."""
+    return "+".join(sorted(set(row["review_reasons"] or []))) or "unexplained"
+
+
+def groups(ws: Workspace, request_id: str, sample: int = 3) -> list[dict[str, Any]]:
+    """The open review items grouped by reason, largest group first: what each reason means,
+    how many items, how many could be disclosed to their candidate, and a sample spread from
+    the lowest to the highest match probability."""
+    rs = in_force(ws)
+    severity = {cid: c.severity for cid, c in rs.checks.items()}
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in open_reviews(ws, request_id):
+        by.setdefault(group_of(r), []).append(r)
+    out = []
+    for key, rows in sorted(by.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        rows.sort(key=lambda r: (r["probability"] or 0, r["item_id"]))
+        k = min(sample, len(rows))
+        picks = [rows[round(i * (len(rows) - 1) / max(k - 1, 1))] for i in range(k)]
+        out.append(
+            {
+                "group": key,
+                "meaning": [
+                    rs.checks[c].sentence if c in rs.checks else meaning(c) for c in key.split("+")
+                ],
+                "items": len(rows),
+                "disclosable": sum(
+                    why_not_disclosable(r, severity, r["candidate"]) is None for r in rows
+                ),
+                "sample": [
+                    {
+                        k: r[k]
+                        for k in ("item_id", "candidate", "probability", "margin_bits", "flags")
+                    }
+                    for r in picks
+                ],
+            }
+        )
+    return out
 
 
 def why_not_disclosable(
@@ -82,15 +130,29 @@ def resolve(
     *,
     items: list[str] | None = None,
     records: dict[str, str] | None = None,
+    group: str | None = None,
 ) -> int:
-    """Resolve review items (all open ones when `items` is None). To disclose, `records` maps
-    each item to the record the officer identified. Returns how many were resolved."""
+    """Resolve review items (all open ones when neither `items` nor `group` is given). To
+    disclose, `records` maps each item to the record the officer identified; a `group`
+    resolved to disclose names each item's own candidate. Returns how many were resolved."""
     ws = call.ws
     reason = _need_reason(reason)
     decision = decision.upper()
     if decision not in ("WITHHOLD", "DISCLOSE"):
         raise InputError("A review resolves to withhold or disclose.", code="bad_argument")
+    if items is not None and group is not None:
+        raise InputError("Resolve items or a group, not both.", code="bad_argument")
     open_ = {r["item_id"]: r for r in open_reviews(ws, request_id)}
+    if group is not None:
+        items = [i for i, r in open_.items() if group_of(r) == group]
+        if not items:
+            raise NotFound(
+                f"No open review group '{group}' in {request_id} ('custodes review "
+                f"{request_id} --groups' lists them).",
+                code="unknown_review_group",
+            )
+        if decision == "DISCLOSE":
+            records = {i: open_[i]["candidate"] for i in items}
     targets = list(open_) if items is None else list(dict.fromkeys(items))
     if not targets:
         return 0
@@ -141,7 +203,8 @@ def resolve(
                     actor=call.actor,
                     request_id=request_id,
                     record_id=named[i],
-                    data={"item_id": i, "decision": decision, "reason_sha256": reason_sha},
+                    data={"item_id": i, "decision": decision, "reason_sha256": reason_sha}
+                    | ({"group": group} if group else {}),
                 )
                 for i in targets
             ],

@@ -85,6 +85,12 @@ def review_list(call: CheckedCall, request_id: str) -> list[dict[str, Any]]:
     return rv.open_reviews(call.ws, request_id)
 
 
+@service("review.read")
+def review_groups(call: CheckedCall, request_id: str, sample: int = 3) -> list[dict[str, Any]]:
+    """The items in review grouped by reason, each with its meaning and a sample."""
+    return rv.groups(call.ws, request_id, sample)
+
+
 @service("review.resolve")
 def review_resolve(
     call: CheckedCall,
@@ -94,9 +100,11 @@ def review_resolve(
     *,
     items: list[str] | None = None,
     records: dict[str, str] | None = None,
+    group: str | None = None,
 ) -> dict[str, Any]:
-    """Resolve review items to withhold, or to disclose naming the record identified."""
-    n = rv.resolve(call, request_id, decision, reason, items=items, records=records)
+    """Resolve review items to withhold, or to disclose naming the record identified; or a
+    whole review group with one justification (recorded per item)."""
+    n = rv.resolve(call, request_id, decision, reason, items=items, records=records, group=group)
     return {"request_id": request_id, "resolved": n, "decision": decision.upper()}
 
 
