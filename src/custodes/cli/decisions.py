@@ -154,15 +154,7 @@ def review(
         run(home, json_out, svc.review_list, request_id, view=_review_table)
         return
     with guarded(json_out):
-        if sum(map(bool, (withhold_all, item, group))) > 1:
-            raise InputError("Use one of --withhold-all, --item, --group.", code="bad_argument")
-        if not withhold_all and withhold == disclose:
-            raise InputError("Say --withhold or --disclose for the items.", code="bad_argument")
-        if disclose and item and (len(item) != 1 or record is None):
-            raise InputError(
-                "To disclose, resolve one --item and name the --record you identified.",
-                code="bad_argument",
-            )
+        _check_resolution(withhold_all, item, group, withhold, disclose, record)
     run(
         home,
         json_out,
@@ -175,6 +167,25 @@ def review(
         group=group,
         view=lambda r: render.say(f"Resolved {r['resolved']:,} item(s): {r['decision']}."),
     )
+
+
+def _check_resolution(
+    withhold_all: bool,
+    item: list[str] | None,
+    group: str | None,
+    withhold: bool,
+    disclose: bool,
+    record: str | None,
+) -> None:
+    if sum(map(bool, (withhold_all, item, group))) > 1:
+        raise InputError("Use one of --withhold-all, --item, --group.", code="bad_argument")
+    if not withhold_all and withhold == disclose:
+        raise InputError("Say --withhold or --disclose for the items.", code="bad_argument")
+    if disclose and item and (len(item) != 1 or record is None):
+        raise InputError(
+            "To disclose, resolve one --item and name the --record you identified.",
+            code="bad_argument",
+        )
 
 
 def _review_table(rows: list[dict[str, Any]]) -> None:
