@@ -148,6 +148,16 @@ def _show_evaluation(report: dict[str, Any]) -> None:
             for s in ("identified", "review", "not_identified")
         ],
     )
+    if set(report["by_corruption"]) - {"none"}:
+        render.rows(
+            "In-file items by modification (truth's corruptions column)",
+            [{"kind": k} | v for k, v in report["by_corruption"].items()],
+            [("modification", "kind")]
+            + [
+                (s.replace("_", " "), s)
+                for s in ("items", "identified", "wrong", "review", "not_identified")
+            ],
+        )
     render.rows(
         "Grid",
         [g for g in report["grid"] if g["min_margin_bits"] in (0.0, 3.0)],

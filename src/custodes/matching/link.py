@@ -50,9 +50,6 @@ from custodes.store.sql import path as sqlpath
 
 Progress = Callable[[str, int, int], None]
 
-# Dates of birth this many years apart or more are a generation apart (a Jr and his father),
-# never one person's date mistyped or replaced.
-GENERATION_YEARS = 15
 ITEMS_PER_CHUNK = int(os.environ.get("CUSTODES_MATCH_CHUNK_ITEMS", "250000"))
 
 
@@ -445,7 +442,7 @@ def decide(
             coalesce(dob_one_digit
                      AND (tin_exact
                           OR (abs(year(try_cast(r_dob AS DATE)) - year(try_cast(m_dob AS DATE)))
-                                < {GENERATION_YEARS}
+                                < {t.generation_years}
                               AND first_exact AND last_agrees AND (addr_on_record OR same_house)
                               AND NOT hh_generational)), FALSE) AS dob_typo
           FROM g)
@@ -517,7 +514,7 @@ def decide(
                        THEN tin_exact AND first_ok AND last_agrees
                             AND (addr_on_record OR same_house) AND NOT hh_generational
                             AND abs(year(try_cast(r_dob AS DATE))
-                                    - year(try_cast(m_dob AS DATE))) < {GENERATION_YEARS}
+                                    - year(try_cast(m_dob AS DATE))) < {t.generation_years}
                        -- a TIN that is another filer's is most often a household member's:
                        -- it is outweighed only for a record that lives with no one of its
                        -- surname; a TIN that is nobody's (an old ITIN, a mistyped number)

@@ -54,8 +54,11 @@ class Thresholds:
     - ``review_probability``: below the identification rule, a best candidate at or above this
       goes to an officer for review; below it the item is *not identified*;
     - ``floor_probability``: pairs below this are not kept (a missing runner-up counts as this);
-    - ``first_name_similarity``: Jaro–Winkler similarity that lets a first name with a typo pass
-      the person gate (only when the date of birth agrees exactly);
+    - ``first_name_similarity``: Jaro–Winkler similarity at which a first name counts as close
+      (a typo); close counts in the person gate with a TIN or middle name that agrees, or as a
+      misspelling that is nobody's name with the date of birth exact and the surname agreeing;
+    - ``generation_years``: dates of birth this many years apart or more are a generation apart
+      (a Jr and his father): never one person's date mistyped or replaced, unless the TIN agrees;
     - ``namesake_margin_bits``: when neither a TIN nor the address supports a match, the name
       and date of birth must carry log2(master size) + log2(number of such items) + this many
       bits, so that across the request the expected number of identifications of a same-day
@@ -68,6 +71,7 @@ class Thresholds:
     floor_probability: float = 0.01
     first_name_similarity: float = 0.92
     namesake_margin_bits: float = 0.0
+    generation_years: float = 15.0
 
     def validate(self) -> Thresholds:
         for f in fields(self):
@@ -76,6 +80,8 @@ class Thresholds:
                 ok = 0 <= value <= 60
             elif f.name == "first_name_similarity":
                 ok = 0.5 <= value <= 1
+            elif f.name == "generation_years":
+                ok = 5 <= value <= 40
             else:
                 ok = 0 < value < 1
             if not ok:
