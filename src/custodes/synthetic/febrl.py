@@ -23,11 +23,14 @@ original without a usable address is kept without an address row.
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
+
+from custodes.store.files import csv_bytes, write_replace
 
 STATES = {
     "act": "AL",
@@ -73,10 +76,8 @@ def _street(r: dict[str, Any]) -> str:
 
 
 def _write(path: Path, rows: list[dict[str, str]], columns: list[str]) -> None:
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=columns)
-        w.writeheader()
-        w.writerows(rows)
+    table = pa.table({c: pa.array([r[c] for r in rows], pa.string()) for c in columns})
+    write_replace(path, csv_bytes(table))
 
 
 def prepare(folder: Path, *, limit: int | None = None) -> Prepared:
@@ -175,7 +176,7 @@ def prepare(folder: Path, *, limit: int | None = None) -> Prepared:
         ],
         "items": "items.csv",
     }
-    (req / "envelope.json").write_text(json.dumps(envelope, indent=2) + "\n")
+    write_replace(req / "envelope.json", (json.dumps(envelope, indent=2) + "\n").encode())
     return Prepared(
         folder / "people.csv",
         folder / "addresses.csv",
