@@ -5,16 +5,18 @@ per-field match weights, flags for *why it might be someone else*, and one statu
 
 - ``identified``: the best candidate reaches ``min_probability``, beats the runner-up by
   ``min_margin_bits``, passes the person gate, and no blocking flag is raised;
-- ``review``: otherwise, when the best candidate reaches ``review_probability``;
+- ``review``: otherwise, when the best candidate reaches ``review_probability`` and the
+  evidence is not plainly another person's;
 - ``not_identified``: otherwise.
 
 The person gate exists because surname and address are *household* evidence: they break the
 model's independence assumption and made absent relatives score p ≥ 0.99 against a household
-member (MATCHING.md §2.3). The gate asks for evidence that belongs to one person: the first name
-agrees (exactly, as a known nickname, or within a typo when the date of birth agrees exactly),
-the date of birth agrees (exactly, or within a day/month typo when the first name agrees
-exactly), and no generational suffix contradicts; a missing date of birth can be replaced by an
-exact TIN. Everything runs as SQL over whole tables (DuckDB); only the scoring runs in Splink,
+member (MATCHING.md §2.3). The gate weighs the evidence that belongs to one person — first
+name, date of birth, TIN — each agreeing (exactly or within a typo that other evidence
+corroborates), contradicting or absent: two must agree and none contradict, or one contradiction
+must be outweighed by the household's evidence (surname, house, no namesake living there); two
+contradictions are another person (docs/decisions/2026-11-30-person-gate-weighs-the-evidence.md).
+Everything runs as SQL over whole tables (DuckDB); only the scoring runs in Splink,
 on DuckDB or on Spark.
 """
 
@@ -415,8 +417,8 @@ def decide(
     # evidence that belongs to one person is the first name, the date of birth and the TIN;
     # surname and address are shared by a household (MATCHING.md §2.3). A match needs two of
     # the three to agree and none to contradict, or — when a corrupted list replaced one of
-    # them — two to agree, one to contradict, and the surname or an address on record to agree
-    # as well (see docs/decisions/2026-11-24-matching-training-and-gate.md).
+    # them — two to agree and the third outweighed by the household's evidence
+    # (docs/decisions/2026-11-30-person-gate-weighs-the-evidence.md).
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE gated AS
         WITH g AS (
@@ -444,7 +446,11 @@ def decide(
                           OR (abs(year(try_cast(r_dob AS DATE)) - year(try_cast(m_dob AS DATE)))
                                 < {t.generation_years}
                               AND first_exact AND last_agrees AND (addr_on_record OR same_house)
-                              AND NOT hh_generational)), FALSE) AS dob_typo
+                              AND NOT hh_generational)), FALSE) AS dob_typo,
+            -- a close first name that is nobody's name (not a sibling's JOAN for JOHN)
+            coalesce(first_fuzzy AND NOT first_is_a_name AND dob_exact AND last_agrees
+                     AND (length(r_first) >= 5 AND first_edits <= 2 OR first_jw >= {jw}),
+                     FALSE) AS first_misspelt
           FROM g)
         SELECT *,
           -- a close first name counts with a TIN or a middle name that agrees; without one it
@@ -452,14 +458,10 @@ def decide(
           -- birth exact and the surname agreeing — because a twin or a sibling with a similar
           -- name (JOHN, JOAN) shares everything else
           coalesce(first_exact OR names_swapped OR r_last = m_first
-                   OR (first_fuzzy AND (middle_exact OR tin_agrees))
-                   OR (first_fuzzy AND NOT first_is_a_name AND dob_exact AND last_agrees
-                       AND (length(r_first) >= 5 AND first_edits <= 2
-                            OR first_jw >= {jw})), FALSE) AS first_ok,
-          coalesce(first_fuzzy AND NOT (middle_exact OR tin_agrees)
-                   AND NOT (NOT first_is_a_name AND dob_exact AND last_agrees
-                            AND (length(r_first) >= 5 AND first_edits <= 2
-                                 OR first_jw >= {jw})), FALSE) AS first_uncorroborated,
+                   OR (first_fuzzy AND (middle_exact OR tin_agrees)) OR first_misspelt, FALSE)
+            AS first_ok,
+          coalesce(first_fuzzy AND NOT (middle_exact OR tin_agrees) AND NOT first_misspelt,
+                   FALSE) AS first_uncorroborated,
           -- a first name moved to the surname's field is not there to compare: neither
           -- agreement nor contradiction
           coalesce(r_first IS NOT NULL AND m_first IS NOT NULL AND NOT first_exact
