@@ -170,16 +170,20 @@ def _main_job(
     if step["state"] == "in_review":
         groups = decisions.review_groups(ws, officer, request_id)
         _why_review(console, groups, sum(res.counts.values()))
-        n = decisions.review_resolve(
-            ws, officer, request_id, "WITHHOLD", "demo: every review item withheld automatically"
-        )["resolved"]
+        n = sum(
+            decisions.review_resolve(
+                ws, officer, request_id, "WITHHOLD", "demo: withheld without a look", group=g
+            )["resolved"]
+            for g in (g["group"] for g in groups)
+        )
         console.print(
-            f"[yellow]Review: {n:,} item(s) resolved automatically to WITHHOLD by the "
-            "demo (an officer does this with 'custodes review').[/]"
+            f"[yellow]Review: {n:,} item(s) in {len(groups)} group(s) resolved to WITHHOLD by "
+            "the demo, one decision per group, recorded per item (an officer does this with "
+            "'custodes review REQUEST --groups', then --group NAME).[/]"
         )
     t = time.perf_counter()
     step = decisions.next_step(ws, officer, request_id)
-    if step["state"] == "decided":
+    if step["state"] in ("decided", "in_review"):  # in review with every item resolved
         decisions.prepare(ws, officer, request_id)
     step = decisions.next_step(ws, approver, request_id)
     if step["state"] == "prepared":

@@ -365,7 +365,10 @@ def decide(ws: Workspace, request_id: str, rs: RuleSet) -> Path:
                      AND len(list_filter(withhold_fail, lambda c: c <> 'identified')) > 0
                   THEN 'WITHHOLD'
                 WHEN status = 'review' AND coalesce(blocked, FALSE) THEN 'WITHHOLD'
-                WHEN status = 'review' OR len(review_fail) > 0 THEN 'REVIEW'
+                -- a review-severity rule (the caseload) asks a person to look at a
+                -- disclosure the match supports; an item nobody was identified for is withheld
+                WHEN status = 'review' OR (len(review_fail) > 0 AND status = 'identified')
+                  THEN 'REVIEW'
                 WHEN list_contains(withhold_fail, 'identified') THEN 'WITHHOLD'
                 WHEN {literal(confirm)} THEN
                      CASE WHEN len(withhold_fail) = 0 THEN 'CONFIRM' ELSE 'NOT_CONFIRMED' END

@@ -1,0 +1,29 @@
+"""`make demo` runs the main job end to end: it must keep working (it broke once unnoticed)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+def test_demo_runs_the_main_job_and_says_why_items_are_in_review(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES")}
+    env |= {"CUSTODES_HOME": str(tmp_path / "demo"), "DEMO_PEOPLE": "3000", "COLUMNS": "200"}
+    done = subprocess.run(
+        [sys.executable, "-m", "custodes.demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    assert "Review:" in out and "why in review" in out
+    assert "Prepared by demo-officer, approved by demo-approver (two people)." in out
+    assert "Released:" in out and (tmp_path / "demo" / "demo-response" / "response.csv").exists()
+    assert "Traceback" not in done.stderr
