@@ -59,6 +59,21 @@ def _show_model(info: dict[str, Any]) -> None:
     )
 
 
+def _thresholds(
+    min_probability: float | None,
+    margin: float | None,
+    review_probability: float | None,
+    namesake_margin: float | None,
+) -> dict[str, float | None]:
+    """The threshold options by the model's names (None: the model's value)."""
+    return {
+        "min_probability": min_probability,
+        "min_margin_bits": margin,
+        "review_probability": review_probability,
+        "namesake_margin_bits": namesake_margin,
+    }
+
+
 @match_app.command("train")
 def match_train(
     request: Annotated[
@@ -80,12 +95,7 @@ def match_train(
 ) -> None:
     """Train the linkage model (Fellegi–Sunter, unsupervised) on the master file and a request,
     save it with its content hash and make it current. Retraining is always explicit."""
-    t = {
-        "min_probability": min_probability,
-        "min_margin_bits": margin,
-        "review_probability": review_probability,
-        "namesake_margin_bits": namesake_margin,
-    }
+    t = _thresholds(min_probability, margin, review_probability, namesake_margin)
 
     with stages(json_out) as progress:
         run(
@@ -115,12 +125,7 @@ def match_link(
     """Identify every item of a request: best candidate and runner-up, their probabilities and
     per-field weights, ambiguity flags, the person gate and whether the supplied address is on
     record. Writes requests/<id>/match/linked.parquet; changes no request state."""
-    overrides = {
-        "min_probability": min_probability,
-        "min_margin_bits": margin,
-        "review_probability": review_probability,
-        "namesake_margin_bits": namesake_margin,
-    }
+    overrides = _thresholds(min_probability, margin, review_probability, namesake_margin)
     with stages(json_out) as progress:
         run(
             home,
