@@ -47,6 +47,12 @@ class CustodesError(Exception):
             self.code = code
 
     @property
+    def http_status(self) -> int:
+        """The HTTP status the registry gives this code (the class's when not registered)."""
+        entry = REGISTRY.get(self.code)
+        return entry.http_status if entry else self.status
+
+    @property
     def title(self) -> str:
         entry = REGISTRY.get(self.code)
         return entry.title if entry else self.code.replace("_", " ")
@@ -177,6 +183,7 @@ REGISTRY: dict[str, Code] = {
         InputError,
         input="Input rejected",
         bad_argument="Bad argument",
+        idempotency_key_reused="Idempotency key reused with another payload",
         bad_encoding="Not UTF-8 text",
         bad_csv="Not a readable CSV file",
         bad_parquet="Not a readable Parquet file",
@@ -227,6 +234,8 @@ REGISTRY: dict[str, Code] = {
         personal_data="Personal data refused",
     ),
     "file_too_large": Code(InputError, "File too large", 413),
+    "unsupported_media_type": Code(InputError, "Unsupported media type", 415),
+    "method_not_allowed": Code(InputError, "Method not allowed", 405),
     **_codes(
         NotFound,
         not_found="Not found",
@@ -293,6 +302,9 @@ REGISTRY: dict[str, Code] = {
         not_linked="Not linked yet",
         not_prepared="Not prepared",
         not_approved="Not approved",
+        not_released="Not released",
+        idempotency_key_in_use="Idempotency key in use",
+        job_ended="Job already ended",
         review_open="Items still in review",
         rules_fail="Rules fail",
         blocking_flag="Blocking match flag",

@@ -63,7 +63,8 @@ def caller(ws: Workspace, token: str | None) -> Caller:
                 from custodes.errors import Unauthenticated
 
                 raise Unauthenticated(
-                    "Not signed in: run 'custodes login USER' (or set CUSTODES_SESSION).",
+                    "Not signed in: no session or API key was given ('custodes login USER' in a "
+                    "shell; an 'Authorization: Bearer' header over HTTP).",
                     code="not_signed_in",
                 )
             row = sessions.live(conn, cred.sha(token))

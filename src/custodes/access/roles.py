@@ -66,5 +66,6 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "incident.open": ("auditor", "officer", "administrator"),
     "incident.close": ("auditor",),
     "jobs.read": ("officer", "approver", "auditor", "administrator", "rule_steward"),
+    "jobs.cancel": ("officer", "approver", "administrator", "rule_steward"),
     "session": ROLES,
 }

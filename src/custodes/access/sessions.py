@@ -12,6 +12,7 @@ one (a dummy argon2 verification, the same message).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from typing import Any
 
@@ -107,7 +108,8 @@ def _throttle(conn: Connection, name: str, t: dt.datetime) -> None:
     if row is not None and row.locked_until is not None and aware(row.locked_until) > t:  # type: ignore[operator]
         wait = int((aware(row.locked_until) - t).total_seconds()) + 1  # type: ignore[operator]
         raise RateLimited(
-            f"Too many failed sign-ins for this name; try again in {wait} seconds.",
+            f"Too many failed sign-ins (for this name or from this address); try again in "
+            f"{wait} seconds.",
             code="locked",
             retry_after=wait,
         )
@@ -138,15 +140,31 @@ def _failed(conn: Connection, name: str, known: bool, t: dt.datetime) -> None:
         conn.execute(update(login_throttle).where(login_throttle.c.name == name).values(**values))
 
 
-def login(ws: Workspace, name: str, password: str, *, totp: str | None = None) -> str:
+def client_key(client: str) -> str:
+    """The throttle row of a client address (hashed: the store keeps no addresses)."""
+    return "@client:" + hashlib.sha256(client.encode()).hexdigest()[:40]
+
+
+def login(
+    ws: Workspace,
+    name: str,
+    password: str,
+    *,
+    totp: str | None = None,
+    client: str | None = None,
+) -> str:
     """Check the password (and second factor) and open a server-side session; returns the
-    token, which is stored only as a hash. Every refusal is recorded."""
+    token, which is stored only as a hash. Every refusal is recorded. Failures are throttled
+    per account name and, when the face knows it (`client`: the HTTP client's address), per
+    client as well, so that one address cannot try many names."""
     name = (name or "")[:128]
     t = now()
     refused: CustodesError
     with ws.engine.begin() as conn:  # refusals are recorded and committed, then raised
         try:
             _throttle(conn, name, t)
+            if client:
+                _throttle(conn, client_key(client), t)
         except RateLimited as exc:
             record(conn, None, "login", False, "locked")
             refused = exc
@@ -155,6 +173,8 @@ def login(ws: Workspace, name: str, password: str, *, totp: str | None = None) -
             ok = cred.password_ok(row.password_hash if row else None, password)
             if not ok:
                 _failed(conn, name, row is not None, t)
+                if client:
+                    _failed(conn, client_key(client), False, t)
                 record(conn, name if row else None, "login", False, "bad credentials")
                 refused = Unauthenticated("Unknown user or wrong password.", code="bad_credentials")
             elif row.status != "active":

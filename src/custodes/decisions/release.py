@@ -117,18 +117,21 @@ def _verify(call: Call, request_id: str, c: Content, approved_sha: str, envelope
         )
 
 
-def release(call: Call, request_id: str, out: Path) -> Released:
+def release(call: Call, request_id: str, out: Path | None) -> Released:
     """Write the response of an approved release (or finish one that was interrupted), and
-    deliver it to `out` (a new folder, or one without response files)."""
+    deliver it to `out` (a new folder, or one without response files); with `out` None the
+    response stays in the workspace, for the agency to download (`download`)."""
     ws = call.ws
     folder = request_folder(ws, request_id)
     target = folder / "release"
-    out_folder(out)
-    for name in (RESPONSE_CSV, RESPONSE_JSON):
-        if (out / name).exists() or (out / name).is_symlink():
-            raise ConflictError(
-                f"{out / name} already exists; deliver into a new folder.", code="output_exists"
-            )
+    if out is not None:
+        out_folder(out)
+        for name in (RESPONSE_CSV, RESPONSE_JSON):
+            if (out / name).exists() or (out / name).is_symlink():
+                raise ConflictError(
+                    f"{out / name} already exists; deliver into a new folder.",
+                    code="output_exists",
+                )
     load_signer(ws)  # refuse now, before anything is recorded, when nothing can be signed
     with call.transaction() as conn:
         state = current_state(conn, request_id)
@@ -162,25 +165,12 @@ def release(call: Call, request_id: str, out: Path) -> Released:
         _write_and_record(call, request_id, target, c)
     csv_data = (target / RESPONSE_CSV).read_bytes()
     json_data = (target / RESPONSE_JSON).read_bytes()
-    write_new(out / RESPONSE_CSV, csv_data)
-    write_new(out / RESPONSE_JSON, json_data)
+    if out is not None:
+        write_new(out / RESPONSE_CSV, csv_data)
+        write_new(out / RESPONSE_JSON, json_data)
     doc = json.loads(json_data)
-    if state == "released":
-        with call.transaction() as conn:
-            log.append(
-                conn,
-                [
-                    Event(
-                        "release.delivered",
-                        actor=call.actor,
-                        request_id=request_id,
-                        data={
-                            "response_sha256": hashlib.sha256(csv_data).hexdigest(),
-                            "rows": doc["counts"]["items"],
-                        },
-                    )
-                ],
-            )
+    if state == "released" and out is not None:
+        _delivered(call, request_id, csv_data, doc)
     return Released(
         request_id,
         doc["counts"]["disclosed"],
@@ -189,6 +179,42 @@ def release(call: Call, request_id: str, out: Path) -> Released:
         doc.get("checkpoint"),
         resumed,
     )
+
+
+def _delivered(call: Call, request_id: str, csv_data: bytes, doc: dict[str, Any]) -> None:
+    """A copy of a released response went out again: recorded."""
+    with call.transaction() as conn:
+        log.append(
+            conn,
+            [
+                Event(
+                    "release.delivered",
+                    actor=call.actor,
+                    request_id=request_id,
+                    data={
+                        "response_sha256": hashlib.sha256(csv_data).hexdigest(),
+                        "rows": doc["counts"]["items"],
+                    },
+                )
+            ],
+        )
+
+
+def download(call: Call, request_id: str) -> dict[str, bytes]:
+    """The released response files (response.csv, response.json with the signed checkpoint)
+    for the requesting agency or an officer; each download is recorded. Another agency's
+    request is unknown to a requester; one not released (or recalled) has nothing to give."""
+    with call.ws.engine.connect() as conn:
+        state = current_state(conn, request_id, agency=call.agency)
+    target = request_folder(call.ws, request_id) / "release"
+    if state != "released" or not (target / RESPONSE_JSON).exists():
+        raise ConflictError(
+            f"Request {request_id} is {state}: there is no released response to download.",
+            code="not_released",
+        )
+    files = {n: (target / n).read_bytes() for n in (RESPONSE_CSV, RESPONSE_JSON)}
+    _delivered(call, request_id, files[RESPONSE_CSV], json.loads(files[RESPONSE_JSON]))
+    return files
 
 
 def _write_and_record(call: Call, request_id: str, target: Path, c: Content) -> None:

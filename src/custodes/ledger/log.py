@@ -144,6 +144,11 @@ def _fetch(conn: Connection, keys: set[tuple[int, int]]) -> Perfect:
     return perfect
 
 
+def subtrees(conn: Connection, keys: set[tuple[int, int]]) -> Perfect:
+    """The given perfect subtrees (level, index), read from the store."""
+    return _fetch(conn, keys)
+
+
 def _from_store(conn: Connection, build: Callable[[Perfect], list[bytes]]) -> list[bytes]:
     """Run a proof builder twice: once to learn which subtrees it needs, once for real."""
     keys: set[tuple[int, int]] = set()

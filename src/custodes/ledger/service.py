@@ -354,3 +354,43 @@ def cosign(call: Call, url: str, witness: Verifier, timeout: float = 10.0) -> di
                     )
         return {"size": cp.size, "witness": witness.name, "at": dt.datetime.now(dt.UTC).isoformat()}
     raise InputError("The witness kept reporting a different size.", code="witness_refused")
+
+
+# --- The log served to outsiders (C2SP tlog-tiles over HTTP): no caller, no personal data ----
+
+
+def public_checkpoint(ws: Workspace) -> bytes:
+    """The latest signed checkpoint with its cosignatures, as a signed note."""
+    with ws.engine.connect() as conn:
+        last = log.latest_checkpoint(conn)
+        if last is None:
+            raise fail("no_checkpoint", "The ledger has no signed checkpoint yet.")
+        cp, note = last
+        return log.with_cosignatures(conn, cp.size, note).render().encode()
+
+
+def public_tile(ws: Workspace, path: str) -> tuple[bytes, bool]:
+    """A tile (hashes, or an entry bundle of commitments) by its tlog-tiles path under
+    `tile/`, within the latest signed checkpoint; and whether it is full (immutable)."""
+    try:
+        level, n, width = tiles.parse_tile_path(path)
+    except tiles.TileError as exc:
+        raise fail("not_found", f"No tile at tile/{path}: {exc}.") from None
+    with ws.engine.connect() as conn:
+        last = log.latest_checkpoint(conn)
+        size = last[0].size if last else 0
+        height = 0 if level == "entries" else tiles.TILE_HEIGHT * int(level)
+        available = dict(tiles.tiles_for(size, height // tiles.TILE_HEIGHT))
+        if available.get(n, 0) < width:
+            raise fail("not_found", f"No tile at tile/{path} in the latest checkpoint.")
+        first = n * tiles.TILE_WIDTH
+        if level == "entries":
+            rows = conn.execute(
+                select(ledger_events.c.commitment)
+                .where(ledger_events.c.idx >= first, ledger_events.c.idx < first + width)
+                .order_by(ledger_events.c.idx)
+            ).all()
+            return tiles.encode_bundle(bytes(r.commitment) for r in rows), width == tiles.TILE_WIDTH
+        perfect = log.subtrees(conn, {(height, first + i) for i in range(width)})
+        data = b"".join(perfect(height, first + i) for i in range(width))
+    return data, width == tiles.TILE_WIDTH

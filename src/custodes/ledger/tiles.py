@@ -120,3 +120,34 @@ def read_entries(folder: Path, size: int) -> Iterator[bytes]:
         if not path.exists():
             raise TileError(f"{name}: missing")
         yield from decode_bundle(path.read_bytes(), width, name)
+
+
+def parse_tile_path(path: str) -> tuple[int | str, int, int]:
+    """`L/x001/234[.p/W]` or `entries/...` -> (level or "entries", index, width); the
+    inverse of `tile_path`, refusing anything `tile_path` would not have written."""
+    head, _, rest = path.partition("/")
+    width = TILE_WIDTH
+    if ".p/" in rest:
+        rest, _, w = rest.partition(".p/")
+        if not w.isdigit() or w != str(int(w)) or not 1 <= int(w) < TILE_WIDTH:
+            raise TileError("a partial tile's width is 1 to 255")
+        width = int(w)
+    parts = rest.split("/")
+    if not parts or any(len(p) != (4 if i < len(parts) - 1 else 3) for i, p in enumerate(parts)):
+        raise TileError("not a tile index")
+    if any(not p.startswith("x") for p in parts[:-1]):
+        raise TileError("not a tile index")
+    digits = "".join(p.removeprefix("x") for p in parts)
+    if not digits.isdigit():
+        raise TileError("not a tile index")
+    n = int(digits)
+    level: int | str
+    if head == "entries":
+        level = head
+    elif head.isdigit() and head == str(int(head)) and int(head) < 64:
+        level = int(head)
+    else:
+        raise TileError("not a tile level")
+    if tile_path(level, n, width) != f"tile/{path}":
+        raise TileError("not the canonical path of a tile")
+    return level, n, width

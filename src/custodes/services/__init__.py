@@ -25,4 +25,6 @@ OPEN = (
     "custodes.services.ledger.parse_key",
     "custodes.services.ledger.witness_keygen",
     "custodes.services.ledger.witness_server",
+    "custodes.services.ledger.public_checkpoint",
+    "custodes.services.ledger.public_tile",
 )

@@ -16,6 +16,7 @@ from custodes.decisions import recall as rc
 from custodes.decisions import review as rv
 from custodes.decisions.pipeline import Processed
 from custodes.decisions.release import Released
+from custodes.decisions.release import download as _download
 from custodes.decisions.release import release as _release
 from custodes.errors import InputError
 from custodes.matching.link import Progress
@@ -122,9 +123,16 @@ def approve(call: CheckedCall, request_id: str) -> dict[str, Any]:
 
 
 @service("release")
-def release(call: CheckedCall, request_id: str, out: Path) -> Released:
-    """Write the approved response; one ledger leaf per disclosure; safe to re-run."""
+def release(call: CheckedCall, request_id: str, out: Path | None = None) -> Released:
+    """Write the approved response; one ledger leaf per disclosure; safe to re-run. With `out`
+    the response is also delivered there; without, it waits in the workspace for download."""
     return _release(call, request_id, out)
+
+
+@service("response.download")
+def download(call: CheckedCall, request_id: str) -> dict[str, bytes]:
+    """The released response files for the requesting agency (or an officer); recorded."""
+    return _download(call, request_id)
 
 
 @service("recall")

@@ -16,6 +16,7 @@ from custodes.ledger.note import Checkpoint, Note, NoteError, Signer, Verifier
 from custodes.ledger.policy import Policy, PolicyError
 from custodes.ledger.verify import Report, verify_export, verify_receipt
 from custodes.store.files import out_file, write_new
+from custodes.workspace import Workspace
 
 
 def parse_key(value: str) -> Verifier:
@@ -162,3 +163,13 @@ def witness_server(key_file: Path, logs: list[str], state: Path, host: str, port
 
 
 __all__ = ["Checkpoint", "Note"]
+
+
+def public_checkpoint(ws: Workspace) -> bytes:
+    """The latest signed checkpoint (open to anyone: it identifies no person)."""
+    return ledger.public_checkpoint(ws)
+
+
+def public_tile(ws: Workspace, path: str) -> tuple[bytes, bool]:
+    """A tlog-tiles tile or entry bundle (open to anyone: leaves are salted commitments)."""
+    return ledger.public_tile(ws, path)

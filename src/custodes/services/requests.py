@@ -2,23 +2,59 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from custodes.access import CheckedCall, service
+from custodes.errors import ConflictError, InputError
 from custodes.requests import intake, lifecycle
 from custodes.requests.intake import Submission
+from custodes.store import jobs as jobs_store
 from custodes.store.tables import request_transitions
 from custodes.synthetic.requests import GeneratedRequest, generate_request
 
 
 @service("submit")
-def submit(call: CheckedCall, folder: Path) -> Submission:
+def submit(
+    call: CheckedCall,
+    folder: Path,
+    *,
+    idempotency_key: str | None = None,
+    payload_sha256: str | None = None,
+) -> Submission:
     """Receive a request directory: shape-checked, copied, hashed, given an id. A requester
-    submits only in its own agency's name."""
-    return intake.submit(call, folder)
+    submits only in its own agency's name. With an idempotency key (IETF draft "The
+    Idempotency-Key HTTP Header Field"), the same key and payload return the first answer, the
+    same key with another payload is refused (422), and a retry while the first is still
+    running is refused (409)."""
+    if idempotency_key is None:
+        return intake.submit(call, folder)
+    if not 1 <= len(idempotency_key) <= 255 or not payload_sha256:
+        raise InputError("An idempotency key has 1 to 255 characters.", code="bad_argument")
+    engine = call.ws.engine
+    seen = jobs_store.idempotency_begin(engine, call.actor, idempotency_key, payload_sha256)
+    if seen is not None:
+        if seen["payload_sha256"] != payload_sha256:
+            raise InputError(
+                "This idempotency key was used for another payload; use a new key.",
+                code="idempotency_key_reused",
+            )
+        if seen["state"] != "done":
+            raise ConflictError(
+                "The first submission with this idempotency key is still running; retry later.",
+                code="idempotency_key_in_use",
+            )
+        return Submission(**json.loads(seen["response"]))
+    try:
+        result = intake.submit(call, folder)
+    except BaseException:
+        jobs_store.idempotency_end(engine, call.actor, idempotency_key, None)
+        raise
+    jobs_store.idempotency_end(engine, call.actor, idempotency_key, result.to_dict())
+    return result
 
 
 @service("withdraw")

@@ -66,9 +66,17 @@ def init(
         ws.close()
 
 
-def login(ws: Workspace, name: str, password: str, *, totp: str | None = None) -> str:
-    """Sign in (password, and the one-time code when required); returns the session token."""
-    return sessions.login(ws, name, password, totp=totp)
+def login(
+    ws: Workspace,
+    name: str,
+    password: str,
+    *,
+    totp: str | None = None,
+    client: str | None = None,
+) -> str:
+    """Sign in (password, and the one-time code when required); returns the session token.
+    `client` (an HTTP client's address) is throttled too."""
+    return sessions.login(ws, name, password, totp=totp, client=client)
 
 
 def logout(ws: Workspace, token: str) -> bool:

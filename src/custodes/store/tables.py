@@ -348,3 +348,37 @@ ruleset_changes = Table(
     Column("approved_by", String(64)),
     Column("approved_at", DateTime(timezone=True)),
 )
+
+# Long work started over HTTP (process, train, release): durable, one row per job. A job runs
+# in the server that accepted it, as its caller; a server that restarts fails the jobs it held
+# (never runs one twice): the caller starts the work again, which resumes where it stopped.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("request_id", String(32), index=True),
+    Column("actor", String(64), nullable=False),
+    Column("runner", String(128), nullable=False),  # host:pid of the server process running it
+    Column("state", String(16), nullable=False),  # queued, running, succeeded, failed, cancelled
+    Column("progress", Text),  # JSON: the last stage and counts reported
+    Column("result", Text),  # JSON
+    Column("problem", Text),  # JSON: the error's code, title, detail
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+)
+
+# Idempotency keys on submission (IETF draft "The Idempotency-Key HTTP Header Field"): the same
+# key and payload return the first answer; another payload under the key is refused.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("owner", String(64), primary_key=True),  # the caller's account name
+    Column("key", String(255), primary_key=True),
+    Column("payload_sha256", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # running, done
+    Column("response", Text),  # JSON
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,54 @@
+"""The HTTP face: FastAPI under `/v1` (OpenAPI 3.1 at `/v1/openapi.json`, docs at `/v1/docs`).
+
+`create_app(home)` opens one workspace for the server's lifetime and a job runner for long
+work; every route authenticates its caller through the core and calls one service. Errors are
+RFC 9457 problem details (`custodes.api.problems`). `custodes serve` runs it under uvicorn,
+on the loopback interface unless told otherwise; TLS belongs to a reverse proxy in front
+(docs/api.md).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from custodes import __version__
+from custodes.api import problems, routes
+from custodes.services import workspace as ws_svc
+from custodes.services.jobs import Jobs
+
+
+def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ws = ws_svc.open_workspace(home, store_url)
+        app.state.ws = ws
+        app.state.jobs = Jobs(ws)
+        try:
+            yield
+        finally:
+            app.state.jobs.close()
+            ws.close()
+
+    app = FastAPI(
+        title="custodes",
+        version=__version__,
+        summary="A disclosure gateway for confidential government records.",
+        description=(
+            "Agencies submit requests and collect released responses with their API key; "
+            "staff sign in (`POST /v1/sessions`) and work requests through to release; anyone "
+            "verifies the ledger through its tlog-tiles endpoints. Every error is an RFC 9457 "
+            "problem with a stable `code`."
+        ),
+        openapi_url="/v1/openapi.json",
+        docs_url="/v1/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    for router in (routes.public, routes.agency, routes.staff):
+        app.include_router(router)
+    return app

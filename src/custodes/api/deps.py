@@ -1,0 +1,38 @@
+"""What every route needs: the workspace, the jobs, and the caller behind the credential."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from custodes.services import workspace as ws_svc
+from custodes.services.jobs import Jobs
+from custodes.services.workspace import Caller, Workspace
+
+# Agency systems send their API key, staff the token `POST /v1/sessions` gave them; both as
+# `Authorization: Bearer ...`, looked up in the store on every call.
+bearer = HTTPBearer(auto_error=False, description="An agency API key or a staff session token.")
+
+
+def workspace(request: Request) -> Workspace:
+    return request.app.state.ws  # type: ignore[no-any-return]
+
+
+def jobs(request: Request) -> Jobs:
+    return request.app.state.jobs  # type: ignore[no-any-return]
+
+
+def caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Caller:
+    """The caller, checked now (the door checks again inside every transaction)."""
+    token = credentials.credentials if credentials else None
+    return ws_svc.caller(workspace(request), token)
+
+
+WS = Annotated[Workspace, Depends(workspace)]
+Who = Annotated[Caller, Depends(caller)]
+JobsDep = Annotated[Jobs, Depends(jobs)]

@@ -1,0 +1,187 @@
+"""The API's request and response schemas (OpenAPI 3.1), each with an example.
+
+Results the core returns as documents with many optional parts (an item's explanation, a
+request's history) are typed loosely (`extra="allow"`) so the schema states what is always
+there without restating the core.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def _example(**example: Any) -> ConfigDict:
+    return ConfigDict(extra="allow", json_schema_extra={"examples": [example]})
+
+
+class SignIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "olga", "password": "correct horse battery", "totp": "123456"}]
+        }
+    )
+    name: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=1024)
+    totp: str | None = Field(default=None, max_length=16, description="One-time code.")
+
+
+class Session(BaseModel):
+    model_config = _example(token="3q2-…", user="olga", expires_in_hours=12)
+    token: str
+    user: str
+    expires_in_hours: int
+
+
+class WhoAmI(BaseModel):
+    model_config = _example(user="olga", roles=["officer"], kind="session", agency=None)
+    user: str
+    roles: list[str]
+
+
+class Submission(BaseModel):
+    model_config = _example(
+        request_id="req-1a2b3c4d5e6f",
+        provision="irc-6103-i-2",
+        agency="U.S. Immigration and Customs Enforcement",
+        items=1000,
+        state="received",
+        content_sha256="9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        duplicate=False,
+        warnings=[],
+        warnings_total=0,
+    )
+    request_id: str
+    provision: str
+    agency: str
+    items: int
+    state: str
+    content_sha256: str
+    duplicate: bool
+    warnings: list[str]
+    warnings_total: int
+
+
+class InlineRequest(BaseModel):
+    """A request sent as JSON: the envelope and the items inline."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "envelope": {"provision": "irc-6103-i-2", "agency": "…", "officials": []},
+                    "items": [{"item_id": "item-1", "first_name": "…", "last_name": "…"}],
+                }
+            ]
+        }
+    )
+    envelope: dict[str, Any]
+    items: list[dict[str, str | None]] = Field(min_length=1, max_length=1_000_000)
+
+
+class RequestSummary(BaseModel):
+    model_config = _example(
+        id="req-1a2b3c4d5e6f", provision="irc-6103-i-2", agency="…", items=1000, state="decided"
+    )
+    id: str
+    state: str
+
+
+class Reason(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "sent in error"}]})
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class Moved(BaseModel):
+    model_config = _example(request_id="req-1a2b3c4d5e6f", state="withdrawn")
+    request_id: str
+    state: str
+
+
+_JOB_EXAMPLE = {
+    "id": "job-0123456789abcdef",
+    "kind": "process",
+    "request_id": "req-1a2b3c4d5e6f",
+    "actor": "olga",
+    "state": "running",
+    "progress": {"stage": "score", "done": 1, "total": 4},
+    "result": None,
+    "problem": None,
+    "created_at": "2026-11-30T12:00:00Z",
+    "started_at": "2026-11-30T12:00:01Z",
+    "finished_at": None,
+}
+
+
+class Job(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [_JOB_EXAMPLE]},
+    )
+    id: str
+    kind: Literal["process", "train", "release"]
+    request_id: str | None
+    actor: str
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    problem: dict[str, Any] | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class OutcomesPage(BaseModel):
+    model_config = _example(
+        request_id="req-1a2b3c4d5e6f",
+        total=1000,
+        offset=0,
+        limit=100,
+        items=[{"item_id": "item-1", "outcome": "WITHHOLD", "checks": ["address-on-record"]}],
+    )
+    request_id: str
+    total: int
+    offset: int
+    limit: int
+    items: list[dict[str, Any]]
+
+
+class Document(BaseModel):
+    """A result document of the core (an explanation, a next step, a review item...)."""
+
+    model_config = _example(request_id="req-1a2b3c4d5e6f")
+
+
+class Resolution(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "decision": "withhold",
+                    "reason": "identity not established",
+                    "group": "tin_conflict",
+                }
+            ]
+        }
+    )
+    decision: Literal["withhold", "disclose"]
+    reason: str = Field(min_length=1, max_length=2000)
+    items: list[str] | None = Field(default=None, max_length=100_000)
+    records: dict[str, str] | None = Field(
+        default=None, description="With disclose: item id -> the record you identified."
+    )
+    group: str | None = Field(default=None, max_length=500)
+
+
+class Resolved(BaseModel):
+    model_config = _example(request_id="req-1a2b3c4d5e6f", resolved=12, decision="WITHHOLD")
+    request_id: str
+    resolved: int
+    decision: str
+
+
+class Health(BaseModel):
+    model_config = _example(status="ok", version="0.1.0")
+    status: str
+    version: str

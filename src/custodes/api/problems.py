@@ -1,0 +1,121 @@
+"""Errors over HTTP as RFC 9457 problem details (`application/problem+json`).
+
+Status, code and title come from the core's error registry (`custodes.errors.REGISTRY`); the
+detail is the core's message, which by rule never quotes a value. A validation failure lists its
+problems with file, line and column, never the value; a malformed HTTP request lists where it is
+malformed, never what was sent. An unexpected failure answers 500 with no detail and is logged
+with its exception type and place only (a library's message may quote data).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from custodes.errors import REGISTRY, CustodesError, RateLimited, Unauthenticated, ValidationFailed
+
+log = logging.getLogger("custodes.api")
+MEDIA_TYPE = "application/problem+json"
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details, with custodes' stable `code`."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "/v1/problems/self_approval",
+                    "title": "Second person required",
+                    "status": 403,
+                    "detail": "A release is approved by someone other than who prepared it.",
+                    "code": "self_approval",
+                }
+            ]
+        },
+    )
+    type: str = Field(description="A URI naming the kind of problem: /v1/problems/{code}.")
+    title: str
+    status: int
+    detail: str | None = None
+    code: str = Field(description="custodes' stable, machine-readable error code.")
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {"type": f"/v1/problems/{code}", "title": title, "status": status, "code": code}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def from_error(exc: CustodesError) -> JSONResponse:
+    extra: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    detail = exc.message
+    if isinstance(exc, ValidationFailed):
+        extra = {"problems": [p.to_dict() for p in exc.problems], "total": exc.total}
+        detail = f"{exc.total} problem(s) found; nothing was loaded."
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = 'Bearer realm="custodes"'
+    return problem(exc.http_status, exc.code, exc.title, detail, headers=headers, **extra)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(CustodesError)
+    async def _custodes(request: Request, exc: CustodesError) -> JSONResponse:
+        return from_error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        where = [
+            {"location": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")}
+            for e in exc.errors()[:20]
+        ]
+        return problem(
+            422,
+            "bad_argument",
+            REGISTRY["bad_argument"].title,
+            "The HTTP request does not match the API's schema.",
+            problems=where,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "file_too_large"}.get(
+            exc.status_code, "bad_argument"
+        )
+        title = REGISTRY[code].title
+        detail = {404: "No such resource.", 405: "This resource does not allow that method."}
+        return problem(
+            exc.status_code,
+            code,
+            title,
+            detail.get(exc.status_code),
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        where = f"{frame.filename}:{frame.lineno}" if frame else "?"
+        log.error("internal error: %s at %s", type(exc).__name__, where)
+        return problem(500, "internal", "Internal error", "An unexpected error; it was logged.")

@@ -1,0 +1,398 @@
+"""The `/v1` routes. Each one parses, calls one service as the caller, and renders: no rule, no
+query and no authorization of its own (the services and their door decide everything)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from starlette.datastructures import UploadFile
+
+from custodes import __version__
+from custodes.api import models as m
+from custodes.api.deps import WS, JobsDep, Who
+from custodes.api.problems import MEDIA_TYPE, ProblemDetails
+from custodes.errors import REGISTRY, InputError, NotFound
+from custodes.services import decisions, jobs, ledger, requests
+from custodes.services import workspace as ws_svc
+
+# Uploads are streamed to disk up to this many bytes (a 1M-item request is about 200 MB).
+MAX_UPLOAD = int(os.environ.get("CUSTODES_API_MAX_UPLOAD", str(2 << 30)))
+CHUNK = 1 << 20
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ProblemDetails, "content": {MEDIA_TYPE: {}}} for s in (401, 403, 404, 409, 422)
+}
+
+public = APIRouter(prefix="/v1", tags=["public"])
+agency = APIRouter(prefix="/v1", tags=["requests"], responses=PROBLEMS)
+staff = APIRouter(prefix="/v1", tags=["staff"], responses=PROBLEMS)
+
+
+# --- public: health, problem types, the ledger in tlog-tiles ---------------------------------
+
+
+@public.get("/health", response_model=m.Health)
+def health() -> dict[str, str]:
+    return {"status": "ok", "version": __version__}
+
+
+@public.get("/problems/{code}", response_model=ProblemDetails, responses=PROBLEMS)
+def problem_type(code: str) -> dict[str, Any]:
+    """What a problem `type` means: its code, title and HTTP status."""
+    entry = REGISTRY.get(code)
+    if entry is None:
+        raise NotFound("No such problem type.", code="not_found")
+    return {
+        "type": f"/v1/problems/{code}",
+        "title": entry.title,
+        "status": entry.http_status,
+        "code": code,
+    }
+
+
+@public.get(
+    "/ledger/checkpoint",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}, **PROBLEMS},
+)
+def checkpoint(ws: WS) -> Response:
+    """The latest signed checkpoint (C2SP signed note) with its witnesses' cosignatures."""
+    return Response(
+        ledger.public_checkpoint(ws),
+        media_type="text/plain; charset=utf-8",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+@public.get(
+    "/ledger/tile/{path:path}",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}, **PROBLEMS},
+)
+def tile(path: str, ws: WS) -> Response:
+    """A tlog-tiles hash tile (`tile/L/N[.p/W]`) or entry bundle (`tile/entries/N[.p/W]`);
+    full tiles never change and are cached for a year."""
+    data, full = ledger.public_tile(ws, path)
+    cache = "public, max-age=31536000, immutable" if full else "no-cache"
+    return Response(data, media_type="application/octet-stream", headers={"Cache-Control": cache})
+
+
+# --- sessions ---------------------------------------------------------------------------------
+
+
+@public.post(
+    "/sessions",
+    response_model=m.Session,
+    status_code=status.HTTP_201_CREATED,
+    responses={**PROBLEMS, 429: {"model": ProblemDetails, "content": {MEDIA_TYPE: {}}}},
+)
+def sign_in(body: m.SignIn, request: Request, ws: WS) -> dict[str, Any]:
+    """Staff sign in with password (and one-time code); the token is checked on every call.
+    Failures are throttled per account and per client address (429 with Retry-After)."""
+    client = request.client.host if request.client else None
+    token = ws_svc.login(ws, body.name, body.password, totp=body.totp, client=client)
+    return {"token": token, "user": body.name, "expires_in_hours": ws_svc.SESSION_HOURS}
+
+
+@staff.delete("/sessions/current", status_code=status.HTTP_204_NO_CONTENT)
+def sign_out(who: Who, ws: WS, request: Request) -> Response:
+    token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    ws_svc.logout(ws, token)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@staff.get("/whoami", response_model=m.WhoAmI)
+def whoami(who: Who, ws: WS) -> dict[str, Any]:
+    return ws_svc.whoami(ws, who)
+
+
+# --- requests (agency systems and staff) ------------------------------------------------------
+
+
+async def _save(upload: UploadFile, target: Path, sha: Any) -> None:
+    size = 0
+    with open(target, "wb") as fh:
+        while chunk := await upload.read(CHUNK):
+            size += len(chunk)
+            if size > MAX_UPLOAD:
+                raise InputError(
+                    f"An upload is at most {MAX_UPLOAD:,} bytes.", code="file_too_large"
+                )
+            sha.update(chunk)
+            fh.write(chunk)
+
+
+def _items_name(envelope: bytes) -> str:
+    """The items file name the envelope gives (a plain file name), to save the upload under."""
+    try:
+        name = json.loads(envelope).get("items")
+    except (ValueError, AttributeError):
+        raise InputError("envelope: not a JSON object.", code="bad_envelope") from None
+    if not isinstance(name, str) or not name or Path(name).name != name or name[0] == ".":
+        raise InputError(
+            "envelope: 'items' must name the items file (a plain file name).",
+            code="bad_envelope",
+        )
+    return name
+
+
+async def _stage(request: Request, folder: Path) -> str:
+    """Write the submitted request (multipart envelope + items, or JSON inline) into `folder`
+    as a request directory; returns the payload's hash (for the idempotency key)."""
+    sha = hashlib.sha256()
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        form = await request.form(max_files=2, max_fields=2)
+        envelope, items = form.get("envelope"), form.get("items")
+        if not (isinstance(envelope, UploadFile) and isinstance(items, UploadFile)):
+            raise InputError(
+                "Send two files: 'envelope' (envelope.json) and 'items' (its items file).",
+                code="bad_argument",
+            )
+        await _save(envelope, folder / "envelope.json", sha)
+        await _save(items, folder / _items_name((folder / "envelope.json").read_bytes()), sha)
+    elif kind == "application/json":
+        body = await request.body()
+        if len(body) > MAX_UPLOAD:
+            raise InputError(f"An upload is at most {MAX_UPLOAD:,} bytes.", code="file_too_large")
+        sha.update(body)
+        try:
+            inline = m.InlineRequest.model_validate_json(body)
+        except ValueError:
+            raise InputError(
+                "The JSON body must be {'envelope': {...}, 'items': [{...}, ...]}.",
+                code="bad_argument",
+            ) from None
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(inline.items), folder / "items.parquet")
+        envelope = {**inline.envelope, "items": "items.parquet"}
+        (folder / "envelope.json").write_text(json.dumps(envelope))
+    else:
+        raise InputError(
+            "Send multipart/form-data (envelope + items files) or application/json.",
+            code="unsupported_media_type",
+        )
+    return sha.hexdigest()
+
+
+@agency.post(
+    "/requests",
+    response_model=m.Submission,
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["envelope", "items"],
+                        "properties": {
+                            "envelope": {"type": "string", "format": "binary"},
+                            "items": {"type": "string", "format": "binary"},
+                        },
+                    }
+                },
+                "application/json": {"schema": m.InlineRequest.model_json_schema()},
+            },
+        }
+    },
+)
+async def submit(
+    request: Request,
+    response: Response,
+    who: Who,
+    ws: WS,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> Any:
+    """Submit a request: multipart (envelope.json + items file) or JSON with the items inline.
+    The same content again is recognised (200, `duplicate`). `Idempotency-Key`: the same key
+    and payload return the first answer; another payload under the key is 422; a retry while
+    the first is running is 409."""
+    from starlette.concurrency import run_in_threadpool
+
+    folder = Path(tempfile.mkdtemp(prefix="custodes-upload-"))
+    try:
+        payload = await _stage(request, folder)
+        result = await run_in_threadpool(
+            requests.submit,
+            ws,
+            who,
+            folder,
+            idempotency_key=idempotency_key,
+            payload_sha256=payload,
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    response.headers["Location"] = f"/v1/requests/{result.request_id}"
+    if result.duplicate:
+        response.status_code = status.HTTP_200_OK
+    return result.to_dict()
+
+
+@agency.get("/requests", response_model=list[m.RequestSummary])
+def list_requests(who: Who, ws: WS) -> Any:
+    """The requests the caller may see (an agency: only its own)."""
+    return requests.listing(ws, who)
+
+
+@agency.get("/requests/{request_id}", response_model=m.Document)
+def request_status(request_id: str, who: Who, ws: WS) -> Any:
+    """A request's state and every move, with who made it (another agency's: 404)."""
+    return requests.status(ws, who, request_id)
+
+
+@agency.post("/requests/{request_id}/withdraw", response_model=m.Moved)
+def withdraw(request_id: str, body: m.Reason, who: Who, ws: WS) -> Any:
+    return requests.withdraw(ws, who, request_id, body.reason)
+
+
+@agency.get(
+    "/requests/{request_id}/response",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}}},
+)
+def response_json(request_id: str, who: Who, ws: WS) -> Response:
+    """The released response (response.json: counts, fields, recipients, the signed
+    checkpoint and one row per item); each download is recorded."""
+    files = decisions.download(ws, who, request_id)
+    return Response(files["response.json"], media_type="application/json")
+
+
+@agency.get(
+    "/requests/{request_id}/response.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+def response_csv(request_id: str, who: Who, ws: WS) -> Response:
+    """The released response as CSV (the same file as `custodes release --out`)."""
+    files = decisions.download(ws, who, request_id)
+    return Response(files["response.csv"], media_type="text/csv; charset=utf-8")
+
+
+@agency.get("/requests/{request_id}/next", response_model=m.Document)
+def next_step(request_id: str, who: Who, ws: WS) -> Any:
+    """What comes next, which role takes it, and whether the caller may."""
+    return decisions.next_step(ws, who, request_id)
+
+
+# --- staff: long work as jobs ----------------------------------------------------------------
+
+
+def _accepted(job: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(
+        m.Job.model_validate(job).model_dump(mode="json"),
+        status_code=status.HTTP_202_ACCEPTED,
+        headers={"Location": f"/v1/jobs/{job['id']}"},
+    )
+
+
+for _kind, _doc in (
+    ("process", "Process a request (rules, matching, decisions) as a job."),
+    ("train", "Train the linkage model on the master file and this request, as a job."),
+    ("release", "Release an approved request (response + one ledger leaf each), as a job."),
+):
+
+    def _start(request_id: str, who: Who, jobs_: JobsDep, kind: str = _kind) -> JSONResponse:
+        return _accepted(jobs_.start(who, kind, request_id))
+
+    staff.add_api_route(
+        f"/requests/{{request_id}}/{_kind}",
+        _start,
+        methods=["POST"],
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=m.Job,
+        summary=_doc,
+        operation_id=f"start_{_kind}",
+    )
+
+
+@staff.get("/jobs", response_model=list[m.Job])
+def list_jobs(who: Who, ws: WS) -> Any:
+    return jobs.listing(ws, who)
+
+
+@staff.get("/jobs/{job_id}", response_model=m.Job)
+def get_job(job_id: str, who: Who, ws: WS) -> Any:
+    """A job: `queued`, `running` with progress, `succeeded` with its result, `failed` with a
+    problem, or `cancelled`."""
+    return jobs.job(ws, who, job_id)
+
+
+@staff.delete("/jobs/{job_id}", response_model=m.Job)
+def cancel_job(job_id: str, who: Who, ws: WS) -> Any:
+    """Cancel a queued job, or stop a running one at its next chunk."""
+    return jobs.cancel(ws, who, job_id)
+
+
+# --- staff: decisions ------------------------------------------------------------------------
+
+
+@staff.get("/requests/{request_id}/outcomes", response_model=m.OutcomesPage)
+def outcomes(
+    request_id: str,
+    who: Who,
+    ws: WS,
+    outcome: Annotated[str | None, Query(max_length=32)] = None,
+    check: Annotated[str | None, Query(max_length=128)] = None,
+    offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Any:
+    """A page of the per-item outcomes, filterable by outcome and failing check."""
+    return decisions.outcomes_page(
+        ws, who, request_id, outcome=outcome, check=check, offset=offset, limit=limit
+    )
+
+
+@staff.get("/requests/{request_id}/items/{item_id}", response_model=m.Document)
+def explain(request_id: str, item_id: str, who: Who, ws: WS) -> Any:
+    """Why one item got its outcome: every check with its citation, and the match evidence."""
+    return decisions.explain(ws, who, request_id, item_id)
+
+
+@staff.get("/requests/{request_id}/review", response_model=list[m.Document])
+def review(request_id: str, who: Who, ws: WS) -> Any:
+    return decisions.review_list(ws, who, request_id)
+
+
+@staff.get("/requests/{request_id}/review/groups", response_model=list[m.Document])
+def review_groups(request_id: str, who: Who, ws: WS) -> Any:
+    """Review items grouped by reason, with what it means and a sample to inspect."""
+    return decisions.review_groups(ws, who, request_id)
+
+
+@staff.post("/requests/{request_id}/review", response_model=m.Resolved)
+def resolve(request_id: str, body: m.Resolution, who: Who, ws: WS) -> Any:
+    """Resolve items (or a whole group) to withhold, or to disclose naming the record."""
+    return decisions.review_resolve(
+        ws,
+        who,
+        request_id,
+        body.decision.upper(),
+        body.reason,
+        items=body.items,
+        records=body.records,
+        group=body.group,
+    )
+
+
+@staff.post("/requests/{request_id}/prepare", response_model=m.Document)
+def prepare(request_id: str, who: Who, ws: WS) -> Any:
+    """Prepare the release: records the hash of exactly what will be released."""
+    return decisions.prepare(ws, who, request_id)
+
+
+@staff.post("/requests/{request_id}/approve", response_model=m.Document)
+def approve(request_id: str, who: Who, ws: WS) -> Any:
+    """Approve a prepared release (a second person: never who prepared or submitted it)."""
+    return decisions.approve(ws, who, request_id)

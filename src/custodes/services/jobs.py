@@ -1,0 +1,180 @@
+"""Long work as durable jobs: processing a request, training the model, a release.
+
+A face starts a job with `Jobs.start(caller, kind, request_id)` and answers at once (the API:
+`202 Accepted` with the job's location); the work runs in a background thread as that caller,
+through the same service (and so the same door) a direct call would use, which re-checks the
+caller's session at every chunk: a suspension stops a running job at its next chunk. Progress,
+the result or the problem (the registered error code) are kept in the store, so any face can
+show them. A job runs at most once: a server that stops fails the jobs it held at its next
+start, and the caller starts the work again (process, train and release resume where they
+stopped). One worker thread: the work is CPU- and memory-bound, and a 2-core machine gains
+nothing from running two at once.
+
+Why no job-queue library: Celery, RQ and arq need a broker (Redis) that the embedded default
+does not have; Procrastinate and pgqueuer need PostgreSQL. A table and one thread do what is
+needed on both stores (docs/decisions/2026-11-30-jobs-in-the-store.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from custodes.access import Caller, CheckedCall, service
+from custodes.access.door import enter
+from custodes.errors import ConflictError, CustodesError, InputError, NotFound
+from custodes.services import decisions, matching
+from custodes.store import jobs as rows
+from custodes.workspace import Workspace
+
+log = logging.getLogger("custodes.jobs")
+
+# kind -> the service that does the work (its action is checked when the job is started and
+# again, by the service itself, when it runs)
+KINDS = {
+    "process": decisions.process,
+    "train": matching.train,
+    "release": decisions.release,
+}
+# the kinds whose service reports progress per chunk (and so can be stopped between chunks)
+CHUNKED = ("process", "train")
+RESTARTED = {
+    "code": "server_restarted",
+    "title": "Server restarted",
+    "detail": "The server stopped while this job was waiting or running; start it again (the "
+    "work resumes where it stopped).",
+}
+
+
+class Cancelled(Exception):
+    """Raised inside a job's progress callback when its cancellation was requested."""
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def _problem_of(exc: CustodesError) -> dict[str, Any]:
+    return {"code": exc.code, "title": exc.title, "status": exc.http_status, "detail": exc.message}
+
+
+class Jobs:
+    """The jobs of one server process over one workspace."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.failed_at_start = rows.fail_unfinished(ws.engine, RESTARTED)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="custodes-job")
+        self.running: dict[str, Future[None]] = {}
+        self.lock = threading.Lock()
+
+    def start(self, who: Caller, kind: str, request_id: str) -> dict[str, Any]:
+        """Queue `kind` on `request_id` as `who` (refused now if `who` may not do it)."""
+        fn = KINDS.get(kind)
+        if fn is None:
+            raise InputError(f"Unknown job kind '{kind}'.", code="bad_argument")
+        call = enter(self.ws, who, fn.action, request_id=request_id)  # type: ignore[attr-defined]
+        job_id = rows.create(self.ws.engine, kind, request_id, call.actor)
+        with self.lock:
+            self.running[job_id] = self.pool.submit(self._run, who, job_id, kind, request_id)
+        return self.get(who, job_id)
+
+    def _run(self, who: Caller, job_id: str, kind: str, request_id: str) -> None:
+        engine = self.ws.engine
+        if not rows.claim(engine, job_id):
+            return
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if rows.progress(engine, job_id, {"stage": stage, "done": done, "total": total}):
+                raise Cancelled
+
+        try:
+            extra = {"progress": progress} if kind in CHUNKED else {}
+            result = KINDS[kind](self.ws, who, request_id, **extra)
+        except Cancelled:
+            rows.finish(engine, job_id, "cancelled")
+        except CustodesError as exc:
+            rows.finish(engine, job_id, "failed", problem=_problem_of(exc))
+        except Exception as exc:  # unexpected: logged by type and place (a library's
+            # message may quote data)
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            log.error(
+                "job %s (%s) failed: %s at %s:%s",
+                job_id,
+                kind,
+                type(exc).__name__,
+                frame.filename,
+                frame.lineno,
+            )
+            rows.finish(
+                engine,
+                job_id,
+                "failed",
+                problem={"code": "internal", "title": "Internal error", "status": 500},
+            )
+        else:
+            rows.finish(engine, job_id, "succeeded", result=_jsonable(result))
+        finally:
+            with self.lock:
+                self.running.pop(job_id, None)
+
+    def get(self, who: Caller, job_id: str) -> dict[str, Any]:
+        return job(self.ws, who, job_id)
+
+    def cancel(self, who: Caller, job_id: str) -> dict[str, Any]:
+        return cancel(self.ws, who, job_id)
+
+    def wait(self, job_id: str, timeout: float | None = None) -> None:
+        """For tests and the CLI: block until the job has ended."""
+        with self.lock:
+            fut = self.running.get(job_id)
+        if fut is not None:
+            fut.result(timeout)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _visible(call: CheckedCall, job_id: str) -> dict[str, Any]:
+    row = rows.get(call.ws.engine, job_id)
+    # A job is its starter's; an auditor sees every job. Anyone else: no such job.
+    if row is None or (row["actor"] != call.actor and "auditor" not in call.caller.roles):
+        raise NotFound(f"No job {job_id}.", code="unknown_job")
+    return row
+
+
+@service("jobs.read")
+def job(call: CheckedCall, job_id: str) -> dict[str, Any]:
+    """One job: kind, request, state, progress, result or problem."""
+    return _visible(call, job_id)
+
+
+@service("jobs.read")
+def listing(call: CheckedCall) -> list[dict[str, Any]]:
+    """The caller's jobs (every job for an auditor), newest first."""
+    everyone = "auditor" in call.caller.roles
+    return rows.listing(call.ws.engine, None if everyone else call.actor)
+
+
+@service("jobs.cancel")
+def cancel(call: CheckedCall, job_id: str) -> dict[str, Any]:
+    """Cancel a queued job, or stop a running one at its next chunk (its starter only)."""
+    row = _visible(call, job_id)
+    if row["actor"] != call.actor:
+        raise NotFound(f"No job {job_id}.", code="unknown_job")
+    if row["state"] in rows.ENDED:
+        raise ConflictError(f"Job {job_id} has already {row['state']}.", code="job_ended")
+    rows.cancel(call.ws.engine, job_id)
+    return _visible(call, job_id)
