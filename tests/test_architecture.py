@@ -70,6 +70,7 @@ ALLOWED: dict[str, set[str]] = {
         "workspace",
     },
     # Faces: only the services and the errors (and the package's version).
+    # `custodes serve` starts the HTTP face (by name, under uvicorn) and imports nothing of it.
     "cli": {"custodes", "errors", "services"},
     "api": {"custodes", "errors", "services"},
     "web": {"custodes", "errors", "services", "api"},

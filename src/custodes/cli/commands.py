@@ -8,6 +8,7 @@ from custodes.cli import (  # noqa: F401 - importing a module registers its comm
     records,
     requests,
     rules,
+    serve,
     users,
     workspace,
 )

@@ -13,6 +13,9 @@ from custodes.records.master import summary
 from custodes.workspace import Workspace, init_workspace
 from custodes.workspace import open_workspace as _open_workspace
 
+# How long a staff session lasts (hours).
+SESSION_HOURS = sessions.SESSION_HOURS
+
 
 def open_workspace(
     home: str | os.PathLike[str] | None = None, store_url: str | None = None

@@ -1,0 +1,319 @@
+"""The HTTP API, in-process (FastAPI's TestClient drives the real ASGI app with its lifespan):
+problem details, authentication on every call, the role x route matrix, idempotency keys, the
+whole main job from an agency's submission to its download, suspension taking effect on the
+next call, and an outside client verifying the live ledger from its tiles."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import Template, copy_template
+from custodes.access import sessions
+from custodes.access.roles import ACTIONS
+from custodes.api import create_app
+from custodes.ledger import tiles
+from custodes.ledger.note import Verifier, open_checkpoint
+from custodes.ledger.tree import leaf_hash, memory_perfect, root
+from custodes.services import requests as requests_svc
+from custodes.services import rules, users
+from custodes.synthetic import staff as staff_mod
+from custodes.synthetic.staff import PASSWORD
+
+ROLES = ("officer", "approver", "auditor", "admin", "rule-steward", "requester", "other-agency")
+ROLE_OF = {"admin": "administrator", "rule-steward": "rule_steward", "other-agency": "requester"}
+
+
+class Api:
+    def __init__(self, client: TestClient, tokens: dict[str, str], root: Path) -> None:
+        self.c, self.tokens, self.root = client, tokens, root
+
+    def h(self, who: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
+
+    def request(self, method: str, path: str, who: str | None = None, **kw: Any) -> Any:
+        headers = self.h(who) | kw.pop("headers", {})
+        return self.c.request(method, path, headers=headers, **kw)
+
+    def __getattr__(self, method: str) -> Any:
+        def call(path: str, who: str | None = None, **kw: Any) -> Any:
+            headers = self.h(who) | kw.pop("headers", {})
+            return getattr(self.c, method)(path, headers=headers, **kw)
+
+        return call
+
+    def wait(self, job: dict[str, Any], who: str) -> dict[str, Any]:
+        self.c.app.state.jobs.wait(job["id"], timeout=300)  # type: ignore[attr-defined]
+        return self.get(f"/v1/jobs/{job['id']}", who).json()  # type: ignore[no-any-return]
+
+    def upload(self, folder: Path) -> dict[str, Any]:
+        return {
+            "envelope": ("envelope.json", (folder / "envelope.json").read_bytes()),
+            "items": ("items.csv", (folder / "items.csv").read_bytes()),
+        }
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory, _master_template: Template) -> Iterator[Api]:
+    root = tmp_path_factory.mktemp("api")
+    ws, people = copy_template(_master_template, root)
+    rules.register_parties(ws, people.admin, "irc-6103-i-2")
+    for seed in (2, 3):
+        requests_svc.generate(ws, people.admin, "irc-6103-i-2", 150, seed, root / f"req-{seed}")
+    tokens = {n: sessions.login(ws, n, PASSWORD) for n in ROLES[:5]}
+    tokens["requester"] = users.key(ws, people.admin, "requester")["key"]
+    users.confirm(ws, people.second_admin, "requester")
+    staff_mod.add(people, "other-agency", ["requester"], agency="U.S. Department of Labor")
+    tokens["other-agency"] = users.key(ws, people.admin, "other-agency")["key"]
+    users.confirm(ws, people.second_admin, "other-agency")
+    home, url = ws.home, str(ws.engine.url)
+    ws.close()
+    with TestClient(create_app(home, url), client=("203.0.113.9", 50000)) as client:
+        yield Api(client, tokens, root)
+
+
+def _problem(r: Any, status: int, code: str) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    assert body["code"] == code and body["status"] == status and body["type"].endswith(code)
+    return body  # type: ignore[no-any-return]
+
+
+def test_schema_is_openapi_31_with_examples(api: Api) -> None:
+    schema = api.get("/v1/openapi.json").json()
+    assert schema["openapi"].startswith("3.1")
+    ours = {k: v for k, v in schema["components"]["schemas"].items() if "ValidationError" not in k}
+    assert ours and all("examples" in v for v in ours.values()), [
+        k for k, v in ours.items() if "examples" not in v
+    ]
+    assert "HTTPBearer" in schema["components"]["securitySchemes"]
+
+
+def test_errors_are_problem_details_without_values(api: Api) -> None:
+    r = api.get("/v1/requests")
+    _problem(r, 401, "not_signed_in")
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    made_up = {"Authorization": "Bearer made-up"}
+    _problem(api.get("/v1/requests", headers=made_up), 401, "not_signed_in")
+    _problem(api.get("/v1/no-such-route"), 404, "not_found")
+    _problem(api.put("/v1/health"), 405, "method_not_allowed")
+    secret = "123-45-6789 JOHN Q PUBLIC"
+    r = api.post("/v1/sessions", json={"name": 7, "password": [secret]})
+    body = _problem(r, 422, "bad_argument")
+    assert secret not in r.text and body["problems"]
+    r = api.post("/v1/requests", "requester", content=secret, headers={"content-type": "text/x"})
+    _problem(r, 415, "unsupported_media_type")
+    assert secret not in r.text
+    assert api.get("/v1/problems/self_approval").json()["status"] == 403
+
+
+def test_sign_in_throttled_per_account_and_per_address(api: Api) -> None:
+    r = api.post("/v1/sessions", json={"name": "auditor", "password": PASSWORD})
+    assert r.status_code == 201 and r.json()["token"]
+    who = api.get("/v1/whoami", headers={"Authorization": f"Bearer {r.json()['token']}"})
+    assert who.json()["roles"] == ["auditor"]
+    # one address trying many names is throttled like one name tried many times
+    codes = [
+        api.post("/v1/sessions", json={"name": f"nobody-{i}", "password": "x"}).status_code
+        for i in range(8)
+    ]
+    assert codes[0] == 401 and codes[-1] == 429
+    r = api.post("/v1/sessions", json={"name": "auditor", "password": PASSWORD})
+    body = _problem(r, 429, "locked")
+    assert int(r.headers["retry-after"]) > 0 and "address" in body["detail"]
+    other = TestClient(api.c.app, client=("198.51.100.7", 40000))
+    assert other.post("/v1/sessions", json={"name": "auditor", "password": PASSWORD}).is_success
+
+
+# route -> the action the core checks (what the role x route matrix expects)
+ROUTES = {
+    ("GET", "/v1/requests"): "requests.list",
+    ("GET", "/v1/requests/{id}"): "requests.read",
+    ("GET", "/v1/requests/{id}/next"): "requests.read",
+    ("POST", "/v1/requests/{id}/withdraw"): "withdraw",
+    ("GET", "/v1/requests/{id}/response"): "response.download",
+    ("GET", "/v1/requests/{id}/response.csv"): "response.download",
+    ("POST", "/v1/requests/{id}/process"): "process",
+    ("POST", "/v1/requests/{id}/train"): "match.train",
+    ("POST", "/v1/requests/{id}/release"): "release",
+    ("GET", "/v1/requests/{id}/outcomes"): "outcomes",
+    ("GET", "/v1/requests/{id}/items/{item}"): "explain",
+    ("GET", "/v1/requests/{id}/review"): "review.read",
+    ("GET", "/v1/requests/{id}/review/groups"): "review.read",
+    ("POST", "/v1/requests/{id}/review"): "review.resolve",
+    ("POST", "/v1/requests/{id}/prepare"): "prepare",
+    ("POST", "/v1/requests/{id}/approve"): "approve",
+    ("GET", "/v1/jobs"): "jobs.read",
+    ("GET", "/v1/jobs/{job}"): "jobs.read",
+    ("DELETE", "/v1/jobs/{job}"): "jobs.cancel",
+    ("GET", "/v1/whoami"): "session",
+    ("DELETE", "/v1/sessions/current"): "session",
+    ("POST", "/v1/requests"): "submit",
+}
+OPEN_ROUTES = {
+    ("GET", "/v1/health"),
+    ("GET", "/v1/problems/{code}"),
+    ("GET", "/v1/ledger/checkpoint"),
+    ("GET", "/v1/ledger/tile/{path}"),
+    ("POST", "/v1/sessions"),
+}
+
+
+def test_every_route_is_in_the_matrix(api: Api) -> None:
+    paths = api.get("/v1/openapi.json").json()["paths"]
+    found = {
+        (method.upper(), p.replace("{request_id}", "{id}").replace("{item_id}", "{item}"))
+        for p, ops in paths.items()
+        for method in ops
+    }
+    found = {(m, p.replace("{job_id}", "{job}").replace("{path:path}", "{path}")) for m, p in found}
+    assert found == set(ROUTES) | OPEN_ROUTES
+
+
+def test_role_by_route_matrix(api: Api) -> None:
+    """Every role on every route: refused with `forbidden` exactly where the action table
+    says so, and never a server error. (A role may still meet a state or not-found problem.)"""
+    sub = api.post("/v1/requests", "requester", files=api.upload(api.root / "req-3"))
+    rid = sub.json()["request_id"]
+    bodies = {
+        "withdraw": {"json": {"reason": "matrix"}},
+        "review.resolve": {"json": {"decision": "withhold", "reason": "matrix"}},
+        "submit": {"files": api.upload(api.root / "req-3")},
+    }
+    for (method, path), action in ROUTES.items():
+        if action == "session":
+            continue
+        url = path.format(id=rid, item="item-0000001", job="job-0000000000000000")
+        for who in ROLES:
+            if action in ("withdraw", "submit") and who == "requester":
+                continue  # would change the request the other rows use
+            r = api.request(method, url, who, **bodies.get(action, {}))
+            assert r.status_code < 500, (method, path, who, r.text)
+            allowed = ROLE_OF.get(who, who) in ACTIONS[action]
+            if not allowed:
+                _problem(r, 403, "forbidden")
+            elif r.headers.get("content-type", "").startswith("application/problem+json"):
+                assert r.json()["code"] != "forbidden", (method, path, who)
+    # another agency's request does not exist for a requester key
+    _problem(api.get(f"/v1/requests/{rid}", "other-agency"), 404, "unknown_request")
+
+
+def test_idempotency_keys(api: Api) -> None:
+    files = api.upload(api.root / "req-2")
+    key = {"Idempotency-Key": "order-2026-11-30-0001"}
+    first = api.post("/v1/requests", "requester", files=files, headers=key)
+    assert first.status_code == 201 and first.headers["location"].endswith(
+        first.json()["request_id"]
+    )
+    again = api.post("/v1/requests", "requester", files=files, headers=key)
+    assert again.json() == first.json()
+    other = api.upload(api.root / "req-3")
+    _problem(
+        api.post("/v1/requests", "requester", files=other, headers=key),
+        422,
+        "idempotency_key_reused",
+    )
+    # without a key, the same content is recognised as a duplicate (200)
+    dup = api.post("/v1/requests", "requester", files=files)
+    assert dup.status_code == 200 and dup.json()["duplicate"] is True
+
+
+def test_main_job_over_http_and_ledger_verified_from_tiles(api: Api) -> None:
+    """An agency key submits (JSON, items inline); an officer processes through a job,
+    resolves review by group, prepares; an approver approves; the officer releases through a
+    job; the agency downloads; an outsider verifies the live log from its tiles."""
+    import csv
+
+    folder = api.root / "req-2"
+    with open(folder / "items.csv", newline="") as fh:
+        items = [dict(r) for r in csv.DictReader(fh)][:60]
+    import json
+
+    envelope = json.loads((folder / "envelope.json").read_text())
+    r = api.post("/v1/requests", "requester", json={"envelope": envelope, "items": items})
+    assert r.status_code == 201, r.text
+    rid = r.json()["request_id"]
+    assert api.wait(api.post(f"/v1/requests/{rid}/train", "officer").json(), "officer")[
+        "state"
+    ] == ("succeeded")
+    started = api.post(f"/v1/requests/{rid}/process", "officer")
+    assert started.status_code == 202 and started.headers["location"].startswith("/v1/jobs/")
+    done = api.wait(started.json(), "officer")
+    assert done["state"] == "succeeded" and done["progress"]["stage"]
+    _problem(api.get(f"/v1/jobs/{done['id']}", "approver"), 404, "unknown_job")
+    for g in api.get(f"/v1/requests/{rid}/review/groups", "officer").json():
+        body = {"decision": "withhold", "reason": "not established", "group": g["group"]}
+        assert api.post(f"/v1/requests/{rid}/review", "officer", json=body).is_success
+    page = api.get(f"/v1/requests/{rid}/outcomes?outcome=DISCLOSE&limit=5", "officer").json()
+    assert page["total"] > 0 and len(page["items"]) <= 5
+    item = page["items"][0]["item_id"]
+    assert api.get(f"/v1/requests/{rid}/items/{item}", "auditor").json()["outcome"] == "DISCLOSE"
+    assert api.post(f"/v1/requests/{rid}/prepare", "officer").is_success
+    _problem(api.post(f"/v1/requests/{rid}/approve", "officer"), 403, "forbidden")
+    assert api.post(f"/v1/requests/{rid}/approve", "approver").is_success
+    _problem(api.get(f"/v1/requests/{rid}/response", "requester"), 409, "not_released")
+    released = api.wait(api.post(f"/v1/requests/{rid}/release", "officer").json(), "officer")
+    assert released["state"] == "succeeded", released
+    response = api.get(f"/v1/requests/{rid}/response", "requester")
+    assert response.status_code == 200
+    doc = response.json()
+    assert doc["counts"]["disclosed"] == page["total"] and doc["checkpoint"]
+    assert api.get(f"/v1/requests/{rid}/response.csv", "requester").text.startswith('"item_id"')
+    _problem(api.get(f"/v1/requests/{rid}/response", "other-agency"), 404, "unknown_request")
+
+    # An outsider: the checkpoint, then every tile, recomputes the signed root.
+    note = api.get("/v1/ledger/checkpoint").content
+    vkey = ledger_svc_vkey(api)
+    cp, _ = open_checkpoint(note, Verifier.parse(vkey))
+    entries: list[bytes] = []
+    for n, width in tiles.tiles_for(cp.size, 0):
+        t = api.get("/v1/ledger/" + tiles.tile_path("entries", n, width))
+        assert t.status_code == 200
+        if width == tiles.TILE_WIDTH:
+            assert "immutable" in t.headers["cache-control"]
+        entries += tiles.decode_bundle(t.content, width, "bundle")
+        hashes = api.get("/v1/ledger/" + tiles.tile_path(0, n, width)).content
+        assert hashes == b"".join(leaf_hash(e) for e in entries[-width:])
+    leaves = [leaf_hash(e) for e in entries]
+    assert root(memory_perfect(leaves), cp.size) == cp.root
+    _problem(api.get("/v1/ledger/tile/0/999.p/3"), 404, "not_found")
+    _problem(api.get("/v1/ledger/tile/0/../../etc"), 404, "not_found")
+
+
+def ledger_svc_vkey(api: Api) -> str:
+    ws = api.c.app.state.ws  # type: ignore[attr-defined]
+    from custodes.ledger.keys import load_signer
+
+    return load_signer(ws).verifier.vkey
+
+
+def test_suspension_stops_the_next_call(api: Api) -> None:
+    ws = api.c.app.state.ws  # type: ignore[attr-defined]
+    people = staff_mod.Staff(ws)
+    people.login("admin")
+    people.login("admin2")
+    people.callers["admin"], people.callers["admin2"] = people["admin"], people["admin2"]
+    staff_mod.add(people, "temp-officer", ["officer"])
+    elsewhere = TestClient(api.c.app, client=("192.0.2.44", 40000))  # not the throttled one
+    token = elsewhere.post("/v1/sessions", json={"name": "temp-officer", "password": PASSWORD})
+    api.tokens["temp-officer"] = token.json()["token"]
+    assert api.get("/v1/requests", "temp-officer").status_code == 200
+    users.suspend(ws, people["admin"], "temp-officer", "left the agency")
+    r = api.get("/v1/requests", "temp-officer")
+    assert r.status_code in (401, 403) and r.json()["code"] in ("suspended", "session_ended")
+
+
+def test_serve_refuses_a_public_address_without_tls(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from custodes.cli import app
+
+    r = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0", "--home", str(tmp_path)])
+    assert r.exit_code == 2 and "TLS" in r.output
+    shutil.rmtree(tmp_path, ignore_errors=True)
