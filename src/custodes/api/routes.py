@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from custodes import __version__
 from custodes.api import models as m
@@ -150,7 +151,13 @@ async def _stage(request: Request, folder: Path) -> str:
     sha = hashlib.sha256()
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
-        form = await request.form(max_files=2, max_fields=2)
+        try:
+            form = await request.form(max_files=2, max_fields=2)
+        except StarletteHTTPException:  # a malformed body, or more parts than the two files
+            raise InputError(
+                "Send exactly two files: 'envelope' and 'items' (multipart/form-data).",
+                code="bad_argument",
+            ) from None
         envelope, items = form.get("envelope"), form.get("items")
         if not (isinstance(envelope, UploadFile) and isinstance(items, UploadFile)):
             raise InputError(

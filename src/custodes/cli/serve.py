@@ -11,6 +11,20 @@ from custodes.cli.root import HomeOpt, app, guarded
 from custodes.errors import InputError
 
 
+def _check(host: str, home: object) -> None:
+    if host not in ("127.0.0.1", "::1", "localhost") and not os.environ.get(
+        "CUSTODES_BEHIND_TLS_PROXY"
+    ):
+        raise InputError(
+            f"Refusing to listen on {host} without TLS: run behind a TLS-terminating reverse "
+            "proxy and set CUSTODES_BEHIND_TLS_PROXY=1 (docs/api.md).",
+            code="bad_argument",
+        )
+    from custodes.services import workspace as ws_svc
+
+    ws_svc.open_workspace(home).close()  # type: ignore[arg-type]  # a clear error now
+
+
 @app.command()
 def serve(
     host: Annotated[
@@ -26,17 +40,7 @@ def serve(
     import uvicorn
 
     with guarded(False):
-        if host not in ("127.0.0.1", "::1", "localhost") and not os.environ.get(
-            "CUSTODES_BEHIND_TLS_PROXY"
-        ):
-            raise InputError(
-                f"Refusing to listen on {host} without TLS: run behind a TLS-terminating "
-                "reverse proxy and set CUSTODES_BEHIND_TLS_PROXY=1 (docs/api.md).",
-                code="bad_argument",
-            )
-        from custodes.services import workspace as ws_svc
-
-        ws_svc.open_workspace(home).close()  # a clear error now, not in every worker
+        _check(host, home)
     if home is not None:
         os.environ["CUSTODES_HOME"] = str(home)
     uvicorn.run(
