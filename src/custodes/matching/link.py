@@ -356,6 +356,8 @@ def decide(
                r.suffix AS r_suffix, m.suffix AS m_suffix, r.tin AS r_tin, m.tin AS m_tin,
                r.last AS r_last, m.last AS m_last, m.hh_key,
                coalesce(r.middle = m.middle, FALSE) AS middle_exact,
+               -- middle names (or initials) that say another person
+               coalesce(left(r.middle, 1) <> left(m.middle, 1), FALSE) AS middle_conflict,
                r.first = m.first AS first_exact,
                EXISTS (SELECT 1 FROM nick WHERE nick.a = r.first AND nick.b = m.first)
                  AS first_nick,
@@ -440,15 +442,18 @@ def decide(
             -- a date of birth one keystroke off (a digit changed, two transposed) counts when
             -- the TIN agrees exactly; without the TIN, when it is less than a generation away
             -- and first name, surname and house agree with no namesake living there (a Jr/Sr
-            -- would be at the house)
+            -- would be at the house) and no middle name that says otherwise (two brothers
+            -- named JASON, six years apart, the younger not a filer: 5M x 1M, 2026-11-30)
             coalesce(dob_one_digit
                      AND (tin_exact
                           OR (abs(year(try_cast(r_dob AS DATE)) - year(try_cast(m_dob AS DATE)))
                                 < {t.generation_years}
                               AND first_exact AND last_agrees AND (addr_on_record OR same_house)
-                              AND NOT hh_generational)), FALSE) AS dob_typo,
+                              AND NOT hh_generational AND NOT middle_conflict)), FALSE)
+              AS dob_typo,
             -- a close first name that is nobody's name (not a sibling's JOAN for JOHN)
             coalesce(first_fuzzy AND NOT first_is_a_name AND dob_exact AND last_agrees
+                     AND NOT middle_conflict
                      AND (length(r_first) >= 5 AND first_edits <= 2 OR first_jw >= {jw}),
                      FALSE) AS first_misspelt
           FROM g)
@@ -511,7 +516,8 @@ def decide(
             -- house. A date of birth that differs needs the TIN exact, first name, surname and
             -- house, less than a generation between the dates (a Jr/Sr with the other's TIN on
             -- the list) and no namesake at the house.
-            person_agree >= 2 AND person_conflict = 1
+            -- Nothing is outweighed against a middle name that says another person.
+            person_agree >= 2 AND person_conflict = 1 AND NOT middle_conflict
               AND CASE WHEN dob_conflict
                        THEN tin_exact AND first_ok AND last_agrees
                             AND (addr_on_record OR same_house) AND NOT hh_generational
