@@ -230,6 +230,9 @@ REGISTRY: dict[str, Code] = {
         witness_refused="Witness refused",
         password_by_enrolment="Staff set their own password",
         bad_report="Not a custodes report",
+        bad_incident="Incident not valid",
+        no_bodies="Export without event bodies",
+        bad_export="Export not readable",
         bad_item_identification="Identified record not acceptable",
         personal_data="Personal data refused",
     ),
@@ -320,6 +323,8 @@ REGISTRY: dict[str, Code] = {
         idempotency_mismatch="Idempotency key reused",
         idempotency_in_progress="Request still in progress",
         job_finished="Job already finished",
+        incident_done="Incident already reported or closed",
+        incident_not_reported="Incident not reported yet",
     ),
     **_codes(
         IntegrityError,

@@ -65,6 +65,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "reports.person": ("auditor", "officer"),
     "incident.open": ("auditor", "officer", "administrator"),
     "incident.close": ("auditor",),
+    "incident.read": ("auditor", "officer", "administrator"),
     "jobs.read": ("officer", "approver", "auditor", "administrator", "rule_steward"),
     "jobs.cancel": ("officer", "approver", "administrator", "rule_steward"),
     "session": ROLES,

@@ -12,7 +12,13 @@ from custodes.services import audit as svc
 
 audit_app = group("audit", "What auditors look for (inspection trail).")
 
-FINDINGS = ("without_open_request", "sensitive", "volume_spikes", "actions_by_suspended_users")
+FINDINGS = (
+    "without_open_request",
+    "sensitive",
+    "volume_spikes",
+    "actions_by_suspended_users",
+    "incidents_overdue",
+)
 
 
 @audit_app.command("inspections")
@@ -27,7 +33,8 @@ def audit_inspections(
     json_out: JsonOpt = False,
 ) -> None:
     """Inspections not tied to a candidate of an open request, of sensitive records, volume
-    spikes per user, and any action by a suspended user (which must be none)."""
+    spikes per user, any action by a suspended user (which must be none), and incidents whose
+    24-hour report is overdue."""
 
     def view(rep: dict[str, Any]) -> None:
         render.kv(

@@ -6,6 +6,7 @@ from custodes.cli import (  # noqa: F401 - importing a module registers its comm
     ledger,
     matching,
     records,
+    reports,
     requests,
     rules,
     serve,

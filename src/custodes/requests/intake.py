@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import re
 import secrets
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -262,6 +263,12 @@ def submit(call: Call, folder: Path) -> Submission:
                             "content_sha256": c.content_sha256,
                             "items": c.table.num_rows,
                             "dob_warnings": c.warnings_total,
+                            # What the accounting of disclosures needs (IRM 11.3.37): the
+                            # periods and fields asked for, and the reason by its hash (the
+                            # agency's free text could name someone).
+                            "taxable_periods": _ints(env.get("taxable_periods")),
+                            "fields_requested": _texts(env.get("fields_requested")),
+                            "reason_sha256": text_sha256(env.get("reason")),
                         },
                     )
                 ],
@@ -280,6 +287,23 @@ def submit(call: Call, folder: Path) -> Submission:
         c.warnings,
         c.warnings_total,
     )
+
+
+def _ints(value: Any) -> list[int]:
+    return [v for v in value if isinstance(v, int)] if isinstance(value, list) else []
+
+
+def _texts(value: Any) -> list[str]:
+    """Field names only (lower-case identifiers): anything else an agency wrote stays out of
+    the ledger."""
+    if not isinstance(value, list):
+        return []
+    return [v for v in value if isinstance(v, str) and re.fullmatch(r"[a-z][a-z0-9_]{0,63}", v)]
+
+
+def text_sha256(value: Any) -> str:
+    """The hash the ledger keeps of a free text (a reason): SHA-256 of its UTF-8, stripped."""
+    return hashlib.sha256(str(value or "").strip().encode()).hexdigest()
 
 
 def listing(ws: Workspace, agency: str | None = None) -> list[dict[str, object]]:

@@ -301,6 +301,7 @@ def lint(folder: Path) -> tuple[RuleSet | None, list[LintProblem]]:
             doc.get("approvals", {}),
             bool(doc.get("court_order_required")),
             doc.get("note", ""),
+            bool(doc.get("law_enforcement")),
         )
     if not provisions:
         problems.append(LintProblem(str(folder), None, "no provision files"))

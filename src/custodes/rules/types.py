@@ -43,6 +43,9 @@ class Provision:
     approvals: dict[str, Any]
     court_order_required: bool = False
     note: str = ""
+    # A disclosure to a law-enforcement agency for an enforcement activity: left out of the
+    # accounting the person concerned may see (5 U.S.C. 552a(c)(3), (b)(7)).
+    law_enforcement: bool = False
 
 
 @dataclass

@@ -27,4 +27,5 @@ OPEN = (
     "custodes.services.ledger.witness_server",
     "custodes.services.ledger.public_checkpoint",
     "custodes.services.ledger.public_tile",
+    "custodes.services.reports.verify",
 )

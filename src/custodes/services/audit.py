@@ -6,11 +6,15 @@ from typing import Any
 
 from custodes.access import CheckedCall, service
 from custodes.access.inspections import audit_inspections
+from custodes.reports.incidents import listing as incident_listing
 
 
 @service("audit")
 def inspections(call: CheckedCall, *, spike: int = 50) -> dict[str, Any]:
     """Inspections not tied to a candidate of an open request, of sensitive records, volume
-    spikes per user, and any action by a suspended user (which must be none)."""
+    spikes per user, any action by a suspended user (which must be none), and incidents whose
+    24-hour report is overdue."""
     with call.ws.engine.connect() as conn:
-        return audit_inspections(conn, spike=spike)
+        found = audit_inspections(conn, spike=spike)
+        found["incidents_overdue"] = [i for i in incident_listing(conn) if i["status"] == "overdue"]
+    return found

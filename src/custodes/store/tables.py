@@ -382,3 +382,23 @@ idempotency_keys = Table(
     Column("response", Text),  # JSON
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# Incidents: a suspected improper disclosure or inspection. Opening one starts the 24-hour
+# clock for the report to the inspector general and the Office of Safeguards (IRS Publication
+# 1075); its finding, once closed, marks the disclosures of its request as found improper.
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(16), nullable=False),  # disclosure, inspection
+    Column("request_id", String(32)),
+    Column("summary", Text, nullable=False),  # staff's words, in the store only (hash in ledger)
+    Column("opened_by", String(64), nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("reported_by", String(64)),
+    Column("reported_at", DateTime(timezone=True)),
+    Column("closed_by", String(64)),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("finding", String(16)),  # improper, unfounded
+)

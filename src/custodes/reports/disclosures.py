@@ -1,0 +1,292 @@
+"""The accounting of disclosures, the annual table for the Joint Committee on Taxation and one
+person's accounting, each computed from the ledger's event bodies alone.
+
+26 U.S.C. 6103(p)(3)(A) requires a standardized record of every disclosure; IRM 11.3.37 lists
+what it holds (date, the request's date and reason, the authority, the recipient, the nature of
+what was disclosed, the taxpayer). (p)(3)(C) requires the year's totals to be reported to the
+Joint Committee; 5 U.S.C. 552a(c) gives the person an accounting, except disclosures to law
+enforcement ((c)(3), (b)(7)).
+
+A disclosure here is one `disclosure` event (one person, one request); the other events give
+what it needs: `request.received` (when, periods, the reason's hash), `release.done` (the named
+recipients), `disclosure.recalled`, `master.imported` (which master file it came from) and
+`incident.closed` (a request later found improper).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from custodes.reports.document import Document, Table
+from custodes.reports.source import Entry
+
+# A request that names more than this many people is a bulk disclosure of master-file data
+# (a list matched by machine, as in 2025), as opposed to a disclosure about one case.
+BULK_ITEMS = 100
+
+ACCOUNTING_COLUMNS = [
+    ("disclosed_on", "Date of disclosure"),
+    ("request_id", "Request"),
+    ("requested_on", "Date of request"),
+    ("reason", "Reason for the request"),
+    ("provision", "Provision"),
+    ("subsection", "IRC 6103 subsection"),
+    ("agency", "Recipient agency"),
+    ("recipients", "Named recipients"),
+    ("fields", "Information disclosed"),
+    ("tax_periods", "Tax periods"),
+    ("source", "Source"),
+    ("record_id", "Taxpayer (record id)"),
+    ("bulk", "Bulk"),
+    ("item_id", "Item"),
+    ("ledger_index", "Ledger index"),
+    ("recall_id", "Recalled by"),
+    ("recalled_on", "Recalled on"),
+]
+
+JCT_COLUMNS = [
+    ("disclosure_to", "Disclosure To/For"),
+    ("subsection", "IRC 6103 subsection"),
+    ("bulk", "Bulk master-file data"),
+    ("other", "Other disclosures"),
+    ("total", "Total"),
+]
+
+PERSON_COLUMNS = [
+    ("disclosed_on", "Date of disclosure"),
+    ("agency", "Recipient agency"),
+    ("subsection", "Authority (IRC 6103)"),
+    ("fields", "Information disclosed"),
+    ("request_id", "Request"),
+    ("ledger_index", "Ledger index"),
+    ("recalled_on", "Recalled on"),
+]
+
+PRIVACY_ACT_NOTE = (
+    "Disclosures to law-enforcement agencies for an enforcement activity are withheld from "
+    "this accounting, as 5 U.S.C. 552a(c)(3) permits for disclosures under 552a(b)(7)."
+)
+
+
+def subsection(provision: str) -> str:
+    """`irc-6103-i-2` -> `(i)(2)`; an id of another shape is shown as it is."""
+    m = re.fullmatch(r"irc-6103-([a-z])((?:-[0-9a-z]+)*)", provision or "")
+    if not m:
+        return provision or ""
+    return f"({m.group(1)})" + "".join(f"({p})" for p in m.group(2).split("-")[1:])
+
+
+@dataclass
+class Ledgered:
+    """What the ledger says about disclosures, indexed for the reports."""
+
+    disclosures: list[Entry]
+    received: dict[str, dict[str, Any]]
+    recipients: dict[str, list[str]]
+    recalled: dict[tuple[str, str], Entry]
+    improper: dict[str, str]  # request id -> incident id that found it improper
+    masters: list[tuple[int, str]]  # (ledger index, master sha256) in order
+
+
+def read(entries: Iterable[Entry]) -> Ledgered:
+    led = Ledgered([], {}, {}, {}, {}, [])
+    for e in entries:
+        b = e.body
+        t = e.type
+        if t == "disclosure":
+            led.disclosures.append(e)
+        elif t == "request.received":
+            led.received[b["request_id"]] = b
+        elif t == "release.done":
+            led.recipients[b["request_id"]] = list(b.get("recipients") or [])
+        elif t == "disclosure.recalled":
+            led.recalled[(b["request_id"], b.get("item_id"))] = e
+        elif t == "master.imported":
+            led.masters.append((e.idx, str(b.get("master_sha256", ""))))
+        elif t == "incident.closed" and b.get("finding") == "improper" and b.get("request_id"):
+            led.improper[b["request_id"]] = b.get("incident_id", "")
+    return led
+
+
+def _source(led: Ledgered, idx: int) -> str:
+    sha = ""
+    for i, s in led.masters:
+        if i > idx:
+            break
+        sha = s
+    return f"master file {sha[:12]}" if sha else "master file"
+
+
+def accounting_rows(
+    led: Ledgered,
+    *,
+    year: int | None = None,
+    agency: str | None = None,
+    provision: str | None = None,
+    record_id: str | None = None,
+) -> list[dict[str, Any]]:
+    rows = []
+    for e in led.disclosures:
+        b = e.body
+        when = e.time
+        if year is not None and when.year != year:
+            continue
+        if agency is not None and b.get("agency") != agency:
+            continue
+        if provision is not None and b.get("provision") != provision:
+            continue
+        if record_id is not None and b.get("record_id") != record_id:
+            continue
+        req = led.received.get(b["request_id"], {})
+        recall = led.recalled.get((b["request_id"], b.get("item_id")))
+        rows.append(
+            {
+                "disclosed_on": when.date().isoformat(),
+                "request_id": b["request_id"],
+                "requested_on": req["time"][:10] if req else None,
+                "reason": None,  # the request's own words: filled in from the store
+                "reason_sha256": req.get("reason_sha256"),
+                "provision": b.get("provision"),
+                "subsection": subsection(b.get("provision", "")),
+                "agency": b.get("agency"),
+                "recipients": led.recipients.get(b["request_id"], []),
+                "fields": list(b.get("fields") or []),
+                "tax_periods": list(req.get("taxable_periods") or []),
+                "source": _source(led, e.idx),
+                "record_id": b.get("record_id"),
+                "bulk": int(req.get("items") or 0) > BULK_ITEMS,
+                "item_id": b.get("item_id"),
+                "ledger_index": e.idx,
+                "recall_id": recall.body.get("recall_id") if recall else None,
+                "recalled_on": recall.time.date().isoformat() if recall else None,
+            }
+        )
+    return rows
+
+
+def accounting(
+    led: Ledgered,
+    *,
+    year: int | None = None,
+    agency: str | None = None,
+    provision: str | None = None,
+) -> Document:
+    rows = accounting_rows(led, year=year, agency=agency, provision=provision)
+    recalled = sum(1 for r in rows if r["recall_id"])
+    return Document(
+        "accounting",
+        "Accounting of disclosures (26 U.S.C. 6103(p)(3)(A))",
+        {"year": year, "agency": agency, "provision": provision},
+        [Table("Disclosures", ACCOUNTING_COLUMNS, rows)],
+        figures={
+            "disclosures": len(rows),
+            "requests": len({r["request_id"] for r in rows}),
+            "taxpayers": len({r["record_id"] for r in rows}),
+            "recalled": recalled,
+            "bulk": sum(1 for r in rows if r["bulk"]),
+        },
+        notes=[
+            "One row per disclosure of one person's information. Recalled disclosures stay in "
+            "the accounting, marked with the recall.",
+            "The taxpayer is shown by the custodes record id; the TIN only in an authorised "
+            "view, which is an inspection.",
+            f"Bulk: the request named more than {BULK_ITEMS:,} people.",
+        ],
+    )
+
+
+def jct(led: Ledgered, *, year: int) -> Document:
+    """The year's volume of disclosures in the published layout, plus the counts the statute
+    also names, with footnotes for recalls and disclosures later found improper."""
+    rows = accounting_rows(led, year=year)
+    groups: dict[tuple[str, str], dict[str, Any]] = defaultdict(
+        lambda: {"bulk": 0, "other": 0, "total": 0, "recalled": 0, "improper": 0}
+    )
+    for r in rows:
+        g = groups[(r["agency"] or "", r["subsection"])]
+        g["bulk" if r["bulk"] else "other"] += 1
+        g["total"] += 1
+        g["recalled"] += bool(r["recall_id"])
+        g["improper"] += r["request_id"] in led.improper
+    table_rows = []
+    notes = []
+    for (to, sub), g in sorted(groups.items()):
+        marks = []
+        if g["recalled"]:
+            notes.append(f"{to} {sub}: {g['recalled']:,} of these disclosures were recalled.")
+            marks.append(len(notes))
+        if g["improper"]:
+            notes.append(
+                f"{to} {sub}: {g['improper']:,} of these disclosures were later found improper."
+            )
+            marks.append(len(notes))
+        table_rows.append(
+            {
+                "disclosure_to": to + "".join(f" [{m}]" for m in marks),
+                "subsection": sub,
+                "bulk": g["bulk"],
+                "other": g["other"],
+                "total": g["total"],
+            }
+        )
+    total = {
+        "disclosure_to": "Total",
+        "subsection": "",
+        "bulk": sum(r["bulk"] for r in table_rows),
+        "other": sum(r["other"] for r in table_rows),
+        "total": sum(r["total"] for r in table_rows),
+    }
+    reasons = {
+        led.received.get(r["request_id"], {}).get("reason_sha256") or r["request_id"] for r in rows
+    }
+    return Document(
+        "jct",
+        f"Volume of disclosures required to be accounted for pursuant to 26 USC 6103(p)(3)(A), "
+        f"calendar year {year}",
+        {"year": year},
+        [Table("Disclosures", JCT_COLUMNS, table_rows, total)],
+        figures={
+            "disclosures": len(rows),
+            "requests": len({r["request_id"] for r in rows}),
+            "taxpayers": len({r["record_id"] for r in rows}),
+            "purposes": len(reasons),
+            "recalled": sum(g["recalled"] for g in groups.values()),
+            "improper": sum(g["improper"] for g in groups.values()),
+        },
+        notes=[
+            *notes,
+            f"Bulk master-file data: disclosures answering a request that named more than "
+            f"{BULK_ITEMS:,} people.",
+            "Purposes: distinct reasons stated in the requests (compared by their hash).",
+        ],
+    )
+
+
+def person(
+    led: Ledgered, record_id: str, *, withheld_provisions: set[str], privacy_act: bool
+) -> Document:
+    """Every disclosure of one person's information; the Privacy Act view leaves out the
+    disclosures to law enforcement and says so."""
+    rows = accounting_rows(led, record_id=record_id)
+    notes = []
+    if privacy_act:
+        rows = [r for r in rows if r["provision"] not in withheld_provisions]
+        notes.append(PRIVACY_ACT_NOTE)
+    else:
+        notes.append(
+            "Full accounting for the agency's own use; the person concerned receives the "
+            "Privacy Act view, which withholds disclosures to law enforcement (5 U.S.C. "
+            "552a(c)(3))."
+        )
+    return Document(
+        "person",
+        "Accounting of disclosures of one person's information",
+        {"record_id": record_id, "view": "privacy_act" if privacy_act else "full"},
+        [Table("Disclosures", PERSON_COLUMNS, rows)],
+        figures={"disclosures": len(rows)},
+        notes=notes,
+    )

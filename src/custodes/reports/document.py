@@ -1,0 +1,170 @@
+"""A report as data (tables, key figures, charts, notes) and its files: CSV and JSON for data,
+HTML with charts for reading, PDF for filing.
+
+One shape for every report, so that each format is written once and `report verify` can read a
+CSV or JSON report back and compare it, figure by figure, with a recomputation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from custodes.store.files import csv_bytes
+
+FORMATS = (".csv", ".json", ".html", ".pdf")
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[tuple[str, str]]  # (key, label)
+    rows: list[dict[str, Any]]
+    total: dict[str, Any] | None = None  # a last row of totals, keyed like the rows
+
+
+@dataclass
+class Chart:
+    """A bar chart (labels along the bottom, one value each). `alt` is its text alternative."""
+
+    title: str
+    labels: list[str]
+    values: list[float]
+    xlabel: str
+    ylabel: str
+    alt: str
+
+
+@dataclass
+class Document:
+    kind: str  # accounting, jct, person, request, recalls, safeguards, incident
+    title: str
+    parameters: dict[str, Any]
+    tables: list[Table]
+    figures: dict[str, Any] = field(default_factory=dict)  # key figures, by name
+    notes: list[str] = field(default_factory=list)
+    charts: list[Chart] = field(default_factory=list)
+    ledger_size: int | None = None  # the events it was computed from: indexes below this
+    generated_at: str = field(
+        default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        for t in doc["tables"]:
+            t["columns"] = [{"key": k, "label": label} for k, label in t["columns"]]
+        return doc
+
+
+def us_count(v: Any) -> str:
+    return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
+
+def us_date(v: Any) -> str:
+    """ISO dates and times as US readers write them (MM/DD/YYYY); anything else unchanged."""
+    if isinstance(v, str) and len(v) >= 10 and v[4] == "-" and v[7] == "-":
+        try:
+            d = dt.date.fromisoformat(v[:10])
+        except ValueError:
+            return v
+        return d.strftime("%m/%d/%Y") + (f" {v[11:16]} UTC" if len(v) > 10 else "")
+    return v
+
+
+# Numbers that are names, not quantities: never written with thousands separators.
+IDENTIFIERS = frozenset({"year", "ledger_index", "tax_periods", "ledger_size"})
+
+
+def cell(v: Any, key: str = "") -> str:
+    if key in IDENTIFIERS and isinstance(v, int):
+        return str(v)
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, list):
+        return "; ".join(str(x) for x in v)
+    return us_date(us_count(v))
+
+
+def encode(doc: Document, kind: str) -> bytes:
+    if kind == ".json":
+        return (json.dumps(doc.to_json(), indent=1, ensure_ascii=False) + "\n").encode()
+    if kind == ".csv":
+        return _csv(doc.tables[0])
+    if kind == ".html":
+        from custodes.reports.html import render_html
+
+        return render_html(doc).encode()
+    from custodes.reports.pdf import render_pdf
+
+    return render_pdf(doc)
+
+
+def _csv(t: Table) -> bytes:
+    """The report's main table, machine-readable (ISO dates, plain numbers, lists joined by
+    ';'); its total, if any, as a last row."""
+    rows = t.rows + ([t.total] if t.total else [])
+    keys = [k for k, _ in t.columns]
+
+    def text(v: Any) -> str | None:
+        if v is None:
+            return None
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        if isinstance(v, list):
+            return ";".join(str(x) for x in v)
+        return str(v)
+
+    table = pa.table({k: pa.array([text(r.get(k)) for r in rows], pa.string()) for k in keys})
+    return csv_bytes(table)
+
+
+def chart_svg(c: Chart) -> str:
+    return _plot(c, "svg").decode()
+
+
+def chart_png(c: Chart) -> bytes:
+    return _plot(c, "png")
+
+
+def _plot(c: Chart, fmt: str) -> bytes:
+    """Bars in one dark grey with hatching and values written on them: readable in greyscale
+    and without colour vision."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=110)
+    try:
+        bars = ax.bar(
+            range(len(c.values)), c.values, color="#3d4551", hatch="//", edgecolor="white"
+        )
+        ax.set_xticks(
+            range(len(c.labels)),
+            c.labels,
+            rotation=30 if len(c.labels) > 6 else 0,
+            ha="right" if len(c.labels) > 6 else "center",
+            fontsize=8,
+        )
+        ax.set_xlabel(c.xlabel)
+        ax.set_ylabel(c.ylabel)
+        ax.set_title(c.title, fontsize=10)
+        ax.bar_label(
+            bars,
+            labels=[us_count(int(v)) if float(v).is_integer() else f"{v:.2f}" for v in c.values],
+            fontsize=7,
+        )
+        ax.spines[["top", "right"]].set_visible(False)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, metadata={"Date": None} if fmt == "svg" else None)
+        return buf.getvalue()
+    finally:
+        plt.close(fig)

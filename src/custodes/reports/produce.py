@@ -1,0 +1,307 @@
+"""Making a report from the ledger, writing it as a recorded file, and checking a report file
+against an exported ledger.
+
+Every report file custodes writes is a ledger event (`report.generated`: who, which report, its
+parameters, the ledger size it was computed from, the file's SHA-256). `verify` finds that event
+in an export by the file's hash, recomputes the report from the export's event bodies with the
+same parameters and the same events, and compares every row and figure, naming each one that
+disagrees.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from custodes.access.sessions import record as record_access
+from custodes.decisions.exports import file_kind
+from custodes.errors import InputError, fail
+from custodes.ledger import log
+from custodes.ledger.events import Event
+from custodes.reports import disclosures as disc
+from custodes.reports.document import FORMATS, Document, encode
+from custodes.reports.source import Entry, from_export, from_store
+from custodes.requests.format import item_id_ok
+from custodes.requests.intake import text_sha256
+from custodes.rules.types import RuleSet
+from custodes.store.files import out_file, write_new
+from custodes.store.tables import requests
+from custodes.workspace import Call, Workspace
+
+# Reports that `verify` recomputes from an export (their every figure comes from event bodies).
+VERIFIABLE = ("accounting", "jct")
+
+
+def snapshot(ws: Workspace) -> tuple[int, list[Entry]]:
+    """The ledger's size now and its reported events below that size: a report computed from
+    these is recomputed from an export by the same cut, whatever was appended meanwhile."""
+    with ws.engine.connect() as conn:
+        size = log.state(conn).size
+    return size, from_store(ws, before=size)
+
+
+def compute(kind: str, params: dict[str, Any], entries: list[Entry]) -> Document:
+    led = disc.read(entries)
+    if kind == "accounting":
+        return disc.accounting(
+            led,
+            year=params.get("year"),
+            agency=params.get("agency"),
+            provision=params.get("provision"),
+        )
+    if kind == "jct":
+        return disc.jct(led, year=int(params["year"]))
+    raise fail("bad_report", f"A '{kind}' report is not recomputed from the ledger.")
+
+
+def with_reasons(ws: Workspace, doc: Document) -> Document:
+    """Fill in each request's stated reason (the agency's words, kept in the store; the ledger
+    holds its hash, which `verify` checks)."""
+    ids = {r["request_id"] for t in doc.tables for r in t.rows if "reason" in r}
+    reasons: dict[str, str] = {}
+    for rid in ids:
+        path = ws.request_folder(rid) / "envelope.json"
+        try:
+            reasons[rid] = str(json.loads(path.read_text(encoding="utf-8-sig")).get("reason", ""))
+        except (OSError, ValueError):
+            reasons[rid] = ""
+    for t in doc.tables:
+        for r in t.rows:
+            if "reason" in r:
+                r["reason"] = reasons.get(r["request_id"])
+    return doc
+
+
+def write(call: Call, doc: Document, out: Path | None) -> dict[str, Any]:
+    """The report as a file (format by extension), recorded in the ledger; without `out`, the
+    report itself for the face to show (also recorded: who looked at what)."""
+    data, digest, fmt = None, None, None
+    if out is not None:
+        fmt = file_kind(out, FORMATS)
+        out_file(out)
+        data = encode(doc, fmt)
+        write_new(out, data)
+        digest = hashlib.sha256(data).hexdigest()
+    params = {k: v for k, v in doc.parameters.items() if k != "record_id"}
+    with call.transaction() as conn:
+        log.append(
+            conn,
+            [
+                Event(
+                    "report.generated",
+                    actor=call.actor,
+                    request_id=doc.parameters.get("request_id"),
+                    record_id=doc.parameters.get("record_id"),
+                    data={
+                        "report": doc.kind,
+                        "parameters": params,
+                        "ledger_size": doc.ledger_size,
+                        "format": fmt,
+                        "sha256": digest,
+                        "rows": len(doc.tables[0].rows) if doc.tables else 0,
+                    },
+                )
+            ],
+        )
+    result: dict[str, Any] = {
+        "report": doc.kind,
+        "out": str(out) if out else None,
+        "sha256": digest,
+        "document": doc.to_json(),
+    }
+    return result
+
+
+def person_inspection(call: Call, record_id: str, *, purpose: str, reference: str) -> None:
+    """A person's accounting shows everything disclosed about one person: an inspection, with
+    a stated purpose and the reference of the request it answers (the person's own request for
+    an accounting, or the case it serves), recorded whether allowed or refused."""
+    purpose = (purpose or "").strip()
+    refusal = None
+    if not item_id_ok(record_id or ""):
+        refusal = ("bad_record_id", "That is not a custodes record id (ids are opaque).")
+    elif len(purpose) < 10:
+        refusal = ("no_purpose", "State the purpose of the inspection (at least 10 characters).")
+    elif not item_id_ok(reference or ""):
+        refusal = (
+            "no_case",
+            "Name the request this accounting answers (--request: the person's request for an "
+            "accounting or the case it serves; letters, digits and . _ : -).",
+        )
+    with call.transaction() as conn:
+        record_access(
+            conn,
+            call.actor,
+            "reports.person",
+            refusal is None,
+            refusal[0] if refusal else None,
+            record_id=record_id if item_id_ok(record_id or "") else None,
+            purpose=purpose or None,
+        )
+        log.append(
+            conn,
+            [
+                Event(
+                    "record.inspected" if refusal is None else "record.inspection_refused",
+                    actor=call.actor,
+                    record_id=record_id if item_id_ok(record_id or "") else None,
+                    data={
+                        "what": "accounting_of_disclosures",
+                        "reference": reference if item_id_ok(reference or "") else None,
+                        "purpose_sha256": text_sha256(purpose),
+                        "refusal": refusal[0] if refusal else None,
+                    },
+                )
+            ],
+        )
+    if refusal is not None:
+        raise fail(refusal[0], refusal[1])
+
+
+def law_enforcement(rs: RuleSet) -> set[str]:
+    return {p.id for p in rs.provisions.values() if p.law_enforcement}
+
+
+def known_request(ws: Workspace, request_id: str) -> None:
+    with ws.engine.connect() as conn:
+        if (
+            not item_id_ok(request_id)
+            or conn.execute(select(requests.c.id).where(requests.c.id == request_id)).first()
+            is None
+        ):
+            raise fail("unknown_request", f"No request '{request_id}'.")
+
+
+# --- checking a report against an export ------------------------------------------------------
+
+
+def verify(report_file: Path, export: Path) -> dict[str, Any]:
+    """Recompute a CSV or JSON report from an exported ledger with bodies and compare."""
+    if not report_file.is_file():
+        raise fail("file_not_found", f"{report_file}: no such file.")
+    kind = file_kind(report_file, (".csv", ".json"))
+    data = report_file.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    entries = from_export(export)
+    made = next(
+        (e for e in entries if e.type == "report.generated" and e.body.get("sha256") == digest),
+        None,
+    )
+    if made is None:
+        raise InputError(
+            f"{report_file.name}: no report with this file's SHA-256 is recorded in the export "
+            "(an altered file, or an export older than the report).",
+            code="bad_report",
+        )
+    b = made.body
+    if b.get("report") not in VERIFIABLE:
+        raise InputError(
+            f"A '{b.get('report')}' report is not recomputed from the ledger; "
+            f"{' and '.join(VERIFIABLE)} reports are.",
+            code="bad_report",
+        )
+    size = int(b["ledger_size"])
+    doc = compute(b["report"], b.get("parameters") or {}, [e for e in entries if e.idx < size])
+    problems: list[str] = []
+    if kind == ".json":
+        try:
+            theirs = json.loads(data)
+        except ValueError:
+            raise InputError(f"{report_file.name}: not JSON.", code="bad_report") from None
+        _compare_figures(theirs.get("figures", {}), doc.figures, problems)
+        table = theirs["tables"][0]
+        their_rows = [_texts(r) for r in table["rows"]]
+        their_total = _texts(table["total"]) if table.get("total") else None
+    else:
+        their_rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+        their_total = their_rows.pop() if doc.tables[0].total and their_rows else None
+    _compare_rows(doc, their_rows, problems)
+    if doc.tables[0].total:
+        _compare_total(doc, their_total or {}, problems)
+    return {
+        "report": b["report"],
+        "parameters": b.get("parameters"),
+        "generated_by": b.get("actor"),
+        "generated_at": b.get("time"),
+        "ledger_index": made.idx,
+        "ledger_size": size,
+        "rows": len(doc.tables[0].rows),
+        "ok": not problems,
+        "problems": problems[:50],
+        "problems_total": len(problems),
+    }
+
+
+def _text(v: Any) -> str:
+    """A value as the CSV writes it (formula-neutralising apostrophe removed)."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, list):
+        return ";".join(str(x) for x in v)
+    return str(v)
+
+
+def _texts(row: dict[str, Any]) -> dict[str, str]:
+    return {k: _text(v) for k, v in row.items()}
+
+
+def _key(kind: str, row: dict[str, Any]) -> str:
+    if kind == "accounting":
+        return f"ledger index {row.get('ledger_index')}"
+    return f"{row.get('disclosure_to')} {row.get('subsection')}".strip()
+
+
+def _compare_rows(doc: Document, theirs: list[dict[str, str]], problems: list[str]) -> None:
+    t = doc.tables[0]
+    ours = {_key(doc.kind, r): r for r in t.rows}
+    seen = set()
+    if len(theirs) != len(t.rows):
+        problems.append(f"rows: the report has {len(theirs):,}, the ledger gives {len(t.rows):,}")
+    for r in theirs:
+        key = _key(doc.kind, r)
+        seen.add(key)
+        mine = ours.get(key)
+        if mine is None:
+            problems.append(f"{key}: in the report, not in the ledger")
+            continue
+        for col, label in t.columns:
+            got = str(r.get(col) or "").removeprefix("'")
+            if col == "reason":
+                want_hash = mine.get("reason_sha256")
+                if want_hash and text_sha256(got) != want_hash:
+                    problems.append(f"{key}: '{label}' is not the reason the request stated")
+                continue
+            want = _text(mine.get(col))
+            if got != want:
+                problems.append(
+                    f"{key}: '{label}' is {got or 'empty'} in the report, "
+                    f"{want or 'empty'} in the ledger"
+                )
+    for key in sorted(ours.keys() - seen):
+        problems.append(f"{key}: in the ledger, missing from the report")
+
+
+def _compare_total(doc: Document, theirs: dict[str, str], problems: list[str]) -> None:
+    t = doc.tables[0]
+    assert t.total is not None
+    for col, label in t.columns:
+        if isinstance(t.total.get(col), int) and theirs.get(col) != str(t.total[col]):
+            problems.append(
+                f"total '{label}': {theirs.get(col) or 'empty'} in the report, "
+                f"{t.total[col]} in the ledger"
+            )
+
+
+def _compare_figures(theirs: dict[str, Any], ours: dict[str, Any], problems: list[str]) -> None:
+    for name, want in ours.items():
+        got = theirs.get(name)
+        if got != want:
+            problems.append(f"figure '{name}': {got} in the report, {want} in the ledger")

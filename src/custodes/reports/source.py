@@ -1,0 +1,100 @@
+"""The ledger's event bodies, as the reports read them: from the workspace's store, or from
+an export with bodies (`custodes ledger export --bodies`) that an outsider holds.
+
+Reports are computed from these bodies and nothing else (apart from a request's own words, such
+as its reason, which the ledger holds as a hash), so that the same function recomputes a report
+from an export and every figure can be checked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from custodes.errors import InputError
+from custodes.ledger.note import NoteError, unb64
+from custodes.store.tables import ledger_events
+from custodes.workspace import Workspace
+
+# The event types the reports read; everything else (access rows, files, users) is skipped
+# when reading from the store, so a year of access events costs nothing here.
+REPORTED = (
+    "request.received",
+    "disclosure",
+    "release.done",
+    "disclosure.recalled",
+    "recall.certified",
+    "master.imported",
+    "incident.opened",
+    "incident.reported",
+    "incident.closed",
+    "report.generated",
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    idx: int
+    body: dict[str, Any]
+
+    @property
+    def type(self) -> str:
+        return str(self.body.get("type"))
+
+    @property
+    def time(self) -> dt.datetime:
+        return dt.datetime.fromisoformat(self.body["time"])
+
+
+def from_store(
+    ws: Workspace, *, before: int | None = None, request_id: str | None = None
+) -> list[Entry]:
+    """The reported events of the workspace's ledger (those before index `before`), or every
+    event about one request."""
+    q = select(ledger_events.c.idx, ledger_events.c.body).order_by(ledger_events.c.idx)
+    if request_id is not None:
+        q = q.where(ledger_events.c.request_id == request_id)
+    else:
+        q = q.where(ledger_events.c.type.in_(REPORTED))
+    if before is not None:
+        q = q.where(ledger_events.c.idx < before)
+    with ws.engine.connect() as conn:
+        return [Entry(r.idx, json.loads(r.body)) for r in conn.execute(q)]
+
+
+def from_export(folder: Path) -> list[Entry]:
+    """The reported events of an export's `bodies.jsonl` (an export made with bodies)."""
+    path = folder / "bodies.jsonl"
+    if not path.is_file():
+        raise InputError(
+            f"{folder}: no bodies.jsonl; a report is recomputed from an export with event "
+            "bodies ('custodes ledger export DIR --bodies', auditors only).",
+            code="no_bodies",
+        )
+    out = []
+    for lineno, line in enumerate(_lines(path), start=1):
+        try:
+            d = json.loads(line)
+            unb64(d["salt"], "salt")
+            body = json.loads(d["body"])
+            idx = int(d["idx"])
+        except (ValueError, KeyError, TypeError, NoteError):
+            raise InputError(
+                f"bodies.jsonl:{lineno}: not an event body line.", code="bad_export"
+            ) from None
+        if body.get("type") in REPORTED:
+            out.append(Entry(idx, body))
+    return sorted(out, key=lambda e: e.idx)
+
+
+def _lines(path: Path) -> Iterator[str]:
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield line

@@ -1,0 +1,174 @@
+"""Reports the law requires, computed from the ledger: the accounting of disclosures, the annual
+table for the Joint Committee on Taxation, one person's accounting, the request report, recalls,
+safeguards evidence; incidents and their 24-hour clock; and checking a report file against an
+exported ledger (no caller: anyone holding the export may check)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from custodes.access import CheckedCall, service
+from custodes.reports import disclosures as disc
+from custodes.reports import incidents as inc
+from custodes.reports import oversight, produce
+from custodes.reports.document import Document, Table
+from custodes.reports.request import request_report
+from custodes.reports.source import from_store
+from custodes.rules.active import in_force
+
+
+def _this_year() -> int:
+    return dt.datetime.now(dt.UTC).year
+
+
+@service("reports.read")
+def accounting(
+    call: CheckedCall,
+    *,
+    year: int | None = None,
+    agency: str | None = None,
+    provision: str | None = None,
+    out: Path | None = None,
+) -> dict[str, Any]:
+    """One row per disclosure (IRM 11.3.37's elements), recalled ones marked."""
+    size, entries = produce.snapshot(call.ws)
+    doc = produce.compute(
+        "accounting", {"year": year, "agency": agency, "provision": provision}, entries
+    )
+    doc.ledger_size = size
+    return produce.write(call, produce.with_reasons(call.ws, doc), out)
+
+
+@service("reports.read")
+def jct(call: CheckedCall, *, year: int | None = None, out: Path | None = None) -> dict[str, Any]:
+    """The year's disclosures in the Joint Committee's published layout, with footnotes."""
+    size, entries = produce.snapshot(call.ws)
+    doc = produce.compute("jct", {"year": year or _this_year()}, entries)
+    doc.ledger_size = size
+    return produce.write(call, doc, out)
+
+
+@service("reports.person")
+def person(
+    call: CheckedCall,
+    record_id: str,
+    *,
+    purpose: str,
+    request: str,
+    privacy_act: bool = False,
+    out: Path | None = None,
+) -> dict[str, Any]:
+    """Every disclosure of one person's information (an inspection: purpose and request
+    required, recorded); the Privacy Act view leaves out disclosures to law enforcement."""
+    produce.person_inspection(call, record_id, purpose=purpose, reference=request)
+    size, entries = produce.snapshot(call.ws)
+    doc = disc.person(
+        disc.read(entries),
+        record_id,
+        withheld_provisions=produce.law_enforcement(in_force(call.ws)),
+        privacy_act=privacy_act,
+    )
+    doc.ledger_size = size
+    return produce.write(call, doc, out)
+
+
+@service("reports.read")
+def request(call: CheckedCall, request_id: str, *, out: Path | None = None) -> dict[str, Any]:
+    """Checks with citations, match probabilities, review, the wrong-person bound, stages and
+    who did what, for one request (HTML with charts, PDF, or data)."""
+    produce.known_request(call.ws, request_id)
+    size, _ = produce.snapshot(call.ws)
+    events = [e for e in from_store(call.ws, request_id=request_id) if e.idx < size]
+    doc = request_report(call.ws, request_id, events, in_force(call.ws))
+    doc.ledger_size = size
+    return produce.write(call, doc, out)
+
+
+@service("reports.read")
+def recalls(call: CheckedCall, *, out: Path | None = None) -> dict[str, Any]:
+    """Every recall: affected disclosures, recipients, notices, certifications and overdue."""
+    size, entries = produce.snapshot(call.ws)
+    doc = oversight.recalls(entries)
+    doc.ledger_size = size
+    return produce.write(call, doc, out)
+
+
+@service("reports.read")
+def safeguards(
+    call: CheckedCall, *, year: int | None = None, out: Path | None = None
+) -> dict[str, Any]:
+    """The annex to the Safeguard Security Report for one calendar year."""
+    size, entries = produce.snapshot(call.ws)
+    with call.ws.engine.connect() as conn:
+        doc = oversight.safeguards(conn, entries, year=year or _this_year())
+    doc.ledger_size = size
+    return produce.write(call, doc, out)
+
+
+def verify(report_file: Path, export: Path) -> dict[str, Any]:
+    """Recompute a report (CSV or JSON) from an exported ledger with bodies and say whether
+    every row and figure agrees. Needs no caller: the export is what an outsider holds."""
+    return produce.verify(report_file, export)
+
+
+# --- incidents ---------------------------------------------------------------------------------
+
+
+@service("incident.open")
+def incident_open(
+    call: CheckedCall, *, kind: str, summary: str, request_id: str | None = None
+) -> dict[str, Any]:
+    """Open an incident: the 24-hour clock for the report to the inspector general and the
+    Office of Safeguards starts now."""
+    return inc.open_incident(call, kind=kind, summary=summary, request_id=request_id)
+
+
+@service("incident.open")
+def incident_reported(call: CheckedCall, incident_id: str) -> dict[str, Any]:
+    """Record that the incident report was sent (late if past its 24 hours)."""
+    return inc.mark_reported(call, incident_id)
+
+
+@service("incident.close")
+def incident_close(call: CheckedCall, incident_id: str, *, finding: str) -> dict[str, Any]:
+    """Close a reported incident with its finding (improper or unfounded)."""
+    return inc.close(call, incident_id, finding=finding)
+
+
+@service("incident.read")
+def incidents(call: CheckedCall) -> list[dict[str, Any]]:
+    """Every incident with its status (open, overdue, reported, closed)."""
+    with call.ws.engine.connect() as conn:
+        return inc.listing(conn)
+
+
+@service("incident.read")
+def incident_draft(
+    call: CheckedCall, incident_id: str, *, out: Path | None = None
+) -> dict[str, Any]:
+    """The draft report to the inspector general and the Office of Safeguards (no personal
+    data), as a file or for the screen; recorded like every report."""
+    size, _ = produce.snapshot(call.ws)
+    with call.ws.engine.connect() as conn:
+        d = inc.draft(conn, incident_id)
+    doc = Document(
+        "incident",
+        f"Incident report {incident_id} (draft)",
+        {"incident_id": incident_id, "request_id": d["request_id"]},
+        [
+            Table(
+                "Report",
+                [("item", "Item"), ("value", "Value")],
+                [{"item": k.replace("_", " "), "value": v} for k, v in d.items()],
+            )
+        ],
+        figures={"hours_left": d["hours_left"]},
+        notes=[
+            "Draft: ids, counts and times only. Describe the circumstances in the secure "
+            "channel the recipients name, not in this file."
+        ],
+        ledger_size=size,
+    )
+    return produce.write(call, doc, out)
