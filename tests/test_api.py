@@ -5,6 +5,7 @@ next call, and an outside client verifying the live ledger from its tiles."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +21,11 @@ from custodes.api import create_app
 from custodes.ledger import tiles
 from custodes.ledger.note import Verifier, open_checkpoint
 from custodes.ledger.tree import leaf_hash, memory_perfect, root
+from custodes.services import ledger as ledger_svc
+from custodes.services import reports as reports_svc
 from custodes.services import requests as requests_svc
 from custodes.services import rules, users
+from custodes.services import workspace as ws_svc
 from custodes.synthetic import staff as staff_mod
 from custodes.synthetic.staff import PASSWORD
 
@@ -155,6 +159,17 @@ ROUTES = {
     ("GET", "/v1/whoami"): "session",
     ("DELETE", "/v1/sessions/current"): "session",
     ("POST", "/v1/requests"): "submit",
+    ("GET", "/v1/reports/accounting"): "reports.read",
+    ("GET", "/v1/reports/jct"): "reports.read",
+    ("POST", "/v1/reports/person"): "reports.person",
+    ("GET", "/v1/reports/requests/{id}"): "reports.read",
+    ("GET", "/v1/reports/recalls"): "reports.read",
+    ("GET", "/v1/reports/safeguards"): "reports.read",
+    ("GET", "/v1/incidents"): "incident.read",
+    ("POST", "/v1/incidents"): "incident.open",
+    ("POST", "/v1/incidents/{incident}/reported"): "incident.open",
+    ("POST", "/v1/incidents/{incident}/close"): "incident.close",
+    ("GET", "/v1/incidents/{incident}/draft"): "incident.read",
 }
 OPEN_ROUTES = {
     ("GET", "/v1/health"),
@@ -173,6 +188,7 @@ def test_every_route_is_in_the_matrix(api: Api) -> None:
         for method in ops
     }
     found = {(m, p.replace("{job_id}", "{job}").replace("{path:path}", "{path}")) for m, p in found}
+    found = {(m, p.replace("{incident_id}", "{incident}")) for m, p in found}
     assert found == set(ROUTES) | OPEN_ROUTES
 
 
@@ -185,11 +201,18 @@ def test_role_by_route_matrix(api: Api) -> None:
         "withdraw": {"json": {"reason": "matrix"}},
         "review.resolve": {"json": {"decision": "withhold", "reason": "matrix"}},
         "submit": {"files": api.upload(api.root / "req-3")},
+        "reports.person": {
+            "json": {"record_id": "rec-x", "purpose": "matrix of roles", "request": "PA-1"}
+        },
+        "incident.open": {"json": {"kind": "inspection", "summary": "role matrix check"}},
+        "incident.close": {"json": {"finding": "unfounded"}},
     }
     for (method, path), action in ROUTES.items():
         if action == "session":
             continue
-        url = path.format(id=rid, item="item-0000001", job="job-0000000000000000")
+        url = path.format(
+            id=rid, item="item-0000001", job="job-0000000000000000", incident="inc-000000000000"
+        )
         for who in ROLES:
             if action in ("withdraw", "submit") and who == "requester":
                 continue  # would change the request the other rows use
@@ -284,6 +307,26 @@ def test_main_job_over_http_and_ledger_verified_from_tiles(api: Api) -> None:
     assert root(memory_perfect(leaves), cp.size) == cp.root
     _problem(api.get("/v1/ledger/tile/0/999.p/3"), 404, "not_found")
     _problem(api.get("/v1/ledger/tile/0/../../etc"), 404, "not_found")
+
+    # The accounting proves each disclosure by its ledger index; a report downloaded over HTTP
+    # is the file whose hash the ledger records, so an outsider's export checks it.
+    acc = api.get(f"/v1/reports/accounting?provision={envelope['provision']}", "auditor").json()
+    mine = [r for r in acc["tables"][0]["rows"] if r["request_id"] == rid]
+    assert len(mine) == doc["counts"]["disclosed"]
+    assert all(0 <= r["ledger_index"] < cp.size for r in mine)
+    jct = api.get("/v1/reports/jct?format=csv", "auditor")
+    assert jct.status_code == 200 and jct.headers["content-type"].startswith("text/csv")
+    assert jct.headers["cache-control"] == "no-store"
+    assert jct.headers["x-content-sha256"] == hashlib.sha256(jct.content).hexdigest()
+    (api.root / "jct.csv").write_bytes(jct.content)
+    ws = api.c.app.state.ws  # type: ignore[attr-defined]
+    auditor = ws_svc.caller(ws, api.tokens["auditor"])
+    ledger_svc.export_bodies(ws, auditor, api.root / "export")
+    assert reports_svc.verify(api.root / "jct.csv", api.root / "export")["ok"]
+    pdf = api.get(f"/v1/reports/requests/{rid}?format=pdf", "officer")
+    assert pdf.content.startswith(b"%PDF") and "attachment" in pdf.headers["content-disposition"]
+    _problem(api.get("/v1/reports/jct", "requester"), 403, "forbidden")
+    _problem(api.get("/v1/reports/jct?format=xlsx", "auditor"), 422, "bad_argument")
 
 
 def ledger_svc_vkey(api: Api) -> str:

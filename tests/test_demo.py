@@ -27,3 +27,7 @@ def test_demo_runs_the_main_job_and_says_why_items_are_in_review(tmp_path: Path)
     assert "Prepared by demo-officer, approved by demo-approver (two people)." in out
     assert "Released:" in out and (tmp_path / "demo" / "demo-response" / "response.csv").exists()
     assert "Traceback" not in done.stderr
+    reports = tmp_path / "demo" / "demo-reports"
+    made = sorted(p.suffix for p in reports.iterdir())
+    assert made == [".csv", ".html", ".html", ".pdf"], made
+    assert str(reports) in out and "custodes report verify" in out

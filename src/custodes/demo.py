@@ -7,11 +7,13 @@ ones, and prints what each stage produced and how long it took, what the rules s
 check (with citations), and the ledger's signed checkpoint. Then the main job: train the
 linkage model, process the request (rules, matching, decisions), resolve review items
 (automatically, said on screen, with why each was there), prepare as the officer, approve as
-the approver, release, and sign a ledger checkpoint.
+the approver, release, write the request report (HTML, PDF) and this year's table for the
+Joint Committee on Taxation, and sign a ledger checkpoint.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import time
@@ -21,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from custodes.access import Caller
-from custodes.services import decisions, ledger, matching, records, requests, rules
+from custodes.services import decisions, ledger, matching, records, reports, requests, rules
 from custodes.services import workspace as ws_svc
 from custodes.services.rules import register_parties
 from custodes.synthetic import staff as demo_staff
@@ -197,9 +199,34 @@ def _main_job(
         f"Released: {done.disclosed:,} item(s) disclosed, {done.withheld:,} withheld; response "
         f"in {out}/ (response.csv, response.json)."
     )
+    _reports(ws, console, request_id, officer)
     cp = ledger.checkpoint(ws, admin)
     console.print(f"Ledger: {cp['size']:,} events, signed checkpoint:")
     console.print(cp["note"], highlight=False, soft_wrap=True, markup=False)
+
+
+def _reports(ws: Workspace, console: Console, request_id: str, officer: Caller) -> None:
+    """The request report (HTML with charts, PDF) and this year's table for the Joint
+    Committee on Taxation, each recorded in the ledger."""
+    folder = ws.home / "demo-reports"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(mode=0o700)
+    year = dt.datetime.now(dt.UTC).year
+    written = [
+        reports.request(ws, officer, request_id, out=folder / f"request-{request_id}.html"),
+        reports.request(ws, officer, request_id, out=folder / f"request-{request_id}.pdf"),
+        reports.jct(ws, officer, year=year, out=folder / f"jct-{year}.csv"),
+        reports.jct(ws, officer, year=year, out=folder / f"jct-{year}.html"),
+    ]
+    console.print("Reports (each one a ledger event with its SHA-256):")
+    for r in written:
+        console.print(f"  {r['out']}", markup=False)
+    console.print(
+        f"Check the JCT table against the ledger: custodes ledger export DIR --bodies && "
+        f"custodes report verify {folder / f'jct-{year}.csv'} --export DIR",
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 def _why_review(console: Console, groups: list[dict[str, Any]], total: int) -> None:

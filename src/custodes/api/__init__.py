@@ -49,6 +49,6 @@ def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None
         lifespan=lifespan,
     )
     problems.install(app)
-    for router in (routes.public, routes.agency, routes.staff):
+    for router in (routes.public, routes.agency, routes.staff, routes.oversight):
         app.include_router(router)
     return app

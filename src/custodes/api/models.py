@@ -185,3 +185,52 @@ class Health(BaseModel):
     model_config = _example(status="ok", version="0.1.0")
     status: str
     version: str
+
+
+class PersonAccounting(BaseModel):
+    """A person's accounting is an inspection: the record id and purpose travel in the body,
+    never in a URL."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "record_id": "rec-1a2b3c4d5e6f",
+                    "purpose": "accounting requested by the taxpayer",
+                    "request": "PA-2026-0001",
+                    "privacy_act": True,
+                }
+            ]
+        }
+    )
+    record_id: str = Field(min_length=1, max_length=64)
+    purpose: str = Field(min_length=1, max_length=2000)
+    request: str = Field(min_length=1, max_length=64)
+    privacy_act: bool = False
+
+
+class IncidentOpening(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "disclosure",
+                    "summary": "addresses sent for items the officer had withheld",
+                    "request_id": "req-1a2b3c4d5e6f",
+                }
+            ]
+        }
+    )
+    kind: Literal["disclosure", "inspection"]
+    summary: str = Field(min_length=1, max_length=5000)
+    request_id: str | None = Field(default=None, max_length=64)
+
+
+class IncidentClosing(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"finding": "improper"}]})
+    finding: Literal["improper", "unfounded"]
+
+
+class Incident(BaseModel):
+    model_config = _example(incident_id="inc-1a2b3c4d5e6f", status="open")
+    incident_id: str

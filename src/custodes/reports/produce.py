@@ -78,16 +78,21 @@ def with_reasons(ws: Workspace, doc: Document) -> Document:
     return doc
 
 
-def write(call: Call, doc: Document, out: Path | None) -> dict[str, Any]:
-    """The report as a file (format by extension), recorded in the ledger; without `out`, the
-    report itself for the face to show (also recorded: who looked at what)."""
-    data, digest, fmt = None, None, None
+def write(call: Call, doc: Document, out: Path | None, *, fmt: str | None = None) -> dict[str, Any]:
+    """The report as a new file (format by its extension), or as bytes in `fmt` (.csv, .json,
+    .html, .pdf) for a face to send, or as the document itself; recorded in the ledger either
+    way (who, which report, parameters, and the SHA-256 of the bytes handed out)."""
+    data, digest = None, None
     if out is not None:
         fmt = file_kind(out, FORMATS)
         out_file(out)
+    elif fmt is not None:
+        fmt = file_kind(Path(f"report.{fmt.lstrip('.')}"), FORMATS)
+    if fmt is not None:
         data = encode(doc, fmt)
-        write_new(out, data)
         digest = hashlib.sha256(data).hexdigest()
+    if out is not None and data is not None:
+        write_new(out, data)
     params = {k: v for k, v in doc.parameters.items() if k != "record_id"}
     with call.transaction() as conn:
         log.append(
@@ -112,9 +117,12 @@ def write(call: Call, doc: Document, out: Path | None) -> dict[str, Any]:
     result: dict[str, Any] = {
         "report": doc.kind,
         "out": str(out) if out else None,
+        "format": fmt,
         "sha256": digest,
         "document": doc.to_json(),
     }
+    if out is None and data is not None:
+        result["data"] = data
     return result
 
 

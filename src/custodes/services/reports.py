@@ -31,6 +31,7 @@ def accounting(
     agency: str | None = None,
     provision: str | None = None,
     out: Path | None = None,
+    fmt: str | None = None,
 ) -> dict[str, Any]:
     """One row per disclosure (IRM 11.3.37's elements), recalled ones marked."""
     size, entries = produce.snapshot(call.ws)
@@ -38,16 +39,22 @@ def accounting(
         "accounting", {"year": year, "agency": agency, "provision": provision}, entries
     )
     doc.ledger_size = size
-    return produce.write(call, produce.with_reasons(call.ws, doc), out)
+    return produce.write(call, produce.with_reasons(call.ws, doc), out, fmt=fmt)
 
 
 @service("reports.read")
-def jct(call: CheckedCall, *, year: int | None = None, out: Path | None = None) -> dict[str, Any]:
+def jct(
+    call: CheckedCall,
+    *,
+    year: int | None = None,
+    out: Path | None = None,
+    fmt: str | None = None,
+) -> dict[str, Any]:
     """The year's disclosures in the Joint Committee's published layout, with footnotes."""
     size, entries = produce.snapshot(call.ws)
     doc = produce.compute("jct", {"year": year or _this_year()}, entries)
     doc.ledger_size = size
-    return produce.write(call, doc, out)
+    return produce.write(call, doc, out, fmt=fmt)
 
 
 @service("reports.person")
@@ -59,6 +66,7 @@ def person(
     request: str,
     privacy_act: bool = False,
     out: Path | None = None,
+    fmt: str | None = None,
 ) -> dict[str, Any]:
     """Every disclosure of one person's information (an inspection: purpose and request
     required, recorded); the Privacy Act view leaves out disclosures to law enforcement."""
@@ -71,11 +79,13 @@ def person(
         privacy_act=privacy_act,
     )
     doc.ledger_size = size
-    return produce.write(call, doc, out)
+    return produce.write(call, doc, out, fmt=fmt)
 
 
 @service("reports.read")
-def request(call: CheckedCall, request_id: str, *, out: Path | None = None) -> dict[str, Any]:
+def request(
+    call: CheckedCall, request_id: str, *, out: Path | None = None, fmt: str | None = None
+) -> dict[str, Any]:
     """Checks with citations, match probabilities, review, the wrong-person bound, stages and
     who did what, for one request (HTML with charts, PDF, or data)."""
     produce.known_request(call.ws, request_id)
@@ -83,28 +93,34 @@ def request(call: CheckedCall, request_id: str, *, out: Path | None = None) -> d
     events = [e for e in from_store(call.ws, request_id=request_id) if e.idx < size]
     doc = request_report(call.ws, request_id, events, in_force(call.ws))
     doc.ledger_size = size
-    return produce.write(call, doc, out)
+    return produce.write(call, doc, out, fmt=fmt)
 
 
 @service("reports.read")
-def recalls(call: CheckedCall, *, out: Path | None = None) -> dict[str, Any]:
+def recalls(
+    call: CheckedCall, *, out: Path | None = None, fmt: str | None = None
+) -> dict[str, Any]:
     """Every recall: affected disclosures, recipients, notices, certifications and overdue."""
     size, entries = produce.snapshot(call.ws)
     doc = oversight.recalls(entries)
     doc.ledger_size = size
-    return produce.write(call, doc, out)
+    return produce.write(call, doc, out, fmt=fmt)
 
 
 @service("reports.read")
 def safeguards(
-    call: CheckedCall, *, year: int | None = None, out: Path | None = None
+    call: CheckedCall,
+    *,
+    year: int | None = None,
+    out: Path | None = None,
+    fmt: str | None = None,
 ) -> dict[str, Any]:
     """The annex to the Safeguard Security Report for one calendar year."""
     size, entries = produce.snapshot(call.ws)
     with call.ws.engine.connect() as conn:
         doc = oversight.safeguards(conn, entries, year=year or _this_year())
     doc.ledger_size = size
-    return produce.write(call, doc, out)
+    return produce.write(call, doc, out, fmt=fmt)
 
 
 def verify(report_file: Path, export: Path) -> dict[str, Any]:
@@ -146,7 +162,7 @@ def incidents(call: CheckedCall) -> list[dict[str, Any]]:
 
 @service("incident.read")
 def incident_draft(
-    call: CheckedCall, incident_id: str, *, out: Path | None = None
+    call: CheckedCall, incident_id: str, *, out: Path | None = None, fmt: str | None = None
 ) -> dict[str, Any]:
     """The draft report to the inspector general and the Office of Safeguards (no personal
     data), as a file or for the screen; recorded like every report."""
@@ -171,4 +187,4 @@ def incident_draft(
         ],
         ledger_size=size,
     )
-    return produce.write(call, doc, out)
+    return produce.write(call, doc, out, fmt=fmt)
