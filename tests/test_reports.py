@@ -475,3 +475,36 @@ def test_report_refusals(copy, tmp_path: Path) -> None:  # type: ignore[no-untyp
     with pytest.raises(CustodesError) as exc:
         reports.verify(tmp_path / "there.txt", tmp_path)
     assert exc.value.code == "unsupported_file_type"
+
+
+def test_the_tin_view_is_an_inspection_of_every_record(copy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from custodes.records import master
+
+    ws, people, rids = copy
+    aud = people["auditor"]
+    with pytest.raises(CustodesError) as exc:
+        reports.accounting(ws, aud, tins_for=("", "case-7"))
+    assert exc.value.code == "no_purpose"
+    assert not _bodies(ws, "record.inspected")
+    res = reports.accounting(
+        ws,
+        aud,
+        provision="irc-6103-m-2",
+        tins_for=("congressional inquiry 7", "case-7"),
+        out=tmp_path / "t.csv",
+    )
+    with open(tmp_path / "t.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    ids = {r["record_id"] for r in rows}
+    assert {r["tin"] for r in rows} == set(master.tins(ws, ids).values())
+    assert all(len(r["tin"]) == 11 for r in rows)
+    inspected = _bodies(ws, "record.inspected")
+    assert {b["record_id"] for b in inspected} == ids
+    assert {b["what"] for b in inspected} == {"accounting_tin"}
+    assert res["document"]["parameters"]["with_tins"] is True
+    # no TIN reaches the ledger, and the file still checks against an export
+    assert "tin" not in json.dumps(_last_report_event(ws)["parameters"]).replace("with_tins", "")
+    ledger.export_bodies(ws, aud, tmp_path / "e")
+    assert reports.verify(tmp_path / "t.csv", tmp_path / "e")["ok"]
+    for tin in list(master.tins(ws, ids).values())[:5]:
+        assert tin.replace("-", "") not in (tmp_path / "e" / "bodies.jsonl").read_text()

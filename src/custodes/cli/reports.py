@@ -60,6 +60,21 @@ def report_accounting(
     provision: Annotated[
         str | None, typer.Option("--provision", help="Only this provision id, e.g. irc-6103-i-2.")
     ] = None,
+    with_tins: Annotated[
+        bool,
+        typer.Option(
+            "--with-tins",
+            help="The authorised view with each taxpayer's TIN: an inspection of every record "
+            "in it (needs --purpose and --request; recorded).",
+        ),
+    ] = False,
+    purpose: Annotated[
+        str | None, typer.Option("--purpose", help="Why you need the TINs (--with-tins).")
+    ] = None,
+    request: Annotated[
+        str | None,
+        typer.Option("--request", help="The request or case the TIN view serves (--with-tins)."),
+    ] = None,
     out: OutOpt = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
@@ -76,6 +91,7 @@ def report_accounting(
         agency=agency,
         provision=provision,
         out=out,
+        tins_for=(purpose or "", request or "") if with_tins else None,
         view=_show,
     )
 

@@ -174,14 +174,23 @@ def accounting(
     year: int | None = None,
     agency: str | None = None,
     provision: str | None = None,
+    with_tins: bool = False,
 ) -> Document:
+    """The accounting; `with_tins` adds a TIN column for the authorised view, which the
+    service fills after recording the inspection (the ledger never holds a TIN)."""
     rows = accounting_rows(led, year=year, agency=agency, provision=provision)
+    columns = list(ACCOUNTING_COLUMNS)
+    params: dict[str, Any] = {"year": year, "agency": agency, "provision": provision}
+    if with_tins:
+        at = [k for k, _ in columns].index("record_id") + 1
+        columns.insert(at, ("tin", "TIN"))
+        params["with_tins"] = True
     recalled = sum(1 for r in rows if r["recall_id"])
     return Document(
         "accounting",
         "Accounting of disclosures (26 U.S.C. 6103(p)(3)(A))",
-        {"year": year, "agency": agency, "provision": provision},
-        [Table("Disclosures", ACCOUNTING_COLUMNS, rows)],
+        params,
+        [Table("Disclosures", columns, rows)],
         figures={
             "disclosures": len(rows),
             "requests": len({r["request_id"] for r in rows}),

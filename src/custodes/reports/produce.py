@@ -24,6 +24,7 @@ from custodes.decisions.exports import file_kind
 from custodes.errors import InputError, fail
 from custodes.ledger import log
 from custodes.ledger.events import Event
+from custodes.records import master
 from custodes.reports import disclosures as disc
 from custodes.reports.document import FORMATS, Document, encode
 from custodes.reports.source import Entry, from_export, from_store
@@ -54,6 +55,7 @@ def compute(kind: str, params: dict[str, Any], entries: list[Entry]) -> Document
             year=params.get("year"),
             agency=params.get("agency"),
             provision=params.get("provision"),
+            with_tins=bool(params.get("with_tins")),
         )
     if kind == "jct":
         return disc.jct(led, year=int(params["year"]))
@@ -130,9 +132,21 @@ def person_inspection(call: Call, record_id: str, *, purpose: str, reference: st
     """A person's accounting shows everything disclosed about one person: an inspection, with
     a stated purpose and the reference of the request it answers (the person's own request for
     an accounting, or the case it serves), recorded whether allowed or refused."""
+    inspection(
+        call, [record_id], purpose=purpose, reference=reference, what="accounting_of_disclosures"
+    )
+
+
+def inspection(
+    call: Call, record_ids: list[str], *, purpose: str, reference: str, what: str
+) -> None:
+    """Showing these records' disclosures (or their TINs) is an inspection of each: a stated
+    purpose and a reference are required, and each record's inspection is recorded (one access
+    row for the call, one ledger event per record), the refusal too."""
     purpose = (purpose or "").strip()
+    record_id = record_ids[0] if len(record_ids) == 1 else None
     refusal = None
-    if not item_id_ok(record_id or ""):
+    if not all(item_id_ok(r or "") for r in record_ids):
         refusal = ("bad_record_id", "That is not a custodes record id (ids are opaque).")
     elif len(purpose) < 10:
         refusal = ("no_purpose", "State the purpose of the inspection (at least 10 characters).")
@@ -158,18 +172,31 @@ def person_inspection(call: Call, record_id: str, *, purpose: str, reference: st
                 Event(
                     "record.inspected" if refusal is None else "record.inspection_refused",
                     actor=call.actor,
-                    record_id=record_id if item_id_ok(record_id or "") else None,
+                    record_id=r if item_id_ok(r or "") else None,
                     data={
-                        "what": "accounting_of_disclosures",
+                        "what": what,
                         "reference": reference if item_id_ok(reference or "") else None,
                         "purpose_sha256": text_sha256(purpose),
                         "refusal": refusal[0] if refusal else None,
                     },
                 )
+                for r in (record_ids if refusal is None else [record_id])
             ],
         )
     if refusal is not None:
         raise fail(refusal[0], refusal[1])
+
+
+def with_tins(call: Call, doc: Document, *, purpose: str, reference: str) -> Document:
+    """The authorised view of the accounting: each row's TIN, after the inspection of every
+    record in it is recorded."""
+    rows = doc.tables[0].rows
+    ids = sorted({r["record_id"] for r in rows})
+    inspection(call, ids, purpose=purpose, reference=reference, what="accounting_tin")
+    found = master.tins(call.ws, set(ids))
+    for r in rows:
+        r["tin"] = found.get(r["record_id"])
+    return doc
 
 
 def law_enforcement(rs: RuleSet) -> set[str]:
@@ -282,6 +309,8 @@ def _compare_rows(doc: Document, theirs: list[dict[str, str]], problems: list[st
             continue
         for col, label in t.columns:
             got = str(r.get(col) or "").removeprefix("'")
+            if col == "tin":  # not in the ledger: shown only in an authorised view
+                continue
             if col == "reason":
                 want_hash = mine.get("reason_sha256")
                 if want_hash and text_sha256(got) != want_hash:

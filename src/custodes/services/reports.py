@@ -9,7 +9,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from custodes.access import CheckedCall, service
+from custodes.access import CheckedCall, enter, service
 from custodes.reports import disclosures as disc
 from custodes.reports import incidents as inc
 from custodes.reports import oversight, produce
@@ -32,13 +32,23 @@ def accounting(
     provision: str | None = None,
     out: Path | None = None,
     fmt: str | None = None,
+    tins_for: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One row per disclosure (IRM 11.3.37's elements), recalled ones marked."""
+    """One row per disclosure (IRM 11.3.37's elements), recalled ones marked. `tins_for`
+    (purpose, reference) asks for the authorised view with each row's TIN: an inspection of
+    every record in it, recorded, and open only to the roles that may inspect a person's
+    accounting."""
+    if tins_for is not None:  # the door decides (and records) this part too
+        call = enter(call.ws, call.caller, "reports.person")
     size, entries = produce.snapshot(call.ws)
     doc = produce.compute(
-        "accounting", {"year": year, "agency": agency, "provision": provision}, entries
+        "accounting",
+        {"year": year, "agency": agency, "provision": provision, "with_tins": bool(tins_for)},
+        entries,
     )
     doc.ledger_size = size
+    if tins_for is not None:
+        doc = produce.with_tins(call, doc, purpose=tins_for[0], reference=tins_for[1])
     return produce.write(call, produce.with_reasons(call.ws, doc), out, fmt=fmt)
 
 
