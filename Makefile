@@ -6,7 +6,10 @@ STAMP := $(VENV)/.installed
 DEMO_PEOPLE ?= 20000
 DEMO_HOME ?= custodes-data
 
-.PHONY: demo test lint format bench clean postgres
+ASSETS := src/custodes/web/static/vendor/.copied
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test lint format bench clean postgres assets browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,16 +17,39 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The console's front-end assets (USWDS, htmx) come from the npm registry at the versions in
+# package-lock.json and are copied into the package: served by custodes itself, nothing fetched
+# at run time. axe-core (tests only) stays in node_modules.
+$(ASSETS): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	rm -rf src/custodes/web/static/vendor && mkdir -p src/custodes/web/static/vendor/uswds
+	cp -r node_modules/@uswds/uswds/dist/css node_modules/@uswds/uswds/dist/js \
+	  node_modules/@uswds/uswds/dist/fonts node_modules/@uswds/uswds/dist/img \
+	  src/custodes/web/static/vendor/uswds/
+	cp node_modules/@uswds/uswds/LICENSE.md src/custodes/web/static/vendor/uswds/
+	cp node_modules/htmx.org/dist/htmx.min.js node_modules/htmx.org/LICENSE \
+	  src/custodes/web/static/vendor/
+	node -e 'const l=require("./package-lock.json").packages; for (const p of ["@uswds/uswds","htmx.org","axe-core"]) console.log(p, l["node_modules/"+p].version)' \
+	  > src/custodes/web/static/vendor/VERSIONS
+	touch $(ASSETS)
+
+assets: $(ASSETS)
+
+# The browser tests drive Debian's chromium (Playwright cannot download its own browsers here).
+browser:
+	@command -v chromium >/dev/null || $(SUDO) apt-get install -y chromium || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+
 # Tests that need PostgreSQL use the local server; start it where one is installed but stopped.
 postgres:
 	@pg_isready -q 2>/dev/null || { command -v pg_ctlcluster >/dev/null && \
 	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -n1) main start && \
 	  sleep 2; } || echo "note: no PostgreSQL server could be started; PostgreSQL tests will fail"
 
-demo: $(STAMP)
+demo: $(STAMP) $(ASSETS)
 	DEMO_PEOPLE=$(DEMO_PEOPLE) CUSTODES_HOME=$(DEMO_HOME) $(BIN)/python -m custodes.demo
 
-test: $(STAMP) postgres
+test: $(STAMP) $(ASSETS) browser postgres
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -42,4 +68,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py
 
 clean:
-	rm -rf $(VENV) custodes-data .pytest_cache
+	rm -rf $(VENV) custodes-data .pytest_cache node_modules src/custodes/web/static/vendor test-artefacts

@@ -480,7 +480,7 @@ def test_report_refusals(copy, tmp_path: Path) -> None:  # type: ignore[no-untyp
 def test_the_tin_view_is_an_inspection_of_every_record(copy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from custodes.records import master
 
-    ws, people, rids = copy
+    ws, people, _rids = copy
     aud = people["auditor"]
     with pytest.raises(CustodesError) as exc:
         reports.accounting(ws, aud, tins_for=("", "case-7"))

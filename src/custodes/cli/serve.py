@@ -1,4 +1,4 @@
-"""serve: the HTTP API (and, later, the console) under uvicorn."""
+"""serve: the HTTP API and the web console under uvicorn."""
 
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Server processes.")] = 1,
     home: HomeOpt = None,
 ) -> None:
-    """Serve the HTTP API under /v1 (OpenAPI at /v1/openapi.json, docs at /v1/docs) for the
-    workspace. Plain HTTP: put a TLS-terminating reverse proxy in front of anything but the
-    loopback interface (docs/api.md)."""
+    """Serve the web console at / and the HTTP API under /v1 (OpenAPI at /v1/openapi.json,
+    docs at /v1/docs) for the workspace. Plain HTTP: put a TLS-terminating reverse proxy in
+    front of anything but the loopback interface (docs/api.md)."""
     import uvicorn
 
     with guarded(False):
@@ -44,7 +44,7 @@ def serve(
     if home is not None:
         os.environ["CUSTODES_HOME"] = str(home)
     uvicorn.run(
-        "custodes.api:create_app",
+        "custodes.web:create_app",
         factory=True,
         host=host,
         port=port,

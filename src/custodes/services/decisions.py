@@ -18,9 +18,11 @@ from custodes.decisions.pipeline import Processed
 from custodes.decisions.release import Released
 from custodes.decisions.release import download as _download
 from custodes.decisions.release import release as _release
+from custodes.decisions.response import content
 from custodes.errors import InputError
 from custodes.matching.link import Progress
 from custodes.requests.lifecycle import current_state
+from custodes.rules.active import in_force
 
 
 @service("process")
@@ -195,6 +197,9 @@ def next_step(call: CheckedCall, request_id: str) -> dict[str, Any]:
     with call.ws.engine.connect() as conn:
         state = current_state(conn, request_id, agency=call.agency)
     action, role, text = NEXT[state]
+    open_reviews = len(rv.open_reviews(call.ws, request_id)) if state == "in_review" else 0
+    if state == "in_review" and not open_reviews:
+        action, role, text = "prepare", "officer", "prepare the release (every review resolved)"
     info: dict[str, Any] = {
         "request_id": request_id,
         "state": state,
@@ -212,7 +217,33 @@ def next_step(call: CheckedCall, request_id: str) -> dict[str, Any]:
         if call.actor not in status["eligible_approvers"] and why_not is None:
             why_not = "you prepared or submitted it (a second person must approve)"
     if state == "in_review":
-        info["open_reviews"] = len(rv.open_reviews(call.ws, request_id))
+        info["open_reviews"] = open_reviews
     info["you_may"] = role is not None and why_not is None
     info["why_not"] = why_not
     return info
+
+
+@service("outcomes")
+def release_preview(call: CheckedCall, request_id: str) -> dict[str, Any]:
+    """What a release would hold (counts, fields, recipients, use limits, citation) and the
+    separation of duties (who prepared, who may approve): shown before anyone clicks."""
+    pipeline.request_folder(call.ws, request_id)
+    c = content(call.ws, request_id)
+    prov = in_force(call.ws).provisions.get(c.envelope.get("provision", ""))
+    who = approval.status(call.ws, request_id)
+    return {
+        "request_id": request_id,
+        "state": who["state"],
+        "disclosures": len(c.disclosed),
+        "items": c.rows.num_rows,
+        "fields": c.fields,
+        "recipients": [{k: o.get(k) for k in ("id", "name", "title")} for o in c.recipients],
+        "agency": c.envelope.get("agency"),
+        "provision": c.envelope.get("provision"),
+        "citation": prov.citation if prov else None,
+        "use_limits": prov.use_limits if prov else None,
+        "prepared_by": who["prepared_by"],
+        "approved_by": who["approved_by"],
+        "eligible_approvers": who["eligible_approvers"],
+        "content_sha256": c.sha256,
+    }

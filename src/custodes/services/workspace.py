@@ -7,6 +7,7 @@ from typing import Any
 
 from custodes.access import Caller, CheckedCall, credentials, service, sessions, users
 from custodes.access import caller as _caller
+from custodes.access.roles import ACTIONS
 from custodes.errors import ConflictError
 from custodes.ledger import keys as ledger_keys
 from custodes.records.master import summary
@@ -99,6 +100,9 @@ def whoami(call: CheckedCall) -> dict[str, Any]:
         "roles": sorted(call.caller.roles),
         "kind": call.caller.kind,
         "agency": call.caller.agency,
+        # What the caller's roles allow (for a face to show only what the user may do; the
+        # door still decides every call).
+        "may": sorted(a for a, roles in ACTIONS.items() if call.caller.roles & set(roles)),
     }
 
 

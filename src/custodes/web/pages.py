@@ -1,0 +1,498 @@
+"""The console's pages. Each one: the caller from the session cookie (checked by the core),
+one service call, a template. No rule, query or permission of its own: what the navigation
+shows comes from the core's `whoami` ("may"), and every click is decided again by the door.
+
+Security of the pages: the session token lives in an HttpOnly, SameSite=Strict cookie (Secure
+unless CUSTODES_INSECURE_COOKIES is set, for loopback tests); every state-changing form carries
+a CSRF token derived from the session token; the Content-Security-Policy allows scripts, styles,
+fonts and images from custodes only (no inline script or style); every page is `no-store`; URLs
+carry request and item ids, never personal data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from custodes import __version__
+from custodes.api.deps import WS
+from custodes.errors import AccessDenied, CustodesError, Unauthenticated
+from custodes.services import decisions, requests, users
+from custodes.services import workspace as ws_svc
+
+COOKIE = "custodes_session"
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+OUTCOMES = ("DISCLOSE", "CONFIRM", "NOT_CONFIRMED", "WITHHOLD", "REVIEW")
+STEPS = ("prepare", "approve", "release")
+# What a redirect may announce (by key: a URL never carries free text to show).
+FLASH = {
+    "prepared": "Prepared. A second person (an approver) must now approve the release.",
+    "approved": "Approved. An officer may now release.",
+    "released": "Released: every disclosure is in the ledger; the response can be downloaded.",
+    "withheld": "The group was withheld, one ledger event per item.",
+    "suspended": "Suspended: the user's sessions and keys ended now.",
+}
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+def _date(v: Any) -> str:
+    if isinstance(v, str):
+        try:
+            v = dt.datetime.fromisoformat(v)
+        except ValueError:
+            return v
+    if isinstance(v, dt.datetime):
+        return v.strftime("%m/%d/%Y %H:%M UTC")
+    return "" if v is None else str(v)
+
+
+templates.env.filters["date"] = _date
+
+
+async def security_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
+    response: Response = await call_next(request)
+    if not request.url.path.startswith("/v1"):
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["X-Frame-Options"] = "DENY"
+        if not request.url.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def csrf_for(token: str) -> str:
+    """A per-session anti-forgery token: only the holder of the session token can compute it."""
+    return hmac.new(token.encode(), b"custodes/csrf/v1", hashlib.sha256).hexdigest()
+
+
+def _secure() -> bool:
+    return not os.environ.get("CUSTODES_INSECURE_COOKIES")
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+def _nav(me: dict[str, Any]) -> list[tuple[str, str]]:
+    nav = [("/", "Work queue")]
+    if "users.read" in me["may"]:
+        nav.append(("/users", "Users"))
+    return nav
+
+
+def _render(
+    request: Request,
+    name: str,
+    ctx: dict[str, Any],
+    *,
+    status: int = 200,
+    me: dict[str, Any] | None = None,
+    token: str | None = None,
+) -> HTMLResponse:
+    base = {
+        "version": __version__,
+        "me": me,
+        "nav": _nav(me) if me else [],
+        "here": request.url.path,
+        "csrf": csrf_for(token) if token else "",
+        "flash": None,
+        "title": ctx.get("title", "custodes"),
+    }
+    return templates.TemplateResponse(request, name, base | ctx, status_code=status)
+
+
+def _ended(request: Request, message: str, status: int = 401) -> HTMLResponse:
+    r = _render(
+        request, "ended.html", {"title": "Session ended", "message": message}, status=status
+    )
+    r.delete_cookie(COOKIE, path="/")
+    return r
+
+
+def _failed(
+    request: Request,
+    exc: CustodesError,
+    me: dict[str, Any] | None,
+    token: str | None,
+    back: str | None = None,
+) -> HTMLResponse:
+    if isinstance(exc, Unauthenticated) or exc.code == "suspended":
+        return _ended(request, exc.message, exc.http_status)
+    heading = "Not permitted" if isinstance(exc, AccessDenied) else "That did not work"
+    return _render(
+        request,
+        "error.html",
+        {
+            "title": heading,
+            "heading": heading,
+            "code": exc.code,
+            "message": exc.message,
+            "back": back,
+        },
+        status=exc.http_status,
+        me=me,
+        token=token,
+    )
+
+
+def _work(
+    request: Request,
+    ws: Any,
+    fn: Callable[[Any, dict[str, Any], str], Response],
+    *,
+    csrf: str | None = None,
+    back: str | None = None,
+) -> Response:
+    """Run a page as the caller behind the cookie: sign-in when there is none, the session-ended
+    page when the core refuses it, an error page (with its code) for any other refusal."""
+    token = request.cookies.get(COOKIE)
+    if not token:
+        return RedirectResponse("/sign-in", status_code=303)
+    me = None
+    try:
+        who = ws_svc.caller(ws, token)
+        me = ws_svc.whoami(ws, who)
+        if csrf is not None and not hmac.compare_digest(csrf, csrf_for(token)):
+            raise AccessDenied(
+                "The form is not from this session (missing or wrong anti-forgery token); "
+                "reload the page and try again.",
+                code="forbidden",
+            )
+        return fn(who, me, token)
+    except CustodesError as exc:
+        return _failed(request, exc, me, token, back)
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+# --- signing in and out ----------------------------------------------------------------------
+
+
+@router.get("/sign-in", response_class=HTMLResponse)
+def sign_in_page(request: Request) -> HTMLResponse:
+    return _render(request, "sign_in.html", {"title": "Sign in", "error": None})
+
+
+@router.post("/sign-in")
+def sign_in(
+    request: Request,
+    ws: WS,
+    name: Annotated[str, Form(max_length=64)],
+    password: Annotated[str, Form(max_length=1024)],
+    totp: Annotated[str, Form(max_length=16)] = "",
+) -> Response:
+    client = request.client.host if request.client else None
+    try:
+        token = ws_svc.login(ws, name, password, totp=totp.strip() or None, client=client)
+    except CustodesError as exc:
+        return _render(
+            request,
+            "sign_in.html",
+            {"title": "Sign in", "error": exc.message},
+            status=exc.http_status,
+        )
+    r = _see_other("/")
+    r.set_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        secure=_secure(),
+        samesite="strict",
+        path="/",
+        max_age=ws_svc.SESSION_HOURS * 3600,
+    )
+    return r
+
+
+@router.post("/sign-out")
+def sign_out(request: Request, ws: WS, csrf: Annotated[str, Form(max_length=128)] = "") -> Response:
+    token = request.cookies.get(COOKIE)
+    if token and hmac.compare_digest(csrf, csrf_for(token)):
+        ws_svc.logout(ws, token)
+    r = _see_other("/sign-in")
+    r.delete_cookie(COOKIE, path="/")
+    return r
+
+
+# --- the work queue and a request ------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+def queue(request: Request, ws: WS) -> Response:
+    def show(who: Any, me: dict[str, Any], token: str) -> Response:
+        can_list = "requests.list" in me["may"]
+        rows = requests.listing(ws, who) if can_list else []
+        mine = []
+        for r in rows:
+            if r["state"] in ("withdrawn", "refused", "recalled"):
+                continue
+            step = decisions.next_step(ws, who, r["id"])
+            if step["you_may"] and step["next"]:
+                mine.append(r | {"says": step["says"]})
+        by_state: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            by_state.setdefault(r["state"], []).append(r)
+        return _render(
+            request,
+            "queue.html",
+            {
+                "title": "Work queue",
+                "mine": mine,
+                "by_state": sorted(by_state.items()),
+                "can_list": can_list,
+            },
+            me=me,
+            token=token,
+        )
+
+    return _work(request, ws, show)
+
+
+def _outcomes(ws: Any, who: Any, rid: str, outcome: str, check: str, offset: int) -> Any:
+    return decisions.outcomes_page(
+        ws, who, rid, outcome=outcome or None, check=check or None, offset=offset, limit=50
+    )
+
+
+@router.get("/requests/{request_id}", response_class=HTMLResponse)
+def request_page(
+    request: Request,
+    request_id: str,
+    ws: WS,
+    outcome: str = "",
+    check: str = "",
+    offset: int = 0,
+) -> Response:
+    def show(who: Any, me: dict[str, Any], token: str) -> Response:
+        req = requests.status(ws, who, request_id)
+        step = decisions.next_step(ws, who, request_id)
+        outcomes = None
+        if "outcomes" in me["may"] and step["state"] not in (
+            "received",
+            "checked",
+            "refused",
+            "withdrawn",
+            "matched",
+        ):
+            outcomes = _outcomes(ws, who, request_id, outcome, check, max(offset, 0))
+        return _render(
+            request,
+            "request.html",
+            {
+                "title": f"Request {request_id}",
+                "req": req,
+                "step": step,
+                "outcomes": outcomes,
+                "outcome": outcome,
+                "check": check,
+                "all_outcomes": OUTCOMES,
+                "may_download": "response.download" in me["may"],
+                "flash": FLASH.get(request.query_params.get("done", "")),
+            },
+            me=me,
+            token=token,
+        )
+
+    return _work(request, ws, show)
+
+
+@router.get("/requests/{request_id}/outcomes", response_class=HTMLResponse)
+def outcomes_partial(
+    request: Request,
+    request_id: str,
+    ws: WS,
+    outcome: str = "",
+    check: str = "",
+    offset: int = 0,
+) -> Response:
+    """The outcomes table alone, for htmx to swap in after filtering."""
+
+    def show(who: Any, me: dict[str, Any], token: str) -> Response:
+        page = _outcomes(ws, who, request_id, outcome, check, max(offset, 0))
+        return _render(
+            request,
+            "outcomes_table.html",
+            {"outcomes": page, "outcome": outcome, "check": check},
+            me=me,
+            token=token,
+        )
+
+    return _work(request, ws, show)
+
+
+@router.get("/requests/{request_id}/items/{item_id}", response_class=HTMLResponse)
+def item_page(request: Request, request_id: str, item_id: str, ws: WS) -> Response:
+    def show(who: Any, me: dict[str, Any], token: str) -> Response:
+        x = decisions.explain(ws, who, request_id, item_id)
+        return _render(
+            request, "item.html", {"title": f"Item {item_id}", "x": x}, me=me, token=token
+        )
+
+    return _work(request, ws, show, back=f"/requests/{request_id}")
+
+
+# --- review ----------------------------------------------------------------------------------
+
+
+@router.get("/requests/{request_id}/review", response_class=HTMLResponse)
+def review_page(request: Request, request_id: str, ws: WS) -> Response:
+    def show(who: Any, me: dict[str, Any], token: str) -> Response:
+        groups = decisions.review_groups(ws, who, request_id)
+        return _render(
+            request,
+            "review.html",
+            {
+                "title": f"Review of {request_id}",
+                "request_id": request_id,
+                "groups": groups,
+                "may_resolve": "review.resolve" in me["may"],
+                "flash": FLASH.get(request.query_params.get("done", "")),
+            },
+            me=me,
+            token=token,
+        )
+
+    return _work(request, ws, show, back=f"/requests/{request_id}")
+
+
+@router.post("/requests/{request_id}/review")
+def review_resolve(
+    request: Request,
+    request_id: str,
+    ws: WS,
+    group: Annotated[str, Form(max_length=500)],
+    reason: Annotated[str, Form(max_length=2000)],
+    csrf: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        decisions.review_resolve(ws, who, request_id, "WITHHOLD", reason, group=group)
+        return _see_other(f"/requests/{request_id}/review?done=withheld")
+
+    return _work(request, ws, act, csrf=csrf, back=f"/requests/{request_id}/review")
+
+
+# --- prepare, approve, release, download -----------------------------------------------------
+
+
+@router.get("/requests/{request_id}/response.csv")
+def download(request: Request, request_id: str, ws: WS) -> Response:
+    def send(who: Any, me: dict[str, Any], token: str) -> Response:
+        files = decisions.download(ws, who, request_id)
+        return Response(
+            files["response.csv"],
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{request_id}.csv"'},
+        )
+
+    return _work(request, ws, send, back=f"/requests/{request_id}")
+
+
+@router.get("/requests/{request_id}/{action}", response_class=HTMLResponse)
+def step_page(request: Request, request_id: str, action: str, ws: WS) -> Response:
+    if action not in STEPS:
+        return _render(
+            request,
+            "error.html",
+            {
+                "title": "Not found",
+                "heading": "Not found",
+                "code": "not_found",
+                "message": "No such page.",
+                "back": "/",
+            },
+            status=404,
+        )
+
+    def show(who: Any, me: dict[str, Any], token: str) -> Response:
+        p = decisions.release_preview(ws, who, request_id)
+        step = decisions.next_step(ws, who, request_id)
+        return _render(
+            request,
+            "release_step.html",
+            {
+                "title": f"{action.capitalize()} {request_id}",
+                "p": p,
+                "step": step,
+                "action": action,
+            },
+            me=me,
+            token=token,
+        )
+
+    return _work(request, ws, show, back=f"/requests/{request_id}")
+
+
+@router.post("/requests/{request_id}/{action}")
+def step_act(
+    request: Request,
+    request_id: str,
+    action: str,
+    ws: WS,
+    csrf: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    services = {
+        "prepare": decisions.prepare,
+        "approve": decisions.approve,
+        "release": decisions.release,
+    }
+    if action not in services:
+        return _see_other(f"/requests/{request_id}")
+
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        services[action](ws, who, request_id)
+        return _see_other(f"/requests/{request_id}?done={action}d")
+
+    return _work(request, ws, act, csrf=csrf, back=f"/requests/{request_id}")
+
+
+# --- administration --------------------------------------------------------------------------
+
+
+@router.get("/users", response_class=HTMLResponse)
+def users_page(request: Request, ws: WS) -> Response:
+    def show(who: Any, me: dict[str, Any], token: str) -> Response:
+        return _render(
+            request,
+            "users.html",
+            {
+                "title": "Users",
+                "users": users.listing(ws, who),
+                "flash": FLASH.get(request.query_params.get("done", "")),
+            },
+            me=me,
+            token=token,
+        )
+
+    return _work(request, ws, show)
+
+
+@router.post("/users/{name}/suspend")
+def suspend(
+    request: Request,
+    name: str,
+    ws: WS,
+    reason: Annotated[str, Form(max_length=500)],
+    csrf: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        users.suspend(ws, who, name, reason)
+        return _see_other("/users?done=suspended")
+
+    return _work(request, ws, act, csrf=csrf, back="/users")

@@ -1,0 +1,266 @@
+"""The web console in a real browser: Playwright driving Debian's chromium (installed by `make
+browser`) against `custodes serve`'s application on loopback. Each role's main path end to end,
+axe-core on every page (no serious or critical violation), keyboard-only approval, the
+separation of duties shown before the click, a suspension refusing the open browser's next
+click, and the page security (cookie flags, CSP, no-store, CSRF). Screenshots of every page go
+to test-artefacts/console/ (not committed)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import PASSWORD, Template, copy_template
+from custodes.services import decisions, matching, requests, rules
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[1]
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+SHOTS = ROOT / "test-artefacts" / "console"
+ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@dataclass
+class Console:
+    url: str
+    rid: str
+    browser: Any
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _one_for_review(folder: Path) -> None:
+    with open(folder / "truth.csv") as fh:
+        truth = {r["item_id"]: r for r in csv.DictReader(fh)}
+    with open(folder / "items.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    next(r for r in rows if truth[r["item_id"]]["defect"] == "none" and not r["tin"])["dob"] = ""
+    with open(folder / "items.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+@pytest.fixture(scope="module")
+def console(
+    tmp_path_factory: pytest.TempPathFactory, _master_template: Template
+) -> Iterator[Console]:
+    import uvicorn
+
+    from custodes.web import create_app
+
+    assert Path(CHROMIUM).exists(), "chromium is missing: run 'make browser'"
+    assert AXE.exists(), "axe-core is missing: run 'make assets'"
+    root = tmp_path_factory.mktemp("console")
+    ws, people = copy_template(_master_template, root)
+    rules.register_parties(ws, people.admin, "irc-6103-i-2")
+    requests.generate(ws, people.admin, "irc-6103-i-2", 80, 3, root / "req")
+    _one_for_review(root / "req")
+    rid = requests.submit(ws, people["requester"], root / "req").request_id
+    matching.train(ws, people["officer"], rid)
+    decisions.process(ws, people["officer"], rid)
+    home, url = ws.home, str(ws.engine.url)
+    ws.close()
+    os.environ["CUSTODES_INSECURE_COOKIES"] = "1"  # plain HTTP on loopback in the tests
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(home, url), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield Console(f"http://127.0.0.1:{port}", rid, browser)
+        finally:
+            browser.close()
+            server.should_exit = True
+            thread.join(timeout=10)
+            os.environ.pop("CUSTODES_INSECURE_COOKIES", None)
+
+
+class Page:
+    """One user's browser (its own cookies), with the checks every page gets."""
+
+    def __init__(self, c: Console, user: str | None = None) -> None:
+        self.c = c
+        self.ctx = c.browser.new_context(accept_downloads=True)
+        self.page = self.ctx.new_page()
+        self.csp_errors: list[str] = []
+        self.page.on(
+            "console",
+            lambda m: (
+                self.csp_errors.append(m.text) if "Content Security Policy" in m.text else None
+            ),
+        )
+        if user:
+            self.sign_in(user)
+
+    def sign_in(self, user: str) -> None:
+        self.goto("/sign-in", shot=None)
+        self.page.fill("#name", user)
+        self.page.fill("#password", PASSWORD)
+        self.page.click("button[type=submit]")
+        self.page.wait_for_url(self.c.url + "/")
+
+    def goto(self, path: str, *, shot: str | None = None) -> Any:
+        r = self.page.goto(self.c.url + path)
+        self.check(shot)
+        return r
+
+    def check(self, shot: str | None) -> None:
+        """axe-core on the page: no serious or critical violation; a screenshot."""
+        self.page.evaluate(AXE.read_text())
+        found = self.page.evaluate(
+            """async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+                 .map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.length}))"""
+        )
+        bad = [v for v in found if v["impact"] in ("serious", "critical")]
+        assert not bad, (self.page.url, bad)
+        assert not self.csp_errors, self.csp_errors
+        if shot:
+            self.page.screenshot(path=str(SHOTS / f"{shot}.png"), full_page=True)
+
+    def close(self) -> None:
+        self.ctx.close()
+
+
+def test_each_role_works_the_request_through_to_release(console: Console) -> None:
+    c, rid = console, console.rid
+    officer = Page(c, "officer")
+    officer.check("queue")
+    page = officer.page
+    assert page.locator("caption", has_text="Waiting for you").count() == 1
+    page.click(f"text={rid}")
+    officer.check("request")
+    assert "in_review" in page.content()
+
+    # the outcomes filter updates the table in place (htmx), the URL unchanged
+    page.select_option("#outcome", "WITHHOLD")
+    page.click("text=Filter")
+    page.wait_for_selector("#outcomes caption:has-text('with outcome WITHHOLD')")
+    assert page.url.endswith(f"/requests/{rid}")
+
+    officer.goto(f"/requests/{rid}/review", shot="review")
+    groups = page.locator("form[action$='/review']")
+    assert groups.count() >= 1
+    while page.locator("form[action$='/review']").count():
+        form = page.locator("form[action$='/review']").first
+        form.locator("textarea").fill("identity not established from the list")
+        form.locator("button").click()
+        page.wait_for_load_state()
+    assert "withheld" in page.content()
+
+    officer.goto(f"/requests/{rid}/prepare", shot="prepare")
+    assert "What will be released" in page.content()
+    page.click("#confirm")
+    page.wait_for_url(re.compile(r".*done=prepared"))
+    assert "A second person" in page.content()
+    # the preparer sees why they may not approve, before any click
+    officer.goto(f"/requests/{rid}/approve")
+    assert "You may not approve" in page.content() and page.locator("#confirm").count() == 0
+
+    approver = Page(c, "approver")
+    approver.goto(f"/requests/{rid}/approve", shot="approve")
+    ap = approver.page
+    assert "Prepared by: officer" in ap.content()
+    # keyboard only: tab to the button and press Enter
+    for _ in range(60):
+        ap.keyboard.press("Tab")
+        if ap.evaluate("document.activeElement && document.activeElement.id") == "confirm":
+            break
+    else:
+        pytest.fail("the approve button is not reachable with the keyboard")
+    ap.keyboard.press("Enter")
+    ap.wait_for_url(re.compile(r".*done=approved"))
+    approver.close()
+
+    officer.goto(f"/requests/{rid}/release", shot="release")
+    page.click("#confirm")
+    page.wait_for_url(re.compile(r".*done=released"))
+    officer.check("released")
+    with page.expect_download() as dl:
+        page.click("text=Download the response (CSV)")
+    assert Path(dl.value.path()).read_text().startswith('"item_id"')
+    officer.close()
+
+
+def test_a_suspended_user_is_refused_at_the_next_click(console: Console) -> None:
+    c = console
+    auditor = Page(c, "auditor")
+    admin = Page(c, "admin")
+    admin.goto("/users", shot="users")
+    row = admin.page.locator("form[action='/users/auditor/suspend']")
+    row.locator("input[name=reason]").fill("left the agency")
+    row.locator("button").click()
+    admin.page.wait_for_url(re.compile(r".*done=suspended"))
+    # the auditor's browser is still open on the queue: the next click is refused
+    r = auditor.page.goto(c.url + "/")
+    assert r.status in (401, 403) and "Your session has ended" in auditor.page.content()
+    auditor.check("session-ended")
+    assert not [x for x in auditor.ctx.cookies() if x["name"] == "custodes_session"]
+    auditor.close()
+    admin.close()
+
+
+def test_page_security(console: Console) -> None:
+    c = console
+    anon = Page(c)
+    r = anon.page.goto(c.url + "/")
+    assert anon.page.url.endswith("/sign-in")
+    anon.check("sign-in")
+    headers = r.all_headers()
+    assert headers["cache-control"] == "no-store"
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert "unsafe-inline" not in headers["content-security-policy"]
+    # a wrong password: one message, no session
+    anon.page.fill("#name", "officer")
+    anon.page.fill("#password", "not the password")
+    anon.page.click("button[type=submit]")
+    assert "usa-alert--error" in anon.page.content() and not anon.ctx.cookies()
+    anon.close()
+
+    approver = Page(c, "approver")
+    cookie = next(x for x in approver.ctx.cookies() if x["name"] == "custodes_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    # a state-changing form without the session's anti-forgery token is refused
+    r = approver.ctx.request.post(c.url + f"/requests/{c.rid}/approve", form={"csrf": "x"})
+    assert r.status == 403 and "anti-forgery" in r.text()
+    # a role without the action: refused by the core, shown with its code
+    r = approver.page.goto(c.url + "/users")
+    assert r.status == 403 and "forbidden" in approver.page.content()
+    approver.check("forbidden")
+    # the navigation shows only what the user may do
+    approver.goto("/")
+    assert approver.page.locator("nav a[href='/users']").count() == 0
+    approver.close()
