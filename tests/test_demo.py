@@ -31,3 +31,6 @@ def test_demo_runs_the_main_job_and_says_why_items_are_in_review(tmp_path: Path)
     made = sorted(p.suffix for p in reports.iterdir())
     assert made == [".csv", ".html", ".html", ".pdf"], made
     assert str(reports) in out and "custodes report verify" in out
+    # the console's demo users, each with a one-time code, and where to open it
+    assert "http://127.0.0.1:8600/enrol" in out
+    assert all(name in out for name in ("officer-1", "approver-1", "auditor-1"))

@@ -46,6 +46,8 @@ class Console:
     url: str
     rid: str
     browser: Any
+    home: Path
+    store_url: str
 
 
 def _free_port() -> int:
@@ -101,7 +103,7 @@ def console(
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            yield Console(f"http://127.0.0.1:{port}", rid, browser)
+            yield Console(f"http://127.0.0.1:{port}", rid, browser, home, url)
         finally:
             browser.close()
             server.should_exit = True
@@ -264,3 +266,36 @@ def test_page_security(console: Console) -> None:
     approver.goto("/")
     assert approver.page.locator("nav a[href='/users']").count() == 0
     approver.close()
+
+
+def test_a_new_user_enrols_with_a_one_time_code_then_signs_in(console: Console) -> None:
+    from custodes.services import users
+    from custodes.services import workspace as ws_svc
+
+    ws = ws_svc.open_workspace(console.home, console.store_url)
+    try:
+        from custodes.access import sessions
+
+        admin = ws_svc.caller(ws, sessions.login(ws, "admin", PASSWORD))
+        code = users.reset(ws, admin, "rule-steward")["enrolment_code"]
+    finally:
+        ws.close()
+    p = Page(console)
+    p.goto("/enrol", shot="enrol")
+    p.page.fill("#name", "rule-steward")
+    p.page.fill("#code", "wrong-code")
+    p.page.fill("#password", "a long new password")
+    p.page.click("button[type=submit]")
+    assert "not valid for this user" in p.page.content()
+    p.page.fill("#name", "rule-steward")
+    p.page.fill("#code", code)
+    p.page.fill("#password", "a long new password")
+    p.page.click("button[type=submit]")
+    assert "Enrolled" in p.page.content()
+    p.goto("/sign-in")
+    p.page.fill("#name", "rule-steward")
+    p.page.fill("#password", "a long new password")
+    p.page.click("button[type=submit]")
+    p.page.wait_for_url(console.url + "/")
+    assert "rule-steward" in p.page.content()
+    p.close()

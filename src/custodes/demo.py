@@ -23,7 +23,16 @@ from rich.console import Console
 from rich.table import Table
 
 from custodes.access import Caller
-from custodes.services import decisions, ledger, matching, records, reports, requests, rules
+from custodes.services import (
+    decisions,
+    ledger,
+    matching,
+    records,
+    reports,
+    requests,
+    rules,
+    users,
+)
 from custodes.services import workspace as ws_svc
 from custodes.services.rules import register_parties
 from custodes.synthetic import staff as demo_staff
@@ -130,7 +139,30 @@ def main() -> None:
     for stage, secs in timings:
         table.add_row(stage, f"{secs:.2f}")
     console.print(table)
+    _console_users(ws, console, staff)
     ws.close()
+
+
+CONSOLE_USERS = (("officer-1", "officer"), ("approver-1", "approver"), ("auditor-1", "auditor"))
+
+
+def _console_users(ws: Workspace, console: Console, staff: demo_staff.Staff) -> None:
+    """Demo users for the web console, each with a fresh one-time enrolment code (a new one on
+    every run: the code is shown once and sets the user's own password)."""
+    table = Table("user", "role", "one-time code", title="Web console users (codes valid 72 h)")
+    for name, role in CONSOLE_USERS:
+        demo_staff.add(staff, name, [role], basis="demo")
+        code = users.reset(ws, staff.admin, name)["enrolment_code"]
+        table.add_row(name, role, code)
+    console.print(table)
+    home = "" if str(ws.home) == os.path.abspath("custodes-data") else f" --home {ws.home}"
+    console.print(
+        f"Web console: run 'custodes serve{home}' (or '.venv/bin/custodes serve{home}') and open "
+        "http://127.0.0.1:8600/enrol to set a password with a code above, then sign in at "
+        "http://127.0.0.1:8600/ — the API is under http://127.0.0.1:8600/v1/docs.",
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 def _has_key(home: str | None) -> bool:

@@ -221,6 +221,35 @@ def sign_in(
     return r
 
 
+@router.get("/enrol", response_class=HTMLResponse)
+def enrol_page(request: Request) -> HTMLResponse:
+    return _render(
+        request, "enrol.html", {"title": "Set your password", "error": None, "done": None}
+    )
+
+
+@router.post("/enrol", response_class=HTMLResponse)
+def enrol(
+    request: Request,
+    ws: WS,
+    name: Annotated[str, Form(max_length=64)],
+    code: Annotated[str, Form(max_length=128)],
+    password: Annotated[str, Form(max_length=1024)],
+) -> HTMLResponse:
+    """A new user sets their own password with their one-time code (and receives their second
+    factor's key once, when a role of theirs needs one)."""
+    try:
+        done = ws_svc.enrol(ws, name, code.strip(), password)
+    except CustodesError as exc:
+        return _render(
+            request,
+            "enrol.html",
+            {"title": "Set your password", "error": exc.message, "done": None},
+            status=exc.http_status,
+        )
+    return _render(request, "enrol.html", {"title": "Enrolled", "error": None, "done": done})
+
+
 @router.post("/sign-out")
 def sign_out(request: Request, ws: WS, csrf: Annotated[str, Form(max_length=128)] = "") -> Response:
     token = request.cookies.get(COOKIE)
