@@ -14,7 +14,7 @@ import sqlalchemy as sa
 import custodes
 from custodes.access import sessions
 from custodes.errors import CustodesError
-from custodes.services import decisions, matching, records, requests, rules, users
+from custodes.services import decisions, matching, records, reports, requests, rules, users
 from custodes.services.rules import register_parties
 from custodes.store.tables import ledger_events
 from custodes.synthetic import staff as staff_mod
@@ -99,6 +99,10 @@ def test_every_event_type_names_its_actor(
     decisions.certify(
         ws, officer, recall["recall_id"], certified_by="R.O.", certified_on=dt.date.today()
     )
+    opened = reports.incident_open(ws, officer, kind="inspection", summary="a look without a case")
+    reports.incident_reported(ws, officer, opened["incident_id"])
+    reports.incident_close(ws, people["auditor"], opened["incident_id"], finding="unfounded")
+    reports.jct(ws, people["auditor"], year=dt.date.today().year)
     staff_mod.add(people, "admin3", ["administrator"])
     staff_mod.add(people, "steward2", ["rule_steward"])
     users.propose_policy(ws, admin, "totp_roles", "")

@@ -95,6 +95,11 @@ def envelope(folder: Path) -> dict[str, Any]:
     return json.loads((folder / ENVELOPE_FILE).read_text(encoding="utf-8-sig"))
 
 
+def match_results_path(ws: Workspace, request_id: str) -> Path:
+    """Where a request's match results are (they may not exist yet)."""
+    return ws.request_folder(request_id) / "match" / matching.LINKED
+
+
 def outcomes_path(ws: Workspace, request_id: str) -> Path:
     return ws.request_folder(request_id) / "decisions" / "outcomes.parquet"
 

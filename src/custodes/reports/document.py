@@ -1,23 +1,16 @@
-"""A report as data (tables, key figures, charts, notes) and its files: CSV and JSON for data,
-HTML with charts for reading, PDF for filing.
+"""A report as data (tables, key figures, charts, notes), with the formatting its files share.
 
-One shape for every report, so that each format is written once and `report verify` can read a
-CSV or JSON report back and compare it, figure by figure, with a recomputation.
+One shape for every report, so that each format is written once (`reports.render`) and `report
+verify` can read a CSV or JSON report back and compare it, figure by figure, with a
+recomputation.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-import pyarrow as pa
-
-from custodes.store.files import csv_bytes
-
-FORMATS = (".csv", ".json", ".html", ".pdf")
 
 
 @dataclass
@@ -90,39 +83,6 @@ def cell(v: Any, key: str = "") -> str:
     if isinstance(v, list):
         return "; ".join(str(x) for x in v)
     return us_date(us_count(v))
-
-
-def encode(doc: Document, kind: str) -> bytes:
-    if kind == ".json":
-        return (json.dumps(doc.to_json(), indent=1, ensure_ascii=False) + "\n").encode()
-    if kind == ".csv":
-        return _csv(doc.tables[0])
-    if kind == ".html":
-        from custodes.reports.html import render_html
-
-        return render_html(doc).encode()
-    from custodes.reports.pdf import render_pdf
-
-    return render_pdf(doc)
-
-
-def _csv(t: Table) -> bytes:
-    """The report's main table, machine-readable (ISO dates, plain numbers, lists joined by
-    ';'); its total, if any, as a last row."""
-    rows = t.rows + ([t.total] if t.total else [])
-    keys = [k for k, _ in t.columns]
-
-    def text(v: Any) -> str | None:
-        if v is None:
-            return None
-        if isinstance(v, bool):
-            return "yes" if v else "no"
-        if isinstance(v, list):
-            return ";".join(str(x) for x in v)
-        return str(v)
-
-    table = pa.table({k: pa.array([text(r.get(k)) for r in rows], pa.string()) for k in keys})
-    return csv_bytes(table)
 
 
 def chart_svg(c: Chart) -> str:

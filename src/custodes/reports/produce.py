@@ -26,7 +26,8 @@ from custodes.ledger import log
 from custodes.ledger.events import Event
 from custodes.records import master
 from custodes.reports import disclosures as disc
-from custodes.reports.document import FORMATS, Document, encode
+from custodes.reports.document import Document
+from custodes.reports.render import FORMATS, encode
 from custodes.reports.source import Entry, from_export, from_store
 from custodes.requests.format import item_id_ok
 from custodes.requests.intake import text_sha256

@@ -16,8 +16,7 @@ from typing import Any
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from custodes.decisions.pipeline import OUTCOMES
-from custodes.matching import service as matching
+from custodes.decisions.pipeline import OUTCOMES, match_results_path
 from custodes.reports.document import Chart, Document, Table
 from custodes.reports.source import Entry
 from custodes.rules.types import RuleSet
@@ -38,7 +37,7 @@ STAGES = (
 
 
 def histogram(ws: Workspace, request_id: str) -> list[int]:
-    path = ws.request_folder(request_id) / "match" / matching.LINKED
+    path = match_results_path(ws, request_id)
     if not path.exists():
         return []
     p = pq.read_table(path, columns=["probability"])["probability"]
