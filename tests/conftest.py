@@ -32,6 +32,22 @@ def make_workspace(home: Path, store_url: str | None = None) -> Workspace:
     return open_workspace(home, store_url)
 
 
+def one_for_review(folder: Path) -> None:
+    """Blank the date of birth of one no-TIN, undamaged item of a generated request, so that
+    processing sends exactly that kind of item to review."""
+    import csv
+
+    with open(folder / "truth.csv") as fh:
+        truth = {r["item_id"]: r for r in csv.DictReader(fh)}
+    with open(folder / "items.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    next(r for r in rows if truth[r["item_id"]]["defect"] == "none" and not r["tin"])["dob"] = ""
+    with open(folder / "items.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
 @pytest.fixture
 def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
     monkeypatch.delenv("CUSTODES_STORE_URL", raising=False)

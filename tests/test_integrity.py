@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from conftest import Template, copy_template
+from conftest import Template, copy_template, one_for_review
 from custodes.services import decisions, ledger, matching, requests, rules, users
 from custodes.synthetic.staff import Staff
 from custodes.workspace import Workspace
@@ -26,7 +26,7 @@ def released(tmp_path_factory: pytest.TempPathFactory, _master_template: Templat
     officer = people["officer"]
     rules.register_parties(ws, people.admin, "irc-6103-i-2")
     requests.generate(ws, people.admin, "irc-6103-i-2", 150, 3, root / "req")
-    _one_for_review(root / "req")
+    one_for_review(root / "req")
     rid = requests.submit(ws, people["requester"], root / "req").request_id
     matching.train(ws, officer, rid)
     decisions.process(ws, officer, rid)
@@ -45,18 +45,6 @@ def released(tmp_path_factory: pytest.TempPathFactory, _master_template: Templat
     (root / "rid").write_text(rid)
     ws.close()
     return Template(root / "master-ws", root / "master-ws.db", people)
-
-
-def _one_for_review(folder: Path) -> None:
-    with open(folder / "truth.csv") as fh:
-        truth = {r["item_id"]: r for r in csv.DictReader(fh)}
-    with open(folder / "items.csv") as fh:
-        rows = list(csv.DictReader(fh))
-    next(r for r in rows if truth[r["item_id"]]["defect"] == "none" and not r["tin"])["dob"] = ""
-    with open(folder / "items.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
 
 
 @pytest.fixture

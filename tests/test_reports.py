@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from conftest import PASSWORD, Template, copy_template
+from conftest import PASSWORD, Template, copy_template, one_for_review
 from custodes.access import enter, sessions
 from custodes.cli import app
 from custodes.errors import CustodesError
@@ -34,18 +34,6 @@ YEAR = dt.datetime.now(dt.UTC).year
 PLAN = (("irc-6103-i-2", 150, 3), ("irc-6103-m-2", 60, 4), ("irc-6103-l-6", 80, 5))
 
 
-def _one_for_review(folder: Path) -> None:
-    with open(folder / "truth.csv") as fh:
-        truth = {r["item_id"]: r for r in csv.DictReader(fh)}
-    with open(folder / "items.csv") as fh:
-        rows = list(csv.DictReader(fh))
-    next(r for r in rows if truth[r["item_id"]]["defect"] == "none" and not r["tin"])["dob"] = ""
-    with open(folder / "items.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-
-
 @pytest.fixture(scope="module")
 def year(tmp_path_factory: pytest.TempPathFactory, _master_template: Template) -> Template:
     root = tmp_path_factory.mktemp("year")
@@ -56,7 +44,7 @@ def year(tmp_path_factory: pytest.TempPathFactory, _master_template: Template) -
         rules.register_parties(ws, people.admin, provision)
         requests.generate(ws, people.admin, provision, n, seed, root / provision)
         if provision.endswith("i-2"):
-            _one_for_review(root / provision)
+            one_for_review(root / provision)
         who = people["requester"] if provision.endswith("i-2") else officer
         rid = requests.submit(ws, who, root / provision).request_id
         if not rids:

@@ -7,7 +7,6 @@ to test-artefacts/console/ (not committed)."""
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import shutil
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from conftest import PASSWORD, Template, copy_template
+from conftest import PASSWORD, Template, copy_template, one_for_review
 from custodes.services import decisions, matching, requests, rules
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -56,18 +55,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _one_for_review(folder: Path) -> None:
-    with open(folder / "truth.csv") as fh:
-        truth = {r["item_id"]: r for r in csv.DictReader(fh)}
-    with open(folder / "items.csv") as fh:
-        rows = list(csv.DictReader(fh))
-    next(r for r in rows if truth[r["item_id"]]["defect"] == "none" and not r["tin"])["dob"] = ""
-    with open(folder / "items.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-
-
 @pytest.fixture(scope="module")
 def console(
     tmp_path_factory: pytest.TempPathFactory, _master_template: Template
@@ -82,7 +69,7 @@ def console(
     ws, people = copy_template(_master_template, root)
     rules.register_parties(ws, people.admin, "irc-6103-i-2")
     requests.generate(ws, people.admin, "irc-6103-i-2", 80, 3, root / "req")
-    _one_for_review(root / "req")
+    one_for_review(root / "req")
     rid = requests.submit(ws, people["requester"], root / "req").request_id
     matching.train(ws, people["officer"], rid)
     decisions.process(ws, people["officer"], rid)
