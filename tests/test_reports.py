@@ -473,7 +473,13 @@ def test_the_tin_view_is_an_inspection_of_every_record(copy, tmp_path: Path) -> 
     with pytest.raises(CustodesError) as exc:
         reports.accounting(ws, aud, tins_for=("", "case-7"))
     assert exc.value.code == "no_purpose"
-    assert not _bodies(ws, "record.inspected")
+    (tmp_path / "taken.csv").write_text("x")
+    with pytest.raises(CustodesError) as exc:
+        reports.accounting(
+            ws, aud, tins_for=("congressional inquiry 7", "case-7"), out=tmp_path / "taken.csv"
+        )
+    assert exc.value.code == "output_exists"
+    assert not _bodies(ws, "record.inspected")  # nothing shown, nothing recorded as shown
     res = reports.accounting(
         ws,
         aud,

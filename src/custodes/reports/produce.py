@@ -81,14 +81,21 @@ def with_reasons(ws: Workspace, doc: Document) -> Document:
     return doc
 
 
+def target(out: Path) -> str:
+    """Check a report's output file before any work (its format by extension, a new file in
+    an existing folder); returns the format."""
+    kind = file_kind(out, FORMATS)
+    out_file(out)
+    return kind
+
+
 def write(call: Call, doc: Document, out: Path | None, *, fmt: str | None = None) -> dict[str, Any]:
     """The report as a new file (format by its extension), or as bytes in `fmt` (.csv, .json,
     .html, .pdf) for a face to send, or as the document itself; recorded in the ledger either
     way (who, which report, parameters, and the SHA-256 of the bytes handed out)."""
     data, digest = None, None
     if out is not None:
-        fmt = file_kind(out, FORMATS)
-        out_file(out)
+        fmt = target(out)
     elif fmt is not None:
         fmt = file_kind(Path(f"report.{fmt.lstrip('.')}"), FORMATS)
     if fmt is not None:

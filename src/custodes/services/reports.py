@@ -38,6 +38,8 @@ def accounting(
     (purpose, reference) asks for the authorised view with each row's TIN: an inspection of
     every record in it, recorded, and open only to the roles that may inspect a person's
     accounting."""
+    if out is not None:  # a bad output name is refused before any inspection is recorded
+        produce.target(out)
     if tins_for is not None:  # the door decides (and records) this part too
         call = enter(call.ws, call.caller, "reports.person")
     size, entries = produce.snapshot(call.ws)
