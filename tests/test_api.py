@@ -227,6 +227,111 @@ def test_role_by_route_matrix(api: Api) -> None:
     _problem(api.get(f"/v1/requests/{rid}", "other-agency"), 404, "unknown_request")
 
 
+def test_attacks_over_http(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack cases of "Close every hole", sent over HTTP: each refused with one problem
+    that never quotes what was sent, and nothing kept."""
+    import json
+
+    from custodes.api import routes
+
+    before = len(api.get("/v1/requests", "officer").json())
+    folder = api.root / "req-3"
+    envelope = (folder / "envelope.json").read_bytes()
+    items = (folder / "items.csv").read_text()
+
+    def upload(items_text: str) -> dict[str, Any]:
+        return {
+            "files": {
+                "envelope": ("envelope.json", envelope, "application/json"),
+                "items": ("items.csv", items_text.encode(), "text/csv"),
+            }
+        }
+
+    # SQL in an uploaded header and in an id never reaches SQL, and is not echoed
+    header, rest = items.split("\n", 1)
+    evil = 'x"; DROP TABLE requests; --'
+    r = api.post("/v1/requests", "requester", **upload(header + f',"{evil}"\n' + rest))
+    _problem(r, 422, "bad_column_name")
+    assert "DROP TABLE" not in r.text
+    first = rest.split(",", 1)
+    r = api.post("/v1/requests", "requester", **upload(header + "\n" + "123-45-6789," + first[1]))
+    _problem(r, 422, "bad_item_id")
+    assert "123-45-6789" not in r.text
+    # a field far beyond the limit
+    long_row = rest.split("\n")[0].split(",")
+    long_row[2] = "A" * 5000
+    r = api.post("/v1/requests", "requester", **upload(header + "\n" + ",".join(long_row) + "\n"))
+    _problem(r, 422, "oversize_field")
+    # an oversized body is refused by its declared length, before it is read
+    monkeypatch.setattr(routes, "MAX_UPLOAD", 1000)
+    r = api.post(
+        "/v1/requests",
+        "requester",
+        content=b"{}",
+        headers={"content-type": "application/json", "content-length": "999999"},
+    )
+    _problem(r, 413, "file_too_large")
+    r = api.post("/v1/requests", "requester", json={"envelope": {}, "items": [{"x": "y" * 2000}]})
+    _problem(r, 413, "file_too_large")
+    r = api.post("/v1/requests", "requester", **upload(items))
+    _problem(r, 413, "file_too_large")
+    monkeypatch.undo()
+    # malformed bodies and wrong content types
+    _problem(
+        api.post(
+            "/v1/requests",
+            "requester",
+            content=b"{not json",
+            headers={"content-type": "application/json"},
+        ),
+        422,
+        "bad_argument",
+    )
+    _problem(
+        api.post(
+            "/v1/requests",
+            "requester",
+            content=b"--x\r\nbroken",
+            headers={"content-type": "multipart/form-data; boundary=x"},
+        ),
+        422,
+        "bad_argument",
+    )
+    _problem(
+        api.post("/v1/requests", "requester", content=b"a,b", headers={"content-type": "text/csv"}),
+        415,
+        "unsupported_media_type",
+    )
+    # impersonation: a made-up token, an agency key on a staff action, another agency's name
+    _problem(
+        api.post("/v1/requests/x/approve", headers={"Authorization": "Bearer officer"}),
+        401,
+        "not_signed_in",
+    )
+    other = json.loads(envelope)
+    other["agency"] = "U.S. Department of Labor"
+    r = api.post(
+        "/v1/requests",
+        "requester",
+        files={
+            "envelope": ("envelope.json", json.dumps(other).encode(), "application/json"),
+            "items": ("items.csv", items.encode(), "text/csv"),
+        },
+    )
+    _problem(r, 403, "other_agency")
+    # a replayed idempotency key belongs to its account: another agency's replay is its own
+    key = {"Idempotency-Key": "replay-2026-0001"}
+    mine = api.post("/v1/requests", "requester", headers=key, **upload(items))
+    assert mine.status_code in (200, 201), mine.text
+    theirs = api.post("/v1/requests", "other-agency", headers=key, **upload(items))
+    _problem(theirs, 403, "other_agency")
+    assert mine.json()["request_id"] not in theirs.text
+    # nothing refused was kept
+    assert len(api.get("/v1/requests", "officer").json()) == before + (
+        1 if mine.status_code == 201 else 0
+    )
+
+
 def test_idempotency_keys(api: Api) -> None:
     files = api.upload(api.root / "req-2")
     key = {"Idempotency-Key": "order-2026-11-30-0001"}

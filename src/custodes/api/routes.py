@@ -151,6 +151,10 @@ async def _stage(request: Request, folder: Path) -> str:
     as a request directory; returns the payload's hash (for the idempotency key)."""
     sha = hashlib.sha256()
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    declared = request.headers.get("content-length", "")
+    # Refused before a byte is read: a body declared larger than two uploads and their framing.
+    if declared.isdigit() and int(declared) > 2 * MAX_UPLOAD + (1 << 16):
+        raise InputError(f"An upload is at most {MAX_UPLOAD:,} bytes.", code="file_too_large")
     if kind == "multipart/form-data":
         try:
             form = await request.form(max_files=2, max_fields=2)
@@ -168,9 +172,15 @@ async def _stage(request: Request, folder: Path) -> str:
         await _save(envelope, folder / "envelope.json", sha)
         await _save(items, folder / _items_name((folder / "envelope.json").read_bytes()), sha)
     elif kind == "application/json":
-        body = await request.body()
-        if len(body) > MAX_UPLOAD:
-            raise InputError(f"An upload is at most {MAX_UPLOAD:,} bytes.", code="file_too_large")
+        parts, size = [], 0
+        async for chunk in request.stream():  # never more than the limit held in memory
+            size += len(chunk)
+            if size > MAX_UPLOAD:
+                raise InputError(
+                    f"An upload is at most {MAX_UPLOAD:,} bytes.", code="file_too_large"
+                )
+            parts.append(chunk)
+        body = b"".join(parts)
         sha.update(body)
         try:
             inline = m.InlineRequest.model_validate_json(body)
