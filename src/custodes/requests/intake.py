@@ -306,10 +306,14 @@ def text_sha256(value: Any) -> str:
     return hashlib.sha256(str(value or "").strip().encode()).hexdigest()
 
 
-def listing(ws: Workspace, agency: str | None = None) -> list[dict[str, object]]:
-    """Received requests (all of them, or one agency's), oldest first."""
+def listing(
+    ws: Workspace, agency: str | None = None, request_id: str | None = None
+) -> list[dict[str, object]]:
+    """Received requests (all of them, or one agency's; or the one named), oldest first."""
     q = select(requests).order_by(requests.c.submitted_at)
     if agency is not None:
         q = q.where(requests.c.agency == agency)
+    if request_id is not None:
+        q = q.where(requests.c.id == request_id)
     with ws.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]

@@ -75,7 +75,7 @@ def status(call: CheckedCall, request_id: str) -> dict[str, Any]:
     """One request's state and history (another agency's request is reported as unknown)."""
     with call.ws.engine.connect() as conn:
         lifecycle.current_state(conn, request_id, agency=call.agency)
-        rows = [r for r in intake.listing(call.ws, call.agency) if r["id"] == request_id]
+        rows = intake.listing(call.ws, call.agency, request_id)
         history = [
             {"from": t.from_state, "to": t.to_state, "at": t.at, "actor": t.actor}
             for t in conn.execute(
