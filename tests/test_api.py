@@ -21,6 +21,7 @@ from custodes.api import create_app
 from custodes.ledger import tiles
 from custodes.ledger.note import Verifier, open_checkpoint
 from custodes.ledger.tree import leaf_hash, memory_perfect, root
+from custodes.ledger.verify import verify_receipt
 from custodes.services import ledger as ledger_svc
 from custodes.services import reports as reports_svc
 from custodes.services import requests as requests_svc
@@ -176,6 +177,7 @@ OPEN_ROUTES = {
     ("GET", "/v1/problems/{code}"),
     ("GET", "/v1/ledger/checkpoint"),
     ("GET", "/v1/ledger/tile/{path}"),
+    ("GET", "/v1/ledger/receipts/{index}"),
     ("POST", "/v1/sessions"),
 }
 
@@ -419,6 +421,11 @@ def test_main_job_over_http_and_ledger_verified_from_tiles(api: Api) -> None:
     mine = [r for r in acc["tables"][0]["rows"] if r["request_id"] == rid]
     assert len(mine) == doc["counts"]["disclosed"]
     assert all(0 <= r["ledger_index"] < cp.size for r in mine)
+    # ...and anyone can fetch a receipt for each and check it with the log's key alone
+    for r in mine[:5]:
+        text = api.get(f"/v1/ledger/receipts/{r['ledger_index']}").text
+        assert verify_receipt(text, Verifier.parse(vkey)).ok
+    _problem(api.get(f"/v1/ledger/receipts/{cp.size + 10**6}"), 422, "bad_index")
     jct = api.get("/v1/reports/jct?format=csv", "auditor")
     assert jct.status_code == 200 and jct.headers["content-type"].startswith("text/csv")
     assert jct.headers["cache-control"] == "no-store"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import Path as Path_
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -69,6 +70,23 @@ def checkpoint(ws: WS) -> Response:
     """The latest signed checkpoint (C2SP signed note) with its witnesses' cosignatures."""
     return Response(
         ledger.public_checkpoint(ws),
+        media_type="text/plain; charset=utf-8",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+@public.get(
+    "/ledger/receipts/{index}",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}, **PROBLEMS},
+)
+def receipt(index: Annotated[int, Path_(ge=0, le=2**53)], ws: WS) -> Response:
+    """A receipt (c2sp.org/tlog-proof@v1) that event `index` is in the log: its salted
+    commitment, the inclusion proof and the latest signed checkpoint with cosignatures. Verify
+    it with the log's key (`custodes ledger verify FILE --key ...`); the event's body stays with
+    whoever holds it."""
+    return Response(
+        ledger.public_receipt(ws, index),
         media_type="text/plain; charset=utf-8",
         headers={"Cache-Control": "no-cache"},
     )

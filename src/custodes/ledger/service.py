@@ -369,6 +369,27 @@ def public_checkpoint(ws: Workspace) -> bytes:
         return log.with_cosignatures(conn, cp.size, note).render().encode()
 
 
+def public_receipt(ws: Workspace, index: int) -> str:
+    """A receipt (c2sp.org/tlog-proof@v1) that event `index` is in the log, against the latest
+    signed checkpoint: the event's salted commitment, its inclusion proof and the checkpoint
+    with its cosignatures. Open: it identifies no person; the body stays with its holder."""
+    with ws.engine.connect() as conn:
+        last = log.latest_checkpoint(conn)
+        if last is None:
+            raise fail("no_checkpoint", "The ledger has no signed checkpoint yet.")
+        cp, note = last
+        if not 0 <= index < cp.size:
+            raise fail(
+                "bad_index", f"No event {index} under the latest checkpoint (size {cp.size})."
+            )
+        path = log.inclusion(conn, index, cp.size)
+        entry = conn.execute(
+            select(ledger_events.c.commitment).where(ledger_events.c.idx == index)
+        ).scalar_one()
+        note = log.with_cosignatures(conn, cp.size, note)
+    return format_receipt(index, entry, path, note)
+
+
 def public_tile(ws: Workspace, path: str) -> tuple[bytes, bool]:
     """A tile (hashes, or an entry bundle of commitments) by its tlog-tiles path under
     `tile/`, within the latest signed checkpoint; and whether it is full (immutable)."""

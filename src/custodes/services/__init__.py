@@ -27,5 +27,6 @@ OPEN = (
     "custodes.services.ledger.witness_server",
     "custodes.services.ledger.public_checkpoint",
     "custodes.services.ledger.public_tile",
+    "custodes.services.ledger.public_receipt",
     "custodes.services.reports.verify",
 )

@@ -170,6 +170,12 @@ def public_checkpoint(ws: Workspace) -> bytes:
     return ledger.public_checkpoint(ws)
 
 
+def public_receipt(ws: Workspace, index: int) -> str:
+    """A receipt for one event against the latest signed checkpoint (open to anyone: a salted
+    commitment and hashes, no person)."""
+    return ledger.public_receipt(ws, index)
+
+
 def public_tile(ws: Workspace, path: str) -> tuple[bytes, bool]:
     """A tlog-tiles tile or entry bundle (open to anyone: leaves are salted commitments)."""
     return ledger.public_tile(ws, path)
