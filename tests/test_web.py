@@ -7,6 +7,7 @@ to test-artefacts/console/ (not committed)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
@@ -202,6 +203,73 @@ def test_each_role_works_the_request_through_to_release(console: Console) -> Non
         page.click("text=Download the response (CSV)")
     assert Path(dl.value.path()).read_text().startswith('"item_id"')
     officer.close()
+
+
+def test_recalls_ledger_audit_and_reports(console: Console, tmp_path: Path) -> None:
+    """After the release above: the officer records a recipient's certification of
+    destruction; the auditor proves a disclosure from the ledger page and downloads the JCT
+    table, which is the file the ledger recorded."""
+    import hashlib
+
+    from custodes.access import sessions
+    from custodes.services import workspace as ws_svc
+
+    c = console
+    ws = ws_svc.open_workspace(c.home, c.store_url)
+    try:
+        officer_call = ws_svc.caller(ws, sessions.login(ws, "officer", PASSWORD))
+        out = next(
+            r for r in decisions.outcomes_page(ws, officer_call, c.rid, outcome="DISCLOSE")["items"]
+        )
+        (tmp_path / "one.csv").write_text(f"request_id,item_id\n{c.rid},{out['item_id']}\n")
+        decisions.recall(ws, officer_call, reason="court ruling", items_file=tmp_path / "one.csv")
+    finally:
+        ws.close()
+    officer = Page(c, "officer")
+    officer.goto("/recalls", shot="recalls")
+    form = officer.page.locator("form[action$='/certify']").first
+    form.locator("input[name=certified_by]").fill("Records Officer, recipient agency")
+    form.locator("input[name=certified_on]").fill(dt.date.today().isoformat())
+    form.locator("button").click()
+    officer.page.wait_for_url(re.compile(r".*done=certified"))
+    assert "certified" in officer.page.content()
+    officer.close()
+
+    auditor = Page(c, "auditor")
+    auditor.goto("/ledger", shot="ledger")
+    assert "Signed checkpoint" in auditor.page.content()
+    auditor.page.fill("#index", "3")
+    auditor.page.click("text=Show the receipt")
+    auditor.page.wait_for_selector("text=c2sp.org/tlog-proof@v1")
+    auditor.check("ledger-receipt")
+    auditor.goto("/audit", shot="audit")
+    auditor.page.select_option("#kind", "jct")
+    auditor.page.select_option("#format", "csv")
+    with auditor.page.expect_download() as dl:
+        auditor.page.click("text=Download")
+    data = Path(dl.value.path()).read_bytes()
+    assert data.startswith(b'"disclosure_to"')
+    ws = ws_svc.open_workspace(c.home, c.store_url)
+    try:
+        import json as _json
+
+        import sqlalchemy as sa
+
+        from custodes.store.tables import ledger_events
+
+        with ws.engine.connect() as conn:
+            bodies = [
+                _json.loads(b)
+                for (b,) in conn.execute(
+                    sa.select(ledger_events.c.body).where(
+                        ledger_events.c.type == "report.generated"
+                    )
+                )
+            ]
+    finally:
+        ws.close()
+    assert hashlib.sha256(data).hexdigest() in {b["sha256"] for b in bodies}
+    auditor.close()
 
 
 def test_a_suspended_user_is_refused_at_the_next_click(console: Console) -> None:

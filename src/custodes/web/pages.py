@@ -25,8 +25,8 @@ from fastapi.templating import Jinja2Templates
 
 from custodes import __version__
 from custodes.api.deps import WS
-from custodes.errors import AccessDenied, CustodesError, Unauthenticated
-from custodes.services import decisions, requests, users
+from custodes.errors import AccessDenied, CustodesError, InputError, Unauthenticated
+from custodes.services import audit, decisions, ledger, reports, requests, users
 from custodes.services import workspace as ws_svc
 
 COOKIE = "custodes_session"
@@ -44,7 +44,16 @@ FLASH = {
     "released": "Released: every disclosure is in the ledger; the response can be downloaded.",
     "withheld": "The group was withheld, one ledger event per item.",
     "suspended": "Suspended: the user's sessions and keys ended now.",
+    "certified": "The certification of destruction is recorded.",
 }
+AUDIT_FINDINGS = (
+    ("without_open_request", "Inspections without an open request (refused)"),
+    ("sensitive", "Inspections of sensitive records"),
+    ("volume_spikes", "Days with a spike of inspections by one user"),
+    ("actions_by_suspended_users", "Actions by suspended users (must be none)"),
+    ("incidents_overdue", "Incidents whose 24-hour report is overdue"),
+)
+REPORT_KINDS = ("accounting", "jct", "recalls", "safeguards")
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -67,7 +76,7 @@ templates.env.filters["date"] = _date
 async def security_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
     response: Response = await call_next(request)
     if not request.url.path.startswith("/v1"):
-        response.headers["Content-Security-Policy"] = CSP
+        response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["X-Frame-Options"] = "DENY"
@@ -89,10 +98,17 @@ def _secure() -> bool:
 
 
 def _nav(me: dict[str, Any]) -> list[tuple[str, str]]:
-    nav = [("/", "Work queue")]
-    if "users.read" in me["may"]:
-        nav.append(("/users", "Users"))
-    return nav
+    """The pages this user's roles reach (the core decides again on every click)."""
+    pages = (
+        ("requests.list", "/", "Work queue"),
+        ("recalls.read", "/recalls", "Recalls"),
+        ("ledger.read", "/ledger", "Ledger"),
+        ("audit", "/audit", "Audit and reports"),
+        ("users.read", "/users", "Users"),
+    )
+    return [("/", "Work queue")] + [
+        (href, label) for action, href, label in pages[1:] if action in me["may"]
+    ]
 
 
 def _render(
@@ -525,3 +541,115 @@ def suspend(
         return _see_other("/users?done=suspended")
 
     return _work(request, ws, act, csrf=csrf, back="/users")
+
+
+# --- recalls, ledger, audit and reports --------------------------------------------------------
+
+
+@router.get("/recalls", response_class=HTMLResponse)
+def recalls_page(request: Request, ws: WS) -> Response:
+    def show(who: Any, me: dict[str, Any], token: str) -> Response:
+        return _render(
+            request,
+            "recalls.html",
+            {
+                "title": "Recalls",
+                "recalls": decisions.recalls(ws, who),
+                "may_certify": "recall.certify" in me["may"],
+                "flash": FLASH.get(request.query_params.get("done", "")),
+            },
+            me=me,
+            token=token,
+        )
+
+    return _work(request, ws, show)
+
+
+@router.post("/recalls/{recall_id}/certify")
+def certify(
+    request: Request,
+    recall_id: str,
+    ws: WS,
+    certified_by: Annotated[str, Form(max_length=200)],
+    certified_on: Annotated[dt.date, Form()],
+    csrf: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        decisions.certify(ws, who, recall_id, certified_by=certified_by, certified_on=certified_on)
+        return _see_other("/recalls?done=certified")
+
+    return _work(request, ws, act, csrf=csrf, back="/recalls")
+
+
+@router.get("/ledger", response_class=HTMLResponse)
+def ledger_page(request: Request, ws: WS, index: int | None = None) -> Response:
+    def show(who: Any, me: dict[str, Any], token: str) -> Response:
+        st = ledger.status(ws, who)
+        note = ledger.public_checkpoint(ws).decode() if st["checkpoint_size"] else ""
+        receipt = ledger.public_receipt(ws, index) if index is not None else None
+        return _render(
+            request,
+            "ledger.html",
+            {"title": "Ledger", "st": st, "note": note, "index": index, "receipt": receipt},
+            me=me,
+            token=token,
+        )
+
+    return _work(request, ws, show, back="/ledger")
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(request: Request, ws: WS) -> Response:
+    def show(who: Any, me: dict[str, Any], token: str) -> Response:
+        return _render(
+            request,
+            "audit.html",
+            {
+                "title": "Audit and reports",
+                "a": audit.inspections(ws, who),
+                "findings": AUDIT_FINDINGS,
+                "year": dt.datetime.now(dt.UTC).year,
+            },
+            me=me,
+            token=token,
+        )
+
+    return _work(request, ws, show)
+
+
+@router.get("/reports")
+def report_download(
+    request: Request, ws: WS, kind: str = "jct", year: int | None = None, format: str = "html"
+) -> Response:
+    """A report as a file (recorded in the ledger with its hash, like every report)."""
+    services = {
+        "accounting": lambda who: reports.accounting(ws, who, year=year, fmt=format),
+        "jct": lambda who: reports.jct(ws, who, year=year, fmt=format),
+        "recalls": lambda who: reports.recalls(ws, who, fmt=format),
+        "safeguards": lambda who: reports.safeguards(ws, who, year=year, fmt=format),
+    }
+    types = {
+        "html": "text/html",
+        "pdf": "application/pdf",
+        "csv": "text/csv",
+        "json": "application/json",
+    }
+
+    def send(who: Any, me: dict[str, Any], token: str) -> Response:
+        if kind not in services or format not in types:
+            raise InputError("Choose a report and a format from the list.", code="bad_argument")
+        res = services[kind](who)
+        disposition = "inline" if format == "html" else "attachment"
+        return Response(
+            res["data"],
+            media_type=types[format],
+            headers={
+                "Content-Disposition": f'{disposition}; filename="{kind}{res["format"]}"',
+                "X-Content-SHA256": res["sha256"],
+                # A report page is a document: its own styles, no script at all.
+                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                "img-src data:; sandbox",
+            },
+        )
+
+    return _work(request, ws, send, back="/audit")
