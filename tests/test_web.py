@@ -162,6 +162,14 @@ def test_each_role_works_the_request_through_to_release(console: Console) -> Non
     assert page.url.endswith(f"/requests/{rid}")
 
     officer.goto(f"/requests/{rid}/review", shot="review")
+    # an item in review: the list beside the masked candidate, and the weights drawn
+    page.locator("text=Sample to inspect").locator("a").first.click()
+    page.wait_for_load_state()
+    officer.check("review-item")
+    assert "The list beside the candidate" in page.content()
+    assert page.locator("svg[role=img] title", has_text="Match weight per field").count() == 1
+    assert "•••-••-" in page.content() or "—" in page.content()
+    officer.goto(f"/requests/{rid}/review")
     groups = page.locator("form[action$='/review']")
     assert groups.count() >= 1
     while page.locator("form[action$='/review']").count():

@@ -534,7 +534,11 @@ def explain(
                 "address_on_record_in_periods",
             )
         }
-        | {"weights": {f: match[f"w_{f}"] for f in ("first", "last", "dob", "tin", "address")}}
+        | {
+            "weights": {
+                f: match[f"w_{f}"] for f in ("first", "middle", "last", "dob", "tin", "address")
+            }
+        }
         | {
             "meaning": {c: meaning(c) for c in [*(match["reasons"] or []), *(match["flags"] or [])]}
         },

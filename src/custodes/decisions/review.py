@@ -25,6 +25,7 @@ import datetime as dt
 import hashlib
 from typing import Any
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sqlalchemy import insert
 
@@ -38,6 +39,9 @@ from custodes.errors import ConflictError, InputError, NotFound
 from custodes.ledger import log
 from custodes.ledger.events import Event
 from custodes.matching.reasons import meaning
+from custodes.matching.service import LINKED
+from custodes.records import master
+from custodes.requests.format import load_items
 from custodes.requests.lifecycle import current_state
 from custodes.rules.active import in_force
 from custodes.store.tables import review_resolutions
@@ -223,3 +227,65 @@ def _values(ws: Workspace, request_id: str, items: set[str]) -> dict[str, dict[s
         for r in table.select(["item_id", *fields]).to_pylist()
         if r["item_id"] in items
     }
+
+
+# What the officer sees of a candidate record while deciding: enough to compare with the list,
+# not the record (seeing the whole record is an inspection, `records show`, with a purpose).
+def _mask(text: Any, keep: int = 2) -> str | None:
+    if text is None or str(text) == "":
+        return None
+    s = str(text)
+    return s[:keep] + "•" * max(len(s) - keep, 0)
+
+
+def side_by_side(ws: Workspace, request_id: str, item_id: str) -> dict[str, Any]:
+    """A review item as the agency listed it beside its candidate, masked: names to their first
+    two letters, the date of birth to year and month, the TIN to its last four digits, the last
+    address to city, state and ZIP3."""
+    folder = request_folder(ws, request_id)
+    items = load_items(folder)
+    rows = items.filter(pc.equal(items["item_id"], item_id)).to_pylist()
+    if not rows:
+        raise NotFound(f"Request {request_id} has no item '{item_id}'.", code="unknown_item")
+    item = rows[0]
+    listed = {
+        k: item.get(k)
+        for k in (
+            "first_name",
+            "middle_name",
+            "last_name",
+            "suffix",
+            "dob",
+            "tin",
+            "street",
+            "unit",
+            "city",
+            "state",
+            "zip",
+        )
+    }
+    linked = pq.read_table(folder / "match" / LINKED)
+    match = linked.filter(pc.equal(linked["item_id"], item_id)).to_pylist()
+    record_id = match[0]["record_id"] if match else None
+    candidate = None
+    if record_id:
+        rec = master.lookup(ws, record_id)
+        if rec is not None:
+            last = (rec.get("addresses") or [{}])[0]
+            dob = str(rec.get("dob") or "")
+            tin = str(rec.get("tin") or "")
+            candidate = {
+                "record_id": record_id,
+                "first_name": _mask(rec.get("first_name")),
+                "middle_name": _mask(rec.get("middle_name"), 1),
+                "last_name": _mask(rec.get("last_name")),
+                "suffix": rec.get("suffix"),
+                "dob": dob[:7] + "-••" if dob else None,
+                "tin": "•••-••-" + tin[-4:] if tin else None,
+                "street": None,
+                "unit": None,
+                "city": last.get("city"),
+                "state": last.get("state"),
+                "zip": (str(last.get("zip") or "")[:3] + "••") if last.get("zip") else None,
+            }
+    return {"request_id": request_id, "item_id": item_id, "listed": listed, "candidate": candidate}

@@ -94,6 +94,15 @@ def review_groups(call: CheckedCall, request_id: str, sample: int = 3) -> list[d
     return rv.groups(call.ws, request_id, sample)
 
 
+@service("review.read")
+def review_item(call: CheckedCall, request_id: str, item_id: str) -> dict[str, Any]:
+    """A review item as listed beside its candidate record, masked (the whole record is an
+    inspection with a purpose: `records show`)."""
+    with call.ws.engine.connect() as conn:
+        current_state(conn, request_id, agency=call.agency)
+    return rv.side_by_side(call.ws, request_id, item_id)
+
+
 @service("review.resolve")
 def review_resolve(
     call: CheckedCall,

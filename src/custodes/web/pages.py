@@ -386,8 +386,15 @@ def outcomes_partial(
 def item_page(request: Request, request_id: str, item_id: str, ws: WS) -> Response:
     def show(who: Any, me: dict[str, Any], token: str) -> Response:
         x = decisions.explain(ws, who, request_id, item_id)
+        side = None
+        if x["outcome"] == "REVIEW" and "review.read" in me["may"]:
+            side = decisions.review_item(ws, who, request_id, item_id)
         return _render(
-            request, "item.html", {"title": f"Item {item_id}", "x": x}, me=me, token=token
+            request,
+            "item.html",
+            {"title": f"Item {item_id}", "x": x, "side": side},
+            me=me,
+            token=token,
         )
 
     return _work(request, ws, show, back=f"/requests/{request_id}")
