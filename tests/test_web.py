@@ -362,3 +362,40 @@ def test_a_new_user_enrols_with_a_one_time_code_then_signs_in(console: Console) 
     p.page.wait_for_url(console.url + "/")
     assert "rule-steward" in p.page.content()
     p.close()
+
+
+def test_the_candidate_is_masked_beside_the_list(console: Console) -> None:
+    """The core's side-by-side view (what the review page shows) never carries the candidate's
+    full name, date of birth, TIN or street; a requester may not see it at all."""
+    from custodes.access import sessions
+    from custodes.errors import CustodesError
+    from custodes.records import master
+    from custodes.services import workspace as ws_svc
+
+    ws = ws_svc.open_workspace(console.home, console.store_url)
+    try:
+        officer = ws_svc.caller(ws, sessions.login(ws, "approver", PASSWORD))
+        page = decisions.outcomes_page(ws, officer, console.rid, limit=1000)["items"]
+        shown = 0
+        for item in page:
+            side = decisions.review_item(ws, officer, console.rid, item["item_id"])
+            cand = side["candidate"]
+            if cand is None:
+                continue
+            rec = master.lookup(ws, cand["record_id"])
+            assert rec is not None
+            assert cand["tin"].endswith(rec["tin"][-4:]) and rec["tin"][:5] not in cand["tin"]
+            assert cand["street"] is None and len(str(rec["dob"])) > len(cand["dob"].rstrip("•-"))
+            if len(rec["first_name"]) > 2:
+                assert cand["first_name"] != rec["first_name"]
+            shown += 1
+        assert shown > 10
+        with pytest.raises(CustodesError) as exc:
+            decisions.review_item(ws, officer, "req-000000000000", "item-1")
+        assert exc.value.code == "unknown_request"
+        admin = ws_svc.caller(ws, sessions.login(ws, "admin", PASSWORD))
+        with pytest.raises(CustodesError) as exc:  # an administrator reviews nothing
+            decisions.review_item(ws, admin, console.rid, page[0]["item_id"])
+        assert exc.value.code == "forbidden"
+    finally:
+        ws.close()
