@@ -399,3 +399,44 @@ def test_the_candidate_is_masked_beside_the_list(console: Console) -> None:
         assert exc.value.code == "forbidden"
     finally:
         ws.close()
+
+
+def test_two_administrators_add_a_staff_member_who_enrols(console: Console) -> None:
+    """The administration page: one administrator adds an officer with the legal basis and
+    sees the one-time code once; confirming their own grant is refused, a second administrator
+    confirms; the new officer sets a password with the code and signs in."""
+    c = console
+    first = Page(c, "admin")
+    first.goto("/users", shot="users-admin")
+    first.page.fill("#new-name", "olga")
+    first.page.select_option("#new-role", "officer")
+    first.page.fill("#new-basis", "detail order 7")
+    first.page.click("text=Add, and show the one-time code")
+    first.page.wait_for_selector("text=One-time code for olga")
+    first.check("users-code")
+    code = first.page.locator(".usa-alert strong code").inner_text().strip()
+    assert "waiting for a second administrator" in first.page.content()
+    assert code not in first.page.url
+    first.page.click("text=Confirm for olga")
+    assert "separation_of_duties" in first.page.content()
+    first.close()
+    second = Page(c, "admin2")
+    second.goto("/users")
+    second.page.click("text=Confirm for olga")
+    second.page.wait_for_url(re.compile(r".*done=confirmed"))
+    assert "confirmed by admin2" in second.page.content()
+    second.close()
+    olga = Page(c)
+    olga.goto("/enrol")
+    olga.page.fill("#name", "olga")
+    olga.page.fill("#code", code)
+    olga.page.fill("#password", "olga's own long password")
+    olga.page.click("button[type=submit]")
+    assert "Enrolled" in olga.page.content()
+    olga.goto("/sign-in")
+    olga.page.fill("#name", "olga")
+    olga.page.fill("#password", "olga's own long password")
+    olga.page.click("button[type=submit]")
+    olga.page.wait_for_url(c.url + "/")
+    assert "olga (officer)" in olga.page.content()
+    olga.close()

@@ -45,6 +45,7 @@ FLASH = {
     "withheld": "The group was withheld, one ledger event per item.",
     "suspended": "Suspended: the user's sessions and keys ended now.",
     "certified": "The certification of destruction is recorded.",
+    "confirmed": "Confirmed: the grants and keys another administrator issued are in force.",
 }
 AUDIT_FINDINGS = (
     ("without_open_request", "Inspections without an open request (refused)"),
@@ -517,22 +518,80 @@ def step_act(
 # --- administration --------------------------------------------------------------------------
 
 
+def _users(
+    request: Request,
+    ws: Any,
+    who: Any,
+    me: dict[str, Any],
+    token: str,
+    code: dict[str, Any] | None = None,
+) -> Response:
+    return _render(
+        request,
+        "users.html",
+        {
+            "title": "Users",
+            "users": users.listing(ws, who),
+            "may_change": "users.change" in me["may"],
+            "code": code,
+            "flash": FLASH.get(request.query_params.get("done", "")),
+        },
+        me=me,
+        token=token,
+    )
+
+
 @router.get("/users", response_class=HTMLResponse)
 def users_page(request: Request, ws: WS) -> Response:
-    def show(who: Any, me: dict[str, Any], token: str) -> Response:
-        return _render(
-            request,
-            "users.html",
-            {
-                "title": "Users",
-                "users": users.listing(ws, who),
-                "flash": FLASH.get(request.query_params.get("done", "")),
-            },
-            me=me,
-            token=token,
-        )
+    return _work(request, ws, lambda who, me, token: _users(request, ws, who, me, token))
 
-    return _work(request, ws, show)
+
+@router.post("/users", response_class=HTMLResponse)
+def add_user(
+    request: Request,
+    ws: WS,
+    name: Annotated[str, Form(max_length=64)],
+    role: Annotated[str, Form(max_length=32)],
+    basis: Annotated[str, Form(max_length=500)],
+    last_day: Annotated[str, Form(max_length=10)] = "",
+    csrf: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    """A new staff member: the one-time code is shown on this answer only (never in a URL)."""
+
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        try:
+            until = dt.date.fromisoformat(last_day) if last_day else None
+        except ValueError:
+            raise InputError("The last day is not a date (YYYY-MM-DD).", code="bad_date") from None
+        made = users.add(ws, who, name, [role], basis=basis, last_day=until)
+        return _users(request, ws, who, me, token, code=made | {"user": name})
+
+    return _work(request, ws, act, csrf=csrf, back="/users")
+
+
+@router.post("/users/{name}/code", response_class=HTMLResponse)
+def new_code(
+    request: Request, name: str, ws: WS, csrf: Annotated[str, Form(max_length=128)] = ""
+) -> Response:
+    """A new one-time code (the user's sessions end; they set a new password with it)."""
+
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        return _users(request, ws, who, me, token, code=users.reset(ws, who, name))
+
+    return _work(request, ws, act, csrf=csrf, back="/users")
+
+
+@router.post("/users/{name}/confirm")
+def confirm(
+    request: Request, name: str, ws: WS, csrf: Annotated[str, Form(max_length=128)] = ""
+) -> Response:
+    """A second administrator confirms the grants and keys another administrator issued."""
+
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        users.confirm(ws, who, name)
+        return _see_other("/users?done=confirmed")
+
+    return _work(request, ws, act, csrf=csrf, back="/users")
 
 
 @router.post("/users/{name}/suspend")
