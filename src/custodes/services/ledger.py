@@ -125,6 +125,15 @@ def verify_path(
 
 
 @service("ledger.read")
+def check_receipt(call: CheckedCall, text: str) -> dict[str, Any]:
+    """Check a receipt someone holds (its text) against this log's key: signature, inclusion,
+    and any cosignatures. Nothing is stored."""
+    if len(text) > 1 << 16:
+        raise InputError("A receipt is at most 64 KiB of text.", code="bad_argument")
+    return verify_receipt(text.replace("\r\n", "\n"), ledger.verifier(call.ws)).to_dict()
+
+
+@service("ledger.read")
 def prove(
     call: CheckedCall, index: int, *, out: Path | None = None, body_out: Path | None = None
 ) -> dict[str, Any]:

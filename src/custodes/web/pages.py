@@ -647,21 +647,58 @@ def certify(
     return _work(request, ws, act, csrf=csrf, back="/recalls")
 
 
+def _ledger(
+    request: Request,
+    ws: Any,
+    who: Any,
+    me: dict[str, Any],
+    token: str,
+    index: int | None = None,
+    checked: dict[str, Any] | None = None,
+) -> Response:
+    st = ledger.status(ws, who)
+    note = ledger.public_checkpoint(ws).decode() if st["checkpoint_size"] else ""
+    receipt = ledger.public_receipt(ws, index) if index is not None else None
+    return _render(
+        request,
+        "ledger.html",
+        {
+            "title": "Ledger",
+            "st": st,
+            "note": note,
+            "index": index,
+            "receipt": receipt,
+            "checked": checked,
+        },
+        me=me,
+        token=token,
+    )
+
+
 @router.get("/ledger", response_class=HTMLResponse)
 def ledger_page(request: Request, ws: WS, index: int | None = None) -> Response:
-    def show(who: Any, me: dict[str, Any], token: str) -> Response:
-        st = ledger.status(ws, who)
-        note = ledger.public_checkpoint(ws).decode() if st["checkpoint_size"] else ""
-        receipt = ledger.public_receipt(ws, index) if index is not None else None
-        return _render(
-            request,
-            "ledger.html",
-            {"title": "Ledger", "st": st, "note": note, "index": index, "receipt": receipt},
-            me=me,
-            token=token,
-        )
+    return _work(
+        request,
+        ws,
+        lambda who, me, token: _ledger(request, ws, who, me, token, index=index),
+        back="/ledger",
+    )
 
-    return _work(request, ws, show, back="/ledger")
+
+@router.post("/ledger/check", response_class=HTMLResponse)
+def check_receipt(
+    request: Request,
+    ws: WS,
+    receipt: Annotated[str, Form(max_length=1 << 16)],
+    csrf: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    """Check a pasted receipt in this session (nothing stored)."""
+
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        checked = ledger.check_receipt(ws, who, receipt)
+        return _ledger(request, ws, who, me, token, checked=checked)
+
+    return _work(request, ws, act, csrf=csrf, back="/ledger")
 
 
 @router.get("/audit", response_class=HTMLResponse)
