@@ -45,6 +45,9 @@ FLASH = {
     "withheld": "The group was withheld, one ledger event per item.",
     "suspended": "Suspended: the user's sessions and keys ended now.",
     "certified": "The certification of destruction is recorded.",
+    "opened": "Opened: the report is due within 24 hours.",
+    "reported": "Recorded as reported.",
+    "closed": "Closed with its finding.",
     "confirmed": "Confirmed: the grants and keys another administrator issued are in force.",
 }
 AUDIT_FINDINGS = (
@@ -105,6 +108,7 @@ def _nav(me: dict[str, Any]) -> list[tuple[str, str]]:
         ("recalls.read", "/recalls", "Recalls"),
         ("ledger.read", "/ledger", "Ledger"),
         ("audit", "/audit", "Audit and reports"),
+        ("incident.read", "/incidents", "Incidents"),
         ("users.read", "/users", "Users"),
     )
     return [("/", "Work queue")] + [
@@ -756,3 +760,81 @@ def report_download(
         )
 
     return _work(request, ws, send, back="/audit")
+
+
+# --- incidents -----------------------------------------------------------------------------------
+
+
+@router.get("/incidents", response_class=HTMLResponse)
+def incidents_page(request: Request, ws: WS) -> Response:
+    def show(who: Any, me: dict[str, Any], token: str) -> Response:
+        return _render(
+            request,
+            "incidents.html",
+            {
+                "title": "Incidents",
+                "incidents": reports.incidents(ws, who),
+                "may_open": "incident.open" in me["may"],
+                "may_close": "incident.close" in me["may"],
+                "flash": FLASH.get(request.query_params.get("done", "")),
+            },
+            me=me,
+            token=token,
+        )
+
+    return _work(request, ws, show)
+
+
+@router.post("/incidents")
+def open_incident(
+    request: Request,
+    ws: WS,
+    kind: Annotated[str, Form(max_length=16)],
+    summary: Annotated[str, Form(max_length=5000)],
+    request_id: Annotated[str, Form(max_length=64)] = "",
+    csrf: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        reports.incident_open(
+            ws, who, kind=kind, summary=summary, request_id=request_id.strip() or None
+        )
+        return _see_other("/incidents?done=opened")
+
+    return _work(request, ws, act, csrf=csrf, back="/incidents")
+
+
+@router.post("/incidents/{incident_id}/{step}")
+def incident_step(
+    request: Request,
+    incident_id: str,
+    step: str,
+    ws: WS,
+    finding: Annotated[str, Form(max_length=16)] = "",
+    csrf: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        if step == "reported":
+            reports.incident_reported(ws, who, incident_id)
+        elif step == "close":
+            reports.incident_close(ws, who, incident_id, finding=finding)
+        else:
+            raise InputError("No such step.", code="bad_argument")
+        return _see_other(f"/incidents?done={'reported' if step == 'reported' else 'closed'}")
+
+    return _work(request, ws, act, csrf=csrf, back="/incidents")
+
+
+@router.get("/incidents/{incident_id}/draft")
+def incident_draft(request: Request, incident_id: str, ws: WS) -> Response:
+    def send(who: Any, me: dict[str, Any], token: str) -> Response:
+        res = reports.incident_draft(ws, who, incident_id, fmt="pdf")
+        return Response(
+            res["data"],
+            media_type="application/pdf",
+            headers={
+                "Content-Disposition": f'attachment; filename="{incident_id}.pdf"',
+                "X-Content-SHA256": res["sha256"],
+            },
+        )
+
+    return _work(request, ws, send, back="/incidents")
