@@ -7,7 +7,7 @@ there without restating the core.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -234,3 +234,52 @@ class IncidentClosing(BaseModel):
 class Incident(BaseModel):
     model_config = _example(incident_id="inc-1a2b3c4d5e6f", status="open")
     incident_id: str
+
+
+class Inspection(BaseModel):
+    """Inspecting a record: the id and purpose in the body (never a URL), the open request it
+    serves."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "record_id": "rec-1a2b3c4d5e6f",
+                    "purpose": "compare the candidate's address with the list",
+                    "request_id": "req-1a2b3c4d5e6f",
+                }
+            ]
+        }
+    )
+    record_id: str = Field(min_length=1, max_length=64)
+    purpose: str = Field(min_length=1, max_length=2000)
+    request_id: str | None = Field(default=None, max_length=64)
+
+
+class Certification(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"certified_by": "Records Officer", "certified_on": "2026-12-01"}]
+        }
+    )
+    certified_by: str = Field(min_length=1, max_length=200)
+    certified_on: date
+
+
+class NewUser(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "olga",
+                    "role": "officer",
+                    "basis": "detail order 7",
+                    "last_day": "2027-03-31",
+                }
+            ]
+        }
+    )
+    name: str = Field(min_length=1, max_length=64)
+    role: Literal["officer", "approver", "auditor", "rule_steward", "administrator"]
+    basis: str = Field(min_length=1, max_length=500)
+    last_day: date | None = None

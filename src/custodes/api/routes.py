@@ -22,7 +22,8 @@ from custodes.api import models as m
 from custodes.api.deps import WS, JobsDep, Who
 from custodes.api.problems import MEDIA_TYPE, ProblemDetails
 from custodes.errors import REGISTRY, InputError, NotFound
-from custodes.services import decisions, jobs, ledger, reports, requests
+from custodes.services import audit, decisions, jobs, ledger, records, reports, requests, users
+from custodes.services import rules as rules_svc
 from custodes.services import workspace as ws_svc
 
 # Uploads are streamed to disk up to this many bytes (a 1M-item request is about 200 MB).
@@ -561,3 +562,89 @@ def close_incident(incident_id: str, body: m.IncidentClosing, who: Who, ws: WS) 
 def incident_draft(incident_id: str, who: Who, ws: WS, format: ReportFormat = None) -> Response:
     """The draft report to the inspector general and the Office of Safeguards."""
     return _report(reports.incident_draft(ws, who, incident_id, fmt=format))
+
+
+# --- staff: recalls, inspection, rules and registries, users, audit ---------------------------
+
+
+@staff.post("/requests/{request_id}/recall", response_model=m.Document)
+def recall(request_id: str, body: m.Reason, who: Who, ws: WS) -> Any:
+    """Recall every disclosure of a released request (the notice is kept in the workspace)."""
+    return decisions.recall(ws, who, reason=body.reason, request_id=request_id)
+
+
+@staff.get("/recalls", response_model=list[m.Document])
+def list_recalls(who: Who, ws: WS) -> Any:
+    """Every recall with its status (open, overdue, certified) and return-by date."""
+    return decisions.recalls(ws, who)
+
+
+@staff.post("/recalls/{recall_id}/certify", response_model=m.Document)
+def certify(recall_id: str, body: m.Certification, who: Who, ws: WS) -> Any:
+    """Record the recipient's certification that the recalled information was destroyed."""
+    return decisions.certify(
+        ws, who, recall_id, certified_by=body.certified_by, certified_on=body.certified_on
+    )
+
+
+@staff.post("/records/inspect", response_model=m.Document)
+def inspect(body: m.Inspection, who: Who, ws: WS) -> Any:
+    """One taxpayer record, for a stated purpose, when it is a candidate of the open request
+    named; every inspection, shown or refused, is recorded."""
+    return records.show(ws, who, body.record_id, purpose=body.purpose, request_id=body.request_id)
+
+
+@staff.get("/rules/changes", response_model=list[m.Document])
+def rule_changes(who: Who, ws: WS) -> Any:
+    """Rule-set changes proposed and approved, by hash."""
+    return rules_svc.changes(ws, who)
+
+
+@staff.post("/rules/changes/{sha256}/approve", response_model=m.Document)
+def approve_rules(sha256: str, who: Who, ws: WS) -> Any:
+    """A second rule steward approves a proposed rule set by its hash."""
+    return rules_svc.approve(ws, who, sha256)
+
+
+@staff.get("/registries/{table}", response_model=list[m.Document])
+def registry(table: Literal["agencies", "officials", "agreements"], who: Who, ws: WS) -> Any:
+    """One registry's rows."""
+    return rules_svc.registry(ws, who, table)
+
+
+@staff.get("/users", response_model=list[m.Document])
+def list_users(who: Who, ws: WS) -> Any:
+    """Users, their status, and every grant with its legal basis, last day and confirmation."""
+    return users.listing(ws, who)
+
+
+@staff.post("/users", response_model=m.Document, status_code=status.HTTP_201_CREATED)
+def add_user(body: m.NewUser, who: Who, ws: WS) -> Any:
+    """Add a staff member; the answer carries their one-time enrolment code (shown once).
+    A privileged role counts once a second administrator confirms it."""
+    return users.add(ws, who, body.name, [body.role], basis=body.basis, last_day=body.last_day)
+
+
+@staff.post("/users/{name}/confirm", response_model=m.Document)
+def confirm_user(name: str, who: Who, ws: WS) -> Any:
+    """A second administrator confirms what another issued for this user."""
+    return users.confirm(ws, who, name)
+
+
+@staff.post("/users/{name}/suspend", response_model=m.Document)
+def suspend_user(name: str, body: m.Reason, who: Who, ws: WS) -> Any:
+    """Suspend now: sessions and keys end in the same transaction."""
+    return users.suspend(ws, who, name, body.reason)
+
+
+@staff.post("/users/{name}/reinstate", response_model=m.Document)
+def reinstate_user(name: str, who: Who, ws: WS) -> Any:
+    """Reinstate (takes two administrators)."""
+    return users.reinstate(ws, who, name)
+
+
+@staff.get("/audit/inspections", response_model=m.Document)
+def audit_inspections(who: Who, ws: WS) -> Any:
+    """Unlinked and sensitive inspections, spikes, actions by suspended users, overdue
+    incidents."""
+    return audit.inspections(ws, who)
