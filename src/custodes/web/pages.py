@@ -43,6 +43,7 @@ FLASH = {
     "approved": "Approved. An officer may now release.",
     "released": "Released: every disclosure is in the ledger; the response can be downloaded.",
     "withheld": "The group was withheld, one ledger event per item.",
+    "resolved": "The item's decision is recorded.",
     "suspended": "Suspended: the user's sessions and keys ended now.",
     "certified": "The certification of destruction is recorded.",
     "opened": "Opened: the report is due within 24 hours.",
@@ -397,12 +398,41 @@ def item_page(request: Request, request_id: str, item_id: str, ws: WS) -> Respon
         return _render(
             request,
             "item.html",
-            {"title": f"Item {item_id}", "x": x, "side": side},
+            {
+                "title": f"Item {item_id}",
+                "x": x,
+                "side": side,
+                "may_resolve": "review.resolve" in me["may"],
+            },
             me=me,
             token=token,
         )
 
     return _work(request, ws, show, back=f"/requests/{request_id}")
+
+
+@router.post("/requests/{request_id}/items/{item_id}/resolve")
+def resolve_item(
+    request: Request,
+    request_id: str,
+    item_id: str,
+    ws: WS,
+    decision: Annotated[str, Form(max_length=16)],
+    reason: Annotated[str, Form(max_length=2000)],
+    record: Annotated[str, Form(max_length=64)] = "",
+    csrf: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    """One review item withheld, or disclosed naming the record the officer identified (the
+    core checks it is the candidate shown and that nothing forbids it)."""
+
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        records = {item_id: record} if decision == "DISCLOSE" and record else None
+        decisions.review_resolve(
+            ws, who, request_id, decision, reason, items=[item_id], records=records
+        )
+        return _see_other(f"/requests/{request_id}/review?done=resolved")
+
+    return _work(request, ws, act, csrf=csrf, back=f"/requests/{request_id}/items/{item_id}")
 
 
 # --- review ----------------------------------------------------------------------------------
