@@ -41,7 +41,7 @@ from custodes.ledger.events import Event
 from custodes.matching.reasons import meaning
 from custodes.matching.service import LINKED
 from custodes.records import master
-from custodes.requests.format import load_items
+from custodes.requests.format import ITEM_COLUMNS, load_items
 from custodes.requests.lifecycle import current_state
 from custodes.rules.active import in_force
 from custodes.store.tables import review_resolutions
@@ -249,20 +249,7 @@ def side_by_side(ws: Workspace, request_id: str, item_id: str) -> dict[str, Any]
         raise NotFound(f"Request {request_id} has no item '{item_id}'.", code="unknown_item")
     item = rows[0]
     listed = {
-        k: item.get(k)
-        for k in (
-            "first_name",
-            "middle_name",
-            "last_name",
-            "suffix",
-            "dob",
-            "tin",
-            "street",
-            "unit",
-            "city",
-            "state",
-            "zip",
-        )
+        k: item.get(k) for k in ITEM_COLUMNS if k not in ("item_id", "case_number", "official_id")
     }
     linked = pq.read_table(folder / "match" / LINKED)
     match = linked.filter(pc.equal(linked["item_id"], item_id)).to_pylist()

@@ -117,6 +117,11 @@ def _nav(me: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+def _flash(request: Request) -> str | None:
+    """The notice a redirect asked for, by key (a URL never carries text to show)."""
+    return FLASH.get(request.query_params.get("done", ""))
+
+
 def _render(
     request: Request,
     name: str,
@@ -355,7 +360,7 @@ def request_page(
                 "check": check,
                 "all_outcomes": OUTCOMES,
                 "may_download": "response.download" in me["may"],
-                "flash": FLASH.get(request.query_params.get("done", "")),
+                "flash": _flash(request),
             },
             me=me,
             token=token,
@@ -450,7 +455,7 @@ def review_page(request: Request, request_id: str, ws: WS) -> Response:
                 "request_id": request_id,
                 "groups": groups,
                 "may_resolve": "review.resolve" in me["may"],
-                "flash": FLASH.get(request.query_params.get("done", "")),
+                "flash": _flash(request),
             },
             me=me,
             token=token,
@@ -568,7 +573,7 @@ def _users(
             "users": users.listing(ws, who),
             "may_change": "users.change" in me["may"],
             "code": code,
-            "flash": FLASH.get(request.query_params.get("done", "")),
+            "flash": _flash(request),
         },
         me=me,
         token=token,
@@ -656,7 +661,7 @@ def recalls_page(request: Request, ws: WS) -> Response:
                 "title": "Recalls",
                 "recalls": decisions.recalls(ws, who),
                 "may_certify": "recall.certify" in me["may"],
-                "flash": FLASH.get(request.query_params.get("done", "")),
+                "flash": _flash(request),
             },
             me=me,
             token=token,
@@ -806,7 +811,7 @@ def incidents_page(request: Request, ws: WS) -> Response:
                 "incidents": reports.incidents(ws, who),
                 "may_open": "incident.open" in me["may"],
                 "may_close": "incident.close" in me["may"],
-                "flash": FLASH.get(request.query_params.get("done", "")),
+                "flash": _flash(request),
             },
             me=me,
             token=token,
