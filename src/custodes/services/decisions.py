@@ -21,6 +21,7 @@ from custodes.decisions.release import release as _release
 from custodes.decisions.response import content
 from custodes.errors import InputError
 from custodes.matching.link import Progress
+from custodes.requests import intake
 from custodes.requests.lifecycle import current_state
 from custodes.rules.active import in_force
 
@@ -205,6 +206,25 @@ def next_step(call: CheckedCall, request_id: str) -> dict[str, Any]:
     click)."""
     with call.ws.engine.connect() as conn:
         state = current_state(conn, request_id, agency=call.agency)
+    return _step(call, request_id, state)
+
+
+@service("requests.list")
+def work_queue(call: CheckedCall) -> dict[str, Any]:
+    """The requests the caller may see, each with what comes next, and those waiting for the
+    caller (the next step is theirs to take): one call, one access-log row."""
+    rows = intake.listing(call.ws, call.agency)
+    mine = []
+    for r in rows:
+        if r["state"] in ("withdrawn", "refused", "recalled", "released"):
+            continue
+        step = _step(call, str(r["id"]), str(r["state"]))
+        if step["you_may"] and step["next"]:
+            mine.append(r | {"says": step["says"]})
+    return {"requests": rows, "mine": mine}
+
+
+def _step(call: CheckedCall, request_id: str, state: str) -> dict[str, Any]:
     action, role, text = NEXT[state]
     open_reviews = len(rv.open_reviews(call.ws, request_id)) if state == "in_review" else 0
     if state == "in_review" and not open_reviews:

@@ -25,6 +25,7 @@ from fastapi.templating import Jinja2Templates
 
 from custodes import __version__
 from custodes.api.deps import WS
+from custodes.api.routes import REPORT_TYPES
 from custodes.errors import AccessDenied, CustodesError, InputError, Unauthenticated
 from custodes.services import audit, decisions, ledger, reports, requests, users
 from custodes.services import workspace as ws_svc
@@ -294,14 +295,8 @@ def sign_out(request: Request, ws: WS, csrf: Annotated[str, Form(max_length=128)
 def queue(request: Request, ws: WS) -> Response:
     def show(who: Any, me: dict[str, Any], token: str) -> Response:
         can_list = "requests.list" in me["may"]
-        rows = requests.listing(ws, who) if can_list else []
-        mine = []
-        for r in rows:
-            if r["state"] in ("withdrawn", "refused", "recalled"):
-                continue
-            step = decisions.next_step(ws, who, r["id"])
-            if step["you_may"] and step["next"]:
-                mine.append(r | {"says": step["says"]})
+        q = decisions.work_queue(ws, who) if can_list else {"requests": [], "mine": []}
+        rows, mine = q["requests"], q["mine"]
         by_state: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             by_state.setdefault(r["state"], []).append(r)
@@ -770,21 +765,15 @@ def report_download(
         "recalls": lambda who: reports.recalls(ws, who, fmt=format),
         "safeguards": lambda who: reports.safeguards(ws, who, year=year, fmt=format),
     }
-    types = {
-        "html": "text/html",
-        "pdf": "application/pdf",
-        "csv": "text/csv",
-        "json": "application/json",
-    }
 
     def send(who: Any, me: dict[str, Any], token: str) -> Response:
-        if kind not in services or format not in types:
+        if kind not in services or f".{format}" not in REPORT_TYPES:
             raise InputError("Choose a report and a format from the list.", code="bad_argument")
         res = services[kind](who)
         disposition = "inline" if format == "html" else "attachment"
         return Response(
             res["data"],
-            media_type=types[format],
+            media_type=REPORT_TYPES[f".{format}"],
             headers={
                 "Content-Disposition": f'{disposition}; filename="{kind}{res["format"]}"',
                 "X-Content-SHA256": res["sha256"],
