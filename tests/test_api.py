@@ -185,6 +185,14 @@ ROUTES = {
     ("POST", "/v1/users/{name}/suspend"): "users.change",
     ("POST", "/v1/users/{name}/reinstate"): "users.change",
     ("GET", "/v1/audit/inspections"): "audit",
+    ("POST", "/v1/ledger/verify"): "ledger.read",
+    ("POST", "/v1/records/{record}/sensitive"): "records.flag",
+    ("POST", "/v1/rules/changes"): "rules.change",
+    ("POST", "/v1/registries/agencies"): "registry.change",
+    ("POST", "/v1/registries/officials"): "registry.change",
+    ("POST", "/v1/registries/agreements"): "registry.change",
+    ("POST", "/v1/users/{name}/grants"): "users.change",
+    ("POST", "/v1/users/{name}/code"): "users.change",
 }
 OPEN_ROUTES = {
     ("GET", "/v1/health"),
@@ -208,7 +216,9 @@ def test_every_route_is_in_the_matrix(api: Api) -> None:
         (m, p.replace("{incident_id}", "{incident}").replace("{recall_id}", "{recall}"))
         for m, p in found
     }
-    found = {(m, p.replace("{sha256}", "{sha}")) for m, p in found}
+    found = {
+        (m, p.replace("{sha256}", "{sha}").replace("{record_id}", "{record}")) for m, p in found
+    }
     assert found == set(ROUTES) | OPEN_ROUTES
 
 
@@ -232,6 +242,35 @@ def test_role_by_route_matrix(api: Api) -> None:
             "json": {"record_id": "rec-x", "purpose": "role matrix check", "request_id": rid}
         },
         "users.change": {"json": {"reason": "matrix"}},
+        "records.flag": {"json": {"reason": "matrix"}},
+        "ledger.read": {
+            "content": b"not an archive",
+            "headers": {"content-type": "application/zip"},
+        },
+        "rules.change": {
+            "content": b"not an archive",
+            "headers": {"content-type": "application/zip"},
+        },
+    }
+    by_route = {
+        ("POST", "/v1/users"): {"json": {"name": "matrix-user", "role": "officer", "basis": "m"}},
+        ("POST", "/v1/users/{name}/grants"): {"json": {"role": "auditor", "basis": "matrix"}},
+        ("POST", "/v1/registries/agencies"): {
+            "json": {"name": "Matrix Agency", "safeguards_current": True, "open_findings": 0}
+        },
+        ("POST", "/v1/registries/officials"): {
+            "json": {
+                "agency": "No Such Agency",
+                "name": "M. Atrix",
+                "title": "Director",
+                "role": "head",
+                "valid_from": "2026-01-01",
+            }
+        },
+        ("POST", "/v1/registries/agreements"): {
+            "content": b"id: [unclosed",
+            "headers": {"content-type": "application/yaml"},
+        },
     }
     for (method, path), action in ROUTES.items():
         if action == "session":
@@ -245,13 +284,12 @@ def test_role_by_route_matrix(api: Api) -> None:
             sha="0" * 64,
             table="agencies",
             name="nobody-here",
+            record="rec-x",
         )
         for who in ROLES:
             if action in ("withdraw", "submit") and who == "requester":
                 continue  # would change the request the other rows use
-            body = bodies.get(action, {})
-            if (method, path) == ("POST", "/v1/users"):
-                body = {"json": {"name": "matrix-user", "role": "officer", "basis": "matrix"}}
+            body = by_route.get((method, path)) or bodies.get(action, {})
             r = api.request(method, url, who, **body)
             assert r.status_code < 500, (method, path, who, r.text)
             allowed = ROLE_OF.get(who, who) in ACTIONS[action]
@@ -533,6 +571,173 @@ def test_staff_operations_over_http(api: Api) -> None:
     )
     audit = api.get("/v1/audit/inspections", "auditor").json()
     assert audit["actions_by_suspended_users"] == [] and audit["inspections"] >= 1
+
+
+def _zip(folder: Path, extra: dict[str, bytes] | None = None) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for f in sorted(folder.rglob("*")):
+            if f.is_file():
+                zf.write(f, Path(folder.name) / f.relative_to(folder))
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+ZIP = {"content-type": "application/zip"}
+
+
+def test_rule_sets_registries_grants_and_exports_over_http(api: Api) -> None:
+    """What was CLI-only: a rule set proposed as an archive and approved by a second steward,
+    registry entries and an agreement, a further role granted, an export checked against the
+    live log. Hostile archives and bodies are refused with one problem each."""
+    import io
+    import tarfile
+    import zipfile
+
+    from custodes.rules.provisions import REFERENCE
+
+    ws = api.c.app.state.ws  # type: ignore[attr-defined]
+    rules_dir = api.root / "my-rules"
+    shutil.copytree(REFERENCE, rules_dir)
+    manifest = rules_dir / "ruleset.yaml"
+    manifest.write_text(manifest.read_text().replace('version: "', 'version: "9', 1))
+    r = api.post("/v1/rules/changes", "rule-steward", content=_zip(rules_dir), headers=ZIP)
+    assert r.status_code == 201, r.text
+    sha = r.json()["ruleset_sha256"]
+    again = api.post("/v1/rules/changes", "rule-steward", content=_zip(rules_dir), headers=ZIP)
+    _problem(again, 409, "already_proposed")
+    _problem(
+        api.post(f"/v1/rules/changes/{sha}/approve", "rule-steward"), 403, "separation_of_duties"
+    )
+    people = staff_mod.Staff(ws)
+    for admin in ("admin", "admin2"):
+        people.login(admin)
+        people.callers[admin] = people[admin]
+    staff_mod.add(people, "second-steward", ["rule_steward"])
+    signed = TestClient(api.c.app, client=("192.0.2.45", 40000)).post(
+        "/v1/sessions", json={"name": "second-steward", "password": PASSWORD}
+    )
+    api.tokens["second-steward"] = signed.json()["token"]
+    r = api.post(f"/v1/rules/changes/{sha}/approve", "second-steward")
+    assert r.status_code == 200, r.text
+    assert [c["state"] for c in api.get("/v1/rules/changes", "officer").json()] == ["active"]
+    # hostile or broken archives: each one problem, nothing kept
+    slip = _zip(rules_dir, {"../escape.yaml": b"x: 1"})
+    _problem(
+        api.post("/v1/rules/changes", "rule-steward", content=slip, headers=ZIP), 422, "bad_archive"
+    )
+    assert not (api.root / "escape.yaml").exists()
+    link = io.BytesIO()
+    with tarfile.open(fileobj=link, mode="w:gz") as tf:
+        info = tarfile.TarInfo("rules/ruleset.yaml")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(info)
+    tgz = {"content-type": "application/gzip"}
+    r = api.post("/v1/rules/changes", "rule-steward", content=link.getvalue(), headers=tgz)
+    _problem(r, 422, "bad_archive")
+    _problem(
+        api.post("/v1/rules/changes", "rule-steward", content=b"PK\x03\x04 torn", headers=ZIP),
+        422,
+        "bad_archive",
+    )
+    broken = api.root / "broken-rules"
+    shutil.copytree(rules_dir, broken)
+    (broken / "ruleset.yaml").write_text("name: [unclosed\n")
+    r = api.post("/v1/rules/changes", "rule-steward", content=_zip(broken), headers=ZIP)
+    assert r.status_code == 422 and r.json()["code"] == "bad_ruleset", r.text
+    r = api.post(
+        "/v1/rules/changes",
+        "rule-steward",
+        content=b"{}",
+        headers={"content-type": "application/json"},
+    )
+    _problem(r, 415, "unsupported_media_type")
+    assert len(api.get("/v1/rules/changes", "officer").json()) == 1
+
+    # registries: an agency, an official of it, an agreement (YAML text); duplicates refused
+    agency = {"name": "Bureau of Examples", "safeguards_current": True, "open_findings": 0}
+    assert api.post("/v1/registries/agencies", "admin", json=agency).status_code == 201
+    again = api.post("/v1/registries/agencies", "admin", json=agency | {"open_findings": 2})
+    assert again.status_code == 200 and again.json()["change"] == "updated"
+    official = {
+        "agency": "Bureau of Examples",
+        "name": "E. Xample",
+        "title": "Director",
+        "role": "head_of_agency",
+        "valid_from": "2026-01-01",
+    }
+    r = api.post("/v1/registries/officials", "admin", json=official)
+    assert r.status_code == 201, r.text
+    _problem(
+        api.post("/v1/registries/officials", "admin", json=official | {"role": "janitor"}),
+        422,
+        "bad_argument",
+    )
+    yaml_type = {"content-type": "application/yaml"}
+    bad = api.post("/v1/registries/agreements", "admin", content=b"id: [x\n", headers=yaml_type)
+    assert "at line 2" in _problem(bad, 422, "bad_agreement")["detail"]
+    text = (
+        "id: examples-2026\nprovision: irc-6103-i-2\nagency: Bureau of Examples\n"
+        "citation: Example agreement\nparameters:\n  max_items: 1000\n"
+    )
+    r = api.post("/v1/registries/agreements", "admin", content=text.encode(), headers=yaml_type)
+    assert r.status_code == 201 and r.json()["id"] == "examples-2026", r.text
+    listed = {a["id"] for a in api.get("/v1/registries/agreements", "officer").json()}
+    assert "examples-2026" in listed
+
+    # a further role: granted with its basis, pending a second administrator; never one that
+    # separation of duties keeps apart, never to an agency account
+    r = api.post(
+        "/v1/users/auditor/grants", "admin", json={"role": "officer", "basis": "detail 12"}
+    )
+    assert r.status_code == 201, r.text
+    _problem(
+        api.post("/v1/users/admin2/grants", "admin", json={"role": "approver", "basis": "x"}),
+        403,
+        "separation_of_duties",
+    )
+    _problem(
+        api.post("/v1/users/requester/grants", "admin", json={"role": "officer", "basis": "x"}),
+        403,
+        "separation_of_duties",
+    )
+    grants = {u["user"]: u["grants"] for u in api.get("/v1/users", "auditor").json()}
+    assert any(g["role"] == "officer" and g["pending"] for g in grants["auditor"])
+    made = api.post("/v1/users", "admin", json={"name": "cara", "role": "auditor", "basis": "b"})
+    first = made.json()["enrolment_code"]
+    code = api.post("/v1/users/cara/code", "admin").json()["enrolment_code"]
+    assert code and code != first
+
+    # an export checked against the live log: whole, then with one altered tile byte
+    auditor = ws_svc.caller(ws, api.tokens["auditor"])
+    ledger_svc.export(ws, auditor, api.root / "export-check")
+    folder = api.root / "export-check"
+    r = api.post("/v1/ledger/verify", "auditor", content=_zip(folder), headers=ZIP)
+    assert r.status_code == 200 and r.json()["ok"], r.text
+    assert any("consistent with this log" in c for c in r.json()["checked"])
+    tile = next(p for p in sorted((folder / "tile" / "0").rglob("*")) if p.is_file())
+    data = bytearray(tile.read_bytes())
+    data[0] ^= 1
+    tile.write_bytes(bytes(data))
+    r = api.post("/v1/ledger/verify", "auditor", content=_zip(folder), headers=ZIP)
+    assert r.status_code == 200 and not r.json()["ok"] and r.json()["problems"]
+    _problem(
+        api.post("/v1/ledger/verify", "requester", content=_zip(folder), headers=ZIP),
+        403,
+        "forbidden",
+    )
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("/etc/cron.d/x", b"* * * * * root true")
+    _problem(
+        api.post("/v1/ledger/verify", "auditor", content=buf.getvalue(), headers=ZIP),
+        422,
+        "bad_archive",
+    )
 
 
 def test_suspension_stops_the_next_call(api: Api) -> None:

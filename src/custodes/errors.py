@@ -204,6 +204,7 @@ REGISTRY: dict[str, Code] = {
         oversize_field="Field too long",
         bad_ruleset="Rule set not valid",
         bad_agreement="Agreement not valid",
+        bad_archive="Archive not usable",
         agreement_mismatch="Agreement for another provision",
         rule_sql_failed="A rule's SQL failed",
         bad_threshold="Threshold out of range",

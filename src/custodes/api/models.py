@@ -283,3 +283,65 @@ class NewUser(BaseModel):
     role: Literal["officer", "approver", "auditor", "rule_steward", "administrator"]
     basis: str = Field(min_length=1, max_length=500)
     last_day: date | None = None
+
+
+class NewGrant(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"role": "auditor", "basis": "audit plan 2027", "last_day": "2027-06-30"}]
+        }
+    )
+    role: Literal["officer", "approver", "auditor", "rule_steward", "administrator"]
+    basis: str = Field(min_length=1, max_length=500)
+    last_day: date | None = None
+
+
+class NewAgency(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"name": "Department of Labor", "safeguards_current": True, "open_findings": 0}
+            ]
+        }
+    )
+    name: str = Field(min_length=1, max_length=200)
+    safeguards_current: bool
+    open_findings: int = Field(ge=0, le=100_000)
+
+
+class NewOfficial(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "agency": "Department of Labor",
+                    "name": "A. Secretary",
+                    "title": "Secretary of Labor",
+                    "role": "head",
+                    "valid_from": "2026-01-20",
+                    "valid_to": None,
+                }
+            ]
+        }
+    )
+    agency: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200)
+    title: str = Field(min_length=1, max_length=200)
+    role: str = Field(min_length=1, max_length=64)
+    valid_from: date
+    valid_to: date | None = None
+
+
+class Verification(BaseModel):
+    model_config = _example(
+        ok=True,
+        size=1234,
+        root="base64…",
+        checked=["checkpoint signed by custodes.example/ledger (size 1234)"],
+        problems=[],
+    )
+    ok: bool
+    size: int
+    root: str | None
+    checked: list[str]
+    problems: list[str]

@@ -9,11 +9,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import IO, Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi import Path as Path_
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -256,8 +257,6 @@ async def submit(
     The same content again is recognised (200, `duplicate`). `Idempotency-Key`: the same key
     and payload return the first answer; another payload under the key is 422; a retry while
     the first is running is 409."""
-    from starlette.concurrency import run_in_threadpool
-
     folder = Path(tempfile.mkdtemp(prefix="custodes-upload-"))
     try:
         payload = await _stage(request, folder)
@@ -587,6 +586,59 @@ def certify(recall_id: str, body: m.Certification, who: Who, ws: WS) -> Any:
     )
 
 
+ARCHIVE_TYPES = (
+    "application/zip",
+    "application/x-zip-compressed",
+    "application/gzip",
+    "application/x-gzip",
+    "application/x-tar",
+    "application/octet-stream",
+)
+ARCHIVE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in ARCHIVE_TYPES},
+    }
+}
+
+
+async def _raw_body(request: Request, kinds: tuple[str, ...]) -> IO[bytes]:
+    """The request body as a file (spooled to disk past 8 MiB, never more than MAX_UPLOAD),
+    refused unless its content type is one of `kinds`."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in kinds:
+        raise InputError(
+            f"Send the file as one of: {', '.join(kinds)}.", code="unsupported_media_type"
+        )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_UPLOAD:
+        raise InputError(f"An upload is at most {MAX_UPLOAD:,} bytes.", code="file_too_large")
+    fh = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115 - returned to caller
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_UPLOAD:
+            fh.close()
+            raise InputError(f"An upload is at most {MAX_UPLOAD:,} bytes.", code="file_too_large")
+        fh.write(chunk)
+    fh.seek(0)
+    return fh
+
+
+@staff.post("/ledger/verify", response_model=m.Verification, openapi_extra=ARCHIVE_BODY)
+async def verify_export(request: Request, who: Who, ws: WS) -> Any:
+    """Check a ledger export (`custodes ledger export`, sent as a zip or tar archive of its
+    folder) against this log's key and the live log. Nothing is stored."""
+    with await _raw_body(request, ARCHIVE_TYPES) as fh:
+        return await run_in_threadpool(ledger.check_export, ws, who, fh)
+
+
+@staff.post("/records/{record_id}/sensitive", response_model=m.Document)
+def flag_sensitive(record_id: str, body: m.Reason, who: Who, ws: WS) -> Any:
+    """Mark a record sensitive (its every inspection is then flagged for the auditors)."""
+    return records.flag_sensitive(ws, who, record_id, body.reason)
+
+
 @staff.post("/records/inspect", response_model=m.Document)
 def inspect(body: m.Inspection, who: Who, ws: WS) -> Any:
     """One taxpayer record, for a stated purpose, when it is a candidate of the open request
@@ -598,6 +650,19 @@ def inspect(body: m.Inspection, who: Who, ws: WS) -> Any:
 def rule_changes(who: Who, ws: WS) -> Any:
     """Rule-set changes proposed and approved, by hash."""
     return rules_svc.changes(ws, who)
+
+
+@staff.post(
+    "/rules/changes",
+    response_model=m.Document,
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=ARCHIVE_BODY,
+)
+async def propose_rules(request: Request, who: Who, ws: WS) -> Any:
+    """Propose a rule set: its folder as a zip or tar archive. Linted and kept by its hash;
+    nothing changes until a second rule steward approves it."""
+    with await _raw_body(request, ARCHIVE_TYPES) as fh:
+        return await run_in_threadpool(rules_svc.propose_archive, ws, who, fh)
 
 
 @staff.post("/rules/changes/{sha256}/approve", response_model=m.Document)
@@ -612,6 +677,49 @@ def registry(table: Literal["agencies", "officials", "agreements"], who: Who, ws
     return rules_svc.registry(ws, who, table)
 
 
+@staff.post("/registries/agencies", response_model=m.Document, status_code=status.HTTP_201_CREATED)
+def add_agency(body: m.NewAgency, response: Response, who: Who, ws: WS) -> Any:
+    """Register a recipient agency with its safeguards status (201), or update the status of
+    one already registered (200, `change: updated`)."""
+    row = rules_svc.add_agency(
+        ws,
+        who,
+        body.name,
+        safeguards_current=body.safeguards_current,
+        open_findings=body.open_findings,
+    )
+    if row["change"] == "updated":
+        response.status_code = status.HTTP_200_OK
+    return row
+
+
+@staff.post("/registries/officials", response_model=m.Document, status_code=status.HTTP_201_CREATED)
+def add_official(body: m.NewOfficial, who: Who, ws: WS) -> Any:
+    """Register an official who may sign requests for an agency, in a role, for a period."""
+    return rules_svc.add_official(ws, who, **body.model_dump())
+
+
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/plain")
+
+
+@staff.post(
+    "/registries/agreements",
+    response_model=m.Document,
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {t: {"schema": {"type": "string"}} for t in YAML_TYPES},
+        }
+    },
+)
+async def add_agreement(request: Request, who: Who, ws: WS) -> Any:
+    """Register an agreement (its YAML text): it may only add requirements to a provision."""
+    with await _raw_body(request, YAML_TYPES) as fh:
+        agr = await run_in_threadpool(rules_svc.add_agreement_text, ws, who, fh.read())
+    return {"id": agr.id, "provision": agr.provision, "agency": agr.agency}
+
+
 @staff.get("/users", response_model=list[m.Document])
 def list_users(who: Who, ws: WS) -> Any:
     """Users, their status, and every grant with its legal basis, last day and confirmation."""
@@ -623,6 +731,19 @@ def add_user(body: m.NewUser, who: Who, ws: WS) -> Any:
     """Add a staff member; the answer carries their one-time enrolment code (shown once).
     A privileged role counts once a second administrator confirms it."""
     return users.add(ws, who, body.name, [body.role], basis=body.basis, last_day=body.last_day)
+
+
+@staff.post("/users/{name}/grants", response_model=m.Document, status_code=201)
+def grant(name: str, body: m.NewGrant, who: Who, ws: WS) -> Any:
+    """Grant a further role with its legal basis (a privileged role counts once a second
+    administrator confirms it; roles that separation of duties keeps apart are refused)."""
+    return users.grant(ws, who, name, body.role, basis=body.basis, last_day=body.last_day)
+
+
+@staff.post("/users/{name}/code", response_model=m.Document)
+def new_code(name: str, who: Who, ws: WS) -> Any:
+    """A new one-time enrolment code (shown once); the user's sessions end."""
+    return users.reset(ws, who, name)
 
 
 @staff.post("/users/{name}/confirm", response_model=m.Document)

@@ -12,13 +12,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from custodes.errors import InputError, fail
+from custodes.errors import CustodesError, InputError, fail
 from custodes.ledger import log, tiles
 from custodes.ledger.events import Event, commitment
 from custodes.ledger.keys import NoLedgerKey, load_signer, origin
 from custodes.ledger.note import Checkpoint, Note, NoteError, Verifier, b64
-from custodes.ledger.tree import leaf_hash, memory_perfect
-from custodes.ledger.verify import Rebuilder, Report, format_receipt
+from custodes.ledger.tree import ProofError, leaf_hash, memory_perfect, verify_consistency
+from custodes.ledger.verify import Rebuilder, Report, format_receipt, verify_export
 from custodes.store.files import out_folder
 from custodes.store.tables import (
     ledger_checkpoints,
@@ -354,6 +354,31 @@ def cosign(call: Call, url: str, witness: Verifier, timeout: float = 10.0) -> di
                     )
         return {"size": cp.size, "witness": witness.name, "at": dt.datetime.now(dt.UTC).isoformat()}
     raise InputError("The witness kept reporting a different size.", code="witness_refused")
+
+
+def check_export(ws: Workspace, folder: Path) -> Report:
+    """An export someone holds, checked against this log: the export itself (signature, every
+    tile and entry, bodies when present), then that it is a prefix of the live log (a
+    consistency proof from the export's checkpoint to the latest one), so a forked or
+    rewritten copy cannot pass for this ledger."""
+    rep = verify_export(folder, verifier(ws))
+    if not rep.ok or rep.root is None:
+        return rep
+    with ws.engine.connect() as conn:
+        last = log.latest_checkpoint(conn)
+        if last is None or last[0].size < rep.size:
+            rep.fail(f"the export (size {rep.size}) is larger than this log's latest checkpoint")
+            return rep
+        cp = last[0]
+        try:
+            proof = log.consistency(conn, rep.size, cp.size) if rep.size else []
+            if rep.size:
+                verify_consistency(rep.size, cp.size, rep.root, cp.root, proof)
+        except (ProofError, CustodesError) as exc:
+            rep.fail(f"the export is not a prefix of this log: {exc}")
+            return rep
+    rep.checked.append(f"consistent with this log's latest checkpoint (size {cp.size})")
+    return rep
 
 
 # --- The log served to outsiders (C2SP tlog-tiles over HTTP): no caller, no personal data ----

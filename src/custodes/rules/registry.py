@@ -85,7 +85,7 @@ def add_agency(
                 )
             ],
         )
-    return row
+    return row | {"change": "updated" if exists else "added"}
 
 
 def add_official(
@@ -145,16 +145,31 @@ def add_agreement(call: Call, path: Path) -> Agreement:
     if not path.is_file():
         raise InputError(f"{path}: no such file.", code="file_not_found")
     try:
-        text = path.read_bytes().decode("utf-8-sig")
-        doc = yaml.safe_load(text)
+        data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror}).", code="bad_path") from None
+    return add_agreement_text(call, data, str(path))
+
+
+MAX_AGREEMENT = 1 << 20
+
+
+def add_agreement_text(call: Call, data: bytes, label: str = "agreement") -> Agreement:
+    """Register an agreement from its YAML text (`label` names it in messages: a path or an
+    upload's name)."""
+    if len(data) > MAX_AGREEMENT:
+        raise InputError(f"{label}: an agreement is at most 1 MiB.", code="bad_agreement")
+    try:
+        text = data.decode("utf-8-sig")
+        doc = yaml.safe_load(text)
     except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text.", code="bad_encoding") from None
+        raise InputError(f"{label}: not UTF-8 text.", code="bad_encoding") from None
     except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML ({exc}).", code="bad_agreement") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InputError(f"{label}: not valid YAML{where}.", code="bad_agreement") from None
     if not isinstance(doc, dict):
-        raise InputError(f"{path}: an agreement is a YAML mapping.", code="bad_agreement")
+        raise InputError(f"{label}: an agreement is a YAML mapping.", code="bad_agreement")
     agr = Agreement.from_dict(doc)
     rs = in_force(call.ws)
     overlay(rs, rs.provision(agr.provision), agr)  # refuses unknown checks or provisions

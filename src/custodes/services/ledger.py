@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from custodes.access import CheckedCall, service
 from custodes.decisions import integrity
@@ -15,6 +15,7 @@ from custodes.ledger import witness as wit
 from custodes.ledger.note import Checkpoint, Note, NoteError, Signer, Verifier
 from custodes.ledger.policy import Policy, PolicyError
 from custodes.ledger.verify import Report, verify_export, verify_receipt
+from custodes.store.archive import unpacked
 from custodes.store.files import out_file, write_new
 from custodes.workspace import Workspace
 
@@ -131,6 +132,15 @@ def check_receipt(call: CheckedCall, text: str) -> dict[str, Any]:
     if len(text) > 1 << 16:
         raise InputError("A receipt is at most 64 KiB of text.", code="bad_argument")
     return verify_receipt(text.replace("\r\n", "\n"), ledger.verifier(call.ws)).to_dict()
+
+
+@service("ledger.read")
+def check_export(call: CheckedCall, archive: IO[bytes]) -> dict[str, Any]:
+    """Check an export someone holds (a zip or tar archive of its folder) against this log's
+    key (every tile, entry bundle, the checkpoint's signature and, when it has them, every event
+    body against its leaf) and against the live log (a prefix of it). Nothing is stored."""
+    with unpacked(archive, "ledger export") as folder:
+        return ledger.check_export(call.ws, folder).to_dict()
 
 
 @service("ledger.read")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from custodes.access import CheckedCall, service
 from custodes.requests import intake
@@ -15,21 +15,40 @@ from custodes.rules import registry as reg
 from custodes.rules.evaluate import Evaluation, evaluate
 from custodes.rules.provisions import lint as _lint
 from custodes.rules.provisions import load
-from custodes.rules.types import Agreement
+from custodes.rules.types import Agreement, RuleSet
+from custodes.store.archive import unpacked
 from custodes.synthetic.parties import register_parties as _register_parties
+
+MAX_AGREEMENT = reg.MAX_AGREEMENT
 
 
 def describe(folder: Path | None = None) -> dict[str, Any]:
     """A rule set's provisions, version and hash (the reference set by default). Open: the
     law as data is public."""
-    rs = load(folder)
+    return _describe(load(folder))
+
+
+@service("rules.read")
+def current(call: CheckedCall) -> dict[str, Any]:
+    """The rule set in force in this workspace: name, version, hash, provisions."""
+    return _describe(active.in_force(call.ws))
+
+
+def _describe(rs: RuleSet) -> dict[str, Any]:
     return {
+        "signer_roles": sorted({r for p in rs.provisions.values() for r in p.signer_roles}),
         "name": rs.name,
         "version": rs.version,
         "sha256": rs.sha256,
         "disclaimer": rs.disclaimer,
         "provisions": [
-            {"id": p.id, "citation": p.citation, "title": p.title, "releasable": p.releasable}
+            {
+                "id": p.id,
+                "citation": p.citation,
+                "title": p.title,
+                "releasable": p.releasable,
+                "signer_roles": list(p.signer_roles),
+            }
             for p in sorted(rs.provisions.values(), key=lambda p: p.id)
         ],
     }
@@ -77,6 +96,13 @@ def propose(call: CheckedCall, folder: Path) -> dict[str, Any]:
 
 
 @service("rules.change")
+def propose_archive(call: CheckedCall, archive: IO[bytes]) -> dict[str, Any]:
+    """Propose a rule set uploaded as a zip or tar archive of its folder."""
+    with unpacked(archive, "rule-set archive") as folder:
+        return active.propose(call, folder)
+
+
+@service("rules.change")
 def approve(call: CheckedCall, sha: str) -> dict[str, Any]:
     return active.approve(call, sha)
 
@@ -120,6 +146,12 @@ def add_official(
 @service("registry.change")
 def add_agreement(call: CheckedCall, file: Path) -> Agreement:
     return reg.add_agreement(call, file)
+
+
+@service("registry.change")
+def add_agreement_text(call: CheckedCall, data: bytes, label: str = "agreement") -> Agreement:
+    """Register an agreement from its uploaded YAML text."""
+    return reg.add_agreement_text(call, data, label)
 
 
 @service("registry.change")

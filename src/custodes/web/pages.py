@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -28,6 +28,7 @@ from custodes.api.deps import WS
 from custodes.api.routes import REPORT_TYPES
 from custodes.errors import AccessDenied, CustodesError, InputError, Unauthenticated
 from custodes.services import audit, decisions, ledger, reports, requests, users
+from custodes.services import rules as rules_svc
 from custodes.services import workspace as ws_svc
 
 COOKIE = "custodes_session"
@@ -51,6 +52,15 @@ FLASH = {
     "reported": "Recorded as reported.",
     "closed": "Closed with its finding.",
     "confirmed": "Confirmed: the grants and keys another administrator issued are in force.",
+    "granted": "Granted. A privileged role counts once a second administrator confirms it.",
+    "recalled": "Recalled: the return-or-destroy notice is written and the recall is in the "
+    "ledger; record the recipient's certification of destruction when it arrives.",
+    "proposed": "Proposed. The rule set takes effect only when a second rule steward approves "
+    "this exact hash.",
+    "activated": "Approved: the rule set is in force for every request checked from now on.",
+    "agency": "The agency is registered (or its safeguards status updated).",
+    "official": "The official is registered.",
+    "agreement": "The agreement is registered.",
 }
 AUDIT_FINDINGS = (
     ("without_open_request", "Inspections without an open request (refused)"),
@@ -108,6 +118,8 @@ def _nav(me: dict[str, Any]) -> list[tuple[str, str]]:
     pages = (
         ("requests.list", "/", "Work queue"),
         ("recalls.read", "/recalls", "Recalls"),
+        ("rules.read", "/rules", "Rule sets"),
+        ("registry.read", "/registries", "Registries"),
         ("ledger.read", "/ledger", "Ledger"),
         ("audit", "/audit", "Audit and reports"),
         ("incident.read", "/incidents", "Incidents"),
@@ -355,6 +367,7 @@ def request_page(
                 "check": check,
                 "all_outcomes": OUTCOMES,
                 "may_download": "response.download" in me["may"],
+                "may_recall": "recall" in me["may"],
                 "flash": _flash(request),
             },
             me=me,
@@ -473,6 +486,23 @@ def review_resolve(
         return _see_other(f"/requests/{request_id}/review?done=withheld")
 
     return _work(request, ws, act, csrf=csrf, back=f"/requests/{request_id}/review")
+
+
+@router.post("/requests/{request_id}/recall")
+def recall(
+    request: Request,
+    request_id: str,
+    ws: WS,
+    reason: Annotated[str, Form(max_length=2000)],
+    csrf: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    """Recall every disclosure of a released request (the notice stays in the workspace)."""
+
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        decisions.recall(ws, who, reason=reason, request_id=request_id)
+        return _see_other("/recalls?done=recalled")
+
+    return _work(request, ws, act, csrf=csrf, back=f"/requests/{request_id}")
 
 
 # --- prepare, approve, release, download -----------------------------------------------------
@@ -603,6 +633,25 @@ def add_user(
     return _work(request, ws, act, csrf=csrf, back="/users")
 
 
+@router.post("/users/grant")
+def grant(
+    request: Request,
+    ws: WS,
+    user: Annotated[str, Form(max_length=64)],
+    role: Annotated[str, Form(max_length=32)],
+    basis: Annotated[str, Form(max_length=500)],
+    last_day: Annotated[dt.date | None, Form()] = None,
+    csrf: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    """A further role for an existing user, with its legal basis and last day."""
+
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        users.grant(ws, who, user, role, basis=basis, last_day=last_day)
+        return _see_other("/users?done=granted")
+
+    return _work(request, ws, act, csrf=csrf, back="/users")
+
+
 @router.post("/users/{name}/code", response_class=HTMLResponse)
 def new_code(
     request: Request, name: str, ws: WS, csrf: Annotated[str, Form(max_length=128)] = ""
@@ -641,6 +690,146 @@ def suspend(
         return _see_other("/users?done=suspended")
 
     return _work(request, ws, act, csrf=csrf, back="/users")
+
+
+# --- rule sets and registries ----------------------------------------------------------------
+
+
+@router.get("/rules", response_class=HTMLResponse)
+def rules_page(request: Request, ws: WS) -> Response:
+    def show(who: Any, me: dict[str, Any], token: str) -> Response:
+        return _render(
+            request,
+            "rules.html",
+            {
+                "title": "Rule sets",
+                "current": rules_svc.current(ws, who),
+                "changes": rules_svc.changes(ws, who),
+                "may_change": "rules.change" in me["may"],
+                "flash": _flash(request),
+            },
+            me=me,
+            token=token,
+        )
+
+    return _work(request, ws, show)
+
+
+@router.post("/rules")
+def propose_rules(
+    request: Request,
+    ws: WS,
+    archive: Annotated[UploadFile, File()],
+    csrf: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    """Propose a rule set: its folder as a zip or tar archive (linted, kept by its hash)."""
+
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        rules_svc.propose_archive(ws, who, archive.file)
+        return _see_other("/rules?done=proposed")
+
+    return _work(request, ws, act, csrf=csrf, back="/rules")
+
+
+@router.post("/rules/{sha256}/approve")
+def approve_rules(
+    request: Request, sha256: str, ws: WS, csrf: Annotated[str, Form(max_length=128)] = ""
+) -> Response:
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        rules_svc.approve(ws, who, sha256)
+        return _see_other("/rules?done=activated")
+
+    return _work(request, ws, act, csrf=csrf, back="/rules")
+
+
+@router.get("/registries", response_class=HTMLResponse)
+def registries_page(request: Request, ws: WS) -> Response:
+    def show(who: Any, me: dict[str, Any], token: str) -> Response:
+        tables = {
+            t: rules_svc.registry(ws, who, t) for t in ("agencies", "officials", "agreements")
+        }
+        return _render(
+            request,
+            "registries.html",
+            {
+                "title": "Registries",
+                "tables": tables,
+                "signer_roles": rules_svc.current(ws, who)["signer_roles"],
+                "may_change": "registry.change" in me["may"],
+                "flash": _flash(request),
+            },
+            me=me,
+            token=token,
+        )
+
+    return _work(request, ws, show)
+
+
+@router.post("/registries/agencies")
+def add_agency(
+    request: Request,
+    ws: WS,
+    name: Annotated[str, Form(max_length=200)],
+    open_findings: Annotated[int, Form(ge=0, le=100_000)] = 0,
+    safeguards_current: Annotated[str, Form(max_length=8)] = "",
+    csrf: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        rules_svc.add_agency(
+            ws,
+            who,
+            name,
+            safeguards_current=safeguards_current == "yes",
+            open_findings=open_findings,
+        )
+        return _see_other("/registries?done=agency")
+
+    return _work(request, ws, act, csrf=csrf, back="/registries")
+
+
+@router.post("/registries/officials")
+def add_official(
+    request: Request,
+    ws: WS,
+    agency: Annotated[str, Form(max_length=200)],
+    name: Annotated[str, Form(max_length=200)],
+    title: Annotated[str, Form(max_length=200)],
+    role: Annotated[str, Form(max_length=64)],
+    valid_from: Annotated[dt.date, Form()],
+    valid_to: Annotated[dt.date | None, Form()] = None,
+    csrf: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        rules_svc.add_official(
+            ws,
+            who,
+            agency=agency,
+            name=name,
+            title=title,
+            role=role,
+            valid_from=valid_from,
+            valid_to=valid_to,
+        )
+        return _see_other("/registries?done=official")
+
+    return _work(request, ws, act, csrf=csrf, back="/registries")
+
+
+@router.post("/registries/agreements")
+def add_agreement(
+    request: Request,
+    ws: WS,
+    agreement: Annotated[UploadFile, File()],
+    csrf: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    """An agreement's YAML file (at most 1 MiB; the core reads no more than that)."""
+
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        data = agreement.file.read(rules_svc.MAX_AGREEMENT + 1)
+        rules_svc.add_agreement_text(ws, who, data, "the uploaded agreement")
+        return _see_other("/registries?done=agreement")
+
+    return _work(request, ws, act, csrf=csrf, back="/registries")
 
 
 # --- recalls, ledger, audit and reports --------------------------------------------------------
@@ -689,6 +878,7 @@ def _ledger(
     token: str,
     index: int | None = None,
     checked: dict[str, Any] | None = None,
+    export: dict[str, Any] | None = None,
 ) -> Response:
     st = ledger.status(ws, who)
     note = ledger.public_checkpoint(ws).decode() if st["checkpoint_size"] else ""
@@ -703,6 +893,7 @@ def _ledger(
             "index": index,
             "receipt": receipt,
             "checked": checked,
+            "export": export,
         },
         me=me,
         token=token,
@@ -731,6 +922,22 @@ def check_receipt(
     def act(who: Any, me: dict[str, Any], token: str) -> Response:
         checked = ledger.check_receipt(ws, who, receipt)
         return _ledger(request, ws, who, me, token, checked=checked)
+
+    return _work(request, ws, act, csrf=csrf, back="/ledger")
+
+
+@router.post("/ledger/check-export", response_class=HTMLResponse)
+def check_export(
+    request: Request,
+    ws: WS,
+    archive: Annotated[UploadFile, File()],
+    csrf: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    """Check an uploaded export (zip or tar of its folder) in this session: nothing stored."""
+
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        export = ledger.check_export(ws, who, archive.file)
+        return _ledger(request, ws, who, me, token, export=export)
 
     return _work(request, ws, act, csrf=csrf, back="/ledger")
 
