@@ -338,18 +338,22 @@ def test_recall_items_then_the_rest_and_certify(
     with pytest.raises(ConflictError) as exc:
         svc.recall(ws, officer, reason="again", items_file=one)
     assert exc.value.code == "already_recalled"
-    with pytest.raises(ConflictError) as exc:  # the whole request includes the recalled item
-        svc.recall(ws, officer, reason="all", request_id=rid)
-    assert exc.value.code == "already_recalled"
-
+    # the whole request: what is left is recalled, the earlier recall of one item stands
+    whole = svc.recall(ws, officer, reason="D.D.C. ruling", request_id=rid)
+    assert whole["items"] == len(disclosed) - 1
+    assert state_of(ws, rid) == "recalled"
+    with pytest.raises(ConflictError) as exc:
+        svc.recall(ws, officer, reason="all again", request_id=rid)
+    assert exc.value.code == "illegal_transition"
     rest = tmp_path / "rest.parquet"
     import pyarrow as pa
 
     pq.write_table(
         pa.table({"request_id": [rid] * (len(disclosed) - 1), "item_id": disclosed[1:]}), rest
     )
-    svc.recall(ws, officer, reason="D.D.C. ruling", items_file=rest)
-    assert state_of(ws, rid) == "recalled"
+    with pytest.raises(ConflictError) as exc:  # an explicit list: every item must be new
+        svc.recall(ws, officer, reason="D.D.C. ruling", items_file=rest)
+    assert exc.value.code == "already_recalled"
     assert len(_events(ws, "disclosure.recalled")) == len(disclosed)
 
     assert [r["status"] for r in svc.recalls(ws, officer)] == ["open", "open"]

@@ -470,3 +470,136 @@ def test_two_administrators_add_a_staff_member_who_enrols(console: Console) -> N
     olga.page.wait_for_url(c.url + "/")
     assert "olga (officer)" in olga.page.content()
     olga.close()
+
+
+def _staff(console: Console, name: str, role: str) -> None:
+    """A confirmed, enrolled staff member whose password is PASSWORD (made through the core)."""
+    from custodes.access import sessions
+    from custodes.services import users
+    from custodes.services import workspace as ws_svc
+
+    ws = ws_svc.open_workspace(console.home, console.store_url)
+    try:
+        admin = ws_svc.caller(ws, sessions.login(ws, "admin", PASSWORD))
+        admin2 = ws_svc.caller(ws, sessions.login(ws, "admin2", PASSWORD))
+        code = users.add(ws, admin, name, [role], basis="test detail")["enrolment_code"]
+        users.confirm(ws, admin2, name)
+        ws_svc.enrol(ws, name, code, PASSWORD)
+    finally:
+        ws.close()
+
+
+def test_stewards_registries_grants_exports_and_a_recall(console: Console, tmp_path: Path) -> None:
+    """What the console added last: one rule steward uploads a rule set and is told a second
+    must approve, the second approves; an administrator registers an agency, an official and
+    an agreement and grants a further role; an officer checks an uploaded export of the
+    ledger (whole, then altered) and recalls a released request from its page."""
+    import zipfile
+
+    from custodes.access import sessions
+    from custodes.rules.provisions import REFERENCE
+    from custodes.services import ledger
+    from custodes.services import workspace as ws_svc
+
+    c = console
+    _staff(c, "steward-a", "rule_steward")
+    _staff(c, "steward-b", "rule_steward")
+    folder = tmp_path / "rules"
+    shutil.copytree(REFERENCE, folder)
+    (folder / "ruleset.yaml").write_text(
+        (folder / "ruleset.yaml").read_text().replace('version: "', 'version: "8', 1)
+    )
+    archive = tmp_path / "rules.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in sorted(folder.rglob("*")):
+            zf.write(f, Path("rules") / f.relative_to(folder))
+    a = Page(c, "steward-a")
+    a.goto("/rules", shot="rules")
+    a.page.set_input_files("#ruleset-archive", str(archive))
+    a.page.click("button:text-is('Propose')")
+    a.page.wait_for_url(re.compile(r".*done=proposed"))
+    a.check("rules-proposed")
+    assert "You proposed it" in a.page.content()
+    a.close()
+    b = Page(c, "steward-b")
+    b.goto("/rules")
+    b.page.locator("form[action$='/approve'] button").click()
+    b.page.wait_for_url(re.compile(r".*done=activated"))
+    assert b.page.locator("td .usa-tag", has_text="active").count() == 1
+    b.close()
+
+    admin = Page(c, "admin")
+    admin.goto("/registries", shot="registries")
+    admin.page.fill("#agency-name", "Bureau of Examples")
+    admin.page.click("label[for=agency-current]")
+    admin.page.click("text=Register the agency")
+    admin.page.wait_for_url(re.compile(r".*done=agency"))
+    admin.page.fill("#off-agency", "Bureau of Examples")
+    admin.page.fill("#off-name", "E. Xample")
+    admin.page.fill("#off-title", "Director")
+    admin.page.select_option("#off-role", "head_of_agency")
+    admin.page.fill("#off-from", "2026-01-01")
+    admin.page.click("text=Register the official")
+    admin.page.wait_for_url(re.compile(r".*done=official"))
+    agreement = tmp_path / "agreement.yaml"
+    agreement.write_text(
+        "id: examples-2026\nprovision: irc-6103-i-2\nagency: Bureau of Examples\n"
+        "citation: Example agreement\n"
+    )
+    admin.page.set_input_files("#agreement-file", str(agreement))
+    admin.page.click("text=Register the agreement")
+    admin.page.wait_for_url(re.compile(r".*done=agreement"))
+    admin.check("registries-added")
+    content = admin.page.content()
+    assert "Bureau of Examples" in content and "E. Xample" in content
+    assert "examples-2026" in content
+    # the same agreement again: refused by the core, with its code
+    admin.goto("/registries")
+    admin.page.set_input_files("#agreement-file", str(agreement))
+    admin.page.click("text=Register the agreement")
+    assert "agreement_exists" in admin.page.content()
+    admin.goto("/users")
+    admin.page.select_option("#grant-user", "steward-b")
+    admin.page.select_option("#grant-role", "auditor")
+    admin.page.fill("#grant-basis", "audit plan 2027")
+    admin.page.click("button:text-is('Grant')")
+    admin.page.wait_for_url(re.compile(r".*done=granted"))
+    assert "audit plan 2027" in admin.page.content()
+    admin.close()
+
+    ws = ws_svc.open_workspace(c.home, c.store_url)
+    try:
+        officer_call = ws_svc.caller(ws, sessions.login(ws, "officer", PASSWORD))
+        ledger.export(ws, officer_call, tmp_path / "export")
+    finally:
+        ws.close()
+    whole, altered = tmp_path / "export.zip", tmp_path / "altered.zip"
+    files = sorted(p for p in (tmp_path / "export").rglob("*") if p.is_file())
+    names = [str(f.relative_to(tmp_path / "export")) for f in files]
+    victim = next(n for n in names if n.startswith("tile/0/"))  # a tile of leaf hashes
+    for target, tamper in ((whole, False), (altered, True)):
+        with zipfile.ZipFile(target, "w") as zf:
+            for f, name in zip(files, names, strict=True):
+                data = f.read_bytes()
+                if tamper and name == victim:
+                    data = bytes([data[0] ^ 1]) + data[1:]
+                zf.writestr(name, data)
+    officer = Page(c, "officer")
+    officer.goto("/ledger")
+    officer.page.set_input_files("#export-archive", str(whole))
+    officer.page.click("text=Check the export")
+    officer.page.wait_for_selector("text=The export holds")
+    officer.check("ledger-export")
+    assert "consistent with this log" in officer.page.content()
+    officer.page.set_input_files("#export-archive", str(altered))
+    officer.page.click("text=Check the export")
+    officer.page.wait_for_selector("text=The export does not hold")
+
+    officer.goto(f"/requests/{c.rid}")
+    officer.page.click("text=Recall this release…")
+    officer.page.fill("#recall-reason", "the court found the whole request unlawful")
+    officer.page.click(f"text=Recall every disclosure of {c.rid}")
+    officer.page.wait_for_url(re.compile(r".*done=recalled"))
+    officer.check("recalled")
+    assert officer.page.locator("h2", has_text=": open").count() >= 1
+    officer.close()

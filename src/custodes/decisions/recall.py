@@ -108,6 +108,11 @@ def recall(
             )
         ).all()
         clash = set(targets) & {(r[0], r[1]) for r in already}
+        if request_id is not None:
+            # A whole request: recall what is not recalled yet (an earlier recall of some
+            # items stands); only when nothing is left is it a conflict.
+            targets = [t for t in targets if t not in clash]
+            clash = set() if targets else clash
         if clash:
             req, item = sorted(clash)[0]
             raise ConflictError(

@@ -165,3 +165,11 @@ def register_parties(call: CheckedCall, provision: str) -> None:
 def registry(call: CheckedCall, table: str) -> list[dict[str, Any]]:
     """One registry's rows: agencies, officials or agreements."""
     return reg.listing(call.ws, table)
+
+
+@service("registry.read")
+def registries(call: CheckedCall) -> dict[str, Any]:
+    """Every registry's rows, and the signer roles the rule set in force knows (what an
+    official may be registered as)."""
+    tables: dict[str, Any] = {t: reg.listing(call.ws, t) for t in reg.REGISTRIES}
+    return tables | {"signer_roles": _describe(active.in_force(call.ws))["signer_roles"]}

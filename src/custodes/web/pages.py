@@ -745,16 +745,14 @@ def approve_rules(
 @router.get("/registries", response_class=HTMLResponse)
 def registries_page(request: Request, ws: WS) -> Response:
     def show(who: Any, me: dict[str, Any], token: str) -> Response:
-        tables = {
-            t: rules_svc.registry(ws, who, t) for t in ("agencies", "officials", "agreements")
-        }
+        tables = rules_svc.registries(ws, who)
         return _render(
             request,
             "registries.html",
             {
                 "title": "Registries",
                 "tables": tables,
-                "signer_roles": rules_svc.current(ws, who)["signer_roles"],
+                "signer_roles": tables["signer_roles"],
                 "may_change": "registry.change" in me["may"],
                 "flash": _flash(request),
             },
