@@ -12,13 +12,26 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
 from custodes import __version__
 from custodes.api import problems, routes
+from custodes.services import ledger as ledger_svc
 from custodes.services import workspace as ws_svc
 from custodes.services.jobs import Jobs
+
+
+def _witness(home: Path) -> ledger_svc.wit.Witness | None:
+    """The witness this server also runs, when `custodes serve --witness-key` configured one
+    (through the environment, so every worker process gets it)."""
+    key = os.environ.get("CUSTODES_WITNESS_KEY")
+    if not key:
+        return None
+    state = os.environ.get("CUSTODES_WITNESS_STATE") or str(home / "witness.db")
+    logs = os.environ.get("CUSTODES_WITNESS_LOGS", "").split()
+    return ledger_svc.witness(Path(key), logs, Path(state))
 
 
 def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None = None) -> FastAPI:
@@ -26,6 +39,7 @@ def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ws = ws_svc.open_workspace(home, store_url)
         app.state.ws = ws
+        app.state.witness = _witness(ws.home)
         app.state.jobs = Jobs(ws)
         try:
             yield

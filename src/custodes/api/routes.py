@@ -107,6 +107,47 @@ def tile(path: str, ws: WS) -> Response:
     return Response(data, media_type="application/octet-stream", headers={"Cache-Control": cache})
 
 
+WITNESS_TEXT = {"text/plain": {"schema": {"type": "string"}}}
+WITNESS_MAX_BODY = ledger.wit.MAX_BODY
+
+
+@public.post(
+    "/witness/add-checkpoint",
+    response_class=Response,
+    responses={
+        200: {"description": "The witness's cosignature line(s)", "content": WITNESS_TEXT},
+        400: {"description": "Malformed submission", "content": WITNESS_TEXT},
+        403: {"description": "Not signed by a key trusted for the log", "content": WITNESS_TEXT},
+        404: {"description": "Unknown log origin, or this server is not a witness"},
+        409: {
+            "description": "The old size is not the size the witness knows (its size follows)",
+            "content": {"text/x.tlog.size": {"schema": {"type": "string"}}},
+        },
+        413: {"description": "Body too large"},
+        422: {"description": "The consistency proof fails", "content": WITNESS_TEXT},
+    },
+    openapi_extra={"requestBody": {"required": True, "content": WITNESS_TEXT}},
+)
+async def add_checkpoint(request: Request) -> Response:
+    """C2SP tlog-witness: cosign a log's checkpoint only when it is proved consistent with the
+    last one this witness cosigned (`old <size>`, the proof lines, a blank line, the signed
+    checkpoint). Served when `custodes serve --witness-key` configures a witness; otherwise
+    404. Answers are the protocol's own (plain text), not problem details."""
+    witness = request.app.state.witness
+    if witness is None:
+        raise NotFound("This server does not run a witness.", code="not_found")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > WITNESS_MAX_BODY:
+        return Response("body too large\n", status_code=413, media_type="text/plain")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > WITNESS_MAX_BODY:
+            return Response("body too large\n", status_code=413, media_type="text/plain")
+    answer = await run_in_threadpool(witness.add_checkpoint, body)
+    return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
+
+
 # --- sessions ---------------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,7 +12,7 @@ from custodes.cli.root import HomeOpt, app, guarded
 from custodes.errors import InputError
 
 
-def _check(host: str, home: object) -> None:
+def _check(host: str, home: object) -> Path:
     if host not in ("127.0.0.1", "::1", "localhost") and not os.environ.get(
         "CUSTODES_BEHIND_TLS_PROXY"
     ):
@@ -22,7 +23,21 @@ def _check(host: str, home: object) -> None:
         )
     from custodes.services import workspace as ws_svc
 
-    ws_svc.open_workspace(home).close()  # type: ignore[arg-type]  # a clear error now
+    ws = ws_svc.open_workspace(home)  # type: ignore[arg-type]  # a clear error now
+    ws.close()
+    return ws.home
+
+
+def _witness(key: Path, logs: list[str], state: Path | None, home: Path) -> None:
+    """Check the witness's key and logs now (a clear error, not one per worker), then hand
+    them to the server processes through the environment."""
+    from custodes.services import ledger as ledger_svc
+
+    state = (state or home / "witness.db").resolve()
+    ledger_svc.witness(key, logs, state)
+    os.environ["CUSTODES_WITNESS_KEY"] = str(key.resolve())
+    os.environ["CUSTODES_WITNESS_LOGS"] = " ".join(logs)
+    os.environ["CUSTODES_WITNESS_STATE"] = str(state)
 
 
 @app.command()
@@ -32,6 +47,22 @@ def serve(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8600,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Server processes.")] = 1,
+    witness_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--witness-key",
+            help="Also run a C2SP witness at POST /v1/witness/add-checkpoint, signing with "
+            "this key (custodes witness keygen).",
+        ),
+    ] = None,
+    witness_logs: Annotated[
+        list[str] | None,
+        typer.Option("--witness-log", help="Verifier key of a log to witness (repeatable)."),
+    ] = None,
+    witness_state: Annotated[
+        Path | None,
+        typer.Option("--witness-state", help="The witness's state file (default: in the home)."),
+    ] = None,
     home: HomeOpt = None,
 ) -> None:
     """Serve the web console at / and the HTTP API under /v1 (OpenAPI at /v1/openapi.json,
@@ -40,7 +71,9 @@ def serve(
     import uvicorn
 
     with guarded(False):
-        _check(host, home)
+        workspace_home = _check(host, home)
+        if witness_key is not None:
+            _witness(witness_key, witness_logs or [], witness_state, workspace_home)
     if home is not None:
         os.environ["CUSTODES_HOME"] = str(home)
     uvicorn.run(

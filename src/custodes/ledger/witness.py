@@ -58,6 +58,8 @@ class Witness:
         self.logs: dict[str, list[Verifier]] = {}
         for v in logs:
             self.logs.setdefault(v.name, []).append(v)
+        if not state_path.exists():  # owner-only whatever the umask
+            os.close(os.open(state_path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600))
         with self._db() as db:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS witness_state (origin TEXT PRIMARY KEY, "

@@ -172,13 +172,21 @@ def witness_keygen(name: str, key_file: Path) -> Verifier:
     return wit.keygen(name, key_file).verifier
 
 
-def witness_server(key_file: Path, logs: list[str], state: Path, host: str, port: int) -> Any:
-    """A witness HTTP server (POST /add-checkpoint) for the logs named. Open."""
+def witness(key_file: Path, logs: list[str], state: Path) -> wit.Witness:
+    """A witness (C2SP tlog-witness) for the logs named by their verifier keys. Open: run by
+    an oversight body, standalone (`custodes witness serve`) or inside `custodes serve`."""
     try:
         signer = Signer.decode(key_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, NoteError) as exc:
         raise InputError(f"{key_file}: {exc}", code="bad_key") from None
-    return wit.make_server(wit.Witness(state, signer, [parse_key(v) for v in logs]), host, port)
+    if not logs:
+        raise InputError("Name at least one log to witness (its verifier key).", code="missing_key")
+    return wit.Witness(state, signer, [parse_key(v) for v in logs])
+
+
+def witness_server(key_file: Path, logs: list[str], state: Path, host: str, port: int) -> Any:
+    """A witness HTTP server (POST /add-checkpoint) for the logs named. Open."""
+    return wit.make_server(witness(key_file, logs, state), host, port)
 
 
 __all__ = ["Checkpoint", "Note"]
