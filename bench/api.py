@@ -39,6 +39,12 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000 if xs else float("nan")
@@ -50,6 +56,9 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=200, help="target reads per second")
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--big-items", type=int, default=1_000_000)
+    ap.add_argument(
+        "--submitters", type=int, default=1, help="clients submitting back to back (0: reads only)"
+    )
     args = ap.parse_args()
 
     import httpx
@@ -86,7 +95,11 @@ def main() -> None:
         ws.close()
 
         port = _free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("CUSTODES") or k == "CUSTODES_API_THREADS"
+        }
         cmd = [sys.executable, "-m", "custodes", "serve", "--port", str(port), "--home", str(home)]
         server = subprocess.Popen(
             cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -142,14 +155,17 @@ def main() -> None:
                 target=reader,
                 args=("outcomes", f"/v1/requests/{rid}/outcomes?limit=50", 1 / (args.rate * 0.2)),
             ),
-            threading.Thread(target=submitter),
         ]
+        threads += [threading.Thread(target=submitter) for _ in range(args.submitters)]
         rss0 = _rss_mb(server.pid)
+        cpu0, gen0, wall0 = _cpu_s(server.pid), time.process_time(), time.perf_counter()
         for th in threads:
             th.start()
         for th in threads:
             th.join()
         rss1 = _rss_mb(server.pid)
+        cpu_server, cpu_gen = _cpu_s(server.pid) - cpu0, time.process_time() - gen0
+        took = time.perf_counter() - wall0  # longer than asked when the server falls behind
 
         # One large submission over HTTP, against copying the same bytes on disk.
         big = tmp / "big"
@@ -176,7 +192,9 @@ def main() -> None:
 
     total = sum(len(v) for v in lat.values())
     print(f"workspace: {args.people:,} people; reads target {args.rate}/s for {args.seconds} s")
-    print(f"requests served: {total:,} ({total / args.seconds:.0f}/s), errors: {errors['n']}")
+    print(
+        f"requests served: {total:,} in {took:.1f} s ({total / took:.0f}/s), errors: {errors['n']}"
+    )
     print(
         f"baseline status via services in-process: p50 {_pct(base, 0.5):.1f} ms, "
         f"p99 {_pct(base, 0.99):.1f} ms"
@@ -188,6 +206,11 @@ def main() -> None:
                 f"p99 {_pct(xs, 0.99):7.1f} ms  mean {statistics.mean(xs) * 1000:7.1f} ms"
             )
     print(f"server RSS: {rss0:.0f} MB before, {rss1:.0f} MB after the load")
+    print(
+        f"CPU during the load: server {cpu_server:.1f} s ({cpu_server / took:.2f} cores, "
+        f"{cpu_server / max(total, 1) * 1000:.2f} ms per request); load generator "
+        f"{cpu_gen:.1f} s ({cpu_gen / took:.2f} cores)"
+    )
     print(
         f"large submission ({args.big_items:,} items, generated in {gen:.1f} s): HTTP "
         f"{r.status_code} in {t_big:.1f} s; copying the upload {t_copy:.2f} s "

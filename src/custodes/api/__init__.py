@@ -38,6 +38,11 @@ def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ws = ws_svc.open_workspace(home, store_url)
+        limit = int(os.environ.get("CUSTODES_API_THREADS", "0"))
+        if limit:
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = limit
         app.state.ws = ws
         app.state.witness = _witness(ws.home)
         app.state.jobs = Jobs(ws)

@@ -417,11 +417,47 @@ def released_fields(table: pa.Table) -> list[str]:
 
 
 def effective_outcomes(
-    ws: Workspace, request_id: str, only: tuple[str, ...] | None = None
+    ws: Workspace,
+    request_id: str,
+    only: tuple[str, ...] | None = None,
+    *,
+    item: str | None = None,
+    check: str | None = None,
+    offset: int = 0,
+    limit: int | None = None,
 ) -> pa.Table:
     """Outcomes with officers' review resolutions applied (REVIEW → DISCLOSE with the record
-    the officer identified, or WITHHOLD), field values kept only for what is released;
-    `only` keeps the rows with those (effective) outcomes."""
+    the officer identified, or WITHHOLD), field values kept only for what is released, in item
+    order. `only` keeps the rows with those (effective) outcomes, `item` one item, `check` the
+    items that failed that check; `offset`/`limit` a page. The filters run in the query (with
+    the values bound as parameters), so a page of a million-item request reads no more."""
+    table, _ = _effective(ws, request_id, only, item, check, offset, limit, count=False)
+    return table
+
+
+def effective_page(
+    ws: Workspace,
+    request_id: str,
+    only: tuple[str, ...] | None,
+    check: str | None,
+    offset: int,
+    limit: int,
+) -> tuple[pa.Table, int]:
+    """One page of `effective_outcomes`, and how many rows the filters keep in all."""
+    return _effective(ws, request_id, only, None, check, offset, limit, count=True)
+
+
+def _effective(
+    ws: Workspace,
+    request_id: str,
+    only: tuple[str, ...] | None,
+    item: str | None,
+    check: str | None,
+    offset: int,
+    limit: int | None,
+    *,
+    count: bool,
+) -> tuple[pa.Table, int]:
     path = processed_outcomes(ws, request_id)
     with ws.engine.connect() as conn:
         rows = conn.execute(
@@ -446,26 +482,43 @@ def effective_outcomes(
         f", CASE WHEN outcome IN ('DISCLOSE', 'CONFIRM') THEN {ident(f)} END AS {ident(f)}"
         for f in fields
     )
-    keep = (
-        "WHERE outcome IN (" + ", ".join(literal(o) for o in only if o in OUTCOMES) + ")"
-        if only
-        else ""
-    )
-    con = duckdb.connect()
+    where, params = [], []
+    if only:
+        where.append("outcome IN (" + ", ".join(literal(o) for o in only if o in OUTCOMES) + ")")
+    if item is not None:
+        where.append("item_id = ?")
+        params.append(item)
+    if check is not None:
+        where.append("list_contains(checks, ?)")
+        params.append(check)
+    keep = ("WHERE " + " AND ".join(where)) if where else ""
+    page = ""
+    if limit is not None:
+        page = "LIMIT ? OFFSET ?"
+        params += [limit, offset]
+    con = duckdb.connect(config={"threads": 1})  # small interactive reads: one core is enough
     try:
         con.register("res", res)
-        return con.sql(
-            f"""WITH e AS (
+        kept = f"""WITH e AS (
                 SELECT o.* REPLACE (
                   CASE WHEN o.outcome = 'REVIEW' AND r.decision IS NOT NULL THEN r.decision
                        ELSE o.outcome END AS outcome,
                   CASE WHEN o.outcome = 'REVIEW' AND r.decision = 'DISCLOSE' THEN r.named
                        ELSE o.record_id END AS record_id)
-                FROM {parquet(path)} o LEFT JOIN res r USING (item_id))
+                FROM {parquet(path)} o LEFT JOIN res r USING (item_id)),
+                kept AS (SELECT * FROM e {keep})"""
+        table = con.execute(
+            f"""{kept}
                 SELECT * EXCLUDE ({", ".join(ident(f) for f in fields) or "item_id"})
                        {"" if fields else ", item_id"} {masked}
-                FROM e {keep} ORDER BY item_id"""
+                FROM kept ORDER BY item_id {page}""",
+            params,
         ).to_arrow_table()
+        total = table.num_rows
+        if count:
+            filters = params[: len(params) - 2] if limit is not None else params
+            total = con.execute(f"{kept} SELECT count(*) FROM kept", filters).fetchone()[0]  # type: ignore[index]
+        return table, total
     finally:
         con.close()
 
@@ -476,8 +529,7 @@ def explain(
     """Why an item got its outcome: every check with its citation, and the match evidence."""
     folder = request_folder(ws, request_id, agency=agency)
     env = envelope(folder)
-    table = effective_outcomes(ws, request_id)
-    rows = [r for r in table.to_pylist() if r["item_id"] == item_id]
+    rows = effective_outcomes(ws, request_id, item=item_id).to_pylist()
     if not rows:
         raise NotFound(f"Request {request_id} has no item '{item_id}'.", code="unknown_item")
     row = rows[0]
@@ -550,7 +602,26 @@ def explain(
 
 def view(ws: Workspace, request_id: str) -> pa.Table:
     """The officers' per-item view: item id, outcome, checks, record id, released fields."""
-    table = effective_outcomes(ws, request_id)
+    return _officers(effective_outcomes(ws, request_id))
+
+
+def view_page(
+    ws: Workspace,
+    request_id: str,
+    *,
+    outcome: str | None,
+    check: str | None,
+    offset: int,
+    limit: int,
+) -> tuple[pa.Table, int]:
+    """A page of the officers' view, filtered by outcome and failing check, and the total."""
+    table, total = effective_page(
+        ws, request_id, (outcome,) if outcome else None, check, offset, limit
+    )
+    return _officers(table), total
+
+
+def _officers(table: pa.Table) -> pa.Table:
     return table.select([c for c in table.column_names if c not in EVIDENCE_COLUMNS])
 
 
@@ -567,4 +638,5 @@ __all__ = [
     "request_folder",
     "summary",
     "view",
+    "view_page",
 ]

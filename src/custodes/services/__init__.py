@@ -24,6 +24,7 @@ OPEN = (
     "custodes.services.ledger.verify_path",
     "custodes.services.ledger.parse_key",
     "custodes.services.ledger.witness_keygen",
+    "custodes.services.ledger.witness",
     "custodes.services.ledger.witness_server",
     "custodes.services.ledger.public_checkpoint",
     "custodes.services.ledger.public_tile",

@@ -7,9 +7,6 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from custodes.access import CheckedCall, service
 from custodes.decisions import approval, exports, pipeline
 from custodes.decisions import recall as rc
@@ -64,22 +61,20 @@ def outcomes_page(
     if not 1 <= limit <= 1000 or offset < 0:
         raise InputError("A page holds 1 to 1,000 items, from offset 0.", code="bad_argument")
     pipeline.request_folder(call.ws, request_id)
-    table = pipeline.view(call.ws, request_id)
-    if outcome:
-        if outcome not in pipeline.OUTCOMES:
-            raise InputError(
-                f"Unknown outcome '{outcome}' ({', '.join(pipeline.OUTCOMES)}).",
-                code="bad_argument",
-            )
-        table = table.filter(pc.equal(table["outcome"], outcome))
-    if check:
-        table = table.filter(pa.array([check in (c or []) for c in table["checks"].to_pylist()]))
+    if outcome and outcome not in pipeline.OUTCOMES:
+        raise InputError(
+            f"Unknown outcome '{outcome}' ({', '.join(pipeline.OUTCOMES)}).",
+            code="bad_argument",
+        )
+    table, total = pipeline.view_page(
+        call.ws, request_id, outcome=outcome, check=check, offset=offset, limit=limit
+    )
     return {
         "request_id": request_id,
-        "total": table.num_rows,
+        "total": total,
         "offset": offset,
         "limit": limit,
-        "items": table.slice(offset, limit).to_pylist(),
+        "items": table.to_pylist(),
     }
 
 
