@@ -169,6 +169,14 @@ def test_each_role_works_the_request_through_to_release(console: Console) -> Non
     assert "The list beside the candidate" in page.content()
     assert page.locator("svg[role=img] title", has_text="Match weight per field").count() == 1
     assert "•••-••-" in page.content() or "—" in page.content()
+    # seeing the whole record is an inspection with a purpose, recorded; shown on that answer
+    if page.locator("#inspect").count():
+        page.click("text=See the whole candidate record…")
+        page.fill("#purpose", "to compare the date of birth the list gives")
+        page.click("#inspect")
+        page.wait_for_selector("#inspected")
+        officer.check("review-inspected")
+        assert "/inspect" in page.url and "purpose" not in page.url
     # withhold this one item with its justification; the rest go by group below
     page.fill("#reason", "the list gives neither a date of birth nor a TIN")
     page.check("#d-withhold")
@@ -177,6 +185,18 @@ def test_each_role_works_the_request_through_to_release(console: Console) -> Non
     officer.goto(f"/requests/{rid}/review")
     groups = page.locator("form[action$='/review']")
     assert groups.count() >= 1
+    # keyboard only: tab to the first group's justification, type it, tab to its button, Enter
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.tagName") == "TEXTAREA":
+            break
+    else:
+        pytest.fail("no justification field is reachable with the keyboard")
+    page.keyboard.type("identity not established from the list")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Withhold this group"
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r".*done=withheld"))
     while page.locator("form[action$='/review']").count():
         form = page.locator("form[action$='/review']").first
         form.locator("textarea").fill("identity not established from the list")
@@ -210,7 +230,12 @@ def test_each_role_works_the_request_through_to_release(console: Console) -> Non
 
     officer.goto(f"/requests/{rid}/release", shot="release")
     page.click("#confirm")
-    page.wait_for_url(re.compile(r".*done=released"))
+    # a release is a job: its page refreshes itself (htmx) until the work is done
+    page.wait_for_url(re.compile(r".*/jobs/job-"))
+    page.wait_for_selector("text=Every disclosure is in the ledger")
+    officer.check("release-job")
+    page.click(f"text=Back to request {rid}")
+    page.wait_for_url(re.compile(rf".*/requests/{rid}$"))
     officer.check("released")
     with page.expect_download() as dl:
         page.click("text=Download the response (CSV)")

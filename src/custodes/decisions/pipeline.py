@@ -507,12 +507,12 @@ def _effective(
                        ELSE o.record_id END AS record_id)
                 FROM {parquet(path)} o LEFT JOIN res r USING (item_id)),
                 kept AS (SELECT * FROM e {keep})"""
-        table = con.execute(
+        table = con.sql(
             f"""{kept}
                 SELECT * EXCLUDE ({", ".join(ident(f) for f in fields) or "item_id"})
                        {"" if fields else ", item_id"} {masked}
                 FROM kept ORDER BY item_id {page}""",
-            params,
+            params=params,
         ).to_arrow_table()
         total = table.num_rows
         if count:

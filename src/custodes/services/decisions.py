@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from custodes.access import CheckedCall, service
+from custodes.access import ACTIONS, CheckedCall, service
 from custodes.decisions import approval, exports, pipeline
 from custodes.decisions import recall as rc
 from custodes.decisions import review as rv
@@ -215,8 +215,12 @@ def work_queue(call: CheckedCall) -> dict[str, Any]:
             continue
         step = _step(call, str(r["id"]), str(r["state"]))
         if step["you_may"] and step["next"]:
-            mine.append(r | {"says": step["says"]})
-    return {"requests": rows, "mine": mine}
+            mine.append(r | {"says": step["says"], "open_reviews": step.get("open_reviews", 0)})
+    # Recalls waiting for the recipient's certification of destruction: the officers' to
+    # record (the same table that decides who may certify decides who sees them here).
+    certifies = call.caller.roles & set(ACTIONS["recall.certify"])
+    waiting = [r for r in rc.listing(call.ws) if not r["certified_by"]] if certifies else []
+    return {"requests": rows, "mine": mine, "recalls": waiting}
 
 
 def _step(call: CheckedCall, request_id: str, state: str) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from custodes.store import jobs as rows
 from custodes.workspace import Workspace
 
 log = logging.getLogger("custodes.jobs")
+ENDED = rows.ENDED
 
 # kind -> the service that does the work (its action is checked when the job is started and
 # again, by the service itself, when it runs)

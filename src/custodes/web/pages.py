@@ -27,7 +27,7 @@ from custodes import __version__
 from custodes.api.deps import WS
 from custodes.api.routes import REPORT_TYPES
 from custodes.errors import AccessDenied, CustodesError, InputError, Unauthenticated
-from custodes.services import audit, decisions, ledger, reports, requests, users
+from custodes.services import audit, decisions, jobs, ledger, records, reports, requests, users
 from custodes.services import rules as rules_svc
 from custodes.services import workspace as ws_svc
 
@@ -307,8 +307,8 @@ def sign_out(request: Request, ws: WS, csrf: Annotated[str, Form(max_length=128)
 def queue(request: Request, ws: WS) -> Response:
     def show(who: Any, me: dict[str, Any], token: str) -> Response:
         can_list = "requests.list" in me["may"]
-        q = decisions.work_queue(ws, who) if can_list else {"requests": [], "mine": []}
-        rows, mine = q["requests"], q["mine"]
+        q = decisions.work_queue(ws, who) if can_list else {}
+        rows, mine = q.get("requests", []), q.get("mine", [])
         by_state: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             by_state.setdefault(r["state"], []).append(r)
@@ -318,6 +318,7 @@ def queue(request: Request, ws: WS) -> Response:
             {
                 "title": "Work queue",
                 "mine": mine,
+                "recalls": q.get("recalls", []),
                 "by_state": sorted(by_state.items()),
                 "can_list": can_list,
             },
@@ -401,27 +402,64 @@ def outcomes_partial(
     return _work(request, ws, show)
 
 
+def _item(
+    request: Request,
+    ws: Any,
+    who: Any,
+    me: dict[str, Any],
+    token: str,
+    request_id: str,
+    item_id: str,
+    inspected: dict[str, Any] | None = None,
+) -> Response:
+    x = decisions.explain(ws, who, request_id, item_id)
+    side = None
+    if x["outcome"] == "REVIEW" and "review.read" in me["may"]:
+        side = decisions.review_item(ws, who, request_id, item_id)
+    return _render(
+        request,
+        "item.html",
+        {
+            "title": f"Item {item_id}",
+            "x": x,
+            "side": side,
+            "may_resolve": "review.resolve" in me["may"],
+            "may_inspect": "records.show" in me["may"],
+            "inspected": inspected,
+        },
+        me=me,
+        token=token,
+    )
+
+
 @router.get("/requests/{request_id}/items/{item_id}", response_class=HTMLResponse)
 def item_page(request: Request, request_id: str, item_id: str, ws: WS) -> Response:
-    def show(who: Any, me: dict[str, Any], token: str) -> Response:
-        x = decisions.explain(ws, who, request_id, item_id)
-        side = None
-        if x["outcome"] == "REVIEW" and "review.read" in me["may"]:
-            side = decisions.review_item(ws, who, request_id, item_id)
-        return _render(
-            request,
-            "item.html",
-            {
-                "title": f"Item {item_id}",
-                "x": x,
-                "side": side,
-                "may_resolve": "review.resolve" in me["may"],
-            },
-            me=me,
-            token=token,
-        )
+    return _work(
+        request,
+        ws,
+        lambda who, me, token: _item(request, ws, who, me, token, request_id, item_id),
+        back=f"/requests/{request_id}",
+    )
 
-    return _work(request, ws, show, back=f"/requests/{request_id}")
+
+@router.post("/requests/{request_id}/items/{item_id}/inspect", response_class=HTMLResponse)
+def inspect_candidate(
+    request: Request,
+    request_id: str,
+    item_id: str,
+    ws: WS,
+    record: Annotated[str, Form(max_length=64)],
+    purpose: Annotated[str, Form(max_length=2000)],
+    csrf: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    """The whole candidate record, for a stated purpose: an inspection, recorded (shown or
+    refused), and shown on this answer only (never in a URL, never cached)."""
+
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        shown = records.show(ws, who, record, purpose=purpose, request_id=request_id)
+        return _item(request, ws, who, me, token, request_id, item_id, inspected=shown)
+
+    return _work(request, ws, act, csrf=csrf, back=f"/requests/{request_id}/items/{item_id}")
 
 
 @router.post("/requests/{request_id}/items/{item_id}/resolve")
@@ -564,19 +602,47 @@ def step_act(
     ws: WS,
     csrf: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
-    services = {
-        "prepare": decisions.prepare,
-        "approve": decisions.approve,
-        "release": decisions.release,
-    }
-    if action not in services:
+    services = {"prepare": decisions.prepare, "approve": decisions.approve}
+    if action not in (*services, "release"):
         return _see_other(f"/requests/{request_id}")
 
     def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        if action == "release":  # a job: a million disclosures take a while
+            job = request.app.state.jobs.start(who, "release", request_id)
+            return _see_other(f"/jobs/{job['id']}")
         services[action](ws, who, request_id)
         return _see_other(f"/requests/{request_id}?done={action}d")
 
     return _work(request, ws, act, csrf=csrf, back=f"/requests/{request_id}")
+
+
+# --- jobs -------------------------------------------------------------------------------------
+
+
+def _job(request: Request, ws: Any, job_id: str, template: str) -> Response:
+    def show(who: Any, me: dict[str, Any], token: str) -> Response:
+        job = jobs.job(ws, who, job_id)
+        return _render(
+            request,
+            template,
+            {"title": f"Job {job_id}", "job": job, "ended": job["state"] in jobs.ENDED},
+            me=me,
+            token=token,
+        )
+
+    return _work(request, ws, show, back="/")
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, job_id: str, ws: WS) -> Response:
+    """Long work (a release) as it runs: its state and progress, refreshed in place by htmx
+    (without JavaScript, reloading the page shows the same)."""
+    return _job(request, ws, job_id, "job.html")
+
+
+@router.get("/jobs/{job_id}/status", response_class=HTMLResponse)
+def job_status(request: Request, job_id: str, ws: WS) -> Response:
+    return _job(request, ws, job_id, "job_status.html")
 
 
 # --- administration --------------------------------------------------------------------------
