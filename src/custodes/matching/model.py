@@ -340,6 +340,11 @@ def save(ws: Workspace, model: Model) -> str:
     return sha
 
 
+def trained(ws: Workspace) -> bool:
+    """Whether the workspace has a current model."""
+    return (models_dir(ws) / "CURRENT").exists()
+
+
 def load(ws: Workspace, sha: str | None = None) -> Model:
     """The current model (or the one with hash `sha`); refuse clearly when there is none."""
     folder = models_dir(ws)

@@ -17,6 +17,7 @@ from custodes.decisions.release import download as _download
 from custodes.decisions.release import release as _release
 from custodes.decisions.response import content
 from custodes.errors import InputError
+from custodes.matching import model
 from custodes.matching.link import Progress
 from custodes.requests import intake
 from custodes.requests.lifecycle import current_state
@@ -246,6 +247,8 @@ def _step(call: CheckedCall, request_id: str, state: str) -> dict[str, Any]:
             why_not = "you prepared or submitted it (a second person must approve)"
     if state == "in_review":
         info["open_reviews"] = open_reviews
+    if action == "process":
+        info["needs_model"] = not model.trained(call.ws)
     info["you_may"] = role is not None and why_not is None
     info["why_not"] = why_not
     return info

@@ -603,12 +603,13 @@ def step_act(
     csrf: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
     services = {"prepare": decisions.prepare, "approve": decisions.approve}
-    if action not in (*services, "release"):
+    long_work = ("process", "train", "release")  # jobs: a million items take a while
+    if action not in (*services, *long_work):
         return _see_other(f"/requests/{request_id}")
 
     def act(who: Any, me: dict[str, Any], token: str) -> Response:
-        if action == "release":  # a job: a million disclosures take a while
-            job = request.app.state.jobs.start(who, "release", request_id)
+        if action in long_work:
+            job = request.app.state.jobs.start(who, action, request_id)
             return _see_other(f"/jobs/{job['id']}")
         services[action](ws, who, request_id)
         return _see_other(f"/requests/{request_id}?done={action}d")
