@@ -800,6 +800,36 @@ def test_the_server_runs_a_witness_that_cosigns_the_live_log(
         thread.join(timeout=10)
 
 
+def test_a_large_submission_may_be_answered_at_once_with_its_job(api: Api) -> None:
+    """`Prefer: respond-async`: 202 with the intake's job once the upload is on disk; the
+    agency follows the job to the submission (or to the problem a bad file gets); another
+    agency cannot see the job; the staged upload is gone when the job has ended."""
+    import glob
+    import tempfile
+
+    prefer = {"Prefer": "respond-async"}
+    before = set(glob.glob(f"{tempfile.gettempdir()}/custodes-upload-*"))
+    folder = api.root / "req-3"
+    envelope = (folder / "envelope.json").read_bytes()
+    items = (folder / "items.csv").read_text().replace("item-0000001", "item-async-1")
+    files = {"envelope": ("envelope.json", envelope), "items": ("items.csv", items.encode())}
+    r = api.post("/v1/requests", "requester", files=files, headers=prefer)
+    assert r.status_code == 202, r.text
+    assert r.headers["preference-applied"] == "respond-async"
+    assert r.headers["location"] == f"/v1/jobs/{r.json()['id']}"
+    done = api.wait(r.json(), "requester")
+    assert done["state"] == "succeeded" and done["kind"] == "submit", done
+    rid = done["result"]["request_id"]
+    assert api.get(f"/v1/requests/{rid}", "requester").json()["state"] == "received"
+    _problem(api.get(f"/v1/jobs/{done['id']}", "other-agency"), 404, "unknown_job")
+    # a file the intake refuses: the job fails with the intake's problem, nothing kept
+    broken = {"envelope": ("envelope.json", envelope), "items": ("items.csv", b"nope\n1\n")}
+    r = api.post("/v1/requests", "requester", files=broken, headers=prefer)
+    failed = api.wait(r.json(), "requester")
+    assert failed["state"] == "failed" and failed["problem"]["code"] == "missing_columns", failed
+    assert set(glob.glob(f"{tempfile.gettempdir()}/custodes-upload-*")) <= before
+
+
 def test_suspension_stops_the_next_call(api: Api) -> None:
     ws = api.c.app.state.ws  # type: ignore[attr-defined]
     people = staff_mod.Staff(ws)

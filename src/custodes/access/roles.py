@@ -66,7 +66,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "incident.open": ("auditor", "officer", "administrator"),
     "incident.close": ("auditor",),
     "incident.read": ("auditor", "officer", "administrator"),
-    "jobs.read": ("officer", "approver", "auditor", "administrator", "rule_steward"),
-    "jobs.cancel": ("officer", "approver", "administrator", "rule_steward"),
+    "jobs.read": ("officer", "approver", "auditor", "administrator", "rule_steward", "requester"),
+    "jobs.cancel": ("officer", "approver", "administrator", "rule_steward", "requester"),
     "session": ROLES,
 }

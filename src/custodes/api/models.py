@@ -120,7 +120,7 @@ class Job(BaseModel):
         json_schema_extra={"examples": [_JOB_EXAMPLE]},
     )
     id: str
-    kind: Literal["process", "train", "release"]
+    kind: Literal["process", "train", "release", "submit"]
     request_id: str | None
     actor: str
     state: Literal["queued", "running", "succeeded", "failed", "cancelled"]

@@ -268,6 +268,9 @@ async def _stage(request: Request, folder: Path) -> str:
     "/requests",
     response_model=m.Submission,
     status_code=status.HTTP_201_CREATED,
+    responses={
+        202: {"model": m.Job, "description": "With `Prefer: respond-async`: the intake's job"}
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -292,25 +295,40 @@ async def submit(
     response: Response,
     who: Who,
     ws: WS,
+    jobs_: JobsDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    prefer: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Any:
     """Submit a request: multipart (envelope.json + items file) or JSON with the items inline.
     The same content again is recognised (200, `duplicate`). `Idempotency-Key`: the same key
     and payload return the first answer; another payload under the key is 422; a retry while
-    the first is running is 409."""
-    folder = Path(tempfile.mkdtemp(prefix="custodes-upload-"))
+    the first is running is 409. `Prefer: respond-async` (RFC 7240): answered `202` with the
+    intake's job as soon as the upload is on disk (for large uploads); the job's result is
+    the submission, or its problem."""
+    folder: Path | None = Path(tempfile.mkdtemp(prefix="custodes-upload-"))
+    assert folder is not None
     try:
         payload = await _stage(request, folder)
-        result = await run_in_threadpool(
-            requests.submit,
-            ws,
-            who,
-            folder,
-            idempotency_key=idempotency_key,
-            payload_sha256=payload,
-        )
+        options = {"idempotency_key": idempotency_key, "payload_sha256": payload}
+        if prefer and "respond-async" in prefer.lower():
+            staged = folder
+            job = await run_in_threadpool(
+                jobs_.start,
+                who,
+                "submit",
+                None,
+                args=(staged,),
+                kwargs=options,
+                cleanup=lambda: shutil.rmtree(staged, ignore_errors=True),
+            )
+            folder = None  # the job removes it when it has ended
+            accepted = _accepted(job)
+            accepted.headers["Preference-Applied"] = "respond-async"
+            return accepted
+        result = await run_in_threadpool(requests.submit, ws, who, folder, **options)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
     response.headers["Location"] = f"/v1/requests/{result.request_id}"
     if result.duplicate:
         response.status_code = status.HTTP_200_OK

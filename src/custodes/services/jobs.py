@@ -27,7 +27,7 @@ from typing import Any
 from custodes.access import Caller, CheckedCall, service
 from custodes.access.door import enter
 from custodes.errors import ConflictError, CustodesError, InputError, NotFound
-from custodes.services import decisions, matching
+from custodes.services import decisions, matching, requests
 from custodes.store import jobs as rows
 from custodes.workspace import Workspace
 
@@ -40,6 +40,7 @@ KINDS = {
     "process": decisions.process,
     "train": matching.train,
     "release": decisions.release,
+    "submit": requests.submit,  # a large upload's intake, when the agency prefers to wait
 }
 # the kinds whose service reports progress per chunk (and so can be stopped between chunks)
 CHUNKED = ("process", "train")
@@ -81,18 +82,43 @@ class Jobs:
         self.running: dict[str, Future[None]] = {}
         self.lock = threading.Lock()
 
-    def start(self, who: Caller, kind: str, request_id: str) -> dict[str, Any]:
-        """Queue `kind` on `request_id` as `who` (refused now if `who` may not do it)."""
+    def start(
+        self,
+        who: Caller,
+        kind: str,
+        request_id: str | None,
+        *,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        cleanup: Any = None,
+    ) -> dict[str, Any]:
+        """Queue `kind` on `request_id` as `who` (refused now if `who` may not do it). `args`
+        and `kwargs` go to the service after the request id (or instead of it, for a
+        submission, which has none yet); `cleanup()` runs when the job has ended."""
         fn = KINDS.get(kind)
         if fn is None:
             raise InputError(f"Unknown job kind '{kind}'.", code="bad_argument")
         call = enter(self.ws, who, fn.action, request_id=request_id)  # type: ignore[attr-defined]
         job_id = rows.create(self.ws.engine, kind, request_id, call.actor)
+        first = () if request_id is None else (request_id,)
+        work = (first + args, kwargs or {}, cleanup)
         with self.lock:
-            self.running[job_id] = self.pool.submit(self._run, who, job_id, kind, request_id)
+            self.running[job_id] = self.pool.submit(self._run, who, job_id, kind, work)
         return self.get(who, job_id)
 
-    def _run(self, who: Caller, job_id: str, kind: str, request_id: str) -> None:
+    def _run(
+        self, who: Caller, job_id: str, kind: str, work: tuple[tuple[Any, ...], dict[str, Any], Any]
+    ) -> None:
+        args, kwargs, cleanup = work
+        try:
+            self._work(who, job_id, kind, args, kwargs)
+        finally:
+            if cleanup is not None:
+                cleanup()
+
+    def _work(
+        self, who: Caller, job_id: str, kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
         engine = self.ws.engine
         if not rows.claim(engine, job_id):
             return
@@ -103,7 +129,7 @@ class Jobs:
 
         try:
             extra = {"progress": progress} if kind in CHUNKED else {}
-            result = KINDS[kind](self.ws, who, request_id, **extra)
+            result = KINDS[kind](self.ws, who, *args, **kwargs, **extra)
         except Cancelled:
             rows.finish(engine, job_id, "cancelled")
         except CustodesError as exc:
