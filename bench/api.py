@@ -230,7 +230,8 @@ def main() -> None:
         f"large submission ({args.big_items:,} items, generated in {gen:.1f} s; copying the "
         f"upload {t_copy:.2f} s):\n"
         f"  Prefer: respond-async: {ra.status_code} in {t_async:.2f} s "
-        f"(ratio {t_async / max(t_copy, 1e-9):.1f}x), job {async_state} after {t_async_done:.1f} s\n"
+        f"(ratio {t_async / max(t_copy, 1e-9):.1f}x), job {async_state} "
+        f"after {t_async_done:.1f} s\n"
         f"  synchronous: {r.status_code} in {t_big:.1f} s (ratio {t_big / max(t_copy, 1e-9):.1f}x)"
     )
 
