@@ -278,7 +278,10 @@ def release(
 @app.command()
 def recall(
     request_id: Annotated[
-        str | None, typer.Argument(help="A released request: recall all its disclosures.")
+        str | None,
+        typer.Argument(
+            help="A released request: recall all its disclosures (those not recalled yet)."
+        ),
     ] = None,
     items: Annotated[
         Path | None,
