@@ -44,6 +44,7 @@ from custodes.rules.active import in_force
 from custodes.rules.evaluate import Evaluation, evaluate
 from custodes.rules.provisions import overlay
 from custodes.rules.types import RuleSet
+from custodes.store import duck
 from custodes.store.sql import ident, literal, parquet
 from custodes.store.sql import path as sqlpath
 from custodes.store.tables import review_resolutions
@@ -496,7 +497,7 @@ def _effective(
     if limit is not None:
         page = "LIMIT ? OFFSET ?"
         params += [limit, offset]
-    con = duckdb.connect(config={"threads": 1})  # small interactive reads: one core is enough
+    con = duck.cursor()  # a small interactive read
     try:
         con.register("res", res)
         kept = f"""WITH e AS (

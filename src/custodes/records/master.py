@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 
 from custodes.errors import ConflictError, IntegrityError
+from custodes.store import duck
 from custodes.store.sql import parquet
 from custodes.workspace import Workspace
 
@@ -158,7 +159,7 @@ def lookup(ws: Workspace, record_id: str) -> dict[str, object] | None:
     """One person's record and the addresses they filed from, or None. Callers record the
     inspection first (decisions.inspection): this function does not check who is asking."""
     mf = current(ws)
-    con = connect()
+    con = duck.cursor()
     try:
         person = con.execute(
             f"SELECT * FROM {parquet(mf.path('people'))} WHERE record_id = ?", [record_id]
