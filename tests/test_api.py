@@ -193,6 +193,12 @@ ROUTES = {
     ("POST", "/v1/registries/agreements"): "registry.change",
     ("POST", "/v1/users/{name}/grants"): "users.change",
     ("POST", "/v1/users/{name}/code"): "users.change",
+    ("POST", "/v1/users/{name}/keys"): "users.change",
+    ("GET", "/v1/policy"): "users.read",
+    ("POST", "/v1/policy/{key}"): "policy.change",
+    ("POST", "/v1/policy/{key}/confirm"): "policy.change",
+    ("GET", "/v1/records/summary"): "records.summary",
+    ("POST", "/v1/ledger/checkpoint"): "ledger.sign",
 }
 OPEN_ROUTES = {
     ("GET", "/v1/health"),
@@ -256,6 +262,8 @@ def test_role_by_route_matrix(api: Api) -> None:
     by_route = {
         ("POST", "/v1/users"): {"json": {"name": "matrix-user", "role": "officer", "basis": "m"}},
         ("POST", "/v1/users/{name}/grants"): {"json": {"role": "auditor", "basis": "matrix"}},
+        ("POST", "/v1/users/{name}/keys"): {"json": {"days": 30}},
+        ("POST", "/v1/policy/{key}"): {"json": {"value": "officer"}},
         ("POST", "/v1/registries/agencies"): {
             "json": {"name": "Matrix Agency", "safeguards_current": True, "open_findings": 0}
         },
@@ -286,6 +294,7 @@ def test_role_by_route_matrix(api: Api) -> None:
             table="agencies",
             name="nobody-here",
             record="rec-x",
+            key="no_such_policy",
         )
         for who in ROLES:
             if action in ("withdraw", "submit") and who == "requester":
@@ -828,6 +837,34 @@ def test_a_large_submission_may_be_answered_at_once_with_its_job(api: Api) -> No
     failed = api.wait(r.json(), "requester")
     assert failed["state"] == "failed" and failed["problem"]["code"] == "missing_columns", failed
     assert set(glob.glob(f"{tempfile.gettempdir()}/custodes-upload-*")) <= before
+
+
+def test_agency_accounts_keys_and_policy_take_two_administrators(api: Api) -> None:
+    """An agency's account and its API key over HTTP: the key works only once a second
+    administrator confirms it; a policy change likewise; the master file's summary and a
+    signed checkpoint for the staff who may ask."""
+    ws = api.c.app.state.ws  # type: ignore[attr-defined]
+    api.tokens["admin2"] = sessions.login(ws, "admin2", PASSWORD)
+    body = {"name": "dol-system", "role": "requester", "basis": "MOU 2026-4"}
+    body["agency"] = "U.S. Department of Labor"
+    assert api.post("/v1/users", "admin", json=body).status_code == 201
+    r = api.post("/v1/users/dol-system/keys", "admin", json={"days": 30})
+    assert r.status_code == 201 and r.json()["pending"], r.text
+    api.tokens["dol"] = r.json()["key"]
+    assert api.get("/v1/requests", "dol").status_code in (401, 403)  # not confirmed yet
+    _problem(api.post("/v1/users/dol-system/confirm", "admin"), 403, "separation_of_duties")
+    assert api.post("/v1/users/dol-system/confirm", "admin2").status_code == 200
+    assert api.get("/v1/requests", "dol").json() == []  # its agency has no request yet
+    _problem(api.post("/v1/users/officer/keys", "admin", json={}), 403, "key_not_allowed")
+
+    r = api.post("/v1/policy/totp_roles", "admin", json={"value": "administrator"})
+    assert r.status_code == 200, r.text
+    _problem(api.post("/v1/policy/totp_roles/confirm", "admin"), 403, "separation_of_duties")
+    pending = {p["key"]: p for p in api.get("/v1/policy", "auditor").json()}
+    assert pending["totp_roles"]["pending"] == "administrator"
+    assert api.get("/v1/records/summary", "officer").json()["people"] > 0
+    assert api.post("/v1/ledger/checkpoint", "admin").json()["size"] > 0
+    _problem(api.post("/v1/ledger/checkpoint", "officer"), 403, "forbidden")
 
 
 def test_suspension_stops_the_next_call(api: Api) -> None:

@@ -280,9 +280,12 @@ class NewUser(BaseModel):
         }
     )
     name: str = Field(min_length=1, max_length=64)
-    role: Literal["officer", "approver", "auditor", "rule_steward", "administrator"]
+    role: Literal["officer", "approver", "auditor", "rule_steward", "administrator", "requester"]
     basis: str = Field(min_length=1, max_length=500)
     last_day: date | None = None
+    agency: str | None = Field(
+        default=None, max_length=200, description="For a requester account: its agency."
+    )
 
 
 class NewGrant(BaseModel):
@@ -345,3 +348,13 @@ class Verification(BaseModel):
     root: str | None
     checked: list[str]
     problems: list[str]
+
+
+class NewKey(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"days": 90}]})
+    days: int = Field(default=90, ge=1, le=366)
+
+
+class PolicyChange(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"value": "officer,approver"}]})
+    value: str = Field(max_length=500)

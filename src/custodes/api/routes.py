@@ -698,6 +698,18 @@ def flag_sensitive(record_id: str, body: m.Reason, who: Who, ws: WS) -> Any:
     return records.flag_sensitive(ws, who, record_id, body.reason)
 
 
+@staff.get("/records/summary", response_model=m.Document)
+def records_summary(who: Who, ws: WS) -> Any:
+    """Counts that describe the master file without revealing anyone in it."""
+    return records.summary(ws, who)
+
+
+@staff.post("/ledger/checkpoint", response_model=m.Document)
+def sign_checkpoint(who: Who, ws: WS) -> Any:
+    """Sign a checkpoint of the ledger as it stands (only if it extends the last one)."""
+    return ledger.checkpoint(ws, who)
+
+
 @staff.post("/records/inspect", response_model=m.Document)
 def inspect(body: m.Inspection, who: Who, ws: WS) -> Any:
     """One taxpayer record, for a stated purpose, when it is a candidate of the open request
@@ -789,7 +801,15 @@ def list_users(who: Who, ws: WS) -> Any:
 def add_user(body: m.NewUser, who: Who, ws: WS) -> Any:
     """Add a staff member; the answer carries their one-time enrolment code (shown once).
     A privileged role counts once a second administrator confirms it."""
-    return users.add(ws, who, body.name, [body.role], basis=body.basis, last_day=body.last_day)
+    return users.add(
+        ws,
+        who,
+        body.name,
+        [body.role],
+        basis=body.basis,
+        last_day=body.last_day,
+        agency=body.agency,
+    )
 
 
 @staff.post("/users/{name}/grants", response_model=m.Document, status_code=201)
@@ -797,6 +817,31 @@ def grant(name: str, body: m.NewGrant, who: Who, ws: WS) -> Any:
     """Grant a further role with its legal basis (a privileged role counts once a second
     administrator confirms it; roles that separation of duties keeps apart are refused)."""
     return users.grant(ws, who, name, body.role, basis=body.basis, last_day=body.last_day)
+
+
+@staff.post("/users/{name}/keys", response_model=m.Document, status_code=201)
+def new_key(name: str, body: m.NewKey, who: Who, ws: WS) -> Any:
+    """An API key for an agency account: shown once, in force once a second administrator
+    confirms it (`POST /v1/users/{name}/confirm`)."""
+    return users.key(ws, who, name, days=body.days)
+
+
+@staff.get("/policy", response_model=list[m.Document])
+def policy(who: Who, ws: WS) -> Any:
+    """The access policy in force and any change waiting for a second administrator."""
+    return users.policy(ws, who)
+
+
+@staff.post("/policy/{key}", response_model=m.Document)
+def propose_policy(key: str, body: m.PolicyChange, who: Who, ws: WS) -> Any:
+    """Propose a policy value (e.g. `totp_roles`); a second administrator confirms."""
+    return users.propose_policy(ws, who, key, body.value)
+
+
+@staff.post("/policy/{key}/confirm", response_model=m.Document)
+def confirm_policy(key: str, who: Who, ws: WS) -> Any:
+    """A second administrator puts the proposed value in force."""
+    return users.confirm_policy(ws, who, key)
 
 
 @staff.post("/users/{name}/code", response_model=m.Document)
