@@ -883,6 +883,50 @@ def test_suspension_stops_the_next_call(api: Api) -> None:
     assert r.status_code in (401, 403) and r.json()["code"] in ("suspended", "session_ended")
 
 
+def test_a_call_in_flight_does_not_commit_once_its_caller_is_suspended(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over HTTP: an agency's withdrawal is inside its transaction when an administrator
+    suspends the account; the call is refused (`suspended`) and the request is not withdrawn."""
+    import threading
+
+    from custodes.requests import lifecycle
+
+    ws = api.c.app.state.ws  # type: ignore[attr-defined]
+    people = staff_mod.Staff(ws)
+    for admin in ("admin", "admin2"):
+        people.login(admin)
+        people.callers[admin] = people[admin]
+    staff_mod.add(people, "flight-agency", ["requester"], agency="U.S. Department of Labor")
+    api.tokens["flight"] = users.key(ws, people["admin"], "flight-agency")["key"]
+    users.confirm(ws, people["admin2"], "flight-agency")
+    sub = api.post("/v1/requests", "flight", files=api.upload(api.root / "req-2"))
+    rid = sub.json()["request_id"]
+    started, suspended = threading.Event(), threading.Event()
+    real = lifecycle.transition
+
+    def held(conn: Any, *args: Any, **kwargs: Any) -> Any:
+        started.set()  # inside the withdrawal's transaction, nothing committed yet
+        suspended.wait(10)
+        return real(conn, *args, **kwargs)
+
+    monkeypatch.setattr(lifecycle, "transition", held)
+    answer: dict[str, Any] = {}
+    t = threading.Thread(
+        target=lambda: answer.update(
+            r=api.post(f"/v1/requests/{rid}/withdraw", "flight", json={"reason": "in flight"})
+        )
+    )
+    t.start()
+    assert started.wait(10)
+    users.suspend(ws, people["admin"], "flight-agency", "key leaked")
+    suspended.set()
+    t.join(30)
+    monkeypatch.setattr(lifecycle, "transition", real)
+    _problem(answer["r"], 403, "suspended")
+    assert api.get(f"/v1/requests/{rid}", "officer").json()["state"] != "withdrawn"
+
+
 def test_serve_refuses_a_public_address_without_tls(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import threading
 import traceback
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -90,7 +91,7 @@ class Jobs:
         *,
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
-        cleanup: Any = None,
+        cleanup: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
         """Queue `kind` on `request_id` as `who` (refused now if `who` may not do it). `args`
         and `kwargs` go to the service after the request id (or instead of it, for a
