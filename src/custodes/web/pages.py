@@ -222,6 +222,24 @@ def _see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
+def _page(
+    request: Request,
+    ws: Any,
+    template: str,
+    build: Callable[[Any, dict[str, Any]], dict[str, Any]],
+    *,
+    back: str | None = None,
+) -> Response:
+    """A page: what `build(caller, me)` gets from the services, rendered with `template`
+    (with the notice a redirect asked for)."""
+
+    def show(who: Any, me: dict[str, Any], token: str) -> Response:
+        ctx = {"flash": _flash(request)} | build(who, me)
+        return _render(request, template, ctx, me=me, token=token)
+
+    return _work(request, ws, show, back=back)
+
+
 # --- signing in and out ----------------------------------------------------------------------
 
 
@@ -764,22 +782,17 @@ def suspend(
 
 @router.get("/rules", response_class=HTMLResponse)
 def rules_page(request: Request, ws: WS) -> Response:
-    def show(who: Any, me: dict[str, Any], token: str) -> Response:
-        return _render(
-            request,
-            "rules.html",
-            {
-                "title": "Rule sets",
-                "current": rules_svc.current(ws, who),
-                "changes": rules_svc.changes(ws, who),
-                "may_change": "rules.change" in me["may"],
-                "flash": _flash(request),
-            },
-            me=me,
-            token=token,
-        )
-
-    return _work(request, ws, show)
+    return _page(
+        request,
+        ws,
+        "rules.html",
+        lambda who, me: {
+            "title": "Rule sets",
+            "current": rules_svc.current(ws, who),
+            "changes": rules_svc.changes(ws, who),
+            "may_change": "rules.change" in me["may"],
+        },
+    )
 
 
 @router.post("/rules")
@@ -902,21 +915,16 @@ def add_agreement(
 
 @router.get("/recalls", response_class=HTMLResponse)
 def recalls_page(request: Request, ws: WS) -> Response:
-    def show(who: Any, me: dict[str, Any], token: str) -> Response:
-        return _render(
-            request,
-            "recalls.html",
-            {
-                "title": "Recalls",
-                "recalls": decisions.recalls(ws, who),
-                "may_certify": "recall.certify" in me["may"],
-                "flash": _flash(request),
-            },
-            me=me,
-            token=token,
-        )
-
-    return _work(request, ws, show)
+    return _page(
+        request,
+        ws,
+        "recalls.html",
+        lambda who, me: {
+            "title": "Recalls",
+            "recalls": decisions.recalls(ws, who),
+            "may_certify": "recall.certify" in me["may"],
+        },
+    )
 
 
 @router.post("/recalls/{recall_id}/certify")
@@ -1009,21 +1017,17 @@ def check_export(
 
 @router.get("/audit", response_class=HTMLResponse)
 def audit_page(request: Request, ws: WS) -> Response:
-    def show(who: Any, me: dict[str, Any], token: str) -> Response:
-        return _render(
-            request,
-            "audit.html",
-            {
-                "title": "Audit and reports",
-                "a": audit.inspections(ws, who),
-                "findings": AUDIT_FINDINGS,
-                "year": dt.datetime.now(dt.UTC).year,
-            },
-            me=me,
-            token=token,
-        )
-
-    return _work(request, ws, show)
+    return _page(
+        request,
+        ws,
+        "audit.html",
+        lambda who, me: {
+            "title": "Audit and reports",
+            "a": audit.inspections(ws, who),
+            "findings": AUDIT_FINDINGS,
+            "year": dt.datetime.now(dt.UTC).year,
+        },
+    )
 
 
 @router.get("/reports")
@@ -1063,22 +1067,17 @@ def report_download(
 
 @router.get("/incidents", response_class=HTMLResponse)
 def incidents_page(request: Request, ws: WS) -> Response:
-    def show(who: Any, me: dict[str, Any], token: str) -> Response:
-        return _render(
-            request,
-            "incidents.html",
-            {
-                "title": "Incidents",
-                "incidents": reports.incidents(ws, who),
-                "may_open": "incident.open" in me["may"],
-                "may_close": "incident.close" in me["may"],
-                "flash": _flash(request),
-            },
-            me=me,
-            token=token,
-        )
-
-    return _work(request, ws, show)
+    return _page(
+        request,
+        ws,
+        "incidents.html",
+        lambda who, me: {
+            "title": "Incidents",
+            "incidents": reports.incidents(ws, who),
+            "may_open": "incident.open" in me["may"],
+            "may_close": "incident.close" in me["may"],
+        },
+    )
 
 
 @router.post("/incidents")
