@@ -32,7 +32,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _tree(pid: int) -> list[int]:
+    """A process and its descendants (uvicorn's workers under `--workers N`)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for t in Path(f"/proc/{p}/task").glob("*/children"):
+            todo += [int(c) for c in t.read_text().split()]
+    return out
+
+
 def _rss_mb(pid: int) -> float:
+    return sum(_rss_one(p) for p in _tree(pid))
+
+
+def _rss_one(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
@@ -40,7 +55,11 @@ def _rss_mb(pid: int) -> float:
 
 
 def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used (from /proc)."""
+    """User + system CPU seconds a process and its workers have used (from /proc)."""
+    return sum(_cpu_one(p) for p in _tree(pid))
+
+
+def _cpu_one(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -59,6 +78,7 @@ def main() -> None:
     ap.add_argument(
         "--submitters", type=int, default=1, help="clients submitting back to back (0: reads only)"
     )
+    ap.add_argument("--workers", type=int, default=1, help="server processes (serve --workers)")
     args = ap.parse_args()
 
     import httpx
@@ -101,6 +121,7 @@ def main() -> None:
             if not k.startswith("CUSTODES") or k == "CUSTODES_API_THREADS"
         }
         cmd = [sys.executable, "-m", "custodes", "serve", "--port", str(port), "--home", str(home)]
+        cmd += ["--workers", str(args.workers)]
         server = subprocess.Popen(
             cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
