@@ -64,6 +64,30 @@ def _cpu_one(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _fresh_database(admin_url: str) -> str:
+    """A new, empty PostgreSQL database for this run; its URL."""
+    import secrets
+
+    import sqlalchemy as sa
+
+    name = f"custodes_bench_{secrets.token_hex(4)}"
+    admin = sa.create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))  # a name made here, not input
+    admin.dispose()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def _drop_database(admin_url: str, store: str) -> None:
+    import sqlalchemy as sa
+
+    name = store.rsplit("/", 1)[1]
+    admin = sa.create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000 if xs else float("nan")
@@ -79,6 +103,12 @@ def main() -> None:
         "--submitters", type=int, default=1, help="clients submitting back to back (0: reads only)"
     )
     ap.add_argument("--workers", type=int, default=1, help="server processes (serve --workers)")
+    ap.add_argument(
+        "--postgres",
+        metavar="ADMIN_URL",
+        help="use a fresh PostgreSQL database made through this server URL, e.g. "
+        "postgresql://postgres@127.0.0.1:5432/postgres (dropped at the end)",
+    )
     args = ap.parse_args()
 
     import httpx
@@ -92,9 +122,11 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="custodes-bench-api-"))
     home = tmp / "ws"
+    store: str | None = None
     try:
-        init(home)
-        ws = open_workspace(home)
+        store = _fresh_database(args.postgres) if args.postgres else None
+        init(home, store)
+        ws = open_workspace(home, store)
         people = staff.one_per_role(ws)
         records.generate(ws, people.admin, args.people, 1)
         rules.register_parties(ws, people.admin, "irc-6103-i-2")
@@ -120,6 +152,8 @@ def main() -> None:
             for k, v in os.environ.items()
             if not k.startswith("CUSTODES") or k == "CUSTODES_API_THREADS"
         }
+        if store:
+            env["CUSTODES_STORE_URL"] = store
         cmd = [sys.executable, "-m", "custodes", "serve", "--port", str(port), "--home", str(home)]
         cmd += ["--workers", str(args.workers)]
         server = subprocess.Popen(
@@ -191,7 +225,7 @@ def main() -> None:
         # One large submission over HTTP, against copying the same bytes on disk.
         big = tmp / "big"
         t0 = time.perf_counter()
-        ws = open_workspace(home)
+        ws = open_workspace(home, store)
         requests.generate(ws, people.admin, "irc-6103-i-2", args.big_items, 3, big)
         ws.close()
         gen = time.perf_counter() - t0
@@ -225,6 +259,8 @@ def main() -> None:
         server.wait(30)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if args.postgres and store is not None:
+            _drop_database(args.postgres, store)
 
     total = sum(len(v) for v in lat.values())
     print(f"workspace: {args.people:,} people; reads target {args.rate}/s for {args.seconds} s")
