@@ -371,8 +371,8 @@ def check_export(ws: Workspace, folder: Path) -> Report:
             return rep
         cp = last[0]
         try:
-            proof = log.consistency(conn, rep.size, cp.size) if rep.size else []
             if rep.size:
+                proof = log.consistency(conn, rep.size, cp.size)
                 verify_consistency(rep.size, cp.size, rep.root, cp.root, proof)
         except (ProofError, CustodesError) as exc:
             rep.fail(f"the export is not a prefix of this log: {exc}")
