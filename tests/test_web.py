@@ -629,6 +629,23 @@ def test_stewards_registries_grants_exports_and_a_recall(console: Console, tmp_p
     officer.page.click("text=Check the export")
     officer.page.wait_for_selector("text=The export does not hold")
 
+    # a request not released yet: the officer withdraws it with its reason
+    ws = ws_svc.open_workspace(c.home, c.store_url)
+    try:
+        admin_call = ws_svc.caller(ws, sessions.login(ws, "admin", PASSWORD))
+        officer_call = ws_svc.caller(ws, sessions.login(ws, "officer", PASSWORD))
+        requests.generate(ws, admin_call, "irc-6103-i-2", 12, 9, tmp_path / "req2")
+        other = requests.submit(ws, officer_call, tmp_path / "req2").request_id
+    finally:
+        ws.close()
+    officer.goto(f"/requests/{other}")
+    officer.page.click("text=Withdraw this request…")
+    officer.page.fill("#withdraw-reason", "sent twice by the agency")
+    officer.page.click(f"text=Withdraw {other}")
+    officer.page.wait_for_url(re.compile(r".*done=withdrawn"))
+    officer.check("withdrawn")
+    assert officer.page.locator(".usa-tag", has_text="withdrawn").count() >= 1
+
     officer.goto(f"/requests/{c.rid}")
     officer.page.click("text=Recall this release…")
     officer.page.fill("#recall-reason", "the court found the whole request unlawful")

@@ -52,6 +52,7 @@ FLASH = {
     "reported": "Recorded as reported.",
     "closed": "Closed with its finding.",
     "confirmed": "Confirmed: the grants and keys another administrator issued are in force.",
+    "withdrawn": "Withdrawn: nothing of this request will be released.",
     "granted": "Granted. A privileged role counts once a second administrator confirms it.",
     "recalled": "Recalled: the return-or-destroy notice is written and the recall is in the "
     "ledger; record the recipient's certification of destruction when it arrives.",
@@ -387,6 +388,7 @@ def request_page(
                 "all_outcomes": OUTCOMES,
                 "may_download": "response.download" in me["may"],
                 "may_recall": "recall" in me["may"],
+                "may_withdraw": "withdraw" in me["may"],
                 "flash": _flash(request),
             },
             me=me,
@@ -557,6 +559,23 @@ def recall(
     def act(who: Any, me: dict[str, Any], token: str) -> Response:
         decisions.recall(ws, who, reason=reason, request_id=request_id)
         return _see_other("/recalls?done=recalled")
+
+    return _work(request, ws, act, csrf=csrf, back=f"/requests/{request_id}")
+
+
+@router.post("/requests/{request_id}/withdraw")
+def withdraw(
+    request: Request,
+    request_id: str,
+    ws: WS,
+    reason: Annotated[str, Form(max_length=2000)],
+    csrf: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    """Withdraw a request that has not been released (recorded with its reason)."""
+
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        requests.withdraw(ws, who, request_id, reason)
+        return _see_other(f"/requests/{request_id}?done=withdrawn")
 
     return _work(request, ws, act, csrf=csrf, back=f"/requests/{request_id}")
 
