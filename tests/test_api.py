@@ -688,6 +688,10 @@ def test_rule_sets_registries_grants_and_exports_over_http(api: Api) -> None:
         "bad_argument",
     )
     yaml_type = {"content-type": "application/yaml"}
+    huge = api.post(
+        "/v1/registries/agreements", "admin", content=b"#" * (2 << 20), headers=yaml_type
+    )
+    _problem(huge, 413, "file_too_large")
     bad = api.post("/v1/registries/agreements", "admin", content=b"id: [x\n", headers=yaml_type)
     assert "at line 2" in _problem(bad, 422, "bad_agreement")["detail"]
     text = (

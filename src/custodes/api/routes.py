@@ -661,8 +661,8 @@ ARCHIVE_BODY = {
 }
 
 
-async def _raw_body(request: Request, kinds: tuple[str, ...]) -> IO[bytes]:
-    """The request body as a file (spooled to disk past 8 MiB, never more than MAX_UPLOAD),
+async def _raw_body(request: Request, kinds: tuple[str, ...], limit: int = MAX_UPLOAD) -> IO[bytes]:
+    """The request body as a file (spooled to disk past 8 MiB, never more than `limit`),
     refused unless its content type is one of `kinds`."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind not in kinds:
@@ -670,15 +670,15 @@ async def _raw_body(request: Request, kinds: tuple[str, ...]) -> IO[bytes]:
             f"Send the file as one of: {', '.join(kinds)}.", code="unsupported_media_type"
         )
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_UPLOAD:
-        raise InputError(f"An upload is at most {MAX_UPLOAD:,} bytes.", code="file_too_large")
+    if declared.isdigit() and int(declared) > limit:
+        raise InputError(f"An upload is at most {limit:,} bytes.", code="file_too_large")
     fh = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115 - returned to caller
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_UPLOAD:
+        if size > limit:
             fh.close()
-            raise InputError(f"An upload is at most {MAX_UPLOAD:,} bytes.", code="file_too_large")
+            raise InputError(f"An upload is at most {limit:,} bytes.", code="file_too_large")
         fh.write(chunk)
     fh.seek(0)
     return fh
@@ -786,8 +786,10 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/plain
 )
 async def add_agreement(request: Request, who: Who, ws: WS) -> Any:
     """Register an agreement (its YAML text): it may only add requirements to a provision."""
-    with await _raw_body(request, YAML_TYPES) as fh:
-        agr = await run_in_threadpool(rules_svc.add_agreement_text, ws, who, fh.read())
+    with await _raw_body(request, YAML_TYPES, limit=rules_svc.MAX_AGREEMENT) as fh:
+        agr = await run_in_threadpool(
+            rules_svc.add_agreement_text, ws, who, fh.read(rules_svc.MAX_AGREEMENT + 1)
+        )
     return {"id": agr.id, "provision": agr.provision, "agency": agr.agency}
 
 
