@@ -122,7 +122,7 @@ def _nav(me: dict[str, Any]) -> list[tuple[str, str]]:
         ("rules.read", "/rules", "Rule sets"),
         ("registry.read", "/registries", "Registries"),
         ("ledger.read", "/ledger", "Ledger"),
-        ("audit", "/audit", "Audit and reports"),
+        ("audit", "/audit", "Audit"),
         ("incident.read", "/incidents", "Incidents"),
         ("users.read", "/users", "Users"),
     )
