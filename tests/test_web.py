@@ -385,6 +385,11 @@ def test_page_security(console: Console) -> None:
     # a state-changing form without the session's anti-forgery token is refused
     r = approver.ctx.request.post(c.url + f"/requests/{c.rid}/approve", form={"csrf": "x"})
     assert r.status == 403 and "anti-forgery" in r.text()
+    # a form the server cannot read: a page naming the field, never its value
+    bad = {"csrf": "x", "certified_by": "R.O.", "certified_on": "31/31/1999"}
+    r = approver.ctx.request.post(c.url + "/recalls/rcl-000000000000/certify", form=bad)
+    assert r.status == 422 and r.headers["content-type"].startswith("text/html")
+    assert "certified_on" in r.text() and "31/31/1999" not in r.text()
     # a role without the action: refused by the core, shown with its code
     r = approver.page.goto(c.url + "/users")
     assert r.status == 403 and "forbidden" in approver.page.content()

@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
 
 from custodes.api import create_app as create_api
 from custodes.web import pages
@@ -27,4 +29,14 @@ def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.middleware("http")(pages.security_headers)
+    api_invalid = app.exception_handlers[RequestValidationError]
+
+    async def invalid(request: Request, exc: Exception) -> Response:
+        """A console form the server cannot read gets a page; the API keeps its problem."""
+        if request.url.path.startswith("/v1") or not isinstance(exc, RequestValidationError):
+            return await api_invalid(request, exc)  # type: ignore[no-any-return]
+        fields = [str(e["loc"][-1]) for e in exc.errors() if e.get("loc")]
+        return pages.invalid_form(request, fields)
+
+    app.add_exception_handler(RequestValidationError, invalid)
     return app

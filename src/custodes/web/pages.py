@@ -102,6 +102,23 @@ async def security_headers(request: Request, call_next: Callable[[Request], Any]
     return response
 
 
+def invalid_form(request: Request, fields: list[str]) -> HTMLResponse:
+    """A form the server could not read (a field missing or not in its form): one page with
+    the fields named, never their values."""
+    named = ", ".join(sorted(set(fields))) or "the form"
+    return _render(
+        request,
+        "error.html",
+        {
+            "title": "That did not work",
+            "heading": "That did not work",
+            "code": "bad_argument",
+            "message": f"Check these fields and send the form again: {named}.",
+        },
+        status=422,
+    )
+
+
 def csrf_for(token: str) -> str:
     """A per-session anti-forgery token: only the holder of the session token can compute it."""
     return hmac.new(token.encode(), b"custodes/csrf/v1", hashlib.sha256).hexdigest()
