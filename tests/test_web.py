@@ -7,6 +7,7 @@ to test-artefacts/console/ (not committed)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
@@ -14,7 +15,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,19 @@ class Console:
     browser: Any
     home: Path
     store_url: str
+
+
+@contextlib.contextmanager
+def core(c: Console) -> Iterator[tuple[Any, Callable[[str], Any]]]:
+    """The console's workspace through the services, and a way to sign staff in by name."""
+    from custodes.access import sessions
+    from custodes.services import workspace as ws_svc
+
+    ws = ws_svc.open_workspace(c.home, c.store_url)
+    try:
+        yield ws, lambda name: ws_svc.caller(ws, sessions.login(ws, name, PASSWORD))
+    finally:
+        ws.close()
 
 
 def _free_port() -> int:
@@ -172,20 +186,26 @@ def test_each_role_works_the_request_through_to_release(console: Console) -> Non
 
     officer.goto(f"/requests/{rid}/review", shot="review")
     # an item in review: the list beside the masked candidate, and the weights drawn
-    page.locator("text=Sample to inspect").locator("a").first.click()
-    page.wait_for_load_state()
+    samples = page.locator("text=Sample to inspect").locator("a")
+    hrefs = [samples.nth(i).get_attribute("href") for i in range(samples.count())]
+    # the first sample with a candidate record (an item may have none to show)
+    for href in hrefs:
+        officer.goto(str(href))
+        if page.locator("#inspect").count():
+            break
+    else:
+        pytest.fail("no sampled item in review has a candidate to inspect")
     officer.check("review-item")
     assert "The list beside the candidate" in page.content()
     assert page.locator("svg[role=img] title", has_text="Match weight per field").count() == 1
-    assert "•••-••-" in page.content() or "—" in page.content()
+    assert "•••-••-" in page.content()
     # seeing the whole record is an inspection with a purpose, recorded; shown on that answer
-    if page.locator("#inspect").count():
-        page.click("text=See the whole candidate record…")
-        page.fill("#purpose", "to compare the date of birth the list gives")
-        page.click("#inspect")
-        page.wait_for_selector("#inspected")
-        officer.check("review-inspected")
-        assert "/inspect" in page.url and "purpose" not in page.url
+    page.click("text=See the whole candidate record…")
+    page.fill("#purpose", "to compare the date of birth the list gives")
+    page.click("#inspect")
+    page.wait_for_selector("#inspected")
+    officer.check("review-inspected")
+    assert "/inspect" in page.url and "purpose" not in page.url
     # withhold this one item with its justification; the rest go by group below
     page.fill("#reason", "the list gives neither a date of birth nor a TIN")
     page.check("#d-withhold")
@@ -258,20 +278,14 @@ def test_recalls_ledger_audit_and_reports(console: Console, tmp_path: Path) -> N
     table, which is the file the ledger recorded."""
     import hashlib
 
-    from custodes.access import sessions
-    from custodes.services import workspace as ws_svc
-
     c = console
-    ws = ws_svc.open_workspace(c.home, c.store_url)
-    try:
-        officer_call = ws_svc.caller(ws, sessions.login(ws, "officer", PASSWORD))
+    with core(c) as (ws, sign_in):
+        officer_call = sign_in("officer")
         out = next(
             r for r in decisions.outcomes_page(ws, officer_call, c.rid, outcome="DISCLOSE")["items"]
         )
         (tmp_path / "one.csv").write_text(f"request_id,item_id\n{c.rid},{out['item_id']}\n")
         decisions.recall(ws, officer_call, reason="court ruling", items_file=tmp_path / "one.csv")
-    finally:
-        ws.close()
     officer = Page(c, "officer")
     officer.goto("/recalls", shot="recalls")
     form = officer.page.locator("form[action$='/certify']").first
@@ -321,25 +335,19 @@ def test_recalls_ledger_audit_and_reports(console: Console, tmp_path: Path) -> N
         auditor.page.click("text=Download")
     data = Path(dl.value.path()).read_bytes()
     assert data.startswith(b'"disclosure_to"')
-    ws = ws_svc.open_workspace(c.home, c.store_url)
-    try:
-        import json as _json
+    import json as _json
 
-        import sqlalchemy as sa
+    import sqlalchemy as sa
 
-        from custodes.store.tables import ledger_events
+    from custodes.store.tables import ledger_events
 
-        with ws.engine.connect() as conn:
-            bodies = [
-                _json.loads(b)
-                for (b,) in conn.execute(
-                    sa.select(ledger_events.c.body).where(
-                        ledger_events.c.type == "report.generated"
-                    )
-                )
-            ]
-    finally:
-        ws.close()
+    with core(c) as (ws, _), ws.engine.connect() as conn:
+        bodies = [
+            _json.loads(b)
+            for (b,) in conn.execute(
+                sa.select(ledger_events.c.body).where(ledger_events.c.type == "report.generated")
+            )
+        ]
     assert hashlib.sha256(data).hexdigest() in {b["sha256"] for b in bodies}
     auditor.close()
 
@@ -402,16 +410,9 @@ def test_page_security(console: Console) -> None:
 
 def test_a_new_user_enrols_with_a_one_time_code_then_signs_in(console: Console) -> None:
     from custodes.services import users
-    from custodes.services import workspace as ws_svc
 
-    ws = ws_svc.open_workspace(console.home, console.store_url)
-    try:
-        from custodes.access import sessions
-
-        admin = ws_svc.caller(ws, sessions.login(ws, "admin", PASSWORD))
-        code = users.reset(ws, admin, "rule-steward")["enrolment_code"]
-    finally:
-        ws.close()
+    with core(console) as (ws, sign_in):
+        code = users.reset(ws, sign_in("admin"), "rule-steward")["enrolment_code"]
     p = Page(console)
     p.goto("/enrol", shot="enrol")
     p.page.fill("#name", "rule-steward")
@@ -435,15 +436,12 @@ def test_a_new_user_enrols_with_a_one_time_code_then_signs_in(console: Console) 
 
 def test_the_candidate_is_masked_beside_the_list(console: Console) -> None:
     """The core's side-by-side view (what the review page shows) never carries the candidate's
-    full name, date of birth, TIN or street; a requester may not see it at all."""
-    from custodes.access import sessions
+    full name, date of birth, TIN or street; an administrator may not see it at all."""
     from custodes.errors import CustodesError
     from custodes.records import master
-    from custodes.services import workspace as ws_svc
 
-    ws = ws_svc.open_workspace(console.home, console.store_url)
-    try:
-        officer = ws_svc.caller(ws, sessions.login(ws, "approver", PASSWORD))
+    with core(console) as (ws, sign_in):
+        officer = sign_in("approver")
         page = decisions.outcomes_page(ws, officer, console.rid, limit=1000)["items"]
         shown = 0
         for item in page:
@@ -462,12 +460,9 @@ def test_the_candidate_is_masked_beside_the_list(console: Console) -> None:
         with pytest.raises(CustodesError) as exc:
             decisions.review_item(ws, officer, "req-000000000000", "item-1")
         assert exc.value.code == "unknown_request"
-        admin = ws_svc.caller(ws, sessions.login(ws, "admin", PASSWORD))
         with pytest.raises(CustodesError) as exc:  # an administrator reviews nothing
-            decisions.review_item(ws, admin, console.rid, page[0]["item_id"])
+            decisions.review_item(ws, sign_in("admin"), console.rid, page[0]["item_id"])
         assert exc.value.code == "forbidden"
-    finally:
-        ws.close()
 
 
 def test_two_administrators_add_a_staff_member_who_enrols(console: Console) -> None:
@@ -513,19 +508,13 @@ def test_two_administrators_add_a_staff_member_who_enrols(console: Console) -> N
 
 def _staff(console: Console, name: str, role: str) -> None:
     """A confirmed, enrolled staff member whose password is PASSWORD (made through the core)."""
-    from custodes.access import sessions
     from custodes.services import users
     from custodes.services import workspace as ws_svc
 
-    ws = ws_svc.open_workspace(console.home, console.store_url)
-    try:
-        admin = ws_svc.caller(ws, sessions.login(ws, "admin", PASSWORD))
-        admin2 = ws_svc.caller(ws, sessions.login(ws, "admin2", PASSWORD))
-        code = users.add(ws, admin, name, [role], basis="test detail")["enrolment_code"]
-        users.confirm(ws, admin2, name)
+    with core(console) as (ws, sign_in):
+        code = users.add(ws, sign_in("admin"), name, [role], basis="test detail")["enrolment_code"]
+        users.confirm(ws, sign_in("admin2"), name)
         ws_svc.enrol(ws, name, code, PASSWORD)
-    finally:
-        ws.close()
 
 
 def test_stewards_registries_grants_exports_and_a_recall(console: Console, tmp_path: Path) -> None:
@@ -535,10 +524,8 @@ def test_stewards_registries_grants_exports_and_a_recall(console: Console, tmp_p
     ledger (whole, then altered) and recalls a released request from its page."""
     import zipfile
 
-    from custodes.access import sessions
     from custodes.rules.provisions import REFERENCE
     from custodes.services import ledger
-    from custodes.services import workspace as ws_svc
 
     c = console
     _staff(c, "steward-a", "rule_steward")
@@ -606,12 +593,8 @@ def test_stewards_registries_grants_exports_and_a_recall(console: Console, tmp_p
     assert "audit plan 2027" in admin.page.content()
     admin.close()
 
-    ws = ws_svc.open_workspace(c.home, c.store_url)
-    try:
-        officer_call = ws_svc.caller(ws, sessions.login(ws, "officer", PASSWORD))
-        ledger.export(ws, officer_call, tmp_path / "export")
-    finally:
-        ws.close()
+    with core(c) as (ws, sign_in):
+        ledger.export(ws, sign_in("officer"), tmp_path / "export")
     whole, altered = tmp_path / "export.zip", tmp_path / "altered.zip"
     files = sorted(p for p in (tmp_path / "export").rglob("*") if p.is_file())
     names = [str(f.relative_to(tmp_path / "export")) for f in files]
@@ -635,14 +618,9 @@ def test_stewards_registries_grants_exports_and_a_recall(console: Console, tmp_p
     officer.page.wait_for_selector("text=The export does not hold")
 
     # a request not released yet: the officer withdraws it with its reason
-    ws = ws_svc.open_workspace(c.home, c.store_url)
-    try:
-        admin_call = ws_svc.caller(ws, sessions.login(ws, "admin", PASSWORD))
-        officer_call = ws_svc.caller(ws, sessions.login(ws, "officer", PASSWORD))
-        requests.generate(ws, admin_call, "irc-6103-i-2", 12, 9, tmp_path / "req2")
-        other = requests.submit(ws, officer_call, tmp_path / "req2").request_id
-    finally:
-        ws.close()
+    with core(c) as (ws, sign_in):
+        requests.generate(ws, sign_in("admin"), "irc-6103-i-2", 12, 9, tmp_path / "req2")
+        other = requests.submit(ws, sign_in("officer"), tmp_path / "req2").request_id
     officer.goto(f"/requests/{other}")
     officer.page.click("text=Withdraw this request…")
     officer.page.fill("#withdraw-reason", "sent twice by the agency")

@@ -25,7 +25,6 @@ import datetime as dt
 import hashlib
 from typing import Any
 
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sqlalchemy import insert
 
@@ -243,16 +242,16 @@ def side_by_side(ws: Workspace, request_id: str, item_id: str) -> dict[str, Any]
     two letters, the date of birth to year and month, the TIN to its last four digits, the last
     address to city, state and ZIP3."""
     folder = request_folder(ws, request_id)
-    items = load_items(folder)
-    rows = items.filter(pc.equal(items["item_id"], item_id)).to_pylist()
+    rows = load_items(folder, item_id).to_pylist()
     if not rows:
         raise NotFound(f"Request {request_id} has no item '{item_id}'.", code="unknown_item")
     item = rows[0]
     listed = {
         k: item.get(k) for k in ITEM_COLUMNS if k not in ("item_id", "case_number", "official_id")
     }
-    linked = pq.read_table(folder / "match" / LINKED)
-    match = linked.filter(pc.equal(linked["item_id"], item_id)).to_pylist()
+    match = pq.read_table(
+        folder / "match" / LINKED, columns=["record_id"], filters=[("item_id", "=", item_id)]
+    ).to_pylist()
     record_id = match[0]["record_id"] if match else None
     candidate = None
     if record_id:

@@ -160,9 +160,11 @@ def read_envelope(folder: Path) -> dict[str, Any]:
     return parse_envelope(text)
 
 
-def load_items(folder: Path) -> pa.Table:
-    """A received request's items (the validated copy), with every optional column present."""
-    return with_optional(pq.read_table(folder / ITEMS_PARQUET))
+def load_items(folder: Path, item_id: str | None = None) -> pa.Table:
+    """A received request's items (the validated copy), with every optional column present;
+    with `item_id`, that item only (read by the Parquet row-group filter, not the whole file)."""
+    filters = [("item_id", "=", item_id)] if item_id is not None else None
+    return with_optional(pq.read_table(folder / ITEMS_PARQUET, filters=filters))
 
 
 def with_optional(table: pa.Table) -> pa.Table:
