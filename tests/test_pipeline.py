@@ -484,14 +484,15 @@ def test_release_refuses_without_a_ledger_key(
 def test_disclosure_after_review_names_the_record_and_carries_its_value(
     ws: Workspace, who: Staff, processed: Template, tmp_path: Path
 ) -> None:
-    """The same filer twice, without a date of birth (so the match goes to review): at their
-    own address an officer may disclose, naming the record, and the response carries the
-    address; at an address they never filed from, the item never enters review."""
+    """The same filer twice, with a date of birth thirty years off and no TIN (so the match
+    goes to review): at their own address an officer may disclose, naming the record, and the
+    response carries the address; at an address they never filed from, the item never enters
+    review."""
     truth = _truth(processed)
     with open(processed.home.parent / "req" / "items.csv") as fh:
         rows = list(csv.DictReader(fh))
     row = next(r for r in rows if truth[r["item_id"]]["defect"] == "none" and r["tin"] == "")
-    own = row | {"item_id": "own-address", "dob": ""}
+    own = row | {"item_id": "own-address", "dob": f"{int(row['dob'][:4]) - 30}{row['dob'][4:]}"}
     other = own | {"item_id": "never-lived-there", "street": "1 NOWHERE RD", "unit": ""}
     folder = tmp_path / "req"
     folder.mkdir()
@@ -538,12 +539,18 @@ def test_review_groups_resolve_in_bulk_recorded_per_item(
 ) -> None:
     """Review items come grouped by reason with what the reason means and a sample; a group
     is resolved with one justification, each item to its own candidate, one ledger event per
-    item; a group that does not exist, or items and a group at once, are refused."""
+    item; a group that does not exist, or items and a group at once, are refused. Items that
+    give only a name and an address (no date of birth, no TIN) never enter review: nothing an
+    officer could look at tells them from a relative at the house."""
     truth = _truth(processed)
     with open(processed.home.parent / "req" / "items.csv") as fh:
         rows = list(csv.DictReader(fh))
     filers = [r for r in rows if truth[r["item_id"]]["defect"] == "none" and r["tin"] == ""][:3]
-    items = [r | {"item_id": f"no-dob-{i}", "dob": ""} for i, r in enumerate(filers)]
+    # a date of birth thirty years off (a generation: never read as a typo without a TIN)
+    items = [
+        r | {"item_id": f"dob-off-{i}", "dob": f"{int(r['dob'][:4]) - 30}{r['dob'][4:]}"}
+        for i, r in enumerate(filers)
+    ] + [r | {"item_id": f"no-dob-{i}", "dob": ""} for i, r in enumerate(filers)]
     folder = tmp_path / "req"
     folder.mkdir()
     with open(folder / "items.csv", "w", newline="") as fh:
@@ -558,9 +565,15 @@ def test_review_groups_resolve_in_bulk_recorded_per_item(
     candidates = {r["item_id"]: r["candidate"] for r in svc.review_list(ws, officer, rid)}
     n = len(candidates)
     assert n >= 2  # a filer whose address is withheld for another reason never enters review
+    assert all(i.startswith("dob-off-") for i in candidates)
+    for i in range(len(filers)):
+        info = svc.explain(ws, officer, rid, f"no-dob-{i}")
+        assert info["outcome"] != "REVIEW"
+        assert "insufficient_identifiers" in info["match"]["reasons"]
+        assert "date of birth or a TIN" in info["match"]["meaning"]["insufficient_identifiers"]
     groups = svc.review_groups(ws, officer, rid)
     assert [(g["group"], g["items"], g["disclosable"]) for g in groups] == [
-        ("dob_missing+tin_missing", n, n)
+        ("dob_differs+tin_missing", n, n)
     ]
     assert "date of birth" in groups[0]["meaning"][0] and "TIN" in groups[0]["meaning"][1]
     assert {s["item_id"] for s in groups[0]["sample"]} <= {i["item_id"] for i in items}
@@ -569,18 +582,18 @@ def test_review_groups_resolve_in_bulk_recorded_per_item(
     assert nf.value.code == "unknown_review_group"
     with pytest.raises(InputError) as both:
         svc.review_resolve(
-            ws, officer, rid, "WITHHOLD", "r", items=["no-dob-0"], group=groups[0]["group"]
+            ws, officer, rid, "WITHHOLD", "r", items=["dob-off-0"], group=groups[0]["group"]
         )
     assert both.value.code == "bad_argument"
     done = svc.review_resolve(
         ws, officer, rid, "DISCLOSE", "DOBs checked against the case files",
-        group="dob_missing+tin_missing",
+        group="dob_differs+tin_missing",
     )  # fmt: skip
     assert done["resolved"] == n
     assert svc.review_groups(ws, officer, rid) == []
     resolved = [json.loads(e.body) for e in _events(ws, "review.resolved") if e.request_id == rid]
     assert {(e["item_id"], e["record_id"]) for e in resolved} == set(candidates.items())
-    assert {e["group"] for e in resolved} == {"dob_missing+tin_missing"}
+    assert {e["group"] for e in resolved} == {"dob_differs+tin_missing"}
     outcome = {r["item_id"]: r for r in pipeline.effective_outcomes(ws, rid).to_pylist()}
     assert {outcome[i]["outcome"] for i in candidates} == {"DISCLOSE"}
 

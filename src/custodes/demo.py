@@ -151,7 +151,7 @@ def _console_users(ws: Workspace, console: Console, staff: demo_staff.Staff) -> 
     every run: the code is shown once and sets the user's own password)."""
     table = Table("user", "role", "one-time code", title="Web console users (codes valid 72 h)")
     for name, role in CONSOLE_USERS:
-        demo_staff.add(staff, name, [role], basis="demo")
+        demo_staff.add(staff, name, [role], basis="demo", enrol=False)
         code = users.reset(ws, staff.admin, name)["enrolment_code"]
         table.add_row(name, role, code)
     console.print(table)
@@ -214,6 +214,10 @@ def _main_job(
             f"[yellow]Review: {n:,} item(s) in {len(groups)} group(s) resolved to WITHHOLD by "
             "the demo, one decision per group, recorded per item (an officer does this with "
             "'custodes review REQUEST --groups', then --group NAME).[/]"
+        )
+    else:
+        console.print(
+            f"Review: 0 of {sum(res.counts.values()):,} items (0.0 %): none needs an officer."
         )
     t = time.perf_counter()
     step = decisions.next_step(ws, officer, request_id)

@@ -163,6 +163,20 @@ def _show_evaluation(report: dict[str, Any]) -> None:
                 for s in ("items", "identified", "wrong", "review", "not_identified")
             ],
         )
+    if report.get("evidence"):
+        e = report["evidence"]
+        render.kv(
+            "Person evidence the list still carries (two of first name, date of birth, TIN "
+            "within a typo; fewer cannot be told from a relative at the same house)",
+            {
+                "on-file items": f"{e['in_file']:,}",
+                "carrying two of three": f"{e['carrying_two_of_three']:,} "
+                f"(ceiling: {100 * (e['ceiling_recall'] or 0):.2f} % recall)",
+                "identified of those": f"{e['identified_of_those']:,} "
+                f"({100 * (e['recall_within_ceiling'] or 0):.2f} %)",
+                "identified on less": f"{e['identified_on_less']:,}",
+            },
+        )
     render.rows(
         "Grid",
         [g for g in report["grid"] if g["min_margin_bits"] in (0.0, 3.0)],

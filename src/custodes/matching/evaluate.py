@@ -106,11 +106,70 @@ def _by_corruption(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, int]]:
     return {r[0]: dict(zip(keys, r[1:], strict=True)) for r in rows}
 
 
-def evaluate(linked: Path, truth: Path, out_dir: Path | None = None) -> dict[str, Any]:
-    """Figures at the configured thresholds and over the grid; writes JSON and a PNG."""
+# One person's own identifiers, as the list gives them against the true record's: the first
+# name within two edits or Jaro-Winkler 0.9, a nickname, or written in the surname's field;
+# the date of birth within two keystrokes or with day and month swapped; the TIN within one.
+_AGREES = {
+    "first": """coalesce(damerau_levenshtein(i.first, m.first) <= 2
+                 OR jaro_winkler_similarity(i.first, m.first) >= 0.9 OR i.last = m.first
+                 OR EXISTS (SELECT 1 FROM nick WHERE nick.a = i.first AND nick.b = m.first),
+                 FALSE)""",
+    "dob": """coalesce(damerau_levenshtein(i.dob, m.dob) <= 2
+               OR (left(i.dob, 4) = left(m.dob, 4) AND substr(i.dob, 6, 2) = substr(m.dob, 9, 2)
+                   AND substr(i.dob, 9, 2) = substr(m.dob, 6, 2)), FALSE)""",
+    "tin": "coalesce(damerau_levenshtein(i.tin, m.tin) <= 1, FALSE)",
+}
+
+
+def _evidence(con: duckdb.DuckDBPyConnection, items: Path, master: Path) -> dict[str, Any]:
+    """How many on-file items still carry two of the person's own identifiers (first name,
+    date of birth, TIN) within a typo — measured from the truth, whatever the gate decides.
+
+    The person gate (link.py) identifies nobody on surname and address alone, because a
+    household shares them: an absent relative with the same name at the same house (a Jr, a
+    twin) is told apart only by those three. The share of items carrying two of them is
+    therefore the recall a gate that keeps that guarantee can reach on this list; recall within
+    it measures the gate, recall above it is what the list's corruption cost.
+    """
+    from custodes.matching.link import nickname_table
+
+    con.register("nick", nickname_table())
+    n = " + ".join(f"({sql})::INT" for sql in _AGREES.values())
+    row = con.execute(
+        f"""WITH x AS (
+              SELECT ev.status, ev.record_id = ev.true_record_id AS right_record, {n} AS agree
+              FROM ev JOIN {parquet(items)} i ON i.uid = ev.item_id
+              LEFT JOIN {parquet(master)} m ON m.uid = ev.true_record_id
+              WHERE ev.kind = 'in_file')
+            SELECT count(*), count(*) FILTER (agree >= 2),
+              count(*) FILTER (agree >= 2 AND status = 'identified' AND right_record),
+              count(*) FILTER (agree < 2 AND status = 'identified' AND right_record)
+            FROM x"""
+    ).fetchall()[0]
+    in_file, carrying, identified, on_less = row
+    return {
+        "in_file": in_file,
+        "carrying_two_of_three": carrying,
+        "ceiling_recall": round(carrying / in_file, 6) if in_file else None,
+        "identified_of_those": identified,
+        "recall_within_ceiling": round(identified / carrying, 6) if carrying else None,
+        "identified_on_less": on_less,
+    }
+
+
+def evaluate(
+    linked: Path,
+    truth: Path,
+    out_dir: Path | None = None,
+    standardized: tuple[Path, Path] | None = None,
+) -> dict[str, Any]:
+    """Figures at the configured thresholds and over the grid; writes JSON and a PNG.
+    `standardized` (the request's and the master file's standardized tables, as linked) adds
+    the person evidence the list still carries (`_evidence`)."""
     con = duckdb.connect(":memory:")
     try:
         _load(con, linked, truth)
+        evidence = _evidence(con, *standardized) if standardized else None
         at = _metrics(con, "status = 'identified'")
         by_status = dict(con.execute("SELECT status, count(*) FROM ev GROUP BY 1").fetchall())
         at["review"] = by_status.get("review", 0)
@@ -154,6 +213,7 @@ def evaluate(linked: Path, truth: Path, out_dir: Path | None = None) -> dict[str
         "at_thresholds": at,
         "status_by_kind": by_kind,
         "by_corruption": by_corruption,
+        "evidence": evidence,
         "grid": grid,
     }
     if out_dir is not None:

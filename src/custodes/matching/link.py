@@ -388,6 +388,11 @@ def decide(
                -- the listed TIN is another filer's (a household member's, a relative's)
                coalesce(r.tin <> m.tin AND r.tin IN (SELECT tin FROM m WHERE tin IS NOT NULL),
                         FALSE) AS tin_elsewhere,
+               -- an ITIN that no filer holds, listed for a record that holds an SSN: the
+               -- number the person used before the SSN was issued; it says nothing either way
+               coalesce({_is_itin("r.tin")} AND NOT {_is_itin("m.tin")}
+                        AND r.tin NOT IN (SELECT tin FROM m WHERE tin IS NOT NULL), FALSE)
+                 AS itin_for_ssn,
                -- a surname that agrees, is a part of the other (hyphenated, two-part) or close
                coalesce(r.last = m.last
                         OR (length(r.last) >= 4 AND length(m.last) >= 4
@@ -433,6 +438,7 @@ def decide(
             coalesce(NOT first_exact AND NOT names_swapped
                      AND (first_nick OR first_jw >= {jw}
                           OR (length(r_first) >= 5 AND first_edits <= 2)
+                          OR (length(r_first) >= 3 AND first_edits <= 1)
                           OR (length(r_first) >= 3 AND first_sounds_alike)), FALSE)
               AS first_fuzzy
           FROM evidence e LEFT JOIN addr_check c USING (item_id)
@@ -446,6 +452,10 @@ def decide(
             -- named JASON, six years apart, the younger not a filer: 5M x 1M, 2026-11-30)
             coalesce(dob_one_digit
                      AND (tin_exact
+                          -- or within one typo of the record's TIN (a number nobody else
+                          -- holds; a twin's consecutive SSN comes with a different first name)
+                          OR (tin_one_edit AND NOT tin_elsewhere AND first_exact
+                              AND last_agrees AND NOT middle_conflict)
                           OR (abs(year(try_cast(r_dob AS DATE)) - year(try_cast(m_dob AS DATE)))
                                 < {t.generation_years}
                               AND first_exact AND last_agrees AND (addr_on_record OR same_house)
@@ -454,7 +464,8 @@ def decide(
             -- a close first name that is nobody's name (not a sibling's JOAN for JOHN)
             coalesce(first_fuzzy AND NOT first_is_a_name AND dob_exact AND last_agrees
                      AND NOT middle_conflict
-                     AND (length(r_first) >= 5 AND first_edits <= 2 OR first_jw >= {jw}),
+                     AND (length(r_first) >= 5 AND first_edits <= 2 OR first_jw >= {jw}
+                          OR first_edits <= 1),
                      FALSE) AS first_misspelt
           FROM g)
         SELECT *,
@@ -477,8 +488,8 @@ def decide(
           coalesce(dob_exact OR dob_near OR dob_typo, FALSE) AS dob_ok,
           coalesce(r_dob IS NOT NULL AND m_dob IS NOT NULL
                    AND NOT (dob_exact OR dob_near OR dob_typo), FALSE) AS dob_conflict,
-          coalesce(r_tin IS NOT NULL AND m_tin IS NOT NULL AND NOT tin_agrees, FALSE)
-            AS tin_differs,
+          coalesce(r_tin IS NOT NULL AND m_tin IS NOT NULL AND NOT tin_agrees
+                   AND NOT itin_for_ssn, FALSE) AS tin_differs,
           coalesce(r_suffix IS NOT NULL AND m_suffix IS NOT NULL AND r_suffix <> m_suffix, FALSE)
             AS suffix_conflict
         FROM d"""
@@ -577,13 +588,16 @@ def decide(
               CASE WHEN twin THEN 'twin' END,
               CASE WHEN tin_one_edit THEN 'tin_typo' END,
               CASE WHEN tin_differs AND NOT tin_conflict THEN 'tin_differs' END,
+              CASE WHEN itin_for_ssn THEN 'itin_for_ssn' END,
               CASE WHEN first_conflict AND gate THEN 'first_name_replaced' END,
               CASE WHEN dob_conflict AND gate THEN 'dob_replaced' END,
               CASE WHEN names_swapped THEN 'names_swapped' END,
               CASE WHEN r_dob IS NULL AND record_id IS NOT NULL THEN 'dob_missing' END
             ], lambda x: x IS NOT NULL) AS flags,
             coalesce(suffix_conflict OR tin_conflict OR tin_name_conflict OR namesake_risk,
-                     FALSE) AS blocked
+                     FALSE) AS blocked,
+            (r_first IS NOT NULL)::INT + (r_dob IS NOT NULL)::INT
+              + (r_tin IS NOT NULL AND NOT itin_for_ssn)::INT AS identifiers
           FROM f)
         SELECT item_id,
           CASE WHEN record_id IS NULL THEN 'not_identified'
@@ -592,6 +606,11 @@ def decide(
                -- two of first name, date of birth and TIN contradict: another person (a
                -- relative at the house), nothing an officer could resolve
                WHEN person_conflict >= 2 THEN 'not_identified'
+               -- fewer than two of the person's own identifiers on the list: nothing in the
+               -- master file tells them from a relative at the house (a Jr, a twin), so no
+               -- officer could resolve it; the agency can send them again with a date of
+               -- birth or a TIN
+               WHEN identifiers < 2 THEN 'not_identified'
                WHEN probability >= {t.review_probability} THEN 'review'
                ELSE 'not_identified' END AS status,
           record_id, probability, weight, runner_up_record_id, runner_up_probability,
@@ -606,9 +625,11 @@ def decide(
                        ELSE 'first_name_differs' END) END,
             CASE WHEN record_id IS NOT NULL AND NOT dob_ok AND NOT gate THEN
                  (CASE WHEN r_dob IS NULL THEN 'dob_missing' ELSE 'dob_differs' END) END,
-            CASE WHEN record_id IS NOT NULL AND NOT gate AND NOT tin_agrees AND r_tin IS NULL
-                 THEN 'tin_missing' END,
+            CASE WHEN record_id IS NOT NULL AND NOT gate AND NOT tin_agrees
+                      AND (r_tin IS NULL OR itin_for_ssn) THEN 'tin_missing' END,
             CASE WHEN person_conflict >= 2 THEN 'another_person' END,
+            CASE WHEN record_id IS NOT NULL AND NOT gate AND identifiers < 2
+                 THEN 'insufficient_identifiers' END,
             CASE WHEN suffix_conflict THEN 'suffix_conflict' END,
             CASE WHEN tin_conflict THEN 'tin_conflict' END,
             CASE WHEN tin_name_conflict THEN 'tin_name_conflict' END,
@@ -618,6 +639,18 @@ def decide(
           address_on_record_in_periods, supported, name_dob_bits,
           {namesake_bits} AS namesake_bits_required, person_agree, person_conflict
         FROM v"""
+    )
+
+
+def _is_itin(col: str) -> str:
+    """An IRS Individual Taxpayer Identification Number: nine digits, a 9 first and the
+    fourth and fifth in 50–65, 70–88, 90–92 or 94–99 (IRS, "ITIN guidance", Pub. 1915). An SSN
+    never begins with 9."""
+    mid = f"try_cast(substr({col}, 4, 2) AS INTEGER)"
+    return (
+        f"coalesce(length({col}) = 9 AND left({col}, 1) = '9' AND ({mid} BETWEEN 50 AND 65 "
+        f"OR {mid} BETWEEN 70 AND 88 OR {mid} BETWEEN 90 AND 92 OR {mid} BETWEEN 94 AND 99), "
+        "FALSE)"
     )
 
 

@@ -19,11 +19,18 @@ REASONS = {
     "first_name_missing": "the list gives no first name",
     "dob_differs": "the date of birth differs by more than a typo",
     "dob_missing": "the list gives no (valid) date of birth",
-    "tin_missing": "the list gives no TIN, so nothing but name, date of birth and address "
-    "can tell household members and namesakes apart",
+    "tin_missing": (
+        "the list gives no TIN (or an ITIN no filer holds), so nothing but name, date of "
+        "birth and address can tell household members and namesakes apart"
+    ),
     "another_person": (
         "two of first name, date of birth and TIN contradict the record: it is another "
         "person (a relative at the same address); never for review"
+    ),
+    "insufficient_identifiers": (
+        "the list gives fewer than two of first name, date of birth and TIN: nothing in the "
+        "master file tells this person from a relative at the same house, so no review could "
+        "resolve it; the agency can send the person again with a date of birth or a TIN"
     ),
     "suffix_conflict": "the suffixes differ (Jr/Sr, II): the other generation",
     "tin_conflict": "the TIN on the list is not this record's and the rest does not outweigh it",
@@ -46,6 +53,8 @@ FLAGS = {
     "birth and the surname or house",
     "dob_replaced": "the date of birth differs; outweighed by the exact TIN, the name and the "
     "house, less than a generation apart",
+    "itin_for_ssn": "the list gives an ITIN that no filer holds for a record with an SSN "
+    "(the number used before the SSN was issued): it neither confirms nor contradicts",
     "names_swapped": "first and last name are written the other way round",
     "dob_missing": "the list gives no date of birth",
     **{k: REASONS[k] for k in ("suffix_conflict", "tin_conflict", "tin_name_conflict")},

@@ -158,6 +158,14 @@ def link(
     )
 
 
+def standardized_paths(ws: Workspace, folder: Path) -> tuple[Path, Path] | None:
+    """The request's and the master file's standardized tables as the last link used them,
+    when both are still there (the master file's cache is per content hash)."""
+    items = folder / "match" / "std.parquet"
+    master_std = _cache(ws, master.current(ws))[0] / "master.parquet"
+    return (items, master_std) if items.exists() and master_std.exists() else None
+
+
 def linked_path(folder: Path) -> Path:
     """A linked request's match results; refuse clearly when it was not linked yet."""
     path = folder / "match" / LINKED

@@ -87,5 +87,10 @@ def evaluate(
     at the model's thresholds and over a grid; writes evaluation.json and a plot."""
     request_id = request_id or _latest(call.ws)
     folder = request_folder(call.ws, request_id)
-    report = ev.evaluate(matching.linked_path(folder), truth, out_dir or folder / "match")
+    report = ev.evaluate(
+        matching.linked_path(folder),
+        truth,
+        out_dir or folder / "match",
+        matching.standardized_paths(call.ws, folder),
+    )
     return report | {"request_id": request_id}

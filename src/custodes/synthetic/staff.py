@@ -75,7 +75,7 @@ def add(
     if name in _names(ws):  # made by an earlier run
         if "requester" in roles:
             _agency_key(staff, name)
-        else:
+        elif enrol:
             staff.login(name)
         return None
     if agency is not None:
