@@ -201,6 +201,55 @@ CASES = {
         "585471239",
         {"dob_missing"},
     ),
+    # An ITIN that no filer holds, for a record with an SSN (the number used before the SSN):
+    # neither agreement nor contradiction — name and date of birth decide, as without a TIN.
+    "itin-for-ssn": (
+        _item("itin-for-ssn", "OSWALD", "PRENTISSIMO", "1975-10-20", tin="912-70-4321",
+              addr=TWIN_ADDR),  # fmt: skip
+        "identified",
+        "585471239",
+        {"itin_for_ssn"},
+    ),
+    "absent-twin-itin": (
+        _item("absent-twin-itin", "CLARA", "KORVENDAHL", "1999-04-11", tin="912-70-4322",
+              addr=TWIN_ADDR),  # fmt: skip
+        "not_identified_or_review",
+        None,
+        set(),
+    ),
+    # Year digits transposed (1952 -> 1925) and a TIN with two digits transposed: one person's
+    # typos, not a relative's (no relative holds a TIN one keystroke from hers).
+    "tin-typo-dob-typo": (
+        _item("tin-typo-dob-typo", "MARTHA", "VELTRASKI", "1925-08-09", tin="585471263",
+              addr=ADDR),  # fmt: skip
+        "identified",
+        "585471236",
+        {"tin_typo"},
+    ),
+    # ... but not for another first name: a twin's SSN is one digit from her sibling's.
+    "twin-tin-typo-dob-typo": (
+        _item("twin-tin-typo-dob-typo", "CLARA", "KORVENDAHL", "1999-04-12", tin="585471239",
+              addr=TWIN_ADDR),  # fmt: skip
+        "not_identified_or_review",
+        None,
+        set(),
+    ),
+    # One letter wrong, and the result is nobody's name: a slip of the pen for JOHN (the Jr:
+    # the date of birth is his) ...
+    "first-name-slip": (
+        _item("first-name-slip", "JOHX", "VELTRASKI", "1980-05-06", addr=ADDR),
+        "identified",
+        "585471235",
+        {"generational"},
+    ),
+    # ... but AMI is somebody's name (an absent twin's, perhaps): not taken for AMY.
+    "first-name-one-letter-a-name": (
+        _item("first-name-one-letter-a-name", "AMI", "KORVENDAHL", "1999-04-11",
+              addr=TWIN_ADDR),  # fmt: skip
+        "not_identified_or_review",
+        None,
+        set(),
+    ),
 }
 
 
@@ -486,3 +535,5 @@ def test_every_reason_and_flag_the_gate_writes_is_explained() -> None:
     }
     assert len(written) > 15
     assert written <= set(REASONS) | set(FLAGS), written - set(REASONS) - set(FLAGS)
+
+

@@ -77,7 +77,8 @@ def train(
         info = mdl.train_linker(linker, master_rows=n_m, request_rows=n_r, seed=seed)
         if progress:
             progress("train", 1, 1)
-        splink_doc = linker.misc.save_model_to_json()
+        splink_doc, raised = mdl.monotone_weights(linker.misc.save_model_to_json())
+        info["weights_raised"] = raised
     finally:
         be.close()
     model = mdl.Model(
