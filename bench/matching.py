@@ -48,13 +48,15 @@ def _evidence(report: dict[str, Any]) -> str:
 WHAT_IF = "(a DOB up to 40 years off outweighed by TIN + name + house; not the default)"
 
 
-def _what_if(link: Any, evaluate: Any) -> dict[str, Any]:
+def _what_if(ws: Any, officer: Any, rid: str, truth: Path) -> dict[str, Any]:
     """The trade-off for counsel: the figures if the gate let a date of birth up to 40 years
     off (the model's maximum `generation_years`) be outweighed by an exact TIN, the name and
     the house — the Jr/Sr guarantee eased. Links again with the defaults afterwards."""
-    link({"generation_years": 40.0})
-    at = evaluate()["at_thresholds"]
-    link(None)
+    from custodes.services import matching
+
+    matching.link(ws, officer, rid, overrides={"generation_years": 40.0})
+    at = matching.evaluate(ws, officer, truth, rid)["at_thresholds"]
+    matching.link(ws, officer, rid)
     return at
 
 
@@ -124,8 +126,7 @@ def synthetic(args: argparse.Namespace, tmp: Path) -> None:
         t_raw = time.perf_counter() - t
         be.close()
 
-        whatif = _what_if(lambda o: matching.link(ws, officer, rid, overrides=o),
-                          lambda: matching.evaluate(ws, officer, req / "truth.csv", rid))  # fmt: skip
+        whatif = _what_if(ws, officer, rid, req / "truth.csv")
         report = matching.evaluate(ws, officer, req / "truth.csv", rid)
         at = report["at_thresholds"]
         lines.append(
@@ -186,12 +187,10 @@ def febrl(tmp: Path) -> None:
     cli("officer", "process", rid)
     elapsed = time.perf_counter() - t0
     from custodes.access import caller
-    from custodes.services import matching
 
     ws = open_workspace(home)
     officer = caller(ws, token["officer"])
-    whatif = _what_if(lambda o: matching.link(ws, officer, rid, overrides=o),
-                      lambda: matching.evaluate(ws, officer, data.truth, rid))  # fmt: skip
+    whatif = _what_if(ws, officer, rid, data.truth)
     ws.close()
     report = cli("officer", "match", "evaluate", rid, "--truth", str(data.truth))
     plain = next(

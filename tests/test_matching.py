@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import Template, copy_template
 from custodes.errors import ConflictError, CustodesError, InputError, NotFound
@@ -204,15 +207,22 @@ CASES = {
     # An ITIN that no filer holds, for a record with an SSN (the number used before the SSN):
     # neither agreement nor contradiction — name and date of birth decide, as without a TIN.
     "itin-for-ssn": (
-        _item("itin-for-ssn", "OSWALD", "PRENTISSIMO", "1975-10-20", tin="912-70-4321",
-              addr=TWIN_ADDR),  # fmt: skip
+        _item(
+            "itin-for-ssn", "OSWALD", "PRENTISSIMO", "1975-10-20", tin="912-70-4321", addr=TWIN_ADDR
+        ),
         "identified",
         "585471239",
         {"itin_for_ssn"},
     ),
     "absent-twin-itin": (
-        _item("absent-twin-itin", "CLARA", "KORVENDAHL", "1999-04-11", tin="912-70-4322",
-              addr=TWIN_ADDR),  # fmt: skip
+        _item(
+            "absent-twin-itin",
+            "CLARA",
+            "KORVENDAHL",
+            "1999-04-11",
+            tin="912-70-4322",
+            addr=TWIN_ADDR,
+        ),
         "not_identified_or_review",
         None,
         set(),
@@ -220,16 +230,21 @@ CASES = {
     # Year digits transposed (1952 -> 1925) and a TIN with two digits transposed: one person's
     # typos, not a relative's (no relative holds a TIN one keystroke from hers).
     "tin-typo-dob-typo": (
-        _item("tin-typo-dob-typo", "MARTHA", "VELTRASKI", "1925-08-09", tin="585471263",
-              addr=ADDR),  # fmt: skip
+        _item("tin-typo-dob-typo", "MARTHA", "VELTRASKI", "1925-08-09", tin="585471263", addr=ADDR),
         "identified",
         "585471236",
         {"tin_typo"},
     ),
     # ... but not for another first name: a twin's SSN is one digit from her sibling's.
     "twin-tin-typo-dob-typo": (
-        _item("twin-tin-typo-dob-typo", "CLARA", "KORVENDAHL", "1999-04-12", tin="585471239",
-              addr=TWIN_ADDR),  # fmt: skip
+        _item(
+            "twin-tin-typo-dob-typo",
+            "CLARA",
+            "KORVENDAHL",
+            "1999-04-12",
+            tin="585471239",
+            addr=TWIN_ADDR,
+        ),
         "not_identified_or_review",
         None,
         set(),
@@ -244,8 +259,7 @@ CASES = {
     ),
     # ... but AMI is somebody's name (an absent twin's, perhaps): not taken for AMY.
     "first-name-one-letter-a-name": (
-        _item("first-name-one-letter-a-name", "AMI", "KORVENDAHL", "1999-04-11",
-              addr=TWIN_ADDR),  # fmt: skip
+        _item("first-name-one-letter-a-name", "AMI", "KORVENDAHL", "1999-04-11", addr=TWIN_ADDR),
         "not_identified_or_review",
         None,
         set(),
@@ -431,14 +445,24 @@ def test_corrupted_request_has_no_wrong_person(
     req = trained_root / f"gen-1200-{mix}"
     rid = submit(ws, officer, req).request_id
     res = link(ws, rid)
-    report = ev.evaluate(res.path, req / "truth.csv")
+    standardized = service.standardized_paths(ws, ws.request_folder(rid))
+    report = ev.evaluate(res.path, req / "truth.csv", standardized=standardized)
     at = report["at_thresholds"]
     assert at["wrong"] == 0, report["by_corruption"]
     assert at["recall"] >= MIXES[mix], at
     assert set(report["by_corruption"]) > {"none"}
-    # Two of first name, date of birth and TIN contradicting is another person: never review.
+    # Two of first name, date of birth and TIN contradicting is another person: never review;
+    # nor is an item giving fewer than two of them (a name and an address only).
     rows = pq.read_table(res.path).to_pylist()
     assert all(r["status"] == "not_identified" for r in rows if "another_person" in r["reasons"])
+    short = [r for r in rows if "insufficient_identifiers" in r["reasons"]]
+    assert short and all(r["status"] == "not_identified" for r in short)
+    # The evidence the list still carries bounds what the gate may identify: every correct
+    # identification is counted once, within the ceiling or on less (a swapped name, say).
+    e = report["evidence"]
+    assert e["in_file"] == at["in_file"] and e["carrying_two_of_three"] < e["in_file"]
+    assert e["identified_of_those"] + e["identified_on_less"] == at["correct"]
+    assert e["recall_within_ceiling"] > at["recall"]
 
 
 def test_thresholds_override_and_validation(ws: Workspace, tmp_path: Path, officer: object) -> None:
@@ -536,4 +560,59 @@ def test_every_reason_and_flag_the_gate_writes_is_explained() -> None:
     assert len(written) > 15
     assert written <= set(REASONS) | set(FLAGS), written - set(REASONS) - set(FLAGS)
 
+
+def _chain(weights: list[float], m_of: dict[int, float]) -> dict:
+    """A Splink-shaped model with one comparison: a null level, an 'other field' level, then
+    levels from most to least similar with the given weights (u fixed; m where given)."""
+    levels = [{"is_null_level": True, "label_for_charts": "null"}]
+    levels.append(
+        {
+            "label_for_charts": "in the last name's field",
+            "m_probability": 1e-12,
+            "u_probability": 0.01,
+        }
+    )
+    for i, w in enumerate(weights):
+        u = 0.01
+        levels.append(
+            {
+                "label_for_charts": f"level {i}",
+                "u_probability": u,
+                "m_probability": m_of.get(i, u * 2**w),
+            }
+        )
+    return {"comparisons": [{"output_column_name": "first", "comparison_levels": levels}]}
+
+
+@given(st.lists(st.floats(-60, 20), min_size=2, max_size=6), st.data())
+@settings(max_examples=60, deadline=None)
+def test_levels_em_never_saw_are_raised_and_no_others(weights: list[float], data) -> None:  # type: ignore[no-untyped-def]
+    """A level whose m is degenerate never weighs less than the next less similar level
+    after training; a level EM saw keeps its weight; null and 'other field' levels stay."""
+    doc = _chain(weights, {})
+    out, raised = mdl.monotone_weights(doc)
+    before = doc["comparisons"][0]["comparison_levels"]
+    after = out["comparisons"][0]["comparison_levels"]
+    assert after[:2] == before[:2]
+
+    def w(lv: dict) -> float:
+        return math.log2(lv["m_probability"] / lv["u_probability"])
+
+    chain = after[2:]
+    for i, lv in enumerate(chain[:-1]):
+        if before[2 + i]["m_probability"] < mdl.DEGENERATE_M:
+            assert w(lv) >= w(chain[i + 1]) - 1e-9
+        else:
+            assert lv == before[2 + i]
+    assert chain[-1] == before[-1]  # the least similar level is the floor, never changed
+    assert all(r["to_bits"] > r["from_bits"] for r in raised)
+    assert doc == _chain(weights, {})  # the input is not changed in place
+
+
+def test_model_records_which_weights_were_raised(ws: Workspace) -> None:
+    """Training writes what it raised into the model's provenance (it is hashed with it)."""
+    training = mdl.load(ws).document()["training"]
+    assert isinstance(training["weights_raised"], list)
+    for r in training["weights_raised"]:
+        assert set(r) == {"comparison", "level", "from_bits", "to_bits"}
 

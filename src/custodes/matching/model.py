@@ -345,7 +345,8 @@ def monotone_weights(splink_doc: dict[str, Any]) -> tuple[dict[str, Any], list[d
             for lv in comp["comparison_levels"]
             if not lv.get("is_null_level")
             and "field" not in str(lv.get("label_for_charts", ""))
-            and lv.get("m_probability") and lv.get("u_probability")
+            and lv.get("m_probability")
+            and lv.get("u_probability")
         ]
         floor = None
         for lv in reversed(chain):
