@@ -59,3 +59,13 @@ def test_febrl4_through_the_cli(tmp_path: Path, sign_in) -> None:  # type: ignor
     assert m["recall"] >= 0.92, m
     assert m["review_rate"] <= 0.06, m
     assert counts["counts"]  # the pipeline decided every item
+    # What the list still carries bounds the recall any relative-safe gate can reach; the
+    # officer reads it in the evaluation (FEBRL4's ceiling is about 98 %).
+    e = report["evidence"]
+    assert 0.95 <= e["ceiling_recall"] < 1 and e["recall_within_ceiling"] > m["recall"]
+    shown = runner.invoke(
+        app, ["match", "evaluate", rid, "--truth", str(data.truth), *at], env=officer
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "Person evidence the list still carries" in shown.output
+    assert "carrying two of three" in shown.output

@@ -30,7 +30,8 @@ REASONS = {
     "insufficient_identifiers": (
         "the list gives fewer than two of first name, date of birth and TIN: nothing in the "
         "master file tells this person from a relative at the same house, so no review could "
-        "resolve it; the agency can send the person again with a date of birth or a TIN"
+        "resolve it; it takes a date of birth or a TIN on the list (the agency's answer says "
+        "only that no information was disclosed, as for anyone not identified)"
     ),
     "suffix_conflict": "the suffixes differ (Jr/Sr, II): the other generation",
     "tin_conflict": "the TIN on the list is not this record's and the rest does not outweigh it",
