@@ -10,10 +10,7 @@ from pathlib import Path
 import pytest
 
 
-@pytest.mark.slow
-def test_demo_runs_the_main_job_and_says_why_items_are_in_review(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES")}
-    env |= {"CUSTODES_HOME": str(tmp_path / "demo"), "DEMO_PEOPLE": "3000", "COLUMNS": "200"}
+def _demo(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         [sys.executable, "-m", "custodes.demo"],
         env=env,
@@ -22,6 +19,14 @@ def test_demo_runs_the_main_job_and_says_why_items_are_in_review(tmp_path: Path)
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+@pytest.mark.slow
+def test_demo_runs_the_main_job_and_says_why_items_are_in_review(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES")}
+    env |= {"CUSTODES_HOME": str(tmp_path / "demo"), "DEMO_PEOPLE": "3000", "COLUMNS": "200"}
+    done = _demo(env)
     out = done.stdout
     assert "Review:" in out and ("why in review" in out or "none needs an officer" in out)
     assert "Prepared by demo-officer, approved by demo-approver (two people)." in out
@@ -35,12 +40,5 @@ def test_demo_runs_the_main_job_and_says_why_items_are_in_review(tmp_path: Path)
     assert "http://127.0.0.1:8600/enrol" in out
     assert all(name in out for name in ("officer-1", "approver-1", "auditor-1"))
     # `make demo` again on the same workspace: new one-time codes, no crash
-    again = subprocess.run(
-        [sys.executable, "-m", "custodes.demo"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert again.returncode == 0, again.stderr[-2000:]
+    again = _demo(env)
     assert "http://127.0.0.1:8600/enrol" in again.stdout and "Traceback" not in again.stderr
