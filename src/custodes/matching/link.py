@@ -5,8 +5,9 @@ per-field match weights, flags for *why it might be someone else*, and one statu
 
 - ``identified``: the best candidate reaches ``min_probability``, beats the runner-up by
   ``min_margin_bits``, passes the person gate, and no blocking flag is raised;
-- ``review``: otherwise, when the best candidate reaches ``review_probability`` and the
-  evidence is not plainly another person's;
+- ``review``: otherwise, when the best candidate reaches ``review_probability``, the
+  evidence is not plainly another person's, and the list gives at least two of first name,
+  date of birth and TIN (with fewer, no officer could tell the person from a relative);
 - ``not_identified``: otherwise.
 
 The person gate exists because surname and address are *household* evidence: they break the
@@ -608,8 +609,7 @@ def decide(
                WHEN person_conflict >= 2 THEN 'not_identified'
                -- fewer than two of the person's own identifiers on the list: nothing in the
                -- master file tells them from a relative at the house (a Jr, a twin), so no
-               -- officer could resolve it; the agency can send them again with a date of
-               -- birth or a TIN
+               -- officer could resolve it; it takes a date of birth or a TIN on the list
                WHEN identifiers < 2 THEN 'not_identified'
                WHEN probability >= {t.review_probability} THEN 'review'
                ELSE 'not_identified' END AS status,
