@@ -32,16 +32,20 @@ def make_workspace(home: Path, store_url: str | None = None) -> Workspace:
     return open_workspace(home, store_url)
 
 
-def one_for_review(folder: Path) -> None:
-    """Blank the date of birth of one no-TIN, undamaged item of a generated request, so that
-    processing sends exactly that kind of item to review."""
+def one_for_review(folder: Path, n: int = 1) -> None:
+    """Move the date of birth of `n` no-TIN, undamaged items of a generated request thirty
+    years back (a generation: never read as a typo without a TIN), so that processing sends
+    exactly that kind of item to review. (A blank date of birth no longer does: an item with
+    only a name and an address is not identified, never reviewed.)"""
     import csv
 
     with open(folder / "truth.csv") as fh:
         truth = {r["item_id"]: r for r in csv.DictReader(fh)}
     with open(folder / "items.csv") as fh:
         rows = list(csv.DictReader(fh))
-    next(r for r in rows if truth[r["item_id"]]["defect"] == "none" and not r["tin"])["dob"] = ""
+    chosen = [r for r in rows if truth[r["item_id"]]["defect"] == "none" and not r["tin"]][:n]
+    for row in chosen:
+        row["dob"] = f"{int(row['dob'][:4]) - 30}{row['dob'][4:]}"
     with open(folder / "items.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 import custodes
+from conftest import one_for_review
 from custodes.access import sessions
 from custodes.errors import CustodesError
 from custodes.services import decisions, matching, records, reports, requests, rules, users
@@ -41,31 +42,13 @@ def written_types() -> set[str]:
     return found
 
 
-def _one_item_for_review(folder: Path) -> None:
-    """A filer asked about without a date of birth or TIN: the match goes to an officer."""
-    import csv
-
-    with open(folder / "truth.csv") as fh:
-        truth = {r["item_id"]: r for r in csv.DictReader(fh)}
-    with open(folder / "items.csv") as fh:
-        rows = list(csv.DictReader(fh))
-    for r in rows:
-        if truth[r["item_id"]]["defect"] == "none" and not r["tin"]:
-            r["dob"] = ""
-            break
-    with open(folder / "items.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-
-
 def test_every_event_type_names_its_actor(
     master_ws: Workspace, people: Staff, tmp_path: Path
 ) -> None:
     ws, admin, officer = master_ws, people.admin, people["officer"]
     register_parties(ws, admin, "irc-6103-i-2")
     requests.generate(ws, admin, "irc-6103-i-2", 200, 3, tmp_path / "req")
-    _one_item_for_review(tmp_path / "req")
+    one_for_review(tmp_path / "req")
     rid = requests.submit(ws, people["requester"], tmp_path / "req").request_id
     matching.train(ws, officer, rid)
     decisions.process(ws, officer, rid)

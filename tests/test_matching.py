@@ -615,4 +615,3 @@ def test_model_records_which_weights_were_raised(ws: Workspace) -> None:
     assert isinstance(training["weights_raised"], list)
     for r in training["weights_raised"]:
         assert set(r) == {"comparison", "level", "from_bits", "to_bits"}
-

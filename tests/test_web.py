@@ -84,7 +84,7 @@ def console(
     ws, people = copy_template(_master_template, root)
     rules.register_parties(ws, people.admin, "irc-6103-i-2")
     requests.generate(ws, people.admin, "irc-6103-i-2", 80, 3, root / "req")
-    one_for_review(root / "req")
+    one_for_review(root / "req", n=3)
     rid = requests.submit(ws, people["requester"], root / "req").request_id
     home, url = ws.home, str(ws.engine.url)
     ws.close()
@@ -207,7 +207,7 @@ def test_each_role_works_the_request_through_to_release(console: Console) -> Non
     officer.check("review-inspected")
     assert "/inspect" in page.url and "purpose" not in page.url
     # withhold this one item with its justification; the rest go by group below
-    page.fill("#reason", "the list gives neither a date of birth nor a TIN")
+    page.fill("#reason", "the date of birth is a generation off and the list gives no TIN")
     page.check("#d-withhold")
     page.click("#resolve")
     page.wait_for_url(re.compile(r".*done=resolved"))
