@@ -84,8 +84,10 @@ def groups(ws: Workspace, request_id: str, sample: int = 3) -> list[dict[str, An
         out.append(
             {
                 "group": key,
+                # a check's sentence says what must hold; here it did not
                 "meaning": [
-                    rs.checks[c].sentence if c in rs.checks else meaning(c) for c in key.split("+")
+                    f"not met: {rs.checks[c].sentence}" if c in rs.checks else meaning(c)
+                    for c in key.split("+")
                 ],
                 "items": len(rows),
                 "disclosable": sum(
