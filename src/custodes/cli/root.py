@@ -19,7 +19,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from custodes import __version__
-from custodes.cli import render, session
+from custodes.cli import INTERRUPTED, render, session
 from custodes.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, CustodesError, InputError
 from custodes.services import workspace as ws_svc
 
@@ -104,7 +104,11 @@ _INTERRUPTED: list[int] = []
 
 
 def _interrupted() -> None:
-    render.err.print("interrupted; run the same command again to resume.", markup=False)
+    # Straight to stderr, not through Rich: an interrupt that lands inside a Rich print (a
+    # progress bar's refresh) leaves the console's buffer open, and what Rich prints after it
+    # is never flushed — the message went missing in one test run in six.
+    sys.stderr.write(INTERRUPTED)
+    sys.stderr.flush()
     raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
