@@ -31,6 +31,7 @@ from dataclasses import dataclass
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
+INTERRUPTED = "interrupted; run the same command again to resume.\n"
 
 
 class CustodesError(Exception):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-INTERRUPTED = "interrupted; run the same command again to resume.\n"
+from custodes.errors import INTERRUPTED
 
 
 def main() -> None:

@@ -19,8 +19,14 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from custodes import __version__
-from custodes.cli import INTERRUPTED, render, session
-from custodes.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, CustodesError, InputError
+from custodes.cli import render, session
+from custodes.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    INTERRUPTED,
+    CustodesError,
+    InputError,
+)
 from custodes.services import workspace as ws_svc
 
 R = TypeVar("R")
