@@ -13,8 +13,10 @@ import os
 import re
 import shutil
 import socket
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +158,35 @@ class Page:
     def close(self) -> None:
         self.ctx.close()
 
+    def job_ends(self, says: str, timeout_s: int = 300) -> None:
+        """On a job's page: wait until the job has ended (its page stops refreshing) and check it
+        succeeded with `says`; a failed or stuck job fails the test with its problem and its
+        progress as the store holds them (a slow machine must say what it was doing)."""
+        from custodes.store import jobs as job_rows
+
+        page = self.page
+        page.wait_for_url(re.compile(r".*/jobs/job-"))
+        job_id = page.url.rsplit("/", 1)[-1]
+        ended = "#job-status .usa-alert, #job-status:has-text('Cancelled')"
+        try:
+            page.wait_for_selector(ended, timeout=timeout_s * 1000)
+        except playwright_api.TimeoutError:
+            with core(self.c) as (ws, _):
+                row = job_rows.get(ws.engine, job_id)
+            # the server runs in this process: where its job thread is, for the failure report
+            stacks = {t.ident: t.name for t in threading.enumerate()}
+            where = "".join(
+                f"\n--- {stacks.get(ident)}\n" + "".join(traceback.format_stack(frame))
+                for ident, frame in sys._current_frames().items()
+                if str(stacks.get(ident, "")).startswith("custodes-job")
+            )
+            pytest.fail(f"job {job_id} has not ended after {timeout_s} s: {row}{where}")
+        text = page.locator("#job-status").inner_text()
+        if says not in text:
+            with core(self.c) as (ws, _):
+                row = job_rows.get(ws.engine, job_id)
+            pytest.fail(f"job {job_id} ended without '{says}': {text!r}; {row}")
+
 
 def test_each_role_works_the_request_through_to_release(console: Console) -> None:
     c, rid = console, console.rid
@@ -167,11 +198,10 @@ def test_each_role_works_the_request_through_to_release(console: Console) -> Non
     # the officer trains the model (when none is) and processes: jobs with a progress page
     if page.locator("#train").count():
         page.click("#train")
-        page.wait_for_selector("text=Model trained", timeout=120_000)
+        officer.job_ends("Model trained")
         page.click(f"text=Back to request {rid}")
     page.click("#process")
-    page.wait_for_url(re.compile(r".*/jobs/job-"))
-    page.wait_for_selector("text=Every item has its outcome", timeout=120_000)
+    officer.job_ends("Every item has its outcome")
     officer.check("process-job")  # once it has ended: no swap under axe's feet
     page.click(f"text=Back to request {rid}")
     page.wait_for_url(re.compile(rf".*/requests/{rid}$"))
@@ -260,8 +290,7 @@ def test_each_role_works_the_request_through_to_release(console: Console) -> Non
     officer.goto(f"/requests/{rid}/release", shot="release")
     page.click("#confirm")
     # a release is a job: its page refreshes itself (htmx) until the work is done
-    page.wait_for_url(re.compile(r".*/jobs/job-"))
-    page.wait_for_selector("text=Every disclosure is in the ledger")
+    officer.job_ends("Every disclosure is in the ledger")
     officer.check("release-job")
     page.click(f"text=Back to request {rid}")
     page.wait_for_url(re.compile(rf".*/requests/{rid}$"))
