@@ -200,8 +200,22 @@ def test_each_role_works_the_request_through_to_release(console: Console) -> Non
         page.click("#train")
         officer.job_ends("Model trained")
         page.click(f"text=Back to request {rid}")
+    # a refresh that fails (a server busy for a moment) does not stop the page refreshing
+    refused: list[str] = []
+
+    def busy_once(route: Any) -> None:
+        if refused:
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.fulfill(status=503, body="busy")
+
+    status_url = re.compile(r".*/jobs/job-[0-9a-f]+/status$")
+    page.route(status_url, busy_once)
     page.click("#process")
     officer.job_ends("Every item has its outcome")
+    page.unroute(status_url)
+    assert refused, "the process job ended before its page first refreshed"
     officer.check("process-job")  # once it has ended: no swap under axe's feet
     page.click(f"text=Back to request {rid}")
     page.wait_for_url(re.compile(rf".*/requests/{rid}$"))
