@@ -396,8 +396,17 @@ def test_recalls_ledger_audit_and_reports(console: Console, tmp_path: Path) -> N
 
 
 def test_a_suspended_user_is_refused_at_the_next_click(console: Console) -> None:
+    from custodes.store import jobs as job_rows
+
     c = console
-    auditor = Page(c, "auditor")
+    auditor = Page(c, "auditor")  # on the work queue
+    # a second browser of the auditor's watches a job that has not ended (a row no worker
+    # takes: it stays queued, and its page keeps refreshing)
+    watching = Page(c, "auditor")
+    with core(c) as (ws, _):
+        waiting = job_rows.create(ws.engine, "process", c.rid, "officer")
+    watching.goto(f"/jobs/{waiting}")
+    watching.page.wait_for_selector("#job-status[hx-get]")
     admin = Page(c, "admin")
     admin.goto("/users", shot="users")
     row = admin.page.locator("form[action='/users/auditor/suspend']")
@@ -409,8 +418,12 @@ def test_a_suspended_user_is_refused_at_the_next_click(console: Console) -> None
     assert r.status in (401, 403) and "Your session has ended" in auditor.page.content()
     auditor.check("session-ended")
     assert not [x for x in auditor.ctx.cookies() if x["name"] == "custodes_session"]
-    auditor.close()
-    admin.close()
+    # the job page's next refresh is refused: the whole page reloads and says so, instead of
+    # 'working…' for ever
+    watching.page.wait_for_selector("h1:has-text('Your session has ended')", timeout=15_000)
+    assert not [x for x in watching.ctx.cookies() if x["name"] == "custodes_session"]
+    for p in (auditor, watching, admin):
+        p.close()
 
 
 def test_page_security(console: Console) -> None:
