@@ -436,6 +436,10 @@ def test_page_security(console: Console) -> None:
     assert headers["cache-control"] == "no-store"
     assert "script-src 'self'" in headers["content-security-policy"]
     assert "unsafe-inline" not in headers["content-security-policy"]
+    # a job page's refresh without a session: reload the page (to the sign-in), no redirect
+    # followed into the fragment
+    r = anon.ctx.request.get(c.url + "/jobs/job-0000000000000000/status", max_redirects=0)
+    assert r.status == 401 and r.headers["hx-refresh"] == "true" and not r.body()
     # a wrong password: one message, no session
     anon.page.fill("#name", "officer")
     anon.page.fill("#password", "not the password")

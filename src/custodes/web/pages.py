@@ -697,11 +697,14 @@ def job_page(request: Request, job_id: str, ws: WS) -> Response:
 
 @router.get("/jobs/{job_id}/status", response_class=HTMLResponse)
 def job_status(request: Request, job_id: str, ws: WS) -> Response:
-    """The job page's refreshing part. A refusal (the session ended, the caller suspended, the
-    job not theirs) cannot be shown inside it: the answer asks the page to reload (htmx
-    `HX-Refresh`), and the whole page shows the refusal (and ends the cookie). A server error is
+    """The job page's refreshing part. A refusal (no session, the session ended, the caller
+    suspended, the job not theirs) cannot be shown inside it: the answer asks the page to reload
+    (htmx `HX-Refresh`; a redirect would be followed and the sign-in page put in the fragment),
+    and the whole page shows the refusal (and ends the cookie) or the sign-in. A server error is
     not a refusal: the page keeps refreshing."""
     response = _job(request, ws, job_id, "job_status.html")
+    if response.status_code == 303:  # no session: to the sign-in
+        return Response(status_code=401, headers={"HX-Refresh": "true"})
     if 400 <= response.status_code < 500:
         return Response(status_code=response.status_code, headers={"HX-Refresh": "true"})
     return response
