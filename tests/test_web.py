@@ -167,12 +167,15 @@ class Page:
         page = self.page
         page.wait_for_url(re.compile(r".*/jobs/job-"))
         job_id = page.url.rsplit("/", 1)[-1]
+
+        def stored() -> dict[str, Any] | None:
+            with core(self.c) as (ws, _):
+                return job_rows.get(ws.engine, job_id)
+
         ended = "#job-status .usa-alert, #job-status:has-text('Cancelled')"
         try:
             page.wait_for_selector(ended, timeout=timeout_s * 1000)
         except playwright_api.TimeoutError:
-            with core(self.c) as (ws, _):
-                row = job_rows.get(ws.engine, job_id)
             # the server runs in this process: where its job thread is, for the failure report
             stacks = {t.ident: t.name for t in threading.enumerate()}
             where = "".join(
@@ -180,12 +183,10 @@ class Page:
                 for ident, frame in sys._current_frames().items()
                 if str(stacks.get(ident, "")).startswith("custodes-job")
             )
-            pytest.fail(f"job {job_id} has not ended after {timeout_s} s: {row}{where}")
+            pytest.fail(f"job {job_id} has not ended after {timeout_s} s: {stored()}{where}")
         text = page.locator("#job-status").inner_text()
         if says not in text:
-            with core(self.c) as (ws, _):
-                row = job_rows.get(ws.engine, job_id)
-            pytest.fail(f"job {job_id} ended without '{says}': {text!r}; {row}")
+            pytest.fail(f"job {job_id} ended without '{says}': {text!r}; {stored()}")
 
 
 def test_each_role_works_the_request_through_to_release(console: Console) -> None:
@@ -215,7 +216,7 @@ def test_each_role_works_the_request_through_to_release(console: Console) -> Non
     page.click("#process")
     officer.job_ends("Every item has its outcome")
     page.unroute(status_url)
-    assert refused, "the process job ended before its page first refreshed"
+    assert refused, "the process job had ended before its page was served: nothing refreshed"
     officer.check("process-job")  # once it has ended: no swap under axe's feet
     page.click(f"text=Back to request {rid}")
     page.wait_for_url(re.compile(rf".*/requests/{rid}$"))
