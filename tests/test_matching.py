@@ -610,8 +610,21 @@ def test_levels_em_never_saw_are_raised_and_no_others(weights: list[float], data
 
 
 def test_model_records_which_weights_were_raised(ws: Workspace) -> None:
-    """Training writes what it raised into the model's provenance (it is hashed with it)."""
-    training = mdl.load(ws).document()["training"]
+    """Training writes what it raised into the model's provenance (it is hashed with it), and
+    the model it saves is the raised one: raising it again changes nothing, and each recorded
+    level carries the weight the record says."""
+    model = mdl.load(ws)
+    training = model.document()["training"]
     assert isinstance(training["weights_raised"], list)
+    again, more = mdl.monotone_weights(model.splink)
+    assert more == [] and again == model.splink
+    levels = {
+        (c.get("output_column_name"), lv.get("label_for_charts")): lv
+        for c in model.splink["comparisons"]
+        for lv in c["comparison_levels"]
+    }
     for r in training["weights_raised"]:
         assert set(r) == {"comparison", "level", "from_bits", "to_bits"}
+        lv = levels[(r["comparison"], r["level"])]
+        bits = math.log2(lv["m_probability"] / lv["u_probability"])
+        assert bits == pytest.approx(r["to_bits"], abs=0.01)
