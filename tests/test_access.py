@@ -72,31 +72,108 @@ def test_first_user_is_the_only_bootstrap(workspace: Workspace) -> None:
 
 
 def test_staff_set_their_own_password_with_a_one_time_code(staff: Staff) -> None:
+    """Split knowledge: the administrator who adds a user holds half a code, the one who
+    confirms holds the other half; neither half alone enrols anyone (issue #22, item 1)."""
     ws = staff.ws
     info = svc.add(ws, staff.admin, "olga", ["officer"], basis="detail order 7")
-    code = info["enrolment_code"]
-    assert info["pending"] == ["officer"] and code.startswith("ce_")
+    first = info["enrolment_code"]
+    assert info["pending"] == ["officer"] and first.startswith("ce_")
+    assert info["enrolment_halves"] == 2 and info["change"]
     with pytest.raises(Unauthenticated):  # no password until she enrols
         sessions.login(ws, "olga", PW)
-    for name, c in (("olga", "ce_wrong"), ("officer", code)):
+    with pytest.raises(Unauthenticated) as exc:  # the first half alone is not a code
+        users.enrol(ws, "olga", first, "her own long password")
+    assert exc.value.code == "bad_enrolment"
+    with pytest.raises(AccessDenied) as exc:  # not by the administrator who added her
+        svc.confirm(ws, staff.admin, "olga")
+    assert exc.value.code == "separation_of_duties"
+    done = svc.confirm(ws, staff.second_admin, "olga")
+    second = done["enrolment_code_second_half"]
+    assert second.startswith("ce2_") and done["confirmed_roles"] == ["officer"]
+    code = f"{first} {second}"
+    for name, c in (
+        ("olga", "ce_wrong " + second),
+        ("olga", first + " ce2_wrong"),
+        ("olga", second),
+        ("officer", code),
+    ):
         with pytest.raises(Unauthenticated) as exc:
             users.enrol(ws, name, c, "her own long password")
         assert exc.value.code == "bad_enrolment"
-    users.enrol(ws, "olga", code, "her own long password")
+    users.enrol(ws, "olga", f"{second}  {first}", "her own long password")  # either order
     with pytest.raises(Unauthenticated):  # the code works once
         users.enrol(ws, "olga", code, "another long password")
     olga = caller(ws, sessions.login(ws, "olga", "her own long password"))
-    with pytest.raises(AccessDenied) as exc:  # pending until a second administrator confirms
-        enter(ws, olga, "process")
-    assert exc.value.code == "forbidden"
-    with pytest.raises(AccessDenied) as exc:  # not by the administrator who granted it
-        svc.confirm(ws, staff.admin, "olga")
-    assert exc.value.code == "separation_of_duties"
-    svc.confirm(ws, staff.second_admin, "olga")
     assert enter(ws, olga, "process").actor == "olga"
     # The administrator never knew the password: no command takes one for another user.
     r = runner.invoke(app, ["users", "add", "x", "--role", "approver", "--password-stdin"])
     assert r.exit_code == 2
+
+
+def test_a_reset_takes_two_administrators_and_ends_access_at_once(staff: Staff) -> None:
+    """Issue #22, item 1: one administrator resetting the officer and enrolling as them was
+    the attack. The reset ends the officer's sessions at once; the first half alone enrols
+    nobody; the second half comes only from another administrator's confirmation."""
+    ws = staff.ws
+    officer = staff["officer"]
+    reset = svc.reset(ws, staff.admin, "officer")
+    with pytest.raises(Unauthenticated) as exc:  # her session ended with the reset
+        enter(ws, officer, "process")
+    assert exc.value.code == "session_ended"
+    with pytest.raises(Unauthenticated):  # and her old password is gone
+        sessions.login(ws, "officer", PW)
+    with pytest.raises(Unauthenticated) as exc:  # the resetting administrator alone: refused
+        users.enrol(ws, "officer", reset["enrolment_code"], "taken over password")
+    assert exc.value.code == "bad_enrolment"
+    with pytest.raises(AccessDenied) as exc:  # nor can they confirm their own reset
+        svc.confirm_change(ws, staff.admin, reset["change"])
+    assert exc.value.code == "separation_of_duties"
+    done = svc.confirm_change(ws, staff.second_admin, reset["change"])
+    assert done["kind"] == "reset" and done["proposed_by"] == "admin"
+    with pytest.raises(Unauthenticated):  # the second half alone: refused too
+        users.enrol(ws, "officer", done["enrolment_code_second_half"], "taken over password")
+    users.enrol(
+        ws,
+        "officer",
+        f"{reset['enrolment_code']} {done['enrolment_code_second_half']}",
+        "her new long password",
+    )
+    assert caller(ws, sessions.login(ws, "officer", "her new long password"))
+    with pytest.raises(ConflictError) as exc:  # a confirmed change is not confirmed twice
+        svc.confirm_change(ws, staff.second_admin, reset["change"])
+    assert exc.value.code == "not_pending"
+
+
+def test_one_queue_of_changes_confirmed_by_their_id(staff: Staff) -> None:
+    """Issue #22, items 4-5: every pending change is listed with its id; 'users confirm NAME'
+    works when one change is pending for NAME, and otherwise names them and confirms none."""
+    ws = staff.ws
+    svc.add(ws, staff.admin, "olga", ["officer"])
+    svc.grant(ws, staff.admin, "olga", "auditor", basis="detail order 8")
+    listed = svc.pending_changes(ws, staff.second_admin)
+    mine = [c for c in listed if c["subject"] == "olga"]
+    assert [c["kind"] for c in mine] == ["user", "grant"]
+    assert all(len(c["id"]) == 64 and c["proposed_by"] == "admin" for c in mine)
+    with pytest.raises(ConflictError) as exc:
+        svc.confirm(ws, staff.second_admin, "olga")
+    assert exc.value.code == "ambiguous_change" and mine[1]["id"] in exc.value.message
+    with pytest.raises(NotFound) as exc:  # an id the confirmer did not see: nothing happens
+        svc.confirm_change(ws, staff.second_admin, "0" * 64)
+    assert exc.value.code == "unknown_change"
+    done = svc.confirm_change(ws, staff.second_admin, mine[1]["id"])
+    assert done["confirmed_roles"] == ["auditor"]
+    # The grant's change is gone from the queue; the user's own change remains.
+    left = [c["kind"] for c in svc.pending_changes(ws, staff.admin) if c["subject"] == "olga"]
+    assert left == ["user"]
+    # Granting the same role again supersedes the older proposal: its id no longer works.
+    first = svc.grant(ws, staff.admin, "olga", "rule_steward", basis="a")["change"]
+    second = svc.grant(ws, staff.admin, "olga", "rule_steward", basis="b")["change"]
+    with pytest.raises(ConflictError) as exc:
+        svc.confirm_change(ws, staff.second_admin, first)
+    assert exc.value.code == "not_pending"
+    assert svc.confirm_change(ws, staff.second_admin, second)["confirmed_roles"] == [
+        "rule_steward"
+    ]
 
 
 def test_an_administrator_cannot_mint_keys_for_staff(staff: Staff) -> None:
@@ -468,7 +545,7 @@ def test_second_factor_policy_lives_in_the_store(staff: Staff, monkeypatch) -> N
     with pytest.raises(AccessDenied) as exc:
         sessions.login(ws, "approver", PW)
     assert exc.value.code == "totp_required"
-    code = svc.reset(ws, staff.admin, "approver")["enrolment_code"]
+    code = staff_mod.whole_code(ws, staff.second_admin, svc.reset(ws, staff.admin, "approver"))
     uri = users.enrol(ws, "approver", code, "approver's own password")["totp_uri"]
     import urllib.parse
 
@@ -561,11 +638,18 @@ def test_cli_enrolment_roles_and_suspension(tmp_path: Path) -> None:
     assert info["pending"] == ["officer"]
     r = runner.invoke(app, ["users", "confirm", "olga", *home], env=chief)
     assert r.exit_code == 2 and "separation_of_duties" in r.output
-    assert runner.invoke(app, ["users", "confirm", "olga", *home], env=deputy).exit_code == 0
-    r = runner.invoke(
+    done = _json(runner.invoke(app, ["users", "confirm", "olga", *home, "--json"], env=deputy))
+    r = runner.invoke(  # the first half alone enrols nobody
         app,
         ["enrol", "olga", "--stdin", *home],
         input=f"{info['enrolment_code']}\nolga's own password\n",
+    )
+    assert r.exit_code == 2 and "bad_enrolment" in r.output
+    r = runner.invoke(
+        app,
+        ["enrol", "olga", "--stdin", *home],
+        input=f"{info['enrolment_code']} {done['enrolment_code_second_half']}\n"
+        "olga's own password\n",
     )
     assert r.exit_code == 0
     r = runner.invoke(

@@ -193,6 +193,8 @@ ROUTES = {
     ("POST", "/v1/registries/agreements"): "registry.change",
     ("POST", "/v1/users/{name}/grants"): "users.change",
     ("POST", "/v1/users/{name}/code"): "users.change",
+    ("GET", "/v1/changes"): "users.read",
+    ("POST", "/v1/changes/{id}/confirm"): "users.change",
     ("POST", "/v1/users/{name}/keys"): "users.change",
     ("GET", "/v1/policy"): "users.read",
     ("POST", "/v1/policy/{key}"): "policy.change",
@@ -723,8 +725,20 @@ def test_rule_sets_registries_grants_and_exports_over_http(api: Api) -> None:
     assert any(g["role"] == "officer" and g["pending"] for g in grants["auditor"])
     made = api.post("/v1/users", "admin", json={"name": "cara", "role": "auditor", "basis": "b"})
     first = made.json()["enrolment_code"]
-    code = api.post("/v1/users/cara/code", "admin").json()["enrolment_code"]
-    assert code and code != first
+    reset = api.post("/v1/users/cara/code", "admin").json()
+    code = reset["enrolment_code"]
+    assert code and code != first and reset["enrolment_halves"] == 2
+    # one queue: the reset waits for a second administrator, who confirms it by its id
+    api.tokens["admin2"] = sessions.login(ws, "admin2", PASSWORD)
+    queued = {c["id"]: c for c in api.get("/v1/changes", "admin2").json()}
+    assert queued[reset["change"]]["kind"] == "reset"
+    assert queued[reset["change"]]["proposed_by"] == "admin"
+    _problem(
+        api.post(f"/v1/changes/{reset['change']}/confirm", "admin"), 403, "separation_of_duties"
+    )
+    _problem(api.post(f"/v1/changes/{'0' * 64}/confirm", "admin2"), 404, "unknown_change")
+    done = api.post(f"/v1/changes/{reset['change']}/confirm", "admin2")
+    assert done.status_code == 200 and done.json()["enrolment_code_second_half"], done.text
 
     # an export checked against the live log: whole, then with one altered tile byte
     auditor = ws_svc.caller(ws, api.tokens["auditor"])

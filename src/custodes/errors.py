@@ -256,6 +256,7 @@ REGISTRY: dict[str, Code] = {
         not_disclosed="Item was not disclosed",
         not_in_review="Item not in review",
         unknown_review_group="No such review group",
+        unknown_change="No such change",
     ),
     **_codes(
         AccessDenied,
@@ -294,6 +295,7 @@ REGISTRY: dict[str, Code] = {
         user_suspended="User suspended",
         not_suspended="Not suspended",
         not_pending="Nothing to confirm",
+        ambiguous_change="Several changes pending",
         last_administrators="Two administrators must remain",
         request_closed="Request not open",
         already_proposed="Already proposed",

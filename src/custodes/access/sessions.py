@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from custodes.access import changes
 from custodes.access import credentials as cred
 from custodes.access.roles import ROLES
 from custodes.access.users import aware, now, roles_of, totp_roles
@@ -248,11 +249,26 @@ def issue_key(call: Call, name: str, *, days: int = KEY_DAYS) -> dict[str, Any]:
         token = _open(
             conn, name, "key", dt.timedelta(days=days), prefix="ck_", issued_by=call.actor
         )
+        change = changes.propose(
+            conn,
+            call.actor,
+            "key",
+            name,
+            f"API key for {name}, valid {days} days",
+            {"key": cred.sha(token), "days": days},
+            slot=f"key:{cred.sha(token)}",
+        )
         log.append(
             conn,
-            [Event("user.key_issued", actor=call.actor, data={"user": name, "days": days})],
+            [
+                Event(
+                    "user.key_issued",
+                    actor=call.actor,
+                    data={"user": name, "days": days, "change": change},
+                )
+            ],
         )
-    return {"user": name, "key": token, "days": days, "pending": True}
+    return {"user": name, "key": token, "days": days, "pending": True, "change": change}
 
 
 def live(

@@ -17,17 +17,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import re
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
+from custodes.access import changes as queue
 from custodes.access import credentials as cred
 from custodes.access.roles import EXCLUSIVE, PRIVILEGED, ROLES
 from custodes.errors import AccessDenied, ConflictError, InputError, NotFound, Unauthenticated
 from custodes.ledger import log
 from custodes.ledger.events import Event
-from custodes.store.tables import agencies, enrolments, grants, policy, sessions, users
+from custodes.store.tables import agencies, changes, enrolments, grants, policy, sessions, users
 from custodes.workspace import Call, Workspace
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
@@ -127,8 +129,14 @@ def _user(conn: Connection, name: str) -> Any:
     return row
 
 
-def _issue_enrolment(conn: Connection, name: str, by: str) -> str:
-    """A new one-time code for `name` (earlier unused codes end)."""
+FIRST_HALF, SECOND_HALF, WHOLE = "ce_", "ce2_", "ce_"
+
+
+def _issue_enrolment(conn: Connection, name: str, by: str, *, halves: int = 2) -> str:
+    """A new one-time code for `name` (earlier unused codes end). Split knowledge: the code
+    comes in two halves, and this is the first one, for `by`; the second half is issued only
+    to the second administrator who confirms the change. Only the bootstrap's second
+    administrator gets a whole code (`halves=1`: nobody else could issue a second half)."""
     t = now()
     conn.execute(
         update(enrolments)
@@ -139,7 +147,7 @@ def _issue_enrolment(conn: Connection, name: str, by: str) -> str:
         )
         .values(ended_at=t)
     )
-    code = cred.new_token("ce_")
+    code = cred.new_token(FIRST_HALF if halves == 2 else WHOLE)
     conn.execute(
         insert(enrolments).values(
             code_sha256=cred.sha(code),
@@ -147,9 +155,48 @@ def _issue_enrolment(conn: Connection, name: str, by: str) -> str:
             issued_by=by,
             issued_at=t,
             expires_at=t + dt.timedelta(hours=ENROLMENT_HOURS),
+            halves=halves,
         )
     )
     return code
+
+
+def _issue_second_half(conn: Connection, first_sha256: str, by: str) -> str:
+    """The second half of a code whose first half another administrator holds."""
+    row = conn.execute(
+        select(enrolments).where(enrolments.c.code_sha256 == first_sha256)
+    ).first()
+    if (
+        row is None
+        or row.halves != 2
+        or row.used_at is not None
+        or row.ended_at is not None
+        or row.second_sha256 is not None
+        or aware(row.expires_at) <= now()  # type: ignore[operator]
+    ):
+        raise ConflictError(
+            "The enrolment code this change completes has ended, expired or been used; "
+            "issue a new one.",
+            code="not_pending",
+        )
+    code = cred.new_token(SECOND_HALF)
+    conn.execute(
+        update(enrolments)
+        .where(enrolments.c.code_sha256 == first_sha256)
+        .values(second_sha256=cred.sha(code), second_by=by, second_at=now())
+    )
+    return code
+
+
+def _halves(code: str) -> tuple[str, str | None]:
+    """The first (or whole) code and the second half, from what the user typed: the two
+    halves in either order, separated by white space."""
+    parts = (code or "").split()
+    first = [p for p in parts if not p.startswith(SECOND_HALF)]
+    second = [p for p in parts if p.startswith(SECOND_HALF)]
+    if len(first) != 1 or len(second) > 1:
+        return "", None
+    return first[0], (second[0] if second else None)
 
 
 def _bootstrapping(conn: Connection, by: str) -> bool:
@@ -298,7 +345,27 @@ def create_user(
             )
         )
         in_force = {r: _insert_grant(conn, name, r, call.actor, basis, expires) for r in wanted}
-        code = None if requester else _issue_enrolment(conn, name, call.actor)
+        pending = sorted(r for r, ok in in_force.items() if not ok)
+        bootstrap = any(r == "administrator" and ok for r, ok in in_force.items())
+        halves = 1 if bootstrap else 2
+        code = None if requester else _issue_enrolment(conn, name, call.actor, halves=halves)
+        change = None
+        if pending or halves == 2 and code:
+            change = queue.propose(
+                conn,
+                call.actor,
+                "user",
+                name,
+                f"new user {name}: "
+                + (f"role(s) {', '.join(pending)}" if pending else "no privileged role")
+                + ("; second half of the enrolment code" if code else ""),
+                {
+                    "roles": pending,
+                    "basis": basis,
+                    "expires": expires.isoformat() if expires else None,
+                    "enrolment": cred.sha(code) if code else None,
+                },
+            )
         log.append(
             conn,
             [
@@ -309,8 +376,10 @@ def create_user(
                         "user": name,
                         "roles": sorted(wanted),
                         "expires": expires.isoformat() if expires else None,
-                        "pending_confirmation": sorted(r for r, ok in in_force.items() if not ok),
-                        "bootstrap": any(r == "administrator" and ok for r, ok in in_force.items()),
+                        "pending_confirmation": pending,
+                        "bootstrap": bootstrap,
+                        "change": change,
+                        "enrolment_halves": halves if code else None,
                     },
                 )
             ],
@@ -318,11 +387,13 @@ def create_user(
     return {
         "user": name,
         "roles": sorted(wanted),
-        "pending": sorted(r for r, ok in in_force.items() if not ok),
+        "pending": pending,
         "last_day": last_day,
         "agency": agency,
         "enrolment_code": code,
+        "enrolment_halves": halves if code else None,
         "enrolment_hours": ENROLMENT_HOURS if code else None,
+        "change": change,
     }
 
 
@@ -346,79 +417,224 @@ def grant(
                 code="separation_of_duties",
             )
         in_force = _insert_grant(conn, name, role, call.actor, basis, expires)
-        log.append(conn, [_grant_event(call.actor, name, role, expires, in_force)])
+        change = None
+        if not in_force:
+            change = queue.propose(
+                conn,
+                call.actor,
+                "grant",
+                name,
+                f"grant {role} to {name}",
+                {
+                    "role": role,
+                    "basis": basis,
+                    "expires": expires.isoformat() if expires else None,
+                },
+                slot=f"grant:{name}:{role}",
+            )
+        event = _grant_event(call.actor, name, role, expires, in_force)
+        event.data["change"] = change
+        log.append(conn, [event])
     return {
         "user": name,
         "role": role,
         "basis": basis,
         "last_day": last_day,
         "pending": not in_force,
+        "change": change,
     }
 
 
 def confirm(call: Call, name: str) -> dict[str, Any]:
-    """A second administrator confirms what another administrator issued for `name`: pending
-    privileged grants and API keys. Nobody confirms their own issue or their own grant."""
-    t = now()
+    """Confirm the one change pending for `name` ('custodes users confirm NAME'). With several
+    pending, nothing is confirmed: the refusal lists them, and the administrator confirms one
+    by its id ('custodes changes confirm ID'), having seen what it changes."""
     with call.transaction() as conn:
         _user(conn, name)
-        if name == call.actor:
-            raise AccessDenied("Nobody confirms grants to themselves.", code="separation_of_duties")
-        pending_grants = conn.execute(
-            select(grants.c.role, grants.c.granted_by).where(
-                grants.c.user_name == name, grants.c.confirmed_at.is_(None)
-            )
-        ).all()
-        pending_keys = conn.execute(
-            select(sessions.c.token_sha256, sessions.c.issued_by).where(
-                sessions.c.user_name == name,
-                sessions.c.kind == "key",
-                sessions.c.confirmed_by.is_(None),
-                sessions.c.ended_at.is_(None),
-            )
-        ).all()
-        mine = [g for g in pending_grants if g.granted_by == call.actor] + [
-            k for k in pending_keys if k.issued_by == call.actor
-        ]
-        roles = [g.role for g in pending_grants if g.granted_by != call.actor]
-        keys = [k.token_sha256 for k in pending_keys if k.issued_by != call.actor]
-        if not roles and not keys:
-            if mine:
-                raise AccessDenied(
-                    "A second administrator must confirm what you issued.",
-                    code="separation_of_duties",
-                )
-            raise ConflictError(
-                f"Nothing is waiting for confirmation for {name}.", code="not_pending"
-            )
-        for role in roles:
-            check_roles(set(roles_of(conn, name)) | {role})
-        conn.execute(
-            update(grants)
-            .where(grants.c.user_name == name, grants.c.role.in_(roles))
-            .values(confirmed_by=call.actor, confirmed_at=t)
+        waiting = [c for c in queue.pending(conn, subject=name) if c["kind"] != "policy"]
+    if not waiting:
+        raise ConflictError(f"Nothing is waiting for confirmation for {name}.", code="not_pending")
+    if len(waiting) > 1:
+        listed = "; ".join(f"{c['id']} ({c['summary']}, by {c['proposed_by']})" for c in waiting)
+        raise ConflictError(
+            f"{len(waiting)} changes are waiting for {name}; confirm one by its id with "
+            f"'custodes changes confirm ID': {listed}.",
+            code="ambiguous_change",
         )
-        conn.execute(
-            update(sessions)
-            .where(sessions.c.token_sha256.in_(keys))
-            .values(confirmed_by=call.actor)
+    return confirm_change(call, waiting[0]["id"])
+
+
+def confirm_change(call: Call, change_id: str) -> dict[str, Any]:
+    """A second administrator confirms one pending change by its id. Nobody confirms a change
+    they proposed or one about themselves; what the change does is applied in the same
+    transaction, and the ledger records the confirmer beside the proposer."""
+    with call.transaction() as conn:
+        change = queue.get_pending(conn, change_id)
+        if change["proposed_by"] == call.actor:
+            raise AccessDenied(
+                "A second administrator must confirm what you issued.",
+                code="separation_of_duties",
+            )
+        if change["kind"] != "policy" and change["subject"] == call.actor:
+            raise AccessDenied(
+                "Nobody confirms a change to their own account.", code="separation_of_duties"
+            )
+        result = _APPLY[change["kind"]](conn, call, change)
+        queue.mark_confirmed(conn, change["id"], call.actor)
+    return {
+        "change": change["id"],
+        "kind": change["kind"],
+        "subject": change["subject"],
+        "summary": change["summary"],
+        "proposed_by": change["proposed_by"],
+        "confirmed_by": call.actor,
+        **result,
+    }
+
+
+def _confirm_roles(conn: Connection, call: Call, name: str, roles: list[str], by: str) -> list[str]:
+    """Confirm the pending grants of `roles` that `by` made; returns those confirmed."""
+    waiting = [
+        r
+        for (r,) in conn.execute(
+            select(grants.c.role).where(
+                grants.c.user_name == name,
+                grants.c.role.in_(roles),
+                grants.c.granted_by == by,
+                grants.c.confirmed_at.is_(None),
+            )
         )
-        log.append(
-            conn,
-            [
-                Event(
-                    "user.confirmed",
-                    actor=call.actor,
-                    data={"user": name, "roles": sorted(roles), "keys": len(keys)},
-                )
-            ],
+    ]
+    for role in waiting:
+        check_roles(set(roles_of(conn, name)) | {role})
+    conn.execute(
+        update(grants)
+        .where(grants.c.user_name == name, grants.c.role.in_(waiting))
+        .values(confirmed_by=call.actor, confirmed_at=now())
+    )
+    return sorted(waiting)
+
+
+def _confirmed_event(call: Call, change: dict[str, Any], **data: Any) -> Event:
+    return Event(
+        "user.confirmed",
+        actor=call.actor,
+        data={
+            "user": change["subject"],
+            "roles": [],
+            "keys": 0,
+            "change": change["id"],
+            "proposed_by": change["proposed_by"],
+            **data,
+        },
+    )
+
+
+def _apply_user(conn: Connection, call: Call, change: dict[str, Any]) -> dict[str, Any]:
+    p = change["payload"]
+    roles = _confirm_roles(conn, call, change["subject"], p["roles"], change["proposed_by"])
+    second = _issue_second_half(conn, p["enrolment"], call.actor) if p["enrolment"] else None
+    log.append(
+        conn,
+        [_confirmed_event(call, change, roles=roles, enrolment_second_half=second is not None)],
+    )
+    return _confirmed(change["subject"], roles, 0, second)
+
+
+def _apply_grant(conn: Connection, call: Call, change: dict[str, Any]) -> dict[str, Any]:
+    role = change["payload"]["role"]
+    roles = _confirm_roles(conn, call, change["subject"], [role], change["proposed_by"])
+    if not roles:
+        raise ConflictError("That grant is no longer pending.", code="not_pending")
+    log.append(conn, [_confirmed_event(call, change, roles=roles)])
+    return _confirmed(change["subject"], roles, 0, None)
+
+
+def _apply_key(conn: Connection, call: Call, change: dict[str, Any]) -> dict[str, Any]:
+    done = conn.execute(
+        update(sessions)
+        .where(
+            sessions.c.token_sha256 == change["payload"]["key"],
+            sessions.c.user_name == change["subject"],
+            sessions.c.kind == "key",
+            sessions.c.confirmed_by.is_(None),
+            sessions.c.ended_at.is_(None),
         )
-    return {"user": name, "confirmed_roles": sorted(roles), "confirmed_keys": len(keys)}
+        .values(confirmed_by=call.actor)
+    ).rowcount
+    if not done:
+        raise ConflictError("That key has ended or is already confirmed.", code="not_pending")
+    log.append(conn, [_confirmed_event(call, change, keys=1)])
+    return _confirmed(change["subject"], [], 1, None)
+
+
+def _apply_reset(conn: Connection, call: Call, change: dict[str, Any]) -> dict[str, Any]:
+    second = _issue_second_half(conn, change["payload"]["enrolment"], call.actor)
+    log.append(conn, [_confirmed_event(call, change, enrolment_second_half=True)])
+    return _confirmed(change["subject"], [], 0, second)
+
+
+def _confirmed(name: str, roles: list[str], keys: int, second: str | None) -> dict[str, Any]:
+    return {
+        "user": name,
+        "confirmed_roles": roles,
+        "confirmed_keys": keys,
+        "enrolment_code_second_half": second,
+        "enrolment_hours": ENROLMENT_HOURS if second else None,
+    }
+
+
+def _apply_policy(conn: Connection, call: Call, change: dict[str, Any]) -> dict[str, Any]:
+    key, value = change["subject"], change["payload"]["value"]
+    row = conn.execute(select(policy).where(policy.c.key == key)).first()
+    if row is None or row.pending != value or row.pending_by != change["proposed_by"]:
+        raise ConflictError(f"That change to '{key}' is no longer pending.", code="not_pending")
+    conn.execute(
+        update(policy)
+        .where(policy.c.key == key)
+        .values(
+            value=value,
+            set_by=row.pending_by,
+            confirmed_by=call.actor,
+            set_at=now(),
+            pending=None,
+            pending_by=None,
+            pending_at=None,
+        )
+    )
+    log.append(
+        conn,
+        [
+            Event(
+                "policy.confirmed",
+                actor=call.actor,
+                data={
+                    "key": key,
+                    "value": value,
+                    "proposed_by": row.pending_by,
+                    "change": change["id"],
+                },
+            )
+        ],
+    )
+    return {"key": key, "value": value}
+
+
+_APPLY = {
+    "user": _apply_user,
+    "grant": _apply_grant,
+    "key": _apply_key,
+    "reset": _apply_reset,
+    "policy": _apply_policy,
+}
 
 
 def issue_enrolment(call: Call, name: str) -> dict[str, Any]:
-    """A new one-time code with which a staff user sets a new password and second factor
-    (after a lost password or device); their sessions end now."""
+    """A credential reset (after a lost password or device): the user's sessions end and their
+    password and second factor are cleared now, so they cannot act until they enrol again.
+    The new one-time code comes in two halves: this administrator gets the first, and the
+    second administrator who confirms the reset gets the second ('custodes changes confirm').
+    Neither alone holds a usable code."""
     with call.transaction() as conn:
         row = _user(conn, name)
         if row.agency:
@@ -435,8 +651,31 @@ def issue_enrolment(call: Call, name: str) -> dict[str, Any]:
             update(users).where(users.c.name == name).values(password_hash=None, totp_secret=None)
         )
         _end_sessions(conn, sessions.c.user_name == name, "credentials_reset")
-        log.append(conn, [Event("user.enrolment_issued", actor=call.actor, data={"user": name})])
-    return {"user": name, "enrolment_code": code, "enrolment_hours": ENROLMENT_HOURS}
+        change = queue.propose(
+            conn,
+            call.actor,
+            "reset",
+            name,
+            f"credential reset for {name}: second half of the new enrolment code",
+            {"enrolment": cred.sha(code)},
+        )
+        log.append(
+            conn,
+            [
+                Event(
+                    "user.enrolment_issued",
+                    actor=call.actor,
+                    data={"user": name, "change": change, "enrolment_halves": 2},
+                )
+            ],
+        )
+    return {
+        "user": name,
+        "enrolment_code": code,
+        "enrolment_halves": 2,
+        "enrolment_hours": ENROLMENT_HOURS,
+        "change": change,
+    }
 
 
 def enrol(ws: Workspace, name: str, code: str, password: str) -> dict[str, Any]:
@@ -444,9 +683,10 @@ def enrol(ws: Workspace, name: str, code: str, password: str) -> dict[str, Any]:
     second factor, a new TOTP secret is made and its provisioning URI returned (to them)."""
     pw_hash = cred.hash_password(password)
     t = now()
+    first, second = _halves(code)
     with ws.engine.begin() as conn:
         row = conn.execute(
-            select(enrolments).where(enrolments.c.code_sha256 == cred.sha(code or ""))
+            select(enrolments).where(enrolments.c.code_sha256 == cred.sha(first))
         ).first()
         user = conn.execute(select(users).where(users.c.name == name)).first()
         ok = (
@@ -458,10 +698,19 @@ def enrol(ws: Workspace, name: str, code: str, password: str) -> dict[str, Any]:
             and aware(row.expires_at) > t  # type: ignore[operator]
             and user.status == "active"
         )
+        if ok and row.halves == 2:  # type: ignore[union-attr]
+            ok = (
+                second is not None
+                and row.second_sha256 is not None  # type: ignore[union-attr]
+                and hmac.compare_digest(cred.sha(second), row.second_sha256)  # type: ignore[union-attr]
+            )
+        elif ok:
+            ok = second is None
         if not ok:
             raise Unauthenticated(
                 "The enrolment code is not valid for this user (unknown, used, expired or "
-                "ended); ask an administrator for a new one.",
+                "ended, or not both halves: one from the administrator who issued it and one "
+                "from the administrator who confirmed it); ask an administrator for a new one.",
                 code="bad_enrolment",
             )
         conn.execute(
@@ -537,6 +786,7 @@ def suspend(call: Call, name: str, reason: str) -> dict[str, Any]:
         withdrawn = conn.execute(
             delete(grants).where(grants.c.granted_by == name, grants.c.confirmed_at.is_(None))
         ).rowcount
+        queue.end(conn, changes.c.proposed_by == name, "proposer_suspended")
         conn.execute(
             update(users)
             .where(users.c.name == name)
@@ -679,11 +929,15 @@ def _policy_value(key: str, value: str) -> str:
         raise InputError(
             f"Unknown policy '{key}' (known: {', '.join(POLICY_KEYS)}).", code="bad_argument"
         )
+    # A policy names roles whose holders need a second factor: roles that one person may
+    # not hold together (administrator and approver) may well share a policy, so only the
+    # names are checked here, never separation of duties.
     roles = sorted({r.strip() for r in value.split(",") if r.strip()})
-    check_roles(set(roles) - {"requester"})  # validates the names only
     unknown = [r for r in roles if r not in ROLES]
     if unknown:
-        raise InputError(f"Unknown role(s): {', '.join(unknown)}.", code="bad_role")
+        raise InputError(
+            f"Unknown role(s): {', '.join(unknown)} (roles: {', '.join(ROLES)}).", code="bad_role"
+        )
     return ",".join(roles)
 
 
@@ -697,51 +951,36 @@ def propose_policy(call: Call, key: str, value: str) -> dict[str, Any]:
             conn.execute(insert(policy).values(key=key, **values))
         else:
             conn.execute(update(policy).where(policy.c.key == key).values(**values))
-        log.append(
-            conn,
-            [Event("policy.proposed", actor=call.actor, data={"key": key, "value": value})],
-        )
-    return {"key": key, "pending": value, "proposed_by": call.actor}
-
-
-def confirm_policy(call: Call, key: str) -> dict[str, Any]:
-    with call.transaction() as conn:
-        row = conn.execute(select(policy).where(policy.c.key == key)).first()
-        if row is None or row.pending is None:
-            raise ConflictError(f"No change to '{key}' is waiting.", code="not_pending")
-        if row.pending_by == call.actor:
-            raise AccessDenied(
-                "A second administrator must confirm the policy change.",
-                code="separation_of_duties",
-            )
-        conn.execute(
-            update(policy)
-            .where(policy.c.key == key)
-            .values(
-                value=row.pending,
-                set_by=row.pending_by,
-                confirmed_by=call.actor,
-                set_at=now(),
-                pending=None,
-                pending_by=None,
-                pending_at=None,
-            )
+        change = queue.propose(
+            conn, call.actor, "policy", key, f"policy {key} = '{value}'", {"value": value}
         )
         log.append(
             conn,
             [
                 Event(
-                    "policy.confirmed",
+                    "policy.proposed",
                     actor=call.actor,
-                    data={"key": key, "value": row.pending, "proposed_by": row.pending_by},
+                    data={"key": key, "value": value, "change": change},
                 )
             ],
         )
+    return {"key": key, "pending": value, "proposed_by": call.actor, "change": change}
+
+
+def confirm_policy(call: Call, key: str) -> dict[str, Any]:
+    """Confirm the change to `key` waiting now ('custodes users policy --confirm'): the same
+    as confirming that change by its id."""
+    with call.transaction() as conn:
+        waiting = [c for c in queue.pending(conn, subject=key) if c["kind"] == "policy"]
+    if not waiting:
+        raise ConflictError(f"No change to '{key}' is waiting.", code="not_pending")
+    done = confirm_change(call, waiting[-1]["id"])
     return {
         "key": key,
-        "value": row.pending,
-        "proposed_by": row.pending_by,
+        "value": done["value"],
+        "proposed_by": done["proposed_by"],
         "confirmed_by": call.actor,
+        "change": done["change"],
     }
 
 

@@ -848,14 +848,31 @@ def confirm_policy(key: str, who: Who, ws: WS) -> Any:
 
 @staff.post("/users/{name}/code", response_model=m.Document)
 def new_code(name: str, who: Who, ws: WS) -> Any:
-    """A new one-time enrolment code (shown once); the user's sessions end."""
+    """Reset the user's credentials: their sessions end now; the answer carries the first
+    half of a new enrolment code (shown once) and the id of the change whose confirmation, by
+    a second administrator, issues the second half."""
     return users.reset(ws, who, name)
 
 
 @staff.post("/users/{name}/confirm", response_model=m.Document)
 def confirm_user(name: str, who: Who, ws: WS) -> Any:
-    """A second administrator confirms what another issued for this user."""
+    """A second administrator confirms the one change pending for this user (409
+    `ambiguous_change`, listing them, when there are several: confirm one by its id)."""
     return users.confirm(ws, who, name)
+
+
+@staff.get("/changes", response_model=list[m.Document])
+def list_changes(who: Who, ws: WS) -> Any:
+    """Changes waiting for a second administrator: id (the hash a confirmation names), kind,
+    what it changes, who proposed it and when."""
+    return users.pending_changes(ws, who)
+
+
+@staff.post("/changes/{id}/confirm", response_model=m.Document)
+def confirm_change(id: str, who: Who, ws: WS) -> Any:
+    """A second administrator confirms one change by its id; for a new user or a credential
+    reset, the answer carries the second half of the enrolment code (shown once)."""
+    return users.confirm_change(ws, who, id)
 
 
 @staff.post("/users/{name}/suspend", response_model=m.Document)

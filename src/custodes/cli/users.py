@@ -1,4 +1,4 @@
-"""users add | grant | confirm | suspend | reinstate | key | totp | list | policy."""
+"""users add | grant | confirm | suspend | reinstate | key | totp | list | policy; changes."""
 
 from __future__ import annotations
 
@@ -43,11 +43,36 @@ def _last_day(value: str | None) -> dt.date | None:
 
 
 def _code(info: dict[str, Any]) -> None:
-    if info.get("enrolment_code"):
+    """The enrolment code this administrator holds: a whole one only at the bootstrap, else
+    the first half, the second going to whoever confirms the change."""
+    if not info.get("enrolment_code"):
+        return
+    if info.get("enrolment_halves") == 2:
+        render.say(
+            f"First half of {info['user']}'s one-time enrolment code (give it to them in "
+            f"person; valid {info['enrolment_hours']} hours). The second half goes to the "
+            f"administrator who confirms change {info['change']} ('custodes changes confirm "
+            f"{info['change']}'); {info['user']} enters both with 'custodes enrol "
+            f"{info['user']}':\n{info['enrolment_code']}"
+        )
+    else:
         render.say(
             f"One-time enrolment code for {info['user']} (give it to them in person; valid "
             f"{info['enrolment_hours']} hours; they run 'custodes enrol {info['user']}'):\n"
             f"{info['enrolment_code']}"
+        )
+
+
+def confirmed_view(r: dict[str, Any]) -> None:
+    """What a confirmation did, and the second half of a code when it completes one."""
+    render.say(
+        f"Confirmed change {r['change']} ({r['summary']}), proposed by {r['proposed_by']}."
+    )
+    if r.get("enrolment_code_second_half"):
+        render.say(
+            f"Second half of {r['user']}'s one-time enrolment code (give it to them in person; "
+            f"valid {r['enrolment_hours']} hours from the first half; they enter both halves "
+            f"with 'custodes enrol {r['user']}'):\n{r['enrolment_code_second_half']}"
         )
 
 
@@ -121,18 +146,10 @@ def users_grant(
 
 @users_app.command("confirm")
 def users_confirm(user: UserArg, home: HomeOpt = None, json_out: JsonOpt = False) -> None:
-    """Confirm, as a second administrator, the grants and API keys another administrator
-    issued for a user."""
-    run(
-        home,
-        json_out,
-        svc.confirm,
-        user,
-        view=lambda r: render.say(
-            f"{r['user']}: confirmed role(s) {', '.join(r['confirmed_roles']) or 'none'} and "
-            f"{r['confirmed_keys']} key(s)."
-        ),
-    )
+    """Confirm, as a second administrator, the one change another administrator proposed for
+    a user (their roles, a key, a credential reset). With several pending, nothing is
+    confirmed: they are listed, and you confirm one with 'custodes changes confirm ID'."""
+    run(home, json_out, svc.confirm, user, view=confirmed_view)
 
 
 @users_app.command("suspend")
@@ -194,9 +211,51 @@ def users_key(
 
 @users_app.command("totp")
 def users_totp(user: UserArg, home: HomeOpt = None, json_out: JsonOpt = False) -> None:
-    """Reset a user's credentials: their sessions end and a new one-time enrolment code lets
-    them set a new password and second factor themselves ('custodes enrol')."""
+    """Reset a user's credentials: their sessions end and their password and second factor
+    are cleared now. You receive the first half of a new one-time enrolment code; a second
+    administrator confirms the reset ('custodes changes confirm ID') and receives the second
+    half; the user sets a new password and second factor with both ('custodes enrol')."""
     run(home, json_out, svc.reset, user, view=_code)
+
+
+changes_app = group(
+    "changes",
+    "Changes waiting for a second administrator (roles, keys, credential resets, policy): "
+    "list them, confirm one by its id.",
+)
+
+
+def _show_changes(rows: list[dict[str, Any]]) -> None:
+    render.rows(
+        "Pending changes",
+        rows,
+        [
+            ("id", "id"),
+            ("kind", "kind"),
+            ("what it changes", "summary"),
+            ("proposed by", "proposed_by"),
+            ("at", lambda r: r["proposed_at"].strftime("%Y-%m-%d %H:%M UTC")),
+        ],
+    )
+
+
+@changes_app.command("list")
+def changes_list(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """Every change waiting for a second administrator: its id (the hash you confirm it by),
+    its kind, what it changes, and who proposed it when."""
+    run(home, json_out, svc.pending_changes, view=_show_changes)
+
+
+@changes_app.command("confirm")
+def changes_confirm(
+    change: Annotated[str, typer.Argument(help="The change's id, from 'custodes changes list'.")],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Confirm one pending change by its id, as a second administrator: never one you
+    proposed, never one about your own account. Confirming a new user or a credential reset
+    gives you the second half of their enrolment code."""
+    run(home, json_out, svc.confirm_change, change, view=confirmed_view)
 
 
 def _show_users(rows: list[dict[str, Any]]) -> None:

@@ -158,17 +158,18 @@ def enrol(
         bool,
         typer.Option(
             "--stdin",
-            help="Read the enrolment code, then the new password, from standard input "
-            "(one per line); otherwise both are asked for.",
+            help="Read the enrolment code (both halves on one line, separated by a space), "
+            "then the new password, from standard input (one per line); otherwise both are "
+            "asked for.",
         ),
     ] = False,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Set your own password with the one-time enrolment code an administrator gave you (and
-    receive your second factor when a role of yours needs one)."""
+    """Set your own password with the one-time enrolment code two administrators gave you, a
+    half each (and receive your second factor when a role of yours needs one)."""
     with guarded(json_out):
-        code = read_secret(stdin, "Enrolment code")
+        code = read_secret(stdin, "Enrolment code (both halves, separated by a space)")
         password = read_secret(stdin, "New password")
         ws = svc.open_workspace(home)
         try:

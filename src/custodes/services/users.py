@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from custodes.access import CheckedCall, service, sessions, users
+from custodes.access import CheckedCall, changes, service, sessions, users
 
 
 @service("users.change")
@@ -33,8 +33,24 @@ def grant(
 
 @service("users.change")
 def confirm(call: CheckedCall, name: str) -> dict[str, Any]:
-    """A second administrator confirms the grants and keys another issued for `name`."""
+    """A second administrator confirms the one change pending for `name` (refused, with the
+    list, when several are pending: confirm one by its id)."""
     return users.confirm(call, name)
+
+
+@service("users.read")
+def pending_changes(call: CheckedCall) -> list[dict[str, Any]]:
+    """Every change waiting for a second administrator: its id (the hash a confirmation
+    names), kind, what it changes, and who proposed it when."""
+    with call.ws.engine.connect() as conn:
+        return changes.pending(conn)
+
+
+@service("users.change")
+def confirm_change(call: CheckedCall, change_id: str) -> dict[str, Any]:
+    """A second administrator confirms one pending change by its id (never their own, never
+    one about themselves); a credential's change answers with the second half of the code."""
+    return users.confirm_change(call, change_id)
 
 
 @service("users.change")
@@ -56,7 +72,8 @@ def key(call: CheckedCall, name: str, *, days: int = sessions.KEY_DAYS) -> dict[
 
 @service("users.change")
 def reset(call: CheckedCall, name: str) -> dict[str, Any]:
-    """A new enrolment code with which the user sets a new password and second factor."""
+    """Reset a user's credentials: their sessions end now; the first half of a new enrolment
+    code comes back, the second goes to the administrator who confirms the reset."""
     return users.issue_enrolment(call, name)
 
 

@@ -287,6 +287,32 @@ enrolments = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True)),
     Column("ended_at", DateTime(timezone=True)),
+    # Split knowledge: a code in two halves needs its second half, issued by a second
+    # administrator when they confirm the change (`code_sha256` is the first half's hash).
+    # Only the bootstrap's second administrator gets a whole code (halves = 1).
+    Column("halves", Integer, nullable=False, server_default="1"),
+    Column("second_sha256", String(64)),
+    Column("second_by", String(64)),
+    Column("second_at", DateTime(timezone=True)),
+)
+
+# One queue of pending changes: each waits for a second administrator, who confirms it by its
+# id (the hash of what it changes), so a confirmation names the one change the confirmer saw.
+changes = Table(
+    "changes",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("subject", String(200), nullable=False, index=True),
+    Column("slot", String(300), nullable=False, index=True),  # a newer change supersedes
+    Column("summary", Text, nullable=False),
+    Column("payload", Text, nullable=False),  # canonical JSON
+    Column("proposed_by", String(64), nullable=False),
+    Column("proposed_at", DateTime(timezone=True), nullable=False),
+    Column("confirmed_by", String(64)),
+    Column("confirmed_at", DateTime(timezone=True)),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("ended_reason", String(32)),
 )
 
 # Failed sign-ins per account name (existing or not, so the answers do not differ).

@@ -1,8 +1,9 @@
 """Real users for the demo, the benchmarks and the tests, made through the door.
 
 Nothing here bypasses the door: the first administrator is bootstrapped, a second one is
-created and enrols with their code, every other user is created by one administrator,
-confirmed by the other and enrols with their own code; an agency account gets a key that the
+created and enrols with their (whole, bootstrap) code, every other user is created by one
+administrator, confirmed by the other and enrols with the two halves of their code (one from
+each administrator); an agency account gets a key that the
 second administrator confirms. The callers returned are ordinary signed-in callers.
 """
 
@@ -83,16 +84,27 @@ def add(
             enter(ws, first, "registry.change"), agency, safeguards_current=True, open_findings=0
         )
     info = users.create_user(_as(ws, first), name, roles, basis=basis, agency=agency)
-    if info["pending"]:
-        users.confirm(_as(ws, second), name)
+    code = info["enrolment_code"]
+    if info["change"]:
+        done = users.confirm_change(_as(ws, second), info["change"])
+        if done["enrolment_code_second_half"]:
+            code = f"{code} {done['enrolment_code_second_half']}"
     if "requester" in roles:
         _agency_key(staff, name)
         return None
     if not enrol:
-        return info["enrolment_code"]
-    users.enrol(ws, name, info["enrolment_code"], staff.password)
+        return code
+    users.enrol(ws, name, code, staff.password)
     staff.login(name)
     return None
+
+
+def whole_code(ws: Workspace, second: Caller, issued: dict) -> str:
+    """The usable enrolment code of a user that one administrator added or reset (`issued`,
+    what that returned): its first half and the second half that `second`, another
+    administrator, receives by confirming the change."""
+    done = users.confirm_change(_as(ws, second), issued["change"])
+    return f"{issued['enrolment_code']} {done['enrolment_code_second_half']}"
 
 
 def one_per_role(ws: Workspace, agency: str = "U.S. Immigration and Customs Enforcement") -> Staff:
@@ -117,8 +129,9 @@ def _names(ws: Workspace) -> set[str]:
 
 def _agency_key(staff: Staff, name: str) -> None:
     """A confirmed API key for an agency account, signed in."""
-    key = sessions.issue_key(_as(staff.ws, staff.admin), name)["key"]
-    users.confirm(_as(staff.ws, staff.second_admin), name)
+    issued = sessions.issue_key(_as(staff.ws, staff.admin), name)
+    users.confirm_change(_as(staff.ws, staff.second_admin), issued["change"])
+    key = issued["key"]
     staff.callers[name] = caller(staff.ws, key)
 
 

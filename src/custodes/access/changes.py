@@ -1,0 +1,144 @@
+"""One queue of pending changes, each confirmed by a second administrator by its id.
+
+Every power that one administrator could otherwise use alone waits here: a new staff user
+(their roles and the second half of their enrolment code), a further grant, an agency's API
+key, a credential reset (the second half of the new code) and the access policy. The id of a
+change is the SHA-256 of its canonical description (kind, subject, what it changes, who
+proposed it and when, and a random nonce), so a confirmation names exactly the change the
+confirmer was shown: a change edited or replaced since then has another id and is refused.
+
+This module keeps the queue itself (propose, list, look up, close); what confirming each kind
+does lives with the rows it changes (`access.users.confirm_change`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, select, update
+
+from custodes.errors import ConflictError, NotFound
+from custodes.store.tables import changes
+
+# What each kind of change does, in words an administrator reads before confirming.
+KINDS = {
+    "user": "a new staff user: their privileged roles and the second half of their code",
+    "grant": "a further privileged role",
+    "key": "an agency account's API key",
+    "reset": "a credential reset: the second half of the new enrolment code",
+    "policy": "the access policy",
+}
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _aware(t: dt.datetime | None) -> dt.datetime | None:
+    return t.replace(tzinfo=dt.UTC) if t is not None and t.tzinfo is None else t
+
+
+def canonical(doc: dict[str, Any]) -> bytes:
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+
+
+def propose(
+    conn: Connection,
+    actor: str,
+    kind: str,
+    subject: str,
+    summary: str,
+    payload: dict[str, Any],
+    *,
+    slot: str | None = None,
+) -> str:
+    """Put a change in the queue and return its id. A pending change in the same `slot` (by
+    default: same kind and subject) is superseded: only the newest one can be confirmed."""
+    assert kind in KINDS, kind
+    t = _now()
+    slot = slot or f"{kind}:{subject}"
+    description = {
+        "kind": kind,
+        "subject": subject,
+        "summary": summary,
+        "payload": payload,
+        "proposed_by": actor,
+        "proposed_at": t.isoformat(),
+        "nonce": secrets.token_hex(16),
+    }
+    cid = hashlib.sha256(canonical(description)).hexdigest()
+    end(conn, changes.c.slot == slot, "superseded")
+    conn.execute(
+        changes.insert().values(
+            id=cid,
+            kind=kind,
+            subject=subject,
+            slot=slot,
+            summary=summary,
+            payload=canonical(payload).decode(),
+            proposed_by=actor,
+            proposed_at=t,
+        )
+    )
+    return cid
+
+
+def end(conn: Connection, where: Any, reason: str) -> int:
+    """End pending changes (superseded, withdrawn, their proposer suspended)."""
+    return conn.execute(
+        update(changes)
+        .where(where, changes.c.confirmed_at.is_(None), changes.c.ended_at.is_(None))
+        .values(ended_at=_now(), ended_reason=reason)
+    ).rowcount
+
+
+def _row(r: Any) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "kind": r.kind,
+        "subject": r.subject,
+        "summary": r.summary,
+        "what": KINDS[r.kind],
+        "payload": orjson.loads(r.payload),
+        "proposed_by": r.proposed_by,
+        "proposed_at": _aware(r.proposed_at),
+    }
+
+
+def pending(conn: Connection, subject: str | None = None) -> list[dict[str, Any]]:
+    """Changes waiting for a second administrator, oldest first."""
+    q = select(changes).where(changes.c.confirmed_at.is_(None), changes.c.ended_at.is_(None))
+    if subject is not None:
+        q = q.where(changes.c.subject == subject)
+    return [_row(r) for r in conn.execute(q.order_by(changes.c.proposed_at, changes.c.id))]
+
+
+def get_pending(conn: Connection, change_id: str) -> dict[str, Any]:
+    """The pending change with this id, or a coded refusal saying why it cannot be confirmed."""
+    r = conn.execute(select(changes).where(changes.c.id == (change_id or "").strip())).first()
+    if r is None:
+        raise NotFound(
+            "No change has that id; list the pending ones with 'custodes changes list'.",
+            code="unknown_change",
+        )
+    if r.confirmed_at is not None:
+        raise ConflictError(
+            f"That change was already confirmed by {r.confirmed_by}.", code="not_pending"
+        )
+    if r.ended_at is not None:
+        raise ConflictError(
+            f"That change is no longer pending ({r.ended_reason}).", code="not_pending"
+        )
+    return _row(r)
+
+
+def mark_confirmed(conn: Connection, change_id: str, actor: str) -> None:
+    conn.execute(
+        update(changes)
+        .where(changes.c.id == change_id)
+        .values(confirmed_by=actor, confirmed_at=_now())
+    )
