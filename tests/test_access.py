@@ -171,9 +171,7 @@ def test_one_queue_of_changes_confirmed_by_their_id(staff: Staff) -> None:
     with pytest.raises(ConflictError) as exc:
         svc.confirm_change(ws, staff.second_admin, first)
     assert exc.value.code == "not_pending"
-    assert svc.confirm_change(ws, staff.second_admin, second)["confirmed_roles"] == [
-        "rule_steward"
-    ]
+    assert svc.confirm_change(ws, staff.second_admin, second)["confirmed_roles"] == ["rule_steward"]
 
 
 def test_an_administrator_cannot_mint_keys_for_staff(staff: Staff) -> None:
@@ -458,6 +456,8 @@ ACCESS_COMMANDS = (
     "add",
     "grant",
     "confirm",
+    "confirm_change",
+    "enrol",
     "key",
     "reset",
     "policy",
@@ -475,6 +475,10 @@ TARGETS = ("officer", "approver", "auditor", "requester", "admin2", "new-a", "ne
     steps=[("add", "new-a"), ("confirm", "new-a"), ("key", "requester"), ("confirm", "requester")]
 )
 @example(steps=[("policy", "officer"), ("confirm_policy", "officer"), ("suspend", "admin2")])
+@example(  # the 2026 attack: reset a colleague, then enrol as them with what one holds
+    steps=[("reset", "approver"), ("confirm_change", "approver"), ("enrol", "approver")]
+)
+@example(steps=[("reset", "admin2"), ("confirm", "admin2"), ("enrol", "admin2")])
 @given(
     st.lists(
         st.tuples(st.sampled_from(ACCESS_COMMANDS), st.sampled_from(TARGETS)),
@@ -485,24 +489,48 @@ TARGETS = ("officer", "approver", "auditor", "requester", "admin2", "new-a", "ne
 def test_one_administrator_completes_no_two_person_change_alone(staff: Staff, steps) -> None:  # type: ignore[no-untyped-def]
     """Whatever one administrator does with every access-management command, no privileged
     role they grant takes effect, no key they issue works, no policy they propose is in
-    force, and nobody they suspended is reinstated."""
+    force, nobody they suspended is reinstated, and no account ends up with a password the
+    administrator set: every code and change id they were shown is tried, in any
+    combination, and none enrols anyone."""
     ws, rogue = staff.ws, staff.admin
     with ws.engine.connect() as conn:
         before = {u["user"]: users.roles_of(conn, u["user"]) for u in users.listing(conn)}
         policy_before = users.totp_roles(conn)
-    keys = []
-    for command, target in steps:
+    keys: list[str] = []
+    codes: list[str] = []  # every code or half a code the rogue was ever shown
+    ids: list[str] = []  # every change id they saw
+    taken: list[str] = []
+    for n, (command, target) in enumerate(steps):
         with contextlib.suppress(CustodesError):
             if command == "add":
-                svc.add(ws, rogue, f"{target}-{time.monotonic_ns() % 10**9}", ["approver"])
+                made = svc.add(ws, rogue, f"{target}-{n}", ["approver"])
+                codes.append(made["enrolment_code"])
+                ids.append(made["change"])
             elif command == "grant":
-                svc.grant(ws, rogue, target, "approver", basis="b")
+                ids.append(svc.grant(ws, rogue, target, "approver", basis="b")["change"])
             elif command == "confirm":
-                svc.confirm(ws, rogue, target)
+                codes.append(svc.confirm(ws, rogue, target)["enrolment_code_second_half"] or "")
+            elif command == "confirm_change":
+                ids += [c["id"] for c in svc.pending_changes(ws, rogue)]
+                for cid in ids:
+                    with contextlib.suppress(CustodesError):
+                        done = svc.confirm_change(ws, rogue, cid)
+                        codes.append(done["enrolment_code_second_half"] or "")
+            elif command == "enrol":
+                for name in {target, *(f"{t}-{i}" for i, (_, t) in enumerate(steps))}:
+                    for a in codes:
+                        for b in ["", *codes]:
+                            with contextlib.suppress(CustodesError):
+                                users.enrol(ws, name, f"{a} {b}", "the rogue's password")
+                                taken.append(name)
             elif command == "key":
-                keys.append(svc.key(ws, rogue, target)["key"])
+                issued = svc.key(ws, rogue, target)
+                keys.append(issued["key"])
+                ids.append(issued["change"])
             elif command == "reset":
-                svc.reset(ws, rogue, target)
+                reset = svc.reset(ws, rogue, target)
+                codes.append(reset["enrolment_code"])
+                ids.append(reset["change"])
             elif command == "policy":
                 svc.propose_policy(ws, rogue, "totp_roles", "")
             elif command == "confirm_policy":
@@ -528,6 +556,7 @@ def test_one_administrator_completes_no_two_person_change_alone(staff: Staff, st
     for key in keys:
         with pytest.raises(Unauthenticated):
             caller(ws, key)
+    assert taken == [], f"the rogue enrolled as {taken}"
 
 
 # --- the second factor -----------------------------------------------------------------------

@@ -264,3 +264,65 @@ def test_readme_commands_exist() -> None:
             for w in words[i:]:
                 if re.fullmatch(r"--[a-z-]+", w):
                     assert w in known, (part, w)
+
+
+def test_readme_second_factor_policy_runs_as_written(tmp_path: Path, sign_in) -> None:  # type: ignore[no-untyped-def]
+    """Issue #22, item 8: the README's own 'users policy --totp-roles approver,administrator'
+    failed with separation_of_duties (a policy names roles; it does not hold them). Runs the
+    README's line exactly, then a second administrator confirms it."""
+    import shlex
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    line = next(ln for ln in readme.splitlines() if "users policy --totp-roles" in ln)
+    words = shlex.split(line.split("#")[0])
+    assert words[:3] == ["custodes", "users", "policy"] and "administrator" in words[-1]
+    home = str(tmp_path / "w")
+    assert runner.invoke(app, ["init", "--home", home]).exit_code == 0
+    env = sign_in(home)
+    r = runner.invoke(app, [*words[1:], "--home", home, "--json"], env=env["administrator"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["pending"] == "administrator,approver"
+    r = runner.invoke(
+        app,
+        ["users", "policy", "--confirm", "--home", home, "--json"],
+        env=env["second_administrator"],
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["value"] == "administrator,approver"
+
+
+def test_changes_list_and_confirm_by_id(tmp_path: Path, sign_in) -> None:  # type: ignore[no-untyped-def]
+    """Issue #22, items 4-5: the queue on the command line. A reset by one administrator is
+    listed with its id; the proposer cannot confirm it; a second administrator confirms that
+    id and receives the second half of the code; the user enrols with both halves."""
+    home = str(tmp_path / "w")
+    assert runner.invoke(app, ["init", "--home", home]).exit_code == 0
+    env = sign_in(home)
+    h = ["--home", home]
+    reset = json.loads(
+        runner.invoke(
+            app, ["users", "totp", "auditor", *h, "--json"], env=env["administrator"]
+        ).stdout
+    )
+    listed = runner.invoke(app, ["changes", "list", *h, "--json"], env=env["second_administrator"])
+    assert listed.exit_code == 0, listed.output
+    (change,) = [c for c in json.loads(listed.stdout) if c["subject"] == "auditor"]
+    assert change["id"] == reset["change"] and change["kind"] == "reset"
+    shown = runner.invoke(app, ["changes", "list", *h], env=env["second_administrator"])
+    assert "credential reset for auditor" in shown.stdout
+    r = runner.invoke(app, ["changes", "confirm", change["id"], *h], env=env["administrator"])
+    assert r.exit_code == 2 and "separation_of_duties" in r.output
+    r = runner.invoke(app, ["changes", "confirm", "f" * 64, *h], env=env["second_administrator"])
+    assert r.exit_code == 2 and "unknown_change" in r.output
+    r = runner.invoke(
+        app, ["changes", "confirm", change["id"], *h], env=env["second_administrator"]
+    )
+    assert r.exit_code == 0 and "Second half of auditor's one-time enrolment code" in r.stdout
+    second = r.stdout.strip().splitlines()[-1]
+    assert second.startswith("ce2_")
+    r = runner.invoke(
+        app,
+        ["enrol", "auditor", "--stdin", *h],
+        input=f"{reset['enrolment_code']} {second}\nthe auditor's new password\n",
+    )
+    assert r.exit_code == 0, r.output

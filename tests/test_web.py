@@ -473,16 +473,18 @@ def test_a_new_user_enrols_with_a_one_time_code_then_signs_in(console: Console) 
     from custodes.services import users
 
     with core(console) as (ws, sign_in):
-        code = users.reset(ws, sign_in("admin"), "rule-steward")["enrolment_code"]
+        reset = users.reset(ws, sign_in("admin"), "rule-steward")
+        second = users.confirm_change(ws, sign_in("admin2"), reset["change"])
     p = Page(console)
     p.goto("/enrol", shot="enrol")
     p.page.fill("#name", "rule-steward")
-    p.page.fill("#code", "wrong-code")
+    p.page.fill("#code", reset["enrolment_code"])  # one administrator's half alone: refused
     p.page.fill("#password", "a long new password")
     p.page.click("button[type=submit]")
     assert "not valid for this user" in p.page.content()
     p.page.fill("#name", "rule-steward")
-    p.page.fill("#code", code)
+    p.page.fill("#code", reset["enrolment_code"])
+    p.page.fill("#second", second["enrolment_code_second_half"])
     p.page.fill("#password", "a long new password")
     p.page.click("button[type=submit]")
     assert "Enrolled" in p.page.content()
@@ -528,8 +530,9 @@ def test_the_candidate_is_masked_beside_the_list(console: Console) -> None:
 
 def test_two_administrators_add_a_staff_member_who_enrols(console: Console) -> None:
     """The administration page: one administrator adds an officer with the legal basis and
-    sees the one-time code once; confirming their own grant is refused, a second administrator
-    confirms; the new officer sets a password with the code and signs in."""
+    sees the first half of the one-time code once; confirming their own change is refused; a
+    second administrator confirms and sees the second half once; the new officer sets a
+    password with both halves and signs in."""
     c = console
     first = Page(c, "admin")
     first.goto("/users", shot="users-admin")
@@ -537,10 +540,11 @@ def test_two_administrators_add_a_staff_member_who_enrols(console: Console) -> N
     first.page.select_option("#new-role", "officer")
     first.page.fill("#new-basis", "detail order 7")
     first.page.click("text=Add, and show the one-time code")
-    first.page.wait_for_selector("text=One-time code for olga")
+    first.page.wait_for_selector("text=First half of the one-time code for olga")
     first.check("users-code")
     code = first.page.locator(".usa-alert strong code").inner_text().strip()
     assert "waiting for a second administrator" in first.page.content()
+    assert "new user olga: role(s) officer" in first.page.content()  # the queue shows it
     assert code not in first.page.url
     first.page.click("text=Confirm for olga")
     assert "separation_of_duties" in first.page.content()
@@ -548,13 +552,15 @@ def test_two_administrators_add_a_staff_member_who_enrols(console: Console) -> N
     second = Page(c, "admin2")
     second.goto("/users")
     second.page.click("text=Confirm for olga")
-    second.page.wait_for_url(re.compile(r".*done=confirmed"))
-    assert "confirmed by admin2" in second.page.content()
+    second.page.wait_for_selector("text=Second half of the one-time code for olga")
+    half = second.page.locator(".usa-alert strong code").inner_text().strip()
+    assert "confirmed by admin2" in second.page.content() and half not in second.page.url
     second.close()
     olga = Page(c)
     olga.goto("/enrol")
     olga.page.fill("#name", "olga")
     olga.page.fill("#code", code)
+    olga.page.fill("#second", half)
     olga.page.fill("#password", "olga's own long password")
     olga.page.click("button[type=submit]")
     assert "Enrolled" in olga.page.content()
@@ -573,9 +579,9 @@ def _staff(console: Console, name: str, role: str) -> None:
     from custodes.services import workspace as ws_svc
 
     with core(console) as (ws, sign_in):
-        code = users.add(ws, sign_in("admin"), name, [role], basis="test detail")["enrolment_code"]
-        users.confirm(ws, sign_in("admin2"), name)
-        ws_svc.enrol(ws, name, code, PASSWORD)
+        made = users.add(ws, sign_in("admin"), name, [role], basis="test detail")
+        second = users.confirm(ws, sign_in("admin2"), name)["enrolment_code_second_half"]
+        ws_svc.enrol(ws, name, f"{made['enrolment_code']} {second}", PASSWORD)
 
 
 def test_stewards_registries_grants_exports_and_a_recall(console: Console, tmp_path: Path) -> None:

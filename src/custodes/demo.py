@@ -148,17 +148,22 @@ CONSOLE_USERS = (("officer-1", "officer"), ("approver-1", "approver"), ("auditor
 
 def _console_users(ws: Workspace, console: Console, staff: demo_staff.Staff) -> None:
     """Demo users for the web console, each with a fresh one-time enrolment code (a new one on
-    every run: the code is shown once and sets the user's own password)."""
-    table = Table("user", "role", "one-time code", title="Web console users (codes valid 72 h)")
+    every run: the code is shown once and sets the user's own password). Outside a demo the
+    two halves of a code come from two administrators; here the demo is both of them, and
+    prints the two halves together."""
+    table = Table(
+        "user", "role", "one-time code (two halves)", title="Web console users (codes valid 72 h)"
+    )
     for name, role in CONSOLE_USERS:
         demo_staff.add(staff, name, [role], basis="demo", enrol=False)
-        code = users.reset(ws, staff.admin, name)["enrolment_code"]
+        code = demo_staff.whole_code(ws, staff.second_admin, users.reset(ws, staff.admin, name))
         table.add_row(name, role, code)
     console.print(table)
     home = "" if str(ws.home) == os.path.abspath("custodes-data") else f" --home {ws.home}"
     console.print(
         f"Web console: run 'custodes serve{home}' (or '.venv/bin/custodes serve{home}') and open "
-        "http://127.0.0.1:8600/enrol to set a password with a code above, then sign in at "
+        "http://127.0.0.1:8600/enrol to set a password with a code above (both halves), then "
+        "sign in at "
         "http://127.0.0.1:8600/ — the API is under http://127.0.0.1:8600/v1/docs.",
         soft_wrap=True,
         markup=False,

@@ -163,9 +163,7 @@ def _issue_enrolment(conn: Connection, name: str, by: str, *, halves: int = 2) -
 
 def _issue_second_half(conn: Connection, first_sha256: str, by: str) -> str:
     """The second half of a code whose first half another administrator holds."""
-    row = conn.execute(
-        select(enrolments).where(enrolments.c.code_sha256 == first_sha256)
-    ).first()
+    row = conn.execute(select(enrolments).where(enrolments.c.code_sha256 == first_sha256)).first()
     if (
         row is None
         or row.halves != 2
@@ -350,7 +348,7 @@ def create_user(
         halves = 1 if bootstrap else 2
         code = None if requester else _issue_enrolment(conn, name, call.actor, halves=halves)
         change = None
-        if pending or halves == 2 and code:
+        if pending or (halves == 2 and code):
             change = queue.propose(
                 conn,
                 call.actor,

@@ -65,9 +65,7 @@ def _code(info: dict[str, Any]) -> None:
 
 def confirmed_view(r: dict[str, Any]) -> None:
     """What a confirmation did, and the second half of a code when it completes one."""
-    render.say(
-        f"Confirmed change {r['change']} ({r['summary']}), proposed by {r['proposed_by']}."
-    )
+    render.say(f"Confirmed change {r['change']} ({r['summary']}), proposed by {r['proposed_by']}.")
     if r.get("enrolment_code_second_half"):
         render.say(
             f"Second half of {r['user']}'s one-time enrolment code (give it to them in person; "
@@ -226,17 +224,16 @@ changes_app = group(
 
 
 def _show_changes(rows: list[dict[str, Any]]) -> None:
-    render.rows(
-        "Pending changes",
-        rows,
-        [
-            ("id", "id"),
-            ("kind", "kind"),
-            ("what it changes", "summary"),
-            ("proposed by", "proposed_by"),
-            ("at", lambda r: r["proposed_at"].strftime("%Y-%m-%d %H:%M UTC")),
-        ],
-    )
+    """One block per change, its whole id on a line of its own (a 64-character hash does not
+    fit a table column at 80 columns, and it is what 'changes confirm' takes)."""
+    if not rows:
+        render.say("Nothing is waiting for a second administrator.")
+        return
+    for c in rows:
+        render.say(
+            f"{c['id']}\n  {c['kind']}: {c['summary']}\n  proposed by {c['proposed_by']} at "
+            f"{c['proposed_at'].strftime('%Y-%m-%d %H:%M UTC')}"
+        )
 
 
 @changes_app.command("list")

@@ -51,7 +51,7 @@ FLASH = {
     "opened": "Opened: the report is due within 24 hours.",
     "reported": "Recorded as reported.",
     "closed": "Closed with its finding.",
-    "confirmed": "Confirmed: the grants and keys another administrator issued are in force.",
+    "confirmed": "Confirmed: the change another administrator proposed is in force.",
     "withdrawn": "Withdrawn: nothing of this request will be released.",
     "granted": "Granted. A privileged role counts once a second administrator confirms it.",
     "recalled": "Recalled: the return-or-destroy notice is written and the recall is in the "
@@ -311,11 +311,12 @@ def enrol(
     name: Annotated[str, Form(max_length=64)],
     code: Annotated[str, Form(max_length=128)],
     password: Annotated[str, Form(max_length=1024)],
+    second: Annotated[str, Form(max_length=128)] = "",
 ) -> HTMLResponse:
     """A new user sets their own password with their one-time code (and receives their second
     factor's key once, when a role of theirs needs one)."""
     try:
-        done = ws_svc.enrol(ws, name, code.strip(), password)
+        done = ws_svc.enrol(ws, name, f"{code.strip()} {second.strip()}", password)
     except CustodesError as exc:
         return _render(
             request,
@@ -727,6 +728,7 @@ def _users(
         {
             "title": "Users",
             "users": users.listing(ws, who),
+            "changes": users.pending_changes(ws, who),
             "may_change": "users.change" in me["may"],
             "code": code,
             "flash": _flash(request),
@@ -795,15 +797,36 @@ def new_code(
     return _work(request, ws, act, csrf=csrf, back="/users")
 
 
+def _confirmed(
+    request: Request, ws: Any, who: Any, me: dict[str, Any], token: str, done: dict[str, Any]
+) -> Response:
+    """After a confirmation: the second half of a code is shown on this answer only."""
+    if done.get("enrolment_code_second_half"):
+        return _users(request, ws, who, me, token, code=done)
+    return _see_other("/users?done=confirmed")
+
+
 @router.post("/users/{name}/confirm")
 def confirm(
     request: Request, name: str, ws: WS, csrf: Annotated[str, Form(max_length=128)] = ""
 ) -> Response:
-    """A second administrator confirms the grants and keys another administrator issued."""
+    """A second administrator confirms the one change pending for a user (refused, naming
+    them, when several are: each is confirmed from the pending changes' table)."""
 
     def act(who: Any, me: dict[str, Any], token: str) -> Response:
-        users.confirm(ws, who, name)
-        return _see_other("/users?done=confirmed")
+        return _confirmed(request, ws, who, me, token, users.confirm(ws, who, name))
+
+    return _work(request, ws, act, csrf=csrf, back="/users")
+
+
+@router.post("/changes/{change_id}/confirm")
+def confirm_change(
+    request: Request, change_id: str, ws: WS, csrf: Annotated[str, Form(max_length=128)] = ""
+) -> Response:
+    """A second administrator confirms one pending change by its id, as shown in the table."""
+
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        return _confirmed(request, ws, who, me, token, users.confirm_change(ws, who, change_id))
 
     return _work(request, ws, act, csrf=csrf, back="/users")
 
