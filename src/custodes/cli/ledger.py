@@ -159,7 +159,9 @@ def ledger_prove(
     body_out: Annotated[
         Path | None,
         typer.Option(
-            "--body-out", help="Also write the event body and salt (for the receipt's holder)."
+            "--body-out",
+            help="Also write the event body and salt (for the receipt's holder): auditors "
+            "only, and recorded in the ledger before the file appears.",
         ),
     ] = None,
     home: HomeOpt = None,
@@ -174,7 +176,10 @@ def ledger_prove(
         else:
             sys.stdout.write(r["receipt"])
 
-    run(home, json_out, svc.prove, index, out=out_file, body_out=body_out, view=view)
+    if body_out is not None:
+        run(home, json_out, svc.prove_with_body, index, body_out, out=out_file, view=view)
+    else:
+        run(home, json_out, svc.prove, index, out=out_file, view=view)
 
 
 @ledger_app.command("cosign")

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from custodes.errors import InputError
 from custodes.ledger import log
 from custodes.ledger.events import Event
-from custodes.store.files import csv_bytes, out_file, write_new
+from custodes.store.files import csv_bytes, out_file, recorded
 from custodes.workspace import Call
 
 KINDS = (".csv", ".parquet", ".json")
@@ -63,9 +63,8 @@ def write_table(
     kind = file_kind(out)
     out_file(out)
     data = encode(table, kind)
-    write_new(out, data)
     digest = hashlib.sha256(data).hexdigest()
-    with call.transaction() as conn:
+    with recorded(out, data), call.transaction() as conn:  # the event first, then the file
         log.append(
             conn,
             [

@@ -19,7 +19,7 @@ from custodes.ledger.keys import NoLedgerKey, load_signer, origin
 from custodes.ledger.note import Checkpoint, Note, NoteError, Verifier, b64
 from custodes.ledger.tree import ProofError, leaf_hash, memory_perfect, verify_consistency
 from custodes.ledger.verify import Rebuilder, Report, format_receipt, verify_export
-from custodes.store.files import out_folder
+from custodes.store.files import out_folder, recorded
 from custodes.store.tables import (
     ledger_checkpoints,
     ledger_cosignatures,
@@ -153,9 +153,9 @@ def export(call: Call, folder: Path, *, bodies: bool = False) -> dict[str, objec
             )
             + "\n"
         ).encode()
-        tiles.write_file(folder, "bodies.jsonl", data)
         digest = hashlib.sha256(data).hexdigest()
-        with call.transaction() as conn:
+        # Recorded before it exists: the bodies file appears only once its event committed.
+        with recorded(folder / "bodies.jsonl", data, replace=True), call.transaction() as conn:
             log.append(
                 conn,
                 [
@@ -302,6 +302,27 @@ def prove(call: Call, index: int) -> tuple[str, dict[str, str]]:
         note = log.with_cosignatures(conn, cp.size, note)
     receipt = format_receipt(index, row.commitment, path, note)
     return receipt, {"idx": str(index), "salt": b64(row.salt), "body": row.body}
+
+
+def write_body(call: Call, index: int, out: Path) -> str:
+    """Event `index`'s body and salt written to `out` (what its leaf commits to, for the
+    holder of a receipt), recorded first: a `file.written` event (who, which event, the file's
+    hash) commits before the file appears. Returns the receipt."""
+    receipt, body_doc = prove(call, index)
+    data = (json.dumps(body_doc, ensure_ascii=False) + "\n").encode()
+    event = Event(
+        "file.written",
+        actor=call.actor,
+        data={
+            "what": "ledger_body",
+            "event": index,
+            "rows": 1,
+            "sha256": hashlib.sha256(data).hexdigest(),
+        },
+    )
+    with recorded(out, data), call.transaction() as conn:
+        log.append(conn, [event])
+    return receipt
 
 
 def cosign(call: Call, url: str, witness: Verifier, timeout: float = 10.0) -> dict[str, object]:

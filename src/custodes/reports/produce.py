@@ -14,6 +14,7 @@ import csv
 import hashlib
 import io
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from custodes.reports.source import Entry, from_export, from_store
 from custodes.requests.format import item_id_ok
 from custodes.requests.intake import text_sha256
 from custodes.rules.types import RuleSet
-from custodes.store.files import out_file, write_new
+from custodes.store.files import out_file, recorded
 from custodes.store.tables import requests
 from custodes.workspace import Call, Workspace
 
@@ -101,10 +102,9 @@ def write(call: Call, doc: Document, out: Path | None, *, fmt: str | None = None
     if fmt is not None:
         data = encode(doc, fmt)
         digest = hashlib.sha256(data).hexdigest()
-    if out is not None and data is not None:
-        write_new(out, data)
     params = {k: v for k, v in doc.parameters.items() if k != "record_id"}
-    with call.transaction() as conn:
+    staged = recorded(out, data) if out is not None and data is not None else nullcontext()
+    with staged, call.transaction() as conn:  # the event first, then the file
         log.append(
             conn,
             [

@@ -144,18 +144,30 @@ def check_export(call: CheckedCall, archive: IO[bytes]) -> dict[str, Any]:
 
 
 @service("ledger.read")
-def prove(
-    call: CheckedCall, index: int, *, out: Path | None = None, body_out: Path | None = None
+def prove(call: CheckedCall, index: int, *, out: Path | None = None) -> dict[str, Any]:
+    """A self-contained receipt (c2sp.org/tlog-proof@v1) that one event is in the ledger (no
+    body: a receipt carries only hashes)."""
+    if out is not None:
+        out_file(out)
+    receipt, _ = ledger.prove(call, index)
+    if out is not None:
+        write_new(out, receipt.encode())
+    return {"index": index, "receipt": receipt, "out": str(out) if out else None}
+
+
+@service("ledger.export_bodies")
+def prove_with_body(
+    call: CheckedCall, index: int, body_out: Path, *, out: Path | None = None
 ) -> dict[str, Any]:
-    """A self-contained receipt (c2sp.org/tlog-proof@v1) that one event is in the ledger."""
+    """A receipt and the event's body and salt (for the holder of a receipt: what the leaf
+    commits to). Auditors only, like an export with bodies, and recorded: a `file.written`
+    event (who, which event, the file's hash) commits before the file appears."""
     for p in (out, body_out):
         if p is not None:
             out_file(p)
-    receipt, body_doc = ledger.prove(call, index)
+    receipt = ledger.write_body(call, index, body_out)
     if out is not None:
         write_new(out, receipt.encode())
-    if body_out is not None:
-        write_new(body_out, (json.dumps(body_doc, ensure_ascii=False) + "\n").encode())
     return {"index": index, "receipt": receipt, "out": str(out) if out else None}
 
 

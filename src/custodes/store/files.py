@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -83,6 +85,37 @@ def write_new(path: Path, data: bytes) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+@contextmanager
+def recorded(path: Path, data: bytes, *, replace: bool = False) -> Iterator[Path]:
+    """Recorded before it exists: `data` is staged in a hidden temporary file beside `path`
+    while the caller's block records it (a ledger event, in a transaction that commits inside
+    the block); only when the block has ended without an error does the file appear at `path`
+    (linked, no-clobber; or replacing when `replace`). If the record is refused, the staged
+    file is removed and nothing is left without its trail."""
+    if path.is_symlink():
+        raise InputError(
+            f"{path}: is a symbolic link; custodes does not follow it.", code="bad_path"
+        )
+    tmp = _write_tmp(path, data)
+    try:
+        yield path
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if replace:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise ConflictError(
+            f"{path}: already exists; custodes does not overwrite files (name a new one).",
+            code="output_exists",
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_replace(path: Path, data: bytes) -> Path:
