@@ -58,7 +58,15 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "ledger.sign": ("administrator",),
     "ledger.export_bodies": ("auditor",),
     "users.read": ("administrator", "auditor"),
-    "users.change": ("administrator",),
+    # Access management, one action per power, so that a role can be given one alone
+    # (e.g. suspend only) and the access log says which power was used.
+    "users.add": ("administrator",),
+    "users.grant": ("administrator",),
+    "users.confirm": ("administrator",),
+    "users.suspend": ("administrator",),
+    "users.reinstate": ("administrator",),
+    "users.key": ("administrator",),
+    "users.reset": ("administrator",),
     "policy.change": ("administrator",),
     "audit": ("auditor",),
     "reports.read": ("auditor", "officer"),

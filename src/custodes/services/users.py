@@ -8,7 +8,7 @@ from typing import Any
 from custodes.access import CheckedCall, changes, service, sessions, users
 
 
-@service("users.change")
+@service("users.add")
 def add(
     call: CheckedCall,
     name: str,
@@ -24,14 +24,14 @@ def add(
     return users.create_user(call, name, roles, basis=basis, last_day=last_day, agency=agency)
 
 
-@service("users.change")
+@service("users.grant")
 def grant(
     call: CheckedCall, name: str, role: str, *, basis: str | None, last_day: dt.date | None = None
 ) -> dict[str, Any]:
     return users.grant(call, name, role, basis=basis, last_day=last_day)
 
 
-@service("users.change")
+@service("users.confirm")
 def confirm(call: CheckedCall, name: str) -> dict[str, Any]:
     """A second administrator confirms the one change pending for `name` (refused, with the
     list, when several are pending: confirm one by its id)."""
@@ -46,31 +46,31 @@ def pending_changes(call: CheckedCall) -> list[dict[str, Any]]:
         return changes.pending(conn)
 
 
-@service("users.change")
+@service("users.confirm")
 def confirm_change(call: CheckedCall, change_id: str) -> dict[str, Any]:
     """A second administrator confirms one pending change by its id (never their own, never
     one about themselves); a credential's change answers with the second half of the code."""
     return users.confirm_change(call, change_id)
 
 
-@service("users.change")
+@service("users.suspend")
 def suspend(call: CheckedCall, name: str, reason: str) -> dict[str, Any]:
     return users.suspend(call, name, reason)
 
 
-@service("users.change")
+@service("users.reinstate")
 def reinstate(call: CheckedCall, name: str) -> dict[str, Any]:
     return users.reinstate(call, name)
 
 
-@service("users.change")
+@service("users.key")
 def key(call: CheckedCall, name: str, *, days: int = sessions.KEY_DAYS) -> dict[str, Any]:
     """An API key for an agency account (shown once; works once a second administrator
     confirms it)."""
     return sessions.issue_key(call, name, days=days)
 
 
-@service("users.change")
+@service("users.reset")
 def reset(call: CheckedCall, name: str) -> dict[str, Any]:
     """Reset a user's credentials: their sessions end now; the first half of a new enrolment
     code comes back, the second goes to the administrator who confirms the reset."""

@@ -86,7 +86,7 @@ def add(
     info = users.create_user(_as(ws, first), name, roles, basis=basis, agency=agency)
     code = info["enrolment_code"]
     if info["change"]:
-        done = users.confirm_change(_as(ws, second), info["change"])
+        done = users.confirm_change(_as(ws, second, "users.confirm"), info["change"])
         if done["enrolment_code_second_half"]:
             code = f"{code} {done['enrolment_code_second_half']}"
     if "requester" in roles:
@@ -103,7 +103,7 @@ def whole_code(ws: Workspace, second: Caller, issued: dict) -> str:
     """The usable enrolment code of a user that one administrator added or reset (`issued`,
     what that returned): its first half and the second half that `second`, another
     administrator, receives by confirming the change."""
-    done = users.confirm_change(_as(ws, second), issued["change"])
+    done = users.confirm_change(_as(ws, second, "users.confirm"), issued["change"])
     return f"{issued['enrolment_code']} {done['enrolment_code_second_half']}"
 
 
@@ -118,8 +118,8 @@ def one_per_role(ws: Workspace, agency: str = "U.S. Immigration and Customs Enfo
     return staff
 
 
-def _as(ws: Workspace, admin: Caller):  # type: ignore[no-untyped-def]
-    return enter(ws, admin, "users.change")
+def _as(ws: Workspace, admin: Caller, action: str = "users.add"):  # type: ignore[no-untyped-def]
+    return enter(ws, admin, action)
 
 
 def _names(ws: Workspace) -> set[str]:
@@ -129,8 +129,8 @@ def _names(ws: Workspace) -> set[str]:
 
 def _agency_key(staff: Staff, name: str) -> None:
     """A confirmed API key for an agency account, signed in."""
-    issued = sessions.issue_key(_as(staff.ws, staff.admin), name)
-    users.confirm_change(_as(staff.ws, staff.second_admin), issued["change"])
+    issued = sessions.issue_key(_as(staff.ws, staff.admin, "users.key"), name)
+    users.confirm_change(_as(staff.ws, staff.second_admin, "users.confirm"), issued["change"])
     key = issued["key"]
     staff.callers[name] = caller(staff.ws, key)
 

@@ -713,6 +713,8 @@ def job_status(request: Request, job_id: str, ws: WS) -> Response:
 
 # --- administration --------------------------------------------------------------------------
 
+USERS_CHANGE = ("users.add", "users.grant", "users.confirm", "users.suspend", "users.reset")
+
 
 def _users(
     request: Request,
@@ -729,7 +731,7 @@ def _users(
             "title": "Users",
             "users": users.listing(ws, who),
             "changes": users.pending_changes(ws, who),
-            "may_change": "users.change" in me["may"],
+            "may_change": any(a in me["may"] for a in USERS_CHANGE),
             "code": code,
             "flash": _flash(request),
         },
