@@ -704,3 +704,47 @@ def test_stewards_registries_grants_exports_and_a_recall(console: Console, tmp_p
     officer.check("recalled")
     assert officer.page.locator("h2", has_text=": open").count() >= 1
     officer.close()
+
+
+@pytest.mark.parametrize("width", [320, 640, 1000])
+def test_narrow_screens_reach_the_navigation_and_never_scroll_sideways(
+    console: Console, width: int
+) -> None:
+    """Issue #24 item 6 (WCAG 1.4.10, reflow): below the desktop width (a 1280 px screen at
+    125 % zoom is 1024 px) a Menu button opens the navigation and Sign out; the page never
+    scrolls sideways (a wide table scrolls inside the page). (A browser of its own, without
+    axe: this is about the layout.)"""
+    ctx = console.browser.new_context(viewport={"width": width, "height": 800})
+    try:
+        page = ctx.new_page()
+        page.goto(console.url + "/sign-in")
+        page.fill("#name", "officer")
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(console.url + "/")
+        for path in ("/", f"/requests/{console.rid}"):
+            page.goto(console.url + path)
+            page.wait_for_load_state("load")
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, (path, width, overflow)
+            menu = page.locator("button.usa-menu-btn")
+            signout = page.locator(".console-signout button[type=submit]")
+            assert menu.is_visible(), (path, width, "no menu button")
+            assert not signout.is_visible()  # behind the menu until it is opened
+            menu.click()
+            # the panel slides in: wait until Sign out and the links are on the screen
+            playwright_api.expect(signout).to_be_in_viewport(timeout=5000)
+            playwright_api.expect(
+                page.locator(".usa-nav__primary .usa-nav-link").first
+            ).to_be_in_viewport(timeout=5000)
+            page.screenshot(path=str(SHOTS / f"narrow-{width}-{path.count('/')}.png"))
+            page.locator("button.usa-nav__close").click()
+            signout.wait_for(state="hidden", timeout=5000)
+        page.set_viewport_size({"width": 1280, "height": 800})
+        page.goto(console.url + "/")
+        assert not page.locator("button.usa-menu-btn").is_visible()
+        assert page.locator(".console-signout button[type=submit]").is_visible()
+    finally:
+        ctx.close()

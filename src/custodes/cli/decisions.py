@@ -72,6 +72,8 @@ def explain(
             [
                 ("check", "check"),
                 ("result", lambda c: {True: "pass", False: "FAIL", None: "review"}[c["passed"]]),
+                ("decided", lambda c: "yes" if c.get("decided") else ""),
+                ("source", lambda c: c.get("source") or ""),
                 ("severity", "severity"),
                 ("citation", "citation"),
                 ("requirement", "sentence"),

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import select
 
+from custodes.decisions import verdicts as vd
 from custodes.errors import ConflictError, NotFound
 from custodes.ledger import log
 from custodes.ledger.events import Event
@@ -43,11 +44,11 @@ from custodes.rules import registry as reg
 from custodes.rules.active import in_force
 from custodes.rules.evaluate import Evaluation, evaluate
 from custodes.rules.provisions import overlay
-from custodes.rules.types import RuleSet
+from custodes.rules.types import Effective, RuleSet
 from custodes.store import duck
 from custodes.store.sql import ident, literal, parquet
 from custodes.store.sql import path as sqlpath
-from custodes.store.tables import review_resolutions
+from custodes.store.tables import ledger_events, recall_items, recalls, review_resolutions
 from custodes.workspace import Call, Workspace
 
 OUTCOMES = ("DISCLOSE", "CONFIRM", "NOT_CONFIRMED", "WITHHOLD", "REVIEW")
@@ -59,6 +60,7 @@ ADDRESS_FIELDS = ("last_known_address", "mailing_address")
 # Columns of the outcomes table that are evidence for officers, not part of the per-item view.
 EVIDENCE_COLUMNS = (
     "review_reasons",
+    "failed",
     "candidate",
     "probability",
     "margin_bits",
@@ -182,6 +184,10 @@ def _process(call: Call, request_id: str, folder: Path, progress: Any) -> Proces
                 "ruleset_sha256": ev.ruleset_sha256,
                 "refused": ev.refused,
                 "failing_request_checks": [v.check for v in failing],
+                "request_checks": [
+                    {"check": v.check, "source": v.source, "citation": v.citation}
+                    for v in ev.request
+                ],
                 "failing_items_by_check": {v.check: v.failing for v in ev.item if v.failing},
             },
             ["refused" if ev.refused else "checked"],
@@ -231,7 +237,11 @@ def _process(call: Call, request_id: str, folder: Path, progress: Any) -> Proces
             call,
             request_id,
             "request.decided",
-            {"outcomes_sha256": sha256_file(path), "counts": counts},
+            {
+                "outcomes_sha256": sha256_file(path),
+                "counts": counts,
+                "checks": check_counts(path, ran_checks(ws, env)),
+            },
             ["decided", "in_review"] if counts.get("REVIEW") else ["decided"],
         )
         if progress:
@@ -280,6 +290,71 @@ def summary(ws: Workspace, request_id: str, stages: dict[str, float] | None = No
 def _counts(path: Path) -> dict[str, int]:
     t = pq.read_table(path, columns=["outcome"])["outcome"].to_pylist()
     return {o: t.count(o) for o in OUTCOMES if o in t}
+
+
+def effective_rules(ws: Workspace, env: dict[str, Any]) -> Effective:
+    """The provision a request names, with its registered agreement overlaid (as the
+    evaluator overlays it: an agreement for another provision is not applied)."""
+    rs = in_force(ws)
+    prov = rs.provision(str(env.get("provision")))
+    with ws.engine.connect() as conn:
+        agreement = reg.read(conn).agreements.get(str(env.get("agreement") or ""))
+    if agreement is not None and agreement.provision != prov.id:
+        agreement = None
+    return overlay(rs, prov, agreement)
+
+
+def ran_checks(ws: Workspace, env: dict[str, Any]) -> list[dict[str, Any]]:
+    """The item checks every item of this request is evaluated on, in order."""
+    return vd.ran(effective_rules(ws, env))
+
+
+def check_counts(path: Path, checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each check that ran, with the items it failed on (`failing`; an item in review is not
+    counted as failing `identified`: that is the officer's to settle) and the items whose
+    outcome rests on it (`outcomes`: what the outcomes' `check` filter finds)."""
+    con = duckdb.connect()
+    try:
+        failing = dict(
+            con.execute(
+                f"""SELECT c, count(*) FROM (SELECT unnest(CASE WHEN outcome = 'REVIEW'
+                      THEN list_filter(failed, lambda x: x <> 'identified') ELSE failed END) AS c
+                    FROM {parquet(path)}) GROUP BY c"""
+            ).fetchall()
+        )
+        deciding = dict(
+            con.execute(
+                f"SELECT c, count(*) FROM (SELECT unnest(checks) AS c FROM {parquet(path)}) "
+                "GROUP BY c"
+            ).fetchall()
+        )
+    finally:
+        con.close()
+    return [
+        c
+        | {"failing": int(failing.get(c["check"], 0)), "outcomes": int(deciding.get(c["check"], 0))}
+        for c in checks
+    ]
+
+
+def recorded_checks(ws: Workspace, request_id: str, env: dict[str, Any]) -> list[dict[str, Any]]:
+    """The item checks recorded when the request's outcomes were decided (the last
+    `request.decided` event); for a request decided before they were recorded, those of the
+    rule set in force."""
+    with ws.engine.connect() as conn:
+        body = conn.execute(
+            select(ledger_events.c.body)
+            .where(
+                ledger_events.c.request_id == request_id,
+                ledger_events.c.type == "request.decided",
+            )
+            .order_by(ledger_events.c.idx.desc())
+            .limit(1)
+        ).scalar()
+    checks = json.loads(body).get("checks") if body else None
+    if checks:
+        return [{k: c.get(k) for k in vd.KEYS} for c in checks]
+    return ran_checks(ws, env)
 
 
 def field_values(requested: list[str]) -> list[tuple[str, str]]:
@@ -335,8 +410,8 @@ def decide(ws: Workspace, request_id: str, rs: RuleSet) -> Path:
         confirm = requested == ["address_confirmation"]
         sev = {cid: eff.checks[cid].severity for cid in eff.item_requirements}
 
-        def failing(kind: str, exclude: tuple[str, ...] = ()) -> str:
-            ids = [c for c, s in sev.items() if s == kind and c not in exclude]
+        def failing(kind: str | None, exclude: tuple[str, ...] = ()) -> str:
+            ids = [c for c, s in sev.items() if kind in (s, None) and c not in exclude]
             parts = ", ".join(f"CASE WHEN NOT c.{ident(c)} THEN {literal(c)} END" for c in ids)
             return (
                 f"list_filter([{parts}]::VARCHAR[], lambda x: x IS NOT NULL)"
@@ -360,7 +435,8 @@ def decide(ws: Workspace, request_id: str, rs: RuleSet) -> Path:
                      l.margin_bits, l.flags, l.reasons AS match_reasons, l.blocked,
                      {failing("withhold", RECORD_DEPENDENT)} AS content_fail,
                      {failing("withhold")} AS withhold_fail,
-                     {failing("review")} AS review_fail
+                     {failing("review")} AS review_fail,
+                     {failing(None)} AS all_fail
               FROM item_checks c LEFT JOIN linked l ON l.item_id = c.item_id),
             o AS (
               SELECT *, CASE
@@ -394,6 +470,8 @@ def decide(ws: Workspace, request_id: str, rs: RuleSet) -> Path:
                         ELSE withhold_fail END AS checks,
                    CASE WHEN o.outcome = 'REVIEW' THEN list_concat(match_reasons, review_fail)
                         ELSE []::VARCHAR[] END AS review_reasons,
+                   -- every check that ran and failed, whether the outcome rests on it or not
+                   o.all_fail AS failed,
                    CASE WHEN o.outcome IN ('DISCLOSE', 'CONFIRM', 'NOT_CONFIRMED')
                         THEN o.candidate END AS record_id,
                    o.candidate, o.probability, o.margin_bits, o.flags,
@@ -478,7 +556,16 @@ def _effective(
             [("item_id", pa.string()), ("decision", pa.string()), ("named", pa.string())]
         ),
     )
-    fields = released_fields(pq.read_schema(path).empty_table())
+    schema = pq.read_schema(path)
+    fields = released_fields(schema.empty_table())
+    # An officer's withholding is among the checks the item's outcome rests on.
+    review_check = literal(vd.REVIEW_CHECK)
+    with_review = "".join(
+        f""", CASE WHEN o.outcome = 'REVIEW' AND r.decision = 'WITHHOLD'
+                  THEN list_append(o.{c}, {review_check}) ELSE o.{c} END AS {c}"""
+        for c in ("checks", "failed")
+        if c in schema.names
+    )
     masked = "".join(
         f", CASE WHEN outcome IN ('DISCLOSE', 'CONFIRM') THEN {ident(f)} END AS {ident(f)}"
         for f in fields
@@ -505,7 +592,8 @@ def _effective(
                   CASE WHEN o.outcome = 'REVIEW' AND r.decision IS NOT NULL THEN r.decision
                        ELSE o.outcome END AS outcome,
                   CASE WHEN o.outcome = 'REVIEW' AND r.decision = 'DISCLOSE' THEN r.named
-                       ELSE o.record_id END AS record_id)
+                       ELSE o.record_id END AS record_id
+                  {with_review})
                 FROM {parquet(path)} o LEFT JOIN res r USING (item_id)),
                 kept AS (SELECT * FROM e {keep})"""
         table = con.sql(
@@ -539,24 +627,6 @@ def explain(
         for r in pq.read_table(matching.linked_path(folder)).to_pylist()
         if r["item_id"] == item_id
     )
-    rs = in_force(ws)
-    prov = rs.provisions[env["provision"]]
-    failing = set(row["checks"])
-    checks = []
-    for cid in prov.item_requirements:
-        c = rs.checks[cid]
-        checks.append(
-            {
-                "check": cid,
-                "severity": c.severity,
-                "citation": c.citation,
-                "sentence": c.sentence,
-                # In review, whether the person is identified is the officer's to settle.
-                "passed": None
-                if row["outcome"] == "REVIEW" and cid == "identified"
-                else cid not in failing,
-            }
-        )
     with ws.engine.connect() as conn:
         resolution = conn.execute(
             select(review_resolutions).where(
@@ -564,6 +634,13 @@ def explain(
                 review_resolutions.c.item_id == item_id,
             )
         ).first()
+        recall = conn.execute(
+            select(recalls.c.id, recalls.c.reason, recalls.c.at)
+            .join(recall_items, recall_items.c.recall_id == recalls.c.id)
+            .where(recall_items.c.request_id == request_id, recall_items.c.item_id == item_id)
+        ).first()
+    settled = dict(resolution._mapping) if resolution else None
+    checks = vd.verdicts(recorded_checks(ws, request_id, env), row, settled)
     return {
         "request_id": request_id,
         "item_id": item_id,
@@ -595,7 +672,11 @@ def explain(
         | {
             "meaning": {c: meaning(c) for c in [*(match["reasons"] or []), *(match["flags"] or [])]}
         },
-        "resolution": dict(resolution._mapping) if resolution else None,
+        "resolution": settled,
+        # A disclosure found improper after release: the recall that covers it.
+        "recall": {"recall_id": recall.id, "reason": recall.reason, "at": recall.at}
+        if recall
+        else None,
         "ruleset_sha256": row["ruleset_sha256"],
         "model_sha256": row["model_sha256"],
     }

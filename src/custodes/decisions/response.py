@@ -28,6 +28,7 @@ from custodes.decisions.pipeline import (
     envelope,
     released_fields,
 )
+from custodes.decisions.verdicts import REVIEW_CHECK
 from custodes.records.files import sha256_file
 from custodes.requests.format import ENVELOPE_FILE
 from custodes.rules.active import in_force
@@ -60,7 +61,8 @@ def _rows(table: pa.Table, fields: list[str], citations: dict[str, str]) -> pa.T
         + ", ".join(f"{literal(cid)}: {literal(c)}" for cid, c in sorted(citations.items()))
         + "}"
     )
-    dep = "(" + ", ".join(literal(c) for c in RECORD_DEPENDENT) + ")"
+    # An officer's withholding after review is record-dependent too: the same one answer.
+    dep = "(" + ", ".join(literal(c) for c in (*RECORD_DEPENDENT, REVIEW_CHECK)) + ")"
     field_sql = "".join(
         f", CASE WHEN outcome IN ('DISCLOSE', 'CONFIRM') THEN {ident(f)} END AS {ident(f)}"
         for f in fields

@@ -26,6 +26,7 @@ from custodes.ledger.tree import (
     leaf_hash,
     memory_perfect,
     range_hash,
+    root,
     verify_consistency,
 )
 from custodes.store.engine import bulk_insert
@@ -167,6 +168,11 @@ def _from_store(conn: Connection, build: Callable[[Perfect], list[bytes]]) -> li
 def inclusion(conn: Connection, index: int, size: int | None = None) -> list[bytes]:
     size = state(conn).size if size is None else size
     return _from_store(conn, lambda p: inclusion_proof(p, index, size))
+
+
+def root_at(conn: Connection, size: int) -> bytes:
+    """The tree's root hash when it held `size` leaves."""
+    return _from_store(conn, lambda p: [root(p, size)])[0]
 
 
 def consistency(conn: Connection, old: int, new: int | None = None) -> list[bytes]:

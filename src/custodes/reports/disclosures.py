@@ -48,6 +48,21 @@ ACCOUNTING_COLUMNS = [
     ("recalled_on", "Recalled on"),
 ]
 
+# What one request's disclosures share: shown once per request when the accounting is read
+# (HTML, PDF), kept in every row of the data (CSV, JSON).
+REQUEST_COLUMNS = (
+    "requested_on",
+    "reason",
+    "provision",
+    "subsection",
+    "agency",
+    "recipients",
+    "fields",
+    "tax_periods",
+    "source",
+    "bulk",
+)
+
 JCT_COLUMNS = [
     ("disclosure_to", "Disclosure To/For"),
     ("subsection", "IRC 6103 subsection"),
@@ -190,7 +205,15 @@ def accounting(
         "accounting",
         "Accounting of disclosures (26 U.S.C. 6103(p)(3)(A))",
         params,
-        [Table("Disclosures", columns, rows)],
+        [
+            Table(
+                "Disclosures",
+                columns,
+                rows,
+                group_by="request_id",
+                group_columns=REQUEST_COLUMNS,
+            )
+        ],
         figures={
             "disclosures": len(rows),
             "requests": len({r["request_id"] for r in rows}),

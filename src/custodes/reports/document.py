@@ -19,6 +19,52 @@ class Table:
     columns: list[tuple[str, str]]  # (key, label)
     rows: list[dict[str, Any]]
     total: dict[str, Any] | None = None  # a last row of totals, keyed like the rows
+    # For reading (HTML, PDF): rows with the same `group_by` value are shown together under
+    # one heading that gives the `group_columns` once (a request's reason, its recipients…).
+    # The data (CSV, JSON) keeps one full row each.
+    group_by: str | None = None
+    group_columns: tuple[str, ...] = ()
+
+
+@dataclass
+class Group:
+    """One group of a grouped table: its heading (label, value) pairs, the columns left to its
+    rows, and the rows."""
+
+    key: Any
+    heading: list[tuple[str, str, Any]]  # (key, label, value)
+    columns: list[tuple[str, str]]
+    rows: list[dict[str, Any]]
+
+
+def groups(t: Table) -> list[Group]:
+    """A grouped table's groups, in the order they first appear. A group column whose value
+    differs between a group's rows stays a column of that group's rows (nothing is hidden)."""
+    assert t.group_by is not None
+    by: dict[Any, list[dict[str, Any]]] = {}
+    for r in t.rows:
+        by.setdefault(_hashable(r.get(t.group_by)), []).append(r)
+    labels = dict(t.columns)
+    out = []
+    for key, rows in by.items():
+        shared = [
+            k
+            for k in (t.group_by, *t.group_columns)
+            if k in labels and all(r.get(k) == rows[0].get(k) for r in rows)
+        ]
+        out.append(
+            Group(
+                key,
+                [(k, labels[k], rows[0].get(k)) for k in shared],
+                [(k, label) for k, label in t.columns if k not in shared],
+                rows,
+            )
+        )
+    return out
+
+
+def _hashable(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
 
 
 @dataclass
@@ -43,6 +89,9 @@ class Document:
     notes: list[str] = field(default_factory=list)
     charts: list[Chart] = field(default_factory=list)
     ledger_size: int | None = None  # the events it was computed from: indexes below this
+    # The ledger's root hash at that size (base64, as a checkpoint writes it): a reader checks
+    # the report against any checkpoint of the same size.
+    ledger_root: str | None = None
     generated_at: str = field(
         default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     )
@@ -51,6 +100,7 @@ class Document:
         doc = asdict(self)
         for t in doc["tables"]:
             t["columns"] = [{"key": k, "label": label} for k, label in t["columns"]]
+            t["group_columns"] = list(t["group_columns"])
         return doc
 
 

@@ -8,7 +8,7 @@ import functools
 import jinja2
 from markupsafe import Markup
 
-from custodes.reports.document import Document, cell, chart_svg, us_count, us_date
+from custodes.reports.document import Document, cell, chart_svg, groups, us_count, us_date
 
 
 @functools.cache
@@ -18,7 +18,7 @@ def _env() -> jinja2.Environment:
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
-    env.globals.update(cell=cell, us_count=us_count, us_date=us_date)
+    env.globals.update(cell=cell, us_count=us_count, us_date=us_date, groups=groups, dict=dict)
     return env
 
 

@@ -10,6 +10,7 @@ disagrees.
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import io
@@ -94,6 +95,9 @@ def write(call: Call, doc: Document, out: Path | None, *, fmt: str | None = None
     """The report as a new file (format by its extension), or as bytes in `fmt` (.csv, .json,
     .html, .pdf) for a face to send, or as the document itself; recorded in the ledger either
     way (who, which report, parameters, and the SHA-256 of the bytes handed out)."""
+    if doc.ledger_size is not None and doc.ledger_root is None:
+        with call.ws.engine.connect() as conn:
+            doc.ledger_root = base64.b64encode(log.root_at(conn, doc.ledger_size)).decode()
     data, digest = None, None
     if out is not None:
         fmt = target(out)

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from custodes.decisions.pipeline import OUTCOMES, match_results_path
+from custodes.decisions.verdicts import REVIEW_ENTRY
 from custodes.reports.document import Chart, Document, Table
 from custodes.reports.source import Entry
 from custodes.rules.types import RuleSet
@@ -49,6 +50,101 @@ def histogram(ws: Workspace, request_id: str) -> list[int]:
     return out
 
 
+def effective_counts(before: dict[str, int], resolution: dict[str, Any]) -> dict[str, int]:
+    """The outcomes after the officers' review: each resolved item leaves REVIEW for its
+    decision (as the outcomes the officers see apply it)."""
+    out = {o: int(before.get(o, 0)) for o in OUTCOMES}
+    for decision in resolution.values():
+        if decision in out and out["REVIEW"] > 0:
+            out["REVIEW"] -= 1
+            out[decision] += 1
+    return {o: n for o, n in out.items() if n or o in before}
+
+
+def _check_rows(
+    checked: Entry | None,
+    decided: Entry | None,
+    resolved: Counter[Any],
+    counts: dict[str, int],
+    rs: RuleSet,
+    provision_id: str | None,
+) -> list[dict[str, Any]]:
+    """One row per check that ran: the request's checks (from `request.checked`), then the
+    item checks with the counts the decision recorded (every item check, the agreement's, the
+    checks after matching), then the officers' review. The item counts are the ones the
+    outcomes' `check` filter gives: `outcome_items` the items whose outcome rests on the check,
+    `items_failing` every item it failed on."""
+    body = checked.body if checked else {}
+    failing_request = set(body.get("failing_request_checks", []))
+    provision = rs.provisions.get(provision_id or "")
+    request_checks = body.get("request_checks") or [
+        {"check": c, "source": rs.checks[c].source, "citation": rs.checks[c].citation}
+        for c in (provision.request_requirements if provision else [])
+        if c in rs.checks
+    ]
+    rows = [
+        {
+            "check": c["check"],
+            "level": "request",
+            "source": c.get("source"),
+            "verdict": "fails" if c["check"] in failing_request else "passes",
+            "items_failing": None,
+            "outcome_items": None,
+            "citation": c.get("citation", ""),
+        }
+        for c in request_checks
+    ]
+    item_checks = (decided.body.get("checks") if decided else None) or None
+    if item_checks is None:
+        # Decided before the checks were recorded with the decision: the counts of the rules
+        # before matching (the checks after matching were not counted then).
+        by_check = body.get("failing_items_by_check", {})
+        for cid in provision.item_requirements if provision else list(by_check):
+            c = rs.checks.get(cid)
+            n = by_check.get(cid, 0)
+            rows.append(
+                {
+                    "check": cid,
+                    "level": "item",
+                    "source": c.source if c else None,
+                    "verdict": "fails" if n else "passes",
+                    "items_failing": n,
+                    "outcome_items": None,
+                    "citation": c.citation if c else "",
+                }
+            )
+        return rows
+    for c in item_checks:
+        rows.append(
+            {
+                "check": c["check"],
+                "level": "item",
+                "source": c.get("source"),
+                "verdict": "fails" if c.get("failing") else "passes",
+                "items_failing": int(c.get("failing", 0)),
+                "outcome_items": int(c.get("outcomes", 0)),
+                "citation": c.get("citation", ""),
+            }
+        )
+    reviewed = int(decided.body.get("counts", {}).get("REVIEW", 0)) if decided else 0
+    if reviewed:
+        withheld = int(resolved.get("WITHHOLD", 0))
+        rows.append(
+            {
+                "check": REVIEW_ENTRY["check"],
+                "level": "item",
+                "source": REVIEW_ENTRY["source"],
+                "verdict": "fails"
+                if withheld
+                else ("officer decides" if counts.get("REVIEW") else "passes"),
+                "items_failing": withheld,
+                "outcome_items": withheld,
+                "citation": REVIEW_ENTRY["citation"],
+            }
+        )
+    return rows
+
+
 def request_report(ws: Workspace, request_id: str, events: list[Entry], rs: RuleSet) -> Document:
     first = {e.type: e for e in reversed(events)}  # the first event of each type
     received = first.get("request.received")
@@ -56,31 +152,19 @@ def request_report(ws: Workspace, request_id: str, events: list[Entry], rs: Rule
     items = int(received.body.get("items") or 0) if received else 0
     checked = first.get("request.checked")
     decided = [e for e in events if e.type == "request.decided"]
-    counts: dict[str, int] = decided[-1].body.get("counts", {}) if decided else {}
-    by_check: dict[str, int] = checked.body.get("failing_items_by_check", {}) if checked else {}
-    prov = rs.provisions.get(provision or "")
-    check_ids = (prov.request_requirements + prov.item_requirements) if prov else list(by_check)
-    failing_request = set(checked.body.get("failing_request_checks", [])) if checked else set()
-    check_rows = []
-    for cid in check_ids:
-        c = rs.checks.get(cid)
-        level = c.level if c else "item"
-        failed = (
-            (1 if cid in failing_request else 0) if level == "request" else by_check.get(cid, 0)
-        )
-        check_rows.append(
-            {
-                "check": cid,
-                "level": level,
-                "verdict": "fails" if failed else "passes",
-                "items_failing": failed if level == "item" else None,
-                "citation": c.citation if c else "",
-            }
-        )
-    resolved = Counter(e.body.get("decision") for e in events if e.type == "review.resolved")
+    # An item is resolved once; the last word stands if the ledger ever held two.
+    resolution = {
+        e.body.get("item_id"): e.body.get("decision") for e in events if e.type == "review.resolved"
+    }
+    resolved = Counter(resolution.values())
+    before_review: dict[str, int] = decided[-1].body.get("counts", {}) if decided else {}
+    counts = effective_counts(before_review, resolution)
+    check_rows = _check_rows(
+        checked, decided[-1] if decided else None, resolved, counts, rs, provision
+    )
     disclosed = sum(1 for e in events if e.type == "disclosure")
-    in_review = int(counts.get("REVIEW", 0))
-    identified = int(counts.get("DISCLOSE", 0)) + int(counts.get("CONFIRM", 0))
+    in_review = int(before_review.get("REVIEW", 0))
+    identified = int(before_review.get("DISCLOSE", 0)) + int(before_review.get("CONFIRM", 0))
     identified += int(resolved.get("DISCLOSE", 0))
     stage_rows = []
     last = None
@@ -160,8 +244,10 @@ def request_report(ws: Workspace, request_id: str, events: list[Entry], rs: Rule
                 [
                     ("check", "Check"),
                     ("level", "Level"),
+                    ("source", "Source"),
                     ("verdict", "Verdict"),
                     ("items_failing", "Items failing"),
+                    ("outcome_items", "Outcomes resting on it"),
                     ("citation", "Citation"),
                 ],
                 check_rows,
