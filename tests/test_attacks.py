@@ -274,3 +274,62 @@ def test_the_audit_sees_no_action_by_a_suspended_user(attack) -> None:  # type: 
     sh, _ = attack
     r = sh("ida", "audit", "inspections", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["actions_by_suspended_users"] == []
+
+
+# --- issue #22 ---------------------------------------------------------------------------------
+
+PII_IDS = ("T513476877", "154.89.0135", "CHERYL.BARKLEY.19840811.2")
+
+
+def test_22_6_agency_chosen_item_ids_never_reach_a_ledger_body(attack) -> None:  # type: ignore[no-untyped-def]
+    """Ids that spell a TIN-like number, an SSN-like number and a name with a date of birth
+    were accepted at intake and written verbatim into `disclosure` bodies. A body now carries
+    only the item's salted commitment; the accounting still names each item for the auditor,
+    with the salt that opens the commitment, and `report verify` checks it."""
+    sh, root = attack
+    folder = root / "pii-ids"
+    shutil.copytree(root / "req", folder)
+    with (folder / "truth.csv").open() as fh:
+        clean = [r["item_id"] for r in csv.DictReader(fh) if r["defect"] == "none"]
+    rows = list(csv.DictReader((folder / "items.csv").open()))
+    with_tin = [r for r in rows if r["item_id"] in clean and r["tin"]][: len(PII_IDS)]
+    for row, new in zip(with_tin, PII_IDS, strict=True):
+        row["item_id"] = new
+    with (folder / "items.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    r = sh("agency-ice", "submit", str(folder), "--json")
+    assert r.returncode == 0, r.stderr
+    rid = json.loads(r.stdout)["request_id"]
+    assert sh("olga", "process", rid).returncode == 0
+    if json.loads(sh("olga", "next", rid, "--json").stdout)["state"] == "in_review":
+        assert sh("olga", "review", rid, "--withhold-all", "--reason", "unsure").returncode == 0
+    assert sh("olga", "prepare", rid).returncode == 0
+    assert sh("ben", "approve", rid).returncode == 0
+    assert sh("olga", "release", rid, "--out", str(root / "pii-out")).returncode == 0
+    export = root / "pii-export"
+    assert sh("ida", "ledger", "export", str(export), "--bodies").returncode == 0
+    bodies = (export / "bodies.jsonl").read_text()
+    for pii in PII_IDS:
+        assert pii not in bodies
+    disclosed = [
+        json.loads(json.loads(line)["body"])
+        for line in bodies.splitlines()
+        if f'"request_id\\":\\"{rid}\\"' in line and '\\"type\\":\\"disclosure\\"' in line
+    ]
+    assert disclosed and all("item_sha256" in b and "item_id" not in b for b in disclosed)
+    # The auditor's accounting names the items (from the store) and verifies against the export.
+    report = root / "pii-accounting.csv"
+    assert sh("ida", "report", "accounting", "--out", str(report)).returncode == 0
+    mine = [r for r in csv.DictReader(report.open()) if r["request_id"] == rid]
+    assert set(PII_IDS) <= {r["item_id"] for r in mine}
+    assert sh("ida", "ledger", "export", str(root / "pii-export2"), "--bodies").returncode == 0
+    verify = ["report", "verify", str(report), "--export", str(root / "pii-export2"), "--json"]
+    r = subprocess.run(  # open to anyone holding the export: no workspace, no session
+        [sys.executable, "-m", "custodes", *verify],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0 and json.loads(r.stdout)["ok"], r.stdout
