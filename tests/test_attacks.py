@@ -333,3 +333,50 @@ def test_22_6_agency_chosen_item_ids_never_reach_a_ledger_body(attack) -> None: 
         timeout=300,
     )
     assert r.returncode == 0 and json.loads(r.stdout)["ok"], r.stdout
+
+
+def test_22_7_agencies_see_roles_never_staff_names(attack) -> None:  # type: ignore[no-untyped-def]
+    """An agency's key read which officer processed its request and which approvers could
+    release it (whom to pressure, which account to guess). It now reads roles, under the
+    same keys; staff still see names."""
+    sh, root = attack
+    staff_names = {"chief", "deputy", "olga", "ben", "ida", "ann"}
+    rid = (root / "rid").read_text()
+    seen = json.loads(sh("agency-ice", "requests", "show", rid, "--json").stdout)
+    actors = {h["actor"] for h in seen["history"]}
+    assert {"officer", "approver"} <= actors and not actors & staff_names
+    assert "olga" in sh("olga", "requests", "show", rid, "--json").stdout
+    listed = sh("agency-ice", "requests", "list", "--json").stdout
+    assert not any(f'"{n}"' in listed for n in staff_names)
+    # A prepared request: who prepared it and who may approve, as roles.
+    folder = root / "to-prepare"
+    shutil.copytree(root / "req", folder)
+    env = json.loads((folder / "envelope.json").read_text())
+    env["reason"] = env["reason"] + " (second request)"
+    (folder / "envelope.json").write_text(json.dumps(env))
+    r = sh("agency-ice", "submit", str(folder), "--json")
+    assert r.returncode == 0, r.stderr
+    new = json.loads(r.stdout)["request_id"]
+    assert sh("olga", "process", new).returncode == 0
+    if json.loads(sh("olga", "next", new, "--json").stdout)["state"] == "in_review":
+        assert sh("olga", "review", new, "--withhold-all", "--reason", "unsure").returncode == 0
+    assert sh("olga", "prepare", new).returncode == 0
+    step = json.loads(sh("agency-ice", "next", new, "--json").stdout)
+    assert step["prepared_by"] == "officer" and step["eligible_approvers"] == ["approver"]
+    staff_step = json.loads(sh("olga", "next", new, "--json").stdout)
+    assert staff_step["prepared_by"] == "olga" and "ben" in staff_step["eligible_approvers"]
+    # The sign-in lockout is no weapon: invented names lock nobody, and guessing ida's
+    # password on this machine backs off this machine only, not ida at her desk.
+    for i in range(6):
+        r = sh(None, "login", f"nobody-{i}", "--password-stdin", stdin="x" * 12 + "\n")
+        assert _code(r, "bad_credentials")
+    for _ in range(5):
+        r = sh(None, "login", "ida", "--password-stdin", stdin="wrong password!!\n")
+        assert _code(r, "bad_credentials")
+    r = sh(None, "login", "ida", "--password-stdin", stdin=PASSWORD + "\n")
+    assert r.returncode == 2 and "(locked)" in r.stderr
+    ws = open_workspace(root / "ws")
+    try:
+        assert sessions.login(ws, "ida", PASSWORD, client="198.51.100.7")
+    finally:
+        ws.close()

@@ -77,10 +77,13 @@ def login(
     *,
     totp: str | None = None,
     client: str | None = None,
+    forwarded_for: str | None = None,
 ) -> str:
     """Sign in (password, and the one-time code when required); returns the session token.
-    `client` (an HTTP client's address) is throttled too."""
-    return sessions.login(ws, name, password, totp=totp, client=client)
+    Failures are throttled per name and source: `client` (the HTTP peer's address) and its
+    `forwarded_for` (X-Forwarded-For, which counts only when the peer is the configured proxy,
+    CUSTODES_TRUSTED_PROXY)."""
+    return sessions.login(ws, name, password, totp=totp, client=client, forwarded_for=forwarded_for)
 
 
 def logout(ws: Workspace, token: str) -> bool:

@@ -276,7 +276,14 @@ def sign_in(
 ) -> Response:
     client = request.client.host if request.client else None
     try:
-        token = ws_svc.login(ws, name, password, totp=totp.strip() or None, client=client)
+        token = ws_svc.login(
+            ws,
+            name,
+            password,
+            totp=totp.strip() or None,
+            client=client,
+            forwarded_for=request.headers.get("x-forwarded-for"),
+        )
     except CustodesError as exc:
         return _render(
             request,
