@@ -119,6 +119,27 @@ def test_errors_are_problem_details_without_values(api: Api) -> None:
     assert api.get("/v1/problems/self_approval").json()["status"] == 403
 
 
+def test_docs_and_every_v1_answer_carry_the_consoles_security_headers(api: Api) -> None:
+    """Issue #22 item 9: the docs page names only custodes' own assets (no CDN), and every /v1
+    response carries the console's security headers."""
+    docs = api.get("/v1/docs")
+    assert docs.status_code == 200 and "swagger-ui-bundle.js" in docs.text
+    assert "http" not in docs.text.lower().replace("http-equiv", "")  # no absolute URL at all
+    assert "<script>" not in docs.text  # no inline script: the CSP allows none
+    for r in (
+        docs,
+        api.get("/v1/health"),
+        api.get("/v1/openapi.json"),
+        api.get("/v1/requests"),  # a problem (401)
+        api.get("/v1/requests", "officer"),
+    ):
+        h = r.headers
+        assert "script-src 'self'" in h["content-security-policy"], r.url
+        assert "unsafe-inline" not in h["content-security-policy"]
+        assert h["x-content-type-options"] == "nosniff" and h["x-frame-options"] == "DENY"
+        assert h["referrer-policy"] == "no-referrer" and h["cache-control"], r.url
+
+
 def test_sign_in_throttled_per_account_and_address(api: Api) -> None:
     """Issue #22 item 7: invented names from one address lock nobody; guessing a named
     account's password from one address backs off that address only; X-Forwarded-For from

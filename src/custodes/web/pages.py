@@ -32,11 +32,6 @@ from custodes.services import rules as rules_svc
 from custodes.services import workspace as ws_svc
 
 COOKIE = "custodes_session"
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
 OUTCOMES = ("DISCLOSE", "CONFIRM", "NOT_CONFIRMED", "WITHHOLD", "REVIEW")
 STEPS = ("prepare", "approve", "release")
 # What a redirect may announce (by key: a URL never carries free text to show).
@@ -88,18 +83,6 @@ def _date(v: Any) -> str:
 
 
 templates.env.filters["date"] = _date
-
-
-async def security_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
-    response: Response = await call_next(request)
-    if not request.url.path.startswith("/v1"):
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["X-Frame-Options"] = "DENY"
-        if not request.url.path.startswith("/static/"):
-            response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 def invalid_form(request: Request, fields: list[str]) -> HTMLResponse:
