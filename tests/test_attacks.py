@@ -380,3 +380,52 @@ def test_22_7_agencies_see_roles_never_staff_names(attack) -> None:  # type: ign
         assert sessions.login(ws, "ida", PASSWORD, client="198.51.100.7")
     finally:
         ws.close()
+
+
+def test_22_10_an_agency_key_is_no_console_cookie_and_outcomes_reads_are_logged(attack) -> None:  # type: ignore[no-untyped-def]
+    """An agency's API key, set as the console's cookie, opened the console as the agency;
+    and reading a request's outcomes (the addresses about to be disclosed) over HTTP was in
+    the access log with no request id."""
+    import sqlalchemy as sa
+    from fastapi.testclient import TestClient
+
+    from custodes.store.tables import access_log
+    from custodes.web import create_app
+
+    sh, root = attack
+    rid = (root / "rid").read_text()
+    home = root / "ws"
+    with TestClient(create_app(home), client=("198.51.100.30", 40000)) as web:
+        web.cookies.set("custodes_session", sh.tokens["agency-ice"])
+        r = web.get("/", follow_redirects=False)
+        assert r.status_code == 401 and "console takes only a session" in r.text
+        assert rid not in r.text
+        web.cookies.clear()
+        r = web.get(
+            f"/v1/requests/{rid}", headers={"Authorization": f"Bearer {sh.tokens['agency-ice']}"}
+        )
+        assert r.status_code == 200  # the key still works where it belongs: the API
+        r = web.get(
+            f"/v1/requests/{rid}/outcomes?limit=5",
+            headers={"Authorization": f"Bearer {sh.tokens['olga']}"},
+        )
+        assert r.status_code == 200 and r.json()["items"]
+    ws = open_workspace(home)
+    try:
+        with ws.engine.connect() as conn:
+            refused = conn.execute(
+                sa.select(access_log.c.reason)
+                .where(access_log.c.action == "session", access_log.c.allowed.is_(False))
+                .order_by(access_log.c.id.desc())
+                .limit(1)
+            ).scalar()
+            read = conn.execute(
+                sa.select(access_log.c.user_name, access_log.c.request_id)
+                .where(access_log.c.action == "outcomes")
+                .order_by(access_log.c.id.desc())
+                .limit(1)
+            ).one()
+    finally:
+        ws.close()
+    assert refused == "not_a_console_session"
+    assert tuple(read) == ("olga", rid)

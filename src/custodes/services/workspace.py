@@ -30,6 +30,12 @@ def caller(ws: Workspace, token: str | None) -> Caller:
     return _caller(ws, token)
 
 
+def console_caller(ws: Workspace, token: str | None) -> Caller:
+    """The caller behind a console cookie, checked now: only a session opened by signing in
+    (an agency's API key is refused, `not_a_console_session`)."""
+    return _caller(ws, token, kinds=("session",))
+
+
 def init(
     home: str | os.PathLike[str] | None = None,
     store_url: str | None = None,

@@ -206,7 +206,7 @@ def _work(
         return RedirectResponse("/sign-in", status_code=303)
     me = None
     try:
-        who = ws_svc.caller(ws, token)
+        who = ws_svc.console_caller(ws, token)
         me = ws_svc.whoami(ws, who)
         if csrf is not None and not hmac.compare_digest(csrf, csrf_for(token)):
             raise AccessDenied(
