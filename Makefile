@@ -17,11 +17,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The console's front-end assets (USWDS, htmx) come from the npm registry at the versions in
-# package-lock.json and are copied into the package: served by custodes itself, nothing fetched
-# at run time. axe-core (tests only) stays in node_modules.
+# The console's front-end assets (USWDS, htmx, and Swagger UI for /v1/docs) come from the npm
+# registry at the versions in package-lock.json and are copied into the package: served by
+# custodes itself, nothing fetched at run time. axe-core (tests only) stays in node_modules.
+# swagger-ui-dist depends on @scarf/scarf, an install-time analytics ping: turned off here and in
+# package.json (scarfSettings).
 $(ASSETS): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	SCARF_ANALYTICS=false npm ci --no-audit --no-fund --loglevel=error
 	rm -rf src/custodes/web/static/vendor && mkdir -p src/custodes/web/static/vendor/uswds
 	cp -r node_modules/@uswds/uswds/dist/css node_modules/@uswds/uswds/dist/js \
 	  node_modules/@uswds/uswds/dist/fonts node_modules/@uswds/uswds/dist/img \
@@ -29,7 +31,11 @@ $(ASSETS): package.json package-lock.json
 	cp node_modules/@uswds/uswds/LICENSE.md src/custodes/web/static/vendor/uswds/
 	cp node_modules/htmx.org/dist/htmx.min.js node_modules/htmx.org/LICENSE \
 	  src/custodes/web/static/vendor/
-	node -e 'const l=require("./package-lock.json").packages; for (const p of ["@uswds/uswds","htmx.org","axe-core"]) console.log(p, l["node_modules/"+p].version)' \
+	mkdir -p src/custodes/web/static/vendor/swagger-ui
+	cp node_modules/swagger-ui-dist/swagger-ui-bundle.js node_modules/swagger-ui-dist/swagger-ui.css \
+	  node_modules/swagger-ui-dist/LICENSE node_modules/swagger-ui-dist/NOTICE \
+	  src/custodes/web/static/vendor/swagger-ui/
+	node -e 'const l=require("./package-lock.json").packages; for (const p of ["@uswds/uswds","htmx.org","swagger-ui-dist","axe-core"]) console.log(p, l["node_modules/"+p].version)' \
 	  > src/custodes/web/static/vendor/VERSIONS
 	touch $(ASSETS)
 

@@ -244,24 +244,72 @@ def test_login_refusals_are_recorded_and_alike(staff: Staff, monkeypatch) -> Non
     assert refused >= 3
 
 
-def test_sign_in_is_throttled_per_name_and_recorded(staff: Staff) -> None:
+def test_sign_in_is_throttled_per_name_and_source_and_recorded(staff: Staff) -> None:
+    """Issue #22 item 7: back-off per (name, source); someone guessing a named approver's
+    password from one address does not lock the approver out from elsewhere; unknown names
+    lock nobody; an account locks only after 100 failures in a row (NIST SP 800-63B 5.2.2)."""
+    ws = staff.ws
+    attacker, desk = "192.0.2.66", "198.51.100.20"
+    for _ in range(sessions.FREE_FAILURES):
+        with pytest.raises(Unauthenticated):
+            sessions.login(ws, "approver", "wrong password!!", client=attacker)
+    with pytest.raises(RateLimited) as exc:  # the right password: that pair still backs off
+        sessions.login(ws, "approver", PW, client=attacker)
+    assert exc.value.code == "locked" and exc.value.retry_after > 0
+    assert sessions.login(ws, "approver", PW, client=desk)  # the approver is not locked out
+    assert sessions.login(ws, "approver", PW)  # nor on the command line
+    # Invented names from one address lock no account from that address.
+    for i in range(2 * sessions.FREE_FAILURES):
+        with pytest.raises(Unauthenticated):
+            sessions.login(ws, f"nobody-{i}", "x" * 12, client=attacker)
+    assert sessions.login(ws, "officer", PW, client=attacker)
+    # An unknown name backs off per source like a known one (the answers stay alike)...
+    for _ in range(sessions.FREE_FAILURES):
+        with pytest.raises(Unauthenticated):
+            sessions.login(ws, "nobody-at-all", "x" * 12, client=attacker)
+    with pytest.raises(RateLimited):
+        sessions.login(ws, "nobody-at-all", "x" * 12, client=attacker)
+    # ...and the back-off is recorded nowhere as a lock: no account was locked.
+    assert _events(ws, "user.locked") == []
+    # 100 failures in a row from many sources (under each pair's back-off) lock the account.
+    per = sessions.FREE_FAILURES - 1
+    for i in range(sessions.ACCOUNT_LOCK_FAILURES):
+        with pytest.raises(Unauthenticated):
+            sessions.login(ws, "auditor", "wrong password!!", client=f"10.0.{i // per}.1")
+    with pytest.raises(RateLimited) as exc:
+        sessions.login(ws, "auditor", PW, client="203.0.113.200")
+    assert exc.value.code == "locked" and exc.value.retry_after > 0
+    locked = _events(ws, "user.locked")
+    assert [(e["user"], e["failures"]) for e in locked] == [
+        ("auditor", sessions.ACCOUNT_LOCK_FAILURES)
+    ]
+    with ws.engine.begin() as conn:  # the lock expires
+        conn.execute(sa.text("UPDATE login_throttle SET locked_until = NULL"))
+    assert sessions.login(ws, "auditor", PW, client="203.0.113.200")
+
+
+def test_forwarded_for_counts_only_from_the_trusted_proxy(
+    staff: Staff, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client cannot pick its own source with X-Forwarded-For; a configured proxy can."""
+    monkeypatch.delenv(sessions.TRUSTED_PROXY_ENV, raising=False)
+    assert sessions.source("192.0.2.66", "198.51.100.1") == "192.0.2.66"
+    assert sessions.source(None, "198.51.100.1") == sessions.LOCAL_SOURCE
+    monkeypatch.setenv(sessions.TRUSTED_PROXY_ENV, "10.0.0.5, 10.1.0.0/16")
+    assert sessions.source("192.0.2.66", "198.51.100.1") == "192.0.2.66"  # not the proxy
+    assert sessions.source("10.0.0.5", "198.51.100.1") == "198.51.100.1"
+    # the right-most address that is not a trusted proxy; what the client wrote is left of it
+    assert sessions.source("10.0.0.5", "6.6.6.6, 198.51.100.1, 10.1.2.3") == "198.51.100.1"
+    assert sessions.source("10.0.0.5", "not an address") == "10.0.0.5"
     ws = staff.ws
     for _ in range(sessions.FREE_FAILURES):
         with pytest.raises(Unauthenticated):
-            sessions.login(ws, "officer", "wrong password!!")
-    for name, pw in (("officer", PW), ("nobody-at-all", "x" * 12)):  # right password: still locked
-        if name == "nobody-at-all":
-            for _ in range(sessions.FREE_FAILURES):
-                with pytest.raises(Unauthenticated):
-                    sessions.login(ws, name, pw)
-        with pytest.raises(RateLimited) as exc:
-            sessions.login(ws, name, pw)
-        assert exc.value.code == "locked" and exc.value.retry_after > 0
-    locked = _events(ws, "user.locked")
-    assert [e["user"] for e in locked] == ["officer"]  # unknown names never reach the ledger
-    with ws.engine.begin() as conn:  # the lock expires
-        conn.execute(sa.text("UPDATE login_throttle SET locked_until = NULL"))
-    assert sessions.login(ws, "officer", PW)
+            sessions.login(
+                ws, "officer", "wrong password!!", client="192.0.2.66", forwarded_for="1.2.3.4"
+            )
+    with pytest.raises(RateLimited):  # a new X-Forwarded-For from a non-proxy changes nothing
+        sessions.login(ws, "officer", PW, client="192.0.2.66", forwarded_for="5.6.7.8")
+    assert sessions.login(ws, "officer", PW, client="10.0.0.5", forwarded_for="5.6.7.8")
 
 
 def test_made_up_and_ended_sessions_are_told_apart(staff: Staff) -> None:

@@ -119,20 +119,49 @@ def test_errors_are_problem_details_without_values(api: Api) -> None:
     assert api.get("/v1/problems/self_approval").json()["status"] == 403
 
 
-def test_sign_in_throttled_per_account_and_per_address(api: Api) -> None:
+def test_docs_and_every_v1_answer_carry_the_consoles_security_headers(api: Api) -> None:
+    """Issue #22 item 9: the docs page names only custodes' own assets (no CDN), and every /v1
+    response carries the console's security headers."""
+    docs = api.get("/v1/docs")
+    assert docs.status_code == 200 and "swagger-ui-bundle.js" in docs.text
+    assert "http" not in docs.text.lower().replace("http-equiv", "")  # no absolute URL at all
+    assert "<script>" not in docs.text  # no inline script: the CSP allows none
+    for r in (
+        docs,
+        api.get("/v1/health"),
+        api.get("/v1/openapi.json"),
+        api.get("/v1/requests"),  # a problem (401)
+        api.get("/v1/requests", "officer"),
+    ):
+        h = r.headers
+        assert "script-src 'self'" in h["content-security-policy"], r.url
+        assert "unsafe-inline" not in h["content-security-policy"]
+        assert h["x-content-type-options"] == "nosniff" and h["x-frame-options"] == "DENY"
+        assert h["referrer-policy"] == "no-referrer" and h["cache-control"], r.url
+
+
+def test_sign_in_throttled_per_account_and_address(api: Api) -> None:
+    """Issue #22 item 7: invented names from one address lock nobody; guessing a named
+    account's password from one address backs off that address only; X-Forwarded-For from
+    a client that is not the configured proxy is ignored."""
     r = api.post("/v1/sessions", json={"name": "auditor", "password": PASSWORD})
     assert r.status_code == 201 and r.json()["token"]
     who = api.get("/v1/whoami", headers={"Authorization": f"Bearer {r.json()['token']}"})
     assert who.json()["roles"] == ["auditor"]
-    # one address trying many names is throttled like one name tried many times
+    attacker = TestClient(api.c.app, client=("192.0.2.66", 40000))
     codes = [
-        api.post("/v1/sessions", json={"name": f"nobody-{i}", "password": "x"}).status_code
+        attacker.post("/v1/sessions", json={"name": f"nobody-{i}", "password": "x"}).status_code
         for i in range(8)
     ]
-    assert codes[0] == 401 and codes[-1] == 429
-    r = api.post("/v1/sessions", json={"name": "auditor", "password": PASSWORD})
-    body = _problem(r, 429, "locked")
-    assert int(r.headers["retry-after"]) > 0 and "address" in body["detail"]
+    assert codes == [401] * 8
+    assert attacker.post("/v1/sessions", json={"name": "auditor", "password": PASSWORD}).is_success
+    for _ in range(5):
+        bad = attacker.post("/v1/sessions", json={"name": "auditor", "password": "wrong!" * 3})
+        _problem(bad, 401, "bad_credentials")
+    spoof = {"X-Forwarded-For": "198.51.100.99"}  # not from a trusted proxy: ignored
+    r = attacker.post("/v1/sessions", json={"name": "auditor", "password": PASSWORD}, headers=spoof)
+    _problem(r, 429, "locked")
+    assert int(r.headers["retry-after"]) > 0
     other = TestClient(api.c.app, client=("198.51.100.7", 40000))
     assert other.post("/v1/sessions", json={"name": "auditor", "password": PASSWORD}).is_success
 

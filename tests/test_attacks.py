@@ -274,3 +274,158 @@ def test_the_audit_sees_no_action_by_a_suspended_user(attack) -> None:  # type: 
     sh, _ = attack
     r = sh("ida", "audit", "inspections", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["actions_by_suspended_users"] == []
+
+
+# --- issue #22 ---------------------------------------------------------------------------------
+
+PII_IDS = ("T513476877", "154.89.0135", "CHERYL.BARKLEY.19840811.2")
+
+
+def test_22_6_agency_chosen_item_ids_never_reach_a_ledger_body(attack) -> None:  # type: ignore[no-untyped-def]
+    """Ids that spell a TIN-like number, an SSN-like number and a name with a date of birth
+    were accepted at intake and written verbatim into `disclosure` bodies. A body now carries
+    only the item's salted commitment; the accounting still names each item for the auditor,
+    with the salt that opens the commitment, and `report verify` checks it."""
+    sh, root = attack
+    folder = root / "pii-ids"
+    shutil.copytree(root / "req", folder)
+    with (folder / "truth.csv").open() as fh:
+        clean = [r["item_id"] for r in csv.DictReader(fh) if r["defect"] == "none"]
+    rows = list(csv.DictReader((folder / "items.csv").open()))
+    with_tin = [r for r in rows if r["item_id"] in clean and r["tin"]][: len(PII_IDS)]
+    for row, new in zip(with_tin, PII_IDS, strict=True):
+        row["item_id"] = new
+    with (folder / "items.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    r = sh("agency-ice", "submit", str(folder), "--json")
+    assert r.returncode == 0, r.stderr
+    rid = json.loads(r.stdout)["request_id"]
+    assert sh("olga", "process", rid).returncode == 0
+    if json.loads(sh("olga", "next", rid, "--json").stdout)["state"] == "in_review":
+        assert sh("olga", "review", rid, "--withhold-all", "--reason", "unsure").returncode == 0
+    assert sh("olga", "prepare", rid).returncode == 0
+    assert sh("ben", "approve", rid).returncode == 0
+    assert sh("olga", "release", rid, "--out", str(root / "pii-out")).returncode == 0
+    export = root / "pii-export"
+    assert sh("ida", "ledger", "export", str(export), "--bodies").returncode == 0
+    bodies = (export / "bodies.jsonl").read_text()
+    for pii in PII_IDS:
+        assert pii not in bodies
+    disclosed = [
+        json.loads(json.loads(line)["body"])
+        for line in bodies.splitlines()
+        if f'"request_id\\":\\"{rid}\\"' in line and '\\"type\\":\\"disclosure\\"' in line
+    ]
+    assert disclosed and all("item_sha256" in b and "item_id" not in b for b in disclosed)
+    # The auditor's accounting names the items (from the store) and verifies against the export.
+    report = root / "pii-accounting.csv"
+    assert sh("ida", "report", "accounting", "--out", str(report)).returncode == 0
+    mine = [r for r in csv.DictReader(report.open()) if r["request_id"] == rid]
+    assert set(PII_IDS) <= {r["item_id"] for r in mine}
+    assert sh("ida", "ledger", "export", str(root / "pii-export2"), "--bodies").returncode == 0
+    verify = ["report", "verify", str(report), "--export", str(root / "pii-export2"), "--json"]
+    r = subprocess.run(  # open to anyone holding the export: no workspace, no session
+        [sys.executable, "-m", "custodes", *verify],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0 and json.loads(r.stdout)["ok"], r.stdout
+
+
+def test_22_7_agencies_see_roles_never_staff_names(attack) -> None:  # type: ignore[no-untyped-def]
+    """An agency's key read which officer processed its request and which approvers could
+    release it (whom to pressure, which account to guess). It now reads roles, under the
+    same keys; staff still see names."""
+    sh, root = attack
+    staff_names = {"chief", "deputy", "olga", "ben", "ida", "ann"}
+    rid = (root / "rid").read_text()
+    seen = json.loads(sh("agency-ice", "requests", "show", rid, "--json").stdout)
+    actors = {h["actor"] for h in seen["history"]}
+    assert {"officer", "approver"} <= actors and not actors & staff_names
+    assert "olga" in sh("olga", "requests", "show", rid, "--json").stdout
+    listed = sh("agency-ice", "requests", "list", "--json").stdout
+    assert not any(f'"{n}"' in listed for n in staff_names)
+    # A prepared request: who prepared it and who may approve, as roles.
+    folder = root / "to-prepare"
+    shutil.copytree(root / "req", folder)
+    env = json.loads((folder / "envelope.json").read_text())
+    env["reason"] = env["reason"] + " (second request)"
+    (folder / "envelope.json").write_text(json.dumps(env))
+    r = sh("agency-ice", "submit", str(folder), "--json")
+    assert r.returncode == 0, r.stderr
+    new = json.loads(r.stdout)["request_id"]
+    assert sh("olga", "process", new).returncode == 0
+    if json.loads(sh("olga", "next", new, "--json").stdout)["state"] == "in_review":
+        assert sh("olga", "review", new, "--withhold-all", "--reason", "unsure").returncode == 0
+    assert sh("olga", "prepare", new).returncode == 0
+    step = json.loads(sh("agency-ice", "next", new, "--json").stdout)
+    assert step["prepared_by"] == "officer" and step["eligible_approvers"] == ["approver"]
+    staff_step = json.loads(sh("olga", "next", new, "--json").stdout)
+    assert staff_step["prepared_by"] == "olga" and "ben" in staff_step["eligible_approvers"]
+    # The sign-in lockout is no weapon: invented names lock nobody, and guessing ida's
+    # password on this machine backs off this machine only, not ida at her desk.
+    for i in range(6):
+        r = sh(None, "login", f"nobody-{i}", "--password-stdin", stdin="x" * 12 + "\n")
+        assert _code(r, "bad_credentials")
+    for _ in range(5):
+        r = sh(None, "login", "ida", "--password-stdin", stdin="wrong password!!\n")
+        assert _code(r, "bad_credentials")
+    r = sh(None, "login", "ida", "--password-stdin", stdin=PASSWORD + "\n")
+    assert r.returncode == 2 and "(locked)" in r.stderr
+    ws = open_workspace(root / "ws")
+    try:
+        assert sessions.login(ws, "ida", PASSWORD, client="198.51.100.7")
+    finally:
+        ws.close()
+
+
+def test_22_10_an_agency_key_is_no_console_cookie_and_outcomes_reads_are_logged(attack) -> None:  # type: ignore[no-untyped-def]
+    """An agency's API key, set as the console's cookie, opened the console as the agency;
+    and reading a request's outcomes (the addresses about to be disclosed) over HTTP was in
+    the access log with no request id."""
+    import sqlalchemy as sa
+    from fastapi.testclient import TestClient
+
+    from custodes.store.tables import access_log
+    from custodes.web import create_app
+
+    sh, root = attack
+    rid = (root / "rid").read_text()
+    home = root / "ws"
+    with TestClient(create_app(home), client=("198.51.100.30", 40000)) as web:
+        web.cookies.set("custodes_session", sh.tokens["agency-ice"])
+        r = web.get("/", follow_redirects=False)
+        assert r.status_code == 401 and "console takes only a session" in r.text
+        assert rid not in r.text
+        web.cookies.clear()
+        r = web.get(
+            f"/v1/requests/{rid}", headers={"Authorization": f"Bearer {sh.tokens['agency-ice']}"}
+        )
+        assert r.status_code == 200  # the key still works where it belongs: the API
+        r = web.get(
+            f"/v1/requests/{rid}/outcomes?limit=5",
+            headers={"Authorization": f"Bearer {sh.tokens['olga']}"},
+        )
+        assert r.status_code == 200 and r.json()["items"]
+    ws = open_workspace(home)
+    try:
+        with ws.engine.connect() as conn:
+            refused = conn.execute(
+                sa.select(access_log.c.reason)
+                .where(access_log.c.action == "session", access_log.c.allowed.is_(False))
+                .order_by(access_log.c.id.desc())
+                .limit(1)
+            ).scalar()
+            read = conn.execute(
+                sa.select(access_log.c.user_name, access_log.c.request_id)
+                .where(access_log.c.action == "outcomes")
+                .order_by(access_log.c.id.desc())
+                .limit(1)
+            ).one()
+    finally:
+        ws.close()
+    assert refused == "not_a_console_session"
+    assert tuple(read) == ("olga", rid)

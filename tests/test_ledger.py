@@ -242,6 +242,9 @@ def test_personal_data_never_enters_the_ledger(workspace: Workspace) -> None:
         {"person": {"tin": "x"}},
         {"note": "ssn 123-45-6789"},
         {"ids": ["123456789"]},
+        # an agency's item id goes in only as its salted commitment (issue #22, item 6)
+        {"item_id": "CHERYL.BARKLEY.19840811.2"},
+        {"item_ids": ["item-1"]},
     ):
         with pytest.raises(PersonalDataInEvent):
             record(workspace, [Event("x", actor="t", data=bad)])

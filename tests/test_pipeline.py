@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from conftest import Template, copy_template
 from custodes.access import sessions
+from custodes.access.credentials import item_key
 from custodes.decisions import pipeline
 from custodes.decisions.response import NO_INFORMATION
 from custodes.errors import (
@@ -30,6 +31,7 @@ from custodes.errors import (
     NotFound,
 )
 from custodes.ledger import service as ledger
+from custodes.ledger.events import item_sha256
 from custodes.records import master
 from custodes.requests.lifecycle import current_state
 from custodes.services import decisions as svc
@@ -592,7 +594,11 @@ def test_review_groups_resolve_in_bulk_recorded_per_item(
     assert done["resolved"] == n
     assert svc.review_groups(ws, officer, rid) == []
     resolved = [json.loads(e.body) for e in _events(ws, "review.resolved") if e.request_id == rid]
-    assert {(e["item_id"], e["record_id"]) for e in resolved} == set(candidates.items())
+    key = item_key(ws)  # a body names its item by the id's salted commitment, never the id
+    assert {(e["item_sha256"], e["record_id"]) for e in resolved} == {
+        (item_sha256(key, rid, i), r) for i, r in candidates.items()
+    }
+    assert not any("item_id" in e for e in resolved)
     assert {e["group"] for e in resolved} == {"dob_differs+tin_missing"}
     outcome = {r["item_id"]: r for r in pipeline.effective_outcomes(ws, rid).to_pylist()}
     assert {outcome[i]["outcome"] for i in candidates} == {"DISCLOSE"}

@@ -23,6 +23,7 @@ from conftest import PASSWORD, Template, copy_template, one_for_review
 from custodes.access import enter, sessions
 from custodes.cli import app
 from custodes.errors import CustodesError
+from custodes.ledger.events import item_commitment
 from custodes.reports import incidents as inc
 from custodes.services import audit, decisions, ledger, matching, reports, requests, rules
 from custodes.store.tables import access_log, ledger_events
@@ -112,11 +113,10 @@ def test_accounting_has_one_row_per_disclosure_event(copy, tmp_path: Path) -> No
     received = {b["request_id"]: b for b in _bodies(ws, "request.received")}
     for r in rows:
         e = by_index[r["ledger_index"]]
-        assert (r["request_id"], r["item_id"], r["record_id"]) == (
-            e["request_id"],
-            e["item_id"],
-            e["record_id"],
-        )
+        assert (r["request_id"], r["record_id"]) == (e["request_id"], e["record_id"])
+        # the body holds the item's salted commitment; the row's id and salt open it
+        assert "item_id" not in e and r["item_id"]
+        assert item_commitment(bytes.fromhex(r["item_salt"]), r["item_id"]) == e["item_sha256"]
         assert r["agency"] == e["agency"] and r["provision"] == e["provision"]
         assert r["fields"] == ";".join(e["fields"])
         assert r["disclosed_on"] == e["time"][:10]

@@ -469,6 +469,24 @@ def test_page_security(console: Console) -> None:
     approver.close()
 
 
+def test_api_docs_run_only_custodes_own_scripts(console: Console) -> None:
+    """Issue #22 item 9: /v1/docs loaded Swagger UI from a CDN onto the console's origin. It is
+    now served from custodes' own copy of swagger-ui-dist under the console's CSP: it renders,
+    every request the page makes goes to custodes, and the CSP refuses nothing."""
+    c = console
+    page = Page(c)
+    fetched: list[str] = []
+    page.page.on("request", lambda r: fetched.append(r.url))
+    r = page.page.goto(c.url + "/v1/docs")
+    assert r.status == 200
+    assert "script-src 'self'" in r.all_headers()["content-security-policy"]
+    page.page.wait_for_selector(".opblock", timeout=60_000)  # the operations are listed
+    assert fetched and all(u.startswith(c.url + "/") for u in fetched), fetched
+    assert not page.csp_errors, page.csp_errors
+    page.page.screenshot(path=str(SHOTS / "api-docs.png"))
+    page.close()
+
+
 def test_a_new_user_enrols_with_a_one_time_code_then_signs_in(console: Console) -> None:
     from custodes.services import users
 

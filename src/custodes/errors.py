@@ -273,6 +273,7 @@ REGISTRY: dict[str, Code] = {
         Unauthenticated,
         not_signed_in="Not signed in",
         session_ended="Session ended",
+        not_a_console_session="Not a console session",
         bad_credentials="Sign-in refused",
         bad_totp="One-time code refused",
         bad_enrolment="Enrolment refused",

@@ -8,11 +8,15 @@
   kept in ``keys/secrets.key`` beside the ledger key and never in the database, so a copy of
   the store alone yields no second factor. A code is accepted once: the time step it belongs to
   is remembered and an older or equal step is refused.
+- The item key, derived from the secrets key, salts the commitments that stand for agency item
+  ids in ledger bodies (`ledger.events.item_sha256`): a copy of the store's bodies alone cannot
+  be searched for an id by guessing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -84,6 +88,18 @@ def _fernet(ws: Workspace) -> Fernet:
             code="no_secrets_key",
         )
     return Fernet(path.read_bytes().strip())
+
+
+def item_key(ws: Workspace) -> bytes:
+    """The key that salts item-id commitments in ledger bodies (derived from the secrets key,
+    so it lives outside the store and is never replaced)."""
+    path = secrets_key_path(ws)
+    if not path.exists():
+        raise WorkspaceError(
+            f"No secrets key at {path}: run 'custodes init' on the workspace.",
+            code="no_secrets_key",
+        )
+    return hmac.new(path.read_bytes().strip(), b"custodes/item-key/v1", hashlib.sha256).digest()
 
 
 def seal(ws: Workspace, text: str) -> str:

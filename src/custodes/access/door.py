@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -54,8 +56,10 @@ class Caller:
         return self.name
 
 
-def caller(ws: Workspace, token: str | None) -> Caller:
-    """Authenticate a credential now; a refusal is recorded and raised with its code."""
+def caller(ws: Workspace, token: str | None, *, kinds: tuple[str, ...] | None = None) -> Caller:
+    """Authenticate a credential now; a refusal is recorded and raised with its code.
+    `kinds` limits the credentials a face accepts: the console takes only sign-in sessions
+    (`("session",)`), never an agency's API key offered as a cookie."""
     refused: CustodesError
     with ws.engine.begin() as conn:
         try:
@@ -68,6 +72,14 @@ def caller(ws: Workspace, token: str | None) -> Caller:
                     code="not_signed_in",
                 )
             row = sessions.live(conn, cred.sha(token))
+            if kinds is not None and row.kind not in kinds:
+                from custodes.errors import Unauthenticated
+
+                raise Unauthenticated(
+                    "This credential does not sign in here: the console takes only a session "
+                    "opened by signing in with a password (API keys are for the HTTP API).",
+                    code="not_a_console_session",
+                )
             return Caller(
                 row.user_name,
                 roles_of(conn, row.user_name),
@@ -165,6 +177,26 @@ def enter(ws: Workspace, who: Caller, action: str, **extra: Any) -> CheckedCall:
     raise refused
 
 
+# A custodes request id (intake makes them): only such a value goes into the access log's
+# request column, so a made-up id in a URL is refused by the service, not written to the log.
+REQUEST_ID = re.compile(r"req-[0-9a-f]{12}")
+
+
+def _request_of(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
+    """How to find the request a service's call is about (its `request_id` argument), for the
+    access log: every call about a request is recorded with the request's id."""
+    names = list(inspect.signature(fn).parameters)[1:]  # after the CheckedCall
+    if "request_id" not in names:
+        return lambda args, kwargs: None
+    at = names.index("request_id")
+
+    def find(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        rid = kwargs.get("request_id", args[at] if at < len(args) else None)
+        return rid if isinstance(rid, str) and REQUEST_ID.fullmatch(rid) else None
+
+    return find
+
+
 # Every service, for the tests that walk them all: name -> (function, action).
 SERVICES: dict[str, tuple[Callable[..., Any], str]] = {}
 
@@ -180,11 +212,15 @@ def service(
     def wrap(
         fn: Callable[Concatenate[CheckedCall, P], R],
     ) -> Callable[Concatenate[Workspace, Caller, P], R]:
+        request_of = _request_of(fn)
+
         @functools.wraps(fn)
         def run(ws: Workspace, who: Caller, /, *args: P.args, **kwargs: P.kwargs) -> R:
             if not isinstance(who, Caller):
                 raise TypeError("a service takes the Caller made by access.caller()")
-            return fn(enter(ws, who, action), *args, **kwargs)
+            rid = request_of(args, kwargs)
+            extra = {"request_id": rid} if rid else {}
+            return fn(enter(ws, who, action, **extra), *args, **kwargs)
 
         run.action = action  # type: ignore[attr-defined]
         SERVICES[f"{fn.__module__}.{fn.__qualname__}"] = (run, action)

@@ -3,16 +3,24 @@ looked up on every call, ended by sign-out, suspension or expiry.
 
 A session row is never deleted: ending it records when and why, so a call with an ended
 session is told "ended (signed out / suspended)" and a made-up token "not a session of this
-workspace". Sign-in failures are counted per account name, whether or not the name exists:
-after `FREE_FAILURES` in a row the name is locked for a doubling delay (recorded in the ledger
-for real users), and every answer for an unknown name looks and takes the same as for a known
-one (a dummy argon2 verification, the same message).
+workspace".
+
+Sign-in failures are throttled per account *and source* (NIST SP 800-63B section 5.2.2): after
+`FREE_FAILURES` in a row for one name from one source (the client's address, or `local` for the
+command line) that pair waits a doubling delay, so nobody elsewhere is locked out by someone
+guessing a name. Only an existing account counts failures from every source, and after
+`ACCOUNT_LOCK_FAILURES` (100) in a row it locks (recorded in the ledger): an unknown name never
+locks anyone. Every answer for an unknown name looks and takes the same as for a known one (a
+dummy argon2 verification, the same message). The source is the connection's peer address;
+`X-Forwarded-For` counts only when the peer is a configured proxy (`CUSTODES_TRUSTED_PROXY`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import ipaddress
+import os
 import time
 from typing import Any
 
@@ -38,9 +46,15 @@ from custodes.workspace import Call, Workspace
 
 SESSION_HOURS = 12
 KEY_DAYS = 365
-FREE_FAILURES = 5  # failed sign-ins in a row before the name is locked
-LOCK_SECONDS = 60  # first lock; doubles with every further failure, up to MAX_LOCK_SECONDS
+FREE_FAILURES = 5  # failed sign-ins in a row for one name from one source before back-off
+LOCK_SECONDS = 60  # first back-off; doubles with every further failure, up to MAX_LOCK_SECONDS
 MAX_LOCK_SECONDS = 3600
+# NIST SP 800-63B 5.2.2: no more than 100 consecutive failed attempts on one account. The
+# account then locks for ACCOUNT_LOCK_SECONDS, and every failure after that locks it again.
+ACCOUNT_LOCK_FAILURES = 100
+ACCOUNT_LOCK_SECONDS = 3600
+LOCAL_SOURCE = "local"  # sign-ins with no network peer (the command line)
+TRUSTED_PROXY_ENV = "CUSTODES_TRUSTED_PROXY"
 
 ENDED = {
     "signed_out": "the session was signed out",
@@ -104,46 +118,114 @@ def _open(
     return token
 
 
-def _throttle(conn: Connection, name: str, t: dt.datetime) -> None:
-    row = conn.execute(select(login_throttle).where(login_throttle.c.name == name)).first()
+def _throttle(conn: Connection, key: str, t: dt.datetime) -> None:
+    row = conn.execute(select(login_throttle).where(login_throttle.c.name == key)).first()
     if row is not None and row.locked_until is not None and aware(row.locked_until) > t:  # type: ignore[operator]
         wait = int((aware(row.locked_until) - t).total_seconds()) + 1  # type: ignore[operator]
         raise RateLimited(
-            f"Too many failed sign-ins (for this name or from this address); try again in "
-            f"{wait} seconds.",
+            f"Too many failed sign-ins; try again in {wait} seconds.",
             code="locked",
             retry_after=wait,
         )
 
 
-def _failed(conn: Connection, name: str, known: bool, t: dt.datetime) -> None:
-    row = conn.execute(select(login_throttle).where(login_throttle.c.name == name)).first()
+def _count(conn: Connection, key: str, t: dt.datetime, delay: Any) -> int:
+    """One more failure in a row for a throttle row; `delay(failures)` gives its lock in
+    seconds (or None). Returns the failures in a row."""
+    row = conn.execute(select(login_throttle).where(login_throttle.c.name == key)).first()
     failures = (row.failures if row else 0) + 1
-    locked = None
-    if failures >= FREE_FAILURES:
-        seconds = min(MAX_LOCK_SECONDS, LOCK_SECONDS * 2 ** (failures - FREE_FAILURES))
-        locked = t + dt.timedelta(seconds=seconds)
-        if known:
-            log.append(
-                conn,
-                [
-                    Event(
-                        "user.locked",
-                        actor=name,
-                        data={"user": name, "failures": failures, "seconds": seconds},
-                    )
-                ],
-            )
+    seconds = delay(failures)
+    locked = t + dt.timedelta(seconds=seconds) if seconds else None
     values = {"failures": failures, "locked_until": locked, "last_failure": t}
     if row is None:
-        conn.execute(insert(login_throttle).values(name=name, **values))
+        conn.execute(insert(login_throttle).values(name=key, **values))
     else:
-        conn.execute(update(login_throttle).where(login_throttle.c.name == name).values(**values))
+        conn.execute(update(login_throttle).where(login_throttle.c.name == key).values(**values))
+    return failures
 
 
-def client_key(client: str) -> str:
-    """The throttle row of a client address (hashed: the store keeps no addresses)."""
-    return "@client:" + hashlib.sha256(client.encode()).hexdigest()[:40]
+def _backoff(failures: int) -> int | None:
+    if failures < FREE_FAILURES:
+        return None
+    return int(min(MAX_LOCK_SECONDS, LOCK_SECONDS * 2 ** min(failures - FREE_FAILURES, 16)))
+
+
+def _account_lock(failures: int) -> int | None:
+    return ACCOUNT_LOCK_SECONDS if failures >= ACCOUNT_LOCK_FAILURES else None
+
+
+def _failed(conn: Connection, name: str, known: bool, source: str, t: dt.datetime) -> None:
+    """A failed sign-in: the (name, source) pair backs off whatever the name; an existing
+    account also counts it towards its lock, which is recorded in the ledger."""
+    _count(conn, source_key(name, source), t, _backoff)
+    if not known:
+        return  # an unknown name has no account to lock
+    failures = _count(conn, name, t, _account_lock)
+    if failures >= ACCOUNT_LOCK_FAILURES:
+        log.append(
+            conn,
+            [
+                Event(
+                    "user.locked",
+                    actor=name,
+                    data={"user": name, "failures": failures, "seconds": ACCOUNT_LOCK_SECONDS},
+                )
+            ],
+        )
+
+
+def _cleared(conn: Connection, name: str, source: str) -> None:
+    conn.execute(
+        update(login_throttle)
+        .where(login_throttle.c.name.in_((name, source_key(name, source))))
+        .values(failures=0, locked_until=None)
+    )
+
+
+def source_key(name: str, source: str) -> str:
+    """The throttle row of one name tried from one source (hashed: the store keeps no
+    addresses)."""
+    return "@pair:" + hashlib.sha256(f"{name}\0{source}".encode()).hexdigest()[:40]
+
+
+def _trusted_proxies() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    out = []
+    for part in os.environ.get(TRUSTED_PROXY_ENV, "").replace(",", " ").split():
+        try:
+            out.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            continue  # `custodes serve --trusted-proxy` refuses a malformed address up front
+    return out
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+def source(peer: str | None, forwarded_for: str | None = None) -> str:
+    """The source a sign-in is throttled by: the connection's peer address; when the peer is a
+    configured proxy (`CUSTODES_TRUSTED_PROXY`: addresses or networks), the right-most address
+    in `X-Forwarded-For` that is not itself a trusted proxy. Anyone else's `X-Forwarded-For`
+    is ignored, so a client cannot choose its own source."""
+    if not peer:
+        return LOCAL_SOURCE
+    proxies = _trusted_proxies()
+
+    def trusted(addr: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
+        return addr is not None and any(addr in net for net in proxies)
+
+    if not forwarded_for or not trusted(_address(peer)):
+        return peer
+    for hop in reversed(forwarded_for.split(",")):
+        addr = _address(hop)
+        if addr is None:
+            return peer  # a malformed chain: fall back on the proxy itself
+        if not trusted(addr):
+            return str(addr)
+    return peer
 
 
 def login(
@@ -153,29 +235,30 @@ def login(
     *,
     totp: str | None = None,
     client: str | None = None,
+    forwarded_for: str | None = None,
 ) -> str:
     """Check the password (and second factor) and open a server-side session; returns the
     token, which is stored only as a hash. Every refusal is recorded. Failures are throttled
-    per account name and, when the face knows it (`client`: the HTTP client's address), per
-    client as well, so that one address cannot try many names."""
+    per account name and source (`client`: the HTTP peer's address; `forwarded_for`: its
+    `X-Forwarded-For`, honoured only from a trusted proxy; none: the command line), and an
+    existing account locks after ACCOUNT_LOCK_FAILURES in a row from anywhere."""
     name = (name or "")[:128]
+    src = source(client, forwarded_for)
     t = now()
     refused: CustodesError
     with ws.engine.begin() as conn:  # refusals are recorded and committed, then raised
+        row = conn.execute(select(users).where(users.c.name == name)).first()
         try:
-            _throttle(conn, name, t)
-            if client:
-                _throttle(conn, client_key(client), t)
+            _throttle(conn, source_key(name, src), t)
+            if row is not None:
+                _throttle(conn, name, t)
         except RateLimited as exc:
             record(conn, None, "login", False, "locked")
             refused = exc
         else:
-            row = conn.execute(select(users).where(users.c.name == name)).first()
             ok = cred.password_ok(row.password_hash if row else None, password)
             if not ok:
-                _failed(conn, name, row is not None, t)
-                if client:
-                    _failed(conn, client_key(client), False, t)
+                _failed(conn, name, row is not None, src, t)
                 record(conn, name if row else None, "login", False, "bad credentials")
                 refused = Unauthenticated("Unknown user or wrong password.", code="bad_credentials")
             elif row.status != "active":
@@ -196,7 +279,7 @@ def login(
                     step = cred.totp_step(secret, totp, row.totp_last_step, time.time())
                 if row.totp_secret and step is None:
                     if totp:  # a wrong code counts as a failure; a missing one is a question
-                        _failed(conn, name, True, t)
+                        _failed(conn, name, True, src, t)
                     record(conn, name, "login", False, "second factor")
                     refused = Unauthenticated(
                         "The one-time code is missing, wrong or already used.", code="bad_totp"
@@ -206,11 +289,7 @@ def login(
                         conn.execute(
                             update(users).where(users.c.name == name).values(totp_last_step=step)
                         )
-                    conn.execute(
-                        update(login_throttle)
-                        .where(login_throttle.c.name == name)
-                        .values(failures=0, locked_until=None)
-                    )
+                    _cleared(conn, name, src)
                     token = _open(conn, name, "session", dt.timedelta(hours=SESSION_HOURS))
                     record(conn, name, "login", True)
                     return token

@@ -1,5 +1,10 @@
 """The HTTP face: FastAPI under `/v1` (OpenAPI 3.1 at `/v1/openapi.json`, docs at `/v1/docs`).
 
+The docs page is Swagger UI from the npm package `swagger-ui-dist`, copied into the console's
+static folder by `make assets` and served by custodes itself (the application `custodes serve`
+runs mounts it at `/static`), under the console's Content-Security-Policy: nothing is fetched
+from elsewhere. Every response carries the same security headers (`custodes.api.headers`).
+
 `create_app(home)` opens one workspace for the server's lifetime and a job runner for long
 work; every route authenticates its caller through the core and calls one service. Errors are
 RFC 9457 problem details (`custodes.api.problems`). `custodes serve` runs it under uvicorn,
@@ -15,9 +20,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 
 from custodes import __version__
-from custodes.api import problems, routes
+from custodes.api import headers, problems, routes
 from custodes.services import ledger as ledger_svc
 from custodes.services import workspace as ws_svc
 from custodes.services.jobs import Jobs
@@ -32,6 +38,24 @@ def _witness(home: Path) -> ledger_svc.wit.Witness | None:
     state = os.environ.get("CUSTODES_WITNESS_STATE") or str(home / "witness.db")
     logs = os.environ.get("CUSTODES_WITNESS_LOGS", "").split()
     return ledger_svc.witness(Path(key), logs, Path(state))
+
+
+# Swagger UI from our own static files; its start-up is a file too (the CSP allows no inline
+# script), reading the schema's address from the page.
+DOCS_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>custodes API</title>
+<link rel="stylesheet" href="/static/vendor/swagger-ui/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui" data-openapi="/v1/openapi.json"></div>
+<script src="/static/vendor/swagger-ui/swagger-ui-bundle.js"></script>
+<script src="/static/swagger-init.js"></script>
+</body>
+</html>
+"""
 
 
 def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None = None) -> FastAPI:
@@ -63,11 +87,18 @@ def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None
             "problem with a stable `code`."
         ),
         openapi_url="/v1/openapi.json",
-        docs_url="/v1/docs",
+        docs_url=None,  # our own page below: no CDN
         redoc_url=None,
         lifespan=lifespan,
     )
     problems.install(app)
+    app.middleware("http")(headers.security_headers)
+
+    @app.get("/v1/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        """The API's documentation (Swagger UI, served by custodes)."""
+        return HTMLResponse(DOCS_PAGE)
+
     for router in (routes.public, routes.agency, routes.staff, routes.oversight):
         app.include_router(router)
     return app

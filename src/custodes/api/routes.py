@@ -159,9 +159,17 @@ async def add_checkpoint(request: Request) -> Response:
 )
 def sign_in(body: m.SignIn, request: Request, ws: WS) -> dict[str, Any]:
     """Staff sign in with password (and one-time code); the token is checked on every call.
-    Failures are throttled per account and per client address (429 with Retry-After)."""
+    Failures are throttled per account and client address (429 with Retry-After);
+    X-Forwarded-For counts only from the configured proxy (CUSTODES_TRUSTED_PROXY)."""
     client = request.client.host if request.client else None
-    token = ws_svc.login(ws, body.name, body.password, totp=body.totp, client=client)
+    token = ws_svc.login(
+        ws,
+        body.name,
+        body.password,
+        totp=body.totp,
+        client=client,
+        forwarded_for=request.headers.get("x-forwarded-for"),
+    )
     return {"token": token, "user": body.name, "expires_in_hours": ws_svc.SESSION_HOURS}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated
@@ -26,6 +27,23 @@ def _check(host: str, home: object) -> Path:
     ws = ws_svc.open_workspace(home)  # type: ignore[arg-type]  # a clear error now
     ws.close()
     return ws.home
+
+
+def _proxies(given: list[str] | None) -> str:
+    """The trusted proxies (this option, else CUSTODES_TRUSTED_PROXY), checked now: the only
+    peers whose X-Forwarded-For names the client a sign-in is throttled by."""
+    parts = [p for g in (given or []) for p in g.replace(",", " ").split()]
+    if not parts:
+        parts = os.environ.get("CUSTODES_TRUSTED_PROXY", "").replace(",", " ").split()
+    for p in parts:
+        try:
+            ipaddress.ip_network(p, strict=False)
+        except ValueError:
+            raise InputError(
+                "--trusted-proxy takes an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/24).",
+                code="bad_argument",
+            ) from None
+    return ",".join(parts)
 
 
 def _witness(key: Path, logs: list[str], state: Path | None, home: Path) -> None:
@@ -63,6 +81,14 @@ def serve(
         Path | None,
         typer.Option("--witness-state", help="The witness's state file (default: in the home)."),
     ] = None,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-proxy",
+            help="Address (or network) of the reverse proxy whose X-Forwarded-For names the "
+            "client (repeatable; default: CUSTODES_TRUSTED_PROXY). Anyone else's is ignored.",
+        ),
+    ] = None,
     home: HomeOpt = None,
 ) -> None:
     """Serve the web console at / and the HTTP API under /v1 (OpenAPI at /v1/openapi.json,
@@ -72,17 +98,22 @@ def serve(
 
     with guarded(False):
         workspace_home = _check(host, home)
+        proxies = _proxies(trusted_proxy)
         if witness_key is not None:
             _witness(witness_key, witness_logs or [], witness_state, workspace_home)
     if home is not None:
         os.environ["CUSTODES_HOME"] = str(home)
+    os.environ["CUSTODES_TRUSTED_PROXY"] = proxies  # read by the core at every sign-in
     uvicorn.run(
         "custodes.web:create_app",
         factory=True,
         host=host,
         port=port,
         workers=workers,
-        proxy_headers=bool(os.environ.get("CUSTODES_BEHIND_TLS_PROXY")),
+        # The forwarded client address and scheme are taken only from the trusted proxies
+        # (the same rule the core applies to sign-in throttling), never from any peer.
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
         server_header=False,
         log_level="info",
     )

@@ -16,6 +16,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from custodes.access.credentials import item_key
+from custodes.ledger.events import item_sha256
 from custodes.records.files import sha256_file
 from custodes.requests.format import ENVELOPE_FILE
 from custodes.store.tables import (
@@ -135,15 +137,27 @@ def _requests(ws: Workspace, conn: Connection, ev: dict[str, list[dict]], found:
 
 
 def _decisions(ws: Workspace, conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
+    key = item_key(ws)
+
+    def row_item(request_id: str, item_id: str) -> str:
+        """A row's item as its ledger events name it: the salted commitment of its id."""
+        return item_sha256(key, request_id, item_id)
+
+    def event_item(e: dict[str, Any]) -> str:
+        # Bodies written before ids were committed carry the id itself.
+        if "item_sha256" in e:
+            return str(e["item_sha256"])
+        return row_item(e["request_id"], str(e.get("item_id")))
+
     _diff(
         found,
         "review_resolutions",
         {
-            (r.request_id, r.item_id): (r.decision, r.actor, r.record_id)
+            (r.request_id, row_item(r.request_id, r.item_id)): (r.decision, r.actor, r.record_id)
             for r in conn.execute(select(review_resolutions))
         },
         {
-            (e["request_id"], e["item_id"]): (e["decision"], e["actor"], e["record_id"])
+            (e["request_id"], event_item(e)): (e["decision"], e["actor"], e["record_id"])
             for e in ev["review.resolved"]
         },
         "review.resolved",
@@ -183,15 +197,21 @@ def _decisions(ws: Workspace, conn: Connection, ev: dict[str, list[dict]], found
     _diff(
         found,
         "disclosures",
-        {(r.request_id, r.item_id): (r.record_id,) for r in conn.execute(select(disclosures))},
-        {(e["request_id"], e["item_id"]): (e["record_id"],) for e in ev["disclosure"]},
+        {
+            (r.request_id, row_item(r.request_id, r.item_id)): (r.record_id,)
+            for r in conn.execute(select(disclosures))
+        },
+        {(e["request_id"], event_item(e)): (e["record_id"],) for e in ev["disclosure"]},
         "disclosure",
     )
     _diff(
         found,
         "recall_items",
-        {(r.recall_id, r.request_id, r.item_id): () for r in conn.execute(select(recall_items))},
-        {(e["recall_id"], e["request_id"], e["item_id"]): () for e in ev["disclosure.recalled"]},
+        {
+            (r.recall_id, r.request_id, row_item(r.request_id, r.item_id)): ()
+            for r in conn.execute(select(recall_items))
+        },
+        {(e["recall_id"], e["request_id"], event_item(e)): () for e in ev["disclosure.recalled"]},
         "disclosure.recalled",
     )
     _diff(

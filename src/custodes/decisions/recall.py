@@ -17,9 +17,10 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 
+from custodes.access.credentials import item_key
 from custodes.errors import ConflictError, InputError, IntegrityError, NotFound
 from custodes.ledger import log
-from custodes.ledger.events import Event
+from custodes.ledger.events import Event, item_fields
 from custodes.records.files import read_text_table, sha256_file
 from custodes.requests.format import ENVELOPE_FILE
 from custodes.requests.lifecycle import current_state, transition
@@ -101,6 +102,7 @@ def recall(
     targets = _targets(ws, request_id, items_file)
     recall_id = f"rcl-{secrets.token_hex(6)}"
     now = dt.datetime.now(dt.UTC)
+    key = item_key(ws)
     with call.transaction() as conn:
         already = conn.execute(
             select(recall_items.c.request_id, recall_items.c.item_id).where(
@@ -142,7 +144,7 @@ def recall(
                     actor=actor,
                     request_id=r,
                     record_id=record_of[(r, i)],
-                    data={"item_id": i, "recall_id": recall_id},
+                    data={**item_fields(key, r, i), "recall_id": recall_id},
                 )
                 for r, i in targets
             ],

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from custodes.access.credentials import item_key
 from custodes.decisions.pipeline import request_folder
 from custodes.decisions.response import (
     RESPONSE_CSV,
@@ -37,7 +38,7 @@ from custodes.decisions.response import (
 from custodes.errors import ConflictError, IntegrityError
 from custodes.ledger import log
 from custodes.ledger import service as ledger
-from custodes.ledger.events import Event
+from custodes.ledger.events import Event, item_fields
 from custodes.ledger.keys import load_signer
 from custodes.requests.lifecycle import current_state, transition
 from custodes.store.files import csv_bytes, out_folder, write_new, write_replace
@@ -224,7 +225,7 @@ def _write_and_record(call: Call, request_id: str, target: Path, c: Content) -> 
     now = _now()
     with call.transaction() as conn:
         if current_state(conn, request_id) != "released":  # else: finishing the files only
-            _record(conn, call.actor, request_id, c, response_sha, now)
+            _record(conn, call.actor, request_id, c, response_sha, now, item_key(call.ws))
     _, note = ledger.checkpoint(call)
     checkpoint = note.render()
     with call.transaction() as conn:
@@ -246,8 +247,10 @@ def _record(
     c: Content,
     response_sha: str,
     now: dt.datetime,
+    key: bytes,
 ) -> None:
-    """One transaction: a ledger leaf and a disclosures row per disclosed item, the state."""
+    """One transaction: a ledger leaf and a disclosures row per disclosed item, the state.
+    A leaf names its item by the item's salted commitment, never by the agency's id."""
     recipients = sorted(str(o.get("id")) for o in c.recipients)
     # Each leaf commits to the recipient list by hash; the list itself is in release.done.
     recipients_sha = hashlib.sha256(json.dumps(recipients).encode()).hexdigest()
@@ -281,7 +284,7 @@ def _record(
                     request_id=request_id,
                     record_id=d["record_id"],
                     data={
-                        "item_id": d["item_id"],
+                        **item_fields(key, request_id, d["item_id"]),
                         "fields": c.fields,
                         "provision": c.envelope["provision"],
                         "agency": c.envelope.get("agency"),

@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from sqlalchemy import insert
 
+from custodes.access.credentials import item_key
 from custodes.decisions.pipeline import (
     effective_outcomes,
     processed_outcomes,
@@ -36,7 +37,7 @@ from custodes.decisions.pipeline import (
 )
 from custodes.errors import ConflictError, InputError, NotFound
 from custodes.ledger import log
-from custodes.ledger.events import Event
+from custodes.ledger.events import Event, item_fields
 from custodes.matching.reasons import meaning
 from custodes.matching.service import LINKED
 from custodes.records import master
@@ -178,6 +179,7 @@ def resolve(
                 raise ConflictError(f"Item {i} cannot be disclosed: {why}.", code="rules_fail")
     now = dt.datetime.now(dt.UTC)
     reason_sha = hashlib.sha256(reason.encode()).hexdigest()
+    key = item_key(call.ws)
     with call.transaction() as conn:
         state = current_state(conn, request_id)
         if state != "in_review":
@@ -208,7 +210,11 @@ def resolve(
                     actor=call.actor,
                     request_id=request_id,
                     record_id=named[i],
-                    data={"item_id": i, "decision": decision, "reason_sha256": reason_sha}
+                    data={
+                        **item_fields(key, request_id, i),
+                        "decision": decision,
+                        "reason_sha256": reason_sha,
+                    }
                     | ({"group": group} if group else {}),
                 )
                 for i in targets

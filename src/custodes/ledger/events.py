@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import hmac
 import os
 import re
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import orjson
 from custodes.errors import InputError
 
 COMMITMENT_PREFIX = b"custodes/event/v1\n"
+ITEM_PREFIX = b"custodes/item/v1\n"
 
 # Keys that would carry a taxpayer's identity. An event naming one is refused outright.
 PERSONAL_KEYS = frozenset(
@@ -38,6 +40,11 @@ PERSONAL_KEYS = frozenset(
         "zip_code",
     }
 )
+
+
+# Keys whose value an agency chooses (an item id can spell a name and a date of birth): a body
+# carries the item's salted commitment instead (`item_sha256`, see `item_fields`).
+AGENCY_CHOSEN_KEYS = frozenset({"item_id", "item_ids"})
 
 
 class PersonalDataInEvent(InputError):
@@ -81,6 +88,12 @@ def _check(value: Any, key: str = "") -> None:
             if k.lower() in PERSONAL_KEYS:
                 raise PersonalDataInEvent(
                     f"Event field '{k}' would carry personal data.", code="personal_data"
+                )
+            if k.lower() in AGENCY_CHOSEN_KEYS:
+                raise PersonalDataInEvent(
+                    f"Event field '{k}' would carry an id an agency chose; the ledger takes its "
+                    "salted commitment (item_sha256).",
+                    code="personal_data",
                 )
             _check(v, k)
     elif isinstance(value, list | tuple):
@@ -135,3 +148,32 @@ def commitment(salt: bytes, body: bytes) -> bytes:
 def new_salts(n: int) -> list[bytes]:
     pool = os.urandom(32 * n)
     return [pool[i : i + 32] for i in range(0, 32 * n, 32)]
+
+
+# --- item ids: committed, never written ------------------------------------------------------
+#
+# An item id is the requesting agency's choice, and agencies have sent ids that spell a name and
+# a date of birth. Bodies carry `item_sha256` = SHA-256("custodes/item/v1\n" || salt || id),
+# with a salt per item derived from the workspace's item key (HMAC-SHA256 over the request id
+# and the item id), so the body alone reveals nothing and cannot be searched by guessing, while
+# whoever holds the key (the workspace) finds an item's leaves and opens its commitment, and
+# a report hands the auditor each row's salt with its id so the id can be checked against the
+# ledger without the key.
+
+
+def item_salt(key: bytes, request_id: str, item_id: str) -> bytes:
+    return hmac.new(key, f"{request_id}\n{item_id}".encode(), hashlib.sha256).digest()
+
+
+def item_commitment(salt: bytes, item_id: str) -> str:
+    return hashlib.sha256(ITEM_PREFIX + salt + item_id.encode()).hexdigest()
+
+
+def item_sha256(key: bytes, request_id: str, item_id: str) -> str:
+    """The commitment a ledger body carries for this item of this request."""
+    return item_commitment(item_salt(key, request_id, item_id), item_id)
+
+
+def item_fields(key: bytes, request_id: str, item_id: str) -> dict[str, str]:
+    """The event data that stands for an item: its salted commitment."""
+    return {"item_sha256": item_sha256(key, request_id, item_id)}

@@ -43,6 +43,7 @@ ACCOUNTING_COLUMNS = [
     ("record_id", "Taxpayer (record id)"),
     ("bulk", "Bulk"),
     ("item_id", "Item"),
+    ("item_salt", "Item salt"),
     ("ledger_index", "Ledger index"),
     ("recall_id", "Recalled by"),
     ("recalled_on", "Recalled on"),
@@ -119,12 +120,18 @@ def read(entries: Iterable[Entry]) -> Ledgered:
         elif t == "release.done":
             led.recipients[b["request_id"]] = list(b.get("recipients") or [])
         elif t == "disclosure.recalled":
-            led.recalled[(b["request_id"], b.get("item_id"))] = e
+            led.recalled[(b["request_id"], item_of(b))] = e
         elif t == "master.imported":
             led.masters.append((e.idx, str(b.get("master_sha256", ""))))
         elif t == "incident.closed" and b.get("finding") == "improper" and b.get("request_id"):
             led.improper[b["request_id"]] = b.get("incident_id", "")
     return led
+
+
+def item_of(body: dict[str, Any]) -> str | None:
+    """How a body names its item: the salted commitment (`item_sha256`); bodies written before
+    ids were committed carry the agency's id itself."""
+    return body.get("item_sha256") or body.get("item_id")
 
 
 def _source(led: Ledgered, idx: int) -> str:
@@ -157,7 +164,7 @@ def accounting_rows(
         if record_id is not None and b.get("record_id") != record_id:
             continue
         req = led.received.get(b["request_id"], {})
-        recall = led.recalled.get((b["request_id"], b.get("item_id")))
+        recall = led.recalled.get((b["request_id"], item_of(b)))
         rows.append(
             {
                 "disclosed_on": when.date().isoformat(),
@@ -174,7 +181,11 @@ def accounting_rows(
                 "source": _source(led, e.idx),
                 "record_id": b.get("record_id"),
                 "bulk": int(req.get("items") or 0) > BULK_ITEMS,
+                # The agency's id is not in the ledger: filled in from the store with the salt
+                # that opens the body's commitment, which `verify` checks.
                 "item_id": b.get("item_id"),
+                "item_salt": None,
+                "item_sha256": b.get("item_sha256"),
                 "ledger_index": e.idx,
                 "recall_id": recall.body.get("recall_id") if recall else None,
                 "recalled_on": recall.time.date().isoformat() if recall else None,
@@ -227,6 +238,9 @@ def accounting(
             "The taxpayer is shown by the custodes record id; the TIN only in an authorised "
             "view, which is an inspection.",
             f"Bulk: the request named more than {BULK_ITEMS:,} people.",
+            "Item: the requesting agency's id for the person, which the ledger holds only as a "
+            "salted commitment; SHA-256('custodes/item/v1\\n' || item salt || item) is the "
+            "commitment in the disclosure's ledger event.",
         ],
     )
 

@@ -21,11 +21,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from custodes.access.credentials import item_key
 from custodes.access.sessions import record as record_access
 from custodes.decisions.exports import file_kind
 from custodes.errors import InputError, fail
 from custodes.ledger import log
-from custodes.ledger.events import Event
+from custodes.ledger.events import Event, item_commitment, item_salt
 from custodes.records import master
 from custodes.reports import disclosures as disc
 from custodes.reports.document import Document
@@ -35,7 +36,7 @@ from custodes.requests.format import item_id_ok
 from custodes.requests.intake import text_sha256
 from custodes.rules.types import RuleSet
 from custodes.store.files import out_file, recorded
-from custodes.store.tables import requests
+from custodes.store.tables import disclosures, requests
 from custodes.workspace import Call, Workspace
 
 # Reports that `verify` recomputes from an export (their every figure comes from event bodies).
@@ -80,6 +81,32 @@ def with_reasons(ws: Workspace, doc: Document) -> Document:
         for r in t.rows:
             if "reason" in r:
                 r["reason"] = reasons.get(r["request_id"])
+    return doc
+
+
+def with_items(ws: Workspace, doc: Document) -> Document:
+    """Fill in each row's item id (the agency's, kept in the store's disclosures; the ledger
+    holds its salted commitment) and the salt that opens the commitment, which `verify`
+    checks. A row whose commitment no stored disclosure opens keeps an empty item."""
+    ids = {r["request_id"] for t in doc.tables for r in t.rows if r.get("item_sha256")}
+    if not ids:
+        return doc
+    key = item_key(ws)
+    opened: dict[tuple[str, str], tuple[str, str]] = {}
+    with ws.engine.connect() as conn:
+        for rid, item in conn.execute(
+            select(disclosures.c.request_id, disclosures.c.item_id).where(
+                disclosures.c.request_id.in_(ids)
+            )
+        ):
+            salt = item_salt(key, rid, item)
+            opened[(rid, item_commitment(salt, item))] = (item, salt.hex())
+    for t in doc.tables:
+        for r in t.rows:
+            if r.get("item_sha256"):
+                r["item_id"], r["item_salt"] = opened.get(
+                    (r["request_id"], r["item_sha256"]), (None, None)
+                )
     return doc
 
 
@@ -328,6 +355,15 @@ def _compare_rows(doc: Document, theirs: list[dict[str, str]], problems: list[st
                 if want_hash and text_sha256(got) != want_hash:
                     problems.append(f"{key}: '{label}' is not the reason the request stated")
                 continue
+            if col == "item_salt":  # checked with the item it opens
+                continue
+            if col == "item_id" and mine.get("item_sha256"):
+                if not _opens(str(r.get("item_salt") or ""), got, mine["item_sha256"]):
+                    problems.append(
+                        f"{key}: '{label}' and its salt do not open the disclosure's item "
+                        "commitment in the ledger"
+                    )
+                continue
             want = _text(mine.get(col))
             if got != want:
                 problems.append(
@@ -336,6 +372,14 @@ def _compare_rows(doc: Document, theirs: list[dict[str, str]], problems: list[st
                 )
     for key in sorted(ours.keys() - seen):
         problems.append(f"{key}: in the ledger, missing from the report")
+
+
+def _opens(salt_hex: str, item: str, commitment: str) -> bool:
+    try:
+        salt = bytes.fromhex(salt_hex.removeprefix("'"))
+    except ValueError:
+        return False
+    return len(salt) == 32 and item_commitment(salt, item) == commitment
 
 
 def _compare_total(doc: Document, theirs: dict[str, str], problems: list[str]) -> None:

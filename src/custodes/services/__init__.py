@@ -18,6 +18,7 @@ OPEN = (
     "custodes.services.workspace.enrol",
     "custodes.services.workspace.open_workspace",
     "custodes.services.workspace.caller",
+    "custodes.services.workspace.console_caller",
     "custodes.services.rules.describe",
     "custodes.services.rules.provision",
     "custodes.services.rules.lint",

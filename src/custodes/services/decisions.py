@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from custodes.access import ACTIONS, CheckedCall, service
+from custodes.access.names import roles_shown, rows_shown
 from custodes.decisions import approval, exports, pipeline
 from custodes.decisions import recall as rc
 from custodes.decisions import review as rv
@@ -210,6 +211,8 @@ def work_queue(call: CheckedCall) -> dict[str, Any]:
     """The requests the caller may see, each with what comes next, and those waiting for the
     caller (the next step is theirs to take): one call, one access-log row."""
     rows = intake.listing(call.ws, call.agency)
+    with call.ws.engine.connect() as conn:
+        rows = rows_shown(conn, call.agency, rows)  # a requester sees roles, not staff names
     mine = []
     for r in rows:
         if r["state"] in ("withdrawn", "refused", "recalled", "released"):
@@ -245,6 +248,15 @@ def _step(call: CheckedCall, request_id: str, state: str) -> dict[str, Any]:
         info["eligible_approvers"] = status["eligible_approvers"]
         if call.actor not in status["eligible_approvers"] and why_not is None:
             why_not = "you prepared or submitted it (a second person must approve)"
+        if call.agency is not None:  # an agency sees roles, never staff names (same keys)
+            with call.ws.engine.connect() as conn:
+                names = roles_shown(
+                    conn, call.agency, [status["prepared_by"], *status["eligible_approvers"]]
+                )
+            info["prepared_by"] = names.get(status["prepared_by"] or "")
+            info["eligible_approvers"] = sorted(
+                {names[n] for n in status["eligible_approvers"] if n in names}
+            )
     if state == "in_review":
         info["open_reviews"] = open_reviews
     if action == "process":

@@ -51,7 +51,8 @@ def accounting(
     doc.ledger_size = size
     if tins_for is not None:
         doc = produce.with_tins(call, doc, purpose=tins_for[0], reference=tins_for[1])
-    return produce.write(call, produce.with_reasons(call.ws, doc), out, fmt=fmt)
+    doc = produce.with_items(call.ws, produce.with_reasons(call.ws, doc))
+    return produce.write(call, doc, out, fmt=fmt)
 
 
 @service("reports.read")

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from custodes.access import CheckedCall, service
+from custodes.access.names import roles_shown, rows_shown
 from custodes.errors import ConflictError, InputError
 from custodes.requests import intake, lifecycle
 from custodes.requests.intake import Submission
@@ -66,25 +67,31 @@ def withdraw(call: CheckedCall, request_id: str, reason: str) -> dict[str, Any]:
 @service("requests.list")
 def listing(call: CheckedCall) -> list[dict[str, Any]]:
     """The requests the caller may see: all of them for staff, its own agency's for a
-    requester account."""
-    return intake.listing(call.ws, call.agency)
+    requester account (which sees who submitted by role, never a staff name)."""
+    rows = intake.listing(call.ws, call.agency)
+    with call.ws.engine.connect() as conn:
+        return rows_shown(conn, call.agency, rows)
 
 
 @service("requests.read")
 def status(call: CheckedCall, request_id: str) -> dict[str, Any]:
-    """One request's state and history (another agency's request is reported as unknown)."""
+    """One request's state and history (another agency's request is reported as unknown).
+    A requester sees each step's actor as a role ("officer", "approver"), never a staff
+    name (the key stays `actor`)."""
     with call.ws.engine.connect() as conn:
         lifecycle.current_state(conn, request_id, agency=call.agency)
         rows = intake.listing(call.ws, call.agency, request_id)
+        steps = conn.execute(
+            select(request_transitions)
+            .where(request_transitions.c.request_id == request_id)
+            .order_by(request_transitions.c.id)
+        ).all()
+        names = roles_shown(conn, call.agency, [t.actor for t in steps])
         history = [
-            {"from": t.from_state, "to": t.to_state, "at": t.at, "actor": t.actor}
-            for t in conn.execute(
-                select(request_transitions)
-                .where(request_transitions.c.request_id == request_id)
-                .order_by(request_transitions.c.id)
-            )
+            {"from": t.from_state, "to": t.to_state, "at": t.at, "actor": names.get(t.actor or "")}
+            for t in steps
         ]
-    return rows[0] | {"history": history}
+        return rows_shown(conn, call.agency, rows)[0] | {"history": history}
 
 
 @service("requests.generate")

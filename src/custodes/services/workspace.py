@@ -30,6 +30,12 @@ def caller(ws: Workspace, token: str | None) -> Caller:
     return _caller(ws, token)
 
 
+def console_caller(ws: Workspace, token: str | None) -> Caller:
+    """The caller behind a console cookie, checked now: only a session opened by signing in
+    (an agency's API key is refused, `not_a_console_session`)."""
+    return _caller(ws, token, kinds=("session",))
+
+
 def init(
     home: str | os.PathLike[str] | None = None,
     store_url: str | None = None,
@@ -77,10 +83,13 @@ def login(
     *,
     totp: str | None = None,
     client: str | None = None,
+    forwarded_for: str | None = None,
 ) -> str:
     """Sign in (password, and the one-time code when required); returns the session token.
-    `client` (an HTTP client's address) is throttled too."""
-    return sessions.login(ws, name, password, totp=totp, client=client)
+    Failures are throttled per name and source: `client` (the HTTP peer's address) and its
+    `forwarded_for` (X-Forwarded-For, which counts only when the peer is the configured proxy,
+    CUSTODES_TRUSTED_PROXY)."""
+    return sessions.login(ws, name, password, totp=totp, client=client, forwarded_for=forwarded_for)
 
 
 def logout(ws: Workspace, token: str) -> bool:

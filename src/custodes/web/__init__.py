@@ -28,7 +28,7 @@ def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None
     app = create_api(home, store_url)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.middleware("http")(pages.security_headers)
+    # The security headers (CSP and the rest) are the API's middleware, on every response.
     api_invalid = app.exception_handlers[RequestValidationError]
 
     async def invalid(request: Request, exc: Exception) -> Response:

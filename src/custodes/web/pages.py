@@ -32,11 +32,6 @@ from custodes.services import rules as rules_svc
 from custodes.services import workspace as ws_svc
 
 COOKIE = "custodes_session"
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
 OUTCOMES = ("DISCLOSE", "CONFIRM", "NOT_CONFIRMED", "WITHHOLD", "REVIEW")
 STEPS = ("prepare", "approve", "release")
 # What a redirect may announce (by key: a URL never carries free text to show).
@@ -88,18 +83,6 @@ def _date(v: Any) -> str:
 
 
 templates.env.filters["date"] = _date
-
-
-async def security_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
-    response: Response = await call_next(request)
-    if not request.url.path.startswith("/v1"):
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["X-Frame-Options"] = "DENY"
-        if not request.url.path.startswith("/static/"):
-            response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 def invalid_form(request: Request, fields: list[str]) -> HTMLResponse:
@@ -223,7 +206,7 @@ def _work(
         return RedirectResponse("/sign-in", status_code=303)
     me = None
     try:
-        who = ws_svc.caller(ws, token)
+        who = ws_svc.console_caller(ws, token)
         me = ws_svc.whoami(ws, who)
         if csrf is not None and not hmac.compare_digest(csrf, csrf_for(token)):
             raise AccessDenied(
@@ -276,7 +259,14 @@ def sign_in(
 ) -> Response:
     client = request.client.host if request.client else None
     try:
-        token = ws_svc.login(ws, name, password, totp=totp.strip() or None, client=client)
+        token = ws_svc.login(
+            ws,
+            name,
+            password,
+            totp=totp.strip() or None,
+            client=client,
+            forwarded_for=request.headers.get("x-forwarded-for"),
+        )
     except CustodesError as exc:
         return _render(
             request,
