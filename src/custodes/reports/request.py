@@ -153,8 +153,11 @@ def request_report(ws: Workspace, request_id: str, events: list[Entry], rs: Rule
     checked = first.get("request.checked")
     decided = [e for e in events if e.type == "request.decided"]
     # An item is resolved once; the last word stands if the ledger ever held two.
+    # (Keyed by the item's salted commitment; bodies written before it carry the id.)
     resolution = {
-        e.body.get("item_id"): e.body.get("decision") for e in events if e.type == "review.resolved"
+        e.body.get("item_sha256") or e.body.get("item_id"): e.body.get("decision")
+        for e in events
+        if e.type == "review.resolved"
     }
     resolved = Counter(resolution.values())
     before_review: dict[str, int] = decided[-1].body.get("counts", {}) if decided else {}
