@@ -396,7 +396,7 @@ def test_22_10_an_agency_key_is_no_console_cookie_and_outcomes_reads_are_logged(
     rid = (root / "rid").read_text()
     home = root / "ws"
     with TestClient(create_app(home), client=("198.51.100.30", 40000)) as web:
-        web.cookies.set("custodes_session", sh.tokens["agency-ice"])
+        web.cookies.set("__Host-custodes_session", sh.tokens["agency-ice"])
         r = web.get("/", follow_redirects=False)
         assert r.status_code == 401 and "console takes only a session" in r.text
         assert rid not in r.text
@@ -429,3 +429,52 @@ def test_22_10_an_agency_key_is_no_console_cookie_and_outcomes_reads_are_logged(
         ws.close()
     assert refused == "not_a_console_session"
     assert tuple(read) == ("olga", rid)
+
+
+def test_22_3_the_console_cookie_is_no_bearer_token(attack) -> None:  # type: ignore[no-untyped-def]
+    """Another local user's server on 127.0.0.1:9999 received the console cookie, and it
+    worked as `Authorization: Bearer` on the API and keyed the forms' anti-forgery token.
+    Now the console's session is its own kind: the API refuses it, the console refuses API
+    credentials, the cookie is `__Host-` (Secure, HttpOnly, SameSite=Strict, Path=/), and the
+    anti-forgery token cannot be computed from the cookie."""
+    import hashlib
+    import hmac
+
+    from fastapi.testclient import TestClient
+
+    from custodes.web import create_app
+
+    sh, root = attack
+    rid = (root / "rid").read_text()
+    with TestClient(
+        create_app(root / "ws"), base_url="https://testserver", client=("198.51.100.31", 40000)
+    ) as web:
+        r = web.post(
+            "/sign-in", data={"name": "olga", "password": PASSWORD}, follow_redirects=False
+        )
+        assert r.status_code == 303, r.text
+        set_cookie = r.headers["set-cookie"]
+        assert set_cookie.startswith("__Host-custodes_session=")
+        for attribute in ("Secure", "HttpOnly", "SameSite=strict", "Path=/"):
+            assert attribute.lower() in set_cookie.lower(), (attribute, set_cookie)
+        assert "domain=" not in set_cookie.lower()
+        cookie = web.cookies["__Host-custodes_session"]
+        page = web.get(f"/requests/{rid}")
+        assert page.status_code == 200
+        # the stolen cookie as a bearer token on the API: refused, with its code
+        stolen = web.get(f"/v1/requests/{rid}", headers={"Authorization": f"Bearer {cookie}"})
+        assert stolen.status_code == 401 and stolen.json()["code"] == "console_session"
+        # the anti-forgery token is not the cookie's HMAC any more
+        old = hmac.new(cookie.encode(), b"custodes/csrf/v1", hashlib.sha256).hexdigest()
+        assert old not in page.text and 'name="csrf"' in page.text
+        forged = web.post(
+            f"/requests/{rid}/withdraw",
+            data={"reason": "forged", "csrf": old},
+            follow_redirects=False,
+        )
+        assert forged.status_code == 403 and "anti-forgery" in forged.text
+        web.cookies.clear()
+        # an API session (the command line's) offered as the console's cookie: refused
+        web.cookies.set("__Host-custodes_session", sh.tokens["olga"])
+        r = web.get("/", follow_redirects=False)
+        assert r.status_code == 401 and "console takes only a session" in r.text

@@ -25,7 +25,7 @@ from custodes.services import decisions, matching, reports, requests, rules
 from custodes.synthetic.staff import Staff
 from custodes.workspace import Workspace
 
-PAGE_COOKIE = "custodes_session"
+PAGE_COOKIE = "__Host-custodes_session"
 REVIEW_CHECK = "officer-review"  # the officer's review, among the checks that ran
 
 
@@ -47,7 +47,8 @@ class Flow:
         return r.json()
 
     def page(self, path: str, who: str = "officer") -> Any:
-        return self.client.get(path, headers={"Cookie": f"{PAGE_COOKIE}={self.tokens[who]}"})
+        token = self.tokens[f"console:{who}"]
+        return self.client.get(path, headers={"Cookie": f"{PAGE_COOKIE}={token}"})
 
 
 def _edit(folder: Path) -> dict[str, str]:
@@ -105,6 +106,10 @@ def flow(processed: Processed, tmp_path: Path) -> Iterator[Flow]:
 
     ws, people = copy_template(processed.template, tmp_path)
     tokens = {n: sessions.login(ws, n, PASSWORD) for n in ("officer", "auditor")}
+    tokens |= {  # the console's own sessions (the API refuses them)
+        f"console:{n}": sessions.login(ws, n, PASSWORD, kind="console")
+        for n in ("officer", "auditor")
+    }
     with TestClient(create_app(ws.home, str(ws.engine.url))) as client:
         yield Flow(ws, people, client, processed.rid, tokens, processed.edited, tmp_path)
     ws.close()

@@ -102,6 +102,20 @@ def item_key(ws: Workspace) -> bytes:
     return hmac.new(path.read_bytes().strip(), b"custodes/item-key/v1", hashlib.sha256).digest()
 
 
+def csrf_token(ws: Workspace, token: str) -> str:
+    """The console's anti-forgery token for a session: an HMAC of the session's hash under a
+    key derived from the secrets key. Holding the cookie is not enough to compute it (the
+    cookie was the HMAC key before), and it is never stored."""
+    path = secrets_key_path(ws)
+    if not path.exists():
+        raise WorkspaceError(
+            f"No secrets key at {path}: run 'custodes init' on the workspace.",
+            code="no_secrets_key",
+        )
+    key = hmac.new(path.read_bytes().strip(), b"custodes/csrf-key/v1", hashlib.sha256).digest()
+    return hmac.new(key, sha(token).encode(), hashlib.sha256).hexdigest()
+
+
 def seal(ws: Workspace, text: str) -> str:
     return _fernet(ws).encrypt(text.encode()).decode()
 

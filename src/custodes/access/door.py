@@ -49,7 +49,7 @@ class Caller:
     name: str
     roles: frozenset[str]
     token_sha256: str = field(repr=False)
-    kind: str  # "session" or "key"
+    kind: str  # "session" (command line, API), "console" (web console) or "key"
     agency: str | None = None  # a requester account's agency
 
     def __str__(self) -> str:
@@ -75,10 +75,17 @@ def caller(ws: Workspace, token: str | None, *, kinds: tuple[str, ...] | None = 
             if kinds is not None and row.kind not in kinds:
                 from custodes.errors import Unauthenticated
 
+                if "console" in kinds:
+                    raise Unauthenticated(
+                        "This credential does not sign in here: the console takes only a "
+                        "session opened by signing in to the console (API keys and API "
+                        "sessions are for the HTTP API).",
+                        code="not_a_console_session",
+                    )
                 raise Unauthenticated(
-                    "This credential does not sign in here: the console takes only a session "
-                    "opened by signing in with a password (API keys are for the HTTP API).",
-                    code="not_a_console_session",
+                    "A console session works only in the console: sign in to the API with "
+                    "POST /v1/sessions, or use an agency's API key.",
+                    code="console_session",
                 )
             return Caller(
                 row.user_name,

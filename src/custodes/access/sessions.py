@@ -236,12 +236,14 @@ def login(
     totp: str | None = None,
     client: str | None = None,
     forwarded_for: str | None = None,
+    kind: str = "session",
 ) -> str:
-    """Check the password (and second factor) and open a server-side session; returns the
-    token, which is stored only as a hash. Every refusal is recorded. Failures are throttled
-    per account name and source (`client`: the HTTP peer's address; `forwarded_for`: its
-    `X-Forwarded-For`, honoured only from a trusted proxy; none: the command line), and an
-    existing account locks after ACCOUNT_LOCK_FAILURES in a row from anywhere."""
+    """Check the password (and second factor) and open a server-side session of `kind` ("session"
+    for the command line and the API, "console" for the web console: each face takes only its own);
+    returns the token, which is stored only as a hash. Every refusal is recorded. Failures are
+    throttled per account name and source (`client`: the HTTP peer's address; `forwarded_for`: its
+    `X-Forwarded-For`, honoured only from a trusted proxy; none: the command line), and an existing
+    account locks after ACCOUNT_LOCK_FAILURES in a row from anywhere."""
     name = (name or "")[:128]
     src = source(client, forwarded_for)
     t = now()
@@ -290,7 +292,8 @@ def login(
                             update(users).where(users.c.name == name).values(totp_last_step=step)
                         )
                     _cleared(conn, name, src)
-                    token = _open(conn, name, "session", dt.timedelta(hours=SESSION_HOURS))
+                    assert kind in ("session", "console"), kind
+                    token = _open(conn, name, kind, dt.timedelta(hours=SESSION_HOURS))
                     record(conn, name, "login", True)
                     return token
     raise refused

@@ -19,6 +19,7 @@ OPEN = (
     "custodes.services.workspace.open_workspace",
     "custodes.services.workspace.caller",
     "custodes.services.workspace.console_caller",
+    "custodes.services.workspace.csrf_token",
     "custodes.services.rules.describe",
     "custodes.services.rules.provision",
     "custodes.services.rules.lint",

@@ -26,14 +26,20 @@ def open_workspace(
 
 
 def caller(ws: Workspace, token: str | None) -> Caller:
-    """The caller behind a session token or API key, checked now."""
-    return _caller(ws, token)
+    """The caller behind a session token or API key (command line, HTTP API), checked now; a
+    console session is refused (`console_session`): the console's cookie is no bearer token."""
+    return _caller(ws, token, kinds=("session", "key"))
 
 
 def console_caller(ws: Workspace, token: str | None) -> Caller:
     """The caller behind a console cookie, checked now: only a session opened by signing in
-    (an agency's API key is refused, `not_a_console_session`)."""
-    return _caller(ws, token, kinds=("session",))
+    to the console (an API key or an API session is refused, `not_a_console_session`)."""
+    return _caller(ws, token, kinds=("console",))
+
+
+def csrf_token(ws: Workspace, token: str) -> str:
+    """The console's anti-forgery token for its session (not derivable from the cookie)."""
+    return credentials.csrf_token(ws, token)
 
 
 def init(
@@ -84,12 +90,23 @@ def login(
     totp: str | None = None,
     client: str | None = None,
     forwarded_for: str | None = None,
+    console: bool = False,
 ) -> str:
-    """Sign in (password, and the one-time code when required); returns the session token.
+    """Sign in (password, and the one-time code when required); returns the session token:
+    a console session with `console` (good only in the console), else one for the command
+    line and the API.
     Failures are throttled per name and source: `client` (the HTTP peer's address) and its
     `forwarded_for` (X-Forwarded-For, which counts only when the peer is the configured proxy,
     CUSTODES_TRUSTED_PROXY)."""
-    return sessions.login(ws, name, password, totp=totp, client=client, forwarded_for=forwarded_for)
+    return sessions.login(
+        ws,
+        name,
+        password,
+        totp=totp,
+        client=client,
+        forwarded_for=forwarded_for,
+        kind="console" if console else "session",
+    )
 
 
 def logout(ws: Workspace, token: str) -> bool:

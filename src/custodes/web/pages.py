@@ -2,17 +2,18 @@
 one service call, a template. No rule, query or permission of its own: what the navigation
 shows comes from the core's `whoami` ("may"), and every click is decided again by the door.
 
-Security of the pages: the session token lives in an HttpOnly, SameSite=Strict cookie (Secure
-unless CUSTODES_INSECURE_COOKIES is set, for loopback tests); every state-changing form carries
-a CSRF token derived from the session token; the Content-Security-Policy allows scripts, styles,
-fonts and images from custodes only (no inline script or style); every page is `no-store`; URLs
-carry request and item ids, never personal data.
+Security of the pages: the console's session is its own kind of credential (the API and the command
+line refuse it, and the console refuses theirs and API keys); it lives in an HttpOnly,
+SameSite=Strict `__Host-` cookie (Secure; a plain name only when CUSTODES_INSECURE_COOKIES is set,
+for loopback tests); every state-changing form carries an anti-forgery token keyed by the
+workspace's secrets key, which the cookie alone does not give; the Content-Security-Policy allows
+scripts, styles, fonts and images from custodes only (no inline script or style); every page is
+`no-store`; URLs carry request and item ids, never personal data.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import hmac
 import os
 from collections.abc import Callable
@@ -102,13 +103,15 @@ def invalid_form(request: Request, fields: list[str]) -> HTMLResponse:
     )
 
 
-def csrf_for(token: str) -> str:
-    """A per-session anti-forgery token: only the holder of the session token can compute it."""
-    return hmac.new(token.encode(), b"custodes/csrf/v1", hashlib.sha256).hexdigest()
-
-
 def _secure() -> bool:
     return not os.environ.get("CUSTODES_INSECURE_COOKIES")
+
+
+def cookie_name() -> str:
+    """`__Host-` (Secure, Path=/, no Domain: a sibling host cannot set or shadow it) unless
+    insecure cookies were asked for (plain HTTP on loopback, in tests), which the prefix
+    does not allow."""
+    return f"__Host-{COOKIE}" if _secure() else COOKIE
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -150,7 +153,7 @@ def _render(
         "me": me,
         "nav": _nav(me) if me else [],
         "here": request.url.path,
-        "csrf": csrf_for(token) if token else "",
+        "csrf": ws_svc.csrf_token(request.app.state.ws, token) if token else "",
         "flash": None,
         "title": ctx.get("title", "custodes"),
     }
@@ -161,7 +164,7 @@ def _ended(request: Request, message: str, status: int = 401) -> HTMLResponse:
     r = _render(
         request, "ended.html", {"title": "Session ended", "message": message}, status=status
     )
-    r.delete_cookie(COOKIE, path="/")
+    r.delete_cookie(cookie_name(), path="/", secure=_secure(), httponly=True)
     return r
 
 
@@ -201,14 +204,14 @@ def _work(
 ) -> Response:
     """Run a page as the caller behind the cookie: sign-in when there is none, the session-ended
     page when the core refuses it, an error page (with its code) for any other refusal."""
-    token = request.cookies.get(COOKIE)
+    token = request.cookies.get(cookie_name())
     if not token:
         return RedirectResponse("/sign-in", status_code=303)
     me = None
     try:
         who = ws_svc.console_caller(ws, token)
         me = ws_svc.whoami(ws, who)
-        if csrf is not None and not hmac.compare_digest(csrf, csrf_for(token)):
+        if csrf is not None and not hmac.compare_digest(csrf, ws_svc.csrf_token(ws, token)):
             raise AccessDenied(
                 "The form is not from this session (missing or wrong anti-forgery token); "
                 "reload the page and try again.",
@@ -266,6 +269,7 @@ def sign_in(
             totp=totp.strip() or None,
             client=client,
             forwarded_for=request.headers.get("x-forwarded-for"),
+            console=True,
         )
     except CustodesError as exc:
         return _render(
@@ -276,7 +280,7 @@ def sign_in(
         )
     r = _see_other("/")
     r.set_cookie(
-        COOKIE,
+        cookie_name(),
         token,
         httponly=True,
         secure=_secure(),
@@ -319,11 +323,11 @@ def enrol(
 
 @router.post("/sign-out")
 def sign_out(request: Request, ws: WS, csrf: Annotated[str, Form(max_length=128)] = "") -> Response:
-    token = request.cookies.get(COOKIE)
-    if token and hmac.compare_digest(csrf, csrf_for(token)):
+    token = request.cookies.get(cookie_name())
+    if token and hmac.compare_digest(csrf, ws_svc.csrf_token(ws, token)):
         ws_svc.logout(ws, token)
     r = _see_other("/sign-in")
-    r.delete_cookie(COOKIE, path="/")
+    r.delete_cookie(cookie_name(), path="/", secure=_secure(), httponly=True)
     return r
 
 
