@@ -26,6 +26,7 @@ can reach) and a what-if for counsel: the same request linked again with the Jr/
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -106,7 +107,9 @@ def synthetic(args: argparse.Namespace, tmp: Path) -> None:
     for mix in args.mixes:
         req = tmp / f"req-{mix}"
         requests.generate(ws, admin, "irc-6103-i-2", args.items, 2, req, corruption=mix)
-        rid = requests.submit(ws, officer, req).request_id
+        # staff key in a request from paper (its scan's hash); matching needs no confirmation
+        scan = hashlib.sha256(str(req).encode()).hexdigest()
+        rid = requests.submit(ws, officer, req, paper_sha256=scan).request_id
         t = time.perf_counter()
         matching.train(ws, officer, rid)
         t_train = time.perf_counter() - t
@@ -160,7 +163,7 @@ def synthetic(args: argparse.Namespace, tmp: Path) -> None:
 
 def febrl(tmp: Path) -> None:
     from custodes.access import caller, sessions
-    from custodes.services import rules
+    from custodes.services import rules, users
     from custodes.services.workspace import init
     from custodes.synthetic import febrl as fb
     from custodes.synthetic import staff
@@ -173,8 +176,12 @@ def febrl(tmp: Path) -> None:
     ws = open_workspace(home)
     people = staff.administrators(ws)
     staff.add(people, "officer", ["officer"])
+    staff.add(people, "agency", ["requester"], agency=fb.AGENCY)
     rules.register_parties(ws, people.admin, "irc-6103-i-2")
     token = {who: sessions.login(ws, who, PASSWORD) for who in ("admin", "officer")}
+    issued = users.key(ws, people.admin, "agency")  # the agency's own account submits
+    users.confirm_change(ws, people.second_admin, issued["change"])
+    token["agency"] = issued["key"]
     ws.close()
 
     def cli(who: str, *args: str) -> dict[str, Any]:
@@ -187,7 +194,7 @@ def febrl(tmp: Path) -> None:
 
     t0 = time.perf_counter()
     cli("admin", "records", "import", str(data.people), str(data.addresses))
-    rid = cli("officer", "submit", str(data.request))["request_id"]
+    rid = cli("agency", "submit", str(data.request))["request_id"]
     cli("officer", "match", "train", "--request", rid)
     cli("officer", "process", rid)
     elapsed = time.perf_counter() - t0

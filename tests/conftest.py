@@ -32,6 +32,21 @@ def make_workspace(home: Path, store_url: str | None = None) -> Workspace:
     return open_workspace(home, store_url)
 
 
+def keyed_in(ws: Workspace, keyer, confirmer, folder: Path):  # type: ignore[no-untyped-def]
+    """A request received on paper: keyed in by one staff member with the scan's hash, and
+    confirmed against the scan by a second (the way staff enter a request; a request in an
+    agency's name otherwise comes from the agency's own account)."""
+    import hashlib
+
+    from custodes.services import requests as requests_svc
+
+    scan = hashlib.sha256(f"scan of {folder}".encode()).hexdigest()
+    sub = requests_svc.submit(ws, keyer, folder, paper_sha256=scan)
+    if not sub.duplicate:
+        requests_svc.confirm_paper(ws, confirmer, sub.request_id)
+    return sub
+
+
 def one_for_review(folder: Path, n: int = 1) -> None:
     """Move the date of birth of `n` no-TIN, undamaged items of a generated request thirty
     years back (a generation: never read as a typo without a TIN), so that processing sends

@@ -801,7 +801,7 @@ def test_inspections_only_of_candidates(
 
     officer = people["officer"]
     requests.generate(master_ws, people.admin, "irc-6103-i-2", 30, 1, tmp_path / "req")
-    rid = requests.submit(master_ws, officer, tmp_path / "req").request_id
+    rid = requests.submit(master_ws, people["requester"], tmp_path / "req").request_id
     matching.train(master_ws, officer, rid)
     matching.link(master_ws, officer, rid)
     linked = pq.read_table(master_ws.request_folder(rid) / "match" / "linked.parquet")
@@ -910,7 +910,7 @@ def test_a_long_job_stops_when_its_caller_is_suspended(
 
     officer = people["officer"]
     requests.generate(master_ws, people.admin, "irc-6103-i-2", 300, 2, tmp_path / "req")
-    rid = requests.submit(master_ws, officer, tmp_path / "req").request_id
+    rid = requests.submit(master_ws, people["requester"], tmp_path / "req").request_id
     matching.train(master_ws, officer, rid)
     seen: list[str] = []
 

@@ -224,6 +224,7 @@ ROUTES = {
     ("POST", "/v1/users/{name}/code"): "users.reset",
     ("GET", "/v1/changes"): "users.read",
     ("POST", "/v1/changes/{id}/confirm"): "users.confirm",
+    ("POST", "/v1/requests/{id}/paper-confirmation"): "requests.confirm_paper",
     ("POST", "/v1/users/{name}/keys"): "users.key",
     ("GET", "/v1/policy"): "users.read",
     ("POST", "/v1/policy/{key}"): "policy.change",

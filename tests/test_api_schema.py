@@ -37,7 +37,7 @@ def served(
     ws, people = copy_template(_master_template, root)
     rules.register_parties(ws, people.admin, "irc-6103-i-2")
     requests_svc.generate(ws, people.admin, "irc-6103-i-2", 30, 2, root / "req")
-    requests_svc.submit(ws, people["officer"], root / "req")
+    requests_svc.submit(ws, people["requester"], root / "req")
     token = sessions.login(ws, "officer", PASSWORD)
     home, url = ws.home, str(ws.engine.url)
     ws.close()

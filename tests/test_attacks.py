@@ -242,7 +242,10 @@ def test_9_agencies_stay_in_their_lane(attack) -> None:  # type: ignore[no-untyp
     env["agency"] = "U.S. Department of Justice"
     (doj / "envelope.json").write_text(json.dumps(env))
     assert _code(sh("agency-ice", "submit", str(doj)), "other_agency")
-    other = json.loads(sh("olga", "submit", str(doj), "--json").stdout)["request_id"]
+    scan = root / "doj-letter.pdf"  # staff key in only a request received on paper
+    scan.write_bytes(b"%PDF-1.4 the Department's letter")
+    keyed = sh("olga", "submit", str(doj), "--paper", str(scan), "--json")
+    other = json.loads(keyed.stdout)["request_id"]
     assert other not in sh("agency-ice", "requests", "list", "--json").stdout
     assert _code(sh("agency-ice", "withdraw", other, "--reason", "mine now"), "unknown_request")
 
@@ -478,3 +481,55 @@ def test_22_3_the_console_cookie_is_no_bearer_token(attack) -> None:  # type: ig
         web.cookies.set("__Host-custodes_session", sh.tokens["olga"])
         r = web.get("/", follow_redirects=False)
         assert r.status_code == 401 and "console takes only a session" in r.text
+
+
+def test_22_2_an_officer_alone_cannot_make_up_a_request_to_browse(attack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An officer posted a one-item request in an agency's name, processed it, and inspected
+    the candidate's whole record; nobody else took part and the audit flagged nothing. Now a
+    request in an agency's name comes from its account; staff key in only paper (with the
+    scan's hash), which a second staff member confirms before processing; and an inspection
+    by the person who keyed in the request is flagged, beside every allowed inspection and
+    the ground it was allowed on."""
+    sh, root = attack
+    one = tmp_path / "one"
+    shutil.copytree(root / "req", one)
+    with open(one / "items.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    with open(one / "items.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerow(next(r for r in rows if r["tin"]))
+    assert _code(sh("olga", "submit", str(one)), "agency_account_required")
+    scan = tmp_path / "letter.pdf"
+    scan.write_bytes(b"%PDF-1.4 a letter nobody sent")
+    keyed = sh("olga", "submit", str(one), "--paper", str(scan), "--json")
+    assert keyed.returncode == 0, keyed.stderr
+    rid = json.loads(keyed.stdout)["request_id"]
+    assert _code(sh("olga", "process", rid), "paper_unconfirmed")  # alone: not processed
+    assert _code(sh("olga", "requests", "confirm-paper", rid), "separation_of_duties")
+    shown = sh("olga", "requests", "show", rid, "--json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["state"] == "received"
+    # a second staff member, looking at the scan, confirms; then it is processed
+    assert sh("ben", "requests", "confirm-paper", rid).returncode == 0
+    assert sh("olga", "process", rid).returncode == 0
+    item = next(r for r in rows if r["tin"])["item_id"]
+    explained = json.loads(sh("olga", "explain", rid, item, "--json").stdout)
+    candidate = explained["match"]["record_id"]
+    assert candidate
+    looked = sh(
+        "olga",
+        "records",
+        "show",
+        candidate,
+        "--purpose",
+        "checking the address on file",
+        "--request",
+        rid,
+        "--json",
+    )
+    assert looked.returncode == 0, looked.stderr
+    audit = json.loads(sh("ida", "audit", "inspections", "--json").stdout)
+    flagged = [f for f in audit["by_submitter"] if f["request_id"] == rid]
+    assert flagged and flagged[0]["user"] == "olga" and flagged[0]["record_id"] == candidate
+    allowed = [a for a in audit["allowed"] if a["request_id"] == rid]
+    assert allowed and allowed[0]["reason"] == "candidate_of_open_request"

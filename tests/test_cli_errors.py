@@ -29,7 +29,7 @@ def cli_ws(_master_template: Template, tmp_path: Path):  # type: ignore[no-untyp
     ws, people = copy_template(_master_template, tmp_path)
     rules.register_parties(ws, people.admin, "irc-6103-i-2")
     requests.generate(ws, people.admin, "irc-6103-i-2", 40, 3, tmp_path / "req")
-    rid = requests.submit(ws, people["officer"], tmp_path / "req").request_id
+    rid = requests.submit(ws, people["requester"], tmp_path / "req").request_id
     matching.train(ws, people["officer"], rid)
     env = {
         "CUSTODES_SESSION": sessions.login(ws, "officer", PASSWORD),
@@ -103,7 +103,9 @@ def test_rich_never_eats_text(cli_ws) -> None:  # type: ignore[no-untyped-def]
     cells[1] = "X" * 600
     lines[5] = ",".join(cells)
     (req / "items.csv").write_text("".join(lines))
-    r = runner.invoke(app, ["submit", str(req), *home], env=env)
+    scan = tmp / "scan.pdf"  # staff key in only a request received on paper
+    scan.write_bytes(b"%PDF-1.4 the agency's letter")
+    r = runner.invoke(app, ["submit", str(req), "--paper", str(scan), *home], env=env)
     assert r.exit_code == 2 and "items.csv:6 [first_name]" in r.output
     r = runner.invoke(app, ["match", "link", "--help"])
     assert "requests/<id>/match/linked.parquet" in r.output

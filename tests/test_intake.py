@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
+from conftest import keyed_in
 from custodes.errors import AccessDenied, ConflictError, InputError, NotFound
 from custodes.ledger import log
 from custodes.requests import intake
@@ -36,14 +37,14 @@ def received(ws: Workspace) -> int:
 def test_submit_copies_hashes_and_records(
     master_ws: Workspace, request_dir: Path, people: Staff
 ) -> None:
-    sub = submit(master_ws, people["officer"], request_dir)
+    sub = submit(master_ws, people["requester"], request_dir)
     assert sub.state == "received" and sub.items == 120 and not sub.duplicate
     folder = master_ws.home / "requests" / sub.request_id
     assert (folder / "envelope.json").exists() and (folder / "items.csv").exists()
     assert pq.read_table(folder / "items.parquet").num_rows == 120
     with master_ws.engine.connect() as conn:
         assert log.state(conn).size >= 2  # master import + request.received
-    again = submit(master_ws, people["officer"], request_dir)
+    again = submit(master_ws, people["requester"], request_dir)
     assert again.duplicate and again.request_id == sub.request_id
     assert received(master_ws) == 1
 
@@ -57,7 +58,7 @@ def test_parquet_items_are_accepted(master_ws: Workspace, request_dir: Path, peo
     env = json.loads((request_dir / "envelope.json").read_text())
     env["items"] = "items.parquet"
     (request_dir / "envelope.json").write_text(json.dumps(env))
-    assert submit(master_ws, people["officer"], request_dir).items == 120
+    assert submit(master_ws, people["requester"], request_dir).items == 120
 
 
 def _edit_items(d: Path, fn) -> None:  # type: ignore[no-untyped-def]
@@ -127,7 +128,7 @@ def test_intake_refusals(master_ws: Workspace, request_dir: Path, name: str, peo
     mutate, code, where = REFUSALS[name]
     mutate(request_dir)
     with pytest.raises((InputError, NotFound)) as exc:
-        submit(master_ws, people["officer"], request_dir)
+        submit(master_ws, people["requester"], request_dir)
     assert exc.value.code == code, exc.value.message
     if where:
         assert where in exc.value.message
@@ -140,20 +141,20 @@ def test_file_size_limit(
 ) -> None:
     monkeypatch.setattr(intake, "MAX_ITEMS_BYTES", 1000)
     with pytest.raises(InputError) as exc:
-        submit(master_ws, people["officer"], request_dir)
+        submit(master_ws, people["requester"], request_dir)
     assert exc.value.code == "file_too_large"
 
 
 def test_not_a_directory(master_ws: Workspace, tmp_path: Path, people: Staff) -> None:
     with pytest.raises(InputError) as exc:
-        submit(master_ws, people["officer"], tmp_path / "nowhere")
+        submit(master_ws, people["requester"], tmp_path / "nowhere")
     assert exc.value.code == "not_a_request"
 
 
 def test_the_main_path_and_every_illegal_transition(
     master_ws: Workspace, request_dir: Path, people: Staff
 ) -> None:
-    rid = submit(master_ws, people["officer"], request_dir).request_id
+    rid = submit(master_ws, people["requester"], request_dir).request_id
     path = [
         "checked",
         "matched",
@@ -178,7 +179,7 @@ def test_the_main_path_and_every_illegal_transition(
             env = json.loads((d / "envelope.json").read_text())
             env["note"] = other  # a different request, so intake does not recognise it
             (d / "envelope.json").write_text(json.dumps(env))
-            r2 = submit(master_ws, people["officer"], d).request_id
+            r2 = submit(master_ws, people["requester"], d).request_id
             with master_ws.engine.begin() as conn:
                 conn.execute(sa.update(requests).where(requests.c.id == r2).values(state=src))
                 with pytest.raises(ConflictError) as exc:
@@ -200,7 +201,7 @@ def test_withdraw_from_the_command_line(
     from custodes.cli import app
 
     runner = CliRunner()
-    rid = submit(master_ws, people["officer"], request_dir).request_id
+    rid = submit(master_ws, people["requester"], request_dir).request_id
     args = ["--home", str(master_ws.home)]
     env = sign_in(master_ws.home, master_ws.store_url)["officer"]
     r = runner.invoke(app, ["withdraw", rid, "--reason", " ", *args], env=env)
@@ -240,7 +241,7 @@ def test_item_ids_must_be_opaque(
 ) -> None:
     _edit_items(request_dir, lambda ls: [*ls[:3], _field(ls[3], 0, f'"{item_id}"'), *ls[4:]])
     with pytest.raises(InputError) as exc:
-        submit(master_ws, people["officer"], request_dir)
+        submit(master_ws, people["requester"], request_dir)
     assert exc.value.code == "bad_item_id" and "items.csv:4 [item_id]" in exc.value.message
     assert item_id not in exc.value.message
     assert received(master_ws) == 0
@@ -271,7 +272,7 @@ def test_a_header_never_reaches_sql(
         ],
     )
     with pytest.raises(InputError) as exc:
-        submit(master_ws, people["officer"], request_dir)
+        submit(master_ws, people["requester"], request_dir)
     assert exc.value.code == "bad_column_name"
     assert not Path("/tmp/leak.csv").exists()
 
@@ -286,7 +287,7 @@ def test_an_extra_column_with_a_plain_name_is_kept(
             *(line.rstrip("\n") + ",A1\n" for line in ls[1:]),
         ],
     )
-    sub = submit(master_ws, people["officer"], request_dir)
+    sub = submit(master_ws, people["requester"], request_dir)
     assert (
         "alien_number"
         in pq.read_schema(master_ws.request_folder(sub.request_id) / "items.parquet").names
@@ -312,7 +313,7 @@ def test_bad_values_are_reported_not_swallowed(
     env["provision"] = 42
     (request_dir / "envelope.json").write_text(json.dumps(env))
     with pytest.raises(InputError) as exc:
-        submit(master_ws, people["officer"], request_dir)
+        submit(master_ws, people["requester"], request_dir)
     assert exc.value.code == "bad_envelope" and "provision must be text" in exc.value.message
     env["provision"] = "irc-6103-i-2"
     (request_dir / "envelope.json").write_text(json.dumps(env))
@@ -325,7 +326,7 @@ def test_bad_values_are_reported_not_swallowed(
             *ls[4:],
         ],
     )
-    sub = submit(master_ws, people["officer"], request_dir)
+    sub = submit(master_ws, people["requester"], request_dir)
     assert sub.warnings_total == 2
     assert sub.warnings[0].startswith("items.csv:3 [dob]") and "03/04" not in "".join(sub.warnings)
 
@@ -335,21 +336,21 @@ def test_an_unclosed_quote_is_reported_where_it_opens(
 ) -> None:
     _edit_items(request_dir, lambda ls: [*ls[:4], _field(ls[4], 1, '"ANNA'), *ls[5:]])
     with pytest.raises(InputError) as exc:
-        submit(master_ws, people["officer"], request_dir)
+        submit(master_ws, people["requester"], request_dir)
     assert exc.value.code == "bad_csv" and "items.csv:5" in exc.value.message
 
 
 def test_bom_and_crlf_copies_are_the_same_request(
     master_ws: Workspace, request_dir: Path, people: Staff, tmp_path: Path
 ) -> None:
-    first = submit(master_ws, people["officer"], request_dir)
+    first = submit(master_ws, people["requester"], request_dir)
     copy = tmp_path / "copy"
     shutil.copytree(request_dir, copy)
     (copy / "envelope.json").write_bytes(
         b"\xef\xbb\xbf" + (copy / "envelope.json").read_bytes().replace(b"\n", b"\r\n")
     )
     (copy / "items.csv").write_bytes((copy / "items.csv").read_bytes().replace(b"\n", b"\r\n"))
-    again = submit(master_ws, people["officer"], copy)
+    again = submit(master_ws, people["requester"], copy)
     assert again.duplicate and again.request_id == first.request_id
 
 
@@ -364,7 +365,7 @@ def test_a_requester_sees_and_withdraws_only_its_agency(
     env = json.loads((other / "envelope.json").read_text())
     env["agency"] = "U.S. Department of Justice"
     (other / "envelope.json").write_text(json.dumps(env))
-    theirs = submit(master_ws, people["officer"], other).request_id
+    theirs = keyed_in(master_ws, people["officer"], people["approver"], other).request_id
     assert [r["id"] for r in svc.listing(master_ws, people["requester"])] == [mine]
     assert {r["id"] for r in svc.listing(master_ws, people["officer"])} == {mine, theirs}
     for fn, args in ((svc.status, (theirs,)), (svc.withdraw, (theirs, "not ours"))):

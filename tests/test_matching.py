@@ -4,6 +4,7 @@ accuracy on generated data with ground truth, the refusals, and Spark giving the
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 from collections.abc import Iterator
@@ -22,7 +23,8 @@ from custodes.matching import service
 from custodes.requests.format import ITEM_COLUMNS
 from custodes.services import matching as matching_svc
 from custodes.services.records import import_ as import_master
-from custodes.services.requests import generate, submit
+from custodes.services.requests import generate
+from custodes.services.requests import submit as _submit
 from custodes.synthetic.staff import Staff
 from custodes.workspace import Workspace
 
@@ -306,6 +308,13 @@ def ws(linked_ws: tuple[Workspace, Staff]) -> Workspace:
 @pytest.fixture
 def officer(linked_ws: tuple[Workspace, Staff]) -> object:
     return linked_ws[1]["officer"]
+
+
+def submit(ws: Workspace, officer, folder: Path):  # type: ignore[no-untyped-def]
+    """Staff key in a request received on paper (with its scan's hash): matching reads it
+    without the second staff member's confirmation that processing needs."""
+    scan = hashlib.sha256(f"scan of {folder}".encode()).hexdigest()
+    return _submit(ws, officer, folder, paper_sha256=scan)
 
 
 def generate_request(

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import Template, copy_template
+from conftest import Template, copy_template, keyed_in
 from custodes.access import sessions
 from custodes.access.credentials import item_key
 from custodes.decisions import pipeline
@@ -37,7 +37,6 @@ from custodes.requests.lifecycle import current_state
 from custodes.services import decisions as svc
 from custodes.services import matching as matching_svc
 from custodes.services.requests import generate as generate_request
-from custodes.services.requests import submit
 from custodes.services.rules import register_parties
 from custodes.store.tables import disclosures, ledger_events, releases, requests
 from custodes.synthetic import staff as staff_mod
@@ -54,7 +53,7 @@ def processed(tmp_path_factory: pytest.TempPathFactory, _master_template: Templa
     register_parties(ws, people.admin, "irc-6103-i-2")
     staff_mod.add(people, "dual", ["officer", "approver"])
     generate_request(ws, people.admin, "irc-6103-i-2", 400, 3, root / "req")
-    rid = submit(ws, people["dual"], root / "req").request_id
+    rid = keyed_in(ws, people["dual"], people["officer"], root / "req").request_id
     matching_svc.train(ws, people["officer"], rid)
     svc.process(ws, people["officer"], rid)
     (root / "rid").write_text(rid)
@@ -295,7 +294,7 @@ def test_a_request_that_fails_the_statute_is_refused(
     env = json.loads((tmp_path / "bad" / "envelope.json").read_text())
     env["signer"]["role"] = "special_agent"  # not a role (i)(2) allows
     (tmp_path / "bad" / "envelope.json").write_text(json.dumps(env))
-    rid = submit(ws, who["officer"], tmp_path / "bad").request_id
+    rid = keyed_in(ws, who["officer"], who["approver"], tmp_path / "bad").request_id
     res = svc.process(ws, who["officer"], rid)
     assert res.refused and state_of(ws, rid) == "refused"
     assert "signer-authorized" in [c["check"] for c in res.failing_request_checks]
@@ -505,7 +504,7 @@ def test_disclosure_after_review_names_the_record_and_carries_its_value(
     env = json.loads((processed.home.parent / "req" / "envelope.json").read_text())
     (folder / "envelope.json").write_text(json.dumps(env))
     officer = who["officer"]
-    rid = submit(ws, who["dual"], folder).request_id
+    rid = keyed_in(ws, who["dual"], who["officer"], folder).request_id
     svc.process(ws, officer, rid)
     review = {r["item_id"]: r for r in svc.review_list(ws, officer, rid)}
     assert set(review) == {"own-address"}
@@ -562,7 +561,7 @@ def test_review_groups_resolve_in_bulk_recorded_per_item(
     env = json.loads((processed.home.parent / "req" / "envelope.json").read_text())
     (folder / "envelope.json").write_text(json.dumps(env))
     officer = who["officer"]
-    rid = submit(ws, who["dual"], folder).request_id
+    rid = keyed_in(ws, who["dual"], who["officer"], folder).request_id
     svc.process(ws, officer, rid)
     candidates = {r["item_id"]: r["candidate"] for r in svc.review_list(ws, officer, rid)}
     n = len(candidates)
@@ -676,7 +675,9 @@ def test_process_killed_anywhere_resumes_identically(processed: Template, tmp_pa
     officer_token = _login(base)
     ws = _open(base)
     generate_request(ws, processed.callers.admin, "irc-6103-i-2", 150, 31, tmp_path / "req")
-    rid = submit(ws, processed.callers["officer"], tmp_path / "req").request_id
+    rid = keyed_in(
+        ws, processed.callers["officer"], processed.callers["approver"], tmp_path / "req"
+    ).request_id
     ws.close()
     ref = _copy(base, tmp_path / "ref")
     duration = _run(_cli(ref, "process", rid), _env(ref, officer_token))

@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from conftest import PASSWORD, Template, copy_template, one_for_review
+from conftest import PASSWORD, Template, copy_template, keyed_in, one_for_review
 from custodes.access import enter, sessions
 from custodes.cli import app
 from custodes.errors import CustodesError
@@ -46,8 +46,10 @@ def year(tmp_path_factory: pytest.TempPathFactory, _master_template: Template) -
         requests.generate(ws, people.admin, provision, n, seed, root / provision)
         if provision.endswith("i-2"):
             one_for_review(root / provision)
-        who = people["requester"] if provision.endswith("i-2") else officer
-        rid = requests.submit(ws, who, root / provision).request_id
+        if provision.endswith("i-2"):  # from the agency's account
+            rid = requests.submit(ws, people["requester"], root / provision).request_id
+        else:  # received on paper: keyed in by the officer, confirmed by a second person
+            rid = keyed_in(ws, officer, people["approver"], root / provision).request_id
         if not rids:
             matching.train(ws, officer, rid)
         decisions.process(ws, officer, rid)

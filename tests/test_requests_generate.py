@@ -121,7 +121,7 @@ def test_corruption_mix(master_ws: Workspace, tmp_path: Path, people: Staff, mix
     for t, a, b in zip(truth, items, base, strict=True):
         assert (a == b) == (not t["corruptions"]), (t, a, b)
     assert read(plain / "truth.csv")[0]["corruptions"] == ""
-    assert submit(master_ws, people["officer"], tmp_path / "a").items == 1000
+    assert submit(master_ws, people["requester"], tmp_path / "a").items == 1000
 
 
 def test_refusals(

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from conftest import PASSWORD, Template, copy_template, one_for_review
+from conftest import PASSWORD, Template, copy_template, keyed_in, one_for_review
 from custodes.services import decisions, requests, rules
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -705,7 +705,7 @@ def test_stewards_registries_grants_exports_and_a_recall(console: Console, tmp_p
     # a request not released yet: the officer withdraws it with its reason
     with core(c) as (ws, sign_in):
         requests.generate(ws, sign_in("admin"), "irc-6103-i-2", 12, 9, tmp_path / "req2")
-        other = requests.submit(ws, sign_in("officer"), tmp_path / "req2").request_id
+        other = keyed_in(ws, sign_in("officer"), sign_in("approver"), tmp_path / "req2").request_id
     officer.goto(f"/requests/{other}")
     officer.page.click("text=Withdraw this request…")
     officer.page.fill("#withdraw-reason", "sent twice by the agency")

@@ -39,6 +39,7 @@ from custodes.synthetic import staff as demo_staff
 from custodes.workspace import Workspace, init_workspace
 
 OFFICER, APPROVER = "demo-officer", "demo-approver"
+AGENCY, AGENCY_ACCOUNT = "U.S. Immigration and Customs Enforcement", "agency-ice"
 
 
 def main() -> None:
@@ -57,6 +58,8 @@ def main() -> None:
     staff = demo_staff.administrators(ws)
     demo_staff.add(staff, OFFICER, ["officer"], basis="demo")
     demo_staff.add(staff, APPROVER, ["approver"], basis="demo")
+    # The agency's own account: a request in its name comes from it (staff key in only paper).
+    demo_staff.add(staff, AGENCY_ACCOUNT, ["requester"], agency=AGENCY)
     admin, officer, approver = staff.admin, staff[OFFICER], staff[APPROVER]
     console.print(
         f"Signed in: {admin.name} and {staff.second_admin.name} (administrators), {OFFICER}, "
@@ -90,7 +93,7 @@ def main() -> None:
         table.add_row(k, f"{v:,}")
     console.print(table)
     console.print(f"Request written to {req.folder} (envelope.json, items.csv, truth.csv).")
-    sub = requests.submit(ws, officer, req.folder)
+    sub = requests.submit(ws, staff[AGENCY_ACCOUNT], req.folder)
     console.print(
         f"Submitted as [bold]{sub.request_id}[/] ({sub.state}"
         + (", recognised from an earlier run" if sub.duplicate else "")

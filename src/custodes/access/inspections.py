@@ -10,7 +10,7 @@ from custodes.access.users import aware, now
 from custodes.errors import InputError
 from custodes.ledger import log
 from custodes.ledger.events import Event
-from custodes.store.tables import access_log, sensitive_records, users
+from custodes.store.tables import access_log, requests, sensitive_records, users
 from custodes.workspace import Call
 
 # Refusal reasons of `records show` that mean "no open request ties this look to a case".
@@ -33,9 +33,12 @@ def flag_sensitive(call: Call, record_id: str, reason: str) -> None:
 
 
 def audit_inspections(conn: Connection, *, spike: int = 50) -> dict[str, Any]:
-    """What an auditor looks for: inspections not tied to a candidate of an open request
-    (refused, so attempted), inspections of sensitive records, days on which one user inspected
-    more than `spike` records, and any action by a suspended user after the suspension."""
+    """What an auditor looks for: every inspection allowed, with the ground it was allowed on;
+    inspections not tied to a candidate of an open request (refused, so attempted);
+    inspections by the person who submitted or keyed in the request they name (a request made
+    up to browse a taxpayer); inspections of sensitive records; days on which one user
+    inspected more than `spike` records; and any action by a suspended user after the
+    suspension."""
     shows = conn.execute(
         select(access_log)
         .where(access_log.c.action == "records.show", access_log.c.record_id.is_not(None))
@@ -63,6 +66,7 @@ def audit_inspections(conn: Connection, *, spike: int = 50) -> dict[str, Any]:
             "reason": r.reason,
         }
 
+    submitted_by = dict(conn.execute(select(requests.c.id, requests.c.submitted_by)).all())
     per_day: dict[tuple[str, str], int] = {}
     for r in shows:
         if r.allowed:
@@ -70,7 +74,13 @@ def audit_inspections(conn: Connection, *, spike: int = 50) -> dict[str, Any]:
             per_day[key] = per_day.get(key, 0) + 1
     return {
         "inspections": len(shows),
+        "allowed": [row(r) for r in shows if r.allowed],
         "without_open_request": [row(r) for r in shows if r.reason in UNLINKED],
+        "by_submitter": [
+            row(r)
+            for r in shows
+            if r.allowed and r.request_id and submitted_by.get(r.request_id) == r.user_name
+        ],
         "sensitive": [row(r) for r in shows if r.record_id in sensitive],
         "volume_spikes": [
             {"user": u, "day": d, "inspections": n}

@@ -34,6 +34,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "requests.read": ("officer", "approver", "auditor", "requester"),
     "submit": ("requester", "officer"),
     "withdraw": ("requester", "officer"),
+    "requests.confirm_paper": ("officer", "approver"),
     "rules.read": ("officer", "approver", "auditor", "rule_steward", "requester"),
     "rules.check": ("officer", "rule_steward", "requester"),
     "rules.change": ("rule_steward",),

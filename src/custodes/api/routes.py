@@ -306,8 +306,15 @@ async def submit(
     jobs_: JobsDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
     prefer: Annotated[str | None, Header(max_length=255)] = None,
+    paper_scan_sha256: Annotated[
+        str | None, Header(alias="X-Paper-Scan-SHA256", max_length=64)
+    ] = None,
 ) -> Any:
     """Submit a request: multipart (envelope.json + items file) or JSON with the items inline.
+    An agency's account submits in its own name. Staff key in only a request received on
+    paper, naming its scan's SHA-256 in `X-Paper-Scan-SHA256` (403 `agency_account_required`
+    otherwise); a second staff member confirms it (`POST /v1/requests/{id}/paper-confirmation`)
+    before it is processed.
     The same content again is recognised (200, `duplicate`). `Idempotency-Key`: the same key
     and payload return the first answer; another payload under the key is 422; a retry while
     the first is running is 409. `Prefer: respond-async` (RFC 7240): answered `202` with the
@@ -317,7 +324,11 @@ async def submit(
     assert folder is not None
     try:
         payload = await _stage(request, folder)
-        options = {"idempotency_key": idempotency_key, "payload_sha256": payload}
+        options = {
+            "idempotency_key": idempotency_key,
+            "payload_sha256": payload,
+            "paper_sha256": paper_scan_sha256,
+        }
         if prefer and "respond-async" in prefer.lower():
             staged = folder
             job = await run_in_threadpool(
@@ -341,6 +352,14 @@ async def submit(
     if result.duplicate:
         response.status_code = status.HTTP_200_OK
     return result.to_dict()
+
+
+@staff.post("/requests/{id}/paper-confirmation", response_model=m.Document)
+def confirm_paper(id: str, who: Who, ws: WS) -> Any:
+    """A second staff member confirms a request keyed in from paper against its scan (never
+    the one who keyed it in: 403 `separation_of_duties`); only then is it processed (until
+    then `409 paper_unconfirmed`)."""
+    return requests.confirm_paper(ws, who, id)
 
 
 @agency.get("/requests", response_model=list[m.RequestSummary])

@@ -14,6 +14,7 @@ audit_app = group("audit", "What auditors look for (inspection trail).")
 
 FINDINGS = (
     "without_open_request",
+    "by_submitter",
     "sensitive",
     "volume_spikes",
     "actions_by_suspended_users",
@@ -32,16 +33,18 @@ def audit_inspections(
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Inspections not tied to a candidate of an open request, of sensitive records, volume
-    spikes per user, any action by a suspended user (which must be none), and incidents whose
-    24-hour report is overdue."""
+    """Every inspection allowed, with the ground it was allowed on; inspections not tied to a
+    candidate of an open request; inspections by the person who submitted or keyed in the
+    request they name; of sensitive records; volume spikes per user; any action by a suspended
+    user (which must be none); and incidents whose 24-hour report is overdue."""
 
     def view(rep: dict[str, Any]) -> None:
         render.kv(
             "Inspection audit",
-            {"inspections recorded": rep["inspections"]} | {k: len(rep[k]) for k in FINDINGS},
+            {"inspections recorded": rep["inspections"], "allowed": len(rep["allowed"])}
+            | {k: len(rep[k]) for k in FINDINGS},
         )
-        for key in FINDINGS:
+        for key in ("allowed", *FINDINGS):
             if rep[key]:
                 render.rows(
                     key.replace("_", " "), rep[key], [(k, k) for k in rep[key][0]], limit=100

@@ -1,14 +1,16 @@
-"""submit, withdraw, requests list | show | generate."""
+"""submit, withdraw, requests list | show | generate | confirm-paper."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from custodes.cli import render
-from custodes.cli.root import HomeOpt, JsonOpt, RequestArg, app, group, run
+from custodes.cli.root import HomeOpt, JsonOpt, RequestArg, app, group, guarded, run
+from custodes.errors import InputError
 from custodes.services import requests as svc
 
 requests_app = group("requests", "Requests in the interchange format.")
@@ -22,11 +24,23 @@ def submit(
             help="A request directory: envelope.json and its items file (CSV or Parquet, UTF-8)."
         ),
     ],
+    paper: Annotated[
+        Path | None,
+        typer.Option(
+            "--paper",
+            help="Staff only: the scan of the paper request this folder was keyed in from "
+            "(its SHA-256 is recorded; a second staff member confirms before processing).",
+        ),
+    ] = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Receive a request into the workspace: shape-checked, copied, hashed, given an id.
-    Submitting the same content again is recognised, not duplicated."""
+    Submitting the same content again is recognised, not duplicated. A request in an agency's
+    name comes from that agency's account; staff key in only one received on paper (--paper
+    SCAN), which a second staff member confirms ('custodes requests confirm-paper REQ')."""
+    with guarded(json_out):
+        scan = _scan_sha256(paper) if paper is not None else None
 
     def view(sub: Any) -> None:
         if sub.duplicate:
@@ -41,7 +55,18 @@ def submit(
         if sub.warnings_total > len(sub.warnings):
             render.say(f"… and {sub.warnings_total - len(sub.warnings):,} more warnings.")
 
-    run(home, json_out, svc.submit, request_dir, view=view)
+    run(home, json_out, svc.submit, request_dir, paper_sha256=scan, view=view)
+
+
+def _scan_sha256(path: Path) -> str:
+    """The SHA-256 of the paper scan (read here, streamed; the scan itself is not kept)."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file (the paper request's scan).", code="file_not_found")
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 @app.command()
@@ -59,6 +84,22 @@ def withdraw(
         request_id,
         reason,
         view=lambda r: render.say(f"{r['request_id']}: {r['from']} → withdrawn."),
+    )
+
+
+@requests_app.command("confirm-paper")
+def confirm_paper(request_id: RequestArg, home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """Confirm, as a second staff member, that a request keyed in from paper matches its scan
+    (never the one who keyed it in). It is processed only after this."""
+    run(
+        home,
+        json_out,
+        svc.confirm_paper,
+        request_id,
+        view=lambda r: render.say(
+            f"{r['request_id']}: keyed in by {r['keyed_by']} from the scan {r['paper_sha256']}; "
+            f"confirmed by {r['confirmed_by']}."
+        ),
     )
 
 

@@ -45,6 +45,11 @@ def _candidate(folder: Path, record_id: str) -> bool:
     )
 
 
+# The one ground on which an inspection is allowed: the record is a candidate (best or
+# runner-up) in the match results of the open request named, with a stated purpose.
+ALLOWED_BECAUSE = "candidate_of_open_request"
+
+
 def inspect_record(
     call: Call, record_id: str, *, purpose: str, request_id: str | None
 ) -> dict[str, Any]:
@@ -84,7 +89,8 @@ def inspect_record(
             call.actor,
             "records.show",
             refusal is None,
-            refusal[0] if refusal else None,
+            # why it was allowed, or the refusal's code (audit inspections lists both)
+            refusal[0] if refusal else ALLOWED_BECAUSE,
             record_id=record_id,
             purpose=purpose or None,
             request_id=request_id if request_id and item_id_ok(request_id) else None,

@@ -151,7 +151,9 @@ def safeguards(conn: Connection, entries: list[Entry], *, year: int) -> Document
         "reinstatements": events["user.reinstated"],
         "inspections": events["record.inspected"],
         "inspections_refused": events["record.inspection_refused"],
-        "inspections_flagged": len(audit["without_open_request"]) + len(audit["sensitive"]),
+        "inspections_flagged": len(audit["without_open_request"])
+        + len(audit["by_submitter"])
+        + len(audit["sensitive"]),
         "actions_by_suspended_users": len(audit["actions_by_suspended_users"]),
         "disclosures": sum(1 for e in entries if e.type == "disclosure" and in_year(e)),
         "disclosures_recalled": sum(

@@ -189,12 +189,35 @@ def check(folder: Path) -> Checked:
     )
 
 
-def submit(call: Call, folder: Path) -> Submission:
-    """Accept a request directory; recognise one already submitted."""
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def submit(call: Call, folder: Path, *, paper_sha256: str | None = None) -> Submission:
+    """Accept a request directory; recognise one already submitted.
+
+    A request in an agency's name comes from that agency's account. Staff key in only a
+    request the agency sent on paper, naming the scan's SHA-256 (`paper_sha256`); such a
+    request is not processed until a second staff member confirms it (`confirm_paper`)."""
     ws = call.ws
+    agency = call.agency
+    if agency is None and paper_sha256 is None:
+        raise AccessDenied(
+            "A request in an agency's name comes from that agency's account; staff key in "
+            "only a request received on paper, with the scan's hash ('custodes submit FOLDER "
+            "--paper SCAN').",
+            code="agency_account_required",
+        )
+    if agency is not None and paper_sha256 is not None:
+        raise InputError(
+            "An agency's account submits its requests itself, not as paper.", code="bad_argument"
+        )
+    if paper_sha256 is not None and not SHA256_HEX.fullmatch(paper_sha256):
+        raise InputError(
+            "The paper scan's hash is 64 lower-case hexadecimal digits (SHA-256).",
+            code="bad_argument",
+        )
     c = check(folder)
     env = c.envelope
-    agency = call.agency
     if agency is not None and env["agency"] != agency:
         raise AccessDenied(
             "This account submits requests only in the name of its own agency.",
@@ -237,6 +260,7 @@ def submit(call: Call, folder: Path) -> Submission:
                     items=c.table.num_rows,
                     submitted_at=now,
                     submitted_by=call.actor,
+                    paper_sha256=paper_sha256,
                 )
             )
             conn.execute(
@@ -269,6 +293,10 @@ def submit(call: Call, folder: Path) -> Submission:
                             "taxable_periods": _ints(env.get("taxable_periods")),
                             "fields_requested": _texts(env.get("fields_requested")),
                             "reason_sha256": text_sha256(env.get("reason")),
+                            # Keyed in by staff from paper: the scan's hash (None: the
+                            # agency's own account sent it).
+                            "received_on_paper": paper_sha256 is not None,
+                            "paper_sha256": paper_sha256,
                         },
                     )
                 ],

@@ -8,10 +8,11 @@ two people acting at once cannot both move a request, and every transition is a 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from custodes.errors import ConflictError, InputError, NotFound
+from custodes.errors import AccessDenied, ConflictError, InputError, NotFound
 from custodes.ledger import log
 from custodes.ledger.events import Event
 from custodes.store.tables import request_transitions, requests
@@ -71,6 +72,8 @@ def transition(
     if to not in STATES:
         raise InputError(f"Unknown state '{to}'.", code="bad_state")
     now = current_state(conn, request_id)
+    if now == "received" and to == "checked":
+        _paper_confirmed(conn, request_id)
     if to not in TRANSITIONS[now]:
         allowed = ", ".join(TRANSITIONS[now]) or "none (final state)"
         raise ConflictError(
@@ -108,6 +111,69 @@ def transition(
         ],
     )
     return now
+
+
+def _paper_confirmed(conn: Connection, request_id: str) -> None:
+    """A request keyed in from paper moves on only once a second staff member confirmed it."""
+    row = conn.execute(
+        select(requests.c.paper_sha256, requests.c.paper_confirmed_at).where(
+            requests.c.id == request_id
+        )
+    ).one()
+    if row.paper_sha256 is not None and row.paper_confirmed_at is None:
+        raise ConflictError(
+            f"Request {request_id} was keyed in from paper: a second staff member confirms it "
+            f"against the scan first ('custodes requests confirm-paper {request_id}').",
+            code="paper_unconfirmed",
+        )
+
+
+def confirm_paper(call: Call, request_id: str) -> dict[str, Any]:
+    """A second staff member confirms that a request keyed in from paper matches the scan
+    whose hash was given (never the person who keyed it in); only then is it processed."""
+    with call.transaction() as conn:
+        row = conn.execute(select(requests).where(requests.c.id == request_id)).first()
+        if row is None:
+            raise NotFound(f"No request '{request_id}'.", code="unknown_request")
+        if row.paper_sha256 is None:
+            raise ConflictError(
+                f"Request {request_id} came from the agency's account, not on paper.",
+                code="not_pending",
+            )
+        if row.paper_confirmed_at is not None:
+            raise ConflictError(
+                f"Request {request_id} was already confirmed by {row.paper_confirmed_by}.",
+                code="not_pending",
+            )
+        if row.submitted_by == call.actor:
+            raise AccessDenied(
+                "A second staff member confirms a request keyed in from paper, not the person "
+                "who keyed it in.",
+                code="separation_of_duties",
+            )
+        at = dt.datetime.now(dt.UTC)
+        conn.execute(
+            update(requests)
+            .where(requests.c.id == request_id, requests.c.paper_confirmed_at.is_(None))
+            .values(paper_confirmed_by=call.actor, paper_confirmed_at=at)
+        )
+        log.append(
+            conn,
+            [
+                Event(
+                    "request.paper_confirmed",
+                    actor=call.actor,
+                    request_id=request_id,
+                    data={"paper_sha256": row.paper_sha256, "keyed_by": row.submitted_by},
+                )
+            ],
+        )
+    return {
+        "request_id": request_id,
+        "paper_sha256": row.paper_sha256,
+        "keyed_by": row.submitted_by,
+        "confirmed_by": call.actor,
+    }
 
 
 def withdraw(call: Call, request_id: str, reason: str) -> str:

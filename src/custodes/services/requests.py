@@ -25,14 +25,16 @@ def submit(
     *,
     idempotency_key: str | None = None,
     payload_sha256: str | None = None,
+    paper_sha256: str | None = None,
 ) -> Submission:
     """Receive a request directory: shape-checked, copied, hashed, given an id. A requester
     submits only in its own agency's name. With an idempotency key (IETF draft "The
     Idempotency-Key HTTP Header Field"), the same key and payload return the first answer, the
     same key with another payload is refused (422), and a retry while the first is still
-    running is refused (409)."""
+    running is refused (409). Staff key in only a request received on paper, with the scan's
+    SHA-256 (`paper_sha256`); a second staff member confirms it before it is processed."""
     if idempotency_key is None:
-        return intake.submit(call, folder)
+        return intake.submit(call, folder, paper_sha256=paper_sha256)
     if not 1 <= len(idempotency_key) <= 255 or not payload_sha256:
         raise InputError("An idempotency key has 1 to 255 characters.", code="bad_argument")
     engine = call.ws.engine
@@ -50,12 +52,19 @@ def submit(
             )
         return Submission(**json.loads(seen["response"]))
     try:
-        result = intake.submit(call, folder)
+        result = intake.submit(call, folder, paper_sha256=paper_sha256)
     except BaseException:
         jobs_store.idempotency_end(engine, call.actor, idempotency_key, None)
         raise
     jobs_store.idempotency_end(engine, call.actor, idempotency_key, result.to_dict())
     return result
+
+
+@service("requests.confirm_paper")
+def confirm_paper(call: CheckedCall, request_id: str) -> dict[str, Any]:
+    """A second staff member confirms a request keyed in from paper against its scan (never
+    the one who keyed it in); only then is it processed."""
+    return lifecycle.confirm_paper(call, request_id)
 
 
 @service("withdraw")

@@ -153,6 +153,11 @@ requests = Table(
     Column("items", BigInteger, nullable=False),
     Column("submitted_at", DateTime(timezone=True), nullable=False),
     Column("submitted_by", String(128)),
+    # A request keyed in by staff from paper: the scan's hash, and the second staff member who
+    # confirmed it (it is not processed before). NULL for a request from an agency's account.
+    Column("paper_sha256", String(64)),
+    Column("paper_confirmed_by", String(128)),
+    Column("paper_confirmed_at", DateTime(timezone=True)),
 )
 
 request_transitions = Table(

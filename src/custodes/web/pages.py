@@ -61,6 +61,7 @@ FLASH = {
 }
 AUDIT_FINDINGS = (
     ("without_open_request", "Inspections without an open request (refused)"),
+    ("by_submitter", "Inspections by the person who submitted or keyed in the request"),
     ("sensitive", "Inspections of sensitive records"),
     ("volume_spikes", "Days with a spike of inspections by one user"),
     ("actions_by_suspended_users", "Actions by suspended users (must be none)"),
