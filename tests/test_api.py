@@ -706,11 +706,28 @@ def test_rule_sets_registries_grants_and_exports_over_http(api: Api) -> None:
     _problem(r, 415, "unsupported_media_type")
     assert len(api.get("/v1/rules/changes", "officer").json()) == 1
 
-    # registries: an agency, an official of it, an agreement (YAML text); duplicates refused
+    # registries: an agency, an official of it, an agreement (YAML text); duplicates refused.
+    # Each is proposed (202, pending) and in force once a second administrator confirms it.
+    api.tokens.setdefault("admin2", sessions.login(ws, "admin2", PASSWORD))
+
+    def confirmed(r: Any) -> Any:
+        assert r.status_code == 202 and r.json()["pending"], r.text
+        _problem(
+            api.post(f"/v1/changes/{r.json()['change']}/confirm", "admin"),
+            403,
+            "separation_of_duties",
+        )
+        done = api.post(f"/v1/changes/{r.json()['change']}/confirm", "admin2")
+        assert done.status_code == 200, done.text
+        return done.json()
+
     agency = {"name": "Bureau of Examples", "safeguards_current": True, "open_findings": 0}
-    assert api.post("/v1/registries/agencies", "admin", json=agency).status_code == 201
+    r = api.post("/v1/registries/agencies", "admin", json=agency)
+    names = {a["name"] for a in api.get("/v1/registries/agencies", "officer").json()}
+    assert "Bureau of Examples" not in names  # proposed, not in force
+    assert confirmed(r)["change_applied"] == "added"
     again = api.post("/v1/registries/agencies", "admin", json=agency | {"open_findings": 2})
-    assert again.status_code == 200 and again.json()["change"] == "updated"
+    assert confirmed(again)["change_applied"] == "updated"
     official = {
         "agency": "Bureau of Examples",
         "name": "E. Xample",
@@ -718,8 +735,7 @@ def test_rule_sets_registries_grants_and_exports_over_http(api: Api) -> None:
         "role": "head_of_agency",
         "valid_from": "2026-01-01",
     }
-    r = api.post("/v1/registries/officials", "admin", json=official)
-    assert r.status_code == 201, r.text
+    confirmed(api.post("/v1/registries/officials", "admin", json=official))
     _problem(
         api.post("/v1/registries/officials", "admin", json=official | {"role": "janitor"}),
         422,
@@ -737,7 +753,7 @@ def test_rule_sets_registries_grants_and_exports_over_http(api: Api) -> None:
         "citation: Example agreement\nparameters:\n  max_items: 1000\n"
     )
     r = api.post("/v1/registries/agreements", "admin", content=text.encode(), headers=yaml_type)
-    assert r.status_code == 201 and r.json()["id"] == "examples-2026", r.text
+    assert r.json()["id"] == "examples-2026" and confirmed(r)["id"] == "examples-2026"
     listed = {a["id"] for a in api.get("/v1/registries/agreements", "officer").json()}
     assert "examples-2026" in listed
 

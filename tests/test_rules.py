@@ -19,14 +19,16 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from custodes.cli import app
-from custodes.errors import ConflictError, InputError, NotFound
+from custodes.errors import AccessDenied, ConflictError, InputError, NotFound
 from custodes.records.files import read_text_table
 from custodes.requests.format import ITEM_COLUMNS, read_envelope, with_optional
 from custodes.rules import registry as reg_room
 from custodes.rules.evaluate import evaluate, item_sql
 from custodes.rules.provisions import REFERENCE, lint, load, overlay
 from custodes.rules.types import Agreement, Registry
+from custodes.services import users as users_svc
 from custodes.services.rules import add_agency, add_agreement, add_official
+from custodes.store.tables import ledger_events
 from custodes.synthetic.requests import PLACEHOLDER_ADDRESSES
 from custodes.synthetic.staff import Staff
 from custodes.workspace import Workspace
@@ -566,6 +568,10 @@ def test_lint_names_file_line_and_reason(
 
 def test_registries(workspace: Workspace, staff: Staff) -> None:
     admin = staff.admin
+
+    def confirm(proposed: dict) -> None:  # by the second administrator, by the change's id
+        users_svc.confirm_change(workspace, staff.second_admin, proposed["change"])
+
     with pytest.raises(NotFound, match="add it first"):
         add_official(
             workspace,
@@ -576,7 +582,9 @@ def test_registries(workspace: Workspace, staff: Staff) -> None:
             role="head_of_agency",
             valid_from=TODAY,
         )
-    add_agency(workspace, admin, AGENCY, safeguards_current=True, open_findings=0)
+    proposed = add_agency(workspace, admin, AGENCY, safeguards_current=True, open_findings=0)
+    assert proposed["pending"] and proposed["change"]
+    confirm(proposed)
     with pytest.raises(InputError, match="Unknown role"):
         add_official(
             workspace, admin, agency=AGENCY, name="X", title="Y", role="janitor", valid_from=TODAY
@@ -592,16 +600,18 @@ def test_registries(workspace: Workspace, staff: Staff) -> None:
             valid_from=TODAY,
             valid_to=TODAY - dt.timedelta(days=1),
         )
-    add_official(
-        workspace,
-        admin,
-        agency=AGENCY,
-        name="X",
-        title="Y",
-        role="head_of_agency",
-        valid_from=TODAY,
+    confirm(
+        add_official(
+            workspace,
+            admin,
+            agency=AGENCY,
+            name="X",
+            title="Y",
+            role="head_of_agency",
+            valid_from=TODAY,
+        )
     )
-    add_agreement(workspace, admin, REFERENCE.parent / "agreements" / "irs-ice-2025.yaml")
+    confirm(add_agreement(workspace, admin, REFERENCE.parent / "agreements" / "irs-ice-2025.yaml"))
     with pytest.raises(ConflictError):
         add_agreement(workspace, admin, REFERENCE.parent / "agreements" / "irs-ice-2025.yaml")
     with workspace.engine.connect() as conn:
@@ -621,6 +631,43 @@ def test_registries(workspace: Workspace, staff: Staff) -> None:
     assert types.count("registry.agreement") == 1
 
 
+def test_what_the_gate_trusts_takes_two_administrators(workspace: Workspace, staff: Staff) -> None:
+    """Issue #22, item 4: `officials add`, `agencies add --safeguards-current` and
+    `agreements add` each took effect on one administrator's say. Now each is a proposal in
+    the queue, in force only when a second administrator confirms that exact change; the
+    ledger records both people."""
+    admin = staff.admin
+    other = "U.S. Department of Justice"
+    proposed = add_agency(workspace, admin, other, safeguards_current=True, open_findings=0)
+    with workspace.engine.connect() as conn:  # proposed: not in force
+        assert other not in reg_room.read(conn).agencies
+    with pytest.raises(AccessDenied) as exc:  # not by the administrator who proposed it
+        users_svc.confirm_change(workspace, admin, proposed["change"])
+    assert exc.value.code == "separation_of_duties"
+    queued = {c["id"]: c for c in users_svc.pending_changes(workspace, staff.second_admin)}
+    assert queued[proposed["change"]]["kind"] == "agency"
+    assert "safeguards current" in queued[proposed["change"]]["summary"]
+    # a newer proposal for the same agency supersedes it: the old id confirms nothing
+    newer = add_agency(workspace, admin, other, safeguards_current=False, open_findings=3)
+    with pytest.raises(ConflictError):
+        users_svc.confirm_change(workspace, staff.second_admin, proposed["change"])
+    users_svc.confirm_change(workspace, staff.second_admin, newer["change"])
+    with workspace.engine.connect() as conn:
+        row = reg_room.read(conn).agencies[other]
+    assert row["safeguards_current"] is False and row["open_findings"] == 3
+    with workspace.engine.connect() as conn:
+        body = json.loads(
+            conn.execute(
+                sa.select(ledger_events.c.body)
+                .where(ledger_events.c.type == "registry.agency")
+                .order_by(ledger_events.c.idx.desc())
+                .limit(1)
+            ).scalar()
+        )
+    assert body["actor"] == "admin2" and body["proposed_by"] == "admin"
+    assert body["change_id"] == newer["change"]
+
+
 def test_rules_cli(master_ws: Workspace, people: Staff, tmp_path: Path, sign_in) -> None:  # type: ignore[no-untyped-def]
     from custodes.services.requests import generate as generate_request
 
@@ -634,6 +681,7 @@ def test_rules_cli(master_ws: Workspace, people: Staff, tmp_path: Path, sign_in)
     out = json.loads(r.stdout)
     assert out["refused"] and out["ruleset_sha256"] == RS.sha256
     assert "ANA" not in r.stdout  # no personal data, only item ids
+    second = envs["second_administrator"]
     for cmd in (
         ["agencies", "add", AGENCY, "--safeguards-current"],
         [
@@ -652,7 +700,10 @@ def test_rules_cli(master_ws: Workspace, people: Staff, tmp_path: Path, sign_in)
         ],
         ["agreements", "add", str(REFERENCE.parent / "agreements" / "irs-ice-2025.yaml")],
     ):
-        r = runner.invoke(app, [*cmd, *home], env=admin)
+        r = runner.invoke(app, [*cmd, *home, "--json"], env=admin)
+        assert r.exit_code == 0, r.output
+        change = json.loads(r.stdout)["change"]  # proposed; a second administrator confirms
+        r = runner.invoke(app, ["changes", "confirm", change, *home], env=second)
         assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["rules", "check", str(tmp_path / "req"), *home, "--json"], env=env)
     assert r.exit_code == 0, r.output

@@ -639,12 +639,23 @@ def test_stewards_registries_grants_exports_and_a_recall(console: Console, tmp_p
     assert b.page.locator("td .usa-tag", has_text="active").count() == 1
     b.close()
 
-    admin = Page(c, "admin")
+    admin, deputy = Page(c, "admin"), Page(c, "admin2")
+
+    def second_administrator_confirms(what: str) -> None:
+        """What the gate trusts takes two: the other administrator confirms the change."""
+        deputy.goto("/users")
+        row = deputy.page.locator("tr", has_text=what)
+        row.locator("button:has-text('Confirm change')").click()
+        deputy.page.wait_for_url(re.compile(r".*done=confirmed"))
+
     admin.goto("/registries", shot="registries")
     admin.page.fill("#agency-name", "Bureau of Examples")
     admin.page.click("label[for=agency-current]")
     admin.page.click("text=Register the agency")
     admin.page.wait_for_url(re.compile(r".*done=agency"))
+    assert "second administrator" in admin.page.content()
+    second_administrator_confirms("agency Bureau of Examples")
+    admin.goto("/registries")
     admin.page.fill("#off-agency", "Bureau of Examples")
     admin.page.fill("#off-name", "E. Xample")
     admin.page.fill("#off-title", "Director")
@@ -652,6 +663,7 @@ def test_stewards_registries_grants_exports_and_a_recall(console: Console, tmp_p
     admin.page.fill("#off-from", "2026-01-01")
     admin.page.click("text=Register the official")
     admin.page.wait_for_url(re.compile(r".*done=official"))
+    second_administrator_confirms("official E. Xample")
     agreement = tmp_path / "agreement.yaml"
     agreement.write_text(
         "id: examples-2026\nprovision: irc-6103-i-2\nagency: Bureau of Examples\n"
@@ -660,6 +672,9 @@ def test_stewards_registries_grants_exports_and_a_recall(console: Console, tmp_p
     admin.page.set_input_files("#agreement-file", str(agreement))
     admin.page.click("text=Register the agreement")
     admin.page.wait_for_url(re.compile(r".*done=agreement"))
+    second_administrator_confirms("agreement examples-2026")
+    deputy.close()
+    admin.goto("/registries")
     admin.check("registries-added")
     content = admin.page.content()
     assert "Bureau of Examples" in content and "E. Xample" in content

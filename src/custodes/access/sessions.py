@@ -26,7 +26,6 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from custodes.access import changes
 from custodes.access import credentials as cred
 from custodes.access.roles import ROLES
 from custodes.access.users import aware, now, roles_of, totp_roles
@@ -41,6 +40,7 @@ from custodes.errors import (
 )
 from custodes.ledger import log
 from custodes.ledger.events import Event
+from custodes.store import changes
 from custodes.store.tables import access_log, login_throttle, sessions, users
 from custodes.workspace import Call, Workspace
 

@@ -23,12 +23,12 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
-from custodes.access import changes as queue
 from custodes.access import credentials as cred
 from custodes.access.roles import EXCLUSIVE, PRIVILEGED, ROLES
 from custodes.errors import AccessDenied, ConflictError, InputError, NotFound, Unauthenticated
 from custodes.ledger import log
 from custodes.ledger.events import Event
+from custodes.store import changes as queue
 from custodes.store.tables import agencies, changes, enrolments, grants, policy, sessions, users
 from custodes.workspace import Call, Workspace
 
@@ -463,31 +463,9 @@ def confirm(call: Call, name: str) -> dict[str, Any]:
 
 
 def confirm_change(call: Call, change_id: str) -> dict[str, Any]:
-    """A second administrator confirms one pending change by its id. Nobody confirms a change
-    they proposed or one about themselves; what the change does is applied in the same
-    transaction, and the ledger records the confirmer beside the proposer."""
-    with call.transaction() as conn:
-        change = queue.get_pending(conn, change_id)
-        if change["proposed_by"] == call.actor:
-            raise AccessDenied(
-                "A second administrator must confirm what you issued.",
-                code="separation_of_duties",
-            )
-        if change["kind"] != "policy" and change["subject"] == call.actor:
-            raise AccessDenied(
-                "Nobody confirms a change to their own account.", code="separation_of_duties"
-            )
-        result = _APPLY[change["kind"]](conn, call, change)
-        queue.mark_confirmed(conn, change["id"], call.actor)
-    return {
-        "change": change["id"],
-        "kind": change["kind"],
-        "subject": change["subject"],
-        "summary": change["summary"],
-        "proposed_by": change["proposed_by"],
-        "confirmed_by": call.actor,
-        **result,
-    }
+    """A second administrator confirms one pending change by its id (`store.changes.confirm`:
+    never their own, never one about themselves)."""
+    return queue.confirm(call, change_id)
 
 
 def _confirm_roles(conn: Connection, call: Call, name: str, roles: list[str], by: str) -> list[str]:
@@ -618,13 +596,14 @@ def _apply_policy(conn: Connection, call: Call, change: dict[str, Any]) -> dict[
     return {"key": key, "value": value}
 
 
-_APPLY = {
-    "user": _apply_user,
-    "grant": _apply_grant,
-    "key": _apply_key,
-    "reset": _apply_reset,
-    "policy": _apply_policy,
-}
+for _kind, _fn in (
+    ("user", _apply_user),
+    ("grant", _apply_grant),
+    ("key", _apply_key),
+    ("reset", _apply_reset),
+    ("policy", _apply_policy),
+):
+    queue.register(_kind, _fn)
 
 
 def issue_enrolment(call: Call, name: str) -> dict[str, Any]:

@@ -775,25 +775,26 @@ def registry(table: Literal["agencies", "officials", "agreements"], who: Who, ws
     return rules_svc.registry(ws, who, table)
 
 
-@staff.post("/registries/agencies", response_model=m.Document, status_code=status.HTTP_201_CREATED)
-def add_agency(body: m.NewAgency, response: Response, who: Who, ws: WS) -> Any:
-    """Register a recipient agency with its safeguards status (201), or update the status of
-    one already registered (200, `change: updated`)."""
-    row = rules_svc.add_agency(
+@staff.post("/registries/agencies", response_model=m.Document, status_code=status.HTTP_202_ACCEPTED)
+def add_agency(body: m.NewAgency, who: Who, ws: WS) -> Any:
+    """Propose a recipient agency with its safeguards status, or a change to the status of one
+    already registered: `202` with `pending: true` and the `change` id; it takes effect when a
+    second administrator confirms that change (`POST /v1/changes/{id}/confirm`)."""
+    return rules_svc.add_agency(
         ws,
         who,
         body.name,
         safeguards_current=body.safeguards_current,
         open_findings=body.open_findings,
     )
-    if row["change"] == "updated":
-        response.status_code = status.HTTP_200_OK
-    return row
 
 
-@staff.post("/registries/officials", response_model=m.Document, status_code=status.HTTP_201_CREATED)
+@staff.post(
+    "/registries/officials", response_model=m.Document, status_code=status.HTTP_202_ACCEPTED
+)
 def add_official(body: m.NewOfficial, who: Who, ws: WS) -> Any:
-    """Register an official who may sign requests for an agency, in a role, for a period."""
+    """Propose an official who may sign requests for an agency, in a role, for a period
+    (`202`, `pending`, the `change` id: in force once a second administrator confirms it)."""
     return rules_svc.add_official(ws, who, **body.model_dump())
 
 
@@ -803,7 +804,7 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/plain
 @staff.post(
     "/registries/agreements",
     response_model=m.Document,
-    status_code=status.HTTP_201_CREATED,
+    status_code=status.HTTP_202_ACCEPTED,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -812,12 +813,12 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/plain
     },
 )
 async def add_agreement(request: Request, who: Who, ws: WS) -> Any:
-    """Register an agreement (its YAML text): it may only add requirements to a provision."""
+    """Propose an agreement (its YAML text): it may only add requirements to a provision
+    (`202`, `pending`, the `change` id: in force once a second administrator confirms it)."""
     with await _raw_body(request, YAML_TYPES, limit=rules_svc.MAX_AGREEMENT) as fh:
-        agr = await run_in_threadpool(
+        return await run_in_threadpool(
             rules_svc.add_agreement_text, ws, who, fh.read(rules_svc.MAX_AGREEMENT + 1)
         )
-    return {"id": agr.id, "provision": agr.provision, "agency": agr.agency}
 
 
 @staff.get("/users", response_model=list[m.Document])

@@ -248,7 +248,8 @@ def agencies_add(
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Add or update an agency (recorded in the ledger)."""
+    """Propose an agency, or a change to its safeguards status: it takes effect when a second
+    administrator confirms it ('custodes changes confirm ID'); both are in the ledger."""
     run(
         home,
         json_out,
@@ -256,8 +257,19 @@ def agencies_add(
         name,
         safeguards_current=safeguards_current,
         open_findings=open_findings,
-        view=lambda r: render.say(f"Agency {r['name']} recorded."),
+        view=_proposed,
     )
+
+
+def _proposed(r: dict[str, Any]) -> None:
+    """A registry change waits for a second administrator (synthetic parties excepted)."""
+    if r.get("pending"):
+        render.say(
+            f"Proposed: {r['summary']}. It takes effect when a second administrator confirms "
+            f"it: 'custodes changes confirm {r['change']}'."
+        )
+    else:
+        render.say("Recorded.")
 
 
 def _date(value: str | None, option: str) -> dt.date | None:
@@ -280,7 +292,8 @@ def officials_add(
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Register an official authorised to sign, with validity dates (recorded in the ledger)."""
+    """Propose an official authorised to sign, with validity dates: in force when a second
+    administrator confirms it ('custodes changes confirm ID'); both are in the ledger."""
     with guarded(json_out):
         start, end = _date(valid_from, "--from"), _date(valid_to, "--to")
     run(
@@ -293,7 +306,7 @@ def officials_add(
         role=role,
         valid_from=start,
         valid_to=end,
-        view=lambda r: render.say(f"Official #{r['id']} recorded."),
+        view=_proposed,
     )
 
 
@@ -303,14 +316,14 @@ def agreements_add(
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Register a data-sharing agreement; it can only add requirements (recorded in the
-    ledger)."""
+    """Propose a data-sharing agreement (it can only add requirements): in force when a second
+    administrator confirms it ('custodes changes confirm ID'); both are in the ledger."""
     run(
         home,
         json_out,
         svc.add_agreement,
         file,
-        view=lambda a: render.say(f"Agreement {a.id} registered for {a.provision}."),
+        view=_proposed,
     )
 
 

@@ -1,7 +1,11 @@
 """Registries the rules consult: agencies, officials authorised to sign, agreements.
 
-Every change is recorded in the ledger in the same transaction (names of officials are staff,
-not taxpayers, but the ledger keeps only what changed and the registry key).
+What the statutory gate trusts is never one administrator's word: every change is proposed
+into the queue of changes (`store.changes`) and takes effect only when a second administrator
+confirms that exact change by its id; the ledger records the proposal and, in the same
+transaction as the row, the confirmation with both people (names of officials are staff, not
+taxpayers, but the ledger keeps only what changed and the registry key). The parties of
+synthetic requests are registered directly, on synthetic workspaces only.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from typing import Any
 import yaml
 from sqlalchemy import Connection, insert, select, update
 
-from custodes.errors import ConflictError, InputError, NotFound
+from custodes.errors import AccessDenied, ConflictError, InputError, NotFound
 from custodes.ledger import log
 from custodes.ledger.events import Event
+from custodes.records import master
 from custodes.rules.active import in_force
 from custodes.rules.provisions import overlay
 from custodes.rules.types import Agreement, Registry
+from custodes.store import changes as queue
 from custodes.store.tables import agencies, agreements, officials
 from custodes.workspace import Call, Workspace
 
@@ -53,39 +59,51 @@ def add_agency(
     *,
     safeguards_current: bool,
     open_findings: int,
+    direct: bool = False,
 ) -> dict[str, Any]:
+    """Propose an agency (or a change to its safeguards status): in force only once a second
+    administrator confirms it (`store.changes`). `direct` (synthetic parties only) applies it
+    at once."""
     name = _text("agency name", name)
     if open_findings < 0:
         raise InputError("--open-findings cannot be negative.", code="bad_argument")
-    now = dt.datetime.now(dt.UTC)
-    row = {
+    payload = {
         "name": name.strip(),
-        "safeguards_current": safeguards_current,
-        "open_findings": open_findings,
-        "updated_at": now,
+        "safeguards_current": bool(safeguards_current),
+        "open_findings": int(open_findings),
     }
-    with call.transaction() as conn:
-        exists = conn.execute(select(agencies.c.name).where(agencies.c.name == row["name"])).first()
-        if exists:
-            conn.execute(update(agencies).where(agencies.c.name == row["name"]).values(**row))
-        else:
-            conn.execute(insert(agencies).values(**row))
-        log.append(
-            conn,
-            [
-                Event(
-                    "registry.agency",
-                    actor=call.actor,
-                    data={
-                        "agency": row["name"],
-                        "safeguards_current": safeguards_current,
-                        "open_findings": open_findings,
-                        "change": "updated" if exists else "added",
-                    },
-                )
-            ],
-        )
-    return row | {"change": "updated" if exists else "added"}
+    summary = (
+        f"agency {payload['name']}: safeguards "
+        f"{'current' if safeguards_current else 'NOT current'}, {open_findings} open finding(s)"
+    )
+    return _propose_or_apply(call, "agency", payload["name"], summary, payload, direct)
+
+
+def _apply_agency(conn: Connection, call: Call, change: dict[str, Any]) -> dict[str, Any]:
+    p = change["payload"]
+    row = p | {"updated_at": dt.datetime.now(dt.UTC)}
+    exists = conn.execute(select(agencies.c.name).where(agencies.c.name == p["name"])).first()
+    if exists:
+        conn.execute(update(agencies).where(agencies.c.name == p["name"]).values(**row))
+    else:
+        conn.execute(insert(agencies).values(**row))
+    log.append(
+        conn,
+        [
+            Event(
+                "registry.agency",
+                actor=call.actor,
+                data={
+                    "agency": p["name"],
+                    "safeguards_current": p["safeguards_current"],
+                    "open_findings": p["open_findings"],
+                    "change": "updated" if exists else "added",
+                    **_confirmation(change),
+                },
+            )
+        ],
+    )
+    return row | {"change_applied": "updated" if exists else "added"}
 
 
 def add_official(
@@ -97,7 +115,10 @@ def add_official(
     role: str,
     valid_from: dt.date,
     valid_to: dt.date | None = None,
+    direct: bool = False,
 ) -> dict[str, Any]:
+    """Propose an official authorised to sign for `agency`: in force once a second
+    administrator confirms it. `direct` (synthetic parties only) applies it at once."""
     name, title = _text("official's name", name), _text("official's title", title)
     if valid_to is not None and valid_to < valid_from:
         raise InputError("--to is before --from.", code="bad_argument")
@@ -106,57 +127,77 @@ def add_official(
         raise InputError(
             f"Unknown role '{role}' (known: {', '.join(sorted(roles))}).", code="bad_argument"
         )
-    with call.transaction() as conn:
-        if not conn.execute(select(agencies.c.name).where(agencies.c.name == agency)).first():
-            raise NotFound(
-                f"No agency '{agency}' in the registry; add it first with 'custodes agencies add'.",
-                code="unknown_agency",
-            )
-        row = {
-            "agency": agency,
-            "name": name,
-            "title": title,
-            "role": role,
-            "valid_from": valid_from,
-            "valid_to": valid_to,
-        }
-        oid = conn.execute(insert(officials).values(**row)).inserted_primary_key[0]
-        log.append(
-            conn,
-            [
-                Event(
-                    "registry.official",
-                    actor=call.actor,
-                    data={
-                        "official": oid,
-                        "agency": agency,
-                        "title": title,
-                        "role": role,
-                        "valid_from": valid_from.isoformat(),
-                        "valid_to": valid_to.isoformat() if valid_to else None,
-                    },
-                )
-            ],
+    with call.ws.engine.connect() as conn:
+        _known_agency(conn, agency)
+    payload = {
+        "agency": agency,
+        "name": name,
+        "title": title,
+        "role": role,
+        "valid_from": valid_from.isoformat(),
+        "valid_to": valid_to.isoformat() if valid_to else None,
+    }
+    summary = f"official {name}, {title} ({role}) of {agency}, from {valid_from.isoformat()}"
+    return _propose_or_apply(
+        call, "official", agency, summary, payload, direct, slot=f"official:{agency}:{name}"
+    )
+
+
+def _known_agency(conn: Connection, agency: str) -> None:
+    if not conn.execute(select(agencies.c.name).where(agencies.c.name == agency)).first():
+        raise NotFound(
+            f"No agency '{agency}' in the registry; add it first with 'custodes agencies add'.",
+            code="unknown_agency",
         )
+
+
+def _apply_official(conn: Connection, call: Call, change: dict[str, Any]) -> dict[str, Any]:
+    p = change["payload"]
+    _known_agency(conn, p["agency"])
+    row = p | {
+        "valid_from": dt.date.fromisoformat(p["valid_from"]),
+        "valid_to": dt.date.fromisoformat(p["valid_to"]) if p["valid_to"] else None,
+    }
+    oid = conn.execute(insert(officials).values(**row)).inserted_primary_key[0]
+    log.append(
+        conn,
+        [
+            Event(
+                "registry.official",
+                actor=call.actor,
+                data={
+                    "official": oid,
+                    "agency": p["agency"],
+                    "title": p["title"],
+                    "role": p["role"],
+                    "valid_from": p["valid_from"],
+                    "valid_to": p["valid_to"],
+                    **_confirmation(change),
+                },
+            )
+        ],
+    )
     return {"id": oid, **row}
 
 
-def add_agreement(call: Call, path: Path) -> Agreement:
+def add_agreement(call: Call, path: Path, *, direct: bool = False) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"{path}: no such file.", code="file_not_found")
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror}).", code="bad_path") from None
-    return add_agreement_text(call, data, str(path))
+    return add_agreement_text(call, data, str(path), direct=direct)
 
 
 MAX_AGREEMENT = 1 << 20
 
 
-def add_agreement_text(call: Call, data: bytes, label: str = "agreement") -> Agreement:
-    """Register an agreement from its YAML text (`label` names it in messages: a path or an
-    upload's name)."""
+def add_agreement_text(
+    call: Call, data: bytes, label: str = "agreement", *, direct: bool = False
+) -> dict[str, Any]:
+    """Propose an agreement from its YAML text (`label` names it in messages: a path or an
+    upload's name): checked now, in force once a second administrator confirms it."""
     if len(data) > MAX_AGREEMENT:
         raise InputError(f"{label}: an agreement is at most 1 MiB.", code="bad_agreement")
     try:
@@ -174,32 +215,104 @@ def add_agreement_text(call: Call, data: bytes, label: str = "agreement") -> Agr
     rs = in_force(call.ws)
     overlay(rs, rs.provision(agr.provision), agr)  # refuses unknown checks or provisions
     digest = hashlib.sha256(text.encode()).hexdigest()
-    with call.transaction() as conn:
-        if conn.execute(select(agreements.c.id).where(agreements.c.id == agr.id)).first():
-            raise ConflictError(
-                f"Agreement '{agr.id}' is already registered.", code="agreement_exists"
-            )
-        conn.execute(
-            insert(agreements).values(
-                id=agr.id,
-                provision=agr.provision,
-                agency=agr.agency,
-                body=text,
-                sha256=digest,
-                added_at=dt.datetime.now(dt.UTC),
-            )
+    with call.ws.engine.connect() as conn:
+        _no_agreement(conn, agr.id)
+    payload = {"id": agr.id, "provision": agr.provision, "agency": agr.agency, "body": text}
+    summary = f"agreement {agr.id} ({agr.provision}, {agr.agency}), text SHA-256 {digest}"
+    out = _propose_or_apply(call, "agreement", agr.id, summary, payload, direct)
+    return out | {"id": agr.id, "provision": agr.provision, "agency": agr.agency}
+
+
+def _no_agreement(conn: Connection, agreement_id: str) -> None:
+    if conn.execute(select(agreements.c.id).where(agreements.c.id == agreement_id)).first():
+        raise ConflictError(
+            f"Agreement '{agreement_id}' is already registered.", code="agreement_exists"
         )
+
+
+def _apply_agreement(conn: Connection, call: Call, change: dict[str, Any]) -> dict[str, Any]:
+    p = change["payload"]
+    _no_agreement(conn, p["id"])
+    digest = hashlib.sha256(p["body"].encode()).hexdigest()
+    conn.execute(
+        insert(agreements).values(
+            id=p["id"],
+            provision=p["provision"],
+            agency=p["agency"],
+            body=p["body"],
+            sha256=digest,
+            added_at=dt.datetime.now(dt.UTC),
+        )
+    )
+    log.append(
+        conn,
+        [
+            Event(
+                "registry.agreement",
+                actor=call.actor,
+                data={
+                    "agreement": p["id"],
+                    "provision": p["provision"],
+                    "sha256": digest,
+                    **_confirmation(change),
+                },
+            )
+        ],
+    )
+    return {"id": p["id"], "provision": p["provision"], "agency": p["agency"]}
+
+
+# --- through the queue of changes ---------------------------------------------------------------
+
+_APPLY = {"agency": _apply_agency, "official": _apply_official, "agreement": _apply_agreement}
+for _kind, _fn in _APPLY.items():
+    queue.register(_kind, _fn)
+
+
+def _confirmation(change: dict[str, Any]) -> dict[str, Any]:
+    """What a registry event says of the two people: who proposed it (the confirmer is the
+    event's actor), and the change's id; nothing when applied directly (synthetic parties)."""
+    if change.get("id") is None:
+        return {"direct": True}
+    return {"proposed_by": change["proposed_by"], "change_id": change["id"]}
+
+
+def _propose_or_apply(
+    call: Call,
+    kind: str,
+    subject: str,
+    summary: str,
+    payload: dict[str, Any],
+    direct: bool,
+    *,
+    slot: str | None = None,
+) -> dict[str, Any]:
+    """Put the change in the queue for a second administrator (recorded as proposed), or,
+    with `direct`, apply it at once: only for the parties of synthetic requests, on a
+    workspace whose master file is synthetic or absent (never on imported records)."""
+    if direct:
+        if master.current(call.ws).exists and not master.current(call.ws).synthetic:
+            raise AccessDenied(
+                "Registering parties directly is for synthetic workspaces only; on imported "
+                "records every registry change waits for a second administrator.",
+                code="separation_of_duties",
+            )
+        with call.transaction() as conn:
+            done = _APPLY[kind](conn, call, {"id": None, "payload": payload})
+        return done | {"pending": False, "change": None}
+    with call.transaction() as conn:
+        cid = queue.propose(conn, call.actor, kind, subject, summary, payload, slot=slot)
         log.append(
             conn,
             [
                 Event(
-                    "registry.agreement",
+                    "registry.proposed",
                     actor=call.actor,
-                    data={"agreement": agr.id, "provision": agr.provision, "sha256": digest},
+                    data={"kind": kind, "change_id": cid},
                 )
             ],
         )
-    return agr
+    return payload | {"pending": True, "change": cid, "summary": summary}
 
 
 REGISTRIES = {"agencies": agencies, "officials": officials, "agreements": agreements}

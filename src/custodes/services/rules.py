@@ -15,7 +15,7 @@ from custodes.rules import registry as reg
 from custodes.rules.evaluate import Evaluation, evaluate
 from custodes.rules.provisions import lint as _lint
 from custodes.rules.provisions import load
-from custodes.rules.types import Agreement, RuleSet
+from custodes.rules.types import RuleSet
 from custodes.store.archive import unpacked
 from custodes.synthetic.parties import register_parties as _register_parties
 
@@ -116,6 +116,8 @@ def changes(call: CheckedCall) -> list[dict[str, Any]]:
 def add_agency(
     call: CheckedCall, name: str, *, safeguards_current: bool, open_findings: int
 ) -> dict[str, Any]:
+    """Propose an agency or a change to its safeguards status (a second administrator
+    confirms it by its id)."""
     return reg.add_agency(
         call, name, safeguards_current=safeguards_current, open_findings=open_findings
     )
@@ -132,6 +134,7 @@ def add_official(
     valid_from: dt.date,
     valid_to: dt.date | None = None,
 ) -> dict[str, Any]:
+    """Propose an official authorised to sign (a second administrator confirms)."""
     return reg.add_official(
         call,
         agency=agency,
@@ -144,13 +147,14 @@ def add_official(
 
 
 @service("registry.change")
-def add_agreement(call: CheckedCall, file: Path) -> Agreement:
+def add_agreement(call: CheckedCall, file: Path) -> dict[str, Any]:
+    """Propose an agreement (a YAML file): in force once a second administrator confirms."""
     return reg.add_agreement(call, file)
 
 
 @service("registry.change")
-def add_agreement_text(call: CheckedCall, data: bytes, label: str = "agreement") -> Agreement:
-    """Register an agreement from its uploaded YAML text."""
+def add_agreement_text(call: CheckedCall, data: bytes, label: str = "agreement") -> dict[str, Any]:
+    """Propose an agreement from its uploaded YAML text (a second administrator confirms)."""
     return reg.add_agreement_text(call, data, label)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from custodes.access import CheckedCall, changes, service, sessions, users
+from custodes.access import CheckedCall, service, sessions, users
+from custodes.store import changes
 
 
 @service("users.add")

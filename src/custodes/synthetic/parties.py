@@ -16,7 +16,8 @@ def register_parties(call: Call, provision: str) -> None:
     set. Idempotent."""
     env = ENVELOPES[provision]
     agency, signer = env["agency"], env["signer"]
-    reg.add_agency(call, agency, safeguards_current=True, open_findings=0)
+    # Directly, not through the queue: allowed on synthetic workspaces only (registry.py).
+    reg.add_agency(call, agency, safeguards_current=True, open_findings=0, direct=True)
     if not any(
         o["agency"] == agency and o["name"] == signer["name"]
         for o in reg.listing(call.ws, "officials")
@@ -28,7 +29,8 @@ def register_parties(call: Call, provision: str) -> None:
             title=signer["title"],
             role=signer["role"],
             valid_from=dt.date(2025, 1, 1),
+            direct=True,
         )
     agreement = env.get("agreement")
     if agreement and not any(a["id"] == agreement for a in reg.listing(call.ws, "agreements")):
-        reg.add_agreement(call, REFERENCE.parent / "agreements" / f"{agreement}.yaml")
+        reg.add_agreement(call, REFERENCE.parent / "agreements" / f"{agreement}.yaml", direct=True)

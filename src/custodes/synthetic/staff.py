@@ -79,10 +79,11 @@ def add(
         elif enrol:
             staff.login(name)
         return None
-    if agency is not None:
-        registry.add_agency(
+    if agency is not None:  # proposed by one administrator, confirmed by the other
+        proposed = registry.add_agency(
             enter(ws, first, "registry.change"), agency, safeguards_current=True, open_findings=0
         )
+        users.confirm_change(_as(ws, second, "users.confirm"), proposed["change"])
     info = users.create_user(_as(ws, first), name, roles, basis=basis, agency=agency)
     code = info["enrolment_code"]
     if info["change"]:

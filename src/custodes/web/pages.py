@@ -55,9 +55,12 @@ FLASH = {
     "proposed": "Proposed. The rule set takes effect only when a second rule steward approves "
     "this exact hash.",
     "activated": "Approved: the rule set is in force for every request checked from now on.",
-    "agency": "The agency is registered (or its safeguards status updated).",
-    "official": "The official is registered.",
-    "agreement": "The agreement is registered.",
+    "agency": "Proposed: the agency (or its safeguards status) takes effect when a second "
+    "administrator confirms the change (Users, changes waiting).",
+    "official": "Proposed: the official takes effect when a second administrator confirms the "
+    "change (Users, changes waiting).",
+    "agreement": "Proposed: the agreement takes effect when a second administrator confirms the "
+    "change (Users, changes waiting).",
 }
 AUDIT_FINDINGS = (
     ("without_open_request", "Inspections without an open request (refused)"),

@@ -2,13 +2,17 @@
 
 Every power that one administrator could otherwise use alone waits here: a new staff user
 (their roles and the second half of their enrolment code), a further grant, an agency's API
-key, a credential reset (the second half of the new code) and the access policy. The id of a
-change is the SHA-256 of its canonical description (kind, subject, what it changes, who
-proposed it and when, and a random nonce), so a confirmation names exactly the change the
-confirmer was shown: a change edited or replaced since then has another id and is refused.
+key, a credential reset (the second half of the new code), the access policy, the registries
+the statutory gate trusts (agencies and their safeguards, officials, agreements) and the master
+file's imports. The id of a change is the SHA-256 of its canonical description (kind, subject,
+what it changes, who proposed it and when, and a random nonce), so a confirmation names exactly
+the change the confirmer was shown: a change edited or replaced since then has another id and
+is refused.
 
-This module keeps the queue itself (propose, list, look up, close); what confirming each kind
-does lives with the rows it changes (`access.users.confirm_change`).
+This module keeps the queue (propose, list, look up, close, confirm); what confirming each kind
+does lives with the rows it changes, in the room that owns them, which registers it here
+(`register`): access (users, grants, keys, resets, policy), rules (registries), records
+(imports). The store room sits below them all, so each can propose and none imports another.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, select, update
 
-from custodes.errors import ConflictError, NotFound
+from custodes.errors import AccessDenied, ConflictError, NotFound
 from custodes.store.tables import changes
 
 # What each kind of change does, in words an administrator reads before confirming.
@@ -31,7 +36,23 @@ KINDS = {
     "key": "an agency account's API key",
     "reset": "a credential reset: the second half of the new enrolment code",
     "policy": "the access policy",
+    "agency": "an agency in the registry, or its safeguards status",
+    "official": "an official authorised to sign requests",
+    "agreement": "an agreement that adds checks to a provision",
+    "import": "the master file: the records and addresses that may be disclosed",
 }
+
+# What confirming each kind does: fn(conn, call, change) -> result, registered by the room
+# that owns the rows, run inside the confirmation's transaction.
+Apply = Callable[[Any, Any, dict[str, Any]], dict[str, Any]]
+_APPLY: dict[str, Apply] = {}
+# Kinds about a user account: nobody confirms one about themselves.
+ABOUT_A_USER = ("user", "grant", "key", "reset")
+
+
+def register(kind: str, fn: Apply) -> None:
+    assert kind in KINDS, kind
+    _APPLY[kind] = fn
 
 
 def _now() -> dt.datetime:
@@ -142,3 +163,32 @@ def mark_confirmed(conn: Connection, change_id: str, actor: str) -> None:
         .where(changes.c.id == change_id)
         .values(confirmed_by=actor, confirmed_at=_now())
     )
+
+
+def confirm(call: Any, change_id: str) -> dict[str, Any]:
+    """A second administrator confirms one pending change by its id (`call` is the door's
+    checked call). Nobody confirms a change they proposed or one about their own account; what
+    the change does is applied in the same transaction, and each kind's ledger event names the
+    confirmer beside the proposer."""
+    with call.transaction() as conn:
+        change = get_pending(conn, change_id)
+        if change["proposed_by"] == call.actor:
+            raise AccessDenied(
+                "A second administrator must confirm what you issued.",
+                code="separation_of_duties",
+            )
+        if change["kind"] in ABOUT_A_USER and change["subject"] == call.actor:
+            raise AccessDenied(
+                "Nobody confirms a change to their own account.", code="separation_of_duties"
+            )
+        result = _APPLY[change["kind"]](conn, call, change)
+        mark_confirmed(conn, change["id"], call.actor)
+    return {
+        "change": change["id"],
+        "kind": change["kind"],
+        "subject": change["subject"],
+        "summary": change["summary"],
+        "proposed_by": change["proposed_by"],
+        "confirmed_by": call.actor,
+        **result,
+    }
