@@ -137,18 +137,22 @@ _S = _char_class(_SPACE) + "*"
 
 
 ITEM_ID_EMPTY_SQL = f"regexp_full_match(coalesce(item_id, ''), {literal(_S)})"
-ITEM_ID_OK_SQL = (
-    f"regexp_full_match(item_id, {literal(_S + ITEM_ID.pattern + _S)})"
-    f" AND NOT regexp_full_match(item_id, {literal(_S + '[0-9]+' + _S)})"
-    f" AND NOT regexp_matches(item_id, {literal(f'(^|[^0-9])({_DATE})([^0-9]|$)')})"
-    f" AND NOT (regexp_matches(item_id, {literal(TIN_CANDIDATE.pattern)})"
-    f" AND regexp_matches(regexp_replace(item_id, {literal(TIN_CANDIDATE.pattern)}, '#', 'g'),"
-    " '(^|[^A-Za-z0-9#])#([^A-Za-z0-9#]|$)'))"
+_TIN = literal(TIN_CANDIDATE.pattern)
+# The id's faults, each a condition on a non-empty id: failing any one makes it "not opaque".
+ITEM_ID_FAULTS_SQL = (
+    f"NOT regexp_full_match(item_id, {literal(_S + ITEM_ID.pattern + _S)})",
+    f"regexp_full_match(item_id, {literal(_S + '[0-9]+' + _S)})",
+    f"regexp_matches(item_id, {literal(f'(^|[^0-9])({_DATE})([^0-9]|$)')})",
+    f"regexp_matches(item_id, {_TIN}) AND regexp_matches("
+    f"regexp_replace(item_id, {_TIN}, '#', 'g'), '(^|[^A-Za-z0-9#])#([^A-Za-z0-9#]|$)')",
 )
-# NULL (from any part) counts as bad: the check fails closed.
+# One CASE, so that an engine tests each id only until its first fault (DuckDB then skips the
+# rest for that row). A NULL id is empty (the first WHEN); past it the id is a text, and a
+# regular expression over a text is never NULL, so no fault is skipped for want of a value.
 ITEM_ID_STATUS_SQL = (
     f"CASE WHEN {ITEM_ID_EMPTY_SQL} THEN 'empty_item_id' "
-    f"WHEN {ITEM_ID_OK_SQL} THEN NULL ELSE 'bad_item_id' END"
+    + "".join(f"WHEN {fault} THEN 'bad_item_id' " for fault in ITEM_ID_FAULTS_SQL)
+    + "END"
 )
 
 

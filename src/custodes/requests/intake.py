@@ -103,9 +103,12 @@ def item_checks(columns: tuple[str, ...], dialect: str = "duckdb") -> dict[str, 
     too_long = ", ".join(
         f"CASE WHEN length({ident(c)}) > {{max_chars}} THEN {i} END" for i, c in enumerate(columns)
     )
+    # Characters are counted only in a row with a field of more bytes than the limit allows
+    # characters (a field cannot hold more characters than bytes; the byte count is stored).
+    any_long = " OR ".join(f"strlen({ident(c)}) > {{max_chars}}" for c in columns)
     definitions = {
         "item_id": ITEM_ID_STATUS_SQL,
-        "too_long": f"coalesce({too_long})",
+        "too_long": f"CASE WHEN {any_long} THEN coalesce({too_long}) END",
         "bad_dob": "nullif(trim(dob), '') IS NOT NULL "
         "AND try_strptime(trim(dob), '%Y-%m-%d') IS NULL",
     }
@@ -183,12 +186,31 @@ def content_hash(envelope: dict[str, Any], table: pa.Table) -> str:
     """The hash of what a request says, not of its bytes: canonical JSON of the envelope and
     the items as parsed (text columns, in file order)."""
     h = hashlib.sha256(orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS))
-    sink = pa.BufferOutputStream()
     data = table.drop_columns(["_row"]) if "_row" in table.column_names else table
-    with pa.ipc.new_stream(sink, data.schema) as writer:
+    # The IPC stream is hashed as Arrow writes it, buffer by buffer: the same bytes as
+    # collecting it first, without the growing copy (0.9 s of a million-item intake).
+    with pa.ipc.new_stream(pa.PythonFile(_HashSink(h), mode="w"), data.schema) as writer:
         writer.write_table(data)
-    h.update(sink.getvalue().to_pybytes())
     return h.hexdigest()
+
+
+class _HashSink:
+    """A write-only file that feeds what it is given to a hash."""
+
+    closed = False
+
+    def __init__(self, h: Any) -> None:
+        self.h = h
+
+    def write(self, data: Any) -> int:
+        self.h.update(data)
+        return len(memoryview(data))
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def check(folder: Path) -> Checked:

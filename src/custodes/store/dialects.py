@@ -70,6 +70,7 @@ class Dialect:
     functions: ClassVar[dict[str, Callable[[list[exp.Expression]], exp.Expression] | None]] = {
         "regexp_full_match": None,  # None: the engine has it under that name
         "try_strptime": None,
+        "strlen": None,
     }
 
     def rewrite(self, node: exp.Expression) -> exp.Expression:
@@ -100,6 +101,7 @@ class Spark(Dialect):
     functions: ClassVar[dict[str, Callable[[list[exp.Expression]], exp.Expression] | None]] = {
         "regexp_full_match": _full_match_spark,
         "try_strptime": _date_spark,
+        "strlen": lambda args: exp.Anonymous(this="octet_length", expressions=args),
     }
 
     def regexp_replace(self, node: exp.RegexpReplace) -> exp.Expression:
