@@ -88,7 +88,6 @@ def _first(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
     return rows[0] if rows else None
 
 
-@functools.lru_cache(maxsize=16)
 def item_checks(columns: tuple[str, ...], dialect: str = "duckdb") -> dict[str, str]:
     """Intake's per-item checks as SQL expressions over the items table, compiled for `dialect`
     from one definition (DuckDB and Spark):
@@ -100,6 +99,11 @@ def item_checks(columns: tuple[str, ...], dialect: str = "duckdb") -> dict[str, 
 
     Column names come from a header that `read_text_table` has already checked; they reach
     the SQL quoted by `store.sql.ident`."""
+    return _item_checks(columns, dialect, int(MAX_FIELD_CHARS))
+
+
+@functools.lru_cache(maxsize=16)  # compiling takes milliseconds; a file's columns repeat
+def _item_checks(columns: tuple[str, ...], dialect: str, max_chars: int) -> dict[str, str]:
     too_long = ", ".join(
         f"CASE WHEN length({ident(c)}) > {{max_chars}} THEN {i} END" for i, c in enumerate(columns)
     )
@@ -112,7 +116,7 @@ def item_checks(columns: tuple[str, ...], dialect: str = "duckdb") -> dict[str, 
         "bad_dob": "nullif(trim(dob), '') IS NOT NULL "
         "AND try_strptime(trim(dob), '%Y-%m-%d') IS NULL",
     }
-    params = {"max_chars": int(MAX_FIELD_CHARS)}
+    params = {"max_chars": max_chars}
     return {k: compile_check(v, params, dialect) for k, v in definitions.items()}
 
 
