@@ -161,6 +161,13 @@ def test_spark_gives_the_reference_verdict() -> None:
     want = [item_id_status(i) for i in ids]
     assert [(i, g) for i, g, w in zip(ids, got, want, strict=True) if g != w] == []
     assert {"bad_item_id", "empty_item_id", None} <= set(got)
+    # A full match is a full match on both engines, a final line break included (Java's `$`
+    # alone would also match before one).
+    values = ["12345", "12345\n", "12345\r\n", "\n12345", "1234"]
+    spark.createDataFrame(list(enumerate(values)), "i long, x string").createOrReplaceTempView("t")
+    full = compile_check("regexp_full_match(x, '[0-9]{5}')", {}, "spark")
+    rows = spark.sql(f"SELECT {full} AS ok FROM t ORDER BY i").collect()
+    assert [r["ok"] for r in rows] == [True, False, False, False, False]
 
 
 def test_the_spark_dialect_refuses_what_it_would_change() -> None:

@@ -34,7 +34,8 @@ def _full_match_spark(args: list[exp.Expression]) -> exp.Expression:
     value, pattern = args
     if not isinstance(pattern, exp.Literal):
         raise CompileError("regexp_full_match needs a literal pattern on spark")
-    return exp.RegexpLike(this=value, expression=exp.Literal.string(f"^(?:{pattern.this})$"))
+    # Java's `$` also matches before a final line break; `\z` is the end of the text only.
+    return exp.RegexpLike(this=value, expression=exp.Literal.string(f"^(?:{pattern.this})\\z"))
 
 
 def _date_spark(args: list[exp.Expression]) -> exp.Expression:
