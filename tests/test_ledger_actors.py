@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 import custodes
-from conftest import one_for_review
+from conftest import keyed_in, one_for_review
 from custodes.access import sessions
 from custodes.errors import CustodesError
 from custodes.services import decisions, matching, records, reports, requests, rules, users
@@ -86,6 +86,9 @@ def test_every_event_type_names_its_actor(
     reports.incident_reported(ws, officer, opened["incident_id"])
     reports.incident_close(ws, people["auditor"], opened["incident_id"], finding="unfounded")
     reports.jct(ws, people["auditor"], year=dt.date.today().year)
+    # a request received on paper: keyed in by the officer, confirmed by a second person
+    requests.generate(ws, admin, "irc-6103-i-2", 5, 9, tmp_path / "paper")
+    keyed_in(ws, officer, people["approver"], tmp_path / "paper")
     staff_mod.add(people, "admin3", ["administrator"])
     staff_mod.add(people, "steward2", ["rule_steward"])
     users.propose_policy(ws, admin, "totp_roles", "")

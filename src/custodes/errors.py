@@ -278,6 +278,7 @@ REGISTRY: dict[str, Code] = {
         bad_credentials="Sign-in refused",
         bad_totp="One-time code refused",
         bad_enrolment="Enrolment refused",
+        console_session="Console session outside the console",
     ),
     **_codes(RateLimited, rate_limited="Too many requests", locked="Too many failed sign-ins"),
     **_codes(

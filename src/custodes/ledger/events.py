@@ -54,13 +54,13 @@ class PersonalDataInEvent(InputError):
 
 
 # Candidates only; a hit counts when it is not part of a longer word (a hash, an id).
-_TIN_CANDIDATE = re.compile(r"\d{3}-?\d{2}-?\d{4}")
+TIN_CANDIDATE = re.compile(r"\d{3}-?\d{2}-?\d{4}")
 
 
 @functools.lru_cache(maxsize=65536)
 def has_tin(text: str) -> bool:
     """Cached: in a batch most values repeat (provision, field names, rule-set hashes)."""
-    for m in _TIN_CANDIDATE.finditer(text):
+    for m in TIN_CANDIDATE.finditer(text):
         a, b = m.span()
         if (a == 0 or not text[a - 1].isalnum()) and (b == len(text) or not text[b].isalnum()):
             return True

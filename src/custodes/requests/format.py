@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from custodes.errors import InputError
-from custodes.ledger.events import has_tin
+from custodes.ledger.events import TIN_CANDIDATE, has_tin
+from custodes.store.sql import literal
 
 ENVELOPE_FILE = "envelope.json"
 ITEMS_PARQUET = "items.parquet"
@@ -61,9 +62,8 @@ EXTRA_COLUMN = re.compile(r"[a-z][a-z0-9_]{0,62}")
 # response, so it must not carry a person: 1-64 of A-Za-z0-9 . _ : -, starting with a letter
 # or digit, not all digits, nothing shaped like a date or a TIN.
 ITEM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
-_DATE_LIKE = re.compile(
-    r"(?<![0-9])(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})(?![0-9])"
-)
+_DATE = r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}"
+_DATE_LIKE = re.compile(rf"(?<![0-9])({_DATE})(?![0-9])")
 ITEM_ID_RULE = (
     "1-64 characters of A-Z a-z 0-9 . _ : -, starting with a letter or digit, not all "
     "digits, and nothing shaped like a date or a TIN"
@@ -81,12 +81,79 @@ PROVISIONS = (
 
 
 def item_id_ok(value: str) -> bool:
+    """The reference definition of an opaque item id (`value` already stripped).
+    `ITEM_ID_STATUS_SQL` says the same in SQL; a property test holds them together."""
     return bool(
         ITEM_ID.fullmatch(value)
         and not value.isdigit()
         and not _DATE_LIKE.search(value)
         and not has_tin(value)
     )
+
+
+def item_id_status(value: str | None) -> str | None:
+    """Intake's verdict on one raw item id: ``empty_item_id``, ``bad_item_id`` or None."""
+    text = (value or "").strip()
+    if not text:
+        return "empty_item_id"
+    return None if item_id_ok(text) else "bad_item_id"
+
+
+# --- The same verdict in SQL, over a whole items table --------------------------------------
+# Written in DuckDB's spelling and compiled per dialect (`store.dialects`), so that DuckDB and
+# Spark run one definition; RE2 (DuckDB) and Java (Spark) read these patterns alike. Each part
+# mirrors a part of `item_id_status`:
+# - Python strips what `str.isspace()` calls space (`_SPACE`, pinned by a test); the SQL
+#   accepts that space around the id instead of stripping it (the id itself cannot hold any).
+# - Once the id is A-Za-z0-9._:- only, `isdigit()` means [0-9]+, and `isalnum()` [A-Za-z0-9].
+# - RE2 has no lookaround: "no digit before or after" becomes "start or a non-digit", which
+#   finds a date exactly when Python's search does.
+# - `has_tin` takes the TIN candidates left to right without overlap (`finditer`) and counts
+#   one not touching a letter or digit. `regexp_replace(..., 'g')` makes the same scan, so each
+#   candidate becomes one '#' (a character no id holds), and a '#' with neither a letter, a
+#   digit nor another candidate beside it is a TIN.
+_SPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def _char_class(chars: str) -> str:
+    """A regex class of `chars` for RE2 and Java, runs as ranges (upper-case hex, so that
+    ``\\x{..}`` is never read as a ``{name}`` parameter)."""
+    points = sorted(map(ord, chars))
+    runs: list[list[int]] = []
+    for p in points:
+        if runs and p == runs[-1][1] + 1:
+            runs[-1][1] = p
+        else:
+            runs.append([p, p])
+    return (
+        "[" + "".join(f"\\x{{{a:X}}}" + (f"-\\x{{{b:X}}}" if b > a else "") for a, b in runs) + "]"
+    )
+
+
+_S = _char_class(_SPACE) + "*"
+
+
+ITEM_ID_EMPTY_SQL = f"regexp_full_match(coalesce(item_id, ''), {literal(_S)})"
+_TIN = literal(TIN_CANDIDATE.pattern)
+# The id's faults, each a condition on a non-empty id: failing any one makes it "not opaque".
+ITEM_ID_FAULTS_SQL = (
+    f"NOT regexp_full_match(item_id, {literal(_S + ITEM_ID.pattern + _S)})",
+    f"regexp_full_match(item_id, {literal(_S + '[0-9]+' + _S)})",
+    f"regexp_matches(item_id, {literal(f'(^|[^0-9])({_DATE})([^0-9]|$)')})",
+    f"regexp_matches(item_id, {_TIN}) AND regexp_matches("
+    f"regexp_replace(item_id, {_TIN}, '#', 'g'), '(^|[^A-Za-z0-9#])#([^A-Za-z0-9#]|$)')",
+)
+# One CASE, so that an engine tests each id only until its first fault (DuckDB then skips the
+# rest for that row). A NULL id is empty (the first WHEN); past it the id is a text, and a
+# regular expression over a text is never NULL, so no fault is skipped for want of a value.
+ITEM_ID_STATUS_SQL = (
+    f"CASE WHEN {ITEM_ID_EMPTY_SQL} THEN 'empty_item_id' "
+    + "".join(f"WHEN {fault} THEN 'bad_item_id' " for fault in ITEM_ID_FAULTS_SQL)
+    + "END"
+)
 
 
 def parse_envelope(text: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ Content checks against the statute are the rules' job (``custodes rules check``)
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import os
 import re
@@ -35,10 +36,11 @@ from custodes.requests.format import (
     EXTRA_COLUMN,
     ITEM_COLUMNS,
     ITEM_ID_RULE,
+    ITEM_ID_STATUS_SQL,
     ITEMS_PARQUET,
-    item_id_ok,
     read_envelope,
 )
+from custodes.store.dialects import compile_check
 from custodes.store.sql import ident
 from custodes.store.tables import request_transitions, requests
 from custodes.workspace import Call, Workspace
@@ -86,25 +88,71 @@ def _first(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
     return rows[0] if rows else None
 
 
+def item_checks(columns: tuple[str, ...], dialect: str = "duckdb") -> dict[str, str]:
+    """Intake's per-item checks as SQL expressions over the items table, compiled for `dialect`
+    from one definition (DuckDB and Spark):
+
+    - ``item_id``: ``'empty_item_id'``, ``'bad_item_id'`` or NULL (`format.ITEM_ID_STATUS_SQL`);
+    - ``too_long``: the position in `columns` of the item's first field longer than
+      `MAX_FIELD_CHARS`, or NULL;
+    - ``bad_dob``: a date of birth is given but is not a YYYY-MM-DD date.
+
+    Column names come from a header that `read_text_table` has already checked; they reach
+    the SQL quoted by `store.sql.ident`."""
+    return _item_checks(columns, dialect, int(MAX_FIELD_CHARS))
+
+
+@functools.lru_cache(maxsize=16)  # compiling takes milliseconds; a file's columns repeat
+def _item_checks(columns: tuple[str, ...], dialect: str, max_chars: int) -> dict[str, str]:
+    too_long = ", ".join(
+        f"CASE WHEN length({ident(c)}) > {{max_chars}} THEN {i} END" for i, c in enumerate(columns)
+    )
+    # Characters are counted only in a row with a field of more bytes than the limit allows
+    # characters (a field cannot hold more characters than bytes; the byte count is stored).
+    any_long = " OR ".join(f"strlen({ident(c)}) > {{max_chars}}" for c in columns)
+    definitions = {
+        "item_id": ITEM_ID_STATUS_SQL,
+        "too_long": f"CASE WHEN {any_long} THEN coalesce({too_long}) END",
+        "bad_dob": "nullif(trim(dob), '') IS NOT NULL "
+        "AND try_strptime(trim(dob), '%Y-%m-%d') IS NULL",
+    }
+    params = {"max_chars": max_chars}
+    return {k: compile_check(v, params, dialect) for k, v in definitions.items()}
+
+
 def _check_items(table: pa.Table, name: str) -> tuple[list[str], int]:
     """Refuse empty, repeated, or ill-formed item ids and oversize fields, located by line and
-    never quoted; return warnings for values that will be read as missing."""
+    never quoted; return warnings for values that will be read as missing.
+
+    Every check runs in DuckDB over the whole table (one scan, then a grouping for repeated
+    ids); Python sees only the first failing row of each kind and the first `MAX_WARNINGS`
+    rows warned about. The order of precedence is the order above, so a file with several
+    defects gets the same message whichever way it is checked."""
     off = 1 if name.lower().endswith(".csv") else 0
     if table.num_rows == 0:
         raise InputError(f"{name}: the request has no items.", code="no_items")
-    ids = table.column("item_id").to_pylist()
-    for row, value in enumerate(ids, start=1):
-        text = (value or "").strip()
-        if not text:
-            raise InputError(f"{name}:{row + off}: item_id is empty.", code="empty_item_id")
-        if not item_id_ok(text):
-            raise InputError(
-                f"{name}:{row + off} [item_id]: not an opaque id ({ITEM_ID_RULE}).",
-                code="bad_item_id",
-            )
+    cols = tuple(c for c in table.column_names if c != "_row")
+    sql = item_checks(cols, "duckdb")
     con = duckdb.connect(":memory:")
     try:
         con.register("items", table)
+        bad_id_row, bad_id, long_row, long_col, n_bad_dob = _first(
+            con,
+            "SELECT min(_row) FILTER (WHERE id IS NOT NULL), "
+            "arg_min(id, _row) FILTER (WHERE id IS NOT NULL), "
+            "min(_row) FILTER (WHERE col IS NOT NULL), "
+            "arg_min(col, _row) FILTER (WHERE col IS NOT NULL), "
+            "count(*) FILTER (WHERE dob) "
+            f"FROM (SELECT _row, {sql['item_id']} AS id, {sql['too_long']} AS col, "
+            f"{sql['bad_dob']} AS dob FROM items)",
+        )
+        if bad_id == "empty_item_id":
+            raise InputError(f"{name}:{bad_id_row + off}: item_id is empty.", code="empty_item_id")
+        if bad_id is not None:
+            raise InputError(
+                f"{name}:{bad_id_row + off} [item_id]: not an opaque id ({ITEM_ID_RULE}).",
+                code="bad_item_id",
+            )
         dup = _first(
             con,
             "SELECT min(_row), max(_row) FROM items GROUP BY trim(item_id) "
@@ -115,45 +163,58 @@ def _check_items(table: pa.Table, name: str) -> tuple[list[str], int]:
                 f"{name}:{dup[1] + off}: item_id repeats the one on line {dup[0] + off}.",
                 code="duplicate_item_id",
             )
-        cols = [c for c in table.column_names if c != "_row"]
-        too_long = ", ".join(
-            f"CASE WHEN length({ident(c)}) > {int(MAX_FIELD_CHARS)} THEN {i} END"
-            for i, c in enumerate(cols)
-        )
-        row = _first(
-            con,
-            f"SELECT _row, coalesce({too_long}) AS col FROM items "
-            "WHERE col IS NOT NULL ORDER BY _row LIMIT 1",
-        )
-        if row:
+        if long_row is not None:
             raise InputError(
-                f"{name}:{row[0] + off} [{cols[row[1]]}]: longer than "
+                f"{name}:{long_row + off} [{cols[long_col]}]: longer than "
                 f"{MAX_FIELD_CHARS} characters.",
                 code="oversize_field",
             )
-        bad_dob = con.execute(
-            "SELECT _row FROM items WHERE nullif(trim(dob), '') IS NOT NULL "
-            "AND try_strptime(trim(dob), '%Y-%m-%d') IS NULL ORDER BY _row"
-        ).fetchall()
+        bad_dob = (
+            con.execute(
+                f"SELECT _row FROM items WHERE {sql['bad_dob']} ORDER BY _row "
+                f"LIMIT {int(MAX_WARNINGS)}"
+            ).fetchall()
+            if n_bad_dob
+            else []
+        )
     finally:
         con.close()
     warnings = [
         f"{name}:{r + off} [dob]: not a YYYY-MM-DD date; it is treated as missing."
-        for (r,) in bad_dob[:MAX_WARNINGS]
+        for (r,) in bad_dob
     ]
-    return warnings, len(bad_dob)
+    return warnings, n_bad_dob
 
 
 def content_hash(envelope: dict[str, Any], table: pa.Table) -> str:
     """The hash of what a request says, not of its bytes: canonical JSON of the envelope and
     the items as parsed (text columns, in file order)."""
     h = hashlib.sha256(orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS))
-    sink = pa.BufferOutputStream()
     data = table.drop_columns(["_row"]) if "_row" in table.column_names else table
-    with pa.ipc.new_stream(sink, data.schema) as writer:
+    # The IPC stream is hashed as Arrow writes it, buffer by buffer: the same bytes as
+    # collecting it first, without the growing copy (0.9 s of a million-item intake).
+    with pa.ipc.new_stream(pa.PythonFile(_HashSink(h), mode="w"), data.schema) as writer:
         writer.write_table(data)
-    h.update(sink.getvalue().to_pybytes())
     return h.hexdigest()
+
+
+class _HashSink:
+    """A write-only file that feeds what it is given to a hash."""
+
+    closed = False
+
+    def __init__(self, h: Any) -> None:
+        self.h = h
+
+    def write(self, data: Any) -> int:
+        self.h.update(data)
+        return len(memoryview(data))
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def check(folder: Path) -> Checked:
