@@ -178,7 +178,7 @@ def febrl(tmp: Path) -> None:
     staff.add(people, "officer", ["officer"])
     staff.add(people, "agency", ["requester"], agency=fb.AGENCY)
     rules.register_parties(ws, people.admin, "irc-6103-i-2")
-    token = {who: sessions.login(ws, who, PASSWORD) for who in ("admin", "officer")}
+    token = {who: sessions.login(ws, who, PASSWORD) for who in ("admin", "admin2", "officer")}
     issued = users.key(ws, people.admin, "agency")  # the agency's own account submits
     users.confirm_change(ws, people.second_admin, issued["change"])
     token["agency"] = issued["key"]
@@ -193,7 +193,8 @@ def febrl(tmp: Path) -> None:
         return json.loads(done.stdout)
 
     t0 = time.perf_counter()
-    cli("admin", "records", "import", str(data.people), str(data.addresses))
+    imported = cli("admin", "records", "import", str(data.people), str(data.addresses))
+    cli("admin2", "changes", "confirm", imported["change"])  # a second administrator
     rid = cli("agency", "submit", str(data.request))["request_id"]
     cli("officer", "match", "train", "--request", rid)
     cli("officer", "process", rid)

@@ -44,7 +44,9 @@ def test_febrl4_through_the_cli(tmp_path: Path, sign_in) -> None:  # type: ignor
     at = ("--home", home)
 
     imported = _cli(admin, "records", "import", str(data.people), str(data.addresses), *at)
-    assert imported["people_rows"] == data.master_rows, imported
+    assert imported["people_rows"] == data.master_rows and imported["pending"], imported
+    # the master file changes only when a second administrator confirms the import
+    _cli(envs["second_administrator"], "changes", "confirm", imported["change"], *at)
     rid = _cli(envs["requester"], "submit", str(data.request), *at)["request_id"]
     _cli(officer, "match", "train", "--request", rid, *at)
     counts = _cli(officer, "process", rid, *at)

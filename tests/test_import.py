@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 
 from custodes.access import CheckedCall, enter
 from custodes.errors import InputError, ValidationFailed
 from custodes.records import master
-from custodes.records.importer import import_master
+from custodes.records.importer import ImportResult
+from custodes.records.importer import import_master as _import_master
+from custodes.store.tables import ledger_events
 from custodes.workspace import Workspace
 
 PEOPLE_HEADER = ["tin", "tin_type", "first_name", "middle_name", "last_name", "suffix", "dob"]
@@ -114,11 +118,27 @@ def stored(ws: Workspace, table: str) -> list[tuple]:
     return duckdb.sql(f"SELECT * FROM read_parquet('{path}') ORDER BY ALL").fetchall()
 
 
+_SECOND: dict[Path, object] = {}  # each workspace's second administrator
+
+
+def import_master(call: CheckedCall, people: Path, addresses: Path, **kw: object) -> ImportResult:
+    """An import as a real one runs: proposed by one administrator (validated, written, not
+    in use) and confirmed by the second, which puts it in use."""
+    from custodes.services import users as users_svc
+
+    result = _import_master(call, people, addresses, **kw)  # type: ignore[arg-type]
+    if result.pending:
+        users_svc.confirm_change(call.ws, _SECOND[call.ws.home], result.change)
+    return result
+
+
 @pytest.fixture
 def admin_call(workspace: Workspace) -> CheckedCall:
     from custodes.synthetic.staff import administrators
 
-    return enter(workspace, administrators(workspace).admin, "records.import")
+    people = administrators(workspace)
+    _SECOND[workspace.home] = people.second_admin
+    return enter(workspace, people.admin, "records.import")
 
 
 def test_valid_import_normalises_values(
@@ -409,3 +429,51 @@ def test_parquet_input(workspace: Workspace, admin_call: CheckedCall, tmp_path: 
     with pytest.raises(ValidationFailed) as exc:
         import_master(admin_call, tmp_path / "people.parquet", tmp_path / "addresses.parquet")
     assert exc.value.problems[0].line == 2
+
+
+def test_an_import_takes_effect_only_when_a_second_administrator_confirms_it(
+    workspace: Workspace, admin_call: CheckedCall, tmp_path: Path
+) -> None:
+    """Issue #22, item 4: `records import` replaced the addresses that will be disclosed on
+    one administrator's say. Now the new generation is written but not in use until a second
+    administrator confirms that change by its id; an edit of the waiting generation, or a
+    master file that moved on meanwhile, is refused at confirmation."""
+    from custodes.errors import AccessDenied, ConflictError, IntegrityError
+    from custodes.services import users as users_svc
+
+    second = _SECOND[workspace.home]
+    import_master(admin_call, *files(tmp_path))  # proposed and confirmed: the base
+    before = master.current(workspace).folder
+    rows = people_rows()
+    rows[0]["middle_name"] = "Q"
+    (tmp_path / "b").mkdir()
+    proposed = _import_master(admin_call, *files(tmp_path / "b", rows))
+    assert proposed.pending and proposed.change
+    assert master.current(workspace).folder == before  # written, not in use
+    with pytest.raises(AccessDenied) as exc:  # the administrator who imported: refused
+        users_svc.confirm_change(workspace, admin_call.caller, proposed.change)
+    assert exc.value.code == "separation_of_duties"
+    # the waiting generation edited on disk before the confirmation: refused, nothing in use
+    waiting = next(p for p in before.parent.glob("g*") if p != before)
+    people_file = waiting / "people.parquet"
+    people_file.write_bytes(people_file.read_bytes() + b"\0")
+    with pytest.raises(IntegrityError) as exc:
+        users_svc.confirm_change(workspace, second, proposed.change)
+    assert exc.value.code == "master_corrupt" and master.current(workspace).folder == before
+    # proposed again, then the master file moves on before the confirmation: refused
+    (tmp_path / "c").mkdir()
+    again = _import_master(admin_call, *files(tmp_path / "c", rows))
+    rows[1]["middle_name"] = "R"
+    (tmp_path / "d").mkdir()
+    import_master(admin_call, *files(tmp_path / "d", rows))  # another, confirmed first
+    with pytest.raises(ConflictError) as exc:
+        users_svc.confirm_change(workspace, second, again.change)
+    assert exc.value.code == "not_pending"
+    with workspace.engine.connect() as conn:
+        bodies = conn.execute(
+            sa.select(ledger_events.c.body)
+            .where(ledger_events.c.type == "master.imported")
+            .order_by(ledger_events.c.idx)
+        ).scalars()
+        body = [json.loads(b) for b in bodies][-1]
+    assert body["actor"] == "admin2" and body["proposed_by"] == "admin" and body["change_id"]

@@ -113,6 +113,18 @@ def test_every_event_type_names_its_actor(
     )
     sha = rules.propose(ws, people["rule-steward"], changed)["ruleset_sha256"]
     rules.approve(ws, people["steward2"], sha)
+    # what the gate trusts, proposed by one administrator and confirmed by the other
+    proposed = rules.add_agency(ws, admin, "Agency Z", safeguards_current=True, open_findings=0)
+    users.confirm_change(ws, people.second_admin, proposed["change"])
+    (tmp_path / "p.csv").write_text(
+        "tin,tin_type,first_name,middle_name,last_name,suffix,dob\n"
+        "912781234,ITIN,ANA,,RUIZ,,1980-02-03\n"
+    )
+    (tmp_path / "a.csv").write_text(
+        "tin,tax_year,street,unit,city,state,zip\n912781234,2024,1 MAIN ST,,AUSTIN,TX,78701\n"
+    )
+    imported = records.import_(ws, admin, tmp_path / "p.csv", tmp_path / "a.csv")
+    users.confirm_change(ws, people.second_admin, imported["change"])
     assert PASSWORD
 
     with ws.engine.connect() as conn:

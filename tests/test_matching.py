@@ -22,6 +22,7 @@ from custodes.matching import model as mdl
 from custodes.matching import service
 from custodes.requests.format import ITEM_COLUMNS
 from custodes.services import matching as matching_svc
+from custodes.services import users as users_svc
 from custodes.services.records import import_ as import_master
 from custodes.services.requests import generate
 from custodes.services.requests import submit as _submit
@@ -76,9 +77,10 @@ def _import_hand_built(ws: Workspace, people_: Staff, folder: Path) -> None:
         addresses.append({"tin": tin, "tax_year": "2024", **addr})
         if old:
             addresses.append({"tin": tin, "tax_year": "2021", **old})
-    import_master(
+    imported = import_master(
         ws, people_.admin, _write(folder / "p.csv", people), _write(folder / "a.csv", addresses)
     )
+    users_svc.confirm_change(ws, people_.second_admin, imported["change"])  # a second one
 
 
 def _item(

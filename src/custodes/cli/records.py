@@ -36,13 +36,20 @@ def records_import(
 
     Every row is validated (TIN shape, dates, state codes, ZIP shape, duplicates) before
     anything is written; the first problems are listed with file, line and column. Records
-    are keyed by TIN, so re-importing the same files changes nothing.
+    are keyed by TIN, so re-importing the same files changes nothing. What the import changes
+    (the addresses that may be disclosed) is in use only once a second administrator confirms
+    it ('custodes changes confirm ID').
     """
 
     def view(info: dict[str, Any]) -> None:
         if info["unchanged"]:
             render.say("Nothing changed: the master file already holds exactly these rows.")
         render.kv("Import", info)
+        if info["pending"]:
+            render.say(
+                "Validated and written, not yet in use: the master file changes when a second "
+                f"administrator confirms it: 'custodes changes confirm {info['change']}'."
+            )
 
     with spinner(json_out, "Validating and loading…"):
         run(home, json_out, svc.import_, people, addresses, view=view)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 
-from custodes.errors import Problem, ValidationFailed
+from custodes.errors import ConflictError, IntegrityError, Problem, ValidationFailed
 from custodes.ledger import log
 from custodes.ledger.events import Event
 from custodes.records import master
@@ -31,6 +32,7 @@ from custodes.records.schema import (
     TIN_TYPES,
     US_STATES,
 )
+from custodes.store import changes as queue
 from custodes.store import tables
 from custodes.store.sql import literal, parquet
 from custodes.store.sql import path as sqlpath
@@ -49,6 +51,10 @@ class ImportResult:
     addresses_changed: int
     master_sha256: str
     unchanged: bool
+    # An import of records (not a synthetic generation) waits for a second administrator:
+    # the new generation is written but published only when they confirm this change.
+    pending: bool = False
+    change: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -399,42 +405,103 @@ def _merge(
             master.discard(folder)
             raise
     result = ImportResult(people_rows, address_rows, pa_, pc_, aa, ac, digest, unchanged)
-    with call.transaction() as conn:
-        conn.execute(
-            insert(tables.imports).values(
-                kind=kind,
-                at=dt.datetime.now(dt.UTC),
-                people_sha256=hashes[0],
-                addresses_sha256=hashes[1],
-                people_rows=people_rows,
-                address_rows=address_rows,
-                people_added=pa_,
-                people_changed=pc_,
-                addresses_added=aa,
-                addresses_changed=ac,
-                master_sha256=digest,
+    record = {
+        "kind": kind,
+        "people_sha256": hashes[0],
+        "addresses_sha256": hashes[1],
+        "people_rows": people_rows,
+        "address_rows": address_rows,
+        "people_added": pa_,
+        "people_changed": pc_,
+        "addresses_added": aa,
+        "addresses_changed": ac,
+        "master_sha256": digest,
+    }
+    if kind == "import" and not unchanged:
+        # What the gate will disclose is never one administrator's word: the generation waits,
+        # unpublished, for a second administrator to confirm this change by its id.
+        base = current.folder.name if current.exists else None
+        payload = record | {"generation": folder.name, "base": base}
+        summary = (
+            f"master file import: {pa_:,} people added, {pc_:,} changed, {aa:,} addresses "
+            f"added, {ac:,} changed (new master SHA-256 {digest})"
+        )
+        with call.transaction() as conn:
+            cid = queue.propose(conn, call.actor, "import", "master file", summary, payload)
+            log.append(
+                conn,
+                [
+                    Event(
+                        "master.import_proposed",
+                        actor=call.actor,
+                        data={"change_id": cid, "master_sha256": digest},
+                    )
+                ],
             )
-        )
-        # The ledger records that the master file changed (hashes and counts only).
-        log.append(
-            conn,
-            [
-                Event(
-                    "master.imported",
-                    actor=call.actor,
-                    data={
-                        "kind": kind,
-                        "people_sha256": hashes[0],
-                        "addresses_sha256": hashes[1],
-                        "master_sha256": digest,
-                        "people_added": pa_,
-                        "people_changed": pc_,
-                        "addresses_added": aa,
-                        "addresses_changed": ac,
-                    },
-                )
-            ],
-        )
+        result.pending, result.change = True, cid
+        return result
+    with call.transaction() as conn:
+        _record_import(conn, call, record, {})
         if not unchanged:
             master.publish(ws, folder)
     return result
+
+
+def _record_import(
+    conn: Connection, call: Call, record: dict[str, Any], confirmation: dict[str, Any]
+) -> None:
+    conn.execute(insert(tables.imports).values(at=dt.datetime.now(dt.UTC), **record))
+    # The ledger records that the master file changed (hashes and counts only).
+    log.append(
+        conn,
+        [
+            Event(
+                "master.imported",
+                actor=call.actor,
+                data={
+                    k: record[k]
+                    for k in (
+                        "kind",
+                        "people_sha256",
+                        "addresses_sha256",
+                        "master_sha256",
+                        "people_added",
+                        "people_changed",
+                        "addresses_added",
+                        "addresses_changed",
+                    )
+                }
+                | confirmation,
+            )
+        ],
+    )
+
+
+def _apply_import(conn: Connection, call: Call, change: dict[str, Any]) -> dict[str, Any]:
+    """A second administrator confirms an import: the generation it wrote is published if the
+    master file is still the one it was merged into and its files still hash as recorded."""
+    p = change["payload"]
+    ws = call.ws
+    with ws.lock():
+        live = master.current(ws)
+        if (live.folder.name if live.exists else None) != p["base"]:
+            raise ConflictError(
+                "The master file changed after this import was proposed; import the files again.",
+                code="not_pending",
+            )
+        folder = master.generation(ws, p["generation"])
+        if folder is None or master.MasterFile(folder).sha256() != p["master_sha256"]:
+            raise IntegrityError(
+                "The generation this import wrote is missing or was changed since it was "
+                "proposed; import the files again.",
+                code="master_corrupt",
+            )
+        record = {k: v for k, v in p.items() if k not in ("generation", "base")}
+        _record_import(
+            conn, call, record, {"proposed_by": change["proposed_by"], "change_id": change["id"]}
+        )
+        master.publish(ws, folder)
+    return {"master_sha256": p["master_sha256"], "generation": p["generation"]}
+
+
+queue.register("import", _apply_import)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,14 @@ def new_generation(ws: Workspace) -> Path:
     folder = root / f"g{max(numbers, default=0) + 1:06d}"
     folder.mkdir()
     return folder
+
+
+def generation(ws: Workspace, name: str) -> Path | None:
+    """A generation's folder by its name (g000001…), if it is there (a pending import's)."""
+    if not re.fullmatch(r"g\d{6}", name or ""):
+        return None
+    folder = _root(ws) / name
+    return folder if folder.is_dir() and not folder.is_symlink() else None
 
 
 def publish(ws: Workspace, folder: Path) -> MasterFile:

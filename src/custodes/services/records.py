@@ -16,7 +16,8 @@ from custodes.synthetic.population import generate_master
 
 @service("records.import")
 def import_(call: CheckedCall, people: Path, addresses: Path) -> dict[str, Any]:
-    """Load people and their address history: every row validated, all rows or none."""
+    """Load people and their address history: every row validated, all rows or none; the
+    new master file is in use once a second administrator confirms the change."""
     t0 = time.perf_counter()
     result = import_master(call, people, addresses)
     return result.to_dict() | {"seconds": round(time.perf_counter() - t0, 2)}
