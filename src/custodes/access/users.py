@@ -449,7 +449,7 @@ def confirm(call: Call, name: str) -> dict[str, Any]:
     by its id ('custodes changes confirm ID'), having seen what it changes."""
     with call.transaction() as conn:
         _user(conn, name)
-        waiting = [c for c in queue.pending(conn, subject=name) if c["kind"] != "policy"]
+        waiting = [c for c in queue.pending(conn, subject=name) if c["kind"] in queue.ABOUT_A_USER]
     if not waiting:
         raise ConflictError(f"Nothing is waiting for confirmation for {name}.", code="not_pending")
     if len(waiting) > 1:
