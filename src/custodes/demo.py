@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import secrets
 import shutil
 import time
 from typing import Any
@@ -55,7 +56,7 @@ def main() -> None:
     console.print(
         f"Workspace: {ws.home}  (store: {ws.engine.url.render_as_string(hide_password=True)})"
     )
-    staff = demo_staff.administrators(ws)
+    staff = demo_staff.administrators(ws, password=_demo_password(ws))
     demo_staff.add(staff, OFFICER, ["officer"], basis="demo")
     demo_staff.add(staff, APPROVER, ["approver"], basis="demo")
     # The agency's own account: a request in its name comes from it (staff key in only paper).
@@ -171,6 +172,18 @@ def _console_users(ws: Workspace, console: Console, staff: demo_staff.Staff) -> 
         soft_wrap=True,
         markup=False,
     )
+
+
+def _demo_password(ws: Workspace) -> str:
+    """The password the demo's own scripted users sign in with: random for each workspace,
+    made on its first run and kept owner-only beside its keys (a rerun signs in again); no
+    password is fixed in the source. The console's demo users set their own, with codes."""
+    path = ws.keys / "demo-staff.password"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(24) + "\n")
+    return path.read_text().strip()
 
 
 def _has_key(home: str | None) -> bool:
