@@ -1,0 +1,337 @@
+"""Admission control: a bounded wait and an honest answer when the server is full.
+
+Every call that can reach the store (everything but the health check, the problem types, the
+API's schema and the console's static files) is admitted before it runs:
+
+- **Two classes, two limits.** Reads (GET, HEAD, OPTIONS) and writes (everything else) each
+  have their own number of calls in flight, so a flood of reads never takes the slots a
+  submission, a release or an approval needs.
+- **A short queue with a deadline.** A call that finds its class full waits in a queue of at
+  most `queue` calls (by default the class's limit: about one call's time of waiting), and at
+  most `wait_ms`. A call that finds the queue full, or is not admitted in time, is answered
+  `503 overloaded` with `Retry-After` and a problem body before it touches anything: it did
+  nothing and recorded nothing. Past the knee the excess is refused at once instead of piling
+  up, so the calls that are answered stay fast and the throughput does not collapse.
+- **Fair shares.** Waiting calls are queued per caller, keyed by a hash of the credential (the
+  bearer token or the console's cookie; the client address for anonymous calls) and never by
+  anything in clear. A freed slot goes to the waiting callers in turn, and a newcomer who finds
+  the queue full takes the place of the newest waiter of the caller with the most waiting: one
+  agency's burst cannot crowd out another.
+- **Stopping.** `drain()` (on SIGTERM or SIGINT, see `on_stop_signals`) refuses every waiting
+  call and every new one `503 shutting_down`; the calls already admitted run to their end.
+
+The limits come from `custodes serve` options or `CUSTODES_ADMIT_*` (docs/api.md); the store's
+connection pool and the request threads are sized from them, so an admitted call never waits
+for a connection.
+
+Hand-written, as ASGI middleware: uvicorn's `--limit-concurrency` counts connections and tasks,
+not calls, has one limit for everything and answers a bare 503 without `Retry-After` or a
+problem body; rate limiters (slowapi and the like) count calls per period, not calls in flight,
+and know no classes, no deadline and no fair share between callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import signal
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from custodes.api.problems import problem
+from custodes.errors import REGISTRY, InputError
+
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Served without the store: never queued (refused only while the server stops).
+OPEN = ("/v1/health", "/v1/problems/", "/v1/openapi.json", "/v1/docs", "/static/")
+DETAIL = {
+    "overloaded": "The server is at its limit for this kind of call; nothing was done. "
+    "Try again after the time in Retry-After.",
+    "shutting_down": "The server is stopping; nothing was done. Try again after the time in "
+    "Retry-After (another server, or this one restarted).",
+}
+RETRY_AFTER = {"overloaded": 1, "shutting_down": 5}
+
+
+def _setting(name: str, default: int, low: int, high: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise InputError(
+            f"{name} must be a whole number from {low} to {high}.", code="bad_argument"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How many calls of each class run at once, how many wait, for how long; and how long a
+    stopping server gives the calls it holds."""
+
+    reads: int = 8
+    writes: int = 4
+    wait_ms: int = 250
+    queue: int = 0  # per class; 0: the class's limit
+    grace: int = 10  # seconds
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        """`CUSTODES_ADMIT_READS`, `_WRITES`, `_WAIT_MS`, `_QUEUE` and `CUSTODES_GRACE` (what
+        `custodes serve` sets from its options), the defaults otherwise."""
+        d = cls()
+        return cls(
+            reads=_setting("CUSTODES_ADMIT_READS", d.reads, 1, 1024),
+            writes=_setting("CUSTODES_ADMIT_WRITES", d.writes, 1, 1024),
+            wait_ms=_setting("CUSTODES_ADMIT_WAIT_MS", d.wait_ms, 0, 60_000),
+            queue=_setting("CUSTODES_ADMIT_QUEUE", d.queue, 0, 100_000),
+            grace=_setting("CUSTODES_GRACE", d.grace, 0, 3600),
+        )
+
+    @property
+    def connections(self) -> int:
+        """Store connections a server process keeps: one per admitted call, one for the job
+        worker and one spare (the pool allows as many again as overflow, for the few services
+        that hold two at once)."""
+        return self.reads + self.writes + 2
+
+    @property
+    def threads(self) -> int:
+        """Request threads needed: one per admitted call, and a few for the open routes."""
+        return self.reads + self.writes + 4
+
+
+class _Waiter:
+    __slots__ = ("future", "key", "timer")
+
+    def __init__(self, key: bytes, future: asyncio.Future[str | None]) -> None:
+        self.key = key
+        self.future = future
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class Gate:
+    """One class of calls: at most `limit` in flight, at most `capacity` waiting, each for at
+    most `wait` seconds. Used from the event loop's thread only (no locks needed)."""
+
+    def __init__(self, limit: int, capacity: int, wait: float) -> None:
+        self.limit = limit
+        self.capacity = capacity
+        self.wait = wait
+        self.busy = 0
+        self.waiting = 0
+        self.queues: OrderedDict[bytes, deque[_Waiter]] = OrderedDict()  # caller -> FIFO
+        self.draining = False
+        self.admitted = 0
+        self.refused = 0
+
+    async def enter(self, key: bytes) -> str | None:
+        """Wait for a slot: None once admitted (then `leave()` when done), else the code of
+        the refusal."""
+        if self.draining:
+            return self._refuse("shutting_down")
+        if self.busy < self.limit and not self.waiting:
+            self.busy += 1
+            self.admitted += 1
+            return None
+        if self.wait <= 0 or (self.waiting >= self.capacity and not self._make_room(key)):
+            return self._refuse("overloaded")
+        loop = asyncio.get_running_loop()
+        w = _Waiter(key, loop.create_future())
+        self.queues.setdefault(key, deque()).append(w)
+        self.waiting += 1
+        w.timer = loop.call_later(self.wait, self._expire, w, "overloaded")
+        try:
+            code = await w.future
+        except asyncio.CancelledError:
+            fut = w.future
+            if fut.done() and not fut.cancelled() and fut.result() is None:
+                self.leave()  # admitted just as the call was cancelled: give the slot back
+            else:
+                self._remove(w)
+            raise
+        if code is None:
+            self.admitted += 1
+        return code
+
+    def leave(self) -> None:
+        """An admitted call ended: its slot goes to the next caller in turn."""
+        self.busy -= 1
+        while self.busy < self.limit and self.queues:
+            key, q = self.queues.popitem(last=False)
+            w = q.popleft()
+            self.waiting -= 1
+            if q:
+                self.queues[key] = q  # back of the line of callers
+            if w.timer is not None:
+                w.timer.cancel()
+            if not w.future.done():
+                self.busy += 1
+                w.future.set_result(None)
+
+    def drain(self) -> None:
+        """Refuse every waiting call and every later one (the server is stopping)."""
+        self.draining = True
+        for q in list(self.queues.values()):
+            for w in list(q):
+                self._expire(w, "shutting_down")
+
+    def _refuse(self, code: str) -> str:
+        self.refused += 1
+        return code
+
+    def _make_room(self, key: bytes) -> bool:
+        """The queue is full: refuse the newest waiter of the caller with the most waiting,
+        if that caller has more than the newcomer would; True if room was made."""
+        own = len(self.queues.get(key, ()))
+        longest = max(self.queues, key=lambda k: len(self.queues[k]))
+        if len(self.queues[longest]) <= own + 1:
+            return False
+        self._expire(self.queues[longest][-1], "overloaded")
+        return True
+
+    def _expire(self, w: _Waiter, code: str) -> None:
+        if w.future.done():
+            return
+        self._remove(w)
+        self.refused += 1
+        w.future.set_result(code)
+
+    def _remove(self, w: _Waiter) -> None:
+        if w.timer is not None:
+            w.timer.cancel()
+        q = self.queues.get(w.key)
+        if q is not None and w in q:
+            q.remove(w)
+            self.waiting -= 1
+            if not q:
+                del self.queues[w.key]
+
+
+class Admission:
+    """The two gates of one server process."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        wait = limits.wait_ms / 1000
+        self.reads = Gate(limits.reads, limits.queue or limits.reads, wait)
+        self.writes = Gate(limits.writes, limits.queue or limits.writes, wait)
+        self.stopping = False
+        self.stopping_since: float | None = None
+
+    def gate(self, method: str) -> Gate:
+        return self.reads if method in READS else self.writes
+
+    def drain(self) -> None:
+        if not self.stopping:
+            self.stopping = True
+            self.stopping_since = asyncio.get_running_loop().time()
+        self.reads.drain()
+        self.writes.drain()
+
+    def grace_left(self) -> float:
+        """Seconds left of the grace period since the server began to stop."""
+        if self.stopping_since is None:
+            return float(self.limits.grace)
+        spent = asyncio.get_running_loop().time() - self.stopping_since
+        return max(0.0, self.limits.grace - spent)
+
+
+def _caller_key(scope: Scope) -> bytes:
+    """Whose call this is, for fair shares: a hash of the credential it carries (never kept
+    in clear, never logged); the client address for a call without one."""
+    auth = cookie = b""
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            auth = value
+        elif name == b"cookie":
+            cookie = value
+    if auth:
+        material = b"a:" + auth
+    elif cookie:
+        material = b"c:" + cookie
+    else:
+        client = scope.get("client") or ("", 0)
+        material = b"h:" + str(client[0]).encode()
+    return hashlib.sha256(material).digest()
+
+
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+            return True
+    return False
+
+
+async def _refuse(code: str, scope: Scope, receive: Receive, send: Send) -> None:
+    headers = {"Retry-After": str(RETRY_AFTER[code])}
+    if code == "shutting_down" or _has_body(scope):
+        headers["Connection"] = "close"  # the body is not read: do not reuse the connection
+    response = problem(503, code, REGISTRY[code].title, DETAIL[code], headers=headers)
+    await response(scope, receive, send)
+
+
+class AdmissionMiddleware:
+    """ASGI middleware: admit each call through its class's gate, or refuse it (503)."""
+
+    def __init__(self, app: ASGIApp, admission: Admission) -> None:
+        self.app = app
+        self.admission = admission
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"].startswith(OPEN):
+            if self.admission.stopping and not scope["path"].startswith("/static/"):
+                await _refuse("shutting_down", scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        gate = self.admission.gate(scope["method"])
+        code = await gate.enter(_caller_key(scope))
+        if code is not None:
+            await _refuse(code, scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            gate.leave()
+
+
+def on_stop_signals(callback: Callable[[], None]) -> None:
+    """Run `callback` in the event loop as soon as SIGTERM or SIGINT arrives, then hand the
+    signal to the handler already installed (uvicorn's, which stops accepting connections and
+    waits up to the grace period for the calls in flight). Only in the main thread (a test
+    client runs the application elsewhere and sends no signals). uvicorn puts its own handlers
+    back when it has stopped, so nothing of this outlives the server.
+
+    Hand-written because uvicorn tells the application nothing before its lifespan's shutdown,
+    which comes only after every connection has closed: too late to refuse the calls waiting."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has already closed
+                loop.call_soon_threadsafe(callback)
+            if callable(previous):
+                previous(signum, frame)
+            elif previous == signal.SIG_DFL:
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(signum)
+
+        signal.signal(sig, handler)
