@@ -292,13 +292,20 @@ def open_loop_table(
             sent["at"] = time.perf_counter()
             server.send_signal(signal.SIGTERM)
 
+            def ended() -> None:
+                server.wait(args.grace + 60)
+                sent["exit"] = time.perf_counter()
+
+            threading.Thread(target=ended, daemon=True).start()
+
         shots, _ = asyncio.run(
             _open_loop(
                 port, path, key, rates[-1], 4, args.connections, drain=5, on_started=(2, term)
             )
         )
         code = server.wait(args.grace + 60)
-        stopped = time.perf_counter() - sent["at"]
+        time.sleep(0.1)
+        stopped = sent.get("exit", time.perf_counter()) - sent["at"]
     finally:
         if server.poll() is None:
             server.kill()
