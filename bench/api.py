@@ -293,7 +293,10 @@ def open_loop_table(
             server.send_signal(signal.SIGTERM)
 
             def ended() -> None:
-                server.wait(args.grace + 60)
+                try:
+                    server.wait(args.grace + 60)
+                except subprocess.TimeoutExpired:
+                    return
                 sent["exit"] = time.perf_counter()
 
             threading.Thread(target=ended, daemon=True).start()
@@ -303,7 +306,10 @@ def open_loop_table(
                 port, path, key, rates[-1], 4, args.connections, drain=5, on_started=(2, term)
             )
         )
-        code = server.wait(args.grace + 60)
+        try:
+            code: int | str = server.wait(args.grace + 60)
+        except subprocess.TimeoutExpired:
+            code = "nothing (still running; killed)"
         time.sleep(0.1)
         stopped = sent.get("exit", time.perf_counter()) - sent["at"]
     finally:
