@@ -80,7 +80,7 @@ class Limits:
     """How many calls of each class run at once, how many wait, for how long; and how long a
     stopping server gives the calls it holds."""
 
-    reads: int = 4
+    reads: int = 2
     writes: int = 4
     wait_ms: int = 250
     queue: int = 0  # per class; 0: the class's limit

@@ -83,7 +83,7 @@ def serve(
             min=1,
             max=1024,
             help="Reads (GET) each process runs at once; more wait briefly, then get 503 "
-            "[env CUSTODES_ADMIT_READS; default 4].",
+            "[env CUSTODES_ADMIT_READS; default 2].",
         ),
     ] = None,
     admit_writes: Annotated[
