@@ -162,3 +162,54 @@ def test_a_stopping_server_fails_a_queued_job_resumably_and_starts_no_new_one(
         assert again.get(people["officer"], job["id"])["state"] == "succeeded"
     finally:
         again.close()
+
+
+def test_a_stopping_server_stops_a_running_job_at_its_next_chunk_resumably(
+    master: tuple[Workspace, Staff], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws, people = master
+    rules.register_parties(ws, people.admin, "irc-6103-i-2")
+    requests_svc.generate(ws, people.admin, "irc-6103-i-2", 20, 2, tmp_path / "req")
+    rid = requests_svc.submit(ws, people["requester"], tmp_path / "req").request_id
+    jobs = jobs_svc.Jobs(ws)
+    recorded = jobs_svc.rows.progress
+
+    def stop_at_first_chunk(*args, **kwargs):  # type: ignore[no-untyped-def]
+        jobs.stop()  # SIGTERM arrives while the job runs
+        return recorded(*args, **kwargs)
+
+    monkeypatch.setattr(jobs_svc.rows, "progress", stop_at_first_chunk)
+    try:
+        job = jobs.start(people["officer"], "train", rid)
+        jobs.wait(job["id"], timeout=300)
+        ended = jobs.get(people["officer"], job["id"])
+        assert ended["state"] == "failed" and ended["problem"]["code"] == "server_restarted"
+    finally:
+        jobs.close()
+    monkeypatch.setattr(jobs_svc.rows, "progress", recorded)
+    again = jobs_svc.Jobs(ws)
+    try:
+        job = again.start(people["officer"], "train", rid)
+        again.wait(job["id"], timeout=300)
+        assert again.get(people["officer"], job["id"])["state"] == "succeeded"
+    finally:
+        again.close()
+
+
+def test_a_pool_timeout_is_a_coded_503_not_an_internal_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from custodes.store import engine as store_engine
+
+    monkeypatch.setattr(store_engine, "SERVER_POOL_TIMEOUT", 0.01)
+    engine = store_engine.make_engine(f"sqlite:///{tmp_path / 'pool.db'}", pool_size=1)
+    try:
+        held = [engine.connect(), engine.connect()]  # the pool's one and its one overflow
+        with pytest.raises(Overloaded) as caught:
+            engine.connect()
+        assert caught.value.code == "store_busy" and caught.value.http_status == 503
+        assert caught.value.retry_after >= 1
+        for conn in held:
+            conn.close()
+    finally:
+        engine.dispose()
