@@ -50,9 +50,8 @@ def test_a_full_queue_refuses_the_newcomer_when_its_caller_already_waits_as_much
         waiting = [asyncio.ensure_future(gate.enter(A)) for _ in range(2)]
         await asyncio.sleep(0)
         third = await gate.enter(A)  # A alone fills the queue: refused, nobody evicted
-        gate.leave()
-        gate.leave()
-        gate.leave()
+        for _ in range(3):
+            gate.leave(A)
         return [third, *[await w for w in waiting]]
 
     assert _run(go()) == ["overloaded", None, None]
@@ -65,11 +64,12 @@ def test_one_caller_cannot_crowd_out_another() -> None:
     async def go() -> tuple[list[tuple[bytes, str | None]], list[bytes]]:
         gate = Gate(limit=1, capacity=3, wait=60)
         await gate.enter(A)
-        order: list[bytes] = []
+        running, order = [A], []
 
         async def call(key: bytes) -> tuple[bytes, str | None]:
             code = await gate.enter(key)
             if code is None:
+                running.append(key)
                 order.append(key)
             return key, code
 
@@ -77,14 +77,38 @@ def test_one_caller_cannot_crowd_out_another() -> None:
         await asyncio.sleep(0)
         tasks.append(asyncio.ensure_future(call(B)))
         await asyncio.sleep(0)
-        for _ in range(4):
-            gate.leave()
+        while running:
+            gate.leave(running.pop(0))
             await asyncio.sleep(0)
         return [await t for t in tasks], order
 
     results, order = _run(go())
     assert results == [(A, None), (A, None), (A, "overloaded"), (B, None)]
     assert order == [A, B, A]
+
+
+def test_a_freed_slot_goes_to_the_caller_holding_fewer_even_if_it_came_later() -> None:
+    async def go() -> list[bytes]:
+        gate = Gate(limit=2, capacity=4, wait=60)
+        await gate.enter(A)
+        await gate.enter(A)  # A holds both slots
+        order: list[bytes] = []
+
+        async def call(key: bytes) -> None:
+            if await gate.enter(key) is None:
+                order.append(key)
+
+        first = asyncio.ensure_future(call(A))  # A waits first...
+        await asyncio.sleep(0)
+        second = asyncio.ensure_future(call(B))  # ...B after it
+        await asyncio.sleep(0)
+        gate.leave(A)  # A still holds one: the slot is B's
+        await second
+        gate.leave(A)
+        await first
+        return order
+
+    assert _run(go()) == [B, A]
 
 
 def test_draining_refuses_the_waiting_and_the_new_and_lets_the_running_finish() -> None:
@@ -97,7 +121,7 @@ def test_draining_refuses_the_waiting_and_the_new_and_lets_the_running_finish() 
         refused = await waiting
         new = await gate.enter(B)
         running = gate.busy  # the admitted call is not interrupted
-        gate.leave()
+        gate.leave(A)
         return refused, new, running
 
     assert _run(go()) == ("shutting_down", "shutting_down", 1)
@@ -112,7 +136,7 @@ def test_a_cancelled_waiter_gives_back_what_it_held() -> None:
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
-        gate.leave()
+        gate.leave(A)
         return gate.busy, gate.waiting, await gate.enter(B)
 
     assert _run(go()) == (0, 0, None)

@@ -12,11 +12,12 @@ API's schema and the console's static files) is admitted before it runs:
   `503 overloaded` with `Retry-After` and a problem body before it touches anything: it did
   nothing and recorded nothing. Past the knee the excess is refused at once instead of piling
   up, so the calls that are answered stay fast and the throughput does not collapse.
-- **Fair shares.** Waiting calls are queued per caller, keyed by a hash of the credential (the
-  bearer token or the console's cookie; the client address for anonymous calls) and never by
-  anything in clear. A freed slot goes to the waiting callers in turn, and a newcomer who finds
-  the queue full takes the place of the newest waiter of the caller with the most waiting: one
-  agency's burst cannot crowd out another.
+- **Fair shares.** Calls are counted per caller, keyed by a hash of the credential (the bearer
+  token or the console's cookie; the client address for anonymous calls), never by anything
+  in clear. A freed slot goes to the waiting caller that holds the fewest slots (callers take
+  turns among equals), and a newcomer who finds the queue full takes the place of the newest
+  waiter of the caller with the largest share (running and waiting): one agency's burst
+  cannot crowd out another.
 - **Stopping.** `drain()` (on SIGTERM or SIGINT, see `on_stop_signals`) refuses every waiting
   call and every new one `503 shutting_down`; the calls already admitted run to their end.
 
@@ -132,17 +133,18 @@ class Gate:
         self.busy = 0
         self.waiting = 0
         self.queues: OrderedDict[bytes, deque[_Waiter]] = OrderedDict()  # caller -> FIFO
+        self.held: dict[bytes, int] = {}  # caller -> calls admitted and not ended
         self.draining = False
         self.admitted = 0
         self.refused = 0
 
     async def enter(self, key: bytes) -> str | None:
-        """Wait for a slot: None once admitted (then `leave()` when done), else the code of
-        the refusal."""
+        """Wait for a slot: None once admitted (then `leave(key)` when done), else the code
+        of the refusal."""
         if self.draining:
             return self._refuse("shutting_down")
         if self.busy < self.limit and not self.waiting:
-            self.busy += 1
+            self._take(key)
             self.admitted += 1
             return None
         if self.wait <= 0 or (self.waiting >= self.capacity and not self._make_room(key)):
@@ -157,7 +159,7 @@ class Gate:
         except asyncio.CancelledError:
             fut = w.future
             if fut.done() and not fut.cancelled() and fut.result() is None:
-                self.leave()  # admitted just as the call was cancelled: give the slot back
+                self.leave(key)  # admitted just as the call was cancelled: give it back
             else:
                 self._remove(w)
             raise
@@ -165,20 +167,31 @@ class Gate:
             self.admitted += 1
         return code
 
-    def leave(self) -> None:
-        """An admitted call ended: its slot goes to the next caller in turn."""
+    def leave(self, key: bytes) -> None:
+        """An admitted call of `key` ended: its slot goes to the waiting caller that holds
+        the fewest, the callers taking turns among equals."""
         self.busy -= 1
+        left = self.held[key] - 1
+        if left:
+            self.held[key] = left
+        else:
+            del self.held[key]
         while self.busy < self.limit and self.queues:
-            key, q = self.queues.popitem(last=False)
+            nxt = min(self.queues, key=lambda k: self.held.get(k, 0))  # first of the fewest
+            q = self.queues.pop(nxt)
             w = q.popleft()
             self.waiting -= 1
             if q:
-                self.queues[key] = q  # back of the line of callers
+                self.queues[nxt] = q  # back of the line of callers
             if w.timer is not None:
                 w.timer.cancel()
             if not w.future.done():
-                self.busy += 1
+                self._take(nxt)
                 w.future.set_result(None)
+
+    def _take(self, key: bytes) -> None:
+        self.busy += 1
+        self.held[key] = self.held.get(key, 0) + 1
 
     def drain(self) -> None:
         """Refuse every waiting call and every later one (the server is stopping)."""
@@ -191,14 +204,18 @@ class Gate:
         self.refused += 1
         return code
 
+    def _share(self, key: bytes) -> int:
+        """What a caller has of this class now: calls running and calls waiting."""
+        return self.held.get(key, 0) + len(self.queues.get(key, ()))
+
     def _make_room(self, key: bytes) -> bool:
-        """The queue is full: refuse the newest waiter of the caller with the most waiting,
-        if that caller has more than the newcomer would; True if room was made."""
-        own = len(self.queues.get(key, ()))
-        longest = max(self.queues, key=lambda k: len(self.queues[k]))
-        if len(self.queues[longest]) <= own + 1:
+        """The queue is full: refuse the newest waiter of the caller with the largest share
+        (running and waiting), if it has more than the newcomer would; True if room was
+        made."""
+        largest = max(self.queues, key=self._share)
+        if self._share(largest) <= self._share(key) + 1:
             return False
-        self._expire(self.queues[longest][-1], "overloaded")
+        self._expire(self.queues[largest][-1], "overloaded")
         return True
 
     def _expire(self, w: _Waiter, code: str) -> None:
@@ -300,14 +317,15 @@ class AdmissionMiddleware:
                 await self.app(scope, receive, send)
             return
         gate = self.admission.gate(scope["method"])
-        code = await gate.enter(_caller_key(scope))
+        key = _caller_key(scope)
+        code = await gate.enter(key)
         if code is not None:
             await _refuse(code, scope, receive, send)
             return
         try:
             await self.app(scope, receive, send)
         finally:
-            gate.leave()
+            gate.leave(key)
 
 
 def on_stop_signals(callback: Callable[[], None]) -> None:
