@@ -33,6 +33,25 @@ def test_a_full_class_without_waiting_refuses_at_once() -> None:
     assert _run(go()) == [None, None, "overloaded"]
 
 
+def test_past_one_place_per_slot_a_queue_too_slow_to_clear_refuses_at_once() -> None:
+    """Calls have been taking a second each (the running average); with one call already
+    waiting for the one slot, the next would wait far beyond the target: refused now, not
+    after the wait."""
+
+    async def go() -> list[str | None]:
+        gate = Gate(limit=1, capacity=10, wait=60, target=0.5)
+        assert await gate.enter(A) is None
+        gate.leave(A, took=1.0)
+        assert await gate.enter(A) is None  # holds the slot
+        first = asyncio.ensure_future(gate.enter(B))  # one place per slot: it waits
+        await asyncio.sleep(0)
+        second = await gate.enter(B)
+        gate.leave(A, took=1.0)
+        return [await first, second]
+
+    assert _run(go()) == [None, "overloaded"]
+
+
 def test_a_call_not_admitted_within_the_wait_is_refused_and_leaves_no_trace() -> None:
     async def go() -> tuple[str | None, int, int]:
         gate = Gate(limit=1, capacity=4, wait=0.01)

@@ -6,12 +6,16 @@ API's schema and the console's static files) is admitted before it runs:
 - **Two classes, two limits.** Reads (GET, HEAD, OPTIONS) and writes (everything else) each
   have their own number of calls in flight, so a flood of reads never takes the slots a
   submission, a release or an approval needs.
-- **A short queue with a deadline.** A call that finds its class full waits in a queue of at
-  most `queue` calls (by default the class's limit: about one call's time of waiting), and at
-  most `wait_ms`. A call that finds the queue full, or is not admitted in time, is answered
-  `503 overloaded` with `Retry-After` and a problem body before it touches anything: it did
-  nothing and recorded nothing. Past the knee the excess is refused at once instead of piling
-  up, so the calls that are answered stay fast and the throughput does not collapse.
+- **A queue with a deadline, and early refusal.** A call that finds its class full waits, at
+  most `wait_ms` (the budget). The queue always takes one call per slot; beyond that a
+  newcomer is refused at once when the calls already waiting would take longer than a tenth
+  of the budget (25 ms by default) to clear, at the rate calls have been ending (a running
+  average of an admitted call's time, over the slots): it would not start in time, and past
+  the server's capacity the queue would only grow. A refused call
+  is answered `503 overloaded` with `Retry-After` and a problem body before it touches
+  anything: it did nothing and recorded nothing. So a short stall at a low rate is waited
+  out, while past the knee the excess is refused in about a millisecond instead of piling
+  up: the calls that are answered stay fast, and the throughput does not collapse.
 - **Fair shares.** Calls are counted per caller, keyed by a hash of the credential (the bearer
   token or the console's cookie; the client address for anonymous calls), never by anything
   in clear. A freed slot goes to the waiting caller that holds the fewest slots (callers take
@@ -84,7 +88,7 @@ class Limits:
     reads: int = 2
     writes: int = 4
     wait_ms: int = 250
-    queue: int = 0  # per class; 0: the class's limit
+    queue: int = 64  # places in each class's queue (a bound on memory, not on waiting)
     grace: int = 10  # seconds
 
     @classmethod
@@ -96,7 +100,7 @@ class Limits:
             reads=_setting("CUSTODES_ADMIT_READS", d.reads, 1, 1024),
             writes=_setting("CUSTODES_ADMIT_WRITES", d.writes, 1, 1024),
             wait_ms=_setting("CUSTODES_ADMIT_WAIT_MS", d.wait_ms, 0, 60_000),
-            queue=_setting("CUSTODES_ADMIT_QUEUE", d.queue, 0, 100_000),
+            queue=_setting("CUSTODES_ADMIT_QUEUE", d.queue, 1, 100_000),
             grace=_setting("CUSTODES_GRACE", d.grace, 0, 3600),
         )
 
@@ -124,12 +128,16 @@ class _Waiter:
 
 class Gate:
     """One class of calls: at most `limit` in flight, at most `capacity` waiting, each for at
-    most `wait` seconds. Used from the event loop's thread only (no locks needed)."""
+    most `wait` seconds; a newcomer is refused at once when the calls ahead of it would take
+    more than `target` seconds to clear (a tenth of `wait` by default). Used from the
+    event loop's thread only (no locks needed)."""
 
-    def __init__(self, limit: int, capacity: int, wait: float) -> None:
+    def __init__(self, limit: int, capacity: int, wait: float, target: float | None = None) -> None:
         self.limit = limit
         self.capacity = capacity
         self.wait = wait
+        self.target = wait / 10 if target is None else target
+        self.service: float | None = None  # running average of an admitted call's time
         self.busy = 0
         self.waiting = 0
         self.queues: OrderedDict[bytes, deque[_Waiter]] = OrderedDict()  # caller -> FIFO
@@ -147,9 +155,9 @@ class Gate:
             self._take(key)
             self.admitted += 1
             return None
-        if self.wait <= 0 or (self.waiting >= self.capacity and not self._make_room(key)):
-            return self._refuse("overloaded")
         loop = asyncio.get_running_loop()
+        if self.wait <= 0 or (self._full() and not self._make_room(key)):
+            return self._refuse("overloaded")
         w = _Waiter(key, loop.create_future())
         self.queues.setdefault(key, deque()).append(w)
         self.waiting += 1
@@ -167,9 +175,12 @@ class Gate:
             self.admitted += 1
         return code
 
-    def leave(self, key: bytes) -> None:
-        """An admitted call of `key` ended: its slot goes to the waiting caller that holds
-        the fewest, the callers taking turns among equals."""
+    def leave(self, key: bytes, took: float | None = None) -> None:
+        """An admitted call of `key` ended (after `took` seconds): its slot goes to the
+        waiting caller that holds the fewest, the callers taking turns among equals."""
+        if took is not None:
+            last = self.service
+            self.service = took if last is None else last + (took - last) / 10
         self.busy -= 1
         left = self.held[key] - 1
         if left:
@@ -204,6 +215,19 @@ class Gate:
         self.refused += 1
         return code
 
+    def _full(self) -> bool:
+        """No room for a newcomer: the queue is at its bound, or it holds at least one call per
+        slot and the calls ahead would take longer than `target` to clear at the rate calls
+        have been ending (a running average of how long an admitted call takes, over the
+        slots). Past the server's
+        capacity the excess is thus refused in a millisecond, instead of after the whole
+        wait, and the calls answered stay fast; a short stall at a low rate still waits."""
+        if self.waiting >= self.capacity:
+            return True
+        if self.waiting < self.limit or self.service is None:
+            return False  # one place per slot always: a slow class still queues a little
+        return (self.waiting + 1) * self.service / self.limit > self.target
+
     def _share(self, key: bytes) -> int:
         """What a caller has of this class now: calls running and calls waiting."""
         return self.held.get(key, 0) + len(self.queues.get(key, ()))
@@ -212,6 +236,8 @@ class Gate:
         """The queue is full: refuse the newest waiter of the caller with the largest share
         (running and waiting), if it has more than the newcomer would; True if room was
         made."""
+        if not self.queues:
+            return False
         largest = max(self.queues, key=self._share)
         if self._share(largest) <= self._share(key) + 1:
             return False
@@ -242,8 +268,8 @@ class Admission:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         wait = limits.wait_ms / 1000
-        self.reads = Gate(limits.reads, limits.queue or limits.reads, wait)
-        self.writes = Gate(limits.writes, limits.queue or limits.writes, wait)
+        self.reads = Gate(limits.reads, limits.queue, wait)
+        self.writes = Gate(limits.writes, limits.queue, wait)
         self.stopping = False
         self.stopping_since: float | None = None
 
@@ -322,10 +348,11 @@ class AdmissionMiddleware:
         if code is not None:
             await _refuse(code, scope, receive, send)
             return
+        started = asyncio.get_running_loop().time()
         try:
             await self.app(scope, receive, send)
         finally:
-            gate.leave(key)
+            gate.leave(key, asyncio.get_running_loop().time() - started)
 
 
 def on_stop_signals(callback: Callable[[], None]) -> None:
