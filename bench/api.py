@@ -8,13 +8,27 @@ submission over HTTP against copying the same upload on disk.
 
     .venv/bin/python bench/api.py [--people 20000] [--rate 200] [--seconds 20]
         [--big-items 1000000]
+
+Open loop (`--open-loop 50,100,200,400,800`): an agency's status reads
+(`GET /v1/requests/{id}` with its key) sent at a fixed rate whatever the server does, over
+`--connections` keep-alive connections; each call's latency runs from the time it was
+scheduled, so a server that falls behind is charged for the calls queued behind it. Per rate:
+the achieved rate, p50/p99/p99.9 of the answered calls, and 503s (with Retry-After) against
+other errors; baseline in the same run: the same route at `--baseline-rate` (10/s). Then
+SIGTERM during a burst at the highest rate: how long the server takes to exit, and what the
+calls in flight were answered.
+
+    .venv/bin/python bench/api.py --open-loop 50,100,200,400,800 [--seconds 10]
+        [--connections 64] [--people 5000] [--postgres ADMIN_URL]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -24,6 +38,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 
 def _free_port() -> int:
@@ -93,6 +108,247 @@ def _pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000 if xs else float("nan")
 
 
+def _start_server(
+    home: Path, store: str | None, workers: int, env_extra: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str, int]:
+    port = _free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CUSTODES")
+        or k == "CUSTODES_API_THREADS"
+        or k.startswith(("CUSTODES_ADMIT_", "CUSTODES_GRACE"))
+    }
+    env |= env_extra or {}
+    if store:
+        env["CUSTODES_STORE_URL"] = store
+    cmd = [sys.executable, "-m", "custodes", "serve", "--port", str(port), "--home", str(home)]
+    cmd += ["--workers", str(workers)]
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"{url}/v1/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.2)
+    return server, url, port
+
+
+class _Shot:
+    """One scheduled call: when it was due, when its answer came, what the answer was."""
+
+    __slots__ = ("at", "done", "retry_after", "status")
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.done = 0.0
+        self.status = 0  # 0: no answer (connection refused, reset, timed out, never sent)
+        self.retry_after = False
+
+
+async def _http_get(
+    conn: list[asyncio.StreamReader | asyncio.StreamWriter | None], port: int, request: bytes
+) -> tuple[int, bool]:
+    """One GET on a keep-alive connection (opened when needed); (status, Retry-After given).
+    A minimal HTTP/1.1 client: httpx costs about 1 ms of CPU per call, which a load generator
+    on the server's own two cores cannot spare at 800 calls/s."""
+    if conn[0] is None:
+        conn[0], conn[1] = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = conn[0], conn[1]
+    assert isinstance(reader, asyncio.StreamReader) and isinstance(writer, asyncio.StreamWriter)
+    try:
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        fields = {}
+        for line in lines[1:]:
+            if ":" in line:
+                k, v = line.split(":", 1)
+                fields[k.strip().lower()] = v.strip()
+        await reader.readexactly(int(fields.get("content-length", "0")))
+        if fields.get("connection", "").lower() == "close":
+            writer.close()
+            conn[0] = conn[1] = None
+        return status, "retry-after" in fields
+    except BaseException:
+        writer.close()
+        conn[0] = conn[1] = None
+        raise
+
+
+async def _open_loop(
+    port: int,
+    path: str,
+    key: str,
+    rate: float,
+    seconds: float,
+    connections: int,
+    *,
+    drain: float = 30.0,
+    on_started: Any = None,
+) -> tuple[list[_Shot], float]:
+    """Send `rate` calls a second for `seconds` over `connections` connections, whatever the
+    answers; wait at most `drain` seconds after the last is due. (calls, elapsed)."""
+    loop = asyncio.get_running_loop()
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {key}\r\nAccept: application/json\r\n\r\n"
+    ).encode()
+    n = max(1, int(rate * seconds))
+    t0 = loop.time() + 0.1
+    end = t0 + seconds + drain
+    shots = [_Shot(t0 + i / rate) for i in range(n)]
+    due: asyncio.Queue[_Shot | None] = asyncio.Queue()
+
+    async def schedule() -> None:
+        for shot in shots:
+            wait = shot.at - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            due.put_nowait(shot)
+        for _ in range(connections):
+            due.put_nowait(None)
+
+    async def connection() -> None:
+        conn: list[Any] = [None, None]
+        while (shot := await due.get()) is not None:
+            left = end - loop.time()
+            if left <= 0:
+                continue  # never sent: counted as unanswered
+            try:
+                shot.status, shot.retry_after = await asyncio.wait_for(
+                    _http_get(conn, port, request), left
+                )
+            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
+                shot.status = 0
+            shot.done = loop.time()
+        if conn[1] is not None:
+            conn[1].close()
+
+    tasks = [asyncio.create_task(schedule())]
+    tasks += [asyncio.create_task(connection()) for _ in range(connections)]
+    if on_started is not None:
+        loop.call_later(on_started[0], on_started[1])
+    await asyncio.gather(*tasks)
+    last = max((s.done for s in shots if s.done), default=t0)
+    for s in shots:  # latency from the time each call was due
+        s.at, s.done = 0.0, (s.done - s.at if s.done else 0.0)
+    return shots, max(last - t0, 1e-9)
+
+
+def _row(rate: float, shots: list[_Shot], elapsed: float) -> dict[str, float]:
+    ok = [s.done for s in shots if s.status == 200]
+    busy = [s for s in shots if s.status == 503]
+    return {
+        "rate": rate,
+        "sent": len(shots),
+        "ok": len(ok),
+        "achieved": len(ok) / elapsed,
+        "answered": sum(1 for s in shots if s.status) / elapsed,
+        "p50": _pct(ok, 0.5),
+        "p99": _pct(ok, 0.99),
+        "p999": _pct(ok, 0.999),
+        "busy": len(busy),
+        "busy_no_retry_after": sum(1 for s in busy if not s.retry_after),
+        "busy_p99": _pct([s.done for s in busy], 0.99),
+        "errors": sum(1 for s in shots if s.status not in (200, 503)),
+        "unanswered": sum(1 for s in shots if s.status == 0),
+    }
+
+
+def open_loop_table(
+    home: Path, store: str | None, args: argparse.Namespace, rid: str, key: str
+) -> None:
+    """The open-loop table, then SIGTERM under a burst."""
+    rates = [float(r) for r in args.open_loop.split(",")]
+    server, _url, port = _start_server(home, store, args.workers)
+    path = f"/v1/requests/{rid}"
+    rows = []
+    try:
+        # warm up (imports, first connections), then the baseline at a low rate
+        asyncio.run(_open_loop(port, path, key, 20, 2, 4))
+        base = _row(
+            args.baseline_rate,
+            *asyncio.run(_open_loop(port, path, key, args.baseline_rate, min(args.seconds, 10), 4)),
+        )
+        for rate in rates:
+            time.sleep(1)
+            cpu0, gen0, w0 = _cpu_s(server.pid), time.process_time(), time.perf_counter()
+            shots, elapsed = asyncio.run(
+                _open_loop(port, path, key, rate, args.seconds, args.connections)
+            )
+            row = _row(rate, shots, elapsed)
+            took = time.perf_counter() - w0
+            row["cpu"] = (_cpu_s(server.pid) - cpu0) / took
+            row["gen"] = (time.process_time() - gen0) / took
+            rows.append(row)
+        # SIGTERM two seconds into a burst at the highest rate
+        time.sleep(1)
+        sent: dict[str, float] = {}
+
+        def term() -> None:
+            sent["at"] = time.perf_counter()
+            server.send_signal(signal.SIGTERM)
+
+            def ended() -> None:
+                try:
+                    server.wait(args.grace + 60)
+                except subprocess.TimeoutExpired:
+                    return
+                sent["exit"] = time.perf_counter()
+
+            threading.Thread(target=ended, daemon=True).start()
+
+        shots, _ = asyncio.run(
+            _open_loop(
+                port, path, key, rates[-1], 4, args.connections, drain=5, on_started=(2, term)
+            )
+        )
+        try:
+            code: int | str = server.wait(args.grace + 60)
+        except subprocess.TimeoutExpired:
+            code = "nothing (still running; killed)"
+        time.sleep(0.1)
+        stopped = sent.get("exit", time.perf_counter()) - sent["at"]
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+    store_name = "PostgreSQL" if store else "SQLite"
+    print(
+        f"open loop, {store_name}, {args.connections} connections, {args.seconds} s per rate, "
+        f"GET /v1/requests/{{id}} with an agency key"
+    )
+    print(
+        f"baseline {base['rate']:.0f}/s: p50 {base['p50']:.1f} ms, p99 {base['p99']:.1f} ms, "
+        f"{base['ok']} ok, {base['busy']} 503, {base['errors']} errors"
+    )
+    print(
+        "| asked /s | achieved ok/s | answered /s | p50 ms | p99 ms | p99.9 ms | p99 / baseline "
+        "| 503 (all with Retry-After) | 503 p99 ms | errors | cores: server, load generator |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ra = "yes" if not r["busy_no_retry_after"] else f"{r['busy_no_retry_after']} without"
+        print(
+            f"| {r['rate']:.0f} | {r['achieved']:.0f} | {r['answered']:.0f} | {r['p50']:.1f} | "
+            f"{r['p99']:.1f} | {r['p999']:.1f} | {r['p99'] / base['p99']:.1f}x | "
+            f"{r['busy']:,} ({ra}) | {r['busy_p99']:.1f} | {r['errors']} | {r['cpu']:.2f}, "
+            f"{r['gen']:.2f} |"
+        )
+    statuses: dict[int, int] = {}
+    for s in shots:
+        statuses[s.status] = statuses.get(s.status, 0) + 1
+    print(
+        f"SIGTERM 2 s into {rates[-1]:.0f}/s: exited {code} after {stopped:.2f} s (grace "
+        f"{args.grace} s); answers during the burst: "
+        + ", ".join(f"{k or 'none'}: {v}" for k, v in sorted(statuses.items()))
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--people", type=int, default=20_000)
@@ -103,6 +359,14 @@ def main() -> None:
         "--submitters", type=int, default=1, help="clients submitting back to back (0: reads only)"
     )
     ap.add_argument("--workers", type=int, default=1, help="server processes (serve --workers)")
+    ap.add_argument(
+        "--open-loop",
+        metavar="RATES",
+        help="open-loop mode: status reads at each of these rates (comma-separated, per second)",
+    )
+    ap.add_argument("--connections", type=int, default=64, help="open loop: connections")
+    ap.add_argument("--baseline-rate", type=float, default=10, help="open loop: baseline rate")
+    ap.add_argument("--grace", type=int, default=10, help="open loop: the server's --grace")
     ap.add_argument(
         "--postgres",
         metavar="ADMIN_URL",
@@ -138,6 +402,12 @@ def main() -> None:
         key = users.key(ws, people.admin, "requester")["key"]
         users.confirm(ws, people.second_admin, "requester")
 
+        if args.open_loop:
+            ws.close()
+            os.environ["CUSTODES_GRACE"] = str(args.grace)
+            open_loop_table(home, store, args, rid, key)
+            return
+
         # Baseline: status reads through the services, in-process.
         base = []
         for _ in range(500):
@@ -146,26 +416,7 @@ def main() -> None:
             base.append(time.perf_counter() - t)
         ws.close()
 
-        port = _free_port()
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("CUSTODES") or k == "CUSTODES_API_THREADS"
-        }
-        if store:
-            env["CUSTODES_STORE_URL"] = store
-        cmd = [sys.executable, "-m", "custodes", "serve", "--port", str(port), "--home", str(home)]
-        cmd += ["--workers", str(args.workers)]
-        server = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{url}/v1/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
+        server, url, _port = _start_server(home, store, args.workers)
 
         staff_h = {"Authorization": f"Bearer {token}"}
         agency_h = {"Authorization": f"Bearer {key}"}

@@ -23,6 +23,7 @@ CLASSES = {
         errors.AccessDenied,
         errors.Unauthenticated,
         errors.RateLimited,
+        errors.Overloaded,
         errors.ConflictError,
         errors.IntegrityError,
         errors.WorkspaceError,
@@ -71,6 +72,7 @@ def test_each_class_has_one_status_and_exit() -> None:
     assert statuses["InputError"] == 422 and statuses["NotFound"] == 404
     assert statuses["AccessDenied"] == 403 and statuses["Unauthenticated"] == 401
     assert statuses["ConflictError"] == 409 and statuses["RateLimited"] == 429
+    assert statuses["Overloaded"] == 503
     for code, entry in errors.REGISTRY.items():
         assert entry.kind.exit_code == errors.EXIT_USER_ERROR, code
         assert 400 <= entry.http_status < 600 and entry.title, code

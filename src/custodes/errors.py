@@ -7,6 +7,7 @@
     ├── AccessDenied              the caller may not do this                             (403)
     │   └── Unauthenticated       no live session or key, or sign-in refused            (401)
     ├── RateLimited               too many attempts; try again later                     (429)
+    ├── Overloaded                the server cannot take the call now; nothing was done (503)
     ├── ConflictError             the action clashes with the current state              (409)
     │   └── IntegrityError        something on disk or in the store was altered          (409)
     └── WorkspaceError            no usable workspace (missing, unreachable, exposed)    (503)
@@ -93,6 +94,21 @@ class RateLimited(CustodesError):
     status = 429
 
     def __init__(self, message: str, *, code: str | None = None, retry_after: int = 60) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+    def to_dict(self) -> dict[str, object]:
+        return super().to_dict() | {"retry_after": self.retry_after}
+
+
+class Overloaded(CustodesError):
+    """The server cannot take the call now (too busy, or stopping); nothing was done or
+    recorded for it. `retry_after` says when to try again (seconds)."""
+
+    code = "overloaded"
+    status = 503
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int = 1) -> None:
         super().__init__(message, code=code)
         self.retry_after = retry_after
 
@@ -281,6 +297,12 @@ REGISTRY: dict[str, Code] = {
         console_session="Console session outside the console",
     ),
     **_codes(RateLimited, rate_limited="Too many requests", locked="Too many failed sign-ins"),
+    **_codes(
+        Overloaded,
+        overloaded="Server busy",
+        store_busy="Store busy",
+        shutting_down="Server stopping",
+    ),
     **_codes(
         ConflictError,
         conflict="Conflict",

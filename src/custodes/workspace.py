@@ -64,6 +64,7 @@ class Workspace:
     home: Path
     store_url: str
     _engine: Engine | None = None
+    pool_size: int | None = None  # a server's (sized with its admission limits)
 
     @property
     def bulk(self) -> Path:
@@ -80,7 +81,7 @@ class Workspace:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = store_engine.make_engine(self.store_url)
+            self._engine = store_engine.make_engine(self.store_url, self.pool_size)
         return self._engine
 
     @contextlib.contextmanager
@@ -178,10 +179,14 @@ def init_workspace(
 
 
 def open_workspace(
-    home: str | os.PathLike[str] | None = None, store_url: str | None = None
+    home: str | os.PathLike[str] | None = None,
+    store_url: str | None = None,
+    *,
+    pool_size: int | None = None,
 ) -> Workspace:
     """Open an existing workspace; refuse clearly when there is none, or when other users can
-    read it (the master file, the store and the keys are confidential)."""
+    read it (the master file, the store and the keys are confidential). `pool_size`: the store
+    connections a server keeps (the library's default otherwise)."""
     owner_only()
     path = resolve_home(home)
     if not (path / MARKER).exists():
@@ -198,6 +203,6 @@ def open_workspace(
             "'custodes init' on it as its owner).",
             code="workspace_exposed",
         )
-    ws = Workspace(path, resolve_store_url(path, store_url))
+    ws = Workspace(path, resolve_store_url(path, store_url), pool_size=pool_size)
     store_engine.check_current(ws.engine)
     return ws

@@ -7,9 +7,12 @@ from elsewhere. Every response carries the same security headers (`custodes.api.
 
 `create_app(home)` opens one workspace for the server's lifetime and a job runner for long
 work; every route authenticates its caller through the core and calls one service. Errors are
-RFC 9457 problem details (`custodes.api.problems`). `custodes serve` runs it under uvicorn,
-on the loopback interface unless told otherwise; TLS belongs to a reverse proxy in front
-(docs/api.md).
+RFC 9457 problem details (`custodes.api.problems`). Every call that can reach the store is
+admitted first (`custodes.api.admission`): a bounded wait, then `503` with `Retry-After`; the
+store's connections and the request threads are sized from the same limits. On SIGTERM the
+server refuses what waits, finishes what runs and stops the jobs at their next chunk.
+`custodes serve` runs it under uvicorn, on the loopback interface unless told otherwise; TLS
+belongs to a reverse proxy in front (docs/api.md).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from custodes import __version__
-from custodes.api import headers, problems, routes
+from custodes.api import admission, headers, problems, routes
 from custodes.services import ledger as ledger_svc
 from custodes.services import workspace as ws_svc
 from custodes.services.jobs import Jobs
@@ -59,21 +62,34 @@ DOCS_PAGE = """<!DOCTYPE html>
 
 
 def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None = None) -> FastAPI:
+    limits = admission.Limits.from_env()
+    gates = admission.Admission(limits)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ws = ws_svc.open_workspace(home, store_url)
-        limit = int(os.environ.get("CUSTODES_API_THREADS", "0"))
-        if limit:
-            import anyio.to_thread
+        import anyio.to_thread
 
-            anyio.to_thread.current_default_thread_limiter().total_tokens = limit
+        ws = ws_svc.open_workspace(home, store_url, pool_size=limits.connections)
+        threads = anyio.to_thread.current_default_thread_limiter()
+        threads.total_tokens = int(os.environ.get("CUSTODES_API_THREADS", "0")) or max(
+            threads.total_tokens, limits.threads
+        )
         app.state.ws = ws
         app.state.witness = _witness(ws.home)
-        app.state.jobs = Jobs(ws)
+        app.state.jobs = jobs = Jobs(ws)
+
+        def stop() -> None:
+            gates.drain()  # refuse what waits and what comes; what runs finishes
+            jobs.stop()  # a running job stops at its next chunk, resumable
+
+        admission.on_stop_signals(stop)
         try:
             yield
         finally:
-            app.state.jobs.close()
+            # What is left of the grace period for a job that has not reached a chunk's end
+            # (a release, an intake); past it the job is left to the next start, which fails
+            # it as `server_restarted` and resumes it when started again.
+            jobs.close(gates.grace_left() if gates.stopping else None)
             ws.close()
 
     app = FastAPI(
@@ -99,6 +115,9 @@ def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None
         """The API's documentation (Swagger UI, served by custodes)."""
         return HTMLResponse(DOCS_PAGE)
 
+    # Admission is added last: the outermost layer, so a refused call costs only its refusal.
+    app.state.admission = gates
+    app.add_middleware(admission.AdmissionMiddleware, admission=gates)
     for router in (routes.public, routes.agency, routes.staff, routes.oversight):
         app.include_router(router)
     return app

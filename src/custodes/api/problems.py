@@ -19,7 +19,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from custodes.errors import REGISTRY, CustodesError, RateLimited, Unauthenticated, ValidationFailed
+from custodes.errors import (
+    REGISTRY,
+    CustodesError,
+    Overloaded,
+    RateLimited,
+    Unauthenticated,
+    ValidationFailed,
+)
 
 log = logging.getLogger("custodes.api")
 MEDIA_TYPE = "application/problem+json"
@@ -72,7 +79,7 @@ def from_error(exc: CustodesError) -> JSONResponse:
     if isinstance(exc, ValidationFailed):
         extra = {"problems": [p.to_dict() for p in exc.problems], "total": exc.total}
         detail = f"{exc.total} problem(s) found; nothing was loaded."
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | Overloaded):
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="custodes"'

@@ -58,6 +58,19 @@ def _witness(key: Path, logs: list[str], state: Path | None, home: Path) -> None
     os.environ["CUSTODES_WITNESS_STATE"] = str(state)
 
 
+def _setting(name: str, low: int, high: int) -> int | None:
+    """A whole-number setting from the environment, checked now (a clear error here, not a
+    traceback from every server process); None when unset."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise InputError(
+            f"{name} must be a whole number from {low} to {high}.", code="bad_argument"
+        )
+    return int(raw)
+
+
 @app.command()
 def serve(
     host: Annotated[
@@ -89,11 +102,54 @@ def serve(
             "client (repeatable; default: CUSTODES_TRUSTED_PROXY). Anyone else's is ignored.",
         ),
     ] = None,
+    admit_reads: Annotated[
+        int | None,
+        typer.Option(
+            "--admit-reads",
+            min=1,
+            max=1024,
+            help="Reads (GET) each process runs at once; more wait briefly, then get 503 "
+            "[env CUSTODES_ADMIT_READS; default 2].",
+        ),
+    ] = None,
+    admit_writes: Annotated[
+        int | None,
+        typer.Option(
+            "--admit-writes",
+            min=1,
+            max=1024,
+            help="Writes (POST, DELETE) each process runs at once, apart from the reads "
+            "[env CUSTODES_ADMIT_WRITES; default 4].",
+        ),
+    ] = None,
+    admit_wait_ms: Annotated[
+        int | None,
+        typer.Option(
+            "--admit-wait-ms",
+            min=0,
+            max=60_000,
+            help="How long a call waits for a free slot before it is answered 503 with "
+            "Retry-After, having done nothing [env CUSTODES_ADMIT_WAIT_MS; default 250].",
+        ),
+    ] = None,
+    grace: Annotated[
+        int | None,
+        typer.Option(
+            "--grace",
+            min=0,
+            max=3600,
+            help="Seconds a stopping server (SIGTERM) gives the calls it holds before it "
+            "exits; running jobs stop at their next chunk, resumable [env CUSTODES_GRACE; "
+            "default 10].",
+        ),
+    ] = None,
     home: HomeOpt = None,
 ) -> None:
     """Serve the web console at / and the HTTP API under /v1 (OpenAPI at /v1/openapi.json,
     docs at /v1/docs) for the workspace. Plain HTTP: put a TLS-terminating reverse proxy in
-    front of anything but the loopback interface (docs/api.md)."""
+    front of anything but the loopback interface (docs/api.md). Under overload a call waits
+    at most --admit-wait-ms, then gets 503 with Retry-After; on SIGTERM the server refuses new
+    calls, finishes those it holds within --grace seconds, and exits."""
     import uvicorn
 
     with guarded(False):
@@ -101,6 +157,24 @@ def serve(
         proxies = _proxies(trusted_proxy)
         if witness_key is not None:
             _witness(witness_key, witness_logs or [], witness_state, workspace_home)
+        # Handed to the server processes through the environment, like the witness.
+        for name, value in (
+            ("CUSTODES_ADMIT_READS", admit_reads),
+            ("CUSTODES_ADMIT_WRITES", admit_writes),
+            ("CUSTODES_ADMIT_WAIT_MS", admit_wait_ms),
+            ("CUSTODES_GRACE", grace),
+        ):
+            if value is not None:
+                os.environ[name] = str(value)
+        for name, high in (
+            ("CUSTODES_ADMIT_READS", 1024),
+            ("CUSTODES_ADMIT_WRITES", 1024),
+            ("CUSTODES_ADMIT_WAIT_MS", 60_000),
+            ("CUSTODES_ADMIT_QUEUE", 100_000),
+        ):
+            _setting(name, 0 if name.endswith(("WAIT_MS", "QUEUE")) else 1, high)
+        grace_s = _setting("CUSTODES_GRACE", 0, 3600)
+        grace_s = 10 if grace_s is None else grace_s
     if home is not None:
         os.environ["CUSTODES_HOME"] = str(home)
     os.environ["CUSTODES_TRUSTED_PROXY"] = proxies  # read by the core at every sign-in
@@ -116,4 +190,5 @@ def serve(
         forwarded_allow_ips=proxies or None,
         server_header=False,
         log_level="info",
+        timeout_graceful_shutdown=grace_s,
     )

@@ -10,6 +10,12 @@ start, and the caller starts the work again (process, train and release resume w
 stopped). One worker thread: the work is CPU- and memory-bound, and a 2-core machine gains
 nothing from running two at once.
 
+A stopping server calls `stop()`: a running job stops at its next chunk and a queued one does
+not start; both end `failed` with `server_restarted` (start them again: the work resumes).
+`close(timeout)` waits at most that long for a job that has no chunks (a release, an intake);
+the worker is a daemon thread, so a job still running then does not keep the process alive
+(the store's transaction rolls back; the next start fails the job and the work resumes).
+
 Why no job-queue library: Celery, RQ and arq need a broker (Redis) that the embedded default
 does not have; Procrastinate and pgqueuer need PostgreSQL. A table and one thread do what is
 needed on both stores (docs/decisions/2026-11-30-jobs-in-the-store.md).
@@ -19,15 +25,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
 import threading
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 from custodes.access import Caller, CheckedCall, service
 from custodes.access.door import enter
-from custodes.errors import ConflictError, CustodesError, InputError, NotFound
+from custodes.errors import ConflictError, CustodesError, InputError, NotFound, Overloaded
 from custodes.services import decisions, matching, requests
 from custodes.store import jobs as rows
 from custodes.workspace import Workspace
@@ -57,6 +64,10 @@ class Cancelled(Exception):
     """Raised inside a job's progress callback when its cancellation was requested."""
 
 
+class Stopping(Exception):
+    """Raised inside a job's progress callback when the server is stopping."""
+
+
 def _jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
@@ -79,9 +90,28 @@ class Jobs:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self.failed_at_start = rows.fail_unfinished(ws.engine, RESTARTED)
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="custodes-job")
         self.running: dict[str, Future[None]] = {}
         self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        # One daemon worker (not a ThreadPoolExecutor, whose threads the interpreter joins at
+        # exit: a long job would keep a stopped server's process alive).
+        self.queue: queue.SimpleQueue[tuple[Future[None], Callable[[], None]] | None] = (
+            queue.SimpleQueue()
+        )
+        self.worker = threading.Thread(target=self._serve, name="custodes-job", daemon=True)
+        self.worker.start()
+
+    def _serve(self) -> None:
+        while (item := self.queue.get()) is not None:
+            fut, fn = item
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fn()
+            except BaseException as exc:  # recorded by _work; kept for wait()
+                fut.set_exception(exc)
+            else:
+                fut.set_result(None)
 
     def start(
         self,
@@ -99,12 +129,20 @@ class Jobs:
         fn = KINDS.get(kind)
         if fn is None:
             raise InputError(f"Unknown job kind '{kind}'.", code="bad_argument")
+        if self.stopping.is_set():
+            raise Overloaded(
+                "The server is stopping; nothing was started. Try again shortly.",
+                code="shutting_down",
+                retry_after=5,
+            )
         call = enter(self.ws, who, fn.action, request_id=request_id)  # type: ignore[attr-defined]
         job_id = rows.create(self.ws.engine, kind, request_id, call.actor)
         first = () if request_id is None else (request_id,)
         work = (first + args, kwargs or {}, cleanup)
+        fut: Future[None] = Future()
         with self.lock:
-            self.running[job_id] = self.pool.submit(self._run, who, job_id, kind, work)
+            self.running[job_id] = fut
+        self.queue.put((fut, lambda: self._run(who, job_id, kind, work)))
         return self.get(who, job_id)
 
     def _run(
@@ -121,18 +159,27 @@ class Jobs:
         self, who: Caller, job_id: str, kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
         engine = self.ws.engine
+        if self.stopping.is_set():  # queued when the server began to stop: not started
+            with self.lock:
+                self.running.pop(job_id, None)
+            rows.fail_queued(engine, job_id, RESTARTED)
+            return
         if not rows.claim(engine, job_id):
             return
 
         def progress(stage: str, done: int, total: int) -> None:
             if rows.progress(engine, job_id, {"stage": stage, "done": done, "total": total}):
                 raise Cancelled
+            if self.stopping.is_set():
+                raise Stopping
 
         try:
             extra = {"progress": progress} if kind in CHUNKED else {}
             result = KINDS[kind](self.ws, who, *args, **kwargs, **extra)
         except Cancelled:
             rows.finish(engine, job_id, "cancelled")
+        except Stopping:
+            rows.finish(engine, job_id, "failed", problem=RESTARTED)
         except CustodesError as exc:
             rows.finish(engine, job_id, "failed", problem=_problem_of(exc))
         except Exception as exc:  # unexpected: logged by type and place (a library's
@@ -171,8 +218,19 @@ class Jobs:
         if fut is not None:
             fut.result(timeout)
 
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    def stop(self) -> None:
+        """The server is stopping: a running job stops at its next chunk, a queued one does not
+        start, no new one is accepted (each ends `failed`, `server_restarted`: resumable)."""
+        self.stopping.set()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Let the worker finish the job it runs (at most `timeout` seconds; then the job is
+        left to the next start) and end it; jobs still queued do not start."""
+        with self.lock:
+            for fut in self.running.values():
+                fut.cancel()  # only a job not started yet can be cancelled
+        self.queue.put(None)
+        self.worker.join(timeout)
 
 
 def _visible(call: CheckedCall, job_id: str) -> dict[str, Any]:

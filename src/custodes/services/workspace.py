@@ -19,10 +19,14 @@ SESSION_HOURS = sessions.SESSION_HOURS
 
 
 def open_workspace(
-    home: str | os.PathLike[str] | None = None, store_url: str | None = None
+    home: str | os.PathLike[str] | None = None,
+    store_url: str | None = None,
+    *,
+    pool_size: int | None = None,
 ) -> Workspace:
-    """Open an existing workspace (refused when missing, outdated or readable by others)."""
-    return _open_workspace(home, store_url)
+    """Open an existing workspace (refused when missing, outdated or readable by others);
+    `pool_size` for a server, sized with its admission limits."""
+    return _open_workspace(home, store_url, pool_size=pool_size)
 
 
 def caller(ws: Workspace, token: str | None) -> Caller:

@@ -12,16 +12,50 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, DateTime, Table, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
-from custodes.errors import WorkspaceError
+from custodes.errors import Overloaded, WorkspaceError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# How long a call waits for a free connection when the pool was sized for a server (the
+# server's admission control keeps the calls in flight below the pool's size, so this wait
+# never runs out in normal operation; docs/api.md).
+SERVER_POOL_TIMEOUT = 5.0
 
 
-def make_engine(url: str) -> Engine:
+class _Pool(QueuePool):
+    """SQLAlchemy's queue pool, whose checkout timeout is a coded error (`store_busy`, 503 with
+    Retry-After over HTTP) instead of SQLAlchemy's TimeoutError (an internal error with a
+    traceback). `_do_get` is the one place a checkout waits; SQLAlchemy's own pools override
+    it the same way."""
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        try:
+            return super()._do_get()
+        except PoolTimeout as exc:
+            raise Overloaded(
+                "The store has no free connection now; nothing was done. Try again shortly.",
+                code="store_busy",
+                retry_after=1,
+            ) from exc
+
+
+def make_engine(url: str, pool_size: int | None = None) -> Engine:
+    """The engine for a store URL. `pool_size`: the connections a server keeps (sized with its
+    admission limits, with as many again as overflow); the library's defaults otherwise."""
+    pool: dict[str, Any] = {}
+    if "://" in url and ":memory:" not in url and not url.rstrip("/").endswith(":"):
+        pool["poolclass"] = _Pool  # a file or a server (an in-memory SQLite keeps its own)
+    if pool_size and pool:
+        pool |= {
+            "pool_size": pool_size,
+            "max_overflow": pool_size,
+            "pool_timeout": SERVER_POOL_TIMEOUT,
+        }
     try:
         if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"timeout": 30})
+            engine = create_engine(url, connect_args={"timeout": 30}, **pool)
 
             @event.listens_for(engine, "connect")
             def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -34,7 +68,7 @@ def make_engine(url: str) -> Engine:
             return engine
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, **pool)
     except (ArgumentError, NoSuchModuleError) as exc:
         raise WorkspaceError(f"Store URL is not usable: {exc}", code="bad_store_url") from exc
 

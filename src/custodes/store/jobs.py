@@ -125,6 +125,16 @@ def finish(
         )
 
 
+def fail_queued(engine: Engine, job_id: str, problem: dict[str, Any]) -> None:
+    """A job that was still waiting when its server began to stop ends failed, not started."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.state == "queued")
+            .values(state="failed", finished_at=_now(), problem=json.dumps(problem))
+        )
+
+
 def cancel(engine: Engine, job_id: str) -> str:
     """Cancel a queued job now, ask a running one to stop; returns the state after."""
     with engine.begin() as conn:

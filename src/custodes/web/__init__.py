@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 
 from custodes.api import create_app as create_api
+from custodes.api.admission import AdmissionMiddleware
 from custodes.web import pages
 
 STATIC = Path(__file__).parent / "static"
@@ -29,6 +30,8 @@ def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # The security headers (CSP and the rest) are the API's middleware, on every response.
+    # Admission stays the outermost layer: a refused call costs no more than its refusal.
+    app.user_middleware.sort(key=lambda m: m.cls is not AdmissionMiddleware)
     api_invalid = app.exception_handlers[RequestValidationError]
 
     async def invalid(request: Request, exc: Exception) -> Response:
