@@ -264,3 +264,60 @@ def test_overload_answers_200_or_503_and_sigterm_ends_the_server(
         timeout=300,
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_serve_on_a_unix_socket_in_a_folder_only_its_owner_opens(
+    tmp_path: Path, _master_template: Template
+) -> None:
+    """Issue #22, item 3: on a shared host, any local user reaches a loopback port (and cookies
+    are not kept apart by port). `serve --uds PATH` serves on a Unix socket whose folder must
+    be the owner's alone; an open folder is refused, and on TCP loopback `serve` warns when
+    other accounts can log in."""
+    import httpx
+
+    from custodes.cli.serve import other_login_users
+
+    ws, _ = copy_template(_master_template, tmp_path / "t")
+    home, url = ws.home, str(ws.engine.url)
+    ws.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES")}
+    env["CUSTODES_STORE_URL"] = url
+    cmd = [sys.executable, "-m", "custodes", "serve", "--home", str(home), "--uds"]
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    refused = subprocess.run(
+        [*cmd, str(shared / "custodes.sock")], env=env, capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "(bad_path)" in refused.stderr
+    assert "chmod 700" in refused.stderr and not (shared / "custodes.sock").exists()
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    sock = private / "custodes.sock"
+    with open(tmp_path / "serve.log", "wb") as log:
+        server = subprocess.Popen([*cmd, str(sock)], env=env, stdout=log, stderr=log)
+    try:
+        transport = httpx.HTTPTransport(uds=str(sock))
+        with httpx.Client(transport=transport, base_url="http://custodes") as c:
+            for _ in range(150):
+                try:
+                    r = c.get("/v1/health")
+                    break
+                except httpx.TransportError:
+                    assert server.poll() is None, (tmp_path / "serve.log").read_text()
+                    time.sleep(0.2)
+            assert r.status_code == 200
+            assert c.get("/v1/requests").status_code == 401  # the door is the same
+    finally:
+        server.terminate()
+        server.wait(60)
+    passwd = (
+        "root:x:0:0:root:/root:/bin/bash\n"
+        "daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
+        "olga:x:1000:1000::/home/olga:/bin/bash\n"
+        "svc:x:998:998::/var/lib/svc:/bin/sh\n"
+        "nobody:x:65534:65534::/nonexistent:/bin/sh\n"
+        "ben:x:1001:1001::/home/ben:/usr/sbin/nologin\n"
+    )
+    assert other_login_users(passwd, me=1000) == ["root"]
+    assert other_login_users(passwd, me=0) == ["olga"]

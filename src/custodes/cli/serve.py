@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import stat
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +29,57 @@ def _check(host: str, home: object) -> Path:
     ws = ws_svc.open_workspace(home)  # type: ignore[arg-type]  # a clear error now
     ws.close()
     return ws.home
+
+
+def _socket(path: Path) -> Path:
+    """A Unix domain socket to serve on: its folder must be the caller's own and closed to
+    everyone else (0700), so no other local user can connect; a stale socket is replaced,
+    anything else in its place refused."""
+    folder = path.parent
+    if not folder.is_dir() or folder.is_symlink():
+        raise InputError(f"{folder}: no such folder (for --uds).", code="bad_path")
+    st = folder.stat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise InputError(
+            f"{folder}: the socket's folder must be yours and closed to others "
+            f"(chmod 700 {folder}): any local user who can reach the socket can call custodes.",
+            code="bad_path",
+        )
+    if path.is_symlink() or (path.exists() and not stat.S_ISSOCK(path.lstat().st_mode)):
+        raise InputError(f"{path}: exists and is not a socket.", code="bad_path")
+    path.unlink(missing_ok=True)  # a socket a stopped server left behind
+    return path
+
+
+def other_login_users(passwd: str, me: int) -> list[str]:
+    """Accounts other than `me` that can log in (a real shell, a user or root uid), from the
+    text of /etc/passwd: on such a host anyone can reach a loopback port."""
+    out = []
+    for line in passwd.splitlines():
+        parts = line.split(":")
+        if len(parts) < 7 or not parts[2].isdigit():
+            continue
+        uid, shell = int(parts[2]), parts[6].strip()
+        if uid == me or (uid != 0 and uid < 1000) or uid == 65534:
+            continue
+        if not shell or shell.endswith(("nologin", "false", "sync", "halt", "shutdown")):
+            continue
+        out.append(parts[0])
+    return out
+
+
+def _warn_shared_host(host: str, port: int) -> None:
+    try:
+        others = other_login_users(Path("/etc/passwd").read_text(), os.getuid())
+    except OSError:
+        return
+    if others:
+        sys.stderr.write(
+            f"warning: {len(others)} other account(s) can log in to this machine and reach "
+            f"{host}:{port} (cookies are not kept apart by port). On a shared host, serve on a "
+            "Unix socket in a folder only you can open (--uds PATH) behind a reverse proxy on a "
+            "dedicated host name (docs/api.md).\n"
+        )
 
 
 def _proxies(given: list[str] | None) -> str:
@@ -143,6 +196,15 @@ def serve(
             "default 10].",
         ),
     ] = None,
+    uds: Annotated[
+        Path | None,
+        typer.Option(
+            "--uds",
+            help="Serve on this Unix domain socket instead of TCP. Its folder must be yours and "
+            "closed to others (0700). The way to serve on a shared host: a reverse proxy on a "
+            "dedicated host name in front.",
+        ),
+    ] = None,
     home: HomeOpt = None,
 ) -> None:
     """Serve the web console at / and the HTTP API under /v1 (OpenAPI at /v1/openapi.json,
@@ -155,6 +217,7 @@ def serve(
     with guarded(False):
         workspace_home = _check(host, home)
         proxies = _proxies(trusted_proxy)
+        socket = _socket(uds.absolute()) if uds is not None else None
         if witness_key is not None:
             _witness(witness_key, witness_logs or [], witness_state, workspace_home)
         # Handed to the server processes through the environment, like the witness.
@@ -178,11 +241,14 @@ def serve(
     if home is not None:
         os.environ["CUSTODES_HOME"] = str(home)
     os.environ["CUSTODES_TRUSTED_PROXY"] = proxies  # read by the core at every sign-in
+    if socket is None and host in ("127.0.0.1", "::1", "localhost"):
+        _warn_shared_host(host, port)
     uvicorn.run(
         "custodes.web:create_app",
         factory=True,
         host=host,
         port=port,
+        uds=str(socket) if socket else None,
         workers=workers,
         # The forwarded client address and scheme are taken only from the trusted proxies
         # (the same rule the core applies to sign-in throttling), never from any peer.
