@@ -533,3 +533,36 @@ def test_22_2_an_officer_alone_cannot_make_up_a_request_to_browse(attack, tmp_pa
     assert flagged and flagged[0]["user"] == "olga" and flagged[0]["record_id"] == candidate
     allowed = [a for a in audit["allowed"] if a["request_id"] == rid]
     assert allowed and allowed[0]["reason"] == "candidate_of_open_request"
+
+
+def test_22_11_the_door_keeps_an_agency_to_its_own_requests_for_every_service(attack) -> None:  # type: ignore[no-untyped-def]
+    """The rule "a requester sees only its agency's requests" was typed again in each service
+    (nine places), so a new service could forget it. The door now checks the resources a call
+    names, from the service's own arguments: a service that checks nothing itself still keeps
+    an agency to its own requests, and a job to its starter."""
+    from custodes.access import caller, service
+    from custodes.access.door import SERVICES
+    from custodes.errors import NotFound
+    from custodes.services import requests as requests_svc
+
+    sh, root = attack
+    ws = open_workspace(root / "ws")
+
+    @service("requests.read")
+    def forgetful(call, request_id: str) -> str:  # type: ignore[no-untyped-def]
+        return "seen"  # a service that checks nothing itself
+
+    try:
+        officer, agency = caller(ws, sh.tokens["olga"]), caller(ws, sh.tokens["agency-ice"])
+        listed = requests_svc.listing(ws, officer)
+        own = next(r["id"] for r in listed if r["agency"] == AGENCY)
+        other = next(r["id"] for r in listed if r["agency"] != AGENCY)
+        assert forgetful(ws, agency, own) == "seen" and forgetful(ws, officer, other) == "seen"
+        with pytest.raises(NotFound) as exc:  # another agency's: "unknown", as if it were not
+            forgetful(ws, agency, other)
+        assert exc.value.code == "unknown_request"
+        with pytest.raises(NotFound):
+            forgetful(ws, agency, "req-000000000000")
+    finally:
+        SERVICES.pop(f"{forgetful.__module__}.{forgetful.__qualname__}", None)
+        ws.close()

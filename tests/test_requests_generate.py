@@ -154,7 +154,10 @@ def test_never_drawn_from_real_people(workspace: Workspace, staff: Staff, tmp_pa
     (tmp_path / "a.csv").write_text(
         "tin,tax_year,street,unit,city,state,zip\n123456789,2024,12 OAK ST,,AUSTIN,TX,78701\n"
     )
-    import_(workspace, staff.admin, tmp_path / "p.csv", tmp_path / "a.csv")
+    from custodes.services.users import confirm_change
+
+    imported = import_(workspace, staff.admin, tmp_path / "p.csv", tmp_path / "a.csv")
+    confirm_change(workspace, staff.second_admin, imported["change"])  # a second administrator
     with pytest.raises(ConflictError) as exc:
         generate_request(workspace, staff.admin, "irc-6103-i-2", 10, 1, tmp_path / "r")
     assert exc.value.code == "real_master_file"

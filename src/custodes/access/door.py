@@ -29,13 +29,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from custodes.access import credentials as cred
 from custodes.access import sessions
-from custodes.access.roles import ACTIONS
+from custodes.access.roles import ACTIONS, RESOURCES, SEES_EVERY_JOB
 from custodes.access.users import roles_of
-from custodes.errors import AccessDenied, CustodesError
+from custodes.errors import AccessDenied, CustodesError, NotFound
+from custodes.store.tables import jobs, requests
 from custodes.workspace import Workspace
 
 P = ParamSpec("P")
@@ -159,11 +160,37 @@ class CheckedCall:
         return update
 
 
-def enter(ws: Workspace, who: Caller, action: str, **extra: Any) -> CheckedCall:
-    """Check `who` may perform `action` now, record the decision, and open the call."""
+def _in_reach(
+    conn: Connection, name: str, roles: frozenset[str], agency: str | None, scope: dict[str, Any]
+) -> None:
+    """The resources the call names are within the caller's reach (`roles.RESOURCES`): an
+    agency account's request is its own agency's, a job is its starter's (or the caller's
+    role sees every job). Out of reach reads exactly like one that does not exist."""
+    rid = scope.get("request")
+    if isinstance(rid, str) and agency is not None:
+        owner = conn.execute(select(requests.c.agency).where(requests.c.id == rid)).scalar()
+        if owner != agency:
+            raise NotFound(f"No request '{rid}'.", code="unknown_request")
+    job = scope.get("job")
+    if isinstance(job, str) and not roles & set(SEES_EVERY_JOB):
+        starter = conn.execute(select(jobs.c.actor).where(jobs.c.id == job)).scalar()
+        if starter != name:
+            raise NotFound(f"No job {job}.", code="unknown_job")
+
+
+def enter(
+    ws: Workspace,
+    who: Caller,
+    action: str,
+    *,
+    scope: dict[str, Any] | None = None,
+    **extra: Any,
+) -> CheckedCall:
+    """Check `who` may perform `action` now, on the resources the call names (`scope`:
+    resource kind -> id), record the decision, and open the call."""
     if action not in ACTIONS:
         raise KeyError(action)
-    refused: AccessDenied
+    refused: AccessDenied | NotFound
     with ws.engine.begin() as conn:
         try:
             row = sessions.live(conn, who.token_sha256, claimed=who.name)
@@ -174,11 +201,12 @@ def enter(ws: Workspace, who: Caller, action: str, **extra: Any) -> CheckedCall:
                     f"{', '.join(ACTIONS[action])}.",
                     code="forbidden",
                 )
+            _in_reach(conn, who.name, roles, row.agency, scope or {})
             sessions.record(conn, who.name, action, True, **extra)
             return CheckedCall(
                 ws, Caller(who.name, roles, who.token_sha256, row.kind, row.agency), action
             )
-        except AccessDenied as exc:
+        except (AccessDenied, NotFound) as exc:
             sessions.record(conn, who.name, action, False, exc.code, **extra)
             refused = exc
     raise refused
@@ -204,6 +232,20 @@ def _request_of(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, 
     return find
 
 
+def _scope_of(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
+    """The resources a service's call names, by its arguments (`roles.RESOURCES`)."""
+    names = list(inspect.signature(fn).parameters)[1:]  # after the CheckedCall
+    at = {arg: names.index(arg) for arg in RESOURCES if arg in names}
+
+    def find(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {
+            RESOURCES[arg]: kwargs.get(arg, args[i] if i < len(args) else None)
+            for arg, i in at.items()
+        }
+
+    return find
+
+
 # Every service, for the tests that walk them all: name -> (function, action).
 SERVICES: dict[str, tuple[Callable[..., Any], str]] = {}
 
@@ -220,6 +262,7 @@ def service(
         fn: Callable[Concatenate[CheckedCall, P], R],
     ) -> Callable[Concatenate[Workspace, Caller, P], R]:
         request_of = _request_of(fn)
+        scope_of = _scope_of(fn)
 
         @functools.wraps(fn)
         def run(ws: Workspace, who: Caller, /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -227,7 +270,8 @@ def service(
                 raise TypeError("a service takes the Caller made by access.caller()")
             rid = request_of(args, kwargs)
             extra = {"request_id": rid} if rid else {}
-            return fn(enter(ws, who, action, **extra), *args, **kwargs)
+            scope = scope_of(args, kwargs)
+            return fn(enter(ws, who, action, scope=scope, **extra), *args, **kwargs)
 
         run.action = action  # type: ignore[attr-defined]
         SERVICES[f"{fn.__module__}.{fn.__qualname__}"] = (run, action)

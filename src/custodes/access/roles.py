@@ -21,6 +21,14 @@ EXCLUSIVE: dict[frozenset[str], str] = {
     },
 }
 
+# The resources a service's arguments name, and who reaches them: the door checks them once
+# for every service that takes such an argument, so no service can forget. A request is
+# reached by staff and, among agency accounts, only by its own agency's (another agency's is
+# "unknown", 404: its existence does not leak). A job is its starter's, and every job is
+# open to the roles below.
+RESOURCES = {"request_id": "request", "job_id": "job"}
+SEES_EVERY_JOB = ("auditor",)
+
 # Which roles may perform each action a service offers. The table is the rule.
 ACTIONS: dict[str, tuple[str, ...]] = {
     "status": ("officer", "approver", "auditor", "administrator", "rule_steward"),

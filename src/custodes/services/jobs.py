@@ -34,6 +34,7 @@ from typing import Any
 
 from custodes.access import Caller, CheckedCall, service
 from custodes.access.door import enter
+from custodes.access.roles import SEES_EVERY_JOB
 from custodes.errors import ConflictError, CustodesError, InputError, NotFound, Overloaded
 from custodes.services import decisions, matching, requests
 from custodes.store import jobs as rows
@@ -235,8 +236,9 @@ class Jobs:
 
 def _visible(call: CheckedCall, job_id: str) -> dict[str, Any]:
     row = rows.get(call.ws.engine, job_id)
-    # A job is its starter's; an auditor sees every job. Anyone else: no such job.
-    if row is None or (row["actor"] != call.actor and "auditor" not in call.caller.roles):
+    # A job is its starter's; the roles that see every job see it (the door checked the
+    # same, `roles.RESOURCES`). Anyone else: no such job.
+    if row is None or (row["actor"] != call.actor and not call.caller.roles & set(SEES_EVERY_JOB)):
         raise NotFound(f"No job {job_id}.", code="unknown_job")
     return row
 
@@ -250,7 +252,7 @@ def job(call: CheckedCall, job_id: str) -> dict[str, Any]:
 @service("jobs.read")
 def listing(call: CheckedCall) -> list[dict[str, Any]]:
     """The caller's jobs (every job for an auditor), newest first."""
-    everyone = "auditor" in call.caller.roles
+    everyone = bool(call.caller.roles & set(SEES_EVERY_JOB))
     return rows.listing(call.ws.engine, None if everyone else call.actor)
 
 
