@@ -566,3 +566,40 @@ def test_22_11_the_door_keeps_an_agency_to_its_own_requests_for_every_service(at
     finally:
         SERVICES.pop(f"{forgetful.__module__}.{forgetful.__qualname__}", None)
         ws.close()
+
+
+def test_22_4_what_the_gate_trusts_is_not_one_administrators_word(attack) -> None:  # type: ignore[no-untyped-def]
+    """One administrator marked an agency's safeguards current, added a signer and replaced
+    the master file, alone. Each is now a proposal a second administrator confirms by id."""
+    sh, _ = attack
+    r = sh("chief", "agencies", "add", "Bureau of Shadows", "--safeguards-current", "--json")
+    assert r.returncode == 0, r.stderr
+    proposed = json.loads(r.stdout)
+    assert proposed["pending"] and proposed["change"]
+    listed = json.loads(sh("chief", "agencies", "list", "--json").stdout)
+    assert "Bureau of Shadows" not in {a["name"] for a in listed}  # not in force
+    assert _code(sh("chief", "changes", "confirm", proposed["change"]), "separation_of_duties")
+    assert sh("deputy", "changes", "confirm", proposed["change"]).returncode == 0
+    listed = json.loads(sh("chief", "agencies", "list", "--json").stdout)
+    assert "Bureau of Shadows" in {a["name"] for a in listed}
+
+
+def test_22_1_one_administrator_cannot_take_over_colleagues_by_resetting_them(attack) -> None:  # type: ignore[no-untyped-def]
+    """The attack: reset the approver and the other administrator ('users totp'), enrol as
+    each with the code that came back, then release alone. Now the reset ends their access at
+    once, the code that comes back is half of one, and the other half exists only when a
+    second administrator confirms the reset, never the one who made it."""
+    sh, _ = attack
+    for victim in ("ben", "deputy"):
+        r = sh("chief", "users", "totp", victim, "--json")
+        assert r.returncode == 0, r.stderr
+        reset = json.loads(r.stdout)
+        assert reset["enrolment_halves"] == 2
+        assert _code(sh(victim, "whoami"), "session_ended")  # access ended at once
+        r = sh(
+            None, "enrol", victim, "--stdin", stdin=f"{reset['enrolment_code']}\nmine now!!!!!\n"
+        )
+        assert _code(r, "bad_enrolment")  # half a code enrols nobody
+        assert _code(sh("chief", "changes", "confirm", reset["change"]), "separation_of_duties")
+    r = sh("ann", "changes", "confirm", reset["change"], "--json")  # a second administrator
+    assert r.returncode == 0 and json.loads(r.stdout)["enrolment_code_second_half"]
