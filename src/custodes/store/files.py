@@ -71,10 +71,9 @@ def _write_tmp(path: Path, data: bytes) -> Path:
     return tmp
 
 
-def write_new(path: Path, data: bytes) -> Path:
-    """Write a file that must not exist yet (no-clobber even against a racing writer: the
-    whole file is linked into place, which fails if the name is taken)."""
-    tmp = _write_tmp(path, data)
+def _link_new(tmp: Path, path: Path) -> Path:
+    """Link a whole staged file into place, never over a name that is taken (even by a racing
+    writer); the staged name goes either way."""
     try:
         os.link(tmp, path)
     except FileExistsError:
@@ -85,6 +84,12 @@ def write_new(path: Path, data: bytes) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_new(path: Path, data: bytes) -> Path:
+    """Write a file that must not exist yet (no-clobber even against a racing writer: the
+    whole file is linked into place, which fails if the name is taken)."""
+    return _link_new(_write_tmp(path, data), path)
 
 
 @contextmanager
@@ -106,16 +111,8 @@ def recorded(path: Path, data: bytes, *, replace: bool = False) -> Iterator[Path
         raise
     if replace:
         os.replace(tmp, path)
-        return
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise ConflictError(
-            f"{path}: already exists; custodes does not overwrite files (name a new one).",
-            code="output_exists",
-        ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    else:
+        _link_new(tmp, path)
 
 
 def write_replace(path: Path, data: bytes) -> Path:
