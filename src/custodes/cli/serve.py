@@ -124,6 +124,30 @@ def _setting(name: str, low: int, high: int) -> int | None:
     return int(raw)
 
 
+def _admission(
+    reads: int | None, writes: int | None, wait_ms: int | None, grace: int | None
+) -> int:
+    """The admission limits and the grace period, handed to the server processes through the
+    environment (like the witness) and checked now; returns the grace period in seconds."""
+    for name, value in (
+        ("CUSTODES_ADMIT_READS", reads),
+        ("CUSTODES_ADMIT_WRITES", writes),
+        ("CUSTODES_ADMIT_WAIT_MS", wait_ms),
+        ("CUSTODES_GRACE", grace),
+    ):
+        if value is not None:
+            os.environ[name] = str(value)
+    for name, high in (
+        ("CUSTODES_ADMIT_READS", 1024),
+        ("CUSTODES_ADMIT_WRITES", 1024),
+        ("CUSTODES_ADMIT_WAIT_MS", 60_000),
+        ("CUSTODES_ADMIT_QUEUE", 100_000),
+    ):
+        _setting(name, 0 if name.endswith(("WAIT_MS", "QUEUE")) else 1, high)
+    grace_s = _setting("CUSTODES_GRACE", 0, 3600)
+    return 10 if grace_s is None else grace_s
+
+
 @app.command()
 def serve(
     host: Annotated[
@@ -212,37 +236,26 @@ def serve(
     front of anything but the loopback interface (docs/api.md). Under overload a call waits
     at most --admit-wait-ms, then gets 503 with Retry-After; on SIGTERM the server refuses new
     calls, finishes those it holds within --grace seconds, and exits."""
-    import uvicorn
-
     with guarded(False):
         workspace_home = _check(host, home)
         proxies = _proxies(trusted_proxy)
         socket = _socket(uds.absolute()) if uds is not None else None
         if witness_key is not None:
             _witness(witness_key, witness_logs or [], witness_state, workspace_home)
-        # Handed to the server processes through the environment, like the witness.
-        for name, value in (
-            ("CUSTODES_ADMIT_READS", admit_reads),
-            ("CUSTODES_ADMIT_WRITES", admit_writes),
-            ("CUSTODES_ADMIT_WAIT_MS", admit_wait_ms),
-            ("CUSTODES_GRACE", grace),
-        ):
-            if value is not None:
-                os.environ[name] = str(value)
-        for name, high in (
-            ("CUSTODES_ADMIT_READS", 1024),
-            ("CUSTODES_ADMIT_WRITES", 1024),
-            ("CUSTODES_ADMIT_WAIT_MS", 60_000),
-            ("CUSTODES_ADMIT_QUEUE", 100_000),
-        ):
-            _setting(name, 0 if name.endswith(("WAIT_MS", "QUEUE")) else 1, high)
-        grace_s = _setting("CUSTODES_GRACE", 0, 3600)
-        grace_s = 10 if grace_s is None else grace_s
+        grace_s = _admission(admit_reads, admit_writes, admit_wait_ms, grace)
     if home is not None:
         os.environ["CUSTODES_HOME"] = str(home)
     os.environ["CUSTODES_TRUSTED_PROXY"] = proxies  # read by the core at every sign-in
     if socket is None and host in ("127.0.0.1", "::1", "localhost"):
         _warn_shared_host(host, port)
+    _run(host, port, socket, workers, proxies, grace_s)
+
+
+def _run(
+    host: str, port: int, socket: Path | None, workers: int, proxies: str, grace_s: int
+) -> None:
+    import uvicorn
+
     uvicorn.run(
         "custodes.web:create_app",
         factory=True,
