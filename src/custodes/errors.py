@@ -377,6 +377,7 @@ REGISTRY: dict[str, Code] = {
         workspace_exposed="Workspace readable by others",
         sessions_unsafe="Session folder not safe",
         no_secrets_key="No secrets key",
+        bad_configuration="Configuration not usable",
     ),
 }
 

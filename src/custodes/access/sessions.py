@@ -22,6 +22,7 @@ import hashlib
 import ipaddress
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
@@ -37,6 +38,7 @@ from custodes.errors import (
     NotFound,
     RateLimited,
     Unauthenticated,
+    WorkspaceError,
 )
 from custodes.ledger import log
 from custodes.ledger.events import Event
@@ -406,3 +408,22 @@ def live(
 
 
 __all__ = ["ROLES", "issue_key", "live", "login", "logout", "record"]
+
+
+NOTICE = Path(__file__).with_name("system_use.txt")
+
+
+def system_use_notice() -> str:
+    """The system-use notification shown before sign-in (NIST SP 800-53 AC-8, as IRS
+    Publication 1075 asks of systems holding FTI): the text in the file named by
+    CUSTODES_SYSTEM_USE_NOTICE, else the packaged default. Configuration, not code: an agency
+    puts its own approved wording there."""
+    path = Path(os.environ.get("CUSTODES_SYSTEM_USE_NOTICE") or NOTICE)
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        raise WorkspaceError(
+            "The system-use notice (CUSTODES_SYSTEM_USE_NOTICE) cannot be read as UTF-8 text.",
+            code="bad_configuration",
+        ) from None
+    return " ".join(text.split())

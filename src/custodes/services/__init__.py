@@ -20,6 +20,7 @@ OPEN = (
     "custodes.services.workspace.caller",
     "custodes.services.workspace.console_caller",
     "custodes.services.workspace.csrf_token",
+    "custodes.services.workspace.system_use_notice",
     "custodes.services.rules.describe",
     "custodes.services.rules.provision",
     "custodes.services.rules.lint",

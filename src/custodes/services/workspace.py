@@ -41,6 +41,12 @@ def console_caller(ws: Workspace, token: str | None) -> Caller:
     return _caller(ws, token, kinds=("console",))
 
 
+def system_use_notice() -> str:
+    """The system-use notification shown before sign-in (configuration: the file named by
+    CUSTODES_SYSTEM_USE_NOTICE, else the packaged text for systems holding FTI)."""
+    return sessions.system_use_notice()
+
+
 def csrf_token(ws: Workspace, token: str) -> str:
     """The console's anti-forgery token for its session (not derivable from the cookie)."""
     return credentials.csrf_token(ws, token)

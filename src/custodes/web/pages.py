@@ -253,7 +253,11 @@ def _page(
 
 @router.get("/sign-in", response_class=HTMLResponse)
 def sign_in_page(request: Request) -> HTMLResponse:
-    return _render(request, "sign_in.html", {"title": "Sign in", "error": None})
+    return _render(
+        request,
+        "sign_in.html",
+        {"title": "Sign in", "error": None, "notice": ws_svc.system_use_notice()},
+    )
 
 
 @router.post("/sign-in")
@@ -279,7 +283,7 @@ def sign_in(
         return _render(
             request,
             "sign_in.html",
-            {"title": "Sign in", "error": exc.message},
+            {"title": "Sign in", "error": exc.message, "notice": ws_svc.system_use_notice()},
             status=exc.http_status,
         )
     r = _see_other("/")
