@@ -983,3 +983,27 @@ def test_a_body_written_beside_a_receipt_is_for_auditors_and_recorded(
     assert written["what"] == "ledger_body" and written["event"] == 1
     assert written["actor"] == "auditor"
     assert written["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+def test_a_confirmation_covers_only_the_terms_it_showed(staff: Staff) -> None:
+    """Review of #22: a grant re-issued on other terms (no last day) after a new user's
+    change was proposed was made permanent by confirming that change. The confirmation now
+    covers only the grant on the terms the change named; and the only other administrator
+    can be neither reset nor re-granted into a pending state by one administrator."""
+    ws = staff.ws
+    made = svc.add(
+        ws, staff.admin, "olga", ["officer"], basis="detail 7", last_day=dt.date(2099, 1, 31)
+    )
+    svc.grant(ws, staff.admin, "olga", "officer", basis="forever")  # other terms, after
+    done = svc.confirm_change(ws, staff.second_admin, made["change"])
+    assert done["confirmed_roles"] == []  # not the grant it never showed
+    with ws.engine.connect() as conn:
+        assert "officer" not in users.roles_of(conn, "olga")
+    with pytest.raises(ConflictError) as exc:
+        svc.reset(ws, staff.admin, "admin2")
+    assert exc.value.code == "last_administrators"
+    with pytest.raises(ConflictError) as exc:
+        svc.grant(ws, staff.admin, "admin2", "administrator", basis="again")
+    assert exc.value.code == "already_granted"
+    with ws.engine.connect() as conn:
+        assert "administrator" in users.roles_of(conn, "admin2")

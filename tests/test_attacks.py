@@ -590,18 +590,22 @@ def test_22_1_one_administrator_cannot_take_over_colleagues_by_resetting_them(at
     once, the code that comes back is half of one, and the other half exists only when a
     second administrator confirms the reset, never the one who made it."""
     sh, _ = attack
-    for victim in ("ben", "deputy"):
-        r = sh("chief", "users", "totp", victim, "--json")
-        assert r.returncode == 0, r.stderr
-        reset = json.loads(r.stdout)
-        assert reset["enrolment_halves"] == 2
-        assert _code(sh(victim, "whoami"), "session_ended")  # access ended at once
-        half = reset["enrolment_code"]
-        r = sh(None, "enrol", victim, "--stdin", stdin=f"{half}\nmine now, all mine\n")
-        assert _code(r, "bad_enrolment")  # half a code enrols nobody
-        assert _code(sh("chief", "changes", "confirm", reset["change"]), "separation_of_duties")
-        if victim == "ben":  # the second half comes from a second administrator, to them
-            r = sh("deputy", "changes", "confirm", reset["change"], "--json")
-            second = json.loads(r.stdout)["enrolment_code_second_half"]
-            r = sh(None, "enrol", "ben", "--stdin", stdin=f"{half} {second}\nben's own pass\n")
-            assert r.returncode == 0, r.stderr
+    r = sh("chief", "users", "totp", "ben", "--json")
+    assert r.returncode == 0, r.stderr
+    reset = json.loads(r.stdout)
+    assert reset["enrolment_halves"] == 2
+    assert _code(sh("ben", "whoami"), "session_ended")  # access ended at once
+    half = reset["enrolment_code"]
+    r = sh(None, "enrol", "ben", "--stdin", stdin=f"{half}\nmine now, all mine\n")
+    assert _code(r, "bad_enrolment")  # half a code enrols nobody
+    assert _code(sh("chief", "changes", "confirm", reset["change"]), "separation_of_duties")
+    # the second half comes from a second administrator, to the approver
+    r = sh("deputy", "changes", "confirm", reset["change"], "--json")
+    second = json.loads(r.stdout)["enrolment_code_second_half"]
+    r = sh(None, "enrol", "ben", "--stdin", stdin=f"{half} {second}\nben's own pass\n")
+    assert r.returncode == 0, r.stderr
+    # the other administrator (the only other one still active): not reset, not re-granted
+    assert _code(sh("chief", "users", "totp", "deputy"), "last_administrators")
+    r = sh("chief", "users", "grant", "deputy", "--role", "administrator")
+    assert _code(r, "already_granted")
+    assert sh("deputy", "whoami").returncode == 0

@@ -477,3 +477,20 @@ def test_an_import_takes_effect_only_when_a_second_administrator_confirms_it(
         ).scalars()
         body = [json.loads(b) for b in bodies][-1]
     assert body["actor"] == "admin2" and body["proposed_by"] == "admin" and body["change_id"]
+
+
+def test_a_real_master_file_is_never_replaced_by_a_generated_one(
+    workspace: Workspace, admin_call: CheckedCall, tmp_path: Path
+) -> None:
+    """Review of #22: `records generate --replace` skipped the queue and deleted the imported
+    (confirmed) master file, by one administrator's act. Now refused on imported records."""
+    from custodes.errors import ConflictError
+    from custodes.synthetic.population import generate_master
+
+    import_master(admin_call, *files(tmp_path))
+    before = master.current(workspace).folder
+    generating = enter(workspace, admin_call.caller, "records.generate")
+    with pytest.raises(ConflictError) as exc:
+        generate_master(generating, 50, 1, replace=True)
+    assert exc.value.code == "real_master_file"
+    assert master.current(workspace).folder == before and before.is_dir()

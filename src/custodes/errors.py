@@ -321,6 +321,7 @@ REGISTRY: dict[str, Code] = {
         not_suspended="Not suspended",
         not_pending="Nothing to confirm",
         ambiguous_change="Several changes pending",
+        already_granted="Role already held",
         paper_unconfirmed="Paper request not confirmed",
         last_administrators="Two administrators must remain",
         request_closed="Request not open",

@@ -177,12 +177,18 @@ def _issue_second_half(conn: Connection, first_sha256: str, by: str) -> str:
             "issue a new one.",
             code="not_pending",
         )
+    if row.issued_by == by:  # (the queue refuses this already; the halves never meet)
+        raise AccessDenied(
+            "A second administrator issues the second half.", code="separation_of_duties"
+        )
     code = cred.new_token(SECOND_HALF)
-    conn.execute(
+    done = conn.execute(
         update(enrolments)
-        .where(enrolments.c.code_sha256 == first_sha256)
+        .where(enrolments.c.code_sha256 == first_sha256, enrolments.c.second_sha256.is_(None))
         .values(second_sha256=cred.sha(code), second_by=by, second_at=now())
-    )
+    ).rowcount
+    if done != 1:
+        raise ConflictError("That code's second half was already issued.", code="not_pending")
     return code
 
 
@@ -361,7 +367,8 @@ def create_user(
                     "roles": pending,
                     "basis": basis,
                     "expires": expires.isoformat() if expires else None,
-                    "enrolment": cred.sha(code) if code else None,
+                    # the second half to issue: none for a whole (bootstrap) code
+                    "enrolment": cred.sha(code) if code and halves == 2 else None,
                 },
             )
         log.append(
@@ -413,6 +420,12 @@ def grant(
             raise AccessDenied(
                 "A requester account is created as such and never holds staff roles.",
                 code="separation_of_duties",
+            )
+        if role == "administrator" and "administrator" in roles_of(conn, name):
+            raise ConflictError(
+                f"{name} is already an administrator; a new grant would suspend that until a "
+                "second administrator confirms it.",
+                code="already_granted",
             )
         in_force = _insert_grant(conn, name, role, call.actor, basis, expires)
         change = None
@@ -468,18 +481,24 @@ def confirm_change(call: Call, change_id: str) -> dict[str, Any]:
     return queue.confirm(call, change_id)
 
 
-def _confirm_roles(conn: Connection, call: Call, name: str, roles: list[str], by: str) -> list[str]:
-    """Confirm the pending grants of `roles` that `by` made; returns those confirmed."""
+def _confirm_roles(
+    conn: Connection, call: Call, name: str, roles: list[str], by: str, terms: dict[str, Any]
+) -> list[str]:
+    """Confirm the pending grants of `roles` that `by` made, on exactly the terms the change
+    showed the confirmer (legal basis, last day): a grant re-issued on other terms since is
+    not confirmed by it. Returns those confirmed."""
     waiting = [
-        r
-        for (r,) in conn.execute(
-            select(grants.c.role).where(
+        r.role
+        for r in conn.execute(
+            select(grants.c.role, grants.c.basis, grants.c.expires_at).where(
                 grants.c.user_name == name,
                 grants.c.role.in_(roles),
                 grants.c.granted_by == by,
                 grants.c.confirmed_at.is_(None),
             )
         )
+        if r.basis == terms.get("basis")
+        and (aware(r.expires_at).isoformat() if r.expires_at else None) == terms.get("expires")
     ]
     for role in waiting:
         check_roles(set(roles_of(conn, name)) | {role})
@@ -508,7 +527,7 @@ def _confirmed_event(call: Call, change: dict[str, Any], **data: Any) -> Event:
 
 def _apply_user(conn: Connection, call: Call, change: dict[str, Any]) -> dict[str, Any]:
     p = change["payload"]
-    roles = _confirm_roles(conn, call, change["subject"], p["roles"], change["proposed_by"])
+    roles = _confirm_roles(conn, call, change["subject"], p["roles"], change["proposed_by"], p)
     second = _issue_second_half(conn, p["enrolment"], call.actor) if p["enrolment"] else None
     log.append(
         conn,
@@ -519,7 +538,9 @@ def _apply_user(conn: Connection, call: Call, change: dict[str, Any]) -> dict[st
 
 def _apply_grant(conn: Connection, call: Call, change: dict[str, Any]) -> dict[str, Any]:
     role = change["payload"]["role"]
-    roles = _confirm_roles(conn, call, change["subject"], [role], change["proposed_by"])
+    roles = _confirm_roles(
+        conn, call, change["subject"], [role], change["proposed_by"], change["payload"]
+    )
     if not roles:
         raise ConflictError("That grant is no longer pending.", code="not_pending")
     log.append(conn, [_confirmed_event(call, change, roles=roles)])
@@ -622,6 +643,16 @@ def issue_enrolment(call: Call, name: str) -> dict[str, Any]:
             raise AccessDenied(
                 "Nobody resets their own credentials; ask another administrator.",
                 code="separation_of_duties",
+            )
+        if (
+            "administrator" in roles_of(conn, name)
+            and len(active_holders(conn, "administrator")) <= 2
+        ):
+            raise ConflictError(
+                "Resetting this administrator would leave one who can act, and a reset needs a "
+                "second administrator to complete (never the one reset); confirm a third "
+                "administrator first.",
+                code="last_administrators",
             )
         code = _issue_enrolment(conn, name, call.actor)
         conn.execute(

@@ -477,31 +477,49 @@ def _record_import(
     )
 
 
+def _waiting_generation(ws: Any, p: dict[str, Any]) -> Path:
+    """The generation an import proposal wrote, if the master file is still the one it was
+    merged into and its files still hash as proposed (checked under the workspace lock)."""
+    live = master.current(ws)
+    if (live.folder.name if live.exists else None) != p["base"]:
+        raise ConflictError(
+            "The master file changed after this import was proposed; import the files again.",
+            code="not_pending",
+        )
+    folder = master.generation(ws, p["generation"])
+    if folder is None or master.MasterFile(folder).sha256() != p["master_sha256"]:
+        raise IntegrityError(
+            "The generation this import wrote is missing or was changed since it was "
+            "proposed; import the files again.",
+            code="master_corrupt",
+        )
+    return folder
+
+
 def _apply_import(conn: Connection, call: Call, change: dict[str, Any]) -> dict[str, Any]:
-    """A second administrator confirms an import: the generation it wrote is published if the
-    master file is still the one it was merged into and its files still hash as recorded."""
+    """A second administrator confirms an import: recorded first (the `imports` row and the
+    `master.imported` event, in the confirmation's transaction), then, once that committed,
+    the generation it wrote is published — if the master file is still the one it was merged
+    into and its files still hash as proposed."""
     p = change["payload"]
     ws = call.ws
     with ws.lock():
-        live = master.current(ws)
-        if (live.folder.name if live.exists else None) != p["base"]:
-            raise ConflictError(
-                "The master file changed after this import was proposed; import the files again.",
-                code="not_pending",
-            )
-        folder = master.generation(ws, p["generation"])
-        if folder is None or master.MasterFile(folder).sha256() != p["master_sha256"]:
-            raise IntegrityError(
-                "The generation this import wrote is missing or was changed since it was "
-                "proposed; import the files again.",
-                code="master_corrupt",
-            )
-        record = {k: v for k, v in p.items() if k not in ("generation", "base")}
-        _record_import(
-            conn, call, record, {"proposed_by": change["proposed_by"], "change_id": change["id"]}
-        )
-        master.publish(ws, folder)
-    return {"master_sha256": p["master_sha256"], "generation": p["generation"]}
+        _waiting_generation(ws, p)
+    record = {k: v for k, v in p.items() if k not in ("generation", "base")}
+    _record_import(
+        conn, call, record, {"proposed_by": change["proposed_by"], "change_id": change["id"]}
+    )
+
+    def publish() -> dict[str, Any]:
+        with ws.lock():
+            master.publish(ws, _waiting_generation(ws, p))
+        return {}
+
+    return {
+        "master_sha256": p["master_sha256"],
+        "generation": p["generation"],
+        "after_commit": publish,
+    }
 
 
 queue.register("import", _apply_import)

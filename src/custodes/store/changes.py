@@ -43,7 +43,9 @@ KINDS = {
 }
 
 # What confirming each kind does: fn(conn, call, change) -> result, registered by the room
-# that owns the rows, run inside the confirmation's transaction.
+# that owns the rows, run inside the confirmation's transaction. A result may carry
+# "after_commit": a callable run once that transaction has committed (what must never happen
+# without its record, such as publishing a master file), whose dict joins the result.
 Apply = Callable[[Any, Any, dict[str, Any]], dict[str, Any]]
 _APPLY: dict[str, Apply] = {}
 # Kinds about a user account: nobody confirms one about themselves.
@@ -138,9 +140,13 @@ def pending(conn: Connection, subject: str | None = None) -> list[dict[str, Any]
     return [_row(r) for r in conn.execute(q.order_by(changes.c.proposed_at, changes.c.id))]
 
 
-def get_pending(conn: Connection, change_id: str) -> dict[str, Any]:
-    """The pending change with this id, or a coded refusal saying why it cannot be confirmed."""
-    r = conn.execute(select(changes).where(changes.c.id == (change_id or "").strip())).first()
+def get_pending(conn: Connection, change_id: str, *, lock: bool = False) -> dict[str, Any]:
+    """The pending change with this id, or a coded refusal saying why it cannot be confirmed.
+    `lock` holds its row until the transaction ends (PostgreSQL `FOR UPDATE`), so a second
+    confirmer, a superseding proposal or the proposer's suspension waits and then sees it
+    confirmed."""
+    q = select(changes).where(changes.c.id == (change_id or "").strip())
+    r = conn.execute(q.with_for_update() if lock else q).first()
     if r is None:
         raise NotFound(
             "No change has that id; list the pending ones with 'custodes changes list'.",
@@ -158,11 +164,19 @@ def get_pending(conn: Connection, change_id: str) -> dict[str, Any]:
 
 
 def mark_confirmed(conn: Connection, change_id: str, actor: str) -> None:
-    conn.execute(
+    """Claim the change for this confirmation: only while it is still pending (a racing
+    confirmation, supersession or end leaves no row to claim, and nothing is applied)."""
+    done = conn.execute(
         update(changes)
-        .where(changes.c.id == change_id)
+        .where(
+            changes.c.id == change_id,
+            changes.c.confirmed_at.is_(None),
+            changes.c.ended_at.is_(None),
+        )
         .values(confirmed_by=actor, confirmed_at=_now())
-    )
+    ).rowcount
+    if done != 1:
+        raise ConflictError("That change is no longer pending.", code="not_pending")
 
 
 def confirm(call: Any, change_id: str) -> dict[str, Any]:
@@ -171,7 +185,7 @@ def confirm(call: Any, change_id: str) -> dict[str, Any]:
     the change does is applied in the same transaction, and each kind's ledger event names the
     confirmer beside the proposer."""
     with call.transaction() as conn:
-        change = get_pending(conn, change_id)
+        change = get_pending(conn, change_id, lock=True)
         if change["proposed_by"] == call.actor:
             raise AccessDenied(
                 "A second administrator must confirm what you issued.",
@@ -181,8 +195,11 @@ def confirm(call: Any, change_id: str) -> dict[str, Any]:
             raise AccessDenied(
                 "Nobody confirms a change to their own account.", code="separation_of_duties"
             )
-        result = _APPLY[change["kind"]](conn, call, change)
-        mark_confirmed(conn, change["id"], call.actor)
+        mark_confirmed(conn, change["id"], call.actor)  # claimed first, then applied
+        result = dict(_APPLY[change["kind"]](conn, call, change))
+    after = result.pop("after_commit", None)
+    if after is not None:  # what must not happen unless the record committed (a publish)
+        result |= after()
     return {
         "change": change["id"],
         "kind": change["kind"],

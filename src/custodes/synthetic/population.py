@@ -425,7 +425,16 @@ def generate_master(
 ) -> ImportResult:
     """Generate a synthetic master file into the workspace, through the validating import."""
     ws = call.ws
-    if master.current(ws).exists and not replace:
+    current = master.current(ws)
+    if current.exists and not current.synthetic:
+        # Replacing imported records is never one administrator's act: it goes through an
+        # import, confirmed by a second administrator (and a synthetic file is no substitute).
+        raise ConflictError(
+            "The master file holds imported records; a synthetic one never replaces it (use a "
+            "new workspace for synthetic data).",
+            code="real_master_file",
+        )
+    if current.exists and not replace:
         raise ConflictError(
             "The workspace already has a master file; generating would mix synthetic people "
             "into it. Use a new workspace, or --replace to discard the current master file.",
