@@ -20,6 +20,11 @@ from custodes.synthetic import staff as staff_mod
 from custodes.synthetic.staff import PASSWORD, Staff
 from custodes.workspace import Workspace, open_workspace
 
+# Sessions built once per run (the templates') are reused for its whole length: the
+# inactivity timeout (15 minutes by default) is lengthened for the tests, and tested itself by
+# test_access.py::test_an_idle_session_ends.
+os.environ.setdefault("CUSTODES_IDLE_MINUTES", "720")
+
 PG_ADMIN_URL = os.environ.get(
     "CUSTODES_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

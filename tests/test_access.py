@@ -43,6 +43,7 @@ from custodes.ledger import log
 from custodes.ledger.events import Event
 from custodes.services import users as svc
 from custodes.store.tables import access_log, ledger_events
+from custodes.store.tables import sessions as sessions_table
 from custodes.synthetic import staff as staff_mod
 from custodes.synthetic.staff import PASSWORD as PW
 from custodes.synthetic.staff import Staff
@@ -1007,3 +1008,31 @@ def test_a_confirmation_covers_only_the_terms_it_showed(staff: Staff) -> None:
     assert exc.value.code == "already_granted"
     with ws.engine.connect() as conn:
         assert "administrator" in users.roles_of(conn, "admin2")
+
+
+def test_an_idle_session_ends(staff: Staff, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #24, item 10 (AC-11/AC-12): a person's session (console, API, command line) that
+    nothing was done with for longer than the inactivity timeout (15 minutes by default,
+    CUSTODES_IDLE_MINUTES) ends at its next use; an agency's API key is not affected. Time is
+    moved by setting the session's last use back in the store, not by waiting."""
+    ws = staff.ws
+    monkeypatch.delenv("CUSTODES_IDLE_MINUTES")
+    assert sessions.idle_minutes() == 15
+    officer, agency = staff["officer"], staff["requester"]
+    assert enter(ws, officer, "process").actor == "officer"  # used now: alive
+    with ws.engine.begin() as conn:
+        conn.execute(
+            sa.update(sessions_table).values(
+                last_used_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=16)
+            )
+        )
+    with pytest.raises(Unauthenticated) as exc:
+        enter(ws, officer, "process")
+    assert exc.value.code == "session_ended" and "inactivity" in exc.value.message
+    with pytest.raises(Unauthenticated):  # and it stays ended
+        enter(ws, officer, "process")
+    assert enter(ws, agency, "requests.list").actor == "requester"  # a key is not affected
+    monkeypatch.setenv("CUSTODES_IDLE_MINUTES", "never")
+    with pytest.raises(CustodesError) as bad:
+        sessions.idle_minutes()
+    assert bad.value.code == "bad_configuration"

@@ -194,6 +194,7 @@ def enter(
     with ws.engine.begin() as conn:
         try:
             row = sessions.live(conn, who.token_sha256, claimed=who.name)
+            sessions.keep_alive(conn, who.token_sha256)  # a person's idle session ends here
             roles = roles_of(conn, who.name)
             if not roles & set(ACTIONS[action]):
                 raise AccessDenied(

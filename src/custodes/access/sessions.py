@@ -63,7 +63,9 @@ ENDED = {
     "suspended": "the user was suspended",
     "issuer_suspended": "the administrator who issued the key was suspended",
     "credentials_reset": "the user's credentials were reset",
+    "idle": "nothing was done with it for longer than the inactivity timeout",
 }
+IDLE_MINUTES = 15.0  # AC-11/AC-12; CUSTODES_IDLE_MINUTES sets another
 
 
 def record(
@@ -114,6 +116,7 @@ def _open(
             kind=kind,
             created_at=t,
             expires_at=t + lifetime,
+            last_used_at=t,
             **extra,
         )
     )
@@ -427,3 +430,55 @@ def system_use_notice() -> str:
             code="bad_configuration",
         ) from None
     return " ".join(text.split())
+
+
+def idle_minutes() -> float:
+    value = os.environ.get("CUSTODES_IDLE_MINUTES")
+    if value is None:
+        return IDLE_MINUTES
+    try:
+        minutes = float(value)
+    except ValueError:
+        minutes = -1.0
+    if not 0 < minutes <= 7 * 24 * 60:
+        raise WorkspaceError(
+            "CUSTODES_IDLE_MINUTES is the inactivity timeout in minutes (more than 0, at most "
+            "a week).",
+            code="bad_configuration",
+        )
+    return minutes
+
+
+def keep_alive(conn: Connection, token_sha256: str) -> None:
+    """The inactivity timeout (NIST SP 800-53 AC-11/AC-12, as IRS Publication 1075 asks): a
+    person's session (console, API, command line) not used for longer than it ends now, in
+    this transaction; otherwise it is marked used now. An agency's API key is not affected."""
+    row = conn.execute(
+        select(sessions.c.kind, sessions.c.last_used_at).where(
+            sessions.c.token_sha256 == token_sha256
+        )
+    ).first()
+    if row is None or row.kind == "key":
+        return
+    t = now()
+    minutes = idle_minutes()
+    if (
+        row.last_used_at is not None
+        and aware(row.last_used_at)
+        + dt.timedelta(  # type: ignore[operator]
+            minutes=minutes
+        )
+        < t
+    ):
+        conn.execute(
+            update(sessions)
+            .where(sessions.c.token_sha256 == token_sha256, sessions.c.ended_at.is_(None))
+            .values(ended_at=t, ended_reason="idle")
+        )
+        raise Unauthenticated(
+            f"The session has ended ({ENDED['idle']}, {minutes:g} minutes); sign in again.",
+            code="session_ended",
+        )
+    conn.execute(
+        update(sessions).where(sessions.c.token_sha256 == token_sha256).values(last_used_at=t)
+    )

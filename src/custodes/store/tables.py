@@ -278,7 +278,8 @@ sessions = Table(
     Column("issued_by", String(64)),  # API keys: the administrator who issued it
     Column("confirmed_by", String(64)),  # API keys: the second administrator
     Column("ended_at", DateTime(timezone=True)),
-    Column("ended_reason", String(32)),  # signed_out, suspended, issuer_suspended
+    Column("ended_reason", String(32)),  # signed_out, suspended, issuer_suspended, idle
+    Column("last_used_at", DateTime(timezone=True)),  # for the inactivity timeout
 )
 
 # One-time enrolment codes (stored as hashes): a new user sets their own password with one.
