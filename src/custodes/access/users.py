@@ -117,6 +117,15 @@ def active_holders(conn: Connection, role: str) -> set[str]:
     return {u for u, exp in rows if exp is None or aware(exp) > t}
 
 
+def _two_administrators_remain(conn: Connection, name: str, why: str) -> None:
+    """Refuse (`last_administrators`, saying `why`) to take `name` out of action when they are
+    one of the last two active administrators: every power takes two."""
+    if "administrator" in roles_of(conn, name) and len(active_holders(conn, "administrator")) <= 2:
+        raise ConflictError(
+            f"{why}; confirm a third administrator first.", code="last_administrators"
+        )
+
+
 def has_users(ws: Workspace) -> bool:
     with ws.engine.connect() as conn:
         return bool(conn.execute(select(func.count()).select_from(users)).scalar())
@@ -481,152 +490,6 @@ def confirm_change(call: Call, change_id: str) -> dict[str, Any]:
     return queue.confirm(call, change_id)
 
 
-def _confirm_roles(
-    conn: Connection, call: Call, name: str, roles: list[str], by: str, terms: dict[str, Any]
-) -> list[str]:
-    """Confirm the pending grants of `roles` that `by` made, on exactly the terms the change
-    showed the confirmer (legal basis, last day): a grant re-issued on other terms since is
-    not confirmed by it. Returns those confirmed."""
-    waiting = [
-        r.role
-        for r in conn.execute(
-            select(grants.c.role, grants.c.basis, grants.c.expires_at).where(
-                grants.c.user_name == name,
-                grants.c.role.in_(roles),
-                grants.c.granted_by == by,
-                grants.c.confirmed_at.is_(None),
-            )
-        )
-        if r.basis == terms.get("basis")
-        and (aware(r.expires_at).isoformat() if r.expires_at else None) == terms.get("expires")
-    ]
-    for role in waiting:
-        check_roles(set(roles_of(conn, name)) | {role})
-    conn.execute(
-        update(grants)
-        .where(grants.c.user_name == name, grants.c.role.in_(waiting))
-        .values(confirmed_by=call.actor, confirmed_at=now())
-    )
-    return sorted(waiting)
-
-
-def _confirmed_event(call: Call, change: dict[str, Any], **data: Any) -> Event:
-    return Event(
-        "user.confirmed",
-        actor=call.actor,
-        data={
-            "user": change["subject"],
-            "roles": [],
-            "keys": 0,
-            "change": change["id"],
-            "proposed_by": change["proposed_by"],
-            **data,
-        },
-    )
-
-
-def _apply_user(conn: Connection, call: Call, change: dict[str, Any]) -> dict[str, Any]:
-    p = change["payload"]
-    roles = _confirm_roles(conn, call, change["subject"], p["roles"], change["proposed_by"], p)
-    second = _issue_second_half(conn, p["enrolment"], call.actor) if p["enrolment"] else None
-    log.append(
-        conn,
-        [_confirmed_event(call, change, roles=roles, enrolment_second_half=second is not None)],
-    )
-    return _confirmed(change["subject"], roles, 0, second)
-
-
-def _apply_grant(conn: Connection, call: Call, change: dict[str, Any]) -> dict[str, Any]:
-    role = change["payload"]["role"]
-    roles = _confirm_roles(
-        conn, call, change["subject"], [role], change["proposed_by"], change["payload"]
-    )
-    if not roles:
-        raise ConflictError("That grant is no longer pending.", code="not_pending")
-    log.append(conn, [_confirmed_event(call, change, roles=roles)])
-    return _confirmed(change["subject"], roles, 0, None)
-
-
-def _apply_key(conn: Connection, call: Call, change: dict[str, Any]) -> dict[str, Any]:
-    done = conn.execute(
-        update(sessions)
-        .where(
-            sessions.c.token_sha256 == change["payload"]["key"],
-            sessions.c.user_name == change["subject"],
-            sessions.c.kind == "key",
-            sessions.c.confirmed_by.is_(None),
-            sessions.c.ended_at.is_(None),
-        )
-        .values(confirmed_by=call.actor)
-    ).rowcount
-    if not done:
-        raise ConflictError("That key has ended or is already confirmed.", code="not_pending")
-    log.append(conn, [_confirmed_event(call, change, keys=1)])
-    return _confirmed(change["subject"], [], 1, None)
-
-
-def _apply_reset(conn: Connection, call: Call, change: dict[str, Any]) -> dict[str, Any]:
-    second = _issue_second_half(conn, change["payload"]["enrolment"], call.actor)
-    log.append(conn, [_confirmed_event(call, change, enrolment_second_half=True)])
-    return _confirmed(change["subject"], [], 0, second)
-
-
-def _confirmed(name: str, roles: list[str], keys: int, second: str | None) -> dict[str, Any]:
-    return {
-        "user": name,
-        "confirmed_roles": roles,
-        "confirmed_keys": keys,
-        "enrolment_code_second_half": second,
-        "enrolment_hours": ENROLMENT_HOURS if second else None,
-    }
-
-
-def _apply_policy(conn: Connection, call: Call, change: dict[str, Any]) -> dict[str, Any]:
-    key, value = change["subject"], change["payload"]["value"]
-    row = conn.execute(select(policy).where(policy.c.key == key)).first()
-    if row is None or row.pending != value or row.pending_by != change["proposed_by"]:
-        raise ConflictError(f"That change to '{key}' is no longer pending.", code="not_pending")
-    conn.execute(
-        update(policy)
-        .where(policy.c.key == key)
-        .values(
-            value=value,
-            set_by=row.pending_by,
-            confirmed_by=call.actor,
-            set_at=now(),
-            pending=None,
-            pending_by=None,
-            pending_at=None,
-        )
-    )
-    log.append(
-        conn,
-        [
-            Event(
-                "policy.confirmed",
-                actor=call.actor,
-                data={
-                    "key": key,
-                    "value": value,
-                    "proposed_by": row.pending_by,
-                    "change": change["id"],
-                },
-            )
-        ],
-    )
-    return {"key": key, "value": value}
-
-
-for _kind, _fn in (
-    ("user", _apply_user),
-    ("grant", _apply_grant),
-    ("key", _apply_key),
-    ("reset", _apply_reset),
-    ("policy", _apply_policy),
-):
-    queue.register(_kind, _fn)
-
-
 def issue_enrolment(call: Call, name: str) -> dict[str, Any]:
     """A credential reset (after a lost password or device): the user's sessions end and their
     password and second factor are cleared now, so they cannot act until they enrol again.
@@ -644,16 +507,12 @@ def issue_enrolment(call: Call, name: str) -> dict[str, Any]:
                 "Nobody resets their own credentials; ask another administrator.",
                 code="separation_of_duties",
             )
-        if (
-            "administrator" in roles_of(conn, name)
-            and len(active_holders(conn, "administrator")) <= 2
-        ):
-            raise ConflictError(
-                "Resetting this administrator would leave one who can act, and a reset needs a "
-                "second administrator to complete (never the one reset); confirm a third "
-                "administrator first.",
-                code="last_administrators",
-            )
+        _two_administrators_remain(
+            conn,
+            name,
+            "Resetting this administrator would leave one who can act, and a reset needs a "
+            "second administrator to complete (never the one reset)",
+        )
         code = _issue_enrolment(conn, name, call.actor)
         conn.execute(
             update(users).where(users.c.name == name).values(password_hash=None, totp_secret=None)
@@ -766,16 +625,12 @@ def suspend(call: Call, name: str, reason: str) -> dict[str, Any]:
         row = _user(conn, name)
         if row.status == "suspended":
             raise ConflictError(f"User {name} is already suspended.", code="already_suspended")
-        if (
-            "administrator" in roles_of(conn, name)
-            and len(active_holders(conn, "administrator")) <= 2
-        ):
-            raise ConflictError(
-                "Suspending this administrator would leave fewer than two, and custodes needs "
-                "two administrators to change anything (reinstatement included); confirm a "
-                "third administrator first.",
-                code="last_administrators",
-            )
+        _two_administrators_remain(
+            conn,
+            name,
+            "Suspending this administrator would leave fewer than two, and custodes needs "
+            "two administrators to change anything (reinstatement included)",
+        )
         ended = _end_sessions(conn, sessions.c.user_name == name, "suspended")
         issued = _end_sessions(
             conn,
