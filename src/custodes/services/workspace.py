@@ -10,7 +10,6 @@ from custodes.access import caller as _caller
 from custodes.access.roles import ACTIONS
 from custodes.errors import ConflictError
 from custodes.ledger import keys as ledger_keys
-from custodes.records.master import summary
 from custodes.workspace import Workspace, init_workspace
 from custodes.workspace import open_workspace as _open_workspace
 
@@ -25,8 +24,13 @@ def open_workspace(
     pool_size: int | None = None,
 ) -> Workspace:
     """Open an existing workspace (refused when missing, outdated or readable by others);
-    `pool_size` for a server, sized with its admission limits."""
-    return _open_workspace(home, store_url, pool_size=pool_size)
+    `pool_size` for a server, sized with its admission limits. A server also pays the sign-in
+    check's one-off set-up now, so that its first sign-in under an unknown name takes as long
+    as any other (a command line pays it only when it checks a password)."""
+    ws = _open_workspace(home, store_url, pool_size=pool_size)
+    if pool_size is not None:
+        credentials.warm()
+    return ws
 
 
 def caller(ws: Workspace, token: str | None) -> Caller:
@@ -145,9 +149,11 @@ def whoami(call: CheckedCall) -> dict[str, Any]:
 @service("status")
 def status(call: CheckedCall) -> dict[str, Any]:
     """The workspace's store and master file (counts only, no personal data)."""
+    from custodes.records import master  # DuckDB: only for this command, not every one
+
     ws = call.ws
     return {
         "home": str(ws.home),
         "store": ws.engine.url.render_as_string(hide_password=True),
-        "master_file": summary(ws),
+        "master_file": master.summary(ws),
     }
