@@ -75,7 +75,14 @@ def _csv_header(path: Path) -> list[str]:
     with open(path, "rb") as fh:
         head = fh.read(1 << 20)
     text = head.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="surrogateescape")
-    names = next(csv.reader(io.StringIO(text, newline="")), [])
+    try:
+        names = next(csv.reader(io.StringIO(text, newline="")), [])
+    except csv.Error:  # a name over the csv module's field limit (128 KiB), or a stray NUL
+        raise InputError(
+            f"{path.name}:1: the header line is not a CSV header (a name far too long, or an "
+            "unclosed quote).",
+            code="bad_csv",
+        ) from None
     if any(any("\udc80" <= ch <= "\udcff" for ch in n) for n in names):
         raise InputError(
             f"{path.name}:1: the header is not valid UTF-8 text (save the file as UTF-8).",
