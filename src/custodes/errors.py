@@ -256,7 +256,7 @@ REGISTRY: dict[str, Code] = {
     ),
     "file_too_large": Code(InputError, "File too large", 413),
     "body_too_large": Code(InputError, "Body too large", 413),
-    "too_many_items": Code(InputError, "Too many items", 413),
+    "too_many_rows": Code(InputError, "Too many rows", 413),
     "unsupported_media_type": Code(InputError, "Unsupported media type", 415),
     "method_not_allowed": Code(InputError, "Method not allowed", 405),
     **_codes(
