@@ -255,6 +255,8 @@ REGISTRY: dict[str, Code] = {
         personal_data="Personal data refused",
     ),
     "file_too_large": Code(InputError, "File too large", 413),
+    "body_too_large": Code(InputError, "Body too large", 413),
+    "too_many_rows": Code(InputError, "Too many rows", 413),
     "unsupported_media_type": Code(InputError, "Unsupported media type", 415),
     "method_not_allowed": Code(InputError, "Method not allowed", 405),
     **_codes(
@@ -296,7 +298,12 @@ REGISTRY: dict[str, Code] = {
         bad_enrolment="Enrolment refused",
         console_session="Console session outside the console",
     ),
-    **_codes(RateLimited, rate_limited="Too many requests", locked="Too many failed sign-ins"),
+    **_codes(
+        RateLimited,
+        rate_limited="Too many requests",
+        locked="Too many failed sign-ins",
+        job_quota="Too many jobs waiting or running",
+    ),
     **_codes(
         Overloaded,
         overloaded="Server busy",
