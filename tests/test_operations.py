@@ -8,13 +8,14 @@ import re
 import shutil
 import sqlite3
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import PG_ADMIN_URL, Template, copy_template, keyed_in, make_workspace
 from sqlalchemy.exc import ProgrammingError
 
+from conftest import PG_ADMIN_URL, Template, copy_template, keyed_in, make_workspace
 from custodes.ledger.note import Checkpoint, Note
 from custodes.requests.lifecycle import current_state
 from custodes.services import decisions as decisions_svc
@@ -69,9 +70,11 @@ def test_custodes_runs_as_the_least_privileged_database_user(tmp_path: Path, pg_
             "CREATE TABLE intruder (i int)",
             "DROP TABLE users",
         ):
-            with pytest.raises(ProgrammingError, match="permission denied|must be owner"):
-                with ws.engine.begin() as conn:
-                    conn.exec_driver_sql(refused)
+            with (
+                pytest.raises(ProgrammingError, match=r"permission denied|must be owner"),
+                ws.engine.begin() as conn,
+            ):
+                conn.exec_driver_sql(refused)
     finally:
         if ws is not None:
             ws.close()
@@ -97,6 +100,12 @@ def _released(ws: Workspace, people: Staff, folder: Path, out: Path, seed: int) 
     decisions_svc.approve(ws, people["approver"], rid)
     assert decisions_svc.release(ws, people["officer"], rid, out).disclosed > 0
     return rid
+
+
+def _sqlite_backup(source: Path, target: Path) -> None:
+    """SQLite's online backup API (what the sqlite3 shell's .backup and .restore run)."""
+    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
 
 
 def _checkpoint(folder: Path) -> Checkpoint:
@@ -128,8 +137,7 @@ def test_a_released_workspace_restored_elsewhere_verifies_and_continues_without_
     # (sqlite3 ".backup"), then the folder without the store's files.
     backup = tmp_path / "backup"
     backup.mkdir()
-    with sqlite3.connect(home / "custodes.db") as src, sqlite3.connect(backup / "custodes.db") as dst:
-        src.backup(dst)
+    _sqlite_backup(home / "custodes.db", backup / "custodes.db")
     shutil.copytree(home, backup / "folder", ignore=shutil.ignore_patterns("custodes.db*"))
     # The original site is retired (the guide: only one copy of a deployment runs).
     shutil.rmtree(tmp_path / "site")
@@ -137,10 +145,7 @@ def test_a_released_workspace_restored_elsewhere_verifies_and_continues_without_
     # Restore elsewhere: the folder, then the store back inside it (".restore").
     restored = tmp_path / "elsewhere" / "custodes"
     shutil.copytree(backup / "folder", restored)
-    with sqlite3.connect(backup / "custodes.db") as src, sqlite3.connect(
-        restored / "custodes.db"
-    ) as dst:
-        src.backup(dst)
+    _sqlite_backup(backup / "custodes.db", restored / "custodes.db")
     assert "elsewhere" not in (restored / RECORD).read_text()  # recorded relative to the folder
     ws = open_workspace(restored)
     people = Staff(ws, dict(people.callers), people.password)

@@ -8,7 +8,6 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import make_workspace
-
 from custodes.errors import WorkspaceError
 from custodes.store import engine as store_engine
 from custodes.store.tables import metadata

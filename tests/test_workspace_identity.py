@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import make_workspace
 from typer.testing import CliRunner
 
+from conftest import make_workspace
 from custodes.cli import app
 from custodes.errors import ConflictError, CustodesError, InputError, WorkspaceError
 from custodes.services import ledger as ledger_svc
@@ -176,9 +176,10 @@ def test_a_workspace_made_before_the_record_is_refused_until_init_records_it(
     assert _code(exc) == "unrecorded_workspace" and "custodes init" in exc.value.message
     ws_svc.init(home)  # its key signed the store's checkpoints: unambiguous, recorded
     ws = open_workspace(home)
-    assert identity.read(ws.engine)[identity.LEDGER_VKEY] == json.loads(
-        (home / RECORD).read_text()
-    )[identity.LEDGER_VKEY]
+    assert (
+        identity.read(ws.engine)[identity.LEDGER_VKEY]
+        == json.loads((home / RECORD).read_text())[identity.LEDGER_VKEY]
+    )
     assert ledger_svc.verify_store(ws, people.admin).ok
     assert _signed_checkpoint(ws, people.admin) >= size
     ws.close()

@@ -81,16 +81,14 @@ def _parse(url: str) -> URL:
 def public_url(url: str) -> str:
     """The URL without its password (what a record, a log or an error may show)."""
     u = _parse(url)
-    bare = URL.create(
-        u.drivername, u.username, None, u.host, u.port, u.database, u.query
-    )
+    bare = URL.create(u.drivername, u.username, None, u.host, u.port, u.database, u.query)
     return bare.render_as_string(hide_password=False)
 
 
 def _sqlite_file(url: str) -> Path | None:
     """The file of a SQLite URL (None for another database or an in-memory one)."""
     u = _parse(url)
-    if not u.get_backend_name() == "sqlite" or u.database in (None, "", ":memory:"):
+    if u.get_backend_name() != "sqlite" or u.database in (None, "", ":memory:"):
         return None
     return Path(u.database)
 

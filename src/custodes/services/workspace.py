@@ -27,7 +27,6 @@ from custodes.workspace import (
     init_workspace,
     owner_only,
     public_url,
-    read_record,
     resolve_home,
     write_record,
 )
@@ -71,13 +70,15 @@ def csrf_token(ws: Workspace, token: str) -> str:
     return credentials.csrf_token(ws, token)
 
 
+def _fingerprint(secrets_key: bytes) -> str:
+    """A secrets key's identity: an HMAC of a fixed label under it (it reveals nothing of it)."""
+    return hmac.new(secrets_key.strip(), b"custodes/secrets-id/v1", hashlib.sha256).hexdigest()
+
+
 def _secrets_id(ws: Workspace) -> str | None:
-    """A fingerprint of the secrets key (an HMAC of a fixed label: it reveals nothing of the
-    key), or None when the workspace has none."""
+    """The fingerprint of the workspace's secrets key, or None when it has none."""
     path = credentials.secrets_key_path(ws)
-    if not path.exists():
-        return None
-    return hmac.new(path.read_bytes().strip(), b"custodes/secrets-id/v1", hashlib.sha256).hexdigest()
+    return _fingerprint(path.read_bytes()) if path.exists() else None
 
 
 def _has_ledger(ws: Workspace) -> bool:
@@ -243,9 +244,9 @@ def join(
             "Joining needs the deployment's store: give --store-url (or CUSTODES_STORE_URL).",
             code="bad_argument",
         )
-    if (path / MARKER).exists() or read_record(path) is not None:
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise ConflictError(
-            f"{path} is already a custodes workspace; join makes a new one.",
+            f"{path} already exists and is not an empty folder; join makes a new workspace.",
             code="workspace_exists",
         )
     signer = _ledger_key_from(ledger_key) if ledger_key else None
@@ -273,18 +274,13 @@ def join(
                     code="bad_argument",
                 ) from None
         _check_ledger_key(ws, held, signer)
-        if secrets is not None:
-            fingerprint = hmac.new(
-                secrets.strip(), b"custodes/secrets-id/v1", hashlib.sha256
-            ).hexdigest()
-        else:
-            fingerprint = _secrets_id(ws)
-            if fingerprint is None:
-                raise WorkspaceError(
-                    "Joining needs the deployment's secrets key: give --secrets-key (or "
-                    "CUSTODES_SECRETS_KEY).",
-                    code="no_secrets_key",
-                )
+        fingerprint = _fingerprint(secrets) if secrets is not None else _secrets_id(ws)
+        if fingerprint is None:
+            raise WorkspaceError(
+                "Joining needs the deployment's secrets key: give --secrets-key (or "
+                "CUSTODES_SECRETS_KEY).",
+                code="no_secrets_key",
+            )
         _check_secrets_key(held, fingerprint)
         # Every check passed: only now is anything written, and only in the new folder.
         path.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -24,15 +24,19 @@ STORE_ID, LEDGER_VKEY, SECRETS_ID = "store_id", "ledger_vkey", "secrets_id"
 KEYS = (STORE_ID, LEDGER_VKEY, SECRETS_ID)
 
 
-def read(engine: Engine) -> dict[str, str]:
-    """The identity rows the store holds (absent keys left out)."""
-    with engine.connect() as conn:
-        rows = conn.execute(select(meta.c.key, meta.c.value).where(meta.c.key.in_(KEYS))).all()
+def _held(conn: Connection) -> dict[str, str]:
+    rows = conn.execute(select(meta.c.key, meta.c.value).where(meta.c.key.in_(KEYS))).all()
     return {k: v for k, v in rows}
 
 
+def read(engine: Engine) -> dict[str, str]:
+    """The identity rows the store holds (absent keys left out)."""
+    with engine.connect() as conn:
+        return _held(conn)
+
+
 def _add_missing(conn: Connection, values: dict[str, str]) -> dict[str, str]:
-    held = {k: v for k, v in conn.execute(select(meta.c.key, meta.c.value).where(meta.c.key.in_(KEYS))).all()}
+    held = _held(conn)
     for key, value in values.items():
         if key not in held:
             conn.execute(insert(meta).values(key=key, value=value))
