@@ -65,12 +65,6 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
     return Path(value).expanduser().resolve()
 
 
-def resolve_store_url(home: Path, store_url: str | None = None) -> str:
-    """The store URL a new workspace gets: the argument, else $CUSTODES_STORE_URL, else the
-    SQLite file in the workspace. (An existing workspace uses the URL it recorded.)"""
-    return store_url or os.environ.get("CUSTODES_STORE_URL") or f"sqlite:///{home / 'custodes.db'}"
-
-
 def _parse(url: str) -> URL:
     try:
         return make_url(url)
@@ -140,9 +134,9 @@ def write_record(home: Path, store_url: str, ids: dict[str, str]) -> None:
 
 
 def _choose_url(home: Path, record: dict[str, str] | None, store_url: str | None) -> str:
-    """The URL to open: the one given (argument or $CUSTODES_STORE_URL) or the recorded one.
-    A given URL that differs from the record (other than by its password) is used only if it
-    reaches the same store, which `check_identity` decides once connected."""
+    """The URL to open: the one given (argument or $CUSTODES_STORE_URL), else the recorded one,
+    else (a new workspace) the SQLite file in it. A given URL is used only if it reaches the
+    recorded store, which `check_identity` decides once connected."""
     given = store_url or os.environ.get("CUSTODES_STORE_URL")
     if record is None:
         return given or f"sqlite:///{home / 'custodes.db'}"
@@ -310,10 +304,10 @@ def init_workspace(
             "at it (docs/operations.md). A new store is made only with a new workspace.",
             code="store_missing",
         )
+    if record is not None:  # before migrating anything: only the recorded store is upgraded
+        check_identity(ws, record)
     store_engine.upgrade(ws.engine)
     identity.ensure_store_id(ws.engine)
-    if record is not None:
-        check_identity(ws, record)
     (path / MARKER).write_text("custodes workspace\n")
     return ws, created
 
