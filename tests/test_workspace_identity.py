@@ -280,3 +280,15 @@ def test_a_second_host_joins_and_both_sign_one_ledger(
     assert _code(exc) == "ledger_key_mismatch"
     host1.close()
     host2.close()
+
+
+def test_a_key_made_later_for_the_same_ledger_signs_nothing(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "w")
+    people = staff_mod.administrators(ws)
+    _signed_checkpoint(ws, people.admin)
+    (ws.keys / "ledger.key").unlink()  # lost, or removed to make another
+    ledger_svc.keygen(ws, people.admin)
+    with pytest.raises(ConflictError) as exc:
+        _signed_checkpoint(ws, people.admin)
+    assert _code(exc) == "ledger_key_mismatch"
+    ws.close()
