@@ -41,6 +41,7 @@ R = TypeVar("R")
 # this pattern: "Lazily Loading Subcommands"), so the small class below does it.
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("workspace", "Create a workspace, or bring one up to date."),
+    "join": ("workspace", "Join a deployment: a second host on its shared store."),
     "status": ("workspace", "Summarise the workspace: store and master file."),
     "login": ("workspace", "Sign in: a server-side session for this shell user."),
     "logout": ("workspace", "Sign out: end the session and forget it here."),
