@@ -9,12 +9,13 @@ import threading
 import pytest
 import sqlalchemy as sa
 
+from custodes.store.engine import make_engine
 from custodes.store.group import GroupCommit
 
 
 @pytest.fixture
 def engine(tmp_path):  # type: ignore[no-untyped-def]
-    eng = sa.create_engine(f"sqlite:///{tmp_path / 'g.db'}")
+    eng = make_engine(f"sqlite:///{tmp_path / 'g.db'}")  # WAL, as a workspace's store
     with eng.begin() as conn:
         conn.execute(sa.text("CREATE TABLE t (n INTEGER PRIMARY KEY)"))
     yield eng
@@ -80,3 +81,90 @@ def test_a_bad_write_fails_only_its_caller(engine) -> None:  # type: ignore[no-u
         t.join()
     assert len(errors) == 1
     assert _count(engine) == 8  # 1 (first), 2..8 once each
+
+
+# --- the door records through it ----------------------------------------------------------
+
+
+def _access_rows(ws, action: str) -> int:  # type: ignore[no-untyped-def]
+    from custodes.store.tables import access_log
+
+    with ws.engine.connect() as conn:
+        return conn.execute(
+            sa.select(sa.func.count()).select_from(access_log).where(access_log.c.action == action)
+        ).scalar_one()
+
+
+def test_concurrent_calls_are_each_recorded_in_the_ledger_before_they_go_on(staff) -> None:  # type: ignore[no-untyped-def]
+    """Sixteen callers at once: every call is in the access log and the ledger the moment the
+    door lets it through, and the ledger still verifies."""
+    from custodes.access import enter
+    from custodes.ledger import log
+    from custodes.ledger import service as ledger
+
+    ws, people = staff.ws, staff
+    who = people["officer"]
+    before = _access_rows(ws, "requests.read")
+    with ws.engine.connect() as conn:
+        size = log.state(conn).size
+    start = threading.Barrier(16)
+    sizes: list[int] = []
+
+    def caller() -> None:
+        start.wait()
+        for _ in range(10):
+            enter(ws, who, "requests.read")
+            with ws.engine.connect() as conn:
+                sizes.append(log.state(conn).size)
+
+    threads = [threading.Thread(target=caller) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert _access_rows(ws, "requests.read") == before + 160
+    with ws.engine.connect() as conn:
+        assert log.state(conn).size == size + 160
+    assert min(sizes) > size
+    assert ledger.audit_store(ws).ok
+
+
+def test_a_polled_job_and_whoami_are_recorded_first_and_when_they_change(staff) -> None:  # type: ignore[no-untyped-def]
+    from custodes.services import workspace as ws_svc
+
+    ws, admin = staff.ws, staff.admin
+    before = _access_rows(ws, "session")
+    for _ in range(5):
+        ws_svc.whoami(ws, admin)
+    assert _access_rows(ws, "session") == before + 1  # a page asks on every load
+    other = staff.login(staff_name(staff))  # another credential is another first time
+    ws_svc.whoami(ws, other)
+    assert _access_rows(ws, "session") == before + 2
+
+
+def staff_name(staff) -> str:  # type: ignore[no-untyped-def]
+    return next(n for n in staff.callers if n not in ("admin",))
+
+
+def test_a_polled_job_is_recorded_when_first_read_and_when_its_state_changes(staff) -> None:  # type: ignore[no-untyped-def]
+    """The job's rows are made and moved by the store's own job functions (what the server's
+    worker does), the reads go through the service a job page polls."""
+    from custodes.services import jobs as jobs_svc
+    from custodes.store import jobs as rows
+
+    ws, officer = staff.ws, staff["officer"]
+    job_id = rows.create(ws.engine, "process", None, officer.name)
+    before = _access_rows(ws, "jobs.read")
+
+    def poll(times: int) -> None:
+        for _ in range(times):
+            jobs_svc.job(ws, officer, job_id)
+
+    poll(4)  # queued
+    assert _access_rows(ws, "jobs.read") == before + 1
+    rows.claim(ws.engine, job_id)
+    poll(4)  # running
+    assert _access_rows(ws, "jobs.read") == before + 2
+    rows.finish(ws.engine, job_id, "succeeded", result={"ok": True})
+    poll(4)  # ended
+    assert _access_rows(ws, "jobs.read") == before + 3

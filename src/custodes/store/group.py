@@ -19,11 +19,14 @@ others' down with it).
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
+
+from custodes import failpoints
 
 Write = Callable[[Connection], None]
 
@@ -77,6 +80,7 @@ class GroupCommit:
             with self.engine.begin() as conn:
                 for e in batch:
                     e.write(conn)
+                failpoints.hit("group_commit.before_commit")
             self.commits += 1
             self.writes += len(batch)
             return
@@ -92,3 +96,16 @@ class GroupCommit:
                 self.writes += 1
             except BaseException as exc:
                 e.error = exc
+
+
+_groups: weakref.WeakKeyDictionary[Engine, GroupCommit] = weakref.WeakKeyDictionary()
+_groups_lock = threading.Lock()
+
+
+def of(engine: Engine) -> GroupCommit:
+    """The group commit of an engine (one per engine, made on first use)."""
+    with _groups_lock:
+        found = _groups.get(engine)
+        if found is None:
+            found = _groups[engine] = GroupCommit(engine)
+        return found
