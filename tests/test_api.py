@@ -204,6 +204,9 @@ ROUTES = {
     ("POST", "/v1/requests/{id}/recall"): "recall",
     ("GET", "/v1/recalls"): "recalls.read",
     ("POST", "/v1/recalls/{recall}/certify"): "recall.certify",
+    ("GET", "/v1/recalls/{recall}/notice"): "recalls.read",
+    ("GET", "/v1/recalls/{recall}/notice.txt"): "recalls.read",
+    ("POST", "/v1/recalls/{recall}/acknowledgement"): "recall.acknowledge",
     ("POST", "/v1/records/inspect"): "records.show",
     ("GET", "/v1/rules/changes"): "rules.read",
     ("POST", "/v1/rules/changes/{sha}/approve"): "rules.change",
@@ -574,10 +577,63 @@ def test_staff_operations_over_http(api: Api) -> None:
     released = [r for r in api.get("/v1/requests", "officer").json() if r["state"] == "released"]
     assert released, "the main job test releases a request first"
     rid = released[0]["id"]
+    outcomes = api.get(f"/v1/requests/{rid}/outcomes?outcome=DISCLOSE", "officer").json()
+    first_item = outcomes["items"][0]["item_id"]
+    # chosen items only (the console's and the CLI's --items): an item not disclosed is refused
+    _problem(
+        api.post(
+            f"/v1/requests/{rid}/recall",
+            "officer",
+            json={"reason": "court ruling", "items": [first_item, "item-none"]},
+        ),
+        404,
+        "not_disclosed",
+    )
+    one = api.post(
+        f"/v1/requests/{rid}/recall",
+        "officer",
+        json={"reason": "wrong person", "items": [first_item]},
+    )
+    assert one.status_code == 200 and one.json()["items"] == 1, one.text
+    assert api.get(f"/v1/requests/{rid}", "requester").json()["state"] == "released"
     r = api.post(f"/v1/requests/{rid}/recall", "officer", json={"reason": "court ruling"})
     assert r.status_code == 200, r.text
     recall_id = r.json()["recall_id"]
-    assert [x["status"] for x in api.get("/v1/recalls", "auditor").json()] == ["open"]
+    assert [x["status"] for x in api.get("/v1/recalls", "auditor").json()] == ["open", "open"]
+    # Issue #24 item 7: the agency learns of its recalls, downloads each notice, acknowledges
+    mine = api.get("/v1/recalls", "requester").json()
+    assert [x["recall_id"] for x in mine] == [one.json()["recall_id"], recall_id]
+    assert mine[1]["requests"] == [rid] and mine[1]["reason"] == "court ruling"
+    assert mine[1]["acknowledged"] == [] and mine[1]["notice"] is True
+    assert mine[1]["at"].endswith("+00:00")
+    assert api.get("/v1/recalls", "other-agency").json() == []
+    notice = api.get(f"/v1/recalls/{recall_id}/notice", "requester").json()
+    assert notice["recall_id"] == recall_id and notice["reason"] == "court ruling"
+    assert [x["request_id"] for x in notice["requests"]] == [rid]
+    assert first_item not in notice["requests"][0]["items"]  # recalled by the first recall
+    assert len(notice["requests"][0]["items"]) == r.json()["items"]
+    assert first_item in api.get(f"/v1/recalls/{mine[0]['recall_id']}/notice", "requester").text
+    text = api.get(f"/v1/recalls/{recall_id}/notice.txt", "requester")
+    assert text.text.startswith(f"NOTICE TO RETURN OR DESTROY — recall {recall_id}")
+    assert text.headers["content-disposition"] == f'attachment; filename="notice-{recall_id}.txt"'
+    ack = f"/v1/recalls/{recall_id}/acknowledgement"
+    for who in ("other-agency",):  # another agency's recall does not exist for it
+        _problem(api.get(f"/v1/recalls/{recall_id}/notice", who), 404, "unknown_recall")
+        _problem(api.get(f"/v1/recalls/{recall_id}/notice.txt", who), 404, "unknown_recall")
+        _problem(api.post(ack, who), 404, "unknown_recall")
+    _problem(api.post(ack, "officer"), 403, "forbidden")  # staff never acknowledge for an agency
+    _problem(
+        api.post("/v1/recalls/rcl-000000000000/acknowledgement", "requester"), 404, "unknown_recall"
+    )
+    _problem(api.get("/v1/recalls/rcl-000000000000/notice", "officer"), 404, "unknown_recall")
+    first = api.post(ack, "requester")
+    assert first.status_code == 200 and first.json()["already"] is False, first.text
+    again = api.post(ack, "requester").json()
+    assert again["already"] is True
+    assert again["acknowledged_at"] == first.json()["acknowledged_at"]
+    seen = {x["recall_id"]: x for x in api.get("/v1/recalls", "officer").json()}
+    assert [a["agency"] for a in seen[recall_id]["acknowledged"]] == [first.json()["agency"]]
+    assert seen[one.json()["recall_id"]]["acknowledged"] == []
     _problem(
         api.post(
             f"/v1/recalls/{recall_id}/certify",

@@ -324,14 +324,34 @@ def test_recalls_ledger_audit_and_reports(console: Console, tmp_path: Path) -> N
 
     c = console
     with core(c) as (ws, sign_in):
-        officer_call = sign_in("officer")
-        out = next(
-            r for r in decisions.outcomes_page(ws, officer_call, c.rid, outcome="DISCLOSE")["items"]
-        )
-        (tmp_path / "one.csv").write_text(f"request_id,item_id\n{c.rid},{out['item_id']}\n")
-        decisions.recall(ws, officer_call, reason="court ruling", items_file=tmp_path / "one.csv")
+        page = decisions.outcomes_page(ws, sign_in("officer"), c.rid, outcome="DISCLOSE")
+        chosen = page["items"][0]["item_id"]
+    # Issue #24 item 7: the officer recalls one chosen item from the request's page; the
+    # recalls page shows the request, the agency, the reason and the notice to download
     officer = Page(c, "officer")
-    officer.goto("/recalls", shot="recalls")
+    officer.goto(f"/requests/{c.rid}")
+    officer.page.click("text=Recall this release…")
+    officer.page.fill("#recall-reason", "court ruling on one person")
+    officer.page.fill("#recall-items", "item-not-disclosed")
+    officer.page.click(f"text=Recall the disclosures of {c.rid}")
+    assert "not_disclosed" in officer.page.content()  # refused; nothing recalled
+    officer.goto(f"/requests/{c.rid}")
+    officer.page.click("text=Recall this release…")
+    officer.page.fill("#recall-reason", "court ruling on one person")
+    officer.page.fill("#recall-items", chosen)
+    officer.page.click(f"text=Recall the disclosures of {c.rid}")
+    officer.page.wait_for_url(re.compile(r".*done=recalled"))
+    officer.check("recalls")
+    card = officer.page.locator("section.usa-card").first
+    text = card.inner_text()
+    assert c.rid in text and "U.S. Immigration and Customs Enforcement" in text
+    assert "court ruling on one person" in text and "not yet" in text
+    with officer.page.expect_download() as dl:
+        card.locator("text=Download the notice").click()
+    notice = Path(dl.value.path()).read_text()
+    assert notice.startswith("NOTICE TO RETURN OR DESTROY") and f"Items (1): {chosen}" in notice
+    with core(c) as (ws, sign_in):  # one item recalled: the request stays released
+        assert requests.status(ws, sign_in("officer"), c.rid)["state"] == "released"
     form = officer.page.locator("form[action$='/certify']").first
     form.locator("input[name=certified_by]").fill("Records Officer, recipient agency")
     form.locator("input[name=certified_on]").fill(dt.date.today().isoformat())
@@ -732,7 +752,7 @@ def test_stewards_registries_grants_exports_and_a_recall(console: Console, tmp_p
     officer.goto(f"/requests/{c.rid}")
     officer.page.click("text=Recall this release…")
     officer.page.fill("#recall-reason", "the court found the whole request unlawful")
-    officer.page.click(f"text=Recall every disclosure of {c.rid}")
+    officer.page.click(f"text=Recall the disclosures of {c.rid}")
     officer.page.wait_for_url(re.compile(r".*done=recalled"))
     officer.check("recalled")
     assert officer.page.locator("h2", has_text=": open").count() >= 1

@@ -402,6 +402,42 @@ def response_csv(request_id: str, who: Who, ws: WS) -> Response:
     return Response(files["response.csv"], media_type="text/csv; charset=utf-8")
 
 
+@agency.get("/recalls", response_model=list[m.RecallSummary])
+def list_recalls(who: Who, ws: WS) -> Any:
+    """Every recall with its requests, agencies, reason, status (open, overdue, certified),
+    return-by date and acknowledgements; an agency sees only the recalls of its requests."""
+    return decisions.recalls(ws, who)
+
+
+@agency.get("/recalls/{recall_id}/notice", response_model=m.Document)
+def recall_notice(recall_id: str, who: Who, ws: WS) -> Any:
+    """The return-or-destroy notice as issued (an agency: the part about its own requests;
+    another agency's recall: 404)."""
+    return decisions.recall_notice(ws, who, recall_id)
+
+
+@agency.get(
+    "/recalls/{recall_id}/notice.txt",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+def recall_notice_text(recall_id: str, who: Who, ws: WS) -> Response:
+    """The same notice as plain text, to print or file."""
+    text = decisions.recall_notice(ws, who, recall_id, text=True)
+    return Response(
+        text,
+        media_type="text/plain; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="notice-{recall_id}.txt"'},
+    )
+
+
+@agency.post("/recalls/{recall_id}/acknowledgement", response_model=m.Acknowledgement)
+def acknowledge_recall(recall_id: str, who: Who, ws: WS) -> Any:
+    """The recipient agency acknowledges receipt of the notice (recorded in the ledger once;
+    again answers with the first acknowledgement). Destruction is certified separately."""
+    return decisions.acknowledge_recall(ws, who, recall_id)
+
+
 @agency.get("/requests/{request_id}/next", response_model=m.Document)
 def next_step(request_id: str, who: Who, ws: WS) -> Any:
     """What comes next, which role takes it, and whether the caller may."""
@@ -653,15 +689,10 @@ def incident_draft(incident_id: str, who: Who, ws: WS, format: ReportFormat = No
 
 
 @staff.post("/requests/{request_id}/recall", response_model=m.Document)
-def recall(request_id: str, body: m.Reason, who: Who, ws: WS) -> Any:
-    """Recall every disclosure of a released request (the notice is kept in the workspace)."""
-    return decisions.recall(ws, who, reason=body.reason, request_id=request_id)
-
-
-@staff.get("/recalls", response_model=list[m.Document])
-def list_recalls(who: Who, ws: WS) -> Any:
-    """Every recall with its status (open, overdue, certified) and return-by date."""
-    return decisions.recalls(ws, who)
+def recall(request_id: str, body: m.Recall, who: Who, ws: WS) -> Any:
+    """Recall every disclosure of a released request, or only the `items` given (item ids);
+    the notice is kept in the store and offered to the agency (`/v1/recalls/{id}/notice`)."""
+    return decisions.recall(ws, who, reason=body.reason, request_id=request_id, items=body.items)
 
 
 @staff.post("/recalls/{recall_id}/certify", response_model=m.Document)

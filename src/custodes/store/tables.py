@@ -224,6 +224,7 @@ recalls = Table(
     Column("certified_on", Date),
     Column("certificate", Text),
     Column("recorded_by", String(128)),
+    Column("notice", Text),  # the return-or-destroy notice (JSON); its hash is in recall.issued
 )
 
 recall_items = Table(
@@ -232,6 +233,16 @@ recall_items = Table(
     Column("recall_id", String(32), primary_key=True),
     Column("request_id", String(32), primary_key=True),
     Column("item_id", String(128), primary_key=True),
+)
+
+# A recipient agency's acknowledgement that it received a recall's notice (once per agency).
+recall_acknowledgements = Table(
+    "recall_acknowledgements",
+    metadata,
+    Column("recall_id", String(32), primary_key=True),
+    Column("agency", String(200), primary_key=True),
+    Column("acknowledged_by", String(128), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
 )
 
 # --- access: users, grants, sessions, keys, inspections ---------------------------------------

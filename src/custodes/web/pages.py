@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -572,12 +573,15 @@ def recall(
     request_id: str,
     ws: WS,
     reason: Annotated[str, Form(max_length=2000)],
+    items: Annotated[str, Form(max_length=200_000)] = "",
     csrf: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
-    """Recall every disclosure of a released request (the notice stays in the workspace)."""
+    """Recall the chosen items of a released request (item ids, separated by commas, spaces or
+    lines), or every disclosure when none is given; the notice is kept for the agency."""
+    chosen = [i for i in re.split(r"[\s,;]+", items) if i] or None
 
     def act(who: Any, me: dict[str, Any], token: str) -> Response:
-        decisions.recall(ws, who, reason=reason, request_id=request_id)
+        decisions.recall(ws, who, reason=reason, request_id=request_id, items=chosen)
         return _see_other("/recalls?done=recalled")
 
     return _work(request, ws, act, csrf=csrf, back=f"/requests/{request_id}")
@@ -1014,6 +1018,20 @@ def certify(
         return _see_other("/recalls?done=certified")
 
     return _work(request, ws, act, csrf=csrf, back="/recalls")
+
+
+@router.get("/recalls/{recall_id}/notice.txt")
+def recall_notice(request: Request, recall_id: str, ws: WS) -> Response:
+    """The return-or-destroy notice as issued, to print, send or file."""
+
+    def send(who: Any, me: dict[str, Any], token: str) -> Response:
+        return Response(
+            decisions.recall_notice(ws, who, recall_id, text=True),
+            media_type="text/plain; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="notice-{recall_id}.txt"'},
+        )
+
+    return _work(request, ws, send, back="/recalls")
 
 
 def _ledger(
