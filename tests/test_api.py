@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import Template, copy_template
+from conftest import PASSWORD, Template, copy_template
 from custodes.access import sessions
 from custodes.access.roles import ACTIONS
 from custodes.api import create_app
@@ -29,7 +29,6 @@ from custodes.services import requests as requests_svc
 from custodes.services import rules, users
 from custodes.services import workspace as ws_svc
 from custodes.synthetic import staff as staff_mod
-from custodes.synthetic.staff import PASSWORD
 
 ROLES = ("officer", "approver", "auditor", "admin", "rule-steward", "requester", "other-agency")
 ROLE_OF = {"admin": "administrator", "rule-steward": "rule_steward", "other-agency": "requester"}
@@ -717,7 +716,7 @@ def test_rule_sets_registries_grants_and_exports_over_http(api: Api) -> None:
     _problem(
         api.post(f"/v1/rules/changes/{sha}/approve", "rule-steward"), 403, "separation_of_duties"
     )
-    people = staff_mod.Staff(ws)
+    people = staff_mod.Staff(ws, password=PASSWORD)
     for admin in ("admin", "admin2"):
         people.login(admin)
         people.callers[admin] = people[admin]
@@ -995,7 +994,7 @@ def test_agency_accounts_keys_and_policy_take_two_administrators(api: Api) -> No
 
 def test_suspension_stops_the_next_call(api: Api) -> None:
     ws = api.c.app.state.ws  # type: ignore[attr-defined]
-    people = staff_mod.Staff(ws)
+    people = staff_mod.Staff(ws, password=PASSWORD)
     people.login("admin")
     people.login("admin2")
     people.callers["admin"], people.callers["admin2"] = people["admin"], people["admin2"]
@@ -1019,7 +1018,7 @@ def test_a_call_in_flight_does_not_commit_once_its_caller_is_suspended(
     from custodes.requests import lifecycle
 
     ws = api.c.app.state.ws  # type: ignore[attr-defined]
-    people = staff_mod.Staff(ws)
+    people = staff_mod.Staff(ws, password=PASSWORD)
     for admin in ("admin", "admin2"):
         people.login(admin)
         people.callers[admin] = people[admin]

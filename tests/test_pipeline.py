@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import Template, copy_template, keyed_in
+from conftest import PASSWORD, Template, copy_template, keyed_in
 from custodes.access import sessions
 from custodes.access.credentials import item_key
 from custodes.decisions import pipeline
@@ -40,7 +40,7 @@ from custodes.services.requests import generate as generate_request
 from custodes.services.rules import register_parties
 from custodes.store.tables import disclosures, ledger_events, releases, requests
 from custodes.synthetic import staff as staff_mod
-from custodes.synthetic.staff import PASSWORD, Staff
+from custodes.synthetic.staff import Staff
 from custodes.workspace import Workspace
 
 

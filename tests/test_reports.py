@@ -63,6 +63,7 @@ def year(tmp_path_factory: pytest.TempPathFactory, _master_template: Template) -
         item = next(r["item_id"] for r in csv.DictReader(fh) if r["answer"] == "disclosed")
     (root / "one.csv").write_text(f"request_id,item_id\n{rids['irc-6103-i-2']},{item}\n")
     rc = decisions.recall(ws, officer, reason="court ruling", items_file=root / "one.csv")
+    decisions.acknowledge_recall(ws, people["requester"], rc["recall_id"])
     decisions.certify(
         ws, officer, rc["recall_id"], certified_by="R.O.", certified_on=dt.date.today()
     )
@@ -363,6 +364,9 @@ def test_recalls_and_safeguards(copy) -> None:  # type: ignore[no-untyped-def]
     rc = reports.recalls(ws, people["auditor"])["document"]
     assert rc["figures"] == {"recalls": 1, "disclosures_recalled": 1, "certified": 1, "overdue": 0}
     assert rc["tables"][0]["rows"][0]["notice_to"]
+    assert rc["tables"][0]["rows"][0]["acknowledged_by"] == [
+        "U.S. Immigration and Customs Enforcement"
+    ]
     sg = reports.safeguards(ws, people["auditor"], year=YEAR)["document"]["figures"]
     assert sg["disclosures"] == len(_bodies(ws, "disclosure"))
     assert sg["disclosures_recalled"] == 1 and sg["incidents"] == 1

@@ -20,7 +20,7 @@ def _example(**example: Any) -> ConfigDict:
 class SignIn(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"name": "olga", "password": "correct horse battery", "totp": "123456"}]
+            "examples": [{"name": "olga", "password": "(her own password)", "totp": "123456"}]
         }
     )
     name: str = Field(min_length=1, max_length=128)

@@ -41,6 +41,7 @@ def recalls(entries: list[Entry], *, today: dt.date | None = None) -> Document:
     items: dict[str, Counter[str]] = defaultdict(Counter)
     at: dict[str, dt.datetime] = {}
     certified: dict[str, str] = {}
+    acknowledged: dict[str, set[str]] = defaultdict(set)
     for e in entries:
         if e.type == "disclosure.recalled":
             rid = e.body.get("recall_id")
@@ -48,6 +49,8 @@ def recalls(entries: list[Entry], *, today: dt.date | None = None) -> Document:
             at.setdefault(rid, e.time)
         elif e.type == "recall.certified":
             certified[e.body.get("recall_id")] = e.body.get("certified_on")
+        elif e.type == "recall.acknowledged":
+            acknowledged[e.body.get("recall_id")].add(str(e.body.get("agency")))
     rows = []
     for rid in sorted(items, key=lambda r: at[r]):
         due = at[rid].date() + RETURN_WITHIN
@@ -62,6 +65,7 @@ def recalls(entries: list[Entry], *, today: dt.date | None = None) -> Document:
                 "disclosures": sum(items[rid].values()),
                 "notice_to": sorted({x for r in reqs for x in recipients.get(r, [])}),
                 "return_by": due.isoformat(),
+                "acknowledged_by": sorted(acknowledged[rid]),
                 "certified_on": certified.get(rid),
                 "status": status,
             }
@@ -81,6 +85,7 @@ def recalls(entries: list[Entry], *, today: dt.date | None = None) -> Document:
                     ("disclosures", "Disclosures recalled"),
                     ("notice_to", "Notice to (official ids)"),
                     ("return_by", "Return or destroy by"),
+                    ("acknowledged_by", "Receipt acknowledged by"),
                     ("certified_on", "Destruction certified on"),
                     ("status", "Status"),
                 ],
