@@ -93,6 +93,8 @@ def _problem(r: Any, status: int, code: str) -> dict[str, Any]:
 def test_schema_is_openapi_31_with_examples(api: Api) -> None:
     schema = api.get("/v1/openapi.json").json()
     assert schema["openapi"].startswith("3.1")
+    # a duplicate submission answers 200 with the first submission: the schema says so
+    assert {"200", "201", "202"} <= set(schema["paths"]["/v1/requests"]["post"]["responses"])
     ours = {k: v for k, v in schema["components"]["schemas"].items() if "ValidationError" not in k}
     assert ours and all("examples" in v for v in ours.values()), [
         k for k, v in ours.items() if "examples" not in v
@@ -102,8 +104,14 @@ def test_schema_is_openapi_31_with_examples(api: Api) -> None:
 
 def test_errors_are_problem_details_without_values(api: Api) -> None:
     r = api.get("/v1/requests")
-    _problem(r, 401, "not_signed_in")
+    body = _problem(r, 401, "not_signed_in")
     assert r.headers["www-authenticate"].startswith("Bearer")
+    # an HTTP client is told what to send, not to run a shell command (#24, minor)
+    assert "Authorization: Bearer" in body["detail"] and "custodes login" not in body["detail"]
+    # a 405 names every method the resource allows (GET and POST here), not one route's
+    wrong = api.put("/v1/requests", "officer")
+    _problem(wrong, 405, "method_not_allowed")
+    assert {m.strip() for m in wrong.headers["allow"].split(",")} >= {"GET", "POST"}
     made_up = {"Authorization": "Bearer made-up"}
     _problem(api.get("/v1/requests", headers=made_up), 401, "not_signed_in")
     _problem(api.get("/v1/no-such-route"), 404, "not_found")
@@ -137,6 +145,15 @@ def test_docs_and_every_v1_answer_carry_the_consoles_security_headers(api: Api) 
         assert "unsafe-inline" not in h["content-security-policy"]
         assert h["x-content-type-options"] == "nosniff" and h["x-frame-options"] == "DENY"
         assert h["referrer-policy"] == "no-referrer" and h["cache-control"], r.url
+
+
+def test_a_store_out_of_reach_says_when_to_retry() -> None:
+    """A 503 or 429 always carries Retry-After, also when its cause names no time (#24)."""
+    from custodes.api.problems import from_error
+    from custodes.errors import WorkspaceError
+
+    r = from_error(WorkspaceError("The store cannot be reached.", code="store_unreachable"))
+    assert r.status_code == 503 and int(r.headers["retry-after"]) > 0
 
 
 def test_sign_in_throttled_per_account_and_address(api: Api) -> None:
@@ -411,6 +428,10 @@ def test_attacks_over_http(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
         422,
         "bad_argument",
     )
+    # every problem of a JSON body is named (where, never the value), not only the first
+    r = api.post("/v1/requests", "requester", json={"items": [{"a": 1}, {"b": [2]}]})
+    detail = _problem(r, 422, "bad_argument")["detail"]
+    assert all(w in detail for w in ("envelope: Field required", "items.0.a", "items.1.b"))
     _problem(
         api.post(
             "/v1/requests",
@@ -516,7 +537,9 @@ def test_main_job_over_http_and_ledger_verified_from_tiles(api: Api) -> None:
     assert response.status_code == 200
     doc = response.json()
     assert doc["counts"]["disclosed"] == page["total"] and doc["checkpoint"]
-    assert api.get(f"/v1/requests/{rid}/response.csv", "requester").text.startswith('"item_id"')
+    csv_answer = api.get(f"/v1/requests/{rid}/response.csv", "requester")
+    assert csv_answer.text.startswith('"item_id"')
+    assert csv_answer.headers["content-disposition"] == f'attachment; filename="{rid}.csv"'
     _problem(api.get(f"/v1/requests/{rid}/response", "other-agency"), 404, "unknown_request")
 
     # An outsider: the checkpoint, then every tile, recomputes the signed root.
@@ -954,6 +977,7 @@ def test_a_large_submission_may_be_answered_at_once_with_its_job(api: Api) -> No
     done = api.wait(r.json(), "requester")
     assert done["state"] == "succeeded" and done["kind"] == "submit", done
     rid = done["result"]["request_id"]
+    assert done["request_id"] == rid  # the finished job names the request it made (#24)
     assert api.get(f"/v1/requests/{rid}", "requester").json()["state"] == "received"
     _problem(api.get(f"/v1/jobs/{done['id']}", "other-agency"), 404, "unknown_job")
     # a file the intake refuses: the job fails with the intake's problem, nothing kept
@@ -962,6 +986,35 @@ def test_a_large_submission_may_be_answered_at_once_with_its_job(api: Api) -> No
     failed = api.wait(r.json(), "requester")
     assert failed["state"] == "failed" and failed["problem"]["code"] == "missing_columns", failed
     assert set(glob.glob(f"{tempfile.gettempdir()}/custodes-upload-*")) <= before
+
+
+def test_lists_come_whole_or_a_page_at_a_time(api: Api) -> None:
+    """A list is the same bare array as before; with `limit` it comes a page at a time, each
+    naming the next in `Link: rel="next"` (RFC 8288), until the whole list is read (#24)."""
+    import re
+
+    whole = api.get("/v1/requests", "officer")
+    assert whole.status_code == 200 and "link" not in whole.headers
+    # timestamps carry their time zone, from this SQLite store as from PostgreSQL (#24)
+    first = whole.json()[0]
+    assert first["submitted_at"].endswith("+00:00"), first
+    steps = api.get(f"/v1/requests/{first['id']}", "officer").json()["history"]
+    assert all(s["at"].endswith("+00:00") for s in steps), steps
+    assert len(whole.json()) >= 3, "earlier tests submit several requests"
+    pages: list[dict[str, Any]] = []
+    url: str | None = "/v1/requests?limit=2"
+    while url:
+        r = api.get(url, "officer")
+        assert r.status_code == 200 and len(r.json()) <= 2, r.text
+        pages += r.json()
+        found = re.fullmatch(r'<([^>]+)>; rel="next"', r.headers.get("link", ""))
+        url = found.group(1) if found else None
+    assert pages == whole.json()
+    _problem(api.get("/v1/requests?limit=2&cursor=bm90LWFuLWlk", "officer"), 422, "bad_cursor")
+    _problem(api.get("/v1/requests?limit=0", "officer"), 422, "bad_argument")
+    # an agency pages through only its own
+    mine = api.get("/v1/requests?limit=1", "other-agency")
+    assert mine.json() == [] and "link" not in mine.headers
 
 
 def test_agency_accounts_keys_and_policy_take_two_administrators(api: Api) -> None:

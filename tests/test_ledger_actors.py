@@ -77,6 +77,7 @@ def test_every_event_type_names_its_actor(
     decisions.release(ws, officer, rid, tmp_path / "out")
     decisions.release(ws, officer, rid, tmp_path / "out-again")
     recall = decisions.recall(ws, officer, reason="ruling", request_id=rid)
+    decisions.acknowledge_recall(ws, people["requester"], recall["recall_id"])
     import datetime as dt
 
     decisions.certify(

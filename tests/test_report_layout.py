@@ -139,3 +139,20 @@ def test_the_data_formats_keep_one_full_row_per_disclosure() -> None:
     table = data["tables"][0]
     assert len(table["rows"]) == 239 and all(r["reason"] for r in table["rows"])
     assert table["group_by"] == "request_id" and data["ledger_root"] == ROOT
+
+
+def test_the_jct_table_reads_as_english() -> None:
+    """One row is '1 row', the year is 'Calendar year: 2026', in the HTML and the PDF (#24)."""
+    from custodes.reports.pdf import layout
+
+    doc = disc.jct(disc.read(_ledger()), year=2026)
+    doc.ledger_size, doc.ledger_root = 1000, ROOT
+    assert len(doc.tables[0].rows) == 1
+    page = encode(doc, ".html").decode()
+    assert "(1 row)" in page and "(1 rows)" not in page
+    assert "Calendar year: 2026." in page
+    assert "year: 2026." not in page.replace("Calendar year: 2026.", "")
+    assert "recalled as improper" in page
+    pdf = layout(doc)
+    text = " ".join(t for _, _, _, texts in pdf.tables for line in texts for t in line)
+    assert "U.S. Immigration and Customs Enforcement" in text

@@ -168,7 +168,9 @@ def test_the_annual_table_totals_equal_the_ledger(copy, tmp_path: Path) -> None:
     assert f["recalled"] == 1
     assert f["improper"] == sum(1 for e in events if e["request_id"] == rids["irc-6103-m-2"])
     notes = " ".join(doc["notes"])
-    assert "1 of these disclosures were recalled" in notes and "later found improper" in notes
+    # the words of `recall` ("improper") and of an incident's finding, kept apart (#24)
+    assert "1 of these disclosures were recalled as improper" in notes
+    assert "incident's finding later declared improper" in notes
     # the footnote marks sit on the rows they are about
     marked = {r["disclosure_to"] for r in table["rows"] if "[" in r["disclosure_to"]}
     assert len(marked) == 2
@@ -371,6 +373,16 @@ def test_recalls_and_safeguards(copy) -> None:  # type: ignore[no-untyped-def]
     assert sg["disclosures"] == len(_bodies(ws, "disclosure"))
     assert sg["disclosures_recalled"] == 1 and sg["incidents"] == 1
     assert sg["actions_by_suspended_users"] == 0 and sg["users_with_role_officer"] == 1
+
+
+def test_a_year_the_ledger_cannot_hold_is_refused(copy) -> None:  # type: ignore[no-untyped-def]
+    """`report jct --year 1850` says why instead of printing an empty table (#24)."""
+    ws, people, _ = copy
+    for year in (1850, YEAR + 5):
+        for make in (reports.jct, reports.accounting, reports.safeguards):
+            with pytest.raises(CustodesError) as exc:
+                make(ws, people["auditor"], year=year)
+            assert exc.value.code == "bad_year" and str(year) in exc.value.message
 
 
 # --- incidents and their clock -----------------------------------------------------------------
