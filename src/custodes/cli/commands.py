@@ -13,6 +13,8 @@ from custodes.cli import (  # noqa: F401 - importing a module registers its comm
     users,
     workspace,
 )
-from custodes.cli.root import app
+from custodes.cli.root import app, whole_short_help
+
+whole_short_help(app)
 
 __all__ = ["app"]

@@ -7,7 +7,16 @@ from typing import Annotated, Any
 import typer
 
 from custodes.cli import render, session
-from custodes.cli.root import HomeOpt, JsonOpt, app, guarded, read_secret, run, show
+from custodes.cli.root import (
+    HomeOpt,
+    JsonOpt,
+    app,
+    guarded,
+    read_secret,
+    run,
+    show,
+    wants_json,
+)
 from custodes.errors import InputError, Unauthenticated
 from custodes.services import workspace as svc
 
@@ -104,7 +113,8 @@ def login(
     json_out: JsonOpt = False,
 ) -> None:
     """Sign in: opens a server-side session, kept for this shell user in the workspace
-    (CUSTODES_SESSION overrides it; --json prints the token)."""
+    (CUSTODES_SESSION overrides it). With --json the token is printed for a script and not
+    kept: the session stored here stays the one it was."""
     with guarded(json_out):
         if totp is not None:
             raise InputError(
@@ -122,7 +132,8 @@ def login(
                 if exc.code != "bad_totp" or code is not None or password_stdin:
                     raise
                 token = svc.login(ws, user, password, totp=read_secret(False, "One-time code"))
-            session.store(ws.home, token)
+            if not wants_json(json_out):
+                session.store(ws.home, token)
         finally:
             ws.close()
         show(
