@@ -372,3 +372,31 @@ def test_changes_list_and_confirm_by_id(tmp_path: Path, sign_in) -> None:  # typ
         input=f"{reset['enrolment_code']} {second}\nthe auditor's new password\n",
     )
     assert r.exit_code == 0, r.output
+
+
+def test_tables_keep_ids_whole_at_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """#24: in an 80-column terminal the request ids are whole; the wordy columns wrap."""
+    import io
+
+    from rich.console import Console
+
+    from custodes.cli import render
+
+    screen = io.StringIO()
+    monkeypatch.setattr(render, "out", Console(file=screen, width=80, highlight=False))
+    rows = [
+        {
+            "id": f"req-{i:012x}",
+            "state": "in_review",
+            "agency": "U.S. Immigration and Customs Enforcement",
+            "provision": "irc-6103-i-2",
+            "items": 1000,
+            "submitted_at": "2026-12-06T09:31:12+00:00",
+            "next": "resolve the items in review (an officer), then prepare the release",
+        }
+        for i in range(3)
+    ]
+    render.rows("Requests", rows, [(k.replace("_", " "), k) for k in rows[0]])
+    shown = screen.getvalue()
+    assert all(r["id"] in shown for r in rows), shown
+    assert max(len(line) for line in shown.splitlines()) <= 80
