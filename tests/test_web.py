@@ -221,7 +221,11 @@ def test_each_role_works_the_request_through_to_release(console: Console) -> Non
     page.click(f"text=Back to request {rid}")
     page.wait_for_url(re.compile(rf".*/requests/{rid}$"))
     officer.check("request")
-    assert "in_review" in page.content()
+    # codes read as words: the state, the provision, who acts next (#24, console wording)
+    assert page.locator(".console-facts .usa-tag").inner_text() == "in review"
+    facts = page.locator(".console-facts").inner_text()
+    assert "§6103(i)(2)" in facts and "irc-6103-i-2" not in facts
+    assert "by a disclosure officer" in page.content() and "by a officer" not in page.content()
 
     # the outcomes filter updates the table in place (htmx), the URL unchanged
     page.select_option("#outcome", "WITHHOLD")
@@ -230,6 +234,9 @@ def test_each_role_works_the_request_through_to_release(console: Console) -> Non
     assert page.url.endswith(f"/requests/{rid}")
 
     officer.goto(f"/requests/{rid}/review", shot="review")
+    headings = page.locator("h2.usa-card__heading").all_inner_texts()
+    assert headings and all("_" not in h and "+" not in h for h in headings), headings
+    assert page.locator(".console-group li").count() >= len(headings)  # one reason a line
     # an item in review: the list beside the masked candidate, and the weights drawn
     samples = page.locator("text=Sample to inspect").locator("a")
     hrefs = [samples.nth(i).get_attribute("href") for i in range(samples.count())]
@@ -303,6 +310,8 @@ def test_each_role_works_the_request_through_to_release(console: Console) -> Non
     approver.close()
 
     officer.goto(f"/requests/{rid}/release", shot="release")
+    assert f"Release the response to {rid}" in page.content()
+    assert "Release the release" not in page.content()
     page.click("#confirm")
     # a release is a job: its page refreshes itself (htmx) until the work is done
     officer.job_ends("Every disclosure is in the ledger")
@@ -485,6 +494,10 @@ def test_page_security(console: Console) -> None:
     # a role without the action: refused by the core, shown with its code
     r = approver.page.goto(c.url + "/users")
     assert r.status == 403 and "forbidden" in approver.page.content()
+    # in words (the code stays, for support): what was refused and which role it takes
+    alert = approver.page.locator(".usa-alert__heading").inner_text()
+    assert alert == "Not permitted" or "_" not in alert, alert
+    assert "approver may not see users and access" in approver.page.content()
     approver.check("forbidden")
     # the navigation shows only what the user may do
     approver.goto("/")
@@ -547,7 +560,7 @@ def test_the_candidate_is_masked_beside_the_list(console: Console) -> None:
     with core(console) as (ws, sign_in):
         officer = sign_in("approver")
         page = decisions.outcomes_page(ws, officer, console.rid, limit=1000)["items"]
-        shown = 0
+        shown = same = 0
         for item in page:
             side = decisions.review_item(ws, officer, console.rid, item["item_id"])
             cand = side["candidate"]
@@ -556,11 +569,23 @@ def test_the_candidate_is_masked_beside_the_list(console: Console) -> None:
             rec = master.lookup(ws, cand["record_id"])
             assert rec is not None
             assert cand["tin"].endswith(rec["tin"][-4:]) and rec["tin"][:5] not in cand["tin"]
-            assert cand["street"] is None and len(str(rec["dob"])) > len(cand["dob"].rstrip("•-"))
+            assert len(str(rec["dob"])) > len(cand["dob"].rstrip("•-"))
+            # the street is never shown, only whether it is the one listed (#24: a "—" for a
+            # street that matched read as "no street")
+            street = rec["addresses"][0]["street"]
+            assert street not in str(cand.values())
+            listed = side["listed"]["street"] or ""
+
+            def norm(v: str) -> list[str]:
+                return re.sub(r"[^\w ]", " ", v.upper()).split()
+
+            same_street = norm(listed) == norm(street)
+            assert cand["street"] == ("same as listed" if same_street else "not the one listed")
+            same += cand["street"] == "same as listed"
             if len(rec["first_name"]) > 2:
                 assert cand["first_name"] != rec["first_name"]
             shown += 1
-        assert shown > 10
+        assert shown > 10 and same > 0
         with pytest.raises(CustodesError) as exc:
             decisions.review_item(ws, officer, "req-000000000000", "item-1")
         assert exc.value.code == "unknown_request"

@@ -36,6 +36,7 @@ from custodes.access import sessions
 from custodes.access.roles import ACTIONS, RESOURCES, SEES_EVERY_JOB
 from custodes.access.users import roles_of
 from custodes.errors import AccessDenied, CustodesError, NotFound
+from custodes.labels import label
 from custodes.store.tables import jobs, recall_items, requests
 from custodes.workspace import Workspace
 
@@ -209,8 +210,8 @@ def enter(
             roles = roles_of(conn, who.name)
             if not roles & set(ACTIONS[action]):
                 raise AccessDenied(
-                    f"{who.name} may not {action.replace('.', ' ')}: it needs one of the roles "
-                    f"{', '.join(ACTIONS[action])}.",
+                    f"{who.name} may not {label(action)}: that takes the role of "
+                    f"{' or '.join(label(r) for r in ACTIONS[action])}.",
                     code="forbidden",
                 )
             _in_reach(conn, who.name, roles, row.agency, scope or {})

@@ -29,6 +29,7 @@ from custodes import __version__
 from custodes.api.deps import WS
 from custodes.api.routes import REPORT_TYPES
 from custodes.errors import AccessDenied, CustodesError, InputError, Unauthenticated
+from custodes.labels import label
 from custodes.services import audit, decisions, jobs, ledger, records, reports, requests, users
 from custodes.services import rules as rules_svc
 from custodes.services import workspace as ws_svc
@@ -88,7 +89,14 @@ def _date(v: Any) -> str:
     return "" if v is None else str(v)
 
 
+def _with_article(phrase: str) -> str:
+    """'a disclosure officer', 'an approver'."""
+    return ("an " if phrase[:1].lower() in "aeiou" else "a ") + phrase
+
+
 templates.env.filters["date"] = _date
+templates.env.filters["label"] = label
+templates.env.filters["with_article"] = _with_article
 
 
 def invalid_form(request: Request, fields: list[str]) -> HTMLResponse:
@@ -190,6 +198,7 @@ def _failed(
             "title": heading,
             "heading": heading,
             "code": exc.code,
+            "problem": exc.title,
             "message": exc.message,
             "back": back,
         },
