@@ -823,3 +823,22 @@ def test_no_one_completes_a_two_person_release_alone(
             assert did == {"prepare": "staff2"}
     finally:
         ws.close()
+
+
+def test_a_response_cites_each_authority_once() -> None:
+    """Two failing checks that cite the same provision give the citation once, in order (#24)."""
+    import pyarrow as pa
+
+    from custodes.decisions.response import _rows
+
+    table = pa.table(
+        {
+            "item_id": ["item-1"],
+            "outcome": ["WITHHOLD"],
+            "checks": [["case-number", "item-reason", "signer"]],
+        }
+    )
+    cites = {"case-number": "6103(i)(2)(A)", "item-reason": "6103(i)(2)(A)", "signer": "6103(a)"}
+    row = _rows(table, [], cites).to_pylist()[0]
+    assert row["citations"] == "6103(i)(2)(A); 6103(a)"
+    assert row["defects"] == "case-number;item-reason;signer"

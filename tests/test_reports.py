@@ -373,6 +373,15 @@ def test_recalls_and_safeguards(copy) -> None:  # type: ignore[no-untyped-def]
     assert sg["disclosures"] == len(_bodies(ws, "disclosure"))
     assert sg["disclosures_recalled"] == 1 and sg["incidents"] == 1
     assert sg["actions_by_suspended_users"] == 0 and sg["users_with_role_officer"] == 1
+    # a grant's last day is the day the administrator gave, not the midnight after it (#24)
+    from custodes.services import users
+
+    last = dt.date(YEAR + 1, 3, 31)
+    users.add(ws, people.admin, "detailee", ["auditor"], basis="detail order 9", last_day=last)
+    users.confirm(ws, people.second_admin, "detailee")
+    doc = reports.safeguards(ws, people["auditor"], year=YEAR)["document"]
+    grant = next(r for t in doc["tables"] for r in t["rows"] if r.get("user") == "detailee")
+    assert grant["last_day"] == last.isoformat()
 
 
 def test_a_year_the_ledger_cannot_hold_is_refused(copy) -> None:  # type: ignore[no-untyped-def]

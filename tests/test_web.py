@@ -355,6 +355,9 @@ def test_recalls_ledger_audit_and_reports(console: Console, tmp_path: Path) -> N
     text = card.inner_text()
     assert c.rid in text and "U.S. Immigration and Customs Enforcement" in text
     assert "court ruling on one person" in text and "not yet" in text
+    # one date format on every page (#24): the return-by date as the issue time is written
+    assert re.search(r"Return or destroy by\s+\d\d/\d\d/\d{4}", text), text
+    assert not re.search(r"\d{4}-\d\d-\d\d", text), text
     with officer.page.expect_download() as dl:
         card.locator("text=Download the notice").click()
     notice = Path(dl.value.path()).read_text()

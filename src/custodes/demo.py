@@ -89,7 +89,7 @@ def main() -> None:
         ws, admin, "irc-6103-i-2", items, 2025, ws.home / "demo-request", overwrite=True
     )
     timings.append(("generate (i)(2) request", time.perf_counter() - t))
-    table = Table("defect", "items", title=f"(i)(2) request of {items:,} items, by defect")
+    table = Table("defect", "items", title=f"Defects in the (i)(2) request ({items:,} items)")
     for k, v in sorted(req.by_defect.items(), key=lambda kv: -kv[1]):
         table.add_row(k, f"{v:,}")
     console.print(table)

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from custodes.access.inspections import audit_inspections
+from custodes.access.users import last_day
 from custodes.reports.document import Document, Table
 from custodes.reports.incidents import listing as incident_listing
 from custodes.reports.source import Entry
@@ -117,6 +118,9 @@ def safeguards(conn: Connection, entries: list[Entry], *, year: int) -> Document
             "user": g.user_name,
             "role": g.role,
             "basis": g.basis,
+            # the grant's last day, as the administrator gave it; `expires` (a column kept for
+            # its readers) is the moment after it, midnight UTC
+            "last_day": last_day(g.expires_at).isoformat() if g.expires_at else None,
             "expires": g.expires_at.date().isoformat() if g.expires_at else None,
             "granted_by": g.granted_by,
             "confirmed_by": g.confirmed_by,
@@ -185,7 +189,8 @@ def safeguards(conn: Connection, entries: list[Entry], *, year: int) -> Document
                     ("user", "User"),
                     ("role", "Role"),
                     ("basis", "Legal basis"),
-                    ("expires", "Expires"),
+                    ("last_day", "Last day"),
+                    ("expires", "Access ends (00:00 UTC)"),
                     ("granted_by", "Granted by"),
                     ("confirmed_by", "Confirmed by"),
                     ("status", "Account"),

@@ -79,13 +79,19 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
 def _date(v: Any) -> str:
+    """Every date and time in the console written one way: MM/DD/YYYY, and HH:MM UTC for a
+    moment (a date alone stays a date)."""
     if isinstance(v, str):
         try:
-            v = dt.datetime.fromisoformat(v)
+            v = dt.date.fromisoformat(v) if len(v) == 10 else dt.datetime.fromisoformat(v)
         except ValueError:
             return v
     if isinstance(v, dt.datetime):
+        if v.tzinfo is not None:
+            v = v.astimezone(dt.UTC)
         return v.strftime("%m/%d/%Y %H:%M UTC")
+    if isinstance(v, dt.date):
+        return v.strftime("%m/%d/%Y")
     return "" if v is None else str(v)
 
 
