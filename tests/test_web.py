@@ -232,6 +232,15 @@ def test_each_role_works_the_request_through_to_release(console: Console) -> Non
     page.click("text=Filter")
     page.wait_for_selector("#outcomes caption:has-text('with outcome WITHHOLD')")
     assert page.url.endswith(f"/requests/{rid}")
+    # the check filter is a choice of the checks that decided items, each with its count (#24)
+    options = page.locator("#check option").all_inner_texts()
+    counted = [o for o in options if re.fullmatch(r"\S+ \([\d,]+\)", o)]
+    assert counted and len(counted) == len(options) - 1, options
+    name, n = re.fullmatch(r"(\S+) \(([\d,]+)\)", counted[0]).groups()  # type: ignore[union-attr]
+    page.select_option("#outcome", "")
+    page.select_option("#check", name)
+    page.click("text=Filter")
+    page.wait_for_selector(f"#outcomes caption:has-text('{n} item(s) resting on {name}')")
 
     officer.goto(f"/requests/{rid}/review", shot="review")
     headings = page.locator("h2.usa-card__heading").all_inner_texts()
@@ -442,8 +451,13 @@ def test_a_suspended_user_is_refused_at_the_next_click(console: Console) -> None
     watching.page.wait_for_selector("#job-status[hx-get]")
     admin = Page(c, "admin")
     admin.goto("/users", shot="users")
+    # a suspension asks for its reason and a confirmation (#24): without the tick, nothing
+    admin.page.click("summary:has-text('Suspend auditor…')")
     row = admin.page.locator("form[action='/users/auditor/suspend']")
     row.locator("input[name=reason]").fill("left the agency")
+    row.locator("button").click()
+    assert "done=suspended" not in admin.page.url  # the browser asks for the tick first
+    row.locator("label.usa-checkbox__label").click()
     row.locator("button").click()
     admin.page.wait_for_url(re.compile(r".*done=suspended"))
     # the auditor's browser is still open on the queue: the next click is refused
@@ -455,7 +469,17 @@ def test_a_suspended_user_is_refused_at_the_next_click(console: Console) -> None
     # 'working…' for ever
     watching.page.wait_for_selector("h1:has-text('Your session has ended')", timeout=15_000)
     assert not [x for x in watching.ctx.cookies() if x["name"] == "custodes_session"]
-    for p in (auditor, watching, admin):
+    # reinstating takes two administrators: one asks, the other confirms
+    admin.page.click("text=Reinstate auditor…")
+    admin.page.wait_for_url(re.compile(r".*done=reinstate"))
+    assert admin.page.locator("button:has-text('Confirm reinstating auditor')").is_disabled()
+    deputy = Page(c, "admin2")
+    deputy.goto("/users")
+    deputy.page.click("text=Confirm reinstating auditor")
+    deputy.page.wait_for_url(re.compile(r".*done=reinstated"))
+    back = Page(c, "auditor")  # signs in again
+    assert back.page.url == c.url + "/"
+    for p in (auditor, watching, admin, deputy, back):
         p.close()
 
 
@@ -788,6 +812,9 @@ def test_stewards_registries_grants_exports_and_a_recall(console: Console, tmp_p
     officer.page.wait_for_url(re.compile(r".*done=withdrawn"))
     officer.check("withdrawn")
     assert officer.page.locator(".usa-tag", has_text="withdrawn").count() >= 1
+    # the history gives each move's justification (#24)
+    history = officer.page.locator("table", has_text="Every move").inner_text()
+    assert "sent twice by the agency" in history and "Why" in history
 
     officer.goto(f"/requests/{c.rid}")
     officer.page.click("text=Recall this release…")

@@ -246,6 +246,7 @@ REGISTRY: dict[str, Code] = {
         truth_mismatch="Truth file does not match",
         bad_date="Not a date",
         bad_year="No such report year",
+        not_confirmed="Confirmation required",
         witness_unreachable="Witness unreachable",
         witness_refused="Witness refused",
         password_by_enrolment="Staff set their own password",

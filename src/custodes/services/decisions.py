@@ -80,6 +80,13 @@ def outcomes_page(
     }
 
 
+@service("outcomes")
+def deciding_checks(call: CheckedCall, request_id: str) -> dict[str, int]:
+    """Each check an item's outcome rests on, with how many items it decided (for a filter)."""
+    pipeline.request_folder(call.ws, request_id)
+    return pipeline.deciding_checks(call.ws, request_id)
+
+
 @service("review.read")
 def review_list(call: CheckedCall, request_id: str) -> list[dict[str, Any]]:
     """The items in review, with the match evidence."""

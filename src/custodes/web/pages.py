@@ -45,6 +45,8 @@ FLASH = {
     "withheld": "The group was withheld, one ledger event per item.",
     "resolved": "The item's decision is recorded.",
     "suspended": "Suspended: the user's sessions and keys ended now.",
+    "reinstate": "Asked: the user is reinstated when a second administrator confirms.",
+    "reinstated": "Reinstated: the user may sign in again.",
     "certified": "The certification of destruction is recorded.",
     "opened": "Opened: the report is due within 24 hours.",
     "reported": "Recorded as reported.",
@@ -402,7 +404,7 @@ def request_page(
     def show(who: Any, me: dict[str, Any], token: str) -> Response:
         req = requests.status(ws, who, request_id)
         step = decisions.next_step(ws, who, request_id)
-        outcomes = None
+        outcomes, checks = None, {}
         if "outcomes" in me["may"] and step["state"] not in (
             "received",
             "checked",
@@ -411,6 +413,7 @@ def request_page(
             "matched",
         ):
             outcomes = _outcomes(ws, who, request_id, outcome, check, max(offset, 0))
+            checks = decisions.deciding_checks(ws, who, request_id)
         return _render(
             request,
             "request.html",
@@ -421,6 +424,7 @@ def request_page(
                 "outcomes": outcomes,
                 "outcome": outcome,
                 "check": check,
+                "checks": checks,
                 "all_outcomes": OUTCOMES,
                 "may_download": "response.download" in me["may"],
                 "may_recall": "recall" in me["may"],
@@ -734,7 +738,14 @@ def job_status(request: Request, job_id: str, ws: WS) -> Response:
 
 # --- administration --------------------------------------------------------------------------
 
-USERS_CHANGE = ("users.add", "users.grant", "users.confirm", "users.suspend", "users.reset")
+USERS_CHANGE = (
+    "users.add",
+    "users.grant",
+    "users.confirm",
+    "users.suspend",
+    "users.reinstate",
+    "users.reset",
+)
 
 
 def _users(
@@ -860,11 +871,34 @@ def suspend(
     name: str,
     ws: WS,
     reason: Annotated[str, Form(max_length=500)],
+    confirm: Annotated[str, Form(max_length=8)] = "",
     csrf: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
+    """Suspend a user now, once the administrator ticked that the sessions and keys end."""
+
     def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        if confirm != "yes":
+            raise InputError(
+                f"Tick the box to confirm that {name}'s sessions and keys end now.",
+                code="not_confirmed",
+            )
         users.suspend(ws, who, name, reason)
         return _see_other("/users?done=suspended")
+
+    return _work(request, ws, act, csrf=csrf, back="/users")
+
+
+@router.post("/users/{name}/reinstate")
+def reinstate(
+    request: Request, name: str, ws: WS, csrf: Annotated[str, Form(max_length=128)] = ""
+) -> Response:
+    """Ask to reinstate a suspended user; a second administrator's click confirms it."""
+
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        done = users.reinstate(ws, who, name)
+        return _see_other(
+            "/users?done=" + ("reinstated" if done["status"] == "active" else "reinstate")
+        )
 
     return _work(request, ws, act, csrf=csrf, back="/users")
 
