@@ -222,7 +222,7 @@ def test_each_role_works_the_request_through_to_release(console: Console) -> Non
     page.wait_for_url(re.compile(rf".*/requests/{rid}$"))
     officer.check("request")
     # codes read as words: the state, the provision, who acts next (#24, console wording)
-    assert page.locator(".console-facts .usa-tag").inner_text() == "in review"
+    assert page.locator(".console-facts .usa-tag").text_content() == "in review"
     facts = page.locator(".console-facts").inner_text()
     assert "§6103(i)(2)" in facts and "irc-6103-i-2" not in facts
     assert "by a disclosure officer" in page.content() and "by a officer" not in page.content()
