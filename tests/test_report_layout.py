@@ -156,3 +156,25 @@ def test_the_jct_table_reads_as_english() -> None:
     pdf = layout(doc)
     text = " ".join(t for _, _, _, texts in pdf.tables for line in texts for t in line)
     assert "U.S. Immigration and Customs Enforcement" in text
+
+
+def test_key_figures_read_as_words_and_every_page_is_numbered() -> None:
+    """The request report's figures have labels ("Wrong-person rate, upper bound at 95 %
+    confidence", not "Wrong person bound 95") (#24)."""
+    from custodes.reports.document import Document, Table
+    from custodes.reports.pdf import layout
+
+    doc = Document(
+        "request",
+        "Request req-aaaaaaaaaaaa: checks, matching, review and release",
+        {"request_id": "req-aaaaaaaaaaaa"},
+        [Table("Checks", [("check", "Check"), ("failing", "Failing")], [])],
+        figures={"items": 150, "wrong_person_bound_95": "≤ 2.3077%", "review_rate_percent": 1.5},
+    )
+    doc.ledger_size, doc.ledger_root = 1000, ROOT
+    page = encode(doc, ".html").decode()
+    assert "Wrong-person rate, upper bound at 95 % confidence" in page
+    assert "Wrong person bound 95" not in page and "Review rate (%)" in page
+    # the footer ("Page i of n") is every report's, checked on the accounting above
+    pdf = layout(doc)
+    assert _pages(bytes(pdf.output())) == pdf.pages_count >= 1

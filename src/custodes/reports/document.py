@@ -126,6 +126,21 @@ PARAMETER_LABELS = {
 }
 
 
+# How a key figure reads ("Wrong-person rate, upper bound at 95 % confidence"), not its key.
+FIGURE_LABELS = {
+    "wrong_person_bound_95": "Wrong-person rate, upper bound at 95 % confidence",
+    "review_rate_percent": "Review rate (%)",
+    "reviews_resolved_disclose": "Reviews resolved by disclosing",
+    "reviews_resolved_withhold": "Reviews resolved by withholding",
+    "disclosures_recalled": "Disclosures recalled",
+    "actions_by_suspended_users": "Actions by suspended users",
+}
+
+
+def figure_label(key: str) -> str:
+    return FIGURE_LABELS.get(key) or key.replace("_", " ").capitalize()
+
+
 def parameters_text(params: dict[str, Any]) -> str:
     """The parameters as one sentence: 'Calendar year: 2026; agency: …'."""
     parts = [

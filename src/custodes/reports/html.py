@@ -12,6 +12,7 @@ from custodes.reports.document import (
     Document,
     cell,
     chart_svg,
+    figure_label,
     groups,
     parameters_text,
     rows_count,
@@ -35,6 +36,7 @@ def _env() -> jinja2.Environment:
         dict=dict,
         rows_count=rows_count,
         parameters_text=parameters_text,
+        figure_label=figure_label,
     )
     return env
 

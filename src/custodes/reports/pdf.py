@@ -25,6 +25,7 @@ from custodes.reports.document import (
     Table,
     cell,
     chart_png,
+    figure_label,
     groups,
     parameters_text,
     rows_count,
@@ -111,7 +112,7 @@ def layout(doc: Document) -> _Filed:
             pdf.multi_cell(
                 0,
                 5,
-                f"{k.replace('_', ' ').capitalize()}: {cell(v)}",
+                f"{figure_label(k)}: {cell(v)}",
                 new_x="LMARGIN",
                 new_y="NEXT",
             )
