@@ -395,7 +395,7 @@ def listing(ws: Workspace, agency: str | None = None) -> list[dict[str, Any]]:
     with ws.engine.connect() as conn:
         reach = _reach(conn, agency)
         rows = conn.execute(
-            select(recalls).where(recalls.c.id.in_(reach)).order_by(recalls.c.at)
+            select(recalls).where(recalls.c.id.in_(list(reach))).order_by(recalls.c.at)
         ).all()
         agencies = dict(
             conn.execute(
@@ -410,18 +410,18 @@ def listing(ws: Workspace, agency: str | None = None) -> list[dict[str, Any]]:
         ):
             if agency is None or a.agency == agency:
                 acks.setdefault(a.recall_id, []).append(
-                    {"agency": a.agency, "at": _utc(a.at).isoformat(timespec="seconds")}
+                    {"agency": a.agency, "at": a.at.isoformat(timespec="seconds")}
                 )
     today = dt.date.today()
     out = []
     for r in rows:
-        due = _utc(r.at).date() + dt.timedelta(days=RETURN_WITHIN_DAYS)
+        due = r.at.date() + dt.timedelta(days=RETURN_WITHIN_DAYS)
         status = "certified" if r.certified_by else ("overdue" if today > due else "open")
         mine = reach[r.id]
         out.append(
             {
                 "recall_id": r.id,
-                "at": _utc(r.at).isoformat(timespec="seconds"),
+                "at": r.at.isoformat(timespec="seconds"),
                 "reason": r.reason,
                 "items": sum(mine.values()) if agency else r.items,
                 "requests": sorted(mine),
@@ -435,10 +435,6 @@ def listing(ws: Workspace, agency: str | None = None) -> list[dict[str, Any]]:
             }
         )
     return out
-
-
-def _utc(at: dt.datetime) -> dt.datetime:
-    return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at
 
 
 def _row(conn: Connection, recall_id: str) -> Any:
@@ -510,7 +506,7 @@ def acknowledge(call: Call, recall_id: str) -> dict[str, Any]:
                     )
                 ],
             )
-    at = now if first is None else _utc(first.at)
+    at = now if first is None else first.at
     return {
         "recall_id": recall_id,
         "agency": agency,
