@@ -137,12 +137,10 @@ def test_accounting_has_one_row_per_disclosure_event(copy, tmp_path: Path) -> No
     # filters
     ice = reports.accounting(ws, people["auditor"], provision="irc-6103-i-2")["document"]
     assert {r["provision"] for r in ice["tables"][0]["rows"]} == {"irc-6103-i-2"}
-    assert (
-        reports.accounting(ws, people["auditor"], year=YEAR - 1)["document"]["figures"][
-            "disclosures"
-        ]
-        == 0
-    )
+    # a year before this ledger began is not "0 disclosures": the ledger cannot say (#24)
+    with pytest.raises(CustodesError) as exc:
+        reports.accounting(ws, people["auditor"], year=YEAR - 1)
+    assert exc.value.code == "bad_year"
 
 
 def test_the_annual_table_totals_equal_the_ledger(copy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -91,6 +91,12 @@ def status(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     run(home, json_out, svc.status, view=view)
 
 
+TOTP_ON_COMMAND_LINE = (
+    "A one-time code given with --totp shows in the process list; give it on standard input "
+    "(--totp-stdin) or at the prompt."
+)
+
+
 @app.command()
 def login(
     user: Annotated[str, typer.Argument(help="Your user name.")],
@@ -117,11 +123,7 @@ def login(
     kept: the session stored here stays the one it was."""
     with guarded(json_out):
         if totp is not None:
-            raise InputError(
-                "A one-time code given with --totp shows in the process list; give it on "
-                "standard input (--totp-stdin) or at the prompt.",
-                code="bad_argument",
-            )
+            raise InputError(TOTP_ON_COMMAND_LINE, code="bad_argument")
         ws = svc.open_workspace(home)
         try:
             password = read_secret(password_stdin)
