@@ -429,9 +429,11 @@ def test_attacks_over_http(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
         "bad_argument",
     )
     # every problem of a JSON body is named (where, never the value), not only the first
-    r = api.post("/v1/requests", "requester", json={"items": [{"a": 1}, {"b": [2]}]})
+    tin = "123-45-6789"
+    r = api.post("/v1/requests", "requester", json={"items": [{"a": 1}, {"b": [2]}, {tin: 3}]})
     detail = _problem(r, 422, "bad_argument")["detail"]
     assert all(w in detail for w in ("envelope: Field required", "items.0.a", "items.1.b"))
+    assert "items.2.…" in detail and tin not in detail  # a key an agency chose, not quoted
     _problem(
         api.post(
             "/v1/requests",

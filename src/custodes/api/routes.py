@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -33,6 +34,7 @@ from custodes.services import workspace as ws_svc
 MAX_UPLOAD = int(os.environ.get("CUSTODES_API_MAX_UPLOAD", str(2 << 30)))
 CHUNK = 1 << 20
 MAX_PROBLEMS = 50  # a body's validation problems listed in one answer (the total is given)
+FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     s: {"model": ProblemDetails, "content": {MEDIA_TYPE: {}}} for s in (401, 403, 404, 409, 422)
@@ -218,6 +220,13 @@ def _items_name(envelope: bytes) -> str:
     return name
 
 
+def _where(part: Any) -> str:
+    """A place in a JSON body, named without quoting what was sent: an index, or a field name
+    shaped like one (a key an agency chose that is not, e.g. a number, reads as '…')."""
+    text = str(part)
+    return text if isinstance(part, int) or FIELD_NAME.fullmatch(text) else "…"
+
+
 async def _stage(request: Request, folder: Path) -> str:
     """Write the submitted request (multipart envelope + items, or JSON inline) into `folder`
     as a request directory; returns the payload's hash (for the idempotency key)."""
@@ -258,7 +267,7 @@ async def _stage(request: Request, folder: Path) -> str:
             inline = m.InlineRequest.model_validate_json(body)
         except ValidationError as exc:  # every problem, located, never the value sent
             found = [
-                f"{'.'.join(str(p) for p in e.get('loc', ())) or 'body'}: {e.get('msg')}"
+                f"{'.'.join(_where(p) for p in e.get('loc', ())) or 'body'}: {e.get('msg')}"
                 for e in exc.errors(include_input=False)
             ]
             more = f"; and {len(found) - MAX_PROBLEMS} more" if len(found) > MAX_PROBLEMS else ""
