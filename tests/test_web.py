@@ -352,9 +352,14 @@ def test_recalls_ledger_audit_and_reports(console: Console, tmp_path: Path) -> N
     officer.page.fill("#recall-reason", "court ruling on one person")
     officer.page.fill("#recall-items", "item-not-disclosed")
     officer.page.click(f"text=Recall the disclosures of {c.rid}")
-    assert "not_disclosed" in officer.page.content()  # refused; nothing recalled
-    officer.goto(f"/requests/{c.rid}")
-    officer.page.click("text=Recall this release…")
+    # refused, nothing recalled: the error is shown at the field it is about, on the same page
+    # (#24: errors at the field, not on a page of their own)
+    error = officer.page.locator("#recall-items-error")
+    assert "not_disclosed" in error.inner_text() and officer.page.url.endswith("/recall")
+    assert "recall-items-error" in str(
+        officer.page.get_attribute("#recall-items", "aria-describedby")
+    )
+    officer.check("recall-refused")
     officer.page.fill("#recall-reason", "court ruling on one person")
     officer.page.fill("#recall-items", chosen)
     officer.page.click(f"text=Recall the disclosures of {c.rid}")

@@ -392,6 +392,58 @@ def _outcomes(ws: Any, who: Any, rid: str, outcome: str, check: str, offset: int
     )
 
 
+def _request(
+    request: Request,
+    ws: Any,
+    who: Any,
+    me: dict[str, Any],
+    token: str,
+    request_id: str,
+    *,
+    outcome: str = "",
+    check: str = "",
+    offset: int = 0,
+    form_error: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    """The request page; with `form_error` (the form, the field, the core's message) it
+    shows a refused form again, its error at the field it is about."""
+    req = requests.status(ws, who, request_id)
+    step = decisions.next_step(ws, who, request_id)
+    outcomes, checks = None, {}
+    if "outcomes" in me["may"] and step["state"] not in (
+        "received",
+        "checked",
+        "refused",
+        "withdrawn",
+        "matched",
+    ):
+        outcomes = _outcomes(ws, who, request_id, outcome, check, max(offset, 0))
+        checks = decisions.deciding_checks(ws, who, request_id)
+    return _render(
+        request,
+        "request.html",
+        {
+            "title": f"Request {request_id}",
+            "req": req,
+            "step": step,
+            "outcomes": outcomes,
+            "outcome": outcome,
+            "check": check,
+            "checks": checks,
+            "all_outcomes": OUTCOMES,
+            "may_download": "response.download" in me["may"],
+            "may_recall": "recall" in me["may"],
+            "may_withdraw": "withdraw" in me["may"],
+            "flash": _flash(request),
+            "form_error": form_error,
+        },
+        me=me,
+        token=token,
+        status=status,
+    )
+
+
 @router.get("/requests/{request_id}", response_class=HTMLResponse)
 def request_page(
     request: Request,
@@ -401,41 +453,33 @@ def request_page(
     check: str = "",
     offset: int = 0,
 ) -> Response:
-    def show(who: Any, me: dict[str, Any], token: str) -> Response:
-        req = requests.status(ws, who, request_id)
-        step = decisions.next_step(ws, who, request_id)
-        outcomes, checks = None, {}
-        if "outcomes" in me["may"] and step["state"] not in (
-            "received",
-            "checked",
-            "refused",
-            "withdrawn",
-            "matched",
-        ):
-            outcomes = _outcomes(ws, who, request_id, outcome, check, max(offset, 0))
-            checks = decisions.deciding_checks(ws, who, request_id)
-        return _render(
-            request,
-            "request.html",
-            {
-                "title": f"Request {request_id}",
-                "req": req,
-                "step": step,
-                "outcomes": outcomes,
-                "outcome": outcome,
-                "check": check,
-                "checks": checks,
-                "all_outcomes": OUTCOMES,
-                "may_download": "response.download" in me["may"],
-                "may_recall": "recall" in me["may"],
-                "may_withdraw": "withdraw" in me["may"],
-                "flash": _flash(request),
-            },
-            me=me,
-            token=token,
-        )
+    return _work(
+        request,
+        ws,
+        lambda who, me, token: _request(
+            request, ws, who, me, token, request_id, outcome=outcome, check=check, offset=offset
+        ),
+    )
 
-    return _work(request, ws, show)
+
+def _at_the_field(
+    act: Callable[[], Response],
+    show: Callable[[dict[str, str], int], Response],
+    form: str,
+    fields: dict[str, str],
+) -> Response:
+    """`act`, or, when the core refuses what the person entered (bad input, not found, a
+    clash), the form's page again with the error at the field it is about (`fields`: error
+    code -> field id; else the form's first field). A refusal of the caller goes to the error
+    page as before."""
+    try:
+        return act()
+    except CustodesError as exc:
+        if isinstance(exc, AccessDenied) or exc.http_status not in (404, 409, 413, 422):
+            raise
+        field = fields.get(exc.code) or next(iter(fields.values()))
+        error = {"form": form, "field": field, "message": exc.message, "code": exc.code}
+        return show(error, exc.http_status)
 
 
 @router.get("/requests/{request_id}/outcomes", response_class=HTMLResponse)
@@ -600,8 +644,23 @@ def recall(
     chosen = [i for i in re.split(r"[\s,;]+", items) if i] or None
 
     def act(who: Any, me: dict[str, Any], token: str) -> Response:
-        decisions.recall(ws, who, reason=reason, request_id=request_id, items=chosen)
-        return _see_other("/recalls?done=recalled")
+        def recall_now() -> Response:
+            decisions.recall(ws, who, reason=reason, request_id=request_id, items=chosen)
+            return _see_other("/recalls?done=recalled")
+
+        return _at_the_field(
+            recall_now,
+            lambda error, status: _request(
+                request, ws, who, me, token, request_id, form_error=error, status=status
+            ),
+            "recall",
+            {
+                "not_disclosed": "recall-items",
+                "already_recalled": "recall-items",
+                "no_items": "recall-items",
+                "bad_argument": "recall-reason",
+            },
+        )
 
     return _work(request, ws, act, csrf=csrf, back=f"/requests/{request_id}")
 
@@ -617,8 +676,18 @@ def withdraw(
     """Withdraw a request that has not been released (recorded with its reason)."""
 
     def act(who: Any, me: dict[str, Any], token: str) -> Response:
-        requests.withdraw(ws, who, request_id, reason)
-        return _see_other(f"/requests/{request_id}?done=withdrawn")
+        def withdraw_now() -> Response:
+            requests.withdraw(ws, who, request_id, reason)
+            return _see_other(f"/requests/{request_id}?done=withdrawn")
+
+        return _at_the_field(
+            withdraw_now,
+            lambda error, status: _request(
+                request, ws, who, me, token, request_id, form_error=error, status=status
+            ),
+            "withdraw",
+            {"bad_argument": "withdraw-reason"},
+        )
 
     return _work(request, ws, act, csrf=csrf, back=f"/requests/{request_id}")
 
