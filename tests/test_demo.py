@@ -67,9 +67,12 @@ def test_demo_runs_the_main_job_and_says_why_items_are_in_review(tmp_path: Path)
     finally:
         ws.close()
     # `make demo` again on the same workspace: new one-time codes, no crash
-    again = _demo(env)
+    again = _demo(env | {"COLUMNS": "80"})
     assert "http://127.0.0.1:8600/enrol" in again.stdout and "Traceback" not in again.stderr
     assert _waiting(again.stdout) == waiting
+    # each code whole on its line in an 80-column terminal (a table cut them short there)
+    code = re.search(r"^  officer-1 \(officer\): (ce_\S+ ce2_\S+)$", again.stdout, re.MULTILINE)
+    assert code and "…" not in code.group(1), again.stdout[-3000:]
 
 
 def _waiting(out: str) -> dict[str, str]:

@@ -205,14 +205,12 @@ def _console_users(ws: Workspace, console: Console, staff: demo_staff.Staff) -> 
     every run: the code is shown once and sets the user's own password). Outside a demo the
     two halves of a code come from two administrators; here the demo is both of them, and
     prints the two halves together."""
-    table = Table(
-        "user", "role", "one-time code (two halves)", title="Web console users (codes valid 72 h)"
-    )
+    # One line each, not a table: a table at 80 columns cut the codes short ("ce_tKBy…").
+    console.print("Web console users, each with a one-time code (both halves; valid 72 h):")
     for name, role in CONSOLE_USERS:
         demo_staff.add(staff, name, [role], basis="demo", enrol=False)
         code = demo_staff.whole_code(ws, staff.second_admin, users.reset(ws, staff.admin, name))
-        table.add_row(name, role, code)
-    console.print(table)
+        console.print(f"  {name} ({role}): {code}", soft_wrap=True, markup=False)
     home = "" if str(ws.home) == os.path.abspath("custodes-data") else f" --home {ws.home}"
     console.print(
         f"Web console: run 'custodes serve{home}' (or '.venv/bin/custodes serve{home}') and open "
