@@ -8,7 +8,16 @@ from typing import Annotated, Any
 import typer
 
 from custodes.cli import render, session
-from custodes.cli.root import HomeOpt, JsonOpt, app, guarded, read_secret, run, show
+from custodes.cli.root import (
+    HomeOpt,
+    JsonOpt,
+    app,
+    guarded,
+    read_secret,
+    run,
+    show,
+    wants_json,
+)
 from custodes.errors import InputError, Unauthenticated
 from custodes.services import workspace as svc
 
@@ -133,6 +142,12 @@ def status(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     run(home, json_out, svc.status, view=view)
 
 
+TOTP_ON_COMMAND_LINE = (
+    "A one-time code given with --totp shows in the process list; give it on standard input "
+    "(--totp-stdin) or at the prompt."
+)
+
+
 @app.command()
 def login(
     user: Annotated[str, typer.Argument(help="Your user name.")],
@@ -155,14 +170,11 @@ def login(
     json_out: JsonOpt = False,
 ) -> None:
     """Sign in: opens a server-side session, kept for this shell user in the workspace
-    (CUSTODES_SESSION overrides it; --json prints the token)."""
+    (CUSTODES_SESSION overrides it). With --json the token is printed for a script and not
+    kept: the session stored here stays the one it was."""
     with guarded(json_out):
         if totp is not None:
-            raise InputError(
-                "A one-time code given with --totp shows in the process list; give it on "
-                "standard input (--totp-stdin) or at the prompt.",
-                code="bad_argument",
-            )
+            raise InputError(TOTP_ON_COMMAND_LINE, code="bad_argument")
         ws = svc.open_workspace(home)
         try:
             password = read_secret(password_stdin)
@@ -173,7 +185,8 @@ def login(
                 if exc.code != "bad_totp" or code is not None or password_stdin:
                     raise
                 token = svc.login(ws, user, password, totp=read_secret(False, "One-time code"))
-            session.store(ws.home, token)
+            if not wants_json(json_out):
+                session.store(ws.home, token)
         finally:
             ws.close()
         show(

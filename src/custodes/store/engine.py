@@ -138,7 +138,11 @@ def bulk_insert(conn: Connection, table: Table, rows: list[tuple[Any, ...]]) -> 
     cols = [c.name for c in table.columns]
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
-    dt_cols = [i for i, c in enumerate(table.columns) if isinstance(c.type, DateTime)]
+    dt_cols = [
+        i
+        for i, c in enumerate(table.columns)
+        if isinstance(getattr(c.type, "impl", c.type), DateTime)
+    ]
     if conn.dialect.name == "sqlite" and dt_cols:
         for i in dt_cols:
             rows = [
