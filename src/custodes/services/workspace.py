@@ -8,8 +8,11 @@ from typing import Any
 from custodes.access import Caller, CheckedCall, credentials, service, sessions, users
 from custodes.access import caller as _caller
 from custodes.access.roles import ACTIONS
-from custodes.errors import ConflictError
+from custodes.errors import ConflictError, InputError
 from custodes.ledger import keys as ledger_keys
+from custodes.ledger import pkcs11
+from custodes.ledger import service as ledger_service
+from custodes.ledger.note import Verifier
 from custodes.records.master import summary
 from custodes.workspace import Workspace, init_workspace
 from custodes.workspace import open_workspace as _open_workspace
@@ -59,17 +62,29 @@ def init(
     admin: str | None = None,
     password: str | None = None,
     origin: str | None = None,
+    ledger_key: str | None = None,
+    witness: tuple[str, Verifier] | None = None,
 ) -> dict[str, Any]:
     """Create a workspace (or upgrade one): the store, the secrets key and the ledger's signing
-    key (origin given or derived), and with `admin` its first administrator. Open: run by the
-    workspace's owner on their own machine."""
+    key (origin given or derived; with `ledger_key`, a PKCS#11 URI, the key in that HSM), with
+    `witness` (its URL and verifier key) the witness every checkpoint needs, and with `admin`
+    its first administrator. Open: run by the workspace's owner on their own machine."""
+    if ledger_key is not None and not pkcs11.is_uri(ledger_key):
+        raise InputError(
+            "--ledger-key takes a PKCS#11 URI (pkcs11:token=...;object=...).",
+            code="bad_pkcs11_uri",
+        )
     ws, created = init_workspace(home, store_url)
     try:
         credentials.ensure_secrets_key(ws)
-        key = ledger_keys.key_path(ws)
-        new_key = not key.exists()
+        new_key = not ledger_keys.has_key(ws)
         if new_key:
-            ledger_keys.keygen(ws, origin)
+            ledger_keys.keygen(ws, origin, ledger_key)
+        elif ledger_key and ledger_key.strip() != ledger_keys.hsm_uri(ws):
+            raise ConflictError(
+                "This workspace already has its ledger key; a ledger keeps one key for life.",
+                code="key_exists",
+            )
         elif origin and ledger_keys.origin(ws) not in (None, origin):
             raise ConflictError(
                 f"This ledger's origin is already {ledger_keys.origin(ws)}.", code="origin_fixed"
@@ -82,6 +97,10 @@ def init(
             "ledger_key_created": new_key,
             "vkey": ledger_keys.load_signer(ws).verifier.vkey,
         }
+        if witness is not None:
+            with ws.engine.begin() as conn:
+                ledger_service.set_witness(conn, witness[0], witness[1], "init")
+            info["witness"] = witness[1].name
         if admin:
             users.bootstrap_admin(ws, admin, password or "")
             info["admin"] = admin
@@ -144,10 +163,36 @@ def whoami(call: CheckedCall) -> dict[str, Any]:
 
 @service("status")
 def status(call: CheckedCall) -> dict[str, Any]:
-    """The workspace's store and master file (counts only, no personal data)."""
+    """The workspace's store and master file (counts only, no personal data), and warnings
+    about how its ledger is guarded (a key kept as a file, no witness, signing held)."""
     ws = call.ws
     return {
         "home": str(ws.home),
         "store": ws.engine.url.render_as_string(hide_password=True),
         "master_file": summary(ws),
+        "ledger_key": "hsm" if ledger_keys.hsm_uri(ws) else "file",
+        "witness": (w.url if (w := ledger_service.witness_config(ws)) else None),
+        "warnings": ledger_warnings(ws),
     }
+
+
+def ledger_warnings(ws: Workspace) -> list[str]:
+    warnings = []
+    if ledger_keys.hsm_uri(ws) is None:
+        warnings.append(
+            "The ledger's signing key is a file in the workspace "
+            f"({ledger_keys.key_path(ws)}): whoever copies it can sign a rewritten log. "
+            "Keep it in an HSM (custodes init --ledger-key pkcs11:...)."
+        )
+    if ledger_service.witness_config(ws) is None:
+        warnings.append(
+            "No witness cosigns this ledger's checkpoints: a rewritten, re-signed log cannot "
+            "be told from the real one. Configure one (custodes ledger use-witness URL --key "
+            "VKEY)."
+        )
+    held = ledger_keys.held(ws)
+    if held:
+        warnings.append(
+            f"Signing is held: {held} An administrator runs 'custodes ledger confirm-restore'."
+        )
+    return warnings
