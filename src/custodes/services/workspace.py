@@ -172,11 +172,11 @@ def status(call: CheckedCall) -> dict[str, Any]:
         "master_file": summary(ws),
         "ledger_key": "hsm" if ledger_keys.hsm_uri(ws) else "file",
         "witness": (w.url if (w := ledger_service.witness_config(ws)) else None),
-        "warnings": ledger_warnings(ws),
+        "warnings": _ledger_warnings(ws),
     }
 
 
-def ledger_warnings(ws: Workspace) -> list[str]:
+def _ledger_warnings(ws: Workspace) -> list[str]:
     warnings = []
     if ledger_keys.hsm_uri(ws) is None:
         warnings.append(
