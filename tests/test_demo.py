@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,7 @@ def test_demo_runs_the_main_job_and_says_why_items_are_in_review(tmp_path: Path)
     assert "Prepared by demo-officer, approved by demo-approver (two people)." in out
     assert "Released:" in out and (tmp_path / "demo" / "demo-response" / "response.csv").exists()
     assert "Traceback" not in done.stderr
+    assert "cosigns every checkpoint" in out and "\u2014 witness.local " in out
     reports = tmp_path / "demo" / "demo-reports"
     made = sorted(p.suffix for p in reports.iterdir())
     assert made == [".csv", ".html", ".html", ".pdf"], made
@@ -42,3 +45,15 @@ def test_demo_runs_the_main_job_and_says_why_items_are_in_review(tmp_path: Path)
     # `make demo` again on the same workspace: new one-time codes, no crash
     again = _demo(env)
     assert "http://127.0.0.1:8600/enrol" in again.stdout and "Traceback" not in again.stderr
+
+
+@pytest.fixture(autouse=True)
+def _stop_the_demo_witness(tmp_path: Path) -> Iterator[None]:
+    """The demo leaves its witness running beside the workspace (for the console): stopped
+    here, by the pid it recorded in its own folder."""
+    yield
+    from custodes.ledger import witness
+
+    found = witness.running(tmp_path / "demo-witness")
+    if found:
+        os.kill(found[0], signal.SIGTERM)

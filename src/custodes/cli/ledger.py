@@ -311,7 +311,7 @@ def witness_serve(
         Path, typer.Option("--state", help="SQLite file for the witness's state.")
     ] = Path("witness.db"),
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 7380,
+    port: Annotated[int, typer.Option("--port")] = 7380,  # witness.DEFAULT_PORT
 ) -> None:
     """Run a witness: POST <url>/add-checkpoint cosigns only consistent growth."""
     with guarded(False):

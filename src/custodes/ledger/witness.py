@@ -42,6 +42,7 @@ from custodes.ledger.note import (
 from custodes.ledger.tree import EMPTY_ROOT, ProofError, verify_consistency
 
 MAX_BODY = 64 * 1024
+DEFAULT_PORT = 7380
 
 
 @dataclass
@@ -206,6 +207,15 @@ def make_server(witness: Witness, host: str, port: int) -> ThreadingHTTPServer:
             pass
 
     return ThreadingHTTPServer((host, port), Handler)
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port(host: str = "127.0.0.1") -> int:

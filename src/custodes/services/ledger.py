@@ -209,15 +209,17 @@ def confirm_restore(call: CheckedCall) -> dict[str, Any]:
 
 
 @service("ledger.sign")
-def run_witness(call: CheckedCall, folder: Path, port: int = 7380) -> dict[str, Any]:
+def run_witness(call: CheckedCall, folder: Path, port: int | None = None) -> dict[str, Any]:
     """A witness for this ledger in its own process and folder (`folder`, outside the
     workspace: its key, its state, its log), started unless it already runs, and made the
     workspace's witness. For the demo and single-machine set-ups; in production the witness is
-    its own service under its own user (docs/operations.md)."""
+    its own service under its own user (docs/operations.md). `port`: 7380 when free, else
+    any free port."""
     folder = folder.resolve()
     if folder.is_relative_to(call.ws.home):
         raise InputError("The witness's folder must be outside the workspace.", code="bad_path")
     log_key = ledger.verifier(call.ws)
+    port = port or (wit.DEFAULT_PORT if wit.port_free(wit.DEFAULT_PORT) else wit.free_port())
     pid, url, vkey = wit.spawn(folder, "witness.local", [log_key.vkey], "127.0.0.1", port)
     info = _use_witness(call, url, Verifier.parse(vkey))
     return info | {"pid": pid, "folder": str(folder)}
