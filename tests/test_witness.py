@@ -8,8 +8,10 @@ import json
 import os
 import shutil
 import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -271,3 +273,31 @@ def test_witness_configuration_refusals(workspace: Workspace, staff: Staff, tmp_
     assert code == 2 and "bad_argument" in out
     r = runner.invoke(app, ["init", "--home", str(tmp_path / "x"), "--witness", "http://w"])
     assert r.exit_code == 2 and "missing_key" in r.output
+    r = runner.invoke(
+        app,
+        ["init", "--home", str(tmp_path / "y"), "--witness", "http://w", "--witness-key", key.vkey],
+    )
+    assert r.exit_code == 0 and "needs the cosignature of the witness w.test" in r.output
+
+    # Held, with a witness that does not say what it cosigned: the hold stays.
+    class NoCheckpoint(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NoCheckpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with workspace.engine.begin() as conn:
+            ledger.set_witness(conn, f"http://127.0.0.1:{server.server_port}", key, "admin")
+        keys.hold(workspace, "A test hold.")
+        with pytest.raises(CustodesError) as err:
+            ledger_svc.confirm_restore(workspace, staff.admin)
+        assert err.value.code == "witness_unreachable" and keys.held(workspace)
+    finally:
+        server.shutdown()
+        server.server_close()

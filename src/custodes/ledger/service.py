@@ -230,6 +230,12 @@ def confirm_restore(call: Call) -> dict[str, object]:
             "This workspace has no witness: configure one ('custodes ledger use-witness').",
         )
     found = witnessed(ws, wit.url, wit.key)
+    if found is None and keys.held(ws):  # it refused us, so it holds a checkpoint: ask for it
+        raise fail(
+            "witness_unreachable",
+            "The witness does not give the checkpoint it cosigned (GET <url>/checkpoint), so "
+            "the log cannot be checked against it; signing stays held.",
+        )
     with call.transaction() as conn:
         size = log.state(conn).size
         if found is not None:
@@ -443,8 +449,9 @@ def _witness_view(
     if url is not None and key is not None:
         try:
             found = witnessed(ws, url, witness)
-            rep.checked.append(f"the witness {witness.name} was asked for its checkpoint")
-            return found
+            if found is not None:
+                rep.checked.append(f"the witness {witness.name} was asked for its checkpoint")
+                return found
         except CustodesError as exc:
             rep.checked.append(f"the witness could not be asked ({exc.code}): stored copies used")
     notes: list[Note] = []
