@@ -301,3 +301,33 @@ def test_witness_configuration_refusals(workspace: Workspace, staff: Staff, tmp_
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.postgres
+def test_two_hosts_on_one_postgresql_store_share_the_witness_without_a_hold(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """A second host (its own folder, the same store and key) signs after the first: the
+    store remembers what the witness cosigned for both, so neither is taken for a restore."""
+    from conftest import make_workspace
+    from custodes.synthetic import staff as staff_mod
+
+    first = make_workspace(tmp_path / "host1", pg_url)
+    people = staff_mod.one_per_role(first)
+    folder = tmp_path / "witness"
+    ledger_svc.run_witness(first, people.admin, folder, wit.free_port())
+    try:
+        shutil.copytree(
+            first.home, tmp_path / "host2", ignore=shutil.ignore_patterns("checkpoints")
+        )
+        second = open_workspace(tmp_path / "host2", pg_url)
+        for ws in (first, second, first, second):
+            people.login("officer")
+            assert "\u2014 witness.local " in ledger_svc.checkpoint(ws, people.admin)["note"]
+            assert keys.held(ws) is None
+        vkey = wit.Signer.decode((folder / "witness.key").read_text()).verifier
+        assert ledger.audit_store(second, witness=vkey).ok
+        second.close()
+    finally:
+        _stop(folder)
+        first.close()
