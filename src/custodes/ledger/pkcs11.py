@@ -32,6 +32,9 @@ _PATH_ATTRS = {"token", "object", "id", "type", "serial", "manufacturer", "model
 _QUERY_ATTRS = {"pin-source", "module-path", "module-name"}
 _libs: dict[str, Any] = {}  # one loaded module per path for the process (the library's rule)
 _lock = threading.Lock()
+# One session at a time: a token's login state is shared by the process, so two threads
+# logging in at once would be refused (CKR_USER_ALREADY_LOGGED_IN).
+_in_use = threading.Lock()
 
 
 def is_uri(value: str | None) -> bool:
@@ -180,7 +183,7 @@ class Pkcs11Signer:
     def public(self) -> bytes:
         import pkcs11
 
-        with self._session() as session:
+        with _in_use, self._session() as session:
             point = self._key(session, pkcs11.ObjectClass.PUBLIC_KEY)[pkcs11.Attribute.EC_POINT]
         # CKA_EC_POINT is DER: an OCTET STRING (0x04, length 32) around the raw key.
         if len(point) == 34 and point[:2] == b"\x04\x20":
@@ -202,7 +205,7 @@ class Pkcs11Signer:
         import pkcs11
 
         vid = self.verifier.id
-        with self._session() as session:
+        with _in_use, self._session() as session:
             key = self._key(session, pkcs11.ObjectClass.PRIVATE_KEY)
             try:
                 sig = key.sign(text, mechanism=pkcs11.Mechanism.EDDSA)
