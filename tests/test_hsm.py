@@ -176,6 +176,10 @@ def test_the_pin_comes_from_a_file_or_the_environment_never_the_uri(
     r = runner.invoke(app, ["init", "--home", str(tmp_path / "c"), "--ledger-key", bare])
     assert r.exit_code != 0 and "hsm_unavailable" in r.output  # a wrong PIN
     monkeypatch.setenv("CUSTODES_PKCS11_PIN", "1234")
+    no_module = bare.split("?")[0]  # neither module-path nor CUSTODES_PKCS11_MODULE
+    monkeypatch.delenv("CUSTODES_PKCS11_MODULE", raising=False)
+    r = runner.invoke(app, ["init", "--home", str(tmp_path / "e"), "--ledger-key", no_module])
+    assert r.exit_code != 0 and "hsm_unavailable" in r.output and "library" in r.output
     r = runner.invoke(app, ["init", "--home", str(tmp_path / "d"), "--ledger-key", bare])
     assert r.exit_code == 0, r.output
     assert Verifier.parse(r.output.split("(publish it): ")[1].split()[0]).public == token.public
@@ -215,6 +219,9 @@ def test_status_warns_of_a_key_file_and_of_no_witness(tmp_path: Path) -> None:
         assert keys.hsm_uri(ws) is None
     finally:
         ws.close()
+    with pytest.raises(CustodesError) as err:  # a ledger keeps its key: no switch at init
+        ws_svc.init(home, ledger_key="pkcs11:token=t;object=ledger")
+    assert err.value.code == "key_exists"
     r = runner.invoke(app, ["status", "--home", str(home)], env=env)
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())

@@ -11,7 +11,6 @@ import typer
 
 from custodes.cli import render
 from custodes.cli.root import HomeOpt, JsonOpt, group, guarded, run, show
-from custodes.errors import InputError
 from custodes.services import ledger as svc
 
 ledger_app = group(
@@ -156,35 +155,16 @@ def ledger_verify(
     """Verify the ledger: the workspace store (no PATH), an export folder, or a receipt.
     Exit status 1 when anything does not verify; each problem says where."""
     failed = lambda r: int(not r.ok)  # noqa: E731
-    if path is None:
-        with guarded(json_out):
-            vkey = svc.parse_key(key) if key else None
-            wkey = svc.parse_key(witness) if witness else None
-        run(
-            home,
-            json_out,
-            svc.verify_store,
-            vkey,
-            witness=wkey,
-            witness_url=witness_url,
-            view=_report,
-            exit_status=failed,
-        )
-        return
-    if witness is not None:
-        with guarded(json_out):
-            raise InputError(
-                "--witness checks the workspace's store; for an export or a receipt name the "
-                "witnesses in a --policy file.",
-                code="bad_argument",
-            )
     with guarded(json_out):
-        if key is None:
-            raise InputError(
-                "--key is required to verify an export or a receipt.", code="missing_key"
-            )
+        vkey = svc.parse_key(key) if key else None
+        wkey = svc.parse_key(witness) if witness else None
+    if path is None:
+        args = {"witness": wkey, "witness_url": witness_url}
+        run(home, json_out, svc.verify_store, vkey, **args, view=_report, exit_status=failed)
+        return
+    with guarded(json_out):
         report = svc.verify_path(
-            path, svc.parse_key(key), previous=previous, policy=policy, body=body
+            path, vkey, previous=previous, policy=policy, body=body, witness=wkey
         )
         show(report, json_out, _report)
     if failed(report):

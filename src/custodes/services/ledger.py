@@ -112,13 +112,22 @@ def verify_store(
 
 def verify_path(
     path: Path,
-    key: Verifier,
+    key: Verifier | None,
     *,
     previous: Path | None = None,
     policy: Path | None = None,
     body: Path | None = None,
+    witness: Verifier | None = None,
 ) -> Report:
     """Verify an export folder or a receipt file offline. Open: outsiders verify."""
+    if key is None:
+        raise InputError("--key is required to verify an export or a receipt.", code="missing_key")
+    if witness is not None:
+        raise InputError(
+            "--witness checks the workspace's store; for an export or a receipt name the "
+            "witnesses in a --policy file.",
+            code="bad_argument",
+        )
     pol = _policy(policy)
     if path.is_dir():
         prev = previous.read_text(encoding="utf-8") if previous else None
