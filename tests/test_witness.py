@@ -94,6 +94,11 @@ def test_every_checkpoint_is_cosigned_by_the_witness(
     code, out = _cli(workspace.home, staff, "ledger", "verify", "--witness", witnessed.vkey)
     assert code == 0 and "Verified." in out, out
     assert f"the log extends the checkpoint of size {max(sizes)} the witness" in out
+    code, out = _cli(
+        workspace.home, staff, "ledger", "verify", "--witness", witnessed.vkey,
+        "--witness-url", witnessed.url,
+    )  # fmt: skip
+    assert code == 0 and f"the witness {witnessed.key.name} was asked" in out, out
     code, out = _cli(workspace.home, staff, "status", who="officer")
     assert "No witness" not in out and "key is a file" in out
 
