@@ -89,11 +89,7 @@ def init(
     with guarded(json_out):
         if (witness_url is None) != (witness_key is None):
             raise InputError("--witness and --witness-key go together.", code="missing_key")
-        witness = (
-            (witness_url, ledger_svc.parse_key(witness_key))
-            if witness_url and witness_key
-            else None
-        )
+        witness = (witness_url, ledger_svc.parse_key(witness_key)) if witness_key else None
         password = read_secret(password_stdin) if admin else None
         info = svc.init(
             home,

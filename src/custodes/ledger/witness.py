@@ -13,7 +13,7 @@ log with. (tlog-witness defines no read endpoint; this one serves only what the 
 
 `spawn` starts a witness as a separate process with its own folder (its key, its state, its
 log), as the demo and the tests run one; in production it is its own service, run by its own
-user (docs/operations.md).
+user (docs/ledger.md).
 """
 
 from __future__ import annotations

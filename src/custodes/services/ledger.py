@@ -222,7 +222,7 @@ def run_witness(call: CheckedCall, folder: Path, port: int | None = None) -> dic
     """A witness for this ledger in its own process and folder (`folder`, outside the
     workspace: its key, its state, its log), started unless it already runs, and made the
     workspace's witness. For the demo and single-machine set-ups; in production the witness is
-    its own service under its own user (docs/operations.md). `port`: 7380 when free, else
+    its own service under its own user (docs/ledger.md). `port`: 7380 when free, else
     any free port."""
     folder = folder.resolve()
     if folder.is_relative_to(call.ws.home):
