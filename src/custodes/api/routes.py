@@ -19,6 +19,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from custodes import __version__
+from custodes.api import limits
 from custodes.api import models as m
 from custodes.api.deps import WS, JobsDep, Who
 from custodes.api.problems import MEDIA_TYPE, ProblemDetails
@@ -30,6 +31,12 @@ from custodes.services import workspace as ws_svc
 # Uploads are streamed to disk up to this many bytes (a 1M-item request is about 200 MB).
 MAX_UPLOAD = int(os.environ.get("CUSTODES_API_MAX_UPLOAD", str(2 << 30)))
 CHUNK = 1 << 20
+
+
+def inline_limit() -> int:
+    """The most bytes a submission with its items inline (JSON) may have: it is parsed whole,
+    in memory, so it is held well below a file upload's limit (`CUSTODES_API_MAX_INLINE`)."""
+    return min(MAX_UPLOAD, limits.MAX_INLINE)
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     s: {"model": ProblemDetails, "content": {MEDIA_TYPE: {}}} for s in (401, 403, 404, 409, 422)
@@ -188,15 +195,14 @@ def whoami(who: Who, ws: WS) -> dict[str, Any]:
 # --- requests (agency systems and staff) ------------------------------------------------------
 
 
-async def _save(upload: UploadFile, target: Path, sha: Any) -> None:
+async def _save(upload: UploadFile, target: Path, sha: Any, limit: int | None = None) -> None:
+    limit = MAX_UPLOAD if limit is None else limit
     size = 0
     with open(target, "wb") as fh:
         while chunk := await upload.read(CHUNK):
             size += len(chunk)
-            if size > MAX_UPLOAD:
-                raise InputError(
-                    f"An upload is at most {MAX_UPLOAD:,} bytes.", code="file_too_large"
-                )
+            if size > limit:
+                raise InputError(f"An upload is at most {limit:,} bytes.", code="file_too_large")
             sha.update(chunk)
             fh.write(chunk)
 
@@ -205,7 +211,7 @@ def _items_name(envelope: bytes) -> str:
     """The items file name the envelope gives (a plain file name), to save the upload under."""
     try:
         name = json.loads(envelope).get("items")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # nested past the parser's depth
         raise InputError("envelope: not a JSON object.", code="bad_envelope") from None
     if not isinstance(name, str) or not name or Path(name).name != name or name[0] == ".":
         raise InputError(
@@ -238,15 +244,18 @@ async def _stage(request: Request, folder: Path) -> str:
                 "Send two files: 'envelope' (envelope.json) and 'items' (its items file).",
                 code="bad_argument",
             )
-        await _save(envelope, folder / "envelope.json", sha)
+        # the envelope is read whole to find the items file's name: no larger than intake allows
+        await _save(envelope, folder / "envelope.json", sha, requests.MAX_ENVELOPE_BYTES)
         await _save(items, folder / _items_name((folder / "envelope.json").read_bytes()), sha)
     elif kind == "application/json":
-        parts, size = [], 0
+        parts, size, limit = [], 0, inline_limit()
         async for chunk in request.stream():  # never more than the limit held in memory
             size += len(chunk)
-            if size > MAX_UPLOAD:
+            if size > limit:
                 raise InputError(
-                    f"An upload is at most {MAX_UPLOAD:,} bytes.", code="file_too_large"
+                    f"A submission with its items inline is at most {limit:,} bytes (send "
+                    "larger ones as files).",
+                    code="file_too_large",
                 )
             parts.append(chunk)
         body = b"".join(parts)

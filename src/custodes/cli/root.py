@@ -9,6 +9,7 @@ its kind (never a message or locals: they may hold personal data) and exits 70.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import signal
 import sys
@@ -16,7 +17,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from custodes import __version__
 from custodes.cli import render, session
@@ -27,11 +30,73 @@ from custodes.errors import (
     CustodesError,
     InputError,
 )
-from custodes.services import workspace as ws_svc
 
 R = TypeVar("R")
 
+# Every top-level command: the module of custodes.cli that defines it, and the line the root's
+# --help shows for it. Listed here rather than found by importing every module, so that
+# `custodes --help` imports none of them and a command imports only its own module (and what
+# that module uses): the CLI starts in a fraction of a second. tests/test_cli_startup.py holds
+# this table to what the modules register. Click has no lazy group of its own (its docs show
+# this pattern: "Lazily Loading Subcommands"), so the small class below does it.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("workspace", "Create a workspace, or bring one up to date."),
+    "join": ("workspace", "Join a deployment: a second host on its shared store."),
+    "status": ("workspace", "Summarise the workspace: store and master file."),
+    "login": ("workspace", "Sign in: a server-side session for this shell user."),
+    "logout": ("workspace", "Sign out: end the session and forget it here."),
+    "enrol": ("workspace", "Set your password with the enrolment code's halves."),
+    "whoami": ("workspace", "Who the stored session signs in as, with which roles."),
+    "submit": ("requests", "Receive a request: checked, copied, hashed, given an id."),
+    "withdraw": ("requests", "Withdraw a request that has not been released."),
+    "requests": ("requests", "Requests in the interchange format."),
+    "process": ("decisions", "Check, match and decide every item of a request."),
+    "explain": ("decisions", "Why an item got its outcome: every check, cited."),
+    "outcomes": ("decisions", "Export the per-item view for officers."),
+    "review": ("decisions", "List the items in review, or resolve them."),
+    "prepare": ("decisions", "Prepare the release of a decided request."),
+    "approve": ("decisions", "Approve a prepared release (never one you prepared)."),
+    "release": ("decisions", "Write the response of an approved release."),
+    "recall": ("decisions", "Mark disclosures as improper and notify the recipient."),
+    "recalls": ("decisions", "Recalls, and whether destruction is certified."),
+    "certify-destruction": ("decisions", "Record the recipient's certified destruction."),
+    "next": ("decisions", "Where a request stands and what comes next, by whom."),
+    "match": ("matching", "Matching: identify each person, never the wrong one."),
+    "records": ("records", "The master file: import, generate, summarise."),
+    "rules": ("rules", "The law as data: provisions, checks with citations."),
+    "agencies": ("rules", "Registry of requesting agencies and their safeguards."),
+    "officials": ("rules", "Registry of officials authorised to sign requests."),
+    "agreements": ("rules", "Registered data-sharing agreements (overlays)."),
+    "users": ("users", "Users and roles (administrators)."),
+    "changes": ("users", "Changes waiting for a second administrator."),
+    "ledger": ("ledger", "The ledger: a verifiable log of every event."),
+    "witness": ("ledger", "A witness that cosigns a ledger's consistent growth."),
+    "report": ("reports", "The accounting of disclosures and oversight reports."),
+    "incident": ("reports", "Suspected improper disclosures, on a 24-hour clock."),
+    "audit": ("audit", "What auditors look for (inspection trail)."),
+    "serve": ("serve", "Serve the web console and the HTTP API."),
+}
+
+
+class _LazyRoot(TyperGroup):
+    """The root command: a command's module is imported when that command is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        importlib.import_module(f"custodes.cli.{COMMANDS[cmd_name][0]}")
+        return typer.main.get_group(app).commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, line) for name, (_, line) in COMMANDS.items()])
+
+
 app = typer.Typer(
+    cls=_LazyRoot,
     help="custodes: a disclosure gateway for confidential government records.\n\n"
     "Every request and every person in it is checked against the statute, matched with a "
     "measured error rate, released at the minimum, approved by two people and recorded in a "
@@ -141,6 +206,8 @@ def run(
 ) -> R:
     """Call `service` as the signed-in caller and render its result: JSON with --json (or
     when there is no view), else `view`. `exit_status` turns a "no" answer into exit 1."""
+    from custodes.services import workspace as ws_svc  # here, not above: see COMMANDS
+
     _interrupt_as_keyboard()
     with guarded(json_out):
         ws = ws_svc.open_workspace(home)

@@ -1,7 +1,8 @@
-"""init, status, login, logout, enrol, whoami."""
+"""init, join, status, login, logout, enrol, whoami."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -101,6 +102,56 @@ def init(
             witness=witness,
         )
         show(info, json_out, _init_view)
+
+
+@app.command()
+def join(
+    store_url: Annotated[
+        str | None,
+        typer.Option(
+            "--store-url",
+            envvar="CUSTODES_STORE_URL",
+            help="SQLAlchemy URL of the deployment's shared store (postgresql://...; a "
+            "password comes from PGPASSWORD or ~/.pgpass, never the URL kept on disk).",
+        ),
+    ] = None,
+    ledger_key: Annotated[
+        str | None,
+        typer.Option(
+            "--ledger-key",
+            help="The deployment's ledger key: a copy of its key file (copied into this "
+            "workspace); default: CUSTODES_LEDGER_KEY.",
+        ),
+    ] = None,
+    secrets_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--secrets-key",
+            help="A copy of the deployment's secrets key file (copied into this workspace); "
+            "default: CUSTODES_SECRETS_KEY.",
+        ),
+    ] = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Make this host's workspace for an existing deployment (a second host on the same
+    store): checks the keys against the store and records them. Never creates a store, a key
+    or a user (docs/operations.md)."""
+    with guarded(json_out):
+        info = svc.join(
+            home,
+            store_url,
+            ledger_key=ledger_key,
+            secrets_key=str(secrets_key) if secrets_key else None,
+        )
+        show(
+            info,
+            json_out,
+            lambda r: render.say(
+                f"Joined: workspace at {r['home']} (store: {r['store']}), ledger "
+                f"{r['ledger_origin']}, verifier key {r['vkey']}."
+            ),
+        )
 
 
 @app.command()

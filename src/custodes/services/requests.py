@@ -17,6 +17,9 @@ from custodes.store import jobs as jobs_store
 from custodes.store.tables import request_transitions
 from custodes.synthetic.requests import GeneratedRequest, generate_request
 
+# The largest envelope intake reads (a face reading one whole holds it to the same).
+MAX_ENVELOPE_BYTES = intake.MAX_ENVELOPE_BYTES
+
 
 @service("submit")
 def submit(

@@ -16,7 +16,7 @@ import secrets
 import socket
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 
 from custodes.store.tables import idempotency_keys, jobs
 
@@ -68,6 +68,18 @@ def create(engine: Engine, kind: str, request_id: str | None, actor: str) -> str
             )
         )
     return job_id
+
+
+def active(engine: Engine, actor: str) -> int:
+    """How many of `actor`'s jobs wait or run (what a job quota counts)."""
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(jobs)
+                .where(jobs.c.actor == actor, jobs.c.state.in_(("queued", "running")))
+            ).scalar_one()
+        )
 
 
 def get(engine: Engine, job_id: str) -> dict[str, Any] | None:

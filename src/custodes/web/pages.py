@@ -18,11 +18,14 @@ import hmac
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from custodes import __version__
 from custodes.api.deps import WS
@@ -224,6 +227,44 @@ def _work(
         return fn(who, me, token)
     except CustodesError as exc:
         return _failed(request, exc, me, token, back)
+
+
+async def _work_with_file(
+    request: Request,
+    ws: Any,
+    field: str,
+    fn: Callable[[Any, dict[str, Any], str, IO[bytes]], Response],
+    *,
+    back: str,
+) -> Response:
+    """`_work` for a form with a file: the session behind the cookie is checked before a byte
+    of the body is read (no cookie: the sign-in; a session the core refuses: its page), so an
+    upload without a live session is never parsed nor spooled to disk; then the form is read
+    (its size bounded by the body limit, `custodes.api.limits`), and `_work` checks the
+    anti-forgery token and runs `fn(caller, me, token, file)`.
+
+    Not FastAPI's `File()` parameters: FastAPI parses the whole form before the page runs."""
+    token = request.cookies.get(cookie_name())
+    if not token:
+        return RedirectResponse("/sign-in", status_code=303)
+    try:
+        await run_in_threadpool(ws_svc.console_caller, ws, token)
+    except CustodesError as exc:
+        return _failed(request, exc, None, token, back)
+    try:
+        form = await request.form(max_files=1, max_fields=1)
+    except StarletteHTTPException:  # not a form, or more parts than the file and the token
+        return invalid_form(request, [field])
+    try:
+        upload, csrf = form.get(field), form.get("csrf", "")
+        if not isinstance(upload, UploadFile) or not isinstance(csrf, str) or len(csrf) > 128:
+            return invalid_form(request, [field])
+        file = upload.file
+        return await run_in_threadpool(
+            _work, request, ws, lambda who, me, tok: fn(who, me, tok, file), csrf=csrf, back=back
+        )
+    finally:
+        await form.close()
 
 
 def _see_other(url: str) -> RedirectResponse:
@@ -869,19 +910,15 @@ def rules_page(request: Request, ws: WS) -> Response:
 
 
 @router.post("/rules")
-def propose_rules(
-    request: Request,
-    ws: WS,
-    archive: Annotated[UploadFile, File()],
-    csrf: Annotated[str, Form(max_length=128)] = "",
-) -> Response:
-    """Propose a rule set: its folder as a zip or tar archive (linted, kept by its hash)."""
+async def propose_rules(request: Request, ws: WS) -> Response:
+    """Propose a rule set: its folder as a zip or tar archive (linted, kept by its hash);
+    fields `archive` and `csrf`."""
 
-    def act(who: Any, me: dict[str, Any], token: str) -> Response:
-        rules_svc.propose_archive(ws, who, archive.file)
+    def act(who: Any, me: dict[str, Any], token: str, archive: IO[bytes]) -> Response:
+        rules_svc.propose_archive(ws, who, archive)
         return _see_other("/rules?done=proposed")
 
-    return _work(request, ws, act, csrf=csrf, back="/rules")
+    return await _work_with_file(request, ws, "archive", act, back="/rules")
 
 
 @router.post("/rules/{sha256}/approve")
@@ -967,20 +1004,16 @@ def add_official(
 
 
 @router.post("/registries/agreements")
-def add_agreement(
-    request: Request,
-    ws: WS,
-    agreement: Annotated[UploadFile, File()],
-    csrf: Annotated[str, Form(max_length=128)] = "",
-) -> Response:
-    """An agreement's YAML file (at most 1 MiB; the core reads no more than that)."""
+async def add_agreement(request: Request, ws: WS) -> Response:
+    """An agreement's YAML file (at most 1 MiB; the core reads no more than that); fields
+    `agreement` and `csrf`."""
 
-    def act(who: Any, me: dict[str, Any], token: str) -> Response:
-        data = agreement.file.read(rules_svc.MAX_AGREEMENT + 1)
+    def act(who: Any, me: dict[str, Any], token: str, agreement: IO[bytes]) -> Response:
+        data = agreement.read(rules_svc.MAX_AGREEMENT + 1)
         rules_svc.add_agreement_text(ws, who, data, "the uploaded agreement")
         return _see_other("/registries?done=agreement")
 
-    return _work(request, ws, act, csrf=csrf, back="/registries")
+    return await _work_with_file(request, ws, "agreement", act, back="/registries")
 
 
 # --- recalls, ledger, audit and reports --------------------------------------------------------
@@ -1073,19 +1106,15 @@ def check_receipt(
 
 
 @router.post("/ledger/check-export", response_class=HTMLResponse)
-def check_export(
-    request: Request,
-    ws: WS,
-    archive: Annotated[UploadFile, File()],
-    csrf: Annotated[str, Form(max_length=128)] = "",
-) -> Response:
-    """Check an uploaded export (zip or tar of its folder) in this session: nothing stored."""
+async def check_export(request: Request, ws: WS) -> Response:
+    """Check an uploaded export (zip or tar of its folder) in this session: nothing stored;
+    fields `archive` and `csrf`."""
 
-    def act(who: Any, me: dict[str, Any], token: str) -> Response:
-        export = ledger.check_export(ws, who, archive.file)
+    def act(who: Any, me: dict[str, Any], token: str, archive: IO[bytes]) -> Response:
+        export = ledger.check_export(ws, who, archive)
         return _ledger(request, ws, who, me, token, export=export)
 
-    return _work(request, ws, act, csrf=csrf, back="/ledger")
+    return await _work_with_file(request, ws, "archive", act, back="/ledger")
 
 
 @router.get("/audit", response_class=HTMLResponse)
