@@ -235,3 +235,27 @@ def test_status_warns_of_a_key_file_and_of_no_witness(tmp_path: Path) -> None:
         assert done["size"] > 0 and "\n\n\u2014 " + ORIGIN in done["note"]
     finally:
         ws.close()
+
+
+def test_a_second_host_joins_with_the_same_hsm_key(token: Token, tmp_path: Path) -> None:
+    """A second host joins the deployment with the HSM key's URI: its folder keeps only the
+    URI, and what it signs verifies with the ledger's one key."""
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    ws_svc.init(tmp_path / "host1", store, origin=ORIGIN, ledger_key=token.uri)
+    ws_svc.join(
+        tmp_path / "host2",
+        store,
+        ledger_key=token.uri,
+        secrets_key=str(tmp_path / "host1" / "keys" / "secrets.key"),
+    )
+    assert (tmp_path / "host2" / "keys" / "ledger.key").read_text().strip() == token.uri
+    ws = open_workspace(tmp_path / "host2", store)
+    try:
+        done = ledger_svc.checkpoint(ws, staff_mod.administrators(ws).admin)
+        log_key = Verifier(ORIGIN, 0x01, token.public)
+        assert Note.parse(done["note"]).verified_by([log_key])
+    finally:
+        ws.close()
+    with pytest.raises(CustodesError) as err:  # a malformed URI is refused before anything
+        ws_svc.join(tmp_path / "host3", store, ledger_key="pkcs11:object=ledger;pin-value=1")
+    assert err.value.code == "bad_pkcs11_uri" and not (tmp_path / "host3").exists()
