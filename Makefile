@@ -13,7 +13,7 @@ DEMO_HOME ?= custodes-data
 ASSETS := src/custodes/web/static/vendor/.copied
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint format bench clean postgres assets browser
+.PHONY: demo test lint format bench clean postgres assets browser softhsm
 
 $(BASE_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ browser:
 	@command -v chromium >/dev/null || $(SUDO) apt-get install -y chromium || \
 	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 
+# The HSM test signs the ledger inside a PKCS#11 token: Debian's SoftHSM2 stands in for an HSM.
+softhsm:
+	@test -e /usr/lib/softhsm/libsofthsm2.so || $(SUDO) apt-get install -y softhsm2 || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y softhsm2; }
+
 # Tests that need PostgreSQL use the local server; start it where one is installed but stopped.
 postgres:
 	@pg_isready -q 2>/dev/null || { command -v pg_ctlcluster >/dev/null && \
@@ -63,7 +68,7 @@ postgres:
 demo: $(BASE_STAMP) $(ASSETS)
 	DEMO_PEOPLE=$(DEMO_PEOPLE) CUSTODES_HOME=$(DEMO_HOME) $(BIN)/python -m custodes.demo
 
-test: $(TEST_STAMP) $(ASSETS) browser postgres
+test: $(TEST_STAMP) $(ASSETS) browser softhsm postgres
 	$(BIN)/python -m pytest
 
 lint: $(TEST_STAMP)

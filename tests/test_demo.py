@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,7 @@ def test_demo_runs_the_main_job_and_says_why_items_are_in_review(tmp_path: Path)
     assert "Prepared by demo-officer, approved by demo-approver (two people)." in out
     assert "Released:" in out and (tmp_path / "demo" / "demo-response" / "response.csv").exists()
     assert "Traceback" not in done.stderr
+    assert "cosigns every checkpoint" in out and "\u2014 witness.local " in out
     reports = tmp_path / "demo" / "demo-reports"
     made = sorted(p.suffix for p in reports.iterdir())
     assert made == [".csv", ".html", ".html", ".pdf"], made
@@ -79,3 +82,15 @@ def _waiting(out: str) -> dict[str, str]:
     """The 'Work waiting in the console' table: request -> state."""
     table = out[out.index("Work waiting in the console") :]
     return dict(re.findall(r"│ (req-[0-9a-f]{12}) │ (released|in review|prepared|decided) ", table))
+
+
+@pytest.fixture(autouse=True)
+def _stop_the_demo_witness(tmp_path: Path) -> Iterator[None]:
+    """The demo leaves its witness running beside the workspace (for the console): stopped
+    here, by the pid it recorded in its own folder."""
+    yield
+    from custodes.ledger import witness
+
+    found = witness.running(tmp_path / "demo-witness")
+    if found:
+        os.kill(found[0], signal.SIGTERM)

@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -65,6 +66,16 @@ def main() -> None:
     console.print(
         f"Signed in: {admin.name} and {staff.second_admin.name} (administrators), {OFFICER}, "
         f"{APPROVER} — every step below goes through the services as one of them."
+    )
+
+    # A witness in its own process and folder, beside the workspace: it cosigns every checkpoint.
+    wit = ledger.run_witness(ws, admin, Path(f"{ws.home}-witness"))
+    console.print(
+        f"Witness {wit['witness']} at {wit['url']} (pid {wit['pid']}, its own folder "
+        f"{wit['folder']}) cosigns every checkpoint; it keeps running for the console "
+        f"(stop it with 'kill {wit['pid']}').",
+        soft_wrap=True,
+        markup=False,
     )
 
     t = time.perf_counter()
@@ -133,7 +144,8 @@ def main() -> None:
     vkey = ledger.key(ws, admin)["vkey"]
     console.print(
         f"Verify it offline: custodes ledger export DIR && custodes ledger verify DIR "
-        f"--key '{vkey}'",
+        f"--key '{vkey}'; check the store against the witness: custodes ledger verify "
+        f"--witness '{wit['vkey']}'",
         soft_wrap=True,
         markup=False,
     )

@@ -249,6 +249,7 @@ REGISTRY: dict[str, Code] = {
         not_confirmed="Confirmation required",
         witness_unreachable="Witness unreachable",
         witness_refused="Witness refused",
+        bad_pkcs11_uri="Not a usable PKCS#11 URI",
         password_by_enrolment="Staff set their own password",
         bad_report="Not a custodes report",
         bad_incident="Incident not valid",
@@ -365,6 +366,9 @@ REGISTRY: dict[str, Code] = {
         master_exists="Master file exists",
         no_model="No linkage model",
         no_ledger_key="No ledger key",
+        hsm_key_missing="No such key in the HSM",
+        signing_held="Signing held after a restore",
+        no_witness="No witness configured",
         no_checkpoint="No signed checkpoint",
         real_master_file="Imported master file",
         refused_request="Request refused",
@@ -385,6 +389,7 @@ REGISTRY: dict[str, Code] = {
         notice_tampered="Recall notice altered",
         bad_model="Not a model file",
         bad_ledger_key="Ledger key unreadable",
+        restore_inconsistent="Log does not extend the witness's checkpoint",
     ),
     **_codes(
         WorkspaceError,
@@ -401,6 +406,7 @@ REGISTRY: dict[str, Code] = {
         sessions_unsafe="Session folder not safe",
         no_secrets_key="No secrets key",
         bad_configuration="Configuration not usable",
+        hsm_unavailable="HSM not usable",
     ),
 }
 
