@@ -50,6 +50,7 @@ from custodes.errors import (
     NotFound,
     Overloaded,
     RateLimited,
+    from_fault,
 )
 from custodes.services import decisions, matching, requests
 from custodes.store import jobs as rows
@@ -225,8 +226,12 @@ class Jobs:
             rows.finish(engine, job_id, "failed", problem=RESTARTED)
         except CustodesError as exc:
             rows.finish(engine, job_id, "failed", problem=_problem_of(exc))
-        except Exception as exc:  # unexpected: logged by type and place (a library's
-            # message may quote data)
+        except Exception as exc:  # a fault of the machine (coded), or unexpected: logged by
+            # type and place (a library's message may quote data)
+            fault = from_fault(exc)
+            if fault is not None:
+                rows.finish(engine, job_id, "failed", problem=_problem_of(fault))
+                return
             frame = traceback.extract_tb(exc.__traceback__)[-1]
             log.error(
                 "job %s (%s) failed: %s at %s:%s",

@@ -1,0 +1,224 @@
+"""Server faults (#26 item 2): what the machine does to custodes, not what a user sends. Each
+fault is a coded error, leaves nothing half-done, and the next try completes.
+
+How each fault is made, without root and without disturbing anyone else's tests:
+- a read-only workspace: the command runs in its own mount namespace (`unshare -rm`, an
+  unprivileged user namespace) where the workspace is bind-mounted read-only;
+- a full disk: the command runs under a file-size limit (`RLIMIT_FSIZE`, with `SIGXFSZ`
+  ignored, so a write past it fails with `EFBIG` as a full disk fails with `ENOSPC`) — a small
+  tmpfs or a loop device would need root;
+- `custodes serve` killed: SIGKILL, then a new server on the same workspace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from conftest import make_workspace
+from custodes.access import sessions
+from custodes.services import decisions, matching, records, requests, rules, users
+from custodes.store.tables import disclosures, jobs, ledger_events
+from custodes.synthetic import staff as staff_mod
+from custodes.synthetic.staff import PASSWORD
+
+
+@dataclass
+class Ready:
+    """A workspace whose request is approved for release, and a session per role."""
+
+    home: Path
+    url: str
+    rid: str
+    env: dict[str, dict[str, str]]
+    root: Path
+
+
+def _ready(root: Path, url: str | None) -> Ready:
+    home = root / "ws"
+    ws = make_workspace(home, url)
+    try:
+        people = staff_mod.one_per_role(ws)
+        records.generate(ws, people.admin, 300, 5)
+        rules.register_parties(ws, people.admin, "irc-6103-i-2")
+        requests.generate(ws, people.admin, "irc-6103-i-2", 20, 2, root / "req")
+        rid = requests.submit(ws, people["requester"], root / "req").request_id
+        matching.train(ws, people["officer"], rid)
+        decisions.process(ws, people["officer"], rid)
+        if decisions.next_step(ws, people["officer"], rid)["next"] == "review":
+            decisions.review_resolve(ws, people["officer"], rid, "WITHHOLD", "not sure enough")
+        decisions.prepare(ws, people["officer"], rid)
+        decisions.approve(ws, people["approver"], rid)
+        base = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES")}
+        base["CUSTODES_STORE_URL"] = ws.store_url
+        env = {
+            name: base | {"CUSTODES_SESSION": sessions.login(ws, name, PASSWORD)}
+            for name in ("officer", "admin", "auditor")
+        }
+        key = users.key(ws, people.admin, "requester")["key"]
+        users.confirm(ws, people.second_admin, "requester")
+        env["requester"] = base | {"CUSTODES_SESSION": key}
+        return Ready(home, ws.store_url, rid, env, root)
+    finally:
+        ws.close()
+
+
+@pytest.fixture
+def ready_pg(tmp_path: Path, pg_url: str) -> Ready:
+    return _ready(tmp_path, pg_url)
+
+
+@pytest.fixture
+def ready_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ready:
+    monkeypatch.delenv("CUSTODES_STORE_URL", raising=False)
+    return _ready(tmp_path, None)
+
+
+def _custodes(
+    ready: Ready, who: str, *args: str, read_only: bool = False, fsize: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`custodes ARGS --home HOME` as `who`, perhaps with the workspace read-only or under a
+    file-size limit."""
+    cmd = [sys.executable, "-m", "custodes", *args, "--home", str(ready.home)]
+    if read_only:
+        h = shlex.quote(str(ready.home))
+        mount = f"mount --bind {h} {h} && mount -o remount,ro,bind {h} && exec "
+        cmd = ["unshare", "-rm", "sh", "-c", mount + shlex.join(cmd)]
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails: EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))  # type: ignore[arg-type]
+
+    return subprocess.run(
+        cmd,
+        env=ready.env[who],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=limit if fsize is not None else None,
+    )
+
+
+def _can_mount_read_only(tmp: Path) -> bool:
+    probe = tmp / "probe"
+    probe.mkdir()
+    p = shlex.quote(str(probe))
+    r = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f"mount --bind {p} {p} && mount -o remount,ro,bind {p}"],
+        capture_output=True,
+    )
+    probe.rmdir()
+    return r.returncode == 0
+
+
+def _count(url: str, table: sa.Table, *where: sa.ColumnElement[bool]) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar()
+            )
+    finally:
+        engine.dispose()
+
+
+def _types_since(url: str, n: int) -> list[str]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            q = sa.select(ledger_events.c.type).order_by(ledger_events.c.idx).offset(n)
+            return [t for (t,) in conn.execute(q)]
+    finally:
+        engine.dispose()
+
+
+def _coded(r: subprocess.CompletedProcess[str], code: str) -> None:
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert f"({code})" in r.stderr + r.stdout and "internal error" not in r.stderr, r.stderr
+
+
+# --- a read-only workspace --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_a_read_only_workspace_is_a_coded_error_and_the_next_try_completes(
+    store: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    if not _can_mount_read_only(tmp_path):
+        pytest.skip("no unprivileged mount namespace here (unshare -rm) to make it read-only")
+    ready: Ready = request.getfixturevalue(f"ready_{'pg' if store == 'postgresql' else 'sqlite'}")
+    out = ready.root / "response"
+    r = _custodes(ready, "officer", "release", ready.rid, "--out", str(out), read_only=True)
+    _coded(r, "read_only")
+    assert _count(ready.url, disclosures) == 0
+    assert _count(ready.url, ledger_events, ledger_events.c.type == "release.done") == 0
+    # writable again: the same command completes, once
+    r = _custodes(ready, "officer", "release", ready.rid, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert _count(ready.url, ledger_events, ledger_events.c.type == "release.done") == 1
+    assert _count(ready.url, disclosures) == _count(
+        ready.url, ledger_events, ledger_events.c.type == "disclosure"
+    )
+
+
+# --- a full disk ------------------------------------------------------------------------------
+
+
+def test_a_full_disk_during_release_is_a_coded_error_and_the_next_try_completes(
+    ready_pg: Ready,
+) -> None:
+    """The store is PostgreSQL (elsewhere); the files custodes writes — the response, the
+    checkpoint copy — meet a full disk."""
+    ready = ready_pg
+    out = ready.root / "response"
+    r = _custodes(ready, "officer", "release", ready.rid, "--out", str(out), fsize=64)
+    _coded(r, "disk_full")
+    assert _count(ready.url, disclosures) == 0
+    assert _count(ready.url, ledger_events, ledger_events.c.type == "release.done") == 0
+    assert not out.exists() or not any(out.iterdir())  # no half-written response
+    r = _custodes(ready, "officer", "release", ready.rid, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert _count(ready.url, ledger_events, ledger_events.c.type == "release.done") == 1
+    released = _count(ready.url, disclosures)
+    assert released == _count(ready.url, ledger_events, ledger_events.c.type == "disclosure")
+    body = json.loads((out / "response.json").read_text())
+    assert body["request_id"] == ready.rid
+
+
+def test_a_full_disk_during_import_is_a_coded_error_and_the_next_try_completes(
+    ready_pg: Ready,
+) -> None:
+    ready = ready_pg
+    people = ready.root / "people.csv"
+    people.write_text(
+        "tin,tin_type,first_name,middle_name,last_name,suffix,dob\n"
+        "123456789,SSN,ANA,,ROE,,1980-02-29\n"
+    )
+    addresses = ready.root / "addresses.csv"
+    addresses.write_text(
+        "tin,tax_year,street,unit,city,state,zip\n123456789,2024,1 MAIN ST,,SPRINGFIELD,IL,62701\n"
+    )
+    before = sorted(p.relative_to(ready.home) for p in ready.home.rglob("*"))
+    changes = _count(ready.url, ledger_events)
+    r = _custodes(ready, "admin", "records", "import", str(people), str(addresses), fsize=64)
+    _coded(r, "disk_full")
+    assert sorted(p.relative_to(ready.home) for p in ready.home.rglob("*")) == before
+    # nothing proposed: the ledger holds only the attempt, as it holds every call
+    assert _types_since(ready.url, changes) == ["access"]
+    r = _custodes(ready, "admin", "records", "import", str(people), str(addresses))
+    assert r.returncode == 0, r.stderr
+    assert "confirm" in r.stdout.lower()
