@@ -222,3 +222,74 @@ def test_a_full_disk_during_import_is_a_coded_error_and_the_next_try_completes(
     r = _custodes(ready, "admin", "records", "import", str(people), str(addresses))
     assert r.returncode == 0, r.stderr
     assert "confirm" in r.stdout.lower()
+
+
+# --- `custodes serve` killed with jobs in hand ------------------------------------------------
+
+
+def _job_rows(url: str, ids: list[str]) -> dict[str, dict[str, object]]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            q = sa.select(jobs).where(jobs.c.id.in_(ids))
+            return {r.id: dict(r._mapping) for r in conn.execute(q)}
+    finally:
+        engine.dispose()
+
+
+def test_serve_killed_with_jobs_in_hand_fails_them_and_removes_their_uploads(
+    ready_sqlite: Ready, tmp_path: Path
+) -> None:
+    """Eight uploads an agency asked to be taken in the background (each 30,000 items, so that
+    the one worker is still busy when the server dies); SIGKILL; a new server on the same
+    workspace fails every job the dead one held, with its reason, and removes their staged
+    uploads; the agency's next submission goes through."""
+    import csv
+
+    import httpx
+
+    from test_api_serve import _serve
+
+    ready = ready_sqlite
+    with open(ready.root / "req" / "items.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    big = ready.root / "big.csv"
+    with open(big, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows({**rows[n % len(rows)], "item_id": f"item-k{n}"} for n in range(30_000))
+    files = {
+        "envelope": ("envelope.json", (ready.root / "req" / "envelope.json").read_bytes()),
+        "items": ("items.csv", big.read_bytes()),
+    }
+    headers = {
+        "Authorization": f"Bearer {ready.env['requester']['CUSTODES_SESSION']}",
+        "Prefer": "respond-async",
+    }
+    server, base, _ = _serve(ready.home, ready.url, tmp_path / "serve.log", "--job-quota", "50")
+    started = []
+    try:
+        for _ in range(8):
+            r = httpx.post(f"{base}/v1/requests", files=files, headers=headers, timeout=120)
+            assert r.status_code == 202, r.text
+            started.append(r.json()["id"])
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+    held = [i for i, row in _job_rows(ready.url, started).items() if row["state"] != "succeeded"]
+    assert held, "the server ended every job before it was killed: nothing was tested"
+    staging = ready.home / "staging"
+    assert len(list(staging.iterdir())) == len(held)  # each held job's upload, left behind
+    server, base, _ = _serve(ready.home, ready.url, tmp_path / "serve2.log")
+    try:
+        after = _job_rows(ready.url, held)
+        for row in after.values():
+            assert row["state"] == "failed", row
+            assert json.loads(str(row["problem"]))["code"] == "server_restarted"
+        assert list(staging.iterdir()) == []
+        del headers["Prefer"]
+        r = httpx.post(f"{base}/v1/requests", files=files, headers=headers, timeout=120)
+        assert r.status_code in (200, 201), r.text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -329,7 +329,7 @@ async def submit(
     the first is running is 409. `Prefer: respond-async` (RFC 7240): answered `202` with the
     intake's job as soon as the upload is on disk (for large uploads); the job's result is
     the submission, or its problem."""
-    folder: Path | None = Path(tempfile.mkdtemp(prefix="custodes-upload-"))
+    folder: Path | None = await run_in_threadpool(jobs_.staging)
     assert folder is not None
     try:
         payload = await _stage(request, folder)
