@@ -12,6 +12,7 @@ How each fault is made, without root and without disturbing anyone else's tests:
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import resource
@@ -293,3 +294,38 @@ def test_serve_killed_with_jobs_in_hand_fails_them_and_removes_their_uploads(
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+# --- the system clock stepping back during a session ------------------------------------------
+
+
+def test_the_clock_stepping_back_during_a_session_neither_ends_nor_stretches_it(
+    staff: staff_mod.Staff, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sessions' clock is `access.sessions.now` (the code reads the time through it; the
+    rest of custodes calls `datetime.now` directly, so only the sessions' clock can be stepped
+    here). An officer works; the clock steps back two hours (a bad NTP step, a VM restored)
+    and is put right again: the session lives on throughout — it is neither ended as idle when
+    the clock returns, nor does its last use move back in time."""
+    from custodes.access import door
+    from custodes.access import sessions as sessions_mod
+    from custodes.store.tables import sessions as sessions_table
+
+    monkeypatch.delenv("CUSTODES_IDLE_MINUTES")  # the default, 15 minutes
+    ws, officer = staff.ws, staff["officer"]
+    real = sessions_mod.now
+
+    def last_use() -> object:
+        with ws.engine.connect() as conn:
+            q = sa.select(sessions_table.c.last_used_at).where(
+                sessions_table.c.token_sha256 == officer.token_sha256
+            )
+            return conn.execute(q).scalar_one()
+
+    assert door.enter(ws, officer, "process").actor == "officer"
+    used = last_use()
+    monkeypatch.setattr(sessions_mod, "now", lambda: real() - dt.timedelta(hours=2))
+    assert door.enter(ws, officer, "process").actor == "officer"  # still live
+    assert last_use() == used  # the last use does not go back with the clock
+    monkeypatch.setattr(sessions_mod, "now", real)  # the clock is put right
+    assert door.enter(ws, officer, "process").actor == "officer"  # not ended as idle
