@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -329,3 +329,98 @@ def test_the_clock_stepping_back_during_a_session_neither_ends_nor_stretches_it(
     assert last_use() == used  # the last use does not go back with the clock
     monkeypatch.setattr(sessions_mod, "now", real)  # the clock is put right
     assert door.enter(ws, officer, "process").actor == "officer"  # not ended as idle
+
+
+# --- PostgreSQL restarted in the middle of a release ------------------------------------------
+
+
+@pytest.fixture
+def private_pg() -> Iterator[tuple[str, Callable[[], None]]]:
+    """A PostgreSQL server of this test's own (initdb + pg_ctl in a temporary folder, on a free
+    port), so that restarting it disturbs no other test: its URL and a `restart()`."""
+    import glob
+    import shutil
+    import tempfile
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not bins and shutil.which("initdb") is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) here")
+    bindir = Path(bins[-1]).parent if bins else Path(str(shutil.which("initdb"))).parent
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    root = Path(tempfile.mkdtemp(prefix="custodes-pg-"))
+    if as_postgres:
+        shutil.chown(root, "postgres")
+    data, port = root / "data", _free_port()
+
+    def pg(*args: str) -> None:
+        subprocess.run([*as_postgres, *args], check=True, capture_output=True, timeout=120)
+
+    pg(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w"]
+    pg(*ctl, "start")
+    try:
+        yield (
+            f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres",
+            lambda: pg(*ctl, "-m", "fast", "restart"),
+        )
+    finally:
+        subprocess.run([*as_postgres, *ctl, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_postgresql_restarted_in_the_middle_of_a_release(
+    private_pg: tuple[str, Callable[[], None]], tmp_path: Path
+) -> None:
+    """The release has recorded its intent and written its response, and waits to record the
+    disclosures (held there by a lock on the table); PostgreSQL restarts. The release ends
+    with a coded error and nothing recorded; run again, it resumes and completes, once."""
+    url, restart = private_pg
+    ready = _ready(tmp_path, url)
+    out = ready.root / "response"
+    engine = sa.create_engine(url)
+    locker = engine.connect()
+    locker.begin()
+    locker.execute(sa.text("LOCK TABLE disclosures IN ACCESS EXCLUSIVE MODE"))
+    cmd = [sys.executable, "-m", "custodes", "release", ready.rid, "--out", str(out)]
+    proc = subprocess.Popen(
+        [*cmd, "--home", str(ready.home)],
+        env=ready.env["officer"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        waiting = sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query ILIKE '%disclosures%'"
+        )
+        with engine.connect() as watch:
+            while not watch.execute(waiting).scalar():  # until the release waits on the lock
+                watch.rollback()  # a new transaction: pg_stat_activity is read afresh
+                assert proc.poll() is None, proc.communicate()
+                time.sleep(0.1)
+        restart()
+        _, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+        locker.invalidate()
+        engine.dispose()
+    assert proc.returncode == 2 and "(store_unreachable)" in err, err
+    assert _count(url, disclosures) == 0
+    assert _count(url, ledger_events, ledger_events.c.type == "release.done") == 0
+    r = _custodes(ready, "officer", "release", ready.rid, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "resum" in (r.stdout + r.stderr).lower()
+    assert _count(url, ledger_events, ledger_events.c.type == "release.done") == 1
+    assert _count(url, disclosures) == _count(
+        url, ledger_events, ledger_events.c.type == "disclosure"
+    )
+    r = _custodes(ready, "auditor", "ledger", "verify")
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -439,9 +439,9 @@ def from_fault(exc: BaseException) -> CustodesError | None:
             # pyarrow's OSError has no errno, DuckDB's IOException is no OSError: both carry
             # the system's message (strerror), which is all there is to go by
             code = _by_message(str(exc))
-        elif type(exc).__module__.startswith("psycopg") and type(exc).__name__ in (
-            "OperationalError",
-            "InterfaceError",
+        elif any(  # psycopg's, or a subclass (AdminShutdown: the server restarted)
+            k.__module__.startswith("psycopg") and k.__name__ in ("OperationalError", "InterfaceError")
+            for k in type(exc).__mro__
         ):
             code = "store_unreachable"
         if code is not None:
