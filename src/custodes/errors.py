@@ -440,7 +440,8 @@ def from_fault(exc: BaseException) -> CustodesError | None:
             # the system's message (strerror), which is all there is to go by
             code = _by_message(str(exc))
         elif any(  # psycopg's, or a subclass (AdminShutdown: the server restarted)
-            k.__module__.startswith("psycopg") and k.__name__ in ("OperationalError", "InterfaceError")
+            k.__module__.startswith("psycopg")
+            and k.__name__ in ("OperationalError", "InterfaceError")
             for k in type(exc).__mro__
         ):
             code = "store_unreachable"
