@@ -12,14 +12,14 @@ import pytest
 import sqlalchemy as sa
 
 import custodes
-from conftest import keyed_in, one_for_review
+from conftest import PASSWORD, keyed_in, one_for_review
 from custodes.access import sessions
 from custodes.errors import CustodesError
 from custodes.services import decisions, matching, records, reports, requests, rules, users
 from custodes.services.rules import register_parties
 from custodes.store.tables import ledger_events
 from custodes.synthetic import staff as staff_mod
-from custodes.synthetic.staff import PASSWORD, Staff
+from custodes.synthetic.staff import Staff
 from custodes.workspace import Workspace
 
 # Event types whose name is computed (not a literal in Event(...)).
@@ -77,6 +77,7 @@ def test_every_event_type_names_its_actor(
     decisions.release(ws, officer, rid, tmp_path / "out")
     decisions.release(ws, officer, rid, tmp_path / "out-again")
     recall = decisions.recall(ws, officer, reason="ruling", request_id=rid)
+    decisions.acknowledge_recall(ws, people["requester"], recall["recall_id"])
     import datetime as dt
 
     decisions.certify(

@@ -1,13 +1,23 @@
-"""init, status, login, logout, enrol, whoami."""
+"""init, join, status, login, logout, enrol, whoami."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from custodes.cli import render, session
-from custodes.cli.root import HomeOpt, JsonOpt, app, guarded, read_secret, run, show
+from custodes.cli.root import (
+    HomeOpt,
+    JsonOpt,
+    app,
+    guarded,
+    read_secret,
+    run,
+    show,
+    wants_json,
+)
 from custodes.errors import InputError, Unauthenticated
 from custodes.services import workspace as svc
 
@@ -72,6 +82,56 @@ def init(
 
 
 @app.command()
+def join(
+    store_url: Annotated[
+        str | None,
+        typer.Option(
+            "--store-url",
+            envvar="CUSTODES_STORE_URL",
+            help="SQLAlchemy URL of the deployment's shared store (postgresql://...; a "
+            "password comes from PGPASSWORD or ~/.pgpass, never the URL kept on disk).",
+        ),
+    ] = None,
+    ledger_key: Annotated[
+        str | None,
+        typer.Option(
+            "--ledger-key",
+            help="The deployment's ledger key: a copy of its key file (copied into this "
+            "workspace); default: CUSTODES_LEDGER_KEY.",
+        ),
+    ] = None,
+    secrets_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--secrets-key",
+            help="A copy of the deployment's secrets key file (copied into this workspace); "
+            "default: CUSTODES_SECRETS_KEY.",
+        ),
+    ] = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Make this host's workspace for an existing deployment (a second host on the same
+    store): checks the keys against the store and records them. Never creates a store, a key
+    or a user (docs/operations.md)."""
+    with guarded(json_out):
+        info = svc.join(
+            home,
+            store_url,
+            ledger_key=ledger_key,
+            secrets_key=str(secrets_key) if secrets_key else None,
+        )
+        show(
+            info,
+            json_out,
+            lambda r: render.say(
+                f"Joined: workspace at {r['home']} (store: {r['store']}), ledger "
+                f"{r['ledger_origin']}, verifier key {r['vkey']}."
+            ),
+        )
+
+
+@app.command()
 def status(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Summarise the workspace: its store and master file (counts only, no personal data)."""
 
@@ -80,6 +140,12 @@ def status(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
         render.kv("Master file", info["master_file"])
 
     run(home, json_out, svc.status, view=view)
+
+
+TOTP_ON_COMMAND_LINE = (
+    "A one-time code given with --totp shows in the process list; give it on standard input "
+    "(--totp-stdin) or at the prompt."
+)
 
 
 @app.command()
@@ -104,14 +170,11 @@ def login(
     json_out: JsonOpt = False,
 ) -> None:
     """Sign in: opens a server-side session, kept for this shell user in the workspace
-    (CUSTODES_SESSION overrides it; --json prints the token)."""
+    (CUSTODES_SESSION overrides it). With --json the token is printed for a script and not
+    kept: the session stored here stays the one it was."""
     with guarded(json_out):
         if totp is not None:
-            raise InputError(
-                "A one-time code given with --totp shows in the process list; give it on "
-                "standard input (--totp-stdin) or at the prompt.",
-                code="bad_argument",
-            )
+            raise InputError(TOTP_ON_COMMAND_LINE, code="bad_argument")
         ws = svc.open_workspace(home)
         try:
             password = read_secret(password_stdin)
@@ -122,7 +185,8 @@ def login(
                 if exc.code != "bad_totp" or code is not None or password_stdin:
                     raise
                 token = svc.login(ws, user, password, totp=read_secret(False, "One-time code"))
-            session.store(ws.home, token)
+            if not wants_json(json_out):
+                session.store(ws.home, token)
         finally:
             ws.close()
         show(

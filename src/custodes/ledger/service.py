@@ -19,6 +19,7 @@ from custodes.ledger.keys import NoLedgerKey, load_signer, origin
 from custodes.ledger.note import Checkpoint, Note, NoteError, Verifier, b64
 from custodes.ledger.tree import ProofError, leaf_hash, memory_perfect, verify_consistency
 from custodes.ledger.verify import Rebuilder, Report, format_receipt, verify_export
+from custodes.store import identity
 from custodes.store.files import out_folder, recorded
 from custodes.store.tables import (
     ledger_checkpoints,
@@ -36,6 +37,13 @@ def checkpoint(call: Call) -> tuple[Checkpoint, Note]:
     ws = call.ws
     signer = load_signer(ws)
     name = origin(ws) or signer.name
+    ledger_vkey = identity.read(ws.engine).get(identity.LEDGER_VKEY)
+    if ledger_vkey and ledger_vkey != signer.verifier.vkey:  # one ledger, one key: never a fork
+        raise fail(
+            "ledger_key_mismatch",
+            f"This key ({signer.verifier.vkey}) is not the ledger's ({ledger_vkey}); nothing "
+            "was signed.",
+        )
     with call.transaction() as conn:
         cp, note = log.sign_checkpoint(conn, signer, name)
     remember(ws, cp, note)

@@ -125,6 +125,7 @@ def finish(
     result: Any = None,
     problem: dict[str, Any] | None = None,
 ) -> None:
+    made = result.get("request_id") if isinstance(result, dict) else None
     with engine.begin() as conn:
         conn.execute(
             update(jobs)
@@ -134,6 +135,10 @@ def finish(
                 finished_at=_now(),
                 result=json.dumps(result, default=str) if result is not None else None,
                 problem=json.dumps(problem) if problem else None,
+                # a job that made a request (an intake) names it once it has succeeded
+                request_id=func.coalesce(
+                    jobs.c.request_id, made if isinstance(made, str) else None
+                ),
             )
         )
 
