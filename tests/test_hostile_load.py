@@ -27,7 +27,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from conftest import Template, copy_template
+from conftest import PASSWORD, Template, copy_template
 from custodes.access import sessions
 from custodes.cli import app as cli
 from custodes.errors import InputError, RateLimited
@@ -37,7 +37,7 @@ from custodes.rules.provisions import REFERENCE
 from custodes.services import jobs as jobs_svc
 from custodes.services import requests as requests_svc
 from custodes.services import rules, users
-from custodes.synthetic.staff import PASSWORD, Staff
+from custodes.synthetic.staff import Staff
 from custodes.web import create_app
 from custodes.workspace import Workspace
 

@@ -29,12 +29,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from conftest import make_workspace
+from conftest import PASSWORD, make_workspace
 from custodes.access import sessions
 from custodes.services import decisions, matching, records, requests, rules, users
 from custodes.store.tables import disclosures, jobs, ledger_events
 from custodes.synthetic import staff as staff_mod
-from custodes.synthetic.staff import PASSWORD
 
 
 @dataclass
@@ -52,7 +51,7 @@ def _ready(root: Path, url: str | None) -> Ready:
     home = root / "ws"
     ws = make_workspace(home, url)
     try:
-        people = staff_mod.one_per_role(ws)
+        people = staff_mod.one_per_role(ws, password=PASSWORD)
         records.generate(ws, people.admin, 300, 5)
         rules.register_parties(ws, people.admin, "irc-6103-i-2")
         requests.generate(ws, people.admin, "irc-6103-i-2", 20, 2, root / "req")
