@@ -962,12 +962,10 @@ def test_the_server_runs_a_witness_that_cosigns_the_live_log(
 def test_a_large_submission_may_be_answered_at_once_with_its_job(api: Api) -> None:
     """`Prefer: respond-async`: 202 with the intake's job once the upload is on disk; the
     agency follows the job to the submission (or to the problem a bad file gets); another
-    agency cannot see the job; the staged upload is gone when the job has ended."""
-    import glob
-    import tempfile
-
+    agency cannot see the job; the staged upload (in the workspace's `staging/`) is gone when
+    the job has ended."""
     prefer = {"Prefer": "respond-async"}
-    before = set(glob.glob(f"{tempfile.gettempdir()}/custodes-upload-*"))
+    staging = api.c.app.state.ws.home / "staging"  # type: ignore[attr-defined]
     folder = api.root / "req-3"
     envelope = (folder / "envelope.json").read_bytes()
     items = (folder / "items.csv").read_text().replace("item-0000001", "item-async-1")
@@ -987,7 +985,7 @@ def test_a_large_submission_may_be_answered_at_once_with_its_job(api: Api) -> No
     r = api.post("/v1/requests", "requester", files=broken, headers=prefer)
     failed = api.wait(r.json(), "requester")
     assert failed["state"] == "failed" and failed["problem"]["code"] == "missing_columns", failed
-    assert set(glob.glob(f"{tempfile.gettempdir()}/custodes-upload-*")) <= before
+    assert list(staging.iterdir()) == []
 
 
 def test_lists_come_whole_or_a_page_at_a_time(api: Api) -> None:

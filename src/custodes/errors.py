@@ -24,6 +24,8 @@ line and the column, and say what is wrong, not what the value was.
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass
 
 # CLI exit statuses. Every error a user can cause exits 2 (the README's contract, relied on by
@@ -407,8 +409,67 @@ REGISTRY: dict[str, Code] = {
         no_secrets_key="No secrets key",
         bad_configuration="Configuration not usable",
         hsm_unavailable="HSM not usable",
+        read_only="Workspace or store read-only",
     ),
+    "disk_full": Code(WorkspaceError, "Disk full", 507),
 }
+
+
+_READ_ONLY = (errno.EROFS,)
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_SQLITE = {
+    "SQLITE_READONLY": "read_only",
+    "SQLITE_FULL": "disk_full",
+    "SQLITE_IOERR": "disk_full",  # a write the filesystem refused (a size limit, a full disk)
+}
+_FAULT = {
+    "read_only": "The workspace or its store is read-only; nothing was committed by the "
+    "failing step. Make it writable and run the same command again.",
+    "disk_full": "The disk (or the process's file-size limit) is full; nothing was committed by "
+    "the failing step. Free space and run the same command again.",
+    "store_unreachable": "The connection to the store was lost; nothing was committed by the "
+    "failing step. Run the same command again when the store is back.",
+}
+
+
+def _by_message(text: str) -> str | None:
+    if os.strerror(errno.EROFS) in text:
+        return "read_only"
+    if any(os.strerror(e) in text for e in _FULL):
+        return "disk_full"
+    return None
+
+
+def from_fault(exc: BaseException) -> CustodesError | None:
+    """The coded error for a fault of the machine, not of the input: a read-only filesystem or
+    store, a full disk or a file-size limit (`OSError` by errno, SQLite by its error name), a
+    lost connection to PostgreSQL. None for anything else. Looks through the chain of causes
+    (SQLAlchemy wraps the driver's error); names no path and quotes no message (a driver's
+    message may hold data). Each face calls it before it would report an internal error."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        code = None
+        if isinstance(exc, OSError) and exc.errno in _READ_ONLY:
+            code = "read_only"
+        elif isinstance(exc, OSError) and exc.errno in _FULL:
+            code = "disk_full"
+        elif (name := getattr(exc, "sqlite_errorname", None)) is not None:
+            code = _SQLITE.get("_".join(str(name).split("_")[:2]))  # SQLITE_IOERR_WRITE -> IOERR
+        elif isinstance(exc, OSError) or type(exc).__name__ == "IOException":
+            # pyarrow's OSError has no errno, DuckDB's IOException is no OSError: both carry
+            # the system's message (strerror), which is all there is to go by
+            code = _by_message(str(exc))
+        elif any(  # psycopg's, or a subclass (AdminShutdown: the server restarted)
+            k.__module__.startswith("psycopg")
+            and k.__name__ in ("OperationalError", "InterfaceError")
+            for k in type(exc).__mro__
+        ):
+            code = "store_unreachable"
+        if code is not None:
+            return fail(code, _FAULT[code])
+        exc = exc.__cause__ or exc.__context__ or getattr(exc, "orig", None)  # type: ignore[assignment]
+    return None
 
 
 def registered(code: str) -> Code | None:

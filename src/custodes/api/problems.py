@@ -27,6 +27,7 @@ from custodes.errors import (
     RateLimited,
     Unauthenticated,
     ValidationFailed,
+    from_fault,
 )
 
 log = logging.getLogger("custodes.api")
@@ -142,6 +143,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        fault = from_fault(exc)  # a read-only or full disk, a lost store: coded, not internal
+        if fault is not None:
+            return from_error(fault)
         frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
         where = f"{frame.filename}:{frame.lineno}" if frame else "?"
         log.error("internal error: %s at %s", type(exc).__name__, where)

@@ -43,6 +43,7 @@ def inline_limit() -> int:
     in memory, so it is held well below a file upload's limit (`CUSTODES_API_MAX_INLINE`)."""
     return min(MAX_UPLOAD, limits.MAX_INLINE)
 
+
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     s: {"model": ProblemDetails, "content": {MEDIA_TYPE: {}}} for s in (401, 403, 404, 409, 422)
 }
@@ -354,7 +355,7 @@ async def submit(
     the first is running is 409. `Prefer: respond-async` (RFC 7240): answered `202` with the
     intake's job as soon as the upload is on disk (for large uploads); the job's result is
     the submission, or its problem."""
-    folder: Path | None = Path(tempfile.mkdtemp(prefix="custodes-upload-"))
+    folder: Path | None = await run_in_threadpool(jobs_.staging)
     assert folder is not None
     try:
         payload = await _stage(request, folder)

@@ -29,6 +29,7 @@ from custodes.errors import (
     INTERRUPTED,
     CustodesError,
     InputError,
+    from_fault,
 )
 
 R = TypeVar("R")
@@ -208,6 +209,10 @@ def guarded(json_out: bool) -> Iterator[None]:
     except Exception as exc:
         if _INTERRUPTED:  # a library turned the interrupt into an error of its own
             _interrupted()
+        fault = from_fault(exc)  # a read-only or full disk, a lost store: coded, not internal
+        if fault is not None:
+            render.error(fault.code, fault.message, json_out, {})
+            raise typer.Exit(fault.exit_code) from None
         if os.environ.get("CUSTODES_DEBUG"):
             raise
         render.err.print(
