@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from conftest import one_for_review
+from conftest import PASSWORD, one_for_review
 from custodes.access import sessions
 from custodes.cli import app
 from custodes.errors import CustodesError
@@ -36,7 +36,7 @@ from custodes.store.tables import (
     ledger_nodes,
     ledger_state,
 )
-from custodes.synthetic.staff import PASSWORD, Staff
+from custodes.synthetic.staff import Staff
 from custodes.workspace import Workspace, open_workspace
 
 runner = CliRunner()
