@@ -185,7 +185,9 @@ def test_verify_passes_on_the_export_and_names_what_a_removed_event_changes(
     reports.accounting(ws, aud, year=YEAR, out=tmp_path / "a.csv")
     reports.accounting(ws, aud, out=tmp_path / "a.json")
     reports.jct(ws, aud, year=YEAR, out=tmp_path / "j.csv")
-    reports.jct(ws, aud, year=YEAR, out=tmp_path / "j.json")
+    office = "Office of Governmental Liaison and Disclosure"  # named on it, and recomputed
+    reports.jct(ws, aud, year=YEAR, office=office, out=tmp_path / "j.json")
+    assert json.loads((tmp_path / "j.json").read_text())["parameters"]["office"] == office
     ledger.export_bodies(ws, aud, tmp_path / "export")
     for name in ("a.csv", "a.json", "j.csv", "j.json"):
         v = reports.verify(tmp_path / name, tmp_path / "export")

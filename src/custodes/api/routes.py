@@ -721,9 +721,16 @@ def report_accounting(
 
 
 @oversight.get("/reports/jct", response_class=Response, responses=REPORT_RESPONSES)
-def report_jct(who: Who, ws: WS, year: Year = None, format: ReportFormat = None) -> Response:
-    """The year's table for the Joint Committee on Taxation (6103(p)(3)(C))."""
-    return _report(reports.jct(ws, who, year=year, fmt=format))
+def report_jct(
+    who: Who,
+    ws: WS,
+    year: Year = None,
+    office: Annotated[str | None, Query(max_length=200)] = None,
+    format: ReportFormat = None,
+) -> Response:
+    """The year's table for the Joint Committee on Taxation (6103(p)(3)(C)); `office` names the
+    issuing office on it."""
+    return _report(reports.jct(ws, who, year=year, office=office, fmt=format))
 
 
 @oversight.post("/reports/person", response_class=Response, responses=REPORT_RESPONSES)

@@ -99,6 +99,13 @@ def report_accounting(
 @report_app.command("jct")
 def report_jct(
     year: Annotated[int, typer.Option("--year", help="Calendar year (UTC).")],
+    office: Annotated[
+        str | None,
+        typer.Option(
+            "--office",
+            help="The office issuing the report, named on it (or set CUSTODES_ISSUING_OFFICE).",
+        ),
+    ] = None,
     out: OutOpt = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
@@ -106,7 +113,7 @@ def report_jct(
     """The annual report to the Joint Committee on Taxation (26 U.S.C. 6103(p)(3)(C)):
     disclosures by recipient and subsection, bulk and other, with the counts of requests,
     taxpayers and purposes, and footnotes for recalls and disclosures found improper."""
-    run(home, json_out, svc.jct, year=year, out=out, view=_show)
+    run(home, json_out, svc.jct, year=year, office=office, out=out, view=_show)
 
 
 @report_app.command("person")

@@ -245,9 +245,11 @@ def accounting(
     )
 
 
-def jct(led: Ledgered, *, year: int) -> Document:
+def jct(led: Ledgered, *, year: int, office: str | None = None) -> Document:
     """The year's volume of disclosures in the published layout, plus the counts the statute
-    also names, with footnotes for recalls and disclosures later found improper."""
+    also names, with footnotes for recalls and disclosures later found improper. `office`: the
+    office that issues the report (named on it, and kept in its parameters so that `report
+    verify` recomputes the same document)."""
     rows = accounting_rows(led, year=year)
     groups: dict[tuple[str, str], dict[str, Any]] = defaultdict(
         lambda: {"bulk": 0, "other": 0, "total": 0, "recalled": 0, "improper": 0}
@@ -297,7 +299,7 @@ def jct(led: Ledgered, *, year: int) -> Document:
         "jct",
         f"Volume of disclosures required to be accounted for pursuant to 26 USC 6103(p)(3)(A), "
         f"calendar year {year}",
-        {"year": year},
+        {"year": year, **({"office": office} if office else {})},
         [Table("Disclosures", JCT_COLUMNS, table_rows, total)],
         figures={
             "disclosures": len(rows),
@@ -308,6 +310,8 @@ def jct(led: Ledgered, *, year: int) -> Document:
             "improper": sum(g["improper"] for g in groups.values()),
         },
         notes=[
+            f"Issued by: {office}." if office else "Issuing office: not named (see 'custodes "
+            "report jct --office').",
             *notes,
             f"Bulk master-file data: disclosures answering a request that named more than "
             f"{BULK_ITEMS:,} people.",

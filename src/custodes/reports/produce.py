@@ -62,7 +62,7 @@ def compute(kind: str, params: dict[str, Any], entries: list[Entry]) -> Document
             with_tins=bool(params.get("with_tins")),
         )
     if kind == "jct":
-        return disc.jct(led, year=int(params["year"]))
+        return disc.jct(led, year=int(params["year"]), office=params.get("office"))
     raise fail("bad_report", f"A '{kind}' report is not recomputed from the ledger.")
 
 

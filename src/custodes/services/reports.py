@@ -6,6 +6,7 @@ exported ledger (no caller: anyone holding the export may check)."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +78,22 @@ def jct(
     call: CheckedCall,
     *,
     year: int | None = None,
+    office: str | None = None,
     out: Path | None = None,
     fmt: str | None = None,
 ) -> dict[str, Any]:
-    """The year's disclosures in the Joint Committee's published layout, with footnotes."""
+    """The year's disclosures in the Joint Committee's published layout, with footnotes;
+    `office` names the issuing office (else $CUSTODES_ISSUING_OFFICE, else none is named)."""
     size, entries = produce.snapshot(call.ws)
-    doc = produce.compute("jct", {"year": _year(year, entries) or _this_year()}, entries)
+    office = (office or os.environ.get("CUSTODES_ISSUING_OFFICE") or "").strip() or None
+    if office is not None and (len(office) > 200 or not office.isprintable()):
+        raise InputError(
+            "The issuing office is a name of at most 200 printable characters.", code="bad_argument"
+        )
+    params: dict[str, Any] = {"year": _year(year, entries) or _this_year()}
+    if office:
+        params["office"] = office
+    doc = produce.compute("jct", params, entries)
     doc.ledger_size = size
     return produce.write(call, doc, out, fmt=fmt)
 
