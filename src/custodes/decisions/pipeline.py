@@ -52,7 +52,6 @@ from custodes.store.tables import ledger_events, recall_items, recalls, review_r
 from custodes.workspace import Call, Workspace
 
 OUTCOMES = ("DISCLOSE", "CONFIRM", "NOT_CONFIRMED", "WITHHOLD", "REVIEW")
-RELEASED = ("DISCLOSE", "CONFIRM")
 # Checks whose failure depends on what the records hold: the requester gets one answer for
 # all of them, so that a refusal never reveals whether a record exists.
 RECORD_DEPENDENT = ("identified", "address-on-record")

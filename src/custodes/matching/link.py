@@ -727,7 +727,3 @@ def write_linked(con: duckdb.DuckDBPyConnection, model_sha: str, out: Path) -> d
     os.replace(tmp, out)
     counts = dict(con.execute("SELECT status, count(*) FROM linked GROUP BY 1").fetchall())
     return {k: counts.get(k, 0) for k in ("identified", "review", "not_identified")}
-
-
-def read_linked(path: Path) -> pa.Table:
-    return pq.read_table(path)

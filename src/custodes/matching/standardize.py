@@ -86,27 +86,6 @@ UNIT_WORDS = (
     "#",
 )
 GENERATIONAL = ("JR", "SR", "II", "III", "IV", "V")
-# Surname particles kept but joined, so "DE LA CRUZ", "DELACRUZ" and "DE-LA CRUZ" agree.
-PARTICLES = (
-    "DE",
-    "DEL",
-    "DE LA",
-    "DE LOS",
-    "DE LAS",
-    "LA",
-    "LE",
-    "VAN",
-    "VAN DER",
-    "VON",
-    "DA",
-    "DI",
-    "DOS",
-    "DU",
-    "MC",
-    "MAC",
-    "ST",
-    "SAINT",
-)
 
 
 def _map_literal(m: Mapping[str, str]) -> str:
@@ -130,7 +109,8 @@ def name_sql(col: str) -> str:
 
 
 def last_name_sql(col: str) -> str:
-    """A surname with a trailing generational suffix removed and spaces/hyphens dropped."""
+    """A surname with a trailing generational suffix removed and spaces/hyphens dropped (so
+    particles join: "DE LA CRUZ", "DELACRUZ" and "DE-LA CRUZ" agree)."""
     gens = "|".join(GENERATIONAL)
     base = name_sql(col)
     return f"nullif(replace(regexp_replace({base}, ' ({gens})$', ''), ' ', ''), '')"

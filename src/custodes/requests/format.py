@@ -33,10 +33,8 @@ ENVELOPE_REQUIRED = (
     "items",
 )
 ENVELOPE_TEXT = ("provision", "agency", "statutory_authority", "reason", "items", "agreement")
-ENVELOPE_OPTIONAL = ("officials", "court_order", "agreement")
 SIGNER_KEYS = ("name", "title", "role")
 OFFICIAL_KEYS = ("id", "name", "title")
-COURT_ORDER_KEYS = ("court", "judge", "docket", "date", "expires", "findings")
 
 ITEM_COLUMNS = (
     "item_id",

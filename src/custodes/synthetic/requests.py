@@ -82,7 +82,6 @@ DEFECTS = (
     ("absent_relative", 0.12),
     ("absent_stranger", 0.06),
 )
-ABSENT = ("absent_relative", "absent_stranger")
 
 ENVELOPES: dict[str, dict[str, Any]] = {
     "irc-6103-i-2": {

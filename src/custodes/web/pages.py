@@ -77,7 +77,6 @@ AUDIT_FINDINGS = (
     ("actions_by_suspended_users", "Actions by suspended users (must be none)"),
     ("incidents_overdue", "Incidents whose 24-hour report is overdue"),
 )
-REPORT_KINDS = ("accounting", "jct", "recalls", "safeguards")
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
