@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import os
 import stat
+import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ class Workspace:
     store_url: str
     _engine: Engine | None = None
     pool_size: int | None = None  # a server's (sized with its admission limits)
+    upgraded_from: str | None = None  # the schema revision `init_workspace` found, if any
 
     @property
     def bulk(self) -> Path:
@@ -79,9 +81,15 @@ class Workspace:
         return self.home / "requests" / request_id
 
     @property
+    def secrets_key(self) -> Path:
+        """The secrets key's file: $CUSTODES_SECRETS_KEY, else ``keys/secrets.key``."""
+        return Path(os.environ.get("CUSTODES_SECRETS_KEY") or self.keys / "secrets.key")
+
+    @property
     def engine(self) -> Engine:
         if self._engine is None:
             self._engine = store_engine.make_engine(self.store_url, self.pool_size)
+            _SECRETS[self._engine] = self.secrets_key
         return self._engine
 
     @contextlib.contextmanager
@@ -99,6 +107,17 @@ class Workspace:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+# Each engine's workspace secrets key, so that code holding only a connection (the ledger's
+# anchors of rows that confer authority) finds the key that lives outside the store.
+_SECRETS: weakref.WeakKeyDictionary[Engine, Path] = weakref.WeakKeyDictionary()
+
+
+def secrets_key_of(engine: Engine) -> Path | None:
+    """The secrets key file of the workspace whose store `engine` opens (None: not opened
+    through a workspace)."""
+    return _SECRETS.get(engine)
 
 
 class Call(Protocol):
@@ -173,7 +192,7 @@ def init_workspace(
         (path / sub).mkdir(mode=0o700, exist_ok=True)
     _tighten(path)
     ws = Workspace(path, resolve_store_url(path, store_url))
-    store_engine.upgrade(ws.engine)
+    ws.upgraded_from = store_engine.upgrade(ws.engine)
     (path / MARKER).write_text("custodes workspace\n")
     return ws, created
 

@@ -36,6 +36,7 @@ from custodes.access import sessions
 from custodes.access.roles import ACTIONS, RESOURCES, SEES_EVERY_JOB
 from custodes.access.users import roles_of
 from custodes.errors import AccessDenied, CustodesError, NotFound
+from custodes.ledger import anchors
 from custodes.store.tables import jobs, requests
 from custodes.workspace import Workspace
 
@@ -164,18 +165,20 @@ def _in_reach(
     conn: Connection, name: str, roles: frozenset[str], agency: str | None, scope: dict[str, Any]
 ) -> None:
     """The resources the call names are within the caller's reach (`roles.RESOURCES`): an
-    agency account's request is its own agency's, a job is its starter's (or the caller's
-    role sees every job). Out of reach reads exactly like one that does not exist."""
+    agency account's request is its own agency's (as the request's anchoring ledger event
+    says: `authority_tampered` otherwise), a job is its starter's (or the caller's role sees
+    every job). Out of reach reads exactly like one that does not exist."""
     rid = scope.get("request")
     if isinstance(rid, str) and agency is not None:
-        owner = conn.execute(select(requests.c.agency).where(requests.c.id == rid)).scalar()
-        if owner != agency:
-            raise NotFound(f"No request '{rid}'.", code="unknown_request")
+        row = conn.execute(select(requests).where(requests.c.id == rid)).first()
+        if row is None or row.agency != agency:
+            raise NotFound("No such request.", code="unknown_request")
+        anchors.check_one(conn, requests, row)  # its owner is what the ledger recorded
     job = scope.get("job")
     if isinstance(job, str) and not roles & set(SEES_EVERY_JOB):
         starter = conn.execute(select(jobs.c.actor).where(jobs.c.id == job)).scalar()
         if starter != name:
-            raise NotFound(f"No job {job}.", code="unknown_job")
+            raise NotFound("No such job.", code="unknown_job")
 
 
 def enter(

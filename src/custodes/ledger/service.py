@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from custodes.errors import CustodesError, InputError, fail
-from custodes.ledger import log, tiles
+from custodes.ledger import anchors, log, tiles
 from custodes.ledger.events import Event, commitment
 from custodes.ledger.keys import NoLedgerKey, load_signer, origin
 from custodes.ledger.note import Checkpoint, Note, NoteError, Verifier, b64
@@ -172,7 +172,9 @@ def export(call: Call, folder: Path, *, bodies: bool = False) -> dict[str, objec
 
 def audit_store(ws: Workspace, key: Verifier | None = None) -> Report:
     """Re-derive the whole ledger from the store's event rows and compare with what is stored:
-    every commitment, every tree node, the state row and every signed checkpoint."""
+    every commitment, every tree node, the state row and every signed checkpoint; then every
+    row that confers authority or scope against the ledger event that anchors it
+    (`anchors.Audit`), naming the first row of each table that differs."""
     rep = Report()
     if key is None:
         try:
@@ -191,9 +193,11 @@ def audit_store(ws: Workspace, key: Verifier | None = None) -> Report:
         expected = 0
         first_bad_node: str | None = None
         seen_nodes = 0
+        anchored = anchors.Audit()
         result = conn.execution_options(yield_per=10_000).execute(
             select(
                 ledger_events.c.idx,
+                ledger_events.c.type,
                 ledger_events.c.salt,
                 ledger_events.c.body,
                 ledger_events.c.commitment,
@@ -209,6 +213,7 @@ def audit_store(ws: Workspace, key: Verifier | None = None) -> Report:
                 expected = r.idx
             if commitment(r.salt, r.body.encode()) != r.commitment:
                 rep.fail(f"event {r.idx}: its body does not match its commitment (edited)")
+            anchored.add(r.idx, r.type, r.body)
             for level, idx, h in rb.add(r.commitment):
                 seen_nodes += 1
                 if stored_nodes.get((level, idx)) != h and first_bad_node is None:
@@ -219,7 +224,10 @@ def audit_store(ws: Workspace, key: Verifier | None = None) -> Report:
                         "edited, inserted, removed or reordered"
                     )
             expected += 1
+        anchor_problems, anchor_rows = anchored.run(conn)
     rep.size, rep.root = rb.cr.size, rb.cr.root()
+    for problem in anchor_problems:
+        rep.fail(problem)
     if first_bad_node:
         rep.fail(first_bad_node)
     if len(stored_nodes) != seen_nodes:
@@ -282,6 +290,8 @@ def audit_store(ws: Workspace, key: Verifier | None = None) -> Report:
                 if outside
                 else "no checkpoint is kept outside the store yet (none signed)"
             ),
+            f"{anchor_rows} rows that confer authority or scope match the ledger events that "
+            f"anchor them ({len(anchors.TABLES)} tables)",
         ]
     return rep
 

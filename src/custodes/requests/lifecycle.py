@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from custodes.errors import AccessDenied, ConflictError, InputError, NotFound
-from custodes.ledger import log
+from custodes.ledger import anchors, log
 from custodes.ledger.events import Event
 from custodes.store.tables import request_transitions, requests
 from custodes.workspace import Call
@@ -152,10 +152,13 @@ def confirm_paper(call: Call, request_id: str) -> dict[str, Any]:
                 code="separation_of_duties",
             )
         at = dt.datetime.now(dt.UTC)
-        conn.execute(
-            update(requests)
-            .where(requests.c.id == request_id, requests.c.paper_confirmed_at.is_(None))
-            .values(paper_confirmed_by=call.actor, paper_confirmed_at=at)
+        anchors.update_rows(
+            conn,
+            call.actor,
+            requests,
+            (requests.c.id == request_id) & requests.c.paper_confirmed_at.is_(None),
+            paper_confirmed_by=call.actor,
+            paper_confirmed_at=at,
         )
         log.append(
             conn,

@@ -13,10 +13,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
 
 from custodes.errors import AccessDenied, ConflictError, InputError, IntegrityError, NotFound
-from custodes.ledger import log
+from custodes.ledger import anchors, log
 from custodes.ledger.events import Event
 from custodes.rules.provisions import load
 from custodes.rules.types import RuleSet
@@ -67,15 +67,16 @@ def propose(call: Call, folder: Path) -> dict[str, Any]:
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.copytree(folder, tmp, symlinks=True)
             tmp.rename(dest)
-        conn.execute(
-            insert(ruleset_changes).values(
-                sha256=rs.sha256,
-                name=rs.name,
-                version=str(rs.version),
-                state="proposed",
-                proposed_by=actor,
-                proposed_at=dt.datetime.now(dt.UTC),
-            )
+        anchors.insert(
+            conn,
+            actor,
+            ruleset_changes,
+            sha256=rs.sha256,
+            name=rs.name,
+            version=str(rs.version),
+            state="proposed",
+            proposed_by=actor,
+            proposed_at=dt.datetime.now(dt.UTC),
         )
         log.append(
             conn,
@@ -116,15 +117,17 @@ def approve(call: Call, sha: str) -> dict[str, Any]:
                 "proposed; propose it again.",
                 code="ruleset_tampered",
             )
-        conn.execute(
-            update(ruleset_changes)
-            .where(ruleset_changes.c.state == "active")
-            .values(state="retired")
+        anchors.update_rows(
+            conn, actor, ruleset_changes, ruleset_changes.c.state == "active", state="retired"
         )
-        conn.execute(
-            update(ruleset_changes)
-            .where(ruleset_changes.c.sha256 == change.sha256)
-            .values(state="active", approved_by=actor, approved_at=dt.datetime.now(dt.UTC))
+        anchors.update_rows(
+            conn,
+            actor,
+            ruleset_changes,
+            ruleset_changes.c.sha256 == change.sha256,
+            state="active",
+            approved_by=actor,
+            approved_at=dt.datetime.now(dt.UTC),
         )
         log.append(
             conn,

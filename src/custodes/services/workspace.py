@@ -9,6 +9,7 @@ from custodes.access import Caller, CheckedCall, credentials, service, sessions,
 from custodes.access import caller as _caller
 from custodes.access.roles import ACTIONS
 from custodes.errors import ConflictError
+from custodes.ledger import anchors
 from custodes.ledger import keys as ledger_keys
 from custodes.records.master import summary
 from custodes.workspace import Workspace, init_workspace
@@ -66,6 +67,9 @@ def init(
     ws, created = init_workspace(home, store_url)
     try:
         credentials.ensure_secrets_key(ws)
+        adopted = None
+        if ws.upgraded_from is not None and ws.upgraded_from < anchors.FIRST_ANCHORED_REVISION:
+            adopted = anchors.adopt(ws.engine)  # once: the upgrade that brings the anchors
         key = ledger_keys.key_path(ws)
         new_key = not key.exists()
         if new_key:
@@ -82,6 +86,8 @@ def init(
             "ledger_key_created": new_key,
             "vkey": ledger_keys.load_signer(ws).verifier.vkey,
         }
+        if adopted is not None:
+            info["anchored_rows"] = sum(adopted.values())
         if admin:
             users.bootstrap_admin(ws, admin, password or "")
             info["admin"] = admin

@@ -97,13 +97,15 @@ def current_revision(engine: Engine) -> str | None:
         ) from exc
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the store's schema to the newest migration (idempotent)."""
-    current_revision(engine)  # clear error when unreachable
+def upgrade(engine: Engine) -> str | None:
+    """Bring the store's schema to the newest migration (idempotent); returns the revision it
+    was at (None: a new store)."""
+    before = current_revision(engine)  # clear error when unreachable
     cfg = _config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+    return before
 
 
 def check_current(engine: Engine) -> None:

@@ -113,6 +113,7 @@ agencies = Table(
     Column("safeguards_current", Boolean, nullable=False),
     Column("open_findings", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
 
 officials = Table(
@@ -125,6 +126,7 @@ officials = Table(
     Column("role", String(64), nullable=False),
     Column("valid_from", Date, nullable=False),
     Column("valid_to", Date),
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
 
 agreements = Table(
@@ -136,6 +138,7 @@ agreements = Table(
     Column("body", Text, nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("added_at", DateTime(timezone=True), nullable=False),
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
 
 # --- requests (intake and lifecycle) ----------------------------------------------------------
@@ -158,6 +161,7 @@ requests = Table(
     Column("paper_sha256", String(64)),
     Column("paper_confirmed_by", String(128)),
     Column("paper_confirmed_at", DateTime(timezone=True)),
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
 
 request_transitions = Table(
@@ -251,6 +255,7 @@ users = Table(
     Column("reinstate_requested_by", String(64)),
     Column("agency", String(200)),  # requester accounts: the agency they act for
     Column("totp_last_step", BigInteger),  # the last one-time code used (no reuse)
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
 
 grants = Table(
@@ -265,6 +270,7 @@ grants = Table(
     # Privileged roles count only once a second administrator confirmed the grant.
     Column("confirmed_by", String(64)),
     Column("confirmed_at", DateTime(timezone=True)),
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
 
 sessions = Table(
@@ -280,6 +286,7 @@ sessions = Table(
     Column("ended_at", DateTime(timezone=True)),
     Column("ended_reason", String(32)),  # signed_out, suspended, issuer_suspended, idle
     Column("last_used_at", DateTime(timezone=True)),  # for the inactivity timeout
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
 
 # One-time enrolment codes (stored as hashes): a new user sets their own password with one.
@@ -300,6 +307,7 @@ enrolments = Table(
     Column("second_sha256", String(64)),
     Column("second_by", String(64)),
     Column("second_at", DateTime(timezone=True)),
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
 
 # One queue of pending changes: each waits for a second administrator, who confirms it by its
@@ -343,6 +351,7 @@ policy = Table(
     Column("pending", Text),
     Column("pending_by", String(64)),
     Column("pending_at", DateTime(timezone=True)),
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
 
 access_log = Table(
@@ -366,6 +375,7 @@ sensitive_records = Table(
     Column("reason", Text, nullable=False),
     Column("flagged_by", String(64), nullable=False),
     Column("flagged_at", DateTime(timezone=True), nullable=False),
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
 
 ruleset_changes = Table(
@@ -379,6 +389,7 @@ ruleset_changes = Table(
     Column("proposed_at", DateTime(timezone=True), nullable=False),
     Column("approved_by", String(64)),
     Column("approved_at", DateTime(timezone=True)),
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
 
 # Long work started over HTTP (process, train, release): durable, one row per job. A job runs
@@ -433,4 +444,5 @@ incidents = Table(
     Column("closed_by", String(64)),
     Column("closed_at", DateTime(timezone=True)),
     Column("finding", String(16)),  # improper, unfounded
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
