@@ -135,7 +135,7 @@ def _apply_policy(conn: Connection, call: Call, change: dict[str, Any]) -> dict[
     key, value = change["subject"], change["payload"]["value"]
     row = conn.execute(select(policy).where(policy.c.key == key)).first()
     if row is None or row.pending != value or row.pending_by != change["proposed_by"]:
-        raise ConflictError(f"That change to '{key}' is no longer pending.", code="not_pending")
+        raise ConflictError("That policy change is no longer pending.", code="not_pending")
     anchors.update_rows(
         conn,
         call.actor,

@@ -348,7 +348,7 @@ def issue_key(call: Call, name: str, *, days: int = KEY_DAYS) -> dict[str, Any]:
     with call.transaction() as conn:
         row = conn.execute(select(users).where(users.c.name == name)).first()
         if row is None:
-            raise NotFound(f"No user {name}.", code="unknown_user")
+            raise NotFound("No such user.", code="unknown_user")
         if row.agency is None:
             raise AccessDenied(
                 "API keys are only for agency (requester) accounts; staff sign in with their "

@@ -134,7 +134,7 @@ def has_users(ws: Workspace) -> bool:
 def _user(conn: Connection, name: str) -> Any:
     row = conn.execute(select(users).where(users.c.name == name)).first()
     if row is None:
-        raise NotFound(f"No user {name}.", code="unknown_user")
+        raise NotFound("No such user.", code="unknown_user")
     return row
 
 
@@ -359,7 +359,7 @@ def create_user(
             ).first()
         ):
             raise NotFound(
-                f"No agency '{agency}' in the registry; add it first with 'custodes agencies add'.",
+                "No such agency in the registry; add it first with 'custodes agencies add'.",
                 code="unknown_agency",
             )
         if conn.execute(select(users.c.name).where(users.c.name == name)).first():
@@ -819,9 +819,7 @@ def totp_roles(conn: Connection) -> frozenset[str]:
 
 def _policy_value(key: str, value: str) -> str:
     if key != TOTP_ROLES:
-        raise InputError(
-            f"Unknown policy '{key}' (known: {', '.join(POLICY_KEYS)}).", code="bad_argument"
-        )
+        raise InputError(f"Unknown policy (known: {', '.join(POLICY_KEYS)}).", code="bad_argument")
     # A policy names roles whose holders need a second factor: roles that one person may
     # not hold together (administrator and approver) may well share a policy, so only the
     # names are checked here, never separation of duties.
@@ -866,7 +864,7 @@ def confirm_policy(call: Call, key: str) -> dict[str, Any]:
     with call.transaction() as conn:
         waiting = [c for c in queue.pending(conn, subject=key) if c["kind"] == "policy"]
     if not waiting:
-        raise ConflictError(f"No change to '{key}' is waiting.", code="not_pending")
+        raise ConflictError("No change to that policy is waiting.", code="not_pending")
     done = confirm_change(call, waiting[-1]["id"])
     return {
         "key": key,

@@ -63,7 +63,7 @@ COLUMN = "anchor"
 # Every anchored table. Their rows are written only through `insert`, `update` and `delete`
 # below (or stamped with `stamp` right after a write), which append the anchoring events.
 TABLES: dict[str, Table] = {
-    t.name: t
+    str(t.name): t
     for t in (
         sessions,
         users,
@@ -391,23 +391,22 @@ ADOPTED_BY = "migration-0016"
 FIRST_ANCHORED_REVISION = "0016"
 
 
-def adopt(engine: Any) -> dict[str, int]:
+def adopt(conn: Connection) -> dict[str, int]:
     """Anchor every row the store holds that no event anchors yet, once: run by 'custodes
     init' in the upgrade that adds the anchors (from a revision before 0016), never later, so
     a row inserted afterwards outside custodes is never adopted. Trusts the store as it is at
     that moment (run 'custodes ledger verify' before upgrading); recorded as one
     `anchor.adopted` event with the counts, after the rows' own anchoring events."""
     counts: dict[str, int] = {}
-    with engine.begin() as conn:
-        for name, table in TABLES.items():
-            pk_cols = [table.c[c] for c in _PK[name]]
-            pks = [
-                tuple(r)
-                for r in conn.execute(
-                    select(*pk_cols).where(table.c[COLUMN].is_(None)).order_by(*pk_cols)
-                )
-            ]
-            stamp(conn, ADOPTED_BY, table, pks)
-            counts[name] = len(pks)
-        log.append(conn, [Event("anchor.adopted", actor=ADOPTED_BY, data={"rows": counts})])
+    for name, table in TABLES.items():
+        pk_cols = [table.c[c] for c in _PK[name]]
+        pks = [
+            tuple(r)
+            for r in conn.execute(
+                select(*pk_cols).where(table.c[COLUMN].is_(None)).order_by(*pk_cols)
+            )
+        ]
+        stamp(conn, ADOPTED_BY, table, pks)
+        counts[name] = len(pks)
+    log.append(conn, [Event("anchor.adopted", actor=ADOPTED_BY, data={"rows": counts})])
     return counts

@@ -451,15 +451,15 @@ def public_tile(ws: Workspace, path: str) -> tuple[bytes, bool]:
     `tile/`, within the latest signed checkpoint; and whether it is full (immutable)."""
     try:
         level, n, width = tiles.parse_tile_path(path)
-    except tiles.TileError as exc:
-        raise fail("not_found", f"No tile at tile/{path}: {exc}.") from None
+    except tiles.TileError:
+        raise fail("not_found", "No such tile (the path is not a tlog-tiles path).") from None
     with ws.engine.connect() as conn:
         last = log.latest_checkpoint(conn)
         size = last[0].size if last else 0
         height = 0 if level == "entries" else tiles.TILE_HEIGHT * int(level)
         available = dict(tiles.tiles_for(size, height // tiles.TILE_HEIGHT))
         if available.get(n, 0) < width:
-            raise fail("not_found", f"No tile at tile/{path} in the latest checkpoint.")
+            raise fail("not_found", "No such tile in the latest checkpoint.")
         first = n * tiles.TILE_WIDTH
         if level == "entries":
             rows = conn.execute(

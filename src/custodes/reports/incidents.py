@@ -105,13 +105,13 @@ def _known_request(conn: Connection, request_id: str) -> None:
         not item_id_ok(request_id)
         or conn.execute(select(requests.c.id).where(requests.c.id == request_id)).first() is None
     ):
-        raise NotFound(f"No request '{request_id}'.", code="unknown_request")
+        raise NotFound("No such request.", code="unknown_request")
 
 
 def _row(conn: Connection, incident_id: str) -> Any:
     row = conn.execute(select(incidents).where(incidents.c.id == incident_id)).first()
     if row is None:
-        raise NotFound(f"No incident '{incident_id}'.", code="unknown_incident")
+        raise NotFound("No such incident.", code="unknown_incident")
     return row
 
 

@@ -94,13 +94,13 @@ def approve(call: Call, sha: str) -> dict[str, Any]:
     """A second rule steward puts a proposed rule set in force (the previous one retires)."""
     ws, actor = call.ws, call.actor
     if not sha or any(ch not in "0123456789abcdef" for ch in sha):
-        raise NotFound(f"No single proposed rule set matches '{sha}'.", code="unknown_ruleset")
+        raise NotFound("No single proposed rule set matches that hash.", code="unknown_ruleset")
     with call.transaction() as conn:
         row = conn.execute(
             select(ruleset_changes).where(ruleset_changes.c.sha256.startswith(sha))
         ).all()
         if len(row) != 1:
-            raise NotFound(f"No single proposed rule set matches '{sha}'.", code="unknown_ruleset")
+            raise NotFound("No single proposed rule set matches that hash.", code="unknown_ruleset")
         change = row[0]
         if change.state != "proposed":
             raise ConflictError(

@@ -125,7 +125,7 @@ def add_official(
     roles = {r for p in in_force(call.ws).provisions.values() for r in p.signer_roles}
     if role not in roles:
         raise InputError(
-            f"Unknown role '{role}' (known: {', '.join(sorted(roles))}).", code="bad_argument"
+            f"Unknown signer role (known: {', '.join(sorted(roles))}).", code="bad_argument"
         )
     with call.ws.engine.connect() as conn:
         _known_agency(conn, agency)
@@ -146,7 +146,7 @@ def add_official(
 def _known_agency(conn: Connection, agency: str) -> None:
     if not conn.execute(select(agencies.c.name).where(agencies.c.name == agency)).first():
         raise NotFound(
-            f"No agency '{agency}' in the registry; add it first with 'custodes agencies add'.",
+            "No such agency in the registry; add it first with 'custodes agencies add'.",
             code="unknown_agency",
         )
 
@@ -226,7 +226,7 @@ def add_agreement_text(
 def _no_agreement(conn: Connection, agreement_id: str) -> None:
     if conn.execute(select(agreements.c.id).where(agreements.c.id == agreement_id)).first():
         raise ConflictError(
-            f"Agreement '{agreement_id}' is already registered.", code="agreement_exists"
+            "An agreement with that id is already registered.", code="agreement_exists"
         )
 
 
@@ -322,7 +322,7 @@ REGISTRIES = {"agencies": agencies, "officials": officials, "agreements": agreem
 def listing(ws: Workspace, table: str) -> list[dict[str, Any]]:
     if table not in REGISTRIES:
         raise InputError(
-            f"No registry '{table}' (registries: {', '.join(REGISTRIES)}).", code="bad_argument"
+            f"No such registry (registries: {', '.join(REGISTRIES)}).", code="bad_argument"
         )
     t = REGISTRIES[table]
     with ws.engine.connect() as conn:

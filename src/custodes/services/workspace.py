@@ -69,7 +69,8 @@ def init(
         credentials.ensure_secrets_key(ws)
         adopted = None
         if ws.upgraded_from is not None and ws.upgraded_from < anchors.FIRST_ANCHORED_REVISION:
-            adopted = anchors.adopt(ws.engine)  # once: the upgrade that brings the anchors
+            with ws.engine.begin() as conn:  # once: the upgrade that brings the anchors
+                adopted = anchors.adopt(conn)
         key = ledger_keys.key_path(ws)
         new_key = not key.exists()
         if new_key:
