@@ -117,23 +117,28 @@ _PK = {name: [str(c.name) for c in t.primary_key.columns] for name, t in TABLES.
 
 # --- the key --------------------------------------------------------------------------------
 
-_KEYS: dict[str, bytes] = {}
+_KEYS: dict[tuple[str, int, int], bytes] = {}
 
 
 def key(conn: Connection) -> bytes:
     """The anchor key of the workspace whose store `conn` is on (derived from the secrets key,
-    read once per key file)."""
+    read again only when the key file changes)."""
     path = secrets_key_of(conn.engine)
-    if path is None or not path.exists():
+    try:
+        st = path.stat() if path is not None else None
+    except OSError:
+        st = None
+    if path is None or st is None:
         raise WorkspaceError(
             "No secrets key for this store: run 'custodes init' on the workspace.",
             code="no_secrets_key",
         )
-    found = _KEYS.get(str(path))
+    at = (str(path), st.st_mtime_ns, st.st_size)
+    found = _KEYS.get(at)
     if found is None:
         secret = path.read_bytes().strip()
         found = hmac.new(secret, b"custodes/anchor-key/v1", hashlib.sha256).digest()
-        _KEYS[str(path)] = found
+        _KEYS[at] = found
     return found
 
 
@@ -251,46 +256,61 @@ def refusal(table: str) -> AuthorityTampered:
     )
 
 
-def matches(k: bytes, table: str, row: Any, body: str | None) -> bool:
-    """Whether `row` is what its anchoring event (`body`, at the row's anchor index) commits."""
-    idx = getattr(row, COLUMN)
-    if idx is None or body is None:
-        return False
+def _committed_by(body: str | None, table: str) -> str | None:
+    """The commitment an anchoring event's body carries for a row of `table` (None if the body
+    is not such an event)."""
+    if body is None:
+        return None
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return False
-    return (
-        doc.get("type") == EVENT
-        and doc.get("table") == table
-        and not doc.get("gone")
-        and isinstance(doc.get("commit"), str)
-        and hmac.compare_digest(doc["commit"], commit(k, table, idx, row))
-    )
+        return None
+    ok = doc.get("type") == EVENT and doc.get("table") == table and not doc.get("gone")
+    c = doc.get("commit")
+    return c if ok and isinstance(c, str) else None
+
+
+# Commitments of events already matched by this process, by (anchor key, table, index): an
+# event is never rewritten by custodes, so a match once read needs no second lookup (the row is
+# still hashed at every check). Only matches are kept; bounded, cleared when full.
+_MATCHED: dict[tuple[bytes, str, int], str] = {}
+_MATCHED_MAX = 100_000
 
 
 def check(conn: Connection, checks: Sequence[tuple[Table, Any]]) -> None:
     """Refuse (`authority_tampered`) unless each (table, full row) matches its anchoring
-    event: one keyed hash per row, and one lookup of the events by index for them all."""
+    event: one keyed hash per row, and one lookup of the events by index for those this
+    process has not matched before."""
     if not checks:
         return
-    idxs = [getattr(row, COLUMN) for _, row in checks]
-    wanted = [i for i in idxs if i is not None]
-    bodies = (
-        dict(
-            conn.execute(
-                select(ledger_events.c.idx, ledger_events.c.body).where(
-                    ledger_events.c.idx.in_(wanted)
-                )
-            ).all()
-        )
-        if wanted
-        else {}
-    )
     k = key(conn)
-    for (table, row), idx in zip(checks, idxs, strict=True):
-        if not matches(k, table.name, row, bodies.get(idx)):
+    todo = []
+    for table, row in checks:
+        idx = getattr(row, COLUMN)
+        if idx is None:
             raise refusal(table.name)
+        mine = commit(k, table.name, idx, row)
+        known = _MATCHED.get((k, table.name, idx))
+        if known is None:
+            todo.append((table.name, idx, mine))
+        elif not hmac.compare_digest(known, mine):
+            raise refusal(table.name)
+    if not todo:
+        return
+    bodies = dict(
+        conn.execute(
+            select(ledger_events.c.idx, ledger_events.c.body).where(
+                ledger_events.c.idx.in_([idx for _, idx, _ in todo])
+            )
+        ).all()
+    )
+    for name, idx, mine in todo:
+        theirs = _committed_by(bodies.get(idx), name)
+        if theirs is None or not hmac.compare_digest(theirs, mine):
+            raise refusal(name)
+        if len(_MATCHED) >= _MATCHED_MAX:
+            _MATCHED.clear()
+        _MATCHED[(k, name, idx)] = mine
 
 
 def check_one(conn: Connection, table: Table, row: Any) -> None:
