@@ -298,3 +298,32 @@ def test_a_store_upgraded_to_anchors_adopts_its_rows_once(staff: Staff) -> None:
     with pytest.raises(AccessDenied) as exc:
         caller(ws, "later")
     assert exc.value.code == "authority_tampered"
+
+
+def test_a_rule_set_made_active_in_the_store_is_refused_and_reported(
+    staff: Staff, tmp_path: Path
+) -> None:
+    """A proposed rule set that no second steward approved, set active by the store writer."""
+    import shutil
+
+    import yaml
+
+    from custodes.rules.active import in_force
+    from custodes.rules.provisions import REFERENCE
+    from custodes.services import rules
+
+    ws = staff.ws
+    changed = tmp_path / "rules"
+    shutil.copytree(REFERENCE, changed)
+    doc = yaml.safe_load((changed / "ruleset.yaml").read_text())
+    doc["parameters"]["official_case_cap"]["value"] = 100_000  # the writer's lax rule set
+    (changed / "ruleset.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    sha = rules.propose(ws, staff["rule-steward"], changed)["ruleset_sha256"]
+    with ws.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE ruleset_changes SET state = 'active' WHERE sha256 = :s"), {"s": sha}
+        )
+    with pytest.raises(AccessDenied) as exc:
+        in_force(ws)
+    assert exc.value.code == "authority_tampered"
+    assert f"(sha256={sha})" in _audit_names(ws, "ruleset_changes row")

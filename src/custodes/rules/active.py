@@ -29,13 +29,18 @@ def _folder(ws: Workspace, sha: str) -> Path:
 
 
 def in_force(ws: Workspace) -> RuleSet:
-    """The approved rule set of this workspace, or the reference one."""
+    """The approved rule set of this workspace, or the reference one. The activation must
+    match the ledger event that anchors it (`authority_tampered` otherwise: a proposed rule
+    set made active in the store)."""
     with ws.engine.connect() as conn:
-        sha = conn.execute(
-            select(ruleset_changes.c.sha256).where(ruleset_changes.c.state == "active")
-        ).scalar()
-    if sha is None:
+        row = conn.execute(
+            select(ruleset_changes).where(ruleset_changes.c.state == "active")
+        ).first()
+        if row is not None:
+            anchors.check_one(conn, ruleset_changes, row)
+    if row is None:
         return load()
+    sha = row.sha256
     rs = load(_folder(ws, sha))
     if rs.sha256 != sha:
         raise IntegrityError(
