@@ -272,7 +272,9 @@ def _committed_by(body: str | None, table: str) -> str | None:
 
 # Commitments of events already matched by this process, by (anchor key, table, index): an
 # event is never rewritten by custodes, so a match once read needs no second lookup (the row is
-# still hashed at every check). Only matches are kept; bounded, cleared when full.
+# still hashed at every check). Only matches are kept, and a row that differs from what is kept
+# is looked up again (a copy of the workspace, or a restored store, shares the key but not the
+# events after the copy): the remembered match only ever saves a lookup. Bounded.
 _MATCHED: dict[tuple[bytes, str, int], str] = {}
 _MATCHED_MAX = 100_000
 
@@ -291,10 +293,8 @@ def check(conn: Connection, checks: Sequence[tuple[Table, Any]]) -> None:
             raise refusal(table.name)
         mine = commit(k, table.name, idx, row)
         known = _MATCHED.get((k, table.name, idx))
-        if known is None:
-            todo.append((table.name, idx, mine))
-        elif not hmac.compare_digest(known, mine):
-            raise refusal(table.name)
+        if known is None or not hmac.compare_digest(known, mine):
+            todo.append((table.name, idx, mine))  # never matched here, or not this: look
     if not todo:
         return
     bodies = dict(
