@@ -18,7 +18,8 @@ anti-forgery key are derived as well). The anchor key is HMAC(secrets key,
 
 A deletion is an event too (``gone``, with its own keyed commitment), so a row custodes deleted
 is not reported missing, and a row deleted outside custodes is. The door checks one row with
-one keyed hash and one lookup of its event by index (`check`); the store audit walks every
+one keyed hash and one lookup of its event by index, the first time (`check`); the store audit
+walks every
 anchored table (`Audit`). Columns that change in normal use without conferring anything are
 left out of the commitment, each with its reason (`MUTABLE`; docs/security.md lists them).
 """
@@ -327,7 +328,6 @@ class Audit:
     every deletion was custodes's own."""
 
     latest: dict[tuple[str, str], tuple[int, dict[str, Any]]] = field(default_factory=dict)
-    events: int = 0
 
     def add(self, idx: int, type_: str, body: str) -> None:
         if type_ != EVENT:
@@ -336,7 +336,6 @@ class Audit:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError:
             return  # the ledger's own audit reports an edited body
-        self.events += 1
         self.latest[(doc.get("table", ""), doc.get("row", ""))] = (idx, doc)
 
     def run(self, conn: Connection) -> tuple[list[str], int]:
