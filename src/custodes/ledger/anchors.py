@@ -19,9 +19,9 @@ anti-forgery key are derived as well). The anchor key is HMAC(secrets key,
 A deletion is an event too (``gone``, with its own keyed commitment), so a row custodes deleted
 is not reported missing, and a row deleted outside custodes is. The door checks one row with
 one keyed hash and one lookup of its event by index, the first time (`check`); the store audit
-walks every
-anchored table (`Audit`). Columns that change in normal use without conferring anything are
-left out of the commitment, each with its reason (`MUTABLE`; docs/security.md lists them).
+walks every anchored table (`Audit`). Columns that change in normal use without conferring
+anything are left out of the commitment, each with its reason (`MUTABLE`; docs/security.md
+lists them).
 """
 
 from __future__ import annotations
