@@ -125,7 +125,7 @@ def add_official(
     roles = {r for p in in_force(call.ws).provisions.values() for r in p.signer_roles}
     if role not in roles:
         raise InputError(
-            f"Unknown signer role (known: {', '.join(sorted(roles))}).", code="bad_argument"
+            f"Unknown role (signer roles: {', '.join(sorted(roles))}).", code="bad_argument"
         )
     with call.ws.engine.connect() as conn:
         _known_agency(conn, agency)
