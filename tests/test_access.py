@@ -40,10 +40,11 @@ from custodes.errors import (
     RateLimited,
     Unauthenticated,
 )
-from custodes.ledger import log
+from custodes.ledger import anchors, log
 from custodes.ledger.events import Event
 from custodes.services import users as svc
 from custodes.store.tables import access_log, ledger_events
+from custodes.store.tables import grants as grants_table
 from custodes.store.tables import sessions as sessions_table
 from custodes.synthetic import staff as staff_mod
 from custodes.synthetic.staff import Staff
@@ -435,13 +436,13 @@ def test_expired_grant_behaves_like_a_missing_role(staff: Staff) -> None:
     listed = {u["user"]: u for u in svc.listing(ws, staff.admin)}
     g = next(g for g in listed["detailee"]["grants"] if g["role"] == "auditor")
     assert g["last_day"] == last  # shown as given, not as the next day
-    with ws.engine.begin() as conn:  # day 121
-        conn.execute(
-            sa.text(
-                "UPDATE grants SET expires_at = :t "
-                "WHERE user_name = 'detailee' AND role = 'auditor'"
-            ),
-            {"t": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)},
+    with ws.engine.begin() as conn:  # day 121 (time moved on, as custodes records it)
+        anchors.update_rows(
+            conn,
+            "admin",
+            grants_table,
+            (grants_table.c.user_name == "detailee") & (grants_table.c.role == "auditor"),
+            expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1),
         )
     with pytest.raises(AccessDenied) as exc:
         enter(ws, who, "audit")

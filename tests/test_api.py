@@ -1134,3 +1134,32 @@ def test_serve_refuses_a_witness_without_a_usable_key_or_log(api: Api, tmp_path:
     args = ["--witness-key", str(tmp_path / "w.key"), "--witness-log", "not-a-key"]
     r = run.invoke(app, ["serve", "--home", home, *args])
     assert r.exit_code == 2 and "bad_key" in r.output
+
+
+def test_problem_details_never_echo_a_value(api: Api) -> None:
+    """#23 finding 4: a problem names the field it refuses, never the value that was sent."""
+    import csv
+    import json
+
+    folder = api.root / "req-2"
+    with open(folder / "items.csv", newline="") as fh:
+        items = [dict(r) for r in csv.DictReader(fh)][:3]
+    envelope = json.loads((folder / "envelope.json").read_text())
+    r = api.post("/v1/requests", "requester", json={"envelope": envelope, "items": items})
+    assert r.status_code in (200, 201), r.text
+    rid = r.json()["request_id"]
+    sent = "DISCLOSE') OR ('1'='1"
+    bad = _problem(
+        api.get(f"/v1/requests/{rid}/outcomes", "officer", params={"outcome": sent}),
+        422,
+        "bad_argument",
+    )
+    assert "outcome" in bad["detail"] and "1'='1" not in json.dumps(bad)
+    for path, code in (
+        ("/v1/ledger/tile/0/keys-ledger.p/3", "not_found"),
+        ("/v1/requests/req-0badc0ffee00", "unknown_request"),
+    ):
+        got = api.get(path, "officer")
+        assert got.json()["code"] == code, got.text
+        for value in ("keys-ledger", "req-0badc0ffee00"):
+            assert value not in got.text, (path, got.text)

@@ -320,3 +320,46 @@ def test_serve_on_a_unix_socket_in_a_folder_only_its_owner_opens(
     )
     assert other_login_users(passwd, me=1000) == ["root"]
     assert other_login_users(passwd, me=0) == ["olga"]
+
+
+def test_an_internal_error_is_logged_by_type_and_place_only(tmp_path: Path, staff) -> None:  # type: ignore[no-untyped-def]
+    """#23 finding 4: an unexpected failure in a served app (here a store missing a table,
+    whose driver error quotes the SQL and its parameters) answers 500 with no detail, and
+    the server's log names the exception's type and place: no traceback, no submitted value."""
+    import json
+    import sqlite3
+    import urllib.error
+
+    ws = staff.ws
+    token = sessions.login(ws, "officer", PASSWORD)
+    home = ws.home
+    ws.close()
+    with sqlite3.connect(home / "custodes.db") as db:
+        db.execute("DROP TABLE requests")
+    value = "req-5ec7e7c0ffee"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES")}
+    cmd = [sys.executable, "-m", "custodes", "serve", "--port", str(port), "--home", str(home)]
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base}/v1/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        req = urllib.request.Request(
+            f"{base}/v1/requests/{value}", headers={"Authorization": f"Bearer {token}"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(req, timeout=10)
+        assert answer.value.code == 500
+        body = answer.value.read().decode()
+        assert json.loads(body)["code"] == "internal" and value not in body
+    finally:
+        server.terminate()
+        out = server.communicate(timeout=30)[0].decode()
+    assert "OperationalError at " in out, out
+    assert value not in out.replace(f"/v1/requests/{value}", ""), out  # only the access line
+    assert "Traceback" not in out and "SELECT" not in out, out

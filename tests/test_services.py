@@ -5,6 +5,7 @@ role, and a forged one."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import inspect
 
 import pytest
@@ -14,6 +15,7 @@ import custodes.services as services_pkg
 from conftest import PASSWORD
 from custodes.access import ACTIONS, SERVICES, Caller, caller, sessions
 from custodes.errors import REGISTRY, AccessDenied
+from custodes.ledger import anchors
 from custodes.services import (
     audit,
     decisions,
@@ -25,6 +27,7 @@ from custodes.services import (
     users,
     workspace,
 )
+from custodes.store import tables
 from custodes.store.tables import access_log
 from custodes.synthetic import staff as staff_mod
 from custodes.synthetic.staff import Staff
@@ -46,22 +49,27 @@ def _refusals(staff: Staff) -> dict[str, Caller]:
     ws = staff.ws
     ended = caller(ws, sessions.login(ws, "auditor", PASSWORD))
     sessions.logout(ws, sessions.login(ws, "auditor", PASSWORD))
-    with ws.engine.begin() as conn:  # end exactly that session
-        conn.execute(
-            sa.text(
-                "UPDATE sessions SET ended_at = CURRENT_TIMESTAMP, ended_reason = 'signed_out' "
-                "WHERE token_sha256 = :s"
-            ),
-            {"s": ended.token_sha256},
+    with ws.engine.begin() as conn:  # end exactly that session (as custodes would)
+        anchors.update_rows(
+            conn,
+            "auditor",
+            tables.sessions,
+            tables.sessions.c.token_sha256 == ended.token_sha256,
+            ended_at=dt.datetime.now(dt.UTC),
+            ended_reason="signed_out",
         )
     staff_mod.add(staff, "to-suspend", ["officer", "approver", "auditor"])
     suspended = staff["to-suspend"]
     staff_mod.add(staff, "admin3", ["administrator"])
     users.suspend(ws, staff.admin, "to-suspend", "test")
     staff_mod.add(staff, "idle", ["auditor"])
-    with ws.engine.begin() as conn:  # every grant expired: no role at all
-        conn.execute(
-            sa.text("UPDATE grants SET expires_at = '2000-01-01' WHERE user_name = 'idle'")
+    with ws.engine.begin() as conn:  # every grant expired: no role at all (time moved on)
+        anchors.update_rows(
+            conn,
+            "admin",
+            tables.grants,
+            tables.grants.c.user_name == "idle",
+            expires_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
         )
     forged = dataclasses.replace(staff["officer"], name="admin", roles=frozenset({"administrator"}))
     return {

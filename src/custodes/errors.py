@@ -294,6 +294,7 @@ REGISTRY: dict[str, Code] = {
         agency_account_required="Agency account required",
         not_a_candidate="Record not a candidate of the request",
         totp_required="Second factor required",
+        authority_tampered="Authority not matched by the ledger",
     ),
     **_codes(
         Unauthenticated,

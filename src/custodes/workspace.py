@@ -30,6 +30,7 @@ import fcntl
 import json
 import os
 import stat
+import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -182,6 +183,7 @@ class Workspace:
     store_url: str
     _engine: Engine | None = None
     pool_size: int | None = None  # a server's (sized with its admission limits)
+    upgraded_from: str | None = None  # the schema revision `init_workspace` found, if any
 
     @property
     def bulk(self) -> Path:
@@ -196,9 +198,15 @@ class Workspace:
         return self.home / "requests" / request_id
 
     @property
+    def secrets_key(self) -> Path:
+        """The secrets key's file: $CUSTODES_SECRETS_KEY, else ``keys/secrets.key``."""
+        return Path(os.environ.get("CUSTODES_SECRETS_KEY") or self.keys / "secrets.key")
+
+    @property
     def engine(self) -> Engine:
         if self._engine is None:
             self._engine = store_engine.make_engine(self.store_url, self.pool_size)
+            _SECRETS[self._engine] = self.secrets_key
         return self._engine
 
     @contextlib.contextmanager
@@ -216,6 +224,17 @@ class Workspace:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+# Each engine's workspace secrets key, so that code holding only a connection (the ledger's
+# anchors of rows that confer authority) finds the key that lives outside the store.
+_SECRETS: weakref.WeakKeyDictionary[Engine, Path] = weakref.WeakKeyDictionary()
+
+
+def secrets_key_of(engine: Engine) -> Path | None:
+    """The secrets key file of the workspace whose store `engine` opens (None: not opened
+    through a workspace)."""
+    return _SECRETS.get(engine)
 
 
 class Call(Protocol):
@@ -306,7 +325,7 @@ def init_workspace(
         )
     if record is not None:  # before migrating anything: only the recorded store is upgraded
         check_identity(ws, record)
-    store_engine.upgrade(ws.engine)
+    ws.upgraded_from = store_engine.upgrade(ws.engine)
     identity.ensure_store_id(ws.engine)
     (path / MARKER).write_text("custodes workspace\n")
     return ws, created

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, and_, select
 
 from custodes.access.users import (
     ENROLMENT_HOURS,
@@ -19,7 +19,7 @@ from custodes.access.users import (
     roles_of,
 )
 from custodes.errors import ConflictError
-from custodes.ledger import log
+from custodes.ledger import anchors, log
 from custodes.ledger.events import Event
 from custodes.store import changes as queue
 from custodes.store.tables import grants, policy, sessions
@@ -47,10 +47,13 @@ def _confirm_roles(
     ]
     for role in waiting:
         check_roles(set(roles_of(conn, name)) | {role})
-    conn.execute(
-        update(grants)
-        .where(grants.c.user_name == name, grants.c.role.in_(waiting))
-        .values(confirmed_by=call.actor, confirmed_at=now())
+    anchors.update_rows(
+        conn,
+        call.actor,
+        grants,
+        and_(grants.c.user_name == name, grants.c.role.in_(waiting)),
+        confirmed_by=call.actor,
+        confirmed_at=now(),
     )
     return sorted(waiting)
 
@@ -93,17 +96,19 @@ def _apply_grant(conn: Connection, call: Call, change: dict[str, Any]) -> dict[s
 
 
 def _apply_key(conn: Connection, call: Call, change: dict[str, Any]) -> dict[str, Any]:
-    done = conn.execute(
-        update(sessions)
-        .where(
+    done = anchors.update_rows(
+        conn,
+        call.actor,
+        sessions,
+        and_(
             sessions.c.token_sha256 == change["payload"]["key"],
             sessions.c.user_name == change["subject"],
             sessions.c.kind == "key",
             sessions.c.confirmed_by.is_(None),
             sessions.c.ended_at.is_(None),
-        )
-        .values(confirmed_by=call.actor)
-    ).rowcount
+        ),
+        confirmed_by=call.actor,
+    )
     if not done:
         raise ConflictError("That key has ended or is already confirmed.", code="not_pending")
     log.append(conn, [_confirmed_event(call, change, keys=1)])
@@ -130,19 +135,19 @@ def _apply_policy(conn: Connection, call: Call, change: dict[str, Any]) -> dict[
     key, value = change["subject"], change["payload"]["value"]
     row = conn.execute(select(policy).where(policy.c.key == key)).first()
     if row is None or row.pending != value or row.pending_by != change["proposed_by"]:
-        raise ConflictError(f"That change to '{key}' is no longer pending.", code="not_pending")
-    conn.execute(
-        update(policy)
-        .where(policy.c.key == key)
-        .values(
-            value=value,
-            set_by=row.pending_by,
-            confirmed_by=call.actor,
-            set_at=now(),
-            pending=None,
-            pending_by=None,
-            pending_at=None,
-        )
+        raise ConflictError("That policy change is no longer pending.", code="not_pending")
+    anchors.update_rows(
+        conn,
+        call.actor,
+        policy,
+        policy.c.key == key,
+        value=value,
+        set_by=row.pending_by,
+        confirmed_by=call.actor,
+        set_at=now(),
+        pending=None,
+        pending_by=None,
+        pending_at=None,
     )
     log.append(
         conn,

@@ -78,7 +78,7 @@ def password_ok(stored: str | None, password: str) -> bool:
 
 
 def secrets_key_path(ws: Workspace) -> Path:
-    return Path(os.environ.get("CUSTODES_SECRETS_KEY") or ws.keys / "secrets.key")
+    return ws.secrets_key
 
 
 def ensure_secrets_key(ws: Workspace) -> Path:

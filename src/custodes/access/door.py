@@ -40,6 +40,7 @@ from custodes.access.roles import ACTIONS, RESOURCES, SEES_EVERY_JOB
 from custodes.access.users import roles_of
 from custodes.errors import AccessDenied, CustodesError, NotFound
 from custodes.labels import label
+from custodes.ledger import anchors
 from custodes.store import group
 from custodes.store.tables import jobs, recall_items, requests
 from custodes.workspace import Workspace
@@ -169,14 +170,16 @@ def _in_reach(
     conn: Connection, name: str, roles: frozenset[str], agency: str | None, scope: dict[str, Any]
 ) -> None:
     """The resources the call names are within the caller's reach (`roles.RESOURCES`): an
-    agency account's request is its own agency's, a recall one that names its requests, a job
-    is its starter's (or the caller's role sees every job). Out of reach reads exactly like one
-    that does not exist."""
+    agency account's request is its own agency's (as the request's anchoring ledger event
+    says: `authority_tampered` otherwise), a recall one that names its requests, a job is its
+    starter's (or the caller's role sees every job). Out of reach reads exactly like one that
+    does not exist."""
     rid = scope.get("request")
     if isinstance(rid, str) and agency is not None:
-        owner = conn.execute(select(requests.c.agency).where(requests.c.id == rid)).scalar()
-        if owner != agency:
-            raise NotFound(f"No request '{rid}'.", code="unknown_request")
+        row = conn.execute(select(requests).where(requests.c.id == rid)).first()
+        if row is None or row.agency != agency:
+            raise NotFound("No such request.", code="unknown_request")
+        anchors.check_one(conn, requests, row)  # its owner is what the ledger recorded
     recall = scope.get("recall")
     if isinstance(recall, str) and agency is not None:
         named = conn.execute(
@@ -186,12 +189,12 @@ def _in_reach(
             .limit(1)
         ).first()
         if named is None:
-            raise NotFound(f"No recall '{recall}'.", code="unknown_recall")
+            raise NotFound("No such recall.", code="unknown_recall")
     job = scope.get("job")
     if isinstance(job, str) and not roles & set(SEES_EVERY_JOB):
         starter = conn.execute(select(jobs.c.actor).where(jobs.c.id == job)).scalar()
         if starter != name:
-            raise NotFound(f"No job {job}.", code="unknown_job")
+            raise NotFound("No such job.", code="unknown_job")
 
 
 # Reads that pages repeat without a person asking again: the console asks who the caller is
@@ -283,7 +286,7 @@ def enter(
 
     def record(conn: Connection) -> None:
         if refused is None or ended_idle:
-            sessions.keep_alive(conn, who.token_sha256, ended_idle=ended_idle)
+            sessions.keep_alive(conn, who.token_sha256, ended_idle=ended_idle, user=who.name)
         reason = None if refused is None else refused.code
         sessions.record(conn, who.name, action, refused is None, reason, **extra)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, select
 
 from custodes.access.users import aware, now
 from custodes.errors import InputError
-from custodes.ledger import log
+from custodes.ledger import anchors, log
 from custodes.ledger.events import Event
 from custodes.store.tables import access_log, requests, sensitive_records, users
 from custodes.workspace import Call
@@ -23,11 +23,17 @@ def flag_sensitive(call: Call, record_id: str, reason: str) -> None:
     if not reason or not reason.strip():
         raise InputError("Flagging a record sensitive needs a reason.", code="bad_argument")
     with call.transaction() as conn:
-        conn.execute(delete(sensitive_records).where(sensitive_records.c.record_id == record_id))
-        conn.execute(
-            insert(sensitive_records).values(
-                record_id=record_id, reason=reason.strip(), flagged_by=call.actor, flagged_at=now()
-            )
+        anchors.delete_rows(
+            conn, call.actor, sensitive_records, sensitive_records.c.record_id == record_id
+        )
+        anchors.insert(
+            conn,
+            call.actor,
+            sensitive_records,
+            record_id=record_id,
+            reason=reason.strip(),
+            flagged_by=call.actor,
+            flagged_at=now(),
         )
         log.append(conn, [Event("record.flagged_sensitive", actor=call.actor, record_id=record_id)])
 

@@ -23,6 +23,7 @@ import ipaddress
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, insert, or_, select, update
@@ -40,7 +41,7 @@ from custodes.errors import (
     Unauthenticated,
     WorkspaceError,
 )
-from custodes.ledger import log
+from custodes.ledger import anchors, log
 from custodes.ledger.events import Event
 from custodes.store import changes
 from custodes.store.tables import access_log, login_throttle, sessions, users
@@ -109,16 +110,17 @@ def _open(
 ) -> str:
     token = cred.new_token(prefix)
     t = now()
-    conn.execute(
-        insert(sessions).values(
-            token_sha256=cred.sha(token),
-            user_name=name,
-            kind=kind,
-            created_at=t,
-            expires_at=t + lifetime,
-            last_used_at=t,
-            **extra,
-        )
+    anchors.insert(
+        conn,
+        extra.get("issued_by") or name,
+        sessions,
+        token_sha256=cred.sha(token),
+        user_name=name,
+        kind=kind,
+        created_at=t,
+        expires_at=t + lifetime,
+        last_used_at=t,
+        **extra,
     )
     return token
 
@@ -268,6 +270,9 @@ def login(
                 _failed(conn, name, row is not None, src, t)
                 record(conn, name if row else None, "login", False, "bad credentials")
                 refused = Unauthenticated("Unknown user or wrong password.", code="bad_credentials")
+            elif (tampered := _tampered(conn, row)) is not None:
+                record(conn, name, "login", False, tampered.code)
+                refused = tampered
             elif row.status != "active":
                 record(conn, name, "login", False, "suspended")
                 refused = AccessDenied(f"User {name} is suspended.", code="suspended")
@@ -304,14 +309,33 @@ def login(
     raise refused
 
 
+def _tampered(conn: Connection, user: Any) -> AccessDenied | None:
+    """The refusal when the user's row (its password hash, second factor, status, agency), a
+    grant of theirs or the second-factor policy is not what its ledger event anchors."""
+    try:
+        anchors.check(conn, [(users, user)])
+        roles_of(conn, user.name)  # its grants
+        totp_roles(conn)  # the policy on second factors
+    except anchors.AuthorityTampered as exc:
+        return exc
+    return None
+
+
 def logout(ws: Workspace, token: str) -> bool:
     with ws.engine.begin() as conn:
+        who = conn.execute(
+            select(sessions.c.user_name).where(sessions.c.token_sha256 == cred.sha(token))
+        ).scalar()
         return bool(
-            conn.execute(
-                update(sessions)
-                .where(sessions.c.token_sha256 == cred.sha(token), sessions.c.ended_at.is_(None))
-                .values(ended_at=now(), ended_reason="signed_out")
-            ).rowcount
+            who
+            and anchors.update_rows(
+                conn,
+                who,
+                sessions,
+                (sessions.c.token_sha256 == cred.sha(token)) & sessions.c.ended_at.is_(None),
+                ended_at=now(),
+                ended_reason="signed_out",
+            )
         )
 
 
@@ -324,7 +348,7 @@ def issue_key(call: Call, name: str, *, days: int = KEY_DAYS) -> dict[str, Any]:
     with call.transaction() as conn:
         row = conn.execute(select(users).where(users.c.name == name)).first()
         if row is None:
-            raise NotFound(f"No user {name}.", code="unknown_user")
+            raise NotFound("No such user.", code="unknown_user")
         if row.agency is None:
             raise AccessDenied(
                 "API keys are only for agency (requester) accounts; staff sign in with their "
@@ -362,25 +386,27 @@ def live(
     conn: Connection, token_sha256: str, *, claimed: str | None = None, lock: bool = False
 ) -> Any:
     """The session row behind a token hash, checked now: it exists, has not ended or expired,
-    its key (if a key) is confirmed, and its user is active. `lock` holds the session and user
-    rows until the transaction ends (PostgreSQL), so a suspension cannot commit in between."""
+    its key (if a key) is confirmed, and its user is active; and both the session's and the
+    user's rows match the ledger events that anchor them (`authority_tampered` otherwise: a
+    session inserted, or a user's agency changed, outside custodes). `lock` holds the session
+    and user rows until the transaction ends (PostgreSQL), so a suspension cannot commit in
+    between. Returns the session row, with `status` and `agency` of its user."""
+    s_cols = [c.label(f"s_{c.name}") for c in sessions.c]
+    u_cols = [c.label(f"u_{c.name}") for c in users.c]
     q = (
-        select(
-            sessions.c.user_name,
-            sessions.c.kind,
-            sessions.c.expires_at,
-            sessions.c.ended_at,
-            sessions.c.ended_reason,
-            sessions.c.confirmed_by,
-            users.c.status,
-            users.c.agency,
-        )
+        select(*s_cols, *u_cols)
         .join(users, users.c.name == sessions.c.user_name)
         .where(sessions.c.token_sha256 == token_sha256)
     )
     if lock:
         q = q.with_for_update(read=True)
-    row = conn.execute(q).first()
+    found = conn.execute(q).first()
+    row = user = None
+    if found is not None:
+        m = found._mapping
+        row = SimpleNamespace(**{c.name: m[f"s_{c.name}"] for c in sessions.c})
+        user = SimpleNamespace(**{c.name: m[f"u_{c.name}"] for c in users.c})
+        row.status, row.agency = user.status, user.agency
     if row is None or (claimed is not None and row.user_name != claimed):
         status = None
         if claimed is not None:
@@ -392,6 +418,7 @@ def live(
             "login USER', or set CUSTODES_SESSION to a current token).",
             code="not_signed_in",
         )
+    anchors.check(conn, [(sessions, row), (users, user)])
     if row.status != "active":
         raise AccessDenied("This user is suspended.", code="suspended")
     if row.ended_at is not None:
@@ -454,7 +481,7 @@ def idle(conn: Connection, token_sha256: str) -> bool:
     whether a person's session (console, API, command line) has gone unused for longer than
     it. An agency's API key never idles. Reads only; `keep_alive` writes what follows."""
     row = conn.execute(
-        select(sessions.c.kind, sessions.c.last_used_at).where(
+        select(sessions.c.user_name, sessions.c.kind, sessions.c.last_used_at).where(
             sessions.c.token_sha256 == token_sha256
         )
     ).first()
@@ -471,15 +498,21 @@ def idle_refusal() -> Unauthenticated:
     )
 
 
-def keep_alive(conn: Connection, token_sha256: str, *, ended_idle: bool = False) -> None:
+def keep_alive(
+    conn: Connection, token_sha256: str, *, ended_idle: bool = False, user: str | None = None
+) -> None:
     """A person's session is marked used now, or, when `idle` found it unused too long, ended
-    as idle (an agency's key is never marked: the update finds no such row to change)."""
+    as idle by `user`'s own call (an agency's key is never marked: the update finds no such
+    row to change)."""
     t = now()
     if ended_idle:
-        conn.execute(
-            update(sessions)
-            .where(sessions.c.token_sha256 == token_sha256, sessions.c.ended_at.is_(None))
-            .values(ended_at=t, ended_reason="idle")
+        anchors.update_rows(
+            conn,
+            user or "anonymous",
+            sessions,
+            (sessions.c.token_sha256 == token_sha256) & sessions.c.ended_at.is_(None),
+            ended_at=t,
+            ended_reason="idle",
         )
         return
     # Never moved back: a clock that steps back and is then put right would otherwise make

@@ -21,12 +21,12 @@ import hmac
 import re
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, func, or_, select
 
 from custodes.access import credentials as cred
 from custodes.access.roles import EXCLUSIVE, PRIVILEGED, ROLES
 from custodes.errors import AccessDenied, ConflictError, InputError, NotFound, Unauthenticated
-from custodes.ledger import log
+from custodes.ledger import anchors, log
 from custodes.ledger.events import Event
 from custodes.store import changes as queue
 from custodes.store.tables import agencies, changes, enrolments, grants, policy, sessions, users
@@ -89,14 +89,14 @@ def last_day(expires_at: dt.datetime | None) -> dt.date | None:
 
 
 def roles_of(conn: Connection, name: str, at: dt.datetime | None = None) -> frozenset[str]:
-    """The user's roles in force now: confirmed grants that have not expired."""
+    """The user's roles in force now: confirmed grants that have not expired, each checked
+    against its anchoring ledger event (`authority_tampered` otherwise)."""
     at = at or now()
     rows = conn.execute(
-        select(grants.c.role, grants.c.expires_at).where(
-            grants.c.user_name == name, grants.c.confirmed_at.is_not(None)
-        )
+        select(grants).where(grants.c.user_name == name, grants.c.confirmed_at.is_not(None))
     ).all()
-    return frozenset(r for r, exp in rows if exp is None or aware(exp) > at)
+    anchors.check(conn, [(grants, r) for r in rows])
+    return frozenset(r.role for r in rows if r.expires_at is None or aware(r.expires_at) > at)
 
 
 def _all_roles(conn: Connection, name: str) -> set[str]:
@@ -134,7 +134,7 @@ def has_users(ws: Workspace) -> bool:
 def _user(conn: Connection, name: str) -> Any:
     row = conn.execute(select(users).where(users.c.name == name)).first()
     if row is None:
-        raise NotFound(f"No user {name}.", code="unknown_user")
+        raise NotFound("No such user.", code="unknown_user")
     return row
 
 
@@ -147,25 +147,28 @@ def _issue_enrolment(conn: Connection, name: str, by: str, *, halves: int = 2) -
     to the second administrator who confirms the change. Only the bootstrap's second
     administrator gets a whole code (`halves=1`: nobody else could issue a second half)."""
     t = now()
-    conn.execute(
-        update(enrolments)
-        .where(
+    anchors.update_rows(
+        conn,
+        by,
+        enrolments,
+        and_(
             enrolments.c.user_name == name,
             enrolments.c.used_at.is_(None),
             enrolments.c.ended_at.is_(None),
-        )
-        .values(ended_at=t)
+        ),
+        ended_at=t,
     )
     code = cred.new_token(FIRST_HALF if halves == 2 else WHOLE)
-    conn.execute(
-        insert(enrolments).values(
-            code_sha256=cred.sha(code),
-            user_name=name,
-            issued_by=by,
-            issued_at=t,
-            expires_at=t + dt.timedelta(hours=ENROLMENT_HOURS),
-            halves=halves,
-        )
+    anchors.insert(
+        conn,
+        by,
+        enrolments,
+        code_sha256=cred.sha(code),
+        user_name=name,
+        issued_by=by,
+        issued_at=t,
+        expires_at=t + dt.timedelta(hours=ENROLMENT_HOURS),
+        halves=halves,
     )
     return code
 
@@ -173,6 +176,8 @@ def _issue_enrolment(conn: Connection, name: str, by: str, *, halves: int = 2) -
 def _issue_second_half(conn: Connection, first_sha256: str, by: str) -> str:
     """The second half of a code whose first half another administrator holds."""
     row = conn.execute(select(enrolments).where(enrolments.c.code_sha256 == first_sha256)).first()
+    if row is not None:
+        anchors.check_one(conn, enrolments, row)
     if (
         row is None
         or row.halves != 2
@@ -191,11 +196,15 @@ def _issue_second_half(conn: Connection, first_sha256: str, by: str) -> str:
             "A second administrator issues the second half.", code="separation_of_duties"
         )
     code = cred.new_token(SECOND_HALF)
-    done = conn.execute(
-        update(enrolments)
-        .where(enrolments.c.code_sha256 == first_sha256, enrolments.c.second_sha256.is_(None))
-        .values(second_sha256=cred.sha(code), second_by=by, second_at=now())
-    ).rowcount
+    done = anchors.update_rows(
+        conn,
+        by,
+        enrolments,
+        and_(enrolments.c.code_sha256 == first_sha256, enrolments.c.second_sha256.is_(None)),
+        second_sha256=cred.sha(code),
+        second_by=by,
+        second_at=now(),
+    )
     if done != 1:
         raise ConflictError("That code's second half was already issued.", code="not_pending")
     return code
@@ -237,18 +246,19 @@ def _insert_grant(
         confirmed_by = by
     elif role == "administrator" and _bootstrapping(conn, by):
         confirmed_by = "bootstrap"
-    conn.execute(delete(grants).where(grants.c.user_name == name, grants.c.role == role))
-    conn.execute(
-        insert(grants).values(
-            user_name=name,
-            role=role,
-            basis=basis,
-            expires_at=expires,
-            granted_by=by,
-            granted_at=t,
-            confirmed_by=confirmed_by,
-            confirmed_at=t if confirmed_by else None,
-        )
+    anchors.delete_rows(conn, by, grants, and_(grants.c.user_name == name, grants.c.role == role))
+    anchors.insert(
+        conn,
+        by,
+        grants,
+        user_name=name,
+        role=role,
+        basis=basis,
+        expires_at=expires,
+        granted_by=by,
+        granted_at=t,
+        confirmed_by=confirmed_by,
+        confirmed_at=t if confirmed_by else None,
     )
     return confirmed_by is not None
 
@@ -282,20 +292,26 @@ def bootstrap_admin(ws: Workspace, name: str, password: str) -> dict[str, Any]:
                 "The workspace already has users; only an administrator creates more.",
                 code="forbidden",
             )
-        conn.execute(
-            insert(users).values(
-                name=name, status="active", password_hash=pw_hash, created_at=t, created_by=name
-            )
+        anchors.insert(
+            conn,
+            name,
+            users,
+            name=name,
+            status="active",
+            password_hash=pw_hash,
+            created_at=t,
+            created_by=name,
         )
-        conn.execute(
-            insert(grants).values(
-                user_name=name,
-                role="administrator",
-                granted_by=name,
-                granted_at=t,
-                confirmed_by="bootstrap",
-                confirmed_at=t,
-            )
+        anchors.insert(
+            conn,
+            name,
+            grants,
+            user_name=name,
+            role="administrator",
+            granted_by=name,
+            granted_at=t,
+            confirmed_by="bootstrap",
+            confirmed_at=t,
         )
         log.append(
             conn,
@@ -343,19 +359,20 @@ def create_user(
             ).first()
         ):
             raise NotFound(
-                f"No agency '{agency}' in the registry; add it first with 'custodes agencies add'.",
+                "No such agency in the registry; add it first with 'custodes agencies add'.",
                 code="unknown_agency",
             )
         if conn.execute(select(users.c.name).where(users.c.name == name)).first():
             raise ConflictError(f"User {name} already exists.", code="user_exists")
-        conn.execute(
-            insert(users).values(
-                name=name,
-                status="active",
-                created_at=t,
-                created_by=call.actor,
-                agency=agency.strip() if requester else None,  # type: ignore[union-attr]
-            )
+        anchors.insert(
+            conn,
+            call.actor,
+            users,
+            name=name,
+            status="active",
+            created_at=t,
+            created_by=call.actor,
+            agency=agency.strip() if requester else None,  # type: ignore[union-attr]
         )
         in_force = {r: _insert_grant(conn, name, r, call.actor, basis, expires) for r in wanted}
         pending = sorted(r for r, ok in in_force.items() if not ok)
@@ -514,10 +531,10 @@ def issue_enrolment(call: Call, name: str) -> dict[str, Any]:
             "second administrator to complete (never the one reset)",
         )
         code = _issue_enrolment(conn, name, call.actor)
-        conn.execute(
-            update(users).where(users.c.name == name).values(password_hash=None, totp_secret=None)
+        anchors.update_rows(
+            conn, call.actor, users, users.c.name == name, password_hash=None, totp_secret=None
         )
-        _end_sessions(conn, sessions.c.user_name == name, "credentials_reset")
+        _end_sessions(conn, call.actor, sessions.c.user_name == name, "credentials_reset")
         change = queue.propose(
             conn,
             call.actor,
@@ -580,19 +597,20 @@ def enrol(ws: Workspace, name: str, code: str, password: str) -> dict[str, Any]:
                 "from the administrator who confirmed it); ask an administrator for a new one.",
                 code="bad_enrolment",
             )
-        conn.execute(
-            update(enrolments).where(enrolments.c.code_sha256 == row.code_sha256).values(used_at=t)
+        anchors.check(conn, [(enrolments, row), (users, user)])
+        anchors.update_rows(
+            conn, name, enrolments, enrolments.c.code_sha256 == row.code_sha256, used_at=t
         )
         needs_totp = bool(_all_roles(conn, name) & totp_roles(conn))
         secret = cred.new_totp_secret() if needs_totp else None
-        conn.execute(
-            update(users)
-            .where(users.c.name == name)
-            .values(
-                password_hash=pw_hash,
-                totp_secret=cred.seal(ws, secret) if secret else None,
-                totp_last_step=None,
-            )
+        anchors.update_rows(
+            conn,
+            name,
+            users,
+            users.c.name == name,
+            password_hash=pw_hash,
+            totp_secret=cred.seal(ws, secret) if secret else None,
+            totp_last_step=None,
         )
         log.append(
             conn,
@@ -608,12 +626,15 @@ def enrol(ws: Workspace, name: str, code: str, password: str) -> dict[str, Any]:
 # --- suspension -------------------------------------------------------------------------------
 
 
-def _end_sessions(conn: Connection, where: Any, reason: str) -> int:
-    return conn.execute(
-        update(sessions)
-        .where(where, sessions.c.ended_at.is_(None))
-        .values(ended_at=now(), ended_reason=reason)
-    ).rowcount
+def _end_sessions(conn: Connection, actor: str, where: Any, reason: str) -> int:
+    return anchors.update_rows(
+        conn,
+        actor,
+        sessions,
+        and_(where, sessions.c.ended_at.is_(None)),
+        ended_at=now(),
+        ended_reason=reason,
+    )
 
 
 def suspend(call: Call, name: str, reason: str) -> dict[str, Any]:
@@ -631,35 +652,41 @@ def suspend(call: Call, name: str, reason: str) -> dict[str, Any]:
             "Suspending this administrator would leave fewer than two, and custodes needs "
             "two administrators to change anything (reinstatement included)",
         )
-        ended = _end_sessions(conn, sessions.c.user_name == name, "suspended")
+        ended = _end_sessions(conn, call.actor, sessions.c.user_name == name, "suspended")
         issued = _end_sessions(
             conn,
+            call.actor,
             and_(sessions.c.issued_by == name, sessions.c.confirmed_by.is_(None)),
             "issuer_suspended",
         )
-        codes = conn.execute(
-            update(enrolments)
-            .where(
+        codes = anchors.update_rows(
+            conn,
+            call.actor,
+            enrolments,
+            and_(
                 enrolments.c.issued_by == name,
                 enrolments.c.used_at.is_(None),
                 enrolments.c.ended_at.is_(None),
-            )
-            .values(ended_at=now())
-        ).rowcount
-        withdrawn = conn.execute(
-            delete(grants).where(grants.c.granted_by == name, grants.c.confirmed_at.is_(None))
-        ).rowcount
+            ),
+            ended_at=now(),
+        )
+        withdrawn = anchors.delete_rows(
+            conn,
+            call.actor,
+            grants,
+            and_(grants.c.granted_by == name, grants.c.confirmed_at.is_(None)),
+        )
         queue.end(conn, changes.c.proposed_by == name, "proposer_suspended")
-        conn.execute(
-            update(users)
-            .where(users.c.name == name)
-            .values(
-                status="suspended",
-                status_reason=reason.strip(),
-                status_at=now(),
-                status_by=call.actor,
-                reinstate_requested_by=None,
-            )
+        anchors.update_rows(
+            conn,
+            call.actor,
+            users,
+            users.c.name == name,
+            status="suspended",
+            status_reason=reason.strip(),
+            status_at=now(),
+            status_by=call.actor,
+            reinstate_requested_by=None,
         )
         log.append(
             conn,
@@ -696,8 +723,8 @@ def reinstate(call: Call, name: str) -> dict[str, Any]:
         if name == call.actor:
             raise AccessDenied("Nobody reinstates themselves.", code="separation_of_duties")
         if row.reinstate_requested_by is None:
-            conn.execute(
-                update(users).where(users.c.name == name).values(reinstate_requested_by=call.actor)
+            anchors.update_rows(
+                conn, call.actor, users, users.c.name == name, reinstate_requested_by=call.actor
             )
             log.append(
                 conn, [Event("user.reinstate_requested", actor=call.actor, data={"user": name})]
@@ -712,16 +739,16 @@ def reinstate(call: Call, name: str) -> dict[str, Any]:
                 "A second administrator must confirm the reinstatement.",
                 code="separation_of_duties",
             )
-        conn.execute(
-            update(users)
-            .where(users.c.name == name)
-            .values(
-                status="active",
-                status_reason=None,
-                status_at=now(),
-                status_by=call.actor,
-                reinstate_requested_by=None,
-            )
+        anchors.update_rows(
+            conn,
+            call.actor,
+            users,
+            users.c.name == name,
+            status="active",
+            status_reason=None,
+            status_at=now(),
+            status_by=call.actor,
+            reinstate_requested_by=None,
         )
         log.append(
             conn,
@@ -784,15 +811,16 @@ def listing(conn: Connection) -> list[dict[str, Any]]:
 
 
 def totp_roles(conn: Connection) -> frozenset[str]:
-    value = conn.execute(select(policy.c.value).where(policy.c.key == TOTP_ROLES)).scalar()
-    return frozenset(r for r in (value or "").split(",") if r)
+    row = conn.execute(select(policy).where(policy.c.key == TOTP_ROLES)).first()
+    if row is None:
+        return frozenset()
+    anchors.check_one(conn, policy, row)
+    return frozenset(r for r in (row.value or "").split(",") if r)
 
 
 def _policy_value(key: str, value: str) -> str:
     if key != TOTP_ROLES:
-        raise InputError(
-            f"Unknown policy '{key}' (known: {', '.join(POLICY_KEYS)}).", code="bad_argument"
-        )
+        raise InputError(f"Unknown policy (known: {', '.join(POLICY_KEYS)}).", code="bad_argument")
     # A policy names roles whose holders need a second factor: roles that one person may
     # not hold together (administrator and approver) may well share a policy, so only the
     # names are checked here, never separation of duties.
@@ -812,9 +840,9 @@ def propose_policy(call: Call, key: str, value: str) -> dict[str, Any]:
         row = conn.execute(select(policy).where(policy.c.key == key)).first()
         values = {"pending": value, "pending_by": call.actor, "pending_at": now()}
         if row is None:
-            conn.execute(insert(policy).values(key=key, **values))
+            anchors.insert(conn, call.actor, policy, key=key, **values)
         else:
-            conn.execute(update(policy).where(policy.c.key == key).values(**values))
+            anchors.update_rows(conn, call.actor, policy, policy.c.key == key, **values)
         change = queue.propose(
             conn, call.actor, "policy", key, f"policy {key} = '{value}'", {"value": value}
         )
@@ -837,7 +865,7 @@ def confirm_policy(call: Call, key: str) -> dict[str, Any]:
     with call.transaction() as conn:
         waiting = [c for c in queue.pending(conn, subject=key) if c["kind"] == "policy"]
     if not waiting:
-        raise ConflictError(f"No change to '{key}' is waiting.", code="not_pending")
+        raise ConflictError("No change to that policy is waiting.", code="not_pending")
     done = confirm_change(call, waiting[-1]["id"])
     return {
         "key": key,

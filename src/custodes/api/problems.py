@@ -48,6 +48,47 @@ def allowed_methods(request: Request) -> str:
     return ", ".join(allowed)
 
 
+def type_and_place(exc: BaseException) -> str:
+    """An exception as its type and the place it was raised (custodes' deepest frame, else
+    the deepest), `Type at module:line`: never its message or locals, which may quote data."""
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    ours = [f for f in frames if "/custodes/" in f.filename]
+    frame = (ours or frames)[-1] if frames else None
+    if frame is None:
+        return type(exc).__name__
+    path = frame.filename.replace("\\", "/")
+    module = path.rsplit("/custodes/", 1)[-1] if "/custodes/" in path else path.rsplit("/", 1)[-1]
+    return f"{type(exc).__name__} at {module.removesuffix('.py').replace('/', '.')}:{frame.lineno}"
+
+
+class TypeAndPlace(logging.Filter):
+    """Rewrites a log record that carries an exception (uvicorn's "Exception in ASGI
+    application", asyncio's "Task exception was never retrieved") to name the exception's
+    type and place only: the traceback, its message and the record's arguments are dropped,
+    since any of them may quote a submitted value or a row."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            return True
+        first = str(record.msg).strip().splitlines()[0] if not record.args else "Error"
+        record.msg, record.args = "%s: %s", (first, type_and_place(exc))
+        record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+SERVER_LOGGERS = ("uvicorn.error", "asyncio")
+
+
+def quiet_server_logs() -> None:
+    """Install `TypeAndPlace` on the loggers through which the server reports failures
+    (idempotent; uvicorn configures its loggers before it loads the application)."""
+    for name in SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, TypeAndPlace) for f in logger.filters):
+            logger.addFilter(TypeAndPlace())
+
+
 class ProblemDetails(BaseModel):
     """RFC 9457 problem details, with custodes' stable `code`."""
 
@@ -146,7 +187,9 @@ def install(app: FastAPI) -> None:
         fault = from_fault(exc)  # a read-only or full disk, a lost store: coded, not internal
         if fault is not None:
             return from_error(fault)
-        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-        where = f"{frame.filename}:{frame.lineno}" if frame else "?"
-        log.error("internal error: %s at %s", type(exc).__name__, where)
+        # Starlette re-raises after this answer so that the server logs it too: uvicorn's
+        # record goes through `TypeAndPlace` (installed here), so neither logs more than this.
+        log.error("internal error: %s", type_and_place(exc))
         return problem(500, "internal", "Internal error", "An unexpected error; it was logged.")
+
+    quiet_server_logs()

@@ -71,7 +71,7 @@ def inspect_record(
                 select(requests.c.state).where(requests.c.id == request_id)
             ).scalar()
         if state is None:
-            refusal = ("unknown_request", f"No request '{request_id}'.")
+            refusal = ("unknown_request", "No such request.")
         elif state in CLOSED:
             refusal = ("request_closed", f"Request {request_id} is {state}, not open.")
         elif not _candidate(ws.request_folder(request_id), record_id):
@@ -82,7 +82,7 @@ def inspect_record(
             )
     record = None if refusal else master.lookup(ws, record_id)
     if refusal is None and record is None:
-        refusal = ("unknown_record", f"No record '{record_id}' in the master file.")
+        refusal = ("unknown_record", "No such record in the master file.")
     with call.transaction() as conn:
         record_access(
             conn,

@@ -634,7 +634,7 @@ def explain(
     env = envelope(folder)
     rows = effective_outcomes(ws, request_id, item=item_id).to_pylist()
     if not rows:
-        raise NotFound(f"Request {request_id} has no item '{item_id}'.", code="unknown_item")
+        raise NotFound(f"Request {request_id} has no such item.", code="unknown_item")
     row = rows[0]
     match = next(
         r

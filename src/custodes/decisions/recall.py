@@ -329,7 +329,7 @@ def certify(
     with call.transaction() as conn:
         row = conn.execute(select(recalls).where(recalls.c.id == recall_id)).first()
         if row is None:
-            raise NotFound(f"No recall '{recall_id}'.", code="unknown_recall")
+            raise NotFound("No such recall.", code="unknown_recall")
         if row.certified_by is not None:
             raise ConflictError(
                 f"Recall {recall_id} was already certified on {row.certified_on}.",

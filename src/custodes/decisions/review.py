@@ -154,7 +154,7 @@ def resolve(
         items = [i for i, r in open_.items() if group_of(r) == group]
         if not items:
             raise NotFound(
-                f"No open review group '{group}' in {request_id} ('custodes review "
+                f"No such open review group in {request_id} ('custodes review "
                 f"{request_id} --groups' lists them).",
                 code="unknown_review_group",
             )
@@ -265,7 +265,7 @@ def side_by_side(ws: Workspace, request_id: str, item_id: str) -> dict[str, Any]
     folder = request_folder(ws, request_id)
     rows = load_items(folder, item_id).to_pylist()
     if not rows:
-        raise NotFound(f"Request {request_id} has no item '{item_id}'.", code="unknown_item")
+        raise NotFound(f"Request {request_id} has no such item.", code="unknown_item")
     item = rows[0]
     listed = {
         k: item.get(k) for k in ITEM_COLUMNS if k not in ("item_id", "case_number", "official_id")

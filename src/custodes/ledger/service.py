@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from custodes.errors import CustodesError, InputError, fail
-from custodes.ledger import keys, log, tiles
+from custodes.ledger import anchors, keys, log, tiles
 from custodes.ledger.events import Event, commitment
 from custodes.ledger.keys import NoLedgerKey, load_signer, origin
 from custodes.ledger.note import Checkpoint, Note, NoteError, Verifier, b64, open_checkpoint
@@ -485,9 +485,11 @@ def audit_store(
     witness_url: str | None = None,
 ) -> Report:
     """Re-derive the whole ledger from the store's event rows and compare with what is stored:
-    every commitment, every tree node, the state row and every signed checkpoint. With
-    `witness`, also that the log extends the last checkpoint that witness cosigned and that
-    the latest checkpoint carries its cosignature."""
+    every commitment, every tree node, the state row and every signed checkpoint; then every
+    row that confers authority or scope against the ledger event that anchors it
+    (`anchors.Audit`), naming the first row of each table that differs. With `witness`, also
+    that the log extends the last checkpoint that witness cosigned and that the latest
+    checkpoint carries its cosignature."""
     rep = Report()
     if key is None:
         try:
@@ -517,9 +519,11 @@ def audit_store(
         expected = 0
         first_bad_node: str | None = None
         seen_nodes = 0
+        anchored = anchors.Audit()
         result = conn.execution_options(yield_per=10_000).execute(
             select(
                 ledger_events.c.idx,
+                ledger_events.c.type,
                 ledger_events.c.salt,
                 ledger_events.c.body,
                 ledger_events.c.commitment,
@@ -535,6 +539,7 @@ def audit_store(
                 expected = r.idx
             if commitment(r.salt, r.body.encode()) != r.commitment:
                 rep.fail(f"event {r.idx}: its body does not match its commitment (edited)")
+            anchored.add(r.idx, r.type, r.body)
             for level, idx, h in rb.add(r.commitment):
                 seen_nodes += 1
                 if stored_nodes.get((level, idx)) != h and first_bad_node is None:
@@ -545,7 +550,10 @@ def audit_store(
                         "edited, inserted, removed or reordered"
                     )
             expected += 1
+        anchor_problems, anchor_rows = anchored.run(conn)
     rep.size, rep.root = rb.cr.size, rb.cr.root()
+    for problem in anchor_problems:
+        rep.fail(problem)
     if first_bad_node:
         rep.fail(first_bad_node)
     if len(stored_nodes) != seen_nodes:
@@ -630,6 +638,8 @@ def audit_store(
                 if outside
                 else "no checkpoint is kept outside the store yet (none signed)"
             ),
+            f"{anchor_rows} rows that confer authority or scope match the ledger events that "
+            f"anchor them ({len(anchors.TABLES)} tables)",
         ]
     return rep
 
@@ -755,15 +765,15 @@ def public_tile(ws: Workspace, path: str) -> tuple[bytes, bool]:
     `tile/`, within the latest signed checkpoint; and whether it is full (immutable)."""
     try:
         level, n, width = tiles.parse_tile_path(path)
-    except tiles.TileError as exc:
-        raise fail("not_found", f"No tile at tile/{path}: {exc}.") from None
+    except tiles.TileError:
+        raise fail("not_found", "No such tile (the path is not a tlog-tiles path).") from None
     with ws.engine.connect() as conn:
         last = log.latest_checkpoint(conn)
         size = last[0].size if last else 0
         height = 0 if level == "entries" else tiles.TILE_HEIGHT * int(level)
         available = dict(tiles.tiles_for(size, height // tiles.TILE_HEIGHT))
         if available.get(n, 0) < width:
-            raise fail("not_found", f"No tile at tile/{path} in the latest checkpoint.")
+            raise fail("not_found", "No such tile in the latest checkpoint.")
         first = n * tiles.TILE_WIDTH
         if level == "entries":
             rows = conn.execute(

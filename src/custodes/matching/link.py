@@ -268,7 +268,7 @@ def make_backend(name: str) -> DuckDBBackend | SparkBackend:
         return DuckDBBackend()
     if name == "spark":
         return SparkBackend()
-    raise InputError(f"Unknown backend '{name}' (use duckdb or spark).", code="bad_argument")
+    raise InputError("Unknown backend (use duckdb or spark).", code="bad_argument")
 
 
 # ---------------------------------------------------------------------------------------------

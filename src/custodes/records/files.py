@@ -40,7 +40,7 @@ def file_kind(path: Path) -> str:
     if suffix in (".parquet", ".pq"):
         return "parquet"
     raise InputError(
-        f"{path.name}: unsupported file type '{suffix}' (use .csv or .parquet).",
+        "Unsupported file type (use .csv or .parquet).",
         code="unsupported_file_type",
     )
 

@@ -16,10 +16,10 @@ import hashlib
 import secrets
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, select
 
 from custodes.errors import ConflictError, InputError, NotFound
-from custodes.ledger import log
+from custodes.ledger import anchors, log
 from custodes.ledger.events import Event
 from custodes.requests.format import item_id_ok
 from custodes.store.tables import disclosures, incidents, requests
@@ -68,16 +68,17 @@ def open_incident(
         if request_id is not None:
             _known_request(conn, request_id)
         iid = f"inc-{secrets.token_hex(6)}"
-        conn.execute(
-            insert(incidents).values(
-                id=iid,
-                kind=kind,
-                request_id=request_id,
-                summary=summary,
-                opened_by=call.actor,
-                opened_at=at,
-                due_at=at + REPORT_WITHIN,
-            )
+        anchors.insert(
+            conn,
+            call.actor,
+            incidents,
+            id=iid,
+            kind=kind,
+            request_id=request_id,
+            summary=summary,
+            opened_by=call.actor,
+            opened_at=at,
+            due_at=at + REPORT_WITHIN,
         )
         log.append(
             conn,
@@ -104,13 +105,13 @@ def _known_request(conn: Connection, request_id: str) -> None:
         not item_id_ok(request_id)
         or conn.execute(select(requests.c.id).where(requests.c.id == request_id)).first() is None
     ):
-        raise NotFound(f"No request '{request_id}'.", code="unknown_request")
+        raise NotFound("No such request.", code="unknown_request")
 
 
 def _row(conn: Connection, incident_id: str) -> Any:
     row = conn.execute(select(incidents).where(incidents.c.id == incident_id)).first()
     if row is None:
-        raise NotFound(f"No incident '{incident_id}'.", code="unknown_incident")
+        raise NotFound("No such incident.", code="unknown_incident")
     return row
 
 
@@ -125,10 +126,13 @@ def mark_reported(
             raise ConflictError(
                 f"Incident {incident_id} was already {status(row, at)}.", code="incident_done"
             )
-        conn.execute(
-            update(incidents)
-            .where(incidents.c.id == incident_id)
-            .values(reported_by=call.actor, reported_at=at)
+        anchors.update_rows(
+            conn,
+            call.actor,
+            incidents,
+            incidents.c.id == incident_id,
+            reported_by=call.actor,
+            reported_at=at,
         )
         late = at > _aware(row.due_at)
         log.append(
@@ -165,10 +169,14 @@ def close(
                 f"Incident {incident_id} has not been reported yet; report it before closing.",
                 code="incident_not_reported",
             )
-        conn.execute(
-            update(incidents)
-            .where(incidents.c.id == incident_id)
-            .values(closed_by=call.actor, closed_at=at, finding=finding)
+        anchors.update_rows(
+            conn,
+            call.actor,
+            incidents,
+            incidents.c.id == incident_id,
+            closed_by=call.actor,
+            closed_at=at,
+            finding=finding,
         )
         log.append(
             conn,

@@ -63,7 +63,7 @@ def compute(kind: str, params: dict[str, Any], entries: list[Entry]) -> Document
         )
     if kind == "jct":
         return disc.jct(led, year=int(params["year"]), office=params.get("office"))
-    raise fail("bad_report", f"A '{kind}' report is not recomputed from the ledger.")
+    raise fail("bad_report", "This kind of report is not recomputed from the ledger.")
 
 
 def with_reasons(ws: Workspace, doc: Document) -> Document:
@@ -249,7 +249,7 @@ def known_request(ws: Workspace, request_id: str) -> None:
             or conn.execute(select(requests.c.id).where(requests.c.id == request_id)).first()
             is None
         ):
-            raise fail("unknown_request", f"No request '{request_id}'.")
+            raise fail("unknown_request", "No such request.")
 
 
 # --- checking a report against an export ------------------------------------------------------

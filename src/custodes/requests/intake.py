@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import insert, select
 
 from custodes.errors import AccessDenied, InputError
-from custodes.ledger import log
+from custodes.ledger import anchors, log
 from custodes.ledger.events import Event
 from custodes.records.files import read_text_table, sha256_file
 from custodes.requests.format import (
@@ -314,20 +314,21 @@ def submit(call: Call, folder: Path, *, paper_sha256: str | None = None) -> Subm
         pq.write_table(c.table.drop_columns(["_row"]), dest / ITEMS_PARQUET)
         now = dt.datetime.now(dt.UTC)
         with call.transaction() as conn:
-            conn.execute(
-                insert(requests).values(
-                    id=request_id,
-                    provision=env["provision"],
-                    agency=env["agency"],
-                    state="received",
-                    content_sha256=c.content_sha256,
-                    envelope_sha256=c.envelope_sha256,
-                    items_sha256=c.items_sha256,
-                    items=c.table.num_rows,
-                    submitted_at=now,
-                    submitted_by=call.actor,
-                    paper_sha256=paper_sha256,
-                )
+            anchors.insert(
+                conn,
+                call.actor,
+                requests,
+                id=request_id,
+                provision=env["provision"],
+                agency=env["agency"],
+                state="received",
+                content_sha256=c.content_sha256,
+                envelope_sha256=c.envelope_sha256,
+                items_sha256=c.items_sha256,
+                items=c.table.num_rows,
+                submitted_at=now,
+                submitted_by=call.actor,
+                paper_sha256=paper_sha256,
             )
             conn.execute(
                 insert(request_transitions).values(

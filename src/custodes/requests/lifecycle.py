@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from custodes.errors import AccessDenied, ConflictError, InputError, NotFound
-from custodes.ledger import log
+from custodes.ledger import anchors, log
 from custodes.ledger.events import Event
 from custodes.store.tables import request_transitions, requests
 from custodes.workspace import Call
@@ -56,7 +56,7 @@ def current_state(conn: Connection, request_id: str, *, agency: str | None = Non
         select(requests.c.state, requests.c.agency).where(requests.c.id == request_id)
     ).first()
     if row is None or (agency is not None and row.agency != agency):
-        raise NotFound(f"No request '{request_id}'.", code="unknown_request")
+        raise NotFound("No such request.", code="unknown_request")
     return row.state
 
 
@@ -70,7 +70,7 @@ def transition(
 ) -> str:
     """Move a request to `to` in the caller's transaction; refuses an illegal move."""
     if to not in STATES:
-        raise InputError(f"Unknown state '{to}'.", code="bad_state")
+        raise InputError(f"Unknown state (states: {', '.join(STATES)}).", code="bad_state")
     now = current_state(conn, request_id)
     if now == "received" and to == "checked":
         _paper_confirmed(conn, request_id)
@@ -134,7 +134,7 @@ def confirm_paper(call: Call, request_id: str) -> dict[str, Any]:
     with call.transaction() as conn:
         row = conn.execute(select(requests).where(requests.c.id == request_id)).first()
         if row is None:
-            raise NotFound(f"No request '{request_id}'.", code="unknown_request")
+            raise NotFound("No such request.", code="unknown_request")
         if row.paper_sha256 is None:
             raise ConflictError(
                 f"Request {request_id} came from the agency's account, not on paper.",
@@ -152,10 +152,13 @@ def confirm_paper(call: Call, request_id: str) -> dict[str, Any]:
                 code="separation_of_duties",
             )
         at = dt.datetime.now(dt.UTC)
-        conn.execute(
-            update(requests)
-            .where(requests.c.id == request_id, requests.c.paper_confirmed_at.is_(None))
-            .values(paper_confirmed_by=call.actor, paper_confirmed_at=at)
+        anchors.update_rows(
+            conn,
+            call.actor,
+            requests,
+            (requests.c.id == request_id) & requests.c.paper_confirmed_at.is_(None),
+            paper_confirmed_by=call.actor,
+            paper_confirmed_at=at,
         )
         log.append(
             conn,

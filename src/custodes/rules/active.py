@@ -13,10 +13,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
 
 from custodes.errors import AccessDenied, ConflictError, InputError, IntegrityError, NotFound
-from custodes.ledger import log
+from custodes.ledger import anchors, log
 from custodes.ledger.events import Event
 from custodes.rules.provisions import load
 from custodes.rules.types import RuleSet
@@ -29,13 +29,18 @@ def _folder(ws: Workspace, sha: str) -> Path:
 
 
 def in_force(ws: Workspace) -> RuleSet:
-    """The approved rule set of this workspace, or the reference one."""
+    """The approved rule set of this workspace, or the reference one. The activation must
+    match the ledger event that anchors it (`authority_tampered` otherwise: a proposed rule
+    set made active in the store)."""
     with ws.engine.connect() as conn:
-        sha = conn.execute(
-            select(ruleset_changes.c.sha256).where(ruleset_changes.c.state == "active")
-        ).scalar()
-    if sha is None:
+        row = conn.execute(
+            select(ruleset_changes).where(ruleset_changes.c.state == "active")
+        ).first()
+        if row is not None:
+            anchors.check_one(conn, ruleset_changes, row)
+    if row is None:
         return load()
+    sha = row.sha256
     rs = load(_folder(ws, sha))
     if rs.sha256 != sha:
         raise IntegrityError(
@@ -67,15 +72,16 @@ def propose(call: Call, folder: Path) -> dict[str, Any]:
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.copytree(folder, tmp, symlinks=True)
             tmp.rename(dest)
-        conn.execute(
-            insert(ruleset_changes).values(
-                sha256=rs.sha256,
-                name=rs.name,
-                version=str(rs.version),
-                state="proposed",
-                proposed_by=actor,
-                proposed_at=dt.datetime.now(dt.UTC),
-            )
+        anchors.insert(
+            conn,
+            actor,
+            ruleset_changes,
+            sha256=rs.sha256,
+            name=rs.name,
+            version=str(rs.version),
+            state="proposed",
+            proposed_by=actor,
+            proposed_at=dt.datetime.now(dt.UTC),
         )
         log.append(
             conn,
@@ -93,13 +99,13 @@ def approve(call: Call, sha: str) -> dict[str, Any]:
     """A second rule steward puts a proposed rule set in force (the previous one retires)."""
     ws, actor = call.ws, call.actor
     if not sha or any(ch not in "0123456789abcdef" for ch in sha):
-        raise NotFound(f"No single proposed rule set matches '{sha}'.", code="unknown_ruleset")
+        raise NotFound("No single proposed rule set matches that hash.", code="unknown_ruleset")
     with call.transaction() as conn:
         row = conn.execute(
             select(ruleset_changes).where(ruleset_changes.c.sha256.startswith(sha))
         ).all()
         if len(row) != 1:
-            raise NotFound(f"No single proposed rule set matches '{sha}'.", code="unknown_ruleset")
+            raise NotFound("No single proposed rule set matches that hash.", code="unknown_ruleset")
         change = row[0]
         if change.state != "proposed":
             raise ConflictError(
@@ -116,15 +122,17 @@ def approve(call: Call, sha: str) -> dict[str, Any]:
                 "proposed; propose it again.",
                 code="ruleset_tampered",
             )
-        conn.execute(
-            update(ruleset_changes)
-            .where(ruleset_changes.c.state == "active")
-            .values(state="retired")
+        anchors.update_rows(
+            conn, actor, ruleset_changes, ruleset_changes.c.state == "active", state="retired"
         )
-        conn.execute(
-            update(ruleset_changes)
-            .where(ruleset_changes.c.sha256 == change.sha256)
-            .values(state="active", approved_by=actor, approved_at=dt.datetime.now(dt.UTC))
+        anchors.update_rows(
+            conn,
+            actor,
+            ruleset_changes,
+            ruleset_changes.c.sha256 == change.sha256,
+            state="active",
+            approved_by=actor,
+            approved_at=dt.datetime.now(dt.UTC),
         )
         log.append(
             conn,

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select
 
 from custodes.errors import AccessDenied, ConflictError, InputError, NotFound
-from custodes.ledger import log
+from custodes.ledger import anchors, log
 from custodes.ledger.events import Event
 from custodes.records import master
 from custodes.rules.active import in_force
@@ -84,9 +84,9 @@ def _apply_agency(conn: Connection, call: Call, change: dict[str, Any]) -> dict[
     row = p | {"updated_at": dt.datetime.now(dt.UTC)}
     exists = conn.execute(select(agencies.c.name).where(agencies.c.name == p["name"])).first()
     if exists:
-        conn.execute(update(agencies).where(agencies.c.name == p["name"]).values(**row))
+        anchors.update_rows(conn, call.actor, agencies, agencies.c.name == p["name"], **row)
     else:
-        conn.execute(insert(agencies).values(**row))
+        anchors.insert(conn, call.actor, agencies, **row)
     log.append(
         conn,
         [
@@ -125,7 +125,7 @@ def add_official(
     roles = {r for p in in_force(call.ws).provisions.values() for r in p.signer_roles}
     if role not in roles:
         raise InputError(
-            f"Unknown role '{role}' (known: {', '.join(sorted(roles))}).", code="bad_argument"
+            f"Unknown role (signer roles: {', '.join(sorted(roles))}).", code="bad_argument"
         )
     with call.ws.engine.connect() as conn:
         _known_agency(conn, agency)
@@ -146,7 +146,7 @@ def add_official(
 def _known_agency(conn: Connection, agency: str) -> None:
     if not conn.execute(select(agencies.c.name).where(agencies.c.name == agency)).first():
         raise NotFound(
-            f"No agency '{agency}' in the registry; add it first with 'custodes agencies add'.",
+            "No such agency in the registry; add it first with 'custodes agencies add'.",
             code="unknown_agency",
         )
 
@@ -158,7 +158,7 @@ def _apply_official(conn: Connection, call: Call, change: dict[str, Any]) -> dic
         "valid_from": dt.date.fromisoformat(p["valid_from"]),
         "valid_to": dt.date.fromisoformat(p["valid_to"]) if p["valid_to"] else None,
     }
-    oid = conn.execute(insert(officials).values(**row)).inserted_primary_key[0]
+    (oid,) = anchors.insert(conn, call.actor, officials, **row)
     log.append(
         conn,
         [
@@ -227,7 +227,7 @@ def add_agreement_text(
 def _no_agreement(conn: Connection, agreement_id: str) -> None:
     if conn.execute(select(agreements.c.id).where(agreements.c.id == agreement_id)).first():
         raise ConflictError(
-            f"Agreement '{agreement_id}' is already registered.", code="agreement_exists"
+            "An agreement with that id is already registered.", code="agreement_exists"
         )
 
 
@@ -235,15 +235,16 @@ def _apply_agreement(conn: Connection, call: Call, change: dict[str, Any]) -> di
     p = change["payload"]
     _no_agreement(conn, p["id"])
     digest = hashlib.sha256(p["body"].encode()).hexdigest()
-    conn.execute(
-        insert(agreements).values(
-            id=p["id"],
-            provision=p["provision"],
-            agency=p["agency"],
-            body=p["body"],
-            sha256=digest,
-            added_at=dt.datetime.now(dt.UTC),
-        )
+    anchors.insert(
+        conn,
+        call.actor,
+        agreements,
+        id=p["id"],
+        provision=p["provision"],
+        agency=p["agency"],
+        body=p["body"],
+        sha256=digest,
+        added_at=dt.datetime.now(dt.UTC),
     )
     log.append(
         conn,
@@ -322,7 +323,7 @@ REGISTRIES = {"agencies": agencies, "officials": officials, "agreements": agreem
 def listing(ws: Workspace, table: str) -> list[dict[str, Any]]:
     if table not in REGISTRIES:
         raise InputError(
-            f"No registry '{table}' (registries: {', '.join(REGISTRIES)}).", code="bad_argument"
+            f"No such registry (registries: {', '.join(REGISTRIES)}).", code="bad_argument"
         )
     t = REGISTRIES[table]
     with ws.engine.connect() as conn:

@@ -102,8 +102,7 @@ class RuleSet:
     def provision(self, pid: str) -> Provision:
         if pid not in self.provisions:
             raise InputError(
-                f"Unknown provision '{pid}' (this rule set has: "
-                f"{', '.join(sorted(self.provisions))}).",
+                f"Unknown provision (this rule set has: {', '.join(sorted(self.provisions))}).",
                 code="unknown_provision",
             )
         return self.provisions[pid]

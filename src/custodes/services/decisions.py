@@ -65,7 +65,7 @@ def outcomes_page(
     pipeline.request_folder(call.ws, request_id)
     if outcome and outcome not in pipeline.OUTCOMES:
         raise InputError(
-            f"Unknown outcome '{outcome}' ({', '.join(pipeline.OUTCOMES)}).",
+            f"Unknown outcome filter (outcome is one of {', '.join(pipeline.OUTCOMES)}).",
             code="bad_argument",
         )
     table, total = pipeline.view_page(

@@ -169,7 +169,7 @@ class Jobs:
         submission, which has none yet); `cleanup()` runs when the job has ended."""
         fn = KINDS.get(kind)
         if fn is None:
-            raise InputError(f"Unknown job kind '{kind}'.", code="bad_argument")
+            raise InputError("Unknown job kind.", code="bad_argument")
         if self.stopping.is_set():
             raise Overloaded(
                 "The server is stopping; nothing was started. Try again shortly.",

@@ -14,6 +14,7 @@ from custodes.access import Caller, CheckedCall, credentials, service, sessions,
 from custodes.access import caller as _caller
 from custodes.access.roles import ACTIONS
 from custodes.errors import ConflictError, InputError, WorkspaceError
+from custodes.ledger import anchors
 from custodes.ledger import keys as ledger_keys
 from custodes.ledger import log, pkcs11
 from custodes.ledger import service as ledger_service
@@ -191,6 +192,10 @@ def init(
                 code="already_bootstrapped",
             )
         credentials.ensure_secrets_key(ws)
+        adopted = None
+        if ws.upgraded_from is not None and ws.upgraded_from < anchors.FIRST_ANCHORED_REVISION:
+            with ws.engine.begin() as conn:  # once: the upgrade that brings the anchors
+                adopted = anchors.adopt(conn)
         if new_key:
             ledger_keys.keygen(ws, origin, ledger_key)
         signer = ledger_keys.load_signer(ws)
@@ -212,6 +217,8 @@ def init(
             with ws.engine.begin() as conn:
                 ledger_service.set_witness(conn, witness[0], witness[1], "init")
             info["witness"] = witness[1].name
+        if adopted is not None:
+            info["anchored_rows"] = sum(adopted.values())
         if admin:
             users.bootstrap_admin(ws, admin, password or "")
             info["admin"] = admin

@@ -120,15 +120,17 @@ def _on_read_only_filesystem(engine: Engine) -> bool:
         return False
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the store's schema to the newest migration (idempotent)."""
+def upgrade(engine: Engine) -> str | None:
+    """Bring the store's schema to the newest migration (idempotent); returns the revision it
+    was at (None: a new store)."""
     from alembic import command
 
-    current_revision(engine)  # clear error when unreachable
+    before = current_revision(engine)  # clear error when unreachable
     cfg = _config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+    return before
 
 
 def check_current(engine: Engine) -> None:

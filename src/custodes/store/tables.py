@@ -132,6 +132,7 @@ agencies = Table(
     Column("safeguards_current", Boolean, nullable=False),
     Column("open_findings", Integer, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
 
 officials = Table(
@@ -144,6 +145,7 @@ officials = Table(
     Column("role", String(64), nullable=False),
     Column("valid_from", Date, nullable=False),
     Column("valid_to", Date),
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
 
 agreements = Table(
@@ -155,6 +157,7 @@ agreements = Table(
     Column("body", Text, nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("added_at", UTCDateTime(), nullable=False),
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
 
 # --- requests (intake and lifecycle) ----------------------------------------------------------
@@ -177,6 +180,7 @@ requests = Table(
     Column("paper_sha256", String(64)),
     Column("paper_confirmed_by", String(128)),
     Column("paper_confirmed_at", UTCDateTime()),
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
 
 request_transitions = Table(
@@ -281,6 +285,7 @@ users = Table(
     Column("reinstate_requested_by", String(64)),
     Column("agency", String(200)),  # requester accounts: the agency they act for
     Column("totp_last_step", BigInteger),  # the last one-time code used (no reuse)
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
 
 grants = Table(
@@ -295,6 +300,7 @@ grants = Table(
     # Privileged roles count only once a second administrator confirmed the grant.
     Column("confirmed_by", String(64)),
     Column("confirmed_at", UTCDateTime()),
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
 
 sessions = Table(
@@ -310,6 +316,7 @@ sessions = Table(
     Column("ended_at", UTCDateTime()),
     Column("ended_reason", String(32)),  # signed_out, suspended, issuer_suspended, idle
     Column("last_used_at", UTCDateTime()),  # for the inactivity timeout
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
 
 # One-time enrolment codes (stored as hashes): a new user sets their own password with one.
@@ -330,6 +337,7 @@ enrolments = Table(
     Column("second_sha256", String(64)),
     Column("second_by", String(64)),
     Column("second_at", UTCDateTime()),
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
 
 # One queue of pending changes: each waits for a second administrator, who confirms it by its
@@ -373,6 +381,7 @@ policy = Table(
     Column("pending", Text),
     Column("pending_by", String(64)),
     Column("pending_at", UTCDateTime()),
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
 
 access_log = Table(
@@ -396,6 +405,7 @@ sensitive_records = Table(
     Column("reason", Text, nullable=False),
     Column("flagged_by", String(64), nullable=False),
     Column("flagged_at", UTCDateTime(), nullable=False),
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
 
 ruleset_changes = Table(
@@ -409,6 +419,7 @@ ruleset_changes = Table(
     Column("proposed_at", UTCDateTime(), nullable=False),
     Column("approved_by", String(64)),
     Column("approved_at", UTCDateTime()),
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )
 
 # Long work started over HTTP (process, train, release): durable, one row per job. A job runs
@@ -463,4 +474,5 @@ incidents = Table(
     Column("closed_by", String(64)),
     Column("closed_at", UTCDateTime()),
     Column("finding", String(16)),  # improper, unfounded
+    Column("anchor", BigInteger),  # the ledger event that anchors the row (anchors.py)
 )

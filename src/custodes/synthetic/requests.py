@@ -203,12 +203,12 @@ def generate_request(
     ws = call.ws
     if corruption not in corrupt.MIXES:
         raise InputError(
-            f"Unknown corruption mix '{corruption}' (known: {', '.join(corrupt.MIXES)}).",
+            f"Unknown corruption mix (known: {', '.join(corrupt.MIXES)}).",
             code="bad_argument",
         )
     if provision not in PROVISIONS:
         raise InputError(
-            f"Unknown provision '{provision}' (known: {', '.join(PROVISIONS)}).",
+            f"Unknown provision (known: {', '.join(PROVISIONS)}).",
             code="unknown_provision",
         )
     if items < 1:
