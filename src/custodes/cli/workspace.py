@@ -19,7 +19,6 @@ from custodes.cli.root import (
     wants_json,
 )
 from custodes.errors import InputError, Unauthenticated
-from custodes.services import ledger as ledger_svc
 from custodes.services import workspace as svc
 
 PwStdinOpt = Annotated[
@@ -99,6 +98,8 @@ def init(
     with guarded(json_out):
         if (witness_url is None) != (witness_key is None):
             raise InputError("--witness and --witness-key go together.", code="missing_key")
+        from custodes.services import ledger as ledger_svc  # init only: see root.COMMANDS
+
         witness = (witness_url, ledger_svc.parse_key(witness_key)) if witness_key else None
         password = read_secret(password_stdin) if admin else None
         info = svc.init(

@@ -11,12 +11,12 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
+from typing import TYPE_CHECKING
 
 from custodes.errors import ConflictError, InputError
+
+if TYPE_CHECKING:  # Arrow only where a table is written: the command line starts without it
+    import pyarrow as pa
 
 FORMULA_START = r"^[=+\-@\t\r]"
 
@@ -155,6 +155,9 @@ def tmp_beside(path: Path) -> Path:
 
 def neutralise(table: pa.Table) -> pa.Table:
     """String cells that a spreadsheet would take for a formula get a leading apostrophe."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     cols = []
     for name in table.column_names:
         col = table.column(name)
@@ -167,6 +170,9 @@ def neutralise(table: pa.Table) -> pa.Table:
 
 def csv_bytes(table: pa.Table) -> bytes:
     """A CSV file (header, comma-separated, UTF-8) with formula cells neutralised."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
     sink = pa.BufferOutputStream()
     pacsv.write_csv(neutralise(table), sink, pacsv.WriteOptions(include_header=True))
     return sink.getvalue().to_pybytes()
