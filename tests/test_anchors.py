@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import make_workspace
+from conftest import PASSWORD, make_workspace
 from custodes.access import caller, enter
 from custodes.errors import AccessDenied, NotFound
 from custodes.ledger import anchors
@@ -90,7 +90,7 @@ def test_an_inserted_session_is_refused_and_reported_on_postgresql(
 ) -> None:
     ws = make_workspace(tmp_path / "ws", pg_url)
     try:
-        staff_mod.one_per_role(ws)
+        staff_mod.one_per_role(ws, password=PASSWORD)
         assert audit_store(ws).ok
         _assert_inserted_session_refused(ws)
     finally:

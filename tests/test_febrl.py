@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import PASSWORD
 from custodes.cli import app
 from custodes.services import rules
 from custodes.synthetic import febrl
@@ -35,7 +36,7 @@ def test_febrl4_through_the_cli(tmp_path: Path, sign_in) -> None:  # type: ignor
     envs = sign_in(home)
     ws = open_workspace(home)
     try:
-        people = Staff(ws)
+        people = Staff(ws, password=PASSWORD)
         people.login("admin")
         rules.register_parties(ws, people["admin"], "irc-6103-i-2")
     finally:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import PASSWORD
 from custodes.cli import app
 from custodes.errors import CustodesError
 from custodes.ledger import keys
@@ -96,7 +97,7 @@ def _small_release(home: Path, folder: Path) -> None:
     prepared, approved and released (each release signs a checkpoint)."""
     ws = open_workspace(home)
     try:
-        people = staff_mod.one_per_role(ws)
+        people = staff_mod.one_per_role(ws, password=PASSWORD)
         records.generate(ws, people.admin, 600, 5)
         rules.register_parties(ws, people.admin, "irc-6103-i-2")
         requests.generate(ws, people.admin, "irc-6103-i-2", 30, 3, folder)
@@ -132,7 +133,7 @@ def test_a_workspace_signs_its_ledger_inside_the_hsm(token: Token, tmp_path: Pat
     assert ORIGIN in released
     ws = open_workspace(home)
     try:
-        last = ws_svc.status(ws, staff_mod.administrators(ws).admin)
+        last = ws_svc.status(ws, staff_mod.administrators(ws, password=PASSWORD).admin)
         assert last["ledger_key"] == "hsm"
         assert not any("key is a file" in w for w in last["warnings"])
         with ws.engine.connect() as conn:
@@ -149,7 +150,7 @@ def test_a_workspace_signs_its_ledger_inside_the_hsm(token: Token, tmp_path: Pat
     try:
         from custodes.access import sessions
 
-        env["CUSTODES_SESSION"] = sessions.login(ws, "auditor", staff_mod.PASSWORD)
+        env["CUSTODES_SESSION"] = sessions.login(ws, "auditor", PASSWORD)
     finally:
         ws.close()
     home_opt = ["--home", str(home)]
@@ -214,8 +215,8 @@ def test_status_warns_of_a_key_file_and_of_no_witness(tmp_path: Path) -> None:
     try:
         from custodes.access import sessions
 
-        staff_mod.one_per_role(ws)
-        env = {"CUSTODES_SESSION": sessions.login(ws, "officer", staff_mod.PASSWORD)}
+        staff_mod.one_per_role(ws, password=PASSWORD)
+        env = {"CUSTODES_SESSION": sessions.login(ws, "officer", PASSWORD)}
         assert keys.hsm_uri(ws) is None
     finally:
         ws.close()
@@ -231,7 +232,7 @@ def test_status_warns_of_a_key_file_and_of_no_witness(tmp_path: Path) -> None:
     # ...and the workspace keeps working without either.
     ws = open_workspace(home)
     try:
-        done = ledger_svc.checkpoint(ws, staff_mod.administrators(ws).admin)
+        done = ledger_svc.checkpoint(ws, staff_mod.administrators(ws, password=PASSWORD).admin)
         assert done["size"] > 0 and "\n\n\u2014 " + ORIGIN in done["note"]
     finally:
         ws.close()
@@ -251,7 +252,7 @@ def test_a_second_host_joins_with_the_same_hsm_key(token: Token, tmp_path: Path)
     assert (tmp_path / "host2" / "keys" / "ledger.key").read_text().strip() == token.uri
     ws = open_workspace(tmp_path / "host2", store)
     try:
-        done = ledger_svc.checkpoint(ws, staff_mod.administrators(ws).admin)
+        done = ledger_svc.checkpoint(ws, staff_mod.administrators(ws, password=PASSWORD).admin)
         log_key = Verifier(ORIGIN, 0x01, token.public)
         assert Note.parse(done["note"]).verified_by([log_key])
     finally:

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import ProgrammingError
 
-from conftest import PG_ADMIN_URL, Template, copy_template, keyed_in, make_workspace
+from conftest import PASSWORD, PG_ADMIN_URL, Template, copy_template, keyed_in, make_workspace
 from custodes.ledger.note import Checkpoint, Note
 from custodes.requests.lifecycle import current_state
 from custodes.services import decisions as decisions_svc
@@ -57,7 +57,9 @@ def test_custodes_runs_as_the_least_privileged_database_user(tmp_path: Path, pg_
     try:
         # Another database user for the same store: accepted (the store's id is the record's).
         ws = open_workspace(home, app_url)
-        people = staff_mod.administrators(ws)  # bootstrap, enrolment, sign-in: rows only
+        people = staff_mod.administrators(
+            ws, password=PASSWORD
+        )  # bootstrap, enrolment, sign-in: rows only
         staff_mod.add(people, "officer", ["officer"], basis="test")
         ledger_svc.checkpoint(ws, people.admin)
         report = ledger_svc.verify_store(ws, people.admin)

@@ -154,7 +154,9 @@ def test_the_jct_table_reads_as_english() -> None:
     assert "year: 2026." not in page.replace("Calendar year: 2026.", "")
     assert "recalled as improper" in page
     assert "Issuing office: not named" in page  # the minor item's "no issuing office"
-    named = encode(disc.jct(disc.read(_ledger()), year=2026, office="Office of Disclosure"), ".html")
+    named = encode(
+        disc.jct(disc.read(_ledger()), year=2026, office="Office of Disclosure"), ".html"
+    )
     assert b"Issued by: Office of Disclosure." in named
     pdf = layout(doc)
     text = " ".join(t for _, _, _, texts in pdf.tables for line in texts for t in line)

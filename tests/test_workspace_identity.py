@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from conftest import make_workspace
+from conftest import PASSWORD, make_workspace
 from custodes.cli import app
 from custodes.errors import ConflictError, CustodesError, InputError, WorkspaceError
 from custodes.services import ledger as ledger_svc
@@ -135,7 +135,7 @@ def test_init_on_a_second_host_makes_no_second_key_and_refuses_another_key(
     tmp_path: Path, pg_url: str
 ) -> None:
     first = make_workspace(tmp_path / "host1", pg_url)
-    staff_mod.administrators(first)
+    staff_mod.administrators(first, password=PASSWORD)
     users_before = _user_count(first.engine)
     # The reported fork: init on a second machine against the same database.
     with pytest.raises(ConflictError) as exc:
@@ -167,7 +167,7 @@ def test_a_workspace_made_before_the_record_is_refused_until_init_records_it(
 ) -> None:
     home = tmp_path / "old"
     ws = make_workspace(home)
-    people = staff_mod.administrators(ws)
+    people = staff_mod.administrators(ws, password=PASSWORD)
     size = _signed_checkpoint(ws, people.admin)
     _legacy(home, ws)
     ws.close()
@@ -188,7 +188,7 @@ def test_a_workspace_made_before_the_record_is_refused_until_init_records_it(
 def test_an_old_workspace_whose_key_did_not_sign_its_store_is_refused(tmp_path: Path) -> None:
     home, other = tmp_path / "old", tmp_path / "other"
     ws = make_workspace(home)
-    people = staff_mod.administrators(ws)
+    people = staff_mod.administrators(ws, password=PASSWORD)
     _signed_checkpoint(ws, people.admin)
     _legacy(home, ws)
     ws.close()
@@ -206,7 +206,7 @@ def test_a_second_host_joins_and_both_sign_one_ledger(
     tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     host1 = make_workspace(tmp_path / "host1", pg_url)
-    people = staff_mod.administrators(host1)
+    people = staff_mod.administrators(host1, password=PASSWORD)
     first = _signed_checkpoint(host1, people.admin)
     keys = tmp_path / "host1" / "keys"
 
@@ -284,7 +284,7 @@ def test_a_second_host_joins_and_both_sign_one_ledger(
 
 def test_a_key_made_later_for_the_same_ledger_signs_nothing(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path / "w")
-    people = staff_mod.administrators(ws)
+    people = staff_mod.administrators(ws, password=PASSWORD)
     _signed_checkpoint(ws, people.admin)
     (ws.keys / "ledger.key").unlink()  # lost, or removed to make another
     ledger_svc.keygen(ws, people.admin)

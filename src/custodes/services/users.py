@@ -6,7 +6,14 @@ import datetime as dt
 from typing import Any
 
 from custodes.access import CheckedCall, service, sessions, users
+from custodes.records import importer as _importer  # noqa: F401 - see below
+from custodes.rules import registry as _registry  # noqa: F401 - see below
 from custodes.store import changes
+
+# The rooms whose changes wait in the queue register what confirming each kind does when they
+# are imported (`store.changes.register`): access (above), the registries and the master file
+# (the two imports above). A confirmation must find every kind whichever face brought this
+# module in — the command line imports only the modules of the command it runs.
 
 
 @service("users.add")
