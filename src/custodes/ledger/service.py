@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from custodes.errors import CustodesError, InputError, fail
-from custodes.ledger import log, tiles
+from custodes.ledger import files, log, tiles
 from custodes.ledger.events import Event, commitment
 from custodes.ledger.keys import NoLedgerKey, load_signer, origin
 from custodes.ledger.note import Checkpoint, Note, NoteError, Verifier, b64
@@ -271,7 +271,9 @@ def audit_store(ws: Workspace, key: Verifier | None = None) -> Report:
                 f"checkpoint {ext.size} was signed (a copy is kept outside the store) but its "
                 "row is missing from the store: it was deleted"
             )
-    if rep.ok:
+    ok = rep.ok
+    _audit_files(ws, rep)
+    if ok:
         rep.checked += [
             f"{rb.cr.size} events: every body matches its commitment",
             f"{seen_nodes} stored tree nodes match the events",
@@ -284,6 +286,16 @@ def audit_store(ws: Workspace, key: Verifier | None = None) -> Report:
             ),
         ]
     return rep
+
+
+def _audit_files(ws: Workspace, rep: Report) -> None:
+    """Every file custodes reads back against the hash its `file.stored` event recorded."""
+    with ws.engine.connect() as conn:
+        problems, checked = files.audit(ws, conn)
+    for problem in problems:
+        rep.fail(problem)
+    if not problems:
+        rep.checked += checked
 
 
 def prove(call: Call, index: int) -> tuple[str, dict[str, str]]:
