@@ -134,7 +134,6 @@ def release(call: Call, request_id: str, out: Path | None) -> Released:
                     code="output_exists",
                 )
     load_signer(ws)  # refuse now, before anything is recorded, when nothing can be signed
-    checked(call, request_id, with_master=True)
     with call.transaction() as conn:
         state = current_state(conn, request_id)
         rel = conn.execute(select(releases).where(releases.c.request_id == request_id)).first()
@@ -161,6 +160,7 @@ def release(call: Call, request_id: str, out: Path | None) -> Released:
                 .values(intent_at=_now(), released_by=call.actor)
             )
     assert rel is not None and envelope_sha is not None
+    checked(call, request_id, with_master=True)  # an intent alone discloses nothing
     if state != "released" or not (target / RESPONSE_JSON).exists():
         c = content(ws, request_id)
         _verify(call, request_id, c, rel.outcomes_sha256, envelope_sha)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from custodes.errors import ConflictError, fail
 from custodes.ledger.events import Event, commitment, new_salts
@@ -95,8 +96,16 @@ def append(conn: Connection, events: Sequence[Event]) -> list[int]:
         raise ConflictError(
             "The ledger was extended concurrently; retry the action.", code="ledger_conflict"
         )
-    bulk_insert(conn, ledger_events, rows)
-    bulk_insert(conn, ledger_nodes, nodes)
+    try:
+        bulk_insert(conn, ledger_events, rows)
+        bulk_insert(conn, ledger_nodes, nodes)
+    except DBIntegrityError:
+        # Rows beyond the state the store says it has: put there behind the ledger's back.
+        raise fail(
+            "ledger_corrupt",
+            f"the store already holds events or tree nodes from index {st.size} on, past the "
+            "ledger's state: they were added behind its back (run 'custodes ledger verify')",
+        ) from None
     return list(range(st.size, cr.size))
 
 

@@ -69,7 +69,7 @@ def last_remembered(ws: Workspace) -> tuple[Checkpoint, str] | None:
     if not path.exists() or path.is_symlink():
         return None
     best = None
-    for line in path.read_text().splitlines():
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
         try:
             doc = json.loads(line)
             note = Note.parse(doc["note"])
@@ -289,9 +289,23 @@ def audit_store(ws: Workspace, key: Verifier | None = None) -> Report:
 
 
 def _audit_files(ws: Workspace, rep: Report) -> None:
-    """Every file custodes reads back against the hash its `file.stored` event recorded."""
+    """Every file custodes reads back against the hash its `file.stored` event recorded, and
+    every line of the checkpoint copy kept outside the store a signed checkpoint (a line
+    edited there would otherwise be skipped, and an older checkpoint would stand in for it)."""
     with ws.engine.connect() as conn:
         problems, checked = files.audit(ws, conn)
+    path = external_log(ws)
+    if path.is_file() and not path.is_symlink():
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        for n, line in enumerate(text.splitlines(), start=1):
+            try:
+                Checkpoint.parse_body(Note.parse(json.loads(line)["note"]).text)
+            except (ValueError, KeyError, TypeError, NoteError):
+                problems.append(
+                    f"{path.name}: line {n} is not a signed checkpoint (the copy kept outside "
+                    "the store was edited)"
+                )
+                break
     for problem in problems:
         rep.fail(problem)
     if not problems:
