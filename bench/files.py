@@ -23,6 +23,7 @@ from custodes.ledger.files import sha256_file
 from custodes.records import master
 from custodes.services import records
 from custodes.services.workspace import init
+from custodes.store.sql import parquet
 from custodes.synthetic.staff import administrators
 from custodes.workspace import open_workspace
 
@@ -54,16 +55,14 @@ def main() -> None:
             paths = [mf.path(t) for t in master.TABLES if mf.has(t)]
             mib = sum(p.stat().st_size for p in paths) / 2**20
 
-            def hash_all() -> None:
+            def hash_all(paths: list[Path] = paths) -> None:
                 for p in paths:
                     sha256_file(p)
 
-            def duck_all() -> None:
+            def duck_all(paths: list[Path] = paths) -> None:
                 con = duckdb.connect()
                 for p in paths:
-                    con.execute(
-                        f"SELECT sum(hash(COLUMNS(*))) FROM read_parquet('{p}')"  # bench's own path
-                    ).fetchall()
+                    con.execute(f"SELECT sum(hash(COLUMNS(*))) FROM {parquet(p)}").fetchall()
                 con.close()
 
             h = _best(hash_all, args.repeat)
