@@ -75,7 +75,10 @@ class Base:
 
 
 def build(root: Path, store: str, people: int = 500, items: int = 40) -> Base:
+    from custodes import rules as rules_pkg
+    from custodes.errors import CustodesError
     from custodes.services import decisions, matching, records, reports, requests
+    from custodes.services import rules as rules_svc
     from custodes.services import workspace as ws_svc
     from custodes.services.rules import register_parties
     from custodes.synthetic import staff as staff_mod
@@ -97,11 +100,19 @@ def build(root: Path, store: str, people: int = 500, items: int = 40) -> Base:
     for n, name in enumerate(("recalled", "released", "approved", "received")):
         folder = root / "base" / f"req-{name}"
         requests.generate(ws, staff.admin, "irc-6103-i-2", items, 3 + n, folder)
-        rids[name] = requests.submit(ws, agency, folder).request_id
+        if name == "approved":
+            _one_for_review(folder)
+        key = {"idempotency_key": f"tamper-{name}", "payload_sha256": "0" * 64}
+        rids[name] = requests.submit(ws, agency, folder, **key).request_id
     matching.train(ws, officer, rids["recalled"])
     for name in ("recalled", "released", "approved"):
         rid = rids[name]
         decisions.process(ws, officer, rid)
+        if name == "approved":  # an inspection serving the open request, then the review
+            page = decisions.outcomes_page(ws, officer, rid, limit=1000)["items"]
+            cand = next(r["record_id"] for r in page if r["record_id"])
+            records.show(ws, officer, cand, purpose="confirm the candidate", request_id=rid)
+            records.flag_sensitive(ws, staff.admin, cand, "a public figure")
         if decisions.next_step(ws, officer, rid)["state"] == "in_review":
             decisions.review_resolve(ws, officer, rid, "WITHHOLD", "not sure enough")
         decisions.prepare(ws, officer, rid)
@@ -110,6 +121,15 @@ def build(root: Path, store: str, people: int = 500, items: int = 40) -> Base:
             decisions.release(ws, officer, rid)
     decisions.download(ws, agency, rids["recalled"])
     decisions.recall(ws, officer, reason="court ruling", request_id=rids["recalled"])
+    rules_folder = root / "base" / "rules"
+    shutil.copytree(Path(rules_pkg.__file__).parent / "reference", rules_folder)
+    text = (rules_folder / "ruleset.yaml").read_text()
+    (rules_folder / "ruleset.yaml").write_text(text.replace('version: "', 'version: "t', 1))
+    rules_svc.propose(ws, staff["rule-steward"], rules_folder)  # waits for a second steward
+    try:  # a failed sign-in (the throttle's row)
+        ws_svc.login(ws, "officer", "not the password")
+    except CustodesError:
+        pass
     out = root / "base" / "reports"
     out.mkdir()
     year = dt.datetime.now(dt.UTC).year
@@ -121,6 +141,23 @@ def build(root: Path, store: str, people: int = 500, items: int = 40) -> Base:
     base = Base(home, store, url, dict(staff.callers), staff.password, rids)
     ws.close()
     return base
+
+
+def _one_for_review(folder: Path) -> None:
+    """Send one item to review: the date of birth of an undamaged item without a TIN moved
+    thirty years back (a generation apart: never read as a typo)."""
+    import csv
+
+    with open(folder / "truth.csv") as fh:
+        truth = {r["item_id"]: r for r in csv.DictReader(fh)}
+    with open(folder / "items.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    row = next(r for r in rows if truth[r["item_id"]]["defect"] == "none" and not r["tin"])
+    row["dob"] = f"{int(row['dob'][:4]) - 30}{row['dob'][4:]}"
+    with open(folder / "items.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
 
 
 # --- copies ------------------------------------------------------------------------------------
@@ -227,6 +264,8 @@ def _other_value(rng: random.Random, col: sa.Column, value: Any, others: list[An
 
 def _blank(col: sa.Column) -> Any:
     t = col.type
+    if col.name.endswith("sha256"):
+        return FORGED_SHA
     if isinstance(t, sa.Boolean):
         return True
     if isinstance(t, sa.Integer):
@@ -247,6 +286,19 @@ def mutate_table(
     deleted; None when the table has no row to work from."""
     with engine.begin() as conn:
         rows = [dict(r._mapping) for r in conn.execute(sa.select(table))]
+        if not rows and kind == "insert":  # a row made up from nothing
+            conn.execute(
+                sa.insert(table).values(
+                    {
+                        c.name: _blank(c)
+                        for c in table.columns
+                        if not (
+                            c.primary_key and isinstance(c.type, sa.Integer) and c.autoincrement
+                        )
+                    }
+                )
+            )
+            return Mutation(f"table {table.name}", kind, "a made-up row")
         if not rows:
             return None
         row = rng.choice(rows)

@@ -230,3 +230,22 @@ def test_a_file_put_back_by_hand_or_a_redirected_row_is_caught(copied) -> None: 
             sa.update(files).where(files.c.path == "models/CURRENT").values(event_idx=other)
         )
     _reported(ws, people, "models/CURRENT")
+
+
+def test_a_rule_set_proposed_from_readable_files_keeps_the_workspace_owner_only(  # type: ignore[no-untyped-def]
+    workspace: Workspace, staff: Staff, tmp_path: Path
+) -> None:
+    """Found by the tamper campaign's build: a rule-set folder copied from the installed
+    package (mode 644) was kept with its modes, and the workspace then refused to open
+    (`workspace_exposed`)."""
+    from custodes import rules as rules_pkg
+    from custodes.workspace import exposed
+
+    folder = tmp_path / "rules"
+    shutil.copytree(Path(rules_pkg.__file__).parent / "reference", folder)
+    for p in (folder, *folder.rglob("*")):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    text = (folder / "ruleset.yaml").read_text()
+    (folder / "ruleset.yaml").write_text(text.replace('version: "', 'version: "t', 1))
+    rules.propose(workspace, staff["rule-steward"], folder)
+    assert exposed(workspace.home) is None

@@ -74,7 +74,7 @@ def last_remembered(ws: Workspace) -> tuple[Checkpoint, str] | None:
             doc = json.loads(line)
             note = Note.parse(doc["note"])
             cp = Checkpoint.parse_body(note.text)
-        except (ValueError, KeyError, NoteError):
+        except (ValueError, KeyError, TypeError, NoteError):
             continue
         if best is None or cp.size > best[0].size:
             best = (cp, doc["note"])
@@ -300,7 +300,7 @@ def _audit_files(ws: Workspace, rep: Report) -> None:
         for n, line in enumerate(text.splitlines(), start=1):
             try:
                 Checkpoint.parse_body(Note.parse(json.loads(line)["note"]).text)
-            except (ValueError, KeyError, TypeError, NoteError):
+            except (ValueError, KeyError, TypeError, AttributeError, NoteError):
                 problems.append(
                     f"{path.name}: line {n} is not a signed checkpoint (the copy kept outside "
                     "the store was edited)"
