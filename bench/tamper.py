@@ -497,7 +497,14 @@ class Tally:
         return "\n".join(lines)
 
 
-def campaign(base: Base, n: int, seed: int, work: Path, log: Callable[[str], None]) -> Tally:
+def campaign(
+    base: Base,
+    n: int,
+    seed: int,
+    work: Path,
+    log: Callable[[str], None],
+    every: Callable[[Tally, int], None] | None = None,
+) -> Tally:
     """`n` single mutations, each on a fresh copy of `base`, spread evenly over every table
     (update/insert/delete) and every file (flip/truncate/replace)."""
     rng = random.Random(seed)
@@ -550,6 +557,8 @@ def campaign(base: Base, n: int, seed: int, work: Path, log: Callable[[str], Non
             cp.drop()
         if (i + 1) % 100 == 0:
             log(f"{i + 1}/{n} mutations, {time.perf_counter() - t0:.0f} s")
+        if every and (i + 1) % 25 == 0:
+            every(tally, i + 1)
     return tally
 
 
@@ -561,6 +570,7 @@ def main() -> None:
     ap.add_argument("--people", type=int, default=500)
     ap.add_argument("--items", type=int, default=40)
     ap.add_argument("--missed", type=Path, help="write the MISSED mutations here (JSON)")
+    ap.add_argument("--table", type=Path, help="keep the table so far here (every 25)")
     args = ap.parse_args()
     stores = ("sqlite", "postgresql") if args.store == "both" else (args.store,)
     missed = {}
@@ -570,8 +580,20 @@ def main() -> None:
             base = build(Path(tmp), store, args.people, args.items)
             print(f"{store}: built the workspace in {time.perf_counter() - t:.0f} s", flush=True)
             try:
+
+                def every(tally: Tally, done: int, store: str = store) -> None:
+                    if args.table:
+                        args.table.write_text(tally.table(f"### {store}: {done} mutations") + "\n")
+                    if args.missed:
+                        args.missed.write_text(json.dumps(tally.missed, indent=1, default=str))
+
                 tally = campaign(
-                    base, args.mutations, args.seed, Path(tmp), lambda s: print(s, flush=True)
+                    base,
+                    args.mutations,
+                    args.seed,
+                    Path(tmp),
+                    lambda s: print(s, flush=True),
+                    every,
                 )
             finally:
                 if store == "postgresql":
