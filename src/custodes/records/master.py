@@ -121,6 +121,8 @@ def record_generation(conn: Connection, call: Call, folder: Path) -> None:
         path = folder / f"{table}.parquet"
         if path.exists():
             files.record(conn, ws, call.actor, f"master.{table}", path)
+    if (folder / SYNTHETIC).exists():  # lets 'requests generate' draw from it: recorded too
+        files.record(conn, ws, call.actor, "master.synthetic", folder / SYNTHETIC)
     pointer = (folder.name + "\n").encode()
     files.record(
         conn,
@@ -144,6 +146,8 @@ def verified(call: Call) -> MasterFile:
     for table in TABLES:
         if mf.has(table) or table != "population":
             files.verified(call, f"master.{table}", mf.path(table))
+    if mf.synthetic:  # a marker put into an imported generation would pass real people off
+        files.verified(call, "master.synthetic", mf.folder / SYNTHETIC)
     return mf
 
 
