@@ -31,7 +31,6 @@ from custodes.workspace import Call, Workspace
 
 STORED = "file.stored"
 REFUSED = "file.refused"
-CHUNK = 1 << 20
 
 
 def sha256_file(path: Path) -> str:
