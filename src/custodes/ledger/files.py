@@ -31,6 +31,7 @@ from custodes.workspace import Call, Workspace
 
 STORED = "file.stored"
 REFUSED = "file.refused"
+KEYS = ("role", "path", "sha256")  # what a file.stored body carries
 
 
 def sha256_file(path: Path) -> str:
@@ -99,7 +100,12 @@ def _mismatch(ws: Workspace, conn: Connection, role: str, path: Path) -> tuple[s
     if ev is None or ev.type != STORED or commitment(ev.salt, ev.body.encode()) != ev.commitment:
         return "record", "has a record that does not match the ledger"
     body = json.loads(ev.body)
-    if body.get("path") != rel or body.get("role") != role or row.role != role:
+    if (body.get("type"), body.get("path"), body.get("role"), row.role) != (
+        STORED,
+        rel,
+        role,
+        role,
+    ):
         return "record", "has a record that names another file"
     if not path.is_file() or path.is_symlink():
         return "missing", "is missing"
@@ -135,15 +141,18 @@ def audit(ws: Workspace, conn: Connection) -> tuple[list[str], list[str]]:
     """Every row names its path's latest `file.stored` event, every recorded file on disk has
     a row, and every file a row names hashes to its event. Returns (problems, checked)."""
     latest: dict[str, tuple[int, dict[str, str]]] = {}
+    problems: list[str] = []
     for idx, body in conn.execution_options(yield_per=10_000).execute(
         select(ledger_events.c.idx, ledger_events.c.body)
         .where(ledger_events.c.type == STORED)
         .order_by(ledger_events.c.idx)
     ):
         doc = json.loads(body)
+        if doc.get("type") != STORED or not all(isinstance(doc.get(k), str) for k in KEYS):
+            problems.append(f"files: event {idx} is filed as {STORED} but its body is not one")
+            continue
         latest[doc["path"]] = (idx, doc)
     rows = {r.path: r for r in conn.execute(select(files))}
-    problems: list[str] = []
     for rel, row in sorted(rows.items()):
         if rel not in latest:
             problems.append(f"files: {rel}: its row names no file.stored event (added by hand)")
