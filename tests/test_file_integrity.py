@@ -265,3 +265,20 @@ def test_a_synthetic_marker_put_into_a_generation_is_refused(copied) -> None:  #
     with pytest.raises(IntegrityError) as exc:
         requests.generate(ws, people.admin, "irc-6103-i-2", 5, 1, ws.home.parent / "g")
     _refused(ws, exc, "master.synthetic", marker.relative_to(ws.home).as_posix())
+
+
+def test_an_event_refiled_as_a_file_record_is_reported_not_a_crash(copied) -> None:  # type: ignore[no-untyped-def]
+    """Found by the tamper campaign: the `type` column is outside the commitment, and an event
+    refiled as `file.stored` crashed the audit (KeyError) instead of failing it."""
+    ws, people, _ = copied
+    with ws.engine.begin() as conn:
+        idx = conn.execute(
+            sa.select(sa.func.min(ledger_events.c.idx)).where(
+                ledger_events.c.type == "request.transition"
+            )
+        ).scalar()
+        conn.execute(
+            sa.update(ledger_events).where(ledger_events.c.idx == idx).values(type="file.stored")
+        )
+    rep = ledger.verify_store(ws, people["auditor"])
+    assert any(f"event {idx} is filed as file.stored" in p for p in rep.problems), rep.problems
