@@ -184,7 +184,7 @@ def test_a_stopping_server_fails_a_queued_job_resumably_and_starts_no_new_one(
     try:
         # hold the worker so that the training job waits in the queue
         release = threading.Event()
-        jobs.queue.put((Future(), release.wait))
+        jobs.queue.put((jobs_svc.STAFF, -1, (Future(), release.wait)))
         job = jobs.start(people["officer"], "train", rid)
         jobs.stop()
         with pytest.raises(Overloaded) as refused:

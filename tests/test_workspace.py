@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from conftest import make_workspace
 from custodes.errors import WorkspaceError
 from custodes.store import engine as store_engine
 from custodes.store.tables import metadata
@@ -43,7 +44,7 @@ def test_home_that_is_a_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_outdated_store_is_refused(tmp_path: Path) -> None:
-    ws, _ = init_workspace(tmp_path / "w")
+    ws = make_workspace(tmp_path / "w")
     with ws.engine.begin() as conn:
         conn.execute(sa.text("UPDATE alembic_version SET version_num = 'old'"))
     ws.close()
@@ -77,8 +78,8 @@ def test_migrations_match_table_definitions(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_postgresql_store(tmp_path: Path, pg_url: str) -> None:
-    ws, created = init_workspace(tmp_path / "w", pg_url)
-    assert created and ws.engine.dialect.name == "postgresql"
+    ws = make_workspace(tmp_path / "w", pg_url)
+    assert ws.engine.dialect.name == "postgresql"
     assert store_engine.current_revision(ws.engine) == store_engine.head_revision()
     assert _schema(ws.engine) == {
         t.name: {c.name for c in t.columns} for t in metadata.sorted_tables

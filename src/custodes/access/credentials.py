@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -31,7 +32,18 @@ from custodes.workspace import Workspace
 
 MIN_PASSWORD = 12
 _hasher = PasswordHasher()
-_DUMMY = _hasher.hash(secrets.token_urlsafe(24))
+
+
+@functools.cache
+def _dummy() -> str:
+    # Made on first use, not at import: one full-cost argon2 hash (~0.4 s) would otherwise be
+    # paid by every command, `custodes --help` included. A server makes it at start (`warm`).
+    return _hasher.hash(secrets.token_urlsafe(24))
+
+
+def warm() -> None:
+    """Make the dummy hash now, so the first check of an unknown name costs what any does."""
+    _dummy()
 
 
 def sha(token: str) -> str:
@@ -57,7 +69,7 @@ def hash_password(password: str) -> str:
 def password_ok(stored: str | None, password: str) -> bool:
     """Verify in constant work: a missing hash is checked against a dummy one."""
     try:
-        return _hasher.verify(stored or _DUMMY, password or "") and stored is not None
+        return _hasher.verify(stored or _dummy(), password or "") and stored is not None
     except (VerificationError, InvalidHashError):
         return False
 

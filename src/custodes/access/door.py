@@ -3,12 +3,13 @@
 A face turns its credential (a CLI session file, an API key or session token, a browser
 cookie) into a `Caller` with `caller()`, then calls a service with it. Every service is
 declared with `@service(action)`: the decorator opens the door before the service body runs.
-The door, in one transaction,
+The door
 
 1. looks the session up (alive, not ended, not expired, key confirmed, user active) and checks
    it belongs to the caller named,
 2. reads the user's roles from the store and checks the action against `roles.ACTIONS`,
-3. writes the access-log row (and its ledger leaf), allowed or refused,
+3. writes the access-log row (and its ledger leaf), allowed or refused, through the store's
+   group commit (one transaction for the calls made at the same moment),
 
 and hands the service a `CheckedCall`. Every transaction the service opens through
 `CheckedCall.transaction()` re-checks the session *inside* that transaction, holding the
@@ -21,10 +22,12 @@ so a forged or stale Caller is refused like a bad token.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import inspect
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -36,7 +39,9 @@ from custodes.access import sessions
 from custodes.access.roles import ACTIONS, RESOURCES, SEES_EVERY_JOB
 from custodes.access.users import roles_of
 from custodes.errors import AccessDenied, CustodesError, NotFound
-from custodes.store.tables import jobs, requests
+from custodes.labels import label
+from custodes.store import group
+from custodes.store.tables import jobs, recall_items, requests
 from custodes.workspace import Workspace
 
 P = ParamSpec("P")
@@ -164,18 +169,71 @@ def _in_reach(
     conn: Connection, name: str, roles: frozenset[str], agency: str | None, scope: dict[str, Any]
 ) -> None:
     """The resources the call names are within the caller's reach (`roles.RESOURCES`): an
-    agency account's request is its own agency's, a job is its starter's (or the caller's
-    role sees every job). Out of reach reads exactly like one that does not exist."""
+    agency account's request is its own agency's, a recall one that names its requests, a job
+    is its starter's (or the caller's role sees every job). Out of reach reads exactly like one
+    that does not exist."""
     rid = scope.get("request")
     if isinstance(rid, str) and agency is not None:
         owner = conn.execute(select(requests.c.agency).where(requests.c.id == rid)).scalar()
         if owner != agency:
             raise NotFound(f"No request '{rid}'.", code="unknown_request")
+    recall = scope.get("recall")
+    if isinstance(recall, str) and agency is not None:
+        named = conn.execute(
+            select(recall_items.c.recall_id)
+            .join(requests, requests.c.id == recall_items.c.request_id)
+            .where(recall_items.c.recall_id == recall, requests.c.agency == agency)
+            .limit(1)
+        ).first()
+        if named is None:
+            raise NotFound(f"No recall '{recall}'.", code="unknown_recall")
     job = scope.get("job")
     if isinstance(job, str) and not roles & set(SEES_EVERY_JOB):
         starter = conn.execute(select(jobs.c.actor).where(jobs.c.id == job)).scalar()
         if starter != name:
             raise NotFound(f"No job {job}.", code="unknown_job")
+
+
+# Reads that pages repeat without a person asking again: the console asks who the caller is
+# on every page, and a job's page polls its job every second. The door still checks each of
+# them; it records one when a credential first makes it and again when what it shows changes
+# (other roles; the job's new state: queued, running, ended), not every repetition — and a
+# repetition does not count as the person's activity for the inactivity timeout (a page left
+# polling must not keep an unattended session open). Remembered per process, a bounded set:
+# after a restart the first of each is recorded again.
+_REPEATS: collections.OrderedDict[tuple[Any, ...], None] = collections.OrderedDict()
+_REPEATS_KEPT = 8192
+_repeats_lock = threading.Lock()
+
+
+def _repeat_of(
+    conn: Connection, who: Caller, action: str, roles: frozenset[str], scope: dict[str, Any]
+) -> tuple[Any, ...] | None:
+    if action == "session":
+        return (who.token_sha256, action, roles)
+    job = scope.get("job")
+    if action == "jobs.read" and isinstance(job, str):
+        state = conn.execute(select(jobs.c.state).where(jobs.c.id == job)).scalar()
+        return (who.token_sha256, action, job, state)
+    return None
+
+
+def _seen_before(key: tuple[Any, ...] | None) -> bool:
+    with _repeats_lock:
+        if key is None or key not in _REPEATS:
+            return False
+        _REPEATS.move_to_end(key)
+        return True
+
+
+def _remember(key: tuple[Any, ...] | None) -> None:
+    """After the first one's record is durable."""
+    if key is None:
+        return
+    with _repeats_lock:
+        _REPEATS[key] = None
+        if len(_REPEATS) > _REPEATS_KEPT:
+            _REPEATS.popitem(last=False)
 
 
 def enter(
@@ -187,30 +245,53 @@ def enter(
     **extra: Any,
 ) -> CheckedCall:
     """Check `who` may perform `action` now, on the resources the call names (`scope`:
-    resource kind -> id), record the decision, and open the call."""
+    resource kind -> id), record the decision, and open the call.
+
+    The checks read the store; the decision's record (the access-log row, its ledger leaf, and
+    the session's last use) is written through the store's group commit: the call goes on,
+    allowed or refused, only once that record is durable, and the records of calls made at
+    the same moment share one transaction instead of queueing for the ledger one by one
+    (docs/decisions/2026-12-06-group-commit-for-the-access-log.md)."""
     if action not in ACTIONS:
         raise KeyError(action)
-    refused: AccessDenied | NotFound
-    with ws.engine.begin() as conn:
+    refused: AccessDenied | NotFound | None = None
+    ended_idle = False
+    repeat: tuple[Any, ...] | None = None
+    with ws.engine.connect() as conn:
         try:
             row = sessions.live(conn, who.token_sha256, claimed=who.name)
-            sessions.keep_alive(conn, who.token_sha256)  # a person's idle session ends here
+            if sessions.idle(conn, who.token_sha256):  # a person's idle session ends here
+                ended_idle = True
+                raise sessions.idle_refusal()
             roles = roles_of(conn, who.name)
             if not roles & set(ACTIONS[action]):
                 raise AccessDenied(
-                    f"{who.name} may not {action.replace('.', ' ')}: it needs one of the roles "
-                    f"{', '.join(ACTIONS[action])}.",
+                    f"{who.name} may not {label(action)}: that takes the role of "
+                    f"{' or '.join(label(r) for r in ACTIONS[action])}.",
                     code="forbidden",
                 )
             _in_reach(conn, who.name, roles, row.agency, scope or {})
-            sessions.record(conn, who.name, action, True, **extra)
-            return CheckedCall(
-                ws, Caller(who.name, roles, who.token_sha256, row.kind, row.agency), action
-            )
+            repeat = _repeat_of(conn, who, action, roles, scope or {})
         except (AccessDenied, NotFound) as exc:
-            sessions.record(conn, who.name, action, False, exc.code, **extra)
             refused = exc
-    raise refused
+    if refused is None:
+        checked = CheckedCall(
+            ws, Caller(who.name, roles, who.token_sha256, row.kind, row.agency), action
+        )
+        if _seen_before(repeat):
+            return checked
+
+    def record(conn: Connection) -> None:
+        if refused is None or ended_idle:
+            sessions.keep_alive(conn, who.token_sha256, ended_idle=ended_idle)
+        reason = None if refused is None else refused.code
+        sessions.record(conn, who.name, action, refused is None, reason, **extra)
+
+    group.of(ws.engine).write(record)
+    if refused is not None:
+        raise refused
+    _remember(repeat)
+    return checked
 
 
 # A custodes request id (intake makes them): only such a value goes into the access log's

@@ -449,36 +449,41 @@ def idle_minutes() -> float:
     return minutes
 
 
-def keep_alive(conn: Connection, token_sha256: str) -> None:
-    """The inactivity timeout (NIST SP 800-53 AC-11/AC-12, as IRS Publication 1075 asks): a
-    person's session (console, API, command line) not used for longer than it ends now, in
-    this transaction; otherwise it is marked used now. An agency's API key is not affected."""
+def idle(conn: Connection, token_sha256: str) -> bool:
+    """The inactivity timeout (NIST SP 800-53 AC-11/AC-12, as IRS Publication 1075 asks):
+    whether a person's session (console, API, command line) has gone unused for longer than
+    it. An agency's API key never idles. Reads only; `keep_alive` writes what follows."""
     row = conn.execute(
         select(sessions.c.kind, sessions.c.last_used_at).where(
             sessions.c.token_sha256 == token_sha256
         )
     ).first()
-    if row is None or row.kind == "key":
-        return
+    if row is None or row.kind == "key" or row.last_used_at is None:
+        return False
+    limit = dt.timedelta(minutes=idle_minutes())
+    return aware(row.last_used_at) + limit < now()  # type: ignore[operator]
+
+
+def idle_refusal() -> Unauthenticated:
+    return Unauthenticated(
+        f"The session has ended ({ENDED['idle']}, {idle_minutes():g} minutes); sign in again.",
+        code="session_ended",
+    )
+
+
+def keep_alive(conn: Connection, token_sha256: str, *, ended_idle: bool = False) -> None:
+    """A person's session is marked used now, or, when `idle` found it unused too long, ended
+    as idle (an agency's key is never marked: the update finds no such row to change)."""
     t = now()
-    minutes = idle_minutes()
-    if (
-        row.last_used_at is not None
-        and aware(row.last_used_at)
-        + dt.timedelta(  # type: ignore[operator]
-            minutes=minutes
-        )
-        < t
-    ):
+    if ended_idle:
         conn.execute(
             update(sessions)
             .where(sessions.c.token_sha256 == token_sha256, sessions.c.ended_at.is_(None))
             .values(ended_at=t, ended_reason="idle")
         )
-        raise Unauthenticated(
-            f"The session has ended ({ENDED['idle']}, {minutes:g} minutes); sign in again.",
-            code="session_ended",
-        )
+        return
     conn.execute(
-        update(sessions).where(sessions.c.token_sha256 == token_sha256).values(last_used_at=t)
+        update(sessions)
+        .where(sessions.c.token_sha256 == token_sha256, sessions.c.kind != "key")
+        .values(last_used_at=t)
     )

@@ -27,9 +27,13 @@ from fastapi.responses import HTMLResponse
 
 from custodes import __version__
 from custodes.api import admission, headers, problems, routes
+from custodes.api import limits as body_limits
 from custodes.services import ledger as ledger_svc
+from custodes.services import rules as rules_svc
 from custodes.services import workspace as ws_svc
 from custodes.services.jobs import Jobs
+
+JSON = "application/json"
 
 
 def _witness(home: Path) -> ledger_svc.wit.Witness | None:
@@ -115,6 +119,21 @@ def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None
         """The API's documentation (Swagger UI, served by custodes)."""
         return HTMLResponse(DOCS_PAGE)
 
+    # Bodies are counted as they stream, before any parser or authentication sees them; the
+    # upload routes have their own limits, every other body `limits.MAX_BODY`.
+    bodies = body_limits.BodyLimits()
+
+    def submission(kind: str) -> int:  # inline JSON, or the envelope and items and framing
+        return routes.inline_limit() if kind == JSON else 2 * routes.MAX_UPLOAD + body_limits.FRAMING
+
+    bodies.add("POST", "/v1/requests", submission)
+    for path in ("/v1/ledger/verify", "/v1/rules/changes"):
+        bodies.add("POST", path, lambda kind: routes.MAX_UPLOAD)
+    bodies.add("POST", "/v1/registries/agreements", lambda kind: rules_svc.MAX_AGREEMENT)
+    # The witness answers its own 413 in its protocol's plain text; this is the backstop.
+    bodies.add("POST", "/v1/witness/add-checkpoint", lambda kind: 2 * routes.WITNESS_MAX_BODY)
+    app.state.body_limits = bodies
+    app.add_middleware(body_limits.BodyLimitMiddleware, limits=bodies)
     # Admission is added last: the outermost layer, so a refused call costs only its refusal.
     app.state.admission = gates
     app.add_middleware(admission.AdmissionMiddleware, admission=gates)

@@ -1,18 +1,16 @@
-"""Every command group, registered on the root command by importing its module."""
+"""The root command. Each command group registers itself on it when its module is imported,
+and the root imports a command's module only when that command is asked for (`root.COMMANDS`)."""
 
-from custodes.cli import (  # noqa: F401 - importing a module registers its commands
-    audit,
-    decisions,
-    ledger,
-    matching,
-    records,
-    reports,
-    requests,
-    rules,
-    serve,
-    users,
-    workspace,
-)
-from custodes.cli.root import app
+import importlib
 
-__all__ = ["app"]
+from custodes.cli.root import COMMANDS, app, whole_short_help
+
+
+def load_all() -> None:
+    """Import every command module (for tests and tools that walk the whole command tree)."""
+    for module in sorted({module for module, _ in COMMANDS.values()}):
+        importlib.import_module(f"custodes.cli.{module}")
+    whole_short_help(app)
+
+
+__all__ = ["app", "load_all"]

@@ -9,6 +9,7 @@ its kind (never a message or locals: they may hold personal data) and exits 70.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import signal
 import sys
@@ -16,7 +17,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from custodes import __version__
 from custodes.cli import render, session
@@ -27,11 +30,78 @@ from custodes.errors import (
     CustodesError,
     InputError,
 )
-from custodes.services import workspace as ws_svc
 
 R = TypeVar("R")
 
+# Every top-level command: the module of custodes.cli that defines it, and the line the root's
+# --help shows for it. Listed here rather than found by importing every module, so that
+# `custodes --help` imports none of them and a command imports only its own module (and what
+# that module uses): the CLI starts in a fraction of a second. tests/test_cli_startup.py holds
+# this table to what the modules register. Click has no lazy group of its own (its docs show
+# this pattern: "Lazily Loading Subcommands"), so the small class below does it.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("workspace", "Create a workspace, or bring one up to date."),
+    "join": ("workspace", "Join a deployment: a second host on its shared store."),
+    "status": ("workspace", "Summarise the workspace: store and master file."),
+    "login": ("workspace", "Sign in: a server-side session for this shell user."),
+    "logout": ("workspace", "Sign out: end the session and forget it here."),
+    "enrol": ("workspace", "Set your password with the enrolment code's halves."),
+    "whoami": ("workspace", "Who the stored session signs in as, with which roles."),
+    "submit": ("requests", "Receive a request: checked, copied, hashed, given an id."),
+    "withdraw": ("requests", "Withdraw a request that has not been released."),
+    "requests": ("requests", "Requests in the interchange format."),
+    "process": ("decisions", "Check, match and decide every item of a request."),
+    "explain": ("decisions", "Why an item got its outcome: every check, cited."),
+    "outcomes": ("decisions", "Export the per-item view for officers."),
+    "review": ("decisions", "List the items in review, or resolve them."),
+    "prepare": ("decisions", "Prepare the release of a decided request."),
+    "approve": ("decisions", "Approve a prepared release (never one you prepared)."),
+    "release": ("decisions", "Write the response of an approved release."),
+    "recall": ("decisions", "Mark disclosures as improper and notify the recipient."),
+    "recalls": ("decisions", "Recalls, and whether destruction is certified."),
+    "certify-destruction": ("decisions", "Record the recipient's certified destruction."),
+    "next": ("decisions", "Where a request stands and what comes next, by whom."),
+    "match": ("matching", "Matching: identify each person, never the wrong one."),
+    "records": ("records", "The master file: import, generate, summarise."),
+    "rules": ("rules", "The law as data: provisions, checks with citations."),
+    "agencies": ("rules", "Registry of requesting agencies and their safeguards."),
+    "officials": ("rules", "Registry of officials authorised to sign requests."),
+    "agreements": ("rules", "Registered data-sharing agreements (overlays)."),
+    "users": ("users", "Users and roles (administrators)."),
+    "changes": ("users", "Changes waiting for a second administrator."),
+    "ledger": ("ledger", "The ledger: a verifiable log of every event."),
+    "witness": ("ledger", "A witness that cosigns a ledger's consistent growth."),
+    "report": ("reports", "The accounting of disclosures and oversight reports."),
+    "incident": ("reports", "Suspected improper disclosures, on a 24-hour clock."),
+    "audit": ("audit", "What auditors look for (inspection trail)."),
+    "serve": ("serve", "Serve the web console and the HTTP API."),
+}
+
+
+class _LazyRoot(TyperGroup):
+    """The root command: a command's module is imported when that command is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        importlib.import_module(f"custodes.cli.{COMMANDS[cmd_name][0]}")
+        whole_short_help(app)
+        return typer.main.get_group(app).commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, line) for name, (_, line) in COMMANDS.items()])
+
+
+# `-h` as well as `--help`, on every command.
+HELP = {"help_option_names": ["-h", "--help"]}
+
 app = typer.Typer(
+    cls=_LazyRoot,
+    context_settings=HELP,
     help="custodes: a disclosure gateway for confidential government records.\n\n"
     "Every request and every person in it is checked against the statute, matched with a "
     "measured error rate, released at the minimum, approved by two people and recorded in a "
@@ -44,7 +114,7 @@ app = typer.Typer(
 
 
 def group(name: str, help: str) -> typer.Typer:
-    sub = typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
+    sub = typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None, context_settings=HELP)
     app.add_typer(sub, name=name)
     return sub
 
@@ -62,10 +132,41 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 RequestArg = Annotated[str, typer.Argument(help="The request's id.")]
 
 
+def short_help(doc: str, limit: int = 110) -> str:
+    """A command's one line in its group's list: its first sentence, ended at a full stop
+    outside parentheses (Click ends it at the first ". ", inside "(26 U.S.C. 6103" or "(e.g.
+    after"), cut at a word with "…" when longer than `limit`."""
+    text = " ".join(doc.split("\n\n")[0].split())
+    depth, end = 0, len(text)
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        ends = ch == "." and depth == 0 and (i + 1 == len(text) or text[i + 1] == " ")
+        if ends and not text[max(0, i - 4) : i + 1].endswith(("e.g.", "i.e.", "U.S.")):
+            end = i
+            break
+    first = text[:end]
+    return first if len(first) <= limit else first[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def whole_short_help(typer_app: typer.Typer) -> None:
+    """Give every command of `typer_app` (and its groups) its whole first sentence."""
+    for info in typer_app.registered_commands:
+        doc = info.help or (info.callback.__doc__ if info.callback else None)
+        if info.short_help is None and doc:
+            info.short_help = short_help(doc)
+    for group_info in typer_app.registered_groups:
+        if group_info.typer_instance is not None:
+            whole_short_help(group_info.typer_instance)
+
+
 def _version(value: bool) -> None:
     if value:
         render.say(f"custodes {__version__}")
         raise typer.Exit()
+
+
+# `custodes --json COMMAND`: JSON for the command that follows, as its own --json would.
+_JSON: dict[str, bool] = {"everywhere": False}
 
 
 @app.callback()
@@ -76,13 +177,24 @@ def root(
             "--version", callback=_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="Print machine-readable JSON, whatever the command."),
+    ] = False,
 ) -> None:
     """custodes: a disclosure gateway for confidential government records."""
+    _JSON["everywhere"] = json_out
+
+
+def wants_json(json_out: bool) -> bool:
+    """A command's --json, or the one given before the command."""
+    return json_out or _JSON["everywhere"]
 
 
 @contextlib.contextmanager
 def guarded(json_out: bool) -> Iterator[None]:
     """The one error boundary of the CLI."""
+    json_out = wants_json(json_out)
     try:
         yield
     except CustodesError as exc:
@@ -141,6 +253,9 @@ def run(
 ) -> R:
     """Call `service` as the signed-in caller and render its result: JSON with --json (or
     when there is no view), else `view`. `exit_status` turns a "no" answer into exit 1."""
+    from custodes.services import workspace as ws_svc  # here, not above: see COMMANDS
+
+    json_out = wants_json(json_out)
     _interrupt_as_keyboard()
     with guarded(json_out):
         ws = ws_svc.open_workspace(home)
@@ -157,7 +272,7 @@ def run(
 
 
 def show(result: Any, json_out: bool, view: Callable[[Any], None] | None) -> None:
-    if json_out or view is None:
+    if wants_json(json_out) or view is None:
         render.emit_json(result)
     else:
         view(result)
@@ -176,7 +291,7 @@ STAGE_LABELS = {
 def stages(json_out: bool) -> Iterator[Callable[[str, int, int], None] | None]:
     """A Rich progress bar per stage on stderr (none with --json). The service re-checks the
     caller's session at every update, whatever the face shows."""
-    if json_out:
+    if wants_json(json_out):
         yield None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -200,7 +315,7 @@ def stages(json_out: bool) -> Iterator[Callable[[str, int, int], None] | None]:
 
 def spinner(json_out: bool, message: str) -> contextlib.AbstractContextManager[Any]:
     """A status line on stderr while a command works (none with --json)."""
-    return contextlib.nullcontext() if json_out else render.err.status(message)
+    return contextlib.nullcontext() if wants_json(json_out) else render.err.status(message)
 
 
 def read_secret(stdin: bool, prompt: str = "Password") -> str:

@@ -67,7 +67,14 @@ def _csv_header(path: Path) -> list[str]:
     with open(path, "rb") as fh:
         head = fh.read(1 << 20)
     text = head.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="surrogateescape")
-    names = next(csv.reader(io.StringIO(text, newline="")), [])
+    try:
+        names = next(csv.reader(io.StringIO(text, newline="")), [])
+    except csv.Error:  # a name over the csv module's field limit (128 KiB), or a stray NUL
+        raise InputError(
+            f"{path.name}:1: the header line is not a CSV header (a name far too long, or an "
+            "unclosed quote).",
+            code="bad_csv",
+        ) from None
     if any(any("\udc80" <= ch <= "\udcff" for ch in n) for n in names):
         raise InputError(
             f"{path.name}:1: the header is not valid UTF-8 text (save the file as UTF-8).",
@@ -84,11 +91,17 @@ def read_text_table(
     allow_extra: bool = False,
     extra_names: re.Pattern[str] | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    max_rows: int | None = None,
 ) -> pa.Table:
     """Read a CSV or Parquet file into an Arrow table of text columns plus a 1-based `_row`.
 
     Refuses a missing file, a file over `max_bytes`, a wrong encoding, ragged rows, missing
     required columns and (unless `allow_extra`) unknown columns, each with one clear message.
+    A Parquet file is compressed, so its size says little of what it holds: it is refused
+    when its metadata declares more than `max_rows` rows or more than `max_bytes` bytes
+    uncompressed, before anything is decoded, and while it is decoded (batch by batch) once
+    the decoded text passes `max_bytes` (a dictionary-encoded column decodes to far more than
+    its pages hold). A CSV file over `max_rows` rows is refused too.
     """
     if not path.exists():
         raise InputError(f"{path}: no such file.", code="file_not_found")
@@ -126,14 +139,10 @@ def read_text_table(
             code = "bad_encoding" if "UTF-8" in what else "bad_csv"
             raise InputError(f"{path.name}:{line}: the line {what}.", code=code) from None
         table = table.rename_columns([n.strip() for n in table.column_names])
+        _check_rows(path, table.num_rows, max_rows)
         _check_columns(path, table.column_names, required, optional, allow_extra, extra_names)
     else:
-        try:
-            table = pq.read_table(path)
-        except (pa.ArrowInvalid, OSError):
-            raise InputError(
-                f"{path.name}: not a readable Parquet file.", code="bad_parquet"
-            ) from None
+        table = _read_parquet(path, max_bytes, max_rows)
         _check_columns(path, table.column_names, required, optional, allow_extra, extra_names)
         cols = []
         for name in table.column_names:
@@ -149,6 +158,59 @@ def read_text_table(
             cols.append(col)
         table = pa.table(cols, names=table.column_names)
     return table.append_column(ROW, pa.array(range(1, table.num_rows + 1), pa.int64()))
+
+
+def _check_rows(path: Path, rows: int, max_rows: int | None) -> None:
+    if max_rows is not None and rows > max_rows:
+        raise InputError(
+            f"{path.name}: {rows:,} rows is more than the limit of {max_rows:,}.",
+            code="too_many_rows",
+        )
+
+
+def _too_large(path: Path, max_bytes: int) -> InputError:
+    return InputError(
+        f"{path.name}: decodes to more than the limit of {max_bytes:,} bytes.",
+        code="file_too_large",
+    )
+
+
+def _read_parquet(path: Path, max_bytes: int, max_rows: int | None) -> pa.Table:
+    """The file's table, refused by its metadata (rows, uncompressed bytes) before decoding
+    and by what it decodes to (counted per batch) while decoding."""
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError):
+        raise InputError(f"{path.name}: not a readable Parquet file.", code="bad_parquet") from None
+    with pf:
+        meta = pf.metadata
+        _check_rows(path, meta.num_rows, max_rows)
+        declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        if declared > max_bytes:
+            raise _too_large(path, max_bytes)
+        # A dictionary-encoded column (pyarrow keeps the Arrow schema, so it reads back as a
+        # dictionary) is decoded batch by batch and counted decoded: the budget is what the
+        # table will hold, and no more than one batch past it is ever in memory.
+        schema = pa.schema(
+            f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f
+            for f in pf.schema_arrow
+        )
+        batches, decoded = [], 0
+        try:
+            for batch in pf.iter_batches(batch_size=1 << 16):
+                batch = pa.RecordBatch.from_arrays(
+                    [c.cast(t) for c, t in zip(batch.columns, schema.types, strict=True)],
+                    schema=schema,
+                )
+                decoded += batch.nbytes
+                if decoded > max_bytes:
+                    raise _too_large(path, max_bytes)
+                batches.append(batch)
+            return pa.Table.from_batches(batches, schema=schema)
+        except (pa.ArrowInvalid, OSError):
+            raise InputError(
+                f"{path.name}: not a readable Parquet file.", code="bad_parquet"
+            ) from None
 
 
 def _check_columns(

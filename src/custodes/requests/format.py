@@ -164,6 +164,14 @@ def parse_envelope(text: str) -> dict[str, Any]:
         raise InputError(
             f"{ENVELOPE_FILE}:{exc.lineno}: not valid JSON ({exc.msg}).", code="bad_envelope"
         ) from None
+    except RecursionError:  # the parser recurses once per level of nesting
+        raise InputError(
+            f"{ENVELOPE_FILE}: nested too deeply to be an envelope.", code="bad_envelope"
+        ) from None
+    except ValueError:  # an integer of more digits than Python converts (4,300)
+        raise InputError(
+            f"{ENVELOPE_FILE}: holds a number too long to read.", code="bad_envelope"
+        ) from None
     if not isinstance(env, dict):
         raise InputError(f"{ENVELOPE_FILE}: must hold a JSON object.", code="bad_envelope")
     missing = [k for k in ENVELOPE_REQUIRED if k not in env]

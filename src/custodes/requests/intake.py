@@ -49,6 +49,10 @@ from custodes.workspace import Call, Workspace
 MAX_FIELD_CHARS = int(os.environ.get("CUSTODES_MAX_FIELD_CHARS", "500"))
 MAX_ITEMS_BYTES = int(os.environ.get("CUSTODES_MAX_ITEMS_BYTES", str(2 << 30)))
 MAX_ENVELOPE_BYTES = 1 << 20
+# Items a request may hold, checked before a Parquet file is decoded (a 1 MB file can hold 20M
+# dictionary-encoded rows). The agreement's `max_items` is the legal limit, checked by the
+# rules with its citation; this one protects the server.
+MAX_ITEMS = int(os.environ.get("CUSTODES_MAX_ITEMS", "5000000"))
 MAX_WARNINGS = 20
 
 
@@ -235,6 +239,7 @@ def check(folder: Path) -> Checked:
         allow_extra=True,
         extra_names=EXTRA_COLUMN,
         max_bytes=MAX_ITEMS_BYTES,
+        max_rows=MAX_ITEMS,
     )
     warnings, total = _check_items(table, items_path.name)
     return Checked(

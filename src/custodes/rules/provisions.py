@@ -57,6 +57,39 @@ def ruleset_hash(folder: Path) -> str:
     return h.hexdigest()
 
 
+MAX_YAML_DEPTH = 64
+
+
+class YamlRefused(yaml.MarkedYAMLError):
+    """YAML that parses but that custodes does not read: nested deeper than `MAX_YAML_DEPTH`
+    (the loader recurses once per level) or using an alias (one small file can name a value
+    millions of times over)."""
+
+
+def prescan_yaml(text: str) -> None:
+    """Refuse YAML nested too deeply or using aliases, before the recursive loader sees it.
+    The event parser is iterative, so this walk is bounded by the text's size; it raises a
+    `yaml.YAMLError` with its mark, which every reader already reports with its line.
+
+    By hand: PyYAML has no depth limit and no switch to refuse aliases."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise YamlRefused(
+                problem="an alias (*name) is not accepted; write the value out",
+                problem_mark=event.start_mark,
+            )
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise YamlRefused(
+                    problem=f"nested deeper than {MAX_YAML_DEPTH} levels",
+                    problem_mark=event.start_mark,
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def _node_lines(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
     """Line numbers (1-based) of every key and list element, by path."""
     out = {path: node.start_mark.line + 1}
@@ -76,6 +109,7 @@ def _read(
     rel = str(path.relative_to(folder))
     try:
         text = path.read_text(encoding="utf-8")
+        prescan_yaml(text)
         node = yaml.compose(text)
         data = yaml.safe_load(text)
     except UnicodeDecodeError:

@@ -23,7 +23,7 @@ from custodes.ledger import log
 from custodes.ledger.events import Event
 from custodes.records import master
 from custodes.rules.active import in_force
-from custodes.rules.provisions import overlay
+from custodes.rules.provisions import overlay, prescan_yaml
 from custodes.rules.types import Agreement, Registry
 from custodes.store import changes as queue
 from custodes.store.tables import agencies, agreements, officials
@@ -202,6 +202,7 @@ def add_agreement_text(
         raise InputError(f"{label}: an agreement is at most 1 MiB.", code="bad_agreement")
     try:
         text = data.decode("utf-8-sig")
+        prescan_yaml(text)
         doc = yaml.safe_load(text)
     except UnicodeDecodeError:
         raise InputError(f"{label}: not UTF-8 text.", code="bad_encoding") from None

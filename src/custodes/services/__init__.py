@@ -13,6 +13,7 @@ audit, reports.
 # Services that take no caller, by design (see each one's docstring).
 OPEN = (
     "custodes.services.workspace.init",
+    "custodes.services.workspace.join",
     "custodes.services.workspace.login",
     "custodes.services.workspace.logout",
     "custodes.services.workspace.enrol",

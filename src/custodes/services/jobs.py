@@ -10,6 +10,12 @@ start, and the caller starts the work again (process, train and release resume w
 stopped). One worker thread: the work is CPU- and memory-bound, and a 2-core machine gains
 nothing from running two at once.
 
+Nobody monopolises the worker (docs/decisions/2026-12-06-job-quotas-and-lanes.md): each caller
+has at most `CUSTODES_JOB_QUOTA` jobs waiting or running (4 by default); one more is refused
+`429 job_quota` with `Retry-After`, before anything is recorded. And the worker takes staff
+work first: a job a staff member starts goes ahead of every agency's waiting job (the running
+one finishes), so an agency's uploads never hold up an officer's `train` or a release.
+
 A stopping server calls `stop()`: a running job stops at its next chunk and a queued one does
 not start; both end `failed` with `server_restarted` (start them again: the work resumes).
 `close(timeout)` waits at most that long for a job that has no chunks (a release, an intake);
@@ -24,7 +30,9 @@ needed on both stores (docs/decisions/2026-11-30-jobs-in-the-store.md).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
+import os
 import queue
 import threading
 import traceback
@@ -35,7 +43,14 @@ from typing import Any
 from custodes.access import Caller, CheckedCall, service
 from custodes.access.door import enter
 from custodes.access.roles import SEES_EVERY_JOB
-from custodes.errors import ConflictError, CustodesError, InputError, NotFound, Overloaded
+from custodes.errors import (
+    ConflictError,
+    CustodesError,
+    InputError,
+    NotFound,
+    Overloaded,
+    RateLimited,
+)
 from custodes.services import decisions, matching, requests
 from custodes.store import jobs as rows
 from custodes.workspace import Workspace
@@ -59,6 +74,22 @@ RESTARTED = {
     "detail": "The server stopped while this job was waiting or running; start it again (the "
     "work resumes where it stopped).",
 }
+
+
+def _quota() -> int:
+    raw = os.environ.get("CUSTODES_JOB_QUOTA", "").strip()
+    if not raw:
+        return 4
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise InputError(
+            "CUSTODES_JOB_QUOTA must be a whole number from 1 to 1000.", code="bad_argument"
+        )
+    return int(raw)
+
+
+# The worker's lanes: staff work before agencies' (lower goes first); the last, to stop.
+STAFF, AGENCY, LAST = 0, 1, 2
+QUOTA_RETRY_AFTER = 30  # seconds: a job of the kind agencies start takes about that long
 
 
 class Cancelled(Exception):
@@ -94,16 +125,19 @@ class Jobs:
         self.running: dict[str, Future[None]] = {}
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self.quota = _quota()
         # One daemon worker (not a ThreadPoolExecutor, whose threads the interpreter joins at
-        # exit: a long job would keep a stopped server's process alive).
-        self.queue: queue.SimpleQueue[tuple[Future[None], Callable[[], None]] | None] = (
-            queue.SimpleQueue()
-        )
+        # exit: a long job would keep a stopped server's process alive), taking the jobs by
+        # lane, then in the order they came (`seq`).
+        self.queue: queue.PriorityQueue[
+            tuple[int, int, tuple[Future[None], Callable[[], None]] | None]
+        ] = queue.PriorityQueue()
+        self.seq = itertools.count()
         self.worker = threading.Thread(target=self._serve, name="custodes-job", daemon=True)
         self.worker.start()
 
     def _serve(self) -> None:
-        while (item := self.queue.get()) is not None:
+        while (item := self.queue.get()[2]) is not None:
             fut, fn = item
             if not fut.set_running_or_notify_cancel():
                 continue
@@ -137,13 +171,21 @@ class Jobs:
                 retry_after=5,
             )
         call = enter(self.ws, who, fn.action, request_id=request_id)  # type: ignore[attr-defined]
+        if rows.active(self.ws.engine, call.actor) >= self.quota:
+            raise RateLimited(
+                f"This account already has {self.quota} jobs waiting or running; nothing was "
+                "started. Try again when one has ended (GET /v1/jobs).",
+                code="job_quota",
+                retry_after=QUOTA_RETRY_AFTER,
+            )
         job_id = rows.create(self.ws.engine, kind, request_id, call.actor)
         first = () if request_id is None else (request_id,)
         work = (first + args, kwargs or {}, cleanup)
         fut: Future[None] = Future()
         with self.lock:
             self.running[job_id] = fut
-        self.queue.put((fut, lambda: self._run(who, job_id, kind, work)))
+        lane = STAFF if call.agency is None else AGENCY
+        self.queue.put((lane, next(self.seq), (fut, lambda: self._run(who, job_id, kind, work))))
         return self.get(who, job_id)
 
     def _run(
@@ -230,7 +272,7 @@ class Jobs:
         with self.lock:
             for fut in self.running.values():
                 fut.cancel()  # only a job not started yet can be cancelled
-        self.queue.put(None)
+        self.queue.put((LAST, next(self.seq), None))
         self.worker.join(timeout)
 
 

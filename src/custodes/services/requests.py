@@ -17,6 +17,9 @@ from custodes.store import jobs as jobs_store
 from custodes.store.tables import request_transitions
 from custodes.synthetic.requests import GeneratedRequest, generate_request
 
+# The largest envelope intake reads (a face reading one whole holds it to the same).
+MAX_ENVELOPE_BYTES = intake.MAX_ENVELOPE_BYTES
+
 
 @service("submit")
 def submit(
@@ -97,7 +100,13 @@ def status(call: CheckedCall, request_id: str) -> dict[str, Any]:
         ).all()
         names = roles_shown(conn, call.agency, [t.actor for t in steps])
         history = [
-            {"from": t.from_state, "to": t.to_state, "at": t.at, "actor": names.get(t.actor or "")}
+            {
+                "from": t.from_state,
+                "to": t.to_state,
+                "at": t.at,
+                "actor": names.get(t.actor or ""),
+                "reason": t.reason,  # the justification given for the move (withdraw, recall…)
+            }
             for t in steps
         ]
         return rows_shown(conn, call.agency, rows)[0] | {"history": history}

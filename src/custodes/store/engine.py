@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, DateTime, Table, create_engine, event
+from sqlalchemy import Connection, DateTime, Table, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from custodes.errors import Overloaded, WorkspaceError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # How long a call waits for a free connection when the pool was sized for a server (the
@@ -74,21 +73,28 @@ def make_engine(url: str, pool_size: int | None = None) -> Engine:
 
 
 def _config() -> Config:
+    from alembic.config import Config  # Alembic only when migrating: it costs every command
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
 
 
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(_config()).get_current_head()
-    assert head is not None
-    return head
+    """The newest migration's revision. Each migration's revision is its file's number
+    (`0015_session_last_used.py` is revision "0015", a chain with no branches), so the head is
+    read from the file names instead of loading every script through Alembic on every open
+    (tests/test_migrations.py holds this to Alembic's own head)."""
+    return max(p.name[:4] for p in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The store's schema revision, as Alembic records it (its `alembic_version` table)."""
     try:
         with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except OperationalError as exc:
         raise WorkspaceError(
             f"Cannot reach the store ({engine.url.render_as_string(hide_password=True)}): "
@@ -99,6 +105,8 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine) -> None:
     """Bring the store's schema to the newest migration (idempotent)."""
+    from alembic import command
+
     current_revision(engine)  # clear error when unreachable
     cfg = _config()
     with engine.begin() as conn:
@@ -130,7 +138,11 @@ def bulk_insert(conn: Connection, table: Table, rows: list[tuple[Any, ...]]) -> 
     cols = [c.name for c in table.columns]
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
-    dt_cols = [i for i, c in enumerate(table.columns) if isinstance(c.type, DateTime)]
+    dt_cols = [
+        i
+        for i, c in enumerate(table.columns)
+        if isinstance(getattr(c.type, "impl", c.type), DateTime)
+    ]
     if conn.dialect.name == "sqlite" and dt_cols:
         for i in dt_cols:
             rows = [

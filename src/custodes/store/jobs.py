@@ -16,7 +16,7 @@ import secrets
 import socket
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 
 from custodes.store.tables import idempotency_keys, jobs
 
@@ -70,6 +70,18 @@ def create(engine: Engine, kind: str, request_id: str | None, actor: str) -> str
     return job_id
 
 
+def active(engine: Engine, actor: str) -> int:
+    """How many of `actor`'s jobs wait or run (what a job quota counts)."""
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(jobs)
+                .where(jobs.c.actor == actor, jobs.c.state.in_(("queued", "running")))
+            ).scalar_one()
+        )
+
+
 def get(engine: Engine, job_id: str) -> dict[str, Any] | None:
     with engine.connect() as conn:
         r = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
@@ -112,6 +124,7 @@ def finish(
     result: Any = None,
     problem: dict[str, Any] | None = None,
 ) -> None:
+    made = result.get("request_id") if isinstance(result, dict) else None
     with engine.begin() as conn:
         conn.execute(
             update(jobs)
@@ -121,6 +134,10 @@ def finish(
                 finished_at=_now(),
                 result=json.dumps(result, default=str) if result is not None else None,
                 problem=json.dumps(problem) if problem else None,
+                # a job that made a request (an intake) names it once it has succeeded
+                request_id=func.coalesce(
+                    jobs.c.request_id, made if isinstance(made, str) else None
+                ),
             )
         )
 

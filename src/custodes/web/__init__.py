@@ -15,20 +15,36 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 
 from custodes.api import create_app as create_api
+from custodes.api import limits, routes
 from custodes.api.admission import AdmissionMiddleware
+from custodes.services import rules as rules_svc
 from custodes.web import pages
 
 STATIC = Path(__file__).parent / "static"
+FAVICON = STATIC / "vendor" / "uswds" / "img" / "favicons" / "favicon.ico"
 
 
 def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None = None) -> FastAPI:
     """The API under /v1 and the console at /."""
     app = create_api(home, store_url)
     app.include_router(pages.router)
+    # The console's file fields have the API's upload limits (the form's framing over them).
+    bodies = app.state.body_limits
+    for path in ("/rules", "/ledger/check-export"):
+        bodies.add("POST", path, lambda kind: routes.MAX_UPLOAD + limits.FRAMING)
+    bodies.add(
+        "POST", "/registries/agreements", lambda kind: rules_svc.MAX_AGREEMENT + limits.FRAMING
+    )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        """Browsers ask for it whatever the page says: the USWDS flag icon, not a 404."""
+        return FileResponse(FAVICON, media_type="image/x-icon")
+
     # The security headers (CSP and the rest) are the API's middleware, on every response.
     # Admission stays the outermost layer: a refused call costs no more than its refusal.
     app.user_middleware.sort(key=lambda m: m.cls is not AdmissionMiddleware)
