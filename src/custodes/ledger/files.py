@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from sqlalchemy import Connection, delete, insert, select
@@ -42,8 +43,9 @@ def sha256_file(path: Path) -> str:
 
 
 def relative(ws: Workspace, path: Path) -> str:
-    """The path as the ledger names it: relative to the workspace, '/'-separated."""
-    return Path(path).resolve().relative_to(ws.home.resolve()).as_posix()
+    """The path as the ledger names it: relative to the workspace, '/'-separated (taken from
+    the names, never by following a link someone planted)."""
+    return Path(os.path.abspath(path)).relative_to(os.path.abspath(ws.home)).as_posix()
 
 
 def record(

@@ -57,11 +57,11 @@ def administrators(ws: Workspace, password: str | None = None) -> Staff:
     given the same `password` (random when none is given)."""
     staff = Staff(ws, password=password or random_password())
     if not users.has_users(ws):
-        users.bootstrap_admin(ws, ADMINS[0], password)
+        users.bootstrap_admin(ws, ADMINS[0], staff.password)
     first = staff.login(ADMINS[0])
     if ADMINS[1] not in _names(ws):
         code = users.create_user(_as(ws, first), ADMINS[1], ["administrator"])["enrolment_code"]
-        users.enrol(ws, ADMINS[1], code, password)
+        users.enrol(ws, ADMINS[1], code, staff.password)
     staff.login(ADMINS[1])
     return staff
 
