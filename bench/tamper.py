@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 import time
@@ -349,8 +350,6 @@ def mutate_file(home: Path, path: Path, kind: str, rng: random.Random) -> Mutati
 
 def _rel(home: Path, path: Path) -> str:
     """A file's name in the table: ids and hashes folded, so that files of one role pool."""
-    import re
-
     rel = path.relative_to(home).as_posix()
     rel = re.sub(r"req-[0-9a-f]{12}", "req-…", rel)
     rel = re.sub(r"rcl-[0-9a-f]{12}", "rcl-…", rel)
