@@ -282,3 +282,17 @@ def test_an_event_refiled_as_a_file_record_is_reported_not_a_crash(copied) -> No
         )
     rep = ledger.verify_store(ws, people["auditor"])
     assert any(f"event {idx} is filed as file.stored" in p for p in rep.problems), rep.problems
+
+
+def test_an_edited_ledger_state_is_a_coded_refusal(copied) -> None:  # type: ignore[no-untyped-def]
+    """Found by the tamper campaign: a `ledger_state.size` that no longer fits its tree border
+    made every call fail with a bare ValueError; now it is `ledger_corrupt`."""
+    from custodes.errors import CustodesError
+    from custodes.store.tables import ledger_state
+
+    ws, people, _ = copied
+    with ws.engine.begin() as conn:
+        conn.execute(sa.update(ledger_state).values(size=ledger_state.c.size - 1))
+    with pytest.raises(CustodesError) as exc:
+        ledger.verify_store(ws, people["auditor"])
+    assert exc.value.code == "ledger_corrupt"

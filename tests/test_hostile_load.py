@@ -174,7 +174,7 @@ def test_a_console_upload_without_a_live_session_is_refused_before_its_body_is_r
     cookie = "custodes_session"  # its name with CUSTODES_INSECURE_COOKIES (plain HTTP)
     boundary = "b0undary"
     first = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"archive\"; "
+        f'--{boundary}\r\nContent-Disposition: form-data; name="archive"; '
         'filename="x.zip"\r\nContent-Type: application/zip\r\n\r\n'
     ).encode() + b"\0" * (64 << 10)
     for extra, want in (("", 303), (f"Cookie: {cookie}=not-a-session\r\n", 401)):
@@ -425,7 +425,9 @@ def test_parser_breaking_input_gets_a_coded_error_on_the_command_line(
     for text in (_deep_yaml(), _alias_bomb()):
         (tmp_path / "agreement.yaml").write_bytes(text)
         r = runner.invoke(
-            cli, ["agreements", "add", str(tmp_path / "agreement.yaml"), "--home", home], env=as_admin
+            cli,
+            ["agreements", "add", str(tmp_path / "agreement.yaml"), "--home", home],
+            env=as_admin,
         )
         assert r.exit_code == 2 and "(bad_agreement)" in r.output, r.output
         r = runner.invoke(cli, ["rules", "lint", str(_rule_set_with(tmp_path, text))])

@@ -75,8 +75,7 @@ def _declared(scope: Scope) -> int | None:
 
 async def _refuse(code: str, limit: int, scope: Scope, receive: Receive, send: Send) -> None:
     detail = (
-        f"The body is larger than this route's limit of {limit:,} bytes; nothing was read or "
-        "done."
+        f"The body is larger than this route's limit of {limit:,} bytes; nothing was read or done."
     )
     response = problem(413, code, REGISTRY[code].title, detail, headers={"Connection": "close"})
     await response(scope, receive, send)

@@ -43,6 +43,7 @@ def inline_limit() -> int:
     in memory, so it is held well below a file upload's limit (`CUSTODES_API_MAX_INLINE`)."""
     return min(MAX_UPLOAD, limits.MAX_INLINE)
 
+
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     s: {"model": ProblemDetails, "content": {MEDIA_TYPE: {}}} for s in (401, 403, 404, 409, 422)
 }

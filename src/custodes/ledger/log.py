@@ -66,7 +66,15 @@ def state(conn: Connection, *, for_update: bool = False) -> TreeState:
     row = conn.execute(q).first()
     if row is None:
         return TreeState(0, CompactRange(), None)
-    return TreeState(row.size, CompactRange.from_bytes(row.size, row.frontier), row.checkpoint_size)
+    try:
+        frontier = CompactRange.from_bytes(row.size, row.frontier)
+    except ValueError:  # a size and a right border that cannot go together: edited
+        raise fail(
+            "ledger_corrupt",
+            "the ledger's state row is inconsistent (its size and its tree border disagree): "
+            "it was edited (run 'custodes ledger verify')",
+        ) from None
+    return TreeState(row.size, frontier, row.checkpoint_size)
 
 
 def append(conn: Connection, events: Sequence[Event]) -> list[int]:
