@@ -325,10 +325,12 @@ def generate_request(
     generate(ws, people.admin, "irc-6103-i-2", items, seed, out, corruption=corruption)
 
 
-def link(ws: Workspace, rid: str, **kw):  # type: ignore[no-untyped-def]
+def link(ws: Workspace, rid: str, officer, **kw):  # type: ignore[no-untyped-def]
+    from custodes.access import enter
+
     folder = ws.request_folder(rid)
     periods = json.loads((folder / "envelope.json").read_text())["taxable_periods"]
-    return service.link(ws, folder, periods, **kw)
+    return service.link(enter(ws, officer, "match.link"), folder, periods, request_id=rid, **kw)
 
 
 def _tin_to_record(ws: Workspace) -> dict[str, str]:
@@ -363,7 +365,7 @@ def _linked(ws: Workspace, request_id: str) -> dict[str, dict]:
 
 def test_hand_built_cases_gate_and_flags(ws: Workspace, tmp_path: Path, officer: object) -> None:
     rid = _submit_items(ws, officer, tmp_path / "hand", [c[0] for c in CASES.values()])
-    link(ws, rid)
+    link(ws, rid, officer)
     rows = _linked(ws, rid)
     records = _tin_to_record(ws)
     for item_id, (_, status, tin, flags) in CASES.items():
@@ -404,7 +406,7 @@ def test_address_on_record_any_year_and_periods(
             ),
         ],
     )
-    link(ws, rid)
+    link(ws, rid, officer)
     rows = _linked(ws, rid)
     assert rows["mover-old-address"]["address_on_record"] is True
     # The envelope asks about 2024; the 2021 address is on record but not in those periods.
@@ -418,7 +420,11 @@ def test_address_on_record_any_year_and_periods(
     # ...but asked for a margin no name can reach, it goes to review as a possible namesake,
     # while the same person with a TIN that agrees, or at an address on record, stays identified.
     strict = link(
-        ws, rid, overrides={"namesake_margin_bits": 59.0}, out=tmp_path / "strict.parquet"
+        ws,
+        rid,
+        officer,
+        overrides={"namesake_margin_bits": 59.0},
+        out=tmp_path / "strict.parquet",
     )
     rows = {r["item_id"]: r for r in pq.read_table(strict.path).to_pylist()}
     assert rows["elsewhere"]["status"] == "review"
@@ -432,7 +438,7 @@ def test_generated_request_has_no_wrong_person(
 ) -> None:
     req = trained_root / "gen-1200"
     rid = submit(ws, officer, req).request_id
-    res = link(ws, rid)
+    res = link(ws, rid, officer)
     assert res.items == 1200 and res.identified + res.review + res.not_identified == 1200
     report = ev.evaluate(res.path, req / "truth.csv", tmp_path / "out")
     at = report["at_thresholds"]
@@ -455,7 +461,7 @@ def test_corrupted_request_has_no_wrong_person(
     (docs/performance.md has the figures at 1M x 100k)."""
     req = trained_root / f"gen-1200-{mix}"
     rid = submit(ws, officer, req).request_id
-    res = link(ws, rid)
+    res = link(ws, rid, officer)
     standardized = service.standardized_paths(ws, ws.request_folder(rid))
     report = ev.evaluate(res.path, req / "truth.csv", standardized=standardized)
     at = report["at_thresholds"]
@@ -478,7 +484,7 @@ def test_corrupted_request_has_no_wrong_person(
 
 def test_thresholds_override_and_validation(ws: Workspace, tmp_path: Path, officer: object) -> None:
     rid = _submit_items(ws, officer, tmp_path / "t", [CASES["spouse"][0]])
-    strict = link(ws, rid, overrides={"min_probability": 0.999999999})
+    strict = link(ws, rid, officer, overrides={"min_probability": 0.999999999})
     assert strict.identified == 0 and strict.review == 1
     for bad in (
         {"min_probability": 1.5},
@@ -486,7 +492,7 @@ def test_thresholds_override_and_validation(ws: Workspace, tmp_path: Path, offic
         {"review_probability": 0.999, "min_probability": 0.9},
     ):
         with pytest.raises(InputError) as exc:
-            link(ws, rid, overrides=bad)
+            link(ws, rid, officer, overrides=bad)
         assert exc.value.code == "bad_threshold"
 
 
@@ -507,9 +513,9 @@ def test_refusals(
         service.linked_path(ws.request_folder(rid))
     assert exc.value.code == "not_linked"
     with pytest.raises(InputError) as exc:
-        link(ws, rid, backend="oracle")
+        link(ws, rid, officer, backend="oracle")
     assert exc.value.code == "bad_argument"
-    res = link(ws, rid)
+    res = link(ws, rid, officer)
     truth = _write(tmp_path / "truth.csv", [{"item_id": "spouse", "record_id": ""}])
     with pytest.raises(InputError) as exc:
         ev.evaluate(res.path, truth)
@@ -543,8 +549,8 @@ def test_spark_gives_the_same_identifications(
 ) -> None:
     pytest.importorskip("pyspark")
     rid = submit(ws, officer, trained_root / "gen-300").request_id
-    duck = link(ws, rid, out=tmp_path / "duck.parquet")
-    spark = link(ws, rid, backend="spark", out=tmp_path / "spark.parquet")
+    duck = link(ws, rid, officer, out=tmp_path / "duck.parquet")
+    spark = link(ws, rid, officer, backend="spark", out=tmp_path / "spark.parquet")
     cols = ["item_id", "status", "record_id", "runner_up_record_id"]
     a = pq.read_table(duck.path, columns=cols).to_pylist()
     b = pq.read_table(spark.path, columns=cols).to_pylist()

@@ -410,10 +410,11 @@ def test_an_outcomes_file_edited_after_approval_is_not_released(
     pq.write_table(pa.Table.from_pylist(table, schema=pq.read_schema(path)), path)
     with pytest.raises(IntegrityError) as exc:
         svc.release(ws, who["officer"], rid, tmp_path / "out")
-    assert exc.value.code == "release_tampered"
+    # The file no longer hashes to its record (issue #23): refused before it is read.
+    assert exc.value.code == "file_tampered"
     assert not (tmp_path / "out" / "response.csv").exists()
     assert state_of(ws, rid) == "approved" and not _events(ws, "disclosure")
-    assert json.loads(_events(ws, "release.refused")[0].body)["why"] == "content"
+    assert json.loads(_events(ws, "file.refused")[0].body)["role"] == "outcomes"
 
 
 def test_an_edited_envelope_is_not_released(
@@ -426,7 +427,7 @@ def test_an_edited_envelope_is_not_released(
     env_path.write_text(json.dumps(env))
     with pytest.raises(IntegrityError) as exc:
         svc.release(ws, who["officer"], rid, tmp_path / "out")
-    assert exc.value.code == "release_tampered"
+    assert exc.value.code == "file_tampered"  # the envelope no longer hashes to its record
 
 
 def test_a_reset_state_never_releases_twice(

@@ -386,6 +386,7 @@ REGISTRY: dict[str, Code] = {
         integrity="Integrity check failed",
         ledger_corrupt="Ledger altered",
         model_tampered="Model file altered",
+        file_tampered="File altered since it was recorded",
         ruleset_tampered="Rule set altered",
         master_corrupt="Master file damaged",
         release_tampered="Release files altered",

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from sqlalchemy import delete, insert, select, update
 
 from custodes.access.users import active_holders
-from custodes.decisions.pipeline import effective_outcomes, request_folder
+from custodes.decisions.pipeline import checked, effective_outcomes, request_folder
 from custodes.decisions.response import content
 from custodes.errors import AccessDenied, ConflictError
 from custodes.ledger import log
@@ -41,6 +41,7 @@ def eligible_approvers(conn: Any, request_id: str, prepared_by: str | None) -> l
 def prepare(call: Call, request_id: str) -> dict[str, Any]:
     ws = call.ws
     request_folder(ws, request_id)
+    checked(call, request_id, with_master=True)
     table = effective_outcomes(ws, request_id)
     still = pc.sum(pc.equal(table["outcome"], "REVIEW")).as_py() or 0
     if still:
@@ -92,6 +93,7 @@ def prepare(call: Call, request_id: str) -> dict[str, Any]:
 def approve(call: Call, request_id: str) -> dict[str, Any]:
     ws = call.ws
     request_folder(ws, request_id)
+    checked(call, request_id, with_master=True)
     sha = content(ws, request_id).sha256
     with call.transaction() as conn:
         rel = conn.execute(select(releases).where(releases.c.request_id == request_id)).first()

@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from custodes.access.sessions import record as record_access
 from custodes.errors import fail
-from custodes.ledger import log
+from custodes.ledger import files, log
 from custodes.ledger.events import Event
 from custodes.matching.service import LINKED
 from custodes.records import master
@@ -34,8 +34,7 @@ from custodes.workspace import Call
 CLOSED = (*TERMINAL, "released")
 
 
-def _candidate(folder: Path, record_id: str) -> bool:
-    path = folder / "match" / LINKED
+def _candidate(path: Path, record_id: str) -> bool:
     if not path.exists():
         return False
     t = pq.read_table(path, columns=["record_id", "runner_up_record_id"])
@@ -74,12 +73,22 @@ def inspect_record(
             refusal = ("unknown_request", "No such request.")
         elif state in CLOSED:
             refusal = ("request_closed", f"Request {request_id} is {state}, not open.")
-        elif not _candidate(ws.request_folder(request_id), record_id):
+        elif not _candidate(
+            files.verified(
+                call,
+                "match.results",
+                ws.request_folder(request_id) / "match" / LINKED,
+                optional=True,
+            ),
+            record_id,
+        ):
             refusal = (
                 "not_a_candidate",
                 f"That record is not a candidate in the match results of {request_id}; an "
                 "inspection serves the request only for its candidates.",
             )
+    if refusal is None:
+        master.verified(call)
     record = None if refusal else master.lookup(ws, record_id)
     if refusal is None and record is None:
         refusal = ("unknown_record", "No such record in the master file.")

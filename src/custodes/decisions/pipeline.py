@@ -32,7 +32,7 @@ from sqlalchemy import select
 
 from custodes.decisions import verdicts as vd
 from custodes.errors import ConflictError, NotFound
-from custodes.ledger import log
+from custodes.ledger import files, log
 from custodes.ledger.events import Event
 from custodes.matching import service as matching
 from custodes.matching.reasons import meaning
@@ -106,6 +106,29 @@ def outcomes_path(ws: Workspace, request_id: str) -> Path:
     return ws.request_folder(request_id) / "decisions" / "outcomes.parquet"
 
 
+# Every file of a request custodes reads back, by role (recorded where each is written).
+REQUEST_FILES = (
+    ("request.envelope", ENVELOPE_FILE),
+    ("request.items", "items.parquet"),
+    ("match.items", "match/std.parquet"),
+    ("match.results", f"match/{matching.LINKED}"),
+    ("outcomes", "decisions/outcomes.parquet"),
+    ("response.csv", "release/response.csv"),
+    ("response.json", "release/response.json"),
+)
+
+
+def checked(call: Call, request_id: str, *, with_master: bool = False) -> None:
+    """Check a request's files (each one there, and each one recorded, must be there and hash
+    to its record) and, `with_master`, the master file, before they are used: a file changed
+    on disk refuses the use (`file_tampered`) and the refusal is recorded."""
+    folder = request_folder(call.ws, request_id, agency=call.agency)  # unknown: not found
+    for role, rel in REQUEST_FILES:
+        files.verified(call, role, folder / rel, optional=True)
+    if with_master:
+        master.verified(call)
+
+
 def check_rules(
     ws: Workspace,
     env: dict[str, Any],
@@ -160,6 +183,8 @@ def process(call: Call, request_id: str, *, progress: Any = None) -> Processed:
 
 def _process(call: Call, request_id: str, folder: Path, progress: Any) -> Processed:
     ws = call.ws
+    checked(call, request_id)
+    mf = master.verified(call)
     env = envelope(folder)
     stages: dict[str, float] = {}
     with ws.engine.connect() as conn:
@@ -212,7 +237,14 @@ def _process(call: Call, request_id: str, folder: Path, progress: Any) -> Proces
         state = "checked"
     if state == "checked":
         t = time.perf_counter()
-        res = matching.link(ws, folder, env.get("taxable_periods") or [], progress=progress)
+        res = matching.link(
+            call,
+            folder,
+            env.get("taxable_periods") or [],
+            request_id=request_id,
+            checked_master=mf,
+            progress=progress,
+        )
         stages["matching"] = time.perf_counter() - t
         _stage_done(
             call,
@@ -242,6 +274,7 @@ def _process(call: Call, request_id: str, folder: Path, progress: Any) -> Proces
                 "checks": check_counts(path, ran_checks(ws, env)),
             },
             ["decided", "in_review"] if counts.get("REVIEW") else ["decided"],
+            record=("outcomes", path),
         )
         if progress:
             progress("decide", 1, 1)
@@ -256,10 +289,14 @@ def _stage_done(
     states: list[str],
     *,
     reason: str | None = None,
+    record: tuple[str, Path] | None = None,
 ) -> None:
-    """One transaction: the stage's ledger event, then the request's move(s) to `states`."""
+    """One transaction: the stage's ledger event (and the file it wrote, `record`), then the
+    request's move(s) to `states`."""
     with call.transaction() as conn:
         log.append(conn, [Event(event, actor=call.actor, request_id=request_id, data=data)])
+        if record:
+            files.record(conn, call.ws, call.actor, *record, request_id=request_id)
         for state in states:
             transition(conn, request_id, state, actor=call.actor, reason=reason)
 

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from custodes.access.credentials import item_key
 from custodes.errors import ConflictError, InputError, IntegrityError, NotFound
-from custodes.ledger import log
+from custodes.ledger import files, log
 from custodes.ledger.events import Event, item_fields
 from custodes.records.files import read_text_table, sha256_file
 from custodes.requests.format import ENVELOPE_FILE
@@ -238,6 +238,10 @@ def recall(
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_new(folder / "notice.json", text.encode())
     write_new(folder / "notice.txt", notice_text(notice).encode())
+    if out is None:  # the workspace's copy: what was sent, kept as recorded (ledger.files)
+        with call.transaction() as conn:
+            for name in ("notice.json", "notice.txt"):
+                files.record(conn, ws, call.actor, "recall.notice", folder / name)
     return {
         "recall_id": recall_id,
         "items": len(targets),

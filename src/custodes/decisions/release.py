@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 
 from custodes.access.credentials import item_key
-from custodes.decisions.pipeline import request_folder
+from custodes.decisions.pipeline import checked, request_folder
 from custodes.decisions.response import (
     RESPONSE_CSV,
     RESPONSE_JSON,
@@ -36,7 +36,7 @@ from custodes.decisions.response import (
     header_bytes,
 )
 from custodes.errors import ConflictError, IntegrityError
-from custodes.ledger import log
+from custodes.ledger import files, log
 from custodes.ledger import service as ledger
 from custodes.ledger.events import Event, item_fields
 from custodes.ledger.keys import signing_key
@@ -160,6 +160,7 @@ def release(call: Call, request_id: str, out: Path | None) -> Released:
                 .values(intent_at=_now(), released_by=call.actor)
             )
     assert rel is not None and envelope_sha is not None
+    checked(call, request_id, with_master=True)  # an intent alone discloses nothing
     if state != "released" or not (target / RESPONSE_JSON).exists():
         c = content(ws, request_id)
         _verify(call, request_id, c, rel.outcomes_sha256, envelope_sha)
@@ -213,9 +214,10 @@ def download(call: Call, request_id: str) -> dict[str, bytes]:
             f"Request {request_id} is {state}: there is no released response to download.",
             code="not_released",
         )
-    files = {n: (target / n).read_bytes() for n in (RESPONSE_CSV, RESPONSE_JSON)}
-    _delivered(call, request_id, files[RESPONSE_CSV], json.loads(files[RESPONSE_JSON]))
-    return files
+    checked(call, request_id)
+    out = {n: (target / n).read_bytes() for n in (RESPONSE_CSV, RESPONSE_JSON)}
+    _delivered(call, request_id, out[RESPONSE_CSV], json.loads(out[RESPONSE_JSON]))
+    return out
 
 
 def _write_and_record(call: Call, request_id: str, target: Path, c: Content) -> None:
@@ -226,6 +228,15 @@ def _write_and_record(call: Call, request_id: str, target: Path, c: Content) -> 
     with call.transaction() as conn:
         if current_state(conn, request_id) != "released":  # else: finishing the files only
             _record(conn, call.actor, request_id, c, response_sha, now, item_key(call.ws))
+        files.record(
+            conn,
+            call.ws,
+            call.actor,
+            "response.csv",
+            target / RESPONSE_CSV,
+            request_id=request_id,
+            sha256=response_sha,
+        )
     _, note = ledger.checkpoint(call)
     checkpoint = note.render()
     with call.transaction() as conn:
@@ -238,6 +249,15 @@ def _write_and_record(call: Call, request_id: str, target: Path, c: Content) -> 
         target / RESPONSE_JSON,
         header_bytes(header(call.ws, request_id, c, response_sha, checkpoint)),
     )
+    with call.transaction() as conn:
+        files.record(
+            conn,
+            call.ws,
+            call.actor,
+            "response.json",
+            target / RESPONSE_JSON,
+            request_id=request_id,
+        )
 
 
 def _record(

@@ -116,6 +116,8 @@ def load_signer(ws: Workspace) -> Signer | pkcs11.Pkcs11Signer:
         return Signer.decode(path.read_text())
     except NoteError as exc:
         raise IntegrityError(f"{path}: {exc}.", code="bad_ledger_key") from None
+    except UnicodeDecodeError:  # not even text: overwritten
+        raise IntegrityError(f"{path}: not a ledger key.", code="bad_ledger_key") from None
 
 
 def held_path(ws: Workspace) -> Path:

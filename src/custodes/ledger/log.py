@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from custodes.errors import ConflictError, fail
 from custodes.ledger.events import Event, commitment, new_salts
@@ -65,7 +66,15 @@ def state(conn: Connection, *, for_update: bool = False) -> TreeState:
     row = conn.execute(q).first()
     if row is None:
         return TreeState(0, CompactRange(), None)
-    return TreeState(row.size, CompactRange.from_bytes(row.size, row.frontier), row.checkpoint_size)
+    try:
+        frontier = CompactRange.from_bytes(row.size, row.frontier)
+    except ValueError:  # a size and a right border that cannot go together: edited
+        raise fail(
+            "ledger_corrupt",
+            "the ledger's state row is inconsistent (its size and its tree border disagree): "
+            "it was edited (run 'custodes ledger verify')",
+        ) from None
+    return TreeState(row.size, frontier, row.checkpoint_size)
 
 
 def append(conn: Connection, events: Sequence[Event]) -> list[int]:
@@ -95,8 +104,16 @@ def append(conn: Connection, events: Sequence[Event]) -> list[int]:
         raise ConflictError(
             "The ledger was extended concurrently; retry the action.", code="ledger_conflict"
         )
-    bulk_insert(conn, ledger_events, rows)
-    bulk_insert(conn, ledger_nodes, nodes)
+    try:
+        bulk_insert(conn, ledger_events, rows)
+        bulk_insert(conn, ledger_nodes, nodes)
+    except DBIntegrityError:
+        # Rows beyond the state the store says it has: put there behind the ledger's back.
+        raise fail(
+            "ledger_corrupt",
+            f"the store already holds events or tree nodes from index {st.size} on, past the "
+            "ledger's state: they were added behind its back (run 'custodes ledger verify')",
+        ) from None
     return list(range(st.size, cr.size))
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from custodes.errors import CustodesError, InputError, fail
-from custodes.ledger import anchors, keys, log, tiles
+from custodes.ledger import anchors, files, keys, log, tiles
 from custodes.ledger.events import Event, commitment
 from custodes.ledger.keys import NoLedgerKey, load_signer, origin
 from custodes.ledger.note import Checkpoint, Note, NoteError, Verifier, b64, open_checkpoint
@@ -341,12 +341,12 @@ def remembered(ws: Workspace) -> list[tuple[Checkpoint, str]]:
     if not path.exists() or path.is_symlink():
         return []
     found = []
-    for line in path.read_text().splitlines():
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
         try:
             doc = json.loads(line)
             note = Note.parse(doc["note"])
             found.append((Checkpoint.parse_body(note.text), doc["note"]))
-        except (ValueError, KeyError, NoteError):
+        except (ValueError, KeyError, TypeError, NoteError):
             continue
     return found
 
@@ -627,7 +627,9 @@ def audit_store(
                 f"the latest checkpoint (size {cps[-1].size}) carries no cosignature by the "
                 f"witness {witness.name}: it was published without the witness"
             )
-    if rep.ok:
+    ok = rep.ok
+    _audit_files(ws, rep)
+    if ok:
         rep.checked += [
             f"{rb.cr.size} events: every body matches its commitment",
             f"{seen_nodes} stored tree nodes match the events",
@@ -642,6 +644,30 @@ def audit_store(
             f"anchor them ({len(anchors.TABLES)} tables)",
         ]
     return rep
+
+
+def _audit_files(ws: Workspace, rep: Report) -> None:
+    """Every file custodes reads back against the hash its `file.stored` event recorded, and
+    every line of the checkpoint copy kept outside the store a signed checkpoint (a line
+    edited there would otherwise be skipped, and an older checkpoint would stand in for it)."""
+    with ws.engine.connect() as conn:
+        problems, checked = files.audit(ws, conn)
+    path = external_log(ws)
+    if path.is_file() and not path.is_symlink():
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        for n, line in enumerate(text.splitlines(), start=1):
+            try:
+                Checkpoint.parse_body(Note.parse(json.loads(line)["note"]).text)
+            except (ValueError, KeyError, TypeError, AttributeError, NoteError):
+                problems.append(
+                    f"{path.name}: line {n} is not a signed checkpoint (the copy kept outside "
+                    "the store was edited)"
+                )
+                break
+    for problem in problems:
+        rep.fail(problem)
+    if not problems:
+        rep.checked += checked
 
 
 def prove(call: Call, index: int) -> tuple[str, dict[str, str]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from custodes.errors import fail
-from custodes.ledger import log
+from custodes.ledger import files, log
 from custodes.ledger.events import Event
 from custodes.matching import link as lk
 from custodes.matching import model as mdl
@@ -25,6 +25,38 @@ LINKED = "linked.parquet"
 def _cache(ws: Workspace, mf: master.MasterFile) -> tuple[Path, str]:
     sha = mf.sha256()
     return ws.bulk / "match" / sha[:16], sha
+
+
+def _master_std(call: Call, con: Any, mf: master.MasterFile, cache: Path) -> Path:
+    """The master file standardized for linking: built and recorded on first use (per master
+    content hash), checked against its record on every later use."""
+    path = cache / "master.parquet"
+    if path.exists():
+        return files.verified(call, "match.master", path)
+    lk.master_table(con, mf, cache)
+    with call.transaction() as conn:
+        files.record(conn, call.ws, call.actor, "match.master", path)
+    return path
+
+
+def _request_std(call: Call, con: Any, folder: Path, request_id: str | None) -> Path:
+    """A request's items (checked) standardized into ``match/std.parquet`` (recorded)."""
+    items = files.verified(call, "request.items", folder / "items.parquet")
+    path = lk.request_table(con, items, work_dir(folder) / "std.parquet")
+    with call.transaction() as conn:
+        files.record(conn, call.ws, call.actor, "match.items", path, request_id=request_id)
+    return path
+
+
+def current_model(call: Call) -> mdl.Model:
+    """The current model, its pointer and its file checked against the ledger's records."""
+    folder = mdl.models_dir(call.ws)
+    if mdl.trained(call.ws):
+        files.verified(call, "model.current", folder / "CURRENT")
+        sha = (folder / "CURRENT").read_text().strip()
+        if (folder / f"{sha}.json").exists():
+            files.verified(call, "model", folder / f"{sha}.json")
+    return mdl.load(call.ws)
 
 
 def work_dir(folder: Path) -> Path:
@@ -50,16 +82,15 @@ def train(
     ws = call.ws
     mf = master.current(ws)
     mf.path("people")  # refuses clearly when there is no master file
+    master.verified(call)
     t0 = time.perf_counter()
     be = lk.make_backend(backend)
     try:
         cache, master_sha = _cache(ws, mf)
         con = master.connect()
         try:
-            m_path = lk.master_table(con, mf, cache)
-            r_path = lk.request_table(
-                con, folder / "items.parquet", work_dir(folder) / "std.parquet"
-            )
+            m_path = _master_std(call, con, mf, cache)
+            r_path = _request_std(call, con, folder, request_id)
             n_m, n_r = (
                 con.execute(f"SELECT count(*) FROM {parquet(p)}").fetchall()[0][0]
                 for p in (m_path, r_path)
@@ -91,6 +122,9 @@ def train(
     )
     sha = mdl.save(ws, model)
     with call.transaction() as conn:
+        folder_m = mdl.models_dir(ws)
+        files.record(conn, ws, call.actor, "model", folder_m / f"{sha}.json")
+        files.record(conn, ws, call.actor, "model.current", folder_m / "CURRENT")
         log.append(
             conn,
             [
@@ -113,28 +147,32 @@ def train(
 
 
 def link(
-    ws: Workspace,
+    call: Call,
     folder: Path,
     periods: list[int],
     *,
+    request_id: str | None = None,
+    checked_master: master.MasterFile | None = None,
     backend: str = "duckdb",
     overrides: dict[str, float | None] | None = None,
     progress: lk.Progress | None = None,
     out: Path | None = None,
 ) -> lk.LinkResult:
     """Link every item of a received request (its folder, its taxable periods); write
-    ``match/linked.parquet`` in the folder."""
-    model = mdl.load(ws)
+    ``match/linked.parquet`` in the folder (recorded). Every file read is checked against its
+    record first; `checked_master` is the master file when the caller has just checked it."""
+    ws = call.ws
+    model = current_model(call)
     t = model.thresholds.replace(**(overrides or {}))
-    mf = master.current(ws)
+    mf = checked_master or master.verified(call)
     cache, _ = _cache(ws, mf)
     work = work_dir(folder)
     items_path = folder / "items.parquet"
     con = master.connect()
     be = lk.make_backend(backend)
     try:
-        m_path = lk.master_table(con, mf, cache)
-        r_path = lk.request_table(con, items_path, work / "std.parquet")
+        m_path = _master_std(call, con, mf, cache)
+        r_path = _request_std(call, con, folder, request_id)
         n_items = con.execute(f"SELECT count(*) FROM {parquet(r_path)}").fetchall()[0][0]
         if progress:
             progress("prepare", 1, 1)
@@ -142,6 +180,9 @@ def link(
         lk.decide(con, pairs, m_path, r_path, t, mf, items_path, list(periods))
         path = out or work / LINKED
         counts = lk.write_linked(con, model.sha256, path)
+        if out is None:
+            with call.transaction() as conn:
+                files.record(conn, ws, call.actor, "match.results", path, request_id=request_id)
         if progress:
             progress("decide", 1, 1)
     finally:
@@ -167,8 +208,9 @@ def standardized_paths(ws: Workspace, folder: Path) -> tuple[Path, Path] | None:
     return (items, master_std) if items.exists() and master_std.exists() else None
 
 
-def linked_path(folder: Path) -> Path:
-    """A linked request's match results; refuse clearly when it was not linked yet."""
+def linked_path(folder: Path, call: Call | None = None) -> Path:
+    """A linked request's match results; refuse clearly when it was not linked yet. With
+    `call`, the file is checked against its record (`ledger.files`) before it is used."""
     path = folder / "match" / LINKED
     if not path.exists():
         raise fail(
@@ -176,4 +218,4 @@ def linked_path(folder: Path) -> Path:
             f"Request {folder.name} has not been linked yet: run 'custodes match link "
             f"{folder.name}'.",
         )
-    return path
+    return files.verified(call, "match.results", path) if call is not None else path

@@ -8,7 +8,6 @@ a value, because values are personal data.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import re
 from pathlib import Path
@@ -19,18 +18,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from custodes.errors import InputError
+from custodes.ledger.files import sha256_file  # noqa: F401  (re-exported for the rooms)
 
 ROW = "_row"
 # Refuse absurd files before reading them; configurable per call.
 DEFAULT_MAX_BYTES = 4 << 30
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def file_kind(path: Path) -> str:

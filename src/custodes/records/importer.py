@@ -443,6 +443,7 @@ def _merge(
     with call.transaction() as conn:
         _record_import(conn, call, record, {})
         if not unchanged:
+            master.record_generation(conn, call, folder)
             master.publish(ws, folder)
     return result
 
@@ -504,11 +505,12 @@ def _apply_import(conn: Connection, call: Call, change: dict[str, Any]) -> dict[
     p = change["payload"]
     ws = call.ws
     with ws.lock():
-        _waiting_generation(ws, p)
+        folder = _waiting_generation(ws, p)
     record = {k: v for k, v in p.items() if k not in ("generation", "base")}
     _record_import(
         conn, call, record, {"proposed_by": change["proposed_by"], "change_id": change["id"]}
     )
+    master.record_generation(conn, call, folder)
 
     def publish() -> dict[str, Any]:
         with ws.lock():

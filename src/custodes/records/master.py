@@ -17,13 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+from sqlalchemy import Connection
 
 from custodes.errors import ConflictError, IntegrityError
+from custodes.ledger import files
 from custodes.store import duck
 from custodes.store.sql import parquet
-from custodes.workspace import Workspace
+from custodes.workspace import Call, Workspace
 
 SYNTHETIC = "SYNTHETIC"  # marks a generation made wholly by `records generate`
+TABLES = ("people", "addresses", "population")  # a generation's files, each recorded
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,46 @@ def publish(ws: Workspace, folder: Path) -> MasterFile:
         if old.is_dir() and old.name != folder.name:
             shutil.rmtree(old, ignore_errors=True)
     return MasterFile(folder)
+
+
+def record_generation(conn: Connection, call: Call, folder: Path) -> None:
+    """Record, in the transaction that makes `folder` live, each of its tables and the CURRENT
+    pointer that will name it (`ledger.files`); rows of older generations go (their folders
+    are removed on publish, and a copy put back is unrecorded)."""
+    ws = call.ws
+    files.forget(conn, ws, _root(ws))
+    for table in TABLES:
+        path = folder / f"{table}.parquet"
+        if path.exists():
+            files.record(conn, ws, call.actor, f"master.{table}", path)
+    if (folder / SYNTHETIC).exists():  # lets 'requests generate' draw from it: recorded too
+        files.record(conn, ws, call.actor, "master.synthetic", folder / SYNTHETIC)
+    pointer = (folder.name + "\n").encode()
+    files.record(
+        conn,
+        ws,
+        call.actor,
+        "master.current",
+        _root(ws) / "CURRENT",
+        sha256=hashlib.sha256(pointer).hexdigest(),
+    )
+
+
+def verified(call: Call) -> MasterFile:
+    """The live master file after checking the CURRENT pointer and every table of its
+    generation against the hashes the ledger recorded (one sequential read of each); a file
+    that differs refuses the use (`file_tampered`)."""
+    ws = call.ws
+    mf = current(ws)
+    if mf.folder is None:
+        return mf
+    files.verified(call, "master.current", _root(ws) / "CURRENT")
+    for table in TABLES:
+        if mf.has(table) or table != "population":
+            files.verified(call, f"master.{table}", mf.path(table))
+    if mf.synthetic:  # a marker put into an imported generation would pass real people off
+        files.verified(call, "master.synthetic", mf.folder / SYNTHETIC)
+    return mf
 
 
 def discard(folder: Path) -> None:

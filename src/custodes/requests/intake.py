@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import insert, select
 
 from custodes.errors import AccessDenied, InputError
-from custodes.ledger import anchors, log
+from custodes.ledger import anchors, files, log
 from custodes.ledger.events import Event
 from custodes.records.files import read_text_table, sha256_file
 from custodes.requests.format import (
@@ -368,6 +368,12 @@ def submit(call: Call, folder: Path, *, paper_sha256: str | None = None) -> Subm
                     )
                 ],
             )
+            # The copies custodes reads back (ledger.files): checked at every later use.
+            kept = [("request.envelope", ENVELOPE_FILE), ("request.items", ITEMS_PARQUET)]
+            if c.items_path.name not in (ENVELOPE_FILE, ITEMS_PARQUET):
+                kept.append(("request.submitted", c.items_path.name))
+            for role, name in kept:
+                files.record(conn, ws, call.actor, role, dest / name, request_id=request_id)
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise

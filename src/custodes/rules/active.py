@@ -70,7 +70,12 @@ def propose(call: Call, folder: Path) -> dict[str, Any]:
         if not dest.exists():
             tmp = dest.with_name(f".{rs.sha256}.tmp")
             shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(folder, tmp, symlinks=True)
+            # Owner-only like everything custodes writes: copytree keeps the source's modes
+            # (a rule set copied from an installed package is world-readable).
+            shutil.copytree(folder, tmp, symlinks=True, copy_function=shutil.copyfile)
+            for path in (tmp, *tmp.rglob("*")):
+                if not path.is_symlink():
+                    path.chmod(0o700 if path.is_dir() else 0o600)
             tmp.rename(dest)
         anchors.insert(
             conn,

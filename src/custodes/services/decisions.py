@@ -34,6 +34,7 @@ def process(call: CheckedCall, request_id: str, *, progress: Progress | None = N
 @service("explain")
 def explain(call: CheckedCall, request_id: str, item_id: str) -> dict[str, Any]:
     """Why one item got its outcome: every check with its citation, and the match evidence."""
+    pipeline.checked(call, request_id)
     return pipeline.explain(call.ws, request_id, item_id)
 
 
@@ -41,7 +42,7 @@ def explain(call: CheckedCall, request_id: str, item_id: str) -> dict[str, Any]:
 def outcomes(call: CheckedCall, request_id: str, out: Path) -> dict[str, Any]:
     """The officers' per-item view written to a file (.csv, .parquet, .json); the file is a
     ledger event (it holds the values that would be released)."""
-    pipeline.request_folder(call.ws, request_id)
+    pipeline.checked(call, request_id)
     exports.file_kind(out)
     table = pipeline.view(call.ws, request_id)
     return {"request_id": request_id} | exports.write_table(
@@ -62,7 +63,7 @@ def outcomes_page(
     """A page of the per-item view, filterable by outcome and by failing check."""
     if not 1 <= limit <= 1000 or offset < 0:
         raise InputError("A page holds 1 to 1,000 items, from offset 0.", code="bad_argument")
-    pipeline.request_folder(call.ws, request_id)
+    pipeline.checked(call, request_id)
     if outcome and outcome not in pipeline.OUTCOMES:
         raise InputError(
             f"Unknown outcome filter (outcome is one of {', '.join(pipeline.OUTCOMES)}).",
@@ -90,12 +91,14 @@ def deciding_checks(call: CheckedCall, request_id: str) -> dict[str, int]:
 @service("review.read")
 def review_list(call: CheckedCall, request_id: str) -> list[dict[str, Any]]:
     """The items in review, with the match evidence."""
+    pipeline.checked(call, request_id)
     return rv.open_reviews(call.ws, request_id)
 
 
 @service("review.read")
 def review_groups(call: CheckedCall, request_id: str, sample: int = 3) -> list[dict[str, Any]]:
     """The items in review grouped by reason, each with its meaning and a sample."""
+    pipeline.checked(call, request_id)
     return rv.groups(call.ws, request_id, sample)
 
 
@@ -105,6 +108,7 @@ def review_item(call: CheckedCall, request_id: str, item_id: str) -> dict[str, A
     inspection with a purpose: `records show`)."""
     with call.ws.engine.connect() as conn:
         current_state(conn, request_id, agency=call.agency)
+    pipeline.checked(call, request_id, with_master=True)
     return rv.side_by_side(call.ws, request_id, item_id)
 
 
@@ -121,6 +125,7 @@ def review_resolve(
 ) -> dict[str, Any]:
     """Resolve review items to withhold, or to disclose naming the record identified; or a
     whole review group with one justification (recorded per item)."""
+    pipeline.checked(call, request_id)
     n = rv.resolve(call, request_id, decision, reason, items=items, records=records, group=group)
     return {"request_id": request_id, "resolved": n, "decision": decision.upper()}
 
@@ -298,7 +303,7 @@ def _step(call: CheckedCall, request_id: str, state: str) -> dict[str, Any]:
 def release_preview(call: CheckedCall, request_id: str) -> dict[str, Any]:
     """What a release would hold (counts, fields, recipients, use limits, citation) and the
     separation of duties (who prepared, who may approve): shown before anyone clicks."""
-    pipeline.request_folder(call.ws, request_id)
+    pipeline.checked(call, request_id)
     c = content(call.ws, request_id)
     prov = in_force(call.ws).provisions.get(c.envelope.get("provision", ""))
     who = approval.status(call.ws, request_id)

@@ -70,9 +70,10 @@ def link(
     """Identify every item of a request; changes no request state."""
     folder = request_folder(call.ws, request_id)
     return matching.link(
-        call.ws,
+        call,
         folder,
         envelope(folder).get("taxable_periods") or [],
+        request_id=request_id,
         backend=backend,
         overrides=overrides,
         progress=call.progress(progress),
@@ -88,7 +89,7 @@ def evaluate(
     request_id = request_id or _latest(call.ws)
     folder = request_folder(call.ws, request_id)
     report = ev.evaluate(
-        matching.linked_path(folder),
+        matching.linked_path(folder, call),
         truth,
         out_dir or folder / "match",
         matching.standardized_paths(call.ws, folder),

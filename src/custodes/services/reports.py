@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from custodes.access import CheckedCall, enter, service
+from custodes.decisions.pipeline import checked
 from custodes.errors import InputError
 from custodes.reports import disclosures as disc
 from custodes.reports import incidents as inc
@@ -130,6 +131,7 @@ def request(
     """Checks with citations, match probabilities, review, the wrong-person bound, stages and
     who did what, for one request (HTML with charts, PDF, or data)."""
     produce.known_request(call.ws, request_id)
+    checked(call, request_id)  # the match results it charts, as recorded
     size, _ = produce.snapshot(call.ws)
     events = [e for e in from_store(call.ws, request_id=request_id) if e.idx < size]
     doc = request_report(call.ws, request_id, events, in_force(call.ws))

@@ -71,6 +71,19 @@ imports = Table(
     Column("master_sha256", String(64), nullable=False),
 )
 
+# Every file custodes reads back (master-file generations, request items, standardized items,
+# match results, models, outcomes, responses, recall notices): its path relative to the
+# workspace and the `file.stored` ledger event that records its SHA-256 (custodes.ledger.files).
+# The hash is taken from the event's body, never from this row, so editing the row alone
+# changes nothing it vouches for; `ledger verify` checks each row names its path's latest event.
+files = Table(
+    "files",
+    metadata,
+    Column("path", String(400), primary_key=True),
+    Column("role", String(32), nullable=False),
+    Column("event_idx", BigInteger, nullable=False),
+)
+
 # --- ledger (RFC 9162 Merkle log; see custodes.ledger) ---------------------------------------
 
 # One row per leaf: the event body (canonical JSON, no personal data), its salt and the

@@ -215,6 +215,7 @@ def generate_request(
         raise InputError("--items must be at least 1.", code="bad_argument")
     mf = master.current(ws)
     mf.path("people")  # clear error when there is no master file
+    master.verified(call)
     if not mf.synthetic:
         raise ConflictError(
             "The master file holds imported (real) people; a synthetic request is drawn only "
