@@ -296,3 +296,23 @@ def test_an_edited_ledger_state_is_a_coded_refusal(copied) -> None:  # type: ign
     with pytest.raises(CustodesError) as exc:
         ledger.verify_store(ws, people["auditor"])
     assert exc.value.code == "ledger_corrupt"
+
+
+def test_an_event_refiled_under_another_type_is_reported(copied) -> None:  # type: ignore[no-untyped-def]
+    """An event's `type` column set to 'access' would hide it from every lookup by type (a
+    disclosure's from the accounting) while its body and leaf stay intact: the audit compares
+    the column with the body's own type, and the business audit groups by the body's."""
+    ws, people, _ = copied
+    with ws.engine.begin() as conn:
+        idx = conn.execute(
+            sa.select(sa.func.min(ledger_events.c.idx)).where(
+                ledger_events.c.type == "request.transition"
+            )
+        ).scalar()
+        assert idx is not None
+        conn.execute(
+            sa.update(ledger_events).where(ledger_events.c.idx == idx).values(type="access")
+        )
+    rep = ledger.verify_store(ws, people["auditor"])
+    assert not rep.ok
+    assert f"event {idx}: its type column differs from its body's type (edited)" in rep.problems

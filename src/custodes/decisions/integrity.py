@@ -56,14 +56,16 @@ class Findings:
 
 
 def _events(conn: Connection) -> dict[str, list[dict[str, Any]]]:
+    """Every event body by its type — the type the body itself says (committed to by its
+    leaf), not the `type` column beside it, which is a copy for lookups that a store writer
+    can change without touching the tree (the tamper campaign did, and crashed this audit)."""
     by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
     rows = conn.execution_options(yield_per=10_000).execute(
-        select(ledger_events.c.idx, ledger_events.c.type, ledger_events.c.body).order_by(
-            ledger_events.c.idx
-        )
+        select(ledger_events.c.idx, ledger_events.c.body).order_by(ledger_events.c.idx)
     )
-    for idx, kind, body in rows:
-        by_type[kind].append(json.loads(body) | {"_idx": idx})
+    for idx, body in rows:
+        doc = json.loads(body)
+        by_type[str(doc.get("type"))].append(doc | {"_idx": idx})
     return by_type
 
 

@@ -539,7 +539,12 @@ def audit_store(
                 expected = r.idx
             if commitment(r.salt, r.body.encode()) != r.commitment:
                 rep.fail(f"event {r.idx}: its body does not match its commitment (edited)")
-            anchored.add(r.idx, r.type, r.body)
+            # The type column is a copy of the body's own (for lookups by type): one edited
+            # apart from its body would hide the event from whatever looks it up by type.
+            kind = json.loads(r.body).get("type")
+            if kind != r.type:
+                rep.fail(f"event {r.idx}: its type column differs from its body's type (edited)")
+            anchored.add(r.idx, kind, r.body)
             for level, idx, h in rb.add(r.commitment):
                 seen_nodes += 1
                 if stored_nodes.get((level, idx)) != h and first_bad_node is None:
