@@ -44,18 +44,28 @@ def main() -> None:
         env = {**os.environ, "CUSTODES_HOME": home}
         subprocess.run(
             cli("init", "--admin", "chief", "--password-stdin"),
-            input=PASSWORD + "\n", text=True, env=env, check=True, capture_output=True,
+            input=PASSWORD + "\n",
+            text=True,
+            env=env,
+            check=True,
+            capture_output=True,
         )
         subprocess.run(
             cli("login", "chief", "--password-stdin"),
-            input=PASSWORD + "\n", text=True, env=env, check=True, capture_output=True,
+            input=PASSWORD + "\n",
+            text=True,
+            env=env,
+            check=True,
+            capture_output=True,
         )
         baseline = [sys.executable, "-c", "pass"]
         cases = {
             "custodes --help": cli("--help"),
             "custodes whoami": cli("whoami"),
             "every command module imported": [
-                sys.executable, "-c", "from custodes.cli.commands import load_all; load_all()"
+                sys.executable,
+                "-c",
+                "from custodes.cli.commands import load_all; load_all()",
             ],
         }
         print(f"{'command':<32} {'median s':>9} {'python -c pass s':>17} {'ratio':>7}")

@@ -310,8 +310,9 @@ def jct(led: Ledgered, *, year: int, office: str | None = None) -> Document:
             "improper": sum(g["improper"] for g in groups.values()),
         },
         notes=[
-            f"Issued by: {office}." if office else "Issuing office: not named (see 'custodes "
-            "report jct --office').",
+            f"Issued by: {office}."
+            if office
+            else "Issuing office: not named (see 'custodes report jct --office').",
             *notes,
             f"Bulk master-file data: disclosures answering a request that named more than "
             f"{BULK_ITEMS:,} people.",

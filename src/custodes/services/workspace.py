@@ -14,9 +14,8 @@ from custodes.access import Caller, CheckedCall, credentials, service, sessions,
 from custodes.access import caller as _caller
 from custodes.access.roles import ACTIONS
 from custodes.errors import ConflictError, InputError, WorkspaceError
-from custodes.ledger import anchors
+from custodes.ledger import anchors, log, pkcs11
 from custodes.ledger import keys as ledger_keys
-from custodes.ledger import log, pkcs11
 from custodes.ledger import service as ledger_service
 from custodes.ledger.note import NoteError, Signer, Verifier
 from custodes.store import engine as store_engine
