@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from custodes import failpoints
 from custodes.errors import ConflictError, fail
 from custodes.ledger.events import Event, commitment, new_salts
 from custodes.ledger.note import Checkpoint, Note, Signer, Verifier
@@ -97,6 +98,7 @@ def append(conn: Connection, events: Sequence[Event]) -> list[int]:
         )
     bulk_insert(conn, ledger_events, rows)
     bulk_insert(conn, ledger_nodes, nodes)
+    failpoints.hit("ledger.append")
     return list(range(st.size, cr.size))
 
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from custodes import failpoints
 from custodes.errors import ConflictError, InputError
 
 FORMULA_START = r"^[=+\-@\t\r]"
@@ -68,6 +69,7 @@ def _write_tmp(path: Path, data: bytes) -> Path:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+    failpoints.hit("file.write")
     return tmp
 
 
@@ -128,6 +130,7 @@ def write_replace(path: Path, data: bytes) -> Path:
 
 def commit_tmp(tmp: Path, path: Path, *, replace: bool) -> Path:
     """Move a temporary file another library wrote into place (no-clobber unless `replace`)."""
+    failpoints.hit("file.write")
     if path.is_symlink():
         tmp.unlink(missing_ok=True)
         raise InputError(
