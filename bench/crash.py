@@ -31,10 +31,12 @@ a table of kills per stage with recovered and violated counts, and each violatio
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +57,7 @@ PG_ADMIN_URL = os.environ.get(
 )
 PROVISION = "irc-6103-i-2"
 AGENCY = "U.S. Immigration and Customs Enforcement"
+TODAY = dt.datetime.now(dt.UTC).date().isoformat()  # a certification follows its recall
 STAGES = (
     "submit",
     "train",
@@ -284,7 +287,7 @@ FLOW = [
     Stage(
         "certify",
         "officer",
-        lambda c, s: ["certify-destruction", s["recall"], "--by", "A. Recipient, CISO", "--on", "2026-12-01"],
+        lambda c, s: ["certify-destruction", s["recall"], "--by", "A. Recipient, CISO", "--on", TODAY],
     ),
     Stage(
         "report",
@@ -332,12 +335,25 @@ def _error(r: subprocess.CompletedProcess[str]) -> str:
 # --- the invariants ---------------------------------------------------------------------------
 
 
-def response_files(c: Copy) -> dict[str, bytes]:
+def response_files(c: Copy, rid: str) -> dict[str, bytes]:
+    """The response as it must be identical between runs: its files, with the request's id
+    written as `REQUEST` (a submission killed before its commit gets a new random id when it is
+    made again) and response.json without its `checkpoint` (a signed checkpoint of the ledger
+    at release, whose size counts the events of the commands run before it, a resumed one's
+    too; `ledger verify` checks it)."""
     folder = c.out / "response"
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
+    out = {}
+    for p in sorted(folder.iterdir()) if folder.exists() else []:
+        data = p.read_bytes()
+        if p.name == "response.json":
+            doc = json.loads(data)
+            doc.pop("checkpoint", None)
+            data = json.dumps(doc, indent=2).encode()
+        out[p.name] = data.replace(rid.encode(), b"REQUEST")
+    return out
 
 
-def check(c: Copy, baseline: dict[str, bytes]) -> list[str]:
+def check(c: Copy, rid: str, baseline: dict[str, bytes]) -> list[str]:
     """Every broken invariant, in words (none: the copy is whole)."""
     problems: list[str] = []
     v = c.cli("auditor", "ledger", "verify", "--json")
@@ -346,20 +362,20 @@ def check(c: Copy, baseline: dict[str, bytes]) -> list[str]:
     engine = sa.create_engine(c.url.replace("postgresql://", "postgresql+psycopg://"))
     try:
         with engine.connect() as conn:
-            rows = conn.execute(sa.text("SELECT request_id, count(*) FROM disclosures GROUP BY request_id")).all()
-            leaves = Counter()
-            released = Counter()
-            hashes: set[str] = set()
+            n_rows = conn.execute(sa.text("SELECT count(*) FROM disclosures")).scalar_one()
+            leaves: Counter[tuple[str, str]] = Counter()
+            released: Counter[str] = Counter()
+            recorded: set[str] = set()  # every string an event carries: hashes, recall ids
             for kind, body in conn.execute(sa.text("SELECT type, body FROM ledger_events")):
                 b = json.loads(body)
                 if kind == "disclosure":
                     leaves[(b.get("request_id"), b.get("item_sha256"))] += 1
                 if kind == "request.transition" and b.get("to") == "released":
                     released[b.get("request_id")] += 1
-                hashes.update(str(x) for x in _strings(b) if len(str(x)) == 64)
+                recorded.update(_strings(b))
+            checkpoints = {r[0] for r in conn.execute(sa.text("SELECT checkpoint FROM releases"))}
     finally:
         engine.dispose()
-    n_rows = sum(n for _, n in rows)
     if sum(leaves.values()) != n_rows or any(n != 1 for n in leaves.values()):
         problems.append(
             f"disclosures: {n_rows} rows, {sum(leaves.values())} leaves for {len(leaves)} items"
@@ -370,13 +386,28 @@ def check(c: Copy, baseline: dict[str, bytes]) -> list[str]:
         for p in folder.rglob("*.tmp"):
             problems.append(f"half-written file left: {p.relative_to(c.root)}")
     for p in sorted(q for q in c.out.rglob("*") if q.is_file()):
-        if hashlib.sha256(p.read_bytes()).hexdigest() not in hashes:
+        if not _has_event(p, recorded, checkpoints):
             problems.append(f"file without its event: {p.relative_to(c.root)}")
-    got = response_files(c)
+    got = response_files(c, rid)
     if got != baseline:
         differ = sorted(k for k in got.keys() | baseline.keys() if got.get(k) != baseline.get(k))
         problems.append(f"response differs from the uninterrupted run's: {differ}")
     return problems
+
+
+def _has_event(p: Path, recorded: set[str], checkpoints: set[str | None]) -> bool:
+    """An output file and the event that records it: its SHA-256 in an event (the response's
+    CSV, a report); response.json names the CSV's hash and carries the release's checkpoint;
+    a recall notice names its recall, whose events name it."""
+    data = p.read_bytes()
+    if hashlib.sha256(data).hexdigest() in recorded:
+        return True
+    if p.name == "response.json":
+        doc = json.loads(data)
+        return doc.get("response_sha256") in recorded and doc.get("checkpoint") in checkpoints
+    if p.name.startswith("notice."):
+        return any(w in recorded for w in re.findall(rb"rcl-[0-9a-f]{12}", data)[:1] for w in [w.decode()])
+    return False
 
 
 def _strings(body: Any) -> list[Any]:
@@ -415,8 +446,8 @@ def baseline_run(backend: Backend, base: Copy, work: Path) -> tuple[list[tuple[C
             raise SystemExit(f"the uninterrupted run failed at {st.name}: {_error(r)}\n{r.stderr}")
         st.learn(c, s, _json(r))
         events.append(log.read_text().split() if log.exists() else [])
-    baseline = response_files(c)
-    problems = check(c, baseline)
+    baseline = response_files(c, s["rid"])
+    problems = check(c, s["rid"], baseline)
     if problems:
         raise SystemExit(f"the uninterrupted run breaks an invariant: {problems}")
     return snaps, events, baseline
@@ -435,6 +466,18 @@ def plan(events: list[list[str]], kills: int) -> list[tuple[int, int]]:
         k = n if total <= kills else max(1, round(kills * n / total))
         k = min(k, n)
         out += [(i, 1 + (j * n) // k) for j in range(k)]
+    return out
+
+
+def at_points(events: list[list[str]], at: list[str]) -> list[tuple[int, int]]:
+    """(stage index, N) for points named STAGE:KIND:K, the Kth event of KIND in STAGE (e.g.
+    `recall:file.write:1`, the recall's first file write)."""
+    out = []
+    for point in at:
+        stage, kind, k = point.rsplit(":", 2)
+        i = STAGES.index(stage)
+        ns = [n for n, e in enumerate(events[i], 1) if e == kind]
+        out.append((i, ns[int(k) - 1]))
     return out
 
 
@@ -467,7 +510,7 @@ def one_kill(
             res.problems.append(f"resuming {st.name}: exit {again.returncode}: {_error(again)}")
         st.learn(c, s, _json(again))
         finish(c, s, FLOW[i + 1 :])
-        res.problems += check(c, baseline)
+        res.problems += check(c, s["rid"], baseline)
     except (FlowFailed, subprocess.TimeoutExpired, ValueError, KeyError, IndexError) as exc:
         res.problems.append(f"flow did not finish: {type(exc).__name__}: {exc}")
     if not keep or not res.problems:
@@ -488,7 +531,7 @@ def campaign(args: argparse.Namespace) -> list[Result]:
             "stage: " + ", ".join(f"{st.name} {len(e)}" for st, e in zip(FLOW, events)),
             flush=True,
         )
-        todo = plan(events, args.kills)
+        todo = plan(events, args.kills) if not args.at else at_points(events, args.at)
         if args.stages:
             todo = [(i, n) for i, n in todo if FLOW[i].name in args.stages]
         with ThreadPoolExecutor(args.jobs) as pool:
@@ -542,6 +585,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--jobs", type=int, default=1, help="Kills run at once.")
     p.add_argument("--stages", nargs="*", help="Only kills in these stages.")
+    p.add_argument(
+        "--at", nargs="*", help="Kill only at these points, STAGE:KIND:K (Kth KIND event)."
+    )
     p.add_argument("--work", help="Working folder (default: a new temporary one).")
     p.add_argument("--keep", action="store_true", help="Keep the copies that broke something.")
     args = p.parse_args(argv)

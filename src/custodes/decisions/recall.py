@@ -15,7 +15,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from custodes.access.credentials import item_key
 from custodes.errors import ConflictError, InputError, IntegrityError, NotFound
@@ -99,6 +99,8 @@ def recall(
         raise InputError("A recall needs a reason (e.g. the court ruling).", code="bad_argument")
     if out is not None:
         out_folder(out)
+    if request_id is not None and (resumed := _resume(ws, request_id, out)) is not None:
+        return resumed
     targets = _targets(ws, request_id, items_file)
     recall_id = f"rcl-{secrets.token_hex(6)}"
     now = dt.datetime.now(dt.UTC)
@@ -160,19 +162,7 @@ def recall(
             ).scalar()
             if disclosed == recalled and current_state(conn, req) == "released":
                 transition(conn, req, "recalled", actor=actor, reason=reason.strip())
-        fields = {
-            (r.request_id, r.item_id): json.loads(r.fields)
-            for r in conn.execute(
-                select(disclosures).where(disclosures.c.request_id.in_({t[0] for t in targets}))
-            )
-        }
-        agencies = dict(
-            conn.execute(
-                select(requests.c.id, requests.c.agency).where(
-                    requests.c.id.in_({t[0] for t in targets})
-                )
-            ).all()
-        )
+        fields, agencies = _recipients(conn, targets)
         # The notice goes to the recipients named when the request was received: an edited
         # envelope would redirect it, so its hash must still be the one recorded at intake.
         for req, sha in conn.execute(
@@ -188,11 +178,77 @@ def recall(
                 )
     notice = _notice(ws, recall_id, reason.strip(), now, targets, fields, agencies)
     folder = out or ws.home / "recalls" / recall_id
+    _write_notice(folder, notice)
+    return _info(recall_id, targets, folder, notice, fields)
+
+
+def _write_notice(folder: Path, notice: dict[str, Any], *, resume: bool = False) -> None:
+    """The notice's two files, each written whole (never over a file already there; when
+    `resume`, one already there, from a recall interrupted between the two, is kept)."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    write_new(
-        folder / "notice.json", (json.dumps(notice, indent=2, ensure_ascii=False) + "\n").encode()
+    for name, data in (
+        ("notice.json", json.dumps(notice, indent=2, ensure_ascii=False) + "\n"),
+        ("notice.txt", _notice_text(notice)),
+    ):
+        if not (resume and (folder / name).exists()):
+            write_new(folder / name, data.encode())
+
+
+def _resume(ws: Workspace, request_id: str, out: Path | None) -> dict[str, Any] | None:
+    """A whole request recalled again: when its recall committed but the process ended before
+    the notice was written (a crash after the commit), the notice is written now, from what the
+    recall recorded, and the recall is answered as if it had just been made. Otherwise (the
+    request not recalled, or its notice there) None: the recall goes on as usual."""
+    with ws.engine.connect() as conn:
+        if current_state(conn, request_id) != "recalled":
+            return None
+        last = conn.execute(
+            select(recalls)
+            .where(
+                recalls.c.id.in_(
+                    select(recall_items.c.recall_id).where(recall_items.c.request_id == request_id)
+                )
+            )
+            .order_by(recalls.c.at.desc())
+            .limit(1)
+        ).first()
+        assert last is not None  # a request is recalled only by a recall of its items
+        folder = out or ws.home / "recalls" / last.id
+        if (folder / "notice.json").exists() and (folder / "notice.txt").exists():
+            return None
+        targets = [
+            (r.request_id, r.item_id)
+            for r in conn.execute(select(recall_items).where(recall_items.c.recall_id == last.id))
+        ]
+        fields, agencies = _recipients(conn, targets)
+    at = last.at.replace(tzinfo=dt.UTC) if last.at.tzinfo is None else last.at
+    notice = _notice(ws, last.id, last.reason, at, targets, fields, agencies)
+    _write_notice(folder, notice, resume=True)
+    return _info(last.id, targets, folder, notice, fields)
+
+
+def _recipients(
+    conn: Connection, targets: list[tuple[str, str]]
+) -> tuple[dict[tuple[str, str], list[str]], dict[str, str]]:
+    """The fields disclosed for each recalled item, and each request's agency."""
+    reqs = {t[0] for t in targets}
+    fields = {
+        (r.request_id, r.item_id): json.loads(r.fields)
+        for r in conn.execute(select(disclosures).where(disclosures.c.request_id.in_(reqs)))
+    }
+    agencies = dict(
+        conn.execute(select(requests.c.id, requests.c.agency).where(requests.c.id.in_(reqs))).all()
     )
-    write_new(folder / "notice.txt", _notice_text(notice).encode())
+    return fields, agencies
+
+
+def _info(
+    recall_id: str,
+    targets: list[tuple[str, str]],
+    folder: Path,
+    notice: dict[str, Any],
+    fields: dict[tuple[str, str], list[str]],
+) -> dict[str, Any]:
     return {
         "recall_id": recall_id,
         "items": len(targets),

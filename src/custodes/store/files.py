@@ -6,6 +6,7 @@ carriage return gets a leading apostrophe).
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 from collections.abc import Iterator
@@ -75,16 +76,20 @@ def _write_tmp(path: Path, data: bytes) -> Path:
 
 def _link_new(tmp: Path, path: Path) -> Path:
     """Link a whole staged file into place, never over a name that is taken (even by a racing
-    writer); the staged name goes either way."""
+    writer); the staged name goes either way. Once the file is in place, the files staged for
+    the same name by a writer that was killed before linking them (bench/crash.py) go too:
+    a racing writer whose staged file goes that way finds the name taken, as it would have."""
     try:
         os.link(tmp, path)
-    except FileExistsError:
+    except (FileExistsError, FileNotFoundError):
         raise ConflictError(
             f"{path}: already exists; custodes does not overwrite files (name a new one).",
             code="output_exists",
         ) from None
     finally:
         tmp.unlink(missing_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     return path
 
 
@@ -139,16 +144,7 @@ def commit_tmp(tmp: Path, path: Path, *, replace: bool) -> Path:
     if replace:
         os.replace(tmp, path)
         return path
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise ConflictError(
-            f"{path}: already exists; custodes does not overwrite files (name a new one).",
-            code="output_exists",
-        ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return _link_new(tmp, path)
 
 
 def tmp_beside(path: Path) -> Path:
