@@ -41,6 +41,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -101,13 +102,90 @@ class Copy:
         }
         if failpoint:
             env["CUSTODES_FAILPOINT"] = failpoint
-        return subprocess.run(
-            [sys.executable, "-m", "custodes", *args, "--home", str(self.home)],
+        argv = [*args, "--home", str(self.home)]
+        if SPAWN:
+            return subprocess.run(
+                [sys.executable, "-m", "custodes", *argv],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+        return _zygote().run(argv, {k: v for k, v in env.items() if k.startswith("CUSTODES")})
+
+
+# Each command runs in a process of its own, killed with SIGKILL at its failpoint. By default
+# that process is forked from a "zygote" that has imported custodes once (as Android starts
+# apps): the command then costs its work, not the ~2 s of imports a `python -m custodes` pays
+# on a loaded machine, and the campaign's hundreds of kills fit in minutes. `--spawn` runs
+# `python -m custodes` itself for each command instead.
+SPAWN = False
+_local = threading.local()
+
+
+class Zygote:
+    def __init__(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES")}
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--zygote"],
             env=env,
-            capture_output=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
             text=True,
-            timeout=600,
         )
+        self.dir = Path(tempfile.mkdtemp(prefix="crash-zygote-"))
+
+    def run(self, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        out, err = self.dir / "stdout", self.dir / "stderr"
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(
+            json.dumps({"argv": argv, "env": env, "out": str(out), "err": str(err)}) + "\n"
+        )
+        self.proc.stdin.flush()
+        rc = json.loads(self.proc.stdout.readline())["rc"]
+        return subprocess.CompletedProcess(argv, rc, out.read_text(), err.read_text())
+
+
+def _zygote() -> Zygote:
+    if not hasattr(_local, "zygote"):
+        _local.zygote = Zygote()
+    return _local.zygote
+
+
+def zygote_main() -> None:
+    """The zygote: import the CLI once, then fork one child per command read from stdin (a
+    JSON line: argv, the CUSTODES_* environment, files for stdout and stderr) and answer with
+    the child's exit status (-9: killed at its failpoint)."""
+    import importlib
+
+    from custodes import failpoints
+    from custodes.cli import main as cli_main
+    from custodes.cli.commands import load_all
+
+    load_all()
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        pid = os.fork()
+        if pid == 0:  # the command's own process
+            code = 70
+            try:
+                os.environ.update(cmd["env"])
+                importlib.reload(failpoints)  # it reads CUSTODES_FAILPOINT when loaded
+                for fd, name in ((1, cmd["out"]), (2, cmd["err"])):
+                    f = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                    os.dup2(f, fd)
+                    os.close(f)
+                sys.argv = ["custodes", *cmd["argv"]]
+                cli_main()
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        print(json.dumps({"rc": os.waitstatus_to_exitcode(status)}), flush=True)
 
 
 class Backend:
@@ -137,6 +215,7 @@ class Postgres(Backend):
     def __init__(self) -> None:
         self.admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         self.made: list[str] = []
+        self.lock = threading.Lock()
 
     def _url(self, name: str) -> str:
         return (
@@ -157,7 +236,8 @@ class Postgres(Backend):
 
     def copy(self, src: Copy, dest_root: Path) -> str:
         dest_root.mkdir(parents=True)
-        return self._url(self._create(sa.engine.make_url(src.url).database))
+        with self.lock:  # a template database takes one copy at a time
+            return self._url(self._create(sa.engine.make_url(src.url).database))
 
     def drop(self, url: str) -> None:
         name = sa.engine.make_url(url).database
@@ -429,6 +509,7 @@ class Result:
     killed: bool
     resumed_with: str  # "ok" or the coded refusal the same command answered
     problems: list[str] = field(default_factory=list)
+    again: bool = False  # killed a second time, while resuming
 
 
 def baseline_run(backend: Backend, base: Copy, work: Path) -> tuple[list[tuple[Copy, dict]], list[list[str]], dict[str, bytes]]:
@@ -453,23 +534,25 @@ def baseline_run(backend: Backend, base: Copy, work: Path) -> tuple[list[tuple[C
     return snaps, events, baseline
 
 
-def plan(events: list[list[str]], kills: int) -> list[tuple[int, int]]:
-    """(stage index, N) for each kill: every event of every stage when the budget allows,
-    otherwise an even spread over each stage's events, in proportion to their number (at
-    least one kill per stage that passes any event)."""
+def plan(events: list[list[str]], kills: int) -> list[tuple[int, int, int | None]]:
+    """(stage index, N, M) for each kill: SIGKILL at the stage's Nth event, then (M not None)
+    again at the Mth event of the same command run to resume. Every event of every stage once
+    when the budget allows, otherwise an even spread over each stage's events in proportion to
+    their number; a budget beyond every event goes to kills during the resumption too (a crash
+    while recovering from a crash), spread evenly over the pairs (N, M)."""
     total = sum(len(e) for e in events)
-    out = []
+    out: list[tuple[int, int, int | None]] = []
     for i, ev in enumerate(events):
         n = len(ev)
-        if not n:
-            continue
-        k = n if total <= kills else max(1, round(kills * n / total))
-        k = min(k, n)
-        out += [(i, 1 + (j * n) // k) for j in range(k)]
+        k = min(n, n if total <= kills else max(1, round(kills * n / total)))
+        out += [(i, 1 + (j * n) // k, None) for j in range(k)]
+    pairs = [(i, n, m) for i, ev in enumerate(events) for n in range(1, len(ev) + 1) for m in range(1, len(ev) + 1)]
+    extra = min(max(0, kills - len(out)), len(pairs))
+    out += [pairs[(j * len(pairs)) // extra] for j in range(extra)]
     return out
 
 
-def at_points(events: list[list[str]], at: list[str]) -> list[tuple[int, int]]:
+def at_points(events: list[list[str]], at: list[str]) -> list[tuple[int, int, int | None]]:
     """(stage index, N) for points named STAGE:KIND:K, the Kth event of KIND in STAGE (e.g.
     `recall:file.write:1`, the recall's first file write)."""
     out = []
@@ -477,7 +560,7 @@ def at_points(events: list[list[str]], at: list[str]) -> list[tuple[int, int]]:
         stage, kind, k = point.rsplit(":", 2)
         i = STAGES.index(stage)
         ns = [n for n, e in enumerate(events[i], 1) if e == kind]
-        out.append((i, ns[int(k) - 1]))
+        out.append((i, ns[int(k) - 1], None))
     return out
 
 
@@ -489,11 +572,12 @@ def one_kill(
     work: Path,
     i: int,
     n: int,
+    m: int | None,
     keep: bool,
 ) -> Result:
     st = FLOW[i]
     snap, state = snaps[i]
-    c = clone(backend, snap, work / f"kill-{st.name}-{n:04d}")
+    c = clone(backend, snap, work / f"kill-{st.name}-{n:04d}-{m or 0:04d}")
     s = dict(state)
     res = Result(st.name, n, events[i][n - 1], False, "")
     try:
@@ -501,6 +585,8 @@ def one_kill(
         res.killed = r.returncode == -9
         if not res.killed:
             res.problems.append(f"not killed at event {n}: exit {r.returncode} {_error(r)}")
+        if m is not None:  # killed again while resuming (if the resumption gets that far)
+            res.again = run_stage(c, st, s, failpoint=f"any:{m}").returncode == -9
         again = run_stage(c, st, s)  # what a user runs after the crash: the same command
         if again.returncode in (0, 1):
             res.resumed_with = "ok"
@@ -520,6 +606,8 @@ def one_kill(
 
 
 def campaign(args: argparse.Namespace) -> list[Result]:
+    global SPAWN
+    SPAWN = args.spawn
     backend: Backend = Postgres() if args.backend == "postgresql" else Backend()
     work = Path(args.work or tempfile.mkdtemp(prefix=f"crash-{backend.name}-"))
     try:
@@ -533,13 +621,11 @@ def campaign(args: argparse.Namespace) -> list[Result]:
         )
         todo = plan(events, args.kills) if not args.at else at_points(events, args.at)
         if args.stages:
-            todo = [(i, n) for i, n in todo if FLOW[i].name in args.stages]
+            todo = [t for t in todo if FLOW[t[0]].name in args.stages]
         with ThreadPoolExecutor(args.jobs) as pool:
             results = list(
                 pool.map(
-                    lambda t: one_kill(
-                        backend, snaps, events, baseline, work, t[0], t[1], args.keep
-                    ),
+                    lambda t: one_kill(backend, snaps, events, baseline, work, *t, args.keep),
                     todo,
                 )
             )
@@ -556,9 +642,11 @@ def campaign(args: argparse.Namespace) -> list[Result]:
 
 def table(name: str, results: list[Result], seconds: float) -> str:
     lines = [
-        f"{name}: {len(results)} kills in {seconds:.0f} s",
-        "| stage | kills | commit | ledger.append | file.write | recovered | violated | resumed with a refusal |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        f"{name}: {len(results) + sum(r.again for r in results)} kills in {len(results)} runs, "
+        f"{seconds:.0f} s",
+        "| stage | kills | at commit | at ledger.append | at file.write | at group commit "
+        "| killed again resuming | recovered | violated | resumed with a refusal |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for stage in STAGES + ("all",):
         rs = [r for r in results if stage in (r.stage, "all")]
@@ -568,8 +656,10 @@ def table(name: str, results: list[Result], seconds: float) -> str:
         refused = Counter(r.resumed_with for r in rs if r.resumed_with not in ("ok", ""))
         bad = sum(1 for r in rs if r.problems)
         lines.append(
-            f"| {stage} | {len(rs)} | {kinds['commit']} | {kinds['ledger.append']} | "
-            f"{kinds['file.write']} | {len(rs) - bad} | {bad} | "
+            f"| {stage} | {len(rs) + sum(r.again for r in rs)} | {kinds['commit']} | "
+            f"{kinds['ledger.append']} | {kinds['file.write']} | "
+            f"{kinds['group_commit.before_commit']} | {sum(r.again for r in rs)} | "
+            f"{len(rs) - bad} | {bad} | "
             + (", ".join(f"{k} ×{v}" for k, v in sorted(refused.items())) or "—")
             + " |"
         )
@@ -590,11 +680,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--work", help="Working folder (default: a new temporary one).")
     p.add_argument("--keep", action="store_true", help="Keep the copies that broke something.")
+    p.add_argument(
+        "--spawn", action="store_true", help="Run `python -m custodes` for each command."
+    )
     args = p.parse_args(argv)
     results = campaign(args)
     return 1 if any(r.problems for r in results) else 0
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--zygote"]:
+        zygote_main()
+        sys.exit(0)
     os.environ.pop("CUSTODES_FAILPOINT", None)  # the campaign itself never dies
     sys.exit(main())

@@ -33,6 +33,7 @@ def _run(tmp_path: Path, *at: str) -> list:  # type: ignore[type-arg]
         at=list(at),
         work=str(tmp_path / "campaign"),
         keep=False,
+        spawn=False,
     )
     return crash.campaign(args)
 

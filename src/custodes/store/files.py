@@ -60,7 +60,28 @@ def out_file(path: Path, *, overwrite: bool = False) -> Path:
 
 
 def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    """A staged name beside `path`, naming the process that stages it (see `_sweep`)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(6)}.tmp")
+
+
+def _sweep(path: Path) -> None:
+    """Once a file is in place: remove what was staged for the same name by a process that no
+    longer runs (killed between staging and linking; bench/crash.py). A live writer's staged
+    file is its own, left alone."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*-*.tmp"):
+        pid = stale.name[len(path.name) + 2 :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def _write_tmp(path: Path, data: bytes) -> Path:
@@ -76,20 +97,17 @@ def _write_tmp(path: Path, data: bytes) -> Path:
 
 def _link_new(tmp: Path, path: Path) -> Path:
     """Link a whole staged file into place, never over a name that is taken (even by a racing
-    writer); the staged name goes either way. Once the file is in place, the files staged for
-    the same name by a writer that was killed before linking them (bench/crash.py) go too:
-    a racing writer whose staged file goes that way finds the name taken, as it would have."""
+    writer); the staged name goes either way."""
     try:
         os.link(tmp, path)
-    except (FileExistsError, FileNotFoundError):
+    except FileExistsError:
         raise ConflictError(
             f"{path}: already exists; custodes does not overwrite files (name a new one).",
             code="output_exists",
         ) from None
     finally:
         tmp.unlink(missing_ok=True)
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        stale.unlink(missing_ok=True)
+    _sweep(path)
     return path
 
 
@@ -118,6 +136,7 @@ def recorded(path: Path, data: bytes, *, replace: bool = False) -> Iterator[Path
         raise
     if replace:
         os.replace(tmp, path)
+        _sweep(path)
     else:
         _link_new(tmp, path)
 
@@ -130,6 +149,7 @@ def write_replace(path: Path, data: bytes) -> Path:
         )
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.replace(_write_tmp(path, data), path)
+    _sweep(path)
     return path
 
 
@@ -143,6 +163,7 @@ def commit_tmp(tmp: Path, path: Path, *, replace: bool) -> Path:
         )
     if replace:
         os.replace(tmp, path)
+        _sweep(path)
         return path
     return _link_new(tmp, path)
 
