@@ -454,6 +454,7 @@ def check(c: Copy, rid: str, baseline: dict[str, bytes]) -> list[str]:
                     released[b.get("request_id")] += 1
                 recorded.update(_strings(b))
             checkpoints = {r[0] for r in conn.execute(sa.text("SELECT checkpoint FROM releases"))}
+            ids = {r[0] for r in conn.execute(sa.text("SELECT id FROM requests"))}
     finally:
         engine.dispose()
     if sum(leaves.values()) != n_rows or any(n != 1 for n in leaves.values()):
@@ -465,6 +466,9 @@ def check(c: Copy, rid: str, baseline: dict[str, bytes]) -> list[str]:
     for folder in (c.home, c.out):
         for p in folder.rglob("*.tmp"):
             problems.append(f"half-written file left: {p.relative_to(c.root)}")
+    for p in sorted((c.home / "requests").iterdir()):
+        if p.name not in ids:
+            problems.append(f"request folder without its row: {p.relative_to(c.root)}")
     for p in sorted(q for q in c.out.rglob("*") if q.is_file()):
         if not _has_event(p, recorded, checkpoints):
             problems.append(f"file without its event: {p.relative_to(c.root)}")

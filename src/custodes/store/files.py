@@ -70,11 +70,12 @@ def _sweep(path: Path) -> None:
     file is its own, left alone."""
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*-*.tmp"):
         pid = stale.name[len(path.name) + 2 :].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
             stale.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether the process `pid` runs (on this machine)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
