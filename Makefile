@@ -2,20 +2,28 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# `make demo` installs custodes alone; `make test` (and lint, format, bench) add the `test`
+# extra. Each stamp is remade when pyproject.toml changes; the test stamp also after the base one,
+# so `make test` after `make demo` installs what the demo left out.
+BASE_STAMP := $(VENV)/.installed-base
+TEST_STAMP := $(VENV)/.installed-test
 DEMO_PEOPLE ?= 20000
 DEMO_HOME ?= custodes-data
 
 ASSETS := src/custodes/web/static/vendor/.copied
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint format bench clean postgres assets browser
+.PHONY: demo test lint format bench clean postgres assets browser softhsm
 
-$(STAMP): pyproject.toml
+$(BASE_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(BASE_STAMP)
+
+$(TEST_STAMP): $(BASE_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(TEST_STAMP)
 
 # The console's front-end assets (USWDS, htmx, and Swagger UI for /v1/docs) come from the npm
 # registry at the versions in package-lock.json and are copied into the package: served by
@@ -46,27 +54,32 @@ browser:
 	@command -v chromium >/dev/null || $(SUDO) apt-get install -y chromium || \
 	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 
+# The HSM test signs the ledger inside a PKCS#11 token: Debian's SoftHSM2 stands in for an HSM.
+softhsm:
+	@test -e /usr/lib/softhsm/libsofthsm2.so || $(SUDO) apt-get install -y softhsm2 || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y softhsm2; }
+
 # Tests that need PostgreSQL use the local server; start it where one is installed but stopped.
 postgres:
 	@pg_isready -q 2>/dev/null || { command -v pg_ctlcluster >/dev/null && \
 	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -n1) main start && \
 	  sleep 2; } || echo "note: no PostgreSQL server could be started; PostgreSQL tests will fail"
 
-demo: $(STAMP) $(ASSETS)
+demo: $(BASE_STAMP) $(ASSETS)
 	DEMO_PEOPLE=$(DEMO_PEOPLE) CUSTODES_HOME=$(DEMO_HOME) $(BIN)/python -m custodes.demo
 
-test: $(STAMP) $(ASSETS) browser postgres
+test: $(TEST_STAMP) $(ASSETS) browser softhsm postgres
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
-format: $(STAMP)
+format: $(TEST_STAMP)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python bench/generate.py
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/ledger.py

@@ -381,7 +381,6 @@ def main() -> None:
     from custodes.services import decisions, matching, records, requests, rules, users
     from custodes.services.workspace import init
     from custodes.synthetic import staff
-    from custodes.synthetic.staff import PASSWORD
     from custodes.workspace import open_workspace
 
     tmp = Path(tempfile.mkdtemp(prefix="custodes-bench-api-"))
@@ -398,7 +397,7 @@ def main() -> None:
         rid = requests.submit(ws, people["requester"], tmp / "req").request_id
         matching.train(ws, people["officer"], rid)
         decisions.process(ws, people["officer"], rid)
-        token = sessions.login(ws, "officer", PASSWORD)
+        token = sessions.login(ws, "officer", people.password)
         key = users.key(ws, people.admin, "requester")["key"]
         users.confirm(ws, people.second_admin, "requester")
 

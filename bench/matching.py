@@ -167,7 +167,6 @@ def febrl(tmp: Path) -> None:
     from custodes.services.workspace import init
     from custodes.synthetic import febrl as fb
     from custodes.synthetic import staff
-    from custodes.synthetic.staff import PASSWORD
     from custodes.workspace import open_workspace
 
     data = fb.prepare(tmp / "febrl")
@@ -178,7 +177,9 @@ def febrl(tmp: Path) -> None:
     staff.add(people, "officer", ["officer"])
     staff.add(people, "agency", ["requester"], agency=fb.AGENCY)
     rules.register_parties(ws, people.admin, "irc-6103-i-2")
-    token = {who: sessions.login(ws, who, PASSWORD) for who in ("admin", "admin2", "officer")}
+    token = {
+        who: sessions.login(ws, who, people.password) for who in ("admin", "admin2", "officer")
+    }
     issued = users.key(ws, people.admin, "agency")  # the agency's own account submits
     users.confirm_change(ws, people.second_admin, issued["change"])
     token["agency"] = issued["key"]

@@ -17,7 +17,7 @@ from custodes.access import CheckedCall, enter
 from custodes.services import records as records_svc
 from custodes.services import workspace as ws_svc
 from custodes.synthetic import staff as staff_mod
-from custodes.synthetic.staff import PASSWORD, Staff
+from custodes.synthetic.staff import Staff
 from custodes.workspace import Workspace, open_workspace
 
 # Sessions built once per run (the templates') are reused for its whole length: the
@@ -28,6 +28,9 @@ os.environ.setdefault("CUSTODES_IDLE_MINUTES", "720")
 PG_ADMIN_URL = os.environ.get(
     "CUSTODES_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
+# The password every test user sets: a constant for the tests only (custodes itself fixes none;
+# its helpers make a random one unless given this).
+PASSWORD = "correct horse battery staple"
 TEST_PASSWORD = PASSWORD
 
 
@@ -83,7 +86,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Works
 @pytest.fixture
 def staff(workspace: Workspace) -> Staff:
     """Two administrators and one signed-in user per other role, in `workspace`."""
-    return staff_mod.one_per_role(workspace)
+    return staff_mod.one_per_role(workspace, password=PASSWORD)
 
 
 @dataclass
@@ -100,7 +103,7 @@ def _master_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     root = tmp_path_factory.mktemp("template")
     home, db = root / "ws", root / "ws.db"
     ws = make_workspace(home, f"sqlite:///{db}")
-    people = staff_mod.one_per_role(ws)
+    people = staff_mod.one_per_role(ws, password=PASSWORD)
     records_svc.generate(ws, people.admin, 3000, 11)
     ws.close()
     return Template(home, db, people)
@@ -179,7 +182,7 @@ def sign_in():  # type: ignore[no-untyped-def]
         ws = open_workspace(home, store_url)
         try:
             credentials.ensure_secrets_key(ws)
-            people = staff_mod.one_per_role(ws)
+            people = staff_mod.one_per_role(ws, password=PASSWORD)
             base = {"CUSTODES_STORE_URL": store_url} if store_url else {}
             envs = {}
             for role, name in (

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from conftest import PASSWORD as PW
 from custodes.access import (
     ACTIONS,
     EXCLUSIVE,
@@ -45,7 +46,6 @@ from custodes.services import users as svc
 from custodes.store.tables import access_log, ledger_events
 from custodes.store.tables import sessions as sessions_table
 from custodes.synthetic import staff as staff_mod
-from custodes.synthetic.staff import PASSWORD as PW
 from custodes.synthetic.staff import Staff
 from custodes.workspace import Workspace
 

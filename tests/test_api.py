@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import Template, copy_template
+from conftest import PASSWORD, Template, copy_template
 from custodes.access import sessions
 from custodes.access.roles import ACTIONS
 from custodes.api import create_app
@@ -29,7 +29,6 @@ from custodes.services import requests as requests_svc
 from custodes.services import rules, users
 from custodes.services import workspace as ws_svc
 from custodes.synthetic import staff as staff_mod
-from custodes.synthetic.staff import PASSWORD
 
 ROLES = ("officer", "approver", "auditor", "admin", "rule-steward", "requester", "other-agency")
 ROLE_OF = {"admin": "administrator", "rule-steward": "rule_steward", "other-agency": "requester"}
@@ -94,6 +93,8 @@ def _problem(r: Any, status: int, code: str) -> dict[str, Any]:
 def test_schema_is_openapi_31_with_examples(api: Api) -> None:
     schema = api.get("/v1/openapi.json").json()
     assert schema["openapi"].startswith("3.1")
+    # a duplicate submission answers 200 with the first submission: the schema says so
+    assert {"200", "201", "202"} <= set(schema["paths"]["/v1/requests"]["post"]["responses"])
     ours = {k: v for k, v in schema["components"]["schemas"].items() if "ValidationError" not in k}
     assert ours and all("examples" in v for v in ours.values()), [
         k for k, v in ours.items() if "examples" not in v
@@ -103,8 +104,14 @@ def test_schema_is_openapi_31_with_examples(api: Api) -> None:
 
 def test_errors_are_problem_details_without_values(api: Api) -> None:
     r = api.get("/v1/requests")
-    _problem(r, 401, "not_signed_in")
+    body = _problem(r, 401, "not_signed_in")
     assert r.headers["www-authenticate"].startswith("Bearer")
+    # an HTTP client is told what to send, not to run a shell command (#24, minor)
+    assert "Authorization: Bearer" in body["detail"] and "custodes login" not in body["detail"]
+    # a 405 names every method the resource allows (GET and POST here), not one route's
+    wrong = api.put("/v1/requests", "officer")
+    _problem(wrong, 405, "method_not_allowed")
+    assert {m.strip() for m in wrong.headers["allow"].split(",")} >= {"GET", "POST"}
     made_up = {"Authorization": "Bearer made-up"}
     _problem(api.get("/v1/requests", headers=made_up), 401, "not_signed_in")
     _problem(api.get("/v1/no-such-route"), 404, "not_found")
@@ -138,6 +145,15 @@ def test_docs_and_every_v1_answer_carry_the_consoles_security_headers(api: Api) 
         assert "unsafe-inline" not in h["content-security-policy"]
         assert h["x-content-type-options"] == "nosniff" and h["x-frame-options"] == "DENY"
         assert h["referrer-policy"] == "no-referrer" and h["cache-control"], r.url
+
+
+def test_a_store_out_of_reach_says_when_to_retry() -> None:
+    """A 503 or 429 always carries Retry-After, also when its cause names no time (#24)."""
+    from custodes.api.problems import from_error
+    from custodes.errors import WorkspaceError
+
+    r = from_error(WorkspaceError("The store cannot be reached.", code="store_unreachable"))
+    assert r.status_code == 503 and int(r.headers["retry-after"]) > 0
 
 
 def test_sign_in_throttled_per_account_and_address(api: Api) -> None:
@@ -204,6 +220,9 @@ ROUTES = {
     ("POST", "/v1/requests/{id}/recall"): "recall",
     ("GET", "/v1/recalls"): "recalls.read",
     ("POST", "/v1/recalls/{recall}/certify"): "recall.certify",
+    ("GET", "/v1/recalls/{recall}/notice"): "recalls.read",
+    ("GET", "/v1/recalls/{recall}/notice.txt"): "recalls.read",
+    ("POST", "/v1/recalls/{recall}/acknowledgement"): "recall.acknowledge",
     ("POST", "/v1/records/inspect"): "records.show",
     ("GET", "/v1/rules/changes"): "rules.read",
     ("POST", "/v1/rules/changes/{sha}/approve"): "rules.change",
@@ -409,6 +428,12 @@ def test_attacks_over_http(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
         422,
         "bad_argument",
     )
+    # every problem of a JSON body is named (where, never the value), not only the first
+    tin = "123-45-6789"
+    r = api.post("/v1/requests", "requester", json={"items": [{"a": 1}, {"b": [2]}, {tin: 3}]})
+    detail = _problem(r, 422, "bad_argument")["detail"]
+    assert all(w in detail for w in ("envelope: Field required", "items.0.a", "items.1.b"))
+    assert "items.2.…" in detail and tin not in detail  # a key an agency chose, not quoted
     _problem(
         api.post(
             "/v1/requests",
@@ -514,7 +539,9 @@ def test_main_job_over_http_and_ledger_verified_from_tiles(api: Api) -> None:
     assert response.status_code == 200
     doc = response.json()
     assert doc["counts"]["disclosed"] == page["total"] and doc["checkpoint"]
-    assert api.get(f"/v1/requests/{rid}/response.csv", "requester").text.startswith('"item_id"')
+    csv_answer = api.get(f"/v1/requests/{rid}/response.csv", "requester")
+    assert csv_answer.text.startswith('"item_id"')
+    assert csv_answer.headers["content-disposition"] == f'attachment; filename="{rid}.csv"'
     _problem(api.get(f"/v1/requests/{rid}/response", "other-agency"), 404, "unknown_request")
 
     # An outsider: the checkpoint, then every tile, recomputes the signed root.
@@ -574,10 +601,63 @@ def test_staff_operations_over_http(api: Api) -> None:
     released = [r for r in api.get("/v1/requests", "officer").json() if r["state"] == "released"]
     assert released, "the main job test releases a request first"
     rid = released[0]["id"]
+    outcomes = api.get(f"/v1/requests/{rid}/outcomes?outcome=DISCLOSE", "officer").json()
+    first_item = outcomes["items"][0]["item_id"]
+    # chosen items only (the console's and the CLI's --items): an item not disclosed is refused
+    _problem(
+        api.post(
+            f"/v1/requests/{rid}/recall",
+            "officer",
+            json={"reason": "court ruling", "items": [first_item, "item-none"]},
+        ),
+        404,
+        "not_disclosed",
+    )
+    one = api.post(
+        f"/v1/requests/{rid}/recall",
+        "officer",
+        json={"reason": "wrong person", "items": [first_item]},
+    )
+    assert one.status_code == 200 and one.json()["items"] == 1, one.text
+    assert api.get(f"/v1/requests/{rid}", "requester").json()["state"] == "released"
     r = api.post(f"/v1/requests/{rid}/recall", "officer", json={"reason": "court ruling"})
     assert r.status_code == 200, r.text
     recall_id = r.json()["recall_id"]
-    assert [x["status"] for x in api.get("/v1/recalls", "auditor").json()] == ["open"]
+    assert [x["status"] for x in api.get("/v1/recalls", "auditor").json()] == ["open", "open"]
+    # Issue #24 item 7: the agency learns of its recalls, downloads each notice, acknowledges
+    mine = api.get("/v1/recalls", "requester").json()
+    assert [x["recall_id"] for x in mine] == [one.json()["recall_id"], recall_id]
+    assert mine[1]["requests"] == [rid] and mine[1]["reason"] == "court ruling"
+    assert mine[1]["acknowledged"] == [] and mine[1]["notice"] is True
+    assert mine[1]["at"].endswith(("Z", "+00:00"))
+    assert api.get("/v1/recalls", "other-agency").json() == []
+    notice = api.get(f"/v1/recalls/{recall_id}/notice", "requester").json()
+    assert notice["recall_id"] == recall_id and notice["reason"] == "court ruling"
+    assert [x["request_id"] for x in notice["requests"]] == [rid]
+    assert first_item not in notice["requests"][0]["items"]  # recalled by the first recall
+    assert len(notice["requests"][0]["items"]) == r.json()["items"]
+    assert first_item in api.get(f"/v1/recalls/{mine[0]['recall_id']}/notice", "requester").text
+    text = api.get(f"/v1/recalls/{recall_id}/notice.txt", "requester")
+    assert text.text.startswith(f"NOTICE TO RETURN OR DESTROY — recall {recall_id}")
+    assert text.headers["content-disposition"] == f'attachment; filename="notice-{recall_id}.txt"'
+    ack = f"/v1/recalls/{recall_id}/acknowledgement"
+    for who in ("other-agency",):  # another agency's recall does not exist for it
+        _problem(api.get(f"/v1/recalls/{recall_id}/notice", who), 404, "unknown_recall")
+        _problem(api.get(f"/v1/recalls/{recall_id}/notice.txt", who), 404, "unknown_recall")
+        _problem(api.post(ack, who), 404, "unknown_recall")
+    _problem(api.post(ack, "officer"), 403, "forbidden")  # staff never acknowledge for an agency
+    _problem(
+        api.post("/v1/recalls/rcl-000000000000/acknowledgement", "requester"), 404, "unknown_recall"
+    )
+    _problem(api.get("/v1/recalls/rcl-000000000000/notice", "officer"), 404, "unknown_recall")
+    first = api.post(ack, "requester")
+    assert first.status_code == 200 and first.json()["already"] is False, first.text
+    again = api.post(ack, "requester").json()
+    assert again["already"] is True
+    assert again["acknowledged_at"] == first.json()["acknowledged_at"]
+    seen = {x["recall_id"]: x for x in api.get("/v1/recalls", "officer").json()}
+    assert [a["agency"] for a in seen[recall_id]["acknowledged"]] == [first.json()["agency"]]
+    assert seen[one.json()["recall_id"]]["acknowledged"] == []
     _problem(
         api.post(
             f"/v1/recalls/{recall_id}/certify",
@@ -661,7 +741,7 @@ def test_rule_sets_registries_grants_and_exports_over_http(api: Api) -> None:
     _problem(
         api.post(f"/v1/rules/changes/{sha}/approve", "rule-steward"), 403, "separation_of_duties"
     )
-    people = staff_mod.Staff(ws)
+    people = staff_mod.Staff(ws, password=PASSWORD)
     for admin in ("admin", "admin2"):
         people.login(admin)
         people.callers[admin] = people[admin]
@@ -882,12 +962,10 @@ def test_the_server_runs_a_witness_that_cosigns_the_live_log(
 def test_a_large_submission_may_be_answered_at_once_with_its_job(api: Api) -> None:
     """`Prefer: respond-async`: 202 with the intake's job once the upload is on disk; the
     agency follows the job to the submission (or to the problem a bad file gets); another
-    agency cannot see the job; the staged upload is gone when the job has ended."""
-    import glob
-    import tempfile
-
+    agency cannot see the job; the staged upload (in the workspace's `staging/`) is gone when
+    the job has ended."""
     prefer = {"Prefer": "respond-async"}
-    before = set(glob.glob(f"{tempfile.gettempdir()}/custodes-upload-*"))
+    staging = api.c.app.state.ws.home / "staging"  # type: ignore[attr-defined]
     folder = api.root / "req-3"
     envelope = (folder / "envelope.json").read_bytes()
     items = (folder / "items.csv").read_text().replace("item-0000001", "item-async-1")
@@ -899,6 +977,7 @@ def test_a_large_submission_may_be_answered_at_once_with_its_job(api: Api) -> No
     done = api.wait(r.json(), "requester")
     assert done["state"] == "succeeded" and done["kind"] == "submit", done
     rid = done["result"]["request_id"]
+    assert done["request_id"] == rid  # the finished job names the request it made (#24)
     assert api.get(f"/v1/requests/{rid}", "requester").json()["state"] == "received"
     _problem(api.get(f"/v1/jobs/{done['id']}", "other-agency"), 404, "unknown_job")
     # a file the intake refuses: the job fails with the intake's problem, nothing kept
@@ -906,7 +985,36 @@ def test_a_large_submission_may_be_answered_at_once_with_its_job(api: Api) -> No
     r = api.post("/v1/requests", "requester", files=broken, headers=prefer)
     failed = api.wait(r.json(), "requester")
     assert failed["state"] == "failed" and failed["problem"]["code"] == "missing_columns", failed
-    assert set(glob.glob(f"{tempfile.gettempdir()}/custodes-upload-*")) <= before
+    assert list(staging.iterdir()) == []
+
+
+def test_lists_come_whole_or_a_page_at_a_time(api: Api) -> None:
+    """A list is the same bare array as before; with `limit` it comes a page at a time, each
+    naming the next in `Link: rel="next"` (RFC 8288), until the whole list is read (#24)."""
+    import re
+
+    whole = api.get("/v1/requests", "officer")
+    assert whole.status_code == 200 and "link" not in whole.headers
+    # timestamps carry their time zone, from this SQLite store as from PostgreSQL (#24)
+    first = whole.json()[0]
+    assert first["submitted_at"].endswith(("Z", "+00:00")), first
+    steps = api.get(f"/v1/requests/{first['id']}", "officer").json()["history"]
+    assert all(s["at"].endswith(("Z", "+00:00")) for s in steps), steps
+    assert len(whole.json()) >= 3, "earlier tests submit several requests"
+    pages: list[dict[str, Any]] = []
+    url: str | None = "/v1/requests?limit=2"
+    while url:
+        r = api.get(url, "officer")
+        assert r.status_code == 200 and len(r.json()) <= 2, r.text
+        pages += r.json()
+        found = re.fullmatch(r'<([^>]+)>; rel="next"', r.headers.get("link", ""))
+        url = found.group(1) if found else None
+    assert pages == whole.json()
+    _problem(api.get("/v1/requests?limit=2&cursor=bm90LWFuLWlk", "officer"), 422, "bad_cursor")
+    _problem(api.get("/v1/requests?limit=0", "officer"), 422, "bad_argument")
+    # an agency pages through only its own
+    mine = api.get("/v1/requests?limit=1", "other-agency")
+    assert mine.json() == [] and "link" not in mine.headers
 
 
 def test_agency_accounts_keys_and_policy_take_two_administrators(api: Api) -> None:
@@ -939,7 +1047,7 @@ def test_agency_accounts_keys_and_policy_take_two_administrators(api: Api) -> No
 
 def test_suspension_stops_the_next_call(api: Api) -> None:
     ws = api.c.app.state.ws  # type: ignore[attr-defined]
-    people = staff_mod.Staff(ws)
+    people = staff_mod.Staff(ws, password=PASSWORD)
     people.login("admin")
     people.login("admin2")
     people.callers["admin"], people.callers["admin2"] = people["admin"], people["admin2"]
@@ -963,7 +1071,7 @@ def test_a_call_in_flight_does_not_commit_once_its_caller_is_suspended(
     from custodes.requests import lifecycle
 
     ws = api.c.app.state.ws  # type: ignore[attr-defined]
-    people = staff_mod.Staff(ws)
+    people = staff_mod.Staff(ws, password=PASSWORD)
     for admin in ("admin", "admin2"):
         people.login(admin)
         people.callers[admin] = people[admin]

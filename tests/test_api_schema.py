@@ -13,12 +13,11 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
-from conftest import Template, copy_template
+from conftest import PASSWORD, Template, copy_template
 from custodes.access import sessions
 from custodes.api import create_app
 from custodes.services import requests as requests_svc
 from custodes.services import rules
-from custodes.synthetic.staff import PASSWORD
 
 CHECKS = [
     checks.not_a_server_error,

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Template, copy_template
+from conftest import PASSWORD, Template, copy_template
 from custodes.access import sessions
 from custodes.services import requests as requests_svc
 from custodes.services import rules, users
-from custodes.synthetic.staff import PASSWORD
 
 
 def _free_port() -> int:

@@ -14,12 +14,16 @@ SRC = Path(custodes.__file__).parent
 # room -> the rooms it may import. Everything not listed here may not be imported.
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
-    "store": {"errors"},
+    # The one table of plain-language labels for codes: imported by the door and the faces.
+    "labels": set(),
+    # Named points where a crash test kills the process (CUSTODES_FAILPOINT): below every room.
+    "failpoints": set(),
+    "store": {"errors", "failpoints"},
     "workspace": {"errors", "store"},
     "ledger": {"errors", "store", "workspace"},
     # The four mechanisms know nothing of each other; each writes its events to the ledger.
     "records": {"errors", "ledger", "store", "workspace"},
-    "access": {"errors", "ledger", "store", "workspace"},
+    "access": {"errors", "labels", "ledger", "store", "workspace"},
     "matching": {"errors", "ledger", "records", "store", "workspace"},
     "rules": {"errors", "ledger", "records", "store", "workspace"},
     "requests": {"errors", "ledger", "records", "store", "workspace"},
@@ -71,9 +75,9 @@ ALLOWED: dict[str, set[str]] = {
     },
     # Faces: only the services and the errors (and the package's version).
     # `custodes serve` starts the HTTP face (by name, under uvicorn) and imports nothing of it.
-    "cli": {"custodes", "errors", "services"},
+    "cli": {"custodes", "errors", "labels", "services"},
     "api": {"custodes", "errors", "services"},
-    "web": {"custodes", "errors", "services", "api"},
+    "web": {"custodes", "errors", "labels", "services", "api"},
     "demo": {"access", "services", "synthetic", "workspace"},
     "__main__": {"cli"},
 }

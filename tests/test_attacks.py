@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import PASSWORD
 from custodes.access import sessions
 from custodes.services import rules, users
 from custodes.synthetic import staff as staff_mod
-from custodes.synthetic.staff import PASSWORD
 from custodes.workspace import open_workspace
 
 AGENCY = "U.S. Immigration and Customs Enforcement"
@@ -56,7 +56,7 @@ def attack(tmp_path_factory: pytest.TempPathFactory) -> tuple[Shell, Path]:
         == 0
     )
     ws = open_workspace(home)
-    people = staff_mod.Staff(ws)
+    people = staff_mod.Staff(ws, password=PASSWORD)
     people.login("chief")
     code = users.add(ws, people["chief"], "deputy", ["administrator"])["enrolment_code"]
     from custodes.access.users import enrol

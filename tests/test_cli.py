@@ -42,6 +42,52 @@ def test_help_reads_well(cmd: list[str]) -> None:
     assert "Usage" in result.output and len(result.output) > 200
 
 
+def test_h_global_json_and_whole_first_sentences(tmp_path: Path) -> None:
+    """#24: `-h` is help everywhere; `--json` before the command works like after it; a
+    command's line in its group's list is its whole first sentence, not cut at "(26 U.S.C."."""
+    import typer.main
+
+    for cmd in ([], ["report"], ["report", "jct"]):
+        r = runner.invoke(app, [*cmd, "-h"])
+        assert r.exit_code == 0 and "Usage" in r.output, r.output
+    home = str(tmp_path / "none")
+    r = runner.invoke(app, ["--json", "status", "--home", home])
+    assert r.exit_code == 2 and json.loads(r.stdout)["error"]["code"] == "no_workspace"
+    r = runner.invoke(app, ["status", "--home", home])  # and only for that command
+    assert r.exit_code == 2 and "error (no_workspace)" in r.output
+
+    def lines(cmd, path):  # type: ignore[no-untyped-def]
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield [*path, name], sub.get_short_help_str(limit=150)
+            yield from lines(sub, [*path, name])
+
+    for path, text in lines(typer.main.get_command(app), []):
+        assert text.count("(") == text.count(")") or text.endswith("…"), (path, text)
+        assert not text.endswith(("U.S.C.", "e.g.", "i.e.")), (path, text)
+    r = runner.invoke(app, ["report", "-h"])
+    assert "Joint Committee on Taxation (26 U.S.C. 6103(p)(3)(C))" in " ".join(r.output.split())
+
+
+def test_login_json_prints_a_session_without_replacing_the_stored_one(
+    tmp_path: Path, sign_in
+) -> None:  # type: ignore[no-untyped-def]
+    from conftest import PASSWORD
+    from custodes.cli import session
+
+    home = tmp_path / "w"
+    runner.invoke(app, ["init", "--home", str(home)])
+    sign_in(str(home))
+    login = ["login", "auditor", "--password-stdin", "--home", str(home)]
+    r = runner.invoke(app, login, input=PASSWORD + "\n")
+    assert r.exit_code == 0, r.output
+    stored = session.token(home)
+    assert stored
+    r = runner.invoke(app, [*login, "--json"], input=PASSWORD + "\n")
+    assert r.exit_code == 0, r.output
+    printed = json.loads(r.stdout)["session"]
+    assert printed != stored and session.token(home) == stored
+
+
 def test_every_command_is_covered() -> None:
     assert len(COMMANDS) > 30 and ["ledger", "verify"] in COMMANDS
 
@@ -328,3 +374,31 @@ def test_changes_list_and_confirm_by_id(tmp_path: Path, sign_in) -> None:  # typ
         input=f"{reset['enrolment_code']} {second}\nthe auditor's new password\n",
     )
     assert r.exit_code == 0, r.output
+
+
+def test_tables_keep_ids_whole_at_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """#24: in an 80-column terminal the request ids are whole; the wordy columns wrap."""
+    import io
+
+    from rich.console import Console
+
+    from custodes.cli import render
+
+    screen = io.StringIO()
+    monkeypatch.setattr(render, "out", Console(file=screen, width=80, highlight=False))
+    rows = [
+        {
+            "id": f"req-{i:012x}",
+            "state": "in_review",
+            "agency": "U.S. Immigration and Customs Enforcement",
+            "provision": "irc-6103-i-2",
+            "items": 1000,
+            "submitted_at": "2026-12-06T09:31:12+00:00",
+            "next": "resolve the items in review (an officer), then prepare the release",
+        }
+        for i in range(3)
+    ]
+    render.rows("Requests", rows, [(k.replace("_", " "), k) for k in rows[0]])
+    shown = screen.getvalue()
+    assert all(r["id"] in shown for r in rows), shown
+    assert max(len(line) for line in shown.splitlines()) <= 80

@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import Template, copy_template
+from conftest import PASSWORD, Template, copy_template
 from custodes.access import sessions
 from custodes.cli import app
 from custodes.services import matching, requests, rules
-from custodes.synthetic.staff import PASSWORD
 
 runner = CliRunner()
 

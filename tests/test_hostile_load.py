@@ -27,7 +27,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from conftest import Template, copy_template
+from conftest import PASSWORD, Template, copy_template
 from custodes.access import sessions
 from custodes.cli import app as cli
 from custodes.errors import InputError, RateLimited
@@ -37,7 +37,7 @@ from custodes.rules.provisions import REFERENCE
 from custodes.services import jobs as jobs_svc
 from custodes.services import requests as requests_svc
 from custodes.services import rules, users
-from custodes.synthetic.staff import PASSWORD, Staff
+from custodes.synthetic.staff import Staff
 from custodes.web import create_app
 from custodes.workspace import Workspace
 
@@ -174,7 +174,7 @@ def test_a_console_upload_without_a_live_session_is_refused_before_its_body_is_r
     cookie = "custodes_session"  # its name with CUSTODES_INSECURE_COOKIES (plain HTTP)
     boundary = "b0undary"
     first = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"archive\"; "
+        f'--{boundary}\r\nContent-Disposition: form-data; name="archive"; '
         'filename="x.zip"\r\nContent-Type: application/zip\r\n\r\n'
     ).encode() + b"\0" * (64 << 10)
     for extra, want in (("", 303), (f"Cookie: {cookie}=not-a-session\r\n", 401)):
@@ -407,7 +407,7 @@ def test_parser_breaking_input_gets_a_coded_error_over_the_api(
 def test_parser_breaking_input_gets_a_coded_error_on_the_command_line(
     api: tuple[TestClient, dict[str, str], Path], tmp_path: Path
 ) -> None:
-    client, tokens, root = api
+    client, tokens, _ = api
     home = str(client.app.state.ws.home)  # type: ignore[attr-defined]
     url = client.app.state.ws.store_url  # type: ignore[attr-defined]
     env = {"CUSTODES_STORE_URL": url}
@@ -425,7 +425,9 @@ def test_parser_breaking_input_gets_a_coded_error_on_the_command_line(
     for text in (_deep_yaml(), _alias_bomb()):
         (tmp_path / "agreement.yaml").write_bytes(text)
         r = runner.invoke(
-            cli, ["agreements", "add", str(tmp_path / "agreement.yaml"), "--home", home], env=as_admin
+            cli,
+            ["agreements", "add", str(tmp_path / "agreement.yaml"), "--home", home],
+            env=as_admin,
         )
         assert r.exit_code == 2 and "(bad_agreement)" in r.output, r.output
         r = runner.invoke(cli, ["rules", "lint", str(_rule_set_with(tmp_path, text))])

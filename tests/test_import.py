@@ -134,9 +134,10 @@ def import_master(call: CheckedCall, people: Path, addresses: Path, **kw: object
 
 @pytest.fixture
 def admin_call(workspace: Workspace) -> CheckedCall:
+    from conftest import PASSWORD
     from custodes.synthetic.staff import administrators
 
-    people = administrators(workspace)
+    people = administrators(workspace, PASSWORD)
     _SECOND[workspace.home] = people.second_admin
     return enter(workspace, people.admin, "records.import")
 

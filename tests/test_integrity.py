@@ -38,6 +38,7 @@ def released(tmp_path_factory: pytest.TempPathFactory, _master_template: Templat
         item = next(r["item_id"] for r in csv.DictReader(fh) if r["answer"] == "disclosed")
     (root / "one.csv").write_text(f"request_id,item_id\n{rid},{item}\n")
     recall = decisions.recall(ws, officer, reason="ruling", items_file=root / "one.csv")
+    decisions.acknowledge_recall(ws, people["requester"], recall["recall_id"])
     decisions.certify(
         ws, officer, recall["recall_id"], certified_by="R.O.", certified_on=dt.date.today()
     )
@@ -104,6 +105,14 @@ TAMPERS = {
         ["recalls (certified):"],
     ),
     "forget a recalled item": (["DELETE FROM recall_items"], ["recall_items:"]),
+    "redirect a recall notice": (
+        ["UPDATE recalls SET notice = notice || ' '"],
+        ["recalls (notice):"],
+    ),
+    "forget an agency's acknowledgement": (
+        ["DELETE FROM recall_acknowledgements"],
+        ["recall_acknowledgements:"],
+    ),
 }
 
 
@@ -124,12 +133,26 @@ def test_tampering_with_business_rows_is_found(copy, name: str) -> None:  # type
         assert any(p.startswith(where) or where in p for p in rep.problems), (where, rep.problems)
 
 
+def test_an_altered_recall_notice_is_not_served(copy) -> None:  # type: ignore[no-untyped-def]
+    """Issue #24 item 7: the notice an agency downloads is the one the ledger recorded."""
+    from custodes.errors import IntegrityError
+
+    ws, people, _ = copy
+    (recall,) = decisions.recalls(ws, people["requester"])
+    assert decisions.recall_notice(ws, people["requester"], recall["recall_id"])["requests"]
+    with ws.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE recalls SET notice = replace(notice, 'ruling', 'nothing')"))
+    with pytest.raises(IntegrityError) as exc:
+        decisions.recall_notice(ws, people["requester"], recall["recall_id"])
+    assert exc.value.code == "notice_tampered"
+
+
 def test_the_cli_fails_the_audit_and_names_the_row(copy) -> None:  # type: ignore[no-untyped-def]
     from typer.testing import CliRunner
 
+    from conftest import PASSWORD
     from custodes.access import sessions
     from custodes.cli import app
-    from custodes.synthetic.staff import PASSWORD
 
     ws, _, _ = copy
     with ws.engine.begin() as conn:

@@ -12,14 +12,14 @@ import pytest
 import sqlalchemy as sa
 
 import custodes
-from conftest import keyed_in, one_for_review
+from conftest import PASSWORD, keyed_in, one_for_review
 from custodes.access import sessions
 from custodes.errors import CustodesError
 from custodes.services import decisions, matching, records, reports, requests, rules, users
 from custodes.services.rules import register_parties
 from custodes.store.tables import ledger_events
 from custodes.synthetic import staff as staff_mod
-from custodes.synthetic.staff import PASSWORD, Staff
+from custodes.synthetic.staff import Staff
 from custodes.workspace import Workspace
 
 # Event types whose name is computed (not a literal in Event(...)).
@@ -77,6 +77,7 @@ def test_every_event_type_names_its_actor(
     decisions.release(ws, officer, rid, tmp_path / "out")
     decisions.release(ws, officer, rid, tmp_path / "out-again")
     recall = decisions.recall(ws, officer, reason="ruling", request_id=rid)
+    decisions.acknowledge_recall(ws, people["requester"], recall["recall_id"])
     import datetime as dt
 
     decisions.certify(
@@ -125,6 +126,25 @@ def test_every_event_type_names_its_actor(
     )
     imported = records.import_(ws, admin, tmp_path / "p.csv", tmp_path / "a.csv")
     users.confirm_change(ws, people.second_admin, imported["change"])
+    # the ledger's witness, made the workspace's by an administrator, and a restore confirmed
+    import threading
+
+    from custodes.ledger import witness
+    from custodes.ledger.note import ALG_COSIGNATURE_V1, Signer
+    from custodes.services import ledger as ledger_svc
+
+    wkey = Signer.generate("w.test", ALG_COSIGNATURE_V1)
+    log_key = ledger_svc.ledger.verifier(ws)
+    server = witness.make_server(
+        witness.Witness(tmp_path / "w.db", wkey, [log_key]), "127.0.0.1", 0
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ledger_svc.use_witness(ws, admin, f"http://127.0.0.1:{server.server_port}", wkey.verifier)
+        ledger_svc.confirm_restore(ws, admin)
+    finally:
+        server.shutdown()
+        server.server_close()
     assert PASSWORD
 
     with ws.engine.connect() as conn:

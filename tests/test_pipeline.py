@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import Template, copy_template, keyed_in
+from conftest import PASSWORD, Template, copy_template, keyed_in
 from custodes.access import sessions
 from custodes.access.credentials import item_key
 from custodes.decisions import pipeline
@@ -40,7 +40,7 @@ from custodes.services.requests import generate as generate_request
 from custodes.services.rules import register_parties
 from custodes.store.tables import disclosures, ledger_events, releases, requests
 from custodes.synthetic import staff as staff_mod
-from custodes.synthetic.staff import PASSWORD, Staff
+from custodes.synthetic.staff import Staff
 from custodes.workspace import Workspace
 
 
@@ -823,3 +823,22 @@ def test_no_one_completes_a_two_person_release_alone(
             assert did == {"prepare": "staff2"}
     finally:
         ws.close()
+
+
+def test_a_response_cites_each_authority_once() -> None:
+    """Two failing checks that cite the same provision give the citation once, in order (#24)."""
+    import pyarrow as pa
+
+    from custodes.decisions.response import _rows
+
+    table = pa.table(
+        {
+            "item_id": ["item-1"],
+            "outcome": ["WITHHOLD"],
+            "checks": [["case-number", "item-reason", "signer"]],
+        }
+    )
+    cites = {"case-number": "6103(i)(2)(A)", "item-reason": "6103(i)(2)(A)", "signer": "6103(a)"}
+    row = _rows(table, [], cites).to_pylist()[0]
+    assert row["citations"] == "6103(i)(2)(A); 6103(a)"
+    assert row["defects"] == "case-number;item-reason;signer"

@@ -139,3 +139,42 @@ def test_the_data_formats_keep_one_full_row_per_disclosure() -> None:
     table = data["tables"][0]
     assert len(table["rows"]) == 239 and all(r["reason"] for r in table["rows"])
     assert table["group_by"] == "request_id" and data["ledger_root"] == ROOT
+
+
+def test_the_jct_table_reads_as_english() -> None:
+    """One row is '1 row', the year is 'Calendar year: 2026', in the HTML and the PDF (#24)."""
+    from custodes.reports.pdf import layout
+
+    doc = disc.jct(disc.read(_ledger()), year=2026)
+    doc.ledger_size, doc.ledger_root = 1000, ROOT
+    assert len(doc.tables[0].rows) == 1
+    page = encode(doc, ".html").decode()
+    assert "(1 row)" in page and "(1 rows)" not in page
+    assert "Calendar year: 2026." in page
+    assert "year: 2026." not in page.replace("Calendar year: 2026.", "")
+    assert "recalled as improper" in page
+    pdf = layout(doc)
+    text = " ".join(t for _, _, _, texts in pdf.tables for line in texts for t in line)
+    assert "U.S. Immigration and Customs Enforcement" in text
+
+
+def test_key_figures_read_as_words_and_every_page_is_numbered() -> None:
+    """The request report's figures have labels ("Wrong-person rate, upper bound at 95 %
+    confidence", not "Wrong person bound 95") (#24)."""
+    from custodes.reports.document import Document, Table
+    from custodes.reports.pdf import layout
+
+    doc = Document(
+        "request",
+        "Request req-aaaaaaaaaaaa: checks, matching, review and release",
+        {"request_id": "req-aaaaaaaaaaaa"},
+        [Table("Checks", [("check", "Check"), ("failing", "Failing")], [])],
+        figures={"items": 150, "wrong_person_bound_95": "≤ 2.3077%", "review_rate_percent": 1.5},
+    )
+    doc.ledger_size, doc.ledger_root = 1000, ROOT
+    page = encode(doc, ".html").decode()
+    assert "Wrong-person rate, upper bound at 95 % confidence" in page
+    assert "Wrong person bound 95" not in page and "Review rate (%)" in page
+    # the footer ("Page i of n") is every report's, checked on the accounting above
+    pdf = layout(doc)
+    assert _pages(bytes(pdf.output())) == pdf.pages_count >= 1

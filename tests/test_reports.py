@@ -63,6 +63,7 @@ def year(tmp_path_factory: pytest.TempPathFactory, _master_template: Template) -
         item = next(r["item_id"] for r in csv.DictReader(fh) if r["answer"] == "disclosed")
     (root / "one.csv").write_text(f"request_id,item_id\n{rids['irc-6103-i-2']},{item}\n")
     rc = decisions.recall(ws, officer, reason="court ruling", items_file=root / "one.csv")
+    decisions.acknowledge_recall(ws, people["requester"], rc["recall_id"])
     decisions.certify(
         ws, officer, rc["recall_id"], certified_by="R.O.", certified_on=dt.date.today()
     )
@@ -136,12 +137,10 @@ def test_accounting_has_one_row_per_disclosure_event(copy, tmp_path: Path) -> No
     # filters
     ice = reports.accounting(ws, people["auditor"], provision="irc-6103-i-2")["document"]
     assert {r["provision"] for r in ice["tables"][0]["rows"]} == {"irc-6103-i-2"}
-    assert (
-        reports.accounting(ws, people["auditor"], year=YEAR - 1)["document"]["figures"][
-            "disclosures"
-        ]
-        == 0
-    )
+    # a year before this ledger began is not "0 disclosures": the ledger cannot say (#24)
+    with pytest.raises(CustodesError) as exc:
+        reports.accounting(ws, people["auditor"], year=YEAR - 1)
+    assert exc.value.code == "bad_year"
 
 
 def test_the_annual_table_totals_equal_the_ledger(copy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -167,7 +166,9 @@ def test_the_annual_table_totals_equal_the_ledger(copy, tmp_path: Path) -> None:
     assert f["recalled"] == 1
     assert f["improper"] == sum(1 for e in events if e["request_id"] == rids["irc-6103-m-2"])
     notes = " ".join(doc["notes"])
-    assert "1 of these disclosures were recalled" in notes and "later found improper" in notes
+    # the words of `recall` ("improper") and of an incident's finding, kept apart (#24)
+    assert "1 of these disclosures were recalled as improper" in notes
+    assert "incident's finding later declared improper" in notes
     # the footnote marks sit on the rows they are about
     marked = {r["disclosure_to"] for r in table["rows"] if "[" in r["disclosure_to"]}
     assert len(marked) == 2
@@ -363,10 +364,32 @@ def test_recalls_and_safeguards(copy) -> None:  # type: ignore[no-untyped-def]
     rc = reports.recalls(ws, people["auditor"])["document"]
     assert rc["figures"] == {"recalls": 1, "disclosures_recalled": 1, "certified": 1, "overdue": 0}
     assert rc["tables"][0]["rows"][0]["notice_to"]
+    assert rc["tables"][0]["rows"][0]["acknowledged_by"] == [
+        "U.S. Immigration and Customs Enforcement"
+    ]
     sg = reports.safeguards(ws, people["auditor"], year=YEAR)["document"]["figures"]
     assert sg["disclosures"] == len(_bodies(ws, "disclosure"))
     assert sg["disclosures_recalled"] == 1 and sg["incidents"] == 1
     assert sg["actions_by_suspended_users"] == 0 and sg["users_with_role_officer"] == 1
+    # a grant's last day is the day the administrator gave, not the midnight after it (#24)
+    from custodes.services import users
+
+    last = dt.date(YEAR + 1, 3, 31)
+    users.add(ws, people.admin, "detailee", ["auditor"], basis="detail order 9", last_day=last)
+    users.confirm(ws, people.second_admin, "detailee")
+    doc = reports.safeguards(ws, people["auditor"], year=YEAR)["document"]
+    grant = next(r for t in doc["tables"] for r in t["rows"] if r.get("user") == "detailee")
+    assert grant["last_day"] == last.isoformat()
+
+
+def test_a_year_the_ledger_cannot_hold_is_refused(copy) -> None:  # type: ignore[no-untyped-def]
+    """`report jct --year 1850` says why instead of printing an empty table (#24)."""
+    ws, people, _ = copy
+    for year in (1850, YEAR + 5):
+        for make in (reports.jct, reports.accounting, reports.safeguards):
+            with pytest.raises(CustodesError) as exc:
+                make(ws, people["auditor"], year=year)
+            assert exc.value.code == "bad_year" and str(year) in exc.value.message
 
 
 # --- incidents and their clock -----------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -763,3 +764,12 @@ def test_duckdb_and_spark_give_the_same_verdicts(
         failing += any(not ok for _, ok in a)
     assert not differing, differing
     assert failing >= 4  # the request exercises both verdicts of most checks
+
+
+def test_court_decisions_are_cited_by_name() -> None:
+    """A court decision a check rests on is cited by its case name, not by a date alone (#24)."""
+    from custodes.rules.provisions import load
+
+    rs = load()
+    cited = [c.citation for c in rs.checks.values() if re.search(r"D\.D\.C\.|Cir\.", c.citation)]
+    assert cited and all(" v. " in c for c in cited), cited

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 import custodes.services as services_pkg
+from conftest import PASSWORD
 from custodes.access import ACTIONS, SERVICES, Caller, caller, sessions
 from custodes.errors import REGISTRY, AccessDenied
 from custodes.services import (
@@ -26,7 +27,7 @@ from custodes.services import (
 )
 from custodes.store.tables import access_log
 from custodes.synthetic import staff as staff_mod
-from custodes.synthetic.staff import PASSWORD, Staff
+from custodes.synthetic.staff import Staff
 
 MODULES = (workspace, records, requests, rules, matching, decisions, ledger, users, audit)
 

@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -67,6 +68,16 @@ def main() -> None:
         f"{APPROVER} — every step below goes through the services as one of them."
     )
 
+    # A witness in its own process and folder, beside the workspace: it cosigns every checkpoint.
+    wit = ledger.run_witness(ws, admin, Path(f"{ws.home}-witness"))
+    console.print(
+        f"Witness {wit['witness']} at {wit['url']} (pid {wit['pid']}, its own folder "
+        f"{wit['folder']}) cosigns every checkpoint; it keeps running for the console "
+        f"(stop it with 'kill {wit['pid']}').",
+        soft_wrap=True,
+        markup=False,
+    )
+
     t = time.perf_counter()
     with console.status(f"Generating a synthetic master file of {people:,} people…"):
         info = records.generate(ws, admin, people, seed=2025, replace=True)
@@ -89,7 +100,7 @@ def main() -> None:
         ws, admin, "irc-6103-i-2", items, 2025, ws.home / "demo-request", overwrite=True
     )
     timings.append(("generate (i)(2) request", time.perf_counter() - t))
-    table = Table("defect", "items", title=f"(i)(2) request of {items:,} items, by defect")
+    table = Table("defect", "items", title=f"Defects in the (i)(2) request ({items:,} items)")
     for k, v in sorted(req.by_defect.items(), key=lambda kv: -kv[1]):
         table.add_row(k, f"{v:,}")
     console.print(table)
@@ -133,21 +144,72 @@ def main() -> None:
     vkey = ledger.key(ws, admin)["vkey"]
     console.print(
         f"Verify it offline: custodes ledger export DIR && custodes ledger verify DIR "
-        f"--key '{vkey}'",
+        f"--key '{vkey}'; check the store against the witness: custodes ledger verify "
+        f"--witness '{wit['vkey']}'",
         soft_wrap=True,
         markup=False,
     )
     _main_job(ws, console, sub.request_id, officer, approver, admin, timings)
+    waiting = _work_waiting(ws, console, staff, items, timings)
 
     table = Table("stage", "seconds", title="Timings")
     for stage, secs in timings:
         table.add_row(stage, f"{secs:.2f}")
     console.print(table)
     _console_users(ws, console, staff)
+    _how_to_get_in(ws, console, staff, sub.request_id, waiting)
     ws.close()
 
 
-CONSOLE_USERS = (("officer-1", "officer"), ("approver-1", "approver"), ("auditor-1", "auditor"))
+def _work_waiting(
+    ws: Workspace,
+    console: Console,
+    staff: demo_staff.Staff,
+    items: int,
+    timings: list[tuple[str, float]],
+) -> dict[str, str]:
+    """Two more requests from the agency, left where a newcomer starts: one in review (for an
+    officer) and one prepared, waiting for a second person's approval (for an approver). Drawn
+    like the first, they go to review under the caseload rule (one official named on more
+    investigations than counsel's cap) once a request has about 850 items or more; a smaller
+    one may need no review and then waits to be prepared. On a rerun the same requests are
+    recognised and left as they are. Returns state -> request."""
+    officer = staff[OFFICER]
+    t = time.perf_counter()
+    waiting = {}
+    for seed, goal in ((2026, "in_review"), (2027, "prepared")):
+        folder = ws.home / f"demo-request-{goal.replace('_', '-')}"
+        gen = requests.generate(
+            ws,
+            staff.admin,
+            "irc-6103-i-2",
+            items,
+            seed,
+            folder,
+            overwrite=True,
+        )
+        rid = requests.submit(ws, staff[AGENCY_ACCOUNT], gen.folder).request_id
+        if decisions.next_step(ws, officer, rid)["state"] == "received":
+            decisions.process(ws, officer, rid)
+        if goal == "prepared":
+            if decisions.next_step(ws, officer, rid)["state"] == "in_review":
+                for g in decisions.review_groups(ws, officer, rid):
+                    decisions.review_resolve(
+                        ws, officer, rid, "WITHHOLD", "demo: withheld", group=g["group"]
+                    )
+            if decisions.next_step(ws, officer, rid)["state"] in ("decided", "in_review"):
+                decisions.prepare(ws, officer, rid)
+        waiting[decisions.next_step(ws, officer, rid)["state"]] = rid
+    timings.append(("two more requests: processed, one prepared", time.perf_counter() - t))
+    return waiting
+
+
+CONSOLE_USERS = (
+    ("officer-1", "officer"),
+    ("approver-1", "approver"),
+    ("auditor-1", "auditor"),
+    ("administrator-1", "administrator"),
+)
 
 
 def _console_users(ws: Workspace, console: Console, staff: demo_staff.Staff) -> None:
@@ -155,20 +217,56 @@ def _console_users(ws: Workspace, console: Console, staff: demo_staff.Staff) -> 
     every run: the code is shown once and sets the user's own password). Outside a demo the
     two halves of a code come from two administrators; here the demo is both of them, and
     prints the two halves together."""
-    table = Table(
-        "user", "role", "one-time code (two halves)", title="Web console users (codes valid 72 h)"
-    )
+    # One line each, not a table: a table at 80 columns cut the codes short ("ce_tKBy…").
+    console.print("Web console users, each with a one-time code (both halves; valid 72 h):")
     for name, role in CONSOLE_USERS:
         demo_staff.add(staff, name, [role], basis="demo", enrol=False)
         code = demo_staff.whole_code(ws, staff.second_admin, users.reset(ws, staff.admin, name))
-        table.add_row(name, role, code)
-    console.print(table)
+        console.print(f"  {name} ({role}): {code}", soft_wrap=True, markup=False)
     home = "" if str(ws.home) == os.path.abspath("custodes-data") else f" --home {ws.home}"
     console.print(
         f"Web console: run 'custodes serve{home}' (or '.venv/bin/custodes serve{home}') and open "
         "http://127.0.0.1:8600/enrol to set a password with a code above (both halves), then "
         "sign in at "
         "http://127.0.0.1:8600/ — the API is under http://127.0.0.1:8600/v1/docs.",
+        soft_wrap=True,
+        markup=False,
+    )
+
+
+def _how_to_get_in(
+    ws: Workspace,
+    console: Console,
+    staff: demo_staff.Staff,
+    released: str,
+    waiting: dict[str, str],
+) -> None:
+    """Where the work is, how the agency's system calls the API, and how an administrator
+    gets in."""
+    table = Table("request", "state", "who acts next", title="Work waiting in the console")
+    table.add_row(released, "released", "officer-1 may recall; auditor-1 reads the reports")
+    for state, who in (
+        ("in_review", "officer-1 resolves the items in review"),
+        ("decided", "officer-1 prepares the release"),
+        ("prepared", "approver-1 approves (a second person)"),
+    ):
+        if state in waiting:
+            table.add_row(waiting[state], state.replace("_", " "), who)
+    console.print(table)
+    key = staff.keys[AGENCY_ACCOUNT]
+    console.print(
+        f"Agency system: {AGENCY_ACCOUNT} acts for {AGENCY} with this API key (shown once; "
+        f"a new one on every run):\n  {key}\n"
+        f"  curl -H 'Authorization: Bearer {key}' http://127.0.0.1:8600/v1/requests\n"
+        "  (its requests, responses and recalls; POST /v1/requests submits one).",
+        soft_wrap=True,
+        markup=False,
+    )
+    console.print(
+        "Administrators: administrator-1 enrols with its code above like the other console "
+        "users, then adds staff (Users) with a second administrator confirming; the demo's own "
+        f"scripted administrators ({staff.admin.name}, {staff.second_admin.name}) sign in with "
+        f"the random password in {ws.keys / 'demo-staff.password'} (owner-only).",
         soft_wrap=True,
         markup=False,
     )

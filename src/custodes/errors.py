@@ -24,6 +24,8 @@ line and the column, and say what is wrong, not what the value was.
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass
 
 # CLI exit statuses. Every error a user can cause exits 2 (the README's contract, relied on by
@@ -200,6 +202,7 @@ REGISTRY: dict[str, Code] = {
         InputError,
         input="Input rejected",
         bad_argument="Bad argument",
+        bad_cursor="Cursor not valid",
         idempotency_key_reused="Idempotency key reused with another payload",
         bad_encoding="Not UTF-8 text",
         bad_csv="Not a readable CSV file",
@@ -244,8 +247,11 @@ REGISTRY: dict[str, Code] = {
         no_case="Open request required",
         truth_mismatch="Truth file does not match",
         bad_date="Not a date",
+        bad_year="No such report year",
+        not_confirmed="Confirmation required",
         witness_unreachable="Witness unreachable",
         witness_refused="Witness refused",
+        bad_pkcs11_uri="Not a usable PKCS#11 URI",
         password_by_enrolment="Staff set their own password",
         bad_report="Not a custodes report",
         bad_incident="Incident not valid",
@@ -266,6 +272,7 @@ REGISTRY: dict[str, Code] = {
         unknown_item="No such item",
         unknown_user="No such user",
         unknown_recall="No such recall",
+        no_notice="Notice not in the store",
         unknown_ruleset="No such rule set",
         unknown_agency="No such agency",
         unknown_record="No such record",
@@ -361,6 +368,9 @@ REGISTRY: dict[str, Code] = {
         master_exists="Master file exists",
         no_model="No linkage model",
         no_ledger_key="No ledger key",
+        hsm_key_missing="No such key in the HSM",
+        signing_held="Signing held after a restore",
+        no_witness="No witness configured",
         no_checkpoint="No signed checkpoint",
         real_master_file="Imported master file",
         refused_request="Request refused",
@@ -378,8 +388,10 @@ REGISTRY: dict[str, Code] = {
         ruleset_tampered="Rule set altered",
         master_corrupt="Master file damaged",
         release_tampered="Release files altered",
+        notice_tampered="Recall notice altered",
         bad_model="Not a model file",
         bad_ledger_key="Ledger key unreadable",
+        restore_inconsistent="Log does not extend the witness's checkpoint",
     ),
     **_codes(
         WorkspaceError,
@@ -396,8 +408,68 @@ REGISTRY: dict[str, Code] = {
         sessions_unsafe="Session folder not safe",
         no_secrets_key="No secrets key",
         bad_configuration="Configuration not usable",
+        hsm_unavailable="HSM not usable",
+        read_only="Workspace or store read-only",
     ),
+    "disk_full": Code(WorkspaceError, "Disk full", 507),
 }
+
+
+_READ_ONLY = (errno.EROFS,)
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_SQLITE = {
+    "SQLITE_READONLY": "read_only",
+    "SQLITE_FULL": "disk_full",
+    "SQLITE_IOERR": "disk_full",  # a write the filesystem refused (a size limit, a full disk)
+}
+_FAULT = {
+    "read_only": "The workspace or its store is read-only; nothing was committed by the "
+    "failing step. Make it writable and run the same command again.",
+    "disk_full": "The disk (or the process's file-size limit) is full; nothing was committed by "
+    "the failing step. Free space and run the same command again.",
+    "store_unreachable": "The connection to the store was lost; nothing was committed by the "
+    "failing step. Run the same command again when the store is back.",
+}
+
+
+def _by_message(text: str) -> str | None:
+    if os.strerror(errno.EROFS) in text:
+        return "read_only"
+    if any(os.strerror(e) in text for e in _FULL):
+        return "disk_full"
+    return None
+
+
+def from_fault(exc: BaseException) -> CustodesError | None:
+    """The coded error for a fault of the machine, not of the input: a read-only filesystem or
+    store, a full disk or a file-size limit (`OSError` by errno, SQLite by its error name), a
+    lost connection to PostgreSQL. None for anything else. Looks through the chain of causes
+    (SQLAlchemy wraps the driver's error); names no path and quotes no message (a driver's
+    message may hold data). Each face calls it before it would report an internal error."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        code = None
+        if isinstance(exc, OSError) and exc.errno in _READ_ONLY:
+            code = "read_only"
+        elif isinstance(exc, OSError) and exc.errno in _FULL:
+            code = "disk_full"
+        elif (name := getattr(exc, "sqlite_errorname", None)) is not None:
+            code = _SQLITE.get("_".join(str(name).split("_")[:2]))  # SQLITE_IOERR_WRITE -> IOERR
+        elif isinstance(exc, OSError) or type(exc).__name__ == "IOException":
+            # pyarrow's OSError has no errno, DuckDB's IOException is no OSError: both carry
+            # the system's message (strerror), which is all there is to go by
+            code = _by_message(str(exc))
+        elif any(  # psycopg's, or a subclass (AdminShutdown: the server restarted)
+            k.__module__.startswith("psycopg")
+            and k.__name__ in ("OperationalError", "InterfaceError")
+            for k in type(exc).__mro__
+        ):
+            code = "store_unreachable"
+        if code is not None:
+            return fail(code, _FAULT[code])
+        exc = exc.__cause__ or exc.__context__ or getattr(exc, "orig", None)  # type: ignore[assignment]
+    return None
 
 
 def registered(code: str) -> Code | None:

@@ -39,8 +39,9 @@ from custodes.access import sessions
 from custodes.access.roles import ACTIONS, RESOURCES, SEES_EVERY_JOB
 from custodes.access.users import roles_of
 from custodes.errors import AccessDenied, CustodesError, NotFound
+from custodes.labels import label
 from custodes.store import group
-from custodes.store.tables import jobs, requests
+from custodes.store.tables import jobs, recall_items, requests
 from custodes.workspace import Workspace
 
 P = ParamSpec("P")
@@ -168,13 +169,24 @@ def _in_reach(
     conn: Connection, name: str, roles: frozenset[str], agency: str | None, scope: dict[str, Any]
 ) -> None:
     """The resources the call names are within the caller's reach (`roles.RESOURCES`): an
-    agency account's request is its own agency's, a job is its starter's (or the caller's
-    role sees every job). Out of reach reads exactly like one that does not exist."""
+    agency account's request is its own agency's, a recall one that names its requests, a job
+    is its starter's (or the caller's role sees every job). Out of reach reads exactly like one
+    that does not exist."""
     rid = scope.get("request")
     if isinstance(rid, str) and agency is not None:
         owner = conn.execute(select(requests.c.agency).where(requests.c.id == rid)).scalar()
         if owner != agency:
             raise NotFound(f"No request '{rid}'.", code="unknown_request")
+    recall = scope.get("recall")
+    if isinstance(recall, str) and agency is not None:
+        named = conn.execute(
+            select(recall_items.c.recall_id)
+            .join(requests, requests.c.id == recall_items.c.request_id)
+            .where(recall_items.c.recall_id == recall, requests.c.agency == agency)
+            .limit(1)
+        ).first()
+        if named is None:
+            raise NotFound(f"No recall '{recall}'.", code="unknown_recall")
     job = scope.get("job")
     if isinstance(job, str) and not roles & set(SEES_EVERY_JOB):
         starter = conn.execute(select(jobs.c.actor).where(jobs.c.id == job)).scalar()
@@ -254,8 +266,8 @@ def enter(
             roles = roles_of(conn, who.name)
             if not roles & set(ACTIONS[action]):
                 raise AccessDenied(
-                    f"{who.name} may not {action.replace('.', ' ')}: it needs one of the roles "
-                    f"{', '.join(ACTIONS[action])}.",
+                    f"{who.name} may not {label(action)}: that takes the role of "
+                    f"{' or '.join(label(r) for r in ACTIONS[action])}.",
                     code="forbidden",
                 )
             _in_reach(conn, who.name, roles, row.agency, scope or {})

@@ -24,9 +24,10 @@ EXCLUSIVE: dict[frozenset[str], str] = {
 # The resources a service's arguments name, and who reaches them: the door checks them once
 # for every service that takes such an argument, so no service can forget. A request is
 # reached by staff and, among agency accounts, only by its own agency's (another agency's is
-# "unknown", 404: its existence does not leak). A job is its starter's, and every job is
-# open to the roles below.
-RESOURCES = {"request_id": "request", "job_id": "job"}
+# "unknown", 404: its existence does not leak). A recall is reached by staff and by the
+# agencies whose requests it names (another agency's is "unknown", 404). A job is its
+# starter's, and every job is open to the roles below.
+RESOURCES = {"request_id": "request", "job_id": "job", "recall_id": "recall"}
 SEES_EVERY_JOB = ("auditor",)
 
 # Which roles may perform each action a service offers. The table is the rule.
@@ -61,7 +62,8 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "release": ("officer",),
     "response.download": ("requester", "officer"),
     "recall": ("officer",),
-    "recalls.read": ("officer", "auditor"),
+    "recalls.read": ("officer", "auditor", "requester"),
+    "recall.acknowledge": ("requester",),
     "recall.certify": ("officer",),
     "ledger.read": ("auditor", "administrator", "officer"),
     "ledger.sign": ("administrator",),

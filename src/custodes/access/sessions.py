@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, or_, select, update
 
 from custodes.access import credentials as cred
 from custodes.access.roles import ROLES
@@ -482,8 +482,14 @@ def keep_alive(conn: Connection, token_sha256: str, *, ended_idle: bool = False)
             .values(ended_at=t, ended_reason="idle")
         )
         return
+    # Never moved back: a clock that steps back and is then put right would otherwise make
+    # a session in use look idle for the whole step, and end it.
     conn.execute(
         update(sessions)
-        .where(sessions.c.token_sha256 == token_sha256, sessions.c.kind != "key")
+        .where(
+            sessions.c.token_sha256 == token_sha256,
+            sessions.c.kind != "key",
+            or_(sessions.c.last_used_at.is_(None), sessions.c.last_used_at < t),
+        )
         .values(last_used_at=t)
     )

@@ -758,6 +758,7 @@ def listing(conn: Connection) -> list[dict[str, Any]]:
                 "user": u.name,
                 "status": u.status,
                 "reason": u.status_reason,
+                "reinstate_requested_by": u.reinstate_requested_by,
                 "agency": u.agency,
                 "enrolled": u.password_hash is not None or u.agency is not None,
                 "keys": len(keys),

@@ -124,7 +124,9 @@ def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None
     bodies = body_limits.BodyLimits()
 
     def submission(kind: str) -> int:  # inline JSON, or the envelope and items and framing
-        return routes.inline_limit() if kind == JSON else 2 * routes.MAX_UPLOAD + body_limits.FRAMING
+        return (
+            routes.inline_limit() if kind == JSON else 2 * routes.MAX_UPLOAD + body_limits.FRAMING
+        )
 
     bodies.add("POST", "/v1/requests", submission)
     for path in ("/v1/ledger/verify", "/v1/rules/changes"):

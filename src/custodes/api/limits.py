@@ -44,18 +44,19 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimits:
-    """The limit of each route class. `uploads` maps (method, path) to a function giving the
-    route's limit in bytes, and the code its refusal carries; each face registers its own
-    upload routes (`add`). Functions, so that a limit set at run time (a test's) applies."""
+    """The limit of each route class. `uploads` maps an upload route (method, path) to a
+    function giving its limit in bytes for a body's media type; each face registers its own
+    (`add`); every other route has `MAX_BODY`. Functions, so that a limit set at run time (a
+    test's) applies."""
 
     def __init__(self) -> None:
         self.uploads: dict[tuple[str, str], Callable[[str], int]] = {}
 
     def add(self, method: str, path: str, limit: Callable[[str], int]) -> None:
-        """`limit(content_type)` gives the route's limit for a body of that media type."""
         self.uploads[(method, path)] = limit
 
     def limit(self, scope: Scope) -> tuple[int, str]:
+        """The call's limit, and the code of its refusal."""
         kind = ""
         for name, value in scope.get("headers", ()):
             if name == b"content-type":
@@ -75,8 +76,7 @@ def _declared(scope: Scope) -> int | None:
 
 async def _refuse(code: str, limit: int, scope: Scope, receive: Receive, send: Send) -> None:
     detail = (
-        f"The body is larger than this route's limit of {limit:,} bytes; nothing was read or "
-        "done."
+        f"The body is larger than this route's limit of {limit:,} bytes; nothing was read or done."
     )
     response = problem(413, code, REGISTRY[code].title, detail, headers={"Connection": "close"})
     await response(scope, receive, send)

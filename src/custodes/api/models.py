@@ -8,7 +8,7 @@ there without restating the core.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,7 +20,7 @@ def _example(**example: Any) -> ConfigDict:
 class SignIn(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"name": "olga", "password": "correct horse battery", "totp": "123456"}]
+            "examples": [{"name": "olga", "password": "(her own password)", "totp": "123456"}]
         }
     )
     name: str = Field(min_length=1, max_length=128)
@@ -254,6 +254,70 @@ class Inspection(BaseModel):
     record_id: str = Field(min_length=1, max_length=64)
     purpose: str = Field(min_length=1, max_length=2000)
     request_id: str | None = Field(default=None, max_length=64)
+
+
+class Recall(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"reason": "court ruling of 2026-11-20", "items": ["item-0000013"]}]
+        }
+    )
+    reason: str = Field(min_length=1, max_length=2000)
+    items: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100_000,
+        description="Recall only these items of the request (item ids); every disclosure "
+        "when left out.",
+    )
+
+
+class RecallAcknowledged(BaseModel):
+    model_config = _example(agency="U.S. Department of Labor", at="2026-12-06T10:00:00+00:00")
+    agency: str
+    at: str
+
+
+class RecallSummary(BaseModel):
+    model_config = _example(
+        recall_id="rcl-1a2b3c4d5e6f",
+        at="2026-12-06T09:30:00+00:00",
+        reason="court ruling of 2026-11-20",
+        items=12,
+        requests=["req-1a2b3c4d5e6f"],
+        agencies=["U.S. Immigration and Customs Enforcement"],
+        status="open",
+        return_by="2027-01-05",
+        certified_by=None,
+        certified_on=None,
+        notice=True,
+        acknowledged=[],
+    )
+    recall_id: str
+    at: str
+    reason: str
+    items: int
+    requests: list[str]
+    agencies: list[str]
+    status: Literal["open", "overdue", "certified"]
+    return_by: date
+    certified_by: str | None
+    certified_on: date | None
+    notice: bool
+    acknowledged: list[RecallAcknowledged]
+
+
+class Acknowledgement(BaseModel):
+    model_config = _example(
+        recall_id="rcl-1a2b3c4d5e6f",
+        agency="U.S. Immigration and Customs Enforcement",
+        acknowledged_at="2026-12-06T10:00:00+00:00",
+        already=False,
+    )
+    recall_id: str
+    agency: str
+    acknowledged_at: str
+    already: bool
 
 
 class Certification(BaseModel):

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from custodes.errors import (
     REGISTRY,
@@ -26,10 +27,25 @@ from custodes.errors import (
     RateLimited,
     Unauthenticated,
     ValidationFailed,
+    from_fault,
 )
 
 log = logging.getLogger("custodes.api")
 MEDIA_TYPE = "application/problem+json"
+# Seconds a client waits before retrying a 503 whose cause names no time of its own.
+UNAVAILABLE_RETRY_AFTER = 30
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (the `Allow` of a 405, RFC 9110 15.5.6):
+    the router names only the methods of the first route whose path matched. Each method is
+    tried against the routes as the router itself would match it."""
+    allowed = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(r.matches(scope)[0] == Match.FULL for r in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
 
 
 class ProblemDetails(BaseModel):
@@ -81,6 +97,8 @@ def from_error(exc: CustodesError) -> JSONResponse:
         detail = f"{exc.total} problem(s) found; nothing was loaded."
     if isinstance(exc, RateLimited | Overloaded):
         headers["Retry-After"] = str(exc.retry_after)
+    elif exc.http_status in (429, 503):  # e.g. a store that cannot be reached (RFC 9110 10.2.3)
+        headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="custodes"'
     return problem(exc.http_status, exc.code, exc.title, detail, headers=headers, **extra)
@@ -112,16 +130,22 @@ def install(app: FastAPI) -> None:
         )
         title = REGISTRY[code].title
         detail = {404: "No such resource.", 405: "This resource does not allow that method."}
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
         return problem(
             exc.status_code,
             code,
             title,
             detail.get(exc.status_code),
-            headers=getattr(exc, "headers", None),
+            headers=headers or None,
         )
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        fault = from_fault(exc)  # a read-only or full disk, a lost store: coded, not internal
+        if fault is not None:
+            return from_error(fault)
         frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
         where = f"{frame.filename}:{frame.lineno}" if frame else "?"
         log.error("internal error: %s at %s", type(exc).__name__, where)

@@ -3,9 +3,11 @@ query and no authorization of its own (the services and their door decide everyt
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import IO, Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi import Path as Path_
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -31,12 +34,15 @@ from custodes.services import workspace as ws_svc
 # Uploads are streamed to disk up to this many bytes (a 1M-item request is about 200 MB).
 MAX_UPLOAD = int(os.environ.get("CUSTODES_API_MAX_UPLOAD", str(2 << 30)))
 CHUNK = 1 << 20
+MAX_PROBLEMS = 50  # a body's validation problems listed in one answer (the total is given)
+FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 def inline_limit() -> int:
     """The most bytes a submission with its items inline (JSON) may have: it is parsed whole,
     in memory, so it is held well below a file upload's limit (`CUSTODES_API_MAX_INLINE`)."""
     return min(MAX_UPLOAD, limits.MAX_INLINE)
+
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     s: {"model": ProblemDetails, "content": {MEDIA_TYPE: {}}} for s in (401, 403, 404, 409, 422)
@@ -221,6 +227,13 @@ def _items_name(envelope: bytes) -> str:
     return name
 
 
+def _where(part: Any) -> str:
+    """A place in a JSON body, named without quoting what was sent: an index, or a field name
+    shaped like one (a key an agency chose that is not, e.g. a number, reads as '…')."""
+    text = str(part)
+    return text if isinstance(part, int) or FIELD_NAME.fullmatch(text) else "…"
+
+
 async def _stage(request: Request, folder: Path) -> str:
     """Write the submitted request (multipart envelope + items, or JSON inline) into `folder`
     as a request directory; returns the payload's hash (for the idempotency key)."""
@@ -262,9 +275,17 @@ async def _stage(request: Request, folder: Path) -> str:
         sha.update(body)
         try:
             inline = m.InlineRequest.model_validate_json(body)
-        except ValueError:
+        except ValidationError as exc:  # every problem, located, never the value sent
+            found = [
+                f"{'.'.join(_where(p) for p in e.get('loc', ())) or 'body'}: {e.get('msg')}"
+                for e in exc.errors(include_input=False)
+            ]
+            more = f"; and {len(found) - MAX_PROBLEMS} more" if len(found) > MAX_PROBLEMS else ""
             raise InputError(
-                "The JSON body must be {'envelope': {...}, 'items': [{...}, ...]}.",
+                "The JSON body must be {'envelope': {...}, 'items': [{...}, ...]}: "
+                + "; ".join(found[:MAX_PROBLEMS])
+                + more
+                + ".",
                 code="bad_argument",
             ) from None
         import pyarrow as pa
@@ -286,7 +307,12 @@ async def _stage(request: Request, folder: Path) -> str:
     response_model=m.Submission,
     status_code=status.HTTP_201_CREATED,
     responses={
-        202: {"model": m.Job, "description": "With `Prefer: respond-async`: the intake's job"}
+        200: {
+            "model": m.Submission,
+            "description": "The same content was already received: the first submission, with "
+            "`duplicate: true`",
+        },
+        202: {"model": m.Job, "description": "With `Prefer: respond-async`: the intake's job"},
     },
     openapi_extra={
         "requestBody": {
@@ -329,7 +355,7 @@ async def submit(
     the first is running is 409. `Prefer: respond-async` (RFC 7240): answered `202` with the
     intake's job as soon as the upload is on disk (for large uploads); the job's result is
     the submission, or its problem."""
-    folder: Path | None = Path(tempfile.mkdtemp(prefix="custodes-upload-"))
+    folder: Path | None = await run_in_threadpool(jobs_.staging)
     assert folder is not None
     try:
         payload = await _stage(request, folder)
@@ -371,10 +397,69 @@ def confirm_paper(id: str, who: Who, ws: WS) -> Any:
     return requests.confirm_paper(ws, who, id)
 
 
+# --- lists: the whole list as before, or one page at a time -----------------------------------
+
+Limit = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=1000,
+        description="Page size. With it the answer is one page, and while more follow a "
+        '`Link: <…>; rel="next"` header (RFC 8288) gives the next page\'s address; without it, '
+        "the whole list (as before pages existed).",
+    ),
+]
+Cursor = Annotated[
+    str | None,
+    Query(max_length=200, description='Where a page starts: from a `rel="next"` link.'),
+]
+
+
+def _page(
+    request: Request,
+    response: Response,
+    rows: list[dict[str, Any]],
+    key: str,
+    limit: int | None,
+    cursor: str | None,
+) -> list[dict[str, Any]]:
+    """One page of a list the service returned, after the item the cursor names (the cursor is
+    that item's key, base64url: opaque to clients, stable while items are added). Rendering
+    only: what the caller may see is the service's list."""
+    if cursor is not None:
+        keys = [str(r[key]) for r in rows]
+        try:
+            after = base64.urlsafe_b64decode(cursor.encode() + b"==").decode()
+        except (ValueError, UnicodeDecodeError):
+            after = None
+        if after not in keys:
+            raise InputError(
+                "The cursor names no item of this list (it is from another list, or altered); "
+                "start again without it.",
+                code="bad_cursor",
+            )
+        rows = rows[keys.index(after) + 1 :]
+    if limit is None or len(rows) <= limit:
+        return rows
+    page = rows[:limit]
+    mark = base64.urlsafe_b64encode(str(page[-1][key]).encode()).decode().rstrip("=")
+    nxt = request.url.include_query_params(cursor=mark, limit=limit)
+    response.headers["Link"] = f'<{nxt.path}?{nxt.query}>; rel="next"'
+    return page
+
+
 @agency.get("/requests", response_model=list[m.RequestSummary])
-def list_requests(who: Who, ws: WS) -> Any:
-    """The requests the caller may see (an agency: only its own)."""
-    return requests.listing(ws, who)
+def list_requests(
+    request: Request,
+    response: Response,
+    who: Who,
+    ws: WS,
+    limit: Limit = None,
+    cursor: Cursor = None,
+) -> Any:
+    """The requests the caller may see (an agency: only its own), oldest first; `limit` pages
+    them (`Link: rel="next"`)."""
+    return _page(request, response, requests.listing(ws, who), "id", limit, cursor)
 
 
 @agency.get("/requests/{request_id}", response_model=m.Document)
@@ -408,7 +493,55 @@ def response_json(request_id: str, who: Who, ws: WS) -> Response:
 def response_csv(request_id: str, who: Who, ws: WS) -> Response:
     """The released response as CSV (the same file as `custodes release --out`)."""
     files = decisions.download(ws, who, request_id)
-    return Response(files["response.csv"], media_type="text/csv; charset=utf-8")
+    return Response(
+        files["response.csv"],
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{request_id}.csv"'},
+    )
+
+
+@agency.get("/recalls", response_model=list[m.RecallSummary])
+def list_recalls(
+    request: Request,
+    response: Response,
+    who: Who,
+    ws: WS,
+    limit: Limit = None,
+    cursor: Cursor = None,
+) -> Any:
+    """Every recall with its requests, agencies, reason, status (open, overdue, certified),
+    return-by date and acknowledgements; an agency sees only the recalls of its requests.
+    `limit` pages them (`Link: rel="next"`)."""
+    return _page(request, response, decisions.recalls(ws, who), "recall_id", limit, cursor)
+
+
+@agency.get("/recalls/{recall_id}/notice", response_model=m.Document)
+def recall_notice(recall_id: str, who: Who, ws: WS) -> Any:
+    """The return-or-destroy notice as issued (an agency: the part about its own requests;
+    another agency's recall: 404)."""
+    return decisions.recall_notice(ws, who, recall_id)
+
+
+@agency.get(
+    "/recalls/{recall_id}/notice.txt",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+def recall_notice_text(recall_id: str, who: Who, ws: WS) -> Response:
+    """The same notice as plain text, to print or file."""
+    text = decisions.recall_notice(ws, who, recall_id, text=True)
+    return Response(
+        text,
+        media_type="text/plain; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="notice-{recall_id}.txt"'},
+    )
+
+
+@agency.post("/recalls/{recall_id}/acknowledgement", response_model=m.Acknowledgement)
+def acknowledge_recall(recall_id: str, who: Who, ws: WS) -> Any:
+    """The recipient agency acknowledges receipt of the notice (recorded in the ledger once;
+    again answers with the first acknowledgement). Destruction is certified separately."""
+    return decisions.acknowledge_recall(ws, who, recall_id)
 
 
 @agency.get("/requests/{request_id}/next", response_model=m.Document)
@@ -449,8 +582,16 @@ for _kind, _doc in (
 
 
 @staff.get("/jobs", response_model=list[m.Job])
-def list_jobs(who: Who, ws: WS) -> Any:
-    return jobs.listing(ws, who)
+def list_jobs(
+    request: Request,
+    response: Response,
+    who: Who,
+    ws: WS,
+    limit: Limit = None,
+    cursor: Cursor = None,
+) -> Any:
+    """The caller's latest jobs (an auditor: everyone's), newest first; `limit` pages them."""
+    return _page(request, response, jobs.listing(ws, who), "id", limit, cursor)
 
 
 @staff.get("/jobs/{job_id}", response_model=m.Job)
@@ -625,9 +766,16 @@ def report_safeguards(who: Who, ws: WS, year: Year = None, format: ReportFormat 
 
 
 @oversight.get("/incidents", response_model=list[m.Incident])
-def list_incidents(who: Who, ws: WS) -> Any:
-    """Every incident with its status (open, overdue, reported, closed)."""
-    return reports.incidents(ws, who)
+def list_incidents(
+    request: Request,
+    response: Response,
+    who: Who,
+    ws: WS,
+    limit: Limit = None,
+    cursor: Cursor = None,
+) -> Any:
+    """Every incident with its status (open, overdue, reported, closed); `limit` pages them."""
+    return _page(request, response, reports.incidents(ws, who), "incident_id", limit, cursor)
 
 
 @oversight.post("/incidents", response_model=m.Incident, status_code=status.HTTP_201_CREATED)
@@ -662,15 +810,10 @@ def incident_draft(incident_id: str, who: Who, ws: WS, format: ReportFormat = No
 
 
 @staff.post("/requests/{request_id}/recall", response_model=m.Document)
-def recall(request_id: str, body: m.Reason, who: Who, ws: WS) -> Any:
-    """Recall every disclosure of a released request (the notice is kept in the workspace)."""
-    return decisions.recall(ws, who, reason=body.reason, request_id=request_id)
-
-
-@staff.get("/recalls", response_model=list[m.Document])
-def list_recalls(who: Who, ws: WS) -> Any:
-    """Every recall with its status (open, overdue, certified) and return-by date."""
-    return decisions.recalls(ws, who)
+def recall(request_id: str, body: m.Recall, who: Who, ws: WS) -> Any:
+    """Recall every disclosure of a released request, or only the `items` given (item ids);
+    the notice is kept in the store and offered to the agency (`/v1/recalls/{id}/notice`)."""
+    return decisions.recall(ws, who, reason=body.reason, request_id=request_id, items=body.items)
 
 
 @staff.post("/recalls/{recall_id}/certify", response_model=m.Document)

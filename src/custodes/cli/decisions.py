@@ -333,13 +333,15 @@ def recall(
 
 @app.command("recalls")
 def recalls_list(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
-    """Recalls and whether the recipient has certified destruction (open, overdue, certified)."""
+    """Recalls, whether the agency acknowledged the notice and whether the recipient has
+    certified destruction (open, overdue, certified)."""
     columns = [
         ("recall", "recall_id"),
         ("issued", lambda r: str(r["at"])[:19]),
         ("items", "items"),
         ("status", "status"),
         ("return by", "return_by"),
+        ("acknowledged", lambda r: "yes" if r["acknowledged"] else "no"),
         ("certified by", "certified_by"),
     ]
     run(

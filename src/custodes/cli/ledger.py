@@ -1,5 +1,5 @@
-"""ledger keygen | key | status | checkpoint | export | verify | prove | cosign; witness
-keygen | serve."""
+"""ledger keygen | key | status | checkpoint | export | verify | prove | cosign | use-witness |
+confirm-restore; witness keygen | serve."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import typer
 
 from custodes.cli import render
 from custodes.cli.root import HomeOpt, JsonOpt, group, guarded, run, show
-from custodes.errors import InputError
 from custodes.services import ledger as svc
 
 ledger_app = group(
@@ -40,19 +39,28 @@ def ledger_keygen(
         str | None,
         typer.Option("--origin", help="The log's origin, a schema-less URL (fixed for life)."),
     ] = None,
+    ledger_key: Annotated[
+        str | None,
+        typer.Option(
+            "--ledger-key",
+            help="Use the Ed25519 key in an HSM named by this PKCS#11 URI instead of a file.",
+        ),
+    ] = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Create the ledger's Ed25519 signing key (kept outside the database) and print the
-    verifier key to publish. 'custodes init' creates it; this is for a workspace without."""
+    """Create the ledger's Ed25519 signing key (kept outside the database, or in an HSM) and
+    print the verifier key to publish. 'custodes init' creates it; this is for a workspace
+    without."""
 
     def view(info: dict[str, Any]) -> None:
+        where = "The key stays in the HSM; its URI is" if info["hsm"] else "Private key"
         render.err.print(
-            f"Private key written to {info['key_file']} (mode 0600; back it up).", markup=False
+            f"{where} written to {info['key_file']} (mode 0600; back it up).", markup=False
         )
         sys.stdout.write(info["vkey"] + "\n")
 
-    run(home, json_out, svc.keygen, origin, view=view)
+    run(home, json_out, svc.keygen, origin, ledger_key, view=view)
 
 
 @ledger_app.command("key")
@@ -125,24 +133,38 @@ def ledger_verify(
             help="With a receipt: the event body file, to check it against the commitment.",
         ),
     ] = None,
+    witness: Annotated[
+        str | None,
+        typer.Option(
+            "--witness",
+            help="A witness's verifier key: the store's log must extend the last checkpoint "
+            "it cosigned, and the latest checkpoint must carry its cosignature.",
+        ),
+    ] = None,
+    witness_url: Annotated[
+        str | None,
+        typer.Option(
+            "--witness-url",
+            help="Where to ask that witness for its checkpoint (default: the workspace's "
+            "witness; else the cosigned checkpoints stored).",
+        ),
+    ] = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Verify the ledger: the workspace store (no PATH), an export folder, or a receipt.
     Exit status 1 when anything does not verify; each problem says where."""
     failed = lambda r: int(not r.ok)  # noqa: E731
+    with guarded(json_out):
+        vkey = svc.parse_key(key) if key else None
+        wkey = svc.parse_key(witness) if witness else None
     if path is None:
-        with guarded(json_out):
-            vkey = svc.parse_key(key) if key else None
-        run(home, json_out, svc.verify_store, vkey, view=_report, exit_status=failed)
+        args = {"witness": wkey, "witness_url": witness_url}
+        run(home, json_out, svc.verify_store, vkey, **args, view=_report, exit_status=failed)
         return
     with guarded(json_out):
-        if key is None:
-            raise InputError(
-                "--key is required to verify an export or a receipt.", code="missing_key"
-            )
         report = svc.verify_path(
-            path, svc.parse_key(key), previous=previous, policy=policy, body=body
+            path, vkey, previous=previous, policy=policy, body=body, witness=wkey
         )
         show(report, json_out, _report)
     if failed(report):
@@ -204,6 +226,47 @@ def ledger_cosign(
     )
 
 
+@ledger_app.command("use-witness")
+def ledger_use_witness(
+    witness_url: Annotated[str, typer.Argument(help="The witness's submission URL.")],
+    witness_key: Annotated[
+        str, typer.Option("--key", help="The witness's verifier key (cosignature/v1).")
+    ],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Make this witness the one whose cosignature every checkpoint needs (administrators;
+    recorded in the ledger), and have it cosign the latest checkpoint now."""
+    with guarded(json_out):
+        wkey = svc.parse_key(witness_key)
+    run(
+        home,
+        json_out,
+        svc.use_witness,
+        witness_url,
+        wkey,
+        view=lambda r: render.say(
+            f"Every checkpoint now needs {r['witness']}'s cosignature (cosigned at size "
+            f"{r['size']:,})."
+        ),
+    )
+
+
+@ledger_app.command("confirm-restore")
+def ledger_confirm_restore(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """After a restore: check that the log extends the last checkpoint the witness cosigned
+    and, if so, lift the hold on signing (administrators; recorded in the ledger)."""
+    run(
+        home,
+        json_out,
+        svc.confirm_restore,
+        view=lambda r: render.say(
+            f"The log ({r['size']:,} events) extends the checkpoint of size "
+            f"{r['witnessed_size']:,} that {r['witness']} cosigned; signing resumes."
+        ),
+    )
+
+
 @witness_app.command("keygen")
 def witness_keygen(
     name: Annotated[str, typer.Argument(help="The witness's name, e.g. witness.oig.example.")],
@@ -228,7 +291,7 @@ def witness_serve(
         Path, typer.Option("--state", help="SQLite file for the witness's state.")
     ] = Path("witness.db"),
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 7380,
+    port: Annotated[int, typer.Option("--port")] = 7380,  # witness.DEFAULT_PORT
 ) -> None:
     """Run a witness: POST <url>/add-checkpoint cosigns only consistent growth."""
     with guarded(False):

@@ -20,6 +20,7 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 Cell = str | Callable[[dict[str, Any]], Any]
+ID_WIDTH = 32  # the longest one-word value kept whole in a table (ids, dates, codes)
 
 
 def plain(value: Any) -> Any:
@@ -78,9 +79,23 @@ def rows(
     if not data and empty:
         say(empty)
         return
-    table = Table(*(escape(h) for h, _ in columns), title=escape(title), title_justify="left")
-    for r in data[:limit] if limit else data:
-        table.add_row(*(escape(text(c(r) if callable(c) else r.get(c))) for _, c in columns))
+    cells = [
+        [text(c(r) if callable(c) else r.get(c)) for _, c in columns]
+        for r in (data[:limit] if limit else data)
+    ]
+    table = Table(title=escape(title), title_justify="left")
+    for i, (heading, _) in enumerate(columns):
+        values = [row[i] for row in cells]
+        # An id (req-…, rcl-…, item-…) is never cut or folded on a narrow terminal: the columns
+        # of words wrap instead.
+        whole = bool(values) and all(v and " " not in v and len(v) <= ID_WIDTH for v in values)
+        table.add_column(
+            escape(heading),
+            no_wrap=whole,
+            min_width=max(map(len, values)) if whole else None,
+        )
+    for row in cells:
+        table.add_row(*(escape(v) for v in row))
     out.print(table)
     if limit and len(data) > limit:
         say(f"… and {len(data) - limit:,} more (--json lists all).")

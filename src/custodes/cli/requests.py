@@ -11,6 +11,7 @@ import typer
 from custodes.cli import render
 from custodes.cli.root import HomeOpt, JsonOpt, RequestArg, app, group, guarded, run
 from custodes.errors import InputError
+from custodes.labels import label
 from custodes.services import requests as svc
 
 requests_app = group("requests", "Requests in the interchange format.")
@@ -111,8 +112,8 @@ def requests_list(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
         ("provision", "provision"),
         ("agency", "agency"),
         ("items", "items"),
-        ("state", "state"),
-        ("submitted", lambda r: str(r["submitted_at"])[:19]),
+        ("state", lambda r: label(r["state"])),
+        ("submitted", lambda r: str(r["submitted_at"])[:16].replace("T", " ")),
     ]
     run(home, json_out, svc.listing, view=lambda rows: render.rows("Requests", rows, columns))
 

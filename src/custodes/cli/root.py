@@ -29,6 +29,7 @@ from custodes.errors import (
     INTERRUPTED,
     CustodesError,
     InputError,
+    from_fault,
 )
 
 R = TypeVar("R")
@@ -88,6 +89,7 @@ class _LazyRoot(TyperGroup):
         if cmd_name not in COMMANDS:
             return None
         importlib.import_module(f"custodes.cli.{COMMANDS[cmd_name][0]}")
+        whole_short_help(app)
         return typer.main.get_group(app).commands.get(cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -95,8 +97,12 @@ class _LazyRoot(TyperGroup):
             formatter.write_dl([(name, line) for name, (_, line) in COMMANDS.items()])
 
 
+# `-h` as well as `--help`, on every command.
+HELP = {"help_option_names": ["-h", "--help"]}
+
 app = typer.Typer(
     cls=_LazyRoot,
+    context_settings=HELP,
     help="custodes: a disclosure gateway for confidential government records.\n\n"
     "Every request and every person in it is checked against the statute, matched with a "
     "measured error rate, released at the minimum, approved by two people and recorded in a "
@@ -109,7 +115,7 @@ app = typer.Typer(
 
 
 def group(name: str, help: str) -> typer.Typer:
-    sub = typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
+    sub = typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None, context_settings=HELP)
     app.add_typer(sub, name=name)
     return sub
 
@@ -127,10 +133,41 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 RequestArg = Annotated[str, typer.Argument(help="The request's id.")]
 
 
+def short_help(doc: str, limit: int = 110) -> str:
+    """A command's one line in its group's list: its first sentence, ended at a full stop
+    outside parentheses (Click ends it at the first ". ", inside "(26 U.S.C. 6103" or "(e.g.
+    after"), cut at a word with "…" when longer than `limit`."""
+    text = " ".join(doc.split("\n\n")[0].split())
+    depth, end = 0, len(text)
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        ends = ch == "." and depth == 0 and (i + 1 == len(text) or text[i + 1] == " ")
+        if ends and not text[max(0, i - 4) : i + 1].endswith(("e.g.", "i.e.", "U.S.")):
+            end = i
+            break
+    first = text[:end]
+    return first if len(first) <= limit else first[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def whole_short_help(typer_app: typer.Typer) -> None:
+    """Give every command of `typer_app` (and its groups) its whole first sentence."""
+    for info in typer_app.registered_commands:
+        doc = info.help or (info.callback.__doc__ if info.callback else None)
+        if info.short_help is None and doc:
+            info.short_help = short_help(doc)
+    for group_info in typer_app.registered_groups:
+        if group_info.typer_instance is not None:
+            whole_short_help(group_info.typer_instance)
+
+
 def _version(value: bool) -> None:
     if value:
         render.say(f"custodes {__version__}")
         raise typer.Exit()
+
+
+# `custodes --json COMMAND`: JSON for the command that follows, as its own --json would.
+_JSON: dict[str, bool] = {"everywhere": False}
 
 
 @app.callback()
@@ -141,13 +178,24 @@ def root(
             "--version", callback=_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="Print machine-readable JSON, whatever the command."),
+    ] = False,
 ) -> None:
     """custodes: a disclosure gateway for confidential government records."""
+    _JSON["everywhere"] = json_out
+
+
+def wants_json(json_out: bool) -> bool:
+    """A command's --json, or the one given before the command."""
+    return json_out or _JSON["everywhere"]
 
 
 @contextlib.contextmanager
 def guarded(json_out: bool) -> Iterator[None]:
     """The one error boundary of the CLI."""
+    json_out = wants_json(json_out)
     try:
         yield
     except CustodesError as exc:
@@ -161,6 +209,10 @@ def guarded(json_out: bool) -> Iterator[None]:
     except Exception as exc:
         if _INTERRUPTED:  # a library turned the interrupt into an error of its own
             _interrupted()
+        fault = from_fault(exc)  # a read-only or full disk, a lost store: coded, not internal
+        if fault is not None:
+            render.error(fault.code, fault.message, json_out, {})
+            raise typer.Exit(fault.exit_code) from None
         if os.environ.get("CUSTODES_DEBUG"):
             raise
         render.err.print(
@@ -208,6 +260,7 @@ def run(
     when there is no view), else `view`. `exit_status` turns a "no" answer into exit 1."""
     from custodes.services import workspace as ws_svc  # here, not above: see COMMANDS
 
+    json_out = wants_json(json_out)
     _interrupt_as_keyboard()
     with guarded(json_out):
         ws = ws_svc.open_workspace(home)
@@ -224,7 +277,7 @@ def run(
 
 
 def show(result: Any, json_out: bool, view: Callable[[Any], None] | None) -> None:
-    if json_out or view is None:
+    if wants_json(json_out) or view is None:
         render.emit_json(result)
     else:
         view(result)
@@ -243,7 +296,7 @@ STAGE_LABELS = {
 def stages(json_out: bool) -> Iterator[Callable[[str, int, int], None] | None]:
     """A Rich progress bar per stage on stderr (none with --json). The service re-checks the
     caller's session at every update, whatever the face shows."""
-    if json_out:
+    if wants_json(json_out):
         yield None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -267,7 +320,7 @@ def stages(json_out: bool) -> Iterator[Callable[[str, int, int], None] | None]:
 
 def spinner(json_out: bool, message: str) -> contextlib.AbstractContextManager[Any]:
     """A status line on stderr while a command works (none with --json)."""
-    return contextlib.nullcontext() if json_out else render.err.status(message)
+    return contextlib.nullcontext() if wants_json(json_out) else render.err.status(message)
 
 
 def read_secret(stdin: bool, prompt: str = "Password") -> str:

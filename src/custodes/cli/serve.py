@@ -220,6 +220,17 @@ def serve(
             "default 10].",
         ),
     ] = None,
+    job_quota: Annotated[
+        int | None,
+        typer.Option(
+            "--job-quota",
+            min=1,
+            max=1000,
+            help="Jobs each caller may have waiting or running at once; one more is answered "
+            "429 job_quota with Retry-After. Staff jobs run before agencies' waiting ones "
+            "[env CUSTODES_JOB_QUOTA; default 4].",
+        ),
+    ] = None,
     uds: Annotated[
         Path | None,
         typer.Option(
@@ -243,6 +254,9 @@ def serve(
         if witness_key is not None:
             _witness(witness_key, witness_logs or [], witness_state, workspace_home)
         grace_s = _admission(admit_reads, admit_writes, admit_wait_ms, grace)
+        if job_quota is not None:
+            os.environ["CUSTODES_JOB_QUOTA"] = str(job_quota)
+        _setting("CUSTODES_JOB_QUOTA", 1, 1000)
     if home is not None:
         os.environ["CUSTODES_HOME"] = str(home)
     os.environ["CUSTODES_TRUSTED_PROXY"] = proxies  # read by the core at every sign-in

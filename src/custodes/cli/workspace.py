@@ -8,8 +8,18 @@ from typing import Annotated, Any
 import typer
 
 from custodes.cli import render, session
-from custodes.cli.root import HomeOpt, JsonOpt, app, guarded, read_secret, run, show
+from custodes.cli.root import (
+    HomeOpt,
+    JsonOpt,
+    app,
+    guarded,
+    read_secret,
+    run,
+    show,
+    wants_json,
+)
 from custodes.errors import InputError, Unauthenticated
+from custodes.services import ledger as ledger_svc
 from custodes.services import workspace as svc
 
 PwStdinOpt = Annotated[
@@ -28,6 +38,8 @@ def _init_view(info: dict[str, Any]) -> None:
         f"(store: {info['store']})."
     )
     render.say(f"Ledger origin {info['ledger_origin']}; verifier key (publish it): {info['vkey']}")
+    if "witness" in info:
+        render.say(f"Every checkpoint needs the cosignature of the witness {info['witness']}.")
     if "admin" in info:
         render.say(f"Administrator {info['admin']} created; sign in with 'custodes login'.")
     elif "note" in info:
@@ -61,14 +73,43 @@ def init(
             help="The ledger's origin, a schema-less URL fixed for life (default: derived).",
         ),
     ] = None,
+    ledger_key: Annotated[
+        str | None,
+        typer.Option(
+            "--ledger-key",
+            help="Sign the ledger with an Ed25519 key in an HSM, named by its PKCS#11 URI "
+            "(pkcs11:token=...;object=...; the PIN in a pin-source file or "
+            "CUSTODES_PKCS11_PIN). Default: a key file in the workspace.",
+        ),
+    ] = None,
+    witness_url: Annotated[
+        str | None,
+        typer.Option("--witness", help="The URL of the witness every checkpoint needs."),
+    ] = None,
+    witness_key: Annotated[
+        str | None,
+        typer.Option("--witness-key", help="That witness's verifier key (or a file holding it)."),
+    ] = None,
     password_stdin: PwStdinOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Create a workspace (or bring an existing one up to date): the store, the secrets key,
-    the ledger's signing key, and optionally its first administrator."""
+    the ledger's signing key (a file, or a key in an HSM), its witness, and optionally its
+    first administrator."""
     with guarded(json_out):
+        if (witness_url is None) != (witness_key is None):
+            raise InputError("--witness and --witness-key go together.", code="missing_key")
+        witness = (witness_url, ledger_svc.parse_key(witness_key)) if witness_key else None
         password = read_secret(password_stdin) if admin else None
-        info = svc.init(home, store_url, admin=admin, password=password, origin=origin)
+        info = svc.init(
+            home,
+            store_url,
+            admin=admin,
+            password=password,
+            origin=origin,
+            ledger_key=ledger_key,
+            witness=witness,
+        )
         show(info, json_out, _init_view)
 
 
@@ -129,8 +170,16 @@ def status(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     def view(info: dict[str, Any]) -> None:
         render.say(f"Workspace {info['home']} (store: {info['store']})")
         render.kv("Master file", info["master_file"])
+        for line in info["warnings"]:
+            render.say(f"Warning: {line}")
 
     run(home, json_out, svc.status, view=view)
+
+
+TOTP_ON_COMMAND_LINE = (
+    "A one-time code given with --totp shows in the process list; give it on standard input "
+    "(--totp-stdin) or at the prompt."
+)
 
 
 @app.command()
@@ -155,14 +204,11 @@ def login(
     json_out: JsonOpt = False,
 ) -> None:
     """Sign in: opens a server-side session, kept for this shell user in the workspace
-    (CUSTODES_SESSION overrides it; --json prints the token)."""
+    (CUSTODES_SESSION overrides it). With --json the token is printed for a script and not
+    kept: the session stored here stays the one it was."""
     with guarded(json_out):
         if totp is not None:
-            raise InputError(
-                "A one-time code given with --totp shows in the process list; give it on "
-                "standard input (--totp-stdin) or at the prompt.",
-                code="bad_argument",
-            )
+            raise InputError(TOTP_ON_COMMAND_LINE, code="bad_argument")
         ws = svc.open_workspace(home)
         try:
             password = read_secret(password_stdin)
@@ -173,7 +219,8 @@ def login(
                 if exc.code != "bad_totp" or code is not None or password_stdin:
                     raise
                 token = svc.login(ws, user, password, totp=read_secret(False, "One-time code"))
-            session.store(ws.home, token)
+            if not wants_json(json_out):
+                session.store(ws.home, token)
         finally:
             ws.close()
         show(

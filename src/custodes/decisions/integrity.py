@@ -9,6 +9,7 @@ names the first row that disagrees and the event it disagrees with.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from custodes.store.tables import (
     disclosures,
     grants,
     ledger_events,
+    recall_acknowledgements,
     recall_items,
     recalls,
     releases,
@@ -224,6 +226,24 @@ def _decisions(ws: Workspace, conn: Connection, ev: dict[str, list[dict]], found
         },
         {e["recall_id"]: (e["certified_on"],) for e in ev["recall.certified"]},
         "recall.certified",
+    )
+    _diff(
+        found,
+        "recalls (notice)",
+        {
+            r.id: (hashlib.sha256(r.notice.encode()).hexdigest(),)
+            for r in conn.execute(select(recalls))
+            if r.notice is not None
+        },
+        {e["recall_id"]: (e["notice_sha256"],) for e in ev["recall.issued"]},
+        "recall.issued",
+    )
+    _diff(
+        found,
+        "recall_acknowledgements",
+        {(r.recall_id, r.agency): () for r in conn.execute(select(recall_acknowledgements))},
+        {(e["recall_id"], e["agency"]): () for e in ev["recall.acknowledged"]},
+        "recall.acknowledged",
     )
 
 

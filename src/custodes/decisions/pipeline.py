@@ -526,6 +526,13 @@ def effective_page(
     return _effective(ws, request_id, only, None, check, offset, limit, count=True)
 
 
+def deciding_checks(ws: Workspace, request_id: str) -> dict[str, int]:
+    """How many items each check decided now (the checks an item's outcome rests on, the
+    officer's review included): what the outcomes can be filtered by, with its count."""
+    table, _ = _effective(ws, request_id, None, None, None, 0, None, count=False, by_check=True)
+    return dict(zip(table["check"].to_pylist(), table["items"].to_pylist(), strict=True))
+
+
 def _effective(
     ws: Workspace,
     request_id: str,
@@ -536,6 +543,7 @@ def _effective(
     limit: int | None,
     *,
     count: bool,
+    by_check: bool = False,
 ) -> tuple[pa.Table, int]:
     path = processed_outcomes(ws, request_id)
     with ws.engine.connect() as conn:
@@ -596,6 +604,13 @@ def _effective(
                   {with_review})
                 FROM {parquet(path)} o LEFT JOIN res r USING (item_id)),
                 kept AS (SELECT * FROM e {keep})"""
+        if by_check:
+            counted = con.sql(
+                f"""{kept} SELECT c AS "check", count(*) AS items
+                    FROM (SELECT unnest(checks) AS c FROM kept) GROUP BY c ORDER BY c""",
+                params=params,
+            ).to_arrow_table()
+            return counted, counted.num_rows
         table = con.sql(
             f"""{kept}
                 SELECT * EXCLUDE ({", ".join(ident(f) for f in fields) or "item_id"})

@@ -10,6 +10,7 @@ the recall stays open until somebody records the recipient's certification of de
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import secrets
 from pathlib import Path
@@ -26,21 +27,51 @@ from custodes.requests.format import ENVELOPE_FILE
 from custodes.requests.lifecycle import current_state, transition
 from custodes.rules.active import in_force
 from custodes.store.files import out_folder, write_new
-from custodes.store.tables import disclosures, recall_items, recalls, requests
+from custodes.store.tables import (
+    disclosures,
+    ledger_events,
+    recall_acknowledgements,
+    recall_items,
+    recalls,
+    requests,
+)
 from custodes.workspace import Call, Workspace
 
 RETURN_WITHIN_DAYS = 30
 
 
 def _targets(
-    ws: Workspace, request_id: str | None, items_file: Path | None
+    ws: Workspace, request_id: str | None, items_file: Path | None, items: list[str] | None
 ) -> list[tuple[str, str]]:
-    if (request_id is None) == (items_file is None):
+    if (request_id is None) == (items_file is None) or (items is not None and request_id is None):
         raise InputError(
-            "Name a released request or give --items FILE (request_id, item_id), not both.",
+            "Name a released request (and, if you like, some of its items) or give --items "
+            "FILE (request_id, item_id), not both.",
             code="bad_argument",
         )
     with ws.engine.connect() as conn:
+        if request_id is not None and items is not None:
+            chosen = list(dict.fromkeys(i.strip() for i in items if i.strip()))
+            if not chosen:
+                raise InputError("Choose at least one item to recall.", code="no_items")
+            current_state(conn, request_id)  # an unknown request is 404
+            known = {
+                r[0]
+                for r in conn.execute(
+                    select(disclosures.c.item_id).where(
+                        disclosures.c.request_id == request_id,
+                        disclosures.c.item_id.in_(chosen),
+                    )
+                )
+            }
+            missing = [i for i in chosen if i not in known]
+            if missing:
+                raise NotFound(
+                    f"{len(missing)} of the chosen items of {request_id} were not disclosed "
+                    f"(the first: {missing[0]}).",
+                    code="not_disclosed",
+                )
+            return [(request_id, i) for i in chosen]
         if request_id is not None:
             state = current_state(conn, request_id)
             rows = conn.execute(
@@ -91,17 +122,21 @@ def recall(
     reason: str,
     request_id: str | None = None,
     items_file: Path | None = None,
+    items: list[str] | None = None,
     out: Path | None = None,
 ) -> dict[str, Any]:
-    """Recall disclosures; write the return-or-destroy notice. Returns what was affected."""
+    """Recall disclosures: a whole released request, chosen `items` (item ids) of one, or the
+    (request_id, item_id) pairs of `items_file`. The return-or-destroy notice is kept in the
+    store (its hash in the ledger, event ``recall.issued``) and written to the workspace.
+    Returns what was affected."""
     ws, actor = call.ws, call.actor
     if not reason or not reason.strip():
         raise InputError("A recall needs a reason (e.g. the court ruling).", code="bad_argument")
     if out is not None:
         out_folder(out)
-    if request_id is not None and (resumed := _resume(ws, request_id, out)) is not None:
-        return resumed
-    targets = _targets(ws, request_id, items_file)
+    if request_id is not None and items is None and (done := _resume(ws, request_id, out)):
+        return done
+    targets = _targets(ws, request_id, items_file, items)
     recall_id = f"rcl-{secrets.token_hex(6)}"
     now = dt.datetime.now(dt.UTC)
     key = item_key(ws)
@@ -112,7 +147,7 @@ def recall(
             )
         ).all()
         clash = set(targets) & {(r[0], r[1]) for r in already}
-        if request_id is not None:
+        if request_id is not None and items is None:
             # A whole request: recall what is not recalled yet (an earlier recall of some
             # items stands); only when nothing is left is it a conflict.
             targets = [t for t in targets if t not in clash]
@@ -162,7 +197,19 @@ def recall(
             ).scalar()
             if disclosed == recalled and current_state(conn, req) == "released":
                 transition(conn, req, "recalled", actor=actor, reason=reason.strip())
-        fields, agencies = _recipients(conn, targets)
+        fields = {
+            (r.request_id, r.item_id): json.loads(r.fields)
+            for r in conn.execute(
+                select(disclosures).where(disclosures.c.request_id.in_({t[0] for t in targets}))
+            )
+        }
+        agencies = dict(
+            conn.execute(
+                select(requests.c.id, requests.c.agency).where(
+                    requests.c.id.in_({t[0] for t in targets})
+                )
+            ).all()
+        )
         # The notice goes to the recipients named when the request was received: an edited
         # envelope would redirect it, so its hash must still be the one recorded at intake.
         for req, sha in conn.execute(
@@ -176,87 +223,63 @@ def recall(
                     "recall notice cannot name its recipients (nothing was recalled).",
                     code="release_tampered",
                 )
-    notice = _notice(ws, recall_id, reason.strip(), now, targets, fields, agencies)
+        notice = _notice(ws, recall_id, reason.strip(), now, targets, fields, agencies)
+        text = json.dumps(notice, indent=2, ensure_ascii=False) + "\n"
+        conn.execute(update(recalls).where(recalls.c.id == recall_id).values(notice=text))
+        log.append(
+            conn,
+            [
+                Event(
+                    "recall.issued",
+                    actor=actor,
+                    data={"recall_id": recall_id, "notice_sha256": _sha(text)},
+                )
+            ],
+        )
     folder = out or ws.home / "recalls" / recall_id
-    _write_notice(folder, notice)
-    return _info(recall_id, targets, folder, notice, fields)
+    _write_notice(folder, text)
+    return _info(recall_id, len(targets), folder, notice)
 
 
-def _write_notice(folder: Path, notice: dict[str, Any], *, resume: bool = False) -> None:
-    """The notice's two files, each written whole (never over a file already there; when
+def _write_notice(folder: Path, text: str, *, resume: bool = False) -> None:
+    """The notice's two files, each written whole, never over a file already there (when
     `resume`, one already there, from a recall interrupted between the two, is kept)."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for name, data in (
-        ("notice.json", json.dumps(notice, indent=2, ensure_ascii=False) + "\n"),
-        ("notice.txt", _notice_text(notice)),
-    ):
+    for name, data in (("notice.json", text), ("notice.txt", notice_text(json.loads(text)))):
         if not (resume and (folder / name).exists()):
             write_new(folder / name, data.encode())
 
 
+def _info(recall_id: str, items: int, folder: Path, notice: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "recall_id": recall_id,
+        "items": items,
+        "requests": [r["request_id"] for r in notice["requests"]],
+        "notice": str(folder),
+        "recipients": [r["recipients"] for r in notice["requests"]],
+        "fields": sorted({f for r in notice["requests"] for f in r["fields"]}),
+    }
+
+
 def _resume(ws: Workspace, request_id: str, out: Path | None) -> dict[str, Any] | None:
-    """A whole request recalled again: when its recall committed but the process ended before
-    the notice was written (a crash after the commit), the notice is written now, from what the
-    recall recorded, and the recall is answered as if it had just been made. Otherwise (the
-    request not recalled, or its notice there) None: the recall goes on as usual."""
+    """A whole request recalled again after a crash between the recall's commit and its notice
+    files (found by bench/crash.py): the notice the recall stored is written now and the
+    recall answered as if just made. None otherwise (the request not recalled, or its notice
+    written): the recall goes on as usual."""
     with ws.engine.connect() as conn:
         if current_state(conn, request_id) != "recalled":
             return None
+        mine = select(recall_items.c.recall_id).where(recall_items.c.request_id == request_id)
         last = conn.execute(
-            select(recalls)
-            .where(
-                recalls.c.id.in_(
-                    select(recall_items.c.recall_id).where(recall_items.c.request_id == request_id)
-                )
-            )
-            .order_by(recalls.c.at.desc())
-            .limit(1)
+            select(recalls).where(recalls.c.id.in_(mine)).order_by(recalls.c.at.desc()).limit(1)
         ).first()
-        assert last is not None  # a request is recalled only by a recall of its items
-        folder = out or ws.home / "recalls" / last.id
-        if (folder / "notice.json").exists() and (folder / "notice.txt").exists():
-            return None
-        targets = [
-            (r.request_id, r.item_id)
-            for r in conn.execute(select(recall_items).where(recall_items.c.recall_id == last.id))
-        ]
-        fields, agencies = _recipients(conn, targets)
-    at = last.at.replace(tzinfo=dt.UTC) if last.at.tzinfo is None else last.at
-    notice = _notice(ws, last.id, last.reason, at, targets, fields, agencies)
-    _write_notice(folder, notice, resume=True)
-    return _info(last.id, targets, folder, notice, fields)
-
-
-def _recipients(
-    conn: Connection, targets: list[tuple[str, str]]
-) -> tuple[dict[tuple[str, str], list[str]], dict[str, str]]:
-    """The fields disclosed for each recalled item, and each request's agency."""
-    reqs = {t[0] for t in targets}
-    fields = {
-        (r.request_id, r.item_id): json.loads(r.fields)
-        for r in conn.execute(select(disclosures).where(disclosures.c.request_id.in_(reqs)))
-    }
-    agencies = dict(
-        conn.execute(select(requests.c.id, requests.c.agency).where(requests.c.id.in_(reqs))).all()
-    )
-    return fields, agencies
-
-
-def _info(
-    recall_id: str,
-    targets: list[tuple[str, str]],
-    folder: Path,
-    notice: dict[str, Any],
-    fields: dict[tuple[str, str], list[str]],
-) -> dict[str, Any]:
-    return {
-        "recall_id": recall_id,
-        "items": len(targets),
-        "requests": sorted({t[0] for t in targets}),
-        "notice": str(folder),
-        "recipients": [r["recipients"] for r in notice["requests"]],
-        "fields": sorted({f for v in fields.values() for f in v}),
-    }
+    if last is None or last.notice is None:
+        return None
+    folder = out or ws.home / "recalls" / last.id
+    if (folder / "notice.json").exists() and (folder / "notice.txt").exists():
+        return None
+    _write_notice(folder, last.notice, resume=True)
+    return _info(last.id, last.items, folder, json.loads(last.notice))
 
 
 def _notice(
@@ -300,7 +323,7 @@ def _notice(
     }
 
 
-def _notice_text(n: dict[str, Any]) -> str:
+def notice_text(n: dict[str, Any]) -> str:
     lines = [
         f"NOTICE TO RETURN OR DESTROY — recall {n['recall_id']}",
         f"Issued {n['issued_at']}; return or destroy by {n['return_by']}.",
@@ -380,23 +403,147 @@ def certify(
     }
 
 
-def listing(ws: Workspace) -> list[dict[str, Any]]:
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _reach(conn: Connection, agency: str | None) -> dict[str, dict[str, int]]:
+    """recall id -> {request id: items recalled}, for the recalls `agency` is a recipient of
+    (every recall for staff, `agency` None)."""
+    q = (
+        select(recall_items.c.recall_id, recall_items.c.request_id, func.count())
+        .join(requests, requests.c.id == recall_items.c.request_id)
+        .group_by(recall_items.c.recall_id, recall_items.c.request_id)
+    )
+    if agency is not None:
+        q = q.where(requests.c.agency == agency)
+    out: dict[str, dict[str, int]] = {}
+    for rid, req, n in conn.execute(q):
+        out.setdefault(rid, {})[req] = n
+    return out
+
+
+def listing(ws: Workspace, agency: str | None = None) -> list[dict[str, Any]]:
+    """Every recall (staff), or those of `agency`'s requests (a requester account: only its
+    own requests, items and acknowledgement; never who at the disclosing agency recalled)."""
     with ws.engine.connect() as conn:
-        rows = conn.execute(select(recalls).order_by(recalls.c.at)).all()
+        reach = _reach(conn, agency)
+        rows = conn.execute(
+            select(recalls).where(recalls.c.id.in_(list(reach))).order_by(recalls.c.at)
+        ).all()
+        agencies = dict(
+            conn.execute(
+                select(requests.c.id, requests.c.agency).where(
+                    requests.c.id.in_({q for v in reach.values() for q in v})
+                )
+            ).all()
+        )
+        acks: dict[str, list[dict[str, Any]]] = {}
+        for a in conn.execute(
+            select(recall_acknowledgements).order_by(recall_acknowledgements.c.at)
+        ):
+            if agency is None or a.agency == agency:
+                acks.setdefault(a.recall_id, []).append(
+                    {"agency": a.agency, "at": a.at.isoformat(timespec="seconds")}
+                )
     today = dt.date.today()
     out = []
     for r in rows:
         due = r.at.date() + dt.timedelta(days=RETURN_WITHIN_DAYS)
         status = "certified" if r.certified_by else ("overdue" if today > due else "open")
+        mine = reach[r.id]
         out.append(
             {
                 "recall_id": r.id,
-                "at": r.at,
-                "items": r.items,
+                "at": r.at.isoformat(timespec="seconds"),
+                "reason": r.reason,
+                "items": sum(mine.values()) if agency else r.items,
+                "requests": sorted(mine),
+                "agencies": sorted({agencies[q] for q in mine}),
                 "status": status,
                 "return_by": due.isoformat(),
                 "certified_by": r.certified_by,
                 "certified_on": r.certified_on,
+                "notice": r.notice is not None,
+                "acknowledged": acks.get(r.id, []),
             }
         )
     return out
+
+
+def _row(conn: Connection, recall_id: str) -> Any:
+    """The recall row (the door has checked that an agency reaches it: `roles.RESOURCES`)."""
+    row = conn.execute(select(recalls).where(recalls.c.id == recall_id)).first()
+    if row is None:
+        raise NotFound(f"No recall '{recall_id}'.", code="unknown_recall")
+    return row
+
+
+def notice(ws: Workspace, recall_id: str, agency: str | None = None) -> dict[str, Any]:
+    """A recall's return-or-destroy notice as issued (an agency receives only the part about
+    its own requests). The stored notice is checked against the hash the ledger recorded."""
+    with ws.engine.connect() as conn:
+        row = _row(conn, recall_id)
+        if row.notice is None:
+            raise NotFound(
+                f"Recall {recall_id} was issued before notices were kept in the store; its "
+                "notice is in the workspace's recalls folder.",
+                code="no_notice",
+            )
+        recorded = {
+            json.loads(b).get("notice_sha256")
+            for (b,) in conn.execute(
+                select(ledger_events.c.body).where(ledger_events.c.type == "recall.issued")
+            )
+            if json.loads(b).get("recall_id") == recall_id
+        }
+    if recorded != {_sha(row.notice)}:
+        raise IntegrityError(
+            f"The stored notice of recall {recall_id} is not the one the ledger recorded.",
+            code="notice_tampered",
+        )
+    n = json.loads(row.notice)
+    if agency is not None:
+        n["requests"] = [r for r in n["requests"] if r.get("agency") == agency]
+    return n
+
+
+def acknowledge(call: Call, recall_id: str) -> dict[str, Any]:
+    """The recipient agency acknowledges that it received the recall's notice: recorded once
+    per agency (ledger event ``recall.acknowledged``); acknowledging again answers with the
+    first acknowledgement. The certification of destruction is separate (`certify`)."""
+    agency = call.agency
+    if agency is None:  # the action table gives this to requester accounts only
+        raise NotFound(f"No recall '{recall_id}' for an agency.", code="unknown_recall")
+    now = dt.datetime.now(dt.UTC)
+    with call.transaction() as conn:
+        _row(conn, recall_id)
+        first = conn.execute(
+            select(recall_acknowledgements).where(
+                recall_acknowledgements.c.recall_id == recall_id,
+                recall_acknowledgements.c.agency == agency,
+            )
+        ).first()
+        if first is None:
+            conn.execute(
+                insert(recall_acknowledgements).values(
+                    recall_id=recall_id, agency=agency, acknowledged_by=call.actor, at=now
+                )
+            )
+            log.append(
+                conn,
+                [
+                    Event(
+                        "recall.acknowledged",
+                        actor=call.actor,
+                        data={"recall_id": recall_id, "agency": agency},
+                    )
+                ],
+            )
+    at = now if first is None else first.at
+    return {
+        "recall_id": recall_id,
+        "agency": agency,
+        "acknowledged_at": at.isoformat(timespec="seconds"),
+        "already": first is not None,
+    }

@@ -39,7 +39,7 @@ from custodes.errors import ConflictError, IntegrityError
 from custodes.ledger import log
 from custodes.ledger import service as ledger
 from custodes.ledger.events import Event, item_fields
-from custodes.ledger.keys import load_signer
+from custodes.ledger.keys import signing_key
 from custodes.requests.lifecycle import current_state, transition
 from custodes.store.files import csv_bytes, out_folder, write_new, write_replace
 from custodes.store.tables import disclosures, ledger_events, releases, requests
@@ -133,7 +133,7 @@ def release(call: Call, request_id: str, out: Path | None) -> Released:
                     f"{out / name} already exists; deliver into a new folder.",
                     code="output_exists",
                 )
-    load_signer(ws)  # refuse now, before anything is recorded, when nothing can be signed
+    signing_key(ws)  # refuse now, before anything is recorded, when nothing can be signed
     with call.transaction() as conn:
         state = current_state(conn, request_id)
         rel = conn.execute(select(releases).where(releases.c.request_id == request_id)).first()

@@ -80,13 +80,15 @@ def _rows(table: pa.Table, fields: list[str], citations: dict[str, str]) -> pa.T
               CASE WHEN outcome NOT IN ('DISCLOSE', 'CONFIRM')
                    THEN array_to_string(list_filter(checks,
                           lambda c: c NOT IN {dep}), ';') END AS defects,
+              -- each citation once, in the order of the checks (two checks may cite the same)
               CASE WHEN outcome NOT IN ('DISCLOSE', 'CONFIRM')
-                   THEN array_to_string(list_transform(list_filter(checks,
-                          lambda c: c NOT IN {dep}),
-                          lambda c: {cit_map}[c]), '; ')
+                   THEN array_to_string(list_filter(cits,
+                          lambda x, i: list_position(cits, x) = i), '; ')
                    END AS citations
               {field_sql}
-            FROM o ORDER BY item_id"""
+            FROM (SELECT *, list_transform(list_filter(checks, lambda c: c NOT IN {dep}),
+                                           lambda c: {cit_map}[c]) AS cits FROM o)
+            ORDER BY item_id"""
         ).to_arrow_table()
     finally:
         con.close()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -245,10 +246,22 @@ def _mask(text: Any, keep: int = 2) -> str | None:
     return s[:keep] + "•" * max(len(s) - keep, 0)
 
 
+def _same(listed: Any, recorded: Any) -> str | None:
+    """Whether the record's street (or unit) is the one listed, without showing it: the
+    officer compares, the masked view still hides the record's own value."""
+    if not recorded:
+        return None
+
+    def norm(v: Any) -> str:
+        return " ".join(re.sub(r"[^\w ]", " ", str(v or "").upper()).split())
+
+    return "same as listed" if norm(listed) == norm(recorded) else "not the one listed"
+
+
 def side_by_side(ws: Workspace, request_id: str, item_id: str) -> dict[str, Any]:
     """A review item as the agency listed it beside its candidate, masked: names to their first
     two letters, the date of birth to year and month, the TIN to its last four digits, the last
-    address to city, state and ZIP3."""
+    address to city, state and ZIP3, its street and unit to whether they are the ones listed."""
     folder = request_folder(ws, request_id)
     rows = load_items(folder, item_id).to_pylist()
     if not rows:
@@ -276,8 +289,8 @@ def side_by_side(ws: Workspace, request_id: str, item_id: str) -> dict[str, Any]
                 "suffix": rec.get("suffix"),
                 "dob": dob[:7] + "-••" if dob else None,
                 "tin": "•••-••-" + tin[-4:] if tin else None,
-                "street": None,
-                "unit": None,
+                "street": _same(item.get("street"), last.get("street")),
+                "unit": _same(item.get("unit"), last.get("unit")),
                 "city": last.get("city"),
                 "state": last.get("state"),
                 "zip": (str(last.get("zip") or "")[:3] + "••") if last.get("zip") else None,

@@ -7,16 +7,18 @@ import hashlib
 import json
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from custodes.errors import CustodesError, InputError, fail
-from custodes.ledger import log, tiles
+from custodes.ledger import keys, log, tiles
 from custodes.ledger.events import Event, commitment
 from custodes.ledger.keys import NoLedgerKey, load_signer, origin
-from custodes.ledger.note import Checkpoint, Note, NoteError, Verifier, b64
+from custodes.ledger.note import Checkpoint, Note, NoteError, Verifier, b64, open_checkpoint
 from custodes.ledger.tree import ProofError, leaf_hash, memory_perfect, verify_consistency
 from custodes.ledger.verify import Rebuilder, Report, format_receipt, verify_export
 from custodes.store import identity
@@ -26,16 +28,70 @@ from custodes.store.tables import (
     ledger_cosignatures,
     ledger_events,
     ledger_nodes,
+    ledger_state,
+    meta,
 )
 from custodes.workspace import Call, Workspace
+
+WITNESS_URL, WITNESS_KEY = "witness_url", "witness_vkey"
+WITNESS_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class WitnessConfig:
+    url: str
+    key: Verifier
+
+
+def witness_config(ws: Workspace) -> WitnessConfig | None:
+    """The witness every checkpoint of this workspace needs (kept in the store's meta)."""
+    with ws.engine.connect() as conn:
+        rows = dict(
+            conn.execute(
+                select(meta.c.key, meta.c.value).where(meta.c.key.in_([WITNESS_URL, WITNESS_KEY]))
+            ).all()
+        )
+    if WITNESS_URL not in rows or WITNESS_KEY not in rows:
+        return None
+    try:
+        return WitnessConfig(rows[WITNESS_URL], Verifier.parse(rows[WITNESS_KEY]))
+    except NoteError:
+        raise fail("bad_key", "The workspace's witness key is not a verifier key.") from None
+
+
+def set_witness(conn: Connection, url: str, key: Verifier, actor: str) -> None:
+    """Configure the witness (in the caller's transaction), recorded as a ledger event."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise fail("bad_argument", "The witness URL must be an http(s) URL.")
+    conn.execute(delete(meta).where(meta.c.key.in_([WITNESS_URL, WITNESS_KEY])))
+    conn.execute(
+        insert(meta),
+        [{"key": WITNESS_URL, "value": url.rstrip("/")}, {"key": WITNESS_KEY, "value": key.vkey}],
+    )
+    log.append(
+        conn,
+        [Event("ledger.witness_configured", actor=actor, data={"witness": key.vkey, "url": url})],
+    )
+
+
+def _cosigned_by(note: Note, key: Verifier) -> bool:
+    try:
+        return key.name in note.verified_by([key])
+    except NoteError:
+        return False
 
 
 def checkpoint(call: Call) -> tuple[Checkpoint, Note]:
     """Sign the current tree (only if it extends the last checkpoint) and keep a copy outside
     the store (``keys/checkpoints``, append-only), so that rewriting the store and re-signing
-    cannot hide what was signed before (`audit_store` checks the store extends that copy)."""
+    cannot hide what was signed before (`audit_store` checks the store extends that copy).
+
+    With a witness configured, the checkpoint is published only with its cosignature: the
+    witness is asked inside the same transaction, and when it refuses (the tree does not
+    extend what it cosigned) nothing is stored and signing is held (`keys.hold`)."""
     ws = call.ws
-    signer = load_signer(ws)
+    signer = keys.signing_key(ws)
     name = origin(ws) or signer.name
     ledger_vkey = identity.read(ws.engine).get(identity.LEDGER_VKEY)
     if ledger_vkey and ledger_vkey != signer.verifier.vkey:  # one ledger, one key: never a fork
@@ -44,10 +100,221 @@ def checkpoint(call: Call) -> tuple[Checkpoint, Note]:
             f"This key ({signer.verifier.vkey}) is not the ledger's ({ledger_vkey}); nothing "
             "was signed.",
         )
+    wit = witness_config(ws)
     with call.transaction() as conn:
         cp, note = log.sign_checkpoint(conn, signer, name)
+        if wit is not None and not _cosigned_by(note, wit.key):
+            _witness_cosign(ws, conn, wit.url, wit.key, cp, note, configured=True)
+            note = log.with_cosignatures(conn, cp.size, Note(note.text, note.signatures[:1]))
     remember(ws, cp, note)
     return cp, note
+
+
+def _post(url: str, body: str) -> tuple[int, str]:
+    req = urllib.request.Request(
+        url.rstrip("/") + "/add-checkpoint", data=body.encode(), method="POST"
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=WITNESS_TIMEOUT) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace").strip()
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        raise InputError(
+            f"The witness at {url} cannot be reached ({type(exc).__name__}); the checkpoint "
+            "was not published.",
+            code="witness_unreachable",
+        ) from None
+
+
+def _witness_cosign(
+    ws: Workspace,
+    conn: Connection,
+    url: str,
+    witness: Verifier,
+    cp: Checkpoint,
+    note: Note,
+    *,
+    configured: bool,
+) -> None:
+    """Ask a witness (C2SP tlog-witness add-checkpoint) to cosign `cp`, proving consistency
+    from the last size it cosigned for this store, and store its cosignature in `conn`.
+
+    For the workspace's own witness (`configured`), a witness that cosigned more than this
+    store remembers (a store restored from an older backup) or that finds the tree does not
+    extend what it cosigned (a fork, a rewrite) holds signing until an administrator confirms
+    (`confirm_restore`)."""
+    old = (
+        conn.execute(
+            select(func.max(ledger_cosignatures.c.size)).where(
+                ledger_cosignatures.c.witness == witness.name
+            )
+        ).scalar()
+        or 0
+    )
+    for _attempt in range(3):
+        proof = log.consistency(conn, old, cp.size) if 0 < old < cp.size else []
+        body = (
+            f"old {old}\n"
+            + "".join(b64(h) + "\n" for h in proof)
+            + "\n"
+            + Note(note.text, note.signatures[:1]).render()
+        )
+        status, text = _post(url, body)
+        if status == 200:
+            for line in text.splitlines(keepends=True):
+                if line.strip():
+                    log.add_cosignature(
+                        conn, cp.size, witness, line if line.endswith("\n") else line + "\n"
+                    )
+            return
+        reason = None
+        if status == 409 and text.strip().isdigit():
+            known = int(text.strip())
+            if not configured or known < old:
+                old = known  # the witness knows an older size: prove from there
+                continue
+            reason = (
+                f"the witness cosigned a log of {known:,} events, and this store remembers "
+                f"only {old:,} of them cosigned: the store was restored from an older backup, "
+                "or the log was forked or rewritten."
+            )
+        elif status == 422 and configured:
+            reason = (
+                "the witness finds that this log does not extend the checkpoint it cosigned: "
+                "the log was forked or rewritten."
+            )
+        if reason:
+            keys.hold(ws, reason[0].upper() + reason[1:])
+        raise InputError(
+            f"The witness refused the checkpoint of size {cp.size:,} ({status}): "
+            + (reason or text[:200])
+            + " The checkpoint was not published.",
+            code="witness_refused",
+        )
+    raise InputError("The witness kept reporting a different size.", code="witness_refused")
+
+
+def witnessed(ws: Workspace, url: str, witness: Verifier) -> tuple[Checkpoint, Note] | None:
+    """The last checkpoint `witness` cosigned for this log, fetched from it (None when it has
+    cosigned none); its log signature and its cosignature are both checked."""
+    name = origin(ws)
+    query = urllib.parse.urlencode({"origin": name or ""})
+    try:
+        with urllib.request.urlopen(
+            f"{url.rstrip('/')}/checkpoint?{query}", timeout=WITNESS_TIMEOUT
+        ) as resp:
+            data = resp.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise InputError(
+            f"The witness answered {exc.code} for its checkpoint.", code="witness_unreachable"
+        ) from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        raise InputError(
+            f"The witness at {url} cannot be reached ({type(exc).__name__}).",
+            code="witness_unreachable",
+        ) from None
+    try:
+        cp, note = open_checkpoint(data, verifier(ws))
+        if cp.origin != name or not _cosigned_by(note, witness):
+            raise NoteError("not cosigned by the witness for this log")
+    except NoteError as exc:
+        raise fail("bad_cosignature", f"The witness's checkpoint does not verify: {exc}.") from None
+    return cp, note
+
+
+def confirm_restore(call: Call) -> dict[str, object]:
+    """An administrator's confirmation that this (restored) log extends the last checkpoint
+    the workspace's witness cosigned: checked against the witness's own copy; then the hold on
+    signing is lifted, the witness's checkpoint is kept in the store (so the next checkpoint
+    proves consistency from it), and the confirmation is a ledger event."""
+    ws = call.ws
+    wit = witness_config(ws)
+    if wit is None:
+        raise fail(
+            "no_witness",
+            "This workspace has no witness: configure one ('custodes ledger use-witness').",
+        )
+    found = witnessed(ws, wit.url, wit.key)
+    if found is None and keys.held(ws):  # it refused us, so it holds a checkpoint: ask for it
+        raise fail(
+            "witness_unreachable",
+            "The witness does not give the checkpoint it cosigned (GET <url>/checkpoint), so "
+            "the log cannot be checked against it; signing stays held.",
+        )
+    with call.transaction() as conn:
+        size = log.state(conn).size
+        if found is not None:
+            cp, note = found
+            if cp.size > size:
+                raise fail(
+                    "restore_inconsistent",
+                    f"The store holds {size:,} events, but the witness cosigned a log of "
+                    f"{cp.size:,}: events were lost. Restore a backup of the store taken "
+                    "after that checkpoint; signing stays held.",
+                )
+            if log.root_at(conn, cp.size) != cp.root:
+                raise fail(
+                    "restore_inconsistent",
+                    f"The store's first {cp.size:,} events are not those the witness "
+                    "cosigned: the log was forked or rewritten; signing stays held.",
+                )
+            _keep_witnessed(conn, cp, note, wit.key)
+        log.append(
+            conn,
+            [
+                Event(
+                    "ledger.restore_confirmed",
+                    actor=call.actor,
+                    data={
+                        "witness": wit.key.name,
+                        "witnessed_size": found[0].size if found else 0,
+                        "size": size,
+                    },
+                )
+            ],
+        )
+    keys.release_hold(ws)
+    return {
+        "witness": wit.key.name,
+        "witnessed_size": found[0].size if found else 0,
+        "size": size,
+    }
+
+
+def _keep_witnessed(conn: Connection, cp: Checkpoint, note: Note, witness: Verifier) -> None:
+    """Store the witness's cosigned checkpoint (the log's own signature and the witness's)."""
+    if conn.execute(
+        select(ledger_cosignatures.c.size).where(
+            ledger_cosignatures.c.size == cp.size, ledger_cosignatures.c.witness == witness.name
+        )
+    ).first():
+        return
+    log_sig = [s for s in note.signatures if s.name == cp.origin][:1]
+    if not conn.execute(
+        select(ledger_checkpoints.c.size).where(ledger_checkpoints.c.size == cp.size)
+    ).first():
+        conn.execute(
+            insert(ledger_checkpoints).values(
+                size=cp.size,
+                root=cp.root,
+                note=Note(note.text, log_sig).render(),
+                at=dt.datetime.now(dt.UTC),
+            )
+        )
+        conn.execute(
+            update(ledger_state)
+            .where(
+                ledger_state.c.id == 1,
+                (ledger_state.c.checkpoint_size.is_(None))
+                | (ledger_state.c.checkpoint_size < cp.size),
+            )
+            .values(checkpoint_size=cp.size)
+        )
+    line = next(s.line for s in note.signatures if s.name == witness.name)
+    log.add_cosignature(conn, cp.size, witness, line)
 
 
 def external_log(ws: Workspace) -> Path:
@@ -63,30 +330,30 @@ def remember(ws: Workspace, cp: Checkpoint, note: Note) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "a") as fh:
-        fh.write(
-            json.dumps({"size": cp.size, "note": Note(note.text, note.signatures[:1]).render()})
-            + "\n"
-        )
+        fh.write(json.dumps({"size": cp.size, "note": note.render()}) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
 
 
-def last_remembered(ws: Workspace) -> tuple[Checkpoint, str] | None:
-    """The latest checkpoint in the external copy (largest size), with its signed note."""
+def remembered(ws: Workspace) -> list[tuple[Checkpoint, str]]:
+    """The checkpoints in the external copy, with their signed notes (and cosignatures)."""
     path = external_log(ws)
     if not path.exists() or path.is_symlink():
-        return None
-    best = None
+        return []
+    found = []
     for line in path.read_text().splitlines():
         try:
             doc = json.loads(line)
             note = Note.parse(doc["note"])
-            cp = Checkpoint.parse_body(note.text)
+            found.append((Checkpoint.parse_body(note.text), doc["note"]))
         except (ValueError, KeyError, NoteError):
             continue
-        if best is None or cp.size > best[0].size:
-            best = (cp, doc["note"])
-    return best
+    return found
+
+
+def last_remembered(ws: Workspace) -> tuple[Checkpoint, str] | None:
+    """The latest checkpoint in the external copy (largest size), with its signed note."""
+    return max(remembered(ws), key=lambda r: r[0].size, default=None)
 
 
 def verifier(ws: Workspace) -> Verifier:
@@ -178,23 +445,74 @@ def export(call: Call, folder: Path, *, bodies: bool = False) -> dict[str, objec
     return info
 
 
-def audit_store(ws: Workspace, key: Verifier | None = None) -> Report:
+def _witness_view(
+    ws: Workspace, key: Verifier | None, witness: Verifier, url: str | None, rep: Report
+) -> tuple[Checkpoint, Note] | None:
+    """The last checkpoint `witness` cosigned for this log: from the witness itself (at `url`,
+    or the workspace's configured witness), else the largest one stored with its cosignature
+    (the store's checkpoints, the copy kept outside the store)."""
+    if url is None:
+        wit = witness_config(ws)
+        url = wit.url if wit is not None and wit.key == witness else None
+    if url is not None and key is not None:
+        try:
+            found = witnessed(ws, url, witness)
+            if found is not None:
+                rep.checked.append(f"the witness {witness.name} was asked for its checkpoint")
+                return found
+        except CustodesError as exc:
+            rep.checked.append(f"the witness could not be asked ({exc.code}): stored copies used")
+    notes: list[Note] = []
+    with ws.engine.connect() as conn:
+        for row in conn.execute(select(ledger_checkpoints.c.size, ledger_checkpoints.c.note)):
+            notes.append(log.with_cosignatures(conn, row.size, Note.parse(row.note)))
+    for _cp, text in remembered(ws):
+        notes.append(Note.parse(text))
+    best: tuple[Checkpoint, Note] | None = None
+    for note in notes:
+        if _cosigned_by(note, witness) and (key is None or _cosigned_by(note, key)):
+            cp = Checkpoint.parse_body(note.text)
+            if best is None or cp.size > best[0].size:
+                best = (cp, note)
+    return best
+
+
+def audit_store(
+    ws: Workspace,
+    key: Verifier | None = None,
+    *,
+    witness: Verifier | None = None,
+    witness_url: str | None = None,
+) -> Report:
     """Re-derive the whole ledger from the store's event rows and compare with what is stored:
-    every commitment, every tree node, the state row and every signed checkpoint."""
+    every commitment, every tree node, the state row and every signed checkpoint. With
+    `witness`, also that the log extends the last checkpoint that witness cosigned and that
+    the latest checkpoint carries its cosignature."""
     rep = Report()
     if key is None:
         try:
             key = verifier(ws)
         except NoLedgerKey:
             key = None
+    seen = _witness_view(ws, key, witness, witness_url, rep) if witness is not None else None
+    if witness is not None and seen is None:
+        rep.fail(
+            f"no checkpoint cosigned by the witness {witness.name} is known (from the witness "
+            "or stored): the log cannot be shown to extend what the witness saw"
+        )
     with ws.engine.connect() as conn:
         st = log.state(conn)
         cps = conn.execute(select(ledger_checkpoints).order_by(ledger_checkpoints.c.size)).all()
         stored_nodes = {(r.level, r.idx): r.hash for r in conn.execute(select(ledger_nodes))}
         outside = last_remembered(ws)
+        latest_note = (
+            log.with_cosignatures(conn, cps[-1].size, Note.parse(cps[-1].note)) if cps else None
+        )
         rb = Rebuilder(
             range(log.NODE_LEVEL, 64),
-            [c.size for c in cps] + ([outside[0].size] if outside else []),
+            [c.size for c in cps]
+            + ([outside[0].size] if outside else [])
+            + ([seen[0].size] if seen else []),
         )
         expected = 0
         first_bad_node: str | None = None
@@ -279,6 +597,28 @@ def audit_store(ws: Workspace, key: Verifier | None = None) -> Report:
                 f"checkpoint {ext.size} was signed (a copy is kept outside the store) but its "
                 "row is missing from the store: it was deleted"
             )
+    if witness is not None and seen is not None:
+        wcp = seen[0]
+        if wcp.size > rb.cr.size:
+            rep.fail(
+                f"the witness {witness.name} cosigned a log of {wcp.size} events, the store "
+                f"holds {rb.cr.size}: events were removed (or the store was restored)"
+            )
+        elif rb.roots.get(wcp.size) != wcp.root:
+            rep.fail(
+                f"the log does not extend the checkpoint of size {wcp.size} the witness "
+                f"{witness.name} cosigned: the log was rewritten"
+            )
+        else:
+            rep.checked.append(
+                f"the log extends the checkpoint of size {wcp.size} the witness "
+                f"{witness.name} cosigned"
+            )
+        if latest_note is not None and not _cosigned_by(latest_note, witness):
+            rep.fail(
+                f"the latest checkpoint (size {cps[-1].size}) carries no cosignature by the "
+                f"witness {witness.name}: it was published without the witness"
+            )
     if rep.ok:
         rep.checked += [
             f"{rb.cr.size} events: every body matches its commitment",
@@ -333,56 +673,22 @@ def write_body(call: Call, index: int, out: Path) -> str:
     return receipt
 
 
-def cosign(call: Call, url: str, witness: Verifier, timeout: float = 10.0) -> dict[str, object]:
+def cosign(call: Call, url: str, witness: Verifier) -> dict[str, object]:
     """Ask a witness (C2SP tlog-witness add-checkpoint) to cosign the latest checkpoint."""
-    ws = call.ws
     cp, note = checkpoint(call)
-    with ws.engine.connect() as conn:
-        old = (
-            conn.execute(
-                select(ledger_cosignatures.c.size)
-                .where(ledger_cosignatures.c.witness == witness.name)
-                .order_by(ledger_cosignatures.c.size.desc())
-                .limit(1)
-            ).scalar()
-            or 0
-        )
-    for _attempt in range(3):
-        with ws.engine.connect() as conn:
-            proof = log.consistency(conn, old, cp.size) if 0 < old < cp.size else []
-        body = (
-            f"old {old}\n"
-            + "".join(b64(h) + "\n" for h in proof)
-            + "\n"
-            + Note(note.text, note.signatures[:1]).render()
-        )
-        req = urllib.request.Request(
-            url.rstrip("/") + "/add-checkpoint", data=body.encode(), method="POST"
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                lines = resp.read().decode()
-        except urllib.error.HTTPError as exc:
-            text = exc.read().decode(errors="replace").strip()
-            if exc.code == 409 and text.isdigit():
-                old = int(text)
-                continue
-            raise InputError(
-                f"The witness refused the checkpoint ({exc.code}): {text[:200]}",
-                code="witness_refused",
-            ) from None
-        except (urllib.error.URLError, TimeoutError) as exc:
-            raise InputError(
-                f"The witness at {url} cannot be reached: {exc}", code="witness_unreachable"
-            ) from None
+    if not _cosigned_by(note, witness):
         with call.transaction() as conn:
-            for line in lines.splitlines(keepends=True):
-                if line.strip():
-                    log.add_cosignature(
-                        conn, cp.size, witness, line if line.endswith("\n") else line + "\n"
-                    )
-        return {"size": cp.size, "witness": witness.name, "at": dt.datetime.now(dt.UTC).isoformat()}
-    raise InputError("The witness kept reporting a different size.", code="witness_refused")
+            configured = witness_config(call.ws)
+            _witness_cosign(
+                call.ws,
+                conn,
+                url,
+                witness,
+                cp,
+                note,
+                configured=configured is not None and configured.key == witness,
+            )
+    return {"size": cp.size, "witness": witness.name, "at": dt.datetime.now(dt.UTC).isoformat()}
 
 
 def check_export(ws: Workspace, folder: Path) -> Report:

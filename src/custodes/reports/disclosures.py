@@ -263,11 +263,15 @@ def jct(led: Ledgered, *, year: int) -> Document:
     for (to, sub), g in sorted(groups.items()):
         marks = []
         if g["recalled"]:
-            notes.append(f"{to} {sub}: {g['recalled']:,} of these disclosures were recalled.")
+            notes.append(
+                f"{to} {sub}: {g['recalled']:,} of these disclosures were recalled as improper "
+                "(the recipient was told to return or destroy them)."
+            )
             marks.append(len(notes))
         if g["improper"]:
             notes.append(
-                f"{to} {sub}: {g['improper']:,} of these disclosures were later found improper."
+                f"{to} {sub}: {g['improper']:,} of these disclosures answered a request that an "
+                "incident's finding later declared improper."
             )
             marks.append(len(notes))
         table_rows.append(

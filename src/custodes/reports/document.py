@@ -108,6 +108,49 @@ def us_count(v: Any) -> str:
     return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
 
 
+def rows_count(n: int) -> str:
+    """'1 row', '2 rows', '1,000 rows'."""
+    return f"{us_count(n)} row" + ("" if n == 1 else "s")
+
+
+# How a report's parameters read in its header ("Calendar year: 2026"), not its keys.
+PARAMETER_LABELS = {
+    "year": "Calendar year",
+    "agency": "Agency",
+    "provision": "Provision",
+    "as_of": "As of",
+    "record_id": "Record",
+    "view": "View",
+    "with_tins": "With TINs",
+    "request_id": "Request",
+}
+
+
+# How a key figure reads ("Wrong-person rate, upper bound at 95 % confidence"), not its key.
+FIGURE_LABELS = {
+    "wrong_person_bound_95": "Wrong-person rate, upper bound at 95 % confidence",
+    "review_rate_percent": "Review rate (%)",
+    "reviews_resolved_disclose": "Reviews resolved by disclosing",
+    "reviews_resolved_withhold": "Reviews resolved by withholding",
+    "disclosures_recalled": "Disclosures recalled",
+    "actions_by_suspended_users": "Actions by suspended users",
+}
+
+
+def figure_label(key: str) -> str:
+    return FIGURE_LABELS.get(key) or key.replace("_", " ").capitalize()
+
+
+def parameters_text(params: dict[str, Any]) -> str:
+    """The parameters as one sentence: 'Calendar year: 2026; agency: …'."""
+    parts = [
+        f"{PARAMETER_LABELS.get(k, k.replace('_', ' ').capitalize())}: {cell(v, k)}"
+        for k, v in params.items()
+        if v is not None and v is not False
+    ]
+    return ("; ".join(parts) + ".") if parts else ""
+
+
 def us_date(v: Any) -> str:
     """ISO dates and times as US readers write them (MM/DD/YYYY); anything else unchanged."""
     if isinstance(v, str) and len(v) >= 10 and v[4] == "-" and v[7] == "-":

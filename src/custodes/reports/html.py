@@ -8,7 +8,17 @@ import functools
 import jinja2
 from markupsafe import Markup
 
-from custodes.reports.document import Document, cell, chart_svg, groups, us_count, us_date
+from custodes.reports.document import (
+    Document,
+    cell,
+    chart_svg,
+    figure_label,
+    groups,
+    parameters_text,
+    rows_count,
+    us_count,
+    us_date,
+)
 
 
 @functools.cache
@@ -18,7 +28,16 @@ def _env() -> jinja2.Environment:
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
-    env.globals.update(cell=cell, us_count=us_count, us_date=us_date, groups=groups, dict=dict)
+    env.globals.update(
+        cell=cell,
+        us_count=us_count,
+        us_date=us_date,
+        groups=groups,
+        dict=dict,
+        rows_count=rows_count,
+        parameters_text=parameters_text,
+        figure_label=figure_label,
+    )
     return env
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from custodes.access.inspections import audit_inspections
+from custodes.access.users import last_day
 from custodes.reports.document import Document, Table
 from custodes.reports.incidents import listing as incident_listing
 from custodes.reports.source import Entry
@@ -41,6 +42,7 @@ def recalls(entries: list[Entry], *, today: dt.date | None = None) -> Document:
     items: dict[str, Counter[str]] = defaultdict(Counter)
     at: dict[str, dt.datetime] = {}
     certified: dict[str, str] = {}
+    acknowledged: dict[str, set[str]] = defaultdict(set)
     for e in entries:
         if e.type == "disclosure.recalled":
             rid = e.body.get("recall_id")
@@ -48,6 +50,8 @@ def recalls(entries: list[Entry], *, today: dt.date | None = None) -> Document:
             at.setdefault(rid, e.time)
         elif e.type == "recall.certified":
             certified[e.body.get("recall_id")] = e.body.get("certified_on")
+        elif e.type == "recall.acknowledged":
+            acknowledged[e.body.get("recall_id")].add(str(e.body.get("agency")))
     rows = []
     for rid in sorted(items, key=lambda r: at[r]):
         due = at[rid].date() + RETURN_WITHIN
@@ -62,6 +66,7 @@ def recalls(entries: list[Entry], *, today: dt.date | None = None) -> Document:
                 "disclosures": sum(items[rid].values()),
                 "notice_to": sorted({x for r in reqs for x in recipients.get(r, [])}),
                 "return_by": due.isoformat(),
+                "acknowledged_by": sorted(acknowledged[rid]),
                 "certified_on": certified.get(rid),
                 "status": status,
             }
@@ -81,6 +86,7 @@ def recalls(entries: list[Entry], *, today: dt.date | None = None) -> Document:
                     ("disclosures", "Disclosures recalled"),
                     ("notice_to", "Notice to (official ids)"),
                     ("return_by", "Return or destroy by"),
+                    ("acknowledged_by", "Receipt acknowledged by"),
                     ("certified_on", "Destruction certified on"),
                     ("status", "Status"),
                 ],
@@ -112,6 +118,9 @@ def safeguards(conn: Connection, entries: list[Entry], *, year: int) -> Document
             "user": g.user_name,
             "role": g.role,
             "basis": g.basis,
+            # the grant's last day, as the administrator gave it; `expires` (a column kept for
+            # its readers) is the moment after it, midnight UTC
+            "last_day": last_day(g.expires_at).isoformat() if g.expires_at else None,
             "expires": g.expires_at.date().isoformat() if g.expires_at else None,
             "granted_by": g.granted_by,
             "confirmed_by": g.confirmed_by,
@@ -180,7 +189,8 @@ def safeguards(conn: Connection, entries: list[Entry], *, year: int) -> Document
                     ("user", "User"),
                     ("role", "Role"),
                     ("basis", "Legal basis"),
-                    ("expires", "Expires"),
+                    ("last_day", "Last day"),
+                    ("expires", "Access ends (00:00 UTC)"),
                     ("granted_by", "Granted by"),
                     ("confirmed_by", "Confirmed by"),
                     ("status", "Account"),

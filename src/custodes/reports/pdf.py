@@ -20,7 +20,18 @@ import matplotlib
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 
-from custodes.reports.document import Document, Table, cell, chart_png, groups, us_count, us_date
+from custodes.reports.document import (
+    Document,
+    Table,
+    cell,
+    chart_png,
+    figure_label,
+    groups,
+    parameters_text,
+    rows_count,
+    us_count,
+    us_date,
+)
 
 _FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 CELL_PADDING = 0.6  # mm around a table cell's text
@@ -84,9 +95,7 @@ def layout(doc: Document) -> _Filed:
     pdf.set_font("DejaVu", "B", 14)
     pdf.multi_cell(0, 7, doc.title, new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("DejaVu", "", 9)
-    params = "  ".join(
-        f"{k.replace('_', ' ')}: {cell(v, k)}." for k, v in doc.parameters.items() if v is not None
-    )
+    params = parameters_text(doc.parameters)
     root = f" Ledger root hash at that size: {doc.ledger_root}." if doc.ledger_root else ""
     pdf.multi_cell(
         0,
@@ -103,7 +112,7 @@ def layout(doc: Document) -> _Filed:
             pdf.multi_cell(
                 0,
                 5,
-                f"{k.replace('_', ' ').capitalize()}: {cell(v)}",
+                f"{figure_label(k)}: {cell(v)}",
                 new_x="LMARGIN",
                 new_y="NEXT",
             )
@@ -113,7 +122,7 @@ def layout(doc: Document) -> _Filed:
         pdf.set_font("DejaVu", "", 8)
         pdf.multi_cell(0, 4, f"{c.title}. {c.alt}", new_x="LMARGIN", new_y="NEXT")
     for t in doc.tables:
-        _heading(pdf, f"{t.title} ({us_count(len(t.rows))} rows)")
+        _heading(pdf, f"{t.title} ({rows_count(len(t.rows))})")
         if t.group_by:
             _grouped(pdf, t)
         else:

@@ -30,6 +30,7 @@ REPORTED = (
     "release.done",
     "disclosure.recalled",
     "recall.certified",
+    "recall.acknowledged",
     "master.imported",
     "incident.opened",
     "incident.reported",

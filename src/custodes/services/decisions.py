@@ -80,6 +80,13 @@ def outcomes_page(
     }
 
 
+@service("outcomes")
+def deciding_checks(call: CheckedCall, request_id: str) -> dict[str, int]:
+    """Each check an item's outcome rests on, with how many items it decided (for a filter)."""
+    pipeline.request_folder(call.ws, request_id)
+    return pipeline.deciding_checks(call.ws, request_id)
+
+
 @service("review.read")
 def review_list(call: CheckedCall, request_id: str) -> list[dict[str, Any]]:
     """The items in review, with the match evidence."""
@@ -151,15 +158,36 @@ def recall(
     reason: str,
     request_id: str | None = None,
     items_file: Path | None = None,
+    items: list[str] | None = None,
     out: Path | None = None,
 ) -> dict[str, Any]:
-    """Mark disclosures improper and write the return-or-destroy notice."""
-    return rc.recall(call, reason=reason, request_id=request_id, items_file=items_file, out=out)
+    """Mark disclosures improper (a released request's, or only its chosen `items`, or the
+    pairs of `items_file`) and issue the return-or-destroy notice."""
+    return rc.recall(
+        call, reason=reason, request_id=request_id, items_file=items_file, items=items, out=out
+    )
 
 
 @service("recalls.read")
 def recalls(call: CheckedCall) -> list[dict[str, Any]]:
-    return rc.listing(call.ws)
+    """Every recall with its requests, agencies, reason, status and acknowledgements; an
+    agency account sees only the recalls of its own requests."""
+    return rc.listing(call.ws, call.agency)
+
+
+@service("recalls.read")
+def recall_notice(call: CheckedCall, recall_id: str, *, text: bool = False) -> Any:
+    """A recall's return-or-destroy notice, as a document or (`text`) as the plain text to
+    print or file. An agency gets the part about its requests; another agency's recall is
+    unknown."""
+    notice = rc.notice(call.ws, recall_id, call.agency)
+    return rc.notice_text(notice) if text else notice
+
+
+@service("recall.acknowledge")
+def acknowledge_recall(call: CheckedCall, recall_id: str) -> dict[str, Any]:
+    """The recipient agency acknowledges receipt of a recall's notice (idempotent)."""
+    return rc.acknowledge(call, recall_id)
 
 
 @service("recall.certify")

@@ -34,10 +34,13 @@ import itertools
 import logging
 import os
 import queue
+import shutil
+import tempfile
 import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 from custodes.access import Caller, CheckedCall, service
@@ -50,6 +53,7 @@ from custodes.errors import (
     NotFound,
     Overloaded,
     RateLimited,
+    from_fault,
 )
 from custodes.services import decisions, matching, requests
 from custodes.store import jobs as rows
@@ -87,6 +91,7 @@ def _quota() -> int:
     return int(raw)
 
 
+STAGING = "staging"  # the workspace's folder of uploads on their way to a job
 # The worker's lanes: staff work before agencies' (lower goes first); the last, to stop.
 STAFF, AGENCY, LAST = 0, 1, 2
 QUOTA_RETRY_AFTER = 30  # seconds: a job of the kind agencies start takes about that long
@@ -122,6 +127,7 @@ class Jobs:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self.failed_at_start = rows.fail_unfinished(ws.engine, RESTARTED)
+        self.cleaned_at_start = _clean_staging(ws)
         self.running: dict[str, Future[None]] = {}
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -225,8 +231,12 @@ class Jobs:
             rows.finish(engine, job_id, "failed", problem=RESTARTED)
         except CustodesError as exc:
             rows.finish(engine, job_id, "failed", problem=_problem_of(exc))
-        except Exception as exc:  # unexpected: logged by type and place (a library's
-            # message may quote data)
+        except Exception as exc:  # a fault of the machine (coded), or unexpected: logged by
+            # type and place (a library's message may quote data)
+            fault = from_fault(exc)
+            if fault is not None:
+                rows.finish(engine, job_id, "failed", problem=_problem_of(fault))
+                return
             frame = traceback.extract_tb(exc.__traceback__)[-1]
             log.error(
                 "job %s (%s) failed: %s at %s:%s",
@@ -247,6 +257,15 @@ class Jobs:
         finally:
             with self.lock:
                 self.running.pop(job_id, None)
+
+    def staging(self) -> Path:
+        """A new private folder for an upload on its way to a job (or to a direct call), in
+        the workspace's `staging/`, named for this process: the next start of a server
+        removes what a killed one left there (`_clean_staging`). The caller removes it when
+        done (a job's `cleanup`)."""
+        root = self.ws.home / STAGING
+        root.mkdir(mode=0o700, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
 
     def get(self, who: Caller, job_id: str) -> dict[str, Any]:
         return job(self.ws, who, job_id)
@@ -274,6 +293,21 @@ class Jobs:
                 fut.cancel()  # only a job not started yet can be cancelled
         self.queue.put((LAST, next(self.seq), None))
         self.worker.join(timeout)
+
+
+def _clean_staging(ws: Workspace) -> int:
+    """Remove the staged uploads of server processes that are gone (killed with their jobs
+    queued or running: `fail_unfinished` has failed those jobs); how many were removed."""
+    root = ws.home / STAGING
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for folder in root.iterdir():
+        pid = folder.name.split("-", 1)[0]
+        if pid != str(os.getpid()) and not rows.alive(f"{rows.HOST}:{pid}"):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def _visible(call: CheckedCall, job_id: str) -> dict[str, Any]:

@@ -47,13 +47,15 @@ def _policy(path: Path | None) -> Policy | None:
 
 
 @service("ledger.sign")
-def keygen(call: CheckedCall, origin: str | None = None) -> dict[str, Any]:
-    """Create the ledger's signing key (normally done by 'custodes init')."""
-    signer = keys.keygen(call.ws, origin)
+def keygen(call: CheckedCall, origin: str | None = None, hsm: str | None = None) -> dict[str, Any]:
+    """Create the ledger's signing key (normally done by 'custodes init'); with `hsm` (a
+    PKCS#11 URI) use the Ed25519 key already made in that token."""
+    signer = keys.keygen(call.ws, origin, hsm)
     return {
         "origin": signer.name,
         "vkey": signer.verifier.vkey,
         "key_file": str(keys.key_path(call.ws)),
+        "hsm": keys.hsm_uri(call.ws) is not None,
     }
 
 
@@ -87,12 +89,20 @@ def export_bodies(call: CheckedCall, folder: Path) -> dict[str, Any]:
 
 
 @service("ledger.read")
-def verify_store(call: CheckedCall, key: Verifier | None = None) -> Report:
+def verify_store(
+    call: CheckedCall,
+    key: Verifier | None = None,
+    *,
+    witness: Verifier | None = None,
+    witness_url: str | None = None,
+) -> Report:
     """Re-derive the whole ledger from the store and compare with everything stored and with
-    the last checkpoint kept outside the store; then check every business table the ledger's
-    events commit to (requests, outcomes, reviews, releases, disclosures, recalls, grants,
-    suspensions, the access log) against those events."""
-    report = ledger.audit_store(call.ws, key)
+    the last checkpoint kept outside the store; with `witness`, that the log extends the last
+    checkpoint that witness cosigned (asked of the witness at `witness_url` or the configured
+    one, else taken from the stored cosigned checkpoints); then check every business table the
+    ledger's events commit to (requests, outcomes, reviews, releases, disclosures, recalls,
+    grants, suspensions, the access log) against those events."""
+    report = ledger.audit_store(call.ws, key, witness=witness, witness_url=witness_url)
     business = integrity.audit(call.ws)
     report.checked += business.checked
     for problem in business.problems:
@@ -102,13 +112,22 @@ def verify_store(call: CheckedCall, key: Verifier | None = None) -> Report:
 
 def verify_path(
     path: Path,
-    key: Verifier,
+    key: Verifier | None,
     *,
     previous: Path | None = None,
     policy: Path | None = None,
     body: Path | None = None,
+    witness: Verifier | None = None,
 ) -> Report:
     """Verify an export folder or a receipt file offline. Open: outsiders verify."""
+    if key is None:
+        raise InputError("--key is required to verify an export or a receipt.", code="missing_key")
+    if witness is not None:
+        raise InputError(
+            "--witness checks the workspace's store; for an export or a receipt name the "
+            "witnesses in a --policy file.",
+            code="bad_argument",
+        )
     pol = _policy(policy)
     if path.is_dir():
         prev = previous.read_text(encoding="utf-8") if previous else None
@@ -175,6 +194,44 @@ def prove_with_body(
 def cosign(call: CheckedCall, url: str, witness: Verifier) -> dict[str, Any]:
     """Ask a witness to cosign the latest checkpoint (proving consistency with what it saw)."""
     return ledger.cosign(call, url, witness)
+
+
+@service("ledger.sign")
+def use_witness(call: CheckedCall, url: str, witness: Verifier) -> dict[str, Any]:
+    """Make `witness` (at `url`) the witness whose cosignature every checkpoint needs, and have
+    it cosign the latest checkpoint now (recorded in the ledger)."""
+    return _use_witness(call, url, witness)
+
+
+def _use_witness(call: CheckedCall, url: str, witness: Verifier) -> dict[str, Any]:
+    with call.transaction() as conn:
+        ledger.set_witness(conn, url, witness, call.actor)
+    cp, _ = ledger.checkpoint(call)
+    return {"url": url, "witness": witness.name, "vkey": witness.vkey, "size": cp.size}
+
+
+@service("ledger.sign")
+def confirm_restore(call: CheckedCall) -> dict[str, Any]:
+    """Lift the hold on signing of a restored workspace once its log is shown to extend the
+    last checkpoint the witness cosigned (administrators; recorded in the ledger)."""
+    return ledger.confirm_restore(call)
+
+
+@service("ledger.sign")
+def run_witness(call: CheckedCall, folder: Path, port: int | None = None) -> dict[str, Any]:
+    """A witness for this ledger in its own process and folder (`folder`, outside the
+    workspace: its key, its state, its log), started unless it already runs, and made the
+    workspace's witness. For the demo and single-machine set-ups; in production the witness is
+    its own service under its own user (docs/ledger.md). `port`: 7380 when free, else
+    any free port."""
+    folder = folder.resolve()
+    if folder.is_relative_to(call.ws.home):
+        raise InputError("The witness's folder must be outside the workspace.", code="bad_path")
+    log_key = ledger.verifier(call.ws)
+    port = port or (wit.DEFAULT_PORT if wit.port_free(wit.DEFAULT_PORT) else wit.free_port())
+    pid, url, vkey = wit.spawn(folder, "witness.local", [log_key.vkey], "127.0.0.1", port)
+    info = _use_witness(call, url, Verifier.parse(vkey))
+    return info | {"pid": pid, "folder": str(folder)}
 
 
 def witness_keygen(name: str, key_file: Path) -> Verifier:

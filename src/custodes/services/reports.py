@@ -10,17 +10,33 @@ from pathlib import Path
 from typing import Any
 
 from custodes.access import CheckedCall, enter, service
+from custodes.errors import InputError
 from custodes.reports import disclosures as disc
 from custodes.reports import incidents as inc
 from custodes.reports import oversight, produce
 from custodes.reports.document import Document, Table
 from custodes.reports.request import request_report
-from custodes.reports.source import from_store
+from custodes.reports.source import Entry, from_store
 from custodes.rules.active import in_force
 
 
 def _this_year() -> int:
     return dt.datetime.now(dt.UTC).year
+
+
+def _year(year: int | None, entries: list[Entry]) -> int | None:
+    """A report's year: refused when the ledger cannot hold it (before its first reported
+    event, or in the future), instead of answering with an empty table."""
+    if year is None:
+        return None
+    this = _this_year()
+    first = entries[0].time.year if entries else this
+    if not first <= year <= this:
+        raise InputError(
+            f"No report for {year}: this ledger holds events from {first} to {this}.",
+            code="bad_year",
+        )
+    return year
 
 
 @service("reports.read")
@@ -43,6 +59,7 @@ def accounting(
     if tins_for is not None:  # the door decides (and records) this part too
         call = enter(call.ws, call.caller, "reports.person")
     size, entries = produce.snapshot(call.ws)
+    year = _year(year, entries)
     doc = produce.compute(
         "accounting",
         {"year": year, "agency": agency, "provision": provision, "with_tins": bool(tins_for)},
@@ -65,7 +82,7 @@ def jct(
 ) -> dict[str, Any]:
     """The year's disclosures in the Joint Committee's published layout, with footnotes."""
     size, entries = produce.snapshot(call.ws)
-    doc = produce.compute("jct", {"year": year or _this_year()}, entries)
+    doc = produce.compute("jct", {"year": _year(year, entries) or _this_year()}, entries)
     doc.ledger_size = size
     return produce.write(call, doc, out, fmt=fmt)
 
@@ -131,7 +148,7 @@ def safeguards(
     """The annex to the Safeguard Security Report for one calendar year."""
     size, entries = produce.snapshot(call.ws)
     with call.ws.engine.connect() as conn:
-        doc = oversight.safeguards(conn, entries, year=year or _this_year())
+        doc = oversight.safeguards(conn, entries, year=_year(year, entries) or _this_year())
     doc.ledger_size = size
     return produce.write(call, doc, out, fmt=fmt)
 

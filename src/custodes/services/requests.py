@@ -100,7 +100,13 @@ def status(call: CheckedCall, request_id: str) -> dict[str, Any]:
         ).all()
         names = roles_shown(conn, call.agency, [t.actor for t in steps])
         history = [
-            {"from": t.from_state, "to": t.to_state, "at": t.at, "actor": names.get(t.actor or "")}
+            {
+                "from": t.from_state,
+                "to": t.to_state,
+                "at": t.at,
+                "actor": names.get(t.actor or ""),
+                "reason": t.reason,  # the justification given for the move (withdraw, recall…)
+            }
             for t in steps
         ]
         return rows_shown(conn, call.agency, rows)[0] | {"history": history}

@@ -15,8 +15,9 @@ from custodes.access import caller as _caller
 from custodes.access.roles import ACTIONS
 from custodes.errors import ConflictError, InputError, WorkspaceError
 from custodes.ledger import keys as ledger_keys
-from custodes.ledger import log
-from custodes.ledger.note import NoteError, Signer
+from custodes.ledger import log, pkcs11
+from custodes.ledger import service as ledger_service
+from custodes.ledger.note import NoteError, Signer, Verifier
 from custodes.store import engine as store_engine
 from custodes.store import identity
 from custodes.store.tables import ledger_events
@@ -90,7 +91,9 @@ def _has_ledger(ws: Workspace) -> bool:
         return bool(conn.execute(select(func.count()).select_from(ledger_events)).scalar())
 
 
-def _check_ledger_key(ws: Workspace, held: dict[str, str], signer: Signer) -> None:
+def _check_ledger_key(
+    ws: Workspace, held: dict[str, str], signer: Signer | pkcs11.Pkcs11Signer
+) -> None:
     """Refuse a key other than the one the store's ledger is signed with: the store's recorded
     verifier key, or (a store made before it was recorded) the key of its latest checkpoint."""
     vkey = signer.verifier.vkey
@@ -134,19 +137,26 @@ def init(
     admin: str | None = None,
     password: str | None = None,
     origin: str | None = None,
+    ledger_key: str | None = None,
+    witness: tuple[str, Verifier] | None = None,
 ) -> dict[str, Any]:
     """Create a workspace (or upgrade one): the store, the secrets key and the ledger's signing
-    key (origin given or derived), and with `admin` its first administrator; record the store
-    and the keys' identity in the workspace and in the store. Refused: a store whose ledger is
-    signed by another key (`ledger_key_mismatch`), a store already in use by a deployment when
-    this workspace has no key (`join_instead`: a second host runs 'custodes join'), a second
-    bootstrap (`already_bootstrapped`). Open: run by the workspace's owner on their own
-    machine."""
+    key (origin given or derived; with `ledger_key`, a PKCS#11 URI, the key in that HSM), with
+    `witness` (its URL and verifier key) the witness every checkpoint needs, and with `admin`
+    its first administrator; record the store and the keys' identity in the workspace and in
+    the store. Refused: a store whose ledger is signed by another key (`ledger_key_mismatch`),
+    a store already in use by a deployment when this workspace has no key (`join_instead`: a
+    second host runs 'custodes join'), a second bootstrap (`already_bootstrapped`). Open: run
+    by the workspace's owner on their own machine."""
+    if ledger_key is not None and not pkcs11.is_uri(ledger_key):
+        raise InputError(
+            "--ledger-key takes a PKCS#11 URI (pkcs11:token=...;object=...).",
+            code="bad_pkcs11_uri",
+        )
     ws, created = init_workspace(home, store_url)
     try:
         held = identity.read(ws.engine)
-        key = ledger_keys.key_path(ws)
-        new_key = not key.exists()
+        new_key = not ledger_keys.has_key(ws)
         if new_key and (held.get(identity.LEDGER_VKEY) or _has_ledger(ws)):
             raise ConflictError(
                 f"The store at {public_url(ws.store_url)} already holds a ledger and this "
@@ -156,6 +166,11 @@ def init(
                 code="join_instead",
             )
         if not new_key:
+            if ledger_key and ledger_key.strip() != ledger_keys.hsm_uri(ws):
+                raise ConflictError(
+                    "This workspace already has its ledger key; a ledger keeps one key for life.",
+                    code="key_exists",
+                )
             _check_ledger_key(ws, held, ledger_keys.load_signer(ws))
             if origin and ledger_keys.origin(ws) not in (None, origin):
                 raise ConflictError(
@@ -177,7 +192,7 @@ def init(
             )
         credentials.ensure_secrets_key(ws)
         if new_key:
-            ledger_keys.keygen(ws, origin)
+            ledger_keys.keygen(ws, origin, ledger_key)
         signer = ledger_keys.load_signer(ws)
         secrets_id = _secrets_id(ws)
         assert secrets_id is not None  # ensured above
@@ -193,6 +208,10 @@ def init(
             "ledger_key_created": new_key,
             "vkey": signer.verifier.vkey,
         }
+        if witness is not None:
+            with ws.engine.begin() as conn:
+                ledger_service.set_witness(conn, witness[0], witness[1], "init")
+            info["witness"] = witness[1].name
         if admin:
             users.bootstrap_admin(ws, admin, password or "")
             info["admin"] = admin
@@ -203,14 +222,12 @@ def init(
         ws.close()
 
 
-def _ledger_key_from(source: str) -> Signer:
-    """The signer a `--ledger-key` source names. Today a key file (the deployment's, copied by
-    the operator); an HSM's PKCS#11 URI is another source, added here beside it."""
-    if source.startswith("pkcs11:"):
-        raise InputError(
-            "This version of custodes reads the ledger key from a file only.",
-            code="bad_argument",
-        )
+def _ledger_key_from(source: str) -> Signer | str:
+    """The signer a `--ledger-key` source names: a key file (the deployment's, copied by the
+    operator), or an HSM's PKCS#11 URI (returned as is: its signer needs the store's origin)."""
+    if pkcs11.is_uri(source):
+        pkcs11.Pkcs11Uri.parse(source)  # refused now when malformed
+        return source.strip()
     path = Path(source)
     try:
         return Signer.decode(path.read_text(encoding="utf-8"))
@@ -253,7 +270,7 @@ def join(
             f"{path} already exists and is not an empty folder; join makes a new workspace.",
             code="workspace_exists",
         )
-    signer = _ledger_key_from(ledger_key) if ledger_key else None
+    source = _ledger_key_from(ledger_key) if ledger_key else None
     try:
         secrets = Path(secrets_key).read_bytes() if secrets_key else None
     except OSError:
@@ -268,6 +285,11 @@ def join(
                 "makes it with 'custodes init'.",
                 code="not_a_deployment",
             )
+        signer: Signer | pkcs11.Pkcs11Signer | None = (
+            pkcs11.Pkcs11Signer(ledger_keys.origin(ws) or "custodes.local/ledger", source)
+            if isinstance(source, str)
+            else source
+        )
         if signer is None:  # the key where this host finds it (CUSTODES_LEDGER_KEY)
             try:
                 signer = ledger_keys.load_signer(ws)
@@ -290,8 +312,9 @@ def join(
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         for sub in ("bulk", "requests", "keys"):
             (path / sub).mkdir(mode=0o700, exist_ok=True)
-        if ledger_key:
-            _copy_secret((signer.encode() + "\n").encode(), ws.keys / "ledger.key")
+        if ledger_key:  # a key file's copy, or the HSM key's URI (the key stays in the HSM)
+            ref = signer.uri.text if isinstance(signer, pkcs11.Pkcs11Signer) else signer.encode()
+            _copy_secret((ref + "\n").encode(), ws.keys / "ledger.key")
         if secrets is not None:
             _copy_secret(secrets, ws.keys / "secrets.key")
         write_record(path, url, held)
@@ -358,7 +381,8 @@ def whoami(call: CheckedCall) -> dict[str, Any]:
 
 @service("status")
 def status(call: CheckedCall) -> dict[str, Any]:
-    """The workspace's store and master file (counts only, no personal data)."""
+    """The workspace's store and master file (counts only, no personal data), and warnings
+    about how its ledger is guarded (a key kept as a file, no witness, signing held)."""
     from custodes.records import master  # DuckDB: only for this command, not every one
 
     ws = call.ws
@@ -366,4 +390,29 @@ def status(call: CheckedCall) -> dict[str, Any]:
         "home": str(ws.home),
         "store": ws.engine.url.render_as_string(hide_password=True),
         "master_file": master.summary(ws),
+        "ledger_key": "hsm" if ledger_keys.hsm_uri(ws) else "file",
+        "witness": (w.url if (w := ledger_service.witness_config(ws)) else None),
+        "warnings": _ledger_warnings(ws),
     }
+
+
+def _ledger_warnings(ws: Workspace) -> list[str]:
+    warnings = []
+    if ledger_keys.hsm_uri(ws) is None:
+        warnings.append(
+            "The ledger's signing key is a file in the workspace "
+            f"({ledger_keys.key_path(ws)}): whoever copies it can sign a rewritten log. "
+            "Keep it in an HSM (custodes init --ledger-key pkcs11:...)."
+        )
+    if ledger_service.witness_config(ws) is None:
+        warnings.append(
+            "No witness cosigns this ledger's checkpoints: a rewritten, re-signed log cannot "
+            "be told from the real one. Configure one (custodes ledger use-witness URL --key "
+            "VKEY)."
+        )
+    held = ledger_keys.held(ws)
+    if held:
+        warnings.append(
+            f"Signing is held: {held} An administrator runs 'custodes ledger confirm-restore'."
+        )
+    return warnings

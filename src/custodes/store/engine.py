@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,11 +105,27 @@ def current_revision(engine: Engine) -> str | None:
                 return None
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except OperationalError as exc:
+        if _on_read_only_filesystem(engine):  # SQLite says only "unable to open database file"
+            raise WorkspaceError(
+                "The store's folder is on a read-only filesystem; custodes writes to its store "
+                "on every call (the access log). Make it writable and run the command again.",
+                code="read_only",
+            ) from exc
         raise WorkspaceError(
             f"Cannot reach the store ({engine.url.render_as_string(hide_password=True)}): "
             f"{exc.orig}",
             code="store_unreachable",
         ) from exc
+
+
+def _on_read_only_filesystem(engine: Engine) -> bool:
+    db = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    if not db or db == ":memory:":
+        return False
+    try:
+        return bool(os.statvfs(Path(db).parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def upgrade(engine: Engine) -> None:
@@ -146,7 +163,11 @@ def bulk_insert(conn: Connection, table: Table, rows: list[tuple[Any, ...]]) -> 
     cols = [c.name for c in table.columns]
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
-    dt_cols = [i for i, c in enumerate(table.columns) if isinstance(c.type, DateTime)]
+    dt_cols = [
+        i
+        for i, c in enumerate(table.columns)
+        if isinstance(getattr(c.type, "impl", c.type), DateTime)
+    ]
     if conn.dialect.name == "sqlite" and dt_cols:
         for i in dt_cols:
             rows = [

@@ -23,10 +23,11 @@ from custodes.store.tables import idempotency_keys, jobs
 ENDED = ("succeeded", "failed", "cancelled")
 
 
-RUNNER = f"{socket.gethostname()}:{os.getpid()}"
+HOST = socket.gethostname()
+RUNNER = f"{HOST}:{os.getpid()}"
 
 
-def _alive(runner: str) -> bool:
+def alive(runner: str) -> bool:
     """Whether the server process named `runner` still runs (on this host; another host's
     processes are presumed alive: that host fails its own jobs when it restarts)."""
     host, _, pid = runner.rpartition(":")
@@ -124,6 +125,7 @@ def finish(
     result: Any = None,
     problem: dict[str, Any] | None = None,
 ) -> None:
+    made = result.get("request_id") if isinstance(result, dict) else None
     with engine.begin() as conn:
         conn.execute(
             update(jobs)
@@ -133,6 +135,10 @@ def finish(
                 finished_at=_now(),
                 result=json.dumps(result, default=str) if result is not None else None,
                 problem=json.dumps(problem) if problem else None,
+                # a job that made a request (an intake) names it once it has succeeded
+                request_id=func.coalesce(
+                    jobs.c.request_id, made if isinstance(made, str) else None
+                ),
             )
         )
 
@@ -172,7 +178,7 @@ def fail_unfinished(engine: Engine, problem: dict[str, Any]) -> int:
             for r in conn.execute(
                 select(jobs.c.id, jobs.c.runner).where(jobs.c.state.in_(("queued", "running")))
             )
-            if r.runner != RUNNER and not _alive(r.runner)
+            if r.runner != RUNNER and not alive(r.runner)
         ]
         if stale:
             conn.execute(

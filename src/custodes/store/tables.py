@@ -6,6 +6,9 @@ for queries. A test checks that the two agree (``tests/test_store.py``).
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -19,9 +22,25 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
 )
 
 metadata = MetaData()
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A moment in UTC, read back with its time zone from every store: PostgreSQL keeps the
+    zone, SQLite's text does not (its naive value is UTC, as custodes writes only UTC), so
+    every face shows the same `+00:00` timestamps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Any) -> dt.datetime | None:
+        if isinstance(value, dt.datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value  # type: ignore[no-any-return]
+
 
 meta = Table(
     "meta",
@@ -36,7 +55,7 @@ imports = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("kind", String(16), nullable=False),  # import | generate
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
     Column("people_sha256", String(64), nullable=False),
     Column("addresses_sha256", String(64), nullable=False),
     Column("people_rows", BigInteger, nullable=False),
@@ -57,7 +76,7 @@ ledger_events = Table(
     metadata,
     Column("idx", BigInteger, primary_key=True, autoincrement=False),
     Column("type", String(64), nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
     Column("actor", String(128)),
     Column("request_id", String(64), index=True),
     Column("record_id", String(64), index=True),
@@ -92,7 +111,7 @@ ledger_checkpoints = Table(
     Column("size", BigInteger, primary_key=True, autoincrement=False),
     Column("root", LargeBinary(32), nullable=False),
     Column("note", Text, nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
 )
 
 ledger_cosignatures = Table(
@@ -101,7 +120,7 @@ ledger_cosignatures = Table(
     Column("size", BigInteger, primary_key=True, autoincrement=False),
     Column("witness", String(255), primary_key=True),
     Column("line", Text, nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
 )
 
 # --- registries (rules) -----------------------------------------------------------------------
@@ -112,7 +131,7 @@ agencies = Table(
     Column("name", String(200), primary_key=True),
     Column("safeguards_current", Boolean, nullable=False),
     Column("open_findings", Integer, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 officials = Table(
@@ -135,7 +154,7 @@ agreements = Table(
     Column("agency", String(200), nullable=False),
     Column("body", Text, nullable=False),
     Column("sha256", String(64), nullable=False),
-    Column("added_at", DateTime(timezone=True), nullable=False),
+    Column("added_at", UTCDateTime(), nullable=False),
 )
 
 # --- requests (intake and lifecycle) ----------------------------------------------------------
@@ -151,13 +170,13 @@ requests = Table(
     Column("envelope_sha256", String(64), nullable=False),
     Column("items_sha256", String(64), nullable=False),
     Column("items", BigInteger, nullable=False),
-    Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Column("submitted_at", UTCDateTime(), nullable=False),
     Column("submitted_by", String(128)),
     # A request keyed in by staff from paper: the scan's hash, and the second staff member who
     # confirmed it (it is not processed before). NULL for a request from an agency's account.
     Column("paper_sha256", String(64)),
     Column("paper_confirmed_by", String(128)),
-    Column("paper_confirmed_at", DateTime(timezone=True)),
+    Column("paper_confirmed_at", UTCDateTime()),
 )
 
 request_transitions = Table(
@@ -167,7 +186,7 @@ request_transitions = Table(
     Column("request_id", String(32), nullable=False, index=True),
     Column("from_state", String(16)),
     Column("to_state", String(16), nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
     Column("actor", String(128)),
     Column("reason", Text),
 )
@@ -182,7 +201,7 @@ review_resolutions = Table(
     Column("decision", String(16), nullable=False),
     Column("reason", Text, nullable=False),
     Column("actor", String(128), nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
     Column("record_id", String(64)),  # DISCLOSE: the record the officer identified
 )
 
@@ -192,12 +211,12 @@ releases = Table(
     Column("request_id", String(32), primary_key=True),
     Column("outcomes_sha256", String(64), nullable=False),
     Column("prepared_by", String(128), nullable=False),
-    Column("prepared_at", DateTime(timezone=True), nullable=False),
+    Column("prepared_at", UTCDateTime(), nullable=False),
     Column("approved_by", String(128)),
-    Column("approved_at", DateTime(timezone=True)),
-    Column("intent_at", DateTime(timezone=True)),
+    Column("approved_at", UTCDateTime()),
+    Column("intent_at", UTCDateTime()),
     Column("released_by", String(128)),
-    Column("released_at", DateTime(timezone=True)),
+    Column("released_at", UTCDateTime()),
     Column("response_sha256", String(64)),
     Column("checkpoint", Text),
 )
@@ -209,7 +228,7 @@ disclosures = Table(
     Column("item_id", String(128), primary_key=True),
     Column("record_id", String(64), nullable=False, index=True),
     Column("fields", Text, nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
 )
 
 recalls = Table(
@@ -218,12 +237,13 @@ recalls = Table(
     Column("id", String(32), primary_key=True),
     Column("reason", Text, nullable=False),
     Column("actor", String(128), nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
     Column("items", Integer, nullable=False),
     Column("certified_by", String(200)),
     Column("certified_on", Date),
     Column("certificate", Text),
     Column("recorded_by", String(128)),
+    Column("notice", Text),  # the return-or-destroy notice (JSON); its hash is in recall.issued
 )
 
 recall_items = Table(
@@ -232,6 +252,16 @@ recall_items = Table(
     Column("recall_id", String(32), primary_key=True),
     Column("request_id", String(32), primary_key=True),
     Column("item_id", String(128), primary_key=True),
+)
+
+# A recipient agency's acknowledgement that it received a recall's notice (once per agency).
+recall_acknowledgements = Table(
+    "recall_acknowledgements",
+    metadata,
+    Column("recall_id", String(32), primary_key=True),
+    Column("agency", String(200), primary_key=True),
+    Column("acknowledged_by", String(128), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
 )
 
 # --- access: users, grants, sessions, keys, inspections ---------------------------------------
@@ -243,10 +273,10 @@ users = Table(
     Column("status", String(16), nullable=False),
     Column("password_hash", Text),  # NULL until the user enrols with their one-time code
     Column("totp_secret", Text),  # encrypted with the workspace's secrets key
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
     Column("created_by", String(64)),
     Column("status_reason", Text),
-    Column("status_at", DateTime(timezone=True)),
+    Column("status_at", UTCDateTime()),
     Column("status_by", String(64)),
     Column("reinstate_requested_by", String(64)),
     Column("agency", String(200)),  # requester accounts: the agency they act for
@@ -259,12 +289,12 @@ grants = Table(
     Column("user_name", String(64), primary_key=True),
     Column("role", String(32), primary_key=True),
     Column("basis", Text),
-    Column("expires_at", DateTime(timezone=True)),
+    Column("expires_at", UTCDateTime()),
     Column("granted_by", String(64), nullable=False),
-    Column("granted_at", DateTime(timezone=True), nullable=False),
+    Column("granted_at", UTCDateTime(), nullable=False),
     # Privileged roles count only once a second administrator confirmed the grant.
     Column("confirmed_by", String(64)),
-    Column("confirmed_at", DateTime(timezone=True)),
+    Column("confirmed_at", UTCDateTime()),
 )
 
 sessions = Table(
@@ -273,13 +303,13 @@ sessions = Table(
     Column("token_sha256", String(64), primary_key=True),
     Column("user_name", String(64), nullable=False, index=True),
     Column("kind", String(16), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
     Column("issued_by", String(64)),  # API keys: the administrator who issued it
     Column("confirmed_by", String(64)),  # API keys: the second administrator
-    Column("ended_at", DateTime(timezone=True)),
+    Column("ended_at", UTCDateTime()),
     Column("ended_reason", String(32)),  # signed_out, suspended, issuer_suspended, idle
-    Column("last_used_at", DateTime(timezone=True)),  # for the inactivity timeout
+    Column("last_used_at", UTCDateTime()),  # for the inactivity timeout
 )
 
 # One-time enrolment codes (stored as hashes): a new user sets their own password with one.
@@ -289,17 +319,17 @@ enrolments = Table(
     Column("code_sha256", String(64), primary_key=True),
     Column("user_name", String(64), nullable=False, index=True),
     Column("issued_by", String(64), nullable=False),
-    Column("issued_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
-    Column("used_at", DateTime(timezone=True)),
-    Column("ended_at", DateTime(timezone=True)),
+    Column("issued_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime()),
+    Column("ended_at", UTCDateTime()),
     # Split knowledge: a code in two halves needs its second half, issued by a second
     # administrator when they confirm the change (`code_sha256` is the first half's hash).
     # Only the bootstrap's second administrator gets a whole code (halves = 1).
     Column("halves", Integer, nullable=False, server_default="1"),
     Column("second_sha256", String(64)),
     Column("second_by", String(64)),
-    Column("second_at", DateTime(timezone=True)),
+    Column("second_at", UTCDateTime()),
 )
 
 # One queue of pending changes: each waits for a second administrator, who confirms it by its
@@ -314,10 +344,10 @@ changes = Table(
     Column("summary", Text, nullable=False),
     Column("payload", Text, nullable=False),  # canonical JSON
     Column("proposed_by", String(64), nullable=False),
-    Column("proposed_at", DateTime(timezone=True), nullable=False),
+    Column("proposed_at", UTCDateTime(), nullable=False),
     Column("confirmed_by", String(64)),
-    Column("confirmed_at", DateTime(timezone=True)),
-    Column("ended_at", DateTime(timezone=True)),
+    Column("confirmed_at", UTCDateTime()),
+    Column("ended_at", UTCDateTime()),
     Column("ended_reason", String(32)),
 )
 
@@ -327,8 +357,8 @@ login_throttle = Table(
     metadata,
     Column("name", String(128), primary_key=True),
     Column("failures", Integer, nullable=False),
-    Column("locked_until", DateTime(timezone=True)),
-    Column("last_failure", DateTime(timezone=True), nullable=False),
+    Column("locked_until", UTCDateTime()),
+    Column("last_failure", UTCDateTime(), nullable=False),
 )
 
 # Workspace policy (e.g. which roles need a second factor): changed by two administrators.
@@ -339,17 +369,17 @@ policy = Table(
     Column("value", Text),
     Column("set_by", String(64)),
     Column("confirmed_by", String(64)),
-    Column("set_at", DateTime(timezone=True)),
+    Column("set_at", UTCDateTime()),
     Column("pending", Text),
     Column("pending_by", String(64)),
-    Column("pending_at", DateTime(timezone=True)),
+    Column("pending_at", UTCDateTime()),
 )
 
 access_log = Table(
     "access_log",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
     Column("user_name", String(64)),
     Column("action", String(64), nullable=False),
     Column("allowed", Boolean, nullable=False),
@@ -365,7 +395,7 @@ sensitive_records = Table(
     Column("record_id", String(64), primary_key=True),
     Column("reason", Text, nullable=False),
     Column("flagged_by", String(64), nullable=False),
-    Column("flagged_at", DateTime(timezone=True), nullable=False),
+    Column("flagged_at", UTCDateTime(), nullable=False),
 )
 
 ruleset_changes = Table(
@@ -376,9 +406,9 @@ ruleset_changes = Table(
     Column("version", String(64), nullable=False),
     Column("state", String(16), nullable=False),
     Column("proposed_by", String(64), nullable=False),
-    Column("proposed_at", DateTime(timezone=True), nullable=False),
+    Column("proposed_at", UTCDateTime(), nullable=False),
     Column("approved_by", String(64)),
-    Column("approved_at", DateTime(timezone=True)),
+    Column("approved_at", UTCDateTime()),
 )
 
 # Long work started over HTTP (process, train, release): durable, one row per job. A job runs
@@ -397,9 +427,9 @@ jobs = Table(
     Column("result", Text),  # JSON
     Column("problem", Text),  # JSON: the error's code, title, detail
     Column("cancel_requested", Boolean, nullable=False, default=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("started_at", DateTime(timezone=True)),
-    Column("finished_at", DateTime(timezone=True)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("started_at", UTCDateTime()),
+    Column("finished_at", UTCDateTime()),
 )
 
 # Idempotency keys on submission (IETF draft "The Idempotency-Key HTTP Header Field"): the same
@@ -412,7 +442,7 @@ idempotency_keys = Table(
     Column("payload_sha256", String(64), nullable=False),
     Column("state", String(16), nullable=False),  # running, done
     Column("response", Text),  # JSON
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 # Incidents: a suspected improper disclosure or inspection. Opening one starts the 24-hour
@@ -426,11 +456,11 @@ incidents = Table(
     Column("request_id", String(32)),
     Column("summary", Text, nullable=False),  # staff's words, in the store only (hash in ledger)
     Column("opened_by", String(64), nullable=False),
-    Column("opened_at", DateTime(timezone=True), nullable=False),
-    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("opened_at", UTCDateTime(), nullable=False),
+    Column("due_at", UTCDateTime(), nullable=False),
     Column("reported_by", String(64)),
-    Column("reported_at", DateTime(timezone=True)),
+    Column("reported_at", UTCDateTime()),
     Column("closed_by", String(64)),
-    Column("closed_at", DateTime(timezone=True)),
+    Column("closed_at", UTCDateTime()),
     Column("finding", String(16)),  # improper, unfounded
 )

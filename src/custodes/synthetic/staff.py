@@ -17,16 +17,21 @@ from custodes.access.roles import PRIVILEGED
 from custodes.rules import registry
 from custodes.workspace import Workspace
 
-PASSWORD = "correct horse battery staple"
+
+def random_password() -> str:
+    return secrets.token_urlsafe(18)
 
 
 @dataclass
 class Staff:
-    """Signed-in callers by user name, and the password every helper-made user set."""
+    """Signed-in callers by user name, the password every helper-made user set (random unless
+    the caller chooses one: no password is fixed in the source) and the API key each agency
+    account was issued here (shown once, like `custodes users key`)."""
 
     ws: Workspace
     callers: dict[str, Caller] = field(default_factory=dict)
-    password: str = PASSWORD
+    password: str = field(default_factory=random_password, repr=False)
+    keys: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __getitem__(self, name: str) -> Caller:
         return self.callers[name]
@@ -47,9 +52,10 @@ class Staff:
 ADMINS = ("admin", "admin2")
 
 
-def administrators(ws: Workspace, password: str = PASSWORD) -> Staff:
-    """The first two administrators (bootstrapped, enrolled, signed in); idempotent."""
-    staff = Staff(ws, password=password)
+def administrators(ws: Workspace, password: str | None = None) -> Staff:
+    """The first two administrators (bootstrapped, enrolled, signed in); idempotent when
+    given the same `password` (random when none is given)."""
+    staff = Staff(ws, password=password or random_password())
     if not users.has_users(ws):
         users.bootstrap_admin(ws, ADMINS[0], password)
     first = staff.login(ADMINS[0])
@@ -108,10 +114,16 @@ def whole_code(ws: Workspace, second: Caller, issued: dict) -> str:
     return f"{issued['enrolment_code']} {done['enrolment_code_second_half']}"
 
 
-def one_per_role(ws: Workspace, agency: str = "U.S. Immigration and Customs Enforcement") -> Staff:
+def one_per_role(
+    ws: Workspace,
+    agency: str = "U.S. Immigration and Customs Enforcement",
+    *,
+    password: str | None = None,
+) -> Staff:
     """Administrators plus one user per other role, named after it (rule_steward is
-    'rule-steward'); the requester acts for `agency`."""
-    staff = administrators(ws)
+    'rule-steward'), each with `password` (random when none is given); the requester acts for
+    `agency`."""
+    staff = administrators(ws, password)
     for role in PRIVILEGED:
         if role != "administrator":
             add(staff, role.replace("_", "-"), [role])
@@ -132,9 +144,5 @@ def _agency_key(staff: Staff, name: str) -> None:
     """A confirmed API key for an agency account, signed in."""
     issued = sessions.issue_key(_as(staff.ws, staff.admin, "users.key"), name)
     users.confirm_change(_as(staff.ws, staff.second_admin, "users.confirm"), issued["change"])
-    key = issued["key"]
-    staff.callers[name] = caller(staff.ws, key)
-
-
-def random_password() -> str:
-    return secrets.token_urlsafe(18)
+    staff.keys[name] = issued["key"]
+    staff.callers[name] = caller(staff.ws, issued["key"])

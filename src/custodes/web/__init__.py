@@ -15,7 +15,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 
 from custodes.api import create_app as create_api
 from custodes.api import limits, routes
@@ -24,6 +24,7 @@ from custodes.services import rules as rules_svc
 from custodes.web import pages
 
 STATIC = Path(__file__).parent / "static"
+FAVICON = STATIC / "vendor" / "uswds" / "img" / "favicons" / "favicon.ico"
 
 
 def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None = None) -> FastAPI:
@@ -38,6 +39,12 @@ def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None
         "POST", "/registries/agreements", lambda kind: rules_svc.MAX_AGREEMENT + limits.FRAMING
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        """Browsers ask for it whatever the page says: the USWDS flag icon, not a 404."""
+        return FileResponse(FAVICON, media_type="image/x-icon")
+
     # The security headers (CSP and the rest) are the API's middleware, on every response.
     # Admission stays the outermost layer: a refused call costs no more than its refusal.
     app.user_middleware.sort(key=lambda m: m.cls is not AdmissionMiddleware)

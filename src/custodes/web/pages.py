@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -31,6 +32,7 @@ from custodes import __version__
 from custodes.api.deps import WS
 from custodes.api.routes import REPORT_TYPES
 from custodes.errors import AccessDenied, CustodesError, InputError, Unauthenticated
+from custodes.labels import label
 from custodes.services import audit, decisions, jobs, ledger, records, reports, requests, users
 from custodes.services import rules as rules_svc
 from custodes.services import workspace as ws_svc
@@ -46,6 +48,8 @@ FLASH = {
     "withheld": "The group was withheld, one ledger event per item.",
     "resolved": "The item's decision is recorded.",
     "suspended": "Suspended: the user's sessions and keys ended now.",
+    "reinstate": "Asked: the user is reinstated when a second administrator confirms.",
+    "reinstated": "Reinstated: the user may sign in again.",
     "certified": "The certification of destruction is recorded.",
     "opened": "Opened: the report is due within 24 hours.",
     "reported": "Recorded as reported.",
@@ -80,17 +84,30 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
 def _date(v: Any) -> str:
+    """Every date and time in the console written one way: MM/DD/YYYY, and HH:MM UTC for a
+    moment (a date alone stays a date)."""
     if isinstance(v, str):
         try:
-            v = dt.datetime.fromisoformat(v)
+            v = dt.date.fromisoformat(v) if len(v) == 10 else dt.datetime.fromisoformat(v)
         except ValueError:
             return v
     if isinstance(v, dt.datetime):
+        if v.tzinfo is not None:
+            v = v.astimezone(dt.UTC)
         return v.strftime("%m/%d/%Y %H:%M UTC")
+    if isinstance(v, dt.date):
+        return v.strftime("%m/%d/%Y")
     return "" if v is None else str(v)
 
 
+def _with_article(phrase: str) -> str:
+    """'a disclosure officer', 'an approver'."""
+    return ("an " if phrase[:1].lower() in "aeiou" else "a ") + phrase
+
+
 templates.env.filters["date"] = _date
+templates.env.filters["label"] = label
+templates.env.filters["with_article"] = _with_article
 
 
 def invalid_form(request: Request, fields: list[str]) -> HTMLResponse:
@@ -192,6 +209,7 @@ def _failed(
             "title": heading,
             "heading": heading,
             "code": exc.code,
+            "problem": exc.title,
             "message": exc.message,
             "back": back,
         },
@@ -415,6 +433,58 @@ def _outcomes(ws: Any, who: Any, rid: str, outcome: str, check: str, offset: int
     )
 
 
+def _request(
+    request: Request,
+    ws: Any,
+    who: Any,
+    me: dict[str, Any],
+    token: str,
+    request_id: str,
+    *,
+    outcome: str = "",
+    check: str = "",
+    offset: int = 0,
+    form_error: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    """The request page; with `form_error` (the form, the field, the core's message) it
+    shows a refused form again, its error at the field it is about."""
+    req = requests.status(ws, who, request_id)
+    step = decisions.next_step(ws, who, request_id)
+    outcomes, checks = None, {}
+    if "outcomes" in me["may"] and step["state"] not in (
+        "received",
+        "checked",
+        "refused",
+        "withdrawn",
+        "matched",
+    ):
+        outcomes = _outcomes(ws, who, request_id, outcome, check, max(offset, 0))
+        checks = decisions.deciding_checks(ws, who, request_id)
+    return _render(
+        request,
+        "request.html",
+        {
+            "title": f"Request {request_id}",
+            "req": req,
+            "step": step,
+            "outcomes": outcomes,
+            "outcome": outcome,
+            "check": check,
+            "checks": checks,
+            "all_outcomes": OUTCOMES,
+            "may_download": "response.download" in me["may"],
+            "may_recall": "recall" in me["may"],
+            "may_withdraw": "withdraw" in me["may"],
+            "flash": _flash(request),
+            "form_error": form_error,
+        },
+        me=me,
+        token=token,
+        status=status,
+    )
+
+
 @router.get("/requests/{request_id}", response_class=HTMLResponse)
 def request_page(
     request: Request,
@@ -424,39 +494,33 @@ def request_page(
     check: str = "",
     offset: int = 0,
 ) -> Response:
-    def show(who: Any, me: dict[str, Any], token: str) -> Response:
-        req = requests.status(ws, who, request_id)
-        step = decisions.next_step(ws, who, request_id)
-        outcomes = None
-        if "outcomes" in me["may"] and step["state"] not in (
-            "received",
-            "checked",
-            "refused",
-            "withdrawn",
-            "matched",
-        ):
-            outcomes = _outcomes(ws, who, request_id, outcome, check, max(offset, 0))
-        return _render(
-            request,
-            "request.html",
-            {
-                "title": f"Request {request_id}",
-                "req": req,
-                "step": step,
-                "outcomes": outcomes,
-                "outcome": outcome,
-                "check": check,
-                "all_outcomes": OUTCOMES,
-                "may_download": "response.download" in me["may"],
-                "may_recall": "recall" in me["may"],
-                "may_withdraw": "withdraw" in me["may"],
-                "flash": _flash(request),
-            },
-            me=me,
-            token=token,
-        )
+    return _work(
+        request,
+        ws,
+        lambda who, me, token: _request(
+            request, ws, who, me, token, request_id, outcome=outcome, check=check, offset=offset
+        ),
+    )
 
-    return _work(request, ws, show)
+
+def _at_the_field(
+    act: Callable[[], Response],
+    show: Callable[[dict[str, str], int], Response],
+    form: str,
+    fields: dict[str, str],
+) -> Response:
+    """`act`, or, when the core refuses what the person entered (bad input, not found, a
+    clash), the form's page again with the error at the field it is about (`fields`: error
+    code -> field id; else the form's first field). A refusal of the caller goes to the error
+    page as before."""
+    try:
+        return act()
+    except CustodesError as exc:
+        if isinstance(exc, AccessDenied) or exc.http_status not in (404, 409, 413, 422):
+            raise
+        field = fields.get(exc.code) or next(iter(fields.values()))
+        error = {"form": form, "field": field, "message": exc.message, "code": exc.code}
+        return show(error, exc.http_status)
 
 
 @router.get("/requests/{request_id}/outcomes", response_class=HTMLResponse)
@@ -613,13 +677,31 @@ def recall(
     request_id: str,
     ws: WS,
     reason: Annotated[str, Form(max_length=2000)],
+    items: Annotated[str, Form(max_length=200_000)] = "",
     csrf: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
-    """Recall every disclosure of a released request (the notice stays in the workspace)."""
+    """Recall the chosen items of a released request (item ids, separated by commas, spaces or
+    lines), or every disclosure when none is given; the notice is kept for the agency."""
+    chosen = [i for i in re.split(r"[\s,;]+", items) if i] or None
 
     def act(who: Any, me: dict[str, Any], token: str) -> Response:
-        decisions.recall(ws, who, reason=reason, request_id=request_id)
-        return _see_other("/recalls?done=recalled")
+        def recall_now() -> Response:
+            decisions.recall(ws, who, reason=reason, request_id=request_id, items=chosen)
+            return _see_other("/recalls?done=recalled")
+
+        return _at_the_field(
+            recall_now,
+            lambda error, status: _request(
+                request, ws, who, me, token, request_id, form_error=error, status=status
+            ),
+            "recall",
+            {
+                "not_disclosed": "recall-items",
+                "already_recalled": "recall-items",
+                "no_items": "recall-items",
+                "bad_argument": "recall-reason",
+            },
+        )
 
     return _work(request, ws, act, csrf=csrf, back=f"/requests/{request_id}")
 
@@ -635,8 +717,18 @@ def withdraw(
     """Withdraw a request that has not been released (recorded with its reason)."""
 
     def act(who: Any, me: dict[str, Any], token: str) -> Response:
-        requests.withdraw(ws, who, request_id, reason)
-        return _see_other(f"/requests/{request_id}?done=withdrawn")
+        def withdraw_now() -> Response:
+            requests.withdraw(ws, who, request_id, reason)
+            return _see_other(f"/requests/{request_id}?done=withdrawn")
+
+        return _at_the_field(
+            withdraw_now,
+            lambda error, status: _request(
+                request, ws, who, me, token, request_id, form_error=error, status=status
+            ),
+            "withdraw",
+            {"bad_argument": "withdraw-reason"},
+        )
 
     return _work(request, ws, act, csrf=csrf, back=f"/requests/{request_id}")
 
@@ -756,7 +848,14 @@ def job_status(request: Request, job_id: str, ws: WS) -> Response:
 
 # --- administration --------------------------------------------------------------------------
 
-USERS_CHANGE = ("users.add", "users.grant", "users.confirm", "users.suspend", "users.reset")
+USERS_CHANGE = (
+    "users.add",
+    "users.grant",
+    "users.confirm",
+    "users.suspend",
+    "users.reinstate",
+    "users.reset",
+)
 
 
 def _users(
@@ -882,11 +981,34 @@ def suspend(
     name: str,
     ws: WS,
     reason: Annotated[str, Form(max_length=500)],
+    confirm: Annotated[str, Form(max_length=8)] = "",
     csrf: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
+    """Suspend a user now, once the administrator ticked that the sessions and keys end."""
+
     def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        if confirm != "yes":
+            raise InputError(
+                f"Tick the box to confirm that {name}'s sessions and keys end now.",
+                code="not_confirmed",
+            )
         users.suspend(ws, who, name, reason)
         return _see_other("/users?done=suspended")
+
+    return _work(request, ws, act, csrf=csrf, back="/users")
+
+
+@router.post("/users/{name}/reinstate")
+def reinstate(
+    request: Request, name: str, ws: WS, csrf: Annotated[str, Form(max_length=128)] = ""
+) -> Response:
+    """Ask to reinstate a suspended user; a second administrator's click confirms it."""
+
+    def act(who: Any, me: dict[str, Any], token: str) -> Response:
+        done = users.reinstate(ws, who, name)
+        return _see_other(
+            "/users?done=" + ("reinstated" if done["status"] == "active" else "reinstate")
+        )
 
     return _work(request, ws, act, csrf=csrf, back="/users")
 
@@ -1047,6 +1169,20 @@ def certify(
         return _see_other("/recalls?done=certified")
 
     return _work(request, ws, act, csrf=csrf, back="/recalls")
+
+
+@router.get("/recalls/{recall_id}/notice.txt")
+def recall_notice(request: Request, recall_id: str, ws: WS) -> Response:
+    """The return-or-destroy notice as issued, to print, send or file."""
+
+    def send(who: Any, me: dict[str, Any], token: str) -> Response:
+        return Response(
+            decisions.recall_notice(ws, who, recall_id, text=True),
+            media_type="text/plain; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="notice-{recall_id}.txt"'},
+        )
+
+    return _work(request, ws, send, back="/recalls")
 
 
 def _ledger(
