@@ -603,6 +603,11 @@ def one_kill(
         res.problems += check(c, s["rid"], baseline)
     except (FlowFailed, subprocess.TimeoutExpired, ValueError, KeyError, IndexError) as exc:
         res.problems.append(f"flow did not finish: {type(exc).__name__}: {exc}")
+    print(
+        f"{st.name} at {n}{f' then {m}' if m else ''}: "
+        + ("; ".join(res.problems) if res.problems else "recovered"),
+        flush=True,
+    )
     if not keep or not res.problems:
         backend.drop(c.url)
         shutil.rmtree(c.root, ignore_errors=True)
