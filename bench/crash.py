@@ -31,12 +31,13 @@ a table of kills per stage with recovered and violated counts, and each violatio
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import csv
+import datetime as dt
 import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -219,14 +220,18 @@ class Postgres(Backend):
 
     def _url(self, name: str) -> str:
         return (
-            sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+            sa.engine.make_url(PG_ADMIN_URL)
+            .set(database=name)
+            .render_as_string(hide_password=False)
         )
 
     def _create(self, template: str | None = None) -> str:
         name = f"custodes_crash_{uuid.uuid4().hex[:12]}"  # made here, never from input
         with self.admin.connect() as conn:
             conn.execute(
-                sa.text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+                sa.text(
+                    f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")
+                )
             )
         self.made.append(name)
         return name
@@ -276,7 +281,6 @@ def prepare_workspace(backend: Backend, root: Path, people: int, items: int, see
     from custodes.services import records, requests, rules, users
     from custodes.services import workspace as ws_svc
     from custodes.synthetic import staff as staff_mod
-    from custodes.synthetic.staff import PASSWORD
     from custodes.workspace import open_workspace
 
     root.mkdir(parents=True)
@@ -285,14 +289,15 @@ def prepare_workspace(backend: Backend, root: Path, people: int, items: int, see
     ws_svc.init(home, url, origin="custodes.crash/ledger")
     ws = open_workspace(home, url)
     try:
-        staff = staff_mod.one_per_role(ws, agency=AGENCY)
+        staff = staff_mod.one_per_role(ws, agency=AGENCY, password=secrets.token_urlsafe(18))
         records.generate(ws, staff.admin, people, seed)
         rules.register_parties(ws, staff.admin, PROVISION)
         req = root / "req"
         requests.generate(ws, staff.admin, PROVISION, items, seed, req)
         _one_for_review(req)
         tokens = {
-            n: sessions.login(ws, n, PASSWORD) for n in ("admin", "officer", "approver", "auditor")
+            n: sessions.login(ws, n, staff.password)
+            for n in ("admin", "officer", "approver", "auditor")
         }
         tokens["requester"] = users.key(ws, staff.admin, "requester")["key"]
         users.confirm(ws, staff.second_admin, "requester")
@@ -335,7 +340,11 @@ def _learn_request(c: Copy, s: dict[str, str], out: dict[str, Any] | None) -> No
         s["rid"] = out["request_id"]
     else:  # the agency's own list: its one request
         listed = json.loads(c.cli("requester", "requests", "list", "--json").stdout)
-        s["rid"] = listed[0]["request_id"] if isinstance(listed, list) else listed["requests"][0]["request_id"]
+        s["rid"] = (
+            listed[0]["request_id"]
+            if isinstance(listed, list)
+            else listed["requests"][0]["request_id"]
+        )
 
 
 def _learn_recall(c: Copy, s: dict[str, str], out: dict[str, Any] | None) -> None:
@@ -357,17 +366,33 @@ FLOW = [
     Stage("review", "officer", _review),
     Stage("prepare", "officer", lambda c, s: ["prepare", s["rid"]]),
     Stage("approve", "approver", lambda c, s: ["approve", s["rid"]]),
-    Stage("release", "officer", lambda c, s: ["release", s["rid"], "--out", str(c.out / "response")]),
+    Stage(
+        "release", "officer", lambda c, s: ["release", s["rid"], "--out", str(c.out / "response")]
+    ),
     Stage(
         "recall",
         "officer",
-        lambda c, s: ["recall", s["rid"], "--reason", "court ruling", "--out", str(c.out / "recall")],
+        lambda c, s: [
+            "recall",
+            s["rid"],
+            "--reason",
+            "court ruling",
+            "--out",
+            str(c.out / "recall"),
+        ],
         _learn_recall,
     ),
     Stage(
         "certify",
         "officer",
-        lambda c, s: ["certify-destruction", s["recall"], "--by", "A. Recipient, CISO", "--on", TODAY],
+        lambda c, s: [
+            "certify-destruction",
+            s["recall"],
+            "--by",
+            "A. Recipient, CISO",
+            "--on",
+            TODAY,
+        ],
     ),
     Stage(
         "report",
@@ -490,7 +515,9 @@ def _has_event(p: Path, recorded: set[str], checkpoints: set[str | None]) -> boo
         doc = json.loads(data)
         return doc.get("response_sha256") in recorded and doc.get("checkpoint") in checkpoints
     if p.name.startswith("notice."):
-        return any(w in recorded for w in re.findall(rb"rcl-[0-9a-f]{12}", data)[:1] for w in [w.decode()])
+        return any(
+            w in recorded for w in re.findall(rb"rcl-[0-9a-f]{12}", data)[:1] for w in [w.decode()]
+        )
     return False
 
 
@@ -516,7 +543,9 @@ class Result:
     again: bool = False  # killed a second time, while resuming
 
 
-def baseline_run(backend: Backend, base: Copy, work: Path) -> tuple[list[tuple[Copy, dict]], list[list[str]], dict[str, bytes]]:
+def baseline_run(
+    backend: Backend, base: Copy, work: Path
+) -> tuple[list[tuple[Copy, dict]], list[list[str]], dict[str, bytes]]:
     """The uninterrupted run: a snapshot before each stage, each stage's events in order, and
     the response it writes."""
     c = clone(backend, base, work / "baseline")
@@ -550,7 +579,12 @@ def plan(events: list[list[str]], kills: int) -> list[tuple[int, int, int | None
         n = len(ev)
         k = min(n, n if total <= kills else max(1, round(kills * n / total)))
         out += [(i, 1 + (j * n) // k, None) for j in range(k)]
-    pairs = [(i, n, m) for i, ev in enumerate(events) for n in range(1, len(ev) + 1) for m in range(1, len(ev) + 1)]
+    pairs = [
+        (i, n, m)
+        for i, ev in enumerate(events)
+        for n in range(1, len(ev) + 1)
+        for m in range(1, len(ev) + 1)
+    ]
     extra = min(max(0, kills - len(out)), len(pairs))
     out += [pairs[(j * len(pairs)) // extra] for j in range(extra)]
     return out
@@ -604,7 +638,8 @@ def one_kill(
     except (FlowFailed, subprocess.TimeoutExpired, ValueError, KeyError, IndexError) as exc:
         res.problems.append(f"flow did not finish: {type(exc).__name__}: {exc}")
     print(
-        f"{st.name} at {n}{f' then {m}' if m else ''}: "
+        f"{st.name} at {n} ({res.event}){f' then {m}' if m else ''}"
+        f"{' (killed twice)' if res.again else ''}: "
         + ("; ".join(res.problems) if res.problems else "recovered"),
         flush=True,
     )
@@ -625,12 +660,17 @@ def campaign(args: argparse.Namespace) -> list[Result]:
         snaps, events, baseline = baseline_run(backend, base, work)
         print(
             f"{backend.name}: uninterrupted run in {time.perf_counter() - t0:.0f} s; events per "
-            "stage: " + ", ".join(f"{st.name} {len(e)}" for st, e in zip(FLOW, events)),
+            "stage: "
+            + ", ".join(f"{st.name} {len(e)}" for st, e in zip(FLOW, events, strict=True)),
             flush=True,
         )
         todo = plan(events, args.kills) if not args.at else at_points(events, args.at)
         if args.stages:
             todo = [t for t in todo if FLOW[t[0]].name in args.stages]
+        # Every stage's first kills before any stage's later ones, single kills before pairs:
+        # a campaign stopped early still has a spread.
+        todo.sort(key=lambda t: (t[2] is not None, t[1] / len(events[t[0]]), t[0]))
+        todo = todo[args.offset :]
         with ThreadPoolExecutor(args.jobs) as pool:
             results = list(
                 pool.map(
@@ -657,7 +697,7 @@ def table(name: str, results: list[Result], seconds: float) -> str:
         "| killed again resuming | recovered | violated | resumed with a refusal |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for stage in STAGES + ("all",):
+    for stage in (*STAGES, "all"):
         rs = [r for r in results if stage in (r.stage, "all")]
         if not rs:
             continue
@@ -684,6 +724,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--jobs", type=int, default=1, help="Kills run at once.")
     p.add_argument("--stages", nargs="*", help="Only kills in these stages.")
+    p.add_argument(
+        "--offset",
+        type=int,
+        default=0,
+        help="Skip this many of the planned kills (to share "
+        "a campaign between processes: one runs the first ones, another from here).",
+    )
     p.add_argument(
         "--at", nargs="*", help="Kill only at these points, STAGE:KIND:K (Kth KIND event)."
     )
