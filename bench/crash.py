@@ -4,7 +4,8 @@ a user would, finish the flow, and check that nothing was lost or doubled.
     python bench/crash.py --backend sqlite --kills 200
     python bench/crash.py --backend postgresql --kills 200
 
-The flow is the main job through `python -m custodes …` subprocesses, each signed in with a
+The flow is the main job through the CLI, each command a process of its own (forked from a
+"zygote" that imported custodes once; `--spawn`: `python -m custodes` itself), signed in with a
 stored session (CUSTODES_SESSION): submit, match train, process, review, prepare, approve,
 release, recall, certify-destruction, report. An uninterrupted run first snapshots the
 workspace (folder and store) before every stage and counts the failpoint events each stage
@@ -22,10 +23,13 @@ finishes), runs the rest of the flow, and checks the invariants:
   records its SHA-256;
 - `custodes ledger verify` of the store passes (the ledger's own audit and the business tables
   against it);
-- the response files are byte-identical to the uninterrupted run's.
+- every request folder has its row;
+- the response files are byte-identical to the uninterrupted run's (but for response.json's
+  checkpoint and the request id: see `response_files`).
 
-Kills are spread evenly over each stage's events (every event when the budget allows). It prints
-a table of kills per stage with recovered and violated counts, and each violation's details.
+Kills are spread evenly over each stage's events (every event when the budget allows; beyond
+that, the resuming command is killed too: see `plan`). It prints a line per kill, then a table
+of kills per stage with recovered and violated counts, and each violation's details.
 """
 
 from __future__ import annotations
@@ -340,11 +344,7 @@ def _learn_request(c: Copy, s: dict[str, str], out: dict[str, Any] | None) -> No
         s["rid"] = out["request_id"]
     else:  # the agency's own list: its one request
         listed = json.loads(c.cli("requester", "requests", "list", "--json").stdout)
-        s["rid"] = (
-            listed[0]["request_id"]
-            if isinstance(listed, list)
-            else listed["requests"][0]["request_id"]
-        )
+        s["rid"] = listed[0]["id"]
 
 
 def _learn_recall(c: Copy, s: dict[str, str], out: dict[str, Any] | None) -> None:
