@@ -458,6 +458,16 @@ def response_files(c: Copy, rid: str) -> dict[str, bytes]:
     return out
 
 
+# What the finished flow delivers: the response, the recall notice, the request report.
+OUTPUTS = (
+    "response/response.csv",
+    "response/response.json",
+    "recall/notice.json",
+    "recall/notice.txt",
+    "request-report.html",
+)
+
+
 def check(c: Copy, rid: str, baseline: dict[str, bytes]) -> list[str]:
     """Every broken invariant, in words (none: the copy is whole)."""
     problems: list[str] = []
@@ -491,6 +501,9 @@ def check(c: Copy, rid: str, baseline: dict[str, bytes]) -> list[str]:
     for folder in (c.home, c.out):
         for p in folder.rglob("*.tmp"):
             problems.append(f"half-written file left: {p.relative_to(c.root)}")
+    for name in OUTPUTS:
+        if not (c.out / name).is_file():
+            problems.append(f"lost: out/{name} was never written")
     for p in sorted((c.home / "requests").iterdir()):
         if p.name not in ids:
             problems.append(f"request folder without its row: {p.relative_to(c.root)}")
@@ -639,7 +652,8 @@ def one_kill(
         res.problems.append(f"flow did not finish: {type(exc).__name__}: {exc}")
     print(
         f"{st.name} at {n} ({res.event}){f' then {m}' if m else ''}"
-        f"{' (killed twice)' if res.again else ''}: "
+        f"{' (killed twice)' if res.again else ''}"
+        f"{f' resumed: {res.resumed_with}' if res.resumed_with != 'ok' else ''}: "
         + ("; ".join(res.problems) if res.problems else "recovered"),
         flush=True,
     )
