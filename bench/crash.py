@@ -35,6 +35,7 @@ of kills per stage with recovered and violated counts, and each violation's deta
 from __future__ import annotations
 
 import argparse
+import atexit
 import csv
 import datetime as dt
 import hashlib
@@ -139,6 +140,7 @@ class Zygote:
             text=True,
         )
         self.dir = Path(tempfile.mkdtemp(prefix="crash-zygote-"))
+        atexit.register(shutil.rmtree, self.dir, True)
 
     def run(self, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         out, err = self.dir / "stdout", self.dir / "stderr"
