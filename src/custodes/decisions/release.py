@@ -127,14 +127,16 @@ def release(call: Call, request_id: str, out: Path | None) -> Released:
     target = folder / "release"
     if out is not None:
         out_folder(out)
-        for name in (RESPONSE_CSV, RESPONSE_JSON):
-            if (out / name).is_symlink() or (
-                (out / name).exists() and not _same(out / name, target / name)
-            ):
-                raise ConflictError(
-                    f"{out / name} already exists; deliver into a new folder.",
-                    code="output_exists",
-                )
+        there = [
+            n for n in (RESPONSE_CSV, RESPONSE_JSON) if (out / n).exists() or (out / n).is_symlink()
+        ]
+        # One file there that is the released one, byte for byte: a delivery interrupted
+        # between its two files (bench/crash.py), finished now; anything else is refused.
+        if len(there) == 2 or any(not _same(out / n, target / n) for n in there):
+            raise ConflictError(
+                f"{out / there[0]} already exists; deliver into a new folder.",
+                code="output_exists",
+            )
     signing_key(ws)  # refuse now, before anything is recorded, when nothing can be signed
     with call.transaction() as conn:
         state = current_state(conn, request_id)
@@ -186,9 +188,12 @@ def release(call: Call, request_id: str, out: Path | None) -> Released:
 
 
 def _same(delivered: Path, released: Path) -> bool:
-    """A file in the delivery folder that is the released one, byte for byte: a delivery
-    interrupted between its two files (bench/crash.py) is finished, not refused."""
-    return released.is_file() and delivered.read_bytes() == released.read_bytes()
+    """A file (not a link) in the delivery folder that is the released one, byte for byte."""
+    return (
+        not delivered.is_symlink()
+        and released.is_file()
+        and delivered.read_bytes() == released.read_bytes()
+    )
 
 
 def _delivered(call: Call, request_id: str, csv_data: bytes, doc: dict[str, Any]) -> None:
