@@ -20,7 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "failpoints": set(),
     "store": {"errors", "failpoints"},
     "workspace": {"errors", "store"},
-    "ledger": {"errors", "store", "workspace"},
+    "ledger": {"errors", "failpoints", "store", "workspace"},
     # The four mechanisms know nothing of each other; each writes its events to the ledger.
     "records": {"errors", "ledger", "store", "workspace"},
     "access": {"errors", "labels", "ledger", "store", "workspace"},

@@ -134,6 +134,8 @@ def recall(
         raise InputError("A recall needs a reason (e.g. the court ruling).", code="bad_argument")
     if out is not None:
         out_folder(out)
+    if request_id is not None and items is None and (done := _resume(call, request_id, out)):
+        return done
     targets = _targets(ws, request_id, items_file, items)
     recall_id = f"rcl-{secrets.token_hex(6)}"
     now = dt.datetime.now(dt.UTC)
@@ -235,21 +237,57 @@ def recall(
             ],
         )
     folder = out or ws.home / "recalls" / recall_id
+    _write_notice(call, folder, text, recorded=out is None)
+    return _info(recall_id, len(targets), folder, notice)
+
+
+def _write_notice(
+    call: Call, folder: Path, text: str, *, recorded: bool, resume: bool = False
+) -> None:
+    """The notice's two files, each written whole, never over a file already there (when
+    `resume`, one already there, from a recall interrupted between the two, is kept); the
+    workspace's copy (`recorded`) then recorded in the ledger (`ledger.files`)."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    write_new(folder / "notice.json", text.encode())
-    write_new(folder / "notice.txt", notice_text(notice).encode())
-    if out is None:  # the workspace's copy: what was sent, kept as recorded (ledger.files)
+    for name, data in (("notice.json", text), ("notice.txt", notice_text(json.loads(text)))):
+        if not (resume and (folder / name).exists()):
+            write_new(folder / name, data.encode())
+    if recorded:  # the workspace's copy: what was sent, kept as recorded (ledger.files)
         with call.transaction() as conn:
             for name in ("notice.json", "notice.txt"):
-                files.record(conn, ws, call.actor, "recall.notice", folder / name)
+                files.record(conn, call.ws, call.actor, "recall.notice", folder / name)
+
+
+def _info(recall_id: str, items: int, folder: Path, notice: dict[str, Any]) -> dict[str, Any]:
     return {
         "recall_id": recall_id,
-        "items": len(targets),
-        "requests": sorted({t[0] for t in targets}),
+        "items": items,
+        "requests": [r["request_id"] for r in notice["requests"]],
         "notice": str(folder),
         "recipients": [r["recipients"] for r in notice["requests"]],
-        "fields": sorted({f for v in fields.values() for f in v}),
+        "fields": sorted({f for r in notice["requests"] for f in r["fields"]}),
     }
+
+
+def _resume(call: Call, request_id: str, out: Path | None) -> dict[str, Any] | None:
+    """A whole request recalled again after a crash between the recall's commit and its notice
+    files (found by bench/crash.py): the notice the recall stored is written now and the
+    recall answered as if just made. None otherwise (the request not recalled, or its notice
+    written): the recall goes on as usual."""
+    ws = call.ws
+    with ws.engine.connect() as conn:
+        if current_state(conn, request_id) != "recalled":
+            return None
+        mine = select(recall_items.c.recall_id).where(recall_items.c.request_id == request_id)
+        last = conn.execute(
+            select(recalls).where(recalls.c.id.in_(mine)).order_by(recalls.c.at.desc()).limit(1)
+        ).first()
+    if last is None or last.notice is None:
+        return None
+    folder = out or ws.home / "recalls" / last.id
+    if (folder / "notice.json").exists() and (folder / "notice.txt").exists():
+        return None
+    _write_notice(call, folder, last.notice, recorded=out is None, resume=True)
+    return _info(last.id, last.items, folder, json.loads(last.notice))
 
 
 def _notice(

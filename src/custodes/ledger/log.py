@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
+from custodes import failpoints
 from custodes.errors import ConflictError, fail
 from custodes.ledger.events import Event, commitment, new_salts
 from custodes.ledger.note import Checkpoint, Note, Signer, Verifier
@@ -114,6 +115,7 @@ def append(conn: Connection, events: Sequence[Event]) -> list[int]:
             f"the store already holds events or tree nodes from index {st.size} on, past the "
             "ledger's state: they were added behind its back (run 'custodes ledger verify')",
         ) from None
+    failpoints.hit("ledger.append")
     return list(range(st.size, cr.size))
 
 

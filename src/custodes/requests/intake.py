@@ -25,7 +25,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select
 
 from custodes.errors import AccessDenied, InputError
 from custodes.ledger import anchors, files, log
@@ -41,6 +41,7 @@ from custodes.requests.format import (
     read_envelope,
 )
 from custodes.store.dialects import compile_check
+from custodes.store.files import alive
 from custodes.store.sql import ident
 from custodes.store.tables import request_transitions, requests
 from custodes.workspace import Call, Workspace
@@ -258,6 +259,26 @@ def check(folder: Path) -> Checked:
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
+# While an intake copies a request into its folder, the folder holds this mark naming the
+# process (`.intake-PID`); it goes once the request's row is committed.
+WRITING = ".intake-"
+
+
+def _sweep_abandoned(ws: Workspace, conn: Connection) -> None:
+    """Remove what an intake killed before its commit left: a request folder (with the
+    agency's items) whose mark names a process that is gone and that has no row. A mark left
+    in a folder whose row was committed just goes. (Found by bench/crash.py.)"""
+    for mark in (ws.home / "requests").glob(f"*/{WRITING}*"):
+        pid = mark.name.removeprefix(WRITING)
+        if not pid.isdigit() or alive(int(pid)):
+            continue  # an intake at work (or not a mark of ours)
+        row = conn.execute(select(requests.c.id).where(requests.c.id == mark.parent.name))
+        if row.first() is None:
+            shutil.rmtree(mark.parent, ignore_errors=True)
+        else:
+            mark.unlink(missing_ok=True)
+
+
 def submit(call: Call, folder: Path, *, paper_sha256: str | None = None) -> Submission:
     """Accept a request directory; recognise one already submitted.
 
@@ -290,6 +311,7 @@ def submit(call: Call, folder: Path, *, paper_sha256: str | None = None) -> Subm
             code="other_agency",
         )
     with ws.engine.connect() as conn:
+        _sweep_abandoned(ws, conn)
         known = conn.execute(
             select(requests).where(requests.c.content_sha256 == c.content_sha256)
         ).first()
@@ -308,6 +330,8 @@ def submit(call: Call, folder: Path, *, paper_sha256: str | None = None) -> Subm
     request_id = f"req-{secrets.token_hex(6)}"
     dest = ws.request_folder(request_id)
     dest.mkdir(mode=0o700, parents=True)
+    writing = dest / f"{WRITING}{os.getpid()}"
+    writing.touch(mode=0o600)
     try:
         shutil.copyfile(folder / ENVELOPE_FILE, dest / ENVELOPE_FILE, follow_symlinks=False)
         shutil.copyfile(c.items_path, dest / c.items_path.name, follow_symlinks=False)
@@ -377,6 +401,7 @@ def submit(call: Call, folder: Path, *, paper_sha256: str | None = None) -> Subm
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
+    writing.unlink()
     return Submission(
         request_id,
         env["provision"],

@@ -12,6 +12,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
+from custodes import failpoints
 from custodes.errors import Overloaded, WorkspaceError
 
 if TYPE_CHECKING:
@@ -54,23 +55,30 @@ def make_engine(url: str, pool_size: int | None = None) -> Engine:
             "pool_timeout": SERVER_POOL_TIMEOUT,
         }
     try:
-        if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"timeout": 30}, **pool)
-
-            @event.listens_for(engine, "connect")
-            def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA foreign_keys=ON")
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")
-                cur.close()
-
-            return engine
-        if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-        return create_engine(url, pool_pre_ping=True, **pool)
+        engine = _create(url, pool)
     except (ArgumentError, NoSuchModuleError) as exc:
         raise WorkspaceError(f"Store URL is not usable: {exc}", code="bad_store_url") from exc
+    if failpoints.ACTIVE:  # crash tests only: nothing is registered otherwise
+        event.listen(engine, "commit", lambda _conn: failpoints.hit("commit"))
+    return engine
+
+
+def _create(url: str, pool: dict[str, Any]) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30}, **pool)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
 def _config() -> Config:

@@ -6,6 +6,7 @@ carriage return gets a leading apostrophe).
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from custodes import failpoints
 from custodes.errors import ConflictError, InputError
 
 if TYPE_CHECKING:  # Arrow only where a table is written: the command line starts without it
@@ -58,7 +60,29 @@ def out_file(path: Path, *, overwrite: bool = False) -> Path:
 
 
 def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    """A staged name beside `path`, naming the process that stages it (see `_sweep`)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(6)}.tmp")
+
+
+def _sweep(path: Path) -> None:
+    """Once a file is in place: remove what was staged for the same name by a process that no
+    longer runs (killed between staging and linking; bench/crash.py). A live writer's staged
+    file is its own, left alone."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*-*.tmp"):
+        pid = stale.name[len(path.name) + 2 :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def alive(pid: int) -> bool:
+    """Whether the process `pid` runs (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def _write_tmp(path: Path, data: bytes) -> Path:
@@ -68,6 +92,7 @@ def _write_tmp(path: Path, data: bytes) -> Path:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+    failpoints.hit("file.write")
     return tmp
 
 
@@ -83,6 +108,7 @@ def _link_new(tmp: Path, path: Path) -> Path:
         ) from None
     finally:
         tmp.unlink(missing_ok=True)
+    _sweep(path)
     return path
 
 
@@ -111,6 +137,7 @@ def recorded(path: Path, data: bytes, *, replace: bool = False) -> Iterator[Path
         raise
     if replace:
         os.replace(tmp, path)
+        _sweep(path)
     else:
         _link_new(tmp, path)
 
@@ -123,11 +150,13 @@ def write_replace(path: Path, data: bytes) -> Path:
         )
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.replace(_write_tmp(path, data), path)
+    _sweep(path)
     return path
 
 
 def commit_tmp(tmp: Path, path: Path, *, replace: bool) -> Path:
     """Move a temporary file another library wrote into place (no-clobber unless `replace`)."""
+    failpoints.hit("file.write")
     if path.is_symlink():
         tmp.unlink(missing_ok=True)
         raise InputError(
@@ -135,17 +164,9 @@ def commit_tmp(tmp: Path, path: Path, *, replace: bool) -> Path:
         )
     if replace:
         os.replace(tmp, path)
+        _sweep(path)
         return path
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise ConflictError(
-            f"{path}: already exists; custodes does not overwrite files (name a new one).",
-            code="output_exists",
-        ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return _link_new(tmp, path)
 
 
 def tmp_beside(path: Path) -> Path:

@@ -1,0 +1,768 @@
+"""The crash campaign (issue #26 item 1): SIGKILL the real CLI at chosen events, resume the way
+a user would, finish the flow, and check that nothing was lost or doubled.
+
+    python bench/crash.py --backend sqlite --kills 200
+    python bench/crash.py --backend postgresql --kills 200
+
+The flow is the main job through the CLI, each command a process of its own (forked from a
+"zygote" that imported custodes once; `--spawn`: `python -m custodes` itself), signed in with a
+stored session (CUSTODES_SESSION): submit, match train, process, review, prepare, approve,
+release, recall, certify-destruction, report. An uninterrupted run first snapshots the
+workspace (folder and store) before every stage and counts the failpoint events each stage
+passes (`CUSTODES_FAILPOINT=count:FILE`: store commits, ledger appends, file writes). Each kill
+then starts from a copy of the snapshot before its stage (SQLite: the files; PostgreSQL: a new
+database `CREATE DATABASE … TEMPLATE …`), runs the stage with `CUSTODES_FAILPOINT=any:N`
+(SIGKILL at the Nth event of any kind), runs the same command again (what a user does after a
+crash; a coded refusal that says the step is already done counts as resumed when the flow then
+finishes), runs the rest of the flow, and checks the invariants:
+
+- every disclosure row has exactly one ledger leaf, and every disclosure leaf its row;
+- no request is released twice (one `released` transition per request);
+- no file is half-written (no staged temporary file left anywhere in the workspace or the
+  outputs) and every output file (response, recall notice, report) has the ledger event that
+  records its SHA-256;
+- `custodes ledger verify` of the store passes (the ledger's own audit and the business tables
+  against it);
+- every request folder has its row;
+- the response files are byte-identical to the uninterrupted run's (but for response.json's
+  checkpoint and the request id: see `response_files`).
+
+Kills are spread evenly over each stage's events (every event when the budget allows; beyond
+that, the resuming command is killed too: see `plan`). It prints a line per kill, then a table
+of kills per stage with recovered and violated counts, and each violation's details.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import csv
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+PG_ADMIN_URL = os.environ.get(
+    "CUSTODES_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+PROVISION = "irc-6103-i-2"
+AGENCY = "U.S. Immigration and Customs Enforcement"
+TODAY = dt.datetime.now(dt.UTC).date().isoformat()  # a certification follows its recall
+STAGES = (
+    "submit",
+    "train",
+    "process",
+    "review",
+    "prepare",
+    "approve",
+    "release",
+    "recall",
+    "certify",
+    "report",
+)
+
+
+# --- one workspace copy: its folder, its store, and how to run the CLI on it -----------------
+
+
+@dataclass
+class Copy:
+    root: Path  # holds the workspace folder `ws`, the outputs `out`, and (SQLite) `store.db`
+    url: str
+    tokens: dict[str, str]
+    req: Path  # the generated request folder the agency submits (shared, read only)
+
+    @property
+    def home(self) -> Path:
+        return self.root / "ws"
+
+    @property
+    def out(self) -> Path:
+        return self.root / "out"
+
+    def cli(
+        self, who: str, *args: str, failpoint: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES")}
+        env |= {
+            "CUSTODES_SESSION": self.tokens[who],
+            "CUSTODES_STORE_URL": self.url,
+            "CUSTODES_IDLE_MINUTES": "720",
+        }
+        if failpoint:
+            env["CUSTODES_FAILPOINT"] = failpoint
+        argv = [*args, "--home", str(self.home)]
+        if SPAWN:
+            return subprocess.run(
+                [sys.executable, "-m", "custodes", *argv],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+        return _zygote().run(argv, {k: v for k, v in env.items() if k.startswith("CUSTODES")})
+
+
+# Each command runs in a process of its own, killed with SIGKILL at its failpoint. By default
+# that process is forked from a "zygote" that has imported custodes once (as Android starts
+# apps): the command then costs its work, not the ~2 s of imports a `python -m custodes` pays
+# on a loaded machine, and the campaign's hundreds of kills fit in minutes. `--spawn` runs
+# `python -m custodes` itself for each command instead.
+SPAWN = False
+_local = threading.local()
+
+
+class Zygote:
+    def __init__(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES")}
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--zygote"],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.dir = Path(tempfile.mkdtemp(prefix="crash-zygote-"))
+        atexit.register(shutil.rmtree, self.dir, True)
+
+    def run(self, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        out, err = self.dir / "stdout", self.dir / "stderr"
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(
+            json.dumps({"argv": argv, "env": env, "out": str(out), "err": str(err)}) + "\n"
+        )
+        self.proc.stdin.flush()
+        rc = json.loads(self.proc.stdout.readline())["rc"]
+        return subprocess.CompletedProcess(argv, rc, out.read_text(), err.read_text())
+
+
+def _zygote() -> Zygote:
+    if not hasattr(_local, "zygote"):
+        _local.zygote = Zygote()
+    return _local.zygote
+
+
+def zygote_main() -> None:
+    """The zygote: import the CLI once, then fork one child per command read from stdin (a
+    JSON line: argv, the CUSTODES_* environment, files for stdout and stderr) and answer with
+    the child's exit status (-9: killed at its failpoint)."""
+    import importlib
+
+    from custodes import failpoints
+    from custodes.cli import main as cli_main
+    from custodes.cli.commands import load_all
+
+    load_all()
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        pid = os.fork()
+        if pid == 0:  # the command's own process
+            code = 70
+            try:
+                os.environ.update(cmd["env"])
+                importlib.reload(failpoints)  # it reads CUSTODES_FAILPOINT when loaded
+                for fd, name in ((1, cmd["out"]), (2, cmd["err"])):
+                    f = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                    os.dup2(f, fd)
+                    os.close(f)
+                sys.argv = ["custodes", *cmd["argv"]]
+                cli_main()
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        print(json.dumps({"rc": os.waitstatus_to_exitcode(status)}), flush=True)
+
+
+class Backend:
+    """Where stores live and how one is copied."""
+
+    name = "sqlite"
+
+    def new_url(self, root: Path) -> str:
+        return f"sqlite:///{root / 'store.db'}"
+
+    def copy(self, src: Copy, dest_root: Path) -> str:
+        dest_root.mkdir(parents=True)
+        for f in src.root.glob("store.db*"):
+            shutil.copy(f, dest_root / f.name)
+        return self.new_url(dest_root)
+
+    def drop(self, url: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Postgres(Backend):
+    name = "postgresql"
+
+    def __init__(self) -> None:
+        self.admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        self.made: list[str] = []
+        self.lock = threading.Lock()
+
+    def _url(self, name: str) -> str:
+        return (
+            sa.engine.make_url(PG_ADMIN_URL)
+            .set(database=name)
+            .render_as_string(hide_password=False)
+        )
+
+    def _create(self, template: str | None = None) -> str:
+        name = f"custodes_crash_{uuid.uuid4().hex[:12]}"  # made here, never from input
+        with self.admin.connect() as conn:
+            conn.execute(
+                sa.text(
+                    f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")
+                )
+            )
+        self.made.append(name)
+        return name
+
+    def new_url(self, root: Path) -> str:
+        return self._url(self._create())
+
+    def copy(self, src: Copy, dest_root: Path) -> str:
+        dest_root.mkdir(parents=True)
+        with self.lock:  # a template database takes one copy at a time
+            return self._url(self._create(sa.engine.make_url(src.url).database))
+
+    def drop(self, url: str) -> None:
+        name = sa.engine.make_url(url).database
+        with self.admin.connect() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
+                ),
+                {"n": name},
+            )
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        if name in self.made:
+            self.made.remove(name)
+
+    def close(self) -> None:
+        for name in list(self.made):
+            self.drop(self._url(name))
+        self.admin.dispose()
+
+
+def clone(backend: Backend, src: Copy, dest_root: Path) -> Copy:
+    """A copy of `src` (folder and store) at `dest_root`; its outputs too."""
+    url = backend.copy(src, dest_root)
+    shutil.copytree(src.home, dest_root / "ws", symlinks=True)
+    if src.out.exists():
+        shutil.copytree(src.out, dest_root / "out", symlinks=True)
+    else:
+        (dest_root / "out").mkdir(mode=0o700)
+    return Copy(dest_root, url, src.tokens, src.req)
+
+
+def prepare_workspace(backend: Backend, root: Path, people: int, items: int, seed: int) -> Copy:
+    """A workspace with its staff signed in, a master file and a generated request (with one
+    item moved to review), made through the services once; every run copies it."""
+    from custodes.access import sessions
+    from custodes.services import records, requests, rules, users
+    from custodes.services import workspace as ws_svc
+    from custodes.synthetic import staff as staff_mod
+    from custodes.workspace import open_workspace
+
+    root.mkdir(parents=True)
+    url = backend.new_url(root)
+    home = root / "ws"
+    ws_svc.init(home, url, origin="custodes.crash/ledger")
+    ws = open_workspace(home, url)
+    try:
+        staff = staff_mod.one_per_role(ws, agency=AGENCY, password=secrets.token_urlsafe(18))
+        records.generate(ws, staff.admin, people, seed)
+        rules.register_parties(ws, staff.admin, PROVISION)
+        req = root / "req"
+        requests.generate(ws, staff.admin, PROVISION, items, seed, req)
+        _one_for_review(req)
+        tokens = {
+            n: sessions.login(ws, n, staff.password)
+            for n in ("admin", "officer", "approver", "auditor")
+        }
+        tokens["requester"] = users.key(ws, staff.admin, "requester")["key"]
+        users.confirm(ws, staff.second_admin, "requester")
+    finally:
+        ws.close()
+    (root / "out").mkdir(mode=0o700)
+    return Copy(root, url, tokens, req)
+
+
+def _one_for_review(folder: Path) -> None:
+    """Move one no-TIN, undamaged item's date of birth thirty years back, so that processing
+    sends it to review (as tests/conftest.py's one_for_review does)."""
+    with open(folder / "truth.csv") as fh:
+        truth = {r["item_id"]: r for r in csv.DictReader(fh)}
+    with open(folder / "items.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in [r for r in rows if truth[r["item_id"]]["defect"] == "none" and not r["tin"]][:1]:
+        row["dob"] = f"{int(row['dob'][:4]) - 30}{row['dob'][4:]}"
+    with open(folder / "items.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+# --- the flow ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Stage:
+    name: str
+    who: str
+    args: Callable[[Copy, dict[str, str]], list[str]]
+    # After the command (or its resumption) succeeded: what the flow learns from its JSON
+    # output; on a coded refusal at resumption, what it reads back instead (a user asks).
+    learn: Callable[[Copy, dict[str, str], dict[str, Any] | None], None] = lambda c, s, o: None
+
+
+def _learn_request(c: Copy, s: dict[str, str], out: dict[str, Any] | None) -> None:
+    if out is not None:
+        s["rid"] = out["request_id"]
+    else:  # the agency's own list: its one request
+        listed = json.loads(c.cli("requester", "requests", "list", "--json").stdout)
+        s["rid"] = listed[0]["id"]
+
+
+def _learn_recall(c: Copy, s: dict[str, str], out: dict[str, Any] | None) -> None:
+    if out is not None:
+        s["recall"] = out["recall_id"]
+    else:
+        listed = json.loads(c.cli("officer", "recalls", "--json").stdout)
+        s["recall"] = listed[0]["recall_id"]
+
+
+def _review(c: Copy, s: dict[str, str]) -> list[str]:
+    return ["review", s["rid"], "--withhold-all", "--reason", "unsure"]
+
+
+FLOW = [
+    Stage("submit", "requester", lambda c, s: ["submit", str(c.req)], _learn_request),
+    Stage("train", "officer", lambda c, s: ["match", "train", "--request", s["rid"]]),
+    Stage("process", "officer", lambda c, s: ["process", s["rid"]]),
+    Stage("review", "officer", _review),
+    Stage("prepare", "officer", lambda c, s: ["prepare", s["rid"]]),
+    Stage("approve", "approver", lambda c, s: ["approve", s["rid"]]),
+    Stage(
+        "release", "officer", lambda c, s: ["release", s["rid"], "--out", str(c.out / "response")]
+    ),
+    Stage(
+        "recall",
+        "officer",
+        lambda c, s: [
+            "recall",
+            s["rid"],
+            "--reason",
+            "court ruling",
+            "--out",
+            str(c.out / "recall"),
+        ],
+        _learn_recall,
+    ),
+    Stage(
+        "certify",
+        "officer",
+        lambda c, s: [
+            "certify-destruction",
+            s["recall"],
+            "--by",
+            "A. Recipient, CISO",
+            "--on",
+            TODAY,
+        ],
+    ),
+    Stage(
+        "report",
+        "officer",
+        lambda c, s: ["report", "request", s["rid"], "--out", str(c.out / "request-report.html")],
+    ),
+]
+assert tuple(st.name for st in FLOW) == STAGES
+
+
+def _json(r: subprocess.CompletedProcess[str]) -> dict[str, Any] | None:
+    try:
+        out = json.loads(r.stdout)
+    except ValueError:
+        return None
+    return out if isinstance(out, dict) and "error" not in out else None
+
+
+def run_stage(
+    c: Copy, st: Stage, s: dict[str, str], failpoint: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return c.cli(st.who, *st.args(c, s), "--json", failpoint=failpoint)
+
+
+class FlowFailed(Exception):
+    pass
+
+
+def finish(c: Copy, s: dict[str, str], stages: list[Stage]) -> None:
+    for st in stages:
+        r = run_stage(c, st, s)
+        if r.returncode not in (0, 1):
+            raise FlowFailed(f"{st.name}: exit {r.returncode}: {_error(r)}")
+        st.learn(c, s, _json(r))
+
+
+def _error(r: subprocess.CompletedProcess[str]) -> str:
+    try:
+        e = json.loads(r.stdout)["error"]
+        return f"{e['code']}: {e['message'][:160]}"
+    except (ValueError, KeyError, TypeError):
+        return (r.stderr.strip().splitlines() or ["(no output)"])[-1][:200]
+
+
+# --- the invariants ---------------------------------------------------------------------------
+
+
+def response_files(c: Copy, rid: str) -> dict[str, bytes]:
+    """The response as it must be identical between runs: its files, with the request's id
+    written as `REQUEST` (a submission killed before its commit gets a new random id when it is
+    made again) and response.json without its `checkpoint` (a signed checkpoint of the ledger
+    at release, whose size counts the events of the commands run before it, a resumed one's
+    too; `ledger verify` checks it)."""
+    folder = c.out / "response"
+    out = {}
+    for p in sorted(folder.iterdir()) if folder.exists() else []:
+        data = p.read_bytes()
+        if p.name == "response.json":
+            doc = json.loads(data)
+            doc.pop("checkpoint", None)
+            data = json.dumps(doc, indent=2).encode()
+        out[p.name] = data.replace(rid.encode(), b"REQUEST")
+    return out
+
+
+# What the finished flow delivers: the response, the recall notice, the request report.
+OUTPUTS = (
+    "response/response.csv",
+    "response/response.json",
+    "recall/notice.json",
+    "recall/notice.txt",
+    "request-report.html",
+)
+
+
+def check(c: Copy, rid: str, baseline: dict[str, bytes]) -> list[str]:
+    """Every broken invariant, in words (none: the copy is whole)."""
+    problems: list[str] = []
+    v = c.cli("auditor", "ledger", "verify", "--json")
+    if v.returncode != 0:
+        problems.append(f"ledger verify: exit {v.returncode}: {v.stdout[-400:] or _error(v)}")
+    engine = sa.create_engine(c.url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            n_rows = conn.execute(sa.text("SELECT count(*) FROM disclosures")).scalar_one()
+            leaves: Counter[tuple[str, str]] = Counter()
+            released: Counter[str] = Counter()
+            recorded: set[str] = set()  # every string an event carries: hashes, recall ids
+            for kind, body in conn.execute(sa.text("SELECT type, body FROM ledger_events")):
+                b = json.loads(body)
+                if kind == "disclosure":
+                    leaves[(b.get("request_id"), b.get("item_sha256"))] += 1
+                if kind == "request.transition" and b.get("to") == "released":
+                    released[b.get("request_id")] += 1
+                recorded.update(_strings(b))
+            checkpoints = {r[0] for r in conn.execute(sa.text("SELECT checkpoint FROM releases"))}
+            ids = {r[0] for r in conn.execute(sa.text("SELECT id FROM requests"))}
+    finally:
+        engine.dispose()
+    if sum(leaves.values()) != n_rows or any(n != 1 for n in leaves.values()):
+        problems.append(
+            f"disclosures: {n_rows} rows, {sum(leaves.values())} leaves for {len(leaves)} items"
+        )
+    if any(n != 1 for n in released.values()):
+        problems.append(f"released twice: {dict(released)}")
+    for folder in (c.home, c.out):
+        for p in folder.rglob("*.tmp"):
+            problems.append(f"half-written file left: {p.relative_to(c.root)}")
+    for name in OUTPUTS:
+        if not (c.out / name).is_file():
+            problems.append(f"lost: out/{name} was never written")
+    for p in sorted((c.home / "requests").iterdir()):
+        if p.name not in ids:
+            problems.append(f"request folder without its row: {p.relative_to(c.root)}")
+    for p in sorted(q for q in c.out.rglob("*") if q.is_file()):
+        if not _has_event(p, recorded, checkpoints):
+            problems.append(f"file without its event: {p.relative_to(c.root)}")
+    got = response_files(c, rid)
+    if got != baseline:
+        differ = sorted(k for k in got.keys() | baseline.keys() if got.get(k) != baseline.get(k))
+        problems.append(f"response differs from the uninterrupted run's: {differ}")
+    return problems
+
+
+def _has_event(p: Path, recorded: set[str], checkpoints: set[str | None]) -> bool:
+    """An output file and the event that records it: its SHA-256 in an event (the response's
+    CSV, a report); response.json names the CSV's hash and carries the release's checkpoint;
+    a recall notice names its recall, whose events name it."""
+    data = p.read_bytes()
+    if hashlib.sha256(data).hexdigest() in recorded:
+        return True
+    if p.name == "response.json":
+        doc = json.loads(data)
+        return doc.get("response_sha256") in recorded and doc.get("checkpoint") in checkpoints
+    if p.name.startswith("notice."):
+        return any(
+            w in recorded for w in re.findall(rb"rcl-[0-9a-f]{12}", data)[:1] for w in [w.decode()]
+        )
+    return False
+
+
+def _strings(body: Any) -> list[Any]:
+    if isinstance(body, dict):
+        return [x for v in body.values() for x in _strings(v)]
+    if isinstance(body, list):
+        return [x for v in body for x in _strings(v)]
+    return [body] if isinstance(body, str) else []
+
+
+# --- the campaign -----------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    stage: str
+    point: int
+    event: str
+    killed: bool
+    resumed_with: str  # "ok" or the coded refusal the same command answered
+    problems: list[str] = field(default_factory=list)
+    again: bool = False  # killed a second time, while resuming
+
+
+def baseline_run(
+    backend: Backend, base: Copy, work: Path
+) -> tuple[list[tuple[Copy, dict]], list[list[str]], dict[str, bytes]]:
+    """The uninterrupted run: a snapshot before each stage, each stage's events in order, and
+    the response it writes."""
+    c = clone(backend, base, work / "baseline")
+    s: dict[str, str] = {}
+    snaps: list[tuple[Copy, dict[str, str]]] = []
+    events: list[list[str]] = []
+    for i, st in enumerate(FLOW):
+        snaps.append((clone(backend, c, work / f"before-{i:02d}-{st.name}"), dict(s)))
+        log = work / f"events-{st.name}.txt"
+        r = run_stage(c, st, s, failpoint=f"count:{log}")
+        if r.returncode not in (0, 1):
+            raise SystemExit(f"the uninterrupted run failed at {st.name}: {_error(r)}\n{r.stderr}")
+        st.learn(c, s, _json(r))
+        events.append(log.read_text().split() if log.exists() else [])
+    baseline = response_files(c, s["rid"])
+    problems = check(c, s["rid"], baseline)
+    if problems:
+        raise SystemExit(f"the uninterrupted run breaks an invariant: {problems}")
+    return snaps, events, baseline
+
+
+def plan(events: list[list[str]], kills: int) -> list[tuple[int, int, int | None]]:
+    """(stage index, N, M) for each kill: SIGKILL at the stage's Nth event, then (M not None)
+    again at the Mth event of the same command run to resume. Every event of every stage once
+    when the budget allows, otherwise an even spread over each stage's events in proportion to
+    their number; a budget beyond every event goes to kills during the resumption too (a crash
+    while recovering from a crash), spread evenly over the pairs (N, M)."""
+    total = sum(len(e) for e in events)
+    out: list[tuple[int, int, int | None]] = []
+    for i, ev in enumerate(events):
+        n = len(ev)
+        k = min(n, n if total <= kills else max(1, round(kills * n / total)))
+        out += [(i, 1 + (j * n) // k, None) for j in range(k)]
+    pairs = [
+        (i, n, m)
+        for i, ev in enumerate(events)
+        for n in range(1, len(ev) + 1)
+        for m in range(1, len(ev) + 1)
+    ]
+    extra = min(max(0, kills - len(out)), len(pairs))
+    out += [pairs[(j * len(pairs)) // extra] for j in range(extra)]
+    return out
+
+
+def at_points(events: list[list[str]], at: list[str]) -> list[tuple[int, int, int | None]]:
+    """(stage index, N) for points named STAGE:KIND:K, the Kth event of KIND in STAGE (e.g.
+    `recall:file.write:1`, the recall's first file write)."""
+    out = []
+    for point in at:
+        stage, kind, k = point.rsplit(":", 2)
+        i = STAGES.index(stage)
+        ns = [n for n, e in enumerate(events[i], 1) if e == kind]
+        out.append((i, ns[int(k) - 1], None))
+    return out
+
+
+def one_kill(
+    backend: Backend,
+    snaps: list[tuple[Copy, dict[str, str]]],
+    events: list[list[str]],
+    baseline: dict[str, bytes],
+    work: Path,
+    i: int,
+    n: int,
+    m: int | None,
+    keep: bool,
+) -> Result:
+    st = FLOW[i]
+    snap, state = snaps[i]
+    c = clone(backend, snap, work / f"kill-{st.name}-{n:04d}-{m or 0:04d}")
+    s = dict(state)
+    res = Result(st.name, n, events[i][n - 1], False, "")
+    try:
+        r = run_stage(c, st, s, failpoint=f"any:{n}")
+        res.killed = r.returncode == -9
+        if not res.killed:
+            res.problems.append(f"not killed at event {n}: exit {r.returncode} {_error(r)}")
+        if m is not None:  # killed again while resuming (if the resumption gets that far)
+            res.again = run_stage(c, st, s, failpoint=f"any:{m}").returncode == -9
+        again = run_stage(c, st, s)  # what a user runs after the crash: the same command
+        if again.returncode in (0, 1):
+            res.resumed_with = "ok"
+        elif again.returncode == 2:
+            res.resumed_with = _error(again).split(":")[0]
+        else:
+            res.problems.append(f"resuming {st.name}: exit {again.returncode}: {_error(again)}")
+        st.learn(c, s, _json(again))
+        finish(c, s, FLOW[i + 1 :])
+        res.problems += check(c, s["rid"], baseline)
+    except (FlowFailed, subprocess.TimeoutExpired, ValueError, KeyError, IndexError) as exc:
+        res.problems.append(f"flow did not finish: {type(exc).__name__}: {exc}")
+    print(
+        f"{st.name} at {n} ({res.event}){f' then {m}' if m else ''}"
+        f"{' (killed twice)' if res.again else ''}"
+        f"{f' resumed: {res.resumed_with}' if res.resumed_with != 'ok' else ''}: "
+        + ("; ".join(res.problems) if res.problems else "recovered"),
+        flush=True,
+    )
+    if not keep or not res.problems:
+        backend.drop(c.url)
+        shutil.rmtree(c.root, ignore_errors=True)
+    return res
+
+
+def campaign(args: argparse.Namespace) -> list[Result]:
+    global SPAWN
+    SPAWN = args.spawn
+    backend: Backend = Postgres() if args.backend == "postgresql" else Backend()
+    work = Path(args.work or tempfile.mkdtemp(prefix=f"crash-{backend.name}-"))
+    try:
+        t0 = time.perf_counter()
+        base = prepare_workspace(backend, work / "template", args.people, args.items, args.seed)
+        snaps, events, baseline = baseline_run(backend, base, work)
+        print(
+            f"{backend.name}: uninterrupted run in {time.perf_counter() - t0:.0f} s; events per "
+            "stage: "
+            + ", ".join(f"{st.name} {len(e)}" for st, e in zip(FLOW, events, strict=True)),
+            flush=True,
+        )
+        todo = plan(events, args.kills) if not args.at else at_points(events, args.at)
+        if args.stages:
+            todo = [t for t in todo if FLOW[t[0]].name in args.stages]
+        # Every stage's first kills before any stage's later ones, single kills before pairs:
+        # a campaign stopped early still has a spread.
+        todo.sort(key=lambda t: (t[2] is not None, t[1] / len(events[t[0]]), t[0]))
+        todo = todo[args.offset :]
+        with ThreadPoolExecutor(args.jobs) as pool:
+            results = list(
+                pool.map(
+                    lambda t: one_kill(backend, snaps, events, baseline, work, *t, args.keep),
+                    todo,
+                )
+            )
+        print(table(backend.name, results, time.perf_counter() - t0), flush=True)
+        for r in results:
+            if r.problems:
+                print(f"VIOLATED {r.stage} at event {r.point} ({r.event}): {r.problems}")
+        return results
+    finally:
+        backend.close()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def table(name: str, results: list[Result], seconds: float) -> str:
+    lines = [
+        f"{name}: {len(results) + sum(r.again for r in results)} kills in {len(results)} runs, "
+        f"{seconds:.0f} s",
+        "| stage | kills | at commit | at ledger.append | at file.write | at group commit "
+        "| killed again resuming | recovered | violated | resumed with a refusal |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for stage in (*STAGES, "all"):
+        rs = [r for r in results if stage in (r.stage, "all")]
+        if not rs:
+            continue
+        kinds = Counter(r.event for r in rs)
+        refused = Counter(r.resumed_with for r in rs if r.resumed_with not in ("ok", ""))
+        bad = sum(1 for r in rs if r.problems)
+        lines.append(
+            f"| {stage} | {len(rs) + sum(r.again for r in rs)} | {kinds['commit']} | "
+            f"{kinds['ledger.append']} | {kinds['file.write']} | "
+            f"{kinds['group_commit.before_commit']} | {sum(r.again for r in rs)} | "
+            f"{len(rs) - bad} | {bad} | "
+            + (", ".join(f"{k} ×{v}" for k, v in sorted(refused.items())) or "—")
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    p.add_argument("--kills", type=int, default=200, help="How many kills (at most).")
+    p.add_argument("--people", type=int, default=400, help="People in the master file.")
+    p.add_argument("--items", type=int, default=12, help="Items in the request.")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--jobs", type=int, default=1, help="Kills run at once.")
+    p.add_argument("--stages", nargs="*", help="Only kills in these stages.")
+    p.add_argument(
+        "--offset",
+        type=int,
+        default=0,
+        help="Skip this many of the planned kills (to share "
+        "a campaign between processes: one runs the first ones, another from here).",
+    )
+    p.add_argument(
+        "--at", nargs="*", help="Kill only at these points, STAGE:KIND:K (Kth KIND event)."
+    )
+    p.add_argument("--work", help="Working folder (default: a new temporary one).")
+    p.add_argument("--keep", action="store_true", help="Keep the copies that broke something.")
+    p.add_argument(
+        "--spawn", action="store_true", help="Run `python -m custodes` for each command."
+    )
+    args = p.parse_args(argv)
+    results = campaign(args)
+    return 1 if any(r.problems for r in results) else 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--zygote"]:
+        zygote_main()
+        sys.exit(0)
+    os.environ.pop("CUSTODES_FAILPOINT", None)  # the campaign itself never dies
+    sys.exit(main())
