@@ -42,17 +42,16 @@ def _run(tmp_path: Path, *at: str) -> list:  # type: ignore[type-arg]
 def test_kills_across_the_flow_recover_with_every_invariant(tmp_path: Path) -> None:
     results = _run(
         tmp_path,
+        # Three of the points the campaign found bugs at (bench/crash.py runs them all, and
+        # hundreds more; docs/reliability.md): kept few, so that the suite stays fast.
         "submit:commit:3",  # the request copied in, its row and leaf written: not committed
-        "release:file.write:1",  # the response staged, not yet in place
-        "release:commit:4",  # the disclosures and their leaves, not yet committed
         # The response delivered but for response.json: before the fix, the same command again
         # was refused (output_exists, for the response.csv it had delivered itself).
         "release:file.write:4",
         # The recall committed, its notice not yet written: before the fix, the same command
         # again was refused (illegal_transition) and the recipient never got a notice.
         "recall:file.write:1",
-        "recall:file.write:2",
     )
-    assert len(results) == 6
+    assert len(results) == 3
     assert all(r.killed for r in results)
-    assert [r.problems for r in results] == [[]] * 6
+    assert [r.problems for r in results] == [[]] * 3
