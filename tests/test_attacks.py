@@ -229,9 +229,11 @@ def test_6_7_release_trusts_nothing_on_disk_and_happens_once(attack, tmp_path: P
             r["outcome"], r["record_id"] = "DISCLOSE", r["candidate"]
     pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(path)), path)
     r = Shell(copy, sh.tokens)("olga", "release", rid, "--out", str(tmp_path / "out"))
-    assert _code(r, "release_tampered") and not (tmp_path / "out" / "response.csv").exists()
+    # Refused before anything is read from it: the file no longer hashes to what the ledger
+    # recorded when it was written (#23: file_tampered; before, release's own content check).
+    assert _code(r, "file_tampered") and not (tmp_path / "out" / "response.csv").exists()
     r = Shell(copy, sh.tokens)("ida", "ledger", "verify")
-    assert r.returncode == 1 and "outcomes.parquet was changed" in r.stdout
+    assert r.returncode == 1 and "outcomes.parquet" in r.stdout
 
 
 def test_9_agencies_stay_in_their_lane(attack) -> None:  # type: ignore[no-untyped-def]

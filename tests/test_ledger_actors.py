@@ -75,6 +75,31 @@ def test_every_event_type_names_its_actor(
     with pytest.raises(CustodesError):
         decisions.release(ws, officer, rid, tmp_path / "refused")
     env.write_bytes(original)
+    # A review's decision changed in the store under the approved release: what release would
+    # write is not what was approved (its content check, after the files' checks).
+    from custodes.store.tables import review_resolutions
+
+    with ws.engine.begin() as conn:
+        kept = conn.execute(
+            sa.select(review_resolutions).where(
+                review_resolutions.c.request_id == rid
+            )
+        ).first()
+        assert kept is not None
+        conn.execute(
+            sa.update(review_resolutions)
+            .where(review_resolutions.c.request_id == rid)
+            .values(decision="DISCLOSE", record_id=candidate)
+        )
+    with pytest.raises(CustodesError) as refused:
+        decisions.release(ws, officer, rid, tmp_path / "refused-content")
+    assert refused.value.code == "release_tampered"
+    with ws.engine.begin() as conn:
+        conn.execute(
+            sa.update(review_resolutions)
+            .where(review_resolutions.c.request_id == rid)
+            .values(decision=kept.decision, record_id=kept.record_id)
+        )
     decisions.release(ws, officer, rid, tmp_path / "out")
     decisions.release(ws, officer, rid, tmp_path / "out-again")
     recall = decisions.recall(ws, officer, reason="ruling", request_id=rid)

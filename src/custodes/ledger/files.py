@@ -85,6 +85,15 @@ def forget(conn: Connection, ws: Workspace, folder: Path) -> None:
     conn.execute(delete(files).where(files.c.path.startswith(prefix, autoescape=True)))
 
 
+def unrecorded(ws: Workspace, path: Path) -> bool:
+    """A file there (or a link) that no row of the ledger's files names."""
+    if not (path.exists() or path.is_symlink()):
+        return False
+    with ws.engine.connect() as conn:
+        row = conn.execute(select(files.c.path).where(files.c.path == relative(ws, path))).first()
+    return row is None
+
+
 def _mismatch(ws: Workspace, conn: Connection, role: str, path: Path) -> tuple[str, str] | None:
     """Why `path` may not be used as `role` (a short code and a sentence), or None."""
     rel = relative(ws, path)
