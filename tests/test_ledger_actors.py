@@ -81,9 +81,7 @@ def test_every_event_type_names_its_actor(
 
     with ws.engine.begin() as conn:
         kept = conn.execute(
-            sa.select(review_resolutions).where(
-                review_resolutions.c.request_id == rid
-            )
+            sa.select(review_resolutions).where(review_resolutions.c.request_id == rid)
         ).first()
         assert kept is not None
         conn.execute(
