@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import Template, copy_template
-from custodes.errors import IntegrityError
+from custodes.errors import CustodesError, IntegrityError
 from custodes.records import master
 from custodes.services import decisions, ledger, matching, requests, rules
 from custodes.store.tables import ledger_events
@@ -316,3 +316,22 @@ def test_an_event_refiled_under_another_type_is_reported(copied) -> None:  # typ
     rep = ledger.verify_store(ws, people["auditor"])
     assert not rep.ok
     assert f"event {idx}: its type column differs from its body's type (edited)" in rep.problems
+
+
+def test_a_step_stopped_before_recording_its_output_makes_it_again(copied) -> None:  # type: ignore[no-untyped-def]
+    """A process (or release) killed after writing an output and before the commit that
+    records it leaves a file the ledger never recorded (found by the crash test of `process`
+    killed anywhere, once the files were checked): the step that resumes makes it again
+    instead of refusing it as placed by hand — and a step that does not make that file still
+    refuses it."""
+    ws, people, rids = copied
+    rid = rids["received"]
+    stale = ws.request_folder(rid) / "decisions" / "outcomes.parquet"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"what a killed run left half-done")
+    with pytest.raises(CustodesError) as exc:  # not process: refused as found
+        decisions.outcomes_page(ws, people["officer"], rid, limit=5)
+    assert exc.value.code == "file_tampered"
+    decisions.process(ws, people["officer"], rid)
+    assert decisions.outcomes_page(ws, people["officer"], rid, limit=5)["items"]
+    assert ledger.verify_store(ws, people["auditor"]).ok

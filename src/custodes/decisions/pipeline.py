@@ -118,6 +118,15 @@ REQUEST_FILES = (
 )
 
 
+def drop_unrecorded(ws: Workspace, folder: Path, roles: tuple[str, ...]) -> None:
+    """Remove the outputs of a step (`roles`) that the ledger never recorded: written by a run
+    stopped before the commit that records them (a crash, the store restarted), they are made
+    again by the step that resumes, never used as found."""
+    for role, rel in REQUEST_FILES:
+        if role in roles and files.unrecorded(ws, folder / rel):
+            (folder / rel).unlink()
+
+
 def checked(call: Call, request_id: str, *, with_master: bool = False) -> None:
     """Check a request's files (each one there, and each one recorded, must be there and hash
     to its record) and, `with_master`, the master file, before they are used: a file changed
@@ -183,6 +192,7 @@ def process(call: Call, request_id: str, *, progress: Any = None) -> Processed:
 
 def _process(call: Call, request_id: str, folder: Path, progress: Any) -> Processed:
     ws = call.ws
+    drop_unrecorded(ws, folder, ("match.items", "match.results", "outcomes"))
     checked(call, request_id)
     mf = master.verified(call)
     env = envelope(folder)

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 
 from custodes.access.credentials import item_key
-from custodes.decisions.pipeline import checked, request_folder
+from custodes.decisions.pipeline import checked, drop_unrecorded, request_folder
 from custodes.decisions.response import (
     RESPONSE_CSV,
     RESPONSE_JSON,
@@ -164,12 +164,7 @@ def release(call: Call, request_id: str, out: Path | None) -> Released:
                 .values(intent_at=_now(), released_by=call.actor)
             )
     assert rel is not None and envelope_sha is not None
-    # A response file there that the ledger never recorded was written by a release stopped
-    # before the commit that records it (a crash, the store restarted mid-release): it is
-    # written again below from what was approved, never used as found.
-    for name in (RESPONSE_CSV, RESPONSE_JSON):
-        if files.unrecorded(ws, target / name):
-            (target / name).unlink()
+    drop_unrecorded(ws, folder, ("response.csv", "response.json"))  # written again below
     checked(call, request_id, with_master=True)  # an intent alone discloses nothing
     if state != "released" or not (target / RESPONSE_JSON).exists():
         c = content(ws, request_id)
