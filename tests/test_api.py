@@ -514,9 +514,8 @@ def test_main_job_over_http_and_ledger_verified_from_tiles(api: Api) -> None:
     r = api.post("/v1/requests", "requester", json={"envelope": envelope, "items": items})
     assert r.status_code == 201, r.text
     rid = r.json()["request_id"]
-    assert api.wait(api.post(f"/v1/requests/{rid}/train", "officer").json(), "officer")[
-        "state"
-    ] == ("succeeded")
+    trained = api.wait(api.post(f"/v1/requests/{rid}/train", "officer").json(), "officer")
+    assert trained["state"] == "succeeded", trained.get("problem")
     started = api.post(f"/v1/requests/{rid}/process", "officer")
     assert started.status_code == 202 and started.headers["location"].startswith("/v1/jobs/")
     done = api.wait(started.json(), "officer")
