@@ -80,7 +80,12 @@ ALLOWED: dict[str, set[str]] = {
     "web": {"custodes", "errors", "labels", "services", "api"},
     "demo": {"access", "services", "synthetic", "workspace"},
     "__main__": {"cli"},
+    # The one table of CUSTODES_* settings: read by every room (below), imports the errors only.
+    "settings": {"errors"},
 }
+for _room in ALLOWED:
+    if _room not in ("errors", "labels", "settings"):
+        ALLOWED[_room].add("settings")
 
 
 def modules() -> dict[str, Path]:

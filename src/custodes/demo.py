@@ -24,6 +24,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from custodes import settings
 from custodes.access import Caller
 from custodes.services import (
     decisions,
@@ -50,7 +51,7 @@ def main() -> None:
     items = int(os.environ.get("DEMO_ITEMS", str(max(people // 20, 100))))
     timings: list[tuple[str, float]] = []
 
-    home = os.environ.get("CUSTODES_HOME")
+    home = settings.raw("CUSTODES_HOME")
     ws_svc.init(home, origin=None if _has_key(home) else "custodes.demo/ledger")
     ws, _ = init_workspace(home)
     console.rule("[bold]custodes demo")

@@ -24,7 +24,9 @@ import os
 import signal
 import threading
 
-_name, _, _arg = os.environ.get("CUSTODES_FAILPOINT", "").partition(":")
+from custodes import settings
+
+_name, _, _arg = settings.text("CUSTODES_FAILPOINT").partition(":")
 ACTIVE = bool(_name)
 _counting = _name == "count"
 _at = int(_arg) if _arg.isdigit() else 1

@@ -41,6 +41,7 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
+from custodes import settings
 from custodes.errors import WorkspaceError
 from custodes.store import engine as store_engine
 from custodes.store import identity
@@ -62,7 +63,7 @@ def owner_only() -> None:
 
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
     """The workspace folder: the argument, else $CUSTODES_HOME, else ./custodes-data."""
-    value = home if home is not None else os.environ.get("CUSTODES_HOME") or DEFAULT_HOME
+    value = home if home is not None else settings.raw("CUSTODES_HOME") or DEFAULT_HOME
     return Path(value).expanduser().resolve()
 
 
@@ -138,7 +139,7 @@ def _choose_url(home: Path, record: dict[str, str] | None, store_url: str | None
     """The URL to open: the one given (argument or $CUSTODES_STORE_URL), else the recorded one,
     else (a new workspace) the SQLite file in it. A given URL is used only if it reaches the
     recorded store, which `check_identity` decides once connected."""
-    given = store_url or os.environ.get("CUSTODES_STORE_URL")
+    given = store_url or settings.raw("CUSTODES_STORE_URL")
     if record is None:
         return given or f"sqlite:///{home / 'custodes.db'}"
     return given or recorded_url(home, record)
@@ -200,7 +201,7 @@ class Workspace:
     @property
     def secrets_key(self) -> Path:
         """The secrets key's file: $CUSTODES_SECRETS_KEY, else ``keys/secrets.key``."""
-        return Path(os.environ.get("CUSTODES_SECRETS_KEY") or self.keys / "secrets.key")
+        return Path(settings.raw("CUSTODES_SECRETS_KEY") or self.keys / "secrets.key")
 
     @property
     def engine(self) -> Engine:

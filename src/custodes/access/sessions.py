@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import ipaddress
-import os
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, or_, select, update
 
+from custodes import settings
 from custodes.access import credentials as cred
 from custodes.access.roles import ROLES
 from custodes.access.users import aware, now, roles_of, totp_roles
@@ -197,7 +197,7 @@ def source_key(name: str, source: str) -> str:
 
 def _trusted_proxies() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     out = []
-    for part in os.environ.get(TRUSTED_PROXY_ENV, "").replace(",", " ").split():
+    for part in settings.items(TRUSTED_PROXY_ENV):
         try:
             out.append(ipaddress.ip_network(part, strict=False))
         except ValueError:
@@ -448,7 +448,7 @@ def system_use_notice() -> str:
     Publication 1075 asks of systems holding FTI): the text in the file named by
     CUSTODES_SYSTEM_USE_NOTICE, else the packaged default. Configuration, not code: an agency
     puts its own approved wording there."""
-    path = Path(os.environ.get("CUSTODES_SYSTEM_USE_NOTICE") or NOTICE)
+    path = Path(settings.raw("CUSTODES_SYSTEM_USE_NOTICE") or NOTICE)
     try:
         text = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):
@@ -460,7 +460,7 @@ def system_use_notice() -> str:
 
 
 def idle_minutes() -> float:
-    value = os.environ.get("CUSTODES_IDLE_MINUTES")
+    value = settings.raw("CUSTODES_IDLE_MINUTES")
     if value is None:
         return IDLE_MINUTES
     try:

@@ -25,7 +25,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
-from custodes import __version__
+from custodes import __version__, settings
 from custodes.api import admission, headers, problems, routes
 from custodes.api import limits as body_limits
 from custodes.services import ledger as ledger_svc
@@ -39,11 +39,11 @@ JSON = "application/json"
 def _witness(home: Path) -> ledger_svc.wit.Witness | None:
     """The witness this server also runs, when `custodes serve --witness-key` configured one
     (through the environment, so every worker process gets it)."""
-    key = os.environ.get("CUSTODES_WITNESS_KEY")
+    key = settings.raw("CUSTODES_WITNESS_KEY")
     if not key:
         return None
-    state = os.environ.get("CUSTODES_WITNESS_STATE") or str(home / "witness.db")
-    logs = os.environ.get("CUSTODES_WITNESS_LOGS", "").split()
+    state = settings.raw("CUSTODES_WITNESS_STATE") or str(home / "witness.db")
+    logs = settings.text("CUSTODES_WITNESS_LOGS").split()
     return ledger_svc.witness(Path(key), logs, Path(state))
 
 
@@ -75,7 +75,7 @@ def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None
 
         ws = ws_svc.open_workspace(home, store_url, pool_size=limits.connections)
         threads = anyio.to_thread.current_default_thread_limiter()
-        threads.total_tokens = int(os.environ.get("CUSTODES_API_THREADS", "0")) or max(
+        threads.total_tokens = settings.integer("CUSTODES_API_THREADS", 0) or max(
             threads.total_tokens, limits.threads
         )
         app.state.ws = ws

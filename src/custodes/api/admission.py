@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 import signal
 import threading
 from collections import OrderedDict, deque
@@ -50,6 +49,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from custodes import settings
 from custodes.api.problems import problem
 from custodes.errors import REGISTRY, InputError
 
@@ -66,7 +66,7 @@ RETRY_AFTER = {"overloaded": 1, "shutting_down": 5}
 
 
 def _setting(name: str, default: int, low: int, high: int) -> int:
-    raw = os.environ.get(name, "").strip()
+    raw = settings.text(name).strip()
     if not raw:
         return default
     try:

@@ -17,11 +17,11 @@ route comes after FastAPI has already parsed the form its parameters declare.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from custodes import settings
 from custodes.api.problems import problem
 from custodes.errors import REGISTRY
 
@@ -29,7 +29,7 @@ FRAMING = 1 << 16  # a multipart body's part headers and boundaries, over its fi
 
 
 def _env_bytes(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
+    raw = settings.text(name).strip()
     return int(raw) if raw.isdigit() else default
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from custodes import __version__
+from custodes import __version__, settings
 from custodes.cli import render, session
 from custodes.errors import (
     EXIT_INTERNAL,
@@ -213,7 +212,7 @@ def guarded(json_out: bool) -> Iterator[None]:
         if fault is not None:
             render.error(fault.code, fault.message, json_out, {})
             raise typer.Exit(fault.exit_code) from None
-        if os.environ.get("CUSTODES_DEBUG"):
+        if settings.flag("CUSTODES_DEBUG"):
             raise
         render.err.print(
             f"internal error: {type(exc).__name__}. Nothing was committed by the failing step. "

@@ -11,12 +11,13 @@ from typing import Annotated
 
 import typer
 
+from custodes import settings
 from custodes.cli.root import HomeOpt, app, guarded
 from custodes.errors import InputError
 
 
 def _check(host: str, home: object) -> Path:
-    if host not in ("127.0.0.1", "::1", "localhost") and not os.environ.get(
+    if host not in ("127.0.0.1", "::1", "localhost") and not settings.flag(
         "CUSTODES_BEHIND_TLS_PROXY"
     ):
         raise InputError(
@@ -87,7 +88,7 @@ def _proxies(given: list[str] | None) -> str:
     peers whose X-Forwarded-For names the client a sign-in is throttled by."""
     parts = [p for g in (given or []) for p in g.replace(",", " ").split()]
     if not parts:
-        parts = os.environ.get("CUSTODES_TRUSTED_PROXY", "").replace(",", " ").split()
+        parts = settings.items("CUSTODES_TRUSTED_PROXY")
     for p in parts:
         try:
             ipaddress.ip_network(p, strict=False)
@@ -106,15 +107,15 @@ def _witness(key: Path, logs: list[str], state: Path | None, home: Path) -> None
 
     state = (state or home / "witness.db").resolve()
     ledger_svc.witness(key, logs, state)
-    os.environ["CUSTODES_WITNESS_KEY"] = str(key.resolve())
-    os.environ["CUSTODES_WITNESS_LOGS"] = " ".join(logs)
-    os.environ["CUSTODES_WITNESS_STATE"] = str(state)
+    settings.put("CUSTODES_WITNESS_KEY", str(key.resolve()))
+    settings.put("CUSTODES_WITNESS_LOGS", " ".join(logs))
+    settings.put("CUSTODES_WITNESS_STATE", str(state))
 
 
 def _setting(name: str, low: int, high: int) -> int | None:
     """A whole-number setting from the environment, checked now (a clear error here, not a
     traceback from every server process); None when unset."""
-    raw = os.environ.get(name, "").strip()
+    raw = settings.text(name).strip()
     if not raw:
         return None
     if not raw.isdigit() or not low <= int(raw) <= high:
@@ -136,7 +137,7 @@ def _admission(
         ("CUSTODES_GRACE", grace),
     ):
         if value is not None:
-            os.environ[name] = str(value)
+            settings.put(name, str(value))
     for name, high in (
         ("CUSTODES_ADMIT_READS", 1024),
         ("CUSTODES_ADMIT_WRITES", 1024),
@@ -255,11 +256,11 @@ def serve(
             _witness(witness_key, witness_logs or [], witness_state, workspace_home)
         grace_s = _admission(admit_reads, admit_writes, admit_wait_ms, grace)
         if job_quota is not None:
-            os.environ["CUSTODES_JOB_QUOTA"] = str(job_quota)
+            settings.put("CUSTODES_JOB_QUOTA", str(job_quota))
         _setting("CUSTODES_JOB_QUOTA", 1, 1000)
     if home is not None:
-        os.environ["CUSTODES_HOME"] = str(home)
-    os.environ["CUSTODES_TRUSTED_PROXY"] = proxies  # read by the core at every sign-in
+        settings.put("CUSTODES_HOME", str(home))
+    settings.put("CUSTODES_TRUSTED_PROXY", proxies)  # read by the core at every sign-in
     if socket is None and host in ("127.0.0.1", "::1", "localhost"):
         _warn_shared_host(host, port)
     _run(host, port, socket, workers, proxies, grace_s)

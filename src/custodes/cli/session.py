@@ -13,6 +13,7 @@ import secrets
 import stat
 from pathlib import Path
 
+from custodes import settings
 from custodes.errors import WorkspaceError
 
 ENV = "CUSTODES_SESSION"
@@ -35,7 +36,7 @@ def _folder(home: Path) -> Path:
 
 def from_environment() -> bool:
     """True when the session comes from CUSTODES_SESSION (then nothing is stored or forgotten)."""
-    return bool(os.environ.get(ENV))
+    return settings.flag(ENV)
 
 
 def path(home: Path) -> Path:
@@ -44,8 +45,8 @@ def path(home: Path) -> Path:
 
 def token(home: Path) -> str | None:
     """The session to use: CUSTODES_SESSION, else the one stored for this shell user."""
-    if os.environ.get(ENV):
-        return os.environ[ENV].strip()
+    if settings.flag(ENV):
+        return settings.text(ENV).strip()
     p = path(home)
     if not p.exists() or p.is_symlink():
         return None

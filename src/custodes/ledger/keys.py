@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sqlalchemy import insert, select
 
+from custodes import settings
 from custodes.errors import ConflictError, InputError, IntegrityError
 from custodes.ledger import pkcs11
 from custodes.ledger.note import NoteError, Signer
@@ -36,14 +37,14 @@ class NoLedgerKey(ConflictError):
 
 
 def key_path(ws: Workspace) -> Path:
-    value = os.environ.get("CUSTODES_LEDGER_KEY")
+    value = settings.raw("CUSTODES_LEDGER_KEY")
     return Path(value if value and not pkcs11.is_uri(value) else ws.home / "keys" / "ledger.key")
 
 
 def hsm_uri(ws: Workspace) -> str | None:
     """The PKCS#11 URI of the ledger key when it lives in an HSM (from CUSTODES_LEDGER_KEY, or
     the reference kept in keys/ledger.key), else None (a file key, or none)."""
-    value = os.environ.get("CUSTODES_LEDGER_KEY")
+    value = settings.raw("CUSTODES_LEDGER_KEY")
     if pkcs11.is_uri(value):
         return str(value).strip()
     path = key_path(ws)
@@ -89,7 +90,7 @@ def keygen(
         raise InputError(f"Not a usable origin: {exc}.", code="bad_origin") from None
     if isinstance(signer, pkcs11.Pkcs11Signer):
         signer.check()
-    if not pkcs11.is_uri(os.environ.get("CUSTODES_LEDGER_KEY")):
+    if not pkcs11.is_uri(settings.raw("CUSTODES_LEDGER_KEY")):
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as fh:

@@ -16,7 +16,6 @@ a few lines over urllib.parse.
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from functools import cached_property
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from custodes import settings
 from custodes.errors import fail
 from custodes.ledger.note import ALG_ED25519, DASH, Verifier, _check_name, b64
 
@@ -99,7 +99,7 @@ class Pkcs11Uri:
                 raise fail(
                     "hsm_unavailable", "The PKCS#11 URI's pin-source file cannot be read."
                 ) from None
-        pin = os.environ.get("CUSTODES_PKCS11_PIN")
+        pin = settings.raw("CUSTODES_PKCS11_PIN")
         if not pin:
             raise fail(
                 "hsm_unavailable",
@@ -108,7 +108,7 @@ class Pkcs11Uri:
         return pin
 
     def module_path(self) -> str:
-        module = self.module or os.environ.get("CUSTODES_PKCS11_MODULE")
+        module = self.module or settings.raw("CUSTODES_PKCS11_MODULE")
         if not module:
             raise fail(
                 "hsm_unavailable",

@@ -36,6 +36,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from custodes import settings
 from custodes.errors import InputError
 from custodes.matching import standardize as std
 from custodes.matching.model import (
@@ -53,7 +54,7 @@ from custodes.store.sql import path as sqlpath
 
 Progress = Callable[[str, int, int], None]
 
-ITEMS_PER_CHUNK = int(os.environ.get("CUSTODES_MATCH_CHUNK_ITEMS", "250000"))
+ITEMS_PER_CHUNK = settings.integer("CUSTODES_MATCH_CHUNK_ITEMS", 250000)
 
 
 @dataclass
@@ -250,12 +251,12 @@ def spark_session() -> Any:
     from splink.backends.spark import similarity_jar_location
 
     builder = (
-        SparkSession.builder.master(os.environ.get("CUSTODES_SPARK_MASTER", "local[2]"))
+        SparkSession.builder.master(settings.text("CUSTODES_SPARK_MASTER", "local[2]"))
         .appName("custodes")
         .config("spark.jars", similarity_jar_location())
-        .config("spark.sql.shuffle.partitions", os.environ.get("CUSTODES_SPARK_PARTITIONS", "8"))
+        .config("spark.sql.shuffle.partitions", settings.text("CUSTODES_SPARK_PARTITIONS", "8"))
         .config("spark.ui.enabled", "false")
-        .config("spark.driver.memory", os.environ.get("CUSTODES_SPARK_MEMORY", "2g"))
+        .config("spark.driver.memory", settings.text("CUSTODES_SPARK_MEMORY", "2g"))
     )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")

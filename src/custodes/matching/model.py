@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from custodes import settings as config
 from custodes.errors import InputError, fail
 from custodes.workspace import Workspace
 
@@ -288,7 +289,7 @@ def blocking_rules() -> list[Any]:
 def log_level() -> int:
     """Splink logs at INFO (and warns of levels EM never saw); custodes shows its own progress
     bars and summaries, and Splink's chatter only with CUSTODES_DEBUG."""
-    return logging.DEBUG if os.environ.get("CUSTODES_DEBUG") else logging.ERROR
+    return logging.DEBUG if config.flag("CUSTODES_DEBUG") else logging.ERROR
 
 
 def quiet_splink() -> None:

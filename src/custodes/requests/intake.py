@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import Connection, insert, select
 
+from custodes import settings
 from custodes.errors import AccessDenied, InputError
 from custodes.ledger import anchors, files, log
 from custodes.ledger.events import Event
@@ -47,13 +48,13 @@ from custodes.store.tables import request_transitions, requests
 from custodes.workspace import Call, Workspace
 
 # Configurable limits: a field longer than this, or a file larger, is refused, not truncated.
-MAX_FIELD_CHARS = int(os.environ.get("CUSTODES_MAX_FIELD_CHARS", "500"))
-MAX_ITEMS_BYTES = int(os.environ.get("CUSTODES_MAX_ITEMS_BYTES", str(2 << 30)))
+MAX_FIELD_CHARS = settings.integer("CUSTODES_MAX_FIELD_CHARS", 500)
+MAX_ITEMS_BYTES = settings.integer("CUSTODES_MAX_ITEMS_BYTES", 2 << 30)
 MAX_ENVELOPE_BYTES = 1 << 20
 # Items a request may hold, checked before a Parquet file is decoded (a 1 MB file can hold 20M
 # dictionary-encoded rows). The agreement's `max_items` is the legal limit, checked by the
 # rules with its citation; this one protects the server.
-MAX_ITEMS = int(os.environ.get("CUSTODES_MAX_ITEMS", "5000000"))
+MAX_ITEMS = settings.integer("CUSTODES_MAX_ITEMS", 5000000)
 MAX_WARNINGS = 20
 
 

@@ -43,6 +43,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from custodes import settings
 from custodes.access import Caller, CheckedCall, service
 from custodes.access.door import enter
 from custodes.access.roles import SEES_EVERY_JOB
@@ -81,7 +82,7 @@ RESTARTED = {
 
 
 def _quota() -> int:
-    raw = os.environ.get("CUSTODES_JOB_QUOTA", "").strip()
+    raw = settings.text("CUSTODES_JOB_QUOTA").strip()
     if not raw:
         return 4
     if not raw.isdigit() or not 1 <= int(raw) <= 1000:

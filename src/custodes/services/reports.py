@@ -6,10 +6,10 @@ exported ledger (no caller: anyone holding the export may check)."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Any
 
+from custodes import settings
 from custodes.access import CheckedCall, enter, service
 from custodes.decisions.pipeline import checked
 from custodes.errors import InputError
@@ -86,7 +86,7 @@ def jct(
     """The year's disclosures in the Joint Committee's published layout, with footnotes;
     `office` names the issuing office (else $CUSTODES_ISSUING_OFFICE, else none is named)."""
     size, entries = produce.snapshot(call.ws)
-    office = (office or os.environ.get("CUSTODES_ISSUING_OFFICE") or "").strip() or None
+    office = (office or settings.raw("CUSTODES_ISSUING_OFFICE") or "").strip() or None
     if office is not None and (len(office) > 200 or not office.isprintable()):
         raise InputError(
             "The issuing office is a name of at most 200 printable characters.", code="bad_argument"

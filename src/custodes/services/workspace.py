@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from custodes import settings
 from custodes.access import Caller, CheckedCall, credentials, service, sessions, users
 from custodes.access import caller as _caller
 from custodes.access.roles import ACTIONS
@@ -265,7 +266,7 @@ def join(
     folder."""
     owner_only()
     path = resolve_home(home)
-    url = store_url or os.environ.get("CUSTODES_STORE_URL")
+    url = store_url or settings.raw("CUSTODES_STORE_URL")
     if not url:
         raise InputError(
             "Joining needs the deployment's store: give --store-url (or CUSTODES_STORE_URL).",

@@ -22,9 +22,10 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from custodes import settings
 from custodes.errors import InputError
 
-MAX_BYTES = int(os.environ.get("CUSTODES_MAX_ARCHIVE", str(1 << 30)))
+MAX_BYTES = settings.integer("CUSTODES_MAX_ARCHIVE", 1 << 30)
 MAX_FILES = 100_000
 CHUNK = 1 << 20
 
