@@ -76,17 +76,28 @@ def one_for_review(folder: Path, n: int = 1) -> None:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
+def workspace(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Workspace]:
+    """A new workspace: a copy of one made once per run by `custodes init`'s service (with its
+    staff when the test also asks for `staff`), so a test pays a folder copy instead of the
+    keys, the migrations and a dozen full-cost password hashes."""
     monkeypatch.delenv("CUSTODES_STORE_URL", raising=False)
-    ws = make_workspace(tmp_path / "ws")
+    name = "_staffed_template" if "staff" in request.fixturenames else "_empty_template"
+    template: Template = request.getfixturevalue(name)
+    home = tmp_path / "ws"
+    shutil.copytree(template.home, home)
+    ws = open_workspace(home)
     yield ws
     ws.close()
 
 
 @pytest.fixture
-def staff(workspace: Workspace) -> Staff:
-    """Two administrators and one signed-in user per other role, in `workspace`."""
-    return staff_mod.one_per_role(workspace, password=PASSWORD)
+def staff(request: pytest.FixtureRequest, workspace: Workspace) -> Staff:
+    """Two administrators and one signed-in user per other role, in `workspace` (made once per
+    run in the template `workspace` copies: the copies share the sessions)."""
+    t: Template = request.getfixturevalue("_staffed_template")
+    return Staff(workspace, dict(t.callers.callers), t.callers.password, dict(t.callers.keys))
 
 
 @dataclass
@@ -94,6 +105,30 @@ class Template:
     home: Path
     db: Path
     callers: Staff
+
+
+def _in_folder_template(root: Path, with_staff: bool) -> Template:
+    """A workspace whose store is the SQLite file inside its folder (as `workspace` gives),
+    closed so that copying the folder copies a consistent store."""
+    home = root / "ws"
+    with pytest.MonkeyPatch.context() as mp:  # whatever test asks first, the same template
+        for name in os.environ:
+            if name.startswith("CUSTODES_") and name != "CUSTODES_IDLE_MINUTES":
+                mp.delenv(name)
+        ws = make_workspace(home)
+        people = staff_mod.one_per_role(ws, password=PASSWORD) if with_staff else Staff(ws)
+        ws.close()
+    return Template(home, home / "custodes.db", people)
+
+
+@pytest.fixture(scope="session")
+def _empty_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    return _in_folder_template(tmp_path_factory.mktemp("empty-template"), with_staff=False)
+
+
+@pytest.fixture(scope="session")
+def _staffed_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    return _in_folder_template(tmp_path_factory.mktemp("staffed-template"), with_staff=True)
 
 
 @pytest.fixture(scope="session")
@@ -114,7 +149,7 @@ def copy_template(t: Template, dest: Path) -> tuple[Workspace, Staff]:
     shutil.copytree(t.home, home)
     shutil.copy(t.db, dest / "master-ws.db")
     ws = open_workspace(home, f"sqlite:///{dest / 'master-ws.db'}")
-    return ws, Staff(ws, dict(t.callers.callers), t.callers.password)
+    return ws, Staff(ws, dict(t.callers.callers), t.callers.password, dict(t.callers.keys))
 
 
 @pytest.fixture
