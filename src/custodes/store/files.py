@@ -154,26 +154,6 @@ def write_replace(path: Path, data: bytes) -> Path:
     return path
 
 
-def commit_tmp(tmp: Path, path: Path, *, replace: bool) -> Path:
-    """Move a temporary file another library wrote into place (no-clobber unless `replace`)."""
-    failpoints.hit("file.write")
-    if path.is_symlink():
-        tmp.unlink(missing_ok=True)
-        raise InputError(
-            f"{path}: is a symbolic link; custodes does not follow it.", code="bad_path"
-        )
-    if replace:
-        os.replace(tmp, path)
-        _sweep(path)
-        return path
-    return _link_new(tmp, path)
-
-
-def tmp_beside(path: Path) -> Path:
-    """A fresh temporary name in the same folder (for libraries that write files themselves)."""
-    return _tmp(path)
-
-
 def neutralise(table: pa.Table) -> pa.Table:
     """String cells that a spreadsheet would take for a formula get a leading apostrophe."""
     import pyarrow as pa
