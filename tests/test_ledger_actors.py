@@ -64,8 +64,8 @@ def test_every_event_type_names_its_actor(
             ws, officer, "rec-not-a-candidate", purpose="locate for case review", request_id=rid
         )
     records.flag_sensitive(ws, admin, candidate, "public figure")
-    if decisions.next_step(ws, officer, rid)["state"] == "in_review":
-        decisions.review_resolve(ws, officer, rid, "WITHHOLD", "demo")
+    assert decisions.next_step(ws, officer, rid)["state"] == "in_review"  # one_for_review
+    decisions.review_resolve(ws, officer, rid, "WITHHOLD", "demo")
     decisions.outcomes(ws, officer, rid, tmp_path / "o.csv")
     decisions.prepare(ws, officer, rid)
     decisions.approve(ws, people["approver"], rid)
@@ -169,7 +169,8 @@ def test_every_event_type_names_its_actor(
     finally:
         server.shutdown()
         server.server_close()
-    assert PASSWORD
+    # the approver, suspended and reinstated by both administrators, signs in again
+    assert sessions.login(ws, "approver", PASSWORD)
     with ws.engine.begin() as conn:  # what the upgrade that brings the anchors writes
         anchors.adopt(conn)
 

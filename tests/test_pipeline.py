@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import PASSWORD, Template, copy_template, keyed_in
+from conftest import PASSWORD, Template, copy_template, keyed_in, one_for_review
 from custodes.access import sessions
 from custodes.access.credentials import item_key
 from custodes.decisions import pipeline
@@ -47,15 +47,18 @@ from custodes.workspace import Workspace
 @pytest.fixture(scope="module")
 def processed(tmp_path_factory: pytest.TempPathFactory, _master_template: Template) -> Template:
     """A registered workspace with a 400-item (i)(2) request submitted by 'dual' (an officer
-    who also approves), trained and processed once by 'officer'."""
+    who also approves), trained and processed once by 'officer'; two of its items are made to
+    go to review (`one_for_review`), so the tests below always meet an open review."""
     root = tmp_path_factory.mktemp("pipeline")
     ws, people = copy_template(_master_template, root)
     register_parties(ws, people.admin, "irc-6103-i-2")
     staff_mod.add(people, "dual", ["officer", "approver"])
     generate_request(ws, people.admin, "irc-6103-i-2", 400, 3, root / "req")
+    one_for_review(root / "req", 2)
     rid = keyed_in(ws, people["dual"], people["officer"], root / "req").request_id
     matching_svc.train(ws, people["officer"], rid)
     svc.process(ws, people["officer"], rid)
+    assert state_of(ws, rid) == "in_review"
     (root / "rid").write_text(rid)
     ws.close()
     return Template(root / "master-ws", root / "master-ws.db", people)
@@ -94,8 +97,8 @@ def state_of(ws: Workspace, rid: str) -> str:
 
 
 def _release(ws: Workspace, who: Staff, rid: str, out: Path) -> object:
-    if state_of(ws, rid) == "in_review":
-        svc.review_resolve(ws, who["officer"], rid, "WITHHOLD", "not sure enough")
+    assert state_of(ws, rid) == "in_review"
+    svc.review_resolve(ws, who["officer"], rid, "WITHHOLD", "not sure enough")
     svc.prepare(ws, who["officer"], rid)
     svc.approve(ws, who["approver"], rid)
     return svc.release(ws, who["officer"], rid, out)
@@ -173,8 +176,8 @@ def test_release_end_to_end(
 def test_interrupted_release_finishes_once(
     ws: Workspace, who: Staff, rid: str, tmp_path: Path
 ) -> None:
-    if state_of(ws, rid) == "in_review":
-        svc.review_resolve(ws, who["officer"], rid, "WITHHOLD", "r")
+    assert state_of(ws, rid) == "in_review"
+    svc.review_resolve(ws, who["officer"], rid, "WITHHOLD", "r")
     svc.prepare(ws, who["officer"], rid)
     svc.approve(ws, who["approver"], rid)
     # The intent is recorded but the process died before writing anything.
@@ -193,11 +196,11 @@ def test_two_person_rules(ws: Workspace, who: Staff, rid: str, tmp_path: Path) -
     with pytest.raises(ConflictError) as exc:
         svc.release(ws, officer, rid, tmp_path / "o")
     assert exc.value.code == "not_approved"
-    if state_of(ws, rid) == "in_review":
-        with pytest.raises(ConflictError) as exc:
-            svc.prepare(ws, officer, rid)
-        assert exc.value.code == "review_open"
-        svc.review_resolve(ws, officer, rid, "WITHHOLD", "r")
+    assert state_of(ws, rid) == "in_review"
+    with pytest.raises(ConflictError) as exc:
+        svc.prepare(ws, officer, rid)
+    assert exc.value.code == "review_open"
+    svc.review_resolve(ws, officer, rid, "WITHHOLD", "r")
     with pytest.raises(ConflictError) as exc:
         svc.approve(ws, approver, rid)
     assert exc.value.code == "not_prepared"
@@ -220,8 +223,8 @@ def test_one_person_cannot_prepare_and_approve(
     ws: Workspace, who: Staff, rid: str, tmp_path: Path
 ) -> None:
     dual = who["dual"]
-    if state_of(ws, rid) == "in_review":
-        svc.review_resolve(ws, dual, rid, "WITHHOLD", "r")
+    assert state_of(ws, rid) == "in_review"
+    svc.review_resolve(ws, dual, rid, "WITHHOLD", "r")
     svc.prepare(ws, dual, rid)
     with pytest.raises(AccessDenied) as exc:
         svc.approve(ws, dual, rid)
@@ -229,8 +232,7 @@ def test_one_person_cannot_prepare_and_approve(
 
 
 def test_review_refusals(ws: Workspace, who: Staff, rid: str) -> None:
-    if state_of(ws, rid) != "in_review":
-        pytest.skip("this request drew no review items")
+    assert state_of(ws, rid) == "in_review"
     officer = who["officer"]
     open_ = svc.review_list(ws, officer, rid)
     with pytest.raises(InputError) as exc:
@@ -387,8 +389,8 @@ def test_recall_items_then_the_rest_and_certify(
 
 
 def _approved(ws: Workspace, who: Staff, rid: str) -> None:
-    if state_of(ws, rid) == "in_review":
-        svc.review_resolve(ws, who["officer"], rid, "WITHHOLD", "r")
+    assert state_of(ws, rid) == "in_review"
+    svc.review_resolve(ws, who["officer"], rid, "WITHHOLD", "r")
     svc.prepare(ws, who["officer"], rid)
     svc.approve(ws, who["approver"], rid)
 
@@ -766,8 +768,8 @@ def staffed(processed: Template, tmp_path_factory: pytest.TempPathFactory) -> Te
     root = tmp_path_factory.mktemp("staffed")
     ws, people = copy_template(processed, root)
     rid = (processed.home.parent / "rid").read_text()
-    if state_of(ws, rid) == "in_review":
-        svc.review_resolve(ws, people["officer"], rid, "WITHHOLD", "r")
+    assert state_of(ws, rid) == "in_review"
+    svc.review_resolve(ws, people["officer"], rid, "WITHHOLD", "r")
     for name, roles in ROLE_SETS:
         staff_mod.add(people, name, roles)
     ws.close()

@@ -2,7 +2,8 @@
 
 Values a user or a file supplies (column names from a header, file paths, ids, rule
 parameters) reach SQL only through these functions or as bound parameters; nothing else builds
-SQL from them. A test walks the source for f-strings that interpolate anything else into SQL.
+SQL from them. tests/test_sql_text.py walks the source for f-strings (and format, % and +)
+that interpolate anything else into SQL.
 """
 
 from __future__ import annotations
