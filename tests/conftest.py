@@ -3,10 +3,12 @@ signed-in users made through the services (`custodes.synthetic.staff`)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +100,31 @@ def staff(request: pytest.FixtureRequest, workspace: Workspace) -> Staff:
     run in the template `workspace` copies: the copies share the sessions)."""
     t: Template = request.getfixturevalue("_staffed_template")
     return Staff(workspace, dict(t.callers.callers), t.callers.password, dict(t.callers.keys))
+
+
+@pytest.fixture
+def fresh_staff(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[], AbstractContextManager[Staff]]:
+    """For a hypothesis test: `with fresh_staff() as staff:` gives each example its own copy
+    of the staffed workspace, so no example sees what an earlier one left (a function-scoped
+    fixture is shared by all of a test's examples)."""
+    monkeypatch.delenv("CUSTODES_STORE_URL", raising=False)
+    t: Template = request.getfixturevalue("_staffed_template")
+    examples = itertools.count()
+
+    @contextmanager
+    def make() -> Iterator[Staff]:
+        home = tmp_path / f"example-{next(examples)}"
+        shutil.copytree(t.home, home)
+        ws = open_workspace(home)
+        try:
+            yield Staff(ws, dict(t.callers.callers), t.callers.password, dict(t.callers.keys))
+        finally:
+            ws.close()
+            shutil.rmtree(home)
+
+    return make
 
 
 @dataclass

@@ -8,7 +8,6 @@ import contextlib
 import datetime as dt
 import json
 import threading
-import time
 from pathlib import Path
 
 import pyotp
@@ -474,11 +473,16 @@ def test_separation_of_duties(staff: Staff) -> None:
     max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.lists(st.sets(st.sampled_from(ROLES), min_size=1, max_size=3), min_size=1, max_size=3))
-def test_no_role_assignment_breaks_separation(staff: Staff, role_sets) -> None:  # type: ignore[no-untyped-def]
+def test_no_role_assignment_breaks_separation(fresh_staff, role_sets) -> None:  # type: ignore[no-untyped-def]
     """Whatever roles are asked for and granted, nobody ends up holding an exclusive pair."""
+    with fresh_staff() as staff:  # each example from the same start: reproducible
+        _no_exclusive_pair_after(staff, role_sets)
+
+
+def _no_exclusive_pair_after(staff: Staff, role_sets: list[set[str]]) -> None:
     ws, admin, second = staff.ws, staff.admin, staff.second_admin
     for i, roles in enumerate(role_sets):
-        name = f"u{i}-{time.monotonic_ns() % 10**9}"
+        name = f"u{i}"
         try:
             svc.add(
                 ws,
@@ -536,12 +540,17 @@ TARGETS = ("officer", "approver", "auditor", "requester", "admin2", "new-a", "ne
         max_size=8,
     )
 )
-def test_one_administrator_completes_no_two_person_change_alone(staff: Staff, steps) -> None:  # type: ignore[no-untyped-def]
+def test_one_administrator_completes_no_two_person_change_alone(fresh_staff, steps) -> None:  # type: ignore[no-untyped-def]
     """Whatever one administrator does with every access-management command, no privileged
     role they grant takes effect, no key they issue works, no policy they propose is in
     force, nobody they suspended is reinstated, and no account ends up with a password the
     administrator set: every code and change id they were shown is tried, in any
-    combination, and none enrols anyone."""
+    combination, and none enrols anyone. (Each example starts from the same workspace.)"""
+    with fresh_staff() as staff:
+        _rogue_alone(staff, steps)
+
+
+def _rogue_alone(staff: Staff, steps: list[tuple[str, str]]) -> None:
     ws, rogue = staff.ws, staff.admin
     with ws.engine.connect() as conn:
         before = {u["user"]: users.roles_of(conn, u["user"]) for u in users.listing(conn)}

@@ -29,6 +29,7 @@ from custodes.services import requests as requests_svc
 from custodes.services import rules, users
 from custodes.services import workspace as ws_svc
 from custodes.synthetic import staff as staff_mod
+from servers import bound_socket, wait_started
 
 ROLES = ("officer", "approver", "auditor", "admin", "rule-steward", "requester", "other-agency")
 ROLE_OF = {"admin": "administrator", "rule-steward": "rule_steward", "other-agency": "requester"}
@@ -906,9 +907,7 @@ def test_the_server_runs_a_witness_that_cosigns_the_live_log(
     `ledger cosign` gets a cosignature from it over real HTTP, the cosigned checkpoint is
     served to everyone, and a rolled-back or unsigned submission is refused in the protocol's
     terms. A server without a witness answers 404."""
-    import socket
     import threading
-    import time
 
     import uvicorn
 
@@ -918,9 +917,8 @@ def test_the_server_runs_a_witness_that_cosigns_the_live_log(
     monkeypatch.setenv("CUSTODES_WITNESS_KEY", str(tmp_path / "witness.key"))
     monkeypatch.setenv("CUSTODES_WITNESS_LOGS", ledger_svc_vkey(api))
     monkeypatch.setenv("CUSTODES_WITNESS_STATE", str(tmp_path / "witness.db"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    sock = bound_socket()  # bound here and handed over: no other process can take the port
+    port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(ws.home, str(ws.engine.url)),
@@ -929,13 +927,10 @@ def test_the_server_runs_a_witness_that_cosigns_the_live_log(
             log_level="warning",
         )
     )
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        for _ in range(200):
-            if server.started:
-                break
-            time.sleep(0.05)
+        wait_started(server, thread)
         assert (tmp_path / "witness.db").stat().st_mode & 0o077 == 0
         prefix = f"http://127.0.0.1:{port}/v1/witness"  # the submission prefix
         admin = ws_svc.caller(ws, api.tokens["admin"])

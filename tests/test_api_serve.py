@@ -4,11 +4,10 @@ README's curl examples exactly as written."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,12 +16,7 @@ from conftest import PASSWORD, Template, copy_template
 from custodes.access import sessions
 from custodes.services import requests as requests_svc
 from custodes.services import rules, users
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from servers import START_TIMEOUT, serve
 
 
 def _readme_api_block() -> str:
@@ -47,19 +41,12 @@ def test_readme_curl_examples_against_custodes_serve(
     home, url = ws.home, str(ws.engine.url)
     ws.close()
 
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES")}
     env["CUSTODES_STORE_URL"] = url
-    cmd = [sys.executable, "-m", "custodes", "serve", "--port", str(port), "--home", str(home)]
-    server = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server_log = tmp_path / "server.log"
+    server, port = serve(lambda port: [*_serve_cmd(home), "--port", str(port)], env, server_log)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{base}/v1/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
         script = "set -euo pipefail\n" + _readme_api_block()
         done = subprocess.run(
             ["bash", "-c", script],
@@ -83,7 +70,8 @@ def test_readme_curl_examples_against_custodes_serve(
         assert '"kind":"process"' in out and "custodes.test/ledger" in out
     finally:
         server.terminate()
-        log = server.communicate(timeout=30)[0].decode()
+        server.wait(timeout=30)
+    log = server_log.read_text()
     # the server's log names no person: paths carry opaque ids only
     assert "Bearer" not in log and PASSWORD not in log
 
@@ -93,21 +81,14 @@ def _serve(
 ) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
     """`custodes serve` with its log in a file (a pipe nobody reads would fill up and stop
     the server mid-load)."""
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES")}
     env["CUSTODES_STORE_URL"] = store_url
-    cmd = [sys.executable, "-m", "custodes", "serve", "--port", str(port), "--home", str(home)]
-    with open(log, "wb") as out:
-        server = subprocess.Popen([*cmd, *options], env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            urllib.request.urlopen(f"{base}/v1/health", timeout=1)
-            break
-        except OSError:
-            assert server.poll() is None, log.read_text()
-            time.sleep(0.2)
-    return server, base, env
+    server, port = serve(lambda port: [*_serve_cmd(home), "--port", str(port), *options], env, log)
+    return server, f"http://127.0.0.1:{port}", env
+
+
+def _serve_cmd(home: Path) -> list[str]:
+    return [sys.executable, "-m", "custodes", "serve", "--home", str(home)]
 
 
 class _Load:
@@ -175,6 +156,17 @@ class _Load:
             assert not t.is_alive(), "a client got no answer within 120 s"
 
 
+def _until(enough: Callable[[], bool], load: _Load) -> None:
+    """Let the clients call until `enough` answers are in (a count, not a wall-clock time:
+    the same amount of load however loaded the machine); fail loudly if they never are."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while not enough():
+        if time.monotonic() > deadline:
+            load.join()
+            pytest.fail(f"the clients got only {len(load.answers)} answers")
+        time.sleep(0.02)
+
+
 @pytest.mark.slow
 def test_overload_answers_200_or_503_and_sigterm_ends_the_server(
     tmp_path: Path, _master_template: Template
@@ -216,13 +208,13 @@ def test_overload_answers_200_or_503_and_sigterm_ends_the_server(
     try:
         # 32 clients back to back against one read and one write slot, for a few seconds
         load.start()
-        time.sleep(3)
+        _until(lambda: len(load.answers) >= 300, load)
         load.join()
         first = list(load.answers)
         # again, and SIGTERM while the clients keep calling
         load.answers.clear()
         load.start()
-        time.sleep(1)
+        _until(lambda: len(load.answers) >= 100, load)
         server.send_signal(signal.SIGTERM)
         try:
             server.wait(grace + 30)
@@ -298,13 +290,15 @@ def test_serve_on_a_unix_socket_in_a_folder_only_its_owner_opens(
     try:
         transport = httpx.HTTPTransport(uds=str(sock))
         with httpx.Client(transport=transport, base_url="http://custodes") as c:
-            for _ in range(150):
+            deadline = time.monotonic() + START_TIMEOUT
+            while True:
                 try:
                     r = c.get("/v1/health")
                     break
                 except httpx.TransportError:
                     assert server.poll() is None, (tmp_path / "serve.log").read_text()
-                    time.sleep(0.2)
+                    assert time.monotonic() < deadline, "the server did not answer on its socket"
+                    time.sleep(0.05)
             assert r.status_code == 200
             assert c.get("/v1/requests").status_code == 401  # the door is the same
     finally:
@@ -337,18 +331,11 @@ def test_an_internal_error_is_logged_by_type_and_place_only(tmp_path: Path, staf
     with sqlite3.connect(home / "custodes.db") as db:
         db.execute("DROP TABLE requests")
     value = "req-5ec7e7c0ffee"
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES")}
-    cmd = [sys.executable, "-m", "custodes", "serve", "--port", str(port), "--home", str(home)]
-    server = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server_log = tmp_path / "server.log"
+    server, port = serve(lambda port: [*_serve_cmd(home), "--port", str(port)], env, server_log)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{base}/v1/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
         req = urllib.request.Request(
             f"{base}/v1/requests/{value}", headers={"Authorization": f"Bearer {token}"}
         )
@@ -359,7 +346,8 @@ def test_an_internal_error_is_logged_by_type_and_place_only(tmp_path: Path, staf
         assert json.loads(body)["code"] == "internal" and value not in body
     finally:
         server.terminate()
-        out = server.communicate(timeout=30)[0].decode()
+        server.wait(timeout=30)
+    out = server_log.read_text()
     assert "OperationalError at " in out, out
     assert value not in out.replace(f"/v1/requests/{value}", ""), out  # only the access line
     assert "Traceback" not in out and "SELECT" not in out, out

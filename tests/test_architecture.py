@@ -206,3 +206,29 @@ def test_transactions_open_only_through_the_door() -> None:
         and p.relative_to(SRC).as_posix() != "ledger/keys.py"
     ]
     assert not offenders, offenders
+
+
+def directions_table() -> str:
+    """The rooms and what each may import, as docs/architecture.md shows them."""
+    lines = ["| room | may import |", "|---|---|"]
+    for name, allowed in ALLOWED.items():
+        shown = ", ".join(f"`{a}`" for a in sorted(allowed)) or "nothing of custodes"
+        lines.append(f"| `{name}` | {shown} |")
+    return "\n".join(lines) + "\n"
+
+
+def test_the_docs_draw_the_tested_directions() -> None:
+    import docgen
+
+    expected = directions_table()
+    assert docgen.section("architecture.md", "rooms") == expected, (
+        "docs/architecture.md's table of directions is stale; run `PYTHONPATH=src python "
+        f"tests/test_architecture.py`, or paste:\n{expected}"
+    )
+
+
+if __name__ == "__main__":
+    import docgen
+
+    docgen.write("architecture.md", "rooms", directions_table())
+    print("docs/architecture.md: the table of directions regenerated")

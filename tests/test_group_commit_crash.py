@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import http.client
 import os
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,12 +15,7 @@ import sqlalchemy as sa
 
 from conftest import Template, copy_template
 from custodes.services import users
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from servers import serve
 
 
 def test_a_kill_before_the_commit_answers_no_call_whose_leaf_is_not_durable(
@@ -44,38 +36,16 @@ def test_a_kill_before_the_commit_answers_no_call_whose_leaf_is_not_durable(
         return int(rows), int(leaves)
 
     rows_before, leaves_before = recorded()
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES")}
     env |= {
         "CUSTODES_STORE_URL": str(ws.engine.url),
         "CUSTODES_FAILPOINT": "group_commit.before_commit:4",
     }
     log = tmp_path / "server.log"
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "custodes",
-                "serve",
-                "--port",
-                str(port),
-                "--home",
-                str(ws.home),
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    cmd = [sys.executable, "-m", "custodes", "serve", "--home", str(ws.home)]
+    server, port = serve(lambda port: [*cmd, "--port", str(port)], env, log)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"{base}/v1/health", timeout=1)
-                break
-            except OSError:
-                assert server.poll() is None, log.read_text()
-                time.sleep(0.2)
         answered = 0
         for _ in range(10):  # one call after another: each is its own group
             call = urllib.request.Request(

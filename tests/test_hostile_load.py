@@ -10,11 +10,8 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -40,18 +37,13 @@ from custodes.services import rules, users
 from custodes.synthetic.staff import Staff
 from custodes.web import create_app
 from custodes.workspace import Workspace
+from servers import serve
 
 DEEP = 200_000  # levels of nesting: far past any recursive parser's limit
 runner = CliRunner()
 
 
 # --- a server of its own: bodies are limited before they are read --------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +60,6 @@ def served(
     ws.close()
     spool = root / "tmp"
     spool.mkdir()
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES")}
     env |= {
         "CUSTODES_STORE_URL": url,
@@ -77,17 +68,9 @@ def served(
         "CUSTODES_INSECURE_COOKIES": "1",
         "TMPDIR": str(spool),
     }
-    cmd = [sys.executable, "-m", "custodes", "serve", "--port", str(port), "--home", str(home)]
-    with open(root / "serve.log", "wb") as log:
-        server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    cmd = [sys.executable, "-m", "custodes", "serve", "--home", str(home)]
+    server, port = serve(lambda port: [*cmd, "--port", str(port)], env, root / "serve.log")
     try:
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health", timeout=1)
-                break
-            except OSError:
-                assert server.poll() is None, (root / "serve.log").read_text()
-                time.sleep(0.2)
         yield port, spool, key
     finally:
         server.terminate()

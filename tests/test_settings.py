@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import ast
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
 import custodes
+import docgen
 from custodes import settings
 from custodes.errors import WorkspaceError
-
-sys.path.insert(0, str(Path(__file__).parent))
-import docgen  # noqa: E402
 
 SRC = Path(custodes.__file__).parent
 SETTINGS_PY = SRC / "settings.py"
@@ -36,9 +33,7 @@ DIRECT = {
 
 def sources() -> dict[str, str]:
     return {
-        p.relative_to(SRC).as_posix(): p.read_text()
-        for p in SRC.rglob("*.py")
-        if p != SETTINGS_PY
+        p.relative_to(SRC).as_posix(): p.read_text() for p in SRC.rglob("*.py") if p != SETTINGS_PY
     }
 
 

@@ -12,10 +12,8 @@ import datetime as dt
 import os
 import re
 import shutil
-import socket
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ import pytest
 
 from conftest import PASSWORD, Template, copy_template, keyed_in, one_for_review
 from custodes.services import decisions, requests, rules
+from servers import bound_socket, wait_started
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -66,12 +65,6 @@ def core(c: Console) -> Iterator[tuple[Any, Callable[[str], Any]]]:
         ws.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def console(
     tmp_path_factory: pytest.TempPathFactory, _master_template: Template
@@ -91,16 +84,14 @@ def console(
     home, url = ws.home, str(ws.engine.url)
     ws.close()
     os.environ["CUSTODES_INSECURE_COOKIES"] = "1"  # plain HTTP on loopback in the tests
-    port = _free_port()
+    sock = bound_socket()  # bound here and handed over: no other process can take the port
+    port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(create_app(home, url), host="127.0.0.1", port=port, log_level="warning")
     )
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
+    wait_started(server, thread)
     SHOTS.mkdir(parents=True, exist_ok=True)
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
