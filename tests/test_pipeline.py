@@ -633,26 +633,24 @@ def _copy(src: Template | Path, dst: Path) -> Path:
     return dst / "master-ws"
 
 
-def _kill_at(cmd: list[str], env: dict[str, str], delay: float) -> None:
+def _killed_at(cmd: list[str], env: dict[str, str], point: int) -> None:
+    """Run `cmd` with a failpoint that kills it (SIGKILL) at the `point`-th named point it
+    passes (custodes.failpoints): chosen by event, not by time, so the kill lands on the same
+    step however loaded the machine."""
     import signal
     import subprocess
-    import time
 
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(delay)
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    done = subprocess.run(
+        cmd, env=env | {"CUSTODES_FAILPOINT": f"any:{point}"}, capture_output=True, text=True
+    )
+    assert done.returncode == -signal.SIGKILL, (point, done.returncode, done.stderr[-2000:])
 
 
-def _run(cmd: list[str], env: dict[str, str]) -> float:
+def _run(cmd: list[str], env: dict[str, str]) -> None:
     import subprocess
-    import time
 
-    t = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    return time.perf_counter() - t
 
 
 def _open(home: Path) -> Workspace:
@@ -683,19 +681,27 @@ def test_process_killed_anywhere_resumes_identically(processed: Template, tmp_pa
     ).request_id
     ws.close()
     ref = _copy(base, tmp_path / "ref")
-    duration = _run(_cli(ref, "process", rid), _env(ref, officer_token))
+    passed = tmp_path / "points"  # the named points an uninterrupted run passes, in order
+    _run(
+        _cli(ref, "process", rid),
+        _env(ref, officer_token) | {"CUSTODES_FAILPOINT": f"count:{passed}"},
+    )
+    points = len(passed.read_text().splitlines())
+    assert points >= 6, passed.read_text()
     reference = pq.read_table(ref / "requests" / rid / "decisions" / "outcomes.parquet")
     rng = random.Random(5)
     interrupted = []
-    for k in range(6):
+    # the first and the last point, and four drawn between them
+    at = sorted({1, points, *rng.sample(range(2, points), min(4, points - 2))})
+    for k, point in enumerate(at):
         home = _copy(base, tmp_path / f"k{k}")
-        _kill_at(_cli(home, "process", rid), _env(home, officer_token), rng.uniform(0.2, duration))
+        _killed_at(_cli(home, "process", rid), _env(home, officer_token), point)
         w = _open(home)
         interrupted.append(state_of(w, rid))
         w.close()
         _run(_cli(home, "process", rid), _env(home, officer_token))
         got = pq.read_table(home / "requests" / rid / "decisions" / "outcomes.parquet")
-        assert got.equals(reference), f"kill {k}"
+        assert got.equals(reference), f"kill {k} at point {point}"
         w = _open(home)
         assert state_of(w, rid) in ("decided", "in_review")
         w.close()
@@ -719,18 +725,18 @@ def test_release_killed_anywhere_discloses_once_with_ledger(
     )
     ws.close()
     ref = _copy(base, tmp_path / "ref")
-    env = _env(ref, officer_token)
-    duration = _run(_cli(ref, "release", rid, "--out", str(tmp_path / "ref-out")), env)
+    passed = tmp_path / "points"  # the named points an uninterrupted release passes
+    env = _env(ref, officer_token) | {"CUSTODES_FAILPOINT": f"count:{passed}"}
+    _run(_cli(ref, "release", rid, "--out", str(tmp_path / "ref-out")), env)
     reference = (tmp_path / "ref-out" / "response.csv").read_bytes()
+    points = len(passed.read_text().splitlines())
+    assert points >= 5, passed.read_text()
     rng = random.Random(7)
-    for k in range(5):
+    at = sorted({1, points, *rng.sample(range(2, points), min(3, points - 2))})
+    for k, point in enumerate(at):
         home = _copy(base, tmp_path / f"k{k}")
         out = tmp_path / f"out{k}"
-        _kill_at(
-            _cli(home, "release", rid, "--out", str(out)),
-            _env(home, officer_token),
-            rng.uniform(0.2, duration),
-        )
+        _killed_at(_cli(home, "release", rid, "--out", str(out)), _env(home, officer_token), point)
         shutil.rmtree(out, ignore_errors=True)
         _run(_cli(home, "release", rid, "--out", str(out)), _env(home, officer_token))
         assert (out / "response.csv").read_bytes() == reference, f"kill {k}"
