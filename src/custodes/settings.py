@@ -203,9 +203,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "CUSTODES_MEMORY_LIMIT",
-        "bytes",
+        "size",
         "a share of the machine's memory",
-        "DuckDB's memory limit for bulk work (matching, imports).",
+        "DuckDB's memory limit for bulk work (matching, imports): a DuckDB size such as `4GB`.",
     ),
     Setting(
         "CUSTODES_SPARK_MASTER",
@@ -217,6 +217,15 @@ SETTINGS: tuple[Setting, ...] = (
         "CUSTODES_SPARK_PARTITIONS", "integer", "8", "Spark's shuffle partitions for matching."
     ),
     Setting("CUSTODES_SPARK_MEMORY", "text", "2g", "Spark's driver memory for matching."),
+    Setting(
+        "CUSTODES_SPARK_EXECUTOR_MEMORY", "text", "1g", "Spark's executor memory for matching."
+    ),
+    Setting(
+        "CUSTODES_SPARK_DRIVER_HOST",
+        "text",
+        "",
+        "The address Spark's executors reach the driver at (a standalone cluster).",
+    ),
     # Reports and diagnostics.
     Setting(
         "CUSTODES_ISSUING_OFFICE",
