@@ -18,7 +18,6 @@ import os
 import resource
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from custodes.access import sessions
 from custodes.services import decisions, matching, records, requests, rules, users
 from custodes.store.tables import disclosures, jobs, ledger_events
 from custodes.synthetic import staff as staff_mod
+from servers import free_port
 
 
 @dataclass
@@ -348,15 +348,24 @@ def private_pg() -> Iterator[tuple[str, Callable[[], None]]]:
     root = Path(tempfile.mkdtemp(prefix="custodes-pg-"))
     if as_postgres:
         shutil.chown(root, "postgres")
-    data, port = root / "data", _free_port()
+    data = root / "data"
 
     def pg(*args: str) -> None:
         subprocess.run([*as_postgres, *args], check=True, capture_output=True, timeout=120)
 
     pg(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w"]
-    pg(*ctl, "start")
+    for attempt in range(3):  # a port found free may be taken before the server binds it
+        port = free_port()
+        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        log = ["-l", str(root / "log")]
+        ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, *log, "-w"]
+        try:
+            pg(*ctl, "start")
+            break
+        except subprocess.CalledProcessError:
+            if attempt == 2:
+                started = root / "log"
+                pytest.fail(f"PostgreSQL did not start:\n{started.exists() and started.read_text()}")
     try:
         yield (
             f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres",
@@ -365,12 +374,6 @@ def private_pg() -> Iterator[tuple[str, Callable[[], None]]]:
     finally:
         subprocess.run([*as_postgres, *ctl, "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_postgresql_restarted_in_the_middle_of_a_release(
