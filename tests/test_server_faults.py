@@ -364,8 +364,8 @@ def private_pg() -> Iterator[tuple[str, Callable[[], None]]]:
             break
         except subprocess.CalledProcessError:
             if attempt == 2:
-                started = root / "log"
-                pytest.fail(f"PostgreSQL did not start:\n{started.exists() and started.read_text()}")
+                said = (root / "log").read_text() if (root / "log").exists() else "(no log)"
+                pytest.fail(f"PostgreSQL did not start:\n{said}")
     try:
         yield (
             f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres",
