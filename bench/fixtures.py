@@ -62,12 +62,8 @@ def main() -> None:
             after.append(copied(root / "template", people, root / f"c{i}"))
     b, a = statistics.median(before), statistics.median(after)
     print(f"rounds: {args.rounds}; load average {os.getloadavg()[0]:.1f}")
-    print(
-        f"made per test (before):   median {b:.2f} s  (min {min(before):.2f}, max {max(before):.2f})"
-    )
-    print(
-        f"copied per test (after):  median {a:.2f} s  (min {min(after):.2f}, max {max(after):.2f})"
-    )
+    for what, runs, m in (("made (before)", before, b), ("copied (after)", after, a)):
+        print(f"{what:15} median {m:.2f} s  (min {min(runs):.2f}, max {max(runs):.2f})")
     print(f"ratio before/after: {b / a:.0f}x")
 
 
