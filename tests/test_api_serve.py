@@ -171,7 +171,7 @@ def _until(enough: Callable[[], bool], load: _Load) -> None:
         if time.monotonic() > deadline:
             load.join()
             seen = sorted({(kind, status) for kind, status, *_ in load.answers})
-            pytest.fail(f"not enough within {START_TIMEOUT:.0f} s: {len(load.answers)} answers, {seen}")
+            pytest.fail(f"not enough in {START_TIMEOUT:.0f} s: {len(load.answers)} answers {seen}")
         time.sleep(0.02)
 
 
