@@ -18,6 +18,7 @@ from custodes.records import master
 from custodes.records.importer import ImportResult
 from custodes.records.importer import import_master as _import_master
 from custodes.store.tables import ledger_events
+from custodes.synthetic.staff import Staff
 from custodes.workspace import Workspace
 
 PEOPLE_HEADER = ["tin", "tin_type", "first_name", "middle_name", "last_name", "suffix", "dob"]
@@ -133,13 +134,10 @@ def import_master(call: CheckedCall, people: Path, addresses: Path, **kw: object
 
 
 @pytest.fixture
-def admin_call(workspace: Workspace) -> CheckedCall:
-    from conftest import PASSWORD
-    from custodes.synthetic.staff import administrators
-
-    people = administrators(workspace, PASSWORD)
-    _SECOND[workspace.home] = people.second_admin
-    return enter(workspace, people.admin, "records.import")
+def admin_call(workspace: Workspace, staff: Staff) -> CheckedCall:
+    """The first administrator's call (the staff come with the workspace's template)."""
+    _SECOND[workspace.home] = staff.second_admin
+    return enter(workspace, staff.admin, "records.import")
 
 
 def test_valid_import_normalises_values(
