@@ -255,9 +255,8 @@ def sign_in():  # type: ignore[no-untyped-def]
                 ("rule_steward", "rule-steward"),
                 ("auditor", "auditor"),
             ):
-                from custodes.access import sessions
-
-                envs[role] = base | {"CUSTODES_SESSION": sessions.login(ws, name, PASSWORD)}
+                # the session one_per_role just opened (no second password check)
+                envs[role] = base | {"CUSTODES_SESSION": people.tokens[name]}
             from custodes.services import users as users_svc
 
             key = users_svc.key(ws, people.admin, "requester")["key"]

@@ -25,13 +25,15 @@ def random_password() -> str:
 @dataclass
 class Staff:
     """Signed-in callers by user name, the password every helper-made user set (random unless
-    the caller chooses one: no password is fixed in the source) and the API key each agency
-    account was issued here (shown once, like `custodes users key`)."""
+    the caller chooses one: no password is fixed in the source), the API key each agency
+    account was issued here (shown once, like `custodes users key`) and the session token of
+    each sign-in made here (for a test driving the CLI as that user)."""
 
     ws: Workspace
     callers: dict[str, Caller] = field(default_factory=dict)
     password: str = field(default_factory=random_password, repr=False)
     keys: dict[str, str] = field(default_factory=dict, repr=False)
+    tokens: dict[str, str] = field(default_factory=dict, repr=False)  # each login's session
 
     def __getitem__(self, name: str) -> Caller:
         return self.callers[name]
@@ -45,7 +47,8 @@ class Staff:
         return self.callers[ADMINS[1]]
 
     def login(self, name: str) -> Caller:
-        self.callers[name] = caller(self.ws, sessions.login(self.ws, name, self.password))
+        self.tokens[name] = sessions.login(self.ws, name, self.password)
+        self.callers[name] = caller(self.ws, self.tokens[name])
         return self.callers[name]
 
 
