@@ -5,6 +5,7 @@ how to resume (exit 130), never a traceback."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,18 +23,30 @@ from custodes.services import matching, requests, rules
 runner = CliRunner()
 
 
-@pytest.fixture
-def cli_ws(_master_template: Template, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A master workspace, a request submitted and processed, and the officer's session."""
-    ws, people = copy_template(_master_template, tmp_path)
+@pytest.fixture(scope="module")
+def _cli_template(
+    _master_template: Template, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Template, str, str]:
+    """Made once per module: a master workspace with a request submitted and the model
+    trained (the Splink training is most of a test's set-up), and the officer's session."""
+    root = tmp_path_factory.mktemp("cli-errors")
+    ws, people = copy_template(_master_template, root)
     rules.register_parties(ws, people.admin, "irc-6103-i-2")
-    requests.generate(ws, people.admin, "irc-6103-i-2", 40, 3, tmp_path / "req")
-    rid = requests.submit(ws, people["requester"], tmp_path / "req").request_id
+    requests.generate(ws, people.admin, "irc-6103-i-2", 40, 3, root / "req")
+    rid = requests.submit(ws, people["requester"], root / "req").request_id
     matching.train(ws, people["officer"], rid)
-    env = {
-        "CUSTODES_SESSION": sessions.login(ws, "officer", PASSWORD),
-        "CUSTODES_STORE_URL": ws.store_url,
-    }
+    token = sessions.login(ws, "officer", PASSWORD)
+    ws.close()
+    return Template(root / "master-ws", root / "master-ws.db", people), rid, token
+
+
+@pytest.fixture
+def cli_ws(_cli_template: tuple[Template, str, str], tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A copy of that workspace (and of the request's folder), and the officer's session."""
+    template, rid, token = _cli_template
+    ws, _ = copy_template(template, tmp_path)
+    shutil.copytree(template.home.parent / "req", tmp_path / "req")
+    env = {"CUSTODES_SESSION": token, "CUSTODES_STORE_URL": ws.store_url}
     home = ["--home", str(ws.home)]
     ws.close()
     return home, env, rid, tmp_path
