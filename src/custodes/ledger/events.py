@@ -112,11 +112,16 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
     at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
-    def body(self) -> bytes:
+    def time_text(self) -> str:
+        return self.at.isoformat(timespec="microseconds")
+
+    def body(self, time_text: str | None = None) -> bytes:
         """Canonical JSON (sorted keys, no spaces, UTF-8); refuses personal data.
 
         The check runs over the whole body: the fixed keys (type, time, actor, ids) are not
         personal keys, and a TIN-shaped id is refused like any other TIN-shaped value.
+        `time_text` is `self.time_text()` when the caller has it already (a batch's events
+        share a moment).
         """
         if not self.actor:
             # Every event names who did it; a service without an authenticated caller has no
@@ -125,7 +130,7 @@ class Event:
         doc = {
             "v": 1,
             "type": self.type,
-            "time": self.at.isoformat(timespec="microseconds"),
+            "time": time_text or self.time_text(),
             "actor": self.actor,
             "request_id": self.request_id,
             "record_id": self.record_id,
