@@ -1,0 +1,174 @@
+"""Benchmark: the law's reports at a million disclosures (issue #27 item 5).
+
+A workspace whose ledger holds `--disclosures` disclosure events (spread over `--requests`
+released requests, as a release records them, with their `disclosures` rows), then
+`report accounting` and `report jct` through the service, stage by stage: the snapshot (read
+and parse every reported body), the computation, the item ids opened from the store, and the
+file written (CSV; `--pdf` adds the PDF). Baseline in the same run: a bare `SELECT body` of
+the same events with one `json.loads` each, the floor of any report computed from bodies.
+Peak memory is the process's maximum resident set.
+
+    .venv/bin/python bench/reports.py [--disclosures 1000000] [--requests 10] [--pdf]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from custodes.access import enter
+from custodes.access.credentials import item_key
+from custodes.ledger import log
+from custodes.ledger.events import Event, item_fields
+from custodes.reports import produce
+from custodes.services import reports
+from custodes.services.workspace import init
+from custodes.store.engine import bulk_insert
+from custodes.store.tables import disclosures, ledger_events
+from custodes.synthetic.staff import one_per_role
+from custodes.workspace import open_workspace
+
+
+def peak_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def fill(ws, actor: str, n: int, requests: int) -> None:  # type: ignore[no-untyped-def]
+    """n disclosures over `requests` requests, recorded as intake and release record them."""
+    key = item_key(ws)
+    per = n // requests
+    now = dt.datetime.now(dt.UTC)
+    for r in range(requests):
+        rid = f"req-bench{r:04d}"
+        with ws.engine.begin() as conn:
+            log.append(
+                conn,
+                [
+                    Event(
+                        "request.received",
+                        actor=actor,
+                        request_id=rid,
+                        data={"provision": "irc-6103-i-2", "agency": "ICE", "items": per},
+                    )
+                ],
+            )
+        for s in range(0, per, 50_000):
+            items = [f"item-{r}-{i}" for i in range(s, min(per, s + 50_000))]
+            with ws.engine.begin() as conn:
+                bulk_insert(
+                    conn,
+                    disclosures,
+                    [
+                        (rid, it, f"rec-{r:04d}{i:012d}", '["address"]', now)
+                        for i, it in enumerate(items, s)
+                    ],
+                )
+                log.append(
+                    conn,
+                    [
+                        Event(
+                            "disclosure",
+                            at=now,
+                            actor=actor,
+                            request_id=rid,
+                            record_id=f"rec-{r:04d}{i:012d}",
+                            data={
+                                **item_fields(key, rid, it),
+                                "fields": ["address"],
+                                "provision": "irc-6103-i-2",
+                                "agency": "ICE",
+                                "recipients_sha256": "c" * 64,
+                                "ruleset_sha256": "a" * 64,
+                                "model_sha256": "b" * 64,
+                            },
+                        )
+                        for i, it in enumerate(items, s)
+                    ],
+                )
+        with ws.engine.begin() as conn:
+            log.append(
+                conn,
+                [
+                    Event(
+                        "release.done",
+                        actor=actor,
+                        request_id=rid,
+                        data={"disclosed": per, "recipients": ["OFF-001"]},
+                    )
+                ],
+            )
+
+
+def timed(label: str, f, rows: list[tuple[str, float, float]]):  # type: ignore[no-untyped-def]
+    t = time.perf_counter()
+    out = f()
+    rows.append((label, time.perf_counter() - t, peak_gb()))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--disclosures", type=int, default=1_000_000)
+    ap.add_argument("--requests", type=int, default=10)
+    ap.add_argument("--pdf", action="store_true", help="also write the accounting as a PDF")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "ws"
+        init(home, None, origin="bench.custodes/reports")
+        ws = open_workspace(home, None)
+        staff = one_per_role(ws)
+        t = time.perf_counter()
+        fill(ws, "officer", args.disclosures, args.requests)
+        print(
+            f"setup: {args.disclosures:,} disclosures recorded in {time.perf_counter() - t:.1f} s"
+        )
+        stages: list[tuple[str, float, float]] = []
+        with ws.engine.connect() as conn:
+            q = conn.execute(
+                ledger_events.select()
+                .with_only_columns(ledger_events.c.body)
+                .where(ledger_events.c.type.in_(disc_types()))
+            )
+            timed(
+                "baseline: SELECT body + json.loads", lambda: [json.loads(b) for (b,) in q], stages
+            )
+        auditor = staff["auditor"]
+        call = enter(ws, auditor, "reports.read")
+        _, entries = timed("snapshot (read + parse)", lambda: produce.snapshot(ws), stages)
+        doc = timed(
+            "compute accounting", lambda: produce.compute("accounting", {}, entries), stages
+        )
+        doc = timed("item ids opened from the store", lambda: produce.with_items(ws, doc), stages)
+        timed("write CSV", lambda: produce.write(call, doc, Path(tmp) / "acc.csv"), stages)
+        if args.pdf:
+            timed("write PDF", lambda: produce.write(call, doc, Path(tmp) / "acc.pdf"), stages)
+        timed(
+            "report accounting (service, CSV, whole)",
+            lambda: reports.accounting(ws, auditor, out=Path(tmp) / "acc2.csv"),
+            stages,
+        )
+        timed(
+            "report jct (service, CSV, whole)",
+            lambda: reports.jct(ws, auditor, year=dt.date.today().year, out=Path(tmp) / "jct.csv"),
+            stages,
+        )
+        base_s = stages[0][1]
+        print(f"{'stage':45s} {'seconds':>9s} {'x baseline':>11s} {'peak GB':>8s}")
+        for label, s, gb in stages:
+            print(f"{label:45s} {s:9.2f} {s / base_s:11.2f} {gb:8.2f}")
+        ws.close()
+
+
+def disc_types() -> tuple[str, ...]:
+    from custodes.reports.source import REPORTED
+
+    return REPORTED
+
+
+if __name__ == "__main__":
+    main()
