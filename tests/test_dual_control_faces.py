@@ -27,11 +27,11 @@ from typer.testing import CliRunner
 from conftest import PASSWORD, Template, copy_template
 from custodes.access import sessions, users
 from custodes.access.roles import PRIVILEGED
+from custodes.app import create_app
 from custodes.cli import app as cli_app
 from custodes.errors import CustodesError
 from custodes.rules import registry
 from custodes.services import workspace as ws_svc
-from custodes.web import create_app
 from custodes.workspace import Workspace, open_workspace
 
 FACES = ("api", "console", "cli")

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from custodes.web import create_app
+from custodes.app import create_app
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 

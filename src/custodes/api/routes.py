@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -22,26 +21,19 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from custodes import __version__
-from custodes.api import limits
 from custodes.api import models as m
-from custodes.api.deps import WS, JobsDep, Who
-from custodes.api.problems import MEDIA_TYPE, ProblemDetails
 from custodes.errors import REGISTRY, InputError, NotFound
+from custodes.http import limits
+from custodes.http.deps import WS, JobsDep, Who
+from custodes.http.media import REPORT_TYPES
+from custodes.http.problems import MEDIA_TYPE, ProblemDetails
 from custodes.services import audit, decisions, jobs, ledger, records, reports, requests, users
 from custodes.services import rules as rules_svc
 from custodes.services import workspace as ws_svc
 
-# Uploads are streamed to disk up to this many bytes (a 1M-item request is about 200 MB).
-MAX_UPLOAD = int(os.environ.get("CUSTODES_API_MAX_UPLOAD", str(2 << 30)))
 CHUNK = 1 << 20
 MAX_PROBLEMS = 50  # a body's validation problems listed in one answer (the total is given)
 FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-
-
-def inline_limit() -> int:
-    """The most bytes a submission with its items inline (JSON) may have: it is parsed whole,
-    in memory, so it is held well below a file upload's limit (`CUSTODES_API_MAX_INLINE`)."""
-    return min(MAX_UPLOAD, limits.MAX_INLINE)
 
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
@@ -202,7 +194,7 @@ def whoami(who: Who, ws: WS) -> dict[str, Any]:
 
 
 async def _save(upload: UploadFile, target: Path, sha: Any, limit: int | None = None) -> None:
-    limit = MAX_UPLOAD if limit is None else limit
+    limit = limits.MAX_UPLOAD if limit is None else limit
     size = 0
     with open(target, "wb") as fh:
         while chunk := await upload.read(CHUNK):
@@ -241,8 +233,10 @@ async def _stage(request: Request, folder: Path) -> str:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     declared = request.headers.get("content-length", "")
     # Refused before a byte is read: a body declared larger than two uploads and their framing.
-    if declared.isdigit() and int(declared) > 2 * MAX_UPLOAD + (1 << 16):
-        raise InputError(f"An upload is at most {MAX_UPLOAD:,} bytes.", code="file_too_large")
+    if declared.isdigit() and int(declared) > 2 * limits.MAX_UPLOAD + (1 << 16):
+        raise InputError(
+            f"An upload is at most {limits.MAX_UPLOAD:,} bytes.", code="file_too_large"
+        )
     if kind == "multipart/form-data":
         try:
             form = await request.form(max_files=2, max_fields=2)
@@ -261,7 +255,7 @@ async def _stage(request: Request, folder: Path) -> str:
         await _save(envelope, folder / "envelope.json", sha, requests.MAX_ENVELOPE_BYTES)
         await _save(items, folder / _items_name((folder / "envelope.json").read_bytes()), sha)
     elif kind == "application/json":
-        parts, size, limit = [], 0, inline_limit()
+        parts, size, limit = [], 0, limits.inline_limit()
         async for chunk in request.stream():  # never more than the limit held in memory
             size += len(chunk)
             if size > limit:
@@ -672,12 +666,6 @@ def approve(request_id: str, who: Who, ws: WS) -> Any:
 
 # --- reports and incidents -------------------------------------------------------------------
 
-REPORT_TYPES = {
-    ".json": "application/json",
-    ".csv": "text/csv; charset=utf-8",
-    ".html": "text/html; charset=utf-8",
-    ".pdf": "application/pdf",
-}
 ReportFormat = Annotated[
     Literal["json", "csv", "html", "pdf"] | None,
     Query(
@@ -847,7 +835,9 @@ ARCHIVE_BODY = {
 }
 
 
-async def _raw_body(request: Request, kinds: tuple[str, ...], limit: int = MAX_UPLOAD) -> IO[bytes]:
+async def _raw_body(
+    request: Request, kinds: tuple[str, ...], limit: int = limits.MAX_UPLOAD
+) -> IO[bytes]:
     """The request body as a file (spooled to disk past 8 MiB, never more than `limit`),
     refused unless its content type is one of `kinds`."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()

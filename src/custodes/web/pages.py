@@ -29,9 +29,9 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from custodes import __version__
-from custodes.api.deps import WS
-from custodes.api.routes import REPORT_TYPES
 from custodes.errors import AccessDenied, CustodesError, InputError, Unauthenticated
+from custodes.http.deps import WS
+from custodes.http.media import REPORT_TYPES
 from custodes.labels import label
 from custodes.services import audit, decisions, jobs, ledger, records, reports, requests, users
 from custodes.services import rules as rules_svc
@@ -257,7 +257,7 @@ async def _work_with_file(
     """`_work` for a form with a file: the session behind the cookie is checked before a byte
     of the body is read (no cookie: the sign-in; a session the core refuses: its page), so an
     upload without a live session is never parsed nor spooled to disk; then the form is read
-    (its size bounded by the body limit, `custodes.api.limits`), and `_work` checks the
+    (its size bounded by the body limit, `custodes.http.limits`), and `_work` checks the
     anti-forgery token and runs `fn(caller, me, token, file)`.
 
     Not FastAPI's `File()` parameters: FastAPI parses the whole form before the page runs."""
