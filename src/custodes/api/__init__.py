@@ -26,7 +26,21 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from custodes import __version__
-from custodes.api import routes
+from custodes.api import (
+    jobs,
+    ledger,
+    public,
+    recalls,
+    records,
+    registries,
+    releases,
+    reports,
+    requests,
+    review,
+    rules,
+    sessions,
+    users,
+)
 from custodes.http import admission, headers, problems
 from custodes.http import limits as body_limits
 from custodes.services import ledger as ledger_svc
@@ -136,12 +150,28 @@ def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None
         bodies.add("POST", path, lambda kind: body_limits.MAX_UPLOAD)
     bodies.add("POST", "/v1/registries/agreements", lambda kind: rules_svc.MAX_AGREEMENT)
     # The witness answers its own 413 in its protocol's plain text; this is the backstop.
-    bodies.add("POST", "/v1/witness/add-checkpoint", lambda kind: 2 * routes.WITNESS_MAX_BODY)
+    bodies.add("POST", "/v1/witness/add-checkpoint", lambda kind: 2 * ledger.WITNESS_MAX_BODY)
     app.state.body_limits = bodies
     app.add_middleware(body_limits.BodyLimitMiddleware, limits=bodies)
     # Admission is added last: the outermost layer, so a refused call costs only its refusal.
     app.state.admission = gates
     app.add_middleware(admission.AdmissionMiddleware, admission=gates)
-    for router in (routes.public, routes.agency, routes.staff, routes.oversight):
-        app.include_router(router)
+    # One module per resource, each with the routers of the tags its routes have always had.
+    for resource in (
+        public,
+        ledger,
+        sessions,
+        requests,
+        recalls,
+        jobs,
+        review,
+        releases,
+        reports,
+        records,
+        rules,
+        registries,
+        users,
+    ):
+        for router in resource.ROUTERS:
+            app.include_router(router)
     return app
