@@ -19,7 +19,38 @@ from starlette.responses import FileResponse, Response
 from custodes.http import limits
 from custodes.http.admission import AdmissionMiddleware
 from custodes.services import rules as rules_svc
-from custodes.web import pages
+from custodes.web import (
+    console,
+    incidents,
+    jobs,
+    ledger,
+    recalls,
+    registries,
+    releases,
+    reports,
+    requests,
+    review,
+    rules,
+    sessions,
+    users,
+)
+
+# One module per resource. `releases` comes after the other request pages: its
+# `/requests/{id}/{action}` takes only what they did not.
+RESOURCES = (
+    sessions,
+    requests,
+    review,
+    recalls,
+    releases,
+    jobs,
+    users,
+    rules,
+    registries,
+    ledger,
+    reports,
+    incidents,
+)
 
 STATIC = Path(__file__).parent / "static"
 FAVICON = STATIC / "vendor" / "uswds" / "img" / "favicons" / "favicon.ico"
@@ -28,7 +59,8 @@ FAVICON = STATIC / "vendor" / "uswds" / "img" / "favicons" / "favicon.ico"
 def install(app: FastAPI) -> FastAPI:
     """The console at / on an application that serves the API (`custodes.app` builds the one
     `custodes serve` runs): its pages, its upload limits, its assets and its form errors."""
-    app.include_router(pages.router)
+    for resource in RESOURCES:
+        app.include_router(resource.pages)
     # The console's file fields have the API's upload limits (the form's framing over them).
     bodies = app.state.body_limits
     for path in ("/rules", "/ledger/check-export"):
@@ -53,7 +85,7 @@ def install(app: FastAPI) -> FastAPI:
         if request.url.path.startswith("/v1") or not isinstance(exc, RequestValidationError):
             return await api_invalid(request, exc)  # type: ignore[no-any-return]
         fields = [str(e["loc"][-1]) for e in exc.errors() if e.get("loc")]
-        return pages.invalid_form(request, fields)
+        return console.invalid_form(request, fields)
 
     app.add_exception_handler(RequestValidationError, invalid)
     return app
