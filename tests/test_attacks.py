@@ -59,7 +59,7 @@ def attack(tmp_path_factory: pytest.TempPathFactory) -> tuple[Shell, Path]:
     people = staff_mod.Staff(ws, password=PASSWORD)
     people.login("chief")
     code = users.add(ws, people["chief"], "deputy", ["administrator"])["enrolment_code"]
-    from custodes.access.users import enrol
+    from custodes.access.enrolment import enrol
 
     enrol(ws, "deputy", code, PASSWORD)
     people.login("deputy")

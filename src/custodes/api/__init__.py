@@ -80,6 +80,45 @@ DOCS_PAGE = """<!DOCTYPE html>
 """
 
 
+# One module per resource, each with the routers of the tags its routes have always had.
+RESOURCES = (
+    public,
+    ledger,
+    sessions,
+    requests,
+    recalls,
+    jobs,
+    review,
+    releases,
+    reports,
+    records,
+    rules,
+    registries,
+    users,
+)
+
+
+def _upload_limits() -> body_limits.BodyLimits:
+    """Bodies are counted as they stream, before any parser or authentication sees them; the
+    upload routes have their own limits, every other body `limits.MAX_BODY`."""
+    bodies = body_limits.BodyLimits()
+
+    def submission(kind: str) -> int:  # inline JSON, or the envelope and items and framing
+        return (
+            body_limits.inline_limit()
+            if kind == JSON
+            else 2 * body_limits.MAX_UPLOAD + body_limits.FRAMING
+        )
+
+    bodies.add("POST", "/v1/requests", submission)
+    for path in ("/v1/ledger/verify", "/v1/rules/changes"):
+        bodies.add("POST", path, lambda kind: body_limits.MAX_UPLOAD)
+    bodies.add("POST", "/v1/registries/agreements", lambda kind: rules_svc.MAX_AGREEMENT)
+    # The witness answers its own 413 in its protocol's plain text; this is the backstop.
+    bodies.add("POST", "/v1/witness/add-checkpoint", lambda kind: 2 * ledger.WITNESS_MAX_BODY)
+    return bodies
+
+
 def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None = None) -> FastAPI:
     limits = admission.Limits.from_env()
     gates = admission.Admission(limits)
@@ -134,44 +173,12 @@ def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None
         """The API's documentation (Swagger UI, served by custodes)."""
         return HTMLResponse(DOCS_PAGE)
 
-    # Bodies are counted as they stream, before any parser or authentication sees them; the
-    # upload routes have their own limits, every other body `limits.MAX_BODY`.
-    bodies = body_limits.BodyLimits()
-
-    def submission(kind: str) -> int:  # inline JSON, or the envelope and items and framing
-        return (
-            body_limits.inline_limit()
-            if kind == JSON
-            else 2 * body_limits.MAX_UPLOAD + body_limits.FRAMING
-        )
-
-    bodies.add("POST", "/v1/requests", submission)
-    for path in ("/v1/ledger/verify", "/v1/rules/changes"):
-        bodies.add("POST", path, lambda kind: body_limits.MAX_UPLOAD)
-    bodies.add("POST", "/v1/registries/agreements", lambda kind: rules_svc.MAX_AGREEMENT)
-    # The witness answers its own 413 in its protocol's plain text; this is the backstop.
-    bodies.add("POST", "/v1/witness/add-checkpoint", lambda kind: 2 * ledger.WITNESS_MAX_BODY)
-    app.state.body_limits = bodies
+    app.state.body_limits = bodies = _upload_limits()
     app.add_middleware(body_limits.BodyLimitMiddleware, limits=bodies)
     # Admission is added last: the outermost layer, so a refused call costs only its refusal.
     app.state.admission = gates
     app.add_middleware(admission.AdmissionMiddleware, admission=gates)
-    # One module per resource, each with the routers of the tags its routes have always had.
-    for resource in (
-        public,
-        ledger,
-        sessions,
-        requests,
-        recalls,
-        jobs,
-        review,
-        releases,
-        reports,
-        records,
-        rules,
-        registries,
-        users,
-    ):
+    for resource in RESOURCES:
         for router in resource.ROUTERS:
             app.include_router(router)
     return app

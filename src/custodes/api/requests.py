@@ -136,6 +136,26 @@ async def _stage(request: Request, folder: Path) -> str:
     return sha.hexdigest()
 
 
+SUBMISSION_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["envelope", "items"],
+                    "properties": {
+                        "envelope": {"type": "string", "format": "binary"},
+                        "items": {"type": "string", "format": "binary"},
+                    },
+                }
+            },
+            "application/json": {"schema": m.InlineRequest.model_json_schema()},
+        },
+    }
+}
+
+
 @agency.post(
     "/requests",
     response_model=m.Submission,
@@ -148,24 +168,7 @@ async def _stage(request: Request, folder: Path) -> str:
         },
         202: {"model": m.Job, "description": "With `Prefer: respond-async`: the intake's job"},
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["envelope", "items"],
-                        "properties": {
-                            "envelope": {"type": "string", "format": "binary"},
-                            "items": {"type": "string", "format": "binary"},
-                        },
-                    }
-                },
-                "application/json": {"schema": m.InlineRequest.model_json_schema()},
-            },
-        }
-    },
+    openapi_extra=SUBMISSION_BODY,
 )
 async def submit(
     request: Request,
