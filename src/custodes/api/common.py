@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import base64
 import tempfile
+from collections.abc import Callable
 from typing import IO, Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from custodes.api import models as m
@@ -123,6 +124,20 @@ async def raw_body(
         fh.write(chunk)
     fh.seek(0)
     return fh
+
+
+Rows = list[dict[str, Any]]
+
+
+def paging(
+    request: Request, response: Response, limit: Limit = None, cursor: Cursor = None
+) -> Callable[[Rows, str], Rows]:
+    """A list route's paging, as a dependency: its `limit` and `cursor` query parameters, and
+    the function that cuts the service's list by them (`page`)."""
+    return lambda rows, key: page(request, response, rows, key, limit, cursor)
+
+
+Paged = Annotated[Callable[[Rows, str], Rows], Depends(paging)]
 
 
 # The four tags the API has always grouped its operations by; each resource module makes the

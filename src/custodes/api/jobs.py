@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request, Response, status
+from fastapi import status
 from fastapi.responses import JSONResponse
 
 from custodes.api import common
 from custodes.api import models as m
-from custodes.api.common import Cursor, Limit, accepted, page
+from custodes.api.common import Paged, accepted
 from custodes.http.deps import WS, JobsDep, Who
 from custodes.services import jobs
 
@@ -38,16 +38,9 @@ for _kind, _doc in (
 
 
 @staff.get("/jobs", response_model=list[m.Job])
-def list_jobs(
-    request: Request,
-    response: Response,
-    who: Who,
-    ws: WS,
-    limit: Limit = None,
-    cursor: Cursor = None,
-) -> Any:
+def list_jobs(who: Who, ws: WS, paged: Paged) -> Any:
     """The caller's latest jobs (an auditor: everyone's), newest first; `limit` pages them."""
-    return page(request, response, jobs.listing(ws, who), "id", limit, cursor)
+    return paged(jobs.listing(ws, who), "id")
 
 
 @staff.get("/jobs/{job_id}", response_model=m.Job)

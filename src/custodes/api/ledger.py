@@ -22,35 +22,29 @@ staff = common.staff()
 ROUTERS = (public, staff)
 
 
-@public.get(
-    "/ledger/checkpoint",
-    response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}, **PROBLEMS},
-)
-def checkpoint(ws: WS) -> Response:
-    """The latest signed checkpoint (C2SP signed note) with its witnesses' cosignatures."""
+TEXT = {200: {"content": {"text/plain": {}}}, **PROBLEMS}
+
+
+def _text(data: bytes) -> Response:
+    """A signed note or a receipt: plain text, revalidated on every use."""
     return Response(
-        ledger.public_checkpoint(ws),
-        media_type="text/plain; charset=utf-8",
-        headers={"Cache-Control": "no-cache"},
+        data, media_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-cache"}
     )
 
 
-@public.get(
-    "/ledger/receipts/{index}",
-    response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}, **PROBLEMS},
-)
+@public.get("/ledger/checkpoint", response_class=Response, responses=TEXT)
+def checkpoint(ws: WS) -> Response:
+    """The latest signed checkpoint (C2SP signed note) with its witnesses' cosignatures."""
+    return _text(ledger.public_checkpoint(ws))
+
+
+@public.get("/ledger/receipts/{index}", response_class=Response, responses=TEXT)
 def receipt(index: Annotated[int, Path_(ge=0, le=2**53)], ws: WS) -> Response:
     """A receipt (c2sp.org/tlog-proof@v1) that event `index` is in the log: its salted
     commitment, the inclusion proof and the latest signed checkpoint with cosignatures. Verify
     it with the log's key (`custodes ledger verify FILE --key ...`); the event's body stays with
     whoever holds it."""
-    return Response(
-        ledger.public_receipt(ws, index),
-        media_type="text/plain; charset=utf-8",
-        headers={"Cache-Control": "no-cache"},
-    )
+    return _text(ledger.public_receipt(ws, index))
 
 
 @public.get(

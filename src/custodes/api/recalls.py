@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import Response
 
 from custodes.api import common
 from custodes.api import models as m
-from custodes.api.common import Cursor, Limit, page
+from custodes.api.common import Paged
 from custodes.http.deps import WS, Who
 from custodes.services import decisions
 
@@ -18,18 +18,11 @@ ROUTERS = (agency, staff)
 
 
 @agency.get("/recalls", response_model=list[m.RecallSummary])
-def list_recalls(
-    request: Request,
-    response: Response,
-    who: Who,
-    ws: WS,
-    limit: Limit = None,
-    cursor: Cursor = None,
-) -> Any:
+def list_recalls(who: Who, ws: WS, paged: Paged) -> Any:
     """Every recall with its requests, agencies, reason, status (open, overdue, certified),
     return-by date and acknowledgements; an agency sees only the recalls of its requests.
     `limit` pages them (`Link: rel="next"`)."""
-    return page(request, response, decisions.recalls(ws, who), "recall_id", limit, cursor)
+    return paged(decisions.recalls(ws, who), "recall_id")
 
 
 @agency.get("/recalls/{recall_id}/notice", response_model=m.Document)

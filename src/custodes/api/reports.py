@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import Query, Request, Response, status
+from fastapi import Query, Response, status
 from fastapi.responses import JSONResponse
 
 from custodes.api import common
 from custodes.api import models as m
-from custodes.api.common import Cursor, Limit, page
+from custodes.api.common import Paged
 from custodes.http.deps import WS, Who
 from custodes.http.media import REPORT_TYPES
 from custodes.services import reports
@@ -28,6 +28,8 @@ ReportFormat = Annotated[
 
 
 Year = Annotated[int | None, Query(ge=1900, le=9999)]
+Name = Annotated[str | None, Query(max_length=200)]  # an agency's or an office's
+Provision = Annotated[str | None, Query(max_length=64)]
 
 
 REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -54,8 +56,8 @@ def report_accounting(
     who: Who,
     ws: WS,
     year: Year = None,
-    agency: Annotated[str | None, Query(max_length=200)] = None,
-    provision: Annotated[str | None, Query(max_length=64)] = None,
+    agency: Name = None,
+    provision: Provision = None,
     format: ReportFormat = None,
 ) -> Response:
     """The accounting of disclosures (26 U.S.C. 6103(p)(3)(A)): one row per disclosure."""
@@ -66,11 +68,7 @@ def report_accounting(
 
 @oversight.get("/reports/jct", response_class=Response, responses=REPORT_RESPONSES)
 def report_jct(
-    who: Who,
-    ws: WS,
-    year: Year = None,
-    office: Annotated[str | None, Query(max_length=200)] = None,
-    format: ReportFormat = None,
+    who: Who, ws: WS, year: Year = None, office: Name = None, format: ReportFormat = None
 ) -> Response:
     """The year's table for the Joint Committee on Taxation (6103(p)(3)(C)); `office` names the
     issuing office on it."""
@@ -117,16 +115,9 @@ def report_safeguards(who: Who, ws: WS, year: Year = None, format: ReportFormat 
 
 
 @oversight.get("/incidents", response_model=list[m.Incident])
-def list_incidents(
-    request: Request,
-    response: Response,
-    who: Who,
-    ws: WS,
-    limit: Limit = None,
-    cursor: Cursor = None,
-) -> Any:
+def list_incidents(who: Who, ws: WS, paged: Paged) -> Any:
     """Every incident with its status (open, overdue, reported, closed); `limit` pages them."""
-    return page(request, response, reports.incidents(ws, who), "incident_id", limit, cursor)
+    return paged(reports.incidents(ws, who), "incident_id")
 
 
 @oversight.post("/incidents", response_model=m.Incident, status_code=status.HTTP_201_CREATED)

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from custodes.api import common
 from custodes.api import models as m
-from custodes.api.common import CHUNK, Cursor, Limit, accepted, page
+from custodes.api.common import CHUNK, Paged, accepted
 from custodes.errors import InputError
 from custodes.http import limits
 from custodes.http.deps import WS, JobsDep, Who
@@ -235,17 +235,10 @@ def confirm_paper(id: str, who: Who, ws: WS) -> Any:
 
 
 @agency.get("/requests", response_model=list[m.RequestSummary])
-def list_requests(
-    request: Request,
-    response: Response,
-    who: Who,
-    ws: WS,
-    limit: Limit = None,
-    cursor: Cursor = None,
-) -> Any:
+def list_requests(who: Who, ws: WS, paged: Paged) -> Any:
     """The requests the caller may see (an agency: only its own), oldest first; `limit` pages
     them (`Link: rel="next"`)."""
-    return page(request, response, requests.listing(ws, who), "id", limit, cursor)
+    return paged(requests.listing(ws, who), "id")
 
 
 @agency.get("/requests/{request_id}", response_model=m.Document)

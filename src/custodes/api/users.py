@@ -69,6 +69,12 @@ def confirm_policy(key: str, who: Who, ws: WS) -> Any:
     return users.confirm_policy(ws, who, key)
 
 
+@staff.post("/users/{name}/suspend", response_model=m.Document)
+def suspend_user(name: str, body: m.Reason, who: Who, ws: WS) -> Any:
+    """Suspend now: sessions and keys end in the same transaction."""
+    return users.suspend(ws, who, name, body.reason)
+
+
 @staff.post("/users/{name}/code", response_model=m.Document)
 def new_code(name: str, who: Who, ws: WS) -> Any:
     """Reset the user's credentials: their sessions end now; the answer carries the first
@@ -96,12 +102,6 @@ def confirm_change(id: str, who: Who, ws: WS) -> Any:
     """A second administrator confirms one change by its id; for a new user or a credential
     reset, the answer carries the second half of the enrolment code (shown once)."""
     return users.confirm_change(ws, who, id)
-
-
-@staff.post("/users/{name}/suspend", response_model=m.Document)
-def suspend_user(name: str, body: m.Reason, who: Who, ws: WS) -> Any:
-    """Suspend now: sessions and keys end in the same transaction."""
-    return users.suspend(ws, who, name, body.reason)
 
 
 @staff.post("/users/{name}/reinstate", response_model=m.Document)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
-from fastapi import Form
+from fastapi import Depends, Form
 from fastapi.responses import HTMLResponse, Response
 
 from custodes.errors import AccessDenied, CustodesError
@@ -37,9 +37,28 @@ def queue(c: Annotated[Console, page()]) -> Response:
     )
 
 
-def _outcomes(c: Console, rid: str, outcome: str, check: str, offset: int) -> Any:
+class Shown(NamedTuple):
+    """Which outcomes of a request are shown: by outcome, by deciding check, from an offset."""
+
+    outcome: str = ""
+    check: str = ""
+    offset: int = 0
+
+
+def shown(outcome: str = "", check: str = "", offset: int = 0) -> Shown:
+    """The outcome filter of the request page and of its table, as a dependency."""
+    return Shown(outcome, check, max(offset, 0))
+
+
+def _outcomes(c: Console, rid: str, f: Shown) -> Any:
     return decisions.outcomes_page(
-        c.ws, c.who, rid, outcome=outcome or None, check=check or None, offset=offset, limit=50
+        c.ws,
+        c.who,
+        rid,
+        outcome=f.outcome or None,
+        check=f.check or None,
+        offset=f.offset,
+        limit=50,
     )
 
 
@@ -47,9 +66,7 @@ def request_view(
     c: Console,
     request_id: str,
     *,
-    outcome: str = "",
-    check: str = "",
-    offset: int = 0,
+    f: Shown = Shown(),
     form_error: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
@@ -65,7 +82,7 @@ def request_view(
         "withdrawn",
         "matched",
     ):
-        outcomes = _outcomes(c, request_id, outcome, check, max(offset, 0))
+        outcomes = _outcomes(c, request_id, f)
         checks = decisions.deciding_checks(c.ws, c.who, request_id)
     may = c.me["may"]
     return c.page(
@@ -75,8 +92,8 @@ def request_view(
             "req": req,
             "step": step,
             "outcomes": outcomes,
-            "outcome": outcome,
-            "check": check,
+            "outcome": f.outcome,
+            "check": f.check,
             "checks": checks,
             "all_outcomes": OUTCOMES,
             "may_download": "response.download" in may,
@@ -90,13 +107,9 @@ def request_view(
 
 @pages.get("/requests/{request_id}", response_class=HTMLResponse)
 def request_page(
-    request_id: str,
-    c: Annotated[Console, page()],
-    outcome: str = "",
-    check: str = "",
-    offset: int = 0,
+    request_id: str, c: Annotated[Console, page()], f: Annotated[Shown, Depends(shown)]
 ) -> Response:
-    return request_view(c, request_id, outcome=outcome, check=check, offset=offset)
+    return request_view(c, request_id, f=f)
 
 
 def at_the_field(
@@ -123,15 +136,13 @@ def at_the_field(
 
 @pages.get("/requests/{request_id}/outcomes", response_class=HTMLResponse)
 def outcomes_partial(
-    request_id: str,
-    c: Annotated[Console, page()],
-    outcome: str = "",
-    check: str = "",
-    offset: int = 0,
+    request_id: str, c: Annotated[Console, page()], f: Annotated[Shown, Depends(shown)]
 ) -> Response:
     """The outcomes table alone, for htmx to swap in after filtering."""
-    rows = _outcomes(c, request_id, outcome, check, max(offset, 0))
-    return c.render("outcomes_table.html", {"outcomes": rows, "outcome": outcome, "check": check})
+    rows = _outcomes(c, request_id, f)
+    return c.render(
+        "outcomes_table.html", {"outcomes": rows, "outcome": f.outcome, "check": f.check}
+    )
 
 
 @pages.post("/requests/{request_id}/withdraw")
