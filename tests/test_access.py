@@ -25,10 +25,12 @@ from custodes.access import (
     ROLES,
     caller,
     credentials,
+    enrolment,
     enter,
     sessions,
     users,
 )
+from custodes.access import policy as access_policy
 from custodes.cli import app
 from custodes.errors import (
     AccessDenied,
@@ -83,7 +85,7 @@ def test_staff_set_their_own_password_with_a_one_time_code(staff: Staff) -> None
     with pytest.raises(Unauthenticated):  # no password until she enrols
         sessions.login(ws, "olga", PW)
     with pytest.raises(Unauthenticated) as exc:  # the first half alone is not a code
-        users.enrol(ws, "olga", first, "her own long password")
+        enrolment.enrol(ws, "olga", first, "her own long password")
     assert exc.value.code == "bad_enrolment"
     with pytest.raises(AccessDenied) as exc:  # not by the administrator who added her
         svc.confirm(ws, staff.admin, "olga")
@@ -99,11 +101,11 @@ def test_staff_set_their_own_password_with_a_one_time_code(staff: Staff) -> None
         ("officer", code),
     ):
         with pytest.raises(Unauthenticated) as exc:
-            users.enrol(ws, name, c, "her own long password")
+            enrolment.enrol(ws, name, c, "her own long password")
         assert exc.value.code == "bad_enrolment"
-    users.enrol(ws, "olga", f"{second}  {first}", "her own long password")  # either order
+    enrolment.enrol(ws, "olga", f"{second}  {first}", "her own long password")  # either order
     with pytest.raises(Unauthenticated):  # the code works once
-        users.enrol(ws, "olga", code, "another long password")
+        enrolment.enrol(ws, "olga", code, "another long password")
     olga = caller(ws, sessions.login(ws, "olga", "her own long password"))
     assert enter(ws, olga, "process").actor == "olga"
     # The administrator never knew the password: no command takes one for another user.
@@ -124,7 +126,7 @@ def test_a_reset_takes_two_administrators_and_ends_access_at_once(staff: Staff) 
     with pytest.raises(Unauthenticated):  # and her old password is gone
         sessions.login(ws, "officer", PW)
     with pytest.raises(Unauthenticated) as exc:  # the resetting administrator alone: refused
-        users.enrol(ws, "officer", reset["enrolment_code"], "taken over password")
+        enrolment.enrol(ws, "officer", reset["enrolment_code"], "taken over password")
     assert exc.value.code == "bad_enrolment"
     with pytest.raises(AccessDenied) as exc:  # nor can they confirm their own reset
         svc.confirm_change(ws, staff.admin, reset["change"])
@@ -132,8 +134,8 @@ def test_a_reset_takes_two_administrators_and_ends_access_at_once(staff: Staff) 
     done = svc.confirm_change(ws, staff.second_admin, reset["change"])
     assert done["kind"] == "reset" and done["proposed_by"] == "admin"
     with pytest.raises(Unauthenticated):  # the second half alone: refused too
-        users.enrol(ws, "officer", done["enrolment_code_second_half"], "taken over password")
-    users.enrol(
+        enrolment.enrol(ws, "officer", done["enrolment_code_second_half"], "taken over password")
+    enrolment.enrol(
         ws,
         "officer",
         f"{reset['enrolment_code']} {done['enrolment_code_second_half']}",
@@ -200,7 +202,7 @@ def test_suspending_an_administrator_ends_what_they_issued_unconfirmed(staff: St
     with pytest.raises(Unauthenticated):
         caller(ws, pending_key)
     with pytest.raises(Unauthenticated):
-        users.enrol(ws, "sleeper", code, "a password of my own")
+        enrolment.enrol(ws, "sleeper", code, "a password of my own")
     with ws.engine.connect() as conn:
         assert "approver" not in users.roles_of(conn, "sleeper")
         assert not conn.execute(
@@ -554,7 +556,7 @@ def _rogue_alone(staff: Staff, steps: list[tuple[str, str]]) -> None:
     ws, rogue = staff.ws, staff.admin
     with ws.engine.connect() as conn:
         before = {u["user"]: users.roles_of(conn, u["user"]) for u in users.listing(conn)}
-        policy_before = users.totp_roles(conn)
+        policy_before = access_policy.totp_roles(conn)
     keys: list[str] = []
     codes: list[str] = []  # every code or half a code the rogue was ever shown
     ids: list[str] = []  # every change id they saw
@@ -580,7 +582,7 @@ def _rogue_alone(staff: Staff, steps: list[tuple[str, str]]) -> None:
                     for a in codes:
                         for b in ["", *codes]:
                             with contextlib.suppress(CustodesError):
-                                users.enrol(ws, name, f"{a} {b}", "the rogue's password")
+                                enrolment.enrol(ws, name, f"{a} {b}", "the rogue's password")
                                 taken.append(name)
             elif command == "key":
                 issued = svc.key(ws, rogue, target)
@@ -605,7 +607,7 @@ def _rogue_alone(staff: Staff, steps: list[tuple[str, str]]) -> None:
             assert not gained & set(PRIVILEGED), (u["user"], gained)
             if u["status"] == "suspended":
                 assert u["user"] not in before or before[u["user"]] is not None
-        assert users.totp_roles(conn) == policy_before
+        assert access_policy.totp_roles(conn) == policy_before
         for u in users.listing(conn):
             if u["user"] in before and u["status"] == "suspended":
                 reinstated = conn.execute(
@@ -626,7 +628,7 @@ def test_second_factor_policy_lives_in_the_store(staff: Staff, monkeypatch) -> N
     monkeypatch.setenv("CUSTODES_TOTP_ROLES", "")  # the environment has no say any more
     svc.propose_policy(ws, staff.admin, "totp_roles", "approver")
     with ws.engine.connect() as conn:
-        assert users.totp_roles(conn) == frozenset()  # one administrator is not enough
+        assert access_policy.totp_roles(conn) == frozenset()  # one administrator is not enough
     with pytest.raises(AccessDenied):
         svc.confirm_policy(ws, staff.admin, "totp_roles")
     svc.confirm_policy(ws, staff.second_admin, "totp_roles")
@@ -634,7 +636,7 @@ def test_second_factor_policy_lives_in_the_store(staff: Staff, monkeypatch) -> N
         sessions.login(ws, "approver", PW)
     assert exc.value.code == "totp_required"
     code = staff_mod.whole_code(ws, staff.second_admin, svc.reset(ws, staff.admin, "approver"))
-    uri = users.enrol(ws, "approver", code, "approver's own password")["totp_uri"]
+    uri = enrolment.enrol(ws, "approver", code, "approver's own password")["totp_uri"]
     import urllib.parse
 
     secret = urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0]

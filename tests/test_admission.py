@@ -1,4 +1,4 @@
-"""Admission control (`custodes.api.admission`) and a stopping server's jobs, without a server:
+"""Admission control (`custodes.http.admission`) and a stopping server's jobs, without a server:
 the gate's decisions in order (no clock is asserted), and `Jobs.stop()` on a real workspace."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from custodes.api.admission import Gate, Limits
 from custodes.errors import InputError, Overloaded
+from custodes.http.admission import Gate, Limits
 from custodes.services import jobs as jobs_svc
 from custodes.services import requests as requests_svc
 from custodes.services import rules

@@ -150,8 +150,8 @@ def test_docs_and_every_v1_answer_carry_the_consoles_security_headers(api: Api) 
 
 def test_a_store_out_of_reach_says_when_to_retry() -> None:
     """A 503 or 429 always carries Retry-After, also when its cause names no time (#24)."""
-    from custodes.api.problems import from_error
     from custodes.errors import WorkspaceError
+    from custodes.http.problems import from_error
 
     r = from_error(WorkspaceError("The store cannot be reached.", code="store_unreachable"))
     assert r.status_code == 503 and int(r.headers["retry-after"]) > 0
@@ -374,7 +374,7 @@ def test_attacks_over_http(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     that never quotes what was sent, and nothing kept."""
     import json
 
-    from custodes.api import routes
+    from custodes.http import limits as routes  # where the upload limit is read
 
     before = len(api.get("/v1/requests", "officer").json())
     folder = api.root / "req-3"

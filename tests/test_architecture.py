@@ -76,8 +76,12 @@ ALLOWED: dict[str, set[str]] = {
     # Faces: only the services and the errors (and the package's version).
     # `custodes serve` starts the HTTP face (by name, under uvicorn) and imports nothing of it.
     "cli": {"custodes", "errors", "labels", "services"},
-    "api": {"custodes", "errors", "services"},
-    "web": {"custodes", "errors", "labels", "services", "api"},
+    # What both HTTP faces stand on (problems, admission, limits, headers, dependencies).
+    "http": {"errors", "services"},
+    "api": {"custodes", "errors", "http", "services"},
+    "web": {"custodes", "errors", "http", "labels", "services"},
+    # The application `custodes serve` runs: the two HTTP faces put together.
+    "app": {"api", "web"},
     "demo": {"access", "services", "synthetic", "workspace"},
     "__main__": {"cli"},
     # The one table of CUSTODES_* settings: read by every room (below), imports the errors only.

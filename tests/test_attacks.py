@@ -59,7 +59,7 @@ def attack(tmp_path_factory: pytest.TempPathFactory) -> tuple[Shell, Path]:
     people = staff_mod.Staff(ws, password=PASSWORD)
     people.login("chief")
     code = users.add(ws, people["chief"], "deputy", ["administrator"])["enrolment_code"]
-    from custodes.access.users import enrol
+    from custodes.access.enrolment import enrol
 
     enrol(ws, "deputy", code, PASSWORD)
     people.login("deputy")
@@ -394,8 +394,8 @@ def test_22_10_an_agency_key_is_no_console_cookie_and_outcomes_reads_are_logged(
     import sqlalchemy as sa
     from fastapi.testclient import TestClient
 
+    from custodes.app import create_app
     from custodes.store.tables import access_log
-    from custodes.web import create_app
 
     sh, root = attack
     rid = (root / "rid").read_text()
@@ -447,7 +447,7 @@ def test_22_3_the_console_cookie_is_no_bearer_token(attack) -> None:  # type: ig
 
     from fastapi.testclient import TestClient
 
-    from custodes.web import create_app
+    from custodes.app import create_app
 
     sh, root = attack
     rid = (root / "rid").read_text()

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import Template, copy_template
-from custodes.web import create_app
+from custodes.app import create_app
 
 
 def test_sign_in_shows_the_system_use_notice_from_configuration(

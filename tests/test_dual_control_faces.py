@@ -25,13 +25,14 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from conftest import PASSWORD, Template, copy_template
-from custodes.access import sessions, users
+from custodes.access import enrolment, sessions, users
+from custodes.access import policy as access_policy
 from custodes.access.roles import PRIVILEGED
+from custodes.app import create_app
 from custodes.cli import app as cli_app
 from custodes.errors import CustodesError
 from custodes.rules import registry
 from custodes.services import workspace as ws_svc
-from custodes.web import create_app
 from custodes.workspace import Workspace, open_workspace
 
 FACES = ("api", "console", "cli")
@@ -175,7 +176,7 @@ def _state(ws: Workspace) -> tuple[dict[str, frozenset[str]], frozenset[str], se
     with ws.engine.connect() as conn:
         listed = users.listing(conn)
         roles = {u["user"]: users.roles_of(conn, u["user"]) for u in listed}
-        policy = users.totp_roles(conn)
+        policy = access_policy.totp_roles(conn)
     agencies = {a["name"] for a in registry.listing(ws, "agencies")}
     return roles, policy, agencies
 
@@ -206,7 +207,7 @@ def test_one_administrator_completes_nothing_alone_at_any_face(rogue: Rogue, ste
         combos = [(a, "") for a in firsts + seconds] + list(itertools.product(firsts, seconds))
         for name, (a, b) in itertools.product(names, combos):
             with contextlib.suppress(CustodesError):
-                users.enrol(ws, name, f"{a} {b}", "the rogue's own password")
+                enrolment.enrol(ws, name, f"{a} {b}", "the rogue's own password")
                 taken.append(name)
         assert taken == [], f"the rogue enrolled as {taken}"
         roles_after, policy_after, agencies_after = _state(ws)

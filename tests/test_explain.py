@@ -102,7 +102,7 @@ def processed(tmp_path_factory: pytest.TempPathFactory, _master_template: Templa
 
 @pytest.fixture
 def flow(processed: Processed, tmp_path: Path) -> Iterator[Flow]:
-    from custodes.web import create_app
+    from custodes.app import create_app
 
     ws, people = copy_template(processed.template, tmp_path)
     tokens = {n: sessions.login(ws, n, PASSWORD) for n in ("officer", "auditor")}

@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 from conftest import PASSWORD, Template, copy_template
 from custodes.access import sessions
+from custodes.app import create_app
 from custodes.cli import app as cli
 from custodes.errors import InputError, RateLimited
 from custodes.requests import intake
@@ -35,7 +36,6 @@ from custodes.services import jobs as jobs_svc
 from custodes.services import requests as requests_svc
 from custodes.services import rules, users
 from custodes.synthetic.staff import Staff
-from custodes.web import create_app
 from custodes.workspace import Workspace
 from servers import serve
 

@@ -71,7 +71,7 @@ def console(
 ) -> Iterator[Console]:
     import uvicorn
 
-    from custodes.web import create_app
+    from custodes.app import create_app
 
     assert Path(CHROMIUM).exists(), "chromium is missing: run 'make browser'"
     assert AXE.exists(), "axe-core is missing: run 'make assets'"

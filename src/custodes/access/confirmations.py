@@ -10,14 +10,8 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, select
 
-from custodes.access.users import (
-    ENROLMENT_HOURS,
-    _issue_second_half,
-    aware,
-    check_roles,
-    now,
-    roles_of,
-)
+from custodes.access.enrolment import ENROLMENT_HOURS, issue_second_half
+from custodes.access.users import aware, check_roles, now, roles_of
 from custodes.errors import ConflictError
 from custodes.ledger import anchors, log
 from custodes.ledger.events import Event
@@ -76,7 +70,7 @@ def _confirmed_event(call: Call, change: dict[str, Any], **data: Any) -> Event:
 def _apply_user(conn: Connection, call: Call, change: dict[str, Any]) -> dict[str, Any]:
     p = change["payload"]
     roles = _confirm_roles(conn, call, change["subject"], p["roles"], change["proposed_by"], p)
-    second = _issue_second_half(conn, p["enrolment"], call.actor) if p["enrolment"] else None
+    second = issue_second_half(conn, p["enrolment"], call.actor) if p["enrolment"] else None
     log.append(
         conn,
         [_confirmed_event(call, change, roles=roles, enrolment_second_half=second is not None)],
@@ -116,7 +110,7 @@ def _apply_key(conn: Connection, call: Call, change: dict[str, Any]) -> dict[str
 
 
 def _apply_reset(conn: Connection, call: Call, change: dict[str, Any]) -> dict[str, Any]:
-    second = _issue_second_half(conn, change["payload"]["enrolment"], call.actor)
+    second = issue_second_half(conn, change["payload"]["enrolment"], call.actor)
     log.append(conn, [_confirmed_event(call, change, enrolment_second_half=True)])
     return _confirmed(change["subject"], [], 0, second)
 

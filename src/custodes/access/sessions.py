@@ -29,8 +29,9 @@ from sqlalchemy import Connection, insert, or_, select, update
 
 from custodes import settings
 from custodes.access import credentials as cred
+from custodes.access.policy import totp_roles
 from custodes.access.roles import ROLES
-from custodes.access.users import aware, now, roles_of, totp_roles
+from custodes.access.users import aware, now, roles_of
 from custodes.errors import (
     AccessDenied,
     ConflictError,

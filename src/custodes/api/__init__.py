@@ -3,12 +3,12 @@
 The docs page is Swagger UI from the npm package `swagger-ui-dist`, copied into the console's
 static folder by `make assets` and served by custodes itself (the application `custodes serve`
 runs mounts it at `/static`), under the console's Content-Security-Policy: nothing is fetched
-from elsewhere. Every response carries the same security headers (`custodes.api.headers`).
+from elsewhere. Every response carries the same security headers (`custodes.http.headers`).
 
 `create_app(home)` opens one workspace for the server's lifetime and a job runner for long
 work; every route authenticates its caller through the core and calls one service. Errors are
-RFC 9457 problem details (`custodes.api.problems`). Every call that can reach the store is
-admitted first (`custodes.api.admission`): a bounded wait, then `503` with `Retry-After`; the
+RFC 9457 problem details (`custodes.http.problems`). Every call that can reach the store is
+admitted first (`custodes.http.admission`): a bounded wait, then `503` with `Retry-After`; the
 store's connections and the request threads are sized from the same limits. On SIGTERM the
 server refuses what waits, finishes what runs and stops the jobs at their next chunk.
 `custodes serve` runs it under uvicorn, on the loopback interface unless told otherwise; TLS
@@ -26,8 +26,23 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from custodes import __version__, settings
-from custodes.api import admission, headers, problems, routes
-from custodes.api import limits as body_limits
+from custodes.api import (
+    jobs,
+    ledger,
+    public,
+    recalls,
+    records,
+    registries,
+    releases,
+    reports,
+    requests,
+    review,
+    rules,
+    sessions,
+    users,
+)
+from custodes.http import admission, headers, problems
+from custodes.http import limits as body_limits
 from custodes.services import ledger as ledger_svc
 from custodes.services import rules as rules_svc
 from custodes.services import workspace as ws_svc
@@ -63,6 +78,45 @@ DOCS_PAGE = """<!DOCTYPE html>
 </body>
 </html>
 """
+
+
+# One module per resource, each with the routers of the tags its routes have always had.
+RESOURCES = (
+    public,
+    ledger,
+    sessions,
+    requests,
+    recalls,
+    jobs,
+    review,
+    releases,
+    reports,
+    records,
+    rules,
+    registries,
+    users,
+)
+
+
+def _upload_limits() -> body_limits.BodyLimits:
+    """Bodies are counted as they stream, before any parser or authentication sees them; the
+    upload routes have their own limits, every other body `limits.MAX_BODY`."""
+    bodies = body_limits.BodyLimits()
+
+    def submission(kind: str) -> int:  # inline JSON, or the envelope and items and framing
+        return (
+            body_limits.inline_limit()
+            if kind == JSON
+            else 2 * body_limits.MAX_UPLOAD + body_limits.FRAMING
+        )
+
+    bodies.add("POST", "/v1/requests", submission)
+    for path in ("/v1/ledger/verify", "/v1/rules/changes"):
+        bodies.add("POST", path, lambda kind: body_limits.MAX_UPLOAD)
+    bodies.add("POST", "/v1/registries/agreements", lambda kind: rules_svc.MAX_AGREEMENT)
+    # The witness answers its own 413 in its protocol's plain text; this is the backstop.
+    bodies.add("POST", "/v1/witness/add-checkpoint", lambda kind: 2 * ledger.WITNESS_MAX_BODY)
+    return bodies
 
 
 def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None = None) -> FastAPI:
@@ -119,26 +173,12 @@ def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None
         """The API's documentation (Swagger UI, served by custodes)."""
         return HTMLResponse(DOCS_PAGE)
 
-    # Bodies are counted as they stream, before any parser or authentication sees them; the
-    # upload routes have their own limits, every other body `limits.MAX_BODY`.
-    bodies = body_limits.BodyLimits()
-
-    def submission(kind: str) -> int:  # inline JSON, or the envelope and items and framing
-        return (
-            routes.inline_limit() if kind == JSON else 2 * routes.MAX_UPLOAD + body_limits.FRAMING
-        )
-
-    bodies.add("POST", "/v1/requests", submission)
-    for path in ("/v1/ledger/verify", "/v1/rules/changes"):
-        bodies.add("POST", path, lambda kind: routes.MAX_UPLOAD)
-    bodies.add("POST", "/v1/registries/agreements", lambda kind: rules_svc.MAX_AGREEMENT)
-    # The witness answers its own 413 in its protocol's plain text; this is the backstop.
-    bodies.add("POST", "/v1/witness/add-checkpoint", lambda kind: 2 * routes.WITNESS_MAX_BODY)
-    app.state.body_limits = bodies
+    app.state.body_limits = bodies = _upload_limits()
     app.add_middleware(body_limits.BodyLimitMiddleware, limits=bodies)
     # Admission is added last: the outermost layer, so a refused call costs only its refusal.
     app.state.admission = gates
     app.add_middleware(admission.AdmissionMiddleware, admission=gates)
-    for router in (routes.public, routes.agency, routes.staff, routes.oversight):
-        app.include_router(router)
+    for resource in RESOURCES:
+        for router in resource.ROUTERS:
+            app.include_router(router)
     return app

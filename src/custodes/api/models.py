@@ -17,12 +17,13 @@ def _example(**example: Any) -> ConfigDict:
     return ConfigDict(extra="allow", json_schema_extra={"examples": [example]})
 
 
+def _shown(**example: Any) -> ConfigDict:
+    """A body's one example in the schema (fields not declared are ignored)."""
+    return ConfigDict(json_schema_extra={"examples": [example]})
+
+
 class SignIn(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{"name": "olga", "password": "(her own password)", "totp": "123456"}]
-        }
-    )
+    model_config = _shown(name="olga", password="(her own password)", totp="123456")
     name: str = Field(min_length=1, max_length=128)
     password: str = Field(min_length=1, max_length=1024)
     totp: str | None = Field(default=None, max_length=16, description="One-time code.")
@@ -67,15 +68,9 @@ class Submission(BaseModel):
 class InlineRequest(BaseModel):
     """A request sent as JSON: the envelope and the items inline."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "envelope": {"provision": "irc-6103-i-2", "agency": "…", "officials": []},
-                    "items": [{"item_id": "item-1", "first_name": "…", "last_name": "…"}],
-                }
-            ]
-        }
+    model_config = _shown(
+        envelope={"provision": "irc-6103-i-2", "agency": "…", "officials": []},
+        items=[{"item_id": "item-1", "first_name": "…", "last_name": "…"}],
     )
     envelope: dict[str, Any]
     items: list[dict[str, str | None]] = Field(min_length=1, max_length=1_000_000)
@@ -90,7 +85,7 @@ class RequestSummary(BaseModel):
 
 
 class Reason(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "sent in error"}]})
+    model_config = _shown(reason="sent in error")
     reason: str = Field(min_length=1, max_length=2000)
 
 
@@ -154,16 +149,8 @@ class Document(BaseModel):
 
 
 class Resolution(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "decision": "withhold",
-                    "reason": "identity not established",
-                    "group": "tin_conflict",
-                }
-            ]
-        }
+    model_config = _shown(
+        decision="withhold", reason="identity not established", group="tin_conflict"
     )
     decision: Literal["withhold", "disclose"]
     reason: str = Field(min_length=1, max_length=2000)
@@ -191,17 +178,11 @@ class PersonAccounting(BaseModel):
     """A person's accounting is an inspection: the record id and purpose travel in the body,
     never in a URL."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "record_id": "rec-1a2b3c4d5e6f",
-                    "purpose": "accounting requested by the taxpayer",
-                    "request": "PA-2026-0001",
-                    "privacy_act": True,
-                }
-            ]
-        }
+    model_config = _shown(
+        record_id="rec-1a2b3c4d5e6f",
+        purpose="accounting requested by the taxpayer",
+        request="PA-2026-0001",
+        privacy_act=True,
     )
     record_id: str = Field(min_length=1, max_length=64)
     purpose: str = Field(min_length=1, max_length=2000)
@@ -210,16 +191,10 @@ class PersonAccounting(BaseModel):
 
 
 class IncidentOpening(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "kind": "disclosure",
-                    "summary": "addresses sent for items the officer had withheld",
-                    "request_id": "req-1a2b3c4d5e6f",
-                }
-            ]
-        }
+    model_config = _shown(
+        kind="disclosure",
+        summary="addresses sent for items the officer had withheld",
+        request_id="req-1a2b3c4d5e6f",
     )
     kind: Literal["disclosure", "inspection"]
     summary: str = Field(min_length=1, max_length=5000)
@@ -227,7 +202,7 @@ class IncidentOpening(BaseModel):
 
 
 class IncidentClosing(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"finding": "improper"}]})
+    model_config = _shown(finding="improper")
     finding: Literal["improper", "unfounded"]
 
 
@@ -240,16 +215,10 @@ class Inspection(BaseModel):
     """Inspecting a record: the id and purpose in the body (never a URL), the open request it
     serves."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "record_id": "rec-1a2b3c4d5e6f",
-                    "purpose": "compare the candidate's address with the list",
-                    "request_id": "req-1a2b3c4d5e6f",
-                }
-            ]
-        }
+    model_config = _shown(
+        record_id="rec-1a2b3c4d5e6f",
+        purpose="compare the candidate's address with the list",
+        request_id="req-1a2b3c4d5e6f",
     )
     record_id: str = Field(min_length=1, max_length=64)
     purpose: str = Field(min_length=1, max_length=2000)
@@ -257,11 +226,7 @@ class Inspection(BaseModel):
 
 
 class Recall(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{"reason": "court ruling of 2026-11-20", "items": ["item-0000013"]}]
-        }
-    )
+    model_config = _shown(reason="court ruling of 2026-11-20", items=["item-0000013"])
     reason: str = Field(min_length=1, max_length=2000)
     items: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
         default=None,
@@ -321,27 +286,14 @@ class Acknowledgement(BaseModel):
 
 
 class Certification(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{"certified_by": "Records Officer", "certified_on": "2026-12-01"}]
-        }
-    )
+    model_config = _shown(certified_by="Records Officer", certified_on="2026-12-01")
     certified_by: str = Field(min_length=1, max_length=200)
     certified_on: date
 
 
 class NewUser(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "name": "olga",
-                    "role": "officer",
-                    "basis": "detail order 7",
-                    "last_day": "2027-03-31",
-                }
-            ]
-        }
+    model_config = _shown(
+        name="olga", role="officer", basis="detail order 7", last_day="2027-03-31"
     )
     name: str = Field(min_length=1, max_length=64)
     role: Literal["officer", "approver", "auditor", "rule_steward", "administrator", "requester"]
@@ -353,43 +305,27 @@ class NewUser(BaseModel):
 
 
 class NewGrant(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{"role": "auditor", "basis": "audit plan 2027", "last_day": "2027-06-30"}]
-        }
-    )
+    model_config = _shown(role="auditor", basis="audit plan 2027", last_day="2027-06-30")
     role: Literal["officer", "approver", "auditor", "rule_steward", "administrator"]
     basis: str = Field(min_length=1, max_length=500)
     last_day: date | None = None
 
 
 class NewAgency(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"name": "Department of Labor", "safeguards_current": True, "open_findings": 0}
-            ]
-        }
-    )
+    model_config = _shown(name="Department of Labor", safeguards_current=True, open_findings=0)
     name: str = Field(min_length=1, max_length=200)
     safeguards_current: bool
     open_findings: int = Field(ge=0, le=100_000)
 
 
 class NewOfficial(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "agency": "Department of Labor",
-                    "name": "A. Secretary",
-                    "title": "Secretary of Labor",
-                    "role": "head",
-                    "valid_from": "2026-01-20",
-                    "valid_to": None,
-                }
-            ]
-        }
+    model_config = _shown(
+        agency="Department of Labor",
+        name="A. Secretary",
+        title="Secretary of Labor",
+        role="head",
+        valid_from="2026-01-20",
+        valid_to=None,
     )
     agency: str = Field(min_length=1, max_length=200)
     name: str = Field(min_length=1, max_length=200)
@@ -415,10 +351,10 @@ class Verification(BaseModel):
 
 
 class NewKey(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"days": 90}]})
+    model_config = _shown(days=90)
     days: int = Field(default=90, ge=1, le=366)
 
 
 class PolicyChange(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"value": "officer,approver"}]})
+    model_config = _shown(value="officer,approver")
     value: str = Field(max_length=500)

@@ -272,7 +272,7 @@ def _run(
     import uvicorn
 
     uvicorn.run(
-        "custodes.web:create_app",
+        "custodes.app:create_app",
         factory=True,
         host=host,
         port=port,

@@ -5,7 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from custodes.access import CheckedCall, service, sessions, users
+from custodes.access import (
+    CheckedCall,
+    enrolment,
+    grants,
+    service,
+    sessions,
+    suspension,
+    users,
+)
+from custodes.access import policy as access_policy
 from custodes.records import importer as _importer  # noqa: F401 - see below
 from custodes.rules import registry as _registry  # noqa: F401 - see below
 from custodes.store import changes
@@ -29,21 +38,21 @@ def add(
     """Create a user: staff get a one-time enrolment code to set their own password; a
     requester account belongs to an agency. Privileged roles wait for a second
     administrator."""
-    return users.create_user(call, name, roles, basis=basis, last_day=last_day, agency=agency)
+    return enrolment.create_user(call, name, roles, basis=basis, last_day=last_day, agency=agency)
 
 
 @service("users.grant")
 def grant(
     call: CheckedCall, name: str, role: str, *, basis: str | None, last_day: dt.date | None = None
 ) -> dict[str, Any]:
-    return users.grant(call, name, role, basis=basis, last_day=last_day)
+    return grants.grant(call, name, role, basis=basis, last_day=last_day)
 
 
 @service("users.confirm")
 def confirm(call: CheckedCall, name: str) -> dict[str, Any]:
     """A second administrator confirms the one change pending for `name` (refused, with the
     list, when several are pending: confirm one by its id)."""
-    return users.confirm(call, name)
+    return grants.confirm(call, name)
 
 
 @service("users.read")
@@ -58,17 +67,17 @@ def pending_changes(call: CheckedCall) -> list[dict[str, Any]]:
 def confirm_change(call: CheckedCall, change_id: str) -> dict[str, Any]:
     """A second administrator confirms one pending change by its id (never their own, never
     one about themselves); a credential's change answers with the second half of the code."""
-    return users.confirm_change(call, change_id)
+    return grants.confirm_change(call, change_id)
 
 
 @service("users.suspend")
 def suspend(call: CheckedCall, name: str, reason: str) -> dict[str, Any]:
-    return users.suspend(call, name, reason)
+    return suspension.suspend(call, name, reason)
 
 
 @service("users.reinstate")
 def reinstate(call: CheckedCall, name: str) -> dict[str, Any]:
-    return users.reinstate(call, name)
+    return suspension.reinstate(call, name)
 
 
 @service("users.key")
@@ -82,7 +91,7 @@ def key(call: CheckedCall, name: str, *, days: int = sessions.KEY_DAYS) -> dict[
 def reset(call: CheckedCall, name: str) -> dict[str, Any]:
     """Reset a user's credentials: their sessions end now; the first half of a new enrolment
     code comes back, the second goes to the administrator who confirms the reset."""
-    return users.issue_enrolment(call, name)
+    return enrolment.issue_enrolment(call, name)
 
 
 @service("users.read")
@@ -93,15 +102,15 @@ def listing(call: CheckedCall) -> list[dict[str, Any]]:
 
 @service("policy.change")
 def propose_policy(call: CheckedCall, key: str, value: str) -> dict[str, Any]:
-    return users.propose_policy(call, key, value)
+    return access_policy.propose_policy(call, key, value)
 
 
 @service("policy.change")
 def confirm_policy(call: CheckedCall, key: str) -> dict[str, Any]:
-    return users.confirm_policy(call, key)
+    return access_policy.confirm_policy(call, key)
 
 
 @service("users.read")
 def policy(call: CheckedCall) -> list[dict[str, Any]]:
     with call.ws.engine.connect() as conn:
-        return users.policy_listing(conn)
+        return access_policy.policy_listing(conn)

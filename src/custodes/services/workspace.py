@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from custodes import settings
-from custodes.access import Caller, CheckedCall, credentials, service, sessions, users
+from custodes.access import Caller, CheckedCall, credentials, enrolment, service, sessions, users
 from custodes.access import caller as _caller
 from custodes.access.roles import ACTIONS
 from custodes.errors import ConflictError, InputError, WorkspaceError
@@ -370,7 +370,7 @@ def logout(ws: Workspace, token: str) -> bool:
 def enrol(ws: Workspace, name: str, code: str, password: str) -> dict[str, Any]:
     """A new user sets their own password with their one-time code (and receives their second
     factor's provisioning URI when a role of theirs needs one)."""
-    return users.enrol(ws, name, code, password)
+    return enrolment.enrol(ws, name, code, password)
 
 
 @service("session")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-from custodes.access import Caller, caller, enter, sessions, users
+from custodes.access import Caller, caller, enrolment, enter, grants, sessions, users
 from custodes.access.roles import PRIVILEGED
 from custodes.rules import registry
 from custodes.workspace import Workspace
@@ -63,8 +63,8 @@ def administrators(ws: Workspace, password: str | None = None) -> Staff:
         users.bootstrap_admin(ws, ADMINS[0], staff.password)
     first = staff.login(ADMINS[0])
     if ADMINS[1] not in _names(ws):
-        code = users.create_user(_as(ws, first), ADMINS[1], ["administrator"])["enrolment_code"]
-        users.enrol(ws, ADMINS[1], code, staff.password)
+        code = enrolment.create_user(_as(ws, first), ADMINS[1], ["administrator"])["enrolment_code"]
+        enrolment.enrol(ws, ADMINS[1], code, staff.password)
     staff.login(ADMINS[1])
     return staff
 
@@ -92,11 +92,11 @@ def add(
         proposed = registry.add_agency(
             enter(ws, first, "registry.change"), agency, safeguards_current=True, open_findings=0
         )
-        users.confirm_change(_as(ws, second, "users.confirm"), proposed["change"])
-    info = users.create_user(_as(ws, first), name, roles, basis=basis, agency=agency)
+        grants.confirm_change(_as(ws, second, "users.confirm"), proposed["change"])
+    info = enrolment.create_user(_as(ws, first), name, roles, basis=basis, agency=agency)
     code = info["enrolment_code"]
     if info["change"]:
-        done = users.confirm_change(_as(ws, second, "users.confirm"), info["change"])
+        done = grants.confirm_change(_as(ws, second, "users.confirm"), info["change"])
         if done["enrolment_code_second_half"]:
             code = f"{code} {done['enrolment_code_second_half']}"
     if "requester" in roles:
@@ -104,7 +104,7 @@ def add(
         return None
     if not enrol:
         return code
-    users.enrol(ws, name, code, staff.password)
+    enrolment.enrol(ws, name, code, staff.password)
     staff.login(name)
     return None
 
@@ -113,7 +113,7 @@ def whole_code(ws: Workspace, second: Caller, issued: dict) -> str:
     """The usable enrolment code of a user that one administrator added or reset (`issued`,
     what that returned): its first half and the second half that `second`, another
     administrator, receives by confirming the change."""
-    done = users.confirm_change(_as(ws, second, "users.confirm"), issued["change"])
+    done = grants.confirm_change(_as(ws, second, "users.confirm"), issued["change"])
     return f"{issued['enrolment_code']} {done['enrolment_code_second_half']}"
 
 
@@ -146,6 +146,6 @@ def _names(ws: Workspace) -> set[str]:
 def _agency_key(staff: Staff, name: str) -> None:
     """A confirmed API key for an agency account, signed in."""
     issued = sessions.issue_key(_as(staff.ws, staff.admin, "users.key"), name)
-    users.confirm_change(_as(staff.ws, staff.second_admin, "users.confirm"), issued["change"])
+    grants.confirm_change(_as(staff.ws, staff.second_admin, "users.confirm"), issued["change"])
     staff.keys[name] = issued["key"]
     staff.callers[name] = caller(staff.ws, issued["key"])

@@ -9,7 +9,6 @@ package (copied from the npm registry by `make assets`), nothing from elsewhere.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -17,24 +16,55 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import FileResponse, Response
 
-from custodes.api import create_app as create_api
-from custodes.api import limits, routes
-from custodes.api.admission import AdmissionMiddleware
+from custodes.http import limits
+from custodes.http.admission import AdmissionMiddleware
 from custodes.services import rules as rules_svc
-from custodes.web import pages
+from custodes.web import (
+    console,
+    incidents,
+    jobs,
+    ledger,
+    recalls,
+    registries,
+    releases,
+    reports,
+    requests,
+    review,
+    rules,
+    sessions,
+    users,
+)
+
+# One module per resource. `releases` comes after the other request pages: its
+# `/requests/{id}/{action}` takes only what they did not.
+RESOURCES = (
+    sessions,
+    requests,
+    review,
+    recalls,
+    releases,
+    jobs,
+    users,
+    rules,
+    registries,
+    ledger,
+    reports,
+    incidents,
+)
 
 STATIC = Path(__file__).parent / "static"
 FAVICON = STATIC / "vendor" / "uswds" / "img" / "favicons" / "favicon.ico"
 
 
-def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None = None) -> FastAPI:
-    """The API under /v1 and the console at /."""
-    app = create_api(home, store_url)
-    app.include_router(pages.router)
+def install(app: FastAPI) -> FastAPI:
+    """The console at / on an application that serves the API (`custodes.app` builds the one
+    `custodes serve` runs): its pages, its upload limits, its assets and its form errors."""
+    for resource in RESOURCES:
+        app.include_router(resource.pages)
     # The console's file fields have the API's upload limits (the form's framing over them).
     bodies = app.state.body_limits
     for path in ("/rules", "/ledger/check-export"):
-        bodies.add("POST", path, lambda kind: routes.MAX_UPLOAD + limits.FRAMING)
+        bodies.add("POST", path, lambda kind: limits.MAX_UPLOAD + limits.FRAMING)
     bodies.add(
         "POST", "/registries/agreements", lambda kind: rules_svc.MAX_AGREEMENT + limits.FRAMING
     )
@@ -55,7 +85,7 @@ def create_app(home: str | os.PathLike[str] | None = None, store_url: str | None
         if request.url.path.startswith("/v1") or not isinstance(exc, RequestValidationError):
             return await api_invalid(request, exc)  # type: ignore[no-any-return]
         fields = [str(e["loc"][-1]) for e in exc.errors() if e.get("loc")]
-        return pages.invalid_form(request, fields)
+        return console.invalid_form(request, fields)
 
     app.add_exception_handler(RequestValidationError, invalid)
     return app

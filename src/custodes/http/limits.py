@@ -22,8 +22,8 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from custodes import settings
-from custodes.api.problems import problem
 from custodes.errors import REGISTRY
+from custodes.http.problems import problem
 
 FRAMING = 1 << 16  # a multipart body's part headers and boundaries, over its files' bytes
 
@@ -37,6 +37,14 @@ def _env_bytes(name: str, default: int) -> int:
 MAX_BODY = _env_bytes("CUSTODES_API_MAX_BODY", 1 << 20)
 # A submission with its items inline as JSON (a large request is sent as files instead).
 MAX_INLINE = _env_bytes("CUSTODES_API_MAX_INLINE", 32 << 20)
+# Uploads are streamed to disk up to this many bytes (a 1M-item request is about 200 MB).
+MAX_UPLOAD = settings.integer("CUSTODES_API_MAX_UPLOAD", 2 << 30)
+
+
+def inline_limit() -> int:
+    """The most bytes a submission with its items inline (JSON) may have: it is parsed whole,
+    in memory, so it is held well below a file upload's limit (`CUSTODES_API_MAX_INLINE`)."""
+    return min(MAX_UPLOAD, MAX_INLINE)
 
 
 class BodyTooLarge(Exception):

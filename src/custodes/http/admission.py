@@ -50,8 +50,8 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from custodes import settings
-from custodes.api.problems import problem
 from custodes.errors import REGISTRY, InputError
+from custodes.http.problems import problem
 
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Served without the store: never queued (refused only while the server stops).

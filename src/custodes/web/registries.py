@@ -1,0 +1,84 @@
+"""The registries: agencies, officials and agreements, and proposing each (a second
+administrator confirms)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import IO, Annotated
+
+from fastapi import Form
+from fastapi.responses import HTMLResponse, Response
+
+from custodes.services import rules as rules_svc
+from custodes.web.console import Console, form, page, router, see_other
+
+BACK = "/registries"
+
+pages = router()
+
+
+@pages.get("/registries", response_class=HTMLResponse)
+def registries_page(c: Annotated[Console, page()]) -> Response:
+    tables = rules_svc.registries(c.ws, c.who)
+    return c.page(
+        "registries.html",
+        {
+            "title": "Registries",
+            "tables": tables,
+            "signer_roles": tables["signer_roles"],
+            "may_change": "registry.change" in c.me["may"],
+        },
+    )
+
+
+@pages.post("/registries/agencies")
+def add_agency(
+    name: Annotated[str, Form(max_length=200)],
+    c: Annotated[Console, form(BACK)],
+    open_findings: Annotated[int, Form(ge=0, le=100_000)] = 0,
+    safeguards_current: Annotated[str, Form(max_length=8)] = "",
+) -> Response:
+    rules_svc.add_agency(
+        c.ws,
+        c.who,
+        name,
+        safeguards_current=safeguards_current == "yes",
+        open_findings=open_findings,
+    )
+    return see_other("/registries?done=agency")
+
+
+@pages.post("/registries/officials")
+def add_official(
+    agency: Annotated[str, Form(max_length=200)],
+    name: Annotated[str, Form(max_length=200)],
+    title: Annotated[str, Form(max_length=200)],
+    role: Annotated[str, Form(max_length=64)],
+    valid_from: Annotated[dt.date, Form()],
+    c: Annotated[Console, form(BACK)],
+    valid_to: Annotated[dt.date | None, Form()] = None,
+) -> Response:
+    rules_svc.add_official(
+        c.ws,
+        c.who,
+        agency=agency,
+        name=name,
+        title=title,
+        role=role,
+        valid_from=valid_from,
+        valid_to=valid_to,
+    )
+    return see_other("/registries?done=official")
+
+
+@pages.post("/registries/agreements")
+async def add_agreement(c: Annotated[Console, page(BACK)]) -> Response:
+    """An agreement's YAML file (at most 1 MiB; the core reads no more than that); fields
+    `agreement` and `csrf`."""
+
+    def act(agreement: IO[bytes]) -> Response:
+        data = agreement.read(rules_svc.MAX_AGREEMENT + 1)
+        rules_svc.add_agreement_text(c.ws, c.who, data, "the uploaded agreement")
+        return see_other("/registries?done=agreement")
+
+    return await c.with_file("agreement", act)
