@@ -30,6 +30,7 @@ from custodes.store.tables import (
     recall_items,
     recalls,
     releases,
+    request_transitions,
     requests,
     review_resolutions,
     users,
@@ -308,4 +309,22 @@ def _access(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> Non
         },
         {e["log_id"]: (e["action"], e["allowed"], e["reason"], e["actor"]) for e in ev["access"]},
         "access",
+    )
+    # A request's history (`requests show`): one row per request.received and
+    # request.transition event, in the same order (a row put in, dropped or altered is named).
+    history: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for r in conn.execute(select(request_transitions).order_by(request_transitions.c.id)):
+        history[r.request_id].append((r.from_state, r.to_state, r.actor))
+    recorded: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for e in sorted(ev["request.received"] + ev["request.transition"], key=lambda e: e["_idx"]):
+        step = (e.get("from"), e.get("to"), e["actor"])
+        if e["type"] == "request.received":
+            step = (None, "received", e["actor"])
+        recorded[e["request_id"]].append(step)
+    _diff(
+        found,
+        "request_transitions",
+        {(rid, n): step for rid, steps in history.items() for n, step in enumerate(steps)},
+        {(rid, n): step for rid, steps in recorded.items() for n, step in enumerate(steps)},
+        "request.received / request.transition",
     )
