@@ -660,6 +660,51 @@ def campaign(
     return tally
 
 
+class _Forgetful(dict):  # type: ignore[type-arg]
+    """A cache that keeps nothing: the way before rule sets and checks were cached."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+
+def ab(base: Base, n: int, seed: int, work: Path) -> str:
+    """The per-mutation cost the way the campaign ran before (in this process, rule sets read
+    and checks compiled at every use) against now (a child forked from this warmed process,
+    both cached), on the same `n` mutations taken in turn, in the same run: the ratio is what
+    to read, the seconds depend on the machine's load."""
+    from custodes.rules import provisions
+    from custodes.store import dialects
+
+    rng = random.Random(seed)
+    targets: list[tuple[str, Any, str]] = []
+    for t in _tables():
+        targets += [("table", t, k) for k in ("update", "insert", "delete")]
+    for p in workspace_files(base.home):
+        targets += [("file", p.relative_to(base.home), k) for k in ("flip", "truncate", "replace")]
+    rng.shuffle(targets)
+    spent = {"before": 0.0, "now": 0.0}
+    loaded, compiled = provisions._LOADED, dialects._COMPILED
+    for i in range(n):
+        what, target, kind = targets[i % len(targets)]
+        mseed = rng.randrange(2**63)
+        for way in ("before", "now") if i % 2 else ("now", "before"):
+            t = time.perf_counter()
+            if way == "before":
+                provisions._LOADED, dialects._COMPILED = _Forgetful(), _Forgetful()
+                try:
+                    one(base, work / f"ab{i}{way}", what, target, kind, mseed)
+                finally:
+                    provisions._LOADED, dialects._COMPILED = loaded, compiled
+            else:
+                forked(one, base, work / f"ab{i}{way}", what, target, kind, mseed)
+            spent[way] += time.perf_counter() - t
+    b, w = spent["before"] / n, spent["now"] / n
+    return (
+        f"A/B on {n} mutations, same run: before {b:.2f} s a mutation (in-process, no caches), "
+        f"now {w:.2f} s (forked, cached): {b / w:.1f}x"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mutations", type=int, default=10_000)
@@ -671,6 +716,9 @@ def main() -> None:
     ap.add_argument("--table", type=Path, help="keep the table so far here (every 25)")
     ap.add_argument(
         "--minutes", type=float, help="stop after this long (the table covers what ran)"
+    )
+    ap.add_argument(
+        "--ab", type=int, metavar="N", help="only compare the cost before/now on N mutations"
     )
     args = ap.parse_args()
     stores = ("sqlite", "postgresql") if args.store == "both" else (args.store,)
@@ -693,6 +741,14 @@ def main() -> None:
                     if args.missed:
                         args.missed.write_text(json.dumps(tally.missed, indent=1, default=str))
 
+                if args.ab:
+                    clean = fresh_copy(base, Path(tmp) / "clean")
+                    try:
+                        base.baseline = replay(base, clean, Path(tmp) / "clean" / "out")
+                    finally:
+                        clean.drop()
+                    print(ab(base, args.ab, args.seed, Path(tmp)), flush=True)
+                    continue
                 tally = campaign(
                     base,
                     args.mutations,
