@@ -39,3 +39,26 @@ def test_a_small_campaign_misses_nothing(store: str, n: int, tmp_path: Path) -> 
     print(tally.costs())
     assert tally.tried() == n
     assert not tally.missed, tally.missed
+
+
+@pytest.mark.parametrize("column", ["at", "request_id", "record_id"])
+def test_an_access_log_row_edited_beside_its_event_is_reported(
+    column: str, workspace, staff
+) -> None:  # type: ignore[no-untyped-def]
+    """Found by the campaign: the access log's time, request and record (what `audit
+    inspections` lists) were not compared with the row's `access` event."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from custodes.services import ledger as ledger_svc
+    from custodes.store.tables import access_log
+
+    auditor = staff["auditor"]
+    assert ledger_svc.verify_store(workspace, auditor).problems == []
+    value = {"at": dt.datetime(2020, 1, 1, tzinfo=dt.UTC)}.get(column, "req-0123456789ab")
+    with workspace.engine.begin() as conn:
+        first = conn.execute(sa.select(sa.func.min(access_log.c.id))).scalar()
+        conn.execute(sa.update(access_log).where(access_log.c.id == first).values({column: value}))
+    problems = ledger_svc.verify_store(workspace, auditor).problems
+    assert any(p.startswith("access_log:") for p in problems), problems

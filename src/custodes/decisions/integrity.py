@@ -9,6 +9,7 @@ names the first row that disagrees and the event it disagrees with.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections import defaultdict
@@ -86,6 +87,17 @@ def _diff(
         if rows[key] != events[key]:
             found.fail(table, f"row {key} says {rows[key]}, its {what} event says {events[key]}")
     found.ok(table, f"{len(rows)} {table} rows agree with their {what} events")
+
+
+def _instant(v: Any) -> str | None:
+    """A time from a row or an event body, in one form (UTC, microseconds)."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        v = dt.datetime.fromisoformat(v)
+    if v.tzinfo is None:
+        v = v.replace(tzinfo=dt.UTC)
+    return v.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
 def _last(items: Iterator[tuple[Any, Any]]) -> dict[Any, Any]:
@@ -304,10 +316,29 @@ def _access(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> Non
         found,
         "access_log",
         {
-            r.id: (r.action, bool(r.allowed), r.reason, r.user_name or "anonymous")
+            r.id: (
+                r.action,
+                bool(r.allowed),
+                r.reason,
+                r.user_name or "anonymous",
+                r.request_id,
+                r.record_id,
+                _instant(r.at),
+            )
             for r in conn.execute(select(access_log))
         },
-        {e["log_id"]: (e["action"], e["allowed"], e["reason"], e["actor"]) for e in ev["access"]},
+        {
+            e["log_id"]: (
+                e["action"],
+                e["allowed"],
+                e["reason"],
+                e["actor"],
+                e.get("request_id"),
+                e.get("record_id"),
+                _instant(e.get("time")),
+            )
+            for e in ev["access"]
+        },
         "access",
     )
     # A request's history (`requests show`): one row per request.received and
