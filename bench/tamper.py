@@ -344,8 +344,9 @@ def mutate_file(home: Path, path: Path, kind: str, rng: random.Random) -> Mutati
             data = rng.choice(others).read_bytes()
         else:
             data = rng.randbytes(max(1, len(data)))
+    same = data == path.read_bytes()
     path.write_bytes(data)
-    return Mutation(f"file {_rel(home, path)}", kind)
+    return Mutation(f"file {_rel(home, path)}", kind, "the same bytes" if same else "")
 
 
 def _rel(home: Path, path: Path) -> str:
@@ -460,6 +461,7 @@ def classify(got: dict[str, tuple[str, str]], baseline: dict[str, tuple[str, str
 class Tally:
     rows: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     missed: list[dict[str, Any]] = field(default_factory=list)
+    no_effect: list[dict[str, Any]] = field(default_factory=list)  # to justify, one by one
     took: Counter[str] = field(default_factory=Counter)  # seconds by phase, summed
     by: Counter[str] = field(default_factory=Counter)  # how each was decided
     seconds: float = 0.0
@@ -481,6 +483,11 @@ class Tally:
             self.by["at use" if at_use else "by verify"] += 1
         if verdict == "MISSED" and any(v[0] == "crash" for v in got.values()):
             self.rows[m.target]["uncoded"] += 1
+        if verdict == "no effect":
+            self.no_effect.append(
+                {"index": index, "seed": seed, "target": m.target, "kind": m.kind}
+                | {"detail": m.detail}
+            )
         if verdict == "MISSED":
             self.missed.append(
                 {"index": index, "seed": seed, "target": m.target, "kind": m.kind}
@@ -739,7 +746,13 @@ def main() -> None:
                             + "\n"
                         )
                     if args.missed:
-                        args.missed.write_text(json.dumps(tally.missed, indent=1, default=str))
+                        args.missed.write_text(
+                            json.dumps(
+                                {"missed": tally.missed, "no effect": tally.no_effect},
+                                indent=1,
+                                default=str,
+                            )
+                        )
 
                 if args.ab:
                     clean = fresh_copy(base, Path(tmp) / "clean")
