@@ -62,3 +62,40 @@ def test_an_access_log_row_edited_beside_its_event_is_reported(
         conn.execute(sa.update(access_log).where(access_log.c.id == first).values({column: value}))
     problems = ledger_svc.verify_store(workspace, auditor).problems
     assert any(p.startswith("access_log:") for p in problems), problems
+
+
+@pytest.mark.parametrize("where", ["store", "outside"])
+def test_a_garbled_checkpoint_note_is_reported_never_a_crash(where: str, workspace, staff) -> None:  # type: ignore[no-untyped-def]
+    """Found by the campaign (SQLite, seed 2312): the latest checkpoint's note edited in the
+    store, or a byte of the copy kept outside flipped, crashed verify with a NoteError (an
+    uncoded error) instead of a reported problem."""
+    import json
+
+    import sqlalchemy as sa
+
+    from custodes.services import ledger as ledger_svc
+    from custodes.store.tables import ledger_checkpoints
+
+    auditor = staff["auditor"]
+    ledger_svc.checkpoint(workspace, staff.admin)
+    assert ledger_svc.verify_store(workspace, auditor).problems == []
+    if where == "store":
+        with workspace.engine.begin() as conn:
+            size, note = conn.execute(
+                sa.select(ledger_checkpoints.c.size, ledger_checkpoints.c.note)
+                .order_by(ledger_checkpoints.c.size.desc())
+                .limit(1)
+            ).one()
+            conn.execute(
+                sa.update(ledger_checkpoints)
+                .where(ledger_checkpoints.c.size == size)
+                .values(note=note.rstrip("\n")[:-3] + "!x\n")
+            )
+    else:
+        path = workspace.keys / "checkpoints"
+        lines = path.read_text().splitlines()
+        doc = json.loads(lines[-1])
+        doc["note"] = doc["note"].rstrip("\n")[:-3] + "!x\n"
+        path.write_text("\n".join([*lines[:-1], json.dumps(doc)]) + "\n")
+    report = ledger_svc.verify_store(workspace, auditor)
+    assert not report.ok and report.problems
