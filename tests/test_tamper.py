@@ -99,3 +99,27 @@ def test_a_garbled_checkpoint_note_is_reported_never_a_crash(where: str, workspa
         path.write_text("\n".join([*lines[:-1], json.dumps(doc)]) + "\n")
     report = ledger_svc.verify_store(workspace, auditor)
     assert not report.ok and report.problems
+
+
+@pytest.mark.parametrize("column", ["at", "actor", "request_id", "record_id"])
+def test_an_event_row_column_edited_beside_its_body_is_reported(
+    column: str, workspace, staff
+) -> None:  # type: ignore[no-untyped-def]
+    """Found by the campaign: the columns beside an event's body (copies for lookups by
+    request or record, and the time) were not compared with the body."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from custodes.services import ledger as ledger_svc
+    from custodes.store.tables import ledger_events
+
+    auditor = staff["auditor"]
+    assert ledger_svc.verify_store(workspace, auditor).problems == []
+    value = {"at": dt.datetime(2020, 1, 1, tzinfo=dt.UTC)}.get(column, "someone-else")
+    with workspace.engine.begin() as conn:
+        conn.execute(
+            sa.update(ledger_events).where(ledger_events.c.idx == 3).values({column: value})
+        )
+    problems = ledger_svc.verify_store(workspace, auditor).problems
+    assert any("event 3: a column beside its body" in p for p in problems), problems
