@@ -344,8 +344,9 @@ def mutate_file(home: Path, path: Path, kind: str, rng: random.Random) -> Mutati
             data = rng.choice(others).read_bytes()
         else:
             data = rng.randbytes(max(1, len(data)))
+    same = data == path.read_bytes()
     path.write_bytes(data)
-    return Mutation(f"file {_rel(home, path)}", kind)
+    return Mutation(f"file {_rel(home, path)}", kind, "the same bytes" if same else "")
 
 
 def _rel(home: Path, path: Path) -> str:
@@ -460,16 +461,49 @@ def classify(got: dict[str, tuple[str, str]], baseline: dict[str, tuple[str, str
 class Tally:
     rows: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     missed: list[dict[str, Any]] = field(default_factory=list)
+    no_effect: list[dict[str, Any]] = field(default_factory=list)  # to justify, one by one
+    took: Counter[str] = field(default_factory=Counter)  # seconds by phase, summed
+    by: Counter[str] = field(default_factory=Counter)  # how each was decided
+    seconds: float = 0.0
 
-    def add(self, m: Mutation, verdict: str, got: dict[str, Any]) -> None:
+    def add(
+        self,
+        m: Mutation,
+        verdict: str,
+        got: dict[str, Any],
+        took: dict[str, float] | None = None,
+        *,
+        index: int = -1,
+        seed: int = 0,
+    ) -> None:
         self.rows[m.target][verdict] += 1
+        self.took.update(took or {})
+        if verdict == "detected":
+            at_use = "open" not in got and got.get("verify") == ("ok", _digest(True))
+            self.by["at use" if at_use else "by verify"] += 1
         if verdict == "MISSED" and any(v[0] == "crash" for v in got.values()):
             self.rows[m.target]["uncoded"] += 1
+        if verdict == "no effect":
+            self.no_effect.append(
+                {"index": index, "seed": seed, "target": m.target, "kind": m.kind}
+                | {"detail": m.detail}
+            )
         if verdict == "MISSED":
             self.missed.append(
-                {"target": m.target, "kind": m.kind, "detail": m.detail}
-                | {"changed": {k: v for k, v in got.items()}}
+                {"index": index, "seed": seed, "target": m.target, "kind": m.kind}
+                | {"detail": m.detail, "changed": {k: v for k, v in got.items()}}
             )
+
+    def tried(self) -> int:
+        return sum(sum(c[k] for k in CLASSES) for c in self.rows.values())
+
+    def costs(self) -> str:
+        n = max(1, self.tried())
+        phases = ", ".join(f"{k} {v / n * 1000:.0f} ms" for k, v in sorted(self.took.items()))
+        return (
+            f"{n} mutations in {self.seconds:.0f} s: {self.seconds / n:.3f} s a mutation "
+            f"(in the child, a mutation's mean: {phases}); detected {dict(self.by)}"
+        )
 
     def table(self, title: str) -> str:
         lines = [
@@ -496,6 +530,90 @@ class Tally:
         return "\n".join(lines)
 
 
+def one(
+    base: Base, dest: Path, what: str, target: Any, kind: str, seed: int
+) -> tuple[Mutation, str, dict[str, Any], dict[str, float]]:
+    """One mutation on a fresh copy: (the mutation, its verdict, what the steps gave, seconds
+    spent copying, mutating and replaying)."""
+    rng = random.Random(seed)
+    took: dict[str, float] = {}
+    t = time.perf_counter()
+    cp = fresh_copy(base, dest)
+    took["copy"] = time.perf_counter() - t
+    try:
+        t = time.perf_counter()
+        if what == "table":
+            eng = sa.create_engine(cp.url)
+            try:
+                m = mutate_table(eng, target, kind, rng)
+            except sa.exc.SQLAlchemyError:
+                return (
+                    Mutation(f"table {target.name}", kind, "refused by the store"),
+                    ("not applied"),
+                    {},
+                    took,
+                )
+            finally:
+                eng.dispose()
+            if m is None:  # an empty table: nothing to update or delete, or to copy
+                return Mutation(f"table {target.name}", kind, "empty"), "not applied", {}, took
+        else:
+            m = mutate_file(cp.home, cp.home / target, kind, rng)
+        took["mutate"] = time.perf_counter() - t
+        t = time.perf_counter()
+        got = replay(base, cp, dest / "out")
+        took["replay"] = time.perf_counter() - t
+        return m, classify(got, base.baseline), got, took
+    finally:
+        t = time.perf_counter()
+        cp.drop()
+        took["drop"] = time.perf_counter() - t
+
+
+CHILD_SECONDS = 600  # a child still running after this is killed, and its mutation reported
+
+
+def forked(fn: Callable[..., tuple[Any, ...]], *args: Any) -> tuple[Any, ...]:
+    """Run `fn` in a child forked from this process (which imported custodes and warmed its
+    caches once, on the clean copies), and return what it returned. A fork costs a few
+    milliseconds where a new interpreter importing custodes costs seconds (bench/crash.py's
+    zygote does the same for the CLI), and each mutation runs in a process of its own: nothing
+    one leaves behind (an engine, a cache, a file handle) reaches the next. A child that dies
+    or hangs is a finding: it is reported as a crash (uncoded), never dropped."""
+    import pickle
+    import signal
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.close(r)
+        status = 0
+        try:
+            signal.alarm(CHILD_SECONDS)
+            out = pickle.dumps(("ok", fn(*args)))
+        except BaseException as exc:  # reported to the parent, which decides
+            out = pickle.dumps(("error", f"{type(exc).__name__}: {exc}"[:500]))
+            status = 1
+        try:
+            with os.fdopen(w, "wb") as fh:
+                fh.write(out)
+        finally:
+            os._exit(status)
+    os.close(w)
+    with os.fdopen(r, "rb") as fh:
+        data = fh.read()
+    _, wstatus = os.waitpid(pid, 0)
+    if data:
+        import pickle
+
+        kind, value = pickle.loads(data)
+        if kind == "ok":
+            return value
+        raise RuntimeError(f"a mutation's run failed in the harness: {value}")
+    died = f"child died ({os.waitstatus_to_exitcode(wstatus)})"
+    return Mutation("child", "?", died), "MISSED", {"child": ("crash", died)}, {}
+
+
 def campaign(
     base: Base,
     n: int,
@@ -503,6 +621,7 @@ def campaign(
     work: Path,
     log: Callable[[str], None],
     every: Callable[[Tally, int], None] | None = None,
+    minutes: float | None = None,
 ) -> Tally:
     """`n` single mutations, each on a fresh copy of `base`, spread evenly over every table
     (update/insert/delete) and every file (flip/truncate/replace)."""
@@ -532,33 +651,65 @@ def campaign(
     t0 = time.perf_counter()
     for i in range(n):
         what, target, kind = targets[i % len(targets)]
-        dest = work / f"m{i}"
-        cp = fresh_copy(base, dest)
-        try:
-            if what == "table":
-                eng = sa.create_engine(cp.url)
-                try:
-                    m = mutate_table(eng, target, kind, rng)
-                except sa.exc.SQLAlchemyError:
-                    m = Mutation(f"table {target.name}", kind, "refused by the store")
-                    tally.add(m, "not applied", {})
-                    continue
-                finally:
-                    eng.dispose()
-                if m is None:  # an empty table: nothing to update or delete, or to copy
-                    tally.add(Mutation(f"table {target.name}", kind, "empty"), "not applied", {})
-                    continue
-            else:
-                m = mutate_file(cp.home, cp.home / target, kind, rng)
-            got = replay(base, cp, dest / "out")
-            tally.add(m, classify(got, base.baseline), got)
-        finally:
-            cp.drop()
+        # Each mutation's own seed: a run is reproducible, and one mutation can be replayed
+        # alone, whatever ran before it in the parent or in other children.
+        mseed = rng.randrange(2**63)
+        m, verdict, got, took = forked(one, base, work / f"m{i}", what, target, kind, mseed)
+        tally.add(m, verdict, got, took, index=i, seed=mseed)
+        tally.seconds = time.perf_counter() - t0
         if (i + 1) % 100 == 0:
             log(f"{i + 1}/{n} mutations, {time.perf_counter() - t0:.0f} s")
         if every and (i + 1) % 25 == 0:
             every(tally, i + 1)
+        if minutes is not None and time.perf_counter() - t0 > minutes * 60:
+            log(f"stopped after {i + 1} mutations: the {minutes:g} minutes are up")
+            break
     return tally
+
+
+class _Forgetful(dict):  # type: ignore[type-arg]
+    """A cache that keeps nothing: the way before rule sets and checks were cached."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+
+def ab(base: Base, n: int, seed: int, work: Path) -> str:
+    """The per-mutation cost the way the campaign ran before (in this process, rule sets read
+    and checks compiled at every use) against now (a child forked from this warmed process,
+    both cached), on the same `n` mutations taken in turn, in the same run: the ratio is what
+    to read, the seconds depend on the machine's load."""
+    from custodes.rules import provisions
+    from custodes.store import dialects
+
+    rng = random.Random(seed)
+    targets: list[tuple[str, Any, str]] = []
+    for t in _tables():
+        targets += [("table", t, k) for k in ("update", "insert", "delete")]
+    for p in workspace_files(base.home):
+        targets += [("file", p.relative_to(base.home), k) for k in ("flip", "truncate", "replace")]
+    rng.shuffle(targets)
+    spent = {"before": 0.0, "now": 0.0}
+    loaded, compiled = provisions._LOADED, dialects._COMPILED
+    for i in range(n):
+        what, target, kind = targets[i % len(targets)]
+        mseed = rng.randrange(2**63)
+        for way in ("before", "now") if i % 2 else ("now", "before"):
+            t = time.perf_counter()
+            if way == "before":
+                provisions._LOADED, dialects._COMPILED = _Forgetful(), _Forgetful()
+                try:
+                    one(base, work / f"ab{i}{way}", what, target, kind, mseed)
+                finally:
+                    provisions._LOADED, dialects._COMPILED = loaded, compiled
+            else:
+                forked(one, base, work / f"ab{i}{way}", what, target, kind, mseed)
+            spent[way] += time.perf_counter() - t
+    b, w = spent["before"] / n, spent["now"] / n
+    return (
+        f"A/B on {n} mutations, same run: before {b:.2f} s a mutation (in-process, no caches), "
+        f"now {w:.2f} s (forked, cached): {b / w:.1f}x"
+    )
 
 
 def main() -> None:
@@ -570,6 +721,12 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=40)
     ap.add_argument("--missed", type=Path, help="write the MISSED mutations here (JSON)")
     ap.add_argument("--table", type=Path, help="keep the table so far here (every 25)")
+    ap.add_argument(
+        "--minutes", type=float, help="stop after this long (the table covers what ran)"
+    )
+    ap.add_argument(
+        "--ab", type=int, metavar="N", help="only compare the cost before/now on N mutations"
+    )
     args = ap.parse_args()
     stores = ("sqlite", "postgresql") if args.store == "both" else (args.store,)
     missed = {}
@@ -582,10 +739,29 @@ def main() -> None:
 
                 def every(tally: Tally, done: int, store: str = store) -> None:
                     if args.table:
-                        args.table.write_text(tally.table(f"### {store}: {done} mutations") + "\n")
+                        args.table.write_text(
+                            tally.table(f"### {store}: {done} mutations")
+                            + "\n\n"
+                            + tally.costs()
+                            + "\n"
+                        )
                     if args.missed:
-                        args.missed.write_text(json.dumps(tally.missed, indent=1, default=str))
+                        args.missed.write_text(
+                            json.dumps(
+                                {"missed": tally.missed, "no effect": tally.no_effect},
+                                indent=1,
+                                default=str,
+                            )
+                        )
 
+                if args.ab:
+                    clean = fresh_copy(base, Path(tmp) / "clean")
+                    try:
+                        base.baseline = replay(base, clean, Path(tmp) / "clean" / "out")
+                    finally:
+                        clean.drop()
+                    print(ab(base, args.ab, args.seed, Path(tmp)), flush=True)
+                    continue
                 tally = campaign(
                     base,
                     args.mutations,
@@ -593,15 +769,15 @@ def main() -> None:
                     Path(tmp),
                     lambda s: print(s, flush=True),
                     every,
+                    args.minutes,
                 )
             finally:
                 if store == "postgresql":
                     _pg_drop(sa.engine.make_url(base.url).database)
             took = time.perf_counter() - t
-            print(
-                tally.table(f"### {store}: {args.mutations} mutations ({took:.0f} s)"), flush=True
-            )
-            missed[store] = tally.missed
+            print(tally.table(f"### {store}: {tally.tried()} mutations ({took:.0f} s)"), flush=True)
+            print(tally.costs(), flush=True)
+            missed[store] = {"missed": tally.missed, "no effect": tally.no_effect}
     if args.missed:
         args.missed.write_text(json.dumps(missed, indent=1, default=str))
 

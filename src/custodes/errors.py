@@ -385,6 +385,7 @@ REGISTRY: dict[str, Code] = {
         IntegrityError,
         integrity="Integrity check failed",
         ledger_corrupt="Ledger altered",
+        store_tampered="Store altered outside custodes",
         model_tampered="Model file altered",
         file_tampered="File altered since it was recorded",
         ruleset_tampered="Rule set altered",

@@ -9,6 +9,7 @@ names the first row that disagrees and the event it disagrees with.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections import defaultdict
@@ -30,6 +31,7 @@ from custodes.store.tables import (
     recall_items,
     recalls,
     releases,
+    request_transitions,
     requests,
     review_resolutions,
     users,
@@ -85,6 +87,17 @@ def _diff(
         if rows[key] != events[key]:
             found.fail(table, f"row {key} says {rows[key]}, its {what} event says {events[key]}")
     found.ok(table, f"{len(rows)} {table} rows agree with their {what} events")
+
+
+def _instant(v: Any) -> str | None:
+    """A time from a row or an event body, in one form (UTC, microseconds)."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        v = dt.datetime.fromisoformat(v)
+    if v.tzinfo is None:
+        v = v.replace(tzinfo=dt.UTC)
+    return v.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
 def _last(items: Iterator[tuple[Any, Any]]) -> dict[Any, Any]:
@@ -303,9 +316,46 @@ def _access(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> Non
         found,
         "access_log",
         {
-            r.id: (r.action, bool(r.allowed), r.reason, r.user_name or "anonymous")
+            r.id: (
+                r.action,
+                bool(r.allowed),
+                r.reason,
+                r.user_name or "anonymous",
+                r.request_id,
+                r.record_id,
+                _instant(r.at),
+            )
             for r in conn.execute(select(access_log))
         },
-        {e["log_id"]: (e["action"], e["allowed"], e["reason"], e["actor"]) for e in ev["access"]},
+        {
+            e["log_id"]: (
+                e["action"],
+                e["allowed"],
+                e["reason"],
+                e["actor"],
+                e.get("request_id"),
+                e.get("record_id"),
+                _instant(e.get("time")),
+            )
+            for e in ev["access"]
+        },
         "access",
+    )
+    # A request's history (`requests show`): one row per request.received and
+    # request.transition event, in the same order (a row put in, dropped or altered is named).
+    history: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for r in conn.execute(select(request_transitions).order_by(request_transitions.c.id)):
+        history[r.request_id].append((r.from_state, r.to_state, r.actor))
+    recorded: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for e in sorted(ev["request.received"] + ev["request.transition"], key=lambda e: e["_idx"]):
+        step = (e.get("from"), e.get("to"), e["actor"])
+        if e["type"] == "request.received":
+            step = (None, "received", e["actor"])
+        recorded[e["request_id"]].append(step)
+    _diff(
+        found,
+        "request_transitions",
+        {(rid, n): step for rid, steps in history.items() for n, step in enumerate(steps)},
+        {(rid, n): step for rid, steps in recorded.items() for n, step in enumerate(steps)},
+        "request.received / request.transition",
     )

@@ -477,6 +477,20 @@ def _witness_view(
     return best
 
 
+_COPIED = ("actor", "request_id", "record_id")
+
+
+def _instant(v: object) -> str | None:
+    """A time from an event row or body in one form (UTC, microseconds)."""
+    if v is None:
+        return None
+    t = dt.datetime.fromisoformat(v) if isinstance(v, str) else v
+    if not isinstance(t, dt.datetime):
+        return str(v)
+    t = t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
+    return t.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
 def audit_store(
     ws: Workspace,
     key: Verifier | None = None,
@@ -507,9 +521,12 @@ def audit_store(
         cps = conn.execute(select(ledger_checkpoints).order_by(ledger_checkpoints.c.size)).all()
         stored_nodes = {(r.level, r.idx): r.hash for r in conn.execute(select(ledger_nodes))}
         outside = last_remembered(ws)
-        latest_note = (
-            log.with_cosignatures(conn, cps[-1].size, Note.parse(cps[-1].note)) if cps else None
-        )
+        try:
+            latest_note = (
+                log.with_cosignatures(conn, cps[-1].size, Note.parse(cps[-1].note)) if cps else None
+            )
+        except NoteError:  # reported with the checkpoint below (the tamper campaign's find)
+            latest_note = None
         rb = Rebuilder(
             range(log.NODE_LEVEL, 64),
             [c.size for c in cps]
@@ -524,6 +541,10 @@ def audit_store(
             select(
                 ledger_events.c.idx,
                 ledger_events.c.type,
+                ledger_events.c.at,
+                ledger_events.c.actor,
+                ledger_events.c.request_id,
+                ledger_events.c.record_id,
                 ledger_events.c.salt,
                 ledger_events.c.body,
                 ledger_events.c.commitment,
@@ -541,9 +562,15 @@ def audit_store(
                 rep.fail(f"event {r.idx}: its body does not match its commitment (edited)")
             # The type column is a copy of the body's own (for lookups by type): one edited
             # apart from its body would hide the event from whatever looks it up by type.
-            kind = json.loads(r.body).get("type")
+            doc = json.loads(r.body)
+            kind = doc.get("type")
             if kind != r.type:
                 rep.fail(f"event {r.idx}: its type column differs from its body's type (edited)")
+            # So are its time, actor, request and record (lookups by request or record, the
+            # accounting's dates): each must say what the body says (the campaign's find).
+            copies = (_instant(r.at), r.actor, r.request_id, r.record_id)
+            if copies != (_instant(doc.get("time")), *map(doc.get, _COPIED)):
+                rep.fail(f"event {r.idx}: a column beside its body differs from the body (edited)")
             anchored.add(r.idx, kind, r.body)
             for level, idx, h in rb.add(r.commitment):
                 seen_nodes += 1
@@ -590,7 +617,15 @@ def audit_store(
             )
     if outside is not None:
         ext, ext_note = outside
-        if key is not None and key.name not in Note.parse(ext_note).verified_by([key]):
+        try:
+            signers = Note.parse(ext_note).verified_by([key]) if key is not None else []
+        except NoteError as exc:  # a garbled copy is a finding, never a crash (the campaign's)
+            signers = []
+            rep.fail(
+                f"the checkpoint kept outside the store (size {ext.size}) is not a signed "
+                f"note: {exc}"
+            )
+        if key is not None and key.name not in signers:
             rep.fail(
                 f"the checkpoint kept outside the store (size {ext.size}) is not signed by "
                 f"{key.name}"

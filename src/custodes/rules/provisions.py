@@ -11,6 +11,7 @@ Layout of a rule set folder::
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -355,9 +356,29 @@ def lint(folder: Path) -> tuple[RuleSet | None, list[LintProblem]]:
     return (None if problems else rs), problems
 
 
+# Rule sets already read, by folder and by the hash of their bytes. One call loads the rule
+# set several times (the pipeline's checks, outcomes and release each ask for the one in
+# force), and reading it (the YAML prescan, parse and lint, in Python) costs ~0.1 s a time;
+# hashing the files again is one read of a few kilobytes. A file edited since misses the cache
+# (its hash differs), so what is returned is always what the folder holds now. Each caller
+# gets its own copy.
+_LOADED: dict[tuple[str, str], RuleSet] = {}
+
+
 def load(folder: Path | None = None) -> RuleSet:
     folder = folder or REFERENCE
+    try:
+        sha = ruleset_hash(folder) if folder.is_dir() else None
+    except OSError:
+        sha = None
+    hit = _LOADED.get((str(folder), sha)) if sha else None
+    if hit is not None:
+        return copy.deepcopy(hit)
     rs, problems = lint(folder)
+    if rs is not None and sha is not None and rs.sha256 == sha:
+        if len(_LOADED) >= 16:
+            _LOADED.clear()
+        _LOADED[(str(folder), sha)] = copy.deepcopy(rs)
     if rs is None:
         shown = "\n".join(f"  {p}" for p in problems[:20])
         raise InputError(

@@ -10,12 +10,14 @@ core (`records.master.connect`).
 
 from __future__ import annotations
 
+import os
 import threading
 
 import duckdb
 
 _lock = threading.Lock()
 _base: duckdb.DuckDBPyConnection | None = None
+_inherited: list[duckdb.DuckDBPyConnection] = []  # a forked child's copy of its parent's
 
 
 def cursor() -> duckdb.DuckDBPyConnection:
@@ -29,3 +31,18 @@ def cursor() -> duckdb.DuckDBPyConnection:
         cur = _base.cursor()
     cur.execute("SET enable_progress_bar = false")  # a per-connection setting
     return cur
+
+
+def _forget_in_child() -> None:
+    """A child forked from a process that used the shared database gets neither its worker
+    thread nor its lock's owner: a query there waits forever for a task no thread runs (seen
+    in bench/tamper.py's forked runs). The child opens its own on first use, and keeps the
+    parent's object unreleased: closing it would wait on threads that are not there."""
+    global _base, _lock
+    if _base is not None:
+        _inherited.append(_base)
+    _base = None
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, DateTime, Table, create_engine, event, inspect, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, ExceptionContext
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from custodes import failpoints
-from custodes.errors import Overloaded, WorkspaceError
+from custodes.errors import IntegrityError, Overloaded, WorkspaceError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -58,9 +59,52 @@ def make_engine(url: str, pool_size: int | None = None) -> Engine:
         engine = _create(url, pool)
     except (ArgumentError, NoSuchModuleError) as exc:
         raise WorkspaceError(f"Store URL is not usable: {exc}", code="bad_store_url") from exc
+    event.listen(engine, "handle_error", _generated_key_taken)
     if failpoints.ACTIVE:  # crash tests only: nothing is registered otherwise
         event.listen(engine, "commit", lambda _conn: failpoints.hit("commit"))
     return engine
+
+
+def _generated_keys() -> dict[str, str]:
+    """The tables whose key the store generates (a serial column on PostgreSQL, the rowid on
+    SQLite): their name, and the name of their primary key's constraint on PostgreSQL."""
+    from custodes.store.tables import metadata
+
+    return {
+        str(t.name): f"{t.name}_pkey"
+        for t in metadata.tables.values()
+        if t.autoincrement_column is not None
+    }
+
+
+_GENERATED: dict[str, str] = {}
+
+
+def _generated_key_taken(context: ExceptionContext) -> None:
+    """A genuine insert refused because its generated key is taken: a row was put into the
+    table behind custodes' back. On PostgreSQL a row inserted with an explicit id leaves the
+    table's sequence behind, so the next insert draws that id again and collides (issue #23,
+    the tamper campaign); SQLite draws max(rowid) + 1 and never collides, but the same check
+    holds for it. The database's own error would be an uncoded internal error; this says what
+    happened, names the table (never a value) and leaves nothing written (the transaction is
+    rolled back by the caller). `ledger verify` names the foreign row."""
+    exc = context.sqlalchemy_exception
+    if not isinstance(exc, DBIntegrityError):
+        return
+    if not _GENERATED:
+        _GENERATED.update(_generated_keys())
+    orig = context.original_exception
+    diag = getattr(orig, "diag", None)
+    constraint = getattr(diag, "constraint_name", None) if diag is not None else None
+    text_ = str(orig)
+    for table, pkey in _GENERATED.items():
+        if constraint == pkey or f"UNIQUE constraint failed: {table}." in text_:
+            raise IntegrityError(
+                f"The store's table {table} holds a row custodes did not write at the next "
+                "key it draws: the store was altered outside custodes; nothing was done. "
+                "Run 'custodes ledger verify' and restore the store.",
+                code="store_tampered",
+            ) from None
 
 
 def _create(url: str, pool: dict[str, Any]) -> Engine:
