@@ -28,6 +28,18 @@ sys.path.insert(0, str(ROOT))
 
 # The largest input each harness mutates to (an export's tile is 8 KiB; Parquet seeds ~6 KiB).
 MAX_LEN = {"ledger_export": 1 << 16, "items_parquet": 1 << 15, "ruleset": 1 << 15}
+# libFuzzer dictionaries (fuzz/dicts/): tokens a mutation would rarely spell by chance.
+DICTS = {
+    "envelope": "json.dict",
+    "api_json": "json.dict",
+    "agreement": "yaml.dict",
+    "ruleset": "yaml.dict",
+    "checkpoint": "note.dict",
+    "receipt": "note.dict",
+    "witness": "note.dict",
+    "ledger_export": "note.dict",
+    "items_csv": "csv.dict",
+}
 
 
 def _seed(name: str, corpus: Path) -> None:
@@ -53,6 +65,7 @@ def run_one(name: str, execs: int, max_time: int) -> dict[str, object]:
         "-timeout=60",
         "-rss_limit_mb=4096",
         "-print_final_stats=1",
+        *([f"-dict={HERE / 'dicts' / DICTS[name]}"] if name in DICTS else []),
         f"-artifact_prefix={HERE / 'crashers' / name}/",
         str(corpus),
     ]
