@@ -547,6 +547,21 @@ def _strings(doc: Any) -> Iterator[str]:
             yield from _strings(v)
 
 
+def tile_path(data: bytes) -> None:
+    """A tile's path as the public tile route gets it (`GET /tile/<path>`, served to any
+    tlog-tiles client): `parse_tile_path`, whose `TileError` the route answers with 404."""
+    from custodes.ledger import tiles
+
+    try:
+        tiles.parse_tile_path(data.decode("utf-8"))
+    except (UnicodeDecodeError, tiles.TileError):
+        return
+
+
+def tile_path_seeds() -> Iterator[bytes]:
+    yield from (b"0/000", b"0/x001/234.p/7", b"entries/000.p/44", b"1/000.p/1", b"63/x999/999")
+
+
 HARNESSES: dict[str, Harness] = {
     h.name: h
     for h in (
@@ -569,6 +584,7 @@ HARNESSES: dict[str, Harness] = {
         Harness("checkpoint", "checkpoint -> ledger verify", checkpoint, checkpoint_seeds),
         Harness("receipt", "receipt -> ledger verify", receipt, receipt_seeds),
         Harness("witness", "add-checkpoint body -> Witness", witness, witness_seeds),
+        Harness("tile_path", "tile path -> parse_tile_path", tile_path, tile_path_seeds),
     )
 }
 

@@ -38,3 +38,13 @@ def test_a_saved_crasher_is_answered_with_a_coded_error(case: Path) -> None:
     except CustodesError as exc:  # a refusal is fine, if it is coded
         assert exc.code and exc.code not in ("error", "internal")
         assert exc.http_status < 500 or exc.code in ("read_only", "disk_full")
+
+
+def test_a_sign_in_code_of_non_ascii_digits_is_refused_not_a_crash() -> None:
+    """'12345²' passes str.isdigit(); compared with the expected code it raised TypeError
+    (secrets.compare_digest takes ASCII only): a sign-in answered 500. Now simply no match."""
+    import pyotp
+
+    from custodes.access.credentials import totp_step
+
+    assert totp_step(pyotp.random_base32(), "12345\u00b2", None, 1.0e9) is None
