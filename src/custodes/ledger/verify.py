@@ -209,8 +209,12 @@ def verify_receipt(
         rep.fail(f"inclusion: {exc}")
     if body is not None:
         try:
+            if not isinstance(body, dict) or not all(
+                isinstance(body.get(k), str) for k in ("salt", "body")
+            ):
+                raise NoteError("not an object with a salt and a body (text)")
             c = commitment(unb64(body["salt"], "salt"), body["body"].encode())
-        except (KeyError, NoteError) as exc:
+        except NoteError as exc:
             rep.fail(f"body file: {exc}")
         else:
             if c != entry:
