@@ -1,6 +1,7 @@
 """Run every fuzzing harness, one after the other, and print a table.
 
     nice -n 10 python fuzz/run.py --execs 100000 [--max-time 300] [--only envelope,witness]
+        [--time-for envelope=240,checkpoint=240] [--json FILE]
 
 Each harness runs in its own process (`fuzz/fuzz_one.py`, atheris/libFuzzer) until it has
 made `--execs` executions or run `--max-time` seconds, whichever comes first; its corpus
@@ -108,6 +109,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--execs", type=int, default=10_000, help="executions per harness (cap)")
     ap.add_argument("--max-time", type=int, default=300, help="seconds per harness (cap)")
+    ap.add_argument(
+        "--time-for",
+        default="",
+        help="per-harness time caps overriding --max-time, e.g. envelope=240,checkpoint=240",
+    )
     ap.add_argument("--only", default="", help="comma-separated harness names")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args()
@@ -115,12 +121,13 @@ def main() -> None:
     unknown = sorted(set(chosen) - set(names))
     if unknown:
         ap.error(f"unknown harness(es): {', '.join(unknown)}; known: {', '.join(names)}")
+    time_for = {k: int(v) for k, v in (p.split("=") for p in args.time_for.split(",") if p)}
     rows = []
     header = f"{'harness':<14} {'executions':>10} {'s':>6} {'exec/s':>8} {'cov':>6} {'ft':>6} "
     header += f"{'new':>5} {'crash-execs':>11} {'crashers':>8}"
     print(header, flush=True)
     for name in chosen:
-        r = run_one(name, args.execs, args.max_time)
+        r = run_one(name, args.execs, time_for.get(name, args.max_time))
         rows.append(r)
         print(
             f"{r['harness']:<14} {r['executions']:>10} {r['seconds']:>6} {r['execs_per_s']:>8} "
