@@ -90,6 +90,19 @@ def prescan_yaml(text: str) -> None:
             depth -= 1
 
 
+def construct_yaml(text: str) -> Any:
+    """`yaml.safe_load`, with what PyYAML's constructors raise for a value that does not fit
+    its explicit tag (`!!int m` ValueError, `!!timestamp x` AttributeError, `!!int ''`
+    IndexError: found by fuzzing) turned into a `yaml.YAMLError` like any other bad YAML.
+    Call it after `prescan_yaml`."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError):
+        raise YamlRefused(problem="a value does not match its tag") from None
+
+
 def _node_lines(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
     """Line numbers (1-based) of every key and list element, by path."""
     out = {path: node.start_mark.line + 1}
@@ -111,7 +124,7 @@ def _read(
         text = path.read_text(encoding="utf-8")
         prescan_yaml(text)
         node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        data = construct_yaml(text)
     except UnicodeDecodeError:
         problems.append(LintProblem(rel, None, "not UTF-8 text"))
         return None, {}

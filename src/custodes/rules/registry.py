@@ -23,7 +23,7 @@ from custodes.ledger import anchors, log
 from custodes.ledger.events import Event
 from custodes.records import master
 from custodes.rules.active import in_force
-from custodes.rules.provisions import overlay, prescan_yaml
+from custodes.rules.provisions import construct_yaml, overlay, prescan_yaml
 from custodes.rules.types import Agreement, Registry, RuleSet
 from custodes.store import changes as queue
 from custodes.store.tables import agencies, agreements, officials
@@ -202,7 +202,7 @@ def parse_agreement(data: bytes, label: str, rs: RuleSet) -> tuple[Agreement, st
     try:
         text = data.decode("utf-8-sig")
         prescan_yaml(text)
-        doc = yaml.safe_load(text)
+        doc = construct_yaml(text)
     except UnicodeDecodeError:
         raise InputError(f"{label}: not UTF-8 text.", code="bad_encoding") from None
     except yaml.YAMLError as exc:
