@@ -31,8 +31,12 @@ with atheris.instrument_imports(include=["custodes"]):
     if NAME == "api_json":
         harnesses.register_api()
     HARNESS = harnesses.HARNESSES[NAME]
-    # Running the seeds once imports every module the harness reaches, instrumented.
-    for seed in HARNESS.seeds():
+    # Running the seeds once imports every module the harness reaches, instrumented; they
+    # are written to the corpus folder (the last argument) for libFuzzer to start from.
+    corpus = Path(sys.argv[-1])
+    corpus.mkdir(parents=True, exist_ok=True)
+    for i, seed in enumerate(HARNESS.seeds()):
+        (corpus / f"seed-{i:03d}").write_bytes(seed)
         with contextlib.suppress(Exception):  # a seed's own answer is the fuzzer's business
             HARNESS.target(seed)
 

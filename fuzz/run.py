@@ -43,19 +43,8 @@ DICTS = {
 }
 
 
-def _seed(name: str, corpus: Path) -> None:
-    from fuzz import harnesses
-
-    if name == "api_json":
-        harnesses.register_api()
-    corpus.mkdir(parents=True, exist_ok=True)
-    for i, data in enumerate(harnesses.HARNESSES[name].seeds()):
-        (corpus / f"seed-{i:03d}").write_bytes(data)
-
-
 def run_one(name: str, execs: int, max_time: int) -> dict[str, object]:
-    corpus = HERE / "corpus" / name
-    _seed(name, corpus)
+    corpus = HERE / "corpus" / name  # fuzz_one.py writes the harness's seeds into it
     cmd = [
         sys.executable,
         str(HERE / "fuzz_one.py"),

@@ -352,6 +352,13 @@ def lint(folder: Path) -> tuple[RuleSet | None, list[LintProblem]]:
         )
     if not provisions:
         problems.append(LintProblem(str(folder), None, "no provision files"))
+    placeholders = {
+        k: [str(x).upper() for x in v]
+        for k, v in ph_doc.items()
+        if isinstance(v, list) and not any(isinstance(x, dict | list) for x in v)
+    }
+    if len(placeholders) != len(ph_doc):  # a null or a mapping where a list is due (fuzzing)
+        problems.append(LintProblem("placeholders.yaml", None, "each entry is a list of values"))
     rs = RuleSet(
         folder,
         meta.get("name", ""),
@@ -361,7 +368,7 @@ def lint(folder: Path) -> tuple[RuleSet | None, list[LintProblem]]:
         rationale,
         checks,
         fields,
-        {k: [str(x).upper() for x in v] for k, v in (ph_doc or {}).items()},
+        placeholders,
         provisions,
         ruleset_hash(folder),
     )
