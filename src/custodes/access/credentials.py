@@ -154,7 +154,7 @@ def totp_uri(secret: str, name: str) -> str:
 def totp_step(secret: str, code: str | None, last_step: int | None, now: float) -> int | None:
     """The time step the code belongs to (now, or one step either side), if it is valid and
     newer than the last one used; None otherwise."""
-    if not code or not code.strip().isdigit():
+    if not code or not code.isascii() or not code.strip().isdigit():
         return None
     totp = pyotp.TOTP(secret)
     here = int(now // totp.interval)

@@ -248,7 +248,9 @@ class Checkpoint:
         origin, size_s, root_s = lines[0], lines[1], lines[2]
         if not origin:
             raise NoteError("a checkpoint's origin is empty")
-        if not size_s.isdigit() or (size_s != "0" and size_s.startswith("0")):
+        if not (size_s.isascii() and size_s.isdigit()) or (
+            size_s != "0" and size_s.startswith("0")
+        ):
             raise NoteError("a checkpoint's size must be a decimal number without leading zeros")
         root = unb64(root_s, "checkpoint root")
         if len(root) != HASH_SIZE:

@@ -54,7 +54,7 @@ class Policy:
                         else 1
                         if k == "any"
                         else int(k)
-                        if k.isdigit()
+                        if k.isascii() and k.isdigit()
                         else -1
                     )
                     if not 1 <= need <= len(members):

@@ -169,7 +169,7 @@ def _witness_cosign(
                     )
             return
         reason = None
-        if status == 409 and text.strip().isdigit():
+        if status == 409 and text.isascii() and text.strip().isdigit():
             known = int(text.strip())
             if not configured or known < old:
                 old = known  # the witness knows an older size: prove from there

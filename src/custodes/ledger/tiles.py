@@ -129,7 +129,7 @@ def parse_tile_path(path: str) -> tuple[int | str, int, int]:
     width = TILE_WIDTH
     if ".p/" in rest:
         rest, _, w = rest.partition(".p/")
-        if not w.isdigit() or w != str(int(w)) or not 1 <= int(w) < TILE_WIDTH:
+        if not (w.isascii() and w.isdigit()) or w != str(int(w)) or not 1 <= int(w) < TILE_WIDTH:
             raise TileError("a partial tile's width is 1 to 255")
         width = int(w)
     parts = rest.split("/")
@@ -138,13 +138,13 @@ def parse_tile_path(path: str) -> tuple[int | str, int, int]:
     if any(not p.startswith("x") for p in parts[:-1]):
         raise TileError("not a tile index")
     digits = "".join(p.removeprefix("x") for p in parts)
-    if not digits.isdigit():
+    if not (digits.isascii() and digits.isdigit()):
         raise TileError("not a tile index")
     n = int(digits)
     level: int | str
     if head == "entries":
         level = head
-    elif head.isdigit() and head == str(int(head)) and int(head) < 64:
+    elif head.isascii() and head.isdigit() and head == str(int(head)) and int(head) < 64:
         level = int(head)
     else:
         raise TileError("not a tile level")

@@ -147,14 +147,20 @@ def _width(size: int, level: int, n: int) -> int:
 
 
 def _bodies(path: Path, rep: Report) -> dict[int, tuple[bytes, bytes]] | None:
+    """bodies.jsonl, one JSON object a line ({"idx": int, "salt": base64, "body": text});
+    a line that is not one is a failure of the report, never an exception."""
     if not path.exists():
         return None
     out = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, raw in enumerate(path.read_bytes().splitlines(), start=1):
         try:
-            d = json.loads(line)
+            d = json.loads(
+                raw
+            )  # bytes: JSON's own UTF-8 check (a UnicodeDecodeError is a ValueError)
+            if not isinstance(d, dict) or not isinstance(d.get("body"), str):
+                raise ValueError("not a body object")
             out[int(d["idx"])] = (unb64(d["salt"], "salt"), d["body"].encode())
-        except (ValueError, KeyError, NoteError):
+        except (ValueError, TypeError, KeyError, NoteError, RecursionError):
             rep.fail(f"bodies.jsonl:{lineno}: not a body line")
     return out
 
@@ -203,8 +209,12 @@ def verify_receipt(
         rep.fail(f"inclusion: {exc}")
     if body is not None:
         try:
+            if not isinstance(body, dict) or not all(
+                isinstance(body.get(k), str) for k in ("salt", "body")
+            ):
+                raise NoteError("not an object with a salt and a body (text)")
             c = commitment(unb64(body["salt"], "salt"), body["body"].encode())
-        except (KeyError, NoteError) as exc:
+        except NoteError as exc:
             rep.fail(f"body file: {exc}")
         else:
             if c != entry:

@@ -94,9 +94,11 @@ class Witness:
             return Answer(400, "body is not UTF-8\n")
         head, sep, note_text = text.partition("\n\n")
         lines = head.split("\n")
-        if not sep or not lines[0].startswith("old ") or not lines[0][4:].isdigit():
+        size = lines[0][4:]
+        # isdigit() alone takes "²" (and int() then fails): a size is ASCII digits
+        if not sep or not lines[0].startswith("old ") or not (size.isascii() and size.isdigit()):
             return Answer(400, "body must start with 'old <size>' and a blank line\n")
-        old = int(lines[0][4:])
+        old = int(size)
         try:
             proof = [unb64(x, "proof line") for x in lines[1:]]
             if len(proof) > 63:
@@ -183,7 +185,9 @@ def make_server(witness: Witness, host: str, port: int) -> ThreadingHTTPServer:
             if self.headers.get("Transfer-Encoding") or declared is None:
                 self._send(Answer(411, "a Content-Length is required\n"), close=True)
                 return
-            if not declared.strip().isdigit():  # "-1", "abc", "1e9": refused, never read
+            if not (
+                declared.isascii() and declared.strip().isdigit()
+            ):  # "-1", "abc", "1e9": refused, never read
                 self._send(Answer(400, "bad Content-Length\n"), close=True)
                 return
             length = int(declared)

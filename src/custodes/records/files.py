@@ -178,11 +178,17 @@ def _too_large(path: Path, max_bytes: int) -> InputError:
 def _read_parquet(path: Path, max_bytes: int, max_rows: int | None) -> pa.Table:
     """The file's table, refused by its metadata (rows, uncompressed bytes) before decoding
     and by what it decodes to (counted per batch) while decoding."""
+    # A damaged file fails in Arrow (any ArrowException) or the OS wherever it is read — its
+    # footer, its schema, a page — or in decoding its metadata's names (UnicodeDecodeError: a
+    # column path that is not UTF-8, found by fuzzing).
     try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError):
+        return _read_parquet_checked(path, max_bytes, max_rows)
+    except (pa.ArrowException, OSError, UnicodeDecodeError):
         raise InputError(f"{path.name}: not a readable Parquet file.", code="bad_parquet") from None
-    with pf:
+
+
+def _read_parquet_checked(path: Path, max_bytes: int, max_rows: int | None) -> pa.Table:
+    with pq.ParquetFile(path) as pf:
         meta = pf.metadata
         _check_rows(path, meta.num_rows, max_rows)
         declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
@@ -196,21 +202,16 @@ def _read_parquet(path: Path, max_bytes: int, max_rows: int | None) -> pa.Table:
             for f in pf.schema_arrow
         )
         batches, decoded = [], 0
-        try:
-            for batch in pf.iter_batches(batch_size=1 << 16):
-                batch = pa.RecordBatch.from_arrays(
-                    [c.cast(t) for c, t in zip(batch.columns, schema.types, strict=True)],
-                    schema=schema,
-                )
-                decoded += batch.nbytes
-                if decoded > max_bytes:
-                    raise _too_large(path, max_bytes)
-                batches.append(batch)
-            return pa.Table.from_batches(batches, schema=schema)
-        except (pa.ArrowInvalid, OSError):
-            raise InputError(
-                f"{path.name}: not a readable Parquet file.", code="bad_parquet"
-            ) from None
+        for batch in pf.iter_batches(batch_size=1 << 16):
+            batch = pa.RecordBatch.from_arrays(
+                [c.cast(t) for c, t in zip(batch.columns, schema.types, strict=True)],
+                schema=schema,
+            )
+            decoded += batch.nbytes
+            if decoded > max_bytes:
+                raise _too_large(path, max_bytes)
+            batches.append(batch)
+        return pa.Table.from_batches(batches, schema=schema)
 
 
 def _check_columns(

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -172,6 +173,13 @@ def parse_envelope(text: str) -> dict[str, Any]:
         ) from None
     if not isinstance(env, dict):
         raise InputError(f"{ENVELOPE_FILE}: must hold a JSON object.", code="bad_envelope")
+    try:  # the request's content hash is canonical JSON by orjson: what it cannot write is refused
+        orjson.dumps(env, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # an integer past 64 bits, or nesting past 255 levels
+        raise InputError(
+            f"{ENVELOPE_FILE}: holds a number too large or nesting too deep to be an envelope.",
+            code="bad_envelope",
+        ) from None
     missing = [k for k in ENVELOPE_REQUIRED if k not in env]
     if missing:
         raise InputError(

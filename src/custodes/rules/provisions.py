@@ -91,6 +91,19 @@ def prescan_yaml(text: str) -> None:
             depth -= 1
 
 
+def construct_yaml(text: str) -> Any:
+    """`yaml.safe_load`, with what PyYAML's constructors raise for a value that does not fit
+    its explicit tag (`!!int m` ValueError, `!!timestamp x` AttributeError, `!!int ''`
+    IndexError: found by fuzzing) turned into a `yaml.YAMLError` like any other bad YAML.
+    Call it after `prescan_yaml`."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError):
+        raise YamlRefused(problem="a value does not match its tag") from None
+
+
 def _node_lines(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
     """Line numbers (1-based) of every key and list element, by path."""
     out = {path: node.start_mark.line + 1}
@@ -112,7 +125,7 @@ def _read(
         text = path.read_text(encoding="utf-8")
         prescan_yaml(text)
         node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        data = construct_yaml(text)
     except UnicodeDecodeError:
         problems.append(LintProblem(rel, None, "not UTF-8 text"))
         return None, {}
@@ -340,6 +353,13 @@ def lint(folder: Path) -> tuple[RuleSet | None, list[LintProblem]]:
         )
     if not provisions:
         problems.append(LintProblem(str(folder), None, "no provision files"))
+    placeholders = {
+        k: [str(x).upper() for x in v]
+        for k, v in ph_doc.items()
+        if isinstance(v, list) and not any(isinstance(x, dict | list) for x in v)
+    }
+    if len(placeholders) != len(ph_doc):  # a null or a mapping where a list is due (fuzzing)
+        problems.append(LintProblem("placeholders.yaml", None, "each entry is a list of values"))
     rs = RuleSet(
         folder,
         meta.get("name", ""),
@@ -349,7 +369,7 @@ def lint(folder: Path) -> tuple[RuleSet | None, list[LintProblem]]:
         rationale,
         checks,
         fields,
-        {k: [str(x).upper() for x in v] for k, v in (ph_doc or {}).items()},
+        placeholders,
         provisions,
         ruleset_hash(folder),
     )

@@ -23,8 +23,8 @@ from custodes.ledger import anchors, log
 from custodes.ledger.events import Event
 from custodes.records import master
 from custodes.rules.active import in_force
-from custodes.rules.provisions import overlay, prescan_yaml
-from custodes.rules.types import Agreement, Registry
+from custodes.rules.provisions import construct_yaml, overlay, prescan_yaml
+from custodes.rules.types import Agreement, Registry, RuleSet
 from custodes.store import changes as queue
 from custodes.store.tables import agencies, agreements, officials
 from custodes.workspace import Call, Workspace
@@ -193,17 +193,16 @@ def add_agreement(call: Call, path: Path, *, direct: bool = False) -> dict[str, 
 MAX_AGREEMENT = 1 << 20
 
 
-def add_agreement_text(
-    call: Call, data: bytes, label: str = "agreement", *, direct: bool = False
-) -> dict[str, Any]:
-    """Propose an agreement from its YAML text (`label` names it in messages: a path or an
-    upload's name): checked now, in force once a second administrator confirms it."""
+def parse_agreement(data: bytes, label: str, rs: RuleSet) -> tuple[Agreement, str]:
+    """An agreement's YAML bytes checked against the rule set `rs` (every check and
+    provision it names exists): the agreement and its text, or a coded error. Pure: what
+    `add_agreement_text` checks before it proposes, and what the fuzzing harness calls."""
     if len(data) > MAX_AGREEMENT:
         raise InputError(f"{label}: an agreement is at most 1 MiB.", code="bad_agreement")
     try:
         text = data.decode("utf-8-sig")
         prescan_yaml(text)
-        doc = yaml.safe_load(text)
+        doc = construct_yaml(text)
     except UnicodeDecodeError:
         raise InputError(f"{label}: not UTF-8 text.", code="bad_encoding") from None
     except yaml.YAMLError as exc:
@@ -213,8 +212,16 @@ def add_agreement_text(
     if not isinstance(doc, dict):
         raise InputError(f"{label}: an agreement is a YAML mapping.", code="bad_agreement")
     agr = Agreement.from_dict(doc)
-    rs = in_force(call.ws)
     overlay(rs, rs.provision(agr.provision), agr)  # refuses unknown checks or provisions
+    return agr, text
+
+
+def add_agreement_text(
+    call: Call, data: bytes, label: str = "agreement", *, direct: bool = False
+) -> dict[str, Any]:
+    """Propose an agreement from its YAML text (`label` names it in messages: a path or an
+    upload's name): checked now, in force once a second administrator confirms it."""
+    agr, text = parse_agreement(data, label, in_force(call.ws))
     digest = hashlib.sha256(text.encode()).hexdigest()
     with call.ws.engine.connect() as conn:
         _no_agreement(conn, agr.id)

@@ -63,10 +63,10 @@ class Agreement:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Agreement:
         known = set(cls.__dataclass_fields__)
-        extra = sorted(set(d) - known)
+        extra = sorted(str(k) for k in set(d) - known)  # YAML keys may be None, numbers...
         if extra:
             raise InputError(
-                f"agreement: unknown key(s): {', '.join(map(str, extra))} (an agreement can "
+                f"agreement: unknown key(s): {', '.join(extra)} (an agreement can "
                 "only add requirements, never remove one).",
                 code="bad_agreement",
             )

@@ -130,7 +130,12 @@ def verify_path(
         )
     pol = _policy(policy)
     if path.is_dir():
-        prev = previous.read_text(encoding="utf-8") if previous else None
+        try:
+            prev = previous.read_text(encoding="utf-8") if previous else None
+        except UnicodeDecodeError:
+            raise InputError(
+                f"{previous}: not a checkpoint (not UTF-8 text).", code="bad_argument"
+            ) from None
         return verify_export(path, key, previous=prev, policy=pol)
     if path.is_file():
         try:

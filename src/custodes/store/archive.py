@@ -12,11 +12,13 @@ both `zip -r x.zip folder` and `cd folder && zip -r ../x.zip .` work.
 
 from __future__ import annotations
 
+import lzma
 import os
 import shutil
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -123,7 +125,21 @@ def unpacked(fh: IO[bytes], what: str) -> Iterator[Path]:
     try:
         try:
             (_unzip if kind == "zip" else _untar)(fh, root, what)
-        except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        # What the standard library raises on a damaged or unusual archive, beyond its own
+        # error classes: a zip of a version or compression method it does not read
+        # (NotImplementedError), an encrypted member (RuntimeError), a broken deflate, bzip2
+        # or xz stream (zlib.error, OSError, lzma.LZMAError) — each found by fuzzing.
+        except (
+            zipfile.BadZipFile,
+            tarfile.TarError,
+            EOFError,
+            OSError,
+            ValueError,
+            NotImplementedError,
+            RuntimeError,
+            zlib.error,
+            lzma.LZMAError,
+        ) as exc:
             if isinstance(exc, FileExistsError):
                 raise _bad(what, "names the same file twice.") from None
             raise _bad(what, "is damaged or truncated.") from None
