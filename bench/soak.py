@@ -211,6 +211,8 @@ async def open_loop(w: World, rate: float, seconds: float, connections: int) -> 
         conn: list[Any] = [None, None]
         while (job := await due.get()) is not None:
             kind, at = job
+            if kind == "staff: POST .../withdraw" and not w.submitted:  # another took it
+                kind = "staff: GET a request"
             ans = Answer(kind, at - t0, 0.0, 0, "")
             out.append(ans)
             left = end - loop.time()

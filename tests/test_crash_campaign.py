@@ -35,6 +35,8 @@ def _run(tmp_path: Path, *at: str) -> list:  # type: ignore[type-arg]
         work=str(tmp_path / "campaign"),
         keep=False,
         spawn=False,
+        chain=False,
+        minutes=0,
     )
     return crash.campaign(args)
 
