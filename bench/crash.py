@@ -429,6 +429,7 @@ def finish(
     stages: list[Stage],
     kill_at: dict[str, int] | None = None,
     killed: list[tuple[str, int]] | None = None,
+    refusals: list[str] | None = None,
 ) -> None:
     """Run the rest of the flow; a stage named in `kill_at` is first killed at that event
     (appended to `killed` when it landed), then run again as a user would."""
@@ -444,6 +445,8 @@ def finish(
         resumed = bool(kill_at and st.name in kill_at)  # a coded refusal may say it is done
         if r.returncode not in (0, 1) and not (resumed and r.returncode == 2):
             raise FlowFailed(f"{st.name}: exit {r.returncode}: {_error(r)}")
+        if r.returncode == 2 and refusals is not None:
+            refusals.append(f"{st.name} resumed: {_error(r)}")
         st.learn(c, s, _json(r) if r.returncode in (0, 1) else None)
 
 
@@ -574,6 +577,7 @@ class Result:
     again: bool = False  # killed a second time, while resuming
     # `--chain`: the later stages each killed once too, then resumed: (stage, N, event kind)
     chained: list[tuple[str, int, str]] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)  # later stages' coded refusals resuming
 
     def kills(self) -> list[tuple[str, str]]:
         """Every kill that landed in this run: (stage, event kind)."""
@@ -685,7 +689,7 @@ def one_kill(
             if chain is not None
             else None
         )
-        finish(c, s, FLOW[i + 1 :], kill_at, landed)
+        finish(c, s, FLOW[i + 1 :], kill_at, landed, res.refusals)
         res.problems += check(c, s["rid"], baseline)
     except (FlowFailed, subprocess.TimeoutExpired, ValueError, KeyError, IndexError) as exc:
         res.problems.append(f"flow did not finish: {type(exc).__name__}: {exc}")
@@ -694,7 +698,9 @@ def one_kill(
         f"{st.name} at {n} ({res.event}){f' then {m}' if m else ''}"
         f"{' (killed twice)' if res.again else ''}"
         + "".join(f", {name} at {k}" for name, k, _e in res.chained)
-        + f"{f' resumed: {res.resumed_with}' if res.resumed_with != 'ok' else ''}: "
+        + f"{f' resumed: {res.resumed_with}' if res.resumed_with != 'ok' else ''}"
+        + "".join(f" ({x})" for x in res.refusals)
+        + ": "
         + ("; ".join(res.problems) if res.problems else "recovered"),
         flush=True,
     )
@@ -733,7 +739,11 @@ def campaign(args: argparse.Namespace) -> list[Result]:
         def go(r: int, t: tuple[int, int, int | None]) -> Result | None:
             if deadline is not None and time.monotonic() > deadline:
                 return None  # out of time: the table says how many ran
-            chain = r if args.chain else None
+            chain = (
+                (r if args.chain_run is None else args.chain_run + r - args.offset)
+                if args.chain
+                else None
+            )
             return one_kill(backend, snaps, events, baseline, work, *t, args.keep, chain)
 
         with ThreadPoolExecutor(args.jobs) as pool:
@@ -810,6 +820,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="In each run, kill every later stage once too (then resume it): several kills "
         "per run, crashes compounding.",
+    )
+    p.add_argument(
+        "--chain-run",
+        type=int,
+        help="With --chain: number the runs from this (the later stages' events follow it; "
+        "to replay a run of the log with --at).",
     )
     p.add_argument(
         "--minutes", type=float, default=0, help="Start no new run after this long (0: none)."
