@@ -109,7 +109,11 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 def _start_server(
-    home: Path, store: str | None, workers: int, env_extra: dict[str, str] | None = None
+    home: Path,
+    store: str | None,
+    workers: int,
+    env_extra: dict[str, str] | None = None,
+    log: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], str, int]:
     port = _free_port()
     env = {
@@ -124,7 +128,8 @@ def _start_server(
         env["CUSTODES_STORE_URL"] = store
     cmd = [sys.executable, "-m", "custodes", "serve", "--port", str(port), "--home", str(home)]
     cmd += ["--workers", str(workers)]
-    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (the server's own)
+    server = subprocess.Popen(cmd, env=env, stdout=out, stderr=out)
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -148,11 +153,15 @@ class _Shot:
 
 
 async def _http_get(
-    conn: list[asyncio.StreamReader | asyncio.StreamWriter | None], port: int, request: bytes
+    conn: list[asyncio.StreamReader | asyncio.StreamWriter | None],
+    port: int,
+    request: bytes,
+    body: list[bytes] | None = None,
 ) -> tuple[int, bool]:
-    """One GET on a keep-alive connection (opened when needed); (status, Retry-After given).
-    A minimal HTTP/1.1 client: httpx costs about 1 ms of CPU per call, which a load generator
-    on the server's own two cores cannot spare at 800 calls/s."""
+    """One call (a GET, or any request written whole in `request`) on a keep-alive connection
+    (opened when needed); (status, Retry-After given); the answer's body is appended to `body`
+    when given. A minimal HTTP/1.1 client: httpx costs about 1 ms of CPU per call, which a load
+    generator on the server's own two cores cannot spare at 800 calls/s."""
     if conn[0] is None:
         conn[0], conn[1] = await asyncio.open_connection("127.0.0.1", port)
     reader, writer = conn[0], conn[1]
@@ -167,7 +176,9 @@ async def _http_get(
             if ":" in line:
                 k, v = line.split(":", 1)
                 fields[k.strip().lower()] = v.strip()
-        await reader.readexactly(int(fields.get("content-length", "0")))
+        data = await reader.readexactly(int(fields.get("content-length", "0")))
+        if body is not None:
+            body.append(data)
         if fields.get("connection", "").lower() == "close":
             writer.close()
             conn[0] = conn[1] = None

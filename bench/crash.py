@@ -423,12 +423,31 @@ class FlowFailed(Exception):
     pass
 
 
-def finish(c: Copy, s: dict[str, str], stages: list[Stage]) -> None:
+def finish(
+    c: Copy,
+    s: dict[str, str],
+    stages: list[Stage],
+    kill_at: dict[str, int] | None = None,
+    killed: list[tuple[str, int]] | None = None,
+    refusals: list[str] | None = None,
+) -> None:
+    """Run the rest of the flow; a stage named in `kill_at` is first killed at that event
+    (appended to `killed` when it landed), then run again as a user would."""
     for st in stages:
+        if kill_at and st.name in kill_at:
+            k = run_stage(c, st, s, failpoint=f"any:{kill_at[st.name]}")
+            if k.returncode == -9 and killed is not None:
+                killed.append((st.name, kill_at[st.name]))
+            elif k.returncode in (0, 1):  # it finished before its event: it is done
+                st.learn(c, s, _json(k))
+                continue
         r = run_stage(c, st, s)
-        if r.returncode not in (0, 1):
+        resumed = bool(kill_at and st.name in kill_at)  # a coded refusal may say it is done
+        if r.returncode not in (0, 1) and not (resumed and r.returncode == 2):
             raise FlowFailed(f"{st.name}: exit {r.returncode}: {_error(r)}")
-        st.learn(c, s, _json(r))
+        if r.returncode == 2 and refusals is not None:
+            refusals.append(f"{st.name} resumed: {_error(r)}")
+        st.learn(c, s, _json(r) if r.returncode in (0, 1) else None)
 
 
 def _error(r: subprocess.CompletedProcess[str]) -> str:
@@ -556,6 +575,15 @@ class Result:
     resumed_with: str  # "ok" or the coded refusal the same command answered
     problems: list[str] = field(default_factory=list)
     again: bool = False  # killed a second time, while resuming
+    # `--chain`: the later stages each killed once too, then resumed: (stage, N, event kind)
+    chained: list[tuple[str, int, str]] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)  # later stages' coded refusals resuming
+
+    def kills(self) -> list[tuple[str, str]]:
+        """Every kill that landed in this run: (stage, event kind)."""
+        out = [(self.stage, self.event)] if self.killed else []
+        out += [(self.stage, "again")] if self.again else []
+        return out + [(stage, kind) for stage, _n, kind in self.chained]
 
 
 def baseline_run(
@@ -627,12 +655,14 @@ def one_kill(
     n: int,
     m: int | None,
     keep: bool,
+    chain: int | None = None,
 ) -> Result:
     st = FLOW[i]
     snap, state = snaps[i]
     c = clone(backend, snap, work / f"kill-{st.name}-{n:04d}-{m or 0:04d}")
     s = dict(state)
     res = Result(st.name, n, events[i][n - 1], False, "")
+    landed: list[tuple[str, int]] = []  # --chain: the later stages' kills that landed
     try:
         r = run_stage(c, st, s, failpoint=f"any:{n}")
         res.killed = r.returncode == -9
@@ -648,14 +678,29 @@ def one_kill(
         else:
             res.problems.append(f"resuming {st.name}: exit {again.returncode}: {_error(again)}")
         st.learn(c, s, _json(again))
-        finish(c, s, FLOW[i + 1 :])
+        # --chain: every later stage killed once too (its event picked by the run's number,
+        # so that successive runs walk each stage's events), then resumed
+        kill_at = (
+            {
+                FLOW[j].name: 1 + (chain + j) % len(events[j])
+                for j in range(i + 1, len(FLOW))
+                if events[j]
+            }
+            if chain is not None
+            else None
+        )
+        finish(c, s, FLOW[i + 1 :], kill_at, landed, res.refusals)
         res.problems += check(c, s["rid"], baseline)
     except (FlowFailed, subprocess.TimeoutExpired, ValueError, KeyError, IndexError) as exc:
         res.problems.append(f"flow did not finish: {type(exc).__name__}: {exc}")
+    res.chained = [(name, k, events[STAGES.index(name)][k - 1]) for name, k in landed]
     print(
         f"{st.name} at {n} ({res.event}){f' then {m}' if m else ''}"
         f"{' (killed twice)' if res.again else ''}"
-        f"{f' resumed: {res.resumed_with}' if res.resumed_with != 'ok' else ''}: "
+        + "".join(f", {name} at {k}" for name, k, _e in res.chained)
+        + f"{f' resumed: {res.resumed_with}' if res.resumed_with != 'ok' else ''}"
+        + "".join(f" ({x})" for x in res.refusals)
+        + ": "
         + ("; ".join(res.problems) if res.problems else "recovered"),
         flush=True,
     )
@@ -687,13 +732,24 @@ def campaign(args: argparse.Namespace) -> list[Result]:
         # a campaign stopped early still has a spread.
         todo.sort(key=lambda t: (t[2] is not None, t[1] / len(events[t[0]]), t[0]))
         todo = todo[args.offset :]
-        with ThreadPoolExecutor(args.jobs) as pool:
-            results = list(
-                pool.map(
-                    lambda t: one_kill(backend, snaps, events, baseline, work, *t, args.keep),
-                    todo,
-                )
+        if args.chain:  # a run kills every later stage too: fewer runs for the same kills
+            todo = [t for t in todo if t[2] is None]
+        deadline = time.monotonic() + args.minutes * 60 if args.minutes else None
+
+        def go(r: int, t: tuple[int, int, int | None]) -> Result | None:
+            if deadline is not None and time.monotonic() > deadline:
+                return None  # out of time: the table says how many ran
+            chain = (
+                (r if args.chain_run is None else args.chain_run + r - args.offset)
+                if args.chain
+                else None
             )
+            return one_kill(backend, snaps, events, baseline, work, *t, args.keep, chain)
+
+        with ThreadPoolExecutor(args.jobs) as pool:
+            results = [
+                x for x in pool.map(go, range(args.offset, args.offset + len(todo)), todo) if x
+            ]
         print(table(backend.name, results, time.perf_counter() - t0), flush=True)
         for r in results:
             if r.problems:
@@ -706,25 +762,34 @@ def campaign(args: argparse.Namespace) -> list[Result]:
 
 
 def table(name: str, results: list[Result], seconds: float) -> str:
+    """Kills per stage (a run's first kill, a second kill while resuming, and with `--chain`
+    one in each later stage), by event, with whether the run they were in recovered."""
+    n_kills = sum(len(r.kills()) for r in results)
     lines = [
-        f"{name}: {len(results) + sum(r.again for r in results)} kills in {len(results)} runs, "
-        f"{seconds:.0f} s",
+        f"{name}: {n_kills} kills in {len(results)} runs "
+        f"({sum(not r.problems for r in results)} recovered, "
+        f"{sum(bool(r.problems) for r in results)} violated), {seconds:.0f} s",
         "| stage | kills | at commit | at ledger.append | at file.write | at group commit "
-        "| killed again resuming | recovered | violated | resumed with a refusal |",
+        "| killed again resuming | kills in runs recovered | kills in runs violated "
+        "| resumed with a refusal |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for stage in (*STAGES, "all"):
-        rs = [r for r in results if stage in (r.stage, "all")]
-        if not rs:
+        ks = [(k, bool(r.problems)) for r in results for k in r.kills() if stage in (k[0], "all")]
+        if not ks:
             continue
-        kinds = Counter(r.event for r in rs)
-        refused = Counter(r.resumed_with for r in rs if r.resumed_with not in ("ok", ""))
-        bad = sum(1 for r in rs if r.problems)
+        kinds = Counter(k[1] for k, _bad in ks)
+        refused = Counter(
+            r.resumed_with
+            for r in results
+            if stage in (r.stage, "all") and r.resumed_with not in ("ok", "")
+        )
+        bad = sum(1 for _k, b in ks if b)
         lines.append(
-            f"| {stage} | {len(rs) + sum(r.again for r in rs)} | {kinds['commit']} | "
+            f"| {stage} | {len(ks)} | {kinds['commit']} | "
             f"{kinds['ledger.append']} | {kinds['file.write']} | "
-            f"{kinds['group_commit.before_commit']} | {sum(r.again for r in rs)} | "
-            f"{len(rs) - bad} | {bad} | "
+            f"{kinds['group_commit.before_commit']} | {kinds['again']} | "
+            f"{len(ks) - bad} | {bad} | "
             + (", ".join(f"{k} ×{v}" for k, v in sorted(refused.items())) or "—")
             + " |"
         )
@@ -749,6 +814,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--at", nargs="*", help="Kill only at these points, STAGE:KIND:K (Kth KIND event)."
+    )
+    p.add_argument(
+        "--chain",
+        action="store_true",
+        help="In each run, kill every later stage once too (then resume it): several kills "
+        "per run, crashes compounding.",
+    )
+    p.add_argument(
+        "--chain-run",
+        type=int,
+        help="With --chain: number the runs from this (the later stages' events follow it; "
+        "to replay a run of the log with --at).",
+    )
+    p.add_argument(
+        "--minutes", type=float, default=0, help="Start no new run after this long (0: none)."
     )
     p.add_argument("--work", help="Working folder (default: a new temporary one).")
     p.add_argument("--keep", action="store_true", help="Keep the copies that broke something.")

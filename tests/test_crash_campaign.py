@@ -35,6 +35,8 @@ def _run(tmp_path: Path, *at: str) -> list:  # type: ignore[type-arg]
         work=str(tmp_path / "campaign"),
         keep=False,
         spawn=False,
+        chain=False,
+        minutes=0,
     )
     return crash.campaign(args)
 
@@ -51,7 +53,10 @@ def test_kills_across_the_flow_recover_with_every_invariant(tmp_path: Path) -> N
         # The recall committed, its notice not yet written: before the fix, the same command
         # again was refused (illegal_transition) and the recipient never got a notice.
         "recall:file.write:1",
+        # The standardized master file built, its record not committed: before the fix, the
+        # same `match train` again was refused for good (file_tampered: never recorded).
+        "train:ledger.append:2",
     )
-    assert len(results) == 3
+    assert len(results) == 4
     assert all(r.killed for r in results)
-    assert [r.problems for r in results] == [[]] * 3
+    assert [r.problems for r in results] == [[]] * 4

@@ -31,6 +31,11 @@ def _master_std(call: Call, con: Any, mf: master.MasterFile, cache: Path) -> Pat
     """The master file standardized for linking: built and recorded on first use (per master
     content hash), checked against its record on every later use."""
     path = cache / "master.parquet"
+    if files.unrecorded(call.ws, path):
+        # Built by a run stopped before the commit that records it (a crash, the store
+        # restarted): built again below from the checked master file, never used as found
+        # (as decisions.pipeline.drop_unrecorded does for a request's files).
+        path.unlink()
     if path.exists():
         return files.verified(call, "match.master", path)
     lk.master_table(con, mf, cache)
