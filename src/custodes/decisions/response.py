@@ -18,7 +18,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import duckdb
 import orjson
 import pyarrow as pa
 
@@ -32,6 +31,7 @@ from custodes.decisions.verdicts import REVIEW_CHECK
 from custodes.records.files import sha256_file
 from custodes.requests.format import ENVELOPE_FILE
 from custodes.rules.active import in_force
+from custodes.store import duck
 from custodes.store.sql import ident, literal
 from custodes.workspace import Workspace
 
@@ -67,7 +67,7 @@ def _rows(table: pa.Table, fields: list[str], citations: dict[str, str]) -> pa.T
         f", CASE WHEN outcome IN ('DISCLOSE', 'CONFIRM') THEN {ident(f)} END AS {ident(f)}"
         for f in fields
     )
-    con = duckdb.connect()
+    con = duck.bulk()  # the bulk settings: memory limit, spill folder
     try:
         con.register("o", table)
         return con.sql(
@@ -91,7 +91,7 @@ def _rows(table: pa.Table, fields: list[str], citations: dict[str, str]) -> pa.T
             ORDER BY item_id"""
         ).to_arrow_table()
     finally:
-        con.close()
+        duck.close(con)
 
 
 def content(ws: Workspace, request_id: str) -> Content:
