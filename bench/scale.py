@@ -27,6 +27,7 @@ engine); with the default `duckdb` nothing is passed.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import inspect
 import json
 import math
@@ -129,8 +130,12 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
     officer = people.login("bench-officer")
     if step == "submit":
-        rid = requests.submit(ws, people.login("bench-clerk"), Path(args.req)).request_id
-        return {"rid": rid}
+        # staff key in a request received on paper (its scan's hash); a second confirms it
+        scan = hashlib.sha256(f"scan of {args.req}".encode()).hexdigest()
+        sub = requests.submit(ws, people.login("bench-clerk"), Path(args.req), paper_sha256=scan)
+        if not sub.duplicate:
+            requests.confirm_paper(ws, officer, sub.request_id)
+        return {"rid": sub.request_id}
     rid = args.rid
     if step == "train":
         matching.train(ws, officer, rid, **_engine_kw(matching.train, args.engine))
