@@ -22,7 +22,6 @@ DOC, SECTION = "operations.md", "settings"
 # In the table, read by nothing yet: the setting's reader is on another branch this session.
 # (A setting here that the source reads fails the test, so this list cannot go stale.)
 PENDING = {
-    "CUSTODES_MEMORY_LIMIT": "DuckDB's memory limit, wired by the memory work's merge",
     "CUSTODES_SPARK_EXECUTOR_MEMORY": "wired by the Spark work's merge",
     "CUSTODES_SPARK_DRIVER_HOST": "wired by the Spark work's merge",
 }

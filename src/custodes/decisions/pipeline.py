@@ -315,7 +315,7 @@ def summary(ws: Workspace, request_id: str, stages: dict[str, float] | None = No
     with ws.engine.connect() as conn:
         state = current_state(conn, request_id)
     path = processed_outcomes(ws, request_id)
-    con = duckdb.connect()
+    con = master.connect(ws=ws)
     try:
         row = con.execute(
             f"SELECT any_value(ruleset_sha256), any_value(model_sha256) FROM {parquet(path)}"
@@ -327,15 +327,22 @@ def summary(ws: Workspace, request_id: str, stages: dict[str, float] | None = No
             ).fetchall()
         )
     finally:
-        con.close()
+        master.close(con)
     return Processed(
         request_id, state, False, _counts(path), row[0], row[1], [], by_check, stages or {}
     )
 
 
 def _counts(path: Path) -> dict[str, int]:
-    t = pq.read_table(path, columns=["outcome"])["outcome"].to_pylist()
-    return {o: t.count(o) for o in OUTCOMES if o in t}
+    """Items per outcome, counted by DuckDB (not a Python list of a million outcomes)."""
+    con = duck.cursor()
+    try:
+        found = dict(
+            con.execute(f"SELECT outcome, count(*) FROM {parquet(path)} GROUP BY 1").fetchall()
+        )
+    finally:
+        con.close()
+    return {o: int(found[o]) for o in OUTCOMES if o in found}
 
 
 def effective_rules(ws: Workspace, env: dict[str, Any]) -> Effective:
@@ -359,7 +366,7 @@ def check_counts(path: Path, checks: list[dict[str, Any]]) -> list[dict[str, Any
     """Each check that ran, with the items it failed on (`failing`; an item in review is not
     counted as failing `identified`: that is the officer's to settle) and the items whose
     outcome rests on it (`outcomes`: what the outcomes' `check` filter finds)."""
-    con = duckdb.connect()
+    con = duck.cursor()
     try:
         failing = dict(
             con.execute(
@@ -435,11 +442,12 @@ def decide(ws: Workspace, request_id: str, rs: RuleSet) -> Path:
     env = envelope(folder)
     linked = matching.linked_path(folder)
     mf = master.current(ws)
-    con = master.connect()
+    con = master.connect(ws=ws)
     try:
         items = load_items(folder)
         con.register("raw_items", items)
-        con.register("linked", pq.read_table(linked))
+        # the match results stay a Parquet file DuckDB reads (not a table held in Python)
+        con.execute(f"CREATE TEMP VIEW linked AS SELECT * FROM {parquet(linked)}")
         with_match = con.sql(
             """SELECT i.*, (l.status = 'identified') AS identified,
                       l.address_on_record AS address_on_record
@@ -531,7 +539,7 @@ def decide(ws: Workspace, request_id: str, rs: RuleSet) -> Path:
         )
         os.replace(tmp, out)
     finally:
-        con.close()
+        master.close(con)
     return out
 
 

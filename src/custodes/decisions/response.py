@@ -18,9 +18,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from custodes.decisions.pipeline import (
     RECORD_DEPENDENT,
@@ -32,6 +32,7 @@ from custodes.decisions.verdicts import REVIEW_CHECK
 from custodes.records.files import sha256_file
 from custodes.requests.format import ENVELOPE_FILE
 from custodes.rules.active import in_force
+from custodes.store import duck
 from custodes.store.sql import ident, literal
 from custodes.workspace import Workspace
 
@@ -67,7 +68,7 @@ def _rows(table: pa.Table, fields: list[str], citations: dict[str, str]) -> pa.T
         f", CASE WHEN outcome IN ('DISCLOSE', 'CONFIRM') THEN {ident(f)} END AS {ident(f)}"
         for f in fields
     )
-    con = duckdb.connect()
+    con = duck.bulk()  # the bulk settings: memory limit, spill folder
     try:
         con.register("o", table)
         return con.sql(
@@ -91,7 +92,26 @@ def _rows(table: pa.Table, fields: list[str], citations: dict[str, str]) -> pa.T
             ORDER BY item_id"""
         ).to_arrow_table()
     finally:
-        con.close()
+        duck.close(con)
+
+
+class _HashSink:
+    """A write-only file that feeds a hash."""
+
+    closed = False
+
+    def __init__(self, h: Any) -> None:
+        self.h = h
+
+    def write(self, data: Any) -> int:
+        self.h.update(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def content(ws: Workspace, request_id: str) -> Content:
@@ -101,20 +121,23 @@ def content(ws: Workspace, request_id: str) -> Content:
     table = effective_outcomes(ws, request_id)
     fields = released_fields(table)
     rows = _rows(table, fields, {cid: c.citation for cid, c in in_force(ws).checks.items()})
+    # Only the disclosed rows' few columns become Python objects (not every outcome's row).
+    keys = ("item_id", "record_id", "ruleset_sha256", "model_sha256")
+    mask = pc.is_in(table["outcome"], pa.array(["DISCLOSE", "CONFIRM"]))
+    picked = table.select([*keys, *fields]).filter(mask).to_pydict()
     disclosed = [
-        {k: r[k] for k in ("item_id", "record_id", "ruleset_sha256", "model_sha256")}
-        | {"values": [r[f] for f in fields]}
-        for r in table.to_pylist()
-        if r["outcome"] in ("DISCLOSE", "CONFIRM")
+        {k: picked[k][i] for k in keys} | {"values": [picked[f][i] for f in fields]}
+        for i in range(len(picked["item_id"]))
     ]
+    del picked
     recipients = recipients_of(env)
     h = hashlib.sha256(
         orjson.dumps({"fields": fields, "recipients": recipients}, option=orjson.OPT_SORT_KEYS)
     )
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, rows.schema) as writer:
+    # The rows' Arrow IPC stream goes into the hash as it is written (the same bytes as
+    # writing it to a buffer first, without holding them all).
+    with pa.ipc.new_stream(pa.PythonFile(_HashSink(h), mode="w"), rows.schema) as writer:
         writer.write_table(rows)
-    h.update(sink.getvalue().to_pybytes())
     h.update(orjson.dumps([(d["item_id"], d["record_id"]) for d in disclosed]))
     return Content(
         rows,

@@ -19,6 +19,7 @@ import duckdb
 
 from custodes.errors import InputError
 from custodes.records.files import read_text_table
+from custodes.store import duck
 from custodes.store.sql import parquet
 
 GRID_P = (0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 0.9999)
@@ -166,7 +167,7 @@ def evaluate(
     """Figures at the configured thresholds and over the grid; writes JSON and a PNG.
     `standardized` (the request's and the master file's standardized tables, as linked) adds
     the person evidence the list still carries (`_evidence`)."""
-    con = duckdb.connect(":memory:")
+    con = duck.bulk()  # the bulk settings: memory limit, spill folder
     try:
         _load(con, linked, truth)
         evidence = _evidence(con, *standardized) if standardized else None
@@ -207,7 +208,7 @@ def evaluate(
                     )
         model = con.execute("SELECT any_value(model_sha256) FROM ev").fetchall()[0][0]
     finally:
-        con.close()
+        duck.close(con)
     report = {
         "model_sha256": model,
         "at_thresholds": at,

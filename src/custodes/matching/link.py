@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -128,28 +129,41 @@ def master_table(con: duckdb.DuckDBPyConnection, mf: master.MasterFile, cache: P
 
 
 def _one_line_fixups(con: duckdb.DuckDBPyConnection) -> None:
-    """Items whose whole address sits in the street field: split it with usaddress."""
-    rows = con.execute(
+    """Items whose whole address sits in the street field: split it with usaddress (a Python
+    parser, so these rows go through Python: in record batches, the parsed ones written to a
+    Parquet file in the connection's spill folder, never all held at once)."""
+    reader = con.sql(
         """SELECT item_id, street FROM raw_items
            WHERE nullif(trim(street), '') IS NOT NULL AND nullif(trim(city), '') IS NULL
              AND nullif(trim(zip), '') IS NULL AND regexp_matches(street, '[0-9]{5}\\s*$')"""
-    ).fetchall()
-    if not rows:
-        return
-    parsed = [(item_id, std.parse_one_line(street)) for item_id, street in rows]
-    fix = pa.table(
-        {
-            "item_id": [p[0] for p in parsed],
-            **{k: [p[1][k] for p in parsed] for k in ("street", "unit", "city", "state", "zip")},
-        }
-    )
-    con.register("one_line", fix)
-    con.execute(
-        """UPDATE raw_items SET street = o.street, unit = coalesce(o.unit, raw_items.unit),
-                  city = o.city, state = o.state, zip = o.zip
-           FROM one_line o WHERE raw_items.item_id = o.item_id"""
-    )
-    con.unregister("one_line")
+    ).to_arrow_reader(50_000)
+    keys = ("street", "unit", "city", "state", "zip")
+    schema = pa.schema([("item_id", pa.string()), *((k, pa.string()) for k in keys)])
+    folder = master.spill_folder(con)
+    fixes = (folder or Path(tempfile.mkdtemp())) / "one_line.parquet"
+    writer: pq.ParquetWriter | None = None
+    try:
+        for batch in reader:
+            parsed = [std.parse_one_line(s) for s in batch.column("street").to_pylist()]
+            cols = {k: [p[k] for p in parsed] for k in keys}
+            out = pa.table({"item_id": batch.column("item_id"), **cols}, schema=schema)
+            writer = writer or pq.ParquetWriter(fixes, schema)
+            writer.write_table(out)
+        if writer is None:
+            return
+        writer.close()
+        writer = None
+        con.execute(
+            f"""UPDATE raw_items SET street = o.street, unit = coalesce(o.unit, raw_items.unit),
+                      city = o.city, state = o.state, zip = o.zip
+               FROM {parquet(fixes)} o WHERE raw_items.item_id = o.item_id"""
+        )
+    finally:
+        if writer is not None:
+            writer.close()
+        fixes.unlink(missing_ok=True)
+        if folder is None:
+            fixes.parent.rmdir()
 
 
 def request_table(con: duckdb.DuckDBPyConnection, items: Path, out: Path) -> Path:
@@ -200,10 +214,15 @@ def nickname_table() -> pa.Table:
 class DuckDBBackend:
     name = dialect = "duckdb"
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(
+        self, threads: int | None = None, *, con: duckdb.DuckDBPyConnection | None = None
+    ) -> None:
         from splink import DuckDBAPI
 
-        self.con = master.connect(threads)
+        # Splink scores in the caller's bulk connection when given one (one memory limit for
+        # the whole link, and the scored pairs never leave DuckDB), else in its own.
+        self.own = con is None
+        self.con = con if con is not None else master.connect(threads)
         self.db_api = DuckDBAPI(connection=self.con)
 
     def register(self, path: Path, name: str) -> Any:
@@ -216,8 +235,16 @@ class DuckDBBackend:
     def fetch(self, sdf: Any, columns: str) -> pa.Table:
         return self.con.sql(f"SELECT {columns} FROM {sdf.physical_name}").to_arrow_table()
 
+    def keep(self, sdf: Any, columns: str, con: duckdb.DuckDBPyConnection, first: bool) -> None:
+        """Append a chunk's pairs to the temp table `pairs` of `con` (the same connection:
+        nothing crosses into Python)."""
+        assert con is self.con
+        verb = "CREATE OR REPLACE TEMP TABLE pairs AS" if first else "INSERT INTO pairs"
+        self.con.execute(f"{verb} SELECT {columns} FROM {sdf.physical_name}")
+
     def close(self) -> None:
-        self.con.close()
+        if self.own:
+            master.close(self.con)
 
 
 class SparkBackend:
@@ -238,6 +265,15 @@ class SparkBackend:
 
     def fetch(self, sdf: Any, columns: str) -> pa.Table:
         return self.spark.sql(f"SELECT {columns} FROM {sdf.physical_name}").toArrow()
+
+    def keep(self, sdf: Any, columns: str, con: duckdb.DuckDBPyConnection, first: bool) -> None:
+        """Append a chunk's pairs to the temp table `pairs` of `con`: one chunk at a time
+        crosses from Spark (a chunk is at most ITEMS_PER_CHUNK items' pairs)."""
+        chunk = self.fetch(sdf, columns)
+        con.register("pairs_chunk", chunk)
+        verb = "CREATE OR REPLACE TEMP TABLE pairs AS" if first else "INSERT INTO pairs"
+        con.execute(f"{verb} SELECT * FROM pairs_chunk")
+        con.unregister("pairs_chunk")
 
     def close(self) -> None:
         """The session is shared and stopped at exit; nothing to release per link."""
@@ -264,9 +300,12 @@ def spark_session() -> Any:
     return spark
 
 
-def make_backend(name: str) -> DuckDBBackend | SparkBackend:
+def make_backend(
+    name: str, con: duckdb.DuckDBPyConnection | None = None
+) -> DuckDBBackend | SparkBackend:
+    """Splink's backend; `con`, a bulk connection, is the one DuckDB scores in."""
     if name == "duckdb":
-        return DuckDBBackend()
+        return DuckDBBackend(con=con)
     if name == "spark":
         return SparkBackend()
     raise InputError("Unknown backend (use duckdb or spark).", code="bad_argument")
@@ -292,8 +331,11 @@ def score(
     n_items: int,
     floor_probability: float,
     progress: Progress | None = None,
-) -> tuple[pa.Table, int]:
-    """All candidate pairs at or above the floor probability, with per-field weights."""
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> tuple[pa.Table | int, int]:
+    """All candidate pairs at or above the floor probability, with per-field weights. With
+    `con` (a bulk connection) they go to its temp table `pairs`, chunk by chunk, and the count
+    is returned instead of the table (the pairs of a 5M x 1M link never enter Python)."""
     from splink import Linker
 
     from custodes.matching.model import quiet_splink
@@ -313,16 +355,21 @@ def score(
             threshold_match_probability=floor_probability,
             warning_mode="never",
         )
-        parts.append(backend.fetch(sdf, PAIR_COLUMNS))
+        if con is not None:
+            backend.keep(sdf, PAIR_COLUMNS, con, first=i == 1)
+        else:
+            parts.append(backend.fetch(sdf, PAIR_COLUMNS))
         sdf.drop_table_from_database_and_remove_from_cache()
         if progress:
             progress("score", i, chunks)
+    if con is not None:
+        return con.execute("SELECT count(*) FROM pairs").fetchall()[0][0], chunks
     return pa.concat_tables(parts), chunks
 
 
 def decide(
     con: duckdb.DuckDBPyConnection,
-    pairs: pa.Table,
+    pairs: pa.Table | None,
     master_path: Path,
     request_path: Path,
     t: Thresholds,
@@ -330,8 +377,10 @@ def decide(
     items_path: Path,
     envelope_periods: list[int],
 ) -> None:
-    """Create the temp table `linked`: one row per item with its verdict and evidence."""
-    con.register("pairs", pairs)
+    """Create the temp table `linked`: one row per item with its verdict and evidence.
+    `pairs`: the scored pairs, or None when they are already `con`'s table `pairs`."""
+    if pairs is not None:
+        con.register("pairs", pairs)
     con.register("nick", nickname_table())
     con.register("known_first", known_first_names())
     floor_w = math.log2(t.floor_probability / (1 - t.floor_probability))
@@ -344,6 +393,8 @@ def decide(
                                           ORDER BY match_weight DESC, record_id) AS rank
              FROM pairs) WHERE rank <= 2"""
     )
+    if pairs is None:  # the connection's own table: its memory goes back to the pool
+        con.execute("DROP TABLE pairs")
     jw = t.first_name_similarity
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE evidence AS
@@ -408,6 +459,7 @@ def decide(
         FROM r LEFT JOIN b ON b.item_id = r.uid LEFT JOIN s ON s.item_id = r.uid
         LEFT JOIN m ON m.uid = b.record_id"""
     )
+    con.execute("DROP TABLE ranked")
     _address_on_record(con, mf, request_path, items_path, envelope_periods)
     # Household flags: another person at the candidate's last address with a similar surname;
     # one with the same first name (Jr/Sr, II); a twin (same surname and date of birth).

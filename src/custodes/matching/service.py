@@ -89,19 +89,16 @@ def train(
     mf.path("people")  # refuses clearly when there is no master file
     master.verified(call)
     t0 = time.perf_counter()
-    be = lk.make_backend(backend)
+    con = master.connect(ws=ws)  # one bulk connection: standardizing, then Splink on DuckDB
+    be = lk.make_backend(backend, con)
     try:
         cache, master_sha = _cache(ws, mf)
-        con = master.connect()
-        try:
-            m_path = _master_std(call, con, mf, cache)
-            r_path = _request_std(call, con, folder, request_id)
-            n_m, n_r = (
-                con.execute(f"SELECT count(*) FROM {parquet(p)}").fetchall()[0][0]
-                for p in (m_path, r_path)
-            )
-        finally:
-            con.close()
+        m_path = _master_std(call, con, mf, cache)
+        r_path = _request_std(call, con, folder, request_id)
+        n_m, n_r = (
+            con.execute(f"SELECT count(*) FROM {parquet(p)}").fetchall()[0][0]
+            for p in (m_path, r_path)
+        )
         if progress:
             progress("prepare", 1, 1)
         mdl.quiet_splink()
@@ -117,6 +114,7 @@ def train(
         info["weights_raised"] = raised
     finally:
         be.close()
+        master.close(con)
     model = mdl.Model(
         splink=splink_doc,
         thresholds=(thresholds or mdl.Thresholds()).validate(),
@@ -173,16 +171,18 @@ def link(
     cache, _ = _cache(ws, mf)
     work = work_dir(folder)
     items_path = folder / "items.parquet"
-    con = master.connect()
-    be = lk.make_backend(backend)
+    con = master.connect(ws=ws)
+    be = lk.make_backend(backend, con)
     try:
         m_path = _master_std(call, con, mf, cache)
         r_path = _request_std(call, con, folder, request_id)
         n_items = con.execute(f"SELECT count(*) FROM {parquet(r_path)}").fetchall()[0][0]
         if progress:
             progress("prepare", 1, 1)
-        pairs, chunks = lk.score(be, model, m_path, r_path, n_items, t.floor_probability, progress)
-        lk.decide(con, pairs, m_path, r_path, t, mf, items_path, list(periods))
+        n_pairs, chunks = lk.score(
+            be, model, m_path, r_path, n_items, t.floor_probability, progress, con=con
+        )
+        lk.decide(con, None, m_path, r_path, t, mf, items_path, list(periods))
         path = out or work / LINKED
         counts = lk.write_linked(con, model.sha256, path)
         if out is None:
@@ -192,13 +192,13 @@ def link(
             progress("decide", 1, 1)
     finally:
         be.close()
-        con.close()
+        master.close(con)
     return lk.LinkResult(
         items=n_items,
         identified=counts["identified"],
         review=counts["review"],
         not_identified=counts["not_identified"],
-        pairs=pairs.num_rows,
+        pairs=int(n_pairs),
         chunks=chunks,
         model_sha256=model.sha256,
         path=path,

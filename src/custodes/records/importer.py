@@ -295,7 +295,7 @@ def import_master(
         current = master.current(ws)
         if replace:
             current = master.MasterFile(None)
-        con = master.connect()
+        con = master.connect(ws=ws)
         try:
             con.register("src_people", src_people)
             con.register("src_addresses", src_addresses)
@@ -333,7 +333,7 @@ def import_master(
                 extra_tables or {},
             )
         finally:
-            con.close()
+            master.close(con)
 
 
 def _merge(

@@ -155,14 +155,21 @@ def discard(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection for bulk work."""
-    con = duckdb.connect(":memory:")
-    if threads:
-        con.execute(f"SET threads={int(threads)}")
-    con.execute("SET preserve_insertion_order=true")
-    con.execute("SET enable_progress_bar=false")
-    return con
+SPILL_PREFIX = "duckdb-"  # tmp/duckdb-<pid>-<random>: one spill folder per bulk connection
+_swept: set[Path] = set()
+
+
+def connect(
+    threads: int | None = None, *, ws: Workspace | None = None, home: Path | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A bulk DuckDB connection (`store.duck.bulk`: the memory limit, a private spill folder
+    in the workspace `ws` or the workspace folder `home`). Close it with `close`."""
+    return duck.bulk(threads, home=ws.home if ws is not None else home)
+
+
+close = duck.close
+spill_folder = duck.spill_folder
+memory_limit = duck.memory_limit
 
 
 def summary(ws: Workspace) -> dict[str, object]:

@@ -41,6 +41,7 @@ from custodes.requests.format import (
     ITEMS_PARQUET,
     read_envelope,
 )
+from custodes.store import duck
 from custodes.store.dialects import compile_check
 from custodes.store.files import alive
 from custodes.store.sql import ident
@@ -139,7 +140,7 @@ def _check_items(table: pa.Table, name: str) -> tuple[list[str], int]:
         raise InputError(f"{name}: the request has no items.", code="no_items")
     cols = tuple(c for c in table.column_names if c != "_row")
     sql = item_checks(cols, "duckdb")
-    con = duckdb.connect(":memory:")
+    con = duck.bulk()  # the bulk settings: memory limit, spill folder
     try:
         con.register("items", table)
         bad_id_row, bad_id, long_row, long_col, n_bad_dob = _first(
@@ -184,7 +185,7 @@ def _check_items(table: pa.Table, name: str) -> tuple[list[str], int]:
             else []
         )
     finally:
-        con.close()
+        duck.close(con)
     warnings = [
         f"{name}:{r + off} [dob]: not a YYYY-MM-DD date; it is treated as missing."
         for (r,) in bad_dob

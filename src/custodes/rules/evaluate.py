@@ -21,6 +21,7 @@ from custodes.rules.checks import compile_check
 from custodes.rules.predicates import PREDICATES, Context
 from custodes.rules.provisions import load, overlay
 from custodes.rules.types import Check, Effective, Registry, RuleSet
+from custodes.store import duck
 from custodes.store.sql import ident
 
 MATCH_COLUMNS = ("identified", "address_on_record")
@@ -147,7 +148,7 @@ def _items(
     con: duckdb.DuckDBPyConnection | None,
 ) -> list[Verdict]:
     own = con is None
-    con = con or duckdb.connect(":memory:")
+    con = con or duck.bulk()  # the bulk settings: memory limit, spill folder
     try:
         con.register("items", table)
         sqls = item_sql(eff, rs, env, set(table.column_names))
@@ -192,4 +193,4 @@ def _items(
         ) from None
     finally:
         if own:
-            con.close()
+            duck.close(con)

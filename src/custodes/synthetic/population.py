@@ -213,8 +213,11 @@ def _lookup(con, name: str, values: list[str]) -> None:  # type: ignore[no-untyp
     con.register(name, pa.table({"i": np.arange(len(values)), "v": values}))
 
 
-def generate_tables(people: int, seed: int, out: Path, rates: Rates | None = None) -> None:
-    """Write people.parquet, addresses.parquet and population.parquet for `people` filers."""
+def generate_tables(
+    people: int, seed: int, out: Path, rates: Rates | None = None, *, home: Path | None = None
+) -> None:
+    """Write people.parquet, addresses.parquet and population.parquet for `people` filers
+    (`home`: the workspace folder, where DuckDB spills)."""
     if people < 1:
         raise ValueError("people must be at least 1")
     r = rates or Rates()
@@ -260,7 +263,7 @@ def generate_tables(people: int, seed: int, out: Path, rates: Rates | None = Non
     variant = np.where(rng.random(len(fy_year)) < r.variant, rng.integers(1, 5, len(fy_year)), 0)
     zip4 = rng.integers(1, 10000, len(fy_year))
 
-    con = master.connect(threads=2)
+    con = master.connect(threads=2, home=home)
     try:
         _register(con, P, A, H, tins, rid)
         con.register(
@@ -302,7 +305,7 @@ def generate_tables(people: int, seed: int, out: Path, rates: Rates | None = Non
             f"{sqlpath(out / 'population.parquet')} (FORMAT parquet)"
         )
     finally:
-        con.close()
+        master.close(con)
 
 
 def _register(con, P, A, H, tins, rid) -> None:  # type: ignore[no-untyped-def]
@@ -442,7 +445,7 @@ def generate_master(
         )
     with tempfile.TemporaryDirectory(dir=ws.bulk) as tmp:
         out = Path(tmp)
-        generate_tables(people, seed, out, rates)
+        generate_tables(people, seed, out, rates, home=ws.home)
         return import_master(
             call,
             out / "people.parquet",

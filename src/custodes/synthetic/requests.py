@@ -229,7 +229,7 @@ def generate_request(
         )
     rng = np.random.default_rng(seed)
 
-    con = master.connect(threads=2)
+    con = master.connect(threads=2, ws=ws)
     try:
         con.execute(f"CREATE VIEW people AS SELECT * FROM {parquet(mf.path('people'))}")
         con.execute(f"CREATE VIEW addrs AS SELECT * FROM {parquet(mf.path('addresses'))}")
@@ -310,7 +310,7 @@ def generate_request(
             con.execute("SELECT defect, count(*) FROM items GROUP BY 1 ORDER BY 1").fetchall()
         )
     finally:
-        con.close()
+        master.close(con)
     envelope = {
         "provision": provision,
         **ENVELOPES[provision],
