@@ -5,14 +5,7 @@ master and two workers started here with pyspark's own launcher on 127.0.0.1).""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +18,7 @@ import pytest
 from conftest import Template, copy_template, one_for_review
 from custodes.errors import CustodesError
 from custodes.services import decisions, matching, requests, rules
+from spark_cluster import Cluster, start, stop
 
 pytest.importorskip("pyspark")
 
@@ -128,98 +122,10 @@ def test_an_unknown_engine_is_refused(prepared: Prepared, tmp_path: Path) -> Non
 # A real standalone cluster
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Cluster:
-    url: str
-    procs: list[subprocess.Popen[bytes]]
-    root: Path
-
-
-def _spark_class() -> tuple[Path, dict[str, str]]:
-    import pyspark
-
-    home = Path(pyspark.__file__).parent
-    env = dict(os.environ) | {
-        "SPARK_HOME": str(home),
-        "PYSPARK_PYTHON": sys.executable,
-        "SPARK_DAEMON_MEMORY": "256m",
-        "SPARK_LOCAL_IP": "127.0.0.1",
-    }
-    return home / "bin" / "spark-class", env
-
-
-def _alive_workers(webui: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{webui}/json/", timeout=2) as r:
-            return int(json.load(r).get("aliveworkers", 0))
-    except OSError:
-        return -1
-
-
-def _start(root: Path) -> Cluster:
-    """A master and two workers (1 core, 1g each); fails loudly if they do not register."""
-    spark_class, env = _spark_class()
-    port, webui = _free_port(), _free_port()
-    procs = []
-    log = open(root / "master.log", "wb")  # noqa: SIM115 - closed with the process
-    procs.append(
-        subprocess.Popen(
-            [str(spark_class), "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-             "--port", str(port), "--webui-port", str(webui)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    )  # fmt: skip
-    url = f"spark://127.0.0.1:{port}"
-    for i in (1, 2):
-        work = root / f"worker-{i}"
-        work.mkdir(mode=0o700)
-        wlog = open(root / f"worker-{i}.log", "wb")  # noqa: SIM115
-        procs.append(
-            subprocess.Popen(
-                [str(spark_class), "org.apache.spark.deploy.worker.Worker", "--host",
-                 "127.0.0.1", "--port", str(_free_port()), "--webui-port", str(_free_port()),
-                 "--cores", "1", "--memory", "1g", "--work-dir", str(work), url],
-                env=env, stdout=wlog, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-        )  # fmt: skip
-    cluster = Cluster(url, procs, root)
-    deadline = time.monotonic() + 120
-    while _alive_workers(webui) < 2:
-        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-            logs = "\n".join(
-                f"--- {f.name}\n" + f.read_text(errors="replace")[-1500:]
-                for f in sorted(root.glob("*.log"))
-            )
-            _stop(cluster)
-            pytest.fail(f"the Spark standalone cluster did not come up with two workers:\n{logs}")
-        time.sleep(1)
-    return cluster
-
-
-def _stop(c: Cluster) -> None:
-    for p in reversed(c.procs):
-        if p.poll() is None:
-            os.killpg(p.pid, 15)  # the launcher's own process group (start_new_session)
-    for p in c.procs:
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, 9)
-            p.wait()
-    for work in c.root.glob("worker-*"):
-        shutil.rmtree(work, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("spark-cluster")
-    c = _start(root)
+    c = start(root)
     saved = {k: os.environ.get(k) for k in ("CUSTODES_SPARK_MASTER", "CUSTODES_SPARK_DRIVER_HOST")}
     _stop_spark()
     os.environ["CUSTODES_SPARK_MASTER"] = c.url
@@ -233,8 +139,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        _stop(c)
-    assert not list(root.glob("worker-*"))  # the work dirs are gone
+        stop(c)
+    assert not list(root.glob("*/worker-*"))  # the work folders are gone
 
 
 def test_a_standalone_cluster_gives_the_same_outcomes(
@@ -253,3 +159,77 @@ def test_a_standalone_cluster_gives_the_same_outcomes(
     assert result["counts"] == by_duckdb["counts"]
     _same(by_duckdb["outcomes"], result["outcomes"])
     _same(by_duckdb["linked"], result["linked"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The steps, one by one
+
+
+class _Recorder:
+    """A `Steps` that records each step's SQL instead of running it (scalars: 1000)."""
+
+    dialect = "duckdb"
+
+    def __init__(self) -> None:
+        self.steps: dict[str, str] = {}
+
+    def table(self, name: str, sql: str, *, reused: bool = False, native: bool = False) -> None:
+        self.steps[name] = sql
+
+    def scalar(self, sql: str) -> int:
+        self.steps[f"scalar{len(self.steps)}"] = sql
+        return 1000
+
+
+def test_every_deciding_step_transpiles_to_spark() -> None:
+    """Each named step of the link is one query that sqlglot writes as valid Spark SQL, with
+    DuckDB's function names replaced by the ones Spark (and Splink's jar) has."""
+    import sqlglot
+
+    from custodes.matching import link
+    from custodes.matching.model import Thresholds
+    from custodes.store.steps import to_spark
+
+    rec = _Recorder()
+    link.decide_steps(rec, Thresholds(), [2023, 2024], own_periods=True)  # type: ignore[arg-type]
+    assert list(rec.steps)[:4] == ["ranked", "evidence", "cand_addr", "addr_check"]
+    assert {"household", "gated", "gated2", "gated3", "flagged", "linked"} <= set(rec.steps)
+    for name, sql in rec.steps.items():
+        spark = to_spark(sql)
+        sqlglot.parse_one(spark, read="spark")
+        for duck_only in (
+            "JAROWINKLER",
+            "LIST_FILTER",
+            "LIST_INTERSECT",
+            "STRUCT_PACK",
+            "MAP STRUCT",
+        ):
+            assert duck_only not in spark.upper(), (name, duck_only)
+
+
+def test_a_step_runs_alone_on_both_engines() -> None:
+    """`ranked` from a handful of pairs: the best two per item, the same on DuckDB and Spark."""
+    import duckdb
+
+    from custodes.matching import link
+    from custodes.matching.link import spark_session
+    from custodes.store.steps import DuckSteps, SparkSteps
+
+    pairs = pa.table(
+        {
+            "item_id": ["a", "a", "a", "b"],
+            "record_id": ["r1", "r2", "r3", "r1"],
+            "match_weight": [5.0, 9.0, 9.0, 1.0],
+        }
+    )
+    con = duckdb.connect()
+    duck = DuckSteps(con)
+    duck.arrow("pairs", pairs)
+    link.step_ranked(duck)
+    a = duck.rows("SELECT item_id, record_id, rank FROM ranked ORDER BY item_id, rank")
+    spark = SparkSteps(spark_session())
+    spark.spark.createDataFrame(pairs.to_pylist()).createOrReplaceTempView("pairs")
+    link.step_ranked(spark)
+    b = spark.rows("SELECT item_id, record_id, rank FROM ranked ORDER BY item_id, rank")
+    spark.close()
+    assert a == b == [("a", "r2", 1), ("a", "r3", 2), ("b", "r1", 1)]
