@@ -25,9 +25,8 @@ from spark_cluster import Cluster, start, stop
 pytest.importorskip("pyspark")
 
 runner = CliRunner()
-# Columns compared exactly; the floats (scored by two engines) within a rounding.
-FLOATS = ("probability", "margin_bits", "weight", "runner_up_probability", "runner_up_weight")
-FLOAT_PREFIX = ("w_",)
+# Columns are compared exactly, but for the floats (two engines sum the same weights in
+# another order), which agree within a rounding.
 
 
 @dataclass
@@ -69,10 +68,11 @@ def _process(p: Prepared, dest: Path, engine: str) -> dict[str, Any]:
 
 def _same(a: pa.Table, b: pa.Table) -> None:
     assert a.column_names == b.column_names
+    assert [f.type for f in a.schema] == [f.type for f in b.schema]
     assert a.num_rows == b.num_rows
     for col in a.column_names:
         x, y = a[col].to_pylist(), b[col].to_pylist()
-        if col in FLOATS or col.startswith(FLOAT_PREFIX) or col == "namesake_bits_required":
+        if pa.types.is_floating(a.schema.field(col).type):
             for i, (u, v) in enumerate(zip(x, y, strict=True)):
                 assert (u is None and v is None) or abs(u - v) < 1e-6, (col, i, u, v)
         else:
@@ -88,12 +88,17 @@ def by_duckdb(prepared: Prepared, tmp_path_factory: pytest.TempPathFactory) -> d
 
 
 def _stop_spark() -> None:
-    """Stop this process's Spark session (the next one is made on the current master)."""
+    """Stop this process's Spark session and context (the next session is made on the
+    current CUSTODES_SPARK_MASTER)."""
+    from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
-    s = SparkSession.getActiveSession()
+    s = SparkSession._instantiatedSession or SparkSession.getActiveSession()  # noqa: SLF001
     if s is not None:
         s.stop()
+    sc = SparkContext._active_spark_context  # noqa: SLF001
+    if sc is not None:
+        sc.stop()
 
 
 def test_spark_gives_the_same_outcomes_item_by_item(
@@ -143,7 +148,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             else:
                 os.environ[k] = v
         stop(c)
-    assert not list(root.glob("*/worker-*"))  # the work folders are gone
+    assert not [p for p in root.glob("*/worker-*") if p.is_dir()]  # the work folders are gone
 
 
 def test_a_standalone_cluster_gives_the_same_outcomes(
@@ -271,3 +276,20 @@ def test_febrl4_on_spark_gives_duckdbs_outcomes(tmp_path: Path, sign_in) -> None
     assert spark["counts"] == duck["counts"]
     rel = Path("requests") / rid / "decisions" / "outcomes.parquet"
     _same(pq.read_table(home / rel), pq.read_table(tmp_path / "ws-spark" / rel))
+
+
+def test_training_on_spark_makes_a_current_model(prepared: Prepared, tmp_path: Path) -> None:
+    """`match train --engine spark`: the inputs standardized and the model trained on Spark;
+    the model is saved, recorded and made current like DuckDB's."""
+    from custodes.matching import model as mdl
+
+    ws, people = copy_template(prepared.template, tmp_path)
+    try:
+        before = mdl.load(ws).sha256
+        info = matching.train(ws, people["officer"], prepared.rid, engine="spark")
+        now = mdl.load(ws)
+        assert now.sha256 == info["model_sha256"] != before
+        assert now.training["backend"] == "spark"
+        assert 0 < info["prior"] < 1
+    finally:
+        ws.close()
