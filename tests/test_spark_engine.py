@@ -93,10 +93,10 @@ def _stop_spark() -> None:
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
-    s = SparkSession._instantiatedSession or SparkSession.getActiveSession()  # noqa: SLF001
+    s = SparkSession._instantiatedSession or SparkSession.getActiveSession()
     if s is not None:
         s.stop()
-    sc = SparkContext._active_spark_context  # noqa: SLF001
+    sc = SparkContext._active_spark_context
     if sc is not None:
         sc.stop()
 
