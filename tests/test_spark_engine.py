@@ -29,6 +29,18 @@ runner = CliRunner()
 # another order), which agree within a rounding.
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _few_partitions() -> Iterator[None]:
+    """Small data: two shuffle partitions, not eight (fewer tasks, the same answers)."""
+    saved = os.environ.get("CUSTODES_SPARK_PARTITIONS")
+    os.environ["CUSTODES_SPARK_PARTITIONS"] = "2"
+    yield
+    if saved is None:
+        os.environ.pop("CUSTODES_SPARK_PARTITIONS", None)
+    else:
+        os.environ["CUSTODES_SPARK_PARTITIONS"] = saved
+
+
 @dataclass
 class Prepared:
     template: Template
@@ -101,18 +113,6 @@ def _stop_spark() -> None:
         sc.stop()
 
 
-def test_spark_gives_the_same_outcomes_item_by_item(
-    prepared: Prepared, by_duckdb: dict[str, Any], tmp_path: Path
-) -> None:
-    """Local mode: every stage on Spark, the same outcome, record, checks, reasons and flags
-    for every item, and the same match evidence."""
-    spark = _process(prepared, tmp_path / "w", "spark")
-    assert spark["counts"] == by_duckdb["counts"]
-    assert {"DISCLOSE", "WITHHOLD"} <= set(by_duckdb["counts"])
-    _same(by_duckdb["outcomes"], spark["outcomes"])
-    _same(by_duckdb["linked"], spark["linked"])
-
-
 def test_an_unknown_engine_is_refused(prepared: Prepared, tmp_path: Path) -> None:
     ws, people = copy_template(prepared.template, tmp_path)
     try:
@@ -124,49 +124,6 @@ def test_an_unknown_engine_is_refused(prepared: Prepared, tmp_path: Path) -> Non
         assert exc.value.code == "bad_argument"
     finally:
         ws.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# A real standalone cluster
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    root = tmp_path_factory.mktemp("spark-cluster")
-    c = start(root)
-    saved = {k: os.environ.get(k) for k in ("CUSTODES_SPARK_MASTER", "CUSTODES_SPARK_DRIVER_HOST")}
-    _stop_spark()
-    os.environ["CUSTODES_SPARK_MASTER"] = c.url
-    os.environ["CUSTODES_SPARK_DRIVER_HOST"] = "127.0.0.1"
-    try:
-        yield c
-    finally:
-        _stop_spark()  # later tests get a local session again
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        stop(c)
-    assert not [p for p in root.glob("*/worker-*") if p.is_dir()]  # the work folders are gone
-
-
-def test_a_standalone_cluster_gives_the_same_outcomes(
-    cluster: Cluster, prepared: Prepared, by_duckdb: dict[str, Any], tmp_path: Path
-) -> None:
-    """`process --engine spark` with CUSTODES_SPARK_MASTER=spark://… runs on the two workers
-    and gives DuckDB's outcomes, item by item."""
-    from custodes.matching.link import spark_session
-
-    spark = spark_session()
-    assert spark.sparkContext.master == cluster.url
-    result = _process(prepared, tmp_path / "w", "spark")
-    # the executors that did the work were the cluster's workers
-    executors = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size()
-    assert executors >= 2  # the driver's block manager and at least one worker's executor
-    assert result["counts"] == by_duckdb["counts"]
-    _same(by_duckdb["outcomes"], result["outcomes"])
-    _same(by_duckdb["linked"], result["linked"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,3 +250,46 @@ def test_training_on_spark_makes_a_current_model(prepared: Prepared, tmp_path: P
         assert 0 < info["prior"] < 1
     finally:
         ws.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# A real standalone cluster (last in the module: the tests after its fixture would run on it)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("spark-cluster")
+    c = start(root)
+    saved = {k: os.environ.get(k) for k in ("CUSTODES_SPARK_MASTER", "CUSTODES_SPARK_DRIVER_HOST")}
+    _stop_spark()
+    os.environ["CUSTODES_SPARK_MASTER"] = c.url
+    os.environ["CUSTODES_SPARK_DRIVER_HOST"] = "127.0.0.1"
+    try:
+        yield c
+    finally:
+        _stop_spark()  # later tests get a local session again
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        stop(c)
+    assert not [p for p in root.glob("*/worker-*") if p.is_dir()]  # the work folders are gone
+
+
+def test_a_standalone_cluster_gives_the_same_outcomes(
+    cluster: Cluster, prepared: Prepared, by_duckdb: dict[str, Any], tmp_path: Path
+) -> None:
+    """`process --engine spark` with CUSTODES_SPARK_MASTER=spark://… runs on the two workers
+    and gives DuckDB's outcomes, item by item."""
+    from custodes.matching.link import spark_session
+
+    spark = spark_session()
+    assert spark.sparkContext.master == cluster.url
+    result = _process(prepared, tmp_path / "w", "spark")
+    # the executors that did the work were the cluster's workers
+    executors = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size()
+    assert executors >= 2  # the driver's block manager and at least one worker's executor
+    assert result["counts"] == by_duckdb["counts"]
+    _same(by_duckdb["outcomes"], result["outcomes"])
+    _same(by_duckdb["linked"], result["linked"])

@@ -256,6 +256,8 @@ class SparkBackend:
         self.db_api = SparkAPI(spark_session=self.spark)
 
     def register(self, path: Path, name: str) -> Any:
+        # the session outlives a link: the last link's input of that name goes first
+        self.spark.catalog.dropTempView(name)
         df = self.spark.read.parquet(str(path)).select(*MODEL_COLUMNS)
         return self.db_api.register(df, dataset_display_name=name)
 
@@ -293,6 +295,10 @@ def spark_session() -> Any:
     if host:  # the address the executors reach this driver at
         builder = builder.config("spark.driver.host", host).config("spark.driver.bindAddress", host)
     spark = builder.getOrCreate()
+    # a session made earlier in this process keeps its settings: the runtime ones follow the
+    # environment of this call
+    spark.conf.set("spark.sql.shuffle.partitions", os.environ.get("CUSTODES_SPARK_PARTITIONS", "8"))
+    spark.conf.set("spark.sql.ansi.enabled", "false")
     spark.sparkContext.setLogLevel("ERROR")
     spark.sparkContext.setCheckpointDir(tempfile.mkdtemp(prefix="custodes-spark-"))
     return spark
