@@ -196,6 +196,9 @@ def test_a_step_runs_alone_on_both_engines() -> None:
     spark.spark.createDataFrame(pairs.to_pylist()).createOrReplaceTempView("pairs")
     link.step_ranked(spark)
     b = spark.rows("SELECT item_id, record_id, rank FROM ranked ORDER BY item_id, rank")
+    # a driver-side table whose column is all NULLs is still a column of strings
+    spark.arrow("one_line", pa.table({"item_id": ["a"], "city": pa.array([None], pa.string())}))
+    assert spark.rows("SELECT item_id, coalesce(city, 'none') FROM one_line") == [("a", "none")]
     spark.close()
     assert a == b == [("a", "r2", 1), ("a", "r3", 2), ("b", "r1", 1)]
 

@@ -158,8 +158,14 @@ class SparkSteps:
         self.spark.read.parquet(str(path)).createOrReplaceTempView(name)
 
     def arrow(self, name: str, table: pa.Table) -> None:
-        # Small reference tables only (nicknames, known names): shipped with the plan.
-        self.spark.createDataFrame(table.to_pandas()).createOrReplaceTempView(name)
+        """A small table of strings (nicknames, known names, the one-line addresses parsed on
+        the driver), shipped with the plan; the schema is given, so a column of NULLs is a
+        column of strings."""
+        if not all(pa.types.is_string(f.type) for f in table.schema):
+            raise TypeError(f"{name}: only string columns go to Spark from the driver")
+        ddl = ", ".join(f"{self.ident(f.name)} STRING" for f in table.schema)
+        rows = [tuple(r.values()) for r in table.to_pylist()]
+        self.spark.createDataFrame(rows, ddl).createOrReplaceTempView(name)
 
     def table(self, name: str, sql: str, *, reused: bool = False, native: bool = False) -> None:
         """`native`: the SQL is Spark's already (compiled for it), not DuckDB's."""
