@@ -21,10 +21,7 @@ DOC, SECTION = "operations.md", "settings"
 
 # In the table, read by nothing yet: the setting's reader is on another branch this session.
 # (A setting here that the source reads fails the test, so this list cannot go stale.)
-PENDING = {
-    "CUSTODES_SPARK_EXECUTOR_MEMORY": "wired by the Spark work's merge",
-    "CUSTODES_SPARK_DRIVER_HOST": "wired by the Spark work's merge",
-}
+PENDING: dict[str, str] = {}
 
 # Reads of the environment left outside settings.py, each with its reason. (A name here that no
 # longer has such a read fails the test.)

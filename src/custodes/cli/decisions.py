@@ -35,7 +35,20 @@ def _processed(res: Any) -> None:
 
 
 @app.command()
-def process(request_id: RequestArg, home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+def process(
+    request_id: RequestArg,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            "--backend",
+            help="Where matching and deciding run: duckdb (embedded) or spark "
+            "(CUSTODES_SPARK_MASTER, default local[2]).",
+        ),
+    ] = "duckdb",
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Rules (before matching), matching, rules (after matching), then one outcome per item:
     DISCLOSE, CONFIRM / NOT_CONFIRMED, WITHHOLD (failing checks) or REVIEW (why). Resumable:
     run it again after an interruption and it finishes with identical outcomes. Exit status 1
@@ -46,6 +59,7 @@ def process(request_id: RequestArg, home: HomeOpt = None, json_out: JsonOpt = Fa
             json_out,
             svc.process,
             request_id,
+            engine=engine,
             progress=progress,
             view=_processed,
             exit_status=lambda r: int(r.refused),

@@ -18,9 +18,10 @@ match_app = group(
 BackendOpt = Annotated[
     str,
     typer.Option(
+        "--engine",
         "--backend",
-        help="Where Splink scores pairs: duckdb (embedded) or spark (CUSTODES_SPARK_MASTER, "
-        "default local[2]).",
+        help="Where the job runs: duckdb (embedded) or spark (every bulk step as Spark SQL, "
+        "on CUSTODES_SPARK_MASTER, default local[2]).",
     ),
 ]
 MinPOpt = Annotated[

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -31,23 +30,23 @@ import pyarrow.parquet as pq
 from sqlalchemy import select
 
 from custodes.decisions import verdicts as vd
-from custodes.errors import ConflictError, NotFound
+from custodes.errors import ConflictError, InputError, NotFound
 from custodes.ledger import files, log
 from custodes.ledger.events import Event
 from custodes.matching import service as matching
 from custodes.matching.reasons import meaning
 from custodes.records import master
 from custodes.records.files import sha256_file
-from custodes.requests.format import ENVELOPE_FILE, load_items
+from custodes.requests.format import ENVELOPE_FILE, ITEM_OPTIONAL, load_items
 from custodes.requests.lifecycle import current_state, transition
 from custodes.rules import registry as reg
 from custodes.rules.active import in_force
-from custodes.rules.evaluate import Evaluation, evaluate
+from custodes.rules.evaluate import Evaluation, evaluate, item_sql
 from custodes.rules.provisions import overlay
 from custodes.rules.types import Effective, RuleSet
 from custodes.store import duck
 from custodes.store.sql import ident, literal, parquet
-from custodes.store.sql import path as sqlpath
+from custodes.store.steps import DuckSteps, SparkSteps, Steps
 from custodes.store.tables import ledger_events, recall_items, recalls, review_resolutions
 from custodes.workspace import Call, Workspace
 
@@ -182,15 +181,21 @@ def _exclusive(folder: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def process(call: Call, request_id: str, *, progress: Any = None) -> Processed:
-    """Run (or resume) the pipeline for a received request."""
+def process(
+    call: Call, request_id: str, *, progress: Any = None, engine: str = "duckdb"
+) -> Processed:
+    """Run (or resume) the pipeline for a received request. `engine`: where the matching and
+    deciding run, ``duckdb`` (embedded) or ``spark`` (``CUSTODES_SPARK_MASTER``)."""
     ws = call.ws
+    matching.check_engine(engine)
     folder = request_folder(ws, request_id)
     with _exclusive(folder):
-        return _process(call, request_id, folder, progress)
+        return _process(call, request_id, folder, progress, engine)
 
 
-def _process(call: Call, request_id: str, folder: Path, progress: Any) -> Processed:
+def _process(
+    call: Call, request_id: str, folder: Path, progress: Any, engine: str = "duckdb"
+) -> Processed:
     ws = call.ws
     drop_unrecorded(ws, folder, ("match.items", "match.results", "outcomes"))
     checked(call, request_id)
@@ -253,6 +258,7 @@ def _process(call: Call, request_id: str, folder: Path, progress: Any) -> Proces
             env.get("taxable_periods") or [],
             request_id=request_id,
             checked_master=mf,
+            engine=engine,
             progress=progress,
         )
         stages["matching"] = time.perf_counter() - t
@@ -271,7 +277,7 @@ def _process(call: Call, request_id: str, folder: Path, progress: Any) -> Proces
         state = "matched"
     if state == "matched":
         t = time.perf_counter()
-        path = decide(ws, request_id, rs)
+        path = decide(ws, request_id, rs, engine=engine)
         stages["rules after matching + decisions"] = time.perf_counter() - t
         counts = _counts(path)
         _stage_done(
@@ -430,117 +436,176 @@ def field_values(requested: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def decide(ws: Workspace, request_id: str, rs: RuleSet) -> Path:
+@dataclass
+class Plan:
+    """What deciding a request's outcomes needs from its rules, computed once, in Python."""
+
+    eff: Effective
+    env: dict[str, Any]
+    rs: RuleSet
+    requested: list[str]
+    confirm: bool
+    severity: dict[str, str]
+
+
+def _plan(ws: Workspace, env: dict[str, Any], rs: RuleSet) -> Plan:
+    prov = rs.provision(str(env.get("provision")))
+    with ws.engine.connect() as conn:
+        agreement = reg.read(conn).agreements.get(str(env.get("agreement") or ""))
+    if agreement is not None and agreement.provision != prov.id:
+        agreement = None
+    eff = overlay(rs, prov, agreement)
+    requested = [f for f in env.get("fields_requested") or [] if f in eff.provision.releasable]
+    sev = {cid: eff.checks[cid].severity for cid in eff.item_requirements}
+    return Plan(eff, env, rs, requested, requested == ["address_confirmation"], sev)
+
+
+def decide(ws: Workspace, request_id: str, rs: RuleSet, *, engine: str = "duckdb") -> Path:
     """Rules after matching and one outcome per item; writes decisions/outcomes.parquet.
 
     The permitted field values are computed for the items disclosed *and* for those in review
     (from the candidate an officer would identify): an officer's disclosure after review then
     carries the same value a direct disclosure would. Views mask them for anything not
-    (effectively) disclosed.
+    (effectively) disclosed. The steps run on DuckDB or, `engine` ``spark``, as Spark SQL
+    (the same definitions, transpiled; the rule checks compiled for Spark), which writes the
+    outcomes file; nothing but a count comes back to this process.
     """
     folder = ws.request_folder(request_id)
-    env = envelope(folder)
-    linked = matching.linked_path(folder)
+    plan = _plan(ws, envelope(folder), rs)
     mf = master.current(ws)
-    con = master.connect(ws=ws)
+    out = outcomes_path(ws, request_id)
+    out.parent.mkdir(mode=0o700, exist_ok=True)
+    con = None
+    if engine == "spark":
+        from custodes.matching.link import spark_session
+
+        st: Steps = SparkSteps(spark_session())
+    else:
+        con = master.connect(ws=ws)
+        st = DuckSteps(con)
     try:
-        items = load_items(folder)
-        con.register("raw_items", items)
-        # the match results stay a Parquet file DuckDB reads (not a table held in Python)
-        con.execute(f"CREATE TEMP VIEW linked AS SELECT * FROM {parquet(linked)}")
-        with_match = con.sql(
-            """SELECT i.*, (l.status = 'identified') AS identified,
-                      l.address_on_record AS address_on_record
-               FROM raw_items i LEFT JOIN linked l ON l.item_id = i.item_id"""
-        ).to_arrow_table()
-        ev = check_rules(ws, env, with_match, con=con)
-        prov = rs.provisions[ev.provision]
-        agreement = None
-        if ev.agreement:
-            with ws.engine.connect() as conn:
-                agreement = reg.read(conn).agreements.get(ev.agreement)
-        eff = overlay(rs, prov, agreement)
-        requested = [f for f in env.get("fields_requested") or [] if f in eff.provision.releasable]
-        confirm = requested == ["address_confirmation"]
-        sev = {cid: eff.checks[cid].severity for cid in eff.item_requirements}
+        st.source("raw_src", folder / "items.parquet")
+        st.source("linked", matching.linked_path(folder))
+        st.source("people", mf.path("people"))
+        st.source("addresses", mf.path("addresses"))
+        step_items(st, folder / "items.parquet")
+        step_item_checks(st, plan)
+        step_outcome(st, plan)
+        model_sha = st.scalar("SELECT min(model_sha256) FROM linked")
+        st.write(outcomes_sql(plan, model_sha), out, "item_id")
+    finally:
+        if isinstance(st, SparkSteps):
+            st.close()
+        if con is not None:
+            master.close(con)
+    return out
 
-        def failing(kind: str | None, exclude: tuple[str, ...] = ()) -> str:
-            ids = [c for c, s in sev.items() if kind in (s, None) and c not in exclude]
-            parts = ", ".join(f"CASE WHEN NOT c.{ident(c)} THEN {literal(c)} END" for c in ids)
-            return (
-                f"list_filter([{parts}]::VARCHAR[], lambda x: x IS NOT NULL)"
-                if ids
-                else "[]::VARCHAR[]"
-            )
 
-        field_cols = "".join(
-            f", CASE WHEN o.outcome IN ('DISCLOSE', 'CONFIRM', 'REVIEW') THEN {value} END "
-            f"AS {ident(f)}"
-            for f, value in field_values(requested)
-        )
-        people, addresses = mf.path("people"), mf.path("addresses")
-        out = outcomes_path(ws, request_id)
-        out.parent.mkdir(mode=0o700, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
-        con.execute(
-            f"""COPY (
-            WITH base AS (
+def step_items(st: Steps, items_path: Path) -> None:
+    """`items`: the request's items, every optional column present, with the match's
+    `identified` and `address_on_record` (what the checks after matching read)."""
+    names = [n for n in pq.read_schema(items_path).names if n != "_row"]
+    missing = [c for c in ITEM_OPTIONAL if c not in names]
+    cols = ", ".join(
+        [f"i.{ident(n)}" for n in names] + [f"CAST(NULL AS VARCHAR) AS {ident(c)}" for c in missing]
+    )
+    st.table(
+        "items",
+        f"""SELECT {cols}, (l.status = 'identified') AS identified,
+                   l.address_on_record AS address_on_record
+            FROM raw_src i LEFT JOIN linked l ON l.item_id = i.item_id""",
+        reused=True,
+    )
+
+
+def step_item_checks(st: Steps, plan: Plan) -> None:
+    """`item_checks`: every item check, compiled for the engine's dialect from the rule set's
+    one definition; NULL fails closed."""
+    available = {*st.columns("items")}
+    sqls = item_sql(plan.eff, plan.rs, plan.env, available, st.dialect)
+    cols = "".join(f", coalesce(({sql}), FALSE) AS {st.ident(cid)}" for cid, sql in sqls.items())
+    try:
+        st.table("item_checks", f"SELECT item_id{cols} FROM items", native=True, reused=True)
+    except duckdb.Error as exc:
+        # The database's message may quote item values: name only the kind of failure.
+        raise InputError(
+            f"A rule's SQL failed on the items ({type(exc).__name__}); run "
+            "'custodes rules lint' on the rule set.",
+            code="rule_sql_failed",
+        ) from None
+
+
+def _failing(plan: Plan, kind: str | None, exclude: tuple[str, ...] = ()) -> str:
+    ids = [c for c, s in plan.severity.items() if kind in (s, None) and c not in exclude]
+    parts = ", ".join(f"CASE WHEN NOT c.{ident(c)} THEN {literal(c)} END" for c in ids)
+    return f"list_filter([{parts}]::VARCHAR[], lambda x: x IS NOT NULL)" if ids else "[]::VARCHAR[]"
+
+
+def step_outcome(st: Steps, plan: Plan) -> None:
+    """`o`: each item's outcome from its match and its failing checks."""
+    confirm = literal(plan.confirm)
+    st.table(
+        "o",
+        f"""WITH base AS (
               SELECT c.item_id, l.status, l.record_id AS candidate, l.probability,
                      l.margin_bits, l.flags, l.reasons AS match_reasons, l.blocked,
-                     {failing("withhold", RECORD_DEPENDENT)} AS content_fail,
-                     {failing("withhold")} AS withhold_fail,
-                     {failing("review")} AS review_fail,
-                     {failing(None)} AS all_fail
-              FROM item_checks c LEFT JOIN linked l ON l.item_id = c.item_id),
-            o AS (
-              SELECT *, CASE
-                WHEN len(content_fail) > 0 THEN 'WITHHOLD'
+                     {_failing(plan, "withhold", RECORD_DEPENDENT)} AS content_fail,
+                     {_failing(plan, "withhold")} AS withhold_fail,
+                     {_failing(plan, "review")} AS review_fail,
+                     {_failing(plan, None)} AS all_fail
+              FROM item_checks c LEFT JOIN linked l ON l.item_id = c.item_id)
+            SELECT *, CASE
+                WHEN array_length(content_fail) > 0 THEN 'WITHHOLD'
                 -- Only what an officer could still disclose goes to review: not an item whose
                 -- candidate fails a rule anyway, nor one whose match raised a blocking flag.
-                WHEN NOT {literal(confirm)}
-                     AND len(list_filter(withhold_fail, lambda c: c <> 'identified')) > 0
+                WHEN NOT {confirm}
+                     AND array_length(list_filter(withhold_fail, lambda c: c <> 'identified')) > 0
                   THEN 'WITHHOLD'
                 WHEN status = 'review' AND coalesce(blocked, FALSE) THEN 'WITHHOLD'
                 -- a review-severity rule (the caseload) asks a person to look at a
                 -- disclosure the match supports; an item nobody was identified for is withheld
-                WHEN status = 'review' OR (len(review_fail) > 0 AND status = 'identified')
+                WHEN status = 'review' OR (array_length(review_fail) > 0 AND status = 'identified')
                   THEN 'REVIEW'
                 WHEN list_contains(withhold_fail, 'identified') THEN 'WITHHOLD'
-                WHEN {literal(confirm)} THEN
-                     CASE WHEN len(withhold_fail) = 0 THEN 'CONFIRM' ELSE 'NOT_CONFIRMED' END
-                WHEN len(withhold_fail) > 0 THEN 'WITHHOLD'
+                WHEN {confirm} THEN
+                     CASE WHEN array_length(withhold_fail) = 0 THEN 'CONFIRM'
+                          ELSE 'NOT_CONFIRMED' END
+                WHEN array_length(withhold_fail) > 0 THEN 'WITHHOLD'
                 ELSE 'DISCLOSE' END AS outcome
-              FROM base),
-            last AS (
-              SELECT record_id, arg_max(struct_pack(street, unit, city, state, zip), tax_year) AS a
-              FROM {parquet(addresses)}
-              WHERE record_id IN (SELECT candidate FROM o
-                                  WHERE outcome IN ('DISCLOSE', 'CONFIRM', 'REVIEW'))
-              GROUP BY record_id)
-            SELECT o.item_id, o.outcome,
-                   CASE WHEN o.outcome = 'REVIEW'
-                        THEN list_concat(list_filter(withhold_fail,
-                                                     lambda c: c <> 'identified'), review_fail)
-                        ELSE withhold_fail END AS checks,
-                   CASE WHEN o.outcome = 'REVIEW' THEN list_concat(match_reasons, review_fail)
-                        ELSE []::VARCHAR[] END AS review_reasons,
-                   -- every check that ran and failed, whether the outcome rests on it or not
-                   o.all_fail AS failed,
-                   CASE WHEN o.outcome IN ('DISCLOSE', 'CONFIRM', 'NOT_CONFIRMED')
-                        THEN o.candidate END AS record_id,
-                   o.candidate, o.probability, o.margin_bits, o.flags,
-                   {literal(ev.ruleset_sha256)} AS ruleset_sha256,
-                   (SELECT any_value(model_sha256) FROM linked) AS model_sha256
-                   {field_cols}
-            FROM o LEFT JOIN last ON last.record_id = o.candidate
-            LEFT JOIN {parquet(people)} p ON p.record_id = o.candidate
-            ORDER BY o.item_id
-            ) TO {sqlpath(tmp)} (FORMAT parquet)"""
-        )
-        os.replace(tmp, out)
-    finally:
-        master.close(con)
-    return out
+              FROM base""",
+        reused=True,
+    )
+
+
+def outcomes_sql(plan: Plan, model_sha: str | None) -> str:
+    """The outcomes file's rows: outcome, checks, evidence and the permitted field values."""
+    field_cols = "".join(
+        f", CASE WHEN o.outcome IN ('DISCLOSE', 'CONFIRM', 'REVIEW') THEN {value} END AS {ident(f)}"
+        for f, value in field_values(plan.requested)
+    )
+    return f"""WITH last AS (
+          SELECT record_id, arg_max(struct_pack(street, unit, city, state, zip), tax_year) AS a
+          FROM addresses
+          WHERE record_id IN (SELECT candidate FROM o
+                              WHERE outcome IN ('DISCLOSE', 'CONFIRM', 'REVIEW'))
+          GROUP BY record_id)
+        SELECT o.item_id, o.outcome,
+               CASE WHEN o.outcome = 'REVIEW'
+                    THEN list_concat(list_filter(withhold_fail,
+                                                 lambda c: c <> 'identified'), review_fail)
+                    ELSE withhold_fail END AS checks,
+               CASE WHEN o.outcome = 'REVIEW' THEN list_concat(match_reasons, review_fail)
+                    ELSE []::VARCHAR[] END AS review_reasons,
+               -- every check that ran and failed, whether the outcome rests on it or not
+               o.all_fail AS failed,
+               CASE WHEN o.outcome IN ('DISCLOSE', 'CONFIRM', 'NOT_CONFIRMED')
+                    THEN o.candidate END AS record_id,
+               o.candidate, o.probability, o.margin_bits, o.flags,
+               {literal(plan.rs.sha256)} AS ruleset_sha256,
+               {literal(model_sha)} AS model_sha256
+               {field_cols}
+        FROM o LEFT JOIN last ON last.record_id = o.candidate
+        LEFT JOIN people p ON p.record_id = o.candidate"""
 
 
 def released_fields(table: pa.Table) -> list[str]:

@@ -51,7 +51,7 @@ from custodes.matching.model import (
 from custodes.matching.model import log_level as mdl_log_level
 from custodes.records import master
 from custodes.store.sql import literal, parquet
-from custodes.store.sql import path as sqlpath
+from custodes.store.steps import DuckSteps, SparkSteps, Steps
 
 Progress = Callable[[str, int, int], None]
 
@@ -98,90 +98,101 @@ STD_COLUMNS = """uid, std_first AS first, std_last AS last, strftime(std_dob, '%
     std_unit_id AS unit, std_po_box AS po_box"""
 
 
-def master_table(con: duckdb.DuckDBPyConnection, mf: master.MasterFile, cache: Path) -> Path:
+MASTER_STD_SQL = f"""
+  WITH last AS (
+    SELECT record_id, arg_max(struct_pack(street, unit, city, state, zip), tax_year) AS a
+    FROM addresses GROUP BY record_id),
+  src AS (
+    SELECT p.record_id AS uid, p.first_name, p.middle_name, p.last_name, p.suffix,
+           p.dob, p.tin, l.a.street AS street, l.a.unit AS unit, l.a.city AS city,
+           l.a.state AS state, l.a.zip AS zip
+    FROM people p LEFT JOIN last l ON l.record_id = p.record_id),
+  s AS (SELECT uid, {_std_select()} FROM src)
+  SELECT {STD_COLUMNS},
+         concat_ws('|', std_zip5, std_house, std_street_name, std_unit_id, std_po_box) AS hh_key
+  FROM s"""
+
+
+def master_table(con: Any, mf: master.MasterFile, cache: Path) -> Path:
     """The master file standardized for linking (one row per person, last known address),
-    cached per master-file content hash. Returns the Parquet path."""
+    cached per master-file content hash. Returns the Parquet path. `con` is a DuckDB
+    connection or the `Steps` of an engine."""
     path = cache / "master.parquet"
     if path.exists():
         return path
     cache.mkdir(parents=True, exist_ok=True)
-    people, addresses = mf.path("people"), mf.path("addresses")
-    tmp = cache / ".master.parquet.tmp"
-    con.execute(
-        f"""COPY (
-          WITH last AS (
-            SELECT record_id, arg_max(struct_pack(street, unit, city, state, zip), tax_year) AS a
-            FROM {parquet(addresses)} GROUP BY record_id),
-          src AS (
-            SELECT p.record_id AS uid, p.first_name, p.middle_name, p.last_name, p.suffix,
-                   p.dob, p.tin, l.a.street AS street, l.a.unit AS unit, l.a.city AS city,
-                   l.a.state AS state, l.a.zip AS zip
-            FROM {parquet(people)} p LEFT JOIN last l USING (record_id)),
-          s AS (SELECT uid, {_std_select()} FROM src)
-          SELECT {STD_COLUMNS},
-                 concat_ws('|', std_zip5, std_house, std_street_name, std_unit_id, std_po_box)
-                   AS hh_key
-          FROM s ORDER BY uid
-        ) TO {sqlpath(tmp)} (FORMAT parquet)"""
-    )
-    os.replace(tmp, path)
+    st = con if isinstance(con, DuckSteps | SparkSteps) else DuckSteps(con)
+    st.source("people", mf.path("people"))
+    st.source("addresses", mf.path("addresses"))
+    st.write(MASTER_STD_SQL, path, "uid")
     return path
 
 
-def _one_line_fixups(con: duckdb.DuckDBPyConnection) -> None:
-    """Items whose whole address sits in the street field: split it with usaddress (a Python
-    parser, so these rows go through Python: in record batches, the parsed ones written to a
-    Parquet file in the connection's spill folder, never all held at once)."""
-    reader = con.sql(
-        """SELECT item_id, street FROM raw_items
+RAW_COLUMNS = (
+    "item_id",
+    "first_name",
+    "middle_name",
+    "last_name",
+    "suffix",
+    "dob",
+    "tin",
+    "street",
+    "unit",
+    "city",
+    "state",
+    "zip",
+)
+ADDRESS_PARTS = ("street", "unit", "city", "state", "zip")
+
+
+def _one_line_fixups(st: Steps) -> bool:
+    """Items whose whole address sits in the street field: split with usaddress into the
+    table `one_line` (these few rows come to the driver). Whether there were any."""
+    rows = st.rows(
+        """SELECT item_id, street FROM raw_src
            WHERE nullif(trim(street), '') IS NOT NULL AND nullif(trim(city), '') IS NULL
              AND nullif(trim(zip), '') IS NULL AND regexp_matches(street, '[0-9]{5}\\s*$')"""
-    ).to_arrow_reader(50_000)
-    keys = ("street", "unit", "city", "state", "zip")
-    schema = pa.schema([("item_id", pa.string()), *((k, pa.string()) for k in keys)])
-    folder = master.spill_folder(con)
-    fixes = (folder or Path(tempfile.mkdtemp())) / "one_line.parquet"
-    writer: pq.ParquetWriter | None = None
-    try:
-        for batch in reader:
-            parsed = [std.parse_one_line(s) for s in batch.column("street").to_pylist()]
-            cols = {k: [p[k] for p in parsed] for k in keys}
-            out = pa.table({"item_id": batch.column("item_id"), **cols}, schema=schema)
-            writer = writer or pq.ParquetWriter(fixes, schema)
-            writer.write_table(out)
-        if writer is None:
-            return
-        writer.close()
-        writer = None
-        con.execute(
-            f"""UPDATE raw_items SET street = o.street, unit = coalesce(o.unit, raw_items.unit),
-                      city = o.city, state = o.state, zip = o.zip
-               FROM {parquet(fixes)} o WHERE raw_items.item_id = o.item_id"""
+    )
+    if not rows:
+        return False
+    parsed = [(item_id, std.parse_one_line(street)) for item_id, street in rows]
+    fix = pa.table(
+        {
+            "item_id": [p[0] for p in parsed],
+            **{k: [p[1][k] for p in parsed] for k in ADDRESS_PARTS},
+        },
+        schema=pa.schema([(c, pa.string()) for c in ("item_id", *ADDRESS_PARTS)]),
+    )
+    st.arrow("one_line", fix)
+    return True
+
+
+def request_table(con: Any, items: Path, out: Path) -> Path:
+    """A request's items standardized like the master file. Returns the Parquet path. `con` is
+    a DuckDB connection or the `Steps` of an engine."""
+    st = con if isinstance(con, DuckSteps | SparkSteps) else DuckSteps(con)
+    st.source("raw_src", items)
+    cols = ", ".join(f"s.{c}" for c in RAW_COLUMNS if c not in ADDRESS_PARTS)
+    if _one_line_fixups(st):
+        st.table(
+            "raw_items",
+            f"""SELECT {cols},
+                   CASE WHEN o.item_id IS NULL THEN s.street ELSE o.street END AS street,
+                   CASE WHEN o.item_id IS NULL THEN s.unit ELSE coalesce(o.unit, s.unit) END
+                     AS unit,
+                   CASE WHEN o.item_id IS NULL THEN s.city ELSE o.city END AS city,
+                   CASE WHEN o.item_id IS NULL THEN s.state ELSE o.state END AS state,
+                   CASE WHEN o.item_id IS NULL THEN s.zip ELSE o.zip END AS zip
+                FROM raw_src s LEFT JOIN one_line o ON o.item_id = s.item_id""",
         )
-    finally:
-        if writer is not None:
-            writer.close()
-        fixes.unlink(missing_ok=True)
-        if folder is None:
-            fixes.parent.rmdir()
-
-
-def request_table(con: duckdb.DuckDBPyConnection, items: Path, out: Path) -> Path:
-    """A request's items standardized like the master file. Returns the Parquet path."""
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE raw_items AS
-            SELECT item_id, first_name, middle_name, last_name, suffix, dob, tin, street, unit,
-                   city, state, zip FROM {parquet(items)}"""
+    else:
+        st.table("raw_items", f"SELECT {', '.join(RAW_COLUMNS)} FROM raw_src")
+    st.write(
+        f"""WITH s AS (SELECT item_id AS uid, {_std_select()} FROM raw_items)
+            SELECT {STD_COLUMNS}, CAST(NULL AS VARCHAR) AS hh_key FROM s""",
+        out,
+        "uid",
     )
-    _one_line_fixups(con)
-    tmp = out.with_suffix(".tmp")
-    con.execute(
-        f"""COPY (
-          WITH s AS (SELECT item_id AS uid, {_std_select()} FROM raw_items)
-          SELECT {STD_COLUMNS}, NULL::VARCHAR AS hh_key FROM s ORDER BY uid
-        ) TO {sqlpath(tmp)} (FORMAT parquet)"""
-    )
-    os.replace(tmp, out)
     return out
 
 
@@ -260,6 +271,8 @@ class SparkBackend:
         self.db_api = SparkAPI(spark_session=self.spark)
 
     def register(self, path: Path, name: str) -> Any:
+        # the session outlives a link: the last link's input of that name goes first
+        self.spark.catalog.dropTempView(name)
         df = self.spark.read.parquet(str(path)).select(*MODEL_COLUMNS)
         return self.db_api.register(df, dataset_display_name=name)
 
@@ -280,8 +293,11 @@ class SparkBackend:
 
 
 def spark_session() -> Any:
-    """A Spark session with Splink's similarity functions and a checkpoint directory."""
-    import tempfile
+    """A Spark session with Splink's similarity functions and a checkpoint directory, on
+    ``CUSTODES_SPARK_MASTER`` (default ``local[2]``; ``spark://host:7077`` for a standalone
+    cluster). The executors run this Python (``spark.pyspark.python``) and get Splink's jar
+    (``spark.jars``); memory is modest by default (driver 2g, executors 1g)."""
+    import sys
 
     from pyspark.sql import SparkSession
     from splink.backends.spark import similarity_jar_location
@@ -293,8 +309,19 @@ def spark_session() -> Any:
         .config("spark.sql.shuffle.partitions", settings.text("CUSTODES_SPARK_PARTITIONS", "8"))
         .config("spark.ui.enabled", "false")
         .config("spark.driver.memory", settings.text("CUSTODES_SPARK_MEMORY", "2g"))
+        .config("spark.executor.memory", settings.text("CUSTODES_SPARK_EXECUTOR_MEMORY", "1g"))
+        .config("spark.pyspark.python", os.environ.get("PYSPARK_PYTHON", sys.executable))
+        # DuckDB's semantics for the shared SQL: a bad cast or a missing map key is NULL
+        .config("spark.sql.ansi.enabled", "false")
     )
+    host = settings.text("CUSTODES_SPARK_DRIVER_HOST")
+    if host:  # the address the executors reach this driver at
+        builder = builder.config("spark.driver.host", host).config("spark.driver.bindAddress", host)
     spark = builder.getOrCreate()
+    # a session made earlier in this process keeps its settings: the runtime ones follow the
+    # environment of this call
+    spark.conf.set("spark.sql.shuffle.partitions", settings.text("CUSTODES_SPARK_PARTITIONS", "8"))
+    spark.conf.set("spark.sql.ansi.enabled", "false")
     spark.sparkContext.setLogLevel("ERROR")
     spark.sparkContext.setCheckpointDir(tempfile.mkdtemp(prefix="custodes-spark-"))
     return spark
@@ -367,6 +394,33 @@ def score(
     return pa.concat_tables(parts), chunks
 
 
+def score_spark(
+    backend: SparkBackend,
+    st: SparkSteps,
+    model: Model,
+    master_path: Path,
+    request_path: Path,
+    floor_probability: float,
+) -> tuple[int, Any]:
+    """All candidate pairs at or above the floor probability as the Spark view `pairs` (they
+    stay on the cluster). Returns their number and Splink's table (drop it when done)."""
+    from splink import Linker
+
+    from custodes.matching.model import quiet_splink
+
+    quiet_splink()
+    sdf_m = backend.register(master_path, MASTER)
+    sdf_r = backend.register(request_path, REQUEST)
+    linker = Linker(
+        [sdf_m, sdf_r], for_dialect(model.splink, backend.dialect), log_level=mdl_log_level()
+    )
+    sdf = linker.inference.predict(
+        threshold_match_probability=floor_probability, warning_mode="never"
+    )
+    st.table("pairs", f"SELECT {PAIR_COLUMNS} FROM {sdf.physical_name}", reused=True)
+    return int(st.scalar("SELECT count(*) FROM pairs")), sdf
+
+
 def decide(
     con: duckdb.DuckDBPyConnection,
     pairs: pa.Table | None,
@@ -378,32 +432,73 @@ def decide(
     envelope_periods: list[int],
 ) -> None:
     """Create the temp table `linked`: one row per item with its verdict and evidence.
-    `pairs`: the scored pairs, or None when they are already `con`'s table `pairs`."""
+    `pairs`: the scored pairs, or None when they are already `con`'s table `pairs` (`score`
+    with `con`)."""
+    st = DuckSteps(con)
     if pairs is not None:
-        con.register("pairs", pairs)
-    con.register("nick", nickname_table())
-    con.register("known_first", known_first_names())
-    floor_w = math.log2(t.floor_probability / (1 - t.floor_probability))
-    con.execute(f"CREATE OR REPLACE TEMP VIEW m AS SELECT * FROM {parquet(master_path)}")
-    con.execute(f"CREATE OR REPLACE TEMP VIEW r AS SELECT * FROM {parquet(request_path)}")
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE ranked AS
-           SELECT * FROM (
+        st.arrow("pairs", pairs)
+    inputs(st, master_path, request_path, mf, items_path)
+    decide_steps(st, t, envelope_periods, has_own_periods(items_path))
+
+
+def inputs(
+    st: Steps, master_path: Path, request_path: Path, mf: master.MasterFile, items_path: Path
+) -> None:
+    """The tables the deciding steps read, besides `pairs`: the standardized master file `m`
+    and items `r`, the master's `addresses`, the request's raw `items`, and the reference
+    tables `nick` and `known_first`."""
+    st.arrow("nick", nickname_table())
+    st.arrow("known_first", known_first_names())
+    st.source("m", master_path)
+    st.source("r", request_path)
+    st.source("addresses", mf.path("addresses"))
+    st.source("items", items_path)
+
+
+def has_own_periods(items_path: Path) -> bool:
+    return "taxable_periods" in pq.read_schema(items_path).names
+
+
+def decide_steps(st: Steps, t: Thresholds, envelope_periods: list[int], own_periods: bool) -> None:
+    """The deciding steps, in order, each a named SQL table over those before it (DuckDB or
+    Spark): ranked → evidence → cand_addr, addr_check → household → gated → gated2 →
+    (the namesake bar, two counts) → gated3 → flagged → linked."""
+    step_ranked(st)
+    step_evidence(st, t)
+    step_cand_addr(st)
+    step_addr_check(st, envelope_periods, own_periods)
+    step_household(st)
+    step_gated(st, t)
+    step_gated2(st)
+    bits = namesake_bits(st, t)
+    step_gated3(st, t, bits)
+    step_flagged(st, bits)
+    step_linked(st, t, bits)
+
+
+def step_ranked(st: Steps) -> None:
+    """The best two candidates of each item."""
+    st.table(
+        "ranked",
+        """SELECT * FROM (
              SELECT *, row_number() OVER (PARTITION BY item_id
                                           ORDER BY match_weight DESC, record_id) AS rank
-             FROM pairs) WHERE rank <= 2"""
+             FROM pairs) WHERE rank <= 2""",
+        reused=True,
     )
-    if pairs is None:  # the connection's own table: its memory goes back to the pool
-        con.execute("DROP TABLE pairs")
-    jw = t.first_name_similarity
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE evidence AS
-        WITH b AS (SELECT * FROM ranked WHERE rank = 1),
+
+
+def step_evidence(st: Steps, t: Thresholds) -> None:
+    """Each item with its best candidate and runner-up, and every comparison the gate uses."""
+    floor_w = math.log2(t.floor_probability / (1 - t.floor_probability))
+    st.table(
+        "evidence",
+        f"""WITH b AS (SELECT * FROM ranked WHERE rank = 1),
              s AS (SELECT * FROM ranked WHERE rank = 2)
         SELECT r.uid AS item_id, b.record_id, b.match_probability AS probability,
                b.match_weight AS weight, s.record_id AS runner_up_record_id,
                s.match_probability AS runner_up_probability, s.match_weight AS runner_up_weight,
-               b.match_weight - coalesce(s.match_weight, {floor_w}) AS margin_bits,
+               b.match_weight - coalesce(s.match_weight, CAST({floor_w} AS DOUBLE)) AS margin_bits,
                b.w_first, b.w_last, b.w_middle, b.w_dob, b.w_tin, b.w_address,
                r.first AS r_first, m.first AS m_first, r.dob AS r_dob, m.dob AS m_dob,
                r.suffix AS r_suffix, m.suffix AS m_suffix, r.tin AS r_tin, m.tin AS m_tin,
@@ -412,8 +507,7 @@ def decide(
                -- middle names (or initials) that say another person
                coalesce(left(r.middle, 1) <> left(m.middle, 1), FALSE) AS middle_conflict,
                r.first = m.first AS first_exact,
-               EXISTS (SELECT 1 FROM nick WHERE nick.a = r.first AND nick.b = m.first)
-                 AS first_nick,
+               nk.a IS NOT NULL AS first_nick,
                jaro_winkler_similarity(r.first, m.first) AS first_jw,
                damerau_levenshtein(r.first, m.first) AS first_edits,
                {soundex("r.first")} = {soundex("m.first")} AS first_sounds_alike,
@@ -425,7 +519,7 @@ def decide(
                coalesce(NOT (jaro_winkler_similarity(r.first, m.last) >= 0.88
                              AND jaro_winkler_similarity(r.last, m.first) >= 0.88)
                         AND (r.first = m.last OR r.last = m.first), FALSE) AS name_moved,
-               r.first IN (SELECT name FROM known_first) AS first_is_a_name,
+               CASE WHEN r.first IS NOT NULL THEN kf.name IS NOT NULL END AS first_is_a_name,
                coalesce(r.house = m.house AND (r.zip5 = m.zip5 OR r.city = m.city), FALSE)
                  AS same_house,
                r.dob = m.dob AS dob_exact,
@@ -439,12 +533,11 @@ def decide(
                r.tin IS NOT NULL AND m.tin IS NOT NULL AND r.tin <> m.tin
                  AND damerau_levenshtein(r.tin, m.tin) <= 1 AS tin_one_edit,
                -- the listed TIN is another filer's (a household member's, a relative's)
-               coalesce(r.tin <> m.tin AND r.tin IN (SELECT tin FROM m WHERE tin IS NOT NULL),
-                        FALSE) AS tin_elsewhere,
+               coalesce(r.tin <> m.tin AND te.tin IS NOT NULL, FALSE) AS tin_elsewhere,
                -- an ITIN that no filer holds, listed for a record that holds an SSN: the
                -- number the person used before the SSN was issued; it says nothing either way
                coalesce({_is_itin("r.tin")} AND NOT {_is_itin("m.tin")}
-                        AND r.tin NOT IN (SELECT tin FROM m WHERE tin IS NOT NULL), FALSE)
+                        AND te.tin IS NULL, FALSE)
                  AS itin_for_ssn,
                -- a surname that agrees, is a part of the other (hyphenated, two-part) or close
                coalesce(r.last = m.last
@@ -456,33 +549,45 @@ def decide(
                             AND jaro_winkler_similarity(r.last, m.first) >= 0.88)
                         OR r.first = m.last, FALSE)
                    AS last_agrees
+        -- (joins, not subqueries in the select list: Spark runs those only in a filter)
         FROM r LEFT JOIN b ON b.item_id = r.uid LEFT JOIN s ON s.item_id = r.uid
-        LEFT JOIN m ON m.uid = b.record_id"""
+        LEFT JOIN m ON m.uid = b.record_id
+        LEFT JOIN (SELECT DISTINCT a, b FROM nick) nk ON nk.a = r.first AND nk.b = m.first
+        LEFT JOIN (SELECT DISTINCT name FROM known_first) kf ON kf.name = r.first
+        LEFT JOIN (SELECT DISTINCT tin FROM m WHERE tin IS NOT NULL) te ON te.tin = r.tin""",
+        reused=True,
     )
-    con.execute("DROP TABLE ranked")
-    _address_on_record(con, mf, request_path, items_path, envelope_periods)
-    # Household flags: another person at the candidate's last address with a similar surname;
-    # one with the same first name (Jr/Sr, II); a twin (same surname and date of birth).
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE household AS
-        SELECT g.item_id,
+
+
+def step_household(st: Steps) -> None:
+    """Household flags: another person at the candidate's last address with a similar surname;
+    one with the same first name (Jr/Sr, II); a twin (same surname and date of birth)."""
+    st.table(
+        "household",
+        """SELECT g.item_id,
           bool_or(jaro_winkler_similarity(o.last, g.m_last) >= 0.9) AS household,
           bool_or(o.first = g.m_first AND jaro_winkler_similarity(o.last, g.m_last) >= 0.9)
             AS generational,
           bool_or(o.dob = g.m_dob AND jaro_winkler_similarity(o.last, g.m_last) >= 0.9) AS twin
         FROM evidence g JOIN m o ON o.hh_key = g.hh_key AND o.uid <> g.record_id
         WHERE g.record_id IS NOT NULL AND g.hh_key <> ''
-        GROUP BY g.item_id"""
+        GROUP BY g.item_id""",
+        reused=True,
     )
+
+
+def step_gated(st: Steps, t: Thresholds) -> None:
+    """The person gate, each part."""
+    jw = t.first_name_similarity
     # The person gate, one column per part, so that an officer sees which part failed. The
     # evidence that belongs to one person is the first name, the date of birth and the TIN;
     # surname and address are shared by a household (MATCHING.md §2.3). A match needs two of
     # the three to agree and none to contradict, or — when a corrupted list replaced one of
     # them — two to agree and the third outweighed by the household's evidence
     # (docs/decisions/2026-11-30-person-gate-weighs-the-evidence.md).
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE gated AS
-        WITH g AS (
+    st.table(
+        "gated",
+        f"""WITH g AS (
           SELECT e.*, coalesce(c.any_year, FALSE) AS addr_on_record,
             coalesce(h.household, FALSE) AS hh_any,
             coalesce(h.generational, FALSE) AS hh_generational,
@@ -546,15 +651,23 @@ def decide(
                    AND NOT itin_for_ssn, FALSE) AS tin_differs,
           coalesce(r_suffix IS NOT NULL AND m_suffix IS NOT NULL AND r_suffix <> m_suffix, FALSE)
             AS suffix_conflict
-        FROM d"""
+        FROM d""",
     )
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE gated2 AS
-        SELECT *,
+
+
+def step_gated2(st: Steps) -> None:
+    st.table(
+        "gated2",
+        """SELECT *,
           first_ok::INT + dob_ok::INT + tin_agrees::INT AS person_agree,
           first_conflict::INT + dob_conflict::INT + tin_differs::INT AS person_conflict
-        FROM gated"""
+        FROM gated""",
+        reused=True,
     )
+
+
+def namesake_bits(st: Steps, t: Thresholds) -> float:
+    """The bits a match resting on name and date of birth alone must carry."""
     # A match that no TIN and no address on record supports may be a namesake born the same
     # day (in the same ZIP, if the ZIP agrees). For one item the expected number of such
     # namesakes in the master file is about n_master * 2^-(name + DOB + address bits). Summed
@@ -562,18 +675,20 @@ def decide(
     # made 3 wrong identifications), it must stay below 2^-margin, so each such item needs
     # log2(n_master) + log2(n_unsupported) + namesake_margin_bits (a Bonferroni bound over the
     # items actually at risk; every absent person the request asks about is among them).
-    n_master = con.execute("SELECT count(*) FROM m").fetchall()[0][0]
-    n_unsupported = con.execute(
+    n_master = st.scalar("SELECT count(*) FROM m")
+    n_unsupported = st.scalar(
         f"""SELECT count(*) FROM gated2 g
             WHERE g.record_id IS NOT NULL AND g.probability >= {t.review_probability}
               AND NOT g.tin_agrees AND NOT g.addr_on_record"""
-    ).fetchall()[0][0]
-    namesake_bits = (
-        math.log2(max(n_master, 2)) + math.log2(max(n_unsupported, 2)) + t.namesake_margin_bits
     )
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE gated3 AS
-        WITH x AS (
+    return math.log2(max(n_master, 2)) + math.log2(max(n_unsupported, 2)) + t.namesake_margin_bits
+
+
+def step_gated3(st: Steps, t: Thresholds, namesake_bits: float) -> None:
+    """Whether one contradicting field is outweighed; the gate's verdict and conflicts."""
+    st.table(
+        "gated3",
+        f"""WITH x AS (
           SELECT *,
             -- One contradicting field is outweighed when the two others agree and the
             -- household does too. A first name that differs (people go by a middle name, lists
@@ -610,11 +725,15 @@ def decide(
           -- the TIN is this record's, but name and date of birth say another person
           (tin_exact AND NOT (person_agree >= 2 AND (person_conflict = 0 OR outweighed))
            AND (first_conflict OR dob_conflict)) AS tin_name_conflict
-        FROM x"""
+        FROM x""",
     )
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE linked AS
-        WITH f AS (
+
+
+def step_flagged(st: Steps, namesake_bits: float) -> None:
+    """The gate's inputs joined with the household and address checks, and the flags."""
+    st.table(
+        "flagged",
+        f"""WITH f AS (
           SELECT g.*, coalesce(h.household, FALSE) AS household,
                  g.addr_on_record AS address_on_record,
                  coalesce(c.in_periods, FALSE) AS address_on_record_in_periods,
@@ -623,7 +742,8 @@ def decide(
                    AS name_dob_bits,
                  coalesce(NOT g.tin_agrees AND NOT g.addr_on_record
                           AND g.w_first + g.w_last + g.w_middle + g.w_dob
-                              + greatest(g.w_address, 0) < {namesake_bits}, FALSE)
+                              + greatest(g.w_address, 0) < CAST({namesake_bits} AS DOUBLE),
+                          FALSE)
                    AS namesake_risk,
                  coalesce(h.generational, FALSE) AS generational, coalesce(h.twin, FALSE) AS twin,
                  coalesce(g.person_ok AND NOT g.suffix_conflict, FALSE) AS gate
@@ -653,7 +773,16 @@ def decide(
             (r_first IS NOT NULL)::INT + (r_dob IS NOT NULL)::INT
               + (r_tin IS NOT NULL AND NOT itin_for_ssn)::INT AS identifiers
           FROM f)
-        SELECT item_id,
+        SELECT * FROM v""",
+        reused=True,
+    )
+
+
+def step_linked(st: Steps, t: Thresholds, namesake_bits: float) -> None:
+    """One row per item: its status, the evidence and the reasons."""
+    st.table(
+        "linked",
+        f"""SELECT item_id,
           CASE WHEN record_id IS NULL THEN 'not_identified'
                WHEN probability >= {t.min_probability} AND margin_bits >= {t.min_margin_bits}
                     AND gate AND NOT blocked THEN 'identified'
@@ -690,8 +819,10 @@ def decide(
           ], lambda x: x IS NOT NULL) AS reasons,
           w_first, w_last, w_middle, w_dob, w_tin, w_address, address_on_record,
           address_on_record_in_periods, supported, name_dob_bits,
-          {namesake_bits} AS namesake_bits_required, person_agree, person_conflict
-        FROM v"""
+          CAST({namesake_bits} AS DOUBLE) AS namesake_bits_required, person_agree,
+          person_conflict
+        FROM flagged""",
+        reused=True,
     )
 
 
@@ -719,44 +850,40 @@ def soundex(col: str) -> str:
     return f"left(left({col}, 1) || replace(substr({collapsed}, 2), '0', '') || '000', 4)"
 
 
-def _address_on_record(
-    con: duckdb.DuckDBPyConnection,
-    mf: master.MasterFile,
-    request_path: Path,
-    items_path: Path,
-    envelope_periods: list[int],
-) -> None:
-    """Table `addr_check`: `any_year` and `in_periods` for every item with a candidate: the
-    supplied address, standardized, against every address
-    the candidate filed from, with the tolerance of `standardize.ADDRESS_MATCH_SQL`. The periods
-    are the item's own `taxable_periods` (``;``-separated) or else the envelope's."""
-    addresses = mf.path("addresses")
-    std_select = ", ".join(f"{sql} AS {name}" for name, sql in std.address_columns("x.").items())
-    # Most people file from the same address year after year: standardize each distinct
-    # address of a candidate once, with the list of years it was on the return.
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE cand_addr AS
-        WITH x AS (
+def step_cand_addr(st: Steps) -> None:
+    """Every distinct address each item's candidate filed from, standardized once, with the
+    list of years it was on the return (most people file from one address year after year)."""
+    cols = std.address_columns("x.")
+    std_select = ", ".join(f"{sql} AS {name}" for name, sql in cols.items())
+    st.table(
+        "cand_addr",
+        f"""WITH x AS (
           SELECT record_id, street, unit, city, state, zip, list(tax_year) AS years
-          FROM {parquet(addresses)}
+          FROM addresses
           WHERE record_id IN (SELECT record_id FROM evidence WHERE record_id IS NOT NULL)
-          GROUP BY ALL),
+          GROUP BY record_id, street, unit, city, state, zip),
         s AS (SELECT record_id, years, {std_select} FROM x)
-        SELECT l.item_id, s.* EXCLUDE (record_id)
-        FROM evidence l JOIN s ON s.record_id = l.record_id"""
+        SELECT l.item_id, s.years, {", ".join(f"s.{c}" for c in cols)}
+        FROM evidence l JOIN s ON s.record_id = l.record_id""",
     )
+
+
+def step_addr_check(st: Steps, envelope_periods: list[int], own_periods: bool) -> None:
+    """Table `addr_check`: `any_year` and `in_periods` for every item with a candidate: the
+    supplied address, standardized, against every address the candidate filed from, with the
+    tolerance of `standardize.ADDRESS_MATCH_SQL`. The periods are the item's own
+    `taxable_periods` (``;``-separated) or else the envelope's."""
     years = "[" + ", ".join(str(int(y)) for y in envelope_periods) + "]::BIGINT[]"
-    has_own = "taxable_periods" in pq.read_schema(items_path).names
     own = (
         "list_filter(list_transform(string_split(nullif(trim(taxable_periods), ''), ';'), "
         "lambda x: try_cast(trim(x) AS BIGINT)), lambda x: x IS NOT NULL)"
-        if has_own
+        if own_periods
         else "NULL::BIGINT[]"
     )
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE addr_check AS
-        WITH p AS (SELECT item_id, coalesce(nullif({own}, []), {years}) AS years
-                   FROM {parquet(items_path)})
+    st.table(
+        "addr_check",
+        f"""WITH p AS (SELECT item_id, coalesce(nullif({own}, []::BIGINT[]), {years}) AS years
+                   FROM items)
         SELECT a.uid AS item_id,
           bool_or({std.ADDRESS_MATCH_SQL}) AS any_year,
           bool_or({std.ADDRESS_MATCH_SQL} AND len(list_intersect(p.years, b.years)) > 0)
@@ -764,19 +891,18 @@ def _address_on_record(
         FROM (SELECT uid, city AS std_city, state AS std_state, zip5 AS std_zip5,
                      house AS std_house, street AS std_street_name, unit AS std_unit_id,
                      po_box AS std_po_box
-              FROM {parquet(request_path)}) a
+              FROM r) a
         JOIN cand_addr b ON b.item_id = a.uid
         LEFT JOIN p ON p.item_id = a.uid
-        GROUP BY a.uid"""
+        GROUP BY a.uid""",
+        reused=True,
     )
 
 
-def write_linked(con: duckdb.DuckDBPyConnection, model_sha: str, out: Path) -> dict[str, int]:
-    tmp = out.with_suffix(".tmp")
-    con.execute(
-        f"""COPY (SELECT *, {literal(model_sha)} AS model_sha256 FROM linked ORDER BY item_id)
-            TO {sqlpath(tmp)} (FORMAT parquet)"""
-    )
-    os.replace(tmp, out)
-    counts = dict(con.execute("SELECT status, count(*) FROM linked GROUP BY 1").fetchall())
+def write_linked(con: Any, model_sha: str, out: Path) -> dict[str, int]:
+    """Write the `linked` table (on DuckDB: `con`; or the `Steps` that made it) as one Parquet
+    file in item order; return the counts by status (the only rows the driver collects)."""
+    st = con if isinstance(con, DuckSteps | SparkSteps) else DuckSteps(con)
+    st.write(f"SELECT *, {literal(model_sha)} AS model_sha256 FROM linked", out, "item_id")
+    counts = dict(st.rows("SELECT status, count(*) FROM linked GROUP BY status"))
     return {k: counts.get(k, 0) for k in ("identified", "review", "not_identified")}

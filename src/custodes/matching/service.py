@@ -10,13 +10,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import pyarrow.parquet as pq
+
 from custodes.errors import fail
 from custodes.ledger import files, log
 from custodes.ledger.events import Event
 from custodes.matching import link as lk
 from custodes.matching import model as mdl
 from custodes.records import master
-from custodes.store.sql import parquet
 from custodes.workspace import Call, Workspace
 
 LINKED = "linked.parquet"
@@ -77,14 +79,18 @@ def train(
     folder: Path,
     *,
     backend: str = "duckdb",
+    engine: str | None = None,
     thresholds: mdl.Thresholds | None = None,
     seed: int = 1,
     progress: lk.Progress | None = None,
 ) -> dict[str, Any]:
-    """Train the model on the master file and a received request's items; make it current."""
+    """Train the model on the master file and a received request's items; make it current.
+    `engine` (or its older name `backend`): ``duckdb`` or ``spark`` (standardizing and
+    training as Spark SQL)."""
     from splink import Linker
 
     ws = call.ws
+    backend = check_engine(engine or backend)
     mf = master.current(ws)
     mf.path("people")  # refuses clearly when there is no master file
     master.verified(call)
@@ -93,12 +99,10 @@ def train(
     be = lk.make_backend(backend, con)
     try:
         cache, master_sha = _cache(ws, mf)
-        m_path = _master_std(call, con, mf, cache)
-        r_path = _request_std(call, con, folder, request_id)
-        n_m, n_r = (
-            con.execute(f"SELECT count(*) FROM {parquet(p)}").fetchall()[0][0]
-            for p in (m_path, r_path)
-        )
+        st = lk.SparkSteps(be.spark) if isinstance(be, lk.SparkBackend) else con
+        m_path = _master_std(call, st, mf, cache)
+        r_path = _request_std(call, st, folder, request_id)
+        n_m, n_r = (pq.ParquetFile(p).metadata.num_rows for p in (m_path, r_path))
         if progress:
             progress("prepare", 1, 1)
         mdl.quiet_splink()
@@ -149,6 +153,16 @@ def train(
     }
 
 
+ENGINES = ("duckdb", "spark")
+
+
+def check_engine(engine: str) -> str:
+    """An engine's name, or a refusal naming the ones there are."""
+    if engine not in ENGINES:
+        raise fail("bad_argument", f"Unknown engine {engine!r} (use duckdb or spark).")
+    return engine
+
+
 def link(
     call: Call,
     folder: Path,
@@ -157,51 +171,112 @@ def link(
     request_id: str | None = None,
     checked_master: master.MasterFile | None = None,
     backend: str = "duckdb",
+    engine: str | None = None,
     overrides: dict[str, float | None] | None = None,
     progress: lk.Progress | None = None,
     out: Path | None = None,
 ) -> lk.LinkResult:
     """Link every item of a received request (its folder, its taxable periods); write
     ``match/linked.parquet`` in the folder (recorded). Every file read is checked against its
-    record first; `checked_master` is the master file when the caller has just checked it."""
+    record first; `checked_master` is the master file when the caller has just checked it.
+    `engine` (or its older name `backend`) is where the job runs: ``duckdb`` (embedded) or
+    ``spark`` (every step as Spark SQL, on ``CUSTODES_SPARK_MASTER``)."""
     ws = call.ws
+    engine = check_engine(engine or backend)
     model = current_model(call)
     t = model.thresholds.replace(**(overrides or {}))
     mf = checked_master or master.verified(call)
     cache, _ = _cache(ws, mf)
-    work = work_dir(folder)
-    items_path = folder / "items.parquet"
-    con = master.connect(ws=ws)
-    be = lk.make_backend(backend, con)
+    path = out or work_dir(folder) / LINKED
+    # On DuckDB one bulk connection (one memory limit, one spill folder) standardizes, scores
+    # (Splink in the same connection: the pairs never enter Python) and decides.
+    con = master.connect(ws=ws) if engine == "duckdb" else None
+    be = lk.make_backend(engine, con)
     try:
-        m_path = _master_std(call, con, mf, cache)
-        r_path = _request_std(call, con, folder, request_id)
-        n_items = con.execute(f"SELECT count(*) FROM {parquet(r_path)}").fetchall()[0][0]
-        if progress:
-            progress("prepare", 1, 1)
-        n_pairs, chunks = lk.score(
-            be, model, m_path, r_path, n_items, t.floor_probability, progress, con=con
-        )
-        lk.decide(con, None, m_path, r_path, t, mf, items_path, list(periods))
-        path = out or work / LINKED
-        counts = lk.write_linked(con, model.sha256, path)
-        if out is None:
-            with call.transaction() as conn:
-                files.record(conn, ws, call.actor, "match.results", path, request_id=request_id)
-        if progress:
-            progress("decide", 1, 1)
+        if isinstance(be, lk.SparkBackend):
+            res = _link_spark(call, be, model, t, mf, cache, folder, periods, request_id, path)
+        else:
+            assert con is not None
+            res = _link_duckdb(
+                call, be, con, model, t, mf, cache, folder, periods, request_id, path, progress
+            )
     finally:
         be.close()
-        master.close(con)
+        if con is not None:
+            master.close(con)
+    if out is None:
+        with call.transaction() as conn:
+            files.record(conn, ws, call.actor, "match.results", path, request_id=request_id)
+    if progress:
+        progress("decide", 1, 1)
+    return res
+
+
+def _link_duckdb(
+    call: Call,
+    be: lk.DuckDBBackend,
+    con: duckdb.DuckDBPyConnection,
+    model: mdl.Model,
+    t: mdl.Thresholds,
+    mf: master.MasterFile,
+    cache: Path,
+    folder: Path,
+    periods: list[int],
+    request_id: str | None,
+    path: Path,
+    progress: lk.Progress | None,
+) -> lk.LinkResult:
+    m_path = _master_std(call, con, mf, cache)
+    r_path = _request_std(call, con, folder, request_id)
+    n_items = pq.ParquetFile(r_path).metadata.num_rows
+    if progress:
+        progress("prepare", 1, 1)
+    n_pairs, chunks = lk.score(
+        be, model, m_path, r_path, n_items, t.floor_probability, progress, con=con
+    )
+    lk.decide(con, None, m_path, r_path, t, mf, folder / "items.parquet", list(periods))
+    counts = lk.write_linked(con, model.sha256, path)
     return lk.LinkResult(
         items=n_items,
-        identified=counts["identified"],
-        review=counts["review"],
-        not_identified=counts["not_identified"],
         pairs=int(n_pairs),
         chunks=chunks,
         model_sha256=model.sha256,
         path=path,
+        **counts,
+    )
+
+
+def _link_spark(
+    call: Call,
+    be: lk.SparkBackend,
+    model: mdl.Model,
+    t: mdl.Thresholds,
+    mf: master.MasterFile,
+    cache: Path,
+    folder: Path,
+    periods: list[int],
+    request_id: str | None,
+    path: Path,
+) -> lk.LinkResult:
+    """The whole link as Spark SQL: standardizing, scoring, deciding, writing. Only counts
+    come back to this process."""
+    st = lk.SparkSteps(be.spark)
+    sdf = None
+    try:
+        m_path = _master_std(call, st, mf, cache)
+        r_path = _request_std(call, st, folder, request_id)
+        n_items = pq.ParquetFile(r_path).metadata.num_rows
+        n_pairs, sdf = lk.score_spark(be, st, model, m_path, r_path, t.floor_probability)
+        lk.inputs(st, m_path, r_path, mf, folder / "items.parquet")
+        own = lk.has_own_periods(folder / "items.parquet")
+        lk.decide_steps(st, t, list(periods), own)
+        counts = lk.write_linked(st, model.sha256, path)
+    finally:
+        if sdf is not None:
+            sdf.drop_table_from_database_and_remove_from_cache()
+        st.close()
+    return lk.LinkResult(
+        items=n_items, pairs=n_pairs, chunks=1, model_sha256=model.sha256, path=path, **counts
     )
 
 

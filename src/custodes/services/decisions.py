@@ -26,9 +26,16 @@ from custodes.rules.active import in_force
 
 
 @service("process")
-def process(call: CheckedCall, request_id: str, *, progress: Progress | None = None) -> Processed:
-    """Rules, matching, rules after matching, one outcome per item; resumable."""
-    return pipeline.process(call, request_id, progress=call.progress(progress))
+def process(
+    call: CheckedCall,
+    request_id: str,
+    *,
+    progress: Progress | None = None,
+    engine: str = "duckdb",
+) -> Processed:
+    """Rules, matching, rules after matching, one outcome per item; resumable. `engine`:
+    ``duckdb`` (embedded) or ``spark`` (every bulk step as Spark SQL)."""
+    return pipeline.process(call, request_id, progress=call.progress(progress), engine=engine)
 
 
 @service("explain")

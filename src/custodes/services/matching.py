@@ -38,6 +38,7 @@ def train(
     request_id: str | None = None,
     *,
     backend: str = "duckdb",
+    engine: str | None = None,
     thresholds: dict[str, float | None] | None = None,
     seed: int = 1,
     progress: Progress | None = None,
@@ -52,6 +53,7 @@ def train(
         request_id,
         folder,
         backend=backend,
+        engine=engine,
         thresholds=Thresholds().replace(**(thresholds or {})),
         seed=seed,
         progress=call.progress(progress),
@@ -64,6 +66,7 @@ def link(
     request_id: str,
     *,
     backend: str = "duckdb",
+    engine: str | None = None,
     overrides: dict[str, float | None] | None = None,
     progress: Progress | None = None,
 ) -> LinkResult:
@@ -75,6 +78,7 @@ def link(
         envelope(folder).get("taxable_periods") or [],
         request_id=request_id,
         backend=backend,
+        engine=engine,
         overrides=overrides,
         progress=call.progress(progress),
     )
