@@ -639,3 +639,22 @@ def test_witness_bounds_every_body(tmp_path: Path, header: str | None, status: i
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_events_put_ahead_of_the_ledgers_state_are_ledger_corrupt(
+    store: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A row written behind the ledger's back at the next index makes the next append a coded
+    `ledger_corrupt` on both stores (on PostgreSQL the rows go through COPY, whose driver error
+    is raised as SQLAlchemy's: it was a bare psycopg UniqueViolation)."""
+    url = request.getfixturevalue("pg_url") if store == "postgresql" else None
+    ws = make_workspace(tmp_path / "ws", url)
+    size = record(ws, events(3))[-1] + 1
+    with ws.engine.begin() as conn:
+        row = conn.execute(sa.select(ledger_events).where(ledger_events.c.idx == 0)).one()
+        conn.execute(sa.insert(ledger_events).values({**row._asdict(), "idx": size}))
+    with pytest.raises(CustodesError) as exc:
+        record(ws, events(1, size))
+    assert exc.value.code == "ledger_corrupt"
+    ws.close()

@@ -101,6 +101,29 @@ def test_a_garbled_checkpoint_note_is_reported_never_a_crash(where: str, workspa
     assert not report.ok and report.problems
 
 
+def test_a_garbled_cosignature_row_is_reported_and_the_note_still_checked(workspace, staff) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: one garbage row in ledger_cosignatures made the latest note unreadable
+    as a whole, and verify then skipped the checks that need it (the witness's cosignature)."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from custodes.services import ledger as ledger_svc
+    from custodes.store.tables import ledger_checkpoints, ledger_cosignatures
+
+    auditor = staff["auditor"]
+    ledger_svc.checkpoint(workspace, staff.admin)
+    with workspace.engine.begin() as conn:
+        size = conn.execute(sa.select(sa.func.max(ledger_checkpoints.c.size))).scalar()
+        conn.execute(
+            sa.insert(ledger_cosignatures).values(
+                size=size, witness="rogue", line="not a signature", at=dt.datetime.now(dt.UTC)
+            )
+        )
+    problems = ledger_svc.verify_store(workspace, auditor).problems
+    assert any("cosignature is not a signature line" in p for p in problems), problems
+
+
 @pytest.mark.parametrize("column", ["at", "actor", "request_id", "record_id"])
 def test_an_event_row_column_edited_beside_its_body_is_reported(
     column: str, workspace, staff

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, DateTime, Table, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine, ExceptionContext
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
@@ -215,9 +215,16 @@ def bulk_insert(conn: Connection, table: Table, rows: list[tuple[Any, ...]]) -> 
         raw = conn.connection.dbapi_connection
         assert raw is not None
         sql = f"COPY {table.name} ({', '.join(cols)}) FROM STDIN"
-        with raw.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[attr-defined]
-            for r in rows:
-                copy.write_row(r)
+        import psycopg  # the PostgreSQL driver custodes uses; present whenever this runs
+
+        try:
+            with raw.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[attr-defined]
+                for r in rows:
+                    copy.write_row(r)
+        except psycopg.Error as exc:
+            # The driver's error as SQLAlchemy would have raised it (IntegrityError,
+            # OperationalError…), so callers catch one kind whichever path inserted.
+            raise DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
         return
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
