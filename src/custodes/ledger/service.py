@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -522,11 +523,9 @@ def audit_store(
         stored_nodes = {(r.level, r.idx): r.hash for r in conn.execute(select(ledger_nodes))}
         outside = last_remembered(ws)
         latest_note = None
-        if cps:
-            try:
+        if cps:  # a note that does not parse is reported with the checkpoint below
+            with contextlib.suppress(NoteError):
                 latest_note = Note.parse(cps[-1].note)
-            except NoteError:  # reported with the checkpoint below (the tamper campaign's find)
-                pass
         if latest_note is not None:
             try:
                 latest_note = log.with_cosignatures(conn, cps[-1].size, latest_note)
