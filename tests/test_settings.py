@@ -13,7 +13,7 @@ import pytest
 import custodes
 import docgen
 from custodes import settings
-from custodes.errors import WorkspaceError
+from custodes.errors import CustodesError, WorkspaceError
 
 SRC = Path(custodes.__file__).parent
 SETTINGS_PY = SRC / "settings.py"
@@ -130,3 +130,11 @@ def test_list_and_flag_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 if __name__ == "__main__":
     docgen.write(DOC, SECTION, settings.markdown())
     print(f"docs/{DOC}: settings section regenerated")
+
+
+def test_a_number_setting_in_other_digits_is_a_coded_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """'²' passes str.isdigit() and fails int(): it was an uncoded ValueError (review)."""
+    monkeypatch.setenv("CUSTODES_API_MAX_UPLOAD", "12²")
+    with pytest.raises(CustodesError) as exc:
+        settings.integer("CUSTODES_API_MAX_UPLOAD", 1)
+    assert exc.value.code == "bad_configuration"

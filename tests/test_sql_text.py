@@ -40,6 +40,16 @@ ALLOWED: dict[tuple[str, str], str] = {
     "field names quoted with ident()/literal()",
     ("decisions/pipeline.py", "_effective"): "fragments built in the function with "
     "ident()/literal(); filters are bound parameters",
+    ("decisions/pipeline.py", "step_items"): "the items file's own column names quoted with "
+    "ident()",
+    ("decisions/pipeline.py", "step_item_checks"): "check ids quoted with ident(); the checks' SQL "
+    "compiled from the rule set (sqlglot)",
+    ("decisions/pipeline.py", "step_outcome"): "fragments built by _failing from check ids "
+    "quoted with ident()/literal()",
+    ("decisions/pipeline.py", "outcomes_sql"): "field names quoted with ident(); their values' "
+    "SQL is the module's own (field_values)",
+    ("store/steps.py", "*"): "runs the named steps' SQL written in the code (matching/link.py, "
+    "decisions/pipeline.py); the ordering column is the caller's constant",
     ("decisions/response.py", "_rows"): "fragments built in the function with ident()/literal()",
     ("ledger/log.py", "_fetch"): "tile levels and leaf indexes are ints the log computed",
     ("matching/evaluate.py", "*"): "evaluation on synthetic truth: defect names are the "

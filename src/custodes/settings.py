@@ -277,7 +277,7 @@ def integer(name: str, default: int) -> int:
     value = text(name).strip()
     if not value:
         return default
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise WorkspaceError(f"{name} must be a whole number.", code="bad_configuration")
     return int(value)
 

@@ -112,7 +112,7 @@ async def raw_body(
             f"Send the file as one of: {', '.join(kinds)}.", code="unsupported_media_type"
         )
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise InputError(f"An upload is at most {limit:,} bytes.", code="file_too_large")
     fh = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115 - returned to caller
     size = 0

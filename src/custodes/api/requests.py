@@ -73,7 +73,11 @@ async def _stage(request: Request, folder: Path) -> str:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     declared = request.headers.get("content-length", "")
     # Refused before a byte is read: a body declared larger than two uploads and their framing.
-    if declared.isdigit() and int(declared) > 2 * limits.MAX_UPLOAD + (1 << 16):
+    if (
+        declared.isascii()
+        and declared.isdigit()
+        and int(declared) > 2 * limits.MAX_UPLOAD + (1 << 16)
+    ):
         raise InputError(
             f"An upload is at most {limits.MAX_UPLOAD:,} bytes.", code="file_too_large"
         )

@@ -30,7 +30,7 @@ FRAMING = 1 << 16  # a multipart body's part headers and boundaries, over its fi
 
 def _env_bytes(name: str, default: int) -> int:
     raw = settings.text(name).strip()
-    return int(raw) if raw.isdigit() else default
+    return int(raw) if raw.isascii() and raw.isdigit() else default
 
 
 # Every body but the upload routes' (a JSON call, a console form).
