@@ -6,6 +6,7 @@ with a coded error)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -146,3 +147,27 @@ def test_an_event_row_column_edited_beside_its_body_is_reported(
         )
     problems = ledger_svc.verify_store(workspace, auditor).problems
     assert any("event 3: a column beside its body" in p for p in problems), problems
+
+
+def test_an_event_body_whose_time_is_no_time_is_reported_never_a_crash(workspace, staff) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: an edited body whose `time` does not parse made the new comparison of
+    an event row with its body raise ValueError, losing the report."""
+    import sqlalchemy as sa
+
+    from custodes.services import ledger as ledger_svc
+    from custodes.store.tables import ledger_events
+
+    auditor = staff["auditor"]
+    with workspace.engine.begin() as conn:
+        idx, body = conn.execute(
+            sa.select(ledger_events.c.idx, ledger_events.c.body).order_by(ledger_events.c.idx)
+        ).first()
+        doc = json.loads(body)
+        doc["time"] = "not a time"
+        conn.execute(
+            sa.update(ledger_events)
+            .where(ledger_events.c.idx == idx)
+            .values(body=json.dumps(doc, sort_keys=True, separators=(",", ":")))
+        )
+    report = ledger_svc.verify_store(workspace, auditor)
+    assert not report.ok and report.problems

@@ -9,7 +9,6 @@ names the first row that disagrees and the event it disagrees with.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 from collections import defaultdict
@@ -19,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from custodes.access.credentials import item_key
-from custodes.ledger.events import item_sha256
+from custodes.ledger.events import instant, item_sha256
 from custodes.records.files import sha256_file
 from custodes.requests.format import ENVELOPE_FILE
 from custodes.store.tables import (
@@ -87,17 +86,6 @@ def _diff(
         if rows[key] != events[key]:
             found.fail(table, f"row {key} says {rows[key]}, its {what} event says {events[key]}")
     found.ok(table, f"{len(rows)} {table} rows agree with their {what} events")
-
-
-def _instant(v: Any) -> str | None:
-    """A time from a row or an event body, in one form (UTC, microseconds)."""
-    if v is None:
-        return None
-    if isinstance(v, str):
-        v = dt.datetime.fromisoformat(v)
-    if v.tzinfo is None:
-        v = v.replace(tzinfo=dt.UTC)
-    return v.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
 def _last(items: Iterator[tuple[Any, Any]]) -> dict[Any, Any]:
@@ -323,7 +311,7 @@ def _access(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> Non
                 r.user_name or "anonymous",
                 r.request_id,
                 r.record_id,
-                _instant(r.at),
+                instant(r.at),
             )
             for r in conn.execute(select(access_log))
         },
@@ -335,7 +323,7 @@ def _access(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> Non
                 e["actor"],
                 e.get("request_id"),
                 e.get("record_id"),
-                _instant(e.get("time")),
+                instant(e.get("time")),
             )
             for e in ev["access"]
         },

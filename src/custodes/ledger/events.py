@@ -146,6 +146,23 @@ class Event:
         return out
 
 
+def instant(v: Any) -> str | None:
+    """A time from a store row or an event body in one form (UTC, microseconds), to compare
+    the two; a value that is no time (an edited row or body) is returned as it is, so the
+    comparison reports it instead of crashing."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        try:
+            v = dt.datetime.fromisoformat(v)
+        except ValueError:
+            return v
+    if not isinstance(v, dt.datetime):
+        return str(v)
+    v = v.replace(tzinfo=dt.UTC) if v.tzinfo is None else v
+    return v.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
 def commitment(salt: bytes, body: bytes) -> bytes:
     return hashlib.sha256(COMMITMENT_PREFIX + salt + body).digest()
 

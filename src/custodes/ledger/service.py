@@ -17,7 +17,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 
 from custodes.errors import CustodesError, InputError, fail
 from custodes.ledger import anchors, files, keys, log, tiles
-from custodes.ledger.events import Event, commitment
+from custodes.ledger.events import Event, commitment, instant
 from custodes.ledger.keys import NoLedgerKey, load_signer, origin
 from custodes.ledger.note import Checkpoint, Note, NoteError, Verifier, b64, open_checkpoint
 from custodes.ledger.tree import ProofError, leaf_hash, memory_perfect, verify_consistency
@@ -481,17 +481,6 @@ def _witness_view(
 _COPIED = ("actor", "request_id", "record_id")
 
 
-def _instant(v: object) -> str | None:
-    """A time from an event row or body in one form (UTC, microseconds)."""
-    if v is None:
-        return None
-    t = dt.datetime.fromisoformat(v) if isinstance(v, str) else v
-    if not isinstance(t, dt.datetime):
-        return str(v)
-    t = t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
-    return t.astimezone(dt.UTC).isoformat(timespec="microseconds")
-
-
 def audit_store(
     ws: Workspace,
     key: Verifier | None = None,
@@ -578,8 +567,8 @@ def audit_store(
                 rep.fail(f"event {r.idx}: its type column differs from its body's type (edited)")
             # So are its time, actor, request and record (lookups by request or record, the
             # accounting's dates): each must say what the body says (the campaign's find).
-            copies = (_instant(r.at), r.actor, r.request_id, r.record_id)
-            if copies != (_instant(doc.get("time")), *map(doc.get, _COPIED)):
+            copies = (instant(r.at), r.actor, r.request_id, r.record_id)
+            if copies != (instant(doc.get("time")), *map(doc.get, _COPIED)):
                 rep.fail(f"event {r.idx}: a column beside its body differs from the body (edited)")
             anchored.add(r.idx, kind, r.body)
             for level, idx, h in rb.add(r.commitment):
