@@ -155,10 +155,6 @@ def discard(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-SPILL_PREFIX = "duckdb-"  # tmp/duckdb-<pid>-<random>: one spill folder per bulk connection
-_swept: set[Path] = set()
-
-
 def connect(
     threads: int | None = None, *, ws: Workspace | None = None, home: Path | None = None
 ) -> duckdb.DuckDBPyConnection:
@@ -169,7 +165,6 @@ def connect(
 
 close = duck.close
 spill_folder = duck.spill_folder
-memory_limit = duck.memory_limit
 
 
 def summary(ws: Workspace) -> dict[str, object]:
