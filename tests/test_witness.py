@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -120,11 +121,12 @@ def test_a_witness_that_cannot_be_reached_publishes_nothing(
 class _Replayed(Event):
     """An event re-appended with its old body (and, by `log.append`, a new salt)."""
 
-    def __init__(self, body: str, type_: str) -> None:
-        super().__init__(type_, actor="x")
-        self._raw = body.encode()
+    def __init__(self, row: Any) -> None:
+        # the columns beside the body as they were (verify compares them with the body)
+        super().__init__(row.type, row.actor, row.request_id, row.record_id, at=row.at)
+        self._raw = row.body.encode()
 
-    def body(self) -> bytes:
+    def body(self, time_text: str | None = None) -> bytes:
         return self._raw
 
 
@@ -137,7 +139,7 @@ def rewrite(ws: Workspace, drop: set[int]) -> None:
         for table in (ledger_cosignatures, ledger_checkpoints, ledger_nodes, ledger_events):
             conn.execute(sa.delete(table))
         conn.execute(sa.update(ledger_state).values(size=0, frontier=b"", checkpoint_size=None))
-        log.append(conn, [_Replayed(r.body, r.type) for r in rows if r.idx not in drop])
+        log.append(conn, [_Replayed(r) for r in rows if r.idx not in drop])
         cp, note = log.sign_checkpoint(conn, keys.load_signer(ws), keys.origin(ws) or "")
     ledger.external_log(ws).write_text(json.dumps({"size": cp.size, "note": note.render()}) + "\n")
 

@@ -275,6 +275,8 @@ def enter(
                 )
             _in_reach(conn, who.name, roles, row.agency, scope or {})
             repeat = _repeat_of(conn, who, action, roles, scope or {})
+            if repeat is not None:  # per store: a process may serve several (copies share tokens)
+                repeat = (ws.store_url, *repeat)
         except (AccessDenied, NotFound) as exc:
             refused = exc
     if refused is None:
