@@ -33,6 +33,7 @@ from custodes.records.files import sha256_file
 from custodes.requests.format import ENVELOPE_FILE
 from custodes.rules.active import in_force
 from custodes.store import duck
+from custodes.store.files import hash_arrow
 from custodes.store.sql import ident, literal
 from custodes.workspace import Workspace
 
@@ -95,25 +96,6 @@ def _rows(table: pa.Table, fields: list[str], citations: dict[str, str]) -> pa.T
         duck.close(con)
 
 
-class _HashSink:
-    """A write-only file that feeds a hash."""
-
-    closed = False
-
-    def __init__(self, h: Any) -> None:
-        self.h = h
-
-    def write(self, data: Any) -> int:
-        self.h.update(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-
 def content(ws: Workspace, request_id: str) -> Content:
     """What a release of this request would hold, and its hash."""
     folder = ws.request_folder(request_id)
@@ -136,8 +118,7 @@ def content(ws: Workspace, request_id: str) -> Content:
     )
     # The rows' Arrow IPC stream goes into the hash as it is written (the same bytes as
     # writing it to a buffer first, without holding them all).
-    with pa.ipc.new_stream(pa.PythonFile(_HashSink(h), mode="w"), rows.schema) as writer:
-        writer.write_table(rows)
+    hash_arrow(h, rows)
     h.update(orjson.dumps([(d["item_id"], d["record_id"]) for d in disclosed]))
     return Content(
         rows,
