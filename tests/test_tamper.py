@@ -171,3 +171,30 @@ def test_an_event_body_whose_time_is_no_time_is_reported_never_a_crash(workspace
         )
     report = ledger_svc.verify_store(workspace, auditor)
     assert not report.ok and report.problems
+
+
+def test_a_stored_agreement_that_no_longer_parses_is_store_tampered(workspace) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: a stored agreement body edited to YAML whose value does not fit its
+    tag (`!!int m`) raised PyYAML's ValueError at every rule evaluation."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from custodes.errors import CustodesError
+    from custodes.rules import registry
+    from custodes.store.tables import agreements
+
+    with workspace.engine.begin() as conn:
+        conn.execute(
+            sa.insert(agreements).values(
+                id="agr-x",
+                provision="irc-6103-i-2",
+                agency="ICE",
+                body="id: agr-x\nmax_items: !!int m\n",
+                sha256="0" * 64,
+                added_at=dt.datetime.now(dt.UTC),
+            )
+        )
+    with workspace.engine.connect() as conn, pytest.raises(CustodesError) as exc:
+        registry.read(conn)
+    assert exc.value.code == "store_tampered"

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from sqlalchemy import Connection, select
 
-from custodes.errors import AccessDenied, ConflictError, InputError, NotFound
+from custodes.errors import AccessDenied, ConflictError, InputError, NotFound, fail
 from custodes.ledger import anchors, log
 from custodes.ledger.events import Event
 from custodes.records import master
@@ -36,10 +36,21 @@ def read(conn: Connection) -> Registry:
     """A snapshot of the registries, for evaluation."""
     ags = {r.name: dict(r._mapping) for r in conn.execute(select(agencies))}
     offs = [dict(r._mapping) for r in conn.execute(select(officials))]
-    agrs = {
-        r.id: Agreement.from_dict(yaml.safe_load(r.body)) for r in conn.execute(select(agreements))
-    }
+    agrs = {r.id: _stored_agreement(r.body) for r in conn.execute(select(agreements))}
     return Registry(ags, offs, agrs)
+
+
+def _stored_agreement(body: str) -> Agreement:
+    """An agreement as stored: it was checked when proposed, so one that no longer parses was
+    edited in the store (a coded error naming no value, not PyYAML's own exception)."""
+    try:
+        return Agreement.from_dict(construct_yaml(body))
+    except (yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError):
+        raise fail(
+            "store_tampered",
+            "A stored agreement no longer parses: the store was altered outside custodes; "
+            "nothing was done. Run 'custodes ledger verify' and restore the store.",
+        ) from None
 
 
 def _text(what: str, value: str) -> str:
