@@ -243,9 +243,6 @@ class DuckDBBackend:
         )
         return self.db_api.register(f"{name}_input", dataset_display_name=name)
 
-    def fetch(self, sdf: Any, columns: str) -> pa.Table:
-        return self.con.sql(f"SELECT {columns} FROM {sdf.physical_name}").to_arrow_table()
-
     def keep(self, sdf: Any, columns: str, con: duckdb.DuckDBPyConnection, first: bool) -> None:
         """Append a chunk's pairs to the temp table `pairs` of `con` (the same connection:
         nothing crosses into Python)."""
@@ -357,12 +354,12 @@ def score(
     request_path: Path,
     n_items: int,
     floor_probability: float,
-    progress: Progress | None = None,
-    con: duckdb.DuckDBPyConnection | None = None,
-) -> tuple[pa.Table | int, int]:
-    """All candidate pairs at or above the floor probability, with per-field weights. With
-    `con` (a bulk connection) they go to its temp table `pairs`, chunk by chunk, and the count
-    is returned instead of the table (the pairs of a 5M x 1M link never enter Python)."""
+    progress: Progress | None,
+    con: duckdb.DuckDBPyConnection,
+) -> tuple[int, int]:
+    """All candidate pairs at or above the floor probability, with per-field weights, into
+    the temp table `pairs` of `con` (a bulk connection), chunk by chunk (the pairs of a 5M x
+    1M link never enter Python). Returns how many pairs, and how many chunks."""
     from splink import Linker
 
     from custodes.matching.model import quiet_splink
@@ -374,7 +371,6 @@ def score(
         [sdf_m, sdf_r], for_dialect(model.splink, backend.dialect), log_level=mdl_log_level()
     )
     chunks = max(1, math.ceil(n_items / ITEMS_PER_CHUNK))
-    parts = []
     for i in range(1, chunks + 1):
         sdf = linker.inference.predict_chunk(
             left_chunk=(1, 1),
@@ -382,16 +378,11 @@ def score(
             threshold_match_probability=floor_probability,
             warning_mode="never",
         )
-        if con is not None:
-            backend.keep(sdf, PAIR_COLUMNS, con, first=i == 1)
-        else:
-            parts.append(backend.fetch(sdf, PAIR_COLUMNS))
+        backend.keep(sdf, PAIR_COLUMNS, con, first=i == 1)
         sdf.drop_table_from_database_and_remove_from_cache()
         if progress:
             progress("score", i, chunks)
-    if con is not None:
-        return con.execute("SELECT count(*) FROM pairs").fetchall()[0][0], chunks
-    return pa.concat_tables(parts), chunks
+    return con.execute("SELECT count(*) FROM pairs").fetchall()[0][0], chunks
 
 
 def score_spark(
