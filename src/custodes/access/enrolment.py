@@ -9,7 +9,7 @@ import datetime as dt
 import hmac
 from typing import Any
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, Row, and_, select
 
 from custodes.access import credentials as cred
 from custodes.access.grants import insert_grant
@@ -81,7 +81,7 @@ def issue_second_half(conn: Connection, first_sha256: str, by: str) -> str:
         or row.used_at is not None
         or row.ended_at is not None
         or row.second_sha256 is not None
-        or aware(row.expires_at) <= now()  # type: ignore[operator]
+        or aware(row.expires_at) <= now()
     ):
         raise ConflictError(
             "The enrolment code this change completes has ended, expired or been used; "
@@ -118,9 +118,9 @@ def _halves(code: str) -> tuple[str, str | None]:
     return first[0], (second[0] if second else None)
 
 
-def _new_user(name: str, roles: list[str], agency: str | None) -> tuple[set[str], bool]:
-    """The roles asked for a new user, checked, and whether it is a requester account (which
-    must name its agency, and is the only kind that may)."""
+def _new_user(name: str, roles: list[str], agency: str | None) -> tuple[set[str], str | None]:
+    """The roles asked for a new user, checked, and for a requester account (which must name its
+    agency, and is the only kind that may) its agency's name, stripped; None for staff."""
     check_name(name)
     wanted = set(roles)
     if not wanted:
@@ -133,7 +133,7 @@ def _new_user(name: str, roles: list[str], agency: str | None) -> tuple[set[str]
         )
     if agency and not requester:
         raise InputError("Only a requester account belongs to an agency.", code="bad_argument")
-    return wanted, requester
+    return wanted, agency.strip() if requester and agency else None
 
 
 def _propose_the_rest(
@@ -177,14 +177,15 @@ def create_user(
 ) -> dict[str, Any]:
     """Create a user. Staff get a one-time enrolment code (returned, shown once) to set their
     own password; a requester account belongs to a registered agency and uses API keys."""
-    wanted, requester = _new_user(name, roles, agency)
+    wanted, account_agency = _new_user(name, roles, agency)
+    requester = account_agency is not None
     expires = expiry(last_day)
     t = now()
     with call.transaction() as conn:
         if (
-            requester
+            account_agency is not None
             and not conn.execute(
-                select(agencies.c.name).where(agencies.c.name == agency.strip())  # type: ignore[union-attr]
+                select(agencies.c.name).where(agencies.c.name == account_agency)
             ).first()
         ):
             raise NotFound(
@@ -201,7 +202,7 @@ def create_user(
             status="active",
             created_at=t,
             created_by=call.actor,
-            agency=agency.strip() if requester else None,  # type: ignore[union-attr]
+            agency=account_agency,
         )
         in_force = {r: insert_grant(conn, name, r, call.actor, basis, expires) for r in wanted}
         pending = sorted(r for r, ok in in_force.items() if not ok)
@@ -299,6 +300,17 @@ def issue_enrolment(call: Call, name: str) -> dict[str, Any]:
     }
 
 
+def _halves_match(row: Row[Any], second: str | None) -> bool:
+    """A code in two halves needs its second half, the right one; a code in one has none."""
+    if row.halves == 2:
+        return (
+            second is not None
+            and row.second_sha256 is not None
+            and hmac.compare_digest(cred.sha(second), row.second_sha256)
+        )
+    return second is None
+
+
 def enrol(ws: Workspace, name: str, code: str, password: str) -> dict[str, Any]:
     """A user sets their own password with their one-time code; when a role of theirs needs a
     second factor, a new TOTP secret is made and its provisioning URI returned (to them)."""
@@ -310,24 +322,18 @@ def enrol(ws: Workspace, name: str, code: str, password: str) -> dict[str, Any]:
             select(enrolments).where(enrolments.c.code_sha256 == cred.sha(first))
         ).first()
         user = conn.execute(select(users).where(users.c.name == name)).first()
-        ok = (
-            row is not None
-            and user is not None
-            and row.user_name == name
-            and row.used_at is None
-            and row.ended_at is None
-            and aware(row.expires_at) > t  # type: ignore[operator]
-            and user.status == "active"
-        )
-        if ok and row.halves == 2:  # type: ignore[union-attr]
-            ok = (
-                second is not None
-                and row.second_sha256 is not None  # type: ignore[union-attr]
-                and hmac.compare_digest(cred.sha(second), row.second_sha256)  # type: ignore[union-attr]
+        if (
+            row is None
+            or user is None
+            or not (
+                row.user_name == name
+                and row.used_at is None
+                and row.ended_at is None
+                and aware(row.expires_at) > t
+                and user.status == "active"
             )
-        elif ok:
-            ok = second is None
-        if not ok:
+            or not _halves_match(row, second)
+        ):
             raise Unauthenticated(
                 "The enrolment code is not valid for this user (unknown, used, expired or "
                 "ended, or not both halves: one from the administrator who issued it and one "

@@ -60,7 +60,7 @@ def audit_inspections(conn: Connection, *, spike: int = 50) -> dict[str, Any]:
         rows = conn.execute(
             select(access_log).where(access_log.c.user_name == name, access_log.c.allowed)
         ).all()
-        after += [r for r in rows if since is not None and aware(r.at) > since]  # type: ignore[operator]
+        after += [r for r in rows if since is not None and aware(r.at) > since]
 
     def row(r: Any) -> dict[str, Any]:
         return {
@@ -76,7 +76,7 @@ def audit_inspections(conn: Connection, *, spike: int = 50) -> dict[str, Any]:
     per_day: dict[tuple[str, str], int] = {}
     for r in shows:
         if r.allowed:
-            key = (r.user_name, str(aware(r.at).date()))  # type: ignore[union-attr]
+            key = (r.user_name, str(aware(r.at).date()))
             per_day[key] = per_day.get(key, 0) + 1
     return {
         "inspections": len(shows),

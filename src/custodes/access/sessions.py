@@ -80,11 +80,13 @@ def record(
 ) -> None:
     """One row of the access log, and its ledger leaf (so a deleted row is detected)."""
     at = now()
-    log_id = conn.execute(
+    key = conn.execute(
         insert(access_log).values(
             at=at, user_name=user, action=action, allowed=allowed, reason=reason, **extra
         )
-    ).inserted_primary_key[0]
+    ).inserted_primary_key
+    assert key is not None  # an insert of one row always has its key
+    log_id = key[0]
     log.append(
         conn,
         [
@@ -128,8 +130,8 @@ def _open(
 
 def _throttle(conn: Connection, key: str, t: dt.datetime) -> None:
     row = conn.execute(select(login_throttle).where(login_throttle.c.name == key)).first()
-    if row is not None and row.locked_until is not None and aware(row.locked_until) > t:  # type: ignore[operator]
-        wait = int((aware(row.locked_until) - t).total_seconds()) + 1  # type: ignore[operator]
+    if row is not None and row.locked_until is not None and aware(row.locked_until) > t:
+        wait = int((aware(row.locked_until) - t).total_seconds()) + 1
         raise RateLimited(
             f"Too many failed sign-ins; try again in {wait} seconds.",
             code="locked",
@@ -267,7 +269,7 @@ def login(
             refused = exc
         else:
             ok = cred.password_ok(row.password_hash if row else None, password)
-            if not ok:
+            if not ok or row is None:  # (no row is never ok: it is checked against a dummy hash)
                 _failed(conn, name, row is not None, src, t)
                 record(conn, name if row else None, "login", False, "bad credentials")
                 refused = Unauthenticated("Unknown user or wrong password.", code="bad_credentials")
@@ -427,7 +429,7 @@ def live(
         raise Unauthenticated(
             f"The session has ended ({why}); sign in again.", code="session_ended"
         )
-    if aware(row.expires_at) <= now():  # type: ignore[operator]
+    if aware(row.expires_at) <= now():
         raise Unauthenticated("The session has expired; sign in again.", code="session_ended")
     if row.kind == "key" and row.confirmed_by is None:
         raise Unauthenticated(
@@ -489,7 +491,8 @@ def idle(conn: Connection, token_sha256: str) -> bool:
     if row is None or row.kind == "key" or row.last_used_at is None:
         return False
     limit = dt.timedelta(minutes=idle_minutes())
-    return aware(row.last_used_at) + limit < now()  # type: ignore[operator]
+    last_used: dt.datetime = row.last_used_at
+    return aware(last_used) + limit < now()
 
 
 def idle_refusal() -> Unauthenticated:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import Connection, func, or_, select
 
@@ -25,6 +25,10 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@overload
+def aware(t: dt.datetime) -> dt.datetime: ...
+@overload
+def aware(t: None) -> None: ...
 def aware(t: dt.datetime | None) -> dt.datetime | None:
     """SQLite returns naive datetimes for UTC values; PostgreSQL returns aware ones."""
     return t.replace(tzinfo=dt.UTC) if t is not None and t.tzinfo is None else t
@@ -198,7 +202,7 @@ def listing(conn: Connection) -> list[dict[str, Any]]:
                         "role": x.role,
                         "basis": x.basis,
                         "last_day": last_day(x.expires_at),
-                        "expired": x.expires_at is not None and aware(x.expires_at) <= t,  # type: ignore[operator]
+                        "expired": x.expires_at is not None and aware(x.expires_at) <= t,
                         "pending": x.confirmed_at is None,
                         "granted_by": x.granted_by,
                         "confirmed_by": x.confirmed_by,
