@@ -14,11 +14,15 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import click
 import typer
 from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    # Typer carries its own copy of Click (typer._click) and names none of these publicly; the
+    # objects a TyperGroup is given are that copy's, not the `click` package's.
+    from typer._click import Command, Context, HelpFormatter
 
 from custodes import __version__, settings
 from custodes.cli import render, session
@@ -81,17 +85,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 class _LazyRoot(TyperGroup):
     """The root command: a command's module is imported when that command is asked for."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Context) -> list[str]:
         return list(COMMANDS)
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         if cmd_name not in COMMANDS:
             return None
         importlib.import_module(f"custodes.cli.{COMMANDS[cmd_name][0]}")
         whole_short_help(app)
         return typer.main.get_group(app).commands.get(cmd_name)
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, line) for name, (_, line) in COMMANDS.items()])
 
@@ -334,4 +338,5 @@ def read_secret(stdin: bool, prompt: str = "Password") -> str:
             f"{prompt} needed: give it on standard input (--password-stdin) or run in a terminal.",
             code="bad_argument",
         )
-    return typer.prompt(prompt, hide_input=True)
+    secret: str = typer.prompt(prompt, hide_input=True)
+    return secret

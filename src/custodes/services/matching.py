@@ -20,7 +20,7 @@ from custodes.workspace import Workspace
 
 def _latest(ws: Workspace) -> str:
     with ws.engine.connect() as conn:
-        rid = conn.execute(
+        rid: str | None = conn.execute(
             select(requests.c.id).order_by(requests.c.submitted_at.desc()).limit(1)
         ).scalar()
     if rid is None:

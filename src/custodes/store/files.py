@@ -176,7 +176,8 @@ def csv_bytes(table: pa.Table) -> bytes:
 
     sink = pa.BufferOutputStream()
     pacsv.write_csv(neutralise(table), sink, pacsv.WriteOptions(include_header=True))
-    return sink.getvalue().to_pybytes()
+    data: bytes = sink.getvalue().to_pybytes()  # (pyarrow is untyped)
+    return data
 
 
 class _HashSink:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+import duckdb
 import pyarrow as pa
 import sqlglot
 from sqlglot import exp
@@ -107,7 +108,7 @@ def register_strip_accents(spark: Any) -> None:
 class DuckSteps:
     dialect = "duckdb"
 
-    def __init__(self, con: Any) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
 
     def source(self, name: str, path: Path) -> None:
