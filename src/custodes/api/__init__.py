@@ -51,7 +51,7 @@ from custodes.services.jobs import Jobs
 JSON = "application/json"
 
 
-def _witness(home: Path) -> ledger_svc.wit.Witness | None:
+def _witness(home: Path) -> ledger_svc.Witness | None:
     """The witness this server also runs, when `custodes serve --witness-key` configured one
     (through the environment, so every worker process gets it)."""
     key = settings.raw("CUSTODES_WITNESS_KEY")

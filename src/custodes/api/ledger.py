@@ -25,7 +25,7 @@ ROUTERS = (public, staff)
 TEXT = {200: {"content": {"text/plain": {}}}, **PROBLEMS}
 
 
-def _text(data: bytes) -> Response:
+def _text(data: bytes | str) -> Response:
     """A signed note or a receipt: plain text, revalidated on every use."""
     return Response(
         data, media_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-cache"}
@@ -63,7 +63,7 @@ def tile(path: str, ws: WS) -> Response:
 WITNESS_TEXT = {"text/plain": {"schema": {"type": "string"}}}
 
 
-WITNESS_MAX_BODY = ledger.wit.MAX_BODY
+WITNESS_MAX_BODY = ledger.WITNESS_MAX_BODY
 
 
 @public.post(

@@ -11,6 +11,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 
 def _example(**example: Any) -> ConfigDict:
@@ -95,7 +96,7 @@ class Moved(BaseModel):
     state: str
 
 
-_JOB_EXAMPLE = {
+_JOB_EXAMPLE: JsonDict = {
     "id": "job-0123456789abcdef",
     "kind": "process",
     "request_id": "req-1a2b3c4d5e6f",

@@ -130,8 +130,8 @@ async def _stage(request: Request, folder: Path) -> str:
         import pyarrow.parquet as pq
 
         pq.write_table(pa.Table.from_pylist(inline.items), folder / "items.parquet")
-        envelope = {**inline.envelope, "items": "items.parquet"}
-        (folder / "envelope.json").write_text(json.dumps(envelope))
+        stored = {**inline.envelope, "items": "items.parquet"}
+        (folder / "envelope.json").write_text(json.dumps(stored))
     else:
         raise InputError(
             "Send multipart/form-data (envelope + items files) or application/json.",

@@ -22,11 +22,13 @@ API_NOT_SIGNED_IN = (
 
 
 def workspace(request: Request) -> Workspace:
-    return request.app.state.ws  # type: ignore[no-any-return]
+    ws: Workspace = request.app.state.ws  # (Starlette's State holds Any)
+    return ws
 
 
 def jobs(request: Request) -> Jobs:
-    return request.app.state.jobs  # type: ignore[no-any-return]
+    running: Jobs = request.app.state.jobs
+    return running
 
 
 def caller(

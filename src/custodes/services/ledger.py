@@ -19,6 +19,10 @@ from custodes.store.archive import unpacked
 from custodes.store.files import out_file, write_new
 from custodes.workspace import Workspace
 
+# What the HTTP face needs of the witness, named here (a face imports only the services).
+Witness = wit.Witness
+WITNESS_MAX_BODY = wit.MAX_BODY
+
 
 def parse_key(value: str) -> Verifier:
     """A verifier key given as the key string itself, or as a file holding it."""

@@ -77,13 +77,15 @@ def install(app: FastAPI) -> FastAPI:
 
     # The security headers (CSP and the rest) are the API's middleware, on every response.
     # Admission stays the outermost layer: a refused call costs no more than its refusal.
-    app.user_middleware.sort(key=lambda m: m.cls is not AdmissionMiddleware)
+    # (Starlette types Middleware.cls with a ParamSpec it never binds: mypy sees no overlap.)
+    app.user_middleware.sort(key=lambda m: m.cls is not AdmissionMiddleware)  # type: ignore[comparison-overlap]
     api_invalid = app.exception_handlers[RequestValidationError]
 
     async def invalid(request: Request, exc: Exception) -> Response:
         """A console form the server cannot read gets a page; the API keeps its problem."""
         if request.url.path.startswith("/v1") or not isinstance(exc, RequestValidationError):
-            return await api_invalid(request, exc)  # type: ignore[no-any-return]
+            answer = api_invalid(request, exc)  # (a handler may be plain or async)
+            return answer if isinstance(answer, Response) else await answer
         fields = [str(e["loc"][-1]) for e in exc.errors() if e.get("loc")]
         return console.invalid_form(request, fields)
 

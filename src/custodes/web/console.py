@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -79,14 +79,14 @@ def _date(v: Any) -> str:
     """Every date and time in the console written one way: MM/DD/YYYY, and HH:MM UTC for a
     moment (a date alone stays a date)."""
     if isinstance(v, str):
+        text = v
         try:
-            v = dt.date.fromisoformat(v) if len(v) == 10 else dt.datetime.fromisoformat(v)
+            v = dt.date.fromisoformat(text) if len(text) == 10 else dt.datetime.fromisoformat(text)
         except ValueError:
-            return v
+            return text
     if isinstance(v, dt.datetime):
-        if v.tzinfo is not None:
-            v = v.astimezone(dt.UTC)
-        return v.strftime("%m/%d/%Y %H:%M UTC")
+        moment = v.astimezone(dt.UTC) if v.tzinfo is not None else v
+        return moment.strftime("%m/%d/%Y %H:%M UTC")
     if isinstance(v, dt.date):
         return v.strftime("%m/%d/%Y")
     return "" if v is None else str(v)
@@ -332,7 +332,7 @@ class ConsoleRoute(APIRoute):
     (the sign-in, the session-ended page, or the error page with its code); a route without
     a `Console` (the sign-in itself) keeps the application's handling."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def run(request: Request) -> Response:
