@@ -349,7 +349,7 @@ def recall(
 def recalls_list(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Recalls, whether the agency acknowledged the notice and whether the recipient has
     certified destruction (open, overdue, certified)."""
-    columns = [
+    columns: list[tuple[str, render.Cell]] = [
         ("recall", "recall_id"),
         ("issued", lambda r: str(r["at"])[:19]),
         ("items", "items"),

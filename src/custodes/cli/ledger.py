@@ -25,12 +25,17 @@ witness_app = group(
 )
 
 
-def _report(report: Any) -> None:
+def _report(report: svc.Report) -> None:
     for line in report.checked:
         render.say(f"ok   {line}")
     for line in report.problems:
         render.say(f"FAIL {line}")
     render.say("Verified." if report.ok else "Verification failed.")
+
+
+def _failed(report: svc.Report) -> int:
+    """The exit status of a verification: 1 when anything did not verify."""
+    return int(not report.ok)
 
 
 @ledger_app.command("keygen")
@@ -154,20 +159,19 @@ def ledger_verify(
 ) -> None:
     """Verify the ledger: the workspace store (no PATH), an export folder, or a receipt.
     Exit status 1 when anything does not verify; each problem says where."""
-    failed = lambda r: int(not r.ok)  # noqa: E731
     with guarded(json_out):
         vkey = svc.parse_key(key) if key else None
         wkey = svc.parse_key(witness) if witness else None
     if path is None:
         args = {"witness": wkey, "witness_url": witness_url}
-        run(home, json_out, svc.verify_store, vkey, **args, view=_report, exit_status=failed)
+        run(home, json_out, svc.verify_store, vkey, **args, view=_report, exit_status=_failed)
         return
     with guarded(json_out):
         report = svc.verify_path(
             path, vkey, previous=previous, policy=policy, body=body, witness=wkey
         )
         show(report, json_out, _report)
-    if failed(report):
+    if _failed(report):
         raise typer.Exit(1)
 
 

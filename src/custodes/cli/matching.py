@@ -140,6 +140,11 @@ def match_link(
         )
 
 
+def _count(key: str) -> render.Cell:
+    """A table cell: the row's count under `key`, 0 when it has none."""
+    return lambda r: r.get(key, 0)
+
+
 def _show_evaluation(report: dict[str, Any]) -> None:
     render.kv(
         f"Evaluation of {report['request_id']} at the model's thresholds",
@@ -149,10 +154,7 @@ def _show_evaluation(report: dict[str, Any]) -> None:
         "Status by kind of item",
         [{"kind": k} | v for k, v in report["status_by_kind"].items()],
         [("kind", "kind")]
-        + [
-            (s.replace("_", " "), lambda r, s=s: r.get(s, 0))
-            for s in ("identified", "review", "not_identified")
-        ],
+        + [(s.replace("_", " "), _count(s)) for s in ("identified", "review", "not_identified")],
     )
     if set(report["by_corruption"]) - {"none"}:
         render.rows(

@@ -107,7 +107,7 @@ def confirm_paper(request_id: RequestArg, home: HomeOpt = None, json_out: JsonOp
 @requests_app.command("list")
 def requests_list(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Received requests with their state (no personal data)."""
-    columns = [
+    columns: list[tuple[str, render.Cell]] = [
         ("id", "id"),
         ("provision", "provision"),
         ("agency", "agency"),

@@ -255,7 +255,7 @@ def run(
     json_out: bool,
     service: Callable[..., R],
     *args: Any,
-    view: Callable[[R], None] | None = None,
+    view: Callable[[R], object] | None = None,
     exit_status: Callable[[R], int] | None = None,
     **kwargs: Any,
 ) -> R:
@@ -279,7 +279,7 @@ def run(
     return result
 
 
-def show(result: Any, json_out: bool, view: Callable[[Any], None] | None) -> None:
+def show(result: R, json_out: bool, view: Callable[[R], object] | None) -> None:
     if wants_json(json_out) or view is None:
         render.emit_json(result)
     else:

@@ -216,7 +216,7 @@ def rules_approve(
 @rules_app.command("changes")
 def rules_changes(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Rule-set changes: proposed, in force (active) and retired, with who did what."""
-    columns = [
+    columns: list[tuple[str, render.Cell]] = [
         ("rule set", lambda r: f"{r['name']} {r['sha256'][:12]}"),
         ("version", "version"),
         ("state", "state"),

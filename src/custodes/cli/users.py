@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -309,15 +310,21 @@ def users_policy(
     """The workspace's access policy, kept in the store and changed only by two
     administrators: without options, show it."""
     if confirm:
-        args, view = (svc.confirm_policy, "totp_roles"), _kv("Policy in force")
+        run(home, json_out, svc.confirm_policy, "totp_roles", view=_kv("Policy in force"))
     elif totp_roles is not None:
-        args, view = (svc.propose_policy, "totp_roles", totp_roles), _kv("Policy change proposed")
+        run(
+            home,
+            json_out,
+            svc.propose_policy,
+            "totp_roles",
+            totp_roles,
+            view=_kv("Policy change proposed"),
+        )
     else:
-        args, view = (svc.policy,), _show_policy
-    run(home, json_out, *args, view=view)
+        run(home, json_out, svc.policy, view=_show_policy)
 
 
-def _kv(title: str):  # type: ignore[no-untyped-def]
+def _kv(title: str) -> Callable[[dict[str, Any]], None]:
     return lambda r: render.kv(title, r)
 
 

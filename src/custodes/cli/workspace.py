@@ -100,7 +100,11 @@ def init(
             raise InputError("--witness and --witness-key go together.", code="missing_key")
         from custodes.services import ledger as ledger_svc  # init only: see root.COMMANDS
 
-        witness = (witness_url, ledger_svc.parse_key(witness_key)) if witness_key else None
+        witness = (
+            (witness_url, ledger_svc.parse_key(witness_key))
+            if witness_key and witness_url is not None  # (together, checked above)
+            else None
+        )
         password = read_secret(password_stdin) if admin else None
         info = svc.init(
             home,

@@ -14,7 +14,8 @@ from custodes.ledger import service as ledger
 from custodes.ledger import witness as wit
 from custodes.ledger.note import Checkpoint, Note, NoteError, Signer, Verifier
 from custodes.ledger.policy import Policy, PolicyError
-from custodes.ledger.verify import Report, verify_export, verify_receipt
+from custodes.ledger.verify import Report as Report  # (the faces name it from here)
+from custodes.ledger.verify import verify_export, verify_receipt
 from custodes.store.archive import unpacked
 from custodes.store.files import out_file, write_new
 from custodes.workspace import Workspace
