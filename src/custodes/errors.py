@@ -443,7 +443,7 @@ def _by_message(text: str) -> str | None:
     return None
 
 
-def from_fault(exc: BaseException) -> CustodesError | None:
+def from_fault(exc: BaseException | None) -> CustodesError | None:
     """The coded error for a fault of the machine, not of the input: a read-only filesystem or
     store, a full disk or a file-size limit (`OSError` by errno, SQLite by its error name), a
     lost connection to PostgreSQL. None for anything else. Looks through the chain of causes
@@ -471,7 +471,7 @@ def from_fault(exc: BaseException) -> CustodesError | None:
             code = "store_unreachable"
         if code is not None:
             return fail(code, _FAULT[code])
-        exc = exc.__cause__ or exc.__context__ or getattr(exc, "orig", None)  # type: ignore[assignment]
+        exc = exc.__cause__ or exc.__context__ or getattr(exc, "orig", None)
     return None
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, DateTime, Table, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine, ExceptionContext
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -17,6 +18,7 @@ from custodes import failpoints
 from custodes.errors import IntegrityError, Overloaded, WorkspaceError
 
 if TYPE_CHECKING:
+    import psycopg
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -112,7 +114,7 @@ def _create(url: str, pool: dict[str, Any]) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30}, **pool)
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
@@ -212,13 +214,14 @@ def bulk_insert(conn: Connection, table: Table, rows: list[tuple[Any, ...]]) -> 
         return
     cols = [c.name for c in table.columns]
     if conn.dialect.name == "postgresql":
-        raw = conn.connection.dbapi_connection
+        # (SQLAlchemy's psycopg dialect hands over psycopg's own connection)
+        raw = cast("psycopg.Connection[Any] | None", conn.connection.dbapi_connection)
         assert raw is not None
         sql = f"COPY {table.name} ({', '.join(cols)}) FROM STDIN"
         import psycopg  # the PostgreSQL driver custodes uses; present whenever this runs
 
         try:
-            with raw.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[attr-defined]
+            with raw.cursor() as cur, cur.copy(sql) as copy:
                 for r in rows:
                     copy.write_row(r)
         except psycopg.Error as exc:

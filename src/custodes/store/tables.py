@@ -7,7 +7,6 @@ for queries. A test checks that the two agree (``tests/test_store.py``).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -24,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
 )
+from sqlalchemy.engine import Dialect
 
 metadata = MetaData()
 
@@ -40,10 +40,12 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     def python_type(self) -> type[dt.datetime]:
         return dt.datetime
 
-    def process_result_value(self, value: Any, dialect: Any) -> dt.datetime | None:
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
         if isinstance(value, dt.datetime) and value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
-        return value  # type: ignore[no-any-return]
+        return value
 
 
 meta = Table(
