@@ -19,11 +19,6 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from typer.core import TyperGroup
 
-if TYPE_CHECKING:
-    # Typer carries its own copy of Click (typer._click) and names none of these publicly; the
-    # objects a TyperGroup is given are that copy's, not the `click` package's.
-    from typer._click import Command, Context, HelpFormatter
-
 from custodes import __version__, settings
 from custodes.cli import render, session
 from custodes.errors import (
@@ -34,6 +29,11 @@ from custodes.errors import (
     InputError,
     from_fault,
 )
+
+if TYPE_CHECKING:
+    # Typer carries its own copy of Click (typer._click) and names none of these publicly; the
+    # objects a TyperGroup is given are that copy's, not the `click` package's.
+    from typer._click import Command, Context, HelpFormatter
 
 R = TypeVar("R")
 
