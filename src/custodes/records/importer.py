@@ -18,8 +18,9 @@ from sqlalchemy import Connection, insert
 from custodes.errors import ConflictError, IntegrityError, Problem, ValidationFailed
 from custodes.ledger import log
 from custodes.ledger.events import Event
+from custodes.ledger.files import sha256_file
 from custodes.records import master
-from custodes.records.files import ROW, line_of, read_text_table, sha256_file
+from custodes.records.files import ROW, line_of, read_text_table
 from custodes.records.schema import (
     ADDRESS_COLUMNS,
     ADDRESS_STORED,
@@ -470,7 +471,7 @@ def _write_generation(
 def _propose(call: Call, current: master.MasterFile, folder: Path, record: dict[str, Any]) -> str:
     """What the gate will disclose is never one administrator's word: the generation waits,
     unpublished, for a second administrator to confirm this change by its id."""
-    base = current.folder.name if current.exists else None
+    base = current.folder.name if current.folder is not None and current.exists else None
     payload = record | {"generation": folder.name, "base": base}
     summary = (
         f"master file import: {record['people_added']:,} people added, "
@@ -527,7 +528,7 @@ def _waiting_generation(ws: Any, p: dict[str, Any]) -> Path:
     """The generation an import proposal wrote, if the master file is still the one it was
     merged into and its files still hash as proposed (checked under the workspace lock)."""
     live = master.current(ws)
-    if (live.folder.name if live.exists else None) != p["base"]:
+    if (live.folder.name if live.folder is not None and live.exists else None) != p["base"]:
         raise ConflictError(
             "The master file changed after this import was proposed; import the files again.",
             code="not_pending",

@@ -39,10 +39,11 @@ def recalls(entries: list[Entry], *, today: dt.date | None = None) -> Document:
     agency = {
         e.body["request_id"]: e.body.get("agency") for e in entries if e.type == "request.received"
     }
-    items: dict[str, Counter[str]] = defaultdict(Counter)
-    at: dict[str, dt.datetime] = {}
-    certified: dict[str, str] = {}
-    acknowledged: dict[str, set[str]] = defaultdict(set)
+    # By recall id (a body without one is kept under None, as it always was).
+    items: dict[str | None, Counter[str]] = defaultdict(Counter)
+    at: dict[str | None, dt.datetime] = {}
+    certified: dict[str | None, str | None] = {}
+    acknowledged: dict[str | None, set[str]] = defaultdict(set)
     for e in entries:
         if e.type == "disclosure.recalled":
             rid = e.body.get("recall_id")
@@ -164,7 +165,7 @@ def _grant_rows(conn: Connection) -> list[dict[str, Any]]:
             "basis": g.basis,
             # the grant's last day, as the administrator gave it; `expires` (a column kept for
             # its readers) is the moment after it, midnight UTC
-            "last_day": last_day(g.expires_at).isoformat() if g.expires_at else None,
+            "last_day": d.isoformat() if (d := last_day(g.expires_at)) else None,
             "expires": g.expires_at.date().isoformat() if g.expires_at else None,
             "granted_by": g.granted_by,
             "confirmed_by": g.confirmed_by,

@@ -50,7 +50,7 @@ def histogram(ws: Workspace, request_id: str) -> list[int]:
     return out
 
 
-def effective_counts(before: dict[str, int], resolution: dict[str, Any]) -> dict[str, int]:
+def effective_counts(before: dict[str, int], resolution: dict[str | None, Any]) -> dict[str, int]:
     """The outcomes after the officers' review: each resolved item leaves REVIEW for its
     decision (as the outcomes the officers see apply it)."""
     out = {o: int(before.get(o, 0)) for o in OUTCOMES}
@@ -187,7 +187,7 @@ def request_report(ws: Workspace, request_id: str, events: list[Entry], rs: Rule
     decided = [e for e in events if e.type == "request.decided"]
     # An item is resolved once; the last word stands if the ledger ever held two.
     # (Keyed by the item's salted commitment; bodies written before it carry the id.)
-    resolution = {
+    resolution: dict[str | None, Any] = {
         e.body.get("item_sha256") or e.body.get("item_id"): e.body.get("decision")
         for e in events
         if e.type == "review.resolved"

@@ -31,7 +31,8 @@ from custodes import settings
 from custodes.errors import AccessDenied, InputError
 from custodes.ledger import anchors, files, log
 from custodes.ledger.events import Event
-from custodes.records.files import read_text_table, sha256_file
+from custodes.ledger.files import sha256_file
+from custodes.records.files import read_text_table
 from custodes.requests.format import (
     ENVELOPE_FILE,
     EXTRA_COLUMN,

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -50,31 +52,38 @@ class Rates:
     teen_files: float = 0.10  # 16- and 17-year-olds
 
 
-def _unique_ints(rng: np.random.Generator, n: int, draw) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _unique_ints(
+    rng: np.random.Generator, n: int, draw: Callable[[np.random.Generator, int], np.ndarray]
+) -> np.ndarray:
     """n distinct values from `draw(rng, k)`, in random order, deterministic for the rng."""
     out = np.empty(0, dtype=np.int64)
     while len(out) < n:
         cand = np.concatenate([out, draw(rng, int((n - len(out)) * 1.05) + 16)])
         _, first = np.unique(cand, return_index=True)
         out = cand[np.sort(first)]
-    return out[:n]
+    result: np.ndarray = out[:n]
+    return result
 
 
 def _ssns(rng: np.random.Generator, k: int) -> np.ndarray:
     area = rng.integers(1, 900, k)
     area = np.where(area == 666, 667, area)
-    return area * 1_000_000 + rng.integers(1, 100, k) * 10_000 + rng.integers(1, 10_000, k)
+    tins: np.ndarray = (
+        area * 1_000_000 + rng.integers(1, 100, k) * 10_000 + rng.integers(1, 10_000, k)
+    )
+    return tins
 
 
 ITIN_GROUPS = np.array([*range(50, 66), *range(70, 89), *range(90, 93), *range(94, 100)])
 
 
 def _itins(rng: np.random.Generator, k: int) -> np.ndarray:
-    return (
+    itins: np.ndarray = (
         rng.integers(900, 1000, k) * 1_000_000
         + rng.choice(ITIN_GROUPS, k) * 10_000
         + rng.integers(1, 10_000, k)
     )
+    return itins
 
 
 def _people(rng: np.random.Generator, n_households: int, r: Rates) -> dict[str, np.ndarray]:
@@ -265,7 +274,7 @@ def _addresses(rng: np.random.Generator, n_households: int, r: Rates) -> dict[st
     return out
 
 
-def _lookup(con, name: str, values: list[str]) -> None:  # type: ignore[no-untyped-def]
+def _lookup(con: duckdb.DuckDBPyConnection, name: str, values: list[str]) -> None:
     con.register(name, pa.table({"i": np.arange(len(values)), "v": values}))
 
 
@@ -378,7 +387,14 @@ ADDRESSES_COPY_SQL = """COPY (
             TO {path} (FORMAT parquet)"""
 
 
-def _register(con, P, A, H, tins, rid) -> None:  # type: ignore[no-untyped-def]
+def _register(
+    con: duckdb.DuckDBPyConnection,
+    P: dict[str, np.ndarray],
+    A: dict[str, np.ndarray],
+    H: int,
+    tins: np.ndarray,
+    rid: np.ndarray,
+) -> None:
     sn, _ = reference.surnames()
     zips, cities, states = reference.zip_table()
     _lookup(con, "surnames", sn)
@@ -420,7 +436,7 @@ def _register(con, P, A, H, tins, rid) -> None:  # type: ignore[no-untyped-def]
     con.register("households", pa.table(cols))
 
 
-def _assemble(con, rng: np.random.Generator, H: int) -> None:  # type: ignore[no-untyped-def]
+def _assemble(con: duckdb.DuckDBPyConnection, rng: np.random.Generator, H: int) -> None:
     """Build the household addresses (with their variant spellings) and the population."""
     con.register("typo", pa.table({"hh": np.arange(H), "at": rng.integers(1, 4, H)}))
 

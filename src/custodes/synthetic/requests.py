@@ -357,7 +357,7 @@ def _plan(rng: np.random.Generator, items: int, n_people: int, n_rel: int) -> pa
     )
 
 
-def _corrupt_items(con, mix: str, seed: int) -> None:  # type: ignore[no-untyped-def]
+def _corrupt_items(con: duckdb.DuckDBPyConnection, mix: str, seed: int) -> None:
     """Replace the items by their corrupted copies and record what was done to each."""
     if not corrupt.MIXES[mix].share:
         con.execute("ALTER TABLE items ADD COLUMN corruptions VARCHAR DEFAULT ''")
@@ -379,7 +379,7 @@ def _nickname_lists() -> dict[str, list[str]]:
     return out
 
 
-def _register_lookups(con) -> None:  # type: ignore[no-untyped-def]
+def _register_lookups(con: duckdb.DuckDBPyConnection) -> None:
     zips, cities, states = reference.zip_table()
     con.register(
         "zips", pa.table({"i": np.arange(len(zips)), "zip": zips, "city": cities, "state": states})
