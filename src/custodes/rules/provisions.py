@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -75,17 +75,20 @@ def prescan_yaml(text: str) -> None:
     By hand: PyYAML has no depth limit and no switch to refuse aliases."""
     depth = 0
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        # The pure-Python parser (SafeLoader) marks with yaml.error.Mark; the stubs also allow
+        # the C parser's.
+        mark = cast(yaml.error.Mark, event.start_mark)
         if isinstance(event, yaml.AliasEvent):
             raise YamlRefused(
                 problem="an alias (*name) is not accepted; write the value out",
-                problem_mark=event.start_mark,
+                problem_mark=mark,
             )
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_YAML_DEPTH:
                 raise YamlRefused(
                     problem=f"nested deeper than {MAX_YAML_DEPTH} levels",
-                    problem_mark=event.start_mark,
+                    problem_mark=mark,
                 )
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
