@@ -39,6 +39,7 @@ from custodes.services import (
 from custodes.services import workspace as ws_svc
 from custodes.services.rules import register_parties
 from custodes.synthetic import staff as demo_staff
+from custodes.synthetic.requests import GeneratedRequest
 from custodes.workspace import Workspace, init_workspace
 
 OFFICER, APPROVER = "demo-officer", "demo-approver"
@@ -58,16 +59,8 @@ def main() -> None:
     console.print(
         f"Workspace: {ws.home}  (store: {ws.engine.url.render_as_string(hide_password=True)})"
     )
-    staff = demo_staff.administrators(ws, password=_demo_password(ws))
-    demo_staff.add(staff, OFFICER, ["officer"], basis="demo")
-    demo_staff.add(staff, APPROVER, ["approver"], basis="demo")
-    # The agency's own account: a request in its name comes from it (staff key in only paper).
-    demo_staff.add(staff, AGENCY_ACCOUNT, ["requester"], agency=AGENCY)
+    staff = _sign_in(ws, console)
     admin, officer, approver = staff.admin, staff[OFFICER], staff[APPROVER]
-    console.print(
-        f"Signed in: {admin.name} and {staff.second_admin.name} (administrators), {OFFICER}, "
-        f"{APPROVER} — every step below goes through the services as one of them."
-    )
 
     # A witness in its own process and folder, beside the workspace: it cosigns every checkpoint.
     wit = ledger.run_witness(ws, admin, Path(f"{ws.home}-witness"))
@@ -79,6 +72,47 @@ def main() -> None:
         markup=False,
     )
 
+    _master_file(ws, console, admin, people, timings)
+    req = _request(ws, console, admin, items, timings)
+    sub = requests.submit(ws, staff[AGENCY_ACCOUNT], req.folder)
+    console.print(
+        f"Submitted as [bold]{sub.request_id}[/] ({sub.state}"
+        + (", recognised from an earlier run" if sub.duplicate else "")
+        + ")."
+    )
+
+    register_parties(ws, admin, "irc-6103-i-2")
+    _rules(ws, console, officer, req.folder, timings)
+    _checkpoint(ws, console, admin, wit["vkey"], timings)
+    _main_job(ws, console, sub.request_id, officer, approver, admin, timings)
+    waiting = _work_waiting(ws, console, staff, items, timings)
+
+    table = Table("stage", "seconds", title="Timings")
+    for stage, secs in timings:
+        table.add_row(stage, f"{secs:.2f}")
+    console.print(table)
+    _console_users(ws, console, staff)
+    _how_to_get_in(ws, console, staff, sub.request_id, waiting)
+    ws.close()
+
+
+def _sign_in(ws: Workspace, console: Console) -> demo_staff.Staff:
+    """The demo's users: two administrators, an officer, an approver and the agency's own
+    account (a request in its name comes from it; staff key in only paper)."""
+    staff = demo_staff.administrators(ws, password=_demo_password(ws))
+    demo_staff.add(staff, OFFICER, ["officer"], basis="demo")
+    demo_staff.add(staff, APPROVER, ["approver"], basis="demo")
+    demo_staff.add(staff, AGENCY_ACCOUNT, ["requester"], agency=AGENCY)
+    console.print(
+        f"Signed in: {staff.admin.name} and {staff.second_admin.name} (administrators), "
+        f"{OFFICER}, {APPROVER} — every step below goes through the services as one of them."
+    )
+    return staff
+
+
+def _master_file(
+    ws: Workspace, console: Console, admin: Caller, people: int, timings: list[tuple[str, float]]
+) -> None:
     t = time.perf_counter()
     with console.status(f"Generating a synthetic master file of {people:,} people…"):
         info = records.generate(ws, admin, people, seed=2025, replace=True)
@@ -96,6 +130,11 @@ def main() -> None:
         table.add_row(key.replace("_", " "), f"{info[key]:,}")
     console.print(table)
 
+
+def _request(
+    ws: Workspace, console: Console, admin: Caller, items: int, timings: list[tuple[str, float]]
+) -> GeneratedRequest:
+    """The (i)(2) request drawn from the master file, and its defects."""
     t = time.perf_counter()
     req = requests.generate(
         ws, admin, "irc-6103-i-2", items, 2025, ws.home / "demo-request", overwrite=True
@@ -106,16 +145,19 @@ def main() -> None:
         table.add_row(k, f"{v:,}")
     console.print(table)
     console.print(f"Request written to {req.folder} (envelope.json, items.csv, truth.csv).")
-    sub = requests.submit(ws, staff[AGENCY_ACCOUNT], req.folder)
-    console.print(
-        f"Submitted as [bold]{sub.request_id}[/] ({sub.state}"
-        + (", recognised from an earlier run" if sub.duplicate else "")
-        + ")."
-    )
+    return req
 
-    register_parties(ws, admin, "irc-6103-i-2")
+
+def _rules(
+    ws: Workspace,
+    console: Console,
+    officer: Caller,
+    folder: Path,
+    timings: list[tuple[str, float]],
+) -> None:
+    """What the rules say of each check, with its citation."""
     t = time.perf_counter()
-    ev = rules.check(ws, officer, req.folder)
+    ev = rules.check(ws, officer, folder)
     timings.append(("rules: every check, every item", time.perf_counter() - t))
     table = Table(
         "check",
@@ -137,6 +179,15 @@ def main() -> None:
         )
     console.print(table)
 
+
+def _checkpoint(
+    ws: Workspace,
+    console: Console,
+    admin: Caller,
+    witness_vkey: str,
+    timings: list[tuple[str, float]],
+) -> None:
+    """A signed checkpoint of the ledger, and how to verify it offline."""
     t = time.perf_counter()
     cp = ledger.checkpoint(ws, admin)
     timings.append(("ledger checkpoint", time.perf_counter() - t))
@@ -146,20 +197,10 @@ def main() -> None:
     console.print(
         f"Verify it offline: custodes ledger export DIR && custodes ledger verify DIR "
         f"--key '{vkey}'; check the store against the witness: custodes ledger verify "
-        f"--witness '{wit['vkey']}'",
+        f"--witness '{witness_vkey}'",
         soft_wrap=True,
         markup=False,
     )
-    _main_job(ws, console, sub.request_id, officer, approver, admin, timings)
-    waiting = _work_waiting(ws, console, staff, items, timings)
-
-    table = Table("stage", "seconds", title="Timings")
-    for stage, secs in timings:
-        table.add_row(stage, f"{secs:.2f}")
-    console.print(table)
-    _console_users(ws, console, staff)
-    _how_to_get_in(ws, console, staff, sub.request_id, waiting)
-    ws.close()
 
 
 def _work_waiting(

@@ -18,8 +18,9 @@ from sqlalchemy import Connection, insert
 from custodes.errors import ConflictError, IntegrityError, Problem, ValidationFailed
 from custodes.ledger import log
 from custodes.ledger.events import Event
+from custodes.ledger.files import sha256_file
 from custodes.records import master
-from custodes.records.files import ROW, line_of, read_text_table, sha256_file
+from custodes.records.files import ROW, line_of, read_text_table
 from custodes.records.schema import (
     ADDRESS_COLUMNS,
     ADDRESS_STORED,
@@ -36,7 +37,7 @@ from custodes.store import changes as queue
 from custodes.store import tables
 from custodes.store.sql import literal, parquet
 from custodes.store.sql import path as sqlpath
-from custodes.workspace import Call
+from custodes.workspace import Call, Workspace
 
 MAX_PROBLEMS = 20
 
@@ -122,13 +123,16 @@ def _length_checks(table: str, cols: tuple[str, ...]) -> list[tuple[str, str, st
     ]
 
 
-def _checks(has_master: bool) -> list[tuple[str, str, str, str]]:
+_Check = tuple[str, str, str, str]
+
+
+def _checks(has_master: bool) -> list[_Check]:
     """(table, column, condition that marks a bad row, message). Messages never quote values."""
-    year = dt.date.today().year
-    known_tin = "tin IN (SELECT tin FROM p WHERE tin IS NOT NULL)"
-    if has_master:
-        known_tin = f"({known_tin} OR tin IN (SELECT tin FROM master_people))"
-    tin_checks = lambda t: [  # noqa: E731
+    return _people_checks(has_master) + _address_checks(has_master)
+
+
+def _tin_checks(t: str) -> list[_Check]:
+    return [
         (t, "tin", "tin_raw IS NULL", "TIN is required"),
         (
             t,
@@ -137,8 +141,12 @@ def _checks(has_master: bool) -> list[tuple[str, str, str, str]]:
             "TIN must be 9 digits, optionally written NNN-NN-NNNN",
         ),
     ]
+
+
+def _people_checks(has_master: bool) -> list[_Check]:
+    """The people file's checks (a table of them)."""
     people = [
-        *tin_checks("p2"),
+        *_tin_checks("p2"),
         ("p2", "tin_type", "tin_type IS NULL", "tin_type is required (SSN or ITIN)"),
         (
             "p2",
@@ -211,8 +219,18 @@ def _checks(has_master: bool) -> list[tuple[str, str, str, str]]:
                 "record_id already belongs to another record on file",
             ),
         ]
-    addresses = [
-        *tin_checks("a2"),
+    return people
+
+
+def _address_checks(has_master: bool) -> list[_Check]:
+    """The addresses file's checks (a table of them): a TIN must name a person in the people
+    file or, when there is one, the master file."""
+    year = dt.date.today().year
+    known_tin = "tin IN (SELECT tin FROM p WHERE tin IS NOT NULL)"
+    if has_master:
+        known_tin = f"({known_tin} OR tin IN (SELECT tin FROM master_people))"
+    return [
+        *_tin_checks("a2"),
         (
             "a2",
             "tin",
@@ -241,7 +259,6 @@ def _checks(has_master: bool) -> list[tuple[str, str, str, str]]:
         ),
         ("a2", "tin", "key_first <> r", "the same TIN and tax_year appear more than once"),
     ]
-    return people + addresses
 
 
 def validate(
@@ -347,6 +364,41 @@ def _merge(
     extra_tables: dict[str, Path],
 ) -> ImportResult:
     ws = call.ws
+    pa_, pc_, aa, ac = _stage(con)
+    unchanged = current.exists and not (pa_ or pc_ or aa or ac) and not extra_tables
+    folder: Path | None = None
+    if unchanged:
+        digest = current.sha256()
+    else:
+        folder, digest = _write_generation(con, ws, current, kind, extra_tables)
+    result = ImportResult(people_rows, address_rows, pa_, pc_, aa, ac, digest, unchanged)
+    record = {
+        "kind": kind,
+        "people_sha256": hashes[0],
+        "addresses_sha256": hashes[1],
+        "people_rows": people_rows,
+        "address_rows": address_rows,
+        "people_added": pa_,
+        "people_changed": pc_,
+        "addresses_added": aa,
+        "addresses_changed": ac,
+        "master_sha256": digest,
+    }
+    if kind == "import" and folder is not None:
+        result.pending, result.change = True, _propose(call, current, folder, record)
+        return result
+    with call.transaction() as conn:
+        _record_import(conn, call, record, {})
+        if folder is not None:
+            master.record_generation(conn, call, folder)
+            master.publish(ws, folder)
+    return result
+
+
+def _stage(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int, int]:
+    """The merged people (`new_p`, then `all_p` with the master file's others) and addresses
+    (`new_a`) as temporary tables; the people added and changed, the addresses added and
+    changed."""
     pcols = PEOPLE_STORED[1:]
     acols = ADDRESS_STORED[2:]
     con.execute(f"""
@@ -374,78 +426,72 @@ def _merge(
         "(SELECT count(*) FILTER (added) FROM new_a), "
         "(SELECT count(*) FILTER (changed) FROM new_a)"
     ).fetchall()[0]
-    unchanged = current.exists and not (pa_ or pc_ or aa or ac) and not extra_tables
-    if unchanged:
-        digest = current.sha256()
-    else:
-        folder = master.new_generation(ws)
-        try:
-            con.execute(
-                f"COPY (SELECT * FROM all_p ORDER BY record_id) TO "
-                f"{sqlpath(folder / 'people.parquet')} (FORMAT parquet, COMPRESSION zstd)"
-            )
-            con.execute(f"""COPY (
-                SELECT {", ".join(ADDRESS_STORED)} FROM master_addresses m
-                WHERE NOT EXISTS (SELECT 1 FROM new_a n WHERE n.tin = m.tin
-                                  AND n.tax_year = m.tax_year)
-                UNION ALL SELECT {", ".join(ADDRESS_STORED)} FROM new_a
-                ORDER BY record_id, tax_year) TO {sqlpath(folder / "addresses.parquet")}
-                (FORMAT parquet, COMPRESSION zstd)""")
-            for name, path in extra_tables.items():
-                path.replace(folder / f"{name}.parquet")
-            if current.has("population") and "population" not in extra_tables:
-                con.execute(
-                    f"COPY (SELECT * FROM {parquet(current.path('population'))}) "
-                    f"TO {sqlpath(folder / 'population.parquet')} (FORMAT parquet)"
-                )
-            if kind == "generate":
-                (folder / master.SYNTHETIC).write_text("generated by custodes\n")
-            digest = master.MasterFile(folder).sha256()
-        except BaseException:
-            master.discard(folder)
-            raise
-    result = ImportResult(people_rows, address_rows, pa_, pc_, aa, ac, digest, unchanged)
-    record = {
-        "kind": kind,
-        "people_sha256": hashes[0],
-        "addresses_sha256": hashes[1],
-        "people_rows": people_rows,
-        "address_rows": address_rows,
-        "people_added": pa_,
-        "people_changed": pc_,
-        "addresses_added": aa,
-        "addresses_changed": ac,
-        "master_sha256": digest,
-    }
-    if kind == "import" and not unchanged:
-        # What the gate will disclose is never one administrator's word: the generation waits,
-        # unpublished, for a second administrator to confirm this change by its id.
-        base = current.folder.name if current.exists else None
-        payload = record | {"generation": folder.name, "base": base}
-        summary = (
-            f"master file import: {pa_:,} people added, {pc_:,} changed, {aa:,} addresses "
-            f"added, {ac:,} changed (new master SHA-256 {digest})"
+    return pa_, pc_, aa, ac
+
+
+def _write_generation(
+    con: duckdb.DuckDBPyConnection,
+    ws: Workspace,
+    current: master.MasterFile,
+    kind: str,
+    extra_tables: dict[str, Path],
+) -> tuple[Path, str]:
+    """A new generation of the master file (not yet published) and its hash: the merged
+    tables, the extra ones, the current population when no new one is given; discarded if any
+    step fails."""
+    folder = master.new_generation(ws)
+    try:
+        con.execute(
+            f"COPY (SELECT * FROM all_p ORDER BY record_id) TO "
+            f"{sqlpath(folder / 'people.parquet')} (FORMAT parquet, COMPRESSION zstd)"
         )
-        with call.transaction() as conn:
-            cid = queue.propose(conn, call.actor, "import", "master file", summary, payload)
-            log.append(
-                conn,
-                [
-                    Event(
-                        "master.import_proposed",
-                        actor=call.actor,
-                        data={"change_id": cid, "master_sha256": digest},
-                    )
-                ],
+        con.execute(f"""COPY (
+            SELECT {", ".join(ADDRESS_STORED)} FROM master_addresses m
+            WHERE NOT EXISTS (SELECT 1 FROM new_a n WHERE n.tin = m.tin
+                              AND n.tax_year = m.tax_year)
+            UNION ALL SELECT {", ".join(ADDRESS_STORED)} FROM new_a
+            ORDER BY record_id, tax_year) TO {sqlpath(folder / "addresses.parquet")}
+            (FORMAT parquet, COMPRESSION zstd)""")
+        for name, path in extra_tables.items():
+            path.replace(folder / f"{name}.parquet")
+        if current.has("population") and "population" not in extra_tables:
+            con.execute(
+                f"COPY (SELECT * FROM {parquet(current.path('population'))}) "
+                f"TO {sqlpath(folder / 'population.parquet')} (FORMAT parquet)"
             )
-        result.pending, result.change = True, cid
-        return result
+        if kind == "generate":
+            (folder / master.SYNTHETIC).write_text("generated by custodes\n")
+        digest = master.MasterFile(folder).sha256()
+    except BaseException:
+        master.discard(folder)
+        raise
+    return folder, digest
+
+
+def _propose(call: Call, current: master.MasterFile, folder: Path, record: dict[str, Any]) -> str:
+    """What the gate will disclose is never one administrator's word: the generation waits,
+    unpublished, for a second administrator to confirm this change by its id."""
+    base = current.folder.name if current.folder is not None and current.exists else None
+    payload = record | {"generation": folder.name, "base": base}
+    summary = (
+        f"master file import: {record['people_added']:,} people added, "
+        f"{record['people_changed']:,} changed, {record['addresses_added']:,} addresses "
+        f"added, {record['addresses_changed']:,} changed (new master SHA-256 "
+        f"{record['master_sha256']})"
+    )
     with call.transaction() as conn:
-        _record_import(conn, call, record, {})
-        if not unchanged:
-            master.record_generation(conn, call, folder)
-            master.publish(ws, folder)
-    return result
+        cid = queue.propose(conn, call.actor, "import", "master file", summary, payload)
+        log.append(
+            conn,
+            [
+                Event(
+                    "master.import_proposed",
+                    actor=call.actor,
+                    data={"change_id": cid, "master_sha256": record["master_sha256"]},
+                )
+            ],
+        )
+    return cid
 
 
 def _record_import(
@@ -482,7 +528,7 @@ def _waiting_generation(ws: Any, p: dict[str, Any]) -> Path:
     """The generation an import proposal wrote, if the master file is still the one it was
     merged into and its files still hash as proposed (checked under the workspace lock)."""
     live = master.current(ws)
-    if (live.folder.name if live.exists else None) != p["base"]:
+    if (live.folder.name if live.folder is not None and live.exists else None) != p["base"]:
         raise ConflictError(
             "The master file changed after this import was proposed; import the files again.",
             code="not_pending",

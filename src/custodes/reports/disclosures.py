@@ -103,7 +103,7 @@ class Ledgered:
     disclosures: list[Entry]
     received: dict[str, dict[str, Any]]
     recipients: dict[str, list[str]]
-    recalled: dict[tuple[str, str], Entry]
+    recalled: dict[tuple[str, str | None], Entry]
     improper: dict[str, str]  # request id -> incident id that found it improper
     masters: list[tuple[int, str]]  # (ledger index, master sha256) in order
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, overload
 
 
 @dataclass
@@ -151,7 +151,11 @@ def parameters_text(params: dict[str, Any]) -> str:
     return ("; ".join(parts) + ".") if parts else ""
 
 
-def us_date(v: Any) -> str:
+@overload
+def us_date(v: str) -> str: ...
+@overload
+def us_date(v: object) -> object: ...
+def us_date(v: object) -> object:
     """ISO dates and times as US readers write them (MM/DD/YYYY); anything else unchanged."""
     if isinstance(v, str) and len(v) >= 10 and v[4] == "-" and v[7] == "-":
         try:

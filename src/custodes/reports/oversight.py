@@ -39,10 +39,11 @@ def recalls(entries: list[Entry], *, today: dt.date | None = None) -> Document:
     agency = {
         e.body["request_id"]: e.body.get("agency") for e in entries if e.type == "request.received"
     }
-    items: dict[str, Counter[str]] = defaultdict(Counter)
-    at: dict[str, dt.datetime] = {}
-    certified: dict[str, str] = {}
-    acknowledged: dict[str, set[str]] = defaultdict(set)
+    # By recall id (a body without one is kept under None, as it always was).
+    items: dict[str | None, Counter[str]] = defaultdict(Counter)
+    at: dict[str | None, dt.datetime] = {}
+    certified: dict[str | None, str | None] = {}
+    acknowledged: dict[str | None, set[str]] = defaultdict(set)
     for e in entries:
         if e.type == "disclosure.recalled":
             rid = e.body.get("recall_id")
@@ -109,75 +110,9 @@ def recalls(entries: list[Entry], *, today: dt.date | None = None) -> Document:
 def safeguards(conn: Connection, entries: list[Entry], *, year: int) -> Document:
     start = dt.datetime(year, 1, 1, tzinfo=dt.UTC)
     end = dt.datetime(year + 1, 1, 1, tzinfo=dt.UTC)
-
-    def in_year(e: Entry) -> bool:
-        return start <= e.time < end
-
-    grant_rows = [
-        {
-            "user": g.user_name,
-            "role": g.role,
-            "basis": g.basis,
-            # the grant's last day, as the administrator gave it; `expires` (a column kept for
-            # its readers) is the moment after it, midnight UTC
-            "last_day": last_day(g.expires_at).isoformat() if g.expires_at else None,
-            "expires": g.expires_at.date().isoformat() if g.expires_at else None,
-            "granted_by": g.granted_by,
-            "confirmed_by": g.confirmed_by,
-            "status": g.status,
-        }
-        for g in conn.execute(
-            select(grants, users.c.status)
-            .join(users, users.c.name == grants.c.user_name)
-            .order_by(grants.c.role, grants.c.user_name)
-        )
-    ]
-    by_role = Counter(r["role"] for r in grant_rows if r["status"] == "active")
-    events = Counter(
-        t
-        for (t,) in conn.execute(
-            select(ledger_events.c.type).where(
-                ledger_events.c.at >= start,
-                ledger_events.c.at < end,
-                ledger_events.c.type.in_(
-                    (
-                        "user.suspended",
-                        "user.reinstated",
-                        "record.inspected",
-                        "record.inspection_refused",
-                    )
-                ),
-            )
-        )
-    )
-    audit = audit_inspections(conn)
+    grant_rows = _grant_rows(conn)
     incidents = [i for i in incident_listing(conn) if i["opened_at"][:4] == str(year)]
-    checkpoints = conn.execute(select(func.count()).select_from(ledger_checkpoints)).scalar()
-    cosignatures = conn.execute(select(func.count()).select_from(ledger_cosignatures)).scalar()
-    figures: dict[str, Any] = {
-        **{f"users_with_role_{r}": n for r, n in sorted(by_role.items())},
-        "suspensions": events["user.suspended"],
-        "reinstatements": events["user.reinstated"],
-        "inspections": events["record.inspected"],
-        "inspections_refused": events["record.inspection_refused"],
-        "inspections_flagged": len(audit["without_open_request"])
-        + len(audit["by_submitter"])
-        + len(audit["sensitive"]),
-        "actions_by_suspended_users": len(audit["actions_by_suspended_users"]),
-        "disclosures": sum(1 for e in entries if e.type == "disclosure" and in_year(e)),
-        "disclosures_recalled": sum(
-            1 for e in entries if e.type == "disclosure.recalled" and in_year(e)
-        ),
-        "incidents": len(incidents),
-        "incidents_reported_late": sum(
-            1
-            for e in entries
-            if e.type == "incident.reported" and e.body.get("late") and in_year(e)
-        ),
-        "incidents_overdue": sum(i["status"] == "overdue" for i in incidents),
-        "ledger_checkpoints": checkpoints,
-        "ledger_cosignatures": cosignatures,
-    }
+    figures = _safeguard_figures(conn, entries, start, end, grant_rows, incidents)
     return Document(
         "safeguards",
         f"Safeguards evidence for calendar year {year} (annex to the Safeguard Security Report)",
@@ -219,3 +154,86 @@ def safeguards(conn: Connection, entries: list[Entry], *, year: int) -> Document
             "inspections of records flagged sensitive. Actions by suspended users must be zero.",
         ],
     )
+
+
+def _grant_rows(conn: Connection) -> list[dict[str, Any]]:
+    """Every grant as it stands today, with its user's account status."""
+    return [
+        {
+            "user": g.user_name,
+            "role": g.role,
+            "basis": g.basis,
+            # the grant's last day, as the administrator gave it; `expires` (a column kept for
+            # its readers) is the moment after it, midnight UTC
+            "last_day": d.isoformat() if (d := last_day(g.expires_at)) else None,
+            "expires": g.expires_at.date().isoformat() if g.expires_at else None,
+            "granted_by": g.granted_by,
+            "confirmed_by": g.confirmed_by,
+            "status": g.status,
+        }
+        for g in conn.execute(
+            select(grants, users.c.status)
+            .join(users, users.c.name == grants.c.user_name)
+            .order_by(grants.c.role, grants.c.user_name)
+        )
+    ]
+
+
+# Ledger events the safeguards figures count by type, within the year.
+COUNTED_EVENTS = (
+    "user.suspended",
+    "user.reinstated",
+    "record.inspected",
+    "record.inspection_refused",
+)
+
+
+def _safeguard_figures(
+    conn: Connection,
+    entries: list[Entry],
+    start: dt.datetime,
+    end: dt.datetime,
+    grant_rows: list[dict[str, Any]],
+    incidents: list[dict[str, Any]],
+) -> dict[str, Any]:
+    def in_year(e: Entry) -> bool:
+        return start <= e.time < end
+
+    by_role = Counter(r["role"] for r in grant_rows if r["status"] == "active")
+    events = Counter(
+        t
+        for (t,) in conn.execute(
+            select(ledger_events.c.type).where(
+                ledger_events.c.at >= start,
+                ledger_events.c.at < end,
+                ledger_events.c.type.in_(COUNTED_EVENTS),
+            )
+        )
+    )
+    audit = audit_inspections(conn)
+    checkpoints = conn.execute(select(func.count()).select_from(ledger_checkpoints)).scalar()
+    cosignatures = conn.execute(select(func.count()).select_from(ledger_cosignatures)).scalar()
+    return {
+        **{f"users_with_role_{r}": n for r, n in sorted(by_role.items())},
+        "suspensions": events["user.suspended"],
+        "reinstatements": events["user.reinstated"],
+        "inspections": events["record.inspected"],
+        "inspections_refused": events["record.inspection_refused"],
+        "inspections_flagged": len(audit["without_open_request"])
+        + len(audit["by_submitter"])
+        + len(audit["sensitive"]),
+        "actions_by_suspended_users": len(audit["actions_by_suspended_users"]),
+        "disclosures": sum(1 for e in entries if e.type == "disclosure" and in_year(e)),
+        "disclosures_recalled": sum(
+            1 for e in entries if e.type == "disclosure.recalled" and in_year(e)
+        ),
+        "incidents": len(incidents),
+        "incidents_reported_late": sum(
+            1
+            for e in entries
+            if e.type == "incident.reported" and e.body.get("late") and in_year(e)
+        ),
+        "incidents_overdue": sum(i["status"] == "overdue" for i in incidents),
+        "ledger_checkpoints": checkpoints,
+        "ledger_cosignatures": cosignatures,
+    }

@@ -20,7 +20,7 @@ from custodes.decisions.pipeline import OUTCOMES, match_results_path
 from custodes.decisions.verdicts import REVIEW_ENTRY
 from custodes.reports.document import Chart, Document, Table
 from custodes.reports.source import Entry
-from custodes.rules.types import RuleSet
+from custodes.rules.types import Provision, RuleSet
 from custodes.workspace import Workspace
 
 BINS = [0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0000001]
@@ -50,7 +50,7 @@ def histogram(ws: Workspace, request_id: str) -> list[int]:
     return out
 
 
-def effective_counts(before: dict[str, int], resolution: dict[str, Any]) -> dict[str, int]:
+def effective_counts(before: dict[str, int], resolution: dict[str | None, Any]) -> dict[str, int]:
     """The outcomes after the officers' review: each resolved item leaves REVIEW for its
     decision (as the outcomes the officers see apply it)."""
     out = {o: int(before.get(o, 0)) for o in OUTCOMES}
@@ -75,72 +75,106 @@ def _check_rows(
     outcomes' `check` filter gives: `outcome_items` the items whose outcome rests on the check,
     `items_failing` every item it failed on."""
     body = checked.body if checked else {}
-    failing_request = set(body.get("failing_request_checks", []))
     provision = rs.provisions.get(provision_id or "")
+    rows = _request_check_rows(body, rs, provision)
+    item_checks = (decided.body.get("checks") if decided else None) or None
+    if item_checks is None:
+        return rows + _item_rows_before_matching(body, rs, provision)
+    rows += [
+        _row(
+            c["check"],
+            "item",
+            c.get("source"),
+            "fails" if c.get("failing") else "passes",
+            int(c.get("failing", 0)),
+            int(c.get("outcomes", 0)),
+            c.get("citation", ""),
+        )
+        for c in item_checks
+    ]
+    reviewed = int(decided.body.get("counts", {}).get("REVIEW", 0)) if decided else 0
+    if reviewed:
+        withheld = int(resolved.get("WITHHOLD", 0))
+        verdict = "fails" if withheld else ("officer decides" if counts.get("REVIEW") else "passes")
+        rows.append(
+            _row(
+                REVIEW_ENTRY["check"],
+                "item",
+                REVIEW_ENTRY["source"],
+                verdict,
+                withheld,
+                withheld,
+                REVIEW_ENTRY["citation"],
+            )
+        )
+    return rows
+
+
+def _row(
+    check: Any,
+    level: str,
+    source: Any,
+    verdict: str,
+    items_failing: int | None,
+    outcome_items: int | None,
+    citation: Any,
+) -> dict[str, Any]:
+    return {
+        "check": check,
+        "level": level,
+        "source": source,
+        "verdict": verdict,
+        "items_failing": items_failing,
+        "outcome_items": outcome_items,
+        "citation": citation,
+    }
+
+
+def _request_check_rows(
+    body: dict[str, Any], rs: RuleSet, provision: Provision | None
+) -> list[dict[str, Any]]:
+    """The request's checks as `request.checked` recorded them (or, before it did, as the
+    provision lists them)."""
+    failing_request = set(body.get("failing_request_checks", []))
     request_checks = body.get("request_checks") or [
         {"check": c, "source": rs.checks[c].source, "citation": rs.checks[c].citation}
         for c in (provision.request_requirements if provision else [])
         if c in rs.checks
     ]
-    rows = [
-        {
-            "check": c["check"],
-            "level": "request",
-            "source": c.get("source"),
-            "verdict": "fails" if c["check"] in failing_request else "passes",
-            "items_failing": None,
-            "outcome_items": None,
-            "citation": c.get("citation", ""),
-        }
+    return [
+        _row(
+            c["check"],
+            "request",
+            c.get("source"),
+            "fails" if c["check"] in failing_request else "passes",
+            None,
+            None,
+            c.get("citation", ""),
+        )
         for c in request_checks
     ]
-    item_checks = (decided.body.get("checks") if decided else None) or None
-    if item_checks is None:
-        # Decided before the checks were recorded with the decision: the counts of the rules
-        # before matching (the checks after matching were not counted then).
-        by_check = body.get("failing_items_by_check", {})
-        for cid in provision.item_requirements if provision else list(by_check):
-            c = rs.checks.get(cid)
-            n = by_check.get(cid, 0)
-            rows.append(
-                {
-                    "check": cid,
-                    "level": "item",
-                    "source": c.source if c else None,
-                    "verdict": "fails" if n else "passes",
-                    "items_failing": n,
-                    "outcome_items": None,
-                    "citation": c.citation if c else "",
-                }
+
+
+def _item_rows_before_matching(
+    body: dict[str, Any], rs: RuleSet, provision: Provision | None
+) -> list[dict[str, Any]]:
+    """Decided before the checks were recorded with the decision: the counts of the rules
+    before matching (the checks after matching were not counted then)."""
+    by_check = body.get("failing_items_by_check", {})
+    rows = []
+    for cid in provision.item_requirements if provision else list(by_check):
+        c = rs.checks.get(cid)
+        n = by_check.get(cid, 0)
+        rows.append(
+            _row(
+                cid,
+                "item",
+                c.source if c else None,
+                "fails" if n else "passes",
+                n,
+                None,
+                c.citation if c else "",
             )
-        return rows
-    for c in item_checks:
-        rows.append(
-            {
-                "check": c["check"],
-                "level": "item",
-                "source": c.get("source"),
-                "verdict": "fails" if c.get("failing") else "passes",
-                "items_failing": int(c.get("failing", 0)),
-                "outcome_items": int(c.get("outcomes", 0)),
-                "citation": c.get("citation", ""),
-            }
-        )
-    reviewed = int(decided.body.get("counts", {}).get("REVIEW", 0)) if decided else 0
-    if reviewed:
-        withheld = int(resolved.get("WITHHOLD", 0))
-        rows.append(
-            {
-                "check": REVIEW_ENTRY["check"],
-                "level": "item",
-                "source": REVIEW_ENTRY["source"],
-                "verdict": "fails"
-                if withheld
-                else ("officer decides" if counts.get("REVIEW") else "passes"),
-                "items_failing": withheld,
-                "outcome_items": withheld,
-                "citation": REVIEW_ENTRY["citation"],
-            }
         )
     return rows
 
@@ -150,11 +184,10 @@ def request_report(ws: Workspace, request_id: str, events: list[Entry], rs: Rule
     received = first.get("request.received")
     provision = received.body.get("provision") if received else None
     items = int(received.body.get("items") or 0) if received else 0
-    checked = first.get("request.checked")
     decided = [e for e in events if e.type == "request.decided"]
     # An item is resolved once; the last word stands if the ledger ever held two.
     # (Keyed by the item's salted commitment; bodies written before it carry the id.)
-    resolution = {
+    resolution: dict[str | None, Any] = {
         e.body.get("item_sha256") or e.body.get("item_id"): e.body.get("decision")
         for e in events
         if e.type == "review.resolved"
@@ -163,12 +196,48 @@ def request_report(ws: Workspace, request_id: str, events: list[Entry], rs: Rule
     before_review: dict[str, int] = decided[-1].body.get("counts", {}) if decided else {}
     counts = effective_counts(before_review, resolution)
     check_rows = _check_rows(
-        checked, decided[-1] if decided else None, resolved, counts, rs, provision
+        first.get("request.checked"),
+        decided[-1] if decided else None,
+        resolved,
+        counts,
+        rs,
+        provision,
     )
-    disclosed = sum(1 for e in events if e.type == "disclosure")
     in_review = int(before_review.get("REVIEW", 0))
     identified = int(before_review.get("DISCLOSE", 0)) + int(before_review.get("CONFIRM", 0))
     identified += int(resolved.get("DISCLOSE", 0))
+    outcome_values = [int(counts.get(o, 0)) for o in OUTCOMES]
+    figures: dict[str, Any] = {
+        "items": items,
+        "disclosed": sum(1 for e in events if e.type == "disclosure"),
+        "review_rate_percent": round(100 * in_review / items, 2) if items else 0.0,
+        "reviews_resolved_disclose": int(resolved.get("DISCLOSE", 0)),
+        "reviews_resolved_withhold": int(resolved.get("WITHHOLD", 0)),
+        # With no wrong identification observed among n, 3/n bounds the wrong-person rate at
+        # 95 % confidence (the rule of three); it is a bound, not a measurement.
+        "wrong_person_bound_95": f"≤ {3 / identified:.4%}" if identified else "no identifications",
+    }
+    return Document(
+        "request",
+        f"Request {request_id}: checks, matching, review and release",
+        {
+            "request_id": request_id,
+            "provision": provision,
+            "agency": received.body.get("agency") if received else None,
+        },
+        _tables(outcome_values, check_rows, _stage_rows(first), _who_rows(events)),
+        figures=figures,
+        charts=_charts(histogram(ws, request_id), outcome_values),
+        notes=[
+            "The wrong-person bound applies the rule of three to the identifications made: "
+            "it holds only if none was wrong, which this report cannot observe; the matching "
+            "evaluation measures it on data with ground truth.",
+        ],
+    )
+
+
+def _stage_rows(first: dict[str, Entry]) -> list[dict[str, Any]]:
+    """The request's stages that happened, when, by whom, and the hours each took."""
     stage_rows = []
     last = None
     for etype, label in STAGES:
@@ -186,11 +255,18 @@ def request_report(ws: Workspace, request_id: str, events: list[Entry], rs: Rule
             }
         )
         last = e.time
+    return stage_rows
+
+
+def _who_rows(events: list[Entry]) -> list[dict[str, Any]]:
     who = Counter(
         (e.body.get("actor"), e.type) for e in events if e.type not in ("access", "disclosure")
     )
-    who_rows = [{"actor": a, "action": t, "times": n} for (a, t), n in sorted(who.items(), key=str)]
-    hist = histogram(ws, request_id)
+    return [{"actor": a, "action": t, "times": n} for (a, t), n in sorted(who.items(), key=str)]
+
+
+def _charts(hist: list[int], outcome_values: list[int]) -> list[Chart]:
+    """The match-probability histogram (when the request was matched) and the outcomes."""
     charts = []
     if hist:
         charts.append(
@@ -205,7 +281,6 @@ def request_report(ws: Workspace, request_id: str, events: list[Entry], rs: Rule
                 + ".",
             )
         )
-    outcome_values = [int(counts.get(o, 0)) for o in OUTCOMES]
     charts.append(
         Chart(
             "Outcomes",
@@ -218,64 +293,47 @@ def request_report(ws: Workspace, request_id: str, events: list[Entry], rs: Rule
             + ".",
         )
     )
-    figures: dict[str, Any] = {
-        "items": items,
-        "disclosed": disclosed,
-        "review_rate_percent": round(100 * in_review / items, 2) if items else 0.0,
-        "reviews_resolved_disclose": int(resolved.get("DISCLOSE", 0)),
-        "reviews_resolved_withhold": int(resolved.get("WITHHOLD", 0)),
-        # With no wrong identification observed among n, 3/n bounds the wrong-person rate at
-        # 95 % confidence (the rule of three); it is a bound, not a measurement.
-        "wrong_person_bound_95": f"≤ {3 / identified:.4%}" if identified else "no identifications",
-    }
-    return Document(
-        "request",
-        f"Request {request_id}: checks, matching, review and release",
-        {
-            "request_id": request_id,
-            "provision": provision,
-            "agency": received.body.get("agency") if received else None,
-        },
-        [
-            Table(
-                "Outcomes",
-                [("outcome", "Outcome"), ("items", "Items")],
-                [{"outcome": o, "items": v} for o, v in zip(OUTCOMES, outcome_values, strict=True)],
-            ),
-            Table(
-                "Checks",
-                [
-                    ("check", "Check"),
-                    ("level", "Level"),
-                    ("source", "Source"),
-                    ("verdict", "Verdict"),
-                    ("items_failing", "Items failing"),
-                    ("outcome_items", "Outcomes resting on it"),
-                    ("citation", "Citation"),
-                ],
-                check_rows,
-            ),
-            Table(
-                "Stages",
-                [
-                    ("stage", "Stage"),
-                    ("at", "When (UTC)"),
-                    ("by", "By"),
-                    ("hours_since_previous", "Hours since previous"),
-                ],
-                stage_rows,
-            ),
-            Table(
-                "Who did what",
-                [("actor", "Who"), ("action", "Ledger event"), ("times", "Times")],
-                who_rows,
-            ),
-        ],
-        figures=figures,
-        charts=charts,
-        notes=[
-            "The wrong-person bound applies the rule of three to the identifications made: "
-            "it holds only if none was wrong, which this report cannot observe; the matching "
-            "evaluation measures it on data with ground truth.",
-        ],
-    )
+    return charts
+
+
+def _tables(
+    outcome_values: list[int],
+    check_rows: list[dict[str, Any]],
+    stage_rows: list[dict[str, Any]],
+    who_rows: list[dict[str, Any]],
+) -> list[Table]:
+    return [
+        Table(
+            "Outcomes",
+            [("outcome", "Outcome"), ("items", "Items")],
+            [{"outcome": o, "items": v} for o, v in zip(OUTCOMES, outcome_values, strict=True)],
+        ),
+        Table(
+            "Checks",
+            [
+                ("check", "Check"),
+                ("level", "Level"),
+                ("source", "Source"),
+                ("verdict", "Verdict"),
+                ("items_failing", "Items failing"),
+                ("outcome_items", "Outcomes resting on it"),
+                ("citation", "Citation"),
+            ],
+            check_rows,
+        ),
+        Table(
+            "Stages",
+            [
+                ("stage", "Stage"),
+                ("at", "When (UTC)"),
+                ("by", "By"),
+                ("hours_since_previous", "Hours since previous"),
+            ],
+            stage_rows,
+        ),
+        Table(
+            "Who did what",
+            [("actor", "Who"), ("action", "Ledger event"), ("times", "Times")],
+            who_rows,
+        ),
+    ]

@@ -31,7 +31,8 @@ from custodes import settings
 from custodes.errors import AccessDenied, InputError
 from custodes.ledger import anchors, files, log
 from custodes.ledger.events import Event
-from custodes.records.files import read_text_table, sha256_file
+from custodes.ledger.files import sha256_file
+from custodes.records.files import read_text_table
 from custodes.requests.format import (
     ENVELOPE_FILE,
     EXTRA_COLUMN,
@@ -269,22 +270,7 @@ def submit(call: Call, folder: Path, *, paper_sha256: str | None = None) -> Subm
     request is not processed until a second staff member confirms it (`confirm_paper`)."""
     ws = call.ws
     agency = call.agency
-    if agency is None and paper_sha256 is None:
-        raise AccessDenied(
-            "A request in an agency's name comes from that agency's account; staff key in "
-            "only a request received on paper, with the scan's hash ('custodes submit FOLDER "
-            "--paper SCAN').",
-            code="agency_account_required",
-        )
-    if agency is not None and paper_sha256 is not None:
-        raise InputError(
-            "An agency's account submits its requests itself, not as paper.", code="bad_argument"
-        )
-    if paper_sha256 is not None and not SHA256_HEX.fullmatch(paper_sha256):
-        raise InputError(
-            "The paper scan's hash is 64 lower-case hexadecimal digits (SHA-256).",
-            code="bad_argument",
-        )
+    _check_sender(agency, paper_sha256)
     c = check(folder)
     env = c.envelope
     if agency is not None and env["agency"] != agency:
@@ -318,68 +304,7 @@ def submit(call: Call, folder: Path, *, paper_sha256: str | None = None) -> Subm
         shutil.copyfile(folder / ENVELOPE_FILE, dest / ENVELOPE_FILE, follow_symlinks=False)
         shutil.copyfile(c.items_path, dest / c.items_path.name, follow_symlinks=False)
         pq.write_table(c.table.drop_columns(["_row"]), dest / ITEMS_PARQUET)
-        now = dt.datetime.now(dt.UTC)
-        with call.transaction() as conn:
-            anchors.insert(
-                conn,
-                call.actor,
-                requests,
-                id=request_id,
-                provision=env["provision"],
-                agency=env["agency"],
-                state="received",
-                content_sha256=c.content_sha256,
-                envelope_sha256=c.envelope_sha256,
-                items_sha256=c.items_sha256,
-                items=c.table.num_rows,
-                submitted_at=now,
-                submitted_by=call.actor,
-                paper_sha256=paper_sha256,
-            )
-            conn.execute(
-                insert(request_transitions).values(
-                    request_id=request_id,
-                    from_state=None,
-                    to_state="received",
-                    at=now,
-                    actor=call.actor,
-                )
-            )
-            log.append(
-                conn,
-                [
-                    Event(
-                        "request.received",
-                        actor=call.actor,
-                        request_id=request_id,
-                        data={
-                            "provision": env["provision"],
-                            "agency": env["agency"],
-                            "envelope_sha256": c.envelope_sha256,
-                            "items_sha256": c.items_sha256,
-                            "content_sha256": c.content_sha256,
-                            "items": c.table.num_rows,
-                            "dob_warnings": c.warnings_total,
-                            # What the accounting of disclosures needs (IRM 11.3.37): the
-                            # periods and fields asked for, and the reason by its hash (the
-                            # agency's free text could name someone).
-                            "taxable_periods": _ints(env.get("taxable_periods")),
-                            "fields_requested": _texts(env.get("fields_requested")),
-                            "reason_sha256": text_sha256(env.get("reason")),
-                            # Keyed in by staff from paper: the scan's hash (None: the
-                            # agency's own account sent it).
-                            "received_on_paper": paper_sha256 is not None,
-                            "paper_sha256": paper_sha256,
-                        },
-                    )
-                ],
-            )
-            # The copies custodes reads back (ledger.files): checked at every later use.
-            kept = [("request.envelope", ENVELOPE_FILE), ("request.items", ITEMS_PARQUET)]
-            if c.items_path.name not in (ENVELOPE_FILE, ITEMS_PARQUET):
-                kept.append(("request.submitted", c.items_path.name))
-            for role, name in kept:
-                files.record(conn, ws, call.actor, role, dest / name, request_id=request_id)
+        _record(call, c, request_id, dest, paper_sha256)
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
@@ -394,6 +319,92 @@ def submit(call: Call, folder: Path, *, paper_sha256: str | None = None) -> Subm
         False,
         c.warnings,
         c.warnings_total,
+    )
+
+
+def _check_sender(agency: str | None, paper_sha256: str | None) -> None:
+    """An agency's account sends its own requests; staff key in only paper, with its hash."""
+    if agency is None and paper_sha256 is None:
+        raise AccessDenied(
+            "A request in an agency's name comes from that agency's account; staff key in "
+            "only a request received on paper, with the scan's hash ('custodes submit FOLDER "
+            "--paper SCAN').",
+            code="agency_account_required",
+        )
+    if agency is not None and paper_sha256 is not None:
+        raise InputError(
+            "An agency's account submits its requests itself, not as paper.", code="bad_argument"
+        )
+    if paper_sha256 is not None and not SHA256_HEX.fullmatch(paper_sha256):
+        raise InputError(
+            "The paper scan's hash is 64 lower-case hexadecimal digits (SHA-256).",
+            code="bad_argument",
+        )
+
+
+def _record(call: Call, c: Checked, request_id: str, dest: Path, paper_sha256: str | None) -> None:
+    """In one transaction: the request's row and first transition, its ledger event, and the
+    copies in `dest` custodes reads back (ledger.files: checked at every later use)."""
+    env = c.envelope
+    now = dt.datetime.now(dt.UTC)
+    with call.transaction() as conn:
+        anchors.insert(
+            conn,
+            call.actor,
+            requests,
+            id=request_id,
+            provision=env["provision"],
+            agency=env["agency"],
+            state="received",
+            content_sha256=c.content_sha256,
+            envelope_sha256=c.envelope_sha256,
+            items_sha256=c.items_sha256,
+            items=c.table.num_rows,
+            submitted_at=now,
+            submitted_by=call.actor,
+            paper_sha256=paper_sha256,
+        )
+        conn.execute(
+            insert(request_transitions).values(
+                request_id=request_id,
+                from_state=None,
+                to_state="received",
+                at=now,
+                actor=call.actor,
+            )
+        )
+        log.append(conn, [_received(call, c, request_id, paper_sha256)])
+        kept = [("request.envelope", ENVELOPE_FILE), ("request.items", ITEMS_PARQUET)]
+        if c.items_path.name not in (ENVELOPE_FILE, ITEMS_PARQUET):
+            kept.append(("request.submitted", c.items_path.name))
+        for role, name in kept:
+            files.record(conn, call.ws, call.actor, role, dest / name, request_id=request_id)
+
+
+def _received(call: Call, c: Checked, request_id: str, paper_sha256: str | None) -> Event:
+    env = c.envelope
+    return Event(
+        "request.received",
+        actor=call.actor,
+        request_id=request_id,
+        data={
+            "provision": env["provision"],
+            "agency": env["agency"],
+            "envelope_sha256": c.envelope_sha256,
+            "items_sha256": c.items_sha256,
+            "content_sha256": c.content_sha256,
+            "items": c.table.num_rows,
+            "dob_warnings": c.warnings_total,
+            # What the accounting of disclosures needs (IRM 11.3.37): the periods and fields
+            # asked for, and the reason by its hash (the agency's free text could name someone).
+            "taxable_periods": _ints(env.get("taxable_periods")),
+            "fields_requested": _texts(env.get("fields_requested")),
+            "reason_sha256": text_sha256(env.get("reason")),
+            # Keyed in by staff from paper: the scan's hash (None: the agency's own account
+            # sent it).
+            "received_on_paper": paper_sha256 is not None,
+            "paper_sha256": paper_sha256,
+        },
     )
 
 

@@ -57,7 +57,8 @@ def current_state(conn: Connection, request_id: str, *, agency: str | None = Non
     ).first()
     if row is None or (agency is not None and row.agency != agency):
         raise NotFound("No such request.", code="unknown_request")
-    return row.state
+    state: str = row.state
+    return state
 
 
 def transition(

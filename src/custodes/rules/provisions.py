@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -75,17 +75,20 @@ def prescan_yaml(text: str) -> None:
     By hand: PyYAML has no depth limit and no switch to refuse aliases."""
     depth = 0
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        # The pure-Python parser (SafeLoader) marks with yaml.error.Mark; the stubs also allow
+        # the C parser's.
+        mark = cast(yaml.error.Mark, event.start_mark)
         if isinstance(event, yaml.AliasEvent):
             raise YamlRefused(
                 problem="an alias (*name) is not accepted; write the value out",
-                problem_mark=event.start_mark,
+                problem_mark=mark,
             )
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_YAML_DEPTH:
                 raise YamlRefused(
                     problem=f"nested deeper than {MAX_YAML_DEPTH} levels",
-                    problem_mark=event.start_mark,
+                    problem_mark=mark,
                 )
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
@@ -143,47 +146,98 @@ def _read(
 
 
 def lint(folder: Path) -> tuple[RuleSet | None, list[LintProblem]]:
-    """Load a rule set, collecting every problem with its file and line."""
+    """Load a rule set, collecting every problem with its file and line.
+
+    Named checks, in order; a stage whose input is unusable stops before the next. By hand
+    rather than a schema library: each message names the file, the line and the reason in the
+    rule set's own words, and most checks cross-reference (a provision's checks, its fields'
+    classes, SQL that compiles in each dialect), which no schema expresses."""
     problems: list[LintProblem] = []
+    docs = _special_docs(folder, problems)
+    if docs is None:
+        return None, problems
+    meta, checks_doc, check_lines, fields_doc, ph_doc = docs
+    refused = _shape_refusal(meta, checks_doc)
+    if refused is not None:
+        return None, [refused]
+    params, rationale = _parameters(meta, problems)
+    fields = fields_doc.get("fields", {})
+    _check_fields(fields, problems)
+    checks = _checks(checks_doc, check_lines, params, problems)
+    provisions = _provisions(folder, checks, fields, problems)
+    if not provisions:
+        problems.append(LintProblem(str(folder), None, "no provision files"))
+    placeholders = _placeholders(ph_doc, problems)
+    rs = RuleSet(
+        folder,
+        meta.get("name", ""),
+        str(meta.get("version", "")),
+        meta.get("disclaimer", ""),
+        params,
+        rationale,
+        checks,
+        fields,
+        placeholders,
+        provisions,
+        ruleset_hash(folder),
+    )
+    return (None if problems else rs), problems
+
+
+_Docs = tuple[Any, Any, dict[tuple[Any, ...], int], Any, Any]
+
+
+def _special_docs(folder: Path, problems: list[LintProblem]) -> _Docs | None:
+    """The four special files, each read and a YAML mapping; None once any is not."""
     if not folder.is_dir():
-        return None, [LintProblem(str(folder), None, "not a folder")]
+        problems.append(LintProblem(str(folder), None, "not a folder"))
+        return None
     for name in SPECIAL_FILES:
         if not (folder / name).exists():
             problems.append(LintProblem(name, None, "missing"))
     if problems:
-        return None, problems
+        return None
     meta, _ = _read(folder / "ruleset.yaml", folder, problems)
     checks_doc, check_lines = _read(folder / "checks.yaml", folder, problems)
     fields_doc, _ = _read(folder / "fields.yaml", folder, problems)
     ph_doc, _ = _read(folder / "placeholders.yaml", folder, problems)
     if problems:
-        return None, problems
-    for fname, doc in (
-        ("ruleset.yaml", meta),
-        ("checks.yaml", checks_doc),
-        ("fields.yaml", fields_doc),
-        ("placeholders.yaml", ph_doc),
-    ):
+        return None
+    for fname, doc in zip(SPECIAL_FILES, (meta, checks_doc, fields_doc, ph_doc), strict=True):
         if not isinstance(doc, dict):
             problems.append(LintProblem(fname, 1, "must hold a YAML mapping"))
     if problems:
-        return None, problems
+        return None
+    return meta, checks_doc, check_lines, fields_doc, ph_doc
+
+
+def _shape_refusal(meta: dict[str, Any], checks_doc: dict[str, Any]) -> LintProblem | None:
+    """The one problem that stops the lint when parameters or checks have the wrong shape."""
     if not isinstance(meta.get("parameters") or {}, dict) or any(
         not isinstance(v, dict) or "value" not in v for v in (meta.get("parameters") or {}).values()
     ):
-        return None, [
-            LintProblem("ruleset.yaml", None, "parameters map names to {value, rationale}")
-        ]
+        return LintProblem("ruleset.yaml", None, "parameters map names to {value, rationale}")
     if not isinstance(checks_doc.get("checks"), list) or any(
         not isinstance(c, dict) for c in checks_doc["checks"]
     ):
-        return None, [LintProblem("checks.yaml", 1, "'checks' must be a list of mappings")]
-    params = {k: v["value"] for k, v in (meta.get("parameters") or {}).items()}
-    rationale = {k: v.get("rationale", "") for k, v in (meta.get("parameters") or {}).items()}
-    for k, v in (meta.get("parameters") or {}).items():
+        return LintProblem("checks.yaml", 1, "'checks' must be a list of mappings")
+    return None
+
+
+def _parameters(
+    meta: dict[str, Any], problems: list[LintProblem]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The counsel parameters' values and rationales; a parameter without one is a problem."""
+    declared = meta.get("parameters") or {}
+    params = {k: v["value"] for k, v in declared.items()}
+    rationale = {k: v.get("rationale", "") for k, v in declared.items()}
+    for k, v in declared.items():
         if not v.get("rationale"):
             problems.append(LintProblem("ruleset.yaml", None, f"parameter '{k}' has no rationale"))
-    fields = fields_doc.get("fields", {})
+    return params, rationale
+
+
+def _check_fields(fields: dict[str, Any], problems: list[LintProblem]) -> None:
     for fname, spec in fields.items():
         if spec.get("class") not in FIELD_CLASSES:
             problems.append(
@@ -193,6 +247,15 @@ def lint(folder: Path) -> tuple[RuleSet | None, list[LintProblem]]:
                     f"field '{fname}' must be tagged {' / '.join(FIELD_CLASSES)}",
                 )
             )
+
+
+def _checks(
+    checks_doc: dict[str, Any],
+    check_lines: dict[tuple[Any, ...], int],
+    params: dict[str, Any],
+    problems: list[LintProblem],
+) -> dict[str, Check]:
+    """The named-check library, each check linted; SQL compiled against dummy parameters."""
     dummy = {k: 1 for k in params} | {
         "placeholder_streets": ["X"],
         "placeholder_cities": ["X"],
@@ -211,43 +274,9 @@ def lint(folder: Path) -> tuple[RuleSet | None, list[LintProblem]]:
             continue
         if cid in checks:
             problems.append(LintProblem("checks.yaml", line, f"check '{cid}' is defined twice"))
-        for key in ("citation", "sentence"):
-            if not c.get(key):
-                problems.append(LintProblem("checks.yaml", line, f"check '{cid}' has no {key}"))
-        if c.get("severity") not in SEVERITIES:
-            problems.append(
-                LintProblem(
-                    "checks.yaml",
-                    line,
-                    f"check '{cid}': severity must be one of {', '.join(SEVERITIES)}",
-                )
-            )
-        if c.get("phase", "before_matching") not in PHASES:
-            problems.append(LintProblem("checks.yaml", line, f"check '{cid}': unknown phase"))
-        if c.get("level") == "request":
-            if c.get("predicate") not in PREDICATES:
-                problems.append(
-                    LintProblem(
-                        "checks.yaml",
-                        line,
-                        f"check '{cid}': unknown predicate '{c.get('predicate')}'",
-                    )
-                )
-        elif c.get("level") == "item":
-            if not isinstance(c.get("sql"), str) or not c.get("sql").strip():
-                problems.append(LintProblem("checks.yaml", line, f"check '{cid}': no SQL"))
-            else:
-                for dialect in DIALECTS:
-                    try:
-                        compile_check(c["sql"], dummy, dialect)
-                    except CompileError as exc:
-                        problems.append(
-                            LintProblem("checks.yaml", line, f"check '{cid}' ({dialect}): {exc}")
-                        )
-        else:
-            problems.append(
-                LintProblem("checks.yaml", line, f"check '{cid}': level must be request or item")
-            )
+        problems.extend(
+            LintProblem("checks.yaml", line, message) for message in _check_problems(c, dummy)
+        )
         checks[cid] = Check(
             cid,
             c.get("level", ""),
@@ -258,6 +287,39 @@ def lint(folder: Path) -> tuple[RuleSet | None, list[LintProblem]]:
             c.get("sql"),
             c.get("predicate"),
         )
+    return checks
+
+
+def _check_problems(c: dict[str, Any], dummy: dict[str, Any]) -> list[str]:
+    """What is wrong with one check (which has an id)."""
+    cid = c["id"]
+    out = [f"check '{cid}' has no {key}" for key in ("citation", "sentence") if not c.get(key)]
+    if c.get("severity") not in SEVERITIES:
+        out.append(f"check '{cid}': severity must be one of {', '.join(SEVERITIES)}")
+    if c.get("phase", "before_matching") not in PHASES:
+        out.append(f"check '{cid}': unknown phase")
+    if c.get("level") == "request":
+        if c.get("predicate") not in PREDICATES:
+            out.append(f"check '{cid}': unknown predicate '{c.get('predicate')}'")
+    elif c.get("level") == "item":
+        sql = c.get("sql")
+        if not isinstance(sql, str) or not sql.strip():
+            out.append(f"check '{cid}': no SQL")
+        else:
+            for dialect in DIALECTS:
+                try:
+                    compile_check(sql, dummy, dialect)
+                except CompileError as exc:
+                    out.append(f"check '{cid}' ({dialect}): {exc}")
+    else:
+        out.append(f"check '{cid}': level must be request or item")
+    return out
+
+
+def _provisions(
+    folder: Path, checks: dict[str, Check], fields: dict[str, Any], problems: list[LintProblem]
+) -> dict[str, Provision]:
+    """Every provision file (a YAML mapping with an `id:`) outside the special files."""
     provisions: dict[str, Provision] = {}
     for path in _files(folder):
         if path.name in SPECIAL_FILES and path.parent == folder:
@@ -266,93 +328,112 @@ def lint(folder: Path) -> tuple[RuleSet | None, list[LintProblem]]:
         doc, lines = _read(path, folder, problems)
         if not isinstance(doc, dict) or "id" not in doc:
             continue
-        missing = [k for k in PROVISION_KEYS if not doc.get(k)]
-        if missing:
-            problems.append(LintProblem(rel, 1, f"missing key(s): {', '.join(missing)}"))
-            continue
-        shape = [
-            k
-            for k in ("request_requirements", "item_requirements", "releasable")
-            if not isinstance(doc[k], list) or any(not isinstance(x, str) for x in doc[k])
-        ]
-        if shape or not isinstance(doc["signers"], dict):
-            problems.append(
-                LintProblem(
-                    rel,
-                    1,
-                    "signers must be a mapping, and "
-                    + ", ".join(shape or ["request_requirements"])
-                    + " lists of names",
-                )
-            )
+        refused = _provision_refusal(rel, doc)
+        if refused is not None:
+            problems.append(refused)
             continue
         if doc["id"] in provisions:
             problems.append(
                 LintProblem(rel, lines.get(("id",)), f"provision '{doc['id']}' is defined twice")
             )
-        for key in ("request_requirements", "item_requirements"):
-            for j, cid in enumerate(doc[key]):
-                want = "request" if key.startswith("request") else "item"
-                if cid not in checks:
-                    problems.append(LintProblem(rel, lines.get((key, j)), f"unknown check '{cid}'"))
-                elif checks[cid].level != want:
-                    problems.append(
-                        LintProblem(
-                            rel,
-                            lines.get((key, j)),
-                            f"check '{cid}' is a {checks[cid].level} check, listed as {want}",
-                        )
-                    )
-        for j, f in enumerate(doc["releasable"]):
-            if f not in fields:
-                problems.append(
-                    LintProblem(
-                        rel,
-                        lines.get(("releasable", j)),
-                        f"field '{f}' is not in the field catalog",
+        problems.extend(
+            LintProblem(rel, line, message)
+            for line, message in _provision_problems(doc, lines, checks, fields)
+        )
+        provisions[doc["id"]] = _provision(doc)
+    return provisions
+
+
+def _provision_refusal(rel: str, doc: dict[str, Any]) -> LintProblem | None:
+    """The problem that keeps a provision file out: a missing key, or a list that is not one."""
+    missing = [k for k in PROVISION_KEYS if not doc.get(k)]
+    if missing:
+        return LintProblem(rel, 1, f"missing key(s): {', '.join(missing)}")
+    shape = [
+        k
+        for k in ("request_requirements", "item_requirements", "releasable")
+        if not isinstance(doc[k], list) or any(not isinstance(x, str) for x in doc[k])
+    ]
+    if shape or not isinstance(doc["signers"], dict):
+        return LintProblem(
+            rel,
+            1,
+            "signers must be a mapping, and "
+            + ", ".join(shape or ["request_requirements"])
+            + " lists of names",
+        )
+    return None
+
+
+def _provision_problems(
+    doc: dict[str, Any],
+    lines: dict[tuple[Any, ...], int],
+    checks: dict[str, Check],
+    fields: dict[str, Any],
+) -> list[tuple[int | None, str]]:
+    """(line, message) for each problem of one well-shaped provision: unknown or misplaced
+    checks, fields outside the catalog, TRI released without a court order or basis, and a
+    note that does not disclaim legal advice."""
+    out: list[tuple[int | None, str]] = []
+    for key in ("request_requirements", "item_requirements"):
+        want = "request" if key.startswith("request") else "item"
+        for j, cid in enumerate(doc[key]):
+            if cid not in checks:
+                out.append((lines.get((key, j)), f"unknown check '{cid}'"))
+            elif checks[cid].level != want:
+                out.append(
+                    (
+                        lines.get((key, j)),
+                        f"check '{cid}' is a {checks[cid].level} check, listed as {want}",
                     )
                 )
-            elif (
-                fields[f]["class"] == "TRI"
-                and not doc.get("court_order_required")
-                and not doc.get("tri_basis")
-            ):
-                problems.append(
-                    LintProblem(
-                        rel,
-                        lines.get(("releasable", j)),
-                        f"releases "
-                        f"taxpayer return information ('{f}') without "
-                        "requiring a court order or citing a tri_basis",
-                    )
-                )
-        if "not legal advice" not in str(doc.get("note", "")).lower():
-            problems.append(
-                LintProblem(
-                    rel,
-                    lines.get(("note",), 1),
-                    "the provision must say it is a reference reading, not legal advice",
+    for j, f in enumerate(doc["releasable"]):
+        if f not in fields:
+            out.append((lines.get(("releasable", j)), f"field '{f}' is not in the field catalog"))
+        elif (
+            fields[f]["class"] == "TRI"
+            and not doc.get("court_order_required")
+            and not doc.get("tri_basis")
+        ):
+            out.append(
+                (
+                    lines.get(("releasable", j)),
+                    f"releases taxpayer return information ('{f}') without "
+                    "requiring a court order or citing a tri_basis",
                 )
             )
-        signers = doc["signers"]
-        provisions[doc["id"]] = Provision(
-            doc["id"],
-            doc["title"],
-            doc["citation"],
-            doc.get("source_url", ""),
-            list(signers.get("roles", [])),
-            list(doc["request_requirements"]),
-            list(doc["item_requirements"]),
-            list(doc["releasable"]),
-            doc.get("use_limits", ""),
-            doc.get("retention", ""),
-            doc.get("approvals", {}),
-            bool(doc.get("court_order_required")),
-            doc.get("note", ""),
-            bool(doc.get("law_enforcement")),
+    if "not legal advice" not in str(doc.get("note", "")).lower():
+        out.append(
+            (
+                lines.get(("note",), 1),
+                "the provision must say it is a reference reading, not legal advice",
+            )
         )
-    if not provisions:
-        problems.append(LintProblem(str(folder), None, "no provision files"))
+    return out
+
+
+def _provision(doc: dict[str, Any]) -> Provision:
+    signers = doc["signers"]
+    return Provision(
+        doc["id"],
+        doc["title"],
+        doc["citation"],
+        doc.get("source_url", ""),
+        list(signers.get("roles", [])),
+        list(doc["request_requirements"]),
+        list(doc["item_requirements"]),
+        list(doc["releasable"]),
+        doc.get("use_limits", ""),
+        doc.get("retention", ""),
+        doc.get("approvals", {}),
+        bool(doc.get("court_order_required")),
+        doc.get("note", ""),
+        bool(doc.get("law_enforcement")),
+    )
+
+
+def _placeholders(ph_doc: dict[str, Any], problems: list[LintProblem]) -> dict[str, list[str]]:
+    """The regression corpus of non-addresses, upper-cased; each entry must be a list."""
     placeholders = {
         k: [str(x).upper() for x in v]
         for k, v in ph_doc.items()
@@ -360,20 +441,7 @@ def lint(folder: Path) -> tuple[RuleSet | None, list[LintProblem]]:
     }
     if len(placeholders) != len(ph_doc):  # a null or a mapping where a list is due (fuzzing)
         problems.append(LintProblem("placeholders.yaml", None, "each entry is a list of values"))
-    rs = RuleSet(
-        folder,
-        meta.get("name", ""),
-        str(meta.get("version", "")),
-        meta.get("disclaimer", ""),
-        params,
-        rationale,
-        checks,
-        fields,
-        placeholders,
-        provisions,
-        ruleset_hash(folder),
-    )
-    return (None if problems else rs), problems
+    return placeholders
 
 
 # Rule sets already read, by folder and by the hash of their bytes. One call loads the rule

@@ -78,7 +78,7 @@ def add_agency(
     name = _text("agency name", name)
     if open_findings < 0:
         raise InputError("--open-findings cannot be negative.", code="bad_argument")
-    payload = {
+    payload: dict[str, Any] = {
         "name": name.strip(),
         "safeguards_current": bool(safeguards_current),
         "open_findings": int(open_findings),
@@ -92,7 +92,7 @@ def add_agency(
 
 def _apply_agency(conn: Connection, call: Call, change: dict[str, Any]) -> dict[str, Any]:
     p = change["payload"]
-    row = p | {"updated_at": dt.datetime.now(dt.UTC)}
+    row: dict[str, Any] = p | {"updated_at": dt.datetime.now(dt.UTC)}
     exists = conn.execute(select(agencies.c.name).where(agencies.c.name == p["name"])).first()
     if exists:
         anchors.update_rows(conn, call.actor, agencies, agencies.c.name == p["name"], **row)

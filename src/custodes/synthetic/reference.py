@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
+from typing import Any
 
 import names as _names_pkg
 import numpy as np
@@ -170,6 +172,10 @@ def first_names(sex: str) -> tuple[list[str], np.ndarray]:
     return _read_census("dist.male.first" if sex == "M" else "dist.female.first")
 
 
+# The zipcodes package's table of every ZIP code (the package is untyped).
+_list_all: Callable[[], list[dict[str, Any]]] = zipcodes.list_all
+
+
 @functools.cache
 def zip_table() -> tuple[list[str], list[str], list[str]]:
     """(zip, city, state) of active standard ZIP codes in USPS states, sorted by ZIP."""
@@ -177,7 +183,7 @@ def zip_table() -> tuple[list[str], list[str], list[str]]:
 
     rows = sorted(
         (z["zip_code"], z["city"].upper(), z["state"])
-        for z in zipcodes.list_all()
+        for z in _list_all()
         if z.get("active") and z.get("zip_code_type") == "STANDARD" and z["state"] in US_STATES
     )
     return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -200,20 +201,8 @@ def generate_request(
     """Write a synthetic request drawn from a *synthetic* master file (never from real people),
     its items corrupted by the named mix (`corrupt.MIXES`), recording the files written in the
     ledger."""
-    ws = call.ws
-    if corruption not in corrupt.MIXES:
-        raise InputError(
-            f"Unknown corruption mix (known: {', '.join(corrupt.MIXES)}).",
-            code="bad_argument",
-        )
-    if provision not in PROVISIONS:
-        raise InputError(
-            f"Unknown provision (known: {', '.join(PROVISIONS)}).",
-            code="unknown_provision",
-        )
-    if items < 1:
-        raise InputError("--items must be at least 1.", code="bad_argument")
-    mf = master.current(ws)
+    _check_arguments(provision, items, corruption)
+    mf = master.current(call.ws)
     mf.path("people")  # clear error when there is no master file
     master.verified(call)
     if not mf.synthetic:
@@ -228,89 +217,7 @@ def generate_request(
             f"{out} already exists and is not empty (use --overwrite).", code="output_exists"
         )
     rng = np.random.default_rng(seed)
-
-    con = master.connect(threads=2, ws=ws)
-    try:
-        con.execute(f"CREATE VIEW people AS SELECT * FROM {parquet(mf.path('people'))}")
-        con.execute(f"CREATE VIEW addrs AS SELECT * FROM {parquet(mf.path('addresses'))}")
-        n_people = con.execute("SELECT count(*) FROM people").fetchall()[0][0]
-        has_pop = mf.has("population")
-        n_rel = 0
-        if has_pop:
-            con.execute(f"""CREATE TABLE relatives AS SELECT p.* FROM
-                {parquet(mf.path("population"))} p WHERE NOT p.filer AND p.household_id
-                IN (SELECT household_id FROM {parquet(mf.path("population"))} WHERE filer)
-                ORDER BY person_id""")
-            n_rel = con.execute("SELECT count(*) FROM relatives").fetchall()[0][0]
-
-        names = [d for d, _ in DEFECTS]
-        shares = np.array([s for _, s in DEFECTS])
-        defect = rng.choice(len(names), items, p=shares / shares.sum())
-        rel_code, str_code = names.index("absent_relative"), names.index("absent_stranger")
-        if n_rel == 0:
-            defect[defect == rel_code] = str_code
-        is_in = ~np.isin(defect, [rel_code, str_code])
-        # Never ask for more distinct people than exist; extra items become strangers.
-        for code, pool in ((None, n_people), (rel_code, n_rel)):
-            mask = is_in if code is None else defect == code
-            excess = np.flatnonzero(mask)[pool:]
-            defect[excess] = str_code
-            is_in[excess] = False
-        src_idx = np.zeros(items, dtype=np.int64)
-        for mask, pool in ((is_in, n_people), (defect == rel_code, n_rel)):
-            k = int(mask.sum())
-            if k:
-                src_idx[mask] = rng.choice(pool, k, replace=False)
-        skew = rng.random(items) < 0.6  # most items name the same official
-        plan = pa.table(
-            {
-                "pos": np.arange(items),
-                "defect": np.array(names)[defect],
-                "src": src_idx,
-                "variant": rng.integers(0, 5, items),
-                "ph": rng.integers(0, len(PLACEHOLDER_ADDRESSES), items),
-                "partial": rng.integers(0, 2, items),
-                "with_tin": rng.random(items) < 0.6,
-                "dashed": rng.random(items) < 0.2,
-                "typo_digit": rng.integers(0, 9, items),
-                "other": rng.integers(0, max(n_people, 1), items),
-                "official": np.where(skew, 1, rng.integers(1, 7, items)),
-                "case": rng.integers(10_000_000, 99_999_999, items),
-                "order_days": rng.integers(30, 5 * 365, items),
-                "no_order": rng.random(items) < 0.1,
-                "s_first": rng.integers(0, 1_000_000_000, items),
-                "s_male": rng.random(items) < 0.5,
-                "s_last": rng.choice(
-                    len(reference.surnames()[0]), items, p=reference.surnames()[1]
-                ),
-                "s_dob": rng.integers(-20_000, 12_000, items),
-                "s_zip": rng.integers(0, len(reference.zip_table()[0]), items),
-                "s_house": rng.integers(1, 9999, items),
-                "s_street": rng.integers(0, len(reference.street_names()), items),
-            }
-        )
-        con.register("plan", plan)
-        _register_lookups(con)
-        _build_items(con, has_pop)
-        _corrupt_items(con, corruption, seed)
-        files = {
-            "items.csv": csv_bytes(
-                con.sql(
-                    f"SELECT {', '.join(ITEM_COLUMNS)}, removal_order_date FROM items "
-                    "ORDER BY item_id"
-                ).to_arrow_table()
-            ),
-            "truth.csv": csv_bytes(
-                con.sql(
-                    "SELECT item_id, record_id, defect, corruptions FROM items ORDER BY item_id"
-                ).to_arrow_table()
-            ),
-        }
-        counts = dict(
-            con.execute("SELECT defect, count(*) FROM items GROUP BY 1 ORDER BY 1").fetchall()
-        )
-    finally:
-        master.close(con)
+    files, counts = _draw_items(call, mf, rng, items, corruption, seed)
     envelope = {
         "provision": provision,
         **ENVELOPES[provision],
@@ -339,7 +246,118 @@ def generate_request(
     return GeneratedRequest(out, items, counts)
 
 
-def _corrupt_items(con, mix: str, seed: int) -> None:  # type: ignore[no-untyped-def]
+def _check_arguments(provision: str, items: int, corruption: str) -> None:
+    if corruption not in corrupt.MIXES:
+        raise InputError(
+            f"Unknown corruption mix (known: {', '.join(corrupt.MIXES)}).",
+            code="bad_argument",
+        )
+    if provision not in PROVISIONS:
+        raise InputError(
+            f"Unknown provision (known: {', '.join(PROVISIONS)}).",
+            code="unknown_provision",
+        )
+    if items < 1:
+        raise InputError("--items must be at least 1.", code="bad_argument")
+
+
+def _draw_items(
+    call: Call,
+    mf: master.MasterFile,
+    rng: np.random.Generator,
+    items: int,
+    corruption: str,
+    seed: int,
+) -> tuple[dict[str, bytes], dict[str, int]]:
+    """items.csv and truth.csv drawn from the master file by plan, and the count by defect."""
+    con = master.connect(threads=2, ws=call.ws)
+    try:
+        con.execute(f"CREATE VIEW people AS SELECT * FROM {parquet(mf.path('people'))}")
+        con.execute(f"CREATE VIEW addrs AS SELECT * FROM {parquet(mf.path('addresses'))}")
+        n_people = con.execute("SELECT count(*) FROM people").fetchall()[0][0]
+        has_pop = mf.has("population")
+        n_rel = 0
+        if has_pop:
+            con.execute(f"""CREATE TABLE relatives AS SELECT p.* FROM
+                {parquet(mf.path("population"))} p WHERE NOT p.filer AND p.household_id
+                IN (SELECT household_id FROM {parquet(mf.path("population"))} WHERE filer)
+                ORDER BY person_id""")
+            n_rel = con.execute("SELECT count(*) FROM relatives").fetchall()[0][0]
+        con.register("plan", _plan(rng, items, n_people, n_rel))
+        _register_lookups(con)
+        _build_items(con, has_pop)
+        _corrupt_items(con, corruption, seed)
+        files = {
+            "items.csv": csv_bytes(
+                con.sql(
+                    f"SELECT {', '.join(ITEM_COLUMNS)}, removal_order_date FROM items "
+                    "ORDER BY item_id"
+                ).to_arrow_table()
+            ),
+            "truth.csv": csv_bytes(
+                con.sql(
+                    "SELECT item_id, record_id, defect, corruptions FROM items ORDER BY item_id"
+                ).to_arrow_table()
+            ),
+        }
+        counts = dict(
+            con.execute("SELECT defect, count(*) FROM items GROUP BY 1 ORDER BY 1").fetchall()
+        )
+    finally:
+        master.close(con)
+    return files, counts
+
+
+def _plan(rng: np.random.Generator, items: int, n_people: int, n_rel: int) -> pa.Table:
+    """Every random choice for the items, one row per item (drawn in a fixed order: the same
+    seed gives the same request)."""
+    names = [d for d, _ in DEFECTS]
+    shares = np.array([s for _, s in DEFECTS])
+    defect = rng.choice(len(names), items, p=shares / shares.sum())
+    rel_code, str_code = names.index("absent_relative"), names.index("absent_stranger")
+    if n_rel == 0:
+        defect[defect == rel_code] = str_code
+    is_in = ~np.isin(defect, [rel_code, str_code])
+    # Never ask for more distinct people than exist; extra items become strangers.
+    for code, pool in ((None, n_people), (rel_code, n_rel)):
+        mask = is_in if code is None else defect == code
+        excess = np.flatnonzero(mask)[pool:]
+        defect[excess] = str_code
+        is_in[excess] = False
+    src_idx = np.zeros(items, dtype=np.int64)
+    for mask, pool in ((is_in, n_people), (defect == rel_code, n_rel)):
+        k = int(mask.sum())
+        if k:
+            src_idx[mask] = rng.choice(pool, k, replace=False)
+    skew = rng.random(items) < 0.6  # most items name the same official
+    return pa.table(
+        {
+            "pos": np.arange(items),
+            "defect": np.array(names)[defect],
+            "src": src_idx,
+            "variant": rng.integers(0, 5, items),
+            "ph": rng.integers(0, len(PLACEHOLDER_ADDRESSES), items),
+            "partial": rng.integers(0, 2, items),
+            "with_tin": rng.random(items) < 0.6,
+            "dashed": rng.random(items) < 0.2,
+            "typo_digit": rng.integers(0, 9, items),
+            "other": rng.integers(0, max(n_people, 1), items),
+            "official": np.where(skew, 1, rng.integers(1, 7, items)),
+            "case": rng.integers(10_000_000, 99_999_999, items),
+            "order_days": rng.integers(30, 5 * 365, items),
+            "no_order": rng.random(items) < 0.1,
+            "s_first": rng.integers(0, 1_000_000_000, items),
+            "s_male": rng.random(items) < 0.5,
+            "s_last": rng.choice(len(reference.surnames()[0]), items, p=reference.surnames()[1]),
+            "s_dob": rng.integers(-20_000, 12_000, items),
+            "s_zip": rng.integers(0, len(reference.zip_table()[0]), items),
+            "s_house": rng.integers(1, 9999, items),
+            "s_street": rng.integers(0, len(reference.street_names()), items),
+        }
+    )
+
+
+def _corrupt_items(con: duckdb.DuckDBPyConnection, mix: str, seed: int) -> None:
     """Replace the items by their corrupted copies and record what was done to each."""
     if not corrupt.MIXES[mix].share:
         con.execute("ALTER TABLE items ADD COLUMN corruptions VARCHAR DEFAULT ''")
@@ -361,7 +379,7 @@ def _nickname_lists() -> dict[str, list[str]]:
     return out
 
 
-def _register_lookups(con) -> None:  # type: ignore[no-untyped-def]
+def _register_lookups(con: duckdb.DuckDBPyConnection) -> None:
     zips, cities, states = reference.zip_table()
     con.register(
         "zips", pa.table({"i": np.arange(len(zips)), "zip": zips, "city": cities, "state": states})
@@ -389,36 +407,34 @@ def _register_lookups(con) -> None:  # type: ignore[no-untyped-def]
     )
 
 
-def _build_items(con, has_pop: bool) -> None:  # type: ignore[no-untyped-def]
-    """One SQL statement per step; every random choice comes from the `plan` table."""
-    con.execute("""CREATE TABLE numbered AS SELECT row_number() OVER (ORDER BY record_id) - 1
-                   AS idx, * FROM people""")
-    con.execute("""CREATE TABLE last_addr AS SELECT record_id,
+# The items, in named SQL steps (each a table the next reads); every random choice comes from
+# the `plan` table.
+NUMBERED_SQL = """CREATE TABLE numbered AS SELECT row_number() OVER (ORDER BY record_id) - 1
+                   AS idx, * FROM people"""
+LAST_ADDR_SQL = """CREATE TABLE last_addr AS SELECT record_id,
           arg_max(struct_pack(street, unit, city, state, zip), tax_year) AS cur FROM addrs
-          GROUP BY record_id""")
-    con.execute("""CREATE TABLE prev_addr AS SELECT a.record_id,
+          GROUP BY record_id"""
+PREV_ADDR_SQL = """CREATE TABLE prev_addr AS SELECT a.record_id,
           arg_max(struct_pack(street := a.street, unit := a.unit, city := a.city,
                               state := a.state, zip := a.zip), a.tax_year) AS prev
           FROM addrs a JOIN last_addr l USING (record_id)
-          WHERE a.zip <> l.cur.zip OR a.street <> l.cur.street GROUP BY a.record_id""")
-    rel = (
-        """UNION ALL SELECT pl.pos, NULL, r.first_name, r.middle_name, r.last_name, r.suffix,
+          WHERE a.zip <> l.cur.zip OR a.street <> l.cur.street GROUP BY a.record_id"""
+# The relatives (in a filer's household, filing nothing), when the master file has them.
+WHO_RELATIVES_SQL = """
+           UNION ALL SELECT pl.pos, NULL, r.first_name, r.middle_name, r.last_name, r.suffix,
               r.dob, r.tin, struct_pack(street := r.street, unit := r.unit, city := r.city,
               state := r.state, zip := r.zip), NULL
            FROM plan pl JOIN (SELECT row_number() OVER (ORDER BY person_id) - 1 AS idx, *
                               FROM relatives) r ON r.idx = pl.src
            WHERE pl.defect = 'absent_relative'"""
-        if has_pop
-        else ""
-    )
-    con.execute(f"""CREATE TABLE who AS
+WHO_SQL = """CREATE TABLE who AS
         SELECT pl.pos, n.record_id, n.first_name, n.middle_name, n.last_name, n.suffix, n.dob,
                n.tin, la.cur, pa.prev
         FROM plan pl JOIN numbered n ON n.idx = pl.src
         JOIN last_addr la ON la.record_id = n.record_id
         LEFT JOIN prev_addr pa ON pa.record_id = n.record_id
         WHERE pl.defect NOT IN ('absent_relative', 'absent_stranger')
-        {rel}
+        {relatives}
         UNION ALL SELECT pl.pos, NULL,
                CASE WHEN pl.s_male THEN fm.v ELSE ff.v END, NULL, s.v, NULL,
                DATE '1970-01-01' + pl.s_dob::INTEGER, NULL,
@@ -429,11 +445,11 @@ def _build_items(con, has_pop: bool) -> None:  # type: ignore[no-untyped-def]
         JOIN first_M fm ON fm.i = pl.s_first % (SELECT count(*) FROM first_M)
         JOIN first_F ff ON ff.i = pl.s_first % (SELECT count(*) FROM first_F)
         JOIN zips z ON z.i = pl.s_zip JOIN streets st ON st.i = pl.s_street
-        WHERE pl.defect = 'absent_stranger'""")
-    con.execute("""CREATE TABLE other_addr AS SELECT pl.pos, la.cur AS other
+        WHERE pl.defect = 'absent_stranger'"""
+OTHER_ADDR_SQL = """CREATE TABLE other_addr AS SELECT pl.pos, la.cur AS other
         FROM plan pl JOIN numbered n ON n.idx = pl.other
-        JOIN last_addr la ON la.record_id = n.record_id WHERE pl.defect = 'wrong_address'""")
-    con.execute("""CREATE TABLE items AS
+        JOIN last_addr la ON la.record_id = n.record_id WHERE pl.defect = 'wrong_address'"""
+ITEMS_SQL = """CREATE TABLE items AS
         WITH base AS (
           SELECT pl.*, w.record_id, w.first_name, w.middle_name, w.last_name, w.suffix, w.dob,
                  w.tin, CASE WHEN pl.defect = 'stale_address' AND w.prev IS NOT NULL THEN w.prev
@@ -493,4 +509,13 @@ def _build_items(con, has_pop: bool) -> None:  # type: ignore[no-untyped-def]
             AS removal_order_date
         FROM base b LEFT JOIN nicknames nk ON nk.name = b.first_name
         LEFT JOIN placeholders ph ON ph.i = b.ph
-        LEFT JOIN surnames s2 ON s2.i = b.other % 1000""")
+        LEFT JOIN surnames s2 ON s2.i = b.other % 1000"""
+
+
+def _build_items(con: duckdb.DuckDBPyConnection, has_pop: bool) -> None:
+    """One SQL statement per step."""
+    for sql in (NUMBERED_SQL, LAST_ADDR_SQL, PREV_ADDR_SQL):
+        con.execute(sql)
+    con.execute(WHO_SQL.replace("{relatives}", WHO_RELATIVES_SQL if has_pop else ""))
+    con.execute(OTHER_ADDR_SQL)
+    con.execute(ITEMS_SQL)

@@ -11,8 +11,18 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from typing import Any
 
-from custodes.access import Caller, caller, enrolment, enter, grants, sessions, users
+from custodes.access import (
+    Caller,
+    CheckedCall,
+    caller,
+    enrolment,
+    enter,
+    grants,
+    sessions,
+    users,
+)
 from custodes.access.roles import PRIVILEGED
 from custodes.rules import registry
 from custodes.workspace import Workspace
@@ -94,7 +104,7 @@ def add(
         )
         grants.confirm_change(_as(ws, second, "users.confirm"), proposed["change"])
     info = enrolment.create_user(_as(ws, first), name, roles, basis=basis, agency=agency)
-    code = info["enrolment_code"]
+    code: str = info["enrolment_code"]
     if info["change"]:
         done = grants.confirm_change(_as(ws, second, "users.confirm"), info["change"])
         if done["enrolment_code_second_half"]:
@@ -109,7 +119,7 @@ def add(
     return None
 
 
-def whole_code(ws: Workspace, second: Caller, issued: dict) -> str:
+def whole_code(ws: Workspace, second: Caller, issued: dict[str, Any]) -> str:
     """The usable enrolment code of a user that one administrator added or reset (`issued`,
     what that returned): its first half and the second half that `second`, another
     administrator, receives by confirming the change."""
@@ -134,7 +144,7 @@ def one_per_role(
     return staff
 
 
-def _as(ws: Workspace, admin: Caller, action: str = "users.add"):  # type: ignore[no-untyped-def]
+def _as(ws: Workspace, admin: Caller, action: str = "users.add") -> CheckedCall:
     return enter(ws, admin, action)
 
 
