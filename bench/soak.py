@@ -294,7 +294,7 @@ class BigRequest(threading.Thread):
         if r.status_code != 202:
             raise RuntimeError(f"{r.status_code} {r.text[:300]}")
         while True:
-            j = self.call(c, "GET", r.headers["location"]).json()
+            j: dict[str, Any] = self.call(c, "GET", r.headers["location"]).json()
             if j["state"] == "succeeded":
                 return j
             if j["state"] in ("failed", "cancelled"):
@@ -382,7 +382,9 @@ class BigRequest(threading.Thread):
 # --- setup, run, report -----------------------------------------------------------------------
 
 
-def setup(tmp: Path, store: str | None, args: argparse.Namespace) -> tuple[Path, dict, dict, Any]:
+def setup(
+    tmp: Path, store: str | None, args: argparse.Namespace
+) -> tuple[Path, dict[str, str], dict[str, Any], Any]:
     """The workspace: staff, two agencies, a master file, a small request per agency submitted
     (their polled requests), one of them trained and processed (left open for staff to read),
     and the large request generated (not submitted)."""

@@ -27,6 +27,7 @@ from custodes.errors import InputError
 from custodes.services import jobs as jobs_svc
 from custodes.services import requests as requests_svc
 from custodes.services import rules, users
+from custodes.store import jobs as job_rows
 from custodes.store.tables import jobs as jobs_table
 from custodes.workspace import Workspace
 from test_api_serve import _serve
@@ -108,7 +109,7 @@ def _workers(server: psutil.Process) -> list[psutil.Process]:
 
 def _gone(proc: psutil.Process) -> bool:
     try:
-        return proc.status() == psutil.STATUS_ZOMBIE  # dead, not yet reaped by its new parent
+        return bool(proc.status() == psutil.STATUS_ZOMBIE)  # dead, not yet reaped by its new parent
     except psutil.NoSuchProcess:
         return True
 
@@ -268,7 +269,7 @@ def test_a_job_whose_work_cannot_reach_the_worker_is_refused_before_it_is_record
     ws, people, _ = ready
     jobs = jobs_svc.Jobs(ws, worker="process")
     try:
-        before = len(jobs_svc.rows.listing(ws.engine, "requester"))
+        before = len(job_rows.listing(ws.engine, "requester"))
         with pytest.raises((AttributeError, TypeError, pickle.PicklingError)):  # a lambda
             jobs.start(
                 people["requester"],
@@ -277,7 +278,7 @@ def test_a_job_whose_work_cannot_reach_the_worker_is_refused_before_it_is_record
                 args=(tmp_path / "req",),
                 cleanup=lambda: None,
             )
-        assert len(jobs_svc.rows.listing(ws.engine, "requester")) == before
+        assert len(job_rows.listing(ws.engine, "requester")) == before
     finally:
         jobs.close()
 
@@ -300,7 +301,7 @@ def test_the_worker_process_runs_jobs_and_a_stopping_server_fails_what_waits(
         jobs.stop()
         _until(
             "the waiting job failed by the stopping server",
-            lambda: jobs_svc.rows.get(ws.engine, waiting["id"])["state"] == "failed",  # type: ignore[index]
+            lambda: (job_rows.get(ws.engine, waiting["id"]) or {}).get("state") == "failed",
         )
         psutil.Process(worker.pid).resume()  # it comes to the job: not started
         jobs.wait(waiting["id"], timeout=DEADLINE)
@@ -338,4 +339,37 @@ def test_a_worker_that_cannot_start_fails_the_job_and_the_next_job_starts_anothe
         assert jobs.get(people["officer"], job["id"])["state"] == "succeeded"
     finally:
         ws.home.chmod(0o700)
+        jobs.close(DEADLINE)
+
+
+def test_a_worker_process_not_to_be_had_fails_the_job_and_the_next_job_tries_again(
+    ready: tuple[Workspace, Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The system gives no new process (a process limit, no memory: `fork` fails with
+    EAGAIN): the job fails, `worker_stopped`, instead of waiting forever; once processes can
+    be had again, the next job starts a worker."""
+    import errno
+    import multiprocessing.context
+
+    ws, people, rid = ready
+
+    def no_process(self: object) -> None:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(multiprocessing.context.SpawnProcess, "start", no_process)
+        jobs = jobs_svc.Jobs(ws, worker="process")
+        try:
+            job = jobs.start(people["officer"], "train", rid)
+            jobs.wait(job["id"], timeout=DEADLINE)
+            ended = jobs.get(people["officer"], job["id"])
+            assert ended["state"] == "failed" and ended["problem"]["code"] == "worker_stopped"
+        except BaseException:
+            jobs.close(DEADLINE)
+            raise
+    try:
+        job = jobs.start(people["officer"], "train", rid)
+        jobs.wait(job["id"], timeout=DEADLINE)
+        assert jobs.get(people["officer"], job["id"])["state"] == "succeeded"
+    finally:
         jobs.close(DEADLINE)

@@ -478,7 +478,15 @@ class _Keeper:
                     name="custodes-jobs",
                     daemon=True,  # ended with the server's interpreter, like the thread
                 )
-                proc.start()
+                try:
+                    proc.start()
+                except OSError as exc:  # no process to be had (limits, memory): what it was
+                    # to run fails, and the next job tries again
+                    log.error("the job worker did not start: %s", type(exc).__name__)
+                    ours.close()
+                    theirs.close()
+                    self._bury(False)
+                    continue
                 theirs.close()  # the worker's end is the worker's alone: its exit is our EOF
                 self.conn, self.proc = ours, proc
                 for held in sorted(self.held.values(), key=lambda h: h.seq):
