@@ -455,12 +455,11 @@ class _Keeper:
             self._tell("close")
             self.wake.notify()
             proc = self.proc
-        if proc is not None:
-            proc.join(timeout)
-            if proc.is_alive():
+        self.thread.join(timeout)  # the keeper ends once the worker has (only it reaps it)
+        if self.thread.is_alive():
+            if proc is not None:
                 proc.kill()
-                proc.join()
-        self.thread.join()
+            self.thread.join()
 
     def _keep(self) -> None:
         context = multiprocessing.get_context("spawn")  # never fork the threaded server
