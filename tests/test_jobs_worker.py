@@ -373,3 +373,49 @@ def test_a_worker_process_not_to_be_had_fails_the_job_and_the_next_job_tries_aga
         assert jobs.get(people["officer"], job["id"])["state"] == "succeeded"
     finally:
         jobs.close(DEADLINE)
+
+
+def test_the_worker_process_takes_staff_jobs_before_agencies_waiting_ones(
+    ready: tuple[Workspace, Any, str], tmp_path: Path
+) -> None:
+    """The lanes, kept in the worker process: while it runs an agency's large upload, two more
+    uploads and then an officer's `train` wait; the training runs to its end before either
+    upload starts."""
+    import shutil
+
+    ws, people, rid = ready
+    big = tmp_path / "big"
+    shutil.copytree(tmp_path / "req", big)
+    with open(tmp_path / "req" / "items.csv", newline="") as fh:
+        items = list(csv.DictReader(fh))
+    with open(big / "items.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(items[0]))
+        w.writeheader()
+        w.writerows({**items[n % len(items)], "item_id": f"item-k{n}"} for n in range(30_000))
+    jobs = jobs_svc.Jobs(ws, worker="process")
+    try:
+        first = jobs.start(people["requester"], "submit", None, args=(big,))
+        assert jobs.keeper is not None and jobs.keeper.proc is not None
+        assert jobs.keeper.proc.pid is not None
+        worker = psutil.Process(jobs.keeper.proc.pid)
+        _until(
+            "the large upload caught running",
+            lambda: _caught_running(ws.store_url, [first["id"]], worker),
+        )
+        agency = [
+            jobs.start(people["requester"], "submit", None, args=(tmp_path / "req",))
+            for _ in range(2)
+        ]
+        train = jobs.start(people["officer"], "train", rid)  # queued after the agency's
+        worker.resume()
+        for job in (first, *agency, train):
+            jobs.wait(job["id"], timeout=DEADLINE)
+        done = {j["id"]: job_rows.get(ws.engine, j["id"]) for j in (first, *agency, train)}
+        assert {d["state"] for d in done.values() if d} == {"succeeded"}
+        staff_job = done[train["id"]]
+        assert staff_job is not None
+        for job in agency:  # the officer's training ran to its end before any upload started
+            row = done[job["id"]]
+            assert row is not None and staff_job["finished_at"] <= row["started_at"]
+    finally:
+        jobs.close(DEADLINE)
