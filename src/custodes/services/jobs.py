@@ -20,8 +20,8 @@ the job (its id, the caller, the arguments) over a pipe, and the worker claims t
 its server: the kernel kills it when the server's thread that started it ends (Linux), and it
 exits when its pipe to the server closes. A worker that dies (killed, out of memory) fails the
 job it was running (`worker_stopped`, resumable like `server_restarted`); the server starts a
-new worker, which takes the jobs that were still waiting. Built without it (the tests' apps
-and `Jobs(ws)`), the work runs in a thread of the server's own process, as it always did.
+new worker, which takes the jobs that were still waiting. Without the setting (the tests'
+in-process apps, `Jobs(ws)`), the work runs in a thread of the server's own process.
 
 Nobody monopolises the worker (docs/decisions/2026-12-06-job-quotas-and-lanes.md): each caller
 has at most `CUSTODES_JOB_QUOTA` jobs waiting or running (4 by default); one more is refused
