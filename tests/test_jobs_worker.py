@@ -419,3 +419,29 @@ def test_the_worker_process_takes_staff_jobs_before_agencies_waiting_ones(
             assert row is not None and staff_job["finished_at"] <= row["started_at"]
     finally:
         jobs.close(DEADLINE)
+
+
+@pytest.mark.slow
+def test_each_server_process_has_its_own_worker_and_all_end_with_the_server(
+    served: Served, tmp_path: Path
+) -> None:
+    """`serve --workers 2`: uvicorn's two server processes each start a job worker; a job
+    started through either is done; on SIGTERM every one of them ends."""
+    server, base, _ = _serve(served.home, served.url, tmp_path / "serve.log", "--workers", "2")
+    try:
+        top = psutil.Process(server.pid)
+
+        def workers() -> list[psutil.Process] | None:
+            found = [w for p in _workers(top) for w in _workers(p)]
+            return found if len(found) == 2 else None
+
+        pair = _until("a job worker under each server process", workers)
+        assert {w.parent().pid for w in pair if w.parent()} != {top.pid}
+        tree = top.children(recursive=True)
+        job = _submit_async(base, served)
+        _until("the intake job ended", lambda: _rows(served.url, [job])[job]["finished_at"])
+        assert _rows(served.url, [job])[job]["state"] == "succeeded"
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    _until("every process of the server ended", lambda: all(_gone(p) for p in tree))

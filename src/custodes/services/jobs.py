@@ -479,8 +479,8 @@ class _Keeper:
                 )
                 try:
                     proc.start()
-                except OSError as exc:  # no process to be had (limits, memory): what it was
-                    # to run fails, and the next job tries again
+                except Exception as exc:  # no process to be had (limits, memory; a daemonic
+                    # server): what it was to run fails, and the next job tries again
                     log.error("the job worker did not start: %s", type(exc).__name__)
                     ours.close()
                     theirs.close()
