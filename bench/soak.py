@@ -21,7 +21,8 @@ whole run:
 
 It reports every error (any 5xx, and any 4xx the mix does not expect, by route, status and
 problem code), p50/p99 latency and the server's RSS per minute (flat after warm-up is the
-target), the large request's steps and how long each took, and `custodes ledger verify` of
+target; the job worker process beside it, which runs the large request's jobs, apart), the
+large request's steps and how long each took, and `custodes ledger verify` of
 the store at the end. Exit 1 when anything failed.
 """
 
@@ -55,8 +56,9 @@ from api import (
     _fresh_database,
     _http_get,
     _pct,
-    _rss_mb,
+    _rss_one,
     _start_server,
+    _tree,
 )
 from pipeline import _spread_officials
 
@@ -292,7 +294,7 @@ class BigRequest(threading.Thread):
         if r.status_code != 202:
             raise RuntimeError(f"{r.status_code} {r.text[:300]}")
         while True:
-            j = self.call(c, "GET", r.headers["location"]).json()
+            j: dict[str, Any] = self.call(c, "GET", r.headers["location"]).json()
             if j["state"] == "succeeded":
                 return j
             if j["state"] in ("failed", "cancelled"):
@@ -380,7 +382,9 @@ class BigRequest(threading.Thread):
 # --- setup, run, report -----------------------------------------------------------------------
 
 
-def setup(tmp: Path, store: str | None, args: argparse.Namespace) -> tuple[Path, dict, dict, Any]:
+def setup(
+    tmp: Path, store: str | None, args: argparse.Namespace
+) -> tuple[Path, dict[str, str], dict[str, Any], Any]:
     """The workspace: staff, two agencies, a master file, a small request per agency submitted
     (their polled requests), one of them trained and processed (left open for staff to read),
     and the large request generated (not submitted)."""
@@ -436,8 +440,27 @@ def setup(tmp: Path, store: str | None, args: argparse.Namespace) -> tuple[Path,
     return home, tokens, world, None
 
 
+def _rss_split(pid: int) -> tuple[float, float]:
+    """RSS in MB of the server (its process, and any child that is not a job worker) and of
+    its job worker processes (multiprocessing's spawned children: services/jobs.py)."""
+    server = worker = 0.0
+    for p in _tree(pid):
+        try:
+            line = Path(f"/proc/{p}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if p != pid and b"spawn_main" in line:
+            worker += _rss_one(p)
+        else:
+            server += _rss_one(p)
+    return server, worker
+
+
 def report(
-    answers: list[Answer], rss: list[tuple[float, float]], big: BigRequest, seconds: float
+    answers: list[Answer],
+    rss: list[tuple[float, float, float]],
+    big: BigRequest,
+    seconds: float,
 ) -> tuple[list[str], int]:
     expected = {m[0]: m[3] for m in MIX}
 
@@ -462,8 +485,10 @@ def report(
         per_min[int(a.due // 60)].append(a)
         by_kind[a.kind].append(a)
     rss_min: dict[int, list[float]] = defaultdict(list)
-    for t, mb in rss:
+    job_min: dict[int, list[float]] = defaultdict(list)
+    for t, mb, job_mb in rss:
         rss_min[int(t // 60)].append(mb)
+        job_min[int(t // 60)].append(job_mb)
     errors = [a for a in answers if bad(a)]
     lines = [
         f"calls: {len(answers):,} in {seconds:.0f} s ({len(answers) / seconds:.1f}/s asked); "
@@ -474,12 +499,14 @@ def report(
     for (kind, status, code), k in Counter((a.kind, a.status, a.code) for a in errors).items():
         lines.append(f"  error: {kind}: {status or 'no answer'} {code} ×{k}")
     lines.append(
-        "| minute | calls | ok | p50 ms | p99 ms | shed 503 | errors | not sent | server RSS MB |"
+        "| minute | calls | ok | p50 ms | p99 ms | shed 503 | errors | not sent | server RSS MB "
+        "| job worker RSS MB |"
     )
-    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for m in sorted(per_min):
         mb = max(rss_min.get(m, [float("nan")]))
-        lines.append(f"| {m + 1} | {row(per_min[m])} | {mb:.0f} |")
+        job_mb = max(job_min.get(m, [float("nan")]))
+        lines.append(f"| {m + 1} | {row(per_min[m])} | {mb:.0f} | {job_mb:.0f} |")
     lines.append("| call | share | calls | ok | p50 ms | p99 ms | shed 503 | errors | not sent |")
     lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, share, _who, _exp in MIX:
@@ -543,14 +570,14 @@ def main(argv: list[str] | None = None) -> int:
         w = World(port, tokens, wd["polled"], wd["open_rid"], wd["record"], wd["small"])
         asyncio.run(open_loop(w, 10, 5, 4))  # warm up: imports, first connections
         w.submitted.clear()
-        rss: list[tuple[float, float]] = []
+        rss: list[tuple[float, float, float]] = []
         t0 = time.perf_counter()
         stop = threading.Event()
 
         def sample() -> None:
             while not stop.is_set():
                 with contextlib.suppress(OSError):
-                    rss.append((time.perf_counter() - t0, _rss_mb(server.pid)))
+                    rss.append((time.perf_counter() - t0, *_rss_split(server.pid)))
                 stop.wait(5)
 
         sampler = threading.Thread(target=sample, daemon=True)

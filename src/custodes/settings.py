@@ -167,6 +167,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Jobs one caller may have waiting or running (1–1000; or `serve --job-quota`).",
     ),
     Setting(
+        "CUSTODES_JOB_WORKER",
+        "text",
+        "thread",
+        "Where a server runs its jobs: `process`, a worker process at a lower CPU priority "
+        "(set by `serve`), or `thread`, in the server's own process (tests).",
+    ),
+    Setting(
         "CUSTODES_WITNESS_KEY",
         "path",
         "",

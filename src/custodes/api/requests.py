@@ -3,6 +3,7 @@ withdrawal, the released response, and the next step."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -214,7 +215,7 @@ async def submit(
                 None,
                 args=(staged,),
                 kwargs=options,
-                cleanup=lambda: shutil.rmtree(staged, ignore_errors=True),
+                cleanup=functools.partial(shutil.rmtree, staged, ignore_errors=True),
             )
             folder = None  # the job removes it when it has ended
             answer = accepted(job)

@@ -247,7 +247,9 @@ def serve(
     docs at /v1/docs) for the workspace. Plain HTTP: put a TLS-terminating reverse proxy in
     front of anything but the loopback interface (docs/api.md). Under overload a call waits
     at most --admit-wait-ms, then gets 503 with Retry-After; on SIGTERM the server refuses new
-    calls, finishes those it holds within --grace seconds, and exits."""
+    calls, finishes those it holds within --grace seconds, and exits. Jobs (an upload's
+    intake, processing, training, a release) run in a worker process beside each server
+    process, at a lower CPU priority, and end with it."""
     with guarded(False):
         workspace_home = _check(host, home)
         proxies = _proxies(trusted_proxy)
@@ -258,6 +260,9 @@ def serve(
         if job_quota is not None:
             settings.put("CUSTODES_JOB_QUOTA", str(job_quota))
         _setting("CUSTODES_JOB_QUOTA", 1, 1000)
+    # Jobs run in a worker process of each server process, at a lower CPU priority: a large
+    # job cannot hold the server's interpreter or grow its memory (services/jobs.py).
+    settings.put("CUSTODES_JOB_WORKER", "process")
     if home is not None:
         settings.put("CUSTODES_HOME", str(home))
     settings.put("CUSTODES_TRUSTED_PROXY", proxies)  # read by the core at every sign-in

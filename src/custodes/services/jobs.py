@@ -1,14 +1,27 @@
 """Long work as durable jobs: processing a request, training the model, a release.
 
 A face starts a job with `Jobs.start(caller, kind, request_id)` and answers at once (the API:
-`202 Accepted` with the job's location); the work runs in a background thread as that caller,
+`202 Accepted` with the job's location); the work runs in the background as that caller,
 through the same service (and so the same door) a direct call would use, which re-checks the
 caller's session at every chunk: a suspension stops a running job at its next chunk. Progress,
 the result or the problem (the registered error code) are kept in the store, so any face can
 show them. A job runs at most once: a server that stops fails the jobs it held at its next
 start, and the caller starts the work again (process, train and release resume where they
-stopped). One worker thread: the work is CPU- and memory-bound, and a 2-core machine gains
+stopped). One job at a time: the work is CPU- and memory-bound, and a 2-core machine gains
 nothing from running two at once.
+
+Where the work runs (`CUSTODES_JOB_WORKER`; docs/decisions/2026-12-06-jobs-in-a-worker-process.md):
+`custodes serve` runs it in **a job worker process** beside the server, started with the
+"spawn" context (never a fork of the threaded server) at a lower CPU priority (`os.nice`), so
+a million-item job neither holds the server's interpreter nor grows its memory, and the API's
+reads keep a core. The server keeps the door, the quota and the job's row; it hands the worker
+the job (its id, the caller, the arguments) over a pipe, and the worker claims the row
+(`queued` -> `running`) and runs the service exactly as the thread did. The worker dies with
+its server: the kernel kills it when the server's thread that started it ends (Linux), and it
+exits when its pipe to the server closes. A worker that dies (killed, out of memory) fails the
+job it was running (`worker_stopped`, resumable like `server_restarted`); the server starts a
+new worker, which takes the jobs that were still waiting. Without the setting (the tests'
+in-process apps, `Jobs(ws)`), the work runs in a thread of the server's own process.
 
 Nobody monopolises the worker (docs/decisions/2026-12-06-job-quotas-and-lanes.md): each caller
 has at most `CUSTODES_JOB_QUOTA` jobs waiting or running (4 by default); one more is refused
@@ -19,27 +32,35 @@ one finishes), so an agency's uploads never hold up an officer's `train` or a re
 A stopping server calls `stop()`: a running job stops at its next chunk and a queued one does
 not start; both end `failed` with `server_restarted` (start them again: the work resumes).
 `close(timeout)` waits at most that long for a job that has no chunks (a release, an intake);
-the worker is a daemon thread, so a job still running then does not keep the process alive
-(the store's transaction rolls back; the next start fails the job and the work resumes).
+then the worker thread is left behind (a daemon) or the worker process killed, so a job still
+running does not keep the server alive (the store's transaction rolls back; the next start
+fails the job and the work resumes).
 
 Why no job-queue library: Celery, RQ and arq need a broker (Redis) that the embedded default
-does not have; Procrastinate and pgqueuer need PostgreSQL. A table and one thread do what is
+does not have; Procrastinate and pgqueuer need PostgreSQL. A table and one worker do what is
 needed on both stores (docs/decisions/2026-11-30-jobs-in-the-store.md).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import itertools
 import logging
+import multiprocessing
 import os
+import pickle
 import queue
 import shutil
+import signal
 import tempfile
 import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +86,7 @@ ENDED = rows.ENDED
 
 # kind -> the service that does the work (its action is checked when the job is started and
 # again, by the service itself, when it runs)
-KINDS = {
+KINDS: dict[str, Callable[..., Any]] = {
     "process": decisions.process,
     "train": matching.train,
     "release": decisions.release,
@@ -79,6 +100,14 @@ RESTARTED = {
     "detail": "The server stopped while this job was waiting or running; start it again (the "
     "work resumes where it stopped).",
 }
+WORKER_STOPPED = {
+    "code": "worker_stopped",
+    "title": "Job worker stopped",
+    "detail": "The process running this job stopped (it was killed, or ran out of memory) "
+    "before the job ended; start it again (the work resumes where it stopped).",
+}
+NICE = 10  # how much lower the job worker's CPU priority is than its server's (os.nice)
+WORKERS = ("thread", "process")
 
 
 def _quota() -> int:
@@ -90,6 +119,14 @@ def _quota() -> int:
             "CUSTODES_JOB_QUOTA must be a whole number from 1 to 1000.", code="bad_argument"
         )
     return int(raw)
+
+
+def _where() -> str:
+    """Where jobs run: "process" (what `custodes serve` sets) or "thread" (the default)."""
+    raw = settings.text("CUSTODES_JOB_WORKER").strip() or "thread"
+    if raw not in WORKERS:
+        raise InputError("CUSTODES_JOB_WORKER must be 'process' or 'thread'.", code="bad_argument")
+    return raw
 
 
 STAGING = "staging"  # the workspace's folder of uploads on their way to a job
@@ -122,10 +159,69 @@ def _problem_of(exc: CustodesError) -> dict[str, Any]:
     return {"code": exc.code, "title": exc.title, "status": exc.http_status, "detail": exc.message}
 
 
-class Jobs:
-    """The jobs of one server process over one workspace."""
+def _execute(
+    ws: Workspace,
+    stopping: threading.Event,
+    who: Caller,
+    job_id: str,
+    kind: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    """Run one job to its end and record how it ended (in the worker thread or process)."""
+    engine = ws.engine
+    if stopping.is_set():  # queued when the server began to stop: not started
+        rows.fail_queued(engine, job_id, RESTARTED)
+        return
+    if not rows.claim(engine, job_id):
+        return
 
-    def __init__(self, ws: Workspace) -> None:
+    def progress(stage: str, done: int, total: int) -> None:
+        if rows.progress(engine, job_id, {"stage": stage, "done": done, "total": total}):
+            raise Cancelled
+        if stopping.is_set():
+            raise Stopping
+
+    try:
+        extra = {"progress": progress} if kind in CHUNKED else {}
+        result = KINDS[kind](ws, who, *args, **kwargs, **extra)
+    except Cancelled:
+        rows.finish(engine, job_id, "cancelled")
+    except Stopping:
+        rows.finish(engine, job_id, "failed", problem=RESTARTED)
+    except CustodesError as exc:
+        rows.finish(engine, job_id, "failed", problem=_problem_of(exc))
+    except Exception as exc:  # a fault of the machine (coded), or unexpected: logged by
+        # type and place (a library's message may quote data)
+        fault = from_fault(exc)
+        if fault is not None:
+            rows.finish(engine, job_id, "failed", problem=_problem_of(fault))
+            return
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        log.error(
+            "job %s (%s) failed: %s at %s:%s",
+            job_id,
+            kind,
+            type(exc).__name__,
+            frame.filename,
+            frame.lineno,
+        )
+        rows.finish(
+            engine,
+            job_id,
+            "failed",
+            problem={"code": "internal", "title": "Internal error", "status": 500},
+        )
+    else:
+        rows.finish(engine, job_id, "succeeded", result=_jsonable(result))
+
+
+class Jobs:
+    """The jobs of one server process over one workspace. `worker`: "process" or "thread"
+    (default: `CUSTODES_JOB_WORKER`, else "thread")."""
+
+    def __init__(self, ws: Workspace, *, worker: str | None = None) -> None:
+        where = worker or _where()
         self.ws = ws
         self.failed_at_start = rows.fail_unfinished(ws.engine, RESTARTED)
         self.cleaned_at_start = _clean_staging(ws)
@@ -135,13 +231,19 @@ class Jobs:
         self.quota = _quota()
         # One daemon worker (not a ThreadPoolExecutor, whose threads the interpreter joins at
         # exit: a long job would keep a stopped server's process alive), taking the jobs by
-        # lane, then in the order they came (`seq`).
+        # lane, then in the order they came (`seq`). With a worker process, the lanes are
+        # kept the same way in that process.
         self.queue: queue.PriorityQueue[
             tuple[int, int, tuple[Future[None], Callable[[], None]] | None]
         ] = queue.PriorityQueue()
         self.seq = itertools.count()
-        self.worker = threading.Thread(target=self._serve, name="custodes-job", daemon=True)
-        self.worker.start()
+        self.keeper: _Keeper | None = None
+        self.worker: threading.Thread | None = None
+        if where == "process":
+            self.keeper = _Keeper(ws, self.stopping)
+        else:
+            self.worker = threading.Thread(target=self._serve, name="custodes-job", daemon=True)
+            self.worker.start()
 
     def _serve(self) -> None:
         while (item := self.queue.get()[2]) is not None:
@@ -167,7 +269,8 @@ class Jobs:
     ) -> dict[str, Any]:
         """Queue `kind` on `request_id` as `who` (refused now if `who` may not do it). `args`
         and `kwargs` go to the service after the request id (or instead of it, for a
-        submission, which has none yet); `cleanup()` runs when the job has ended."""
+        submission, which has none yet); `cleanup()` runs when the job has ended (with a
+        worker process, there: it must be picklable, e.g. a `functools.partial`)."""
         fn = KINDS.get(kind)
         if fn is None:
             raise InputError("Unknown job kind.", code="bad_argument")
@@ -185,14 +288,21 @@ class Jobs:
                 code="job_quota",
                 retry_after=QUOTA_RETRY_AFTER,
             )
-        job_id = rows.create(self.ws.engine, kind, request_id, call.actor)
         first = () if request_id is None else (request_id,)
-        work = (first + args, kwargs or {}, cleanup)
+        lane = STAFF if call.agency is None else AGENCY
+        if self.keeper is not None:
+            # what the worker process gets, pickled now: one that cannot be is a programming
+            # error, raised before anything is recorded
+            work = pickle.dumps((who, kind, first + args, kwargs or {}, cleanup))
+            job_id = rows.create(self.ws.engine, kind, request_id, call.actor)
+            self.keeper.send(_Held(job_id, lane, next(self.seq), work, cleanup))
+            return self.get(who, job_id)
+        job_id = rows.create(self.ws.engine, kind, request_id, call.actor)
+        job = (first + args, kwargs or {}, cleanup)
         fut: Future[None] = Future()
         with self.lock:
             self.running[job_id] = fut
-        lane = STAFF if call.agency is None else AGENCY
-        self.queue.put((lane, next(self.seq), (fut, lambda: self._run(who, job_id, kind, work))))
+        self.queue.put((lane, next(self.seq), (fut, lambda: self._run(who, job_id, kind, job))))
         return self.get(who, job_id)
 
     def _run(
@@ -208,53 +318,8 @@ class Jobs:
     def _work(
         self, who: Caller, job_id: str, kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        engine = self.ws.engine
-        if self.stopping.is_set():  # queued when the server began to stop: not started
-            with self.lock:
-                self.running.pop(job_id, None)
-            rows.fail_queued(engine, job_id, RESTARTED)
-            return
-        if not rows.claim(engine, job_id):
-            return
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if rows.progress(engine, job_id, {"stage": stage, "done": done, "total": total}):
-                raise Cancelled
-            if self.stopping.is_set():
-                raise Stopping
-
         try:
-            extra = {"progress": progress} if kind in CHUNKED else {}
-            result = KINDS[kind](self.ws, who, *args, **kwargs, **extra)
-        except Cancelled:
-            rows.finish(engine, job_id, "cancelled")
-        except Stopping:
-            rows.finish(engine, job_id, "failed", problem=RESTARTED)
-        except CustodesError as exc:
-            rows.finish(engine, job_id, "failed", problem=_problem_of(exc))
-        except Exception as exc:  # a fault of the machine (coded), or unexpected: logged by
-            # type and place (a library's message may quote data)
-            fault = from_fault(exc)
-            if fault is not None:
-                rows.finish(engine, job_id, "failed", problem=_problem_of(fault))
-                return
-            frame = traceback.extract_tb(exc.__traceback__)[-1]
-            log.error(
-                "job %s (%s) failed: %s at %s:%s",
-                job_id,
-                kind,
-                type(exc).__name__,
-                frame.filename,
-                frame.lineno,
-            )
-            rows.finish(
-                engine,
-                job_id,
-                "failed",
-                problem={"code": "internal", "title": "Internal error", "status": 500},
-            )
-        else:
-            rows.finish(engine, job_id, "succeeded", result=_jsonable(result))
+            _execute(self.ws, self.stopping, who, job_id, kind, args, kwargs)
         finally:
             with self.lock:
                 self.running.pop(job_id, None)
@@ -276,6 +341,9 @@ class Jobs:
 
     def wait(self, job_id: str, timeout: float | None = None) -> None:
         """For tests and the CLI: block until the job has ended."""
+        if self.keeper is not None:
+            self.keeper.wait(job_id, timeout)
+            return
         with self.lock:
             fut = self.running.get(job_id)
         if fut is not None:
@@ -285,15 +353,259 @@ class Jobs:
         """The server is stopping: a running job stops at its next chunk, a queued one does not
         start, no new one is accepted (each ends `failed`, `server_restarted`: resumable)."""
         self.stopping.set()
+        if self.keeper is not None:
+            self.keeper.stop()
 
     def close(self, timeout: float | None = None) -> None:
         """Let the worker finish the job it runs (at most `timeout` seconds; then the job is
         left to the next start) and end it; jobs still queued do not start."""
+        if self.keeper is not None:
+            self.keeper.close(timeout)
+            return
         with self.lock:
             for fut in self.running.values():
                 fut.cancel()  # only a job not started yet can be cancelled
         self.queue.put((LAST, next(self.seq), None))
+        assert self.worker is not None
         self.worker.join(timeout)
+
+
+# --- the job worker process ------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Held:
+    """A job the server handed to its worker process and has not seen end."""
+
+    job_id: str
+    lane: int
+    seq: int
+    work: bytes  # pickled: the caller, the kind, the arguments, the cleanup
+    cleanup: Callable[[], None] | None
+    done: Future[None] = dataclasses.field(default_factory=Future)
+
+
+class _Keeper:
+    """The server's side of its job worker process: starts it (and a new one when it dies),
+    hands it the jobs, and learns from it when each has ended. One thread, the keeper, starts
+    every worker and reads from it, so the worker's life is tied to a thread that lives as long
+    as the server (`_die_with_server`)."""
+
+    def __init__(self, ws: Workspace, stopping: threading.Event) -> None:
+        self.ws = ws
+        self.stopping = stopping
+        self.lock = threading.Lock()
+        self.wake = threading.Condition(self.lock)
+        self.held: dict[str, _Held] = {}
+        self.conn: Connection | None = None  # to the live worker
+        self.proc: BaseProcess | None = None
+        self.wanted = True  # a worker now: the first job then finds it ready
+        self.closing = False
+        self.thread = threading.Thread(target=self._keep, name="custodes-job-keeper", daemon=True)
+        self.thread.start()
+
+    def _post(self, held: _Held) -> None:
+        """Hand a job to the live worker (the lock held). A worker that has just died misses
+        it: the keeper hands it to the next one."""
+        if self.conn is None:
+            self.wanted = True
+            self.wake.notify()
+            return
+        with contextlib.suppress(OSError):
+            self.conn.send(("job", held.lane, held.seq, held.job_id, held.work))
+
+    def send(self, held: _Held) -> None:
+        with self.lock:
+            self.held[held.job_id] = held
+            self._post(held)
+
+    def stop(self) -> None:
+        """The worker stops its running job at the next chunk; what it was handed and has not
+        started fails in the store now (a job on its way through the pipe could otherwise
+        start before the worker reads the word to stop), away from the caller's thread (the
+        server's event loop)."""
+        with self.lock:
+            self._tell("stop")
+            waiting = list(self.held)
+        threading.Thread(target=self._fail_waiting, args=(waiting,), daemon=True).start()
+
+    def _fail_waiting(self, waiting: list[str]) -> None:
+        for job_id in waiting:
+            try:
+                rows.fail_queued(self.ws.engine, job_id, RESTARTED)  # a running one is left
+            except Exception as exc:  # the worker fails it when it comes to it
+                log.error("job %s left queued: %s", job_id, type(exc).__name__)
+
+    def _tell(self, what: str) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(OSError):
+                self.conn.send((what,))
+
+    def wait(self, job_id: str, timeout: float | None) -> None:
+        with self.lock:
+            held = self.held.get(job_id)
+        if held is not None:
+            held.done.result(timeout)
+
+    def close(self, timeout: float | None) -> None:
+        """The worker finishes the job it runs (at most `timeout` seconds, then it is killed:
+        the store rolls the job back, the next start fails it) and starts no other."""
+        with self.lock:
+            self.closing = True
+            self._tell("close")
+            self.wake.notify()
+            proc = self.proc
+        self.thread.join(timeout)  # the keeper ends once the worker has (only it reaps it)
+        if self.thread.is_alive():
+            if proc is not None:
+                proc.kill()
+            self.thread.join()
+
+    def _keep(self) -> None:
+        context = multiprocessing.get_context("spawn")  # never fork the threaded server
+        while True:
+            with self.lock:
+                while not (self.wanted or self.closing):
+                    self.wake.wait()
+                if self.closing:
+                    return
+                self.wanted = False
+                ours, theirs = context.Pipe()
+                proc = context.Process(
+                    target=_worker_main,
+                    args=(theirs, str(self.ws.home), self.ws.store_url, os.getpid()),
+                    name="custodes-jobs",
+                    daemon=True,  # ended with the server's interpreter, like the thread
+                )
+                try:
+                    proc.start()
+                except Exception as exc:  # no process to be had (limits, memory; a daemonic
+                    # server): what it was to run fails, and the next job tries again
+                    log.error("the job worker did not start: %s", type(exc).__name__)
+                    ours.close()
+                    theirs.close()
+                    self._bury(False)
+                    continue
+                theirs.close()  # the worker's end is the worker's alone: its exit is our EOF
+                self.conn, self.proc = ours, proc
+                for held in sorted(self.held.values(), key=lambda h: h.seq):
+                    self._post(held)
+                if self.stopping.is_set():
+                    self._tell("stop")
+            ready = self._listen(ours)
+            proc.join()
+            with self.lock:
+                self.conn = None
+                ours.close()
+                self._bury(ready)
+
+    def _listen(self, conn: Connection) -> bool:
+        """Read the worker until it is gone; whether it ever said it was ready."""
+        ready = False
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                return ready
+            if message[0] == "ready":
+                ready = True
+            elif message[0] == "ended":
+                with self.lock:
+                    held = self.held.pop(message[1], None)
+                if held is not None:
+                    held.done.set_result(None)
+
+    def _bury(self, ready: bool) -> None:
+        """The worker is gone (the lock held). Closing: what it held is left to the next
+        start, as a thread's would be. Otherwise the job it ran fails (`worker_stopped`; the
+        server's own `server_restarted` when stopping) and its upload is removed; the jobs it
+        had not started go to the next worker — unless this one never started (the next one
+        would not either: they fail, and the next job starts another)."""
+        stopping = self.stopping.is_set()
+        problem = RESTARTED if stopping else WORKER_STOPPED
+        for job_id, held in list(self.held.items()):
+            if self.closing:
+                held.done.cancel()
+                del self.held[job_id]
+                continue
+            try:
+                row = rows.get(self.ws.engine, job_id)
+                state = None if row is None else row["state"]
+                if state == "queued" and ready and not stopping:
+                    continue  # never started: the next worker takes it
+                if state == "running":
+                    rows.finish(self.ws.engine, job_id, "failed", problem=problem)
+                elif state == "queued":
+                    rows.fail_queued(self.ws.engine, job_id, problem)
+                if held.cleanup is not None:
+                    held.cleanup()
+            except Exception as exc:  # the keeper must outlive a store fault
+                log.error("job %s left as it was: %s", job_id, type(exc).__name__)
+            del self.held[job_id]
+            held.done.set_result(None)
+        self.wanted = bool(self.held) and not self.closing
+
+
+def _die_with_server(server: int) -> None:
+    """Linux: have the kernel kill this process when the server's thread that started it (its
+    keeper) ends, the server killed included — even while a job holds this interpreter in a
+    library's code. prctl(2) by ctypes: the standard library has no binding, and one call does
+    not justify a dependency. Elsewhere the closed pipe (`_worker_main`) is the only tie."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != server:  # the server died before the tie was made
+        os._exit(0)
+
+
+def _worker_main(conn: Connection, home: str, store_url: str, server: int) -> None:
+    """The job worker process: opens the workspace, says it is ready, then runs the jobs the
+    server hands it one at a time, staff's before agencies', as the thread does."""
+    _die_with_server(server)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which stops us
+    os.nice(NICE)
+    from custodes.services import workspace as ws_svc
+
+    try:
+        ws = ws_svc.open_workspace(home, store_url)
+    except Exception as exc:  # logged by type; the server fails what waits
+        log.error("the job worker could not open the workspace: %s", type(exc).__name__)
+        raise SystemExit(1) from None
+    stopping = threading.Event()
+    closing = threading.Event()
+    todo: queue.PriorityQueue[tuple[int, int, tuple[str, bytes] | None]] = queue.PriorityQueue()
+
+    def listen() -> None:
+        try:
+            while True:
+                message = conn.recv()
+                if message[0] == "job":
+                    _, lane, seq, job_id, work = message
+                    todo.put((lane, seq, (job_id, work)))
+                elif message[0] == "stop":
+                    stopping.set()
+                else:  # close: finish the job that runs, start no other
+                    closing.set()
+                    todo.put((LAST, 0, None))
+        except (EOFError, OSError):  # the server is gone: so is its worker, job and all (the
+            os._exit(0)  # store rolls back what the job had not committed)
+
+    threading.Thread(target=listen, name="custodes-job-listen", daemon=True).start()
+    conn.send(("ready",))
+    while (item := todo.get()[2]) is not None:
+        if closing.is_set():
+            continue  # left queued, as a thread leaves it: the next start fails it
+        job_id, work = item
+        who, kind, args, kwargs, cleanup = pickle.loads(work)
+        try:
+            _execute(ws, stopping, who, job_id, kind, args, kwargs)
+        finally:
+            if cleanup is not None:
+                cleanup()
+        conn.send(("ended", job_id))
+    ws.close()
 
 
 def _clean_staging(ws: Workspace) -> int:
