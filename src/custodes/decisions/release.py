@@ -36,8 +36,7 @@ from custodes.decisions.response import (
     header_bytes,
 )
 from custodes.errors import ConflictError, IntegrityError
-from custodes.ledger import files, log
-from custodes.ledger import service as ledger
+from custodes.ledger import checkpoints, files, log
 from custodes.ledger.events import Event, item_fields
 from custodes.ledger.keys import signing_key
 from custodes.requests.lifecycle import current_state, transition
@@ -253,7 +252,7 @@ def _write_and_record(call: Call, request_id: str, target: Path, c: Content) -> 
             request_id=request_id,
             sha256=response_sha,
         )
-    _, note = ledger.checkpoint(call)
+    _, note = checkpoints.checkpoint(call)
     checkpoint = note.render()
     with call.transaction() as conn:
         conn.execute(

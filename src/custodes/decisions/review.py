@@ -30,17 +30,13 @@ import pyarrow.parquet as pq
 from sqlalchemy import insert
 
 from custodes.access.credentials import item_key
-from custodes.decisions.pipeline import (
-    effective_outcomes,
-    processed_outcomes,
-    released_fields,
-    request_folder,
-)
+from custodes.decisions.effective import effective_outcomes, released_fields
+from custodes.decisions.pipeline import processed_outcomes, request_folder
 from custodes.errors import ConflictError, InputError, NotFound
 from custodes.ledger import log
 from custodes.ledger.events import Event, item_fields
 from custodes.matching.reasons import meaning
-from custodes.matching.service import LINKED
+from custodes.matching.runs import LINKED
 from custodes.records import master
 from custodes.requests.format import ITEM_COLUMNS, load_items
 from custodes.requests.lifecycle import current_state
