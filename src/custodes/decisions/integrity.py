@@ -1,6 +1,6 @@
 """The business tables against the ledger: every row a ledger event commits to must agree.
 
-The ledger's own audit (`ledger.service.audit_store`) proves the events were not altered; this
+The ledger's own audit (`ledger.audit.audit_store`) proves the events were not altered; this
 one proves the tables people act on were not altered *behind* the events: a deleted disclosure
 row, a request reset to `approved`, a changed review resolution or approver, a grant or
 suspension edited in place, a deleted access-log row, an envelope edited on disk. Each problem
@@ -143,30 +143,46 @@ def _requests(ws: Workspace, conn: Connection, ev: dict[str, list[dict]], found:
 
 def _decisions(ws: Workspace, conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
     key = item_key(ws)
+    _reviews(key, conn, ev, found)
+    _releases(conn, ev, found)
+    _disclosures_and_recalls(key, conn, ev, found)
 
-    def row_item(request_id: str, item_id: str) -> str:
-        """A row's item as its ledger events name it: the salted commitment of its id."""
-        return item_sha256(key, request_id, item_id)
 
-    def event_item(e: dict[str, Any]) -> str:
-        # Bodies written before ids were committed carry the id itself.
-        if "item_sha256" in e:
-            return str(e["item_sha256"])
-        return row_item(e["request_id"], str(e.get("item_id")))
+def _row_item(key: bytes, request_id: str, item_id: str) -> str:
+    """A row's item as its ledger events name it: the salted commitment of its id."""
+    return item_sha256(key, request_id, item_id)
 
+
+def _event_item(key: bytes, e: dict[str, Any]) -> str:
+    # Bodies written before ids were committed carry the id itself.
+    if "item_sha256" in e:
+        return str(e["item_sha256"])
+    return _row_item(key, e["request_id"], str(e.get("item_id")))
+
+
+def _reviews(key: bytes, conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
     _diff(
         found,
         "review_resolutions",
         {
-            (r.request_id, row_item(r.request_id, r.item_id)): (r.decision, r.actor, r.record_id)
+            (r.request_id, _row_item(key, r.request_id, r.item_id)): (
+                r.decision,
+                r.actor,
+                r.record_id,
+            )
             for r in conn.execute(select(review_resolutions))
         },
         {
-            (e["request_id"], event_item(e)): (e["decision"], e["actor"], e["record_id"])
+            (e["request_id"], _event_item(key, e)): (e["decision"], e["actor"], e["record_id"])
             for e in ev["review.resolved"]
         },
         "review.resolved",
     )
+
+
+def _releases(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
+    """Each release's preparer, approver and response against its events; one release.done
+    per request."""
     rel = {r.request_id: r for r in conn.execute(select(releases))}
     prepared = _last(
         (e["request_id"], (e["actor"], e["content_sha256"])) for e in ev["release.prepared"]
@@ -199,24 +215,32 @@ def _decisions(ws: Workspace, conn: Connection, ev: dict[str, list[dict]], found
         {k: (v[0]["response_sha256"],) for k, v in done.items()},
         "release.done",
     )
+
+
+def _disclosures_and_recalls(
+    key: bytes, conn: Connection, ev: dict[str, list[dict]], found: Findings
+) -> None:
     _diff(
         found,
         "disclosures",
         {
-            (r.request_id, row_item(r.request_id, r.item_id)): (r.record_id,)
+            (r.request_id, _row_item(key, r.request_id, r.item_id)): (r.record_id,)
             for r in conn.execute(select(disclosures))
         },
-        {(e["request_id"], event_item(e)): (e["record_id"],) for e in ev["disclosure"]},
+        {(e["request_id"], _event_item(key, e)): (e["record_id"],) for e in ev["disclosure"]},
         "disclosure",
     )
     _diff(
         found,
         "recall_items",
         {
-            (r.recall_id, r.request_id, row_item(r.request_id, r.item_id)): ()
+            (r.recall_id, r.request_id, _row_item(key, r.request_id, r.item_id)): ()
             for r in conn.execute(select(recall_items))
         },
-        {(e["recall_id"], e["request_id"], event_item(e)): () for e in ev["disclosure.recalled"]},
+        {
+            (e["recall_id"], e["request_id"], _event_item(key, e)): ()
+            for e in ev["disclosure.recalled"]
+        },
         "disclosure.recalled",
     )
     _diff(
@@ -251,6 +275,13 @@ def _decisions(ws: Workspace, conn: Connection, ev: dict[str, list[dict]], found
 
 
 def _access(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
+    _grants(conn, ev, found)
+    _user_status(conn, ev, found)
+    _access_log(conn, ev, found)
+    _request_history(conn, ev, found)
+
+
+def _grants(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
     # Grants: created with the user or granted later, confirmed by a second administrator
     # (or at once for roles that need no confirmation); suspending an administrator withdraws
     # the grants they made that nobody confirmed.
@@ -285,6 +316,9 @@ def _access(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> Non
         granted,
         "user.created / user.granted / user.confirmed",
     )
+
+
+def _user_status(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
     status = _last(
         (e["user"], "suspended" if e["type"] == "user.suspended" else "active")
         for e in sorted(ev["user.suspended"] + ev["user.reinstated"], key=lambda e: e["_idx"])
@@ -300,6 +334,9 @@ def _access(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> Non
         {k: (v,) for k, v in status.items()},
         "user.suspended / user.reinstated",
     )
+
+
+def _access_log(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
     _diff(
         found,
         "access_log",
@@ -329,6 +366,9 @@ def _access(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> Non
         },
         "access",
     )
+
+
+def _request_history(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
     # A request's history (`requests show`): one row per request.received and
     # request.transition event, in the same order (a row put in, dropped or altered is named).
     history: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
