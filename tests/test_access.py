@@ -953,8 +953,8 @@ def test_a_file_appears_only_after_its_record_commits(staff: Staff, tmp_path: Pa
     file stayed with no trail. Now it is staged, and appears only once its event commits."""
     import pyarrow as pa
 
-    from custodes.decisions.exports import write_table
     from custodes.ledger import publish
+    from custodes.records.exports import write_table
 
     ws = staff.ws
     tmp_path = tmp_path / "out"

@@ -9,7 +9,7 @@ from typing import Any
 
 from custodes.access import ACTIONS, CheckedCall, service
 from custodes.access.names import roles_shown, rows_shown
-from custodes.decisions import approval, effective, exports, pipeline
+from custodes.decisions import approval, effective, pipeline
 from custodes.decisions import recall as rc
 from custodes.decisions import review as rv
 from custodes.decisions.pipeline import Processed
@@ -20,6 +20,7 @@ from custodes.decisions.response import content
 from custodes.errors import InputError
 from custodes.matching import model
 from custodes.matching.link import Progress
+from custodes.records import exports
 from custodes.requests import intake
 from custodes.requests.lifecycle import current_state
 from custodes.rules.active import in_force
