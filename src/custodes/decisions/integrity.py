@@ -19,7 +19,7 @@ from sqlalchemy import Connection, select
 
 from custodes.access.credentials import item_key
 from custodes.ledger.events import instant, item_sha256
-from custodes.records.files import sha256_file
+from custodes.ledger.files import sha256_file
 from custodes.requests.format import ENVELOPE_FILE
 from custodes.store.tables import (
     access_log,
@@ -38,6 +38,8 @@ from custodes.store.tables import (
 from custodes.workspace import Workspace
 
 MAX_PER_CHECK = 5
+# Event bodies by type (`_events`).
+Events = dict[str, list[dict[str, Any]]]
 
 
 class Findings:
@@ -73,8 +75,8 @@ def _events(conn: Connection) -> dict[str, list[dict[str, Any]]]:
 def _diff(
     found: Findings,
     table: str,
-    rows: dict[tuple[Any, ...], tuple[Any, ...]],
-    events: dict[tuple[Any, ...], tuple[Any, ...]],
+    rows: dict[Any, tuple[Any, ...]],
+    events: dict[Any, tuple[Any, ...]],
     what: str,
 ) -> None:
     """Rows and events keyed alike, each with the values that must agree."""
@@ -105,7 +107,7 @@ def audit(ws: Workspace) -> Findings:
     return found
 
 
-def _requests(ws: Workspace, conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
+def _requests(ws: Workspace, conn: Connection, ev: Events, found: Findings) -> None:
     rows = {r.id: r for r in conn.execute(select(requests))}
     received = {e["request_id"]: e for e in ev["request.received"]}
     _diff(
@@ -141,7 +143,7 @@ def _requests(ws: Workspace, conn: Connection, ev: dict[str, list[dict]], found:
     found.ok("request files", "every envelope and outcomes file hashes to what the ledger recorded")
 
 
-def _decisions(ws: Workspace, conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
+def _decisions(ws: Workspace, conn: Connection, ev: Events, found: Findings) -> None:
     key = item_key(ws)
     _reviews(key, conn, ev, found)
     _releases(conn, ev, found)
@@ -160,7 +162,7 @@ def _event_item(key: bytes, e: dict[str, Any]) -> str:
     return _row_item(key, e["request_id"], str(e.get("item_id")))
 
 
-def _reviews(key: bytes, conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
+def _reviews(key: bytes, conn: Connection, ev: Events, found: Findings) -> None:
     _diff(
         found,
         "review_resolutions",
@@ -180,7 +182,7 @@ def _reviews(key: bytes, conn: Connection, ev: dict[str, list[dict]], found: Fin
     )
 
 
-def _releases(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
+def _releases(conn: Connection, ev: Events, found: Findings) -> None:
     """Each release's preparer, approver and response against its events; one release.done
     per request."""
     rel = {r.request_id: r for r in conn.execute(select(releases))}
@@ -202,7 +204,7 @@ def _releases(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> N
         approved,
         "release.approved",
     )
-    done: dict[str, list[dict]] = defaultdict(list)
+    done: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for e in ev["release.done"]:
         done[e["request_id"]].append(e)
     for rid, evs in sorted(done.items()):
@@ -217,9 +219,7 @@ def _releases(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> N
     )
 
 
-def _disclosures_and_recalls(
-    key: bytes, conn: Connection, ev: dict[str, list[dict]], found: Findings
-) -> None:
+def _disclosures_and_recalls(key: bytes, conn: Connection, ev: Events, found: Findings) -> None:
     _diff(
         found,
         "disclosures",
@@ -274,14 +274,14 @@ def _disclosures_and_recalls(
     )
 
 
-def _access(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
+def _access(conn: Connection, ev: Events, found: Findings) -> None:
     _grants(conn, ev, found)
     _user_status(conn, ev, found)
     _access_log(conn, ev, found)
     _request_history(conn, ev, found)
 
 
-def _grants(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
+def _grants(conn: Connection, ev: Events, found: Findings) -> None:
     # Grants: created with the user or granted later, confirmed by a second administrator
     # (or at once for roles that need no confirmation); suspending an administrator withdraws
     # the grants they made that nobody confirmed.
@@ -318,7 +318,7 @@ def _grants(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> Non
     )
 
 
-def _user_status(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
+def _user_status(conn: Connection, ev: Events, found: Findings) -> None:
     status = _last(
         (e["user"], "suspended" if e["type"] == "user.suspended" else "active")
         for e in sorted(ev["user.suspended"] + ev["user.reinstated"], key=lambda e: e["_idx"])
@@ -336,7 +336,7 @@ def _user_status(conn: Connection, ev: dict[str, list[dict]], found: Findings) -
     )
 
 
-def _access_log(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
+def _access_log(conn: Connection, ev: Events, found: Findings) -> None:
     _diff(
         found,
         "access_log",
@@ -368,7 +368,7 @@ def _access_log(conn: Connection, ev: dict[str, list[dict]], found: Findings) ->
     )
 
 
-def _request_history(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
+def _request_history(conn: Connection, ev: Events, found: Findings) -> None:
     # A request's history (`requests show`): one row per request.received and
     # request.transition event, in the same order (a row put in, dropped or altered is named).
     history: dict[str, list[tuple[Any, ...]]] = defaultdict(list)

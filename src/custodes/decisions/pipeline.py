@@ -27,9 +27,9 @@ from custodes.decisions.outcomes import OUTCOMES, RECORD_DEPENDENT, decide, outc
 from custodes.errors import ConflictError
 from custodes.ledger import files, log
 from custodes.ledger.events import Event
+from custodes.ledger.files import sha256_file
 from custodes.matching import runs as matching
 from custodes.records import master
-from custodes.records.files import sha256_file
 from custodes.requests.format import ENVELOPE_FILE, load_items
 from custodes.requests.lifecycle import current_state, transition
 from custodes.rules import registry as reg
@@ -67,7 +67,8 @@ def request_folder(ws: Workspace, request_id: str, *, agency: str | None = None)
 
 
 def envelope(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / ENVELOPE_FILE).read_text(encoding="utf-8-sig"))
+    env: dict[str, Any] = json.loads((folder / ENVELOPE_FILE).read_text(encoding="utf-8-sig"))
+    return env
 
 
 def match_results_path(ws: Workspace, request_id: str) -> Path:

@@ -22,7 +22,8 @@ from custodes.access.credentials import item_key
 from custodes.errors import ConflictError, InputError, IntegrityError, NotFound
 from custodes.ledger import files, log
 from custodes.ledger.events import Event, item_fields
-from custodes.records.files import read_text_table, sha256_file
+from custodes.ledger.files import sha256_file
+from custodes.records.files import read_text_table
 from custodes.requests.format import ENVELOPE_FILE
 from custodes.requests.lifecycle import current_state, transition
 from custodes.rules.active import in_force
@@ -543,7 +544,7 @@ def notice(ws: Workspace, recall_id: str, agency: str | None = None) -> dict[str
             f"The stored notice of recall {recall_id} is not the one the ledger recorded.",
             code="notice_tampered",
         )
-    n = json.loads(row.notice)
+    n: dict[str, Any] = json.loads(row.notice)
     if agency is not None:
         n["requests"] = [r for r in n["requests"] if r.get("agency") == agency]
     return n

@@ -51,7 +51,7 @@ class Released:
     request_id: str
     disclosed: int
     withheld: int
-    response: Path
+    response: Path | None
     checkpoint: str | None
     resumed: bool
 
@@ -156,8 +156,9 @@ def release(call: Call, request_id: str, out: Path | None) -> Released:
                 "(run 'custodes ledger verify').",
                 code="already_released",
             )
-        resumed = state == "released" or rel.intent_at is not None
-        if state == "approved" and rel.intent_at is None:
+        # (rel is there unless the request is released: refused above)
+        resumed = state == "released" or (rel is not None and rel.intent_at is not None)
+        if state == "approved" and rel is not None and rel.intent_at is None:
             conn.execute(
                 update(releases)
                 .where(releases.c.request_id == request_id)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from typing import Any
+from typing import Any, cast
 
 import pyarrow.parquet as pq
 from sqlalchemy import insert
@@ -57,7 +57,8 @@ def _need_reason(reason: str | None) -> str:
 def open_reviews(ws: Workspace, request_id: str) -> list[dict[str, Any]]:
     """Items still in review, with the match evidence."""
     request_folder(ws, request_id)
-    return effective_outcomes(ws, request_id, only=("REVIEW",)).to_pylist()
+    rows: list[dict[str, Any]] = effective_outcomes(ws, request_id, only=("REVIEW",)).to_pylist()
+    return rows
 
 
 def group_of(row: dict[str, Any]) -> str:
@@ -316,7 +317,7 @@ def side_by_side(ws: Workspace, request_id: str, item_id: str) -> dict[str, Any]
     if record_id:
         rec = master.lookup(ws, record_id)
         if rec is not None:
-            last = (rec.get("addresses") or [{}])[0]
+            last = cast("list[dict[str, Any]]", rec.get("addresses") or [{}])[0]
             dob = str(rec.get("dob") or "")
             tin = str(rec.get("tin") or "")
             candidate = {

@@ -211,7 +211,7 @@ def _rederive(conn: Connection, stored: _Stored, rb: Rebuilder, rep: Report) -> 
     return derived
 
 
-def _check_event(r: Row[Any], rep: Report) -> Any:
+def _check_event(r: Row[*tuple[Any, ...]], rep: Report) -> Any:
     """One event row against its commitment and its body; returns the body's type."""
     if commitment(r.salt, r.body.encode()) != r.commitment:
         rep.fail(f"event {r.idx}: its body does not match its commitment (edited)")

@@ -61,7 +61,7 @@ class SparkBackend:
         from splink import SparkAPI
 
         self.spark = spark or spark_session()
-        self.db_api = SparkAPI(spark_session=self.spark)
+        self.db_api = SparkAPI(spark_session=self.spark)  # type: ignore[no-untyped-call]
 
     def register(self, path: Path, name: str) -> Any:
         # the session outlives a link: the last link's input of that name goes first
