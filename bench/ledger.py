@@ -24,7 +24,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from custodes.access import enter
-from custodes.ledger import log, service
+from custodes.ledger import checkpoints, log, publish
+from custodes.ledger.audit import audit_store
 from custodes.ledger.events import Event
 from custodes.ledger.verify import verify_export
 from custodes.services.workspace import init
@@ -110,7 +111,7 @@ def bench_store(label: str, url: str | None, home: Path, leaves: int, interactiv
         t = time.perf_counter()
         record(ws, evs)
         bulk += time.perf_counter() - t
-    service.checkpoint(call)
+    checkpoints.checkpoint(call)
     size = interactive + leaves
     t = time.perf_counter()
     proofs = 2000
@@ -120,14 +121,14 @@ def bench_store(label: str, url: str | None, home: Path, leaves: int, interactiv
     prove = time.perf_counter() - t
     exp = home / "export"
     t = time.perf_counter()
-    service.export(call, exp)
+    publish.export(call, exp)
     export_s = time.perf_counter() - t
     t = time.perf_counter()
-    rep = verify_export(exp, service.verifier(ws))
+    rep = verify_export(exp, checkpoints.verifier(ws))
     verify_s = time.perf_counter() - t
     assert rep.ok, rep.problems
     t = time.perf_counter()
-    audit = service.audit_store(ws)
+    audit = audit_store(ws)
     audit_s = time.perf_counter() - t
     assert audit.ok, audit.problems
     print(f"[{label}] one commit per leaf ({interactive:,})      {rate(interactive, inter)}")

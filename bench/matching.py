@@ -84,7 +84,7 @@ HEADER = (
 def synthetic(args: argparse.Namespace, tmp: Path) -> None:
     from splink import Linker
 
-    from custodes.matching import link as lk
+    from custodes.matching import backends as lk
     from custodes.matching import model as mdl
     from custodes.records import master
     from custodes.services import matching, records, requests

@@ -2,8 +2,8 @@
 
 What the console and `GET /v1/requests/{id}/outcomes` do on every click. Baseline in the same
 run: the previous way, reading the whole effective-outcomes table and filtering and slicing it
-in Python (`pipeline.view`); against the page pushed into the query with its filters bound as
-parameters (`pipeline.view_page`, `effective_outcomes(item=...)`).
+in Python (`effective.view`); against the page pushed into the query with its filters bound as
+parameters (`effective.view_page`, `effective_outcomes(item=...)`).
 
     .venv/bin/python bench/outcomes.py [--people 200000] [--items 100000] [--repeat 5]
 """
@@ -37,7 +37,7 @@ def main() -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from custodes.decisions import pipeline
+    from custodes.decisions import effective
     from custodes.services import decisions, matching, records, requests, rules
     from custodes.services.workspace import init
     from custodes.synthetic import staff
@@ -63,10 +63,10 @@ def main() -> None:
         matching.train(ws, people["officer"], rid)
         decisions.process(ws, people["officer"], rid)
         setup = time.perf_counter() - t
-        item = pipeline.view(ws, rid)["item_id"][args.items // 2].as_py()
+        item = effective.view(ws, rid)["item_id"][args.items // 2].as_py()
 
         def old_page(outcome: str | None = None, check: str | None = None) -> list:  # type: ignore[type-arg]
-            table = pipeline.view(ws, rid)
+            table = effective.view(ws, rid)
             if outcome:
                 table = table.filter(pc.equal(table["outcome"], outcome))
             if check:
@@ -75,7 +75,9 @@ def main() -> None:
             return table.slice(0, 50).to_pylist()  # type: ignore[no-any-return]
 
         def new_page(outcome: str | None = None, check: str | None = None) -> list:  # type: ignore[type-arg]
-            table, _ = pipeline.view_page(ws, rid, outcome=outcome, check=check, offset=0, limit=50)
+            table, _ = effective.view_page(
+                ws, rid, outcome=outcome, check=check, offset=0, limit=50
+            )
             return table.to_pylist()  # type: ignore[no-any-return]
 
         assert old_page() == new_page() and old_page("WITHHOLD") == new_page("WITHHOLD")
@@ -92,11 +94,11 @@ def main() -> None:
             print(f"{name:<22}{old:>18.1f}{new:>18.1f}{old / new:>7.1f}x")
         old = _ms(
             lambda: [
-                r for r in pipeline.effective_outcomes(ws, rid).to_pylist() if r["item_id"] == item
+                r for r in effective.effective_outcomes(ws, rid).to_pylist() if r["item_id"] == item
             ],
             args.repeat,
         )
-        new = _ms(lambda: pipeline.effective_outcomes(ws, rid, item=item).to_pylist(), args.repeat)
+        new = _ms(lambda: effective.effective_outcomes(ws, rid, item=item).to_pylist(), args.repeat)
         print(f"{'one item (explain)':<22}{old:>18.1f}{new:>18.1f}{old / new:>7.1f}x")
         ws.close()
     finally:

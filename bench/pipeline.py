@@ -51,7 +51,7 @@ def main() -> None:
 
     from splink import Linker
 
-    from custodes.matching import link as lk
+    from custodes.matching import backends as lk
     from custodes.matching import model as mdl
     from custodes.records import master
     from custodes.services import decisions, matching, records, requests

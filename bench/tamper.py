@@ -380,7 +380,7 @@ def _step(fn: Callable[[], Any]) -> tuple[str, str]:
 def replay(base: Base, cp: Copy, out: Path) -> dict[str, tuple[str, str]]:
     """verify, then process, release, sign in, use a made-up credential, download."""
     from custodes.access import Caller
-    from custodes.decisions import pipeline
+    from custodes.decisions import effective
     from custodes.services import decisions, ledger
     from custodes.services import workspace as ws_svc
     from custodes.workspace import open_workspace
@@ -402,7 +402,7 @@ def replay(base: Base, cp: Copy, out: Path) -> dict[str, tuple[str, str]]:
 
         def process() -> Any:
             res = decisions.process(ws, who["officer"], rid["received"])
-            table = pipeline.effective_outcomes(ws, rid["received"])
+            table = effective.effective_outcomes(ws, rid["received"])
             return [res.counts, table.drop_columns(["ruleset_sha256"]).to_pylist()]
 
         def release() -> Any:

@@ -953,8 +953,8 @@ def test_a_file_appears_only_after_its_record_commits(staff: Staff, tmp_path: Pa
     file stayed with no trail. Now it is staged, and appears only once its event commits."""
     import pyarrow as pa
 
-    from custodes.decisions.exports import write_table
-    from custodes.ledger import service as ledger_service
+    from custodes.ledger import publish
+    from custodes.records.exports import write_table
 
     ws = staff.ws
     tmp_path = tmp_path / "out"
@@ -969,9 +969,9 @@ def test_a_file_appears_only_after_its_record_commits(staff: Staff, tmp_path: Pa
     staff_mod.add(staff, "admin3", ["administrator"])
     svc.suspend(ws, staff.admin, "auditor", "insider risk")
     with pytest.raises(AccessDenied):
-        ledger_service.write_body(bodies, 0, tmp_path / "body.json")
+        publish.write_body(bodies, 0, tmp_path / "body.json")
     with pytest.raises(AccessDenied):
-        ledger_service.export(bodies, tmp_path / "export", bodies=True)
+        publish.export(bodies, tmp_path / "export", bodies=True)
     assert not (tmp_path / "body.json").exists()
     assert not (tmp_path / "export" / "bodies.jsonl").exists()
     assert not [p for p in tmp_path.rglob("*.tmp")]

@@ -22,7 +22,7 @@ from conftest import PASSWORD, make_workspace
 from custodes.access import caller, enter
 from custodes.errors import AccessDenied, NotFound
 from custodes.ledger import anchors
-from custodes.ledger.service import audit_store
+from custodes.ledger.audit import audit_store
 from custodes.services import records, reports, requests, users
 from custodes.services import workspace as ws_svc
 from custodes.services.rules import register_parties

@@ -99,8 +99,7 @@ def test_concurrent_calls_are_each_recorded_in_the_ledger_before_they_go_on(staf
     """Sixteen callers at once: every call is in the access log and the ledger the moment the
     door lets it through, and the ledger still verifies."""
     from custodes.access import enter
-    from custodes.ledger import log
-    from custodes.ledger import service as ledger
+    from custodes.ledger import audit, log
 
     ws, people = staff.ws, staff
     who = people["officer"]
@@ -126,7 +125,7 @@ def test_concurrent_calls_are_each_recorded_in_the_ledger_before_they_go_on(staf
     with ws.engine.connect() as conn:
         assert log.state(conn).size == size + 160
     assert min(sizes) > size
-    assert ledger.audit_store(ws).ok
+    assert audit.audit_store(ws).ok
 
 
 def test_a_polled_job_and_whoami_are_recorded_first_and_when_they_change(staff) -> None:  # type: ignore[no-untyped-def]

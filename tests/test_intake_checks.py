@@ -146,7 +146,7 @@ def test_spark_gives_the_reference_verdict() -> None:
     pytest.importorskip("pyspark")
     from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-    from custodes.matching.link import spark_session
+    from custodes.matching.backends import spark_session
 
     ids = _spark_corpus()
     spark = spark_session()

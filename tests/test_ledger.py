@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from conftest import make_workspace
 from custodes.errors import CustodesError
-from custodes.ledger import log, service
+from custodes.ledger import audit, checkpoints, log, publish
 from custodes.ledger.events import Event, PersonalDataInEvent, commitment
 from custodes.ledger.note import ALG_COSIGNATURE_V1, Note, NoteError, Signer, Verifier
 from custodes.ledger.policy import Policy, PolicyError
@@ -264,15 +264,15 @@ def test_append_rolls_back_with_its_business_transaction(workspace: Workspace) -
 @pytest.fixture
 def signed_ws(workspace: Workspace) -> Workspace:
     record(workspace, events(40))
-    service.checkpoint(Direct(workspace))
+    checkpoints.checkpoint(Direct(workspace))
     record(workspace, events(25, 40))
-    service.checkpoint(Direct(workspace))
+    checkpoints.checkpoint(Direct(workspace))
     return workspace
 
 
 def test_checkpoints_advance_only_by_consistent_growth(signed_ws: Workspace) -> None:
-    cp1, note1 = service.checkpoint(Direct(signed_ws))
-    cp2, note2 = service.checkpoint(
+    cp1, note1 = checkpoints.checkpoint(Direct(signed_ws))
+    cp2, note2 = checkpoints.checkpoint(
         Direct(signed_ws)
     )  # unchanged tree: same checkpoint, no re-sign
     assert cp1 == cp2 and note1.render() == note2.render() and cp1.size == 65
@@ -286,12 +286,12 @@ def test_checkpoints_advance_only_by_consistent_growth(signed_ws: Workspace) -> 
         )
     record(signed_ws, events(1, 65))
     with pytest.raises(CustodesError) as exc:
-        service.checkpoint(Direct(signed_ws))
+        checkpoints.checkpoint(Direct(signed_ws))
     assert exc.value.code == "ledger_corrupt"
 
 
 def test_clean_store_audits(signed_ws: Workspace) -> None:
-    rep = service.audit_store(signed_ws)
+    rep = audit.audit_store(signed_ws)
     assert rep.ok, rep.problems
     assert rep.size == 65
 
@@ -334,7 +334,7 @@ def test_tampering_with_the_store_is_detected(signed_ws: Workspace, name: str) -
     sql, where = TAMPERS[name]
     for stmt in sql.split("; "):
         _exec(signed_ws, stmt)
-    rep = service.audit_store(signed_ws)
+    rep = audit.audit_store(signed_ws)
     assert not rep.ok
     assert any(where in p for p in rep.problems), rep.problems
 
@@ -360,13 +360,13 @@ def test_consistent_rewrite_is_caught_by_the_signed_checkpoint(signed_ws: Worksp
             if i != 12
         ]
         log.append(conn, evs)
-    rep = service.audit_store(signed_ws)
+    rep = audit.audit_store(signed_ws)
     assert any("the log was rewritten" in p for p in rep.problems), rep.problems
 
 
 def test_export_verifies_in_a_fresh_process(signed_ws: Workspace, tmp_path: Path) -> None:
-    vkey = service.verifier(signed_ws).vkey
-    service.export(Direct(signed_ws), tmp_path / "exp")
+    vkey = checkpoints.verifier(signed_ws).vkey
+    publish.export(Direct(signed_ws), tmp_path / "exp")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES")}
     empty = tmp_path / "empty-cwd"
     empty.mkdir()
@@ -395,12 +395,12 @@ def test_export_verifies_in_a_fresh_process(signed_ws: Workspace, tmp_path: Path
 
 
 def test_export_tampering_and_growth(signed_ws: Workspace, tmp_path: Path) -> None:
-    key = service.verifier(signed_ws)
-    service.export(Direct(signed_ws), tmp_path / "v1", bodies=True)
+    key = checkpoints.verifier(signed_ws)
+    publish.export(Direct(signed_ws), tmp_path / "v1", bodies=True)
     first = (tmp_path / "v1" / "checkpoint").read_text()
     assert verify_export(tmp_path / "v1", key).ok
     record(signed_ws, events(300, 65))
-    service.export(Direct(signed_ws), tmp_path / "v2", bodies=True)
+    publish.export(Direct(signed_ws), tmp_path / "v2", bodies=True)
     rep = verify_export(tmp_path / "v2", key, previous=first)
     assert rep.ok and any("only grew" in c for c in rep.checked), rep.problems
     assert any(p.name == "000" for p in (tmp_path / "v2" / "tile" / "0").iterdir())
@@ -424,8 +424,8 @@ def test_export_tampering_and_growth(signed_ws: Workspace, tmp_path: Path) -> No
 
 
 def test_receipts(signed_ws: Workspace) -> None:
-    key = service.verifier(signed_ws)
-    receipt, body = service.prove(Direct(signed_ws), 17)
+    key = checkpoints.verifier(signed_ws)
+    receipt, body = publish.prove(Direct(signed_ws), 17)
     rep = verify_receipt(receipt, key, body=body)
     assert rep.ok, rep.problems
     assert not verify_receipt(receipt.replace("index 17", "index 18"), key).ok
@@ -434,7 +434,7 @@ def test_receipts(signed_ws: Workspace) -> None:
     stranger = Signer("custodes.test/ledger", bytes(32)).verifier
     assert not verify_receipt(receipt, stranger).ok
     with pytest.raises(CustodesError):
-        service.prove(Direct(signed_ws), 10_000)
+        publish.prove(Direct(signed_ws), 10_000)
 
 
 # --- witnesses --------------------------------------------------------------------------------
@@ -464,7 +464,7 @@ def test_witness_conversation_vector(tmp_path: Path) -> None:
 def test_witness_over_http_and_policy(signed_ws: Workspace, tmp_path: Path) -> None:
     wkey = Signer("oig.witness.test", bytes(range(32)), ALG_COSIGNATURE_V1)
     w2key = Signer("court.witness.test", bytes(range(1, 33)), ALG_COSIGNATURE_V1)
-    log_key = service.verifier(signed_ws)
+    log_key = checkpoints.verifier(signed_ws)
     servers = []
     for k, name in ((wkey, "a"), (w2key, "b")):
         srv = make_server(Witness(tmp_path / f"{name}.db", k, [log_key]), "127.0.0.1", 0)
@@ -472,21 +472,23 @@ def test_witness_over_http_and_policy(signed_ws: Workspace, tmp_path: Path) -> N
         servers.append(srv)
     try:
         url = f"http://127.0.0.1:{servers[0].server_port}"
-        assert service.cosign(Direct(signed_ws), url, wkey.verifier)["size"] == 65
+        assert checkpoints.cosign(Direct(signed_ws), url, wkey.verifier)["size"] == 65
         record(signed_ws, events(10, 65))
-        assert service.cosign(Direct(signed_ws), url, wkey.verifier)["size"] == 75  # old 65 + proof
+        assert (
+            checkpoints.cosign(Direct(signed_ws), url, wkey.verifier)["size"] == 75
+        )  # old 65 + proof
         policy_text = (
             f"log {log_key.vkey}\nwitness oig {wkey.verifier.vkey}\n"
             f"witness court {w2key.verifier.vkey}\ngroup oversight 2 oig court\n"
             "quorum oversight\n"
         )
-        service.export(Direct(signed_ws), tmp_path / "exp")
+        publish.export(Direct(signed_ws), tmp_path / "exp")
         rep = verify_export(tmp_path / "exp", log_key, policy=Policy.parse(policy_text))
         assert not rep.ok and any("quorum 'oversight' is not met" in p for p in rep.problems)
-        service.cosign(
+        checkpoints.cosign(
             Direct(signed_ws), f"http://127.0.0.1:{servers[1].server_port}", w2key.verifier
         )
-        service.export(Direct(signed_ws), tmp_path / "exp")
+        publish.export(Direct(signed_ws), tmp_path / "exp")
         rep = verify_export(tmp_path / "exp", log_key, policy=Policy.parse(policy_text))
         assert rep.ok, rep.problems
         # A witness refuses a log that was rolled back (fork): the size it cosigned is kept.
@@ -543,7 +545,7 @@ def test_concurrent_appenders_never_fork(workspace: Workspace) -> None:
     for t in threads:
         t.join()
     assert not errors
-    rep = service.audit_store(workspace)
+    rep = audit.audit_store(workspace)
     assert rep.ok and rep.size == 90, rep.problems
 
 
@@ -552,11 +554,11 @@ def test_ledger_on_postgresql(tmp_path: Path, pg_url: str) -> None:
     ws = make_workspace(tmp_path / "pg", pg_url)
     for k in range(4):
         record(ws, events(50, 50 * k))
-        service.checkpoint(Direct(ws))
-    assert service.audit_store(ws).ok
+        checkpoints.checkpoint(Direct(ws))
+    assert audit.audit_store(ws).ok
     with ws.engine.begin() as conn:
         conn.execute(sa.text("UPDATE ledger_events SET body = body || ' ' WHERE idx = 77"))
-    rep = service.audit_store(ws)
+    rep = audit.audit_store(ws)
     assert any("event 77" in p for p in rep.problems)
     ws.close()
 
@@ -594,8 +596,8 @@ def test_rewrite_and_resign_is_caught_by_the_checkpoint_kept_outside(signed_ws: 
     again with the workspace's own key used to verify clean; the last signed checkpoint is
     also kept outside the store, and the store must extend it."""
     _rebuild_without(signed_ws, {10, 11, 12})
-    service.checkpoint(Direct(signed_ws))  # re-signed with the key that sits in the workspace
-    rep = service.audit_store(signed_ws)
+    checkpoints.checkpoint(Direct(signed_ws))  # re-signed with the key that sits in the workspace
+    rep = audit.audit_store(signed_ws)
     assert not rep.ok
     assert any("kept outside" in p for p in rep.problems), rep.problems
 
@@ -603,7 +605,7 @@ def test_rewrite_and_resign_is_caught_by_the_checkpoint_kept_outside(signed_ws: 
 def test_deleting_only_the_checkpoint_rows_is_caught(signed_ws: Workspace) -> None:
     with signed_ws.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM ledger_checkpoints"))
-    rep = service.audit_store(signed_ws)
+    rep = audit.audit_store(signed_ws)
     assert any("missing from the store" in p for p in rep.problems), rep.problems
 
 

@@ -158,7 +158,7 @@ def test_every_event_type_names_its_actor(
     from custodes.services import ledger as ledger_svc
 
     wkey = Signer.generate("w.test", ALG_COSIGNATURE_V1)
-    log_key = ledger_svc.ledger.verifier(ws)
+    log_key = ledger_svc.checkpoints.verifier(ws)
     server = witness.make_server(
         witness.Witness(tmp_path / "w.db", wkey, [log_key]), "127.0.0.1", 0
     )

@@ -19,7 +19,7 @@ from conftest import Template, copy_template
 from custodes.errors import ConflictError, CustodesError, InputError, NotFound
 from custodes.matching import evaluate as ev
 from custodes.matching import model as mdl
-from custodes.matching import service
+from custodes.matching import runs
 from custodes.requests.format import ITEM_COLUMNS
 from custodes.services import matching as matching_svc
 from custodes.services import users as users_svc
@@ -330,7 +330,7 @@ def link(ws: Workspace, rid: str, officer, **kw):  # type: ignore[no-untyped-def
 
     folder = ws.request_folder(rid)
     periods = json.loads((folder / "envelope.json").read_text())["taxable_periods"]
-    return service.link(enter(ws, officer, "match.link"), folder, periods, request_id=rid, **kw)
+    return runs.link(enter(ws, officer, "match.link"), folder, periods, request_id=rid, **kw)
 
 
 def _tin_to_record(ws: Workspace) -> dict[str, str]:
@@ -359,7 +359,7 @@ def _submit_items(ws: Workspace, officer, folder: Path, rows: list[dict[str, str
 
 
 def _linked(ws: Workspace, request_id: str) -> dict[str, dict]:
-    table = pq.read_table(service.linked_path(ws.request_folder(request_id))).to_pylist()
+    table = pq.read_table(runs.linked_path(ws.request_folder(request_id))).to_pylist()
     return {r["item_id"]: r for r in table}
 
 
@@ -462,7 +462,7 @@ def test_corrupted_request_has_no_wrong_person(
     req = trained_root / f"gen-1200-{mix}"
     rid = submit(ws, officer, req).request_id
     res = link(ws, rid, officer)
-    standardized = service.standardized_paths(ws, ws.request_folder(rid))
+    standardized = runs.standardized_paths(ws, ws.request_folder(rid))
     report = ev.evaluate(res.path, req / "truth.csv", standardized=standardized)
     at = report["at_thresholds"]
     assert at["wrong"] == 0, report["by_corruption"]
@@ -510,7 +510,7 @@ def test_refusals(
     assert exc.value.code == "unknown_request"
     rid = _submit_items(ws, officer, tmp_path / "r", [CASES["spouse"][0], CASES["twin"][0]])
     with pytest.raises(ConflictError) as exc:
-        service.linked_path(ws.request_folder(rid))
+        runs.linked_path(ws.request_folder(rid))
     assert exc.value.code == "not_linked"
     with pytest.raises(InputError) as exc:
         link(ws, rid, officer, backend="oracle")
@@ -578,7 +578,7 @@ def test_every_reason_and_flag_the_gate_writes_is_explained() -> None:
     gate can write has a sentence."""
     import re
 
-    from custodes.matching import link as lk
+    from custodes.matching import deciding as lk
     from custodes.matching.reasons import FLAGS, REASONS
 
     src = Path(lk.__file__).read_text()

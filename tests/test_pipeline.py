@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from conftest import PASSWORD, Template, copy_template, keyed_in, one_for_review
 from custodes.access import sessions
 from custodes.access.credentials import item_key
-from custodes.decisions import pipeline
+from custodes.decisions import effective, pipeline
 from custodes.decisions.response import NO_INFORMATION
 from custodes.errors import (
     AccessDenied,
@@ -30,7 +30,7 @@ from custodes.errors import (
     IntegrityError,
     NotFound,
 )
-from custodes.ledger import service as ledger
+from custodes.ledger import audit
 from custodes.ledger.events import item_sha256
 from custodes.records import master
 from custodes.requests.lifecycle import current_state
@@ -115,7 +115,7 @@ def _events(ws: Workspace, kind: str) -> list[object]:
 
 def test_outcomes_respect_rules_and_truth(ws: Workspace, rid: str, processed: Template) -> None:
     truth = _truth(processed)
-    rows = pipeline.effective_outcomes(ws, rid).to_pylist()
+    rows = effective.effective_outcomes(ws, rid).to_pylist()
     assert len(rows) == 400
     outcomes = {r["outcome"] for r in rows}
     assert "DISCLOSE" in outcomes and "WITHHOLD" in outcomes
@@ -317,7 +317,7 @@ def test_recall_items_then_the_rest_and_certify(
     with open(tmp_path / "out" / "response.csv") as fh:
         disclosed = [r["item_id"] for r in csv.DictReader(fh) if r["answer"] == "disclosed"]
     assert len(disclosed) == done.disclosed >= 2
-    withheld = pipeline.effective_outcomes(ws, rid).to_pylist()
+    withheld = effective.effective_outcomes(ws, rid).to_pylist()
     not_disclosed = next(r["item_id"] for r in withheld if r["outcome"] == "WITHHOLD")
 
     bad = tmp_path / "bad.csv"
@@ -511,7 +511,7 @@ def test_disclosure_after_review_names_the_record_and_carries_its_value(
     svc.process(ws, officer, rid)
     review = {r["item_id"]: r for r in svc.review_list(ws, officer, rid)}
     assert set(review) == {"own-address"}
-    outcome = {r["item_id"]: r for r in pipeline.effective_outcomes(ws, rid).to_pylist()}
+    outcome = {r["item_id"]: r for r in effective.effective_outcomes(ws, rid).to_pylist()}
     assert outcome["never-lived-there"]["outcome"] == "WITHHOLD"
     assert "address-on-record" in outcome["never-lived-there"]["checks"]
     candidate = review["own-address"]["candidate"]
@@ -602,7 +602,7 @@ def test_review_groups_resolve_in_bulk_recorded_per_item(
     }
     assert not any("item_id" in e for e in resolved)
     assert {e["group"] for e in resolved} == {"dob_differs+tin_missing"}
-    outcome = {r["item_id"]: r for r in pipeline.effective_outcomes(ws, rid).to_pylist()}
+    outcome = {r["item_id"]: r for r in effective.effective_outcomes(ws, rid).to_pylist()}
     assert {outcome[i]["outcome"] for i in candidates} == {"DISCLOSE"}
 
 
@@ -721,7 +721,7 @@ def test_release_killed_anywhere_discloses_once_with_ledger(
     ws = _open(base)
     _approved(ws, processed.callers, rid)
     expected = sum(
-        o == "DISCLOSE" for o in pipeline.effective_outcomes(ws, rid)["outcome"].to_pylist()
+        o == "DISCLOSE" for o in effective.effective_outcomes(ws, rid)["outcome"].to_pylist()
     )
     ws.close()
     ref = _copy(base, tmp_path / "ref")
@@ -752,7 +752,7 @@ def test_release_killed_anywhere_discloses_once_with_ledger(
             )
         assert len(rows) == len(set(rows)) == len(leaves) == expected, f"kill {k}"
         assert state_of(w, rid) == "released"
-        assert ledger.audit_store(w).ok, f"kill {k}"
+        assert audit.audit_store(w).ok, f"kill {k}"
         w.close()
 
 

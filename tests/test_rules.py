@@ -618,7 +618,7 @@ def test_registries(workspace: Workspace, staff: Staff) -> None:
     with workspace.engine.connect() as conn:
         reg = reg_room.read(conn)
     assert AGENCY in reg.agencies and len(reg.officials) == 1 and "irs-ice-2025" in reg.agreements
-    from custodes.ledger.service import audit_store
+    from custodes.ledger.audit import audit_store
     from custodes.store.tables import ledger_events
 
     rep = audit_store(workspace)
@@ -739,7 +739,7 @@ def test_duckdb_and_spark_give_the_same_verdicts(
     import duckdb
     from pyspark.sql.types import StringType, StructField, StructType
 
-    from custodes.matching.link import spark_session
+    from custodes.matching.backends import spark_session
     from custodes.services.requests import generate as generate_request
 
     generate_request(master_ws, people.admin, "irc-6103-i-2", 400, 7, tmp_path / "req")

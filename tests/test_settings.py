@@ -26,7 +26,7 @@ PENDING: dict[str, str] = {}
 # Reads of the environment left outside settings.py, each with its reason. (A name here that no
 # longer has such a read fails the test.)
 DIRECT: dict[tuple[str, str], str] = {
-    ("matching/link.py", "(a name not spelled out)"): "PYSPARK_PYTHON: Spark's own setting, "
+    ("matching/backends.py", "(a name not spelled out)"): "PYSPARK_PYTHON: Spark's own setting, "
     "the Python its workers run (not custodes')",
 }
 

@@ -151,12 +151,12 @@ def test_every_deciding_step_transpiles_to_spark() -> None:
     DuckDB's function names replaced by the ones Spark (and Splink's jar) has."""
     import sqlglot
 
-    from custodes.matching import link
+    from custodes.matching import deciding
     from custodes.matching.model import Thresholds
     from custodes.store.steps import to_spark
 
     rec = _Recorder()
-    link.decide_steps(rec, Thresholds(), [2023, 2024], own_periods=True)  # type: ignore[arg-type]
+    deciding.decide_steps(rec, Thresholds(), [2023, 2024], own_periods=True)  # type: ignore[arg-type]
     assert list(rec.steps)[:4] == ["ranked", "evidence", "cand_addr", "addr_check"]
     assert {"household", "gated", "gated2", "gated3", "flagged", "linked"} <= set(rec.steps)
     for name, sql in rec.steps.items():
@@ -176,8 +176,8 @@ def test_a_step_runs_alone_on_both_engines() -> None:
     """`ranked` from a handful of pairs: the best two per item, the same on DuckDB and Spark."""
     import duckdb
 
-    from custodes.matching import link
-    from custodes.matching.link import spark_session
+    from custodes.matching import deciding
+    from custodes.matching.backends import spark_session
     from custodes.store.steps import DuckSteps, SparkSteps
 
     pairs = pa.table(
@@ -190,11 +190,11 @@ def test_a_step_runs_alone_on_both_engines() -> None:
     con = duckdb.connect()
     duck = DuckSteps(con)
     duck.arrow("pairs", pairs)
-    link.step_ranked(duck)
+    deciding.step_ranked(duck)
     a = duck.rows("SELECT item_id, record_id, rank FROM ranked ORDER BY item_id, rank")
     spark = SparkSteps(spark_session())
     spark.spark.createDataFrame(pairs.to_pylist()).createOrReplaceTempView("pairs")
-    link.step_ranked(spark)
+    deciding.step_ranked(spark)
     b = spark.rows("SELECT item_id, record_id, rank FROM ranked ORDER BY item_id, rank")
     # a driver-side table whose column is all NULLs is still a column of strings
     spark.arrow("one_line", pa.table({"item_id": ["a"], "city": pa.array([None], pa.string())}))
@@ -289,7 +289,7 @@ def test_a_standalone_cluster_gives_the_same_outcomes(
 ) -> None:
     """`process --engine spark` with CUSTODES_SPARK_MASTER=spark://… runs on the two workers
     and gives DuckDB's outcomes, item by item."""
-    from custodes.matching.link import spark_session
+    from custodes.matching.backends import spark_session
 
     spark = spark_session()
     assert spark.sparkContext.master == cluster.url

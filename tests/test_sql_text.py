@@ -36,26 +36,34 @@ CONSTANT = re.compile(r"^_?[A-Z][A-Z0-9_]*$")
 
 # (file under src/custodes, function) -> why what it interpolates is the code's own.
 ALLOWED: dict[tuple[str, str], str] = {
-    ("decisions/pipeline.py", "decide"): "fragments built in the function from check ids and "
+    ("decisions/outcomes.py", "decide"): "fragments built in the function from check ids and "
     "field names quoted with ident()/literal()",
-    ("decisions/pipeline.py", "_effective"): "fragments built in the function with "
+    ("decisions/effective.py", "_effective"): "fragments built in the function with "
     "ident()/literal(); filters are bound parameters",
-    ("decisions/pipeline.py", "step_items"): "the items file's own column names quoted with "
+    ("decisions/effective.py", "_filters"): "outcomes quoted with literal(); the other filters "
+    "are bound parameters",
+    ("decisions/outcomes.py", "step_items"): "the items file's own column names quoted with "
     "ident()",
-    ("decisions/pipeline.py", "step_item_checks"): "check ids quoted with ident(); the checks' SQL "
+    ("decisions/outcomes.py", "step_item_checks"): "check ids quoted with ident(); the checks' SQL "
     "compiled from the rule set (sqlglot)",
-    ("decisions/pipeline.py", "step_outcome"): "fragments built by _failing from check ids "
+    ("decisions/outcomes.py", "step_outcome"): "fragments built by _failing from check ids "
     "quoted with ident()/literal()",
-    ("decisions/pipeline.py", "outcomes_sql"): "field names quoted with ident(); their values' "
+    ("decisions/outcomes.py", "outcomes_sql"): "field names quoted with ident(); their values' "
     "SQL is the module's own (field_values)",
-    ("store/steps.py", "*"): "runs the named steps' SQL written in the code (matching/link.py, "
-    "decisions/pipeline.py); the ordering column is the caller's constant",
+    ("store/steps.py", "*"): "runs the named steps' SQL written in the code (matching/deciding.py, "
+    "decisions/outcomes.py); the ordering column is the caller's constant",
     ("decisions/response.py", "_rows"): "fragments built in the function with ident()/literal()",
     ("ledger/log.py", "_fetch"): "tile levels and leaf indexes are ints the log computed",
     ("matching/evaluate.py", "*"): "evaluation on synthetic truth: defect names are the "
     "generator's literals, counts are ints",
     ("matching/link.py", "*"): "the linkage SQL: thresholds are floats of the trained model, "
     "columns are the module's constants, fragments come from its own builders",
+    ("matching/deciding.py", "*"): "the deciding steps' SQL: thresholds are floats of the "
+    "trained model, fragments come from the module's own builders (soundex, _is_itin)",
+    ("matching/tables.py", "*"): "the standardized tables: columns are the module's constants "
+    "and standardize.py's own SQL",
+    ("matching/backends.py", "*"): "Splink's tables: the model's columns (a constant), the "
+    "module's own input names, and the table names Splink made",
     ("matching/standardize.py", "*"): "column names are the module's own standard columns",
     ("records/importer.py", "*"): "column lists are the importer's constants; problem tables "
     "and conditions are its own literals",

@@ -23,8 +23,7 @@ from conftest import PASSWORD, one_for_review
 from custodes.access import sessions
 from custodes.cli import app
 from custodes.errors import CustodesError
-from custodes.ledger import keys, log
-from custodes.ledger import service as ledger
+from custodes.ledger import audit, checkpoints, cosigning, keys, log
 from custodes.ledger import witness as wit
 from custodes.ledger.events import Event
 from custodes.ledger.note import Verifier
@@ -141,7 +140,9 @@ def rewrite(ws: Workspace, drop: set[int]) -> None:
         conn.execute(sa.update(ledger_state).values(size=0, frontier=b"", checkpoint_size=None))
         log.append(conn, [_Replayed(r) for r in rows if r.idx not in drop])
         cp, note = log.sign_checkpoint(conn, keys.load_signer(ws), keys.origin(ws) or "")
-    ledger.external_log(ws).write_text(json.dumps({"size": cp.size, "note": note.render()}) + "\n")
+    checkpoints.external_log(ws).write_text(
+        json.dumps({"size": cp.size, "note": note.render()}) + "\n"
+    )
 
 
 def test_a_rewritten_log_is_caught_by_the_witness(
@@ -155,7 +156,7 @@ def test_a_rewritten_log_is_caught_by_the_witness(
     # only the rows' anchors give this naive rewrite away (their HMAC names each event's
     # index), and one who also holds keys/secrets.key re-derives them: the witness is what
     # catches a rewrite whatever else its author holds.
-    problems = ledger.audit_store(workspace).problems
+    problems = audit.audit_store(workspace).problems
     assert problems and all("anchoring event" in p for p in problems), problems
 
     with pytest.raises(CustodesError) as err:  # the witness refuses to cosign the rewritten log
@@ -177,7 +178,7 @@ def test_a_rewritten_log_is_caught_by_the_witness(
     wit.spawn(
         witnessed.folder,
         "witness.local",
-        [ledger.verifier(workspace).vkey],
+        [checkpoints.verifier(workspace).vkey],
         "127.0.0.1",
         int(witnessed.url.rsplit(":", 1)[1]),
     )
@@ -279,7 +280,7 @@ def test_witness_configuration_refusals(workspace: Workspace, staff: Staff, tmp_
         "verify",
         str(tmp_path),
         "--key",
-        ledger.verifier(workspace).vkey,
+        checkpoints.verifier(workspace).vkey,
         "--witness",
         key.vkey,
     )
@@ -306,7 +307,7 @@ def test_witness_configuration_refusals(workspace: Workspace, staff: Staff, tmp_
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with workspace.engine.begin() as conn:
-            ledger.set_witness(conn, f"http://127.0.0.1:{server.server_port}", key, "admin")
+            cosigning.set_witness(conn, f"http://127.0.0.1:{server.server_port}", key, "admin")
         keys.hold(workspace, "A test hold.")
         with pytest.raises(CustodesError) as err:
             ledger_svc.confirm_restore(workspace, staff.admin)
@@ -339,7 +340,7 @@ def test_two_hosts_on_one_postgresql_store_share_the_witness_without_a_hold(
             assert "\u2014 witness.local " in ledger_svc.checkpoint(ws, people.admin)["note"]
             assert keys.held(ws) is None
         vkey = wit.Signer.decode((folder / "witness.key").read_text()).verifier
-        assert ledger.audit_store(second, witness=vkey).ok
+        assert audit.audit_store(second, witness=vkey).ok
         second.close()
     finally:
         _stop(folder)

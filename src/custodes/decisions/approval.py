@@ -15,7 +15,8 @@ import pyarrow.compute as pc
 from sqlalchemy import delete, insert, select, update
 
 from custodes.access.users import active_holders
-from custodes.decisions.pipeline import checked, effective_outcomes, request_folder
+from custodes.decisions.effective import effective_outcomes
+from custodes.decisions.pipeline import checked, request_folder
 from custodes.decisions.response import content
 from custodes.errors import AccessDenied, ConflictError
 from custodes.ledger import log

@@ -24,7 +24,7 @@ from custodes.access.sessions import record as record_access
 from custodes.errors import fail
 from custodes.ledger import files, log
 from custodes.ledger.events import Event
-from custodes.matching.service import LINKED
+from custodes.matching.runs import LINKED
 from custodes.records import master
 from custodes.requests.format import item_id_ok
 from custodes.requests.lifecycle import TERMINAL

@@ -1,6 +1,6 @@
 """The business tables against the ledger: every row a ledger event commits to must agree.
 
-The ledger's own audit (`ledger.service.audit_store`) proves the events were not altered; this
+The ledger's own audit (`ledger.audit.audit_store`) proves the events were not altered; this
 one proves the tables people act on were not altered *behind* the events: a deleted disclosure
 row, a request reset to `approved`, a changed review resolution or approver, a grant or
 suspension edited in place, a deleted access-log row, an envelope edited on disk. Each problem
@@ -19,7 +19,7 @@ from sqlalchemy import Connection, select
 
 from custodes.access.credentials import item_key
 from custodes.ledger.events import instant, item_sha256
-from custodes.records.files import sha256_file
+from custodes.ledger.files import sha256_file
 from custodes.requests.format import ENVELOPE_FILE
 from custodes.store.tables import (
     access_log,
@@ -38,6 +38,8 @@ from custodes.store.tables import (
 from custodes.workspace import Workspace
 
 MAX_PER_CHECK = 5
+# Event bodies by type (`_events`).
+Events = dict[str, list[dict[str, Any]]]
 
 
 class Findings:
@@ -73,8 +75,8 @@ def _events(conn: Connection) -> dict[str, list[dict[str, Any]]]:
 def _diff(
     found: Findings,
     table: str,
-    rows: dict[tuple[Any, ...], tuple[Any, ...]],
-    events: dict[tuple[Any, ...], tuple[Any, ...]],
+    rows: dict[Any, tuple[Any, ...]],
+    events: dict[Any, tuple[Any, ...]],
     what: str,
 ) -> None:
     """Rows and events keyed alike, each with the values that must agree."""
@@ -105,7 +107,7 @@ def audit(ws: Workspace) -> Findings:
     return found
 
 
-def _requests(ws: Workspace, conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
+def _requests(ws: Workspace, conn: Connection, ev: Events, found: Findings) -> None:
     rows = {r.id: r for r in conn.execute(select(requests))}
     received = {e["request_id"]: e for e in ev["request.received"]}
     _diff(
@@ -141,32 +143,48 @@ def _requests(ws: Workspace, conn: Connection, ev: dict[str, list[dict]], found:
     found.ok("request files", "every envelope and outcomes file hashes to what the ledger recorded")
 
 
-def _decisions(ws: Workspace, conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
+def _decisions(ws: Workspace, conn: Connection, ev: Events, found: Findings) -> None:
     key = item_key(ws)
+    _reviews(key, conn, ev, found)
+    _releases(conn, ev, found)
+    _disclosures_and_recalls(key, conn, ev, found)
 
-    def row_item(request_id: str, item_id: str) -> str:
-        """A row's item as its ledger events name it: the salted commitment of its id."""
-        return item_sha256(key, request_id, item_id)
 
-    def event_item(e: dict[str, Any]) -> str:
-        # Bodies written before ids were committed carry the id itself.
-        if "item_sha256" in e:
-            return str(e["item_sha256"])
-        return row_item(e["request_id"], str(e.get("item_id")))
+def _row_item(key: bytes, request_id: str, item_id: str) -> str:
+    """A row's item as its ledger events name it: the salted commitment of its id."""
+    return item_sha256(key, request_id, item_id)
 
+
+def _event_item(key: bytes, e: dict[str, Any]) -> str:
+    # Bodies written before ids were committed carry the id itself.
+    if "item_sha256" in e:
+        return str(e["item_sha256"])
+    return _row_item(key, e["request_id"], str(e.get("item_id")))
+
+
+def _reviews(key: bytes, conn: Connection, ev: Events, found: Findings) -> None:
     _diff(
         found,
         "review_resolutions",
         {
-            (r.request_id, row_item(r.request_id, r.item_id)): (r.decision, r.actor, r.record_id)
+            (r.request_id, _row_item(key, r.request_id, r.item_id)): (
+                r.decision,
+                r.actor,
+                r.record_id,
+            )
             for r in conn.execute(select(review_resolutions))
         },
         {
-            (e["request_id"], event_item(e)): (e["decision"], e["actor"], e["record_id"])
+            (e["request_id"], _event_item(key, e)): (e["decision"], e["actor"], e["record_id"])
             for e in ev["review.resolved"]
         },
         "review.resolved",
     )
+
+
+def _releases(conn: Connection, ev: Events, found: Findings) -> None:
+    """Each release's preparer, approver and response against its events; one release.done
+    per request."""
     rel = {r.request_id: r for r in conn.execute(select(releases))}
     prepared = _last(
         (e["request_id"], (e["actor"], e["content_sha256"])) for e in ev["release.prepared"]
@@ -186,7 +204,7 @@ def _decisions(ws: Workspace, conn: Connection, ev: dict[str, list[dict]], found
         approved,
         "release.approved",
     )
-    done: dict[str, list[dict]] = defaultdict(list)
+    done: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for e in ev["release.done"]:
         done[e["request_id"]].append(e)
     for rid, evs in sorted(done.items()):
@@ -199,24 +217,30 @@ def _decisions(ws: Workspace, conn: Connection, ev: dict[str, list[dict]], found
         {k: (v[0]["response_sha256"],) for k, v in done.items()},
         "release.done",
     )
+
+
+def _disclosures_and_recalls(key: bytes, conn: Connection, ev: Events, found: Findings) -> None:
     _diff(
         found,
         "disclosures",
         {
-            (r.request_id, row_item(r.request_id, r.item_id)): (r.record_id,)
+            (r.request_id, _row_item(key, r.request_id, r.item_id)): (r.record_id,)
             for r in conn.execute(select(disclosures))
         },
-        {(e["request_id"], event_item(e)): (e["record_id"],) for e in ev["disclosure"]},
+        {(e["request_id"], _event_item(key, e)): (e["record_id"],) for e in ev["disclosure"]},
         "disclosure",
     )
     _diff(
         found,
         "recall_items",
         {
-            (r.recall_id, r.request_id, row_item(r.request_id, r.item_id)): ()
+            (r.recall_id, r.request_id, _row_item(key, r.request_id, r.item_id)): ()
             for r in conn.execute(select(recall_items))
         },
-        {(e["recall_id"], e["request_id"], event_item(e)): () for e in ev["disclosure.recalled"]},
+        {
+            (e["recall_id"], e["request_id"], _event_item(key, e)): ()
+            for e in ev["disclosure.recalled"]
+        },
         "disclosure.recalled",
     )
     _diff(
@@ -250,7 +274,14 @@ def _decisions(ws: Workspace, conn: Connection, ev: dict[str, list[dict]], found
     )
 
 
-def _access(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> None:
+def _access(conn: Connection, ev: Events, found: Findings) -> None:
+    _grants(conn, ev, found)
+    _user_status(conn, ev, found)
+    _access_log(conn, ev, found)
+    _request_history(conn, ev, found)
+
+
+def _grants(conn: Connection, ev: Events, found: Findings) -> None:
     # Grants: created with the user or granted later, confirmed by a second administrator
     # (or at once for roles that need no confirmation); suspending an administrator withdraws
     # the grants they made that nobody confirmed.
@@ -285,6 +316,9 @@ def _access(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> Non
         granted,
         "user.created / user.granted / user.confirmed",
     )
+
+
+def _user_status(conn: Connection, ev: Events, found: Findings) -> None:
     status = _last(
         (e["user"], "suspended" if e["type"] == "user.suspended" else "active")
         for e in sorted(ev["user.suspended"] + ev["user.reinstated"], key=lambda e: e["_idx"])
@@ -300,6 +334,9 @@ def _access(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> Non
         {k: (v,) for k, v in status.items()},
         "user.suspended / user.reinstated",
     )
+
+
+def _access_log(conn: Connection, ev: Events, found: Findings) -> None:
     _diff(
         found,
         "access_log",
@@ -329,6 +366,9 @@ def _access(conn: Connection, ev: dict[str, list[dict]], found: Findings) -> Non
         },
         "access",
     )
+
+
+def _request_history(conn: Connection, ev: Events, found: Findings) -> None:
     # A request's history (`requests show`): one row per request.received and
     # request.transition event, in the same order (a row put in, dropped or altered is named).
     history: dict[str, list[tuple[Any, ...]]] = defaultdict(list)

@@ -22,7 +22,8 @@ from custodes.access.credentials import item_key
 from custodes.errors import ConflictError, InputError, IntegrityError, NotFound
 from custodes.ledger import files, log
 from custodes.ledger.events import Event, item_fields
-from custodes.records.files import read_text_table, sha256_file
+from custodes.ledger.files import sha256_file
+from custodes.records.files import read_text_table
 from custodes.requests.format import ENVELOPE_FILE
 from custodes.requests.lifecycle import current_state, transition
 from custodes.rules.active import in_force
@@ -141,88 +142,10 @@ def recall(
     now = dt.datetime.now(dt.UTC)
     key = item_key(ws)
     with call.transaction() as conn:
-        already = conn.execute(
-            select(recall_items.c.request_id, recall_items.c.item_id).where(
-                recall_items.c.request_id.in_({t[0] for t in targets})
-            )
-        ).all()
-        clash = set(targets) & {(r[0], r[1]) for r in already}
-        if request_id is not None and items is None:
-            # A whole request: recall what is not recalled yet (an earlier recall of some
-            # items stands); only when nothing is left is it a conflict.
-            targets = [t for t in targets if t not in clash]
-            clash = set() if targets else clash
-        if clash:
-            req, item = sorted(clash)[0]
-            raise ConflictError(
-                f"Item {item} of {req} is already recalled ({len(clash)} item(s) in all).",
-                code="already_recalled",
-            )
-        conn.execute(
-            insert(recalls).values(
-                id=recall_id, reason=reason.strip(), actor=actor, at=now, items=len(targets)
-            )
-        )
-        conn.execute(
-            insert(recall_items),
-            [{"recall_id": recall_id, "request_id": r, "item_id": i} for r, i in targets],
-        )
-        record_of = {
-            (r.request_id, r.item_id): r.record_id
-            for r in conn.execute(
-                select(disclosures).where(disclosures.c.request_id.in_({t[0] for t in targets}))
-            )
-        }
-        log.append(
-            conn,
-            [
-                Event(
-                    "disclosure.recalled",
-                    actor=actor,
-                    request_id=r,
-                    record_id=record_of[(r, i)],
-                    data={**item_fields(key, r, i), "recall_id": recall_id},
-                )
-                for r, i in targets
-            ],
-        )
-        for req in sorted({t[0] for t in targets}):
-            disclosed = conn.execute(
-                select(func.count()).select_from(disclosures).where(disclosures.c.request_id == req)
-            ).scalar()
-            recalled = conn.execute(
-                select(func.count())
-                .select_from(recall_items)
-                .where(recall_items.c.request_id == req)
-            ).scalar()
-            if disclosed == recalled and current_state(conn, req) == "released":
-                transition(conn, req, "recalled", actor=actor, reason=reason.strip())
-        fields = {
-            (r.request_id, r.item_id): json.loads(r.fields)
-            for r in conn.execute(
-                select(disclosures).where(disclosures.c.request_id.in_({t[0] for t in targets}))
-            )
-        }
-        agencies = dict(
-            conn.execute(
-                select(requests.c.id, requests.c.agency).where(
-                    requests.c.id.in_({t[0] for t in targets})
-                )
-            ).all()
-        )
-        # The notice goes to the recipients named when the request was received: an edited
-        # envelope would redirect it, so its hash must still be the one recorded at intake.
-        for req, sha in conn.execute(
-            select(requests.c.id, requests.c.envelope_sha256).where(
-                requests.c.id.in_({t[0] for t in targets})
-            )
-        ):
-            if sha256_file(ws.request_folder(req) / ENVELOPE_FILE) != sha:
-                raise IntegrityError(
-                    f"The envelope of {req} was changed on disk since it was received; the "
-                    "recall notice cannot name its recipients (nothing was recalled).",
-                    code="release_tampered",
-                )
+        targets = _not_recalled(conn, targets, whole=request_id is not None and items is None)
+        _record_recall(conn, recall_id, reason.strip(), actor, now, targets, key)
+        _close_recalled_requests(conn, targets, actor, reason.strip())
+        fields, agencies = _notice_inputs(conn, ws, targets)
         notice = _notice(ws, recall_id, reason.strip(), now, targets, fields, agencies)
         text = json.dumps(notice, indent=2, ensure_ascii=False) + "\n"
         conn.execute(update(recalls).where(recalls.c.id == recall_id).values(notice=text))
@@ -239,6 +162,117 @@ def recall(
     folder = out or ws.home / "recalls" / recall_id
     _write_notice(call, folder, text, recorded=out is None)
     return _info(recall_id, len(targets), folder, notice)
+
+
+def _not_recalled(
+    conn: Connection, targets: list[tuple[str, str]], *, whole: bool
+) -> list[tuple[str, str]]:
+    """The targets no recall covers yet. For a `whole` request, what is not recalled yet (an
+    earlier recall of some items stands; only when nothing is left is it a conflict); else
+    any target already recalled is a conflict."""
+    already = conn.execute(
+        select(recall_items.c.request_id, recall_items.c.item_id).where(
+            recall_items.c.request_id.in_({t[0] for t in targets})
+        )
+    ).all()
+    clash = set(targets) & {(r[0], r[1]) for r in already}
+    if whole:
+        targets = [t for t in targets if t not in clash]
+        clash = set() if targets else clash
+    if clash:
+        req, item = sorted(clash)[0]
+        raise ConflictError(
+            f"Item {item} of {req} is already recalled ({len(clash)} item(s) in all).",
+            code="already_recalled",
+        )
+    return targets
+
+
+def _record_recall(
+    conn: Connection,
+    recall_id: str,
+    reason: str,
+    actor: str,
+    now: dt.datetime,
+    targets: list[tuple[str, str]],
+    key: bytes,
+) -> None:
+    """The recall's rows and one `disclosure.recalled` ledger event per recalled item."""
+    conn.execute(
+        insert(recalls).values(id=recall_id, reason=reason, actor=actor, at=now, items=len(targets))
+    )
+    conn.execute(
+        insert(recall_items),
+        [{"recall_id": recall_id, "request_id": r, "item_id": i} for r, i in targets],
+    )
+    record_of = {
+        (r.request_id, r.item_id): r.record_id
+        for r in conn.execute(
+            select(disclosures).where(disclosures.c.request_id.in_({t[0] for t in targets}))
+        )
+    }
+    log.append(
+        conn,
+        [
+            Event(
+                "disclosure.recalled",
+                actor=actor,
+                request_id=r,
+                record_id=record_of[(r, i)],
+                data={**item_fields(key, r, i), "recall_id": recall_id},
+            )
+            for r, i in targets
+        ],
+    )
+
+
+def _close_recalled_requests(
+    conn: Connection, targets: list[tuple[str, str]], actor: str, reason: str
+) -> None:
+    """A released request whose every disclosure is now recalled moves to `recalled`."""
+    for req in sorted({t[0] for t in targets}):
+        disclosed = conn.execute(
+            select(func.count()).select_from(disclosures).where(disclosures.c.request_id == req)
+        ).scalar()
+        recalled = conn.execute(
+            select(func.count()).select_from(recall_items).where(recall_items.c.request_id == req)
+        ).scalar()
+        if disclosed == recalled and current_state(conn, req) == "released":
+            transition(conn, req, "recalled", actor=actor, reason=reason)
+
+
+def _notice_inputs(
+    conn: Connection, ws: Workspace, targets: list[tuple[str, str]]
+) -> tuple[dict[tuple[str, str], list[str]], dict[str, str]]:
+    """What the notice names: the fields disclosed per item and each request's agency, once
+    each request's envelope is shown to be the one recorded at intake."""
+    fields = {
+        (r.request_id, r.item_id): json.loads(r.fields)
+        for r in conn.execute(
+            select(disclosures).where(disclosures.c.request_id.in_({t[0] for t in targets}))
+        )
+    }
+    agencies = dict(
+        conn.execute(
+            select(requests.c.id, requests.c.agency).where(
+                requests.c.id.in_({t[0] for t in targets})
+            )
+        ).all()
+    )
+    # The notice goes to the recipients named when the request was received: an edited
+    # envelope would redirect it, so its hash must still be the one recorded at intake.
+    for req, sha in conn.execute(
+        select(requests.c.id, requests.c.envelope_sha256).where(
+            requests.c.id.in_({t[0] for t in targets})
+        )
+    ):
+        if sha256_file(ws.request_folder(req) / ENVELOPE_FILE) != sha:
+            raise IntegrityError(
+                f"The envelope of {req} was changed on disk since it was received; the "
+                "recall notice cannot name its recipients (nothing was recalled).",
+                code="release_tampered",
+            )
+    return fields, agencies
 
 
 def _write_notice(
@@ -510,7 +544,7 @@ def notice(ws: Workspace, recall_id: str, agency: str | None = None) -> dict[str
             f"The stored notice of recall {recall_id} is not the one the ledger recorded.",
             code="notice_tampered",
         )
-    n = json.loads(row.notice)
+    n: dict[str, Any] = json.loads(row.notice)
     if agency is not None:
         n["requests"] = [r for r in n["requests"] if r.get("agency") == agency]
     return n

@@ -36,8 +36,7 @@ from custodes.decisions.response import (
     header_bytes,
 )
 from custodes.errors import ConflictError, IntegrityError
-from custodes.ledger import files, log
-from custodes.ledger import service as ledger
+from custodes.ledger import checkpoints, files, log
 from custodes.ledger.events import Event, item_fields
 from custodes.ledger.keys import signing_key
 from custodes.requests.lifecycle import current_state, transition
@@ -52,7 +51,7 @@ class Released:
     request_id: str
     disclosed: int
     withheld: int
-    response: Path
+    response: Path | None
     checkpoint: str | None
     resumed: bool
 
@@ -157,8 +156,9 @@ def release(call: Call, request_id: str, out: Path | None) -> Released:
                 "(run 'custodes ledger verify').",
                 code="already_released",
             )
-        resumed = state == "released" or rel.intent_at is not None
-        if state == "approved" and rel.intent_at is None:
+        # (rel is there unless the request is released: refused above)
+        resumed = state == "released" or (rel is not None and rel.intent_at is not None)
+        if state == "approved" and rel is not None and rel.intent_at is None:
             conn.execute(
                 update(releases)
                 .where(releases.c.request_id == request_id)
@@ -253,7 +253,7 @@ def _write_and_record(call: Call, request_id: str, target: Path, c: Content) -> 
             request_id=request_id,
             sha256=response_sha,
         )
-    _, note = ledger.checkpoint(call)
+    _, note = checkpoints.checkpoint(call)
     checkpoint = note.render()
     with call.transaction() as conn:
         conn.execute(

@@ -22,14 +22,11 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from custodes.decisions.pipeline import (
-    RECORD_DEPENDENT,
-    effective_outcomes,
-    envelope,
-    released_fields,
-)
+from custodes.decisions.effective import effective_outcomes, released_fields
+from custodes.decisions.outcomes import RECORD_DEPENDENT
+from custodes.decisions.pipeline import envelope
 from custodes.decisions.verdicts import REVIEW_CHECK
-from custodes.records.files import sha256_file
+from custodes.ledger.files import sha256_file
 from custodes.requests.format import ENVELOPE_FILE
 from custodes.rules.active import in_force
 from custodes.store import duck

@@ -24,23 +24,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from typing import Any
+from typing import Any, cast
 
 import pyarrow.parquet as pq
 from sqlalchemy import insert
 
 from custodes.access.credentials import item_key
-from custodes.decisions.pipeline import (
-    effective_outcomes,
-    processed_outcomes,
-    released_fields,
-    request_folder,
-)
+from custodes.decisions.effective import effective_outcomes, released_fields
+from custodes.decisions.pipeline import processed_outcomes, request_folder
 from custodes.errors import ConflictError, InputError, NotFound
 from custodes.ledger import log
 from custodes.ledger.events import Event, item_fields
 from custodes.matching.reasons import meaning
-from custodes.matching.service import LINKED
+from custodes.matching.runs import LINKED
 from custodes.records import master
 from custodes.requests.format import ITEM_COLUMNS, load_items
 from custodes.requests.lifecycle import current_state
@@ -61,7 +57,8 @@ def _need_reason(reason: str | None) -> str:
 def open_reviews(ws: Workspace, request_id: str) -> list[dict[str, Any]]:
     """Items still in review, with the match evidence."""
     request_folder(ws, request_id)
-    return effective_outcomes(ws, request_id, only=("REVIEW",)).to_pylist()
+    rows: list[dict[str, Any]] = effective_outcomes(ws, request_id, only=("REVIEW",)).to_pylist()
+    return rows
 
 
 def group_of(row: dict[str, Any]) -> str:
@@ -150,6 +147,26 @@ def resolve(
     if items is not None and group is not None:
         raise InputError("Resolve items or a group, not both.", code="bad_argument")
     open_ = {r["item_id"]: r for r in open_reviews(ws, request_id)}
+    targets, records = _chosen(request_id, open_, decision, items, records, group)
+    if not targets:
+        return 0
+    named: dict[str, str | None] = {i: None for i in targets}
+    if decision == "DISCLOSE":
+        named = _disclosable(ws, request_id, open_, targets, records)
+    _record_resolutions(call, request_id, decision, reason, targets, named, group)
+    return len(targets)
+
+
+def _chosen(
+    request_id: str,
+    open_: dict[str, dict[str, Any]],
+    decision: str,
+    items: list[str] | None,
+    records: dict[str, str] | None,
+    group: str | None,
+) -> tuple[list[str], dict[str, str] | None]:
+    """The items to resolve (a group's, the chosen ones, or every open one), each in review,
+    and the records named for them (a group disclosed names each item's own candidate)."""
     if group is not None:
         items = [i for i, r in open_.items() if group_of(r) == group]
         if not items:
@@ -161,23 +178,46 @@ def resolve(
         if decision == "DISCLOSE":
             records = {i: open_[i]["candidate"] for i in items}
     targets = list(open_) if items is None else list(dict.fromkeys(items))
-    if not targets:
-        return 0
     unknown = [i for i in targets if i not in open_]
     if unknown:
         raise NotFound(f"Item {unknown[0]} is not in review in {request_id}.", code="not_in_review")
-    named: dict[str, str | None] = {i: None for i in targets}
-    if decision == "DISCLOSE":
-        rs = in_force(ws)
-        severity = {cid: c.severity for cid, c in rs.checks.items()}
-        values = _values(ws, request_id, set(targets))
-        for i in targets:
-            named[i] = (records or {}).get(i)
-            why = why_not_disclosable(open_[i], severity, named[i])
-            if why is None and any(v is None for v in values[i].values()):
-                why = "the permitted value is not on record for that record"
-            if why:
-                raise ConflictError(f"Item {i} cannot be disclosed: {why}.", code="rules_fail")
+    return targets, records
+
+
+def _disclosable(
+    ws: Workspace,
+    request_id: str,
+    open_: dict[str, dict[str, Any]],
+    targets: list[str],
+    records: dict[str, str] | None,
+) -> dict[str, str | None]:
+    """The record named for each item to disclose, once each is shown disclosable (the rules
+    pass for it, and every permitted value is on record)."""
+    named: dict[str, str | None] = {}
+    rs = in_force(ws)
+    severity = {cid: c.severity for cid, c in rs.checks.items()}
+    values = _values(ws, request_id, set(targets))
+    for i in targets:
+        named[i] = (records or {}).get(i)
+        why = why_not_disclosable(open_[i], severity, named[i])
+        if why is None and any(v is None for v in values[i].values()):
+            why = "the permitted value is not on record for that record"
+        if why:
+            raise ConflictError(f"Item {i} cannot be disclosed: {why}.", code="rules_fail")
+    return named
+
+
+def _record_resolutions(
+    call: Call,
+    request_id: str,
+    decision: str,
+    reason: str,
+    targets: list[str],
+    named: dict[str, str | None],
+    group: str | None,
+) -> None:
+    """The resolutions' rows and one `review.resolved` ledger event each, while the request
+    is in review."""
     now = dt.datetime.now(dt.UTC)
     reason_sha = hashlib.sha256(reason.encode()).hexdigest()
     key = item_key(call.ws)
@@ -221,7 +261,6 @@ def resolve(
                 for i in targets
             ],
         )
-    return len(targets)
 
 
 def _values(ws: Workspace, request_id: str, items: set[str]) -> dict[str, dict[str, Any]]:
@@ -278,7 +317,7 @@ def side_by_side(ws: Workspace, request_id: str, item_id: str) -> dict[str, Any]
     if record_id:
         rec = master.lookup(ws, record_id)
         if rec is not None:
-            last = (rec.get("addresses") or [{}])[0]
+            last = cast("list[dict[str, Any]]", rec.get("addresses") or [{}])[0]
             dob = str(rec.get("dob") or "")
             tin = str(rec.get("tin") or "")
             candidate = {

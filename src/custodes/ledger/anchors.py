@@ -221,7 +221,9 @@ def stamp(conn: Connection, actor: str, table: Table, pks: Iterable[Sequence[Any
 
 def insert(conn: Connection, actor: str, table: Table, **values: Any) -> tuple[Any, ...]:
     """Insert one row and anchor it; returns its primary key."""
-    pk = tuple(conn.execute(sql_insert(table).values(**values)).inserted_primary_key)
+    key = conn.execute(sql_insert(table).values(**values)).inserted_primary_key
+    assert key is not None  # an insert of one row has its key
+    pk = tuple(key)
     stamp(conn, actor, table, [pk])
     return pk
 

@@ -156,11 +156,11 @@ def instant(v: Any) -> str | None:
         try:
             v = dt.datetime.fromisoformat(v)
         except ValueError:
-            return v
+            return str(v)
     if not isinstance(v, dt.datetime):
         return str(v)
-    v = v.replace(tzinfo=dt.UTC) if v.tzinfo is None else v
-    return v.astimezone(dt.UTC).isoformat(timespec="microseconds")
+    when: dt.datetime = v.replace(tzinfo=dt.UTC) if v.tzinfo is None else v
+    return when.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
 def commitment(salt: bytes, body: bytes) -> bytes:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from custodes import failpoints
 from custodes.errors import ConflictError, fail
 from custodes.ledger.events import Event, commitment, new_salts
-from custodes.ledger.note import Checkpoint, Note, Signer, Verifier
+from custodes.ledger.note import Checkpoint, Note, NoteSigner, Verifier
 from custodes.ledger.tree import (
     CompactRange,
     Perfect,
@@ -226,7 +226,7 @@ def with_cosignatures(conn: Connection, size: int, note: Note) -> Note:
     return note
 
 
-def sign_checkpoint(conn: Connection, signer: Signer, origin: str) -> tuple[Checkpoint, Note]:
+def sign_checkpoint(conn: Connection, signer: NoteSigner, origin: str) -> tuple[Checkpoint, Note]:
     """Sign the current tree, only if it is consistent with the last signed checkpoint.
 
     Run in its own transaction. Re-signing an unchanged tree returns the existing checkpoint.

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import struct
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -100,6 +101,13 @@ class Verifier:
             return None
         msg = b"cosignature/v1\ntime " + str(ts).encode() + b"\n" + text
         return ts if self._verify_raw(blob[12:], msg) else None
+
+
+class NoteSigner(Protocol):
+    """What signs a note for the log: a key here (`Signer`) or in a token
+    (`pkcs11.Pkcs11Signer`)."""
+
+    def sign(self, text: bytes, timestamp: int | None = None) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,7 @@ def _evidence(con: duckdb.DuckDBPyConnection, items: Path, master: Path) -> dict
     therefore the recall a gate that keeps that guarantee can reach on this list; recall within
     it measures the gate, recall above it is what the list's corruption cost.
     """
-    from custodes.matching.link import nickname_table
+    from custodes.matching.tables import nickname_table
 
     con.register("nick", nickname_table())
     n = " + ".join(f"({sql})::INT" for sql in _AGREES.values())

@@ -255,7 +255,7 @@ def for_dialect(trained: dict[str, Any], dialect: str) -> dict[str, Any]:
     """
     if trained.get("sql_dialect") == dialect:
         return trained
-    target = settings().create_settings_dict(sql_dialect_str=dialect)
+    target: dict[str, Any] = settings().create_settings_dict(sql_dialect_str=dialect)
     target["probability_two_random_records_match"] = trained["probability_two_random_records_match"]
     for new, old in zip(target["comparisons"], trained["comparisons"], strict=True):
         levels = zip(new["comparison_levels"], old["comparison_levels"], strict=True)
@@ -296,7 +296,9 @@ def quiet_splink() -> None:
     logging.getLogger("splink").setLevel(log_level())
 
 
-def train_linker(linker: Any, *, master_rows: int, request_rows: int, seed: int = 1) -> dict:
+def train_linker(
+    linker: Any, *, master_rows: int, request_rows: int, seed: int = 1
+) -> dict[str, Any]:
     """Estimate the prior, u and m on a linker holding the master file and a request."""
     from splink import block_on
 

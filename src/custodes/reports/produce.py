@@ -23,11 +23,11 @@ from sqlalchemy import select
 
 from custodes.access.credentials import item_key
 from custodes.access.sessions import record as record_access
-from custodes.decisions.exports import file_kind
 from custodes.errors import InputError, fail
 from custodes.ledger import log
 from custodes.ledger.events import Event, item_commitment, item_salt
 from custodes.records import master
+from custodes.records.exports import file_kind
 from custodes.reports import disclosures as disc
 from custodes.reports.document import Document
 from custodes.reports.render import FORMATS, encode

@@ -9,7 +9,7 @@ from typing import Any
 
 from custodes.access import ACTIONS, CheckedCall, service
 from custodes.access.names import roles_shown, rows_shown
-from custodes.decisions import approval, exports, pipeline
+from custodes.decisions import approval, effective, pipeline
 from custodes.decisions import recall as rc
 from custodes.decisions import review as rv
 from custodes.decisions.pipeline import Processed
@@ -20,6 +20,7 @@ from custodes.decisions.response import content
 from custodes.errors import InputError
 from custodes.matching import model
 from custodes.matching.link import Progress
+from custodes.records import exports
 from custodes.requests import intake
 from custodes.requests.lifecycle import current_state
 from custodes.rules.active import in_force
@@ -42,7 +43,7 @@ def process(
 def explain(call: CheckedCall, request_id: str, item_id: str) -> dict[str, Any]:
     """Why one item got its outcome: every check with its citation, and the match evidence."""
     pipeline.checked(call, request_id)
-    return pipeline.explain(call.ws, request_id, item_id)
+    return effective.explain(call.ws, request_id, item_id)
 
 
 @service("outcomes")
@@ -51,7 +52,7 @@ def outcomes(call: CheckedCall, request_id: str, out: Path) -> dict[str, Any]:
     ledger event (it holds the values that would be released)."""
     pipeline.checked(call, request_id)
     exports.file_kind(out)
-    table = pipeline.view(call.ws, request_id)
+    table = effective.view(call.ws, request_id)
     return {"request_id": request_id} | exports.write_table(
         call, table, out, what="outcomes", request_id=request_id
     )
@@ -76,7 +77,7 @@ def outcomes_page(
             f"Unknown outcome filter (outcome is one of {', '.join(pipeline.OUTCOMES)}).",
             code="bad_argument",
         )
-    table, total = pipeline.view_page(
+    table, total = effective.view_page(
         call.ws, request_id, outcome=outcome, check=check, offset=offset, limit=limit
     )
     return {
@@ -92,7 +93,7 @@ def outcomes_page(
 def deciding_checks(call: CheckedCall, request_id: str) -> dict[str, int]:
     """Each check an item's outcome rests on, with how many items it decided (for a filter)."""
     pipeline.request_folder(call.ws, request_id)
-    return pipeline.deciding_checks(call.ws, request_id)
+    return effective.deciding_checks(call.ws, request_id)
 
 
 @service("review.read")

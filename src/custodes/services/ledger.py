@@ -9,8 +9,7 @@ from typing import IO, Any
 from custodes.access import CheckedCall, service
 from custodes.decisions import integrity
 from custodes.errors import ConflictError, InputError
-from custodes.ledger import keys
-from custodes.ledger import service as ledger
+from custodes.ledger import audit, checkpoints, cosigning, keys, publish
 from custodes.ledger import witness as wit
 from custodes.ledger.note import Checkpoint, Note, NoteError, Signer, Verifier
 from custodes.ledger.policy import Policy, PolicyError
@@ -66,31 +65,31 @@ def keygen(call: CheckedCall, origin: str | None = None, hsm: str | None = None)
 
 @service("ledger.read")
 def key(call: CheckedCall) -> dict[str, Any]:
-    return {"vkey": ledger.verifier(call.ws).vkey}
+    return {"vkey": checkpoints.verifier(call.ws).vkey}
 
 
 @service("ledger.read")
 def status(call: CheckedCall) -> dict[str, Any]:
-    return ledger.status(call.ws)
+    return checkpoints.status(call.ws)
 
 
 @service("ledger.sign")
 def checkpoint(call: CheckedCall) -> dict[str, Any]:
     """Sign a checkpoint of the current tree (only if it extends the last one)."""
-    cp, note = ledger.checkpoint(call)
+    cp, note = checkpoints.checkpoint(call)
     return {"origin": cp.origin, "size": cp.size, "note": note.render()}
 
 
 @service("ledger.read")
 def export(call: CheckedCall, folder: Path) -> dict[str, Any]:
     """The ledger as a C2SP tlog-tiles directory (no personal data, verifiable offline)."""
-    return ledger.export(call, folder)
+    return publish.export(call, folder)
 
 
 @service("ledger.export_bodies")
 def export_bodies(call: CheckedCall, folder: Path) -> dict[str, Any]:
     """The export plus every event body and salt (for auditors; recorded in the ledger)."""
-    return ledger.export(call, folder, bodies=True)
+    return publish.export(call, folder, bodies=True)
 
 
 @service("ledger.read")
@@ -107,7 +106,7 @@ def verify_store(
     one, else taken from the stored cosigned checkpoints); then check every business table the
     ledger's events commit to (requests, outcomes, reviews, releases, disclosures, recalls,
     grants, suspensions, the access log) against those events."""
-    report = ledger.audit_store(call.ws, key, witness=witness, witness_url=witness_url)
+    report = audit.audit_store(call.ws, key, witness=witness, witness_url=witness_url)
     business = integrity.audit(call.ws)
     report.checked += business.checked
     for problem in business.problems:
@@ -160,7 +159,7 @@ def check_receipt(call: CheckedCall, text: str) -> dict[str, Any]:
     and any cosignatures. Nothing is stored."""
     if len(text) > 1 << 16:
         raise InputError("A receipt is at most 64 KiB of text.", code="bad_argument")
-    return verify_receipt(text.replace("\r\n", "\n"), ledger.verifier(call.ws)).to_dict()
+    return verify_receipt(text.replace("\r\n", "\n"), checkpoints.verifier(call.ws)).to_dict()
 
 
 @service("ledger.read")
@@ -169,7 +168,7 @@ def check_export(call: CheckedCall, archive: IO[bytes]) -> dict[str, Any]:
     key (every tile, entry bundle, the checkpoint's signature and, when it has them, every event
     body against its leaf) and against the live log (a prefix of it). Nothing is stored."""
     with unpacked(archive, "ledger export") as folder:
-        return ledger.check_export(call.ws, folder).to_dict()
+        return audit.check_export(call.ws, folder).to_dict()
 
 
 @service("ledger.read")
@@ -178,7 +177,7 @@ def prove(call: CheckedCall, index: int, *, out: Path | None = None) -> dict[str
     body: a receipt carries only hashes)."""
     if out is not None:
         out_file(out)
-    receipt, _ = ledger.prove(call, index)
+    receipt, _ = publish.prove(call, index)
     if out is not None:
         write_new(out, receipt.encode())
     return {"index": index, "receipt": receipt, "out": str(out) if out else None}
@@ -194,7 +193,7 @@ def prove_with_body(
     for p in (out, body_out):
         if p is not None:
             out_file(p)
-    receipt = ledger.write_body(call, index, body_out)
+    receipt = publish.write_body(call, index, body_out)
     if out is not None:
         write_new(out, receipt.encode())
     return {"index": index, "receipt": receipt, "out": str(out) if out else None}
@@ -203,7 +202,7 @@ def prove_with_body(
 @service("ledger.sign")
 def cosign(call: CheckedCall, url: str, witness: Verifier) -> dict[str, Any]:
     """Ask a witness to cosign the latest checkpoint (proving consistency with what it saw)."""
-    return ledger.cosign(call, url, witness)
+    return checkpoints.cosign(call, url, witness)
 
 
 @service("ledger.sign")
@@ -215,8 +214,8 @@ def use_witness(call: CheckedCall, url: str, witness: Verifier) -> dict[str, Any
 
 def _use_witness(call: CheckedCall, url: str, witness: Verifier) -> dict[str, Any]:
     with call.transaction() as conn:
-        ledger.set_witness(conn, url, witness, call.actor)
-    cp, _ = ledger.checkpoint(call)
+        cosigning.set_witness(conn, url, witness, call.actor)
+    cp, _ = checkpoints.checkpoint(call)
     return {"url": url, "witness": witness.name, "vkey": witness.vkey, "size": cp.size}
 
 
@@ -224,7 +223,7 @@ def _use_witness(call: CheckedCall, url: str, witness: Verifier) -> dict[str, An
 def confirm_restore(call: CheckedCall) -> dict[str, Any]:
     """Lift the hold on signing of a restored workspace once its log is shown to extend the
     last checkpoint the witness cosigned (administrators; recorded in the ledger)."""
-    return ledger.confirm_restore(call)
+    return checkpoints.confirm_restore(call)
 
 
 @service("ledger.sign")
@@ -237,7 +236,7 @@ def run_witness(call: CheckedCall, folder: Path, port: int | None = None) -> dic
     folder = folder.resolve()
     if folder.is_relative_to(call.ws.home):
         raise InputError("The witness's folder must be outside the workspace.", code="bad_path")
-    log_key = ledger.verifier(call.ws)
+    log_key = checkpoints.verifier(call.ws)
     port = port or (wit.DEFAULT_PORT if wit.port_free(wit.DEFAULT_PORT) else wit.free_port())
     pid, url, vkey = wit.spawn(folder, "witness.local", [log_key.vkey], "127.0.0.1", port)
     info = _use_witness(call, url, Verifier.parse(vkey))
@@ -273,15 +272,15 @@ __all__ = ["Checkpoint", "Note"]
 
 def public_checkpoint(ws: Workspace) -> bytes:
     """The latest signed checkpoint (open to anyone: it identifies no person)."""
-    return ledger.public_checkpoint(ws)
+    return publish.public_checkpoint(ws)
 
 
 def public_receipt(ws: Workspace, index: int) -> str:
     """A receipt for one event against the latest signed checkpoint (open to anyone: a salted
     commitment and hashes, no person)."""
-    return ledger.public_receipt(ws, index)
+    return publish.public_receipt(ws, index)
 
 
 def public_tile(ws: Workspace, path: str) -> tuple[bytes, bool]:
     """A tlog-tiles tile or entry bundle (open to anyone: leaves are salted commitments)."""
-    return ledger.public_tile(ws, path)
+    return publish.public_tile(ws, path)

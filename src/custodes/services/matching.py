@@ -11,7 +11,7 @@ from custodes.access import CheckedCall, service
 from custodes.decisions.pipeline import envelope, request_folder
 from custodes.errors import fail
 from custodes.matching import evaluate as ev
-from custodes.matching import service as matching
+from custodes.matching import runs as matching
 from custodes.matching.link import LinkResult, Progress
 from custodes.matching.model import Thresholds
 from custodes.store.tables import requests

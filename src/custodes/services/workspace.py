@@ -16,9 +16,8 @@ from custodes.access import CheckedCall, credentials, enrolment, service, sessio
 from custodes.access import caller as _caller
 from custodes.access.roles import ACTIONS
 from custodes.errors import ConflictError, InputError, WorkspaceError
-from custodes.ledger import anchors, log, pkcs11
+from custodes.ledger import anchors, cosigning, log, pkcs11
 from custodes.ledger import keys as ledger_keys
-from custodes.ledger import service as ledger_service
 from custodes.ledger.note import NoteError, Signer, Verifier
 from custodes.store import engine as store_engine
 from custodes.store import identity
@@ -184,7 +183,7 @@ def init(
         }
         if witness is not None:
             with ws.engine.begin() as conn:
-                ledger_service.set_witness(conn, witness[0], witness[1], "init")
+                cosigning.set_witness(conn, witness[0], witness[1], "init")
             info["witness"] = witness[1].name
         if adopted is not None:
             info["anchored_rows"] = sum(adopted.values())
@@ -417,7 +416,7 @@ def status(call: CheckedCall) -> dict[str, Any]:
         "store": ws.engine.url.render_as_string(hide_password=True),
         "master_file": master.summary(ws),
         "ledger_key": "hsm" if ledger_keys.hsm_uri(ws) else "file",
-        "witness": (w.url if (w := ledger_service.witness_config(ws)) else None),
+        "witness": (w.url if (w := cosigning.witness_config(ws)) else None),
         "warnings": _ledger_warnings(ws),
     }
 
@@ -430,7 +429,7 @@ def _ledger_warnings(ws: Workspace) -> list[str]:
             f"({ledger_keys.key_path(ws)}): whoever copies it can sign a rewritten log. "
             "Keep it in an HSM (custodes init --ledger-key pkcs11:...)."
         )
-    if ledger_service.witness_config(ws) is None:
+    if cosigning.witness_config(ws) is None:
         warnings.append(
             "No witness cosigns this ledger's checkpoints: a rewritten, re-signed log cannot "
             "be told from the real one. Configure one (custodes ledger use-witness URL --key "

@@ -1,4 +1,6 @@
-"""Matching on a workspace: train the model, link a request's items.
+"""Matching runs on a workspace: train the model, link a request's items (every file they
+read checked against its record, every file they write recorded). `services/matching.py` is
+the service the faces call; `link.py` and the modules it names are the SQL and Splink steps.
 
 The room knows requests only as files: the caller (decisions, or a service) hands it the
 request's standardized-items source, its working folder and its taxable periods.
@@ -16,9 +18,11 @@ import pyarrow.parquet as pq
 from custodes.errors import fail
 from custodes.ledger import files, log
 from custodes.ledger.events import Event
+from custodes.matching import backends, deciding, tables
 from custodes.matching import link as lk
 from custodes.matching import model as mdl
 from custodes.records import master
+from custodes.store.steps import SparkSteps
 from custodes.workspace import Call, Workspace
 
 LINKED = "linked.parquet"
@@ -40,7 +44,7 @@ def _master_std(call: Call, con: Any, mf: master.MasterFile, cache: Path) -> Pat
         path.unlink()
     if path.exists():
         return files.verified(call, "match.master", path)
-    lk.master_table(con, mf, cache)
+    tables.master_table(con, mf, cache)
     with call.transaction() as conn:
         files.record(conn, call.ws, call.actor, "match.master", path)
     return path
@@ -49,7 +53,7 @@ def _master_std(call: Call, con: Any, mf: master.MasterFile, cache: Path) -> Pat
 def _request_std(call: Call, con: Any, folder: Path, request_id: str | None) -> Path:
     """A request's items (checked) standardized into ``match/std.parquet`` (recorded)."""
     items = files.verified(call, "request.items", folder / "items.parquet")
-    path = lk.request_table(con, items, work_dir(folder) / "std.parquet")
+    path = tables.request_table(con, items, work_dir(folder) / "std.parquet")
     with call.transaction() as conn:
         files.record(conn, call.ws, call.actor, "match.items", path, request_id=request_id)
     return path
@@ -96,10 +100,10 @@ def train(
     master.verified(call)
     t0 = time.perf_counter()
     con = master.connect(ws=ws)  # one bulk connection: standardizing, then Splink on DuckDB
-    be = lk.make_backend(backend, con)
+    be = backends.make_backend(backend, con)
     try:
         cache, master_sha = _cache(ws, mf)
-        st = lk.SparkSteps(be.spark) if isinstance(be, lk.SparkBackend) else con
+        st = SparkSteps(be.spark) if isinstance(be, backends.SparkBackend) else con
         m_path = _master_std(call, st, mf, cache)
         r_path = _request_std(call, st, folder, request_id)
         n_m, n_r = (pq.ParquetFile(p).metadata.num_rows for p in (m_path, r_path))
@@ -191,9 +195,9 @@ def link(
     # On DuckDB one bulk connection (one memory limit, one spill folder) standardizes, scores
     # (Splink in the same connection: the pairs never enter Python) and decides.
     con = master.connect(ws=ws) if engine == "duckdb" else None
-    be = lk.make_backend(engine, con)
+    be = backends.make_backend(engine, con)
     try:
-        if isinstance(be, lk.SparkBackend):
+        if isinstance(be, backends.SparkBackend):
             res = _link_spark(call, be, model, t, mf, cache, folder, periods, request_id, path)
         else:
             assert con is not None
@@ -214,7 +218,7 @@ def link(
 
 def _link_duckdb(
     call: Call,
-    be: lk.DuckDBBackend,
+    be: backends.DuckDBBackend,
     con: duckdb.DuckDBPyConnection,
     model: mdl.Model,
     t: mdl.Thresholds,
@@ -248,7 +252,7 @@ def _link_duckdb(
 
 def _link_spark(
     call: Call,
-    be: lk.SparkBackend,
+    be: backends.SparkBackend,
     model: mdl.Model,
     t: mdl.Thresholds,
     mf: master.MasterFile,
@@ -260,7 +264,7 @@ def _link_spark(
 ) -> lk.LinkResult:
     """The whole link as Spark SQL: standardizing, scoring, deciding, writing. Only counts
     come back to this process."""
-    st = lk.SparkSteps(be.spark)
+    st = SparkSteps(be.spark)
     sdf = None
     try:
         m_path = _master_std(call, st, mf, cache)
@@ -269,7 +273,7 @@ def _link_spark(
         n_pairs, sdf = lk.score_spark(be, st, model, m_path, r_path, t.floor_probability)
         lk.inputs(st, m_path, r_path, mf, folder / "items.parquet")
         own = lk.has_own_periods(folder / "items.parquet")
-        lk.decide_steps(st, t, list(periods), own)
+        deciding.decide_steps(st, t, list(periods), own)
         counts = lk.write_linked(st, model.sha256, path)
     finally:
         if sdf is not None:

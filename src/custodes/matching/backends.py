@@ -1,0 +1,131 @@
+"""Where Splink scores: on DuckDB (embedded, default) or on Spark (a session per process, a
+cluster by configuration), behind one small interface (register an input, keep the pairs)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from custodes import settings
+from custodes.errors import InputError
+from custodes.matching.model import MODEL_COLUMNS
+from custodes.records import master
+from custodes.store.sql import parquet
+
+
+class DuckDBBackend:
+    name = dialect = "duckdb"
+
+    def __init__(
+        self, threads: int | None = None, *, con: duckdb.DuckDBPyConnection | None = None
+    ) -> None:
+        from splink import DuckDBAPI
+
+        # Splink scores in the caller's bulk connection when given one (one memory limit for
+        # the whole link, and the scored pairs never leave DuckDB), else in its own.
+        self.own = con is None
+        self.con = con if con is not None else master.connect(threads)
+        self.db_api = DuckDBAPI(connection=self.con)
+
+    def register(self, path: Path, name: str) -> Any:
+        cols = ", ".join(MODEL_COLUMNS)
+        self.con.execute(
+            f"CREATE OR REPLACE TABLE {name}_input AS SELECT {cols} FROM {parquet(path)}"
+        )
+        return self.db_api.register(f"{name}_input", dataset_display_name=name)
+
+    def keep(self, sdf: Any, columns: str, con: duckdb.DuckDBPyConnection, first: bool) -> None:
+        """Append a chunk's pairs to the temp table `pairs` of `con` (the same connection:
+        nothing crosses into Python)."""
+        assert con is self.con
+        verb = "CREATE OR REPLACE TEMP TABLE pairs AS" if first else "INSERT INTO pairs"
+        self.con.execute(f"{verb} SELECT {columns} FROM {sdf.physical_name}")
+
+    def close(self) -> None:
+        if self.own:
+            master.close(self.con)
+
+
+class SparkBackend:
+    """Splink on Spark: the same model and settings; a cluster is a matter of configuration
+    (``CUSTODES_SPARK_MASTER``, default ``local[2]``)."""
+
+    name = dialect = "spark"
+
+    def __init__(self, spark: Any | None = None) -> None:
+        from splink import SparkAPI
+
+        self.spark = spark or spark_session()
+        self.db_api = SparkAPI(spark_session=self.spark)  # type: ignore[no-untyped-call]
+
+    def register(self, path: Path, name: str) -> Any:
+        # the session outlives a link: the last link's input of that name goes first
+        self.spark.catalog.dropTempView(name)
+        df = self.spark.read.parquet(str(path)).select(*MODEL_COLUMNS)
+        return self.db_api.register(df, dataset_display_name=name)
+
+    def fetch(self, sdf: Any, columns: str) -> pa.Table:
+        return self.spark.sql(f"SELECT {columns} FROM {sdf.physical_name}").toArrow()
+
+    def keep(self, sdf: Any, columns: str, con: duckdb.DuckDBPyConnection, first: bool) -> None:
+        """Append a chunk's pairs to the temp table `pairs` of `con`: one chunk at a time
+        crosses from Spark (a chunk is at most ITEMS_PER_CHUNK items' pairs)."""
+        chunk = self.fetch(sdf, columns)
+        con.register("pairs_chunk", chunk)
+        verb = "CREATE OR REPLACE TEMP TABLE pairs AS" if first else "INSERT INTO pairs"
+        con.execute(f"{verb} SELECT * FROM pairs_chunk")
+        con.unregister("pairs_chunk")
+
+    def close(self) -> None:
+        """The session is shared and stopped at exit; nothing to release per link."""
+
+
+def spark_session() -> Any:
+    """A Spark session with Splink's similarity functions and a checkpoint directory, on
+    ``CUSTODES_SPARK_MASTER`` (default ``local[2]``; ``spark://host:7077`` for a standalone
+    cluster). The executors run this Python (``spark.pyspark.python``) and get Splink's jar
+    (``spark.jars``); memory is modest by default (driver 2g, executors 1g)."""
+    import sys
+
+    from pyspark.sql import SparkSession
+    from splink.backends.spark import similarity_jar_location
+
+    builder = (
+        SparkSession.builder.master(settings.text("CUSTODES_SPARK_MASTER", "local[2]"))
+        .appName("custodes")
+        .config("spark.jars", similarity_jar_location())
+        .config("spark.sql.shuffle.partitions", settings.text("CUSTODES_SPARK_PARTITIONS", "8"))
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.memory", settings.text("CUSTODES_SPARK_MEMORY", "2g"))
+        .config("spark.executor.memory", settings.text("CUSTODES_SPARK_EXECUTOR_MEMORY", "1g"))
+        .config("spark.pyspark.python", os.environ.get("PYSPARK_PYTHON", sys.executable))
+        # DuckDB's semantics for the shared SQL: a bad cast or a missing map key is NULL
+        .config("spark.sql.ansi.enabled", "false")
+    )
+    host = settings.text("CUSTODES_SPARK_DRIVER_HOST")
+    if host:  # the address the executors reach this driver at
+        builder = builder.config("spark.driver.host", host).config("spark.driver.bindAddress", host)
+    spark = builder.getOrCreate()
+    # a session made earlier in this process keeps its settings: the runtime ones follow the
+    # environment of this call
+    spark.conf.set("spark.sql.shuffle.partitions", settings.text("CUSTODES_SPARK_PARTITIONS", "8"))
+    spark.conf.set("spark.sql.ansi.enabled", "false")
+    spark.sparkContext.setLogLevel("ERROR")
+    spark.sparkContext.setCheckpointDir(tempfile.mkdtemp(prefix="custodes-spark-"))
+    return spark
+
+
+def make_backend(
+    name: str, con: duckdb.DuckDBPyConnection | None = None
+) -> DuckDBBackend | SparkBackend:
+    """Splink's backend; `con`, a bulk connection, is the one DuckDB scores in."""
+    if name == "duckdb":
+        return DuckDBBackend(con=con)
+    if name == "spark":
+        return SparkBackend()
+    raise InputError("Unknown backend (use duckdb or spark).", code="bad_argument")
