@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -120,9 +121,17 @@ def _node_lines(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, 
     return out
 
 
-def _read(
-    path: Path, folder: Path, problems: list[LintProblem]
-) -> tuple[Any, dict[tuple[Any, ...], int]]:
+@dataclass(frozen=True)
+class Document:
+    """One YAML file of a rule set as read: its data (None when it could not be read), the
+    line of each key and list element by path, and the problems reading it."""
+
+    data: Any
+    lines: dict[tuple[Any, ...], int]
+    problems: tuple[LintProblem, ...] = ()
+
+
+def _read(path: Path, folder: Path) -> Document:
     rel = str(path.relative_to(folder))
     try:
         text = path.read_text(encoding="utf-8")
@@ -130,19 +139,28 @@ def _read(
         node = yaml.compose(text)
         data = construct_yaml(text)
     except UnicodeDecodeError:
-        problems.append(LintProblem(rel, None, "not UTF-8 text"))
-        return None, {}
+        return Document(None, {}, (LintProblem(rel, None, "not UTF-8 text"),))
+    except OSError as exc:
+        return Document(None, {}, (LintProblem(rel, None, f"cannot be read ({exc.strerror})"),))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        problems.append(
-            LintProblem(
-                rel,
-                mark.line + 1 if mark else None,
-                f"not valid YAML ({getattr(exc, 'problem', exc)})",
-            )
+        return Document(
+            None,
+            {},
+            (
+                LintProblem(
+                    rel,
+                    mark.line + 1 if mark else None,
+                    f"not valid YAML ({getattr(exc, 'problem', exc)})",
+                ),
+            ),
         )
-        return None, {}
-    return data, (_node_lines(node) if node is not None else {})
+    return Document(data, _node_lines(node) if node is not None else {})
+
+
+def read_documents(folder: Path) -> dict[str, Document]:
+    """Every YAML file of a rule-set folder, read, by its path relative to the folder."""
+    return {str(p.relative_to(folder)): _read(p, folder) for p in _files(folder)}
 
 
 def lint(folder: Path) -> tuple[RuleSet | None, list[LintProblem]]:
@@ -152,100 +170,176 @@ def lint(folder: Path) -> tuple[RuleSet | None, list[LintProblem]]:
     rather than a schema library: each message names the file, the line and the reason in the
     rule set's own words, and most checks cross-reference (a provision's checks, its fields'
     classes, SQL that compiles in each dialect), which no schema expresses."""
+    if not folder.is_dir():
+        return None, [LintProblem(str(folder), None, "not a folder")]
+    return lint_documents(folder, read_documents(folder), ruleset_hash(folder))
+
+
+def lint_documents(
+    folder: Path, documents: dict[str, Document], sha256: str
+) -> tuple[RuleSet | None, list[LintProblem]]:
+    """`lint` of a rule set already read (`read_documents`): every value of the wrong shape
+    (a number where a mapping is due, a mapping where text is) is a problem naming the file,
+    the line where known and what was expected, never an exception."""
     problems: list[LintProblem] = []
-    docs = _special_docs(folder, problems)
+    docs = _special_docs(documents, problems)
     if docs is None:
         return None, problems
-    meta, checks_doc, check_lines, fields_doc, ph_doc = docs
-    refused = _shape_refusal(meta, checks_doc)
+    meta, checks_doc, fields_doc, ph_doc = docs
+    refused = _shape_refusal(meta, checks_doc, fields_doc)
     if refused is not None:
         return None, [refused]
     params, rationale = _parameters(meta, problems)
-    fields = fields_doc.get("fields", {})
-    _check_fields(fields, problems)
-    checks = _checks(checks_doc, check_lines, params, problems)
-    provisions = _provisions(folder, checks, fields, problems)
+    problems.extend(
+        LintProblem("ruleset.yaml", line, message)
+        for line, message in _meta_problems(meta.data, meta.lines)
+    )
+    fields = fields_doc.data.get("fields", {})
+    _check_fields(fields, fields_doc.lines, problems)
+    checks = _checks(checks_doc.data, checks_doc.lines, params, problems)
+    provisions = _provisions(documents, checks, fields, problems)
     if not provisions:
         problems.append(LintProblem(str(folder), None, "no provision files"))
-    placeholders = _placeholders(ph_doc, problems)
+    placeholders = _placeholders(ph_doc.data, problems)
     rs = RuleSet(
         folder,
-        meta.get("name", ""),
-        str(meta.get("version", "")),
-        meta.get("disclaimer", ""),
+        meta.data.get("name", ""),
+        str(meta.data.get("version", "")),
+        meta.data.get("disclaimer", ""),
         params,
         rationale,
         checks,
         fields,
         placeholders,
         provisions,
-        ruleset_hash(folder),
+        sha256,
     )
     return (None if problems else rs), problems
 
 
-_Docs = tuple[Any, Any, dict[tuple[Any, ...], int], Any, Any]
+_Docs = tuple[Document, Document, Document, Document]
 
 
-def _special_docs(folder: Path, problems: list[LintProblem]) -> _Docs | None:
+def _special_docs(documents: dict[str, Document], problems: list[LintProblem]) -> _Docs | None:
     """The four special files, each read and a YAML mapping; None once any is not."""
-    if not folder.is_dir():
-        problems.append(LintProblem(str(folder), None, "not a folder"))
-        return None
     for name in SPECIAL_FILES:
-        if not (folder / name).exists():
+        if name not in documents:
             problems.append(LintProblem(name, None, "missing"))
     if problems:
         return None
-    meta, _ = _read(folder / "ruleset.yaml", folder, problems)
-    checks_doc, check_lines = _read(folder / "checks.yaml", folder, problems)
-    fields_doc, _ = _read(folder / "fields.yaml", folder, problems)
-    ph_doc, _ = _read(folder / "placeholders.yaml", folder, problems)
+    meta, checks_doc, fields_doc, ph_doc = (documents[name] for name in SPECIAL_FILES)
+    for doc in (meta, checks_doc, fields_doc, ph_doc):
+        problems.extend(doc.problems)
     if problems:
         return None
     for fname, doc in zip(SPECIAL_FILES, (meta, checks_doc, fields_doc, ph_doc), strict=True):
-        if not isinstance(doc, dict):
+        if not isinstance(doc.data, dict):
             problems.append(LintProblem(fname, 1, "must hold a YAML mapping"))
     if problems:
         return None
-    return meta, checks_doc, check_lines, fields_doc, ph_doc
+    return meta, checks_doc, fields_doc, ph_doc
 
 
-def _shape_refusal(meta: dict[str, Any], checks_doc: dict[str, Any]) -> LintProblem | None:
-    """The one problem that stops the lint when parameters or checks have the wrong shape."""
-    if not isinstance(meta.get("parameters") or {}, dict) or any(
-        not isinstance(v, dict) or "value" not in v for v in (meta.get("parameters") or {}).values()
+def _shape_refusal(
+    meta: Document, checks_doc: Document, fields_doc: Document
+) -> LintProblem | None:
+    """The one problem that stops the lint when parameters, checks or fields have the wrong
+    shape."""
+    declared = meta.data.get("parameters") or {}
+    if not isinstance(declared, dict) or any(
+        not isinstance(k, str) or not isinstance(v, dict) or "value" not in v
+        for k, v in declared.items()
     ):
         return LintProblem("ruleset.yaml", None, "parameters map names to {value, rationale}")
-    if not isinstance(checks_doc.get("checks"), list) or any(
-        not isinstance(c, dict) for c in checks_doc["checks"]
+    if not isinstance(checks_doc.data.get("checks"), list) or any(
+        not isinstance(c, dict) for c in checks_doc.data["checks"]
     ):
         return LintProblem("checks.yaml", 1, "'checks' must be a list of mappings")
+    if not isinstance(fields_doc.data.get("fields", {}), dict):
+        return LintProblem(
+            "fields.yaml",
+            fields_doc.lines.get(("fields",), 1),
+            "'fields' must map each field name to {class, description}",
+        )
     return None
 
 
 def _parameters(
-    meta: dict[str, Any], problems: list[LintProblem]
+    meta: Document, problems: list[LintProblem]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The counsel parameters' values and rationales; a parameter without one is a problem."""
-    declared = meta.get("parameters") or {}
+    """The counsel parameters' values and rationales; a parameter without one is a problem,
+    and so is a value that is not a number (evaluation compares them, and an agreement's
+    parameters, which are numbers, tighten them with `min`)."""
+    declared = meta.data.get("parameters") or {}
     params = {k: v["value"] for k, v in declared.items()}
     rationale = {k: v.get("rationale", "") for k, v in declared.items()}
     for k, v in declared.items():
+        line = meta.lines.get(("parameters", k))
         if not v.get("rationale"):
             problems.append(LintProblem("ruleset.yaml", None, f"parameter '{k}' has no rationale"))
+        elif not isinstance(v["rationale"], str):
+            problems.append(
+                LintProblem("ruleset.yaml", line, f"parameter '{k}': rationale must be text")
+            )
+        if not _is_number(v["value"]):
+            problems.append(
+                LintProblem("ruleset.yaml", line, f"parameter '{k}': value must be a number")
+            )
     return params, rationale
 
 
-def _check_fields(fields: dict[str, Any], problems: list[LintProblem]) -> None:
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _not_text(
+    doc: dict[str, Any], keys: tuple[str, ...], lines: dict[tuple[Any, ...], int]
+) -> list[tuple[int | None, str]]:
+    """(line, message) for each of `keys` present in `doc` with a value that is not text."""
+    return [
+        (lines.get((k,)), f"'{k}' must be text")
+        for k in keys
+        if k in doc and not isinstance(doc[k], str)
+    ]
+
+
+def _meta_problems(
+    meta: dict[str, Any], lines: dict[tuple[Any, ...], int]
+) -> list[tuple[int | None, str]]:
+    """The rule set's name and disclaimer are text, its version text or a number."""
+    out = _not_text(meta, ("name", "disclaimer"), lines)
+    if "version" in meta and (meta["version"] is None or isinstance(meta["version"], dict | list)):
+        out.append((lines.get(("version",)), "'version' must be text or a number"))
+    return out
+
+
+def _field_class(spec: Any) -> Any:
+    return spec.get("class") if isinstance(spec, dict) else None
+
+
+def _check_fields(
+    fields: dict[Any, Any], lines: dict[tuple[Any, ...], int], problems: list[LintProblem]
+) -> None:
     for fname, spec in fields.items():
+        line = lines.get(("fields", fname))
+        if not isinstance(spec, dict):
+            problems.append(
+                LintProblem(
+                    "fields.yaml", line, f"field '{fname}' must be a mapping {{class, description}}"
+                )
+            )
+            continue
         if spec.get("class") not in FIELD_CLASSES:
             problems.append(
                 LintProblem(
                     "fields.yaml",
-                    None,
+                    line,
                     f"field '{fname}' must be tagged {' / '.join(FIELD_CLASSES)}",
                 )
+            )
+        if "description" in spec and not isinstance(spec["description"], str):
+            problems.append(
+                LintProblem("fields.yaml", line, f"field '{fname}': description must be text")
             )
 
 
@@ -272,6 +366,9 @@ def _checks(
         if not cid:
             problems.append(LintProblem("checks.yaml", line, "a check has no id"))
             continue
+        if not isinstance(cid, str):
+            problems.append(LintProblem("checks.yaml", line, "a check's id must be text"))
+            continue
         if cid in checks:
             problems.append(LintProblem("checks.yaml", line, f"check '{cid}' is defined twice"))
         problems.extend(
@@ -294,13 +391,19 @@ def _check_problems(c: dict[str, Any], dummy: dict[str, Any]) -> list[str]:
     """What is wrong with one check (which has an id)."""
     cid = c["id"]
     out = [f"check '{cid}' has no {key}" for key in ("citation", "sentence") if not c.get(key)]
+    out += [
+        f"check '{cid}': {key} must be text"
+        for key in ("citation", "sentence")
+        if c.get(key) and not isinstance(c[key], str)
+    ]
     if c.get("severity") not in SEVERITIES:
         out.append(f"check '{cid}': severity must be one of {', '.join(SEVERITIES)}")
     if c.get("phase", "before_matching") not in PHASES:
         out.append(f"check '{cid}': unknown phase")
     if c.get("level") == "request":
-        if c.get("predicate") not in PREDICATES:
-            out.append(f"check '{cid}': unknown predicate '{c.get('predicate')}'")
+        predicate = c.get("predicate")
+        if not isinstance(predicate, str) or predicate not in PREDICATES:
+            out.append(f"check '{cid}': unknown predicate '{predicate}'")
     elif c.get("level") == "item":
         sql = c.get("sql")
         if not isinstance(sql, str) or not sql.strip():
@@ -317,18 +420,21 @@ def _check_problems(c: dict[str, Any], dummy: dict[str, Any]) -> list[str]:
 
 
 def _provisions(
-    folder: Path, checks: dict[str, Check], fields: dict[str, Any], problems: list[LintProblem]
+    documents: dict[str, Document],
+    checks: dict[str, Check],
+    fields: dict[str, Any],
+    problems: list[LintProblem],
 ) -> dict[str, Provision]:
     """Every provision file (a YAML mapping with an `id:`) outside the special files."""
     provisions: dict[str, Provision] = {}
-    for path in _files(folder):
-        if path.name in SPECIAL_FILES and path.parent == folder:
+    for rel, document in documents.items():
+        if rel in SPECIAL_FILES:
             continue
-        rel = str(path.relative_to(folder))
-        doc, lines = _read(path, folder, problems)
+        problems.extend(document.problems)
+        doc, lines = document.data, document.lines
         if not isinstance(doc, dict) or "id" not in doc:
             continue
-        refused = _provision_refusal(rel, doc)
+        refused = _provision_refusal(rel, doc, lines)
         if refused is not None:
             problems.append(refused)
             continue
@@ -344,11 +450,17 @@ def _provisions(
     return provisions
 
 
-def _provision_refusal(rel: str, doc: dict[str, Any]) -> LintProblem | None:
-    """The problem that keeps a provision file out: a missing key, or a list that is not one."""
+def _provision_refusal(
+    rel: str, doc: dict[str, Any], lines: dict[tuple[Any, ...], int]
+) -> LintProblem | None:
+    """The problem that keeps a provision file out: a missing key, a name that is not text,
+    or a list that is not one."""
     missing = [k for k in PROVISION_KEYS if not doc.get(k)]
     if missing:
         return LintProblem(rel, 1, f"missing key(s): {', '.join(missing)}")
+    not_text = [k for k in ("id", "title", "citation") if not isinstance(doc[k], str)]
+    if not_text:
+        return LintProblem(rel, lines.get((not_text[0],), 1), f"{', '.join(not_text)} must be text")
     shape = [
         k
         for k in ("request_requirements", "item_requirements", "releasable")
@@ -362,7 +474,16 @@ def _provision_refusal(rel: str, doc: dict[str, Any]) -> LintProblem | None:
             + ", ".join(shape or ["request_requirements"])
             + " lists of names",
         )
+    roles = doc["signers"].get("roles", [])
+    if not isinstance(roles, list) or any(not isinstance(r, str) for r in roles):
+        return LintProblem(
+            rel, lines.get(("signers", "roles"), 1), "signers.roles must be a list of role names"
+        )
     return None
+
+
+PROVISION_TEXT = ("source_url", "use_limits", "retention", "tri_basis")
+PROVISION_FLAGS = ("court_order_required", "law_enforcement")
 
 
 def _provision_problems(
@@ -372,8 +493,8 @@ def _provision_problems(
     fields: dict[str, Any],
 ) -> list[tuple[int | None, str]]:
     """(line, message) for each problem of one well-shaped provision: unknown or misplaced
-    checks, fields outside the catalog, TRI released without a court order or basis, and a
-    note that does not disclaim legal advice."""
+    checks, fields outside the catalog, TRI released without a court order or basis, a note
+    that does not disclaim legal advice, and optional values of the wrong kind."""
     out: list[tuple[int | None, str]] = []
     for key in ("request_requirements", "item_requirements"):
         want = "request" if key.startswith("request") else "item"
@@ -391,7 +512,7 @@ def _provision_problems(
         if f not in fields:
             out.append((lines.get(("releasable", j)), f"field '{f}' is not in the field catalog"))
         elif (
-            fields[f]["class"] == "TRI"
+            _field_class(fields[f]) == "TRI"
             and not doc.get("court_order_required")
             and not doc.get("tri_basis")
         ):
@@ -402,13 +523,24 @@ def _provision_problems(
                     "requiring a court order or citing a tri_basis",
                 )
             )
-    if "not legal advice" not in str(doc.get("note", "")).lower():
+    out += _not_text(doc, ("note", *PROVISION_TEXT), lines)
+    if (
+        isinstance(doc.get("note", ""), str)
+        and "not legal advice" not in doc.get("note", "").lower()
+    ):
         out.append(
             (
                 lines.get(("note",), 1),
                 "the provision must say it is a reference reading, not legal advice",
             )
         )
+    out += [
+        (lines.get((k,)), f"'{k}' must be true or false")
+        for k in PROVISION_FLAGS
+        if k in doc and not isinstance(doc[k], bool)
+    ]
+    if "approvals" in doc and not isinstance(doc["approvals"], dict):
+        out.append((lines.get(("approvals",)), "'approvals' must be a mapping"))
     return out
 
 

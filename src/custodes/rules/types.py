@@ -82,6 +82,17 @@ class Agreement:
             not isinstance(v, int) or isinstance(v, bool) for v in d.get("parameters", {}).values()
         ):
             raise InputError("agreement: 'parameters' maps names to numbers.", code="bad_agreement")
+        roles = d.get("signer_roles")
+        if roles is not None and (
+            not isinstance(roles, list) or any(not isinstance(r, str) for r in roles)
+        ):
+            raise InputError(
+                "agreement: 'signer_roles' is a list of role names.", code="bad_agreement"
+            )
+        if not isinstance(d.get("require_safeguards_current", False), bool):
+            raise InputError(
+                "agreement: 'require_safeguards_current' is true or false.", code="bad_agreement"
+            )
         return cls(**d)
 
 
