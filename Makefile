@@ -73,8 +73,12 @@ demo: $(BASE_STAMP) $(ASSETS)
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
+# The suite in TEST_WORKERS processes (pytest-xdist), each taking whole test files: a file's
+# module fixtures (a Spark session, a console in a browser) are built once, and its tests keep
+# their order. TEST_WORKERS=0 runs it in this process alone.
+TEST_WORKERS ?= 2
 test: $(TEST_STAMP) typecheck $(ASSETS) browser softhsm postgres
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(TEST_STAMP) typecheck
 	$(BIN)/ruff check src tests bench

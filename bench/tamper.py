@@ -777,7 +777,11 @@ def main() -> None:
             took = time.perf_counter() - t
             print(tally.table(f"### {store}: {tally.tried()} mutations ({took:.0f} s)"), flush=True)
             print(tally.costs(), flush=True)
-            missed[store] = {"missed": tally.missed, "no effect": tally.no_effect}
+            missed[store] = {
+                "tried": tally.tried(),
+                "missed": tally.missed,
+                "no effect": tally.no_effect,
+            }
     if args.missed:
         args.missed.write_text(json.dumps(missed, indent=1, default=str))
 
