@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from custodes.errors import InputError
 from custodes.services import reports
-from custodes.web.console import Console, form, page, router, see_other
+from custodes.web.console import Console, page, router, see_other
 
 BACK = "/incidents"
 
@@ -33,7 +33,7 @@ def incidents_page(c: Annotated[Console, page()]) -> Response:
 def open_incident(
     kind: Annotated[str, Form(max_length=16)],
     summary: Annotated[str, Form(max_length=5000)],
-    c: Annotated[Console, form(BACK)],
+    c: Annotated[Console, page(BACK)],
     request_id: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     reports.incident_open(
@@ -46,7 +46,7 @@ def open_incident(
 def incident_step(
     incident_id: str,
     step: str,
-    c: Annotated[Console, form(BACK)],
+    c: Annotated[Console, page(BACK)],
     finding: Annotated[str, Form(max_length=16)] = "",
 ) -> Response:
     if step == "reported":

@@ -10,7 +10,7 @@ from fastapi import Form
 from fastapi.responses import HTMLResponse, Response
 
 from custodes.services import rules as rules_svc
-from custodes.web.console import Console, form, page, router, see_other
+from custodes.web.console import Console, page, router, see_other
 
 BACK = "/registries"
 
@@ -34,7 +34,7 @@ def registries_page(c: Annotated[Console, page()]) -> Response:
 @pages.post("/registries/agencies")
 def add_agency(
     name: Annotated[str, Form(max_length=200)],
-    c: Annotated[Console, form(BACK)],
+    c: Annotated[Console, page(BACK)],
     open_findings: Annotated[int, Form(ge=0, le=100_000)] = 0,
     safeguards_current: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
@@ -55,7 +55,7 @@ def add_official(
     title: Annotated[str, Form(max_length=200)],
     role: Annotated[str, Form(max_length=64)],
     valid_from: Annotated[dt.date, Form()],
-    c: Annotated[Console, form(BACK)],
+    c: Annotated[Console, page(BACK)],
     valid_to: Annotated[dt.date | None, Form()] = None,
 ) -> Response:
     rules_svc.add_official(

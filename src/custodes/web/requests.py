@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from custodes.errors import AccessDenied, CustodesError
 from custodes.services import decisions, requests
-from custodes.web.console import Console, form, page, router, see_other
+from custodes.web.console import Console, page, router, see_other
 
 OUTCOMES = ("DISCLOSE", "CONFIRM", "NOT_CONFIRMED", "WITHHOLD", "REVIEW")
 
@@ -149,7 +149,7 @@ def outcomes_partial(
 def withdraw(
     request_id: str,
     reason: Annotated[str, Form(max_length=2000)],
-    c: Annotated[Console, form("/requests/{request_id}")],
+    c: Annotated[Console, page("/requests/{request_id}")],
 ) -> Response:
     """Withdraw a request that has not been released (recorded with its reason)."""
 

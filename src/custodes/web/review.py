@@ -9,7 +9,7 @@ from fastapi import Form
 from fastapi.responses import HTMLResponse, Response
 
 from custodes.services import decisions, records
-from custodes.web.console import Console, form, page, router, see_other
+from custodes.web.console import Console, page, router, see_other
 
 pages = router()
 
@@ -50,7 +50,7 @@ def inspect_candidate(
     item_id: str,
     record: Annotated[str, Form(max_length=64)],
     purpose: Annotated[str, Form(max_length=2000)],
-    c: Annotated[Console, form(ITEM)],
+    c: Annotated[Console, page(ITEM)],
 ) -> Response:
     """The whole candidate record, for a stated purpose: an inspection, recorded (shown or
     refused), and shown on this answer only (never in a URL, never cached)."""
@@ -64,7 +64,7 @@ def resolve_item(
     item_id: str,
     decision: Annotated[str, Form(max_length=16)],
     reason: Annotated[str, Form(max_length=2000)],
-    c: Annotated[Console, form(ITEM)],
+    c: Annotated[Console, page(ITEM)],
     record: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     """One review item withheld, or disclosed naming the record the officer identified (the
@@ -95,7 +95,7 @@ def review_resolve(
     request_id: str,
     group: Annotated[str, Form(max_length=500)],
     reason: Annotated[str, Form(max_length=2000)],
-    c: Annotated[Console, form("/requests/{request_id}/review")],
+    c: Annotated[Console, page("/requests/{request_id}/review")],
 ) -> Response:
     decisions.review_resolve(c.ws, c.who, request_id, "WITHHOLD", reason, group=group)
     return see_other(f"/requests/{request_id}/review?done=withheld")
