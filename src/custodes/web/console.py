@@ -258,14 +258,20 @@ class Console:
         assert self.known is not None
         return self.known
 
-    def render(self, name: str, ctx: dict[str, Any], *, status: int = 200) -> HTMLResponse:
-        """A template as this caller (the navigation their roles reach, the form token)."""
+    def render(
+        self, name: str, ctx: dict[str, Any], *, status: int = 200, **may: str
+    ) -> HTMLResponse:
+        """A template as this caller (the navigation their roles reach, the form token); each
+        `may_x="action"` tells the template whether the caller's roles allow the action."""
         me = self.me
-        return render(self.request, name, ctx, status=status, me=me, token=self.token)
+        allowed = {flag: action in me["may"] for flag, action in may.items()}
+        return render(self.request, name, ctx | allowed, status=status, me=me, token=self.token)
 
-    def page(self, name: str, ctx: dict[str, Any], *, status: int = 200) -> HTMLResponse:
+    def page(
+        self, name: str, ctx: dict[str, Any], *, status: int = 200, **may: str
+    ) -> HTMLResponse:
         """A page with the notice a redirect asked for."""
-        return self.render(name, {"flash": flash(self.request)} | ctx, status=status)
+        return self.render(name, {"flash": flash(self.request)} | ctx, status=status, **may)
 
     async def with_file(self, field: str, act: Callable[[IO[bytes]], Response]) -> Response:
         """A form with a file, as the router's `anti_forgery` read it: after the session behind

@@ -20,12 +20,9 @@ pages = router()
 def incidents_page(c: Annotated[Console, page()]) -> Response:
     return c.page(
         "incidents.html",
-        {
-            "title": "Incidents",
-            "incidents": reports.incidents(c.ws, c.who),
-            "may_open": "incident.open" in c.me["may"],
-            "may_close": "incident.close" in c.me["may"],
-        },
+        {"title": "Incidents", "incidents": reports.incidents(c.ws, c.who)},
+        may_open="incident.open",
+        may_close="incident.close",
     )
 
 

@@ -45,11 +45,8 @@ def recall(
 def recalls_page(c: Annotated[Console, page()]) -> Response:
     return c.page(
         "recalls.html",
-        {
-            "title": "Recalls",
-            "recalls": decisions.recalls(c.ws, c.who),
-            "may_certify": "recall.certify" in c.me["may"],
-        },
+        {"title": "Recalls", "recalls": decisions.recalls(c.ws, c.who)},
+        may_certify="recall.certify",
     )
 
 

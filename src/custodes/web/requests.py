@@ -84,7 +84,6 @@ def request_view(
     ):
         outcomes = _outcomes(c, request_id, f)
         checks = decisions.deciding_checks(c.ws, c.who, request_id)
-    may = c.me["may"]
     return c.page(
         "request.html",
         {
@@ -96,12 +95,12 @@ def request_view(
             "check": f.check,
             "checks": checks,
             "all_outcomes": OUTCOMES,
-            "may_download": "response.download" in may,
-            "may_recall": "recall" in may,
-            "may_withdraw": "withdraw" in may,
             "form_error": form_error,
         },
         status=status,
+        may_download="response.download",
+        may_recall="recall",
+        may_withdraw="withdraw",
     )
 
 

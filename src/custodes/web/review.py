@@ -23,14 +23,9 @@ def _item(
         side = decisions.review_item(c.ws, c.who, request_id, item_id)
     return c.render(
         "item.html",
-        {
-            "title": f"Item {item_id}",
-            "x": x,
-            "side": side,
-            "may_resolve": "review.resolve" in c.me["may"],
-            "may_inspect": "records.show" in c.me["may"],
-            "inspected": inspected,
-        },
+        {"title": f"Item {item_id}", "x": x, "side": side, "inspected": inspected},
+        may_resolve="review.resolve",
+        may_inspect="records.show",
     )
 
 
@@ -81,12 +76,8 @@ def review_page(request_id: str, c: Annotated[Console, page("/requests/{request_
     groups = decisions.review_groups(c.ws, c.who, request_id)
     return c.page(
         "review.html",
-        {
-            "title": f"Review of {request_id}",
-            "request_id": request_id,
-            "groups": groups,
-            "may_resolve": "review.resolve" in c.me["may"],
-        },
+        {"title": f"Review of {request_id}", "request_id": request_id, "groups": groups},
+        may_resolve="review.resolve",
     )
 
 

@@ -21,8 +21,8 @@ def rules_page(c: Annotated[Console, page()]) -> Response:
             "title": "Rule sets",
             "current": rules_svc.current(c.ws, c.who),
             "changes": rules_svc.changes(c.ws, c.who),
-            "may_change": "rules.change" in c.me["may"],
         },
+        may_change="rules.change",
     )
 
 
