@@ -427,7 +427,7 @@ def test_attacks_over_http(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
             headers={"content-type": "application/json"},
         ),
         422,
-        "bad_argument",
+        "bad_json",
     )
     # every problem of a JSON body is named (where, never the value), not only the first
     tin = "123-45-6789"

@@ -99,11 +99,11 @@ def test_a_short_stateful_run_finds_no_server_error_and_no_violation(
         assert not result["failures"], result["failures"]
 
 
-def test_a_json_body_that_does_not_parse_is_422_bad_argument(
+def test_a_json_body_that_does_not_parse_is_422_bad_json(
     served: tuple[TestClient, str],
 ) -> None:
     """Found by the stateful run: FastAPI's 400 for an unparsable body was undocumented and
-    contradicted the registry (bad_argument is 422)."""
+    contradicted the registry (an InputError is 422); its own code since (`bad_json`)."""
     client, token = served
     response = client.post(
         "/v1/incidents",
@@ -111,4 +111,4 @@ def test_a_json_body_that_does_not_parse_is_422_bad_argument(
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
     assert response.status_code == 422
-    assert response.json()["code"] == "bad_argument"
+    assert response.json()["code"] == "bad_json"

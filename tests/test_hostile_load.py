@@ -370,7 +370,7 @@ def test_parser_breaking_input_gets_a_coded_error_over_the_api(
         content=deep_inline,
         headers=_bearer(tokens, "requester") | {"content-type": "application/json"},
     )
-    _coded(r, 422, "bad_argument")
+    _coded(r, 422, "bad_json")
     yaml_type = {"content-type": "application/yaml"}
     for text in (_deep_yaml(), _alias_bomb()):
         r = client.post(

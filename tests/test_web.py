@@ -509,8 +509,10 @@ def test_page_security(console: Console) -> None:
     # a state-changing form without the session's anti-forgery token is refused
     r = approver.ctx.request.post(c.url + f"/requests/{c.rid}/approve", form={"csrf": "x"})
     assert r.status == 403 and "anti-forgery" in r.text()
-    # a form the server cannot read: a page naming the field, never its value
-    bad = {"csrf": "x", "certified_by": "R.O.", "certified_on": "31/31/1999"}
+    # a form the server cannot read (with this session's token: a form without it is refused
+    # before its fields are read): a page naming the field, never its value
+    token = approver.page.locator("input[name=csrf]").first.get_attribute("value")
+    bad = {"csrf": token or "", "certified_by": "R.O.", "certified_on": "31/31/1999"}
     r = approver.ctx.request.post(c.url + "/recalls/rcl-000000000000/certify", form=bad)
     assert r.status == 422 and r.headers["content-type"].startswith("text/html")
     assert "certified_on" in r.text() and "31/31/1999" not in r.text()

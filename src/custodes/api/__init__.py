@@ -26,23 +26,10 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from custodes import __version__, settings
-from custodes.api import (
-    jobs,
-    ledger,
-    public,
-    recalls,
-    records,
-    registries,
-    releases,
-    reports,
-    requests,
-    review,
-    rules,
-    sessions,
-    users,
-)
+from custodes.api import ledger
 from custodes.http import admission, headers, problems
 from custodes.http import limits as body_limits
+from custodes.http.routers import resources
 from custodes.services import ledger as ledger_svc
 from custodes.services import rules as rules_svc
 from custodes.services import workspace as ws_svc
@@ -80,21 +67,12 @@ DOCS_PAGE = """<!DOCTYPE html>
 """
 
 
-# One module per resource, each with the routers of the tags its routes have always had.
-RESOURCES = (
-    public,
-    ledger,
-    sessions,
-    requests,
-    recalls,
-    jobs,
-    review,
-    releases,
-    reports,
-    records,
-    rules,
-    registries,
-    users,
+# One module per resource, each with the routers of the tags its routes have always had
+# (`ROUTERS`), included in this order.
+RESOURCES = resources(
+    __name__,
+    "public ledger sessions requests recalls jobs review releases reports records rules "
+    "registries users",
 )
 
 

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
+from custodes.http.bodies import NewOfficial as NewOfficial  # the console's form too
+
 
 def _example(**example: Any) -> ConfigDict:
     return ConfigDict(extra="allow", json_schema_extra={"examples": [example]})
@@ -317,23 +319,6 @@ class NewAgency(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     safeguards_current: bool
     open_findings: int = Field(ge=0, le=100_000)
-
-
-class NewOfficial(BaseModel):
-    model_config = _shown(
-        agency="Department of Labor",
-        name="A. Secretary",
-        title="Secretary of Labor",
-        role="head",
-        valid_from="2026-01-20",
-        valid_to=None,
-    )
-    agency: str = Field(min_length=1, max_length=200)
-    name: str = Field(min_length=1, max_length=200)
-    title: str = Field(min_length=1, max_length=200)
-    role: str = Field(min_length=1, max_length=64)
-    valid_from: date
-    valid_to: date | None = None
 
 
 class Verification(BaseModel):

@@ -21,7 +21,7 @@ from custodes.api import common
 from custodes.api import models as m
 from custodes.api.common import CHUNK, Paged, accepted
 from custodes.errors import InputError
-from custodes.http import limits
+from custodes.http import limits, problems
 from custodes.http.deps import WS, JobsDep, Who
 from custodes.services import decisions, requests
 
@@ -85,10 +85,10 @@ async def _stage(request: Request, folder: Path) -> str:
     if kind == "multipart/form-data":
         try:
             form = await request.form(max_files=2, max_fields=2)
-        except StarletteHTTPException:  # a malformed body, or more parts than the two files
-            raise InputError(
-                "Send exactly two files: 'envelope' and 'items' (multipart/form-data).",
-                code="bad_argument",
+        except StarletteHTTPException as exc:  # a malformed body, or more parts than the two
+            raise problems.unreadable_body(  # files: the cause's own code
+                exc,
+                too_many="Send exactly two files: 'envelope' and 'items' (multipart/form-data).",
             ) from None
         envelope, items = form.get("envelope"), form.get("items")
         if not (isinstance(envelope, UploadFile) and isinstance(items, UploadFile)):
@@ -115,9 +115,11 @@ async def _stage(request: Request, folder: Path) -> str:
         try:
             inline = m.InlineRequest.model_validate_json(body)
         except ValidationError as exc:  # every problem, located, never the value sent
+            errors = exc.errors(include_input=False)
+            unparsed, shaped = "bad_json", "bad_argument"  # not JSON; JSON of another shape
             found = [
                 f"{'.'.join(_where(p) for p in e.get('loc', ())) or 'body'}: {e.get('msg')}"
-                for e in exc.errors(include_input=False)
+                for e in errors
             ]
             more = f"; and {len(found) - MAX_PROBLEMS} more" if len(found) > MAX_PROBLEMS else ""
             raise InputError(
@@ -125,7 +127,7 @@ async def _stage(request: Request, folder: Path) -> str:
                 + "; ".join(found[:MAX_PROBLEMS])
                 + more
                 + ".",
-                code="bad_argument",
+                code=unparsed if all(e["type"] == "json_invalid" for e in errors) else shaped,
             ) from None
         import pyarrow as pa
         import pyarrow.parquet as pq

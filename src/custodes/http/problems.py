@@ -18,11 +18,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 from starlette.routing import Match
 
 from custodes.errors import (
     REGISTRY,
     CustodesError,
+    InputError,
     Overloaded,
     RateLimited,
     Unauthenticated,
@@ -145,6 +147,48 @@ def from_error(exc: CustodesError) -> JSONResponse:
     return problem(exc.http_status, exc.code, exc.title, detail, headers=headers, **extra)
 
 
+# Starlette's multipart and form parsers say why they refused a body only in the message of
+# their `MultiPartException` (the limits they name are the server's, never a sent value).
+TOO_MANY = ("Too many fields", "Too many files")
+TOO_LONG = ("Field exceeded", "Part exceeded")
+
+
+def unreadable_body(exc: BaseException, *, too_many: str | None = None) -> InputError:
+    """Why Starlette or FastAPI refused a body with a bare 400, as its own coded error: a
+    multipart body that is not one (`bad_multipart`), more fields or files than the route
+    takes (`too_many_parts`, said by `too_many` when given), a form field over the parser's
+    limit (`oversize_field`), a JSON body nested too deep to parse (`bad_json`) or not UTF-8
+    (`bad_encoding`); anything else keeps `bad_argument`. Read from the exception's causes,
+    never from what was sent. (A form's text is never refused for its encoding: Starlette
+    falls back to Latin-1.)"""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, MultiPartException):
+            if cause.message.startswith(TOO_MANY):
+                return InputError(
+                    too_many or "The body has more form fields or files than this call takes.",
+                    code="too_many_parts",
+                )
+            if cause.message.startswith(TOO_LONG):
+                return InputError(
+                    "A form field of the body is longer than the server reads.",
+                    code="oversize_field",
+                )
+            return InputError(
+                "The body is not readable multipart/form-data (its boundary, a part's "
+                "headers or its framing).",
+                code="bad_multipart",
+            )
+        if isinstance(cause, UnicodeDecodeError):
+            return InputError("The body is not UTF-8 text.", code="bad_encoding")
+        if isinstance(cause, RecursionError):
+            return InputError("The JSON body is nested too deep to parse.", code="bad_json")
+        cause = cause.__cause__ or cause.__context__
+    return InputError("The HTTP request's body does not parse.", code="bad_argument")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(CustodesError)
     async def _custodes(request: Request, exc: CustodesError) -> JSONResponse:
@@ -152,10 +196,20 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
         where = [
             {"location": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")}
-            for e in exc.errors()[:20]
+            for e in errors[:20]
         ]
+        if errors and all(e.get("type") == "json_invalid" for e in errors):
+            # FastAPI's own word for a JSON body that does not decode (where, not what)
+            return problem(
+                422,
+                "bad_json",
+                REGISTRY["bad_json"].title,
+                "The body is not JSON (the location is where decoding stopped).",
+                problems=where,
+            )
         return problem(
             422,
             "bad_argument",
@@ -166,15 +220,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 400:  # FastAPI's "error parsing the body": a JSON body that is
-            # not JSON is as much "not the schema" as one of the wrong shape, and the registry
-            # gives bad_argument 422 (a 400 was undocumented: the stateful schemathesis run)
-            return problem(
-                422,
-                "bad_argument",
-                REGISTRY["bad_argument"].title,
-                "The HTTP request's body does not parse.",
-            )
+        if exc.status_code == 400:  # a body Starlette or FastAPI could not parse: its cause's
+            # own code, 422 as the registry gives every InputError (a 400 was undocumented:
+            # the stateful schemathesis run)
+            return from_error(unreadable_body(exc))
         code = {404: "not_found", 405: "method_not_allowed", 413: "file_too_large"}.get(
             exc.status_code, "bad_argument"
         )

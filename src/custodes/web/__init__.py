@@ -18,38 +18,16 @@ from starlette.responses import FileResponse, Response
 
 from custodes.http import limits
 from custodes.http.admission import AdmissionMiddleware
+from custodes.http.routers import resources
 from custodes.services import rules as rules_svc
-from custodes.web import (
-    console,
-    incidents,
-    jobs,
-    ledger,
-    recalls,
-    registries,
-    releases,
-    reports,
-    requests,
-    review,
-    rules,
-    sessions,
-    users,
-)
+from custodes.web import console
 
-# One module per resource. `releases` comes after the other request pages: its
-# `/requests/{id}/{action}` takes only what they did not.
-RESOURCES = (
-    sessions,
-    requests,
-    review,
-    recalls,
-    releases,
-    jobs,
-    users,
-    rules,
-    registries,
-    ledger,
-    reports,
-    incidents,
+# One module per resource (its routes in `pages`), included in this order. `releases` comes
+# after the other request pages: its `/requests/{id}/{action}` takes only what they did not.
+RESOURCES = resources(
+    __name__,
+    "sessions requests review recalls releases jobs users rules registries ledger reports "
+    "incidents",
 )
 
 STATIC = Path(__file__).parent / "static"

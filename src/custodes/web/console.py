@@ -2,13 +2,14 @@
 console's session as a FastAPI dependency (`Console`), with the anti-forgery check of a
 state-changing form, and the route class that turns a refusal into the console's pages.
 
-A page declares `c: Annotated[Console, page(back)]` (a link, a download) or
-`c: Annotated[Console, form(back)]` (a state-changing form: its `csrf` field is checked). FastAPI
-reads and validates the form first (a form it cannot read is that page, whatever the session);
-the caller behind the cookie is checked when the page first asks for it (`c.who`, `c.me`, or
-rendering), which is before any service call since every service takes the caller: no cookie,
-the sign-in; a session the core refuses, the session-ended page; a wrong anti-forgery token,
-403; any other refusal, the error page with its code and the page's way `back`.
+A page declares `c: Annotated[Console, page(back)]`. Every POST of a console router (`router()`)
+is checked before any of its work, by the router's own dependency (`anti_forgery`): no cookie,
+the sign-in; a session the core refuses, the session-ended page; a form without this session's
+anti-forgery token (its `csrf` field), 403 `forbidden`; only then are the form's fields
+validated (a form it cannot read is that page) and the page run. A page that changes nothing
+has its caller checked when it first asks for it (`c.who`, `c.me`, or rendering), which is
+before any service call since every service takes the caller. Any other refusal is the error
+page with its code and the page's way `back`.
 
 Security of the pages: the console's session is its own kind of credential (the API and the command
 line refuse it, and the console refuses theirs and API keys); it lives in an HttpOnly,
@@ -23,11 +24,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
@@ -220,34 +221,30 @@ class SignInFirst(Exception):
     """No session cookie: the page answers with the sign-in."""
 
 
+class FormUnreadable(Exception):
+    """A state-changing form the server cannot read (not a form, or more parts than a file and
+    the token): the page naming the form."""
+
+
 class Console:
     """The caller behind the session cookie, checked by the core on first use (then kept for
     the page): `who` for the services, `me` (whoami: name, roles, `may`) for what the page
-    offers. With `csrf` (a form's field), the form must carry this session's anti-forgery
-    token. `back` is where the error page points."""
+    offers. `back` is where the error page points."""
 
-    def __init__(self, request: Request, ws: Workspace, csrf: str | None, back: str | None) -> None:
-        self.request, self.ws, self.csrf, self.back = request, ws, csrf, back
+    def __init__(self, request: Request, ws: Workspace, back: str | None) -> None:
+        self.request, self.ws, self.back = request, ws, back
         self.token = request.cookies.get(cookie_name())
         self.known: dict[str, Any] | None = None  # whoami, once the session is found live
         self._who: Caller | None = None
 
     def check(self) -> Caller:
         """Run the page as the caller behind the cookie (the sign-in when there is none; the
-        core's refusal of the session; 403 for a form not from this session)."""
+        core's refusal of the session)."""
         if self._who is None:
             if not self.token:
                 raise SignInFirst
             who = ws_svc.console_caller(self.ws, self.token)
             self.known = ws_svc.whoami(self.ws, who)
-            if self.csrf is not None and not hmac.compare_digest(
-                self.csrf, ws_svc.csrf_token(self.ws, self.token)
-            ):
-                raise AccessDenied(
-                    "The form is not from this session (missing or wrong anti-forgery token); "
-                    "reload the page and try again.",
-                    code="forbidden",
-                )
             self._who = who
         return self._who
 
@@ -261,70 +258,90 @@ class Console:
         assert self.known is not None
         return self.known
 
-    def render(self, name: str, ctx: dict[str, Any], *, status: int = 200) -> HTMLResponse:
-        """A template as this caller (the navigation their roles reach, the form token)."""
+    def render(
+        self, name: str, ctx: dict[str, Any], *, status: int = 200, **may: str
+    ) -> HTMLResponse:
+        """A template as this caller (the navigation their roles reach, the form token); each
+        `may_x="action"` tells the template whether the caller's roles allow the action."""
         me = self.me
-        return render(self.request, name, ctx, status=status, me=me, token=self.token)
+        allowed = {flag: action in me["may"] for flag, action in may.items()}
+        return render(self.request, name, ctx | allowed, status=status, me=me, token=self.token)
 
-    def page(self, name: str, ctx: dict[str, Any], *, status: int = 200) -> HTMLResponse:
+    def page(
+        self, name: str, ctx: dict[str, Any], *, status: int = 200, **may: str
+    ) -> HTMLResponse:
         """A page with the notice a redirect asked for."""
-        return self.render(name, {"flash": flash(self.request)} | ctx, status=status)
+        return self.render(name, {"flash": flash(self.request)} | ctx, status=status, **may)
 
     async def with_file(self, field: str, act: Callable[[IO[bytes]], Response]) -> Response:
-        """A form with a file: the session behind the cookie is checked before a byte of the
-        body is read (no cookie: the sign-in; a session the core refuses: its page), so an
-        upload without a live session is never parsed nor spooled to disk; then the form is
-        read (its size bounded by the body limit, `custodes.http.limits`), the anti-forgery
-        token checked, and `act(file)` run.
+        """A form with a file, as the router's `anti_forgery` read it: after the session behind
+        the cookie was checked (so an upload without a live session is never parsed nor
+        spooled to disk), bounded by the body limit (`custodes.http.limits`), and with its
+        token checked; `act(file)` runs on the file.
 
         Not FastAPI's `File()` parameters: FastAPI parses the whole form before the page runs."""
-        if not self.token:
-            raise SignInFirst
-        await run_in_threadpool(ws_svc.console_caller, self.ws, self.token)
-        try:
-            form = await self.request.form(max_files=1, max_fields=1)
-        except StarletteHTTPException:  # not a form, or more parts than the file and the token
+        form = await self.request.form()  # (the one `anti_forgery` read and closes)
+        upload = form.get(field)
+        if not isinstance(upload, UploadFile):
             return invalid_form(self.request, [field])
-        try:
-            upload, csrf = form.get(field), form.get("csrf", "")
-            if not isinstance(upload, UploadFile) or not isinstance(csrf, str) or len(csrf) > 128:
-                return invalid_form(self.request, [field])
-            self.csrf, file = csrf, upload.file
-
-            def run() -> Response:
-                self.check()
-                return act(file)
-
-            return await run_in_threadpool(run)
-        finally:
-            await form.close()
+        return await run_in_threadpool(act, upload.file)
 
 
-def _open(request: Request, ws: Workspace, csrf: str | None, back: str | None) -> Console:
-    where = back.format(**request.path_params) if back else None
-    request.state.console = c = Console(request, ws, csrf, where)
+def _open(request: Request, ws: Workspace, back: str | None) -> Console:
+    """The request's `Console` (the one `anti_forgery` checked, when it ran), pointing `back`."""
+    c: Console | None = getattr(request.state, "console", None)
+    if c is None:
+        request.state.console = c = Console(request, ws, None)
+    c.back = back.format(**request.path_params) if back else None
     return c
 
 
 def page(back: str | None = None) -> Any:
-    """The dependency of a page that changes nothing (`back`: where its error page points, with
-    the route's path parameters, e.g. "/requests/{request_id}")."""
+    """The dependency of a page (`back`: where its error page points, with the route's path
+    parameters, e.g. "/requests/{request_id}")."""
 
     def console_page(request: Request, ws: WS) -> Console:
-        return _open(request, ws, None, back)
+        return _open(request, ws, back)
 
     return Depends(console_page)
 
 
-def form(back: str | None = None) -> Any:
-    """The dependency of a state-changing form: as `page`, and its `csrf` field is checked."""
+CSRF_MAX = 128  # an anti-forgery token is 64 hex digits
 
-    def console_form(
-        request: Request, ws: WS, csrf: Annotated[str, Form(max_length=128)] = ""
-    ) -> Console:
-        return _open(request, ws, csrf, back)
 
-    return Depends(console_form)
+async def anti_forgery(request: Request, ws: WS) -> AsyncIterator[None]:
+    """A console router's dependency: every POST is checked before anything else of its page
+    runs (its fields are validated after this, and its page and services after that). No
+    cookie: the sign-in; a session the core refuses: its page; then the form is read (a form
+    FastAPI did not read already: a file and the token at most, so an upload is read only for
+    a live session) and must carry this session's anti-forgery token in its `csrf` field, or
+    the answer is 403 `forbidden`. What it read is closed once the page has answered."""
+    if request.method != "POST":
+        yield
+        return
+    c = _open(request, ws, None)
+    if not c.token:
+        raise SignInFirst
+    await run_in_threadpool(c.check)
+    try:
+        form = await request.form(max_files=1, max_fields=1)  # (FastAPI's own read, if it read)
+    except StarletteHTTPException:  # not a form, or more parts than a file and the token
+        raise FormUnreadable from None
+    try:
+        csrf = form.get("csrf")
+        if (
+            not isinstance(csrf, str)
+            or len(csrf) > CSRF_MAX
+            or not hmac.compare_digest(csrf, ws_svc.csrf_token(ws, c.token))
+        ):
+            raise AccessDenied(
+                "The form is not from this session (missing or wrong anti-forgery token); "
+                "reload the page and try again.",
+                code="forbidden",
+            )
+        yield
+    finally:
+        await form.close()
 
 
 class ConsoleRoute(APIRoute):
@@ -340,6 +357,8 @@ class ConsoleRoute(APIRoute):
                 return await handler(request)
             except SignInFirst:
                 return see_other("/sign-in")
+            except FormUnreadable:
+                return invalid_form(request, [])
             except CustodesError as exc:
                 c = getattr(request.state, "console", None)
                 if c is None:
@@ -349,6 +368,9 @@ class ConsoleRoute(APIRoute):
         return run
 
 
-def router() -> APIRouter:
-    """A router of console pages (outside the API's schema)."""
-    return APIRouter(include_in_schema=False, route_class=ConsoleRoute)
+def router(*, before_session: bool = False) -> APIRouter:
+    """A router of console pages (outside the API's schema), each POST checked by
+    `anti_forgery` first; `before_session`: the pages that make a session (the sign-in,
+    enrolment) or end one, which check what they take themselves."""
+    checks = [] if before_session else [Depends(anti_forgery)]
+    return APIRouter(include_in_schema=False, route_class=ConsoleRoute, dependencies=checks)

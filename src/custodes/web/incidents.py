@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from custodes.errors import InputError
 from custodes.services import reports
-from custodes.web.console import Console, form, page, router, see_other
+from custodes.web.console import Console, page, router, see_other
 
 BACK = "/incidents"
 
@@ -20,12 +20,9 @@ pages = router()
 def incidents_page(c: Annotated[Console, page()]) -> Response:
     return c.page(
         "incidents.html",
-        {
-            "title": "Incidents",
-            "incidents": reports.incidents(c.ws, c.who),
-            "may_open": "incident.open" in c.me["may"],
-            "may_close": "incident.close" in c.me["may"],
-        },
+        {"title": "Incidents", "incidents": reports.incidents(c.ws, c.who)},
+        may_open="incident.open",
+        may_close="incident.close",
     )
 
 
@@ -33,7 +30,7 @@ def incidents_page(c: Annotated[Console, page()]) -> Response:
 def open_incident(
     kind: Annotated[str, Form(max_length=16)],
     summary: Annotated[str, Form(max_length=5000)],
-    c: Annotated[Console, form(BACK)],
+    c: Annotated[Console, page(BACK)],
     request_id: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     reports.incident_open(
@@ -46,7 +43,7 @@ def open_incident(
 def incident_step(
     incident_id: str,
     step: str,
-    c: Annotated[Console, form(BACK)],
+    c: Annotated[Console, page(BACK)],
     finding: Annotated[str, Form(max_length=16)] = "",
 ) -> Response:
     if step == "reported":

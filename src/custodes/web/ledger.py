@@ -9,7 +9,7 @@ from fastapi import Form
 from fastapi.responses import HTMLResponse, Response
 
 from custodes.services import ledger
-from custodes.web.console import Console, form, page, router
+from custodes.web.console import Console, page, router
 
 BACK = "/ledger"
 
@@ -46,7 +46,7 @@ def ledger_page(c: Annotated[Console, page(BACK)], index: int | None = None) -> 
 
 @pages.post("/ledger/check", response_class=HTMLResponse)
 def check_receipt(
-    receipt: Annotated[str, Form(max_length=1 << 16)], c: Annotated[Console, form(BACK)]
+    receipt: Annotated[str, Form(max_length=1 << 16)], c: Annotated[Console, page(BACK)]
 ) -> Response:
     """Check a pasted receipt in this session (nothing stored)."""
     return _ledger(c, checked=ledger.check_receipt(c.ws, c.who, receipt))

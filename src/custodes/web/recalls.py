@@ -11,7 +11,7 @@ from fastapi import Form
 from fastapi.responses import HTMLResponse, Response
 
 from custodes.services import decisions
-from custodes.web.console import Console, form, page, router, see_other
+from custodes.web.console import Console, page, router, see_other
 from custodes.web.requests import at_the_field
 
 pages = router()
@@ -21,7 +21,7 @@ pages = router()
 def recall(
     request_id: str,
     reason: Annotated[str, Form(max_length=2000)],
-    c: Annotated[Console, form("/requests/{request_id}")],
+    c: Annotated[Console, page("/requests/{request_id}")],
     items: Annotated[str, Form(max_length=200_000)] = "",
 ) -> Response:
     """Recall the chosen items of a released request (item ids, separated by commas, spaces or
@@ -45,11 +45,8 @@ def recall(
 def recalls_page(c: Annotated[Console, page()]) -> Response:
     return c.page(
         "recalls.html",
-        {
-            "title": "Recalls",
-            "recalls": decisions.recalls(c.ws, c.who),
-            "may_certify": "recall.certify" in c.me["may"],
-        },
+        {"title": "Recalls", "recalls": decisions.recalls(c.ws, c.who)},
+        may_certify="recall.certify",
     )
 
 
@@ -58,7 +55,7 @@ def certify(
     recall_id: str,
     certified_by: Annotated[str, Form(max_length=200)],
     certified_on: Annotated[dt.date, Form()],
-    c: Annotated[Console, form("/recalls")],
+    c: Annotated[Console, page("/recalls")],
 ) -> Response:
     decisions.certify(c.ws, c.who, recall_id, certified_by=certified_by, certified_on=certified_on)
     return see_other("/recalls?done=certified")

@@ -3,14 +3,14 @@ administrator confirms)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import IO, Annotated
 
 from fastapi import Form
 from fastapi.responses import HTMLResponse, Response
 
+from custodes.http.bodies import NewOfficial
 from custodes.services import rules as rules_svc
-from custodes.web.console import Console, form, page, router, see_other
+from custodes.web.console import Console, page, router, see_other
 
 BACK = "/registries"
 
@@ -22,19 +22,15 @@ def registries_page(c: Annotated[Console, page()]) -> Response:
     tables = rules_svc.registries(c.ws, c.who)
     return c.page(
         "registries.html",
-        {
-            "title": "Registries",
-            "tables": tables,
-            "signer_roles": tables["signer_roles"],
-            "may_change": "registry.change" in c.me["may"],
-        },
+        {"title": "Registries", "tables": tables, "signer_roles": tables["signer_roles"]},
+        may_change="registry.change",
     )
 
 
 @pages.post("/registries/agencies")
 def add_agency(
     name: Annotated[str, Form(max_length=200)],
-    c: Annotated[Console, form(BACK)],
+    c: Annotated[Console, page(BACK)],
     open_findings: Annotated[int, Form(ge=0, le=100_000)] = 0,
     safeguards_current: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
@@ -50,24 +46,9 @@ def add_agency(
 
 @pages.post("/registries/officials")
 def add_official(
-    agency: Annotated[str, Form(max_length=200)],
-    name: Annotated[str, Form(max_length=200)],
-    title: Annotated[str, Form(max_length=200)],
-    role: Annotated[str, Form(max_length=64)],
-    valid_from: Annotated[dt.date, Form()],
-    c: Annotated[Console, form(BACK)],
-    valid_to: Annotated[dt.date | None, Form()] = None,
+    official: Annotated[NewOfficial, Form()], c: Annotated[Console, page(BACK)]
 ) -> Response:
-    rules_svc.add_official(
-        c.ws,
-        c.who,
-        agency=agency,
-        name=name,
-        title=title,
-        role=role,
-        valid_from=valid_from,
-        valid_to=valid_to,
-    )
+    rules_svc.add_official(c.ws, c.who, **official.model_dump())
     return see_other("/registries?done=official")
 
 

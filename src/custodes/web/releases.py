@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi.responses import HTMLResponse, Response
 
 from custodes.services import decisions
-from custodes.web.console import Console, form, page, render, router, see_other
+from custodes.web.console import Console, page, render, router, see_other
 
 STEPS = ("prepare", "approve", "release")
 BACK = "/requests/{request_id}"
@@ -52,7 +52,7 @@ def step_page(request_id: str, action: str, c: Annotated[Console, page(BACK)]) -
 
 
 @pages.post("/requests/{request_id}/{action}")
-def step_act(request_id: str, action: str, c: Annotated[Console, form(BACK)]) -> Response:
+def step_act(request_id: str, action: str, c: Annotated[Console, page(BACK)]) -> Response:
     services = {"prepare": decisions.prepare, "approve": decisions.approve}
     long_work = ("process", "train", "release")  # jobs: a million items take a while
     if action not in (*services, *long_work):

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from custodes.errors import AccessDenied, CustodesError
 from custodes.services import decisions, requests
-from custodes.web.console import Console, form, page, router, see_other
+from custodes.web.console import Console, page, router, see_other
 
 OUTCOMES = ("DISCLOSE", "CONFIRM", "NOT_CONFIRMED", "WITHHOLD", "REVIEW")
 
@@ -84,7 +84,6 @@ def request_view(
     ):
         outcomes = _outcomes(c, request_id, f)
         checks = decisions.deciding_checks(c.ws, c.who, request_id)
-    may = c.me["may"]
     return c.page(
         "request.html",
         {
@@ -96,12 +95,12 @@ def request_view(
             "check": f.check,
             "checks": checks,
             "all_outcomes": OUTCOMES,
-            "may_download": "response.download" in may,
-            "may_recall": "recall" in may,
-            "may_withdraw": "withdraw" in may,
             "form_error": form_error,
         },
         status=status,
+        may_download="response.download",
+        may_recall="recall",
+        may_withdraw="withdraw",
     )
 
 
@@ -149,7 +148,7 @@ def outcomes_partial(
 def withdraw(
     request_id: str,
     reason: Annotated[str, Form(max_length=2000)],
-    c: Annotated[Console, form("/requests/{request_id}")],
+    c: Annotated[Console, page("/requests/{request_id}")],
 ) -> Response:
     """Withdraw a request that has not been released (recorded with its reason)."""
 

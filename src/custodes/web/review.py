@@ -3,42 +3,47 @@ resolving an item, and the review queue of a request by groups."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
-from fastapi import Form
+from fastapi import Depends, Form
 from fastapi.responses import HTMLResponse, Response
 
 from custodes.services import decisions, records
-from custodes.web.console import Console, form, page, router, see_other
+from custodes.web.console import Console, page, router, see_other
 
 pages = router()
 
 
-def _item(
-    c: Console, request_id: str, item_id: str, inspected: dict[str, Any] | None = None
-) -> Response:
-    x = decisions.explain(c.ws, c.who, request_id, item_id)
+class Item(NamedTuple):
+    """The item a page is about, from its path."""
+
+    request_id: str
+    item_id: str
+
+
+def item_at(request_id: str, item_id: str) -> Item:
+    return Item(request_id, item_id)
+
+
+At = Annotated[Item, Depends(item_at)]
+
+
+def _item(c: Console, at: Item, inspected: dict[str, Any] | None = None) -> Response:
+    x = decisions.explain(c.ws, c.who, *at)
     side = None
     if x["outcome"] == "REVIEW" and "review.read" in c.me["may"]:
-        side = decisions.review_item(c.ws, c.who, request_id, item_id)
+        side = decisions.review_item(c.ws, c.who, *at)
     return c.render(
         "item.html",
-        {
-            "title": f"Item {item_id}",
-            "x": x,
-            "side": side,
-            "may_resolve": "review.resolve" in c.me["may"],
-            "may_inspect": "records.show" in c.me["may"],
-            "inspected": inspected,
-        },
+        {"title": f"Item {at.item_id}", "x": x, "side": side, "inspected": inspected},
+        may_resolve="review.resolve",
+        may_inspect="records.show",
     )
 
 
 @pages.get("/requests/{request_id}/items/{item_id}", response_class=HTMLResponse)
-def item_page(
-    request_id: str, item_id: str, c: Annotated[Console, page("/requests/{request_id}")]
-) -> Response:
-    return _item(c, request_id, item_id)
+def item_page(at: At, c: Annotated[Console, page("/requests/{request_id}")]) -> Response:
+    return _item(c, at)
 
 
 ITEM = "/requests/{request_id}/items/{item_id}"
@@ -46,29 +51,28 @@ ITEM = "/requests/{request_id}/items/{item_id}"
 
 @pages.post("/requests/{request_id}/items/{item_id}/inspect", response_class=HTMLResponse)
 def inspect_candidate(
-    request_id: str,
-    item_id: str,
+    at: At,
     record: Annotated[str, Form(max_length=64)],
     purpose: Annotated[str, Form(max_length=2000)],
-    c: Annotated[Console, form(ITEM)],
+    c: Annotated[Console, page(ITEM)],
 ) -> Response:
     """The whole candidate record, for a stated purpose: an inspection, recorded (shown or
     refused), and shown on this answer only (never in a URL, never cached)."""
-    shown = records.show(c.ws, c.who, record, purpose=purpose, request_id=request_id)
-    return _item(c, request_id, item_id, inspected=shown)
+    shown = records.show(c.ws, c.who, record, purpose=purpose, request_id=at.request_id)
+    return _item(c, at, inspected=shown)
 
 
 @pages.post("/requests/{request_id}/items/{item_id}/resolve")
 def resolve_item(
-    request_id: str,
-    item_id: str,
+    at: At,
     decision: Annotated[str, Form(max_length=16)],
     reason: Annotated[str, Form(max_length=2000)],
-    c: Annotated[Console, form(ITEM)],
+    c: Annotated[Console, page(ITEM)],
     record: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     """One review item withheld, or disclosed naming the record the officer identified (the
     core checks it is the candidate shown and that nothing forbids it)."""
+    request_id, item_id = at
     chosen = {item_id: record} if decision == "DISCLOSE" and record else None
     decisions.review_resolve(
         c.ws, c.who, request_id, decision, reason, items=[item_id], records=chosen
@@ -81,12 +85,8 @@ def review_page(request_id: str, c: Annotated[Console, page("/requests/{request_
     groups = decisions.review_groups(c.ws, c.who, request_id)
     return c.page(
         "review.html",
-        {
-            "title": f"Review of {request_id}",
-            "request_id": request_id,
-            "groups": groups,
-            "may_resolve": "review.resolve" in c.me["may"],
-        },
+        {"title": f"Review of {request_id}", "request_id": request_id, "groups": groups},
+        may_resolve="review.resolve",
     )
 
 
@@ -95,7 +95,7 @@ def review_resolve(
     request_id: str,
     group: Annotated[str, Form(max_length=500)],
     reason: Annotated[str, Form(max_length=2000)],
-    c: Annotated[Console, form("/requests/{request_id}/review")],
+    c: Annotated[Console, page("/requests/{request_id}/review")],
 ) -> Response:
     decisions.review_resolve(c.ws, c.who, request_id, "WITHHOLD", reason, group=group)
     return see_other(f"/requests/{request_id}/review?done=withheld")

@@ -8,7 +8,7 @@ from typing import IO, Annotated
 from fastapi.responses import HTMLResponse, Response
 
 from custodes.services import rules as rules_svc
-from custodes.web.console import Console, form, page, router, see_other
+from custodes.web.console import Console, page, router, see_other
 
 pages = router()
 
@@ -21,8 +21,8 @@ def rules_page(c: Annotated[Console, page()]) -> Response:
             "title": "Rule sets",
             "current": rules_svc.current(c.ws, c.who),
             "changes": rules_svc.changes(c.ws, c.who),
-            "may_change": "rules.change" in c.me["may"],
         },
+        may_change="rules.change",
     )
 
 
@@ -39,6 +39,6 @@ async def propose_rules(c: Annotated[Console, page("/rules")]) -> Response:
 
 
 @pages.post("/rules/{sha256}/approve")
-def approve_rules(sha256: str, c: Annotated[Console, form("/rules")]) -> Response:
+def approve_rules(sha256: str, c: Annotated[Console, page("/rules")]) -> Response:
     rules_svc.approve(c.ws, c.who, sha256)
     return see_other("/rules?done=activated")

@@ -14,7 +14,7 @@ from custodes.http.deps import WS
 from custodes.services import workspace as ws_svc
 from custodes.web.console import cookie_name, render, router, secure, see_other
 
-pages = router()
+pages = router(before_session=True)
 
 
 @pages.get("/sign-in", response_class=HTMLResponse)

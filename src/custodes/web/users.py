@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from custodes.errors import InputError
 from custodes.services import users
-from custodes.web.console import Console, form, page, router, see_other
+from custodes.web.console import Console, page, router, see_other
 
 USERS_CHANGE = (
     "users.add",
@@ -22,7 +22,7 @@ USERS_CHANGE = (
     "users.reset",
 )
 BACK = "/users"
-Admin = Annotated[Console, form(BACK)]
+Admin = Annotated[Console, page(BACK)]
 
 pages = router()
 
