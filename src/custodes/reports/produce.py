@@ -31,7 +31,7 @@ from custodes.records import master
 from custodes.reports import disclosures as disc
 from custodes.reports.document import Document
 from custodes.reports.render import FORMATS, encode
-from custodes.reports.source import Entry, from_export, from_store
+from custodes.reports.source import Entry, from_export, from_store, split_from_store
 from custodes.requests.format import item_id_ok
 from custodes.requests.intake import text_sha256
 from custodes.rules.types import RuleSet
@@ -51,8 +51,35 @@ def snapshot(ws: Workspace) -> tuple[int, list[Entry]]:
     return size, from_store(ws, before=size)
 
 
-def compute(kind: str, params: dict[str, Any], entries: list[Entry]) -> Document:
-    led = disc.read(entries)
+def streamed(ws: Workspace) -> tuple[int, disc.Ledgered]:
+    """As `snapshot`, for the disclosure reports: the disclosures are read in pages while the
+    report is computed, not held (a million of them are ≈ 9 GB as parsed dicts)."""
+    with ws.engine.connect() as conn:
+        size = log.state(conn).size
+    others, paged = split_from_store(ws, before=size)
+    return size, disc.read(others, paged)
+
+
+# An accounting laid out as a PDF above this many rows is refused: fpdf lays out ~170 rows a
+# second here (100,000 rows: 10 minutes, 4,002 pages), and the filing formats are CSV and JSON.
+PDF_MAX_ROWS = 10_000
+
+
+def pdf_fits(doc: Document, fmt: str | None) -> None:
+    """Refuse an accounting too long to lay out as a PDF (`PDF_MAX_ROWS`), naming the formats
+    that take any size. `fmt`: the file's extension (or None: no file)."""
+    if fmt != ".pdf" or doc.kind != "accounting" or len(doc.tables[0].rows) <= PDF_MAX_ROWS:
+        return
+    raise fail(
+        "too_many_rows",
+        f"An accounting of {len(doc.tables[0].rows):,} disclosures is too long for a PDF (at "
+        f"most {PDF_MAX_ROWS:,} rows): write it as CSV or JSON, the filing formats, or narrow "
+        "it (year, agency, provision).",
+    )
+
+
+def compute(kind: str, params: dict[str, Any], entries: list[Entry] | disc.Ledgered) -> Document:
+    led = entries if isinstance(entries, disc.Ledgered) else disc.read(entries)
     if kind == "accounting":
         return disc.accounting(
             led,
@@ -130,6 +157,7 @@ def write(call: Call, doc: Document, out: Path | None, *, fmt: str | None = None
         fmt = target(out)
     elif fmt is not None:
         fmt = file_kind(Path(f"report.{fmt.lstrip('.')}"), FORMATS)
+    pdf_fits(doc, fmt)
     if fmt is not None:
         data = encode(doc, fmt)
         digest = hashlib.sha256(data).hexdigest()
