@@ -529,3 +529,31 @@ def test_the_tin_view_is_an_inspection_of_every_record(copy, tmp_path: Path) -> 
     assert reports.verify(tmp_path / "t.csv", tmp_path / "e")["ok"]
     for tin in list(master.tins(ws, ids).values())[:5]:
         assert tin.replace("-", "") not in (tmp_path / "e" / "bodies.jsonl").read_text()
+
+
+def test_an_accounting_too_long_for_a_pdf_is_refused_before_any_work_shows(  # type: ignore[no-untyped-def]
+    copy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from custodes.reports import produce
+
+    ws, people, _rids = copy
+    aud = people["auditor"]
+    monkeypatch.setattr(produce, "PDF_MAX_ROWS", 100)  # the year holds 290 disclosures
+    events = len(_bodies(ws, "report.generated"))
+    for kw in ({"out": tmp_path / "a.pdf"}, {"fmt": "pdf"}):
+        with pytest.raises(CustodesError) as exc:
+            reports.accounting(ws, aud, **kw)  # type: ignore[arg-type]
+        assert exc.value.code == "too_many_rows" and "CSV or JSON" in exc.value.message
+    with pytest.raises(CustodesError) as exc:  # refused before the TINs are looked up
+        reports.accounting(
+            ws, aud, tins_for=("congressional inquiry 7", "case-7"), out=tmp_path / "t.pdf"
+        )
+    assert exc.value.code == "too_many_rows"
+    assert not (tmp_path / "a.pdf").exists() and not (tmp_path / "t.pdf").exists()
+    assert not _bodies(ws, "record.inspected")
+    assert len(_bodies(ws, "report.generated")) == events
+    # the same accounting as CSV, and a narrower one as PDF, are written
+    reports.accounting(ws, aud, out=tmp_path / "a.csv")
+    res = reports.accounting(ws, aud, provision="irc-6103-m-2", out=tmp_path / "m.pdf")
+    assert (tmp_path / "m.pdf").read_bytes().startswith(b"%PDF")
+    assert 0 < len(res["document"]["tables"][0]["rows"]) <= 100

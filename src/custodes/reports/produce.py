@@ -145,6 +145,11 @@ def target(out: Path) -> str:
     return kind
 
 
+def kind_of(fmt: str | None) -> str | None:
+    """A format asked for by name (`csv`, `.pdf`) as its extension; refused if unknown."""
+    return None if fmt is None else file_kind(Path(f"report.{fmt.lstrip('.')}"), FORMATS)
+
+
 def write(call: Call, doc: Document, out: Path | None, *, fmt: str | None = None) -> dict[str, Any]:
     """The report as a new file (format by its extension), or as bytes in `fmt` (.csv, .json,
     .html, .pdf) for a face to send, or as the document itself; recorded in the ledger either
@@ -153,10 +158,7 @@ def write(call: Call, doc: Document, out: Path | None, *, fmt: str | None = None
         with call.ws.engine.connect() as conn:
             doc.ledger_root = base64.b64encode(log.root_at(conn, doc.ledger_size)).decode()
     data, digest = None, None
-    if out is not None:
-        fmt = target(out)
-    elif fmt is not None:
-        fmt = file_kind(Path(f"report.{fmt.lstrip('.')}"), FORMATS)
+    fmt = target(out) if out is not None else kind_of(fmt)
     pdf_fits(doc, fmt)
     if fmt is not None:
         data = encode(doc, fmt)

@@ -72,15 +72,11 @@ def accounting(
     )
     doc.ledger_size = size
     # Refused before any TIN is looked up (and before the inspection is recorded).
-    produce.pdf_fits(doc, produce.target(out) if out is not None else _ext(fmt))
+    produce.pdf_fits(doc, produce.target(out) if out is not None else produce.kind_of(fmt))
     if tins_for is not None:
         doc = produce.with_tins(call, doc, purpose=tins_for[0], reference=tins_for[1])
     doc = produce.with_items(call.ws, produce.with_reasons(call.ws, doc))
     return produce.write(call, doc, out, fmt=fmt)
-
-
-def _ext(fmt: str | None) -> str | None:
-    return None if fmt is None else "." + fmt.lstrip(".")
 
 
 @service("reports.read")
