@@ -176,8 +176,14 @@ def main() -> None:
             stages,
         )
         _, led = timed("events read (disclosures streamed)", lambda: produce.streamed(ws), stages)
-        doc = timed("compute accounting", lambda: produce.compute("accounting", {}, led), stages)
-        doc = timed("item ids opened from the store", lambda: produce.with_items(ws, doc), stages)
+        with produce.no_gc_pauses():
+            doc = timed(
+                "compute accounting", lambda: produce.compute("accounting", {}, led), stages
+            )
+        with produce.no_gc_pauses():
+            doc = timed(
+                "item ids opened from the store", lambda: produce.with_items(ws, doc), stages
+            )
         timed("write CSV", lambda: produce.write(call, doc, Path(tmp) / "acc.csv"), stages)
         timed("write JSON", lambda: produce.write(call, doc, Path(tmp) / "acc.json"), stages)
         if args.pdf:

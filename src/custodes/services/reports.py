@@ -65,17 +65,19 @@ def accounting(
         call = enter(call.ws, call.caller, "reports.person")
     size, led = produce.streamed(call.ws)
     year = _year(year, first_time(call.ws, before=size))
-    doc = produce.compute(
-        "accounting",
-        {"year": year, "agency": agency, "provision": provision, "with_tins": bool(tins_for)},
-        led,
-    )
+    with produce.no_gc_pauses():
+        doc = produce.compute(
+            "accounting",
+            {"year": year, "agency": agency, "provision": provision, "with_tins": bool(tins_for)},
+            led,
+        )
     doc.ledger_size = size
     # Refused before any TIN is looked up (and before the inspection is recorded).
     produce.pdf_fits(doc, produce.target(out) if out is not None else produce.kind_of(fmt))
     if tins_for is not None:
         doc = produce.with_tins(call, doc, purpose=tins_for[0], reference=tins_for[1])
-    doc = produce.with_items(call.ws, produce.with_reasons(call.ws, doc))
+    with produce.no_gc_pauses():
+        doc = produce.with_items(call.ws, produce.with_reasons(call.ws, doc))
     return produce.write(call, doc, out, fmt=fmt)
 
 
