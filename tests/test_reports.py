@@ -557,3 +557,29 @@ def test_an_accounting_too_long_for_a_pdf_is_refused_before_any_work_shows(  # t
     res = reports.accounting(ws, aud, provision="irc-6103-m-2", out=tmp_path / "m.pdf")
     assert (tmp_path / "m.pdf").read_bytes().startswith(b"%PDF")
     assert 0 < len(res["document"]["tables"][0]["rows"]) <= 100
+
+
+def test_the_streamed_reports_equal_the_ones_computed_from_every_event_held(  # type: ignore[no-untyped-def]
+    copy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The accounting and the JCT table read the disclosures page by page (`source.Paged`);
+    with pages of 7 they give exactly the rows and figures of the same reports computed from
+    the events held in a list (the way `verify` recomputes them from an export)."""
+    from custodes.reports import produce, source
+
+    ws, _people, _rids = copy
+    monkeypatch.setattr(source, "PAGE", 7)
+    size, held = produce.snapshot(ws)
+    size2, led = produce.streamed(ws)
+    assert size == size2
+    assert [e.idx for e in led.disclosures] == [e.idx for e in held if e.type == "disclosure"]
+    for kind, params in (
+        ("accounting", {}),
+        ("accounting", {"year": YEAR, "provision": "irc-6103-i-2"}),
+        ("jct", {"year": YEAR}),
+    ):
+        streamed, listed = produce.compute(kind, params, led), produce.compute(kind, params, held)
+        assert streamed.tables[0].rows == listed.tables[0].rows and streamed.tables[0].rows
+        assert streamed.tables[0].total == listed.tables[0].total
+        assert streamed.figures == listed.figures and streamed.notes == listed.notes
+    assert produce.compute("jct", {"year": YEAR}, led).figures["recalled"] == 1
