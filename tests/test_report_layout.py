@@ -209,3 +209,23 @@ def test_columns_sharing_the_page_in_proportion_are_laid_out_when_their_sum_roun
     assert over is not None, "no case whose shares round above the page width was found"
     rows = [dict(zip("abcde", line, strict=True)) for line in over[1:]]
     P._table(page, list(zip("abcde", over[0], strict=True)), rows)  # no ValueError from fpdf
+
+
+def test_the_csv_converts_a_column_at_a_time_as_it_would_cell_by_cell() -> None:
+    from custodes.reports.render import _column, _text
+
+    columns = [
+        ["a", None, "", "=1+1"],
+        [1, None, 87, 2**70],
+        [True, False, None],
+        [["x", "y"], [], None, ["z"]],
+        [[2024, 2025], []],
+        [None, None],
+        [1.5, 2, "b"],
+        [True, 1],
+        [["a", 1]],
+        [[None, "a"]],
+        [{"k": 1}, "v"],
+    ]
+    for values in columns:
+        assert _column(values).to_pylist() == [_text(v) for v in values], values

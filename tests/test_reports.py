@@ -529,3 +529,57 @@ def test_the_tin_view_is_an_inspection_of_every_record(copy, tmp_path: Path) -> 
     assert reports.verify(tmp_path / "t.csv", tmp_path / "e")["ok"]
     for tin in list(master.tins(ws, ids).values())[:5]:
         assert tin.replace("-", "") not in (tmp_path / "e" / "bodies.jsonl").read_text()
+
+
+def test_an_accounting_too_long_for_a_pdf_is_refused_before_any_work_shows(  # type: ignore[no-untyped-def]
+    copy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from custodes.reports import produce
+
+    ws, people, _rids = copy
+    aud = people["auditor"]
+    monkeypatch.setattr(produce, "PDF_MAX_ROWS", 100)  # the year holds 290 disclosures
+    events = len(_bodies(ws, "report.generated"))
+    for kw in ({"out": tmp_path / "a.pdf"}, {"fmt": "pdf"}):
+        with pytest.raises(CustodesError) as exc:
+            reports.accounting(ws, aud, **kw)  # type: ignore[arg-type]
+        assert exc.value.code == "too_many_rows" and "CSV or JSON" in exc.value.message
+    with pytest.raises(CustodesError) as exc:  # refused before the TINs are looked up
+        reports.accounting(
+            ws, aud, tins_for=("congressional inquiry 7", "case-7"), out=tmp_path / "t.pdf"
+        )
+    assert exc.value.code == "too_many_rows"
+    assert not (tmp_path / "a.pdf").exists() and not (tmp_path / "t.pdf").exists()
+    assert not _bodies(ws, "record.inspected")
+    assert len(_bodies(ws, "report.generated")) == events
+    # the same accounting as CSV, and a narrower one as PDF, are written
+    reports.accounting(ws, aud, out=tmp_path / "a.csv")
+    res = reports.accounting(ws, aud, provision="irc-6103-m-2", out=tmp_path / "m.pdf")
+    assert (tmp_path / "m.pdf").read_bytes().startswith(b"%PDF")
+    assert 0 < len(res["document"]["tables"][0]["rows"]) <= 100
+
+
+def test_the_streamed_reports_equal_the_ones_computed_from_every_event_held(  # type: ignore[no-untyped-def]
+    copy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The accounting and the JCT table read the disclosures page by page (`source.Paged`);
+    with pages of 7 they give exactly the rows and figures of the same reports computed from
+    the events held in a list (the way `verify` recomputes them from an export)."""
+    from custodes.reports import produce, source
+
+    ws, _people, _rids = copy
+    monkeypatch.setattr(source, "PAGE", 7)
+    size, held = produce.snapshot(ws)
+    size2, led = produce.streamed(ws)
+    assert size == size2
+    assert [e.idx for e in led.disclosures] == [e.idx for e in held if e.type == "disclosure"]
+    for kind, params in (
+        ("accounting", {}),
+        ("accounting", {"year": YEAR, "provision": "irc-6103-i-2"}),
+        ("jct", {"year": YEAR}),
+    ):
+        streamed, listed = produce.compute(kind, params, led), produce.compute(kind, params, held)
+        assert streamed.tables[0].rows == listed.tables[0].rows and streamed.tables[0].rows
+        assert streamed.tables[0].total == listed.tables[0].total
+        assert streamed.figures == listed.figures and streamed.notes == listed.notes
+    assert produce.compute("jct", {"year": YEAR}, led).figures["recalled"] == 1

@@ -15,9 +15,10 @@ recipients), `disclosure.recalled`, `master.imported` (which master file it came
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +89,7 @@ PRIVACY_ACT_NOTE = (
 )
 
 
+@functools.lru_cache(maxsize=1024)  # a handful of provisions, a million rows: one string each
 def subsection(provision: str) -> str:
     """`irc-6103-i-2` -> `(i)(2)`; an id of another shape is shown as it is."""
     m = re.fullmatch(r"irc-6103-([a-z])((?:-[0-9a-z]+)*)", provision or "")
@@ -100,7 +102,9 @@ def subsection(provision: str) -> str:
 class Ledgered:
     """What the ledger says about disclosures, indexed for the reports."""
 
-    disclosures: list[Entry]
+    # A list (from an export), or the store's disclosure events read in pages each time it is
+    # iterated (`source.Paged`): a million disclosure bodies are never held at once.
+    disclosures: Iterable[Entry]
     received: dict[str, dict[str, Any]]
     recipients: dict[str, list[str]]
     recalled: dict[tuple[str, str | None], Entry]
@@ -108,13 +112,16 @@ class Ledgered:
     masters: list[tuple[int, str]]  # (ledger index, master sha256) in order
 
 
-def read(entries: Iterable[Entry]) -> Ledgered:
-    led = Ledgered([], {}, {}, {}, {}, [])
+def read(entries: Iterable[Entry], disclosures: Iterable[Entry] | None = None) -> Ledgered:
+    """The events indexed; `disclosures`, when given, are the disclosure events read apart
+    (and `entries` hold none)."""
+    held: list[Entry] = []
+    led = Ledgered(held if disclosures is None else disclosures, {}, {}, {}, {}, [])
     for e in entries:
         b = e.body
         t = e.type
         if t == "disclosure":
-            led.disclosures.append(e)
+            held.append(e)
         elif t == "request.received":
             led.received[b["request_id"]] = b
         elif t == "release.done":
@@ -151,7 +158,18 @@ def accounting_rows(
     provision: str | None = None,
     record_id: str | None = None,
 ) -> list[dict[str, Any]]:
-    rows = []
+    return list(iter_rows(led, year=year, agency=agency, provision=provision, record_id=record_id))
+
+
+def iter_rows(
+    led: Ledgered,
+    *,
+    year: int | None = None,
+    agency: str | None = None,
+    provision: str | None = None,
+    record_id: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The accounting's rows one at a time, as the disclosures are read."""
     for e in led.disclosures:
         b = e.body
         when = e.time
@@ -165,7 +183,7 @@ def accounting_rows(
             continue
         req = led.received.get(b["request_id"], {})
         recall = led.recalled.get((b["request_id"], item_of(b)))
-        rows.append(
+        yield (
             {
                 "disclosed_on": when.date().isoformat(),
                 "request_id": b["request_id"],
@@ -191,7 +209,6 @@ def accounting_rows(
                 "recalled_on": recall.time.date().isoformat() if recall else None,
             }
         )
-    return rows
 
 
 def accounting(
@@ -250,11 +267,17 @@ def jct(led: Ledgered, *, year: int, office: str | None = None) -> Document:
     also names, with footnotes for recalls and disclosures later found improper. `office`: the
     office that issues the report (named on it, and kept in its parameters so that `report
     verify` recomputes the same document)."""
-    rows = accounting_rows(led, year=year)
     groups: dict[tuple[str, str], dict[str, Any]] = defaultdict(
         lambda: {"bulk": 0, "other": 0, "total": 0, "recalled": 0, "improper": 0}
     )
-    for r in rows:
+    # Counted as the rows are read (a year's million rows are never held).
+    request_ids: set[str] = set()
+    record_ids: set[Any] = set()
+    n = 0
+    for r in iter_rows(led, year=year):
+        n += 1
+        request_ids.add(r["request_id"])
+        record_ids.add(r["record_id"])
         g = groups[(r["agency"] or "", r["subsection"])]
         g["bulk" if r["bulk"] else "other"] += 1
         g["total"] += 1
@@ -292,9 +315,7 @@ def jct(led: Ledgered, *, year: int, office: str | None = None) -> Document:
         "other": sum(r["other"] for r in table_rows),
         "total": sum(r["total"] for r in table_rows),
     }
-    reasons = {
-        led.received.get(r["request_id"], {}).get("reason_sha256") or r["request_id"] for r in rows
-    }
+    reasons = {led.received.get(rid, {}).get("reason_sha256") or rid for rid in request_ids}
     return Document(
         "jct",
         f"Volume of disclosures required to be accounted for pursuant to 26 USC 6103(p)(3)(A), "
@@ -302,9 +323,9 @@ def jct(led: Ledgered, *, year: int, office: str | None = None) -> Document:
         {"year": year, **({"office": office} if office else {})},
         [Table("Disclosures", JCT_COLUMNS, table_rows, total)],
         figures={
-            "disclosures": len(rows),
-            "requests": len({r["request_id"] for r in rows}),
-            "taxpayers": len({r["record_id"] for r in rows}),
+            "disclosures": n,
+            "requests": len(request_ids),
+            "taxpayers": len(record_ids),
             "purposes": len(reasons),
             "recalled": sum(g["recalled"] for g in groups.values()),
             "improper": sum(g["improper"] for g in groups.values()),

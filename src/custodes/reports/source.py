@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,56 @@ def from_store(
         q = q.where(ledger_events.c.idx < before)
     with ws.engine.connect() as conn:
         return [Entry(r.idx, json.loads(r.body)) for r in conn.execute(q)]
+
+
+# Rows fetched from the store at a time when a report streams its events.
+PAGE = 20_000
+
+
+class Paged:
+    """The store's events of `types` below index `before`, in ledger order, read and parsed a
+    page at a time each time it is iterated: a report streams a million disclosures through
+    this without holding their bodies (a server-side cursor on PostgreSQL; SQLite's cursor
+    steps through the rows as they are fetched)."""
+
+    def __init__(self, ws: Workspace, types: Sequence[str], before: int | None) -> None:
+        self.ws, self.types, self.before = ws, tuple(types), before
+
+    def __iter__(self) -> Iterator[Entry]:
+        q = (
+            select(ledger_events.c.idx, ledger_events.c.body)
+            .where(ledger_events.c.type.in_(self.types))
+            .order_by(ledger_events.c.idx)
+        )
+        if self.before is not None:
+            q = q.where(ledger_events.c.idx < self.before)
+        loads = json.loads
+        with self.ws.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=PAGE).execute(q)
+            for page in result.partitions():
+                yield from (Entry(idx, loads(body)) for idx, body in page)
+
+
+def split_from_store(ws: Workspace, *, before: int | None) -> tuple[list[Entry], Paged]:
+    """The reported events other than disclosures (a few per request: held), and the
+    disclosures themselves (one per person disclosed: streamed, see `Paged`)."""
+    others = list(Paged(ws, [t for t in REPORTED if t != "disclosure"], before))
+    return others, Paged(ws, ["disclosure"], before)
+
+
+def first_time(ws: Workspace, *, before: int | None) -> dt.datetime | None:
+    """The time of the ledger's first reported event (None when there is none)."""
+    q = (
+        select(ledger_events.c.body)
+        .where(ledger_events.c.type.in_(REPORTED))
+        .order_by(ledger_events.c.idx)
+        .limit(1)
+    )
+    if before is not None:
+        q = q.where(ledger_events.c.idx < before)
+    with ws.engine.connect() as conn:
+        body = conn.execute(q).scalar()
+    return None if body is None else Entry(0, json.loads(body)).time
 
 
 def from_export(folder: Path) -> list[Entry]:

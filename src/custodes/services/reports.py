@@ -18,7 +18,7 @@ from custodes.reports import incidents as inc
 from custodes.reports import oversight, produce
 from custodes.reports.document import Document, Table
 from custodes.reports.request import request_report
-from custodes.reports.source import Entry, from_store
+from custodes.reports.source import Entry, first_time, from_store
 from custodes.rules.active import in_force
 
 
@@ -26,13 +26,16 @@ def _this_year() -> int:
     return dt.datetime.now(dt.UTC).year
 
 
-def _year(year: int | None, entries: list[Entry]) -> int | None:
+def _year(year: int | None, entries: list[Entry] | dt.datetime | None) -> int | None:
     """A report's year: refused when the ledger cannot hold it (before its first reported
-    event, or in the future), instead of answering with an empty table."""
+    event, or in the future), instead of answering with an empty table. `entries`: the
+    reported events, or the first one's time."""
     if year is None:
         return None
     this = _this_year()
-    first = entries[0].time.year if entries else this
+    if isinstance(entries, list):
+        entries = entries[0].time if entries else None
+    first = entries.year if entries else this
     if not first <= year <= this:
         raise InputError(
             f"No report for {year}: this ledger holds events from {first} to {this}.",
@@ -60,17 +63,21 @@ def accounting(
         produce.target(out)
     if tins_for is not None:  # the door decides (and records) this part too
         call = enter(call.ws, call.caller, "reports.person")
-    size, entries = produce.snapshot(call.ws)
-    year = _year(year, entries)
-    doc = produce.compute(
-        "accounting",
-        {"year": year, "agency": agency, "provision": provision, "with_tins": bool(tins_for)},
-        entries,
-    )
+    size, led = produce.streamed(call.ws)
+    year = _year(year, first_time(call.ws, before=size))
+    with produce.no_gc_pauses():
+        doc = produce.compute(
+            "accounting",
+            {"year": year, "agency": agency, "provision": provision, "with_tins": bool(tins_for)},
+            led,
+        )
     doc.ledger_size = size
+    # Refused before any TIN is looked up (and before the inspection is recorded).
+    produce.pdf_fits(doc, produce.target(out) if out is not None else produce.kind_of(fmt))
     if tins_for is not None:
         doc = produce.with_tins(call, doc, purpose=tins_for[0], reference=tins_for[1])
-    doc = produce.with_items(call.ws, produce.with_reasons(call.ws, doc))
+    with produce.no_gc_pauses():
+        doc = produce.with_items(call.ws, produce.with_reasons(call.ws, doc))
     return produce.write(call, doc, out, fmt=fmt)
 
 
@@ -85,16 +92,16 @@ def jct(
 ) -> dict[str, Any]:
     """The year's disclosures in the Joint Committee's published layout, with footnotes;
     `office` names the issuing office (else $CUSTODES_ISSUING_OFFICE, else none is named)."""
-    size, entries = produce.snapshot(call.ws)
+    size, led = produce.streamed(call.ws)
     office = (office or settings.raw("CUSTODES_ISSUING_OFFICE") or "").strip() or None
     if office is not None and (len(office) > 200 or not office.isprintable()):
         raise InputError(
             "The issuing office is a name of at most 200 printable characters.", code="bad_argument"
         )
-    params: dict[str, Any] = {"year": _year(year, entries) or _this_year()}
+    params: dict[str, Any] = {"year": _year(year, first_time(call.ws, before=size)) or _this_year()}
     if office:
         params["office"] = office
-    doc = produce.compute("jct", params, entries)
+    doc = produce.compute("jct", params, led)
     doc.ledger_size = size
     return produce.write(call, doc, out, fmt=fmt)
 
