@@ -23,7 +23,8 @@ from custodes.ledger import anchors, log
 from custodes.ledger.events import Event
 from custodes.records import master
 from custodes.rules.active import in_force
-from custodes.rules.provisions import construct_yaml, overlay, prescan_yaml
+from custodes.rules.documents import construct_yaml, prescan_yaml
+from custodes.rules.provisions import overlay
 from custodes.rules.types import Agreement, Registry, RuleSet
 from custodes.store import changes as queue
 from custodes.store.tables import agencies, agreements, officials
