@@ -24,9 +24,9 @@ import sqlalchemy as sa
 
 from conftest import Template, copy_template
 from custodes.errors import InputError
+from custodes.services import _worker, rules, users
 from custodes.services import jobs as jobs_svc
 from custodes.services import requests as requests_svc
-from custodes.services import rules, users
 from custodes.store import jobs as job_rows
 from custodes.store.tables import jobs as jobs_table
 from custodes.workspace import Workspace
@@ -148,7 +148,7 @@ def test_serve_runs_jobs_in_a_worker_process_at_a_lower_priority(
     try:
         me = psutil.Process(server.pid)
         worker = _until("the job worker started", lambda: _workers(me))[0]
-        lower = min(me.nice() + jobs_svc.NICE, 19)  # it lowers its priority once started
+        lower = min(me.nice() + _worker.NICE, 19)  # it lowers its priority once started
         _until(f"the worker at nice {lower}", lambda: worker.nice() == lower)
         job = _submit_async(base, served)
         headers = {"Authorization": f"Bearer {served.key}"}

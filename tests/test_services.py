@@ -24,12 +24,13 @@ from custodes.store.tables import access_log
 from custodes.synthetic import staff as staff_mod
 from custodes.synthetic.staff import Staff
 
-# Every module of custodes.services, found rather than listed: importing them all here is also
-# what declares every service in `SERVICES`, whichever tests run with this file (alone, it
+# Every public module of custodes.services, found rather than listed: importing them all here also
+# declares every service in `SERVICES`, whichever tests run with this file (alone, it
 # would otherwise miss the services of the modules nothing else imported).
 MODULES = tuple(
     importlib.import_module(f"{services_pkg.__name__}.{m.name}")
     for m in pkgutil.iter_modules(services_pkg.__path__)
+    if not m.name.startswith("_")  # a private helper of a service module (`_worker`)
 )
 
 
