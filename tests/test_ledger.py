@@ -524,20 +524,18 @@ def test_bad_policies_are_refused(text: str) -> None:
 
 
 def test_concurrent_appenders_never_fork(workspace: Workspace) -> None:
+    """Appenders on connections of their own (as a server and its job worker process are)
+    wait for each other: none forks the log, and none is refused `ledger_conflict` (a long
+    job's appends failed so beside a busy server, found by the soak)."""
     errors: list[Exception] = []
 
     def worker(start: int) -> None:
         for i in range(10):
-            for _attempt in range(50):
-                try:
-                    record(workspace, events(3, start + 3 * i))
-                    break
-                except CustodesError as exc:
-                    if exc.code != "ledger_conflict":
-                        errors.append(exc)
-                        return
-                except sa.exc.OperationalError:
-                    continue
+            try:
+                record(workspace, events(3, start + 3 * i))
+            except Exception as exc:  # ledger_conflict, or anything else: a failure
+                errors.append(exc)
+                return
 
     threads = [threading.Thread(target=worker, args=(k * 1000,)) for k in range(3)]
     for t in threads:

@@ -61,8 +61,17 @@ class TreeState:
 
 
 def state(conn: Connection, *, for_update: bool = False) -> TreeState:
+    """The ledger's size, right border and last checkpoint. `for_update`: held until the
+    caller's transaction ends, so no other appender, in this process or another, reads the
+    same state (PostgreSQL: `SELECT … FOR UPDATE`; SQLite has no row locks, and Python's
+    driver begins a transaction only at its first write: a write comes first, which takes the
+    database's write lock (waiting for another writer, within the busy timeout) before the
+    state is read — without it, two processes, a server and its job worker, read the same
+    state and the second failed `ledger_conflict`)."""
     q = select(ledger_state).where(ledger_state.c.id == 1)
-    if for_update:
+    if for_update and conn.dialect.name == "sqlite":
+        conn.execute(update(ledger_state).where(ledger_state.c.id == 1).values(id=1))
+    elif for_update:
         q = q.with_for_update()
     row = conn.execute(q).first()
     if row is None:
