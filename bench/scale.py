@@ -68,8 +68,10 @@ def _engine_kw(fn: Any, engine: str) -> dict[str, str]:
 
 
 def _spread_officials(folder: Path, n: int) -> None:
-    """250 officials instead of six, so the caseload check leaves items to disclose
-    (bench/pipeline.py does the same)."""
+    """`n` officials instead of six, so the caseload check (at most 500 cases per official)
+    leaves items to disclose (bench/pipeline.py does the same). The default gives each about
+    400 items: 250 for 100k items, 3,200 for 1.28M. (Before 2026-12-06's quiet-machine runs it
+    was 250 at every size, which sent 522,849 of 1.28M items to review.)"""
     import duckdb
 
     env = json.loads((folder / "envelope.json").read_text())
@@ -125,7 +127,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         requests.generate(
             ws, people.login("admin"), "irc-6103-i-2", args.items, 2, out, corruption=args.mix
         )
-        _spread_officials(out, 250)
+        _spread_officials(out, args.officials or max(250, -(-args.items // 400)))
         return {}
     from custodes.services import decisions, matching, requests
 
@@ -370,9 +372,10 @@ def one(args: argparse.Namespace, people: int, items: int, mix: str) -> dict[str
     args.home = cache / "ws"
     t = time.perf_counter()
     run_child(args, "setup", people=people)
-    req = cache / f"req-{items}-{mix}"
+    officials = args.officials or max(250, -(-items // 400))
+    req = cache / f"req-{items}-{mix}-off{officials}"
     if not (req / "truth.csv").exists():
-        run_child(args, "request", req=req, items=items, mix=mix)
+        run_child(args, "request", req=req, items=items, mix=mix, officials=args.officials)
     print(f"{people:,} × {items:,} {mix}: generation {time.perf_counter() - t:.0f} s (excluded)")
     req = _fresh(req)
     _, base_s, bs = run_child(args, "baseline")
@@ -381,6 +384,7 @@ def one(args: argparse.Namespace, people: int, items: int, mix: str) -> dict[str
         "people": people,
         "items": items,
         "mix": mix,
+        "officials": officials,
         "memory_limit": os.environ.get("CUSTODES_MEMORY_LIMIT"),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "baseline_seconds": base_s,
@@ -441,6 +445,12 @@ def main() -> None:
     ap.add_argument("--req", help=argparse.SUPPRESS)
     ap.add_argument("--rid", help=argparse.SUPPRESS)
     ap.add_argument("--mix", default="none", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--officials",
+        type=int,
+        default=0,
+        help="officials the request names (default: one per 400 items, at least 250)",
+    )
     args = ap.parse_args()
     if args.child:
         args.step = args.child
