@@ -15,10 +15,13 @@ from custodes.synthetic.staff import Staff
 from custodes.workspace import Workspace
 
 
-@pytest.fixture(scope="module")
-def tables(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=["whole", "sharded"])
+def tables(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same 20,000 filers drawn at once, and in three shards (as a master file larger than
+    `SHARD_PEOPLE` is): every property below holds for both."""
     out = tmp_path_factory.mktemp("gen")
-    generate_tables(20_000, seed=5, out=out)
+    shard = 7_000 if request.param == "sharded" else 20_000
+    generate_tables(20_000, seed=5, out=out, shard_people=shard)
     return out
 
 
@@ -26,13 +29,16 @@ def q(sql: str):  # type: ignore[no-untyped-def]
     return duckdb.sql(sql).fetchall()
 
 
-def test_same_seed_same_data_other_seed_other_data(tmp_path: Path, tables: Path) -> None:
+def test_same_seed_same_data_other_seed_other_data(
+    request: pytest.FixtureRequest, tmp_path: Path, tables: Path
+) -> None:
     again = tmp_path / "again"
     other = tmp_path / "other"
     again.mkdir()
     other.mkdir()
-    generate_tables(20_000, seed=5, out=again)
-    generate_tables(20_000, seed=6, out=other)
+    shard = 7_000 if request.node.callspec.params["tables"] == "sharded" else 20_000
+    generate_tables(20_000, seed=5, out=again, shard_people=shard)
+    generate_tables(20_000, seed=6, out=other, shard_people=shard)
     for t in ("people", "addresses", "population"):
         same = q(
             f"SELECT count(*) FROM (SELECT * FROM '{tables}/{t}.parquet' EXCEPT ALL "
@@ -66,6 +72,26 @@ def test_surnames_are_skewed_like_the_us(tables: Path) -> None:
               ORDER BY c DESC LIMIT 10)""")[0][0]
     assert top[0] == "SMITH"
     assert 0.03 < share_top10 < 0.12  # Census 1990: top ten surnames ≈ 5.6%
+
+
+def test_ids_are_unique_and_links_stay_in_their_household(tables: Path) -> None:
+    pop = f"'{tables}/population.parquet'"
+    n, ids, first, last = q(
+        f"SELECT count(*), count(DISTINCT person_id), min(person_id), max(person_id) FROM {pop}"
+    )[0]
+    assert n == ids == last - first + 1  # merged shards: one id space, no gap, no repeat
+    for link in ("twin_of", "junior_of"):
+        stray = q(f"""SELECT count(*) FROM {pop} a LEFT JOIN {pop} b ON a.{link} = b.person_id
+                      WHERE a.{link} IS NOT NULL
+                      AND (b.person_id IS NULL OR a.household_id <> b.household_id)""")[0][0]
+        assert stray == 0
+    orphans = q(f"""SELECT count(*) FROM '{tables}/addresses.parquet' a
+                    ANTI JOIN '{tables}/people.parquet' p USING (tin)""")[0][0]
+    assert orphans == 0
+    ordered = q(f"""SELECT bool_and(record_id > prev) FROM (SELECT record_id,
+                    lag(record_id) OVER () AS prev FROM '{tables}/people.parquet')
+                    WHERE prev IS NOT NULL""")[0][0]
+    assert ordered
 
 
 def test_households_share_surname_and_address(tables: Path) -> None:
