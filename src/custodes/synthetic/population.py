@@ -23,6 +23,8 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from custodes.errors import ConflictError
 from custodes.records import master
@@ -280,7 +282,7 @@ def _lookup(con: duckdb.DuckDBPyConnection, name: str, values: list[str]) -> Non
 
 # The arrays of one generation take ≈ 0.8 KB a filer (8.3 GB at 5M, beside DuckDB's share): a
 # larger master file is drawn in shards of at most this many filers, one after the other, and
-# merged in DuckDB (which spills), so 25M people generate in the memory of 4M.
+# concatenated, so 25M people generate in the memory of 4M.
 SHARD_PEOPLE = 4_000_000
 
 
@@ -307,84 +309,117 @@ def generate_tables(
 def _sharded(
     people: int, seed: int, out: Path, rates: Rates | None, home: Path | None, shard_people: int
 ) -> None:
-    """Draw `people` filers in S shards and merge them. Shard k draws from its own generator
-    (seeded by the seed and k), its SSN and ITIN area numbers are those ≡ k (mod S) and its
-    record ids ≡ k (mod S), so no two shards share a TIN or a record id; its person and
-    household ids are shifted past the previous shards'. Each file is then one ordered copy
-    of the shards', as an unsharded generation writes it."""
+    """Draw `people` filers in S shards and concatenate them. Shard k draws from its own
+    generator (seeded by the seed and k), from the k-th of S consecutive blocks of SSN areas,
+    of ITIN areas and of record ids, so no two shards share a TIN or a record id and each
+    shard's rows follow the previous shard's in every file's order; its person and household
+    ids are shifted past the previous shards'. The files are then written as an unsharded
+    generation orders them (people by record id, addresses by TIN with every SSN before every
+    ITIN, the population by person id) by streaming the shards' row groups in order: no sort,
+    and memory of one row group (a DuckDB ORDER BY over 25M rows ran out at its limit)."""
     n_shards = -(-people // shard_people)
     parts: list[Path] = []
-    bases: list[tuple[int, int]] = []
     pid_base = hh_base = 0
+    shifts: list[tuple[int, int]] = []
     for k in range(n_shards):
         part = out / f".shard-{k}"
         part.mkdir(mode=0o700)
         count = people // n_shards + (1 if k < people % n_shards else 0)
-        rng = np.random.default_rng([seed, n_shards, k])
         _generate(
-            rng,
+            np.random.default_rng([seed, n_shards, k]),
             count,
             part,
             rates or Rates(),
             home,
-            _in_areas(_ssns, n_shards, k),
-            _in_areas(_itins, n_shards, k),
-            rid_class=(n_shards, k),
+            _in_block(_ssns, 1, 900, n_shards, k),
+            _in_block(_itins, 900, 1000, n_shards, k),
+            rids=_block(1, 2**62, n_shards, k),
         )
         parts.append(part)
-        bases.append((pid_base, hh_base))
-        con = duckdb.connect()
-        n, h = con.execute(
-            "SELECT count(*), max(household_id) + 1 FROM read_parquet(?)",
-            [str(part / "population.parquet")],
-        ).fetchone() or (0, 0)
-        con.close()
-        pid_base, hh_base = pid_base + int(n), hh_base + int(h)
-    con = master.connect(threads=2, home=home)
-    try:
-        for name, order in (
-            ("people", "record_id"),
-            ("addresses", "tin, tax_year"),
-            ("population", "person_id"),
-        ):
-            shards = []
-            for part, (pb, hb) in zip(parts, bases, strict=True):
-                src = sqlpath(part / f"{name}.parquet")
-                shift = (
-                    f" REPLACE (person_id + {int(pb)} AS person_id, household_id + {int(hb)} AS "
-                    f"household_id, twin_of + {int(pb)} AS twin_of, junior_of + {int(pb)} AS "
-                    "junior_of)"
-                    if name == "population"
-                    else ""
-                )
-                shards.append(f"SELECT *{shift} FROM read_parquet({src})")
-            con.execute(
-                f"COPY ({' UNION ALL '.join(shards)} ORDER BY {order}) TO "
-                f"{sqlpath(out / f'{name}.parquet')} (FORMAT parquet)"
-            )
-    finally:
-        master.close(con)
+        shifts.append((pid_base, hh_base))
+        ids = pq.read_table(part / "population.parquet", columns=["household_id"])
+        pid_base += ids.num_rows
+        hh_base += int(pc.max(ids["household_id"]).as_py()) + 1
+    _concat([p / "people.parquet" for p in parts], out / "people.parquet")
+    ssn = pc.field("tin") < "9"
+    _concat(
+        [p / "addresses.parquet" for p in parts] * 2,
+        out / "addresses.parquet",
+        filters=[ssn] * n_shards + [~ssn] * n_shards,
+    )
+    _concat(
+        [p / "population.parquet" for p in parts],
+        out / "population.parquet",
+        shifts=shifts,
+    )
     for part in parts:
         for f in part.iterdir():
             f.unlink()
         part.rmdir()
 
 
-def _in_areas(
-    draw: Callable[[np.random.Generator, int], np.ndarray], n_shards: int, k: int
+def _block(lo: int, hi: int, n_shards: int, k: int) -> tuple[int, int]:
+    """The k-th of `n_shards` consecutive blocks of [lo, hi)."""
+    span = hi - lo
+    return lo + span * k // n_shards, lo + span * (k + 1) // n_shards
+
+
+def _in_block(
+    draw: Callable[[np.random.Generator, int], np.ndarray],
+    lo: int,
+    hi: int,
+    n_shards: int,
+    k: int,
 ) -> Callable[[np.random.Generator, int], np.ndarray]:
-    """`draw`, keeping only the numbers whose area (the first three digits) is ≡ k (mod S):
-    shards then never draw the same TIN."""
+    """`draw`, keeping only the numbers whose area (the first three digits) lies in shard k's
+    block of the areas [lo, hi)."""
+    first, last = _block(lo, hi, n_shards, k)
 
     def drawn(rng: np.random.Generator, count: int) -> np.ndarray:
         got = np.empty(0, dtype=np.int64)
         while len(got) < count:
             cand = draw(rng, (count - len(got)) * n_shards + 16)
-            got = np.concatenate([got, cand[(cand // 1_000_000) % n_shards == k]])
+            area = cand // 1_000_000
+            got = np.concatenate([got, cand[(area >= first) & (area < last)]])
         kept: np.ndarray = got[:count]
         return kept
 
     return drawn
+
+
+def _concat(
+    sources: list[Path],
+    target: Path,
+    *,
+    filters: list[pc.Expression] | None = None,
+    shifts: list[tuple[int, int]] | None = None,
+) -> None:
+    """One Parquet file of the sources' rows in order (each filtered, or with its person and
+    household ids shifted), streamed a row group at a time."""
+    writer: pq.ParquetWriter | None = None
+    try:
+        for i, src in enumerate(sources):
+            f = pq.ParquetFile(src)
+            for batch in f.iter_batches(batch_size=122_880):
+                t = pa.Table.from_batches([batch])
+                if filters is not None:
+                    t = t.filter(filters[i])
+                if shifts is not None:
+                    pb, hb = shifts[i]
+                    for col, by in (
+                        ("person_id", pb),
+                        ("household_id", hb),
+                        ("twin_of", pb),
+                        ("junior_of", pb),
+                    ):
+                        at = t.schema.get_field_index(col)
+                        t = t.set_column(at, col, pc.add(t[col], pa.scalar(by, t[col].type)))
+                if writer is None:
+                    writer = pq.ParquetWriter(target, t.schema)
+                writer.write_table(t)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def _generate(
@@ -395,7 +430,7 @@ def _generate(
     home: Path | None,
     ssns: Callable[[np.random.Generator, int], np.ndarray],
     itins: Callable[[np.random.Generator, int], np.ndarray],
-    rid_class: tuple[int, int] = (1, 0),
+    rids: tuple[int, int] = (1, 2**62),
 ) -> None:
     P, H = _population(rng, people, r)
     n = len(P["hh"])
@@ -405,11 +440,7 @@ def _generate(
     tins = np.empty(n, dtype=np.int64)
     tins[~P["itin"]] = _unique_ints(rng, n - n_itin, ssns)
     tins[P["itin"]] = _unique_ints(rng, n_itin, itins)
-    rid = _unique_ints(rng, n, lambda g, k: g.integers(1, 2**62, k))
-    modulus, cls = rid_class
-    if modulus > 1:  # a shard's record ids ≡ its index (mod S): none shared between shards
-        rid = rid - rid % modulus + cls
-        rid = np.where(rid == 0, modulus, rid)
+    rid = _unique_ints(rng, n, lambda g, k: g.integers(*rids, k))
     P["twin_of"] = np.where(P["twin_of"] >= 0, P["twin_of"], -1)
     filing = _filing(rng, P, A, r)
 
