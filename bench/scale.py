@@ -263,8 +263,8 @@ def fit(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
     if len(set(Ii)) > 1:
         cols.append(Ii)
         names.append("items")
-    if len(cols) == 1:
-        return {}
+    if len(cols) == 1 or len(pts) < len(cols):
+        return {}  # as many unknowns as points or more: no fit (lstsq would invent one)
     X = np.column_stack(cols)
     coef, *_ = np.linalg.lstsq(X, y, rcond=None)
     resid = y - X @ coef
