@@ -7,11 +7,14 @@ a value, because values are personal data.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -19,6 +22,8 @@ import pyarrow.parquet as pq
 
 from custodes.errors import InputError
 from custodes.ledger.files import sha256_file  # noqa: F401  (re-exported for the rooms)
+from custodes.store.sql import ident
+from custodes.store.sql import path as sqlpath
 
 ROW = "_row"
 # Refuse absurd files before reading them; configurable per call.
@@ -158,6 +163,73 @@ def read_text_table(
             cols.append(col)
         table = pa.table(cols, names=table.column_names)
     return table.append_column(ROW, pa.array(range(1, table.num_rows + 1), pa.int64()))
+
+
+# Arrow types a Parquet column may have for `text_source` to read it as text in DuckDB; a file
+# with any other type goes through `read_text_table`, whose refusals name it.
+_DUCKDB_TEXT_TYPES = (
+    pa.types.is_string,
+    pa.types.is_large_string,
+    pa.types.is_integer,
+    pa.types.is_floating,
+    pa.types.is_decimal,
+    pa.types.is_date,
+    pa.types.is_boolean,
+)
+
+
+def text_source(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    path: Path,
+    required: tuple[str, ...],
+    optional: tuple[str, ...] = (),
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> tuple[int, list[str]]:
+    """`read_text_table`'s table as the view `name` in DuckDB, and its rows and columns.
+
+    A Parquet file of plain columns is not decoded into Python: its metadata is checked (the
+    rows, the declared uncompressed size against `max_bytes`, the columns) and DuckDB reads it
+    as text with its row numbers, under the connection's memory limit, spilling past it (a
+    master file of 25M people decodes to more than this machine could hold in Python). A CSV
+    file, or a Parquet file with another column type, is read by `read_text_table` and
+    registered. A page that cannot be decoded is refused when the view is read (`bad_parquet`,
+    see `parquet_errors`)."""
+    if file_kind(path) == "parquet" and path.is_file() and path.stat().st_size <= max_bytes:
+        try:
+            with pq.ParquetFile(path) as pf:
+                meta, schema = pf.metadata, pf.schema_arrow
+        except (pa.ArrowException, OSError, UnicodeDecodeError):
+            raise InputError(
+                f"{path.name}: not a readable Parquet file.", code="bad_parquet"
+            ) from None
+        if all(any(ok(f.type) for ok in _DUCKDB_TEXT_TYPES) for f in schema):
+            declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+            if declared > max_bytes:
+                raise _too_large(path, max_bytes)
+            _check_columns(path, schema.names, required, optional, False)
+            cols = ", ".join(f"CAST({ident(c)} AS VARCHAR) AS {ident(c)}" for c in schema.names)
+            con.execute(
+                f"CREATE TEMP VIEW {ident(name)} AS SELECT {cols}, "
+                f"CAST(file_row_number + 1 AS BIGINT) AS {ROW} "
+                f"FROM read_parquet({sqlpath(path)}, file_row_number = true)"
+            )
+            return meta.num_rows, list(schema.names)
+    # what is decoded into Python stays within the uploads' bound
+    table = read_text_table(path, required, optional, max_bytes=min(max_bytes, DEFAULT_MAX_BYTES))
+    con.register(name, table)
+    return table.num_rows, [c for c in table.column_names if c != ROW]
+
+
+@contextlib.contextmanager
+def parquet_errors(path: Path) -> Iterator[None]:
+    """A page of `path` that DuckDB cannot decode while a `text_source` view is read becomes
+    `bad_parquet`, as `read_text_table` reports it."""
+    try:
+        yield
+    except (duckdb.IOException, duckdb.InvalidInputException, duckdb.ConversionException):
+        raise InputError(f"{path.name}: not a readable Parquet file.", code="bad_parquet") from None
 
 
 def _check_rows(path: Path, rows: int, max_rows: int | None) -> None:
