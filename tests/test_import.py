@@ -430,6 +430,27 @@ def test_parquet_input(workspace: Workspace, admin_call: CheckedCall, tmp_path: 
     assert exc.value.problems[0].line == 2
 
 
+def test_a_parquet_page_that_cannot_be_decoded_is_refused(
+    workspace: Workspace, admin_call: CheckedCall, tmp_path: Path
+) -> None:
+    """A master file's Parquet is read by DuckDB, not decoded into Python first: a damaged data
+    page (its footer intact, so the checks of its metadata pass) is still one coded refusal,
+    and nothing is imported."""
+    rows = [dict(r, tin=f"{100000000 + i:09d}") for i in range(2000) for r in people_rows()[:1]]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "people.parquet", use_dictionary=False)
+    at = pq.ParquetFile(tmp_path / "people.parquet").metadata.row_group(0).column(0)
+    data = bytearray((tmp_path / "people.parquet").read_bytes())
+    for i in range(at.data_page_offset, at.data_page_offset + 8):
+        data[i] ^= 0xFF
+    (tmp_path / "people.parquet").write_bytes(bytes(data))
+    _, a = files(tmp_path)
+    with pytest.raises(InputError) as exc:
+        import_master(admin_call, tmp_path / "people.parquet", a)
+    assert exc.value.code == "bad_parquet"
+    assert "1000" not in str(exc.value)  # no value of the file in the message
+    assert not master.current(workspace).exists
+
+
 def test_an_import_takes_effect_only_when_a_second_administrator_confirms_it(
     workspace: Workspace, admin_call: CheckedCall, tmp_path: Path
 ) -> None:

@@ -228,7 +228,9 @@ def parquet_errors(path: Path) -> Iterator[None]:
     `bad_parquet`, as `read_text_table` reports it."""
     try:
         yield
-    except (duckdb.IOException, duckdb.InvalidInputException, duckdb.ConversionException):
+    except (duckdb.OutOfMemoryException, duckdb.InterruptException):
+        raise
+    except duckdb.Error:  # a damaged page raises the base class itself ("don't know what type")
         raise InputError(f"{path.name}: not a readable Parquet file.", code="bad_parquet") from None
 
 
