@@ -16,6 +16,7 @@ from custodes.access.roles import PRIVILEGED
 from custodes.access.users import all_roles, check_roles, expiry, now, roles_of, user_row
 from custodes.errors import AccessDenied, ConflictError
 from custodes.ledger import anchors, log
+from custodes.ledger.event_types import UserGranted
 from custodes.ledger.events import Event
 from custodes.store import changes as queue
 from custodes.store.tables import grants
@@ -68,14 +69,13 @@ def _grant_event(
     by: str, name: str, role: str, expires: dt.datetime | None, in_force: bool
 ) -> Event:
     return Event(
-        "user.granted",
+        UserGranted(
+            user=name,
+            role=role,
+            expires=expires.isoformat() if expires else None,
+            pending_confirmation=not in_force,
+        ),
         actor=by,
-        data={
-            "user": name,
-            "role": role,
-            "expires": expires.isoformat() if expires else None,
-            "pending_confirmation": not in_force,
-        },
     )
 
 
