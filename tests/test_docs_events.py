@@ -275,6 +275,17 @@ GOLDEN: list[tuple[Event, str]] = [
         f'"request_id":"req-1",{E},"type":"request.decided","v":1}}',
     ),
     (
+        # `change` was put in by mutating the untyped event's data after building it
+        Event(
+            et.UserGranted(
+                user="u1", role="officer", expires=None, pending_confirmation=True, change="chg-5"
+            )
+        ),
+        '{"actor":"officer1","change":"chg-5","expires":null,"pending_confirmation":true,'
+        f'"record_id":null,"request_id":null,"role":"officer",{E},"type":"user.granted",'
+        '"user":"u1","v":1}',
+    ),
+    (
         Event(et.RecordFlaggedSensitive(), record_id="rec-4"),
         f'{{"actor":"officer1","record_id":"rec-4","request_id":null,{E},'
         '"type":"record.flagged_sensitive","v":1}',

@@ -66,7 +66,7 @@ def insert_grant(
 
 
 def _grant_event(
-    by: str, name: str, role: str, expires: dt.datetime | None, in_force: bool
+    by: str, name: str, role: str, expires: dt.datetime | None, in_force: bool, change: str | None
 ) -> Event:
     return Event(
         UserGranted(
@@ -74,6 +74,7 @@ def _grant_event(
             role=role,
             expires=expires.isoformat() if expires else None,
             pending_confirmation=not in_force,
+            change=change,
         ),
         actor=by,
     )
@@ -120,9 +121,7 @@ def grant(
                 },
                 slot=f"grant:{name}:{role}",
             )
-        event = _grant_event(call.actor, name, role, expires, in_force)
-        event.data["change"] = change
-        log.append(conn, [event])
+        log.append(conn, [_grant_event(call.actor, name, role, expires, in_force, change)])
     return {
         "user": name,
         "role": role,

@@ -85,6 +85,7 @@ class UserGranted(Declared):
     role: str
     expires: str | None
     pending_confirmation: bool
+    change: str | None  # the pending change's id (None: in force at once)
 
 
 @declare

@@ -8,7 +8,9 @@ import hashlib
 import hmac
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 from typing import Any, ClassVar, Final, TypeVar
 
 import orjson
@@ -43,7 +45,7 @@ PERSONAL_KEYS = frozenset(
 
 
 # Keys whose value an agency chooses (an item id can spell a name and a date of birth): a body
-# carries the item's salted commitment instead (`item_sha256`, see `item_fields`).
+# carries the item's salted commitment instead (`item_sha256`, see `item_sha256()`).
 AGENCY_CHOSEN_KEYS = frozenset({"item_id", "item_ids"})
 
 
@@ -199,8 +201,9 @@ class Event:
         return self.what.TYPE
 
     @property
-    def data(self) -> dict[str, Any]:
-        return self.what.data()
+    def data(self) -> Mapping[str, Any]:
+        """The body's keys beyond the envelope (read-only: the declared data is frozen)."""
+        return MappingProxyType(self.what.data())
 
     def declared(self) -> None:
         """Refuse an event not built from a registered declared type (a programming error)."""
@@ -295,8 +298,3 @@ def item_commitment(salt: bytes, item_id: str) -> str:
 def item_sha256(key: bytes, request_id: str, item_id: str) -> str:
     """The commitment a ledger body carries for this item of this request."""
     return item_commitment(item_salt(key, request_id, item_id), item_id)
-
-
-def item_fields(key: bytes, request_id: str, item_id: str) -> dict[str, str]:
-    """The event data that stands for an item: its salted commitment."""
-    return {"item_sha256": item_sha256(key, request_id, item_id)}
