@@ -209,9 +209,11 @@ class Event:
         """Refuse an event not built from a registered declared type (a programming error)."""
         what = self.what
         if REGISTRY.get(getattr(what, "TYPE", None) or "") is not type(what):
+            # Names the class (or the old type string), never the data: it may be anything.
+            shown = f"{what!r:.40}" if isinstance(what, str) else type(what).__name__
             raise TypeError(
                 "a ledger event is built from a declared event type "
-                f"(custodes.ledger.event_types), not {type(what).__name__} {what!r:.60}"
+                f"(custodes.ledger.event_types), not {shown}"
             )
 
     def time_text(self) -> str:
