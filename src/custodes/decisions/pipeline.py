@@ -26,7 +26,13 @@ from custodes.decisions import verdicts as vd
 from custodes.decisions.outcomes import OUTCOMES, RECORD_DEPENDENT, decide, outcomes_path
 from custodes.errors import ConflictError
 from custodes.ledger import files, log
-from custodes.ledger.event_types import Declared, RequestChecked, RequestDecided, RequestMatched
+from custodes.ledger.event_types import (
+    Declared,
+    RequestChecked,
+    RequestDecided,
+    RequestMatched,
+    parse_as,
+)
 from custodes.ledger.events import Event
 from custodes.ledger.files import sha256_file
 from custodes.matching import runs as matching
@@ -412,12 +418,13 @@ def recorded_checks(ws: Workspace, request_id: str, env: dict[str, Any]) -> list
             select(ledger_events.c.body)
             .where(
                 ledger_events.c.request_id == request_id,
-                ledger_events.c.type == "request.decided",
+                ledger_events.c.type == RequestDecided.TYPE,
             )
             .order_by(ledger_events.c.idx.desc())
             .limit(1)
         ).scalar()
-    checks = json.loads(body).get("checks") if body else None
+    decided = parse_as(RequestDecided, json.loads(body)) if body else None
+    checks = decided.checks if decided else None
     if checks:
         return [{k: c.get(k) for k in vd.KEYS} for c in checks]
     return ran_checks(ws, env)

@@ -26,6 +26,7 @@ from custodes.ledger.event_types import (
     RecallAcknowledged,
     RecallCertified,
     RecallIssued,
+    parse_as,
 )
 from custodes.ledger.events import Event, item_sha256
 from custodes.ledger.files import sha256_file
@@ -531,11 +532,11 @@ def notice(ws: Workspace, recall_id: str, agency: str | None = None) -> dict[str
                 code="no_notice",
             )
         recorded = {
-            json.loads(b).get("notice_sha256")
+            issued.notice_sha256
             for (b,) in conn.execute(
-                select(ledger_events.c.body).where(ledger_events.c.type == "recall.issued")
+                select(ledger_events.c.body).where(ledger_events.c.type == RecallIssued.TYPE)
             )
-            if json.loads(b).get("recall_id") == recall_id
+            if (issued := parse_as(RecallIssued, json.loads(b))) and issued.recall_id == recall_id
         }
     if recorded != {_sha(row.notice)}:
         raise IntegrityError(

@@ -85,7 +85,9 @@ def _released_in_ledger(conn: Connection, request_id: str) -> int:
         conn.execute(
             select(func.count())
             .select_from(ledger_events)
-            .where(ledger_events.c.type == "release.done", ledger_events.c.request_id == request_id)
+            .where(
+                ledger_events.c.type == ReleaseDone.TYPE, ledger_events.c.request_id == request_id
+            )
         ).scalar()
         or 0
     )

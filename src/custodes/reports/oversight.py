@@ -14,12 +14,17 @@ from sqlalchemy import Connection, func, select
 from custodes.access.inspections import audit_inspections
 from custodes.access.users import last_day
 from custodes.ledger.event_types import (
+    Disclosure,
     DisclosureRecalled,
     IncidentReported,
     RecallAcknowledged,
     RecallCertified,
+    RecordInspected,
+    RecordInspectionRefused,
     ReleaseDone,
     RequestReceived,
+    UserReinstated,
+    UserSuspended,
     parse,
 )
 from custodes.reports.document import Document, Table
@@ -188,10 +193,10 @@ def _grant_rows(conn: Connection) -> list[dict[str, Any]]:
 
 # Ledger events the safeguards figures count by type, within the year.
 COUNTED_EVENTS = (
-    "user.suspended",
-    "user.reinstated",
-    "record.inspected",
-    "record.inspection_refused",
+    UserSuspended.TYPE,
+    UserReinstated.TYPE,
+    RecordInspected.TYPE,
+    RecordInspectionRefused.TYPE,
 )
 
 
@@ -222,17 +227,17 @@ def _safeguard_figures(
     cosignatures = conn.execute(select(func.count()).select_from(ledger_cosignatures)).scalar()
     return {
         **{f"users_with_role_{r}": n for r, n in sorted(by_role.items())},
-        "suspensions": events["user.suspended"],
-        "reinstatements": events["user.reinstated"],
-        "inspections": events["record.inspected"],
-        "inspections_refused": events["record.inspection_refused"],
+        "suspensions": events[UserSuspended.TYPE],
+        "reinstatements": events[UserReinstated.TYPE],
+        "inspections": events[RecordInspected.TYPE],
+        "inspections_refused": events[RecordInspectionRefused.TYPE],
         "inspections_flagged": len(audit["without_open_request"])
         + len(audit["by_submitter"])
         + len(audit["sensitive"]),
         "actions_by_suspended_users": len(audit["actions_by_suspended_users"]),
-        "disclosures": sum(1 for e in entries if e.type == "disclosure" and in_year(e)),
+        "disclosures": sum(1 for e in entries if e.type == Disclosure.TYPE and in_year(e)),
         "disclosures_recalled": sum(
-            1 for e in entries if e.type == "disclosure.recalled" and in_year(e)
+            1 for e in entries if e.type == DisclosureRecalled.TYPE and in_year(e)
         ),
         "incidents": len(incidents),
         "incidents_reported_late": sum(
