@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from custodes.access import enter
 from custodes.ledger import checkpoints, log, publish
 from custodes.ledger.audit import audit_store
+from custodes.ledger.event_types import Disclosure
 from custodes.ledger.events import Event
 from custodes.ledger.verify import verify_export
 from custodes.services.workspace import init
@@ -44,18 +45,19 @@ def events(n: int, start: int) -> list[Event]:
     at = dt.datetime.now(dt.UTC)
     return [
         Event(
-            "disclosure",
+            Disclosure(
+                item_sha256=f"{start + i:064x}",
+                fields=["last_known_address"],
+                provision="irc-6103-i-2",
+                agency="ICE",
+                recipients_sha256="c" * 64,
+                ruleset_sha256="a" * 64,
+                model_sha256="b" * 64,
+            ),
             at=at,
             actor="officer-7",
             request_id=f"req-{(start + i) // 1000}",
             record_id=f"rec-{start + i:016x}",
-            data={
-                "provision": "irc-6103-i-2",
-                "fields": ["last_known_address"],
-                "recipients": ["OFF-001"],
-                "ruleset": "a" * 64,
-                "model": "b" * 64,
-            },
         )
         for i in range(n)
     ]

@@ -29,7 +29,8 @@ from pathlib import Path
 from custodes.access import enter
 from custodes.access.credentials import item_key
 from custodes.ledger import log
-from custodes.ledger.events import Event, item_fields
+from custodes.ledger.event_types import Disclosure, ReleaseDone, RequestReceived
+from custodes.ledger.events import Event, item_sha256
 from custodes.reports import produce
 from custodes.services import reports
 from custodes.services.workspace import init
@@ -75,10 +76,22 @@ def fill(ws, actor: str, n: int, requests: int) -> None:  # type: ignore[no-unty
                 conn,
                 [
                     Event(
-                        "request.received",
+                        RequestReceived(
+                            provision="irc-6103-i-2",
+                            agency="ICE",
+                            envelope_sha256="e" * 64,
+                            items_sha256="f" * 64,
+                            content_sha256="0" * 64,
+                            items=per,
+                            dob_warnings=0,
+                            taxable_periods=[2024],
+                            fields_requested=["address"],
+                            reason_sha256=None,
+                            received_on_paper=False,
+                            paper_sha256=None,
+                        ),
                         actor=actor,
                         request_id=rid,
-                        data={"provision": "irc-6103-i-2", "agency": "ICE", "items": per},
                     )
                 ],
             )
@@ -97,20 +110,19 @@ def fill(ws, actor: str, n: int, requests: int) -> None:  # type: ignore[no-unty
                     conn,
                     [
                         Event(
-                            "disclosure",
+                            Disclosure(
+                                item_sha256=item_sha256(key, rid, it),
+                                fields=["address"],
+                                provision="irc-6103-i-2",
+                                agency="ICE",
+                                recipients_sha256="c" * 64,
+                                ruleset_sha256="a" * 64,
+                                model_sha256="b" * 64,
+                            ),
                             at=now,
                             actor=actor,
                             request_id=rid,
                             record_id=f"rec-{r:04d}{i:012d}",
-                            data={
-                                **item_fields(key, rid, it),
-                                "fields": ["address"],
-                                "provision": "irc-6103-i-2",
-                                "agency": "ICE",
-                                "recipients_sha256": "c" * 64,
-                                "ruleset_sha256": "a" * 64,
-                                "model_sha256": "b" * 64,
-                            },
                         )
                         for i, it in enumerate(items, s)
                     ],
@@ -120,10 +132,15 @@ def fill(ws, actor: str, n: int, requests: int) -> None:  # type: ignore[no-unty
                 conn,
                 [
                     Event(
-                        "release.done",
+                        ReleaseDone(
+                            response_sha256="d" * 64,
+                            content_sha256="0" * 64,
+                            disclosed=per,
+                            recipients=["OFF-001"],
+                            recipients_sha256="c" * 64,
+                        ),
                         actor=actor,
                         request_id=rid,
-                        data={"disclosed": per, "recipients": ["OFF-001"]},
                     )
                 ],
             )

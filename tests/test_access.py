@@ -42,6 +42,7 @@ from custodes.errors import (
     Unauthenticated,
 )
 from custodes.ledger import anchors, log
+from custodes.ledger.event_types import RequestTransition
 from custodes.ledger.events import Event
 from custodes.services import users as svc
 from custodes.store.tables import access_log, ledger_events
@@ -398,7 +399,10 @@ def test_an_action_in_flight_cannot_commit_after_suspension(staff: Staff) -> Non
             with call.transaction() as conn:
                 started.set()
                 suspended.wait(10)
-                log.append(conn, [Event("request.transition", actor="officer")])
+                log.append(
+                    conn,
+                    [Event(RequestTransition(from_="received", to="checked"), actor="officer")],
+                )
             outcome["ok"] = True
         except AccessDenied as exc:
             outcome["refused"] = exc.code

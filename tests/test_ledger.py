@@ -10,6 +10,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -19,7 +20,15 @@ from hypothesis import strategies as st
 from conftest import make_workspace
 from custodes.errors import CustodesError
 from custodes.ledger import audit, checkpoints, log, publish
-from custodes.ledger.events import Event, PersonalDataInEvent, commitment
+from custodes.ledger.events import (
+    OMIT,
+    Declared,
+    Event,
+    Omitted,
+    PersonalDataInEvent,
+    commitment,
+    declare,
+)
 from custodes.ledger.note import ALG_COSIGNATURE_V1, Note, NoteError, Signer, Verifier
 from custodes.ledger.policy import Policy, PolicyError
 from custodes.ledger.tree import (
@@ -187,6 +196,16 @@ class Direct:
         pass
 
 
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Probe(Declared):
+    """This module's event: a sequence number, or any data (`extra`)."""
+
+    TYPE = "test.event"
+    seq: int | Omitted = OMIT
+    extra: dict[str, Any] | Omitted = OMIT
+
+
 def record(ws: Workspace, evs: list[Event]) -> list[int]:
     with ws.engine.begin() as conn:
         return log.append(conn, evs)
@@ -195,11 +214,10 @@ def record(ws: Workspace, evs: list[Event]) -> list[int]:
 def events(n: int, start: int = 0) -> list[Event]:
     return [
         Event(
-            "test.event",
+            Probe(seq=start + i),
             actor="officer1",
             request_id=f"req-{(start + i) // 7}",
             record_id=f"rec-{start + i:016x}",
-            data={"seq": start + i},
         )
         for i in range(n)
     ]
@@ -247,10 +265,10 @@ def test_personal_data_never_enters_the_ledger(workspace: Workspace) -> None:
         {"item_ids": ["item-1"]},
     ):
         with pytest.raises(PersonalDataInEvent):
-            record(workspace, [Event("x", actor="t", data=bad)])
+            record(workspace, [Event(Probe(extra=bad), actor="t")])
     with workspace.engine.connect() as conn:
         assert log.state(conn).size == 0
-    record(workspace, [Event("x", actor="t", data={"sha256": "0123456789abcdef" * 4})])
+    record(workspace, [Event(Probe(extra={"sha256": "0123456789abcdef" * 4}), actor="t")])
 
 
 def test_append_rolls_back_with_its_business_transaction(workspace: Workspace) -> None:
@@ -349,11 +367,10 @@ def test_consistent_rewrite_is_caught_by_the_signed_checkpoint(signed_ws: Worksp
         conn.execute(sa.text("UPDATE ledger_state SET size = 0, frontier = x''"))
         evs = [
             Event(
-                r.type,
+                Probe(seq=i),
                 actor=r.actor,
                 request_id=r.request_id,
                 record_id=r.record_id,
-                data={"seq": i},
                 at=r.at,
             )
             for i, r in enumerate(rows)
@@ -562,7 +579,7 @@ def test_ledger_on_postgresql(tmp_path: Path, pg_url: str) -> None:
 
 
 def test_commitment_is_salted() -> None:
-    body = Event("x", actor="t", at=Event("y", actor="t").at).body()
+    body = Event(Probe(), actor="t", at=Event(Probe(), actor="t").at).body()
     assert commitment(b"\x00" * 32, body) != commitment(b"\x01" * 32, body)
 
 
@@ -581,7 +598,7 @@ def _rebuild_without(ws: Workspace, drop: set[int]) -> None:
             conn,
             [
                 Event(
-                    r.type, actor=r.actor, request_id=r.request_id, record_id=r.record_id, at=r.at
+                    Probe(), actor=r.actor, request_id=r.request_id, record_id=r.record_id, at=r.at
                 )
                 for r in rows
                 if r.idx not in drop
@@ -609,7 +626,7 @@ def test_deleting_only_the_checkpoint_rows_is_caught(signed_ws: Workspace) -> No
 
 def test_an_event_without_an_actor_is_refused(workspace: Workspace) -> None:
     with pytest.raises(ValueError, match="no actor"):
-        record(workspace, [Event("x")])
+        record(workspace, [Event(Probe())])
 
 
 @pytest.mark.parametrize(

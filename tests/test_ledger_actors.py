@@ -4,18 +4,16 @@ lockouts, suspensions — produces every event type custodes writes, and none ha
 
 from __future__ import annotations
 
-import ast
 import json
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-import custodes
 from conftest import PASSWORD, keyed_in, one_for_review
 from custodes.access import sessions
 from custodes.errors import CustodesError
-from custodes.ledger import anchors
+from custodes.ledger import anchors, event_types
 from custodes.services import decisions, matching, records, reports, requests, rules, users
 from custodes.services.rules import register_parties
 from custodes.store.tables import ledger_events
@@ -23,24 +21,10 @@ from custodes.synthetic import staff as staff_mod
 from custodes.synthetic.staff import Staff
 from custodes.workspace import Workspace
 
-# Event types whose name is computed (not a literal in Event(...)).
-DYNAMIC = {"request.checked", "request.matched", "request.decided", "record.inspected"}
-
 
 def written_types() -> set[str]:
-    """Every event type a literal in the source writes."""
-    found = set(DYNAMIC)
-    for path in Path(custodes.__file__).parent.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Name)
-                and node.func.id == "Event"
-                and node.args
-                and isinstance(node.args[0], ast.Constant)
-            ):
-                found.add(node.args[0].value)
-    return found
+    """Every event type custodes writes: the declared ones (custodes.ledger.event_types)."""
+    return {c.TYPE for c in event_types.declared()}
 
 
 def test_every_event_type_names_its_actor(

@@ -25,6 +25,7 @@ from custodes.cli import app
 from custodes.errors import CustodesError
 from custodes.ledger import audit, checkpoints, cosigning, keys, log
 from custodes.ledger import witness as wit
+from custodes.ledger.event_types import Declared, parse
 from custodes.ledger.events import Event
 from custodes.ledger.note import Verifier
 from custodes.services import decisions, matching, requests, rules
@@ -122,7 +123,9 @@ class _Replayed(Event):
 
     def __init__(self, row: Any) -> None:
         # the columns beside the body as they were (verify compares them with the body)
-        super().__init__(row.type, row.actor, row.request_id, row.record_id, at=row.at)
+        what = parse(json.loads(row.body))
+        assert isinstance(what, Declared)
+        super().__init__(what, row.actor, row.request_id, row.record_id, at=row.at)
         self._raw = row.body.encode()
 
     def body(self, time_text: str | None = None) -> bytes:

@@ -14,6 +14,7 @@ from custodes.access.enrolment import ENROLMENT_HOURS, issue_second_half
 from custodes.access.users import aware, check_roles, now, roles_of
 from custodes.errors import ConflictError
 from custodes.ledger import anchors, log
+from custodes.ledger.event_types import PolicyConfirmed, UserConfirmed
 from custodes.ledger.events import Event
 from custodes.store import changes as queue
 from custodes.store.tables import grants, policy, sessions
@@ -54,16 +55,10 @@ def _confirm_roles(
 
 def _confirmed_event(call: Call, change: dict[str, Any], **data: Any) -> Event:
     return Event(
-        "user.confirmed",
+        UserConfirmed(
+            user=change["subject"], change=change["id"], proposed_by=change["proposed_by"], **data
+        ),
         actor=call.actor,
-        data={
-            "user": change["subject"],
-            "roles": [],
-            "keys": 0,
-            "change": change["id"],
-            "proposed_by": change["proposed_by"],
-            **data,
-        },
     )
 
 
@@ -147,14 +142,10 @@ def _apply_policy(conn: Connection, call: Call, change: dict[str, Any]) -> dict[
         conn,
         [
             Event(
-                "policy.confirmed",
+                PolicyConfirmed(
+                    key=key, value=value, proposed_by=row.pending_by, change=change["id"]
+                ),
                 actor=call.actor,
-                data={
-                    "key": key,
-                    "value": value,
-                    "proposed_by": row.pending_by,
-                    "change": change["id"],
-                },
             )
         ],
     )

@@ -27,6 +27,7 @@ from custodes.access.users import (
 )
 from custodes.errors import AccessDenied, ConflictError, InputError, NotFound, Unauthenticated
 from custodes.ledger import anchors, log
+from custodes.ledger.event_types import UserCreated, UserEnrolled, UserEnrolmentIssued
 from custodes.ledger.events import Event
 from custodes.store import changes as queue
 from custodes.store.tables import agencies, enrolments, sessions, users
@@ -218,17 +219,16 @@ def create_user(
             conn,
             [
                 Event(
-                    "user.created",
+                    UserCreated(
+                        user=name,
+                        roles=sorted(wanted),
+                        expires=expires.isoformat() if expires else None,
+                        pending_confirmation=pending,
+                        bootstrap=bootstrap,
+                        change=change,
+                        enrolment_halves=halves if code else None,
+                    ),
                     actor=call.actor,
-                    data={
-                        "user": name,
-                        "roles": sorted(wanted),
-                        "expires": expires.isoformat() if expires else None,
-                        "pending_confirmation": pending,
-                        "bootstrap": bootstrap,
-                        "change": change,
-                        "enrolment_halves": halves if code else None,
-                    },
                 )
             ],
         )
@@ -285,9 +285,8 @@ def issue_enrolment(call: Call, name: str) -> dict[str, Any]:
             conn,
             [
                 Event(
-                    "user.enrolment_issued",
+                    UserEnrolmentIssued(user=name, change=change, enrolment_halves=2),
                     actor=call.actor,
-                    data={"user": name, "change": change, "enrolment_halves": 2},
                 )
             ],
         )
@@ -357,7 +356,7 @@ def enrol(ws: Workspace, name: str, code: str, password: str) -> dict[str, Any]:
         )
         log.append(
             conn,
-            [Event("user.enrolled", actor=name, data={"user": name, "second_factor": needs_totp})],
+            [Event(UserEnrolled(user=name, second_factor=needs_totp), actor=name)],
         )
     return {
         "user": name,

@@ -16,6 +16,7 @@ from custodes.access.roles import PRIVILEGED
 from custodes.access.users import all_roles, check_roles, expiry, now, roles_of, user_row
 from custodes.errors import AccessDenied, ConflictError
 from custodes.ledger import anchors, log
+from custodes.ledger.event_types import UserGranted
 from custodes.ledger.events import Event
 from custodes.store import changes as queue
 from custodes.store.tables import grants
@@ -65,17 +66,17 @@ def insert_grant(
 
 
 def _grant_event(
-    by: str, name: str, role: str, expires: dt.datetime | None, in_force: bool
+    by: str, name: str, role: str, expires: dt.datetime | None, in_force: bool, change: str | None
 ) -> Event:
     return Event(
-        "user.granted",
+        UserGranted(
+            user=name,
+            role=role,
+            expires=expires.isoformat() if expires else None,
+            pending_confirmation=not in_force,
+            change=change,
+        ),
         actor=by,
-        data={
-            "user": name,
-            "role": role,
-            "expires": expires.isoformat() if expires else None,
-            "pending_confirmation": not in_force,
-        },
     )
 
 
@@ -120,9 +121,7 @@ def grant(
                 },
                 slot=f"grant:{name}:{role}",
             )
-        event = _grant_event(call.actor, name, role, expires, in_force)
-        event.data["change"] = change
-        log.append(conn, [event])
+        log.append(conn, [_grant_event(call.actor, name, role, expires, in_force, change)])
     return {
         "user": name,
         "role": role,

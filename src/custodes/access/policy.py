@@ -12,6 +12,7 @@ from custodes.access.roles import ROLES
 from custodes.access.users import now
 from custodes.errors import ConflictError, InputError
 from custodes.ledger import anchors, log
+from custodes.ledger.event_types import PolicyProposed
 from custodes.ledger.events import Event
 from custodes.store import changes as queue
 from custodes.store.tables import policy
@@ -61,13 +62,7 @@ def propose_policy(call: Call, key: str, value: str) -> dict[str, Any]:
         )
         log.append(
             conn,
-            [
-                Event(
-                    "policy.proposed",
-                    actor=call.actor,
-                    data={"key": key, "value": value, "change": change},
-                )
-            ],
+            [Event(PolicyProposed(key=key, value=value, change=change), actor=call.actor)],
         )
     return {"key": key, "pending": value, "proposed_by": call.actor, "change": change}
 

@@ -43,6 +43,7 @@ from custodes.errors import (
     WorkspaceError,
 )
 from custodes.ledger import anchors, log
+from custodes.ledger.event_types import Access, UserKeyIssued, UserLocked
 from custodes.ledger.events import Event
 from custodes.store import changes
 from custodes.store.tables import access_log, login_throttle, sessions, users
@@ -91,12 +92,11 @@ def record(
         conn,
         [
             Event(
-                "access",
+                Access(log_id=log_id, action=action, allowed=allowed, reason=reason),
                 actor=user or "anonymous",
                 request_id=extra.get("request_id"),
                 record_id=extra.get("record_id"),
                 at=at,
-                data={"log_id": log_id, "action": action, "allowed": allowed, "reason": reason},
             )
         ],
     )
@@ -176,9 +176,8 @@ def _failed(conn: Connection, name: str, known: bool, source: str, t: dt.datetim
             conn,
             [
                 Event(
-                    "user.locked",
+                    UserLocked(user=name, failures=failures, seconds=ACCOUNT_LOCK_SECONDS),
                     actor=name,
-                    data={"user": name, "failures": failures, "seconds": ACCOUNT_LOCK_SECONDS},
                 )
             ],
         )
@@ -374,13 +373,7 @@ def issue_key(call: Call, name: str, *, days: int = KEY_DAYS) -> dict[str, Any]:
         )
         log.append(
             conn,
-            [
-                Event(
-                    "user.key_issued",
-                    actor=call.actor,
-                    data={"user": name, "days": days, "change": change},
-                )
-            ],
+            [Event(UserKeyIssued(user=name, days=days, change=change), actor=call.actor)],
         )
     return {"user": name, "key": token, "days": days, "pending": True, "change": change}
 

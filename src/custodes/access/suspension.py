@@ -12,6 +12,7 @@ from sqlalchemy import Connection, and_
 from custodes.access.users import now, two_administrators_remain, user_row
 from custodes.errors import AccessDenied, ConflictError, InputError
 from custodes.ledger import anchors, log
+from custodes.ledger.event_types import UserReinstated, UserReinstateRequested, UserSuspended
 from custodes.ledger.events import Event
 from custodes.store import changes as queue
 from custodes.store.tables import changes, enrolments, grants, sessions, users
@@ -84,15 +85,14 @@ def suspend(call: Call, name: str, reason: str) -> dict[str, Any]:
             conn,
             [
                 Event(
-                    "user.suspended",
+                    UserSuspended(
+                        user=name,
+                        sessions_ended=ended,
+                        issued_keys_ended=issued,
+                        enrolment_codes_ended=codes,
+                        pending_grants_withdrawn=withdrawn,
+                    ),
                     actor=call.actor,
-                    data={
-                        "user": name,
-                        "sessions_ended": ended,
-                        "issued_keys_ended": issued,
-                        "enrolment_codes_ended": codes,
-                        "pending_grants_withdrawn": withdrawn,
-                    },
                 )
             ],
         )
@@ -118,9 +118,7 @@ def reinstate(call: Call, name: str) -> dict[str, Any]:
             anchors.update_rows(
                 conn, call.actor, users, users.c.name == name, reinstate_requested_by=call.actor
             )
-            log.append(
-                conn, [Event("user.reinstate_requested", actor=call.actor, data={"user": name})]
-            )
+            log.append(conn, [Event(UserReinstateRequested(user=name), actor=call.actor)])
             return {
                 "user": name,
                 "status": "suspended",
@@ -146,9 +144,8 @@ def reinstate(call: Call, name: str) -> dict[str, Any]:
             conn,
             [
                 Event(
-                    "user.reinstated",
+                    UserReinstated(user=name, requested_by=row.reinstate_requested_by),
                     actor=call.actor,
-                    data={"user": name, "requested_by": row.reinstate_requested_by},
                 )
             ],
         )

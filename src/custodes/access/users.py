@@ -14,6 +14,7 @@ from custodes.access import credentials as cred
 from custodes.access.roles import EXCLUSIVE, ROLES
 from custodes.errors import AccessDenied, ConflictError, InputError, NotFound
 from custodes.ledger import anchors, log
+from custodes.ledger.event_types import UserCreated
 from custodes.ledger.events import Event
 from custodes.store.tables import grants, sessions, users
 from custodes.workspace import Workspace
@@ -161,9 +162,8 @@ def bootstrap_admin(ws: Workspace, name: str, password: str) -> dict[str, Any]:
             conn,
             [
                 Event(
-                    "user.created",
+                    UserCreated(user=name, roles=["administrator"], bootstrap=True),
                     actor=name,
-                    data={"user": name, "roles": ["administrator"], "bootstrap": True},
                 )
             ],
         )

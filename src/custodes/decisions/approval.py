@@ -20,6 +20,7 @@ from custodes.decisions.pipeline import checked, request_folder
 from custodes.decisions.response import content
 from custodes.errors import AccessDenied, ConflictError
 from custodes.ledger import log
+from custodes.ledger.event_types import ReleaseApproved, ReleasePrepared
 from custodes.ledger.events import Event
 from custodes.requests.lifecycle import current_state, transition
 from custodes.store.tables import releases, requests
@@ -67,14 +68,11 @@ def prepare(call: Call, request_id: str) -> dict[str, Any]:
             conn,
             [
                 Event(
-                    "release.prepared",
+                    ReleasePrepared(
+                        content_sha256=c.sha256, disclosures=len(c.disclosed), fields=c.fields
+                    ),
                     actor=call.actor,
                     request_id=request_id,
-                    data={
-                        "content_sha256": c.sha256,
-                        "disclosures": len(c.disclosed),
-                        "fields": c.fields,
-                    },
                 )
             ],
         )
@@ -129,10 +127,9 @@ def approve(call: Call, request_id: str) -> dict[str, Any]:
             conn,
             [
                 Event(
-                    "release.approved",
+                    ReleaseApproved(prepared_by=rel.prepared_by, content_sha256=sha),
                     actor=call.actor,
                     request_id=request_id,
-                    data={"prepared_by": rel.prepared_by, "content_sha256": sha},
                 )
             ],
         )

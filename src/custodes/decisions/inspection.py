@@ -23,6 +23,7 @@ from sqlalchemy import select
 from custodes.access.sessions import record as record_access
 from custodes.errors import fail
 from custodes.ledger import files, log
+from custodes.ledger.event_types import RecordInspected, RecordInspectionRefused
 from custodes.ledger.events import Event
 from custodes.matching.runs import LINKED
 from custodes.records import master
@@ -108,14 +109,13 @@ def inspect_record(
             conn,
             [
                 Event(
-                    "record.inspected" if refusal is None else "record.inspection_refused",
+                    (RecordInspected if refusal is None else RecordInspectionRefused)(
+                        purpose_sha256=hashlib.sha256(purpose.encode()).hexdigest(),
+                        refusal=refusal[0] if refusal else None,
+                    ),
                     actor=call.actor,
                     request_id=request_id if request_id and item_id_ok(request_id) else None,
                     record_id=record_id,
-                    data={
-                        "purpose_sha256": hashlib.sha256(purpose.encode()).hexdigest(),
-                        "refusal": refusal[0] if refusal else None,
-                    },
                 )
             ],
         )

@@ -26,6 +26,13 @@ from custodes.decisions import verdicts as vd
 from custodes.decisions.outcomes import OUTCOMES, RECORD_DEPENDENT, decide, outcomes_path
 from custodes.errors import ConflictError
 from custodes.ledger import files, log
+from custodes.ledger.event_types import (
+    Declared,
+    RequestChecked,
+    RequestDecided,
+    RequestMatched,
+    parse_as,
+)
 from custodes.ledger.events import Event
 from custodes.ledger.files import sha256_file
 from custodes.matching import runs as matching
@@ -210,16 +217,15 @@ def _stage_rules(
     _stage_done(
         call,
         request_id,
-        "request.checked",
-        {
-            "ruleset_sha256": ev.ruleset_sha256,
-            "refused": ev.refused,
-            "failing_request_checks": [v.check for v in failing],
-            "request_checks": [
+        RequestChecked(
+            ruleset_sha256=ev.ruleset_sha256,
+            refused=ev.refused,
+            failing_request_checks=[v.check for v in failing],
+            request_checks=[
                 {"check": v.check, "source": v.source, "citation": v.citation} for v in ev.request
             ],
-            "failing_items_by_check": {v.check: v.failing for v in ev.item if v.failing},
-        },
+            failing_items_by_check={v.check: v.failing for v in ev.item if v.failing},
+        ),
         ["refused" if ev.refused else "checked"],
         reason=reason,
     )
@@ -265,13 +271,12 @@ def _stage_matching(
     _stage_done(
         call,
         request_id,
-        "request.matched",
-        {
-            "model_sha256": res.model_sha256,
-            "identified": res.identified,
-            "review": res.review,
-            "not_identified": res.not_identified,
-        },
+        RequestMatched(
+            model_sha256=res.model_sha256,
+            identified=res.identified,
+            review=res.review,
+            not_identified=res.not_identified,
+        ),
         ["matched"],
     )
 
@@ -294,12 +299,11 @@ def _stage_decide(
     _stage_done(
         call,
         request_id,
-        "request.decided",
-        {
-            "outcomes_sha256": sha256_file(path),
-            "counts": counts,
-            "checks": check_counts(path, ran_checks(ws, env)),
-        },
+        RequestDecided(
+            outcomes_sha256=sha256_file(path),
+            counts=counts,
+            checks=check_counts(path, ran_checks(ws, env)),
+        ),
         ["decided", "in_review"] if counts.get("REVIEW") else ["decided"],
         record=("outcomes", path),
     )
@@ -310,8 +314,7 @@ def _stage_decide(
 def _stage_done(
     call: Call,
     request_id: str,
-    event: str,
-    data: dict[str, Any],
+    what: Declared,
     states: list[str],
     *,
     reason: str | None = None,
@@ -320,7 +323,7 @@ def _stage_done(
     """One transaction: the stage's ledger event (and the file it wrote, `record`), then the
     request's move(s) to `states`."""
     with call.transaction() as conn:
-        log.append(conn, [Event(event, actor=call.actor, request_id=request_id, data=data)])
+        log.append(conn, [Event(what, actor=call.actor, request_id=request_id)])
         if record:
             files.record(conn, call.ws, call.actor, *record, request_id=request_id)
         for state in states:
@@ -415,12 +418,13 @@ def recorded_checks(ws: Workspace, request_id: str, env: dict[str, Any]) -> list
             select(ledger_events.c.body)
             .where(
                 ledger_events.c.request_id == request_id,
-                ledger_events.c.type == "request.decided",
+                ledger_events.c.type == RequestDecided.TYPE,
             )
             .order_by(ledger_events.c.idx.desc())
             .limit(1)
         ).scalar()
-    checks = json.loads(body).get("checks") if body else None
+    decided = parse_as(RequestDecided, json.loads(body)) if body else None
+    checks = decided.checks if decided else None
     if checks:
         return [{k: c.get(k) for k in vd.KEYS} for c in checks]
     return ran_checks(ws, env)

@@ -21,7 +21,14 @@ from sqlalchemy import Connection, func, insert, select, update
 from custodes.access.credentials import item_key
 from custodes.errors import ConflictError, InputError, IntegrityError, NotFound
 from custodes.ledger import files, log
-from custodes.ledger.events import Event, item_fields
+from custodes.ledger.event_types import (
+    DisclosureRecalled,
+    RecallAcknowledged,
+    RecallCertified,
+    RecallIssued,
+    parse_as,
+)
+from custodes.ledger.events import Event, item_sha256
 from custodes.ledger.files import sha256_file
 from custodes.records.files import read_text_table
 from custodes.requests.format import ENVELOPE_FILE
@@ -151,13 +158,7 @@ def recall(
         conn.execute(update(recalls).where(recalls.c.id == recall_id).values(notice=text))
         log.append(
             conn,
-            [
-                Event(
-                    "recall.issued",
-                    actor=actor,
-                    data={"recall_id": recall_id, "notice_sha256": _sha(text)},
-                )
-            ],
+            [Event(RecallIssued(recall_id=recall_id, notice_sha256=_sha(text)), actor=actor)],
         )
     folder = out or ws.home / "recalls" / recall_id
     _write_notice(call, folder, text, recorded=out is None)
@@ -215,11 +216,10 @@ def _record_recall(
         conn,
         [
             Event(
-                "disclosure.recalled",
+                DisclosureRecalled(item_sha256=item_sha256(key, r, i), recall_id=recall_id),
                 actor=actor,
                 request_id=r,
                 record_id=record_of[(r, i)],
-                data={**item_fields(key, r, i), "recall_id": recall_id},
             )
             for r, i in targets
         ],
@@ -432,9 +432,8 @@ def certify(
             conn,
             [
                 Event(
-                    "recall.certified",
+                    RecallCertified(recall_id=recall_id, certified_on=certified_on.isoformat()),
                     actor=actor,
-                    data={"recall_id": recall_id, "certified_on": certified_on.isoformat()},
                 )
             ],
         )
@@ -533,11 +532,11 @@ def notice(ws: Workspace, recall_id: str, agency: str | None = None) -> dict[str
                 code="no_notice",
             )
         recorded = {
-            json.loads(b).get("notice_sha256")
+            issued.notice_sha256
             for (b,) in conn.execute(
-                select(ledger_events.c.body).where(ledger_events.c.type == "recall.issued")
+                select(ledger_events.c.body).where(ledger_events.c.type == RecallIssued.TYPE)
             )
-            if json.loads(b).get("recall_id") == recall_id
+            if (issued := parse_as(RecallIssued, json.loads(b))) and issued.recall_id == recall_id
         }
     if recorded != {_sha(row.notice)}:
         raise IntegrityError(
@@ -574,13 +573,7 @@ def acknowledge(call: Call, recall_id: str) -> dict[str, Any]:
             )
             log.append(
                 conn,
-                [
-                    Event(
-                        "recall.acknowledged",
-                        actor=call.actor,
-                        data={"recall_id": recall_id, "agency": agency},
-                    )
-                ],
+                [Event(RecallAcknowledged(recall_id=recall_id, agency=agency), actor=call.actor)],
             )
     at = now if first is None else first.at
     return {

@@ -37,7 +37,8 @@ from custodes.decisions.response import (
 )
 from custodes.errors import ConflictError, IntegrityError
 from custodes.ledger import checkpoints, files, log
-from custodes.ledger.events import Event, item_fields
+from custodes.ledger.event_types import Disclosure, ReleaseDelivered, ReleaseDone, ReleaseRefused
+from custodes.ledger.events import Event, item_sha256
 from custodes.ledger.keys import signing_key
 from custodes.requests.lifecycle import current_state, transition
 from custodes.store.engine import bulk_insert
@@ -74,7 +75,7 @@ def _refuse(call: Call, request_id: str, why: str, message: str) -> IntegrityErr
     with call.transaction() as conn:
         log.append(
             conn,
-            [Event("release.refused", actor=call.actor, request_id=request_id, data={"why": why})],
+            [Event(ReleaseRefused(why=why), actor=call.actor, request_id=request_id)],
         )
     return IntegrityError(message, code="release_tampered")
 
@@ -84,7 +85,9 @@ def _released_in_ledger(conn: Connection, request_id: str) -> int:
         conn.execute(
             select(func.count())
             .select_from(ledger_events)
-            .where(ledger_events.c.type == "release.done", ledger_events.c.request_id == request_id)
+            .where(
+                ledger_events.c.type == ReleaseDone.TYPE, ledger_events.c.request_id == request_id
+            )
         ).scalar()
         or 0
     )
@@ -206,13 +209,12 @@ def _delivered(call: Call, request_id: str, csv_data: bytes, doc: dict[str, Any]
             conn,
             [
                 Event(
-                    "release.delivered",
+                    ReleaseDelivered(
+                        response_sha256=hashlib.sha256(csv_data).hexdigest(),
+                        rows=doc["counts"]["items"],
+                    ),
                     actor=call.actor,
                     request_id=request_id,
-                    data={
-                        "response_sha256": hashlib.sha256(csv_data).hexdigest(),
-                        "rows": doc["counts"]["items"],
-                    },
                 )
             ],
         )
@@ -309,20 +311,19 @@ def _record(
             conn,
             [
                 Event(
-                    "disclosure",
+                    Disclosure(
+                        item_sha256=item_sha256(key, request_id, d["item_id"]),
+                        fields=c.fields,
+                        provision=c.envelope["provision"],
+                        agency=c.envelope.get("agency"),
+                        recipients_sha256=recipients_sha,
+                        ruleset_sha256=d["ruleset_sha256"],
+                        model_sha256=d["model_sha256"],
+                    ),
                     at=now,
                     actor=actor,
                     request_id=request_id,
                     record_id=d["record_id"],
-                    data={
-                        **item_fields(key, request_id, d["item_id"]),
-                        "fields": c.fields,
-                        "provision": c.envelope["provision"],
-                        "agency": c.envelope.get("agency"),
-                        "recipients_sha256": recipients_sha,
-                        "ruleset_sha256": d["ruleset_sha256"],
-                        "model_sha256": d["model_sha256"],
-                    },
                 )
                 for d in new
             ],
@@ -331,16 +332,15 @@ def _record(
         conn,
         [
             Event(
-                "release.done",
+                ReleaseDone(
+                    response_sha256=response_sha,
+                    content_sha256=c.sha256,
+                    disclosed=len(c.disclosed),
+                    recipients=recipients,
+                    recipients_sha256=recipients_sha,
+                ),
                 actor=actor,
                 request_id=request_id,
-                data={
-                    "response_sha256": response_sha,
-                    "content_sha256": c.sha256,
-                    "disclosed": len(c.disclosed),
-                    "recipients": recipients,
-                    "recipients_sha256": recipients_sha,
-                },
             )
         ],
     )

@@ -34,7 +34,8 @@ from custodes.decisions.effective import effective_outcomes, released_fields
 from custodes.decisions.pipeline import processed_outcomes, request_folder
 from custodes.errors import ConflictError, InputError, NotFound
 from custodes.ledger import log
-from custodes.ledger.events import Event, item_fields
+from custodes.ledger.event_types import OMIT, ReviewResolved
+from custodes.ledger.events import Event, item_sha256
 from custodes.matching.reasons import meaning
 from custodes.matching.runs import LINKED
 from custodes.records import master
@@ -247,16 +248,15 @@ def _record_resolutions(
             conn,
             [
                 Event(
-                    "review.resolved",
+                    ReviewResolved(
+                        item_sha256=item_sha256(key, request_id, i),
+                        decision=decision,
+                        reason_sha256=reason_sha,
+                        group=group if group else OMIT,
+                    ),
                     actor=call.actor,
                     request_id=request_id,
                     record_id=named[i],
-                    data={
-                        **item_fields(key, request_id, i),
-                        "decision": decision,
-                        "reason_sha256": reason_sha,
-                    }
-                    | ({"group": group} if group else {}),
                 )
                 for i in targets
             ],

@@ -40,6 +40,7 @@ from sqlalchemy.engine import Row
 
 from custodes.errors import AccessDenied, WorkspaceError
 from custodes.ledger import log
+from custodes.ledger.event_types import Anchor, AnchorAdopted, parse_as
 from custodes.ledger.events import Event
 from custodes.store.tables import (
     agencies,
@@ -58,7 +59,7 @@ from custodes.store.tables import (
 )
 from custodes.workspace import secrets_key_of
 
-EVENT = "anchor"
+EVENT = Anchor.TYPE
 COLUMN = "anchor"
 
 # Every anchored table. Their rows are written only through `insert`, `update` and `delete`
@@ -193,12 +194,11 @@ def _append(conn: Connection, actor: str, docs: list[tuple[str, Any, bool]]) -> 
     events = []
     for i, (table, row, gone) in enumerate(docs):
         r = ref(k, table, row)
-        data: dict[str, Any] = {"table": table, "row": r}
         if gone:
-            data |= {"gone": True, "commit": gone_commit(k, table, first + i, r)}
+            what = Anchor(table=table, row=r, gone=True, commit=gone_commit(k, table, first + i, r))
         else:
-            data["commit"] = commit(k, table, first + i, row)
-        events.append(Event(EVENT, actor=actor, data=data))
+            what = Anchor(table=table, row=r, commit=commit(k, table, first + i, row))
+        events.append(Event(what, actor=actor))
     got = log.append(conn, events)
     if got != list(range(first, first + len(docs))):  # pragma: no cover - the state row is held
         raise log.LedgerError(
@@ -268,8 +268,9 @@ def _committed_by(body: str | None, table: str) -> str | None:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    ok = doc.get("type") == EVENT and doc.get("table") == table and not doc.get("gone")
-    c = doc.get("commit")
+    a = parse_as(Anchor, doc)
+    ok = a is not None and a.table == table and not a.gone
+    c = a.commit if a is not None else None
     return c if ok and isinstance(c, str) else None
 
 
@@ -429,5 +430,5 @@ def adopt(conn: Connection) -> dict[str, int]:
         ]
         stamp(conn, ADOPTED_BY, table, pks)
         counts[name] = len(pks)
-    log.append(conn, [Event("anchor.adopted", actor=ADOPTED_BY, data={"rows": counts})])
+    log.append(conn, [Event(AnchorAdopted(rows=counts), actor=ADOPTED_BY)])
     return counts

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from custodes.errors import fail
 from custodes.ledger import cosigning, keys, log
+from custodes.ledger.event_types import LedgerRestoreConfirmed
 from custodes.ledger.events import Event
 from custodes.ledger.keys import load_signer, origin
 from custodes.ledger.note import Checkpoint, Note, NoteError, Verifier, b64
@@ -104,13 +105,12 @@ def confirm_restore(call: Call) -> dict[str, object]:
             conn,
             [
                 Event(
-                    "ledger.restore_confirmed",
+                    LedgerRestoreConfirmed(
+                        witness=wit.key.name,
+                        witnessed_size=found[0].size if found else 0,
+                        size=size,
+                    ),
                     actor=call.actor,
-                    data={
-                        "witness": wit.key.name,
-                        "witnessed_size": found[0].size if found else 0,
-                        "size": size,
-                    },
                 )
             ],
         )

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 
 from custodes.errors import InputError, fail
 from custodes.ledger import keys, log
+from custodes.ledger.event_types import LedgerWitnessConfigured
 from custodes.ledger.events import Event
 from custodes.ledger.keys import origin
 from custodes.ledger.note import Checkpoint, Note, NoteError, Verifier, b64, open_checkpoint
@@ -62,7 +63,7 @@ def set_witness(conn: Connection, url: str, key: Verifier, actor: str) -> None:
     )
     log.append(
         conn,
-        [Event("ledger.witness_configured", actor=actor, data={"witness": key.vkey, "url": url})],
+        [Event(LedgerWitnessConfigured(witness=key.vkey, url=url), actor=actor)],
     )
 
 

@@ -8,8 +8,10 @@ import hashlib
 import hmac
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any, ClassVar, Final, TypeVar
 
 import orjson
 
@@ -43,7 +45,7 @@ PERSONAL_KEYS = frozenset(
 
 
 # Keys whose value an agency chooses (an item id can spell a name and a date of birth): a body
-# carries the item's salted commitment instead (`item_sha256`, see `item_fields`).
+# carries the item's salted commitment instead (`item_sha256`, see `item_sha256()`).
 AGENCY_CHOSEN_KEYS = frozenset({"item_id", "item_ids"})
 
 
@@ -101,16 +103,118 @@ def _check(value: Any, key: str = "") -> None:
             _check(v, key)
 
 
+# --- declared event types -------------------------------------------------------------------
+#
+# Every event type is a frozen dataclass declared with `declare` (the types themselves are in
+# event_types.py): its `TYPE` string, a docstring saying what it means, and typed fields for the
+# keys of its body. `log.append` takes only events built from a declared type.
+
+
+class Omitted:
+    """The value of a field left out of the body (a key some events of a type carry and others
+    do not: absent, which is not the same body as `null`)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "OMIT"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+OMIT: Final = Omitted()
+
+# The keys every body has; a declared field may not take one of them.
+ENVELOPE_KEYS = frozenset({"v", "type", "time", "actor", "request_id", "record_id"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Declared:
+    """The data of one event type (subclassed by each type, registered by `declare`)."""
+
+    TYPE: ClassVar[str] = ""
+    # (attribute, body key) per field, and whether any field may be OMIT; set by `declare`.
+    KEYS: ClassVar[tuple[tuple[str, str], ...]] = ()
+    OPTIONAL: ClassVar[bool] = False
+
+    def data(self) -> dict[str, Any]:
+        """The body's keys beyond the envelope, as this type writes them."""
+        if self.OPTIONAL:
+            return {k: v for a, k in self.KEYS if (v := getattr(self, a)) is not OMIT}
+        return {k: getattr(self, a) for a, k in self.KEYS}
+
+
+D = TypeVar("D", bound=Declared)
+
+# type string -> its declared class
+REGISTRY: dict[str, type[Declared]] = {}
+
+
+def declare(cls: type[D]) -> type[D]:
+    """Register a declared event type (applied over `@dataclass(frozen=True, slots=True,
+    kw_only=True)`); refuses a type without a docstring, a type string declared twice, and a
+    field whose key would carry personal data or shadow the envelope."""
+    name = cls.TYPE
+    if not name or not isinstance(name, str):
+        raise TypeError(f"{cls.__name__} declares no TYPE")
+    doc = (cls.__doc__ or "").strip()
+    if not doc or doc.startswith(f"{cls.__name__}("):  # the one dataclass writes when none
+        raise TypeError(f"event type {name!r} ({cls.__name__}) has no docstring")
+    seen = REGISTRY.get(name)
+    if seen is not None and (seen.__module__, seen.__qualname__) != (
+        cls.__module__,
+        cls.__qualname__,
+    ):
+        raise TypeError(f"event type {name!r} is declared twice ({seen.__qualname__})")
+    keys = []
+    optional = False
+    for f in fields(cls):
+        key = f.metadata.get("key", f.name)
+        if key in ENVELOPE_KEYS or key.lower() in PERSONAL_KEYS | AGENCY_CHOSEN_KEYS:
+            raise TypeError(f"event type {name!r}: field {key!r} may not be declared")
+        keys.append((f.name, key))
+        optional = optional or f.default is OMIT
+    cls.KEYS, cls.OPTIONAL = tuple(keys), optional
+    REGISTRY[name] = cls
+    return cls
+
+
+def body_key(name: str) -> Any:
+    """A field whose body key is not a Python name (`from`): `from_: str = body_key("from")`."""
+    return field(metadata={"key": name})
+
+
 @dataclass
 class Event:
-    """A business event to be recorded: what happened, by whom, about which opaque ids."""
+    """A business event to be recorded: what happened (a declared type's data), by whom, about
+    which opaque ids."""
 
-    type: str
+    what: Declared
     actor: str | None = None
     request_id: str | None = None
     record_id: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
     at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    @property
+    def type(self) -> str:
+        return self.what.TYPE
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        """The body's keys beyond the envelope (read-only: the declared data is frozen)."""
+        return MappingProxyType(self.what.data())
+
+    def declared(self) -> None:
+        """Refuse an event not built from a registered declared type (a programming error)."""
+        what = self.what
+        if REGISTRY.get(getattr(what, "TYPE", None) or "") is not type(what):
+            # Names the class (or the old type string), never the data: it may be anything.
+            shown = f"{what!r:.40}" if isinstance(what, str) else type(what).__name__
+            raise TypeError(
+                "a ledger event is built from a declared event type "
+                f"(custodes.ledger.event_types), not {shown}"
+            )
 
     def time_text(self) -> str:
         return self.at.isoformat(timespec="microseconds")
@@ -123,26 +227,28 @@ class Event:
         `time_text` is `self.time_text()` when the caller has it already (a batch's events
         share a moment).
         """
+        self.declared()
         if not self.actor:
             # Every event names who did it; a service without an authenticated caller has no
             # business writing to the ledger.
             raise ValueError(f"ledger event {self.type!r} has no actor")
+        data = self.what.data()
         doc = {
             "v": 1,
-            "type": self.type,
+            "type": self.what.TYPE,
             "time": time_text or self.time_text(),
             "actor": self.actor,
             "request_id": self.request_id,
             "record_id": self.record_id,
-            **self.data,
+            **data,
         }
         try:
             out = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
         except TypeError as exc:
             raise ValueError(f"event data is not JSON: {exc}") from None
-        _check(self.data)
-        for key in ("actor", "request_id", "record_id"):
-            _check(doc[key], key)
+        _check(data)
+        for k in ("actor", "request_id", "record_id"):
+            _check(doc[k], k)
         return out
 
 
@@ -194,8 +300,3 @@ def item_commitment(salt: bytes, item_id: str) -> str:
 def item_sha256(key: bytes, request_id: str, item_id: str) -> str:
     """The commitment a ledger body carries for this item of this request."""
     return item_commitment(item_salt(key, request_id, item_id), item_id)
-
-
-def item_fields(key: bytes, request_id: str, item_id: str) -> dict[str, str]:
-    """The event data that stands for an item: its salted commitment."""
-    return {"item_sha256": item_sha256(key, request_id, item_id)}

@@ -26,13 +26,14 @@ from sqlalchemy import Connection, delete, insert, select
 
 from custodes.errors import IntegrityError
 from custodes.ledger import log
+from custodes.ledger.event_types import FileRefused, FileStored, parse_as
 from custodes.ledger.events import Event, commitment
 from custodes.store.tables import files, ledger_events
 from custodes.workspace import Call, Workspace
 
-STORED = "file.stored"
-REFUSED = "file.refused"
-KEYS = ("role", "path", "sha256")  # what a file.stored body carries
+STORED = FileStored.TYPE
+REFUSED = FileRefused.TYPE
+KEYS = tuple(k for _, k in FileStored.KEYS)  # what a file.stored body carries
 
 
 def sha256_file(path: Path) -> str:
@@ -66,10 +67,9 @@ def record(
         conn,
         [
             Event(
-                STORED,
+                FileStored(role=role, path=rel, sha256=digest),
                 actor=actor,
                 request_id=request_id,
-                data={"role": role, "path": rel, "sha256": digest},
             )
         ],
     )
@@ -110,17 +110,12 @@ def _mismatch(ws: Workspace, conn: Connection, role: str, path: Path) -> tuple[s
     ).first()
     if ev is None or ev.type != STORED or commitment(ev.salt, ev.body.encode()) != ev.commitment:
         return "record", "has a record that does not match the ledger"
-    body = json.loads(ev.body)
-    if (body.get("type"), body.get("path"), body.get("role"), row.role) != (
-        STORED,
-        rel,
-        role,
-        role,
-    ):
+    stored = parse_as(FileStored, json.loads(ev.body))
+    if stored is None or (stored.path, stored.role, row.role) != (rel, role, role):
         return "record", "has a record that names another file"
     if not path.is_file() or path.is_symlink():
         return "missing", "is missing"
-    if sha256_file(path) != body.get("sha256"):
+    if sha256_file(path) != stored.sha256:
         return "content", "no longer hashes to what the ledger recorded when it was written"
     return None
 
@@ -140,7 +135,7 @@ def verified(call: Call, role: str, path: Path, *, optional: bool = False) -> Pa
     with call.transaction() as conn:
         log.append(
             conn,
-            [Event(REFUSED, actor=call.actor, data={"role": role, "path": rel, "why": why[0]})],
+            [Event(FileRefused(role=role, path=rel, why=why[0]), actor=call.actor)],
         )
     raise IntegrityError(
         f"The {role} file {rel} {why[1]}; it was not used (run 'custodes ledger verify').",

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from custodes import failpoints
 from custodes.errors import ConflictError, fail
+from custodes.ledger import event_types  # noqa: F401 - the declared types, registered
 from custodes.ledger.events import Event, commitment, new_salts
 from custodes.ledger.note import Checkpoint, Note, NoteSigner, Verifier
 from custodes.ledger.tree import (
@@ -88,7 +89,8 @@ def state(conn: Connection, *, for_update: bool = False) -> TreeState:
 
 
 def append(conn: Connection, events: Sequence[Event]) -> list[int]:
-    """Append events as leaves in the caller's transaction; returns their indexes."""
+    """Append events as leaves in the caller's transaction; returns their indexes. Only events
+    built from a declared type (event_types.py) are taken: anything else is a TypeError."""
     if not events:
         return []
     st = state(conn, for_update=True)
@@ -99,6 +101,12 @@ def append(conn: Connection, events: Sequence[Event]) -> list[int]:
     times: dict[dt.datetime, tuple[str, object]] = {}
     sqlite = conn.dialect.name == "sqlite"
     for ev, salt in zip(events, new_salts(len(events)), strict=True):
+        if not isinstance(ev, Event):
+            raise TypeError(
+                f"the ledger appends Event(<a declared event type>, ...), not {type(ev).__name__}"
+            )
+        if type(ev) is not Event:  # Event.body() refuses an undeclared type; a subclass's may not
+            ev.declared()
         t = times.get(ev.at)
         if t is None:
             t = times[ev.at] = (ev.time_text(), sqlite_time(ev.at) if sqlite else ev.at)

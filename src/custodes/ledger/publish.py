@@ -12,6 +12,7 @@ from sqlalchemy import select
 from custodes.errors import fail
 from custodes.ledger import log, tiles
 from custodes.ledger.checkpoints import checkpoint
+from custodes.ledger.event_types import FileWritten
 from custodes.ledger.events import Event
 from custodes.ledger.keys import NoLedgerKey
 from custodes.ledger.note import b64
@@ -84,9 +85,8 @@ def export(call: Call, folder: Path, *, bodies: bool = False) -> dict[str, objec
                 conn,
                 [
                     Event(
-                        "file.written",
+                        FileWritten(what="ledger_bodies", rows=len(rows), sha256=digest),
                         actor=call.actor,
-                        data={"what": "ledger_bodies", "rows": len(rows), "sha256": digest},
                     )
                 ],
             )
@@ -119,14 +119,10 @@ def write_body(call: Call, index: int, out: Path) -> str:
     receipt, body_doc = prove(call, index)
     data = (json.dumps(body_doc, ensure_ascii=False) + "\n").encode()
     event = Event(
-        "file.written",
+        FileWritten(
+            what="ledger_body", event=index, rows=1, sha256=hashlib.sha256(data).hexdigest()
+        ),
         actor=call.actor,
-        data={
-            "what": "ledger_body",
-            "event": index,
-            "rows": 1,
-            "sha256": hashlib.sha256(data).hexdigest(),
-        },
     )
     with recorded(out, data), call.transaction() as conn:
         log.append(conn, [event])

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from custodes.errors import fail
 from custodes.ledger import files, log
+from custodes.ledger.event_types import ModelTrained
 from custodes.ledger.events import Event
 from custodes.matching import backends, deciding, tables
 from custodes.matching import link as lk
@@ -140,10 +141,9 @@ def train(
             conn,
             [
                 Event(
-                    "model.trained",
+                    ModelTrained(model_sha256=sha, master_sha256=master_sha),
                     actor=call.actor,
                     request_id=request_id,
-                    data={"model_sha256": sha, "master_sha256": master_sha},
                 )
             ],
         )

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from custodes.errors import InputError
 from custodes.ledger import log
+from custodes.ledger.event_types import FileWritten
 from custodes.ledger.events import Event
 from custodes.store.files import csv_bytes, out_file, recorded
 from custodes.workspace import Call
@@ -69,10 +70,9 @@ def write_table(
             conn,
             [
                 Event(
-                    "file.written",
+                    FileWritten(what=what, rows=table.num_rows, sha256=digest),
                     actor=call.actor,
                     request_id=request_id,
-                    data={"what": what, "rows": table.num_rows, "sha256": digest},
                 )
             ],
         )

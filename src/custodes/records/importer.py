@@ -17,6 +17,7 @@ from sqlalchemy import Connection, insert
 
 from custodes.errors import ConflictError, IntegrityError, Problem, ValidationFailed
 from custodes.ledger import log
+from custodes.ledger.event_types import MasterImported, MasterImportProposed
 from custodes.ledger.events import Event
 from custodes.ledger.files import sha256_file
 from custodes.records import master
@@ -500,9 +501,8 @@ def _propose(call: Call, current: master.MasterFile, folder: Path, record: dict[
             conn,
             [
                 Event(
-                    "master.import_proposed",
+                    MasterImportProposed(change_id=cid, master_sha256=record["master_sha256"]),
                     actor=call.actor,
-                    data={"change_id": cid, "master_sha256": record["master_sha256"]},
                 )
             ],
         )
@@ -518,22 +518,18 @@ def _record_import(
         conn,
         [
             Event(
-                "master.imported",
+                MasterImported(
+                    kind=record["kind"],
+                    people_sha256=record["people_sha256"],
+                    addresses_sha256=record["addresses_sha256"],
+                    master_sha256=record["master_sha256"],
+                    people_added=record["people_added"],
+                    people_changed=record["people_changed"],
+                    addresses_added=record["addresses_added"],
+                    addresses_changed=record["addresses_changed"],
+                    **confirmation,
+                ),
                 actor=call.actor,
-                data={
-                    k: record[k]
-                    for k in (
-                        "kind",
-                        "people_sha256",
-                        "addresses_sha256",
-                        "master_sha256",
-                        "people_added",
-                        "people_changed",
-                        "addresses_added",
-                        "addresses_changed",
-                    )
-                }
-                | confirmation,
             )
         ],
     )

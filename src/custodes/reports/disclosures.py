@@ -22,6 +22,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from custodes.ledger.event_types import (
+    Disclosure,
+    DisclosureRecalled,
+    IncidentClosed,
+    MasterImported,
+    ReleaseDone,
+    RequestReceived,
+    parse,
+)
 from custodes.reports.document import Document, Table
 from custodes.reports.source import Entry
 
@@ -105,7 +114,7 @@ class Ledgered:
     # A list (from an export), or the store's disclosure events read in pages each time it is
     # iterated (`source.Paged`): a million disclosure bodies are never held at once.
     disclosures: Iterable[Entry]
-    received: dict[str, dict[str, Any]]
+    received: dict[str, tuple[str, RequestReceived]]  # request id -> (its time, its event)
     recipients: dict[str, list[str]]
     recalled: dict[tuple[str, str | None], Entry]
     improper: dict[str, str]  # request id -> incident id that found it improper
@@ -119,25 +128,28 @@ def read(entries: Iterable[Entry], disclosures: Iterable[Entry] | None = None) -
     led = Ledgered(held if disclosures is None else disclosures, {}, {}, {}, {}, [])
     for e in entries:
         b = e.body
-        t = e.type
-        if t == "disclosure":
+        if e.type == Disclosure.TYPE:
             held.append(e)
-        elif t == "request.received":
-            led.received[b["request_id"]] = b
-        elif t == "release.done":
-            led.recipients[b["request_id"]] = list(b.get("recipients") or [])
-        elif t == "disclosure.recalled":
+            continue
+        what = parse(b)
+        if isinstance(what, RequestReceived):
+            led.received[b["request_id"]] = (b["time"], what)
+        elif isinstance(what, ReleaseDone):
+            led.recipients[b["request_id"]] = list(what.recipients or [])
+        elif isinstance(what, DisclosureRecalled):
             led.recalled[(b["request_id"], item_of(b))] = e
-        elif t == "master.imported":
-            led.masters.append((e.idx, str(b.get("master_sha256", ""))))
-        elif t == "incident.closed" and b.get("finding") == "improper" and b.get("request_id"):
-            led.improper[b["request_id"]] = b.get("incident_id", "")
+        elif isinstance(what, MasterImported):
+            sha = what.master_sha256
+            led.masters.append((e.idx, "" if sha is None else str(sha)))
+        elif isinstance(what, IncidentClosed) and what.finding == "improper" and e.request_id:
+            led.improper[b["request_id"]] = what.incident_id or ""
     return led
 
 
 def item_of(body: dict[str, Any]) -> str | None:
     """How a body names its item: the salted commitment (`item_sha256`); bodies written before
-    ids were committed carry the agency's id itself."""
+    ids were committed carry the agency's id itself (a key no declared type may carry now, so
+    read from the body as it is; so is the hot loop's disclosure, see iter_rows)."""
     return body.get("item_sha256") or body.get("item_id")
 
 
@@ -169,7 +181,10 @@ def iter_rows(
     provision: str | None = None,
     record_id: str | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """The accounting's rows one at a time, as the disclosures are read."""
+    """The accounting's rows one at a time, as the disclosures are read. A disclosure's body is
+    read by its keys, not parsed into `Disclosure`: a million rows, and the parse would cost
+    as much as the JSON (docs/decisions/2026-12-06-typed-events.md); its keys are pinned by
+    tests/test_docs_events.py."""
     for e in led.disclosures:
         b = e.body
         when = e.time
@@ -181,31 +196,33 @@ def iter_rows(
             continue
         if record_id is not None and b.get("record_id") != record_id:
             continue
-        req = led.received.get(b["request_id"], {})
+        got = led.received.get(b["request_id"])
+        req = got[1] if got else None
         recall = led.recalled.get((b["request_id"], item_of(b)))
+        recalled = recall.as_(DisclosureRecalled) if recall else None
         yield (
             {
                 "disclosed_on": when.date().isoformat(),
                 "request_id": b["request_id"],
-                "requested_on": req["time"][:10] if req else None,
+                "requested_on": got[0][:10] if got else None,
                 "reason": None,  # the request's own words: filled in from the store
-                "reason_sha256": req.get("reason_sha256"),
+                "reason_sha256": req.reason_sha256 if req else None,
                 "provision": b.get("provision"),
                 "subsection": subsection(b.get("provision", "")),
                 "agency": b.get("agency"),
                 "recipients": led.recipients.get(b["request_id"], []),
                 "fields": list(b.get("fields") or []),
-                "tax_periods": list(req.get("taxable_periods") or []),
+                "tax_periods": list((req.taxable_periods if req else None) or []),
                 "source": _source(led, e.idx),
                 "record_id": b.get("record_id"),
-                "bulk": int(req.get("items") or 0) > BULK_ITEMS,
+                "bulk": int((req.items if req else None) or 0) > BULK_ITEMS,
                 # The agency's id is not in the ledger: filled in from the store with the salt
                 # that opens the body's commitment, which `verify` checks.
                 "item_id": b.get("item_id"),
                 "item_salt": None,
                 "item_sha256": b.get("item_sha256"),
                 "ledger_index": e.idx,
-                "recall_id": recall.body.get("recall_id") if recall else None,
+                "recall_id": recalled.recall_id if recalled else None,
                 "recalled_on": recall.time.date().isoformat() if recall else None,
             }
         )
@@ -315,7 +332,10 @@ def jct(led: Ledgered, *, year: int, office: str | None = None) -> Document:
         "other": sum(r["other"] for r in table_rows),
         "total": sum(r["total"] for r in table_rows),
     }
-    reasons = {led.received.get(rid, {}).get("reason_sha256") or rid for rid in request_ids}
+    reasons = {
+        (rr[1].reason_sha256 if (rr := led.received.get(rid)) else None) or rid
+        for rid in request_ids
+    }
     return Document(
         "jct",
         f"Volume of disclosures required to be accounted for pursuant to 26 USC 6103(p)(3)(A), "

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, func, select
 
 from custodes.errors import ConflictError, InputError, NotFound
 from custodes.ledger import anchors, log
+from custodes.ledger.event_types import IncidentClosed, IncidentOpened, IncidentReported
 from custodes.ledger.events import Event
 from custodes.requests.format import item_id_ok
 from custodes.store.tables import disclosures, incidents, requests
@@ -84,16 +85,15 @@ def open_incident(
             conn,
             [
                 Event(
-                    "incident.opened",
+                    IncidentOpened(
+                        incident_id=iid,
+                        kind=kind,
+                        due=(at + REPORT_WITHIN).isoformat(timespec="seconds"),
+                        summary_sha256=hashlib.sha256(summary.encode()).hexdigest(),
+                    ),
                     actor=call.actor,
                     request_id=request_id,
                     at=at,
-                    data={
-                        "incident_id": iid,
-                        "kind": kind,
-                        "due": (at + REPORT_WITHIN).isoformat(timespec="seconds"),
-                        "summary_sha256": hashlib.sha256(summary.encode()).hexdigest(),
-                    },
                 )
             ],
         )
@@ -139,11 +139,10 @@ def mark_reported(
             conn,
             [
                 Event(
-                    "incident.reported",
+                    IncidentReported(incident_id=incident_id, late=late),
                     actor=call.actor,
                     request_id=row.request_id,
                     at=at,
-                    data={"incident_id": incident_id, "late": late},
                 )
             ],
         )
@@ -182,11 +181,10 @@ def close(
             conn,
             [
                 Event(
-                    "incident.closed",
+                    IncidentClosed(incident_id=incident_id, finding=finding),
                     actor=call.actor,
                     request_id=row.request_id,
                     at=at,
-                    data={"incident_id": incident_id, "finding": finding},
                 )
             ],
         )

@@ -13,6 +13,20 @@ from sqlalchemy import Connection, func, select
 
 from custodes.access.inspections import audit_inspections
 from custodes.access.users import last_day
+from custodes.ledger.event_types import (
+    Disclosure,
+    DisclosureRecalled,
+    IncidentReported,
+    RecallAcknowledged,
+    RecallCertified,
+    RecordInspected,
+    RecordInspectionRefused,
+    ReleaseDone,
+    RequestReceived,
+    UserReinstated,
+    UserSuspended,
+    parse,
+)
 from custodes.reports.document import Document, Table
 from custodes.reports.incidents import listing as incident_listing
 from custodes.reports.source import Entry
@@ -31,28 +45,26 @@ def recalls(entries: list[Entry], *, today: dt.date | None = None) -> Document:
     """Every recall, from its ledger events: when, how many disclosures of which requests, to
     which recipients the notice went, and whether destruction was certified in time."""
     today = today or dt.date.today()
-    recipients = {
-        e.body["request_id"]: e.body.get("recipients") or []
-        for e in entries
-        if e.type == "release.done"
-    }
-    agency = {
-        e.body["request_id"]: e.body.get("agency") for e in entries if e.type == "request.received"
-    }
+    recipients: dict[str, list[str]] = {}
+    agency: dict[str, str | None] = {}
     # By recall id (a body without one is kept under None, as it always was).
     items: dict[str | None, Counter[str]] = defaultdict(Counter)
     at: dict[str | None, dt.datetime] = {}
     certified: dict[str | None, str | None] = {}
     acknowledged: dict[str | None, set[str]] = defaultdict(set)
     for e in entries:
-        if e.type == "disclosure.recalled":
-            rid = e.body.get("recall_id")
-            items[rid][e.body["request_id"]] += 1
-            at.setdefault(rid, e.time)
-        elif e.type == "recall.certified":
-            certified[e.body.get("recall_id")] = e.body.get("certified_on")
-        elif e.type == "recall.acknowledged":
-            acknowledged[e.body.get("recall_id")].add(str(e.body.get("agency")))
+        what = parse(e.body)
+        if isinstance(what, ReleaseDone):
+            recipients[e.body["request_id"]] = what.recipients or []
+        elif isinstance(what, RequestReceived):
+            agency[e.body["request_id"]] = what.agency
+        elif isinstance(what, DisclosureRecalled):
+            items[what.recall_id][e.body["request_id"]] += 1
+            at.setdefault(what.recall_id, e.time)
+        elif isinstance(what, RecallCertified):
+            certified[what.recall_id] = what.certified_on
+        elif isinstance(what, RecallAcknowledged):
+            acknowledged[what.recall_id].add(str(what.agency))
     rows = []
     for rid in sorted(items, key=lambda r: at[r]):
         due = at[rid].date() + RETURN_WITHIN
@@ -181,10 +193,10 @@ def _grant_rows(conn: Connection) -> list[dict[str, Any]]:
 
 # Ledger events the safeguards figures count by type, within the year.
 COUNTED_EVENTS = (
-    "user.suspended",
-    "user.reinstated",
-    "record.inspected",
-    "record.inspection_refused",
+    UserSuspended.TYPE,
+    UserReinstated.TYPE,
+    RecordInspected.TYPE,
+    RecordInspectionRefused.TYPE,
 )
 
 
@@ -215,23 +227,23 @@ def _safeguard_figures(
     cosignatures = conn.execute(select(func.count()).select_from(ledger_cosignatures)).scalar()
     return {
         **{f"users_with_role_{r}": n for r, n in sorted(by_role.items())},
-        "suspensions": events["user.suspended"],
-        "reinstatements": events["user.reinstated"],
-        "inspections": events["record.inspected"],
-        "inspections_refused": events["record.inspection_refused"],
+        "suspensions": events[UserSuspended.TYPE],
+        "reinstatements": events[UserReinstated.TYPE],
+        "inspections": events[RecordInspected.TYPE],
+        "inspections_refused": events[RecordInspectionRefused.TYPE],
         "inspections_flagged": len(audit["without_open_request"])
         + len(audit["by_submitter"])
         + len(audit["sensitive"]),
         "actions_by_suspended_users": len(audit["actions_by_suspended_users"]),
-        "disclosures": sum(1 for e in entries if e.type == "disclosure" and in_year(e)),
+        "disclosures": sum(1 for e in entries if e.type == Disclosure.TYPE and in_year(e)),
         "disclosures_recalled": sum(
-            1 for e in entries if e.type == "disclosure.recalled" and in_year(e)
+            1 for e in entries if e.type == DisclosureRecalled.TYPE and in_year(e)
         ),
         "incidents": len(incidents),
         "incidents_reported_late": sum(
             1
             for e in entries
-            if e.type == "incident.reported" and e.body.get("late") and in_year(e)
+            if (r := e.as_(IncidentReported)) is not None and r.late and in_year(e)
         ),
         "incidents_overdue": sum(i["status"] == "overdue" for i in incidents),
         "ledger_checkpoints": checkpoints,

@@ -27,6 +27,7 @@ from custodes.access.credentials import item_key
 from custodes.access.sessions import record as record_access
 from custodes.errors import InputError, fail
 from custodes.ledger import log
+from custodes.ledger.event_types import RecordInspected, RecordInspectionRefused, ReportGenerated
 from custodes.ledger.events import Event, item_commitment, item_salt
 from custodes.records import master
 from custodes.records.exports import file_kind
@@ -188,18 +189,17 @@ def write(call: Call, doc: Document, out: Path | None, *, fmt: str | None = None
             conn,
             [
                 Event(
-                    "report.generated",
+                    ReportGenerated(
+                        report=doc.kind,
+                        parameters=params,
+                        ledger_size=doc.ledger_size,
+                        format=fmt,
+                        sha256=digest,
+                        rows=len(doc.tables[0].rows) if doc.tables else 0,
+                    ),
                     actor=call.actor,
                     request_id=doc.parameters.get("request_id"),
                     record_id=doc.parameters.get("record_id"),
-                    data={
-                        "report": doc.kind,
-                        "parameters": params,
-                        "ledger_size": doc.ledger_size,
-                        "format": fmt,
-                        "sha256": digest,
-                        "rows": len(doc.tables[0].rows) if doc.tables else 0,
-                    },
                 )
             ],
         )
@@ -257,15 +257,14 @@ def inspection(
             conn,
             [
                 Event(
-                    "record.inspected" if refusal is None else "record.inspection_refused",
+                    (RecordInspected if refusal is None else RecordInspectionRefused)(
+                        what=what,
+                        reference=reference if item_id_ok(reference or "") else None,
+                        purpose_sha256=text_sha256(purpose),
+                        refusal=refusal[0] if refusal else None,
+                    ),
                     actor=call.actor,
                     record_id=r if item_id_ok(r or "") else None,
-                    data={
-                        "what": what,
-                        "reference": reference if item_id_ok(reference or "") else None,
-                        "purpose_sha256": text_sha256(purpose),
-                        "refusal": refusal[0] if refusal else None,
-                    },
                 )
                 for r in (record_ids if refusal is None else [record_id])
             ],
@@ -311,25 +310,24 @@ def verify(report_file: Path, export: Path) -> dict[str, Any]:
     data = report_file.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     entries = from_export(export)
-    made = next(
-        (e for e in entries if e.type == "report.generated" and e.body.get("sha256") == digest),
-        None,
+    found = (
+        (e, r) for e in entries if (r := e.as_(ReportGenerated)) is not None and r.sha256 == digest
     )
-    if made is None:
+    made, gen = next(found, (None, None))
+    if made is None or gen is None:
         raise InputError(
             f"{report_file.name}: no report with this file's SHA-256 is recorded in the export "
             "(an altered file, or an export older than the report).",
             code="bad_report",
         )
-    b = made.body
-    if b.get("report") not in VERIFIABLE:
+    if gen.report not in VERIFIABLE:
         raise InputError(
-            f"A '{b.get('report')}' report is not recomputed from the ledger; "
+            f"A '{gen.report}' report is not recomputed from the ledger; "
             f"{' and '.join(VERIFIABLE)} reports are.",
             code="bad_report",
         )
-    size = int(b["ledger_size"])
-    doc = compute(b["report"], b.get("parameters") or {}, [e for e in entries if e.idx < size])
+    size = int(gen.ledger_size or 0)
+    doc = compute(gen.report, gen.parameters or {}, [e for e in entries if e.idx < size])
     problems: list[str] = []
     if kind == ".json":
         try:
@@ -347,10 +345,10 @@ def verify(report_file: Path, export: Path) -> dict[str, Any]:
     if doc.tables[0].total:
         _compare_total(doc, their_total or {}, problems)
     return {
-        "report": b["report"],
-        "parameters": b.get("parameters"),
-        "generated_by": b.get("actor"),
-        "generated_at": b.get("time"),
+        "report": gen.report,
+        "parameters": gen.parameters,
+        "generated_by": made.actor,
+        "generated_at": made.body.get("time"),
         "ledger_index": made.idx,
         "ledger_size": size,
         "rows": len(doc.tables[0].rows),

@@ -18,6 +18,18 @@ import pyarrow.parquet as pq
 
 from custodes.decisions.pipeline import OUTCOMES, match_results_path
 from custodes.decisions.verdicts import REVIEW_ENTRY
+from custodes.ledger.event_types import (
+    Access,
+    Disclosure,
+    ReleaseApproved,
+    ReleaseDone,
+    ReleasePrepared,
+    RequestChecked,
+    RequestDecided,
+    RequestMatched,
+    RequestReceived,
+    ReviewResolved,
+)
 from custodes.reports.document import Chart, Document, Table
 from custodes.reports.source import Entry
 from custodes.rules.types import Provision, RuleSet
@@ -27,13 +39,13 @@ BINS = [0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0000001]
 BIN_LABELS = ["<0.5", "0.5–0.8", "0.8–0.9", "0.9–0.95", "0.95–0.99", "0.99–0.999", "≥0.999"]
 # Ledger events that are the request's stages, in order, and what each one means.
 STAGES = (
-    ("request.received", "received"),
-    ("request.checked", "rules checked"),
-    ("request.matched", "matched"),
-    ("request.decided", "decided"),
-    ("release.prepared", "release prepared"),
-    ("release.approved", "release approved"),
-    ("release.done", "released"),
+    (RequestReceived.TYPE, "received"),
+    (RequestChecked.TYPE, "rules checked"),
+    (RequestMatched.TYPE, "matched"),
+    (RequestDecided.TYPE, "decided"),
+    (ReleasePrepared.TYPE, "release prepared"),
+    (ReleaseApproved.TYPE, "release approved"),
+    (ReleaseDone.TYPE, "released"),
 )
 
 
@@ -74,12 +86,13 @@ def _check_rows(
     checks after matching), then the officers' review. The item counts are the ones the
     outcomes' `check` filter gives: `outcome_items` the items whose outcome rests on the check,
     `items_failing` every item it failed on."""
-    body = checked.body if checked else {}
+    chk = checked.as_(RequestChecked) if checked else None
+    dec = decided.as_(RequestDecided) if decided else None
     provision = rs.provisions.get(provision_id or "")
-    rows = _request_check_rows(body, rs, provision)
-    item_checks = (decided.body.get("checks") if decided else None) or None
+    rows = _request_check_rows(chk, rs, provision)
+    item_checks = (dec.checks if dec else None) or None
     if item_checks is None:
-        return rows + _item_rows_before_matching(body, rs, provision)
+        return rows + _item_rows_before_matching(chk, rs, provision)
     rows += [
         _row(
             c["check"],
@@ -92,7 +105,7 @@ def _check_rows(
         )
         for c in item_checks
     ]
-    reviewed = int(decided.body.get("counts", {}).get("REVIEW", 0)) if decided else 0
+    reviewed = int(((dec.counts if dec else None) or {}).get("REVIEW", 0))
     if reviewed:
         withheld = int(resolved.get("WITHHOLD", 0))
         verdict = "fails" if withheld else ("officer decides" if counts.get("REVIEW") else "passes")
@@ -131,12 +144,12 @@ def _row(
 
 
 def _request_check_rows(
-    body: dict[str, Any], rs: RuleSet, provision: Provision | None
+    chk: RequestChecked | None, rs: RuleSet, provision: Provision | None
 ) -> list[dict[str, Any]]:
     """The request's checks as `request.checked` recorded them (or, before it did, as the
     provision lists them)."""
-    failing_request = set(body.get("failing_request_checks", []))
-    request_checks = body.get("request_checks") or [
+    failing_request = set((chk.failing_request_checks if chk else None) or [])
+    request_checks = (chk.request_checks if chk else None) or [
         {"check": c, "source": rs.checks[c].source, "citation": rs.checks[c].citation}
         for c in (provision.request_requirements if provision else [])
         if c in rs.checks
@@ -156,11 +169,11 @@ def _request_check_rows(
 
 
 def _item_rows_before_matching(
-    body: dict[str, Any], rs: RuleSet, provision: Provision | None
+    chk: RequestChecked | None, rs: RuleSet, provision: Provision | None
 ) -> list[dict[str, Any]]:
     """Decided before the checks were recorded with the decision: the counts of the rules
     before matching (the checks after matching were not counted then)."""
-    by_check = body.get("failing_items_by_check", {})
+    by_check = (chk.failing_items_by_check if chk else None) or {}
     rows = []
     for cid in provision.item_requirements if provision else list(by_check):
         c = rs.checks.get(cid)
@@ -181,22 +194,23 @@ def _item_rows_before_matching(
 
 def request_report(ws: Workspace, request_id: str, events: list[Entry], rs: RuleSet) -> Document:
     first = {e.type: e for e in reversed(events)}  # the first event of each type
-    received = first.get("request.received")
-    provision = received.body.get("provision") if received else None
-    items = int(received.body.get("items") or 0) if received else 0
-    decided = [e for e in events if e.type == "request.decided"]
+    got = first.get(RequestReceived.TYPE)
+    received = got.as_(RequestReceived) if got else None
+    provision = received.provision if received else None
+    items = int(received.items or 0) if received else 0
+    decided = [e for e in events if e.type == RequestDecided.TYPE]
     # An item is resolved once; the last word stands if the ledger ever held two.
     # (Keyed by the item's salted commitment; bodies written before it carry the id.)
-    resolution: dict[str | None, Any] = {
-        e.body.get("item_sha256") or e.body.get("item_id"): e.body.get("decision")
-        for e in events
-        if e.type == "review.resolved"
-    }
+    resolution: dict[str | None, Any] = {}
+    for e in events:
+        if (r := e.as_(ReviewResolved)) is not None:
+            resolution[r.item_sha256 or e.body.get("item_id")] = r.decision
     resolved = Counter(resolution.values())
-    before_review: dict[str, int] = decided[-1].body.get("counts", {}) if decided else {}
+    last = decided[-1].as_(RequestDecided) if decided else None
+    before_review: dict[str, int] = (last.counts if last else None) or {}
     counts = effective_counts(before_review, resolution)
     check_rows = _check_rows(
-        first.get("request.checked"),
+        first.get(RequestChecked.TYPE),
         decided[-1] if decided else None,
         resolved,
         counts,
@@ -209,7 +223,7 @@ def request_report(ws: Workspace, request_id: str, events: list[Entry], rs: Rule
     outcome_values = [int(counts.get(o, 0)) for o in OUTCOMES]
     figures: dict[str, Any] = {
         "items": items,
-        "disclosed": sum(1 for e in events if e.type == "disclosure"),
+        "disclosed": sum(1 for e in events if e.type == Disclosure.TYPE),
         "review_rate_percent": round(100 * in_review / items, 2) if items else 0.0,
         "reviews_resolved_disclose": int(resolved.get("DISCLOSE", 0)),
         "reviews_resolved_withhold": int(resolved.get("WITHHOLD", 0)),
@@ -223,7 +237,7 @@ def request_report(ws: Workspace, request_id: str, events: list[Entry], rs: Rule
         {
             "request_id": request_id,
             "provision": provision,
-            "agency": received.body.get("agency") if received else None,
+            "agency": received.agency if received else None,
         },
         _tables(outcome_values, check_rows, _stage_rows(first), _who_rows(events)),
         figures=figures,
@@ -248,7 +262,7 @@ def _stage_rows(first: dict[str, Entry]) -> list[dict[str, Any]]:
             {
                 "stage": label,
                 "at": e.body["time"][:19],
-                "by": e.body.get("actor"),
+                "by": e.actor,
                 "hours_since_previous": round((e.time - last).total_seconds() / 3600, 2)
                 if last
                 else None,
@@ -259,9 +273,7 @@ def _stage_rows(first: dict[str, Entry]) -> list[dict[str, Any]]:
 
 
 def _who_rows(events: list[Entry]) -> list[dict[str, Any]]:
-    who = Counter(
-        (e.body.get("actor"), e.type) for e in events if e.type not in ("access", "disclosure")
-    )
+    who = Counter((e.actor, e.type) for e in events if e.type not in (Access.TYPE, Disclosure.TYPE))
     return [{"actor": a, "action": t, "times": n} for (a, t), n in sorted(who.items(), key=str)]
 
 

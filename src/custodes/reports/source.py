@@ -8,35 +8,44 @@ from an export and every figure can be checked.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 
 from custodes.errors import InputError
+from custodes.ledger import event_types as et
+from custodes.ledger.event_types import Declared, parse_as
 from custodes.ledger.note import NoteError, unb64
 from custodes.store.tables import ledger_events
 from custodes.workspace import Workspace
 
 # The event types the reports read; everything else (access rows, files, users) is skipped
 # when reading from the store, so a year of access events costs nothing here.
-REPORTED = (
-    "request.received",
-    "disclosure",
-    "release.done",
-    "disclosure.recalled",
-    "recall.certified",
-    "recall.acknowledged",
-    "master.imported",
-    "incident.opened",
-    "incident.reported",
-    "incident.closed",
-    "report.generated",
+REPORTED = tuple(
+    c.TYPE
+    for c in (
+        et.RequestReceived,
+        et.Disclosure,
+        et.ReleaseDone,
+        et.DisclosureRecalled,
+        et.RecallCertified,
+        et.RecallAcknowledged,
+        et.MasterImported,
+        et.IncidentOpened,
+        et.IncidentReported,
+        et.IncidentClosed,
+        et.ReportGenerated,
+    )
 )
+
+
+T = TypeVar("T", bound=Declared)
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,19 @@ class Entry:
     @property
     def time(self) -> dt.datetime:
         return dt.datetime.fromisoformat(self.body["time"])
+
+    @property
+    def request_id(self) -> Any:
+        return self.body.get("request_id")
+
+    @property
+    def actor(self) -> Any:
+        return self.body.get("actor")
+
+    def as_(self, cls: builtins.type[T]) -> T | None:
+        """The body as its declared type `cls` (None when it is of another type); a key an
+        older version did not write reads as the field's default or None."""
+        return parse_as(cls, self.body)
 
 
 def from_store(

@@ -30,6 +30,7 @@ from sqlalchemy import Connection, insert, select
 from custodes import settings
 from custodes.errors import AccessDenied, InputError
 from custodes.ledger import anchors, files, log
+from custodes.ledger.event_types import RequestReceived
 from custodes.ledger.events import Event
 from custodes.ledger.files import sha256_file
 from custodes.records.files import read_text_table
@@ -384,27 +385,26 @@ def _record(call: Call, c: Checked, request_id: str, dest: Path, paper_sha256: s
 def _received(call: Call, c: Checked, request_id: str, paper_sha256: str | None) -> Event:
     env = c.envelope
     return Event(
-        "request.received",
-        actor=call.actor,
-        request_id=request_id,
-        data={
-            "provision": env["provision"],
-            "agency": env["agency"],
-            "envelope_sha256": c.envelope_sha256,
-            "items_sha256": c.items_sha256,
-            "content_sha256": c.content_sha256,
-            "items": c.table.num_rows,
-            "dob_warnings": c.warnings_total,
+        RequestReceived(
+            provision=env["provision"],
+            agency=env["agency"],
+            envelope_sha256=c.envelope_sha256,
+            items_sha256=c.items_sha256,
+            content_sha256=c.content_sha256,
+            items=c.table.num_rows,
+            dob_warnings=c.warnings_total,
             # What the accounting of disclosures needs (IRM 11.3.37): the periods and fields
             # asked for, and the reason by its hash (the agency's free text could name someone).
-            "taxable_periods": _ints(env.get("taxable_periods")),
-            "fields_requested": _texts(env.get("fields_requested")),
-            "reason_sha256": text_sha256(env.get("reason")),
+            taxable_periods=_ints(env.get("taxable_periods")),
+            fields_requested=_texts(env.get("fields_requested")),
+            reason_sha256=text_sha256(env.get("reason")),
             # Keyed in by staff from paper: the scan's hash (None: the agency's own account
             # sent it).
-            "received_on_paper": paper_sha256 is not None,
-            "paper_sha256": paper_sha256,
-        },
+            received_on_paper=paper_sha256 is not None,
+            paper_sha256=paper_sha256,
+        ),
+        actor=call.actor,
+        request_id=request_id,
     )
 
 

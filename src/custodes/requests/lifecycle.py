@@ -14,6 +14,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from custodes.errors import AccessDenied, ConflictError, InputError, NotFound
 from custodes.ledger import anchors, log
+from custodes.ledger.event_types import RequestPaperConfirmed, RequestTransition
 from custodes.ledger.events import Event
 from custodes.store.tables import request_transitions, requests
 from custodes.workspace import Call
@@ -102,14 +103,7 @@ def transition(
     )
     log.append(
         conn,
-        [
-            Event(
-                "request.transition",
-                actor=actor,
-                request_id=request_id,
-                data={"from": now, "to": to},
-            )
-        ],
+        [Event(RequestTransition(from_=now, to=to), actor=actor, request_id=request_id)],
     )
     return now
 
@@ -165,10 +159,9 @@ def confirm_paper(call: Call, request_id: str) -> dict[str, Any]:
             conn,
             [
                 Event(
-                    "request.paper_confirmed",
+                    RequestPaperConfirmed(paper_sha256=row.paper_sha256, keyed_by=row.submitted_by),
                     actor=call.actor,
                     request_id=request_id,
-                    data={"paper_sha256": row.paper_sha256, "keyed_by": row.submitted_by},
                 )
             ],
         )

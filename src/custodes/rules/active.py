@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from custodes.errors import AccessDenied, ConflictError, InputError, IntegrityError, NotFound
 from custodes.ledger import anchors, log
+from custodes.ledger.event_types import RulesetApproved, RulesetProposed
 from custodes.ledger.events import Event
 from custodes.rules.provisions import load
 from custodes.rules.types import RuleSet
@@ -90,7 +91,7 @@ def propose(call: Call, folder: Path) -> dict[str, Any]:
         )
         log.append(
             conn,
-            [Event("ruleset.proposed", actor=actor, data={"ruleset_sha256": rs.sha256})],
+            [Event(RulesetProposed(ruleset_sha256=rs.sha256), actor=actor)],
         )
     return {
         "ruleset_sha256": rs.sha256,
@@ -143,9 +144,8 @@ def approve(call: Call, sha: str) -> dict[str, Any]:
             conn,
             [
                 Event(
-                    "ruleset.approved",
+                    RulesetApproved(ruleset_sha256=change.sha256, proposed_by=change.proposed_by),
                     actor=actor,
-                    data={"ruleset_sha256": change.sha256, "proposed_by": change.proposed_by},
                 )
             ],
         )

@@ -20,6 +20,12 @@ from sqlalchemy import Connection, select
 
 from custodes.errors import AccessDenied, ConflictError, InputError, NotFound, fail
 from custodes.ledger import anchors, log
+from custodes.ledger.event_types import (
+    RegistryAgency,
+    RegistryAgreement,
+    RegistryOfficial,
+    RegistryProposed,
+)
 from custodes.ledger.events import Event
 from custodes.records import master
 from custodes.rules.active import in_force
@@ -103,15 +109,14 @@ def _apply_agency(conn: Connection, call: Call, change: dict[str, Any]) -> dict[
         conn,
         [
             Event(
-                "registry.agency",
-                actor=call.actor,
-                data={
-                    "agency": p["name"],
-                    "safeguards_current": p["safeguards_current"],
-                    "open_findings": p["open_findings"],
-                    "change": "updated" if exists else "added",
+                RegistryAgency(
+                    agency=p["name"],
+                    safeguards_current=p["safeguards_current"],
+                    open_findings=p["open_findings"],
+                    change="updated" if exists else "added",
                     **_confirmation(change),
-                },
+                ),
+                actor=call.actor,
             )
         ],
     )
@@ -175,17 +180,16 @@ def _apply_official(conn: Connection, call: Call, change: dict[str, Any]) -> dic
         conn,
         [
             Event(
-                "registry.official",
-                actor=call.actor,
-                data={
-                    "official": oid,
-                    "agency": p["agency"],
-                    "title": p["title"],
-                    "role": p["role"],
-                    "valid_from": p["valid_from"],
-                    "valid_to": p["valid_to"],
+                RegistryOfficial(
+                    official=oid,
+                    agency=p["agency"],
+                    title=p["title"],
+                    role=p["role"],
+                    valid_from=p["valid_from"],
+                    valid_to=p["valid_to"],
                     **_confirmation(change),
-                },
+                ),
+                actor=call.actor,
             )
         ],
     )
@@ -269,14 +273,13 @@ def _apply_agreement(conn: Connection, call: Call, change: dict[str, Any]) -> di
         conn,
         [
             Event(
-                "registry.agreement",
-                actor=call.actor,
-                data={
-                    "agreement": p["id"],
-                    "provision": p["provision"],
-                    "sha256": digest,
+                RegistryAgreement(
+                    agreement=p["id"],
+                    provision=p["provision"],
+                    sha256=digest,
                     **_confirmation(change),
-                },
+                ),
+                actor=call.actor,
             )
         ],
     )
@@ -325,13 +328,7 @@ def _propose_or_apply(
         cid = queue.propose(conn, call.actor, kind, subject, summary, payload, slot=slot)
         log.append(
             conn,
-            [
-                Event(
-                    "registry.proposed",
-                    actor=call.actor,
-                    data={"kind": kind, "change_id": cid},
-                )
-            ],
+            [Event(RegistryProposed(kind=kind, change_id=cid), actor=call.actor)],
         )
     return payload | {"pending": True, "change": cid, "summary": summary}
 

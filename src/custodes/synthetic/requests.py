@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from custodes.errors import ConflictError, InputError
 from custodes.ledger import log
+from custodes.ledger.event_types import FileWritten
 from custodes.ledger.events import Event
 from custodes.records import master
 from custodes.requests.format import ENVELOPE_FILE, ITEM_COLUMNS, PROVISIONS
@@ -232,13 +233,12 @@ def generate_request(
             conn,
             [
                 Event(
-                    "file.written",
+                    FileWritten(
+                        what=f"synthetic_request/{name}",
+                        rows=items,
+                        sha256=hashlib.sha256(data).hexdigest(),
+                    ),
                     actor=call.actor,
-                    data={
-                        "what": f"synthetic_request/{name}",
-                        "rows": items,
-                        "sha256": hashlib.sha256(data).hexdigest(),
-                    },
                 )
                 for name, data in files.items()
             ],
