@@ -1,0 +1,406 @@
+"""The declared ledger event types of access, the ledger itself, the records, matching, rules and
+registries (see `event_types`, which re-exports them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from custodes.ledger.events import OMIT, Declared, Omitted, declare
+
+Absent = Omitted  # the annotation of a field that may be left out of the body
+
+
+# --- access: users, grants, sessions, policy ----------------------------------------------------
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Access(Declared):
+    """One row of the access log (every call through the door, allowed or refused), so a
+    deleted row is detected."""
+
+    TYPE = "access"
+    log_id: int
+    action: str
+    allowed: bool
+    reason: str | None
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserCreated(Declared):
+    """A user was created (the bootstrap administrator, or by an administrator: roles pending
+    a second administrator's confirmation)."""
+
+    TYPE = "user.created"
+    user: str
+    roles: list[str]
+    bootstrap: bool
+    expires: str | Absent | None = OMIT
+    # the roles not yet in force (a list since dual control)
+    pending_confirmation: list[str] | bool | Absent = OMIT
+    change: str | Absent | None = OMIT
+    enrolment_halves: int | Absent | None = OMIT
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserEnrolmentIssued(Declared):
+    """A new enrolment code was issued to a user, in two halves (a reset)."""
+
+    TYPE = "user.enrolment_issued"
+    user: str
+    change: str | None
+    enrolment_halves: int
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserEnrolled(Declared):
+    """A user enrolled with their code (set a password, and a second factor if required)."""
+
+    TYPE = "user.enrolled"
+    user: str
+    second_factor: bool
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserGranted(Declared):
+    """A role was granted to a user (in force, or pending a second administrator)."""
+
+    TYPE = "user.granted"
+    user: str
+    role: str
+    expires: str | None
+    pending_confirmation: bool
+    change: str | None  # the pending change's id (None: in force at once)
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserConfirmed(Declared):
+    """A second administrator confirmed a pending change about a user (roles, a key, a reset)."""
+
+    TYPE = "user.confirmed"
+    user: str
+    change: str
+    proposed_by: str
+    roles: list[str] = field(default_factory=list)
+    keys: int = 0
+    enrolment_second_half: bool | Absent = OMIT
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserSuspended(Declared):
+    """A user was suspended: their sessions, keys, enrolment codes and pending grants ended in
+    the same transaction."""
+
+    TYPE = "user.suspended"
+    user: str
+    sessions_ended: int
+    issued_keys_ended: int
+    enrolment_codes_ended: int
+    pending_grants_withdrawn: int
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserReinstateRequested(Declared):
+    """An administrator asked to reinstate a suspended user (a second one must confirm)."""
+
+    TYPE = "user.reinstate_requested"
+    user: str
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserReinstated(Declared):
+    """A second administrator reinstated a suspended user."""
+
+    TYPE = "user.reinstated"
+    user: str
+    requested_by: str | None
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserLocked(Declared):
+    """A user's account was locked after repeated failed sign-ins."""
+
+    TYPE = "user.locked"
+    user: str
+    failures: int
+    seconds: int
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserKeyIssued(Declared):
+    """An API key was issued to a user (pending a second administrator's confirmation)."""
+
+    TYPE = "user.key_issued"
+    user: str
+    days: int
+    change: str | None
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyProposed(Declared):
+    """An administrator proposed a policy value (in force once a second one confirms)."""
+
+    TYPE = "policy.proposed"
+    key: str
+    value: str
+    change: str | None
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyConfirmed(Declared):
+    """A second administrator confirmed a proposed policy value: it is in force."""
+
+    TYPE = "policy.confirmed"
+    key: str
+    value: str
+    proposed_by: str | None
+    change: str
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordFlaggedSensitive(Declared):
+    """A master-file record was flagged sensitive (its inspections stand out in the audit)."""
+
+    TYPE = "record.flagged_sensitive"
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordInspected(Declared):
+    """A user inspected a master-file record (or a table of them), for a purpose given by its
+    hash."""
+
+    TYPE = "record.inspected"
+    purpose_sha256: str
+    refusal: str | None
+    what: str | Absent = OMIT
+    reference: str | Absent | None = OMIT
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordInspectionRefused(Declared):
+    """An inspection of a master-file record was refused (no open request names it, …)."""
+
+    TYPE = "record.inspection_refused"
+    purpose_sha256: str
+    refusal: str | None
+    what: str | Absent = OMIT
+    reference: str | Absent | None = OMIT
+
+
+# --- ledger: files, witnesses, anchors ---------------------------------------------------------
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileWritten(Declared):
+    """custodes wrote a file a user asked for (an export, bodies, a receipt, a synthetic
+    request): what, how many rows, its hash."""
+
+    TYPE = "file.written"
+    what: str
+    rows: int
+    sha256: str
+    event: int | Absent = OMIT
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileStored(Declared):
+    """custodes stored a file it will read back (role, path in the workspace, hash): checked
+    against this event whenever it is read."""
+
+    TYPE = "file.stored"
+    role: str
+    path: str
+    sha256: str
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileRefused(Declared):
+    """A stored file did not match its `file.stored` event when read back: it was not used."""
+
+    TYPE = "file.refused"
+    role: str
+    path: str
+    why: str
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerWitnessConfigured(Declared):
+    """A witness (its verifier key and URL) was configured to cosign the checkpoints."""
+
+    TYPE = "ledger.witness_configured"
+    witness: str
+    url: str
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerRestoreConfirmed(Declared):
+    """A restored store was confirmed against a witness's latest cosigned checkpoint."""
+
+    TYPE = "ledger.restore_confirmed"
+    witness: str
+    witnessed_size: int
+    size: int
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Anchor(Declared):
+    """A row that confers authority was written (or deleted: `gone`): a keyed commitment to
+    its content, checked where the row is used."""
+
+    TYPE = "anchor"
+    table: str
+    row: str
+    commit: str
+    gone: bool | Absent = OMIT
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnchorAdopted(Declared):
+    """The rows made before anchoring existed were anchored once, on upgrade (counts per
+    table)."""
+
+    TYPE = "anchor.adopted"
+    rows: dict[str, int]
+
+
+# --- records and matching ----------------------------------------------------------------------
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MasterImportProposed(Declared):
+    """An import of the master file was proposed (a second administrator confirms it)."""
+
+    TYPE = "master.import_proposed"
+    change_id: str
+    master_sha256: str
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MasterImported(Declared):
+    """The master file changed: the hashes of its tables and the counts added and changed."""
+
+    TYPE = "master.imported"
+    kind: str
+    people_sha256: str
+    addresses_sha256: str
+    master_sha256: str
+    people_added: int
+    people_changed: int
+    addresses_added: int
+    addresses_changed: int
+    proposed_by: str | Absent = OMIT
+    change_id: str | Absent = OMIT
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelTrained(Declared):
+    """The matching model was trained on the master file."""
+
+    TYPE = "model.trained"
+    model_sha256: str
+    master_sha256: str
+
+
+# --- rules and registries ----------------------------------------------------------------------
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RulesetProposed(Declared):
+    """A rule set was proposed (in force once a second rule steward approves it)."""
+
+    TYPE = "ruleset.proposed"
+    ruleset_sha256: str
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RulesetApproved(Declared):
+    """A second rule steward put a proposed rule set in force."""
+
+    TYPE = "ruleset.approved"
+    ruleset_sha256: str
+    proposed_by: str
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegistryAgency(Declared):
+    """An agency's registry row was added or updated (its safeguards status, open findings)."""
+
+    TYPE = "registry.agency"
+    agency: str
+    safeguards_current: bool
+    open_findings: int
+    change: str
+    direct: bool | Absent = OMIT
+    proposed_by: str | Absent = OMIT
+    change_id: str | Absent = OMIT
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegistryOfficial(Declared):
+    """An official's registry row (agency, title, role, validity) was added or updated."""
+
+    TYPE = "registry.official"
+    official: str
+    agency: str
+    title: str
+    role: str
+    valid_from: Any
+    valid_to: Any
+    direct: bool | Absent = OMIT
+    proposed_by: str | Absent = OMIT
+    change_id: str | Absent = OMIT
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegistryAgreement(Declared):
+    """An agreement (a provision's terms with an agency, by its document's hash) was
+    recorded."""
+
+    TYPE = "registry.agreement"
+    agreement: str
+    provision: str
+    sha256: str
+    direct: bool | Absent = OMIT
+    proposed_by: str | Absent = OMIT
+    change_id: str | Absent = OMIT
+
+
+@declare
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegistryProposed(Declared):
+    """A change to a registry was proposed (a second administrator confirms it)."""
+
+    TYPE = "registry.proposed"
+    kind: str
+    change_id: str
