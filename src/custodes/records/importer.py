@@ -84,9 +84,12 @@ TIN_SQL = """CASE WHEN regexp_full_match(trim(tin), '[0-9]{9}') THEN trim(tin)
 
 def _people_view(con: duckdb.DuckDBPyConnection, has_record_id: bool) -> None:
     rid = _clean("record_id") if has_record_id else "NULL::VARCHAR"
+    # One table (p2), and p a view of it: at 25M people every full copy is gigabytes of spill.
     con.execute(f"""
-        CREATE TEMP TABLE p AS
-        SELECT {ROW} AS r, nullif(trim(tin), '') AS tin_raw, {TIN_SQL} AS tin,
+        CREATE TEMP TABLE p2 AS SELECT *,
+          CASE WHEN tin IS NOT NULL THEN min(r) OVER (PARTITION BY tin) END AS tin_first,
+          CASE WHEN record_id IS NOT NULL THEN min(r) OVER (PARTITION BY record_id) END AS rid_first
+        FROM (SELECT {ROW} AS r, nullif(trim(tin), '') AS tin_raw, {TIN_SQL} AS tin,
                upper({_clean("tin_type")}) AS tin_type,
                {_clean("first_name")} AS first_name, {_clean("middle_name")} AS middle_name,
                {_clean("last_name")} AS last_name,
@@ -94,18 +97,16 @@ def _people_view(con: duckdb.DuckDBPyConnection, has_record_id: bool) -> None:
                nullif(trim(dob), '') AS dob_raw,
                try_strptime(trim(dob), '%Y-%m-%d')::DATE AS dob,
                {rid} AS record_id
-        FROM src_people""")
-    con.execute("""
-        CREATE TEMP TABLE p2 AS SELECT *,
-          CASE WHEN tin IS NOT NULL THEN min(r) OVER (PARTITION BY tin) END AS tin_first,
-          CASE WHEN record_id IS NOT NULL THEN min(r) OVER (PARTITION BY record_id) END AS rid_first
-        FROM p""")
+        FROM src_people)""")
+    con.execute("CREATE TEMP VIEW p AS SELECT * EXCLUDE (tin_first, rid_first) FROM p2")
 
 
 def _address_view(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"""
-        CREATE TEMP TABLE a AS
-        SELECT {ROW} AS r, nullif(trim(tin), '') AS tin_raw, {TIN_SQL} AS tin,
+        CREATE TEMP TABLE a2 AS SELECT *,
+          CASE WHEN tin IS NOT NULL AND tax_year IS NOT NULL
+               THEN min(r) OVER (PARTITION BY tin, tax_year) END AS key_first
+        FROM (SELECT {ROW} AS r, nullif(trim(tin), '') AS tin_raw, {TIN_SQL} AS tin,
                nullif(trim(tax_year), '') AS year_raw,
                try_cast(trim(tax_year) AS INTEGER) AS tax_year,
                {_clean("street")} AS street, {_clean("unit")} AS unit, {_clean("city")} AS city,
@@ -114,12 +115,8 @@ def _address_view(con: duckdb.DuckDBPyConnection) -> None:
                CASE WHEN regexp_full_match(trim(zip), '[0-9]{{5}}') THEN trim(zip)
                     WHEN regexp_full_match(trim(zip), '[0-9]{{5}}-?[0-9]{{4}}')
                     THEN substr(trim(zip), 1, 5) || '-' || right(trim(zip), 4) END AS zip
-        FROM src_addresses""")
-    con.execute("""
-        CREATE TEMP TABLE a2 AS SELECT *,
-          CASE WHEN tin IS NOT NULL AND tax_year IS NOT NULL
-               THEN min(r) OVER (PARTITION BY tin, tax_year) END AS key_first
-        FROM a""")
+        FROM src_addresses)""")
+    con.execute("CREATE TEMP VIEW a AS SELECT * EXCLUDE (key_first) FROM a2")
 
 
 def _length_checks(table: str, cols: tuple[str, ...]) -> list[tuple[str, str, str, str]]:
