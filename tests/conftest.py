@@ -26,6 +26,9 @@ from custodes.workspace import Workspace, open_workspace
 # inactivity timeout (15 minutes by default) is lengthened for the tests, and tested itself by
 # test_access.py::test_an_idle_session_ends.
 os.environ.setdefault("CUSTODES_IDLE_MINUTES", "720")
+# The tests' Spark data are hundreds of rows: two shuffle partitions, not eight (a quarter of
+# the tasks, the same answers; tests/test_spark_engine.py compares them item by item).
+os.environ.setdefault("CUSTODES_SPARK_PARTITIONS", "2")
 
 PG_ADMIN_URL = os.environ.get(
     "CUSTODES_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -34,6 +37,23 @@ PG_ADMIN_URL = os.environ.get(
 # its helpers make a random one unless given this).
 PASSWORD = "correct horse battery staple"
 TEST_PASSWORD = PASSWORD
+
+
+# The files that start a Spark session in this process: run in one worker, one after the
+# other, they share that session (one JVM started and warmed instead of one per file).
+# test_spark_engine.py runs last of them: its standalone cluster stops the session at the end.
+SPARK_FILES = ("test_intake_checks.py", "test_matching.py", "test_rules.py", "test_spark_engine.py")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup` (make test), a whole file goes to one worker, in order (its
+    module fixtures built once, the browser flows in test_web.py in sequence), as `loadfile`
+    would send it; the Spark files go together. Marks set by a test itself win."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            name = item.path.name
+            item.add_marker(pytest.mark.xdist_group("spark" if name in SPARK_FILES else name))
 
 
 def make_workspace(home: Path, store_url: str | None = None) -> Workspace:
