@@ -39,21 +39,29 @@ PASSWORD = "correct horse battery staple"
 TEST_PASSWORD = PASSWORD
 
 
-# The files that start a Spark session in this process: run in one worker, one after the
-# other, they share that session (one JVM started and warmed instead of one per file).
-# test_spark_engine.py runs last of them: its standalone cluster stops the session at the end.
+# The files that start a Spark session in the test process: under `make test` (pytest-xdist,
+# `--dist loadfile`) they go to one worker as one unit, one after the other, and share that
+# session (one JVM started and warmed instead of one per worker). test_spark_engine.py runs
+# last of them: its standalone cluster stops the session at the end.
 SPARK_FILES = ("test_intake_checks.py", "test_matching.py", "test_rules.py", "test_spark_engine.py")
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under `--dist loadgroup` (make test), a whole file goes to one worker, in order (its
-    module fixtures built once, the browser flows in test_web.py in sequence), as `loadfile`
-    would send it; the Spark files go together. Marks set by a test itself win."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            name = item.path.name
-            item.add_marker(pytest.mark.xdist_group("spark" if name in SPARK_FILES else name))
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`--dist loadfile`, whole files to each worker in their order, with the Spark files one
+    unit. (`--dist loadgroup` with `xdist_group` marks would say the same, but pytest-xdist 3.8
+    suffixes the group to `item._nodeid`, which pytest 9 no longer reads: the groups are
+    silently ignored and the tests spread one by one.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SparkFilesTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "spark" if Path(scope).name in SPARK_FILES else scope
+
+    return SparkFilesTogether(config, log)  # type: ignore[arg-type]
 
 
 def make_workspace(home: Path, store_url: str | None = None) -> Workspace:
