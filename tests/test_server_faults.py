@@ -88,7 +88,11 @@ def _copy_ready(t: Ready, root: Path, url: str) -> Ready:
     record = read_record(home)
     assert record is not None
     write_record(home, url, record)
-    env = {who: e | {"CUSTODES_STORE_URL": url} for who, e in t.env.items()}
+    # The sessions were opened when the module's first test made the template: the tests'
+    # long inactivity timeout (conftest), not the default 15 minutes, so that a loaded machine
+    # does not end them between that test and the last.
+    idle = {"CUSTODES_IDLE_MINUTES": os.environ["CUSTODES_IDLE_MINUTES"]}
+    env = {who: e | {"CUSTODES_STORE_URL": url} | idle for who, e in t.env.items()}
     return Ready(home, url, t.rid, env, root)
 
 
