@@ -26,6 +26,9 @@ from custodes.workspace import Workspace, open_workspace
 # inactivity timeout (15 minutes by default) is lengthened for the tests, and tested itself by
 # test_access.py::test_an_idle_session_ends.
 os.environ.setdefault("CUSTODES_IDLE_MINUTES", "720")
+# The tests' Spark data are hundreds of rows: two shuffle partitions, not eight (a quarter of
+# the tasks, the same answers; tests/test_spark_engine.py compares them item by item).
+os.environ.setdefault("CUSTODES_SPARK_PARTITIONS", "2")
 
 PG_ADMIN_URL = os.environ.get(
     "CUSTODES_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -34,6 +37,31 @@ PG_ADMIN_URL = os.environ.get(
 # its helpers make a random one unless given this).
 PASSWORD = "correct horse battery staple"
 TEST_PASSWORD = PASSWORD
+
+
+# The files that start a Spark session in the test process: under `make test` (pytest-xdist,
+# `--dist loadfile`) they go to one worker as one unit, one after the other, and share that
+# session (one JVM started and warmed instead of one per worker). test_spark_engine.py runs
+# last of them: its standalone cluster stops the session at the end.
+SPARK_FILES = ("test_intake_checks.py", "test_matching.py", "test_rules.py", "test_spark_engine.py")
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`--dist loadfile`, whole files to each worker in their order, with the Spark files one
+    unit. (`--dist loadgroup` with `xdist_group` marks would say the same, but pytest-xdist 3.8
+    suffixes the group to `item._nodeid`, which pytest 9 no longer reads: the groups are
+    silently ignored and the tests spread one by one.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SparkFilesTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "spark" if Path(scope).name in SPARK_FILES else scope
+
+    return SparkFilesTogether(config, log)  # type: ignore[arg-type]
 
 
 def make_workspace(home: Path, store_url: str | None = None) -> Workspace:

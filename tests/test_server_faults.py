@@ -17,10 +17,12 @@ import json
 import os
 import resource
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +30,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from conftest import PASSWORD, make_workspace
+from conftest import PASSWORD, PG_ADMIN_URL, make_workspace
 from custodes.access import sessions
 from custodes.services import decisions, matching, records, requests, rules, users
 from custodes.store.tables import disclosures, jobs, ledger_events
 from custodes.synthetic import staff as staff_mod
+from custodes.workspace import read_record, write_record
 from servers import free_port
 
 
@@ -76,15 +79,70 @@ def _ready(root: Path, url: str | None) -> Ready:
         ws.close()
 
 
-@pytest.fixture
-def ready_pg(tmp_path: Path, pg_url: str) -> Ready:
-    return _ready(tmp_path, pg_url)
+def _copy_ready(t: Ready, root: Path, url: str) -> Ready:
+    """A copy of the prepared workspace `t` in `root` whose store is at `url` (already a copy
+    of `t`'s): the folder copied, its record pointed at the copy's store, each session's
+    environment too (the sessions live in the store, so they hold in the copy)."""
+    shutil.copytree(t.root, root, dirs_exist_ok=True)
+    home = root / t.home.relative_to(t.root)
+    record = read_record(home)
+    assert record is not None
+    write_record(home, url, record)
+    # The sessions were opened when the module's first test made the template: the tests'
+    # long inactivity timeout (conftest), not the default 15 minutes, so that a loaded machine
+    # does not end them between that test and the last.
+    idle = {"CUSTODES_IDLE_MINUTES": os.environ["CUSTODES_IDLE_MINUTES"]}
+    env = {who: e | {"CUSTODES_STORE_URL": url} | idle for who, e in t.env.items()}
+    return Ready(home, url, t.rid, env, root)
+
+
+@pytest.fixture(scope="module")
+def _ready_pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ready, str]]:
+    """The approved request on PostgreSQL, prepared once for the module (the staff's dozen
+    full-cost password hashes, the records, the model): each test gets a copy of its database
+    (CREATE DATABASE ... TEMPLATE) and of its folder."""
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"custodes_tmpl_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(PG_ADMIN_URL).set(database=name)
+    try:
+        yield _ready(tmp_path_factory.mktemp("ready-pg"), url.render_as_string(False)), name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture
-def ready_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ready:
+def ready_pg(_ready_pg_template: tuple[Ready, str], pg_url: str, tmp_path: Path) -> Ready:
+    template, name = _ready_pg_template
+    db = sa.engine.make_url(pg_url).database
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:  # pg_url's empty database, remade as the template's copy
+            conn.execute(sa.text(f'DROP DATABASE "{db}"'))
+            conn.execute(sa.text(f'CREATE DATABASE "{db}" TEMPLATE "{name}"'))
+    finally:
+        admin.dispose()
+    return _copy_ready(template, tmp_path / "ready", pg_url)
+
+
+@pytest.fixture(scope="module")
+def _ready_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Ready:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("CUSTODES_STORE_URL", raising=False)
+        return _ready(tmp_path_factory.mktemp("ready-sqlite"), None)
+
+
+@pytest.fixture
+def ready_sqlite(
+    _ready_sqlite_template: Ready, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Ready:
     monkeypatch.delenv("CUSTODES_STORE_URL", raising=False)
-    return _ready(tmp_path, None)
+    t = _ready_sqlite_template
+    file = Path(t.url.removeprefix("sqlite:///")).relative_to(t.root)
+    return _copy_ready(t, tmp_path / "ready", f"sqlite:///{tmp_path / 'ready' / file}")
 
 
 def _custodes(
