@@ -29,9 +29,10 @@ STD_COLUMNS = """uid, std_first AS first, std_last AS last, strftime(std_dob, '%
 
 
 MASTER_STD_SQL = f"""
-  WITH last AS (
-    SELECT record_id, arg_max(struct_pack(street, unit, city, state, zip), tax_year) AS a
-    FROM addresses GROUP BY record_id),
+  WITH latest AS (SELECT record_id, max(tax_year) AS tax_year FROM addresses GROUP BY record_id),
+  last AS (
+    SELECT a.record_id, struct_pack(a.street, a.unit, a.city, a.state, a.zip) AS a
+    FROM addresses a JOIN latest USING (record_id, tax_year)),
   src AS (
     SELECT p.record_id AS uid, p.first_name, p.middle_name, p.last_name, p.suffix,
            p.dob, p.tin, l.a.street AS street, l.a.unit AS unit, l.a.city AS city,
