@@ -13,6 +13,7 @@ record, checks, reasons, flags).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import sys
@@ -64,7 +65,10 @@ def main() -> None:
         records.generate(ws, people.admin, args.people, 1)
         register_parties(ws, people.admin, "irc-6103-i-2")
         requests.generate(ws, people.admin, "irc-6103-i-2", args.items, 7, tmp / "req")
-        rid = requests.submit(ws, people["bench-clerk"], tmp / "req").request_id
+        # staff key in a request received on paper (its scan's hash); a second confirms it
+        scan = hashlib.sha256(b"scan of the benchmark's request").hexdigest()
+        rid = requests.submit(ws, people["bench-clerk"], tmp / "req", paper_sha256=scan).request_id
+        requests.confirm_paper(ws, people["bench-officer"], rid)
         matching.train(ws, people["bench-officer"], rid)
         ws.close()
         print(f"generated and trained in {time.perf_counter() - t:.0f} s", flush=True)
@@ -74,6 +78,7 @@ def main() -> None:
             shutil.copytree(home, copy)
             cluster = None
             if engine == "spark":
+                (tmp / "cluster").mkdir(mode=0o700)
                 cluster = start(tmp / "cluster", args.workers, args.worker_memory)
                 os.environ["CUSTODES_SPARK_MASTER"] = cluster.url
                 os.environ["CUSTODES_SPARK_DRIVER_HOST"] = "127.0.0.1"
