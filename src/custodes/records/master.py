@@ -180,8 +180,9 @@ def summary(ws: Workspace) -> dict[str, object]:
     ).fetchall()[0]
     rows, years_lo, years_hi, shared = con.execute(
         f"""WITH a AS (SELECT * FROM {parquet(a)}),
-                 last AS (SELECT record_id, arg_max(street||'|'||coalesce(unit,'')||'|'||zip,
-                                                    tax_year) AS addr FROM a GROUP BY 1),
+                 latest AS (SELECT record_id, max(tax_year) AS tax_year FROM a GROUP BY 1),
+                 last AS (SELECT record_id, street||'|'||coalesce(unit,'')||'|'||zip AS addr
+                          FROM a JOIN latest USING (record_id, tax_year)),
                  households AS (SELECT addr, count(*) AS n FROM last GROUP BY 1)
             SELECT (SELECT count(*) FROM a), (SELECT min(tax_year) FROM a),
                    (SELECT max(tax_year) FROM a),
