@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=100_000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--worker-memory", default="1g")
+    ap.add_argument("--keep", action="store_true", help="keep the workspaces (and print where)")
     args = ap.parse_args()
 
     from custodes.services import decisions, matching, records, requests
@@ -100,7 +101,10 @@ def main() -> None:
         out = {e: tmp / e / "requests" / rid / "decisions" / "outcomes.parquet" for e in results}
         diff = _differences(out["duckdb"], out["spark"])
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if args.keep:
+            print(f"kept: {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     (td, rd), (ts, rs) = results["duckdb"], results["spark"]
     print(f"\nmaster people / request items   {args.people:,} / {args.items:,}")
     print(f"cluster                         {args.workers} workers × 1 core, {args.worker_memory}")
