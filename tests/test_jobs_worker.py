@@ -140,6 +140,30 @@ def _caught_running(
     return None
 
 
+def _caught_outside_a_write(
+    url: str, ids: list[str], worker: psutil.Process
+) -> tuple[str, dict[str, dict[str, Any]]] | None:
+    """As `_caught_running`, but on SQLite only where the frozen worker holds no write
+    transaction: frozen inside one, it would hold the store's write lock for as long as the
+    test keeps it frozen, and the test's own next call (its access-log row) would wait out
+    the busy timeout and fail with `database is locked`, which no user ever meets (a worker is
+    never frozen). The lock is probed with `BEGIN IMMEDIATE` and no wait."""
+    caught = _caught_running(url, ids, worker)
+    if caught is None or not url.startswith("sqlite"):
+        return caught
+    probe = sa.create_engine(url, connect_args={"timeout": 0})
+    try:
+        with probe.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("ROLLBACK")
+        return caught
+    except sa.exc.OperationalError:
+        worker.resume()  # mid-write: let it go on and look again
+        return None
+    finally:
+        probe.dispose()
+
+
 @pytest.mark.slow
 def test_serve_runs_jobs_in_a_worker_process_at_a_lower_priority(
     served: Served, tmp_path: Path
@@ -399,8 +423,8 @@ def test_the_worker_process_takes_staff_jobs_before_agencies_waiting_ones(
         assert jobs.keeper.proc.pid is not None
         worker = psutil.Process(jobs.keeper.proc.pid)
         _until(
-            "the large upload caught running",
-            lambda: _caught_running(ws.store_url, [first["id"]], worker),
+            "the large upload caught running outside a write",
+            lambda: _caught_outside_a_write(ws.store_url, [first["id"]], worker),
         )
         agency = [
             jobs.start(people["requester"], "submit", None, args=(tmp_path / "req",))
