@@ -75,10 +75,11 @@ typecheck: $(TEST_STAMP)
 
 # The suite in TEST_WORKERS processes (pytest-xdist), each taking whole test files: a file's
 # module fixtures (a Spark session, a console in a browser) are built once, and its tests keep
-# their order. TEST_WORKERS=0 runs it in this process alone.
+# their order; the slowest 20 tests are listed at the end. TEST_WORKERS=0 runs it in this
+# process alone.
 TEST_WORKERS ?= 2
 test: $(TEST_STAMP) typecheck $(ASSETS) browser softhsm postgres
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 lint: $(TEST_STAMP) typecheck
 	$(BIN)/ruff check src tests bench
