@@ -18,7 +18,6 @@ from sqlalchemy import Connection, insert
 from custodes.errors import ConflictError, IntegrityError, Problem, ValidationFailed
 from custodes.ledger import log
 from custodes.ledger.event_types import MasterImported, MasterImportProposed
-from custodes.ledger.events import Event
 from custodes.ledger.files import sha256_file
 from custodes.records import master
 from custodes.records.files import ROW, line_of, parquet_errors, text_source
@@ -500,14 +499,10 @@ def _propose(call: Call, current: master.MasterFile, folder: Path, record: dict[
     )
     with call.transaction() as conn:
         cid = queue.propose(conn, call.actor, "import", "master file", summary, payload)
-        log.append(
+        log.append_one(
             conn,
-            [
-                Event(
-                    MasterImportProposed(change_id=cid, master_sha256=record["master_sha256"]),
-                    actor=call.actor,
-                )
-            ],
+            MasterImportProposed(change_id=cid, master_sha256=record["master_sha256"]),
+            actor=call.actor,
         )
     return cid
 
@@ -517,24 +512,20 @@ def _record_import(
 ) -> None:
     conn.execute(insert(tables.imports).values(at=dt.datetime.now(dt.UTC), **record))
     # The ledger records that the master file changed (hashes and counts only).
-    log.append(
+    log.append_one(
         conn,
-        [
-            Event(
-                MasterImported(
-                    kind=record["kind"],
-                    people_sha256=record["people_sha256"],
-                    addresses_sha256=record["addresses_sha256"],
-                    master_sha256=record["master_sha256"],
-                    people_added=record["people_added"],
-                    people_changed=record["people_changed"],
-                    addresses_added=record["addresses_added"],
-                    addresses_changed=record["addresses_changed"],
-                    **confirmation,
-                ),
-                actor=call.actor,
-            )
-        ],
+        MasterImported(
+            kind=record["kind"],
+            people_sha256=record["people_sha256"],
+            addresses_sha256=record["addresses_sha256"],
+            master_sha256=record["master_sha256"],
+            people_added=record["people_added"],
+            people_changed=record["people_changed"],
+            addresses_added=record["addresses_added"],
+            addresses_changed=record["addresses_changed"],
+            **confirmation,
+        ),
+        actor=call.actor,
     )
 
 

@@ -21,7 +21,6 @@ from sqlalchemy import Connection, func, select
 from custodes.errors import ConflictError, InputError, NotFound
 from custodes.ledger import anchors, log
 from custodes.ledger.event_types import IncidentClosed, IncidentOpened, IncidentReported
-from custodes.ledger.events import Event
 from custodes.requests.format import item_id_ok
 from custodes.store.tables import disclosures, incidents, requests
 from custodes.workspace import Call
@@ -81,21 +80,17 @@ def open_incident(
             opened_at=at,
             due_at=at + REPORT_WITHIN,
         )
-        log.append(
+        log.append_one(
             conn,
-            [
-                Event(
-                    IncidentOpened(
-                        incident_id=iid,
-                        kind=kind,
-                        due=(at + REPORT_WITHIN).isoformat(timespec="seconds"),
-                        summary_sha256=hashlib.sha256(summary.encode()).hexdigest(),
-                    ),
-                    actor=call.actor,
-                    request_id=request_id,
-                    at=at,
-                )
-            ],
+            IncidentOpened(
+                incident_id=iid,
+                kind=kind,
+                due=(at + REPORT_WITHIN).isoformat(timespec="seconds"),
+                summary_sha256=hashlib.sha256(summary.encode()).hexdigest(),
+            ),
+            actor=call.actor,
+            request_id=request_id,
+            at=at,
         )
     return {"incident_id": iid, "due": (at + REPORT_WITHIN).isoformat(timespec="seconds")}
 
@@ -135,16 +130,12 @@ def mark_reported(
             reported_at=at,
         )
         late = at > _aware(row.due_at)
-        log.append(
+        log.append_one(
             conn,
-            [
-                Event(
-                    IncidentReported(incident_id=incident_id, late=late),
-                    actor=call.actor,
-                    request_id=row.request_id,
-                    at=at,
-                )
-            ],
+            IncidentReported(incident_id=incident_id, late=late),
+            actor=call.actor,
+            request_id=row.request_id,
+            at=at,
         )
     return {
         "incident_id": incident_id,
@@ -177,16 +168,12 @@ def close(
             closed_at=at,
             finding=finding,
         )
-        log.append(
+        log.append_one(
             conn,
-            [
-                Event(
-                    IncidentClosed(incident_id=incident_id, finding=finding),
-                    actor=call.actor,
-                    request_id=row.request_id,
-                    at=at,
-                )
-            ],
+            IncidentClosed(incident_id=incident_id, finding=finding),
+            actor=call.actor,
+            request_id=row.request_id,
+            at=at,
         )
     return {"incident_id": incident_id, "finding": finding}
 
