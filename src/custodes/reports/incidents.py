@@ -110,6 +110,11 @@ def _row(conn: Connection, incident_id: str) -> Any:
     return row
 
 
+def _update(conn: Connection, call: Call, incident_id: str, **values: Any) -> None:
+    """Change the incident's row (anchored: its commitment follows the change)."""
+    anchors.update_rows(conn, call.actor, incidents, incidents.c.id == incident_id, **values)
+
+
 def mark_reported(
     call: Call, incident_id: str, *, now: dt.datetime | None = None
 ) -> dict[str, Any]:
@@ -121,14 +126,7 @@ def mark_reported(
             raise ConflictError(
                 f"Incident {incident_id} was already {status(row, at)}.", code="incident_done"
             )
-        anchors.update_rows(
-            conn,
-            call.actor,
-            incidents,
-            incidents.c.id == incident_id,
-            reported_by=call.actor,
-            reported_at=at,
-        )
+        _update(conn, call, incident_id, reported_by=call.actor, reported_at=at)
         late = at > _aware(row.due_at)
         log.append_one(
             conn,
@@ -159,15 +157,7 @@ def close(
                 f"Incident {incident_id} has not been reported yet; report it before closing.",
                 code="incident_not_reported",
             )
-        anchors.update_rows(
-            conn,
-            call.actor,
-            incidents,
-            incidents.c.id == incident_id,
-            closed_by=call.actor,
-            closed_at=at,
-            finding=finding,
-        )
+        _update(conn, call, incident_id, closed_by=call.actor, closed_at=at, finding=finding)
         log.append_one(
             conn,
             IncidentClosed(incident_id=incident_id, finding=finding),
