@@ -28,17 +28,13 @@ Each mutation is
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime as dt
 import hashlib
 import json
 import os
 import random
-import re
-import shutil
+import sys
 import tempfile
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,313 +45,19 @@ os.environ.setdefault("CUSTODES_IDLE_MINUTES", "720")  # the copies outlive a co
 
 import sqlalchemy as sa
 
-PG_ADMIN_URL = os.environ.get(
-    "CUSTODES_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from tamper_base import Base, Copy, build, fresh_copy, pg_drop
+from tamper_mutations import (
+    FORGED,
+    Mutation,
+    mutate_file,
+    mutate_table,
+    store_tables,
+    workspace_files,
 )
-# A credential the attacker chose: a row carrying its hash (a session, a key) would let it in.
-FORGED = "tamper-made-up-credential"
-FORGED_SHA = hashlib.sha256(FORGED.encode()).hexdigest()
+
 CLASSES = ("detected", "no effect", "MISSED", "not applied")
-
-
-# --- the workspace that has lived a full cycle -------------------------------------------------
-
-
-@dataclass
-class Base:
-    """A built workspace: its folder, its store (a SQLite file, or a PostgreSQL template
-    database), the callers (their sessions live in the store, so they work in every copy) and
-    the requests by what happens to them next."""
-
-    home: Path
-    store: str  # "sqlite" | "postgresql"
-    url: str
-    callers: dict[str, Any]
-    password: str
-    rids: dict[str, str]
-    baseline: dict[str, Any] = field(default_factory=dict)
-
-
-def build(root: Path, store: str, people: int = 500, items: int = 40) -> Base:
-    from custodes import rules as rules_pkg
-    from custodes.errors import CustodesError
-    from custodes.services import decisions, matching, records, reports, requests
-    from custodes.services import rules as rules_svc
-    from custodes.services import workspace as ws_svc
-    from custodes.services.rules import register_parties
-    from custodes.synthetic import staff as staff_mod
-    from custodes.workspace import open_workspace
-
-    home = root / "base" / "ws"
-    home.parent.mkdir(parents=True)
-    if store == "sqlite":
-        url = f"sqlite:///{root / 'base' / 'ws.db'}"
-    else:
-        url = _pg_create(f"custodes_tamper_{uuid.uuid4().hex[:10]}")
-    ws_svc.init(home, url, origin="custodes.tamper/ledger")
-    ws = open_workspace(home, url)
-    staff = staff_mod.one_per_role(ws)
-    officer, approver, agency = staff["officer"], staff["approver"], staff["requester"]
-    records.generate(ws, staff.admin, people, 11)
-    register_parties(ws, staff.admin, "irc-6103-i-2")
-    rids = {}
-    for n, name in enumerate(("recalled", "released", "approved", "received")):
-        folder = root / "base" / f"req-{name}"
-        requests.generate(ws, staff.admin, "irc-6103-i-2", items, 3 + n, folder)
-        if name == "approved":
-            _one_for_review(folder)
-        key = {"idempotency_key": f"tamper-{name}", "payload_sha256": "0" * 64}
-        rids[name] = requests.submit(ws, agency, folder, **key).request_id
-    matching.train(ws, officer, rids["recalled"])
-    for name in ("recalled", "released", "approved"):
-        rid = rids[name]
-        decisions.process(ws, officer, rid)
-        if name == "approved":  # an inspection serving the open request, then the review
-            page = decisions.outcomes_page(ws, officer, rid, limit=1000)["items"]
-            cand = next(r["record_id"] for r in page if r["record_id"])
-            records.show(ws, officer, cand, purpose="confirm the candidate", request_id=rid)
-            records.flag_sensitive(ws, staff.admin, cand, "a public figure")
-        if decisions.next_step(ws, officer, rid)["state"] == "in_review":
-            decisions.review_resolve(ws, officer, rid, "WITHHOLD", "not sure enough")
-        decisions.prepare(ws, officer, rid)
-        decisions.approve(ws, approver, rid)
-        if name != "approved":
-            decisions.release(ws, officer, rid)
-    decisions.download(ws, agency, rids["recalled"])
-    decisions.recall(ws, officer, reason="court ruling", request_id=rids["recalled"])
-    rules_folder = root / "base" / "rules"
-    shutil.copytree(Path(rules_pkg.__file__).parent / "reference", rules_folder)
-    text = (rules_folder / "ruleset.yaml").read_text()
-    (rules_folder / "ruleset.yaml").write_text(text.replace('version: "', 'version: "t', 1))
-    rules_svc.propose(ws, staff["rule-steward"], rules_folder)  # waits for a second steward
-    with contextlib.suppress(CustodesError):  # a failed sign-in (the throttle's row)
-        ws_svc.login(ws, "officer", "not the password")
-    out = root / "base" / "reports"
-    out.mkdir()
-    year = dt.datetime.now(dt.UTC).year
-    reports.jct(ws, officer, year=year, out=out / "jct.csv")
-    reports.request(ws, officer, rids["released"], out=out / "request.html")
-    reports.incident_open(
-        ws, officer, kind="disclosure", summary="a disclosure to the wrong office", request_id=None
-    )
-    base = Base(home, store, url, dict(staff.callers), staff.password, rids)
-    ws.close()
-    return base
-
-
-def _one_for_review(folder: Path) -> None:
-    """Send one item to review: the date of birth of an undamaged item without a TIN moved
-    thirty years back (a generation apart: never read as a typo)."""
-    import csv
-
-    with open(folder / "truth.csv") as fh:
-        truth = {r["item_id"]: r for r in csv.DictReader(fh)}
-    with open(folder / "items.csv") as fh:
-        rows = list(csv.DictReader(fh))
-    row = next(r for r in rows if truth[r["item_id"]]["defect"] == "none" and not r["tin"])
-    row["dob"] = f"{int(row['dob'][:4]) - 30}{row['dob'][4:]}"
-    with open(folder / "items.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-
-
-# --- copies ------------------------------------------------------------------------------------
-
-
-def _pg_admin() -> sa.Engine:
-    return sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-
-
-def _pg_url(name: str) -> str:
-    return sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(False)
-
-
-def _pg_create(name: str, template: str | None = None) -> str:
-    eng = _pg_admin()
-    with eng.connect() as conn:
-        tpl = f' TEMPLATE "{template}"' if template else ""
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"{tpl}'))  # names made here, not input
-    eng.dispose()
-    return _pg_url(name)
-
-
-def _pg_drop(name: str) -> None:
-    eng = _pg_admin()
-    with eng.connect() as conn:
-        conn.execute(
-            sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
-            {"n": name},
-        )
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-    eng.dispose()
-
-
-@dataclass
-class Copy:
-    home: Path
-    url: str
-    drop: Callable[[], None]
-
-
-def fresh_copy(base: Base, dest: Path) -> Copy:
-    """The base workspace's folder and store, copied (a template database on PostgreSQL)."""
-    home = dest / "ws"
-    shutil.copytree(base.home, home, symlinks=True)
-    if base.store == "sqlite":
-        db = dest / "ws.db"
-        shutil.copy(sa.engine.make_url(base.url).database, db)
-        return Copy(home, f"sqlite:///{db}", lambda: shutil.rmtree(dest, ignore_errors=True))
-    name = f"custodes_tamper_{uuid.uuid4().hex[:10]}"
-    url = _pg_create(name, template=sa.engine.make_url(base.url).database)
-
-    def drop() -> None:
-        _pg_drop(name)
-        shutil.rmtree(dest, ignore_errors=True)
-
-    return Copy(home, url, drop)
-
-
-# --- mutations ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Mutation:
-    target: str  # "table <name>" or "file <relative path>"
-    kind: str  # update | insert | delete | flip | truncate | replace
-    detail: str = ""
-
-
-def _tables() -> list[sa.Table]:
-    from custodes.store.tables import metadata
-
-    return list(metadata.sorted_tables)
-
-
-def _other_value(rng: random.Random, col: sa.Column, value: Any, others: list[Any]) -> Any:
-    """A different value for the column: one another row holds (a plausible edit: another
-    agency, user, state, hash), the attacker's credential hash, or the value perturbed."""
-    if col.name.endswith("sha256") and rng.random() < 0.3:
-        return FORGED_SHA
-    choices = [o for o in others if o != value and o is not None]
-    if choices and rng.random() < 0.6:
-        return rng.choice(choices)
-    t = col.type
-    if value is None:
-        return choices[0] if choices else _blank(col)
-    if isinstance(t, sa.Boolean):
-        return not value
-    if isinstance(t, sa.Integer):
-        return value + rng.choice((-1, 1, 1000))
-    if isinstance(t, sa.DateTime):
-        return value + dt.timedelta(days=rng.choice((-400, -1, 1, 30000)))
-    if isinstance(t, sa.Date):
-        return value + dt.timedelta(days=rng.choice((-1, 1)))
-    if isinstance(t, sa.LargeBinary):
-        b = bytearray(value)
-        if b:
-            b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
-        return bytes(b)
-    s = str(value)
-    if s[:1] in "[{":
-        return s.replace("1", "2", 1) if "1" in s else s + " "
-    return s[:-1] + ("x" if s[-1:] != "x" else "y") if s else "x"
-
-
-def _blank(col: sa.Column) -> Any:
-    t = col.type
-    if col.name.endswith("sha256"):
-        return FORGED_SHA
-    if isinstance(t, sa.Boolean):
-        return True
-    if isinstance(t, sa.Integer):
-        return 1
-    if isinstance(t, sa.DateTime):
-        return dt.datetime.now(dt.UTC)
-    if isinstance(t, sa.Date):
-        return dt.date.today()
-    if isinstance(t, sa.LargeBinary):
-        return b"\0" * 32
-    return "x"
-
-
-def mutate_table(
-    engine: sa.Engine, table: sa.Table, kind: str, rng: random.Random
-) -> Mutation | None:
-    """One row updated, inserted (a copy of a row with a new key and one value changed) or
-    deleted; None when the table has no row to work from."""
-    with engine.begin() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(sa.select(table))]
-        if not rows and kind == "insert":  # a row made up from nothing
-            conn.execute(
-                sa.insert(table).values(
-                    {
-                        c.name: _blank(c)
-                        for c in table.columns
-                        if not (
-                            c.primary_key and isinstance(c.type, sa.Integer) and c.autoincrement
-                        )
-                    }
-                )
-            )
-            return Mutation(f"table {table.name}", kind, "a made-up row")
-        if not rows:
-            return None
-        row = rng.choice(rows)
-        key = {c.name: row[c.name] for c in table.primary_key.columns} or row
-        where = sa.and_(*(table.c[k] == v for k, v in key.items()))
-        if kind == "delete":
-            conn.execute(sa.delete(table).where(where))
-            return Mutation(f"table {table.name}", kind)
-        cols = [c for c in table.columns if not (kind == "insert" and c.primary_key)]
-        col = rng.choice(cols or list(table.columns))
-        value = _other_value(rng, col, row[col.name], [r[col.name] for r in rows])
-        if kind == "update":
-            conn.execute(sa.update(table).where(where).values({col.name: value}))
-            return Mutation(f"table {table.name}", kind, col.name)
-        new = dict(row) | {col.name: value}
-        for pk in table.primary_key.columns:
-            if isinstance(pk.type, sa.Integer):
-                top = conn.execute(sa.select(sa.func.max(pk))).scalar() or 0
-                new[pk.name] = top + 1
-            elif isinstance(pk.type, sa.String | sa.Text):
-                new[pk.name] = f"{row[pk.name]}-t"[: pk.type.length or 64]
-        conn.execute(sa.insert(table).values(new))
-        return Mutation(f"table {table.name}", kind, col.name)
-
-
-def workspace_files(home: Path) -> list[Path]:
-    return sorted(p for p in home.rglob("*") if p.is_file() and not p.is_symlink())
-
-
-def mutate_file(home: Path, path: Path, kind: str, rng: random.Random) -> Mutation:
-    data = path.read_bytes()
-    if kind == "flip" and data:
-        b = bytearray(data)
-        at = rng.randrange(len(b))
-        b[at] ^= 1 << rng.randrange(8)
-        data = bytes(b)
-    elif kind == "truncate" or (kind == "flip" and not data):
-        kind = "truncate"
-        data = data[: rng.randrange(len(data))] if data else b""
-    else:  # replace: another file's bytes, or random bytes of the same length
-        others = [p for p in workspace_files(home) if p != path]
-        if others and rng.random() < 0.5:
-            data = rng.choice(others).read_bytes()
-        else:
-            data = rng.randbytes(max(1, len(data)))
-    same = data == path.read_bytes()
-    path.write_bytes(data)
-    return Mutation(f"file {_rel(home, path)}", kind, "the same bytes" if same else "")
-
-
-def _rel(home: Path, path: Path) -> str:
-    """A file's name in the table: ids and hashes folded, so that files of one role pool."""
-    rel = path.relative_to(home).as_posix()
-    rel = re.sub(r"req-[0-9a-f]{12}", "req-…", rel)
-    rel = re.sub(r"rcl-[0-9a-f]{12}", "rcl-…", rel)
-    rel = re.sub(r"[0-9a-f]{64}", "<sha>", rel)
-    return re.sub(r"/[0-9a-f]{16}/", "/<sha16>/", rel)
 
 
 # --- what users do next, and what custodes answers ---------------------------------------------
@@ -642,7 +344,7 @@ def campaign(
     if base.baseline.get("verify") != ("ok", _digest(True)):
         raise SystemExit(f"the clean copy does not verify: {base.baseline}")
     targets: list[tuple[str, Any, str]] = []
-    for t in _tables():
+    for t in store_tables():
         targets += [("table", t, k) for k in ("update", "insert", "delete")]
     for p in workspace_files(base.home):
         targets += [("file", p.relative_to(base.home), k) for k in ("flip", "truncate", "replace")]
@@ -684,7 +386,7 @@ def ab(base: Base, n: int, seed: int, work: Path) -> str:
 
     rng = random.Random(seed)
     targets: list[tuple[str, Any, str]] = []
-    for t in _tables():
+    for t in store_tables():
         targets += [("table", t, k) for k in ("update", "insert", "delete")]
     for p in workspace_files(base.home):
         targets += [("file", p.relative_to(base.home), k) for k in ("flip", "truncate", "replace")]
@@ -773,7 +475,7 @@ def main() -> None:
                 )
             finally:
                 if store == "postgresql":
-                    _pg_drop(sa.engine.make_url(base.url).database)
+                    pg_drop(sa.engine.make_url(base.url).database)
             took = time.perf_counter() - t
             print(tally.table(f"### {store}: {tally.tried()} mutations ({took:.0f} s)"), flush=True)
             print(tally.costs(), flush=True)

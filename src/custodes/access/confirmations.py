@@ -138,16 +138,10 @@ def _apply_policy(conn: Connection, call: Call, change: dict[str, Any]) -> dict[
         pending_by=None,
         pending_at=None,
     )
-    log.append(
+    log.append_one(
         conn,
-        [
-            Event(
-                PolicyConfirmed(
-                    key=key, value=value, proposed_by=row.pending_by, change=change["id"]
-                ),
-                actor=call.actor,
-            )
-        ],
+        PolicyConfirmed(key=key, value=value, proposed_by=row.pending_by, change=change["id"]),
+        actor=call.actor,
     )
     return {"key": key, "value": value}
 

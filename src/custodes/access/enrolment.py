@@ -28,7 +28,6 @@ from custodes.access.users import (
 from custodes.errors import AccessDenied, ConflictError, InputError, NotFound, Unauthenticated
 from custodes.ledger import anchors, log
 from custodes.ledger.event_types import UserCreated, UserEnrolled, UserEnrolmentIssued
-from custodes.ledger.events import Event
 from custodes.store import changes as queue
 from custodes.store.tables import agencies, enrolments, sessions, users
 from custodes.workspace import Call, Workspace
@@ -215,22 +214,18 @@ def create_user(
             change = _propose_the_rest(
                 conn, call.actor, name, pending, basis, expires, code, halves
             )
-        log.append(
+        log.append_one(
             conn,
-            [
-                Event(
-                    UserCreated(
-                        user=name,
-                        roles=sorted(wanted),
-                        expires=expires.isoformat() if expires else None,
-                        pending_confirmation=pending,
-                        bootstrap=bootstrap,
-                        change=change,
-                        enrolment_halves=halves if code else None,
-                    ),
-                    actor=call.actor,
-                )
-            ],
+            UserCreated(
+                user=name,
+                roles=sorted(wanted),
+                expires=expires.isoformat() if expires else None,
+                pending_confirmation=pending,
+                bootstrap=bootstrap,
+                change=change,
+                enrolment_halves=halves if code else None,
+            ),
+            actor=call.actor,
         )
     return {
         "user": name,
@@ -281,14 +276,10 @@ def issue_enrolment(call: Call, name: str) -> dict[str, Any]:
             f"credential reset for {name}: second half of the new enrolment code",
             {"enrolment": cred.sha(code)},
         )
-        log.append(
+        log.append_one(
             conn,
-            [
-                Event(
-                    UserEnrolmentIssued(user=name, change=change, enrolment_halves=2),
-                    actor=call.actor,
-                )
-            ],
+            UserEnrolmentIssued(user=name, change=change, enrolment_halves=2),
+            actor=call.actor,
         )
     return {
         "user": name,
@@ -354,10 +345,7 @@ def enrol(ws: Workspace, name: str, code: str, password: str) -> dict[str, Any]:
             totp_secret=cred.seal(ws, secret) if secret else None,
             totp_last_step=None,
         )
-        log.append(
-            conn,
-            [Event(UserEnrolled(user=name, second_factor=needs_totp), actor=name)],
-        )
+        log.append_one(conn, UserEnrolled(user=name, second_factor=needs_totp), actor=name)
     return {
         "user": name,
         "enrolled": True,

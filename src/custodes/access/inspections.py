@@ -10,7 +10,6 @@ from custodes.access.users import aware, now
 from custodes.errors import InputError
 from custodes.ledger import anchors, log
 from custodes.ledger.event_types import RecordFlaggedSensitive
-from custodes.ledger.events import Event
 from custodes.store.tables import access_log, requests, sensitive_records, users
 from custodes.workspace import Call
 
@@ -36,7 +35,7 @@ def flag_sensitive(call: Call, record_id: str, reason: str) -> None:
             flagged_by=call.actor,
             flagged_at=now(),
         )
-        log.append(conn, [Event(RecordFlaggedSensitive(), actor=call.actor, record_id=record_id)])
+        log.append_one(conn, RecordFlaggedSensitive(), actor=call.actor, record_id=record_id)
 
 
 def audit_inspections(conn: Connection, *, spike: int = 50) -> dict[str, Any]:

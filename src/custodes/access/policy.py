@@ -13,7 +13,6 @@ from custodes.access.users import now
 from custodes.errors import ConflictError, InputError
 from custodes.ledger import anchors, log
 from custodes.ledger.event_types import PolicyProposed
-from custodes.ledger.events import Event
 from custodes.store import changes as queue
 from custodes.store.tables import policy
 from custodes.workspace import Call
@@ -60,10 +59,7 @@ def propose_policy(call: Call, key: str, value: str) -> dict[str, Any]:
         change = queue.propose(
             conn, call.actor, "policy", key, f"policy {key} = '{value}'", {"value": value}
         )
-        log.append(
-            conn,
-            [Event(PolicyProposed(key=key, value=value, change=change), actor=call.actor)],
-        )
+        log.append_one(conn, PolicyProposed(key=key, value=value, change=change), actor=call.actor)
     return {"key": key, "pending": value, "proposed_by": call.actor, "change": change}
 
 

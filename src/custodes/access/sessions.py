@@ -44,7 +44,6 @@ from custodes.errors import (
 )
 from custodes.ledger import anchors, log
 from custodes.ledger.event_types import Access, UserKeyIssued, UserLocked
-from custodes.ledger.events import Event
 from custodes.store import changes
 from custodes.store.tables import access_log, login_throttle, sessions, users
 from custodes.workspace import Call, Workspace
@@ -88,17 +87,13 @@ def record(
     ).inserted_primary_key
     assert key is not None  # an insert of one row always has its key
     log_id = key[0]
-    log.append(
+    log.append_one(
         conn,
-        [
-            Event(
-                Access(log_id=log_id, action=action, allowed=allowed, reason=reason),
-                actor=user or "anonymous",
-                request_id=extra.get("request_id"),
-                record_id=extra.get("record_id"),
-                at=at,
-            )
-        ],
+        Access(log_id=log_id, action=action, allowed=allowed, reason=reason),
+        actor=user or "anonymous",
+        request_id=extra.get("request_id"),
+        record_id=extra.get("record_id"),
+        at=at,
     )
 
 
@@ -172,14 +167,8 @@ def _failed(conn: Connection, name: str, known: bool, source: str, t: dt.datetim
         return  # an unknown name has no account to lock
     failures = _count(conn, name, t, _account_lock)
     if failures >= ACCOUNT_LOCK_FAILURES:
-        log.append(
-            conn,
-            [
-                Event(
-                    UserLocked(user=name, failures=failures, seconds=ACCOUNT_LOCK_SECONDS),
-                    actor=name,
-                )
-            ],
+        log.append_one(
+            conn, UserLocked(user=name, failures=failures, seconds=ACCOUNT_LOCK_SECONDS), actor=name
         )
 
 
@@ -371,10 +360,7 @@ def issue_key(call: Call, name: str, *, days: int = KEY_DAYS) -> dict[str, Any]:
             {"key": cred.sha(token), "days": days},
             slot=f"key:{cred.sha(token)}",
         )
-        log.append(
-            conn,
-            [Event(UserKeyIssued(user=name, days=days, change=change), actor=call.actor)],
-        )
+        log.append_one(conn, UserKeyIssued(user=name, days=days, change=change), actor=call.actor)
     return {"user": name, "key": token, "days": days, "pending": True, "change": change}
 
 

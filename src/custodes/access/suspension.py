@@ -13,7 +13,6 @@ from custodes.access.users import now, two_administrators_remain, user_row
 from custodes.errors import AccessDenied, ConflictError, InputError
 from custodes.ledger import anchors, log
 from custodes.ledger.event_types import UserReinstated, UserReinstateRequested, UserSuspended
-from custodes.ledger.events import Event
 from custodes.store import changes as queue
 from custodes.store.tables import changes, enrolments, grants, sessions, users
 from custodes.workspace import Call
@@ -81,20 +80,16 @@ def suspend(call: Call, name: str, reason: str) -> dict[str, Any]:
             status_by=call.actor,
             reinstate_requested_by=None,
         )
-        log.append(
+        log.append_one(
             conn,
-            [
-                Event(
-                    UserSuspended(
-                        user=name,
-                        sessions_ended=ended,
-                        issued_keys_ended=issued,
-                        enrolment_codes_ended=codes,
-                        pending_grants_withdrawn=withdrawn,
-                    ),
-                    actor=call.actor,
-                )
-            ],
+            UserSuspended(
+                user=name,
+                sessions_ended=ended,
+                issued_keys_ended=issued,
+                enrolment_codes_ended=codes,
+                pending_grants_withdrawn=withdrawn,
+            ),
+            actor=call.actor,
         )
     return {
         "user": name,
@@ -118,7 +113,7 @@ def reinstate(call: Call, name: str) -> dict[str, Any]:
             anchors.update_rows(
                 conn, call.actor, users, users.c.name == name, reinstate_requested_by=call.actor
             )
-            log.append(conn, [Event(UserReinstateRequested(user=name), actor=call.actor)])
+            log.append_one(conn, UserReinstateRequested(user=name), actor=call.actor)
             return {
                 "user": name,
                 "status": "suspended",
@@ -140,13 +135,9 @@ def reinstate(call: Call, name: str) -> dict[str, Any]:
             status_by=call.actor,
             reinstate_requested_by=None,
         )
-        log.append(
+        log.append_one(
             conn,
-            [
-                Event(
-                    UserReinstated(user=name, requested_by=row.reinstate_requested_by),
-                    actor=call.actor,
-                )
-            ],
+            UserReinstated(user=name, requested_by=row.reinstate_requested_by),
+            actor=call.actor,
         )
     return {"user": name, "status": "active"}

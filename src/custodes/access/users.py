@@ -15,7 +15,6 @@ from custodes.access.roles import EXCLUSIVE, ROLES
 from custodes.errors import AccessDenied, ConflictError, InputError, NotFound
 from custodes.ledger import anchors, log
 from custodes.ledger.event_types import UserCreated
-from custodes.ledger.events import Event
 from custodes.store.tables import grants, sessions, users
 from custodes.workspace import Workspace
 
@@ -158,14 +157,8 @@ def bootstrap_admin(ws: Workspace, name: str, password: str) -> dict[str, Any]:
             confirmed_by="bootstrap",
             confirmed_at=t,
         )
-        log.append(
-            conn,
-            [
-                Event(
-                    UserCreated(user=name, roles=["administrator"], bootstrap=True),
-                    actor=name,
-                )
-            ],
+        log.append_one(
+            conn, UserCreated(user=name, roles=["administrator"], bootstrap=True), actor=name
         )
     return {"user": name, "roles": ["administrator"]}
 

@@ -3,14 +3,13 @@ certify-destruction, next."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from custodes.cli import render
-from custodes.cli.root import HomeOpt, JsonOpt, RequestArg, app, guarded, run, stages
+from custodes.cli.root import HomeOpt, JsonOpt, RequestArg, app, guarded, iso_date, run, stages
 from custodes.errors import InputError
 from custodes.services import decisions as svc
 
@@ -379,10 +378,7 @@ def certify_destruction(
 ) -> None:
     """Record the recipient's certification that recalled information was destroyed."""
     with guarded(json_out):
-        try:
-            day = dt.date.fromisoformat(on)
-        except ValueError:
-            raise InputError("--on must be a date, YYYY-MM-DD.", code="bad_date") from None
+        day = iso_date(on, "--on must be a date, YYYY-MM-DD.")
     run(
         home,
         json_out,

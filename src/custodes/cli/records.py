@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from custodes.cli import render
-from custodes.cli.root import HomeOpt, JsonOpt, group, run, spinner
+from custodes.cli.root import HomeOpt, JsonOpt, ReasonOpt, group, run, spinner
 from custodes.services import records as svc
 
 records_app = group("records", "The confidential master file: import, generate, summarise.")
@@ -119,7 +119,7 @@ def records_show(
 @records_app.command("flag-sensitive")
 def records_flag_sensitive(
     record_id: Annotated[str, typer.Argument(help="The record's opaque id.")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
+    reason: ReasonOpt,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:

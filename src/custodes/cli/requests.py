@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from custodes.cli import render
-from custodes.cli.root import HomeOpt, JsonOpt, RequestArg, app, group, guarded, run
+from custodes.cli.root import HomeOpt, JsonOpt, ReasonOpt, RequestArg, app, group, guarded, run
 from custodes.errors import InputError
 from custodes.labels import label
 from custodes.services import requests as svc
@@ -73,7 +73,7 @@ def _scan_sha256(path: Path) -> str:
 @app.command()
 def withdraw(
     request_id: RequestArg,
-    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
+    reason: ReasonOpt,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:

@@ -9,12 +9,13 @@ its kind (never a message or locals: they may hold personal data) and exits 70.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import importlib
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, overload
 
 import typer
 from typer.core import TyperGroup
@@ -134,6 +135,22 @@ HomeOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 RequestArg = Annotated[str, typer.Argument(help="The request's id.")]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (recorded).")]
+
+
+@overload
+def iso_date(value: str, error: str) -> dt.date: ...
+@overload
+def iso_date(value: str | None, error: str) -> dt.date | None: ...
+def iso_date(value: str | None, error: str) -> dt.date | None:
+    """A date option's value (YYYY-MM-DD), None when the option was not given; `error` is
+    the message an input error carries when it is not a date (each option says its own)."""
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise InputError(error, code="bad_date") from None
 
 
 def short_help(doc: str, limit: int = 110) -> str:

@@ -3,15 +3,13 @@ agreements add | list."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from custodes.cli import render
-from custodes.cli.root import HomeOpt, JsonOpt, group, guarded, run, show
-from custodes.errors import InputError
+from custodes.cli.root import HomeOpt, JsonOpt, group, guarded, iso_date, run, show
 from custodes.services import rules as svc
 
 rules_app = group("rules", "The law as data: provisions, checks with citations, evaluation.")
@@ -272,15 +270,6 @@ def _proposed(r: dict[str, Any]) -> None:
         render.say("Recorded.")
 
 
-def _date(value: str | None, option: str) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise InputError(f"{option} takes a date as YYYY-MM-DD.", code="bad_date") from None
-
-
 @officials_app.command("add")
 def officials_add(
     agency: Annotated[str, typer.Option("--agency")],
@@ -295,7 +284,8 @@ def officials_add(
     """Propose an official authorised to sign, with validity dates: in force when a second
     administrator confirms it ('custodes changes confirm ID'); both are in the ledger."""
     with guarded(json_out):
-        start, end = _date(valid_from, "--from"), _date(valid_to, "--to")
+        start = iso_date(valid_from, "--from takes a date as YYYY-MM-DD.")
+        end = iso_date(valid_to, "--to takes a date as YYYY-MM-DD.")
     run(
         home,
         json_out,
@@ -318,13 +308,7 @@ def agreements_add(
 ) -> None:
     """Propose a data-sharing agreement (it can only add requirements): in force when a second
     administrator confirms it ('custodes changes confirm ID'); both are in the ledger."""
-    run(
-        home,
-        json_out,
-        svc.add_agreement,
-        file,
-        view=_proposed,
-    )
+    run(home, json_out, svc.add_agreement, file, view=_proposed)
 
 
 def _registry(table: str, home: Path | None, json_out: bool) -> None:

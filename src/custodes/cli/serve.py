@@ -15,11 +15,11 @@ from custodes import settings
 from custodes.cli.root import HomeOpt, app, guarded
 from custodes.errors import InputError
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
 
 def _check(host: str, home: object) -> Path:
-    if host not in ("127.0.0.1", "::1", "localhost") and not settings.flag(
-        "CUSTODES_BEHIND_TLS_PROXY"
-    ):
+    if host not in LOOPBACK and not settings.flag("CUSTODES_BEHIND_TLS_PROXY"):
         raise InputError(
             f"Refusing to listen on {host} without TLS: run behind a TLS-terminating reverse "
             "proxy and set CUSTODES_BEHIND_TLS_PROXY=1 (docs/api.md).",
@@ -149,98 +149,115 @@ def _admission(
     return 10 if grace_s is None else grace_s
 
 
+# --- the options (each a named type, so `serve` reads as its steps) ------------------------------
+
+HostOpt = Annotated[
+    str, typer.Option("--host", help="Address to listen on (loopback unless you say so).")
+]
+PortOpt = Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")]
+WorkersOpt = Annotated[int, typer.Option("--workers", min=1, max=64, help="Server processes.")]
+WitnessKeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--witness-key",
+        help="Also run a C2SP witness at POST /v1/witness/add-checkpoint, signing with "
+        "this key (custodes witness keygen).",
+    ),
+]
+WitnessLogOpt = Annotated[
+    list[str] | None,
+    typer.Option("--witness-log", help="Verifier key of a log to witness (repeatable)."),
+]
+WitnessStateOpt = Annotated[
+    Path | None,
+    typer.Option("--witness-state", help="The witness's state file (default: in the home)."),
+]
+TrustedProxyOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--trusted-proxy",
+        help="Address (or network) of the reverse proxy whose X-Forwarded-For names the "
+        "client (repeatable; default: CUSTODES_TRUSTED_PROXY). Anyone else's is ignored.",
+    ),
+]
+AdmitReadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--admit-reads",
+        min=1,
+        max=1024,
+        help="Reads (GET) each process runs at once; more wait briefly, then get 503 "
+        "[env CUSTODES_ADMIT_READS; default 2].",
+    ),
+]
+AdmitWritesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--admit-writes",
+        min=1,
+        max=1024,
+        help="Writes (POST, DELETE) each process runs at once, apart from the reads "
+        "[env CUSTODES_ADMIT_WRITES; default 4].",
+    ),
+]
+AdmitWaitOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--admit-wait-ms",
+        min=0,
+        max=60_000,
+        help="How long a call waits for a free slot before it is answered 503 with "
+        "Retry-After, having done nothing [env CUSTODES_ADMIT_WAIT_MS; default 250].",
+    ),
+]
+GraceOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--grace",
+        min=0,
+        max=3600,
+        help="Seconds a stopping server (SIGTERM) gives the calls it holds before it "
+        "exits; running jobs stop at their next chunk, resumable [env CUSTODES_GRACE; "
+        "default 10].",
+    ),
+]
+JobQuotaOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--job-quota",
+        min=1,
+        max=1000,
+        help="Jobs each caller may have waiting or running at once; one more is answered "
+        "429 job_quota with Retry-After. Staff jobs run before agencies' waiting ones "
+        "[env CUSTODES_JOB_QUOTA; default 4].",
+    ),
+]
+UdsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--uds",
+        help="Serve on this Unix domain socket instead of TCP. Its folder must be yours and "
+        "closed to others (0700). The way to serve on a shared host: a reverse proxy on a "
+        "dedicated host name in front.",
+    ),
+]
+
+
 @app.command()
 def serve(
-    host: Annotated[
-        str, typer.Option("--host", help="Address to listen on (loopback unless you say so).")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8600,
-    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Server processes.")] = 1,
-    witness_key: Annotated[
-        Path | None,
-        typer.Option(
-            "--witness-key",
-            help="Also run a C2SP witness at POST /v1/witness/add-checkpoint, signing with "
-            "this key (custodes witness keygen).",
-        ),
-    ] = None,
-    witness_logs: Annotated[
-        list[str] | None,
-        typer.Option("--witness-log", help="Verifier key of a log to witness (repeatable)."),
-    ] = None,
-    witness_state: Annotated[
-        Path | None,
-        typer.Option("--witness-state", help="The witness's state file (default: in the home)."),
-    ] = None,
-    trusted_proxy: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--trusted-proxy",
-            help="Address (or network) of the reverse proxy whose X-Forwarded-For names the "
-            "client (repeatable; default: CUSTODES_TRUSTED_PROXY). Anyone else's is ignored.",
-        ),
-    ] = None,
-    admit_reads: Annotated[
-        int | None,
-        typer.Option(
-            "--admit-reads",
-            min=1,
-            max=1024,
-            help="Reads (GET) each process runs at once; more wait briefly, then get 503 "
-            "[env CUSTODES_ADMIT_READS; default 2].",
-        ),
-    ] = None,
-    admit_writes: Annotated[
-        int | None,
-        typer.Option(
-            "--admit-writes",
-            min=1,
-            max=1024,
-            help="Writes (POST, DELETE) each process runs at once, apart from the reads "
-            "[env CUSTODES_ADMIT_WRITES; default 4].",
-        ),
-    ] = None,
-    admit_wait_ms: Annotated[
-        int | None,
-        typer.Option(
-            "--admit-wait-ms",
-            min=0,
-            max=60_000,
-            help="How long a call waits for a free slot before it is answered 503 with "
-            "Retry-After, having done nothing [env CUSTODES_ADMIT_WAIT_MS; default 250].",
-        ),
-    ] = None,
-    grace: Annotated[
-        int | None,
-        typer.Option(
-            "--grace",
-            min=0,
-            max=3600,
-            help="Seconds a stopping server (SIGTERM) gives the calls it holds before it "
-            "exits; running jobs stop at their next chunk, resumable [env CUSTODES_GRACE; "
-            "default 10].",
-        ),
-    ] = None,
-    job_quota: Annotated[
-        int | None,
-        typer.Option(
-            "--job-quota",
-            min=1,
-            max=1000,
-            help="Jobs each caller may have waiting or running at once; one more is answered "
-            "429 job_quota with Retry-After. Staff jobs run before agencies' waiting ones "
-            "[env CUSTODES_JOB_QUOTA; default 4].",
-        ),
-    ] = None,
-    uds: Annotated[
-        Path | None,
-        typer.Option(
-            "--uds",
-            help="Serve on this Unix domain socket instead of TCP. Its folder must be yours and "
-            "closed to others (0700). The way to serve on a shared host: a reverse proxy on a "
-            "dedicated host name in front.",
-        ),
-    ] = None,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8600,
+    workers: WorkersOpt = 1,
+    witness_key: WitnessKeyOpt = None,
+    witness_logs: WitnessLogOpt = None,
+    witness_state: WitnessStateOpt = None,
+    trusted_proxy: TrustedProxyOpt = None,
+    admit_reads: AdmitReadsOpt = None,
+    admit_writes: AdmitWritesOpt = None,
+    admit_wait_ms: AdmitWaitOpt = None,
+    grace: GraceOpt = None,
+    job_quota: JobQuotaOpt = None,
+    uds: UdsOpt = None,
     home: HomeOpt = None,
 ) -> None:
     """Serve the web console at / and the HTTP API under /v1 (OpenAPI at /v1/openapi.json,
@@ -257,18 +274,28 @@ def serve(
         if witness_key is not None:
             _witness(witness_key, witness_logs or [], witness_state, workspace_home)
         grace_s = _admission(admit_reads, admit_writes, admit_wait_ms, grace)
-        if job_quota is not None:
-            settings.put("CUSTODES_JOB_QUOTA", str(job_quota))
-        _setting("CUSTODES_JOB_QUOTA", 1, 1000)
+        _job_quota(job_quota)
+    _hand_over(home, proxies)
+    if socket is None and host in LOOPBACK:
+        _warn_shared_host(host, port)
+    _run(host, port, socket, workers, proxies, grace_s)
+
+
+def _job_quota(quota: int | None) -> None:
+    """The per-caller job quota, handed to the server processes and checked now."""
+    if quota is not None:
+        settings.put("CUSTODES_JOB_QUOTA", str(quota))
+    _setting("CUSTODES_JOB_QUOTA", 1, 1000)
+
+
+def _hand_over(home: object, proxies: str) -> None:
+    """What every server process reads from its environment beyond the checked settings."""
     # Jobs run in a worker process of each server process, at a lower CPU priority: a large
     # job cannot hold the server's interpreter or grow its memory (services/jobs.py).
     settings.put("CUSTODES_JOB_WORKER", "process")
     if home is not None:
         settings.put("CUSTODES_HOME", str(home))
     settings.put("CUSTODES_TRUSTED_PROXY", proxies)  # read by the core at every sign-in
-    if socket is None and host in ("127.0.0.1", "::1", "localhost"):
-        _warn_shared_host(host, port)
-    _run(host, port, socket, workers, proxies, grace_s)
 
 
 def _run(

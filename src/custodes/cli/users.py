@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from custodes.cli import render
-from custodes.cli.root import HomeOpt, JsonOpt, group, guarded, run
+from custodes.cli.root import HomeOpt, JsonOpt, ReasonOpt, group, guarded, iso_date, run
 from custodes.errors import InputError
 from custodes.services import users as svc
 
@@ -35,12 +35,7 @@ UserArg = Annotated[str, typer.Argument(help="The user.")]
 
 
 def _last_day(value: str | None) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise InputError("--expires must be a date, YYYY-MM-DD.", code="bad_date") from None
+    return iso_date(value, "--expires must be a date, YYYY-MM-DD.")
 
 
 def _code(info: dict[str, Any]) -> None:
@@ -154,7 +149,7 @@ def users_confirm(user: UserArg, home: HomeOpt = None, json_out: JsonOpt = False
 @users_app.command("suspend")
 def users_suspend(
     user: UserArg,
-    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
+    reason: ReasonOpt,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:

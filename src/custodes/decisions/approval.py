@@ -21,7 +21,6 @@ from custodes.decisions.response import content
 from custodes.errors import AccessDenied, ConflictError
 from custodes.ledger import log
 from custodes.ledger.event_types import ReleaseApproved, ReleasePrepared
-from custodes.ledger.events import Event
 from custodes.requests.lifecycle import current_state, transition
 from custodes.store.tables import releases, requests
 from custodes.workspace import Call, Workspace
@@ -64,17 +63,11 @@ def prepare(call: Call, request_id: str) -> dict[str, Any]:
                 prepared_at=_now(),
             )
         )
-        log.append(
+        log.append_one(
             conn,
-            [
-                Event(
-                    ReleasePrepared(
-                        content_sha256=c.sha256, disclosures=len(c.disclosed), fields=c.fields
-                    ),
-                    actor=call.actor,
-                    request_id=request_id,
-                )
-            ],
+            ReleasePrepared(content_sha256=c.sha256, disclosures=len(c.disclosed), fields=c.fields),
+            actor=call.actor,
+            request_id=request_id,
         )
         eligible = eligible_approvers(conn, request_id, call.actor)
     return {
@@ -123,15 +116,11 @@ def approve(call: Call, request_id: str) -> dict[str, Any]:
             .where(releases.c.request_id == request_id)
             .values(approved_by=call.actor, approved_at=_now())
         )
-        log.append(
+        log.append_one(
             conn,
-            [
-                Event(
-                    ReleaseApproved(prepared_by=rel.prepared_by, content_sha256=sha),
-                    actor=call.actor,
-                    request_id=request_id,
-                )
-            ],
+            ReleaseApproved(prepared_by=rel.prepared_by, content_sha256=sha),
+            actor=call.actor,
+            request_id=request_id,
         )
     return {
         "request_id": request_id,

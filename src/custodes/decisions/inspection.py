@@ -24,7 +24,6 @@ from custodes.access.sessions import record as record_access
 from custodes.errors import fail
 from custodes.ledger import files, log
 from custodes.ledger.event_types import RecordInspected, RecordInspectionRefused
-from custodes.ledger.events import Event
 from custodes.matching.runs import LINKED
 from custodes.records import master
 from custodes.requests.format import item_id_ok
@@ -105,19 +104,15 @@ def inspect_record(
             purpose=purpose or None,
             request_id=request_id if request_id and item_id_ok(request_id) else None,
         )
-        log.append(
+        log.append_one(
             conn,
-            [
-                Event(
-                    (RecordInspected if refusal is None else RecordInspectionRefused)(
-                        purpose_sha256=hashlib.sha256(purpose.encode()).hexdigest(),
-                        refusal=refusal[0] if refusal else None,
-                    ),
-                    actor=call.actor,
-                    request_id=request_id if request_id and item_id_ok(request_id) else None,
-                    record_id=record_id,
-                )
-            ],
+            (RecordInspected if refusal is None else RecordInspectionRefused)(
+                purpose_sha256=hashlib.sha256(purpose.encode()).hexdigest(),
+                refusal=refusal[0] if refusal else None,
+            ),
+            actor=call.actor,
+            request_id=request_id if request_id and item_id_ok(request_id) else None,
+            record_id=record_id,
         )
     if refusal is not None:
         raise fail(refusal[0], refusal[1])

@@ -21,12 +21,11 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 
-from custodes.errors import InputError
 from custodes.matching import runs as matching
 from custodes.records import master
 from custodes.requests.format import ITEM_OPTIONAL
 from custodes.rules import registry as reg
-from custodes.rules.evaluate import item_sql
+from custodes.rules.evaluate import item_sql, rule_sql_failed
 from custodes.rules.provisions import overlay
 from custodes.rules.types import Effective, RuleSet
 from custodes.store.sql import ident, literal
@@ -162,12 +161,7 @@ def step_item_checks(st: Steps, plan: Plan) -> None:
     try:
         st.table("item_checks", f"SELECT item_id{cols} FROM items", native=True, reused=True)
     except duckdb.Error as exc:
-        # The database's message may quote item values: name only the kind of failure.
-        raise InputError(
-            f"A rule's SQL failed on the items ({type(exc).__name__}); run "
-            "'custodes rules lint' on the rule set.",
-            code="rule_sql_failed",
-        ) from None
+        raise rule_sql_failed(exc) from None
 
 
 def _failing(plan: Plan, kind: str | None, exclude: tuple[str, ...] = ()) -> str:

@@ -33,7 +33,6 @@ from custodes.ledger.event_types import (
     RequestMatched,
     parse_as,
 )
-from custodes.ledger.events import Event
 from custodes.ledger.files import sha256_file
 from custodes.matching import runs as matching
 from custodes.records import master
@@ -323,7 +322,7 @@ def _stage_done(
     """One transaction: the stage's ledger event (and the file it wrote, `record`), then the
     request's move(s) to `states`."""
     with call.transaction() as conn:
-        log.append(conn, [Event(what, actor=call.actor, request_id=request_id)])
+        log.append_one(conn, what, actor=call.actor, request_id=request_id)
         if record:
             files.record(conn, call.ws, call.actor, *record, request_id=request_id)
         for state in states:

@@ -156,9 +156,8 @@ def recall(
         notice = _notice(ws, recall_id, reason.strip(), now, targets, fields, agencies)
         text = json.dumps(notice, indent=2, ensure_ascii=False) + "\n"
         conn.execute(update(recalls).where(recalls.c.id == recall_id).values(notice=text))
-        log.append(
-            conn,
-            [Event(RecallIssued(recall_id=recall_id, notice_sha256=_sha(text)), actor=actor)],
+        log.append_one(
+            conn, RecallIssued(recall_id=recall_id, notice_sha256=_sha(text)), actor=actor
         )
     folder = out or ws.home / "recalls" / recall_id
     _write_notice(call, folder, text, recorded=out is None)
@@ -428,14 +427,10 @@ def certify(
         )
         if done.rowcount != 1:
             raise ConflictError(f"Recall {recall_id} changed meanwhile.", code="conflict")
-        log.append(
+        log.append_one(
             conn,
-            [
-                Event(
-                    RecallCertified(recall_id=recall_id, certified_on=certified_on.isoformat()),
-                    actor=actor,
-                )
-            ],
+            RecallCertified(recall_id=recall_id, certified_on=certified_on.isoformat()),
+            actor=actor,
         )
     return {
         "recall_id": recall_id,
@@ -571,9 +566,8 @@ def acknowledge(call: Call, recall_id: str) -> dict[str, Any]:
                     recall_id=recall_id, agency=agency, acknowledged_by=call.actor, at=now
                 )
             )
-            log.append(
-                conn,
-                [Event(RecallAcknowledged(recall_id=recall_id, agency=agency), actor=call.actor)],
+            log.append_one(
+                conn, RecallAcknowledged(recall_id=recall_id, agency=agency), actor=call.actor
             )
     at = now if first is None else first.at
     return {

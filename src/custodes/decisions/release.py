@@ -73,10 +73,7 @@ def _now() -> dt.datetime:
 
 def _refuse(call: Call, request_id: str, why: str, message: str) -> IntegrityError:
     with call.transaction() as conn:
-        log.append(
-            conn,
-            [Event(ReleaseRefused(why=why), actor=call.actor, request_id=request_id)],
-        )
+        log.append_one(conn, ReleaseRefused(why=why), actor=call.actor, request_id=request_id)
     return IntegrityError(message, code="release_tampered")
 
 
@@ -205,18 +202,14 @@ def _same(delivered: Path, released: Path) -> bool:
 def _delivered(call: Call, request_id: str, csv_data: bytes, doc: dict[str, Any]) -> None:
     """A copy of a released response went out again: recorded."""
     with call.transaction() as conn:
-        log.append(
+        log.append_one(
             conn,
-            [
-                Event(
-                    ReleaseDelivered(
-                        response_sha256=hashlib.sha256(csv_data).hexdigest(),
-                        rows=doc["counts"]["items"],
-                    ),
-                    actor=call.actor,
-                    request_id=request_id,
-                )
-            ],
+            ReleaseDelivered(
+                response_sha256=hashlib.sha256(csv_data).hexdigest(),
+                rows=doc["counts"]["items"],
+            ),
+            actor=call.actor,
+            request_id=request_id,
         )
 
 
@@ -328,21 +321,17 @@ def _record(
                 for d in new
             ],
         )
-    log.append(
+    log.append_one(
         conn,
-        [
-            Event(
-                ReleaseDone(
-                    response_sha256=response_sha,
-                    content_sha256=c.sha256,
-                    disclosed=len(c.disclosed),
-                    recipients=recipients,
-                    recipients_sha256=recipients_sha,
-                ),
-                actor=actor,
-                request_id=request_id,
-            )
-        ],
+        ReleaseDone(
+            response_sha256=response_sha,
+            content_sha256=c.sha256,
+            disclosed=len(c.disclosed),
+            recipients=recipients,
+            recipients_sha256=recipients_sha,
+        ),
+        actor=actor,
+        request_id=request_id,
     )
     transition(conn, request_id, "released", actor=actor)
     conn.execute(

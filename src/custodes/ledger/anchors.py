@@ -430,5 +430,5 @@ def adopt(conn: Connection) -> dict[str, int]:
         ]
         stamp(conn, ADOPTED_BY, table, pks)
         counts[name] = len(pks)
-    log.append(conn, [Event(AnchorAdopted(rows=counts), actor=ADOPTED_BY)])
+    log.append_one(conn, AnchorAdopted(rows=counts), actor=ADOPTED_BY)
     return counts

@@ -11,7 +11,6 @@ from pathlib import Path
 from custodes.errors import fail
 from custodes.ledger import cosigning, keys, log
 from custodes.ledger.event_types import LedgerRestoreConfirmed
-from custodes.ledger.events import Event
 from custodes.ledger.keys import load_signer, origin
 from custodes.ledger.note import Checkpoint, Note, NoteError, Verifier, b64
 from custodes.store import identity
@@ -101,18 +100,14 @@ def confirm_restore(call: Call) -> dict[str, object]:
                     "cosigned: the log was forked or rewritten; signing stays held.",
                 )
             cosigning.keep_witnessed(conn, cp, note, wit.key)
-        log.append(
+        log.append_one(
             conn,
-            [
-                Event(
-                    LedgerRestoreConfirmed(
-                        witness=wit.key.name,
-                        witnessed_size=found[0].size if found else 0,
-                        size=size,
-                    ),
-                    actor=call.actor,
-                )
-            ],
+            LedgerRestoreConfirmed(
+                witness=wit.key.name,
+                witnessed_size=found[0].size if found else 0,
+                size=size,
+            ),
+            actor=call.actor,
         )
     keys.release_hold(ws)
     return {

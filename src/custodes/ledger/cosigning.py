@@ -17,7 +17,6 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from custodes.errors import InputError, fail
 from custodes.ledger import keys, log
 from custodes.ledger.event_types import LedgerWitnessConfigured
-from custodes.ledger.events import Event
 from custodes.ledger.keys import origin
 from custodes.ledger.note import Checkpoint, Note, NoteError, Verifier, b64, open_checkpoint
 from custodes.store.tables import ledger_checkpoints, ledger_cosignatures, ledger_state, meta
@@ -61,10 +60,7 @@ def set_witness(conn: Connection, url: str, key: Verifier, actor: str) -> None:
         insert(meta),
         [{"key": WITNESS_URL, "value": url.rstrip("/")}, {"key": WITNESS_KEY, "value": key.vkey}],
     )
-    log.append(
-        conn,
-        [Event(LedgerWitnessConfigured(witness=key.vkey, url=url), actor=actor)],
-    )
+    log.append_one(conn, LedgerWitnessConfigured(witness=key.vkey, url=url), actor=actor)
 
 
 def cosigned_by(note: Note, key: Verifier) -> bool:

@@ -13,7 +13,7 @@ keys hold them in one `dict` field (the body nests them under that key, as it al
 from __future__ import annotations
 
 import sys
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, Field, dataclass, fields
 from typing import Any, TypeVar
 
 from custodes.ledger.events import OMIT, REGISTRY, Declared, Omitted
@@ -80,8 +80,9 @@ def declared() -> list[type[Declared]]:
     )
 
 
-def _annotation(cls: type[Declared], name: str) -> str:
-    text = str(cls.__annotations__.get(name, "")).replace("Absent", "").replace("| ", "|")
+def _annotation(f: Field[Any]) -> str:
+    # the annotation as written (a field group's too), without `Absent`
+    text = str(f.type).replace("Absent", "").replace("| ", "|")
     parts = [p.strip() for p in text.split("|") if p.strip()]
     return " \\| ".join(parts)
 
@@ -94,11 +95,13 @@ def markdown() -> str:
     ]
     for cls in declared():
         doc = " ".join((cls.__doc__ or "").split())
-        keys = []
-        for f, (attr, k) in zip(fields(cls), cls.KEYS, strict=True):
-            optional = f.default is OMIT
-            t = _annotation(cls, attr)
-            keys.append(f"`{k}`{'?' if optional else ''}: {t}")
+        required, optional = [], []
+        for f, (_, k) in zip(fields(cls), cls.KEYS, strict=True):
+            if f.default is OMIT:  # listed last (a field group's come first in `fields`)
+                optional.append(f"`{k}`?: {_annotation(f)}")
+            else:
+                required.append(f"`{k}`: {_annotation(f)}")
+        keys = required + optional
         lines.append(f"| `{cls.TYPE}` | {doc} | {', '.join(keys) or '—'} |")
     lines.append("")
     lines.append("`?`: the key is absent from the bodies of this type that do not need it.")

@@ -3,19 +3,65 @@ registries (see `event_types`, which re-exports them)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
-from custodes.ledger.events import OMIT, Declared, Omitted, declare
+from custodes.ledger.events import OMIT, Declared, Omitted, declare, field_group
 
 Absent = Omitted  # the annotation of a field that may be left out of the body
+
+
+# --- field groups several types share (each type declares only what is its own) ----------------
+
+
+@field_group
+class AboutUser(Declared):
+    """The user an access event is about."""
+
+    user: str
+
+
+@field_group
+class PolicyValue(Declared):
+    """A policy key and the value proposed or confirmed for it."""
+
+    key: str
+    value: str
+
+
+@field_group
+class Inspection(Declared):
+    """An inspection of master-file records: its purpose by hash, why it was refused (if it
+    was), what was inspected and the reference given."""
+
+    purpose_sha256: str
+    refusal: str | None
+    what: str | Absent = OMIT
+    reference: str | Absent | None = OMIT
+
+
+@field_group
+class WorkspaceFile(Declared):
+    """A file custodes stored in the workspace (its role, its path there)."""
+
+    role: str
+    path: str
+
+
+@field_group
+class RegistryChange(Declared):
+    """How a registry row changed: directly (no second administrator), or by a confirmed
+    proposal (who proposed it, the change's id)."""
+
+    direct: bool | Absent = OMIT
+    proposed_by: str | Absent = OMIT
+    change_id: str | Absent = OMIT
 
 
 # --- access: users, grants, sessions, policy ----------------------------------------------------
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Access(Declared):
     """One row of the access log (every call through the door, allowed or refused), so a
     deleted row is detected."""
@@ -28,13 +74,11 @@ class Access(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UserCreated(Declared):
+class UserCreated(AboutUser):
     """A user was created (the bootstrap administrator, or by an administrator: roles pending
     a second administrator's confirmation)."""
 
     TYPE = "user.created"
-    user: str
     roles: list[str]
     bootstrap: bool
     expires: str | Absent | None = OMIT
@@ -45,33 +89,27 @@ class UserCreated(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UserEnrolmentIssued(Declared):
+class UserEnrolmentIssued(AboutUser):
     """A new enrolment code was issued to a user, in two halves (a reset)."""
 
     TYPE = "user.enrolment_issued"
-    user: str
     change: str | None
     enrolment_halves: int
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UserEnrolled(Declared):
+class UserEnrolled(AboutUser):
     """A user enrolled with their code (set a password, and a second factor if required)."""
 
     TYPE = "user.enrolled"
-    user: str
     second_factor: bool
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UserGranted(Declared):
+class UserGranted(AboutUser):
     """A role was granted to a user (in force, or pending a second administrator)."""
 
     TYPE = "user.granted"
-    user: str
     role: str
     expires: str | None
     pending_confirmation: bool
@@ -79,12 +117,10 @@ class UserGranted(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UserConfirmed(Declared):
+class UserConfirmed(AboutUser):
     """A second administrator confirmed a pending change about a user (roles, a key, a reset)."""
 
     TYPE = "user.confirmed"
-    user: str
     change: str
     proposed_by: str
     roles: list[str] = field(default_factory=list)
@@ -93,13 +129,11 @@ class UserConfirmed(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UserSuspended(Declared):
+class UserSuspended(AboutUser):
     """A user was suspended: their sessions, keys, enrolment codes and pending grants ended in
     the same transaction."""
 
     TYPE = "user.suspended"
-    user: str
     sessions_ended: int
     issued_keys_ended: int
     enrolment_codes_ended: int
@@ -107,71 +141,56 @@ class UserSuspended(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UserReinstateRequested(Declared):
+class UserReinstateRequested(AboutUser):
     """An administrator asked to reinstate a suspended user (a second one must confirm)."""
 
     TYPE = "user.reinstate_requested"
-    user: str
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UserReinstated(Declared):
+class UserReinstated(AboutUser):
     """A second administrator reinstated a suspended user."""
 
     TYPE = "user.reinstated"
-    user: str
     requested_by: str | None
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UserLocked(Declared):
+class UserLocked(AboutUser):
     """A user's account was locked after repeated failed sign-ins."""
 
     TYPE = "user.locked"
-    user: str
     failures: int
     seconds: int
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UserKeyIssued(Declared):
+class UserKeyIssued(AboutUser):
     """An API key was issued to a user (pending a second administrator's confirmation)."""
 
     TYPE = "user.key_issued"
-    user: str
     days: int
     change: str | None
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PolicyProposed(Declared):
+class PolicyProposed(PolicyValue):
     """An administrator proposed a policy value (in force once a second one confirms)."""
 
     TYPE = "policy.proposed"
-    key: str
-    value: str
     change: str | None
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PolicyConfirmed(Declared):
+class PolicyConfirmed(PolicyValue):
     """A second administrator confirmed a proposed policy value: it is in force."""
 
     TYPE = "policy.confirmed"
-    key: str
-    value: str
     proposed_by: str | None
     change: str
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RecordFlaggedSensitive(Declared):
     """A master-file record was flagged sensitive (its inspections stand out in the audit)."""
 
@@ -179,35 +198,24 @@ class RecordFlaggedSensitive(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RecordInspected(Declared):
+class RecordInspected(Inspection):
     """A user inspected a master-file record (or a table of them), for a purpose given by its
     hash."""
 
     TYPE = "record.inspected"
-    purpose_sha256: str
-    refusal: str | None
-    what: str | Absent = OMIT
-    reference: str | Absent | None = OMIT
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RecordInspectionRefused(Declared):
+class RecordInspectionRefused(Inspection):
     """An inspection of a master-file record was refused (no open request names it, …)."""
 
     TYPE = "record.inspection_refused"
-    purpose_sha256: str
-    refusal: str | None
-    what: str | Absent = OMIT
-    reference: str | Absent | None = OMIT
 
 
 # --- ledger: files, witnesses, anchors ---------------------------------------------------------
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class FileWritten(Declared):
     """custodes wrote a file a user asked for (an export, bodies, a receipt, a synthetic
     request): what, how many rows, its hash."""
@@ -220,30 +228,23 @@ class FileWritten(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FileStored(Declared):
+class FileStored(WorkspaceFile):
     """custodes stored a file it will read back (role, path in the workspace, hash): checked
     against this event whenever it is read."""
 
     TYPE = "file.stored"
-    role: str
-    path: str
     sha256: str
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FileRefused(Declared):
+class FileRefused(WorkspaceFile):
     """A stored file did not match its `file.stored` event when read back: it was not used."""
 
     TYPE = "file.refused"
-    role: str
-    path: str
     why: str
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class LedgerWitnessConfigured(Declared):
     """A witness (its verifier key and URL) was configured to cosign the checkpoints."""
 
@@ -253,7 +254,6 @@ class LedgerWitnessConfigured(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class LedgerRestoreConfirmed(Declared):
     """A restored store was confirmed against a witness's latest cosigned checkpoint."""
 
@@ -264,7 +264,6 @@ class LedgerRestoreConfirmed(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Anchor(Declared):
     """A row that confers authority was written (or deleted: `gone`): a keyed commitment to
     its content, checked where the row is used."""
@@ -277,7 +276,6 @@ class Anchor(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class AnchorAdopted(Declared):
     """The rows made before anchoring existed were anchored once, on upgrade (counts per
     table)."""
@@ -290,7 +288,6 @@ class AnchorAdopted(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class MasterImportProposed(Declared):
     """An import of the master file was proposed (a second administrator confirms it)."""
 
@@ -300,7 +297,6 @@ class MasterImportProposed(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class MasterImported(Declared):
     """The master file changed: the hashes of its tables and the counts added and changed."""
 
@@ -318,7 +314,6 @@ class MasterImported(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ModelTrained(Declared):
     """The matching model was trained on the master file."""
 
@@ -331,7 +326,6 @@ class ModelTrained(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RulesetProposed(Declared):
     """A rule set was proposed (in force once a second rule steward approves it)."""
 
@@ -340,7 +334,6 @@ class RulesetProposed(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RulesetApproved(Declared):
     """A second rule steward put a proposed rule set in force."""
 
@@ -350,8 +343,7 @@ class RulesetApproved(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RegistryAgency(Declared):
+class RegistryAgency(RegistryChange):
     """An agency's registry row was added or updated (its safeguards status, open findings)."""
 
     TYPE = "registry.agency"
@@ -359,14 +351,10 @@ class RegistryAgency(Declared):
     safeguards_current: bool
     open_findings: int
     change: str
-    direct: bool | Absent = OMIT
-    proposed_by: str | Absent = OMIT
-    change_id: str | Absent = OMIT
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RegistryOfficial(Declared):
+class RegistryOfficial(RegistryChange):
     """An official's registry row (agency, title, role, validity) was added or updated."""
 
     TYPE = "registry.official"
@@ -376,14 +364,10 @@ class RegistryOfficial(Declared):
     role: str
     valid_from: Any
     valid_to: Any
-    direct: bool | Absent = OMIT
-    proposed_by: str | Absent = OMIT
-    change_id: str | Absent = OMIT
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RegistryAgreement(Declared):
+class RegistryAgreement(RegistryChange):
     """An agreement (a provision's terms with an agency, by its document's hash) was
     recorded."""
 
@@ -391,13 +375,9 @@ class RegistryAgreement(Declared):
     agreement: str
     provision: str
     sha256: str
-    direct: bool | Absent = OMIT
-    proposed_by: str | Absent = OMIT
-    change_id: str | Absent = OMIT
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RegistryProposed(Declared):
     """A change to a registry was proposed (a second administrator confirms it)."""
 

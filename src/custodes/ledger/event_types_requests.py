@@ -3,19 +3,34 @@ reports and incidents (see `event_types`, which re-exports them)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from custodes.ledger.events import OMIT, Declared, Omitted, body_key, declare
+from custodes.ledger.events import OMIT, Declared, Omitted, body_key, declare, field_group
 
 Absent = Omitted  # the annotation of a field that may be left out of the body
+
+
+# --- field groups several types share (each type declares only what is its own) ----------------
+
+
+@field_group
+class AboutRecall(Declared):
+    """The recall an event is about."""
+
+    recall_id: str
+
+
+@field_group
+class AboutIncident(Declared):
+    """The incident an event is about."""
+
+    incident_id: str
 
 
 # --- requests ---------------------------------------------------------------------------------
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RequestReceived(Declared):
     """A request was received: its provision, agency, files' hashes, item count, and what the
     accounting of disclosures needs (periods, fields, the reason by its hash)."""
@@ -36,7 +51,6 @@ class RequestReceived(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RequestTransition(Declared):
     """A request moved from one state of its lifecycle to another."""
 
@@ -46,7 +60,6 @@ class RequestTransition(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RequestPaperConfirmed(Declared):
     """A second staff member confirmed a request keyed in from paper against its scan."""
 
@@ -59,7 +72,6 @@ class RequestPaperConfirmed(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RequestChecked(Declared):
     """The request-level checks ran (under a rule set, by its hash): which failed, and the
     items failing each item-level check."""
@@ -73,7 +85,6 @@ class RequestChecked(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RequestMatched(Declared):
     """The request's items were matched against the master file (counts by result)."""
 
@@ -85,7 +96,6 @@ class RequestMatched(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RequestDecided(Declared):
     """Every item got an outcome: the outcomes file's hash, counts per outcome, and each check
     that ran with its counts."""
@@ -97,7 +107,6 @@ class RequestDecided(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ReviewResolved(Declared):
     """An officer resolved an item in review (the item by its salted commitment, the reason by
     its hash)."""
@@ -110,7 +119,6 @@ class ReviewResolved(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ReleasePrepared(Declared):
     """An officer prepared a release (its content's hash, how many disclosures, which
     fields)."""
@@ -122,7 +130,6 @@ class ReleasePrepared(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ReleaseApproved(Declared):
     """A second officer approved a prepared release."""
 
@@ -132,7 +139,6 @@ class ReleaseApproved(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ReleaseRefused(Declared):
     """A release was refused because what it would release no longer matches what was
     approved."""
@@ -142,7 +148,6 @@ class ReleaseRefused(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Disclosure(Declared):
     """One person's information was disclosed: the record, the item by its salted commitment,
     the fields, the provision, the recipients by hash, the rule set and model."""
@@ -158,7 +163,6 @@ class Disclosure(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ReleaseDone(Declared):
     """A release was completed: the response's hash, how many disclosed, the recipients."""
 
@@ -171,7 +175,6 @@ class ReleaseDone(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ReleaseDelivered(Declared):
     """The released response was delivered (downloaded) to the requester."""
 
@@ -181,42 +184,34 @@ class ReleaseDelivered(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RecallIssued(Declared):
+class RecallIssued(AboutRecall):
     """A recall of disclosures was issued (its notice by hash)."""
 
     TYPE = "recall.issued"
-    recall_id: str
     notice_sha256: str
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DisclosureRecalled(Declared):
+class DisclosureRecalled(AboutRecall):
     """One disclosure was recalled (the item by its salted commitment)."""
 
     TYPE = "disclosure.recalled"
     item_sha256: str
-    recall_id: str
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RecallCertified(Declared):
+class RecallCertified(AboutRecall):
     """The recipients certified that a recall's information was returned or destroyed."""
 
     TYPE = "recall.certified"
-    recall_id: str
     certified_on: str
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RecallAcknowledged(Declared):
+class RecallAcknowledged(AboutRecall):
     """An agency acknowledged a recall notice."""
 
     TYPE = "recall.acknowledged"
-    recall_id: str
     agency: str
 
 
@@ -224,7 +219,6 @@ class RecallAcknowledged(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ReportGenerated(Declared):
     """A report was generated (its kind, parameters, the ledger size it covers, format and
     hash)."""
@@ -239,32 +233,26 @@ class ReportGenerated(Declared):
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IncidentOpened(Declared):
+class IncidentOpened(AboutIncident):
     """An incident was opened (kind, when its report is due, its summary by hash)."""
 
     TYPE = "incident.opened"
-    incident_id: str
     kind: str
     due: str
     summary_sha256: str
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IncidentReported(Declared):
+class IncidentReported(AboutIncident):
     """An incident was reported to the oversight body (late or not)."""
 
     TYPE = "incident.reported"
-    incident_id: str
     late: bool
 
 
 @declare
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IncidentClosed(Declared):
+class IncidentClosed(AboutIncident):
     """An incident was closed with a finding."""
 
     TYPE = "incident.closed"
-    incident_id: str
     finding: str

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Any, ClassVar, Final, TypeVar
+from typing import Any, ClassVar, Final, TypeVar, dataclass_transform
 
 import orjson
 
@@ -151,16 +151,28 @@ D = TypeVar("D", bound=Declared)
 REGISTRY: dict[str, type[Declared]] = {}
 
 
+@dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(field,))
+def field_group(cls: type[D]) -> type[D]:
+    """A group of fields several declared types share (a `Declared` subclass with no `TYPE`,
+    never registered): the types subclass it and declare only what is their own (its fields
+    come first). The same dataclass `declare` makes."""
+    return dataclass(frozen=True, slots=True, kw_only=True)(cls)
+
+
+@dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(field,))
 def declare(cls: type[D]) -> type[D]:
-    """Register a declared event type (applied over `@dataclass(frozen=True, slots=True,
-    kw_only=True)`); refuses a type without a docstring, a type string declared twice, and a
-    field whose key would carry personal data or shadow the envelope."""
+    """Make a class a declared event type: a frozen, slotted, keyword-only dataclass (unless it
+    already is one), registered under its `TYPE`. Refuses a type without a docstring, a type
+    string declared twice, and a field whose key would carry personal data or shadow the
+    envelope."""
     name = cls.TYPE
     if not name or not isinstance(name, str):
         raise TypeError(f"{cls.__name__} declares no TYPE")
     doc = (cls.__doc__ or "").strip()
     if not doc or doc.startswith(f"{cls.__name__}("):  # the one dataclass writes when none
         raise TypeError(f"event type {name!r} ({cls.__name__}) has no docstring")
+    if "__dataclass_fields__" not in cls.__dict__:
+        cls = field_group(cls)
     seen = REGISTRY.get(name)
     if seen is not None and (seen.__module__, seen.__qualname__) != (
         cls.__module__,

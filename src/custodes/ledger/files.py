@@ -133,10 +133,7 @@ def verified(call: Call, role: str, path: Path, *, optional: bool = False) -> Pa
         return path
     rel = relative(ws, path)
     with call.transaction() as conn:
-        log.append(
-            conn,
-            [Event(FileRefused(role=role, path=rel, why=why[0]), actor=call.actor)],
-        )
+        log.append_one(conn, FileRefused(role=role, path=rel, why=why[0]), actor=call.actor)
     raise IntegrityError(
         f"The {role} file {rel} {why[1]}; it was not used (run 'custodes ledger verify').",
         code="file_tampered",

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from custodes import failpoints
 from custodes.errors import ConflictError, fail
 from custodes.ledger import event_types  # noqa: F401 - the declared types, registered
-from custodes.ledger.events import Event, commitment, new_salts
+from custodes.ledger.events import Declared, Event, commitment, new_salts
 from custodes.ledger.note import Checkpoint, Note, NoteSigner, Verifier
 from custodes.ledger.tree import (
     CompactRange,
@@ -86,6 +86,23 @@ def state(conn: Connection, *, for_update: bool = False) -> TreeState:
             "it was edited (run 'custodes ledger verify')",
         ) from None
     return TreeState(row.size, frontier, row.checkpoint_size)
+
+
+def append_one(
+    conn: Connection,
+    what: Declared,
+    *,
+    actor: str | None = None,
+    request_id: str | None = None,
+    record_id: str | None = None,
+    at: dt.datetime | None = None,
+) -> int:
+    """Append one event (what happened, by whom, about which opaque ids; when, if not now) in
+    the caller's transaction, as `append` does; returns its index."""
+    event = Event(what, actor=actor, request_id=request_id, record_id=record_id)
+    if at is not None:
+        event.at = at
+    return append(conn, [event])[0]
 
 
 def append(conn: Connection, events: Sequence[Event]) -> list[int]:

@@ -81,14 +81,10 @@ def export(call: Call, folder: Path, *, bodies: bool = False) -> dict[str, objec
         digest = hashlib.sha256(data).hexdigest()
         # Recorded before it exists: the bodies file appears only once its event committed.
         with recorded(folder / "bodies.jsonl", data, replace=True), call.transaction() as conn:
-            log.append(
+            log.append_one(
                 conn,
-                [
-                    Event(
-                        FileWritten(what="ledger_bodies", rows=len(rows), sha256=digest),
-                        actor=call.actor,
-                    )
-                ],
+                FileWritten(what="ledger_bodies", rows=len(rows), sha256=digest),
+                actor=call.actor,
             )
         info["bodies_sha256"] = digest
     return info

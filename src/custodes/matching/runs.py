@@ -18,7 +18,6 @@ import pyarrow.parquet as pq
 from custodes.errors import fail
 from custodes.ledger import files, log
 from custodes.ledger.event_types import ModelTrained
-from custodes.ledger.events import Event
 from custodes.matching import backends, deciding, tables
 from custodes.matching import link as lk
 from custodes.matching import model as mdl
@@ -137,15 +136,11 @@ def train(
         folder_m = mdl.models_dir(ws)
         files.record(conn, ws, call.actor, "model", folder_m / f"{sha}.json")
         files.record(conn, ws, call.actor, "model.current", folder_m / "CURRENT")
-        log.append(
+        log.append_one(
             conn,
-            [
-                Event(
-                    ModelTrained(model_sha256=sha, master_sha256=master_sha),
-                    actor=call.actor,
-                    request_id=request_id,
-                )
-            ],
+            ModelTrained(model_sha256=sha, master_sha256=master_sha),
+            actor=call.actor,
+            request_id=request_id,
         )
     return {
         "model_sha256": sha,

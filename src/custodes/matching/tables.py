@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from custodes.matching import standardize as std
 from custodes.records import master
+from custodes.records.schema import ADDRESS_PARTS, ITEM_PERSON_COLUMNS
 from custodes.store.steps import DuckSteps, SparkSteps, Steps
 
 
@@ -59,23 +60,7 @@ def master_table(con: Any, mf: master.MasterFile, cache: Path) -> Path:
     return path
 
 
-RAW_COLUMNS = (
-    "item_id",
-    "first_name",
-    "middle_name",
-    "last_name",
-    "suffix",
-    "dob",
-    "tin",
-    "street",
-    "unit",
-    "city",
-    "state",
-    "zip",
-)
-
-
-ADDRESS_PARTS = ("street", "unit", "city", "state", "zip")
+RAW_COLUMNS = ITEM_PERSON_COLUMNS
 
 
 def _one_line_fixups(st: Steps) -> bool:

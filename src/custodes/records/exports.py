@@ -17,7 +17,6 @@ import pyarrow.parquet as pq
 from custodes.errors import InputError
 from custodes.ledger import log
 from custodes.ledger.event_types import FileWritten
-from custodes.ledger.events import Event
 from custodes.store.files import csv_bytes, out_file, recorded
 from custodes.workspace import Call
 
@@ -66,14 +65,10 @@ def write_table(
     data = encode(table, kind)
     digest = hashlib.sha256(data).hexdigest()
     with recorded(out, data), call.transaction() as conn:  # the event first, then the file
-        log.append(
+        log.append_one(
             conn,
-            [
-                Event(
-                    FileWritten(what=what, rows=table.num_rows, sha256=digest),
-                    actor=call.actor,
-                    request_id=request_id,
-                )
-            ],
+            FileWritten(what=what, rows=table.num_rows, sha256=digest),
+            actor=call.actor,
+            request_id=request_id,
         )
     return {"rows": table.num_rows, "out": str(out), "sha256": digest}

@@ -18,7 +18,6 @@ from sqlalchemy import Connection, insert
 from custodes.errors import ConflictError, IntegrityError, Problem, ValidationFailed
 from custodes.ledger import log
 from custodes.ledger.event_types import MasterImported, MasterImportProposed
-from custodes.ledger.events import Event
 from custodes.ledger.files import sha256_file
 from custodes.records import master
 from custodes.records.files import ROW, line_of, parquet_errors, text_source
@@ -135,16 +134,26 @@ def _checks(has_master: bool) -> list[_Check]:
     return _people_checks(has_master) + _address_checks(has_master)
 
 
-def _tin_checks(t: str) -> list[_Check]:
+def _parsed(t: str, column: str, raw: str, required: str, malformed: str) -> list[_Check]:
+    """A column parsed from the file's text (`raw`): required, then well-formed (it parsed)."""
     return [
-        (t, "tin", "tin_raw IS NULL", "TIN is required"),
-        (
-            t,
-            "tin",
-            "tin_raw IS NOT NULL AND tin IS NULL",
-            "TIN must be 9 digits, optionally written NNN-NN-NNNN",
-        ),
+        (t, column, f"{raw} IS NULL", required),
+        (t, column, f"{raw} IS NOT NULL AND {column} IS NULL", malformed),
     ]
+
+
+def _required(t: str, *columns: str) -> list[_Check]:
+    return [(t, c, f"{c} IS NULL", f"{c} is required") for c in columns]
+
+
+def _tin_checks(t: str) -> list[_Check]:
+    return _parsed(
+        t,
+        "tin",
+        "tin_raw",
+        "TIN is required",
+        "TIN must be 9 digits, optionally written NNN-NN-NNNN",
+    )
 
 
 def _people_checks(has_master: bool) -> list[_Check]:
@@ -179,8 +188,7 @@ def _people_checks(has_master: bool) -> list[_Check]:
             + ITIN_GROUP_SQL.replace("g", "CAST(substr(tin, 4, 2) AS INTEGER)"),
             "ITIN middle digits are outside the ranges the IRS issues (50-65, 70-88, 90-92, 94-99)",
         ),
-        ("p2", "first_name", "first_name IS NULL", "first_name is required"),
-        ("p2", "last_name", "last_name IS NULL", "last_name is required"),
+        *_required("p2", "first_name", "last_name"),
         *_length_checks("p2", ("first_name", "middle_name", "last_name", "record_id")),
         (
             "p2",
@@ -188,8 +196,7 @@ def _people_checks(has_master: bool) -> list[_Check]:
             f"suffix NOT IN ({_sql_list(SUFFIXES)})",
             f"suffix must be empty or one of {', '.join(SUFFIXES)}",
         ),
-        ("p2", "dob", "dob_raw IS NULL", "dob is required"),
-        ("p2", "dob", "dob_raw IS NOT NULL AND dob IS NULL", "dob must be a date as YYYY-MM-DD"),
+        *_parsed("p2", "dob", "dob_raw", "dob is required", "dob must be a date as YYYY-MM-DD"),
         (
             "p2",
             "dob",
@@ -241,24 +248,22 @@ def _address_checks(has_master: bool) -> list[_Check]:
             f"tin IS NOT NULL AND NOT {known_tin}",
             "TIN has no person in the people file or the master file",
         ),
-        ("a2", "tax_year", "year_raw IS NULL", "tax_year is required"),
-        ("a2", "tax_year", "year_raw IS NOT NULL AND tax_year IS NULL", "tax_year must be a year"),
+        *_parsed("a2", "tax_year", "year_raw", "tax_year is required", "tax_year must be a year"),
         (
             "a2",
             "tax_year",
             f"tax_year < 1900 OR tax_year > {year}",
             f"tax_year must lie between 1900 and {year}",
         ),
-        ("a2", "street", "street IS NULL", "street is required"),
-        ("a2", "city", "city IS NULL", "city is required"),
+        *_required("a2", "street", "city"),
         *_length_checks("a2", ("street", "unit", "city")),
-        ("a2", "state", "state IS NULL", "state is required"),
+        *_required("a2", "state"),
         ("a2", "state", f"state NOT IN ({_sql_list(US_STATES)})", "state is not a USPS state code"),
-        ("a2", "zip", "zip_raw IS NULL", "zip is required"),
-        (
+        *_parsed(
             "a2",
             "zip",
-            "zip_raw IS NOT NULL AND zip IS NULL",
+            "zip_raw",
+            "zip is required",
             "zip must be 5 digits or ZIP+4 (12345 or 12345-6789)",
         ),
         ("a2", "tin", "key_first <> r", "the same TIN and tax_year appear more than once"),
@@ -494,14 +499,10 @@ def _propose(call: Call, current: master.MasterFile, folder: Path, record: dict[
     )
     with call.transaction() as conn:
         cid = queue.propose(conn, call.actor, "import", "master file", summary, payload)
-        log.append(
+        log.append_one(
             conn,
-            [
-                Event(
-                    MasterImportProposed(change_id=cid, master_sha256=record["master_sha256"]),
-                    actor=call.actor,
-                )
-            ],
+            MasterImportProposed(change_id=cid, master_sha256=record["master_sha256"]),
+            actor=call.actor,
         )
     return cid
 
@@ -511,24 +512,20 @@ def _record_import(
 ) -> None:
     conn.execute(insert(tables.imports).values(at=dt.datetime.now(dt.UTC), **record))
     # The ledger records that the master file changed (hashes and counts only).
-    log.append(
+    log.append_one(
         conn,
-        [
-            Event(
-                MasterImported(
-                    kind=record["kind"],
-                    people_sha256=record["people_sha256"],
-                    addresses_sha256=record["addresses_sha256"],
-                    master_sha256=record["master_sha256"],
-                    people_added=record["people_added"],
-                    people_changed=record["people_changed"],
-                    addresses_added=record["addresses_added"],
-                    addresses_changed=record["addresses_changed"],
-                    **confirmation,
-                ),
-                actor=call.actor,
-            )
-        ],
+        MasterImported(
+            kind=record["kind"],
+            people_sha256=record["people_sha256"],
+            addresses_sha256=record["addresses_sha256"],
+            master_sha256=record["master_sha256"],
+            people_added=record["people_added"],
+            people_changed=record["people_changed"],
+            addresses_added=record["addresses_added"],
+            addresses_changed=record["addresses_changed"],
+            **confirmation,
+        ),
+        actor=call.actor,
     )
 
 

@@ -6,6 +6,21 @@ PEOPLE_COLUMNS = ("tin", "tin_type", "first_name", "middle_name", "last_name", "
 PEOPLE_OPTIONAL = ("record_id",)
 ADDRESS_COLUMNS = ("tin", "tax_year", "street", "unit", "city", "state", "zip")
 
+# The columns that describe a person in a request's items, as the requests read them and the
+# matching compares them with the master file: the item's id, name, date of birth, TIN and
+# address (here, below both rooms).
+ADDRESS_PARTS = ("street", "unit", "city", "state", "zip")
+ITEM_PERSON_COLUMNS = (
+    "item_id",
+    "first_name",
+    "middle_name",
+    "last_name",
+    "suffix",
+    "dob",
+    "tin",
+    *ADDRESS_PARTS,
+)
+
 TIN_TYPES = ("SSN", "ITIN")
 SUFFIXES = ("JR", "SR", "II", "III", "IV", "V")
 

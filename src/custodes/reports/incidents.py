@@ -21,7 +21,6 @@ from sqlalchemy import Connection, func, select
 from custodes.errors import ConflictError, InputError, NotFound
 from custodes.ledger import anchors, log
 from custodes.ledger.event_types import IncidentClosed, IncidentOpened, IncidentReported
-from custodes.ledger.events import Event
 from custodes.requests.format import item_id_ok
 from custodes.store.tables import disclosures, incidents, requests
 from custodes.workspace import Call
@@ -81,21 +80,17 @@ def open_incident(
             opened_at=at,
             due_at=at + REPORT_WITHIN,
         )
-        log.append(
+        log.append_one(
             conn,
-            [
-                Event(
-                    IncidentOpened(
-                        incident_id=iid,
-                        kind=kind,
-                        due=(at + REPORT_WITHIN).isoformat(timespec="seconds"),
-                        summary_sha256=hashlib.sha256(summary.encode()).hexdigest(),
-                    ),
-                    actor=call.actor,
-                    request_id=request_id,
-                    at=at,
-                )
-            ],
+            IncidentOpened(
+                incident_id=iid,
+                kind=kind,
+                due=(at + REPORT_WITHIN).isoformat(timespec="seconds"),
+                summary_sha256=hashlib.sha256(summary.encode()).hexdigest(),
+            ),
+            actor=call.actor,
+            request_id=request_id,
+            at=at,
         )
     return {"incident_id": iid, "due": (at + REPORT_WITHIN).isoformat(timespec="seconds")}
 
@@ -115,6 +110,11 @@ def _row(conn: Connection, incident_id: str) -> Any:
     return row
 
 
+def _update(conn: Connection, call: Call, incident_id: str, **values: Any) -> None:
+    """Change the incident's row (anchored: its commitment follows the change)."""
+    anchors.update_rows(conn, call.actor, incidents, incidents.c.id == incident_id, **values)
+
+
 def mark_reported(
     call: Call, incident_id: str, *, now: dt.datetime | None = None
 ) -> dict[str, Any]:
@@ -126,25 +126,14 @@ def mark_reported(
             raise ConflictError(
                 f"Incident {incident_id} was already {status(row, at)}.", code="incident_done"
             )
-        anchors.update_rows(
-            conn,
-            call.actor,
-            incidents,
-            incidents.c.id == incident_id,
-            reported_by=call.actor,
-            reported_at=at,
-        )
+        _update(conn, call, incident_id, reported_by=call.actor, reported_at=at)
         late = at > _aware(row.due_at)
-        log.append(
+        log.append_one(
             conn,
-            [
-                Event(
-                    IncidentReported(incident_id=incident_id, late=late),
-                    actor=call.actor,
-                    request_id=row.request_id,
-                    at=at,
-                )
-            ],
+            IncidentReported(incident_id=incident_id, late=late),
+            actor=call.actor,
+            request_id=row.request_id,
+            at=at,
         )
     return {
         "incident_id": incident_id,
@@ -168,25 +157,13 @@ def close(
                 f"Incident {incident_id} has not been reported yet; report it before closing.",
                 code="incident_not_reported",
             )
-        anchors.update_rows(
+        _update(conn, call, incident_id, closed_by=call.actor, closed_at=at, finding=finding)
+        log.append_one(
             conn,
-            call.actor,
-            incidents,
-            incidents.c.id == incident_id,
-            closed_by=call.actor,
-            closed_at=at,
-            finding=finding,
-        )
-        log.append(
-            conn,
-            [
-                Event(
-                    IncidentClosed(incident_id=incident_id, finding=finding),
-                    actor=call.actor,
-                    request_id=row.request_id,
-                    at=at,
-                )
-            ],
+            IncidentClosed(incident_id=incident_id, finding=finding),
+            actor=call.actor,
+            request_id=row.request_id,
+            at=at,
         )
     return {"incident_id": incident_id, "finding": finding}
 

@@ -185,23 +185,19 @@ def write(call: Call, doc: Document, out: Path | None, *, fmt: str | None = None
     params = {k: v for k, v in doc.parameters.items() if k != "record_id"}
     staged = recorded(out, data) if out is not None and data is not None else nullcontext()
     with staged, call.transaction() as conn:  # the event first, then the file
-        log.append(
+        log.append_one(
             conn,
-            [
-                Event(
-                    ReportGenerated(
-                        report=doc.kind,
-                        parameters=params,
-                        ledger_size=doc.ledger_size,
-                        format=fmt,
-                        sha256=digest,
-                        rows=len(doc.tables[0].rows) if doc.tables else 0,
-                    ),
-                    actor=call.actor,
-                    request_id=doc.parameters.get("request_id"),
-                    record_id=doc.parameters.get("record_id"),
-                )
-            ],
+            ReportGenerated(
+                report=doc.kind,
+                parameters=params,
+                ledger_size=doc.ledger_size,
+                format=fmt,
+                sha256=digest,
+                rows=len(doc.tables[0].rows) if doc.tables else 0,
+            ),
+            actor=call.actor,
+            request_id=doc.parameters.get("request_id"),
+            record_id=doc.parameters.get("record_id"),
         )
     result: dict[str, Any] = {
         "report": doc.kind,

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from custodes.errors import InputError
 from custodes.ledger.events import TIN_CANDIDATE, has_tin
+from custodes.records.schema import ITEM_PERSON_COLUMNS
 from custodes.store.sql import literal
 
 ENVELOPE_FILE = "envelope.json"
@@ -37,22 +38,7 @@ ENVELOPE_TEXT = ("provision", "agency", "statutory_authority", "reason", "items"
 SIGNER_KEYS = ("name", "title", "role")
 OFFICIAL_KEYS = ("id", "name", "title")
 
-ITEM_COLUMNS = (
-    "item_id",
-    "first_name",
-    "middle_name",
-    "last_name",
-    "suffix",
-    "dob",
-    "tin",
-    "street",
-    "unit",
-    "city",
-    "state",
-    "zip",
-    "case_number",
-    "official_id",
-)
+ITEM_COLUMNS = (*ITEM_PERSON_COLUMNS, "case_number", "official_id")
 ITEM_OPTIONAL = ("taxable_periods", "statutory_authority", "reason", "removal_order_date")
 # An extra column an agreement may ask for: a plain lower-case name.
 EXTRA_COLUMN = re.compile(r"[a-z][a-z0-9_]{0,62}")

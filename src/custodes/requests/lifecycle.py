@@ -15,7 +15,6 @@ from sqlalchemy import Connection, insert, select, update
 from custodes.errors import AccessDenied, ConflictError, InputError, NotFound
 from custodes.ledger import anchors, log
 from custodes.ledger.event_types import RequestPaperConfirmed, RequestTransition
-from custodes.ledger.events import Event
 from custodes.store.tables import request_transitions, requests
 from custodes.workspace import Call
 
@@ -101,10 +100,7 @@ def transition(
             reason=reason,
         )
     )
-    log.append(
-        conn,
-        [Event(RequestTransition(from_=now, to=to), actor=actor, request_id=request_id)],
-    )
+    log.append_one(conn, RequestTransition(from_=now, to=to), actor=actor, request_id=request_id)
     return now
 
 
@@ -155,15 +151,11 @@ def confirm_paper(call: Call, request_id: str) -> dict[str, Any]:
             paper_confirmed_by=call.actor,
             paper_confirmed_at=at,
         )
-        log.append(
+        log.append_one(
             conn,
-            [
-                Event(
-                    RequestPaperConfirmed(paper_sha256=row.paper_sha256, keyed_by=row.submitted_by),
-                    actor=call.actor,
-                    request_id=request_id,
-                )
-            ],
+            RequestPaperConfirmed(paper_sha256=row.paper_sha256, keyed_by=row.submitted_by),
+            actor=call.actor,
+            request_id=request_id,
         )
     return {
         "request_id": request_id,

@@ -18,7 +18,6 @@ from sqlalchemy import select
 from custodes.errors import AccessDenied, ConflictError, InputError, IntegrityError, NotFound
 from custodes.ledger import anchors, log
 from custodes.ledger.event_types import RulesetApproved, RulesetProposed
-from custodes.ledger.events import Event
 from custodes.rules.provisions import load
 from custodes.rules.types import RuleSet
 from custodes.store.tables import ruleset_changes
@@ -89,10 +88,7 @@ def propose(call: Call, folder: Path) -> dict[str, Any]:
             proposed_by=actor,
             proposed_at=dt.datetime.now(dt.UTC),
         )
-        log.append(
-            conn,
-            [Event(RulesetProposed(ruleset_sha256=rs.sha256), actor=actor)],
-        )
+        log.append_one(conn, RulesetProposed(ruleset_sha256=rs.sha256), actor=actor)
     return {
         "ruleset_sha256": rs.sha256,
         "name": rs.name,
@@ -140,14 +136,10 @@ def approve(call: Call, sha: str) -> dict[str, Any]:
             approved_by=actor,
             approved_at=dt.datetime.now(dt.UTC),
         )
-        log.append(
+        log.append_one(
             conn,
-            [
-                Event(
-                    RulesetApproved(ruleset_sha256=change.sha256, proposed_by=change.proposed_by),
-                    actor=actor,
-                )
-            ],
+            RulesetApproved(ruleset_sha256=change.sha256, proposed_by=change.proposed_by),
+            actor=actor,
         )
     return {"ruleset_sha256": change.sha256, "state": "active", "approved_by": actor}
 

@@ -65,6 +65,16 @@ def _verdict(c: Check, passed: bool | None, **kw: Any) -> Verdict:
     )
 
 
+def rule_sql_failed(exc: Exception) -> InputError:
+    """The error for a rule's SQL that failed on the items: names only the kind of failure
+    (the database's message may quote item values)."""
+    return InputError(
+        f"A rule's SQL failed on the items ({type(exc).__name__}); run "
+        "'custodes rules lint' on the rule set.",
+        code="rule_sql_failed",
+    )
+
+
 def item_sql(
     eff: Effective,
     rs: RuleSet,
@@ -185,12 +195,7 @@ def _items(
             out.append(_verdict(c, n == 0, failing=n, examples=examples))
         return out
     except duckdb.Error as exc:
-        # The database's message may quote item values: name only the kind of failure.
-        raise InputError(
-            f"A rule's SQL failed on the items ({type(exc).__name__}); run "
-            "'custodes rules lint' on the rule set.",
-            code="rule_sql_failed",
-        ) from None
+        raise rule_sql_failed(exc) from None
     finally:
         if own:
             duck.close(con)

@@ -26,7 +26,6 @@ from custodes.ledger.event_types import (
     RegistryOfficial,
     RegistryProposed,
 )
-from custodes.ledger.events import Event
 from custodes.records import master
 from custodes.rules.active import in_force
 from custodes.rules.documents import construct_yaml, prescan_yaml
@@ -105,20 +104,16 @@ def _apply_agency(conn: Connection, call: Call, change: dict[str, Any]) -> dict[
         anchors.update_rows(conn, call.actor, agencies, agencies.c.name == p["name"], **row)
     else:
         anchors.insert(conn, call.actor, agencies, **row)
-    log.append(
+    log.append_one(
         conn,
-        [
-            Event(
-                RegistryAgency(
-                    agency=p["name"],
-                    safeguards_current=p["safeguards_current"],
-                    open_findings=p["open_findings"],
-                    change="updated" if exists else "added",
-                    **_confirmation(change),
-                ),
-                actor=call.actor,
-            )
-        ],
+        RegistryAgency(
+            agency=p["name"],
+            safeguards_current=p["safeguards_current"],
+            open_findings=p["open_findings"],
+            change="updated" if exists else "added",
+            **_confirmation(change),
+        ),
+        actor=call.actor,
     )
     return row | {"change_applied": "updated" if exists else "added"}
 
@@ -176,22 +171,18 @@ def _apply_official(conn: Connection, call: Call, change: dict[str, Any]) -> dic
         "valid_to": dt.date.fromisoformat(p["valid_to"]) if p["valid_to"] else None,
     }
     (oid,) = anchors.insert(conn, call.actor, officials, **row)
-    log.append(
+    log.append_one(
         conn,
-        [
-            Event(
-                RegistryOfficial(
-                    official=oid,
-                    agency=p["agency"],
-                    title=p["title"],
-                    role=p["role"],
-                    valid_from=p["valid_from"],
-                    valid_to=p["valid_to"],
-                    **_confirmation(change),
-                ),
-                actor=call.actor,
-            )
-        ],
+        RegistryOfficial(
+            official=oid,
+            agency=p["agency"],
+            title=p["title"],
+            role=p["role"],
+            valid_from=p["valid_from"],
+            valid_to=p["valid_to"],
+            **_confirmation(change),
+        ),
+        actor=call.actor,
     )
     return {"id": oid, **row}
 
@@ -269,19 +260,15 @@ def _apply_agreement(conn: Connection, call: Call, change: dict[str, Any]) -> di
         sha256=digest,
         added_at=dt.datetime.now(dt.UTC),
     )
-    log.append(
+    log.append_one(
         conn,
-        [
-            Event(
-                RegistryAgreement(
-                    agreement=p["id"],
-                    provision=p["provision"],
-                    sha256=digest,
-                    **_confirmation(change),
-                ),
-                actor=call.actor,
-            )
-        ],
+        RegistryAgreement(
+            agreement=p["id"],
+            provision=p["provision"],
+            sha256=digest,
+            **_confirmation(change),
+        ),
+        actor=call.actor,
     )
     return {"id": p["id"], "provision": p["provision"], "agency": p["agency"]}
 
@@ -326,10 +313,7 @@ def _propose_or_apply(
         return done | {"pending": False, "change": None}
     with call.transaction() as conn:
         cid = queue.propose(conn, call.actor, kind, subject, summary, payload, slot=slot)
-        log.append(
-            conn,
-            [Event(RegistryProposed(kind=kind, change_id=cid), actor=call.actor)],
-        )
+        log.append_one(conn, RegistryProposed(kind=kind, change_id=cid), actor=call.actor)
     return payload | {"pending": True, "change": cid, "summary": summary}
 
 
