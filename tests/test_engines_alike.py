@@ -326,3 +326,29 @@ def test_the_link_uses_the_gridded_levels_on_both_engines() -> None:
             if "jaro" in lv["sql_condition"].lower()
         ]
         assert len(conds) == 6 and all(c.startswith("(floor((jaro_winkler") for c in conds)
+
+
+def test_the_spark_jaro_winkler_travels_by_value(tmp_path: Path) -> None:
+    """Spark pickles the UDF for its workers, which cannot import custodes: a Python without
+    custodes on its path runs the pickled function (the standalone-cluster test runs it there
+    too)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("pyspark")
+    from pyspark import cloudpickle
+
+    blob = tmp_path / "jw.pickle"
+    blob.write_bytes(cloudpickle.dumps(exact.jaro_winkler))
+    code = (
+        "import pickle, sys; f = pickle.load(open(sys.argv[1], 'rb')); "
+        "assert 'custodes' not in sys.modules; print(f('PILAR', 'PEARLE'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code, str(blob)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert out.stdout.strip() == "0.765"
