@@ -36,7 +36,9 @@ def decide_steps(st: Steps, t: Thresholds, envelope_periods: list[int], own_peri
 
 
 def step_ranked(st: Steps) -> None:
-    """The best two candidates of each item."""
+    """The best two candidates of each item: by match weight (on the grid, `exact.py`, so the
+    same bits on both engines), equal weights by the master record's key (a total order: both
+    engines choose the same candidate and runner-up)."""
     st.table(
         "ranked",
         """SELECT * FROM (
