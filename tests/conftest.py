@@ -43,7 +43,13 @@ TEST_PASSWORD = PASSWORD
 # `--dist loadfile`) they go to one worker as one unit, one after the other, and share that
 # session (one JVM started and warmed instead of one per worker). test_spark_engine.py runs
 # last of them: its standalone cluster stops the session at the end.
-SPARK_FILES = ("test_intake_checks.py", "test_matching.py", "test_rules.py", "test_spark_engine.py")
+SPARK_FILES = (
+    "test_engines_alike.py",
+    "test_intake_checks.py",
+    "test_matching.py",
+    "test_rules.py",
+    "test_spark_engine.py",
+)
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)

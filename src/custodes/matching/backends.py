@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from custodes import settings
 from custodes.errors import InputError
+from custodes.matching.exact import register_jaro_winkler
 from custodes.matching.model import MODEL_COLUMNS
 from custodes.records import master
 from custodes.store.sql import parquet
@@ -39,12 +40,12 @@ class DuckDBBackend:
         )
         return self.db_api.register(f"{name}_input", dataset_display_name=name)
 
-    def keep(self, sdf: Any, columns: str, con: duckdb.DuckDBPyConnection, first: bool) -> None:
-        """Append a chunk's pairs to the temp table `pairs` of `con` (the same connection:
-        nothing crosses into Python)."""
+    def keep(self, sql: str, con: duckdb.DuckDBPyConnection, first: bool) -> None:
+        """Append a chunk's pairs (`sql`, a query over Splink's table) to the temp table
+        `pairs` of `con` (the same connection: nothing crosses into Python)."""
         assert con is self.con
         verb = "CREATE OR REPLACE TEMP TABLE pairs AS" if first else "INSERT INTO pairs"
-        self.con.execute(f"{verb} SELECT {columns} FROM {sdf.physical_name}")
+        self.con.execute(f"{verb} {sql}")
 
     def close(self) -> None:
         if self.own:
@@ -62,6 +63,8 @@ class SparkBackend:
 
         self.spark = spark or spark_session()
         self.db_api = SparkAPI(spark_session=self.spark)  # type: ignore[no-untyped-call]
+        # DuckDB's Jaro-Winkler, not the jar's that SparkAPI has just registered (exact.py)
+        register_jaro_winkler(self.spark)
 
     def register(self, path: Path, name: str) -> Any:
         # the session outlives a link: the last link's input of that name goes first
@@ -69,13 +72,14 @@ class SparkBackend:
         df = self.spark.read.parquet(str(path)).select(*MODEL_COLUMNS)
         return self.db_api.register(df, dataset_display_name=name)
 
-    def fetch(self, sdf: Any, columns: str) -> pa.Table:
-        return self.spark.sql(f"SELECT {columns} FROM {sdf.physical_name}").toArrow()
+    def fetch(self, sql: str) -> pa.Table:
+        return self.spark.sql(sql).toArrow()
 
-    def keep(self, sdf: Any, columns: str, con: duckdb.DuckDBPyConnection, first: bool) -> None:
-        """Append a chunk's pairs to the temp table `pairs` of `con`: one chunk at a time
-        crosses from Spark (a chunk is at most ITEMS_PER_CHUNK items' pairs)."""
-        chunk = self.fetch(sdf, columns)
+    def keep(self, sql: str, con: duckdb.DuckDBPyConnection, first: bool) -> None:
+        """Append a chunk's pairs (`sql`, a query over Splink's table) to the temp table
+        `pairs` of `con`: one chunk at a time crosses from Spark (a chunk is at most
+        ITEMS_PER_CHUNK items' pairs)."""
+        chunk = self.fetch(sql)
         con.register("pairs_chunk", chunk)
         verb = "CREATE OR REPLACE TEMP TABLE pairs AS" if first else "INSERT INTO pairs"
         con.execute(f"{verb} SELECT * FROM pairs_chunk")
@@ -117,6 +121,7 @@ def spark_session() -> Any:
     spark.conf.set("spark.sql.ansi.enabled", "false")
     spark.sparkContext.setLogLevel("ERROR")
     spark.sparkContext.setCheckpointDir(tempfile.mkdtemp(prefix="custodes-spark-"))
+    register_jaro_winkler(spark)
     return spark
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 from custodes.matching import standardize as std
+from custodes.matching.exact import double, floor_weight, grid, on_grid
 from custodes.matching.model import Thresholds
 from custodes.store.steps import Steps
 
@@ -35,7 +36,9 @@ def decide_steps(st: Steps, t: Thresholds, envelope_periods: list[int], own_peri
 
 
 def step_ranked(st: Steps) -> None:
-    """The best two candidates of each item."""
+    """The best two candidates of each item: by match weight (on the grid, `exact.py`, so the
+    same bits on both engines), equal weights by the master record's key (a total order: both
+    engines choose the same candidate and runner-up)."""
     st.table(
         "ranked",
         """SELECT * FROM (
@@ -48,7 +51,7 @@ def step_ranked(st: Steps) -> None:
 
 def step_evidence(st: Steps, t: Thresholds) -> None:
     """Each item with its best candidate and runner-up, and every comparison the gate uses."""
-    floor_w = math.log2(t.floor_probability / (1 - t.floor_probability))
+    floor_w = floor_weight(t.floor_probability)
     st.table(
         "evidence",
         f"""WITH b AS (SELECT * FROM ranked WHERE rank = 1),
@@ -56,7 +59,7 @@ def step_evidence(st: Steps, t: Thresholds) -> None:
         SELECT r.uid AS item_id, b.record_id, b.match_probability AS probability,
                b.match_weight AS weight, s.record_id AS runner_up_record_id,
                s.match_probability AS runner_up_probability, s.match_weight AS runner_up_weight,
-               b.match_weight - coalesce(s.match_weight, CAST({floor_w} AS DOUBLE)) AS margin_bits,
+               b.match_weight - coalesce(s.match_weight, {double(floor_w)}) AS margin_bits,
                b.w_first, b.w_last, b.w_middle, b.w_dob, b.w_tin, b.w_address,
                r.first AS r_first, m.first AS m_first, r.dob AS r_dob, m.dob AS m_dob,
                r.suffix AS r_suffix, m.suffix AS m_suffix, r.tin AS r_tin, m.tin AS m_tin,
@@ -66,16 +69,16 @@ def step_evidence(st: Steps, t: Thresholds) -> None:
                coalesce(left(r.middle, 1) <> left(m.middle, 1), FALSE) AS middle_conflict,
                r.first = m.first AS first_exact,
                nk.a IS NOT NULL AS first_nick,
-               jaro_winkler_similarity(r.first, m.first) AS first_jw,
+               {_jw("r.first", "m.first")} AS first_jw,
                damerau_levenshtein(r.first, m.first) AS first_edits,
                {soundex("r.first")} = {soundex("m.first")} AS first_sounds_alike,
                -- first and last name written the other way round (each within a typo); or
                -- only one of them moved, the other field holding something else
-               coalesce(jaro_winkler_similarity(r.first, m.last) >= 0.88
-                        AND jaro_winkler_similarity(r.last, m.first) >= 0.88, FALSE)
+               coalesce({_jw("r.first", "m.last")} >= 0.88
+                        AND {_jw("r.last", "m.first")} >= 0.88, FALSE)
                  AS names_swapped,
-               coalesce(NOT (jaro_winkler_similarity(r.first, m.last) >= 0.88
-                             AND jaro_winkler_similarity(r.last, m.first) >= 0.88)
+               coalesce(NOT ({_jw("r.first", "m.last")} >= 0.88
+                             AND {_jw("r.last", "m.first")} >= 0.88)
                         AND (r.first = m.last OR r.last = m.first), FALSE) AS name_moved,
                CASE WHEN r.first IS NOT NULL THEN kf.name IS NOT NULL END AS first_is_a_name,
                coalesce(r.house = m.house AND (r.zip5 = m.zip5 OR r.city = m.city), FALSE)
@@ -102,9 +105,9 @@ def step_evidence(st: Steps, t: Thresholds) -> None:
                         OR (length(r.last) >= 4 AND length(m.last) >= 4
                             AND (starts_with(m.last, r.last) OR starts_with(r.last, m.last)
                                  OR ends_with(m.last, r.last) OR ends_with(r.last, m.last)))
-                        OR jaro_winkler_similarity(r.last, m.last) >= 0.9
-                        OR (jaro_winkler_similarity(r.first, m.last) >= 0.88
-                            AND jaro_winkler_similarity(r.last, m.first) >= 0.88)
+                        OR {_jw("r.last", "m.last")} >= 0.9
+                        OR ({_jw("r.first", "m.last")} >= 0.88
+                            AND {_jw("r.last", "m.first")} >= 0.88)
                         OR r.first = m.last, FALSE)
                    AS last_agrees
         -- (joins, not subqueries in the select list: Spark runs those only in a filter)
@@ -122,11 +125,11 @@ def step_household(st: Steps) -> None:
     one with the same first name (Jr/Sr, II); a twin (same surname and date of birth)."""
     st.table(
         "household",
-        """SELECT g.item_id,
-          bool_or(jaro_winkler_similarity(o.last, g.m_last) >= 0.9) AS household,
-          bool_or(o.first = g.m_first AND jaro_winkler_similarity(o.last, g.m_last) >= 0.9)
+        f"""SELECT g.item_id,
+          bool_or({_jw("o.last", "g.m_last")} >= 0.9) AS household,
+          bool_or(o.first = g.m_first AND {_jw("o.last", "g.m_last")} >= 0.9)
             AS generational,
-          bool_or(o.dob = g.m_dob AND jaro_winkler_similarity(o.last, g.m_last) >= 0.9) AS twin
+          bool_or(o.dob = g.m_dob AND {_jw("o.last", "g.m_last")} >= 0.9) AS twin
         FROM evidence g JOIN m o ON o.hh_key = g.hh_key AND o.uid <> g.record_id
         WHERE g.record_id IS NOT NULL AND g.hh_key <> ''
         GROUP BY g.item_id""",
@@ -153,7 +156,7 @@ def step_gated(st: Steps, t: Thresholds) -> None:
             tin_exact OR tin_one_edit AS tin_agrees,
             -- a first name that is close but not the same (typo, nickname, sound-alike)
             coalesce(NOT first_exact AND NOT names_swapped
-                     AND (first_nick OR first_jw >= {jw}
+                     AND (first_nick OR first_jw >= {double(jw)}
                           OR (length(r_first) >= 5 AND first_edits <= 2)
                           OR (length(r_first) >= 3 AND first_edits <= 1)
                           OR (length(r_first) >= 3 AND first_sounds_alike)), FALSE)
@@ -174,14 +177,14 @@ def step_gated(st: Steps, t: Thresholds) -> None:
                           OR (tin_one_edit AND NOT tin_elsewhere AND first_exact
                               AND last_agrees AND NOT middle_conflict)
                           OR (abs(year(try_cast(r_dob AS DATE)) - year(try_cast(m_dob AS DATE)))
-                                < {t.generation_years}
+                                < {double(t.generation_years)}
                               AND first_exact AND last_agrees AND (addr_on_record OR same_house)
                               AND NOT hh_generational AND NOT middle_conflict)), FALSE)
               AS dob_typo,
             -- a close first name that is nobody's name (not a sibling's JOAN for JOHN)
             coalesce(first_fuzzy AND NOT first_is_a_name AND dob_exact AND last_agrees
                      AND NOT middle_conflict
-                     AND (length(r_first) >= 5 AND first_edits <= 2 OR first_jw >= {jw}
+                     AND (length(r_first) >= 5 AND first_edits <= 2 OR first_jw >= {double(jw)}
                           OR first_edits <= 1),
                      FALSE) AS first_misspelt
           FROM g)
@@ -236,10 +239,11 @@ def namesake_bits(st: Steps, t: Thresholds) -> float:
     n_master = st.scalar("SELECT count(*) FROM m")
     n_unsupported = st.scalar(
         f"""SELECT count(*) FROM gated2 g
-            WHERE g.record_id IS NOT NULL AND g.probability >= {t.review_probability}
+            WHERE g.record_id IS NOT NULL AND g.probability >= {double(t.review_probability)}
               AND NOT g.tin_agrees AND NOT g.addr_on_record"""
     )
-    return math.log2(max(n_master, 2)) + math.log2(max(n_unsupported, 2)) + t.namesake_margin_bits
+    bits = math.log2(max(n_master, 2)) + math.log2(max(n_unsupported, 2)) + t.namesake_margin_bits
+    return on_grid(bits)
 
 
 def step_gated3(st: Steps, t: Thresholds, namesake_bits: float) -> None:
@@ -260,7 +264,7 @@ def step_gated3(st: Steps, t: Thresholds, namesake_bits: float) -> None:
                        THEN tin_exact AND first_ok AND last_agrees
                             AND (addr_on_record OR same_house) AND NOT hh_generational
                             AND abs(year(try_cast(r_dob AS DATE))
-                                    - year(try_cast(m_dob AS DATE))) < {t.generation_years}
+                                    - year(try_cast(m_dob AS DATE))) < {double(t.generation_years)}
                        -- a TIN that is another filer's is most often a household member's:
                        -- it is outweighed only for a record that lives with no one of its
                        -- surname; a TIN that is nobody's (an old ITIN, a mistyped number)
@@ -272,7 +276,7 @@ def step_gated3(st: Steps, t: Thresholds, namesake_bits: float) -> None:
                                  -- no house to lean on: name and date of birth must carry
                                  -- the namesake bar with the conflicting TIN against them
                                  OR w_first + w_last + w_middle + w_dob
-                                    + greatest(w_address, 0) + w_tin >= {namesake_bits})
+                                    + greatest(w_address, 0) + w_tin >= {double(namesake_bits)})
                        ELSE tin_exact AND dob_exact
                             AND (last_agrees OR addr_on_record OR same_house) END AS outweighed
           FROM gated2)
@@ -300,7 +304,7 @@ def step_flagged(st: Steps, namesake_bits: float) -> None:
                    AS name_dob_bits,
                  coalesce(NOT g.tin_agrees AND NOT g.addr_on_record
                           AND g.w_first + g.w_last + g.w_middle + g.w_dob
-                              + greatest(g.w_address, 0) < CAST({namesake_bits} AS DOUBLE),
+                              + greatest(g.w_address, 0) < {double(namesake_bits)},
                           FALSE)
                    AS namesake_risk,
                  coalesce(h.generational, FALSE) AS generational, coalesce(h.twin, FALSE) AS twin,
@@ -342,8 +346,9 @@ def step_linked(st: Steps, t: Thresholds, namesake_bits: float) -> None:
         "linked",
         f"""SELECT item_id,
           CASE WHEN record_id IS NULL THEN 'not_identified'
-               WHEN probability >= {t.min_probability} AND margin_bits >= {t.min_margin_bits}
-                    AND gate AND NOT blocked THEN 'identified'
+               WHEN probability >= {double(t.min_probability)}
+                    AND margin_bits >= {double(t.min_margin_bits)} AND gate AND NOT blocked
+                    THEN 'identified'
                -- two of first name, date of birth and TIN contradict: another person (a
                -- relative at the house), nothing an officer could resolve
                WHEN person_conflict >= 2 THEN 'not_identified'
@@ -351,14 +356,14 @@ def step_linked(st: Steps, t: Thresholds, namesake_bits: float) -> None:
                -- master file tells them from a relative at the house (a Jr, a twin), so no
                -- officer could resolve it; it takes a date of birth or a TIN on the list
                WHEN identifiers < 2 THEN 'not_identified'
-               WHEN probability >= {t.review_probability} THEN 'review'
+               WHEN probability >= {double(t.review_probability)} THEN 'review'
                ELSE 'not_identified' END AS status,
           record_id, probability, weight, runner_up_record_id, runner_up_probability,
           runner_up_weight, margin_bits, gate, blocked, flags,
           list_filter([
             CASE WHEN record_id IS NULL THEN 'no_candidate' END,
-            CASE WHEN probability < {t.min_probability} THEN 'low_probability' END,
-            CASE WHEN margin_bits < {t.min_margin_bits} THEN 'near_tie' END,
+            CASE WHEN probability < {double(t.min_probability)} THEN 'low_probability' END,
+            CASE WHEN margin_bits < {double(t.min_margin_bits)} THEN 'near_tie' END,
             CASE WHEN record_id IS NOT NULL AND NOT first_ok AND NOT gate THEN
                  (CASE WHEN first_uncorroborated THEN 'first_name_uncorroborated'
                        WHEN r_first IS NULL THEN 'first_name_missing'
@@ -377,11 +382,17 @@ def step_linked(st: Steps, t: Thresholds, namesake_bits: float) -> None:
           ], lambda x: x IS NOT NULL) AS reasons,
           w_first, w_last, w_middle, w_dob, w_tin, w_address, address_on_record,
           address_on_record_in_periods, supported, name_dob_bits,
-          CAST({namesake_bits} AS DOUBLE) AS namesake_bits_required, person_agree,
+          {double(namesake_bits)} AS namesake_bits_required, person_agree,
           person_conflict
         FROM flagged""",
         reused=True,
     )
+
+
+def _jw(a: str, b: str) -> str:
+    """The Jaro–Winkler similarity of two columns on the grid (exact.py): a threshold compares
+    the same bits on both engines."""
+    return grid(f"jaro_winkler_similarity({a}, {b})")
 
 
 def _is_itin(col: str) -> str:

@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from custodes import settings
 from custodes.matching.backends import DuckDBBackend, SparkBackend
 from custodes.matching.deciding import decide_steps
+from custodes.matching.exact import double, floor_weight, grid, grid_similarity_levels
 from custodes.matching.model import (
     MASTER,
     REQUEST,
@@ -83,13 +84,28 @@ class LinkResult:
 # ---------------------------------------------------------------------------------------------
 # Scoring and deciding
 
-PAIR_COLUMNS = """CASE WHEN source_dataset_l = 'request' THEN uid_l ELSE uid_r END AS item_id,
+# Every score on the grid of exact.py, so that both engines order and compare the same bits.
+PAIR_COLUMNS = f"""CASE WHEN source_dataset_l = 'request' THEN uid_l ELSE uid_r END AS item_id,
     CASE WHEN source_dataset_l = 'request' THEN uid_r ELSE uid_l END AS record_id,
-    match_weight, match_probability,
-    mw_first + coalesce(mw_tf_adj_first, 0) AS w_first,
-    mw_last + coalesce(mw_tf_adj_last, 0) AS w_last,
-    mw_middle + coalesce(mw_tf_adj_middle, 0) AS w_middle,
-    mw_dob AS w_dob, mw_tin AS w_tin, mw_address AS w_address"""
+    {grid("match_weight")} AS match_weight, {grid("match_probability")} AS match_probability,
+    {grid("mw_first + coalesce(mw_tf_adj_first, 0)")} AS w_first,
+    {grid("mw_last + coalesce(mw_tf_adj_last, 0)")} AS w_last,
+    {grid("mw_middle + coalesce(mw_tf_adj_middle, 0)")} AS w_middle,
+    {grid("mw_dob")} AS w_dob, {grid("mw_tin")} AS w_tin, {grid("mw_address")} AS w_address"""
+
+# Splink keeps pairs a little below the floor; the floor itself is applied on the grid.
+FLOOR_SLACK_BITS = 1e-6
+
+
+def pairs_sql(table: str, floor_probability: float) -> str:
+    """The pairs of Splink's predicted `table` at or above the floor, scores on the grid."""
+    floor_w = double(floor_weight(floor_probability))
+    return f"""SELECT {PAIR_COLUMNS} FROM {table}
+        WHERE {grid("match_weight")} >= {floor_w}"""
+
+
+def _predict_threshold(floor_probability: float) -> float:
+    return floor_weight(floor_probability) - FLOOR_SLACK_BITS
 
 
 def score(
@@ -113,17 +129,19 @@ def score(
     sdf_m = backend.register(master_path, MASTER)
     sdf_r = backend.register(request_path, REQUEST)
     linker = Linker(
-        [sdf_m, sdf_r], for_dialect(model.splink, backend.dialect), log_level=mdl_log_level()
+        [sdf_m, sdf_r],
+        grid_similarity_levels(for_dialect(model.splink, backend.dialect)),
+        log_level=mdl_log_level(),
     )
     chunks = max(1, math.ceil(n_items / ITEMS_PER_CHUNK))
     for i in range(1, chunks + 1):
         sdf = linker.inference.predict_chunk(
             left_chunk=(1, 1),
             right_chunk=(i, chunks),
-            threshold_match_probability=floor_probability,
+            threshold_match_weight=_predict_threshold(floor_probability),
             warning_mode="never",
         )
-        backend.keep(sdf, PAIR_COLUMNS, con, first=i == 1)
+        backend.keep(pairs_sql(sdf.physical_name, floor_probability), con, first=i == 1)
         sdf.drop_table_from_database_and_remove_from_cache()
         if progress:
             progress("score", i, chunks)
@@ -148,12 +166,14 @@ def score_spark(
     sdf_m = backend.register(master_path, MASTER)
     sdf_r = backend.register(request_path, REQUEST)
     linker = Linker(
-        [sdf_m, sdf_r], for_dialect(model.splink, backend.dialect), log_level=mdl_log_level()
+        [sdf_m, sdf_r],
+        grid_similarity_levels(for_dialect(model.splink, backend.dialect)),
+        log_level=mdl_log_level(),
     )
     sdf = linker.inference.predict(
-        threshold_match_probability=floor_probability, warning_mode="never"
+        threshold_match_weight=_predict_threshold(floor_probability), warning_mode="never"
     )
-    st.table("pairs", f"SELECT {PAIR_COLUMNS} FROM {sdf.physical_name}", reused=True)
+    st.table("pairs", pairs_sql(sdf.physical_name, floor_probability), reused=True)
     return int(st.scalar("SELECT count(*) FROM pairs")), sdf
 
 
