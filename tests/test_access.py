@@ -545,6 +545,7 @@ TARGETS = ("officer", "approver", "auditor", "requester", "admin2", "new-a", "ne
     steps=[("reset", "approver"), ("confirm_change", "approver"), ("enrol", "approver")]
 )
 @example(steps=[("reset", "admin2"), ("confirm", "admin2"), ("enrol", "admin2")])
+@example(steps=[("key", "requester"), ("suspend", "requester")])  # unconfirmed, then suspended
 @given(
     st.lists(
         st.tuples(st.sampled_from(ACCESS_COMMANDS), st.sampled_from(TARGETS)),

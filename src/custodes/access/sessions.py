@@ -401,6 +401,14 @@ def live(
             code="not_signed_in",
         )
     anchors.check(conn, [(sessions, row), (users, user)])
+    # A key never confirmed never worked: its holder learns nothing more (not even that its
+    # user has since been suspended).
+    if row.kind == "key" and row.confirmed_by is None:
+        raise Unauthenticated(
+            "This API key is not confirmed yet: a second administrator must confirm it "
+            "('custodes users confirm').",
+            code="not_signed_in",
+        )
     if row.status != "active":
         raise AccessDenied("This user is suspended.", code="suspended")
     if row.ended_at is not None:
@@ -410,12 +418,6 @@ def live(
         )
     if aware(row.expires_at) <= now():
         raise Unauthenticated("The session has expired; sign in again.", code="session_ended")
-    if row.kind == "key" and row.confirmed_by is None:
-        raise Unauthenticated(
-            "This API key is not confirmed yet: a second administrator must confirm it "
-            "('custodes users confirm').",
-            code="not_signed_in",
-        )
     return row
 
 
