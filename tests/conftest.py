@@ -64,6 +64,29 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
     return SparkFilesTogether(config, log)  # type: ignore[arg-type]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_password_hashed_once() -> Iterator[None]:
+    """The test password's argon2id hash, made once per run (full cost, a real salted hash)
+    and stored for every user who sets that password: each enrolment in a test otherwise paid
+    a full-cost hash of the same password (≈ 0.2 s of CPU). Verifying a password, and hashing
+    any other password, is untouched."""
+    from custodes.access import credentials
+
+    real = credentials.hash_password
+    made: list[str] = []
+
+    def hash_password(password: str) -> str:
+        if password != PASSWORD:
+            return real(password)
+        if not made:
+            made.append(real(password))
+        return made[0]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(credentials, "hash_password", hash_password)
+        yield
+
+
 def make_workspace(home: Path, store_url: str | None = None) -> Workspace:
     """A new workspace made the way 'custodes init' makes it (store, secrets, ledger key)."""
     ws_svc.init(home, store_url, origin="custodes.test/ledger")
