@@ -65,22 +65,21 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _test_password_hashed_once() -> Iterator[None]:
-    """The test password's argon2id hash, made once per run (full cost, a real salted hash)
-    and stored for every user who sets that password: each enrolment in a test otherwise paid
-    a full-cost hash of the same password (≈ 0.2 s of CPU). Verifying a password, and hashing
-    any other password, is untouched."""
+def _passwords_hashed_once() -> Iterator[None]:
+    """Each password's argon2id hash made once per run (full cost, a real salted hash) and
+    stored for every user who sets that password: the test password is set by a dozen users in
+    each test that builds its own staff, and every enrolment attempt hashes its password before
+    the code is checked, each a full-cost hash (≈ 0.2 s of CPU). A password too weak is still
+    refused every time (nothing is kept for it); verifying a password is untouched."""
     from custodes.access import credentials
 
     real = credentials.hash_password
-    made: list[str] = []
+    made: dict[str, str] = {}
 
     def hash_password(password: str) -> str:
-        if password != PASSWORD:
-            return real(password)
-        if not made:
-            made.append(real(password))
-        return made[0]
+        if password not in made:
+            made[password] = real(password)
+        return made[password]
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(credentials, "hash_password", hash_password)
