@@ -70,6 +70,40 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
     return SparkFilesTogether(config, log)  # type: ignore[arg-type]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _passwords_hashed_once() -> Iterator[None]:
+    """Each password's argon2id hash made once per run (full cost, a real salted hash) and
+    stored for every user who sets that password, and each right password checked against a
+    hash once per run: the test password is set by a dozen users, and signed in with as many
+    times, in each test that builds its own staff, and every enrolment attempt hashes its
+    password before the code is checked, each a full-cost hash or check (≈ 0.2 s of CPU). A
+    password too weak is still refused every time, and a wrong password, a missing hash (the
+    dummy check) and the first check of each right one still run argon2 in full."""
+    from custodes.access import credentials
+
+    hash_password, password_ok = credentials.hash_password, credentials.password_ok
+    made: dict[str, str] = {}
+    verified: set[tuple[str, str]] = set()
+
+    def hash_once(password: str) -> str:
+        if password not in made:
+            made[password] = hash_password(password)
+        return made[password]
+
+    def ok_once(stored: str | None, password: str) -> bool:
+        if stored is not None and (stored, password) in verified:
+            return True
+        ok = password_ok(stored, password)
+        if ok and stored is not None:
+            verified.add((stored, password))
+        return ok
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(credentials, "hash_password", hash_once)
+        mp.setattr(credentials, "password_ok", ok_once)
+        yield
+
+
 def make_workspace(home: Path, store_url: str | None = None) -> Workspace:
     """A new workspace made the way 'custodes init' makes it (store, secrets, ledger key)."""
     ws_svc.init(home, store_url, origin="custodes.test/ledger")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,23 @@ def _all_commands() -> list[list[str]]:
 COMMANDS = _all_commands()
 
 
+@pytest.fixture(scope="module")
+def built_once() -> Iterator[None]:
+    """The app's Click command built once for the help tests below (the runner otherwise
+    builds the whole tree from the Typer app at every call, half the cost of a help screen;
+    the screens are the same)."""
+    import typer.main
+    import typer.testing
+
+    load_all()
+    built = typer.main.get_command(app)
+    real = typer.testing._get_command
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(typer.testing, "_get_command", lambda a: built if a is app else real(a))
+        yield
+
+
+@pytest.mark.usefixtures("built_once")
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "root")
 def test_help_reads_well(cmd: list[str]) -> None:
     result = runner.invoke(app, [*cmd, "--help"])

@@ -137,13 +137,14 @@ def _kind(x: dict[str, Any]) -> set[str]:
     return kinds
 
 
-def _check_item(f: Flow, item: str) -> set[str]:
-    """The API's explanation and the console's item page of one item agree and explain it: the
-    page renders (HTML, not a problem document), shows the outcome and every check that ran
-    with the same verdict, and a withheld item shows at least one failing check it rests on."""
+def _check_item(f: Flow, item: str, page: Any = None) -> set[str]:
+    """The API's explanation and the console's item page of one item (`page`, when it was
+    just fetched) agree and explain it: the page renders (HTML, not a problem document), shows
+    the outcome and every check that ran with the same verdict, and a withheld item shows at
+    least one failing check it rests on."""
     x = f.api(f"/requests/{f.rid}/items/{item}")
     assert x["item_id"] == item
-    r = f.page(f"/requests/{f.rid}/items/{item}")
+    r = page if page is not None else f.page(f"/requests/{f.rid}/items/{item}")
     assert r.status_code == 200, (item, r.status_code, r.text[:300])
     assert r.headers["content-type"].startswith("text/html"), (item, r.text[:300])
     checks = {c["check"]: c for c in x["checks"]}
@@ -185,15 +186,11 @@ def _check_item(f: Flow, item: str) -> set[str]:
 def _every_item(f: Flow) -> dict[str, set[str]]:
     items = f.api(f"/requests/{f.rid}/outcomes", limit=1000)["items"]
     assert len(items) == 120
-    broken = [
-        i["item_id"]
-        for i in items
-        if not f.page(f"/requests/{f.rid}/items/{i['item_id']}")
-        .headers["content-type"]
-        .startswith("text/html")
-    ]
+    # each page fetched once: all of them checked to render first, then each one read
+    pages = {i["item_id"]: f.page(f"/requests/{f.rid}/items/{i['item_id']}") for i in items}
+    broken = [i for i, r in pages.items() if not r.headers["content-type"].startswith("text/html")]
     assert not broken, f"{len(broken)} of {len(items)} item pages do not render: {broken[:5]}"
-    return {i["item_id"]: _check_item(f, i["item_id"]) for i in items}
+    return {i: _check_item(f, i, r) for i, r in pages.items()}
 
 
 def _report_matches_outcomes(f: Flow) -> dict[str, dict[str, Any]]:
