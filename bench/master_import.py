@@ -4,9 +4,9 @@ files once, in the same run.
 
 A synthetic master file of `--people` is generated once (cached in `--cache`); each repeat
 imports its people and addresses into a fresh, empty workspace (`records import`: validated,
-merged into nothing, written as a new generation that waits for a second administrator). The spill is the size
-of the workspace's `tmp/` (DuckDB's spill folder), sampled every 0.2 s; memory is the RSS of
-this process. Baseline: one DuckDB pass over both files (every column read and hashed).
+merged into nothing, written as a new generation that waits for a second administrator). The
+spill is the size of the workspace's `tmp/` (DuckDB's spill folder), sampled every 0.2 s;
+memory is the RSS of this process. Baseline: one DuckDB pass over both files (every column read and hashed).
 
     .venv/bin/python bench/master_import.py [--people 1000000] [--repeat 2] [--cache DIR]
 """
@@ -14,6 +14,7 @@ this process. Baseline: one DuckDB pass over both files (every column read and h
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import threading
@@ -38,10 +39,8 @@ def _tree_size(folder: Path) -> int:
     total = 0
     for root, _dirs, files in os.walk(folder):
         for f in files:
-            try:
+            with contextlib.suppress(FileNotFoundError):  # a spill file just removed
                 total += (Path(root) / f).stat().st_size
-            except FileNotFoundError:
-                pass
     return total
 
 

@@ -271,6 +271,30 @@ def test_personal_data_never_enters_the_ledger(workspace: Workspace) -> None:
     record(workspace, [Event(Probe(extra={"sha256": "0123456789abcdef" * 4}), actor="t")])
 
 
+def test_a_count_of_nine_digits_is_no_tin(workspace: Workspace) -> None:
+    """A field declared as an integer (a count, a size) takes nine digits: a 25M-person master
+    file has 125M address rows, and its import was refused at the very end for recording
+    them. A nine-digit number anywhere else (free-form data) is still refused as a TIN."""
+    from custodes.ledger.event_types import MasterImported
+
+    imported = MasterImported(
+        kind="generate",
+        people_sha256="a" * 64,
+        addresses_sha256="b" * 64,
+        master_sha256="c" * 64,
+        people_added=25_000_000,
+        people_changed=0,
+        addresses_added=124_987_561,
+        addresses_changed=0,
+    )
+    record(workspace, [Event(imported, actor="t"), Event(Probe(seq=123_456_789), actor="t")])
+    for bad in ({"n": 123_456_789}, {"ns": [987_654_321]}):
+        with pytest.raises(PersonalDataInEvent):
+            record(workspace, [Event(Probe(extra=bad), actor="t")])
+    with workspace.engine.connect() as conn:
+        assert log.state(conn).size == 2
+
+
 def test_append_rolls_back_with_its_business_transaction(workspace: Workspace) -> None:
     with pytest.raises(RuntimeError), workspace.engine.begin() as conn:
         log.append(conn, events(3))

@@ -137,6 +137,10 @@ class Declared:
     # (attribute, body key) per field, and whether any field may be OMIT; set by `declare`.
     KEYS: ClassVar[tuple[tuple[str, str], ...]] = ()
     OPTIONAL: ClassVar[bool] = False
+    # The body keys of fields declared as integers (counts, sizes, indexes): custodes holds a
+    # TIN as text, never as a number, so such a field's value is no TIN even at nine digits
+    # (125M address rows, a ledger of 100M leaves). Set by `declare`.
+    COUNTS: ClassVar[frozenset[str]] = frozenset()
 
     def data(self) -> dict[str, Any]:
         """The body's keys beyond the envelope, as this type writes them."""
@@ -180,6 +184,7 @@ def declare(cls: type[D]) -> type[D]:
     ):
         raise TypeError(f"event type {name!r} is declared twice ({seen.__qualname__})")
     keys = []
+    counts = set()
     optional = False
     for f in fields(cls):
         key = f.metadata.get("key", f.name)
@@ -187,9 +192,20 @@ def declare(cls: type[D]) -> type[D]:
             raise TypeError(f"event type {name!r}: field {key!r} may not be declared")
         keys.append((f.name, key))
         optional = optional or f.default is OMIT
-    cls.KEYS, cls.OPTIONAL = tuple(keys), optional
+        if _is_count(f.type):
+            counts.add(key)
+    cls.KEYS, cls.OPTIONAL, cls.COUNTS = tuple(keys), optional, frozenset(counts)
     REGISTRY[name] = cls
     return cls
+
+
+def _is_count(annotation: Any) -> bool:
+    """A field declared `int` (optionally `| Absent`, `| None`): its annotation is text here
+    (postponed evaluation), or the type itself."""
+    # text, a class, or a union object ("int | custodes.ledger.events.Omitted")
+    text = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+    parts = {p.strip().rsplit(".", 1)[-1] for p in text.split("|")}
+    return "int" in parts and parts <= {"int", "Absent", "Omitted", "None", "NoneType"}
 
 
 def body_key(name: str) -> Any:
@@ -258,7 +274,8 @@ class Event:
             out = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
         except TypeError as exc:
             raise ValueError(f"event data is not JSON: {exc}") from None
-        _check(data)
+        counts = self.what.COUNTS
+        _check({k: v for k, v in data.items() if not (k in counts and type(v) is int)})
         for k in ("actor", "request_id", "record_id"):
             _check(doc[k], k)
         return out
