@@ -6,7 +6,8 @@ A synthetic master file of `--people` is generated once (cached in `--cache`); e
 imports its people and addresses into a fresh, empty workspace (`records import`: validated,
 merged into nothing, written as a new generation that waits for a second administrator). The
 spill is the size of the workspace's `tmp/` (DuckDB's spill folder), sampled every 0.2 s;
-memory is the RSS of this process. Baseline: one DuckDB pass over both files (every column read and hashed).
+memory is the RSS of this process. Baseline: one DuckDB pass over both files (every column
+read and hashed).
 
     .venv/bin/python bench/master_import.py [--people 1000000] [--repeat 2] [--cache DIR]
 """
