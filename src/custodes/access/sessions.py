@@ -401,15 +401,10 @@ def live(
             code="not_signed_in",
         )
     anchors.check(conn, [(sessions, row), (users, user)])
-    # A key never confirmed never worked: its holder learns nothing more (not even that its
-    # user has since been suspended).
-    if row.kind == "key" and row.confirmed_by is None:
-        raise Unauthenticated(
-            "This API key is not confirmed yet: a second administrator must confirm it "
-            "('custodes users confirm').",
-            code="not_signed_in",
-        )
-    if row.status != "active":
+    # A key never confirmed never worked: its holder learns why it does not (ended, expired,
+    # not confirmed), never that its user has since been suspended.
+    unconfirmed = row.kind == "key" and row.confirmed_by is None
+    if row.status != "active" and not unconfirmed:
         raise AccessDenied("This user is suspended.", code="suspended")
     if row.ended_at is not None:
         why = ENDED.get(row.ended_reason or "", "it was ended")
@@ -418,6 +413,12 @@ def live(
         )
     if aware(row.expires_at) <= now():
         raise Unauthenticated("The session has expired; sign in again.", code="session_ended")
+    if unconfirmed:
+        raise Unauthenticated(
+            "This API key is not confirmed yet: a second administrator must confirm it "
+            "('custodes users confirm').",
+            code="not_signed_in",
+        )
     return row
 
 
