@@ -40,6 +40,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+# A stage is one call that can outlast the inactivity timeout (the 25M master file's generation
+# and import took 25 min in one call): the bench's sessions must not idle out meanwhile.
+os.environ.setdefault("CUSTODES_IDLE_MINUTES", "720")
+
 STAGES = ("submit", "train", "process", "review", "prepare", "approve", "release")
 JOB = ("train", "process", "prepare", "release")  # the whole job (plus the small ones)
 
