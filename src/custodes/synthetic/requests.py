@@ -411,14 +411,22 @@ def _register_lookups(con: duckdb.DuckDBPyConnection) -> None:
 # the `plan` table.
 NUMBERED_SQL = """CREATE TABLE numbered AS SELECT row_number() OVER (ORDER BY record_id) - 1
                    AS idx, * FROM people"""
-LAST_ADDR_SQL = """CREATE TABLE last_addr AS SELECT record_id,
-          arg_max(struct_pack(street, unit, city, state, zip), tax_year) AS cur FROM addrs
-          GROUP BY record_id"""
-PREV_ADDR_SQL = """CREATE TABLE prev_addr AS SELECT a.record_id,
-          arg_max(struct_pack(street := a.street, unit := a.unit, city := a.city,
-                              state := a.state, zip := a.zip), a.tax_year) AS prev
-          FROM addrs a JOIN last_addr l USING (record_id)
-          WHERE a.zip <> l.cur.zip OR a.street <> l.cur.street GROUP BY a.record_id"""
+# The latest address of each record, and the latest that differs from it, by a join on the
+# latest year (a record files once a year: the import refuses a TIN and year twice), not
+# `arg_max` over a struct, which DuckDB cannot spill: at 25M people (125M address rows) it ran
+# out at the memory limit, as the standardization's had (records/standardize).
+LAST_ADDR_SQL = """CREATE TABLE last_addr AS
+          WITH latest AS (SELECT record_id, max(tax_year) AS y FROM addrs GROUP BY record_id)
+          SELECT a.record_id, struct_pack(street := a.street, unit := a.unit, city := a.city,
+                                          state := a.state, zip := a.zip) AS cur
+          FROM addrs a JOIN latest l ON l.record_id = a.record_id AND l.y = a.tax_year"""
+PREV_ADDR_SQL = """CREATE TABLE prev_addr AS
+          WITH moved AS (SELECT a.* FROM addrs a JOIN last_addr l USING (record_id)
+                         WHERE a.zip <> l.cur.zip OR a.street <> l.cur.street),
+               latest AS (SELECT record_id, max(tax_year) AS y FROM moved GROUP BY record_id)
+          SELECT m.record_id, struct_pack(street := m.street, unit := m.unit, city := m.city,
+                                          state := m.state, zip := m.zip) AS prev
+          FROM moved m JOIN latest l ON l.record_id = m.record_id AND l.y = m.tax_year"""
 # The relatives (in a filer's household, filing nothing), when the master file has them.
 WHO_RELATIVES_SQL = """
            UNION ALL SELECT pl.pos, NULL, r.first_name, r.middle_name, r.last_name, r.suffix,
