@@ -30,6 +30,10 @@ os.environ.setdefault("CUSTODES_IDLE_MINUTES", "720")
 # the tasks, the same answers; tests/test_spark_engine.py compares them item by item).
 os.environ.setdefault("CUSTODES_SPARK_PARTITIONS", "2")
 
+# The fixtures that the parts of a split test module share (a module each, registered here so
+# that every part finds them without importing them).
+pytest_plugins = ("shared_api",)
+
 PG_ADMIN_URL = os.environ.get(
     "CUSTODES_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
