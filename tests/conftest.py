@@ -32,7 +32,14 @@ os.environ.setdefault("CUSTODES_SPARK_PARTITIONS", "2")
 
 # The fixtures that the parts of a split test module share (a module each, registered here so
 # that every part finds them without importing them).
-pytest_plugins = ("shared_api", "shared_pipeline", "shared_web")
+pytest_plugins = (
+    "shared_api",
+    "shared_attacks",
+    "shared_ledger",
+    "shared_matching",
+    "shared_pipeline",
+    "shared_web",
+)
 
 PG_ADMIN_URL = os.environ.get(
     "CUSTODES_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -50,8 +57,8 @@ TEST_PASSWORD = PASSWORD
 SPARK_FILES = (
     "test_engines_alike.py",
     "test_intake_checks.py",
-    "test_matching.py",
-    "test_rules.py",
+    "test_matching_accuracy.py",
+    "test_rules_engines.py",
     "test_spark_engine.py",
 )
 
