@@ -1,10 +1,10 @@
-"""What the attack test modules share: a workspace set up through the CLI (built once per
-run, copied for each module) and the shell that runs `custodes ...` signed in as someone."""
+"""What the attack tests share: the workspace set up through the CLI (`attack`, built once
+per module and carried from test to test, as the attack was) and the shell that runs
+`custodes ...` signed in as someone."""
 
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,12 +48,11 @@ class Shell:
         return Ran(r.exit_code, r.stdout, r.stderr)
 
 
-@pytest.fixture(scope="session")
-def _attack_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Shell, Path]:
+@pytest.fixture(scope="module")
+def attack(tmp_path_factory: pytest.TempPathFactory) -> tuple[Shell, Path]:
     """A workspace set up through the CLI: administrators, staff, an agency key, a master file,
-    a processed and approved (i)(2) request. Built once per run and never used itself: each
-    module attacks its own copy (`attack`)."""
-    root = tmp_path_factory.mktemp("attack-template")
+    a processed and approved (i)(2) request."""
+    root = tmp_path_factory.mktemp("attack")
     home = root / "ws"
     sh = Shell(home, {})
     assert (
@@ -101,19 +100,3 @@ def _attack_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Shell, P
     (root / "rid").write_text(rid)
     ws.close()
     return sh, root
-
-
-def _code(r, code: str) -> bool:  # type: ignore[no-untyped-def]
-    return r.returncode == 2 and f"({code})" in r.stderr
-
-
-@pytest.fixture(scope="module")
-def attack(
-    _attack_template: tuple[Shell, Path], tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Shell, Path]:
-    """The attacked workspace, a copy of the template per module (the tests of a module carry
-    on from one another's state; the copy carries the template's sessions and key)."""
-    sh, template = _attack_template
-    root = tmp_path_factory.mktemp("attack") / "root"
-    shutil.copytree(template, root)
-    return Shell(root / "ws", dict(sh.tokens)), root
