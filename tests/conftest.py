@@ -24,11 +24,22 @@ from custodes.workspace import Workspace, open_workspace
 
 # Sessions built once per run (the templates') are reused for its whole length: the
 # inactivity timeout (15 minutes by default) is lengthened for the tests, and tested itself by
-# test_access.py::test_an_idle_session_ends.
+# test_access_sessions.py::test_an_idle_session_ends.
 os.environ.setdefault("CUSTODES_IDLE_MINUTES", "720")
 # The tests' Spark data are hundreds of rows: two shuffle partitions, not eight (a quarter of
 # the tasks, the same answers; tests/test_spark_engine.py compares them item by item).
 os.environ.setdefault("CUSTODES_SPARK_PARTITIONS", "2")
+
+# The fixtures that the parts of a split test module share (a module each, registered here so
+# that every part finds them without importing them).
+pytest_plugins = (
+    "shared_api",
+    "shared_attacks",
+    "shared_ledger",
+    "shared_matching",
+    "shared_pipeline",
+    "shared_web",
+)
 
 PG_ADMIN_URL = os.environ.get(
     "CUSTODES_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -46,8 +57,8 @@ TEST_PASSWORD = PASSWORD
 SPARK_FILES = (
     "test_engines_alike.py",
     "test_intake_checks.py",
-    "test_matching.py",
-    "test_rules.py",
+    "test_matching_accuracy.py",
+    "test_rules_engines.py",
     "test_spark_engine.py",
 )
 

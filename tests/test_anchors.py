@@ -235,7 +235,8 @@ def test_every_anchored_table_is_checked(lived: Staff) -> None:
             for name, t in anchors.TABLES.items()
             if conn.execute(sa.select(sa.func.count()).select_from(t)).scalar()
         }
-    # ruleset_changes and requests are covered by the request test above and tests/test_rules.py
+    # ruleset_changes and requests are covered by the request test above and
+    # tests/test_rules_sets.py
     assert filled >= set(anchors.TABLES) - {"ruleset_changes", "requests"}
 
 

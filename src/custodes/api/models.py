@@ -15,6 +15,11 @@ from pydantic.config import JsonDict
 
 from custodes.http.bodies import NewOfficial as NewOfficial  # the console's form too
 
+# The examples' values that recur across the schemas, named once.
+_AGENCY = "U.S. Immigration and Customs Enforcement"
+_REQUEST_ID = "req-1a2b3c4d5e6f"
+_RECALL_ID = "rcl-1a2b3c4d5e6f"
+
 
 def _example(**example: Any) -> ConfigDict:
     return ConfigDict(extra="allow", json_schema_extra={"examples": [example]})
@@ -47,9 +52,9 @@ class WhoAmI(BaseModel):
 
 class Submission(BaseModel):
     model_config = _example(
-        request_id="req-1a2b3c4d5e6f",
+        request_id=_REQUEST_ID,
         provision="irc-6103-i-2",
-        agency="U.S. Immigration and Customs Enforcement",
+        agency=_AGENCY,
         items=1000,
         state="received",
         content_sha256="9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
@@ -81,7 +86,7 @@ class InlineRequest(BaseModel):
 
 class RequestSummary(BaseModel):
     model_config = _example(
-        id="req-1a2b3c4d5e6f", provision="irc-6103-i-2", agency="…", items=1000, state="decided"
+        id=_REQUEST_ID, provision="irc-6103-i-2", agency="…", items=1000, state="decided"
     )
     id: str
     state: str
@@ -93,7 +98,7 @@ class Reason(BaseModel):
 
 
 class Moved(BaseModel):
-    model_config = _example(request_id="req-1a2b3c4d5e6f", state="withdrawn")
+    model_config = _example(request_id=_REQUEST_ID, state="withdrawn")
     request_id: str
     state: str
 
@@ -101,7 +106,7 @@ class Moved(BaseModel):
 _JOB_EXAMPLE: JsonDict = {
     "id": "job-0123456789abcdef",
     "kind": "process",
-    "request_id": "req-1a2b3c4d5e6f",
+    "request_id": _REQUEST_ID,
     "actor": "olga",
     "state": "running",
     "progress": {"stage": "score", "done": 1, "total": 4},
@@ -132,7 +137,7 @@ class Job(BaseModel):
 
 class OutcomesPage(BaseModel):
     model_config = _example(
-        request_id="req-1a2b3c4d5e6f",
+        request_id=_REQUEST_ID,
         total=1000,
         offset=0,
         limit=100,
@@ -148,7 +153,7 @@ class OutcomesPage(BaseModel):
 class Document(BaseModel):
     """A result document of the core (an explanation, a next step, a review item...)."""
 
-    model_config = _example(request_id="req-1a2b3c4d5e6f")
+    model_config = _example(request_id=_REQUEST_ID)
 
 
 class Resolution(BaseModel):
@@ -165,7 +170,7 @@ class Resolution(BaseModel):
 
 
 class Resolved(BaseModel):
-    model_config = _example(request_id="req-1a2b3c4d5e6f", resolved=12, decision="WITHHOLD")
+    model_config = _example(request_id=_REQUEST_ID, resolved=12, decision="WITHHOLD")
     request_id: str
     resolved: int
     decision: str
@@ -197,7 +202,7 @@ class IncidentOpening(BaseModel):
     model_config = _shown(
         kind="disclosure",
         summary="addresses sent for items the officer had withheld",
-        request_id="req-1a2b3c4d5e6f",
+        request_id=_REQUEST_ID,
     )
     kind: Literal["disclosure", "inspection"]
     summary: str = Field(min_length=1, max_length=5000)
@@ -221,7 +226,7 @@ class Inspection(BaseModel):
     model_config = _shown(
         record_id="rec-1a2b3c4d5e6f",
         purpose="compare the candidate's address with the list",
-        request_id="req-1a2b3c4d5e6f",
+        request_id=_REQUEST_ID,
     )
     record_id: str = Field(min_length=1, max_length=64)
     purpose: str = Field(min_length=1, max_length=2000)
@@ -248,12 +253,12 @@ class RecallAcknowledged(BaseModel):
 
 class RecallSummary(BaseModel):
     model_config = _example(
-        recall_id="rcl-1a2b3c4d5e6f",
+        recall_id=_RECALL_ID,
         at="2026-12-06T09:30:00+00:00",
         reason="court ruling of 2026-11-20",
         items=12,
-        requests=["req-1a2b3c4d5e6f"],
-        agencies=["U.S. Immigration and Customs Enforcement"],
+        requests=[_REQUEST_ID],
+        agencies=[_AGENCY],
         status="open",
         return_by="2027-01-05",
         certified_by=None,
@@ -277,8 +282,8 @@ class RecallSummary(BaseModel):
 
 class Acknowledgement(BaseModel):
     model_config = _example(
-        recall_id="rcl-1a2b3c4d5e6f",
-        agency="U.S. Immigration and Customs Enforcement",
+        recall_id=_RECALL_ID,
+        agency=_AGENCY,
         acknowledged_at="2026-12-06T10:00:00+00:00",
         already=False,
     )

@@ -279,11 +279,18 @@ def accounting(
     )
 
 
-def jct(led: Ledgered, *, year: int, office: str | None = None) -> Document:
-    """The year's volume of disclosures in the published layout, plus the counts the statute
-    also names, with footnotes for recalls and disclosures later found improper. `office`: the
-    office that issues the report (named on it, and kept in its parameters so that `report
-    verify` recomputes the same document)."""
+@dataclass
+class _JctCounts:
+    """What one pass over the year's disclosure rows counts (a year's million rows are never
+    held): per (recipient, subsection) group, and the distinct requests and taxpayers."""
+
+    groups: dict[tuple[str, str], dict[str, Any]]
+    request_ids: set[str]
+    record_ids: set[Any]
+    n: int
+
+
+def _jct_count(led: Ledgered, year: int) -> _JctCounts:
     groups: dict[tuple[str, str], dict[str, Any]] = defaultdict(
         lambda: {"bulk": 0, "other": 0, "total": 0, "recalled": 0, "improper": 0}
     )
@@ -300,6 +307,14 @@ def jct(led: Ledgered, *, year: int, office: str | None = None) -> Document:
         g["total"] += 1
         g["recalled"] += bool(r["recall_id"])
         g["improper"] += r["request_id"] in led.improper
+    return _JctCounts(groups, request_ids, record_ids, n)
+
+
+def _jct_table(
+    groups: dict[tuple[str, str], dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The table's rows, one per group in order, each marked with its footnotes' numbers, and
+    the footnotes (recalls, disclosures later found improper)."""
     table_rows = []
     notes = []
     for (to, sub), g in sorted(groups.items()):
@@ -325,31 +340,49 @@ def jct(led: Ledgered, *, year: int, office: str | None = None) -> Document:
                 "total": g["total"],
             }
         )
-    total = {
+    return table_rows, notes
+
+
+def _jct_total(table_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
         "disclosure_to": "Total",
         "subsection": "",
         "bulk": sum(r["bulk"] for r in table_rows),
         "other": sum(r["other"] for r in table_rows),
         "total": sum(r["total"] for r in table_rows),
     }
+
+
+def _jct_figures(led: Ledgered, c: _JctCounts) -> dict[str, int]:
+    """The counts the statute also names; purposes are the distinct reasons (by their hash)."""
     reasons = {
         (rr[1].reason_sha256 if (rr := led.received.get(rid)) else None) or rid
-        for rid in request_ids
+        for rid in c.request_ids
     }
+    return {
+        "disclosures": c.n,
+        "requests": len(c.request_ids),
+        "taxpayers": len(c.record_ids),
+        "purposes": len(reasons),
+        "recalled": sum(g["recalled"] for g in c.groups.values()),
+        "improper": sum(g["improper"] for g in c.groups.values()),
+    }
+
+
+def jct(led: Ledgered, *, year: int, office: str | None = None) -> Document:
+    """The year's volume of disclosures in the published layout, plus the counts the statute
+    also names, with footnotes for recalls and disclosures later found improper. `office`: the
+    office that issues the report (named on it, and kept in its parameters so that `report
+    verify` recomputes the same document)."""
+    counts = _jct_count(led, year)
+    table_rows, notes = _jct_table(counts.groups)
     return Document(
         "jct",
         f"Volume of disclosures required to be accounted for pursuant to 26 USC 6103(p)(3)(A), "
         f"calendar year {year}",
         {"year": year, **({"office": office} if office else {})},
-        [Table("Disclosures", JCT_COLUMNS, table_rows, total)],
-        figures={
-            "disclosures": n,
-            "requests": len(request_ids),
-            "taxpayers": len(record_ids),
-            "purposes": len(reasons),
-            "recalled": sum(g["recalled"] for g in groups.values()),
-            "improper": sum(g["improper"] for g in groups.values()),
-        },
+        [Table("Disclosures", JCT_COLUMNS, table_rows, _jct_total(table_rows))],
+        figures=_jct_figures(led, counts),
         notes=[
             f"Issued by: {office}."
             if office
