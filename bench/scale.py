@@ -121,7 +121,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             staff.add(people, name, [role])
         if not master.current(ws).exists:
             records.generate(ws, people.admin, args.people, 1)
-            register_parties(ws, people.admin, "irc-6103-i-2")
+        register_parties(ws, people.admin, "irc-6103-i-2")  # idempotent; after a failed setup
         return {}
     ws, people = _staff(home)
     if step == "request":
