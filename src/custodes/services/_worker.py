@@ -208,12 +208,16 @@ class Keeper:
                 state = None if row is None else row["state"]
                 if state == "queued" and ready and not stopping:
                     continue  # never started: the next worker takes it
-                if state == "running":
-                    rows.finish(self.ws.engine, job_id, "failed", problem=problem)
-                elif state == "queued":
-                    rows.fail_queued(self.ws.engine, job_id, problem)
-                if held.cleanup is not None:
-                    held.cleanup()
+                # The upload goes before the row says `failed`: whoever sees the job ended
+                # finds nothing of it left behind (a test caught the folder in between).
+                try:
+                    if held.cleanup is not None:
+                        held.cleanup()
+                finally:
+                    if state == "running":
+                        rows.finish(self.ws.engine, job_id, "failed", problem=problem)
+                    elif state == "queued":
+                        rows.fail_queued(self.ws.engine, job_id, problem)
             except Exception as exc:  # the keeper must outlive a store fault
                 log.error("job %s left as it was: %s", job_id, type(exc).__name__)
             del self.held[job_id]
@@ -277,7 +281,7 @@ def _worker_main(
         job_id, work = item
         who, kind, args, kwargs, cleanup = pickle.loads(work)
         try:
-            execute(ws, stopping, who, job_id, kind, args, kwargs)
+            execute(ws, stopping, who, job_id, kind, args, kwargs, cleanup)
         finally:
             if cleanup is not None:
                 cleanup()

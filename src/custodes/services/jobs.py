@@ -147,13 +147,24 @@ def _execute(
     kind: str,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    cleanup: Callable[[], None] | None = None,
 ) -> None:
-    """Run one job to its end and record how it ended (in the worker thread or process)."""
+    """Run one job to its end and record how it ended (in the worker thread or process).
+    `cleanup` (removing the job's upload) runs before the row says the job ended, so whoever
+    sees it ended finds nothing of it left behind; the caller runs it again on its way out
+    (it is idempotent), should this raise."""
     engine = ws.engine
+
+    def tidy() -> None:
+        if cleanup is not None:
+            cleanup()
+
     if stopping.is_set():  # queued when the server began to stop: not started
+        tidy()
         rows.fail_queued(engine, job_id, RESTARTED)
         return
     if not rows.claim(engine, job_id):
+        tidy()
         return
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -164,7 +175,10 @@ def _execute(
 
     try:
         extra = {"progress": progress} if kind in CHUNKED else {}
-        result = KINDS[kind](ws, who, *args, **kwargs, **extra)
+        try:
+            result = KINDS[kind](ws, who, *args, **kwargs, **extra)
+        finally:
+            tidy()
     except Cancelled:
         rows.finish(engine, job_id, "cancelled")
     except Stopping:
@@ -290,16 +304,22 @@ class Jobs:
     ) -> None:
         args, kwargs, cleanup = work
         try:
-            self._work(who, job_id, kind, args, kwargs)
+            self._work(who, job_id, kind, args, kwargs, cleanup)
         finally:
             if cleanup is not None:
                 cleanup()
 
     def _work(
-        self, who: Caller, job_id: str, kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        who: Caller,
+        job_id: str,
+        kind: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        cleanup: Callable[[], None] | None = None,
     ) -> None:
         try:
-            _execute(self.ws, self.stopping, who, job_id, kind, args, kwargs)
+            _execute(self.ws, self.stopping, who, job_id, kind, args, kwargs, cleanup)
         finally:
             with self.lock:
                 self.running.pop(job_id, None)
