@@ -304,25 +304,12 @@ class Jobs:
     ) -> None:
         args, kwargs, cleanup = work
         try:
-            self._work(who, job_id, kind, args, kwargs, cleanup)
-        finally:
-            if cleanup is not None:
-                cleanup()
-
-    def _work(
-        self,
-        who: Caller,
-        job_id: str,
-        kind: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        cleanup: Callable[[], None] | None = None,
-    ) -> None:
-        try:
             _execute(self.ws, self.stopping, who, job_id, kind, args, kwargs, cleanup)
         finally:
             with self.lock:
                 self.running.pop(job_id, None)
+            if cleanup is not None:  # again, should the job have failed before its own
+                cleanup()
 
     def staging(self) -> Path:
         """A new private folder for an upload on its way to a job (or to a direct call), in
