@@ -17,6 +17,7 @@ ROUTERS = (public,)
 
 @public.get("/health", response_model=m.Health)
 def health() -> dict[str, str]:
+    """The server answers, with its version (no credential needed)."""
     return {"status": "ok", "version": __version__}
 
 

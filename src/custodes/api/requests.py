@@ -256,6 +256,8 @@ def request_status(request_id: str, who: Who, ws: WS) -> Any:
 
 @agency.post("/requests/{request_id}/withdraw", response_model=m.Moved)
 def withdraw(request_id: str, body: m.Reason, who: Who, ws: WS) -> Any:
+    """Withdraw a request, with its reason, before it is released or refused (an agency: only
+    its own): nothing of it will be released; the answer names the state it left (`from`)."""
     return requests.withdraw(ws, who, request_id, body.reason)
 
 

@@ -39,6 +39,7 @@ def explain(request_id: str, item_id: str, who: Who, ws: WS) -> Any:
 
 @staff.get("/requests/{request_id}/review", response_model=list[m.Document])
 def review(request_id: str, who: Who, ws: WS) -> Any:
+    """The items waiting for review, each with its match evidence."""
     return decisions.review_list(ws, who, request_id)
 
 

@@ -42,6 +42,7 @@ def sign_in(body: m.SignIn, request: Request, ws: WS) -> dict[str, Any]:
 
 @staff.delete("/sessions/current", status_code=status.HTTP_204_NO_CONTENT)
 def sign_out(who: Who, ws: WS, request: Request) -> Response:
+    """Sign out: the session whose token the call carries ends now."""
     token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
     ws_svc.logout(ws, token)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -49,4 +50,6 @@ def sign_out(who: Who, ws: WS, request: Request) -> Response:
 
 @staff.get("/whoami", response_model=m.WhoAmI)
 def whoami(who: Who, ws: WS) -> dict[str, Any]:
+    """Who the credential is: user, roles, kind (session or key), agency, and `may`, the
+    actions the roles allow (the server still decides every call)."""
     return ws_svc.whoami(ws, who)
