@@ -2,7 +2,8 @@
 console's session as a FastAPI dependency (`Console`), with the anti-forgery check of a
 state-changing form, and the route class that turns a refusal into the console's pages.
 
-A page declares `c: Annotated[Console, page(back)]`. Every POST of a console router (`router()`)
+A page declares `c: Annotated[Console, page(back)]` (one that only shows what it reads is
+declared with `simple_page`). Every POST of a console router (`router()`)
 is checked before any of its work, by the router's own dependency (`anti_forgery`): no cookie,
 the sign-in; a session the core refuses, the session-ended page; a form without this session's
 anti-forgery token (its `csrf` field), 403 `forbidden`; only then are the form's fields
@@ -26,7 +27,7 @@ import datetime as dt
 import hmac
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -304,6 +305,29 @@ def page(back: str | None = None) -> Any:
         return _open(request, ws, back)
 
     return Depends(console_page)
+
+
+Reads = Callable[[Console], dict[str, Any]]
+
+
+def simple_page(
+    pages: APIRouter, path: str, template: str, title: str, **may: str
+) -> Callable[[Reads], Reads]:
+    """Declare a page that only shows what it reads (no parameters, its error page pointing
+    nowhere): GET `path` renders `template` with its `title`, the notice a redirect asked for,
+    each `may_x` flag (as `Console.render`), and the values the decorated function reads as the
+    caller. The route keeps that function's name."""
+
+    def declare(reads: Reads) -> Reads:
+        def show(c: Annotated[Console, page()]) -> Response:
+            return c.page(template, {"title": title} | reads(c), status=200, **may)
+
+        pages.add_api_route(
+            path, show, methods=["GET"], response_class=HTMLResponse, name=reads.__name__
+        )
+        return reads
+
+    return declare
 
 
 CSRF_MAX = 128  # an anti-forgery token is 64 hex digits

@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Form
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 
 from custodes.errors import InputError
 from custodes.services import reports
-from custodes.web.console import Console, page, router, see_other
+from custodes.web.console import Console, page, router, see_other, simple_page
 
 BACK = "/incidents"
 
 pages = router()
 
 
-@pages.get("/incidents", response_class=HTMLResponse)
-def incidents_page(c: Annotated[Console, page()]) -> Response:
-    return c.page(
-        "incidents.html",
-        {"title": "Incidents", "incidents": reports.incidents(c.ws, c.who)},
-        may_open="incident.open",
-        may_close="incident.close",
-    )
+@simple_page(
+    pages,
+    "/incidents",
+    "incidents.html",
+    "Incidents",
+    may_open="incident.open",
+    may_close="incident.close",
+)
+def incidents_page(c: Console) -> dict[str, Any]:
+    """Every incident with its report's due time and status."""
+    return {"incidents": reports.incidents(c.ws, c.who)}
 
 
 @pages.post("/incidents")

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Form
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 
 from custodes.services import decisions
-from custodes.web.console import Console, page, router, see_other
+from custodes.web.console import Console, page, router, see_other, simple_page
 from custodes.web.requests import at_the_field
 
 pages = router()
@@ -41,13 +41,11 @@ def recall(
     return at_the_field(c, request_id, recall_now, "recall", fields)
 
 
-@pages.get("/recalls", response_class=HTMLResponse)
-def recalls_page(c: Annotated[Console, page()]) -> Response:
-    return c.page(
-        "recalls.html",
-        {"title": "Recalls", "recalls": decisions.recalls(c.ws, c.who)},
-        may_certify="recall.certify",
-    )
+@simple_page(pages, "/recalls", "recalls.html", "Recalls", may_certify="recall.certify")
+def recalls_page(c: Console) -> dict[str, Any]:
+    """Every recall: its requests and agencies, its reason, and the certification of
+    destruction once recorded."""
+    return {"recalls": decisions.recalls(c.ws, c.who)}
 
 
 @pages.post("/recalls/{recall_id}/certify")

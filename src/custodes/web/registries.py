@@ -3,28 +3,25 @@ administrator confirms)."""
 
 from __future__ import annotations
 
-from typing import IO, Annotated
+from typing import IO, Annotated, Any
 
 from fastapi import Form
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 
 from custodes.http.bodies import NewOfficial
 from custodes.services import rules as rules_svc
-from custodes.web.console import Console, page, router, see_other
+from custodes.web.console import Console, page, router, see_other, simple_page
 
 BACK = "/registries"
 
 pages = router()
 
 
-@pages.get("/registries", response_class=HTMLResponse)
-def registries_page(c: Annotated[Console, page()]) -> Response:
+@simple_page(pages, "/registries", "registries.html", "Registries", may_change="registry.change")
+def registries_page(c: Console) -> dict[str, Any]:
+    """The agencies, officials and agreements the rules consult."""
     tables = rules_svc.registries(c.ws, c.who)
-    return c.page(
-        "registries.html",
-        {"title": "Registries", "tables": tables, "signer_roles": tables["signer_roles"]},
-        may_change="registry.change",
-    )
+    return {"tables": tables, "signer_roles": tables["signer_roles"]}
 
 
 @pages.post("/registries/agencies")

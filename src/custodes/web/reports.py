@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 
 from custodes.errors import InputError
 from custodes.http.media import REPORT_TYPES
 from custodes.services import audit, reports
-from custodes.web.console import Console, page, router
+from custodes.web.console import Console, page, router, simple_page
 
 AUDIT_FINDINGS = (
     ("without_open_request", "Inspections without an open request (refused)"),
@@ -24,17 +24,14 @@ AUDIT_FINDINGS = (
 pages = router()
 
 
-@pages.get("/audit", response_class=HTMLResponse)
-def audit_page(c: Annotated[Console, page()]) -> Response:
-    return c.page(
-        "audit.html",
-        {
-            "title": "Audit and reports",
-            "a": audit.inspections(c.ws, c.who),
-            "findings": AUDIT_FINDINGS,
-            "year": dt.datetime.now(dt.UTC).year,
-        },
-    )
+@simple_page(pages, "/audit", "audit.html", "Audit and reports")
+def audit_page(c: Console) -> dict[str, Any]:
+    """The inspection audit's findings, and the reports to download."""
+    return {
+        "a": audit.inspections(c.ws, c.who),
+        "findings": AUDIT_FINDINGS,
+        "year": dt.datetime.now(dt.UTC).year,
+    }
 
 
 @pages.get("/reports")

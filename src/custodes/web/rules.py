@@ -3,27 +3,20 @@ and a second steward's approval."""
 
 from __future__ import annotations
 
-from typing import IO, Annotated
+from typing import IO, Annotated, Any
 
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 
 from custodes.services import rules as rules_svc
-from custodes.web.console import Console, page, router, see_other
+from custodes.web.console import Console, page, router, see_other, simple_page
 
 pages = router()
 
 
-@pages.get("/rules", response_class=HTMLResponse)
-def rules_page(c: Annotated[Console, page()]) -> Response:
-    return c.page(
-        "rules.html",
-        {
-            "title": "Rule sets",
-            "current": rules_svc.current(c.ws, c.who),
-            "changes": rules_svc.changes(c.ws, c.who),
-        },
-        may_change="rules.change",
-    )
+@simple_page(pages, "/rules", "rules.html", "Rule sets", may_change="rules.change")
+def rules_page(c: Console) -> dict[str, Any]:
+    """The rule set in force and the changes proposed."""
+    return {"current": rules_svc.current(c.ws, c.who), "changes": rules_svc.changes(c.ws, c.who)}
 
 
 @pages.post("/rules")
