@@ -29,115 +29,23 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _tree(pid: int) -> list[int]:
-    """A process and its descendants (uvicorn's workers under `--workers N`)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        for t in Path(f"/proc/{p}/task").glob("*/children"):
-            todo += [int(c) for c in t.read_text().split()]
-    return out
-
-
-def _rss_mb(pid: int) -> float:
-    return sum(_rss_one(p) for p in _tree(pid))
-
-
-def _rss_one(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process and its workers have used (from /proc)."""
-    return sum(_cpu_one(p) for p in _tree(pid))
-
-
-def _cpu_one(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _fresh_database(admin_url: str) -> str:
-    """A new, empty PostgreSQL database for this run; its URL."""
-    import secrets
-
-    import sqlalchemy as sa
-
-    name = f"custodes_bench_{secrets.token_hex(4)}"
-    admin = sa.create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://", 1))
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))  # a name made here, not input
-    admin.dispose()
-    return admin_url.rsplit("/", 1)[0] + "/" + name
-
-
-def _drop_database(admin_url: str, store: str) -> None:
-    import sqlalchemy as sa
-
-    name = store.rsplit("/", 1)[1]
-    admin = sa.create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://", 1))
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000 if xs else float("nan")
-
-
-def _start_server(
-    home: Path,
-    store: str | None,
-    workers: int,
-    env_extra: dict[str, str] | None = None,
-    log: Path | None = None,
-) -> tuple[subprocess.Popen[bytes], str, int]:
-    port = _free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("CUSTODES")
-        or k == "CUSTODES_API_THREADS"
-        or k.startswith(("CUSTODES_ADMIT_", "CUSTODES_GRACE"))
-    }
-    env |= env_extra or {}
-    if store:
-        env["CUSTODES_STORE_URL"] = store
-    cmd = [sys.executable, "-m", "custodes", "serve", "--port", str(port), "--home", str(home)]
-    cmd += ["--workers", str(workers)]
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (the server's own)
-    server = subprocess.Popen(cmd, env=env, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"{url}/v1/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.2)
-    return server, url, port
+from loopback import (
+    _cpu_s,
+    _drop_database,
+    _fresh_database,
+    _http_get,
+    _pct,
+    _rss_mb,
+    _start_server,
+)
 
 
 class _Shot:
@@ -150,43 +58,6 @@ class _Shot:
         self.done = 0.0
         self.status = 0  # 0: no answer (connection refused, reset, timed out, never sent)
         self.retry_after = False
-
-
-async def _http_get(
-    conn: list[asyncio.StreamReader | asyncio.StreamWriter | None],
-    port: int,
-    request: bytes,
-    body: list[bytes] | None = None,
-) -> tuple[int, bool]:
-    """One call (a GET, or any request written whole in `request`) on a keep-alive connection
-    (opened when needed); (status, Retry-After given); the answer's body is appended to `body`
-    when given. A minimal HTTP/1.1 client: httpx costs about 1 ms of CPU per call, which a load
-    generator on the server's own two cores cannot spare at 800 calls/s."""
-    if conn[0] is None:
-        conn[0], conn[1] = await asyncio.open_connection("127.0.0.1", port)
-    reader, writer = conn[0], conn[1]
-    assert isinstance(reader, asyncio.StreamReader) and isinstance(writer, asyncio.StreamWriter)
-    try:
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        fields = {}
-        for line in lines[1:]:
-            if ":" in line:
-                k, v = line.split(":", 1)
-                fields[k.strip().lower()] = v.strip()
-        data = await reader.readexactly(int(fields.get("content-length", "0")))
-        if body is not None:
-            body.append(data)
-        if fields.get("connection", "").lower() == "close":
-            writer.close()
-            conn[0] = conn[1] = None
-        return status, "retry-after" in fields
-    except BaseException:
-        writer.close()
-        conn[0] = conn[1] = None
-        raise
 
 
 async def _open_loop(
@@ -269,6 +140,76 @@ def _row(rate: float, shots: list[_Shot], elapsed: float) -> dict[str, float]:
     }
 
 
+def _sigterm_burst(
+    server: subprocess.Popen[bytes], port: int, path: str, key: str, rate: float, grace: int, n: int
+) -> tuple[list[_Shot], int | str, float]:
+    """SIGTERM two seconds into a burst at `rate` over `n` connections: the burst's calls, what
+    the server exited with, and how long it took to exit after the signal."""
+    sent: dict[str, float] = {}
+
+    def term() -> None:
+        sent["at"] = time.perf_counter()
+        server.send_signal(signal.SIGTERM)
+
+        def ended() -> None:
+            try:
+                server.wait(grace + 60)
+            except subprocess.TimeoutExpired:
+                return
+            sent["exit"] = time.perf_counter()
+
+        threading.Thread(target=ended, daemon=True).start()
+
+    shots, _ = asyncio.run(_open_loop(port, path, key, rate, 4, n, drain=5, on_started=(2, term)))
+    try:
+        code: int | str = server.wait(grace + 60)
+    except subprocess.TimeoutExpired:
+        code = "nothing (still running; killed)"
+    time.sleep(0.1)
+    return shots, code, sent.get("exit", time.perf_counter()) - sent["at"]
+
+
+def _print_open_loop(
+    store: str | None,
+    args: argparse.Namespace,
+    base: dict[str, float],
+    rows: list[dict[str, float]],
+    burst: tuple[list[_Shot], int | str, float],
+) -> None:
+    """The open-loop table under its baseline, then what the SIGTERM burst was answered."""
+    store_name = "PostgreSQL" if store else "SQLite"
+    print(
+        f"open loop, {store_name}, {args.connections} connections, {args.seconds} s per rate, "
+        f"GET /v1/requests/{{id}} with an agency key"
+    )
+    print(
+        f"baseline {base['rate']:.0f}/s: p50 {base['p50']:.1f} ms, p99 {base['p99']:.1f} ms, "
+        f"{base['ok']} ok, {base['busy']} 503, {base['errors']} errors"
+    )
+    print(
+        "| asked /s | achieved ok/s | answered /s | p50 ms | p99 ms | p99.9 ms | p99 / baseline "
+        "| 503 (all with Retry-After) | 503 p99 ms | errors | cores: server, load generator |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ra = "yes" if not r["busy_no_retry_after"] else f"{r['busy_no_retry_after']} without"
+        print(
+            f"| {r['rate']:.0f} | {r['achieved']:.0f} | {r['answered']:.0f} | {r['p50']:.1f} | "
+            f"{r['p99']:.1f} | {r['p999']:.1f} | {r['p99'] / base['p99']:.1f}x | "
+            f"{r['busy']:,} ({ra}) | {r['busy_p99']:.1f} | {r['errors']} | {r['cpu']:.2f}, "
+            f"{r['gen']:.2f} |"
+        )
+    shots, code, stopped = burst
+    statuses: dict[int, int] = {}
+    for s in shots:
+        statuses[s.status] = statuses.get(s.status, 0) + 1
+    print(
+        f"SIGTERM 2 s into {rows[-1]['rate']:.0f}/s: exited {code} after {stopped:.2f} s (grace "
+        f"{args.grace} s); answers during the burst: "
+        + ", ".join(f"{k or 'none'}: {v}" for k, v in sorted(statuses.items()))
+    )
+
+
 def open_loop_table(
     home: Path, store: str | None, args: argparse.Namespace, rid: str, key: str
 ) -> None:
@@ -297,70 +238,15 @@ def open_loop_table(
             rows.append(row)
         # SIGTERM two seconds into a burst at the highest rate
         time.sleep(1)
-        sent: dict[str, float] = {}
-
-        def term() -> None:
-            sent["at"] = time.perf_counter()
-            server.send_signal(signal.SIGTERM)
-
-            def ended() -> None:
-                try:
-                    server.wait(args.grace + 60)
-                except subprocess.TimeoutExpired:
-                    return
-                sent["exit"] = time.perf_counter()
-
-            threading.Thread(target=ended, daemon=True).start()
-
-        shots, _ = asyncio.run(
-            _open_loop(
-                port, path, key, rates[-1], 4, args.connections, drain=5, on_started=(2, term)
-            )
-        )
-        try:
-            code: int | str = server.wait(args.grace + 60)
-        except subprocess.TimeoutExpired:
-            code = "nothing (still running; killed)"
-        time.sleep(0.1)
-        stopped = sent.get("exit", time.perf_counter()) - sent["at"]
+        burst = _sigterm_burst(server, port, path, key, rates[-1], args.grace, args.connections)
     finally:
         if server.poll() is None:
             server.kill()
             server.wait()
-
-    store_name = "PostgreSQL" if store else "SQLite"
-    print(
-        f"open loop, {store_name}, {args.connections} connections, {args.seconds} s per rate, "
-        f"GET /v1/requests/{{id}} with an agency key"
-    )
-    print(
-        f"baseline {base['rate']:.0f}/s: p50 {base['p50']:.1f} ms, p99 {base['p99']:.1f} ms, "
-        f"{base['ok']} ok, {base['busy']} 503, {base['errors']} errors"
-    )
-    print(
-        "| asked /s | achieved ok/s | answered /s | p50 ms | p99 ms | p99.9 ms | p99 / baseline "
-        "| 503 (all with Retry-After) | 503 p99 ms | errors | cores: server, load generator |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        ra = "yes" if not r["busy_no_retry_after"] else f"{r['busy_no_retry_after']} without"
-        print(
-            f"| {r['rate']:.0f} | {r['achieved']:.0f} | {r['answered']:.0f} | {r['p50']:.1f} | "
-            f"{r['p99']:.1f} | {r['p999']:.1f} | {r['p99'] / base['p99']:.1f}x | "
-            f"{r['busy']:,} ({ra}) | {r['busy_p99']:.1f} | {r['errors']} | {r['cpu']:.2f}, "
-            f"{r['gen']:.2f} |"
-        )
-    statuses: dict[int, int] = {}
-    for s in shots:
-        statuses[s.status] = statuses.get(s.status, 0) + 1
-    print(
-        f"SIGTERM 2 s into {rates[-1]:.0f}/s: exited {code} after {stopped:.2f} s (grace "
-        f"{args.grace} s); answers during the burst: "
-        + ", ".join(f"{k or 'none'}: {v}" for k, v in sorted(statuses.items()))
-    )
+    _print_open_loop(store, args, base, rows, burst)
 
 
-def main() -> None:
+def _options() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--people", type=int, default=20_000)
     ap.add_argument("--rate", type=int, default=200, help="target reads per second")
@@ -384,174 +270,222 @@ def main() -> None:
         help="use a fresh PostgreSQL database made through this server URL, e.g. "
         "postgresql://postgres@127.0.0.1:5432/postgres (dropped at the end)",
     )
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    import httpx
 
+def _workspace(home: Path, store: str | None, tmp: Path, people_n: int) -> tuple[Any, ...]:
+    """A workspace with one user per role, `people_n` people and the parties of §6103(i)(2),
+    and one request of 2,000 items submitted, its model trained and processed (its files in
+    tmp/req): the workspace, its staff, the request's id, the officer's session token and the
+    requester's confirmed API key."""
     from custodes.access import sessions
     from custodes.services import decisions, matching, records, requests, rules, users
     from custodes.services.workspace import init
     from custodes.synthetic import staff
     from custodes.workspace import open_workspace
 
+    init(home, store)
+    ws = open_workspace(home, store)
+    people = staff.one_per_role(ws)
+    records.generate(ws, people.admin, people_n, 1)
+    rules.register_parties(ws, people.admin, "irc-6103-i-2")
+    requests.generate(ws, people.admin, "irc-6103-i-2", 2000, 2, tmp / "req")
+    rid = requests.submit(ws, people["requester"], tmp / "req").request_id
+    matching.train(ws, people["officer"], rid)
+    decisions.process(ws, people["officer"], rid)
+    token = sessions.login(ws, "officer", people.password)
+    key = users.key(ws, people.admin, "requester")["key"]
+    users.confirm(ws, people.second_admin, "requester")
+    return ws, people, rid, token, key
+
+
+def _closed_loop(
+    url: str, pid: int, req: Path, rid: str, token: str, key: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Status and outcome-page reads at the target rate (8 status clients, one outcomes
+    client) beside back-to-back submissions of `req`, for --seconds: each kind's latencies,
+    the errors, the server's RSS before and after and its CPU, the load generator's CPU, and
+    how long it took (longer than asked when the server falls behind)."""
+    import httpx
+
+    staff_h = {"Authorization": f"Bearer {token}"}
+    agency_h = {"Authorization": f"Bearer {key}"}
+    lat: dict[str, list[float]] = {"status": [], "outcomes": [], "submit": []}
+    errors = {"n": 0}
+    stop = time.perf_counter() + args.seconds
+    lock = threading.Lock()
+
+    def reader(kind: str, path: str, every: float) -> None:
+        with httpx.Client(base_url=url, headers=staff_h, timeout=30) as c:
+            nxt = time.perf_counter()
+            while nxt < stop:
+                t = time.perf_counter()
+                r = c.get(path)
+                with lock:
+                    lat[kind].append(time.perf_counter() - t)
+                    errors["n"] += r.status_code != 200
+                nxt += every
+                time.sleep(max(0.0, nxt - time.perf_counter()))
+
+    def submitter() -> None:
+        files = {
+            "envelope": (req / "envelope.json").read_bytes(),
+            "items": (req / "items.csv").read_bytes(),
+        }
+        with httpx.Client(base_url=url, headers=agency_h, timeout=120) as c:
+            while time.perf_counter() < stop:
+                t = time.perf_counter()
+                r = c.post("/v1/requests", files=files)
+                with lock:
+                    lat["submit"].append(time.perf_counter() - t)
+                    errors["n"] += r.status_code not in (200, 201)
+
+    clients = 8
+    status_rate = args.rate * 0.8 / clients
+    threads = [
+        threading.Thread(target=reader, args=("status", f"/v1/requests/{rid}", 1 / status_rate))
+        for _ in range(clients)
+    ]
+    outcomes = f"/v1/requests/{rid}/outcomes?limit=50"
+    threads.append(
+        threading.Thread(target=reader, args=("outcomes", outcomes, 1 / (args.rate * 0.2)))
+    )
+    threads += [threading.Thread(target=submitter) for _ in range(args.submitters)]
+    rss0 = _rss_mb(pid)
+    cpu0, gen0, wall0 = _cpu_s(pid), time.process_time(), time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return {
+        "lat": lat,
+        "errors": errors["n"],
+        "rss": (rss0, _rss_mb(pid)),
+        "cpu_server": _cpu_s(pid) - cpu0,
+        "cpu_gen": time.process_time() - gen0,
+        "took": time.perf_counter() - wall0,
+    }
+
+
+def _big_submission(
+    home: Path, store: str | None, admin: Any, tmp: Path, url: str, key: str, n: int
+) -> dict[str, Any]:
+    """One large submission of `n` items over HTTP, against copying the same bytes on disk:
+    with `Prefer: respond-async` (202 once the upload is on disk, then its job to its end),
+    then the same upload answered synchronously (a duplicate by now: intake still reads,
+    checks and hashes every line before it can say so)."""
+    import httpx
+
+    from custodes.services import requests
+    from custodes.workspace import open_workspace
+
+    big = tmp / "big"
+    t0 = time.perf_counter()
+    ws = open_workspace(home, store)
+    requests.generate(ws, admin, "irc-6103-i-2", n, 3, big)
+    ws.close()
+    gen = time.perf_counter() - t0
+    t = time.perf_counter()
+    shutil.copyfile(big / "items.csv", tmp / "copy.csv")
+    t_copy = time.perf_counter() - t
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=3600) as c:
+        t = time.perf_counter()
+        with open(big / "envelope.json", "rb") as e, open(big / "items.csv", "rb") as i:
+            ra = c.post(
+                "/v1/requests",
+                files={"envelope": e, "items": i},
+                headers={"Prefer": "respond-async"},
+            )
+        t_async = time.perf_counter() - t
+        while ra.status_code == 202:
+            job = c.get(ra.headers["location"]).json()
+            if job["state"] in ("succeeded", "failed", "cancelled"):
+                break
+            time.sleep(0.2)
+        t_async_done = time.perf_counter() - t
+        async_state = job["state"] if ra.status_code == 202 else str(ra.status_code)
+        t = time.perf_counter()
+        with open(big / "envelope.json", "rb") as e, open(big / "items.csv", "rb") as i:
+            r = c.post("/v1/requests", files={"envelope": e, "items": i})
+        t_big = time.perf_counter() - t
+    return {
+        "gen": gen,
+        "t_copy": t_copy,
+        "async": (ra.status_code, t_async, async_state, t_async_done),
+        "sync": (r.status_code, t_big),
+    }
+
+
+def _report(
+    args: argparse.Namespace, base: list[float], load: dict[str, Any], big: dict[str, Any]
+) -> None:
+    took, cpu_server, cpu_gen = load["took"], load["cpu_server"], load["cpu_gen"]
+    total = sum(len(v) for v in load["lat"].values())
+    print(f"workspace: {args.people:,} people; reads target {args.rate}/s for {args.seconds} s")
+    print(
+        f"requests served: {total:,} in {took:.1f} s ({total / took:.0f}/s), "
+        f"errors: {load['errors']}"
+    )
+    print(
+        f"baseline status via services in-process: p50 {_pct(base, 0.5):.1f} ms, "
+        f"p99 {_pct(base, 0.99):.1f} ms"
+    )
+    for kind, xs in load["lat"].items():
+        if xs:
+            print(
+                f"{kind:<9} n={len(xs):>6}  p50 {_pct(xs, 0.5):7.1f} ms  "
+                f"p99 {_pct(xs, 0.99):7.1f} ms  mean {statistics.mean(xs) * 1000:7.1f} ms"
+            )
+    print(f"server RSS: {load['rss'][0]:.0f} MB before, {load['rss'][1]:.0f} MB after the load")
+    print(
+        f"CPU during the load: server {cpu_server:.1f} s ({cpu_server / took:.2f} cores, "
+        f"{cpu_server / max(total, 1) * 1000:.2f} ms per request); load generator "
+        f"{cpu_gen:.1f} s ({cpu_gen / took:.2f} cores)"
+    )
+    (a_status, t_async, async_state, t_async_done), (s_status, t_big) = big["async"], big["sync"]
+    t_copy = big["t_copy"]
+    print(
+        f"large submission ({args.big_items:,} items, generated in {big['gen']:.1f} s; copying "
+        f"the upload {t_copy:.2f} s):\n"
+        f"  Prefer: respond-async: {a_status} in {t_async:.2f} s "
+        f"(ratio {t_async / max(t_copy, 1e-9):.1f}x), job {async_state} "
+        f"after {t_async_done:.1f} s\n"
+        f"  synchronous: {s_status} in {t_big:.1f} s (ratio {t_big / max(t_copy, 1e-9):.1f}x)"
+    )
+
+
+def main() -> None:
+    args = _options()
     tmp = Path(tempfile.mkdtemp(prefix="custodes-bench-api-"))
     home = tmp / "ws"
     store: str | None = None
     try:
         store = _fresh_database(args.postgres) if args.postgres else None
-        init(home, store)
-        ws = open_workspace(home, store)
-        people = staff.one_per_role(ws)
-        records.generate(ws, people.admin, args.people, 1)
-        rules.register_parties(ws, people.admin, "irc-6103-i-2")
-        requests.generate(ws, people.admin, "irc-6103-i-2", 2000, 2, tmp / "req")
-        rid = requests.submit(ws, people["requester"], tmp / "req").request_id
-        matching.train(ws, people["officer"], rid)
-        decisions.process(ws, people["officer"], rid)
-        token = sessions.login(ws, "officer", people.password)
-        key = users.key(ws, people.admin, "requester")["key"]
-        users.confirm(ws, people.second_admin, "requester")
-
+        ws, people, rid, token, key = _workspace(home, store, tmp, args.people)
         if args.open_loop:
             ws.close()
             os.environ["CUSTODES_GRACE"] = str(args.grace)
             open_loop_table(home, store, args, rid, key)
             return
-
         # Baseline: status reads through the services, in-process.
+        from custodes.services import requests
+
         base = []
         for _ in range(500):
             t = time.perf_counter()
             requests.status(ws, people["officer"], rid)
             base.append(time.perf_counter() - t)
         ws.close()
-
         server, url, _port = _start_server(home, store, args.workers)
-
-        staff_h = {"Authorization": f"Bearer {token}"}
-        agency_h = {"Authorization": f"Bearer {key}"}
-        lat: dict[str, list[float]] = {"status": [], "outcomes": [], "submit": []}
-        errors = {"n": 0}
-        stop = time.perf_counter() + args.seconds
-        lock = threading.Lock()
-
-        def reader(kind: str, path: str, every: float) -> None:
-            with httpx.Client(base_url=url, headers=staff_h, timeout=30) as c:
-                nxt = time.perf_counter()
-                while nxt < stop:
-                    t = time.perf_counter()
-                    r = c.get(path)
-                    with lock:
-                        lat[kind].append(time.perf_counter() - t)
-                        errors["n"] += r.status_code != 200
-                    nxt += every
-                    time.sleep(max(0.0, nxt - time.perf_counter()))
-
-        def submitter() -> None:
-            files = {
-                "envelope": (tmp / "req" / "envelope.json").read_bytes(),
-                "items": (tmp / "req" / "items.csv").read_bytes(),
-            }
-            with httpx.Client(base_url=url, headers=agency_h, timeout=120) as c:
-                while time.perf_counter() < stop:
-                    t = time.perf_counter()
-                    r = c.post("/v1/requests", files=files)
-                    with lock:
-                        lat["submit"].append(time.perf_counter() - t)
-                        errors["n"] += r.status_code not in (200, 201)
-
-        clients = 8
-        status_rate = args.rate * 0.8 / clients
-        threads = [
-            threading.Thread(target=reader, args=("status", f"/v1/requests/{rid}", 1 / status_rate))
-            for _ in range(clients)
-        ]
-        threads += [
-            threading.Thread(
-                target=reader,
-                args=("outcomes", f"/v1/requests/{rid}/outcomes?limit=50", 1 / (args.rate * 0.2)),
-            ),
-        ]
-        threads += [threading.Thread(target=submitter) for _ in range(args.submitters)]
-        rss0 = _rss_mb(server.pid)
-        cpu0, gen0, wall0 = _cpu_s(server.pid), time.process_time(), time.perf_counter()
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        rss1 = _rss_mb(server.pid)
-        cpu_server, cpu_gen = _cpu_s(server.pid) - cpu0, time.process_time() - gen0
-        took = time.perf_counter() - wall0  # longer than asked when the server falls behind
-
-        # One large submission over HTTP, against copying the same bytes on disk.
-        big = tmp / "big"
-        t0 = time.perf_counter()
-        ws = open_workspace(home, store)
-        requests.generate(ws, people.admin, "irc-6103-i-2", args.big_items, 3, big)
-        ws.close()
-        gen = time.perf_counter() - t0
-        t = time.perf_counter()
-        shutil.copyfile(big / "items.csv", tmp / "copy.csv")
-        t_copy = time.perf_counter() - t
-        with httpx.Client(base_url=url, headers=agency_h, timeout=3600) as c:
-            # Prefer: respond-async: 202 once the upload is on disk; then the job to its end
-            t = time.perf_counter()
-            with open(big / "envelope.json", "rb") as e, open(big / "items.csv", "rb") as i:
-                ra = c.post(
-                    "/v1/requests",
-                    files={"envelope": e, "items": i},
-                    headers={"Prefer": "respond-async"},
-                )
-            t_async = time.perf_counter() - t
-            while ra.status_code == 202:
-                job = c.get(ra.headers["location"]).json()
-                if job["state"] in ("succeeded", "failed", "cancelled"):
-                    break
-                time.sleep(0.2)
-            t_async_done = time.perf_counter() - t
-            async_state = job["state"] if ra.status_code == 202 else str(ra.status_code)
-            # the same upload answered synchronously (a duplicate by now: intake still reads,
-            # checks and hashes every line before it can say so)
-            t = time.perf_counter()
-            with open(big / "envelope.json", "rb") as e, open(big / "items.csv", "rb") as i:
-                r = c.post("/v1/requests", files={"envelope": e, "items": i})
-            t_big = time.perf_counter() - t
+        load = _closed_loop(url, server.pid, tmp / "req", rid, token, key, args)
+        big = _big_submission(home, store, people.admin, tmp, url, key, args.big_items)
         server.terminate()
         server.wait(30)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if args.postgres and store is not None:
             _drop_database(args.postgres, store)
-
-    total = sum(len(v) for v in lat.values())
-    print(f"workspace: {args.people:,} people; reads target {args.rate}/s for {args.seconds} s")
-    print(
-        f"requests served: {total:,} in {took:.1f} s ({total / took:.0f}/s), errors: {errors['n']}"
-    )
-    print(
-        f"baseline status via services in-process: p50 {_pct(base, 0.5):.1f} ms, "
-        f"p99 {_pct(base, 0.99):.1f} ms"
-    )
-    for kind, xs in lat.items():
-        if xs:
-            print(
-                f"{kind:<9} n={len(xs):>6}  p50 {_pct(xs, 0.5):7.1f} ms  "
-                f"p99 {_pct(xs, 0.99):7.1f} ms  mean {statistics.mean(xs) * 1000:7.1f} ms"
-            )
-    print(f"server RSS: {rss0:.0f} MB before, {rss1:.0f} MB after the load")
-    print(
-        f"CPU during the load: server {cpu_server:.1f} s ({cpu_server / took:.2f} cores, "
-        f"{cpu_server / max(total, 1) * 1000:.2f} ms per request); load generator "
-        f"{cpu_gen:.1f} s ({cpu_gen / took:.2f} cores)"
-    )
-    print(
-        f"large submission ({args.big_items:,} items, generated in {gen:.1f} s; copying the "
-        f"upload {t_copy:.2f} s):\n"
-        f"  Prefer: respond-async: {ra.status_code} in {t_async:.2f} s "
-        f"(ratio {t_async / max(t_copy, 1e-9):.1f}x), job {async_state} "
-        f"after {t_async_done:.1f} s\n"
-        f"  synchronous: {r.status_code} in {t_big:.1f} s (ratio {t_big / max(t_copy, 1e-9):.1f}x)"
-    )
+    _report(args, base, load, big)
 
 
 if __name__ == "__main__":

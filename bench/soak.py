@@ -51,7 +51,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import contextlib
 
-from api import (
+from loopback import (
     _drop_database,
     _fresh_database,
     _http_get,
