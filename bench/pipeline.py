@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _spread_officials(folder: Path, n: int) -> None:
@@ -42,103 +43,132 @@ def _spread_officials(folder: Path, n: int) -> None:
     tmp.replace(items)
 
 
-def main() -> None:
+def _options() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--people", type=int, default=1_000_000)
     ap.add_argument("--items", type=int, default=100_000)
     ap.add_argument("--keep", type=Path, help="keep (and reuse) the workspace here")
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    from splink import Linker
 
-    from custodes.matching import backends as lk
-    from custodes.matching import model as mdl
+def _workspace(home: Path, people: int) -> tuple[Any, Any]:
+    """The workspace (a kept one reuses its master file) with its administrators, a clerk, an
+    officer and an approver, `people` people and the parties of §6103(i)(2)."""
     from custodes.records import master
-    from custodes.services import decisions, matching, records, requests
+    from custodes.services import records
     from custodes.services.rules import register_parties
     from custodes.services.workspace import init
     from custodes.synthetic import staff
     from custodes.workspace import open_workspace
 
+    init(home)
+    ws = open_workspace(home)
+    users = staff.administrators(ws)
+    for name, role in (
+        ("bench-clerk", "officer"),
+        ("bench-officer", "officer"),
+        ("bench-approver", "approver"),
+    ):
+        staff.add(users, name, [role])
+    if not master.current(ws).exists:
+        records.generate(ws, users.admin, people, 1)
+    register_parties(ws, users.admin, "irc-6103-i-2")
+    return ws, users
+
+
+def _timed(times: dict[str, float], name: str, fn, *a, **kw):  # type: ignore[no-untyped-def]
+    t = time.perf_counter()
+    result = fn(*a, **kw)
+    times[name] = time.perf_counter() - t
+    return result
+
+
+def _custodes_job(
+    ws: Any, users: Any, req: Path, out: Path, times: dict[str, float]
+) -> tuple[str, Any, Any]:
+    """The whole job on the request in `req`, each step timed into `times`: the request's id,
+    what processing counted and what the release disclosed."""
+    from custodes.services import decisions, matching, requests
+
+    officer, approver = users["bench-officer"], users["bench-approver"]
+    # staff key in a request received on paper (its scan's hash); a second confirms it
+    scan = hashlib.sha256(f"scan of {req}".encode()).hexdigest()
+    sub = _timed(
+        times,
+        "submit (shape checks, copy, hash)",
+        requests.submit,
+        ws,
+        users["bench-clerk"],
+        req,
+        paper_sha256=scan,
+    )
+    rid = sub.request_id
+    requests.confirm_paper(ws, officer, rid)
+    _timed(times, "train the model", matching.train, ws, officer, rid)
+    res = _timed(times, "process (total)", decisions.process, ws, officer, rid)
+    for k, v in res.stages.items():
+        times[f"  process: {k}"] = v
+    if res.counts.get("REVIEW"):
+        _timed(
+            times,
+            "review: withhold all",
+            decisions.review_resolve,
+            ws,
+            officer,
+            rid,
+            "WITHHOLD",
+            "bench",
+        )
+    _timed(times, "prepare", decisions.prepare, ws, officer, rid)
+    _timed(times, "approve", decisions.approve, ws, approver, rid)
+    done = _timed(times, "release (response + ledger)", decisions.release, ws, officer, rid, out)
+    return rid, res, done
+
+
+def _raw_splink(ws: Any, rid: str, items: int) -> tuple[float, float]:
+    """Raw Splink linkage (train + predict) on the same standardized inputs: the seconds of
+    each."""
+    from splink import Linker
+
+    from custodes.matching import backends as lk
+    from custodes.matching import model as mdl
+
+    model = mdl.load(ws)
+    m_path = ws.bulk / "match" / model.master_sha256[:16] / "master.parquet"
+    r_path = ws.home / "requests" / rid / "match" / "std.parquet"
+    be = lk.DuckDBBackend()
+    t = time.perf_counter()
+    linker = Linker(
+        [be.register(m_path, mdl.MASTER), be.register(r_path, mdl.REQUEST)],
+        mdl.settings(),
+        log_level=mdl.log_level(),
+    )
+    n_m = be.con.sql("SELECT count(*) FROM master_input").fetchall()[0][0]
+    mdl.train_linker(linker, master_rows=n_m, request_rows=items)
+    t_raw_train = time.perf_counter() - t
+    t = time.perf_counter()
+    pred = linker.inference.predict(threshold_match_probability=0.01)
+    be.con.sql(f"SELECT count(*) FROM {pred.physical_name}").fetchall()
+    t_raw_predict = time.perf_counter() - t
+    be.close()
+    return t_raw_train, t_raw_predict
+
+
+def main() -> None:
+    args = _options()
+    from custodes.services import requests
+
     tmp = Path(tempfile.mkdtemp(prefix="custodes-bench-"))
     home = args.keep or tmp / "ws"
     times: dict[str, float] = {}
     try:
-        init(home)
-        ws = open_workspace(home)
-        people = staff.administrators(ws)
-        for name, role in (
-            ("bench-clerk", "officer"),
-            ("bench-officer", "officer"),
-            ("bench-approver", "approver"),
-        ):
-            staff.add(people, name, [role])
-        admin, clerk = people.admin, people["bench-clerk"]
-        officer, approver = people["bench-officer"], people["bench-approver"]
-        if not master.current(ws).exists:
-            records.generate(ws, admin, args.people, 1)
-        register_parties(ws, admin, "irc-6103-i-2")
+        ws, users = _workspace(home, args.people)
         req = tmp / "req"
-        requests.generate(ws, admin, "irc-6103-i-2", args.items, int(time.time()), req)
+        requests.generate(ws, users.admin, "irc-6103-i-2", args.items, int(time.time()), req)
         _spread_officials(req, 250)
-
-        def timed(name: str, fn, *a, **kw):  # type: ignore[no-untyped-def]
-            t = time.perf_counter()
-            result = fn(*a, **kw)
-            times[name] = time.perf_counter() - t
-            return result
-
-        # staff key in a request received on paper (its scan's hash); a second confirms it
-        scan = hashlib.sha256(f"scan of {req}".encode()).hexdigest()
-        sub = timed(
-            "submit (shape checks, copy, hash)",
-            requests.submit,
-            ws,
-            clerk,
-            req,
-            paper_sha256=scan,
-        )
-        rid = sub.request_id
-        requests.confirm_paper(ws, officer, rid)
-        timed("train the model", matching.train, ws, officer, rid)
-        res = timed("process (total)", decisions.process, ws, officer, rid)
-        for k, v in res.stages.items():
-            times[f"  process: {k}"] = v
-        if res.counts.get("REVIEW"):
-            timed(
-                "review: withhold all",
-                decisions.review_resolve,
-                ws,
-                officer,
-                rid,
-                "WITHHOLD",
-                "bench",
-            )
-        timed("prepare", decisions.prepare, ws, officer, rid)
-        timed("approve", decisions.approve, ws, approver, rid)
-        done = timed(
-            "release (response + ledger)", decisions.release, ws, officer, rid, tmp / "out"
-        )
-
+        rid, res, done = _custodes_job(ws, users, req, tmp / "out", times)
         # Baseline: raw Splink linkage (train + predict) on the same standardized inputs.
-        model = mdl.load(ws)
-        m_path = ws.bulk / "match" / model.master_sha256[:16] / "master.parquet"
-        r_path = ws.home / "requests" / rid / "match" / "std.parquet"
-        be = lk.DuckDBBackend()
-        t = time.perf_counter()
-        linker = Linker(
-            [be.register(m_path, mdl.MASTER), be.register(r_path, mdl.REQUEST)],
-            mdl.settings(),
-            log_level=mdl.log_level(),
-        )
-        n_m = be.con.sql("SELECT count(*) FROM master_input").fetchall()[0][0]
-        mdl.train_linker(linker, master_rows=n_m, request_rows=args.items)
-        t_raw_train = time.perf_counter() - t
-        t = time.perf_counter()
-        pred = linker.inference.predict(threshold_match_probability=0.01)
-        be.con.sql(f"SELECT count(*) FROM {pred.physical_name}").fetchall()
-        t_raw_predict = time.perf_counter() - t
-        be.close()
+        t_raw_train, t_raw_predict = _raw_splink(ws, rid, args.items)
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -391,7 +391,7 @@ def report(
     return lines, len(errors) + (1 if big.error or big.is_alive() else 0)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _options(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=30)
     ap.add_argument("--seconds", type=float, help="the load's length in seconds (over --minutes)")
@@ -413,9 +413,79 @@ def main(argv: list[str] | None = None) -> int:
         help="a fresh PostgreSQL database made through this server URL (dropped at the end)",
     )
     ap.add_argument("--log", help="the server's output (default: in the run's temporary folder)")
-    args = ap.parse_args(argv)
-    seconds = args.seconds if args.seconds is not None else args.minutes * 60
+    return ap.parse_args(argv)
 
+
+def _serve(home: Path, store: str | None, log: Path) -> tuple[subprocess.Popen[bytes], str, int]:
+    """`custodes serve` on the workspace, once it answers its health check (or the exit)."""
+    server, url, port = _start_server(home, store, 1, log=log)
+    for _ in range(600):  # a loaded machine takes longer than _start_server waits
+        try:
+            urllib.request.urlopen(f"{url}/v1/health", timeout=2)
+            break
+        except OSError:
+            if server.poll() is not None:
+                raise SystemExit(f"the server exited: {log.read_text()[-2000:]}") from None
+            time.sleep(0.5)
+    return server, url, port
+
+
+def _load(
+    w: World, server: subprocess.Popen[bytes], url: str, big_folder: Path, args: argparse.Namespace
+) -> tuple[list[Answer], list[tuple[float, float, float]], BigRequest, float]:
+    """The mixed load for the run's length (then a minute at a time while the large request is
+    not released, up to --wait-big), the large request through the API beside it, and the
+    server's RSS every 5 s: the answers, the RSS samples, the large request, how long it took."""
+    seconds = args.seconds if args.seconds is not None else args.minutes * 60
+    rss: list[tuple[float, float, float]] = []
+    t0 = time.perf_counter()
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                rss.append((time.perf_counter() - t0, *_rss_split(server.pid)))
+            stop.wait(5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    big = BigRequest(url, w.tokens, big_folder, t0)
+    big.start()
+    answers = asyncio.run(open_loop(w, args.rate, seconds, args.connections))
+    extra = 0.0
+    while big.is_alive() and extra < args.wait_big * 60:  # the load goes on, a minute a time
+        answers += [
+            Answer(a.kind, a.due + seconds + extra, a.latency, a.status, a.code)
+            for a in asyncio.run(open_loop(w, args.rate, 60, args.connections))
+        ]
+        extra += 60
+    took = time.perf_counter() - t0
+    stop.set()
+    return answers, rss, big, took
+
+
+def _verify_ledger(home: Path, store: str | None, token: str) -> tuple[list[str], int]:
+    """`custodes ledger verify` of the store as the auditor: its lines, and 1 when it fails."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES")}
+    env["CUSTODES_SESSION"] = token
+    if store:
+        env["CUSTODES_STORE_URL"] = store
+    v = subprocess.run(
+        [sys.executable, "-m", "custodes", "ledger", "verify", "--home", str(home), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    verdict = "passes" if v.returncode == 0 else f"FAILS (exit {v.returncode})"
+    lines = [f"ledger verify at the end: {verdict}"]
+    if v.returncode != 0:
+        lines.append(v.stdout[-1500:] + v.stderr[-1500:])
+    return lines, int(v.returncode != 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _options(argv)
+    seconds = args.seconds if args.seconds is not None else args.minutes * 60
     tmp = Path(tempfile.mkdtemp(prefix="custodes-soak-"))
     store = _fresh_database(args.postgres) if args.postgres else None
     server = None
@@ -428,63 +498,20 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         log = Path(args.log) if args.log else tmp / "server.log"
-        server, url, port = _start_server(home, store, 1, log=log)
-        for _ in range(600):  # a loaded machine takes longer than _start_server waits
-            try:
-                urllib.request.urlopen(f"{url}/v1/health", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None:
-                    raise SystemExit(f"the server exited: {log.read_text()[-2000:]}") from None
-                time.sleep(0.5)
+        server, url, port = _serve(home, store, log)
         w = World(port, tokens, wd["polled"], wd["open_rid"], wd["record"], wd["small"])
         asyncio.run(open_loop(w, 10, 5, 4))  # warm up: imports, first connections
         w.submitted.clear()
-        rss: list[tuple[float, float, float]] = []
-        t0 = time.perf_counter()
-        stop = threading.Event()
-
-        def sample() -> None:
-            while not stop.is_set():
-                with contextlib.suppress(OSError):
-                    rss.append((time.perf_counter() - t0, *_rss_split(server.pid)))
-                stop.wait(5)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        big = BigRequest(url, tokens, tmp / "big", t0)
-        big.start()
-        answers = asyncio.run(open_loop(w, args.rate, seconds, args.connections))
-        extra = 0.0
-        while big.is_alive() and extra < args.wait_big * 60:  # the load goes on, a minute a time
-            answers += [
-                Answer(a.kind, a.due + seconds + extra, a.latency, a.status, a.code)
-                for a in asyncio.run(open_loop(w, args.rate, 60, args.connections))
-            ]
-            extra += 60
-        took = time.perf_counter() - t0
-        stop.set()
+        answers, rss, big, took = _load(w, server, url, tmp / "big", args)
         lines, failures = report(answers, rss, big, took)
         if server.poll() is not None:
             lines.append(f"THE SERVER EXITED ({server.returncode}): {log.read_text()[-3000:]}")
             failures += 1
         server.send_signal(signal.SIGTERM)
         server.wait(60)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODES")}
-        env["CUSTODES_SESSION"] = tokens["auditor"]
-        if store:
-            env["CUSTODES_STORE_URL"] = store
-        v = subprocess.run(
-            [sys.executable, "-m", "custodes", "ledger", "verify", "--home", str(home), "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        verdict = "passes" if v.returncode == 0 else f"FAILS (exit {v.returncode})"
-        lines.append(f"ledger verify at the end: {verdict}")
-        if v.returncode != 0:
-            lines.append(v.stdout[-1500:] + v.stderr[-1500:])
-            failures += 1
+        verified, failed = _verify_ledger(home, store, tokens["auditor"])
+        lines += verified
+        failures += failed
         print(
             f"soak {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC: {seconds:.0f} s at "
             f"{args.rate:g}/s, {args.items:,}-item request, "
