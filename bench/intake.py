@@ -71,18 +71,85 @@ def cli(home: Path, token: str, *args: str) -> float:
     return took
 
 
-def main() -> None:
+Row = tuple[str, float, float, str]
+
+
+def _options() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=1_000_000)
     ap.add_argument("--people", type=int, default=200_000)
     ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
-    n, k = args.items, args.repeat
-    rows: list[tuple[str, float, float, str]] = []
+    return ap.parse_args()
+
+
+def in_process(ws: Any, officer: Any, req: Path, n: int, k: int) -> tuple[Any, list[Row]]:
+    """The baseline (DuckDB reads the items once), then each in-process step on the request
+    in `req` of `n` items, each the best of `k` runs: (the baseline's run, a row per step)."""
+    rows: list[Row] = []
+    items = req / "items.csv"
 
     def row(label: str, run: tuple[float, float, Any], note: str = "") -> None:
         rows.append((label, run[0], run[1], note))
 
+    base = best(
+        lambda: duckdb.sql(
+            "SELECT count(*) FILTER (WHERE item_id <> '') FROM "
+            f"read_csv({sql_path(items)}, all_varchar=true)"
+        ).fetchall()[0][0],
+        k,
+    )
+    assert base[2] == n
+
+    def read() -> Any:
+        return read_text_table(items, ITEM_COLUMNS, allow_extra=True, extra_names=EXTRA_COLUMN)
+
+    run = best(read, k)
+    row("read the items file (Arrow, text columns)", run)
+    table = run[2]
+    run = best(lambda: python_item_checks(table), 1)
+    assert run[2] == 0
+    row("before: item ids checked in Python, per row", run)
+    row(
+        "item checks in DuckDB (ids, repeats, sizes, dates)",
+        best(lambda: intake._check_items(table, items.name), k),
+    )
+    row("content hash (Arrow stream, SHA-256)", best(lambda: intake.content_hash({}, table), k))
+    row("intake.check: every shape check, both file hashes", best(lambda: intake.check(req), k))
+
+    envelope = json.loads((req / "envelope.json").read_text())
+    runs = iter(range(k))
+
+    def submit() -> Any:
+        # A new request each time (the envelope differs), so each run writes everything.
+        (req / "envelope.json").write_text(json.dumps(envelope | {"note": f"run {next(runs)}"}))
+        return requests.submit(ws, officer, req)
+
+    run = best(submit, k)
+    assert not run[2].duplicate and run[2].items == n
+    row("submit (checks, copy, Parquet, ledger)", run)
+    (req / "envelope.json").write_text(json.dumps(envelope))
+    run = best(lambda: rules.check(ws, officer, req), k)
+    row("rules check (intake checks + every rule check)", run, f"refused={run[2].refused}")
+    return base, rows
+
+
+def command_line(home: Path, token: str, req: Path, small: Path, k: int) -> list[float]:
+    """`custodes rules check` on the large request and on the small one, and importing the
+    CLI's commands alone: the best of `k` runs of each, in seconds."""
+    e2e = min(cli(home, token, "rules", "check", str(req)) for _ in range(k))
+    startup = min(cli(home, token, "rules", "check", str(small)) for _ in range(k))
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    imports = []
+    for _ in range(k):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import custodes.cli.commands"], env=env)
+        imports.append(time.perf_counter() - t0)
+    return [e2e, startup, min(imports)]
+
+
+def main() -> None:
+    args = _options()
+    n, k = args.items, args.repeat
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "ws"
         init(home)
@@ -90,62 +157,13 @@ def main() -> None:
         people = staff.one_per_role(ws)
         records.generate(ws, people.admin, args.people, 1)
         register_parties(ws, people.admin, "irc-6103-i-2")
-        officer = people["officer"]
         req, small = Path(tmp) / "req", Path(tmp) / "small"
         requests.generate(ws, people.admin, "irc-6103-i-2", n, 1, req)
         requests.generate(ws, people.admin, "irc-6103-i-2", 10, 2, small)
-        items = req / "items.csv"
-
-        base = best(
-            lambda: duckdb.sql(
-                "SELECT count(*) FILTER (WHERE item_id <> '') FROM "
-                f"read_csv({sql_path(items)}, all_varchar=true)"
-            ).fetchall()[0][0],
-            k,
-        )
-        assert base[2] == n
-
-        def read() -> Any:
-            return read_text_table(items, ITEM_COLUMNS, allow_extra=True, extra_names=EXTRA_COLUMN)
-
-        run = best(read, k)
-        row("read the items file (Arrow, text columns)", run)
-        table = run[2]
-        run = best(lambda: python_item_checks(table), 1)
-        assert run[2] == 0
-        row("before: item ids checked in Python, per row", run)
-        row(
-            "item checks in DuckDB (ids, repeats, sizes, dates)",
-            best(lambda: intake._check_items(table, items.name), k),
-        )
-        row("content hash (Arrow stream, SHA-256)", best(lambda: intake.content_hash({}, table), k))
-        row("intake.check: every shape check, both file hashes", best(lambda: intake.check(req), k))
-
-        envelope = json.loads((req / "envelope.json").read_text())
-        runs = iter(range(k))
-
-        def submit() -> Any:
-            # A new request each time (the envelope differs), so each run writes everything.
-            (req / "envelope.json").write_text(json.dumps(envelope | {"note": f"run {next(runs)}"}))
-            return requests.submit(ws, officer, req)
-
-        run = best(submit, k)
-        assert not run[2].duplicate and run[2].items == n
-        row("submit (checks, copy, Parquet, ledger)", run)
-        (req / "envelope.json").write_text(json.dumps(envelope))
-        run = best(lambda: rules.check(ws, officer, req), k)
-        row("rules check (intake checks + every rule check)", run, f"refused={run[2].refused}")
-
+        base, rows = in_process(ws, people["officer"], req, n, k)
         token = sessions.login(ws, "officer", people.password)
         ws.close()
-        e2e = min(cli(home, token, "rules", "check", str(req)) for _ in range(k))
-        startup = min(cli(home, token, "rules", "check", str(small)) for _ in range(k))
-        env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
-        imports = []
-        for _ in range(k):
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-c", "import custodes.cli.commands"], env=env)
-            imports.append(time.perf_counter() - t0)
+        e2e, startup, imports = command_line(home, token, req, small, k)
 
     baseline = base[0]
     print(f"{'items':<52} {n:>10,}   {'items/s':>10}   {'CPU s':>6}   ratio to baseline")
@@ -158,7 +176,7 @@ def main() -> None:
     print(f"{label:<52} {baseline:>8.2f} s {n / baseline:>12,.0f} {base[1]:>8.2f}")
     print(f"{'custodes rules check, command line, end to end':<52} {e2e:>8.2f} s")
     print(f"{'  the same on a 10-item request (start-up)':<52} {startup:>8.2f} s")
-    print(f"{'  of which importing the CLI commands':<52} {min(imports):>8.2f} s")
+    print(f"{'  of which importing the CLI commands':<52} {imports:>8.2f} s")
     print(f"{'  the work itself (end to end - start-up)':<52} {e2e - startup:>8.2f} s")
 
 

@@ -94,34 +94,59 @@ def _spread_officials(folder: Path, n: int) -> None:
     tmp.replace(items)
 
 
+def _setup(home: Path, people: int) -> None:
+    """The workspace (created, or upgraded from a previous run's), its administrators (their
+    password kept beside it), a clerk, an officer, an approver, `people` people unless its
+    master file exists, and the parties of §6103(i)(2) (idempotent; after a failed setup)."""
+    from custodes.records import master
+    from custodes.services import records
+    from custodes.services.rules import register_parties
+    from custodes.services.workspace import init
+    from custodes.synthetic import staff
+    from custodes.workspace import open_workspace
+
+    init(home)  # creates the workspace, or upgrades the one a previous run made
+    ws = open_workspace(home)
+    pw = home.parent / "password"
+    if not pw.exists():
+        pw.write_text(staff.random_password() + "\n")
+        pw.chmod(0o600)
+    users = staff.administrators(ws, pw.read_text().strip())
+    for name, role in (
+        ("bench-clerk", "officer"),
+        ("bench-officer", "officer"),
+        ("bench-approver", "approver"),
+    ):
+        staff.add(users, name, [role])
+    if not master.current(ws).exists:
+        records.generate(ws, users.admin, people, 1)
+    register_parties(ws, users.admin, "irc-6103-i-2")  # idempotent; after a failed setup
+
+
+def _evaluated(report: dict[str, Any]) -> dict[str, Any]:
+    """What the parent records of the matching evaluation against the ground truth."""
+    at, e = report["at_thresholds"], report.get("evidence") or {}
+    return {
+        "wrong": at["wrong"],
+        "wrong_kinds": [
+            at["wrong_in_file"],
+            at["wrong_absent_relative"],
+            at["wrong_absent_stranger"],
+        ],
+        "recall": at["recall"],
+        "review_rate": at["review_rate"],
+        "wrong_rate_upper_95": at["wrong_rate_upper_95"],
+        "ceiling": e.get("ceiling_recall"),
+        "recall_within_ceiling": e.get("recall_within_ceiling"),
+    }
+
+
 def child(args: argparse.Namespace) -> dict[str, Any]:
     """One step, run in its own process; returns what the parent records."""
     home = Path(args.home)
     step = args.step
     if step == "setup":
-        from custodes.records import master
-        from custodes.services import records
-        from custodes.services.rules import register_parties
-        from custodes.services.workspace import init
-        from custodes.synthetic import staff
-        from custodes.workspace import open_workspace
-
-        init(home)  # creates the workspace, or upgrades the one a previous run made
-        ws = open_workspace(home)
-        pw = home.parent / "password"
-        if not pw.exists():
-            pw.write_text(staff.random_password() + "\n")
-            pw.chmod(0o600)
-        people = staff.administrators(ws, pw.read_text().strip())
-        for name, role in (
-            ("bench-clerk", "officer"),
-            ("bench-officer", "officer"),
-            ("bench-approver", "approver"),
-        ):
-            staff.add(people, name, [role])
-        if not master.current(ws).exists:
-            records.generate(ws, people.admin, args.people, 1)
-        register_parties(ws, people.admin, "irc-6103-i-2")  # idempotent; after a failed setup
+        _setup(home, args.people)
         return {}
     ws, people = _staff(home)
     if step == "request":
@@ -166,21 +191,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         done = decisions.release(ws, officer, rid, Path(args.req).parent / f"out-{rid}")
         return {"disclosed": done.disclosed, "withheld": done.withheld}
     if step == "evaluate":
-        report = matching.evaluate(ws, officer, Path(args.req) / "truth.csv", rid)
-        at, e = report["at_thresholds"], report.get("evidence") or {}
-        return {
-            "wrong": at["wrong"],
-            "wrong_kinds": [
-                at["wrong_in_file"],
-                at["wrong_absent_relative"],
-                at["wrong_absent_stranger"],
-            ],
-            "recall": at["recall"],
-            "review_rate": at["review_rate"],
-            "wrong_rate_upper_95": at["wrong_rate_upper_95"],
-            "ceiling": e.get("ceiling_recall"),
-            "recall_within_ceiling": e.get("recall_within_ceiling"),
-        }
+        return _evaluated(matching.evaluate(ws, officer, Path(args.req) / "truth.csv", rid))
     if step == "baseline":
         from custodes.records import master
 
