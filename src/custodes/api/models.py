@@ -50,6 +50,11 @@ class WhoAmI(BaseModel):
     roles: list[str]
 
 
+# The answer to a submission: `requests.intake.Submission` (the core's dataclass) as the API
+# states it. Kept as the API's own model rather than serving the dataclass: the face may not
+# import `requests` (tests/test_architecture.py), the example belongs to the API's schema
+# rather than the core, and the dataclass's defaults would make `warnings` and
+# `warnings_total` optional in the schema while every answer carries them.
 class Submission(BaseModel):
     model_config = _example(
         request_id=_REQUEST_ID,
