@@ -51,19 +51,15 @@ def _options() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def _workspace(home: Path, people: int) -> tuple[Any, Any]:
-    """The workspace (a kept one reuses its master file) with its administrators, a clerk, an
-    officer and an approver, `people` people and the parties of §6103(i)(2)."""
+def populate(ws: Any, users: Any, people: int) -> None:
+    """Beside the administrators in `users`: a clerk, an officer and an approver (the names
+    the steps take), `people` people unless the master file exists, and the parties of
+    §6103(i)(2) (idempotent). Also `scale.py`'s setup."""
     from custodes.records import master
     from custodes.services import records
     from custodes.services.rules import register_parties
-    from custodes.services.workspace import init
     from custodes.synthetic import staff
-    from custodes.workspace import open_workspace
 
-    init(home)
-    ws = open_workspace(home)
-    users = staff.administrators(ws)
     for name, role in (
         ("bench-clerk", "officer"),
         ("bench-officer", "officer"),
@@ -73,6 +69,19 @@ def _workspace(home: Path, people: int) -> tuple[Any, Any]:
     if not master.current(ws).exists:
         records.generate(ws, users.admin, people, 1)
     register_parties(ws, users.admin, "irc-6103-i-2")
+
+
+def _workspace(home: Path, people: int) -> tuple[Any, Any]:
+    """The workspace (a kept one reuses its master file) with its administrators and what
+    `populate` adds."""
+    from custodes.services.workspace import init
+    from custodes.synthetic import staff
+    from custodes.workspace import open_workspace
+
+    init(home)
+    ws = open_workspace(home)
+    users = staff.administrators(ws)
+    populate(ws, users, people)
     return ws, users
 
 

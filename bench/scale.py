@@ -96,14 +96,12 @@ def _spread_officials(folder: Path, n: int) -> None:
 
 def _setup(home: Path, people: int) -> None:
     """The workspace (created, or upgraded from a previous run's), its administrators (their
-    password kept beside it), a clerk, an officer, an approver, `people` people unless its
-    master file exists, and the parties of §6103(i)(2) (idempotent; after a failed setup)."""
-    from custodes.records import master
-    from custodes.services import records
-    from custodes.services.rules import register_parties
+    password kept beside it) and what `pipeline.populate` adds (idempotent: after a failed
+    setup too)."""
     from custodes.services.workspace import init
     from custodes.synthetic import staff
     from custodes.workspace import open_workspace
+    from pipeline import populate
 
     init(home)  # creates the workspace, or upgrades the one a previous run made
     ws = open_workspace(home)
@@ -111,16 +109,7 @@ def _setup(home: Path, people: int) -> None:
     if not pw.exists():
         pw.write_text(staff.random_password() + "\n")
         pw.chmod(0o600)
-    users = staff.administrators(ws, pw.read_text().strip())
-    for name, role in (
-        ("bench-clerk", "officer"),
-        ("bench-officer", "officer"),
-        ("bench-approver", "approver"),
-    ):
-        staff.add(users, name, [role])
-    if not master.current(ws).exists:
-        records.generate(ws, users.admin, people, 1)
-    register_parties(ws, users.admin, "irc-6103-i-2")  # idempotent; after a failed setup
+    populate(ws, staff.administrators(ws, pw.read_text().strip()), people)
 
 
 def _evaluated(report: dict[str, Any]) -> dict[str, Any]:
