@@ -82,9 +82,13 @@ def _options() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def in_process(ws: Any, officer: Any, req: Path, n: int, k: int) -> tuple[Any, list[Row]]:
+def in_process(
+    ws: Any, officer: Any, requester: Any, req: Path, n: int, k: int
+) -> tuple[Any, list[Row]]:
     """The baseline (DuckDB reads the items once), then each in-process step on the request
-    in `req` of `n` items, each the best of `k` runs: (the baseline's run, a row per step)."""
+    in `req` of `n` items, each the best of `k` runs: (the baseline's run, a row per step).
+    The agency's requester submits (staff may key in only a request received on paper);
+    the officer runs `rules check`."""
     rows: list[Row] = []
     items = req / "items.csv"
 
@@ -122,7 +126,7 @@ def in_process(ws: Any, officer: Any, req: Path, n: int, k: int) -> tuple[Any, l
     def submit() -> Any:
         # A new request each time (the envelope differs), so each run writes everything.
         (req / "envelope.json").write_text(json.dumps(envelope | {"note": f"run {next(runs)}"}))
-        return requests.submit(ws, officer, req)
+        return requests.submit(ws, requester, req)
 
     run = best(submit, k)
     assert not run[2].duplicate and run[2].items == n
@@ -160,7 +164,7 @@ def main() -> None:
         req, small = Path(tmp) / "req", Path(tmp) / "small"
         requests.generate(ws, people.admin, "irc-6103-i-2", n, 1, req)
         requests.generate(ws, people.admin, "irc-6103-i-2", 10, 2, small)
-        base, rows = in_process(ws, people["officer"], req, n, k)
+        base, rows = in_process(ws, people["officer"], people["requester"], req, n, k)
         token = sessions.login(ws, "officer", people.password)
         ws.close()
         e2e, startup, imports = command_line(home, token, req, small, k)
