@@ -307,7 +307,7 @@ LOG_SIZE = 300  # one full level-0 tile, a partial one, and a level-1 partial ti
 
 @cache
 def _log() -> Any:
-    from custodes.ledger.note import Signer
+    from custodes.tlog.note import Signer
 
     return Signer(LOG_ORIGIN, LOG_SEED)
 
@@ -320,7 +320,7 @@ def _entries() -> list[bytes]:
 
 
 def _bodies_text(n: int) -> str:
-    from custodes.ledger.note import b64
+    from custodes.tlog.note import b64
 
     return "".join(
         json.dumps({"idx": i, "salt": b64(struct.pack(">Q", i) * 2), "body": f'{{"n": {i}}}'})
@@ -330,8 +330,8 @@ def _bodies_text(n: int) -> str:
 
 
 def _checkpoint(size: int) -> str:
-    from custodes.ledger.note import Checkpoint, Note
-    from custodes.ledger.tree import leaf_hash, memory_perfect, root
+    from custodes.tlog.note import Checkpoint, Note
+    from custodes.tlog.tree import leaf_hash, memory_perfect, root
 
     leaves = [leaf_hash(e) for e in _entries()[:size]]
     cp = Checkpoint(LOG_ORIGIN, size, root(memory_perfect(leaves), size))
@@ -343,8 +343,8 @@ def _checkpoint(size: int) -> str:
 @cache
 def _export() -> dict[str, bytes]:
     """A valid export of LOG_SIZE entries, as files by relative path."""
-    from custodes.ledger import tiles
-    from custodes.ledger.tree import leaf_hash, memory_perfect
+    from custodes.tlog import tiles
+    from custodes.tlog.tree import leaf_hash, memory_perfect
 
     d = scratch() / "export-template"
     d.mkdir()
@@ -371,7 +371,7 @@ EXPORT_SLOTS = (
 
 
 def _policy_text() -> str:
-    from custodes.ledger.note import Signer
+    from custodes.tlog.note import Signer
 
     w = Signer("custodes.fuzz/witness", WITNESS_SEED, 4).verifier.vkey
     return f"log {_log().verifier.vkey}\nwitness w1 {w}\ngroup g any w1\nquorum none\n"
@@ -422,8 +422,8 @@ def checkpoint(data: bytes) -> None:
 
 @cache
 def _small_export() -> Path:
-    from custodes.ledger import tiles
-    from custodes.ledger.tree import leaf_hash, memory_perfect
+    from custodes.tlog import tiles
+    from custodes.tlog.tree import leaf_hash, memory_perfect
 
     d = scratch() / "export-small"
     d.mkdir()
@@ -459,9 +459,9 @@ def receipt(data: bytes) -> None:
 
 
 def receipt_seeds() -> Iterator[bytes]:
-    from custodes.ledger.note import Note
-    from custodes.ledger.tree import inclusion_proof, leaf_hash, memory_perfect
     from custodes.ledger.verify import format_receipt
+    from custodes.tlog.note import Note
+    from custodes.tlog.tree import inclusion_proof, leaf_hash, memory_perfect
 
     leaves = [leaf_hash(e) for e in _entries()]
     note = Note.parse(_checkpoint(LOG_SIZE))
@@ -472,15 +472,15 @@ def receipt_seeds() -> Iterator[bytes]:
 
 
 def _salt_b64(i: int) -> str:
-    from custodes.ledger.note import b64
+    from custodes.tlog.note import b64
 
     return b64(struct.pack(">Q", i) * 2)
 
 
 @cache
 def _witness() -> Any:
-    from custodes.ledger.note import Signer
-    from custodes.ledger.witness import Witness
+    from custodes.tlog.note import Signer
+    from custodes.tlog.witness import Witness
 
     state = scratch() / "witness.db"
     return Witness(state, Signer("custodes.fuzz/witness", WITNESS_SEED, 4), [_log().verifier])
@@ -492,7 +492,7 @@ def witness(data: bytes) -> None:
     the body's first line says so) size 100 of the fuzz log."""
     import sqlite3
 
-    from custodes.ledger.note import Checkpoint
+    from custodes.tlog.note import Checkpoint
 
     w = _witness()
     db = sqlite3.connect(w.state_path, isolation_level=None)
@@ -512,8 +512,8 @@ def witness(data: bytes) -> None:
 
 
 def witness_seeds() -> Iterator[bytes]:
-    from custodes.ledger.note import b64
-    from custodes.ledger.tree import consistency_proof, leaf_hash, memory_perfect
+    from custodes.tlog.note import b64
+    from custodes.tlog.tree import consistency_proof, leaf_hash, memory_perfect
 
     leaves = [leaf_hash(e) for e in _entries()]
     yield b"old 0\n\n" + _checkpoint(100).encode()
@@ -550,7 +550,7 @@ def _strings(doc: Any) -> Iterator[str]:
 def tile_path(data: bytes) -> None:
     """A tile's path as the public tile route gets it (`GET /tile/<path>`, served to any
     tlog-tiles client): `parse_tile_path`, whose `TileError` the route answers with 404."""
-    from custodes.ledger import tiles
+    from custodes.tlog import tiles
 
     try:
         tiles.parse_tile_path(data.decode("utf-8"))

@@ -8,13 +8,13 @@ import datetime as dt
 import hashlib
 from typing import Any
 
-from custodes.ledger import tiles
-from custodes.ledger.note import Verifier, open_checkpoint
-from custodes.ledger.tree import leaf_hash, memory_perfect, root
 from custodes.ledger.verify import verify_receipt
 from custodes.services import ledger as ledger_svc
 from custodes.services import reports as reports_svc
 from custodes.services import workspace as ws_svc
+from custodes.tlog import tiles
+from custodes.tlog.note import Verifier, open_checkpoint
+from custodes.tlog.tree import leaf_hash, memory_perfect, root
 from shared_api import Api, _problem, ledger_svc_vkey
 
 

@@ -18,9 +18,12 @@ ALLOWED: dict[str, set[str]] = {
     "labels": set(),
     # Named points where a crash test kills the process (CUSTODES_FAILPOINT): below every room.
     "failpoints": set(),
+    # The transparency-log formats and protocols of C2SP (trees, notes, tiles, the witness and
+    # its HTTP client): nothing of custodes' store, workspace or ledger events, not even settings.
+    "tlog": {"errors"},
     "store": {"errors", "failpoints"},
     "workspace": {"errors", "store"},
-    "ledger": {"errors", "failpoints", "store", "workspace"},
+    "ledger": {"errors", "failpoints", "store", "tlog", "workspace"},
     # The four mechanisms know nothing of each other; each writes its events to the ledger.
     "records": {"errors", "ledger", "store", "workspace"},
     "access": {"errors", "labels", "ledger", "store", "workspace"},
@@ -57,6 +60,7 @@ ALLOWED: dict[str, set[str]] = {
         "requests",
         "rules",
         "store",
+        "tlog",
         "workspace",
     },
     "services": {
@@ -71,6 +75,7 @@ ALLOWED: dict[str, set[str]] = {
         "rules",
         "store",
         "synthetic",
+        "tlog",
         "workspace",
     },
     # Faces: only the services and the errors (and the package's version).
@@ -88,7 +93,7 @@ ALLOWED: dict[str, set[str]] = {
     "settings": {"errors"},
 }
 for _room in ALLOWED:
-    if _room not in ("errors", "labels", "settings"):
+    if _room not in ("errors", "labels", "settings", "tlog"):
         ALLOWED[_room].add("settings")
 
 

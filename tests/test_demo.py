@@ -89,7 +89,7 @@ def _stop_the_demo_witness(tmp_path: Path) -> Iterator[None]:
     """The demo leaves its witness running beside the workspace (for the console): stopped
     here, by the pid it recorded in its own folder."""
     yield
-    from custodes.ledger import witness
+    from custodes.tlog import witness
 
     found = witness.running(tmp_path / "demo-witness")
     if found:

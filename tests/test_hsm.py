@@ -19,11 +19,11 @@ from custodes.cli import app
 from custodes.errors import CustodesError
 from custodes.ledger import keys
 from custodes.ledger import pkcs11 as pkcs11_mod
-from custodes.ledger.note import Note, Verifier
 from custodes.services import decisions, matching, records, requests, rules
 from custodes.services import ledger as ledger_svc
 from custodes.services import workspace as ws_svc
 from custodes.synthetic import staff as staff_mod
+from custodes.tlog.note import Note, Verifier
 from custodes.workspace import open_workspace
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"

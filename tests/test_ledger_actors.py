@@ -137,9 +137,9 @@ def test_every_event_type_names_its_actor(
     # the ledger's witness, made the workspace's by an administrator, and a restore confirmed
     import threading
 
-    from custodes.ledger import witness
-    from custodes.ledger.note import ALG_COSIGNATURE_V1, Signer
     from custodes.services import ledger as ledger_svc
+    from custodes.tlog import witness
+    from custodes.tlog.note import ALG_COSIGNATURE_V1, Signer
 
     wkey = Signer.generate("w.test", ALG_COSIGNATURE_V1)
     log_key = ledger_svc.checkpoints.verifier(ws)

@@ -15,10 +15,10 @@ import pytest
 
 from custodes.errors import CustodesError
 from custodes.ledger import checkpoints, publish
-from custodes.ledger.note import ALG_COSIGNATURE_V1, Note, Signer, Verifier
 from custodes.ledger.policy import Policy, PolicyError
 from custodes.ledger.verify import verify_export, verify_receipt
-from custodes.ledger.witness import Witness, make_server
+from custodes.tlog.note import ALG_COSIGNATURE_V1, Note, Signer, Verifier
+from custodes.tlog.witness import Witness, make_server
 from custodes.workspace import Workspace
 from shared_ledger import Direct, events, record
 from test_ledger_vectors import EXTRACTED
@@ -188,7 +188,7 @@ def test_witness_bounds_every_body(tmp_path: Path, header: str | None, status: i
     """Content-Length -1 used to skip the 64 KiB limit and 'abc' raised a traceback."""
     import http.client
 
-    from custodes.ledger.witness import Witness, keygen, make_server
+    from custodes.tlog.witness import Witness, keygen, make_server
 
     signer = keygen("witness.test", tmp_path / "w.key")
     server = make_server(Witness(tmp_path / "w.db", signer, []), "127.0.0.1", 0)

@@ -9,8 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from custodes.ledger import log
-from custodes.ledger.note import Note, NoteError, Signer
-from custodes.ledger.tree import (
+from custodes.store.tables import ledger_events, ledger_nodes
+from custodes.tlog.note import Note, NoteError, Signer
+from custodes.tlog.tree import (
     ProofError,
     consistency_proof,
     inclusion_proof,
@@ -24,7 +25,6 @@ from custodes.ledger.tree import (
     verify_inclusion,
     verify_subtree_consistency,
 )
-from custodes.store.tables import ledger_events, ledger_nodes
 from custodes.workspace import Workspace
 from shared_ledger import events, record
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from custodes.ledger import tiles
-from custodes.ledger.note import (
+from custodes.tlog import tiles
+from custodes.tlog.note import (
     ALG_COSIGNATURE_V1,
     Checkpoint,
     Note,
@@ -20,7 +20,7 @@ from custodes.ledger.note import (
     Verifier,
     open_checkpoint,
 )
-from custodes.ledger.tree import (
+from custodes.tlog.tree import (
     EMPTY_ROOT,
     ProofError,
     consistency_proof,

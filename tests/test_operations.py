@@ -16,7 +16,6 @@ import sqlalchemy as sa
 from sqlalchemy.exc import ProgrammingError
 
 from conftest import PASSWORD, PG_ADMIN_URL, Template, copy_template, keyed_in, make_workspace
-from custodes.ledger.note import Checkpoint, Note
 from custodes.requests.lifecycle import current_state
 from custodes.services import decisions as decisions_svc
 from custodes.services import ledger as ledger_svc
@@ -26,6 +25,7 @@ from custodes.services.requests import generate as generate_request
 from custodes.services.rules import register_parties
 from custodes.synthetic import staff as staff_mod
 from custodes.synthetic.staff import Staff
+from custodes.tlog.note import Checkpoint, Note
 from custodes.workspace import RECORD, Workspace, open_workspace
 
 GUIDE = Path(__file__).parent.parent / "docs" / "operations.md"

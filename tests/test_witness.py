@@ -24,10 +24,8 @@ from custodes.access import sessions
 from custodes.cli import app
 from custodes.errors import CustodesError
 from custodes.ledger import audit, checkpoints, cosigning, keys, log
-from custodes.ledger import witness as wit
 from custodes.ledger.event_types import Declared, parse
 from custodes.ledger.events import Event
-from custodes.ledger.note import Verifier
 from custodes.services import decisions, matching, requests, rules
 from custodes.services import ledger as ledger_svc
 from custodes.store.tables import (
@@ -38,6 +36,8 @@ from custodes.store.tables import (
     ledger_state,
 )
 from custodes.synthetic.staff import Staff
+from custodes.tlog import witness as wit
+from custodes.tlog.note import Verifier
 from custodes.workspace import Workspace, open_workspace
 
 runner = CliRunner()

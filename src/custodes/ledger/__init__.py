@@ -1,6 +1,6 @@
-"""The ledger: an RFC 9162 Merkle log with C2SP checkpoints, tiles, proofs and witnesses.
+"""The ledger: custodes' RFC 9162 Merkle log in the store, with its signed checkpoints, tiles,
+proofs, cosignatures and anchors.
 
-Written by hand (about 600 lines) because no maintained Python library implements RFC 9162
-consistency proofs together with C2SP signed notes, tiles and cosignatures (see
-shared/LEDGER.md §5); the test vectors in shared/vectors pin every byte.
+The formats and protocols it stands on (trees and proofs, signed notes, tiles, the witness and
+its HTTP client) are `custodes.tlog`, which knows nothing of the store.
 """

@@ -19,10 +19,10 @@ from custodes.ledger.checkpoints import external_log, last_remembered, remembere
 from custodes.ledger.cosigning import cosigned_by, witness_config, witnessed
 from custodes.ledger.events import commitment, instant
 from custodes.ledger.keys import NoLedgerKey
-from custodes.ledger.note import Checkpoint, Note, NoteError, Verifier
-from custodes.ledger.tree import ProofError, verify_consistency
 from custodes.ledger.verify import Rebuilder, Report, verify_export
 from custodes.store.tables import ledger_checkpoints, ledger_events, ledger_nodes
+from custodes.tlog.note import Checkpoint, Note, NoteError, Verifier
+from custodes.tlog.tree import ProofError, verify_consistency
 from custodes.workspace import Workspace
 
 

@@ -12,8 +12,8 @@ from custodes.errors import fail
 from custodes.ledger import cosigning, keys, log
 from custodes.ledger.event_types import LedgerRestoreConfirmed
 from custodes.ledger.keys import load_signer, origin
-from custodes.ledger.note import Checkpoint, Note, NoteError, Verifier, b64
 from custodes.store import identity
+from custodes.tlog.note import Checkpoint, Note, NoteError, Verifier, b64
 from custodes.workspace import Call, Workspace
 
 

@@ -1,15 +1,13 @@
-"""The ledger's witness client: which witness the workspace needs, and asking a witness (C2SP
-tlog-witness over HTTP) to cosign a checkpoint or for the checkpoint it cosigned.
+"""The ledger's side of cosigning: which witness the workspace needs (kept in the store's meta),
+asking it to cosign a checkpoint (the consistency proof, what a 409 or 422 means, holding
+signing) or for the checkpoint it cosigned, and keeping its cosignatures.
 
-The only module of the ledger that speaks HTTP; the core (log, tree, tiles, note, events) does
-none. The witness itself (the server an oversight body runs) is `witness.py`."""
+The wire is `custodes.tlog.client`; the witness itself (the server an oversight body runs) is
+`custodes.tlog.witness`."""
 
 from __future__ import annotations
 
 import datetime as dt
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, delete, func, insert, select, update
@@ -18,14 +16,12 @@ from custodes.errors import InputError, fail
 from custodes.ledger import keys, log
 from custodes.ledger.event_types import LedgerWitnessConfigured
 from custodes.ledger.keys import origin
-from custodes.ledger.note import Checkpoint, Note, NoteError, Verifier, b64, open_checkpoint
 from custodes.store.tables import ledger_checkpoints, ledger_cosignatures, ledger_state, meta
+from custodes.tlog import client
+from custodes.tlog.note import Checkpoint, Note, NoteError, Verifier, b64, open_checkpoint
 from custodes.workspace import Workspace
 
 WITNESS_URL, WITNESS_KEY = "witness_url", "witness_vkey"
-
-
-WITNESS_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -52,8 +48,7 @@ def witness_config(ws: Workspace) -> WitnessConfig | None:
 
 def set_witness(conn: Connection, url: str, key: Verifier, actor: str) -> None:
     """Configure the witness (in the caller's transaction), recorded as a ledger event."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not client.usable(url):
         raise fail("bad_argument", "The witness URL must be an http(s) URL.")
     conn.execute(delete(meta).where(meta.c.key.in_([WITNESS_URL, WITNESS_KEY])))
     conn.execute(
@@ -68,23 +63,6 @@ def cosigned_by(note: Note, key: Verifier) -> bool:
         return key.name in note.verified_by([key])
     except NoteError:
         return False
-
-
-def _post(url: str, body: str) -> tuple[int, str]:
-    req = urllib.request.Request(
-        url.rstrip("/") + "/add-checkpoint", data=body.encode(), method="POST"
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=WITNESS_TIMEOUT) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace").strip()
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        raise InputError(
-            f"The witness at {url} cannot be reached ({type(exc).__name__}); the checkpoint "
-            "was not published.",
-            code="witness_unreachable",
-        ) from None
 
 
 def ask_cosignature(
@@ -120,7 +98,7 @@ def ask_cosignature(
             + "\n"
             + Note(note.text, note.signatures[:1]).render()
         )
-        status, text = _post(url, body)
+        status, text = client.add_checkpoint(url, body)
         if status == 200:
             for line in text.splitlines(keepends=True):
                 if line.strip():
@@ -159,23 +137,9 @@ def witnessed(ws: Workspace, url: str, witness: Verifier) -> tuple[Checkpoint, N
     """The last checkpoint `witness` cosigned for this log, fetched from it (None when it has
     cosigned none); its log signature and its cosignature are both checked."""
     name = origin(ws)
-    query = urllib.parse.urlencode({"origin": name or ""})
-    try:
-        with urllib.request.urlopen(
-            f"{url.rstrip('/')}/checkpoint?{query}", timeout=WITNESS_TIMEOUT
-        ) as resp:
-            data = resp.read()
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise InputError(
-            f"The witness answered {exc.code} for its checkpoint.", code="witness_unreachable"
-        ) from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        raise InputError(
-            f"The witness at {url} cannot be reached ({type(exc).__name__}).",
-            code="witness_unreachable",
-        ) from None
+    data = client.checkpoint(url, name or "")
+    if data is None:
+        return None
     try:
         cp, note = open_checkpoint(data, keys.load_signer(ws).verifier)
         if cp.origin != name or not cosigned_by(note, witness):

@@ -23,8 +23,8 @@ from sqlalchemy import insert, select
 from custodes import settings
 from custodes.errors import ConflictError, InputError, IntegrityError
 from custodes.ledger import pkcs11
-from custodes.ledger.note import NoteError, Signer
 from custodes.store.tables import meta
+from custodes.tlog.note import NoteError, Signer
 from custodes.workspace import Workspace
 
 ORIGIN_KEY = "ledger_origin"

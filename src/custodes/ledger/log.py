@@ -19,8 +19,16 @@ from custodes import failpoints
 from custodes.errors import ConflictError, fail
 from custodes.ledger import event_types  # noqa: F401 - the declared types, registered
 from custodes.ledger.events import Declared, Event, commitment, new_salts
-from custodes.ledger.note import Checkpoint, Note, NoteSigner, Verifier
-from custodes.ledger.tree import (
+from custodes.store.engine import bulk_insert, sqlite_time
+from custodes.store.tables import (
+    ledger_checkpoints,
+    ledger_cosignatures,
+    ledger_events,
+    ledger_nodes,
+    ledger_state,
+)
+from custodes.tlog.note import Checkpoint, Note, NoteSigner, Verifier
+from custodes.tlog.tree import (
     CompactRange,
     Perfect,
     ProofError,
@@ -31,14 +39,6 @@ from custodes.ledger.tree import (
     range_hash,
     root,
     verify_consistency,
-)
-from custodes.store.engine import bulk_insert, sqlite_time
-from custodes.store.tables import (
-    ledger_checkpoints,
-    ledger_cosignatures,
-    ledger_events,
-    ledger_nodes,
-    ledger_state,
 )
 
 # Perfect-subtree hashes from this level up are stored; below it they are recomputed from at

@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlparse
 
 from custodes import settings
 from custodes.errors import fail
-from custodes.ledger.note import ALG_ED25519, DASH, Verifier, _check_name, b64
+from custodes.tlog.note import ALG_ED25519, DASH, Verifier, _check_name, b64
 
 SCHEME = "pkcs11:"
 _PATH_ATTRS = {"token", "object", "id", "type", "serial", "manufacturer", "model"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from custodes.ledger.note import Note, NoteError, Verifier
+from custodes.tlog.note import Note, NoteError, Verifier
 
 
 class PolicyError(ValueError):

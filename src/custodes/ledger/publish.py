@@ -10,16 +10,17 @@ from pathlib import Path
 from sqlalchemy import select
 
 from custodes.errors import fail
-from custodes.ledger import log, tiles
+from custodes.ledger import log
 from custodes.ledger.checkpoints import checkpoint
 from custodes.ledger.event_types import FileWritten
 from custodes.ledger.events import Event
 from custodes.ledger.keys import NoLedgerKey
-from custodes.ledger.note import b64
-from custodes.ledger.tree import leaf_hash, memory_perfect
 from custodes.ledger.verify import format_receipt
 from custodes.store.files import out_folder, recorded
 from custodes.store.tables import ledger_events
+from custodes.tlog import tiles
+from custodes.tlog.note import b64
+from custodes.tlog.tree import leaf_hash, memory_perfect
 from custodes.workspace import Call, Workspace
 
 

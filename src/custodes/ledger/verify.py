@@ -12,11 +12,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from custodes.ledger import tiles
 from custodes.ledger.events import commitment
-from custodes.ledger.note import Checkpoint, Note, NoteError, Verifier, b64, open_checkpoint, unb64
 from custodes.ledger.policy import Policy, PolicyError
-from custodes.ledger.tree import CompactRange, ProofError, leaf_hash, verify_inclusion
+from custodes.tlog import tiles
+from custodes.tlog.note import Checkpoint, Note, NoteError, Verifier, b64, open_checkpoint, unb64
+from custodes.tlog.tree import CompactRange, ProofError, leaf_hash, verify_inclusion
 
 RECEIPT_HEADER = "c2sp.org/tlog-proof@v1"
 MAX_PROBLEMS = 20

@@ -21,8 +21,8 @@ from sqlalchemy import select
 from custodes.errors import InputError
 from custodes.ledger import event_types as et
 from custodes.ledger.event_types import Declared, parse_as
-from custodes.ledger.note import NoteError, unb64
 from custodes.store.tables import ledger_events
+from custodes.tlog.note import NoteError, unb64
 from custodes.workspace import Workspace
 
 # The event types the reports read; everything else (access rows, files, users) is skipped

@@ -10,13 +10,13 @@ from custodes.access import CheckedCall, service
 from custodes.decisions import integrity
 from custodes.errors import ConflictError, InputError
 from custodes.ledger import audit, checkpoints, cosigning, keys, publish
-from custodes.ledger import witness as wit
-from custodes.ledger.note import Checkpoint, Note, NoteError, Signer, Verifier
 from custodes.ledger.policy import Policy, PolicyError
 from custodes.ledger.verify import Report as Report  # (the faces name it from here)
 from custodes.ledger.verify import verify_export, verify_receipt
 from custodes.store.archive import unpacked
 from custodes.store.files import out_file, write_new
+from custodes.tlog import witness as wit
+from custodes.tlog.note import Checkpoint, Note, NoteError, Signer, Verifier
 from custodes.workspace import Workspace
 
 # What the HTTP face needs of the witness, named here (a face imports only the services).

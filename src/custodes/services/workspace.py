@@ -18,10 +18,10 @@ from custodes.access.roles import ACTIONS
 from custodes.errors import ConflictError, InputError, WorkspaceError
 from custodes.ledger import anchors, cosigning, log, pkcs11
 from custodes.ledger import keys as ledger_keys
-from custodes.ledger.note import NoteError, Signer, Verifier
 from custodes.store import engine as store_engine
 from custodes.store import identity
 from custodes.store.tables import ledger_events
+from custodes.tlog.note import NoteError, Signer, Verifier
 from custodes.workspace import (
     MARKER,
     init_workspace,

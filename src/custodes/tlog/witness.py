@@ -30,7 +30,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from custodes.errors import InputError
-from custodes.ledger.note import (
+from custodes.tlog.note import (
     ALG_COSIGNATURE_V1,
     Checkpoint,
     Note,
@@ -39,7 +39,7 @@ from custodes.ledger.note import (
     Verifier,
     unb64,
 )
-from custodes.ledger.tree import EMPTY_ROOT, ProofError, verify_consistency
+from custodes.tlog.tree import EMPTY_ROOT, ProofError, verify_consistency
 
 MAX_BODY = 64 * 1024
 DEFAULT_PORT = 7380

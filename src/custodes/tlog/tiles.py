@@ -11,7 +11,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from custodes.ledger.tree import HASH_SIZE, Perfect
+from custodes.tlog.tree import HASH_SIZE, Perfect
 
 TILE_WIDTH = 256
 TILE_HEIGHT = 8
