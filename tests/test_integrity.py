@@ -218,6 +218,39 @@ def test_a_step_moved_in_time_in_a_request_history_is_found(copy) -> None:  # ty
     )
 
 
+def _retry(ws: Workspace, people: Staff, folder: Path, digest: str):  # type: ignore[no-untyped-def]
+    return requests.submit(
+        ws, people["requester"], folder, idempotency_key="k-1", payload_sha256=digest
+    )
+
+
+@pytest.mark.parametrize("kept", ["sealed", "bare"])
+def test_an_edited_idempotent_answer_is_refused(copy, tmp_path: Path, kept: str) -> None:  # type: ignore[no-untyped-def]
+    """#23 left open: a retry with the same idempotency key is answered from the store's row,
+    so an edited row misled that client; now the answer is committed (or, kept before that,
+    checked against the anchored request it names) and an edited one is refused."""
+    import json
+
+    from custodes.errors import IntegrityError
+    from custodes.store.tables import idempotency_keys as ik
+
+    ws, people, _ = copy
+    folder = tmp_path / "again"
+    requests.generate(ws, people.admin, "irc-6103-i-2", 150, 3, folder)
+    first = _retry(ws, people, folder, "a" * 64)
+    if kept == "bare":  # as kept before the commitment
+        with ws.engine.begin() as conn:
+            conn.execute(sa.update(ik).values(response=json.dumps(first.to_dict())))
+    assert _retry(ws, people, folder, "a" * 64) == first
+    with ws.engine.begin() as conn:
+        doc = json.loads(conn.execute(sa.select(ik.c.response)).scalar_one())
+        (doc["answer"] if kept == "sealed" else doc)["items"] = 999
+        conn.execute(sa.update(ik).values(response=json.dumps(doc)))
+    with pytest.raises(IntegrityError) as exc:
+        _retry(ws, people, folder, "a" * 64)
+    assert exc.value.code == "store_tampered"
+
+
 def test_rows_written_before_the_commitments_still_verify(
     copy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
