@@ -141,6 +141,14 @@ TAMPERS = {
         ["UPDATE recalls SET recorded_by = 'admin'"],
         ["recalls (certified):"],
     ),
+    "clear a release's intent": (
+        ["UPDATE releases SET intent_at = NULL"],
+        ["releases (intent):"],
+    ),
+    "leave an intent without its releaser": (
+        ["UPDATE releases SET released_by = NULL"],
+        ["releases (intent):"],
+    ),
     "hold signing back": (
         ["UPDATE ledger_state SET checkpoint_size = checkpoint_size - 1"],
         ["the tree state names checkpoint"],

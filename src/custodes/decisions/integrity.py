@@ -207,6 +207,18 @@ def _releases(conn: Connection, ev: Events, found: Findings) -> None:
         approved,
         "release.approved",
     )
+    # The intent (crash recovery: set with the releaser before anything is written, no event
+    # of its own) is read at release: one set alone would make the answer say "resumed".
+    for k, r in sorted(rel.items()):
+        if (r.intent_at is not None or r.released_at is not None) != (
+            r.intent_at is not None and r.released_by is not None
+        ):
+            found.fail(
+                "releases (intent)",
+                f"row {k}: its intent, releaser and release time do not go together "
+                "(edited behind the ledger)",
+            )
+    found.ok("releases (intent)", f"{len(rel)} releases rows' intents are whole")
     done: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for e in ev["release.done"]:
         done[e["request_id"]].append(e)
