@@ -257,6 +257,11 @@ def test_an_edited_idempotent_answer_is_refused(copy, tmp_path: Path, kept: str)
     with pytest.raises(IntegrityError) as exc:
         _retry(ws, people, folder, "a" * 64)
     assert exc.value.code == "store_tampered"
+    with ws.engine.begin() as conn:  # an answer kept, marked still running: refused, not "wait"
+        conn.execute(sa.update(ik).values(state="running"))
+    with pytest.raises(IntegrityError) as exc:
+        _retry(ws, people, folder, "a" * 64)
+    assert exc.value.code == "store_tampered"
 
 
 def test_rows_written_before_the_commitments_still_verify(

@@ -47,7 +47,10 @@ def _tampered() -> IntegrityError:
 
 
 def unseal(engine: Engine, row: dict[str, Any]) -> Submission:
-    """The answer a retry is given, or `store_tampered` when the row was edited."""
+    """The answer a retry is given, or `store_tampered` when the row was edited (an answer
+    kept under a key marked still running is one)."""
+    if row["state"] != "done":
+        raise _tampered()
     try:
         doc = json.loads(row["response"])
     except (TypeError, ValueError):

@@ -47,7 +47,7 @@ def submit(
                 "This idempotency key was used for another payload; use a new key.",
                 code="idempotency_key_reused",
             )
-        if seen["state"] != "done":
+        if seen["state"] != "done" and seen["response"] is None:
             raise ConflictError(
                 "The first submission with this idempotency key is still running; retry later.",
                 code="idempotency_key_in_use",
