@@ -14,7 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import Template, copy_template, one_for_review
-from custodes.services import decisions, ledger, matching, requests, rules, users
+from custodes.errors import CustodesError
+from custodes.services import decisions, ledger, matching, records, requests, rules, users
 from custodes.synthetic.staff import Staff
 from custodes.workspace import Workspace
 
@@ -42,6 +43,10 @@ def released(tmp_path_factory: pytest.TempPathFactory, _master_template: Templat
     decisions.certify(
         ws, officer, recall["recall_id"], certified_by="R.O.", certified_on=dt.date.today()
     )
+    with pytest.raises(CustodesError):  # refused (no open request), recorded with its purpose
+        records.show(
+            ws, officer, "rec-none", purpose="compare the address with the list", request_id=None
+        )
     users.suspend(ws, people.admin, "auditor", "leave")
     (root / "rid").write_text(rid)
     ws.close()
@@ -113,6 +118,41 @@ TAMPERS = {
         ["DELETE FROM recall_acknowledgements"],
         ["recall_acknowledgements:"],
     ),
+    # #23's "left open" edits
+    "change an inspection's purpose": (
+        ["UPDATE access_log SET purpose = 'routine check' WHERE purpose IS NOT NULL"],
+        ["access_log (purpose):"],
+    ),
+    "give a purpose to a call that had none": (
+        [
+            "UPDATE access_log SET purpose = 'routine check' "
+            "WHERE id = (SELECT min(id) FROM access_log)"
+        ],
+        ["access_log (purpose):"],
+    ),
+    "change a step's reason in a request's history": (
+        [
+            "UPDATE request_transitions SET reason = 'asked by the agency' "
+            "WHERE id = (SELECT max(id) FROM request_transitions)"
+        ],
+        ["request_transitions (time, reason):"],
+    ),
+    "change who recorded a certification": (
+        ["UPDATE recalls SET recorded_by = 'admin'"],
+        ["recalls (certified):"],
+    ),
+    "clear a release's intent": (
+        ["UPDATE releases SET intent_at = NULL"],
+        ["releases (intent):"],
+    ),
+    "leave an intent without its releaser": (
+        ["UPDATE releases SET released_by = NULL"],
+        ["releases (intent):"],
+    ),
+    "hold signing back": (
+        ["UPDATE ledger_state SET checkpoint_size = checkpoint_size - 1"],
+        ["the tree state names checkpoint"],
+    ),
 }
 
 
@@ -169,3 +209,86 @@ def test_the_cli_fails_the_audit_and_names_the_row(copy) -> None:  # type: ignor
         and "FAIL disclosures: the ledger's disclosure event for ('req-" in r.output
     )
     assert shutil.which("true")  # nothing else to clean up
+
+
+def test_a_step_moved_in_time_in_a_request_history_is_found(copy) -> None:  # type: ignore[no-untyped-def]
+    """#23 left open: the time `requests show` lists beside each step was not compared."""
+    from custodes.store.tables import request_transitions as rt
+
+    ws, people, _ = copy
+    with ws.engine.begin() as conn:
+        last = conn.execute(sa.select(sa.func.max(rt.c.id))).scalar()
+        moved = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+        conn.execute(sa.update(rt).where(rt.c.id == last).values(at=moved))
+    rep = _audit(ws, people)
+    assert any(p.startswith("request_transitions (time, reason):") for p in rep.problems), (
+        rep.problems
+    )
+
+
+def _retry(ws: Workspace, people: Staff, folder: Path, digest: str):  # type: ignore[no-untyped-def]
+    return requests.submit(
+        ws, people["requester"], folder, idempotency_key="k-1", payload_sha256=digest
+    )
+
+
+@pytest.mark.parametrize("kept", ["sealed", "bare"])
+def test_an_edited_idempotent_answer_is_refused(copy, tmp_path: Path, kept: str) -> None:  # type: ignore[no-untyped-def]
+    """#23 left open: a retry with the same idempotency key is answered from the store's row,
+    so an edited row misled that client; now the answer is committed (or, kept before that,
+    checked against the anchored request it names) and an edited one is refused."""
+    import json
+
+    from custodes.errors import IntegrityError
+    from custodes.store.tables import idempotency_keys as ik
+
+    ws, people, _ = copy
+    folder = tmp_path / "again"
+    requests.generate(ws, people.admin, "irc-6103-i-2", 150, 3, folder)
+    first = _retry(ws, people, folder, "a" * 64)
+    if kept == "bare":  # as kept before the commitment
+        with ws.engine.begin() as conn:
+            conn.execute(sa.update(ik).values(response=json.dumps(first.to_dict())))
+    assert _retry(ws, people, folder, "a" * 64) == first
+    with ws.engine.begin() as conn:
+        doc = json.loads(conn.execute(sa.select(ik.c.response)).scalar_one())
+        (doc["answer"] if kept == "sealed" else doc)["items"] = 999
+        conn.execute(sa.update(ik).values(response=json.dumps(doc)))
+    with pytest.raises(IntegrityError) as exc:
+        _retry(ws, people, folder, "a" * 64)
+    assert exc.value.code == "store_tampered"
+    with ws.engine.begin() as conn:  # an answer kept, marked still running: refused, not "wait"
+        conn.execute(sa.update(ik).values(state="running"))
+    with pytest.raises(IntegrityError) as exc:
+        _retry(ws, people, folder, "a" * 64)
+    assert exc.value.code == "store_tampered"
+
+
+def test_rows_written_before_the_commitments_still_verify(
+    copy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Events written before #23's commitments carry no `purpose_hmac` / `reason_hmac`: a
+    workspace holding such rows, beside newer ones, still verifies."""
+    from custodes.access import sessions
+    from custodes.ledger import event_types as et
+    from custodes.requests import intake, lifecycle
+
+    def without(cls, name):  # type: ignore[no-untyped-def]
+        return lambda **kw: cls(**{k: v for k, v in kw.items() if k != name})
+
+    monkeypatch.setattr(sessions, "Access", without(et.Access, "purpose_hmac"))
+    monkeypatch.setattr(
+        lifecycle, "RequestTransition", without(et.RequestTransition, "reason_hmac")
+    )
+    monkeypatch.setattr(intake, "RequestReceived", without(et.RequestReceived, "reason_hmac"))
+    ws, people, _ = copy
+    requests.generate(ws, people.admin, "irc-6103-i-2", 150, 3, tmp_path / "old")
+    rid = requests.submit(ws, people["requester"], tmp_path / "old").request_id
+    requests.withdraw(ws, people["requester"], rid, "sent by mistake")
+    with pytest.raises(CustodesError):
+        records.show(
+            ws, people["officer"], "rec-none", purpose="an older inspection", request_id=None
+        )
+    monkeypatch.undo()
+    rep = _audit(ws, people)
+    assert rep.ok, rep.problems

@@ -115,6 +115,24 @@ def test_a_store_that_records_another_ledger_key_is_refused(tmp_path: Path) -> N
     assert _code(exc) == "store_mismatch" and "ledger key" in exc.value.message
 
 
+def test_a_record_with_a_key_name_edited_is_refused(tmp_path: Path) -> None:
+    """#23 left open, a flip of workspace.json (the campaign's, SQLite seed
+    928433391191883035: "secrets_id" to "{ecrets_id"): one bit of a key's name dropped that
+    key, and with it the check of the store's secrets key, as in a record made before the key
+    was kept. A key custodes does not write is refused."""
+    a = tmp_path / "a"
+    make_workspace(a).close()
+    text = (a / RECORD).read_text()
+    for name, flipped in (
+        (identity.SECRETS_ID, "{ecrets_id"),
+        (identity.LEDGER_VKEY, "ledger_vkez"),
+    ):
+        (a / RECORD).write_text(text.replace(f'"{name}"', f'"{flipped}"'))
+        with pytest.raises(WorkspaceError) as exc:
+            open_workspace(a)
+        assert _code(exc) == "bad_record"
+
+
 def test_init_refuses_a_second_bootstrap(tmp_path: Path) -> None:
     home = tmp_path / "w"
     ws_svc.init(home, admin="chief", password="x" * 16)

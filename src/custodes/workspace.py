@@ -98,6 +98,10 @@ def read_record(home: Path) -> dict[str, str] | None:
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, dict) or not isinstance(data.get("store_url"), str):
             raise ValueError("no store_url")
+        # Only custodes writes it, with these keys: a name edited (one flipped bit) would
+        # otherwise drop its check silently, as a record made before that key is read.
+        if not set(data) <= {"store_url", *identity.KEYS}:
+            raise ValueError("a key custodes does not write")
     except (ValueError, OSError, UnicodeDecodeError):
         raise WorkspaceError(
             f"{path} is not a readable workspace record; restore it from the backup "

@@ -87,14 +87,29 @@ def record(
     ).inserted_primary_key
     assert key is not None  # an insert of one row always has its key
     log_id = key[0]
+    purpose = extra.get("purpose")
     log.append_one(
         conn,
-        Access(log_id=log_id, action=action, allowed=allowed, reason=reason),
+        Access(
+            log_id=log_id,
+            action=action,
+            allowed=allowed,
+            reason=reason,
+            purpose_hmac=None
+            if purpose is None
+            else purpose_commit(anchors.key(conn), log_id, purpose),
+        ),
         actor=user or "anonymous",
         request_id=extra.get("request_id"),
         record_id=extra.get("record_id"),
         at=at,
     )
+
+
+def purpose_commit(k: bytes, log_id: int, purpose: str | None) -> str | None:
+    """The keyed commitment an access event carries to its row's purpose (None for none): the
+    purpose stays out of the ledger's plain text, and the store audit compares."""
+    return anchors.value_commit(k, "access_log", [log_id], "purpose", purpose)
 
 
 def _open(

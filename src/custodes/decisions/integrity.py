@@ -18,9 +18,12 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from custodes.access.credentials import item_key
+from custodes.access.sessions import purpose_commit
+from custodes.ledger import anchors
 from custodes.ledger.events import instant, item_sha256
 from custodes.ledger.files import sha256_file
 from custodes.requests.format import ENVELOPE_FILE
+from custodes.requests.lifecycle import reason_commit
 from custodes.store.tables import (
     access_log,
     disclosures,
@@ -204,6 +207,18 @@ def _releases(conn: Connection, ev: Events, found: Findings) -> None:
         approved,
         "release.approved",
     )
+    # The intent (crash recovery: set with the releaser before anything is written, no event
+    # of its own) is read at release: one set alone would make the answer say "resumed".
+    for k, r in sorted(rel.items()):
+        if (r.intent_at is not None or r.released_at is not None) != (
+            r.intent_at is not None and r.released_by is not None
+        ):
+            found.fail(
+                "releases (intent)",
+                f"row {k}: its intent, releaser and release time do not go together "
+                "(edited behind the ledger)",
+            )
+    found.ok("releases (intent)", f"{len(rel)} releases rows' intents are whole")
     done: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for e in ev["release.done"]:
         done[e["request_id"]].append(e)
@@ -247,11 +262,11 @@ def _disclosures_and_recalls(key: bytes, conn: Connection, ev: Events, found: Fi
         found,
         "recalls (certified)",
         {
-            r.id: (r.certified_on.isoformat(),)
+            r.id: (r.certified_on.isoformat(), r.recorded_by)
             for r in conn.execute(select(recalls))
             if r.certified_on
         },
-        {e["recall_id"]: (e["certified_on"],) for e in ev["recall.certified"]},
+        {e["recall_id"]: (e["certified_on"], e["actor"]) for e in ev["recall.certified"]},
         "recall.certified",
     )
     _diff(
@@ -366,24 +381,80 @@ def _access_log(conn: Connection, ev: Events, found: Findings) -> None:
         },
         "access",
     )
+    # The purpose (free text, in the store only) against the keyed commitment its event
+    # carries; events written before it was kept carry none and are not compared (a row with
+    # no event is reported above).
+    committed = {e["log_id"]: e["purpose_hmac"] for e in ev["access"] if "purpose_hmac" in e}
+    if not committed:
+        return
+    k = anchors.key(conn)
+    for r in conn.execute(select(access_log.c.id, access_log.c.purpose).order_by(access_log.c.id)):
+        if r.id in committed and purpose_commit(k, r.id, r.purpose) != committed[r.id]:
+            found.fail(
+                "access_log (purpose)",
+                f"row {r.id}: its purpose differs from what its access event committed "
+                "(edited behind the ledger)",
+            )
+    found.ok(
+        "access_log (purpose)", f"{len(committed)} access_log purposes agree with their events"
+    )
 
 
 def _request_history(conn: Connection, ev: Events, found: Findings) -> None:
     # A request's history (`requests show`): one row per request.received and
     # request.transition event, in the same order (a row put in, dropped or altered is named).
-    history: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    history: dict[str, list[Any]] = defaultdict(list)
     for r in conn.execute(select(request_transitions).order_by(request_transitions.c.id)):
-        history[r.request_id].append((r.from_state, r.to_state, r.actor))
-    recorded: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        history[r.request_id].append(r)
+    recorded: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for e in sorted(ev["request.received"] + ev["request.transition"], key=lambda e: e["_idx"]):
-        step = (e.get("from"), e.get("to"), e["actor"])
-        if e["type"] == "request.received":
-            step = (None, "received", e["actor"])
-        recorded[e["request_id"]].append(step)
+        recorded[e["request_id"]].append(e)
     _diff(
         found,
         "request_transitions",
-        {(rid, n): step for rid, steps in history.items() for n, step in enumerate(steps)},
-        {(rid, n): step for rid, steps in recorded.items() for n, step in enumerate(steps)},
+        {
+            (rid, n): (r.from_state, r.to_state, r.actor)
+            for rid, rows in history.items()
+            for n, r in enumerate(rows)
+        },
+        {(rid, n): _step(e) for rid, steps in recorded.items() for n, e in enumerate(steps)},
         "request.received / request.transition",
+    )
+    _history_details(conn, history, recorded, found)
+
+
+def _step(e: dict[str, Any]) -> tuple[Any, ...]:
+    if e["type"] == "request.received":
+        return (None, "received", e["actor"])
+    return (e.get("from"), e.get("to"), e["actor"])
+
+
+def _history_details(
+    conn: Connection,
+    history: dict[str, list[Any]],
+    recorded: dict[str, list[dict[str, Any]]],
+    found: Findings,
+) -> None:
+    """Each history row's time and reason (what `requests show` lists beside the step)
+    against its event: the event's time, and the keyed commitment to the reason its body
+    carries. Events written before they carried it are not compared."""
+    k: bytes | None = None
+    compared = 0
+    for rid, rows in sorted(history.items()):
+        for r, e in zip(rows, recorded.get(rid, []), strict=False):
+            if "reason_hmac" not in e:
+                continue
+            k = k or anchors.key(conn)
+            compared += 1
+            if instant(r.at) != instant(e.get("time")) or e["reason_hmac"] != reason_commit(
+                k, rid, r.from_state, r.to_state, r.reason
+            ):
+                found.fail(
+                    "request_transitions (time, reason)",
+                    f"row {r.id} ({rid}): its time or reason differs from its "
+                    f"{e['type']} event (edited behind the ledger)",
+                )
+    found.ok(
+        "request_transitions (time, reason)",
+        f"{compared} request_transitions times and reasons agree with their events",
     )

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Table, and_, delete, select, update
+from sqlalchemy import Connection, Engine, Table, and_, delete, select, update
 from sqlalchemy import insert as sql_insert
 from sqlalchemy.engine import Row
 
@@ -125,7 +125,12 @@ _KEYS: dict[tuple[str, int, int], bytes] = {}
 def key(conn: Connection) -> bytes:
     """The anchor key of the workspace whose store `conn` is on (derived from the secrets key,
     read again only when the key file changes)."""
-    path = secrets_key_of(conn.engine)
+    return key_of(conn.engine)
+
+
+def key_of(engine: Engine) -> bytes:
+    """The anchor key of the workspace whose store `engine` opens (`key`)."""
+    path = secrets_key_of(engine)
     try:
         st = path.stat() if path is not None else None
     except OSError:
@@ -172,6 +177,17 @@ def commit(k: bytes, table: str, idx: int, row: Any) -> str:
     return _mac(
         k, {"t": table, "i": idx, "r": {c: _value(getattr(row, c)) for c in _COMMITTED[table]}}
     )
+
+
+def value_commit(k: bytes, table: str, pk: Sequence[Any], column: str, value: Any) -> str | None:
+    """A keyed commitment to one value of a row that stays out of the ledger's plain text (free
+    text that may name a person: an inspection's purpose, a transition's reason) or that is
+    not in the ledger at all (an idempotent answer): an event or the row carries it, the store
+    audit or the use compares. None for no value, so a value put in where there was none
+    differs too."""
+    if value is None:
+        return None
+    return _mac(k, {"t": table, "pk": [_value(p) for p in pk], "c": column, "v": _value(value)})
 
 
 def gone_commit(k: bytes, table: str, idx: int, reference: str) -> str:

@@ -246,6 +246,14 @@ def _check_tree(stored: _Stored, derived: _Derived, rep: Report) -> None:
         rep.fail(f"the tree state says {stored.state.size} events, the store holds {rb.cr.size}")
     elif stored.state.root != rb.cr.root():
         rep.fail("the tree state's root does not match the events")
+    # The state names the latest signed checkpoint (the next signing extends it, by
+    # compare-and-swap): edited, it would hold signing back or let it skip a checkpoint.
+    latest = stored.checkpoints[-1].size if stored.checkpoints else None
+    if stored.state.checkpoint_size != latest:
+        rep.fail(
+            f"the tree state names checkpoint {stored.state.checkpoint_size}, the latest "
+            f"signed checkpoint stored is {latest} (ledger_state edited)"
+        )
 
 
 def _check_checkpoints(stored: _Stored, key: Verifier | None, rb: Rebuilder, rep: Report) -> None:

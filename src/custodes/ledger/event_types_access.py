@@ -71,6 +71,9 @@ class Access(Declared):
     action: str
     allowed: bool
     reason: str | None
+    # The row's purpose (an inspection's free text) by its keyed commitment
+    # (`anchors.value_commit`), null for none; absent from bodies written before it was kept.
+    purpose_hmac: str | Absent | None = OMIT
 
 
 @declare

@@ -48,6 +48,9 @@ class RequestReceived(Declared):
     reason_sha256: str | None
     received_on_paper: bool
     paper_sha256: str | None
+    # The request's first history row: its reason by keyed commitment (always null), and its
+    # time is the event's; absent from bodies written before the history was compared so.
+    reason_hmac: str | Absent | None = OMIT
 
 
 @declare
@@ -57,6 +60,10 @@ class RequestTransition(Declared):
     TYPE = "request.transition"
     from_: str | None = body_key("from")
     to: str
+    # Its history row's reason (free text: a withdrawal's justification) by its keyed
+    # commitment (`anchors.value_commit`), null for none; the row's time is the event's.
+    # Absent from bodies written before the history was compared so.
+    reason_hmac: str | Absent | None = OMIT
 
 
 @declare

@@ -374,7 +374,7 @@ def _record(call: Call, c: Checked, request_id: str, dest: Path, paper_sha256: s
                 actor=call.actor,
             )
         )
-        log.append(conn, [_received(call, c, request_id, paper_sha256)])
+        log.append(conn, [_received(call, c, request_id, paper_sha256, now)])
         kept = [("request.envelope", ENVELOPE_FILE), ("request.items", ITEMS_PARQUET)]
         if c.items_path.name not in (ENVELOPE_FILE, ITEMS_PARQUET):
             kept.append(("request.submitted", c.items_path.name))
@@ -382,7 +382,9 @@ def _record(call: Call, c: Checked, request_id: str, dest: Path, paper_sha256: s
             files.record(conn, call.ws, call.actor, role, dest / name, request_id=request_id)
 
 
-def _received(call: Call, c: Checked, request_id: str, paper_sha256: str | None) -> Event:
+def _received(
+    call: Call, c: Checked, request_id: str, paper_sha256: str | None, at: dt.datetime
+) -> Event:
     env = c.envelope
     return Event(
         RequestReceived(
@@ -402,9 +404,11 @@ def _received(call: Call, c: Checked, request_id: str, paper_sha256: str | None)
             # sent it).
             received_on_paper=paper_sha256 is not None,
             paper_sha256=paper_sha256,
+            reason_hmac=None,  # its history row has no reason; its time is the event's
         ),
         actor=call.actor,
         request_id=request_id,
+        at=at,
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from sqlalchemy import select
 from custodes.access import CheckedCall, service
 from custodes.access.names import roles_shown, rows_shown
 from custodes.errors import ConflictError, InputError
-from custodes.requests import intake, lifecycle
+from custodes.requests import answers, intake, lifecycle
 from custodes.requests.intake import Submission
 from custodes.store import jobs as jobs_store
 from custodes.store.tables import request_transitions
@@ -48,18 +47,19 @@ def submit(
                 "This idempotency key was used for another payload; use a new key.",
                 code="idempotency_key_reused",
             )
-        if seen["state"] != "done":
+        if seen["state"] != "done" and seen["response"] is None:
             raise ConflictError(
                 "The first submission with this idempotency key is still running; retry later.",
                 code="idempotency_key_in_use",
             )
-        return Submission(**json.loads(seen["response"]))
+        return answers.unseal(engine, seen)
     try:
         result = intake.submit(call, folder, paper_sha256=paper_sha256)
     except BaseException:
         jobs_store.idempotency_end(engine, call.actor, idempotency_key, None)
         raise
-    jobs_store.idempotency_end(engine, call.actor, idempotency_key, result.to_dict())
+    kept = answers.seal(engine, call.actor, idempotency_key, payload_sha256, result)
+    jobs_store.idempotency_end(engine, call.actor, idempotency_key, kept)
     return result
 
 
