@@ -61,6 +61,27 @@ def test_an_access_log_row_edited_beside_its_event_is_reported(
     assert any(p.startswith("access_log:") for p in problems), problems
 
 
+def test_the_last_access_log_row_deleted_and_its_number_taken_again_is_reported(
+    workspace, staff
+) -> None:  # type: ignore[no-untyped-def]
+    """Found by the campaign (SQLite, seed 71207): the last row of the access log deleted;
+    the next access (here the audit itself) took its number, and its event stood for both,
+    so verify passed and the trace was gone."""
+    import sqlalchemy as sa
+
+    from custodes.services import ledger as ledger_svc
+    from custodes.store.tables import access_log
+
+    auditor = staff["auditor"]
+    assert ledger_svc.verify_store(workspace, auditor).problems == []
+    with workspace.engine.begin() as conn:
+        last = conn.execute(sa.select(sa.func.max(access_log.c.id))).scalar()
+        conn.execute(sa.delete(access_log).where(access_log.c.id == last))
+    ledger_svc.verify_store(workspace, auditor)  # an access: it takes the number again
+    problems = ledger_svc.verify_store(workspace, auditor).problems
+    assert any("two accesses as row" in p for p in problems), problems
+
+
 @pytest.mark.parametrize("where", ["store", "outside"])
 def test_a_garbled_checkpoint_note_is_reported_never_a_crash(where: str, workspace, staff) -> None:  # type: ignore[no-untyped-def]
     """Found by the campaign (SQLite, seed 2312): the latest checkpoint's note edited in the
