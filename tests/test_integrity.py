@@ -149,6 +149,30 @@ TAMPERS = {
         ["UPDATE releases SET released_by = NULL"],
         ["releases (intent):"],
     ),
+    # #23's second round (issue #23: edits the campaign saw as "no effect")
+    "change the fields a disclosure went out with": (
+        [
+            "UPDATE disclosures SET fields = '[\"name\"]' "
+            "WHERE item_id = (SELECT min(item_id) FROM disclosures)"
+        ],
+        ["disclosures:"],
+    ),
+    "garble the fields a disclosure went out with": (
+        ["UPDATE disclosures SET fields = 'x'"],
+        ["disclosures:"],
+    ),
+    "change a reviewer's reason": (
+        ["UPDATE review_resolutions SET reason = 'sure'"],
+        ["review_resolutions:"],
+    ),
+    "change a recall's reason": (
+        ["UPDATE recalls SET reason = 'routine'"],
+        ["recalls (reason):"],
+    ),
+    "change who certified a recall": (
+        ["UPDATE recalls SET certified_by = 'Someone Else'"],
+        ["recalls (certified by):"],
+    ),
     "hold signing back": (
         ["UPDATE ledger_state SET checkpoint_size = checkpoint_size - 1"],
         ["the tree state names checkpoint"],
@@ -270,6 +294,7 @@ def test_rows_written_before_the_commitments_still_verify(
     """Events written before #23's commitments carry no `purpose_hmac` / `reason_hmac`: a
     workspace holding such rows, beside newer ones, still verifies."""
     from custodes.access import sessions
+    from custodes.decisions import recall
     from custodes.ledger import event_types as et
     from custodes.requests import intake, lifecycle
 
@@ -281,7 +306,21 @@ def test_rows_written_before_the_commitments_still_verify(
         lifecycle, "RequestTransition", without(et.RequestTransition, "reason_hmac")
     )
     monkeypatch.setattr(intake, "RequestReceived", without(et.RequestReceived, "reason_hmac"))
-    ws, people, _ = copy
+    monkeypatch.setattr(recall, "RecallCertified", without(et.RecallCertified, "certified_by_hmac"))
+    ws, people, rid = copy
+    with ws.engine.connect() as conn:  # a disclosure not recalled yet, recalled and certified
+        item = conn.execute(
+            sa.text(
+                "SELECT min(item_id) FROM disclosures WHERE item_id NOT IN "
+                "(SELECT item_id FROM recall_items)"
+            )
+        ).scalar()
+    older = decisions.recall(
+        ws, people["officer"], reason="an older recall", request_id=rid, items=[item]
+    )
+    decisions.certify(
+        ws, people["officer"], older["recall_id"], certified_by="A.B.", certified_on=dt.date.today()
+    )
     requests.generate(ws, people.admin, "irc-6103-i-2", 150, 3, tmp_path / "old")
     rid = requests.submit(ws, people["requester"], tmp_path / "old").request_id
     requests.withdraw(ws, people["requester"], rid, "sent by mistake")
@@ -292,3 +331,4 @@ def test_rows_written_before_the_commitments_still_verify(
     monkeypatch.undo()
     rep = _audit(ws, people)
     assert rep.ok, rep.problems
+
