@@ -332,3 +332,21 @@ def test_rows_written_before_the_commitments_still_verify(
     rep = _audit(ws, people)
     assert rep.ok, rep.problems
 
+
+def test_an_older_signed_checkpoint_deleted_is_found(copy) -> None:  # type: ignore[no-untyped-def]
+    """#23: a checkpoint older than the latest, deleted from the store, changed the count the
+    safeguards report shows and went unseen (only the latest kept outside was looked for)."""
+    ws, people, _ = copy
+    with ws.engine.connect() as conn:
+        older = conn.execute(sa.text("SELECT max(size) FROM ledger_checkpoints")).scalar()
+    users.suspend(ws, people.admin, "officer", "leave")  # a new event, then a newer checkpoint
+    assert ledger.checkpoint(ws, people.admin)["size"] > older
+    assert _audit(ws, people).ok
+    with ws.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM ledger_checkpoints WHERE size = :s"), {"s": older})
+    rep = _audit(ws, people)
+    assert not rep.ok
+    assert any(
+        p.startswith(f"checkpoint {older} was signed") and "row is missing" in p
+        for p in rep.problems
+    ), rep.problems
