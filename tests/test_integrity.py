@@ -161,6 +161,10 @@ TAMPERS = {
         ["UPDATE disclosures SET fields = 'x'"],
         ["disclosures:"],
     ),
+    "change who set a release's intent": (
+        ["UPDATE releases SET released_by = 'admin'"],
+        ["releases (releaser):"],
+    ),
     "change a reviewer's reason": (
         ["UPDATE review_resolutions SET reason = 'sure'"],
         ["review_resolutions:"],

@@ -226,6 +226,7 @@ def _releases(conn: Connection, ev: Events, found: Findings) -> None:
                 "(edited behind the ledger)",
             )
     found.ok("releases (intent)", f"{len(rel)} releases rows' intents are whole")
+    _releasers(rel, ev, found)
     done: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for e in ev["release.done"]:
         done[e["request_id"]].append(e)
@@ -239,6 +240,25 @@ def _releases(conn: Connection, ev: Events, found: Findings) -> None:
         {k: (v[0]["response_sha256"],) for k, v in done.items()},
         "release.done",
     )
+
+
+def _releasers(rel: dict[str, Any], ev: Events, found: Findings) -> None:
+    """Who set a release's intent (`released_by`, no event of its own; the one who finishes a
+    crashed release, the `release.done` actor, may be another) was let in by the door to
+    release that request: its allowed `release` call is in the ledger."""
+    let_in = {
+        (e.get("request_id"), e["actor"])
+        for e in ev["access"]
+        if e.get("action") == "release" and e.get("allowed")
+    }
+    for k, r in sorted(rel.items()):
+        if r.released_by is not None and (k, r.released_by) not in let_in:
+            found.fail(
+                "releases (releaser)",
+                f"row {k}: its releaser made no release call on it the ledger recorded "
+                "(edited behind the ledger)",
+            )
+    found.ok("releases (releaser)", f"{len(rel)} releasers made their release calls")
 
 
 def _disclosures_and_recalls(key: bytes, conn: Connection, ev: Events, found: Findings) -> None:
