@@ -149,6 +149,34 @@ TAMPERS = {
         ["UPDATE releases SET released_by = NULL"],
         ["releases (intent):"],
     ),
+    # #23's second round (issue #23: edits the campaign saw as "no effect")
+    "change the fields a disclosure went out with": (
+        [
+            "UPDATE disclosures SET fields = '[\"name\"]' "
+            "WHERE item_id = (SELECT min(item_id) FROM disclosures)"
+        ],
+        ["disclosures:"],
+    ),
+    "garble the fields a disclosure went out with": (
+        ["UPDATE disclosures SET fields = 'x'"],
+        ["disclosures:"],
+    ),
+    "change who set a release's intent": (
+        ["UPDATE releases SET released_by = 'admin'"],
+        ["releases (releaser):"],
+    ),
+    "change a reviewer's reason": (
+        ["UPDATE review_resolutions SET reason = 'sure'"],
+        ["review_resolutions:"],
+    ),
+    "change a recall's reason": (
+        ["UPDATE recalls SET reason = 'routine'"],
+        ["recalls (reason):"],
+    ),
+    "change who certified a recall": (
+        ["UPDATE recalls SET certified_by = 'Someone Else'"],
+        ["recalls (certified by):"],
+    ),
     "hold signing back": (
         ["UPDATE ledger_state SET checkpoint_size = checkpoint_size - 1"],
         ["the tree state names checkpoint"],
@@ -270,6 +298,7 @@ def test_rows_written_before_the_commitments_still_verify(
     """Events written before #23's commitments carry no `purpose_hmac` / `reason_hmac`: a
     workspace holding such rows, beside newer ones, still verifies."""
     from custodes.access import sessions
+    from custodes.decisions import recall
     from custodes.ledger import event_types as et
     from custodes.requests import intake, lifecycle
 
@@ -281,7 +310,21 @@ def test_rows_written_before_the_commitments_still_verify(
         lifecycle, "RequestTransition", without(et.RequestTransition, "reason_hmac")
     )
     monkeypatch.setattr(intake, "RequestReceived", without(et.RequestReceived, "reason_hmac"))
-    ws, people, _ = copy
+    monkeypatch.setattr(recall, "RecallCertified", without(et.RecallCertified, "certified_by_hmac"))
+    ws, people, rid = copy
+    with ws.engine.connect() as conn:  # a disclosure not recalled yet, recalled and certified
+        item = conn.execute(
+            sa.text(
+                "SELECT min(item_id) FROM disclosures WHERE item_id NOT IN "
+                "(SELECT item_id FROM recall_items)"
+            )
+        ).scalar()
+    older = decisions.recall(
+        ws, people["officer"], reason="an older recall", request_id=rid, items=[item]
+    )
+    decisions.certify(
+        ws, people["officer"], older["recall_id"], certified_by="A.B.", certified_on=dt.date.today()
+    )
     requests.generate(ws, people.admin, "irc-6103-i-2", 150, 3, tmp_path / "old")
     rid = requests.submit(ws, people["requester"], tmp_path / "old").request_id
     requests.withdraw(ws, people["requester"], rid, "sent by mistake")
@@ -292,3 +335,22 @@ def test_rows_written_before_the_commitments_still_verify(
     monkeypatch.undo()
     rep = _audit(ws, people)
     assert rep.ok, rep.problems
+
+
+def test_an_older_signed_checkpoint_deleted_is_found(copy) -> None:  # type: ignore[no-untyped-def]
+    """#23: a checkpoint older than the latest, deleted from the store, changed the count the
+    safeguards report shows and went unseen (only the latest kept outside was looked for)."""
+    ws, people, _ = copy
+    with ws.engine.connect() as conn:
+        older = conn.execute(sa.text("SELECT max(size) FROM ledger_checkpoints")).scalar()
+    users.suspend(ws, people.admin, "officer", "leave")  # a new event, then a newer checkpoint
+    assert ledger.checkpoint(ws, people.admin)["size"] > older
+    assert _audit(ws, people).ok
+    with ws.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM ledger_checkpoints WHERE size = :s"), {"s": older})
+    rep = _audit(ws, people)
+    assert not rep.ok
+    assert any(
+        p.startswith(f"checkpoint {older} was signed") and "row is missing" in p
+        for p in rep.problems
+    ), rep.problems

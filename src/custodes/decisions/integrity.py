@@ -19,6 +19,7 @@ from sqlalchemy import Connection, select
 
 from custodes.access.credentials import item_key
 from custodes.access.sessions import purpose_commit
+from custodes.decisions.recall import certifier_commit
 from custodes.ledger import anchors
 from custodes.ledger.events import instant, item_sha256
 from custodes.ledger.files import sha256_file
@@ -174,11 +175,17 @@ def _reviews(key: bytes, conn: Connection, ev: Events, found: Findings) -> None:
                 r.decision,
                 r.actor,
                 r.record_id,
+                hashlib.sha256(r.reason.encode()).hexdigest(),  # the event keeps its hash
             )
             for r in conn.execute(select(review_resolutions))
         },
         {
-            (e["request_id"], _event_item(key, e)): (e["decision"], e["actor"], e["record_id"])
+            (e["request_id"], _event_item(key, e)): (
+                e["decision"],
+                e["actor"],
+                e["record_id"],
+                e["reason_sha256"],
+            )
             for e in ev["review.resolved"]
         },
         "review.resolved",
@@ -219,6 +226,7 @@ def _releases(conn: Connection, ev: Events, found: Findings) -> None:
                 "(edited behind the ledger)",
             )
     found.ok("releases (intent)", f"{len(rel)} releases rows' intents are whole")
+    _releasers(rel, ev, found)
     done: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for e in ev["release.done"]:
         done[e["request_id"]].append(e)
@@ -234,17 +242,57 @@ def _releases(conn: Connection, ev: Events, found: Findings) -> None:
     )
 
 
+def _releasers(rel: dict[str, Any], ev: Events, found: Findings) -> None:
+    """Who set a release's intent (`released_by`, no event of its own; the one who finishes a
+    crashed release, the `release.done` actor, may be another) was let in by the door to
+    release that request: its allowed `release` call is in the ledger."""
+    let_in = {
+        (e.get("request_id"), e["actor"])
+        for e in ev["access"]
+        if e.get("action") == "release" and e.get("allowed")
+    }
+    for k, r in sorted(rel.items()):
+        if r.released_by is not None and (k, r.released_by) not in let_in:
+            found.fail(
+                "releases (releaser)",
+                f"row {k}: its releaser made no release call on it the ledger recorded "
+                "(edited behind the ledger)",
+            )
+    found.ok("releases (releaser)", f"{len(rel)} releasers made their release calls")
+
+
 def _disclosures_and_recalls(key: bytes, conn: Connection, ev: Events, found: Findings) -> None:
     _diff(
         found,
         "disclosures",
         {
-            (r.request_id, _row_item(key, r.request_id, r.item_id)): (r.record_id,)
+            (r.request_id, _row_item(key, r.request_id, r.item_id)): (
+                r.record_id,
+                _listed(r.fields),
+            )
             for r in conn.execute(select(disclosures))
         },
-        {(e["request_id"], _event_item(key, e)): (e["record_id"],) for e in ev["disclosure"]},
+        {
+            (e["request_id"], _event_item(key, e)): (e["record_id"], _listed(e["fields"]))
+            for e in ev["disclosure"]
+        },
         "disclosure",
     )
+    _recalls(key, conn, ev, found)
+
+
+def _listed(fields: Any) -> tuple[Any, ...] | str:
+    """The fields a disclosure row (JSON text) or event (a list) names, alike; a row whose
+    text is no JSON list is kept as it is, so it differs."""
+    if isinstance(fields, str):
+        try:
+            fields = json.loads(fields)
+        except ValueError:
+            return str(fields)
+    return tuple(fields) if isinstance(fields, list) else str(fields)
+
+
+def _recalls(key: bytes, conn: Connection, ev: Events, found: Findings) -> None:
     _diff(
         found,
         "recall_items",
@@ -287,6 +335,48 @@ def _disclosures_and_recalls(key: bytes, conn: Connection, ev: Events, found: Fi
         {(e["recall_id"], e["agency"]): () for e in ev["recall.acknowledged"]},
         "recall.acknowledged",
     )
+    _recall_texts(conn, ev, found)
+
+
+def _recall_texts(conn: Connection, ev: Events, found: Findings) -> None:
+    """What `recalls` lists beside the ledger's facts: the reason, against the notice it was
+    issued with (the notice's hash is in `recall.issued`, compared above), and who certified,
+    against the keyed commitment `recall.certified` carries (events written before carry none
+    and are not compared; nor are recalls issued before notices were kept)."""
+    committed = {
+        e["recall_id"]: e["certified_by_hmac"]
+        for e in ev["recall.certified"]
+        if "certified_by_hmac" in e
+    }
+    k = anchors.key(conn) if committed else b""
+    compared = 0
+    for r in conn.execute(select(recalls).order_by(recalls.c.id)):
+        issued = _notice_reason(r.notice)
+        if issued is not None and r.reason != issued:
+            found.fail(
+                "recalls (reason)",
+                f"row {r.id}: its reason differs from the notice it was issued with "
+                "(edited behind the ledger)",
+            )
+        compared += issued is not None
+        if r.id in committed and certifier_commit(k, r.id, r.certified_by) != committed[r.id]:
+            found.fail(
+                "recalls (certified by)",
+                f"row {r.id}: who certified differs from what its recall.certified event "
+                "committed (edited behind the ledger)",
+            )
+    found.ok("recalls (reason)", f"{compared} recall reasons agree with their notices")
+    found.ok("recalls (certified by)", f"{len(committed)} certifiers agree with their events")
+
+
+def _notice_reason(notice: str | None) -> str | None:
+    """The reason a stored notice was issued with (None: no notice, or none readable there,
+    which the notice's own check reports)."""
+    try:
+        reason = json.loads(notice)["reason"] if notice is not None else None
+    except (ValueError, TypeError, KeyError):
+        return None
+    return reason if isinstance(reason, str) else None
 
 
 def _access(conn: Connection, ev: Events, found: Findings) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from custodes.access.credentials import item_key
 from custodes.errors import ConflictError, InputError, IntegrityError, NotFound
-from custodes.ledger import files, log
+from custodes.ledger import anchors, files, log
 from custodes.ledger.event_types import (
     DisclosureRecalled,
     RecallAcknowledged,
@@ -429,7 +429,13 @@ def certify(
             raise ConflictError(f"Recall {recall_id} changed meanwhile.", code="conflict")
         log.append_one(
             conn,
-            RecallCertified(recall_id=recall_id, certified_on=certified_on.isoformat()),
+            RecallCertified(
+                recall_id=recall_id,
+                certified_on=certified_on.isoformat(),
+                certified_by_hmac=certifier_commit(
+                    anchors.key(conn), recall_id, certified_by.strip()
+                ),
+            ),
             actor=actor,
         )
     return {
@@ -437,6 +443,12 @@ def certify(
         "certified_by": certified_by.strip(),
         "certified_on": certified_on.isoformat(),
     }
+
+
+def certifier_commit(k: bytes, recall_id: str, certified_by: str | None) -> str | None:
+    """The keyed commitment `recall.certified` carries to who certified (the name stays out of
+    the ledger's plain text; the store audit compares)."""
+    return anchors.value_commit(k, "recalls", [recall_id], "certified_by", certified_by)
 
 
 def _sha(text: str) -> str:

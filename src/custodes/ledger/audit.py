@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Row, select
 
 from custodes.errors import CustodesError
 from custodes.ledger import anchors, files, log
-from custodes.ledger.checkpoints import external_log, last_remembered, remembered, verifier
+from custodes.ledger.checkpoints import external_log, remembered, verifier
 from custodes.ledger.cosigning import cosigned_by, witness_config, witnessed
 from custodes.ledger.events import commitment, instant
 from custodes.ledger.keys import NoLedgerKey
@@ -70,6 +70,8 @@ class _Stored:
     nodes: dict[tuple[int, int], bytes]
     outside: tuple[Checkpoint, str] | None
     latest_note: Note | None
+    # The sizes of every checkpoint kept outside the store (`keys/checkpoints`), oldest first.
+    outside_sizes: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -149,7 +151,8 @@ def _read_stored(ws: Workspace, conn: Connection, rep: Report) -> _Stored:
     st = log.state(conn)
     cps = list(conn.execute(select(ledger_checkpoints).order_by(ledger_checkpoints.c.size)).all())
     nodes = {(r.level, r.idx): r.hash for r in conn.execute(select(ledger_nodes))}
-    outside = last_remembered(ws)
+    kept = remembered(ws)
+    outside = max(kept, key=lambda r: r[0].size, default=None)
     latest_note = None
     if cps:  # a note that does not parse is reported with the checkpoint later
         with contextlib.suppress(NoteError):
@@ -165,7 +168,7 @@ def _read_stored(ws: Workspace, conn: Connection, rep: Report) -> _Stored:
                 f"checkpoint {cps[-1].size}: a stored cosignature is not a signature line "
                 "(ledger_cosignatures was edited)"
             )
-    return _Stored(st, cps, nodes, outside, latest_note)
+    return _Stored(st, cps, nodes, outside, latest_note, sorted({cp.size for cp, _ in kept}))
 
 
 def _rederive(conn: Connection, stored: _Stored, rb: Rebuilder, rep: Report) -> _Derived:
@@ -306,9 +309,13 @@ def _check_outside(
             f"the store's log does not extend the checkpoint of size {ext.size} kept "
             f"outside it ({external_log(ws)}): the log was rewritten"
         )
-    if ext.size not in {c.size for c in stored.checkpoints}:
+    # Every checkpoint signed is kept outside as it is signed, the older ones too: one whose
+    # row is gone from the store was deleted (the count of checkpoints the safeguards report
+    # shows, the checkpoints a consistency proof starts from).
+    have = {c.size for c in stored.checkpoints}
+    for size in [s for s in stored.outside_sizes if s not in have][:5]:
         rep.fail(
-            f"checkpoint {ext.size} was signed (a copy is kept outside the store) but its "
+            f"checkpoint {size} was signed (a copy is kept outside the store) but its "
             "row is missing from the store: it was deleted"
         )
 

@@ -212,6 +212,9 @@ class RecallCertified(AboutRecall):
 
     TYPE = "recall.certified"
     certified_on: str
+    # Who certified (free text naming a person, shown with the recall) by its keyed commitment
+    # (`anchors.value_commit`); absent from bodies written before the certifier was compared.
+    certified_by_hmac: str | Absent | None = OMIT
 
 
 @declare
