@@ -177,6 +177,18 @@ TAMPERS = {
         ["UPDATE recalls SET certified_by = 'Someone Else'"],
         ["recalls (certified by):"],
     ),
+    "change who issued a recall": (
+        ["UPDATE recalls SET actor = 'admin'"],
+        ["recalls (issued):"],
+    ),
+    "change how many disclosures a recall recalled": (
+        ["UPDATE recalls SET items = items + 1"],
+        ["recalls (issued):"],
+    ),
+    "change when a recall was issued": (
+        ["UPDATE recalls SET at = '2020-01-01 00:00:00.000000'"],
+        ["recalls (issued):"],
+    ),
     "hold signing back": (
         ["UPDATE ledger_state SET checkpoint_size = checkpoint_size - 1"],
         ["the tree state names checkpoint"],

@@ -9,16 +9,17 @@ names the first row that disagrees and the event it disagrees with.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from custodes.access.credentials import item_key
 from custodes.access.sessions import purpose_commit
+from custodes.decisions.findings import Events, Findings, diff, last, read_events
 from custodes.decisions.recall import certifier_commit
 from custodes.ledger import anchors
 from custodes.ledger.events import instant, item_sha256
@@ -29,7 +30,6 @@ from custodes.store.tables import (
     access_log,
     disclosures,
     grants,
-    ledger_events,
     recall_acknowledgements,
     recall_items,
     recalls,
@@ -41,70 +41,11 @@ from custodes.store.tables import (
 )
 from custodes.workspace import Workspace
 
-MAX_PER_CHECK = 5
-# Event bodies by type (`_events`).
-Events = dict[str, list[dict[str, Any]]]
-
-
-class Findings:
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-        self.checked: list[str] = []
-        self._per: dict[str, int] = defaultdict(int)
-
-    def fail(self, table: str, message: str) -> None:
-        self._per[table] += 1
-        if self._per[table] <= MAX_PER_CHECK:
-            self.problems.append(f"{table}: {message}")
-
-    def ok(self, table: str, message: str) -> None:
-        if not self._per[table]:
-            self.checked.append(message)
-
-
-def _events(conn: Connection) -> dict[str, list[dict[str, Any]]]:
-    """Every event body by its type — the type the body itself says (committed to by its
-    leaf), not the `type` column beside it, which is a copy for lookups that a store writer
-    can change without touching the tree (the tamper campaign did, and crashed this audit)."""
-    by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    rows = conn.execution_options(yield_per=10_000).execute(
-        select(ledger_events.c.idx, ledger_events.c.body).order_by(ledger_events.c.idx)
-    )
-    for idx, body in rows:
-        doc = json.loads(body)
-        by_type[str(doc.get("type"))].append(doc | {"_idx": idx})
-    return by_type
-
-
-def _diff(
-    found: Findings,
-    table: str,
-    rows: dict[Any, tuple[Any, ...]],
-    events: dict[Any, tuple[Any, ...]],
-    what: str,
-) -> None:
-    """Rows and events keyed alike, each with the values that must agree."""
-    for key in sorted(rows.keys() - events.keys(), key=str):
-        found.fail(table, f"row {key} has no {what} event (added or altered behind the ledger)")
-    for key in sorted(events.keys() - rows.keys(), key=str):
-        found.fail(table, f"the ledger's {what} event for {key} has no row (the row was deleted)")
-    for key in sorted(rows.keys() & events.keys(), key=str):
-        if rows[key] != events[key]:
-            found.fail(table, f"row {key} says {rows[key]}, its {what} event says {events[key]}")
-    found.ok(table, f"{len(rows)} {table} rows agree with their {what} events")
-
-
-def _last(items: Iterator[tuple[Any, Any]]) -> dict[Any, Any]:
-    out: dict[Any, Any] = {}
-    for key, value in items:
-        out[key] = value
-    return out
-
 
 def audit(ws: Workspace) -> Findings:
     found = Findings()
     with ws.engine.connect() as conn:
-        ev = _events(conn)
+        ev = read_events(conn)
         _requests(ws, conn, ev, found)
         _decisions(ws, conn, ev, found)
         _access(conn, ev, found)
@@ -114,15 +55,15 @@ def audit(ws: Workspace) -> Findings:
 def _requests(ws: Workspace, conn: Connection, ev: Events, found: Findings) -> None:
     rows = {r.id: r for r in conn.execute(select(requests))}
     received = {e["request_id"]: e for e in ev["request.received"]}
-    _diff(
+    diff(
         found,
         "requests",
         {k: (r.envelope_sha256, r.items_sha256, r.submitted_by) for k, r in rows.items()},
         {k: (e["envelope_sha256"], e["items_sha256"], e["actor"]) for k, e in received.items()},
         "request.received",
     )
-    states = _last((e["request_id"], e["to"]) for e in ev["request.transition"])
-    _diff(
+    states = last((e["request_id"], e["to"]) for e in ev["request.transition"])
+    diff(
         found,
         "request states",
         {k: (r.state,) for k, r in rows.items() if r.state != "received"},
@@ -135,7 +76,7 @@ def _requests(ws: Workspace, conn: Connection, ev: Events, found: Findings) -> N
             found.fail(
                 "request files", f"{rid}: envelope.json no longer hashes to what was received"
             )
-        decided = _last((e["request_id"], e["outcomes_sha256"]) for e in ev["request.decided"]).get(
+        decided = last((e["request_id"], e["outcomes_sha256"]) for e in ev["request.decided"]).get(
             rid
         )
         outcomes = ws.request_folder(rid) / "decisions" / "outcomes.parquet"
@@ -167,7 +108,7 @@ def _event_item(key: bytes, e: dict[str, Any]) -> str:
 
 
 def _reviews(key: bytes, conn: Connection, ev: Events, found: Findings) -> None:
-    _diff(
+    diff(
         found,
         "review_resolutions",
         {
@@ -196,18 +137,18 @@ def _releases(conn: Connection, ev: Events, found: Findings) -> None:
     """Each release's preparer, approver and response against its events; one release.done
     per request."""
     rel = {r.request_id: r for r in conn.execute(select(releases))}
-    prepared = _last(
+    prepared = last(
         (e["request_id"], (e["actor"], e["content_sha256"])) for e in ev["release.prepared"]
     )
-    _diff(
+    diff(
         found,
         "releases (prepared)",
         {k: (r.prepared_by, r.outcomes_sha256) for k, r in rel.items()},
         prepared,
         "release.prepared",
     )
-    approved = _last((e["request_id"], (e["actor"],)) for e in ev["release.approved"])
-    _diff(
+    approved = last((e["request_id"], (e["actor"],)) for e in ev["release.approved"])
+    diff(
         found,
         "releases (approved)",
         {k: (r.approved_by,) for k, r in rel.items() if r.approved_by},
@@ -233,7 +174,7 @@ def _releases(conn: Connection, ev: Events, found: Findings) -> None:
     for rid, evs in sorted(done.items()):
         if len(evs) > 1:
             found.fail("releases (done)", f"{rid} was released {len(evs)} times")
-    _diff(
+    diff(
         found,
         "releases (done)",
         {k: (r.response_sha256,) for k, r in rel.items() if r.released_at},
@@ -262,7 +203,7 @@ def _releasers(rel: dict[str, Any], ev: Events, found: Findings) -> None:
 
 
 def _disclosures_and_recalls(key: bytes, conn: Connection, ev: Events, found: Findings) -> None:
-    _diff(
+    diff(
         found,
         "disclosures",
         {
@@ -293,7 +234,7 @@ def _listed(fields: Any) -> tuple[Any, ...] | str:
 
 
 def _recalls(key: bytes, conn: Connection, ev: Events, found: Findings) -> None:
-    _diff(
+    diff(
         found,
         "recall_items",
         {
@@ -306,7 +247,7 @@ def _recalls(key: bytes, conn: Connection, ev: Events, found: Findings) -> None:
         },
         "disclosure.recalled",
     )
-    _diff(
+    diff(
         found,
         "recalls (certified)",
         {
@@ -317,7 +258,7 @@ def _recalls(key: bytes, conn: Connection, ev: Events, found: Findings) -> None:
         {e["recall_id"]: (e["certified_on"], e["actor"]) for e in ev["recall.certified"]},
         "recall.certified",
     )
-    _diff(
+    diff(
         found,
         "recalls (notice)",
         {
@@ -328,7 +269,7 @@ def _recalls(key: bytes, conn: Connection, ev: Events, found: Findings) -> None:
         {e["recall_id"]: (e["notice_sha256"],) for e in ev["recall.issued"]},
         "recall.issued",
     )
-    _diff(
+    diff(
         found,
         "recall_acknowledgements",
         {(r.recall_id, r.agency): () for r in conn.execute(select(recall_acknowledgements))},
@@ -336,6 +277,33 @@ def _recalls(key: bytes, conn: Connection, ev: Events, found: Findings) -> None:
         "recall.acknowledged",
     )
     _recall_texts(conn, ev, found)
+
+
+def _recall_facts(conn: Connection, ev: Events, found: Findings) -> None:
+    """What the recalls page lists of each recall beside its reason: who issued it (the
+    `recall.issued` event's actor), how many disclosures it recalled (its `disclosure.recalled`
+    events) and when (the time in the notice it was issued with, whose hash is compared
+    above). Recalls issued before notices were kept have no `recall.issued` event and are
+    not compared."""
+    issued = {e["recall_id"]: e["actor"] for e in ev["recall.issued"]}
+    recalled: dict[str, int] = defaultdict(int)
+    for e in ev["disclosure.recalled"]:
+        recalled[e["recall_id"]] += 1
+    for r in conn.execute(
+        select(recalls).where(recalls.c.id.in_(list(issued))).order_by(recalls.c.id)
+    ):
+        at = _notice_field(r.notice, "issued_at")
+        if (
+            r.actor != issued[r.id]
+            or r.items != recalled[r.id]
+            or (at is not None and _seconds(r.at) != at)
+        ):
+            found.fail(
+                "recalls (issued)",
+                f"row {r.id}: who issued it, how many it recalled or when differs from its "
+                "recall.issued and disclosure.recalled events (edited behind the ledger)",
+            )
+    found.ok("recalls (issued)", f"{len(issued)} recalls agree with their issuing events")
 
 
 def _recall_texts(conn: Connection, ev: Events, found: Findings) -> None:
@@ -366,17 +334,34 @@ def _recall_texts(conn: Connection, ev: Events, found: Findings) -> None:
                 "committed (edited behind the ledger)",
             )
     found.ok("recalls (reason)", f"{compared} recall reasons agree with their notices")
+    _recall_facts(conn, ev, found)
     found.ok("recalls (certified by)", f"{len(committed)} certifiers agree with their events")
 
 
 def _notice_reason(notice: str | None) -> str | None:
     """The reason a stored notice was issued with (None: no notice, or none readable there,
     which the notice's own check reports)."""
+    return _notice_field(notice, "reason")
+
+
+def _notice_field(notice: str | None, key: str) -> str | None:
+    """A text field of a stored notice (None: no notice, or no such text readable there)."""
     try:
-        reason = json.loads(notice)["reason"] if notice is not None else None
+        value = json.loads(notice)[key] if notice is not None else None
     except (ValueError, TypeError, KeyError):
         return None
-    return reason if isinstance(reason, str) else None
+    return value if isinstance(value, str) else None
+
+
+def _seconds(v: Any) -> str:
+    """A row's time as a notice gives it (UTC, to the second); what is no time, as it is."""
+    if isinstance(v, dt.datetime):
+        return (
+            (v if v.tzinfo else v.replace(tzinfo=dt.UTC))
+            .astimezone(dt.UTC)
+            .isoformat(timespec="seconds")
+        )
+    return str(v)
 
 
 def _access(conn: Connection, ev: Events, found: Findings) -> None:
@@ -411,7 +396,7 @@ def _grants(conn: Connection, ev: Events, found: Findings) -> None:
                 if not ok and by == e["user"]:
                     del state[key]
     granted = {k: (ok,) for k, (ok, _) in state.items()}
-    _diff(
+    diff(
         found,
         "grants",
         {
@@ -424,11 +409,11 @@ def _grants(conn: Connection, ev: Events, found: Findings) -> None:
 
 
 def _user_status(conn: Connection, ev: Events, found: Findings) -> None:
-    status = _last(
+    status = last(
         (e["user"], "suspended" if e["type"] == "user.suspended" else "active")
         for e in sorted(ev["user.suspended"] + ev["user.reinstated"], key=lambda e: e["_idx"])
     )
-    _diff(
+    diff(
         found,
         "users (status)",
         {
@@ -455,7 +440,7 @@ def _access_log(conn: Connection, ev: Events, found: Findings) -> None:
                 "was deleted and its number given again",
             )
         seen.add(e["log_id"])
-    _diff(
+    diff(
         found,
         "access_log",
         {
@@ -512,7 +497,7 @@ def _request_history(conn: Connection, ev: Events, found: Findings) -> None:
     recorded: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for e in sorted(ev["request.received"] + ev["request.transition"], key=lambda e: e["_idx"]):
         recorded[e["request_id"]].append(e)
-    _diff(
+    diff(
         found,
         "request_transitions",
         {
