@@ -169,6 +169,10 @@ TAMPERS = {
         ["UPDATE review_resolutions SET reason = 'sure'"],
         ["review_resolutions:"],
     ),
+    "change when a review was settled": (
+        ["UPDATE review_resolutions SET at = '2020-01-01 00:00:00.000000'"],
+        ["review_resolutions (time):"],
+    ),
     "change a recall's reason": (
         ["UPDATE recalls SET reason = 'routine'"],
         ["recalls (reason):"],

@@ -131,6 +131,31 @@ def _reviews(key: bytes, conn: Connection, ev: Events, found: Findings) -> None:
         },
         "review.resolved",
     )
+    # When it was settled (an item's explanation shows it): the event carries the row's time;
+    # events recorded before it did took theirs a moment after the row's, in the same
+    # transaction (a large group: minutes), so a row may precede its event by up to an hour.
+    times = {(e["request_id"], _event_item(key, e)): e.get("time") for e in ev["review.resolved"]}
+    for r in conn.execute(select(review_resolutions)):
+        t = times.get((r.request_id, _row_item(key, r.request_id, r.item_id)))
+        if t is not None and not _settled_before(r.at, t):
+            found.fail(
+                "review_resolutions (time)",
+                f"row {r.request_id}: a resolution's time is not the moment its review.resolved "
+                "event was recorded (edited behind the ledger)",
+            )
+    found.ok("review_resolutions (time)", f"{len(times)} resolutions' times agree with events")
+
+
+def _settled_before(row_at: Any, event_time: Any, *, within: float = 3600.0) -> bool:
+    """A row's time at most `within` seconds before its event's (never after)."""
+    a, b = instant(row_at), instant(event_time)
+    try:
+        gap = (
+            dt.datetime.fromisoformat(str(b)) - dt.datetime.fromisoformat(str(a))
+        ).total_seconds()
+    except (TypeError, ValueError):
+        return False
+    return 0 <= gap <= within
 
 
 def _releases(conn: Connection, ev: Events, found: Findings) -> None:

@@ -257,6 +257,7 @@ def _record_resolutions(
                     actor=call.actor,
                     request_id=request_id,
                     record_id=named[i],
+                    at=now,  # the row's time: the store audit compares the two
                 )
                 for i in targets
             ],
