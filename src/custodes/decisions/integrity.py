@@ -108,17 +108,22 @@ def _event_item(key: bytes, e: dict[str, Any]) -> str:
 
 
 def _reviews(key: bytes, conn: Connection, ev: Events, found: Findings) -> None:
+    # Read once, each row's item committed once (a keyed hash): both checks below use them.
+    rows = {
+        (r.request_id, _row_item(key, r.request_id, r.item_id)): r
+        for r in conn.execute(select(review_resolutions))
+    }
     diff(
         found,
         "review_resolutions",
         {
-            (r.request_id, _row_item(key, r.request_id, r.item_id)): (
+            k: (
                 r.decision,
                 r.actor,
                 r.record_id,
                 hashlib.sha256(r.reason.encode()).hexdigest(),  # the event keeps its hash
             )
-            for r in conn.execute(select(review_resolutions))
+            for k, r in rows.items()
         },
         {
             (e["request_id"], _event_item(key, e)): (
@@ -135,8 +140,8 @@ def _reviews(key: bytes, conn: Connection, ev: Events, found: Findings) -> None:
     # events recorded before it did took theirs a moment after the row's, in the same
     # transaction (a large group: minutes), so a row may precede its event by up to an hour.
     times = {(e["request_id"], _event_item(key, e)): e.get("time") for e in ev["review.resolved"]}
-    for r in conn.execute(select(review_resolutions)):
-        t = times.get((r.request_id, _row_item(key, r.request_id, r.item_id)))
+    for k, r in rows.items():
+        t = times.get(k)
         if t is not None and not _settled_before(r.at, t):
             found.fail(
                 "review_resolutions (time)",
@@ -359,8 +364,8 @@ def _recall_texts(conn: Connection, ev: Events, found: Findings) -> None:
                 "committed (edited behind the ledger)",
             )
     found.ok("recalls (reason)", f"{compared} recall reasons agree with their notices")
-    _recall_facts(conn, ev, found)
     found.ok("recalls (certified by)", f"{len(committed)} certifiers agree with their events")
+    _recall_facts(conn, ev, found)
 
 
 def _notice_reason(notice: str | None) -> str | None:
