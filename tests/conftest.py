@@ -29,6 +29,13 @@ os.environ.setdefault("CUSTODES_IDLE_MINUTES", "720")
 # The tests' Spark data are hundreds of rows: two shuffle partitions, not eight (a quarter of
 # the tasks, the same answers; tests/test_spark_engine.py compares them item by item).
 os.environ.setdefault("CUSTODES_SPARK_PARTITIONS", "2")
+# The tests' JVMs (the Spark driver, the standalone cluster's master, workers and executors, each
+# launcher) live for seconds to minutes on a few hundred rows: most of their CPU went to the
+# optimizing JIT compiler (C2) and parallel GC threads, work that never pays back so soon. The
+# client compiler only and one GC thread: the same programs and answers, test_spark_engine.py
+# in 0.63× the CPU (375.7 → 237.7 s, measured in a cgroup; docs/performance.md). Every JVM
+# reads this variable (and says so on its stderr); custodes itself sets no JVM option.
+os.environ.setdefault("JAVA_TOOL_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
 
 # The fixtures that the parts of a split test module share (a module each, registered here so
 # that every part finds them without importing them).
