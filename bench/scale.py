@@ -290,8 +290,18 @@ def _label(r: dict[str, Any]) -> str:
     return f"{r['people'] / 1e6:g}M×{r['items'] / 1e3:g}k {r['mix']}"
 
 
-def report(results: Path, engine: str, extrapolate: list[tuple[int, int]]) -> None:
-    rows = [json.loads(x) for x in results.read_text().splitlines() if x.strip()]
+# Rows of earlier runs kept with the code (the cache of a run does not outlive its machine).
+KEPT = Path(__file__).resolve().parent / "results"
+
+
+def report(results: list[Path], engine: str, extrapolate: list[tuple[int, int]]) -> None:
+    rows = [
+        json.loads(x)
+        for f in results
+        if f.exists()
+        for x in f.read_text().splitlines()
+        if x.strip()
+    ]
     rows = [r for r in rows if r["engine"] == engine]
     if not rows:
         print("no results yet")
@@ -304,7 +314,11 @@ def report(results: Path, engine: str, extrapolate: list[tuple[int, int]]) -> No
         cells = []
         for r in rows:
             v = r["stages"].get(st)
-            cells.append(f"{v['seconds']:>9.1f} s {v['peak'] / 1e9:>6.2f} GB" if v else f"{'':>24}")
+            if not v:
+                cells.append(f"{'':>24}")
+                continue
+            peak = f"{v['peak'] / 1e9:>6.2f} GB" if v.get("peak") else f"{'—':>9}"
+            cells.append(f"{v['seconds']:>9.1f} s {peak}")
         print(f"{st:<34}" + "".join(f"{c:>24}" for c in cells))
     for label, key in (("whole job", "job_seconds"), ("whole-job peak (GB)", "job_peak")):
         cells = [
@@ -443,6 +457,11 @@ def main() -> None:
         default=[(250_000_000, 7_300_000)],
         help="PEOPLExITEMS;… (default 250e6x7.3e6)",
     )
+    ap.add_argument(
+        "--no-kept",
+        action="store_true",
+        help="leave out the rows kept in bench/results/scale-*.jsonl (earlier runs) from the fit",
+    )
     # child-process arguments
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--home", help=argparse.SUPPRESS)
@@ -478,8 +497,8 @@ def main() -> None:
             for items in args.items:
                 for mix in args.mixes:
                     one(args, people, items, mix)
-    if results.exists():
-        report(results, args.engine, args.extrapolate)
+    kept = [] if args.no_kept else sorted(KEPT.glob("scale-*.jsonl"))
+    report([*kept, results], args.engine, args.extrapolate)
 
 
 if __name__ == "__main__":
