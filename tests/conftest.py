@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -86,6 +87,26 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
             return "spark" if Path(scope).name in SPARK_FILES else scope
 
     return SparkFilesTogether(config, log)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cli_built_once() -> Iterator[None]:
+    """Typer's test runner builds the Click group from the Typer app at every invocation,
+    inspecting every command's signature (a fifth of the suite's CPU went there, measured with
+    py-spy): for custodes' app it takes the group the root keeps (`root.click_group`, built
+    again when a module registers more), the one the command line itself uses."""
+    import typer.testing
+
+    from custodes.cli import root
+
+    build = typer.testing._get_command
+
+    def built(typer_app: Any) -> Any:
+        return root.click_group() if typer_app is root.app else build(typer_app)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(typer.testing, "_get_command", built)
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)
