@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from conftest import keyed_in
+from conftest import Template, copy_template, keyed_in
 from custodes.errors import AccessDenied, ConflictError, InputError, NotFound
 from custodes.ledger import log
 from custodes.requests import intake
@@ -23,9 +23,22 @@ from custodes.synthetic.staff import Staff
 from custodes.workspace import Workspace
 
 
+@pytest.fixture(scope="module")
+def _drawn(tmp_path_factory: pytest.TempPathFactory, _master_template: Template) -> Path:
+    """The request the tests here submit (120 items, seed 5), drawn once from a copy of the
+    template's master file (every test's workspace is a copy of the same) and copied per test."""
+    root = tmp_path_factory.mktemp("intake-request")
+    ws, people = copy_template(_master_template, root)
+    try:
+        generate_request(ws, people.admin, "irc-6103-i-2", 120, seed=5, out=root / "req")
+    finally:
+        ws.close()
+    return root / "req"
+
+
 @pytest.fixture
-def request_dir(master_ws: Workspace, people: Staff, tmp_path: Path) -> Path:
-    generate_request(master_ws, people.admin, "irc-6103-i-2", 120, seed=5, out=tmp_path / "req")
+def request_dir(_drawn: Path, tmp_path: Path) -> Path:
+    shutil.copytree(_drawn, tmp_path / "req")
     return tmp_path / "req"
 
 
