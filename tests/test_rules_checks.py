@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import json
 import re
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -72,7 +74,15 @@ def run(
     if match is not None:
         for k, v in match.items():
             table = table.append_column(k, pa.array(v, pa.bool_()))
-    return evaluate(RS, reg or registry(), read_envelope(folder), table, today=TODAY)
+    return evaluate(RS, reg or registry(), read_envelope(folder), table, today=TODAY, con=_con())
+
+
+@functools.cache
+def _con() -> duckdb.DuckDBPyConnection:
+    """One DuckDB connection for the hundreds of evaluations here (a new database costs tens of
+    milliseconds; each evaluation registers its own items and replaces its own table).
+    `evaluate` making and closing its own is tested wherever a request is processed."""
+    return duckdb.connect()
 
 
 def verdict(ev, check: str):  # type: ignore[no-untyped-def]
