@@ -48,14 +48,14 @@ def base(node: str) -> str:
 
 def tests_then(rev: str, modules: list[str]) -> tuple[list[str], int]:
     """Today's tests that existed at `rev`, and how many tests `rev` had."""
-    with tempfile.TemporaryDirectory(prefix="custodes-suite-") as tmp:
-        old = Path(tmp) / "then"
-        git = ["git", "worktree"]
-        subprocess.run([*git, "add", "-q", "--detach", str(old), rev], cwd=ROOT, check=True)
-        try:
-            then = collect(old)
-        finally:
-            subprocess.run([*git, "remove", "--force", str(old)], cwd=ROOT, check=True)
+    # beside this checkout, so that its tests find ../shared (the test vectors) as these do
+    old = ROOT.parent / f".custodes-then-{os.getpid()}"
+    git = ["git", "worktree"]
+    subprocess.run([*git, "add", "-q", "--detach", str(old), rev], cwd=ROOT, check=True)
+    try:
+        then = collect(old)
+    finally:
+        subprocess.run([*git, "remove", "--force", str(old)], cwd=ROOT, check=True)
     names = {base(n) for n in then}
     now = collect(ROOT)
     kept = [n for n in now if base(n) in names or Path(n.split("::")[0]).name in modules]
