@@ -115,7 +115,7 @@ def main() -> None:
         wall, cpu, last = timed(label, pytest_args)
         cpu_s = f"{cpu:.0f} s CPU" if cpu is not None else "CPU not known"
         print(
-            f"{label:>5}: {wall:.1f} s ({wall / 60:.0f} min {wall % 60:.0f} s), {cpu_s}  — {last}",
+            f"{label:>5}: {wall:.1f} s ({int(wall // 60)} min {wall % 60:.0f} s), {cpu_s}  — {last}",
             flush=True,
         )
 
