@@ -114,10 +114,8 @@ def main() -> None:
     for label, pytest_args in runs:
         wall, cpu, last = timed(label, pytest_args)
         cpu_s = f"{cpu:.0f} s CPU" if cpu is not None else "CPU not known"
-        print(
-            f"{label:>5}: {wall:.1f} s ({int(wall // 60)} min {wall % 60:.0f} s), {cpu_s}  — {last}",
-            flush=True,
-        )
+        clock = f"{int(wall // 60)} min {wall % 60:.0f} s"
+        print(f"{label:>5}: {wall:.1f} s ({clock}), {cpu_s}  — {last}", flush=True)
 
 
 if __name__ == "__main__":
