@@ -13,9 +13,10 @@ import datetime as dt
 import hashlib
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Row, select
 
 from custodes.access.credentials import item_key
 from custodes.access.sessions import purpose_commit
@@ -264,6 +265,7 @@ def _listed(fields: Any) -> tuple[Any, ...] | str:
 
 
 def _recalls(key: bytes, conn: Connection, ev: Events, found: Findings) -> None:
+    rows = conn.execute(select(recalls).order_by(recalls.c.id)).all()  # read once, used below
     diff(
         found,
         "recall_items",
@@ -280,11 +282,7 @@ def _recalls(key: bytes, conn: Connection, ev: Events, found: Findings) -> None:
     diff(
         found,
         "recalls (certified)",
-        {
-            r.id: (r.certified_on.isoformat(), r.recorded_by)
-            for r in conn.execute(select(recalls))
-            if r.certified_on
-        },
+        {r.id: (r.certified_on.isoformat(), r.recorded_by) for r in rows if r.certified_on},
         {e["recall_id"]: (e["certified_on"], e["actor"]) for e in ev["recall.certified"]},
         "recall.certified",
     )
@@ -293,7 +291,7 @@ def _recalls(key: bytes, conn: Connection, ev: Events, found: Findings) -> None:
         "recalls (notice)",
         {
             r.id: (hashlib.sha256(r.notice.encode()).hexdigest(),)
-            for r in conn.execute(select(recalls))
+            for r in rows
             if r.notice is not None
         },
         {e["recall_id"]: (e["notice_sha256"],) for e in ev["recall.issued"]},
@@ -306,10 +304,11 @@ def _recalls(key: bytes, conn: Connection, ev: Events, found: Findings) -> None:
         {(e["recall_id"], e["agency"]): () for e in ev["recall.acknowledged"]},
         "recall.acknowledged",
     )
-    _recall_texts(conn, ev, found)
+    _recall_texts(rows, conn, ev, found)
+    _recall_facts(rows, ev, found)
 
 
-def _recall_facts(conn: Connection, ev: Events, found: Findings) -> None:
+def _recall_facts(rows: Sequence[Row[Any]], ev: Events, found: Findings) -> None:
     """What the recalls page lists of each recall beside its reason: who issued it (the
     `recall.issued` event's actor), how many disclosures it recalled (its `disclosure.recalled`
     events) and when (the time in the notice it was issued with, whose hash is compared
@@ -319,9 +318,7 @@ def _recall_facts(conn: Connection, ev: Events, found: Findings) -> None:
     recalled: dict[str, int] = defaultdict(int)
     for e in ev["disclosure.recalled"]:
         recalled[e["recall_id"]] += 1
-    for r in conn.execute(
-        select(recalls).where(recalls.c.id.in_(list(issued))).order_by(recalls.c.id)
-    ):
+    for r in (r for r in rows if r.id in issued):
         at = _notice_field(r.notice, "issued_at")
         if (
             r.actor != issued[r.id]
@@ -336,7 +333,7 @@ def _recall_facts(conn: Connection, ev: Events, found: Findings) -> None:
     found.ok("recalls (issued)", f"{len(issued)} recalls agree with their issuing events")
 
 
-def _recall_texts(conn: Connection, ev: Events, found: Findings) -> None:
+def _recall_texts(rows: Sequence[Row[Any]], conn: Connection, ev: Events, found: Findings) -> None:
     """What `recalls` lists beside the ledger's facts: the reason, against the notice it was
     issued with (the notice's hash is in `recall.issued`, compared above), and who certified,
     against the keyed commitment `recall.certified` carries (events written before carry none
@@ -348,8 +345,8 @@ def _recall_texts(conn: Connection, ev: Events, found: Findings) -> None:
     }
     k = anchors.key(conn) if committed else b""
     compared = 0
-    for r in conn.execute(select(recalls).order_by(recalls.c.id)):
-        issued = _notice_reason(r.notice)
+    for r in rows:
+        issued = _notice_field(r.notice, "reason")
         if issued is not None and r.reason != issued:
             found.fail(
                 "recalls (reason)",
@@ -365,13 +362,6 @@ def _recall_texts(conn: Connection, ev: Events, found: Findings) -> None:
             )
     found.ok("recalls (reason)", f"{compared} recall reasons agree with their notices")
     found.ok("recalls (certified by)", f"{len(committed)} certifiers agree with their events")
-    _recall_facts(conn, ev, found)
-
-
-def _notice_reason(notice: str | None) -> str | None:
-    """The reason a stored notice was issued with (None: no notice, or none readable there,
-    which the notice's own check reports)."""
-    return _notice_field(notice, "reason")
 
 
 def _notice_field(notice: str | None, key: str) -> str | None:

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Row, select
 
 from custodes.errors import CustodesError
 from custodes.ledger import anchors, files, log
-from custodes.ledger.checkpoints import external_log, remembered, verifier
+from custodes.ledger.checkpoints import external_log, latest, remembered, verifier
 from custodes.ledger.cosigning import cosigned_by, witness_config, witnessed
 from custodes.ledger.events import commitment, instant
 from custodes.ledger.keys import NoLedgerKey
@@ -152,7 +152,7 @@ def _read_stored(ws: Workspace, conn: Connection, rep: Report) -> _Stored:
     cps = list(conn.execute(select(ledger_checkpoints).order_by(ledger_checkpoints.c.size)).all())
     nodes = {(r.level, r.idx): r.hash for r in conn.execute(select(ledger_nodes))}
     kept = remembered(ws)
-    outside = max(kept, key=lambda r: r[0].size, default=None)
+    outside = latest(kept)
     latest_note = None
     if cps:  # a note that does not parse is reported with the checkpoint later
         with contextlib.suppress(NoteError):

@@ -153,7 +153,12 @@ def remembered(ws: Workspace) -> list[tuple[Checkpoint, str]]:
 
 def last_remembered(ws: Workspace) -> tuple[Checkpoint, str] | None:
     """The latest checkpoint in the external copy (largest size), with its signed note."""
-    return max(remembered(ws), key=lambda r: r[0].size, default=None)
+    return latest(remembered(ws))
+
+
+def latest(kept: list[tuple[Checkpoint, str]]) -> tuple[Checkpoint, str] | None:
+    """The largest of checkpoints read with `remembered`."""
+    return max(kept, key=lambda r: r[0].size, default=None)
 
 
 def verifier(ws: Workspace) -> Verifier:
