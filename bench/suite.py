@@ -72,6 +72,9 @@ def timed(label: str, args: list[str]) -> tuple[float, float | None, str]:
         cmd = ["bash", "-c", pre, "_", PY, "-m", "pytest", *args]
     else:
         cmd = [PY, "-m", "pytest", *args]
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t
@@ -79,15 +82,14 @@ def timed(label: str, args: list[str]) -> tuple[float, float | None, str]:
     if use_cg:
         cpu = int((cg / "cpuacct.usage").read_text()) / 1e9
         cg.rmdir()
-    else:
-        import resource
-
+    else:  # this run's own children only (the usage accumulates over the runs)
         r = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = r.ru_utime + r.ru_stime
+        cpu = r.ru_utime + r.ru_stime - before.ru_utime - before.ru_stime
     last = next((x for x in reversed(out.stdout.splitlines()) if " in " in x), "")
-    (Path(tempfile.gettempdir()) / f"custodes-suite-{label}.log").write_text(
-        out.stdout + out.stderr
-    )
+    log = Path(tempfile.gettempdir()) / f"custodes-suite-{label}.log"
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:  # owner-only, as everything custodes writes
+        fh.write(out.stdout + out.stderr)
     return wall, cpu, last
 
 
