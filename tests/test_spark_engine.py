@@ -203,6 +203,20 @@ def test_a_step_runs_alone_on_both_engines() -> None:
     assert a == b == [("a", "r2", 1), ("a", "r3", 2), ("b", "r1", 1)]
 
 
+def test_the_workers_run_the_drivers_python() -> None:
+    """Spark's Python workers run this interpreter, with its packages: pyspark's driver takes
+    them from PYSPARK_PYTHON alone (without it, `python3` on the PATH, which may be another
+    Python altogether), and custodes names its own unless told otherwise."""
+    import sys
+
+    from custodes.matching.backends import spark_session
+
+    sc = spark_session().sparkContext
+    assert sc.pythonExec == sys.executable
+    seen = sc.parallelize([0], 1).map(lambda _: __import__("sys").prefix).collect()
+    assert seen == [sys.prefix]
+
+
 def test_febrl4_on_spark_gives_duckdbs_outcomes(tmp_path: Path, sign_in) -> None:  # type: ignore[no-untyped-def]
     """FEBRL4 (data nobody here generated), 300 items, through the command line: `process
     --engine spark` on one copy of the trained workspace and `process` on another give the same

@@ -92,13 +92,18 @@ class SparkBackend:
 def spark_session() -> Any:
     """A Spark session with Splink's similarity functions and a checkpoint directory, on
     ``CUSTODES_SPARK_MASTER`` (default ``local[2]``; ``spark://host:7077`` for a standalone
-    cluster). The executors run this Python (``spark.pyspark.python``) and get Splink's jar
-    (``spark.jars``); memory is modest by default (driver 2g, executors 1g)."""
+    cluster). The executors run this Python (``PYSPARK_PYTHON``, where it is not set) and get
+    Splink's jar (``spark.jars``); memory is modest by default (driver 2g, executors 1g)."""
     import sys
 
     from pyspark.sql import SparkSession
     from splink.backends.spark import similarity_jar_location
 
+    # The executors' Python. pyspark's driver takes it from PYSPARK_PYTHON alone, else from
+    # `python3` on the PATH, whatever that is (`spark.pyspark.python` is read by spark-submit,
+    # not by a session made in a running Python): name this interpreter unless told otherwise,
+    # so that the workers run the driver's Python and its packages.
+    python = os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.master(settings.text("CUSTODES_SPARK_MASTER", "local[2]"))
         .appName("custodes")
@@ -107,7 +112,7 @@ def spark_session() -> Any:
         .config("spark.ui.enabled", "false")
         .config("spark.driver.memory", settings.text("CUSTODES_SPARK_MEMORY", "2g"))
         .config("spark.executor.memory", settings.text("CUSTODES_SPARK_EXECUTOR_MEMORY", "1g"))
-        .config("spark.pyspark.python", os.environ.get("PYSPARK_PYTHON", sys.executable))
+        .config("spark.pyspark.python", python)
         # DuckDB's semantics for the shared SQL: a bad cast or a missing map key is NULL
         .config("spark.sql.ansi.enabled", "false")
     )
