@@ -50,24 +50,35 @@ def test_thresholds_are_double_literals_both_engines_read_alike() -> None:
         exact.double(math.inf)
 
 
-def test_the_spark_jaro_winkler_is_duckdbs_on_the_grid() -> None:
-    """The Jaro-Winkler Spark runs (`exact.jaro_winkler`) against DuckDB's, on names and on
-    short random strings of a few letters (many transpositions), to the bit on the grid."""
+def test_what_sparks_workers_run_is_duckdbs_own_function_row_for_row() -> None:
+    """The function Spark's workers run for `jaro_winkler` and `strip_accents` (DuckDB's own,
+    over an Arrow batch) gives DuckDB's values in the batch's order, NULLs and empty strings
+    included, on names and on short random strings of a few letters (many transpositions)."""
+    from custodes.store.steps import duckdb_function_by_value
+
     rng = random.Random(11)
     names = known_first_names()["name"].to_pylist()
-    pairs = [(rng.choice(names), rng.choice(names)) for _ in range(5000)]
+    pairs: list[tuple[str | None, str | None]] = [
+        (rng.choice(names), rng.choice(names)) for _ in range(5000)
+    ]
     pairs += [
         ("".join(rng.choice("ABCD") for _ in range(rng.randint(0, 8))),
          "".join(rng.choice("ABCD") for _ in range(rng.randint(0, 8))))
         for _ in range(5000)
     ]  # fmt: skip
     pairs += [("PILAR", "PEARLE"), ("ALESSANDRA", "ASLESSANDRSA"), ("A", "A"), ("", "")]
+    pairs += [(None, "A"), ("MARTHA", None), ("ÉLODIE", "Ñúñez")]
+    a = pa.array([x for x, _ in pairs], pa.string())
+    b = pa.array([y for _, y in pairs], pa.string())
     con = duckdb.connect()
-    con.register("t", pa.table({"a": [a for a, _ in pairs], "b": [b for _, b in pairs]}))
-    duck = con.execute(f"SELECT {exact.grid('jaro_winkler_similarity(a, b)')} FROM t").fetchall()
-    ours = [exact.on_grid(exact.jaro_winkler(a, b) or 0.0) for a, b in pairs]
-    assert [r[0] for r in duck] == ours
-    assert exact.jaro_winkler(None, "A") is None
+    con.register("t", pa.table({"a": a, "b": b}))
+    duck = con.execute("SELECT jaro_winkler_similarity(a, b), strip_accents(a) FROM t").fetchall()
+    jw = duckdb_function_by_value("jaro_winkler_similarity", 2)
+    strip = duckdb_function_by_value("strip_accents", 1)
+    assert jw(a, b).to_pylist() == [r[0] for r in duck]
+    assert strip(a).to_pylist() == [r[1] for r in duck]
+    assert jw(a[-3:], b[-3:]).to_pylist()[:2] == [None, None]
+    assert strip(a[-1:]).to_pylist() == ["ELODIE"]
 
 
 def test_splinks_similarity_levels_compare_on_the_grid() -> None:
@@ -338,11 +349,14 @@ def test_the_spark_jaro_winkler_travels_by_value(tmp_path: Path) -> None:
     pytest.importorskip("pyspark")
     from pyspark import cloudpickle
 
+    from custodes.store.steps import duckdb_function_by_value
+
     blob = tmp_path / "jw.pickle"
-    blob.write_bytes(cloudpickle.dumps(exact.jaro_winkler))
+    blob.write_bytes(cloudpickle.dumps(duckdb_function_by_value("jaro_winkler_similarity", 2)))
     code = (
-        "import pickle, sys; f = pickle.load(open(sys.argv[1], 'rb')); "
-        "assert 'custodes' not in sys.modules; print(f('PILAR', 'PEARLE'))"
+        "import pickle, sys, pyarrow as pa; f = pickle.load(open(sys.argv[1], 'rb')); "
+        "assert 'custodes' not in sys.modules; "
+        "print(f(pa.array(['PILAR']), pa.array(['PEARLE'])).to_pylist())"
     )
     out = subprocess.run(
         [sys.executable, "-I", "-c", code, str(blob)],
@@ -351,4 +365,4 @@ def test_the_spark_jaro_winkler_travels_by_value(tmp_path: Path) -> None:
         check=True,
         cwd=tmp_path,
     )
-    assert out.stdout.strip() == "0.765"
+    assert out.stdout.strip() == "[0.765]"

@@ -12,8 +12,8 @@ threshold. So:
   put on a grid of 1e-9 (`grid`: multiply, add a half, floor, divide; the same four IEEE
   operations in both dialects, unlike ``round``) before it is compared or ordered;
 - the thresholds are written as DOUBLE literals (`double`), parsed alike by both engines;
-- on Spark, ``jaro_winkler`` is DuckDB's definition (`jaro_winkler`, equal to DuckDB's up to
-  the last bit, which the grid removes), not the jar's (`register_jaro_winkler`);
+- on Spark, ``jaro_winkler`` is DuckDB's own function, run by DuckDB on the workers, not the
+  jar's (`register_jaro_winkler`);
 - Splink's own Jaro–Winkler levels compare the similarity on the grid too
   (`grid_similarity_levels`).
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Callable
 from typing import Any
 
 # The grid's step is 1/SCALE: far above the last-bit noise of a weight or a similarity
@@ -72,55 +71,11 @@ def grid_similarity_levels(splink_settings: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _jaro_winkler_by_value() -> Callable[[str | None, str | None], float | None]:
-    # Defined inside a function, so that Spark pickles it by value (a module-level function
-    # is pickled by reference, and the workers cannot import custodes).
-    def jaro_winkler(a: str | None, b: str | None) -> float | None:
-        """The Jaro–Winkler similarity as DuckDB's ``jaro_winkler_similarity`` defines it (the
-        match window max(len)/2 - 1, half the out-of-order matches counted whole, the Winkler boost
-        of 0.1 a common leading character, up to 4, above 0.7): equal to DuckDB's on the grid.
-        Hand-written because it must run on Spark's workers with nothing but Python (as
-        ``strip_accents``); `tests/test_engines_alike.py` holds it to DuckDB's."""
-        if a is None or b is None:
-            return None
-        la, lb = len(a), len(b)
-        if not la or not lb:
-            return 0.0
-        window = max(max(la, lb) // 2 - 1, 0)
-        taken = [False] * lb
-        matched_a: list[str] = []
-        for i, ch in enumerate(a):
-            for j in range(max(0, i - window), min(i + window + 1, lb)):
-                if not taken[j] and b[j] == ch:
-                    taken[j] = True
-                    matched_a.append(ch)
-                    break
-        m = len(matched_a)
-        if not m:
-            return 0.0
-        matched_b = [b[j] for j in range(lb) if taken[j]]
-        t = sum(x != y for x, y in zip(matched_a, matched_b, strict=True)) // 2
-        sim = (m / la + m / lb + (m - t) / m) / 3
-        if sim > 0.7:
-            prefix = 0
-            for x, y in zip(a[:4], b[:4], strict=False):
-                if x != y:
-                    break
-                prefix += 1
-            sim += prefix * 0.1 * (1 - sim)
-        return sim
-
-    return jaro_winkler
-
-
-jaro_winkler = _jaro_winkler_by_value()
-
-
 def register_jaro_winkler(spark: Any) -> None:
-    """Spark's ``jaro_winkler`` as DuckDB defines it (`jaro_winkler`), replacing the one
-    Splink's jar registers (another definition). A Python UDF that travels to the workers by
-    value (they need Python, not custodes). Call it after Splink's ``SparkAPI`` is made: that
-    registers the jar's functions again."""
-    from pyspark.sql.types import DoubleType
+    """Spark's ``jaro_winkler`` as DuckDB's ``jaro_winkler_similarity``, run by DuckDB on the
+    workers (`steps.register_duckdb_function`), replacing the one Splink's jar registers
+    (another definition). Call it after Splink's ``SparkAPI`` is made: that registers the jar's
+    functions again."""
+    from custodes.store.steps import register_duckdb_function
 
-    spark.udf.register("jaro_winkler", jaro_winkler, DoubleType())
+    register_duckdb_function(spark, "jaro_winkler", "jaro_winkler_similarity", 2, "double")

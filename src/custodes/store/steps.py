@@ -88,21 +88,51 @@ def to_spark(sql: str) -> str:
     return tree.transform(_spark_node).sql(dialect="spark")
 
 
+def duckdb_function_by_value(function: str, arity: int) -> Any:
+    """DuckDB's own scalar `function` of `arity` arguments over one Arrow batch of them: what
+    Spark's workers run for a function Spark lacks or defines otherwise
+    (`register_duckdb_function`), so that Spark computes it by DuckDB's definition, by
+    construction, not by a copy of it. Defined inside a function so that Spark pickles it by
+    value with its query (written here, on the driver): the workers need Python with duckdb and
+    pyarrow (the driver's Python, by default), not custodes. One single-threaded in-memory
+    DuckDB per deserialized function, so per task, not per batch."""
+    names = [f"a{i}" for i in range(arity)]
+    sql = f"SELECT {ident(function)}({', '.join(ident(n) for n in names)}) FROM batch"
+    held: dict[str, Any] = {}
+
+    def call(*columns: pa.Array) -> pa.Array:
+        import duckdb
+        import pyarrow as pa
+
+        con = held.get("con")
+        if con is None:
+            con = held["con"] = duckdb.connect(config={"threads": 1})
+        con.register("batch", pa.table(dict(zip(names, columns, strict=True))))
+        try:  # one thread, one projection: the rows come back in their order
+            got = con.sql(sql).to_arrow_table()
+        finally:
+            con.unregister("batch")
+        return got.column(0).combine_chunks()
+
+    return call
+
+
+def register_duckdb_function(
+    spark: Any, name: str, function: str, arity: int, returns: str
+) -> None:
+    """Spark's SQL function `name` as DuckDB's `function` (`duckdb_function_by_value`), an
+    Arrow UDF returning the Spark type `returns` (a DDL name: "double", "string")."""
+    from pyspark.sql.pandas.functions import arrow_udf
+
+    run = duckdb_function_by_value(function, arity)
+    # the kind of UDF from `run`'s type hints (pa.Array in, pa.Array out), as pyspark 4.1 asks
+    # (naming it warns); its stubs still know only the overloads that name it
+    spark.udf.register(name, arrow_udf(run, returns))  # type: ignore[call-overload]
+
+
 def register_strip_accents(spark: Any) -> None:
-    """DuckDB's ``strip_accents`` for Spark, which has none: decompose (NFD) and drop the
-    combining marks. Hand-written (a Python UDF) because no Spark function does this; defined
-    inside so that it travels to the workers by value (they need Python, not custodes)."""
-    from pyspark.sql.types import StringType
-
-    def strip_accents(text: str | None) -> str | None:
-        import unicodedata
-
-        if text is None:
-            return None
-        decomposed = unicodedata.normalize("NFD", text)
-        return "".join(c for c in decomposed if unicodedata.category(c) != "Mn")
-
-    spark.udf.register("strip_accents", strip_accents, StringType())
+    """DuckDB's ``strip_accents`` for Spark, which has none."""
+    register_duckdb_function(spark, "strip_accents", "strip_accents", 1, "string")
 
 
 class DuckSteps:
