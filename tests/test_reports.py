@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import json
 import shutil
 from collections import Counter
@@ -289,6 +290,19 @@ def test_the_privacy_act_view_withholds_law_enforcement_and_says_so(copy) -> Non
     # an inspection: recorded with its purpose, and refused without one
     inspected = [b for b in _bodies(ws, "record.inspected") if b["record_id"] == both]
     assert len(inspected) == 2 and inspected[0]["what"] == "accounting_of_disclosures"
+    # its purpose by the keyed commitment its access-log row's event carries, never by a plain
+    # hash anyone holding the ledger could test a guess against
+    shown = [
+        b
+        for b in _bodies(ws, "access")
+        if b["action"] == "reports.person" and b["allowed"] and b["record_id"] == both
+    ]
+    assert [b["purpose_hmac"] for b in inspected] == [b["purpose_hmac"] for b in shown]
+    assert all(b["purpose_hmac"] and "purpose_sha256" not in b for b in inspected)
+    plain = hashlib.sha256(b"accounting requested by the taxpayer").hexdigest()
+    with ws.engine.connect() as conn:
+        bodies = conn.execute(sa.select(ledger_events.c.body)).scalars().all()
+    assert not any(plain in body for body in bodies)
     with pytest.raises(CustodesError) as exc:
         reports.person(ws, aud, both, purpose="", request="PA-2026-0001")
     assert exc.value.code == "no_purpose"

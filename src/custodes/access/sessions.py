@@ -77,8 +77,10 @@ def record(
     allowed: bool,
     reason: str | None = None,
     **extra: Any,
-) -> None:
-    """One row of the access log, and its ledger leaf (so a deleted row is detected)."""
+) -> str | None:
+    """One row of the access log, and its ledger leaf (so a deleted row is detected). Returns
+    the keyed commitment to the row's purpose (None for none), which an event about the same
+    act carries in place of the purpose."""
     at = now()
     key = conn.execute(
         insert(access_log).values(
@@ -88,22 +90,18 @@ def record(
     assert key is not None  # an insert of one row always has its key
     log_id = key[0]
     purpose = extra.get("purpose")
+    purpose_hmac = None if purpose is None else purpose_commit(anchors.key(conn), log_id, purpose)
     log.append_one(
         conn,
         Access(
-            log_id=log_id,
-            action=action,
-            allowed=allowed,
-            reason=reason,
-            purpose_hmac=None
-            if purpose is None
-            else purpose_commit(anchors.key(conn), log_id, purpose),
+            log_id=log_id, action=action, allowed=allowed, reason=reason, purpose_hmac=purpose_hmac
         ),
         actor=user or "anonymous",
         request_id=extra.get("request_id"),
         record_id=extra.get("record_id"),
         at=at,
     )
+    return purpose_hmac
 
 
 def purpose_commit(k: bytes, log_id: int, purpose: str | None) -> str | None:

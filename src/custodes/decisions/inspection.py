@@ -12,7 +12,6 @@ personal data).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +92,7 @@ def inspect_record(
     if refusal is None and record is None:
         refusal = ("unknown_record", "No such record in the master file.")
     with call.transaction() as conn:
-        record_access(
+        purpose_hmac = record_access(
             conn,
             call.actor,
             "records.show",
@@ -107,7 +106,7 @@ def inspect_record(
         log.append_one(
             conn,
             (RecordInspected if refusal is None else RecordInspectionRefused)(
-                purpose_sha256=hashlib.sha256(purpose.encode()).hexdigest(),
+                purpose_hmac=purpose_hmac,
                 refusal=refusal[0] if refusal else None,
             ),
             actor=call.actor,

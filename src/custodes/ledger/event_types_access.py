@@ -31,11 +31,15 @@ class PolicyValue(Declared):
 
 @field_group
 class Inspection(Declared):
-    """An inspection of master-file records: its purpose by hash, why it was refused (if it
-    was), what was inspected and the reference given."""
+    """An inspection of master-file records: its purpose by the keyed commitment its access-log
+    row's event carries (`purpose_hmac`; the purpose is free text that may name a person), why
+    it was refused (if it was), what was inspected and the reference given. Events written
+    before 2026-12-07 carry the purpose's plain SHA-256 instead (`purpose_sha256`), which
+    anyone holding the ledger could test guesses against."""
 
-    purpose_sha256: str
     refusal: str | None
+    purpose_hmac: str | Absent | None = OMIT
+    purpose_sha256: str | Absent = OMIT
     what: str | Absent = OMIT
     reference: str | Absent | None = OMIT
 
@@ -202,8 +206,8 @@ class RecordFlaggedSensitive(Declared):
 
 @declare
 class RecordInspected(Inspection):
-    """A user inspected a master-file record (or a table of them), for a purpose given by its
-    hash."""
+    """A user inspected a master-file record (or a table of them), for a purpose given by a
+    keyed commitment."""
 
     TYPE = "record.inspected"
 

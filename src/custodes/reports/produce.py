@@ -240,7 +240,7 @@ def inspection(
             "accounting or the case it serves; letters, digits and . _ : -).",
         )
     with call.transaction() as conn:
-        record_access(
+        purpose_hmac = record_access(
             conn,
             call.actor,
             "reports.person",
@@ -256,7 +256,7 @@ def inspection(
                     (RecordInspected if refusal is None else RecordInspectionRefused)(
                         what=what,
                         reference=reference if item_id_ok(reference or "") else None,
-                        purpose_sha256=text_sha256(purpose),
+                        purpose_hmac=purpose_hmac,
                         refusal=refusal[0] if refusal else None,
                     ),
                     actor=call.actor,
