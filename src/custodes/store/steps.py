@@ -4,7 +4,8 @@ A bulk job (linking, deciding) is a sequence of named steps, each one SQL query 
 tables the steps before it made, as Splink's own pipeline (`enqueue_sql(sql,
 output_table_name)`). A step is written once, in DuckDB's dialect; on Spark it is transpiled
 with sqlglot, with the few functions whose names differ renamed here (Splink's similarity jar
-gives Spark `jaro_winkler` and `damerau_levenshtein`). Each step can be run, and tested, on
+gives Spark `damerau_levenshtein`; `jaro_winkler` and `strip_accents` are DuckDB's own, run by
+DuckDB on Spark's workers: `register_duckdb_function`). Each step can be run, and tested, on
 its own: give it its input tables and read its output table.
 
 On DuckDB a step is a temporary table. On Spark it is a temporary view over a DataFrame,
