@@ -211,10 +211,23 @@ def test_the_workers_run_the_drivers_python() -> None:
 
     from custodes.matching.backends import spark_session
 
-    sc = spark_session().sparkContext
+    spark = spark_session()
+    sc = spark.sparkContext
     assert sc.pythonExec == sys.executable
     seen = sc.parallelize([0], 1).map(lambda _: __import__("sys").prefix).collect()
     assert seen == [sys.prefix]
+
+
+def test_sparks_scratch_is_owner_only_and_not_in_the_current_folder() -> None:
+    """Spark's SQL warehouse and checkpoints go to one owner-only folder of custodes', not to a
+    `spark-warehouse/` that Spark would make, readable by all, wherever custodes is run."""
+    from custodes.matching.backends import spark_session
+
+    spark = spark_session()
+    warehouse = Path(spark.conf.get("spark.sql.warehouse.dir").removeprefix("file:"))
+    assert warehouse.parent.name.startswith("custodes-spark-")
+    assert warehouse.parent.stat().st_mode & 0o777 == 0o700
+    assert not (Path.cwd() / "spark-warehouse").exists()
 
 
 def test_febrl4_on_spark_gives_duckdbs_outcomes(tmp_path: Path, sign_in) -> None:  # type: ignore[no-untyped-def]

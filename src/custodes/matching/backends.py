@@ -104,6 +104,10 @@ def spark_session() -> Any:
     # not by a session made in a running Python): name this interpreter unless told otherwise,
     # so that the workers run the driver's Python and its packages.
     python = os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # Spark's own scratch, owner-only (mkdtemp: 0700): the checkpoints, and the SQL warehouse,
+    # which Spark would otherwise make as `spark-warehouse/` in the current folder, readable by
+    # all (custodes keeps only temporary views in it)
+    scratch = tempfile.mkdtemp(prefix="custodes-spark-")
     builder = (
         SparkSession.builder.master(settings.text("CUSTODES_SPARK_MASTER", "local[2]"))
         .appName("custodes")
@@ -113,6 +117,7 @@ def spark_session() -> Any:
         .config("spark.driver.memory", settings.text("CUSTODES_SPARK_MEMORY", "2g"))
         .config("spark.executor.memory", settings.text("CUSTODES_SPARK_EXECUTOR_MEMORY", "1g"))
         .config("spark.pyspark.python", python)
+        .config("spark.sql.warehouse.dir", os.path.join(scratch, "warehouse"))
         # DuckDB's semantics for the shared SQL: a bad cast or a missing map key is NULL
         .config("spark.sql.ansi.enabled", "false")
     )
@@ -125,7 +130,7 @@ def spark_session() -> Any:
     spark.conf.set("spark.sql.shuffle.partitions", settings.text("CUSTODES_SPARK_PARTITIONS", "8"))
     spark.conf.set("spark.sql.ansi.enabled", "false")
     spark.sparkContext.setLogLevel("ERROR")
-    spark.sparkContext.setCheckpointDir(tempfile.mkdtemp(prefix="custodes-spark-"))
+    spark.sparkContext.setCheckpointDir(scratch)
     register_jaro_winkler(spark)
     return spark
 
