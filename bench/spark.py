@@ -4,8 +4,9 @@ A master file of `--people` and a request of `--items` are generated, the model 
 (DuckDB), and the workspace is copied: one copy is processed on DuckDB (the baseline), the
 other with `--engine spark` on a standalone cluster started here (a master and `--workers`
 workers of 1 core and `--worker-memory` each, pyspark's own launcher, 127.0.0.1). Reports each
-engine's seconds per stage, the ratio, and whether the outcomes agree item by item (decision,
-record, checks, reasons, flags).
+engine's seconds and peak memory per stage (RSS of every process of this one's tree: on Spark
+the driver's JVM and the cluster's master, workers and executors), the ratio, and whether the
+outcomes agree item by item (decision, record, checks, reasons, flags).
 
     nice -n 10 .venv/bin/python bench/spark.py [--people 1000000] [--items 100000]
 """
@@ -52,6 +53,7 @@ def main() -> None:
     from custodes.services.workspace import init
     from custodes.synthetic import staff
     from custodes.workspace import open_workspace
+    from scale import Sampler  # bench/scale.py's: peak RSS of a process tree
     from spark_cluster import start, stop
 
     tmp = Path(tempfile.mkdtemp(prefix="custodes-bench-spark-"))
@@ -74,6 +76,7 @@ def main() -> None:
         ws.close()
         print(f"generated and trained in {time.perf_counter() - t:.0f} s", flush=True)
         results = {}
+        peaks: dict[str, dict[str, int]] = {}
         for engine in ("duckdb", "spark"):
             copy = tmp / engine
             shutil.copytree(home, copy)
@@ -85,9 +88,17 @@ def main() -> None:
                 os.environ["CUSTODES_SPARK_DRIVER_HOST"] = "127.0.0.1"
             try:
                 w = open_workspace(copy)
-                t = time.perf_counter()
+                # every process of this one's tree: the driver's JVM, and on Spark the
+                # cluster's master, workers and executors (started from here)
+                sampler = Sampler(os.getpid())
+                t0, t = time.time(), time.perf_counter()
                 res = decisions.process(w, people["bench-officer"], rid, engine=engine)
                 results[engine] = (time.perf_counter() - t, res)
+                sampler.stop()
+                peaks[engine] = {"process (total)": sampler.peak()}
+                for stage, secs in res.stages.items():
+                    peaks[engine][stage] = sampler.peak(t0, t0 + secs)
+                    t0 += secs
                 w.close()
             finally:
                 if cluster is not None:
@@ -108,11 +119,13 @@ def main() -> None:
     (td, rd), (ts, rs) = results["duckdb"], results["spark"]
     print(f"\nmaster people / request items   {args.people:,} / {args.items:,}")
     print(f"cluster                         {args.workers} workers × 1 core, {args.worker_memory}")
-    print(f"{'stage':40} {'duckdb s':>9} {'spark s':>9} {'ratio':>6}")
-    for k in rd.stages:
-        a, b = rd.stages[k], rs.stages.get(k, float("nan"))
-        print(f"{k:40} {a:9.1f} {b:9.1f} {b / a:6.2f}")
-    print(f"{'process (total)':40} {td:9.1f} {ts:9.1f} {ts / td:6.2f}")
+    head = ("duckdb s", "spark s", "ratio", "duckdb GB", "spark GB")
+    print(f"{'stage':40} {head[0]:>9} {head[1]:>9} {head[2]:>6} {head[3]:>10} {head[4]:>9}")
+    for k in [*rd.stages, "process (total)"]:
+        a = td if k == "process (total)" else rd.stages[k]
+        b = ts if k == "process (total)" else rs.stages.get(k, float("nan"))
+        ga, gb = peaks["duckdb"].get(k, 0) / 1e9, peaks["spark"].get(k, 0) / 1e9
+        print(f"{k:40} {a:9.1f} {b:9.1f} {b / a:6.2f} {ga:10.2f} {gb:9.2f}")
     print(f"outcomes (duckdb)               {rd.counts}")
     print(f"items whose outcome differs     {diff}")
 
