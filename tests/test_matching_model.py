@@ -159,3 +159,36 @@ def test_model_records_which_weights_were_raised(ws: Workspace) -> None:
         lv = levels[(r["comparison"], r["level"])]
         bits = math.log2(lv["m_probability"] / lv["u_probability"])
         assert bits == pytest.approx(r["to_bits"], abs=0.01)
+
+
+def test_the_swapped_names_level_needs_both_names_swapped() -> None:
+    """The level "names in each other's fields" is a swap of both names, not one name shared
+    across the fields: at 25M people two strangers (JOSEPH CARLOS JAMES against JAMES CARLOS
+    BURRELL SR, the same birth date) were identified on it, one coincidence counted in both
+    the first- and the last-name comparison (2026-12-07, mix `typical`)."""
+    import duckdb
+
+    swapped = {
+        comparison: next(
+            lv["sql_condition"]
+            for lv in c["comparison_levels"]
+            if "field" in str(lv.get("label_for_charts", ""))
+        )
+        for comparison, c in zip(
+            ("first", "last"),
+            mdl.settings().create_settings_dict(sql_dialect_str="duckdb")["comparisons"][:2],
+            strict=True,
+        )
+    }
+    pairs = [  # first_l, last_l, first_r, last_r
+        ("JOSEPH", "JAMES", "JAMES", "BURRELL"),  # one name shared across: not a swap
+        ("MARQUETTA", "MARTIN", "MARTIN", "DWAILEEBE"),
+        ("ANA", "LOPEZ", "MARIA", "ANA"),
+        ("ANA", "LOPEZ", "LOPEZ", "ANA"),  # both swapped
+    ]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE p (first_l TEXT, last_l TEXT, first_r TEXT, last_r TEXT)")
+    con.executemany("INSERT INTO p VALUES (?, ?, ?, ?)", pairs)
+    for comparison, cond in swapped.items():
+        got = [r[0] for r in con.execute(f"SELECT {cond} FROM p").fetchall()]
+        assert got == [False, False, False, True], (comparison, cond)
