@@ -211,8 +211,7 @@ def test_the_workers_run_the_drivers_python() -> None:
 
     from custodes.matching.backends import spark_session
 
-    spark = spark_session()
-    sc = spark.sparkContext
+    sc = spark_session().sparkContext
     assert sc.pythonExec == sys.executable
     seen = sc.parallelize([0], 1).map(lambda _: __import__("sys").prefix).collect()
     assert seen == [sys.prefix]
