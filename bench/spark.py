@@ -85,7 +85,7 @@ def main() -> None:
                 (tmp / "cluster").mkdir(mode=0o700)
                 cluster = start(tmp / "cluster", args.workers, args.worker_memory)
                 os.environ["CUSTODES_SPARK_MASTER"] = cluster.url
-                os.environ["CUSTODES_SPARK_DRIVER_HOST"] = "127.0.0.1"
+                os.environ["CUSTODES_SPARK_DRIVER_HOST"] = cluster.driver_host
             try:
                 w = open_workspace(copy)
                 # every process of this one's tree: the driver's JVM, and on Spark the

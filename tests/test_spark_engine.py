@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -296,7 +297,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     saved = {k: os.environ.get(k) for k in ("CUSTODES_SPARK_MASTER", "CUSTODES_SPARK_DRIVER_HOST")}
     _stop_spark()
     os.environ["CUSTODES_SPARK_MASTER"] = c.url
-    os.environ["CUSTODES_SPARK_DRIVER_HOST"] = "127.0.0.1"
+    os.environ["CUSTODES_SPARK_DRIVER_HOST"] = c.driver_host
     try:
         yield c
     finally:
@@ -308,21 +309,38 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 os.environ[k] = v
         stop(c)
     assert not [p for p in root.glob("*/worker-*") if p.is_dir()]  # the work folders are gone
+    if c.hosts:  # and the hosts: no namespace, no bridge left
+        assert not set(c.hosts.names) & set(_netns())
+        assert (
+            c.hosts.bridge
+            not in subprocess.run(["ip", "link"], capture_output=True, text=True).stdout
+        )
+
+
+def _netns() -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
 def test_a_standalone_cluster_gives_the_same_outcomes(
     cluster: Cluster, prepared: Prepared, by_duckdb: dict[str, Any], tmp_path: Path
 ) -> None:
     """`process --engine spark` with CUSTODES_SPARK_MASTER=spark://… runs on the two workers
-    and gives DuckDB's outcomes, item by item."""
+    (each on a host of its own where network namespaces can be made) and gives DuckDB's
+    outcomes, item by item."""
     from custodes.matching.backends import spark_session
 
     spark = spark_session()
     assert spark.sparkContext.master == cluster.url
     result = _process(prepared, tmp_path / "w", "spark")
-    # the executors that did the work were the cluster's workers
-    executors = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size()
-    assert executors >= 2  # the driver's block manager and at least one worker's executor
+    # the executors that did the work were the cluster's workers: the block managers other
+    # than the driver's are at the workers' addresses
+    managers = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().keys().mkString(",")
+    hosts = {m.rsplit(":", 1)[0] for m in str(managers).split(",")}
+    if cluster.hosts:  # separate hosts: the driver here, executors there
+        assert cluster.driver_host in hosts
+        assert hosts - {cluster.driver_host} <= set(cluster.worker_hosts)
+    assert len(str(managers).split(",")) >= 2  # the driver's and at least one executor's
     assert result["counts"] == by_duckdb["counts"]
     _same(by_duckdb["outcomes"], result["outcomes"])
     _same(by_duckdb["linked"], result["linked"])
