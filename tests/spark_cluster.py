@@ -157,12 +157,18 @@ def start(
     free ports. Raises ClusterError (with the logs) when they have not all registered within
     `timeout`. On 127.0.0.1, a port taken between choosing it and binding it (a daemon exits at
     once) is chosen again, up to three times."""
-    if namespaces is None:
-        namespaces = namespaces_possible()
-    if namespaces:
+    hosts = None
+    if namespaces or (namespaces is None and namespaces_possible()):
+        try:
+            hosts = _make_hosts(workers + 1)
+        except subprocess.CalledProcessError:
+            # namespaces, but no bridge or cable (a restricted container): 127.0.0.1, unless
+            # namespaces were asked for
+            if namespaces:
+                raise
+    if hosts:
         run = root / "hosts"
         run.mkdir(mode=0o700)
-        hosts = _make_hosts(workers + 1)
         try:
             return _start(run, workers, memory, timeout, hosts)
         except BaseException:
