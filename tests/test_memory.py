@@ -71,12 +71,14 @@ def test_a_collected_connection_removes_its_folder(tmp_path: Path) -> None:
 
 
 def test_a_crashed_process_folder_goes_at_the_next_start(tmp_path: Path) -> None:
-    """A process killed mid-spill leaves its folder; the next process's first bulk connection
-    in the workspace removes it (and leaves a live process's alone)."""
+    """A process killed mid-spill leaves its folders (DuckDB's spill, a Spark job's
+    checkpoints); the next process's first bulk connection in the workspace removes them (and
+    leaves a live process's alone)."""
     code = (
         "import os, sys; from pathlib import Path; from custodes.records import master; "
-        "c = master.connect(home=Path(sys.argv[1])); print(master.spill_folder(c), flush=True); "
-        "os._exit(9)"
+        "from custodes.store import duck; h = Path(sys.argv[1]); c = master.connect(home=h); "
+        "print(duck.scratch(h, 'spark-checkpoints-'), flush=True); "
+        "print(master.spill_folder(c), flush=True); os._exit(9)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path)],
@@ -84,13 +86,14 @@ def test_a_crashed_process_folder_goes_at_the_next_start(tmp_path: Path) -> None
         text=True,
         env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)},
     )
-    dead = Path(out.stdout.strip())
-    assert out.returncode == 9 and dead.exists()
+    dead = [Path(line) for line in out.stdout.split()]
+    assert out.returncode == 9 and len(dead) == 2 and all(d.exists() for d in dead)
+    assert dead[0].name.startswith("spark-checkpoints-") and dead[1].name.startswith("duckdb-")
     live = tmp_path / "tmp" / f"duckdb-{os.getppid()}-x"  # a running process's (pytest's parent)
     live.mkdir()
     duck._swept.discard(tmp_path / "tmp")  # this process's first connection there
     con = master.connect(home=tmp_path)
-    assert not dead.exists() and live.exists()
+    assert not any(d.exists() for d in dead) and live.exists()
     master.close(con)
 
 

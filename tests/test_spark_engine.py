@@ -74,6 +74,8 @@ def _process(p: Prepared, dest: Path, engine: str) -> dict[str, Any]:
             "counts": done.counts,
             "outcomes": pq.read_table(folder / "decisions" / "outcomes.parquet"),
             "linked": pq.read_table(folder / "match" / "linked.parquet"),
+            # the job's private folders, once it is done: none left
+            "scratch": sorted(f.name for f in (ws.home / "tmp").glob("*")),
         }
     finally:
         ws.close()
@@ -230,6 +232,23 @@ def test_sparks_scratch_is_owner_only_and_not_in_the_current_folder() -> None:
     assert not (Path.cwd() / "spark-warehouse").exists()
 
 
+def test_a_jobs_checkpoints_are_private_in_the_workspace_and_go_with_it(tmp_path: Path) -> None:
+    """Splink keeps its tables on Spark (the scored pairs: both sides' names) as Parquet in the
+    checkpoint folder: a job's is in the workspace's tmp/ (owner-only, where the workers see
+    it), and is removed when the job ends, not left in the system's temporary folder."""
+    from custodes.matching.backends import SparkBackend
+
+    be = SparkBackend(home=tmp_path)
+    folder = be.checkpoints
+    assert folder.parent == tmp_path / "tmp"
+    assert folder.name.startswith(f"spark-checkpoints-{os.getpid()}-")
+    assert folder.stat().st_mode & 0o777 == 0o700
+    be.spark.range(5).checkpoint()  # as Splink's tables are written
+    assert any(folder.rglob("part-*"))
+    be.close()
+    assert not folder.exists()
+
+
 def test_febrl4_on_spark_gives_duckdbs_outcomes(tmp_path: Path, sign_in) -> None:  # type: ignore[no-untyped-def]
     """FEBRL4 (data nobody here generated), 300 items, through the command line: `process
     --engine spark` on one copy of the trained workspace and `process` on another give the same
@@ -344,3 +363,4 @@ def test_a_standalone_cluster_gives_the_same_outcomes(
     assert result["counts"] == by_duckdb["counts"]
     _same(by_duckdb["outcomes"], result["outcomes"])
     _same(by_duckdb["linked"], result["linked"])
+    assert result["scratch"] == by_duckdb["scratch"] == []  # no checkpoints or spill left

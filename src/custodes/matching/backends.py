@@ -3,8 +3,11 @@ cluster by configuration), behind one small interface (register an input, keep t
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,12 @@ from custodes.errors import InputError
 from custodes.matching.exact import register_jaro_winkler
 from custodes.matching.model import MODEL_COLUMNS
 from custodes.records import master
+from custodes.store import duck
 from custodes.store.sql import parquet
+
+# a Spark job's checkpoints: Splink writes every table it keeps (the scored pairs, with the
+# names of both sides) as Parquet there; private, in the workspace, and gone when the job is
+CHECKPOINTS_PREFIX = "spark-checkpoints-"
 
 
 class DuckDBBackend:
@@ -58,10 +66,17 @@ class SparkBackend:
 
     name = dialect = "spark"
 
-    def __init__(self, spark: Any | None = None) -> None:
+    def __init__(self, spark: Any | None = None, *, home: Path | None = None) -> None:
         from splink import SparkAPI
 
         self.spark = spark or spark_session()
+        # Splink's checkpoints for this job: a private folder in the workspace `home` (on the
+        # filesystem the workers share with the driver, as the workspace is), removed by
+        # `close`, when the backend is collected or at exit, and after a crash by the next
+        # process's sweep (store.duck)
+        self.checkpoints = duck.scratch(home, CHECKPOINTS_PREFIX)
+        self._remove = weakref.finalize(self, shutil.rmtree, self.checkpoints, True)
+        self.spark.sparkContext.setCheckpointDir(str(self.checkpoints))
         self.db_api = SparkAPI(spark_session=self.spark)  # type: ignore[no-untyped-call]
         # DuckDB's Jaro-Winkler, not the jar's that SparkAPI has just registered (exact.py)
         register_jaro_winkler(self.spark)
@@ -86,14 +101,19 @@ class SparkBackend:
         con.unregister("pairs_chunk")
 
     def close(self) -> None:
-        """The session is shared and stopped at exit; nothing to release per link."""
+        """Remove this job's checkpoints (the session is shared and stopped at exit)."""
+        self._remove()
+
+
+_scratch: str | None = None
 
 
 def spark_session() -> Any:
-    """A Spark session with Splink's similarity functions and a checkpoint directory, on
+    """The process's Spark session, with Splink's similarity functions, on
     ``CUSTODES_SPARK_MASTER`` (default ``local[2]``; ``spark://host:7077`` for a standalone
     cluster). The executors run this Python (``PYSPARK_PYTHON``, where it is not set) and get
-    Splink's jar (``spark.jars``); memory is modest by default (driver 2g, executors 1g)."""
+    Splink's jar (``spark.jars``); memory is modest by default (driver 2g, executors 1g).
+    Splink's checkpoints are a job's (`SparkBackend`), not the session's."""
     import sys
 
     from pyspark.sql import SparkSession
@@ -104,10 +124,14 @@ def spark_session() -> Any:
     # not by a session made in a running Python): name this interpreter unless told otherwise,
     # so that the workers run the driver's Python and its packages.
     python = os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    # Spark's own scratch, owner-only (mkdtemp: 0700): the checkpoints, and the SQL warehouse,
-    # which Spark would otherwise make as `spark-warehouse/` in the current folder, readable by
-    # all (custodes keeps only temporary views in it)
-    scratch = tempfile.mkdtemp(prefix="custodes-spark-")
+    # The SQL warehouse, which Spark would otherwise make as `spark-warehouse/` in the current
+    # folder, readable by all (custodes keeps only temporary views in it): one owner-only
+    # folder (mkdtemp: 0700) per process, removed at exit
+    global _scratch
+    if _scratch is None or not os.path.isdir(_scratch):
+        _scratch = tempfile.mkdtemp(prefix="custodes-spark-")
+        atexit.register(shutil.rmtree, _scratch, True)
+    scratch = _scratch
     builder = (
         SparkSession.builder.master(settings.text("CUSTODES_SPARK_MASTER", "local[2]"))
         .appName("custodes")
@@ -130,17 +154,17 @@ def spark_session() -> Any:
     spark.conf.set("spark.sql.shuffle.partitions", settings.text("CUSTODES_SPARK_PARTITIONS", "8"))
     spark.conf.set("spark.sql.ansi.enabled", "false")
     spark.sparkContext.setLogLevel("ERROR")
-    spark.sparkContext.setCheckpointDir(scratch)
     register_jaro_winkler(spark)
     return spark
 
 
 def make_backend(
-    name: str, con: duckdb.DuckDBPyConnection | None = None
+    name: str, con: duckdb.DuckDBPyConnection | None = None, *, home: Path | None = None
 ) -> DuckDBBackend | SparkBackend:
-    """Splink's backend; `con`, a bulk connection, is the one DuckDB scores in."""
+    """Splink's backend; `con`, a bulk connection, is the one DuckDB scores in; `home`, the
+    workspace folder, where Spark keeps a job's checkpoints."""
     if name == "duckdb":
         return DuckDBBackend(con=con)
     if name == "spark":
-        return SparkBackend()
+        return SparkBackend(home=home)
     raise InputError("Unknown backend (use duckdb or spark).", code="bad_argument")

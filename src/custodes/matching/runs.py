@@ -100,7 +100,7 @@ def train(
     master.verified(call)
     t0 = time.perf_counter()
     con = master.connect(ws=ws)  # one bulk connection: standardizing, then Splink on DuckDB
-    be = backends.make_backend(backend, con)
+    be = backends.make_backend(backend, con, home=ws.home)
     try:
         cache, master_sha = _cache(ws, mf)
         st = SparkSteps(be.spark) if isinstance(be, backends.SparkBackend) else con
@@ -190,7 +190,7 @@ def link(
     # On DuckDB one bulk connection (one memory limit, one spill folder) standardizes, scores
     # (Splink in the same connection: the pairs never enter Python) and decides.
     con = master.connect(ws=ws) if engine == "duckdb" else None
-    be = backends.make_backend(engine, con)
+    be = backends.make_backend(engine, con, home=ws.home)
     try:
         if isinstance(be, backends.SparkBackend):
             res = _link_spark(call, be, model, t, mf, cache, folder, periods, request_id, path)

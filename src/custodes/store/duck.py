@@ -86,6 +86,9 @@ def _forget_in_child() -> None:
 
 os.register_at_fork(after_in_child=_forget_in_child)
 SPILL_PREFIX = "duckdb-"  # tmp/duckdb-<pid>-<random>: one spill folder per bulk connection
+# the private scratch folders of a process in a workspace's tmp/: DuckDB's spill folders, and
+# a Spark job's checkpoints (matching.backends), tmp/spark-checkpoints-<pid>-<random>
+SCRATCH_PREFIXES = (SPILL_PREFIX, "spark-checkpoints-")
 _swept: set[Path] = set()
 _spills: dict[int, Path] = {}
 
@@ -101,15 +104,29 @@ def spill_root(home: Path | None) -> Path:
 
 
 def sweep(root: Path) -> int:
-    """Remove the spill folders of processes that are gone (a crash, a kill); how many."""
+    """Remove the scratch folders of processes that are gone (a crash, a kill); how many."""
     removed = 0
-    for folder in root.glob(f"{SPILL_PREFIX}*"):
-        pid = folder.name[len(SPILL_PREFIX) :].split("-", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid() or alive(int(pid)):
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        removed += 1
+    for prefix in SCRATCH_PREFIXES:
+        for folder in root.glob(f"{prefix}*"):
+            pid = folder.name[len(prefix) :].split("-", 1)[0]
+            if not pid.isdigit() or int(pid) == os.getpid() or alive(int(pid)):
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
     return removed
+
+
+def scratch(home: Path | None, prefix: str) -> Path:
+    """A new private folder ``tmp/<prefix><pid>-…`` (0700) in the workspace folder `home` (the
+    system's temporary folder without one), for the caller to remove; the process's first in
+    a folder removes the dead processes' first (`sweep`). `prefix`: one of SCRATCH_PREFIXES."""
+    root = spill_root(home)
+    if root not in _swept:
+        sweep(root)
+        _swept.add(root)
+    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=root))
+    os.chmod(folder, 0o700)
+    return folder
 
 
 def bulk(threads: int | None = None, *, home: Path | None = None) -> duckdb.DuckDBPyConnection:
@@ -118,12 +135,7 @@ def bulk(threads: int | None = None, *, home: Path | None = None) -> duckdb.Duck
     The folder goes when the connection is closed with `close` or collected; after a crash,
     the process's first bulk connection in that workspace removes the dead ones' (`sweep`).
     Every bulk ``duckdb.connect`` of custodes is this one."""
-    root = spill_root(home)
-    if root not in _swept:
-        sweep(root)
-        _swept.add(root)
-    spill = Path(tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{os.getpid()}-", dir=root))
-    os.chmod(spill, 0o700)
+    spill = scratch(home, SPILL_PREFIX)
     try:
         con = duckdb.connect(
             ":memory:",
