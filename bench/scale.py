@@ -339,6 +339,7 @@ def report(results: list[Path], engine: str, extrapolate: list[tuple[int, int]])
                 f"({kinds}), recall {pct['recall']:.2f} %, review {pct['review_rate']:.2f} %, "
                 f"ceiling {pct['ceiling']:.2f} % (recall within {within:.2f} %), "
                 f"rule-of-3 bound {a['wrong_rate_upper_95']}"
+                + (f" — {r['note']}" if r.get("note") else "")  # a kept row's context
             )
     print("\nfit: log(y) = a + b·log(people) + c·log(items) (mix none rows)")
     base = [r for r in rows if r["mix"] == "none"] or rows
