@@ -221,15 +221,21 @@ def test_the_workers_run_the_drivers_python() -> None:
 
 
 def test_sparks_scratch_is_owner_only_and_not_in_the_current_folder() -> None:
-    """Spark's SQL warehouse and checkpoints go to one owner-only folder of custodes', not to a
-    `spark-warehouse/` that Spark would make, readable by all, wherever custodes is run."""
+    """Spark's SQL warehouse and its local folder (shuffle and spill blocks: rows in flight) go
+    to one owner-only folder of custodes', not to a `spark-warehouse/` that Spark would make,
+    readable by all, wherever custodes is run, nor to Spark's `/tmp/blockmgr-…` (0755, its
+    files 0644)."""
     from custodes.matching.backends import spark_session
 
     spark = spark_session()
     warehouse = Path(spark.conf.get("spark.sql.warehouse.dir").removeprefix("file:"))
-    assert warehouse.parent.name.startswith("custodes-spark-")
-    assert warehouse.parent.stat().st_mode & 0o777 == 0o700
+    scratch = warehouse.parent
+    assert scratch.name.startswith("custodes-spark-")
+    assert scratch.stat().st_mode & 0o777 == 0o700
     assert not (Path.cwd() / "spark-warehouse").exists()
+    assert spark.sparkContext.getConf().get("spark.local.dir") == str(scratch / "local")
+    spark.range(1000).selectExpr("id % 7 AS k").groupBy("k").count().collect()  # a shuffle
+    assert list((scratch / "local").glob("blockmgr-*"))  # the blocks are inside, 0700 above
 
 
 def test_a_jobs_checkpoints_are_private_in_the_workspace_and_go_with_it(tmp_path: Path) -> None:

@@ -124,9 +124,12 @@ def spark_session() -> Any:
     # not by a session made in a running Python): name this interpreter unless told otherwise,
     # so that the workers run the driver's Python and its packages.
     python = os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    # The SQL warehouse, which Spark would otherwise make as `spark-warehouse/` in the current
-    # folder, readable by all (custodes keeps only temporary views in it): one owner-only
-    # folder (mkdtemp: 0700) per process, removed at exit
+    # One owner-only folder (mkdtemp: 0700) per process, removed at exit, for Spark's own
+    # files: the SQL warehouse, which Spark would otherwise make as `spark-warehouse/` in the
+    # current folder, readable by all (custodes keeps only temporary views in it), and the
+    # driver's local folder (`spark.local.dir`: shuffle and spill blocks, the rows of the
+    # master file and the items in flight), which Spark makes 0755 in /tmp, its files 0644.
+    # A cluster's executors use their workers' SPARK_LOCAL_DIRS (docs/scale.md).
     global _scratch
     if _scratch is None or not os.path.isdir(_scratch):
         _scratch = tempfile.mkdtemp(prefix="custodes-spark-")
@@ -142,6 +145,7 @@ def spark_session() -> Any:
         .config("spark.executor.memory", settings.text("CUSTODES_SPARK_EXECUTOR_MEMORY", "1g"))
         .config("spark.pyspark.python", python)
         .config("spark.sql.warehouse.dir", os.path.join(scratch, "warehouse"))
+        .config("spark.local.dir", os.path.join(scratch, "local"))
         # DuckDB's semantics for the shared SQL: a bad cast or a missing map key is NULL
         .config("spark.sql.ansi.enabled", "false")
     )
