@@ -292,7 +292,7 @@ def test_febrl4_on_spark_gives_duckdbs_outcomes(tmp_path: Path, sign_in) -> None
 
 @pytest.mark.skipif(
     not os.environ.get("CUSTODES_SPARK_LONG"),
-    reason="minutes on a loaded machine: run with CUSTODES_SPARK_LONG=1 (passed 2026-12-06)",
+    reason="minutes on a loaded machine: run with CUSTODES_SPARK_LONG=1 (passed 2026-12-07)",
 )
 def test_training_on_spark_makes_a_current_model(prepared: Prepared, tmp_path: Path) -> None:
     """`match train --engine spark`: the inputs standardized and the model trained on Spark;
