@@ -336,10 +336,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     assert not [p for p in root.glob("*/worker-*") if p.is_dir()]  # the work folders are gone
     if c.hosts:  # and the hosts: no namespace, no bridge left
         assert not set(c.hosts.names) & set(_netns())
-        assert (
-            c.hosts.bridge
-            not in subprocess.run(["ip", "link"], capture_output=True, text=True).stdout
-        )
+        gone = subprocess.run(["ip", "link", "show", "dev", c.hosts.bridge], capture_output=True)
+        assert gone.returncode != 0
 
 
 def _netns() -> list[str]:
