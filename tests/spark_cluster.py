@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,6 +172,12 @@ def start(
         run.mkdir(mode=0o700)
         try:
             return _start(run, workers, memory, timeout, hosts)
+        except ClusterError as e:
+            _remove_hosts(hosts)
+            if namespaces:
+                raise
+            # not asked for: a firewall between the bridge's ports, say. 127.0.0.1, said aloud
+            warnings.warn(f"the cluster is on 127.0.0.1, not on its own hosts: {e}", stacklevel=2)
         except BaseException:
             _remove_hosts(hosts)
             raise
@@ -197,12 +204,12 @@ def _start(
         """Daemon i (0: the master) on its host: its namespace and address, or 127.0.0.1."""
         host = hosts.address(i) if hosts else "127.0.0.1"
         netns = ["ip", "netns", "exec", hosts.names[i]] if hosts else []
-        out = open(log, "wb")  # noqa: SIM115 - closed with the process
-        return subprocess.Popen(
-            [*netns, str(spark_class), *args, "--host", host],
-            env=env | {"SPARK_LOCAL_IP": host}, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+        with open(log, "wb") as out:  # the daemon keeps its own copy of the descriptor
+            return subprocess.Popen(
+                [*netns, str(spark_class), *args, "--host", host],
+                env=env | {"SPARK_LOCAL_IP": host}, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
 
     # on a host of its own, a daemon has every port to itself: Spark's usual ones
     port, webui = (7077, 8080) if hosts else (_free_port(), _free_port())
