@@ -117,6 +117,7 @@ def _evaluated(report: dict[str, Any]) -> dict[str, Any]:
     at, e = report["at_thresholds"], report.get("evidence") or {}
     return {
         "wrong": at["wrong"],
+        "identified": at.get("identified"),  # of which `wrong` (the rule-of-3 bound's base)
         "wrong_kinds": [
             at["wrong_in_file"],
             at["wrong_absent_relative"],
@@ -336,7 +337,8 @@ def report(results: list[Path], engine: str, extrapolate: list[tuple[int, int]])
             within = 100 * (a["recall_within_ceiling"] or 0)
             print(
                 f"accuracy {r['people']:,} × {r['items']:,} mix {r['mix']}: wrong {a['wrong']} "
-                f"({kinds}), recall {pct['recall']:.2f} %, review {pct['review_rate']:.2f} %, "
+                + (f"of {a['identified']:,} identified " if a.get("identified") else "")
+                + f"({kinds}), recall {pct['recall']:.2f} %, review {pct['review_rate']:.2f} %, "
                 f"ceiling {pct['ceiling']:.2f} % (recall within {within:.2f} %), "
                 f"rule-of-3 bound {a['wrong_rate_upper_95']}"
                 + (f" — {r['note']}" if r.get("note") else "")  # a kept row's context
