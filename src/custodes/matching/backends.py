@@ -22,10 +22,6 @@ from custodes.records import master
 from custodes.store import duck
 from custodes.store.sql import parquet
 
-# a Spark job's checkpoints: Splink writes every table it keeps (the scored pairs, with the
-# names of both sides) as Parquet there; private, in the workspace, and gone when the job is
-CHECKPOINTS_PREFIX = "spark-checkpoints-"
-
 
 class DuckDBBackend:
     name = dialect = "duckdb"
@@ -70,11 +66,12 @@ class SparkBackend:
         from splink import SparkAPI
 
         self.spark = spark or spark_session()
-        # Splink's checkpoints for this job: a private folder in the workspace `home` (on the
-        # filesystem the workers share with the driver, as the workspace is), removed by
+        # Splink's checkpoints for this job, where it writes every table it keeps as Parquet
+        # (the scored pairs: both sides' names): a private folder in the workspace `home` (on
+        # the filesystem the workers share with the driver, as the workspace is), removed by
         # `close`, when the backend is collected or at exit, and after a crash by the next
         # process's sweep (store.duck)
-        self.checkpoints = duck.scratch(home, CHECKPOINTS_PREFIX)
+        self.checkpoints = duck.scratch(home, duck.SPARK_CHECKPOINTS_PREFIX)
         self._remove = weakref.finalize(self, shutil.rmtree, self.checkpoints, True)
         self.spark.sparkContext.setCheckpointDir(str(self.checkpoints))
         self.db_api = SparkAPI(spark_session=self.spark)  # type: ignore[no-untyped-call]

@@ -86,9 +86,10 @@ def _forget_in_child() -> None:
 
 os.register_at_fork(after_in_child=_forget_in_child)
 SPILL_PREFIX = "duckdb-"  # tmp/duckdb-<pid>-<random>: one spill folder per bulk connection
-# the private scratch folders of a process in a workspace's tmp/: DuckDB's spill folders, and
-# a Spark job's checkpoints (matching.backends), tmp/spark-checkpoints-<pid>-<random>
-SCRATCH_PREFIXES = (SPILL_PREFIX, "spark-checkpoints-")
+# a Spark job's checkpoints (matching.backends): tmp/spark-checkpoints-<pid>-<random>
+SPARK_CHECKPOINTS_PREFIX = "spark-checkpoints-"
+# the private scratch folders of a process in a workspace's tmp/, which `sweep` knows
+SCRATCH_PREFIXES = (SPILL_PREFIX, SPARK_CHECKPOINTS_PREFIX)
 _swept: set[Path] = set()
 _spills: dict[int, Path] = {}
 
